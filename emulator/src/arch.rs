@@ -1,0 +1,347 @@
+//! The machine model: every number the engines use, with presets for the
+//! Cerebras WSE-2 and WSE-3 class of machine.
+//!
+//! These numbers are not tuning knobs: each preset field says where it comes
+//! from (see `../shared/DESIGN.md`), and one changes only with a source.
+//! Fields marked *inferred* have no public figure; they are parameters so a
+//! researcher can see how much the answer depends on them.
+
+use crate::DType;
+use crate::isa::VecOp;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A machine: grid size, per-PE resources and latencies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arch {
+    /// Preset or file name, for reports.
+    pub name: String,
+    /// Usable program rectangle, columns (PEs along x).
+    pub grid_cols: u32,
+    /// Usable program rectangle, rows (PEs along y).
+    pub grid_rows: u32,
+    /// Clock in Hz, to turn cycles into time.
+    pub clock_hz: f64,
+    /// SRAM per PE in bytes (code and data share it).
+    pub sram_bytes: u32,
+    /// SRAM banks per PE (reported; bank conflicts are not modelled).
+    pub sram_banks: u32,
+    /// f16/bf16 FMAC, add, mul, max and mov lanes per cycle.
+    pub f16_lanes: u32,
+    /// f32 add, sub, max and mov lanes per cycle.
+    pub f32_add_lanes: u32,
+    /// f32 FMAC and mul lanes per cycle.
+    pub f32_fmac_lanes: u32,
+    /// Cycles per element for exp, reciprocal and rsqrt (any dtype).
+    pub special_fn_cycles: u32,
+    /// 32-bit memory reads per cycle.
+    pub mem_read_ports: u32,
+    /// 32-bit memory writes per cycle.
+    pub mem_write_ports: u32,
+    /// Bits in one wavelet; a link moves one wavelet per direction per cycle.
+    pub wavelet_bits: u32,
+    /// Routable colors (virtual channels) sharing each link.
+    pub colors: u32,
+    /// Cycles for a wavelet to cross one link between routers.
+    pub hop_latency: u32,
+    /// Cycles between a router and its own core, each way.
+    pub ramp_latency: u32,
+    /// Wavelets a router buffers per input port per color.
+    pub router_buffer_depth: u32,
+    /// Core input queues per PE (each bound to one color).
+    pub input_queues: u32,
+    /// Depth of each core input queue, in wavelets.
+    pub queue_depth: u32,
+    /// Asynchronous vector units (microthreads) per PE.
+    pub microthreads: u32,
+    /// Fixed cycles between issuing a vector instruction and its first element.
+    pub vector_issue_cycles: u32,
+    /// Cycles to switch the core to a newly picked task.
+    pub task_switch_cycles: u32,
+}
+
+/// Names of the built-in presets.
+pub const PRESETS: [&str; 2] = ["wse2", "wse3"];
+
+impl Arch {
+    /// Cerebras WSE-2 (CS-2).
+    pub fn wse2() -> Arch {
+        Arch {
+            name: "wse2".into(),
+            // SDK `--fabric-dims=757,996`; the SDK reserves a border, leaving
+            // a 750 × 994 program rectangle (WaferLLM scripts). High confidence.
+            grid_cols: 750,
+            grid_rows: 994,
+            // SDK benchmarks convert cycles to time at 0.85 GHz. Sources
+            // disagree with WSE-3's 1.1 GHz; a parameter.
+            clock_hz: 850e6,
+            // SDK appendix: 48 KiB in 8 banks of 6 KiB. High.
+            sram_bytes: 48 * 1024,
+            sram_banks: 8,
+            // SDK SIMD table: fp16 FMAC/add/mul 4 lanes, fp32 add/mov 2. High.
+            f16_lanes: 4,
+            f32_add_lanes: 2,
+            // Not in the SIMD table: inferred as 1.
+            f32_fmac_lanes: 1,
+            // Inferred: no vector exp/rsqrt in the SDK tables; software
+            // sequences of several FMACs per element.
+            special_fn_cycles: 4,
+            // SDK: 2 × 32-bit reads + 1 × 32-bit write per cycle. High.
+            mem_read_ports: 2,
+            mem_write_ports: 1,
+            // SDK: 32-bit wavelets, one per link per direction per cycle. High.
+            wavelet_bits: 32,
+            // SDK: 24 routable colors. High.
+            colors: 24,
+            // Inferred: 1 cycle per hop.
+            hop_latency: 1,
+            // Unknown ("a few cycles"): 2, a parameter.
+            ramp_latency: 2,
+            // Inferred: 2 wavelets per input port and color, beside the link's
+            // own pipeline stages (see the engine's buffer model).
+            router_buffer_depth: 2,
+            // SDK DSD page: 8 input queues of 2–6 16-bit words. We model each
+            // at the largest, 6 words = 3 wavelets.
+            input_queues: 8,
+            queue_depth: 3,
+            // SDK: 8 asynchronous vector units. High.
+            microthreads: 8,
+            // Inferred: small fixed issue cost per vector instruction.
+            vector_issue_cycles: 2,
+            // Inferred: task pick and dispatch.
+            task_switch_cycles: 2,
+        }
+    }
+
+    /// Cerebras WSE-3 (CS-3).
+    pub fn wse3() -> Arch {
+        Arch {
+            name: "wse3".into(),
+            // WaferLLM scripts: 762 × 1172 fabric = 893,064 PEs; the whole
+            // fabric is used as the program rectangle. High.
+            grid_cols: 762,
+            grid_rows: 1172,
+            // WaferLLM scripts: 1.1 GHz. Disagrees with other sources; a parameter.
+            clock_hz: 1.1e9,
+            // SDK appendix: 48 KiB per PE. High.
+            sram_bytes: 48 * 1024,
+            sram_banks: 8,
+            // SDK SIMD table: fp16 FMAC/add/mul 8 lanes, fp32 add/mov 4. High.
+            f16_lanes: 8,
+            f32_add_lanes: 4,
+            // Not in the SIMD table: inferred as 1.
+            f32_fmac_lanes: 1,
+            special_fn_cycles: 4,
+            // SDK: same memory ports as WSE-2. High.
+            mem_read_ports: 2,
+            mem_write_ports: 1,
+            wavelet_bits: 32,
+            colors: 24,
+            hop_latency: 1,
+            ramp_latency: 2,
+            router_buffer_depth: 2,
+            // SDK DSD page: 8 input queues of 4–8 16-bit words; modelled at
+            // the largest, 8 words = 4 wavelets.
+            input_queues: 8,
+            queue_depth: 4,
+            microthreads: 8,
+            vector_issue_cycles: 2,
+            task_switch_cycles: 2,
+        }
+    }
+
+    pub fn preset(name: &str) -> Option<Arch> {
+        match name {
+            "wse2" => Some(Arch::wse2()),
+            "wse3" => Some(Arch::wse3()),
+            _ => None,
+        }
+    }
+
+    /// A preset name, or a TOML/JSON file. A file may name a `base` preset
+    /// and override only some fields.
+    pub fn load(spec: &str) -> Result<Arch, ArchError> {
+        if let Some(a) = Arch::preset(spec) {
+            return Ok(a);
+        }
+        let path = Path::new(spec);
+        if !path.exists() {
+            return Err(ArchError::Unknown(spec.to_string()));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ArchError::Io(spec.to_string(), e.to_string()))?;
+        Arch::from_text(&text, spec)
+    }
+
+    /// Parse a machine description; `origin` names the file in errors and
+    /// decides the syntax (`.json` is JSON, anything else TOML).
+    pub fn from_text(text: &str, origin: &str) -> Result<Arch, ArchError> {
+        let bad = |m: String| ArchError::Parse(origin.to_string(), m);
+        let mut value: serde_json::Value = if origin.ends_with(".json") {
+            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?
+        } else {
+            let t: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+            serde_json::to_value(t).map_err(|e| bad(e.to_string()))?
+        };
+        let obj = value
+            .as_object_mut()
+            .ok_or_else(|| bad("expected a table of machine parameters".into()))?;
+        if let Some(base) = obj.remove("base") {
+            let name = base
+                .as_str()
+                .ok_or_else(|| bad("`base` must be a preset name".into()))?;
+            let preset = Arch::preset(name).ok_or_else(|| {
+                bad(format!(
+                    "unknown base preset `{name}` (known: {})",
+                    PRESETS.join(", ")
+                ))
+            })?;
+            let mut merged = serde_json::to_value(preset).expect("Arch serialises");
+            let m = merged.as_object_mut().expect("Arch is an object");
+            m.insert("name".into(), serde_json::Value::String(origin.to_string()));
+            for (k, v) in obj.iter() {
+                m.insert(k.clone(), v.clone());
+            }
+            value = merged;
+        }
+        let arch: Arch = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        arch.validate().map_err(bad)?;
+        Ok(arch)
+    }
+
+    /// The same machine with a smaller program rectangle.
+    pub fn with_grid(mut self, cols: u32, rows: u32) -> Result<Arch, ArchError> {
+        if cols == 0 || rows == 0 || cols > self.grid_cols || rows > self.grid_rows {
+            return Err(ArchError::Grid {
+                cols,
+                rows,
+                max_cols: self.grid_cols,
+                max_rows: self.grid_rows,
+                arch: self.name,
+            });
+        }
+        self.grid_cols = cols;
+        self.grid_rows = rows;
+        Ok(self)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let nonzero = [
+            ("grid_cols", self.grid_cols),
+            ("grid_rows", self.grid_rows),
+            ("sram_bytes", self.sram_bytes),
+            ("f16_lanes", self.f16_lanes),
+            ("f32_add_lanes", self.f32_add_lanes),
+            ("f32_fmac_lanes", self.f32_fmac_lanes),
+            ("special_fn_cycles", self.special_fn_cycles),
+            ("mem_read_ports", self.mem_read_ports),
+            ("mem_write_ports", self.mem_write_ports),
+            ("colors", self.colors),
+            ("hop_latency", self.hop_latency),
+            ("ramp_latency", self.ramp_latency),
+            ("router_buffer_depth", self.router_buffer_depth),
+            ("input_queues", self.input_queues),
+            ("queue_depth", self.queue_depth),
+            ("microthreads", self.microthreads),
+        ];
+        for (name, v) in nonzero {
+            if v == 0 {
+                return Err(format!("`{name}` must be at least 1"));
+            }
+        }
+        if self.wavelet_bits != 32 {
+            return Err("`wavelet_bits` must be 32 (the engines move 32-bit wavelets)".into());
+        }
+        if self.colors > 64 {
+            return Err("`colors` must be at most 64".into());
+        }
+        if self.microthreads > 15 {
+            return Err("`microthreads` must be at most 15".into());
+        }
+        if !(self.clock_hz > 0.0) {
+            return Err("`clock_hz` must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn n_pes(&self) -> u64 {
+        self.grid_cols as u64 * self.grid_rows as u64
+    }
+
+    /// Elements per cycle the datapath processes for `op` computing in `dt`.
+    pub fn lanes(&self, op: VecOp, dt: DType) -> u32 {
+        use VecOp::*;
+        match (dt, op) {
+            (DType::F16 | DType::BF16, _) => self.f16_lanes,
+            (_, Fmac | Fmul | Dot) => self.f32_fmac_lanes,
+            _ => self.f32_add_lanes,
+        }
+    }
+
+    pub fn cycles_to_us(&self, cycles: u64) -> f64 {
+        cycles as f64 / self.clock_hz * 1e6
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ArchError {
+    #[error("unknown machine `{0}`: use a preset ({p}) or a path to a .toml/.json machine file", p = PRESETS.join(", "))]
+    Unknown(String),
+    #[error("{0}: cannot read machine file: {1}")]
+    Io(String, String),
+    #[error("{0}: bad machine file: {1}")]
+    Parse(String, String),
+    #[error(
+        "grid {cols}x{rows} does not fit machine `{arch}` ({max_cols}x{max_rows} PEs); pick a grid within it"
+    )]
+    Grid {
+        cols: u32,
+        rows: u32,
+        max_cols: u32,
+        max_rows: u32,
+        arch: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wse3_has_the_published_pe_count() {
+        assert_eq!(Arch::wse3().n_pes(), 893_064);
+    }
+
+    #[test]
+    fn file_overrides_a_base_preset() {
+        let a = Arch::from_text(
+            "base = \"wse2\"\nclock_hz = 1e9\nhop_latency = 3\n",
+            "mine.toml",
+        )
+        .unwrap();
+        assert_eq!(a.hop_latency, 3);
+        assert_eq!(a.clock_hz, 1e9);
+        assert_eq!(a.f16_lanes, Arch::wse2().f16_lanes);
+        assert_eq!(a.name, "mine.toml");
+        let j = Arch::from_text(r#"{"base": "wse3", "queue_depth": 6}"#, "m.json").unwrap();
+        assert_eq!(j.queue_depth, 6);
+    }
+
+    #[test]
+    fn bad_machine_files_name_the_problem() {
+        let e = Arch::from_text("base = \"wse2\"\nhop_latncy = 3\n", "m.toml").unwrap_err();
+        assert!(e.to_string().contains("hop_latncy"), "{e}");
+        let e = Arch::from_text("base = \"wse2\"\ncolors = 0\n", "m.toml").unwrap_err();
+        assert!(e.to_string().contains("colors"), "{e}");
+        let e = Arch::from_text("clock_hz = 1e9\n", "m.toml").unwrap_err();
+        assert!(e.to_string().contains("missing field"), "{e}");
+        assert!(matches!(Arch::load("nope"), Err(ArchError::Unknown(_))));
+    }
+
+    #[test]
+    fn grid_must_fit() {
+        assert_eq!(Arch::wse2().with_grid(16, 16).unwrap().n_pes(), 256);
+        assert!(Arch::wse2().with_grid(751, 1).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! Engines that execute a checked Program on a machine model.
+//!
+//! The reference engine steps every cycle exactly as the semantics below
+//! say; it is slow and obviously correct, and every faster engine is checked
+//! against it.
+//!
+//! # Cycle semantics (what "cycle-approximate" means here)
+//!
+//! Each cycle has three phases, and nothing written in a cycle is visible in
+//! the same cycle, so the order in which PEs are visited never matters:
+//! 1. **Host input**: each input stream offers one wavelet every `period`
+//!    cycles to its edge PE's router buffer (arrives after `hop_latency`).
+//! 2. **Routers**: every router buffer (one per input port and color that a
+//!    route uses, `router_buffer_depth` deep) offers its head wavelet. In
+//!    round-robin order, a head moves when all its output ports are unclaimed
+//!    this cycle and every destination has room (multicast is atomic). Each
+//!    input port forwards and each output port accepts at most one wavelet per
+//!    cycle, so a link carries at most one wavelet per direction per cycle.
+//!    A wavelet reaches the next router after `hop_latency` cycles and the
+//!    core's input queue (`queue_depth`) after `ramp_latency`.
+//! 3. **Cores**: the vector datapath serves one operation per cycle, round
+//!    robin over the main thread's synchronous op and the microthreads' ops
+//!    that can make progress. An op processes elements at a steady rate of
+//!    `min(lanes, memory-port limit, 1/special_fn_cycles)` per cycle (a
+//!    fractional rate is kept exactly with an accumulator), after
+//!    `vector_issue_cycles` of issue delay, and at most one wavelet per
+//!    fabric operand per cycle. Then the main thread executes one scalar
+//!    instruction, or spends a cycle switching to a task
+//!    (`task_switch_cycles`), or picks the lowest-numbered ready task.
+//!
+//! Room in a buffer is counted against wavelets in it or in flight to it; a
+//! buffer behind a link of latency L holds its depth plus L (the link's
+//! pipeline stages), and a pop frees room from the next cycle on (credit
+//! return). The run ends at the
+//! first cycle in which nothing happened and nothing is in flight: if every
+//! queue is empty, every task idle and every host output complete, that is
+//! the cycle count; otherwise it is a deadlock, reported with what waits.
+
+mod reference;
+
+use crate::check::CheckError;
+use crate::stats::Stats;
+use crate::trace::Trace;
+use crate::{Pe, Program};
+use std::collections::BTreeMap;
+
+/// Values for host input streams, by name (overriding the program's defaults).
+pub type Inputs = BTreeMap<String, Vec<f32>>;
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Give up (with an error naming what is still running) after this many cycles.
+    pub max_cycles: u64,
+    /// Record task and vector-op spans.
+    pub trace: bool,
+    /// Stop recording spans after this many (the trace notes how many it dropped).
+    pub max_trace_spans: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            max_cycles: 100_000_000,
+            trace: false,
+            max_trace_spans: 1_000_000,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub cycles: u64,
+    /// Host output streams, by name, in the stream's element order.
+    pub outputs: BTreeMap<String, Vec<f32>>,
+    pub stats: Stats,
+    pub trace: Option<Trace>,
+    /// Final SRAM per PE (row-major; `None` where no code runs).
+    pub memory: Vec<Option<Vec<u8>>>,
+    width: u32,
+}
+
+impl RunResult {
+    /// Final contents of buffer `name` at `pe`, widened to f32.
+    pub fn read_buffer(&self, p: &Program, pe: Pe, name: &str) -> Option<Vec<f32>> {
+        let code = p.code_at(pe)?;
+        let b = &code.buffers[code.buffer(name)?];
+        let sram = self
+            .memory
+            .get((pe.y * self.width + pe.x) as usize)?
+            .as_ref()?;
+        Some(
+            (0..b.len)
+                .map(|i| reference::read_elem(sram, b.offset, b.dtype, i))
+                .collect(),
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Check(#[from] CheckError),
+    #[error("host input `{name}`: {message}")]
+    Input { name: String, message: String },
+    #[error("deadlock at cycle {cycle}: nothing can make progress.\n{}", .waiting.join("\n"))]
+    Deadlock { cycle: u64, waiting: Vec<String> },
+    #[error("cycle limit of {limit} reached (raise it with --max-cycles); still active:\n{}", .active.join("\n"))]
+    CycleLimit { limit: u64, active: Vec<String> },
+    #[error("{pe} (code `{code}`, task `{task}`), instruction {pc} `{inst}`: {message}")]
+    Fault {
+        pe: Pe,
+        code: String,
+        task: String,
+        pc: u32,
+        inst: String,
+        message: String,
+    },
+    #[error(
+        "host output `{name}` received more than its {len} elements; check the routes into {pe}"
+    )]
+    OutputOverflow { name: String, len: u32, pe: Pe },
+}
+
+/// Run `p` on `arch` with the reference engine.
+pub fn run(
+    p: &Program,
+    arch: &crate::Arch,
+    inputs: &Inputs,
+    cfg: &RunConfig,
+) -> Result<RunResult, RunError> {
+    reference::run(p, arch, inputs, cfg)
+}

@@ -1,0 +1,1354 @@
+//! The reference engine: steps every PE, router and link every cycle.
+//! See the module docs of [`crate::engine`] for the semantics it defines.
+
+use super::{Inputs, RunConfig, RunError, RunResult};
+use crate::asm::inst_text;
+use crate::check::{Layout, check};
+use crate::isa::{AluOp, Cond, ExecMode, FaluOp, FunOp, Inst, IntSrc, Operand, VecInst, VecOp};
+use crate::program::TaskKind;
+use crate::stats::{PeStats, STATS_VERSION, Stats};
+use crate::trace::{Span, TRACE_VERSION, Trace};
+use crate::{Arch, DType, Pe, PeCode, Port, PortSet, Program};
+use std::collections::{BTreeMap, VecDeque};
+
+const NONE: u32 = u32::MAX;
+
+/// A bounded FIFO of `(ready_at, bits)` behind a link. Its capacity is the
+/// buffer's depth plus the link's latency (each cycle of latency is a
+/// pipeline stage holding one wavelet), so a depth of 1 already sustains one
+/// wavelet per cycle. Entries in flight count against the capacity, and room
+/// freed by a pop becomes visible the next cycle.
+struct Fifo {
+    q: VecDeque<(u64, u32)>,
+    depth: u32,
+    pop_cycle: u64,
+    pops: u32,
+    what: FifoKind,
+}
+
+#[derive(Clone, Copy)]
+enum FifoKind {
+    Router { pe: Pe, port: Port, color: u8 },
+    Queue { pe: Pe, color: u8 },
+}
+
+impl Fifo {
+    fn new(depth: u32, what: FifoKind) -> Fifo {
+        Fifo {
+            q: VecDeque::with_capacity(depth as usize),
+            depth,
+            pop_cycle: u64::MAX,
+            pops: 0,
+            what,
+        }
+    }
+    fn has_space(&self, now: u64) -> bool {
+        let pops = if self.pop_cycle == now { self.pops } else { 0 };
+        (self.q.len() as u32 + pops) < self.depth
+    }
+    fn head(&self, now: u64) -> Option<u32> {
+        self.q.front().filter(|(t, _)| *t <= now).map(|(_, b)| *b)
+    }
+    fn pop(&mut self, now: u64) -> u32 {
+        if self.pop_cycle != now {
+            self.pop_cycle = now;
+            self.pops = 0;
+        }
+        self.pops += 1;
+        self.q
+            .pop_front()
+            .expect("pop from a fifo with a ready head")
+            .1
+    }
+    fn push(&mut self, ready: u64, bits: u32) {
+        debug_assert!(self.q.len() < self.depth as usize);
+        self.q.push_back((ready, bits));
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Dest {
+    None,
+    Fifo(u32),
+    Host(u32),
+}
+
+struct RouteEntry {
+    port: Port,
+    outs: PortSet,
+    fifo: u32,
+    dests: [Dest; Port::COUNT],
+}
+
+struct Router {
+    entries: Vec<RouteEntry>,
+    rr: usize,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Main {
+    Idle,
+    Switching { task: u8, left: u32 },
+    Running { task: u8, pc: u32 },
+    WaitSync { task: u8, pc: u32 },
+}
+
+#[derive(Clone, Copy)]
+enum Loc {
+    Mem {
+        base: u32,
+        dtype: DType,
+        idx: i64,
+        stride: i64,
+    },
+    In {
+        fifo: u32,
+        pend_bits: u32,
+        pend: u32,
+    },
+    Out {
+        fifo: u32,
+        pend_bits: u32,
+        pend: u32,
+    },
+    Val(f32),
+    FReg(u8),
+    Unused,
+}
+
+struct VecOpState {
+    task: u8,
+    pc: u32,
+    op: VecOp,
+    dtype: DType,
+    n: u32,
+    done: u32,
+    issued_at: u64,
+    start_at: u64,
+    acc: u32,
+    num: u32,
+    den: u32,
+    dst: Loc,
+    srcs: [Loc; 3],
+    on_done: Option<u8>,
+}
+
+struct Core {
+    code: usize,
+    sram: Vec<u8>,
+    r: [i32; 16],
+    f: [f32; 16],
+    active: Vec<bool>,
+    blocked: Vec<bool>,
+    main: Main,
+    task_started: u64,
+    /// Slot 0: the main thread's synchronous op; 1..: microthreads.
+    ops: Vec<Option<VecOpState>>,
+    rr: usize,
+    /// Input-queue fifo per color (NONE where the code does not receive it).
+    queue: Vec<u32>,
+    /// Router ramp buffer per color (NONE where the code does not send it).
+    ramp_up: Vec<u32>,
+}
+
+struct HostIn {
+    wavelets: Vec<u32>,
+    next: usize,
+    next_time: u64,
+    fifo: u32,
+    period: u32,
+}
+
+struct HostOut {
+    dtype: DType,
+    len: u32,
+    values: Vec<f32>,
+}
+
+/// Element `i` of a buffer at byte `base`, widened to f32 (i32 buffers give
+/// the integer's value).
+pub(crate) fn read_elem(sram: &[u8], base: u32, dtype: DType, i: u32) -> f32 {
+    dtype.decode(read_bits(sram, base, dtype, i))
+}
+
+fn read_bits(sram: &[u8], base: u32, dtype: DType, i: u32) -> u32 {
+    let a = (base + i * dtype.size_bytes()) as usize;
+    match dtype.size_bytes() {
+        4 => u32::from_le_bytes(sram[a..a + 4].try_into().unwrap()),
+        _ => u16::from_le_bytes(sram[a..a + 2].try_into().unwrap()) as u32,
+    }
+}
+
+fn write_bits(sram: &mut [u8], base: u32, dtype: DType, i: u32, bits: u32) {
+    let a = (base + i * dtype.size_bytes()) as usize;
+    match dtype.size_bytes() {
+        4 => sram[a..a + 4].copy_from_slice(&bits.to_le_bytes()),
+        _ => sram[a..a + 2].copy_from_slice(&(bits as u16).to_le_bytes()),
+    }
+}
+
+/// Encode a stream of values into 32-bit wavelets, two 16-bit values per
+/// wavelet (low half first).
+pub(crate) fn pack_wavelets(values: &[f32], dtype: DType) -> Vec<u32> {
+    match dtype.per_word() {
+        1 => values.iter().map(|v| dtype.encode(*v)).collect(),
+        _ => values
+            .chunks(2)
+            .map(|c| dtype.encode(c[0]) | c.get(1).map_or(0, |v| dtype.encode(*v) << 16))
+            .collect(),
+    }
+}
+
+struct Machine<'p> {
+    p: &'p Program,
+    arch: &'p Arch,
+    layout: Layout,
+    now: u64,
+    fifos: Vec<Fifo>,
+    routers: Vec<Router>,
+    cores: Vec<Option<Core>>,
+    host_in: Vec<HostIn>,
+    host_out: Vec<HostOut>,
+    stats: PeStats,
+    spans: Vec<Span>,
+    trace: bool,
+    max_spans: usize,
+    dropped: u64,
+    /// Something happened this cycle.
+    activity: bool,
+    /// The latest cycle at which a wavelet in flight becomes visible.
+    horizon: u64,
+}
+
+pub(crate) fn run(
+    p: &Program,
+    arch: &Arch,
+    inputs: &Inputs,
+    cfg: &RunConfig,
+) -> Result<RunResult, RunError> {
+    let layout = check(p, arch)?;
+    for name in inputs.keys() {
+        if !p.inputs.iter().any(|s| &s.name == name) {
+            let known: Vec<_> = p.inputs.iter().map(|s| s.name.as_str()).collect();
+            return Err(RunError::Input {
+                name: name.clone(),
+                message: format!(
+                    "the program has no such input (it has: {})",
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    let mut m = Machine::new(p, arch, layout, inputs, cfg)?;
+    loop {
+        if m.now >= cfg.max_cycles {
+            return Err(RunError::CycleLimit {
+                limit: cfg.max_cycles,
+                active: m.waiting_report(),
+            });
+        }
+        m.activity = false;
+        m.step_host();
+        for pe in 0..m.routers.len() {
+            m.step_router(pe)?;
+        }
+        for pe in 0..m.cores.len() {
+            if m.cores[pe].is_some() {
+                m.step_core(pe)?;
+            }
+        }
+        if !m.activity && m.now >= m.horizon {
+            return m.finish();
+        }
+        m.now += 1;
+    }
+}
+
+impl<'p> Machine<'p> {
+    fn new(
+        p: &'p Program,
+        arch: &'p Arch,
+        layout: Layout,
+        inputs: &Inputs,
+        cfg: &RunConfig,
+    ) -> Result<Machine<'p>, RunError> {
+        let n = layout.code_of.len();
+        let colors = layout.colors as usize;
+        let mut fifos: Vec<Fifo> = Vec::new();
+        // Router buffers for every (PE, input port, color) a route uses.
+        let mut rbuf = vec![NONE; n * colors * Port::COUNT];
+        for pe in 0..n {
+            for c in 0..colors {
+                for port in Port::ALL {
+                    if !layout.route(pe, c as u8, port).is_empty() {
+                        rbuf[(pe * colors + c) * Port::COUNT + port.index()] = fifos.len() as u32;
+                        let latency = if port == Port::Ramp {
+                            arch.ramp_latency
+                        } else {
+                            arch.hop_latency
+                        };
+                        fifos.push(Fifo::new(
+                            arch.router_buffer_depth + latency,
+                            FifoKind::Router {
+                                pe: layout.pe_at(pe),
+                                port,
+                                color: c as u8,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        let mut stats = PeStats::zeroed(n);
+        let mut cores = Vec::with_capacity(n);
+        for pe in 0..n {
+            let Some(code) = layout.code(p, pe) else {
+                cores.push(None);
+                continue;
+            };
+            let at = layout.pe_at(pe);
+            let ci = layout.code_of[pe] as usize;
+            let mut sram = vec![0u8; arch.sram_bytes as usize];
+            for b in &code.buffers {
+                let vals = p.initial_values(at, &b.name).expect("buffer exists");
+                for (i, v) in vals.iter().enumerate() {
+                    write_bits(&mut sram, b.offset, b.dtype, i as u32, b.dtype.encode(*v));
+                }
+            }
+            stats.sram_used[pe] = code.sram_bytes();
+            let mut queue = vec![NONE; colors];
+            for c in &layout.code_colors[ci].consumed {
+                queue[c.0 as usize] = fifos.len() as u32;
+                fifos.push(Fifo::new(
+                    arch.queue_depth + arch.ramp_latency,
+                    FifoKind::Queue { pe: at, color: c.0 },
+                ));
+            }
+            let mut ramp_up = vec![NONE; colors];
+            for c in &layout.code_colors[ci].produced {
+                ramp_up[c.0 as usize] =
+                    rbuf[(pe * colors + c.0 as usize) * Port::COUNT + Port::Ramp.index()];
+            }
+            cores.push(Some(Core {
+                code: ci,
+                sram,
+                r: [0; 16],
+                f: [0.0; 16],
+                active: code.tasks.iter().map(|t| t.active).collect(),
+                blocked: code.tasks.iter().map(|t| t.blocked).collect(),
+                main: Main::Idle,
+                task_started: 0,
+                ops: (0..=arch.microthreads).map(|_| None).collect(),
+                rr: 0,
+                queue,
+                ramp_up,
+            }));
+        }
+        let mut routers = Vec::with_capacity(n);
+        for pe in 0..n {
+            let at = layout.pe_at(pe);
+            let mut entries = Vec::new();
+            for c in 0..colors {
+                for port in Port::ALL {
+                    let outs = layout.route(pe, c as u8, port);
+                    if outs.is_empty() {
+                        continue;
+                    }
+                    let mut dests = [Dest::None; Port::COUNT];
+                    for o in outs.iter() {
+                        dests[o.index()] = if o == Port::Ramp {
+                            let core = cores[pe]
+                                .as_ref()
+                                .expect("check: ramp delivery needs a receiving core");
+                            Dest::Fifo(core.queue[c])
+                        } else {
+                            match at.neighbour(o, p.width, p.height) {
+                                Some(nb) => Dest::Fifo(
+                                    rbuf[(layout.pe_index(nb) * colors + c) * Port::COUNT
+                                        + o.opposite().index()],
+                                ),
+                                None => {
+                                    let h = p.outputs.iter().position(|h| {
+                                        h.pe == at && h.port == o && h.color.0 as usize == c
+                                    });
+                                    Dest::Host(
+                                        h.expect("check: off-grid routes need a host output")
+                                            as u32,
+                                    )
+                                }
+                            }
+                        };
+                    }
+                    entries.push(RouteEntry {
+                        port,
+                        outs,
+                        fifo: rbuf[(pe * colors + c) * Port::COUNT + port.index()],
+                        dests,
+                    });
+                }
+            }
+            routers.push(Router { entries, rr: 0 });
+        }
+        let mut host_in = Vec::new();
+        for s in &p.inputs {
+            let values = match inputs.get(&s.name) {
+                Some(v) if v.len() != s.len as usize => {
+                    return Err(RunError::Input {
+                        name: s.name.clone(),
+                        message: format!("expects {} values, got {}", s.len, v.len()),
+                    });
+                }
+                Some(v) => v.iter().map(|x| s.dtype.round(*x)).collect(),
+                None => s.init.values(s.pe, s.len, s.dtype),
+            };
+            let fifo = rbuf[(layout.pe_index(s.pe) * colors + s.color.0 as usize) * Port::COUNT
+                + s.port.index()];
+            host_in.push(HostIn {
+                wavelets: pack_wavelets(&values, s.dtype),
+                next: 0,
+                next_time: 0,
+                fifo,
+                period: s.period,
+            });
+        }
+        let host_out = p
+            .outputs
+            .iter()
+            .map(|s| HostOut {
+                dtype: s.dtype,
+                len: s.len,
+                values: Vec::with_capacity(s.len as usize),
+            })
+            .collect();
+        Ok(Machine {
+            p,
+            arch,
+            layout,
+            now: 0,
+            fifos,
+            routers,
+            cores,
+            host_in,
+            host_out,
+            stats,
+            spans: Vec::new(),
+            trace: cfg.trace,
+            max_spans: cfg.max_trace_spans,
+            dropped: 0,
+            activity: false,
+            horizon: 0,
+        })
+    }
+
+    fn push(&mut self, fifo: u32, delay: u32, bits: u32) {
+        let ready = self.now + delay as u64;
+        self.fifos[fifo as usize].push(ready, bits);
+        self.horizon = self.horizon.max(ready);
+        self.activity = true;
+    }
+
+    fn span(&mut self, pe: Pe, thread: u8, name: &str, start: u64) {
+        if !self.trace {
+            return;
+        }
+        if self.spans.len() >= self.max_spans {
+            self.dropped += 1;
+            return;
+        }
+        self.spans.push(Span {
+            pe,
+            thread,
+            name: name.to_string(),
+            start,
+            end: self.now + 1,
+        });
+    }
+
+    fn step_host(&mut self) {
+        for i in 0..self.host_in.len() {
+            let h = &self.host_in[i];
+            if h.next >= h.wavelets.len() {
+                continue;
+            }
+            if self.now < h.next_time {
+                self.activity = true;
+                continue;
+            }
+            if self.fifos[h.fifo as usize].has_space(self.now) {
+                let (fifo, bits) = (h.fifo, h.wavelets[h.next]);
+                self.push(fifo, self.arch.hop_latency, bits);
+                let h = &mut self.host_in[i];
+                h.next += 1;
+                h.next_time = self.now + h.period as u64;
+            }
+        }
+    }
+
+    fn dest_has_space(&self, d: Dest) -> bool {
+        match d {
+            Dest::Fifo(f) => self.fifos[f as usize].has_space(self.now),
+            Dest::Host(_) => true,
+            Dest::None => false,
+        }
+    }
+
+    fn step_router(&mut self, pe: usize) -> Result<(), RunError> {
+        let n = self.routers[pe].entries.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let mut claimed = PortSet::EMPTY;
+        let mut used_in = PortSet::EMPTY;
+        let mut stalled = false;
+        let mut last = None;
+        let rr = self.routers[pe].rr;
+        for k in 0..n {
+            let i = (rr + k) % n;
+            let e = &self.routers[pe].entries[i];
+            if used_in.contains(e.port) || self.fifos[e.fifo as usize].head(self.now).is_none() {
+                continue;
+            }
+            if e.outs.intersects(claimed)
+                || !e
+                    .outs
+                    .iter()
+                    .all(|o| self.dest_has_space(e.dests[o.index()]))
+            {
+                stalled = true;
+                continue;
+            }
+            let (outs, dests, fifo, port) = (e.outs, e.dests, e.fifo, e.port);
+            let bits = self.fifos[fifo as usize].pop(self.now);
+            for o in outs.iter() {
+                self.stats.wavelets_out[o.index()][pe] += 1;
+                let delay = if o == Port::Ramp {
+                    self.arch.ramp_latency
+                } else {
+                    self.arch.hop_latency
+                };
+                match dests[o.index()] {
+                    Dest::Fifo(f) => self.push(f, delay, bits),
+                    Dest::Host(h) => self.deliver_host(h as usize, bits, delay)?,
+                    Dest::None => unreachable!("routes only name connected ports"),
+                }
+            }
+            claimed.0 |= outs.0;
+            used_in.insert(port);
+            last = Some(i);
+            self.activity = true;
+        }
+        if let Some(i) = last {
+            self.routers[pe].rr = i + 1;
+        }
+        if stalled {
+            self.stats.router_stall_cycles[pe] += 1;
+        }
+        Ok(())
+    }
+
+    fn deliver_host(&mut self, h: usize, bits: u32, delay: u32) -> Result<(), RunError> {
+        self.horizon = self.horizon.max(self.now + delay as u64);
+        let out = &mut self.host_out[h];
+        let per = out.dtype.per_word();
+        for k in 0..per {
+            if out.values.len() as u32 == out.len {
+                // The padding half of a final 16-bit wavelet is not data.
+                if k > 0 {
+                    break;
+                }
+                let s = &self.p.outputs[h];
+                return Err(RunError::OutputOverflow {
+                    name: s.name.clone(),
+                    len: s.len,
+                    pe: s.pe,
+                });
+            }
+            out.values.push(
+                out.dtype
+                    .decode((bits >> (16 * k)) & if per == 1 { u32::MAX } else { 0xffff }),
+            );
+        }
+        Ok(())
+    }
+
+    fn fault(&self, pe: usize, task: u8, pc: u32, message: String) -> RunError {
+        let core = self.cores[pe].as_ref().unwrap();
+        let code = &self.p.codes[core.code];
+        RunError::Fault {
+            pe: self.layout.pe_at(pe),
+            code: code.name.clone(),
+            task: code
+                .tasks
+                .get(task as usize)
+                .map_or("?".into(), |t| t.name.clone()),
+            pc,
+            inst: inst_text(code, &code.insts[pc as usize]),
+            message,
+        }
+    }
+
+    fn step_core(&mut self, pe: usize) -> Result<(), RunError> {
+        self.step_datapath(pe)?;
+        self.step_main(pe)
+    }
+
+    /// How many elements op `slot` could process this cycle if nothing but
+    /// the fabric limited it; 0 means it waits (and why).
+    fn fabric_avail(&self, op: &VecOpState) -> (u32, Option<bool>) {
+        let per = op.dtype.per_word();
+        let mut avail = op.n - op.done;
+        let mut blocked_in = false;
+        for s in &op.srcs {
+            if let Loc::In { fifo, pend, .. } = *s {
+                let a = pend
+                    + if self.fifos[fifo as usize].head(self.now).is_some() {
+                        per
+                    } else {
+                        0
+                    };
+                if a == 0 {
+                    blocked_in = true;
+                }
+                avail = avail.min(a);
+            }
+        }
+        if let Loc::Out { fifo, pend, .. } = op.dst {
+            let space = self.fifos[fifo as usize].has_space(self.now);
+            if op.done == op.n {
+                // Only the flush of a half-filled wavelet is left.
+                return if space { (1, None) } else { (0, Some(false)) };
+            }
+            let cap = if space {
+                (per - pend) + (per - 1)
+            } else {
+                per - 1 - pend
+            };
+            if cap == 0 {
+                return (0, Some(false));
+            }
+            avail = avail.min(cap);
+        }
+        if avail == 0 {
+            (0, Some(!blocked_in))
+        } else {
+            (avail, None)
+        }
+    }
+
+    fn step_datapath(&mut self, pe: usize) -> Result<(), RunError> {
+        let slots = self.cores[pe].as_ref().unwrap().ops.len();
+        let rr = self.cores[pe].as_ref().unwrap().rr;
+        let (mut waited_in, mut waited_out) = (false, false);
+        for k in 0..slots {
+            let s = (rr + k) % slots;
+            let core = self.cores[pe].as_ref().unwrap();
+            let Some(op) = core.ops[s].as_ref() else {
+                continue;
+            };
+            if self.now < op.start_at {
+                self.activity = true;
+                continue;
+            }
+            let (avail, why) = self.fabric_avail(op);
+            if avail == 0 {
+                match why {
+                    Some(true) => waited_out = true,
+                    _ => waited_in = true,
+                }
+                continue;
+            }
+            self.activity = true;
+            self.stats.vector_cycles[pe] += 1;
+            self.run_op(pe, s, avail)?;
+            self.cores[pe].as_mut().unwrap().rr = s + 1;
+            break;
+        }
+        if waited_in {
+            self.stats.stall_in_cycles[pe] += 1;
+        }
+        if waited_out {
+            self.stats.stall_out_cycles[pe] += 1;
+        }
+        Ok(())
+    }
+
+    /// Hold the datapath for one cycle on op `slot`, processing up to `avail` elements.
+    fn run_op(&mut self, pe: usize, slot: usize, avail: u32) -> Result<(), RunError> {
+        let now = self.now;
+        let ramp = self.arch.ramp_latency;
+        let mut op = self.cores[pe].as_mut().unwrap().ops[slot].take().unwrap();
+        op.acc += op.num;
+        let k = (op.acc / op.den).min(avail).min(op.n - op.done);
+        op.acc = (op.acc - k * op.den).min(op.den - 1);
+        let dt = op.dtype;
+        let per = dt.per_word();
+        let mut pushed = false;
+        for _ in 0..k {
+            let mut v = [0f32; 3];
+            for (i, src) in op.srcs.iter_mut().enumerate() {
+                v[i] = match src {
+                    Loc::Mem {
+                        base,
+                        dtype,
+                        idx,
+                        stride,
+                    } => {
+                        let x = read_elem(
+                            &self.cores[pe].as_ref().unwrap().sram,
+                            *base,
+                            *dtype,
+                            *idx as u32,
+                        );
+                        *idx += *stride;
+                        dt.round(x)
+                    }
+                    Loc::In {
+                        fifo,
+                        pend_bits,
+                        pend,
+                    } => {
+                        if *pend == 0 {
+                            *pend_bits = self.fifos[*fifo as usize].pop(now);
+                            self.activity = true;
+                            *pend = per;
+                        }
+                        let bits = if per == 1 {
+                            *pend_bits
+                        } else {
+                            (*pend_bits >> (16 * (per - *pend))) & 0xffff
+                        };
+                        *pend -= 1;
+                        dt.decode(bits)
+                    }
+                    Loc::Val(x) => *x,
+                    Loc::Unused => 0.0,
+                    Loc::Out { .. } | Loc::FReg(_) => unreachable!("not a source"),
+                };
+            }
+            let r = |x: f32| dt.round(x);
+            let core = self.cores[pe].as_mut().unwrap();
+            let value = match op.op {
+                VecOp::Mov => v[0],
+                VecOp::Fadd => r(v[0] + v[1]),
+                VecOp::Fsub => r(v[0] - v[1]),
+                VecOp::Fmul => r(v[0] * v[1]),
+                VecOp::Fmax => r(v[0].max(v[1])),
+                VecOp::Fmac => r(v[0] + r(v[1] * v[2])),
+                VecOp::Exp => r(v[0].exp()),
+                VecOp::Rcp => r(1.0 / v[0]),
+                VecOp::Rsqrt => r(1.0 / v[0].sqrt()),
+                VecOp::Sum | VecOp::Dot | VecOp::Rmax => {
+                    let Loc::FReg(f) = op.dst else {
+                        unreachable!("verifier: reductions write a register")
+                    };
+                    let acc = core.f[f as usize];
+                    core.f[f as usize] = match op.op {
+                        VecOp::Sum => r(acc + v[0]),
+                        VecOp::Dot => r(acc + r(v[0] * v[1])),
+                        _ => acc.max(v[0]),
+                    };
+                    0.0
+                }
+            };
+            match &mut op.dst {
+                Loc::Mem {
+                    base,
+                    dtype,
+                    idx,
+                    stride,
+                } => {
+                    write_bits(
+                        &mut core.sram,
+                        *base,
+                        *dtype,
+                        *idx as u32,
+                        dtype.encode(value),
+                    );
+                    *idx += *stride;
+                }
+                Loc::Out {
+                    fifo,
+                    pend_bits,
+                    pend,
+                } => {
+                    let bits = dt.encode(value);
+                    *pend_bits |= if per == 1 { bits } else { bits << (16 * *pend) };
+                    *pend += 1;
+                    if *pend == per {
+                        let (f, b) = (*fifo, *pend_bits);
+                        *pend_bits = 0;
+                        *pend = 0;
+                        self.push(f, ramp, b);
+                        self.stats.wavelets_from_core[pe] += 1;
+                        pushed = true;
+                    }
+                }
+                _ => {}
+            }
+            op.done += 1;
+        }
+        if op.done == op.n
+            && let Loc::Out {
+                fifo,
+                pend_bits,
+                pend,
+            } = &mut op.dst
+            && *pend > 0
+            && !pushed
+            && self.fifos[*fifo as usize].has_space(now)
+        {
+            let (f, b) = (*fifo, *pend_bits);
+            *pend = 0;
+            *pend_bits = 0;
+            self.push(f, ramp, b);
+            self.stats.wavelets_from_core[pe] += 1;
+        }
+        let finished = op.done == op.n && !matches!(op.dst, Loc::Out { pend, .. } if pend > 0);
+        if !finished {
+            self.cores[pe].as_mut().unwrap().ops[slot] = Some(op);
+            return Ok(());
+        }
+        let at = self.layout.pe_at(pe);
+        self.span(at, slot as u8, op.op.mnemonic(), op.issued_at);
+        let core = self.cores[pe].as_mut().unwrap();
+        if slot == 0 {
+            core.main = Main::Running {
+                task: op.task,
+                pc: op.pc + 1,
+            };
+        } else if let Some(t) = op.on_done {
+            core.active[t as usize] = true;
+        }
+        Ok(())
+    }
+
+    fn step_main(&mut self, pe: usize) -> Result<(), RunError> {
+        let p: &'p Program = self.p;
+        let code: &'p PeCode = &p.codes[self.cores[pe].as_ref().unwrap().code];
+        let main = self.cores[pe].as_ref().unwrap().main;
+        match main {
+            Main::Idle => {
+                let core = self.cores[pe].as_ref().unwrap();
+                let pick = code.tasks.iter().enumerate().position(|(i, t)| {
+                    !core.blocked[i]
+                        && match t.kind {
+                            TaskKind::Local => core.active[i],
+                            TaskKind::Data(c) => self.fifos[core.queue[c.0 as usize] as usize]
+                                .head(self.now)
+                                .is_some(),
+                        }
+                });
+                let Some(t) = pick else { return Ok(()) };
+                self.activity = true;
+                self.stats.tasks[pe] += 1;
+                self.stats.switch_cycles[pe] += 1;
+                let switch = self.arch.task_switch_cycles;
+                let now = self.now;
+                let wavelet = match code.tasks[t].kind {
+                    TaskKind::Data(c) => {
+                        let q = self.cores[pe].as_ref().unwrap().queue[c.0 as usize];
+                        Some(self.fifos[q as usize].pop(now))
+                    }
+                    TaskKind::Local => None,
+                };
+                let core = self.cores[pe].as_mut().unwrap();
+                if let Some(bits) = wavelet {
+                    core.r[0] = bits as i32;
+                    core.f[0] = f32::from_bits(bits);
+                } else {
+                    core.active[t] = false;
+                }
+                core.task_started = now;
+                core.main = if switch <= 1 {
+                    Main::Running {
+                        task: t as u8,
+                        pc: code.tasks[t].entry,
+                    }
+                } else {
+                    Main::Switching {
+                        task: t as u8,
+                        left: switch - 1,
+                    }
+                };
+            }
+            Main::Switching { task, left } => {
+                self.activity = true;
+                self.stats.switch_cycles[pe] += 1;
+                let core = self.cores[pe].as_mut().unwrap();
+                core.main = if left <= 1 {
+                    Main::Running {
+                        task,
+                        pc: code.tasks[task as usize].entry,
+                    }
+                } else {
+                    Main::Switching {
+                        task,
+                        left: left - 1,
+                    }
+                };
+            }
+            Main::WaitSync { .. } => {}
+            Main::Running { task, pc } => self.execute(pe, code, task, pc)?,
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, pe: usize, code: &'p PeCode, task: u8, pc: u32) -> Result<(), RunError> {
+        let inst = &code.insts[pc as usize];
+        let mut next = pc + 1;
+        self.activity = true;
+        let core = self.cores[pe].as_mut().unwrap();
+        let val = |core: &Core, s: IntSrc| match s {
+            IntSrc::Reg(r) => core.r[r.0 as usize],
+            IntSrc::Imm(i) => i,
+        };
+        let index =
+            |core: &Core, buf: crate::isa::BufId, s: IntSrc| -> Result<(u32, DType, u32), String> {
+                let b = &code.buffers[buf.0 as usize];
+                let i = val(core, s);
+                if i < 0 || i as u32 >= b.len {
+                    return Err(format!(
+                        "index {i} is outside buffer `{}` ({} elements)",
+                        b.name, b.len
+                    ));
+                }
+                Ok((b.offset, b.dtype, i as u32))
+            };
+        match inst {
+            Inst::Li { rd, imm } => core.r[rd.0 as usize] = *imm,
+            Inst::Lf { fd, imm } => core.f[fd.0 as usize] = *imm,
+            Inst::Mov { rd, rs } => core.r[rd.0 as usize] = core.r[rs.0 as usize],
+            Inst::FMov { fd, fs } => core.f[fd.0 as usize] = core.f[fs.0 as usize],
+            Inst::Alu { op, rd, ra, b } => {
+                let (a, b) = (core.r[ra.0 as usize], val(core, *b));
+                core.r[rd.0 as usize] = match op {
+                    AluOp::Add => a.wrapping_add(b),
+                    AluOp::Sub => a.wrapping_sub(b),
+                    AluOp::Mul => a.wrapping_mul(b),
+                    AluOp::And => a & b,
+                    AluOp::Or => a | b,
+                    AluOp::Xor => a ^ b,
+                    AluOp::Shl => a.wrapping_shl(b as u32 & 31),
+                    AluOp::Shr => a.wrapping_shr(b as u32 & 31),
+                    AluOp::Min => a.min(b),
+                    AluOp::Max => a.max(b),
+                };
+            }
+            Inst::Falu { op, fd, fa, fb } => {
+                let (a, b) = (core.f[fa.0 as usize], core.f[fb.0 as usize]);
+                core.f[fd.0 as usize] = match op {
+                    FaluOp::Add => a + b,
+                    FaluOp::Sub => a - b,
+                    FaluOp::Mul => a * b,
+                    FaluOp::Div => a / b,
+                    FaluOp::Max => a.max(b),
+                    FaluOp::Min => a.min(b),
+                };
+            }
+            Inst::Fun { op, fd, fa } => {
+                let a = core.f[fa.0 as usize];
+                core.f[fd.0 as usize] = match op {
+                    FunOp::Neg => -a,
+                    FunOp::Abs => a.abs(),
+                    FunOp::Sqrt => a.sqrt(),
+                    FunOp::Rsqrt => 1.0 / a.sqrt(),
+                    FunOp::Exp => a.exp(),
+                    FunOp::Rcp => 1.0 / a,
+                };
+            }
+            Inst::ItoF { fd, rs } => core.f[fd.0 as usize] = core.r[rs.0 as usize] as f32,
+            Inst::FtoI { rd, fs } => core.r[rd.0 as usize] = core.f[fs.0 as usize] as i32,
+            Inst::Ld { rd, buf, idx } => {
+                let (base, dt, i) =
+                    index(core, *buf, *idx).map_err(|m| self.fault(pe, task, pc, m))?;
+                let core = self.cores[pe].as_mut().unwrap();
+                core.r[rd.0 as usize] = read_bits(&core.sram, base, dt, i) as i32;
+            }
+            Inst::Ldf { fd, buf, idx } => {
+                let (base, dt, i) =
+                    index(core, *buf, *idx).map_err(|m| self.fault(pe, task, pc, m))?;
+                let core = self.cores[pe].as_mut().unwrap();
+                core.f[fd.0 as usize] = read_elem(&core.sram, base, dt, i);
+            }
+            Inst::St { buf, idx, rs } => {
+                let (base, dt, i) =
+                    index(core, *buf, *idx).map_err(|m| self.fault(pe, task, pc, m))?;
+                let core = self.cores[pe].as_mut().unwrap();
+                let v = core.r[rs.0 as usize] as u32;
+                write_bits(&mut core.sram, base, dt, i, v);
+            }
+            Inst::Stf { buf, idx, fs } => {
+                let (base, dt, i) =
+                    index(core, *buf, *idx).map_err(|m| self.fault(pe, task, pc, m))?;
+                let core = self.cores[pe].as_mut().unwrap();
+                let v = dt.encode(core.f[fs.0 as usize]);
+                write_bits(&mut core.sram, base, dt, i, v);
+            }
+            Inst::Br {
+                cond,
+                ra,
+                b,
+                target,
+            } => {
+                let (a, b) = (core.r[ra.0 as usize], val(core, *b));
+                let taken = match cond {
+                    Cond::Eq => a == b,
+                    Cond::Ne => a != b,
+                    Cond::Lt => a < b,
+                    Cond::Ge => a >= b,
+                };
+                if taken {
+                    next = *target;
+                }
+            }
+            Inst::Jmp { target } => next = *target,
+            Inst::Activate(t) => core.active[t.0 as usize] = true,
+            Inst::Block(t) => core.blocked[t.0 as usize] = true,
+            Inst::Unblock(t) => core.blocked[t.0 as usize] = false,
+            Inst::End => {
+                self.stats.scalar_cycles[pe] += 1;
+                let started = core.task_started;
+                core.main = Main::Idle;
+                let at = self.layout.pe_at(pe);
+                self.span(at, 0, &code.tasks[task as usize].name, started);
+                return Ok(());
+            }
+            Inst::Vec(v) => {
+                let slot = match v.mode {
+                    ExecMode::Sync => 0,
+                    ExecMode::Async { thread, .. } => thread as usize + 1,
+                };
+                if core.ops[slot].is_some() {
+                    // The microthread is busy: the main thread waits here.
+                    self.stats.stall_issue_cycles[pe] += 1;
+                    return Ok(());
+                }
+                let op = self.issue(pe, code, task, pc, v)?;
+                self.stats.scalar_cycles[pe] += 1;
+                let core = self.cores[pe].as_mut().unwrap();
+                core.ops[slot] = Some(op);
+                core.main = if slot == 0 {
+                    Main::WaitSync { task, pc }
+                } else {
+                    Main::Running { task, pc: next }
+                };
+                return Ok(());
+            }
+        }
+        self.stats.scalar_cycles[pe] += 1;
+        let core = self.cores[pe].as_mut().unwrap();
+        core.main = Main::Running { task, pc: next };
+        Ok(())
+    }
+
+    /// Resolve a vector instruction's descriptors (registers are read now).
+    fn issue(
+        &self,
+        pe: usize,
+        code: &PeCode,
+        task: u8,
+        pc: u32,
+        v: &VecInst,
+    ) -> Result<VecOpState, RunError> {
+        let core = self.cores[pe].as_ref().unwrap();
+        let val = |s: IntSrc| match s {
+            IntSrc::Reg(r) => core.r[r.0 as usize],
+            IntSrc::Imm(i) => i,
+        };
+        let fault = |m: String| self.fault(pe, task, pc, m);
+        let mut n: Option<i32> = None;
+        let mut set_len = |l: i32| -> Result<(), RunError> {
+            match n {
+                Some(m) if m != l => Err(fault(format!("operand lengths differ ({m} and {l})"))),
+                _ => {
+                    n = Some(l);
+                    Ok(())
+                }
+            }
+        };
+        let mut reads_h = 0u32;
+        let mut writes_h = 0u32;
+        let mut loc = |o: &Operand, is_dst: bool| -> Result<Loc, RunError> {
+            Ok(match *o {
+                Operand::Mem(m) => {
+                    let b = &code.buffers[m.buf.0 as usize];
+                    let (off, len, stride) = (val(m.off), val(m.len), val(m.stride));
+                    set_len(len)?;
+                    let last = off as i64 + (len as i64 - 1) * stride as i64;
+                    if len < 1 || off < 0 || off as u32 >= b.len || last < 0 || last >= b.len as i64
+                    {
+                        return Err(fault(format!(
+                            "`{}[{off}, {len}, {stride}]` is outside the buffer ({} elements)",
+                            b.name, b.len
+                        )));
+                    }
+                    let halves = if b.dtype.size_bytes() == 2 && stride.abs() == 1 {
+                        1
+                    } else {
+                        2
+                    };
+                    if is_dst {
+                        writes_h += halves
+                    } else {
+                        reads_h += halves
+                    }
+                    Loc::Mem {
+                        base: b.offset,
+                        dtype: b.dtype,
+                        idx: off as i64,
+                        stride: stride as i64,
+                    }
+                }
+                Operand::FabIn { color, len } => {
+                    if let Some(l) = len {
+                        set_len(val(l))?;
+                    }
+                    Loc::In {
+                        fifo: core.queue[color.0 as usize],
+                        pend_bits: 0,
+                        pend: 0,
+                    }
+                }
+                Operand::FabOut { color, len } => {
+                    if let Some(l) = len {
+                        set_len(val(l))?;
+                    }
+                    Loc::Out {
+                        fifo: core.ramp_up[color.0 as usize],
+                        pend_bits: 0,
+                        pend: 0,
+                    }
+                }
+                Operand::FReg(f) if is_dst => Loc::FReg(f.0),
+                Operand::FReg(f) => Loc::Val(v.dtype.round(core.f[f.0 as usize])),
+                Operand::Imm(x) => Loc::Val(v.dtype.round(x)),
+            })
+        };
+        let dst = loc(&v.dst, true)?;
+        let mut srcs = [Loc::Unused; 3];
+        for (i, s) in v.srcs.iter().enumerate() {
+            srcs[i] = loc(s, false)?;
+        }
+        let n = n.expect("verifier: some operand gives the length");
+        if n < 1 {
+            return Err(fault(format!("vector length {n} is not positive")));
+        }
+        let a = self.arch;
+        // The steady rate: the tightest of lanes, read ports, write port and
+        // the special-function unit, as an exact fraction num/den.
+        let mut rate = (a.lanes(v.op, v.dtype), 1u32);
+        let mut limit = |num: u32, den: u32| {
+            if den > 0 && (num as u64) * (rate.1 as u64) < (rate.0 as u64) * (den as u64) {
+                rate = (num, den);
+            }
+        };
+        limit(2 * a.mem_read_ports, reads_h);
+        limit(2 * a.mem_write_ports, writes_h);
+        if v.op.is_special() {
+            limit(1, a.special_fn_cycles);
+        }
+        let g = gcd(rate.0, rate.1);
+        Ok(VecOpState {
+            task,
+            pc,
+            op: v.op,
+            dtype: v.dtype,
+            n: n as u32,
+            done: 0,
+            issued_at: self.now,
+            start_at: self.now + 1 + a.vector_issue_cycles as u64,
+            acc: 0,
+            num: rate.0 / g,
+            den: rate.1 / g,
+            dst,
+            srcs,
+            on_done: match v.mode {
+                ExecMode::Async { on_done, .. } => on_done.map(|t| t.0),
+                ExecMode::Sync => None,
+            },
+        })
+    }
+
+    fn finish(self) -> Result<RunResult, RunError> {
+        let waiting = self.waiting_report();
+        if !waiting.is_empty() {
+            return Err(RunError::Deadlock {
+                cycle: self.now,
+                waiting,
+            });
+        }
+        let cycles = self.now;
+        let mut stats = Stats {
+            version: STATS_VERSION,
+            arch: self.arch.name.clone(),
+            clock_hz: self.arch.clock_hz,
+            width: self.p.width,
+            height: self.p.height,
+            cycles,
+            engine: "reference".into(),
+            totals: Default::default(),
+            pe: self.stats,
+        };
+        stats.totals = stats.pe.totals();
+        let outputs = self
+            .p
+            .outputs
+            .iter()
+            .zip(self.host_out)
+            .map(|(s, o)| (s.name.clone(), o.values))
+            .collect::<BTreeMap<_, _>>();
+        let trace = self.trace.then(|| Trace {
+            version: TRACE_VERSION,
+            clock_hz: self.arch.clock_hz,
+            width: self.p.width,
+            height: self.p.height,
+            spans: self.spans,
+            dropped: self.dropped,
+        });
+        Ok(RunResult {
+            cycles,
+            outputs,
+            stats,
+            trace,
+            memory: self.cores.into_iter().map(|c| c.map(|c| c.sram)).collect(),
+            width: self.p.width,
+        })
+    }
+
+    /// Everything that is not finished: waiting tasks and ops, non-empty
+    /// buffers and queues, incomplete host streams. Empty when the run is done.
+    fn waiting_report(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let limit = 24;
+        let mut more = 0usize;
+        let mut add = |s: String| {
+            if out.len() < limit {
+                out.push(s)
+            } else {
+                more += 1
+            }
+        };
+        for (pe, core) in self.cores.iter().enumerate() {
+            let Some(core) = core else { continue };
+            let at = self.layout.pe_at(pe);
+            let code = &self.p.codes[core.code];
+            let task_name = |t: u8| code.tasks[t as usize].name.as_str();
+            if let Main::Running { task, pc } = core.main {
+                add(format!(
+                    "  {at} task `{}` at `{}`: waits for a busy microthread",
+                    task_name(task),
+                    inst_text(code, &code.insts[pc as usize])
+                ));
+            }
+            for (slot, op) in core.ops.iter().enumerate() {
+                let Some(op) = op else { continue };
+                let what = inst_text(code, &code.insts[op.pc as usize]);
+                let thread = if slot == 0 {
+                    "main thread".to_string()
+                } else {
+                    format!("microthread {}", slot - 1)
+                };
+                let (_, why) = self.fabric_avail(op);
+                let reason = match why {
+                    Some(false) => {
+                        let colors: Vec<String> = op
+                            .srcs
+                            .iter()
+                            .filter_map(|s| match *s {
+                                Loc::In { fifo, pend: 0, .. }
+                                    if self.fifos[fifo as usize].head(self.now).is_none() =>
+                                {
+                                    match self.fifos[fifo as usize].what {
+                                        FifoKind::Queue { color, .. } => Some(format!("c{color}")),
+                                        _ => None,
+                                    }
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        format!("waits for input on {} (queue empty)", colors.join(", "))
+                    }
+                    Some(true) => "waits to send (ramp buffer full)".to_string(),
+                    None => "still running".to_string(),
+                };
+                add(format!(
+                    "  {at} task `{}` {thread} `{what}`: {} of {} elements done, {reason}",
+                    task_name(op.task),
+                    op.done,
+                    op.n
+                ));
+            }
+        }
+        for f in &self.fifos {
+            if f.q.is_empty() {
+                continue;
+            }
+            match f.what {
+                FifoKind::Router { pe, port, color } => {
+                    let pi = self.layout.pe_index(pe);
+                    let outs = self.layout.route(pi, color, port);
+                    add(format!(
+                        "  {pe} router buffer {port}/c{color}: {} wavelet(s) waiting to go to {outs}",
+                        f.q.len()
+                    ));
+                }
+                FifoKind::Queue { pe, color } => {
+                    let core = self.cores[self.layout.pe_index(pe)].as_ref().unwrap();
+                    let code = &self.p.codes[core.code];
+                    let blocked: Vec<&str> = code
+                        .tasks
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, t)| {
+                            t.kind == TaskKind::Data(crate::Color(color)) && core.blocked[*i]
+                        })
+                        .map(|(_, t)| t.name.as_str())
+                        .collect();
+                    let why = if blocked.is_empty() {
+                        "no running instruction reads it".to_string()
+                    } else {
+                        format!("task `{}` is blocked", blocked.join("`, `"))
+                    };
+                    add(format!(
+                        "  {pe} input queue c{color}: {} wavelet(s) unread; {why}",
+                        f.q.len()
+                    ));
+                }
+            }
+        }
+        for (h, s) in self.host_in.iter().zip(&self.p.inputs) {
+            if h.next < h.wavelets.len() {
+                add(format!(
+                    "  host input `{}`: {} of {} wavelets sent; {} {}/{} is full",
+                    s.name,
+                    h.next,
+                    h.wavelets.len(),
+                    s.pe,
+                    s.port,
+                    s.color
+                ));
+            }
+        }
+        for (o, s) in self.host_out.iter().zip(&self.p.outputs) {
+            if (o.values.len() as u32) < o.len {
+                add(format!(
+                    "  host output `{}`: received {} of {} elements (from {} {} on {})",
+                    s.name,
+                    o.values.len(),
+                    o.len,
+                    s.pe,
+                    s.port,
+                    s.color
+                ));
+            }
+        }
+        if more > 0 {
+            out.push(format!("  ... and {more} more"));
+        }
+        out
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}

@@ -1,0 +1,97 @@
+//! Run statistics: a documented, versioned format the viewer reads.
+//!
+//! Per-PE counters are stored as one array per counter, row-major over the
+//! program rectangle (`index = y·width + x`), so a full-wafer run serialises
+//! compactly and a heatmap is one array.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a field changes meaning or is removed.
+pub const STATS_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub version: u32,
+    /// Machine name and clock, so cycles convert to time.
+    pub arch: String,
+    pub clock_hz: f64,
+    /// Program rectangle.
+    pub width: u32,
+    pub height: u32,
+    /// Total cycles until the machine was quiescent.
+    pub cycles: u64,
+    /// Which engine produced these numbers (`reference`, ...).
+    pub engine: String,
+    pub pe: PeStats,
+    /// Totals over all PEs, for summaries.
+    pub totals: Totals,
+}
+
+/// Per-PE counters, each `width × height` long.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeStats {
+    /// Cycles the main thread executed scalar instructions (vector issue included).
+    pub scalar_cycles: Vec<u64>,
+    /// Cycles the vector datapath was held by an operation.
+    pub vector_cycles: Vec<u64>,
+    /// Cycles spent switching to a newly picked task.
+    pub switch_cycles: Vec<u64>,
+    /// Cycles a vector operation waited for fabric input (queue empty).
+    pub stall_in_cycles: Vec<u64>,
+    /// Cycles a vector operation waited to send (ramp buffer full).
+    pub stall_out_cycles: Vec<u64>,
+    /// Cycles the main thread waited to issue on a busy microthread.
+    pub stall_issue_cycles: Vec<u64>,
+    /// Cycles in which a wavelet at the head of a router buffer could not move.
+    pub router_stall_cycles: Vec<u64>,
+    /// Tasks run.
+    pub tasks: Vec<u64>,
+    /// Wavelets the router sent out of each port: N, S, E, W, ramp (to the core).
+    pub wavelets_out: [Vec<u64>; 5],
+    /// Wavelets the core sent up the ramp to its router.
+    pub wavelets_from_core: Vec<u64>,
+    /// SRAM bytes in use (code + buffers).
+    pub sram_used: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub pes_with_code: u64,
+    /// Σ over PEs of the cycles their vector datapath was busy.
+    pub vector_cycles: u64,
+    pub scalar_cycles: u64,
+    /// Wavelets that crossed a link between routers or to the host.
+    pub wavelet_hops: u64,
+    pub router_stall_cycles: u64,
+    pub max_sram_used: u32,
+}
+
+impl PeStats {
+    pub fn zeroed(n: usize) -> PeStats {
+        let z = || vec![0u64; n];
+        PeStats {
+            scalar_cycles: z(),
+            vector_cycles: z(),
+            switch_cycles: z(),
+            stall_in_cycles: z(),
+            stall_out_cycles: z(),
+            stall_issue_cycles: z(),
+            router_stall_cycles: z(),
+            tasks: z(),
+            wavelets_out: [z(), z(), z(), z(), z()],
+            wavelets_from_core: z(),
+            sram_used: vec![0; n],
+        }
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            pes_with_code: self.sram_used.iter().filter(|b| **b > 0).count() as u64,
+            vector_cycles: self.vector_cycles.iter().sum(),
+            scalar_cycles: self.scalar_cycles.iter().sum(),
+            wavelet_hops: self.wavelets_out[..4].iter().flatten().sum(),
+            router_stall_cycles: self.router_stall_cycles.iter().sum(),
+            max_sram_used: self.sram_used.iter().copied().max().unwrap_or(0),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Subcommands. Each is a function from parsed arguments to printed output.
+
+mod arch;
+mod asm;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wafer",
+    version,
+    about = "Compile and emulate dataflow programs on a wafer-scale grid of processing elements"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a program (.wsm assembly or .wafer binary) on the emulated machine.
+    /// With no FILE, runs the built-in example: an 8x8-PE tiled GEMV.
+    Run(run::RunArgs),
+    /// Assemble a .wsm file into a .wafer binary.
+    Asm(asm::AsmArgs),
+    /// Print a .wafer binary (or re-print a .wsm file) as assembly.
+    Disasm(asm::DisasmArgs),
+    /// Print a machine's parameters (a preset name or a TOML/JSON file).
+    Arch(arch::ArchArgs),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Asm(a) => asm::asm(a),
+        Command::Disasm(a) => asm::disasm(a),
+        Command::Arch(a) => arch::arch(a),
+    }
+}
+
+/// `--arch` and `--grid` together: the machine to run on.
+pub fn machine(arch: &str, grid: Option<&str>) -> anyhow::Result<wafer_emulator::Arch> {
+    let a = wafer_emulator::Arch::load(arch)?;
+    Ok(match grid {
+        None => a,
+        Some(g) => {
+            let (w, h) = g
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("--grid `{g}`: expected COLSxROWS, e.g. 16x16"))?;
+            a.with_grid(w, h)?
+        }
+    })
+}
