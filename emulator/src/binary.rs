@@ -23,6 +23,8 @@ pub enum BinaryError {
         "program format version {found} is not supported (this build reads version {FORMAT_VERSION}); re-assemble it"
     )]
     Version { found: u32 },
+    #[error("unknown header flags {0:#x} (this build writes and reads 0); the file is corrupted or from a newer wafer")]
+    Flags(u32),
     #[error("truncated: the header says {expected} bytes of payload but {got} follow")]
     Truncated { expected: u64, got: u64 },
     #[error("checksum mismatch: the file is corrupted")]
@@ -65,6 +67,9 @@ pub fn decode(bytes: &[u8]) -> Result<Program, BinaryError> {
     let version = u32_at(8);
     if version != FORMAT_VERSION {
         return Err(BinaryError::Version { found: version });
+    }
+    if u32_at(12) != 0 {
+        return Err(BinaryError::Flags(u32_at(12)));
     }
     let len = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
     let rest = (bytes.len() - HEADER) as u64;
