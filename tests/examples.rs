@@ -12,7 +12,9 @@ use std::path::Path;
 use wafer_emulator::{Arch, Inputs, Pe, Program, RunConfig, RunResult, load_program};
 
 fn example(name: &str) -> Program {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
     load_program(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -26,7 +28,8 @@ fn machines() -> [Arch; 2] {
 }
 
 fn run(p: &Program, arch: &Arch) -> RunResult {
-    wafer_emulator::run(p, arch, &Inputs::new(), &RunConfig::default()).unwrap_or_else(|e| panic!("{e}"))
+    wafer_emulator::run(p, arch, &Inputs::new(), &RunConfig::default())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Cycle at which a main task's first vector op starts processing: the task
@@ -49,7 +52,12 @@ fn vector_add_adds_and_takes_two_cycles_per_element() {
         // is in the queue at h + 2k + 1 + r. The last sum then climbs the ramp
         // (r) and crosses the host link (h).
         let (n, h, rl) = (16u64, arch.hop_latency as u64, arch.ramp_latency as u64);
-        assert_eq!(r.cycles, (h + 2 * (n - 1) + 1 + rl) + rl + h, "on {}", arch.name);
+        assert_eq!(
+            r.cycles,
+            (h + 2 * (n - 1) + 1 + rl) + rl + h,
+            "on {}",
+            arch.name
+        );
     }
 }
 
@@ -60,7 +68,11 @@ fn row_broadcast_reaches_every_pe_in_one_pipelined_pass() {
     for arch in machines() {
         let r = run(&p, &arch);
         for i in 0..64 {
-            assert_eq!(r.read_buffer(&p, Pe::new(i, 0), "x").unwrap(), x, "PE({i},0)");
+            assert_eq!(
+                r.read_buffer(&p, Pe::new(i, 0), "x").unwrap(),
+                x,
+                "PE({i},0)"
+            );
         }
         // Element k enters at cycle k, crosses the host link and 63 hops
         // (64·h), goes down the ramp (r) at the last PE and is stored that
@@ -73,11 +85,18 @@ fn row_broadcast_reaches_every_pe_in_one_pipelined_pass() {
 #[test]
 fn chain_reduce_sums_in_chain_order() {
     let p = example("chain_reduce.wsm");
-    let vs: Vec<Vec<f32>> = (0..64).map(|i| p.initial_values(Pe::new(i, 0), "v").unwrap()).collect();
-    let want: Vec<f32> = (0..16).map(|e| vs[1..].iter().fold(vs[0][e], |acc, v| acc + v[e])).collect();
+    let vs: Vec<Vec<f32>> = (0..64)
+        .map(|i| p.initial_values(Pe::new(i, 0), "v").unwrap())
+        .collect();
+    let want: Vec<f32> = (0..16)
+        .map(|e| vs[1..].iter().fold(vs[0][e], |acc, v| acc + v[e]))
+        .collect();
     for arch in machines() {
         let r = run(&p, &arch);
-        assert_eq!(r.outputs["sum"], want, "bit-exact: the same summation order");
+        assert_eq!(
+            r.outputs["sum"], want,
+            "bit-exact: the same summation order"
+        );
         // PE(0,0) pushes element k at start + k; each further PE adds it the
         // cycle it arrives, 2r + h later (up its ramp, one hop, down the
         // next ramp); the last sum goes up the ramp and over the host link.
@@ -90,11 +109,17 @@ fn chain_reduce_sums_in_chain_order() {
 #[test]
 fn tree_reduce_sums_in_tree_order_in_six_steps() {
     let p = example("tree_reduce.wsm");
-    let vs: Vec<Vec<f32>> = (0..64).map(|i| p.initial_values(Pe::new(i, 0), "v").unwrap()).collect();
+    let vs: Vec<Vec<f32>> = (0..64)
+        .map(|i| p.initial_values(Pe::new(i, 0), "v").unwrap())
+        .collect();
     // PE x with k trailing zeros adds, in round order, the final sums of
     // x + 1, x + 2, ..., x + 2^(k-1).
     fn total(x: usize, vs: &[Vec<f32>]) -> Vec<f32> {
-        let k = if x == 0 { 6 } else { x.trailing_zeros() as usize };
+        let k = if x == 0 {
+            6
+        } else {
+            x.trailing_zeros() as usize
+        };
         let mut v = vs[x].clone();
         for r in 0..k {
             let other = total(x + (1 << r), vs);
@@ -108,24 +133,46 @@ fn tree_reduce_sums_in_tree_order_in_six_steps() {
     let chain = run(&example("chain_reduce.wsm"), &Arch::wse3());
     for arch in machines() {
         let r = run(&p, &arch);
-        assert_eq!(r.outputs["sum"], want, "bit-exact: the same summation order");
+        assert_eq!(
+            r.outputs["sum"], want,
+            "bit-exact: the same summation order"
+        );
         // Six rounds, each: the last element arrives (n - 1 after the first,
         // which took 2r + 2^round·h), the receive op completes and the send
         // op issues the same cycle and starts 1 + I later. Then the root's
         // sum streams to the host (n - 1, up the ramp, over the host link).
-        let (n, h, rl, i) = (16u64, arch.hop_latency as u64, arch.ramp_latency as u64, arch.vector_issue_cycles as u64);
-        let rounds: u64 = (0..6).map(|round| (n - 1) + 2 * rl + (1 << round) * h + 1 + i).sum();
-        assert_eq!(r.cycles, first_op_start(&arch) + rounds + (n - 1) + rl + h, "on {}", arch.name);
+        let (n, h, rl, i) = (
+            16u64,
+            arch.hop_latency as u64,
+            arch.ramp_latency as u64,
+            arch.vector_issue_cycles as u64,
+        );
+        let rounds: u64 = (0..6)
+            .map(|round| (n - 1) + 2 * rl + (1 << round) * h + 1 + i)
+            .sum();
+        assert_eq!(
+            r.cycles,
+            first_op_start(&arch) + rounds + (n - 1) + rl + h,
+            "on {}",
+            arch.name
+        );
     }
     let tree = run(&p, &Arch::wse3());
-    assert!(tree.cycles * 3 < chain.cycles * 2, "tree {} vs chain {}", tree.cycles, chain.cycles);
+    assert!(
+        tree.cycles * 3 < chain.cycles * 2,
+        "tree {} vs chain {}",
+        tree.cycles,
+        chain.cycles
+    );
 }
 
 #[test]
 fn gemv_matches_a_plain_matrix_vector_product() {
     let p = example("gemv_8x8.wsm");
     let m = 4usize;
-    let x: Vec<Vec<f32>> = (0..8).map(|j| p.input_values(&format!("x{j}")).unwrap()).collect();
+    let x: Vec<Vec<f32>> = (0..8)
+        .map(|j| p.input_values(&format!("x{j}")).unwrap())
+        .collect();
     for arch in machines() {
         let r = run(&p, &arch);
         for ry in 0..8u32 {
@@ -147,15 +194,28 @@ fn gemv_matches_a_plain_matrix_vector_product() {
                     *a += b;
                 }
             }
-            assert_eq!(r.outputs[&format!("y{ry}")], acc, "row {ry} on {}", arch.name);
+            assert_eq!(
+                r.outputs[&format!("y{ry}")],
+                acc,
+                "row {ry} on {}",
+                arch.name
+            );
         }
         // x reaches row y's cores at h(y+1) + r and is stored as it comes
         // (not before the receive op starts); then two `li`, four loop
         // iterations of ldf + vfmac (issue, I, m elements) + add, add, blt,
         // the send/add op's issue delay, m elements, and the row chain:
         // 7 · (2r + h) plus the ramp and host link at the east edge.
-        let (h, rl, i, mm) = (arch.hop_latency as u64, arch.ramp_latency as u64, arch.vector_issue_cycles as u64, m as u64);
-        let x_done = (0..8).map(|y| first_op_start(&arch).max(h * (y + 1) + rl) + (mm - 1)).max().unwrap();
+        let (h, rl, i, mm) = (
+            arch.hop_latency as u64,
+            arch.ramp_latency as u64,
+            arch.vector_issue_cycles as u64,
+            m as u64,
+        );
+        let x_done = (0..8)
+            .map(|y| first_op_start(&arch).max(h * (y + 1) + rl) + (mm - 1))
+            .max()
+            .unwrap();
         let want = x_done + 2 + 4 * (i + mm + 4) + 1 + i + (mm - 1) + 7 * (2 * rl + h) + rl + h;
         assert_eq!(r.cycles, want, "on {}", arch.name);
     }
@@ -163,19 +223,31 @@ fn gemv_matches_a_plain_matrix_vector_product() {
 
 #[test]
 fn listings_of_the_examples() {
-    for name in ["vector_add", "row_broadcast", "chain_reduce", "tree_reduce", "gemv_8x8"] {
+    for name in [
+        "vector_add",
+        "row_broadcast",
+        "chain_reduce",
+        "tree_reduce",
+        "gemv_8x8",
+    ] {
         let p = example(&format!("{name}.wsm"));
         let listing = wafer_emulator::asm::print(&p);
         insta::assert_snapshot!(name, listing);
         let back = wafer_emulator::asm::parse(&listing, name).unwrap();
-        assert_eq!(back, p, "{name}: the listing parses back to the same program");
+        assert_eq!(
+            back, p,
+            "{name}: the listing parses back to the same program"
+        );
     }
 }
 
 #[test]
 fn the_same_run_twice_gives_identical_results() {
     let p = example("gemv_8x8.wsm");
-    let cfg = RunConfig { trace: true, ..RunConfig::default() };
+    let cfg = RunConfig {
+        trace: true,
+        ..RunConfig::default()
+    };
     let a = wafer_emulator::run(&p, &Arch::wse2(), &Inputs::new(), &cfg).unwrap();
     let b = wafer_emulator::run(&p, &Arch::wse2(), &Inputs::new(), &cfg).unwrap();
     assert_eq!(a.cycles, b.cycles);

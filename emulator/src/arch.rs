@@ -259,7 +259,7 @@ impl Arch {
         if self.microthreads > 15 {
             return Err("`microthreads` must be at most 15".into());
         }
-        if !(self.clock_hz > 0.0) {
+        if self.clock_hz.is_nan() || self.clock_hz <= 0.0 {
             return Err("`clock_hz` must be positive".into());
         }
         Ok(())

@@ -23,7 +23,9 @@ pub enum BinaryError {
         "program format version {found} is not supported (this build reads version {FORMAT_VERSION}); re-assemble it"
     )]
     Version { found: u32 },
-    #[error("unknown header flags {0:#x} (this build writes and reads 0); the file is corrupted or from a newer wafer")]
+    #[error(
+        "unknown header flags {0:#x} (this build writes and reads 0); the file is corrupted or from a newer wafer"
+    )]
     Flags(u32),
     #[error("truncated: the header says {expected} bytes of payload but {got} follow")]
     Truncated { expected: u64, got: u64 },

@@ -244,11 +244,15 @@ pub fn check(p: &Program, arch: &Arch) -> Result<Layout, CheckError> {
                     if out == Port::Ramp {
                         if !code.is_some_and(|_| code_colors[cc as usize].consumed.contains(&color))
                         {
-                            let who = code
-                                .map_or("no code".to_string(), |c| format!("code `{}`", c.name));
-                            err!(
-                                "{pe}: route delivers {color} to the core, but {who} there never receives {color} (no data task or rx operand)"
-                            );
+                            match code {
+                                None => err!(
+                                    "{pe}: route delivers {color} to the core, but no code runs there"
+                                ),
+                                Some(c) => err!(
+                                    "{pe}: route delivers {color} to the core, but code `{}` there never receives {color} (no data task or rx operand)",
+                                    c.name
+                                ),
+                            }
                         }
                         continue;
                     }

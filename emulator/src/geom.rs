@@ -197,7 +197,8 @@ impl PeRect {
     }
 
     pub fn contains(&self, pe: Pe) -> bool {
-        let on = |p: u32, o: u32, n: u32, s: u32| p >= o && (p - o) % s == 0 && (p - o) / s < n;
+        let on =
+            |p: u32, o: u32, n: u32, s: u32| p >= o && (p - o).is_multiple_of(s) && (p - o) / s < n;
         on(pe.x, self.x, self.w, self.sx) && on(pe.y, self.y, self.h, self.sy)
     }
 

@@ -77,7 +77,13 @@ fn check_traffic(seed: u64) -> Result<(), TestCaseError> {
             if dests.is_empty() {
                 dests.push(Pe::new((src.x + 1) % w, src.y));
             }
-            Stream { color: k as u8 + 1, n: r.range(1, 12) as u32, dtype: r.pick(&[DType::F32, DType::F16]), src, dests }
+            Stream {
+                color: k as u8 + 1,
+                n: r.range(1, 12) as u32,
+                dtype: r.pick(&[DType::F32, DType::F16]),
+                src,
+                dests,
+            }
         })
         .collect();
 
@@ -94,7 +100,14 @@ fn check_traffic(seed: u64) -> Result<(), TestCaseError> {
         writeln!(src, ".code pe_{}_{}", pe.x, pe.y).unwrap();
         for (k, send) in list {
             let s = &streams[*k];
-            writeln!(src, "  .buffer {}{k} {}[{}]", if *send { "s" } else { "r" }, s.dtype, s.n).unwrap();
+            writeln!(
+                src,
+                "  .buffer {}{k} {}[{}]",
+                if *send { "s" } else { "r" },
+                s.dtype,
+                s.n
+            )
+            .unwrap();
         }
         src.push_str("  .task main local active\nmain:\n");
         for (t, (k, send)) in list.iter().enumerate() {
@@ -109,8 +122,17 @@ fn check_traffic(seed: u64) -> Result<(), TestCaseError> {
         writeln!(src, ".place pe_{}_{} {},{} 1x1", pe.x, pe.y, pe.x, pe.y).unwrap();
         for (k, send) in list {
             if *send {
-                let vals: Vec<String> = (0..streams[*k].n).map(|i| format!("{}", value(*k, i))).collect();
-                writeln!(src, ".data s{k} {},{} 1x1 = [{}]", pe.x, pe.y, vals.join(", ")).unwrap();
+                let vals: Vec<String> = (0..streams[*k].n)
+                    .map(|i| format!("{}", value(*k, i)))
+                    .collect();
+                writeln!(
+                    src,
+                    ".data s{k} {},{} 1x1 = [{}]",
+                    pe.x,
+                    pe.y,
+                    vals.join(", ")
+                )
+                .unwrap();
             }
         }
     }
@@ -121,7 +143,15 @@ fn check_traffic(seed: u64) -> Result<(), TestCaseError> {
         sent += wavelets;
         for (pe, (input, outs)) in tree(s) {
             let outs: Vec<String> = outs.iter().map(|p| p.to_string()).collect();
-            writeln!(src, ".route {},{} 1x1 c{} {input} -> {}", pe.x, pe.y, s.color, outs.join(",")).unwrap();
+            writeln!(
+                src,
+                ".route {},{} 1x1 c{} {input} -> {}",
+                pe.x,
+                pe.y,
+                s.color,
+                outs.join(",")
+            )
+            .unwrap();
             for o in tree(s)[&pe].1.iter() {
                 if *o == Port::Ramp {
                     deliveries += wavelets;
@@ -132,20 +162,37 @@ fn check_traffic(seed: u64) -> Result<(), TestCaseError> {
             }
         }
     }
-    let p = asm::parse(&src, "traffic.wsm").map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
-    let res = wafer_emulator::run(&p, &Arch::wse2(), &Inputs::new(), &RunConfig::default()).map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
+    let p =
+        asm::parse(&src, "traffic.wsm").map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
+    let res = wafer_emulator::run(&p, &Arch::wse2(), &Inputs::new(), &RunConfig::default())
+        .map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
     for (k, s) in streams.iter().enumerate() {
         let want: Vec<f32> = (0..s.n).map(|i| value(k, i)).collect();
         for d in &s.dests {
-            prop_assert_eq!(res.read_buffer(&p, *d, &format!("r{k}")).unwrap(), want.clone(), "stream {} at {}\n{}", k, d, src);
+            prop_assert_eq!(
+                res.read_buffer(&p, *d, &format!("r{k}")).unwrap(),
+                want.clone(),
+                "stream {} at {}\n{}",
+                k,
+                d,
+                src
+            );
         }
     }
     let t = &res.stats;
     prop_assert_eq!(t.totals.wavelet_hops, hops, "link hops\n{}", src);
-    prop_assert_eq!(t.pe.wavelets_out[Port::Ramp.index()].iter().sum::<u64>(), deliveries);
+    prop_assert_eq!(
+        t.pe.wavelets_out[Port::Ramp.index()].iter().sum::<u64>(),
+        deliveries
+    );
     prop_assert_eq!(t.pe.wavelets_from_core.iter().sum::<u64>(), sent);
     let busiest = link_load.values().copied().max().unwrap_or(0);
-    prop_assert!(res.cycles >= busiest, "{} cycles but a link carried {} wavelets", res.cycles, busiest);
+    prop_assert!(
+        res.cycles >= busiest,
+        "{} cycles but a link carried {} wavelets",
+        res.cycles,
+        busiest
+    );
     Ok(())
 }
 
@@ -182,10 +229,15 @@ fn a_shared_link_is_a_bottleneck() {
         writeln!(src, ".route 0,0 1x1 c{} R -> E\n.route 1,0 1x1 c{} W -> R\n.data s{k} 0,0 1x1 = iota({}, 1)", k + 1, k + 1, k * 1000).unwrap();
     }
     let p = asm::parse(&src, "shared.wsm").unwrap();
-    let res = wafer_emulator::run(&p, &Arch::wse3(), &Inputs::new(), &RunConfig::default()).unwrap();
+    let res =
+        wafer_emulator::run(&p, &Arch::wse3(), &Inputs::new(), &RunConfig::default()).unwrap();
     for k in 0..4 {
         let want: Vec<f32> = (0..32).map(|i| (k * 1000 + i) as f32).collect();
-        assert_eq!(res.read_buffer(&p, Pe::new(1, 0), &format!("r{k}")).unwrap(), want);
+        assert_eq!(
+            res.read_buffer(&p, Pe::new(1, 0), &format!("r{k}"))
+                .unwrap(),
+            want
+        );
     }
     // 128 wavelets share PE(0,0)'s ramp and its east link.
     assert!(res.cycles >= 128, "{}", res.cycles);

@@ -74,9 +74,20 @@ fn binary_header_errors_say_what_is_wrong() {
     let bytes = binary::encode(&p);
     let mut v = bytes.clone();
     v[8] = 99;
-    assert_eq!(binary::decode(&v), Err(binary::BinaryError::Version { found: 99 }));
-    assert!(binary::decode(&bytes[..30]).unwrap_err().to_string().contains("truncated"));
-    assert_eq!(binary::decode(b"#!/bin/sh"), Err(binary::BinaryError::BadMagic));
+    assert_eq!(
+        binary::decode(&v),
+        Err(binary::BinaryError::Version { found: 99 })
+    );
+    assert!(
+        binary::decode(&bytes[..30])
+            .unwrap_err()
+            .to_string()
+            .contains("truncated")
+    );
+    assert_eq!(
+        binary::decode(b"#!/bin/sh"),
+        Err(binary::BinaryError::BadMagic)
+    );
 }
 
 #[test]
@@ -85,7 +96,10 @@ fn a_binary_with_an_invalid_program_fails_verification() {
     let mut p = common::random_program(11);
     p.codes[0].buffers[0].offset = 0;
     let err = binary::decode(&binary::encode(&p)).unwrap_err().to_string();
-    assert!(err.contains("buffer `b0`") && err.contains("after the code"), "{err}");
+    assert!(
+        err.contains("buffer `b0`") && err.contains("after the code"),
+        "{err}"
+    );
 }
 
 fn parse_err(src: &str) -> String {
@@ -94,17 +108,52 @@ fn parse_err(src: &str) -> String {
 
 #[test]
 fn assembly_errors_point_at_the_line_and_column() {
-    let e = parse_err(".grid 2x2\n.code k\n  .task main local active\nmain:\n  vfadd.f32 y, y\n  end\n.end\n");
+    let e = parse_err(
+        ".grid 2x2\n.code k\n  .task main local active\nmain:\n  vfadd.f32 y, y\n  end\n.end\n",
+    );
     assert!(e.starts_with("bad.wsm:5:"), "{e}");
     assert!(e.contains("`y`"), "{e}");
     let e = parse_err(".grid 2x2\n.route 0,0 1x1 c1 Q -> E\n");
-    assert!(e.starts_with("bad.wsm:2:19:") && e.contains("expected a port"), "{e}");
+    assert!(
+        e.starts_with("bad.wsm:2:19:") && e.contains("expected a port"),
+        "{e}"
+    );
     let e = parse_err(".grid 2x2\n.code k\n  .task main local\nmain:\n  jmp nowhere\n.end\n");
-    assert!(e.contains("bad.wsm:5:") && e.contains("no label `nowhere`"), "{e}");
+    assert!(
+        e.contains("bad.wsm:5:") && e.contains("no label `nowhere`"),
+        "{e}"
+    );
     let e = parse_err(".code k\n.end\n");
     assert!(e.contains("missing `.grid"), "{e}");
     let e = parse_err(".grid 1x1\n.code k\n  .task main local active\nmain:\n  end\n");
-    assert!(e.contains("bad.wsm:2:") && e.contains("no matching `.end`"), "{e}");
+    assert!(
+        e.contains("bad.wsm:2:") && e.contains("no matching `.end`"),
+        "{e}"
+    );
     let e = parse_err(".grid 1x1\n.place nope 0,0 1x1\n");
-    assert!(e.contains("bad.wsm:2:") && e.contains("no code named `nope`"), "{e}");
+    assert!(
+        e.contains("bad.wsm:2:") && e.contains("no code named `nope`"),
+        "{e}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Whatever a generated program does (bad routes, out-of-range
+    /// descriptors through registers, endless loops), checking and running it
+    /// ends in a result or an error, never a panic or a hang.
+    #[test]
+    fn any_program_runs_or_fails_cleanly(seed in any::<u64>()) {
+        let mut p = common::random_program(seed);
+        // Routes that go nowhere would fail the checks every time; drop them
+        // half the time so more programs reach the engine.
+        if seed % 2 == 0 {
+            p.routes.clear();
+            p.inputs.clear();
+            p.outputs.clear();
+        }
+        let cfg = wafer_emulator::RunConfig { max_cycles: 3_000, ..Default::default() };
+        let _ = wafer_emulator::run(&p, &wafer_emulator::Arch::wse2(), &Default::default(), &cfg);
+    }
 }

@@ -1197,7 +1197,7 @@ impl<'p> Machine<'p> {
             .zip(self.host_out)
             .map(|(s, o)| (s.name.clone(), o.values))
             .collect::<BTreeMap<_, _>>();
-        let trace = self.trace.then(|| Trace {
+        let trace = self.trace.then_some(Trace {
             version: TRACE_VERSION,
             clock_hz: self.arch.clock_hz,
             width: self.p.width,

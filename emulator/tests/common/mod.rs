@@ -41,12 +41,21 @@ impl Rng {
 }
 
 fn isrc(r: &mut Rng) -> IntSrc {
-    if r.chance(50) { IntSrc::Reg(Reg(r.below(16) as u8)) } else { IntSrc::Imm(r.range(-1000, 1000) as i32) }
+    if r.chance(50) {
+        IntSrc::Reg(Reg(r.below(16) as u8))
+    } else {
+        IntSrc::Imm(r.range(-1000, 1000) as i32)
+    }
 }
 
 fn gen_code(r: &mut Rng, name: String) -> PeCode {
     let mut buffers: Vec<Buffer> = (0..r.range(1, 4))
-        .map(|i| Buffer { name: format!("b{i}"), dtype: r.pick(&[DType::F32, DType::F16, DType::BF16, DType::I32]), len: r.range(1, 24) as u32, offset: u32::MAX })
+        .map(|i| Buffer {
+            name: format!("b{i}"),
+            dtype: r.pick(&[DType::F32, DType::F16, DType::BF16, DType::I32]),
+            len: r.range(1, 24) as u32,
+            offset: u32::MAX,
+        })
         .collect();
     if r.chance(30) {
         // An explicitly placed buffer, far from the rest.
@@ -58,7 +67,11 @@ fn gen_code(r: &mut Rng, name: String) -> PeCode {
             let data = r.chance(30);
             Task {
                 name: format!("t{i}"),
-                kind: if data { TaskKind::Data(Color(r.below(24) as u8)) } else { TaskKind::Local },
+                kind: if data {
+                    TaskKind::Data(Color(r.below(24) as u8))
+                } else {
+                    TaskKind::Local
+                },
                 entry: 0,
                 active: !data && r.chance(50),
                 blocked: r.chance(20),
@@ -66,40 +79,136 @@ fn gen_code(r: &mut Rng, name: String) -> PeCode {
         })
         .collect();
     let n_insts = r.range(1, 20) as usize;
-    let float_bufs: Vec<usize> = (0..buffers.len()).filter(|i| buffers[*i].dtype != DType::I32).collect();
-    let int_bufs: Vec<usize> = (0..buffers.len()).filter(|i| buffers[*i].dtype == DType::I32).collect();
-    let local_tasks: Vec<usize> = (0..tasks.len()).filter(|i| tasks[*i].kind == TaskKind::Local).collect();
+    let float_bufs: Vec<usize> = (0..buffers.len())
+        .filter(|i| buffers[*i].dtype != DType::I32)
+        .collect();
+    let int_bufs: Vec<usize> = (0..buffers.len())
+        .filter(|i| buffers[*i].dtype == DType::I32)
+        .collect();
+    let local_tasks: Vec<usize> = (0..tasks.len())
+        .filter(|i| tasks[*i].kind == TaskKind::Local)
+        .collect();
     let mut insts = Vec::new();
     let mut targets = Vec::new();
     for _ in 0..n_insts {
         let inst = match r.below(14) {
-            0 => Inst::Li { rd: Reg(r.below(16) as u8), imm: r.range(-5000, 5000) as i32 },
-            1 => Inst::Lf { fd: FReg(r.below(16) as u8), imm: r.float() },
-            2 => Inst::Alu { op: r.pick(&[AluOp::Add, AluOp::Sub, AluOp::Mul, AluOp::And, AluOp::Or, AluOp::Xor, AluOp::Shl, AluOp::Shr, AluOp::Min, AluOp::Max]), rd: Reg(r.below(16) as u8), ra: Reg(r.below(16) as u8), b: isrc(r) },
-            3 => Inst::Falu { op: r.pick(&[FaluOp::Add, FaluOp::Sub, FaluOp::Mul, FaluOp::Div, FaluOp::Max, FaluOp::Min]), fd: FReg(r.below(16) as u8), fa: FReg(r.below(16) as u8), fb: FReg(r.below(16) as u8) },
-            4 => Inst::Fun { op: r.pick(&[FunOp::Neg, FunOp::Abs, FunOp::Sqrt, FunOp::Rsqrt, FunOp::Exp, FunOp::Rcp]), fd: FReg(r.below(16) as u8), fa: FReg(r.below(16) as u8) },
+            0 => Inst::Li {
+                rd: Reg(r.below(16) as u8),
+                imm: r.range(-5000, 5000) as i32,
+            },
+            1 => Inst::Lf {
+                fd: FReg(r.below(16) as u8),
+                imm: r.float(),
+            },
+            2 => Inst::Alu {
+                op: r.pick(&[
+                    AluOp::Add,
+                    AluOp::Sub,
+                    AluOp::Mul,
+                    AluOp::And,
+                    AluOp::Or,
+                    AluOp::Xor,
+                    AluOp::Shl,
+                    AluOp::Shr,
+                    AluOp::Min,
+                    AluOp::Max,
+                ]),
+                rd: Reg(r.below(16) as u8),
+                ra: Reg(r.below(16) as u8),
+                b: isrc(r),
+            },
+            3 => Inst::Falu {
+                op: r.pick(&[
+                    FaluOp::Add,
+                    FaluOp::Sub,
+                    FaluOp::Mul,
+                    FaluOp::Div,
+                    FaluOp::Max,
+                    FaluOp::Min,
+                ]),
+                fd: FReg(r.below(16) as u8),
+                fa: FReg(r.below(16) as u8),
+                fb: FReg(r.below(16) as u8),
+            },
+            4 => Inst::Fun {
+                op: r.pick(&[
+                    FunOp::Neg,
+                    FunOp::Abs,
+                    FunOp::Sqrt,
+                    FunOp::Rsqrt,
+                    FunOp::Exp,
+                    FunOp::Rcp,
+                ]),
+                fd: FReg(r.below(16) as u8),
+                fa: FReg(r.below(16) as u8),
+            },
             5 => {
                 let t = n_insts as u32;
                 let target = r.below(t as u64) as u32;
                 targets.push(target);
-                if r.chance(50) { Inst::Jmp { target } } else { Inst::Br { cond: r.pick(&[Cond::Eq, Cond::Ne, Cond::Lt, Cond::Ge]), ra: Reg(r.below(16) as u8), b: isrc(r), target } }
+                if r.chance(50) {
+                    Inst::Jmp { target }
+                } else {
+                    Inst::Br {
+                        cond: r.pick(&[Cond::Eq, Cond::Ne, Cond::Lt, Cond::Ge]),
+                        ra: Reg(r.below(16) as u8),
+                        b: isrc(r),
+                        target,
+                    }
+                }
             }
             6 if !float_bufs.is_empty() => {
                 let buf = BufId(r.pick(&float_bufs) as u16);
-                if r.chance(50) { Inst::Ldf { fd: FReg(r.below(16) as u8), buf, idx: isrc(r) } } else { Inst::Stf { buf, idx: isrc(r), fs: FReg(r.below(16) as u8) } }
+                if r.chance(50) {
+                    Inst::Ldf {
+                        fd: FReg(r.below(16) as u8),
+                        buf,
+                        idx: isrc(r),
+                    }
+                } else {
+                    Inst::Stf {
+                        buf,
+                        idx: isrc(r),
+                        fs: FReg(r.below(16) as u8),
+                    }
+                }
             }
             7 if !int_bufs.is_empty() => {
                 let buf = BufId(r.pick(&int_bufs) as u16);
-                if r.chance(50) { Inst::Ld { rd: Reg(r.below(16) as u8), buf, idx: isrc(r) } } else { Inst::St { buf, idx: isrc(r), rs: Reg(r.below(16) as u8) } }
+                if r.chance(50) {
+                    Inst::Ld {
+                        rd: Reg(r.below(16) as u8),
+                        buf,
+                        idx: isrc(r),
+                    }
+                } else {
+                    Inst::St {
+                        buf,
+                        idx: isrc(r),
+                        rs: Reg(r.below(16) as u8),
+                    }
+                }
             }
-            8 => Inst::ItoF { fd: FReg(r.below(16) as u8), rs: Reg(r.below(16) as u8) },
-            9 => Inst::FtoI { rd: Reg(r.below(16) as u8), fs: FReg(r.below(16) as u8) },
+            8 => Inst::ItoF {
+                fd: FReg(r.below(16) as u8),
+                rs: Reg(r.below(16) as u8),
+            },
+            9 => Inst::FtoI {
+                rd: Reg(r.below(16) as u8),
+                fs: FReg(r.below(16) as u8),
+            },
             10 if !local_tasks.is_empty() => Inst::Activate(TaskId(r.pick(&local_tasks) as u8)),
             11 => {
                 let t = TaskId(r.below(tasks.len() as u64) as u8);
-                if r.chance(50) { Inst::Block(t) } else { Inst::Unblock(t) }
+                if r.chance(50) {
+                    Inst::Block(t)
+                } else {
+                    Inst::Unblock(t)
+                }
             }
-            12 | 13 if !float_bufs.is_empty() => Inst::Vec(gen_vec(r, &buffers, &float_bufs, &local_tasks)),
+            12 | 13 if !float_bufs.is_empty() => {
+                Inst::Vec(gen_vec(r, &buffers, &float_bufs, &local_tasks))
+            }
             _ => Inst::End,
         };
         insts.push(inst);
@@ -120,32 +229,64 @@ fn gen_code(r: &mut Rng, name: String) -> PeCode {
     for t in tasks.iter_mut() {
         t.entry = labels.iter().find(|(_, n)| *n == t.name).unwrap().0;
     }
-    let mut code = PeCode { name, buffers, tasks, insts, labels };
+    let mut code = PeCode {
+        name,
+        buffers,
+        tasks,
+        insts,
+        labels,
+    };
     code.assign_offsets();
     code
 }
 
-fn gen_vec(r: &mut Rng, buffers: &[Buffer], float_bufs: &[usize], local_tasks: &[usize]) -> VecInst {
+fn gen_vec(
+    r: &mut Rng,
+    buffers: &[Buffer],
+    float_bufs: &[usize],
+    local_tasks: &[usize],
+) -> VecInst {
     let op = r.pick(&VecOp::ALL);
     let mem = |r: &mut Rng| {
         let b = r.pick(float_bufs);
         let blen = buffers[b].len as i32;
         if r.chance(30) {
             // Register-driven: checked at run time, not by the verifier.
-            return Operand::Mem(MemRef { buf: BufId(b as u16), off: IntSrc::Reg(Reg(r.below(16) as u8)), len: isrc(r), stride: isrc(r) });
+            return Operand::Mem(MemRef {
+                buf: BufId(b as u16),
+                off: IntSrc::Reg(Reg(r.below(16) as u8)),
+                len: isrc(r),
+                stride: isrc(r),
+            });
         }
         let len = r.range(1, blen as i64) as i32;
         let off = r.range(0, (blen - len) as i64) as i32;
-        let stride = if r.chance(80) || len == 1 { 1 } else { 1 + r.below(((blen - 1 - off) / (len - 1)).max(1) as u64) as i32 };
-        let stride = if off + (len - 1) * stride >= blen { 1 } else { stride };
-        Operand::Mem(MemRef { buf: BufId(b as u16), off: IntSrc::Imm(off), len: IntSrc::Imm(len), stride: IntSrc::Imm(stride) })
+        let stride = if r.chance(80) || len == 1 {
+            1
+        } else {
+            1 + r.below(((blen - 1 - off) / (len - 1)).max(1) as u64) as i32
+        };
+        let stride = if off + (len - 1) * stride >= blen {
+            1
+        } else {
+            stride
+        };
+        Operand::Mem(MemRef {
+            buf: BufId(b as u16),
+            off: IntSrc::Imm(off),
+            len: IntSrc::Imm(len),
+            stride: IntSrc::Imm(stride),
+        })
     };
     let dst = if op.is_reduction() {
         Operand::FReg(FReg(r.below(16) as u8))
     } else if r.chance(70) {
         mem(r)
     } else {
-        Operand::FabOut { color: Color(r.below(24) as u8), len: r.chance(50).then(|| IntSrc::Imm(r.range(1, 64) as i32)) }
+        Operand::FabOut {
+            color: Color(r.below(24) as u8),
+            len: r.chance(50).then(|| IntSrc::Imm(r.range(1, 64) as i32)),
+        }
     };
     let mut used_rx = Vec::new();
     let mut srcs: Vec<Operand> = (0..op.arity())
@@ -157,28 +298,48 @@ fn gen_vec(r: &mut Rng, buffers: &[Buffer], float_bufs: &[usize], local_tasks: &
                     c = (c + 1) % 24;
                 }
                 used_rx.push(c);
-                Operand::FabIn { color: Color(c), len: r.chance(30).then(|| isrc(r)) }
+                Operand::FabIn {
+                    color: Color(c),
+                    len: r.chance(30).then(|| isrc(r)),
+                }
             }
             2 => Operand::FReg(FReg(r.below(16) as u8)),
             _ => Operand::Imm(r.float()),
         })
         .collect();
-    if !matches!(dst, Operand::Mem(_) | Operand::FabOut { len: Some(_), .. }) && !srcs.iter().any(|s| matches!(s, Operand::Mem(_) | Operand::FabIn { len: Some(_), .. })) {
+    if !matches!(dst, Operand::Mem(_) | Operand::FabOut { len: Some(_), .. })
+        && !srcs
+            .iter()
+            .any(|s| matches!(s, Operand::Mem(_) | Operand::FabIn { len: Some(_), .. }))
+    {
         srcs[0] = mem(r);
     }
     let mode = if r.chance(50) {
         ExecMode::Sync
     } else {
-        ExecMode::Async { thread: r.below(8) as u8, on_done: (!local_tasks.is_empty() && r.chance(50)).then(|| TaskId(r.pick(local_tasks) as u8)) }
+        ExecMode::Async {
+            thread: r.below(8) as u8,
+            on_done: (!local_tasks.is_empty() && r.chance(50))
+                .then(|| TaskId(r.pick(local_tasks) as u8)),
+        }
     };
-    VecInst { op, dtype: r.pick(&[DType::F32, DType::F16, DType::BF16]), dst, srcs, mode }
+    VecInst {
+        op,
+        dtype: r.pick(&[DType::F32, DType::F16, DType::BF16]),
+        dst,
+        srcs,
+        mode,
+    }
 }
 
 fn gen_init(r: &mut Rng, len: u32) -> DataInit {
     match r.below(5) {
         0 => DataInit::Zero,
         1 => DataInit::Fill(r.float()),
-        2 => DataInit::Iota { start: r.float(), step: r.float() },
+        2 => DataInit::Iota {
+            start: r.float(),
+            step: r.float(),
+        },
         3 => DataInit::Random { seed: r.next() },
         _ => DataInit::Values((0..len).map(|_| r.float()).collect()),
     }
@@ -197,10 +358,17 @@ pub fn random_program(seed: u64) -> Program {
         if r.chance(80) {
             let w = r.range(1, width as i64) as u32;
             let pes = PeRect::new(0, i as u32, w, 1);
-            placements.push(Placement { code: CodeId(i as u32), pes });
+            placements.push(Placement {
+                code: CodeId(i as u32),
+                pes,
+            });
             if r.chance(70) {
                 let b = &code.buffers[r.below(code.buffers.len() as u64) as usize];
-                data.push(DataImage { pes, buffer: b.name.clone(), init: gen_init(r, b.len) });
+                data.push(DataImage {
+                    pes,
+                    buffer: b.name.clone(),
+                    init: gen_init(r, b.len),
+                });
             }
         }
     }
@@ -213,7 +381,19 @@ pub fn random_program(seed: u64) -> Program {
             }
             let step = r.range(1, 2) as u32;
             let w = 1 + r.below(((width - x - 1) / step + 1) as u64) as u32;
-            RouteRule { pes: PeRect { x, y, w, h: 1, sx: step, sy: 1 }, color: Color(r.below(24) as u8), input: r.pick(&Port::ALL), outputs }
+            RouteRule {
+                pes: PeRect {
+                    x,
+                    y,
+                    w,
+                    h: 1,
+                    sx: step,
+                    sy: 1,
+                },
+                color: Color(r.below(24) as u8),
+                input: r.pick(&Port::ALL),
+                outputs,
+            }
         })
         .collect();
     let streams = |prefix: &str, r: &mut Rng, input: bool| -> Vec<HostStream> {
@@ -230,12 +410,25 @@ pub fn random_program(seed: u64) -> Program {
                     port: Port::W,
                     color: Color(r.below(24) as u8),
                     period: r.range(1, 3) as u32,
-                    init: if input { gen_init(r, len) } else { DataInit::Zero },
+                    init: if input {
+                        gen_init(r, len)
+                    } else {
+                        DataInit::Zero
+                    },
                 }
             })
             .collect()
     };
     let inputs = streams("in", r, true);
     let outputs = streams("out", r, false);
-    Program { width, height, codes, placements, routes, data, inputs, outputs }
+    Program {
+        width,
+        height,
+        codes,
+        placements,
+        routes,
+        data,
+        inputs,
+        outputs,
+    }
 }
