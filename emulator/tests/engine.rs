@@ -461,3 +461,21 @@ fn input_overrides_are_checked() {
         vec![4.0, 5.0]
     );
 }
+
+/// Code placed on a whole wse2 program rectangle is stored once: the binary
+/// stays tiny, and the reference engine refuses (with the numbers) a run
+/// whose per-PE SRAM would not fit in host memory.
+#[test]
+fn a_full_wafer_program_stores_its_code_once() {
+    let src = ".grid 750x994\n.code k\n  .buffer a f32[1024]\n  .task main local active\nmain:\n  vmov.f32 a, 1.0\n  end\n.end\n.place k 0,0 750x994\n";
+    let p = program(src);
+    let bytes = wafer_emulator::binary::encode(&p);
+    assert!(bytes.len() < 300, "{} bytes for 745,500 PEs", bytes.len());
+    let e = wafer_emulator::run(&p, &Arch::wse2(), &Inputs::new(), &RunConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("745500 PEs with code × 49152 bytes") && e.contains("34.1 GiB"),
+        "{e}"
+    );
+}

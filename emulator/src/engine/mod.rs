@@ -120,6 +120,15 @@ pub enum RunError {
         "host output `{name}` received more than its {len} elements; check the routes into {pe}"
     )]
     OutputOverflow { name: String, len: u32, pe: Pe },
+    #[error(
+        "the reference engine keeps every PE's SRAM: {pes} PEs with code × {sram} bytes = {gib:.1} GiB of host memory, over its {limit_gib} GiB limit; run a smaller program or --grid"
+    )]
+    TooBig {
+        pes: u64,
+        sram: u32,
+        gib: f64,
+        limit_gib: u64,
+    },
 }
 
 /// Run `p` on `arch` with the reference engine.

@@ -239,6 +239,19 @@ pub(crate) fn run(
             });
         }
     }
+    // Functional emulation stores each PE's SRAM; refuse up front what would
+    // not fit rather than fail half way through allocating it.
+    const LIMIT_GIB: u64 = 8;
+    let pes = layout.code_of.iter().filter(|c| **c != NONE).count() as u64;
+    let bytes = pes * arch.sram_bytes as u64;
+    if bytes > LIMIT_GIB << 30 {
+        return Err(RunError::TooBig {
+            pes,
+            sram: arch.sram_bytes,
+            gib: bytes as f64 / (1u64 << 30) as f64,
+            limit_gib: LIMIT_GIB,
+        });
+    }
     let mut m = Machine::new(p, arch, layout, inputs, cfg)?;
     loop {
         if m.now >= cfg.max_cycles {
