@@ -45,6 +45,21 @@ pub enum AluOp {
     Max,
 }
 
+impl AluOp {
+    pub const ALL: [AluOp; 10] = [
+        AluOp::Add,
+        AluOp::Sub,
+        AluOp::Mul,
+        AluOp::And,
+        AluOp::Or,
+        AluOp::Xor,
+        AluOp::Shl,
+        AluOp::Shr,
+        AluOp::Min,
+        AluOp::Max,
+    ];
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FaluOp {
     Add,
@@ -53,6 +68,17 @@ pub enum FaluOp {
     Div,
     Max,
     Min,
+}
+
+impl FaluOp {
+    pub const ALL: [FaluOp; 6] = [
+        FaluOp::Add,
+        FaluOp::Sub,
+        FaluOp::Mul,
+        FaluOp::Div,
+        FaluOp::Max,
+        FaluOp::Min,
+    ];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,12 +91,27 @@ pub enum FunOp {
     Rcp,
 }
 
+impl FunOp {
+    pub const ALL: [FunOp; 6] = [
+        FunOp::Neg,
+        FunOp::Abs,
+        FunOp::Sqrt,
+        FunOp::Rsqrt,
+        FunOp::Exp,
+        FunOp::Rcp,
+    ];
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Cond {
     Eq,
     Ne,
     Lt,
     Ge,
+}
+
+impl Cond {
+    pub const ALL: [Cond; 4] = [Cond::Eq, Cond::Ne, Cond::Lt, Cond::Ge];
 }
 
 /// Vector operations. `d` is the destination, `a`, `b`, `c` sources.

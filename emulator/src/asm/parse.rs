@@ -752,36 +752,7 @@ impl Line<'_> {
     }
 
     fn scalar(&mut self, m: &str, code: &PeCode, labels: &HashMap<String, u32>) -> R<Inst> {
-        const ALU: [AluOp; 10] = [
-            AluOp::Add,
-            AluOp::Sub,
-            AluOp::Mul,
-            AluOp::And,
-            AluOp::Or,
-            AluOp::Xor,
-            AluOp::Shl,
-            AluOp::Shr,
-            AluOp::Min,
-            AluOp::Max,
-        ];
-        const FALU: [FaluOp; 6] = [
-            FaluOp::Add,
-            FaluOp::Sub,
-            FaluOp::Mul,
-            FaluOp::Div,
-            FaluOp::Max,
-            FaluOp::Min,
-        ];
-        const FUN: [FunOp; 6] = [
-            FunOp::Neg,
-            FunOp::Abs,
-            FunOp::Sqrt,
-            FunOp::Rsqrt,
-            FunOp::Exp,
-            FunOp::Rcp,
-        ];
-        const COND: [Cond; 4] = [Cond::Eq, Cond::Ne, Cond::Lt, Cond::Ge];
-        if let Some(op) = ALU.into_iter().find(|o| alu_name(*o) == m) {
+        if let Some(op) = AluOp::ALL.into_iter().find(|o| alu_name(*o) == m) {
             let rd = self.reg()?;
             self.comma()?;
             let ra = self.reg()?;
@@ -793,7 +764,7 @@ impl Line<'_> {
                 b: self.isrc()?,
             });
         }
-        if let Some(op) = FALU.into_iter().find(|o| falu_name(*o) == m) {
+        if let Some(op) = FaluOp::ALL.into_iter().find(|o| falu_name(*o) == m) {
             let fd = self.freg()?;
             self.comma()?;
             let fa = self.freg()?;
@@ -805,7 +776,7 @@ impl Line<'_> {
                 fb: self.freg()?,
             });
         }
-        if let Some(op) = FUN.into_iter().find(|o| fun_name(*o) == m) {
+        if let Some(op) = FunOp::ALL.into_iter().find(|o| fun_name(*o) == m) {
             let fd = self.freg()?;
             self.comma()?;
             return Ok(Inst::Fun {
@@ -814,7 +785,7 @@ impl Line<'_> {
                 fa: self.freg()?,
             });
         }
-        if let Some(cond) = COND.into_iter().find(|o| cond_name(*o) == m) {
+        if let Some(cond) = Cond::ALL.into_iter().find(|o| cond_name(*o) == m) {
             let ra = self.reg()?;
             self.comma()?;
             let b = self.isrc()?;

@@ -101,44 +101,19 @@ fn gen_code(r: &mut Rng, name: String) -> PeCode {
                 imm: r.float(),
             },
             2 => Inst::Alu {
-                op: r.pick(&[
-                    AluOp::Add,
-                    AluOp::Sub,
-                    AluOp::Mul,
-                    AluOp::And,
-                    AluOp::Or,
-                    AluOp::Xor,
-                    AluOp::Shl,
-                    AluOp::Shr,
-                    AluOp::Min,
-                    AluOp::Max,
-                ]),
+                op: r.pick(&AluOp::ALL),
                 rd: Reg(r.below(16) as u8),
                 ra: Reg(r.below(16) as u8),
                 b: isrc(r),
             },
             3 => Inst::Falu {
-                op: r.pick(&[
-                    FaluOp::Add,
-                    FaluOp::Sub,
-                    FaluOp::Mul,
-                    FaluOp::Div,
-                    FaluOp::Max,
-                    FaluOp::Min,
-                ]),
+                op: r.pick(&FaluOp::ALL),
                 fd: FReg(r.below(16) as u8),
                 fa: FReg(r.below(16) as u8),
                 fb: FReg(r.below(16) as u8),
             },
             4 => Inst::Fun {
-                op: r.pick(&[
-                    FunOp::Neg,
-                    FunOp::Abs,
-                    FunOp::Sqrt,
-                    FunOp::Rsqrt,
-                    FunOp::Exp,
-                    FunOp::Rcp,
-                ]),
+                op: r.pick(&FunOp::ALL),
                 fd: FReg(r.below(16) as u8),
                 fa: FReg(r.below(16) as u8),
             },
@@ -150,7 +125,7 @@ fn gen_code(r: &mut Rng, name: String) -> PeCode {
                     Inst::Jmp { target }
                 } else {
                     Inst::Br {
-                        cond: r.pick(&[Cond::Eq, Cond::Ne, Cond::Lt, Cond::Ge]),
+                        cond: r.pick(&Cond::ALL),
                         ra: Reg(r.below(16) as u8),
                         b: isrc(r),
                         target,
