@@ -270,10 +270,15 @@ impl Arch {
     }
 
     /// Elements per cycle the datapath processes for `op` computing in `dt`.
-    pub fn lanes(&self, op: VecOp, dt: DType) -> u32 {
+    /// `narrow_product` says every vector multiplicand is a 16-bit memory
+    /// vector: a mixed-precision FMAC/dot (16-bit product, f32 sum, like the
+    /// SDK's mixed ops). Its rate is not in the SIMD table; we take the f16
+    /// multiplier's lanes bounded by the f32 adder's (inferred).
+    pub fn lanes(&self, op: VecOp, dt: DType, narrow_product: bool) -> u32 {
         use VecOp::*;
         match (dt, op) {
             (DType::F16 | DType::BF16, _) => self.f16_lanes,
+            (_, Fmac | Fmul | Dot) if narrow_product => self.f16_lanes.min(self.f32_add_lanes),
             (_, Fmac | Fmul | Dot) => self.f32_fmac_lanes,
             _ => self.f32_add_lanes,
         }

@@ -100,6 +100,27 @@ fn vector_rates_follow_lanes_and_memory_ports() {
         "  vfmac.f32 a, a, b, c",
     );
     assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 18);
+    // A mixed-precision dot (f16 × f16, f32 sum into a register): lanes
+    // min(f16, f32 add) = 4, but two 16-bit reads per element are one word
+    // and there are 2 read ports: 2 per cycle.
+    let src = one_pe(
+        "  .buffer a f16[32]\n  .buffer b f16[32]",
+        "  vdot.f32 f1, a, b",
+    );
+    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 16);
+    // The same with f32 operands is an f32 FMAC: 1 lane.
+    let src = one_pe(
+        "  .buffer a f32[32]\n  .buffer b f32[32]",
+        "  vdot.f32 f1, a, b",
+    );
+    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 32);
+    // A 16-bit product computed in f32 into a 16-bit buffer: ports allow 2
+    // per cycle, and the mixed rule gives 4 lanes instead of the f32 FMAC's 1.
+    let src = one_pe(
+        "  .buffer a f16[32]\n  .buffer y f16[32]",
+        "  vfmul.f32 y, a, 2.0",
+    );
+    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 16);
     // exp: special_fn_cycles per element.
     let src = one_pe("  .buffer a f32[8]", "  vexp.f32 a, a");
     assert_eq!(

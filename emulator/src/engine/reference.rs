@@ -1149,7 +1149,19 @@ impl<'p> Machine<'p> {
         let a = self.arch;
         // The steady rate: the tightest of lanes, read ports, write port and
         // the special-function unit, as an exact fraction num/den.
-        let mut rate = (a.lanes(v.op, v.dtype), 1u32);
+        // Multiplicands: b and c of an FMAC, a and b of a product or dot.
+        let factors = match v.op {
+            VecOp::Fmac => &v.srcs[1..],
+            VecOp::Fmul | VecOp::Dot => &v.srcs[..],
+            _ => &[][..],
+        };
+        let narrow = factors.iter().any(|o| matches!(o, Operand::Mem(_)))
+            && factors.iter().all(|o| match o {
+                Operand::Mem(m) => code.buffers[m.buf.0 as usize].dtype.size_bytes() == 2,
+                Operand::FReg(_) | Operand::Imm(_) => true,
+                _ => false,
+            });
+        let mut rate = (a.lanes(v.op, v.dtype, narrow), 1u32);
         let mut limit = |num: u32, den: u32| {
             if den > 0 && (num as u64) * (rate.1 as u64) < (rate.0 as u64) * (den as u64) {
                 rate = (num, den);
