@@ -284,6 +284,41 @@ impl Arch {
         }
     }
 
+    /// The steady rate of a vector op in elements per cycle, as an exact
+    /// fraction `(num, den)`: the tightest of the lanes, the read ports, the
+    /// write port and (for exp, rcp, rsqrt) the special-function unit.
+    /// `reads_halves`/`writes_halves` count 16-bit halves of memory words
+    /// per element over the memory operands (a contiguous 16-bit vector is
+    /// 1, anything else 2).
+    pub fn vector_rate(
+        &self,
+        op: VecOp,
+        dt: DType,
+        narrow_product: bool,
+        reads_halves: u32,
+        writes_halves: u32,
+    ) -> (u32, u32) {
+        let mut rate = (self.lanes(op, dt, narrow_product), 1u32);
+        let mut limit = |num: u32, den: u32| {
+            if den > 0 && (num as u64) * (rate.1 as u64) < (rate.0 as u64) * (den as u64) {
+                rate = (num, den);
+            }
+        };
+        limit(2 * self.mem_read_ports, reads_halves);
+        limit(2 * self.mem_write_ports, writes_halves);
+        if op.is_special() {
+            limit(1, self.special_fn_cycles);
+        }
+        let g = gcd(rate.0, rate.1);
+        (rate.0 / g, rate.1 / g)
+    }
+
+    /// Cycles an op at `rate` holds the datapath for `n` elements when
+    /// nothing else limits it: the first `t` with ⌊t·num/den⌋ ≥ n.
+    pub fn vector_cycles(n: u32, rate: (u32, u32)) -> u64 {
+        (n as u64 * rate.1 as u64).div_ceil(rate.0 as u64)
+    }
+
     pub fn cycles_to_us(&self, cycles: u64) -> f64 {
         cycles as f64 / self.clock_hz * 1e6
     }
@@ -307,6 +342,10 @@ pub enum ArchError {
         max_rows: u32,
         arch: String,
     },
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]

@@ -1147,8 +1147,6 @@ impl<'p> Machine<'p> {
             return Err(fault(format!("vector length {n} is not positive")));
         }
         let a = self.arch;
-        // The steady rate: the tightest of lanes, read ports, write port and
-        // the special-function unit, as an exact fraction num/den.
         // Multiplicands: b and c of an FMAC, a and b of a product or dot.
         let factors = match v.op {
             VecOp::Fmac => &v.srcs[1..],
@@ -1161,18 +1159,7 @@ impl<'p> Machine<'p> {
                 Operand::FReg(_) | Operand::Imm(_) => true,
                 _ => false,
             });
-        let mut rate = (a.lanes(v.op, v.dtype, narrow), 1u32);
-        let mut limit = |num: u32, den: u32| {
-            if den > 0 && (num as u64) * (rate.1 as u64) < (rate.0 as u64) * (den as u64) {
-                rate = (num, den);
-            }
-        };
-        limit(2 * a.mem_read_ports, reads_h);
-        limit(2 * a.mem_write_ports, writes_h);
-        if v.op.is_special() {
-            limit(1, a.special_fn_cycles);
-        }
-        let g = gcd(rate.0, rate.1);
+        let (num, den) = a.vector_rate(v.op, v.dtype, narrow, reads_h, writes_h);
         Ok(VecOpState {
             task,
             pc,
@@ -1183,8 +1170,8 @@ impl<'p> Machine<'p> {
             issued_at: self.now,
             start_at: self.now + 1 + a.vector_issue_cycles as u64,
             acc: 0,
-            num: rate.0 / g,
-            den: rate.1 / g,
+            num,
+            den,
             dst,
             srcs,
             on_done: match v.mode {
@@ -1372,8 +1359,4 @@ impl<'p> Machine<'p> {
         }
         out
     }
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
