@@ -1,0 +1,148 @@
+//! A kernel's output: a Program for a rectangle of PEs, and how each logical
+//! tensor is cut into the host streams at the rectangle's edges.
+//!
+//! Edge streams are the kernel's ports: run alone, the host feeds and drains
+//! them; in a compiled model, the compiler replaces them with routes from
+//! the previous kernel and to the next.
+
+use std::collections::BTreeMap;
+use wafer_emulator::{Arch, Inputs, Program, RunConfig, RunError, RunResult};
+
+/// One piece of a tensor carried by one edge stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment {
+    pub stream: String,
+    pub offset: u32,
+    pub len: u32,
+}
+
+/// A logical tensor (a vector here) and the streams that carry it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorPort {
+    pub name: String,
+    pub len: u32,
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Fragment {
+    pub program: Program,
+    pub inputs: Vec<TensorPort>,
+    pub outputs: Vec<TensorPort>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum KernelError {
+    #[error("{0}")]
+    Shape(String),
+    #[error("the rectangle {w}x{h} does not fit: {why}")]
+    Rect { w: u32, h: u32, why: String },
+    #[error("kernel needs {need} colors but only {have} were given")]
+    Colors { need: usize, have: usize },
+}
+
+/// Cut `n` elements into `parts` nearly equal runs (the first `n % parts`
+/// one longer): `(offset, len)` each.
+pub fn split(n: u32, parts: u32) -> Vec<(u32, u32)> {
+    let (base, extra) = (n / parts, n % parts);
+    let mut off = 0;
+    (0..parts)
+        .map(|i| {
+            let len = base + u32::from(i < extra);
+            let r = (off, len);
+            off += len;
+            r
+        })
+        .collect()
+}
+
+impl Fragment {
+    /// Host inputs for the given tensors (missing ones keep the program's
+    /// default stream data).
+    pub fn stream_inputs(&self, tensors: &BTreeMap<String, Vec<f32>>) -> Result<Inputs, String> {
+        let mut out = Inputs::new();
+        for (name, values) in tensors {
+            let port = self
+                .inputs
+                .iter()
+                .find(|p| &p.name == name)
+                .ok_or_else(|| format!("kernel has no input tensor `{name}`"))?;
+            if values.len() != port.len as usize {
+                return Err(format!(
+                    "input `{name}` has {} values, the kernel takes {}",
+                    values.len(),
+                    port.len
+                ));
+            }
+            for s in &port.segments {
+                out.insert(
+                    s.stream.clone(),
+                    values[s.offset as usize..(s.offset + s.len) as usize].to_vec(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// A tensor's values gathered from the run's host outputs (or, for an
+    /// input, from the program's default stream data).
+    pub fn gather(&self, port: &TensorPort, streams: &BTreeMap<String, Vec<f32>>) -> Vec<f32> {
+        let mut v = vec![0.0; port.len as usize];
+        for s in &port.segments {
+            if let Some(vals) = streams.get(&s.stream) {
+                v[s.offset as usize..(s.offset + s.len) as usize].copy_from_slice(vals);
+            }
+        }
+        v
+    }
+
+    /// The default value of each input tensor (the program's seeded stream data).
+    pub fn default_inputs(&self) -> BTreeMap<String, Vec<f32>> {
+        let streams: BTreeMap<String, Vec<f32>> = self
+            .program
+            .inputs
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    self.program.input_values(&s.name).expect("stream exists"),
+                )
+            })
+            .collect();
+        self.inputs
+            .iter()
+            .map(|p| (p.name.clone(), self.gather(p, &streams)))
+            .collect()
+    }
+
+    /// Run on the emulator; returns the output tensors and the run.
+    pub fn run(
+        &self,
+        arch: &Arch,
+        tensors: &BTreeMap<String, Vec<f32>>,
+        cfg: &RunConfig,
+    ) -> Result<(BTreeMap<String, Vec<f32>>, RunResult), RunError> {
+        let inputs = self.stream_inputs(tensors).map_err(|m| RunError::Input {
+            name: "tensor".into(),
+            message: m,
+        })?;
+        let r = wafer_emulator::run(&self.program, arch, &inputs, cfg)?;
+        let outs = self
+            .outputs
+            .iter()
+            .map(|p| (p.name.clone(), self.gather(p, &r.outputs)))
+            .collect();
+        Ok((outs, r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_everything_once() {
+        assert_eq!(split(10, 4), vec![(0, 3), (3, 3), (6, 2), (8, 2)]);
+        assert_eq!(split(4, 4), vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
+    }
+}

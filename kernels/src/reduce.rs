@@ -1,0 +1,246 @@
+//! Reducing partial vectors along a line of PEs to its east end: the plan
+//! (who sends what where), the order of the sums it implies, and when the
+//! result comes out.
+//!
+//! A *K-tree* with group size `g` (the least with `g^K ≥ n`) works in K
+//! levels. At level `l` the PEs whose distance `p` from the east end is a
+//! multiple of `u = g^l` are active; they form groups of `g` consecutive
+//! active PEs, and each group chain-reduces east to its member with the
+//! smallest `p` (the farthest member sends, the middle ones add their own
+//! vector and forward, the leader adds the incoming stream to its own). The
+//! critical path is about `K·g` dependent steps and `K·g·u/2` hops instead
+//! of `n` steps (MeshGEMV's observation); `K = 1` is the plain pipelined
+//! chain, `g = 2` the binary tree.
+
+use crate::KernelError;
+use std::fmt;
+use wafer_emulator::Arch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    Chain,
+    Tree { k: u32 },
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Result<Strategy, KernelError> {
+        match s {
+            "chain" => Ok(Strategy::Chain),
+            "tree" => Ok(Strategy::Tree { k: 2 }),
+            _ => s
+                .strip_prefix("tree:")
+                .and_then(|k| k.parse().ok())
+                .filter(|k| *k >= 1)
+                .map(|k| Strategy::Tree { k })
+                .ok_or_else(|| {
+                    KernelError::Shape(format!(
+                        "unknown strategy `{s}`: use chain, tree (K = 2) or tree:K"
+                    ))
+                }),
+        }
+    }
+
+    fn levels(self) -> u32 {
+        match self {
+            Strategy::Chain => 1,
+            Strategy::Tree { k } => k,
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Strategy::Chain => f.write_str("chain"),
+            Strategy::Tree { k } => write!(f, "tree:{k}"),
+        }
+    }
+}
+
+/// What one PE does at one level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send its vector `hops` PEs east (the farthest member of a group).
+    Send { hops: u32 },
+    /// Add its vector to the incoming stream and forward it `hops` PEs east.
+    Forward { hops: u32 },
+    /// Add the incoming stream to its own vector (a group's leader).
+    Gather,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub n: u32,
+    pub group: u32,
+    pub levels: u32,
+    /// Per PE, west to east: its (level, action) steps in order.
+    pub steps: Vec<Vec<(u32, Action)>>,
+}
+
+impl Plan {
+    pub fn new(n: u32, strategy: Strategy) -> Plan {
+        let levels = strategy.levels().min(n.max(2).ilog2().max(1));
+        let mut group = 2u32;
+        while (group as u64).pow(levels) < n as u64 {
+            group += 1;
+        }
+        if levels == 1 {
+            group = n.max(1);
+        }
+        let mut steps = vec![Vec::new(); n as usize];
+        let mut u = 1u64;
+        for l in 0..levels {
+            for c in 0..n {
+                let p = (n - 1 - c) as u64;
+                if p % u != 0 {
+                    continue;
+                }
+                let span = u * group as u64;
+                let base = p - p % span;
+                let t = (p % span) / u;
+                let t_max = ((n as u64 - 1 - base) / u).min(group as u64 - 1);
+                let action = match t {
+                    _ if t_max == 0 => continue,
+                    0 => Action::Gather,
+                    t if t == t_max => Action::Send { hops: u as u32 },
+                    _ => Action::Forward { hops: u as u32 },
+                };
+                steps[c as usize].push((l, action));
+            }
+            u *= group as u64;
+        }
+        Plan {
+            n,
+            group,
+            levels,
+            steps,
+        }
+    }
+
+    /// The reduction in the plan's order, as the emulator computes it in f32:
+    /// a forwarding PE sends `incoming + own`, a leader keeps `incoming + own`.
+    pub fn reduce(&self, partials: &[Vec<f32>]) -> Vec<f32> {
+        let n = self.n as usize;
+        let mut vals: Vec<Vec<f32>> = partials.to_vec();
+        let mut incoming: Vec<Option<Vec<f32>>> = vec![None; n];
+        let add = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x + y).collect::<Vec<f32>>();
+        for l in 0..self.levels {
+            // Within a level, streams flow east: visit PEs west to east so a
+            // sender's value is ready before its receiver reads it.
+            for c in 0..n {
+                for (lvl, action) in &self.steps[c] {
+                    if *lvl != l {
+                        continue;
+                    }
+                    match *action {
+                        Action::Send { hops } => {
+                            incoming[c + hops as usize] = Some(vals[c].clone())
+                        }
+                        Action::Forward { hops } => {
+                            let inc = incoming[c].take().expect("a forwarder's input was sent");
+                            incoming[c + hops as usize] = Some(add(&inc, &vals[c]));
+                        }
+                        Action::Gather => {
+                            let inc = incoming[c].take().expect("a leader's input was sent");
+                            vals[c] = add(&inc, &vals[c]);
+                        }
+                    }
+                }
+            }
+        }
+        vals[n - 1].clone()
+    }
+
+    /// When the result's first element leaves the east end, given the cycle
+    /// at which each PE issues its first reduction instruction, for vectors
+    /// of `m` f32 elements. Derivation (engine semantics): an op issued at
+    /// `t` starts at `t + 1 + I`; every op here moves one f32 per cycle
+    /// (one fabric wavelet per cycle bounds it), so a stream is its first
+    /// element's time plus `k` for element `k`, and a PE adding an incoming
+    /// stream emits element 0 at `max(start, arrival)`; a stream `u` hops
+    /// east arrives `2·ramp + u·hop` later; the next op issues in the cycle
+    /// the previous one finished (`first + m − 1`). The east end's last step
+    /// streams straight to the output (or, alone, sends its vector).
+    pub fn first_out(&self, issue: &[u64], m: u32, arch: &Arch) -> u64 {
+        let n = self.n as usize;
+        let (i, ramp, hop) = (
+            arch.vector_issue_cycles as u64,
+            arch.ramp_latency as u64,
+            arch.hop_latency as u64,
+        );
+        let m = m as u64;
+        let mut next = issue.to_vec();
+        let mut arrival: Vec<Option<u64>> = vec![None; n];
+        for l in 0..self.levels {
+            for c in 0..n {
+                for (lvl, action) in &self.steps[c] {
+                    if *lvl != l {
+                        continue;
+                    }
+                    let start = next[c] + 1 + i;
+                    let first = match *action {
+                        Action::Send { .. } => start,
+                        Action::Forward { .. } | Action::Gather => {
+                            start.max(arrival[c].take().expect("input was sent"))
+                        }
+                    };
+                    if let Action::Send { hops } | Action::Forward { hops } = *action {
+                        arrival[c + hops as usize] = Some(first + 2 * ramp + hops as u64 * hop);
+                    }
+                    next[c] = first + m - 1;
+                }
+            }
+        }
+        let root = n - 1;
+        match self.steps[root].last() {
+            // The root's final gather streams to the output directly.
+            Some((_, Action::Gather)) => next[root] - (m - 1),
+            _ => next[root] + 1 + i,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(plan: &Plan, f: impl Fn(&Action) -> bool) -> usize {
+        plan.steps.iter().flatten().filter(|(_, a)| f(a)).count()
+    }
+
+    #[test]
+    fn a_chain_sends_once_and_forwards_the_rest() {
+        let p = Plan::new(5, Strategy::Chain);
+        assert_eq!(p.steps[0], vec![(0, Action::Send { hops: 1 })]);
+        assert_eq!(p.steps[2], vec![(0, Action::Forward { hops: 1 })]);
+        assert_eq!(p.steps[4], vec![(0, Action::Gather)]);
+    }
+
+    #[test]
+    fn every_pe_but_the_root_sends_exactly_once() {
+        for n in 1..40 {
+            for s in [
+                Strategy::Chain,
+                Strategy::Tree { k: 2 },
+                Strategy::Tree { k: 3 },
+                Strategy::Tree { k: 6 },
+            ] {
+                let p = Plan::new(n, s);
+                let sends = count(&p, |a| {
+                    matches!(a, Action::Send { .. } | Action::Forward { .. })
+                });
+                assert_eq!(sends, n as usize - 1, "n={n} {s}");
+                let ones: Vec<Vec<f32>> = (0..n).map(|_| vec![1.0]).collect();
+                assert_eq!(p.reduce(&ones), vec![n as f32], "n={n} {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_binary_tree_has_log_levels() {
+        let p = Plan::new(64, Strategy::Tree { k: 6 });
+        assert_eq!((p.group, p.levels), (2, 6));
+        let p = Plan::new(64, Strategy::Tree { k: 2 });
+        assert_eq!((p.group, p.levels), (8, 2));
+    }
+}

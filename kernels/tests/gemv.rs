@@ -1,0 +1,140 @@
+//! GEMV on the emulator against its reference and its cost model.
+
+use proptest::prelude::*;
+use wafer_emulator::{Arch, DType, RunConfig};
+use wafer_kernels::gemv::{self, GemvSpec};
+use wafer_kernels::reduce::Strategy as Reduce;
+
+/// Generate, run, compare with the reference (bit-exact: same order of
+/// sums) and return (measured, predicted) cycles.
+fn check(s: &GemvSpec, arch: &Arch) -> (u64, u64) {
+    let f = gemv::generate(s, arch).unwrap_or_else(|e| panic!("{e}"));
+    let inputs = f.default_inputs();
+    let (outs, run) = f
+        .run(arch, &inputs, &RunConfig::default())
+        .unwrap_or_else(|e| panic!("{s:?}: {e}"));
+    let w = gemv::weights(s, &f.program);
+    assert_eq!(outs["y"], gemv::reference(s, &w, &inputs["x"]), "{s:?}");
+    (run.cycles, gemv::cost(s, arch))
+}
+
+fn reduce() -> impl Strategy<Value = Reduce> {
+    prop_oneof![
+        Just(Reduce::Chain),
+        (1u32..5).prop_map(|k| Reduce::Tree { k })
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn gemv_matches_its_reference_and_its_cost_model(
+        m in 1u32..40, n in 1u32..40, w in 1u32..9, h in 1u32..9,
+        dtype in prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let s = GemvSpec { m, n, dtype, w: w.min(n), h: h.min(m), strategy, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (measured, predicted) = check(&s, &arch);
+        let ratio = measured as f64 / predicted as f64;
+        prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, measured, predicted);
+    }
+}
+
+#[test]
+fn listing_of_a_small_gemv() {
+    let s = GemvSpec {
+        m: 6,
+        n: 10,
+        dtype: DType::F16,
+        w: 4,
+        h: 2,
+        strategy: Reduce::Tree { k: 2 },
+        seed: 1,
+    };
+    let f = gemv::generate(&s, &Arch::wse2()).unwrap();
+    insta::assert_snapshot!(wafer_emulator::asm::print(&f.program));
+}
+
+#[test]
+fn a_tree_beats_a_chain_on_a_long_row() {
+    let arch = Arch::wse3();
+    let chain = GemvSpec {
+        m: 64,
+        n: 512,
+        dtype: DType::F16,
+        w: 64,
+        h: 4,
+        strategy: Reduce::Chain,
+        seed: 3,
+    };
+    let tree = GemvSpec {
+        strategy: Reduce::Tree { k: 2 },
+        ..chain.clone()
+    };
+    let (c, _) = check(&chain, &arch);
+    let (t, _) = check(&tree, &arch);
+    assert!(t < c, "tree {t} vs chain {c}");
+}
+
+#[test]
+fn shapes_that_cannot_be_placed_say_why() {
+    let arch = Arch::wse2();
+    let e = gemv::generate(
+        &GemvSpec {
+            m: 4,
+            n: 4,
+            dtype: DType::F32,
+            w: 8,
+            h: 1,
+            strategy: Reduce::Chain,
+            seed: 0,
+        },
+        &arch,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("8x1 does not fit") && e.contains("at most 4 columns"),
+        "{e}"
+    );
+    let e = gemv::generate(
+        &GemvSpec {
+            m: 4096,
+            n: 4096,
+            dtype: DType::F16,
+            w: 4,
+            h: 4,
+            strategy: Reduce::Chain,
+            seed: 0,
+        },
+        &arch,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("SRAM") && e.contains("49152"), "{e}");
+}
+
+#[test]
+fn the_best_rect_is_the_cheapest_that_fits() {
+    let arch = Arch::wse2().with_grid(32, 32).unwrap();
+    let (w, h, c) = gemv::best_rect(64, 64, DType::F16, Reduce::Chain, &arch).unwrap();
+    for (w2, h2) in [(8, 8), (16, 16), (32, 32), (4, 32)] {
+        let other = gemv::cost(
+            &GemvSpec {
+                m: 64,
+                n: 64,
+                dtype: DType::F16,
+                w: w2,
+                h: h2,
+                strategy: Reduce::Chain,
+                seed: 0,
+            },
+            &arch,
+        );
+        assert!(
+            c <= other,
+            "picked {w}x{h} ({c}) but {w2}x{h2} costs {other}"
+        );
+    }
+}
