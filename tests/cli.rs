@@ -188,3 +188,36 @@ fn bad_input_gets_a_clear_error() {
     ]);
     assert!(e.contains("/nonexistent.bin"), "{e}");
 }
+
+#[test]
+fn kernel_runs_a_gemv_checks_it_and_compares_with_its_cost_model() {
+    let j = json(&ok(&[
+        "kernel",
+        "gemv",
+        "--shape",
+        "64x48",
+        "--dtype",
+        "f16",
+        "--arch",
+        "wse2",
+        "--rect",
+        "4x4",
+        "--strategy",
+        "tree",
+        "--json",
+    ]));
+    assert_eq!(j["matches_reference"], true);
+    let (measured, predicted) = (
+        j["measured_cycles"].as_f64().unwrap(),
+        j["predicted_cycles"].as_f64().unwrap(),
+    );
+    assert!((measured / predicted - 1.0).abs() <= 0.15, "{j}");
+    assert!((j["time_us"].as_f64().unwrap() - measured / 850.0).abs() < 1e-9);
+    let out = ok(&["kernel", "gemv", "--shape", "32x32", "--arch", "wse3"]);
+    assert!(out.contains("picked: fastest by the cost model"), "{out}");
+    assert!(ok(&["kernel", "--list"]).contains("gemv"));
+    let e = fails(&["kernel", "gemv", "--shape", "4x4", "--rect", "8x8"]);
+    assert!(e.contains("8x8 does not fit"), "{e}");
+    let e = fails(&["kernel", "softmax", "--shape", "4"]);
+    assert!(e.contains("unknown kernel `softmax`"), "{e}");
+}

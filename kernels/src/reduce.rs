@@ -92,7 +92,7 @@ impl Plan {
         for l in 0..levels {
             for c in 0..n {
                 let p = (n - 1 - c) as u64;
-                if p % u != 0 {
+                if !p.is_multiple_of(u) {
                     continue;
                 }
                 let span = u * group as u64;

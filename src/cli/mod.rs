@@ -2,6 +2,7 @@
 
 mod arch;
 mod asm;
+mod kernel;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ pub enum Command {
     Disasm(asm::DisasmArgs),
     /// Print a machine's parameters (a preset name or a TOML/JSON file).
     Arch(arch::ArchArgs),
+    /// Run one kernel on its own with seeded random inputs, check it against
+    /// its reference, and compare measured with predicted cycles.
+    Kernel(kernel::KernelArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Asm(a) => asm::asm(a),
         Command::Disasm(a) => asm::disasm(a),
         Command::Arch(a) => arch::arch(a),
+        Command::Kernel(a) => kernel::kernel(a),
     }
 }
 
