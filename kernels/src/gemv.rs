@@ -11,6 +11,7 @@
 //! Blocks need not divide evenly: the first `m % h` row blocks and
 //! `n % w` column blocks are one longer.
 
+use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::{Action, Plan, Strategy};
 use crate::{Fragment, KernelError, Segment, TensorPort, split};
 use std::collections::BTreeMap;
@@ -90,7 +91,8 @@ fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
 
 pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     validate(s, arch)?;
-    let levels = Plan::new(s.w, s.strategy);
+    let red = row_reduce(s, s.m.div_ceil(s.h));
+    let levels = &red.plan;
     let n_colors = C_LEVEL0 as usize + levels.levels as usize;
     if n_colors > arch.colors as usize {
         return Err(KernelError::Colors {
@@ -113,9 +115,9 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             let mt = rows[r0 as usize].1;
             let r1 = (r0..s.h).find(|r| rows[*r as usize].1 != mt).unwrap_or(s.h);
             let name = code_name(*nt, mt, &levels.steps[c], c as u32 == s.w - 1);
-            codes.entry(name.clone()).or_insert_with(|| {
-                code_text(&name, s, *nt, mt, &levels.steps[c], c as u32 == s.w - 1)
-            });
+            codes
+                .entry(name.clone())
+                .or_insert_with(|| code_text(&name, s, *nt, mt, &red.code(c as u32)));
             writeln!(places, ".place {name} {c},{r0} 1x{}", r1 - r0).unwrap();
             r0 = r1;
         }
@@ -129,33 +131,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         writeln!(src, ".route 0,0 {}x{} c{CX} N -> R,S", s.w, s.h - 1).unwrap();
     }
     writeln!(src, ".route 0,{} {}x1 c{CX} N -> R", s.h - 1, s.w).unwrap();
-    // Reduction levels: sender, pass-through PEs, receiver.
-    for (c, steps) in levels.steps.iter().enumerate() {
-        for (l, action) in steps {
-            let color = C_LEVEL0 as u32 + l;
-            if let Action::Send { hops } | Action::Forward { hops } = action {
-                writeln!(src, ".route {c},0 1x{} c{color} R -> E", s.h).unwrap();
-                if *hops > 1 {
-                    writeln!(
-                        src,
-                        ".route {},0 {}x{} c{color} W -> E",
-                        c + 1,
-                        hops - 1,
-                        s.h
-                    )
-                    .unwrap();
-                }
-                writeln!(
-                    src,
-                    ".route {},0 1x{} c{color} W -> R",
-                    c as u32 + hops,
-                    s.h
-                )
-                .unwrap();
-            }
-        }
-    }
-    writeln!(src, ".route {},0 1x{} c{CY} R -> E", s.w - 1, s.h).unwrap();
+    src.push_str(&red.routes());
     writeln!(src, ".data w 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap();
     for (c, (_, nt)) in cols.iter().enumerate() {
         writeln!(
@@ -205,39 +181,31 @@ fn code_name(nt: u32, mt: u32, steps: &[(u32, Action)], root: bool) -> String {
     name
 }
 
-fn code_text(
-    name: &str,
-    s: &GemvSpec,
-    nt: u32,
-    mt: u32,
-    steps: &[(u32, Action)],
-    root: bool,
-) -> String {
-    let mut t = format!(
-        ".code {name}\n  .buffer w {}[{}]\n  .buffer x {}[{nt}]\n  .buffer y f32[{mt}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r2, 0\nrow:\n  lf f1, 0\n  vdot.f32 f1, w[r2, {nt}], x\n  stf y[r1], f1\n  add r1, r1, 1\n  add r2, r2, {nt}\n  blt r1, {mt}, row\n",
-        s.dtype,
-        mt * nt,
-        s.dtype
-    );
-    for (i, (l, action)) in steps.iter().enumerate() {
-        let color = C_LEVEL0 as u32 + l;
-        let last = i + 1 == steps.len();
-        match action {
-            Action::Send { .. } => writeln!(t, "  vmov.f32 tx(c{color}), y").unwrap(),
-            Action::Forward { .. } => {
-                writeln!(t, "  vfadd.f32 tx(c{color}), rx(c{color}), y").unwrap()
-            }
-            Action::Gather if root && last => {
-                writeln!(t, "  vfadd.f32 tx(c{CY}), rx(c{color}), y").unwrap()
-            }
-            Action::Gather => writeln!(t, "  vfadd.f32 y, rx(c{color}), y").unwrap(),
-        }
-    }
-    if root && steps.is_empty() {
-        writeln!(t, "  vmov.f32 tx(c{CY}), y").unwrap();
-    }
-    t.push_str("  end\n.end\n");
-    t
+fn code_text(name: &str, s: &GemvSpec, nt: u32, mt: u32, reduction: &str) -> String {
+    format!(
+        ".code {name}\n  .buffer w {dt}[{wl}]\n  .buffer x {dt}[{nt}]\n  .buffer y f32[{mt}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r2, 0\nrow:\n  lf f1, 0\n  vdot.f32 f1, w[r2, {nt}], x\n  stf y[r1], f1\n  add r1, r1, 1\n  add r2, r2, {nt}\n  blt r1, {mt}, row\n{reduction}  end\n.end\n",
+        dt = s.dtype,
+        wl = mt * nt,
+    )
+}
+
+/// The row reduction of the partial y's (length `m`), streamed out east.
+fn row_reduce(s: &GemvSpec, m: u32) -> LineReduce {
+    let colors: Vec<u8> = (C_LEVEL0..C_LEVEL0 + 8).collect();
+    let lines = Lines {
+        axis: Axis::Row,
+        w: s.w,
+        h: s.h,
+    };
+    LineReduce::new(
+        lines,
+        s.strategy,
+        Combine::Add,
+        Target::Stream(CY),
+        "y",
+        m,
+        &colors,
+    )
 }
 
 /// W as the generated program holds it (row-major `m × n`, rounded to the
@@ -295,11 +263,10 @@ pub fn reference(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
 /// * two `li`, then per tile row: `lf`, the dot's issue, `I`, the dot's
 ///   `D = ⌈n_c·den/num⌉` cycles at the mixed-precision rate, `stf` (same
 ///   cycle as the dot's end), `add`, `add`, `blt`: `D + I + 5` per row;
-/// * the row's reduction ([`Plan::first_out`]), and the last element
+/// * the row's reduction ([`LineReduce::finish`]), and the last element
 ///   `m_r − 1` later up the east ramp and over the host link.
 pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
     let (cols, rows) = (split(s.n, s.w), split(s.m, s.h));
-    let plan = Plan::new(s.w, s.strategy);
     let (sw, i, hop, ramp) = (
         arch.task_switch_cycles as u64,
         arch.vector_issue_cycles as u64,
@@ -318,7 +285,7 @@ pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
                 x_done + 2 + *mt as u64 * (Arch::vector_cycles(*nt, rate) + i + 5)
             })
             .collect();
-        let first = plan.first_out(&issue, *mt, arch);
+        let first = row_reduce(s, *mt).finish(&issue, arch)[s.w as usize - 1];
         worst = worst.max(first + *mt as u64 - 1 + ramp + hop);
     }
     worst

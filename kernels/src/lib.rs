@@ -8,6 +8,7 @@
 //! (collectives, element-wise, norms, softmax, RoPE, attention, embedding,
 //! argmax) are not written yet.
 
+pub mod collective;
 pub mod fragment;
 pub mod gemv;
 pub mod reduce;

@@ -117,13 +117,23 @@ impl Plan {
         }
     }
 
-    /// The reduction in the plan's order, as the emulator computes it in f32:
-    /// a forwarding PE sends `incoming + own`, a leader keeps `incoming + own`.
+    /// The sum in the plan's order, as the emulator computes it in f32: a
+    /// forwarding PE sends `incoming + own`, a leader keeps `incoming + own`.
     pub fn reduce(&self, partials: &[Vec<f32>]) -> Vec<f32> {
+        self.reduce_with(partials, |a, b| a + b)
+    }
+
+    /// [`Plan::reduce`] with another combining function (`f(incoming, own)`).
+    pub fn reduce_with(&self, partials: &[Vec<f32>], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
         let n = self.n as usize;
         let mut vals: Vec<Vec<f32>> = partials.to_vec();
         let mut incoming: Vec<Option<Vec<f32>>> = vec![None; n];
-        let add = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x + y).collect::<Vec<f32>>();
+        let add = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| f(*x, *y))
+                .collect::<Vec<f32>>()
+        };
         for l in 0..self.levels {
             // Within a level, streams flow east: visit PEs west to east so a
             // sender's value is ready before its receiver reads it.
@@ -162,6 +172,18 @@ impl Plan {
     /// the previous one finished (`first + m − 1`). The east end's last step
     /// streams straight to the output (or, alone, sends its vector).
     pub fn first_out(&self, issue: &[u64], m: u32, arch: &Arch) -> u64 {
+        let (done, root_first) = self.timeline(issue, m, arch);
+        let root = self.n as usize - 1;
+        match self.steps[root].last() {
+            // The root's final gather streams to the output directly.
+            Some((_, Action::Gather)) => root_first,
+            _ => done[root] + 1 + arch.vector_issue_cycles as u64,
+        }
+    }
+
+    /// Per PE, the cycle its last reduction op finishes (its issue cycle if
+    /// it has none), and the cycle the root's last op handles element 0.
+    pub fn timeline(&self, issue: &[u64], m: u32, arch: &Arch) -> (Vec<u64>, u64) {
         let n = self.n as usize;
         let (i, ramp, hop) = (
             arch.vector_issue_cycles as u64,
@@ -171,6 +193,7 @@ impl Plan {
         let m = m as u64;
         let mut next = issue.to_vec();
         let mut arrival: Vec<Option<u64>> = vec![None; n];
+        let mut root_first = next[n - 1];
         for l in 0..self.levels {
             for c in 0..n {
                 for (lvl, action) in &self.steps[c] {
@@ -188,15 +211,13 @@ impl Plan {
                         arrival[c + hops as usize] = Some(first + 2 * ramp + hops as u64 * hop);
                     }
                     next[c] = first + m - 1;
+                    if c == n - 1 {
+                        root_first = first;
+                    }
                 }
             }
         }
-        let root = n - 1;
-        match self.steps[root].last() {
-            // The root's final gather streams to the output directly.
-            Some((_, Action::Gather)) => next[root] - (m - 1),
-            _ => next[root] + 1 + i,
-        }
+        (next, root_first)
     }
 }
 
