@@ -268,3 +268,310 @@ impl LineReduce {
         done
     }
 }
+
+/// A collective run on its own over a `w × h` rectangle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectiveSpec {
+    pub op: CollectiveOp,
+    pub axis: Axis,
+    pub w: u32,
+    pub h: u32,
+    /// Elements per PE (for a gather: each PE's chunk).
+    pub n: u32,
+    pub combine: Combine,
+    pub strategy: Strategy,
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollectiveOp {
+    /// A vector entering at each line's start reaches every PE's `v`.
+    Broadcast,
+    /// Every PE's `v` combined, streamed out of each line's end.
+    Reduce,
+    /// Every PE's `v` combined, left in every PE's `v`.
+    Allreduce,
+    /// Every PE's `v` concatenated in line order, streamed out of the end.
+    Gather,
+}
+
+impl CollectiveOp {
+    pub const ALL: [(CollectiveOp, &'static str); 4] = [
+        (CollectiveOp::Broadcast, "broadcast"),
+        (CollectiveOp::Reduce, "reduce"),
+        (CollectiveOp::Allreduce, "allreduce"),
+        (CollectiveOp::Gather, "gather"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        CollectiveOp::ALL
+            .iter()
+            .find(|(o, _)| *o == self)
+            .expect("listed")
+            .1
+    }
+}
+
+const C_IO: u8 = 0;
+const C_FIRST: u8 = 1;
+
+impl CollectiveSpec {
+    fn lines(&self) -> Lines {
+        Lines {
+            axis: self.axis,
+            w: self.w,
+            h: self.h,
+        }
+    }
+
+    fn reduce(&self) -> LineReduce {
+        let target = if self.op == CollectiveOp::Allreduce {
+            Target::All
+        } else {
+            Target::Stream(C_IO)
+        };
+        let colors: Vec<u8> = (C_FIRST..C_FIRST + 20).collect();
+        LineReduce::new(
+            self.lines(),
+            self.strategy,
+            self.combine,
+            target,
+            "v",
+            self.n,
+            &colors,
+        )
+    }
+
+    /// The PE at position `pos` of line `lane`.
+    pub fn pe(&self, pos: u32, lane: u32) -> wafer_emulator::Pe {
+        match self.axis {
+            Axis::Row => wafer_emulator::Pe::new(pos, lane),
+            Axis::Col => wafer_emulator::Pe::new(lane, pos),
+        }
+    }
+
+    fn lanes(&self) -> u32 {
+        match self.axis {
+            Axis::Row => self.h,
+            Axis::Col => self.w,
+        }
+    }
+}
+
+pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crate::KernelError> {
+    use crate::KernelError;
+    if s.w == 0 || s.h == 0 || s.n == 0 || s.w > arch.grid_cols || s.h > arch.grid_rows {
+        return Err(KernelError::Rect {
+            w: s.w,
+            h: s.h,
+            why: format!(
+                "need 1..{}x{} PEs and n ≥ 1",
+                arch.grid_cols, arch.grid_rows
+            ),
+        });
+    }
+    let lines = s.lines();
+    let len = lines.len();
+    let bytes = s.n * 4 + 200;
+    if bytes > arch.sram_bytes {
+        return Err(KernelError::Rect {
+            w: s.w,
+            h: s.h,
+            why: format!("{} elements per PE need {bytes} bytes of SRAM", s.n),
+        });
+    }
+    let need = match s.op {
+        CollectiveOp::Reduce | CollectiveOp::Allreduce => {
+            let target = if s.op == CollectiveOp::Allreduce {
+                Target::All
+            } else {
+                Target::Stream(C_IO)
+            };
+            C_FIRST as usize + LineReduce::colors_needed(len, s.strategy, target)
+        }
+        _ => 1,
+    };
+    if need > arch.colors as usize {
+        return Err(KernelError::Colors {
+            need,
+            have: arch.colors as usize,
+        });
+    }
+    let mut src = format!(
+        "; {} along {:?}s of {}x{} PEs, {} elements\n.grid {}x{}\n",
+        s.op.name(),
+        s.axis,
+        s.w,
+        s.h,
+        s.n,
+        s.w,
+        s.h
+    );
+    let (up, down) = (lines.up(), lines.down());
+    let body = |pos: u32| -> String {
+        match s.op {
+            CollectiveOp::Broadcast => format!("  vmov.f32 v, rx(c{C_IO})\n"),
+            CollectiveOp::Reduce | CollectiveOp::Allreduce => s.reduce().code(pos),
+            CollectiveOp::Gather if pos == 0 => format!("  vmov.f32 tx(c{C_IO}), v\n"),
+            CollectiveOp::Gather => format!(
+                "  vmov.f32 tx(c{C_IO}), rx(c{C_IO}, {})\n  vmov.f32 tx(c{C_IO}), v\n",
+                pos * s.n
+            ),
+        }
+    };
+    for pos in 0..len {
+        writeln!(src, ".code p{pos}\n  .buffer v f32[{}]\n  .task main local active\nmain:\n{}  end\n.end\n.place p{pos} {}", s.n, body(pos), lines.rect(pos, 1)).unwrap();
+    }
+    match s.op {
+        CollectiveOp::Broadcast => {
+            if len > 1 {
+                writeln!(
+                    src,
+                    ".route {} c{C_IO} {up} -> R,{down}",
+                    lines.rect(0, len - 1)
+                )
+                .unwrap();
+            }
+            writeln!(src, ".route {} c{C_IO} {up} -> R", lines.rect(len - 1, 1)).unwrap();
+        }
+        CollectiveOp::Reduce | CollectiveOp::Allreduce => src.push_str(&s.reduce().routes()),
+        CollectiveOp::Gather => {
+            writeln!(src, ".route {} c{C_IO} R -> {down}", lines.rect(0, len)).unwrap();
+            if len > 1 {
+                writeln!(src, ".route {} c{C_IO} {up} -> R", lines.rect(1, len - 1)).unwrap();
+            }
+        }
+    }
+    if s.op != CollectiveOp::Broadcast {
+        writeln!(src, ".data v 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap();
+    }
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    for lane in 0..s.lanes() {
+        let (first, last) = (s.pe(0, lane), s.pe(len - 1, lane));
+        match s.op {
+            CollectiveOp::Broadcast => {
+                writeln!(
+                    src,
+                    ".input in{lane} f32[{}] -> {},{} {up} c{C_IO} = rand({})",
+                    s.n, first.x, first.y, s.seed
+                )
+                .unwrap();
+                inputs.push(crate::TensorPort {
+                    name: format!("in{lane}"),
+                    len: s.n,
+                    segments: vec![crate::Segment {
+                        stream: format!("in{lane}"),
+                        offset: 0,
+                        len: s.n,
+                    }],
+                });
+            }
+            CollectiveOp::Reduce | CollectiveOp::Gather => {
+                let n = if s.op == CollectiveOp::Gather {
+                    s.n * len
+                } else {
+                    s.n
+                };
+                writeln!(
+                    src,
+                    ".output out{lane} f32[{n}] <- {},{} {down} c{C_IO}",
+                    last.x, last.y
+                )
+                .unwrap();
+                outputs.push(crate::TensorPort {
+                    name: format!("out{lane}"),
+                    len: n,
+                    segments: vec![crate::Segment {
+                        stream: format!("out{lane}"),
+                        offset: 0,
+                        len: n,
+                    }],
+                });
+            }
+            CollectiveOp::Allreduce => {}
+        }
+    }
+    let program = wafer_emulator::asm::parse(&src, "<collective generator>").map_err(|e| {
+        KernelError::Shape(format!(
+            "internal: generated collective does not parse: {e}"
+        ))
+    })?;
+    Ok(crate::Fragment {
+        program,
+        inputs,
+        outputs,
+    })
+}
+
+/// What every line should produce, from the program's initial data (or,
+/// for a broadcast, its input streams): for broadcast and allreduce the
+/// final `v` of each PE of the line, for reduce and gather the output stream.
+pub fn reference(s: &CollectiveSpec, p: &wafer_emulator::Program) -> Vec<Vec<f32>> {
+    let len = s.lines().len();
+    (0..s.lanes())
+        .map(|lane| {
+            let parts: Vec<Vec<f32>> = (0..len)
+                .map(|pos| p.initial_values(s.pe(pos, lane), "v").expect("v exists"))
+                .collect();
+            match s.op {
+                CollectiveOp::Broadcast => {
+                    p.input_values(&format!("in{lane}")).expect("input exists")
+                }
+                CollectiveOp::Reduce | CollectiveOp::Allreduce => s.reduce().reference(&parts),
+                CollectiveOp::Gather => parts.concat(),
+            }
+        })
+        .collect()
+}
+
+/// Predicted cycles (see [`LineReduce::finish`] for the reductions). The
+/// main task's first instruction issues at `S` (task switch); a broadcast
+/// element `k` reaches position `p`'s core at `k + (p+1)·hop + ramp` and is
+/// stored once the receive op has started (`S + 1 + I`); a gather's PE `p`
+/// forwards its prefix one element per cycle as it arrives (`2·ramp + hop`
+/// after it left the previous PE), then issues its own chunk's send. The run
+/// ends one cycle after the last `end`, or when the last output element
+/// reaches the host (`ramp + hop` after it leaves the last PE's core).
+pub fn cost(s: &CollectiveSpec, arch: &Arch) -> u64 {
+    let (sw, i, hop, ramp) = (
+        arch.task_switch_cycles as u64,
+        arch.vector_issue_cycles as u64,
+        arch.hop_latency as u64,
+        arch.ramp_latency as u64,
+    );
+    let len = s.lines().len() as u64;
+    let n = s.n as u64;
+    match s.op {
+        CollectiveOp::Broadcast => (sw + 1 + i).max(len * hop + ramp) + n,
+        CollectiveOp::Allreduce => {
+            s.reduce()
+                .finish(&vec![sw; len as usize], arch)
+                .into_iter()
+                .max()
+                .unwrap_or(0)
+                + 1
+        }
+        CollectiveOp::Reduce => {
+            s.reduce().finish(&vec![sw; len as usize], arch)[len as usize - 1] + n - 1 + ramp + hop
+        }
+        CollectiveOp::Gather => {
+            // Emission cycles of the stream leaving each PE, element by element.
+            let start = sw + 1 + i;
+            let mut stream: Vec<u64> = (0..n).map(|k| start + k).collect();
+            for _ in 1..len {
+                let mut out = Vec::with_capacity(stream.len() + n as usize);
+                let mut t = start;
+                for e in &stream {
+                    t = t.max(e + 2 * ramp + hop);
+                    out.push(t);
+                    t += 1;
+                }
+                let own = out.last().copied().unwrap_or(start) + 1 + i;
+                out.extend((0..n).map(|k| own + k));
+                stream = out;
+            }
+            stream.last().copied().unwrap_or(0) + ramp + hop
+        }
+    }
+}

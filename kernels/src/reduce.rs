@@ -3,14 +3,16 @@
 //! result comes out.
 //!
 //! A *K-tree* with group size `g` (the least with `g^K ≥ n`) works in K
-//! levels. At level `l` the PEs whose distance `p` from the east end is a
-//! multiple of `u = g^l` are active; they form groups of `g` consecutive
-//! active PEs, and each group chain-reduces east to its member with the
-//! smallest `p` (the farthest member sends, the middle ones add their own
-//! vector and forward, the leader adds the incoming stream to its own). The
-//! critical path is about `K·g` dependent steps and `K·g·u/2` hops instead
-//! of `n` steps (MeshGEMV's observation); `K = 1` is the plain pipelined
-//! chain, `g = 2` the binary tree.
+//! levels. At level 0 every PE is active; the active PEs, from the line's
+//! start, form groups of `g` consecutive ones, and each group chain-reduces
+//! toward its last member, its leader (the first member sends, the middle
+//! ones add their own vector and forward, the leader adds the incoming
+//! stream to its own). The leaders are the next level's active PEs. The
+//! critical path is about `K·g` dependent steps instead of `n` (MeshGEMV's
+//! observation); `K = 1` is the plain pipelined chain, `g = 2` the binary
+//! tree. An incomplete group can only be the last, at the root's end, so no
+//! PE sends at a level before the PEs it passes have finished the level
+//! below: streams of different levels do not contend for links.
 
 use crate::KernelError;
 use std::fmt;
@@ -88,26 +90,23 @@ impl Plan {
             group = n.max(1);
         }
         let mut steps = vec![Vec::new(); n as usize];
-        let mut u = 1u64;
+        let mut active: Vec<u32> = (0..n).collect();
         for l in 0..levels {
-            for c in 0..n {
-                let p = (n - 1 - c) as u64;
-                if !p.is_multiple_of(u) {
-                    continue;
+            let mut leaders = Vec::new();
+            for members in active.chunks(group as usize) {
+                let leader = *members.last().expect("chunks are non-empty");
+                for (t, c) in members.iter().enumerate() {
+                    let action = match members.get(t + 1) {
+                        None if members.len() == 1 => continue,
+                        None => Action::Gather,
+                        Some(next) if t == 0 => Action::Send { hops: next - c },
+                        Some(next) => Action::Forward { hops: next - c },
+                    };
+                    steps[*c as usize].push((l, action));
                 }
-                let span = u * group as u64;
-                let base = p - p % span;
-                let t = (p % span) / u;
-                let t_max = ((n as u64 - 1 - base) / u).min(group as u64 - 1);
-                let action = match t {
-                    _ if t_max == 0 => continue,
-                    0 => Action::Gather,
-                    t if t == t_max => Action::Send { hops: u as u32 },
-                    _ => Action::Forward { hops: u as u32 },
-                };
-                steps[c as usize].push((l, action));
+                leaders.push(leader);
             }
-            u *= group as u64;
+            active = leaders;
         }
         Plan {
             n,

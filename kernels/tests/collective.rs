@@ -1,0 +1,79 @@
+//! Collectives on the emulator against their reference and cost model.
+
+use proptest::prelude::*;
+use wafer_emulator::{Arch, RunConfig};
+use wafer_kernels::collective::{self, Axis, CollectiveOp, CollectiveSpec, Combine};
+use wafer_kernels::reduce::Strategy as Reduce;
+
+fn check(s: &CollectiveSpec, arch: &Arch) -> (u64, u64) {
+    let f = collective::generate(s, arch).unwrap_or_else(|e| panic!("{e}"));
+    let inputs = f.default_inputs();
+    let (outs, run) = f
+        .run(arch, &inputs, &RunConfig::default())
+        .unwrap_or_else(|e| panic!("{s:?}: {e}"));
+    let want = collective::reference(s, &f.program);
+    let len = match s.axis {
+        Axis::Row => s.w,
+        Axis::Col => s.h,
+    };
+    for (lane, want) in want.iter().enumerate() {
+        match s.op {
+            CollectiveOp::Reduce | CollectiveOp::Gather => {
+                assert_eq!(&outs[&format!("out{lane}")], want, "{s:?} line {lane}")
+            }
+            CollectiveOp::Broadcast | CollectiveOp::Allreduce => {
+                for pos in 0..len {
+                    let got = run
+                        .read_buffer(&f.program, s.pe(pos, lane as u32), "v")
+                        .unwrap();
+                    assert_eq!(&got, want, "{s:?} line {lane} position {pos}");
+                }
+            }
+        }
+    }
+    (run.cycles, collective::cost(s, arch))
+}
+
+fn op() -> impl Strategy<Value = CollectiveOp> {
+    prop::sample::select(
+        CollectiveOp::ALL
+            .iter()
+            .map(|(o, _)| *o)
+            .collect::<Vec<_>>(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(120))]
+    #[test]
+    fn collectives_match_reference_and_cost_model(
+        op in op(), col in any::<bool>(), w in 1u32..10, h in 1u32..10, n in 1u32..24,
+        max in any::<bool>(), k in 0u32..4, seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let s = CollectiveSpec {
+            op, axis: if col { Axis::Col } else { Axis::Row }, w, h, n,
+            combine: if max { Combine::Max } else { Combine::Add },
+            strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed,
+        };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (measured, predicted) = check(&s, &arch);
+        let ratio = measured as f64 / predicted as f64;
+        prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, measured, predicted);
+    }
+}
+
+#[test]
+fn listing_of_a_column_allreduce() {
+    let s = CollectiveSpec {
+        op: CollectiveOp::Allreduce,
+        axis: Axis::Col,
+        w: 2,
+        h: 5,
+        n: 4,
+        combine: Combine::Max,
+        strategy: Reduce::Tree { k: 2 },
+        seed: 1,
+    };
+    let f = collective::generate(&s, &Arch::wse3()).unwrap();
+    insta::assert_snapshot!(wafer_emulator::asm::print(&f.program));
+}
