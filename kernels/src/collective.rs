@@ -258,9 +258,9 @@ impl LineReduce {
             Target::All if root > 0 => {
                 let first = done[root] + 1 + i;
                 done[root] = first + m - 1;
-                for p in 0..root {
+                for (p, d) in done[..root].iter_mut().enumerate() {
                     let arrive = first + 2 * ramp + (root - p) as u64 * hop;
-                    done[p] = (done[p] + 1 + i).max(arrive) + m - 1;
+                    *d = (*d + 1 + i).max(arrive) + m - 1;
                 }
             }
             _ => {}
