@@ -221,3 +221,28 @@ fn kernel_runs_a_gemv_checks_it_and_compares_with_its_cost_model() {
     let e = fails(&["kernel", "softmax", "--shape", "4"]);
     assert!(e.contains("unknown kernel `softmax`"), "{e}");
 }
+
+#[test]
+fn kernel_runs_collectives() {
+    for op in ["broadcast", "reduce", "allreduce", "gather"] {
+        let j = json(&ok(&[
+            "kernel",
+            op,
+            "--shape",
+            "8",
+            "--rect",
+            "6x3",
+            "--axis",
+            "col",
+            "--combine",
+            "max",
+            "--strategy",
+            "tree",
+            "--json",
+        ]));
+        assert_eq!(j["matches_reference"], true, "{op}");
+        assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{op}: {j}");
+    }
+    let e = fails(&["kernel", "allreduce", "--shape", "8"]);
+    assert!(e.contains("needs --rect"), "{e}");
+}
