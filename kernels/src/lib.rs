@@ -4,13 +4,16 @@
 //! and a **cost model** (predicted cycles from the shapes and the machine's
 //! parameters, derived from the emulator's cycle semantics).
 //!
-//! Kernels so far: [`gemv`]. The rest of the decode step's kernels
-//! (collectives, element-wise, norms, softmax, RoPE, attention, embedding,
-//! argmax) are not written yet.
+//! Kernels so far: [`gemv`], the [`collective`]s (broadcast, reduce,
+//! allreduce, gather along rows or columns) and the [`vector`] kernels
+//! (element-wise ops, RMSNorm, LayerNorm, softmax). RoPE, attention,
+//! embedding lookup and argmax are not written yet.
 
 pub mod collective;
 pub mod fragment;
 pub mod gemv;
 pub mod reduce;
+pub mod timeline;
+pub mod vector;
 
 pub use fragment::{Fragment, KernelError, Segment, TensorPort, split};

@@ -1,0 +1,63 @@
+//! When a PE's main thread gets where: the building block of the cost
+//! models, one method per kind of instruction, each a line of the engine's
+//! semantics (see `emulator/src/engine/mod.rs`).
+//!
+//! `t` is the cycle in which the main thread executes its next instruction.
+
+use wafer_emulator::Arch;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeline<'a> {
+    pub arch: &'a Arch,
+    pub t: u64,
+}
+
+impl<'a> Timeline<'a> {
+    /// A main task about to run its first instruction: the task is picked at
+    /// cycle 0 and switches for `task_switch_cycles`.
+    pub fn start(arch: &'a Arch) -> Timeline<'a> {
+        Timeline {
+            arch,
+            t: arch.task_switch_cycles as u64,
+        }
+    }
+
+    fn issue(&self) -> u64 {
+        self.t + 1 + self.arch.vector_issue_cycles as u64
+    }
+
+    /// `k` scalar instructions, one cycle each.
+    pub fn scalar(&mut self, k: u64) {
+        self.t += k;
+    }
+
+    /// A synchronous vector op of `n` elements at `rate` on local data:
+    /// it starts `1 + I` after issue and the next instruction runs in the
+    /// cycle it finishes.
+    pub fn vector(&mut self, n: u32, rate: (u32, u32)) {
+        self.t = self.issue() + Arch::vector_cycles(n, rate) - 1;
+    }
+
+    /// A vector op that sends `n` elements (one wavelet per cycle at most);
+    /// returns the cycle its first element goes up the ramp.
+    pub fn send(&mut self, n: u32, rate: (u32, u32)) -> u64 {
+        let first = self.issue();
+        self.t = first + Arch::vector_cycles(n, slower(rate, (1, 1))) - 1;
+        first
+    }
+
+    /// A vector op consuming a stream whose element `k` is in the core's
+    /// queue at `arrival + k`: one element per cycle once both have come.
+    pub fn receive(&mut self, n: u32, arrival: u64) {
+        self.t = self.issue().max(arrival) + n as u64 - 1;
+    }
+}
+
+/// The slower of two rates `(num, den)`.
+pub fn slower(a: (u32, u32), b: (u32, u32)) -> (u32, u32) {
+    if (a.0 as u64) * (b.1 as u64) <= (b.0 as u64) * (a.1 as u64) {
+        a
+    } else {
+        b
+    }
+}

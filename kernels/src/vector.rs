@@ -1,0 +1,591 @@
+//! Kernels over a vector distributed down a column of `h` PEs: element-wise
+//! ops (add, mul, SiLU, GELU, SwiGLU), RMSNorm, LayerNorm and softmax.
+//!
+//! The vector (length `n`) is cut into `h` segments; segment `r` enters PE
+//! `(0, r)` from the west (inputs `a`, and `b` for two-input ops, on their
+//! own colors) and the result leaves it to the east. Norms and softmax
+//! reduce their per-PE statistics with an allreduce along the column
+//! ([`LineReduce`]). Every PE computes in f32, and the reference performs
+//! the same f32 operations in the same order, so results are bit-exact.
+
+use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
+use crate::reduce::Strategy;
+use crate::timeline::Timeline;
+use crate::{Fragment, KernelError, Segment, TensorPort, split};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use wafer_emulator::isa::VecOp;
+use wafer_emulator::{Arch, DType, Pe, Program};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VectorOp {
+    Add,
+    Mul,
+    Silu,
+    Gelu,
+    /// `silu(a) · b`.
+    Swiglu,
+    RmsNorm,
+    LayerNorm,
+    Softmax,
+}
+
+impl VectorOp {
+    pub const ALL: [(VectorOp, &'static str); 8] = [
+        (VectorOp::Add, "add"),
+        (VectorOp::Mul, "mul"),
+        (VectorOp::Silu, "silu"),
+        (VectorOp::Gelu, "gelu"),
+        (VectorOp::Swiglu, "swiglu"),
+        (VectorOp::RmsNorm, "rmsnorm"),
+        (VectorOp::LayerNorm, "layernorm"),
+        (VectorOp::Softmax, "softmax"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        VectorOp::ALL
+            .iter()
+            .find(|(o, _)| *o == self)
+            .expect("listed")
+            .1
+    }
+
+    pub fn two_inputs(self) -> bool {
+        matches!(self, VectorOp::Add | VectorOp::Mul | VectorOp::Swiglu)
+    }
+
+    fn reduces(self) -> bool {
+        matches!(
+            self,
+            VectorOp::RmsNorm | VectorOp::LayerNorm | VectorOp::Softmax
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorSpec {
+    pub op: VectorOp,
+    /// Vector length.
+    pub n: u32,
+    /// PEs in the column.
+    pub h: u32,
+    /// How the norms' and softmax's statistics are all-reduced.
+    pub strategy: Strategy,
+    /// The norms' epsilon.
+    pub eps: f32,
+    /// Seed of the default inputs and the norms' weights.
+    pub seed: u64,
+}
+
+const CA: u8 = 0;
+const CB: u8 = 1;
+const CO: u8 = 2;
+const C_STATS: u8 = 3;
+
+/// GELU's tanh approximation: `2·√(2/π)` and the cubic coefficient.
+const GELU_2C: f32 = 1.595_769_1;
+const GELU_K: f32 = 0.044715;
+
+impl VectorSpec {
+    fn segments(&self) -> Vec<(u32, u32)> {
+        split(self.n, self.h)
+    }
+
+    /// The column allreduce of a one-element statistic buffer.
+    fn stats(&self, buf: &str, combine: Combine) -> LineReduce {
+        let colors: Vec<u8> = (C_STATS..C_STATS + 20).collect();
+        LineReduce::new(
+            Lines {
+                axis: Axis::Col,
+                w: 1,
+                h: self.h,
+            },
+            self.strategy,
+            combine,
+            Target::All,
+            buf,
+            1,
+            &colors,
+        )
+    }
+
+    fn inv_n(&self) -> f32 {
+        1.0 / self.n as f32
+    }
+}
+
+fn f(v: f32) -> String {
+    format!("{v:?}")
+}
+
+/// The instructions of PE `r`, whose segment has `len` elements.
+fn body(s: &VectorSpec, r: u32, len: u32) -> String {
+    let mut t = String::new();
+    let w = |t: &mut String, line: &str| writeln!(t, "  {line}").unwrap();
+    match s.op {
+        VectorOp::Add => w(
+            &mut t,
+            &format!("vfadd.f32 tx(c{CO}, {len}), rx(c{CA}), rx(c{CB})"),
+        ),
+        VectorOp::Mul => w(
+            &mut t,
+            &format!("vfmul.f32 tx(c{CO}, {len}), rx(c{CA}), rx(c{CB})"),
+        ),
+        VectorOp::Silu | VectorOp::Swiglu => {
+            if s.op == VectorOp::Swiglu {
+                // b arrives on a microthread while a arrives on the main
+                // thread; the final product waits for microthread 0.
+                w(&mut t, &format!("vmov.f32 b, rx(c{CB}) async 0"));
+            }
+            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            for line in [
+                "vfmul.f32 t, x, -1.0",
+                "vexp.f32 t, t",
+                "vfadd.f32 t, t, 1.0",
+                "vrcp.f32 t, t",
+            ] {
+                w(&mut t, line);
+            }
+            if s.op == VectorOp::Swiglu {
+                w(&mut t, "vfmul.f32 t, x, t");
+                w(&mut t, &format!("vfmul.f32 tx(c{CO}), t, b async 0"));
+            } else {
+                w(&mut t, &format!("vfmul.f32 tx(c{CO}), x, t"));
+            }
+        }
+        VectorOp::Gelu => {
+            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            for line in [
+                "vfmul.f32 t, x, x".to_string(),
+                "vfmul.f32 t, t, x".to_string(),
+                format!("vfmac.f32 t, x, t, {}", f(GELU_K)),
+                format!("vfmul.f32 t, t, {}", f(GELU_2C)),
+                "vexp.f32 t, t".to_string(),
+                "vfadd.f32 t, t, 1.0".to_string(),
+                "vrcp.f32 t, t".to_string(),
+                "vfmac.f32 t, 1.0, t, -2.0".to_string(),
+                "vfadd.f32 t, t, 1.0".to_string(),
+                "vfmul.f32 t, t, x".to_string(),
+                format!("vfmul.f32 tx(c{CO}), t, 0.5"),
+            ] {
+                w(&mut t, &line);
+            }
+        }
+        VectorOp::RmsNorm => {
+            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            w(&mut t, "lf f1, 0.0");
+            w(&mut t, "vdot.f32 f1, x, x");
+            w(&mut t, "stf st[0], f1");
+            t.push_str(&s.stats("st", Combine::Add).code(r));
+            scale_by_rsqrt(&mut t, s);
+            w(&mut t, &format!("vfmul.f32 tx(c{CO}), x, g"));
+        }
+        VectorOp::LayerNorm => {
+            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            w(&mut t, "lf f1, 0.0");
+            w(&mut t, "vsum.f32 f1, x");
+            w(&mut t, "stf st[0], f1");
+            t.push_str(&s.stats("st", Combine::Add).code(r));
+            w(&mut t, "ldf f2, st[0]");
+            w(&mut t, &format!("lf f3, {}", f(s.inv_n())));
+            w(&mut t, "fmul f2, f2, f3");
+            w(&mut t, "vfsub.f32 x, x, f2");
+            w(&mut t, "lf f1, 0.0");
+            w(&mut t, "vdot.f32 f1, x, x");
+            w(&mut t, "stf st[0], f1");
+            t.push_str(&s.stats("st", Combine::Add).code(r));
+            scale_by_rsqrt(&mut t, s);
+            w(&mut t, "vfmul.f32 x, x, g");
+            w(&mut t, &format!("vfadd.f32 tx(c{CO}), x, bias"));
+        }
+        VectorOp::Softmax => {
+            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            w(&mut t, "lf f1, -inf");
+            w(&mut t, "vrmax.f32 f1, x");
+            w(&mut t, "stf st[0], f1");
+            t.push_str(&s.stats("st", Combine::Max).code(r));
+            w(&mut t, "ldf f2, st[0]");
+            w(&mut t, "vfsub.f32 x, x, f2");
+            w(&mut t, "vexp.f32 x, x");
+            w(&mut t, "lf f1, 0.0");
+            w(&mut t, "vsum.f32 f1, x");
+            w(&mut t, "stf st[0], f1");
+            t.push_str(&s.stats("st", Combine::Add).code(r));
+            w(&mut t, "ldf f2, st[0]");
+            w(&mut t, "frcp f2, f2");
+            w(&mut t, &format!("vfmul.f32 tx(c{CO}), x, f2"));
+        }
+    }
+    t
+}
+
+/// `x ← x · 1/√(st/n + eps)` (the statistic all-reduced in `st`).
+fn scale_by_rsqrt(t: &mut String, s: &VectorSpec) {
+    for line in [
+        "ldf f2, st[0]".to_string(),
+        format!("lf f3, {}", f(s.inv_n())),
+        "fmul f2, f2, f3".into(),
+        format!("lf f4, {}", f(s.eps)),
+        "fadd f2, f2, f4".into(),
+        "frsqrt f2, f2".into(),
+        "vfmul.f32 x, x, f2".into(),
+    ] {
+        writeln!(t, "  {line}").unwrap();
+    }
+}
+
+pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+    if s.n == 0 || s.h == 0 || s.h > s.n {
+        return Err(KernelError::Rect {
+            w: 1,
+            h: s.h,
+            why: format!(
+                "a vector of {} elements spreads over 1..{} PEs",
+                s.n,
+                s.n.max(1)
+            ),
+        });
+    }
+    if s.h > arch.grid_rows {
+        return Err(KernelError::Rect {
+            w: 1,
+            h: s.h,
+            why: format!("machine `{}` has {} rows", arch.name, arch.grid_rows),
+        });
+    }
+    let seg = s.segments();
+    let bytes = seg[0].1 * 4 * 5 + 600;
+    if bytes > arch.sram_bytes {
+        return Err(KernelError::Rect {
+            w: 1,
+            h: s.h,
+            why: format!(
+                "a segment of {} elements needs about {bytes} bytes of SRAM; use more PEs",
+                seg[0].1
+            ),
+        });
+    }
+    if s.op.reduces()
+        && C_STATS as usize + LineReduce::colors_needed(s.h, s.strategy, Target::All)
+            > arch.colors as usize
+    {
+        return Err(KernelError::Colors {
+            need: C_STATS as usize + LineReduce::colors_needed(s.h, s.strategy, Target::All),
+            have: arch.colors as usize,
+        });
+    }
+    let mut src = format!(
+        "; {} of a {}-element vector down a column of {} PEs\n.grid 1x{}\n",
+        s.op.name(),
+        s.n,
+        s.h,
+        s.h
+    );
+    for (r, (_, len)) in seg.iter().enumerate() {
+        let mut bufs = String::new();
+        for b in ["x", "t", "b", "g", "bias"] {
+            let used = match b {
+                "x" | "t" => !matches!(s.op, VectorOp::Add | VectorOp::Mul),
+                "b" => s.op == VectorOp::Swiglu,
+                "g" => matches!(s.op, VectorOp::RmsNorm | VectorOp::LayerNorm),
+                _ => s.op == VectorOp::LayerNorm,
+            };
+            if used {
+                writeln!(bufs, "  .buffer {b} f32[{len}]").unwrap();
+            }
+        }
+        if s.op.reduces() {
+            bufs.push_str("  .buffer st f32[1]\n");
+        }
+        writeln!(src, ".code p{r}\n{bufs}  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} 1x1", body(s, r as u32, *len)).unwrap();
+    }
+    writeln!(src, ".route 0,0 1x{} c{CA} W -> R", s.h).unwrap();
+    if s.op.two_inputs() {
+        writeln!(src, ".route 0,0 1x{} c{CB} W -> R", s.h).unwrap();
+    }
+    writeln!(src, ".route 0,0 1x{} c{CO} R -> E", s.h).unwrap();
+    if s.op.reduces() {
+        src.push_str(&s.stats("st", Combine::Add).routes());
+    }
+    if matches!(s.op, VectorOp::RmsNorm | VectorOp::LayerNorm) {
+        writeln!(
+            src,
+            ".data g 0,0 1x{} = rand({})",
+            s.h,
+            s.seed.wrapping_add(7)
+        )
+        .unwrap();
+        if s.op == VectorOp::LayerNorm {
+            writeln!(
+                src,
+                ".data bias 0,0 1x{} = rand({})",
+                s.h,
+                s.seed.wrapping_add(8)
+            )
+            .unwrap();
+        }
+    }
+    for (r, (_, len)) in seg.iter().enumerate() {
+        // Softmax and the norms see larger inputs, as logits and activations do.
+        writeln!(
+            src,
+            ".input a{r} f32[{len}] -> 0,{r} W c{CA} = rand({})",
+            s.seed
+        )
+        .unwrap();
+        if s.op.two_inputs() {
+            writeln!(
+                src,
+                ".input b{r} f32[{len}] -> 0,{r} W c{CB} = rand({})",
+                s.seed.wrapping_add(1)
+            )
+            .unwrap();
+        }
+        writeln!(src, ".output y{r} f32[{len}] <- 0,{r} E c{CO}").unwrap();
+    }
+    let program = wafer_emulator::asm::parse(&src, "<vector generator>").map_err(|e| {
+        KernelError::Shape(format!(
+            "internal: generated {} does not parse: {e}",
+            s.op.name()
+        ))
+    })?;
+    let port = |name: &str| TensorPort {
+        name: name.into(),
+        len: s.n,
+        segments: seg
+            .iter()
+            .enumerate()
+            .map(|(r, (off, len))| Segment {
+                stream: format!("{name}{r}"),
+                offset: *off,
+                len: *len,
+            })
+            .collect(),
+    };
+    let mut inputs = vec![port("a")];
+    if s.op.two_inputs() {
+        inputs.push(port("b"));
+    }
+    Ok(Fragment {
+        program,
+        inputs,
+        outputs: vec![port("y")],
+    })
+}
+
+/// Per-PE weights (`g`, `bias`) as the generated program holds them.
+pub fn weights(s: &VectorSpec, p: &Program, buf: &str) -> Vec<f32> {
+    (0..s.h)
+        .flat_map(|r| p.initial_values(Pe::new(0, r), buf).unwrap_or_default())
+        .collect()
+}
+
+/// The reference: the same f32 operations in the same order as the PEs.
+pub fn reference(s: &VectorSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program) -> Vec<f32> {
+    let a = &inputs["a"];
+    let segs = s.segments();
+    let seg =
+        |v: &[f32], r: usize| v[segs[r].0 as usize..(segs[r].0 + segs[r].1) as usize].to_vec();
+    let map = |v: &[f32], f: &dyn Fn(f32) -> f32| v.iter().map(|x| f(*x)).collect::<Vec<f32>>();
+    let sigmoid_times = |x: f32| x * (1.0 / ((x * -1.0).exp() + 1.0));
+    let allreduce = |parts: Vec<f32>, c: Combine| {
+        s.stats("st", c)
+            .reference(&parts.into_iter().map(|v| vec![v]).collect::<Vec<_>>())[0]
+    };
+    let (g, bias) = (weights(s, p, "g"), weights(s, p, "bias"));
+    let inv_rsqrt = |total: f32| 1.0 / (total * s.inv_n() + s.eps).sqrt();
+    match s.op {
+        VectorOp::Add => a.iter().zip(&inputs["b"]).map(|(x, y)| x + y).collect(),
+        VectorOp::Mul => a.iter().zip(&inputs["b"]).map(|(x, y)| x * y).collect(),
+        VectorOp::Silu => map(a, &sigmoid_times),
+        VectorOp::Swiglu => a
+            .iter()
+            .zip(&inputs["b"])
+            .map(|(x, y)| sigmoid_times(*x) * y)
+            .collect(),
+        VectorOp::Gelu => map(a, &|x| {
+            let mut t = x * x;
+            t *= x;
+            t = x + t * GELU_K;
+            t *= GELU_2C;
+            t = t.exp();
+            t += 1.0;
+            t = 1.0 / t;
+            t = 1.0 + t * -2.0;
+            t += 1.0;
+            t *= x;
+            t * 0.5
+        }),
+        VectorOp::RmsNorm => {
+            let parts: Vec<f32> = (0..s.h as usize)
+                .map(|r| seg(a, r).iter().fold(0.0f32, |acc, x| acc + x * x))
+                .collect();
+            let inv = inv_rsqrt(allreduce(parts, Combine::Add));
+            a.iter().zip(&g).map(|(x, g)| (x * inv) * g).collect()
+        }
+        VectorOp::LayerNorm => {
+            let sums: Vec<f32> = (0..s.h as usize)
+                .map(|r| seg(a, r).iter().fold(0.0f32, |acc, x| acc + x))
+                .collect();
+            let mean = allreduce(sums, Combine::Add) * s.inv_n();
+            let centred: Vec<f32> = a.iter().map(|x| x - mean).collect();
+            let parts: Vec<f32> = (0..s.h as usize)
+                .map(|r| seg(&centred, r).iter().fold(0.0f32, |acc, x| acc + x * x))
+                .collect();
+            let inv = inv_rsqrt(allreduce(parts, Combine::Add));
+            centred
+                .iter()
+                .zip(g.iter().zip(&bias))
+                .map(|(x, (g, b))| (x * inv) * g + b)
+                .collect()
+        }
+        VectorOp::Softmax => {
+            let maxes: Vec<f32> = (0..s.h as usize)
+                .map(|r| seg(a, r).iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x)))
+                .collect();
+            let m = allreduce(maxes, Combine::Max);
+            let e: Vec<f32> = a.iter().map(|x| (x - m).exp()).collect();
+            let sums: Vec<f32> = (0..s.h as usize)
+                .map(|r| seg(&e, r).iter().fold(0.0f32, |acc, x| acc + x))
+                .collect();
+            let inv = 1.0 / allreduce(sums, Combine::Add);
+            e.iter().map(|x| x * inv).collect()
+        }
+    }
+}
+
+/// The steady rate of an f32 op with `reads` and `writes` f32 memory vectors.
+fn rate(arch: &Arch, op: VecOp, reads: u32, writes: u32) -> (u32, u32) {
+    arch.vector_rate(op, DType::F32, false, 2 * reads, 2 * writes)
+}
+
+/// Predicted cycles, PE by PE with [`Timeline`], in the order of the code:
+/// a segment's element `k` is in PE `r`'s queue at `k + hop + ramp` (the
+/// host link, then the ramp); two inputs share the one ramp into the core,
+/// so a pair is complete every 2 cycles (`hop + 2k + 1 + ramp`); the
+/// allreduces follow [`LineReduce::finish`]; the last element reaches the
+/// host `ramp + hop` after it leaves the core.
+pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
+    let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
+    let segs = s.segments();
+    let mut lines: Vec<Timeline> = segs.iter().map(|_| Timeline::start(arch)).collect();
+    let mut first_out = vec![0u64; segs.len()];
+    let (mul1, mul2) = (rate(arch, VecOp::Fmul, 1, 1), rate(arch, VecOp::Fmul, 2, 1));
+    let (add1, exp1, rcp1) = (
+        rate(arch, VecOp::Fadd, 1, 1),
+        rate(arch, VecOp::Exp, 1, 1),
+        rate(arch, VecOp::Rcp, 1, 1),
+    );
+    let (fmac2, dot, sum, rmax) = (
+        rate(arch, VecOp::Fmac, 2, 1),
+        rate(arch, VecOp::Dot, 2, 0),
+        rate(arch, VecOp::Sum, 1, 0),
+        rate(arch, VecOp::Rmax, 1, 0),
+    );
+    let (send1, send2) = (rate(arch, VecOp::Fmul, 1, 0), rate(arch, VecOp::Fmul, 2, 0));
+    let allreduce = |lines: &mut Vec<Timeline>, combine| {
+        let issue: Vec<u64> = lines.iter().map(|l| l.t).collect();
+        for (l, done) in lines
+            .iter_mut()
+            .zip(s.stats("st", combine).finish(&issue, arch))
+        {
+            l.t = done;
+        }
+    };
+    let arrival = hop + ramp;
+    match s.op {
+        VectorOp::Add | VectorOp::Mul => {
+            for (r, (_, len)) in segs.iter().enumerate() {
+                let start = lines[r].t + 1 + arch.vector_issue_cycles as u64;
+                let last = (start + *len as u64 - 1).max(hop + 2 * (*len as u64 - 1) + 1 + ramp);
+                first_out[r] = last + 1 - *len as u64;
+            }
+        }
+        VectorOp::Silu | VectorOp::Gelu | VectorOp::Swiglu => {
+            for (r, (_, len)) in segs.iter().enumerate() {
+                let l = &mut lines[r];
+                let len = *len;
+                if s.op == VectorOp::Swiglu {
+                    // b on microthread 0 (issued first), a on the main
+                    // thread: the ramp alternates between their wavelets
+                    // (a pair every 2 cycles), and the one datapath between
+                    // their ops (from b's start, b and a take turns, so a's
+                    // last element is handled 2n − 1 cycles later).
+                    l.scalar(1);
+                    let b_start = l.t + arch.vector_issue_cycles as u64;
+                    l.t = (b_start + 2 * len as u64 - 1).max(hop + 2 * (len as u64 - 1) + 1 + ramp);
+                } else {
+                    l.receive(len, arrival);
+                }
+                if s.op == VectorOp::Gelu {
+                    for rt in [mul2, mul1, fmac2, mul1, exp1, add1, rcp1, mul1, add1, mul2] {
+                        l.vector(len, rt);
+                    }
+                    first_out[r] = l.send(len, send1);
+                } else {
+                    for rt in [mul1, exp1, add1, rcp1] {
+                        l.vector(len, rt);
+                    }
+                    if s.op == VectorOp::Swiglu {
+                        l.vector(len, mul2);
+                    }
+                    first_out[r] = l.send(len, send2);
+                }
+            }
+        }
+        VectorOp::RmsNorm | VectorOp::LayerNorm => {
+            for (r, (_, len)) in segs.iter().enumerate() {
+                lines[r].receive(*len, arrival);
+                lines[r].scalar(1);
+                lines[r].vector(*len, if s.op == VectorOp::RmsNorm { dot } else { sum });
+                lines[r].scalar(1);
+            }
+            allreduce(&mut lines, Combine::Add);
+            if s.op == VectorOp::LayerNorm {
+                for (r, (_, len)) in segs.iter().enumerate() {
+                    lines[r].scalar(3);
+                    lines[r].vector(*len, mul1);
+                    lines[r].scalar(1);
+                    lines[r].vector(*len, dot);
+                    lines[r].scalar(1);
+                }
+                allreduce(&mut lines, Combine::Add);
+            }
+            for (r, (_, len)) in segs.iter().enumerate() {
+                lines[r].scalar(6);
+                lines[r].vector(*len, mul1);
+                if s.op == VectorOp::LayerNorm {
+                    lines[r].vector(*len, mul2);
+                }
+                first_out[r] = lines[r].send(*len, send2);
+            }
+        }
+        VectorOp::Softmax => {
+            for (r, (_, len)) in segs.iter().enumerate() {
+                lines[r].receive(*len, arrival);
+                lines[r].scalar(1);
+                lines[r].vector(*len, rmax);
+                lines[r].scalar(1);
+            }
+            allreduce(&mut lines, Combine::Max);
+            for (r, (_, len)) in segs.iter().enumerate() {
+                lines[r].scalar(1);
+                lines[r].vector(*len, mul1);
+                lines[r].vector(*len, exp1);
+                lines[r].scalar(1);
+                lines[r].vector(*len, sum);
+                lines[r].scalar(1);
+            }
+            allreduce(&mut lines, Combine::Add);
+            for (r, (_, len)) in segs.iter().enumerate() {
+                lines[r].scalar(2);
+                first_out[r] = lines[r].send(*len, send1);
+            }
+        }
+    }
+    segs.iter()
+        .zip(first_out)
+        .map(|((_, len), first)| first + *len as u64 - 1 + ramp + hop)
+        .max()
+        .unwrap_or(0)
+}

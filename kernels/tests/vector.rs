@@ -1,0 +1,130 @@
+//! Vector kernels on the emulator against their reference and cost model.
+
+use proptest::prelude::*;
+use wafer_emulator::{Arch, RunConfig};
+use wafer_kernels::reduce::Strategy as Reduce;
+use wafer_kernels::vector::{self, VectorOp, VectorSpec};
+
+fn check(s: &VectorSpec, arch: &Arch) -> (u64, u64) {
+    let f = vector::generate(s, arch).unwrap_or_else(|e| panic!("{e}"));
+    let inputs = f.default_inputs();
+    let (outs, run) = f
+        .run(arch, &inputs, &RunConfig::default())
+        .unwrap_or_else(|e| panic!("{s:?}: {e}"));
+    let want = vector::reference(s, &inputs, &f.program);
+    assert_eq!(outs["y"].len(), want.len());
+    for (i, (got, want)) in outs["y"].iter().zip(&want).enumerate() {
+        assert!(
+            got.to_bits() == want.to_bits(),
+            "{s:?}: element {i}: emulator {got}, reference {want}"
+        );
+    }
+    (run.cycles, vector::cost(s, arch))
+}
+
+fn op() -> impl Strategy<Value = VectorOp> {
+    prop::sample::select(VectorOp::ALL.iter().map(|(o, _)| *o).collect::<Vec<_>>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+    #[test]
+    fn vector_kernels_match_reference_and_cost_model(
+        op in op(), n in 1u32..80, h in 1u32..9, k in 0u32..4, seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let s = VectorSpec { op, n, h: h.min(n), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (measured, predicted) = check(&s, &arch);
+        let ratio = measured as f64 / predicted as f64;
+        prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, measured, predicted);
+    }
+}
+
+/// The kernels compute what the textbook says, to f32 rounding (the bit-exact
+/// reference above could share a mistake with the generator; this cannot).
+#[test]
+fn vector_kernels_agree_with_the_textbook() {
+    let arch = Arch::wse3();
+    for (op, _) in VectorOp::ALL {
+        let s = VectorSpec {
+            op,
+            n: 37,
+            h: 4,
+            strategy: Reduce::Tree { k: 2 },
+            eps: 1e-5,
+            seed: 9,
+        };
+        let f = vector::generate(&s, &arch).unwrap();
+        let inputs = f.default_inputs();
+        let (outs, _) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let a: Vec<f64> = inputs["a"].iter().map(|v| *v as f64).collect();
+        let b: Vec<f64> = inputs
+            .get("b")
+            .map(|b| b.iter().map(|v| *v as f64).collect())
+            .unwrap_or_default();
+        let g: Vec<f64> = vector::weights(&s, &f.program, "g")
+            .iter()
+            .map(|v| *v as f64)
+            .collect();
+        let bias: Vec<f64> = vector::weights(&s, &f.program, "bias")
+            .iter()
+            .map(|v| *v as f64)
+            .collect();
+        let n = a.len() as f64;
+        let silu = |x: f64| x / (1.0 + (-x).exp());
+        let want: Vec<f64> = match op {
+            VectorOp::Add => a.iter().zip(&b).map(|(x, y)| x + y).collect(),
+            VectorOp::Mul => a.iter().zip(&b).map(|(x, y)| x * y).collect(),
+            VectorOp::Silu => a.iter().map(|x| silu(*x)).collect(),
+            VectorOp::Swiglu => a.iter().zip(&b).map(|(x, y)| silu(*x) * y).collect(),
+            VectorOp::Gelu => a
+                .iter()
+                .map(|x| {
+                    0.5 * x
+                        * (1.0
+                            + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x))
+                                .tanh())
+                })
+                .collect(),
+            VectorOp::RmsNorm => {
+                let inv = 1.0 / (a.iter().map(|x| x * x).sum::<f64>() / n + 1e-5).sqrt();
+                a.iter().zip(&g).map(|(x, g)| x * inv * g).collect()
+            }
+            VectorOp::LayerNorm => {
+                let mean = a.iter().sum::<f64>() / n;
+                let var = a.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+                a.iter()
+                    .zip(g.iter().zip(&bias))
+                    .map(|(x, (g, b))| (x - mean) / (var + 1e-5).sqrt() * g + b)
+                    .collect()
+            }
+            VectorOp::Softmax => {
+                let m = a.iter().cloned().fold(f64::MIN, f64::max);
+                let total: f64 = a.iter().map(|x| (x - m).exp()).sum();
+                a.iter().map(|x| (x - m).exp() / total).collect()
+            }
+        };
+        for (i, (got, want)) in outs["y"].iter().zip(&want).enumerate() {
+            assert!(
+                (*got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "{}: element {i}: {got} vs {want}",
+                op.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn listing_of_an_rmsnorm() {
+    let s = VectorSpec {
+        op: VectorOp::RmsNorm,
+        n: 10,
+        h: 3,
+        strategy: Reduce::Chain,
+        eps: 1e-5,
+        seed: 1,
+    };
+    insta::assert_snapshot!(wafer_emulator::asm::print(
+        &vector::generate(&s, &Arch::wse3()).unwrap().program
+    ));
+}
