@@ -83,7 +83,7 @@ const CO: u8 = 2;
 const C_STATS: u8 = 3;
 
 /// GELU's tanh approximation: `2·√(2/π)` and the cubic coefficient.
-const GELU_2C: f32 = 1.595_769_1;
+const GELU_2C: f32 = 1.595_769_2;
 const GELU_K: f32 = 0.044715;
 
 impl VectorSpec {
@@ -387,7 +387,8 @@ pub fn reference(s: &VectorSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Progra
     let seg =
         |v: &[f32], r: usize| v[segs[r].0 as usize..(segs[r].0 + segs[r].1) as usize].to_vec();
     let map = |v: &[f32], f: &dyn Fn(f32) -> f32| v.iter().map(|x| f(*x)).collect::<Vec<f32>>();
-    let sigmoid_times = |x: f32| x * (1.0 / ((x * -1.0).exp() + 1.0));
+    // -x is bit-identical to the PE's x · -1.0.
+    let sigmoid_times = |x: f32| x * (1.0 / ((-x).exp() + 1.0));
     let allreduce = |parts: Vec<f32>, c: Combine| {
         s.stats("st", c)
             .reference(&parts.into_iter().map(|v| vec![v]).collect::<Vec<_>>())[0]
