@@ -246,3 +246,24 @@ fn kernel_runs_collectives() {
     let e = fails(&["kernel", "allreduce", "--shape", "8"]);
     assert!(e.contains("needs --rect"), "{e}");
 }
+
+#[test]
+fn kernel_runs_the_vector_kernels() {
+    for op in [
+        "add",
+        "mul",
+        "silu",
+        "gelu",
+        "swiglu",
+        "rmsnorm",
+        "layernorm",
+        "softmax",
+    ] {
+        let j = json(&ok(&[
+            "kernel", op, "--shape", "50", "--rect", "1x4", "--json",
+        ]));
+        assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{op}: {j}");
+    }
+    let e = fails(&["kernel", "rmsnorm", "--shape", "50", "--rect", "2x4"]);
+    assert!(e.contains("runs on a column of PEs"), "{e}");
+}

@@ -6,6 +6,7 @@ use wafer_emulator::{DType, RunConfig};
 use wafer_kernels::collective::{self, Axis, CollectiveOp, CollectiveSpec, Combine};
 use wafer_kernels::gemv::{self, GemvSpec};
 use wafer_kernels::reduce::Strategy;
+use wafer_kernels::vector::{self, VectorOp, VectorSpec};
 
 #[derive(Args, Debug)]
 pub struct KernelArgs {
@@ -41,6 +42,10 @@ pub struct KernelArgs {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// Run every kernel at a few sizes on both presets and print measured
+    /// against predicted cycles.
+    #[arg(long)]
+    pub report: bool,
 }
 
 const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the columns, partial sums reduced along rows
@@ -49,7 +54,10 @@ const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the 
 broadcast  a vector entering each line's start reaches every PE       --shape N (elements)  --rect WxH  --axis row|col
 reduce     every PE's vector combined, out of each line's end         --shape N  --rect WxH  --axis  --combine add|max  --strategy
 allreduce  every PE's vector combined, left in every PE               --shape N  --rect WxH  --axis  --combine add|max  --strategy
-gather     every PE's vector concatenated in line order, out the end  --shape N (per PE)  --rect WxH  --axis";
+gather     every PE's vector concatenated in line order, out the end  --shape N (per PE)  --rect WxH  --axis
+add mul silu gelu swiglu rmsnorm layernorm softmax
+           a vector down a column of PEs (segment r in from the west of PE(0,r), out to the east)
+           --shape N (vector length)  --rect 1xH  --strategy (the norms' and softmax's allreduces)";
 
 /// What running one kernel found, printed the same way for every kernel.
 struct Report {
@@ -73,6 +81,9 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
         println!("{LIST}");
         return Ok(());
     }
+    if a.report {
+        return report(a.json);
+    }
     let Some(name) = a.name.as_deref() else {
         bail!("name a kernel (wafer kernel --list shows them)")
     };
@@ -80,9 +91,37 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     let strategy = Strategy::parse(&a.strategy)?;
     let report = match name {
         "gemv" => run_gemv(&a, arch, strategy)?,
-        _ => match CollectiveOp::ALL.iter().find(|(_, n)| *n == name) {
-            Some((op, _)) => run_collective(&a, arch, strategy, *op)?,
-            None => bail!("unknown kernel `{name}` (wafer kernel --list shows the kernels)"),
+        _ => match (
+            CollectiveOp::ALL.iter().find(|(_, n)| *n == name),
+            VectorOp::ALL.iter().find(|(_, n)| *n == name),
+        ) {
+            (Some((op, _)), _) => run_collective(&a, arch, strategy, *op)?,
+            (_, Some((op, _))) => {
+                let n: u32 = a
+                    .shape
+                    .as_deref()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("{name} needs --shape N (the vector length)"))?;
+                let h = match a.rect.as_deref() {
+                    Some(r) => match dims(r, "--rect")? {
+                        (1, h) => h,
+                        (w, _) => bail!("--rect {w}x..: {name} runs on a column of PEs, 1xH"),
+                    },
+                    None => n.min(arch.grid_rows).min(8),
+                };
+                run_vector(
+                    &VectorSpec {
+                        op: *op,
+                        n,
+                        h,
+                        strategy,
+                        eps: 1e-5,
+                        seed: a.seed,
+                    },
+                    arch,
+                )?
+            }
+            _ => bail!("unknown kernel `{name}` (wafer kernel --list shows the kernels)"),
         },
     };
     print_report(&report, a.json)
@@ -218,6 +257,152 @@ fn run_collective(
         measured: run.cycles,
         values: want.iter().map(Vec::len).sum(),
     })
+}
+
+fn run_vector(spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
+    let frag = vector::generate(spec, &arch)?;
+    let inputs = frag.default_inputs();
+    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let want = vector::reference(spec, &inputs, &frag.program);
+    if outs["y"]
+        .iter()
+        .map(|v| v.to_bits())
+        .ne(want.iter().map(|v| v.to_bits()))
+    {
+        bail!(
+            "the emulator's y differs from the reference: a bug in the {} kernel or the engine",
+            spec.op.name()
+        );
+    }
+    Ok(Report {
+        what: format!(
+            "{} of {} elements ({})",
+            spec.op.name(),
+            spec.n,
+            spec.strategy
+        ),
+        predicted: vector::cost(spec, &arch),
+        arch,
+        rect: (1, spec.h),
+        picked: false,
+        measured: run.cycles,
+        values: want.len(),
+    })
+}
+
+/// Every kernel at a few sizes on both presets: measured vs predicted.
+fn report(json: bool) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for arch in [Arch::wse2(), Arch::wse3()] {
+        for (m, n, w, h) in [(64, 64, 8, 8), (256, 512, 32, 16), (1024, 1024, 32, 32)] {
+            for strategy in [Strategy::Chain, Strategy::Tree { k: 2 }] {
+                let spec = GemvSpec {
+                    m,
+                    n,
+                    dtype: DType::F16,
+                    w,
+                    h,
+                    strategy,
+                    seed: 1,
+                };
+                let frag = gemv::generate(&spec, &arch)?;
+                let inputs = frag.default_inputs();
+                let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+                if outs["y"]
+                    != gemv::reference(&spec, &gemv::weights(&spec, &frag.program), &inputs["x"])
+                {
+                    bail!("gemv {m}x{n} differs from its reference");
+                }
+                rows.push((
+                    format!("gemv {m}x{n} f16 {strategy}"),
+                    arch.name.clone(),
+                    (w, h),
+                    run.cycles,
+                    gemv::cost(&spec, &arch),
+                ));
+            }
+        }
+        for (op, name) in CollectiveOp::ALL {
+            for (n, w, h) in [(16, 16, 4), (128, 64, 2)] {
+                let spec = CollectiveSpec {
+                    op,
+                    axis: Axis::Row,
+                    w,
+                    h,
+                    n,
+                    combine: Combine::Add,
+                    strategy: Strategy::Tree { k: 2 },
+                    seed: 1,
+                };
+                let frag = collective::generate(&spec, &arch)?;
+                let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+                rows.push((
+                    format!("{name} n={n} rows tree:2"),
+                    arch.name.clone(),
+                    (w, h),
+                    run.cycles,
+                    collective::cost(&spec, &arch),
+                ));
+            }
+        }
+        for (op, name) in VectorOp::ALL {
+            for (n, h) in [(64, 4), (4096, 64)] {
+                let spec = VectorSpec {
+                    op,
+                    n,
+                    h,
+                    strategy: Strategy::Tree { k: 2 },
+                    eps: 1e-5,
+                    seed: 1,
+                };
+                let r = run_vector(&spec, arch.clone())?;
+                rows.push((
+                    format!("{name} n={n}"),
+                    arch.name.clone(),
+                    (1, h),
+                    r.measured,
+                    r.predicted,
+                ));
+            }
+        }
+    }
+    let worst = rows
+        .iter()
+        .map(|r| r.3 as f64 / r.4 as f64)
+        .fold(1.0f64, |w, x| {
+            if (x - 1.0).abs() > (w - 1.0).abs() {
+                x
+            } else {
+                w
+            }
+        });
+    if json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(k, a, (w, h), m, p)| json!({"kernel": k, "arch": a, "rect": [w, h], "measured_cycles": m, "predicted_cycles": p, "ratio": *m as f64 / *p as f64}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"rows": list, "worst_ratio": worst}))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<34} {:<5} {:>9} {:>9} {:>9} {:>7}",
+        "kernel", "arch", "rect", "measured", "predicted", "ratio"
+    );
+    for (k, a, (w, h), m, p) in &rows {
+        println!(
+            "{k:<34} {a:<5} {:>9} {m:>9} {p:>9} {:>7.3}",
+            format!("{w}x{h}"),
+            *m as f64 / *p as f64
+        );
+    }
+    println!(
+        "worst measured/predicted ratio: {worst:.3} over {} runs (every output checked against its reference)",
+        rows.len()
+    );
+    Ok(())
 }
 
 fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
