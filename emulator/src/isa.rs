@@ -43,10 +43,14 @@ pub enum AluOp {
     Shr,
     Min,
     Max,
+    /// Signed division, rounding toward zero (a zero divisor is a fault).
+    Div,
+    /// Remainder with the dividend's sign (a zero divisor is a fault).
+    Rem,
 }
 
 impl AluOp {
-    pub const ALL: [AluOp; 10] = [
+    pub const ALL: [AluOp; 12] = [
         AluOp::Add,
         AluOp::Sub,
         AluOp::Mul,
@@ -57,6 +61,8 @@ impl AluOp {
         AluOp::Shr,
         AluOp::Min,
         AluOp::Max,
+        AluOp::Div,
+        AluOp::Rem,
     ];
 }
 

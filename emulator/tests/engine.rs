@@ -500,3 +500,18 @@ fn a_full_wafer_program_stores_its_code_once() {
         "{e}"
     );
 }
+
+#[test]
+fn integer_division_rounds_toward_zero_and_faults_on_zero() {
+    let src = one_pe(
+        "  .buffer i i32[2]",
+        "  li r1, -7\n  div r2, r1, 2\n  st i[0], r2\n  rem r2, r1, 2\n  st i[1], r2",
+    );
+    let (p, r) = run(&src);
+    assert_eq!(buf(&p, &r, "i"), vec![-3.0, -1.0]);
+    let e = err(&one_pe("", "  li r1, 0\n  div r2, r2, r1"));
+    assert!(
+        e.contains("division by zero") && e.contains("div r2, r2, r1"),
+        "{e}"
+    );
+}

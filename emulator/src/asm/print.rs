@@ -243,6 +243,8 @@ pub(crate) fn alu_name(op: AluOp) -> &'static str {
         AluOp::Shr => "shr",
         AluOp::Min => "min",
         AluOp::Max => "max",
+        AluOp::Div => "div",
+        AluOp::Rem => "rem",
     }
 }
 

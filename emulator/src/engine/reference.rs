@@ -934,6 +934,10 @@ impl<'p> Machine<'p> {
             Inst::FMov { fd, fs } => core.f[fd.0 as usize] = core.f[fs.0 as usize],
             Inst::Alu { op, rd, ra, b } => {
                 let (a, b) = (core.r[ra.0 as usize], val(core, *b));
+                if b == 0 && matches!(op, AluOp::Div | AluOp::Rem) {
+                    return Err(self.fault(pe, task, pc, "division by zero".into()));
+                }
+                let core = self.cores[pe].as_mut().unwrap();
                 core.r[rd.0 as usize] = match op {
                     AluOp::Add => a.wrapping_add(b),
                     AluOp::Sub => a.wrapping_sub(b),
@@ -945,6 +949,8 @@ impl<'p> Machine<'p> {
                     AluOp::Shr => a.wrapping_shr(b as u32 & 31),
                     AluOp::Min => a.min(b),
                     AluOp::Max => a.max(b),
+                    AluOp::Div => a.wrapping_div(b),
+                    AluOp::Rem => a.wrapping_rem(b),
                 };
             }
             Inst::Falu { op, fd, fa, fb } => {
