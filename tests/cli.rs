@@ -267,3 +267,27 @@ fn kernel_runs_the_vector_kernels() {
     let e = fails(&["kernel", "rmsnorm", "--shape", "50", "--rect", "2x4"]);
     assert!(e.contains("runs on a column of PEs"), "{e}");
 }
+
+#[test]
+fn kernel_runs_attention() {
+    let j = json(&ok(&[
+        "kernel",
+        "attention",
+        "--shape",
+        "8x40",
+        "--group",
+        "2",
+        "--pos",
+        "30",
+        "--rect",
+        "1x4",
+        "--strategy",
+        "tree",
+        "--json",
+    ]));
+    assert_eq!(j["matches_reference"], true);
+    let ratio = j["ratio"].as_f64().unwrap();
+    assert!((ratio - 1.0).abs() <= 0.15, "{j}");
+    let e = fails(&["kernel", "attention", "--shape", "8x40", "--pos", "40"]);
+    assert!(e.contains("past the cache"), "{e}");
+}

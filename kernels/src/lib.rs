@@ -5,10 +5,11 @@
 //! parameters, derived from the emulator's cycle semantics).
 //!
 //! Kernels so far: [`gemv`], the [`collective`]s (broadcast, reduce,
-//! allreduce, gather along rows or columns) and the [`vector`] kernels
-//! (element-wise ops, RMSNorm, LayerNorm, softmax). RoPE, attention,
-//! embedding lookup and argmax are not written yet.
+//! allreduce, gather along rows or columns), the [`vector`] kernels
+//! (element-wise ops, RMSNorm, LayerNorm, softmax) and [`attention`] for a
+//! decode step. RoPE, embedding lookup and argmax are not written yet.
 
+pub mod attention;
 pub mod collective;
 pub mod fragment;
 pub mod gemv;

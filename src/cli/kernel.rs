@@ -3,6 +3,7 @@ use clap::Args;
 use serde_json::json;
 use wafer_emulator::Arch;
 use wafer_emulator::{DType, RunConfig};
+use wafer_kernels::attention::{self, AttentionSpec};
 use wafer_kernels::collective::{self, Axis, CollectiveOp, CollectiveSpec, Combine};
 use wafer_kernels::gemv::{self, GemvSpec};
 use wafer_kernels::reduce::Strategy;
@@ -36,6 +37,12 @@ pub struct KernelArgs {
     /// Reductions: how vectors combine, add or max.
     #[arg(long, default_value = "add")]
     pub combine: String,
+    /// Attention: this step's position (the cache holds the positions before it).
+    #[arg(long, default_value_t = 0)]
+    pub pos: u32,
+    /// Attention: query heads sharing the KV head (grouped-query attention).
+    #[arg(long, default_value_t = 1)]
+    pub group: u32,
     /// Seed of the random inputs and weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -57,7 +64,9 @@ allreduce  every PE's vector combined, left in every PE               --shape N 
 gather     every PE's vector concatenated in line order, out the end  --shape N (per PE)  --rect WxH  --axis
 add mul silu gelu swiglu rmsnorm layernorm softmax
            a vector down a column of PEs (segment r in from the west of PE(0,r), out to the east)
-           --shape N (vector length)  --rect 1xH  --strategy (the norms' and softmax's allreduces)";
+           --shape N (vector length)  --rect 1xH  --strategy (the norms' and softmax's allreduces)
+attention  one decode step for one KV head and its query heads, KV cache in SRAM spread down a column
+           --shape DxL (head dim × max context)  --group G (query heads)  --pos P  --rect 1xH  --strategy";
 
 /// What running one kernel found, printed the same way for every kernel.
 struct Report {
@@ -91,6 +100,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     let strategy = Strategy::parse(&a.strategy)?;
     let report = match name {
         "gemv" => run_gemv(&a, arch, strategy)?,
+        "attention" => run_attention(&a, arch, strategy)?,
         _ => match (
             CollectiveOp::ALL.iter().find(|(_, n)| *n == name),
             VectorOp::ALL.iter().find(|(_, n)| *n == name),
@@ -259,6 +269,56 @@ fn run_collective(
     })
 }
 
+fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
+    let (d, ctx) = dims(
+        a.shape.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("attention needs --shape DxL (head dim × max context)")
+        })?,
+        "--shape",
+    )?;
+    let h = match a.rect.as_deref() {
+        Some(r) => match dims(r, "--rect")? {
+            (1, h) => h,
+            (w, _) => bail!("--rect {w}x..: attention runs on a column of PEs, 1xH"),
+        },
+        None => ctx.min(arch.grid_rows).min(8),
+    };
+    let spec = AttentionSpec {
+        head_dim: d,
+        group: a.group,
+        max_context: ctx,
+        pos: a.pos,
+        h,
+        strategy,
+        seed: a.seed,
+    };
+    let frag = attention::generate(&spec, &arch)?;
+    let inputs = frag.default_inputs();
+    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let want = attention::reference(&spec, &inputs, &frag.program);
+    if outs["out"]
+        .iter()
+        .map(|v| v.to_bits())
+        .ne(want.iter().map(|v| v.to_bits()))
+    {
+        bail!(
+            "the emulator's output differs from the reference: a bug in the attention kernel or the engine"
+        );
+    }
+    Ok(Report {
+        what: format!(
+            "attention d={d} group={} at position {} of {ctx} ({strategy})",
+            a.group, a.pos
+        ),
+        predicted: attention::cost(&spec, &arch),
+        arch,
+        rect: (1, h),
+        picked: false,
+        measured: run.cycles,
+        values: want.len(),
+    })
+}
+
 fn run_vector(spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
     let frag = vector::generate(spec, &arch)?;
     let inputs = frag.default_inputs();
@@ -344,6 +404,26 @@ fn report(json: bool) -> anyhow::Result<()> {
                     collective::cost(&spec, &arch),
                 ));
             }
+        }
+        for (d, g, ctx, pos, h) in [(64, 4, 256, 200, 8), (128, 8, 1024, 1000, 64)] {
+            let spec = AttentionSpec {
+                head_dim: d,
+                group: g,
+                max_context: ctx,
+                pos,
+                h,
+                strategy: Strategy::Tree { k: 2 },
+                seed: 1,
+            };
+            let frag = attention::generate(&spec, &arch)?;
+            let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+            rows.push((
+                format!("attention d={d} g={g} pos={pos}/{ctx}"),
+                arch.name.clone(),
+                (1, h),
+                run.cycles,
+                attention::cost(&spec, &arch),
+            ));
         }
         for (op, name) in VectorOp::ALL {
             for (n, h) in [(64, 4), (4096, 64)] {

@@ -1,0 +1,505 @@
+//! Attention for one decode step, with the KV cache resident in SRAM, for
+//! one KV head and the `group` query heads that share it (grouped-query
+//! attention; `group = 1` is plain multi-head attention, one kernel per head).
+//!
+//! The cache is spread block-cyclically down a column of `h` PEs: position
+//! `p` lives on PE `p mod h` in slot `p / h`, so every PE holds about `pos/h`
+//! valid positions whatever the context length, and appending a position
+//! touches one PE without moving the cache. The step's input stream
+//! `[pos, k, v, q₀..q_{group-1}]` enters PE(0,0) from the north and is
+//! multicast down the column. Then each PE:
+//! 1. appends `k`, `v` if it owns `pos`;
+//! 2. scores its valid slots for every query head: `q·k / √d`;
+//! 3. takes part in a column allreduce of the per-head maxima, exponentiates
+//!    `score − max`, and in an allreduce of the per-head sums;
+//! 4. forms `Σ w·v` over its slots, divided by the head's sum;
+//!
+//! and a column reduce streams the heads' outputs (`group·d` values) out of
+//! the bottom PE. Positions after `pos` are never read (causal).
+
+use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
+use crate::reduce::Strategy;
+use crate::timeline::Timeline;
+use crate::{Fragment, KernelError, Segment, TensorPort};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use wafer_emulator::isa::VecOp;
+use wafer_emulator::{Arch, DType, DataInit, Pe, Program};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionSpec {
+    pub head_dim: u32,
+    /// Query heads sharing this KV head.
+    pub group: u32,
+    /// Positions the cache can hold.
+    pub max_context: u32,
+    /// This step's position: the cache holds `0..pos`, this step appends `pos`.
+    pub pos: u32,
+    /// PEs in the column.
+    pub h: u32,
+    pub strategy: Strategy,
+    pub seed: u64,
+}
+
+const CIN: u8 = 0;
+const CO: u8 = 1;
+const C_RED: u8 = 2;
+
+impl AttentionSpec {
+    /// Cache slots per PE.
+    pub fn slots(&self) -> u32 {
+        self.max_context.div_ceil(self.h)
+    }
+    fn in_len(&self) -> u32 {
+        1 + 2 * self.head_dim + self.group * self.head_dim
+    }
+    /// Valid positions on PE `r` this step (`pos` included).
+    pub fn valid(&self, r: u32) -> u32 {
+        if self.pos >= r {
+            (self.pos - r) / self.h + 1
+        } else {
+            0
+        }
+    }
+    fn lines(&self) -> Lines {
+        Lines {
+            axis: Axis::Col,
+            w: 1,
+            h: self.h,
+        }
+    }
+    fn colors(&self) -> Vec<u8> {
+        (C_RED..C_RED + 20).collect()
+    }
+    fn allreduce(&self, buf: &str, combine: Combine) -> LineReduce {
+        LineReduce::new(
+            self.lines(),
+            self.strategy,
+            combine,
+            Target::All,
+            buf,
+            self.group,
+            &self.colors(),
+        )
+    }
+    fn output(&self) -> LineReduce {
+        LineReduce::new(
+            self.lines(),
+            self.strategy,
+            Combine::Add,
+            Target::Stream(CO),
+            "o",
+            self.group * self.head_dim,
+            &self.colors(),
+        )
+    }
+    fn scale(&self) -> f32 {
+        1.0 / (self.head_dim as f32).sqrt()
+    }
+    pub fn sram_bytes(&self) -> u32 {
+        let (d, g, s) = (self.head_dim, self.group, self.slots());
+        4 * (self.in_len() + 2 * s * d + g * s + g * d + 2 * g) + 800
+    }
+}
+
+fn code(s: &AttentionSpec, r: u32) -> String {
+    let (d, g, slots, h) = (s.head_dim, s.group, s.slots(), s.h);
+    let mut t = format!(
+        "  vmov.f32 inb, rx(c{CIN})
+  lf f15, {scale:?}
+  ldf f1, inb[0]
+  ftoi r1, f1
+  li r2, 0
+  blt r1, {r}, counted
+  sub r2, r1, {r}
+  div r2, r2, {h}
+  add r2, r2, 1
+counted:
+  rem r3, r1, {h}
+  bne r3, {r}, appended
+  sub r4, r2, 1
+  mul r4, r4, {d}
+  vmov.f32 kc[r4, {d}], inb[1, {d}]
+  vmov.f32 vc[r4, {d}], inb[{v}, {d}]
+appended:
+  li r5, 0
+  li r6, {q}
+  li r7, 0
+head:
+  li r8, 0
+  li r9, 0
+slot:
+  bge r8, r2, scored
+  lf f2, 0.0
+  vdot.f32 f2, inb[r6, {d}], kc[r9, {d}]
+  fmul f2, f2, f15
+  add r10, r7, r8
+  stf sc[r10], f2
+  add r8, r8, 1
+  add r9, r9, {d}
+  jmp slot
+scored:
+  lf f3, -inf
+  beq r2, 0, nomax
+  vrmax.f32 f3, sc[r7, r2]
+nomax:
+  stf mx[r5], f3
+  add r5, r5, 1
+  add r6, r6, {d}
+  add r7, r7, {slots}
+  blt r5, {g}, head
+",
+        scale = s.scale(),
+        v = 1 + d,
+        q = 1 + 2 * d,
+    );
+    t.push_str(&s.allreduce("mx", Combine::Max).code(r));
+    write!(
+        t,
+        "  li r5, 0
+  li r7, 0
+norm:
+  ldf f4, mx[r5]
+  lf f5, 0.0
+  beq r2, 0, nosum
+  vfsub.f32 sc[r7, r2], sc[r7, r2], f4
+  vexp.f32 sc[r7, r2], sc[r7, r2]
+  vsum.f32 f5, sc[r7, r2]
+nosum:
+  stf sm[r5], f5
+  add r5, r5, 1
+  add r7, r7, {slots}
+  blt r5, {g}, norm
+"
+    )
+    .unwrap();
+    t.push_str(&s.allreduce("sm", Combine::Add).code(r));
+    write!(
+        t,
+        "  li r5, 0
+  li r7, 0
+  li r11, 0
+wsum:
+  vmov.f32 o[r11, {d}], 0.0
+  li r8, 0
+  li r9, 0
+wslot:
+  bge r8, r2, wdone
+  add r10, r7, r8
+  ldf f6, sc[r10]
+  vfmac.f32 o[r11, {d}], o[r11, {d}], vc[r9, {d}], f6
+  add r8, r8, 1
+  add r9, r9, {d}
+  jmp wslot
+wdone:
+  ldf f7, sm[r5]
+  frcp f7, f7
+  vfmul.f32 o[r11, {d}], o[r11, {d}], f7
+  add r5, r5, 1
+  add r7, r7, {slots}
+  add r11, r11, {d}
+  blt r5, {g}, wsum
+"
+    )
+    .unwrap();
+    t.push_str(&s.output().code(r));
+    t
+}
+
+/// Seeded values for the step's input stream: `[pos, k, v, q...]`.
+fn default_input(s: &AttentionSpec) -> Vec<f32> {
+    let init = DataInit::Random {
+        seed: s.seed.wrapping_add(3),
+    };
+    std::iter::once(s.pos as f32)
+        .chain((1..s.in_len()).map(|i| init.value(Pe::new(0, 0), i)))
+        .collect()
+}
+
+pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+    if s.head_dim == 0 || s.group == 0 || s.h == 0 || s.max_context == 0 {
+        return Err(KernelError::Shape(
+            "attention needs head_dim, group, max_context and PEs of at least 1".into(),
+        ));
+    }
+    if s.pos >= s.max_context {
+        return Err(KernelError::Shape(format!(
+            "position {} is past the cache's {} positions; raise the maximum context",
+            s.pos, s.max_context
+        )));
+    }
+    if s.h > arch.grid_rows || s.h > s.max_context {
+        return Err(KernelError::Rect {
+            w: 1,
+            h: s.h,
+            why: format!("use 1..{} PEs", s.max_context.min(arch.grid_rows)),
+        });
+    }
+    if s.sram_bytes() > arch.sram_bytes {
+        return Err(KernelError::Rect {
+            w: 1,
+            h: s.h,
+            why: format!(
+                "{} cache slots of {} per PE need about {} bytes of SRAM, a PE has {}; use more PEs or a shorter context",
+                s.slots(),
+                s.head_dim,
+                s.sram_bytes(),
+                arch.sram_bytes
+            ),
+        });
+    }
+    let need = C_RED as usize + LineReduce::colors_needed(s.h, s.strategy, Target::All);
+    if need > arch.colors as usize {
+        return Err(KernelError::Colors {
+            need,
+            have: arch.colors as usize,
+        });
+    }
+    let (d, g, slots) = (s.head_dim, s.group, s.slots());
+    let mut src = format!(
+        "; attention: {g} query head(s) of {d} on one KV head, position {} of {}, {} PEs\n.grid 1x{}\n",
+        s.pos, s.max_context, s.h, s.h
+    );
+    for r in 0..s.h {
+        writeln!(
+            src,
+            ".code p{r}\n  .buffer inb f32[{}]\n  .buffer kc f32[{}]\n  .buffer vc f32[{}]\n  .buffer sc f32[{}]\n  .buffer o f32[{}]\n  .buffer mx f32[{g}]\n  .buffer sm f32[{g}]\n  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} 1x1",
+            s.in_len(),
+            slots * d,
+            slots * d,
+            g * slots,
+            g * d,
+            code(s, r)
+        )
+        .unwrap();
+    }
+    if s.h > 1 {
+        writeln!(src, ".route 0,0 1x{} c{CIN} N -> R,S", s.h - 1).unwrap();
+    }
+    writeln!(src, ".route 0,{} 1x1 c{CIN} N -> R", s.h - 1).unwrap();
+    src.push_str(&s.allreduce("mx", Combine::Max).routes());
+    src.push_str(&s.output().routes());
+    writeln!(src, ".data kc 0,0 1x{} = rand({})", s.h, s.seed).unwrap();
+    writeln!(
+        src,
+        ".data vc 0,0 1x{} = rand({})",
+        s.h,
+        s.seed.wrapping_add(1)
+    )
+    .unwrap();
+    let vals: Vec<String> = default_input(s).iter().map(|v| format!("{v:?}")).collect();
+    writeln!(
+        src,
+        ".input in f32[{}] -> 0,0 N c{CIN} = [{}]",
+        s.in_len(),
+        vals.join(", ")
+    )
+    .unwrap();
+    writeln!(src, ".output out f32[{}] <- 0,{} S c{CO}", g * d, s.h - 1).unwrap();
+    let program = wafer_emulator::asm::parse(&src, "<attention generator>").map_err(|e| {
+        KernelError::Shape(format!("internal: generated attention does not parse: {e}"))
+    })?;
+    let port = |name: &str, len: u32| TensorPort {
+        name: name.into(),
+        len,
+        segments: vec![Segment {
+            stream: name.into(),
+            offset: 0,
+            len,
+        }],
+    };
+    Ok(Fragment {
+        program,
+        inputs: vec![port("in", s.in_len())],
+        outputs: vec![port("out", g * d)],
+    })
+}
+
+/// The cache as the program holds it after this step's append: per PE, its
+/// valid keys and values (slot order), from the program's initial cache
+/// and the step's input.
+fn cache(s: &AttentionSpec, p: &Program, input: &[f32]) -> Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let d = s.head_dim as usize;
+    (0..s.h)
+        .map(|r| {
+            let (kc, vc) = (
+                p.initial_values(Pe::new(0, r), "kc").unwrap(),
+                p.initial_values(Pe::new(0, r), "vc").unwrap(),
+            );
+            let nv = s.valid(r) as usize;
+            let mut keys: Vec<Vec<f32>> =
+                (0..nv).map(|i| kc[i * d..(i + 1) * d].to_vec()).collect();
+            let mut values: Vec<Vec<f32>> =
+                (0..nv).map(|i| vc[i * d..(i + 1) * d].to_vec()).collect();
+            if s.pos % s.h == r {
+                keys[nv - 1] = input[1..1 + d].to_vec();
+                values[nv - 1] = input[1 + d..1 + 2 * d].to_vec();
+            }
+            (keys, values)
+        })
+        .collect()
+}
+
+/// The reference: the same f32 operations in the same order as the PEs.
+pub fn reference(s: &AttentionSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program) -> Vec<f32> {
+    let input = &inputs["in"];
+    let (d, g) = (s.head_dim as usize, s.group as usize);
+    let q = |j: usize| &input[1 + 2 * d + j * d..1 + 2 * d + (j + 1) * d];
+    let cache = cache(s, p, input);
+    let scores: Vec<Vec<Vec<f32>>> = cache
+        .iter()
+        .map(|(keys, _)| {
+            (0..g)
+                .map(|j| {
+                    keys.iter()
+                        .map(|k| {
+                            q(j).iter().zip(k).fold(0.0f32, |acc, (a, b)| acc + a * b) * s.scale()
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let local_max: Vec<Vec<f32>> = scores
+        .iter()
+        .map(|per| {
+            per.iter()
+                .map(|sc| sc.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x)))
+                .collect()
+        })
+        .collect();
+    let max = s.allreduce("mx", Combine::Max).reference(&local_max);
+    let weights: Vec<Vec<Vec<f32>>> = scores
+        .iter()
+        .map(|per| {
+            per.iter()
+                .enumerate()
+                .map(|(j, sc)| sc.iter().map(|x| (x - max[j]).exp()).collect())
+                .collect()
+        })
+        .collect();
+    let local_sum: Vec<Vec<f32>> = weights
+        .iter()
+        .map(|per| {
+            per.iter()
+                .map(|w| w.iter().fold(0.0f32, |acc, x| acc + x))
+                .collect()
+        })
+        .collect();
+    let sum = s.allreduce("sm", Combine::Add).reference(&local_sum);
+    let partials: Vec<Vec<f32>> = cache
+        .iter()
+        .zip(&weights)
+        .map(|((_, values), per)| {
+            (0..g)
+                .flat_map(|j| {
+                    let mut o = vec![0.0f32; d];
+                    for (v, w) in values.iter().zip(&per[j]) {
+                        for (oi, vi) in o.iter_mut().zip(v) {
+                            *oi += vi * w;
+                        }
+                    }
+                    let inv = 1.0 / sum[j];
+                    o.into_iter().map(move |x| x * inv)
+                })
+                .collect()
+        })
+        .collect();
+    s.output().reference(&partials)
+}
+
+fn rate(arch: &Arch, op: VecOp, reads: u32, writes: u32) -> (u32, u32) {
+    arch.vector_rate(op, DType::F32, false, 2 * reads, 2 * writes)
+}
+
+/// Predicted cycles: each PE's path through the code above, instruction by
+/// instruction with [`Timeline`] (its valid slots `nv` and whether it owns
+/// `pos` decide the path), the allreduces and the output reduce by
+/// [`LineReduce::finish`], and the input's element `k` in PE `r`'s queue at
+/// `k + (r+1)·hop + ramp` (it enters PE(0,0) from the host and is multicast
+/// one hop per row).
+pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
+    let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
+    let (d, g) = (s.head_dim, s.group);
+    let (mov, dot, rmax) = (
+        rate(arch, VecOp::Mov, 1, 1),
+        rate(arch, VecOp::Dot, 2, 0),
+        rate(arch, VecOp::Rmax, 1, 0),
+    );
+    let (sub, exp, sum) = (
+        rate(arch, VecOp::Fsub, 1, 1),
+        rate(arch, VecOp::Exp, 1, 1),
+        rate(arch, VecOp::Sum, 1, 0),
+    );
+    let (zero, fmac, mul) = (
+        rate(arch, VecOp::Mov, 0, 1),
+        rate(arch, VecOp::Fmac, 2, 1),
+        rate(arch, VecOp::Fmul, 1, 1),
+    );
+    let mut lines: Vec<Timeline> = (0..s.h).map(|_| Timeline::start(arch)).collect();
+    let sync = |lines: &mut Vec<Timeline>, red: LineReduce| {
+        let issue: Vec<u64> = lines.iter().map(|l| l.t).collect();
+        for (l, done) in lines.iter_mut().zip(red.finish(&issue, arch)) {
+            l.t = done;
+        }
+    };
+    for (r, l) in lines.iter_mut().enumerate() {
+        let r = r as u32;
+        let nv = s.valid(r);
+        l.receive(s.in_len(), hop * (r as u64 + 1) + ramp);
+        l.scalar(5 + if s.pos >= r { 3 } else { 0 } + 2);
+        if s.pos % s.h == r {
+            l.scalar(2);
+            l.vector(d, mov);
+            l.vector(d, mov);
+        }
+        l.scalar(3);
+        for _ in 0..g {
+            l.scalar(2);
+            for _ in 0..nv {
+                l.scalar(2);
+                l.vector(d, dot);
+                l.scalar(6);
+            }
+            l.scalar(3);
+            if nv > 0 {
+                l.vector(nv, rmax);
+            }
+            l.scalar(5);
+        }
+    }
+    sync(&mut lines, s.allreduce("mx", Combine::Max));
+    for (r, l) in lines.iter_mut().enumerate() {
+        let nv = s.valid(r as u32);
+        l.scalar(2);
+        for _ in 0..g {
+            l.scalar(3);
+            if nv > 0 {
+                l.vector(nv, sub);
+                l.vector(nv, exp);
+                l.vector(nv, sum);
+            }
+            l.scalar(4);
+        }
+    }
+    sync(&mut lines, s.allreduce("sm", Combine::Add));
+    for (r, l) in lines.iter_mut().enumerate() {
+        let nv = s.valid(r as u32);
+        l.scalar(3);
+        for _ in 0..g {
+            l.vector(d, zero);
+            l.scalar(2);
+            for _ in 0..nv {
+                l.scalar(3);
+                l.vector(d, fmac);
+                l.scalar(3);
+            }
+            l.scalar(3);
+            l.vector(d, mul);
+            l.scalar(4);
+        }
+    }
+    let issue: Vec<u64> = lines.iter().map(|l| l.t).collect();
+    let first = s.output().finish(&issue, arch)[s.h as usize - 1];
+    first + (g * d) as u64 - 1 + ramp + hop
+}

@@ -1,0 +1,168 @@
+//! Attention on the emulator against its reference and cost model.
+
+use proptest::prelude::*;
+use wafer_emulator::{Arch, RunConfig};
+use wafer_kernels::attention::{self, AttentionSpec};
+use wafer_kernels::reduce::Strategy as Reduce;
+
+fn check(s: &AttentionSpec, arch: &Arch) -> (u64, u64, Vec<f32>) {
+    let f = attention::generate(s, arch).unwrap_or_else(|e| panic!("{e}"));
+    let inputs = f.default_inputs();
+    let (outs, run) = f
+        .run(arch, &inputs, &RunConfig::default())
+        .unwrap_or_else(|e| panic!("{s:?}: {e}"));
+    let want = attention::reference(s, &inputs, &f.program);
+    assert_eq!(outs["out"].len(), want.len());
+    for (i, (got, want)) in outs["out"].iter().zip(&want).enumerate() {
+        assert!(
+            got.to_bits() == want.to_bits(),
+            "{s:?}: element {i}: emulator {got}, reference {want}"
+        );
+    }
+    (run.cycles, attention::cost(s, arch), outs["out"].clone())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+    #[test]
+    fn attention_matches_reference_and_cost_model(
+        d in 1u32..12, g in 1u32..4, ctx in 1u32..40, pos_frac in 0.0f64..1.0, h in 1u32..7, k in 0u32..3,
+        seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let pos = ((ctx as f64 * pos_frac) as u32).min(ctx - 1);
+        let s = AttentionSpec { head_dim: d, group: g, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (measured, predicted, _) = check(&s, &arch);
+        let ratio = measured as f64 / predicted as f64;
+        prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, measured, predicted);
+    }
+}
+
+/// Against the textbook, in f64: softmax(q·Kᵀ/√d)·V over positions 0..=pos.
+#[test]
+fn attention_agrees_with_the_textbook() {
+    let s = AttentionSpec {
+        head_dim: 8,
+        group: 2,
+        max_context: 30,
+        pos: 17,
+        h: 4,
+        strategy: Reduce::Tree { k: 2 },
+        seed: 5,
+    };
+    let arch = Arch::wse3();
+    let f = attention::generate(&s, &arch).unwrap();
+    let inputs = f.default_inputs();
+    let (outs, _) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+    let input = &inputs["in"];
+    let d = 8usize;
+    // Position p's key and value: slot p / h of PE p % h, or the new ones.
+    let kv = |p: usize, buf: &str, off: usize| -> Vec<f64> {
+        if p == s.pos as usize {
+            return input[off..off + d].iter().map(|v| *v as f64).collect();
+        }
+        let cache = f
+            .program
+            .initial_values(wafer_emulator::Pe::new(0, (p % 4) as u32), buf)
+            .unwrap();
+        cache[(p / 4) * d..(p / 4 + 1) * d]
+            .iter()
+            .map(|v| *v as f64)
+            .collect()
+    };
+    for j in 0..2 {
+        let q: Vec<f64> = input[1 + 2 * d + j * d..1 + 2 * d + (j + 1) * d]
+            .iter()
+            .map(|v| *v as f64)
+            .collect();
+        let scores: Vec<f64> = (0..=17)
+            .map(|p| {
+                kv(p, "kc", 1)
+                    .iter()
+                    .zip(&q)
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    / (d as f64).sqrt()
+            })
+            .collect();
+        let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+        let total: f64 = scores.iter().map(|x| (x - m).exp()).sum();
+        for i in 0..d {
+            let want: f64 = (0..=17)
+                .map(|p| (scores[p] - m).exp() / total * kv(p, "vc", 1 + d)[i])
+                .sum();
+            let got = outs["out"][j * d + i] as f64;
+            assert!(
+                (got - want).abs() < 1e-5,
+                "head {j} element {i}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_long_context_costs_per_pe_not_per_wafer() {
+    // Doubling the context doubles the cache, but with twice the PEs each
+    // holds as many positions as before: the step's time barely moves.
+    let arch = Arch::wse2();
+    let short = AttentionSpec {
+        head_dim: 16,
+        group: 2,
+        max_context: 64,
+        pos: 63,
+        h: 8,
+        strategy: Reduce::Tree { k: 2 },
+        seed: 1,
+    };
+    let long = AttentionSpec {
+        max_context: 128,
+        pos: 127,
+        h: 16,
+        ..short.clone()
+    };
+    let (a, _, _) = check(&short, &arch);
+    let (b, _, _) = check(&long, &arch);
+    assert!((b as f64) < a as f64 * 1.25, "short {a} long {b}");
+}
+
+#[test]
+fn listing_of_a_small_attention() {
+    let s = AttentionSpec {
+        head_dim: 4,
+        group: 2,
+        max_context: 8,
+        pos: 5,
+        h: 2,
+        strategy: Reduce::Chain,
+        seed: 1,
+    };
+    let f = attention::generate(&s, &Arch::wse3()).unwrap();
+    insta::assert_snapshot!(wafer_emulator::asm::print(&f.program));
+}
+
+#[test]
+fn a_context_that_does_not_fit_says_so() {
+    let s = AttentionSpec {
+        head_dim: 128,
+        group: 4,
+        max_context: 4096,
+        pos: 0,
+        h: 4,
+        strategy: Reduce::Chain,
+        seed: 1,
+    };
+    let e = attention::generate(&s, &Arch::wse3())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("1024 cache slots of 128 per PE") && e.contains("shorter context"),
+        "{e}"
+    );
+    let s = AttentionSpec { pos: 4096, ..s };
+    assert!(
+        attention::generate(&s, &Arch::wse3())
+            .unwrap_err()
+            .to_string()
+            .contains("past the cache")
+    );
+}
