@@ -315,10 +315,15 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
     })
 }
 
-/// The cache as the program holds it after this step's append: per PE, its
-/// valid keys and values (slot order), from the program's initial cache
-/// and the step's input.
-fn cache(s: &AttentionSpec, p: &Program, input: &[f32]) -> Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+/// One PE's valid keys and values, in slot order.
+struct PeCache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+}
+
+/// The cache as the program holds it after this step's append, from the
+/// program's initial cache and the step's input.
+fn cache(s: &AttentionSpec, p: &Program, input: &[f32]) -> Vec<PeCache> {
     let d = s.head_dim as usize;
     (0..s.h)
         .map(|r| {
@@ -335,7 +340,7 @@ fn cache(s: &AttentionSpec, p: &Program, input: &[f32]) -> Vec<(Vec<Vec<f32>>, V
                 keys[nv - 1] = input[1..1 + d].to_vec();
                 values[nv - 1] = input[1 + d..1 + 2 * d].to_vec();
             }
-            (keys, values)
+            PeCache { keys, values }
         })
         .collect()
 }
@@ -348,10 +353,11 @@ pub fn reference(s: &AttentionSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Pro
     let cache = cache(s, p, input);
     let scores: Vec<Vec<Vec<f32>>> = cache
         .iter()
-        .map(|(keys, _)| {
+        .map(|c| {
             (0..g)
                 .map(|j| {
-                    keys.iter()
+                    c.keys
+                        .iter()
                         .map(|k| {
                             q(j).iter().zip(k).fold(0.0f32, |acc, (a, b)| acc + a * b) * s.scale()
                         })
@@ -390,11 +396,11 @@ pub fn reference(s: &AttentionSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Pro
     let partials: Vec<Vec<f32>> = cache
         .iter()
         .zip(&weights)
-        .map(|((_, values), per)| {
+        .map(|(c, per)| {
             (0..g)
                 .flat_map(|j| {
                     let mut o = vec![0.0f32; d];
-                    for (v, w) in values.iter().zip(&per[j]) {
+                    for (v, w) in c.values.iter().zip(&per[j]) {
                         for (oi, vi) in o.iter_mut().zip(v) {
                             *oi += vi * w;
                         }
