@@ -95,17 +95,32 @@ pub enum FunOp {
     Rsqrt,
     Exp,
     Rcp,
+    Sin,
+    Cos,
 }
 
 impl FunOp {
-    pub const ALL: [FunOp; 6] = [
+    pub const ALL: [FunOp; 8] = [
         FunOp::Neg,
         FunOp::Abs,
         FunOp::Sqrt,
         FunOp::Rsqrt,
         FunOp::Exp,
         FunOp::Rcp,
+        FunOp::Sin,
+        FunOp::Cos,
     ];
+}
+
+/// Float comparisons into an integer register (1 if true, else 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FcmpOp {
+    Eq,
+    Lt,
+}
+
+impl FcmpOp {
+    pub const ALL: [FcmpOp; 2] = [FcmpOp::Eq, FcmpOp::Lt];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -134,6 +149,8 @@ pub enum VecOp {
     Exp,
     Rcp,
     Rsqrt,
+    Sin,
+    Cos,
     /// f += Σ a, in element order (destination is a float register).
     Sum,
     /// f += Σ a·b, in element order (destination is a float register).
@@ -143,7 +160,7 @@ pub enum VecOp {
 }
 
 impl VecOp {
-    pub const ALL: [VecOp; 12] = [
+    pub const ALL: [VecOp; 14] = [
         VecOp::Mov,
         VecOp::Fadd,
         VecOp::Fsub,
@@ -153,6 +170,8 @@ impl VecOp {
         VecOp::Exp,
         VecOp::Rcp,
         VecOp::Rsqrt,
+        VecOp::Sin,
+        VecOp::Cos,
         VecOp::Sum,
         VecOp::Dot,
         VecOp::Rmax,
@@ -169,6 +188,8 @@ impl VecOp {
             VecOp::Exp => "vexp",
             VecOp::Rcp => "vrcp",
             VecOp::Rsqrt => "vrsqrt",
+            VecOp::Sin => "vsin",
+            VecOp::Cos => "vcos",
             VecOp::Sum => "vsum",
             VecOp::Dot => "vdot",
             VecOp::Rmax => "vrmax",
@@ -178,7 +199,14 @@ impl VecOp {
     /// Number of source operands.
     pub fn arity(self) -> usize {
         match self {
-            VecOp::Mov | VecOp::Exp | VecOp::Rcp | VecOp::Rsqrt | VecOp::Sum | VecOp::Rmax => 1,
+            VecOp::Mov
+            | VecOp::Exp
+            | VecOp::Rcp
+            | VecOp::Rsqrt
+            | VecOp::Sin
+            | VecOp::Cos
+            | VecOp::Sum
+            | VecOp::Rmax => 1,
             VecOp::Fadd | VecOp::Fsub | VecOp::Fmul | VecOp::Fmax | VecOp::Dot => 2,
             VecOp::Fmac => 3,
         }
@@ -189,9 +217,12 @@ impl VecOp {
         matches!(self, VecOp::Sum | VecOp::Dot | VecOp::Rmax)
     }
 
-    /// Exp, reciprocal and rsqrt take `special_fn_cycles` per element.
+    /// Exp, reciprocal, rsqrt, sin and cos take `special_fn_cycles` per element.
     pub fn is_special(self) -> bool {
-        matches!(self, VecOp::Exp | VecOp::Rcp | VecOp::Rsqrt)
+        matches!(
+            self,
+            VecOp::Exp | VecOp::Rcp | VecOp::Rsqrt | VecOp::Sin | VecOp::Cos
+        )
     }
 }
 
@@ -276,6 +307,13 @@ pub enum Inst {
         op: FunOp,
         fd: FReg,
         fa: FReg,
+    },
+    /// rd = 1 if the comparison of fa with fb holds, else 0 (NaN compares false).
+    Fcmp {
+        op: FcmpOp,
+        rd: Reg,
+        fa: FReg,
+        fb: FReg,
     },
     ItoF {
         fd: FReg,

@@ -322,6 +322,7 @@ fn check_inst(code: &PeCode, inst: &Inst) -> Vec<String> {
         Inst::Falu { fd, fa, fb, .. } => regs.extend([fd.0, fa.0, fb.0]),
         Inst::Fun { fd, fa, .. } => regs.extend([fd.0, fa.0]),
         Inst::ItoF { fd, rs } => regs.extend([fd.0, rs.0]),
+        Inst::Fcmp { rd, fa, fb, .. } => regs.extend([rd.0, fa.0, fb.0]),
         Inst::FtoI { rd, fs } => regs.extend([rd.0, fs.0]),
         Inst::Ld { rd, buf, idx } | Inst::St { buf, idx, rs: rd } => {
             regs.push(rd.0);

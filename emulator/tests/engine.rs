@@ -515,3 +515,24 @@ fn integer_division_rounds_toward_zero_and_faults_on_zero() {
         "{e}"
     );
 }
+
+#[test]
+fn sin_cos_and_float_compares() {
+    let src = one_pe(
+        "  .buffer a f32[3]\n  .buffer s f32[3]\n  .buffer i i32[3]",
+        "  vsin.f32 s, a\n  lf f1, 0.5\n  lf f2, 0.5\n  lf f3, 0.25\n  feq r1, f1, f2\n  st i[0], r1\n  flt r1, f1, f3\n  st i[1], r1\n  flt r1, f3, f1\n  st i[2], r1\n  fcos f4, f1\n  stf a[0], f4",
+    );
+    let src = src.replace(
+        ".place k 0,0 1x1",
+        ".place k 0,0 1x1\n.data a 0,0 1x1 = [0.5, -1.25, 3.0]",
+    );
+    let (p, r) = run(&src);
+    assert_eq!(
+        buf(&p, &r, "s"),
+        vec![0.5f32.sin(), (-1.25f32).sin(), 3.0f32.sin()]
+    );
+    assert_eq!(buf(&p, &r, "i"), vec![1.0, 0.0, 1.0]);
+    assert_eq!(buf(&p, &r, "a")[0], 0.5f32.cos());
+    // Special functions run at 1/special_fn_cycles per element.
+    assert!(r.stats.pe.vector_cycles[0] == 3 * Arch::wse3().special_fn_cycles as u64);
+}

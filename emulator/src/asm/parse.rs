@@ -1,7 +1,7 @@
 //! Assembly text → Program. Errors carry the file, line and column and say
 //! what was expected.
 
-use super::print::{alu_name, cond_name, falu_name, fun_name};
+use super::print::{alu_name, cond_name, falu_name, fcmp_name, fun_name};
 use crate::isa::*;
 use crate::program::*;
 use crate::{Color, DType, Pe, PeRect, Port, PortSet, Program};
@@ -783,6 +783,18 @@ impl Line<'_> {
                 op,
                 fd,
                 fa: self.freg()?,
+            });
+        }
+        if let Some(op) = FcmpOp::ALL.into_iter().find(|o| fcmp_name(*o) == m) {
+            let rd = self.reg()?;
+            self.comma()?;
+            let fa = self.freg()?;
+            self.comma()?;
+            return Ok(Inst::Fcmp {
+                op,
+                rd,
+                fa,
+                fb: self.freg()?,
             });
         }
         if let Some(cond) = Cond::ALL.into_iter().find(|o| cond_name(*o) == m) {

@@ -1,6 +1,6 @@
 //! Program → assembly text. The output parses back to an equal Program.
 
-use crate::isa::{AluOp, Cond, ExecMode, FaluOp, FunOp, Inst, IntSrc, Operand};
+use crate::isa::{AluOp, Cond, ExecMode, FaluOp, FcmpOp, FunOp, Inst, IntSrc, Operand};
 use crate::program::{DataInit, TaskKind};
 use crate::{PeCode, Program};
 use std::fmt::{self, Write};
@@ -171,6 +171,9 @@ pub fn inst_text(code: &PeCode, inst: &Inst) -> String {
         }
         Inst::Fun { op, fd, fa } => format!("{} f{}, f{}", fun_name(*op), fd.0, fa.0),
         Inst::ItoF { fd, rs } => format!("itof f{}, r{}", fd.0, rs.0),
+        Inst::Fcmp { op, rd, fa, fb } => {
+            format!("{} r{}, f{}, f{}", fcmp_name(*op), rd.0, fa.0, fb.0)
+        }
         Inst::FtoI { rd, fs } => format!("ftoi r{}, f{}", rd.0, fs.0),
         Inst::Ld { rd, buf: b, idx } => format!("ld r{}, {}[{}]", rd.0, buf(*b), isrc(idx)),
         Inst::Ldf { fd, buf: b, idx } => format!("ldf f{}, {}[{}]", fd.0, buf(*b), isrc(idx)),
@@ -267,6 +270,15 @@ pub(crate) fn fun_name(op: FunOp) -> &'static str {
         FunOp::Rsqrt => "frsqrt",
         FunOp::Exp => "fexp",
         FunOp::Rcp => "frcp",
+        FunOp::Sin => "fsin",
+        FunOp::Cos => "fcos",
+    }
+}
+
+pub(crate) fn fcmp_name(op: FcmpOp) -> &'static str {
+    match op {
+        FcmpOp::Eq => "feq",
+        FcmpOp::Lt => "flt",
     }
 }
 

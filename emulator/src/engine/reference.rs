@@ -4,7 +4,9 @@
 use super::{Inputs, RunConfig, RunError, RunResult};
 use crate::asm::inst_text;
 use crate::check::{Layout, check};
-use crate::isa::{AluOp, Cond, ExecMode, FaluOp, FunOp, Inst, IntSrc, Operand, VecInst, VecOp};
+use crate::isa::{
+    AluOp, Cond, ExecMode, FaluOp, FcmpOp, FunOp, Inst, IntSrc, Operand, VecInst, VecOp,
+};
 use crate::program::TaskKind;
 use crate::stats::{PeStats, STATS_VERSION, Stats};
 use crate::trace::{Span, TRACE_VERSION, Trace};
@@ -750,6 +752,8 @@ impl<'p> Machine<'p> {
                 VecOp::Exp => r(v[0].exp()),
                 VecOp::Rcp => r(1.0 / v[0]),
                 VecOp::Rsqrt => r(1.0 / v[0].sqrt()),
+                VecOp::Sin => r(v[0].sin()),
+                VecOp::Cos => r(v[0].cos()),
                 VecOp::Sum | VecOp::Dot | VecOp::Rmax => {
                     let Loc::FReg(f) = op.dst else {
                         unreachable!("verifier: reductions write a register")
@@ -973,9 +977,18 @@ impl<'p> Machine<'p> {
                     FunOp::Rsqrt => 1.0 / a.sqrt(),
                     FunOp::Exp => a.exp(),
                     FunOp::Rcp => 1.0 / a,
+                    FunOp::Sin => a.sin(),
+                    FunOp::Cos => a.cos(),
                 };
             }
             Inst::ItoF { fd, rs } => core.f[fd.0 as usize] = core.r[rs.0 as usize] as f32,
+            Inst::Fcmp { op, rd, fa, fb } => {
+                let (a, b) = (core.f[fa.0 as usize], core.f[fb.0 as usize]);
+                core.r[rd.0 as usize] = i32::from(match op {
+                    FcmpOp::Eq => a == b,
+                    FcmpOp::Lt => a < b,
+                });
+            }
             Inst::FtoI { rd, fs } => core.r[rd.0 as usize] = core.f[fs.0 as usize] as i32,
             Inst::Ld { rd, buf, idx } => {
                 let (base, dt, i) =

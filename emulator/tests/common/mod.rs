@@ -168,6 +168,12 @@ fn gen_code(r: &mut Rng, name: String) -> PeCode {
                 fd: FReg(r.below(16) as u8),
                 rs: Reg(r.below(16) as u8),
             },
+            9 if r.chance(30) => Inst::Fcmp {
+                op: r.pick(&FcmpOp::ALL),
+                rd: Reg(r.below(16) as u8),
+                fa: FReg(r.below(16) as u8),
+                fb: FReg(r.below(16) as u8),
+            },
             9 => Inst::FtoI {
                 rd: Reg(r.below(16) as u8),
                 fs: FReg(r.below(16) as u8),
