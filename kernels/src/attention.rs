@@ -306,6 +306,7 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
             stream: name.into(),
             offset: 0,
             len,
+            at: 0,
         }],
     };
     Ok(Fragment {

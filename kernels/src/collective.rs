@@ -464,6 +464,7 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
                         stream: format!("in{lane}"),
                         offset: 0,
                         len: s.n,
+                        at: 0,
                     }],
                 });
             }
@@ -486,6 +487,7 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
                         stream: format!("out{lane}"),
                         offset: 0,
                         len: n,
+                        at: 0,
                     }],
                 });
             }

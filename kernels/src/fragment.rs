@@ -8,12 +8,16 @@
 use std::collections::BTreeMap;
 use wafer_emulator::{Arch, Inputs, Program, RunConfig, RunError, RunResult};
 
-/// One piece of a tensor carried by one edge stream.
+/// One piece of a tensor carried by one edge stream: tensor elements
+/// `offset .. offset + len` are the stream's elements `at .. at + len`. A
+/// stream may carry pieces of several tensors, and one piece may be sent
+/// down several streams.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Segment {
     pub stream: String,
     pub offset: u32,
     pub len: u32,
+    pub at: u32,
 }
 
 /// A logical tensor (a vector here) and the streams that carry it.
@@ -75,22 +79,32 @@ impl Fragment {
                 ));
             }
             for s in &port.segments {
-                out.insert(
-                    s.stream.clone(),
-                    values[s.offset as usize..(s.offset + s.len) as usize].to_vec(),
-                );
+                let stream = self
+                    .program
+                    .inputs
+                    .iter()
+                    .find(|h| h.name == s.stream)
+                    .ok_or_else(|| format!("no stream `{}`", s.stream))?;
+                let buf = out.entry(s.stream.clone()).or_insert_with(|| {
+                    self.program
+                        .input_values(&stream.name)
+                        .expect("stream exists")
+                });
+                buf[s.at as usize..(s.at + s.len) as usize]
+                    .copy_from_slice(&values[s.offset as usize..(s.offset + s.len) as usize]);
             }
         }
         Ok(out)
     }
 
-    /// A tensor's values gathered from the run's host outputs (or, for an
-    /// input, from the program's default stream data).
+    /// A tensor's values gathered from host streams (outputs of a run, or
+    /// for an input the program's default stream data).
     pub fn gather(&self, port: &TensorPort, streams: &BTreeMap<String, Vec<f32>>) -> Vec<f32> {
         let mut v = vec![0.0; port.len as usize];
         for s in &port.segments {
             if let Some(vals) = streams.get(&s.stream) {
-                v[s.offset as usize..(s.offset + s.len) as usize].copy_from_slice(vals);
+                v[s.offset as usize..(s.offset + s.len) as usize]
+                    .copy_from_slice(&vals[s.at as usize..(s.at + s.len) as usize]);
             }
         }
         v

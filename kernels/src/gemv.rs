@@ -156,6 +156,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
                 stream: format!("{prefix}{i}"),
                 offset: *off,
                 len: *l,
+                at: 0,
             })
             .collect(),
     };

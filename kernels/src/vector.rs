@@ -359,6 +359,7 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
                 stream: format!("{name}{r}"),
                 offset: *off,
                 len: *len,
+                at: 0,
             })
             .collect(),
     };
