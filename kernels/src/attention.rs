@@ -19,12 +19,12 @@
 
 use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::Strategy;
-use crate::timeline::Timeline;
+use crate::timeline::{Timeline, f32_rate as rate};
 use crate::{Fragment, KernelError, Segment, TensorPort};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
-use wafer_emulator::{Arch, DType, DataInit, Pe, Program};
+use wafer_emulator::{Arch, DataInit, Pe, Program};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionSpec {
@@ -413,10 +413,6 @@ pub fn reference(s: &AttentionSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Pro
         })
         .collect();
     s.output().reference(&partials)
-}
-
-fn rate(arch: &Arch, op: VecOp, reads: u32, writes: u32) -> (u32, u32) {
-    arch.vector_rate(op, DType::F32, false, 2 * reads, 2 * writes)
 }
 
 /// Predicted cycles: each PE's path through the code above, instruction by

@@ -14,6 +14,7 @@ pub mod collective;
 pub mod fragment;
 pub mod gemv;
 pub mod reduce;
+pub mod rope;
 pub mod timeline;
 pub mod vector;
 

@@ -4,7 +4,8 @@
 //!
 //! `t` is the cycle in which the main thread executes its next instruction.
 
-use wafer_emulator::Arch;
+use wafer_emulator::isa::VecOp;
+use wafer_emulator::{Arch, DType};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Timeline<'a> {
@@ -60,4 +61,9 @@ pub fn slower(a: (u32, u32), b: (u32, u32)) -> (u32, u32) {
     } else {
         b
     }
+}
+
+/// The steady rate of an f32 op with `reads` and `writes` f32 memory vectors.
+pub fn f32_rate(arch: &Arch, op: VecOp, reads: u32, writes: u32) -> (u32, u32) {
+    arch.vector_rate(op, DType::F32, false, 2 * reads, 2 * writes)
 }

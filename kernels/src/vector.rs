@@ -10,12 +10,12 @@
 
 use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::Strategy;
-use crate::timeline::Timeline;
+use crate::timeline::{Timeline, f32_rate as rate};
 use crate::{Fragment, KernelError, Segment, TensorPort, split};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
-use wafer_emulator::{Arch, DType, Pe, Program};
+use wafer_emulator::{Arch, Pe, Program};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VectorOp {
@@ -454,11 +454,6 @@ pub fn reference(s: &VectorSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Progra
             e.iter().map(|x| x * inv).collect()
         }
     }
-}
-
-/// The steady rate of an f32 op with `reads` and `writes` f32 memory vectors.
-fn rate(arch: &Arch, op: VecOp, reads: u32, writes: u32) -> (u32, u32) {
-    arch.vector_rate(op, DType::F32, false, 2 * reads, 2 * writes)
 }
 
 /// Predicted cycles, PE by PE with [`Timeline`], in the order of the code:

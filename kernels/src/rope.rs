@@ -1,0 +1,270 @@
+//! Rotary position embedding on a vector of heads down a column of PEs.
+//!
+//! `heads` heads of `head_dim` (even) are split over `h` PEs, whole heads
+//! each, so every rotated pair is local to one PE in either layout:
+//! adjacent pairs `(2i, 2i+1)` (llama2.c) or half-split pairs `(i, i + d/2)`
+//! (Hugging Face checkpoints). Pair `i` turns by `pos · θ^(−2i/d)`. PE `r`
+//! holds the frequencies `θ^(−2i/d)` (computed in f32 at generation time),
+//! receives `[pos, its heads]` from the west, computes the angles' sines and
+//! cosines, rotates, and sends its heads on to the east.
+
+use crate::timeline::{Timeline, f32_rate};
+use crate::{Fragment, KernelError, Segment, TensorPort, split};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use wafer_emulator::isa::VecOp;
+use wafer_emulator::{Arch, Pe, Program};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Pairs `(2i, 2i+1)`, as llama2.c.
+    Adjacent,
+    /// Pairs `(i, i + d/2)`, as Hugging Face Llama checkpoints.
+    HalfSplit,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RopeSpec {
+    pub heads: u32,
+    pub head_dim: u32,
+    pub theta: f32,
+    pub layout: RopeLayout,
+    /// The default position (the `pos` input).
+    pub pos: u32,
+    /// PEs in the column (at most `heads`).
+    pub h: u32,
+}
+
+const CA: u8 = 0;
+const CO: u8 = 2;
+
+impl RopeSpec {
+    fn split(&self) -> Vec<(u32, u32)> {
+        split(self.heads, self.h)
+    }
+    /// Stride between a pair's members' runs, and the partner's offset.
+    fn pairing(&self) -> (u32, u32) {
+        match self.layout {
+            RopeLayout::Adjacent => (2, 1),
+            RopeLayout::HalfSplit => (1, self.head_dim / 2),
+        }
+    }
+    /// The rotation frequencies `θ^(−2i/d)`, in f32.
+    pub fn inv_freq(&self) -> Vec<f32> {
+        (0..self.head_dim / 2)
+            .map(|i| 1.0 / self.theta.powf((2 * i) as f32 / self.head_dim as f32))
+            .collect()
+    }
+}
+
+pub fn generate(s: &RopeSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+    if s.head_dim == 0 || !s.head_dim.is_multiple_of(2) || s.heads == 0 {
+        return Err(KernelError::Shape(format!(
+            "RoPE needs an even head dimension and at least one head (got {} heads of {})",
+            s.heads, s.head_dim
+        )));
+    }
+    if s.h == 0 || s.h > s.heads || s.h > arch.grid_rows {
+        return Err(KernelError::Rect {
+            w: 1,
+            h: s.h,
+            why: format!(
+                "use 1..{} PEs (whole heads per PE)",
+                s.heads.min(arch.grid_rows)
+            ),
+        });
+    }
+    let (d, half) = (s.head_dim, s.head_dim / 2);
+    let (stride, partner) = s.pairing();
+    let parts = s.split();
+    let bytes = 4 * (1 + parts[0].1 * d + 5 * half) + 400;
+    if bytes > arch.sram_bytes {
+        return Err(KernelError::Rect {
+            w: 1,
+            h: s.h,
+            why: format!(
+                "{} heads per PE need about {bytes} bytes of SRAM; use more PEs",
+                parts[0].1
+            ),
+        });
+    }
+    let freqs: Vec<String> = s.inv_freq().iter().map(|v| format!("{v:?}")).collect();
+    let mut src = format!(
+        "; RoPE ({:?}) on {} heads of {d} down a column of {} PEs\n.grid 1x{}\n",
+        s.layout, s.heads, s.h, s.h
+    );
+    for (r, (_, nh)) in parts.iter().enumerate() {
+        let len = nh * d;
+        writeln!(
+            src,
+            ".code p{r}
+  .buffer inb f32[{n_in}]
+  .buffer ifq f32[{half}]
+  .buffer c f32[{half}]
+  .buffer sn f32[{half}]
+  .buffer t1 f32[{half}]
+  .buffer t2 f32[{half}]
+  .task main local active
+main:
+  vmov.f32 inb, rx(c{CA})
+  ldf f1, inb[0]
+  vfmul.f32 c, ifq, f1
+  vsin.f32 sn, c
+  vcos.f32 c, c
+  li r1, 1
+head:
+  add r2, r1, {partner}
+  vfmul.f32 t1, inb[r1, {half}, {stride}], c
+  vfmul.f32 t2, inb[r2, {half}, {stride}], sn
+  vfsub.f32 t1, t1, t2
+  vfmul.f32 t2, inb[r1, {half}, {stride}], sn
+  vfmac.f32 t2, t2, inb[r2, {half}, {stride}], c
+  vmov.f32 inb[r1, {half}, {stride}], t1
+  vmov.f32 inb[r2, {half}, {stride}], t2
+  add r1, r1, {d}
+  blt r1, {end}, head
+  vmov.f32 tx(c{CO}), inb[1, {len}]
+  end
+.end
+.place p{r} 0,{r} 1x1",
+            n_in = 1 + len,
+            end = 1 + len,
+        )
+        .unwrap();
+    }
+    writeln!(
+        src,
+        ".route 0,0 1x{} c{CA} W -> R\n.route 0,0 1x{} c{CO} R -> E",
+        s.h, s.h
+    )
+    .unwrap();
+    writeln!(src, ".data ifq 0,0 1x{} = [{}]", s.h, freqs.join(", ")).unwrap();
+    for (r, (_, nh)) in parts.iter().enumerate() {
+        let len = nh * d;
+        // Default data: pos, then seeded values.
+        let mut vals = vec![format!("{:?}", s.pos as f32)];
+        vals.extend((0..len).map(|i| {
+            format!(
+                "{:?}",
+                wafer_emulator::DataInit::Random { seed: 11 }.value(Pe::new(0, r as u32), i)
+            )
+        }));
+        writeln!(
+            src,
+            ".input a{r} f32[{}] -> 0,{r} W c{CA} = [{}]",
+            1 + len,
+            vals.join(", ")
+        )
+        .unwrap();
+        writeln!(src, ".output y{r} f32[{len}] <- 0,{r} E c{CO}").unwrap();
+    }
+    let program = wafer_emulator::asm::parse(&src, "<rope generator>")
+        .map_err(|e| KernelError::Shape(format!("internal: generated RoPE does not parse: {e}")))?;
+    let x = TensorPort {
+        name: "x".into(),
+        len: s.heads * d,
+        segments: parts
+            .iter()
+            .enumerate()
+            .map(|(r, (h0, nh))| Segment {
+                stream: format!("a{r}"),
+                offset: h0 * d,
+                len: nh * d,
+                at: 1,
+            })
+            .collect(),
+    };
+    let pos = TensorPort {
+        name: "pos".into(),
+        len: 1,
+        segments: (0..s.h)
+            .map(|r| Segment {
+                stream: format!("a{r}"),
+                offset: 0,
+                len: 1,
+                at: 0,
+            })
+            .collect(),
+    };
+    let y = TensorPort {
+        name: "y".into(),
+        len: s.heads * d,
+        segments: parts
+            .iter()
+            .enumerate()
+            .map(|(r, (h0, nh))| Segment {
+                stream: format!("y{r}"),
+                offset: h0 * d,
+                len: nh * d,
+                at: 0,
+            })
+            .collect(),
+    };
+    Ok(Fragment {
+        program,
+        inputs: vec![x, pos],
+        outputs: vec![y],
+    })
+}
+
+/// The reference: the PEs' f32 operations in their order.
+pub fn reference(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program) -> Vec<f32> {
+    let freqs = p.initial_values(Pe::new(0, 0), "ifq").expect("ifq exists");
+    let pos = inputs["pos"][0];
+    let (d, half) = (s.head_dim as usize, s.head_dim as usize / 2);
+    let (stride, partner) = s.pairing();
+    let mut y = inputs["x"].clone();
+    for head in y.chunks_mut(d) {
+        for (i, freq) in freqs.iter().enumerate().take(half) {
+            let angle = freq * pos;
+            let (c, sn) = (angle.cos(), angle.sin());
+            let (a, b) = (i * stride as usize, i * stride as usize + partner as usize);
+            let (even, odd) = (head[a], head[b]);
+            head[a] = even * c - odd * sn;
+            head[b] = even * sn + odd * c;
+        }
+    }
+    y
+}
+
+/// Predicted cycles, per PE with [`Timeline`]: the stream `[pos, heads]`
+/// is in the queue from `hop + ramp`; the angles (one multiply), their sine
+/// and cosine (special functions); per head five f32 ops and two moves
+/// (the FMAC reads three vectors: 2 elements per 3 cycles on 2 read ports);
+/// the heads go out at one wavelet per cycle.
+pub fn cost(s: &RopeSpec, arch: &Arch) -> u64 {
+    let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
+    let half = s.head_dim / 2;
+    let rate = |op, reads, writes| f32_rate(arch, op, reads, writes);
+    let (mul, special, sub, fmac, mov, send) = (
+        rate(VecOp::Fmul, 1, 1),
+        rate(VecOp::Sin, 1, 1),
+        rate(VecOp::Fsub, 2, 1),
+        rate(VecOp::Fmac, 3, 1),
+        rate(VecOp::Mov, 1, 1),
+        rate(VecOp::Mov, 1, 0),
+    );
+    let mul2 = rate(VecOp::Fmul, 2, 1);
+    s.split()
+        .iter()
+        .map(|(_, nh)| {
+            let len = nh * s.head_dim;
+            let mut l = Timeline::start(arch);
+            l.receive(1 + len, hop + ramp);
+            l.scalar(1);
+            l.vector(half, mul);
+            l.vector(half, special);
+            l.vector(half, special);
+            l.scalar(1);
+            for _ in 0..*nh {
+                l.scalar(1);
+                for rt in [mul2, mul2, sub, mul2, fmac, mov, mov] {
+                    l.vector(half, rt);
+                }
+                l.scalar(2);
+            }
+            l.send(len, send) + len as u64 - 1 + ramp + hop
+        })
+        .max()
+        .unwrap_or(0)
+}

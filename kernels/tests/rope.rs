@@ -1,0 +1,77 @@
+//! RoPE on the emulator against its reference, the textbook and its cost model.
+
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use wafer_emulator::{Arch, RunConfig};
+use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
+
+fn run(
+    s: &RopeSpec,
+    arch: &Arch,
+) -> (
+    BTreeMap<String, Vec<f32>>,
+    Vec<f32>,
+    u64,
+    wafer_kernels::Fragment,
+) {
+    let f = rope::generate(s, arch).unwrap_or_else(|e| panic!("{e}"));
+    let inputs = f.default_inputs();
+    let (outs, r) = f
+        .run(arch, &inputs, &RunConfig::default())
+        .unwrap_or_else(|e| panic!("{s:?}: {e}"));
+    (inputs, outs["y"].clone(), r.cycles, f)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(80))]
+    #[test]
+    fn rope_matches_reference_and_cost_model(
+        heads in 1u32..6, half in 1u32..9, pos in 0u32..5000, h in 1u32..6, adjacent in any::<bool>(), wse3 in any::<bool>(),
+    ) {
+        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, pos, h: h.min(heads) };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (inputs, y, measured, f) = run(&s, &arch);
+        let want = rope::reference(&s, &inputs, &f.program);
+        prop_assert!(y.iter().map(|v| v.to_bits()).eq(want.iter().map(|v| v.to_bits())), "{:?}: {:?} vs {:?}", s, y, want);
+        let predicted = rope::cost(&s, &arch);
+        let ratio = measured as f64 / predicted as f64;
+        prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, measured, predicted);
+    }
+}
+
+/// Against llama2.c's RoPE (adjacent pairs) computed in f64, and the half
+/// split against the rotate-half formulation of HF Llama.
+#[test]
+fn rope_agrees_with_the_textbook() {
+    for layout in [RopeLayout::Adjacent, RopeLayout::HalfSplit] {
+        let s = RopeSpec {
+            heads: 3,
+            head_dim: 8,
+            theta: 10000.0,
+            layout,
+            pos: 37,
+            h: 2,
+        };
+        let (inputs, y, _, _) = run(&s, &Arch::wse3());
+        let x = &inputs["x"];
+        for head in 0..3 {
+            for i in 0..4 {
+                let freq = 1.0 / 10000f64.powf((2 * i) as f64 / 8.0);
+                let (c, sn) = ((37.0 * freq).cos(), (37.0 * freq).sin());
+                let (a, b) = match layout {
+                    RopeLayout::Adjacent => (head * 8 + 2 * i, head * 8 + 2 * i + 1),
+                    RopeLayout::HalfSplit => (head * 8 + i, head * 8 + i + 4),
+                };
+                let (e, o) = (x[a] as f64, x[b] as f64);
+                assert!(
+                    (y[a] as f64 - (e * c - o * sn)).abs() < 1e-5,
+                    "{layout:?} head {head} pair {i}"
+                );
+                assert!(
+                    (y[b] as f64 - (e * sn + o * c)).abs() < 1e-5,
+                    "{layout:?} head {head} pair {i}"
+                );
+            }
+        }
+    }
+}
