@@ -6,11 +6,14 @@
 //!
 //! Kernels so far: [`gemv`], the [`collective`]s (broadcast, reduce,
 //! allreduce, gather along rows or columns), the [`vector`] kernels
-//! (element-wise ops, RMSNorm, LayerNorm, softmax) and [`attention`] for a
-//! decode step. RoPE, embedding lookup and argmax are not written yet.
+//! (element-wise ops, RMSNorm, LayerNorm, softmax), [`attention`] for a
+//! decode step, [`rope`], [`embedding`] lookup and [`argmax`]: every kernel
+//! a Llama-style decode step needs.
 
+pub mod argmax;
 pub mod attention;
 pub mod collective;
+pub mod embedding;
 pub mod fragment;
 pub mod gemv;
 pub mod reduce;

@@ -1,0 +1,65 @@
+//! Embedding lookup and argmax on the emulator against their references
+//! and cost models.
+
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use wafer_emulator::{Arch, DType, RunConfig};
+use wafer_kernels::argmax::{self, ArgmaxSpec};
+use wafer_kernels::embedding::{self, EmbeddingSpec};
+use wafer_kernels::reduce::Strategy as Reduce;
+
+fn strategy(k: u32) -> Reduce {
+    if k == 0 {
+        Reduce::Chain
+    } else {
+        Reduce::Tree { k }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(80))]
+    #[test]
+    fn embedding_matches_reference_and_cost_model(
+        vocab in 1u32..60, dim in 1u32..20, w in 1u32..6, h in 1u32..5, k in 0u32..3, token in 0u32..70,
+        dtype in prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)], seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let s = EmbeddingSpec { vocab, dim, dtype, w: w.min(vocab), h: h.min(dim), strategy: strategy(k), token, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let f = embedding::generate(&s, &arch).unwrap();
+        let inputs = f.default_inputs();
+        let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let want = embedding::reference(&s, &inputs, &f.program);
+        prop_assert!(outs["y"].iter().map(|v| v.to_bits()).eq(want.iter().map(|v| v.to_bits())), "{:?}", s);
+        if token < vocab {
+            // The row itself, up to the sign of zero.
+            let table = embedding::table(&s, &f.program);
+            let row = &table[(token * dim) as usize..((token + 1) * dim) as usize];
+            prop_assert_eq!(&outs["y"], &row.to_vec());
+        } else {
+            prop_assert!(outs["y"].iter().all(|v| *v == 0.0));
+        }
+        let predicted = embedding::cost(&s, &arch, token);
+        let ratio = run.cycles as f64 / predicted as f64;
+        prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, run.cycles, predicted);
+    }
+
+    #[test]
+    fn argmax_matches_reference_and_cost_model(
+        n in 1u32..120, h in 1u32..7, k in 0u32..3, seed in any::<u64>(), ties in any::<bool>(), wse3 in any::<bool>(),
+    ) {
+        let s = ArgmaxSpec { n, h: h.min(n), strategy: strategy(k), seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let f = argmax::generate(&s, &arch).unwrap();
+        let mut inputs = f.default_inputs();
+        if ties {
+            // Few distinct values: the maximum appears many times.
+            let a: Vec<f32> = inputs["a"].iter().map(|v| (v * 3.0).round()).collect();
+            inputs = BTreeMap::from([("a".to_string(), a)]);
+        }
+        let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        prop_assert_eq!(outs["id"][0], argmax::reference(&inputs["a"]) as f32, "{:?}", s);
+        let predicted = argmax::cost(&s, &arch);
+        let ratio = run.cycles as f64 / predicted as f64;
+        prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, run.cycles, predicted);
+    }
+}
