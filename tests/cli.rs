@@ -291,3 +291,34 @@ fn kernel_runs_attention() {
     let e = fails(&["kernel", "attention", "--shape", "8x40", "--pos", "40"]);
     assert!(e.contains("past the cache"), "{e}");
 }
+
+#[test]
+fn kernel_runs_rope_embedding_and_argmax() {
+    for args in [
+        vec![
+            "kernel", "rope", "--shape", "4x16", "--pos", "9", "--layout", "half", "--rect", "1x2",
+            "--json",
+        ],
+        vec![
+            "kernel",
+            "embedding",
+            "--shape",
+            "100x24",
+            "--dtype",
+            "bf16",
+            "--token",
+            "42",
+            "--rect",
+            "4x3",
+            "--strategy",
+            "tree",
+            "--json",
+        ],
+        vec![
+            "kernel", "argmax", "--shape", "300", "--rect", "1x5", "--json",
+        ],
+    ] {
+        let j = json(&ok(&args));
+        assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{args:?}: {j}");
+    }
+}

@@ -63,3 +63,32 @@ proptest! {
         prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, run.cycles, predicted);
     }
 }
+
+#[test]
+fn listings_of_small_lookups() {
+    let arch = Arch::wse3();
+    let e = EmbeddingSpec {
+        vocab: 6,
+        dim: 4,
+        dtype: DType::F16,
+        w: 2,
+        h: 2,
+        strategy: Reduce::Chain,
+        token: 4,
+        seed: 1,
+    };
+    insta::assert_snapshot!(
+        "embedding",
+        wafer_emulator::asm::print(&embedding::generate(&e, &arch).unwrap().program)
+    );
+    let a = ArgmaxSpec {
+        n: 7,
+        h: 2,
+        strategy: Reduce::Chain,
+        seed: 1,
+    };
+    insta::assert_snapshot!(
+        "argmax",
+        wafer_emulator::asm::print(&argmax::generate(&a, &arch).unwrap().program)
+    );
+}

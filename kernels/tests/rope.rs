@@ -75,3 +75,18 @@ fn rope_agrees_with_the_textbook() {
         }
     }
 }
+
+#[test]
+fn listing_of_a_small_rope() {
+    let s = RopeSpec {
+        heads: 2,
+        head_dim: 4,
+        theta: 10000.0,
+        layout: RopeLayout::HalfSplit,
+        pos: 3,
+        h: 2,
+    };
+    insta::assert_snapshot!(wafer_emulator::asm::print(
+        &rope::generate(&s, &Arch::wse3()).unwrap().program
+    ));
+}

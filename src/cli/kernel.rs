@@ -3,10 +3,13 @@ use clap::Args;
 use serde_json::json;
 use wafer_emulator::Arch;
 use wafer_emulator::{DType, RunConfig};
+use wafer_kernels::argmax::{self, ArgmaxSpec};
 use wafer_kernels::attention::{self, AttentionSpec};
 use wafer_kernels::collective::{self, Axis, CollectiveOp, CollectiveSpec, Combine};
+use wafer_kernels::embedding::{self, EmbeddingSpec};
 use wafer_kernels::gemv::{self, GemvSpec};
 use wafer_kernels::reduce::Strategy;
+use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
 use wafer_kernels::vector::{self, VectorOp, VectorSpec};
 
 #[derive(Args, Debug)]
@@ -40,6 +43,12 @@ pub struct KernelArgs {
     /// Attention: this step's position (the cache holds the positions before it).
     #[arg(long, default_value_t = 0)]
     pub pos: u32,
+    /// RoPE: pair layout, adjacent (llama2.c) or half (Hugging Face).
+    #[arg(long, default_value = "adjacent")]
+    pub layout: String,
+    /// Embedding: the token id to look up.
+    #[arg(long, default_value_t = 1)]
+    pub token: u32,
     /// Attention: query heads sharing the KV head (grouped-query attention).
     #[arg(long, default_value_t = 1)]
     pub group: u32,
@@ -66,7 +75,13 @@ add mul silu gelu swiglu rmsnorm layernorm softmax
            a vector down a column of PEs (segment r in from the west of PE(0,r), out to the east)
            --shape N (vector length)  --rect 1xH  --strategy (the norms' and softmax's allreduces)
 attention  one decode step for one KV head and its query heads, KV cache in SRAM spread down a column
-           --shape DxL (head dim × max context)  --group G (query heads)  --pos P  --rect 1xH  --strategy";
+           --shape DxL (head dim × max context)  --group G (query heads)  --pos P  --rect 1xH  --strategy
+rope       rotary position embedding of heads down a column (whole heads per PE)
+           --shape HxD (heads × head dim)  --pos P  --layout adjacent|half  --rect 1xH
+embedding  token id in, its table row out; the table tiled over the rectangle, rows reduced east
+           --shape VxD (vocab × dim)  --dtype  --token ID  --rect WxH  --strategy
+argmax     index of the largest element (ties to the lowest) of a vector down a column
+           --shape N  --rect 1xH  --strategy";
 
 /// What running one kernel found, printed the same way for every kernel.
 struct Report {
@@ -101,6 +116,9 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     let report = match name {
         "gemv" => run_gemv(&a, arch, strategy)?,
         "attention" => run_attention(&a, arch, strategy)?,
+        "rope" => run_rope(&a, arch)?,
+        "embedding" => run_embedding(&a, arch, strategy)?,
+        "argmax" => run_argmax(&a, arch, strategy)?,
         _ => match (
             CollectiveOp::ALL.iter().find(|(_, n)| *n == name),
             VectorOp::ALL.iter().find(|(_, n)| *n == name),
@@ -112,13 +130,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
                     .as_deref()
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| anyhow::anyhow!("{name} needs --shape N (the vector length)"))?;
-                let h = match a.rect.as_deref() {
-                    Some(r) => match dims(r, "--rect")? {
-                        (1, h) => h,
-                        (w, _) => bail!("--rect {w}x..: {name} runs on a column of PEs, 1xH"),
-                    },
-                    None => n.min(arch.grid_rows).min(8),
-                };
+                let h = column(&a, name, n.min(arch.grid_rows).min(8))?;
                 run_vector(
                     &VectorSpec {
                         op: *op,
@@ -276,13 +288,7 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
         })?,
         "--shape",
     )?;
-    let h = match a.rect.as_deref() {
-        Some(r) => match dims(r, "--rect")? {
-            (1, h) => h,
-            (w, _) => bail!("--rect {w}x..: attention runs on a column of PEs, 1xH"),
-        },
-        None => ctx.min(arch.grid_rows).min(8),
-    };
+    let h = column(a, "attention", ctx.min(arch.grid_rows).min(8))?;
     let spec = AttentionSpec {
         head_dim: d,
         group: a.group,
@@ -316,6 +322,145 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
         picked: false,
         measured: run.cycles,
         values: want.len(),
+    })
+}
+
+/// A column of PEs from `--rect 1xH`, or `default` PEs.
+fn column(a: &KernelArgs, name: &str, default: u32) -> anyhow::Result<u32> {
+    match a.rect.as_deref() {
+        Some(r) => match dims(r, "--rect")? {
+            (1, h) => Ok(h),
+            (w, _) => bail!("--rect {w}x..: {name} runs on a column of PEs, 1xH"),
+        },
+        None => Ok(default),
+    }
+}
+
+/// Fail unless the emulator's tensor equals the reference bit for bit.
+fn same(name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
+    if got
+        .iter()
+        .map(|v| v.to_bits())
+        .ne(want.iter().map(|v| v.to_bits()))
+    {
+        bail!(
+            "the emulator's output differs from the reference: a bug in the {name} kernel or the engine"
+        );
+    }
+    Ok(())
+}
+
+fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
+    let (heads, d) = dims(
+        a.shape
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("rope needs --shape HxD (heads × head dim)"))?,
+        "--shape",
+    )?;
+    let layout = match a.layout.as_str() {
+        "adjacent" => RopeLayout::Adjacent,
+        "half" => RopeLayout::HalfSplit,
+        other => bail!("--layout `{other}`: use adjacent or half"),
+    };
+    let h = column(a, "rope", heads.min(arch.grid_rows).min(8))?;
+    let spec = RopeSpec {
+        heads,
+        head_dim: d,
+        theta: 10000.0,
+        layout,
+        pos: a.pos,
+        h,
+    };
+    let frag = rope::generate(&spec, &arch)?;
+    let inputs = frag.default_inputs();
+    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let want = rope::reference(&spec, &inputs, &frag.program);
+    same("rope", &outs["y"], &want)?;
+    Ok(Report {
+        what: format!("rope {heads}x{d} ({layout:?}) at position {}", a.pos),
+        predicted: rope::cost(&spec, &arch),
+        arch,
+        rect: (1, h),
+        picked: false,
+        measured: run.cycles,
+        values: want.len(),
+    })
+}
+
+fn run_embedding(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
+    let (vocab, dim) = dims(
+        a.shape
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("embedding needs --shape VxD (vocab × dim)"))?,
+        "--shape",
+    )?;
+    let dtype = DType::parse(&a.dtype)
+        .filter(|d| d.is_float())
+        .ok_or_else(|| anyhow::anyhow!("--dtype `{}`: use f32, f16 or bf16", a.dtype))?;
+    let (w, h) = dims(
+        a.rect.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("embedding needs --rect WxH (vocabulary blocks × dimension blocks)")
+        })?,
+        "--rect",
+    )?;
+    let spec = EmbeddingSpec {
+        vocab,
+        dim,
+        dtype,
+        w,
+        h,
+        strategy,
+        token: a.token,
+        seed: a.seed,
+    };
+    let frag = embedding::generate(&spec, &arch)?;
+    let inputs = frag.default_inputs();
+    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let want = embedding::reference(&spec, &inputs, &frag.program);
+    same("embedding", &outs["y"], &want)?;
+    Ok(Report {
+        what: format!(
+            "embedding {vocab}x{dim} {dtype}, token {} ({strategy})",
+            a.token
+        ),
+        predicted: embedding::cost(&spec, &arch, a.token),
+        arch,
+        rect: (w, h),
+        picked: false,
+        measured: run.cycles,
+        values: want.len(),
+    })
+}
+
+fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
+    let n: u32 = a
+        .shape
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("argmax needs --shape N"))?;
+    let h = column(a, "argmax", n.min(arch.grid_rows).min(8))?;
+    let spec = ArgmaxSpec {
+        n,
+        h,
+        strategy,
+        seed: a.seed,
+    };
+    let frag = argmax::generate(&spec, &arch)?;
+    let inputs = frag.default_inputs();
+    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    same(
+        "argmax",
+        &outs["id"],
+        &[argmax::reference(&inputs["a"]) as f32],
+    )?;
+    Ok(Report {
+        what: format!("argmax of {n} ({strategy})"),
+        predicted: argmax::cost(&spec, &arch),
+        arch,
+        rect: (1, h),
+        picked: false,
+        measured: run.cycles,
+        values: 1,
     })
 }
 
@@ -423,6 +568,63 @@ fn report(json: bool) -> anyhow::Result<()> {
                 (1, h),
                 run.cycles,
                 attention::cost(&spec, &arch),
+            ));
+        }
+        for (heads, d, h) in [(4, 64, 4), (32, 128, 32)] {
+            let spec = RopeSpec {
+                heads,
+                head_dim: d,
+                theta: 10000.0,
+                layout: RopeLayout::Adjacent,
+                pos: 100,
+                h,
+            };
+            let frag = rope::generate(&spec, &arch)?;
+            let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+            rows.push((
+                format!("rope {heads}x{d}"),
+                arch.name.clone(),
+                (1, h),
+                run.cycles,
+                rope::cost(&spec, &arch),
+            ));
+        }
+        for (vocab, dim, w, h) in [(512, 64, 4, 4), (32000, 4096, 128, 64)] {
+            let spec = EmbeddingSpec {
+                vocab,
+                dim,
+                dtype: DType::F16,
+                w,
+                h,
+                strategy: Strategy::Tree { k: 2 },
+                token: 1,
+                seed: 1,
+            };
+            let frag = embedding::generate(&spec, &arch)?;
+            let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+            rows.push((
+                format!("embedding {vocab}x{dim} f16"),
+                arch.name.clone(),
+                (w, h),
+                run.cycles,
+                embedding::cost(&spec, &arch, 1),
+            ));
+        }
+        for (n, h) in [(512, 4), (32000, 64)] {
+            let spec = ArgmaxSpec {
+                n,
+                h,
+                strategy: Strategy::Tree { k: 2 },
+                seed: 1,
+            };
+            let frag = argmax::generate(&spec, &arch)?;
+            let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+            rows.push((
+                format!("argmax n={n}"),
+                arch.name.clone(),
+                (1, h),
+                run.cycles,
+                argmax::cost(&spec, &arch),
             ));
         }
         for (op, name) in VectorOp::ALL {
