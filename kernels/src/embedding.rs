@@ -53,7 +53,8 @@ impl EmbeddingSpec {
     }
 }
 
-pub fn generate(s: &EmbeddingSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+/// Whether the spec fits the machine (shape, rectangle, SRAM, colors).
+pub fn validate(s: &EmbeddingSpec, arch: &Arch) -> Result<(), KernelError> {
     if s.vocab == 0 || s.dim == 0 || !s.dtype.is_float() {
         return Err(KernelError::Shape(
             "an embedding needs a non-empty table of f32, f16 or bf16".into(),
@@ -96,6 +97,13 @@ pub fn generate(s: &EmbeddingSpec, arch: &Arch) -> Result<Fragment, KernelError>
             have: arch.colors as usize,
         });
     }
+    Ok(())
+}
+
+pub fn generate(s: &EmbeddingSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+    validate(s, arch)?;
+    let (vocab, dims) = (split(s.vocab, s.w), split(s.dim, s.h));
+    let red = s.reduce(dims[0].1);
     let mut src = format!(
         "; embedding lookup, {} × {} {} on {}x{} PEs\n.grid {}x{}\n",
         s.vocab, s.dim, s.dtype, s.w, s.h, s.w, s.h

@@ -66,7 +66,8 @@ pub struct KernelArgs {
 
 const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the columns, partial sums reduced along rows
            --shape MxN (rows × columns)  --dtype f32|f16|bf16 (weights; x stored alike, sums in f32)
-           --rect WxH (PE columns × rows; picked by the cost model if omitted)  --strategy chain | tree | tree:K
+           --rect WxH (PE columns × rows)  --strategy chain | tree | tree:K
+           (every kernel but the collectives picks its rectangle by its cost model when --rect is omitted)
 broadcast  a vector entering each line's start reaches every PE       --shape N (elements)  --rect WxH  --axis row|col
 reduce     every PE's vector combined, out of each line's end         --shape N  --rect WxH  --axis  --combine add|max  --strategy
 allreduce  every PE's vector combined, left in every PE               --shape N  --rect WxH  --axis  --combine add|max  --strategy
@@ -130,8 +131,20 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
                     .as_deref()
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| anyhow::anyhow!("{name} needs --shape N (the vector length)"))?;
-                let h = column(&a, name, n.min(arch.grid_rows).min(8))?;
-                run_vector(
+                let make = |h| VectorSpec {
+                    op: *op,
+                    n,
+                    h,
+                    strategy,
+                    eps: 1e-5,
+                    seed: a.seed,
+                };
+                let (h, picked) = column(&a, name, n.min(arch.grid_rows), |h| {
+                    vector::generate(&make(h), &arch)
+                        .ok()
+                        .map(|_| vector::cost(&make(h), &arch))
+                })?;
+                let mut report = run_vector(
                     &VectorSpec {
                         op: *op,
                         n,
@@ -141,7 +154,9 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
                         seed: a.seed,
                     },
                     arch,
-                )?
+                )?;
+                report.picked = picked;
+                report
             }
             _ => bail!("unknown kernel `{name}` (wafer kernel --list shows the kernels)"),
         },
@@ -288,7 +303,20 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
         })?,
         "--shape",
     )?;
-    let h = column(a, "attention", ctx.min(arch.grid_rows).min(8))?;
+    let make = |h| AttentionSpec {
+        head_dim: d,
+        group: a.group,
+        max_context: ctx,
+        pos: a.pos,
+        h,
+        strategy,
+        seed: a.seed,
+    };
+    let (h, picked) = column(a, "attention", ctx.min(arch.grid_rows), |h| {
+        attention::generate(&make(h), &arch)
+            .ok()
+            .map(|_| attention::cost(&make(h), &arch))
+    })?;
     let spec = AttentionSpec {
         head_dim: d,
         group: a.group,
@@ -319,21 +347,48 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
         predicted: attention::cost(&spec, &arch),
         arch,
         rect: (1, h),
-        picked: false,
+        picked,
         measured: run.cycles,
         values: want.len(),
     })
 }
 
-/// A column of PEs from `--rect 1xH`, or `default` PEs.
-fn column(a: &KernelArgs, name: &str, default: u32) -> anyhow::Result<u32> {
-    match a.rect.as_deref() {
-        Some(r) => match dims(r, "--rect")? {
-            (1, h) => Ok(h),
+/// Powers of two up to `limit`, and `limit`: the sizes tried when picking.
+fn sizes(limit: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..31)
+        .map(|k| 1u32 << k)
+        .take_while(|x| *x <= limit)
+        .collect();
+    v.push(limit);
+    v.dedup();
+    v
+}
+
+/// `--rect 1xH`, or else the column height the cost model predicts fastest
+/// among those up to `limit` that fit (`cost` is `None` for one that does
+/// not); true when picked.
+fn column(
+    a: &KernelArgs,
+    name: &str,
+    limit: u32,
+    cost: impl Fn(u32) -> Option<u64>,
+) -> anyhow::Result<(u32, bool)> {
+    if let Some(r) = a.rect.as_deref() {
+        return match dims(r, "--rect")? {
+            (1, h) => Ok((h, false)),
             (w, _) => bail!("--rect {w}x..: {name} runs on a column of PEs, 1xH"),
-        },
-        None => Ok(default),
+        };
     }
+    sizes(limit)
+        .into_iter()
+        .filter_map(|h| cost(h).map(|c| (c, h)))
+        .min()
+        .map(|(_, h)| (h, true))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no column of up to {limit} PEs holds this {name}; pass --rect to see why"
+            )
+        })
 }
 
 /// Fail unless the emulator's tensor equals the reference bit for bit.
@@ -362,7 +417,19 @@ fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
         "half" => RopeLayout::HalfSplit,
         other => bail!("--layout `{other}`: use adjacent or half"),
     };
-    let h = column(a, "rope", heads.min(arch.grid_rows).min(8))?;
+    let make = |h| RopeSpec {
+        heads,
+        head_dim: d,
+        theta: 10000.0,
+        layout,
+        pos: a.pos,
+        h,
+    };
+    let (h, picked) = column(a, "rope", heads.min(arch.grid_rows), |h| {
+        rope::generate(&make(h), &arch)
+            .ok()
+            .map(|_| rope::cost(&make(h), &arch))
+    })?;
     let spec = RopeSpec {
         heads,
         head_dim: d,
@@ -381,7 +448,7 @@ fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
         predicted: rope::cost(&spec, &arch),
         arch,
         rect: (1, h),
-        picked: false,
+        picked,
         measured: run.cycles,
         values: want.len(),
     })
@@ -397,12 +464,39 @@ fn run_embedding(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
     let dtype = DType::parse(&a.dtype)
         .filter(|d| d.is_float())
         .ok_or_else(|| anyhow::anyhow!("--dtype `{}`: use f32, f16 or bf16", a.dtype))?;
-    let (w, h) = dims(
-        a.rect.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("embedding needs --rect WxH (vocabulary blocks × dimension blocks)")
-        })?,
-        "--rect",
-    )?;
+    let make = |w, h| EmbeddingSpec {
+        vocab,
+        dim,
+        dtype,
+        w,
+        h,
+        strategy,
+        token: a.token,
+        seed: a.seed,
+    };
+    let (w, h, picked) = match a.rect.as_deref() {
+        Some(r) => {
+            let (w, h) = dims(r, "--rect")?;
+            (w, h, false)
+        }
+        None => {
+            let cands = sizes(vocab.min(arch.grid_cols)).into_iter().flat_map(|w| {
+                sizes(dim.min(arch.grid_rows))
+                    .into_iter()
+                    .map(move |h| (w, h))
+            });
+            let best = cands
+                .filter(|(w, h)| embedding::validate(&make(*w, *h), &arch).is_ok())
+                .min_by_key(|(w, h)| (embedding::cost(&make(*w, *h), &arch, a.token), w * h));
+            let (w, h) = best.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no rectangle of machine `{}` holds a {vocab}x{dim} {dtype} table",
+                    arch.name
+                )
+            })?;
+            (w, h, true)
+        }
+    };
     let spec = EmbeddingSpec {
         vocab,
         dim,
@@ -426,7 +520,7 @@ fn run_embedding(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
         predicted: embedding::cost(&spec, &arch, a.token),
         arch,
         rect: (w, h),
-        picked: false,
+        picked,
         measured: run.cycles,
         values: want.len(),
     })
@@ -438,7 +532,17 @@ fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<
         .as_deref()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("argmax needs --shape N"))?;
-    let h = column(a, "argmax", n.min(arch.grid_rows).min(8))?;
+    let make = |h| ArgmaxSpec {
+        n,
+        h,
+        strategy,
+        seed: a.seed,
+    };
+    let (h, picked) = column(a, "argmax", n.min(arch.grid_rows), |h| {
+        argmax::generate(&make(h), &arch)
+            .ok()
+            .map(|_| argmax::cost(&make(h), &arch))
+    })?;
     let spec = ArgmaxSpec {
         n,
         h,
@@ -458,7 +562,7 @@ fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<
         predicted: argmax::cost(&spec, &arch),
         arch,
         rect: (1, h),
-        picked: false,
+        picked,
         measured: run.cycles,
         values: 1,
     })
