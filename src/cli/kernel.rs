@@ -3,6 +3,7 @@ use clap::Args;
 use serde_json::json;
 use wafer_emulator::Arch;
 use wafer_emulator::{DType, RunConfig};
+use wafer_kernels::KernelError;
 use wafer_kernels::argmax::{self, ArgmaxSpec};
 use wafer_kernels::attention::{self, AttentionSpec};
 use wafer_kernels::collective::{self, Axis, CollectiveOp, CollectiveSpec, Combine};
@@ -140,9 +141,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
                     seed: a.seed,
                 };
                 let (h, picked) = column(&a, name, n.min(arch.grid_rows), |h| {
-                    vector::generate(&make(h), &arch)
-                        .ok()
-                        .map(|_| vector::cost(&make(h), &arch))
+                    vector::generate(&make(h), &arch).map(|_| vector::cost(&make(h), &arch))
                 })?;
                 let mut report = run_vector(
                     &VectorSpec {
@@ -313,9 +312,7 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
         seed: a.seed,
     };
     let (h, picked) = column(a, "attention", ctx.min(arch.grid_rows), |h| {
-        attention::generate(&make(h), &arch)
-            .ok()
-            .map(|_| attention::cost(&make(h), &arch))
+        attention::generate(&make(h), &arch).map(|_| attention::cost(&make(h), &arch))
     })?;
     let spec = AttentionSpec {
         head_dim: d,
@@ -365,13 +362,14 @@ fn sizes(limit: u32) -> Vec<u32> {
 }
 
 /// `--rect 1xH`, or else the column height the cost model predicts fastest
-/// among those up to `limit` that fit (`cost` is `None` for one that does
-/// not); true when picked.
+/// among those up to `limit` that fit (`cost` gives the generator's error
+/// for one that does not); true when picked. When none fits, the error is
+/// the tallest column's, which says what is wrong.
 fn column(
     a: &KernelArgs,
     name: &str,
     limit: u32,
-    cost: impl Fn(u32) -> Option<u64>,
+    cost: impl Fn(u32) -> Result<u64, KernelError>,
 ) -> anyhow::Result<(u32, bool)> {
     if let Some(r) = a.rect.as_deref() {
         return match dims(r, "--rect")? {
@@ -379,16 +377,19 @@ fn column(
             (w, _) => bail!("--rect {w}x..: {name} runs on a column of PEs, 1xH"),
         };
     }
-    sizes(limit)
-        .into_iter()
-        .filter_map(|h| cost(h).map(|c| (c, h)))
-        .min()
-        .map(|(_, h)| (h, true))
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no column of up to {limit} PEs holds this {name}; pass --rect to see why"
-            )
-        })
+    let mut best: Option<(u64, u32)> = None;
+    let mut last_error = None;
+    for h in sizes(limit) {
+        match cost(h) {
+            Ok(c) => best = best.min(Some((c, h))).or(Some((c, h))),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match (best, last_error) {
+        (Some((_, h)), _) => Ok((h, true)),
+        (None, Some(e)) => Err(e.into()),
+        (None, None) => bail!("no column of up to {limit} PEs to try for this {name}"),
+    }
 }
 
 /// Fail unless the emulator's tensor equals the reference bit for bit.
@@ -426,9 +427,7 @@ fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
         h,
     };
     let (h, picked) = column(a, "rope", heads.min(arch.grid_rows), |h| {
-        rope::generate(&make(h), &arch)
-            .ok()
-            .map(|_| rope::cost(&make(h), &arch))
+        rope::generate(&make(h), &arch).map(|_| rope::cost(&make(h), &arch))
     })?;
     let spec = RopeSpec {
         heads,
@@ -539,9 +538,7 @@ fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<
         seed: a.seed,
     };
     let (h, picked) = column(a, "argmax", n.min(arch.grid_rows), |h| {
-        argmax::generate(&make(h), &arch)
-            .ok()
-            .map(|_| argmax::cost(&make(h), &arch))
+        argmax::generate(&make(h), &arch).map(|_| argmax::cost(&make(h), &arch))
     })?;
     let spec = ArgmaxSpec {
         n,
