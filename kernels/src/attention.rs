@@ -1,13 +1,14 @@
-//! Attention for one decode step, with the KV cache resident in SRAM, for
-//! one KV head and the `group` query heads that share it (grouped-query
-//! attention; `group = 1` is plain multi-head attention, one kernel per head).
+//! Attention for one decode step, with the KV cache resident in SRAM:
+//! `kv_heads` KV heads, each with the `group` query heads that share it
+//! (grouped-query attention; `group = 1` is plain multi-head attention).
+//! Each KV head has its own column of PEs; the columns run side by side.
 //!
 //! The cache is spread block-cyclically down a column of `h` PEs: position
 //! `p` lives on PE `p mod h` in slot `p / h`, so every PE holds about `pos/h`
 //! valid positions whatever the context length, and appending a position
-//! touches one PE without moving the cache. The step's input stream
-//! `[pos, k, v, q₀..q_{group-1}]` enters PE(0,0) from the north and is
-//! multicast down the column. Then each PE:
+//! touches one PE without moving the cache. Column `c`'s input stream
+//! `[pos, k_c, v_c, its query heads]` enters its top PE from the north and
+//! is multicast down the column. Then each PE:
 //! 1. appends `k`, `v` if it owns `pos`;
 //! 2. scores its valid slots for every query head: `q·k / √d`;
 //! 3. takes part in a column allreduce of the per-head maxima, exponentiates
@@ -15,7 +16,7 @@
 //! 4. forms `Σ w·v` over its slots, divided by the head's sum;
 //!
 //! and a column reduce streams the heads' outputs (`group·d` values) out of
-//! the bottom PE. Positions after `pos` are never read (causal).
+//! the column's bottom PE. Positions after `pos` are never read (causal).
 
 use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::Strategy;
@@ -35,7 +36,9 @@ pub struct AttentionSpec {
     pub max_context: u32,
     /// This step's position: the cache holds `0..pos`, this step appends `pos`.
     pub pos: u32,
-    /// PEs in the column.
+    /// KV heads: one column of PEs each, side by side.
+    pub kv_heads: u32,
+    /// PEs in each column.
     pub h: u32,
     pub strategy: Strategy,
     pub seed: u64,
@@ -64,7 +67,7 @@ impl AttentionSpec {
     fn lines(&self) -> Lines {
         Lines {
             axis: Axis::Col,
-            w: 1,
+            w: self.kv_heads,
             h: self.h,
         }
     }
@@ -207,20 +210,31 @@ wdone:
 }
 
 /// Seeded values for the step's input stream: `[pos, k, v, q...]`.
-fn default_input(s: &AttentionSpec) -> Vec<f32> {
+/// Seeded values for column `c`'s input stream: `[pos, k, v, q...]`.
+fn default_input(s: &AttentionSpec, c: u32) -> Vec<f32> {
     let init = DataInit::Random {
         seed: s.seed.wrapping_add(3),
     };
     std::iter::once(s.pos as f32)
-        .chain((1..s.in_len()).map(|i| init.value(Pe::new(0, 0), i)))
+        .chain((1..s.in_len()).map(|i| init.value(Pe::new(c, 0), i)))
         .collect()
 }
 
 pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError> {
-    if s.head_dim == 0 || s.group == 0 || s.h == 0 || s.max_context == 0 {
+    if s.head_dim == 0 || s.group == 0 || s.kv_heads == 0 || s.h == 0 || s.max_context == 0 {
         return Err(KernelError::Shape(
-            "attention needs head_dim, group, max_context and PEs of at least 1".into(),
+            "attention needs head_dim, group, kv_heads, max_context and PEs of at least 1".into(),
         ));
+    }
+    if s.kv_heads > arch.grid_cols {
+        return Err(KernelError::Rect {
+            w: s.kv_heads,
+            h: s.h,
+            why: format!(
+                "one column per KV head, and machine `{}` has {} columns",
+                arch.name, arch.grid_cols
+            ),
+        });
     }
     if s.pos >= s.max_context {
         return Err(KernelError::Shape(format!(
@@ -255,15 +269,15 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
             have: arch.colors as usize,
         });
     }
-    let (d, g, slots) = (s.head_dim, s.group, s.slots());
+    let (d, g, slots, w) = (s.head_dim, s.group, s.slots(), s.kv_heads);
     let mut src = format!(
-        "; attention: {g} query head(s) of {d} on one KV head, position {} of {}, {} PEs\n.grid 1x{}\n",
+        "; attention: {w} KV head(s) with {g} query head(s) each, head dim {d}, position {} of {}, {w}x{} PEs\n.grid {w}x{}\n",
         s.pos, s.max_context, s.h, s.h
     );
     for r in 0..s.h {
         writeln!(
             src,
-            ".code p{r}\n  .buffer inb f32[{}]\n  .buffer kc f32[{}]\n  .buffer vc f32[{}]\n  .buffer sc f32[{}]\n  .buffer o f32[{}]\n  .buffer mx f32[{g}]\n  .buffer sm f32[{g}]\n  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} 1x1",
+            ".code p{r}\n  .buffer inb f32[{}]\n  .buffer kc f32[{}]\n  .buffer vc f32[{}]\n  .buffer sc f32[{}]\n  .buffer o f32[{}]\n  .buffer mx f32[{g}]\n  .buffer sm f32[{g}]\n  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} {w}x1",
             s.in_len(),
             slots * d,
             slots * d,
@@ -274,45 +288,87 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
         .unwrap();
     }
     if s.h > 1 {
-        writeln!(src, ".route 0,0 1x{} c{CIN} N -> R,S", s.h - 1).unwrap();
+        writeln!(src, ".route 0,0 {w}x{} c{CIN} N -> R,S", s.h - 1).unwrap();
     }
-    writeln!(src, ".route 0,{} 1x1 c{CIN} N -> R", s.h - 1).unwrap();
+    writeln!(src, ".route 0,{} {w}x1 c{CIN} N -> R", s.h - 1).unwrap();
     src.push_str(&s.allreduce("mx", Combine::Max).routes());
     src.push_str(&s.output().routes());
-    writeln!(src, ".data kc 0,0 1x{} = rand({})", s.h, s.seed).unwrap();
+    writeln!(src, ".data kc 0,0 {w}x{} = rand({})", s.h, s.seed).unwrap();
     writeln!(
         src,
-        ".data vc 0,0 1x{} = rand({})",
+        ".data vc 0,0 {w}x{} = rand({})",
         s.h,
         s.seed.wrapping_add(1)
     )
     .unwrap();
-    let vals: Vec<String> = default_input(s).iter().map(|v| format!("{v:?}")).collect();
-    writeln!(
-        src,
-        ".input in f32[{}] -> 0,0 N c{CIN} = [{}]",
-        s.in_len(),
-        vals.join(", ")
-    )
-    .unwrap();
-    writeln!(src, ".output out f32[{}] <- 0,{} S c{CO}", g * d, s.h - 1).unwrap();
+    for c in 0..w {
+        let vals: Vec<String> = default_input(s, c)
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect();
+        writeln!(
+            src,
+            ".input in{c} f32[{}] -> {c},0 N c{CIN} = [{}]",
+            s.in_len(),
+            vals.join(", ")
+        )
+        .unwrap();
+        writeln!(
+            src,
+            ".output out{c} f32[{}] <- {c},{} S c{CO}",
+            g * d,
+            s.h - 1
+        )
+        .unwrap();
+    }
     let program = wafer_emulator::asm::parse(&src, "<attention generator>").map_err(|e| {
         KernelError::Shape(format!("internal: generated attention does not parse: {e}"))
     })?;
-    let port = |name: &str, len: u32| TensorPort {
+    // Tensors `pos`, `k`, `v`, `q` (KV head c's query heads are c·g .. c·g+g)
+    // into the columns' streams, and `out` from them.
+    let seg = |c: u32, offset: u32, len: u32, at: u32| Segment {
+        stream: format!("in{c}"),
+        offset,
+        len,
+        at,
+    };
+    let port = |name: &str, len: u32, segments: Vec<Segment>| TensorPort {
         name: name.into(),
         len,
-        segments: vec![Segment {
-            stream: name.into(),
-            offset: 0,
-            len,
-            at: 0,
-        }],
+        segments,
     };
+    let inputs = vec![
+        port("pos", 1, (0..w).map(|c| seg(c, 0, 1, 0)).collect()),
+        port("k", w * d, (0..w).map(|c| seg(c, c * d, d, 1)).collect()),
+        port(
+            "v",
+            w * d,
+            (0..w).map(|c| seg(c, c * d, d, 1 + d)).collect(),
+        ),
+        port(
+            "q",
+            w * g * d,
+            (0..w)
+                .map(|c| seg(c, c * g * d, g * d, 1 + 2 * d))
+                .collect(),
+        ),
+    ];
+    let out = port(
+        "out",
+        w * g * d,
+        (0..w)
+            .map(|c| Segment {
+                stream: format!("out{c}"),
+                offset: c * g * d,
+                len: g * d,
+                at: 0,
+            })
+            .collect(),
+    );
     Ok(Fragment {
         program,
-        inputs: vec![port("in", s.in_len())],
-        outputs: vec![port("out", g * d)],
+        inputs,
+        outputs: vec![out],
     })
 }
 
@@ -322,15 +378,15 @@ struct PeCache {
     values: Vec<Vec<f32>>,
 }
 
-/// The cache as the program holds it after this step's append, from the
-/// program's initial cache and the step's input.
-fn cache(s: &AttentionSpec, p: &Program, input: &[f32]) -> Vec<PeCache> {
+/// Column `c`'s cache as the program holds it after this step's append,
+/// from the program's initial cache and the column's input `[pos, k, v, q]`.
+fn cache(s: &AttentionSpec, p: &Program, c: u32, input: &[f32]) -> Vec<PeCache> {
     let d = s.head_dim as usize;
     (0..s.h)
         .map(|r| {
             let (kc, vc) = (
-                p.initial_values(Pe::new(0, r), "kc").unwrap(),
-                p.initial_values(Pe::new(0, r), "vc").unwrap(),
+                p.initial_values(Pe::new(c, r), "kc").unwrap(),
+                p.initial_values(Pe::new(c, r), "vc").unwrap(),
             );
             let nv = s.valid(r) as usize;
             let mut keys: Vec<Vec<f32>> =
@@ -346,12 +402,26 @@ fn cache(s: &AttentionSpec, p: &Program, input: &[f32]) -> Vec<PeCache> {
         .collect()
 }
 
-/// The reference: the same f32 operations in the same order as the PEs.
+/// The reference: the same f32 operations in the same order as the PEs,
+/// column by column.
 pub fn reference(s: &AttentionSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program) -> Vec<f32> {
-    let input = &inputs["in"];
+    let (d, g) = (s.head_dim as usize, s.group as usize);
+    (0..s.kv_heads as usize)
+        .flat_map(|c| {
+            let mut input = vec![inputs["pos"][0]];
+            input.extend_from_slice(&inputs["k"][c * d..(c + 1) * d]);
+            input.extend_from_slice(&inputs["v"][c * d..(c + 1) * d]);
+            input.extend_from_slice(&inputs["q"][c * g * d..(c + 1) * g * d]);
+            column_reference(s, p, c as u32, &input)
+        })
+        .collect()
+}
+
+/// One column: its input stream `[pos, k, v, q...]` to its output.
+fn column_reference(s: &AttentionSpec, p: &Program, column: u32, input: &[f32]) -> Vec<f32> {
     let (d, g) = (s.head_dim as usize, s.group as usize);
     let q = |j: usize| &input[1 + 2 * d + j * d..1 + 2 * d + (j + 1) * d];
-    let cache = cache(s, p, input);
+    let cache = cache(s, p, column, input);
     let scores: Vec<Vec<Vec<f32>>> = cache
         .iter()
         .map(|c| {

@@ -26,11 +26,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(60))]
     #[test]
     fn attention_matches_reference_and_cost_model(
-        d in 1u32..12, g in 1u32..4, ctx in 1u32..40, pos_frac in 0.0f64..1.0, h in 1u32..7, k in 0u32..3,
+        d in 1u32..12, g in 1u32..4, kv in 1u32..4, ctx in 1u32..40, pos_frac in 0.0f64..1.0, h in 1u32..7, k in 0u32..3,
         seed in any::<u64>(), wse3 in any::<bool>(),
     ) {
         let pos = ((ctx as f64 * pos_frac) as u32).min(ctx - 1);
-        let s = AttentionSpec { head_dim: d, group: g, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed };
+        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted, _) = check(&s, &arch);
         let ratio = measured as f64 / predicted as f64;
@@ -38,12 +38,14 @@ proptest! {
     }
 }
 
-/// Against the textbook, in f64: softmax(q·Kᵀ/√d)·V over positions 0..=pos.
+/// Against the textbook, in f64: softmax(q·Kᵀ/√d)·V over positions 0..=pos,
+/// for 2 KV heads with 2 query heads each.
 #[test]
 fn attention_agrees_with_the_textbook() {
     let s = AttentionSpec {
         head_dim: 8,
         group: 2,
+        kv_heads: 2,
         max_context: 30,
         pos: 17,
         h: 4,
@@ -54,30 +56,35 @@ fn attention_agrees_with_the_textbook() {
     let f = attention::generate(&s, &arch).unwrap();
     let inputs = f.default_inputs();
     let (outs, _) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
-    let input = &inputs["in"];
     let d = 8usize;
-    // Position p's key and value: slot p / h of PE p % h, or the new ones.
-    let kv = |p: usize, buf: &str, off: usize| -> Vec<f64> {
+    // Position p of KV head c: slot p / h of PE (c, p % h), or this step's k, v.
+    let kv = |c: usize, p: usize, buf: &str| -> Vec<f64> {
         if p == s.pos as usize {
-            return input[off..off + d].iter().map(|v| *v as f64).collect();
+            let t = if buf == "kc" {
+                &inputs["k"]
+            } else {
+                &inputs["v"]
+            };
+            return t[c * d..(c + 1) * d].iter().map(|v| *v as f64).collect();
         }
         let cache = f
             .program
-            .initial_values(wafer_emulator::Pe::new(0, (p % 4) as u32), buf)
+            .initial_values(wafer_emulator::Pe::new(c as u32, (p % 4) as u32), buf)
             .unwrap();
         cache[(p / 4) * d..(p / 4 + 1) * d]
             .iter()
             .map(|v| *v as f64)
             .collect()
     };
-    for j in 0..2 {
-        let q: Vec<f64> = input[1 + 2 * d + j * d..1 + 2 * d + (j + 1) * d]
+    for head in 0..4 {
+        let c = head / 2;
+        let q: Vec<f64> = inputs["q"][head * d..(head + 1) * d]
             .iter()
             .map(|v| *v as f64)
             .collect();
         let scores: Vec<f64> = (0..=17)
             .map(|p| {
-                kv(p, "kc", 1)
+                kv(c, p, "kc")
                     .iter()
                     .zip(&q)
                     .map(|(a, b)| a * b)
@@ -89,12 +96,12 @@ fn attention_agrees_with_the_textbook() {
         let total: f64 = scores.iter().map(|x| (x - m).exp()).sum();
         for i in 0..d {
             let want: f64 = (0..=17)
-                .map(|p| (scores[p] - m).exp() / total * kv(p, "vc", 1 + d)[i])
+                .map(|p| (scores[p] - m).exp() / total * kv(c, p, "vc")[i])
                 .sum();
-            let got = outs["out"][j * d + i] as f64;
+            let got = outs["out"][head * d + i] as f64;
             assert!(
                 (got - want).abs() < 1e-5,
-                "head {j} element {i}: {got} vs {want}"
+                "head {head} element {i}: {got} vs {want}"
             );
         }
     }
@@ -106,6 +113,7 @@ fn a_long_context_costs_per_pe_not_per_wafer() {
     // holds as many positions as before: the step's time barely moves.
     let arch = Arch::wse2();
     let short = AttentionSpec {
+        kv_heads: 1,
         head_dim: 16,
         group: 2,
         max_context: 64,
@@ -128,6 +136,7 @@ fn a_long_context_costs_per_pe_not_per_wafer() {
 #[test]
 fn listing_of_a_small_attention() {
     let s = AttentionSpec {
+        kv_heads: 1,
         head_dim: 4,
         group: 2,
         max_context: 8,
@@ -143,6 +152,7 @@ fn listing_of_a_small_attention() {
 #[test]
 fn a_context_that_does_not_fit_says_so() {
     let s = AttentionSpec {
+        kv_heads: 1,
         head_dim: 128,
         group: 4,
         max_context: 4096,

@@ -50,7 +50,10 @@ pub struct KernelArgs {
     /// Embedding: the token id to look up.
     #[arg(long, default_value_t = 1)]
     pub token: u32,
-    /// Attention: query heads sharing the KV head (grouped-query attention).
+    /// Attention: KV heads (one column of PEs each).
+    #[arg(long, default_value_t = 1)]
+    pub kv_heads: u32,
+    /// Attention: query heads sharing each KV head (grouped-query attention).
     #[arg(long, default_value_t = 1)]
     pub group: u32,
     /// Seed of the random inputs and weights.
@@ -76,8 +79,9 @@ gather     every PE's vector concatenated in line order, out the end  --shape N 
 add mul silu gelu swiglu rmsnorm layernorm softmax
            a vector down a column of PEs (segment r in from the west of PE(0,r), out to the east)
            --shape N (vector length)  --rect 1xH  --strategy (the norms' and softmax's allreduces)
-attention  one decode step for one KV head and its query heads, KV cache in SRAM spread down a column
-           --shape DxL (head dim × max context)  --group G (query heads)  --pos P  --rect 1xH  --strategy
+attention  one decode step, KV cache in SRAM spread down one column of PEs per KV head
+           --shape DxL (head dim × max context)  --kv-heads K  --group G (query heads per KV head)  --pos P
+           --rect 1xH (PEs per KV head's column)  --strategy
 rope       rotary position embedding of heads down a column (whole heads per PE)
            --shape HxD (heads × head dim)  --pos P  --layout adjacent|half  --rect 1xH
 embedding  token id in, its table row out; the table tiled over the rectangle, rows reduced east
@@ -303,6 +307,7 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
         "--shape",
     )?;
     let make = |h| AttentionSpec {
+        kv_heads: a.kv_heads,
         head_dim: d,
         group: a.group,
         max_context: ctx,
@@ -315,6 +320,7 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
         attention::generate(&make(h), &arch).map(|_| attention::cost(&make(h), &arch))
     })?;
     let spec = AttentionSpec {
+        kv_heads: a.kv_heads,
         head_dim: d,
         group: a.group,
         max_context: ctx,
@@ -338,12 +344,12 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
     }
     Ok(Report {
         what: format!(
-            "attention d={d} group={} at position {} of {ctx} ({strategy})",
-            a.group, a.pos
+            "attention of {} KV head(s) × {} query heads, d={d}, at position {} of {ctx} ({strategy})",
+            a.kv_heads, a.group, a.pos
         ),
         predicted: attention::cost(&spec, &arch),
         arch,
-        rect: (1, h),
+        rect: (a.kv_heads, h),
         picked,
         measured: run.cycles,
         values: want.len(),
@@ -651,8 +657,9 @@ fn report(json: bool) -> anyhow::Result<()> {
                 ));
             }
         }
-        for (d, g, ctx, pos, h) in [(64, 4, 256, 200, 8), (128, 8, 1024, 1000, 64)] {
+        for (kv, d, g, ctx, pos, h) in [(2, 64, 4, 256, 200, 8), (1, 128, 8, 1024, 1000, 64)] {
             let spec = AttentionSpec {
+                kv_heads: kv,
                 head_dim: d,
                 group: g,
                 max_context: ctx,
@@ -664,7 +671,7 @@ fn report(json: bool) -> anyhow::Result<()> {
             let frag = attention::generate(&spec, &arch)?;
             let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
             rows.push((
-                format!("attention d={d} g={g} pos={pos}/{ctx}"),
+                format!("attention kv={kv} d={d} g={g} pos={pos}/{ctx}"),
                 arch.name.clone(),
                 (1, h),
                 run.cycles,
