@@ -322,3 +322,27 @@ fn kernel_runs_rope_embedding_and_argmax() {
         assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{args:?}: {j}");
     }
 }
+
+#[test]
+fn kernel_runs_collectives_over_a_whole_rectangle() {
+    for op in ["broadcast", "reduce", "allreduce"] {
+        let j = json(&ok(&[
+            "kernel",
+            op,
+            "--shape",
+            "6",
+            "--rect",
+            "5x4",
+            "--axis",
+            "rect",
+            "--strategy",
+            "tree",
+            "--json",
+        ]));
+        assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{op}: {j}");
+    }
+    let e = fails(&[
+        "kernel", "gather", "--shape", "6", "--rect", "5x4", "--axis", "rect",
+    ]);
+    assert!(e.contains("rows or columns"), "{e}");
+}

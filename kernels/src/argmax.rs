@@ -35,6 +35,8 @@ impl ArgmaxSpec {
         LineReduce::new(
             Lines {
                 axis: Axis::Col,
+                x: 0,
+                y: 0,
                 w: 1,
                 h: self.h,
             },

@@ -67,6 +67,8 @@ impl AttentionSpec {
     fn lines(&self) -> Lines {
         Lines {
             axis: Axis::Col,
+            x: 0,
+            y: 0,
             w: self.kv_heads,
             h: self.h,
         }

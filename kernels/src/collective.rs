@@ -19,10 +19,13 @@ pub enum Axis {
     Col,
 }
 
-/// A rectangle of `w × h` PEs seen as parallel lines along `axis`.
+/// A rectangle of `w × h` PEs, its north-west corner at `(x, y)`, seen as
+/// parallel lines along `axis`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lines {
     pub axis: Axis,
+    pub x: u32,
+    pub y: u32,
     pub w: u32,
     pub h: u32,
 }
@@ -54,8 +57,8 @@ impl Lines {
     /// The rectangle text for positions `pos .. pos + n` of every line.
     pub fn rect(&self, pos: u32, n: u32) -> String {
         match self.axis {
-            Axis::Row => format!("{pos},0 {n}x{}", self.h),
-            Axis::Col => format!("0,{pos} {}x{n}", self.w),
+            Axis::Row => format!("{},{} {n}x{}", self.x + pos, self.y, self.h),
+            Axis::Col => format!("{},{} {}x{n}", self.x, self.y + pos, self.w),
         }
     }
 }
@@ -273,7 +276,7 @@ impl LineReduce {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CollectiveSpec {
     pub op: CollectiveOp,
-    pub axis: Axis,
+    pub scope: Scope,
     pub w: u32,
     pub h: u32,
     /// Elements per PE (for a gather: each PE's chunk).
@@ -281,6 +284,15 @@ pub struct CollectiveSpec {
     pub combine: Combine,
     pub strategy: Strategy,
     pub seed: u64,
+}
+
+/// Which PEs take part together: every row, every column, or the whole
+/// rectangle at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Row,
+    Col,
+    Rect,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,7 +330,15 @@ const C_FIRST: u8 = 1;
 impl CollectiveSpec {
     fn lines(&self) -> Lines {
         Lines {
-            axis: self.axis,
+            axis: match self.scope {
+                Scope::Row => Axis::Row,
+                Scope::Col => Axis::Col,
+                Scope::Rect => {
+                    unreachable!("a rectangle collective is built from row and column lines")
+                }
+            },
+            x: 0,
+            y: 0,
             w: self.w,
             h: self.h,
         }
@@ -343,23 +363,102 @@ impl CollectiveSpec {
     }
 
     /// The PE at position `pos` of line `lane`.
+    /// The PE at position `pos` of line `lane` (for a rectangle: PE number
+    /// `pos` in row-major order; there is one lane).
     pub fn pe(&self, pos: u32, lane: u32) -> wafer_emulator::Pe {
-        match self.axis {
-            Axis::Row => wafer_emulator::Pe::new(pos, lane),
-            Axis::Col => wafer_emulator::Pe::new(lane, pos),
+        match self.scope {
+            Scope::Row => wafer_emulator::Pe::new(pos, lane),
+            Scope::Col => wafer_emulator::Pe::new(lane, pos),
+            Scope::Rect => wafer_emulator::Pe::new(pos % self.w, pos / self.w),
         }
     }
 
-    fn lanes(&self) -> u32 {
-        match self.axis {
-            Axis::Row => self.h,
-            Axis::Col => self.w,
+    /// Independent groups: rows, columns, or the one rectangle.
+    pub fn lanes(&self) -> u32 {
+        match self.scope {
+            Scope::Row => self.h,
+            Scope::Col => self.w,
+            Scope::Rect => 1,
         }
+    }
+
+    /// PEs in each group.
+    pub fn group_len(&self) -> u32 {
+        match self.scope {
+            Scope::Row => self.w,
+            Scope::Col => self.h,
+            Scope::Rect => self.w * self.h,
+        }
+    }
+
+    /// A rectangle's two phases: along every row, then along columns (all
+    /// of them for an allreduce, the east one for a reduce), on disjoint
+    /// colors, since a core has one input queue per color.
+    fn phases(&self) -> (LineReduce, LineReduce) {
+        let all = self.op == CollectiveOp::Allreduce;
+        let row_lines = Lines {
+            axis: Axis::Row,
+            x: 0,
+            y: 0,
+            w: self.w,
+            h: self.h,
+        };
+        let row_target = if all { Target::All } else { Target::End };
+        let row_colors: Vec<u8> = (C_FIRST..C_FIRST + 12).collect();
+        let row = LineReduce::new(
+            row_lines,
+            self.strategy,
+            self.combine,
+            row_target,
+            "v",
+            self.n,
+            &row_colors,
+        );
+        let next = C_FIRST + row.colors.len() as u8;
+        let col_colors: Vec<u8> = (next..next + 12).collect();
+        let (col_lines, col_target) = if all {
+            (
+                Lines {
+                    axis: Axis::Col,
+                    x: 0,
+                    y: 0,
+                    w: self.w,
+                    h: self.h,
+                },
+                Target::All,
+            )
+        } else {
+            (
+                Lines {
+                    axis: Axis::Col,
+                    x: self.w - 1,
+                    y: 0,
+                    w: 1,
+                    h: self.h,
+                },
+                Target::Stream(C_IO),
+            )
+        };
+        (
+            row,
+            LineReduce::new(
+                col_lines,
+                self.strategy,
+                self.combine,
+                col_target,
+                "v",
+                self.n,
+                &col_colors,
+            ),
+        )
     }
 }
 
 pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crate::KernelError> {
     use crate::KernelError;
+    if s.scope == Scope::Rect {
+        return generate_rect(s, arch);
+    }
     if s.w == 0 || s.h == 0 || s.n == 0 || s.w > arch.grid_cols || s.h > arch.grid_rows {
         return Err(KernelError::Rect {
             w: s.w,
@@ -400,7 +499,7 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
     let mut src = format!(
         "; {} along {:?}s of {}x{} PEs, {} elements\n.grid {}x{}\n",
         s.op.name(),
-        s.axis,
+        s.scope,
         s.w,
         s.h,
         s.n,
@@ -510,6 +609,9 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
 /// for a broadcast, its input streams): for broadcast and allreduce the
 /// final `v` of each PE of the line, for reduce and gather the output stream.
 pub fn reference(s: &CollectiveSpec, p: &wafer_emulator::Program) -> Vec<Vec<f32>> {
+    if s.scope == Scope::Rect {
+        return vec![reference_rect(s, p)];
+    }
     let len = s.lines().len();
     (0..s.lanes())
         .map(|lane| {
@@ -536,6 +638,9 @@ pub fn reference(s: &CollectiveSpec, p: &wafer_emulator::Program) -> Vec<Vec<f32
 /// ends one cycle after the last `end`, or when the last output element
 /// reaches the host (`ramp + hop` after it leaves the last PE's core).
 pub fn cost(s: &CollectiveSpec, arch: &Arch) -> u64 {
+    if s.scope == Scope::Rect {
+        return cost_rect(s, arch);
+    }
     let (sw, i, hop, ramp) = (
         arch.task_switch_cycles as u64,
         arch.vector_issue_cycles as u64,
@@ -575,5 +680,173 @@ pub fn cost(s: &CollectiveSpec, arch: &Arch) -> u64 {
             }
             stream.last().copied().unwrap_or(0) + ramp + hop
         }
+    }
+}
+
+fn generate_rect(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crate::KernelError> {
+    use crate::KernelError;
+    if s.w == 0
+        || s.h == 0
+        || s.n == 0
+        || s.w > arch.grid_cols
+        || s.h > arch.grid_rows
+        || s.n * 4 + 200 > arch.sram_bytes
+    {
+        return Err(KernelError::Rect {
+            w: s.w,
+            h: s.h,
+            why: format!(
+                "need 1..{}x{} PEs and a vector that fits a PE",
+                arch.grid_cols, arch.grid_rows
+            ),
+        });
+    }
+    if s.op == CollectiveOp::Gather {
+        return Err(KernelError::Shape(
+            "a gather runs along rows or columns, to an edge (use --axis row or col)".into(),
+        ));
+    }
+    let (w, h) = (s.w, s.h);
+    let mut src = format!(
+        "; {} over the whole {w}x{h} rectangle, {} elements\n.grid {w}x{h}\n",
+        s.op.name(),
+        s.n
+    );
+    let port = |name: &str| crate::TensorPort {
+        name: name.into(),
+        len: s.n,
+        segments: vec![crate::Segment {
+            stream: name.into(),
+            offset: 0,
+            len: s.n,
+            at: 0,
+        }],
+    };
+    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+    if s.op == CollectiveOp::Broadcast {
+        // A multicast tree: along row 0, and down every column.
+        writeln!(src, ".code p\n  .buffer v f32[{}]\n  .task main local active\nmain:\n  vmov.f32 v, rx(c{C_IO})\n  end\n.end\n.place p 0,0 {w}x{h}", s.n).unwrap();
+        let down = if h > 1 { ",S" } else { "" };
+        if w > 1 {
+            writeln!(src, ".route 0,0 {}x1 c{C_IO} W -> R,E{down}", w - 1).unwrap();
+            writeln!(src, ".route {},0 1x1 c{C_IO} W -> R{down}", w - 1).unwrap();
+        } else {
+            writeln!(src, ".route 0,0 1x1 c{C_IO} W -> R{down}").unwrap();
+        }
+        if h > 2 {
+            writeln!(src, ".route 0,1 {w}x{} c{C_IO} N -> R,S", h - 2).unwrap();
+        }
+        if h > 1 {
+            writeln!(src, ".route 0,{} {w}x1 c{C_IO} N -> R", h - 1).unwrap();
+        }
+        writeln!(
+            src,
+            ".input in0 f32[{}] -> 0,0 W c{C_IO} = rand({})",
+            s.n, s.seed
+        )
+        .unwrap();
+        inputs.push(port("in0"));
+    } else {
+        let need =
+            C_FIRST as usize + 2 * LineReduce::colors_needed(w.max(h), s.strategy, Target::All);
+        if need > arch.colors as usize {
+            return Err(KernelError::Colors {
+                need,
+                have: arch.colors as usize,
+            });
+        }
+        let (row, col) = s.phases();
+        for y in 0..h {
+            for x in 0..w {
+                // An allreduce's column phase runs in every column, a
+                // reduce's in the east one only.
+                let col_part = if s.op == CollectiveOp::Allreduce || x == w - 1 {
+                    col.code(y)
+                } else {
+                    String::new()
+                };
+                writeln!(src, ".code p{x}_{y}\n  .buffer v f32[{}]\n  .task main local active\nmain:\n{}{}  end\n.end\n.place p{x}_{y} {x},{y} 1x1", s.n, row.code(x), col_part).unwrap();
+            }
+        }
+        src.push_str(&row.routes());
+        src.push_str(&col.routes());
+        writeln!(src, ".data v 0,0 {w}x{h} = rand({})", s.seed).unwrap();
+        if s.op == CollectiveOp::Reduce {
+            writeln!(
+                src,
+                ".output out0 f32[{}] <- {},{} S c{C_IO}",
+                s.n,
+                w - 1,
+                h - 1
+            )
+            .unwrap();
+            outputs.push(port("out0"));
+        }
+    }
+    let program = wafer_emulator::asm::parse(&src, "<collective generator>").map_err(|e| {
+        KernelError::Shape(format!(
+            "internal: generated collective does not parse: {e}"
+        ))
+    })?;
+    Ok(crate::Fragment {
+        program,
+        inputs,
+        outputs,
+    })
+}
+
+/// The whole rectangle's result: rows first, in each row's plan order, then
+/// the row results down a column in the column plan's order.
+fn reference_rect(s: &CollectiveSpec, p: &wafer_emulator::Program) -> Vec<f32> {
+    if s.op == CollectiveOp::Broadcast {
+        return p.input_values("in0").expect("input exists");
+    }
+    let (row, col) = s.phases();
+    let rows: Vec<Vec<f32>> = (0..s.h)
+        .map(|y| {
+            row.reference(
+                &(0..s.w)
+                    .map(|x| {
+                        p.initial_values(wafer_emulator::Pe::new(x, y), "v")
+                            .expect("v exists")
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    col.reference(&rows)
+}
+
+/// Predicted cycles for a rectangle: a broadcast's element `k` reaches PE
+/// `(x, y)`'s core at `k + (x + y + 1)·hop + ramp`; a reduction runs the row
+/// phase ([`LineReduce::finish`], every row alike) and then the column phase
+/// from when the row phase leaves each PE free.
+fn cost_rect(s: &CollectiveSpec, arch: &Arch) -> u64 {
+    let (sw, i, hop, ramp) = (
+        arch.task_switch_cycles as u64,
+        arch.vector_issue_cycles as u64,
+        arch.hop_latency as u64,
+        arch.ramp_latency as u64,
+    );
+    let n = s.n as u64;
+    if s.op == CollectiveOp::Broadcast {
+        return (sw + 1 + i).max((s.w + s.h - 1) as u64 * hop + ramp) + n;
+    }
+    let (row, col) = s.phases();
+    let row_done = row.finish(&vec![sw; s.w as usize], arch);
+    if s.op == CollectiveOp::Allreduce {
+        let mut last = 0;
+        for done in &row_done {
+            last = last.max(
+                col.finish(&vec![*done; s.h as usize], arch)
+                    .into_iter()
+                    .max()
+                    .unwrap_or(0),
+            );
+        }
+        last + 1
+    } else {
+        let east = *row_done.last().expect("at least one column");
+        col.finish(&vec![east; s.h as usize], arch)[s.h as usize - 1] + n - 1 + ramp + hop
     }
 }

@@ -40,6 +40,8 @@ impl EmbeddingSpec {
         LineReduce::new(
             Lines {
                 axis: Axis::Row,
+                x: 0,
+                y: 0,
                 w: self.w,
                 h: self.h,
             },

@@ -195,6 +195,8 @@ fn row_reduce(s: &GemvSpec, m: u32) -> LineReduce {
     let colors: Vec<u8> = (C_LEVEL0..C_LEVEL0 + 8).collect();
     let lines = Lines {
         axis: Axis::Row,
+        x: 0,
+        y: 0,
         w: s.w,
         h: s.h,
     };

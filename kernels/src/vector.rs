@@ -97,6 +97,8 @@ impl VectorSpec {
         LineReduce::new(
             Lines {
                 axis: Axis::Col,
+                x: 0,
+                y: 0,
                 w: 1,
                 h: self.h,
             },

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use wafer_emulator::{Arch, RunConfig};
-use wafer_kernels::collective::{self, Axis, CollectiveOp, CollectiveSpec, Combine};
+use wafer_kernels::collective::{self, CollectiveOp, CollectiveSpec, Combine, Scope};
 use wafer_kernels::reduce::Strategy as Reduce;
 
 fn check(s: &CollectiveSpec, arch: &Arch) -> (u64, u64) {
@@ -12,10 +12,7 @@ fn check(s: &CollectiveSpec, arch: &Arch) -> (u64, u64) {
         .run(arch, &inputs, &RunConfig::default())
         .unwrap_or_else(|e| panic!("{s:?}: {e}"));
     let want = collective::reference(s, &f.program);
-    let len = match s.axis {
-        Axis::Row => s.w,
-        Axis::Col => s.h,
-    };
+    let len = s.group_len();
     for (lane, want) in want.iter().enumerate() {
         match s.op {
             CollectiveOp::Reduce | CollectiveOp::Gather => {
@@ -47,11 +44,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(120))]
     #[test]
     fn collectives_match_reference_and_cost_model(
-        op in op(), col in any::<bool>(), w in 1u32..10, h in 1u32..10, n in 1u32..24,
+        op in op(), scope in prop::sample::select(vec![Scope::Row, Scope::Col, Scope::Rect]), w in 1u32..10, h in 1u32..10, n in 1u32..24,
         max in any::<bool>(), k in 0u32..4, seed in any::<u64>(), wse3 in any::<bool>(),
     ) {
         let s = CollectiveSpec {
-            op, axis: if col { Axis::Col } else { Axis::Row }, w, h, n,
+            op: if scope == Scope::Rect && op == CollectiveOp::Gather { CollectiveOp::Allreduce } else { op }, scope, w, h, n,
             combine: if max { Combine::Max } else { Combine::Add },
             strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed,
         };
@@ -66,7 +63,7 @@ proptest! {
 fn listing_of_a_column_allreduce() {
     let s = CollectiveSpec {
         op: CollectiveOp::Allreduce,
-        axis: Axis::Col,
+        scope: Scope::Col,
         w: 2,
         h: 5,
         n: 4,

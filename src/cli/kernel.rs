@@ -6,7 +6,7 @@ use wafer_emulator::{DType, RunConfig};
 use wafer_kernels::KernelError;
 use wafer_kernels::argmax::{self, ArgmaxSpec};
 use wafer_kernels::attention::{self, AttentionSpec};
-use wafer_kernels::collective::{self, Axis, CollectiveOp, CollectiveSpec, Combine};
+use wafer_kernels::collective::{self, CollectiveOp, CollectiveSpec, Combine, Scope};
 use wafer_kernels::embedding::{self, EmbeddingSpec};
 use wafer_kernels::gemv::{self, GemvSpec};
 use wafer_kernels::reduce::Strategy;
@@ -35,7 +35,7 @@ pub struct KernelArgs {
     /// Reduction strategy: chain, tree (K = 2) or tree:K.
     #[arg(long, default_value = "chain")]
     pub strategy: String,
-    /// Collectives: the lines they run along, row or col.
+    /// Collectives: along every row, every column, or the whole rectangle (row, col, rect).
     #[arg(long, default_value = "row")]
     pub axis: String,
     /// Reductions: how vectors combine, add or max.
@@ -72,10 +72,10 @@ const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the 
            --shape MxN (rows × columns)  --dtype f32|f16|bf16 (weights; x stored alike, sums in f32)
            --rect WxH (PE columns × rows)  --strategy chain | tree | tree:K
            (every kernel but the collectives picks its rectangle by its cost model when --rect is omitted)
-broadcast  a vector entering each line's start reaches every PE       --shape N (elements)  --rect WxH  --axis row|col
+broadcast  a vector entering each line's start reaches every PE       --shape N (elements)  --rect WxH  --axis row|col|rect
 reduce     every PE's vector combined, out of each line's end         --shape N  --rect WxH  --axis  --combine add|max  --strategy
 allreduce  every PE's vector combined, left in every PE               --shape N  --rect WxH  --axis  --combine add|max  --strategy
-gather     every PE's vector concatenated in line order, out the end  --shape N (per PE)  --rect WxH  --axis
+gather     every PE's vector concatenated in line order, out the end  --shape N (per PE)  --rect WxH  --axis row|col
 add mul silu gelu swiglu rmsnorm layernorm softmax
            a vector down a column of PEs (segment r in from the west of PE(0,r), out to the east)
            --shape N (vector length)  --rect 1xH  --strategy (the norms' and softmax's allreduces)
@@ -239,10 +239,11 @@ fn run_collective(
         )
     })?;
     let (w, h) = dims(rect, "--rect")?;
-    let axis = match a.axis.as_str() {
-        "row" => Axis::Row,
-        "col" => Axis::Col,
-        other => bail!("--axis `{other}`: use row or col"),
+    let scope = match a.axis.as_str() {
+        "row" => Scope::Row,
+        "col" => Scope::Col,
+        "rect" => Scope::Rect,
+        other => bail!("--axis `{other}`: use row, col or rect (the whole rectangle)"),
     };
     let combine = match a.combine.as_str() {
         "add" => Combine::Add,
@@ -251,7 +252,7 @@ fn run_collective(
     };
     let spec = CollectiveSpec {
         op,
-        axis,
+        scope,
         w,
         h,
         n,
@@ -262,10 +263,7 @@ fn run_collective(
     let frag = collective::generate(&spec, &arch)?;
     let (outs, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
     let want = collective::reference(&spec, &frag.program);
-    let len = match axis {
-        Axis::Row => w,
-        Axis::Col => h,
-    };
+    let len = spec.group_len();
     for (lane, want) in want.iter().enumerate() {
         let ok = match op {
             CollectiveOp::Reduce | CollectiveOp::Gather => {
@@ -638,7 +636,7 @@ fn report(json: bool) -> anyhow::Result<()> {
             for (n, w, h) in [(16, 16, 4), (128, 64, 2)] {
                 let spec = CollectiveSpec {
                     op,
-                    axis: Axis::Row,
+                    scope: Scope::Row,
                     w,
                     h,
                     n,
