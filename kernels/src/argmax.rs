@@ -33,13 +33,7 @@ impl ArgmaxSpec {
     fn reduce(&self, buf: &str, target: Target) -> LineReduce {
         let colors: Vec<u8> = (C_RED..C_RED + 20).collect();
         LineReduce::new(
-            Lines {
-                axis: Axis::Col,
-                x: 0,
-                y: 0,
-                w: 1,
-                h: self.h,
-            },
+            Lines::new(Axis::Col, 1, self.h),
             self.strategy,
             Combine::Max,
             target,
@@ -145,9 +139,7 @@ scan:
         .unwrap();
     }
     writeln!(src, ".output id f32[1] <- 0,{root} E c{CO}").unwrap();
-    let program = wafer_emulator::asm::parse(&src, "<argmax generator>").map_err(|e| {
-        KernelError::Shape(format!("internal: generated argmax does not parse: {e}"))
-    })?;
+    let program = crate::assemble(&src, "argmax")?;
     let a = TensorPort {
         name: "a".into(),
         len: s.n,
@@ -162,16 +154,7 @@ scan:
             })
             .collect(),
     };
-    let id = TensorPort {
-        name: "id".into(),
-        len: 1,
-        segments: vec![Segment {
-            stream: "id".into(),
-            offset: 0,
-            len: 1,
-            at: 0,
-        }],
-    };
+    let id = TensorPort::whole("id", 1);
     Ok(Fragment {
         program,
         inputs: vec![a],

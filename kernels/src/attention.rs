@@ -65,13 +65,7 @@ impl AttentionSpec {
         }
     }
     fn lines(&self) -> Lines {
-        Lines {
-            axis: Axis::Col,
-            x: 0,
-            y: 0,
-            w: self.kv_heads,
-            h: self.h,
-        }
+        Lines::new(Axis::Col, self.kv_heads, self.h)
     }
     fn colors(&self) -> Vec<u8> {
         (C_RED..C_RED + 20).collect()
@@ -323,9 +317,7 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
         )
         .unwrap();
     }
-    let program = wafer_emulator::asm::parse(&src, "<attention generator>").map_err(|e| {
-        KernelError::Shape(format!("internal: generated attention does not parse: {e}"))
-    })?;
+    let program = crate::assemble(&src, "attention")?;
     // Tensors `pos`, `k`, `v`, `q` (KV head c's query heads are c·g .. c·g+g)
     // into the columns' streams, and `out` from them.
     let seg = |c: u32, offset: u32, len: u32, at: u32| Segment {

@@ -31,6 +31,17 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// Lines along `axis` over a `w × h` rectangle at the origin.
+    pub fn new(axis: Axis, w: u32, h: u32) -> Lines {
+        Lines {
+            axis,
+            x: 0,
+            y: 0,
+            w,
+            h,
+        }
+    }
+
     /// PEs per line.
     pub fn len(&self) -> u32 {
         match self.axis {
@@ -396,13 +407,7 @@ impl CollectiveSpec {
     /// colors, since a core has one input queue per color.
     fn phases(&self) -> (LineReduce, LineReduce) {
         let all = self.op == CollectiveOp::Allreduce;
-        let row_lines = Lines {
-            axis: Axis::Row,
-            x: 0,
-            y: 0,
-            w: self.w,
-            h: self.h,
-        };
+        let row_lines = Lines::new(Axis::Row, self.w, self.h);
         let row_target = if all { Target::All } else { Target::End };
         let row_colors: Vec<u8> = (C_FIRST..C_FIRST + 12).collect();
         let row = LineReduce::new(
@@ -417,16 +422,7 @@ impl CollectiveSpec {
         let next = C_FIRST + row.colors.len() as u8;
         let col_colors: Vec<u8> = (next..next + 12).collect();
         let (col_lines, col_target) = if all {
-            (
-                Lines {
-                    axis: Axis::Col,
-                    x: 0,
-                    y: 0,
-                    w: self.w,
-                    h: self.h,
-                },
-                Target::All,
-            )
+            (Lines::new(Axis::Col, self.w, self.h), Target::All)
         } else {
             (
                 Lines {
@@ -556,16 +552,7 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
                     s.n, first.x, first.y, s.seed
                 )
                 .unwrap();
-                inputs.push(crate::TensorPort {
-                    name: format!("in{lane}"),
-                    len: s.n,
-                    segments: vec![crate::Segment {
-                        stream: format!("in{lane}"),
-                        offset: 0,
-                        len: s.n,
-                        at: 0,
-                    }],
-                });
+                inputs.push(crate::TensorPort::whole(&format!("in{lane}"), s.n));
             }
             CollectiveOp::Reduce | CollectiveOp::Gather => {
                 let n = if s.op == CollectiveOp::Gather {
@@ -579,25 +566,12 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
                     last.x, last.y
                 )
                 .unwrap();
-                outputs.push(crate::TensorPort {
-                    name: format!("out{lane}"),
-                    len: n,
-                    segments: vec![crate::Segment {
-                        stream: format!("out{lane}"),
-                        offset: 0,
-                        len: n,
-                        at: 0,
-                    }],
-                });
+                outputs.push(crate::TensorPort::whole(&format!("out{lane}"), n));
             }
             CollectiveOp::Allreduce => {}
         }
     }
-    let program = wafer_emulator::asm::parse(&src, "<collective generator>").map_err(|e| {
-        KernelError::Shape(format!(
-            "internal: generated collective does not parse: {e}"
-        ))
-    })?;
+    let program = crate::assemble(&src, "collective")?;
     Ok(crate::Fragment {
         program,
         inputs,
@@ -712,16 +686,7 @@ fn generate_rect(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, cra
         s.op.name(),
         s.n
     );
-    let port = |name: &str| crate::TensorPort {
-        name: name.into(),
-        len: s.n,
-        segments: vec![crate::Segment {
-            stream: name.into(),
-            offset: 0,
-            len: s.n,
-            at: 0,
-        }],
-    };
+    let port = |name: &str| crate::TensorPort::whole(name, s.n);
     let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
     if s.op == CollectiveOp::Broadcast {
         // A multicast tree: along row 0, and down every column.
@@ -783,11 +748,7 @@ fn generate_rect(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, cra
             outputs.push(port("out0"));
         }
     }
-    let program = wafer_emulator::asm::parse(&src, "<collective generator>").map_err(|e| {
-        KernelError::Shape(format!(
-            "internal: generated collective does not parse: {e}"
-        ))
-    })?;
+    let program = crate::assemble(&src, "collective")?;
     Ok(crate::Fragment {
         program,
         inputs,

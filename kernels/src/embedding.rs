@@ -38,13 +38,7 @@ impl EmbeddingSpec {
     fn reduce(&self, n: u32) -> LineReduce {
         let colors: Vec<u8> = (C_RED..C_RED + 20).collect();
         LineReduce::new(
-            Lines {
-                axis: Axis::Row,
-                x: 0,
-                y: 0,
-                w: self.w,
-                h: self.h,
-            },
+            Lines::new(Axis::Row, self.w, self.h),
             self.strategy,
             Combine::Add,
             Target::Stream(CO),
@@ -159,9 +153,7 @@ have:
     for (r, (_, n)) in dims.iter().enumerate() {
         writeln!(src, ".output y{r} f32[{n}] <- {},{r} E c{CO}", s.w - 1).unwrap();
     }
-    let program = wafer_emulator::asm::parse(&src, "<embedding generator>").map_err(|e| {
-        KernelError::Shape(format!("internal: generated embedding does not parse: {e}"))
-    })?;
+    let program = crate::assemble(&src, "embedding")?;
     let id = TensorPort {
         name: "id".into(),
         len: 1,

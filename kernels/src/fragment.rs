@@ -45,6 +45,32 @@ pub enum KernelError {
     Colors { need: usize, have: usize },
 }
 
+/// Parse a generator's assembly. A failure is a bug in the generator, not
+/// in the caller's input, and says so.
+pub fn assemble(src: &str, kernel: &str) -> Result<wafer_emulator::Program, KernelError> {
+    wafer_emulator::asm::parse(src, &format!("<{kernel} generator>")).map_err(|e| {
+        KernelError::Shape(format!(
+            "internal: the generated {kernel} does not parse: {e}"
+        ))
+    })
+}
+
+impl TensorPort {
+    /// A tensor carried whole by the stream of the same name.
+    pub fn whole(name: &str, len: u32) -> TensorPort {
+        TensorPort {
+            name: name.into(),
+            len,
+            segments: vec![Segment {
+                stream: name.into(),
+                offset: 0,
+                len,
+                at: 0,
+            }],
+        }
+    }
+}
+
 /// Cut `n` elements into `parts` nearly equal runs (the first `n % parts`
 /// one longer): `(offset, len)` each.
 pub fn split(n: u32, parts: u32) -> Vec<(u32, u32)> {

@@ -144,8 +144,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     for (r, (_, mt)) in rows.iter().enumerate() {
         writeln!(src, ".output y{r} f32[{mt}] <- {},{r} E c{CY}", s.w - 1).unwrap();
     }
-    let program = wafer_emulator::asm::parse(&src, "<gemv generator>")
-        .map_err(|e| KernelError::Shape(format!("internal: generated GEMV does not parse: {e}")))?;
+    let program = crate::assemble(&src, "GEMV")?;
     let port = |name: &str, prefix: &str, parts: &[(u32, u32)], len: u32| TensorPort {
         name: name.into(),
         len,
@@ -193,13 +192,7 @@ fn code_text(name: &str, s: &GemvSpec, nt: u32, mt: u32, reduction: &str) -> Str
 /// The row reduction of the partial y's (length `m`), streamed out east.
 fn row_reduce(s: &GemvSpec, m: u32) -> LineReduce {
     let colors: Vec<u8> = (C_LEVEL0..C_LEVEL0 + 8).collect();
-    let lines = Lines {
-        axis: Axis::Row,
-        x: 0,
-        y: 0,
-        w: s.w,
-        h: s.h,
-    };
+    let lines = Lines::new(Axis::Row, s.w, s.h);
     LineReduce::new(
         lines,
         s.strategy,

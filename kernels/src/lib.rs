@@ -21,4 +21,4 @@ pub mod rope;
 pub mod timeline;
 pub mod vector;
 
-pub use fragment::{Fragment, KernelError, Segment, TensorPort, split};
+pub use fragment::{Fragment, KernelError, Segment, TensorPort, assemble, split};

@@ -158,8 +158,7 @@ head:
         .unwrap();
         writeln!(src, ".output y{r} f32[{len}] <- 0,{r} E c{CO}").unwrap();
     }
-    let program = wafer_emulator::asm::parse(&src, "<rope generator>")
-        .map_err(|e| KernelError::Shape(format!("internal: generated RoPE does not parse: {e}")))?;
+    let program = crate::assemble(&src, "RoPE")?;
     let x = TensorPort {
         name: "x".into(),
         len: s.heads * d,

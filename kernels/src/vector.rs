@@ -95,13 +95,7 @@ impl VectorSpec {
     fn stats(&self, buf: &str, combine: Combine) -> LineReduce {
         let colors: Vec<u8> = (C_STATS..C_STATS + 20).collect();
         LineReduce::new(
-            Lines {
-                axis: Axis::Col,
-                x: 0,
-                y: 0,
-                w: 1,
-                h: self.h,
-            },
+            Lines::new(Axis::Col, 1, self.h),
             self.strategy,
             combine,
             Target::All,
@@ -345,12 +339,7 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         }
         writeln!(src, ".output y{r} f32[{len}] <- 0,{r} E c{CO}").unwrap();
     }
-    let program = wafer_emulator::asm::parse(&src, "<vector generator>").map_err(|e| {
-        KernelError::Shape(format!(
-            "internal: generated {} does not parse: {e}",
-            s.op.name()
-        ))
-    })?;
+    let program = crate::assemble(&src, s.op.name())?;
     let port = |name: &str| TensorPort {
         name: name.into(),
         len: s.n,

@@ -600,6 +600,14 @@ fn run_vector(spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
     })
 }
 
+/// Cycles of a generated kernel on its default inputs.
+fn run_cycles(frag: &wafer_kernels::Fragment, arch: &Arch) -> anyhow::Result<u64> {
+    Ok(frag
+        .run(arch, &frag.default_inputs(), &RunConfig::default())?
+        .1
+        .cycles)
+}
+
 /// Every kernel at a few sizes on both presets: measured vs predicted.
 fn report(json: bool) -> anyhow::Result<()> {
     let mut rows = Vec::new();
@@ -645,12 +653,12 @@ fn report(json: bool) -> anyhow::Result<()> {
                     seed: 1,
                 };
                 let frag = collective::generate(&spec, &arch)?;
-                let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+                let cycles = run_cycles(&frag, &arch)?;
                 rows.push((
                     format!("{name} n={n} rows tree:2"),
                     arch.name.clone(),
                     (w, h),
-                    run.cycles,
+                    cycles,
                     collective::cost(&spec, &arch),
                 ));
             }
@@ -667,12 +675,12 @@ fn report(json: bool) -> anyhow::Result<()> {
                 seed: 1,
             };
             let frag = attention::generate(&spec, &arch)?;
-            let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+            let cycles = run_cycles(&frag, &arch)?;
             rows.push((
                 format!("attention kv={kv} d={d} g={g} pos={pos}/{ctx}"),
                 arch.name.clone(),
                 (1, h),
-                run.cycles,
+                cycles,
                 attention::cost(&spec, &arch),
             ));
         }
@@ -686,12 +694,12 @@ fn report(json: bool) -> anyhow::Result<()> {
                 h,
             };
             let frag = rope::generate(&spec, &arch)?;
-            let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+            let cycles = run_cycles(&frag, &arch)?;
             rows.push((
                 format!("rope {heads}x{d}"),
                 arch.name.clone(),
                 (1, h),
-                run.cycles,
+                cycles,
                 rope::cost(&spec, &arch),
             ));
         }
@@ -707,12 +715,12 @@ fn report(json: bool) -> anyhow::Result<()> {
                 seed: 1,
             };
             let frag = embedding::generate(&spec, &arch)?;
-            let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+            let cycles = run_cycles(&frag, &arch)?;
             rows.push((
                 format!("embedding {vocab}x{dim} f16"),
                 arch.name.clone(),
                 (w, h),
-                run.cycles,
+                cycles,
                 embedding::cost(&spec, &arch, 1),
             ));
         }
@@ -724,12 +732,12 @@ fn report(json: bool) -> anyhow::Result<()> {
                 seed: 1,
             };
             let frag = argmax::generate(&spec, &arch)?;
-            let (_, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+            let cycles = run_cycles(&frag, &arch)?;
             rows.push((
                 format!("argmax n={n}"),
                 arch.name.clone(),
                 (1, h),
-                run.cycles,
+                cycles,
                 argmax::cost(&spec, &arch),
             ));
         }
