@@ -346,3 +346,42 @@ fn kernel_runs_collectives_over_a_whole_rectangle() {
     ]);
     assert!(e.contains("rows or columns"), "{e}");
 }
+
+#[test]
+fn kernel_runs_a_ring_allreduce() {
+    let j = json(&ok(&[
+        "kernel",
+        "allreduce",
+        "--shape",
+        "40",
+        "--rect",
+        "6x2",
+        "--strategy",
+        "ring",
+        "--json",
+    ]));
+    assert_eq!(j["matches_reference"], true);
+    assert!((j["ratio"].as_f64().unwrap() - 1.0).abs() <= 0.15, "{j}");
+    let e = fails(&[
+        "kernel",
+        "reduce",
+        "--shape",
+        "40",
+        "--rect",
+        "6x2",
+        "--strategy",
+        "ring",
+    ]);
+    assert!(e.contains("ring is an allreduce strategy"), "{e}");
+    let e = fails(&[
+        "kernel",
+        "rmsnorm",
+        "--shape",
+        "40",
+        "--rect",
+        "1x4",
+        "--strategy",
+        "ring",
+    ]);
+    assert!(e.contains("ring is for the standalone allreduce"), "{e}");
+}

@@ -45,6 +45,7 @@ impl ArgmaxSpec {
 }
 
 pub fn generate(s: &ArgmaxSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+    s.strategy.require_plan("argmax")?;
     if s.n == 0 || s.n >= NONE {
         return Err(KernelError::Shape(format!(
             "argmax takes 1..{NONE} elements (indices travel as exact f32)"

@@ -217,6 +217,7 @@ fn default_input(s: &AttentionSpec, c: u32) -> Vec<f32> {
 }
 
 pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+    s.strategy.require_plan("attention")?;
     if s.head_dim == 0 || s.group == 0 || s.kv_heads == 0 || s.h == 0 || s.max_context == 0 {
         return Err(KernelError::Shape(
             "attention needs head_dim, group, kv_heads, max_context and PEs of at least 1".into(),

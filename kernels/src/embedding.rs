@@ -51,6 +51,7 @@ impl EmbeddingSpec {
 
 /// Whether the spec fits the machine (shape, rectangle, SRAM, colors).
 pub fn validate(s: &EmbeddingSpec, arch: &Arch) -> Result<(), KernelError> {
+    s.strategy.require_plan("embedding")?;
     if s.vocab == 0 || s.dim == 0 || !s.dtype.is_float() {
         return Err(KernelError::Shape(
             "an embedding needs a non-empty table of f32, f16 or bf16".into(),

@@ -47,6 +47,7 @@ pub fn sram_needed(s: &GemvSpec) -> u32 {
 }
 
 fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
+    s.strategy.require_plan("gemv")?;
     if s.m == 0 || s.n == 0 {
         return Err(KernelError::Shape(format!(
             "GEMV shape {}x{} is empty",

@@ -21,7 +21,12 @@ use wafer_emulator::Arch;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
     Chain,
-    Tree { k: u32 },
+    Tree {
+        k: u32,
+    },
+    /// Ring allreduce (reduce-scatter, then allgather): only for the
+    /// standalone allreduce; kernels that reduce through a [`Plan`] refuse it.
+    Ring,
 }
 
 impl Strategy {
@@ -29,6 +34,7 @@ impl Strategy {
         match s {
             "chain" => Ok(Strategy::Chain),
             "tree" => Ok(Strategy::Tree { k: 2 }),
+            "ring" => Ok(Strategy::Ring),
             _ => s
                 .strip_prefix("tree:")
                 .and_then(|k| k.parse().ok())
@@ -36,7 +42,7 @@ impl Strategy {
                 .map(|k| Strategy::Tree { k })
                 .ok_or_else(|| {
                     KernelError::Shape(format!(
-                        "unknown strategy `{s}`: use chain, tree (K = 2) or tree:K"
+                        "unknown strategy `{s}`: use chain, tree (K = 2), tree:K or (for allreduce) ring"
                     ))
                 }),
         }
@@ -44,8 +50,18 @@ impl Strategy {
 
     fn levels(self) -> u32 {
         match self {
-            Strategy::Chain => 1,
+            Strategy::Chain | Strategy::Ring => 1,
             Strategy::Tree { k } => k,
+        }
+    }
+
+    /// Kernels that reduce through a [`Plan`] call this: a ring is not a plan.
+    pub fn require_plan(self, kernel: &str) -> Result<(), KernelError> {
+        match self {
+            Strategy::Ring => Err(KernelError::Shape(format!(
+                "{kernel} reduces with chain or tree:K; ring is for the standalone allreduce"
+            ))),
+            _ => Ok(()),
         }
     }
 }
@@ -55,6 +71,7 @@ impl fmt::Display for Strategy {
         match self {
             Strategy::Chain => f.write_str("chain"),
             Strategy::Tree { k } => write!(f, "tree:{k}"),
+            Strategy::Ring => f.write_str("ring"),
         }
     }
 }

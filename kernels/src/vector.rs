@@ -231,6 +231,7 @@ fn scale_by_rsqrt(t: &mut String, s: &VectorSpec) {
 }
 
 pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+    s.strategy.require_plan(s.op.name())?;
     if s.n == 0 || s.h == 0 || s.h > s.n {
         return Err(KernelError::Rect {
             w: 1,

@@ -74,3 +74,52 @@ fn listing_of_a_column_allreduce() {
     let f = collective::generate(&s, &Arch::wse3()).unwrap();
     insta::assert_snapshot!(wafer_emulator::asm::print(&f.program));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn ring_allreduce_matches_reference_and_cost_model(
+        col in any::<bool>(), w in 1u32..10, h in 1u32..10, extra in 0u32..60, max in any::<bool>(), seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let scope = if col { Scope::Col } else { Scope::Row };
+        let len = if col { h } else { w };
+        let s = CollectiveSpec { op: CollectiveOp::Allreduce, scope, w, h, n: len + extra, combine: if max { Combine::Max } else { Combine::Add }, strategy: Reduce::Ring, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (measured, predicted) = check(&s, &arch);
+        let ratio = measured as f64 / predicted as f64;
+        prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, measured, predicted);
+    }
+}
+
+#[test]
+fn the_folded_ring_visits_every_pe_with_short_hops() {
+    for p in 1..20 {
+        let order = collective::ring_order(p);
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..p).collect::<Vec<_>>());
+        for q in 0..p as usize {
+            let (a, b) = (order[q] as i64, order[(q + 1) % p as usize] as i64);
+            assert!((a - b).abs() <= 2, "p={p}: {a} -> {b}");
+        }
+    }
+}
+
+/// Long chunks, far beyond what the links buffer: the send/receive order
+/// keeps the ring from deadlocking.
+#[test]
+fn a_ring_with_long_chunks_does_not_deadlock() {
+    for p in [2, 3, 8, 9] {
+        let s = CollectiveSpec {
+            op: CollectiveOp::Allreduce,
+            scope: Scope::Row,
+            w: p,
+            h: 1,
+            n: 400 * p,
+            combine: Combine::Add,
+            strategy: Reduce::Ring,
+            seed: 2,
+        };
+        check(&s, &Arch::wse2());
+    }
+}

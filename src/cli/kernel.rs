@@ -74,7 +74,8 @@ const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the 
            (every kernel but the collectives picks its rectangle by its cost model when --rect is omitted)
 broadcast  a vector entering each line's start reaches every PE       --shape N (elements)  --rect WxH  --axis row|col|rect
 reduce     every PE's vector combined, out of each line's end         --shape N  --rect WxH  --axis  --combine add|max  --strategy
-allreduce  every PE's vector combined, left in every PE               --shape N  --rect WxH  --axis  --combine add|max  --strategy
+allreduce  every PE's vector combined, left in every PE               --shape N  --rect WxH  --axis  --combine add|max
+           --strategy chain | tree:K | ring (reduce-scatter + allgather, rows or columns)
 gather     every PE's vector concatenated in line order, out the end  --shape N (per PE)  --rect WxH  --axis row|col
 add mul silu gelu swiglu rmsnorm layernorm softmax
            a vector down a column of PEs (segment r in from the west of PE(0,r), out to the east)
@@ -662,6 +663,26 @@ fn report(json: bool) -> anyhow::Result<()> {
                     collective::cost(&spec, &arch),
                 ));
             }
+        }
+        for (n, w) in [(64, 8), (1024, 16)] {
+            let spec = CollectiveSpec {
+                op: CollectiveOp::Allreduce,
+                scope: Scope::Row,
+                w,
+                h: 2,
+                n,
+                combine: Combine::Add,
+                strategy: Strategy::Ring,
+                seed: 1,
+            };
+            let cycles = run_cycles(&collective::generate(&spec, &arch)?, &arch)?;
+            rows.push((
+                format!("allreduce n={n} rows ring"),
+                arch.name.clone(),
+                (w, 2),
+                cycles,
+                collective::cost(&spec, &arch),
+            ));
         }
         for (kv, d, g, ctx, pos, h) in [(2, 64, 4, 256, 200, 8), (1, 128, 8, 1024, 1000, 64)] {
             let spec = AttentionSpec {
