@@ -87,6 +87,80 @@ pub fn split(n: u32, parts: u32) -> Vec<(u32, u32)> {
 }
 
 impl Fragment {
+    /// The colors the fragment uses (its logical colors, from 0 up).
+    pub fn colors(&self) -> Vec<u8> {
+        let mut used = std::collections::BTreeSet::new();
+        let p = &self.program;
+        used.extend(p.routes.iter().map(|r| r.color.0));
+        used.extend(p.inputs.iter().chain(&p.outputs).map(|h| h.color.0));
+        for code in &p.codes {
+            for t in &code.tasks {
+                if let wafer_emulator::program::TaskKind::Data(c) = t.kind {
+                    used.insert(c.0);
+                }
+            }
+            for inst in &code.insts {
+                if let wafer_emulator::isa::Inst::Vec(v) = inst {
+                    for o in std::iter::once(&v.dst).chain(&v.srcs) {
+                        if let wafer_emulator::isa::Operand::FabIn { color, .. }
+                        | wafer_emulator::isa::Operand::FabOut { color, .. } = o
+                        {
+                            used.insert(color.0);
+                        }
+                    }
+                }
+            }
+        }
+        used.into_iter().collect()
+    }
+
+    /// The same fragment on the caller's colors: logical color `c` becomes
+    /// `colors[c]`. A compiler placing kernels side by side gives each its
+    /// own colors this way.
+    pub fn with_colors(mut self, colors: &[u8]) -> Result<Fragment, KernelError> {
+        use wafer_emulator::Color;
+        use wafer_emulator::isa::{Inst, Operand};
+        let need = self.colors().last().map_or(0, |c| *c as usize + 1);
+        if colors.len() < need {
+            return Err(KernelError::Colors {
+                need,
+                have: colors.len(),
+            });
+        }
+        if (1..colors.len()).any(|i| colors[..i].contains(&colors[i])) {
+            return Err(KernelError::Shape(format!(
+                "the colors {colors:?} repeat one; each must be distinct"
+            )));
+        }
+        let map = |c: &mut Color| c.0 = colors[c.0 as usize];
+        let p = &mut self.program;
+        p.routes.iter_mut().for_each(|r| map(&mut r.color));
+        p.inputs
+            .iter_mut()
+            .chain(p.outputs.iter_mut())
+            .for_each(|h| map(&mut h.color));
+        for code in &mut p.codes {
+            for t in &mut code.tasks {
+                if let wafer_emulator::program::TaskKind::Data(c) = &mut t.kind {
+                    map(c);
+                }
+            }
+            for inst in &mut code.insts {
+                if let Inst::Vec(v) = inst {
+                    for o in std::iter::once(&mut v.dst).chain(v.srcs.iter_mut()) {
+                        if let Operand::FabIn { color, .. } | Operand::FabOut { color, .. } = o {
+                            map(color);
+                        }
+                    }
+                }
+            }
+        }
+        wafer_emulator::verify(p).map_err(|e| {
+            KernelError::Shape(format!("internal: recoloured fragment is invalid: {e}"))
+        })?;
+        Ok(self)
+    }
+
     /// Host inputs for the given tensors (missing ones keep the program's
     /// default stream data).
     pub fn stream_inputs(&self, tensors: &BTreeMap<String, Vec<f32>>) -> Result<Inputs, String> {
