@@ -196,8 +196,7 @@ fn gen_code(r: &mut Rng, name: String) -> PeCode {
     }
     insts.push(Inst::End);
     let mut labels: Vec<(u32, String)> = Vec::new();
-    for (i, t) in tasks.iter().enumerate() {
-        let _ = i;
+    for t in tasks.iter() {
         labels.push((r.below(insts.len() as u64) as u32, t.name.clone()));
     }
     for t in targets {
