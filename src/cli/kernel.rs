@@ -700,7 +700,7 @@ fn report(json: bool) -> anyhow::Result<()> {
             rows.push((
                 format!("attention kv={kv} d={d} g={g} pos={pos}/{ctx}"),
                 arch.name.clone(),
-                (1, h),
+                (kv, h),
                 cycles,
                 attention::cost(&spec, &arch),
             ));
@@ -805,12 +805,12 @@ fn report(json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<34} {:<5} {:>9} {:>9} {:>9} {:>7}",
+        "{:<40} {:<5} {:>9} {:>9} {:>9} {:>7}",
         "kernel", "arch", "rect", "measured", "predicted", "ratio"
     );
     for (k, a, (w, h), m, p) in &rows {
         println!(
-            "{k:<34} {a:<5} {:>9} {m:>9} {p:>9} {:>7.3}",
+            "{k:<40} {a:<5} {:>9} {m:>9} {p:>9} {:>7.3}",
             format!("{w}x{h}"),
             *m as f64 / *p as f64
         );
