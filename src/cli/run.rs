@@ -165,6 +165,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         program.codes.len(),
         t.pes_with_code
     );
+    if a.file.is_none() {
+        println!(
+            "what      y = W·x for a seeded random 32x32 f32 W, tiled 4x4 per PE (examples/gemv_8x8.wsm)"
+        );
+        println!(
+            "next      wafer kernel --list · wafer kernel --report · wafer run examples/tree_reduce.wsm --trace t.json"
+        );
+    }
     println!(
         "machine   {} at {:.2} GHz ({} engine)",
         arch.name,
