@@ -1,2 +1,14 @@
-//! The compiler from transformer checkpoints to Programs. Not written yet
-//! (issue 4); the crate exists so the workspace has its final shape.
+//! The compiler from transformer checkpoints to wafer Programs.
+//!
+//! So far: the model front end for llama2.c checkpoints and tokenizers
+//! ([`llama2c`], [`tokenizer`]), the model description shared by every front
+//! end ([`model`]), and the plain CPU reference forward pass ([`reference`])
+//! that the emulated decode will be checked against. The graph IR,
+//! placement, routing, SRAM planning and codegen are not written yet.
+
+pub mod llama2c;
+pub mod model;
+pub mod reference;
+pub mod tokenizer;
+
+pub use model::{Config, ModelError, Tensor, Weights};

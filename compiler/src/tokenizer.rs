@@ -1,0 +1,91 @@
+//! llama2.c's tokenizer `.bin`: an i32 maximum token length, then per token
+//! an f32 merge score, an i32 byte length and the bytes.
+
+use crate::model::ModelError;
+use std::path::Path;
+
+#[derive(Clone, Debug)]
+pub struct Tokenizer {
+    pub vocab: Vec<Vec<u8>>,
+    pub scores: Vec<f32>,
+}
+
+/// The beginning-of-sequence token.
+pub const BOS: u32 = 1;
+
+impl Tokenizer {
+    pub fn load(path: &Path, vocab_size: usize) -> Result<Tokenizer, ModelError> {
+        let file = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Format {
+            file: file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Tokenizer::parse(&bytes, vocab_size, &file)
+    }
+
+    pub fn parse(bytes: &[u8], vocab_size: usize, file: &str) -> Result<Tokenizer, ModelError> {
+        let err = |message: String| ModelError::Format {
+            file: file.to_string(),
+            message,
+        };
+        let mut at = 4usize;
+        let (mut vocab, mut scores) = (
+            Vec::with_capacity(vocab_size),
+            Vec::with_capacity(vocab_size),
+        );
+        for i in 0..vocab_size {
+            let head = bytes
+                .get(at..at + 8)
+                .ok_or_else(|| err(format!("truncated at token {i} of {vocab_size}")))?;
+            let score = f32::from_le_bytes(head[..4].try_into().unwrap());
+            let len = i32::from_le_bytes(head[4..].try_into().unwrap());
+            let len =
+                usize::try_from(len).map_err(|_| err(format!("token {i} has length {len}")))?;
+            let piece = bytes
+                .get(at + 8..at + 8 + len)
+                .ok_or_else(|| err(format!("truncated in token {i}'s {len} bytes")))?;
+            vocab.push(piece.to_vec());
+            scores.push(score);
+            at += 8 + len;
+        }
+        if at != bytes.len() {
+            return Err(err(format!(
+                "{} bytes left after {vocab_size} tokens: does the tokenizer match the model's vocabulary?",
+                bytes.len() - at
+            )));
+        }
+        Ok(Tokenizer { vocab, scores })
+    }
+
+    /// The bytes `token` stands for after `prev`, as llama2.c prints them: a
+    /// leading space after BOS is dropped, and `<0xXX>` pieces are raw bytes.
+    pub fn decode(&self, prev: u32, token: u32) -> Vec<u8> {
+        let Some(piece) = self.vocab.get(token as usize) else {
+            return Vec::new();
+        };
+        let piece = if prev == BOS && piece.first() == Some(&b' ') {
+            &piece[1..]
+        } else {
+            &piece[..]
+        };
+        if piece.len() == 6
+            && piece.starts_with(b"<0x")
+            && piece.ends_with(b">")
+            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&piece[3..5]).unwrap_or(""), 16)
+        {
+            return vec![b];
+        }
+        piece.to_vec()
+    }
+
+    /// The text of a generated sequence starting after BOS.
+    pub fn text(&self, tokens: &[u32]) -> String {
+        let mut out = Vec::new();
+        let mut prev = BOS;
+        for t in tokens {
+            out.extend(self.decode(prev, *t));
+            prev = *t;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
