@@ -119,3 +119,126 @@ fn malformed_checkpoints_name_the_file_and_the_tensor() {
         "{e}"
     );
 }
+
+/// Seeded random weights for `c`, named as the llama2.c front end names them.
+fn random_weights(c: &wafer_compiler::Config, seed: u64) -> wafer_compiler::Weights {
+    use wafer_compiler::Tensor;
+    let mut state = seed;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
+    };
+    let mut t = |shape: Vec<usize>| Tensor {
+        data: (0..shape.iter().product::<usize>())
+            .map(|_| next())
+            .collect(),
+        shape,
+    };
+    let (d, kv, hd, v) = (c.dim, c.kv_dim(), c.hidden_dim, c.vocab_size);
+    let mut w = wafer_compiler::Weights {
+        tensors: Default::default(),
+        source: "random".into(),
+    };
+    w.tensors
+        .insert("tok_embeddings.weight".into(), t(vec![v, d]));
+    for l in 0..c.n_layers {
+        for (name, shape) in [
+            ("attention_norm", vec![d]),
+            ("attention.wq", vec![d, d]),
+            ("attention.wk", vec![kv, d]),
+            ("attention.wv", vec![kv, d]),
+            ("attention.wo", vec![d, d]),
+            ("ffn_norm", vec![d]),
+            ("feed_forward.w1", vec![hd, d]),
+            ("feed_forward.w2", vec![d, hd]),
+            ("feed_forward.w3", vec![hd, d]),
+        ] {
+            w.tensors
+                .insert(format!("layers.{l}.{name}.weight"), t(shape));
+        }
+    }
+    w.tensors.insert("norm.weight".into(), t(vec![d]));
+    w.tensors.insert("output.weight".into(), t(vec![v, d]));
+    w
+}
+
+/// Grouped-query attention equals multi-head attention whose K and V
+/// projections repeat each KV head's rows for the query heads sharing it:
+/// the same per-head arithmetic, so bit-identical logits.
+#[test]
+fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
+    let gqa = wafer_compiler::Config {
+        dim: 32,
+        hidden_dim: 48,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        vocab_size: 40,
+        seq_len: 16,
+        rope_theta: 10000.0,
+        norm_eps: 1e-5,
+    };
+    let mha = wafer_compiler::Config {
+        n_kv_heads: 4,
+        ..gqa.clone()
+    };
+    let w = random_weights(&gqa, 7);
+    let mut wide = w.clone();
+    let hs = gqa.head_size();
+    for l in 0..gqa.n_layers {
+        for proj in ["wk", "wv"] {
+            let name = format!("layers.{l}.attention.{proj}.weight");
+            let narrow = &w.tensors[&name];
+            let rows: Vec<f32> = (0..gqa.n_heads)
+                .flat_map(|h| {
+                    narrow.data[(h / 2) * hs * gqa.dim..(h / 2 + 1) * hs * gqa.dim].to_vec()
+                })
+                .collect();
+            wide.tensors.insert(
+                name,
+                wafer_compiler::Tensor {
+                    shape: vec![gqa.dim, gqa.dim],
+                    data: rows,
+                },
+            );
+        }
+    }
+    let (a, b) = (
+        reference::Model::load(&w, &gqa).unwrap(),
+        reference::Model::load(&wide, &mha).unwrap(),
+    );
+    let (mut ca, mut cb) = (reference::KvCache::new(&gqa), reference::KvCache::new(&mha));
+    for (pos, token) in [3u32, 17, 5, 39, 0, 22].into_iter().enumerate() {
+        let (la, lb) = (
+            a.forward(token, pos, &mut ca),
+            b.forward(token, pos, &mut cb),
+        );
+        assert_eq!(la, lb, "position {pos}");
+    }
+    // A wrong grouping (say h % n_kv_heads) would differ: check the test can fail.
+    let mut swapped = wide.clone();
+    let name = "layers.0.attention.wk.weight";
+    let t = &w.tensors[name];
+    let rows: Vec<f32> = (0..gqa.n_heads)
+        .flat_map(|h| t.data[(h % 2) * hs * gqa.dim..(h % 2 + 1) * hs * gqa.dim].to_vec())
+        .collect();
+    swapped.tensors.insert(
+        name.into(),
+        wafer_compiler::Tensor {
+            shape: vec![gqa.dim, gqa.dim],
+            data: rows,
+        },
+    );
+    let c = reference::Model::load(&swapped, &mha).unwrap();
+    let (mut ca, mut cc) = (reference::KvCache::new(&gqa), reference::KvCache::new(&mha));
+    let differs = [3u32, 17, 5]
+        .into_iter()
+        .enumerate()
+        .any(|(pos, tok)| a.forward(tok, pos, &mut ca) != c.forward(tok, pos, &mut cc));
+    assert!(
+        differs,
+        "the other grouping gives the same logits: the test cannot tell them apart"
+    );
+}
