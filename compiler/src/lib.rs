@@ -11,4 +11,4 @@ pub mod model;
 pub mod reference;
 pub mod tokenizer;
 
-pub use model::{Config, ModelError, Tensor, Weights};
+pub use model::{Config, ModelError, RopePairs, Tensor, Weights};

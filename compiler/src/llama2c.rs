@@ -59,6 +59,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<(Config, Weights), ModelError> 
         vocab_size: h[5].unsigned_abs() as usize,
         seq_len: h[6] as usize,
         rope_theta: 10000.0,
+        rope_pairs: crate::RopePairs::Adjacent,
         norm_eps: 1e-5,
     };
     cfg.validate()

@@ -18,10 +18,111 @@ pub struct Config {
     /// The longest context the model was trained for.
     pub seq_len: usize,
     pub rope_theta: f32,
+    /// Which elements RoPE rotates together.
+    pub rope_pairs: RopePairs,
     pub norm_eps: f32,
 }
 
+/// RoPE's pairing: llama2.c rotates adjacent elements `(2i, 2i+1)` of each
+/// head, Hugging Face Llama checkpoints the two halves `(i, i + d/2)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopePairs {
+    Adjacent,
+    HalfSplit,
+}
+
+/// Built-in configs of models too big to ship, for shape and timing studies
+/// with seeded weights. Numbers from each model's published `config.json`.
+pub const BUILT_IN: [&str; 4] = [
+    "llama-3.1-8b",
+    "llama-3.2-1b",
+    "tinyllama-1.1b",
+    "smollm2-135m",
+];
+
 impl Config {
+    /// A built-in config by name (see [`BUILT_IN`]).
+    pub fn built_in(name: &str) -> Option<Config> {
+        let llama =
+            |dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len, rope_theta| {
+                Config {
+                    dim,
+                    hidden_dim,
+                    n_layers,
+                    n_heads,
+                    n_kv_heads,
+                    vocab_size,
+                    seq_len,
+                    rope_theta,
+                    rope_pairs: RopePairs::HalfSplit,
+                    norm_eps: 1e-5,
+                }
+            };
+        Some(match name {
+            // meta-llama/Llama-3.1-8B: RoPE scaling (llama3) is not modelled.
+            "llama-3.1-8b" => llama(4096, 14336, 32, 32, 8, 128256, 131072, 500000.0),
+            "llama-3.2-1b" => llama(2048, 8192, 16, 32, 8, 128256, 131072, 500000.0),
+            "tinyllama-1.1b" => llama(2048, 5632, 22, 32, 4, 32000, 2048, 10000.0),
+            "smollm2-135m" => llama(576, 1536, 30, 9, 3, 49152, 8192, 100000.0),
+            _ => return None,
+        })
+    }
+
+    /// Parameters (weights) of the model, embedding and classifier counted
+    /// once each.
+    pub fn n_params(&self, tied_embeddings: bool) -> u64 {
+        let (d, kv, h, v, l) = (
+            self.dim as u64,
+            self.kv_dim() as u64,
+            self.hidden_dim as u64,
+            self.vocab_size as u64,
+            self.n_layers as u64,
+        );
+        let layer = 2 * d * d + 2 * kv * d + 3 * h * d + 2 * d;
+        v * d * if tied_embeddings { 1 } else { 2 } + l * layer + d
+    }
+
+    /// A Hugging Face Llama-family `config.json`; `file` names it in errors.
+    pub fn from_hf_json(text: &str, file: &str) -> Result<Config, ModelError> {
+        let err = |message: String| ModelError::Format {
+            file: file.to_string(),
+            message,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
+        let int = |key: &str| -> Result<usize, ModelError> {
+            v.get(key)
+                .and_then(serde_json::Value::as_u64)
+                .map(|x| x as usize)
+                .ok_or_else(|| err(format!("missing or non-integer `{key}`")))
+        };
+        let heads = int("num_attention_heads")?;
+        let c = Config {
+            dim: int("hidden_size")?,
+            hidden_dim: int("intermediate_size")?,
+            n_layers: int("num_hidden_layers")?,
+            n_heads: heads,
+            n_kv_heads: v
+                .get("num_key_value_heads")
+                .and_then(serde_json::Value::as_u64)
+                .map_or(heads, |x| x as usize),
+            vocab_size: int("vocab_size")?,
+            seq_len: int("max_position_embeddings")?,
+            rope_theta: v
+                .get("rope_theta")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(10000.0) as f32,
+            rope_pairs: RopePairs::HalfSplit,
+            norm_eps: v
+                .get("rms_norm_eps")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(1e-5) as f32,
+        };
+        c.validate()
+            .map_err(|m| err(format!("inconsistent config: {m}")))?;
+        Ok(c)
+    }
+
     pub fn head_size(&self) -> usize {
         self.dim / self.n_heads
     }

@@ -2,7 +2,7 @@
 //! (and llama2.c's run.c) writes it, in f32. One struct per block, each
 //! loaded by name from [`Weights`]; `forward` reads like the maths.
 
-use crate::model::{Config, ModelError, Tensor, Weights};
+use crate::model::{Config, ModelError, RopePairs, Tensor, Weights};
 
 /// `W·x` for `W` of shape `[out, in]`.
 fn matvec(w: &Tensor, x: &[f32]) -> Vec<f32> {
@@ -29,15 +29,21 @@ fn softmax(x: &mut [f32]) {
     }
 }
 
-/// Rotate adjacent pairs of each head by `pos · θ^(−2i/head_size)`.
-fn rope(x: &mut [f32], pos: usize, head_size: usize, theta: f32) {
-    for (i, pair) in x.chunks_exact_mut(2).enumerate() {
-        let head_dim = (2 * i) % head_size;
-        let freq = 1.0 / theta.powf(head_dim as f32 / head_size as f32);
-        let (c, s) = ((pos as f32 * freq).cos(), (pos as f32 * freq).sin());
-        let (a, b) = (pair[0], pair[1]);
-        pair[0] = a * c - b * s;
-        pair[1] = a * s + b * c;
+/// Rotate pair `i` of each head by `pos · θ^(−2i/head_size)`; the pairs are
+/// `(2i, 2i+1)` or `(i, i + head_size/2)`.
+fn rope(x: &mut [f32], pos: usize, head_size: usize, theta: f32, pairs: RopePairs) {
+    for head in x.chunks_exact_mut(head_size) {
+        for i in 0..head_size / 2 {
+            let freq = 1.0 / theta.powf((2 * i) as f32 / head_size as f32);
+            let (c, s) = ((pos as f32 * freq).cos(), (pos as f32 * freq).sin());
+            let (ia, ib) = match pairs {
+                RopePairs::Adjacent => (2 * i, 2 * i + 1),
+                RopePairs::HalfSplit => (i, i + head_size / 2),
+            };
+            let (a, b) = (head[ia], head[ib]);
+            head[ia] = a * c - b * s;
+            head[ib] = a * s + b * c;
+        }
     }
 }
 
@@ -50,6 +56,7 @@ pub struct Attention {
     n_kv_heads: usize,
     head_size: usize,
     theta: f32,
+    pairs: RopePairs,
 }
 
 pub struct Mlp {
@@ -101,6 +108,7 @@ impl Attention {
             n_kv_heads: c.n_kv_heads,
             head_size: c.head_size(),
             theta: c.rope_theta,
+            pairs: c.rope_pairs,
         })
     }
 
@@ -118,8 +126,8 @@ impl Attention {
             matvec(&self.wk, x),
             matvec(&self.wv, x),
         );
-        rope(&mut q, pos, hs, self.theta);
-        rope(&mut k, pos, hs, self.theta);
+        rope(&mut q, pos, hs, self.theta, self.pairs);
+        rope(&mut k, pos, hs, self.theta, self.pairs);
         keys.push(k);
         values.push(v);
         let group = self.n_heads / self.n_kv_heads;

@@ -178,6 +178,7 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         vocab_size: 40,
         seq_len: 16,
         rope_theta: 10000.0,
+        rope_pairs: wafer_compiler::RopePairs::Adjacent,
         norm_eps: 1e-5,
     };
     let mha = wafer_compiler::Config {
@@ -241,4 +242,121 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         differs,
         "the other grouping gives the same logits: the test cannot tell them apart"
     );
+}
+
+#[test]
+fn built_in_configs_have_the_published_sizes() {
+    use wafer_compiler::Config;
+    assert_eq!(
+        Config::built_in("llama-3.1-8b").unwrap().n_params(false),
+        8_030_261_248
+    );
+    assert_eq!(
+        Config::built_in("llama-3.2-1b").unwrap().n_params(true),
+        1_235_814_400
+    );
+    for name in wafer_compiler::model::BUILT_IN {
+        Config::built_in(name).unwrap().validate().unwrap();
+    }
+    assert!(Config::built_in("llama-9").is_none());
+}
+
+#[test]
+fn hugging_face_configs_parse_and_bad_ones_say_why() {
+    use wafer_compiler::Config;
+    let json = r#"{"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 8,
+        "num_key_value_heads": 4, "vocab_size": 100, "max_position_embeddings": 256, "rope_theta": 500000.0, "rms_norm_eps": 1e-6}"#;
+    let c = Config::from_hf_json(json, "config.json").unwrap();
+    assert_eq!(
+        (c.dim, c.n_kv_heads, c.rope_theta, c.rope_pairs),
+        (64, 4, 500000.0, wafer_compiler::RopePairs::HalfSplit)
+    );
+    let e = Config::from_hf_json(&json.replace("\"hidden_size\": 64,", ""), "config.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("config.json") && e.contains("hidden_size"),
+        "{e}"
+    );
+    let e = Config::from_hf_json(
+        &json.replace("\"num_key_value_heads\": 4", "\"num_key_value_heads\": 3"),
+        "c.json",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("c.json") && e.contains("not a multiple of n_kv_heads 3"),
+        "{e}"
+    );
+}
+
+/// Half-split RoPE is adjacent RoPE with each head's q and k rows
+/// interleaved (element i ↔ 2i, element i + d/2 ↔ 2i+1): the same model up
+/// to the order of the dot products' sums.
+#[test]
+fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
+    use wafer_compiler::{Config, RopePairs, Tensor};
+    let half = Config {
+        dim: 32,
+        hidden_dim: 40,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        vocab_size: 30,
+        seq_len: 16,
+        rope_theta: 10000.0,
+        rope_pairs: RopePairs::HalfSplit,
+        norm_eps: 1e-5,
+    };
+    let adjacent = Config {
+        rope_pairs: RopePairs::Adjacent,
+        ..half.clone()
+    };
+    let w = random_weights(&half, 3);
+    let mut inter = w.clone();
+    let hs = half.head_size();
+    for l in 0..half.n_layers {
+        for proj in ["wq", "wk"] {
+            let name = format!("layers.{l}.attention.{proj}.weight");
+            let t = &w.tensors[&name];
+            let rows = t.shape[0];
+            let mut data = t.data.clone();
+            for head in 0..rows / hs {
+                for i in 0..hs / 2 {
+                    for (to, from) in [(2 * i, i), (2 * i + 1, i + hs / 2)] {
+                        let (dst, src) =
+                            ((head * hs + to) * half.dim, (head * hs + from) * half.dim);
+                        data[dst..dst + half.dim].copy_from_slice(&t.data[src..src + half.dim]);
+                    }
+                }
+            }
+            inter.tensors.insert(
+                name,
+                Tensor {
+                    shape: t.shape.clone(),
+                    data,
+                },
+            );
+        }
+    }
+    let (a, b) = (
+        reference::Model::load(&w, &half).unwrap(),
+        reference::Model::load(&inter, &adjacent).unwrap(),
+    );
+    let (mut ca, mut cb) = (
+        reference::KvCache::new(&half),
+        reference::KvCache::new(&adjacent),
+    );
+    for (pos, token) in [1u32, 9, 4, 28, 15].into_iter().enumerate() {
+        let (la, lb) = (
+            a.forward(token, pos, &mut ca),
+            b.forward(token, pos, &mut cb),
+        );
+        for (x, y) in la.iter().zip(&lb) {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + x.abs()),
+                "position {pos}: {x} vs {y}"
+            );
+        }
+    }
 }
