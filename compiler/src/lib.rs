@@ -1,11 +1,13 @@
 //! The compiler from transformer checkpoints to wafer Programs.
 //!
-//! So far: the model front end for llama2.c checkpoints and tokenizers
-//! ([`llama2c`], [`tokenizer`]), the model description shared by every front
+//! So far: the model front ends for llama2.c checkpoints and tokenizers
+//! ([`llama2c`], [`tokenizer`]) and Hugging Face Llama-family directories
+//! ([`hf`]), the model description shared by every front
 //! end ([`model`]), and the plain CPU reference forward pass ([`reference`])
 //! that the emulated decode will be checked against. The graph IR,
 //! placement, routing, SRAM planning and codegen are not written yet.
 
+pub mod hf;
 pub mod llama2c;
 pub mod model;
 pub mod reference;

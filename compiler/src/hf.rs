@@ -1,0 +1,119 @@
+//! Hugging Face Llama-family checkpoints: a directory with `config.json` and
+//! `model.safetensors`, or shards listed in `model.safetensors.index.json`.
+//! Tensors in f32, f16 or bf16 are widened to f32 and renamed to the Llama
+//! names the model code fetches (`model.layers.0.self_attn.q_proj.weight` →
+//! `layers.0.attention.wq.weight`). Without `lm_head.weight` the classifier
+//! is the embedding (tied).
+
+use crate::model::{Config, ModelError, Tensor, Weights};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Our name for a Hugging Face tensor name, if the model uses it.
+pub fn our_name(hf: &str) -> Option<String> {
+    if let Some(rest) = hf.strip_prefix("model.layers.") {
+        let (layer, tail) = rest.split_once('.')?;
+        let ours = match tail {
+            "input_layernorm.weight" => "attention_norm.weight",
+            "self_attn.q_proj.weight" => "attention.wq.weight",
+            "self_attn.k_proj.weight" => "attention.wk.weight",
+            "self_attn.v_proj.weight" => "attention.wv.weight",
+            "self_attn.o_proj.weight" => "attention.wo.weight",
+            "post_attention_layernorm.weight" => "ffn_norm.weight",
+            "mlp.gate_proj.weight" => "feed_forward.w1.weight",
+            "mlp.up_proj.weight" => "feed_forward.w3.weight",
+            "mlp.down_proj.weight" => "feed_forward.w2.weight",
+            _ => return None,
+        };
+        return Some(format!("layers.{layer}.{ours}"));
+    }
+    Some(
+        match hf {
+            "model.embed_tokens.weight" => "tok_embeddings.weight",
+            "model.norm.weight" => "norm.weight",
+            "lm_head.weight" => "output.weight",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// Load a Hugging Face model directory.
+pub fn load(dir: &Path) -> Result<(Config, Weights), ModelError> {
+    let format = |file: &Path, message: String| ModelError::Format {
+        file: file.display().to_string(),
+        message,
+    };
+    let read =
+        |file: &Path| std::fs::read(file).map_err(|e| format(file, format!("cannot read: {e}")));
+    let config_path = dir.join("config.json");
+    let text = String::from_utf8(read(&config_path)?)
+        .map_err(|_| format(&config_path, "not UTF-8".into()))?;
+    let config = Config::from_hf_json(&text, &config_path.display().to_string())?;
+    let index = dir.join("model.safetensors.index.json");
+    let files: Vec<String> = if index.exists() {
+        let v: serde_json::Value = serde_json::from_slice(&read(&index)?)
+            .map_err(|e| format(&index, format!("not JSON: {e}")))?;
+        let map = v
+            .get("weight_map")
+            .and_then(serde_json::Value::as_object)
+            .ok_or_else(|| format(&index, "no `weight_map` object".into()))?;
+        let set: BTreeSet<String> = map
+            .values()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
+        set.into_iter().collect()
+    } else {
+        vec!["model.safetensors".to_string()]
+    };
+    let mut weights = Weights {
+        tensors: Default::default(),
+        source: dir.display().to_string(),
+    };
+    for f in files {
+        let path = dir.join(&f);
+        let bytes = read(&path)?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| format(&path, format!("not a safetensors file: {e}")))?;
+        for (name, view) in st.tensors() {
+            let Some(ours) = our_name(&name) else {
+                continue;
+            };
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
+                    .collect(),
+                other => {
+                    return Err(format(
+                        &path,
+                        format!("tensor `{name}` is {other:?}; wafer reads f32, f16 and bf16"),
+                    ));
+                }
+            };
+            weights.tensors.insert(
+                ours,
+                Tensor {
+                    shape: view.shape().to_vec(),
+                    data: values,
+                },
+            );
+        }
+    }
+    if !weights.tensors.contains_key("output.weight")
+        && let Some(emb) = weights.tensors.get("tok_embeddings.weight").cloned()
+    {
+        weights.tensors.insert("output.weight".into(), emb);
+    }
+    Ok((config, weights))
+}

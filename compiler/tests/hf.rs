@@ -1,0 +1,190 @@
+//! The Hugging Face front end on a small Llama written by the test itself.
+
+use safetensors::{Dtype, tensor::TensorView};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use wafer_compiler::{Config, RopePairs, hf, reference};
+
+fn config() -> Config {
+    Config {
+        dim: 16,
+        hidden_dim: 24,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        vocab_size: 20,
+        seq_len: 32,
+        rope_theta: 10000.0,
+        rope_pairs: RopePairs::HalfSplit,
+        norm_eps: 1e-6,
+    }
+}
+
+/// Seeded values for every tensor, by Hugging Face name and shape.
+fn tensors(c: &Config) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let mut seed = 11u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.6
+    };
+    let mut out = BTreeMap::new();
+    let mut put = |name: String, shape: Vec<usize>| {
+        let n = shape.iter().product();
+        out.insert(name, (shape, (0..n).map(|_| next()).collect()));
+    };
+    let (d, kv, h, v) = (c.dim, c.kv_dim(), c.hidden_dim, c.vocab_size);
+    put("model.embed_tokens.weight".into(), vec![v, d]);
+    for l in 0..c.n_layers {
+        let p = format!("model.layers.{l}");
+        put(format!("{p}.input_layernorm.weight"), vec![d]);
+        put(format!("{p}.self_attn.q_proj.weight"), vec![d, d]);
+        put(format!("{p}.self_attn.k_proj.weight"), vec![kv, d]);
+        put(format!("{p}.self_attn.v_proj.weight"), vec![kv, d]);
+        put(format!("{p}.self_attn.o_proj.weight"), vec![d, d]);
+        put(format!("{p}.post_attention_layernorm.weight"), vec![d]);
+        put(format!("{p}.mlp.gate_proj.weight"), vec![h, d]);
+        put(format!("{p}.mlp.up_proj.weight"), vec![h, d]);
+        put(format!("{p}.mlp.down_proj.weight"), vec![d, h]);
+    }
+    put("model.norm.weight".into(), vec![d]);
+    out
+}
+
+fn write_dir(name: &str, c: &Config, dtype: Dtype, shards: usize) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!(
+            r#"{{"hidden_size": {}, "intermediate_size": {}, "num_hidden_layers": {}, "num_attention_heads": {}, "num_key_value_heads": {}, "vocab_size": {}, "max_position_embeddings": {}, "rope_theta": {}, "rms_norm_eps": {}}}"#,
+            c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len, c.rope_theta, c.norm_eps
+        ),
+    )
+    .unwrap();
+    let all = tensors(c);
+    let encode = |v: &[f32]| -> Vec<u8> {
+        match dtype {
+            Dtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Dtype::BF16 => v
+                .iter()
+                .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+                .collect(),
+            _ => v
+                .iter()
+                .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                .collect(),
+        }
+    };
+    let bytes: BTreeMap<String, (Vec<usize>, Vec<u8>)> = all
+        .iter()
+        .map(|(n, (s, v))| (n.clone(), (s.clone(), encode(v))))
+        .collect();
+    let names: Vec<&String> = bytes.keys().collect();
+    let mut weight_map = serde_json::Map::new();
+    for shard in 0..shards {
+        let file = if shards == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{shard}.safetensors")
+        };
+        let views: Vec<(String, TensorView)> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % shards == shard)
+            .map(|(_, n)| {
+                (
+                    (*n).clone(),
+                    TensorView::new(dtype, bytes[*n].0.clone(), &bytes[*n].1).unwrap(),
+                )
+            })
+            .collect();
+        for (n, _) in &views {
+            weight_map.insert(n.clone(), serde_json::Value::String(file.clone()));
+        }
+        std::fs::write(
+            dir.join(&file),
+            safetensors::serialize(views, &None).unwrap(),
+        )
+        .unwrap();
+    }
+    if shards > 1 {
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            serde_json::json!({ "weight_map": weight_map }).to_string(),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// The reference model built straight from the values the test wrote.
+fn direct(c: &Config, round: fn(f32) -> f32) -> reference::Model {
+    let mut w = wafer_compiler::Weights::default();
+    for (name, (shape, values)) in tensors(c) {
+        let data = values.iter().map(|v| round(*v)).collect();
+        w.tensors.insert(
+            hf::our_name(&name).unwrap(),
+            wafer_compiler::Tensor { shape, data },
+        );
+    }
+    w.tensors.insert(
+        "output.weight".into(),
+        w.tensors["tok_embeddings.weight"].clone(),
+    );
+    reference::Model::load(&w, c).unwrap()
+}
+
+fn logits(m: &reference::Model) -> Vec<Vec<f32>> {
+    let mut cache = reference::KvCache::new(&m.config);
+    [1u32, 7, 3, 19]
+        .iter()
+        .enumerate()
+        .map(|(pos, t)| m.forward(*t, pos, &mut cache))
+        .collect()
+}
+
+#[test]
+fn a_written_llama_loads_and_runs_like_its_weights() {
+    let c = config();
+    for (name, dtype, shards, round) in [
+        ("hf_f32", Dtype::F32, 1, (|x| x) as fn(f32) -> f32),
+        ("hf_bf16_sharded", Dtype::BF16, 3, |x| {
+            half::bf16::from_f32(x).to_f32()
+        }),
+        ("hf_f16", Dtype::F16, 1, |x| half::f16::from_f32(x).to_f32()),
+    ] {
+        let dir = write_dir(name, &c, dtype, shards);
+        let (loaded_config, w) = hf::load(&dir).unwrap();
+        assert_eq!(loaded_config, c);
+        let model = reference::Model::load(&w, &loaded_config).unwrap();
+        assert_eq!(logits(&model), logits(&direct(&c, round)), "{name}");
+    }
+}
+
+#[test]
+fn a_bad_directory_names_the_file_and_the_tensor() {
+    let c = config();
+    let dir = write_dir("hf_bad", &c, Dtype::F32, 1);
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let e = hf::load(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("cannot read"),
+        "{e}"
+    );
+    // A config whose shapes disagree with the tensors: the model names one.
+    let dir = write_dir("hf_mismatch", &c, Dtype::F32, 1);
+    let text = std::fs::read_to_string(dir.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 24", "\"intermediate_size\": 30");
+    std::fs::write(dir.join("config.json"), text).unwrap();
+    let (c2, w) = hf::load(&dir).unwrap();
+    let e = reference::Model::load(&w, &c2).err().unwrap().to_string();
+    assert!(
+        e.contains("hf_mismatch")
+            && e.contains("feed_forward.w1.weight")
+            && e.contains("expected [30, 16]"),
+        "{e}"
+    );
+}
