@@ -385,3 +385,44 @@ fn kernel_runs_a_ring_allreduce() {
     ]);
     assert!(e.contains("ring is for the standalone allreduce"), "{e}");
 }
+
+#[test]
+fn model_reports_size_and_fit() {
+    let j = json(&ok(&[
+        "model",
+        "llama-3.1-8b",
+        "--arch",
+        "wse3",
+        "--dtype",
+        "bf16",
+        "--max-context",
+        "8192",
+        "--json",
+    ]));
+    assert_eq!(j["params"], 8_030_261_248u64);
+    assert_eq!(j["weight_bytes"], 16_060_522_496u64);
+    // 2 (k and v) × 32 layers × 1024 (8 KV heads of 128) × 2 bytes.
+    assert_eq!(j["kv_bytes_per_token"], 131_072);
+    assert_eq!(j["fits"], true);
+    let out = ok(&[
+        "model",
+        "llama-3.1-8b",
+        "--arch",
+        "wse3",
+        "--grid",
+        "100x100",
+    ]);
+    assert!(
+        out.contains("fit       no:")
+            && out.contains("10000 PEs")
+            && out.contains("a larger machine"),
+        "{out}"
+    );
+    let out = ok(&["model", "../shared/models/stories260K.bin"]);
+    assert!(out.contains("llama2.c") && out.contains("dim 64"), "{out}");
+    let e = fails(&["model", "llama-9b"]);
+    assert!(
+        e.contains("neither a built-in model") && e.contains("llama-3.1-8b"),
+        "{e}"
+    );
+}

@@ -50,7 +50,7 @@ pub fn load(dir: &Path) -> Result<(Config, Weights), ModelError> {
     let config_path = dir.join("config.json");
     let text = String::from_utf8(read(&config_path)?)
         .map_err(|_| format(&config_path, "not UTF-8".into()))?;
-    let config = Config::from_hf_json(&text, &config_path.display().to_string())?;
+    let mut config = Config::from_hf_json(&text, &config_path.display().to_string())?;
     let index = dir.join("model.safetensors.index.json");
     let files: Vec<String> = if index.exists() {
         let v: serde_json::Value = serde_json::from_slice(&read(&index)?)
@@ -113,7 +113,48 @@ pub fn load(dir: &Path) -> Result<(Config, Weights), ModelError> {
     if !weights.tensors.contains_key("output.weight")
         && let Some(emb) = weights.tensors.get("tok_embeddings.weight").cloned()
     {
+        // The files decide: no separate classifier means a tied one.
         weights.tensors.insert("output.weight".into(), emb);
+        config.tied_embeddings = true;
     }
     Ok((config, weights))
+}
+
+/// Whether the directory holds a separate classifier (`lm_head.weight`),
+/// reading only the shard index or the safetensors header, not the tensors.
+pub fn has_lm_head(dir: &Path) -> Result<bool, ModelError> {
+    let format = |file: &Path, message: String| ModelError::Format {
+        file: file.display().to_string(),
+        message,
+    };
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text =
+            std::fs::read(&index).map_err(|e| format(&index, format!("cannot read: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| format(&index, format!("not JSON: {e}")))?;
+        return Ok(v
+            .get("weight_map")
+            .and_then(|m| m.get("lm_head.weight"))
+            .is_some());
+    }
+    let path = dir.join("model.safetensors");
+    let mut file =
+        std::fs::File::open(&path).map_err(|e| format(&path, format!("cannot read: {e}")))?;
+    let mut len = [0u8; 8];
+    std::io::Read::read_exact(&mut file, &mut len)
+        .map_err(|e| format(&path, format!("no safetensors header: {e}")))?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 {
+        return Err(format(
+            &path,
+            format!("a {n}-byte header is not plausible; is this a safetensors file?"),
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    std::io::Read::read_exact(&mut file, &mut header)
+        .map_err(|e| format(&path, format!("truncated header: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| format(&path, format!("header is not JSON: {e}")))?;
+    Ok(v.get("lm_head.weight").is_some())
 }

@@ -61,6 +61,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<(Config, Weights), ModelError> 
         rope_theta: 10000.0,
         rope_pairs: crate::RopePairs::Adjacent,
         norm_eps: 1e-5,
+        tied_embeddings: shared,
     };
     cfg.validate()
         .map_err(|m| err(format!("inconsistent header: {m}")))?;

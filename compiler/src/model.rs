@@ -21,6 +21,8 @@ pub struct Config {
     /// Which elements RoPE rotates together.
     pub rope_pairs: RopePairs,
     pub norm_eps: f32,
+    /// The classifier is the token embedding (one matrix, not two).
+    pub tied_embeddings: bool,
 }
 
 /// RoPE's pairing: llama2.c rotates adjacent elements `(2i, 2i+1)` of each
@@ -43,34 +45,42 @@ pub const BUILT_IN: [&str; 4] = [
 impl Config {
     /// A built-in config by name (see [`BUILT_IN`]).
     pub fn built_in(name: &str) -> Option<Config> {
-        let llama =
-            |dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len, rope_theta| {
-                Config {
-                    dim,
-                    hidden_dim,
-                    n_layers,
-                    n_heads,
-                    n_kv_heads,
-                    vocab_size,
-                    seq_len,
-                    rope_theta,
-                    rope_pairs: RopePairs::HalfSplit,
-                    norm_eps: 1e-5,
-                }
-            };
+        let llama = |dim,
+                     hidden_dim,
+                     n_layers,
+                     n_heads,
+                     n_kv_heads,
+                     vocab_size,
+                     seq_len,
+                     rope_theta,
+                     tied_embeddings| {
+            Config {
+                dim,
+                hidden_dim,
+                n_layers,
+                n_heads,
+                n_kv_heads,
+                vocab_size,
+                seq_len,
+                rope_theta,
+                rope_pairs: RopePairs::HalfSplit,
+                norm_eps: 1e-5,
+                tied_embeddings,
+            }
+        };
         Some(match name {
             // meta-llama/Llama-3.1-8B: RoPE scaling (llama3) is not modelled.
-            "llama-3.1-8b" => llama(4096, 14336, 32, 32, 8, 128256, 131072, 500000.0),
-            "llama-3.2-1b" => llama(2048, 8192, 16, 32, 8, 128256, 131072, 500000.0),
-            "tinyllama-1.1b" => llama(2048, 5632, 22, 32, 4, 32000, 2048, 10000.0),
-            "smollm2-135m" => llama(576, 1536, 30, 9, 3, 49152, 8192, 100000.0),
+            "llama-3.1-8b" => llama(4096, 14336, 32, 32, 8, 128256, 131072, 500000.0, false),
+            "llama-3.2-1b" => llama(2048, 8192, 16, 32, 8, 128256, 131072, 500000.0, true),
+            "tinyllama-1.1b" => llama(2048, 5632, 22, 32, 4, 32000, 2048, 10000.0, false),
+            "smollm2-135m" => llama(576, 1536, 30, 9, 3, 49152, 8192, 100000.0, true),
             _ => return None,
         })
     }
 
-    /// Parameters (weights) of the model, embedding and classifier counted
-    /// once each.
-    pub fn n_params(&self, tied_embeddings: bool) -> u64 {
+    /// Parameters (weights) of the model; a tied classifier counts once.
+    pub fn n_params(&self) -> u64 {
+        let tied_embeddings = self.tied_embeddings;
         let (d, kv, h, v, l) = (
             self.dim as u64,
             self.kv_dim() as u64,
@@ -117,6 +127,10 @@ impl Config {
                 .get("rms_norm_eps")
                 .and_then(serde_json::Value::as_f64)
                 .unwrap_or(1e-5) as f32,
+            tied_embeddings: v
+                .get("tie_word_embeddings")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
         };
         c.validate()
             .map_err(|m| err(format!("inconsistent config: {m}")))?;

@@ -17,6 +17,7 @@ fn config() -> Config {
         rope_theta: 10000.0,
         rope_pairs: RopePairs::HalfSplit,
         norm_eps: 1e-6,
+        tied_embeddings: true,
     }
 }
 
@@ -156,6 +157,10 @@ fn a_written_llama_loads_and_runs_like_its_weights() {
         ("hf_f16", Dtype::F16, 1, |x| half::f16::from_f32(x).to_f32()),
     ] {
         let dir = write_dir(name, &c, dtype, shards);
+        assert!(
+            !hf::has_lm_head(&dir).unwrap(),
+            "{name}: no lm_head was written"
+        );
         let (loaded_config, w) = hf::load(&dir).unwrap();
         assert_eq!(loaded_config, c);
         let model = reference::Model::load(&w, &loaded_config).unwrap();

@@ -180,6 +180,7 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         rope_theta: 10000.0,
         rope_pairs: wafer_compiler::RopePairs::Adjacent,
         norm_eps: 1e-5,
+        tied_embeddings: false,
     };
     let mha = wafer_compiler::Config {
         n_kv_heads: 4,
@@ -248,11 +249,11 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
 fn built_in_configs_have_the_published_sizes() {
     use wafer_compiler::Config;
     assert_eq!(
-        Config::built_in("llama-3.1-8b").unwrap().n_params(false),
+        Config::built_in("llama-3.1-8b").unwrap().n_params(),
         8_030_261_248
     );
     assert_eq!(
-        Config::built_in("llama-3.2-1b").unwrap().n_params(true),
+        Config::built_in("llama-3.2-1b").unwrap().n_params(),
         1_235_814_400
     );
     for name in wafer_compiler::model::BUILT_IN {
@@ -307,6 +308,7 @@ fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
         rope_theta: 10000.0,
         rope_pairs: RopePairs::HalfSplit,
         norm_eps: 1e-5,
+        tied_embeddings: false,
     };
     let adjacent = Config {
         rope_pairs: RopePairs::Adjacent,

@@ -3,6 +3,7 @@
 mod arch;
 mod asm;
 mod kernel;
+mod model;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,10 @@ pub enum Command {
     /// Run one kernel on its own with seeded random inputs, check it against
     /// its reference, and compare measured with predicted cycles.
     Kernel(kernel::KernelArgs),
+    /// A model's size against a machine: parameters, weight and KV-cache
+    /// bytes, and whether they fit in SRAM (a built-in name, a llama2.c
+    /// checkpoint or a Hugging Face directory).
+    Model(model::ModelArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -41,6 +46,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Disasm(a) => asm::disasm(a),
         Command::Arch(a) => arch::arch(a),
         Command::Kernel(a) => kernel::kernel(a),
+        Command::Model(a) => model::model(a),
     }
 }
 

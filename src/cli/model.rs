@@ -1,0 +1,127 @@
+use anyhow::bail;
+use clap::Args;
+use serde_json::json;
+use std::path::Path;
+use wafer_compiler::{Config, hf, llama2c};
+
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// A built-in name (llama-3.1-8b, llama-3.2-1b, tinyllama-1.1b, smollm2-135m),
+    /// a llama2.c .bin checkpoint, or a Hugging Face model directory.
+    pub model: String,
+    /// Machine: wse2, wse3, or a TOML/JSON machine file.
+    #[arg(long, default_value = "wse3")]
+    pub arch: String,
+    /// Use only COLSxROWS PEs of the machine.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// Bytes per weight and cached key/value: f32, f16 or bf16.
+    #[arg(long, default_value = "bf16")]
+    pub dtype: String,
+    /// Positions the KV cache must hold (default: the model's, at most 8192).
+    #[arg(long)]
+    pub max_context: Option<usize>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A model's config from a built-in name, a checkpoint or a directory.
+pub fn config(spec: &str) -> anyhow::Result<(Config, String)> {
+    if let Some(c) = Config::built_in(spec) {
+        return Ok((c, format!("{spec} (built-in)")));
+    }
+    let path = Path::new(spec);
+    if path.is_dir() {
+        let text = std::fs::read_to_string(path.join("config.json"))?;
+        let mut c = Config::from_hf_json(&text, &path.join("config.json").display().to_string())?;
+        c.tied_embeddings |= !hf::has_lm_head(path)?;
+        return Ok((c, format!("{spec} (Hugging Face)")));
+    }
+    if path.exists() {
+        let (c, _) = llama2c::load(path)?;
+        return Ok((c, format!("{spec} (llama2.c)")));
+    }
+    bail!(
+        "`{spec}` is neither a built-in model ({}) nor an existing file or directory",
+        wafer_compiler::model::BUILT_IN.join(", ")
+    )
+}
+
+pub fn model(a: ModelArgs) -> anyhow::Result<()> {
+    let arch = super::machine(&a.arch, a.grid.as_deref())?;
+    let (c, name) = config(&a.model)?;
+    let bytes_per = match a.dtype.as_str() {
+        "f32" => 4u64,
+        "f16" | "bf16" => 2,
+        other => bail!("--dtype `{other}`: use f32, f16 or bf16"),
+    };
+    let context = a.max_context.unwrap_or(c.seq_len.min(8192)) as u64;
+    let params = c.n_params();
+    let weights = params * bytes_per;
+    let kv_per_token = 2 * c.n_layers as u64 * c.kv_dim() as u64 * bytes_per;
+    let need = weights + kv_per_token * context;
+    let sram = arch.n_pes() * arch.sram_bytes as u64;
+    let pes_needed = need.div_ceil(arch.sram_bytes as u64);
+    let fits = need <= sram;
+    let gb = |b: u64| b as f64 / 1e9;
+    if a.json {
+        let out = json!({
+            "model": name, "dim": c.dim, "layers": c.n_layers, "heads": c.n_heads, "kv_heads": c.n_kv_heads,
+            "vocab": c.vocab_size, "params": params, "dtype": a.dtype, "weight_bytes": weights,
+            "kv_bytes_per_token": kv_per_token, "context": context, "bytes_needed": need,
+            "pes_needed": pes_needed, "arch": arch.name, "pes": arch.n_pes(), "sram_bytes": sram, "fits": fits,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("model     {name}: {c}");
+    println!(
+        "params    {:.3} B{}",
+        params as f64 / 1e9,
+        if c.tied_embeddings {
+            " (classifier tied to the embedding)"
+        } else {
+            ""
+        }
+    );
+    println!("weights   {:.2} GB in {}", gb(weights), a.dtype);
+    println!(
+        "kv cache  {} KiB per token, {:.2} GB for {context} positions",
+        kv_per_token / 1024,
+        gb(kv_per_token * context)
+    );
+    println!(
+        "machine   {}: {} PEs × {} KiB = {:.2} GB of SRAM",
+        arch.name,
+        arch.n_pes(),
+        arch.sram_bytes / 1024,
+        gb(sram)
+    );
+    if fits {
+        println!(
+            "fit       yes: weights and KV cache need at least {pes_needed} PEs ({:.1}% of the machine), before code, activations and buffers",
+            100.0 * pes_needed as f64 / arch.n_pes() as f64
+        );
+    } else {
+        let ctx_fit = sram.saturating_sub(weights) / kv_per_token.max(1);
+        println!(
+            "fit       no: {:.2} GB needs {pes_needed} PEs; the machine has {} PEs ({:.2} GB). {}{}a larger machine ({:.1} of these)",
+            gb(need),
+            arch.n_pes(),
+            gb(sram),
+            if bytes_per == 4 {
+                "Try 16-bit weights, "
+            } else {
+                "Try "
+            },
+            if weights < sram {
+                format!("a context of at most {ctx_fit} positions, or ")
+            } else {
+                String::new()
+            },
+            need as f64 / sram as f64
+        );
+    }
+    Ok(())
+}
