@@ -4,10 +4,12 @@
 //! ([`llama2c`], [`tokenizer`]) and Hugging Face Llama-family directories
 //! ([`hf`]), the model description shared by every front
 //! end ([`model`]), and the plain CPU reference forward pass ([`reference`])
-//! that the emulated decode will be checked against. The graph IR,
-//! placement, routing, SRAM planning and codegen are not written yet.
+//! that the emulated decode will be checked against, and the graph [`ir`]
+//! of a decode step (printed, parsed, verified, interpreted). Placement,
+//! routing, SRAM planning and codegen are not written yet.
 
 pub mod hf;
+pub mod ir;
 pub mod llama2c;
 pub mod model;
 pub mod reference;

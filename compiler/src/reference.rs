@@ -5,13 +5,13 @@
 use crate::model::{Config, ModelError, RopePairs, Tensor, Weights};
 
 /// `W·x` for `W` of shape `[out, in]`.
-fn matvec(w: &Tensor, x: &[f32]) -> Vec<f32> {
+pub(crate) fn matvec(w: &Tensor, x: &[f32]) -> Vec<f32> {
     (0..w.shape[0])
         .map(|i| w.row(i).iter().zip(x).map(|(a, b)| a * b).sum())
         .collect()
 }
 
-fn rmsnorm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+pub(crate) fn rmsnorm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
     let ss = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32 + eps;
     let inv = 1.0 / ss.sqrt();
     x.iter().zip(weight).map(|(v, w)| w * (v * inv)).collect()
@@ -31,7 +31,7 @@ fn softmax(x: &mut [f32]) {
 
 /// Rotate pair `i` of each head by `pos · θ^(−2i/head_size)`; the pairs are
 /// `(2i, 2i+1)` or `(i, i + head_size/2)`.
-fn rope(x: &mut [f32], pos: usize, head_size: usize, theta: f32, pairs: RopePairs) {
+pub(crate) fn rope(x: &mut [f32], pos: usize, head_size: usize, theta: f32, pairs: RopePairs) {
     for head in x.chunks_exact_mut(head_size) {
         for i in 0..head_size / 2 {
             let freq = 1.0 / theta.powf((2 * i) as f32 / head_size as f32);
@@ -83,8 +83,8 @@ pub struct Model {
 
 /// Keys and values of every layer for positions `0..len`.
 pub struct KvCache {
-    keys: Vec<Vec<Vec<f32>>>,
-    values: Vec<Vec<Vec<f32>>>,
+    pub(crate) keys: Vec<Vec<Vec<f32>>>,
+    pub(crate) values: Vec<Vec<Vec<f32>>>,
 }
 
 impl KvCache {
@@ -130,32 +130,53 @@ impl Attention {
         rope(&mut k, pos, hs, self.theta, self.pairs);
         keys.push(k);
         values.push(v);
-        let group = self.n_heads / self.n_kv_heads;
-        let mut out = vec![0.0; q.len()];
-        for h in 0..self.n_heads {
-            let (qh, kvh) = (&q[h * hs..(h + 1) * hs], h / group);
-            let mut att: Vec<f32> = keys
-                .iter()
-                .map(|k| {
-                    qh.iter()
-                        .zip(&k[kvh * hs..(kvh + 1) * hs])
-                        .map(|(a, b)| a * b)
-                        .sum::<f32>()
-                        / (hs as f32).sqrt()
-                })
-                .collect();
-            softmax(&mut att);
-            for (a, v) in att.iter().zip(values.iter()) {
-                for (o, vi) in out[h * hs..(h + 1) * hs]
-                    .iter_mut()
-                    .zip(&v[kvh * hs..(kvh + 1) * hs])
-                {
-                    *o += a * vi;
-                }
-            }
-        }
+        let out = attend(&q, keys, values, self.n_heads, self.n_kv_heads, hs);
         matvec(&self.wo, &out)
     }
+}
+
+/// Attention of one position's queries over a layer's cached keys and
+/// values (this position's included): per head, softmax of `q·k / √hs`
+/// over positions, then the weighted sum of values. Query head `h` reads KV
+/// head `h / (n_heads / n_kv_heads)`.
+pub(crate) fn attend(
+    q: &[f32],
+    keys: &[Vec<f32>],
+    values: &[Vec<f32>],
+    n_heads: usize,
+    n_kv_heads: usize,
+    hs: usize,
+) -> Vec<f32> {
+    let group = n_heads / n_kv_heads;
+    let mut out = vec![0.0; q.len()];
+    for h in 0..n_heads {
+        let (qh, kvh) = (&q[h * hs..(h + 1) * hs], h / group);
+        let mut att: Vec<f32> = keys
+            .iter()
+            .map(|k| {
+                qh.iter()
+                    .zip(&k[kvh * hs..(kvh + 1) * hs])
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>()
+                    / (hs as f32).sqrt()
+            })
+            .collect();
+        softmax(&mut att);
+        for (a, v) in att.iter().zip(values.iter()) {
+            for (o, vi) in out[h * hs..(h + 1) * hs]
+                .iter_mut()
+                .zip(&v[kvh * hs..(kvh + 1) * hs])
+            {
+                *o += a * vi;
+            }
+        }
+    }
+    out
+}
+
+/// `silu(g) · u`, elementwise.
+pub(crate) fn silu(g: f32) -> f32 {
+    g * (1.0 / (1.0 + (-g).exp()))
 }
 
 impl Mlp {
