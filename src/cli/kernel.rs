@@ -601,12 +601,25 @@ fn run_vector(spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
     })
 }
 
-/// Cycles of a generated kernel on its default inputs.
-fn run_cycles(frag: &wafer_kernels::Fragment, arch: &Arch) -> anyhow::Result<u64> {
-    Ok(frag
+/// One row of the report: kernel, machine, rectangle, measured and
+/// predicted cycles.
+type Row = (String, String, (u32, u32), u64, u64);
+
+/// Run a generated kernel on its default inputs and record its row.
+fn record(
+    rows: &mut Vec<Row>,
+    arch: &Arch,
+    what: String,
+    rect: (u32, u32),
+    frag: &wafer_kernels::Fragment,
+    predicted: u64,
+) -> anyhow::Result<()> {
+    let cycles = frag
         .run(arch, &frag.default_inputs(), &RunConfig::default())?
         .1
-        .cycles)
+        .cycles;
+    rows.push((what, arch.name.clone(), rect, cycles, predicted));
+    Ok(())
 }
 
 /// Every kernel at a few sizes on both presets: measured vs predicted.
@@ -653,15 +666,14 @@ fn report(json: bool) -> anyhow::Result<()> {
                     strategy: Strategy::Tree { k: 2 },
                     seed: 1,
                 };
-                let frag = collective::generate(&spec, &arch)?;
-                let cycles = run_cycles(&frag, &arch)?;
-                rows.push((
+                record(
+                    &mut rows,
+                    &arch,
                     format!("{name} n={n} rows tree:2"),
-                    arch.name.clone(),
                     (w, h),
-                    cycles,
+                    &collective::generate(&spec, &arch)?,
                     collective::cost(&spec, &arch),
-                ));
+                )?;
             }
         }
         for (n, w) in [(64, 8), (1024, 16)] {
@@ -675,14 +687,14 @@ fn report(json: bool) -> anyhow::Result<()> {
                 strategy: Strategy::Ring,
                 seed: 1,
             };
-            let cycles = run_cycles(&collective::generate(&spec, &arch)?, &arch)?;
-            rows.push((
+            record(
+                &mut rows,
+                &arch,
                 format!("allreduce n={n} rows ring"),
-                arch.name.clone(),
                 (w, 2),
-                cycles,
+                &collective::generate(&spec, &arch)?,
                 collective::cost(&spec, &arch),
-            ));
+            )?;
         }
         for (kv, d, g, ctx, pos, h) in [(2, 64, 4, 256, 200, 8), (1, 128, 8, 1024, 1000, 64)] {
             let spec = AttentionSpec {
@@ -695,15 +707,14 @@ fn report(json: bool) -> anyhow::Result<()> {
                 strategy: Strategy::Tree { k: 2 },
                 seed: 1,
             };
-            let frag = attention::generate(&spec, &arch)?;
-            let cycles = run_cycles(&frag, &arch)?;
-            rows.push((
+            record(
+                &mut rows,
+                &arch,
                 format!("attention kv={kv} d={d} g={g} pos={pos}/{ctx}"),
-                arch.name.clone(),
                 (kv, h),
-                cycles,
+                &attention::generate(&spec, &arch)?,
                 attention::cost(&spec, &arch),
-            ));
+            )?;
         }
         for (heads, d, h) in [(4, 64, 4), (32, 128, 32)] {
             let spec = RopeSpec {
@@ -714,15 +725,14 @@ fn report(json: bool) -> anyhow::Result<()> {
                 pos: 100,
                 h,
             };
-            let frag = rope::generate(&spec, &arch)?;
-            let cycles = run_cycles(&frag, &arch)?;
-            rows.push((
+            record(
+                &mut rows,
+                &arch,
                 format!("rope {heads}x{d}"),
-                arch.name.clone(),
                 (1, h),
-                cycles,
+                &rope::generate(&spec, &arch)?,
                 rope::cost(&spec, &arch),
-            ));
+            )?;
         }
         for (vocab, dim, w, h) in [(512, 64, 4, 4), (32000, 4096, 128, 64)] {
             let spec = EmbeddingSpec {
@@ -735,15 +745,14 @@ fn report(json: bool) -> anyhow::Result<()> {
                 token: 1,
                 seed: 1,
             };
-            let frag = embedding::generate(&spec, &arch)?;
-            let cycles = run_cycles(&frag, &arch)?;
-            rows.push((
+            record(
+                &mut rows,
+                &arch,
                 format!("embedding {vocab}x{dim} f16"),
-                arch.name.clone(),
                 (w, h),
-                cycles,
+                &embedding::generate(&spec, &arch)?,
                 embedding::cost(&spec, &arch, 1),
-            ));
+            )?;
         }
         for (n, h) in [(512, 4), (32000, 64)] {
             let spec = ArgmaxSpec {
@@ -752,15 +761,14 @@ fn report(json: bool) -> anyhow::Result<()> {
                 strategy: Strategy::Tree { k: 2 },
                 seed: 1,
             };
-            let frag = argmax::generate(&spec, &arch)?;
-            let cycles = run_cycles(&frag, &arch)?;
-            rows.push((
+            record(
+                &mut rows,
+                &arch,
                 format!("argmax n={n}"),
-                arch.name.clone(),
                 (1, h),
-                cycles,
+                &argmax::generate(&spec, &arch)?,
                 argmax::cost(&spec, &arch),
-            ));
+            )?;
         }
         for (op, name) in VectorOp::ALL {
             for (n, h) in [(64, 4), (4096, 64)] {
