@@ -426,3 +426,20 @@ fn model_reports_size_and_fit() {
         "{e}"
     );
 }
+
+#[test]
+fn kernel_runs_a_transposed_gemv() {
+    let j = json(&ok(&[
+        "kernel",
+        "gemv",
+        "--shape",
+        "40x24",
+        "--rect",
+        "4x5",
+        "--transposed",
+        "--json",
+    ]));
+    assert_eq!(j["rect"], serde_json::json!([5, 4]));
+    assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{j}");
+    assert!(j["kernel"].as_str().unwrap().contains("transposed"), "{j}");
+}

@@ -208,13 +208,25 @@ fn row_reduce(s: &GemvSpec, m: u32) -> LineReduce {
 /// W as the generated program holds it (row-major `m × n`, rounded to the
 /// weights' dtype).
 pub fn weights(s: &GemvSpec, p: &Program) -> Vec<f32> {
+    weights_at(s, p, false)
+}
+
+/// [`weights`] of a [`Fragment::transposed`] GEMV: tile `(c, r)` sits at PE `(r, c)`.
+pub fn weights_transposed(s: &GemvSpec, p: &Program) -> Vec<f32> {
+    weights_at(s, p, true)
+}
+
+fn weights_at(s: &GemvSpec, p: &Program, transposed: bool) -> Vec<f32> {
     let (cols, rows) = (split(s.n, s.w), split(s.m, s.h));
     let mut w = vec![0.0; (s.m * s.n) as usize];
     for (c, (no, nt)) in cols.iter().enumerate() {
         for (r, (mo, mt)) in rows.iter().enumerate() {
-            let tile = p
-                .initial_values(Pe::new(c as u32, r as u32), "w")
-                .expect("every PE holds a tile");
+            let at = if transposed {
+                Pe::new(r as u32, c as u32)
+            } else {
+                Pe::new(c as u32, r as u32)
+            };
+            let tile = p.initial_values(at, "w").expect("every PE holds a tile");
             for i in 0..*mt {
                 for j in 0..*nt {
                     w[((mo + i) * s.n + no + j) as usize] = tile[(i * nt + j) as usize];

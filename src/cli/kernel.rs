@@ -44,6 +44,10 @@ pub struct KernelArgs {
     /// Attention: this step's position (the cache holds the positions before it).
     #[arg(long, default_value_t = 0)]
     pub pos: u32,
+    /// GEMV: mirror it across the diagonal (x from the west by rows, y out of
+    /// the south by columns), the orientation that chains after a GEMV.
+    #[arg(long)]
+    pub transposed: bool,
     /// RoPE: pair layout, adjacent (llama2.c) or half (Hugging Face).
     #[arg(long, default_value = "adjacent")]
     pub layout: String,
@@ -70,7 +74,7 @@ pub struct KernelArgs {
 
 const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the columns, partial sums reduced along rows
            --shape MxN (rows × columns)  --dtype f32|f16|bf16 (weights; x stored alike, sums in f32)
-           --rect WxH (PE columns × rows)  --strategy chain | tree | tree:K
+           --rect WxH (PE columns × rows)  --strategy chain | tree | tree:K  --transposed (x from the west, y to the south)
            (every kernel but the collectives picks its rectangle by its cost model when --rect is omitted)
 broadcast  a vector entering each line's start reaches every PE       --shape N (elements)  --rect WxH  --axis row|col|rect
 reduce     every PE's vector combined, out of each line's end         --shape N  --rect WxH  --axis  --combine add|max  --strategy
@@ -203,19 +207,35 @@ fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Re
         seed: a.seed,
     };
     let frag = gemv::generate(&spec, &arch)?;
+    let frag = if a.transposed {
+        frag.transposed()
+    } else {
+        frag
+    };
     let inputs = frag.default_inputs();
     let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
-    let want = gemv::reference(&spec, &gemv::weights(&spec, &frag.program), &inputs["x"]);
+    let want = gemv::reference(
+        &spec,
+        &if a.transposed {
+            gemv::weights_transposed(&spec, &frag.program)
+        } else {
+            gemv::weights(&spec, &frag.program)
+        },
+        &inputs["x"],
+    );
     if outs["y"] != want {
         bail!(
             "the emulator's y differs from the reference: a bug in the GEMV kernel or the engine"
         );
     }
     Ok(Report {
-        what: format!("gemv {m}x{n} {dtype}, {strategy} reduction"),
+        what: format!(
+            "gemv {m}x{n} {dtype}, {strategy} reduction{}",
+            if a.transposed { ", transposed" } else { "" }
+        ),
         predicted: gemv::cost(&spec, &arch),
         arch,
-        rect: (w, h),
+        rect: if a.transposed { (h, w) } else { (w, h) },
         picked,
         measured: run.cycles,
         values: want.len(),
