@@ -78,6 +78,53 @@ impl Tokenizer {
         piece.to_vec()
     }
 
+    /// Tokens for `text` (without BOS), as llama2.c's encoder makes them: a
+    /// leading space is added (sentencepiece's dummy prefix), each UTF-8
+    /// character becomes its token or, if it has none, one token per byte
+    /// (`<0xXX>`, ids 3..259), then the adjacent pair whose merged piece has
+    /// the highest score is merged until none is in the vocabulary.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let lookup: std::collections::HashMap<&[u8], u32> = self
+            .vocab
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_slice(), i as u32))
+            .collect();
+        let mut tokens: Vec<u32> = Vec::new();
+        let prefixed = if text.is_empty() {
+            String::new()
+        } else {
+            format!(" {text}")
+        };
+        for ch in prefixed.chars() {
+            let mut buf = [0u8; 4];
+            let bytes = ch.encode_utf8(&mut buf).as_bytes();
+            match lookup.get(bytes) {
+                Some(id) => tokens.push(*id),
+                None => tokens.extend(bytes.iter().map(|b| *b as u32 + 3)),
+            }
+        }
+        loop {
+            let mut best: Option<(f32, usize, u32)> = None;
+            for i in 0..tokens.len().saturating_sub(1) {
+                let merged = [
+                    self.vocab[tokens[i] as usize].as_slice(),
+                    self.vocab[tokens[i + 1] as usize].as_slice(),
+                ]
+                .concat();
+                if let Some(id) = lookup.get(merged.as_slice())
+                    && best.is_none_or(|(score, _, _)| self.scores[*id as usize] > score)
+                {
+                    best = Some((self.scores[*id as usize], i, *id));
+                }
+            }
+            let Some((_, i, id)) = best else { break };
+            tokens[i] = id;
+            tokens.remove(i + 1);
+        }
+        tokens
+    }
+
     /// The text of a generated sequence starting after BOS.
     pub fn text(&self, tokens: &[u32]) -> String {
         let mut out = Vec::new();

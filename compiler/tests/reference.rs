@@ -362,3 +362,31 @@ fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
         }
     }
 }
+
+#[test]
+fn encoding_then_decoding_gives_the_text_back() {
+    let tok = Tokenizer::load(&models().join("aidreams_tok512.bin"), 512).unwrap();
+    for text in [
+        "Echoes of vectors unfold, a gentle hum",
+        "precision",
+        "café ☕ 42",
+    ] {
+        let ids = tok.encode(text);
+        assert_eq!(tok.text(&ids), text, "{ids:?}");
+    }
+    // Merging happened: far fewer tokens than characters for plain English.
+    assert!(tok.encode("Echoes of vectors unfold").len() < 15);
+    assert!(tok.encode("").is_empty());
+}
+
+#[test]
+fn a_text_prompt_steers_the_reference_model() {
+    let (c, w) = llama2c::load(&models().join("aidreams260K.bin")).unwrap();
+    let model = reference::Model::load(&w, &c).unwrap();
+    let tok = Tokenizer::load(&models().join("aidreams_tok512.bin"), c.vocab_size).unwrap();
+    let prompt = tok.encode("The quiet machine");
+    let out = reference::generate(&model, &prompt, 60);
+    let text = tok.text(&out);
+    assert!(text.starts_with("The quiet machine"), "{text}");
+    assert!(text.len() > "The quiet machine".len() + 20, "{text}");
+}
