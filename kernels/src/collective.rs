@@ -673,8 +673,8 @@ pub fn cost(s: &CollectiveSpec, arch: &Arch) -> u64 {
     }
 }
 
-fn generate_rect(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crate::KernelError> {
-    use crate::KernelError;
+/// A non-empty rectangle within the machine, and a vector that fits a PE.
+fn check_fits(s: &CollectiveSpec, arch: &Arch) -> Result<(), crate::KernelError> {
     if s.w == 0
         || s.h == 0
         || s.n == 0
@@ -682,7 +682,7 @@ fn generate_rect(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, cra
         || s.h > arch.grid_rows
         || s.n * 4 + 200 > arch.sram_bytes
     {
-        return Err(KernelError::Rect {
+        return Err(crate::KernelError::Rect {
             w: s.w,
             h: s.h,
             why: format!(
@@ -691,6 +691,12 @@ fn generate_rect(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, cra
             ),
         });
     }
+    Ok(())
+}
+
+fn generate_rect(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crate::KernelError> {
+    use crate::KernelError;
+    check_fits(s, arch)?;
     if s.op == CollectiveOp::Gather {
         return Err(KernelError::Shape(
             "a gather runs along rows or columns, to an edge (use --axis row or col)".into(),
@@ -848,21 +854,7 @@ fn generate_ring(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, cra
     use crate::KernelError;
     let lines = s.lines();
     let p = lines.len();
-    if s.w == 0
-        || s.h == 0
-        || s.w > arch.grid_cols
-        || s.h > arch.grid_rows
-        || s.n * 4 + 200 > arch.sram_bytes
-    {
-        return Err(KernelError::Rect {
-            w: s.w,
-            h: s.h,
-            why: format!(
-                "need 1..{}x{} PEs and a vector that fits a PE",
-                arch.grid_cols, arch.grid_rows
-            ),
-        });
-    }
+    check_fits(s, arch)?;
     if s.n < p {
         return Err(KernelError::Shape(format!(
             "a ring over {p} PEs cuts the vector into {p} chunks; it needs at least {p} elements, not {}",

@@ -105,6 +105,23 @@ struct Report {
     values: usize,
 }
 
+/// `--shape AxB`, or the error `missing` when it is absent.
+fn shape2(a: &KernelArgs, missing: &str) -> anyhow::Result<(u32, u32)> {
+    dims(
+        a.shape
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("{missing}"))?,
+        "--shape",
+    )
+}
+
+/// `--dtype` as a float dtype.
+fn float_dtype(a: &KernelArgs) -> anyhow::Result<DType> {
+    DType::parse(&a.dtype)
+        .filter(|d| d.is_float())
+        .ok_or_else(|| anyhow::anyhow!("--dtype `{}`: use f32, f16 or bf16", a.dtype))
+}
+
 fn dims(s: &str, what: &str) -> anyhow::Result<(u32, u32)> {
     s.split_once('x')
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
@@ -173,15 +190,8 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
 }
 
 fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
-    let (m, n) = dims(
-        a.shape
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("gemv needs --shape MxN"))?,
-        "--shape",
-    )?;
-    let dtype = DType::parse(&a.dtype)
-        .filter(|d| d.is_float())
-        .ok_or_else(|| anyhow::anyhow!("--dtype `{}`: use f32, f16 or bf16", a.dtype))?;
+    let (m, n) = shape2(a, "gemv needs --shape MxN")?;
+    let dtype = float_dtype(a)?;
     let (w, h, picked) = match &a.rect {
         Some(r) => {
             let (w, h) = dims(r, "--rect")?;
@@ -432,12 +442,7 @@ fn same(name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
 }
 
 fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
-    let (heads, d) = dims(
-        a.shape
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("rope needs --shape HxD (heads × head dim)"))?,
-        "--shape",
-    )?;
+    let (heads, d) = shape2(a, "rope needs --shape HxD (heads × head dim)")?;
     let layout = match a.layout.as_str() {
         "adjacent" => RopeLayout::Adjacent,
         "half" => RopeLayout::HalfSplit,
@@ -479,15 +484,8 @@ fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
 }
 
 fn run_embedding(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
-    let (vocab, dim) = dims(
-        a.shape
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("embedding needs --shape VxD (vocab × dim)"))?,
-        "--shape",
-    )?;
-    let dtype = DType::parse(&a.dtype)
-        .filter(|d| d.is_float())
-        .ok_or_else(|| anyhow::anyhow!("--dtype `{}`: use f32, f16 or bf16", a.dtype))?;
+    let (vocab, dim) = shape2(a, "embedding needs --shape VxD (vocab × dim)")?;
+    let dtype = float_dtype(a)?;
     let make = |w, h| EmbeddingSpec {
         vocab,
         dim,
