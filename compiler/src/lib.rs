@@ -8,11 +8,18 @@
 //! of a decode step (printed, parsed, verified, interpreted). Placement,
 //! routing, SRAM planning and codegen are not written yet.
 
+pub mod codegen;
+pub mod decode;
 pub mod hf;
 pub mod ir;
 pub mod llama2c;
 pub mod model;
+pub mod place;
 pub mod reference;
+pub mod route;
+pub mod sram;
+pub mod stage;
 pub mod tokenizer;
 
+pub use codegen::{CompileError, Compiled, compile};
 pub use model::{Config, ModelError, RopePairs, Tensor, Weights};

@@ -188,6 +188,31 @@ have:
     })
 }
 
+/// Put a `vocab × dim` table into the tiles in place of the seeded one.
+pub fn load_table(s: &EmbeddingSpec, f: &mut Fragment, t: &[f32]) -> Result<(), KernelError> {
+    if t.len() != (s.vocab * s.dim) as usize {
+        return Err(KernelError::Shape(format!(
+            "an embedding table of {}x{} takes {} values, got {}",
+            s.vocab,
+            s.dim,
+            s.vocab * s.dim,
+            t.len()
+        )));
+    }
+    let (vocab, dims) = (split(s.vocab, s.w), split(s.dim, s.h));
+    let mut per_pe = Vec::new();
+    for (c, (lo, rows)) in vocab.iter().enumerate() {
+        for (r, (off, n)) in dims.iter().enumerate() {
+            let tile = (0..*rows)
+                .flat_map(|i| (0..*n).map(move |j| t[((lo + i) * s.dim + off + j) as usize]))
+                .collect();
+            per_pe.push((Pe::new(c as u32, r as u32), tile));
+        }
+    }
+    f.load("tab", per_pe);
+    Ok(())
+}
+
 /// The table as the program holds it (`vocab × dim`, rounded to its dtype).
 pub fn table(s: &EmbeddingSpec, p: &Program) -> Vec<f32> {
     let (vocab, dims) = (split(s.vocab, s.w), split(s.dim, s.h));

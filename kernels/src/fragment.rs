@@ -6,7 +6,8 @@
 //! the previous kernel and to the next.
 
 use std::collections::BTreeMap;
-use wafer_emulator::{Arch, Inputs, Program, RunConfig, RunError, RunResult};
+use wafer_emulator::program::DataImage;
+use wafer_emulator::{Arch, DataInit, Inputs, Pe, PeRect, Program, RunConfig, RunError, RunResult};
 
 /// One piece of a tensor carried by one edge stream: tensor elements
 /// `offset .. offset + len` are the stream's elements `at .. at + len`. A
@@ -208,6 +209,20 @@ impl Fragment {
             KernelError::Shape(format!("internal: recoloured fragment is invalid: {e}"))
         })?;
         Ok(self)
+    }
+
+    /// Replace buffer `name`'s initial contents on the PEs listed (real
+    /// weights instead of the generator's seeded ones): one data image per
+    /// PE, after dropping the buffer's previous images.
+    pub fn load(&mut self, name: &str, per_pe: Vec<(Pe, Vec<f32>)>) {
+        self.program.data.retain(|d| d.buffer != name);
+        self.program
+            .data
+            .extend(per_pe.into_iter().map(|(pe, v)| DataImage {
+                pes: PeRect::single(pe),
+                buffer: name.to_string(),
+                init: DataInit::Values(v),
+            }));
     }
 
     /// Host inputs for the given tensors (missing ones keep the program's

@@ -216,25 +216,56 @@ pub fn weights_transposed(s: &GemvSpec, p: &Program) -> Vec<f32> {
     weights_at(s, p, true)
 }
 
-fn weights_at(s: &GemvSpec, p: &Program, transposed: bool) -> Vec<f32> {
+/// Each PE's tile: where it sits, and W's elements it holds in order.
+fn tiles(s: &GemvSpec, transposed: bool) -> impl Iterator<Item = (Pe, Vec<usize>)> {
     let (cols, rows) = (split(s.n, s.w), split(s.m, s.h));
+    let n = s.n;
+    cols.into_iter().enumerate().flat_map(move |(c, (no, nt))| {
+        rows.clone()
+            .into_iter()
+            .enumerate()
+            .map(move |(r, (mo, mt))| {
+                let at = if transposed {
+                    Pe::new(r as u32, c as u32)
+                } else {
+                    Pe::new(c as u32, r as u32)
+                };
+                let idx = (0..mt)
+                    .flat_map(|i| (0..nt).map(move |j| ((mo + i) * n + no + j) as usize))
+                    .collect();
+                (at, idx)
+            })
+    })
+}
+
+fn weights_at(s: &GemvSpec, p: &Program, transposed: bool) -> Vec<f32> {
     let mut w = vec![0.0; (s.m * s.n) as usize];
-    for (c, (no, nt)) in cols.iter().enumerate() {
-        for (r, (mo, mt)) in rows.iter().enumerate() {
-            let at = if transposed {
-                Pe::new(r as u32, c as u32)
-            } else {
-                Pe::new(c as u32, r as u32)
-            };
-            let tile = p.initial_values(at, "w").expect("every PE holds a tile");
-            for i in 0..*mt {
-                for j in 0..*nt {
-                    w[((mo + i) * s.n + no + j) as usize] = tile[(i * nt + j) as usize];
-                }
-            }
+    for (at, idx) in tiles(s, transposed) {
+        let tile = p.initial_values(at, "w").expect("every PE holds a tile");
+        for (k, i) in idx.into_iter().enumerate() {
+            w[i] = tile[k];
         }
     }
     w
+}
+
+/// Put W (row-major `m × n`) into a generated GEMV's tiles in place of its
+/// seeded weights; the PEs round them to the spec's dtype.
+pub fn load_weights(s: &GemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), KernelError> {
+    if w.len() != (s.m * s.n) as usize {
+        return Err(KernelError::Shape(format!(
+            "GEMV {}x{} takes {} weights, got {}",
+            s.m,
+            s.n,
+            s.m * s.n,
+            w.len()
+        )));
+    }
+    let per_pe = tiles(s, false)
+        .map(|(at, idx)| (at, idx.into_iter().map(|i| w[i]).collect()))
+        .collect();
+    f.load("w", per_pe);
+    Ok(())
 }
 
 /// The reference: the same tiling and summation order in plain Rust. x is

@@ -366,6 +366,37 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     })
 }
 
+/// Put a norm's weights (`g` or `bias`, `n` values) into the column's PEs
+/// in place of the seeded ones.
+pub fn load_weights(
+    s: &VectorSpec,
+    f: &mut Fragment,
+    buf: &str,
+    v: &[f32],
+) -> Result<(), KernelError> {
+    if !matches!(s.op, VectorOp::RmsNorm | VectorOp::LayerNorm) || v.len() != s.n as usize {
+        return Err(KernelError::Shape(format!(
+            "{} of length {} has no weights `{buf}` of length {}",
+            s.op.name(),
+            s.n,
+            v.len()
+        )));
+    }
+    let per_pe = s
+        .segments()
+        .into_iter()
+        .enumerate()
+        .map(|(r, (off, len))| {
+            (
+                Pe::new(0, r as u32),
+                v[off as usize..(off + len) as usize].to_vec(),
+            )
+        })
+        .collect();
+    f.load(buf, per_pe);
+    Ok(())
+}
+
 /// Per-PE weights (`g`, `bias`) as the generated program holds them.
 pub fn weights(s: &VectorSpec, p: &Program, buf: &str) -> Vec<f32> {
     (0..s.h)

@@ -47,6 +47,10 @@ use std::collections::BTreeMap;
 /// Values for host input streams, by name (overriding the program's defaults).
 pub type Inputs = BTreeMap<String, Vec<f32>>;
 
+/// Every PE's SRAM (row-major over the program rectangle; `None` where no
+/// code runs), as a run leaves it: [`RunResult::memory`].
+pub type Memory = Vec<Option<Vec<u8>>>;
+
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     /// Give up (with an error naming what is still running) after this many cycles.
@@ -75,8 +79,9 @@ pub struct RunResult {
     pub outputs: BTreeMap<String, Vec<f32>>,
     pub stats: Stats,
     pub trace: Option<Trace>,
-    /// Final SRAM per PE (row-major; `None` where no code runs).
-    pub memory: Vec<Option<Vec<u8>>>,
+    /// Final SRAM per PE (row-major; `None` where no code runs), each the
+    /// bytes its code lays out.
+    pub memory: Memory,
     width: u32,
 }
 
@@ -103,6 +108,8 @@ pub enum RunError {
     Check(#[from] CheckError),
     #[error("host input `{name}`: {message}")]
     Input { name: String, message: String },
+    #[error("cannot resume from the saved SRAM: {0}")]
+    Memory(String),
     #[error("deadlock at cycle {cycle}: nothing can make progress.\n{}", .waiting.join("\n"))]
     Deadlock { cycle: u64, waiting: Vec<String> },
     #[error("cycle limit of {limit} reached (raise it with --max-cycles); still active:\n{}", .active.join("\n"))]
@@ -138,5 +145,17 @@ pub fn run(
     inputs: &Inputs,
     cfg: &RunConfig,
 ) -> Result<RunResult, RunError> {
-    reference::run(p, arch, inputs, cfg)
+    reference::run(p, arch, inputs, cfg, None)
+}
+
+/// Run `p` again from the SRAM a previous run of the same program left
+/// (weights, a KV cache): what a wafer keeps between invocations.
+pub fn run_resume(
+    p: &Program,
+    arch: &crate::Arch,
+    inputs: &Inputs,
+    cfg: &RunConfig,
+    memory: Memory,
+) -> Result<RunResult, RunError> {
+    reference::run(p, arch, inputs, cfg, Some(memory))
 }

@@ -2,6 +2,7 @@
 //! See the module docs of [`crate::engine`] for the semantics it defines.
 
 use super::{Inputs, RunConfig, RunError, RunResult};
+use crate::Memory;
 use crate::asm::inst_text;
 use crate::check::{Layout, check};
 use crate::isa::{
@@ -227,6 +228,7 @@ pub(crate) fn run(
     arch: &Arch,
     inputs: &Inputs,
     cfg: &RunConfig,
+    memory: Option<Memory>,
 ) -> Result<RunResult, RunError> {
     let layout = check(p, arch)?;
     for name in inputs.keys() {
@@ -254,7 +256,7 @@ pub(crate) fn run(
             limit_gib: LIMIT_GIB,
         });
     }
-    let mut m = Machine::new(p, arch, layout, inputs, cfg)?;
+    let mut m = Machine::new(p, arch, layout, inputs, cfg, memory)?;
     loop {
         if m.now >= cfg.max_cycles {
             return Err(RunError::CycleLimit {
@@ -286,8 +288,33 @@ impl<'p> Machine<'p> {
         layout: Layout,
         inputs: &Inputs,
         cfg: &RunConfig,
+        memory: Option<Memory>,
     ) -> Result<Machine<'p>, RunError> {
         let n = layout.code_of.len();
+        let mut memory = match memory {
+            Some(m) if m.len() != n => {
+                return Err(RunError::Memory(format!(
+                    "the saved SRAM holds {} PEs, the program {}x{} has {n}",
+                    m.len(),
+                    p.width,
+                    p.height
+                )));
+            }
+            Some(m) => Some(m),
+            None => None,
+        };
+        // Which data images cover each PE, in program order (later ones win):
+        // one pass over the images instead of a search per PE and buffer.
+        let mut images: Vec<Vec<u32>> = vec![Vec::new(); if memory.is_some() { 0 } else { n }];
+        if memory.is_none() {
+            for (i, d) in p.data.iter().enumerate() {
+                for at in d.pes.iter() {
+                    if at.x < p.width && at.y < p.height {
+                        images[(at.y * p.width + at.x) as usize].push(i as u32);
+                    }
+                }
+            }
+        }
         let colors = layout.colors as usize;
         let mut fifos: Vec<Fifo> = Vec::new();
         // Router buffers for every (PE, input port, color) a route uses.
@@ -323,13 +350,36 @@ impl<'p> Machine<'p> {
             };
             let at = layout.pe_at(pe);
             let ci = layout.code_of[pe] as usize;
-            let mut sram = vec![0u8; arch.sram_bytes as usize];
-            for b in &code.buffers {
-                let vals = p.initial_values(at, &b.name).expect("buffer exists");
-                for (i, v) in vals.iter().enumerate() {
-                    write_bits(&mut sram, b.offset, b.dtype, i as u32, b.dtype.encode(*v));
+            // Only the bytes the code lays out are kept: every access is
+            // checked against its buffer, so nothing reads past them.
+            let used = code.sram_bytes().next_multiple_of(4) as usize;
+            let sram = match memory.as_mut().and_then(|m| m[pe].take()) {
+                Some(saved) if saved.len() == used => saved,
+                Some(saved) => {
+                    return Err(RunError::Memory(format!(
+                        "the saved SRAM of {at} holds {} bytes, its code `{}` lays out {used}",
+                        saved.len(),
+                        code.name
+                    )));
                 }
-            }
+                None => {
+                    let mut sram = vec![0u8; used];
+                    for b in &code.buffers {
+                        let init = images[pe]
+                            .iter()
+                            .rev()
+                            .map(|i| &p.data[*i as usize])
+                            .find(|d| d.buffer == b.name);
+                        if let Some(d) = init {
+                            for i in 0..b.len {
+                                let v = b.dtype.round(d.init.value(at, i));
+                                write_bits(&mut sram, b.offset, b.dtype, i, b.dtype.encode(v));
+                            }
+                        }
+                    }
+                    sram
+                }
+            };
             stats.sram_used[pe] = code.sram_bytes();
             let mut queue = vec![NONE; colors];
             for c in &layout.code_colors[ci].consumed {

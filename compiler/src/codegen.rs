@@ -1,0 +1,270 @@
+//! Codegen: each placed stage becomes a kernel Fragment holding the model's
+//! weights (or, for built-in models without a checkpoint, the generators'
+//! seeded weights, which are never materialised on the host).
+//!
+//! [`compile`] runs the whole pipeline: IR → stages → fusion → placement →
+//! codegen → routing → SRAM plan, verifying between passes in debug builds.
+
+use crate::ir::{self, Graph};
+use crate::model::{Config, ModelError, Weights};
+use crate::place::{self, Kernel, Options, PlaceError, PlacementKind, Site};
+use crate::route::{self, Routing};
+use crate::sram::{self, SramPlan};
+use crate::stage::{self, Stage, Work};
+use wafer_kernels::{Fragment, KernelError};
+
+/// A model compiled for a machine: every stage's kernel, where it runs,
+/// the hand-offs between stages and the SRAM each PE needs.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub config: Config,
+    pub options: Options,
+    pub kind: PlacementKind,
+    pub graph: Graph,
+    pub stages: Vec<Stage>,
+    pub sites: Vec<Site>,
+    pub fragments: Vec<Fragment>,
+    pub routing: Routing,
+    pub sram: SramPlan,
+    /// Whether the fragments hold a checkpoint's weights (else seeded ones).
+    pub real_weights: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Place(#[from] PlaceError),
+    #[error("stage `{stage}`: {source}")]
+    Kernel { stage: String, source: KernelError },
+    #[error("internal: {0}")]
+    Internal(String),
+    #[error("{0}")]
+    Options(String),
+}
+
+impl Compiled {
+    /// Cycles of one step as the cost models predict them at position `pos`
+    /// (stages one after another, each after its inputs' hand-off).
+    pub fn predicted(&self, pos: u32) -> u64 {
+        self.sites
+            .iter()
+            .zip(&self.routing.handoffs)
+            .map(|(s, h)| s.kernel.predicted(&self.options.arch, pos) + h.cycles)
+            .sum()
+    }
+
+    pub fn pes_used(&self) -> u64 {
+        self.sram.pes_used
+    }
+}
+
+/// Compile `config` (with `weights`, or seeded weights when `None`).
+pub fn compile(
+    config: &Config,
+    weights: Option<&Weights>,
+    options: &Options,
+) -> Result<Compiled, CompileError> {
+    config
+        .validate()
+        .map_err(|m| CompileError::Options(format!("model config: {m}")))?;
+    if options.max_context == 0 {
+        return Err(CompileError::Options(
+            "--max-context must be at least 1".into(),
+        ));
+    }
+    let graph = ir::decode_step(config);
+    debug_verify(ir::verify(&graph))?;
+    let stages = stage::lower(&graph);
+    debug_verify(stage::verify(&stages, &graph))?;
+    let stages = stage::fuse(stages);
+    debug_verify(stage::verify(&stages, &graph))?;
+    // Check the checkpoint before any placement work.
+    if let Some(w) = weights {
+        for (name, shape) in &graph.weights {
+            w.get(name, shape)?;
+        }
+    }
+    let kinds = match options.placement {
+        Some(k) => vec![k],
+        None => vec![PlacementKind::Pipeline, PlacementKind::Mesh],
+    };
+    let mut best: Option<Compiled> = None;
+    let mut first_err = None;
+    for kind in kinds {
+        match compile_with(config, weights, options, &graph, &stages, kind) {
+            Ok(c) => {
+                let at = options.max_context / 2;
+                if best
+                    .as_ref()
+                    .is_none_or(|b| c.predicted(at) < b.predicted(at))
+                {
+                    best = Some(c);
+                }
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    best.ok_or_else(|| first_err.expect("at least one placement was tried"))
+}
+
+fn debug_verify(r: Result<(), String>) -> Result<(), CompileError> {
+    if cfg!(debug_assertions) {
+        r.map_err(CompileError::Internal)
+    } else {
+        Ok(())
+    }
+}
+
+fn compile_with(
+    config: &Config,
+    weights: Option<&Weights>,
+    options: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    kind: PlacementKind,
+) -> Result<Compiled, CompileError> {
+    let sites = place::place(stages, config, options, kind)?;
+    let fragments = stages
+        .iter()
+        .zip(&sites)
+        .map(|(s, site)| {
+            fragment(s, site, graph, weights, options).map_err(|e| match e {
+                CompileError::Kernel { source, .. } => CompileError::Kernel {
+                    stage: s.name.clone(),
+                    source,
+                },
+                e => e,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let routing = route::route(stages, &sites, &fragments, &options.arch, kind)
+        .map_err(CompileError::Internal)?;
+    let sram = sram::plan(&sites, &fragments, &options.arch);
+    if sram.max_bytes > options.arch.sram_bytes {
+        return Err(PlaceError::NoFit {
+            arch: options.arch.name.clone(),
+            kind,
+            why: format!(
+                "PE {} would need {} bytes of SRAM (stages {}), a PE has {}",
+                sram.max_at,
+                sram.max_bytes,
+                sram.max_stages(&sites, stages).join(", "),
+                options.arch.sram_bytes
+            ),
+            need_pes: sram.pes_used,
+            need_bytes: sram.total_bytes,
+            weight_bytes: place::footprint(config, options.dtype, options.max_context).0,
+            kv_bytes: place::footprint(config, options.dtype, options.max_context).1,
+            have_pes: options.arch.grid_cols as u64 * options.arch.grid_rows as u64,
+            have_bytes: options.arch.grid_cols as u64
+                * options.arch.grid_rows as u64
+                * options.arch.sram_bytes as u64,
+        }
+        .into());
+    }
+    Ok(Compiled {
+        config: config.clone(),
+        options: options.clone(),
+        kind,
+        graph: graph.clone(),
+        stages: stages.to_vec(),
+        sites,
+        fragments,
+        routing,
+        sram,
+        real_weights: weights.is_some(),
+    })
+}
+
+fn kernel_err(source: KernelError) -> CompileError {
+    CompileError::Kernel {
+        stage: String::new(),
+        source,
+    }
+}
+
+/// The stage's Fragment, with the checkpoint's weights loaded.
+fn fragment(
+    s: &Stage,
+    site: &Site,
+    graph: &Graph,
+    weights: Option<&Weights>,
+    o: &Options,
+) -> Result<Fragment, CompileError> {
+    let arch = &o.arch;
+    let tensor = |name: &str| -> Result<&crate::Tensor, CompileError> {
+        let w = weights.expect("only called with weights");
+        let shape = graph
+            .weights
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| CompileError::Internal(format!("weight `{name}` not in the graph")))?;
+        Ok(w.get(name, &shape)?)
+    };
+    let f = match &site.kernel {
+        Kernel::Embed(spec) => {
+            let mut f = wafer_kernels::embedding::generate(spec, arch).map_err(kernel_err)?;
+            if let (Some(_), Work::Embed { table, .. }) = (weights, &s.work) {
+                wafer_kernels::embedding::load_table(spec, &mut f, &tensor(table)?.data)
+                    .map_err(kernel_err)?;
+            }
+            f
+        }
+        Kernel::Gemv(spec) => {
+            let mut f = wafer_kernels::gemv::generate(spec, arch).map_err(kernel_err)?;
+            if let (Some(_), Work::Gemv { weights: names, .. }) = (weights, &s.work) {
+                let mut w = Vec::with_capacity((spec.m * spec.n) as usize);
+                for n in names {
+                    w.extend_from_slice(&tensor(n)?.data);
+                }
+                wafer_kernels::gemv::load_weights(spec, &mut f, &w).map_err(kernel_err)?;
+            }
+            f
+        }
+        Kernel::Vector(spec) => {
+            let mut f = wafer_kernels::vector::generate(spec, arch).map_err(kernel_err)?;
+            if let (Some(_), Work::RmsNorm { weight, .. }) = (weights, &s.work) {
+                wafer_kernels::vector::load_weights(spec, &mut f, "g", &tensor(weight)?.data)
+                    .map_err(kernel_err)?;
+            }
+            f
+        }
+        Kernel::Rope(spec) => wafer_kernels::rope::generate(spec, arch).map_err(kernel_err)?,
+        Kernel::Attention(spec) => {
+            let mut f = wafer_kernels::attention::generate(spec, arch).map_err(kernel_err)?;
+            // The cache starts empty (its seeded contents are never read,
+            // but an empty cache is what a fresh wafer holds).
+            f.program
+                .data
+                .retain(|d| d.buffer != "kc" && d.buffer != "vc");
+            f
+        }
+        Kernel::Argmax(spec) => wafer_kernels::argmax::generate(spec, arch).map_err(kernel_err)?,
+    };
+    // Every input port the stage feeds must exist with the right length.
+    for (port, srcs) in &s.inputs {
+        let want: u32 = srcs
+            .iter()
+            .map(|src| match src {
+                crate::stage::Src::Pos => 1,
+                crate::stage::Src::Value(v) => graph.insts[*v].len as u32,
+            })
+            .sum();
+        match f.inputs.iter().find(|p| &p.name == port) {
+            Some(p) if p.len == want => {}
+            other => {
+                return Err(CompileError::Internal(format!(
+                    "stage `{}`: kernel port `{port}` is {:?}, the stage feeds {want} values",
+                    s.name,
+                    other.map(|p| p.len)
+                )));
+            }
+        }
+    }
+    Ok(f)
+}

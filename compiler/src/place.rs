@@ -1,0 +1,500 @@
+//! Placement: which rectangle of the wafer each stage's kernel runs on, and
+//! the kernel's shape there, chosen by the kernels' cost models.
+//!
+//! Two strategies:
+//! * **pipeline** — the wafer is cut into vertical strips, one for the
+//!   embedding, one per layer and one for the head, each as wide as its
+//!   share of the weights (and at least what its kernels need); in a strip
+//!   the stages are stacked top to bottom, the vector kernels as short as
+//!   their cost allows and the GEMVs sharing the rest in proportion to their
+//!   weights. Stages never overlap, so one router configuration serves the
+//!   whole step.
+//! * **mesh** — every GEMV is tiled over the whole wafer (WaferLLM's
+//!   MeshGEMV) at the same origin, holding a tile of every layer's weights;
+//!   the other kernels take columns side by side from the west edge. Stages
+//!   overlap, so the fabric's routes are loaded per stage.
+//!
+//! `auto` places both and keeps the one whose predicted step is shorter
+//! among those that fit.
+
+use crate::model::{Config, RopePairs};
+use crate::stage::{Stage, Work};
+use std::fmt;
+use wafer_emulator::{Arch, DType, Pe};
+use wafer_kernels::argmax::ArgmaxSpec;
+use wafer_kernels::attention::AttentionSpec;
+use wafer_kernels::embedding::EmbeddingSpec;
+use wafer_kernels::gemv::GemvSpec;
+use wafer_kernels::reduce::Strategy;
+use wafer_kernels::rope::{RopeLayout, RopeSpec};
+use wafer_kernels::vector::{VectorOp, VectorSpec};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlacementKind {
+    Pipeline,
+    Mesh,
+}
+
+impl PlacementKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlacementKind::Pipeline => "pipeline",
+            PlacementKind::Mesh => "mesh",
+        }
+    }
+}
+
+impl fmt::Display for PlacementKind {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The kernel that runs a stage, with its shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kernel {
+    Embed(EmbeddingSpec),
+    Gemv(GemvSpec),
+    Vector(VectorSpec),
+    Rope(RopeSpec),
+    Attention(AttentionSpec),
+    Argmax(ArgmaxSpec),
+}
+
+impl Kernel {
+    /// Columns and rows of PEs.
+    pub fn size(&self) -> (u32, u32) {
+        match self {
+            Kernel::Embed(s) => (s.w, s.h),
+            Kernel::Gemv(s) => (s.w, s.h),
+            Kernel::Vector(s) => (1, s.h),
+            Kernel::Rope(s) => (1, s.h),
+            Kernel::Attention(s) => (s.kv_heads, s.h),
+            Kernel::Argmax(s) => (1, s.h),
+        }
+    }
+
+    /// Cycles the kernel's cost model predicts at position `pos`.
+    pub fn predicted(&self, arch: &Arch, pos: u32) -> u64 {
+        match self {
+            Kernel::Embed(s) => wafer_kernels::embedding::cost(s, arch, 0),
+            Kernel::Gemv(s) => wafer_kernels::gemv::cost(s, arch),
+            Kernel::Vector(s) => wafer_kernels::vector::cost(s, arch),
+            Kernel::Rope(s) => wafer_kernels::rope::cost(s, arch),
+            Kernel::Attention(s) => {
+                let s = AttentionSpec {
+                    pos: pos.min(s.max_context - 1),
+                    ..s.clone()
+                };
+                wafer_kernels::attention::cost(&s, arch)
+            }
+            Kernel::Argmax(s) => wafer_kernels::argmax::cost(s, arch),
+        }
+    }
+}
+
+/// What the user asked for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub arch: Arch,
+    /// Weights' dtype on the wafer (activations and the KV cache are f32).
+    pub dtype: DType,
+    /// `None`: choose by predicted cycles.
+    pub placement: Option<PlacementKind>,
+    /// Positions the KV cache holds.
+    pub max_context: u32,
+    /// How kernels reduce along lines of PEs.
+    pub reduce: Strategy,
+}
+
+/// A stage on the wafer: its kernel and the kernel's origin.
+#[derive(Clone, Debug)]
+pub struct Site {
+    pub kernel: Kernel,
+    /// World coordinates of the kernel's PE (0, 0).
+    pub origin: Pe,
+}
+
+impl Site {
+    pub fn contains(&self, pe: Pe) -> bool {
+        let (w, h) = self.kernel.size();
+        pe.x >= self.origin.x
+            && pe.y >= self.origin.y
+            && pe.x < self.origin.x + w
+            && pe.y < self.origin.y + h
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlaceError {
+    #[error(
+        "the model does not fit `{arch}` with {kind} placement: {why}. It needs at least {need_pes} PEs and {need_bytes} bytes of SRAM (weights {weight_bytes}, KV cache {kv_bytes}); the machine has {have_pes} PEs and {have_bytes} bytes. To fit: a 16-bit --dtype, a shorter --max-context, or a larger machine"
+    )]
+    NoFit {
+        arch: String,
+        kind: PlacementKind,
+        why: String,
+        need_pes: u64,
+        need_bytes: u64,
+        weight_bytes: u64,
+        kv_bytes: u64,
+        have_pes: u64,
+        have_bytes: u64,
+    },
+}
+
+/// Bytes the model keeps on the wafer: weights and the KV cache (f32).
+pub fn footprint(c: &Config, dtype: DType, max_context: u32) -> (u64, u64) {
+    let weights = c.n_params() * dtype.size_bytes() as u64;
+    let kv = 2 * c.n_layers as u64 * max_context as u64 * c.kv_dim() as u64 * 4;
+    (weights, kv)
+}
+
+fn no_fit(c: &Config, o: &Options, kind: PlacementKind, why: String) -> PlaceError {
+    let (weight_bytes, kv_bytes) = footprint(c, o.dtype, o.max_context);
+    let need_bytes = weight_bytes + kv_bytes;
+    PlaceError::NoFit {
+        arch: o.arch.name.clone(),
+        kind,
+        why,
+        need_pes: need_bytes.div_ceil(o.arch.sram_bytes as u64 * 3 / 4),
+        need_bytes,
+        weight_bytes,
+        kv_bytes,
+        have_pes: o.arch.grid_cols as u64 * o.arch.grid_rows as u64,
+        have_bytes: o.arch.grid_cols as u64 * o.arch.grid_rows as u64 * o.arch.sram_bytes as u64,
+    }
+}
+
+/// Powers of two up to `max`, and `max`.
+fn sizes(max: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..31)
+        .map(|k| 1u32 << k)
+        .take_while(|x| *x <= max)
+        .collect();
+    if max > 0 {
+        v.push(max);
+    }
+    v.dedup();
+    v
+}
+
+/// The cheapest kernel, by predicted cycles at `pos`, among `candidates`
+/// that the machine accepts (`fits`).
+fn cheapest(
+    candidates: impl Iterator<Item = Kernel>,
+    arch: &Arch,
+    pos: u32,
+    fits: impl Fn(&Kernel) -> bool,
+) -> Option<Kernel> {
+    candidates
+        .filter(|k| fits(k))
+        .map(|k| (k.predicted(arch, pos), k))
+        .min_by_key(|(c, k)| {
+            let (w, h) = k.size();
+            (*c, w as u64 * h as u64)
+        })
+        .map(|(_, k)| k)
+}
+
+/// The stage's kernel within a `bw × bh` budget of PEs.
+fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) -> Option<Kernel> {
+    let arch = o.arch.clone().with_grid(bw, bh).ok()?;
+    let sram = |bytes: u32| bytes <= arch.sram_bytes;
+    let vector = |op: VectorOp, n: u32| {
+        cheapest(
+            sizes(n.min(bh)).into_iter().map(|h| {
+                Kernel::Vector(VectorSpec {
+                    op,
+                    n,
+                    h,
+                    strategy: o.reduce,
+                    eps: c.norm_eps,
+                    seed,
+                })
+            }),
+            &arch,
+            0,
+            |_| true,
+        )
+    };
+    match &stage.work {
+        Work::Embed { vocab, dim, .. } => {
+            let mut cands = Vec::new();
+            for w in sizes((*vocab).min(bw)) {
+                for h in sizes((*dim).min(bh)) {
+                    cands.push(Kernel::Embed(EmbeddingSpec {
+                        vocab: *vocab,
+                        dim: *dim,
+                        dtype: o.dtype,
+                        w,
+                        h,
+                        strategy: o.reduce,
+                        token: 0,
+                        seed,
+                    }));
+                }
+            }
+            cheapest(cands.into_iter(), &arch, 0, |k| match k {
+                Kernel::Embed(s) => wafer_kernels::embedding::validate(s, &arch).is_ok(),
+                _ => false,
+            })
+        }
+        Work::Gemv { m, n, .. } => {
+            let (w, h, _) = wafer_kernels::gemv::best_rect(*m, *n, o.dtype, o.reduce, &arch)?;
+            Some(Kernel::Gemv(GemvSpec {
+                m: *m,
+                n: *n,
+                dtype: o.dtype,
+                w,
+                h,
+                strategy: o.reduce,
+                seed,
+            }))
+        }
+        Work::RmsNorm { n, .. } => vector(VectorOp::RmsNorm, *n),
+        Work::Add { n } => vector(VectorOp::Add, *n),
+        Work::Mul { n } => vector(VectorOp::Mul, *n),
+        Work::Silu { n } => vector(VectorOp::Silu, *n),
+        Work::Swiglu { n } => vector(VectorOp::Swiglu, *n),
+        Work::Rope {
+            heads,
+            head,
+            theta,
+            pairs,
+        } => cheapest(
+            sizes((*heads).min(bh)).into_iter().map(|h| {
+                Kernel::Rope(RopeSpec {
+                    heads: *heads,
+                    head_dim: *head,
+                    theta: *theta,
+                    layout: match pairs {
+                        RopePairs::Adjacent => RopeLayout::Adjacent,
+                        RopePairs::HalfSplit => RopeLayout::HalfSplit,
+                    },
+                    pos: 0,
+                    h,
+                })
+            }),
+            &arch,
+            0,
+            |_| true,
+        ),
+        Work::Attention {
+            heads,
+            kv_heads,
+            head,
+            ..
+        } => {
+            if *kv_heads > bw {
+                return None;
+            }
+            cheapest(
+                sizes(o.max_context.min(bh)).into_iter().map(|h| {
+                    Kernel::Attention(AttentionSpec {
+                        head_dim: *head,
+                        group: heads / kv_heads,
+                        max_context: o.max_context,
+                        pos: 0,
+                        kv_heads: *kv_heads,
+                        h,
+                        strategy: o.reduce,
+                        seed,
+                    })
+                }),
+                &arch,
+                o.max_context - 1,
+                |k| matches!(k, Kernel::Attention(s) if sram(s.sram_bytes())),
+            )
+        }
+        Work::Argmax { n } => cheapest(
+            sizes((*n).min(bh)).into_iter().map(|h| {
+                Kernel::Argmax(ArgmaxSpec {
+                    n: *n,
+                    h,
+                    strategy: o.reduce,
+                    seed,
+                })
+            }),
+            &arch,
+            0,
+            |_| true,
+        ),
+    }
+}
+
+/// Weight bytes a stage keeps (0 for kernels without weights).
+fn weight_bytes(stage: &Stage, dtype: DType) -> u64 {
+    let b = dtype.size_bytes() as u64;
+    match &stage.work {
+        Work::Gemv { m, n, .. } => *m as u64 * *n as u64 * b,
+        Work::Embed { vocab, dim, .. } => *vocab as u64 * *dim as u64 * b,
+        _ => 0,
+    }
+}
+
+/// Place every stage with `kind`.
+pub fn place(
+    stages: &[Stage],
+    c: &Config,
+    o: &Options,
+    kind: PlacementKind,
+) -> Result<Vec<Site>, PlaceError> {
+    match kind {
+        PlacementKind::Pipeline => pipeline(stages, c, o),
+        PlacementKind::Mesh => mesh(stages, c, o),
+    }
+}
+
+fn unplaceable(stage: &Stage, bw: u32, bh: u32) -> String {
+    format!(
+        "stage `{}` ({}) has no shape that fits {bw}x{bh} PEs",
+        stage.name,
+        stage.work.kernel()
+    )
+}
+
+fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceError> {
+    let kind = PlacementKind::Pipeline;
+    let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
+    // Groups: the embedding, each layer, the head.
+    let group_of = |s: &Stage| match (s.layer, &s.work) {
+        (Some(l), _) => l + 1,
+        (None, Work::Embed { .. }) => 0,
+        (None, _) => c.n_layers + 1,
+    };
+    let n_groups = c.n_layers + 2;
+    let mut bytes = vec![0u64; n_groups];
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_groups];
+    for (i, s) in stages.iter().enumerate() {
+        bytes[group_of(s)] += weight_bytes(s, o.dtype);
+        members[group_of(s)].push(i);
+    }
+    // Every group needs at least the columns its widest non-GEMV kernel
+    // takes (attention: one per KV head).
+    let min_w: Vec<u32> = members
+        .iter()
+        .map(|m| {
+            m.iter()
+                .map(|&i| match &stages[i].work {
+                    Work::Attention { kv_heads, .. } => *kv_heads,
+                    _ => 1,
+                })
+                .max()
+                .unwrap_or(1)
+        })
+        .collect();
+    let total: u64 = bytes.iter().sum::<u64>().max(1);
+    let spare = gw.saturating_sub(min_w.iter().sum());
+    if min_w.iter().sum::<u32>() > gw {
+        return Err(no_fit(
+            c,
+            o,
+            kind,
+            format!(
+                "{} strips need {} columns, the machine has {gw}",
+                n_groups,
+                min_w.iter().sum::<u32>()
+            ),
+        ));
+    }
+    let widths: Vec<u32> = (0..n_groups)
+        .map(|g| min_w[g] + (spare as u64 * bytes[g] / total) as u32)
+        .collect();
+    let mut sites: Vec<Option<Site>> = vec![None; stages.len()];
+    let mut x0 = 0;
+    for g in 0..n_groups {
+        let sw = widths[g];
+        let m = &members[g];
+        // Vector kernels first, each in a short band.
+        let small = m
+            .iter()
+            .filter(|&&i| !matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. }))
+            .count() as u32;
+        let band = (gh / (small + 1).max(1)).max(1);
+        let mut heights = vec![0u32; stages.len()];
+        let mut used = 0u32;
+        for &i in m {
+            if matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. }) {
+                continue;
+            }
+            let k = shape(&stages[i], c, o, sw, band, i as u64)
+                .ok_or_else(|| no_fit(c, o, kind, unplaceable(&stages[i], sw, band)))?;
+            heights[i] = k.size().1;
+            used += heights[i];
+            sites[i] = Some(Site {
+                kernel: k,
+                origin: Pe::new(x0, 0),
+            });
+        }
+        // GEMVs and the embedding share the rest by weight.
+        let left = gh.saturating_sub(used);
+        let big: Vec<usize> = m
+            .iter()
+            .copied()
+            .filter(|&i| matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. }))
+            .collect();
+        let big_bytes: u64 = big
+            .iter()
+            .map(|&i| weight_bytes(&stages[i], o.dtype))
+            .sum::<u64>()
+            .max(1);
+        for &i in &big {
+            let bh = ((left as u64 * weight_bytes(&stages[i], o.dtype) / big_bytes) as u32).max(1);
+            let k = shape(&stages[i], c, o, sw, bh.min(gh), i as u64)
+                .ok_or_else(|| no_fit(c, o, kind, unplaceable(&stages[i], sw, bh)))?;
+            heights[i] = k.size().1;
+            sites[i] = Some(Site {
+                kernel: k,
+                origin: Pe::new(x0, 0),
+            });
+        }
+        // Stack in stage order.
+        let mut y = 0;
+        for &i in m {
+            let s = sites[i].as_mut().expect("placed above");
+            s.origin = Pe::new(x0, y);
+            y += heights[i];
+        }
+        if y > gh {
+            return Err(no_fit(
+                c,
+                o,
+                kind,
+                format!(
+                    "the stages of strip {g} need {y} rows of {sw} columns, the machine has {gh} rows"
+                ),
+            ));
+        }
+        x0 += sw;
+    }
+    Ok(sites
+        .into_iter()
+        .map(|s| s.expect("every stage is in a group"))
+        .collect())
+}
+
+fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceError> {
+    let kind = PlacementKind::Mesh;
+    let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
+    let mut x = 0u32;
+    let mut sites = Vec::with_capacity(stages.len());
+    for (i, s) in stages.iter().enumerate() {
+        let k = shape(s, c, o, gw, gh, i as u64)
+            .ok_or_else(|| no_fit(c, o, kind, unplaceable(s, gw, gh)))?;
+        let origin = match s.work {
+            Work::Gemv { .. } | Work::Embed { .. } => Pe::new(0, 0),
+            _ => {
+                let w = k.size().0;
+                if x + w > gw {
+                    x = 0;
+                }
+                let at = Pe::new(x, 0);
+                x += w;
+                at
+            }
+        };
+        sites.push(Site { kernel: k, origin });
+    }
+    Ok(sites)
+}

@@ -1,0 +1,142 @@
+//! SRAM planning: what every PE holds, summed over the stages placed on it.
+//!
+//! A stage's PEs hold its buffers (weights, activations, the KV cache) and
+//! its code. Buffers add up over the stages a PE serves; code is stored once
+//! per distinct instruction sequence and rectangle (mesh placement runs the
+//! same GEMV code for every layer on the same PEs, with each layer's tile
+//! in its own buffers).
+
+use crate::place::Site;
+use crate::stage::Stage;
+use std::collections::BTreeSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use wafer_emulator::{Arch, Pe, PeRect};
+use wafer_kernels::Fragment;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SramPlan {
+    /// The most any PE needs, and where.
+    pub max_bytes: u32,
+    pub max_at: Pe,
+    /// PEs holding anything.
+    pub pes_used: u64,
+    /// Bytes over all PEs.
+    pub total_bytes: u64,
+    /// Per stage: the most one of its PEs needs for it alone.
+    pub per_stage: Vec<u32>,
+}
+
+impl SramPlan {
+    /// The stages whose PEs include the fullest PE.
+    pub fn max_stages(&self, sites: &[Site], stages: &[Stage]) -> Vec<String> {
+        sites
+            .iter()
+            .zip(stages)
+            .filter(|(s, _)| s.contains(self.max_at))
+            .map(|(_, s)| s.name.clone())
+            .collect()
+    }
+}
+
+/// Adds bytes over rectangles of the grid: a 2-D difference array.
+struct Grid {
+    w: u32,
+    h: u32,
+    d: Vec<i64>,
+}
+
+impl Grid {
+    fn add(&mut self, r: PeRect, origin: Pe, bytes: i64) {
+        let w1 = (self.w + 1) as usize;
+        let mut add_box = |x0: u32, y0: u32, x1: u32, y1: u32| {
+            let (x1, y1) = (x1.min(self.w), y1.min(self.h));
+            if x0 >= x1 || y0 >= y1 {
+                return;
+            }
+            let at = |x: u32, y: u32| y as usize * w1 + x as usize;
+            self.d[at(x0, y0)] += bytes;
+            self.d[at(x1, y0)] -= bytes;
+            self.d[at(x0, y1)] -= bytes;
+            self.d[at(x1, y1)] += bytes;
+        };
+        if r.sx == 1 && r.sy == 1 {
+            let (x0, y0) = (origin.x + r.x, origin.y + r.y);
+            add_box(x0, y0, x0 + r.w, y0 + r.h);
+        } else {
+            for pe in r.iter() {
+                let (x, y) = (origin.x + pe.x, origin.y + pe.y);
+                add_box(x, y, x + 1, y + 1);
+            }
+        }
+    }
+}
+
+pub fn plan(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> SramPlan {
+    let (w, h) = (arch.grid_cols, arch.grid_rows);
+    let mut g = Grid {
+        w,
+        h,
+        d: vec![0; (w as usize + 1) * (h as usize + 1)],
+    };
+    let mut code_seen = BTreeSet::new();
+    let mut per_stage = Vec::with_capacity(sites.len());
+    for (site, f) in sites.iter().zip(fragments) {
+        let p = &f.program;
+        let hashes: Vec<u64> = p
+            .codes
+            .iter()
+            .map(|c| {
+                let mut s = DefaultHasher::new();
+                format!("{:?}", c.insts).hash(&mut s);
+                s.finish()
+            })
+            .collect();
+        let mut most = 0;
+        for pl in &p.placements {
+            let code = &p.codes[pl.code.0 as usize];
+            let buffers: u32 = code.buffers.iter().map(|b| b.bytes()).sum();
+            most = most.max(code.sram_bytes());
+            g.add(pl.pes, site.origin, buffers as i64);
+            let key = (
+                hashes[pl.code.0 as usize],
+                site.origin.x + pl.pes.x,
+                site.origin.y + pl.pes.y,
+                pl.pes.w,
+                pl.pes.h,
+                pl.pes.sx,
+                pl.pes.sy,
+            );
+            if code_seen.insert(key) {
+                g.add(pl.pes, site.origin, code.code_bytes() as i64);
+            }
+        }
+        per_stage.push(most);
+    }
+    // Prefix sums give each PE's bytes.
+    let w1 = w as usize + 1;
+    let (mut max_bytes, mut max_at, mut pes_used, mut total_bytes) = (0i64, Pe::new(0, 0), 0, 0);
+    let mut row = vec![0i64; w1];
+    for y in 0..h as usize {
+        let mut run = 0i64;
+        for x in 0..w as usize {
+            run += g.d[y * w1 + x];
+            row[x] += run;
+            let v = row[x];
+            if v > 0 {
+                pes_used += 1;
+                total_bytes += v as u64;
+            }
+            if v > max_bytes {
+                max_bytes = v;
+                max_at = Pe::new(x as u32, y as u32);
+            }
+        }
+    }
+    SramPlan {
+        max_bytes: max_bytes as u32,
+        max_at,
+        pes_used,
+        total_bytes,
+        per_stage,
+    }
+}

@@ -1,0 +1,418 @@
+//! Stages: the graph IR cut into the pieces a kernel runs, one per stage.
+//!
+//! [`lower`] turns each IR instruction into a stage (an argmax is added at
+//! the end, since greedy decoding picks the next token on the wafer), and
+//! [`fuse`] merges stages where that saves fabric traffic: projections of
+//! the same input become one GEMV (x is broadcast once, not three times),
+//! the rotations of q and k one RoPE, and `silu(gate) · up` one SwiGLU (the
+//! gate's activation never leaves its PE). Both are functions from stages
+//! to stages, and [`verify`] checks the result between passes.
+
+use crate::ir::{Graph, Op};
+use crate::model::RopePairs;
+use std::fmt;
+
+/// Where a stage input's values come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Src {
+    /// IR value `%i`.
+    Value(usize),
+    /// The step's position (one value).
+    Pos,
+}
+
+/// What a stage computes (which kernel runs it).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Work {
+    Embed {
+        table: String,
+        vocab: u32,
+        dim: u32,
+    },
+    /// `y = [W₁; W₂; …]·x`: the weights' rows concatenated.
+    Gemv {
+        weights: Vec<String>,
+        m: u32,
+        n: u32,
+    },
+    RmsNorm {
+        weight: String,
+        n: u32,
+        eps: f32,
+    },
+    Add {
+        n: u32,
+    },
+    Mul {
+        n: u32,
+    },
+    Silu {
+        n: u32,
+    },
+    /// `silu(a) · b`.
+    Swiglu {
+        n: u32,
+    },
+    Rope {
+        heads: u32,
+        head: u32,
+        theta: f32,
+        pairs: RopePairs,
+    },
+    Attention {
+        layer: usize,
+        heads: u32,
+        kv_heads: u32,
+        head: u32,
+    },
+    Argmax {
+        n: u32,
+    },
+}
+
+impl Work {
+    /// The kernel's name, as the listing prints it.
+    pub fn kernel(&self) -> &'static str {
+        match self {
+            Work::Embed { .. } => "embedding",
+            Work::Gemv { .. } => "gemv",
+            Work::RmsNorm { .. } => "rmsnorm",
+            Work::Add { .. } => "add",
+            Work::Mul { .. } => "mul",
+            Work::Silu { .. } => "silu",
+            Work::Swiglu { .. } => "swiglu",
+            Work::Rope { .. } => "rope",
+            Work::Attention { .. } => "attention",
+            Work::Argmax { .. } => "argmax",
+        }
+    }
+}
+
+/// One kernel invocation per decode step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    /// `layers.3.qkv`, `embed`, `classifier`, …
+    pub name: String,
+    pub layer: Option<usize>,
+    pub work: Work,
+    /// Per kernel input port: the values concatenated into it.
+    pub inputs: Vec<(String, Vec<Src>)>,
+    /// The IR values the kernel's output holds, concatenated (the argmax
+    /// stage's output is the next token and holds none).
+    pub outputs: Vec<usize>,
+}
+
+/// The layer an IR weight name belongs to.
+fn layer_of(weight: &str) -> Option<usize> {
+    weight
+        .strip_prefix("layers.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The short name of a projection weight (`attention.wq`, `feed_forward.w1`).
+fn proj_name(weight: &str) -> String {
+    let s = weight.trim_end_matches(".weight");
+    match layer_of(weight) {
+        Some(l) => s
+            .trim_start_matches(&format!("layers.{l}."))
+            .rsplit('.')
+            .next()
+            .unwrap_or(s)
+            .to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// One stage per IR instruction, plus the argmax of the logits.
+pub fn lower(g: &Graph) -> Vec<Stage> {
+    let len = |i: usize| g.insts[i].len as u32;
+    // The layer of an instruction: from its weight, else from the latest one.
+    let mut layer: Option<usize> = None;
+    let mut out = Vec::new();
+    for (i, inst) in g.insts.iter().enumerate() {
+        let v = Src::Value;
+        let port = |name: &str, srcs: Vec<Src>| (name.to_string(), srcs);
+        let (name, work, inputs) = match &inst.op {
+            Op::Token => continue,
+            Op::Embed { table, token } => {
+                let vocab = g
+                    .weights
+                    .iter()
+                    .find(|(n, _)| n == table)
+                    .map_or(0, |(_, s)| s[0] as u32);
+                (
+                    "embed".to_string(),
+                    Work::Embed {
+                        table: table.clone(),
+                        vocab,
+                        dim: len(i),
+                    },
+                    vec![port("id", vec![v(*token)])],
+                )
+            }
+            Op::RmsNorm { x, weight, eps } => {
+                layer = layer_of(weight);
+                let name = match weight.rsplit('.').nth(1) {
+                    Some(kind) if layer.is_some() => kind.to_string(),
+                    _ => "final_norm".to_string(),
+                };
+                (
+                    name,
+                    Work::RmsNorm {
+                        weight: weight.clone(),
+                        n: len(i),
+                        eps: *eps,
+                    },
+                    vec![port("a", vec![v(*x)])],
+                )
+            }
+            Op::MatVec { weight, x } => {
+                layer = layer_of(weight);
+                let name = if layer.is_some() {
+                    proj_name(weight)
+                } else {
+                    "classifier".to_string()
+                };
+                (
+                    name,
+                    Work::Gemv {
+                        weights: vec![weight.clone()],
+                        m: len(i),
+                        n: len(*x),
+                    },
+                    vec![port("x", vec![v(*x)])],
+                )
+            }
+            Op::Rope {
+                x,
+                head,
+                theta,
+                pairs,
+            } => (
+                "rope".to_string(),
+                Work::Rope {
+                    heads: len(*x) / *head as u32,
+                    head: *head as u32,
+                    theta: *theta,
+                    pairs: *pairs,
+                },
+                vec![port("pos", vec![Src::Pos]), port("x", vec![v(*x)])],
+            ),
+            Op::Attention {
+                q,
+                k,
+                v: val,
+                layer: l,
+                heads,
+                kv_heads,
+                head,
+            } => {
+                layer = Some(*l);
+                (
+                    "attention".to_string(),
+                    Work::Attention {
+                        layer: *l,
+                        heads: *heads as u32,
+                        kv_heads: *kv_heads as u32,
+                        head: *head as u32,
+                    },
+                    vec![
+                        port("pos", vec![Src::Pos]),
+                        port("k", vec![v(*k)]),
+                        port("v", vec![v(*val)]),
+                        port("q", vec![v(*q)]),
+                    ],
+                )
+            }
+            Op::Add { a, b } => (
+                "residual".to_string(),
+                Work::Add { n: len(i) },
+                vec![port("a", vec![v(*a)]), port("b", vec![v(*b)])],
+            ),
+            Op::Mul { a, b } => (
+                "mul".to_string(),
+                Work::Mul { n: len(i) },
+                vec![port("a", vec![v(*a)]), port("b", vec![v(*b)])],
+            ),
+            Op::Silu { x } => (
+                "silu".to_string(),
+                Work::Silu { n: len(i) },
+                vec![port("a", vec![v(*x)])],
+            ),
+        };
+        let at = if matches!(work, Work::Embed { .. }) {
+            None
+        } else {
+            layer
+        };
+        out.push(Stage {
+            name: qualify(at, &name),
+            layer: at,
+            work,
+            inputs,
+            outputs: vec![i],
+        });
+    }
+    out.push(Stage {
+        name: "argmax".into(),
+        layer: None,
+        work: Work::Argmax { n: len(g.ret) },
+        inputs: vec![("a".into(), vec![Src::Value(g.ret)])],
+        outputs: vec![],
+    });
+    out
+}
+
+fn qualify(layer: Option<usize>, name: &str) -> String {
+    match layer {
+        Some(l) => format!("layers.{l}.{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// How many stages read IR value `v`.
+fn readers(stages: &[Stage], v: usize) -> usize {
+    stages
+        .iter()
+        .flat_map(|s| s.inputs.iter().flat_map(|(_, srcs)| srcs))
+        .filter(|s| **s == Src::Value(v))
+        .count()
+}
+
+/// Merge neighbouring stages where one kernel can do both's work with less
+/// fabric traffic. The values every later stage reads are still produced.
+pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
+    let read_once: Vec<bool> = stages
+        .iter()
+        .map(|s| s.outputs.first().is_some_and(|v| readers(&stages, *v) == 1))
+        .collect();
+    let mut out: Vec<Stage> = Vec::with_capacity(stages.len());
+    let mut prev_read_once = false;
+    for (s, once) in stages.into_iter().zip(read_once) {
+        let was_once = std::mem::replace(&mut prev_read_once, once);
+        let Some(prev) = out.last_mut() else {
+            out.push(s);
+            continue;
+        };
+        match (&mut prev.work, &s.work) {
+            // Projections of the same input: one GEMV with the rows stacked.
+            (
+                Work::Gemv { weights, m, n },
+                Work::Gemv {
+                    weights: w2,
+                    m: m2,
+                    n: n2,
+                },
+            ) if prev.inputs == s.inputs && n == n2 && prev.layer == s.layer => {
+                weights.extend(w2.iter().cloned());
+                *m += m2;
+                prev.outputs.extend(&s.outputs);
+                prev.name = qualify(prev.layer, &fused_name(&prev.name, &s.name));
+            }
+            // RoPE of q then of k: one kernel over all their heads.
+            (
+                Work::Rope {
+                    heads,
+                    head,
+                    theta,
+                    pairs,
+                },
+                Work::Rope {
+                    heads: h2,
+                    head: hd2,
+                    theta: t2,
+                    pairs: p2,
+                },
+            ) if head == hd2 && theta == t2 && pairs == p2 => {
+                *heads += h2;
+                let extra = s.inputs[1].1.clone();
+                prev.inputs[1].1.extend(extra);
+                prev.outputs.extend(&s.outputs);
+            }
+            // silu(gate) · up, when nothing else reads silu(gate).
+            (Work::Silu { n }, Work::Mul { n: n2 })
+                if n == n2 && s.inputs[0].1 == [Src::Value(prev.outputs[0])] && was_once =>
+            {
+                let gate = prev.inputs[0].1.clone();
+                let up = s.inputs[1].1.clone();
+                *prev = Stage {
+                    name: qualify(s.layer, "swiglu"),
+                    layer: s.layer,
+                    work: Work::Swiglu { n: *n2 },
+                    inputs: vec![("a".into(), gate), ("b".into(), up)],
+                    outputs: s.outputs.clone(),
+                };
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+/// `layers.0.wq` + `layers.0.wk` → `wq_wk`.
+fn fused_name(a: &str, b: &str) -> String {
+    let short = |s: &str| s.rsplit('.').next().unwrap_or(s).to_string();
+    format!("{}_{}", short(a), short(b))
+}
+
+/// Every value a stage reads is produced by an earlier stage (or is the
+/// token, which only the embedding reads), and every produced value that is
+/// read was produced once.
+pub fn verify(stages: &[Stage], g: &Graph) -> Result<(), String> {
+    let mut made = vec![false; g.insts.len()];
+    for (i, s) in stages.iter().enumerate() {
+        for (port, srcs) in &s.inputs {
+            for src in srcs {
+                if let Src::Value(v) = src {
+                    let ok = *v < made.len()
+                        && (made[*v]
+                            || (matches!(s.work, Work::Embed { .. })
+                                && g.insts[*v].op == Op::Token));
+                    if !ok {
+                        return Err(format!(
+                            "stage {i} `{}` reads %{v} on `{port}` before any stage makes it",
+                            s.name
+                        ));
+                    }
+                }
+            }
+        }
+        for v in &s.outputs {
+            if made[*v] {
+                return Err(format!("stage {i} `{}` makes %{v} again", s.name));
+            }
+            made[*v] = true;
+        }
+    }
+    if !stages
+        .last()
+        .is_some_and(|s| matches!(s.work, Work::Argmax { .. }))
+    {
+        return Err("the last stage must pick the next token (argmax)".into());
+    }
+    Ok(())
+}
+
+impl fmt::Display for Src {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Src::Value(v) => write!(f, "%{v}"),
+            Src::Pos => write!(f, "pos"),
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} = {}", self.name, self.work.kernel())?;
+        for (port, srcs) in &self.inputs {
+            let s: Vec<String> = srcs.iter().map(Src::to_string).collect();
+            write!(f, " {port}=[{}]", s.join(" "))?;
+        }
+        let o: Vec<String> = self.outputs.iter().map(|v| format!("%{v}")).collect();
+        write!(f, " -> [{}]", o.join(" "))
+    }
+}
