@@ -8,10 +8,12 @@
 //! of a decode step (printed, parsed, verified, interpreted). Placement,
 //! routing, SRAM planning and codegen are not written yet.
 
+pub mod bundle;
 pub mod codegen;
 pub mod decode;
 pub mod hf;
 pub mod ir;
+pub mod listing;
 pub mod llama2c;
 pub mod model;
 pub mod place;

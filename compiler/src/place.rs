@@ -406,55 +406,57 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
     for g in 0..n_groups {
         let sw = widths[g];
         let m = &members[g];
-        // Vector kernels first, each in a short band.
-        let small = m
+        // Vector kernels first, each in a short band; GEMVs and the
+        // embedding share the rest by weight. Where the strip overflows,
+        // the bands shrink until it fits or they are one row.
+        let is_big = |i: usize| matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. });
+        let small = m.iter().filter(|&&i| !is_big(i)).count() as u32;
+        let big_bytes: u64 = m
             .iter()
-            .filter(|&&i| !matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. }))
-            .count() as u32;
-        let band = (gh / (small + 1).max(1)).max(1);
-        let mut heights = vec![0u32; stages.len()];
-        let mut used = 0u32;
-        for &i in m {
-            if matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. }) {
-                continue;
-            }
-            let k = shape(&stages[i], c, o, sw, band, i as u64)
-                .ok_or_else(|| no_fit(c, o, kind, unplaceable(&stages[i], sw, band)))?;
-            heights[i] = k.size().1;
-            used += heights[i];
-            sites[i] = Some(Site {
-                kernel: k,
-                origin: Pe::new(x0, 0),
-            });
-        }
-        // GEMVs and the embedding share the rest by weight.
-        let left = gh.saturating_sub(used);
-        let big: Vec<usize> = m
-            .iter()
-            .copied()
-            .filter(|&i| matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. }))
-            .collect();
-        let big_bytes: u64 = big
-            .iter()
+            .filter(|&&i| is_big(i))
             .map(|&i| weight_bytes(&stages[i], o.dtype))
             .sum::<u64>()
             .max(1);
-        for &i in &big {
-            let bh = ((left as u64 * weight_bytes(&stages[i], o.dtype) / big_bytes) as u32).max(1);
-            let k = shape(&stages[i], c, o, sw, bh.min(gh), i as u64)
-                .ok_or_else(|| no_fit(c, o, kind, unplaceable(&stages[i], sw, bh)))?;
-            heights[i] = k.size().1;
-            sites[i] = Some(Site {
-                kernel: k,
-                origin: Pe::new(x0, 0),
-            });
+        let mut band = (gh / (small + 1)).max(1);
+        let mut heights = vec![0u32; stages.len()];
+        loop {
+            let mut used = 0u32;
+            for &i in m.iter().filter(|&&i| !is_big(i)) {
+                let k = shape(&stages[i], c, o, sw, band, i as u64)
+                    .ok_or_else(|| no_fit(c, o, kind, unplaceable(&stages[i], sw, band)))?;
+                heights[i] = k.size().1;
+                used += heights[i];
+                sites[i] = Some(Site {
+                    kernel: k,
+                    origin: Pe::new(x0, 0),
+                });
+            }
+            let left = gh.saturating_sub(used);
+            for &i in m.iter().filter(|&&i| is_big(i)) {
+                let bh = ((left as u64 * weight_bytes(&stages[i], o.dtype) / big_bytes) as u32)
+                    .clamp(1, gh);
+                let k = shape(&stages[i], c, o, sw, bh, i as u64)
+                    .ok_or_else(|| no_fit(c, o, kind, unplaceable(&stages[i], sw, bh)))?;
+                heights[i] = k.size().1;
+                sites[i] = Some(Site {
+                    kernel: k,
+                    origin: Pe::new(x0, 0),
+                });
+            }
+            if m.iter().map(|&i| heights[i]).sum::<u32>() <= gh || band == 1 {
+                break;
+            }
+            band /= 2;
         }
-        // Stack in stage order.
-        let mut y = 0;
+        // Stack in stage order, down the odd strips and up the even ones
+        // (a serpentine), so each strip starts beside where the last ended.
+        let y: u32 = m.iter().map(|&i| heights[i]).sum();
+        let mut at = 0;
         for &i in m {
             let s = sites[i].as_mut().expect("placed above");
-            s.origin = Pe::new(x0, y);
-            y += heights[i];
+            let top = if g % 2 == 0 { at } else { y - at - heights[i] };
+            s.origin = Pe::new(x0, top);
+            at += heights[i];
         }
         if y > gh {
             return Err(no_fit(
@@ -466,7 +468,12 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
                 ),
             ));
         }
-        x0 += sw;
+        // The next strip starts after the columns this one uses.
+        x0 += m
+            .iter()
+            .map(|&i| sites[i].as_ref().expect("placed above").kernel.size().0)
+            .max()
+            .unwrap_or(0);
     }
     Ok(sites
         .into_iter()

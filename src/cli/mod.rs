@@ -2,6 +2,8 @@
 
 mod arch;
 mod asm;
+mod compile;
+mod generate;
 mod kernel;
 mod model;
 mod run;
@@ -37,6 +39,12 @@ pub enum Command {
     /// bytes, and whether they fit in SRAM (a built-in name, a llama2.c
     /// checkpoint or a Hugging Face directory).
     Model(model::ModelArgs),
+    /// Compile a model for a machine: placement, routing, SRAM plan and
+    /// every stage's program; --listing shows them, -o writes them.
+    Compile(compile::CompileArgs),
+    /// Decode on the emulated wafer: the generated tokens (and text), with
+    /// per-token cycles and µs. With no MODEL, a built-in checkpoint.
+    Generate(generate::GenerateArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -47,6 +55,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Arch(a) => arch::arch(a),
         Command::Kernel(a) => kernel::kernel(a),
         Command::Model(a) => model::model(a),
+        Command::Compile(a) => compile::run(a),
+        Command::Generate(a) => generate::run(a),
     }
 }
 

@@ -125,3 +125,77 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The built-in default for `wafer generate`: a small trained checkpoint and
+/// its tokenizer, embedded so the first command needs no download.
+const DEFAULT_CHECKPOINT: &[u8] = include_bytes!("../../models/aidreams260K.bin");
+const DEFAULT_TOKENIZER: &[u8] = include_bytes!("../../models/aidreams_tok512.bin");
+pub const DEFAULT_NAME: &str = "aidreams260K";
+
+/// A model ready to compile: its config, its weights (none for a built-in
+/// config, whose weights are the kernels' seeded ones) and a tokenizer.
+pub struct Loaded {
+    pub config: Config,
+    pub weights: Option<wafer_compiler::Weights>,
+    pub tokenizer: Option<wafer_compiler::tokenizer::Tokenizer>,
+    pub name: String,
+}
+
+/// Load MODEL (or the built-in default), and a tokenizer if one is given.
+pub fn load(spec: Option<&str>, tokenizer: Option<&Path>) -> anyhow::Result<Loaded> {
+    let mut l = match spec {
+        None => {
+            let (config, weights) = llama2c::parse(DEFAULT_CHECKPOINT, DEFAULT_NAME)?;
+            let tok = wafer_compiler::tokenizer::Tokenizer::parse(
+                DEFAULT_TOKENIZER,
+                config.vocab_size,
+                "aidreams_tok512.bin",
+            )?;
+            Loaded {
+                config,
+                weights: Some(weights),
+                tokenizer: Some(tok),
+                name: format!("{DEFAULT_NAME} (built-in checkpoint)"),
+            }
+        }
+        Some(spec) => {
+            let path = Path::new(spec);
+            if let Some(config) = Config::built_in(spec) {
+                Loaded {
+                    config,
+                    weights: None,
+                    tokenizer: None,
+                    name: format!("{spec} (built-in config, seeded weights)"),
+                }
+            } else if path.is_dir() {
+                let (config, weights) = hf::load(path)?;
+                Loaded {
+                    config,
+                    weights: Some(weights),
+                    tokenizer: None,
+                    name: format!("{spec} (Hugging Face)"),
+                }
+            } else if path.exists() {
+                let (config, weights) = llama2c::load(path)?;
+                Loaded {
+                    config,
+                    weights: Some(weights),
+                    tokenizer: None,
+                    name: format!("{spec} (llama2.c)"),
+                }
+            } else {
+                bail!(
+                    "`{spec}` is neither a built-in model ({}) nor an existing file or directory",
+                    wafer_compiler::model::BUILT_IN.join(", ")
+                )
+            }
+        }
+    };
+    if let Some(t) = tokenizer {
+        l.tokenizer = Some(wafer_compiler::tokenizer::Tokenizer::load(
+            t,
+            l.config.vocab_size,
+        )?);
+    }
+    Ok(l)
+}

@@ -1,0 +1,110 @@
+//! The compile listing: per stage its kernel, rectangle, PEs, SRAM, colors
+//! and predicted cycles, then the totals.
+
+use crate::codegen::Compiled;
+use crate::place::Kernel;
+use std::fmt::Write;
+
+fn shape(k: &Kernel) -> String {
+    match k {
+        Kernel::Embed(s) => format!("{}x{} {}", s.vocab, s.dim, s.dtype),
+        Kernel::Gemv(s) => format!("{}x{} {}", s.m, s.n, s.dtype),
+        Kernel::Vector(s) => format!("{} n={}", s.op.name(), s.n),
+        Kernel::Rope(s) => format!("{} heads of {}", s.heads, s.head_dim),
+        Kernel::Attention(s) => format!(
+            "{}x{} heads of {}, ctx {}",
+            s.kv_heads, s.group, s.head_dim, s.max_context
+        ),
+        Kernel::Argmax(s) => format!("n={}", s.n),
+    }
+}
+
+fn colors(cs: &[u8]) -> String {
+    match (cs.first(), cs.last()) {
+        (Some(a), Some(b)) if cs.len() as u8 == b - a + 1 && cs.len() > 1 => format!("{a}-{b}"),
+        _ => cs
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// The listing at decode position `pos` (attention's cost depends on it).
+pub fn listing(c: &Compiled, pos: u32) -> String {
+    let arch = &c.options.arch;
+    let mut t = String::new();
+    writeln!(
+        t,
+        "model: {}\nmachine: {} ({}x{} PEs, {} bytes SRAM each, {} colors, {:.3} GHz)\nplacement: {}, weights {} ({}), max context {}, reductions {}",
+        c.config,
+        arch.name,
+        arch.grid_cols,
+        arch.grid_rows,
+        arch.sram_bytes,
+        arch.colors,
+        arch.clock_hz / 1e9,
+        c.kind,
+        c.options.dtype,
+        if c.real_weights { "checkpoint" } else { "seeded" },
+        c.options.max_context,
+        c.options.reduce
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "{:<28} {:<10} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
+        "stage", "kernel", "shape", "at", "rect", "PEs", "SRAM/PE", "colors", "in", "cycles"
+    )
+    .unwrap();
+    let mut total_pred = 0;
+    let mut total_hand = 0;
+    for (i, (s, site)) in c.stages.iter().zip(&c.sites).enumerate() {
+        let (w, h) = site.kernel.size();
+        let pred = site.kernel.predicted(arch, pos);
+        let hand = &c.routing.handoffs[i];
+        total_pred += pred;
+        total_hand += hand.cycles;
+        writeln!(
+            t,
+            "{:<28} {:<10} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
+            s.name,
+            s.work.kernel(),
+            shape(&site.kernel),
+            format!("{},{}", site.origin.x, site.origin.y),
+            format!("{w}x{h}"),
+            w as u64 * h as u64,
+            c.sram.per_stage[i],
+            format!("{}+{}", colors(&c.fragments[i].colors()), hand.color),
+            hand.cycles,
+            pred
+        )
+        .unwrap();
+    }
+    let total = total_pred + total_hand;
+    writeln!(
+        t,
+        "total: {} stages, {} PEs used of {}, SRAM {} bytes in all, at most {} on a PE ({}), {} colors ({} kernel + hand-offs){}",
+        c.stages.len(),
+        c.sram.pes_used,
+        arch.grid_cols as u64 * arch.grid_rows as u64,
+        c.sram.total_bytes,
+        c.sram.max_bytes,
+        c.sram.max_at,
+        c.routing.colors_used,
+        c.routing.kernel_colors,
+        if c.kind == crate::place::PlacementKind::Mesh {
+            ", routes loaded per stage"
+        } else {
+            ""
+        }
+    )
+    .unwrap();
+    writeln!(
+        t,
+        "predicted step at position {pos}: {total} cycles ({total_pred} in kernels, {total_hand} in hand-offs) = {:.3} µs",
+        total as f64 / arch.clock_hz * 1e6
+    )
+    .unwrap();
+    t
+}

@@ -1,0 +1,121 @@
+use super::model::{Loaded, load};
+use anyhow::{Context, bail};
+use clap::Args;
+use std::path::PathBuf;
+use wafer_compiler::place::{Options, PlacementKind};
+use wafer_compiler::{Compiled, compile};
+use wafer_emulator::DType;
+use wafer_kernels::reduce::Strategy;
+
+/// What `compile`, `generate` (and later `bench`) share: the model, the
+/// machine and how to place it.
+#[derive(Args, Debug)]
+pub struct TargetArgs {
+    /// Machine: wse2, wse3, or a TOML/JSON machine file.
+    #[arg(long, default_value = "wse3")]
+    pub arch: String,
+    /// Use only COLSxROWS PEs of the machine.
+    #[arg(long)]
+    pub grid: Option<String>,
+    /// Weights on the wafer: f32, f16 or bf16 (default: f32 for a
+    /// checkpoint, bf16 for a built-in config).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// auto (the faster predicted step), pipeline or mesh.
+    #[arg(long, default_value = "auto")]
+    pub placement: String,
+    /// Positions the KV cache holds (default: the model's, at most 2048).
+    #[arg(long)]
+    pub max_context: Option<u32>,
+    /// Reductions along lines of PEs: chain, tree or tree:K.
+    #[arg(long, default_value = "tree")]
+    pub reduce: String,
+}
+
+impl TargetArgs {
+    pub fn options(&self, l: &Loaded) -> anyhow::Result<Options> {
+        let arch = super::machine(&self.arch, self.grid.as_deref())?;
+        let dtype = match &self.dtype {
+            Some(d) => DType::parse(d)
+                .filter(|d| d.is_float())
+                .ok_or_else(|| anyhow::anyhow!("--dtype `{d}`: use f32, f16 or bf16"))?,
+            None if l.weights.is_some() => DType::F32,
+            None => DType::BF16,
+        };
+        let placement = match self.placement.as_str() {
+            "auto" => None,
+            "pipeline" => Some(PlacementKind::Pipeline),
+            "mesh" => Some(PlacementKind::Mesh),
+            p => bail!("--placement `{p}`: use auto, pipeline or mesh"),
+        };
+        let reduce = Strategy::parse(&self.reduce)?;
+        reduce.require_plan("--reduce")?;
+        let max_context = self
+            .max_context
+            .unwrap_or((l.config.seq_len as u32).min(2048));
+        Ok(Options {
+            arch,
+            dtype,
+            placement,
+            max_context,
+            reduce,
+        })
+    }
+
+    pub fn compile(&self, l: &Loaded) -> anyhow::Result<Compiled> {
+        let o = self.options(l)?;
+        compile(&l.config, l.weights.as_ref(), &o).with_context(|| format!("compiling {}", l.name))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    /// A llama2.c checkpoint, a Hugging Face directory or a built-in name
+    /// (llama-3.1-8b, llama-3.2-1b, tinyllama-1.1b, smollm2-135m).
+    pub model: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Write the compiled model (every stage's program) here.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Print the listing: per stage its rectangle, PEs, SRAM, colors and
+    /// predicted cycles, and the totals.
+    #[arg(long)]
+    pub listing: bool,
+    /// Print the IR of one decode step.
+    #[arg(long)]
+    pub ir: bool,
+}
+
+pub fn run(a: CompileArgs) -> anyhow::Result<()> {
+    let l = load(Some(&a.model), None)?;
+    let t = std::time::Instant::now();
+    let c = a.target.compile(&l)?;
+    let secs = t.elapsed().as_secs_f64();
+    if a.ir {
+        print!("{}", c.graph);
+    }
+    let pos = c.options.max_context / 2;
+    if a.listing {
+        print!("{}", wafer_compiler::listing::listing(&c, pos));
+    } else {
+        let cycles = c.predicted(pos);
+        println!(
+            "{}: {} stages, {} placement on {}, {} PEs, at most {} bytes of SRAM on a PE; predicted step at position {pos}: {cycles} cycles = {:.3} µs",
+            l.name,
+            c.stages.len(),
+            c.kind,
+            c.options.arch.name,
+            c.pes_used(),
+            c.sram.max_bytes,
+            cycles as f64 / c.options.arch.clock_hz * 1e6
+        );
+    }
+    if let Some(out) = &a.output {
+        let bytes = wafer_compiler::bundle::encode(&c);
+        std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+        println!("wrote {} ({} bytes)", out.display(), bytes.len());
+    }
+    eprintln!("compiled in {secs:.2} s");
+    Ok(())
+}

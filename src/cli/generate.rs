@@ -1,0 +1,188 @@
+use super::compile::TargetArgs;
+use super::model::load;
+use anyhow::bail;
+use clap::Args;
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use wafer_compiler::decode::{Decoder, generate};
+use wafer_compiler::reference;
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// A llama2.c checkpoint, a Hugging Face directory or a built-in name;
+    /// with none, the built-in aidreams260K checkpoint and its tokenizer.
+    pub model: Option<String>,
+    /// A llama2.c tokenizer (.bin) to encode the prompt and print text.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Text to start from (needs a tokenizer).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Positions to run, the prompt's included (as llama2.c's run.c counts).
+    #[arg(long, default_value_t = 64)]
+    pub steps: usize,
+    /// 0: greedy, the argmax taken on the wafer. Above 0: the host samples
+    /// from the wafer's logits at this temperature (seeded by --seed).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Also run the CPU reference (f32) and compare logits step by step.
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A small, seeded sampler (xorshift64*): the same seed gives the same text.
+fn sampler(temperature: f32, seed: u64) -> impl FnMut(&[f32]) -> u32 {
+    let mut state = seed.max(1);
+    move |logits: &[f32]| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let u = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f64 / (1u64 << 24) as f64;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let p: Vec<f64> = logits
+            .iter()
+            .map(|l| (((l - max) / temperature) as f64).exp())
+            .collect();
+        let sum: f64 = p.iter().sum();
+        let mut acc = 0.0;
+        for (i, v) in p.iter().enumerate() {
+            acc += v / sum;
+            if u < acc {
+                return i as u32;
+            }
+        }
+        (p.len() - 1) as u32
+    }
+}
+
+pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
+    let l = load(a.model.as_deref(), a.tokenizer.as_deref())?;
+    if a.temperature < 0.0 || !a.temperature.is_finite() {
+        bail!(
+            "--temperature {}: use 0 (greedy) or a positive number",
+            a.temperature
+        );
+    }
+    let prompt = match (&a.prompt, &l.tokenizer) {
+        (None, _) => Vec::new(),
+        (Some(p), Some(t)) => t.encode(p),
+        (Some(_), None) => bail!("--prompt needs --tokenizer (the model has none built in)"),
+    };
+    let check = match (a.check, &l.weights) {
+        (false, _) => None,
+        (true, Some(w)) => Some(reference::Model::load(w, &l.config)?),
+        (true, None) => bail!(
+            "--check needs a checkpoint: a built-in config's weights live only in the compiled program"
+        ),
+    };
+    let c = a.target.compile(&l)?;
+    let arch = &c.options.arch;
+    if !a.json {
+        eprintln!(
+            "{}: {} stages, {} placement on {} ({} PEs), weights {}",
+            l.name,
+            c.stages.len(),
+            c.kind,
+            arch.name,
+            c.pes_used(),
+            c.options.dtype
+        );
+    }
+    let mut d = Decoder::new(&c);
+    let mut cycles = Vec::new();
+    let mut kv = check
+        .as_ref()
+        .map(|_| reference::KvCache::new(&l.config));
+    let mut worst: f32 = 0.0;
+    let mut prev = wafer_compiler::tokenizer::BOS;
+    let mut input = wafer_compiler::tokenizer::BOS;
+    let mut pos = 0usize;
+    let mut sample = sampler(a.temperature, a.seed);
+    let mut pick = |logits: &[f32]| sample(logits);
+    let sampling: Option<&mut dyn FnMut(&[f32]) -> u32> = if a.temperature > 0.0 {
+        Some(&mut pick)
+    } else {
+        None
+    };
+    let mut check_err = None;
+    let tokens = generate(&mut d, &prompt, a.steps, sampling, |next, step| {
+        cycles.push(step.cycles);
+        if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
+            let want = m.forward(input, pos, kv);
+            let diff = want
+                .iter()
+                .zip(&step.logits)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            worst = worst.max(diff);
+            if pos >= prompt.len() && reference::argmax(&want) != step.next && check_err.is_none()
+            {
+                check_err = Some(format!(
+                    "position {pos}: the wafer picked {}, the reference {} (max |Δlogit| {diff:e})",
+                    step.next,
+                    reference::argmax(&want)
+                ));
+            }
+        }
+        if !a.json {
+            match &l.tokenizer {
+                Some(t) => {
+                    print!("{}", String::from_utf8_lossy(&t.decode(prev, next)));
+                }
+                None => print!("{next} "),
+            }
+            let _ = std::io::stdout().flush();
+        }
+        prev = next;
+        input = next;
+        pos += 1;
+    })?;
+    let clock = arch.clock_hz;
+    let us: Vec<f64> = cycles.iter().map(|c| *c as f64 / clock * 1e6).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let text = l.tokenizer.as_ref().map(|t| t.text(&tokens));
+    if a.json {
+        let out = json!({
+            "model": l.name,
+            "arch": arch.name,
+            "placement": c.kind.name(),
+            "dtype": c.options.dtype.to_string(),
+            "pes": c.pes_used(),
+            "tokens": tokens,
+            "text": text,
+            "per_token_cycles": cycles,
+            "per_token_us": us,
+            "mean_token_us": mean(&us),
+            "clock_hz": clock,
+            "check_max_abs_logit_diff": check.as_ref().map(|_| worst),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!();
+        println!(
+            "{} tokens; per token on the emulated {}: mean {:.0} cycles = {:.3} µs ({:.0} tokens/s), first {} cycles, last {} cycles",
+            cycles.len(),
+            arch.name,
+            mean(&cycles.iter().map(|c| *c as f64).collect::<Vec<_>>()),
+            mean(&us),
+            1e6 / mean(&us),
+            cycles.first().unwrap_or(&0),
+            cycles.last().unwrap_or(&0)
+        );
+        if check.is_some() {
+            println!("check: logits within {worst:e} of the f32 CPU reference at every step");
+        }
+    }
+    if let Some(e) = check_err {
+        bail!("--check: {e}");
+    }
+    Ok(())
+}
