@@ -152,7 +152,14 @@ fn compile_with(
                 "PE {} would need {} bytes of SRAM (stages {}), a PE has {}",
                 sram.max_at,
                 sram.max_bytes,
-                sram.max_stages(&sites, stages).join(", "),
+                {
+                    let names = sram.max_stages(&sites, stages);
+                    if names.len() > 6 {
+                        format!("{} and {} more", names[..6].join(", "), names.len() - 6)
+                    } else {
+                        names.join(", ")
+                    }
+                },
                 options.arch.sram_bytes
             ),
             need_pes: sram.pes_used,

@@ -9,8 +9,9 @@
 //!   their cost allows and the GEMVs sharing the rest in proportion to their
 //!   weights. Stages never overlap, so one router configuration serves the
 //!   whole step.
-//! * **mesh** — every GEMV is tiled over the whole wafer (WaferLLM's
-//!   MeshGEMV) at the same origin, holding a tile of every layer's weights;
+//! * **mesh** — every GEMV (and the embedding table) is tiled over the
+//!   whole wafer (WaferLLM's MeshGEMV) at the same origin, so every PE holds
+//!   a tile of every layer's weights;
 //!   the other kernels take columns side by side from the west edge. Stages
 //!   overlap, so the fabric's routes are loaded per stage.
 //!
@@ -323,6 +324,53 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
     }
 }
 
+/// Shapes already chosen, by what decides them (layers repeat the same
+/// shapes; the cost models are not cheap on large rectangles).
+#[derive(Default)]
+struct Memo(std::collections::HashMap<String, Option<Kernel>>);
+
+impl Memo {
+    fn shape(
+        &mut self,
+        stage: &Stage,
+        c: &Config,
+        o: &Options,
+        bw: u32,
+        bh: u32,
+        seed: u64,
+    ) -> Option<Kernel> {
+        // The work without its weights' names: what the shape depends on.
+        let what = match &stage.work {
+            Work::Gemv { m, n, .. } => format!("gemv {m}x{n}"),
+            Work::Embed { vocab, dim, .. } => format!("embed {vocab}x{dim}"),
+            Work::RmsNorm { n, eps, .. } => format!("rmsnorm {n} {eps}"),
+            w => format!("{w:?}"),
+        };
+        let key = format!("{what} in {bw}x{bh}");
+        let k = self
+            .0
+            .entry(key)
+            .or_insert_with(|| shape(stage, c, o, bw, bh, 0))
+            .clone()?;
+        Some(k.with_seed(seed))
+    }
+}
+
+impl Kernel {
+    /// The same kernel with its seeded data drawn from `seed`.
+    fn with_seed(mut self, seed: u64) -> Kernel {
+        match &mut self {
+            Kernel::Embed(s) => s.seed = seed,
+            Kernel::Gemv(s) => s.seed = seed,
+            Kernel::Vector(s) => s.seed = seed,
+            Kernel::Rope(_) => {}
+            Kernel::Attention(s) => s.seed = seed,
+            Kernel::Argmax(s) => s.seed = seed,
+        }
+        self
+    }
+}
+
 /// Weight bytes a stage keeps (0 for kernels without weights).
 fn weight_bytes(stage: &Stage, dtype: DType) -> u64 {
     let b = dtype.size_bytes() as u64;
@@ -402,6 +450,7 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
         .map(|g| min_w[g] + (spare as u64 * bytes[g] / total) as u32)
         .collect();
     let mut sites: Vec<Option<Site>> = vec![None; stages.len()];
+    let mut memo = Memo::default();
     let mut x0 = 0;
     for g in 0..n_groups {
         let sw = widths[g];
@@ -421,8 +470,10 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
         let mut heights = vec![0u32; stages.len()];
         loop {
             let mut used = 0u32;
+            let mut failed = None;
             for &i in m.iter().filter(|&&i| !is_big(i)) {
-                let k = shape(&stages[i], c, o, sw, band, i as u64)
+                let k = memo
+                    .shape(&stages[i], c, o, sw, band, i as u64)
                     .ok_or_else(|| no_fit(c, o, kind, unplaceable(&stages[i], sw, band)))?;
                 heights[i] = k.size().1;
                 used += heights[i];
@@ -435,16 +486,29 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
             for &i in m.iter().filter(|&&i| is_big(i)) {
                 let bh = ((left as u64 * weight_bytes(&stages[i], o.dtype) / big_bytes) as u32)
                     .clamp(1, gh);
-                let k = shape(&stages[i], c, o, sw, bh, i as u64)
-                    .ok_or_else(|| no_fit(c, o, kind, unplaceable(&stages[i], sw, bh)))?;
+                let Some(k) = memo.shape(&stages[i], c, o, sw, bh, i as u64) else {
+                    failed = Some(unplaceable(&stages[i], sw, bh));
+                    break;
+                };
                 heights[i] = k.size().1;
                 sites[i] = Some(Site {
                     kernel: k,
                     origin: Pe::new(x0, 0),
                 });
             }
-            if m.iter().map(|&i| heights[i]).sum::<u32>() <= gh || band == 1 {
+            let fits = failed.is_none() && m.iter().map(|&i| heights[i]).sum::<u32>() <= gh;
+            if fits {
                 break;
+            }
+            if band == 1 {
+                return Err(no_fit(
+                    c,
+                    o,
+                    kind,
+                    failed.unwrap_or_else(|| {
+                        format!("the stages of strip {g} need more than {gh} rows of {sw} columns")
+                    }),
+                ));
             }
             band /= 2;
         }
@@ -484,17 +548,52 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
 fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceError> {
     let kind = PlacementKind::Mesh;
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
-    let mut x = 0u32;
     let mut sites = Vec::with_capacity(stages.len());
+    let mut memo = Memo::default();
+    // The embedding table keeps its own columns at the west edge (as many
+    // as its weights need at three quarters full); the GEMVs tile the rest.
+    let embed_cols = stages
+        .iter()
+        .map(|s| weight_bytes(s, o.dtype))
+        .zip(stages)
+        .filter(|(_, s)| matches!(s.work, Work::Embed { .. }))
+        .map(|(b, _)| b.div_ceil(gh as u64 * o.arch.sram_bytes as u64 * 3 / 4) as u32)
+        .max()
+        .unwrap_or(0);
+    if embed_cols >= gw {
+        return Err(no_fit(
+            c,
+            o,
+            kind,
+            format!("the embedding table alone needs {embed_cols} columns of {gh} PEs"),
+        ));
+    }
+    let x_gemv = embed_cols;
+    let mut x = embed_cols;
     for (i, s) in stages.iter().enumerate() {
-        let k = shape(s, c, o, gw, gh, i as u64)
-            .ok_or_else(|| no_fit(c, o, kind, unplaceable(s, gw, gh)))?;
+        // Every GEMV is tiled over the whole wafer (as far as its matrix
+        // has rows and columns), so each PE holds a tile of every layer.
+        let k = match &s.work {
+            Work::Gemv { m, n, .. } => Some(Kernel::Gemv(GemvSpec {
+                m: *m,
+                n: *n,
+                dtype: o.dtype,
+                w: (*n).min(gw - x_gemv),
+                h: (*m).min(gh),
+                strategy: o.reduce,
+                seed: i as u64,
+            })),
+            Work::Embed { .. } => memo.shape(s, c, o, embed_cols.max(1), gh, i as u64),
+            _ => memo.shape(s, c, o, gw - x_gemv, gh, i as u64),
+        }
+        .ok_or_else(|| no_fit(c, o, kind, unplaceable(s, gw, gh)))?;
         let origin = match s.work {
-            Work::Gemv { .. } | Work::Embed { .. } => Pe::new(0, 0),
+            Work::Gemv { .. } => Pe::new(x_gemv, 0),
+            Work::Embed { .. } => Pe::new(0, 0),
             _ => {
                 let w = k.size().0;
                 if x + w > gw {
-                    x = 0;
+                    x = x_gemv;
                 }
                 let at = Pe::new(x, 0);
                 x += w;
