@@ -443,3 +443,136 @@ fn kernel_runs_a_transposed_gemv() {
     assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{j}");
     assert!(j["kernel"].as_str().unwrap().contains("transposed"), "{j}");
 }
+
+fn shared(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/models")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: these tests need the shared checkpoints beside the repository",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+#[test]
+fn generate_with_no_model_decodes_the_built_in_checkpoint() {
+    let out = json(&ok(&["generate", "--steps", "12", "--json"]));
+    let tokens = out["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 12);
+    assert!(out["text"].as_str().unwrap().len() > 12, "{out}");
+    let cycles = out["per_token_cycles"].as_array().unwrap();
+    let us = out["per_token_us"].as_array().unwrap();
+    assert_eq!((cycles.len(), us.len()), (12, 12));
+    let clock = out["clock_hz"].as_f64().unwrap();
+    let c0 = cycles[0].as_f64().unwrap();
+    assert!(c0 > 1000.0);
+    assert!((us[0].as_f64().unwrap() - c0 / clock * 1e6).abs() < 1e-6);
+    assert_eq!(
+        out["placement"], "pipeline",
+        "auto picks the faster predicted step"
+    );
+    // The plain form prints the text and the latency.
+    let text = ok(&["generate", "--steps", "6"]);
+    assert!(text.contains("per token on the emulated wse3"), "{text}");
+}
+
+#[test]
+fn generate_checks_logits_against_the_reference_and_samples_deterministically() {
+    let m = shared("stories260K.bin");
+    let out = json(&ok(&["generate", &m, "--steps", "16", "--check", "--json"]));
+    assert!(
+        out["check_max_abs_logit_diff"].as_f64().unwrap() < 1e-3,
+        "{out}"
+    );
+    let tok = shared("aidreams_tok512.bin");
+    let model = shared("aidreams260K.bin");
+    let args = [
+        "generate",
+        &model,
+        "--tokenizer",
+        &tok,
+        "--prompt",
+        "The wafer",
+        "--steps",
+        "20",
+        "--temperature",
+        "0.9",
+        "--seed",
+        "7",
+        "--json",
+    ];
+    let (a, b) = (json(&ok(&args)), json(&ok(&args)));
+    assert_eq!(a["tokens"], b["tokens"], "same seed, same sample");
+    assert!(a["text"].as_str().unwrap().starts_with("The wafer"), "{a}");
+    let err = fails(&["generate", &m, "--prompt", "hi"]);
+    assert!(err.contains("--prompt needs --tokenizer"), "{err}");
+    let err = fails(&["generate", "llama-3.2-1b", "--check"]);
+    assert!(err.contains("--check needs a checkpoint"), "{err}");
+}
+
+#[test]
+fn compile_writes_a_listing_and_a_model_file() {
+    let m = shared("stories260K.bin");
+    let out = tmp("stories.wafer");
+    let text = ok(&[
+        "compile",
+        &m,
+        "--arch",
+        "wse2",
+        "--placement",
+        "pipeline",
+        "--listing",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(text.contains("layers.4.wq_wk_wv"), "{text}");
+    assert!(text.contains("predicted step at position 256"), "{text}");
+    let stages = wafer_compiler::bundle::decode(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(stages.len(), 59);
+    assert_eq!(stages[0].name, "embed");
+    assert_eq!(stages.last().unwrap().name, "argmax");
+    // A stage's program is an ordinary program: the emulator runs it.
+    let r = wafer_emulator::run(
+        &stages[2].program,
+        &Arch::wse2(),
+        &Inputs::new(),
+        &RunConfig::default(),
+    )
+    .unwrap();
+    assert!(r.cycles > 0);
+    let mut bytes = std::fs::read(&out).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    assert!(wafer_compiler::bundle::decode(&bytes).is_err());
+}
+
+#[test]
+fn a_model_that_does_not_fit_says_what_it_needs() {
+    let err = fails(&[
+        "compile",
+        "llama-3.1-8b",
+        "--arch",
+        "wse2",
+        "--dtype",
+        "f32",
+    ]);
+    for want in [
+        "does not fit `wse2`",
+        "needs at least",
+        "PEs",
+        "bytes",
+        "16-bit --dtype",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in: {err}");
+    }
+    let bad = tmp("truncated.bin");
+    let bytes = std::fs::read(shared("stories260K.bin")).unwrap();
+    std::fs::write(&bad, &bytes[..5000]).unwrap();
+    let err = fails(&["generate", bad.to_str().unwrap(), "--steps", "2"]);
+    assert!(err.contains("truncated.bin"), "{err}");
+    let err = fails(&["compile", "no-such-model"]);
+    assert!(err.contains("neither a built-in model"), "{err}");
+    let err = fails(&["compile", "smollm2-135m", "--placement", "diagonal"]);
+    assert!(err.contains("use auto, pipeline or mesh"), "{err}");
+}

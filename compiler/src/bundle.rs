@@ -76,10 +76,14 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     fn u32(&mut self) -> Result<u32, BundleError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64, BundleError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 }
 
@@ -96,7 +100,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BundleStage>, BundleError> {
     let mut out = Vec::new();
     for index in 0..n {
         let len = r.u32()? as usize;
-        let name = String::from_utf8(r.take(len)?.to_vec()).map_err(|_| BundleError::Name(index))?;
+        let name =
+            String::from_utf8(r.take(len)?.to_vec()).map_err(|_| BundleError::Name(index))?;
         let origin = Pe::new(r.u32()?, r.u32()?);
         let handoff_cycles = r.u64()?;
         let plen = usize::try_from(r.u64()?).map_err(|_| BundleError::Truncated(r.at))?;

@@ -19,7 +19,7 @@ pub enum DecodeError {
     Run {
         pos: u32,
         stage: String,
-        source: RunError,
+        source: Box<RunError>,
     },
     #[error(
         "position {pos} is past the {max} positions the KV cache was compiled for; compile with a larger --max-context"
@@ -97,7 +97,7 @@ impl<'c> Decoder<'c> {
             let err = |source| DecodeError::Run {
                 pos: self.pos,
                 stage: stage.name.clone(),
-                source,
+                source: Box::new(source),
             };
             let inputs = f.stream_inputs(&tensors).map_err(|m| {
                 err(RunError::Input {
@@ -138,6 +138,9 @@ impl<'c> Decoder<'c> {
     }
 }
 
+/// Picks the next token from the logits (sampling on the host).
+pub type Sampler<'a> = dyn FnMut(&[f32]) -> u32 + 'a;
+
 /// Greedy decoding as llama2.c's run.c: from BOS, force the prompt, then
 /// take the wafer's argmax (or, with `sample`, the host's pick from the
 /// logits); stop after `steps` positions or at BOS. Calls `each` per step
@@ -146,7 +149,7 @@ pub fn generate(
     d: &mut Decoder,
     prompt: &[u32],
     steps: usize,
-    mut sample: Option<&mut dyn FnMut(&[f32]) -> u32>,
+    mut sample: Option<&mut Sampler<'_>>,
     mut each: impl FnMut(u32, &Step),
 ) -> Result<Vec<u32>, DecodeError> {
     let mut token = crate::tokenizer::BOS;

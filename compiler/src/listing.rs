@@ -22,11 +22,7 @@ fn shape(k: &Kernel) -> String {
 fn colors(cs: &[u8]) -> String {
     match (cs.first(), cs.last()) {
         (Some(a), Some(b)) if cs.len() as u8 == b - a + 1 && cs.len() > 1 => format!("{a}-{b}"),
-        _ => cs
-            .iter()
-            .map(u8::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
+        _ => cs.iter().map(u8::to_string).collect::<Vec<_>>().join(","),
     }
 }
 

@@ -118,10 +118,10 @@ pub fn plan(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> SramPlan {
     let mut row = vec![0i64; w1];
     for y in 0..h as usize {
         let mut run = 0i64;
-        for x in 0..w as usize {
+        for (x, acc) in row.iter_mut().enumerate().take(w as usize) {
             run += g.d[y * w1 + x];
-            row[x] += run;
-            let v = row[x];
+            *acc += run;
+            let v = *acc;
             if v > 0 {
                 pes_used += 1;
                 total_bytes += v as u64;

@@ -32,7 +32,13 @@ fn options(arch: Arch, dtype: DType, kind: Option<PlacementKind>, max_context: u
 }
 
 /// Greedy tokens on the wafer and from the reference, for `steps` positions.
-fn both(c: &Config, w: &Weights, o: &Options, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<u32>) {
+fn both(
+    c: &Config,
+    w: &Weights,
+    o: &Options,
+    prompt: &[u32],
+    steps: usize,
+) -> (Vec<u32>, Vec<u32>) {
     let compiled = compile(c, Some(w), o).unwrap();
     let mut d = Decoder::new(&compiled);
     let got = generate(&mut d, prompt, steps, None, |_, _| {}).unwrap();
@@ -59,23 +65,30 @@ fn aidreams260k_decodes_128_tokens_exactly_as_the_reference_with_and_without_a_p
     let dir = models();
     let (c, w) = llama2c::load(&dir.join("aidreams260K.bin")).unwrap();
     let tok = Tokenizer::load(&dir.join("aidreams_tok512.bin"), c.vocab_size).unwrap();
-    for (prompt, kind) in [
-        ("", PlacementKind::Pipeline),
-        ("The wafer hums", PlacementKind::Mesh),
-    ] {
+    for (prompt, arch) in [("", Arch::wse2()), ("The wafer hums", Arch::wse3())] {
         let ids = tok.encode(prompt);
-        // Mesh tiles every GEMV over the whole grid; a 64x64 grid keeps
-        // the reference engine's every-PE-every-cycle stepping quick.
-        let arch = match kind {
-            PlacementKind::Mesh => Arch::wse2().with_grid(64, 64).unwrap(),
-            PlacementKind::Pipeline => Arch::wse2(),
-        };
-        let o = options(arch, DType::F32, Some(kind), c.seq_len as u32);
+        let kind = Some(PlacementKind::Pipeline);
+        let o = options(arch, DType::F32, kind, c.seq_len as u32);
         let (got, want) = both(&c, &w, &o, &ids, 128);
         assert!(got.len() > 64, "{prompt:?}: stopped after {}", got.len());
-        assert_eq!(got, want, "{prompt:?} with {kind}");
+        assert_eq!(got, want, "{prompt:?}");
         assert_eq!(&got[..ids.len()], &ids[..], "the prompt is forced");
     }
+}
+
+/// Mesh placement tiles every GEMV over the whole grid; a 32x32 grid keeps
+/// the reference engine (which steps every PE every cycle) quick.
+#[test]
+fn aidreams260k_with_mesh_placement_decodes_as_the_reference() {
+    let dir = models();
+    let (c, w) = llama2c::load(&dir.join("aidreams260K.bin")).unwrap();
+    let tok = Tokenizer::load(&dir.join("aidreams_tok512.bin"), c.vocab_size).unwrap();
+    let ids = tok.encode("The wafer hums");
+    let arch = Arch::wse3().with_grid(32, 32).unwrap();
+    let o = options(arch, DType::F32, Some(PlacementKind::Mesh), 32);
+    let (got, want) = both(&c, &w, &o, &ids, 32);
+    assert_eq!(got.len(), 32);
+    assert_eq!(got, want);
 }
 
 /// Largest |wafer logit − f32 reference logit| over `steps` positions fed

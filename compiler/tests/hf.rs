@@ -193,3 +193,27 @@ fn a_bad_directory_names_the_file_and_the_tensor() {
         "{e}"
     );
 }
+
+#[test]
+fn a_written_llama_compiles_and_decodes_on_the_wafer_as_the_reference() {
+    use wafer_compiler::decode::{Decoder, generate};
+    use wafer_compiler::place::{Options, PlacementKind};
+    let c = config();
+    let dir = write_dir("hf_wafer", &c, Dtype::F32, 2);
+    let (c, w) = hf::load(&dir).unwrap();
+    let model = reference::Model::load(&w, &c).unwrap();
+    let want = reference::generate(&model, &[7, 3], 24);
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let o = Options {
+            arch: wafer_emulator::Arch::wse3().with_grid(24, 24).unwrap(),
+            dtype: wafer_emulator::DType::F32,
+            placement: Some(kind),
+            max_context: 32,
+            reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
+        };
+        let compiled = wafer_compiler::compile(&c, Some(&w), &o).unwrap();
+        let mut d = Decoder::new(&compiled);
+        let got = generate(&mut d, &[7, 3], 24, None, |_, _| {}).unwrap();
+        assert_eq!(got, want, "{kind}");
+    }
+}

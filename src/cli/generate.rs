@@ -98,16 +98,14 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     }
     let mut d = Decoder::new(&c);
     let mut cycles = Vec::new();
-    let mut kv = check
-        .as_ref()
-        .map(|_| reference::KvCache::new(&l.config));
+    let mut kv = check.as_ref().map(|_| reference::KvCache::new(&l.config));
     let mut worst: f32 = 0.0;
     let mut prev = wafer_compiler::tokenizer::BOS;
     let mut input = wafer_compiler::tokenizer::BOS;
     let mut pos = 0usize;
     let mut sample = sampler(a.temperature, a.seed);
     let mut pick = |logits: &[f32]| sample(logits);
-    let sampling: Option<&mut dyn FnMut(&[f32]) -> u32> = if a.temperature > 0.0 {
+    let sampling: Option<&mut wafer_compiler::decode::Sampler> = if a.temperature > 0.0 {
         Some(&mut pick)
     } else {
         None
@@ -123,8 +121,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             worst = worst.max(diff);
-            if pos >= prompt.len() && reference::argmax(&want) != step.next && check_err.is_none()
-            {
+            if pos >= prompt.len() && reference::argmax(&want) != step.next && check_err.is_none() {
                 check_err = Some(format!(
                     "position {pos}: the wafer picked {}, the reference {} (max |Δlogit| {diff:e})",
                     step.next,

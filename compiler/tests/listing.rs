@@ -1,0 +1,57 @@
+//! Compile listings of both shared checkpoints, on a small grid and on the
+//! full `wse3`, as insta snapshots: a change to placement, routing, SRAM
+//! planning or a kernel's cost model shows up here as a reviewed diff.
+
+use std::path::PathBuf;
+use wafer_compiler::place::{Options, PlacementKind};
+use wafer_compiler::{compile, listing::listing, llama2c};
+use wafer_emulator::{Arch, DType};
+use wafer_kernels::reduce::Strategy;
+
+fn checkpoint(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/models")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: these tests need the shared checkpoints beside the repository",
+        p.display()
+    );
+    p
+}
+
+fn compiled_listing(file: &str, arch: Arch, kind: Option<PlacementKind>) -> String {
+    let (c, w) = llama2c::load(&checkpoint(file)).unwrap();
+    let o = Options {
+        arch,
+        dtype: DType::F32,
+        placement: kind,
+        max_context: c.seq_len as u32,
+        reduce: Strategy::Tree { k: 2 },
+    };
+    let compiled = compile(&c, Some(&w), &o).unwrap();
+    listing(&compiled, o.max_context / 2)
+}
+
+#[test]
+fn listings_on_a_small_grid() {
+    let small = || Arch::wse3().with_grid(96, 64).unwrap();
+    for file in ["stories260K.bin", "aidreams260K.bin"] {
+        for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+            insta::assert_snapshot!(
+                format!("{file}_96x64_{kind}"),
+                compiled_listing(file, small(), Some(kind))
+            );
+        }
+    }
+}
+
+#[test]
+fn listings_on_wse3() {
+    for file in ["stories260K.bin", "aidreams260K.bin"] {
+        insta::assert_snapshot!(
+            format!("{file}_wse3_auto"),
+            compiled_listing(file, Arch::wse3(), None)
+        );
+    }
+}
