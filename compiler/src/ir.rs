@@ -20,7 +20,7 @@
 //! step's position, and `attention` appends its `k`, `v` to layer `layer`'s
 //! KV cache before attending.
 
-use crate::model::{Config, RopePairs, Weights};
+use crate::model::{Config, RopePairs, RopeScaling, Weights};
 use crate::reference::{KvCache, attend, matvec, rmsnorm, rope, silu};
 use std::fmt::{self, Write};
 
@@ -46,6 +46,7 @@ pub enum Op {
         head: usize,
         theta: f32,
         pairs: RopePairs,
+        scaling: Option<RopeScaling>,
     },
     Attention {
         q: usize,
@@ -139,6 +140,7 @@ pub fn decode_step(c: &Config) -> Graph {
             head: hs,
             theta: c.rope_theta,
             pairs: c.rope_pairs,
+            scaling: c.rope_scaling,
         };
         let q = push(&mut g, rope_op(q), d);
         let k = push(&mut g, rope_op(k), kv);
@@ -214,9 +216,23 @@ impl fmt::Display for Graph {
                     head,
                     theta,
                     pairs,
+                    scaling,
                 } => format!(
-                    "rope %{x} head={head} theta={theta:?} pairs={}",
-                    pairs_name(*pairs)
+                    "rope %{x} head={head} theta={theta:?} pairs={}{}",
+                    pairs_name(*pairs),
+                    match scaling {
+                        None => String::new(),
+                        Some(RopeScaling::Linear { factor }) =>
+                            format!(" scaling=linear:{factor:?}"),
+                        Some(RopeScaling::Llama3 {
+                            factor,
+                            low_freq_factor,
+                            high_freq_factor,
+                            original,
+                        }) => format!(
+                            " scaling=llama3:{factor:?}:{low_freq_factor:?}:{high_freq_factor:?}:{original:?}"
+                        ),
+                    }
                 ),
                 Op::Attention {
                     q,
@@ -243,6 +259,28 @@ impl fmt::Display for Graph {
 }
 
 // ----------------------------------------------------------------- parsing
+
+/// `linear:F` or `llama3:F:LOW:HIGH:ORIGINAL`.
+fn parse_scaling(v: &str) -> Result<RopeScaling, String> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let nums: Vec<f32> = parts[1..]
+        .iter()
+        .map(|p| p.parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("`rope`: scaling `{v}` has a part that is not a number"))?;
+    match (parts[0], nums.as_slice()) {
+        ("linear", [factor]) => Ok(RopeScaling::Linear { factor: *factor }),
+        ("llama3", [factor, lo, hi, original]) => Ok(RopeScaling::Llama3 {
+            factor: *factor,
+            low_freq_factor: *lo,
+            high_freq_factor: *hi,
+            original: *original,
+        }),
+        _ => Err(format!(
+            "`rope`: scaling must be linear:F or llama3:F:LOW:HIGH:ORIGINAL, not `{v}`"
+        )),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}:{line}: {message}")]
@@ -406,6 +444,10 @@ fn parse_op(body: &str) -> Result<Op, String> {
                     ));
                 }
             },
+            scaling: match attrs.get("scaling") {
+                None => None,
+                Some(v) => Some(parse_scaling(v)?),
+            },
         },
         "attention" => Op::Attention {
             q: val(0)?,
@@ -554,9 +596,10 @@ pub fn interpret(
                 head,
                 theta,
                 pairs,
+                scaling,
             } => {
                 let mut r = vals[*x].clone();
-                rope(&mut r, pos, *head, *theta, *pairs);
+                rope(&mut r, pos, *head, *theta, *pairs, *scaling);
                 r
             }
             Op::Attention {

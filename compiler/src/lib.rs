@@ -1,12 +1,13 @@
-//! The compiler from transformer checkpoints to wafer Programs.
+//! The compiler from transformer checkpoints to wafer Programs, and
+//! decoding on the emulated wafer.
 //!
-//! So far: the model front ends for llama2.c checkpoints and tokenizers
-//! ([`llama2c`], [`tokenizer`]) and Hugging Face Llama-family directories
-//! ([`hf`]), the model description shared by every front
-//! end ([`model`]), and the plain CPU reference forward pass ([`reference`])
-//! that the emulated decode will be checked against, and the graph [`ir`]
-//! of a decode step (printed, parsed, verified, interpreted). Placement,
-//! routing, SRAM planning and codegen are not written yet.
+//! Front ends ([`llama2c`], [`tokenizer`], [`hf`], built-in configs in
+//! [`model`]) produce a [`Config`] and [`Weights`]; [`ir`] builds the graph
+//! of one decode step; [`stage`] lowers and fuses it into kernel
+//! invocations; [`place`] puts them on the wafer; [`codegen`] generates
+//! their programs with the weights; [`route`] and [`sram`] plan colors,
+//! hand-offs and memory; [`decode`] runs steps on the emulator and
+//! [`reference`] is the plain CPU model everything is checked against.
 
 pub mod bundle;
 pub mod codegen;

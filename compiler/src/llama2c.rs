@@ -62,6 +62,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<(Config, Weights), ModelError> 
         rope_pairs: crate::RopePairs::Adjacent,
         norm_eps: 1e-5,
         tied_embeddings: shared,
+        rope_scaling: None,
     };
     cfg.validate()
         .map_err(|m| err(format!("inconsistent header: {m}")))?;

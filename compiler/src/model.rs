@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+pub use wafer_kernels::rope::RopeScaling;
 
 /// A decoder-only Llama-family transformer.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +24,8 @@ pub struct Config {
     pub norm_eps: f32,
     /// The classifier is the token embedding (one matrix, not two).
     pub tied_embeddings: bool,
+    /// RoPE frequency scaling (Llama 3.1 and 3.2 use it).
+    pub rope_scaling: Option<RopeScaling>,
 }
 
 /// RoPE's pairing: llama2.c rotates adjacent elements `(2i, 2i+1)` of each
@@ -53,7 +56,8 @@ impl Config {
                      vocab_size,
                      seq_len,
                      rope_theta,
-                     tied_embeddings| {
+                     tied_embeddings,
+                     rope_scaling| {
             Config {
                 dim,
                 hidden_dim,
@@ -66,14 +70,44 @@ impl Config {
                 rope_pairs: RopePairs::HalfSplit,
                 norm_eps: 1e-5,
                 tied_embeddings,
+                rope_scaling,
             }
         };
+        let llama3 = |factor| {
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original: 8192.0,
+            })
+        };
         Some(match name {
-            // meta-llama/Llama-3.1-8B: RoPE scaling (llama3) is not modelled.
-            "llama-3.1-8b" => llama(4096, 14336, 32, 32, 8, 128256, 131072, 500000.0, false),
-            "llama-3.2-1b" => llama(2048, 8192, 16, 32, 8, 128256, 131072, 500000.0, true),
-            "tinyllama-1.1b" => llama(2048, 5632, 22, 32, 4, 32000, 2048, 10000.0, false),
-            "smollm2-135m" => llama(576, 1536, 30, 9, 3, 49152, 8192, 100000.0, true),
+            "llama-3.1-8b" => llama(
+                4096,
+                14336,
+                32,
+                32,
+                8,
+                128256,
+                131072,
+                500000.0,
+                false,
+                llama3(8.0),
+            ),
+            "llama-3.2-1b" => llama(
+                2048,
+                8192,
+                16,
+                32,
+                8,
+                128256,
+                131072,
+                500000.0,
+                true,
+                llama3(32.0),
+            ),
+            "tinyllama-1.1b" => llama(2048, 5632, 22, 32, 4, 32000, 2048, 10000.0, false, None),
+            "smollm2-135m" => llama(576, 1536, 30, 9, 3, 49152, 8192, 100000.0, true, None),
             _ => return None,
         })
     }
@@ -107,6 +141,39 @@ impl Config {
                 .ok_or_else(|| err(format!("missing or non-integer `{key}`")))
         };
         let heads = int("num_attention_heads")?;
+        let rope_scaling = match v.get("rope_scaling") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(r) => {
+                let num = |key: &str| -> Result<f32, ModelError> {
+                    r.get(key)
+                        .and_then(serde_json::Value::as_f64)
+                        .map(|x| x as f32)
+                        .ok_or_else(|| err(format!("`rope_scaling` needs a number `{key}`")))
+                };
+                let kind = r
+                    .get("rope_type")
+                    .or_else(|| r.get("type"))
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("");
+                match kind {
+                    "llama3" => Some(RopeScaling::Llama3 {
+                        factor: num("factor")?,
+                        low_freq_factor: num("low_freq_factor")?,
+                        high_freq_factor: num("high_freq_factor")?,
+                        original: num("original_max_position_embeddings")?,
+                    }),
+                    "linear" => Some(RopeScaling::Linear {
+                        factor: num("factor")?,
+                    }),
+                    "default" => None,
+                    other => {
+                        return Err(err(format!(
+                            "`rope_scaling` of type `{other}` is not supported (llama3 and linear are)"
+                        )));
+                    }
+                }
+            }
+        };
         let c = Config {
             dim: int("hidden_size")?,
             hidden_dim: int("intermediate_size")?,
@@ -131,6 +198,7 @@ impl Config {
                 .get("tie_word_embeddings")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
+            rope_scaling,
         };
         c.validate()
             .map_err(|m| err(format!("inconsistent config: {m}")))?;

@@ -263,6 +263,7 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
             head,
             theta,
             pairs,
+            scaling,
         } => cheapest(
             sizes((*heads).min(bh)).into_iter().map(|h| {
                 Kernel::Rope(RopeSpec {
@@ -273,6 +274,7 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
                         RopePairs::Adjacent => RopeLayout::Adjacent,
                         RopePairs::HalfSplit => RopeLayout::HalfSplit,
                     },
+                    scaling: *scaling,
                     pos: 0,
                     h,
                 })

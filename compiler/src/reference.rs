@@ -2,7 +2,7 @@
 //! (and llama2.c's run.c) writes it, in f32. One struct per block, each
 //! loaded by name from [`Weights`]; `forward` reads like the maths.
 
-use crate::model::{Config, ModelError, RopePairs, Tensor, Weights};
+use crate::model::{Config, ModelError, RopePairs, RopeScaling, Tensor, Weights};
 
 /// `W·x` for `W` of shape `[out, in]`.
 pub(crate) fn matvec(w: &Tensor, x: &[f32]) -> Vec<f32> {
@@ -29,13 +29,21 @@ fn softmax(x: &mut [f32]) {
     }
 }
 
-/// Rotate pair `i` of each head by `pos · θ^(−2i/head_size)`; the pairs are
+/// Rotate pair `i` of each head by `pos · θ^(−2i/head_size)` (its frequency
+/// scaled for long contexts where the model says so); the pairs are
 /// `(2i, 2i+1)` or `(i, i + head_size/2)`.
-pub(crate) fn rope(x: &mut [f32], pos: usize, head_size: usize, theta: f32, pairs: RopePairs) {
+pub(crate) fn rope(
+    x: &mut [f32],
+    pos: usize,
+    head_size: usize,
+    theta: f32,
+    pairs: RopePairs,
+    scaling: Option<RopeScaling>,
+) {
+    let freqs = wafer_kernels::rope::inv_freq(theta, head_size as u32, scaling);
     for head in x.chunks_exact_mut(head_size) {
-        for i in 0..head_size / 2 {
-            let freq = 1.0 / theta.powf((2 * i) as f32 / head_size as f32);
-            let (c, s) = ((pos as f32 * freq).cos(), (pos as f32 * freq).sin());
+        for (i, freq) in freqs.iter().enumerate() {
+            let (c, s) = ((pos as f32 * *freq).cos(), (pos as f32 * *freq).sin());
             let (ia, ib) = match pairs {
                 RopePairs::Adjacent => (2 * i, 2 * i + 1),
                 RopePairs::HalfSplit => (i, i + head_size / 2),
@@ -57,6 +65,7 @@ pub struct Attention {
     head_size: usize,
     theta: f32,
     pairs: RopePairs,
+    scaling: Option<RopeScaling>,
 }
 
 pub struct Mlp {
@@ -109,6 +118,7 @@ impl Attention {
             head_size: c.head_size(),
             theta: c.rope_theta,
             pairs: c.rope_pairs,
+            scaling: c.rope_scaling,
         })
     }
 
@@ -126,8 +136,8 @@ impl Attention {
             matvec(&self.wk, x),
             matvec(&self.wv, x),
         );
-        rope(&mut q, pos, hs, self.theta, self.pairs);
-        rope(&mut k, pos, hs, self.theta, self.pairs);
+        rope(&mut q, pos, hs, self.theta, self.pairs, self.scaling);
+        rope(&mut k, pos, hs, self.theta, self.pairs, self.scaling);
         keys.push(k);
         values.push(v);
         let out = attend(&q, keys, values, self.n_heads, self.n_kv_heads, hs);

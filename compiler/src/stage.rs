@@ -9,7 +9,7 @@
 //! to stages, and [`verify`] checks the result between passes.
 
 use crate::ir::{Graph, Op};
-use crate::model::RopePairs;
+use crate::model::{RopePairs, RopeScaling};
 use std::fmt;
 
 /// Where a stage input's values come from.
@@ -58,6 +58,7 @@ pub enum Work {
         head: u32,
         theta: f32,
         pairs: RopePairs,
+        scaling: Option<RopeScaling>,
     },
     Attention {
         layer: usize,
@@ -191,6 +192,7 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
                 head,
                 theta,
                 pairs,
+                scaling,
             } => (
                 "rope".to_string(),
                 Work::Rope {
@@ -198,6 +200,7 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
                     head: *head as u32,
                     theta: *theta,
                     pairs: *pairs,
+                    scaling: *scaling,
                 },
                 vec![port("pos", vec![Src::Pos]), port("x", vec![v(*x)])],
             ),
@@ -319,14 +322,16 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
                     head,
                     theta,
                     pairs,
+                    scaling,
                 },
                 Work::Rope {
                     heads: h2,
                     head: hd2,
                     theta: t2,
                     pairs: p2,
+                    scaling: s2,
                 },
-            ) if head == hd2 && theta == t2 && pairs == p2 => {
+            ) if head == hd2 && theta == t2 && pairs == p2 && scaling == s2 => {
                 *heads += h2;
                 let extra = s.inputs[1].1.clone();
                 prev.inputs[1].1.extend(extra);

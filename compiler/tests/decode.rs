@@ -166,12 +166,14 @@ proptest! {
     fn random_configs_compile_route_and_decode_as_the_reference(
         head_half in 1usize..4, kv_heads in 1usize..4, group in 1usize..3, layers in 1usize..3,
         hidden in 2usize..40, vocab in 3usize..40, half_split in any::<bool>(), mesh in any::<bool>(),
-        seed in any::<u64>(),
+        scaled in any::<bool>(), seed in any::<u64>(),
     ) {
         let n_heads = kv_heads * group;
         let c = Config { dim: n_heads * 2 * head_half, hidden_dim: hidden, n_layers: layers, n_heads, n_kv_heads: kv_heads,
             vocab_size: vocab, seq_len: 16, rope_theta: 10000.0,
-            rope_pairs: if half_split { RopePairs::HalfSplit } else { RopePairs::Adjacent }, norm_eps: 1e-5, tied_embeddings: false };
+            rope_pairs: if half_split { RopePairs::HalfSplit } else { RopePairs::Adjacent }, norm_eps: 1e-5, tied_embeddings: false,
+            // Llama 3.1's scaling with a short original context, so every band is in play.
+            rope_scaling: scaled.then_some(wafer_compiler::model::RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original: 64.0 }) };
         let w = random_weights(&c, seed);
         let kind = if mesh { PlacementKind::Mesh } else { PlacementKind::Pipeline };
         let arch = Arch::wse3().with_grid(48, 32).unwrap();

@@ -18,6 +18,7 @@ fn config() -> Config {
         rope_pairs: RopePairs::HalfSplit,
         norm_eps: 1e-6,
         tied_embeddings: true,
+        rope_scaling: None,
     }
 }
 
@@ -216,4 +217,48 @@ fn a_written_llama_compiles_and_decodes_on_the_wafer_as_the_reference() {
         let got = generate(&mut d, &[7, 3], 24, None, |_, _| {}).unwrap();
         assert_eq!(got, want, "{kind}");
     }
+}
+
+#[test]
+fn rope_scaling_is_read_from_config_json_and_unknown_kinds_are_refused() {
+    let base = r#"{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 20, "max_position_embeddings": 32"#;
+    let llama3 = format!(
+        r#"{base}, "rope_scaling": {{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}}}"#
+    );
+    let c = Config::from_hf_json(&llama3, "a/config.json").unwrap();
+    assert_eq!(
+        c.rope_scaling,
+        Some(wafer_compiler::model::RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original: 8192.0
+        })
+    );
+    let linear = format!(r#"{base}, "rope_scaling": {{"type": "linear", "factor": 2.0}}}}"#);
+    assert_eq!(
+        Config::from_hf_json(&linear, "b/config.json")
+            .unwrap()
+            .rope_scaling,
+        Some(wafer_compiler::model::RopeScaling::Linear { factor: 2.0 })
+    );
+    let yarn = format!(r#"{base}, "rope_scaling": {{"rope_type": "yarn", "factor": 4.0}}}}"#);
+    let err = Config::from_hf_json(&yarn, "c/config.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("c/config.json") && err.contains("`yarn`"),
+        "{err}"
+    );
+    let missing = format!(r#"{base}, "rope_scaling": {{"rope_type": "llama3", "factor": 8.0}}}}"#);
+    let err = Config::from_hf_json(&missing, "d/config.json")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("low_freq_factor"), "{err}");
+    assert!(
+        Config::built_in("llama-3.1-8b")
+            .unwrap()
+            .rope_scaling
+            .is_some()
+    );
 }

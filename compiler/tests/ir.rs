@@ -100,11 +100,12 @@ proptest! {
     /// to the reference model's logits on random weights.
     #[test]
     fn random_configs_round_trip_and_match_the_reference(
-        head_half in 1usize..4, heads in 1usize..5, group in 1usize..3, layers in 1usize..3, hidden in 1usize..20, vocab in 2usize..30, half_split in any::<bool>(),
+        head_half in 1usize..4, heads in 1usize..5, group in 1usize..3, layers in 1usize..3, hidden in 1usize..20, vocab in 2usize..30, half_split in any::<bool>(), scaled in any::<bool>(),
     ) {
         let n_heads = heads * group;
         let c = Config { dim: n_heads * 2 * head_half, hidden_dim: hidden, n_layers: layers, n_heads, n_kv_heads: heads, vocab_size: vocab, seq_len: 8,
-            rope_theta: 10000.0, rope_pairs: if half_split { RopePairs::HalfSplit } else { RopePairs::Adjacent }, norm_eps: 1e-5, tied_embeddings: false };
+            rope_theta: 10000.0, rope_pairs: if half_split { RopePairs::HalfSplit } else { RopePairs::Adjacent }, norm_eps: 1e-5, tied_embeddings: false,
+            rope_scaling: scaled.then_some(wafer_compiler::model::RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original: 64.0 }) };
         let g = ir::decode_step(&c);
         prop_assert_eq!(ir::parse(&g.to_string(), "r.ir").unwrap(), g.clone());
         let mut w = wafer_compiler::Weights::default();

@@ -181,6 +181,7 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         rope_pairs: wafer_compiler::RopePairs::Adjacent,
         norm_eps: 1e-5,
         tied_embeddings: false,
+        rope_scaling: None,
     };
     let mha = wafer_compiler::Config {
         n_kv_heads: 4,
@@ -309,6 +310,7 @@ fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
         rope_pairs: RopePairs::HalfSplit,
         norm_eps: 1e-5,
         tied_embeddings: false,
+        rope_scaling: None,
     };
     let adjacent = Config {
         rope_pairs: RopePairs::Adjacent,

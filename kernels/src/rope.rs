@@ -29,6 +29,8 @@ pub struct RopeSpec {
     pub head_dim: u32,
     pub theta: f32,
     pub layout: RopeLayout,
+    /// Frequency scaling for long contexts (Llama 3.1's, or linear).
+    pub scaling: Option<RopeScaling>,
     /// The default position (the `pos` input).
     pub pos: u32,
     /// PEs in the column (at most `heads`).
@@ -49,12 +51,56 @@ impl RopeSpec {
             RopeLayout::HalfSplit => (1, self.head_dim / 2),
         }
     }
-    /// The rotation frequencies `θ^(−2i/d)`, in f32.
+    /// The rotation frequencies, in f32: [`inv_freq`].
     pub fn inv_freq(&self) -> Vec<f32> {
-        (0..self.head_dim / 2)
-            .map(|i| 1.0 / self.theta.powf((2 * i) as f32 / self.head_dim as f32))
-            .collect()
+        inv_freq(self.theta, self.head_dim, self.scaling)
     }
+}
+
+/// How RoPE's frequencies are stretched for contexts longer than training's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RopeScaling {
+    /// Every frequency divided by `factor`.
+    Linear { factor: f32 },
+    /// Llama 3.1's: wavelengths shorter than `original / high_freq_factor`
+    /// keep their frequency, those longer than `original / low_freq_factor`
+    /// are divided by `factor`, and the band between is interpolated.
+    Llama3 {
+        factor: f32,
+        low_freq_factor: f32,
+        high_freq_factor: f32,
+        original: f32,
+    },
+}
+
+/// Pair `i`'s frequency `θ^(−2i/d)`, scaled, in f32. The compiler's CPU
+/// reference calls this too, so both rotate by the same angles.
+pub fn inv_freq(theta: f32, head_dim: u32, scaling: Option<RopeScaling>) -> Vec<f32> {
+    (0..head_dim / 2)
+        .map(|i| {
+            let f = 1.0 / theta.powf((2 * i) as f32 / head_dim as f32);
+            match scaling {
+                None => f,
+                Some(RopeScaling::Linear { factor }) => f / factor,
+                Some(RopeScaling::Llama3 {
+                    factor,
+                    low_freq_factor: lo,
+                    high_freq_factor: hi,
+                    original,
+                }) => {
+                    let wavelen = 2.0 * std::f32::consts::PI / f;
+                    if wavelen < original / hi {
+                        f
+                    } else if wavelen > original / lo {
+                        f / factor
+                    } else {
+                        let smooth = (original / wavelen - lo) / (hi - lo);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                }
+            }
+        })
+        .collect()
 }
 
 pub fn generate(s: &RopeSpec, arch: &Arch) -> Result<Fragment, KernelError> {

@@ -28,7 +28,7 @@ proptest! {
     fn rope_matches_reference_and_cost_model(
         heads in 1u32..6, half in 1u32..9, pos in 0u32..5000, h in 1u32..6, adjacent in any::<bool>(), wse3 in any::<bool>(),
     ) {
-        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, pos, h: h.min(heads) };
+        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling: None, pos, h: h.min(heads) };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (inputs, y, measured, f) = run(&s, &arch);
         let want = rope::reference(&s, &inputs, &f.program);
@@ -49,6 +49,7 @@ fn rope_agrees_with_the_textbook() {
             head_dim: 8,
             theta: 10000.0,
             layout,
+            scaling: None,
             pos: 37,
             h: 2,
         };
@@ -83,10 +84,49 @@ fn listing_of_a_small_rope() {
         head_dim: 4,
         theta: 10000.0,
         layout: RopeLayout::HalfSplit,
+        scaling: None,
         pos: 3,
         h: 2,
     };
     insta::assert_snapshot!(wafer_emulator::asm::print(
         &rope::generate(&s, &Arch::wse3()).unwrap().program
     ));
+}
+
+#[test]
+fn llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_between() {
+    use wafer_kernels::rope::{RopeScaling, inv_freq};
+    let s = RopeScaling::Llama3 {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original: 8192.0,
+    };
+    let plain = inv_freq(500000.0, 128, None);
+    let scaled = inv_freq(500000.0, 128, Some(s));
+    let two_pi = 2.0 * std::f32::consts::PI;
+    let mut seen = [0; 3];
+    for (f, g) in plain.iter().zip(&scaled) {
+        let wavelen = two_pi / f;
+        if wavelen < 2048.0 {
+            assert_eq!(f, g);
+            seen[0] += 1;
+        } else if wavelen > 8192.0 {
+            assert_eq!(*g, f / 8.0);
+            seen[1] += 1;
+        } else {
+            // Hand-derived: smooth = (8192/λ − 1)/3, g = (1 − smooth)·f/8 + smooth·f.
+            let smooth = (8192.0 / wavelen - 1.0) / 3.0;
+            assert!((g - ((1.0 - smooth) * f / 8.0 + smooth * f)).abs() <= 1e-9);
+            assert!(*g < *f && *g > f / 8.0);
+            seen[2] += 1;
+        }
+    }
+    assert!(
+        seen.iter().all(|n| *n > 0),
+        "every band is exercised: {seen:?}"
+    );
+    let linear = inv_freq(10000.0, 8, Some(RopeScaling::Linear { factor: 4.0 }));
+    let base = inv_freq(10000.0, 8, None);
+    assert_eq!(linear, base.iter().map(|f| f / 4.0).collect::<Vec<_>>());
 }

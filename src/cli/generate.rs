@@ -111,8 +111,10 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         None
     };
     let mut check_err = None;
+    let mut predicted = Vec::new();
     let tokens = generate(&mut d, &prompt, a.steps, sampling, |next, step| {
         cycles.push(step.cycles);
+        predicted.push(c.predicted(pos as u32));
         if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
             let want = m.forward(input, pos, kv);
             let diff = want
@@ -157,6 +159,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "text": text,
             "per_token_cycles": cycles,
             "per_token_us": us,
+            "predicted_cycles": predicted,
             "mean_token_us": mean(&us),
             "clock_hz": clock,
             "check_max_abs_logit_diff": check.as_ref().map(|_| worst),
@@ -173,6 +176,14 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             1e6 / mean(&us),
             cycles.first().unwrap_or(&0),
             cycles.last().unwrap_or(&0)
+        );
+        let (e, p) = (
+            cycles.iter().sum::<u64>() as f64,
+            predicted.iter().sum::<u64>() as f64,
+        );
+        println!(
+            "the cost models predicted {p:.0} cycles in all, emulated {e:.0} (ratio {:.3})",
+            e / p.max(1.0)
         );
         if check.is_some() {
             println!("check: logits within {worst:e} of the f32 CPU reference at every step");

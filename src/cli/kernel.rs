@@ -453,6 +453,7 @@ fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
         head_dim: d,
         theta: 10000.0,
         layout,
+        scaling: None,
         pos: a.pos,
         h,
     };
@@ -464,6 +465,7 @@ fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
         head_dim: d,
         theta: 10000.0,
         layout,
+        scaling: None,
         pos: a.pos,
         h,
     };
@@ -740,6 +742,7 @@ fn report(json: bool) -> anyhow::Result<()> {
                 head_dim: d,
                 theta: 10000.0,
                 layout: RopeLayout::Adjacent,
+                scaling: None,
                 pos: 100,
                 h,
             };
