@@ -224,10 +224,30 @@ fn fragment(
         }
         Kernel::Gemv(spec) => {
             let mut f = wafer_kernels::gemv::generate(spec, arch).map_err(kernel_err)?;
-            if let (Some(_), Work::Gemv { weights: names, .. }) = (weights, &s.work) {
+            if let (
+                Some(_),
+                Work::Gemv {
+                    weights: names,
+                    biases,
+                    n,
+                    ..
+                },
+            ) = (weights, &s.work)
+            {
                 let mut w = Vec::with_capacity((spec.m * spec.n) as usize);
-                for n in names {
-                    w.extend_from_slice(&tensor(n)?.data);
+                for (k, name) in names.iter().enumerate() {
+                    let t = tensor(name)?;
+                    match biases.get(k) {
+                        None => w.extend_from_slice(&t.data),
+                        // Row by row, the bias as one more column.
+                        Some(b) => {
+                            let b = tensor(b)?;
+                            for (r, row) in t.data.chunks_exact(*n as usize).enumerate() {
+                                w.extend_from_slice(row);
+                                w.push(b.data[r]);
+                            }
+                        }
+                    }
                 }
                 wafer_kernels::gemv::load_weights(spec, &mut f, &w).map_err(kernel_err)?;
             }
@@ -235,9 +255,18 @@ fn fragment(
         }
         Kernel::Vector(spec) => {
             let mut f = wafer_kernels::vector::generate(spec, arch).map_err(kernel_err)?;
-            if let (Some(_), Work::RmsNorm { weight, .. }) = (weights, &s.work) {
-                wafer_kernels::vector::load_weights(spec, &mut f, "g", &tensor(weight)?.data)
-                    .map_err(kernel_err)?;
+            match (weights, &s.work) {
+                (Some(_), Work::RmsNorm { weight, .. }) => {
+                    wafer_kernels::vector::load_weights(spec, &mut f, "g", &tensor(weight)?.data)
+                        .map_err(kernel_err)?;
+                }
+                (Some(_), Work::LayerNorm { weight, bias, .. }) => {
+                    wafer_kernels::vector::load_weights(spec, &mut f, "g", &tensor(weight)?.data)
+                        .map_err(kernel_err)?;
+                    wafer_kernels::vector::load_weights(spec, &mut f, "bias", &tensor(bias)?.data)
+                        .map_err(kernel_err)?;
+                }
+                _ => {}
             }
             f
         }
@@ -258,7 +287,7 @@ fn fragment(
         let want: u32 = srcs
             .iter()
             .map(|src| match src {
-                crate::stage::Src::Pos => 1,
+                crate::stage::Src::Pos | crate::stage::Src::One => 1,
                 crate::stage::Src::Value(v) => graph.insts[*v].len as u32,
             })
             .sum();

@@ -75,8 +75,13 @@ impl<'c> Decoder<'c> {
         }
         let arch = &c.options.arch;
         let mut values: Vec<Option<Vec<f32>>> = vec![None; c.graph.insts.len()];
-        // The token value is the first instruction's.
-        values[0] = Some(vec![token as f32]);
+        for (i, inst) in c.graph.insts.iter().enumerate() {
+            match inst.op {
+                crate::ir::Op::Token => values[i] = Some(vec![token as f32]),
+                crate::ir::Op::Position => values[i] = Some(vec![self.pos as f32]),
+                _ => {}
+            }
+        }
         let mut stage_cycles = Vec::with_capacity(c.stages.len());
         let mut next = 0;
         let mut total = 0;
@@ -87,6 +92,7 @@ impl<'c> Decoder<'c> {
                 for s in srcs {
                     match s {
                         Src::Pos => v.push(self.pos as f32),
+                        Src::One => v.push(1.0),
                         Src::Value(x) => {
                             v.extend_from_slice(values[*x].as_ref().expect("verified order"))
                         }

@@ -1,11 +1,11 @@
-//! Hugging Face Llama-family checkpoints: a directory with `config.json` and
+//! Hugging Face checkpoints (Llama family and GPT-2): a directory with `config.json` and
 //! `model.safetensors`, or shards listed in `model.safetensors.index.json`.
 //! Tensors in f32, f16 or bf16 are widened to f32 and renamed to the Llama
 //! names the model code fetches (`model.layers.0.self_attn.q_proj.weight` →
 //! `layers.0.attention.wq.weight`). Without `lm_head.weight` the classifier
 //! is the embedding (tied).
 
-use crate::model::{Config, ModelError, Tensor, Weights};
+use crate::model::{Config, Family, ModelError, Tensor, Weights};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -77,8 +77,17 @@ pub fn load(dir: &Path) -> Result<(Config, Weights), ModelError> {
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| format(&path, format!("not a safetensors file: {e}")))?;
         for (name, view) in st.tensors() {
-            let Some(ours) = our_name(&name) else {
-                continue;
+            let ours = if config.family == Family::Gpt2 {
+                // Converted below, once every GPT-2 tensor is read.
+                match gpt2_kept(&name) {
+                    Some(n) => n,
+                    None => continue,
+                }
+            } else {
+                match our_name(&name) {
+                    Some(n) => n,
+                    None => continue,
+                }
             };
             let data = view.data();
             let values: Vec<f32> = match view.dtype() {
@@ -109,6 +118,9 @@ pub fn load(dir: &Path) -> Result<(Config, Weights), ModelError> {
                 },
             );
         }
+    }
+    if config.family == Family::Gpt2 {
+        weights = gpt2_convert(weights, &config)?;
     }
     if !weights.tensors.contains_key("output.weight")
         && let Some(emb) = weights.tensors.get("tok_embeddings.weight").cloned()
@@ -157,4 +169,107 @@ pub fn has_lm_head(dir: &Path) -> Result<bool, ModelError> {
     let v: serde_json::Value = serde_json::from_slice(&header)
         .map_err(|e| format(&path, format!("header is not JSON: {e}")))?;
     Ok(v.get("lm_head.weight").is_some())
+}
+
+/// GPT-2's tensor names without the optional `transformer.` prefix, for
+/// the tensors the model uses (not the attention-mask buffers).
+fn gpt2_kept(hf: &str) -> Option<String> {
+    let n = hf.strip_prefix("transformer.").unwrap_or(hf);
+    let top = matches!(n, "wte.weight" | "wpe.weight" | "ln_f.weight" | "ln_f.bias");
+    let mask = n.ends_with(".attn.bias") || n.ends_with(".attn.masked_bias");
+    (top || (n.starts_with("h.") && !mask)).then(|| n.to_string())
+}
+
+/// GPT-2's Conv1D weights are stored `[in, out]` and q, k, v stacked in
+/// `c_attn`; the model code reads `[out, in]` matrices by Llama-style name.
+fn gpt2_convert(raw: Weights, c: &Config) -> Result<Weights, ModelError> {
+    let file = raw.source.clone();
+    let get = |name: &str, shape: &[usize]| -> Result<Tensor, ModelError> {
+        let t = raw.tensors.get(name).ok_or_else(|| ModelError::Missing {
+            file: file.clone(),
+            tensor: name.into(),
+        })?;
+        if t.shape != shape {
+            return Err(ModelError::Shape {
+                file: file.clone(),
+                tensor: name.into(),
+                expected: shape.to_vec(),
+                found: t.shape.clone(),
+            });
+        }
+        Ok(t.clone())
+    };
+    // Columns `from .. from + out` of an `[in, cols]` tensor, as `[out, in]`.
+    let transposed = |t: &Tensor, from: usize, out: usize| -> Tensor {
+        let (rows, cols) = (t.shape[0], t.shape[1]);
+        let mut data = Vec::with_capacity(out * rows);
+        for o in from..from + out {
+            data.extend((0..rows).map(|i| t.data[i * cols + o]));
+        }
+        Tensor {
+            shape: vec![out, rows],
+            data,
+        }
+    };
+    let slice = |t: &Tensor, from: usize, len: usize| Tensor {
+        shape: vec![len],
+        data: t.data[from..from + len].to_vec(),
+    };
+    let (d, h) = (c.dim, c.hidden_dim);
+    let mut w = Weights {
+        tensors: Default::default(),
+        source: raw.source.clone(),
+    };
+    let mut put = |name: String, t: Tensor| {
+        w.tensors.insert(name, t);
+    };
+    put(
+        "tok_embeddings.weight".into(),
+        get("wte.weight", &[c.vocab_size, d])?,
+    );
+    put(
+        "pos_embeddings.weight".into(),
+        get("wpe.weight", &[c.seq_len, d])?,
+    );
+    put("norm.weight".into(), get("ln_f.weight", &[d])?);
+    put("norm.bias".into(), get("ln_f.bias", &[d])?);
+    for l in 0..c.n_layers {
+        let (p, o) = (format!("h.{l}"), format!("layers.{l}"));
+        for (hf, ours) in [("ln_1", "attention_norm"), ("ln_2", "ffn_norm")] {
+            put(
+                format!("{o}.{ours}.weight"),
+                get(&format!("{p}.{hf}.weight"), &[d])?,
+            );
+            put(
+                format!("{o}.{ours}.bias"),
+                get(&format!("{p}.{hf}.bias"), &[d])?,
+            );
+        }
+        let qkv = get(&format!("{p}.attn.c_attn.weight"), &[d, 3 * d])?;
+        let qkv_b = get(&format!("{p}.attn.c_attn.bias"), &[3 * d])?;
+        for (k, name) in ["wq", "wk", "wv"].iter().enumerate() {
+            put(
+                format!("{o}.attention.{name}.weight"),
+                transposed(&qkv, k * d, d),
+            );
+            put(
+                format!("{o}.attention.{name}.bias"),
+                slice(&qkv_b, k * d, d),
+            );
+        }
+        let linear = [
+            ("attn.c_proj", "attention.wo", d, d),
+            ("mlp.c_fc", "feed_forward.w1", d, h),
+            ("mlp.c_proj", "feed_forward.w2", h, d),
+        ];
+        for (hf, ours, rows, cols) in linear {
+            let t = get(&format!("{p}.{hf}.weight"), &[rows, cols])?;
+            put(format!("{o}.{ours}.weight"), transposed(&t, 0, cols));
+            put(
+                format!("{o}.{ours}.bias"),
+                get(&format!("{p}.{hf}.bias"), &[cols])?,
+            );
+        }
+    }
+    Ok(w)
 }

@@ -21,13 +21,15 @@
 //! KV cache before attending.
 
 use crate::model::{Config, RopePairs, RopeScaling, Weights};
-use crate::reference::{KvCache, attend, matvec, rmsnorm, rope, silu};
+use crate::reference::{KvCache, attend, gelu, layernorm, matvec, rmsnorm, rope, silu};
 use std::fmt::{self, Write};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// The step's input token.
     Token,
+    /// The step's position (GPT-2 looks it up in its position table).
+    Position,
     Embed {
         table: String,
         token: usize,
@@ -39,6 +41,18 @@ pub enum Op {
     },
     MatVec {
         weight: String,
+        x: usize,
+        /// Added to the product (GPT-2's projections have biases).
+        bias: Option<String>,
+    },
+    LayerNorm {
+        x: usize,
+        weight: String,
+        bias: String,
+        eps: f32,
+    },
+    /// GELU, tanh approximation (GPT-2's `gelu_new`).
+    Gelu {
         x: usize,
     },
     Rope {
@@ -86,8 +100,11 @@ pub struct Graph {
     pub ret: usize,
 }
 
-/// The decode step of a Llama-family model.
+/// The decode step of the model.
 pub fn decode_step(c: &Config) -> Graph {
+    if c.family == crate::model::Family::Gpt2 {
+        return gpt2_step(c);
+    }
     let mut g = Graph {
         weights: Vec::new(),
         insts: Vec::new(),
@@ -128,6 +145,7 @@ pub fn decode_step(c: &Config) -> Graph {
                 Op::MatVec {
                     weight: w,
                     x: input,
+                    bias: None,
                 },
                 rows,
             )
@@ -187,7 +205,119 @@ pub fn decode_step(c: &Config) -> Graph {
         d,
     );
     let out = weight(&mut g, "output.weight".into(), vec![c.vocab_size, d]);
-    g.ret = push(&mut g, Op::MatVec { weight: out, x: n }, c.vocab_size);
+    g.ret = push(
+        &mut g,
+        Op::MatVec {
+            weight: out,
+            x: n,
+            bias: None,
+        },
+        c.vocab_size,
+    );
+    g
+}
+
+/// The decode step of GPT-2: token and position embeddings, then pre-norm
+/// blocks of LayerNorm, biased q/k/v, attention (no RoPE), biased output
+/// projection, LayerNorm, biased fc, GELU, biased projection.
+fn gpt2_step(c: &Config) -> Graph {
+    let mut g = Graph {
+        weights: Vec::new(),
+        insts: Vec::new(),
+        ret: 0,
+    };
+    let (d, hd) = (c.dim, c.hidden_dim);
+    let weight = |g: &mut Graph, name: String, shape: Vec<usize>| {
+        g.weights.push((name.clone(), shape));
+        name
+    };
+    let push = |g: &mut Graph, op: Op, len: usize| {
+        g.insts.push(Inst { op, len });
+        g.insts.len() - 1
+    };
+    let token = push(&mut g, Op::Token, 1);
+    let position = push(&mut g, Op::Position, 1);
+    let tok = weight(
+        &mut g,
+        "tok_embeddings.weight".into(),
+        vec![c.vocab_size, d],
+    );
+    let pos = weight(&mut g, "pos_embeddings.weight".into(), vec![c.seq_len, d]);
+    let te = push(&mut g, Op::Embed { table: tok, token }, d);
+    let pe = push(
+        &mut g,
+        Op::Embed {
+            table: pos,
+            token: position,
+        },
+        d,
+    );
+    let mut x = push(&mut g, Op::Add { a: te, b: pe }, d);
+    let norm = |g: &mut Graph, prefix: String, x: usize| {
+        let w = weight(g, format!("{prefix}.weight"), vec![d]);
+        let b = weight(g, format!("{prefix}.bias"), vec![d]);
+        push(
+            g,
+            Op::LayerNorm {
+                x,
+                weight: w,
+                bias: b,
+                eps: c.norm_eps,
+            },
+            d,
+        )
+    };
+    let linear = |g: &mut Graph, prefix: String, rows: usize, x: usize, cols: usize| {
+        let w = weight(g, format!("{prefix}.weight"), vec![rows, cols]);
+        let b = weight(g, format!("{prefix}.bias"), vec![rows]);
+        push(
+            g,
+            Op::MatVec {
+                weight: w,
+                x,
+                bias: Some(b),
+            },
+            rows,
+        )
+    };
+    for l in 0..c.n_layers {
+        let p = format!("layers.{l}");
+        let h = norm(&mut g, format!("{p}.attention_norm"), x);
+        let q = linear(&mut g, format!("{p}.attention.wq"), d, h, d);
+        let k = linear(&mut g, format!("{p}.attention.wk"), d, h, d);
+        let v = linear(&mut g, format!("{p}.attention.wv"), d, h, d);
+        let a = push(
+            &mut g,
+            Op::Attention {
+                q,
+                k,
+                v,
+                layer: l,
+                heads: c.n_heads,
+                kv_heads: c.n_kv_heads,
+                head: c.head_size(),
+            },
+            d,
+        );
+        let o = linear(&mut g, format!("{p}.attention.wo"), d, a, d);
+        x = push(&mut g, Op::Add { a: x, b: o }, d);
+        let h = norm(&mut g, format!("{p}.ffn_norm"), x);
+        let f = linear(&mut g, format!("{p}.feed_forward.w1"), hd, h, d);
+        let f = push(&mut g, Op::Gelu { x: f }, hd);
+        let f = linear(&mut g, format!("{p}.feed_forward.w2"), d, f, hd);
+        x = push(&mut g, Op::Add { a: x, b: f }, d);
+    }
+    let n = norm(&mut g, "norm".into(), x);
+    let out = weight(&mut g, "output.weight".into(), vec![c.vocab_size, d]);
+    g.ret = push(
+        &mut g,
+        Op::MatVec {
+            weight: out,
+            x: n,
+            bias: None,
+        },
+        c.vocab_size,
+    );
     g
 }
 
@@ -208,9 +338,20 @@ impl fmt::Display for Graph {
         for (i, inst) in self.insts.iter().enumerate() {
             let body = match &inst.op {
                 Op::Token => "token".to_string(),
+                Op::Position => "position".to_string(),
+                Op::LayerNorm {
+                    x,
+                    weight,
+                    bias,
+                    eps,
+                } => format!("layernorm %{x}, {weight}, {bias} eps={eps:?}"),
+                Op::Gelu { x } => format!("gelu %{x}"),
                 Op::Embed { table, token } => format!("embed {table}, %{token}"),
                 Op::RmsNorm { x, weight, eps } => format!("rmsnorm %{x}, {weight} eps={eps:?}"),
-                Op::MatVec { weight, x } => format!("matvec {weight}, %{x}"),
+                Op::MatVec { weight, x, bias } => match bias {
+                    None => format!("matvec {weight}, %{x}"),
+                    Some(b) => format!("matvec {weight}, %{x} bias={b}"),
+                },
                 Op::Rope {
                     x,
                     head,
@@ -251,7 +392,11 @@ impl fmt::Display for Graph {
                 Op::Mul { a, b } => format!("mul %{a}, %{b}"),
                 Op::Silu { x } => format!("silu %{x}"),
             };
-            let ty = if inst.op == Op::Token { "i32" } else { "f32" };
+            let ty = if matches!(inst.op, Op::Token | Op::Position) {
+                "i32"
+            } else {
+                "f32"
+            };
             writeln!(f, "%{i} = {body} : {ty}[{}]", inst.len)?;
         }
         writeln!(f, "return %{}", self.ret)
@@ -418,6 +563,14 @@ fn parse_op(body: &str) -> Result<Op, String> {
     };
     Ok(match name {
         "token" => Op::Token,
+        "position" => Op::Position,
+        "layernorm" => Op::LayerNorm {
+            x: val(0)?,
+            weight: word(1)?,
+            bias: word(2)?,
+            eps: float("eps")?,
+        },
+        "gelu" => Op::Gelu { x: val(0)? },
         "embed" => Op::Embed {
             table: word(0)?,
             token: val(1)?,
@@ -430,6 +583,7 @@ fn parse_op(body: &str) -> Result<Op, String> {
         "matvec" => Op::MatVec {
             weight: word(0)?,
             x: val(1)?,
+            bias: attrs.get("bias").map(|b| b.to_string()),
         },
         "rope" => Op::Rope {
             x: val(0)?,
@@ -508,10 +662,13 @@ pub fn verify(g: &Graph) -> Result<(), String> {
             }
         };
         match &inst.op {
-            Op::Token => same(inst.len, 1)?,
+            Op::Token | Op::Position => same(inst.len, 1)?,
             Op::Embed { table, token } => {
-                if g.insts.get(*token).map(|t| &t.op) != Some(&Op::Token) || *token >= i {
-                    return Err(e(format!("embed takes the token, and %{token} is not it")));
+                let id = g.insts.get(*token).map(|t| &t.op);
+                if !matches!(id, Some(Op::Token | Op::Position)) || *token >= i {
+                    return Err(e(format!(
+                        "embed takes the token or the position, and %{token} is neither"
+                    )));
                 }
                 let vocab = shapes.get(table.as_str()).map_or(0, |s| s[0]);
                 weight(table, vec![vocab, inst.len])?;
@@ -520,7 +677,20 @@ pub fn verify(g: &Graph) -> Result<(), String> {
                 same(len(*x)?, inst.len)?;
                 weight(w, vec![inst.len])?;
             }
-            Op::MatVec { weight: w, x } => weight(w, vec![inst.len, len(*x)?])?,
+            Op::MatVec { weight: w, x, bias } => {
+                weight(w, vec![inst.len, len(*x)?])?;
+                if let Some(b) = bias {
+                    weight(b, vec![inst.len])?;
+                }
+            }
+            Op::LayerNorm {
+                x, weight: w, bias, ..
+            } => {
+                same(len(*x)?, inst.len)?;
+                weight(w, vec![inst.len])?;
+                weight(bias, vec![inst.len])?;
+            }
+            Op::Gelu { x } => same(len(*x)?, inst.len)?,
             Op::Rope { x, head, .. } => {
                 same(len(*x)?, inst.len)?;
                 if *head == 0 || head % 2 != 0 || inst.len % head != 0 {
@@ -588,9 +758,25 @@ pub fn interpret(
     for inst in &g.insts {
         let v = match &inst.op {
             Op::Token => vec![token as f32],
-            Op::Embed { table, .. } => tensor(table)?.row(token as usize).to_vec(),
+            Op::Position => vec![pos as f32],
+            Op::Embed { table, token: id } => tensor(table)?.row(vals[*id][0] as usize).to_vec(),
+            Op::LayerNorm {
+                x,
+                weight,
+                bias,
+                eps,
+            } => layernorm(&vals[*x], &tensor(weight)?.data, &tensor(bias)?.data, *eps),
+            Op::Gelu { x } => vals[*x].iter().map(|v| gelu(*v)).collect(),
             Op::RmsNorm { x, weight, eps } => rmsnorm(&vals[*x], &tensor(weight)?.data, *eps),
-            Op::MatVec { weight, x } => matvec(tensor(weight)?, &vals[*x]),
+            Op::MatVec { weight, x, bias } => {
+                let mut y = matvec(tensor(weight)?, &vals[*x]);
+                if let Some(b) = bias {
+                    y.iter_mut()
+                        .zip(&tensor(b)?.data)
+                        .for_each(|(y, b)| *y += b);
+                }
+                y
+            }
             Op::Rope {
                 x,
                 head,

@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod codegen;
 pub mod decode;
+pub mod gpt2;
 pub mod hf;
 pub mod ir;
 pub mod listing;

@@ -63,6 +63,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<(Config, Weights), ModelError> 
         norm_eps: 1e-5,
         tied_embeddings: shared,
         rope_scaling: None,
+        family: crate::model::Family::Llama,
     };
     cfg.validate()
         .map_err(|m| err(format!("inconsistent header: {m}")))?;

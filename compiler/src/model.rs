@@ -26,6 +26,17 @@ pub struct Config {
     pub tied_embeddings: bool,
     /// RoPE frequency scaling (Llama 3.1 and 3.2 use it).
     pub rope_scaling: Option<RopeScaling>,
+    pub family: Family,
+}
+
+/// Which block the layers are made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// RMSNorm, RoPE, grouped-query attention, SwiGLU MLP, no biases.
+    Llama,
+    /// GPT-2: learned position embeddings, LayerNorm with bias, biases on
+    /// every projection, GELU (tanh) MLP, tied classifier, no RoPE.
+    Gpt2,
 }
 
 /// RoPE's pairing: llama2.c rotates adjacent elements `(2i, 2i+1)` of each
@@ -38,11 +49,12 @@ pub enum RopePairs {
 
 /// Built-in configs of models too big to ship, for shape and timing studies
 /// with seeded weights. Numbers from each model's published `config.json`.
-pub const BUILT_IN: [&str; 4] = [
+pub const BUILT_IN: [&str; 5] = [
     "llama-3.1-8b",
     "llama-3.2-1b",
     "tinyllama-1.1b",
     "smollm2-135m",
+    "gpt2",
 ];
 
 impl Config {
@@ -71,6 +83,7 @@ impl Config {
                 norm_eps: 1e-5,
                 tied_embeddings,
                 rope_scaling,
+                family: Family::Llama,
             }
         };
         let llama3 = |factor| {
@@ -108,6 +121,12 @@ impl Config {
             ),
             "tinyllama-1.1b" => llama(2048, 5632, 22, 32, 4, 32000, 2048, 10000.0, false, None),
             "smollm2-135m" => llama(576, 1536, 30, 9, 3, 49152, 8192, 100000.0, true, None),
+            // openai-community/gpt2 (124M).
+            "gpt2" => Config {
+                family: Family::Gpt2,
+                rope_pairs: RopePairs::Adjacent,
+                ..llama(768, 3072, 12, 12, 12, 50257, 1024, 10000.0, true, None)
+            },
             _ => return None,
         })
     }
@@ -122,6 +141,13 @@ impl Config {
             self.vocab_size as u64,
             self.n_layers as u64,
         );
+        if self.family == Family::Gpt2 {
+            // q, k, v, o and their biases; fc and proj and theirs; two
+            // LayerNorms; position table; final LayerNorm.
+            let layer = 4 * d * d + 4 * d + 2 * h * d + h + d + 4 * d;
+            let pos = self.seq_len as u64 * d;
+            return v * d * if tied_embeddings { 1 } else { 2 } + pos + l * layer + 2 * d;
+        }
         let layer = 2 * d * d + 2 * kv * d + 3 * h * d + 2 * d;
         v * d * if tied_embeddings { 1 } else { 2 } + l * layer + d
     }
@@ -140,6 +166,34 @@ impl Config {
                 .map(|x| x as usize)
                 .ok_or_else(|| err(format!("missing or non-integer `{key}`")))
         };
+        if v.get("model_type").and_then(serde_json::Value::as_str) == Some("gpt2") {
+            let dim = int("n_embd")?;
+            let heads = int("n_head")?;
+            let c = Config {
+                dim,
+                hidden_dim: v
+                    .get("n_inner")
+                    .and_then(serde_json::Value::as_u64)
+                    .map_or(4 * dim, |x| x as usize),
+                n_layers: int("n_layer")?,
+                n_heads: heads,
+                n_kv_heads: heads,
+                vocab_size: int("vocab_size")?,
+                seq_len: int("n_positions")?,
+                rope_theta: 10000.0,
+                rope_pairs: RopePairs::Adjacent,
+                norm_eps: v
+                    .get("layer_norm_epsilon")
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(1e-5) as f32,
+                tied_embeddings: true,
+                rope_scaling: None,
+                family: Family::Gpt2,
+            };
+            c.validate()
+                .map_err(|m| err(format!("inconsistent config: {m}")))?;
+            return Ok(c);
+        }
         let heads = int("num_attention_heads")?;
         let rope_scaling = match v.get("rope_scaling") {
             None | Some(serde_json::Value::Null) => None,
@@ -199,6 +253,7 @@ impl Config {
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
             rope_scaling,
+            family: Family::Llama,
         };
         c.validate()
             .map_err(|m| err(format!("inconsistent config: {m}")))?;

@@ -241,11 +241,12 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
                 _ => false,
             })
         }
-        Work::Gemv { m, n, .. } => {
-            let (w, h, _) = wafer_kernels::gemv::best_rect(*m, *n, o.dtype, o.reduce, &arch)?;
+        Work::Gemv { m, n, biases, .. } => {
+            let n = n + !biases.is_empty() as u32;
+            let (w, h, _) = wafer_kernels::gemv::best_rect(*m, n, o.dtype, o.reduce, &arch)?;
             Some(Kernel::Gemv(GemvSpec {
                 m: *m,
-                n: *n,
+                n,
                 dtype: o.dtype,
                 w,
                 h,
@@ -254,6 +255,8 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
             }))
         }
         Work::RmsNorm { n, .. } => vector(VectorOp::RmsNorm, *n),
+        Work::LayerNorm { n, .. } => vector(VectorOp::LayerNorm, *n),
+        Work::Gelu { n } => vector(VectorOp::Gelu, *n),
         Work::Add { n } => vector(VectorOp::Add, *n),
         Work::Mul { n } => vector(VectorOp::Mul, *n),
         Work::Silu { n } => vector(VectorOp::Silu, *n),
@@ -343,7 +346,7 @@ impl Memo {
     ) -> Option<Kernel> {
         // The work without its weights' names: what the shape depends on.
         let what = match &stage.work {
-            Work::Gemv { m, n, .. } => format!("gemv {m}x{n}"),
+            Work::Gemv { m, n, biases, .. } => format!("gemv {m}x{n} {}", biases.len()),
             Work::Embed { vocab, dim, .. } => format!("embed {vocab}x{dim}"),
             Work::RmsNorm { n, eps, .. } => format!("rmsnorm {n} {eps}"),
             w => format!("{w:?}"),
@@ -377,7 +380,7 @@ impl Kernel {
 fn weight_bytes(stage: &Stage, dtype: DType) -> u64 {
     let b = dtype.size_bytes() as u64;
     match &stage.work {
-        Work::Gemv { m, n, .. } => *m as u64 * *n as u64 * b,
+        Work::Gemv { m, n, biases, .. } => *m as u64 * (*n + !biases.is_empty() as u32) as u64 * b,
         Work::Embed { vocab, dim, .. } => *vocab as u64 * *dim as u64 * b,
         _ => 0,
     }
@@ -408,17 +411,20 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
     let kind = PlacementKind::Pipeline;
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
     // Groups: the embedding, each layer, the head.
-    let group_of = |s: &Stage| match (s.layer, &s.work) {
-        (Some(l), _) => l + 1,
-        (None, Work::Embed { .. }) => 0,
-        (None, _) => c.n_layers + 1,
+    // Stages before the first layer's (the embeddings and their sum) go
+    // with the embedding; those after the last layer's, with the head.
+    let first_layered = stages.iter().position(|s| s.layer.is_some());
+    let group_of_at = |i: usize, s: &Stage| match s.layer {
+        Some(l) => l + 1,
+        None if first_layered.is_none_or(|f| i < f) => 0,
+        None => c.n_layers + 1,
     };
     let n_groups = c.n_layers + 2;
     let mut bytes = vec![0u64; n_groups];
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_groups];
     for (i, s) in stages.iter().enumerate() {
-        bytes[group_of(s)] += weight_bytes(s, o.dtype);
-        members[group_of(s)].push(i);
+        bytes[group_of_at(i, s)] += weight_bytes(s, o.dtype);
+        members[group_of_at(i, s)].push(i);
     }
     // Every group needs at least the columns its widest non-GEMV kernel
     // takes (attention: one per KV head).
@@ -552,16 +558,16 @@ fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceErr
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
     let mut sites = Vec::with_capacity(stages.len());
     let mut memo = Memo::default();
-    // The embedding table keeps its own columns at the west edge (as many
-    // as its weights need at three quarters full); the GEMVs tile the rest.
+    // The embedding tables keep their own columns at the west edge (as many
+    // as their weights need at three quarters full); the GEMVs tile the rest.
     let embed_cols = stages
         .iter()
         .map(|s| weight_bytes(s, o.dtype))
         .zip(stages)
         .filter(|(_, s)| matches!(s.work, Work::Embed { .. }))
-        .map(|(b, _)| b.div_ceil(gh as u64 * o.arch.sram_bytes as u64 * 3 / 4) as u32)
-        .max()
-        .unwrap_or(0);
+        .map(|(b, _)| b)
+        .sum::<u64>()
+        .div_ceil(gh as u64 * o.arch.sram_bytes as u64 * 3 / 4) as u32;
     if embed_cols >= gw {
         return Err(no_fit(
             c,
@@ -576,11 +582,11 @@ fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceErr
         // Every GEMV is tiled over the whole wafer (as far as its matrix
         // has rows and columns), so each PE holds a tile of every layer.
         let k = match &s.work {
-            Work::Gemv { m, n, .. } => Some(Kernel::Gemv(GemvSpec {
+            Work::Gemv { m, n, biases, .. } => Some(Kernel::Gemv(GemvSpec {
                 m: *m,
-                n: *n,
+                n: n + !biases.is_empty() as u32,
                 dtype: o.dtype,
-                w: (*n).min(gw - x_gemv),
+                w: (n + !biases.is_empty() as u32).min(gw - x_gemv),
                 h: (*m).min(gh),
                 strategy: o.reduce,
                 seed: i as u64,

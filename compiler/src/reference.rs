@@ -84,10 +84,17 @@ pub struct Block {
 
 pub struct Model {
     pub config: Config,
-    embedding: Tensor,
-    blocks: Vec<Block>,
-    norm: Vec<f32>,
-    output: Tensor,
+    body: Body,
+}
+
+enum Body {
+    Llama {
+        embedding: Tensor,
+        blocks: Vec<Block>,
+        norm: Vec<f32>,
+        output: Tensor,
+    },
+    Gpt2(crate::gpt2::Gpt2),
 }
 
 /// Keys and values of every layer for positions `0..len`.
@@ -184,6 +191,24 @@ pub(crate) fn attend(
     out
 }
 
+/// LayerNorm: `(x − mean) / √(var + eps) · w + b`, variance over `n`.
+pub(crate) fn layernorm(x: &[f32], w: &[f32], b: &[f32], eps: f32) -> Vec<f32> {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    x.iter()
+        .zip(w.iter().zip(b))
+        .map(|(v, (w, b))| (v - mean) * inv * w + b)
+        .collect()
+}
+
+/// GELU, tanh approximation: `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+pub(crate) fn gelu(x: f32) -> f32 {
+    let k = (2.0 / std::f32::consts::PI).sqrt();
+    0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+}
+
 /// `silu(g) · u`, elementwise.
 pub(crate) fn silu(g: f32) -> f32 {
     g * (1.0 / (1.0 + (-g).exp()))
@@ -250,27 +275,42 @@ impl Block {
 
 impl Model {
     pub fn load(w: &Weights, c: &Config) -> Result<Model, ModelError> {
+        let body = match c.family {
+            crate::model::Family::Gpt2 => Body::Gpt2(crate::gpt2::Gpt2::load(w, c)?),
+            crate::model::Family::Llama => Body::Llama {
+                embedding: w
+                    .get("tok_embeddings.weight", &[c.vocab_size, c.dim])?
+                    .clone(),
+                blocks: (0..c.n_layers)
+                    .map(|l| Block::load(w, l, c))
+                    .collect::<Result<_, _>>()?,
+                norm: w.get("norm.weight", &[c.dim])?.data.clone(),
+                output: w.get("output.weight", &[c.vocab_size, c.dim])?.clone(),
+            },
+        };
         Ok(Model {
             config: c.clone(),
-            embedding: w
-                .get("tok_embeddings.weight", &[c.vocab_size, c.dim])?
-                .clone(),
-            blocks: (0..c.n_layers)
-                .map(|l| Block::load(w, l, c))
-                .collect::<Result<_, _>>()?,
-            norm: w.get("norm.weight", &[c.dim])?.data.clone(),
-            output: w.get("output.weight", &[c.vocab_size, c.dim])?.clone(),
+            body,
         })
     }
 
     /// Logits for the token after `token` at position `pos` (the cache
     /// must hold exactly the positions before it).
     pub fn forward(&self, token: u32, pos: usize, cache: &mut KvCache) -> Vec<f32> {
-        let mut x = self.embedding.row(token as usize).to_vec();
-        for (l, block) in self.blocks.iter().enumerate() {
+        let (embedding, blocks, norm, output) = match &self.body {
+            Body::Gpt2(m) => return m.forward(token, pos, cache),
+            Body::Llama {
+                embedding,
+                blocks,
+                norm,
+                output,
+            } => (embedding, blocks, norm, output),
+        };
+        let mut x = embedding.row(token as usize).to_vec();
+        for (l, block) in blocks.iter().enumerate() {
             block.forward(&mut x, pos, &mut cache.keys[l], &mut cache.values[l]);
         }
-        matvec(&self.output, &rmsnorm(&x, &self.norm, self.config.norm_eps))
+        matvec(output, &rmsnorm(&x, norm, self.config.norm_eps))
     }
 }
 

@@ -78,7 +78,7 @@ pub fn route(
             .flat_map(|(_, srcs)| srcs)
             .filter_map(|src| match src {
                 Src::Value(v) => producer(*v),
-                Src::Pos => None,
+                Src::Pos | Src::One => None,
             })
             .collect();
         from.sort_unstable();

@@ -19,6 +19,8 @@ pub enum Src {
     Value(usize),
     /// The step's position (one value).
     Pos,
+    /// The constant 1 (a biased GEMV's extra input: `[W | b]·[x; 1]`).
+    One,
 }
 
 /// What a stage computes (which kernel runs it).
@@ -29,10 +31,22 @@ pub enum Work {
         vocab: u32,
         dim: u32,
     },
-    /// `y = [W₁; W₂; …]·x`: the weights' rows concatenated.
+    /// `y = [W₁; W₂; …]·x`: the weights' rows concatenated. With
+    /// biases (one per weight), each bias is one more column and x ends
+    /// with a 1, so the kernel computes `[W | b]·[x; 1]`.
     Gemv {
         weights: Vec<String>,
+        biases: Vec<String>,
         m: u32,
+        n: u32,
+    },
+    LayerNorm {
+        weight: String,
+        bias: String,
+        n: u32,
+        eps: f32,
+    },
+    Gelu {
         n: u32,
     },
     RmsNorm {
@@ -77,6 +91,8 @@ impl Work {
         match self {
             Work::Embed { .. } => "embedding",
             Work::Gemv { .. } => "gemv",
+            Work::LayerNorm { .. } => "layernorm",
+            Work::Gelu { .. } => "gelu",
             Work::RmsNorm { .. } => "rmsnorm",
             Work::Add { .. } => "add",
             Work::Mul { .. } => "mul",
@@ -137,15 +153,20 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
         let v = Src::Value;
         let port = |name: &str, srcs: Vec<Src>| (name.to_string(), srcs);
         let (name, work, inputs) = match &inst.op {
-            Op::Token => continue,
+            Op::Token | Op::Position => continue,
             Op::Embed { table, token } => {
                 let vocab = g
                     .weights
                     .iter()
                     .find(|(n, _)| n == table)
                     .map_or(0, |(_, s)| s[0] as u32);
+                let name = if g.insts[*token].op == Op::Position {
+                    "pos_embed"
+                } else {
+                    "embed"
+                };
                 (
-                    "embed".to_string(),
+                    name.to_string(),
                     Work::Embed {
                         table: table.clone(),
                         vocab,
@@ -170,23 +191,55 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
                     vec![port("a", vec![v(*x)])],
                 )
             }
-            Op::MatVec { weight, x } => {
+            Op::MatVec { weight, x, bias } => {
                 layer = layer_of(weight);
                 let name = if layer.is_some() {
                     proj_name(weight)
                 } else {
                     "classifier".to_string()
                 };
+                let mut xs = vec![v(*x)];
+                if bias.is_some() {
+                    xs.push(Src::One);
+                }
                 (
                     name,
                     Work::Gemv {
                         weights: vec![weight.clone()],
+                        biases: bias.iter().cloned().collect(),
                         m: len(i),
                         n: len(*x),
                     },
-                    vec![port("x", vec![v(*x)])],
+                    vec![port("x", xs)],
                 )
             }
+            Op::LayerNorm {
+                x,
+                weight,
+                bias,
+                eps,
+            } => {
+                layer = layer_of(weight);
+                let name = match weight.rsplit('.').nth(1) {
+                    Some(kind) if layer.is_some() => kind.to_string(),
+                    _ => "final_norm".to_string(),
+                };
+                (
+                    name,
+                    Work::LayerNorm {
+                        weight: weight.clone(),
+                        bias: bias.clone(),
+                        n: len(i),
+                        eps: *eps,
+                    },
+                    vec![port("a", vec![v(*x)])],
+                )
+            }
+            Op::Gelu { x } => (
+                "gelu".to_string(),
+                Work::Gelu { n: len(i) },
+                vec![port("a", vec![v(*x)])],
+            ),
             Op::Rope {
                 x,
                 head,
@@ -303,14 +356,25 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
         match (&mut prev.work, &s.work) {
             // Projections of the same input: one GEMV with the rows stacked.
             (
-                Work::Gemv { weights, m, n },
+                Work::Gemv {
+                    weights,
+                    biases,
+                    m,
+                    n,
+                },
                 Work::Gemv {
                     weights: w2,
+                    biases: b2,
                     m: m2,
                     n: n2,
                 },
-            ) if prev.inputs == s.inputs && n == n2 && prev.layer == s.layer => {
+            ) if prev.inputs == s.inputs
+                && n == n2
+                && prev.layer == s.layer
+                && biases.is_empty() == b2.is_empty() =>
+            {
                 weights.extend(w2.iter().cloned());
+                biases.extend(b2.iter().cloned());
                 *m += m2;
                 prev.outputs.extend(&s.outputs);
                 prev.name = qualify(prev.layer, &fused_name(&prev.name, &s.name));
@@ -375,7 +439,7 @@ pub fn verify(stages: &[Stage], g: &Graph) -> Result<(), String> {
                     let ok = *v < made.len()
                         && (made[*v]
                             || (matches!(s.work, Work::Embed { .. })
-                                && g.insts[*v].op == Op::Token));
+                                && matches!(g.insts[*v].op, Op::Token | Op::Position)));
                     if !ok {
                         return Err(format!(
                             "stage {i} `{}` reads %{v} on `{port}` before any stage makes it",
@@ -406,6 +470,7 @@ impl fmt::Display for Src {
         match self {
             Src::Value(v) => write!(f, "%{v}"),
             Src::Pos => write!(f, "pos"),
+            Src::One => write!(f, "1"),
         }
     }
 }

@@ -19,6 +19,7 @@ fn config() -> Config {
         norm_eps: 1e-6,
         tied_embeddings: true,
         rope_scaling: None,
+        family: wafer_compiler::model::Family::Llama,
     }
 }
 

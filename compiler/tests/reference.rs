@@ -182,6 +182,7 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         norm_eps: 1e-5,
         tied_embeddings: false,
         rope_scaling: None,
+        family: wafer_compiler::model::Family::Llama,
     };
     let mha = wafer_compiler::Config {
         n_kv_heads: 4,
@@ -311,6 +312,7 @@ fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
         norm_eps: 1e-5,
         tied_embeddings: false,
         rope_scaling: None,
+        family: wafer_compiler::model::Family::Llama,
     };
     let adjacent = Config {
         rope_pairs: RopePairs::Adjacent,
