@@ -510,6 +510,12 @@ fn generate_checks_logits_against_the_reference_and_samples_deterministically() 
     assert!(err.contains("--prompt needs --tokenizer"), "{err}");
     let err = fails(&["generate", "llama-3.2-1b", "--check"]);
     assert!(err.contains("--check needs a checkpoint"), "{err}");
+    // A model far too big to emulate functionally is refused up front, not left running.
+    let err = fails(&["generate", "gpt2", "--steps", "4", "--max-minutes", "1"]);
+    assert!(
+        err.contains("PE-cycles") && err.contains("wafer compile"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -55,6 +55,17 @@ impl Compiled {
             .sum()
     }
 
+    /// PE-cycles the reference engine steps for one decode step at `pos`:
+    /// each stage's program rectangle times its predicted cycles (it steps
+    /// every PE of a program every cycle).
+    pub fn emulation_work(&self, pos: u32) -> u64 {
+        self.sites
+            .iter()
+            .zip(&self.fragments)
+            .map(|(s, f)| f.program.n_pes() * s.kernel.predicted(&self.options.arch, pos))
+            .sum()
+    }
+
     pub fn pes_used(&self) -> u64 {
         self.sram.pes_used
     }

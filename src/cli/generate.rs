@@ -31,6 +31,10 @@ pub struct GenerateArgs {
     /// Also run the CPU reference (f32) and compare logits step by step.
     #[arg(long)]
     pub check: bool,
+    /// Refuse runs the reference engine would take longer than this over
+    /// (estimated from the compiled stages before starting).
+    #[arg(long, default_value_t = 30.0)]
+    pub max_minutes: f64,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Print one JSON object.
@@ -94,6 +98,20 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             arch.name,
             c.pes_used(),
             c.options.dtype
+        );
+    }
+    // The reference engine steps every PE of every stage every cycle, at
+    // about 10 M PE-cycles per second here (`cargo bench --bench
+    // reference_engine`); say up front what a run would cost.
+    const PE_CYCLES_PER_S: f64 = 1e7;
+    let work = c.emulation_work(0) as f64 * a.steps.min(c.options.max_context as usize) as f64;
+    let minutes = work / PE_CYCLES_PER_S / 60.0;
+    if minutes > a.max_minutes {
+        bail!(
+            "emulating {} steps of {} would step about {work:.1e} PE-cycles on the reference engine, about {minutes:.0} minutes here (limit --max-minutes {}). `wafer compile` gives its predicted latency at once; fewer --steps, a smaller --grid or a larger --max-minutes run it",
+            a.steps,
+            l.name,
+            a.max_minutes
         );
     }
     let mut d = Decoder::new(&c);
