@@ -582,3 +582,45 @@ fn a_model_that_does_not_fit_says_what_it_needs() {
     let err = fails(&["compile", "smollm2-135m", "--placement", "diagonal"]);
     assert!(err.contains("use auto, pipeline or mesh"), "{err}");
 }
+
+/// Ctrl-C stops a long decode cleanly: exit 0 and a summary of the steps
+/// that ran, marked interrupted.
+#[cfg(unix)]
+#[test]
+fn generate_stops_cleanly_on_ctrl_c() {
+    let m = shared("stories260K.bin");
+    let child = Command::new(env!("CARGO_BIN_EXE_wafer"))
+        .args([
+            "generate",
+            &m,
+            "--placement",
+            "mesh",
+            "--steps",
+            "256",
+            "--max-minutes",
+            "1000",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Compiling takes about a second; then the decode runs for many minutes.
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(v["interrupted"], true);
+    let n = v["tokens"].as_array().unwrap().len();
+    assert!(n < 256);
+    assert_eq!(v["per_token_cycles"].as_array().unwrap().len(), n);
+}

@@ -25,6 +25,8 @@ pub enum DecodeError {
         "position {pos} is past the {max} positions the KV cache was compiled for; compile with a larger --max-context"
     )]
     Context { pos: u32, max: u32 },
+    #[error("interrupted at position {pos}")]
+    Interrupted { pos: u32 },
     #[error("token {token} is outside the vocabulary of {vocab}")]
     Token { token: u32, vocab: usize },
 }
@@ -48,6 +50,12 @@ pub struct Decoder<'c> {
     cfg: RunConfig,
 }
 
+fn cancelled(cfg: &RunConfig) -> bool {
+    cfg.cancel
+        .as_ref()
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 impl<'c> Decoder<'c> {
     pub fn new(compiled: &'c Compiled) -> Decoder<'c> {
         Decoder {
@@ -56,6 +64,12 @@ impl<'c> Decoder<'c> {
             pos: 0,
             cfg: RunConfig::default(),
         }
+    }
+
+    /// Stop at the next check (between stages, and within a stage's run)
+    /// once `flag` is set: what Ctrl-C does.
+    pub fn cancel_on(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.cfg.cancel = Some(flag);
     }
 
     /// Run the step for `token` at the current position, then advance.
@@ -100,10 +114,16 @@ impl<'c> Decoder<'c> {
                 }
                 tensors.insert(port.clone(), v);
             }
-            let err = |source| DecodeError::Run {
-                pos: self.pos,
-                stage: stage.name.clone(),
-                source: Box::new(source),
+            if cancelled(&self.cfg) {
+                return Err(DecodeError::Interrupted { pos: self.pos });
+            }
+            let err = |source| match source {
+                RunError::Interrupted { .. } => DecodeError::Interrupted { pos: self.pos },
+                source => DecodeError::Run {
+                    pos: self.pos,
+                    stage: stage.name.clone(),
+                    source: Box::new(source),
+                },
             };
             let inputs = f.stream_inputs(&tensors).map_err(|m| {
                 err(RunError::Input {

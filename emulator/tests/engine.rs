@@ -536,3 +536,22 @@ fn sin_cos_and_float_compares() {
     // Special functions run at 1/special_fn_cycles per element.
     assert!(r.stats.pe.vector_cycles[0] == 3 * Arch::wse3().special_fn_cycles as u64);
 }
+
+#[test]
+fn a_set_cancel_flag_stops_the_run_with_interrupted() {
+    let p = program(
+        ".grid 1x1\n.code c\n  .task main local active\nmain:\n  li r1, 0\nloop:\n  add r1, r1, 1\n  blt r1, 100000, loop\n  end\n.end\n.place c 0,0 1x1\n",
+    );
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cfg = RunConfig {
+        cancel: Some(flag.clone()),
+        ..RunConfig::default()
+    };
+    // Unset, the run finishes; set, it stops at the next check.
+    assert!(wafer_emulator::run(&p, &Arch::wse3(), &Inputs::new(), &cfg).is_ok());
+    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    match wafer_emulator::run(&p, &Arch::wse3(), &Inputs::new(), &cfg) {
+        Err(RunError::Interrupted { cycle }) => assert_eq!(cycle, 0),
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+}

@@ -89,6 +89,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let c = a.target.compile(&l)?;
     let arch = &c.options.arch;
+    let clock_hz = arch.clock_hz;
     if !a.json {
         eprintln!(
             "{}: {} stages, {} placement on {} ({} PEs), weights {}",
@@ -115,6 +116,18 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         );
     }
     let mut d = Decoder::new(&c);
+    d.cancel_on(super::interrupt_flag());
+    // Text mode streams the tokens; JSON mode shows a bar on a terminal.
+    let bar = if a.json {
+        indicatif::ProgressBar::new(a.steps.min(c.options.max_context as usize) as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tokens {msg} [{elapsed}]")
+            .expect("a valid template"),
+    );
+    let mut emitted = Vec::new();
     let mut cycles = Vec::new();
     let mut kv = check.as_ref().map(|_| reference::KvCache::new(&l.config));
     let mut worst: f32 = 0.0;
@@ -130,8 +143,14 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut check_err = None;
     let mut predicted = Vec::new();
-    let tokens = generate(&mut d, &prompt, a.steps, sampling, |next, step| {
+    let result = generate(&mut d, &prompt, a.steps, sampling, |next, step| {
         cycles.push(step.cycles);
+        emitted.push(next);
+        bar.inc(1);
+        bar.set_message(format!(
+            "{:.3} µs/token",
+            step.cycles as f64 / clock_hz * 1e6
+        ));
         predicted.push(c.predicted(pos as u32));
         if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
             let want = m.forward(input, pos, kv);
@@ -161,7 +180,17 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         prev = next;
         input = next;
         pos += 1;
-    })?;
+    });
+    bar.finish_and_clear();
+    let (tokens, interrupted) = match result {
+        Ok(t) => (t, false),
+        Err(wafer_compiler::decode::DecodeError::Interrupted { .. }) => {
+            // run.c stops at BOS without printing it; so does the summary.
+            emitted.retain(|t| *t != wafer_compiler::tokenizer::BOS);
+            (emitted, true)
+        }
+        Err(e) => return Err(e.into()),
+    };
     let clock = arch.clock_hz;
     let us: Vec<f64> = cycles.iter().map(|c| *c as f64 / clock * 1e6).collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -181,10 +210,14 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "mean_token_us": mean(&us),
             "clock_hz": clock,
             "check_max_abs_logit_diff": check.as_ref().map(|_| worst),
+            "interrupted": interrupted,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!();
+        if interrupted {
+            println!("interrupted (Ctrl-C): the summary covers the steps that ran");
+        }
         println!(
             "{} tokens; per token on the emulated {}: mean {:.0} cycles = {:.3} µs ({:.0} tokens/s), first {} cycles, last {} cycles",
             cycles.len(),

@@ -74,3 +74,18 @@ pub fn machine(arch: &str, grid: Option<&str>) -> anyhow::Result<wafer_emulator:
         }
     })
 }
+
+/// A flag Ctrl-C sets, so long runs stop cleanly at their next check
+/// (a second Ctrl-C while stopping ends the process as usual).
+pub fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    // Fails only if a handler is already installed; then that one stays.
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    });
+    flag
+}

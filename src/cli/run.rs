@@ -120,6 +120,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let cfg = RunConfig {
         max_cycles: a.max_cycles,
         trace: a.trace.is_some(),
+        cancel: Some(super::interrupt_flag()),
         ..RunConfig::default()
     };
     let result = wafer_emulator::run(&program, &arch, &inputs, &cfg)?;

@@ -59,6 +59,9 @@ pub struct RunConfig {
     pub trace: bool,
     /// Stop recording spans after this many (the trace notes how many it dropped).
     pub max_trace_spans: usize,
+    /// Set from outside (Ctrl-C) to stop the run at the next check (every
+    /// 1024 cycles) with [`RunError::Interrupted`].
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for RunConfig {
@@ -67,6 +70,7 @@ impl Default for RunConfig {
             max_cycles: 100_000_000,
             trace: false,
             max_trace_spans: 1_000_000,
+            cancel: None,
         }
     }
 }
@@ -108,6 +112,8 @@ pub enum RunError {
     Check(#[from] CheckError),
     #[error("host input `{name}`: {message}")]
     Input { name: String, message: String },
+    #[error("interrupted at cycle {cycle}")]
+    Interrupted { cycle: u64 },
     #[error("cannot resume from the saved SRAM: {0}")]
     Memory(String),
     #[error("deadlock at cycle {cycle}: nothing can make progress.\n{}", .waiting.join("\n"))]

@@ -264,6 +264,14 @@ pub(crate) fn run(
                 active: m.waiting_report(),
             });
         }
+        if m.now % 1024 == 0
+            && cfg
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(RunError::Interrupted { cycle: m.now });
+        }
         m.activity = false;
         m.step_host();
         for pe in 0..m.routers.len() {
