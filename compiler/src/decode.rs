@@ -62,8 +62,17 @@ impl<'c> Decoder<'c> {
             compiled,
             memory: vec![None; compiled.stages.len()],
             pos: 0,
-            cfg: RunConfig::default(),
+            cfg: RunConfig {
+                engine: wafer_emulator::Engine::Interp,
+                ..RunConfig::default()
+            },
         }
+    }
+
+    /// Which engine steps the stages (the event-driven interpreter unless
+    /// told otherwise; both give the same results and cycles).
+    pub fn engine(&mut self, engine: wafer_emulator::Engine) {
+        self.cfg.engine = engine;
     }
 
     /// Stop at the next check (between stages, and within a stage's run)

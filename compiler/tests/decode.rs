@@ -190,3 +190,22 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// The decode's stages give the same logits and cycles on the event-driven
+/// interpreter (the default) and on the reference engine.
+#[test]
+fn both_engines_decode_identically() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let o = options(Arch::wse3(), DType::F32, Some(PlacementKind::Pipeline), 16);
+    let compiled = compile(&c, Some(&w), &o).unwrap();
+    let (mut a, mut b) = (Decoder::new(&compiled), Decoder::new(&compiled));
+    b.engine(wafer_emulator::Engine::Reference);
+    let mut token = wafer_compiler::tokenizer::BOS;
+    for _ in 0..6 {
+        let (x, y) = (a.step(token).unwrap(), b.step(token).unwrap());
+        assert_eq!(x.logits, y.logits);
+        assert_eq!(x.stage_cycles, y.stage_cycles);
+        assert_eq!(x.cycles, y.cycles);
+        token = x.next;
+    }
+}

@@ -35,6 +35,10 @@ pub struct GenerateArgs {
     /// (estimated from the compiled stages before starting).
     #[arg(long, default_value_t = 30.0)]
     pub max_minutes: f64,
+    /// interp (event-driven, the default) or reference (every PE every
+    /// cycle); the same tokens and cycles either way.
+    #[arg(long, default_value = "interp")]
+    pub engine: String,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Print one JSON object.
@@ -117,6 +121,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     }
     let mut d = Decoder::new(&c);
     d.cancel_on(super::interrupt_flag());
+    d.engine(super::engine(&a.engine)?);
     // Text mode streams the tokens; JSON mode shows a bar on a terminal.
     let bar = if a.json {
         indicatif::ProgressBar::new(a.steps.min(c.options.max_context as usize) as u64)

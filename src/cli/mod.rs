@@ -89,3 +89,13 @@ pub fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     });
     flag
 }
+
+/// `--engine`: reference (every PE every cycle) or interp (event-driven:
+/// idle PEs and links skipped). Same results and cycles.
+pub fn engine(name: &str) -> anyhow::Result<wafer_emulator::Engine> {
+    match name {
+        "reference" => Ok(wafer_emulator::Engine::Reference),
+        "interp" => Ok(wafer_emulator::Engine::Interp),
+        other => anyhow::bail!("--engine `{other}`: use interp or reference"),
+    }
+}

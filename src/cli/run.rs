@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// Stop with an error after this many cycles.
     #[arg(long, default_value_t = 100_000_000)]
     pub max_cycles: u64,
+    /// interp (event-driven: idle PEs and links skipped, the default) or
+    /// reference (every PE every cycle); identical results and cycles.
+    #[arg(long, default_value = "interp")]
+    pub engine: String,
 }
 
 fn read_values(path: &Path) -> anyhow::Result<Vec<f32>> {
@@ -121,6 +125,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         max_cycles: a.max_cycles,
         trace: a.trace.is_some(),
         cancel: Some(super::interrupt_flag()),
+        engine: super::engine(&a.engine)?,
         ..RunConfig::default()
     };
     let result = wafer_emulator::run(&program, &arch, &inputs, &cfg)?;

@@ -67,6 +67,10 @@ impl Fifo {
         debug_assert!(self.q.len() < self.depth as usize);
         self.q.push_back((ready, bits));
     }
+    /// Nothing stored and nothing in flight to it.
+    fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -221,6 +225,25 @@ struct Machine<'p> {
     activity: bool,
     /// The latest cycle at which a wavelet in flight becomes visible.
     horizon: u64,
+    /// Event mode: only routers and cores that can do something are
+    /// stepped (see [`Wake`]).
+    wake: Option<Wake>,
+}
+
+/// Which routers and cores are awake. A router sleeps while all its
+/// buffers are empty, a core while it has no op, no task running or ready
+/// and empty queues: stepping them would do nothing and count nothing.
+/// A push into a buffer or queue wakes its owner from the next cycle (what
+/// is pushed is never visible in the cycle it is pushed), so skipping the
+/// sleepers changes no result, cycle or statistic.
+struct Wake {
+    /// Per fifo: the router (`< n`) or core (`n + pe`) it belongs to.
+    owner: Vec<u32>,
+    awake: Vec<bool>,
+    /// Routers then cores (`n + pe`) to step this cycle.
+    list: Vec<u32>,
+    woken: Vec<u32>,
+    n: usize,
 }
 
 pub(crate) fn run(
@@ -274,12 +297,16 @@ pub(crate) fn run(
         }
         m.activity = false;
         m.step_host();
-        for pe in 0..m.routers.len() {
-            m.step_router(pe)?;
-        }
-        for pe in 0..m.cores.len() {
-            if m.cores[pe].is_some() {
-                m.step_core(pe)?;
+        if m.wake.is_some() {
+            m.step_awake()?;
+        } else {
+            for pe in 0..m.routers.len() {
+                m.step_router(pe)?;
+            }
+            for pe in 0..m.cores.len() {
+                if m.cores[pe].is_some() {
+                    m.step_core(pe)?;
+                }
             }
         }
         if !m.activity && m.now >= m.horizon {
@@ -510,7 +537,49 @@ impl<'p> Machine<'p> {
             dropped: 0,
             activity: false,
             horizon: 0,
+            wake: None,
         })
+        .map(|mut m| {
+            if cfg.engine == super::Engine::Interp {
+                m.wake = Some(m.wake_all());
+            }
+            m
+        })
+    }
+
+    /// Event mode's start: every router with routes and every core awake.
+    fn wake_all(&self) -> Wake {
+        let n = self.routers.len();
+        let idx = |pe: Pe| (pe.y * self.p.width + pe.x) as usize;
+        let owner = self
+            .fifos
+            .iter()
+            .map(|f| match f.what {
+                FifoKind::Router { pe, .. } => idx(pe) as u32,
+                FifoKind::Queue { pe, .. } => (n + idx(pe)) as u32,
+            })
+            .collect();
+        let mut awake = vec![false; 2 * n];
+        let mut list = Vec::new();
+        for (i, r) in self.routers.iter().enumerate() {
+            if !r.entries.is_empty() {
+                awake[i] = true;
+                list.push(i as u32);
+            }
+        }
+        for (i, c) in self.cores.iter().enumerate() {
+            if c.is_some() {
+                awake[n + i] = true;
+                list.push((n + i) as u32);
+            }
+        }
+        Wake {
+            owner,
+            awake,
+            list,
+            woken: Vec::new(),
+            n,
+        }
     }
 
     fn push(&mut self, fifo: u32, delay: u32, bits: u32) {
@@ -518,6 +587,66 @@ impl<'p> Machine<'p> {
         self.fifos[fifo as usize].push(ready, bits);
         self.horizon = self.horizon.max(ready);
         self.activity = true;
+        if let Some(w) = self.wake.as_mut() {
+            let o = w.owner[fifo as usize];
+            if !w.awake[o as usize] {
+                w.awake[o as usize] = true;
+                w.woken.push(o);
+            }
+        }
+    }
+
+    /// Event mode's cycle: the awake routers, then the awake cores (the
+    /// same phases as the reference order); those with nothing left to do
+    /// fall asleep, those woken this cycle join from the next.
+    fn step_awake(&mut self) -> Result<(), RunError> {
+        let w = self.wake.as_mut().expect("event mode");
+        let mut list = std::mem::take(&mut w.list);
+        let n = w.n;
+        let mut keep = Vec::with_capacity(list.len());
+        // Routers first, as the reference: a core's push this cycle is
+        // never visible to a router this cycle either way.
+        list.sort_unstable();
+        for &i in &list {
+            let i = i as usize;
+            let busy = if i < n {
+                self.step_router(i)?;
+                self.routers[i]
+                    .entries
+                    .iter()
+                    .any(|e| !self.fifos[e.fifo as usize].is_empty())
+            } else {
+                self.step_core(i - n)?;
+                self.core_busy(i - n)
+            };
+            if busy {
+                keep.push(i as u32);
+            } else {
+                self.wake.as_mut().expect("event mode").awake[i] = false;
+            }
+        }
+        let w = self.wake.as_mut().expect("event mode");
+        // The woken were asleep, so none is in `keep` already.
+        keep.append(&mut w.woken);
+        list.clear();
+        w.list = keep;
+        Ok(())
+    }
+
+    fn core_busy(&self, pe: usize) -> bool {
+        let core = self.cores[pe].as_ref().expect("awake cores have code");
+        let code = &self.p.codes[core.code];
+        core.main != Main::Idle
+            || core.ops.iter().any(Option::is_some)
+            || code
+                .tasks
+                .iter()
+                .enumerate()
+                .any(|(i, t)| t.kind == TaskKind::Local && core.active[i] && !core.blocked[i])
+            || core
+                .queue
+                .iter()
+                .any(|q| *q != NONE && !self.fifos[*q as usize].is_empty())
     }
 
     fn span(&mut self, pe: Pe, thread: u8, name: &str, start: u64) {

@@ -1,0 +1,60 @@
+//! Property test: generated kernels give identical outputs, cycles,
+//! statistics and SRAM on the event engine and the reference engine.
+
+use proptest::prelude::*;
+use wafer_emulator::{Arch, Engine, Inputs, Program, RunConfig};
+use wafer_kernels::attention::AttentionSpec;
+use wafer_kernels::gemv::GemvSpec;
+use wafer_kernels::reduce::Strategy;
+use wafer_kernels::vector::{VectorOp, VectorSpec};
+
+fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
+    let run = |engine| {
+        let cfg = RunConfig {
+            engine,
+            ..RunConfig::default()
+        };
+        wafer_emulator::run(p, arch, &Inputs::new(), &cfg).unwrap()
+    };
+    let (a, b) = (run(Engine::Reference), run(Engine::Interp));
+    prop_assert_eq!(a.cycles, b.cycles);
+    prop_assert_eq!(a.outputs, b.outputs);
+    prop_assert_eq!(a.stats, b.stats);
+    prop_assert_eq!(a.memory, b.memory);
+    Ok(())
+}
+
+fn strategy(k: u32) -> Strategy {
+    if k == 0 {
+        Strategy::Chain
+    } else {
+        Strategy::Tree { k }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn gemv_agrees(m in 1u32..40, n in 1u32..40, w in 1u32..8, h in 1u32..8, k in 0u32..3, wse3 in any::<bool>()) {
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let s = GemvSpec { m, n, dtype: wafer_emulator::DType::F32, w: w.min(n), h: h.min(m), strategy: strategy(k), seed: 3 };
+        let f = wafer_kernels::gemv::generate(&s, &arch).unwrap();
+        agree(&f.program, &arch)?;
+    }
+
+    #[test]
+    fn vector_kernels_agree(op in 0usize..8, n in 1u32..100, h in 1u32..9, k in 0u32..3) {
+        let arch = Arch::wse3();
+        let s = VectorSpec { op: VectorOp::ALL[op].0, n, h: h.min(n), strategy: strategy(k), eps: 1e-5, seed: 5 };
+        let f = wafer_kernels::vector::generate(&s, &arch).unwrap();
+        agree(&f.program, &arch)?;
+    }
+
+    #[test]
+    fn attention_agrees(d in 1u32..5, group in 1u32..3, kv in 1u32..3, ctx in 2u32..24, h in 1u32..6, k in 0u32..3) {
+        let arch = Arch::wse2();
+        let s = AttentionSpec { head_dim: 2 * d, group, max_context: ctx, pos: ctx / 2, kv_heads: kv, h: h.min(ctx), strategy: strategy(k), seed: 9 };
+        let f = wafer_kernels::attention::generate(&s, &arch).unwrap();
+        agree(&f.program, &arch)?;
+    }
+}
