@@ -91,7 +91,7 @@ pub struct Inst {
     pub len: usize,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Graph {
     /// Weights the graph reads, with their shapes.
     pub weights: Vec<(String, Vec<usize>)>,
@@ -100,25 +100,25 @@ pub struct Graph {
     pub ret: usize,
 }
 
+/// Declare a weight the graph reads; returns its name.
+fn weight(g: &mut Graph, name: String, shape: Vec<usize>) -> String {
+    g.weights.push((name.clone(), shape));
+    name
+}
+
+/// Append an instruction; returns its value.
+fn push(g: &mut Graph, op: Op, len: usize) -> usize {
+    g.insts.push(Inst { op, len });
+    g.insts.len() - 1
+}
+
 /// The decode step of the model.
 pub fn decode_step(c: &Config) -> Graph {
     if c.family == crate::model::Family::Gpt2 {
         return gpt2_step(c);
     }
-    let mut g = Graph {
-        weights: Vec::new(),
-        insts: Vec::new(),
-        ret: 0,
-    };
+    let mut g = Graph::default();
     let (d, kv, hd, hs) = (c.dim, c.kv_dim(), c.hidden_dim, c.head_size());
-    let weight = |g: &mut Graph, name: String, shape: Vec<usize>| {
-        g.weights.push((name.clone(), shape));
-        name
-    };
-    let push = |g: &mut Graph, op: Op, len: usize| {
-        g.insts.push(Inst { op, len });
-        g.insts.len() - 1
-    };
     let token = push(&mut g, Op::Token, 1);
     let table = weight(
         &mut g,
@@ -221,20 +221,8 @@ pub fn decode_step(c: &Config) -> Graph {
 /// blocks of LayerNorm, biased q/k/v, attention (no RoPE), biased output
 /// projection, LayerNorm, biased fc, GELU, biased projection.
 fn gpt2_step(c: &Config) -> Graph {
-    let mut g = Graph {
-        weights: Vec::new(),
-        insts: Vec::new(),
-        ret: 0,
-    };
+    let mut g = Graph::default();
     let (d, hd) = (c.dim, c.hidden_dim);
-    let weight = |g: &mut Graph, name: String, shape: Vec<usize>| {
-        g.weights.push((name.clone(), shape));
-        name
-    };
-    let push = |g: &mut Graph, op: Op, len: usize| {
-        g.insts.push(Inst { op, len });
-        g.insts.len() - 1
-    };
     let token = push(&mut g, Op::Token, 1);
     let position = push(&mut g, Op::Position, 1);
     let tok = weight(

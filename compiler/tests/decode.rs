@@ -2,24 +2,15 @@
 //! the CPU reference, token for token; bf16/f16 logits against f32; random
 //! small configs compiled, routed and decoded with both placements.
 
+mod common;
+use common::models;
 use proptest::prelude::*;
-use std::path::PathBuf;
 use wafer_compiler::decode::{Decoder, generate};
 use wafer_compiler::place::{Options, PlacementKind};
 use wafer_compiler::tokenizer::Tokenizer;
 use wafer_compiler::{Config, RopePairs, Weights, compile, ir, llama2c, reference, route};
 use wafer_emulator::{Arch, DType};
 use wafer_kernels::reduce::Strategy;
-
-fn models() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models");
-    assert!(
-        dir.join("stories260K.bin").exists(),
-        "{} is missing: these tests need the shared checkpoints beside the repository (../shared/models)",
-        dir.display()
-    );
-    dir
-}
 
 fn options(arch: Arch, dtype: DType, kind: Option<PlacementKind>, max_context: u32) -> Options {
     Options {

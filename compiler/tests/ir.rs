@@ -1,19 +1,10 @@
 //! The graph IR: round trips, the verifier, and the interpreter against the
 //! reference model.
 
+mod common;
+use common::models;
 use proptest::prelude::*;
-use std::path::PathBuf;
 use wafer_compiler::{Config, RopePairs, ir, llama2c, reference};
-
-fn models() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models");
-    assert!(
-        dir.join("stories260K.bin").exists(),
-        "{} is missing: these tests need ../shared/models",
-        dir.display()
-    );
-    dir
-}
 
 #[test]
 fn the_interpreted_graph_is_the_reference_model() {

@@ -2,6 +2,7 @@
 //! full `wse3`, as insta snapshots: a change to placement, routing, SRAM
 //! planning or a kernel's cost model shows up here as a reviewed diff.
 
+mod common;
 use std::path::PathBuf;
 use wafer_compiler::place::{Options, PlacementKind};
 use wafer_compiler::{compile, listing::listing, llama2c};
@@ -9,15 +10,7 @@ use wafer_emulator::{Arch, DType};
 use wafer_kernels::reduce::Strategy;
 
 fn checkpoint(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/models")
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: these tests need the shared checkpoints beside the repository",
-        p.display()
-    );
-    p
+    common::models().join(name)
 }
 
 fn compiled_listing(file: &str, arch: Arch, kind: Option<PlacementKind>) -> String {

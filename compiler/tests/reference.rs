@@ -1,20 +1,10 @@
 //! The llama2.c front end and the CPU reference model on the shared
 //! checkpoints (`../shared/models`, beside the repository).
 
-use std::path::PathBuf;
+mod common;
+use common::models;
 use wafer_compiler::tokenizer::Tokenizer;
 use wafer_compiler::{llama2c, reference};
-
-/// The shared checkpoints; fails loudly (not skipped) when they are absent.
-fn models() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/models");
-    assert!(
-        dir.join("stories260K.bin").exists(),
-        "{} is missing: these tests need the shared checkpoints beside the repository (../shared/models)",
-        dir.display()
-    );
-    dir
-}
 
 #[test]
 fn both_checkpoints_load_with_the_documented_shapes() {
