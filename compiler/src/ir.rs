@@ -112,6 +112,31 @@ fn push(g: &mut Graph, op: Op, len: usize) -> usize {
     g.insts.len() - 1
 }
 
+/// Layer `layer`'s attention of `q` over its cache, `k` and `v` appended.
+fn attention(g: &mut Graph, c: &Config, [q, k, v]: [usize; 3], layer: usize) -> usize {
+    let op = Op::Attention {
+        q,
+        k,
+        v,
+        layer,
+        heads: c.n_heads,
+        kv_heads: c.n_kv_heads,
+        head: c.head_size(),
+    };
+    push(g, op, c.dim)
+}
+
+/// The logits: the classifier applied to the final norm's output.
+fn classifier(g: &mut Graph, c: &Config, x: usize) -> usize {
+    let out = weight(g, "output.weight".into(), vec![c.vocab_size, c.dim]);
+    let op = Op::MatVec {
+        weight: out,
+        x,
+        bias: None,
+    };
+    push(g, op, c.vocab_size)
+}
+
 /// The decode step of the model.
 pub fn decode_step(c: &Config) -> Graph {
     if c.family == crate::model::Family::Gpt2 {
@@ -162,19 +187,7 @@ pub fn decode_step(c: &Config) -> Graph {
         };
         let q = push(&mut g, rope_op(q), d);
         let k = push(&mut g, rope_op(k), kv);
-        let a = push(
-            &mut g,
-            Op::Attention {
-                q,
-                k,
-                v,
-                layer: l,
-                heads: c.n_heads,
-                kv_heads: c.n_kv_heads,
-                head: hs,
-            },
-            d,
-        );
+        let a = attention(&mut g, c, [q, k, v], l);
         let o = proj(&mut g, "attention.wo", d, a, d);
         x = push(&mut g, Op::Add { a: x, b: o }, d);
         let w = weight(&mut g, format!("{p}.ffn_norm.weight"), vec![d]);
@@ -204,16 +217,7 @@ pub fn decode_step(c: &Config) -> Graph {
         },
         d,
     );
-    let out = weight(&mut g, "output.weight".into(), vec![c.vocab_size, d]);
-    g.ret = push(
-        &mut g,
-        Op::MatVec {
-            weight: out,
-            x: n,
-            bias: None,
-        },
-        c.vocab_size,
-    );
+    g.ret = classifier(&mut g, c, n);
     g
 }
 
@@ -274,19 +278,7 @@ fn gpt2_step(c: &Config) -> Graph {
         let q = linear(&mut g, format!("{p}.attention.wq"), d, h, d);
         let k = linear(&mut g, format!("{p}.attention.wk"), d, h, d);
         let v = linear(&mut g, format!("{p}.attention.wv"), d, h, d);
-        let a = push(
-            &mut g,
-            Op::Attention {
-                q,
-                k,
-                v,
-                layer: l,
-                heads: c.n_heads,
-                kv_heads: c.n_kv_heads,
-                head: c.head_size(),
-            },
-            d,
-        );
+        let a = attention(&mut g, c, [q, k, v], l);
         let o = linear(&mut g, format!("{p}.attention.wo"), d, a, d);
         x = push(&mut g, Op::Add { a: x, b: o }, d);
         let h = norm(&mut g, format!("{p}.ffn_norm"), x);
@@ -296,16 +288,7 @@ fn gpt2_step(c: &Config) -> Graph {
         x = push(&mut g, Op::Add { a: x, b: f }, d);
     }
     let n = norm(&mut g, "norm".into(), x);
-    let out = weight(&mut g, "output.weight".into(), vec![c.vocab_size, d]);
-    g.ret = push(
-        &mut g,
-        Op::MatVec {
-            weight: out,
-            x: n,
-            bias: None,
-        },
-        c.vocab_size,
-    );
+    g.ret = classifier(&mut g, c, n);
     g
 }
 
