@@ -10,6 +10,7 @@ fn both(src: &str, file: &str, arch: &Arch) {
     let run = |engine| {
         let cfg = RunConfig {
             engine,
+            trace: true,
             ..RunConfig::default()
         };
         wafer_emulator::run(&p, arch, &Inputs::new(), &cfg).unwrap()
@@ -19,6 +20,12 @@ fn both(src: &str, file: &str, arch: &Arch) {
     assert_eq!(a.outputs, b.outputs, "{file}");
     assert_eq!(a.stats, b.stats, "{file}");
     assert_eq!(a.memory, b.memory, "{file}");
+    let spans = |t: wafer_emulator::trace::Trace| {
+        let mut v: Vec<String> = t.spans.iter().map(|s| format!("{s:?}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(spans(a.trace.unwrap()), spans(b.trace.unwrap()), "{file}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! statistics and SRAM on the event engine and the reference engine.
 
 use proptest::prelude::*;
+use wafer_emulator::trace::Trace;
 use wafer_emulator::{Arch, Engine, Inputs, Program, RunConfig};
 use wafer_kernels::attention::AttentionSpec;
 use wafer_kernels::gemv::GemvSpec;
@@ -12,6 +13,7 @@ fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
     let run = |engine| {
         let cfg = RunConfig {
             engine,
+            trace: true,
             ..RunConfig::default()
         };
         wafer_emulator::run(p, arch, &Inputs::new(), &cfg).unwrap()
@@ -21,7 +23,15 @@ fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
     prop_assert_eq!(a.outputs, b.outputs);
     prop_assert_eq!(a.stats, b.stats);
     prop_assert_eq!(a.memory, b.memory);
+    prop_assert_eq!(spans(a.trace.unwrap()), spans(b.trace.unwrap()));
     Ok(())
+}
+
+/// Spans in a canonical order (engines visit PEs in different orders).
+fn spans(t: Trace) -> Vec<String> {
+    let mut v: Vec<String> = t.spans.iter().map(|s| format!("{s:?}")).collect();
+    v.sort();
+    v
 }
 
 fn strategy(k: u32) -> Strategy {
@@ -35,9 +45,9 @@ fn strategy(k: u32) -> Strategy {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
-    fn gemv_agrees(m in 1u32..40, n in 1u32..40, w in 1u32..8, h in 1u32..8, k in 0u32..3, wse3 in any::<bool>()) {
+    fn gemv_agrees(m in 1u32..40, n in 1u32..40, w in 1u32..8, h in 1u32..8, k in 0u32..3, wse3 in any::<bool>(), dt in 0usize..3) {
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
-        let s = GemvSpec { m, n, dtype: wafer_emulator::DType::F32, w: w.min(n), h: h.min(m), strategy: strategy(k), seed: 3 };
+        let s = GemvSpec { m, n, dtype: [wafer_emulator::DType::F32, wafer_emulator::DType::BF16, wafer_emulator::DType::F16][dt], w: w.min(n), h: h.min(m), strategy: strategy(k), seed: 3 };
         let f = wafer_kernels::gemv::generate(&s, &arch).unwrap();
         agree(&f.program, &arch)?;
     }

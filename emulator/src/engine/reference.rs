@@ -12,7 +12,8 @@ use crate::program::TaskKind;
 use crate::stats::{PeStats, STATS_VERSION, Stats};
 use crate::trace::{Span, TRACE_VERSION, Trace};
 use crate::{Arch, DType, Pe, PeCode, Port, PortSet, Program};
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 const NONE: u32 = u32::MAX;
 
@@ -244,7 +245,28 @@ struct Wake {
     list: Vec<u32>,
     woken: Vec<u32>,
     n: usize,
+    /// Per core: the cycle it next steps at after a jump (see
+    /// [`Machine::jump`]); before it the core is asleep whatever wakes it.
+    resume: Vec<u64>,
+    /// Cores sleeping through a jump, by the cycle they resume at.
+    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    /// A fault a jump ran into, returned at the cycle it happens.
+    faults: BTreeMap<usize, RunError>,
+    /// Per core: asleep while stalled since this cycle, and which stall
+    /// counters each of those cycles adds to ([`STALLED`] set while asleep).
+    stalled: Vec<(u64, u8)>,
+    /// Cores asleep in an issue stall: the reference counts those cycles
+    /// as activity (the main thread retries), so the run cannot end.
+    issue_sleepers: u32,
+    /// Per fifo: the core to wake when it is popped (its producer, for a
+    /// core's ramp buffer: room for a stalled send), else `NONE`.
+    pop_wakes: Vec<u32>,
 }
+
+const STALLED: u8 = 1 << 7;
+const STALL_IN: u8 = 1;
+const STALL_OUT: u8 = 2;
+const STALL_ISSUE: u8 = 4;
 
 pub(crate) fn run(
     p: &Program,
@@ -559,6 +581,14 @@ impl<'p> Machine<'p> {
                 FifoKind::Queue { pe, .. } => (n + idx(pe)) as u32,
             })
             .collect();
+        let mut pop_wakes = vec![NONE; self.fifos.len()];
+        for (i, c) in self.cores.iter().enumerate() {
+            for &f in c.iter().flat_map(|c| &c.ramp_up) {
+                if f != NONE {
+                    pop_wakes[f as usize] = (n + i) as u32;
+                }
+            }
+        }
         let mut awake = vec![false; 2 * n];
         let mut list = Vec::new();
         for (i, r) in self.routers.iter().enumerate() {
@@ -579,6 +609,12 @@ impl<'p> Machine<'p> {
             list,
             woken: Vec::new(),
             n,
+            resume: vec![0; n],
+            timers: BinaryHeap::new(),
+            faults: BTreeMap::new(),
+            stalled: vec![(0, 0); n],
+            issue_sleepers: 0,
+            pop_wakes,
         }
     }
 
@@ -600,9 +636,23 @@ impl<'p> Machine<'p> {
     /// same phases as the reference order); those with nothing left to do
     /// fall asleep, those woken this cycle join from the next.
     fn step_awake(&mut self) -> Result<(), RunError> {
+        let now = self.now;
         let w = self.wake.as_mut().expect("event mode");
         let mut list = std::mem::take(&mut w.list);
+        while let Some(&Reverse((t, i))) = w.timers.peek() {
+            if t > now {
+                break;
+            }
+            w.timers.pop();
+            if !w.awake[i as usize] {
+                w.awake[i as usize] = true;
+                list.push(i);
+            }
+        }
         let n = w.n;
+        if w.issue_sleepers > 0 {
+            self.activity = true;
+        }
         let mut keep = Vec::with_capacity(list.len());
         // Any order gives the same result: nothing pushed this cycle is
         // visible this cycle (the invariant in engine/mod.rs).
@@ -615,8 +665,40 @@ impl<'p> Machine<'p> {
                     .iter()
                     .any(|e| !self.fifos[e.fifo as usize].is_empty())
             } else {
-                self.step_core(i - n)?;
-                self.core_busy(i - n)
+                let pe = i - n;
+                let w = self.wake.as_mut().expect("event mode");
+                if w.resume[pe] > now {
+                    // Mid-jump: its timer steps it again.
+                    false
+                } else if let Some(e) = w.faults.remove(&pe) {
+                    return Err(e);
+                } else {
+                    let (since, flags) = std::mem::take(&mut w.stalled[pe]);
+                    if flags & STALLED != 0 {
+                        let k = now - since;
+                        if flags & STALL_IN != 0 {
+                            self.stats.stall_in_cycles[pe] += k;
+                        }
+                        if flags & STALL_OUT != 0 {
+                            self.stats.stall_out_cycles[pe] += k;
+                        }
+                        if flags & STALL_ISSUE != 0 {
+                            self.stats.stall_issue_cycles[pe] += k;
+                            w.issue_sleepers -= 1;
+                        }
+                    }
+                    self.step_core(pe)?;
+                    match self.jump(pe) {
+                        Some(t) => {
+                            let w = self.wake.as_mut().expect("event mode");
+                            w.resume[pe] = t;
+                            w.timers.push(Reverse((t, i as u32)));
+                            self.horizon = self.horizon.max(t);
+                            false
+                        }
+                        None => self.core_busy(pe) && !self.stall_sleep(pe),
+                    }
+                }
             };
             if busy {
                 keep.push(i as u32);
@@ -630,6 +712,168 @@ impl<'p> Machine<'p> {
         list.clear();
         w.list = keep;
         Ok(())
+    }
+
+    /// Event mode, after core `pe`'s step at `now`: run ahead through the
+    /// cycles in which it can only do local work, applying their effects
+    /// now; the core is next stepped at the returned cycle. Two cases:
+    /// a synchronous vector op on memory and registers (the main thread
+    /// waits, no microthread runs), up to the cycle it finishes in; and
+    /// scalar instructions with no op in flight, up to the next vector op
+    /// or `end`. Nothing outside the core can see or change that work: it
+    /// touches only this core's SRAM and registers, and wavelets arriving
+    /// meanwhile are only looked at by an idle main thread or a fabric
+    /// operand. So results, cycles and statistics are the reference's.
+    fn jump(&mut self, pe: usize) -> Option<u64> {
+        let now = self.now;
+        let core = self.cores[pe].as_ref().unwrap();
+        match core.main {
+            Main::WaitSync { .. } => {
+                if core.ops[1..].iter().any(Option::is_some) {
+                    return None;
+                }
+                let op = core.ops[0].as_ref()?;
+                let local = |l: &Loc| !matches!(l, Loc::In { .. } | Loc::Out { .. });
+                if !local(&op.dst) || !op.srcs.iter().all(local) {
+                    return None;
+                }
+                // The cycles before the one that finishes the op, as
+                // `step_datapath` and `run_op` would count them.
+                let (mut acc, mut done, mut busy, mut t) = (op.acc, op.done, 0, now + 1);
+                loop {
+                    if t >= op.start_at {
+                        let a = acc + op.num;
+                        let k = (a / op.den).min(op.n - done);
+                        if done + k == op.n {
+                            break;
+                        }
+                        acc = (a - k * op.den).min(op.den - 1);
+                        done += k;
+                        busy += 1;
+                    }
+                    t += 1;
+                }
+                if t == now + 1 {
+                    return None;
+                }
+                let mut op = self.cores[pe].as_mut().unwrap().ops[0].take().unwrap();
+                let k = done - op.done;
+                self.elements(pe, &mut op, k);
+                op.acc = acc;
+                self.stats.vector_cycles[pe] += busy;
+                let core = self.cores[pe].as_mut().unwrap();
+                if busy > 0 {
+                    core.rr = 1;
+                }
+                core.ops[0] = Some(op);
+                self.activity = true;
+                Some(t)
+            }
+            Main::Running { task, mut pc } if core.ops.iter().all(Option::is_none) => {
+                let p: &'p Program = self.p;
+                let code = &p.codes[core.code];
+                // Bounded, so a spinning loop still sees Ctrl-C and the
+                // cycle limit.
+                let (mut t, limit) = (now + 1, now + 4097);
+                while t < limit {
+                    if matches!(code.insts[pc as usize], Inst::Vec(_) | Inst::End) {
+                        break;
+                    }
+                    if let Err(e) = self.execute(pe, code, task, pc) {
+                        // The reference faults in cycle `t`: so does this.
+                        self.wake.as_mut().expect("event mode").faults.insert(pe, e);
+                        return Some(t);
+                    }
+                    let Main::Running { pc: next, .. } = self.cores[pe].as_ref().unwrap().main
+                    else {
+                        unreachable!("scalar instructions keep the thread running")
+                    };
+                    pc = next;
+                    t += 1;
+                }
+                (t > now + 1).then_some(t)
+            }
+            _ => None,
+        }
+    }
+
+    /// Event mode, after core `pe`'s step at `now`: if from the next cycle
+    /// on it can only stall (every op waits on the fabric, the main thread
+    /// waits for its op, for a busy microthread or for a task to become
+    /// ready), put it to sleep until something it waits on changes: a
+    /// push into its queues or a pop from its ramp buffer wakes it, and a
+    /// wavelet already in flight to it sets a timer for when it lands. The
+    /// stall counters those cycles would have added are credited when it
+    /// wakes.
+    fn stall_sleep(&mut self, pe: usize) -> bool {
+        let t = self.now + 1;
+        let core = self.cores[pe].as_ref().unwrap();
+        let code = &self.p.codes[core.code];
+        let mut flags = STALLED;
+        // `fabric_avail` looks at `self.now`: evaluate it for cycle `t`.
+        self.now = t;
+        for op in core.ops.iter().flatten() {
+            let (avail, why) = self.fabric_avail(op);
+            if op.start_at > t || avail > 0 {
+                self.now = t - 1;
+                return false;
+            }
+            flags |= if why == Some(true) {
+                STALL_OUT
+            } else {
+                STALL_IN
+            };
+        }
+        let main_waits = match core.main {
+            Main::WaitSync { .. } => true,
+            Main::Idle => !code.tasks.iter().enumerate().any(|(i, task)| {
+                !core.blocked[i]
+                    && match task.kind {
+                        TaskKind::Local => core.active[i],
+                        TaskKind::Data(c) => self.fifos[core.queue[c.0 as usize] as usize]
+                            .head(t)
+                            .is_some(),
+                    }
+            }),
+            Main::Running { pc, .. } => match &code.insts[pc as usize] {
+                Inst::Vec(v) => {
+                    let slot = match v.mode {
+                        ExecMode::Sync => 0,
+                        ExecMode::Async { thread, .. } => thread as usize + 1,
+                    };
+                    flags |= STALL_ISSUE;
+                    core.ops[slot].is_some()
+                }
+                _ => false,
+            },
+            Main::Switching { .. } => false,
+        };
+        self.now = t - 1;
+        if !main_waits {
+            return false;
+        }
+        // The earliest wavelet in flight to its queues: it lands unannounced.
+        let landing = core
+            .queue
+            .iter()
+            .filter(|q| **q != NONE)
+            .filter_map(|q| {
+                self.fifos[*q as usize]
+                    .q
+                    .iter()
+                    .map(|e| e.0)
+                    .find(|r| *r > t)
+            })
+            .min();
+        let w = self.wake.as_mut().expect("event mode");
+        w.stalled[pe] = (t, flags);
+        if flags & STALL_ISSUE != 0 {
+            w.issue_sleepers += 1;
+        }
+        if let Some(r) = landing {
+            w.timers.push(Reverse((r, (w.n + pe) as u32)));
+        }
+        true
     }
 
     fn core_busy(&self, pe: usize) -> bool {
@@ -720,6 +964,13 @@ impl<'p> Machine<'p> {
             }
             let (outs, dests, fifo, port) = (e.outs, e.dests, e.fifo, e.port);
             let bits = self.fifos[fifo as usize].pop(self.now);
+            if let Some(w) = self.wake.as_mut() {
+                let o = w.pop_wakes[fifo as usize];
+                if o != NONE && !w.awake[o as usize] {
+                    w.awake[o as usize] = true;
+                    w.woken.push(o);
+                }
+            }
             for o in outs.iter() {
                 self.stats.wavelets_out[o.index()][pe] += 1;
                 let delay = if o == Port::Ramp {
@@ -873,14 +1124,12 @@ impl<'p> Machine<'p> {
         Ok(())
     }
 
-    /// Hold the datapath for one cycle on op `slot`, processing up to `avail` elements.
-    fn run_op(&mut self, pe: usize, slot: usize, avail: u32) -> Result<(), RunError> {
+    /// Process the next `k` elements of `op` (its values, not its timing):
+    /// whether a wavelet went out. Shared by the per-cycle step and the
+    /// event engine's jumps, so both compute the same bits.
+    fn elements(&mut self, pe: usize, op: &mut VecOpState, k: u32) -> bool {
         let now = self.now;
         let ramp = self.arch.ramp_latency;
-        let mut op = self.cores[pe].as_mut().unwrap().ops[slot].take().unwrap();
-        op.acc += op.num;
-        let k = (op.acc / op.den).min(avail).min(op.n - op.done);
-        op.acc = (op.acc - k * op.den).min(op.den - 1);
         let dt = op.dtype;
         let per = dt.per_word();
         let mut pushed = false;
@@ -990,6 +1239,18 @@ impl<'p> Machine<'p> {
             }
             op.done += 1;
         }
+        pushed
+    }
+
+    /// Hold the datapath for one cycle on op `slot`, processing up to `avail` elements.
+    fn run_op(&mut self, pe: usize, slot: usize, avail: u32) -> Result<(), RunError> {
+        let now = self.now;
+        let ramp = self.arch.ramp_latency;
+        let mut op = self.cores[pe].as_mut().unwrap().ops[slot].take().unwrap();
+        op.acc += op.num;
+        let k = (op.acc / op.den).min(avail).min(op.n - op.done);
+        op.acc = (op.acc - k * op.den).min(op.den - 1);
+        let pushed = self.elements(pe, &mut op, k);
         if op.done == op.n
             && let Loc::Out {
                 fifo,
