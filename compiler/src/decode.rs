@@ -75,6 +75,14 @@ impl<'c> Decoder<'c> {
         self.cfg.engine = engine;
     }
 
+    /// Timing-only decoding: every stage runs without values or weights
+    /// (see [`RunConfig::timing_only`]); the cycles are a functional run's,
+    /// the logits NaN and the token fed back 0. Nothing is kept between
+    /// steps: the KV cache's contents do not change any timing.
+    pub fn timing_only(&mut self, on: bool) {
+        self.cfg.timing_only = on;
+    }
+
     /// Stop at the next check (between stages, and within a stage's run)
     /// once `flag` is set: what Ctrl-C does.
     pub fn cancel_on(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
@@ -140,7 +148,7 @@ impl<'c> Decoder<'c> {
                     message: m,
                 })
             })?;
-            let keep = matches!(c.sites[i].kernel, Kernel::Attention(_));
+            let keep = !self.cfg.timing_only && matches!(c.sites[i].kernel, Kernel::Attention(_));
             let r = match self.memory[i].take() {
                 Some(mem) => wafer_emulator::run_resume(&f.program, arch, &inputs, &self.cfg, mem),
                 None => wafer_emulator::run(&f.program, arch, &inputs, &self.cfg),
@@ -153,6 +161,7 @@ impl<'c> Decoder<'c> {
                 self.memory[i] = Some(r.memory);
             }
             if stage.outputs.is_empty() {
+                // NaN (timing-only: unknown) saturates to token 0.
                 next = out[0] as u32;
             } else {
                 let mut at = 0;

@@ -18,7 +18,12 @@ fn both(src: &str, file: &str, arch: &Arch) {
     let (a, b) = (run(Engine::Reference), run(Engine::Interp));
     assert_eq!(a.cycles, b.cycles, "{file}");
     assert_eq!(a.outputs, b.outputs, "{file}");
-    assert_eq!(a.stats, b.stats, "{file}");
+    assert_eq!(a.stats.pe, b.stats.pe, "{file}");
+    assert_eq!(a.stats.totals, b.stats.totals, "{file}");
+    assert_eq!(
+        (a.stats.engine.as_str(), b.stats.engine.as_str()),
+        ("reference", "interp")
+    );
     assert_eq!(a.memory, b.memory, "{file}");
     let spans = |t: wafer_emulator::trace::Trace| {
         let mut v: Vec<String> = t.spans.iter().map(|s| format!("{s:?}")).collect();
@@ -26,6 +31,26 @@ fn both(src: &str, file: &str, arch: &Arch) {
         v
     };
     assert_eq!(spans(a.trace.unwrap()), spans(b.trace.unwrap()), "{file}");
+    // Timing-only: the same cycles and counters, no memory, and every
+    // output either the functional value or unknown (NaN).
+    for engine in [Engine::Reference, Engine::Interp] {
+        let cfg = RunConfig {
+            engine,
+            timing_only: true,
+            ..RunConfig::default()
+        };
+        let t = wafer_emulator::run(&p, arch, &Inputs::new(), &cfg).unwrap();
+        assert_eq!(t.cycles, a.cycles, "{file}");
+        let mut stats = t.stats.clone();
+        stats.engine = a.stats.engine.clone();
+        assert_eq!(stats, a.stats, "{file}");
+        assert!(t.memory.iter().all(Option::is_none), "{file}");
+        for (name, v) in &t.outputs {
+            for (x, y) in v.iter().zip(&a.outputs[name]) {
+                assert!(x.is_nan() || x == y, "{file} {name}: {x} vs {y}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -45,4 +70,60 @@ fn every_example_and_the_bench_program_agree_on_both_engines() {
             both(&src, &f.display().to_string(), &arch);
         }
     }
+}
+
+/// What timing-only mode cannot know it reports: a branch on a received
+/// value names the PE, the instruction and the fix.
+#[test]
+fn timing_only_refuses_a_data_dependent_branch() {
+    let src = ".grid 1x1
+.code c
+  .buffer x f32[1]
+  .task main local active
+main:
+  vmov.f32 x, rx(c0)
+  ldf f1, x[0]
+  ftoi r1, f1
+  blt r1, 2, done
+  vmov.f32 tx(c1, 1), x
+done:
+  end
+.end
+.place c 0,0 1x1
+.route 0,0 1x1 c0 W -> R
+.route 0,0 1x1 c1 R -> E
+.input a f32[1] -> 0,0 W c0 = fill(1)
+.output y f32[1] <- 0,0 E c1
+";
+    let p = wafer_emulator::asm::parse(src, "branch.wsm").unwrap();
+    let arch = Arch::wse3();
+    let run = |timing_only, x: f32| {
+        let cfg = RunConfig {
+            engine: Engine::Interp,
+            timing_only,
+            ..RunConfig::default()
+        };
+        let inputs = Inputs::from([("a".to_string(), vec![x])]);
+        wafer_emulator::run(&p, &arch, &inputs, &cfg)
+    };
+    // Functionally the branch decides whether anything is sent.
+    assert!(
+        run(false, 1.0).is_err(),
+        "no output sent: the host output is incomplete"
+    );
+    assert_eq!(run(false, 5.0).unwrap().outputs["y"], vec![5.0]);
+    // A known host input keeps the branch known...
+    let t = run(true, 5.0).unwrap();
+    assert_eq!(t.outputs["y"], vec![5.0]);
+    assert_eq!(t.cycles, run(false, 5.0).unwrap().cycles);
+    // ...an unknown one (NaN) is refused, naming where.
+    let e = run(true, f32::NAN).unwrap_err().to_string();
+    assert!(
+        e.contains("PE (0, 0)") || e.contains("(0,0)") || e.contains("0,0"),
+        "{e}"
+    );
+    assert!(
+        e.contains("blt") && e.contains("a branch") && e.contains("--timing-only"),
+        "{e}"
+    );
 }

@@ -39,11 +39,30 @@ pub struct GenerateArgs {
     /// cycle); the same tokens and cycles either way.
     #[arg(long, default_value = "interp")]
     pub engine: String,
+    /// Count cycles only: no arithmetic, no weights stored (the logits and
+    /// tokens are then unknown). The default for a built-in model whose
+    /// weights would not fit in half of this machine's memory.
+    #[arg(long)]
+    pub timing_only: bool,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Physical memory in bytes (Linux's /proc/meminfo), if known.
+fn host_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// A small, seeded sampler (xorshift64*): the same seed gives the same text.
@@ -93,6 +112,23 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let c = a.target.compile(&l)?;
     let arch = &c.options.arch;
+    let weight_bytes = l.config.n_params() * c.options.dtype.size_bytes() as u64;
+    let timing_only = a.timing_only
+        || (l.weights.is_none() && host_memory().is_some_and(|m| weight_bytes > m / 2));
+    if timing_only && !a.timing_only {
+        eprintln!(
+            "{}: its {:.1} GB of {} weights would not fit in half of this machine's {:.1} GB of memory: running timing-only (exact cycles, no values; --timing-only says so explicitly)",
+            l.name,
+            weight_bytes as f64 / 1e9,
+            c.options.dtype,
+            host_memory().unwrap_or(0) as f64 / 1e9
+        );
+    }
+    if timing_only && check.is_some() {
+        bail!(
+            "--check compares values, which --timing-only does not compute: use one or the other"
+        );
+    }
     let clock_hz = arch.clock_hz;
     if !a.json {
         eprintln!(
@@ -122,6 +158,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let mut d = Decoder::new(&c);
     d.cancel_on(super::interrupt_flag());
     d.engine(super::engine(&a.engine)?);
+    d.timing_only(timing_only);
     // Text mode streams the tokens; JSON mode shows a bar on a terminal.
     let bar = if a.json {
         indicatif::ProgressBar::new(a.steps.min(c.options.max_context as usize) as u64)
@@ -173,7 +210,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
                 ));
             }
         }
-        if !a.json {
+        if !a.json && !timing_only {
             match &l.tokenizer {
                 Some(t) => {
                     print!("{}", String::from_utf8_lossy(&t.decode(prev, next)));
@@ -199,7 +236,13 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let clock = arch.clock_hz;
     let us: Vec<f64> = cycles.iter().map(|c| *c as f64 / clock * 1e6).collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let text = l.tokenizer.as_ref().map(|t| t.text(&tokens));
+    let text = l
+        .tokenizer
+        .as_ref()
+        .filter(|_| !timing_only)
+        .map(|t| t.text(&tokens));
+    // Timing-only tokens are placeholders (0 fed back), not the model's.
+    let tokens = (!timing_only).then_some(tokens);
     if a.json {
         let out = json!({
             "model": l.name,
@@ -216,10 +259,14 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "clock_hz": clock,
             "check_max_abs_logit_diff": check.as_ref().map(|_| worst),
             "interrupted": interrupted,
+            "timing_only": timing_only,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!();
+        if timing_only {
+            println!("timing-only: cycles are exact; no values were computed");
+        }
         if interrupted {
             println!("interrupted (Ctrl-C): the summary covers the steps that ran");
         }

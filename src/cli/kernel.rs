@@ -1,6 +1,8 @@
 use anyhow::bail;
 use clap::Args;
 use serde_json::json;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use wafer_emulator::Arch;
 use wafer_emulator::{DType, RunConfig};
 use wafer_kernels::KernelError;
@@ -17,6 +19,13 @@ use wafer_kernels::vector::{self, VectorOp, VectorSpec};
 pub struct KernelArgs {
     /// Kernel to run (see --list).
     pub name: Option<String>,
+    /// Count cycles without computing values or storing weights (no
+    /// comparison with the reference is then possible).
+    #[arg(long)]
+    pub timing_only: bool,
+    /// interp (event-driven, the default) or reference (every PE every cycle).
+    #[arg(long, default_value = "interp")]
+    pub engine: String,
     /// List the kernels and their parameters.
     #[arg(long)]
     pub list: bool,
@@ -128,7 +137,28 @@ fn dims(s: &str, what: &str) -> anyhow::Result<(u32, u32)> {
         .ok_or_else(|| anyhow::anyhow!("{what} `{s}`: expected AxB, e.g. 64x64"))
 }
 
+/// `--timing-only` and `--engine` for every run of this command (one
+/// process, one setting; read by the run helpers below).
+static TIMING_ONLY: AtomicBool = AtomicBool::new(false);
+static ENGINE: OnceLock<wafer_emulator::Engine> = OnceLock::new();
+
+fn run_config() -> RunConfig {
+    RunConfig {
+        timing_only: TIMING_ONLY.load(Ordering::Relaxed),
+        engine: ENGINE.get().copied().unwrap_or_default(),
+        cancel: Some(super::interrupt_flag()),
+        ..RunConfig::default()
+    }
+}
+
+/// Timing-only runs compute no values: there is nothing to compare.
+fn checking() -> bool {
+    !TIMING_ONLY.load(Ordering::Relaxed)
+}
+
 pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
+    TIMING_ONLY.store(a.timing_only, Ordering::Relaxed);
+    let _ = ENGINE.set(super::engine(&a.engine)?);
     if a.list {
         println!("{LIST}");
         return Ok(());
@@ -223,7 +253,7 @@ fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Re
         frag
     };
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
     let want = gemv::reference(
         &spec,
         &if a.transposed {
@@ -233,7 +263,7 @@ fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Re
         },
         &inputs["x"],
     );
-    if outs["y"] != want {
+    if checking() && outs["y"] != want {
         bail!(
             "the emulator's y differs from the reference: a bug in the GEMV kernel or the engine"
         );
@@ -292,7 +322,7 @@ fn run_collective(
         seed: a.seed,
     };
     let frag = collective::generate(&spec, &arch)?;
-    let (outs, run) = frag.run(&arch, &frag.default_inputs(), &RunConfig::default())?;
+    let (outs, run) = frag.run(&arch, &frag.default_inputs(), &run_config())?;
     let want = collective::reference(&spec, &frag.program);
     let len = spec.group_len();
     for (lane, want) in want.iter().enumerate() {
@@ -306,7 +336,7 @@ fn run_collective(
                     == Some(want)
             }),
         };
-        if !ok {
+        if checking() && !ok {
             bail!(
                 "line {lane} differs from the reference: a bug in the {} kernel or the engine",
                 op.name()
@@ -360,12 +390,13 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
     };
     let frag = attention::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
     let want = attention::reference(&spec, &inputs, &frag.program);
-    if outs["out"]
-        .iter()
-        .map(|v| v.to_bits())
-        .ne(want.iter().map(|v| v.to_bits()))
+    if checking()
+        && outs["out"]
+            .iter()
+            .map(|v| v.to_bits())
+            .ne(want.iter().map(|v| v.to_bits()))
     {
         bail!(
             "the emulator's output differs from the reference: a bug in the attention kernel or the engine"
@@ -429,10 +460,11 @@ fn column(
 
 /// Fail unless the emulator's tensor equals the reference bit for bit.
 fn same(name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
-    if got
-        .iter()
-        .map(|v| v.to_bits())
-        .ne(want.iter().map(|v| v.to_bits()))
+    if checking()
+        && got
+            .iter()
+            .map(|v| v.to_bits())
+            .ne(want.iter().map(|v| v.to_bits()))
     {
         bail!(
             "the emulator's output differs from the reference: a bug in the {name} kernel or the engine"
@@ -471,7 +503,7 @@ fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     };
     let frag = rope::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
     let want = rope::reference(&spec, &inputs, &frag.program);
     same("rope", &outs["y"], &want)?;
     Ok(Report {
@@ -533,7 +565,7 @@ fn run_embedding(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
     };
     let frag = embedding::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
     let want = embedding::reference(&spec, &inputs, &frag.program);
     same("embedding", &outs["y"], &want)?;
     Ok(Report {
@@ -573,7 +605,7 @@ fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<
     };
     let frag = argmax::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
     same(
         "argmax",
         &outs["id"],
@@ -593,12 +625,13 @@ fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<
 fn run_vector(spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
     let frag = vector::generate(spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
     let want = vector::reference(spec, &inputs, &frag.program);
-    if outs["y"]
-        .iter()
-        .map(|v| v.to_bits())
-        .ne(want.iter().map(|v| v.to_bits()))
+    if checking()
+        && outs["y"]
+            .iter()
+            .map(|v| v.to_bits())
+            .ne(want.iter().map(|v| v.to_bits()))
     {
         bail!(
             "the emulator's y differs from the reference: a bug in the {} kernel or the engine",
@@ -635,7 +668,7 @@ fn record(
     predicted: u64,
 ) -> anyhow::Result<()> {
     let cycles = frag
-        .run(arch, &frag.default_inputs(), &RunConfig::default())?
+        .run(arch, &frag.default_inputs(), &run_config())?
         .1
         .cycles;
     rows.push((what, arch.name.clone(), rect, cycles, predicted));
@@ -659,7 +692,7 @@ fn report(json: bool) -> anyhow::Result<()> {
                 };
                 let frag = gemv::generate(&spec, &arch)?;
                 let inputs = frag.default_inputs();
-                let (outs, run) = frag.run(&arch, &inputs, &RunConfig::default())?;
+                let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
                 if outs["y"]
                     != gemv::reference(&spec, &gemv::weights(&spec, &frag.program), &inputs["x"])
                 {
@@ -858,7 +891,8 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
         let out = json!({
             "kernel": r.what, "arch": r.arch.name, "rect": [r.rect.0, r.rect.1], "pes": r.rect.0 * r.rect.1,
             "rect_picked_by_cost_model": r.picked, "measured_cycles": r.measured, "predicted_cycles": r.predicted,
-            "ratio": ratio, "time_us": time_us, "clock_hz": r.arch.clock_hz, "matches_reference": true,
+            "ratio": ratio, "time_us": time_us, "clock_hz": r.arch.clock_hz,
+            "matches_reference": if checking() { Some(true) } else { None }, "timing_only": !checking(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -870,10 +904,14 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
         ""
     };
     println!("rect       {}x{} PEs{how}", r.rect.0, r.rect.1);
-    println!(
-        "check      matches the reference bit for bit ({} values)",
-        r.values
-    );
+    if checking() {
+        println!(
+            "check      matches the reference bit for bit ({} values)",
+            r.values
+        );
+    } else {
+        println!("check      none: --timing-only computes no values");
+    }
     println!(
         "measured   {} cycles  ({time_us:.3} µs at {:.2} GHz)",
         r.measured,

@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// reference (every PE every cycle); identical results and cycles.
     #[arg(long, default_value = "interp")]
     pub engine: String,
+    /// Count cycles without computing values or storing SRAM: outputs are
+    /// NaN where unknown; a branch on an unknown value is reported.
+    #[arg(long)]
+    pub timing_only: bool,
 }
 
 fn read_values(path: &Path) -> anyhow::Result<Vec<f32>> {
@@ -126,6 +130,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         trace: a.trace.is_some(),
         cancel: Some(super::interrupt_flag()),
         engine: super::engine(&a.engine)?,
+        timing_only: a.timing_only,
         ..RunConfig::default()
     };
     let result = wafer_emulator::run(&program, &arch, &inputs, &cfg)?;

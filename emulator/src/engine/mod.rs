@@ -55,13 +55,15 @@ pub type Memory = Vec<Option<Vec<u8>>>;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Engine {
     /// Every router and core, every cycle: obviously the semantics.
-    #[default]
     Reference,
     /// The event-driven interpreter: only the routers with something
     /// buffered and the cores with something to do are stepped, so idle
     /// PEs and links cost nothing. Same outputs, cycles, statistics and
     /// SRAM as `Reference` (tested on every example and by property tests
-    /// over generated kernels).
+    /// over generated kernels). A core also runs ahead through work only it
+    /// can see (a vector op on memory, a run of scalar instructions) in one
+    /// jump, and sleeps through stalls. The default.
+    #[default]
     Interp,
 }
 
@@ -77,6 +79,15 @@ pub struct RunConfig {
     /// 1024 cycles) with [`RunError::Interrupted`].
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     pub engine: Engine,
+    /// Timing-only mode: the same cycles, stalls and wavelets, but no
+    /// arithmetic and no stored SRAM (weights are never materialised).
+    /// Only copies of known values (host inputs, immediates, loop
+    /// counters) stay known; a branch, vector length or address that
+    /// depends on an unknown value stops the run with
+    /// [`RunError::DataDependent`] rather than guessing. Host outputs are
+    /// NaN where unknown, and a NaN host input is taken as unknown.
+    /// Cycles equal a functional run's for every program it completes.
+    pub timing_only: bool,
 }
 
 impl Default for RunConfig {
@@ -86,7 +97,8 @@ impl Default for RunConfig {
             trace: false,
             max_trace_spans: 1_000_000,
             cancel: None,
-            engine: Engine::Reference,
+            engine: Engine::Interp,
+            timing_only: false,
         }
     }
 }
@@ -128,6 +140,17 @@ pub enum RunError {
     Check(#[from] CheckError),
     #[error("host input `{name}`: {message}")]
     Input { name: String, message: String },
+    #[error(
+        "{pe} (code `{code}`, task `{task}`), instruction {pc} `{inst}`: {what} depends on a value timing-only mode does not compute (it came from memory or the fabric); run without --timing-only to know its timing"
+    )]
+    DataDependent {
+        pe: Pe,
+        code: String,
+        task: String,
+        pc: u32,
+        inst: String,
+        what: String,
+    },
     #[error("interrupted at cycle {cycle}")]
     Interrupted { cycle: u64 },
     #[error("cannot resume from the saved SRAM: {0}")]
@@ -160,7 +183,7 @@ pub enum RunError {
     },
 }
 
-/// Run `p` on `arch` with the reference engine.
+/// Run `p` on `arch` with the engine `cfg` names.
 pub fn run(
     p: &Program,
     arch: &crate::Arch,

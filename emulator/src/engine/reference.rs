@@ -13,7 +13,7 @@ use crate::stats::{PeStats, STATS_VERSION, Stats};
 use crate::trace::{Span, TRACE_VERSION, Trace};
 use crate::{Arch, DType, Pe, PeCode, Port, PortSet, Program};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 const NONE: u32 = u32::MAX;
 
@@ -143,7 +143,14 @@ struct VecOpState {
 
 struct Core {
     code: usize,
+    /// The bytes the code lays out (empty in timing-only mode).
     sram: Vec<u8>,
+    /// Timing-only mode: the elements whose value is known, by byte
+    /// address (the buffer's encoding); everything else is unknown.
+    known: HashMap<u32, u32>,
+    /// Timing-only mode: which integer and float registers are known.
+    rk: u16,
+    fk: u16,
     r: [i32; 16],
     f: [f32; 16],
     active: Vec<bool>,
@@ -198,12 +205,28 @@ fn write_bits(sram: &mut [u8], base: u32, dtype: DType, i: u32, bits: u32) {
 /// Encode a stream of values into 32-bit wavelets, two 16-bit values per
 /// wavelet (low half first).
 pub(crate) fn pack_wavelets(values: &[f32], dtype: DType) -> Vec<u32> {
+    pack_bits(values.iter().map(|v| dtype.encode(*v)), dtype)
+}
+
+fn pack_bits(bits: impl Iterator<Item = u32>, dtype: DType) -> Vec<u32> {
+    let bits: Vec<u32> = bits.collect();
     match dtype.per_word() {
-        1 => values.iter().map(|v| dtype.encode(*v)).collect(),
-        _ => values
+        1 => bits,
+        _ => bits
             .chunks(2)
-            .map(|c| dtype.encode(c[0]) | c.get(1).map_or(0, |v| dtype.encode(*v) << 16))
+            .map(|c| c[0] | c.get(1).map_or(0, |b| b << 16))
             .collect(),
+    }
+}
+
+/// Timing-only mode's encoding of a value it did not compute: a NaN with
+/// a payload arithmetic does not produce, so a host output shows NaN there
+/// (and a NaN host input is taken as unknown).
+fn unknown_bits(dtype: DType) -> u32 {
+    match dtype {
+        DType::F16 => 0x7d5a,
+        DType::BF16 => 0x7fa5,
+        _ => 0x7fa5_5a5a,
     }
 }
 
@@ -229,6 +252,8 @@ struct Machine<'p> {
     /// Event mode: only routers and cores that can do something are
     /// stepped (see [`Wake`]).
     wake: Option<Wake>,
+    /// Timing-only mode (see [`super::RunConfig::timing_only`]).
+    timing: bool,
 }
 
 /// Which routers and cores are awake. A router sleeps while all its
@@ -293,7 +318,7 @@ pub(crate) fn run(
     const LIMIT_GIB: u64 = 8;
     let pes = layout.code_of.iter().filter(|c| **c != NONE).count() as u64;
     let bytes = pes * arch.sram_bytes as u64;
-    if bytes > LIMIT_GIB << 30 {
+    if !cfg.timing_only && bytes > LIMIT_GIB << 30 {
         return Err(RunError::TooBig {
             pes,
             sram: arch.sram_bytes,
@@ -411,6 +436,7 @@ impl<'p> Machine<'p> {
             // checked against its buffer, so nothing reads past them.
             let used = code.sram_bytes().next_multiple_of(4) as usize;
             let sram = match memory.as_mut().and_then(|m| m[pe].take()) {
+                _ if cfg.timing_only => Vec::new(),
                 Some(saved) if saved.len() == used => saved,
                 Some(saved) => {
                     return Err(RunError::Memory(format!(
@@ -454,6 +480,9 @@ impl<'p> Machine<'p> {
             cores.push(Some(Core {
                 code: ci,
                 sram,
+                known: HashMap::new(),
+                rk: u16::MAX,
+                fk: u16::MAX,
                 r: [0; 16],
                 f: [0.0; 16],
                 active: code.tasks.iter().map(|t| t.active).collect(),
@@ -526,7 +555,20 @@ impl<'p> Machine<'p> {
             let fifo = rbuf[(layout.pe_index(s.pe) * colors + s.color.0 as usize) * Port::COUNT
                 + s.port.index()];
             host_in.push(HostIn {
-                wavelets: pack_wavelets(&values, s.dtype),
+                wavelets: if cfg.timing_only {
+                    pack_bits(
+                        values.iter().map(|x| {
+                            if x.is_nan() {
+                                unknown_bits(s.dtype)
+                            } else {
+                                s.dtype.encode(*x)
+                            }
+                        }),
+                        s.dtype,
+                    )
+                } else {
+                    pack_wavelets(&values, s.dtype)
+                },
                 next: 0,
                 next_time: 0,
                 fifo,
@@ -560,6 +602,7 @@ impl<'p> Machine<'p> {
             activity: false,
             horizon: 0,
             wake: None,
+            timing: cfg.timing_only,
         })
         .map(|mut m| {
             if cfg.engine == super::Engine::Interp {
@@ -1128,6 +1171,9 @@ impl<'p> Machine<'p> {
     /// whether a wavelet went out. Shared by the per-cycle step and the
     /// event engine's jumps, so both compute the same bits.
     fn elements(&mut self, pe: usize, op: &mut VecOpState, k: u32) -> bool {
+        if self.timing {
+            return self.elements_timing(pe, op, k);
+        }
         let now = self.now;
         let ramp = self.arch.ramp_latency;
         let dt = op.dtype;
@@ -1242,6 +1288,129 @@ impl<'p> Machine<'p> {
         pushed
     }
 
+    /// Timing-only [`Self::elements`]: fabric operands pop and push their
+    /// wavelets exactly as in a functional run, but nothing is computed.
+    /// A copy (`vmov`) carries known values; every other op's results, and
+    /// anything read from memory never written with a known value (weights
+    /// are not stored), are unknown.
+    fn elements_timing(&mut self, pe: usize, op: &mut VecOpState, k: u32) -> bool {
+        let now = self.now;
+        let ramp = self.arch.ramp_latency;
+        let dt = op.dtype;
+        let per = dt.per_word();
+        let unknown = unknown_bits(dt);
+        let copy = op.op == VecOp::Mov;
+        let fabric = |l: &Loc| matches!(l, Loc::In { .. } | Loc::Out { .. });
+        if !copy && !fabric(&op.dst) && !op.srcs.iter().any(fabric) {
+            // Nothing to move: skip the elements in one step.
+            for l in op.srcs.iter_mut().chain(std::iter::once(&mut op.dst)) {
+                if let Loc::Mem { idx, stride, .. } = l {
+                    *idx += *stride * k as i64;
+                }
+            }
+            if let Loc::Mem {
+                base,
+                dtype,
+                idx,
+                stride,
+            } = op.dst
+            {
+                let core = self.cores[pe].as_mut().unwrap();
+                if !core.known.is_empty() {
+                    for j in 0..k as i64 {
+                        let i = idx - stride * (k as i64 - j);
+                        core.known.remove(&(base + i as u32 * dtype.size_bytes()));
+                    }
+                }
+            }
+            if let Loc::FReg(f) = op.dst {
+                self.cores[pe].as_mut().unwrap().fk &= !(1 << f);
+            }
+            op.done += k;
+            return false;
+        }
+        let mut pushed = false;
+        for _ in 0..k {
+            let mut value = None;
+            for (i, src) in op.srcs.iter_mut().enumerate() {
+                let v = match src {
+                    Loc::Mem {
+                        base,
+                        dtype,
+                        idx,
+                        stride,
+                    } => {
+                        let at = *base + *idx as u32 * dtype.size_bytes();
+                        *idx += *stride;
+                        let core = self.cores[pe].as_ref().unwrap();
+                        core.known.get(&at).map(|b| dt.round(dtype.decode(*b)))
+                    }
+                    Loc::In {
+                        fifo,
+                        pend_bits,
+                        pend,
+                    } => {
+                        if *pend == 0 {
+                            *pend_bits = self.fifos[*fifo as usize].pop(now);
+                            self.activity = true;
+                            *pend = per;
+                        }
+                        let bits = if per == 1 {
+                            *pend_bits
+                        } else {
+                            (*pend_bits >> (16 * (per - *pend))) & 0xffff
+                        };
+                        *pend -= 1;
+                        (bits != unknown).then(|| dt.decode(bits))
+                    }
+                    Loc::Val(x) => (x.to_bits() != unknown_bits(DType::F32)).then_some(*x),
+                    Loc::Unused => None,
+                    Loc::Out { .. } | Loc::FReg(_) => unreachable!("not a source"),
+                };
+                if i == 0 && copy {
+                    value = v;
+                }
+            }
+            let core = self.cores[pe].as_mut().unwrap();
+            match &mut op.dst {
+                Loc::Mem {
+                    base,
+                    dtype,
+                    idx,
+                    stride,
+                } => {
+                    let at = *base + *idx as u32 * dtype.size_bytes();
+                    match value {
+                        Some(v) => core.known.insert(at, dtype.encode(v)),
+                        None => core.known.remove(&at),
+                    };
+                    *idx += *stride;
+                }
+                Loc::Out {
+                    fifo,
+                    pend_bits,
+                    pend,
+                } => {
+                    let bits = value.map_or(unknown, |v| dt.encode(v));
+                    *pend_bits |= if per == 1 { bits } else { bits << (16 * *pend) };
+                    *pend += 1;
+                    if *pend == per {
+                        let (f, b) = (*fifo, *pend_bits);
+                        *pend_bits = 0;
+                        *pend = 0;
+                        self.push(f, ramp, b);
+                        self.stats.wavelets_from_core[pe] += 1;
+                        pushed = true;
+                    }
+                }
+                Loc::FReg(f) => core.fk &= !(1 << *f),
+                _ => {}
+            }
+            op.done += 1;
+        }
+        pushed
+    }
+
     /// Hold the datapath for one cycle on op `slot`, processing up to `avail` elements.
     fn run_op(&mut self, pe: usize, slot: usize, avail: u32) -> Result<(), RunError> {
         let now = self.now;
@@ -1319,6 +1488,17 @@ impl<'p> Machine<'p> {
                 if let Some(bits) = wavelet {
                     core.r[0] = bits as i32;
                     core.f[0] = f32::from_bits(bits);
+                    let unknown = [DType::F32, DType::F16, DType::BF16].iter().any(|d| {
+                        let u = unknown_bits(*d);
+                        bits == u || (u < 0x10000 && (bits & 0xffff == u || bits >> 16 == u))
+                    });
+                    if unknown && self.timing {
+                        core.rk &= !1;
+                        core.fk &= !1;
+                    } else {
+                        core.rk |= 1;
+                        core.fk |= 1;
+                    }
                 } else {
                     core.active[t] = false;
                 }
@@ -1361,6 +1541,11 @@ impl<'p> Machine<'p> {
         let inst = &code.insts[pc as usize];
         let mut next = pc + 1;
         self.activity = true;
+        if self.timing && self.execute_timing(pe, code, task, pc)? {
+            self.stats.scalar_cycles[pe] += 1;
+            self.cores[pe].as_mut().unwrap().main = Main::Running { task, pc: next };
+            return Ok(());
+        }
         let core = self.cores[pe].as_mut().unwrap();
         let val = |core: &Core, s: IntSrc| match s {
             IntSrc::Reg(r) => core.r[r.0 as usize],
@@ -1520,6 +1705,156 @@ impl<'p> Machine<'p> {
         Ok(())
     }
 
+    /// Timing-only mode, before instruction `pc` runs: track which
+    /// registers hold known values, refuse what depends on an unknown one
+    /// (a branch, a vector length or address, a store's index), and carry
+    /// out the memory instructions on the known-value map. True when the
+    /// instruction is done here; false to let [`Self::execute`] run it
+    /// (its register arithmetic is cheap and its result's knownness is set).
+    fn execute_timing(
+        &mut self,
+        pe: usize,
+        code: &'p PeCode,
+        task: u8,
+        pc: u32,
+    ) -> Result<bool, RunError> {
+        let inst = &code.insts[pc as usize];
+        let core = self.cores[pe].as_ref().unwrap();
+        let (rk, fk) = (core.rk, core.fk);
+        let r = |x: crate::isa::Reg| rk >> x.0 & 1 == 1;
+        let f = |x: crate::isa::FReg| fk >> x.0 & 1 == 1;
+        let src = |s: IntSrc| match s {
+            IntSrc::Reg(x) => r(x),
+            IntSrc::Imm(_) => true,
+        };
+        let depends = |what: &str| {
+            let core = self.cores[pe].as_ref().unwrap();
+            let code = &self.p.codes[core.code];
+            RunError::DataDependent {
+                pe: self.layout.pe_at(pe),
+                code: code.name.clone(),
+                task: code.tasks[task as usize].name.clone(),
+                pc,
+                inst: inst_text(code, inst),
+                what: what.into(),
+            }
+        };
+        let set = |mask: u16, i: u8, known: bool| {
+            if known {
+                mask | 1 << i
+            } else {
+                mask & !(1 << i)
+            }
+        };
+        let (mut nrk, mut nfk) = (rk, fk);
+        match inst {
+            Inst::Li { rd, .. } => nrk = set(rk, rd.0, true),
+            Inst::Lf { fd, .. } => nfk = set(fk, fd.0, true),
+            Inst::Mov { rd, rs } => nrk = set(rk, rd.0, r(*rs)),
+            Inst::FMov { fd, fs } => nfk = set(fk, fd.0, f(*fs)),
+            Inst::Alu { op, rd, ra, b } => {
+                let known = r(*ra) && src(*b);
+                if !src(*b) && matches!(op, AluOp::Div | AluOp::Rem) {
+                    // An unknown divisor may be zero: no fault, no value.
+                    let core = self.cores[pe].as_mut().unwrap();
+                    core.r[rd.0 as usize] = 0;
+                    core.rk = set(rk, rd.0, false);
+                    return Ok(true);
+                }
+                nrk = set(rk, rd.0, known);
+            }
+            Inst::Falu { fd, fa, fb, .. } => nfk = set(fk, fd.0, f(*fa) && f(*fb)),
+            Inst::Fun { fd, fa, .. } => nfk = set(fk, fd.0, f(*fa)),
+            Inst::ItoF { fd, rs } => nfk = set(fk, fd.0, r(*rs)),
+            Inst::FtoI { rd, fs } => nrk = set(rk, rd.0, f(*fs)),
+            Inst::Fcmp { rd, fa, fb, .. } => nrk = set(rk, rd.0, f(*fa) && f(*fb)),
+            Inst::Ld { buf, idx, .. }
+            | Inst::Ldf { buf, idx, .. }
+            | Inst::St { buf, idx, .. }
+            | Inst::Stf { buf, idx, .. } => {
+                if !src(*idx) {
+                    if matches!(inst, Inst::St { .. } | Inst::Stf { .. }) {
+                        return Err(depends("a store's index"));
+                    }
+                    // A load from an unknown index gives an unknown value.
+                    let core = self.cores[pe].as_mut().unwrap();
+                    match inst {
+                        Inst::Ld { rd, .. } => core.rk = set(rk, rd.0, false),
+                        Inst::Ldf { fd, .. } => core.fk = set(fk, fd.0, false),
+                        _ => unreachable!(),
+                    }
+                    return Ok(true);
+                }
+                let b = &code.buffers[buf.0 as usize];
+                let i = match idx {
+                    IntSrc::Reg(x) => core.r[x.0 as usize],
+                    IntSrc::Imm(i) => *i,
+                };
+                if i < 0 || i as u32 >= b.len {
+                    return Ok(false); // the functional path reports the fault
+                }
+                let at = b.offset + i as u32 * b.dtype.size_bytes();
+                let core = self.cores[pe].as_mut().unwrap();
+                match *inst {
+                    Inst::Ld { rd, .. } => {
+                        let v = core.known.get(&at).copied();
+                        core.r[rd.0 as usize] = v.unwrap_or(0) as i32;
+                        core.rk = set(rk, rd.0, v.is_some());
+                    }
+                    Inst::Ldf { fd, .. } => {
+                        let v = core.known.get(&at).map(|x| b.dtype.decode(*x));
+                        core.f[fd.0 as usize] = v.unwrap_or(0.0);
+                        core.fk = set(fk, fd.0, v.is_some());
+                    }
+                    Inst::St { rs, .. } => {
+                        if r(rs) {
+                            let bits = core.r[rs.0 as usize] as u32;
+                            let bits = if b.dtype.size_bytes() == 2 {
+                                bits & 0xffff
+                            } else {
+                                bits
+                            };
+                            core.known.insert(at, bits);
+                        } else {
+                            core.known.remove(&at);
+                        }
+                    }
+                    Inst::Stf { fs, .. } => {
+                        if f(fs) {
+                            core.known.insert(at, b.dtype.encode(core.f[fs.0 as usize]));
+                        } else {
+                            core.known.remove(&at);
+                        }
+                    }
+                    _ => unreachable!(),
+                }
+                return Ok(true);
+            }
+            Inst::Br { ra, b, .. } if !(r(*ra) && src(*b)) => {
+                return Err(depends("a branch"));
+            }
+            Inst::Vec(v) => {
+                let mut ok = true;
+                for o in std::iter::once(&v.dst).chain(&v.srcs) {
+                    match o {
+                        Operand::Mem(m) => ok &= src(m.off) && src(m.len) && src(m.stride),
+                        Operand::FabIn { len: Some(l), .. }
+                        | Operand::FabOut { len: Some(l), .. } => ok &= src(*l),
+                        _ => {}
+                    }
+                }
+                if !ok {
+                    return Err(depends("a vector operand's length or address"));
+                }
+            }
+            _ => {}
+        }
+        let core = self.cores[pe].as_mut().unwrap();
+        core.rk = nrk;
+        core.fk = nfk;
+        Ok(false)
+    }
+
     /// Resolve a vector instruction's descriptors (registers are read now).
     fn issue(
         &self,
@@ -1599,6 +1934,9 @@ impl<'p> Machine<'p> {
                     }
                 }
                 Operand::FReg(f) if is_dst => Loc::FReg(f.0),
+                Operand::FReg(f) if self.timing && core.fk >> f.0 & 1 == 0 => {
+                    Loc::Val(f32::from_bits(unknown_bits(DType::F32)))
+                }
                 Operand::FReg(f) => Loc::Val(v.dtype.round(core.f[f.0 as usize])),
                 Operand::Imm(x) => Loc::Val(v.dtype.round(x)),
             })
@@ -1663,7 +2001,13 @@ impl<'p> Machine<'p> {
             width: self.p.width,
             height: self.p.height,
             cycles,
-            engine: "reference".into(),
+            engine: match (self.wake.is_some(), self.timing) {
+                (false, false) => "reference",
+                (true, false) => "interp",
+                (false, true) => "reference, timing-only",
+                (true, true) => "interp, timing-only",
+            }
+            .into(),
             totals: Default::default(),
             pe: self.stats,
         };
@@ -1688,7 +2032,11 @@ impl<'p> Machine<'p> {
             outputs,
             stats,
             trace,
-            memory: self.cores.into_iter().map(|c| c.map(|c| c.sram)).collect(),
+            memory: self
+                .cores
+                .into_iter()
+                .map(|c| c.filter(|_| !self.timing).map(|c| c.sram))
+                .collect(),
             width: self.p.width,
         })
     }
