@@ -624,3 +624,79 @@ fn generate_stops_cleanly_on_ctrl_c() {
     assert!(n < 256);
     assert_eq!(v["per_token_cycles"].as_array().unwrap().len(), n);
 }
+
+/// `--timing-only` counts the same cycles as a functional run, computes no
+/// values (NaN outputs, no tokens), and says so; on every command.
+#[test]
+fn timing_only_counts_the_same_cycles_on_every_command() {
+    let f = json(&ok(&["run", "examples/gemv_8x8.wsm", "--json"]));
+    let t = json(&ok(&[
+        "run",
+        "examples/gemv_8x8.wsm",
+        "--json",
+        "--timing-only",
+    ]));
+    assert_eq!(f["cycles"], t["cycles"]);
+    assert!(f["engine"].as_str().unwrap() == "interp", "{f}");
+    assert!(t["engine"].as_str().unwrap().contains("timing-only"), "{t}");
+    let k = |extra: &[&str]| {
+        let mut args = vec![
+            "kernel", "gemv", "--shape", "48x40", "--dtype", "bf16", "--json",
+        ];
+        args.extend_from_slice(extra);
+        json(&ok(&args))
+    };
+    let (kf, kt) = (k(&[]), k(&["--timing-only"]));
+    assert_eq!(kf["measured_cycles"], kt["measured_cycles"]);
+    assert_eq!(kf["matches_reference"], true);
+    assert!(
+        kt["matches_reference"].is_null() && kt["timing_only"] == true,
+        "{kt}"
+    );
+    let g = |extra: &[&str]| {
+        let mut args = vec!["generate", "--steps", "3", "--json"];
+        args.extend_from_slice(extra);
+        json(&ok(&args))
+    };
+    let (gf, gt) = (g(&[]), g(&["--timing-only"]));
+    assert_eq!(gf["per_token_cycles"], gt["per_token_cycles"]);
+    assert!(gt["tokens"].is_null() && gt["timing_only"] == true, "{gt}");
+    assert_eq!(gf["timing_only"], false);
+    let err = fails(&["generate", "--timing-only", "--check"]);
+    assert!(
+        err.contains("--check") && err.contains("--timing-only"),
+        "{err}"
+    );
+}
+
+/// `wafer bench --emulator`: every engine counts the same cycles on the
+/// same tokens (the command fails otherwise), and the ratios are the
+/// timings' ratios.
+#[test]
+fn bench_emulator_reports_engine_ratios() {
+    let j = json(&ok(&["bench", "--emulator", "--steps", "2", "--json"]));
+    let runs = j["runs"].as_array().unwrap();
+    let engines: Vec<&str> = runs.iter().map(|r| r["engine"].as_str().unwrap()).collect();
+    assert_eq!(
+        engines,
+        [
+            "fast engine",
+            "fast engine, timing-only",
+            "reference engine"
+        ]
+    );
+    let s = |i: usize| runs[i]["host_seconds_per_token"].as_f64().unwrap();
+    let ratio = j["fast_vs_reference"].as_f64().unwrap();
+    assert!((ratio - s(2) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    let cpu = j["cpu_reference_seconds_per_token"].as_f64().unwrap();
+    assert!(cpu > 0.0);
+    let slowdown = j["emulation_slowdown"].as_f64().unwrap();
+    assert!((slowdown - s(0) / cpu).abs() < 1e-9 * slowdown, "{j}");
+    assert_eq!(j["per_token_cycles"].as_array().unwrap().len(), 2);
+    assert!(
+        runs.iter()
+            .all(|r| r["pe_cycles_per_token"].as_u64().unwrap() > 0)
+    );
+    let err = fails(&["bench"]);
+    assert!(err.contains("--emulator"), "{err}");
+}

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use wafer_compiler::decode::{Decoder, generate};
 use wafer_compiler::place::{Options, PlacementKind};
 use wafer_compiler::tokenizer::Tokenizer;
-use wafer_compiler::{Config, RopePairs, Weights, compile, ir, llama2c, reference, route};
+use wafer_compiler::{Config, RopePairs, Weights, compile, llama2c, reference, route};
 use wafer_emulator::{Arch, DType};
 use wafer_kernels::reduce::Strategy;
 
@@ -123,31 +123,6 @@ fn sixteen_bit_logits_stay_close_to_the_f32_reference() {
     assert!(f32_err < f16);
 }
 
-fn random_weights(c: &Config, seed: u64) -> Weights {
-    let g = ir::decode_step(c);
-    let mut w = Weights::default();
-    let mut s = seed;
-    for (name, shape) in &g.weights {
-        let n: usize = shape.iter().product();
-        let data = (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / 16777216.0) - 0.5
-            })
-            .collect();
-        w.tensors.insert(
-            name.clone(),
-            wafer_compiler::Tensor {
-                shape: shape.clone(),
-                data,
-            },
-        );
-    }
-    w
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     /// Random small configs compile with both placements on a small grid,
@@ -165,7 +140,7 @@ proptest! {
             rope_pairs: if half_split { RopePairs::HalfSplit } else { RopePairs::Adjacent }, norm_eps: 1e-5, tied_embeddings: false,
             // Llama 3.1's scaling with a short original context, so every band is in play.
             rope_scaling: scaled.then_some(wafer_compiler::model::RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original: 64.0 }), family: wafer_compiler::model::Family::Llama };
-        let w = random_weights(&c, seed);
+        let w = Weights::seeded(&c, seed);
         let kind = if mesh { PlacementKind::Mesh } else { PlacementKind::Pipeline };
         let arch = Arch::wse3().with_grid(48, 32).unwrap();
         let o = options(arch.clone(), DType::F32, Some(kind), 16);

@@ -110,50 +110,6 @@ fn malformed_checkpoints_name_the_file_and_the_tensor() {
     );
 }
 
-/// Seeded random weights for `c`, named as the llama2.c front end names them.
-fn random_weights(c: &wafer_compiler::Config, seed: u64) -> wafer_compiler::Weights {
-    use wafer_compiler::Tensor;
-    let mut state = seed;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
-    };
-    let mut t = |shape: Vec<usize>| Tensor {
-        data: (0..shape.iter().product::<usize>())
-            .map(|_| next())
-            .collect(),
-        shape,
-    };
-    let (d, kv, hd, v) = (c.dim, c.kv_dim(), c.hidden_dim, c.vocab_size);
-    let mut w = wafer_compiler::Weights {
-        tensors: Default::default(),
-        source: "random".into(),
-    };
-    w.tensors
-        .insert("tok_embeddings.weight".into(), t(vec![v, d]));
-    for l in 0..c.n_layers {
-        for (name, shape) in [
-            ("attention_norm", vec![d]),
-            ("attention.wq", vec![d, d]),
-            ("attention.wk", vec![kv, d]),
-            ("attention.wv", vec![kv, d]),
-            ("attention.wo", vec![d, d]),
-            ("ffn_norm", vec![d]),
-            ("feed_forward.w1", vec![hd, d]),
-            ("feed_forward.w2", vec![d, hd]),
-            ("feed_forward.w3", vec![hd, d]),
-        ] {
-            w.tensors
-                .insert(format!("layers.{l}.{name}.weight"), t(shape));
-        }
-    }
-    w.tensors.insert("norm.weight".into(), t(vec![d]));
-    w.tensors.insert("output.weight".into(), t(vec![v, d]));
-    w
-}
-
 /// Grouped-query attention equals multi-head attention whose K and V
 /// projections repeat each KV head's rows for the query heads sharing it:
 /// the same per-head arithmetic, so bit-identical logits.
@@ -178,7 +134,7 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         n_kv_heads: 4,
         ..gqa.clone()
     };
-    let w = random_weights(&gqa, 7);
+    let w = wafer_compiler::Weights::seeded(&gqa, 7);
     let mut wide = w.clone();
     let hs = gqa.head_size();
     for l in 0..gqa.n_layers {
@@ -308,7 +264,7 @@ fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
         rope_pairs: RopePairs::Adjacent,
         ..half.clone()
     };
-    let w = random_weights(&half, 3);
+    let w = wafer_compiler::Weights::seeded(&half, 3);
     let mut inter = w.clone();
     let hs = half.head_size();
     for l in 0..half.n_layers {

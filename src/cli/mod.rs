@@ -2,6 +2,7 @@
 
 mod arch;
 mod asm;
+mod bench;
 mod compile;
 mod generate;
 mod kernel;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Decode on the emulated wafer: the generated tokens (and text), with
     /// per-token cycles and µs. With no MODEL, a built-in checkpoint.
     Generate(generate::GenerateArgs),
+    /// Measure: --emulator times the engines against each other and the
+    /// emulation against the CPU reference forward pass, as ratios.
+    Bench(bench::BenchArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -57,6 +61,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Model(a) => model::model(a),
         Command::Compile(a) => compile::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

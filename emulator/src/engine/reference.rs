@@ -269,6 +269,8 @@ struct Wake {
     /// Routers then cores (`n + pe`) to step this cycle.
     list: Vec<u32>,
     woken: Vec<u32>,
+    /// Last cycle's list, emptied: next cycle's `keep` (no allocation per cycle).
+    spare: Vec<u32>,
     n: usize,
     /// Per core: the cycle it next steps at after a jump (see
     /// [`Machine::jump`]); before it the core is asleep whatever wakes it.
@@ -327,6 +329,7 @@ pub(crate) fn run(
         });
     }
     let mut m = Machine::new(p, arch, layout, inputs, cfg, memory)?;
+    let mut iterations = 0u64;
     loop {
         if m.now >= cfg.max_cycles {
             return Err(RunError::CycleLimit {
@@ -334,7 +337,8 @@ pub(crate) fn run(
                 active: m.waiting_report(),
             });
         }
-        if m.now % 1024 == 0
+        iterations += 1;
+        if iterations.is_multiple_of(1024)
             && cfg
                 .cancel
                 .as_ref()
@@ -359,7 +363,7 @@ pub(crate) fn run(
         if !m.activity && m.now >= m.horizon {
             return m.finish();
         }
-        m.now += 1;
+        m.now = m.next_cycle().min(cfg.max_cycles);
     }
 }
 
@@ -612,6 +616,29 @@ impl<'p> Machine<'p> {
         })
     }
 
+    /// The next cycle anything can happen in. Event mode skips the cycles in
+    /// which nothing is awake: then only a timer (a core's jump, or a
+    /// wavelet landing for a stalled core) or a host input's next wavelet
+    /// can act; every other change comes from something awake.
+    fn next_cycle(&self) -> u64 {
+        let next = self.now + 1;
+        let Some(w) = &self.wake else { return next };
+        if !w.list.is_empty() || w.issue_sleepers > 0 {
+            return next;
+        }
+        let mut at = w.timers.peek().map_or(u64::MAX, |Reverse((t, _))| *t);
+        for h in &self.host_in {
+            if h.next < h.wavelets.len() {
+                at = at.min(h.next_time);
+            }
+        }
+        if at == u64::MAX {
+            // Nothing pending: the run ends (or deadlocks) at `horizon`.
+            at = self.horizon;
+        }
+        at.max(next)
+    }
+
     /// Event mode's start: every router with routes and every core awake.
     fn wake_all(&self) -> Wake {
         let n = self.routers.len();
@@ -651,6 +678,7 @@ impl<'p> Machine<'p> {
             awake,
             list,
             woken: Vec::new(),
+            spare: Vec::new(),
             n,
             resume: vec![0; n],
             timers: BinaryHeap::new(),
@@ -696,7 +724,7 @@ impl<'p> Machine<'p> {
         if w.issue_sleepers > 0 {
             self.activity = true;
         }
-        let mut keep = Vec::with_capacity(list.len());
+        let mut keep = std::mem::take(&mut w.spare);
         // Any order gives the same result: nothing pushed this cycle is
         // visible this cycle (the invariant in engine/mod.rs).
         for &i in &list {
@@ -753,6 +781,7 @@ impl<'p> Machine<'p> {
         // The woken were asleep, so none is in `keep` already.
         keep.append(&mut w.woken);
         list.clear();
+        w.spare = list;
         w.list = keep;
         Ok(())
     }

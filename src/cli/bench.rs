@@ -1,0 +1,280 @@
+//! `wafer bench --emulator`: the emulator timed against itself and against
+//! the CPU reference forward pass. Every figure is a ratio of two timings
+//! taken in the same run, on the same model and tokens: this machine is
+//! noisy, ratios hold up.
+
+use super::compile::TargetArgs;
+use super::model::load;
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::json;
+use std::time::Instant;
+use wafer_compiler::decode::Decoder;
+use wafer_compiler::{Compiled, Weights, reference};
+use wafer_emulator::Engine;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Measure the emulator: its engines on the same decode steps, and the
+    /// host time per emulated token against the CPU reference's.
+    #[arg(long)]
+    pub emulator: bool,
+    /// A llama2.c checkpoint, a Hugging Face directory or a built-in name
+    /// (seeded random weights); with none, the built-in aidreams260K.
+    pub model: Option<String>,
+    /// Decode steps each engine runs.
+    #[arg(long, default_value_t = 4)]
+    pub steps: usize,
+    /// Leave out the reference engine (it steps every PE every cycle: for
+    /// large models, hours).
+    #[arg(long)]
+    pub no_reference: bool,
+    /// Run only the timing-only decode (for models whose weights do not
+    /// fit in host memory).
+    #[arg(long)]
+    pub timing_only: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One engine's decode of the bench's tokens.
+struct Timed {
+    label: &'static str,
+    seconds_per_token: f64,
+    cycles: Vec<u64>,
+    pe_cycles: u64,
+    tokens: Vec<u32>,
+}
+
+/// PEs with code in each stage: the PEs a stage's cycles are counted on.
+fn stage_pes(c: &Compiled) -> Vec<u64> {
+    c.fragments
+        .iter()
+        .map(|f| f.program.placements.iter().map(|pl| pl.pes.count()).sum())
+        .collect()
+}
+
+/// Decode `steps` positions from BOS: feeding `feed` when given (so every
+/// engine sees the same tokens), else the wafer's own argmax.
+fn decode(
+    c: &Compiled,
+    label: &'static str,
+    engine: Engine,
+    timing_only: bool,
+    steps: usize,
+    feed: Option<&[u32]>,
+) -> anyhow::Result<Timed> {
+    let mut d = Decoder::new(c);
+    d.engine(engine);
+    d.timing_only(timing_only);
+    d.cancel_on(super::interrupt_flag());
+    let pes = stage_pes(c);
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:24} {bar:30} {pos}/{len} steps [{elapsed}]")
+            .expect("a valid template"),
+    );
+    bar.set_message(label);
+    let mut token = wafer_compiler::tokenizer::BOS;
+    let (mut cycles, mut tokens, mut pe_cycles) = (Vec::new(), Vec::new(), 0);
+    let start = Instant::now();
+    for i in 0..steps {
+        let step = d.step(token)?;
+        pe_cycles += step
+            .stage_cycles
+            .iter()
+            .zip(&pes)
+            .map(|(c, p)| c * p)
+            .sum::<u64>();
+        cycles.push(step.cycles);
+        token = feed.map_or(step.next, |f| f[i]);
+        tokens.push(token);
+        bar.inc(1);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    Ok(Timed {
+        label,
+        seconds_per_token: seconds / steps as f64,
+        cycles,
+        pe_cycles,
+        tokens,
+    })
+}
+
+/// Peak resident memory of this process so far (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if !a.emulator {
+        bail!("say what to measure: --emulator (the emulator's own speed)");
+    }
+    if a.steps == 0 {
+        bail!("--steps 0: run at least one decode step");
+    }
+    let l = load(a.model.as_deref(), None)?;
+    let compile_start = Instant::now();
+    let c = a.target.compile(&l)?;
+    let compile_s = compile_start.elapsed().as_secs_f64();
+    let steps = a.steps.min(c.options.max_context as usize);
+    let mut runs = Vec::new();
+    if !a.timing_only {
+        runs.push(decode(
+            &c,
+            "fast engine",
+            Engine::Interp,
+            false,
+            steps,
+            None,
+        )?);
+    }
+    let feed = runs.first().map(|r: &Timed| r.tokens.clone());
+    runs.push(decode(
+        &c,
+        "fast engine, timing-only",
+        Engine::Interp,
+        true,
+        steps,
+        feed.as_deref(),
+    )?);
+    if !a.timing_only && !a.no_reference {
+        runs.push(decode(
+            &c,
+            "reference engine",
+            Engine::Reference,
+            false,
+            steps,
+            feed.as_deref(),
+        )?);
+    }
+    // Every engine must count the same cycles on the same tokens.
+    for r in &runs[1..] {
+        if r.cycles != runs[0].cycles {
+            bail!(
+                "`{}` counted {:?} cycles per step, `{}` {:?}: the engines disagree (a bug)",
+                r.label,
+                r.cycles,
+                runs[0].label,
+                runs[0].cycles
+            );
+        }
+    }
+    // The CPU reference forward pass on the same tokens: the checkpoint's
+    // weights, or seeded ones of the built-in's shapes (timing does not
+    // depend on the values).
+    let cpu = if a.timing_only {
+        None
+    } else {
+        let seeded;
+        let w = match &l.weights {
+            Some(w) => w,
+            None => {
+                seeded = Weights::seeded(&l.config, 1);
+                &seeded
+            }
+        };
+        let m = reference::Model::load(w, &l.config)
+            .with_context(|| format!("loading {} for the CPU reference", l.name))?;
+        let mut kv = reference::KvCache::new(&l.config);
+        let mut token = wafer_compiler::tokenizer::BOS;
+        let start = Instant::now();
+        for (pos, next) in runs[0].tokens.iter().enumerate() {
+            std::hint::black_box(m.forward(token, pos, &mut kv));
+            token = *next;
+        }
+        Some(start.elapsed().as_secs_f64() / steps as f64)
+    };
+    let find = |label: &str| runs.iter().find(|r| r.label == label);
+    let fast = find("fast engine");
+    let timing = find("fast engine, timing-only").expect("always run");
+    let reference = find("reference engine");
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let vs_reference = ratio(
+        reference.map(|r| r.seconds_per_token),
+        fast.map(|r| r.seconds_per_token),
+    );
+    let slowdown = ratio(fast.map(|r| r.seconds_per_token), cpu);
+    let timing_vs_functional = ratio(
+        fast.map(|r| r.seconds_per_token),
+        Some(timing.seconds_per_token),
+    );
+    let rss = peak_rss();
+    let clock = c.options.arch.clock_hz;
+    let mean_cycles = timing.cycles.iter().sum::<u64>() as f64 / steps as f64;
+    if a.json {
+        let out = json!({
+            "model": l.name,
+            "arch": c.options.arch.name,
+            "placement": c.kind.name(),
+            "dtype": c.options.dtype.to_string(),
+            "pes": c.pes_used(),
+            "steps": steps,
+            "compile_seconds": compile_s,
+            "per_token_cycles": timing.cycles,
+            "per_token_us": mean_cycles / clock * 1e6,
+            "runs": runs.iter().map(|r| json!({
+                "engine": r.label,
+                "host_seconds_per_token": r.seconds_per_token,
+                "pe_cycles_per_token": r.pe_cycles / steps as u64,
+                "pe_cycles_per_host_second": r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
+            })).collect::<Vec<_>>(),
+            "cpu_reference_seconds_per_token": cpu,
+            "fast_vs_reference": vs_reference,
+            "emulation_slowdown": slowdown,
+            "timing_only_vs_functional": timing_vs_functional,
+            "peak_rss_bytes": rss,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{} on {} ({} placement, {} PEs, {}): {steps} decode steps, compiled in {compile_s:.2} s",
+        l.name,
+        c.options.arch.name,
+        c.kind.name(),
+        c.pes_used(),
+        c.options.dtype
+    );
+    println!(
+        "emulated: {mean_cycles:.0} cycles per token = {:.3} µs",
+        mean_cycles / clock * 1e6
+    );
+    for r in &runs {
+        println!(
+            "{:26} {:>10.4} s/token  {:>8.2e} PE-cycles/s",
+            r.label,
+            r.seconds_per_token,
+            r.pe_cycles as f64 / (r.seconds_per_token * steps as f64)
+        );
+    }
+    if let Some(s) = cpu {
+        println!("{:26} {s:>10.4} s/token", "CPU reference (f32)");
+    }
+    if let Some(x) = vs_reference {
+        println!("fast engine vs reference engine: {x:.2}x");
+    }
+    if let Some(x) = timing_vs_functional {
+        println!("timing-only vs functional: {x:.2}x");
+    }
+    if let Some(x) = slowdown {
+        println!("emulation slowdown (fast engine s/token ÷ CPU reference s/token): {x:.1}x");
+    }
+    if let Some(b) = rss {
+        println!("peak RSS: {:.2} GiB", b as f64 / (1u64 << 30) as f64);
+    }
+    Ok(())
+}
