@@ -107,16 +107,7 @@ fn decode(
 
 /// Peak resident memory of this process so far (Linux), in bytes.
 fn peak_rss() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    super::proc_kib("/proc/self/status", "VmHWM:").map(|k| k * 1024)
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {

@@ -51,18 +51,9 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
-/// Physical memory in bytes (Linux's /proc/meminfo), if known.
+/// Physical memory in bytes (Linux), if known.
 fn host_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    super::proc_kib("/proc/meminfo", "MemTotal:").map(|k| k * 1024)
 }
 
 /// A small, seeded sampler (xorshift64*): the same seed gives the same text.

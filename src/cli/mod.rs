@@ -95,6 +95,19 @@ pub fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     flag
 }
 
+/// A `KEY: N kB` line of a Linux /proc file, in KiB (None elsewhere).
+pub fn proc_kib(file: &str, key: &str) -> Option<u64> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// `--engine`: reference (every PE every cycle) or interp (event-driven:
 /// idle PEs and links skipped). Same results and cycles.
 pub fn engine(name: &str) -> anyhow::Result<wafer_emulator::Engine> {

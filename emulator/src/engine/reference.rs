@@ -1197,6 +1197,47 @@ impl<'p> Machine<'p> {
         Ok(())
     }
 
+    /// The next element's bits from a fabric input operand: a new wavelet
+    /// is popped when the last one's values are used up.
+    fn take_in(&mut self, fifo: u32, pend_bits: &mut u32, pend: &mut u32, per: u32) -> u32 {
+        if *pend == 0 {
+            *pend_bits = self.fifos[fifo as usize].pop(self.now);
+            self.activity = true;
+            *pend = per;
+        }
+        let bits = if per == 1 {
+            *pend_bits
+        } else {
+            (*pend_bits >> (16 * (per - *pend))) & 0xffff
+        };
+        *pend -= 1;
+        bits
+    }
+
+    /// Add an element's bits to a fabric output operand's wavelet, sending
+    /// it when full: whether it was sent.
+    fn put_out(
+        &mut self,
+        pe: usize,
+        fifo: u32,
+        pend_bits: &mut u32,
+        pend: &mut u32,
+        per: u32,
+        bits: u32,
+    ) -> bool {
+        *pend_bits |= if per == 1 { bits } else { bits << (16 * *pend) };
+        *pend += 1;
+        if *pend < per {
+            return false;
+        }
+        let b = *pend_bits;
+        *pend_bits = 0;
+        *pend = 0;
+        self.push(fifo, self.arch.ramp_latency, b);
+        self.stats.wavelets_from_core[pe] += 1;
+        true
+    }
+
     /// Process the next `k` elements of `op` (its values, not its timing):
     /// whether a wavelet went out. Shared by the per-cycle step and the
     /// event engine's jumps, so both compute the same bits.
@@ -1204,8 +1245,6 @@ impl<'p> Machine<'p> {
         if self.timing {
             return self.elements_timing(pe, op, k);
         }
-        let now = self.now;
-        let ramp = self.arch.ramp_latency;
         let dt = op.dtype;
         let per = dt.per_word();
         let mut pushed = false;
@@ -1232,20 +1271,7 @@ impl<'p> Machine<'p> {
                         fifo,
                         pend_bits,
                         pend,
-                    } => {
-                        if *pend == 0 {
-                            *pend_bits = self.fifos[*fifo as usize].pop(now);
-                            self.activity = true;
-                            *pend = per;
-                        }
-                        let bits = if per == 1 {
-                            *pend_bits
-                        } else {
-                            (*pend_bits >> (16 * (per - *pend))) & 0xffff
-                        };
-                        *pend -= 1;
-                        dt.decode(bits)
-                    }
+                    } => dt.decode(self.take_in(*fifo, pend_bits, pend, per)),
                     Loc::Val(x) => *x,
                     Loc::Unused => 0.0,
                     Loc::Out { .. } | Loc::FReg(_) => unreachable!("not a source"),
@@ -1298,19 +1324,7 @@ impl<'p> Machine<'p> {
                     fifo,
                     pend_bits,
                     pend,
-                } => {
-                    let bits = dt.encode(value);
-                    *pend_bits |= if per == 1 { bits } else { bits << (16 * *pend) };
-                    *pend += 1;
-                    if *pend == per {
-                        let (f, b) = (*fifo, *pend_bits);
-                        *pend_bits = 0;
-                        *pend = 0;
-                        self.push(f, ramp, b);
-                        self.stats.wavelets_from_core[pe] += 1;
-                        pushed = true;
-                    }
-                }
+                } => pushed |= self.put_out(pe, *fifo, pend_bits, pend, per, dt.encode(value)),
                 _ => {}
             }
             op.done += 1;
@@ -1324,8 +1338,6 @@ impl<'p> Machine<'p> {
     /// anything read from memory never written with a known value (weights
     /// are not stored), are unknown.
     fn elements_timing(&mut self, pe: usize, op: &mut VecOpState, k: u32) -> bool {
-        let now = self.now;
-        let ramp = self.arch.ramp_latency;
         let dt = op.dtype;
         let per = dt.per_word();
         let unknown = unknown_bits(dt);
@@ -1380,17 +1392,7 @@ impl<'p> Machine<'p> {
                         pend_bits,
                         pend,
                     } => {
-                        if *pend == 0 {
-                            *pend_bits = self.fifos[*fifo as usize].pop(now);
-                            self.activity = true;
-                            *pend = per;
-                        }
-                        let bits = if per == 1 {
-                            *pend_bits
-                        } else {
-                            (*pend_bits >> (16 * (per - *pend))) & 0xffff
-                        };
-                        *pend -= 1;
+                        let bits = self.take_in(*fifo, pend_bits, pend, per);
                         (bits != unknown).then(|| dt.decode(bits))
                     }
                     Loc::Val(x) => (x.to_bits() != unknown_bits(DType::F32)).then_some(*x),
@@ -1422,16 +1424,7 @@ impl<'p> Machine<'p> {
                     pend,
                 } => {
                     let bits = value.map_or(unknown, |v| dt.encode(v));
-                    *pend_bits |= if per == 1 { bits } else { bits << (16 * *pend) };
-                    *pend += 1;
-                    if *pend == per {
-                        let (f, b) = (*fifo, *pend_bits);
-                        *pend_bits = 0;
-                        *pend = 0;
-                        self.push(f, ramp, b);
-                        self.stats.wavelets_from_core[pe] += 1;
-                        pushed = true;
-                    }
+                    pushed |= self.put_out(pe, *fifo, pend_bits, pend, per, bits);
                 }
                 Loc::FReg(f) => core.fk &= !(1 << *f),
                 _ => {}
