@@ -219,6 +219,11 @@ fn pack_bits(bits: impl Iterator<Item = u32>, dtype: DType) -> Vec<u32> {
     }
 }
 
+/// Byte address of element `idx` of a buffer at `base`.
+fn elem_addr(base: u32, dtype: DType, idx: i64) -> u32 {
+    base + idx as u32 * dtype.size_bytes()
+}
+
 /// Timing-only mode's encoding of a value it did not compute: a NaN with
 /// a payload arithmetic does not produce, so a host output shows NaN there
 /// (and a NaN host input is taken as unknown).
@@ -883,12 +888,9 @@ impl<'p> Machine<'p> {
         let core = self.cores[pe].as_ref().unwrap();
         let code = &self.p.codes[core.code];
         let mut flags = STALLED;
-        // `fabric_avail` looks at `self.now`: evaluate it for cycle `t`.
-        self.now = t;
         for op in core.ops.iter().flatten() {
-            let (avail, why) = self.fabric_avail(op);
+            let (avail, why) = self.fabric_avail(op, t);
             if op.start_at > t || avail > 0 {
-                self.now = t - 1;
                 return false;
             }
             flags |= if why == Some(true) {
@@ -921,7 +923,6 @@ impl<'p> Machine<'p> {
             },
             Main::Switching { .. } => false,
         };
-        self.now = t - 1;
         if !main_waits {
             return false;
         }
@@ -1117,16 +1118,16 @@ impl<'p> Machine<'p> {
         self.step_main(pe)
     }
 
-    /// How many elements op `slot` could process this cycle if nothing but
-    /// the fabric limited it; 0 means it waits (and why).
-    fn fabric_avail(&self, op: &VecOpState) -> (u32, Option<bool>) {
+    /// How many elements op `slot` could process in cycle `now` if nothing
+    /// but the fabric limited it; 0 means it waits (and why).
+    fn fabric_avail(&self, op: &VecOpState, now: u64) -> (u32, Option<bool>) {
         let per = op.dtype.per_word();
         let mut avail = op.n - op.done;
         let mut blocked_in = false;
         for s in &op.srcs {
             if let Loc::In { fifo, pend, .. } = *s {
                 let a = pend
-                    + if self.fifos[fifo as usize].head(self.now).is_some() {
+                    + if self.fifos[fifo as usize].head(now).is_some() {
                         per
                     } else {
                         0
@@ -1138,7 +1139,7 @@ impl<'p> Machine<'p> {
             }
         }
         if let Loc::Out { fifo, pend, .. } = op.dst {
-            let space = self.fifos[fifo as usize].has_space(self.now);
+            let space = self.fifos[fifo as usize].has_space(now);
             if op.done == op.n {
                 // Only the flush of a half-filled wavelet is left.
                 return if space { (1, None) } else { (0, Some(false)) };
@@ -1174,7 +1175,7 @@ impl<'p> Machine<'p> {
                 self.activity = true;
                 continue;
             }
-            let (avail, why) = self.fabric_avail(op);
+            let (avail, why) = self.fabric_avail(op, self.now);
             if avail == 0 {
                 match why {
                     Some(true) => waited_out = true,
@@ -1361,7 +1362,7 @@ impl<'p> Machine<'p> {
                 if !core.known.is_empty() {
                     for j in 0..k as i64 {
                         let i = idx - stride * (k as i64 - j);
-                        core.known.remove(&(base + i as u32 * dtype.size_bytes()));
+                        core.known.remove(&elem_addr(base, dtype, i));
                     }
                 }
             }
@@ -1382,7 +1383,7 @@ impl<'p> Machine<'p> {
                         idx,
                         stride,
                     } => {
-                        let at = *base + *idx as u32 * dtype.size_bytes();
+                        let at = elem_addr(*base, *dtype, *idx);
                         *idx += *stride;
                         let core = self.cores[pe].as_ref().unwrap();
                         core.known.get(&at).map(|b| dt.round(dtype.decode(*b)))
@@ -1411,7 +1412,7 @@ impl<'p> Machine<'p> {
                     idx,
                     stride,
                 } => {
-                    let at = *base + *idx as u32 * dtype.size_bytes();
+                    let at = elem_addr(*base, *dtype, *idx);
                     match value {
                         Some(v) => core.known.insert(at, dtype.encode(v)),
                         None => core.known.remove(&at),
@@ -2097,7 +2098,7 @@ impl<'p> Machine<'p> {
                 } else {
                     format!("microthread {}", slot - 1)
                 };
-                let (_, why) = self.fabric_avail(op);
+                let (_, why) = self.fabric_avail(op, self.now);
                 let reason = match why {
                     Some(false) => {
                         let colors: Vec<String> = op
