@@ -680,14 +680,17 @@ fn bench_emulator_reports_engine_ratios() {
     assert_eq!(
         engines,
         [
-            "fast engine",
-            "fast engine, timing-only",
+            "jit engine",
+            "interp engine",
+            "interp engine, timing-only",
             "reference engine"
         ]
     );
     let s = |i: usize| runs[i]["host_seconds_per_token"].as_f64().unwrap();
     let ratio = j["fast_vs_reference"].as_f64().unwrap();
-    assert!((ratio - s(2) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    assert!((ratio - s(3) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    let ratio = j["jit_vs_interp"].as_f64().unwrap();
+    assert!((ratio - s(1) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
     let cpu = j["cpu_reference_seconds_per_token"].as_f64().unwrap();
     assert!(cpu > 0.0);
     let slowdown = j["emulation_slowdown"].as_f64().unwrap();

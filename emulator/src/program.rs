@@ -23,6 +23,10 @@ pub struct Program {
     pub data: Vec<DataImage>,
     pub inputs: Vec<HostStream>,
     pub outputs: Vec<HostStream>,
+    /// The JIT engine's compiled code for this program (built on its first
+    /// JIT run, freed with the program; never serialised or compared).
+    #[serde(skip)]
+    pub jit: crate::engine::JitCache,
 }
 
 /// Code shared by every PE it is placed on: buffers (its SRAM layout), tasks

@@ -1,5 +1,5 @@
-//! The event engine (idle routers and cores skipped) against the reference
-//! engine (everything stepped every cycle): identical outputs, cycles,
+//! The event engine (idle routers and cores skipped) and the JIT engine
+//! against the reference engine (everything stepped every cycle): identical outputs, cycles,
 //! statistics and final SRAM on every example program.
 
 use std::path::PathBuf;
@@ -7,30 +7,36 @@ use wafer_emulator::{Arch, Engine, Inputs, RunConfig, asm};
 
 fn both(src: &str, file: &str, arch: &Arch) {
     let p = asm::parse(src, file).unwrap();
-    let run = |engine| {
+    let run = |engine, threads| {
         let cfg = RunConfig {
             engine,
             trace: true,
+            threads,
+            // Every cycle's compiled work goes to the threads, however little.
+            min_parallel_work: 0,
             ..RunConfig::default()
         };
         wafer_emulator::run(&p, arch, &Inputs::new(), &cfg).unwrap()
     };
-    let (a, b) = (run(Engine::Reference), run(Engine::Interp));
-    assert_eq!(a.cycles, b.cycles, "{file}");
-    assert_eq!(a.outputs, b.outputs, "{file}");
-    assert_eq!(a.stats.pe, b.stats.pe, "{file}");
-    assert_eq!(a.stats.totals, b.stats.totals, "{file}");
-    assert_eq!(
-        (a.stats.engine.as_str(), b.stats.engine.as_str()),
-        ("reference", "interp")
-    );
-    assert_eq!(a.memory, b.memory, "{file}");
-    let spans = |t: wafer_emulator::trace::Trace| {
-        let mut v: Vec<String> = t.spans.iter().map(|s| format!("{s:?}")).collect();
+    let a = run(Engine::Reference, 1);
+    let spans = |t: &Option<wafer_emulator::trace::Trace>| {
+        let mut v: Vec<String> = t.iter().flat_map(|t| &t.spans).map(|s| format!("{s:?}")).collect();
         v.sort();
         v
     };
-    assert_eq!(spans(a.trace.unwrap()), spans(b.trace.unwrap()), "{file}");
+    for (engine, threads) in [(Engine::Interp, 1), (Engine::Jit, 1), (Engine::Jit, 2), (Engine::Jit, 4)] {
+        let b = run(engine, threads);
+        assert_eq!(a.cycles, b.cycles, "{file}");
+        assert_eq!(a.outputs, b.outputs, "{file}");
+        assert_eq!(a.stats.pe, b.stats.pe, "{file}");
+        assert_eq!(a.stats.totals, b.stats.totals, "{file}");
+        assert_eq!(
+            (a.stats.engine.as_str(), b.stats.engine.as_str()),
+            ("reference", engine.name())
+        );
+        assert_eq!(a.memory, b.memory, "{file}");
+        assert_eq!(spans(&a.trace), spans(&b.trace), "{file}");
+    }
     // Timing-only: the same cycles and counters, no memory, and every
     // output either the functional value or unknown (NaN).
     for engine in [Engine::Reference, Engine::Interp] {
@@ -70,6 +76,12 @@ fn every_example_and_the_bench_program_agree_on_both_engines() {
             both(&src, &f.display().to_string(), &arch);
         }
     }
+    // The JIT benchmark's scalar loop, shortened for the reference engine.
+    let f = root.join("benches/scalar_loop.wsm");
+    let src = std::fs::read_to_string(&f).unwrap();
+    assert!(src.contains("blt r1, 20000, trip"));
+    let src = src.replace("blt r1, 20000, trip", "blt r1, 300, trip");
+    both(&src, &f.display().to_string(), &Arch::wse3());
 }
 
 /// What timing-only mode cannot know it reports: a branch on a received

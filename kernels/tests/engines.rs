@@ -1,5 +1,6 @@
 //! Property test: generated kernels give identical outputs, cycles,
-//! statistics and SRAM on the event engine and the reference engine.
+//! statistics and SRAM on the event engine, the JIT engine and the
+//! reference engine.
 
 use proptest::prelude::*;
 use wafer_emulator::trace::Trace;
@@ -10,20 +11,26 @@ use wafer_kernels::reduce::Strategy;
 use wafer_kernels::vector::{VectorOp, VectorSpec};
 
 fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
-    let run = |engine| {
+    let run = |engine, threads| {
         let cfg = RunConfig {
             engine,
             trace: true,
+            threads,
+            // Every cycle's compiled work goes to the threads, however little.
+            min_parallel_work: 0,
             ..RunConfig::default()
         };
         wafer_emulator::run(p, arch, &Inputs::new(), &cfg).unwrap()
     };
-    let (a, b) = (run(Engine::Reference), run(Engine::Interp));
-    prop_assert_eq!(a.cycles, b.cycles);
-    prop_assert_eq!(a.outputs, b.outputs);
-    prop_assert_eq!(&a.stats.pe, &b.stats.pe);
-    prop_assert_eq!(a.memory, b.memory);
-    prop_assert_eq!(spans(a.trace.unwrap()), spans(b.trace.unwrap()));
+    let a = run(Engine::Reference, 1);
+    for (engine, threads) in [(Engine::Interp, 1), (Engine::Jit, 1), (Engine::Jit, 2), (Engine::Jit, 4)] {
+        let b = run(engine, threads);
+        prop_assert_eq!(a.cycles, b.cycles);
+        prop_assert_eq!(&a.outputs, &b.outputs);
+        prop_assert_eq!(&a.stats.pe, &b.stats.pe);
+        prop_assert_eq!(&a.memory, &b.memory);
+        prop_assert_eq!(spans(a.trace.as_ref()), spans(b.trace.as_ref()));
+    }
     let timing = RunConfig {
         engine: Engine::Interp,
         timing_only: true,
@@ -36,8 +43,8 @@ fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
 }
 
 /// Spans in a canonical order (engines visit PEs in different orders).
-fn spans(t: Trace) -> Vec<String> {
-    let mut v: Vec<String> = t.spans.iter().map(|s| format!("{s:?}")).collect();
+fn spans(t: Option<&Trace>) -> Vec<String> {
+    let mut v: Vec<String> = t.iter().flat_map(|t| &t.spans).map(|s| format!("{s:?}")).collect();
     v.sort();
     v
 }

@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// large models, hours).
     #[arg(long)]
     pub no_reference: bool,
+    /// Leave out the interpreter (the JIT engine's baseline).
+    #[arg(long)]
+    pub no_interp: bool,
     /// Run only the timing-only decode (for models whose weights do not
     /// fit in host memory).
     #[arg(long)]
@@ -39,6 +42,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+const JIT: &str = "jit engine";
+const INTERP: &str = "interp engine";
+const TIMING: &str = "interp engine, timing-only";
+const REFERENCE: &str = "reference engine";
 
 /// One engine's decode of the bench's tokens.
 struct Timed {
@@ -122,35 +130,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let c = a.target.compile(&l)?;
     let compile_s = compile_start.elapsed().as_secs_f64();
     let steps = a.steps.min(c.options.max_context as usize);
-    let mut runs = Vec::new();
-    if !a.timing_only {
-        runs.push(decode(
-            &c,
-            "fast engine",
-            Engine::Interp,
-            false,
-            steps,
-            None,
-        )?);
-    }
-    let feed = runs.first().map(|r: &Timed| r.tokens.clone());
-    runs.push(decode(
-        &c,
-        "fast engine, timing-only",
-        Engine::Interp,
-        true,
-        steps,
-        feed.as_deref(),
-    )?);
-    if !a.timing_only && !a.no_reference {
-        runs.push(decode(
-            &c,
-            "reference engine",
-            Engine::Reference,
-            false,
-            steps,
-            feed.as_deref(),
-        )?);
+    let functional = !a.timing_only;
+    let plan = [
+        (JIT, Engine::Jit, false, functional),
+        (INTERP, Engine::Interp, false, functional && !a.no_interp),
+        (TIMING, Engine::Interp, true, true),
+        (REFERENCE, Engine::Reference, false, functional && !a.no_reference),
+    ];
+    let mut runs: Vec<Timed> = Vec::new();
+    for (label, engine, timing_only, wanted) in plan {
+        if wanted {
+            // Later engines are fed the first one's tokens.
+            let feed = runs.first().map(|r| r.tokens.clone());
+            runs.push(decode(&c, label, engine, timing_only, steps, feed.as_deref())?);
+        }
     }
     // Every engine must count the same cycles on the same tokens.
     for r in &runs[1..] {
@@ -190,12 +183,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         Some(start.elapsed().as_secs_f64() / steps as f64)
     };
     let find = |label: &str| runs.iter().find(|r| r.label == label);
-    let fast = find("fast engine");
-    let timing = find("fast engine, timing-only").expect("always run");
-    let reference = find("reference engine");
+    let fast = find(JIT);
+    let timing = find(TIMING).expect("always run");
+    let reference = find(REFERENCE);
     let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
     let vs_reference = ratio(
         reference.map(|r| r.seconds_per_token),
+        fast.map(|r| r.seconds_per_token),
+    );
+    let jit_vs_interp = ratio(
+        find(INTERP).map(|r| r.seconds_per_token),
         fast.map(|r| r.seconds_per_token),
     );
     let slowdown = ratio(fast.map(|r| r.seconds_per_token), cpu);
@@ -225,6 +222,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
             "cpu_reference_seconds_per_token": cpu,
             "fast_vs_reference": vs_reference,
+            "jit_vs_interp": jit_vs_interp,
             "emulation_slowdown": slowdown,
             "timing_only_vs_functional": timing_vs_functional,
             "peak_rss_bytes": rss,
@@ -256,13 +254,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         println!("{:26} {s:>10.4} s/token", "CPU reference (f32)");
     }
     if let Some(x) = vs_reference {
-        println!("fast engine vs reference engine: {x:.2}x");
+        println!("fast (jit) engine vs reference engine: {x:.2}x");
+    }
+    if let Some(x) = jit_vs_interp {
+        println!("jit vs interp engine: {x:.2}x");
     }
     if let Some(x) = timing_vs_functional {
         println!("timing-only vs functional: {x:.2}x");
     }
     if let Some(x) = slowdown {
-        println!("emulation slowdown (fast engine s/token ÷ CPU reference s/token): {x:.1}x");
+        println!("emulation slowdown (jit engine s/token ÷ CPU reference s/token): {x:.1}x");
     }
     if let Some(b) = rss {
         println!("peak RSS: {:.2} GiB", b as f64 / (1u64 << 30) as f64);

@@ -35,9 +35,10 @@ pub struct GenerateArgs {
     /// (estimated from the compiled stages before starting).
     #[arg(long, default_value_t = 30.0)]
     pub max_minutes: f64,
-    /// interp (event-driven, the default) or reference (every PE every
-    /// cycle); the same tokens and cycles either way.
-    #[arg(long, default_value = "interp")]
+    /// jit (event-driven, PE code compiled to native code; the default),
+    /// interp (event-driven, interpreted) or reference (every PE every
+    /// cycle); identical results and cycles.
+    #[arg(long, default_value = "jit")]
     pub engine: String,
     /// Count cycles only: no arithmetic, no weights stored (the logits and
     /// tokens are then unknown). The default for a built-in model whose

@@ -23,8 +23,10 @@ pub struct KernelArgs {
     /// comparison with the reference is then possible).
     #[arg(long)]
     pub timing_only: bool,
-    /// interp (event-driven, the default) or reference (every PE every cycle).
-    #[arg(long, default_value = "interp")]
+    /// jit (event-driven, PE code compiled to native code; the default),
+    /// interp (event-driven, interpreted) or reference (every PE every
+    /// cycle); identical results and cycles.
+    #[arg(long, default_value = "jit")]
     pub engine: String,
     /// List the kernels and their parameters.
     #[arg(long)]

@@ -108,12 +108,13 @@ pub fn proc_kib(file: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// `--engine`: reference (every PE every cycle) or interp (event-driven:
-/// idle PEs and links skipped). Same results and cycles.
+/// `--engine`: reference (every PE every cycle), interp (event-driven:
+/// idle PEs and links skipped) or jit (interp with PE code compiled to
+/// native code). Same results and cycles.
 pub fn engine(name: &str) -> anyhow::Result<wafer_emulator::Engine> {
-    match name {
-        "reference" => Ok(wafer_emulator::Engine::Reference),
-        "interp" => Ok(wafer_emulator::Engine::Interp),
-        other => anyhow::bail!("--engine `{other}`: use interp or reference"),
-    }
+    use wafer_emulator::Engine;
+    [Engine::Reference, Engine::Interp, Engine::Jit]
+        .into_iter()
+        .find(|e| e.name() == name)
+        .ok_or_else(|| anyhow::anyhow!("--engine `{name}`: use jit, interp or reference"))
 }

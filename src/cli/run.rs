@@ -35,9 +35,10 @@ pub struct RunArgs {
     /// Stop with an error after this many cycles.
     #[arg(long, default_value_t = 100_000_000)]
     pub max_cycles: u64,
-    /// interp (event-driven: idle PEs and links skipped, the default) or
-    /// reference (every PE every cycle); identical results and cycles.
-    #[arg(long, default_value = "interp")]
+    /// jit (event-driven, PE code compiled to native code; the default),
+    /// interp (event-driven, interpreted) or reference (every PE every
+    /// cycle); identical results and cycles.
+    #[arg(long, default_value = "jit")]
     pub engine: String,
     /// Count cycles without computing values or storing SRAM: outputs are
     /// NaN where unknown; a branch on an unknown value is reported.

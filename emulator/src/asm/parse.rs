@@ -178,6 +178,7 @@ impl<'a> Parser<'a> {
             data: vec![],
             inputs: vec![],
             outputs: vec![],
+            jit: Default::default(),
         };
         let mut current: Option<CodeBuilder> = None;
 

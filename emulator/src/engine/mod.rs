@@ -36,7 +36,10 @@
 //! queue is empty, every task idle and every host output complete, that is
 //! the cycle count; otherwise it is a deadlock, reported with what waits.
 
+mod jit;
 mod reference;
+
+pub use jit::JitCache;
 
 use crate::check::CheckError;
 use crate::stats::Stats;
@@ -65,6 +68,21 @@ pub enum Engine {
     /// jump, and sleeps through stalls. The default.
     #[default]
     Interp,
+    /// The event-driven engine with PE code compiled to native code by
+    /// Cranelift (scalar instruction runs and vector ops on memory); the
+    /// interpreter runs what the JIT does not cover (fabric operands, task
+    /// control) and timing-only mode. Same results as `Interp`.
+    Jit,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Reference => "reference",
+            Engine::Interp => "interp",
+            Engine::Jit => "jit",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +106,16 @@ pub struct RunConfig {
     /// NaN where unknown, and a NaN host input is taken as unknown.
     /// Cycles equal a functional run's for every program it completes.
     pub timing_only: bool,
+    /// Worker threads for the JIT engine: the compiled work of cores that
+    /// run ahead in the same cycle (element loops, scalar runs) is spread
+    /// over them; each item touches only its own core, and everything
+    /// else stays in one thread in a fixed order, so results and cycles
+    /// do not depend on the count. 1: all on the calling thread.
+    pub threads: usize,
+    /// Deferred work (elements plus instructions) in a cycle below which it
+    /// stays on the calling thread: handing little work to other threads
+    /// costs more than it saves. Tests set 0 to exercise the threads.
+    pub min_parallel_work: u64,
 }
 
 impl Default for RunConfig {
@@ -99,6 +127,8 @@ impl Default for RunConfig {
             cancel: None,
             engine: Engine::Interp,
             timing_only: false,
+            threads: 1,
+            min_parallel_work: 8192,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The reference engine: steps every PE, router and link every cycle.
 //! See the module docs of [`crate::engine`] for the semantics it defines.
 
+use super::jit;
 use super::{Inputs, RunConfig, RunError, RunResult};
 use crate::Memory;
 use crate::asm::inst_text;
@@ -139,6 +140,9 @@ struct VecOpState {
     dst: Loc,
     srcs: [Loc; 3],
     on_done: Option<u8>,
+    /// The JIT engine's element loop for this op, when all its operands
+    /// are local.
+    jit: Option<jit::VecFn>,
 }
 
 struct Core {
@@ -259,6 +263,124 @@ struct Machine<'p> {
     wake: Option<Wake>,
     /// Timing-only mode (see [`super::RunConfig::timing_only`]).
     timing: bool,
+    /// The JIT engine's compiled code (functional runs only).
+    jit: Option<std::sync::Arc<jit::Compiled>>,
+    engine: super::Engine,
+    /// Compiled work deferred to the end of this cycle (see
+    /// [`Machine::finish_work`]), and whether element loops are deferred.
+    work: Vec<Work>,
+    defer: bool,
+    /// Worker threads for the deferred work (`None`: this thread).
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    min_parallel_work: u64,
+}
+
+/// What [`Machine::jump`] did.
+enum Jumped {
+    No,
+    /// Ran ahead: the core steps next at this cycle.
+    Until(u64),
+    /// Left compiled work in [`Machine::work`].
+    Deferred,
+}
+
+/// Compiled code to run on a core's registers and SRAM.
+enum Work {
+    /// `k` elements of a vector op (`acc`: a reduction's register).
+    Vec {
+        pe: usize,
+        f: jit::VecFn,
+        k: u32,
+        args: jit::VecArgs,
+        acc: Option<u8>,
+    },
+    /// A scalar run from `pc` of at most `budget` instructions; `ret` is
+    /// what the runner returned.
+    Scalar {
+        pe: usize,
+        f: jit::ScalarFn,
+        pc: u32,
+        budget: u32,
+        ret: u64,
+    },
+}
+
+impl Work {
+    fn pe(&self) -> usize {
+        match self {
+            Work::Vec { pe, .. } | Work::Scalar { pe, .. } => *pe,
+        }
+    }
+    /// Roughly how long it runs, in elements or instructions.
+    fn size(&self) -> u64 {
+        match self {
+            Work::Vec { k, .. } => *k as u64,
+            Work::Scalar { budget, .. } => *budget as u64,
+        }
+    }
+}
+
+/// A [`Work`] item with its core's registers and SRAM.
+struct Job<'w> {
+    r: *mut i32,
+    f: *mut f32,
+    sram: *mut u8,
+    work: &'w mut Work,
+}
+
+// SAFETY: each job points into a different core (one item per core per
+// cycle), and nothing else touches those cores while the jobs run.
+unsafe impl Send for Job<'_> {}
+
+impl Job<'_> {
+    fn run(&mut self) {
+        match self.work {
+            Work::Vec {
+                f, k, args, acc, ..
+            } => {
+                let mut scratch = 0f32;
+                let acc = match acc {
+                    // SAFETY: a register index below 16 (the verifier's).
+                    Some(r) => unsafe { self.f.add(*r as usize) },
+                    None => &mut scratch as *mut f32,
+                };
+                // SAFETY: `issue` checked that every element of every
+                // memory operand lies inside its buffer, and buffers lie
+                // inside `sram`.
+                unsafe { f(self.sram, acc, *k, args) };
+            }
+            Work::Scalar {
+                f, pc, budget, ret, ..
+            } => {
+                // SAFETY: the runner reads and writes 16 registers of each
+                // kind and, bounds-checked against each buffer, the bytes
+                // its code lays out: all of `sram`.
+                *ret = unsafe { f(self.r, self.f, self.sram, *pc, *budget) };
+            }
+        }
+    }
+}
+
+/// Run a compiled scalar runner on `core` now: (instructions run, next pc).
+fn run_scalar(core: &mut Core, f: jit::ScalarFn, pc: u32, budget: u32) -> (u32, u32) {
+    let mut w = Work::Scalar {
+        pe: 0,
+        f,
+        pc,
+        budget,
+        ret: 0,
+    };
+    Job {
+        r: core.r.as_mut_ptr(),
+        f: core.f.as_mut_ptr(),
+        sram: core.sram.as_mut_ptr(),
+        work: &mut w,
+    }
+    .run();
+    let Work::Scalar { ret, .. } = w else {
+        unreachable!()
+    };
+    ((ret >> 32) as u32, ret as u32)
 }
 
 /// Which routers and cores are awake. A router sleeps while all its
@@ -299,6 +421,28 @@ const STALLED: u8 = 1 << 7;
 const STALL_IN: u8 = 1;
 const STALL_OUT: u8 = 2;
 const STALL_ISSUE: u8 = 4;
+
+/// A pool of `n` worker threads, built once per size per process.
+fn pool(n: usize) -> Result<std::sync::Arc<rayon::ThreadPool>, String> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| "thread pool cache poisoned".to_string())?;
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("wafer-pe-{i}"))
+            .build()
+            .map_err(|e| format!("cannot start {n} worker threads: {e}"))?,
+    );
+    pools.insert(n, p.clone());
+    Ok(p)
+}
 
 pub(crate) fn run(
     p: &Program,
@@ -613,12 +757,30 @@ impl<'p> Machine<'p> {
             horizon: 0,
             wake: None,
             timing: cfg.timing_only,
+            jit: None,
+            engine: cfg.engine,
+            work: Vec::new(),
+            defer: false,
+            pool: None,
+            min_parallel_work: cfg.min_parallel_work,
         })
-        .map(|mut m| {
-            if cfg.engine == super::Engine::Interp {
+        .and_then(|mut m| {
+            if cfg.engine != super::Engine::Reference {
                 m.wake = Some(m.wake_all());
             }
-            m
+            if cfg.engine == super::Engine::Jit && !cfg.timing_only {
+                m.jit = Some(jit::compiled(p).map_err(|message| RunError::Input {
+                    name: "(program)".into(),
+                    message,
+                })?);
+                if cfg.threads > 1 {
+                    m.pool = Some(pool(cfg.threads).map_err(|message| RunError::Input {
+                        name: "--threads".into(),
+                        message,
+                    })?);
+                }
+            }
+            Ok(m)
         })
     }
 
@@ -766,14 +928,13 @@ impl<'p> Machine<'p> {
                     }
                     self.step_core(pe)?;
                     match self.jump(pe) {
-                        Some(t) => {
-                            let w = self.wake.as_mut().expect("event mode");
-                            w.resume[pe] = t;
-                            w.timers.push(Reverse((t, i as u32)));
-                            self.horizon = self.horizon.max(t);
+                        Jumped::Until(t) => {
+                            self.sleep_until(pe, t);
                             false
                         }
-                        None => self.core_busy(pe) && !self.stall_sleep(pe),
+                        // Asleep until `finish_work` knows when it wakes.
+                        Jumped::Deferred => false,
+                        Jumped::No => self.core_busy(pe) && !self.stall_sleep(pe),
                     }
                 }
             };
@@ -783,6 +944,7 @@ impl<'p> Machine<'p> {
                 self.wake.as_mut().expect("event mode").awake[i] = false;
             }
         }
+        self.finish_work();
         let w = self.wake.as_mut().expect("event mode");
         // The woken were asleep, so none is in `keep` already.
         keep.append(&mut w.woken);
@@ -790,6 +952,14 @@ impl<'p> Machine<'p> {
         w.spare = list;
         w.list = keep;
         Ok(())
+    }
+
+    /// Core `pe` jumped: it sleeps until cycle `t`.
+    fn sleep_until(&mut self, pe: usize, t: u64) {
+        let w = self.wake.as_mut().expect("event mode");
+        w.resume[pe] = t;
+        w.timers.push(Reverse((t, (w.n + pe) as u32)));
+        self.horizon = self.horizon.max(t);
     }
 
     /// Event mode, after core `pe`'s step at `now`: run ahead through the
@@ -802,18 +972,20 @@ impl<'p> Machine<'p> {
     /// touches only this core's SRAM and registers, and wavelets arriving
     /// meanwhile are only looked at by an idle main thread or a fabric
     /// operand. So results, cycles and statistics are the reference's.
-    fn jump(&mut self, pe: usize) -> Option<u64> {
+    fn jump(&mut self, pe: usize) -> Jumped {
         let now = self.now;
         let core = self.cores[pe].as_ref().unwrap();
         match core.main {
             Main::WaitSync { .. } => {
                 if core.ops[1..].iter().any(Option::is_some) {
-                    return None;
+                    return Jumped::No;
                 }
-                let op = core.ops[0].as_ref()?;
+                let Some(op) = core.ops[0].as_ref() else {
+                    return Jumped::No;
+                };
                 let local = |l: &Loc| !matches!(l, Loc::In { .. } | Loc::Out { .. });
                 if !local(&op.dst) || !op.srcs.iter().all(local) {
-                    return None;
+                    return Jumped::No;
                 }
                 // The cycles before the one that finishes the op, as
                 // `step_datapath` and `run_op` would count them.
@@ -832,11 +1004,14 @@ impl<'p> Machine<'p> {
                     t += 1;
                 }
                 if t == now + 1 {
-                    return None;
+                    return Jumped::No;
                 }
                 let mut op = self.cores[pe].as_mut().unwrap().ops[0].take().unwrap();
                 let k = done - op.done;
+                // Compiled element loops join this cycle's deferred work.
+                self.defer = true;
                 self.elements(pe, &mut op, k);
+                self.defer = false;
                 op.acc = acc;
                 self.stats.vector_cycles[pe] += busy;
                 let core = self.cores[pe].as_mut().unwrap();
@@ -845,34 +1020,125 @@ impl<'p> Machine<'p> {
                 }
                 core.ops[0] = Some(op);
                 self.activity = true;
-                Some(t)
+                Jumped::Until(t)
             }
-            Main::Running { task, mut pc } if core.ops.iter().all(Option::is_none) => {
-                let p: &'p Program = self.p;
-                let code = &p.codes[core.code];
+            Main::Running { task, pc } if core.ops.iter().all(Option::is_none) => {
+                let code = &self.p.codes[core.code];
+                if matches!(code.insts[pc as usize], Inst::Vec(_) | Inst::End) {
+                    return Jumped::No;
+                }
                 // Bounded, so a spinning loop still sees Ctrl-C and the
                 // cycle limit.
-                let (mut t, limit) = (now + 1, now + 4097);
-                while t < limit {
-                    if matches!(code.insts[pc as usize], Inst::Vec(_) | Inst::End) {
-                        break;
-                    }
-                    if let Err(e) = self.execute(pe, code, task, pc) {
-                        // The reference faults in cycle `t`: so does this.
-                        self.wake.as_mut().expect("event mode").faults.insert(pe, e);
-                        return Some(t);
-                    }
-                    let Main::Running { pc: next, .. } = self.cores[pe].as_ref().unwrap().main
-                    else {
-                        unreachable!("scalar instructions keep the thread running")
-                    };
-                    pc = next;
-                    t += 1;
+                let limit = now + 4097;
+                if let Some(f) = self.jit.as_ref().and_then(|j| j.scalar(core.code)) {
+                    // Compiled: run with the other cores' compiled work of
+                    // this cycle, then go on in `finish_work`.
+                    self.activity = true;
+                    self.work.push(Work::Scalar {
+                        pe,
+                        f,
+                        pc,
+                        budget: (limit - (now + 1)) as u32,
+                        ret: 0,
+                    });
+                    return Jumped::Deferred;
                 }
-                (t > now + 1).then_some(t)
+                Jumped::Until(self.scalar_run(pe, task, pc, now + 1, limit))
             }
-            _ => None,
+            _ => Jumped::No,
         }
+    }
+
+    /// The scalar instructions of core `pe`'s task from `pc`, the first in
+    /// cycle `t`, up to the next vector op or `end` or cycle `limit`: the
+    /// cycle the core steps next.
+    fn scalar_run(&mut self, pe: usize, task: u8, mut pc: u32, mut t: u64, limit: u64) -> u64 {
+        let p: &'p Program = self.p;
+        let ci = self.cores[pe].as_ref().unwrap().code;
+        let code = &p.codes[ci];
+        let start = t;
+        let runner = self.jit.as_ref().and_then(|j| j.scalar(ci));
+        while t < limit {
+            if matches!(code.insts[pc as usize], Inst::Vec(_) | Inst::End) {
+                break;
+            }
+            if let Some(f) = runner {
+                let core = self.cores[pe].as_mut().unwrap();
+                let (k, next) = run_scalar(core, f, pc, (limit - t) as u32);
+                if k > 0 {
+                    core.main = Main::Running { task, pc: next };
+                    self.stats.scalar_cycles[pe] += k as u64;
+                    self.activity = true;
+                    pc = next;
+                    t += k as u64;
+                    continue;
+                }
+            }
+            if let Err(e) = self.execute(pe, code, task, pc) {
+                // The reference faults in cycle `t`: so does this.
+                self.wake.as_mut().expect("event mode").faults.insert(pe, e);
+                return t;
+            }
+            let Main::Running { pc: next, .. } = self.cores[pe].as_ref().unwrap().main else {
+                unreachable!("scalar instructions keep the thread running")
+            };
+            pc = next;
+            t += 1;
+        }
+        if runner.is_none()
+            && let Some(j) = &self.jit
+        {
+            j.heat(ci, t - start);
+        }
+        t
+    }
+
+    /// The compiled work deferred this cycle (each item touches only its
+    /// own core's registers and SRAM), run on the worker threads, then
+    /// the deferred scalar runs carried on in list order: the same
+    /// results whatever the thread count.
+    fn finish_work(&mut self) {
+        if self.work.is_empty() {
+            return;
+        }
+        let mut work = std::mem::take(&mut self.work);
+        let size: u64 = work.iter().map(Work::size).sum();
+        {
+            let mut jobs: Vec<Job> = work
+                .iter_mut()
+                .map(|w| {
+                    let core = self.cores[w.pe()].as_mut().unwrap();
+                    Job {
+                        r: core.r.as_mut_ptr(),
+                        f: core.f.as_mut_ptr(),
+                        sram: core.sram.as_mut_ptr(),
+                        work: w,
+                    }
+                })
+                .collect();
+            match &self.pool {
+                Some(pool) if jobs.len() > 1 && size >= self.min_parallel_work => {
+                    use rayon::prelude::*;
+                    pool.install(|| jobs.par_iter_mut().for_each(|j| j.run()));
+                }
+                _ => jobs.iter_mut().for_each(Job::run),
+            }
+        }
+        let now = self.now;
+        for w in &work {
+            if let Work::Scalar { pe, ret, .. } = *w {
+                let Main::Running { task, .. } = self.cores[pe].as_ref().unwrap().main else {
+                    unreachable!("a deferred scalar run is running")
+                };
+                let (k, next) = ((ret >> 32) as u32, ret as u32);
+                self.stats.scalar_cycles[pe] += k as u64;
+                self.cores[pe].as_mut().unwrap().main = Main::Running { task, pc: next };
+                let t = self.scalar_run(pe, task, next, now + 1 + k as u64, now + 4097);
+                self.sleep_until(pe, t);
+            }
+        }
+        work.clear();
+        self.work = work;
     }
 
     /// Event mode, after core `pe`'s step at `now`: if from the next cycle
@@ -1246,6 +1512,10 @@ impl<'p> Machine<'p> {
         if self.timing {
             return self.elements_timing(pe, op, k);
         }
+        if let Some(f) = op.jit {
+            self.elements_jit(pe, op, k, f);
+            return false;
+        }
         let dt = op.dtype;
         let per = dt.per_word();
         let mut pushed = false;
@@ -1331,6 +1601,56 @@ impl<'p> Machine<'p> {
             op.done += 1;
         }
         pushed
+    }
+
+    /// [`Self::elements`] by the JIT's element loop for an op whose
+    /// operands are all local.
+    fn elements_jit(&mut self, pe: usize, op: &mut VecOpState, k: u32, f: jit::VecFn) {
+        let mut args = jit::VecArgs::default();
+        for (slot, l) in std::iter::once(&mut op.dst)
+            .chain(op.srcs.iter_mut())
+            .enumerate()
+        {
+            match l {
+                Loc::Mem {
+                    base,
+                    dtype,
+                    idx,
+                    stride,
+                } => {
+                    let size = dtype.size_bytes() as i64;
+                    args.addr[slot] = *base as i64 + *idx * size;
+                    args.step[slot] = *stride * size;
+                    *idx += *stride * k as i64;
+                }
+                Loc::Val(x) => args.val[slot] = *x,
+                _ => {}
+            }
+        }
+        let acc = match op.dst {
+            Loc::FReg(r) => Some(r),
+            _ => None,
+        };
+        op.done += k;
+        let mut w = Work::Vec {
+            pe,
+            f,
+            k,
+            args,
+            acc,
+        };
+        if self.defer {
+            self.work.push(w);
+        } else {
+            let core = self.cores[pe].as_mut().unwrap();
+            Job {
+                r: core.r.as_mut_ptr(),
+                f: core.f.as_mut_ptr(),
+                sram: core.sram.as_mut_ptr(),
+                work: &mut w,
+            }
+            .run();
+        }
     }
 
     /// Timing-only [`Self::elements`]: fabric operands pop and push their
@@ -1988,6 +2308,10 @@ impl<'p> Machine<'p> {
                 _ => false,
             });
         let (num, den) = a.vector_rate(v.op, v.dtype, narrow, reads_h, writes_h);
+        let jit = self
+            .jit
+            .as_ref()
+            .and_then(|j| j.vec.get(&jit::vec_shape(code, v)?).copied());
         Ok(VecOpState {
             task,
             pc,
@@ -2006,6 +2330,7 @@ impl<'p> Machine<'p> {
                 ExecMode::Async { on_done, .. } => on_done.map(|t| t.0),
                 ExecMode::Sync => None,
             },
+            jit,
         })
     }
 
@@ -2025,13 +2350,12 @@ impl<'p> Machine<'p> {
             width: self.p.width,
             height: self.p.height,
             cycles,
-            engine: match (self.wake.is_some(), self.timing) {
-                (false, false) => "reference",
-                (true, false) => "interp",
-                (false, true) => "reference, timing-only",
-                (true, true) => "interp, timing-only",
-            }
-            .into(),
+            engine: match (self.engine, self.timing) {
+                (e, false) => e.name().to_string(),
+                // Timing-only mode computes nothing, so nothing is compiled.
+                (super::Engine::Jit, true) => "interp, timing-only".into(),
+                (e, true) => format!("{}, timing-only", e.name()),
+            },
             totals: Default::default(),
             pe: self.stats,
         };

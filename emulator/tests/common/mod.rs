@@ -410,5 +410,6 @@ pub fn random_program(seed: u64) -> Program {
         data,
         inputs,
         outputs,
+        jit: Default::default(),
     }
 }
