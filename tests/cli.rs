@@ -637,7 +637,7 @@ fn timing_only_counts_the_same_cycles_on_every_command() {
         "--timing-only",
     ]));
     assert_eq!(f["cycles"], t["cycles"]);
-    assert!(f["engine"].as_str().unwrap() == "interp", "{f}");
+    assert!(f["engine"].as_str().unwrap() == "jit", "{f}");
     assert!(t["engine"].as_str().unwrap().contains("timing-only"), "{t}");
     let k = |extra: &[&str]| {
         let mut args = vec![
@@ -674,7 +674,15 @@ fn timing_only_counts_the_same_cycles_on_every_command() {
 /// timings' ratios.
 #[test]
 fn bench_emulator_reports_engine_ratios() {
-    let j = json(&ok(&["bench", "--emulator", "--steps", "2", "--json"]));
+    let j = json(&ok(&[
+        "bench",
+        "--emulator",
+        "--steps",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+    ]));
     let runs = j["runs"].as_array().unwrap();
     let engines: Vec<&str> = runs.iter().map(|r| r["engine"].as_str().unwrap()).collect();
     assert_eq!(
@@ -702,4 +710,38 @@ fn bench_emulator_reports_engine_ratios() {
     );
     let err = fails(&["bench"]);
     assert!(err.contains("--emulator"), "{err}");
+}
+
+/// `--engine` and `--threads` change nothing but host time: the JIT engine
+/// (the default) on 1 and 2 threads, and the interpreter, give the same
+/// cycles, outputs and dumped SRAM; a bad engine name is refused.
+#[test]
+fn engines_and_threads_give_the_same_run() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "examples/gemv_8x8.wsm", "--json", "--dump", "y@7,7"];
+        args.extend_from_slice(extra);
+        let j = json(&ok(&args));
+        (
+            j["engine"].as_str().unwrap().to_string(),
+            j["cycles"].clone(),
+            j["outputs"].clone(),
+            j["dumps"].clone(),
+        )
+    };
+    let default = run(&[]);
+    assert_eq!(default.0, "jit");
+    for extra in [
+        &["--threads", "2"][..],
+        &["--threads", "1"],
+        &["--engine", "interp"],
+    ] {
+        let other = run(extra);
+        assert_eq!(
+            (&other.1, &other.2, &other.3),
+            (&default.1, &default.2, &default.3),
+            "{extra:?}"
+        );
+    }
+    let err = fails(&["run", "examples/gemv_8x8.wsm", "--engine", "fast"]);
+    assert!(err.contains("jit, interp or reference"), "{err}");
 }

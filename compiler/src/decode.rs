@@ -63,16 +63,21 @@ impl<'c> Decoder<'c> {
             memory: vec![None; compiled.stages.len()],
             pos: 0,
             cfg: RunConfig {
-                engine: wafer_emulator::Engine::Interp,
+                engine: wafer_emulator::Engine::Jit,
                 ..RunConfig::default()
             },
         }
     }
 
-    /// Which engine steps the stages (the event-driven interpreter unless
-    /// told otherwise; both give the same results and cycles).
+    /// Which engine steps the stages (the JIT engine unless told
+    /// otherwise; all give the same results and cycles).
     pub fn engine(&mut self, engine: wafer_emulator::Engine) {
         self.cfg.engine = engine;
+    }
+
+    /// Worker threads for the JIT engine (see [`RunConfig::threads`]).
+    pub fn threads(&mut self, n: usize) {
+        self.cfg.threads = n;
     }
 
     /// Timing-only decoding: every stage runs without values or weights

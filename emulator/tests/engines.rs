@@ -20,11 +20,20 @@ fn both(src: &str, file: &str, arch: &Arch) {
     };
     let a = run(Engine::Reference, 1);
     let spans = |t: &Option<wafer_emulator::trace::Trace>| {
-        let mut v: Vec<String> = t.iter().flat_map(|t| &t.spans).map(|s| format!("{s:?}")).collect();
+        let mut v: Vec<String> = t
+            .iter()
+            .flat_map(|t| &t.spans)
+            .map(|s| format!("{s:?}"))
+            .collect();
         v.sort();
         v
     };
-    for (engine, threads) in [(Engine::Interp, 1), (Engine::Jit, 1), (Engine::Jit, 2), (Engine::Jit, 4)] {
+    for (engine, threads) in [
+        (Engine::Interp, 1),
+        (Engine::Jit, 1),
+        (Engine::Jit, 2),
+        (Engine::Jit, 4),
+    ] {
         let b = run(engine, threads);
         assert_eq!(a.cycles, b.cycles, "{file}");
         assert_eq!(a.outputs, b.outputs, "{file}");

@@ -23,7 +23,12 @@ fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
         wafer_emulator::run(p, arch, &Inputs::new(), &cfg).unwrap()
     };
     let a = run(Engine::Reference, 1);
-    for (engine, threads) in [(Engine::Interp, 1), (Engine::Jit, 1), (Engine::Jit, 2), (Engine::Jit, 4)] {
+    for (engine, threads) in [
+        (Engine::Interp, 1),
+        (Engine::Jit, 1),
+        (Engine::Jit, 2),
+        (Engine::Jit, 4),
+    ] {
         let b = run(engine, threads);
         prop_assert_eq!(a.cycles, b.cycles);
         prop_assert_eq!(&a.outputs, &b.outputs);
@@ -44,7 +49,11 @@ fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
 
 /// Spans in a canonical order (engines visit PEs in different orders).
 fn spans(t: Option<&Trace>) -> Vec<String> {
-    let mut v: Vec<String> = t.iter().flat_map(|t| &t.spans).map(|s| format!("{s:?}")).collect();
+    let mut v: Vec<String> = t
+        .iter()
+        .flat_map(|t| &t.spans)
+        .map(|s| format!("{s:?}"))
+        .collect();
     v.sort();
     v
 }

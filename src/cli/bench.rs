@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// Leave out the interpreter (the JIT engine's baseline).
     #[arg(long)]
     pub no_interp: bool,
+    /// Worker threads for the JIT engine's run; default: this host's cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Run only the timing-only decode (for models whose weights do not
     /// fit in host memory).
     #[arg(long)]
@@ -44,6 +47,7 @@ pub struct BenchArgs {
 }
 
 const JIT: &str = "jit engine";
+const JIT_1: &str = "jit engine, 1 thread";
 const INTERP: &str = "interp engine";
 const TIMING: &str = "interp engine, timing-only";
 const REFERENCE: &str = "reference engine";
@@ -70,13 +74,14 @@ fn stage_pes(c: &Compiled) -> Vec<u64> {
 fn decode(
     c: &Compiled,
     label: &'static str,
-    engine: Engine,
+    (engine, threads): (Engine, usize),
     timing_only: bool,
     steps: usize,
     feed: Option<&[u32]>,
 ) -> anyhow::Result<Timed> {
     let mut d = Decoder::new(c);
     d.engine(engine);
+    d.threads(threads);
     d.timing_only(timing_only);
     d.cancel_on(super::interrupt_flag());
     let pes = stage_pes(c);
@@ -131,18 +136,39 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let compile_s = compile_start.elapsed().as_secs_f64();
     let steps = a.steps.min(c.options.max_context as usize);
     let functional = !a.timing_only;
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let plan = [
-        (JIT, Engine::Jit, false, functional),
-        (INTERP, Engine::Interp, false, functional && !a.no_interp),
-        (TIMING, Engine::Interp, true, true),
-        (REFERENCE, Engine::Reference, false, functional && !a.no_reference),
+        (JIT, (Engine::Jit, threads), false, functional),
+        (JIT_1, (Engine::Jit, 1), false, functional && threads > 1),
+        (
+            INTERP,
+            (Engine::Interp, 1),
+            false,
+            functional && !a.no_interp,
+        ),
+        (TIMING, (Engine::Interp, 1), true, true),
+        (
+            REFERENCE,
+            (Engine::Reference, 1),
+            false,
+            functional && !a.no_reference,
+        ),
     ];
     let mut runs: Vec<Timed> = Vec::new();
     for (label, engine, timing_only, wanted) in plan {
         if wanted {
             // Later engines are fed the first one's tokens.
             let feed = runs.first().map(|r| r.tokens.clone());
-            runs.push(decode(&c, label, engine, timing_only, steps, feed.as_deref())?);
+            runs.push(decode(
+                &c,
+                label,
+                engine,
+                timing_only,
+                steps,
+                feed.as_deref(),
+            )?);
         }
     }
     // Every engine must count the same cycles on the same tokens.
@@ -193,6 +219,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     );
     let jit_vs_interp = ratio(
         find(INTERP).map(|r| r.seconds_per_token),
+        find(JIT_1).or(fast).map(|r| r.seconds_per_token),
+    );
+    let threads_speedup = ratio(
+        find(JIT_1).map(|r| r.seconds_per_token),
         fast.map(|r| r.seconds_per_token),
     );
     let slowdown = ratio(fast.map(|r| r.seconds_per_token), cpu);
@@ -223,6 +253,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "cpu_reference_seconds_per_token": cpu,
             "fast_vs_reference": vs_reference,
             "jit_vs_interp": jit_vs_interp,
+            "threads": threads,
+            "threads_vs_one": threads_speedup,
             "emulation_slowdown": slowdown,
             "timing_only_vs_functional": timing_vs_functional,
             "peak_rss_bytes": rss,
@@ -257,7 +289,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         println!("fast (jit) engine vs reference engine: {x:.2}x");
     }
     if let Some(x) = jit_vs_interp {
-        println!("jit vs interp engine: {x:.2}x");
+        println!("jit vs interp engine (1 thread each): {x:.2}x");
+    }
+    if let Some(x) = threads_speedup {
+        println!("jit engine, {threads} threads vs 1: {x:.2}x");
     }
     if let Some(x) = timing_vs_functional {
         println!("timing-only vs functional: {x:.2}x");

@@ -35,11 +35,8 @@ pub struct GenerateArgs {
     /// (estimated from the compiled stages before starting).
     #[arg(long, default_value_t = 30.0)]
     pub max_minutes: f64,
-    /// jit (event-driven, PE code compiled to native code; the default),
-    /// interp (event-driven, interpreted) or reference (every PE every
-    /// cycle); identical results and cycles.
-    #[arg(long, default_value = "jit")]
-    pub engine: String,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     /// Count cycles only: no arithmetic, no weights stored (the logits and
     /// tokens are then unknown). The default for a built-in model whose
     /// weights would not fit in half of this machine's memory.
@@ -149,7 +146,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     }
     let mut d = Decoder::new(&c);
     d.cancel_on(super::interrupt_flag());
-    d.engine(super::engine(&a.engine)?);
+    d.engine(a.engine.engine()?);
+    d.threads(a.engine.threads());
     d.timing_only(timing_only);
     // Text mode streams the tokens; JSON mode shows a bar on a terminal.
     let bar = if a.json {

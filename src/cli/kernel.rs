@@ -23,11 +23,8 @@ pub struct KernelArgs {
     /// comparison with the reference is then possible).
     #[arg(long)]
     pub timing_only: bool,
-    /// jit (event-driven, PE code compiled to native code; the default),
-    /// interp (event-driven, interpreted) or reference (every PE every
-    /// cycle); identical results and cycles.
-    #[arg(long, default_value = "jit")]
-    pub engine: String,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     /// List the kernels and their parameters.
     #[arg(long)]
     pub list: bool,
@@ -139,15 +136,17 @@ fn dims(s: &str, what: &str) -> anyhow::Result<(u32, u32)> {
         .ok_or_else(|| anyhow::anyhow!("{what} `{s}`: expected AxB, e.g. 64x64"))
 }
 
-/// `--timing-only` and `--engine` for every run of this command (one
+/// `--timing-only`, `--engine` and `--threads` for every run of this command (one
 /// process, one setting; read by the run helpers below).
 static TIMING_ONLY: AtomicBool = AtomicBool::new(false);
 static ENGINE: OnceLock<wafer_emulator::Engine> = OnceLock::new();
+static THREADS: OnceLock<usize> = OnceLock::new();
 
 fn run_config() -> RunConfig {
     RunConfig {
         timing_only: TIMING_ONLY.load(Ordering::Relaxed),
         engine: ENGINE.get().copied().unwrap_or_default(),
+        threads: THREADS.get().copied().unwrap_or(1),
         cancel: Some(super::interrupt_flag()),
         ..RunConfig::default()
     }
@@ -160,7 +159,8 @@ fn checking() -> bool {
 
 pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     TIMING_ONLY.store(a.timing_only, Ordering::Relaxed);
-    let _ = ENGINE.set(super::engine(&a.engine)?);
+    let _ = ENGINE.set(a.engine.engine()?);
+    let _ = THREADS.set(a.engine.threads());
     if a.list {
         println!("{LIST}");
         return Ok(());

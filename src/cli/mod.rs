@@ -108,9 +108,33 @@ pub fn proc_kib(file: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// `--engine`: reference (every PE every cycle), interp (event-driven:
-/// idle PEs and links skipped) or jit (interp with PE code compiled to
-/// native code). Same results and cycles.
+/// How runs are emulated: `--engine` and `--threads`.
+#[derive(clap::Args, Debug)]
+pub struct EngineArgs {
+    /// jit (event-driven, PE code compiled to native code; the default),
+    /// interp (event-driven, interpreted) or reference (every PE every
+    /// cycle); identical results and cycles.
+    #[arg(long, default_value = "jit")]
+    pub engine: String,
+    /// Worker threads for the JIT engine's compiled work (results and
+    /// cycles do not depend on it); default: this host's cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl EngineArgs {
+    pub fn engine(&self) -> anyhow::Result<wafer_emulator::Engine> {
+        engine(&self.engine)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        })
+    }
+}
+
+/// An engine by name: reference, interp or jit.
 pub fn engine(name: &str) -> anyhow::Result<wafer_emulator::Engine> {
     use wafer_emulator::Engine;
     [Engine::Reference, Engine::Interp, Engine::Jit]

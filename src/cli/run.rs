@@ -35,11 +35,8 @@ pub struct RunArgs {
     /// Stop with an error after this many cycles.
     #[arg(long, default_value_t = 100_000_000)]
     pub max_cycles: u64,
-    /// jit (event-driven, PE code compiled to native code; the default),
-    /// interp (event-driven, interpreted) or reference (every PE every
-    /// cycle); identical results and cycles.
-    #[arg(long, default_value = "jit")]
-    pub engine: String,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     /// Count cycles without computing values or storing SRAM: outputs are
     /// NaN where unknown; a branch on an unknown value is reported.
     #[arg(long)]
@@ -130,7 +127,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         max_cycles: a.max_cycles,
         trace: a.trace.is_some(),
         cancel: Some(super::interrupt_flag()),
-        engine: super::engine(&a.engine)?,
+        engine: a.engine.engine()?,
+        threads: a.engine.threads(),
         timing_only: a.timing_only,
         ..RunConfig::default()
     };

@@ -130,7 +130,7 @@ impl Compiled {
                     return None;
                 }
                 let mut b = self.backend.lock().ok()?;
-                b.as_mut()?.scalar(code, ci).ok()
+                b.as_mut()?.scalar(code).ok()
             });
         }
     }
@@ -171,7 +171,11 @@ impl std::fmt::Debug for JitCache {
 
 /// The program's compiled code: from its cache, or compiled now.
 pub(crate) fn compiled(p: &Program) -> Result<Arc<Compiled>, String> {
-    let mut slot = p.jit.0.lock().map_err(|_| "JIT cache poisoned".to_string())?;
+    let mut slot = p
+        .jit
+        .0
+        .lock()
+        .map_err(|_| "JIT cache poisoned".to_string())?;
     if let Some(c) = slot.as_ref()
         && c.codes == p.codes
     {
@@ -217,12 +221,17 @@ fn jit_err(e: &dyn std::fmt::Display) -> String {
 impl Backend {
     fn new() -> Result<Backend, String> {
         let mut flags = settings::builder();
-        let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| jit_err(&e));
+        let set =
+            |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| jit_err(&e));
         set(&mut flags, "opt_level", "speed")?;
         set(&mut flags, "use_colocated_libcalls", "false")?;
         set(&mut flags, "is_pic", "false")?;
         // Cranelift's IR verifier in debug builds (tests), not in release.
-        let verify = if cfg!(debug_assertions) { "true" } else { "false" };
+        let verify = if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        };
         set(&mut flags, "enable_verifier", verify)?;
         let isa = cranelift_native::builder()
             .map_err(|e| jit_err(&e))?
@@ -270,12 +279,16 @@ impl Backend {
         Ok(id)
     }
 
-    fn scalar(&mut self, code: &PeCode, _ci: usize) -> Result<ScalarFn, String> {
+    fn scalar(&mut self, code: &PeCode) -> Result<ScalarFn, String> {
         let ptr = self.module.target_config().pointer_type();
-        let id = self.define(&[ptr, ptr, ptr, types::I32, types::I32], true, |b, tc, h| {
-            scalar_fn(b, code, tc, h)
-        })?;
-        self.module.finalize_definitions().map_err(|e| jit_err(&e))?;
+        let id = self.define(
+            &[ptr, ptr, ptr, types::I32, types::I32],
+            true,
+            |b, tc, h| scalar_fn(b, code, tc, h),
+        )?;
+        self.module
+            .finalize_definitions()
+            .map_err(|e| jit_err(&e))?;
         // SAFETY: defined above with exactly ScalarFn's signature.
         Ok(unsafe {
             std::mem::transmute::<*const u8, ScalarFn>(self.module.get_finalized_function(id))
@@ -286,9 +299,15 @@ impl Backend {
         let ptr = self.module.target_config().pointer_type();
         let ids = shapes
             .iter()
-            .map(|s| self.define(&[ptr, ptr, types::I32, ptr], false, |b, tc, h| vec_fn(b, s, tc, h)))
+            .map(|s| {
+                self.define(&[ptr, ptr, types::I32, ptr], false, |b, tc, h| {
+                    vec_fn(b, s, tc, h)
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        self.module.finalize_definitions().map_err(|e| jit_err(&e))?;
+        self.module
+            .finalize_definitions()
+            .map_err(|e| jit_err(&e))?;
         Ok(ids
             .into_iter()
             .map(|id| {
@@ -381,7 +400,9 @@ impl Emit<'_, '_> {
     /// A bf16 NaN test on f32 bits: `bits & 0x7fff_ffff > 0x7f80_0000`.
     fn is_nan_bits(&mut self, bits: Value) -> Value {
         let abs = self.b.ins().band_imm_u(bits, 0x7fff_ffff);
-        self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, abs, 0x7f80_0000)
+        self.b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedGreaterThan, abs, 0x7f80_0000)
     }
 
     /// `half`'s f32 → bf16 bits (low 16 bits of an i32).
@@ -404,7 +425,10 @@ impl Emit<'_, '_> {
     /// `half`'s bf16 bits → f32.
     fn bf16_value(&mut self, bits16: Value) -> Value {
         let abs = self.b.ins().band_imm_u(bits16, 0x7fff);
-        let nan = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, abs, 0x7f80);
+        let nan = self
+            .b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedGreaterThan, abs, 0x7f80);
         let quiet = self.b.ins().bor_imm_u(bits16, 0x40);
         let bits = self.b.ins().select(nan, quiet, bits16);
         let bits = self.b.ins().ishl_imm_u(bits, 16);
@@ -793,7 +817,9 @@ fn scalar_fn(b: FunctionBuilder, code: &PeCode, tc: TargetFrontendConfig, h: &He
                 let bf = &code.buffers[buf.0 as usize];
                 let iv = ival(&mut e, idx);
                 // Negative indices compare as huge: one unsigned test.
-                let bad = e.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, iv, bf.len as i64);
+                let bad =
+                    e.b.ins()
+                        .icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, iv, bf.len as i64);
                 bail(&mut e, bad);
                 let off = e.b.ins().imul_imm_s(iv, bf.dtype.size_bytes() as i64);
                 let off = e.b.ins().iadd_imm_s(off, bf.offset as i64);

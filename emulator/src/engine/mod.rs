@@ -65,13 +65,13 @@ pub enum Engine {
     /// SRAM as `Reference` (tested on every example and by property tests
     /// over generated kernels). A core also runs ahead through work only it
     /// can see (a vector op on memory, a run of scalar instructions) in one
-    /// jump, and sleeps through stalls. The default.
-    #[default]
+    /// jump, and sleeps through stalls.
     Interp,
     /// The event-driven engine with PE code compiled to native code by
     /// Cranelift (scalar instruction runs and vector ops on memory); the
     /// interpreter runs what the JIT does not cover (fabric operands, task
-    /// control) and timing-only mode. Same results as `Interp`.
+    /// control) and timing-only mode. Same results as `Interp`. The default.
+    #[default]
     Jit,
 }
 
@@ -125,10 +125,10 @@ impl Default for RunConfig {
             trace: false,
             max_trace_spans: 1_000_000,
             cancel: None,
-            engine: Engine::Interp,
+            engine: Engine::Jit,
             timing_only: false,
             threads: 1,
-            min_parallel_work: 8192,
+            min_parallel_work: 65_536,
         }
     }
 }

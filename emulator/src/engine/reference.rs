@@ -273,6 +273,8 @@ struct Machine<'p> {
     /// Worker threads for the deferred work (`None`: this thread).
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     min_parallel_work: u64,
+    /// Per code: deferred scalar runs and the instructions they ran.
+    scalar_runs: Vec<(u64, u64)>,
 }
 
 /// What [`Machine::jump`] did.
@@ -309,13 +311,6 @@ impl Work {
     fn pe(&self) -> usize {
         match self {
             Work::Vec { pe, .. } | Work::Scalar { pe, .. } => *pe,
-        }
-    }
-    /// Roughly how long it runs, in elements or instructions.
-    fn size(&self) -> u64 {
-        match self {
-            Work::Vec { k, .. } => *k as u64,
-            Work::Scalar { budget, .. } => *budget as u64,
         }
     }
 }
@@ -763,6 +758,7 @@ impl<'p> Machine<'p> {
             defer: false,
             pool: None,
             min_parallel_work: cfg.min_parallel_work,
+            scalar_runs: vec![(0, 0); p.codes.len()],
         })
         .and_then(|mut m| {
             if cfg.engine != super::Engine::Reference {
@@ -1102,7 +1098,18 @@ impl<'p> Machine<'p> {
             return;
         }
         let mut work = std::mem::take(&mut self.work);
-        let size: u64 = work.iter().map(Work::size).sum();
+        // A scalar run's length is known only once it has run: expect its
+        // code's average so far.
+        let size: u64 = work
+            .iter()
+            .map(|w| match *w {
+                Work::Vec { k, .. } => k as u64,
+                Work::Scalar { pe, budget, .. } => {
+                    let (runs, instrs) = self.scalar_runs[self.cores[pe].as_ref().unwrap().code];
+                    instrs.checked_div(runs).unwrap_or(budget as u64)
+                }
+            })
+            .sum();
         {
             let mut jobs: Vec<Job> = work
                 .iter_mut()
@@ -1132,6 +1139,9 @@ impl<'p> Machine<'p> {
                 };
                 let (k, next) = ((ret >> 32) as u32, ret as u32);
                 self.stats.scalar_cycles[pe] += k as u64;
+                let ci = self.cores[pe].as_ref().unwrap().code;
+                self.scalar_runs[ci].0 += 1;
+                self.scalar_runs[ci].1 += k as u64;
                 self.cores[pe].as_mut().unwrap().main = Main::Running { task, pc: next };
                 let t = self.scalar_run(pe, task, next, now + 1 + k as u64, now + 4097);
                 self.sleep_until(pe, t);
