@@ -136,9 +136,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let compile_s = compile_start.elapsed().as_secs_f64();
     let steps = a.steps.min(c.options.max_context as usize);
     let functional = !a.timing_only;
-    let threads = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    let threads = super::threads(a.threads);
     let plan = [
         (JIT, (Engine::Jit, threads), false, functional),
         (JIT_1, (Engine::Jit, 1), false, functional && threads > 1),

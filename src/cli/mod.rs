@@ -128,10 +128,13 @@ impl EngineArgs {
     }
 
     pub fn threads(&self) -> usize {
-        self.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-        })
+        threads(self.threads)
     }
+}
+
+/// `--threads`, or by default this host's cores.
+pub fn threads(given: Option<usize>) -> usize {
+    given.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
 /// An engine by name: reference, interp or jit.

@@ -327,7 +327,16 @@ struct Job<'w> {
 // cycle), and nothing else touches those cores while the jobs run.
 unsafe impl Send for Job<'_> {}
 
-impl Job<'_> {
+impl<'w> Job<'w> {
+    fn on(core: &mut Core, work: &'w mut Work) -> Job<'w> {
+        Job {
+            r: core.r.as_mut_ptr(),
+            f: core.f.as_mut_ptr(),
+            sram: core.sram.as_mut_ptr(),
+            work,
+        }
+    }
+
     fn run(&mut self) {
         match self.work {
             Work::Vec {
@@ -365,13 +374,7 @@ fn run_scalar(core: &mut Core, f: jit::ScalarFn, pc: u32, budget: u32) -> (u32, 
         budget,
         ret: 0,
     };
-    Job {
-        r: core.r.as_mut_ptr(),
-        f: core.f.as_mut_ptr(),
-        sram: core.sram.as_mut_ptr(),
-        work: &mut w,
-    }
-    .run();
+    Job::on(core, &mut w).run();
     let Work::Scalar { ret, .. } = w else {
         unreachable!()
     };
@@ -1113,15 +1116,7 @@ impl<'p> Machine<'p> {
         {
             let mut jobs: Vec<Job> = work
                 .iter_mut()
-                .map(|w| {
-                    let core = self.cores[w.pe()].as_mut().unwrap();
-                    Job {
-                        r: core.r.as_mut_ptr(),
-                        f: core.f.as_mut_ptr(),
-                        sram: core.sram.as_mut_ptr(),
-                        work: w,
-                    }
-                })
+                .map(|w| Job::on(self.cores[w.pe()].as_mut().unwrap(), w))
                 .collect();
             match &self.pool {
                 Some(pool) if jobs.len() > 1 && size >= self.min_parallel_work => {
@@ -1652,14 +1647,7 @@ impl<'p> Machine<'p> {
         if self.defer {
             self.work.push(w);
         } else {
-            let core = self.cores[pe].as_mut().unwrap();
-            Job {
-                r: core.r.as_mut_ptr(),
-                f: core.f.as_mut_ptr(),
-                sram: core.sram.as_mut_ptr(),
-                work: &mut w,
-            }
-            .run();
+            Job::on(self.cores[pe].as_mut().unwrap(), &mut w).run();
         }
     }
 
