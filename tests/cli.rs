@@ -703,13 +703,146 @@ fn bench_emulator_reports_engine_ratios() {
     assert!(cpu > 0.0);
     let slowdown = j["emulation_slowdown"].as_f64().unwrap();
     assert!((slowdown - s(0) / cpu).abs() < 1e-9 * slowdown, "{j}");
-    assert_eq!(j["per_token_cycles"].as_array().unwrap().len(), 2);
+    // One untimed warm-up step, then the two timed ones.
+    assert_eq!(j["per_token_cycles"].as_array().unwrap().len(), 3);
+    assert_eq!(j["warmup_steps"], 1);
+    assert!(
+        runs.iter()
+            .all(|r| r["first_step_seconds"].as_f64().unwrap() > 0.0)
+    );
     assert!(
         runs.iter()
             .all(|r| r["pe_cycles_per_token"].as_u64().unwrap() > 0)
     );
-    let err = fails(&["bench"]);
-    assert!(err.contains("--emulator"), "{err}");
+    let err = fails(&["bench", "--emulator", "--steps", "0"]);
+    assert!(err.contains("--steps 0"), "{err}");
+}
+
+/// `wafer bench MODEL`: the wafer's emulated latency and where it goes,
+/// GPU rooflines from the data file, each row's speedup and source. The
+/// text table is a snapshot; the JSON's arithmetic is checked.
+#[test]
+fn bench_compares_the_wafer_with_gpus() {
+    let args = [
+        "bench",
+        "--context",
+        "8",
+        "--steps",
+        "1",
+        "--gpus",
+        "h100,a100-80",
+    ];
+    let text = ok(&args);
+    insta::assert_snapshot!("bench_table_aidreams", text);
+    let svg = tmp("bench.svg");
+    let png = tmp("bench.png");
+    let mut with_json = args.to_vec();
+    with_json.extend(["--json", "--plot", svg.to_str().unwrap()]);
+    let j = json(&ok(&with_json));
+    let w = &j["wafer"];
+    // The emulated step is the cost model's prediction for the kernels
+    // these are (exact by construction), at the stated position.
+    assert_eq!(
+        w["per_token_cycles"].as_f64().unwrap(),
+        w["predicted_cycles"].as_f64().unwrap()
+    );
+    assert_eq!(w["positions"], serde_json::json!([8, 8]));
+    let by_kind = w["by_kind"].as_object().unwrap();
+    let sum: f64 = by_kind
+        .values()
+        .map(|k| k["cycles"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (sum - w["per_token_cycles"].as_f64().unwrap()).abs() < 1e-6,
+        "{w}"
+    );
+    for k in by_kind.values() {
+        let parts: f64 = ["compute", "fabric", "idle"]
+            .iter()
+            .map(|p| k[p].as_f64().unwrap())
+            .sum();
+        assert!((parts - k["cycles"].as_f64().unwrap()).abs() < 1e-6, "{k}");
+    }
+    let us = w["per_token_us"].as_f64().unwrap();
+    let gpus = j["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 4, "two GPUs, graphs and eager each");
+    for g in gpus {
+        let s = g["seconds_per_token"].as_f64().unwrap();
+        let x = g["wafer_speedup"].as_f64().unwrap();
+        assert!((x - s * 1e6 / us).abs() < 1e-9 * x, "{g}");
+        let src = g["source"].as_u64().unwrap() as usize;
+        assert!(
+            j["sources"][src - 1]
+                .as_str()
+                .unwrap()
+                .contains("datasheet"),
+            "{g}"
+        );
+    }
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.starts_with("<svg") && svg_text.contains("H100 SXM: roofline, CUDA graphs"));
+    ok(&[
+        "bench",
+        "--context",
+        "8",
+        "--steps",
+        "1",
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+    let err = fails(&["bench", "--gpus", "h100,v100"]);
+    assert!(
+        err.contains("no GPU `v100`") && err.contains("h200"),
+        "{err}"
+    );
+}
+
+/// `wafer sweep`: latency across grids and placements; a grid too small
+/// says what the model needs; --emulate agrees with the prediction.
+#[test]
+fn sweep_reports_latency_across_grids() {
+    let j = json(&ok(&[
+        "sweep",
+        "--grids",
+        "12x12,100x100,200x200",
+        "--placements",
+        "pipeline,mesh",
+        "--context",
+        "4",
+        "--json",
+    ]));
+    let points = j["points"].as_array().unwrap();
+    assert_eq!(points.len(), 6);
+    let small = &points[0];
+    assert_eq!(small["grid_pes"], 144);
+    assert!(small["error"].as_str().unwrap().contains("PEs"), "{small}");
+    for p in &points[2..] {
+        assert!(p["per_token_us"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(p["pes_used"].as_u64().unwrap() <= p["grid_pes"].as_u64().unwrap());
+    }
+    let svg = tmp("sweep.svg");
+    let e = json(&ok(&[
+        "sweep",
+        "--grids",
+        "100x100",
+        "--placements",
+        "pipeline",
+        "--context",
+        "4",
+        "--emulate",
+        "--json",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]));
+    let p = &e["points"][0];
+    assert_eq!(
+        p["emulated_cycles"].as_f64().unwrap(),
+        p["predicted_cycles"].as_f64().unwrap()
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("polyline"));
+    let err = fails(&["sweep", "--placements", "diagonal"]);
+    assert!(err.contains("diagonal"), "{err}");
 }
 
 /// `--engine` and `--threads` change nothing but host time: the JIT engine

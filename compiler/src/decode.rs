@@ -25,6 +25,10 @@ pub enum DecodeError {
         "position {pos} is past the {max} positions the KV cache was compiled for; compile with a larger --max-context"
     )]
     Context { pos: u32, max: u32 },
+    #[error(
+        "cannot skip to position {pos} in a functional decode: the KV cache would miss the positions before it (decode them, or decode timing-only)"
+    )]
+    Skip { pos: u32 },
     #[error("interrupted at position {pos}")]
     Interrupted { pos: u32 },
     #[error("token {token} is outside the vocabulary of {vocab}")]
@@ -39,13 +43,25 @@ pub struct Step {
     pub logits: Vec<f32>,
     /// Emulated cycles per stage, and the step's total (with hand-offs).
     pub stage_cycles: Vec<u64>,
+    /// Where each stage's PE-cycles went.
+    pub stage_time: Vec<PeTime>,
     pub cycles: u64,
 }
+
+/// At most this many bytes of stages' starting SRAM are cached between
+/// steps (a copy per stage, next to the one a run works on).
+pub const IMAGE_CACHE_BYTES: u64 = 8 << 30;
 
 /// A model on the emulated wafer, with its KV cache.
 pub struct Decoder<'c> {
     pub compiled: &'c Compiled,
+    /// What each stage resumes from next step: the KV cache for attention.
     memory: Vec<Option<Memory>>,
+    /// Each stage's SRAM as its program starts it, built on first use and
+    /// cloned per step: rebuilding seeded weights element by element costs
+    /// more than most stages' runs (see [`IMAGE_CACHE_BYTES`]).
+    images: Vec<Option<Memory>>,
+    image_bytes: u64,
     pub pos: u32,
     cfg: RunConfig,
 }
@@ -61,6 +77,8 @@ impl<'c> Decoder<'c> {
         Decoder {
             compiled,
             memory: vec![None; compiled.stages.len()],
+            images: vec![None; compiled.stages.len()],
+            image_bytes: 0,
             pos: 0,
             cfg: RunConfig {
                 engine: wafer_emulator::Engine::Jit,
@@ -94,6 +112,44 @@ impl<'c> Decoder<'c> {
         self.cfg.cancel = Some(flag);
     }
 
+    /// Stage `i`'s starting SRAM: a copy from the cache, built on first use
+    /// (and kept while the cache holds under [`IMAGE_CACHE_BYTES`]).
+    fn image(&mut self, i: usize) -> Result<Memory, RunError> {
+        if let Some(mem) = &self.images[i] {
+            return Ok(mem.clone());
+        }
+        let f = &self.compiled.fragments[i];
+        let mem = wafer_emulator::initial_memory(
+            &f.program,
+            &self.compiled.options.arch,
+            self.cfg.threads,
+        )?;
+        let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
+        if self.image_bytes + bytes <= IMAGE_CACHE_BYTES {
+            self.image_bytes += bytes;
+            self.images[i] = Some(mem.clone());
+        }
+        Ok(mem)
+    }
+
+    /// Move a timing-only decoder to position `pos` without running the
+    /// steps before it: timing does not depend on what the KV cache holds,
+    /// only on how many positions it holds. A functional decoder refuses
+    /// (its cache would be missing those positions).
+    pub fn skip_to(&mut self, pos: u32) -> Result<(), DecodeError> {
+        if !self.cfg.timing_only {
+            return Err(DecodeError::Skip { pos });
+        }
+        if pos >= self.compiled.options.max_context {
+            return Err(DecodeError::Context {
+                pos,
+                max: self.compiled.options.max_context,
+            });
+        }
+        self.pos = pos;
+        Ok(())
+    }
+
     /// Run the step for `token` at the current position, then advance.
     pub fn step(&mut self, token: u32) -> Result<Step, DecodeError> {
         let c = self.compiled;
@@ -119,6 +175,7 @@ impl<'c> Decoder<'c> {
             }
         }
         let mut stage_cycles = Vec::with_capacity(c.stages.len());
+        let mut stage_time = Vec::with_capacity(c.stages.len());
         let mut next = 0;
         let mut total = 0;
         for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
@@ -139,10 +196,11 @@ impl<'c> Decoder<'c> {
             if cancelled(&self.cfg) {
                 return Err(DecodeError::Interrupted { pos: self.pos });
             }
+            let pos = self.pos;
             let err = |source| match source {
-                RunError::Interrupted { .. } => DecodeError::Interrupted { pos: self.pos },
+                RunError::Interrupted { .. } => DecodeError::Interrupted { pos },
                 source => DecodeError::Run {
-                    pos: self.pos,
+                    pos,
                     stage: stage.name.clone(),
                     source: Box::new(source),
                 },
@@ -154,13 +212,19 @@ impl<'c> Decoder<'c> {
                 })
             })?;
             let keep = !self.cfg.timing_only && matches!(c.sites[i].kernel, Kernel::Attention(_));
-            let r = match self.memory[i].take() {
+            let start = match self.memory[i].take() {
+                Some(mem) => Some(mem),
+                None if self.cfg.timing_only => None,
+                None => Some(self.image(i).map_err(err)?),
+            };
+            let r = match start {
                 Some(mem) => wafer_emulator::run_resume(&f.program, arch, &inputs, &self.cfg, mem),
                 None => wafer_emulator::run(&f.program, arch, &inputs, &self.cfg),
             }
             .map_err(err)?;
             let out = f.gather(&f.outputs[0], &r.outputs);
             stage_cycles.push(r.cycles);
+            stage_time.push(PeTime::of(&r.stats));
             total += r.cycles + c.routing.handoffs[i].cycles;
             if keep {
                 self.memory[i] = Some(r.memory);
@@ -182,8 +246,44 @@ impl<'c> Decoder<'c> {
             next,
             logits: values[c.graph.ret].take().expect("the classifier ran"),
             stage_cycles,
+            stage_time,
             cycles: total,
         })
+    }
+}
+
+/// Where a run's PE-cycles went, summed over the PEs with code: computing
+/// (scalar, vector, task switches), waiting on the fabric (a vector
+/// operation's input queue empty or its output ramp full), or neither
+/// (idle: done, or not yet started).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeTime {
+    pub compute: u64,
+    pub fabric: u64,
+    pub idle: u64,
+}
+
+impl PeTime {
+    pub fn of(s: &wafer_emulator::stats::Stats) -> PeTime {
+        let p = &s.pe;
+        let mut t = PeTime::default();
+        for i in 0..p.sram_used.len() {
+            if p.sram_used[i] == 0 {
+                continue;
+            }
+            // A vector operation can run while the main thread issues
+            // scalars: busy is capped at the run's cycles.
+            let busy = (p.scalar_cycles[i] + p.vector_cycles[i] + p.switch_cycles[i]).min(s.cycles);
+            let fabric = (p.stall_in_cycles[i] + p.stall_out_cycles[i]).min(s.cycles - busy);
+            t.compute += busy;
+            t.fabric += fabric;
+            t.idle += s.cycles - busy - fabric;
+        }
+        t
+    }
+
+    pub fn total(&self) -> u64 {
+        self.compute + self.fabric + self.idle
     }
 }
 

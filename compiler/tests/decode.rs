@@ -175,3 +175,34 @@ fn both_engines_decode_identically() {
         token = x.next;
     }
 }
+
+/// A timing-only decoder moved to a position counts the cycles (and the
+/// PE-time split) a functional decode counts there; a functional decoder
+/// refuses to skip, since its KV cache would miss the positions before.
+#[test]
+fn timing_only_skip_counts_what_decoding_there_counts() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let o = options(Arch::wse3(), DType::F32, Some(PlacementKind::Pipeline), 16);
+    let compiled = compile(&c, Some(&w), &o).unwrap();
+    let mut f = Decoder::new(&compiled);
+    assert!(f.skip_to(5).unwrap_err().to_string().contains("KV cache"));
+    let mut token = wafer_compiler::tokenizer::BOS;
+    let mut at5 = None;
+    for pos in 0..6 {
+        let s = f.step(token).unwrap();
+        token = s.next;
+        if pos == 5 {
+            at5 = Some(s);
+        }
+    }
+    let at5 = at5.unwrap();
+    let mut t = Decoder::new(&compiled);
+    t.timing_only(true);
+    t.skip_to(5).unwrap();
+    let s = t.step(0).unwrap();
+    assert_eq!(s.cycles, at5.cycles);
+    assert_eq!(s.stage_cycles, at5.stage_cycles);
+    assert_eq!(s.stage_time, at5.stage_time);
+    assert!(s.stage_time.iter().all(|p| p.compute > 0));
+    assert!(t.skip_to(16).is_err());
+}

@@ -1,5 +1,6 @@
-//! `wafer bench --emulator`: the emulator timed against itself and against
-//! the CPU reference forward pass. Every figure is a ratio of two timings
+//! `wafer bench`: with `--emulator`, the emulator timed against itself and
+//! against the CPU reference forward pass; without, the wafer against GPUs
+//! ([`super::compare`]). Every figure is a ratio of two timings
 //! taken in the same run, on the same model and tokens: this machine is
 //! noisy, ratios hold up.
 
@@ -22,9 +23,31 @@ pub struct BenchArgs {
     /// A llama2.c checkpoint, a Hugging Face directory or a built-in name
     /// (seeded random weights); with none, the built-in aidreams260K.
     pub model: Option<String>,
-    /// Decode steps each engine runs.
-    #[arg(long, default_value_t = 4)]
-    pub steps: usize,
+    /// Decode steps emulated (default: 4 with --emulator, each engine
+    /// timed on them; else 2, averaged for the table).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Context length the table's decode steps attend over (default 128,
+    /// at most the compiled --max-context less --steps).
+    #[arg(long)]
+    pub context: Option<u32>,
+    /// GPUs for the roofline rows, by id (comma-separated; default: every
+    /// GPU in the specs: a100-40, a100-80, h100, h100-pcie, h200, b200).
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// A GPU specs file instead of the built-in baselines/gpus.toml.
+    #[arg(long)]
+    pub gpu_specs: Option<std::path::PathBuf>,
+    /// Where the GPU script's measured JSON files are.
+    #[arg(long, default_value = "baselines/measured")]
+    pub baselines: std::path::PathBuf,
+    /// Also draw the table as bars of tokens/s (.svg or .png).
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// Untimed decode steps before them (the first step compiles JIT code
+    /// and builds each stage's starting SRAM; later steps reuse both).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
     /// Leave out the reference engine (it steps every PE every cycle: for
     /// large models, hours).
     #[arg(long)]
@@ -56,6 +79,8 @@ const REFERENCE: &str = "reference engine";
 struct Timed {
     label: &'static str,
     seconds_per_token: f64,
+    /// The first (warm-up or timed) step's host seconds.
+    first_step_seconds: f64,
     cycles: Vec<u64>,
     pe_cycles: u64,
     tokens: Vec<u32>,
@@ -69,14 +94,15 @@ fn stage_pes(c: &Compiled) -> Vec<u64> {
         .collect()
 }
 
-/// Decode `steps` positions from BOS: feeding `feed` when given (so every
-/// engine sees the same tokens), else the wafer's own argmax.
+/// Decode `warmup + steps` positions from BOS, timing the last `steps`:
+/// feeding `feed` when given (so every engine sees the same tokens), else
+/// the wafer's own argmax.
 fn decode(
     c: &Compiled,
     label: &'static str,
     (engine, threads): (Engine, usize),
     timing_only: bool,
-    steps: usize,
+    (warmup, steps): (usize, usize),
     feed: Option<&[u32]>,
 ) -> anyhow::Result<Timed> {
     let mut d = Decoder::new(c);
@@ -85,7 +111,7 @@ fn decode(
     d.timing_only(timing_only);
     d.cancel_on(super::interrupt_flag());
     let pes = stage_pes(c);
-    let bar = indicatif::ProgressBar::new(steps as u64);
+    let bar = indicatif::ProgressBar::new((warmup + steps) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg:24} {bar:30} {pos}/{len} steps [{elapsed}]")
             .expect("a valid template"),
@@ -93,9 +119,22 @@ fn decode(
     bar.set_message(label);
     let mut token = wafer_compiler::tokenizer::BOS;
     let (mut cycles, mut tokens, mut pe_cycles) = (Vec::new(), Vec::new(), 0);
-    let start = Instant::now();
-    for i in 0..steps {
+    let (mut seconds, mut first_step_seconds) = (0.0, 0.0);
+    for i in 0..warmup + steps {
+        let start = Instant::now();
         let step = d.step(token)?;
+        let took = start.elapsed().as_secs_f64();
+        if i == 0 {
+            first_step_seconds = took;
+        }
+        if i < warmup {
+            cycles.push(step.cycles);
+            token = feed.map_or(step.next, |f| f[i]);
+            tokens.push(token);
+            bar.inc(1);
+            continue;
+        }
+        seconds += took;
         pe_cycles += step
             .stage_cycles
             .iter()
@@ -107,11 +146,11 @@ fn decode(
         tokens.push(token);
         bar.inc(1);
     }
-    let seconds = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     Ok(Timed {
         label,
         seconds_per_token: seconds / steps as f64,
+        first_step_seconds,
         cycles,
         pe_cycles,
         tokens,
@@ -124,17 +163,25 @@ fn peak_rss() -> Option<u64> {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
-    if !a.emulator {
-        bail!("say what to measure: --emulator (the emulator's own speed)");
-    }
-    if a.steps == 0 {
+    if a.steps == Some(0) {
         bail!("--steps 0: run at least one decode step");
     }
     let l = load(a.model.as_deref(), None)?;
     let compile_start = Instant::now();
     let c = a.target.compile(&l)?;
     let compile_s = compile_start.elapsed().as_secs_f64();
-    let steps = a.steps.min(c.options.max_context as usize);
+    if !a.emulator {
+        return super::compare::run(&a, &l, &c);
+    }
+    let max = c.options.max_context as usize;
+    if a.warmup >= max {
+        bail!(
+            "--warmup {} leaves no step to time: the KV cache holds {max} positions",
+            a.warmup
+        );
+    }
+    let warmup = a.warmup;
+    let steps = a.steps.unwrap_or(4).min(max - warmup);
     let functional = !a.timing_only;
     let threads = super::threads(a.threads);
     let plan = [
@@ -164,7 +211,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 label,
                 engine,
                 timing_only,
-                steps,
+                (warmup, steps),
                 feed.as_deref(),
             )?);
         }
@@ -199,12 +246,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("loading {} for the CPU reference", l.name))?;
         let mut kv = reference::KvCache::new(&l.config);
         let mut token = wafer_compiler::tokenizer::BOS;
-        let start = Instant::now();
+        let mut seconds = 0.0;
         for (pos, next) in runs[0].tokens.iter().enumerate() {
+            let start = Instant::now();
             std::hint::black_box(m.forward(token, pos, &mut kv));
+            if pos >= warmup {
+                seconds += start.elapsed().as_secs_f64();
+            }
             token = *next;
         }
-        Some(start.elapsed().as_secs_f64() / steps as f64)
+        Some(seconds / steps as f64)
     };
     let find = |label: &str| runs.iter().find(|r| r.label == label);
     let fast = find(JIT);
@@ -230,7 +281,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     );
     let rss = peak_rss();
     let clock = c.options.arch.clock_hz;
-    let mean_cycles = timing.cycles.iter().sum::<u64>() as f64 / steps as f64;
+    let mean_cycles = timing.cycles[warmup..].iter().sum::<u64>() as f64 / steps as f64;
     if a.json {
         let out = json!({
             "model": l.name,
@@ -239,12 +290,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "dtype": c.options.dtype.to_string(),
             "pes": c.pes_used(),
             "steps": steps,
+            "warmup_steps": warmup,
             "compile_seconds": compile_s,
             "per_token_cycles": timing.cycles,
             "per_token_us": mean_cycles / clock * 1e6,
             "runs": runs.iter().map(|r| json!({
                 "engine": r.label,
                 "host_seconds_per_token": r.seconds_per_token,
+                "first_step_seconds": r.first_step_seconds,
                 "pe_cycles_per_token": r.pe_cycles / steps as u64,
                 "pe_cycles_per_host_second": r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
             })).collect::<Vec<_>>(),
@@ -261,7 +314,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} on {} ({} placement, {} PEs, {}): {steps} decode steps, compiled in {compile_s:.2} s",
+        "{} on {} ({} placement, {} PEs, {}): {steps} decode steps timed after {warmup}, compiled in {compile_s:.2} s",
         l.name,
         c.options.arch.name,
         c.kind.name(),
@@ -274,10 +327,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     );
     for r in &runs {
         println!(
-            "{:26} {:>10.4} s/token  {:>8.2e} PE-cycles/s",
+            "{:26} {:>10.4} s/token  {:>8.2e} PE-cycles/s  (first step {:.4} s)",
             r.label,
             r.seconds_per_token,
-            r.pe_cycles as f64 / (r.seconds_per_token * steps as f64)
+            r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
+            r.first_step_seconds
         );
     }
     if let Some(s) = cpu {

@@ -3,11 +3,15 @@
 mod arch;
 mod asm;
 mod bench;
+mod compare;
 mod compile;
 mod generate;
+mod gpu;
 mod kernel;
 mod model;
+mod plot;
 mod run;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 
@@ -46,9 +50,14 @@ pub enum Command {
     /// Decode on the emulated wafer: the generated tokens (and text), with
     /// per-token cycles and µs. With no MODEL, a built-in checkpoint.
     Generate(generate::GenerateArgs),
-    /// Measure: --emulator times the engines against each other and the
+    /// Per-token decode latency on the wafer against GPU baselines
+    /// (roofline, measured, published), with where the wafer's time goes;
+    /// --emulator instead times the engines against each other and the
     /// emulation against the CPU reference forward pass, as ratios.
     Bench(bench::BenchArgs),
+    /// Per-token latency across grid sizes, placements and dtypes (table,
+    /// JSON, plot): how many PEs a model deserves.
+    Sweep(sweep::SweepArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -62,6 +71,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Compile(a) => compile::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Sweep(a) => sweep::run(a),
     }
 }
 

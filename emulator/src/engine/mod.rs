@@ -223,6 +223,15 @@ pub fn run(
     reference::run(p, arch, inputs, cfg, None)
 }
 
+/// Each PE's SRAM as `p` starts it (zeroed buffers under its data
+/// images), built on `threads` workers: what [`run`] fills before the first
+/// cycle. A caller that runs the same program many times keeps a copy and
+/// passes a clone to [`run_resume`] instead of rebuilding it.
+pub fn initial_memory(p: &Program, arch: &crate::Arch, threads: usize) -> Result<Memory, RunError> {
+    let layout = crate::check::check(p, arch)?;
+    Ok(reference::sram_images(p, &layout, threads))
+}
+
 /// Run `p` again from the SRAM a previous run of the same program left
 /// (weights, a KV cache): what a wafer keeps between invocations.
 pub fn run_resume(

@@ -442,6 +442,52 @@ fn pool(n: usize) -> Result<std::sync::Arc<rayon::ThreadPool>, String> {
     Ok(p)
 }
 
+/// Each PE's SRAM as a program starts it: its buffers zeroed, then the
+/// data images written in program order (later ones win). PEs are
+/// independent, so they are filled on `threads` workers.
+pub(crate) fn sram_images(p: &Program, layout: &Layout, threads: usize) -> Memory {
+    let n = layout.code_of.len();
+    // Which data images cover each PE: one pass over the images instead of
+    // a search per PE and buffer.
+    let mut images: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (i, d) in p.data.iter().enumerate() {
+        for at in d.pes.iter() {
+            if at.x < p.width && at.y < p.height {
+                images[(at.y * p.width + at.x) as usize].push(i as u32);
+            }
+        }
+    }
+    let image = |pe: usize| -> Option<Vec<u8>> {
+        let code = layout.code(p, pe)?;
+        let at = layout.pe_at(pe);
+        // Only the bytes the code lays out are kept: every access is
+        // checked against its buffer, so nothing reads past them.
+        let mut sram = vec![0u8; code.sram_bytes().next_multiple_of(4) as usize];
+        for b in &code.buffers {
+            let init = images[pe]
+                .iter()
+                .rev()
+                .map(|i| &p.data[*i as usize])
+                .find(|d| d.buffer == b.name);
+            if let Some(d) = init {
+                for i in 0..b.len {
+                    let v = b.dtype.round(d.init.value(at, i));
+                    write_bits(&mut sram, b.offset, b.dtype, i, b.dtype.encode(v));
+                }
+            }
+        }
+        Some(sram)
+    };
+    if threads > 1
+        && let Ok(pool) = pool(threads)
+    {
+        use rayon::prelude::*;
+        pool.install(|| (0..n).into_par_iter().map(image).collect())
+    } else {
+        (0..n).map(image).collect()
+    }
+}
+
 pub(crate) fn run(
     p: &Program,
     arch: &Arch,
@@ -537,17 +583,8 @@ impl<'p> Machine<'p> {
             Some(m) => Some(m),
             None => None,
         };
-        // Which data images cover each PE, in program order (later ones win):
-        // one pass over the images instead of a search per PE and buffer.
-        let mut images: Vec<Vec<u32>> = vec![Vec::new(); if memory.is_some() { 0 } else { n }];
-        if memory.is_none() {
-            for (i, d) in p.data.iter().enumerate() {
-                for at in d.pes.iter() {
-                    if at.x < p.width && at.y < p.height {
-                        images[(at.y * p.width + at.x) as usize].push(i as u32);
-                    }
-                }
-            }
+        if memory.is_none() && !cfg.timing_only {
+            memory = Some(sram_images(p, &layout, cfg.threads));
         }
         let colors = layout.colors as usize;
         let mut fifos: Vec<Fifo> = Vec::new();
@@ -598,21 +635,10 @@ impl<'p> Machine<'p> {
                     )));
                 }
                 None => {
-                    let mut sram = vec![0u8; used];
-                    for b in &code.buffers {
-                        let init = images[pe]
-                            .iter()
-                            .rev()
-                            .map(|i| &p.data[*i as usize])
-                            .find(|d| d.buffer == b.name);
-                        if let Some(d) = init {
-                            for i in 0..b.len {
-                                let v = b.dtype.round(d.init.value(at, i));
-                                write_bits(&mut sram, b.offset, b.dtype, i, b.dtype.encode(v));
-                            }
-                        }
-                    }
-                    sram
+                    return Err(RunError::Memory(format!(
+                        "the saved SRAM has nothing for {at}, which runs code `{}`",
+                        code.name
+                    )));
                 }
             };
             stats.sram_used[pe] = code.sram_bytes();

@@ -1,0 +1,210 @@
+//! `wafer sweep`: per-token latency of one model across grid sizes,
+//! placements and dtypes — how many PEs a model deserves.
+
+use super::compile::TargetArgs;
+use super::model::load;
+use anyhow::bail;
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// A llama2.c checkpoint, a Hugging Face directory or a built-in name;
+    /// with none, the built-in aidreams260K.
+    pub model: Option<String>,
+    /// Machine the grids are cut from: wse2, wse3, or a machine file.
+    #[arg(long, default_value = "wse3")]
+    pub arch: String,
+    /// Grid sizes, COLSxROWS or `full`, comma-separated.
+    #[arg(long, default_value = "150x150,300x300,450x450,600x600,full")]
+    pub grids: String,
+    /// Placements: pipeline, mesh (comma-separated).
+    #[arg(long, default_value = "pipeline,mesh")]
+    pub placements: String,
+    /// Weight dtypes: f32, f16, bf16 (comma-separated; default: the
+    /// model's default dtype).
+    #[arg(long)]
+    pub dtypes: Option<String>,
+    /// Context length the step attends over.
+    #[arg(long, default_value_t = 128)]
+    pub context: u32,
+    /// Also emulate one timing-only step per point (slow for large
+    /// models); otherwise latency is the cost models' prediction.
+    #[arg(long)]
+    pub emulate: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw latency against PEs, one line per placement and dtype (.svg or .png).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// One point of the sweep.
+#[derive(Debug)]
+struct Point {
+    grid: String,
+    grid_pes: u64,
+    placement: String,
+    dtype: String,
+    result: Result<Fit, String>,
+}
+
+#[derive(Debug)]
+struct Fit {
+    pes_used: u64,
+    predicted: u64,
+    emulated: Option<f64>,
+    us: f64,
+}
+
+pub fn run(a: SweepArgs) -> anyhow::Result<()> {
+    let l = load(a.model.as_deref(), None)?;
+    let list = |s: &str| {
+        s.split(',')
+            .map(str::trim)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let dtypes = match &a.dtypes {
+        Some(d) => list(d).into_iter().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut points = Vec::new();
+    for grid in list(&a.grids) {
+        for placement in list(&a.placements) {
+            if !matches!(placement.as_str(), "pipeline" | "mesh") {
+                bail!("--placements `{placement}`: use pipeline or mesh");
+            }
+            for dtype in &dtypes {
+                let t = TargetArgs {
+                    arch: a.arch.clone(),
+                    grid: (grid != "full").then(|| grid.clone()),
+                    dtype: dtype.clone(),
+                    placement: placement.clone(),
+                    max_context: Some(a.context + 1),
+                    reduce: "tree".into(),
+                };
+                let opts = t.options(&l)?;
+                let grid_pes = opts.arch.n_pes();
+                let dtype = opts.dtype.to_string();
+                eprintln!("{grid} {placement} {dtype} ...");
+                let result = match t.compile(&l) {
+                    Err(e) => Err(format!("{e:#}")),
+                    Ok(c) => {
+                        let emulated = if a.emulate {
+                            Some(super::compare::emulate(&c, a.context, 1)?.per_token_cycles)
+                        } else {
+                            None
+                        };
+                        let predicted = c.predicted(a.context);
+                        let cycles = emulated.unwrap_or(predicted as f64);
+                        Ok(Fit {
+                            pes_used: c.pes_used(),
+                            predicted,
+                            emulated,
+                            us: cycles / c.options.arch.clock_hz * 1e6,
+                        })
+                    }
+                };
+                points.push(Point {
+                    grid: grid.clone(),
+                    grid_pes,
+                    placement: placement.clone(),
+                    dtype,
+                    result,
+                });
+            }
+        }
+    }
+    if let Some(p) = &a.plot {
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for pt in &points {
+            let name = format!("{}, {}", pt.placement, pt.dtype);
+            let i = match series.iter().position(|s| s.0 == name) {
+                Some(i) => i,
+                None => {
+                    series.push((name, Vec::new()));
+                    series.len() - 1
+                }
+            };
+            if let Ok(f) = &pt.result {
+                series[i].1.push((pt.grid_pes as f64, f.us));
+            }
+        }
+        let svg = super::plot::lines_svg(
+            &format!(
+                "{} on {} grids: per-token latency, context {}",
+                l.name, a.arch, a.context
+            ),
+            "PEs in the grid",
+            "µs per token",
+            &series,
+        );
+        super::plot::write(p, &svg)?;
+    }
+    if a.json {
+        let rows: Vec<_> = points
+            .iter()
+            .map(|p| {
+                let mut v = json!({
+                    "grid": p.grid, "grid_pes": p.grid_pes, "placement": p.placement, "dtype": p.dtype,
+                });
+                match &p.result {
+                    Ok(f) => {
+                        v["pes_used"] = json!(f.pes_used);
+                        v["predicted_cycles"] = json!(f.predicted);
+                        v["emulated_cycles"] = json!(f.emulated);
+                        v["per_token_us"] = json!(f.us);
+                        v["tokens_per_s"] = json!(1e6 / f.us);
+                    }
+                    Err(e) => v["error"] = json!(e),
+                }
+                v
+            })
+            .collect();
+        let out = json!({"model": l.name, "arch": a.arch, "context": a.context, "points": rows});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{} on {}, context {}: latency {}",
+        l.name,
+        a.arch,
+        a.context,
+        if a.emulate {
+            "emulated (timing-only)"
+        } else {
+            "predicted by the cost models (exact for these kernels; --emulate checks)"
+        }
+    );
+    println!(
+        "  {:>11} {:>9} {:9} {:5} {:>9} {:>12} {:>10} {:>9}",
+        "grid", "PEs", "placement", "dtype", "PEs used", "cycles", "µs/token", "tok/s"
+    );
+    for p in &points {
+        match &p.result {
+            Ok(f) => println!(
+                "  {:>11} {:>9} {:9} {:5} {:>9} {:>12.0} {:>10.2} {:>9.0}",
+                p.grid,
+                p.grid_pes,
+                p.placement,
+                p.dtype,
+                f.pes_used,
+                f.emulated.unwrap_or(f.predicted as f64),
+                f.us,
+                1e6 / f.us
+            ),
+            Err(e) => println!(
+                "  {:>11} {:>9} {:9} {:5} {}",
+                p.grid,
+                p.grid_pes,
+                p.placement,
+                p.dtype,
+                e.lines().next().unwrap_or_default()
+            ),
+        }
+    }
+    Ok(())
+}
