@@ -45,6 +45,10 @@ pub struct Step {
     pub stage_cycles: Vec<u64>,
     /// Where each stage's PE-cycles went.
     pub stage_time: Vec<PeTime>,
+    /// Each stage's run statistics (over its program's rectangle) and,
+    /// when tracing, its spans (cycles from the stage's start).
+    pub stage_stats: Vec<wafer_emulator::stats::Stats>,
+    pub stage_traces: Vec<Option<wafer_emulator::trace::Trace>>,
     pub cycles: u64,
 }
 
@@ -132,6 +136,13 @@ impl<'c> Decoder<'c> {
         Ok(mem)
     }
 
+    /// Record each stage's task and vector-op spans, at most `max_spans`
+    /// per stage (the trace says how many it dropped).
+    pub fn trace(&mut self, max_spans: usize) {
+        self.cfg.trace = true;
+        self.cfg.max_trace_spans = max_spans;
+    }
+
     /// Move a timing-only decoder to position `pos` without running the
     /// steps before it: timing does not depend on what the KV cache holds,
     /// only on how many positions it holds. A functional decoder refuses
@@ -176,6 +187,8 @@ impl<'c> Decoder<'c> {
         }
         let mut stage_cycles = Vec::with_capacity(c.stages.len());
         let mut stage_time = Vec::with_capacity(c.stages.len());
+        let mut stage_stats = Vec::with_capacity(c.stages.len());
+        let mut stage_traces = Vec::with_capacity(c.stages.len());
         let mut next = 0;
         let mut total = 0;
         for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
@@ -225,6 +238,8 @@ impl<'c> Decoder<'c> {
             let out = f.gather(&f.outputs[0], &r.outputs);
             stage_cycles.push(r.cycles);
             stage_time.push(PeTime::of(&r.stats));
+            stage_stats.push(r.stats);
+            stage_traces.push(r.trace);
             total += r.cycles + c.routing.handoffs[i].cycles;
             if keep {
                 self.memory[i] = Some(r.memory);
@@ -247,6 +262,8 @@ impl<'c> Decoder<'c> {
             logits: values[c.graph.ret].take().expect("the classifier ran"),
             stage_cycles,
             stage_time,
+            stage_stats,
+            stage_traces,
             cycles: total,
         })
     }

@@ -66,10 +66,21 @@ fn kind(k: &Kernel) -> &'static str {
 
 pub const HANDOFFS: &str = "hand-offs between stages";
 
-/// Emulate `steps` timing-only decode steps from position `context`.
-pub fn emulate(c: &Compiled, context: u32, steps: usize) -> anyhow::Result<WaferRow> {
+/// Emulate `steps` timing-only decode steps from position `context`
+/// (recording up to `trace` spans per stage when given), handing each
+/// step to `each`.
+pub fn emulate(
+    c: &Compiled,
+    context: u32,
+    steps: usize,
+    trace: Option<usize>,
+    mut each: impl FnMut(&wafer_compiler::decode::Step),
+) -> anyhow::Result<WaferRow> {
     let mut d = Decoder::new(c);
     d.timing_only(true);
+    if let Some(n) = trace {
+        d.trace(n);
+    }
     d.cancel_on(super::interrupt_flag());
     d.skip_to(context)?;
     let bar = indicatif::ProgressBar::new(steps as u64);
@@ -81,6 +92,7 @@ pub fn emulate(c: &Compiled, context: u32, steps: usize) -> anyhow::Result<Wafer
     let mut cycles = 0u64;
     for _ in 0..steps {
         let s = d.step(0)?;
+        each(&s);
         cycles += s.cycles;
         for ((site, cyc), t) in c.sites.iter().zip(&s.stage_cycles).zip(&s.stage_time) {
             let k = kinds.entry(kind(&site.kernel)).or_default();
@@ -487,7 +499,7 @@ pub fn run(a: &BenchArgs, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
         bail!("--steps {steps}: the KV cache holds only {max} positions");
     }
     let context = a.context.unwrap_or(128).min(max - steps as u32);
-    let wafer = emulate(c, context, steps)?;
+    let wafer = emulate(c, context, steps, None, |_| {})?;
     let gpus = gpus(a.gpu_specs.as_deref(), a.gpus.as_deref())?;
     let measured = gpu::measured_in(&a.baselines)?;
     let t = table(l, c, wafer, &gpus, &measured)?;

@@ -12,6 +12,7 @@ mod model;
 mod plot;
 mod run;
 mod sweep;
+mod view;
 
 use clap::{Parser, Subcommand};
 
@@ -58,6 +59,10 @@ pub enum Command {
     /// Per-token latency across grid sizes, placements and dtypes (table,
     /// JSON, plot): how many PEs a model deserves.
     Sweep(sweep::SweepArgs),
+    /// Open a run (stats/trace JSON), a program or a model in the viewer:
+    /// heatmaps over the grid, placement, time, a PE inspector, latency
+    /// against GPUs; --screenshot OUT.png renders it without a display.
+    View(view::ViewArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -72,6 +77,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(a) => generate::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Sweep(a) => sweep::run(a),
+        Command::View(a) => view::run(a),
     }
 }
 

@@ -94,7 +94,10 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     Err(e) => Err(format!("{e:#}")),
                     Ok(c) => {
                         let emulated = if a.emulate {
-                            Some(super::compare::emulate(&c, a.context, 1)?.per_token_cycles)
+                            Some(
+                                super::compare::emulate(&c, a.context, 1, None, |_| {})?
+                                    .per_token_cycles,
+                            )
                         } else {
                             None
                         };

@@ -20,4 +20,4 @@ mod parse;
 mod print;
 
 pub use parse::{AsmError, parse};
-pub use print::{inst_text, print};
+pub use print::{code_listing, inst_text, print};

@@ -75,6 +75,13 @@ pub fn print(p: &Program) -> String {
     s
 }
 
+/// The listing of one code (`.code` … `.end`), as `print` writes it.
+pub fn code_listing(code: &PeCode) -> String {
+    let mut s = String::new();
+    print_code(&mut s, code);
+    s
+}
+
 fn print_code(s: &mut String, code: &PeCode) {
     writeln!(s, ".code {}", code.name).unwrap();
     for b in &code.buffers {

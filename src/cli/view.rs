@@ -1,0 +1,364 @@
+//! `wafer view`: open a run, a program or a model in the viewer (or render
+//! it to a PNG with `--screenshot`).
+
+use super::compile::TargetArgs;
+use super::model::load;
+use anyhow::{Context, bail};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use wafer_compiler::Compiled;
+use wafer_emulator::stats::{PeStats, Stats};
+use wafer_emulator::trace::{Span, Trace};
+use wafer_emulator::{Pe, RunConfig};
+use wafer_viewer::data::{Latency, PlacedProgram, TokenSpan, placement_of};
+use wafer_viewer::{Dataset, Metric, ViewerState};
+
+#[derive(Args, Debug)]
+pub struct ViewArgs {
+    /// A stats or trace JSON (`wafer run --stats/--trace`), a program
+    /// (.wafer or .wsm, run first), or a model (a built-in name, a llama2.c
+    /// checkpoint, a Hugging Face directory; compiled and decoded
+    /// timing-only first). With none, the built-in checkpoint.
+    pub input: Option<String>,
+    /// With a stats JSON: the same run's trace (time windows need one).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Render to this PNG instead of opening a window.
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// busy, sram, wavelets, stalls or placement.
+    #[arg(long, default_value = "busy")]
+    pub metric: String,
+    /// Screenshot size in points, WxH.
+    #[arg(long, default_value = "1400x900")]
+    pub size: String,
+    /// Select the PE X,Y (the inspector shows it).
+    #[arg(long)]
+    pub select: Option<String>,
+    /// A model's decode steps to emulate (timing-only).
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    /// The context a model's steps start at.
+    #[arg(long, default_value_t = 0)]
+    pub context: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Spans kept per stage when tracing a model (the trace notes the rest).
+const MODEL_SPANS_PER_STAGE: usize = 20_000;
+
+pub fn run(a: ViewArgs) -> anyhow::Result<()> {
+    let metric = Metric::parse(&a.metric).with_context(|| {
+        format!(
+            "--metric `{}`: use busy, sram, wavelets, stalls or placement",
+            a.metric
+        )
+    })?;
+    let size = parse_size(&a.size)?;
+    let data = dataset(&a)?;
+    let mut state = ViewerState::new(data);
+    state.metric = metric;
+    if let Some(sel) = &a.select {
+        let pe = sel
+            .split_once(',')
+            .and_then(|(x, y)| Some(Pe::new(x.trim().parse().ok()?, y.trim().parse().ok()?)))
+            .with_context(|| format!("--select `{sel}`: expected X,Y, e.g. 3,4"))?;
+        if pe.x >= state.data.width() || pe.y >= state.data.height() {
+            bail!(
+                "--select {pe}: outside the {}x{} grid",
+                state.data.width(),
+                state.data.height()
+            );
+        }
+        state.selected = Some(pe);
+    }
+    match &a.screenshot {
+        Some(out) => {
+            let img = wafer_viewer::screenshot(state, size)?;
+            img.save(out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "wrote {} ({}x{} px)",
+                out.display(),
+                img.width(),
+                img.height()
+            );
+            Ok(())
+        }
+        None => wafer_viewer::run_window(state),
+    }
+}
+
+fn parse_size(s: &str) -> anyhow::Result<[f32; 2]> {
+    s.split_once('x')
+        .and_then(|(w, h)| Some([w.parse().ok()?, h.parse().ok()?]))
+        .filter(|[w, h]: &[f32; 2]| *w >= 200.0 && *h >= 150.0 && *w <= 8192.0 && *h <= 8192.0)
+        .with_context(|| format!("--size `{s}`: expected WxH between 200x150 and 8192x8192"))
+}
+
+fn dataset(a: &ViewArgs) -> anyhow::Result<Dataset> {
+    let Some(input) = a.input.as_deref() else {
+        return model(a, None);
+    };
+    let path = Path::new(input);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext {
+        "json" => json_file(path, a.trace.as_deref()),
+        "wafer" | "wsm" => program(path, a),
+        _ => model(a, Some(input)),
+    }
+}
+
+fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))
+}
+
+fn trace_file(path: &Path) -> anyhow::Result<Trace> {
+    Trace::from_chrome_json(&read_json(path)?).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a wafer trace ({e}); write one with `wafer run --trace`",
+            path.display()
+        )
+    })
+}
+
+fn json_file(path: &Path, trace: Option<&Path>) -> anyhow::Result<Dataset> {
+    let v = read_json(path)?;
+    let name = path.display().to_string();
+    if v.get("traceEvents").is_some() {
+        let t = trace_file(path)?;
+        return Ok(Dataset::from_trace(&name, t, "unknown machine"));
+    }
+    let stats: Stats = serde_json::from_value(v).with_context(|| {
+        format!(
+            "{}: neither a stats file nor a trace (write them with `wafer run --stats S.json --trace T.json`)",
+            path.display()
+        )
+    })?;
+    let trace = trace.map(trace_file).transpose()?;
+    if let Some(t) = &trace
+        && (t.width, t.height) != (stats.width, stats.height)
+    {
+        bail!(
+            "the trace covers {}x{} PEs, the stats {}x{}: not the same run",
+            t.width,
+            t.height,
+            stats.width,
+            stats.height
+        );
+    }
+    let cycles = stats.cycles;
+    let mut d = Dataset::from_trace(&name, trace.unwrap_or(empty_trace(&stats)), &stats.arch);
+    if d.trace.as_ref().is_some_and(|t| t.spans.is_empty()) {
+        d.trace = None;
+    }
+    d.stats = stats;
+    d.tokens = vec![TokenSpan {
+        start: 0,
+        end: cycles,
+    }];
+    Ok(d)
+}
+
+fn empty_trace(s: &Stats) -> Trace {
+    Trace {
+        version: wafer_emulator::trace::TRACE_VERSION,
+        clock_hz: s.clock_hz,
+        width: s.width,
+        height: s.height,
+        spans: Vec::new(),
+        dropped: 0,
+    }
+}
+
+fn program(path: &Path, a: &ViewArgs) -> anyhow::Result<Dataset> {
+    let p = wafer_emulator::load_program(path).map_err(anyhow::Error::msg)?;
+    let arch = super::machine(&a.target.arch, a.target.grid.as_deref())?;
+    let cfg = RunConfig {
+        trace: true,
+        ..RunConfig::default()
+    };
+    let r = wafer_emulator::run(&p, &arch, &Default::default(), &cfg)
+        .with_context(|| format!("running {}", path.display()))?;
+    Ok(Dataset::from_run(
+        &path.display().to_string(),
+        p,
+        r.stats,
+        r.trace,
+    ))
+}
+
+/// A model compiled and decoded timing-only: its stages' stats and traces
+/// placed at their sites and one after another in time.
+fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
+    let l = load(spec, None)?;
+    let c = a.target.compile(&l)?;
+    let steps = a.steps.max(1);
+    let max = c.options.max_context;
+    if a.context + steps as u32 > max {
+        bail!(
+            "--context {} + --steps {steps} is past the {max} positions compiled for (--max-context)",
+            a.context
+        );
+    }
+    let arch = &c.options.arch;
+    let (w, h) = (arch.grid_cols, arch.grid_rows);
+    let mut grid = Grid::new(w, h, arch);
+    let mut tokens = Vec::new();
+    let mut per_token_us = Vec::new();
+    let table = super::compare::emulate(&c, a.context, steps, Some(MODEL_SPANS_PER_STAGE), |s| {
+        let start = grid.now;
+        grid.add_step(&c, s);
+        tokens.push(TokenSpan {
+            start,
+            end: grid.now,
+        });
+        per_token_us.push(s.cycles as f64 / arch.clock_hz * 1e6);
+    })?;
+    let programs: Vec<PlacedProgram> = c
+        .stages
+        .iter()
+        .zip(&c.sites)
+        .zip(&c.fragments)
+        .map(|((st, site), f)| PlacedProgram {
+            name: st.name.clone(),
+            origin: site.origin,
+            program: f.program.clone(),
+        })
+        .collect();
+    let placement = placement_of(&programs, w, h, |pp, _| pp.name.clone());
+    let mut by_kind: Vec<(String, f64)> = table
+        .kinds
+        .iter()
+        .map(|(k, t)| (k.to_string(), t.cycles))
+        .collect();
+    by_kind.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let bars = gpu_bars(&l, &c, table)?;
+    let stats = grid.stats(&c);
+    Ok(Dataset {
+        name: format!("{} on {} ({} placement)", l.name, arch.name, c.kind.name()),
+        stats,
+        trace: Some(grid.trace),
+        programs,
+        placement: Some(placement),
+        tokens,
+        latency: Some(Latency {
+            per_token_us,
+            by_kind,
+            bars,
+        }),
+    })
+}
+
+/// The wafer and the GPU rooflines (CUDA graphs) and published rows, as
+/// tokens/s bars.
+fn gpu_bars(
+    l: &super::model::Loaded,
+    c: &Compiled,
+    wafer: super::compare::WaferRow,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let gpus = super::compare::gpus(None, None)?;
+    let t = super::compare::table(l, c, wafer, &gpus, &[])?;
+    let mut bars = vec![(format!("wafer ({})", t.arch), t.wafer.tokens_per_s())];
+    for g in t
+        .gpus
+        .iter()
+        .filter(|g| !g.how.starts_with("roofline, eager"))
+    {
+        bars.push((
+            format!("{} ({})", g.device, g.how),
+            1.0 / g.seconds_per_token,
+        ));
+    }
+    Ok(bars)
+}
+
+/// Whole-grid counters and trace, built up stage by stage.
+struct Grid {
+    width: u32,
+    height: u32,
+    pe: PeStats,
+    trace: Trace,
+    now: u64,
+    engine: String,
+}
+
+impl Grid {
+    fn new(width: u32, height: u32, arch: &wafer_emulator::Arch) -> Grid {
+        Grid {
+            width,
+            height,
+            pe: PeStats::zeroed((width * height) as usize),
+            trace: Trace {
+                version: wafer_emulator::trace::TRACE_VERSION,
+                clock_hz: arch.clock_hz,
+                width,
+                height,
+                spans: Vec::new(),
+                dropped: 0,
+            },
+            now: 0,
+            engine: String::new(),
+        }
+    }
+
+    /// One decode step: each stage's counters added at its site, its spans
+    /// moved to its site and its start cycle.
+    fn add_step(&mut self, c: &Compiled, s: &wafer_compiler::decode::Step) {
+        for (i, (st, site)) in s.stage_stats.iter().zip(&c.sites).enumerate() {
+            self.engine = st.engine.clone();
+            let o = site.origin;
+            for ly in 0..st.height {
+                for lx in 0..st.width {
+                    let (x, y) = (lx + o.x, ly + o.y);
+                    if x >= self.width || y >= self.height {
+                        continue;
+                    }
+                    let (g, l) = ((y * self.width + x) as usize, (ly * st.width + lx) as usize);
+                    let (p, q) = (&mut self.pe, &st.pe);
+                    p.scalar_cycles[g] += q.scalar_cycles[l];
+                    p.vector_cycles[g] += q.vector_cycles[l];
+                    p.switch_cycles[g] += q.switch_cycles[l];
+                    p.stall_in_cycles[g] += q.stall_in_cycles[l];
+                    p.stall_out_cycles[g] += q.stall_out_cycles[l];
+                    p.stall_issue_cycles[g] += q.stall_issue_cycles[l];
+                    p.router_stall_cycles[g] += q.router_stall_cycles[l];
+                    p.tasks[g] += q.tasks[l];
+                    for d in 0..5 {
+                        p.wavelets_out[d][g] += q.wavelets_out[d][l];
+                    }
+                    p.wavelets_from_core[g] += q.wavelets_from_core[l];
+                    p.sram_used[g] = p.sram_used[g].max(q.sram_used[l]);
+                }
+            }
+            if let Some(t) = &s.stage_traces[i] {
+                self.trace.dropped += t.dropped;
+                self.trace.spans.extend(t.spans.iter().map(|sp| Span {
+                    pe: Pe::new(sp.pe.x + o.x, sp.pe.y + o.y),
+                    thread: sp.thread,
+                    name: sp.name.clone(),
+                    start: sp.start + self.now,
+                    end: sp.end + self.now,
+                }));
+            }
+            self.now += s.stage_cycles[i] + c.routing.handoffs[i].cycles;
+        }
+    }
+
+    fn stats(&self, c: &Compiled) -> Stats {
+        Stats {
+            version: wafer_emulator::stats::STATS_VERSION,
+            arch: c.options.arch.name.clone(),
+            clock_hz: c.options.arch.clock_hz,
+            width: self.width,
+            height: self.height,
+            cycles: self.now,
+            engine: self.engine.clone(),
+            pe: self.pe.clone(),
+            totals: self.pe.totals(),
+        }
+    }
+}

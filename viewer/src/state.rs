@@ -1,0 +1,94 @@
+//! Everything the UI shows is a function of a [`ViewerState`]: the data,
+//! and what the researcher chose (metric, camera, selection, time window).
+//! Interactions change the state; drawing reads it.
+
+use crate::data::Dataset;
+use crate::heatmap::{Camera, Heatmap, Metric};
+use wafer_emulator::Pe;
+
+pub struct ViewerState {
+    pub data: Dataset,
+    pub metric: Metric,
+    /// `None` until the first frame fits the grid into the view.
+    pub camera: Option<Camera>,
+    pub selected: Option<Pe>,
+    /// The cycles the heatmap covers: `[start, start + len)`.
+    pub window_start: u64,
+    pub window_len: u64,
+    pub playing: bool,
+    /// The heatmap for the current metric and window, rebuilt when either
+    /// changes; the texture is the UI's copy of its pixels.
+    heatmap: Option<Heatmap>,
+    pub(crate) texture: Option<(egui::TextureHandle, Metric, (u64, u64))>,
+}
+
+impl ViewerState {
+    pub fn new(data: Dataset) -> ViewerState {
+        let cycles = data.stats.cycles.max(1);
+        ViewerState {
+            data,
+            metric: Metric::Busy,
+            camera: None,
+            selected: None,
+            window_start: 0,
+            window_len: cycles,
+            playing: false,
+            heatmap: None,
+            texture: None,
+        }
+    }
+
+    pub fn window(&self) -> (u64, u64) {
+        let end = (self.window_start + self.window_len).min(self.data.stats.cycles.max(1));
+        (self.window_start, end)
+    }
+
+    /// Select a window of cycles (clamped to the run).
+    pub fn set_window(&mut self, start: u64, len: u64) {
+        let cycles = self.data.stats.cycles.max(1);
+        self.window_len = len.clamp(1, cycles);
+        self.window_start = start.min(cycles - self.window_len);
+    }
+
+    /// Move the window on by a tenth of its length, wrapping at the end
+    /// (what one frame of play does).
+    pub fn advance(&mut self) {
+        let cycles = self.data.stats.cycles.max(1);
+        let step = (self.window_len / 10).max(1);
+        let next = self.window_start + step;
+        self.window_start = if next + self.window_len > cycles {
+            0
+        } else {
+            next
+        };
+    }
+
+    /// The heatmap for the current metric and window.
+    pub fn heatmap(&mut self) -> &Heatmap {
+        let w = self.window();
+        let stale = self
+            .heatmap
+            .as_ref()
+            .is_none_or(|h| h.metric != self.metric || h.window != w);
+        if stale {
+            self.heatmap = Some(Heatmap::build(&self.data, self.metric, w));
+        }
+        self.heatmap.as_ref().expect("just built")
+    }
+
+    /// The value the current heatmap shows at `pe`, with its unit.
+    pub fn value_at(&mut self, pe: Pe) -> String {
+        let i = self.data.index(pe);
+        let metric = self.metric;
+        let h = self.heatmap();
+        if !h.has_code[i] {
+            return "no code".into();
+        }
+        let v = h.values[i];
+        match metric {
+            Metric::Placement => self.data.op_at(pe).unwrap_or("none").to_string(),
+            Metric::Busy => format!("{v:.1} % busy"),
+            m => format!("{v:.0} {}", m.unit()),
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The panels, each a function of the [`ViewerState`] drawn into a `Ui`:
+//! the wafer heatmap, its legend and metric selector, the time scrubber,
+//! the PE inspector and the latency charts. `app` lays them out.
+
+use crate::heatmap::{CATEGORIES, Camera, EMPTY, Metric, viridis};
+use crate::state::ViewerState;
+use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
+use wafer_emulator::Port;
+
+fn rgb(c: [u8; 3]) -> Color32 {
+    Color32::from_rgb(c[0], c[1], c[2])
+}
+
+/// The whole window.
+pub fn app(ui: &mut egui::Ui, s: &mut ViewerState) {
+    egui::Panel::top("header").show(ui, |ui| header(ui, s));
+    egui::Panel::bottom("time").show(ui, |ui| scrubber(ui, s));
+    egui::Panel::left("side")
+        .default_size(280.0)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                legend(ui, s);
+                ui.separator();
+                latency(ui, s);
+            });
+        });
+    egui::Panel::right("inspector")
+        .default_size(320.0)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| inspector(ui, s));
+        });
+    egui::CentralPanel::default().show(ui, |ui| wafer(ui, s));
+}
+
+pub fn header(ui: &mut egui::Ui, s: &mut ViewerState) {
+    ui.horizontal(|ui| {
+        let st = &s.data.stats;
+        ui.strong(&s.data.name);
+        ui.label(format!(
+            "{} · {}×{} PEs · {} cycles ({:.2} µs) · engine {}",
+            st.arch,
+            st.width,
+            st.height,
+            st.cycles,
+            st.cycles as f64 / st.clock_hz * 1e6,
+            st.engine
+        ));
+    });
+}
+
+/// The metric selector and the colour scale (or the categories) with units.
+pub fn legend(ui: &mut egui::Ui, s: &mut ViewerState) {
+    egui::ComboBox::from_label("metric")
+        .selected_text(s.metric.name())
+        .show_ui(ui, |ui| {
+            for m in Metric::ALL {
+                ui.selectable_value(&mut s.metric, m, m.name());
+            }
+        });
+    let metric = s.metric;
+    if metric == Metric::Placement {
+        let Some(p) = s.data.placement.clone() else {
+            ui.label("no placement in this data");
+            return;
+        };
+        ui.label("kind of op each PE runs");
+        for (i, k) in p.kinds.iter().enumerate() {
+            ui.horizontal(|ui| {
+                swatch(ui, rgb(CATEGORIES[i % CATEGORIES.len()]));
+                ui.label(k);
+            });
+        }
+    } else {
+        let (lo, hi) = s.heatmap().range;
+        let unit = if metric == Metric::Busy && s.data.trace.is_some() {
+            "% of the window in a task or vector op, from the trace"
+        } else if metric == Metric::Busy {
+            "% of cycles computing, from the counters"
+        } else {
+            metric.unit()
+        };
+        ui.label(format!("{} ({unit})", metric.name()));
+        let (rect, _) = ui.allocate_exact_size(Vec2::new(240.0, 14.0), Sense::hover());
+        let n = 64;
+        for i in 0..n {
+            let x0 = rect.left() + rect.width() * i as f32 / n as f32;
+            let x1 = rect.left() + rect.width() * (i + 1) as f32 / n as f32;
+            ui.painter().rect_filled(
+                Rect::from_min_max(
+                    Pos2::new(x0, rect.top()),
+                    Pos2::new(x1 + 0.5, rect.bottom()),
+                ),
+                0.0,
+                rgb(viridis(i as f32 / (n - 1) as f32)),
+            );
+        }
+        ui.horizontal(|ui| {
+            ui.label(format!("{lo:.0}"));
+            ui.add_space(180.0);
+            ui.label(format!("{hi:.0}"));
+        });
+    }
+    ui.horizontal(|ui| {
+        swatch(ui, rgb(EMPTY));
+        ui.label("no code");
+    });
+}
+
+fn swatch(ui: &mut egui::Ui, c: Color32) {
+    let (r, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+    ui.painter().rect_filled(r, 2.0, c);
+}
+
+/// The grid as a texture; drag pans, scroll zooms, click selects, hover
+/// shows the PE. At high zoom, each PE's outgoing traffic per direction.
+pub fn wafer(ui: &mut egui::Ui, s: &mut ViewerState) {
+    let (w, h) = (s.data.width(), s.data.height());
+    let (rect, resp) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
+    let vc = [rect.center().x, rect.center().y];
+    if s.camera.is_none() {
+        // Start on the PEs that run something (a small model on a big
+        // wafer is otherwise a few pixels).
+        let size = [rect.width(), rect.height()];
+        s.camera = Some(match s.heatmap().code_bounds() {
+            Some((x0, y0, x1, y1)) => Camera::fit_box(x0, y0, x1, y1, size),
+            None => Camera::fit(w, h, size),
+        });
+    }
+    let cam = s.camera.expect("set above");
+    let key = (s.metric, s.window());
+    if s.texture.as_ref().is_none_or(|t| (t.1, t.2) != key) {
+        let hm = s.heatmap();
+        let img = egui::ColorImage::from_rgba_unmultiplied(
+            [hm.width as usize, hm.height as usize],
+            &hm.pixels(),
+        );
+        let tex = ui
+            .ctx()
+            .load_texture("heatmap", img, egui::TextureOptions::NEAREST);
+        s.texture = Some((tex, key.0, key.1));
+    }
+    let tex = s.texture.as_ref().expect("just loaded").0.id();
+    let to = |g: [f32; 2]| {
+        let p = cam.to_screen(vc, g);
+        Pos2::new(p[0], p[1])
+    };
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 0.0, Color32::from_gray(20));
+    painter.image(
+        tex,
+        Rect::from_min_max(to([0.0, 0.0]), to([w as f32, h as f32])),
+        Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
+        Color32::WHITE,
+    );
+    if cam.zoom >= 16.0 {
+        links(&painter, s, &cam, vc, rect);
+    }
+    if let Some(pe) = s.selected {
+        let r = Rect::from_min_max(
+            to([pe.x as f32, pe.y as f32]),
+            to([pe.x as f32 + 1.0, pe.y as f32 + 1.0]),
+        )
+        .expand(2.0);
+        painter.rect_stroke(
+            r,
+            0.0,
+            Stroke::new(2.0, Color32::WHITE),
+            egui::StrokeKind::Outside,
+        );
+    }
+    // Interactions change the state; the next frame draws it.
+    let cam = s.camera.as_mut().expect("set above");
+    if resp.dragged() {
+        let d = resp.drag_delta();
+        cam.pan([d.x, d.y]);
+    }
+    if resp.hovered() {
+        let scroll = ui.input(|i| i.smooth_scroll_delta.y);
+        if scroll != 0.0
+            && let Some(p) = resp.hover_pos()
+        {
+            cam.zoom_at(vc, [p.x, p.y], (scroll / 200.0).exp());
+        }
+    }
+    let cam = *cam;
+    if resp.clicked()
+        && let Some(p) = resp.interact_pointer_pos()
+    {
+        s.selected = cam.pick(vc, [p.x, p.y], w, h);
+    }
+    if let Some(p) = resp.hover_pos()
+        && let Some(pe) = cam.pick(vc, [p.x, p.y], w, h)
+    {
+        let value = s.value_at(pe);
+        let op = s.data.op_at(pe).unwrap_or("no code").to_string();
+        resp.on_hover_ui_at_pointer(|ui| {
+            ui.label(format!("{pe}: {op}"));
+            ui.label(value);
+        });
+    }
+}
+
+/// Per-link traffic: a bar on each side of every visible PE, as long as the
+/// wavelets it sent that way are a share of the most any PE sent.
+fn links(painter: &egui::Painter, s: &ViewerState, cam: &Camera, vc: [f32; 2], rect: Rect) {
+    let (w, h) = (s.data.width(), s.data.height());
+    let lo = cam.to_grid(vc, [rect.left(), rect.top()]);
+    let hi = cam.to_grid(vc, [rect.right(), rect.bottom()]);
+    let (x0, y0) = (lo[0].max(0.0) as u32, lo[1].max(0.0) as u32);
+    let (x1, y1) = (
+        (hi[0].ceil().max(0.0) as u32).min(w),
+        (hi[1].ceil().max(0.0) as u32).min(h),
+    );
+    let out = &s.data.stats.pe.wavelets_out;
+    let max = out[..4]
+        .iter()
+        .flat_map(|v| v.iter())
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f32;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let i = (y * w + x) as usize;
+            let c = cam.to_screen(vc, [x as f32 + 0.5, y as f32 + 0.5]);
+            let c = Pos2::new(c[0], c[1]);
+            for (port, d) in [
+                (Port::N, Vec2::new(0.0, -1.0)),
+                (Port::S, Vec2::new(0.0, 1.0)),
+                (Port::E, Vec2::new(1.0, 0.0)),
+                (Port::W, Vec2::new(-1.0, 0.0)),
+            ] {
+                let n = out[port.index()][i];
+                if n == 0 {
+                    continue;
+                }
+                let len = 0.45 * cam.zoom * (n as f32 / max).sqrt();
+                painter.line_segment(
+                    [c, c + d * len],
+                    Stroke::new(
+                        (cam.zoom / 12.0).clamp(1.0, 4.0),
+                        Color32::from_rgb(255, 255, 255),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A scrubber over the run's cycles (and tokens), and play/pause.
+pub fn scrubber(ui: &mut egui::Ui, s: &mut ViewerState) {
+    let cycles = s.data.stats.cycles.max(1);
+    ui.horizontal(|ui| {
+        let label = if s.playing { "pause" } else { "play" };
+        if ui.button(label).clicked() {
+            s.playing = !s.playing;
+        }
+        let mut start = s.window_start;
+        let mut len = s.window_len;
+        ui.add(
+            egui::Slider::new(&mut start, 0..=cycles - 1)
+                .text("window start")
+                .show_value(false),
+        );
+        ui.add(
+            egui::Slider::new(&mut len, 1..=cycles)
+                .logarithmic(true)
+                .text("length")
+                .show_value(false),
+        );
+        let (a, b) = s.window();
+        ui.label(format!("cycles {a}..{b} of {cycles}"));
+        if (start, len) != (s.window_start, s.window_len) {
+            s.set_window(start, len);
+        }
+        if s.data.tokens.len() > 1 {
+            ui.label("token");
+            for (i, t) in s.data.tokens.clone().iter().enumerate() {
+                if ui.small_button(format!("{i}")).clicked() {
+                    s.set_window(t.start, t.end - t.start);
+                }
+            }
+        }
+        if s.data.trace.is_none() {
+            ui.label("(no trace: counters are whole-run totals)");
+        }
+    });
+    if s.playing {
+        s.advance();
+        ui.ctx().request_repaint();
+    }
+}
+
+/// The selected PE: what it runs, its counters, code, memory and routes.
+pub fn inspector(ui: &mut egui::Ui, s: &mut ViewerState) {
+    let Some(pe) = s.selected else {
+        ui.label("click a PE to inspect it");
+        return;
+    };
+    ui.heading(pe.to_string());
+    let value = s.value_at(pe);
+    ui.label(format!("{}: {value}", s.metric.name()));
+    let d = &s.data;
+    let i = d.index(pe);
+    if let Some(op) = d.op_at(pe) {
+        ui.label(format!("runs `{op}`"));
+    }
+    let p = &d.stats.pe;
+    egui::Grid::new("counters").striped(true).show(ui, |ui| {
+        let rows: [(&str, u64); 10] = [
+            ("scalar cycles", p.scalar_cycles[i]),
+            ("vector cycles", p.vector_cycles[i]),
+            ("task switch cycles", p.switch_cycles[i]),
+            ("stalled on input", p.stall_in_cycles[i]),
+            ("stalled on output", p.stall_out_cycles[i]),
+            ("stalled on issue", p.stall_issue_cycles[i]),
+            ("router stalls", p.router_stall_cycles[i]),
+            ("tasks run", p.tasks[i]),
+            ("wavelets from core", p.wavelets_from_core[i]),
+            ("SRAM bytes used", p.sram_used[i] as u64),
+        ];
+        for (k, v) in rows {
+            ui.label(k);
+            ui.label(v.to_string());
+            ui.end_row();
+        }
+        for port in Port::ALL {
+            ui.label(format!("wavelets out {port}"));
+            ui.label(p.wavelets_out[port.index()][i].to_string());
+            ui.end_row();
+        }
+    });
+    let Some((pp, local, code)) = d.code_at(pe) else {
+        ui.label("no program loaded for this PE");
+        return;
+    };
+    ui.label(format!("program `{}`, local PE {local}", pp.name));
+    egui::CollapsingHeader::new(format!("memory map ({} bytes)", code.sram_bytes()))
+        .default_open(true)
+        .show(ui, |ui| {
+            egui::Grid::new("memory").striped(true).show(ui, |ui| {
+                ui.strong("offset");
+                ui.strong("buffer");
+                ui.strong("bytes");
+                ui.end_row();
+                ui.label("0");
+                ui.label(format!("code ({} instructions)", code.insts.len()));
+                ui.label(code.code_bytes().to_string());
+                ui.end_row();
+                let mut bufs: Vec<_> = code.buffers.iter().collect();
+                bufs.sort_by_key(|b| b.offset);
+                for b in bufs {
+                    ui.label(b.offset.to_string());
+                    ui.label(format!("{} {}[{}]", b.name, b.dtype, b.len));
+                    ui.label((b.len * b.dtype.size_bytes()).to_string());
+                    ui.end_row();
+                }
+            });
+        });
+    egui::CollapsingHeader::new("router table")
+        .default_open(true)
+        .show(ui, |ui| {
+            for r in pp.program.routes.iter().filter(|r| r.pes.contains(local)) {
+                ui.monospace(format!("{} {} -> {}", r.color, r.input, r.outputs));
+            }
+        });
+    egui::CollapsingHeader::new(format!("code `{}`", code.name))
+        .default_open(false)
+        .show(ui, |ui| {
+            ui.monospace(wafer_emulator::asm::code_listing(code));
+        });
+}
+
+/// Per-token latency, where it goes by layer kind, and the wafer against
+/// GPUs (from the bench's numbers) when the data has them.
+pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
+    use egui_plot::{Bar, BarChart, Line, Plot, PlotPoints};
+    let Some(l) = &s.data.latency else {
+        ui.label("no latency data (open a model to see per-token latency)");
+        return;
+    };
+    ui.strong("per-token latency (µs)");
+    let pts: PlotPoints = l
+        .per_token_us
+        .iter()
+        .enumerate()
+        .map(|(i, v)| [i as f64, *v])
+        .collect();
+    Plot::new("per_token")
+        .height(110.0)
+        .allow_scroll(false)
+        .show(ui, |p| p.line(Line::new("µs per token", pts)));
+    ui.strong("cycles per token by layer kind");
+    let total: f64 = l.by_kind.iter().map(|k| k.1).sum::<f64>().max(1.0);
+    for (k, c) in &l.by_kind {
+        ui.horizontal(|ui| {
+            let (r, _) = ui.allocate_exact_size(Vec2::new(100.0, 10.0), Sense::hover());
+            let f = (*c / total) as f32;
+            ui.painter().rect_filled(
+                Rect::from_min_size(r.min, Vec2::new(r.width() * f, r.height())),
+                0.0,
+                rgb(CATEGORIES[0]),
+            );
+            ui.label(format!("{k}: {c:.0} ({:.0}%)", 100.0 * f));
+        });
+    }
+    if l.bars.is_empty() {
+        return;
+    }
+    ui.strong("tokens/s: wafer vs GPUs (log10)");
+    let bars: Vec<Bar> = l
+        .bars
+        .iter()
+        .enumerate()
+        .map(|(i, (name, tps))| {
+            Bar::new(i as f64, tps.max(1.0).log10())
+                .name(format!("{name}: {tps:.0} tok/s"))
+                .fill(rgb(CATEGORIES[usize::from(i > 0)]))
+        })
+        .collect();
+    Plot::new("gpus")
+        .height(140.0)
+        .allow_scroll(false)
+        .show(ui, |p| p.bar_chart(BarChart::new("tokens/s", bars)));
+    for (name, tps) in &l.bars {
+        ui.small(format!("{name}: {tps:.0} tok/s"));
+    }
+}

@@ -1,0 +1,174 @@
+//! The viewer's panels rendered headless (egui_kittest on wgpu; Mesa's
+//! software Vulkan in CI) against committed snapshots, and interactions
+//! asserted on what the state and the widgets then show. The data is a
+//! recorded run of `examples/gemv_8x8.wsm` (and `chain_reduce.wsm`) with
+//! its trace.
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::{Harness, SnapshotResults};
+use std::path::Path;
+use wafer_emulator::{Arch, Pe, RunConfig};
+use wafer_viewer::data::Latency;
+use wafer_viewer::heatmap::Camera;
+use wafer_viewer::{Dataset, Metric, ViewerState, ui};
+
+fn dataset() -> Dataset {
+    example("gemv_8x8")
+}
+
+fn example(name: &str) -> Dataset {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}.wsm"));
+    let p = wafer_emulator::load_program(&path).unwrap();
+    let cfg = RunConfig {
+        trace: true,
+        ..RunConfig::default()
+    };
+    let r = wafer_emulator::run(&p, &Arch::wse3(), &Default::default(), &cfg).unwrap();
+    let mut d = Dataset::from_run(name, p, r.stats, r.trace);
+    // Latency numbers for the panel's layout (a fixture, not a result).
+    d.latency = Some(Latency {
+        per_token_us: vec![12.0, 12.5, 11.8, 12.2],
+        by_kind: vec![("projections".into(), 9000.0), ("attention".into(), 3000.0)],
+        bars: vec![("wafer".into(), 80000.0), ("H100 roofline".into(), 1300.0)],
+    });
+    d
+}
+
+fn state() -> ViewerState {
+    ViewerState::new(dataset())
+}
+
+fn harness(
+    size: [f32; 2],
+    panel: fn(&mut egui::Ui, &mut ViewerState),
+    s: ViewerState,
+) -> Harness<'static, ViewerState> {
+    let mut h = Harness::builder()
+        .with_size(egui::Vec2::new(size[0], size[1]))
+        .wgpu()
+        .build_ui_state(panel, s);
+    h.run_steps(3);
+    h
+}
+
+/// Snapshot `name` of a harness into `all` (kittest wants one result set
+/// per test; it reports every mismatch when `all` is dropped).
+fn snap(all: &mut SnapshotResults, mut h: Harness<'_, ViewerState>, name: &str) {
+    h.snapshot(name);
+    all.extend_harness(&mut h);
+}
+
+#[test]
+fn the_wafer_panel_for_each_metric() {
+    let mut all = SnapshotResults::new();
+    for m in Metric::ALL {
+        let mut s = state();
+        s.metric = m;
+        let name = format!("wafer_{}", m.name().split_whitespace().next().unwrap());
+        snap(&mut all, harness([320.0, 320.0], ui::wafer, s), &name);
+    }
+}
+
+#[test]
+fn the_legend_the_inspector_and_the_latency_panel() {
+    let mut all = SnapshotResults::new();
+    snap(
+        &mut all,
+        harness([300.0, 200.0], ui::legend, state()),
+        "legend_busy",
+    );
+    let mut s = state();
+    s.metric = Metric::Placement;
+    snap(
+        &mut all,
+        harness([300.0, 200.0], ui::legend, s),
+        "legend_placement",
+    );
+    let mut s = state();
+    s.selected = Some(Pe::new(3, 2));
+    let h = harness([360.0, 900.0], ui::inspector, s);
+    h.get_by_label("PE(3,2)");
+    snap(&mut all, h, "inspector");
+    snap(
+        &mut all,
+        harness([300.0, 560.0], ui::latency, state()),
+        "latency",
+    );
+    snap(&mut all, harness([1280.0, 800.0], ui::app, state()), "app");
+}
+
+#[test]
+fn choosing_a_metric_changes_the_heatmap_and_the_legend() {
+    let mut h = harness([300.0, 300.0], ui::legend, state());
+    h.get_by_label("metric").click();
+    h.run();
+    h.get_by_label("SRAM used").click();
+    h.run();
+    assert_eq!(h.state().metric, Metric::SramUsed);
+    h.get_by_label("SRAM used (bytes)");
+    let hm = h.state_mut().heatmap().clone();
+    assert_eq!(hm.metric, Metric::SramUsed);
+    // Every PE of the 8x8 GEMV has code and SRAM in use.
+    assert!(hm.range.0 > 0.0);
+}
+
+#[test]
+fn clicking_a_pe_selects_it_and_the_inspector_shows_it() {
+    let mut h = harness([320.0, 320.0], ui::wafer, state());
+    let cam: Camera = h.state().camera.unwrap();
+    // The wafer panel fills the harness, so its centre is the view's.
+    let vc = [160.0, 160.0];
+    let at = cam.to_screen(vc, [5.5, 6.5]);
+    let pos = egui::Pos2::new(at[0], at[1]);
+    h.hover_at(pos);
+    h.run();
+    h.event(egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: Default::default(),
+    });
+    h.event(egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: Default::default(),
+    });
+    h.run();
+    assert_eq!(h.state().selected, Some(Pe::new(5, 6)));
+    let s = std::mem::replace(h.state_mut(), state());
+    let i = harness([360.0, 900.0], ui::inspector, s);
+    i.get_by_label("PE(5,6)");
+    i.get_by_label("runs `gemv_rest`");
+}
+
+#[test]
+fn moving_the_scrubber_changes_the_window_and_what_busy_shows() {
+    // A chain reduce: PEs down the chain start later, so what is busy
+    // depends on the window (the GEMV's tasks span its whole run).
+    let mut h = harness(
+        [1000.0, 80.0],
+        ui::scrubber,
+        ViewerState::new(example("chain_reduce")),
+    );
+    let cycles = h.state().data.stats.cycles;
+    assert_eq!(h.state().window(), (0, cycles));
+    let whole = h.state_mut().heatmap().values.clone();
+    // Narrow the window to the first tenth, then step it on with play.
+    h.state_mut().set_window(0, cycles / 10);
+    h.run();
+    let early = h.state_mut().heatmap().values.clone();
+    h.get_by_label("play").click();
+    // Playing repaints every frame: step frames, do not wait to settle.
+    h.run_steps(3);
+    assert!(h.state().playing);
+    let (start, _) = h.state().window();
+    assert!(start > 0, "play moves the window");
+    let later = h.state_mut().heatmap().values.clone();
+    assert_ne!(whole, early);
+    assert_ne!(early, later);
+    h.get_by_label("pause").click();
+    h.run_steps(2);
+    assert!(!h.state().playing);
+    h.get_by_label_contains("cycles ");
+}
