@@ -878,3 +878,81 @@ fn engines_and_threads_give_the_same_run() {
     let err = fails(&["run", "examples/gemv_8x8.wsm", "--engine", "fast"]);
     assert!(err.contains("jit, interp or reference"), "{err}");
 }
+
+/// `wafer view --screenshot` renders without a display: a program (run
+/// first), a run's stats and trace, and the built-in model; bad input is
+/// refused with what to do.
+#[test]
+fn view_renders_screenshots_headless() {
+    let png = tmp("view_program.png");
+    ok(&[
+        "view",
+        "examples/gemv_8x8.wsm",
+        "--metric",
+        "placement",
+        "--select",
+        "3,2",
+        "--size",
+        "800x600",
+        "--screenshot",
+        png.to_str().unwrap(),
+    ]);
+    let img = std::fs::read(&png).unwrap();
+    assert_eq!(&img[1..4], b"PNG");
+    // The PNG header's width and height: 800 × 600 points at 1 pixel each.
+    let dim = |o: usize| u32::from_be_bytes(img[o..o + 4].try_into().unwrap());
+    assert_eq!((dim(16), dim(20)), (800, 600));
+    let (stats, trace) = (tmp("view_stats.json"), tmp("view_trace.json"));
+    ok(&[
+        "run",
+        "examples/chain_reduce.wsm",
+        "--stats",
+        stats.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    let png = tmp("view_stats.png");
+    ok(&[
+        "view",
+        stats.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--screenshot",
+        png.to_str().unwrap(),
+    ]);
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    let png = tmp("view_model.png");
+    ok(&[
+        "view",
+        "--steps",
+        "1",
+        "--screenshot",
+        png.to_str().unwrap(),
+    ]);
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    let err = fails(&[
+        "view",
+        "examples/gemv_8x8.wsm",
+        "--metric",
+        "heat",
+        "--screenshot",
+        "x.png",
+    ]);
+    assert!(
+        err.contains("--metric `heat`") && err.contains("placement"),
+        "{err}"
+    );
+    let err = fails(&[
+        "view",
+        "examples/gemv_8x8.wsm",
+        "--select",
+        "9,9",
+        "--screenshot",
+        "x.png",
+    ]);
+    assert!(err.contains("outside the 8x8 grid"), "{err}");
+    let bad = tmp("not_stats.json");
+    std::fs::write(&bad, "{\"hello\": 1}").unwrap();
+    let err = fails(&["view", bad.to_str().unwrap(), "--screenshot", "x.png"]);
+    assert!(err.contains("neither a stats file nor a trace"), "{err}");
+}

@@ -55,3 +55,26 @@ fn wse3_texture(bencher: divan::Bencher, metric: Metric) {
         h.pixels()
     });
 }
+
+/// One frame of the whole window while panning the full-`wse3` heatmap:
+/// a drag moves the camera, then egui lays out and wgpu renders (on the
+/// adapter there is: Mesa's software Vulkan on a server).
+#[divan::bench(sample_count = 20)]
+fn wse3_pan_frame(bencher: divan::Bencher) {
+    let mut h = egui_kittest::Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .wgpu()
+        .build_ui_state(
+            wafer_viewer::ui::app,
+            wafer_viewer::ViewerState::new(full_wse3()),
+        );
+    h.run_steps(2);
+    let mut x = 600.0;
+    bencher.bench_local(|| {
+        h.drag_at(egui::Pos2::new(x, 400.0));
+        x += 3.0;
+        h.hover_at(egui::Pos2::new(x, 400.0));
+        h.step();
+        h.render().expect("renders")
+    });
+}
