@@ -72,6 +72,42 @@ impl Grid {
 }
 
 pub fn plan(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> SramPlan {
+    let per_stage = sites
+        .iter()
+        .zip(fragments)
+        .map(|(_, f)| {
+            let p = &f.program;
+            p.placements
+                .iter()
+                .map(|pl| p.codes[pl.code.0 as usize].sram_bytes())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let bytes = per_pe_bytes(sites, fragments, arch);
+    let (mut max_bytes, mut max_at, mut pes_used, mut total_bytes) = (0u32, Pe::new(0, 0), 0, 0);
+    for (i, v) in bytes.iter().enumerate() {
+        if *v > 0 {
+            pes_used += 1;
+            total_bytes += *v as u64;
+        }
+        if *v > max_bytes {
+            max_bytes = *v;
+            max_at = Pe::new(i as u32 % arch.grid_cols, i as u32 / arch.grid_cols);
+        }
+    }
+    SramPlan {
+        max_bytes,
+        max_at,
+        pes_used,
+        total_bytes,
+        per_stage,
+    }
+}
+
+/// Bytes every PE of the grid holds (row-major): buffers summed over the
+/// stages it serves, each distinct code once.
+pub fn per_pe_bytes(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> Vec<u32> {
     let (w, h) = (arch.grid_cols, arch.grid_rows);
     let mut g = Grid {
         w,
@@ -79,7 +115,6 @@ pub fn plan(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> SramPlan {
         d: vec![0; (w as usize + 1) * (h as usize + 1)],
     };
     let mut code_seen = BTreeSet::new();
-    let mut per_stage = Vec::with_capacity(sites.len());
     for (site, f) in sites.iter().zip(fragments) {
         let p = &f.program;
         let hashes: Vec<u64> = p
@@ -91,11 +126,9 @@ pub fn plan(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> SramPlan {
                 s.finish()
             })
             .collect();
-        let mut most = 0;
         for pl in &p.placements {
             let code = &p.codes[pl.code.0 as usize];
             let buffers: u32 = code.buffers.iter().map(|b| b.bytes()).sum();
-            most = most.max(code.sram_bytes());
             g.add(pl.pes, site.origin, buffers as i64);
             let key = (
                 hashes[pl.code.0 as usize],
@@ -110,33 +143,18 @@ pub fn plan(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> SramPlan {
                 g.add(pl.pes, site.origin, code.code_bytes() as i64);
             }
         }
-        per_stage.push(most);
     }
     // Prefix sums give each PE's bytes.
     let w1 = w as usize + 1;
-    let (mut max_bytes, mut max_at, mut pes_used, mut total_bytes) = (0i64, Pe::new(0, 0), 0, 0);
+    let mut out = vec![0u32; (w * h) as usize];
     let mut row = vec![0i64; w1];
     for y in 0..h as usize {
         let mut run = 0i64;
         for (x, acc) in row.iter_mut().enumerate().take(w as usize) {
             run += g.d[y * w1 + x];
             *acc += run;
-            let v = *acc;
-            if v > 0 {
-                pes_used += 1;
-                total_bytes += v as u64;
-            }
-            if v > max_bytes {
-                max_bytes = v;
-                max_at = Pe::new(x as u32, y as u32);
-            }
+            out[y * w as usize + x] = *acc as u32;
         }
     }
-    SramPlan {
-        max_bytes: max_bytes as u32,
-        max_at,
-        pes_used,
-        total_bytes,
-        per_stage,
-    }
+    out
 }

@@ -53,7 +53,7 @@ impl WaferRow {
 }
 
 /// What a stage's kernel is, as the breakdown groups it.
-fn kind(k: &Kernel) -> &'static str {
+pub fn kind(k: &Kernel) -> &'static str {
     match k {
         Kernel::Embed(_) => "embedding",
         Kernel::Gemv(_) => "projections (GEMV)",
@@ -134,6 +134,30 @@ pub fn emulate(
         kinds,
         positions: (context, context + steps as u32 - 1),
     })
+}
+
+/// The wafer's row from the cost models alone (no emulation): what a
+/// compile predicts at `context`, split by layer kind (no PE-time split).
+pub fn predicted(c: &Compiled, context: u32) -> WaferRow {
+    let arch = &c.options.arch;
+    let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
+    for (site, h) in c.sites.iter().zip(&c.routing.handoffs) {
+        kinds.entry(kind(&site.kernel)).or_default().cycles +=
+            site.kernel.predicted(arch, context) as f64;
+        kinds.entry(HANDOFFS).or_default().cycles += h.cycles as f64;
+    }
+    let cycles = c.predicted(context);
+    WaferRow {
+        per_token_cycles: cycles as f64,
+        predicted_cycles: cycles,
+        clock_hz: arch.clock_hz,
+        pes_used: c.pes_used(),
+        pes: arch.n_pes(),
+        sram_bytes: c.sram.total_bytes,
+        sram_capacity: arch.n_pes() * arch.sram_bytes as u64,
+        kinds,
+        positions: (context, context),
+    }
 }
 
 /// One GPU row of the table.

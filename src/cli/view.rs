@@ -32,10 +32,12 @@ pub struct ViewArgs {
     /// Screenshot size in points, WxH.
     #[arg(long, default_value = "1400x900")]
     pub size: String,
-    /// Select the PE X,Y (the inspector shows it).
+    /// Select the PE X,Y, or `hot`: the PE with the highest value of the
+    /// metric (the inspector shows it).
     #[arg(long)]
     pub select: Option<String>,
-    /// A model's decode steps to emulate (timing-only).
+    /// A model's decode steps to emulate (timing-only); 0 compiles only:
+    /// placement, SRAM and the cost models' latency, no counters.
     #[arg(long, default_value_t = 2)]
     pub steps: usize,
     /// The context a model's steps start at.
@@ -59,7 +61,9 @@ pub fn run(a: ViewArgs) -> anyhow::Result<()> {
     let data = dataset(&a)?;
     let mut state = ViewerState::new(data);
     state.metric = metric;
-    if let Some(sel) = &a.select {
+    if a.select.as_deref() == Some("hot") {
+        state.selected = state.hottest();
+    } else if let Some(sel) = &a.select {
         let pe = sel
             .split_once(',')
             .and_then(|(x, y)| Some(Pe::new(x.trim().parse().ok()?, y.trim().parse().ok()?)))
@@ -196,9 +200,9 @@ fn program(path: &Path, a: &ViewArgs) -> anyhow::Result<Dataset> {
 fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
     let l = load(spec, None)?;
     let c = a.target.compile(&l)?;
-    let steps = a.steps.max(1);
+    let steps = a.steps;
     let max = c.options.max_context;
-    if a.context + steps as u32 > max {
+    if a.context + steps.max(1) as u32 > max {
         bail!(
             "--context {} + --steps {steps} is past the {max} positions compiled for (--max-context)",
             a.context
@@ -209,15 +213,27 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
     let mut grid = Grid::new(w, h, arch);
     let mut tokens = Vec::new();
     let mut per_token_us = Vec::new();
-    let table = super::compare::emulate(&c, a.context, steps, Some(MODEL_SPANS_PER_STAGE), |s| {
-        let start = grid.now;
-        grid.add_step(&c, s);
+    let table = if steps == 0 {
+        let row = super::compare::predicted(&c, a.context);
+        grid.now = row.predicted_cycles;
+        grid.engine = "none: compiled only (cost-model latency)".into();
+        per_token_us.push(row.us());
         tokens.push(TokenSpan {
-            start,
+            start: 0,
             end: grid.now,
         });
-        per_token_us.push(s.cycles as f64 / arch.clock_hz * 1e6);
-    })?;
+        row
+    } else {
+        super::compare::emulate(&c, a.context, steps, Some(MODEL_SPANS_PER_STAGE), |s| {
+            let start = grid.now;
+            grid.add_step(&c, s);
+            tokens.push(TokenSpan {
+                start,
+                end: grid.now,
+            });
+            per_token_us.push(s.cycles as f64 / arch.clock_hz * 1e6);
+        })?
+    };
     let programs: Vec<PlacedProgram> = c
         .stages
         .iter()
@@ -237,11 +253,13 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
         .collect();
     by_kind.sort_by(|x, y| y.1.total_cmp(&x.1));
     let bars = gpu_bars(&l, &c, table)?;
+    grid.set_sram(&c);
     let stats = grid.stats(&c);
+    let trace = (steps > 0).then_some(grid.trace);
     Ok(Dataset {
         name: format!("{} on {} ({} placement)", l.name, arch.name, c.kind.name()),
         stats,
-        trace: Some(grid.trace),
+        trace,
         programs,
         placement: Some(placement),
         tokens,
@@ -331,7 +349,6 @@ impl Grid {
                         p.wavelets_out[d][g] += q.wavelets_out[d][l];
                     }
                     p.wavelets_from_core[g] += q.wavelets_from_core[l];
-                    p.sram_used[g] = p.sram_used[g].max(q.sram_used[l]);
                 }
             }
             if let Some(t) = &s.stage_traces[i] {
@@ -346,6 +363,13 @@ impl Grid {
             }
             self.now += s.stage_cycles[i] + c.routing.handoffs[i].cycles;
         }
+    }
+
+    /// SRAM each PE holds for the whole model, as the compiler's plan
+    /// counts it (a stage's run sees only its own code and buffers).
+    fn set_sram(&mut self, c: &Compiled) {
+        self.pe.sram_used =
+            wafer_compiler::sram::per_pe_bytes(&c.sites, &c.fragments, &c.options.arch);
     }
 
     fn stats(&self, c: &Compiled) -> Stats {

@@ -227,17 +227,18 @@ pub fn placement_of(
     }
 }
 
-/// An op's kind: its name without a layer prefix (`l12.attn` → `attn`,
-/// `l0.w1_w3` → `w1_w3`; `gemv_row` stays).
+/// An op's kind: its name without a layer prefix (`l12.attn` and
+/// `layers.12.attn` → `attn`, `l0.w1_w3` → `w1_w3`; `gemv_row` stays).
 pub fn kind_of(op: &str) -> String {
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = op.strip_prefix("layers.")
+        && let Some((n, rest)) = rest.split_once('.')
+        && number(n)
+    {
+        return rest.to_string();
+    }
     match op.split_once('.') {
-        Some((layer, rest))
-            if layer.len() > 1
-                && layer.starts_with('l')
-                && layer[1..].bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            rest.to_string()
-        }
+        Some((layer, rest)) if layer.starts_with('l') && number(&layer[1..]) => rest.to_string(),
         _ => op.to_string(),
     }
 }
@@ -251,6 +252,8 @@ mod tests {
         assert_eq!(kind_of("l12.attn"), "attn");
         assert_eq!(kind_of("gemv_row"), "gemv_row");
         assert_eq!(kind_of("l0.w1_w3"), "w1_w3");
+        assert_eq!(kind_of("layers.31.attention_norm"), "attention_norm");
+        assert_eq!(kind_of("layers.x.y"), "layers.x.y");
         assert_eq!(kind_of("block3"), "block3");
         assert_eq!(kind_of("lm.head"), "lm.head");
     }

@@ -76,6 +76,20 @@ impl ViewerState {
         self.heatmap.as_ref().expect("just built")
     }
 
+    /// The PE with code where the current heatmap's value is highest (the
+    /// first such in row-major order).
+    pub fn hottest(&mut self) -> Option<Pe> {
+        let h = self.heatmap();
+        let mut best: Option<(usize, f32)> = None;
+        for (i, (v, c)) in h.values.iter().zip(&h.has_code).enumerate() {
+            if *c && best.is_none_or(|b| *v > b.1) {
+                best = Some((i, *v));
+            }
+        }
+        let w = h.width;
+        best.map(|(i, _)| Pe::new(i as u32 % w, i as u32 / w))
+    }
+
     /// The value the current heatmap shows at `pe`, with its unit.
     pub fn value_at(&mut self, pe: Pe) -> String {
         let i = self.data.index(pe);

@@ -114,6 +114,12 @@ fn choosing_a_metric_changes_the_heatmap_and_the_legend() {
 
 #[test]
 fn clicking_a_pe_selects_it_and_the_inspector_shows_it() {
+    let mut s = state();
+    s.metric = Metric::Stalls;
+    let hot = s.hottest().unwrap();
+    let v = s.heatmap().values.clone();
+    let i = (hot.y * 8 + hot.x) as usize;
+    assert!(v.iter().all(|x| *x <= v[i]));
     let mut h = harness([320.0, 320.0], ui::wafer, state());
     let cam: Camera = h.state().camera.unwrap();
     // The wafer panel fills the harness, so its centre is the view's.
