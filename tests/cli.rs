@@ -779,6 +779,14 @@ fn bench_compares_the_wafer_with_gpus() {
             "{g}"
         );
     }
+    // --predict gives the same latency from the cost models, marked so.
+    let mut predict = args.to_vec();
+    predict.extend(["--json", "--predict"]);
+    let p = json(&ok(&predict));
+    assert_eq!(p["wafer"]["per_token_cycles"], w["per_token_cycles"]);
+    assert_eq!(p["wafer"]["emulated"], false);
+    assert_eq!(w["emulated"], true);
+    assert!(p["sources"][0].as_str().unwrap().contains("predicted"));
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<svg") && svg_text.contains("H100 SXM: roofline, CUDA graphs"));
     ok(&[

@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// Where the GPU script's measured JSON files are.
     #[arg(long, default_value = "baselines/measured")]
     pub baselines: std::path::PathBuf,
+    /// The wafer's latency from the kernels' cost models instead of
+    /// emulating (seconds instead of minutes for an 8B model; the cost
+    /// models give the emulated cycles for these kernels).
+    #[arg(long)]
+    pub predict: bool,
     /// Also draw the table as bars of tokens/s (.svg or .png).
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,

@@ -27,6 +27,8 @@ pub struct WaferRow {
     /// Per layer kind: cycles per token and its PE-cycles split.
     pub kinds: BTreeMap<&'static str, KindTime>,
     pub positions: (u32, u32),
+    /// Emulated (else the cost models' prediction, with no PE-time split).
+    pub emulated: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -133,6 +135,7 @@ pub fn emulate(
         sram_capacity: arch.n_pes() * arch.sram_bytes as u64,
         kinds,
         positions: (context, context + steps as u32 - 1),
+        emulated: true,
     })
 }
 
@@ -157,6 +160,7 @@ pub fn predicted(c: &Compiled, context: u32) -> WaferRow {
         sram_capacity: arch.n_pes() * arch.sram_bytes as u64,
         kinds,
         positions: (context, context),
+        emulated: false,
     }
 }
 
@@ -321,10 +325,17 @@ pub fn table(
         eager_kernels(c),
     );
     let published = gpu::parse_published(gpu::PUBLISHED_TOML, "baselines/published.toml")?;
-    let mut sources = vec![format!(
-        "wafer: emulated by this build (timing-only, cycles identical to a functional run) on {}",
-        c.options.arch.name
-    )];
+    let mut sources = vec![if wafer.emulated {
+        format!(
+            "wafer: emulated by this build (timing-only, cycles identical to a functional run) on {}",
+            c.options.arch.name
+        )
+    } else {
+        format!(
+            "wafer: predicted by this build's kernel cost models on {} (--predict: not emulated; the bench test checks emulated = predicted on the built-in checkpoint)",
+            c.options.arch.name
+        )
+    }];
     let gpus = gpu_rows(
         builtin_name(&l.config, &l.name),
         &work,
@@ -411,16 +422,21 @@ impl Table {
         let mut kinds: Vec<_> = w.kinds.iter().collect();
         kinds.sort_by(|a, b| b.1.cycles.total_cmp(&a.1.cycles).then(a.0.cmp(b.0)));
         for (name, k) in kinds {
-            let _ = writeln!(
-                o,
-                "  {:26} {:>10.0} {:>6.1}% {:>10.0} {:>10.0} {:>10.0}",
+            let share = format!(
+                "  {:26} {:>10.0} {:>6.1}%",
                 name,
                 k.cycles,
-                100.0 * k.cycles / total.max(1.0),
-                k.pe.compute,
-                k.pe.fabric,
-                k.pe.idle
+                100.0 * k.cycles / total.max(1.0)
             );
+            let _ = if w.emulated {
+                writeln!(
+                    o,
+                    "{share} {:>10.0} {:>10.0} {:>10.0}",
+                    k.pe.compute, k.pe.fabric, k.pe.idle
+                )
+            } else {
+                writeln!(o, "{share} {:>10} {:>10} {:>10}", "-", "-", "-")
+            };
         }
         let _ = writeln!(
             o,
@@ -472,6 +488,7 @@ impl Table {
                 "sram_bytes": w.sram_bytes,
                 "sram_capacity_bytes": w.sram_capacity,
                 "positions": [w.positions.0, w.positions.1],
+                "emulated": w.emulated,
                 "by_kind": w.kinds.iter().map(|(k, t)| (k.to_string(), json!({
                     "cycles": t.cycles, "compute": t.pe.compute, "fabric": t.pe.fabric, "idle": t.pe.idle,
                 }))).collect::<serde_json::Map<_, _>>(),
@@ -523,7 +540,11 @@ pub fn run(a: &BenchArgs, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
         bail!("--steps {steps}: the KV cache holds only {max} positions");
     }
     let context = a.context.unwrap_or(128).min(max - steps as u32);
-    let wafer = emulate(c, context, steps, None, |_| {})?;
+    let wafer = if a.predict {
+        predicted(c, context)
+    } else {
+        emulate(c, context, steps, None, |_| {})?
+    };
     let gpus = gpus(a.gpu_specs.as_deref(), a.gpus.as_deref())?;
     let measured = gpu::measured_in(&a.baselines)?;
     let t = table(l, c, wafer, &gpus, &measured)?;

@@ -83,19 +83,23 @@ pub fn lines_svg(title: &str, xl: &str, yl: &str, series: &[(String, Vec<(f64, f
         .iter()
         .flat_map(|s| s.1.iter())
         .filter(|p| p.0 > 0.0 && p.1 > 0.0);
-    let (xlo, xhi) = decades(
-        pts.clone()
-            .map(|p| p.0)
-            .fold(f64::INFINITY, f64::min)
-            .min(1e3),
-        pts.clone().map(|p| p.0).fold(0.0, f64::max).max(1e4),
+    // The data's own decades (one decade at least; 1..10 with no data).
+    let span = |lo: f64, hi: f64| {
+        let (lo, hi) = if lo.is_finite() {
+            (lo, hi)
+        } else {
+            (1.0, 10.0)
+        };
+        let (lo, hi) = decades(lo, hi);
+        if hi > lo { (lo, hi) } else { (lo, lo * 10.0) }
+    };
+    let (xlo, xhi) = span(
+        pts.clone().map(|p| p.0).fold(f64::INFINITY, f64::min),
+        pts.clone().map(|p| p.0).fold(0.0, f64::max),
     );
-    let (ylo, yhi) = decades(
-        pts.clone()
-            .map(|p| p.1)
-            .fold(f64::INFINITY, f64::min)
-            .min(1.0),
-        pts.map(|p| p.1).fold(0.0, f64::max).max(10.0),
+    let (ylo, yhi) = span(
+        pts.clone().map(|p| p.1).fold(f64::INFINITY, f64::min),
+        pts.map(|p| p.1).fold(0.0, f64::max),
     );
     let x = |v: f64| {
         left + (W - left - right) * (v.log10() - xlo.log10()) / (xhi.log10() - xlo.log10())
@@ -224,6 +228,27 @@ mod tests {
             .collect();
         assert_eq!(widths.len(), 2);
         assert!((widths[0] / widths[1] - 3.0).abs() < 1e-2, "{widths:?}");
+    }
+
+    #[test]
+    fn line_axes_span_the_data_decades() {
+        let s = lines_svg(
+            "t",
+            "x",
+            "y",
+            &[("a".into(), vec![(2e5, 250.0), (9e5, 400.0)])],
+        );
+        // x from 1e5 to 1e6, y from 100 to 1000: no empty decades.
+        assert!(
+            s.contains(">1e5<") && s.contains(">1e6<") && !s.contains(">1e4<"),
+            "{s}"
+        );
+        assert!(
+            s.contains(">100<") && s.contains(">1000<") && !s.contains(">10<"),
+            "{s}"
+        );
+        let empty = lines_svg("t", "x", "y", &[]);
+        assert!(empty.contains(">1<") && empty.contains(">10<"));
     }
 
     #[test]
