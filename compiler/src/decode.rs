@@ -117,8 +117,9 @@ impl<'c> Decoder<'c> {
     }
 
     /// Stage `i`'s starting SRAM: a copy from the cache, built on first use
-    /// (and kept while the cache holds under [`IMAGE_CACHE_BYTES`]).
-    fn image(&mut self, i: usize) -> Result<Memory, RunError> {
+    /// (and kept, when `cache`, while the cache holds under
+    /// [`IMAGE_CACHE_BYTES`]).
+    fn image(&mut self, i: usize, cache: bool) -> Result<Memory, RunError> {
         if let Some(mem) = &self.images[i] {
             return Ok(mem.clone());
         }
@@ -129,7 +130,7 @@ impl<'c> Decoder<'c> {
             self.cfg.threads,
         )?;
         let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
-        if self.image_bytes + bytes <= IMAGE_CACHE_BYTES {
+        if cache && self.image_bytes + bytes <= IMAGE_CACHE_BYTES {
             self.image_bytes += bytes;
             self.images[i] = Some(mem.clone());
         }
@@ -228,7 +229,9 @@ impl<'c> Decoder<'c> {
             let start = match self.memory[i].take() {
                 Some(mem) => Some(mem),
                 None if self.cfg.timing_only => None,
-                None => Some(self.image(i).map_err(err)?),
+                // A kept stage resumes from its own SRAM from now on: no
+                // copy of its image is worth caching.
+                None => Some(self.image(i, !keep).map_err(err)?),
             };
             let r = match start {
                 Some(mem) => wafer_emulator::run_resume(&f.program, arch, &inputs, &self.cfg, mem),

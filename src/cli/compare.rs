@@ -46,6 +46,30 @@ pub struct PeTimeF {
 }
 
 impl WaferRow {
+    /// The row for `c` at `positions`, with its machine's size and the
+    /// cost models' prediction at the first position beside the cycles.
+    fn new(
+        c: &Compiled,
+        per_token_cycles: f64,
+        kinds: BTreeMap<&'static str, KindTime>,
+        positions: (u32, u32),
+        emulated: bool,
+    ) -> WaferRow {
+        let arch = &c.options.arch;
+        WaferRow {
+            per_token_cycles,
+            predicted_cycles: c.predicted(positions.0),
+            clock_hz: arch.clock_hz,
+            pes_used: c.pes_used(),
+            pes: arch.n_pes(),
+            sram_bytes: c.sram.total_bytes,
+            sram_capacity: arch.n_pes() * arch.sram_bytes as u64,
+            kinds,
+            positions,
+            emulated,
+        }
+    }
+
     pub fn us(&self) -> f64 {
         self.per_token_cycles / self.clock_hz * 1e6
     }
@@ -124,19 +148,13 @@ pub fn emulate(
         k.pe.fabric /= n;
         k.pe.idle /= n;
     }
-    let arch = &c.options.arch;
-    Ok(WaferRow {
-        per_token_cycles: cycles as f64 / n,
-        predicted_cycles: c.predicted(context),
-        clock_hz: arch.clock_hz,
-        pes_used: c.pes_used(),
-        pes: arch.n_pes(),
-        sram_bytes: c.sram.total_bytes,
-        sram_capacity: arch.n_pes() * arch.sram_bytes as u64,
+    Ok(WaferRow::new(
+        c,
+        cycles as f64 / n,
         kinds,
-        positions: (context, context + steps as u32 - 1),
-        emulated: true,
-    })
+        (context, context + steps as u32 - 1),
+        true,
+    ))
 }
 
 /// The wafer's row from the cost models alone (no emulation): what a
@@ -149,19 +167,13 @@ pub fn predicted(c: &Compiled, context: u32) -> WaferRow {
             site.kernel.predicted(arch, context) as f64;
         kinds.entry(HANDOFFS).or_default().cycles += h.cycles as f64;
     }
-    let cycles = c.predicted(context);
-    WaferRow {
-        per_token_cycles: cycles as f64,
-        predicted_cycles: cycles,
-        clock_hz: arch.clock_hz,
-        pes_used: c.pes_used(),
-        pes: arch.n_pes(),
-        sram_bytes: c.sram.total_bytes,
-        sram_capacity: arch.n_pes() * arch.sram_bytes as u64,
+    WaferRow::new(
+        c,
+        c.predicted(context) as f64,
         kinds,
-        positions: (context, context),
-        emulated: false,
-    }
+        (context, context),
+        false,
+    )
 }
 
 /// One GPU row of the table.

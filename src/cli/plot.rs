@@ -19,6 +19,14 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// An SVG of height `h` on white, with its title.
+fn start(h: f64, title: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" {FONT}>\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"24\" font-size=\"15\">{}</text>\n",
+        esc(title)
+    )
+}
+
 /// Powers of ten from below `lo` to above `hi`.
 fn decades(lo: f64, hi: f64) -> (f64, f64) {
     (
@@ -39,10 +47,7 @@ pub fn bars_svg(title: &str, bars: &[(String, f64)]) -> String {
     );
     let x =
         |v: f64| left + (W - left - right) * (v.log10() - lo.log10()) / (hi.log10() - lo.log10());
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" {FONT}>\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"24\" font-size=\"15\">{}</text>\n",
-        esc(title)
-    );
+    let mut s = start(h, title);
     let mut d = lo;
     while d <= hi * 1.0001 {
         let _ = writeln!(
@@ -107,10 +112,7 @@ pub fn lines_svg(title: &str, xl: &str, yl: &str, series: &[(String, Vec<(f64, f
     let y = |v: f64| {
         h - bottom - (h - top - bottom) * (v.log10() - ylo.log10()) / (yhi.log10() - ylo.log10())
     };
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" {FONT}>\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"24\" font-size=\"15\">{}</text>\n",
-        esc(title)
-    );
+    let mut s = start(h, title);
     let mut d = xlo;
     while d <= xhi * 1.0001 {
         let _ = writeln!(
