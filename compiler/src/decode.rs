@@ -10,7 +10,10 @@
 use crate::codegen::Compiled;
 use crate::place::Kernel;
 use crate::stage::Src;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use wafer_emulator::stats::Stats;
+use wafer_emulator::trace::Trace;
 use wafer_emulator::{Memory, RunConfig, RunError};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +49,37 @@ pub struct Step {
     /// Where each stage's PE-cycles went.
     pub stage_time: Vec<PeTime>,
     /// Each stage's run statistics (over its program's rectangle) and,
-    /// when tracing, its spans (cycles from the stage's start).
-    pub stage_stats: Vec<wafer_emulator::stats::Stats>,
-    pub stage_traces: Vec<Option<wafer_emulator::trace::Trace>>,
+    /// when tracing, its spans (cycles from the stage's start). Stages
+    /// whose results were reused share one copy.
+    pub stage_stats: Vec<Arc<Stats>>,
+    pub stage_traces: Vec<Option<Trace>>,
     pub cycles: u64,
+    /// Per stage: its timing-only results are those of an identical run
+    /// (see [`Decoder::reuse`]) rather than emulated again.
+    pub stage_reused: Vec<bool>,
+}
+
+/// A timing-only stage run's results, kept for the stages whose programs
+/// differ from it only in their weights.
+struct Reusable {
+    cycles: u64,
+    outputs: BTreeMap<String, Vec<f32>>,
+    stats: Arc<Stats>,
+    time: PeTime,
+    trace: Option<Trace>,
+    /// The decode step that last used it.
+    used: u64,
+}
+
+/// Timing-only runs by what determines them: the program less its weights
+/// and the inputs' known values
+/// ([`wafer_emulator::Program::timing_fingerprint`]). The layers of a model
+/// are the same programs with other weights, so a timing-only step
+/// emulates each distinct stage once.
+#[derive(Default)]
+struct Reuse {
+    runs: HashMap<Vec<u8>, Reusable>,
+    step: u64,
 }
 
 /// At most this many bytes of stages' starting SRAM are cached between
@@ -68,6 +98,8 @@ pub struct Decoder<'c> {
     image_bytes: u64,
     pub pos: u32,
     cfg: RunConfig,
+    /// Timing-only results reused across identical stages (`None`: off).
+    reuse: Option<Reuse>,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -88,7 +120,18 @@ impl<'c> Decoder<'c> {
                 engine: wafer_emulator::Engine::Jit,
                 ..RunConfig::default()
             },
+            reuse: Some(Reuse::default()),
         }
+    }
+
+    /// Whether a timing-only decoder runs each distinct stage once per step
+    /// and reuses its results for the stages that differ from it only in
+    /// their weights (on by default; functional decoding always runs every
+    /// stage). Results are the same either way (tested); off, every stage
+    /// is emulated, which is what measures the engine on a whole model.
+    /// A result is kept while the steps keep using it.
+    pub fn reuse(&mut self, on: bool) {
+        self.reuse = on.then(Reuse::default);
     }
 
     /// Which engine steps the stages (the JIT engine unless told
@@ -192,6 +235,13 @@ impl<'c> Decoder<'c> {
         let mut stage_traces = Vec::with_capacity(c.stages.len());
         let mut next = 0;
         let mut total = 0;
+        let mut stage_reused = Vec::with_capacity(c.stages.len());
+        let timing = self.cfg.timing_only;
+        if let Some(r) = self.reuse.as_mut().filter(|_| timing) {
+            r.step += 1;
+            let last = r.step - 1;
+            r.runs.retain(|_, run| run.used >= last);
+        }
         for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
             let mut tensors = BTreeMap::new();
             for (port, srcs) in &stage.inputs {
@@ -225,28 +275,64 @@ impl<'c> Decoder<'c> {
                     message: m,
                 })
             })?;
-            let keep = !self.cfg.timing_only && matches!(c.sites[i].kernel, Kernel::Attention(_));
-            let start = match self.memory[i].take() {
-                Some(mem) => Some(mem),
-                None if self.cfg.timing_only => None,
-                // A kept stage resumes from its own SRAM from now on: no
-                // copy of its image is worth caching.
-                None => Some(self.image(i, !keep).map_err(err)?),
+            let keep = !timing && matches!(c.sites[i].kernel, Kernel::Attention(_));
+            let key = (timing && self.reuse.is_some())
+                .then(|| f.program.timing_fingerprint(&inputs));
+            let step = self.reuse.as_ref().map_or(0, |r| r.step);
+            let hit = key
+                .as_ref()
+                .and_then(|k| self.reuse.as_mut()?.runs.get_mut(k));
+            stage_reused.push(hit.is_some());
+            let out = if let Some(run) = hit {
+                run.used = step;
+                stage_cycles.push(run.cycles);
+                stage_time.push(run.time);
+                stage_stats.push(run.stats.clone());
+                stage_traces.push(run.trace.clone());
+                total += run.cycles + c.routing.handoffs[i].cycles;
+                f.gather(&f.outputs[0], &run.outputs)
+            } else {
+                let start = match self.memory[i].take() {
+                    Some(mem) => Some(mem),
+                    None if timing => None,
+                    // A kept stage resumes from its own SRAM from now on: no
+                    // copy of its image is worth caching.
+                    None => Some(self.image(i, !keep).map_err(err)?),
+                };
+                let r = match start {
+                    Some(mem) => {
+                        wafer_emulator::run_resume(&f.program, arch, &inputs, &self.cfg, mem)
+                    }
+                    None => wafer_emulator::run(&f.program, arch, &inputs, &self.cfg),
+                }
+                .map_err(err)?;
+                let out = f.gather(&f.outputs[0], &r.outputs);
+                let stats = Arc::new(r.stats);
+                let time = PeTime::of(&stats);
+                stage_cycles.push(r.cycles);
+                stage_time.push(time);
+                stage_stats.push(stats.clone());
+                total += r.cycles + c.routing.handoffs[i].cycles;
+                if keep {
+                    self.memory[i] = Some(r.memory);
+                }
+                match (key, self.reuse.as_mut()) {
+                    (Some(k), Some(reuse)) => {
+                        stage_traces.push(r.trace.clone());
+                        let run = Reusable {
+                            cycles: r.cycles,
+                            outputs: r.outputs,
+                            stats,
+                            time,
+                            trace: r.trace,
+                            used: step,
+                        };
+                        reuse.runs.insert(k, run);
+                    }
+                    _ => stage_traces.push(r.trace),
+                }
+                out
             };
-            let r = match start {
-                Some(mem) => wafer_emulator::run_resume(&f.program, arch, &inputs, &self.cfg, mem),
-                None => wafer_emulator::run(&f.program, arch, &inputs, &self.cfg),
-            }
-            .map_err(err)?;
-            let out = f.gather(&f.outputs[0], &r.outputs);
-            stage_cycles.push(r.cycles);
-            stage_time.push(PeTime::of(&r.stats));
-            stage_stats.push(r.stats);
-            stage_traces.push(r.trace);
-            total += r.cycles + c.routing.handoffs[i].cycles;
-            if keep {
-                self.memory[i] = Some(r.memory);
-            }
             if stage.outputs.is_empty() {
                 // NaN (timing-only: unknown) saturates to token 0.
                 next = out[0] as u32;
@@ -268,6 +354,7 @@ impl<'c> Decoder<'c> {
             stage_stats,
             stage_traces,
             cycles: total,
+            stage_reused,
         })
     }
 }

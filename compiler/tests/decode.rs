@@ -206,3 +206,49 @@ fn timing_only_skip_counts_what_decoding_there_counts() {
     assert!(s.stage_time.iter().all(|p| p.compute > 0));
     assert!(t.skip_to(16).is_err());
 }
+
+/// A timing-only decoder that reuses the results of stages identical but
+/// for their weights gives every stage's cycles, PE-time, statistics,
+/// trace and outputs exactly as one that emulates every stage, step after
+/// step (positions change what the attention stages do); and it does
+/// reuse: every layer after the first, and later steps what earlier ones ran.
+#[test]
+fn timing_only_reuse_gives_what_emulating_every_stage_gives() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let o = options(Arch::wse3(), DType::F32, Some(kind), 16);
+        let compiled = compile(&c, Some(&w), &o).unwrap();
+        let decoder = |reuse| {
+            let mut d = Decoder::new(&compiled);
+            d.timing_only(true);
+            d.reuse(reuse);
+            d.trace(1000);
+            d
+        };
+        let (mut every, mut reusing) = (decoder(false), decoder(true));
+        for pos in 0..4 {
+            let (a, b) = (every.step(0).unwrap(), reusing.step(0).unwrap());
+            assert_eq!(a.stage_cycles, b.stage_cycles, "{kind:?} at {pos}");
+            assert_eq!(a.cycles, b.cycles);
+            assert_eq!(a.stage_time, b.stage_time);
+            assert_eq!(a.stage_stats, b.stage_stats);
+            assert_eq!(a.stage_traces, b.stage_traces);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a.logits), bits(&b.logits));
+            assert!(a.stage_reused.iter().all(|r| !r));
+            let reused = b.stage_reused.iter().filter(|r| **r).count();
+            let layer_stages = compiled
+                .stages
+                .iter()
+                .filter(|s| s.name.starts_with("layers.1."))
+                .count();
+            assert!(layer_stages > 0);
+            assert!(
+                reused >= layer_stages * (c.n_layers - 1),
+                "{kind:?} at {pos}: {reused} stages reused"
+            );
+            // Nothing was run before the first stage of the first step.
+            assert_eq!(b.stage_reused[0], pos > 0, "{kind:?} at {pos}");
+        }
+    }
+}

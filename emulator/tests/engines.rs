@@ -148,3 +148,65 @@ done:
         "{e}"
     );
 }
+
+/// Programs that differ only in their data images' values share a timing
+/// fingerprint and give identical timing-only results (while their
+/// functional outputs differ); any change to code, routes, streams, the
+/// known values of the inputs or the defaults of those not given changes it.
+#[test]
+fn timing_fingerprint_ignores_weights_and_only_weights() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let src = std::fs::read_to_string(dir.join("gemv_8x8.wsm")).unwrap();
+    let a = asm::parse(&src, "gemv_8x8.wsm").unwrap();
+    let none = Inputs::new();
+    let mut b = a.clone();
+    assert!(!b.data.is_empty());
+    for (i, d) in b.data.iter_mut().enumerate() {
+        d.init = wafer_emulator::DataInit::Random { seed: 99 + i as u64 };
+    }
+    assert_eq!(a.timing_fingerprint(&none), b.timing_fingerprint(&none));
+    let arch = Arch::wse3();
+    let run = |p: &wafer_emulator::Program, timing_only, inputs: &Inputs| {
+        let cfg = RunConfig {
+            timing_only,
+            ..RunConfig::default()
+        };
+        wafer_emulator::run(p, &arch, inputs, &cfg).unwrap()
+    };
+    let (ta, tb) = (run(&a, true, &none), run(&b, true, &none));
+    assert_eq!(ta.cycles, tb.cycles);
+    assert_eq!(ta.stats, tb.stats);
+    assert_ne!(run(&a, false, &none).outputs, run(&b, false, &none).outputs);
+
+    let differs = |p: &wafer_emulator::Program, inputs: &Inputs| {
+        p.timing_fingerprint(inputs) != a.timing_fingerprint(&none)
+    };
+    let mut c = a.clone();
+    c.routes.pop();
+    assert!(differs(&c, &none));
+    let mut c = a.clone();
+    c.codes[0].insts.pop();
+    assert!(differs(&c, &none));
+    let mut c = a.clone();
+    c.inputs[0].period += 1;
+    assert!(differs(&c, &none));
+    // A stream's default counts when it is not given, not when it is.
+    let mut c = a.clone();
+    c.inputs[0].init = wafer_emulator::DataInit::Fill(3.0);
+    assert!(differs(&c, &none));
+    let s = &a.inputs[0];
+    let given = |x: f32| Inputs::from([(s.name.clone(), vec![x; s.len as usize])]);
+    assert_eq!(
+        c.timing_fingerprint(&given(f32::NAN)),
+        a.timing_fingerprint(&given(f32::NAN))
+    );
+    // Known values count; NaN is unknown whatever its bits.
+    assert_ne!(
+        a.timing_fingerprint(&given(1.0)),
+        a.timing_fingerprint(&given(2.0))
+    );
+    assert_eq!(
+        a.timing_fingerprint(&given(f32::NAN)),
+        a.timing_fingerprint(&given(-f32::NAN))
+    );
+}

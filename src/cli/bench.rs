@@ -67,6 +67,12 @@ pub struct BenchArgs {
     /// fit in host memory).
     #[arg(long)]
     pub timing_only: bool,
+    /// Time the timing-only decode only as it reuses the results of
+    /// identical stages (the layers differ only in their weights), not
+    /// also emulating every stage: an 8B model's every-stage timing-only
+    /// token takes over an hour on a 2-core host.
+    #[arg(long)]
+    pub only_reuse: bool,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Print one JSON object.
@@ -78,6 +84,7 @@ const JIT: &str = "jit engine";
 const JIT_1: &str = "jit engine, 1 thread";
 const INTERP: &str = "interp engine";
 const TIMING: &str = "interp engine, timing-only";
+const REUSE: &str = "timing-only, reusing stages";
 const REFERENCE: &str = "reference engine";
 
 /// One engine's decode of the bench's tokens.
@@ -87,7 +94,10 @@ struct Timed {
     /// The first (warm-up or timed) step's host seconds.
     first_step_seconds: f64,
     cycles: Vec<u64>,
+    /// PE-cycles emulated in the timed steps (reused stages' not counted).
     pe_cycles: u64,
+    /// Stages per timed step whose results were reused.
+    reused_stages: usize,
     tokens: Vec<u32>,
 }
 
@@ -106,7 +116,7 @@ fn decode(
     c: &Compiled,
     label: &'static str,
     (engine, threads): (Engine, usize),
-    timing_only: bool,
+    (timing_only, reuse): (bool, bool),
     (warmup, steps): (usize, usize),
     feed: Option<&[u32]>,
 ) -> anyhow::Result<Timed> {
@@ -114,6 +124,7 @@ fn decode(
     d.engine(engine);
     d.threads(threads);
     d.timing_only(timing_only);
+    d.reuse(reuse);
     d.cancel_on(super::interrupt_flag());
     let pes = stage_pes(c);
     let bar = indicatif::ProgressBar::new((warmup + steps) as u64);
@@ -123,7 +134,7 @@ fn decode(
     );
     bar.set_message(label);
     let mut token = wafer_compiler::tokenizer::BOS;
-    let (mut cycles, mut tokens, mut pe_cycles) = (Vec::new(), Vec::new(), 0);
+    let (mut cycles, mut tokens, mut pe_cycles, mut reused) = (Vec::new(), Vec::new(), 0, 0);
     let (mut seconds, mut first_step_seconds) = (0.0, 0.0);
     for i in 0..warmup + steps {
         let start = Instant::now();
@@ -144,8 +155,11 @@ fn decode(
             .stage_cycles
             .iter()
             .zip(&pes)
-            .map(|(c, p)| c * p)
+            .zip(&step.stage_reused)
+            .filter(|(_, reused)| !**reused)
+            .map(|((c, p), _)| c * p)
             .sum::<u64>();
+        reused += step.stage_reused.iter().filter(|r| **r).count();
         cycles.push(step.cycles);
         token = feed.map_or(step.next, |f| f[i]);
         tokens.push(token);
@@ -158,6 +172,7 @@ fn decode(
         first_step_seconds,
         cycles,
         pe_cycles,
+        reused_stages: reused / steps,
         tokens,
     })
 }
@@ -198,7 +213,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             false,
             functional && !a.no_interp,
         ),
-        (TIMING, (Engine::Interp, 1), true, true),
+        (TIMING, (Engine::Interp, 1), true, !a.only_reuse),
+        (REUSE, (Engine::Interp, 1), true, true),
         (
             REFERENCE,
             (Engine::Reference, 1),
@@ -209,13 +225,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut runs: Vec<Timed> = Vec::new();
     for (label, engine, timing_only, wanted) in plan {
         if wanted {
+            let reuse = label == REUSE;
             // Later engines are fed the first one's tokens.
             let feed = runs.first().map(|r| r.tokens.clone());
             runs.push(decode(
                 &c,
                 label,
                 engine,
-                timing_only,
+                (timing_only, reuse),
                 (warmup, steps),
                 feed.as_deref(),
             )?);
@@ -264,7 +281,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     };
     let find = |label: &str| runs.iter().find(|r| r.label == label);
     let fast = find(JIT);
-    let timing = find(TIMING).expect("always run");
+    let timing = find(TIMING).or(find(REUSE)).expect("always run");
     let reference = find(REFERENCE);
     let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
     let vs_reference = ratio(
@@ -282,7 +299,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let slowdown = ratio(fast.map(|r| r.seconds_per_token), cpu);
     let timing_vs_functional = ratio(
         fast.map(|r| r.seconds_per_token),
-        Some(timing.seconds_per_token),
+        find(TIMING).map(|r| r.seconds_per_token),
+    );
+    let reuse_vs_every_stage = ratio(
+        find(TIMING).map(|r| r.seconds_per_token),
+        find(REUSE).map(|r| r.seconds_per_token),
     );
     let rss = peak_rss();
     let clock = c.options.arch.clock_hz;
@@ -305,7 +326,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 "first_step_seconds": r.first_step_seconds,
                 "pe_cycles_per_token": r.pe_cycles / steps as u64,
                 "pe_cycles_per_host_second": r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
+                "reused_stages_per_token": r.reused_stages,
             })).collect::<Vec<_>>(),
+            "stages": c.stages.len(),
             "cpu_reference_seconds_per_token": cpu,
             "fast_vs_reference": vs_reference,
             "jit_vs_interp": jit_vs_interp,
@@ -313,6 +336,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "threads_vs_one": threads_speedup,
             "emulation_slowdown": slowdown,
             "timing_only_vs_functional": timing_vs_functional,
+            "reuse_vs_every_stage": reuse_vs_every_stage,
             "peak_rss_bytes": rss,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -331,8 +355,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         mean_cycles / clock * 1e6
     );
     for r in &runs {
+        let reused = if r.label == REUSE {
+            format!(", {} of {} stages reused", r.reused_stages, c.stages.len())
+        } else {
+            String::new()
+        };
         println!(
-            "{:26} {:>10.4} s/token  {:>8.2e} PE-cycles/s  (first step {:.4} s)",
+            "{:28} {:>10.4} s/token  {:>8.2e} PE-cycles/s  (first step {:.4} s{reused})",
             r.label,
             r.seconds_per_token,
             r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
@@ -353,6 +382,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(x) = timing_vs_functional {
         println!("timing-only vs functional: {x:.2}x");
+    }
+    if let Some(x) = reuse_vs_every_stage {
+        println!("timing-only reusing identical stages vs emulating every stage: {x:.2}x");
     }
     if let Some(x) = slowdown {
         println!("emulation slowdown (jit engine s/token ÷ CPU reference s/token): {x:.1}x");

@@ -14,65 +14,128 @@ use crate::stats::{PeStats, STATS_VERSION, Stats};
 use crate::trace::{Span, TRACE_VERSION, Trace};
 use crate::{Arch, DType, Pe, PeCode, Port, PortSet, Program};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 const NONE: u32 = u32::MAX;
 
-/// A bounded FIFO of `(ready_at, bits)` behind a link. Its capacity is the
-/// buffer's depth plus the link's latency (each cycle of latency is a
-/// pipeline stage holding one wavelet), so a depth of 1 already sustains one
-/// wavelet per cycle. Entries in flight count against the capacity, and room
-/// freed by a pop becomes visible the next cycle.
-struct Fifo {
-    q: VecDeque<(u64, u32)>,
-    depth: u32,
+/// Every bounded FIFO of `(ready_at, bits)` behind a link. A FIFO's
+/// capacity is the buffer's depth plus the link's latency (each cycle of
+/// latency is a pipeline stage holding one wavelet), so a depth of 1
+/// already sustains one wavelet per cycle. Entries in flight count against
+/// the capacity, and room freed by a pop becomes visible the next cycle.
+///
+/// All FIFOs' entries live in one slab, each FIFO a ring in its own slice,
+/// and their bookkeeping in one array: a step touches a PE's buffers in
+/// neighbouring memory rather than in an allocation per buffer.
+struct Fifos {
+    rings: Vec<Ring>,
+    slab: Vec<(u64, u32)>,
+    what: Vec<FifoKind>,
+}
+
+#[derive(Clone, Copy)]
+struct Ring {
     pop_cycle: u64,
+    off: u32,
+    cap: u32,
+    head: u32,
+    len: u32,
     pops: u32,
-    what: FifoKind,
+}
+
+impl Fifos {
+    fn new() -> Fifos {
+        Fifos {
+            rings: Vec::new(),
+            slab: Vec::new(),
+            what: Vec::new(),
+        }
+    }
+    /// A new FIFO holding `cap` entries: its index.
+    fn add(&mut self, cap: u32, what: FifoKind) -> u32 {
+        let i = self.rings.len() as u32;
+        self.rings.push(Ring {
+            pop_cycle: u64::MAX,
+            off: self.slab.len() as u32,
+            cap,
+            head: 0,
+            len: 0,
+            pops: 0,
+        });
+        self.slab.resize(self.slab.len() + cap as usize, (0, 0));
+        self.what.push(what);
+        i
+    }
+    fn len(&self) -> usize {
+        self.rings.len()
+    }
+    fn has_space(&self, f: u32, now: u64) -> bool {
+        let r = &self.rings[f as usize];
+        let pops = if r.pop_cycle == now { r.pops } else { 0 };
+        r.len + pops < r.cap
+    }
+    /// Entry `k` from the head.
+    fn at(&self, r: &Ring, k: u32) -> (u64, u32) {
+        let mut i = r.head + k;
+        if i >= r.cap {
+            i -= r.cap;
+        }
+        self.slab[(r.off + i) as usize]
+    }
+    fn head(&self, f: u32, now: u64) -> Option<u32> {
+        let r = &self.rings[f as usize];
+        if r.len == 0 {
+            return None;
+        }
+        let (t, b) = self.at(r, 0);
+        (t <= now).then_some(b)
+    }
+    fn pop(&mut self, f: u32, now: u64) -> u32 {
+        let r = &mut self.rings[f as usize];
+        assert!(r.len > 0, "pop from a fifo with a ready head");
+        if r.pop_cycle != now {
+            r.pop_cycle = now;
+            r.pops = 0;
+        }
+        r.pops += 1;
+        let at = (r.off + r.head) as usize;
+        r.head += 1;
+        if r.head == r.cap {
+            r.head = 0;
+        }
+        r.len -= 1;
+        self.slab[at].1
+    }
+    fn push(&mut self, f: u32, ready: u64, bits: u32) {
+        let r = &mut self.rings[f as usize];
+        debug_assert!(r.len < r.cap);
+        let mut i = r.head + r.len;
+        if i >= r.cap {
+            i -= r.cap;
+        }
+        r.len += 1;
+        self.slab[(r.off + i) as usize] = (ready, bits);
+    }
+    /// Nothing stored and nothing in flight to it.
+    fn is_empty(&self, f: u32) -> bool {
+        self.rings[f as usize].len == 0
+    }
+    /// Entries stored or in flight.
+    fn count(&self, f: u32) -> u32 {
+        self.rings[f as usize].len
+    }
+    /// The earliest entry that becomes ready after cycle `t`.
+    fn landing_after(&self, f: u32, t: u64) -> Option<u64> {
+        let r = &self.rings[f as usize];
+        (0..r.len).map(|k| self.at(r, k).0).find(|x| *x > t)
+    }
 }
 
 #[derive(Clone, Copy)]
 enum FifoKind {
     Router { pe: Pe, port: Port, color: u8 },
     Queue { pe: Pe, color: u8 },
-}
-
-impl Fifo {
-    fn new(depth: u32, what: FifoKind) -> Fifo {
-        Fifo {
-            q: VecDeque::with_capacity(depth as usize),
-            depth,
-            pop_cycle: u64::MAX,
-            pops: 0,
-            what,
-        }
-    }
-    fn has_space(&self, now: u64) -> bool {
-        let pops = if self.pop_cycle == now { self.pops } else { 0 };
-        (self.q.len() as u32 + pops) < self.depth
-    }
-    fn head(&self, now: u64) -> Option<u32> {
-        self.q.front().filter(|(t, _)| *t <= now).map(|(_, b)| *b)
-    }
-    fn pop(&mut self, now: u64) -> u32 {
-        if self.pop_cycle != now {
-            self.pop_cycle = now;
-            self.pops = 0;
-        }
-        self.pops += 1;
-        self.q
-            .pop_front()
-            .expect("pop from a fifo with a ready head")
-            .1
-    }
-    fn push(&mut self, ready: u64, bits: u32) {
-        debug_assert!(self.q.len() < self.depth as usize);
-        self.q.push_back((ready, bits));
-    }
-    /// Nothing stored and nothing in flight to it.
-    fn is_empty(&self) -> bool {
-        self.q.is_empty()
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -145,13 +208,131 @@ struct VecOpState {
     jit: Option<jit::VecFn>,
 }
 
+/// A core's vector ops in flight: slot 0 the main thread's synchronous op,
+/// 1.. the microthreads'. A mask of the occupied slots is kept beside them,
+/// so a step looks only at those (most cores have none or one; reading all
+/// of a core's slots costs a cache miss each on a wafer of cores), and the
+/// slots are allocated up to the highest one used.
+struct Ops {
+    live: u32,
+    n: u8,
+    /// Boxed: an op moves out and back every cycle it runs.
+    slots: Vec<Option<Box<VecOpState>>>,
+    /// A finished op's box, for the next one issued.
+    spare: Option<Box<VecOpState>>,
+}
+
+impl Ops {
+    fn new(n: usize) -> Ops {
+        assert!(n <= 32, "at most 31 microthreads");
+        Ops {
+            live: 0,
+            n: n as u8,
+            slots: Vec::new(),
+            spare: None,
+        }
+    }
+    fn len(&self) -> usize {
+        self.n as usize
+    }
+    fn is_some(&self, s: usize) -> bool {
+        self.live & (1 << s) != 0
+    }
+    fn any(&self) -> bool {
+        self.live != 0
+    }
+    fn get(&self, s: usize) -> Option<&VecOpState> {
+        if self.is_some(s) {
+            self.slots[s].as_deref()
+        } else {
+            None
+        }
+    }
+    fn take(&mut self, s: usize) -> Option<Box<VecOpState>> {
+        if !self.is_some(s) {
+            return None;
+        }
+        self.live &= !(1 << s);
+        self.slots[s].take()
+    }
+    /// A newly issued op into slot `s`.
+    fn issue(&mut self, s: usize, op: VecOpState) {
+        let b = match self.spare.take() {
+            Some(mut b) => {
+                *b = op;
+                b
+            }
+            None => Box::new(op),
+        };
+        self.put(s, b);
+    }
+    fn retire(&mut self, op: Box<VecOpState>) {
+        self.spare = Some(op);
+    }
+    fn put(&mut self, s: usize, op: Box<VecOpState>) {
+        if self.slots.len() <= s {
+            self.slots.resize_with(s + 1, || None);
+        }
+        self.live |= 1 << s;
+        self.slots[s] = Some(op);
+    }
+    /// The occupied slots, in slot order.
+    fn iter(&self) -> impl Iterator<Item = (usize, &VecOpState)> {
+        let mut live = self.live;
+        std::iter::from_fn(move || {
+            if live == 0 {
+                return None;
+            }
+            let s = live.trailing_zeros() as usize;
+            live &= live - 1;
+            Some((s, self.slots[s].as_deref().expect("live slot")))
+        })
+    }
+}
+
+/// Timing-only mode: a core's known SRAM elements, by byte address, and
+/// the range of addresses ever made known: most lookups (a weight, an
+/// accumulator) fall outside it and cost no hash-table probe.
+#[derive(Default)]
+struct Known {
+    map: FxHashMap<u32, u32>,
+    lo: u32,
+    hi: u32,
+}
+
+impl Known {
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    fn get(&self, at: &u32) -> Option<&u32> {
+        if self.map.is_empty() || *at < self.lo || *at > self.hi {
+            return None;
+        }
+        self.map.get(at)
+    }
+    fn insert(&mut self, at: u32, bits: u32) -> Option<u32> {
+        if self.map.is_empty() {
+            (self.lo, self.hi) = (at, at);
+        } else {
+            (self.lo, self.hi) = (self.lo.min(at), self.hi.max(at));
+        }
+        self.map.insert(at, bits)
+    }
+    fn remove(&mut self, at: &u32) -> Option<u32> {
+        if self.map.is_empty() || *at < self.lo || *at > self.hi {
+            return None;
+        }
+        self.map.remove(at)
+    }
+}
+
 struct Core {
     code: usize,
     /// The bytes the code lays out (empty in timing-only mode).
     sram: Vec<u8>,
     /// Timing-only mode: the elements whose value is known, by byte
     /// address (the buffer's encoding); everything else is unknown.
-    known: HashMap<u32, u32>,
+    known: Known,
     /// Timing-only mode: which integer and float registers are known.
     rk: u16,
     fk: u16,
@@ -161,8 +342,7 @@ struct Core {
     blocked: Vec<bool>,
     main: Main,
     task_started: u64,
-    /// Slot 0: the main thread's synchronous op; 1..: microthreads.
-    ops: Vec<Option<VecOpState>>,
+    ops: Ops,
     rr: usize,
     /// Input-queue fifo per color (NONE where the code does not receive it).
     queue: Vec<u32>,
@@ -244,7 +424,7 @@ struct Machine<'p> {
     arch: &'p Arch,
     layout: Layout,
     now: u64,
-    fifos: Vec<Fifo>,
+    fifos: Fifos,
     routers: Vec<Router>,
     cores: Vec<Option<Core>>,
     host_in: Vec<HostIn>,
@@ -401,7 +581,7 @@ struct Wake {
     /// [`Machine::jump`]); before it the core is asleep whatever wakes it.
     resume: Vec<u64>,
     /// Cores sleeping through a jump, by the cycle they resume at.
-    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    timers: Timers,
     /// A fault a jump ran into, returned at the cycle it happens.
     faults: BTreeMap<usize, RunError>,
     /// Per core: asleep while stalled since this cycle, and which stall
@@ -413,6 +593,75 @@ struct Wake {
     /// Per fifo: the core to wake when it is popped (its producer, for a
     /// core's ramp buffer: room for a stalled send), else `NONE`.
     pop_wakes: Vec<u32>,
+}
+
+/// Wake-ups by cycle: a wheel of buckets for the next [`Timers::WHEEL`]
+/// cycles (most timers are a few cycles ahead: a wavelet landing, a short
+/// op) and a heap for the rest, moved onto the wheel as their cycle nears.
+/// A wake-up for a cycle already drained is due at the next drain, as a
+/// heap would have it; each drain gives its ids in ascending order.
+struct Timers {
+    wheel: Vec<Vec<u32>>,
+    /// Ids on the wheel.
+    on_wheel: usize,
+    far: BinaryHeap<Reverse<(u64, u32)>>,
+    /// The last cycle drained (`due`); the wheel holds cycles after it.
+    drained: u64,
+    out: Vec<u32>,
+}
+
+impl Timers {
+    const WHEEL: u64 = 64;
+
+    fn new() -> Timers {
+        Timers {
+            wheel: (0..Self::WHEEL).map(|_| Vec::new()).collect(),
+            on_wheel: 0,
+            far: BinaryHeap::new(),
+            drained: 0,
+            out: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, t: u64, id: u32) {
+        let t = t.max(self.drained + 1);
+        if t < self.drained + Self::WHEEL {
+            self.wheel[(t % Self::WHEEL) as usize].push(id);
+            self.on_wheel += 1;
+        } else {
+            self.far.push(Reverse((t, id)));
+        }
+    }
+
+    /// The earliest cycle with a wake-up.
+    fn first(&self) -> Option<u64> {
+        if self.on_wheel > 0 {
+            return (self.drained + 1..self.drained + Self::WHEEL)
+                .find(|t| !self.wheel[(t % Self::WHEEL) as usize].is_empty());
+        }
+        self.far.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// The ids due at cycle `now` (no wake-up is ever skipped over: the
+    /// engine steps at `first()` at the latest).
+    fn due(&mut self, now: u64) -> std::vec::Drain<'_, u32> {
+        debug_assert!(now > self.drained || now == 0);
+        debug_assert!(self.first().is_none_or(|t| t >= now));
+        self.drained = now.max(self.drained);
+        while let Some(&Reverse((t, id))) = self.far.peek() {
+            if t >= now + Self::WHEEL {
+                break;
+            }
+            self.far.pop();
+            self.wheel[(t.max(now) % Self::WHEEL) as usize].push(id);
+            self.on_wheel += 1;
+        }
+        let bucket = &mut self.wheel[(now % Self::WHEEL) as usize];
+        self.on_wheel -= bucket.len();
+        std::mem::swap(bucket, &mut self.out);
+        self.out.sort_unstable();
+        self.out.drain(..)
+    }
 }
 
 const STALLED: u8 = 1 << 7;
@@ -587,27 +836,26 @@ impl<'p> Machine<'p> {
             memory = Some(sram_images(p, &layout, cfg.threads));
         }
         let colors = layout.colors as usize;
-        let mut fifos: Vec<Fifo> = Vec::new();
+        let mut fifos = Fifos::new();
         // Router buffers for every (PE, input port, color) a route uses.
         let mut rbuf = vec![NONE; n * colors * Port::COUNT];
         for pe in 0..n {
             for c in 0..colors {
                 for port in Port::ALL {
                     if !layout.route(pe, c as u8, port).is_empty() {
-                        rbuf[(pe * colors + c) * Port::COUNT + port.index()] = fifos.len() as u32;
                         let latency = if port == Port::Ramp {
                             arch.ramp_latency
                         } else {
                             arch.hop_latency
                         };
-                        fifos.push(Fifo::new(
+                        rbuf[(pe * colors + c) * Port::COUNT + port.index()] = fifos.add(
                             arch.router_buffer_depth + latency,
                             FifoKind::Router {
                                 pe: layout.pe_at(pe),
                                 port,
                                 color: c as u8,
                             },
-                        ));
+                        );
                     }
                 }
             }
@@ -644,11 +892,10 @@ impl<'p> Machine<'p> {
             stats.sram_used[pe] = code.sram_bytes();
             let mut queue = vec![NONE; colors];
             for c in &layout.code_colors[ci].consumed {
-                queue[c.0 as usize] = fifos.len() as u32;
-                fifos.push(Fifo::new(
+                queue[c.0 as usize] = fifos.add(
                     arch.queue_depth + arch.ramp_latency,
                     FifoKind::Queue { pe: at, color: c.0 },
-                ));
+                );
             }
             let mut ramp_up = vec![NONE; colors];
             for c in &layout.code_colors[ci].produced {
@@ -658,7 +905,7 @@ impl<'p> Machine<'p> {
             cores.push(Some(Core {
                 code: ci,
                 sram,
-                known: HashMap::new(),
+                known: Known::default(),
                 rk: u16::MAX,
                 fk: u16::MAX,
                 r: [0; 16],
@@ -667,7 +914,7 @@ impl<'p> Machine<'p> {
                 blocked: code.tasks.iter().map(|t| t.blocked).collect(),
                 main: Main::Idle,
                 task_started: 0,
-                ops: (0..=arch.microthreads).map(|_| None).collect(),
+                ops: Ops::new(arch.microthreads as usize + 1),
                 rr: 0,
                 queue,
                 ramp_up,
@@ -819,7 +1066,7 @@ impl<'p> Machine<'p> {
         if !w.list.is_empty() || w.issue_sleepers > 0 {
             return next;
         }
-        let mut at = w.timers.peek().map_or(u64::MAX, |Reverse((t, _))| *t);
+        let mut at = w.timers.first().unwrap_or(u64::MAX);
         for h in &self.host_in {
             if h.next < h.wavelets.len() {
                 at = at.min(h.next_time);
@@ -838,8 +1085,9 @@ impl<'p> Machine<'p> {
         let idx = |pe: Pe| (pe.y * self.p.width + pe.x) as usize;
         let owner = self
             .fifos
+            .what
             .iter()
-            .map(|f| match f.what {
+            .map(|f| match *f {
                 FifoKind::Router { pe, .. } => idx(pe) as u32,
                 FifoKind::Queue { pe, .. } => (n + idx(pe)) as u32,
             })
@@ -874,7 +1122,7 @@ impl<'p> Machine<'p> {
             spare: Vec::new(),
             n,
             resume: vec![0; n],
-            timers: BinaryHeap::new(),
+            timers: Timers::new(),
             faults: BTreeMap::new(),
             stalled: vec![(0, 0); n],
             issue_sleepers: 0,
@@ -884,7 +1132,7 @@ impl<'p> Machine<'p> {
 
     fn push(&mut self, fifo: u32, delay: u32, bits: u32) {
         let ready = self.now + delay as u64;
-        self.fifos[fifo as usize].push(ready, bits);
+        self.fifos.push(fifo, ready, bits);
         self.horizon = self.horizon.max(ready);
         self.activity = true;
         if let Some(w) = self.wake.as_mut() {
@@ -903,11 +1151,7 @@ impl<'p> Machine<'p> {
         let now = self.now;
         let w = self.wake.as_mut().expect("event mode");
         let mut list = std::mem::take(&mut w.list);
-        while let Some(&Reverse((t, i))) = w.timers.peek() {
-            if t > now {
-                break;
-            }
-            w.timers.pop();
+        for i in w.timers.due(now) {
             if !w.awake[i as usize] {
                 w.awake[i as usize] = true;
                 list.push(i);
@@ -918,6 +1162,10 @@ impl<'p> Machine<'p> {
             self.activity = true;
         }
         let mut keep = std::mem::take(&mut w.spare);
+        // In index order: neighbouring PEs' state shares cache lines and
+        // the hardware prefetches ahead; on a large grid a step is bound by
+        // memory latency, not by the work it does.
+        list.sort_unstable();
         // Any order gives the same result: nothing pushed this cycle is
         // visible this cycle (the invariant in engine/mod.rs).
         for &i in &list {
@@ -927,7 +1175,7 @@ impl<'p> Machine<'p> {
                 self.routers[i]
                     .entries
                     .iter()
-                    .any(|e| !self.fifos[e.fifo as usize].is_empty())
+                    .any(|e| !self.fifos.is_empty(e.fifo))
             } else {
                 let pe = i - n;
                 let w = self.wake.as_mut().expect("event mode");
@@ -983,7 +1231,7 @@ impl<'p> Machine<'p> {
     fn sleep_until(&mut self, pe: usize, t: u64) {
         let w = self.wake.as_mut().expect("event mode");
         w.resume[pe] = t;
-        w.timers.push(Reverse((t, (w.n + pe) as u32)));
+        w.timers.push(t, (w.n + pe) as u32);
         self.horizon = self.horizon.max(t);
     }
 
@@ -1002,10 +1250,10 @@ impl<'p> Machine<'p> {
         let core = self.cores[pe].as_ref().unwrap();
         match core.main {
             Main::WaitSync { .. } => {
-                if core.ops[1..].iter().any(Option::is_some) {
+                if core.ops.live & !1 != 0 {
                     return Jumped::No;
                 }
-                let Some(op) = core.ops[0].as_ref() else {
+                let Some(op) = core.ops.get(0) else {
                     return Jumped::No;
                 };
                 let local = |l: &Loc| !matches!(l, Loc::In { .. } | Loc::Out { .. });
@@ -1031,7 +1279,7 @@ impl<'p> Machine<'p> {
                 if t == now + 1 {
                     return Jumped::No;
                 }
-                let mut op = self.cores[pe].as_mut().unwrap().ops[0].take().unwrap();
+                let mut op = self.cores[pe].as_mut().unwrap().ops.take(0).unwrap();
                 let k = done - op.done;
                 // Compiled element loops join this cycle's deferred work.
                 self.defer = true;
@@ -1043,11 +1291,11 @@ impl<'p> Machine<'p> {
                 if busy > 0 {
                     core.rr = 1;
                 }
-                core.ops[0] = Some(op);
+                core.ops.put(0, op);
                 self.activity = true;
                 Jumped::Until(t)
             }
-            Main::Running { task, pc } if core.ops.iter().all(Option::is_none) => {
+            Main::Running { task, pc } if !core.ops.any() => {
                 let code = &self.p.codes[core.code];
                 if matches!(code.insts[pc as usize], Inst::Vec(_) | Inst::End) {
                     return Jumped::No;
@@ -1185,7 +1433,7 @@ impl<'p> Machine<'p> {
         let core = self.cores[pe].as_ref().unwrap();
         let code = &self.p.codes[core.code];
         let mut flags = STALLED;
-        for op in core.ops.iter().flatten() {
+        for (_, op) in core.ops.iter() {
             let (avail, why) = self.fabric_avail(op, t);
             if op.start_at > t || avail > 0 {
                 return false;
@@ -1202,9 +1450,9 @@ impl<'p> Machine<'p> {
                 !core.blocked[i]
                     && match task.kind {
                         TaskKind::Local => core.active[i],
-                        TaskKind::Data(c) => self.fifos[core.queue[c.0 as usize] as usize]
-                            .head(t)
-                            .is_some(),
+                        TaskKind::Data(c) => {
+                            self.fifos.head(core.queue[c.0 as usize], t).is_some()
+                        }
                     }
             }),
             Main::Running { pc, .. } => match &code.insts[pc as usize] {
@@ -1214,7 +1462,7 @@ impl<'p> Machine<'p> {
                         ExecMode::Async { thread, .. } => thread as usize + 1,
                     };
                     flags |= STALL_ISSUE;
-                    core.ops[slot].is_some()
+                    core.ops.is_some(slot)
                 }
                 _ => false,
             },
@@ -1228,13 +1476,7 @@ impl<'p> Machine<'p> {
             .queue
             .iter()
             .filter(|q| **q != NONE)
-            .filter_map(|q| {
-                self.fifos[*q as usize]
-                    .q
-                    .iter()
-                    .map(|e| e.0)
-                    .find(|r| *r > t)
-            })
+            .filter_map(|q| self.fifos.landing_after(*q, t))
             .min();
         let w = self.wake.as_mut().expect("event mode");
         w.stalled[pe] = (t, flags);
@@ -1242,7 +1484,7 @@ impl<'p> Machine<'p> {
             w.issue_sleepers += 1;
         }
         if let Some(r) = landing {
-            w.timers.push(Reverse((r, (w.n + pe) as u32)));
+            w.timers.push(r, (w.n + pe) as u32);
         }
         true
     }
@@ -1251,7 +1493,7 @@ impl<'p> Machine<'p> {
         let core = self.cores[pe].as_ref().expect("awake cores have code");
         let code = &self.p.codes[core.code];
         core.main != Main::Idle
-            || core.ops.iter().any(Option::is_some)
+            || core.ops.any()
             || code
                 .tasks
                 .iter()
@@ -1260,7 +1502,7 @@ impl<'p> Machine<'p> {
             || core
                 .queue
                 .iter()
-                .any(|q| *q != NONE && !self.fifos[*q as usize].is_empty())
+                .any(|q| *q != NONE && !self.fifos.is_empty(*q))
     }
 
     fn span(&mut self, pe: Pe, thread: u8, name: &str, start: u64) {
@@ -1290,7 +1532,7 @@ impl<'p> Machine<'p> {
                 self.activity = true;
                 continue;
             }
-            if self.fifos[h.fifo as usize].has_space(self.now) {
+            if self.fifos.has_space(h.fifo, self.now) {
                 let (fifo, bits) = (h.fifo, h.wavelets[h.next]);
                 self.push(fifo, self.arch.hop_latency, bits);
                 let h = &mut self.host_in[i];
@@ -1302,7 +1544,7 @@ impl<'p> Machine<'p> {
 
     fn dest_has_space(&self, d: Dest) -> bool {
         match d {
-            Dest::Fifo(f) => self.fifos[f as usize].has_space(self.now),
+            Dest::Fifo(f) => self.fifos.has_space(f, self.now),
             Dest::Host(_) => true,
             Dest::None => false,
         }
@@ -1321,7 +1563,7 @@ impl<'p> Machine<'p> {
         for k in 0..n {
             let i = (rr + k) % n;
             let e = &self.routers[pe].entries[i];
-            if used_in.contains(e.port) || self.fifos[e.fifo as usize].head(self.now).is_none() {
+            if used_in.contains(e.port) || self.fifos.head(e.fifo, self.now).is_none() {
                 continue;
             }
             if e.outs.intersects(claimed)
@@ -1334,7 +1576,7 @@ impl<'p> Machine<'p> {
                 continue;
             }
             let (outs, dests, fifo, port) = (e.outs, e.dests, e.fifo, e.port);
-            let bits = self.fifos[fifo as usize].pop(self.now);
+            let bits = self.fifos.pop(fifo, self.now);
             if let Some(w) = self.wake.as_mut() {
                 let o = w.pop_wakes[fifo as usize];
                 if o != NONE && !w.awake[o as usize] {
@@ -1424,7 +1666,7 @@ impl<'p> Machine<'p> {
         for s in &op.srcs {
             if let Loc::In { fifo, pend, .. } = *s {
                 let a = pend
-                    + if self.fifos[fifo as usize].head(now).is_some() {
+                    + if self.fifos.head(fifo, now).is_some() {
                         per
                     } else {
                         0
@@ -1436,7 +1678,7 @@ impl<'p> Machine<'p> {
             }
         }
         if let Loc::Out { fifo, pend, .. } = op.dst {
-            let space = self.fifos[fifo as usize].has_space(now);
+            let space = self.fifos.has_space(fifo, now);
             if op.done == op.n {
                 // Only the flush of a half-filled wavelet is left.
                 return if space { (1, None) } else { (0, Some(false)) };
@@ -1459,15 +1701,19 @@ impl<'p> Machine<'p> {
     }
 
     fn step_datapath(&mut self, pe: usize) -> Result<(), RunError> {
-        let slots = self.cores[pe].as_ref().unwrap().ops.len();
-        let rr = self.cores[pe].as_ref().unwrap().rr;
+        let core = self.cores[pe].as_ref().unwrap();
+        let (slots, live, rr) = (core.ops.len(), core.ops.live, core.rr);
+        if live == 0 {
+            return Ok(());
+        }
         let (mut waited_in, mut waited_out) = (false, false);
         for k in 0..slots {
             let s = (rr + k) % slots;
-            let core = self.cores[pe].as_ref().unwrap();
-            let Some(op) = core.ops[s].as_ref() else {
+            if live & (1 << s) == 0 {
                 continue;
-            };
+            }
+            let core = self.cores[pe].as_ref().unwrap();
+            let op = core.ops.get(s).expect("live slot");
             if self.now < op.start_at {
                 self.activity = true;
                 continue;
@@ -1499,7 +1745,7 @@ impl<'p> Machine<'p> {
     /// is popped when the last one's values are used up.
     fn take_in(&mut self, fifo: u32, pend_bits: &mut u32, pend: &mut u32, per: u32) -> u32 {
         if *pend == 0 {
-            *pend_bits = self.fifos[fifo as usize].pop(self.now);
+            *pend_bits = self.fifos.pop(fifo, self.now);
             self.activity = true;
             *pend = per;
         }
@@ -1783,7 +2029,7 @@ impl<'p> Machine<'p> {
     fn run_op(&mut self, pe: usize, slot: usize, avail: u32) -> Result<(), RunError> {
         let now = self.now;
         let ramp = self.arch.ramp_latency;
-        let mut op = self.cores[pe].as_mut().unwrap().ops[slot].take().unwrap();
+        let mut op = self.cores[pe].as_mut().unwrap().ops.take(slot).unwrap();
         op.acc += op.num;
         let k = (op.acc / op.den).min(avail).min(op.n - op.done);
         op.acc = (op.acc - k * op.den).min(op.den - 1);
@@ -1796,7 +2042,7 @@ impl<'p> Machine<'p> {
             } = &mut op.dst
             && *pend > 0
             && !pushed
-            && self.fifos[*fifo as usize].has_space(now)
+            && self.fifos.has_space(*fifo, now)
         {
             let (f, b) = (*fifo, *pend_bits);
             *pend = 0;
@@ -1806,7 +2052,7 @@ impl<'p> Machine<'p> {
         }
         let finished = op.done == op.n && !matches!(op.dst, Loc::Out { pend, .. } if pend > 0);
         if !finished {
-            self.cores[pe].as_mut().unwrap().ops[slot] = Some(op);
+            self.cores[pe].as_mut().unwrap().ops.put(slot, op);
             return Ok(());
         }
         let at = self.layout.pe_at(pe);
@@ -1820,6 +2066,7 @@ impl<'p> Machine<'p> {
         } else if let Some(t) = op.on_done {
             core.active[t as usize] = true;
         }
+        core.ops.retire(op);
         Ok(())
     }
 
@@ -1834,9 +2081,9 @@ impl<'p> Machine<'p> {
                     !core.blocked[i]
                         && match t.kind {
                             TaskKind::Local => core.active[i],
-                            TaskKind::Data(c) => self.fifos[core.queue[c.0 as usize] as usize]
-                                .head(self.now)
-                                .is_some(),
+                            TaskKind::Data(c) => {
+                                self.fifos.head(core.queue[c.0 as usize], self.now).is_some()
+                            }
                         }
                 });
                 let Some(t) = pick else { return Ok(()) };
@@ -1848,7 +2095,7 @@ impl<'p> Machine<'p> {
                 let wavelet = match code.tasks[t].kind {
                     TaskKind::Data(c) => {
                         let q = self.cores[pe].as_ref().unwrap().queue[c.0 as usize];
-                        Some(self.fifos[q as usize].pop(now))
+                        Some(self.fifos.pop(q, now))
                     }
                     TaskKind::Local => None,
                 };
@@ -2050,7 +2297,7 @@ impl<'p> Machine<'p> {
                     ExecMode::Sync => 0,
                     ExecMode::Async { thread, .. } => thread as usize + 1,
                 };
-                if core.ops[slot].is_some() {
+                if core.ops.is_some(slot) {
                     // The microthread is busy: the main thread waits here.
                     self.stats.stall_issue_cycles[pe] += 1;
                     return Ok(());
@@ -2058,7 +2305,7 @@ impl<'p> Machine<'p> {
                 let op = self.issue(pe, code, task, pc, v)?;
                 self.stats.scalar_cycles[pe] += 1;
                 let core = self.cores[pe].as_mut().unwrap();
-                core.ops[slot] = Some(op);
+                core.ops.issue(slot, op);
                 core.main = if slot == 0 {
                     Main::WaitSync { task, pc }
                 } else {
@@ -2438,8 +2685,7 @@ impl<'p> Machine<'p> {
                     inst_text(code, &code.insts[pc as usize])
                 ));
             }
-            for (slot, op) in core.ops.iter().enumerate() {
-                let Some(op) = op else { continue };
+            for (slot, op) in core.ops.iter() {
                 let what = inst_text(code, &code.insts[op.pc as usize]);
                 let thread = if slot == 0 {
                     "main thread".to_string()
@@ -2454,9 +2700,9 @@ impl<'p> Machine<'p> {
                             .iter()
                             .filter_map(|s| match *s {
                                 Loc::In { fifo, pend: 0, .. }
-                                    if self.fifos[fifo as usize].head(self.now).is_none() =>
+                                    if self.fifos.head(fifo, self.now).is_none() =>
                                 {
-                                    match self.fifos[fifo as usize].what {
+                                    match self.fifos.what[fifo as usize] {
                                         FifoKind::Queue { color, .. } => Some(format!("c{color}")),
                                         _ => None,
                                     }
@@ -2477,17 +2723,18 @@ impl<'p> Machine<'p> {
                 ));
             }
         }
-        for f in &self.fifos {
-            if f.q.is_empty() {
+        for (f, what) in self.fifos.what.iter().enumerate() {
+            let waiting = self.fifos.count(f as u32);
+            if waiting == 0 {
                 continue;
             }
-            match f.what {
+            match *what {
                 FifoKind::Router { pe, port, color } => {
                     let pi = self.layout.pe_index(pe);
                     let outs = self.layout.route(pi, color, port);
                     add(format!(
                         "  {pe} router buffer {port}/c{color}: {} wavelet(s) waiting to go to {outs}",
-                        f.q.len()
+                        waiting
                     ));
                 }
                 FifoKind::Queue { pe, color } => {
@@ -2509,7 +2756,7 @@ impl<'p> Machine<'p> {
                     };
                     add(format!(
                         "  {pe} input queue c{color}: {} wavelet(s) unread; {why}",
-                        f.q.len()
+                        waiting
                     ));
                 }
             }
