@@ -691,12 +691,22 @@ fn bench_emulator_reports_engine_ratios() {
             "jit engine",
             "interp engine",
             "interp engine, timing-only",
+            "timing-only, reusing stages",
             "reference engine"
         ]
     );
     let s = |i: usize| runs[i]["host_seconds_per_token"].as_f64().unwrap();
     let ratio = j["fast_vs_reference"].as_f64().unwrap();
-    assert!((ratio - s(3) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    assert!((ratio - s(4) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    let ratio = j["reuse_vs_every_stage"].as_f64().unwrap();
+    assert!((ratio - s(2) / s(3)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    // The built-in's layers are one program with other weights: after the
+    // first layer, its stages are reused (and the cycles, checked by the
+    // command, are the same).
+    let stages = j["stages"].as_u64().unwrap();
+    let reused = runs[3]["reused_stages_per_token"].as_u64().unwrap();
+    assert!(reused > stages / 2 && reused < stages, "{reused} of {stages}");
+    assert_eq!(runs[2]["reused_stages_per_token"], 0);
     let ratio = j["jit_vs_interp"].as_f64().unwrap();
     assert!((ratio - s(1) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
     let cpu = j["cpu_reference_seconds_per_token"].as_f64().unwrap();
@@ -714,6 +724,20 @@ fn bench_emulator_reports_engine_ratios() {
         runs.iter()
             .all(|r| r["pe_cycles_per_token"].as_u64().unwrap() > 0)
     );
+    // --only-reuse leaves out the every-stage timing-only decode.
+    let j = json(&ok(&[
+        "bench",
+        "--emulator",
+        "--timing-only",
+        "--only-reuse",
+        "--steps",
+        "1",
+        "--json",
+    ]));
+    let runs = j["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["engine"], "timing-only, reusing stages");
+    assert!(j["reuse_vs_every_stage"].is_null());
     let err = fails(&["bench", "--emulator", "--steps", "0"]);
     assert!(err.contains("--steps 0"), "{err}");
 }

@@ -1261,21 +1261,21 @@ impl<'p> Machine<'p> {
                     return Jumped::No;
                 }
                 // The cycles before the one that finishes the op, as
-                // `step_datapath` and `run_op` would count them.
-                let (mut acc, mut done, mut busy, mut t) = (op.acc, op.done, 0, now + 1);
-                loop {
-                    if t >= op.start_at {
-                        let a = acc + op.num;
-                        let k = (a / op.den).min(op.n - done);
-                        if done + k == op.n {
-                            break;
-                        }
-                        acc = (a - k * op.den).min(op.den - 1);
-                        done += k;
-                        busy += 1;
-                    }
-                    t += 1;
-                }
+                // `step_datapath` and `run_op` would count them: from its
+                // start, each cycle adds `num` to the accumulator and takes
+                // out whole `den`s as elements, so after `c` cycles
+                // `(acc + c·num) / den` more are done (the clamp in
+                // `run_op` only acts in the finishing cycle). The op
+                // finishes in cycle `c*`, the first whose total reaches the
+                // elements left; the jump covers the `c* - 1` before it.
+                let (num, den) = (op.num as u64, op.den as u64);
+                let left = (op.n - op.done) as u64;
+                let need = (left * den).saturating_sub(op.acc as u64);
+                let finishing = need.div_ceil(num).max(1);
+                let busy = finishing - 1;
+                let total = op.acc as u64 + busy * num;
+                let (done, acc) = (op.done + (total / den) as u32, (total % den) as u32);
+                let t = (now + 1).max(op.start_at) + busy;
                 if t == now + 1 {
                     return Jumped::No;
                 }
