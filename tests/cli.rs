@@ -705,7 +705,10 @@ fn bench_emulator_reports_engine_ratios() {
     // command, are the same).
     let stages = j["stages"].as_u64().unwrap();
     let reused = runs[3]["reused_stages_per_token"].as_u64().unwrap();
-    assert!(reused > stages / 2 && reused < stages, "{reused} of {stages}");
+    assert!(
+        reused > stages / 2 && reused < stages,
+        "{reused} of {stages}"
+    );
     assert_eq!(runs[2]["reused_stages_per_token"], 0);
     let ratio = j["jit_vs_interp"].as_f64().unwrap();
     assert!((ratio - s(1) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");

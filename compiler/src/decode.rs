@@ -276,8 +276,8 @@ impl<'c> Decoder<'c> {
                 })
             })?;
             let keep = !timing && matches!(c.sites[i].kernel, Kernel::Attention(_));
-            let key = (timing && self.reuse.is_some())
-                .then(|| f.program.timing_fingerprint(&inputs));
+            let key =
+                (timing && self.reuse.is_some()).then(|| f.program.timing_fingerprint(&inputs));
             let step = self.reuse.as_ref().map_or(0, |r| r.step);
             let hit = key
                 .as_ref()

@@ -250,7 +250,9 @@ impl Program {
                         .collect::<Vec<u32>>()
                 });
                 let default = given.is_none().then_some(&s.init);
-                (&s.name, s.dtype, s.len, s.pe, s.port, s.color, s.period, default, given)
+                (
+                    &s.name, s.dtype, s.len, s.pe, s.port, s.color, s.period, default, given,
+                )
             })
             .collect();
         // Names the program does not have make the run an error: keep them.

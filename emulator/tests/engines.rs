@@ -162,7 +162,9 @@ fn timing_fingerprint_ignores_weights_and_only_weights() {
     let mut b = a.clone();
     assert!(!b.data.is_empty());
     for (i, d) in b.data.iter_mut().enumerate() {
-        d.init = wafer_emulator::DataInit::Random { seed: 99 + i as u64 };
+        d.init = wafer_emulator::DataInit::Random {
+            seed: 99 + i as u64,
+        };
     }
     assert_eq!(a.timing_fingerprint(&none), b.timing_fingerprint(&none));
     let arch = Arch::wse3();

@@ -27,7 +27,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module, default_libcall_names};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -102,7 +102,7 @@ pub(crate) struct Compiled {
     scalar: Vec<OnceLock<Option<ScalarFn>>>,
     /// Per code: scalar instructions the interpreter has run.
     heat: Vec<AtomicU64>,
-    pub vec: HashMap<VecShape, VecFn>,
+    pub vec: FxHashMap<VecShape, VecFn>,
     /// Owns the machine code the pointers above point into.
     backend: Mutex<Option<Backend>>,
 }

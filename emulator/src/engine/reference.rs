@@ -13,8 +13,8 @@ use crate::program::TaskKind;
 use crate::stats::{PeStats, STATS_VERSION, Stats};
 use crate::trace::{Span, TRACE_VERSION, Trace};
 use crate::{Arch, DType, Pe, PeCode, Port, PortSet, Program};
-use std::cmp::Reverse;
 use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 const NONE: u32 = u32::MAX;
@@ -611,7 +611,7 @@ struct Timers {
 }
 
 impl Timers {
-    const WHEEL: u64 = 64;
+    const WHEEL: u64 = 256;
 
     fn new() -> Timers {
         Timers {
@@ -1450,9 +1450,7 @@ impl<'p> Machine<'p> {
                 !core.blocked[i]
                     && match task.kind {
                         TaskKind::Local => core.active[i],
-                        TaskKind::Data(c) => {
-                            self.fifos.head(core.queue[c.0 as usize], t).is_some()
-                        }
+                        TaskKind::Data(c) => self.fifos.head(core.queue[c.0 as usize], t).is_some(),
                     }
             }),
             Main::Running { pc, .. } => match &code.insts[pc as usize] {
@@ -2081,9 +2079,10 @@ impl<'p> Machine<'p> {
                     !core.blocked[i]
                         && match t.kind {
                             TaskKind::Local => core.active[i],
-                            TaskKind::Data(c) => {
-                                self.fifos.head(core.queue[c.0 as usize], self.now).is_some()
-                            }
+                            TaskKind::Data(c) => self
+                                .fifos
+                                .head(core.queue[c.0 as usize], self.now)
+                                .is_some(),
                         }
                 });
                 let Some(t) = pick else { return Ok(()) };
