@@ -50,7 +50,8 @@ pub struct Step {
     pub stage_time: Vec<PeTime>,
     /// Each stage's run statistics (over its program's rectangle) and,
     /// when tracing, its spans (cycles from the stage's start). Stages
-    /// whose results were reused share one copy.
+    /// whose results were reused share one copy. Empty when the decoder
+    /// does not keep them ([`Decoder::keep_stats`]).
     pub stage_stats: Vec<Arc<Stats>>,
     pub stage_traces: Vec<Option<Trace>>,
     pub cycles: u64,
@@ -100,6 +101,7 @@ pub struct Decoder<'c> {
     cfg: RunConfig,
     /// Timing-only results reused across identical stages (`None`: off).
     reuse: Option<Reuse>,
+    keep_stats: bool,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -121,6 +123,7 @@ impl<'c> Decoder<'c> {
                 ..RunConfig::default()
             },
             reuse: Some(Reuse::default()),
+            keep_stats: true,
         }
     }
 
@@ -157,6 +160,14 @@ impl<'c> Decoder<'c> {
     /// once `flag` is set: what Ctrl-C does.
     pub fn cancel_on(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
         self.cfg.cancel = Some(flag);
+    }
+
+    /// Whether each [`Step`] carries every stage's per-PE statistics (on
+    /// by default). They are per PE of the stage's rectangle: an 8B
+    /// model's 356 stages hold gigabytes of them a step, which a caller
+    /// that only reads the cycles and the PE-time split does not need.
+    pub fn keep_stats(&mut self, on: bool) {
+        self.keep_stats = on;
     }
 
     /// Stage `i`'s starting SRAM: a copy from the cache, built on first use
@@ -287,7 +298,9 @@ impl<'c> Decoder<'c> {
                 run.used = step;
                 stage_cycles.push(run.cycles);
                 stage_time.push(run.time);
-                stage_stats.push(run.stats.clone());
+                if self.keep_stats {
+                    stage_stats.push(run.stats.clone());
+                }
                 stage_traces.push(run.trace.clone());
                 total += run.cycles + c.routing.handoffs[i].cycles;
                 f.gather(&f.outputs[0], &run.outputs)
@@ -311,7 +324,9 @@ impl<'c> Decoder<'c> {
                 let time = PeTime::of(&stats);
                 stage_cycles.push(r.cycles);
                 stage_time.push(time);
-                stage_stats.push(stats.clone());
+                if self.keep_stats {
+                    stage_stats.push(stats.clone());
+                }
                 total += r.cycles + c.routing.handoffs[i].cycles;
                 if keep {
                     self.memory[i] = Some(r.memory);

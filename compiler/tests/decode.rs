@@ -226,8 +226,17 @@ fn timing_only_reuse_gives_what_emulating_every_stage_gives() {
             d
         };
         let (mut every, mut reusing) = (decoder(false), decoder(true));
+        // Without per-PE statistics, the same cycles and PE-time split.
+        let mut lean = decoder(true);
+        lean.keep_stats(false);
         for pos in 0..4 {
             let (a, b) = (every.step(0).unwrap(), reusing.step(0).unwrap());
+            let l = lean.step(0).unwrap();
+            assert!(l.stage_stats.is_empty() && !b.stage_stats.is_empty());
+            assert_eq!(
+                (l.stage_cycles, l.stage_time),
+                (b.stage_cycles.clone(), b.stage_time.clone())
+            );
             assert_eq!(a.stage_cycles, b.stage_cycles, "{kind:?} at {pos}");
             assert_eq!(a.cycles, b.cycles);
             assert_eq!(a.stage_time, b.stage_time);

@@ -125,6 +125,7 @@ fn decode(
     d.threads(threads);
     d.timing_only(timing_only);
     d.reuse(reuse);
+    d.keep_stats(false);
     d.cancel_on(super::interrupt_flag());
     let pes = stage_pes(c);
     let bar = indicatif::ProgressBar::new((warmup + steps) as u64);

@@ -93,17 +93,18 @@ pub fn kind(k: &Kernel) -> &'static str {
 pub const HANDOFFS: &str = "hand-offs between stages";
 
 /// Emulate `steps` timing-only decode steps from position `context`
-/// (recording up to `trace` spans per stage when given), handing each
-/// step to `each`.
+/// (recording up to `trace` spans per stage when given, and each stage's
+/// per-PE statistics when `stats`), handing each step to `each`.
 pub fn emulate(
     c: &Compiled,
     context: u32,
     steps: usize,
-    trace: Option<usize>,
+    (trace, stats): (Option<usize>, bool),
     mut each: impl FnMut(&wafer_compiler::decode::Step),
 ) -> anyhow::Result<WaferRow> {
     let mut d = Decoder::new(c);
     d.timing_only(true);
+    d.keep_stats(stats);
     if let Some(n) = trace {
         d.trace(n);
     }
@@ -555,7 +556,7 @@ pub fn run(a: &BenchArgs, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
     let wafer = if a.predict {
         predicted(c, context)
     } else {
-        emulate(c, context, steps, None, |_| {})?
+        emulate(c, context, steps, (None, false), |_| {})?
     };
     let gpus = gpus(a.gpu_specs.as_deref(), a.gpus.as_deref())?;
     let measured = gpu::measured_in(&a.baselines)?;

@@ -95,7 +95,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     Ok(c) => {
                         let emulated = if a.emulate {
                             Some(
-                                super::compare::emulate(&c, a.context, 1, None, |_| {})?
+                                super::compare::emulate(&c, a.context, 1, (None, false), |_| {})?
                                     .per_token_cycles,
                             )
                         } else {

@@ -224,15 +224,21 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
         });
         row
     } else {
-        super::compare::emulate(&c, a.context, steps, Some(MODEL_SPANS_PER_STAGE), |s| {
-            let start = grid.now;
-            grid.add_step(&c, s);
-            tokens.push(TokenSpan {
-                start,
-                end: grid.now,
-            });
-            per_token_us.push(s.cycles as f64 / arch.clock_hz * 1e6);
-        })?
+        super::compare::emulate(
+            &c,
+            a.context,
+            steps,
+            (Some(MODEL_SPANS_PER_STAGE), true),
+            |s| {
+                let start = grid.now;
+                grid.add_step(&c, s);
+                tokens.push(TokenSpan {
+                    start,
+                    end: grid.now,
+                });
+                per_token_us.push(s.cycles as f64 / arch.clock_hz * 1e6);
+            },
+        )?
     };
     let programs: Vec<PlacedProgram> = c
         .stages
