@@ -304,11 +304,12 @@ impl Known {
     fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+    /// Whether `at` can be in the map: cheaper than probing it.
+    fn may_hold(&self, at: u32) -> bool {
+        !self.map.is_empty() && (self.lo..=self.hi).contains(&at)
+    }
     fn get(&self, at: &u32) -> Option<&u32> {
-        if self.map.is_empty() || *at < self.lo || *at > self.hi {
-            return None;
-        }
-        self.map.get(at)
+        self.may_hold(*at).then(|| self.map.get(at)).flatten()
     }
     fn insert(&mut self, at: u32, bits: u32) -> Option<u32> {
         if self.map.is_empty() {
@@ -319,10 +320,7 @@ impl Known {
         self.map.insert(at, bits)
     }
     fn remove(&mut self, at: &u32) -> Option<u32> {
-        if self.map.is_empty() || *at < self.lo || *at > self.hi {
-            return None;
-        }
-        self.map.remove(at)
+        self.may_hold(*at).then(|| self.map.remove(at)).flatten()
     }
 }
 
