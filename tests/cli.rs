@@ -418,7 +418,7 @@ fn model_reports_size_and_fit() {
             && out.contains("a larger machine"),
         "{out}"
     );
-    let out = ok(&["model", "../shared/models/stories260K.bin"]);
+    let out = ok(&["model", "models/stories260K.bin"]);
     assert!(out.contains("llama2.c") && out.contains("dim 64"), "{out}");
     let e = fails(&["model", "llama-9b"]);
     assert!(
@@ -444,13 +444,11 @@ fn kernel_runs_a_transposed_gemv() {
     assert!(j["kernel"].as_str().unwrap().contains("transposed"), "{j}");
 }
 
-fn shared(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/models")
-        .join(name);
+fn checkpoint(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name);
     assert!(
         p.exists(),
-        "{} is missing: these tests need the shared checkpoints beside the repository",
+        "{} is missing: these tests need the repository's checkpoints (models/)",
         p.display()
     );
     p.display().to_string()
@@ -480,14 +478,14 @@ fn generate_with_no_model_decodes_the_built_in_checkpoint() {
 
 #[test]
 fn generate_checks_logits_against_the_reference_and_samples_deterministically() {
-    let m = shared("stories260K.bin");
+    let m = checkpoint("stories260K.bin");
     let out = json(&ok(&["generate", &m, "--steps", "16", "--check", "--json"]));
     assert!(
         out["check_max_abs_logit_diff"].as_f64().unwrap() < 1e-3,
         "{out}"
     );
-    let tok = shared("aidreams_tok512.bin");
-    let model = shared("aidreams260K.bin");
+    let tok = checkpoint("aidreams_tok512.bin");
+    let model = checkpoint("aidreams260K.bin");
     let args = [
         "generate",
         &model,
@@ -520,7 +518,7 @@ fn generate_checks_logits_against_the_reference_and_samples_deterministically() 
 
 #[test]
 fn compile_writes_a_listing_and_a_model_file() {
-    let m = shared("stories260K.bin");
+    let m = checkpoint("stories260K.bin");
     let out = tmp("stories.wafer");
     let text = ok(&[
         "compile",
@@ -573,7 +571,7 @@ fn a_model_that_does_not_fit_says_what_it_needs() {
         assert!(err.contains(want), "missing {want:?} in: {err}");
     }
     let bad = tmp("truncated.bin");
-    let bytes = std::fs::read(shared("stories260K.bin")).unwrap();
+    let bytes = std::fs::read(checkpoint("stories260K.bin")).unwrap();
     std::fs::write(&bad, &bytes[..5000]).unwrap();
     let err = fails(&["generate", bad.to_str().unwrap(), "--steps", "2"]);
     assert!(err.contains("truncated.bin"), "{err}");
@@ -588,7 +586,7 @@ fn a_model_that_does_not_fit_says_what_it_needs() {
 #[cfg(unix)]
 #[test]
 fn generate_stops_cleanly_on_ctrl_c() {
-    let m = shared("stories260K.bin");
+    let m = checkpoint("stories260K.bin");
     let child = Command::new(env!("CARGO_BIN_EXE_wafer"))
         .args([
             "generate",

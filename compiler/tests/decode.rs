@@ -1,4 +1,4 @@
-//! Greedy decode of the shared checkpoints on the emulated wafer, against
+//! Greedy decode of the repository's checkpoints on the emulated wafer, against
 //! the CPU reference, token for token; bf16/f16 logits against f32; random
 //! small configs compiled, routed and decoded with both placements.
 

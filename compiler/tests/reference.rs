@@ -1,5 +1,5 @@
-//! The llama2.c front end and the CPU reference model on the shared
-//! checkpoints (`../shared/models`, beside the repository).
+//! The llama2.c front end and the CPU reference model on the repository's
+//! checkpoints (`models/`).
 
 mod common;
 use common::models;

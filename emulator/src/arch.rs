@@ -2,7 +2,7 @@
 //! Cerebras WSE-2 and WSE-3 class of machine.
 //!
 //! These numbers are not tuning knobs: each preset field says where it comes
-//! from (see `../shared/DESIGN.md`), and one changes only with a source.
+//! from, and one changes only with a source.
 //! Fields marked *inferred* have no public figure; they are parameters so a
 //! researcher can see how much the answer depends on them.
 
