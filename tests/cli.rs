@@ -445,7 +445,9 @@ fn kernel_runs_a_transposed_gemv() {
 }
 
 fn checkpoint(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
     assert!(
         p.exists(),
         "{} is missing: these tests need the repository's checkpoints (models/)",

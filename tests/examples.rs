@@ -222,6 +222,37 @@ fn gemv_matches_a_plain_matrix_vector_product() {
 }
 
 #[test]
+fn backpressure_stalls_the_sender_on_output_until_the_receiver_drains() {
+    let p = example("backpressure.wsm");
+    let a_values: Vec<f32> = (0..64).map(|i| i as f32).collect();
+    for arch in machines() {
+        let r = run(&p, &arch);
+        assert_eq!(r.read_buffer(&p, Pe::new(1, 0), "y").unwrap(), a_values);
+        // The receiver's op starts after `li` and 40 iterations of `add`,
+        // `blt`; it drains the buffered wavelets and then the rest, one per
+        // cycle, never waiting.
+        let r0 = first_op_start(&arch) + 1 + 2 * 40;
+        assert_eq!(r.cycles, r0 + 64, "on {}", arch.name);
+        // The sender fills its ramp buffer, the receiver's west buffer and
+        // queue (each its depth plus its link's latency), then waits on
+        // output until the first pop's room reaches it three stages back
+        // (emulator/tests/stats.rs derives every counter of this pattern).
+        let (rl, h) = (arch.ramp_latency as u64, arch.hop_latency as u64);
+        let held = (arch.router_buffer_depth as u64 + rl)
+            + (arch.router_buffer_depth as u64 + h)
+            + (arch.queue_depth as u64 + rl);
+        let stall_out = r0 + 3 - (first_op_start(&arch) + held);
+        assert_eq!(
+            r.stats.pe.stall_out_cycles,
+            vec![stall_out, 0],
+            "on {}",
+            arch.name
+        );
+        assert_eq!(r.stats.pe.stall_in_cycles, vec![0, 0], "on {}", arch.name);
+    }
+}
+
+#[test]
 fn listings_of_the_examples() {
     for name in [
         "vector_add",
@@ -229,6 +260,7 @@ fn listings_of_the_examples() {
         "chain_reduce",
         "tree_reduce",
         "gemv_8x8",
+        "backpressure",
     ] {
         let p = example(&format!("{name}.wsm"));
         let listing = wafer_emulator::asm::print(&p);

@@ -663,6 +663,15 @@ impl Timers {
 }
 
 const STALLED: u8 = 1 << 7;
+/// What a vector op waits on when the fabric holds it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// An input queue is empty.
+    Input,
+    /// Its ramp buffer to the router is full.
+    Output,
+}
+
 const STALL_IN: u8 = 1;
 const STALL_OUT: u8 = 2;
 const STALL_ISSUE: u8 = 4;
@@ -1436,7 +1445,7 @@ impl<'p> Machine<'p> {
             if op.start_at > t || avail > 0 {
                 return false;
             }
-            flags |= if why == Some(true) {
+            flags |= if why == Some(Wait::Output) {
                 STALL_OUT
             } else {
                 STALL_IN
@@ -1654,8 +1663,11 @@ impl<'p> Machine<'p> {
     }
 
     /// How many elements op `slot` could process in cycle `now` if nothing
-    /// but the fabric limited it; 0 means it waits (and why).
-    fn fabric_avail(&self, op: &VecOpState, now: u64) -> (u32, Option<bool>) {
+    /// but the fabric limited it; 0 means it waits, and on what. An op
+    /// with an empty input queue waits on input even if its output is
+    /// also full (the input is what it needs first); otherwise a full
+    /// ramp buffer is a wait on output.
+    fn fabric_avail(&self, op: &VecOpState, now: u64) -> (u32, Option<Wait>) {
         let per = op.dtype.per_word();
         let mut avail = op.n - op.done;
         let mut blocked_in = false;
@@ -1673,11 +1685,20 @@ impl<'p> Machine<'p> {
                 avail = avail.min(a);
             }
         }
+        let wait = if blocked_in {
+            Wait::Input
+        } else {
+            Wait::Output
+        };
         if let Loc::Out { fifo, pend, .. } = op.dst {
             let space = self.fifos.has_space(fifo, now);
             if op.done == op.n {
                 // Only the flush of a half-filled wavelet is left.
-                return if space { (1, None) } else { (0, Some(false)) };
+                return if space {
+                    (1, None)
+                } else {
+                    (0, Some(Wait::Output))
+                };
             }
             let cap = if space {
                 (per - pend) + (per - 1)
@@ -1685,12 +1706,12 @@ impl<'p> Machine<'p> {
                 per - 1 - pend
             };
             if cap == 0 {
-                return (0, Some(false));
+                return (0, Some(wait));
             }
             avail = avail.min(cap);
         }
         if avail == 0 {
-            (0, Some(!blocked_in))
+            (0, Some(wait))
         } else {
             (avail, None)
         }
@@ -1717,7 +1738,7 @@ impl<'p> Machine<'p> {
             let (avail, why) = self.fabric_avail(op, self.now);
             if avail == 0 {
                 match why {
-                    Some(true) => waited_out = true,
+                    Some(Wait::Output) => waited_out = true,
                     _ => waited_in = true,
                 }
                 continue;
@@ -2691,7 +2712,7 @@ impl<'p> Machine<'p> {
                 };
                 let (_, why) = self.fabric_avail(op, self.now);
                 let reason = match why {
-                    Some(false) => {
+                    Some(Wait::Input) => {
                         let colors: Vec<String> = op
                             .srcs
                             .iter()
@@ -2709,7 +2730,7 @@ impl<'p> Machine<'p> {
                             .collect();
                         format!("waits for input on {} (queue empty)", colors.join(", "))
                     }
-                    Some(true) => "waits to send (ramp buffer full)".to_string(),
+                    Some(Wait::Output) => "waits to send (ramp buffer full)".to_string(),
                     None => "still running".to_string(),
                 };
                 add(format!(
