@@ -152,114 +152,6 @@ impl Config {
         v * d * if tied_embeddings { 1 } else { 2 } + l * layer + d
     }
 
-    /// A Hugging Face Llama-family `config.json`; `file` names it in errors.
-    pub fn from_hf_json(text: &str, file: &str) -> Result<Config, ModelError> {
-        let err = |message: String| ModelError::Format {
-            file: file.to_string(),
-            message,
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
-        let int = |key: &str| -> Result<usize, ModelError> {
-            v.get(key)
-                .and_then(serde_json::Value::as_u64)
-                .map(|x| x as usize)
-                .ok_or_else(|| err(format!("missing or non-integer `{key}`")))
-        };
-        if v.get("model_type").and_then(serde_json::Value::as_str) == Some("gpt2") {
-            let dim = int("n_embd")?;
-            let heads = int("n_head")?;
-            let c = Config {
-                dim,
-                hidden_dim: v
-                    .get("n_inner")
-                    .and_then(serde_json::Value::as_u64)
-                    .map_or(4 * dim, |x| x as usize),
-                n_layers: int("n_layer")?,
-                n_heads: heads,
-                n_kv_heads: heads,
-                vocab_size: int("vocab_size")?,
-                seq_len: int("n_positions")?,
-                rope_theta: 10000.0,
-                rope_pairs: RopePairs::Adjacent,
-                norm_eps: v
-                    .get("layer_norm_epsilon")
-                    .and_then(serde_json::Value::as_f64)
-                    .unwrap_or(1e-5) as f32,
-                tied_embeddings: true,
-                rope_scaling: None,
-                family: Family::Gpt2,
-            };
-            c.validate()
-                .map_err(|m| err(format!("inconsistent config: {m}")))?;
-            return Ok(c);
-        }
-        let heads = int("num_attention_heads")?;
-        let rope_scaling = match v.get("rope_scaling") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(r) => {
-                let num = |key: &str| -> Result<f32, ModelError> {
-                    r.get(key)
-                        .and_then(serde_json::Value::as_f64)
-                        .map(|x| x as f32)
-                        .ok_or_else(|| err(format!("`rope_scaling` needs a number `{key}`")))
-                };
-                let kind = r
-                    .get("rope_type")
-                    .or_else(|| r.get("type"))
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or("");
-                match kind {
-                    "llama3" => Some(RopeScaling::Llama3 {
-                        factor: num("factor")?,
-                        low_freq_factor: num("low_freq_factor")?,
-                        high_freq_factor: num("high_freq_factor")?,
-                        original: num("original_max_position_embeddings")?,
-                    }),
-                    "linear" => Some(RopeScaling::Linear {
-                        factor: num("factor")?,
-                    }),
-                    "default" => None,
-                    other => {
-                        return Err(err(format!(
-                            "`rope_scaling` of type `{other}` is not supported (llama3 and linear are)"
-                        )));
-                    }
-                }
-            }
-        };
-        let c = Config {
-            dim: int("hidden_size")?,
-            hidden_dim: int("intermediate_size")?,
-            n_layers: int("num_hidden_layers")?,
-            n_heads: heads,
-            n_kv_heads: v
-                .get("num_key_value_heads")
-                .and_then(serde_json::Value::as_u64)
-                .map_or(heads, |x| x as usize),
-            vocab_size: int("vocab_size")?,
-            seq_len: int("max_position_embeddings")?,
-            rope_theta: v
-                .get("rope_theta")
-                .and_then(serde_json::Value::as_f64)
-                .unwrap_or(10000.0) as f32,
-            rope_pairs: RopePairs::HalfSplit,
-            norm_eps: v
-                .get("rms_norm_eps")
-                .and_then(serde_json::Value::as_f64)
-                .unwrap_or(1e-5) as f32,
-            tied_embeddings: v
-                .get("tie_word_embeddings")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
-            rope_scaling,
-            family: Family::Llama,
-        };
-        c.validate()
-            .map_err(|m| err(format!("inconsistent config: {m}")))?;
-        Ok(c)
-    }
-
     pub fn head_size(&self) -> usize {
         self.dim / self.n_heads
     }
@@ -280,6 +172,20 @@ impl Config {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} is 0"));
+        }
+        // Far above any published model; below them every size wafer
+        // computes (parameter counts, byte counts) fits its integers.
+        let limits = [
+            ("dim", self.dim, 1 << 20),
+            ("hidden_dim", self.hidden_dim, 1 << 22),
+            ("n_layers", self.n_layers, 1 << 12),
+            ("n_heads", self.n_heads, 1 << 12),
+            ("n_kv_heads", self.n_kv_heads, 1 << 12),
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("seq_len", self.seq_len, 1 << 30),
+        ];
+        if let Some((name, v, max)) = limits.iter().find(|(_, v, max)| v > max) {
+            return Err(format!("{name} is {v}; wafer handles at most {max}"));
         }
         if !self.dim.is_multiple_of(self.n_heads) {
             return Err(format!(

@@ -38,6 +38,9 @@ impl Tokenizer {
                 .get(at..at + 8)
                 .ok_or_else(|| err(format!("truncated at token {i} of {vocab_size}")))?;
             let score = f32::from_le_bytes(head[..4].try_into().unwrap());
+            if score.is_nan() {
+                return Err(err(format!("token {i} has a NaN merge score")));
+            }
             let len = i32::from_le_bytes(head[4..].try_into().unwrap());
             let len =
                 usize::try_from(len).map_err(|_| err(format!("token {i} has length {len}")))?;
@@ -82,8 +85,15 @@ impl Tokenizer {
     /// leading space is added (sentencepiece's dummy prefix), each UTF-8
     /// character becomes its token or, if it has none, one token per byte
     /// (`<0xXX>`, ids 3..259), then the adjacent pair whose merged piece has
-    /// the highest score is merged until none is in the vocabulary.
-    pub fn encode(&self, text: &str) -> Vec<u32> {
+    /// the highest score is merged (the leftmost of equals) until none is in
+    /// the vocabulary.
+    ///
+    /// llama2.c rescans every pair after each merge (quadratic in the
+    /// text); here the candidate pairs wait in a priority queue keyed by
+    /// (score, leftmost position), and a merge only adds the two pairs it
+    /// creates, so a long prompt costs O(n log n) with the same merges.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        use std::collections::BinaryHeap;
         let lookup: std::collections::HashMap<&[u8], u32> = self
             .vocab
             .iter()
@@ -101,28 +111,87 @@ impl Tokenizer {
             let bytes = ch.encode_utf8(&mut buf).as_bytes();
             match lookup.get(bytes) {
                 Some(id) => tokens.push(*id),
-                None => tokens.extend(bytes.iter().map(|b| *b as u32 + 3)),
-            }
-        }
-        loop {
-            let mut best: Option<(f32, usize, u32)> = None;
-            for i in 0..tokens.len().saturating_sub(1) {
-                let merged = [
-                    self.vocab[tokens[i] as usize].as_slice(),
-                    self.vocab[tokens[i + 1] as usize].as_slice(),
-                ]
-                .concat();
-                if let Some(id) = lookup.get(merged.as_slice())
-                    && best.is_none_or(|(score, _, _)| self.scores[*id as usize] > score)
-                {
-                    best = Some((self.scores[*id as usize], i, *id));
+                None => {
+                    for b in bytes {
+                        let id = *b as u32 + 3;
+                        if id as usize >= self.vocab.len() {
+                            return Err(ModelError::Format {
+                                file: "the tokenizer".into(),
+                                message: format!(
+                                    "{ch:?} is not in its {}-token vocabulary and it has no byte token for 0x{b:02X} (id {id})",
+                                    self.vocab.len()
+                                ),
+                            });
+                        }
+                        tokens.push(id);
+                    }
                 }
             }
-            let Some((_, i, id)) = best else { break };
-            tokens[i] = id;
-            tokens.remove(i + 1);
         }
-        tokens
+        // Symbols as a doubly linked list over the initial positions; a
+        // merge keeps the left symbol's position, so positions stay in text
+        // order and "leftmost" is "smallest position".
+        let n = tokens.len();
+        let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
+        let mut next: Vec<usize> = (1..=n).collect();
+        let mut alive = vec![true; n];
+        // Max-heap of (score, Reverse(left position), left token, right
+        // token, merged id); an entry is stale once either symbol changed.
+        #[derive(PartialEq)]
+        struct Pair(f32, std::cmp::Reverse<usize>, u32, u32, u32);
+        impl Eq for Pair {}
+        impl PartialOrd for Pair {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for Pair {
+            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+                // Scores are never NaN (`parse` rejects them).
+                self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+            }
+        }
+        let candidate = |tokens: &[u32], i: usize, j: usize| -> Option<Pair> {
+            let merged = [
+                self.vocab[tokens[i] as usize].as_slice(),
+                self.vocab[tokens[j] as usize].as_slice(),
+            ]
+            .concat();
+            let id = *lookup.get(merged.as_slice())?;
+            Some(Pair(
+                self.scores[id as usize],
+                std::cmp::Reverse(i),
+                tokens[i],
+                tokens[j],
+                id,
+            ))
+        };
+        let mut heap: BinaryHeap<Pair> = (0..n.saturating_sub(1))
+            .filter_map(|i| candidate(&tokens, i, i + 1))
+            .collect();
+        while let Some(Pair(_, std::cmp::Reverse(i), left, right, id)) = heap.pop() {
+            let j = next[i];
+            if !alive[i] || j >= n || tokens[i] != left || tokens[j] != right {
+                continue;
+            }
+            tokens[i] = id;
+            alive[j] = false;
+            next[i] = next[j];
+            if next[i] < n {
+                prev[next[i]] = i;
+            }
+            if prev[i] < n
+                && let Some(c) = candidate(&tokens, prev[i], i)
+            {
+                heap.push(c);
+            }
+            if next[i] < n
+                && let Some(c) = candidate(&tokens, i, next[i])
+            {
+                heap.push(c);
+            }
+        }
+        Ok((0..n).filter(|i| alive[*i]).map(|i| tokens[i]).collect())
     }
 
     /// The text of a generated sequence starting after BOS.

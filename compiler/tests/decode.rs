@@ -57,7 +57,7 @@ fn aidreams260k_decodes_128_tokens_exactly_as_the_reference_with_and_without_a_p
     let (c, w) = llama2c::load(&dir.join("aidreams260K.bin")).unwrap();
     let tok = Tokenizer::load(&dir.join("aidreams_tok512.bin"), c.vocab_size).unwrap();
     for (prompt, arch) in [("", Arch::wse2()), ("The wafer hums", Arch::wse3())] {
-        let ids = tok.encode(prompt);
+        let ids = tok.encode(prompt).unwrap();
         let kind = Some(PlacementKind::Pipeline);
         let o = options(arch, DType::F32, kind, c.seq_len as u32);
         let (got, want) = both(&c, &w, &o, &ids, 128);
@@ -74,7 +74,7 @@ fn aidreams260k_with_mesh_placement_decodes_as_the_reference() {
     let dir = models();
     let (c, w) = llama2c::load(&dir.join("aidreams260K.bin")).unwrap();
     let tok = Tokenizer::load(&dir.join("aidreams_tok512.bin"), c.vocab_size).unwrap();
-    let ids = tok.encode("The wafer hums");
+    let ids = tok.encode("The wafer hums").unwrap();
     let arch = Arch::wse3().with_grid(32, 32).unwrap();
     let o = options(arch, DType::F32, Some(PlacementKind::Mesh), 32);
     let (got, want) = both(&c, &w, &o, &ids, 32);

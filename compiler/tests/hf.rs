@@ -61,7 +61,7 @@ fn write_dir(name: &str, c: &Config, dtype: Dtype, shards: usize) -> PathBuf {
     std::fs::write(
         dir.join("config.json"),
         format!(
-            r#"{{"hidden_size": {}, "intermediate_size": {}, "num_hidden_layers": {}, "num_attention_heads": {}, "num_key_value_heads": {}, "vocab_size": {}, "max_position_embeddings": {}, "rope_theta": {}, "rms_norm_eps": {}}}"#,
+            r#"{{"model_type": "llama", "tie_word_embeddings": true, "hidden_size": {}, "intermediate_size": {}, "num_hidden_layers": {}, "num_attention_heads": {}, "num_key_value_heads": {}, "vocab_size": {}, "max_position_embeddings": {}, "rope_theta": {}, "rms_norm_eps": {}}}"#,
             c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len, c.rope_theta, c.norm_eps
         ),
     )
@@ -222,11 +222,11 @@ fn a_written_llama_compiles_and_decodes_on_the_wafer_as_the_reference() {
 
 #[test]
 fn rope_scaling_is_read_from_config_json_and_unknown_kinds_are_refused() {
-    let base = r#"{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 20, "max_position_embeddings": 32"#;
+    let base = r#"{"model_type": "llama", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 20, "max_position_embeddings": 32"#;
     let llama3 = format!(
         r#"{base}, "rope_scaling": {{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}}}"#
     );
-    let c = Config::from_hf_json(&llama3, "a/config.json").unwrap();
+    let c = hf::config::parse(&llama3, "a/config.json").unwrap();
     assert_eq!(
         c.rope_scaling,
         Some(wafer_compiler::model::RopeScaling::Llama3 {
@@ -238,13 +238,13 @@ fn rope_scaling_is_read_from_config_json_and_unknown_kinds_are_refused() {
     );
     let linear = format!(r#"{base}, "rope_scaling": {{"type": "linear", "factor": 2.0}}}}"#);
     assert_eq!(
-        Config::from_hf_json(&linear, "b/config.json")
+        hf::config::parse(&linear, "b/config.json")
             .unwrap()
             .rope_scaling,
         Some(wafer_compiler::model::RopeScaling::Linear { factor: 2.0 })
     );
     let yarn = format!(r#"{base}, "rope_scaling": {{"rope_type": "yarn", "factor": 4.0}}}}"#);
-    let err = Config::from_hf_json(&yarn, "c/config.json")
+    let err = hf::config::parse(&yarn, "c/config.json")
         .unwrap_err()
         .to_string();
     assert!(
@@ -252,7 +252,7 @@ fn rope_scaling_is_read_from_config_json_and_unknown_kinds_are_refused() {
         "{err}"
     );
     let missing = format!(r#"{base}, "rope_scaling": {{"rope_type": "llama3", "factor": 8.0}}}}"#);
-    let err = Config::from_hf_json(&missing, "d/config.json")
+    let err = hf::config::parse(&missing, "d/config.json")
         .unwrap_err()
         .to_string();
     assert!(err.contains("low_freq_factor"), "{err}");

@@ -182,6 +182,15 @@ impl Arch {
             serde_json::from_str(text).map_err(|e| bad(e.to_string()))?
         } else {
             let t: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+            // JSON has no NaN or infinity: name such a value here rather
+            // than let it become `null` and a type error.
+            for (k, v) in &t {
+                if let toml::Value::Float(x) = v
+                    && !x.is_finite()
+                {
+                    return Err(bad(format!("`{k}` is {x}; it must be a finite number")));
+                }
+            }
             serde_json::to_value(t).map_err(|e| bad(e.to_string()))?
         };
         let obj = value
@@ -250,17 +259,43 @@ impl Arch {
                 return Err(format!("`{name}` must be at least 1"));
             }
         }
+        crate::geom::check_grid(self.grid_cols, self.grid_rows)
+            .map_err(|e| format!("`grid_cols` × `grid_rows`: {e}"))?;
         if self.wavelet_bits != 32 {
             return Err("`wavelet_bits` must be 32 (the engines move 32-bit wavelets)".into());
         }
-        if self.colors > 64 {
-            return Err("`colors` must be at most 64".into());
+        // Far beyond any machine of this class; each bound keeps what the
+        // engine sizes by it (a FIFO slot per cycle of latency, per-PE
+        // SRAM, timers) from exhausting memory or time.
+        let at_most = [
+            ("sram_bytes", self.sram_bytes, 1 << 24),
+            ("sram_banks", self.sram_banks, 1024),
+            ("f16_lanes", self.f16_lanes, 1024),
+            ("f32_add_lanes", self.f32_add_lanes, 1024),
+            ("f32_fmac_lanes", self.f32_fmac_lanes, 1024),
+            ("special_fn_cycles", self.special_fn_cycles, 1 << 16),
+            ("mem_read_ports", self.mem_read_ports, 64),
+            ("mem_write_ports", self.mem_write_ports, 64),
+            ("colors", self.colors, 64),
+            ("hop_latency", self.hop_latency, 64),
+            ("ramp_latency", self.ramp_latency, 64),
+            ("router_buffer_depth", self.router_buffer_depth, 64),
+            ("input_queues", self.input_queues, 64),
+            ("queue_depth", self.queue_depth, 64),
+            ("microthreads", self.microthreads, 15),
+            ("vector_issue_cycles", self.vector_issue_cycles, 1 << 16),
+            ("task_switch_cycles", self.task_switch_cycles, 1 << 16),
+        ];
+        for (name, v, max) in at_most {
+            if v > max {
+                return Err(format!("`{name}` is {v}; it must be at most {max}"));
+            }
         }
-        if self.microthreads > 15 {
-            return Err("`microthreads` must be at most 15".into());
-        }
-        if self.clock_hz.is_nan() || self.clock_hz <= 0.0 {
-            return Err("`clock_hz` must be positive".into());
+        if !(self.clock_hz.is_finite() && self.clock_hz > 0.0 && self.clock_hz <= 1e12) {
+            return Err(format!(
+                "`clock_hz` is {}; it must be a positive number of Hz (at most 1e12)",
+                self.clock_hz
+            ));
         }
         Ok(())
     }

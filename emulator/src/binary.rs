@@ -31,7 +31,9 @@ pub enum BinaryError {
     Truncated { expected: u64, got: u64 },
     #[error("checksum mismatch: the file is corrupted")]
     Checksum,
-    #[error("corrupted payload: {0}")]
+    #[error(
+        "the payload passes its checksum but does not decode as a program ({0}): written by a different wafer build, or edited"
+    )]
     Decode(String),
     #[error(transparent)]
     Invalid(#[from] crate::VerifyError),
@@ -44,14 +46,19 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 }
 
 pub fn encode(p: &Program) -> Vec<u8> {
-    let payload = postcard::to_stdvec(p).expect("Program serialises");
+    frame(&postcard::to_stdvec(p).expect("Program serialises"))
+}
+
+/// The file around a payload: header, payload, checksum. (The fuzz target
+/// frames mutated payloads with it, so they reach the decoder.)
+pub fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len() + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&payload);
-    out.extend_from_slice(&fnv1a(&payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&fnv1a(payload).to_le_bytes());
     out
 }
 

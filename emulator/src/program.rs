@@ -9,6 +9,16 @@ use crate::isa::Inst;
 use crate::{Color, DType, Pe, PeRect, Port, PortSet};
 use serde::{Deserialize, Serialize};
 
+/// Whether `s` can name a code, buffer, task, label or host stream: what
+/// the assembly's identifiers allow (a letter or `_`, then letters, digits,
+/// `_` or `.`; a leading `.` is a directive's), so every verified program
+/// prints as assembly that parses back.
+pub fn is_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Program {
     /// Columns of the program rectangle (anchored at PE(0,0)).

@@ -66,6 +66,55 @@ pub struct Totals {
     pub max_sram_used: u32,
 }
 
+impl Stats {
+    /// Read a stats file (`wafer run --stats`), checked as [`Stats::validate`].
+    pub fn from_json(text: &str) -> Result<Stats, String> {
+        let s: Stats = serde_json::from_str(text).map_err(|e| {
+            format!("not a wafer stats file ({e}); write one with `wafer run --stats`")
+        })?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// What readers index by: a supported version, a grid within
+    /// [`crate::geom::MAX_PES`] and every per-PE counter `width × height`
+    /// long, a positive clock.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != STATS_VERSION {
+            return Err(format!(
+                "stats version {} is not supported (this build reads {STATS_VERSION})",
+                self.version
+            ));
+        }
+        crate::geom::check_grid(self.width, self.height)?;
+        if !(self.clock_hz.is_finite() && self.clock_hz > 0.0) {
+            return Err(format!("`clock_hz` is {}; it must be positive", self.clock_hz));
+        }
+        let n = self.width as usize * self.height as usize;
+        let p = &self.pe;
+        let mut lens = vec![
+            ("scalar_cycles", p.scalar_cycles.len()),
+            ("vector_cycles", p.vector_cycles.len()),
+            ("switch_cycles", p.switch_cycles.len()),
+            ("stall_in_cycles", p.stall_in_cycles.len()),
+            ("stall_out_cycles", p.stall_out_cycles.len()),
+            ("stall_issue_cycles", p.stall_issue_cycles.len()),
+            ("router_stall_cycles", p.router_stall_cycles.len()),
+            ("tasks", p.tasks.len()),
+            ("wavelets_from_core", p.wavelets_from_core.len()),
+            ("sram_used", p.sram_used.len()),
+        ];
+        lens.extend(p.wavelets_out.iter().map(|w| ("wavelets_out", w.len())));
+        if let Some((name, len)) = lens.iter().find(|(_, len)| *len != n) {
+            return Err(format!(
+                "`pe.{name}` has {len} entries for a {}x{} grid ({n} PEs)",
+                self.width, self.height
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl PeStats {
     pub fn zeroed(n: usize) -> PeStats {
         let z = || vec![0u64; n];

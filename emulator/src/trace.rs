@@ -70,22 +70,35 @@ impl Trace {
         })
     }
 
-    /// Read a trace written by [`Trace::to_chrome_json`].
+    /// Read a trace written by [`Trace::to_chrome_json`]: its version, a
+    /// grid within [`crate::geom::MAX_PES`], every span on it with
+    /// `start ≤ end` and whole cycle numbers.
     pub fn from_chrome_json(v: &Value) -> Result<Trace, String> {
         let other = v
             .get("otherData")
             .ok_or("not a wafer trace: no `otherData`")?;
-        let num = |o: &Value, k: &str| {
-            o.get(k)
-                .and_then(Value::as_f64)
-                .ok_or(format!("missing `{k}`"))
+        // An unsigned integer field, no larger than `max`.
+        let int = |o: &Value, k: &str, max: u64| -> Result<u64, String> {
+            let x = o.get(k).ok_or(format!("missing `{k}`"))?;
+            match x.as_u64() {
+                Some(n) if n <= max => Ok(n),
+                _ => Err(format!("`{k}` is {x}; expected a whole number up to {max}")),
+            }
         };
-        let version = num(other, "wafer_trace_version")? as u32;
+        let version = int(other, "wafer_trace_version", u32::MAX as u64)? as u32;
         if version != TRACE_VERSION {
             return Err(format!(
                 "trace version {version} is not supported (this build reads {TRACE_VERSION})"
             ));
         }
+        let width = int(other, "width", u32::MAX as u64)? as u32;
+        let height = int(other, "height", u32::MAX as u64)? as u32;
+        crate::geom::check_grid(width, height)?;
+        let clock_hz = other
+            .get("clock_hz")
+            .and_then(Value::as_f64)
+            .filter(|c| c.is_finite() && *c > 0.0)
+            .ok_or("`clock_hz` must be a positive number")?;
         let mut spans = Vec::new();
         for e in v
             .get("traceEvents")
@@ -96,25 +109,39 @@ impl Trace {
                 continue;
             }
             let a = e.get("args").ok_or("span without `args`")?;
+            let pe = Pe::new(
+                int(a, "x", width as u64 - 1)? as u32,
+                int(a, "y", height as u64 - 1)? as u32,
+            );
+            let (start, end) = (int(a, "start_cycle", u64::MAX)?, int(a, "end_cycle", u64::MAX)?);
+            if end < start {
+                return Err(format!("a span at {pe} ends (cycle {end}) before it starts ({start})"));
+            }
             spans.push(Span {
-                pe: Pe::new(num(a, "x")? as u32, num(a, "y")? as u32),
-                thread: num(a, "thread")? as u8,
+                pe,
+                thread: int(a, "thread", u8::MAX as u64)? as u8,
                 name: e
                     .get("name")
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string(),
-                start: num(a, "start_cycle")? as u64,
-                end: num(a, "end_cycle")? as u64,
+                start,
+                end,
             });
         }
         Ok(Trace {
             version,
-            clock_hz: num(other, "clock_hz")?,
-            width: num(other, "width")? as u32,
-            height: num(other, "height")? as u32,
+            clock_hz,
+            width,
+            height,
             spans,
-            dropped: num(other, "dropped_spans")? as u64,
+            dropped: int(other, "dropped_spans", u64::MAX)?,
         })
+    }
+
+    /// [`Trace::from_chrome_json`] on the file's text.
+    pub fn from_chrome_text(text: &str) -> Result<Trace, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        Trace::from_chrome_json(&v)
     }
 }

@@ -59,11 +59,8 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
             errors.push(m)
         }
     };
-    if p.width == 0 || p.height == 0 {
-        err(format!(
-            "program rectangle {}x{} is empty",
-            p.width, p.height
-        ));
+    if let Err(e) = crate::geom::check_grid(p.width, p.height) {
+        err(format!("program rectangle: {e}"));
         return Err(VerifyError { errors });
     }
     let inside = |r: &PeRect| {
@@ -115,6 +112,12 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
             err(format!(
                 "route {} {} from {} is not inside the program rectangle",
                 r.pes, r.color, r.input
+            ));
+        }
+        if r.outputs.0 >> crate::Port::COUNT != 0 {
+            err(format!(
+                "route {} {} from {} names output ports that do not exist (bits {:#x})",
+                r.pes, r.color, r.input, r.outputs.0
             ));
         }
         if r.outputs.is_empty() {
@@ -171,6 +174,10 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
         .map(|s| ("input", s))
         .chain(p.outputs.iter().map(|s| ("output", s)))
     {
+        if let Some(m) = bad_name("host stream", &s.name) {
+            err(m);
+            continue;
+        }
         if !names.insert(&s.name) {
             err(format!("host stream `{}` is declared twice", s.name));
         }
@@ -192,6 +199,12 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
                 s.name, s.port, s.pe
             ));
         }
+        if kind == "output" && s.init != crate::DataInit::Zero {
+            err(format!(
+                "host output `{}` has default values; only inputs have them",
+                s.name
+            ));
+        }
         if let crate::DataInit::Values(v) = &s.init
             && v.len() != s.len as usize
         {
@@ -210,8 +223,31 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
     }
 }
 
+/// A name that would not print as an assembly identifier.
+fn bad_name(kind: &str, n: &str) -> Option<String> {
+    (!crate::program::is_name(n)).then(|| {
+        let shown: String = n.chars().take(40).collect();
+        format!("{kind} name {shown:?} is not an identifier (a letter or `_`, then letters, digits, `_` or `.`)")
+    })
+}
+
 fn verify_code(code: &PeCode, err: &mut impl FnMut(String)) {
     let name = &code.name;
+    if let Some(m) = bad_name("code", name) {
+        err(m);
+        return;
+    }
+    let names = code
+        .buffers
+        .iter()
+        .map(|b| ("buffer", &b.name))
+        .chain(code.tasks.iter().map(|t| ("task", &t.name)))
+        .chain(code.labels.iter().map(|(_, l)| ("label", l)));
+    for (kind, n) in names {
+        if let Some(m) = bad_name(kind, n) {
+            err(format!("code `{name}`: {m}"));
+        }
+    }
     let n = code.insts.len() as u32;
     let mut seen = HashSet::new();
     for b in &code.buffers {

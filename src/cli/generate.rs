@@ -1,6 +1,6 @@
 use super::compile::TargetArgs;
 use super::model::load;
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
@@ -89,7 +89,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     }
     let prompt = match (&a.prompt, &l.tokenizer) {
         (None, _) => Vec::new(),
-        (Some(p), Some(t)) => t.encode(p),
+        (Some(p), Some(t)) => t.encode(p).context("--prompt")?,
         (Some(_), None) => bail!("--prompt needs --tokenizer (the model has none built in)"),
     };
     let check = match (a.check, &l.weights) {

@@ -33,9 +33,7 @@ pub fn config(spec: &str) -> anyhow::Result<(Config, String)> {
     }
     let path = Path::new(spec);
     if path.is_dir() {
-        let text = std::fs::read_to_string(path.join("config.json"))?;
-        let mut c = Config::from_hf_json(&text, &path.join("config.json").display().to_string())?;
-        c.tied_embeddings |= !hf::has_lm_head(path)?;
+        let c = hf::config_of(path)?;
         return Ok((c, format!("{spec} (Hugging Face)")));
     }
     if path.exists() {

@@ -114,14 +114,10 @@ fn dataset(a: &ViewArgs) -> anyhow::Result<Dataset> {
     }
 }
 
-fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
+fn trace_file(path: &Path) -> anyhow::Result<Trace> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))
-}
-
-fn trace_file(path: &Path) -> anyhow::Result<Trace> {
-    Trace::from_chrome_json(&read_json(path)?).map_err(|e| {
+    Trace::from_chrome_text(&text).map_err(|e| {
         anyhow::anyhow!(
             "{}: not a wafer trace ({e}); write one with `wafer run --trace`",
             path.display()
@@ -130,52 +126,22 @@ fn trace_file(path: &Path) -> anyhow::Result<Trace> {
 }
 
 fn json_file(path: &Path, trace: Option<&Path>) -> anyhow::Result<Dataset> {
-    let v = read_json(path)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let name = path.display().to_string();
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{name}: not JSON ({e})"))?;
     if v.get("traceEvents").is_some() {
         let t = trace_file(path)?;
         return Ok(Dataset::from_trace(&name, t, "unknown machine"));
     }
-    let stats: Stats = serde_json::from_value(v).with_context(|| {
-        format!(
-            "{}: neither a stats file nor a trace (write them with `wafer run --stats S.json --trace T.json`)",
-            path.display()
+    let stats = Stats::from_json(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{name}: neither a stats file nor a trace: {e} (write them with `wafer run --stats S.json --trace T.json`)"
         )
     })?;
     let trace = trace.map(trace_file).transpose()?;
-    if let Some(t) = &trace
-        && (t.width, t.height) != (stats.width, stats.height)
-    {
-        bail!(
-            "the trace covers {}x{} PEs, the stats {}x{}: not the same run",
-            t.width,
-            t.height,
-            stats.width,
-            stats.height
-        );
-    }
-    let cycles = stats.cycles;
-    let mut d = Dataset::from_trace(&name, trace.unwrap_or(empty_trace(&stats)), &stats.arch);
-    if d.trace.as_ref().is_some_and(|t| t.spans.is_empty()) {
-        d.trace = None;
-    }
-    d.stats = stats;
-    d.tokens = vec![TokenSpan {
-        start: 0,
-        end: cycles,
-    }];
-    Ok(d)
-}
-
-fn empty_trace(s: &Stats) -> Trace {
-    Trace {
-        version: wafer_emulator::trace::TRACE_VERSION,
-        clock_hz: s.clock_hz,
-        width: s.width,
-        height: s.height,
-        spans: Vec::new(),
-        dropped: 0,
-    }
+    Dataset::from_stats(&name, stats, trace).map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }
 
 fn program(path: &Path, a: &ViewArgs) -> anyhow::Result<Dataset> {

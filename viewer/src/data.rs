@@ -112,10 +112,10 @@ impl Dataset {
             }
             let d = s.end.saturating_sub(s.start);
             if s.thread == 0 {
-                pe.scalar_cycles[i] += d;
+                pe.scalar_cycles[i] = pe.scalar_cycles[i].saturating_add(d);
                 pe.tasks[i] += 1;
             } else {
-                pe.vector_cycles[i] += d;
+                pe.vector_cycles[i] = pe.vector_cycles[i].saturating_add(d);
             }
             cycles = cycles.max(s.end);
         }
@@ -144,6 +144,40 @@ impl Dataset {
             tokens,
             latency: None,
         }
+    }
+
+    /// A dataset from a run's stats file and, optionally, the same run's
+    /// trace (time windows need one): both checked before anything is
+    /// indexed by them.
+    pub fn from_stats(name: &str, stats: Stats, trace: Option<Trace>) -> Result<Dataset, String> {
+        stats.validate()?;
+        if let Some(t) = &trace
+            && (t.width, t.height) != (stats.width, stats.height)
+        {
+            return Err(format!(
+                "the trace covers {}x{} PEs, the stats {}x{}: not the same run",
+                t.width, t.height, stats.width, stats.height
+            ));
+        }
+        let cycles = stats.cycles;
+        let empty = Trace {
+            version: wafer_emulator::trace::TRACE_VERSION,
+            clock_hz: stats.clock_hz,
+            width: stats.width,
+            height: stats.height,
+            spans: Vec::new(),
+            dropped: 0,
+        };
+        let mut d = Dataset::from_trace(name, trace.unwrap_or(empty), &stats.arch);
+        if d.trace.as_ref().is_some_and(|t| t.spans.is_empty()) {
+            d.trace = None;
+        }
+        d.stats = stats;
+        d.tokens = vec![TokenSpan {
+            start: 0,
+            end: cycles,
+        }];
+        Ok(d)
     }
 
     /// The program (and its code) covering `pe`, with `pe` in its own

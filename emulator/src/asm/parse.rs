@@ -274,6 +274,7 @@ impl<'a> Parser<'a> {
                 ".grid" => {
                     let (w, h) = l.dims()?;
                     l.end()?;
+                    crate::geom::check_grid(w, h).map_err(|e| l.err_at(1, e))?;
                     if grid.is_some() {
                         return Err(l.err_at(0, "`.grid` is given twice"));
                     }
@@ -440,11 +441,7 @@ impl<'a> Parser<'a> {
     }
 }
 
-fn is_ident(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_' || ch == '.')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
-}
+use crate::program::is_name as is_ident;
 
 fn describe(t: Option<&Token>) -> String {
     match t.map(|t| &t.tok) {
@@ -973,6 +970,13 @@ fn parse_int(w: &str) -> Option<i32> {
 }
 
 fn parse_float(w: &str) -> Option<f32> {
+    if let Some(hex) = w.strip_prefix("nan0x") {
+        // A NaN with its payload, as the printer writes one.
+        return u32::from_str_radix(hex, 16)
+            .ok()
+            .map(f32::from_bits)
+            .filter(|v| v.is_nan());
+    }
     if !w.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.' || c == 'i' || c == 'n')
     {
         return None;

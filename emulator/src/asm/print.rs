@@ -132,11 +132,15 @@ fn init(i: &DataInit) -> String {
     }
 }
 
-/// A float in a form that parses back to the same bits (for finite values,
-/// infinities and -0; NaN prints as `nan`).
+/// A float in a form that parses back to the same bits: finite values,
+/// infinities and -0 as Rust prints them, the canonical NaN as `nan`, any
+/// other NaN with its bits (`nan0x7fa55a5a`; timing-only mode's "unknown"
+/// is such a NaN).
 fn num(v: f32) -> String {
-    if v.is_nan() {
+    if v.to_bits() == f32::NAN.to_bits() {
         "nan".into()
+    } else if v.is_nan() {
+        format!("nan0x{:08x}", v.to_bits())
     } else {
         format!("{v:?}")
     }
