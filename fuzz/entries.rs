@@ -30,10 +30,16 @@ fn round_trips(p: &Program) {
     // (`==` on a program holding a NaN is false even against itself).
     let bytes = binary::encode(p);
     if binary::encode(&back) != bytes {
-        panic!("print → parse changed the program: {}\n{text}", first_difference(p, &back));
+        panic!(
+            "print → parse changed the program: {}\n{text}",
+            first_difference(p, &back)
+        );
     }
     let bin = binary::decode(&bytes).expect("an encoded program decodes");
-    assert!(binary::encode(&bin) == bytes, "encode → decode changed the program");
+    assert!(
+        binary::encode(&bin) == bytes,
+        "encode → decode changed the program"
+    );
 }
 
 /// Where two programs first differ, as Debug text of the two parts.
@@ -279,6 +285,148 @@ pub fn ir(data: &[u8]) -> bool {
     let stages = wafer_compiler::stage::fuse(wafer_compiler::stage::lower(&g));
     wafer_compiler::stage::verify(&stages, &g).expect("lowered stages verify");
     true
+}
+
+/// Bytes read as little-endian numbers, zero past the end.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u8(&mut self) -> u8 {
+        let (b, rest) = self.0.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
+        self.0 = rest;
+        b
+    }
+    /// A number up to `u32::MAX`, usually small: the first byte says how
+    /// many more bytes it has, so small shapes are as likely as huge ones.
+    fn u32(&mut self) -> u32 {
+        let len = self.u8() % 5;
+        (0..len).fold(0u32, |v, i| v | (self.u8() as u32) << (8 * i))
+    }
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.u8() as usize % from.len()]
+    }
+}
+
+/// A kernel spec from bytes (what `wafer kernel` flags and the compiler's
+/// placement hand the generators): an accepted spec generates and has a
+/// cost, neither panicking, on a 16 × 16 grid.
+pub fn kernel(data: &[u8]) -> bool {
+    use wafer_emulator::DType;
+    use wafer_kernels::reduce::Strategy;
+    use wafer_kernels::*;
+    let arch = Arch::wse3().with_grid(16, 16).expect("16x16 fits wse3");
+    let mut b = Bytes(data);
+    let kind = b.u8() % 7;
+    let strategy = match b.u8() % 4 {
+        0 => Strategy::Chain,
+        1 => Strategy::Ring,
+        _ => Strategy::Tree { k: b.u32() },
+    };
+    let dtype = b.pick(&[DType::F32, DType::F16, DType::BF16, DType::I32]);
+    let seed = b.u8() as u64;
+    match kind {
+        0 => {
+            let s = gemv::GemvSpec {
+                m: b.u32(),
+                n: b.u32(),
+                dtype,
+                w: b.u32(),
+                h: b.u32(),
+                strategy,
+                seed,
+            };
+            gemv::generate(&s, &arch)
+                .map(|_| gemv::cost(&s, &arch))
+                .is_ok()
+        }
+        1 => {
+            let s = collective::CollectiveSpec {
+                op: b.pick(&collective::CollectiveOp::ALL).0,
+                scope: b.pick(&[
+                    collective::Scope::Row,
+                    collective::Scope::Col,
+                    collective::Scope::Rect,
+                ]),
+                w: b.u32(),
+                h: b.u32(),
+                n: b.u32(),
+                combine: b.pick(&[collective::Combine::Add, collective::Combine::Max]),
+                strategy,
+                seed,
+            };
+            collective::generate(&s, &arch)
+                .map(|_| collective::cost(&s, &arch))
+                .is_ok()
+        }
+        2 => {
+            let s = vector::VectorSpec {
+                op: b.pick(&vector::VectorOp::ALL).0,
+                n: b.u32(),
+                h: b.u32(),
+                strategy,
+                eps: 1e-5,
+                seed,
+            };
+            vector::generate(&s, &arch)
+                .map(|_| vector::cost(&s, &arch))
+                .is_ok()
+        }
+        3 => {
+            let s = attention::AttentionSpec {
+                head_dim: b.u32(),
+                group: b.u32(),
+                max_context: b.u32(),
+                pos: b.u32(),
+                kv_heads: b.u32(),
+                h: b.u32(),
+                strategy,
+                seed,
+            };
+            attention::generate(&s, &arch)
+                .map(|_| attention::cost(&s, &arch))
+                .is_ok()
+        }
+        4 => {
+            let s = rope::RopeSpec {
+                heads: b.u32(),
+                head_dim: b.u32(),
+                theta: 10000.0,
+                layout: b.pick(&[rope::RopeLayout::Adjacent, rope::RopeLayout::HalfSplit]),
+                scaling: None,
+                pos: b.u32(),
+                h: b.u32(),
+            };
+            rope::generate(&s, &arch)
+                .map(|_| rope::cost(&s, &arch))
+                .is_ok()
+        }
+        5 => {
+            let s = embedding::EmbeddingSpec {
+                vocab: b.u32(),
+                dim: b.u32(),
+                dtype,
+                w: b.u32(),
+                h: b.u32(),
+                strategy,
+                token: b.u32(),
+                seed,
+            };
+            embedding::generate(&s, &arch)
+                .map(|_| embedding::cost(&s, &arch, s.token))
+                .is_ok()
+        }
+        _ => {
+            let s = argmax::ArgmaxSpec {
+                n: b.u32(),
+                h: b.u32(),
+                strategy,
+                seed,
+            };
+            argmax::generate(&s, &arch)
+                .map(|_| argmax::cost(&s, &arch))
+                .is_ok()
+        }
+    }
 }
 
 /// A stats JSON (`wafer run --stats`), or a trace when it has

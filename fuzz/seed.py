@@ -172,4 +172,18 @@ gcfg = {"model_type": "gpt2", "n_embd": d, "n_layer": 1, "n_head": 2, "n_positio
         "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}
 put("hf", "gpt2", hf_seed(gcfg, gpt))
 put("hf", "bad-config-only", hf_seed(cfg, {}))
+# Kernel specs (fuzz/entries.rs `kernel`): kind, strategy (+k), dtype,
+# seed, then numbers as [length byte, little-endian bytes].
+def n(v):
+    b = v.to_bytes(4, "little").rstrip(b"\0")
+    return bytes([len(b)]) + b
+
+
+put("kernel", "gemv", bytes([0, 2]) + n(2) + bytes([0, 1]) + n(32) + n(48) + n(4) + n(3))
+put("kernel", "allreduce", bytes([1, 0, 0, 1, 2, 0]) + n(4) + n(4) + n(16) + bytes([0]))
+put("kernel", "rmsnorm", bytes([2, 0, 0, 1, 5]) + n(64) + n(4))
+put("kernel", "attention", bytes([3, 0, 0, 1]) + n(8) + n(2) + n(32) + n(5) + n(2) + n(4))
+put("kernel", "rope", bytes([4, 0, 0, 1]) + n(4) + n(8) + bytes([1]) + n(3) + n(2))
+put("kernel", "embedding", bytes([5, 0, 1, 1]) + n(16) + n(8) + n(2) + n(2) + n(3))
+put("kernel", "argmax", bytes([6, 0, 0, 1]) + n(20) + n(3))
 print("seeds written to", CORPUS)

@@ -87,3 +87,8 @@ fn ir_corpus() {
 fn stats_corpus() {
     replay("stats", entries::stats);
 }
+
+#[test]
+fn kernel_corpus() {
+    replay("kernel", entries::kernel);
+}

@@ -36,6 +36,18 @@ pub enum DecodeError {
     Interrupted { pos: u32 },
     #[error("token {token} is outside the vocabulary of {vocab}")]
     Token { token: u32, vocab: usize },
+    #[error(
+        "{steps} steps do not fit the {max} positions the KV cache was compiled for: decode at most {max} (steps count the prompt's positions) or compile with a larger --max-context"
+    )]
+    Steps { steps: usize, max: u32 },
+    #[error(
+        "the prompt is {prompt} tokens but only {steps} steps are decoded: the steps include the prompt's positions, so ask for more than {prompt}"
+    )]
+    Prompt { prompt: usize, steps: usize },
+    #[error(
+        "the logits at position {pos} are not all numbers (NaN): the model's arithmetic overflowed or its weights hold NaN; no token can be picked from them"
+    )]
+    NanLogits { pos: u32 },
 }
 
 /// One decode step's results.
@@ -415,7 +427,9 @@ pub type Sampler<'a> = dyn FnMut(&[f32]) -> u32 + 'a;
 /// Greedy decoding as llama2.c's run.c: from BOS, force the prompt, then
 /// take the wafer's argmax (or, with `sample`, the host's pick from the
 /// logits); stop after `steps` positions or at BOS. Calls `each` per step
-/// with the token emitted and the step.
+/// with the token emitted and the step. Steps beyond the compiled
+/// context, a prompt longer than the steps and NaN logits (in a
+/// functional decode) are errors, not a shorter or arbitrary output.
 pub fn generate(
     d: &mut Decoder,
     prompt: &[u32],
@@ -423,11 +437,23 @@ pub fn generate(
     mut sample: Option<&mut Sampler<'_>>,
     mut each: impl FnMut(u32, &Step),
 ) -> Result<Vec<u32>, DecodeError> {
+    let max = d.compiled.options.max_context;
+    if steps > max as usize {
+        return Err(DecodeError::Steps { steps, max });
+    }
+    if prompt.len() > steps {
+        return Err(DecodeError::Prompt {
+            prompt: prompt.len(),
+            steps,
+        });
+    }
     let mut token = crate::tokenizer::BOS;
     let mut out = Vec::new();
-    let limit = steps.min(d.compiled.options.max_context as usize);
-    for pos in 0..limit {
+    for pos in 0..steps {
         let step = d.step(token)?;
+        if !d.cfg.timing_only && step.logits.iter().any(|v| v.is_nan()) {
+            return Err(DecodeError::NanLogits { pos: pos as u32 });
+        }
         let next = if pos < prompt.len() {
             prompt[pos]
         } else if let Some(f) = sample.as_mut() {

@@ -28,6 +28,12 @@ impl Tokenizer {
             file: file.to_string(),
             message,
         };
+        if bytes.len() < 4 {
+            return Err(err(format!(
+                "{} bytes is too short for the tokenizer's 4-byte header",
+                bytes.len()
+            )));
+        }
         let mut at = 4usize;
         let (mut vocab, mut scores) = (
             Vec::with_capacity(vocab_size),

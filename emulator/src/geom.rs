@@ -219,6 +219,27 @@ impl fmt::Display for PeRect {
     }
 }
 
+/// The most PEs a grid (a program rectangle, a machine, a stats or trace
+/// file) may have: 4,194,304, 4.7 times a WSE-3. Every per-PE table the
+/// tools build is sized by the grid, so a size read from a file is checked
+/// against this before anything is allocated.
+pub const MAX_PES: u64 = 1 << 22;
+
+/// Whether a `cols × rows` grid is one the tools handle: neither side 0,
+/// at most [`MAX_PES`] PEs. The error says which limit it breaks.
+pub fn check_grid(cols: u32, rows: u32) -> Result<(), String> {
+    let n = cols as u64 * rows as u64;
+    if n == 0 {
+        return Err(format!("grid {cols}x{rows} is empty"));
+    }
+    if n > MAX_PES {
+        return Err(format!(
+            "grid {cols}x{rows} has {n} PEs; wafer handles at most {MAX_PES} (4.7 WSE-3 wafers)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,25 +268,4 @@ mod tests {
         assert_eq!(Pe::new(0, 0).neighbour(Port::S, 4, 4), Some(Pe::new(0, 1)));
         assert_eq!(Pe::new(3, 3).neighbour(Port::E, 4, 4), None);
     }
-}
-
-/// The most PEs a grid (a program rectangle, a machine, a stats or trace
-/// file) may have: 4,194,304, 4.7 times a WSE-3. Every per-PE table the
-/// tools build is sized by the grid, so a size read from a file is checked
-/// against this before anything is allocated.
-pub const MAX_PES: u64 = 1 << 22;
-
-/// Whether a `cols × rows` grid is one the tools handle: neither side 0,
-/// at most [`MAX_PES`] PEs. The error says which limit it breaks.
-pub fn check_grid(cols: u32, rows: u32) -> Result<(), String> {
-    let n = cols as u64 * rows as u64;
-    if n == 0 {
-        return Err(format!("grid {cols}x{rows} is empty"));
-    }
-    if n > MAX_PES {
-        return Err(format!(
-            "grid {cols}x{rows} has {n} PEs; wafer handles at most {MAX_PES} (4.7 WSE-3 wafers)"
-        ));
-    }
-    Ok(())
 }

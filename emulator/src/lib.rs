@@ -23,7 +23,7 @@ pub mod verify;
 pub use arch::Arch;
 pub use dtype::DType;
 pub use engine::{
-    Engine, Inputs, Memory, RunConfig, RunError, RunResult, initial_memory, run, run_resume,
+    Engine, Inputs, Memory, RunConfig, RunError, RunResult, Values, initial_memory, run, run_resume,
 };
 pub use geom::{Color, Pe, PeRect, Port, PortSet};
 pub use program::{DataInit, PeCode, Program};

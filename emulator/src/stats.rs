@@ -88,7 +88,10 @@ impl Stats {
         }
         crate::geom::check_grid(self.width, self.height)?;
         if !(self.clock_hz.is_finite() && self.clock_hz > 0.0) {
-            return Err(format!("`clock_hz` is {}; it must be positive", self.clock_hz));
+            return Err(format!(
+                "`clock_hz` is {}; it must be positive",
+                self.clock_hz
+            ));
         }
         let n = self.width as usize * self.height as usize;
         let p = &self.pe;

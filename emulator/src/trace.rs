@@ -113,9 +113,14 @@ impl Trace {
                 int(a, "x", width as u64 - 1)? as u32,
                 int(a, "y", height as u64 - 1)? as u32,
             );
-            let (start, end) = (int(a, "start_cycle", u64::MAX)?, int(a, "end_cycle", u64::MAX)?);
+            let (start, end) = (
+                int(a, "start_cycle", u64::MAX)?,
+                int(a, "end_cycle", u64::MAX)?,
+            );
             if end < start {
-                return Err(format!("a span at {pe} ends (cycle {end}) before it starts ({start})"));
+                return Err(format!(
+                    "a span at {pe} ends (cycle {end}) before it starts ({start})"
+                ));
             }
             spans.push(Span {
                 pe,

@@ -59,7 +59,7 @@ pub fn generate(s: &ArgmaxSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         });
     }
     let segs = split(s.n, s.h);
-    if segs[0].1 * 4 + 600 > arch.sram_bytes {
+    if segs[0].1 as u64 * 4 + 600 > arch.sram_bytes as u64 {
         return Err(KernelError::Rect {
             w: 1,
             h: s.h,
@@ -83,7 +83,10 @@ pub fn generate(s: &ArgmaxSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     );
     for (r, (off, len)) in segs.iter().enumerate() {
         let send = if r as u32 == root {
-            format!("  ldf f5, ix[0]\n  fneg f5, f5\n  stf ix[0], f5\n  vmov.f32 tx(c{CO}), ix\n")
+            // 0 - x, not -x: index 0 leaves as +0, not -0.
+            format!(
+                "  ldf f5, ix[0]\n  lf f6, 0\n  fsub f5, f6, f5\n  stf ix[0], f5\n  vmov.f32 tx(c{CO}), ix\n"
+            )
         } else {
             String::new()
         };
@@ -171,7 +174,7 @@ pub fn reference(a: &[f32]) -> u32 {
 
 /// Predicted cycles (data-independent by construction): receive, local max,
 /// the allreduce, `8` instructions per element of the scan, 5 more, the
-/// index reduce to the bottom PE, 3 scalars and the one-element send there,
+/// index reduce to the bottom PE, 4 scalars and the one-element send there,
 /// then `ramp + hop` to the host.
 pub fn cost(s: &ArgmaxSpec, arch: &Arch) -> u64 {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
@@ -200,6 +203,6 @@ pub fn cost(s: &ArgmaxSpec, arch: &Arch) -> u64 {
     }
     sync(&mut lines, s.reduce("ix", Target::End));
     let root = lines.last_mut().expect("at least one PE");
-    root.scalar(3);
+    root.scalar(4);
     root.send(1, f32_rate(arch, VecOp::Mov, 1, 0)) + ramp + hop
 }

@@ -56,6 +56,11 @@ impl AttentionSpec {
     fn in_len(&self) -> u32 {
         1 + 2 * self.head_dim + self.group * self.head_dim
     }
+    /// [`AttentionSpec::in_len`] without overflow, for the size checks.
+    fn in_len_wide(&self) -> u64 {
+        let (d, g) = (self.head_dim as u64, self.group as u64);
+        1 + 2 * d + g * d
+    }
     /// Valid positions on PE `r` this step (`pos` included).
     pub fn valid(&self, r: u32) -> u32 {
         if self.pos >= r {
@@ -95,9 +100,12 @@ impl AttentionSpec {
     fn scale(&self) -> f32 {
         1.0 / (self.head_dim as f32).sqrt()
     }
+    /// SRAM one PE needs (saturating at `u32::MAX`: shapes far past any
+    /// PE's SRAM are compared, not computed exactly).
     pub fn sram_bytes(&self) -> u32 {
-        let (d, g, s) = (self.head_dim, self.group, self.slots());
-        4 * (self.in_len() + 2 * s * d + g * s + g * d + 2 * g) + 800
+        let (d, g, s) = (self.head_dim as u64, self.group as u64, self.slots() as u64);
+        let bytes = 4 * (self.in_len_wide() + 2 * s * d + g * s + g * d + 2 * g) + 800;
+        bytes.min(u32::MAX as u64) as u32
     }
 }
 
@@ -524,11 +532,11 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
         l.scalar(3);
         for _ in 0..g {
             l.scalar(2);
-            for _ in 0..nv {
+            l.repeat(nv as u64, |l| {
                 l.scalar(2);
                 l.vector(d, dot);
                 l.scalar(6);
-            }
+            });
             l.scalar(3);
             if nv > 0 {
                 l.vector(nv, rmax);
@@ -557,11 +565,11 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
         for _ in 0..g {
             l.vector(d, zero);
             l.scalar(2);
-            for _ in 0..nv {
+            l.repeat(nv as u64, |l| {
                 l.scalar(3);
                 l.vector(d, fmac);
                 l.scalar(3);
-            }
+            });
             l.scalar(3);
             l.vector(d, mul);
             l.scalar(4);

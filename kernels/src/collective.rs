@@ -452,6 +452,7 @@ impl CollectiveSpec {
 
 pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crate::KernelError> {
     use crate::KernelError;
+    s.strategy.check()?;
     if s.scope == Scope::Rect {
         s.strategy.require_plan("a rectangle collective")?;
         return generate_rect(s, arch);
@@ -477,8 +478,8 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
     }
     let lines = s.lines();
     let len = lines.len();
-    let bytes = s.n * 4 + 200;
-    if bytes > arch.sram_bytes {
+    let bytes = s.n as u64 * 4 + 200;
+    if bytes > arch.sram_bytes as u64 {
         return Err(KernelError::Rect {
             w: s.w,
             h: s.h,
@@ -680,7 +681,7 @@ fn check_fits(s: &CollectiveSpec, arch: &Arch) -> Result<(), crate::KernelError>
         || s.n == 0
         || s.w > arch.grid_cols
         || s.h > arch.grid_rows
-        || s.n * 4 + 200 > arch.sram_bytes
+        || s.n as u64 * 4 + 200 > arch.sram_bytes as u64
     {
         return Err(crate::KernelError::Rect {
             w: s.w,

@@ -75,8 +75,10 @@ pub fn validate(s: &EmbeddingSpec, arch: &Arch) -> Result<(), KernelError> {
         });
     }
     let (vocab, dims) = (split(s.vocab, s.w), split(s.dim, s.h));
-    let bytes = vocab[0].1 * dims[0].1 * s.dtype.size_bytes() + dims[0].1 * 4 + 600;
-    if bytes > arch.sram_bytes {
+    let bytes = vocab[0].1 as u64 * dims[0].1 as u64 * s.dtype.size_bytes() as u64
+        + dims[0].1 as u64 * 4
+        + 600;
+    if bytes > arch.sram_bytes as u64 {
         return Err(KernelError::Rect {
             w: s.w,
             h: s.h,

@@ -39,11 +39,11 @@ const CX: u8 = 0;
 const CY: u8 = 1;
 const C_LEVEL0: u8 = 2;
 
-/// Bytes of SRAM the largest tile's PE needs.
-pub fn sram_needed(s: &GemvSpec) -> u32 {
-    let (mt, nt) = (s.m.div_ceil(s.h), s.n.div_ceil(s.w));
+/// Bytes of SRAM the largest tile's PE needs (`w` and `h` at least 1).
+pub fn sram_needed(s: &GemvSpec) -> u64 {
+    let (mt, nt) = (s.m.div_ceil(s.h) as u64, s.n.div_ceil(s.w) as u64);
     let code = 400; // measured from generated listings, rounded up
-    code + (mt * nt + nt) * s.dtype.size_bytes() + mt * 4 + 12
+    code + (mt * nt + nt) * s.dtype.size_bytes() as u64 + mt * 4 + 12
 }
 
 fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
@@ -71,7 +71,7 @@ fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
             "machine `{}` has {}x{} PEs",
             arch.name, arch.grid_cols, arch.grid_rows
         ))
-    } else if sram_needed(s) > arch.sram_bytes {
+    } else if sram_needed(s) > arch.sram_bytes as u64 {
         Some(format!(
             "a tile needs about {} bytes of SRAM, a PE has {}; use more PEs or a 16-bit dtype",
             sram_needed(s),

@@ -38,11 +38,11 @@ impl Strategy {
             _ => s
                 .strip_prefix("tree:")
                 .and_then(|k| k.parse().ok())
-                .filter(|k| *k >= 1)
+                .filter(|k| (1..=64).contains(k))
                 .map(|k| Strategy::Tree { k })
                 .ok_or_else(|| {
                     KernelError::Shape(format!(
-                        "unknown strategy `{s}`: use chain, tree (K = 2), tree:K or (for allreduce) ring"
+                        "unknown strategy `{s}`: use chain, tree (K = 2), tree:K (K from 1 to 64) or (for allreduce) ring"
                     ))
                 }),
         }
@@ -55,8 +55,21 @@ impl Strategy {
         }
     }
 
-    /// Kernels that reduce through a [`Plan`] call this: a ring is not a plan.
+    /// A strategy a generator can build: `tree:K` needs K of 1 to 64
+    /// (a spec built in code, not parsed, may hold anything).
+    pub fn check(self) -> Result<(), KernelError> {
+        match self {
+            Strategy::Tree { k } if !(1..=64).contains(&k) => {
+                Err(KernelError::Shape(format!("tree:{k}: K must be 1 to 64")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Kernels that reduce through a [`Plan`] call this: a ring is not a
+    /// plan (and the strategy must pass [`Strategy::check`]).
     pub fn require_plan(self, kernel: &str) -> Result<(), KernelError> {
+        self.check()?;
         match self {
             Strategy::Ring => Err(KernelError::Shape(format!(
                 "{kernel} reduces with chain or tree:K; ring is for the standalone allreduce"

@@ -123,8 +123,8 @@ pub fn generate(s: &RopeSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     let (d, half) = (s.head_dim, s.head_dim / 2);
     let (stride, partner) = s.pairing();
     let parts = s.split();
-    let bytes = 4 * (1 + parts[0].1 * d + 5 * half) + 400;
-    if bytes > arch.sram_bytes {
+    let bytes = 4 * (1 + parts[0].1 as u64 * d as u64 + 5 * half as u64) + 400;
+    if bytes > arch.sram_bytes as u64 {
         return Err(KernelError::Rect {
             w: 1,
             h: s.h,

@@ -47,6 +47,16 @@ impl<'a> Timeline<'a> {
         first
     }
 
+    /// `times` repetitions of a loop body of local work (`scalar`, `vector`,
+    /// `send`: each moves `t` by an amount that does not depend on `t`), in
+    /// closed form: one run of the body gives the increment. A loop over a
+    /// long KV cache costs one evaluation, not one per position.
+    pub fn repeat(&mut self, times: u64, body: impl Fn(&mut Timeline<'a>)) {
+        let mut once = *self;
+        body(&mut once);
+        self.t += (once.t - self.t) * times;
+    }
+
     /// A vector op consuming a stream whose element `k` is in the core's
     /// queue at `arrival + k`: one element per cycle once both have come.
     pub fn receive(&mut self, n: u32, arrival: u64) {

@@ -251,8 +251,8 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         });
     }
     let seg = s.segments();
-    let bytes = seg[0].1 * 4 * 5 + 600;
-    if bytes > arch.sram_bytes {
+    let bytes = seg[0].1 as u64 * 4 * 5 + 600;
+    if bytes > arch.sram_bytes as u64 {
         return Err(KernelError::Rect {
             w: 1,
             h: s.h,

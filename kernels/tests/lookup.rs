@@ -57,7 +57,8 @@ proptest! {
             inputs = BTreeMap::from([("a".to_string(), a)]);
         }
         let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
-        prop_assert_eq!(outs["id"][0], argmax::reference(&inputs["a"]) as f32, "{:?}", s);
+        // Bit for bit: index 0 is +0, not -0.
+        prop_assert_eq!(outs["id"][0].to_bits(), (argmax::reference(&inputs["a"]) as f32).to_bits(), "{:?}", s);
         let predicted = argmax::cost(&s, &arch);
         let ratio = run.cycles as f64 / predicted as f64;
         prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, run.cycles, predicted);

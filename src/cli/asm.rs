@@ -1,7 +1,30 @@
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
-use wafer_emulator::{asm, binary, load_program};
+use wafer_emulator::{asm, binary};
+
+/// Every stage of a compiled model: a comment line with its name, origin
+/// and hand-off, then its program as assembly.
+fn bundle_listing(path: &std::path::Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let stages = wafer_compiler::bundle::decode(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut out = format!(
+        "; {}: a compiled model of {} stages\n",
+        path.display(),
+        stages.len()
+    );
+    for (i, s) in stages.iter().enumerate() {
+        out.push_str(&format!(
+            "\n; stage {i} `{}` at {}, hand-off {} cycles\n{}",
+            s.name,
+            s.origin,
+            s.handoff_cycles,
+            asm::print(&s.program)
+        ));
+    }
+    Ok(out)
+}
 
 #[derive(Args, Debug)]
 pub struct AsmArgs {
@@ -22,10 +45,10 @@ pub struct DisasmArgs {
 }
 
 pub fn asm(a: AsmArgs) -> anyhow::Result<()> {
-    let p = load_program(&a.input).map_err(anyhow::Error::msg)?;
+    let p = super::program_file(&a.input)?;
     let out = a.output.unwrap_or_else(|| a.input.with_extension("wafer"));
     let bytes = binary::encode(&p);
-    std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::write(&out, &bytes).with_context(|| format!("-o {}: cannot write", out.display()))?;
     println!(
         "{} -> {} ({} bytes, {} codes, {} PEs)",
         a.input.display(),
@@ -38,12 +61,14 @@ pub fn asm(a: AsmArgs) -> anyhow::Result<()> {
 }
 
 pub fn disasm(a: DisasmArgs) -> anyhow::Result<()> {
-    let p = load_program(&a.input).map_err(anyhow::Error::msg)?;
-    let text = asm::print(&p);
+    let text = if super::is_bundle(&a.input) {
+        bundle_listing(&a.input)?
+    } else {
+        asm::print(&super::program_file(&a.input)?)
+    };
     match a.output {
-        Some(out) => {
-            std::fs::write(&out, text).with_context(|| format!("cannot write {}", out.display()))?
-        }
+        Some(out) => std::fs::write(&out, text)
+            .with_context(|| format!("-o {}: cannot write", out.display()))?,
         None => print!("{text}"),
     }
     Ok(())

@@ -25,11 +25,11 @@ pub struct BenchArgs {
     pub model: Option<String>,
     /// Decode steps emulated (default: 4 with --emulator, each engine
     /// timed on them; else 2, averaged for the table).
-    #[arg(long)]
+    #[arg(long, value_parser = super::flags::count::<1, 1_000_000>, allow_negative_numbers = true)]
     pub steps: Option<usize>,
     /// Context length the table's decode steps attend over (default 128,
     /// at most the compiled --max-context less --steps).
-    #[arg(long)]
+    #[arg(long, value_parser = super::flags::count32::<0, { 1 << 30 }>, allow_negative_numbers = true)]
     pub context: Option<u32>,
     /// GPUs for the roofline rows, by id (comma-separated; default: every
     /// GPU in the specs: a100-40, a100-80, h100, h100-pcie, h200, b200).
@@ -51,7 +51,7 @@ pub struct BenchArgs {
     pub plot: Option<std::path::PathBuf>,
     /// Untimed decode steps before them (the first step compiles JIT code
     /// and builds each stage's starting SRAM; later steps reuse both).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::flags::count::<0, 1_000_000>, allow_negative_numbers = true)]
     pub warmup: usize,
     /// Leave out the reference engine (it steps every PE every cycle: for
     /// large models, hours).
@@ -60,8 +60,9 @@ pub struct BenchArgs {
     /// Leave out the interpreter (the JIT engine's baseline).
     #[arg(long)]
     pub no_interp: bool,
-    /// Worker threads for the JIT engine's run; default: this host's cores.
-    #[arg(long)]
+    /// Worker threads for the JIT engine's run, 1..=1024; default: this
+    /// host's cores.
+    #[arg(long, value_parser = super::flags::threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Run only the timing-only decode (for models whose weights do not
     /// fit in host memory).
@@ -184,8 +185,8 @@ fn peak_rss() -> Option<u64> {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
-    if a.steps == Some(0) {
-        bail!("--steps 0: run at least one decode step");
+    if let Some(p) = &a.plot {
+        super::flags::writable("--plot", p)?;
     }
     let l = load(a.model.as_deref(), None)?;
     let compile_start = Instant::now();
@@ -202,7 +203,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         );
     }
     let warmup = a.warmup;
-    let steps = a.steps.unwrap_or(4).min(max - warmup);
+    let steps = match a.steps {
+        Some(n) if n > max - warmup => bail!(
+            "--steps {n}: after --warmup {warmup} the KV cache holds {} more positions (--max-context {max})",
+            max - warmup
+        ),
+        Some(n) => n,
+        None => 4.min(max - warmup),
+    };
     let functional = !a.timing_only;
     let threads = super::threads(a.threads);
     let plan = [

@@ -547,12 +547,20 @@ impl Table {
 
 /// `wafer bench MODEL`.
 pub fn run(a: &BenchArgs, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
-    let steps = a.steps.unwrap_or(2).max(1);
+    let steps = a.steps.unwrap_or(2);
     let max = c.options.max_context;
     if steps as u32 > max {
-        bail!("--steps {steps}: the KV cache holds only {max} positions");
+        bail!("--steps {steps}: the KV cache holds only {max} positions (--max-context)");
     }
-    let context = a.context.unwrap_or(128).min(max - steps as u32);
+    let context = match a.context {
+        Some(n) if n > max - steps as u32 => bail!(
+            "--context {n}: with --steps {steps} the positions run past the {max} the KV cache holds (--max-context); use 0..={}",
+            max - steps as u32
+        ),
+        Some(n) => n,
+        // The default, 128, where it fits (the table states the context).
+        None => 128.min(max - steps as u32),
+    };
     let wafer = if a.predict {
         predicted(c, context)
     } else {

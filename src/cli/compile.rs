@@ -24,8 +24,9 @@ pub struct TargetArgs {
     /// auto (the faster predicted step), pipeline or mesh.
     #[arg(long, default_value = "auto")]
     pub placement: String,
-    /// Positions the KV cache holds (default: the model's, at most 2048).
-    #[arg(long)]
+    /// Positions the KV cache holds, 1 up to the model's trained context
+    /// (default: the model's, at most 2048).
+    #[arg(long, value_parser = super::flags::count32::<1, { 1 << 30 }>, allow_negative_numbers = true)]
     pub max_context: Option<u32>,
     /// Reductions along lines of PEs: chain, tree or tree:K.
     #[arg(long, default_value = "tree")]
@@ -50,9 +51,15 @@ impl TargetArgs {
         };
         let reduce = Strategy::parse(&self.reduce)?;
         reduce.require_plan("--reduce")?;
-        let max_context = self
-            .max_context
-            .unwrap_or((l.config.seq_len as u32).min(2048));
+        let trained = u32::try_from(l.config.seq_len).unwrap_or(u32::MAX);
+        let max_context = match self.max_context {
+            Some(n) if n > trained => bail!(
+                "--max-context {n}: {} was trained for {trained} positions; use 1..={trained}",
+                l.name
+            ),
+            Some(n) => n,
+            None => trained.min(2048),
+        };
         Ok(Options {
             arch,
             dtype,
@@ -88,6 +95,9 @@ pub struct CompileArgs {
 }
 
 pub fn run(a: CompileArgs) -> anyhow::Result<()> {
+    if let Some(out) = &a.output {
+        super::flags::writable("-o", out)?;
+    }
     let l = load(Some(&a.model), None)?;
     let t = std::time::Instant::now();
     let c = a.target.compile(&l)?;

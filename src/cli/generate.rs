@@ -20,20 +20,20 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub prompt: Option<String>,
     /// Positions to run, the prompt's included (as llama2.c's run.c counts).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::flags::count::<1, 1_000_000>, allow_negative_numbers = true)]
     pub steps: usize,
     /// 0: greedy, the argmax taken on the wafer. Above 0: the host samples
     /// from the wafer's logits at this temperature (seeded by --seed).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::flags::temperature, allow_negative_numbers = true)]
     pub temperature: f32,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, value_parser = super::flags::count64::<0, { u64::MAX }>, allow_negative_numbers = true)]
     pub seed: u64,
     /// Also run the CPU reference (f32) and compare logits step by step.
     #[arg(long)]
     pub check: bool,
     /// Refuse runs the reference engine would take longer than this over
     /// (estimated from the compiled stages before starting).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = super::flags::positive, allow_negative_numbers = true)]
     pub max_minutes: f64,
     #[command(flatten)]
     pub engine: super::EngineArgs,
@@ -79,6 +79,54 @@ fn sampler(temperature: f32, seed: u64) -> impl FnMut(&[f32]) -> u32 {
     }
 }
 
+/// Token bytes to text as they stream: a character split over two tokens
+/// (a multi-byte UTF-8 sequence, or `<0xXX>` byte tokens) is printed once
+/// whole, not as two replacement characters.
+#[derive(Default)]
+struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// The text that is complete after `bytes`.
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let mut out = String::new();
+        loop {
+            match std::str::from_utf8(&self.pending) {
+                Ok(s) => {
+                    out.push_str(s);
+                    self.pending.clear();
+                    return out;
+                }
+                Err(e) => {
+                    let good = e.valid_up_to();
+                    out.push_str(std::str::from_utf8(&self.pending[..good]).expect("valid prefix"));
+                    match e.error_len() {
+                        // An incomplete sequence at the end: wait for more.
+                        None => {
+                            self.pending.drain(..good);
+                            return out;
+                        }
+                        // Bytes no character starts with: shown as such.
+                        Some(n) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            self.pending.drain(..good + n);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whatever is left when the stream ends.
+    fn finish(&mut self) -> String {
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        s
+    }
+}
+
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let l = load(a.model.as_deref(), a.tokenizer.as_deref())?;
     if a.temperature < 0.0 || !a.temperature.is_finite() {
@@ -101,6 +149,22 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let c = a.target.compile(&l)?;
     let arch = &c.options.arch;
+    let max = c.options.max_context as usize;
+    if a.steps > max {
+        bail!(
+            "--steps {}: the KV cache holds {max} positions (--max-context; {} was trained for {}); use 1..={max}",
+            a.steps,
+            l.name,
+            l.config.seq_len
+        );
+    }
+    if prompt.len() >= a.steps {
+        bail!(
+            "--prompt is {} tokens: --steps {} must be larger (the steps include the prompt's positions)",
+            prompt.len(),
+            a.steps
+        );
+    }
     let weight_bytes = l.config.n_params() * c.options.dtype.size_bytes() as u64;
     let timing_only = a.timing_only
         || (l.weights.is_none() && host_memory().is_some_and(|m| weight_bytes > m / 2));
@@ -175,6 +239,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut check_err = None;
     let mut predicted = Vec::new();
+    let mut text = Utf8Stream::default();
     let result = generate(&mut d, &prompt, a.steps, sampling, |next, step| {
         cycles.push(step.cycles);
         emitted.push(next);
@@ -186,12 +251,26 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         predicted.push(c.predicted(pos as u32));
         if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
             let want = m.forward(input, pos, kv);
+            // NaN-aware: a NaN difference is the worst there is, not one
+            // that `f32::max` drops.
+            let nan_max = |m: f32, d: f32| {
+                if m.is_nan() || d.is_nan() {
+                    f32::NAN
+                } else {
+                    m.max(d)
+                }
+            };
             let diff = want
                 .iter()
                 .zip(&step.logits)
                 .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            worst = worst.max(diff);
+                .fold(0.0f32, nan_max);
+            worst = nan_max(worst, diff);
+            if diff.is_nan() && check_err.is_none() {
+                check_err = Some(format!(
+                    "position {pos}: the CPU reference's logits hold NaN"
+                ));
+            }
             if pos >= prompt.len() && reference::argmax(&want) != step.next && check_err.is_none() {
                 check_err = Some(format!(
                     "position {pos}: the wafer picked {}, the reference {} (max |Δlogit| {diff:e})",
@@ -202,9 +281,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         }
         if !a.json && !timing_only {
             match &l.tokenizer {
-                Some(t) => {
-                    print!("{}", String::from_utf8_lossy(&t.decode(prev, next)));
-                }
+                Some(t) => print!("{}", text.push(&t.decode(prev, next))),
                 None => print!("{next} "),
             }
             let _ = std::io::stdout().flush();
@@ -214,6 +291,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         pos += 1;
     });
     bar.finish_and_clear();
+    if !a.json && !timing_only {
+        print!("{}", text.finish());
+    }
     let (tokens, interrupted) = match result {
         Ok(t) => (t, false),
         Err(wafer_compiler::decode::DecodeError::Interrupted { .. }) => {

@@ -50,7 +50,7 @@ pub struct KernelArgs {
     #[arg(long, default_value = "add")]
     pub combine: String,
     /// Attention: this step's position (the cache holds the positions before it).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::flags::count32::<0, { 1 << 30 }>, allow_negative_numbers = true)]
     pub pos: u32,
     /// GEMV: mirror it across the diagonal (x from the west by rows, y out of
     /// the south by columns), the orientation that chains after a GEMV.
@@ -60,16 +60,16 @@ pub struct KernelArgs {
     #[arg(long, default_value = "adjacent")]
     pub layout: String,
     /// Embedding: the token id to look up.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<0, { u32::MAX as u64 }>, allow_negative_numbers = true)]
     pub token: u32,
     /// Attention: KV heads (one column of PEs each).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<1, 4096>, allow_negative_numbers = true)]
     pub kv_heads: u32,
     /// Attention: query heads sharing each KV head (grouped-query attention).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<1, 4096>, allow_negative_numbers = true)]
     pub group: u32,
     /// Seed of the random inputs and weights.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::flags::count64::<0, { u64::MAX }>, allow_negative_numbers = true)]
     pub seed: u64,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
@@ -131,9 +131,17 @@ fn float_dtype(a: &KernelArgs) -> anyhow::Result<DType> {
 }
 
 fn dims(s: &str, what: &str) -> anyhow::Result<(u32, u32)> {
-    s.split_once('x')
-        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .ok_or_else(|| anyhow::anyhow!("{what} `{s}`: expected AxB, e.g. 64x64"))
+    super::flags::dims(what, s)
+}
+
+/// `--shape N` (at least 1), or the error `missing` when it is absent.
+fn shape1(a: &KernelArgs, missing: &str) -> anyhow::Result<u32> {
+    let s = a
+        .shape
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("{missing}"))?;
+    super::flags::count32::<1, { u32::MAX as u64 }>(s)
+        .map_err(|e| anyhow::anyhow!("--shape `{}`: {e}", super::flags::shown(s)))
 }
 
 /// `--timing-only`, `--engine` and `--threads` for every run of this command (one
@@ -185,11 +193,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
         ) {
             (Some((op, _)), _) => run_collective(&a, arch, strategy, *op)?,
             (_, Some((op, _))) => {
-                let n: u32 = a
-                    .shape
-                    .as_deref()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| anyhow::anyhow!("{name} needs --shape N (the vector length)"))?;
+                let n = shape1(&a, &format!("{name} needs --shape N (the vector length)"))?;
                 let make = |h| VectorSpec {
                     op: *op,
                     n,
@@ -290,11 +294,10 @@ fn run_collective(
     strategy: Strategy,
     op: CollectiveOp,
 ) -> anyhow::Result<Report> {
-    let n: u32 = a
-        .shape
-        .as_deref()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("{} needs --shape N (elements per PE)", op.name()))?;
+    let n = shape1(
+        a,
+        &format!("{} needs --shape N (elements per PE)", op.name()),
+    )?;
     let rect = a.rect.as_deref().ok_or_else(|| {
         anyhow::anyhow!(
             "{} needs --rect WxH: the PEs taking part are the question, not a choice",
@@ -585,11 +588,7 @@ fn run_embedding(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
 }
 
 fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
-    let n: u32 = a
-        .shape
-        .as_deref()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("argmax needs --shape N"))?;
+    let n = shape1(a, "argmax needs --shape N")?;
     let make = |h| ArgmaxSpec {
         n,
         h,

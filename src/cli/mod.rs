@@ -5,6 +5,7 @@ mod asm;
 mod bench;
 mod compare;
 mod compile;
+mod flags;
 mod generate;
 mod gpu;
 mod kernel;
@@ -87,13 +88,32 @@ pub fn machine(arch: &str, grid: Option<&str>) -> anyhow::Result<wafer_emulator:
     Ok(match grid {
         None => a,
         Some(g) => {
-            let (w, h) = g
-                .split_once('x')
-                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
-                .ok_or_else(|| anyhow::anyhow!("--grid `{g}`: expected COLSxROWS, e.g. 16x16"))?;
+            let (w, h) = flags::dims("--grid", g)?;
             a.with_grid(w, h)?
         }
     })
+}
+
+/// A program file (`.wsm` or `.wafer`). A compiled model (`wafer compile
+/// -o`) holds many programs and is named as such, with what reads it.
+pub fn program_file(path: &std::path::Path) -> anyhow::Result<wafer_emulator::Program> {
+    if is_bundle(path) {
+        anyhow::bail!(
+            "{}: a compiled model (`wafer compile -o`), not one program: `wafer disasm {}` lists its stages; `wafer generate`, `bench` and `view` take the model itself",
+            path.display(),
+            path.display()
+        );
+    }
+    wafer_emulator::load_program(path).map_err(anyhow::Error::msg)
+}
+
+/// Whether the file starts with the compiled-model magic.
+pub fn is_bundle(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|_| &magic == wafer_compiler::bundle::MAGIC)
 }
 
 /// A flag Ctrl-C sets, so long runs stop cleanly at their next check
@@ -133,8 +153,8 @@ pub struct EngineArgs {
     #[arg(long, default_value = "jit")]
     pub engine: String,
     /// Worker threads for the JIT engine's compiled work (results and
-    /// cycles do not depend on it); default: this host's cores.
-    #[arg(long)]
+    /// cycles do not depend on it), 1..=1024; default: this host's cores.
+    #[arg(long, value_parser = flags::threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }
 

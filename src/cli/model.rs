@@ -1,4 +1,4 @@
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 use std::path::Path;
@@ -19,7 +19,7 @@ pub struct ModelArgs {
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
     /// Positions the KV cache must hold (default: the model's, at most 8192).
-    #[arg(long)]
+    #[arg(long, value_parser = super::flags::count::<1, { 1 << 30 }>, allow_negative_numbers = true)]
     pub max_context: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
@@ -54,7 +54,15 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
         "f16" | "bf16" => 2,
         other => bail!("--dtype `{other}`: use f32, f16 or bf16"),
     };
-    let context = a.max_context.unwrap_or(c.seq_len.min(8192)) as u64;
+    let context = match a.max_context {
+        Some(n) if n > c.seq_len => bail!(
+            "--max-context {n}: {name} was trained for {} positions; use 1..={}",
+            c.seq_len,
+            c.seq_len
+        ),
+        Some(n) => n,
+        None => c.seq_len.min(8192),
+    } as u64;
     let params = c.n_params();
     let weights = params * bytes_per;
     let kv_per_token = 2 * c.n_layers as u64 * c.kv_dim() as u64 * bytes_per;
@@ -191,10 +199,10 @@ pub fn load(spec: Option<&str>, tokenizer: Option<&Path>) -> anyhow::Result<Load
         }
     };
     if let Some(t) = tokenizer {
-        l.tokenizer = Some(wafer_compiler::tokenizer::Tokenizer::load(
-            t,
-            l.config.vocab_size,
-        )?);
+        l.tokenizer = Some(
+            wafer_compiler::tokenizer::Tokenizer::load(t, l.config.vocab_size)
+                .context("--tokenizer")?,
+        );
     }
     Ok(l)
 }

@@ -2,7 +2,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use wafer_emulator::{Inputs, Pe, Program, RunConfig, asm, load_program};
+use wafer_emulator::{Inputs, Pe, Program, RunConfig, Values, asm};
 
 /// The built-in default: a 2-D tiled GEMV on 8 × 8 PEs.
 pub const DEFAULT_PROGRAM: &str = include_str!("../../examples/gemv_8x8.wsm");
@@ -33,7 +33,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "BUF@X,Y")]
     pub dump: Vec<String>,
     /// Stop with an error after this many cycles.
-    #[arg(long, default_value_t = 100_000_000)]
+    #[arg(long, default_value_t = 100_000_000, value_parser = super::flags::count64::<1, { u64::MAX }>, allow_negative_numbers = true)]
     pub max_cycles: u64,
     #[command(flatten)]
     pub engine: super::EngineArgs,
@@ -44,8 +44,7 @@ pub struct RunArgs {
 }
 
 fn read_values(path: &Path) -> anyhow::Result<Vec<f32>> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read input file {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if matches!(ext, "txt" | "csv") {
         let text = String::from_utf8(bytes)
@@ -89,7 +88,7 @@ fn parse_dump(s: &str) -> anyhow::Result<(String, Pe)> {
     parsed.ok_or_else(|| anyhow::anyhow!("--dump `{s}`: expected BUF@X,Y, e.g. y@0,0"))
 }
 
-fn preview(v: &[f32]) -> String {
+fn preview<T: std::fmt::Display>(v: &[T]) -> String {
     let shown: Vec<String> = v.iter().take(8).map(|x| format!("{x}")).collect();
     if v.len() > 8 {
         format!("[{}, ... ({} values)]", shown.join(", "), v.len())
@@ -101,10 +100,7 @@ fn preview(v: &[f32]) -> String {
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let arch = super::machine(&a.arch, a.grid.as_deref())?;
     let (program, name): (Program, String) = match &a.file {
-        Some(f) => (
-            load_program(f).map_err(anyhow::Error::msg)?,
-            f.display().to_string(),
-        ),
+        Some(f) => (super::program_file(f)?, f.display().to_string()),
         None => (
             asm::parse(DEFAULT_PROGRAM, "<built-in gemv_8x8.wsm>")
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -113,10 +109,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     };
     let mut inputs = Inputs::new();
     for spec in &a.inputs {
-        let (n, f) = spec
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--input `{spec}`: expected NAME=FILE"))?;
-        inputs.insert(n.to_string(), read_values(Path::new(f))?);
+        let (n, f) = spec.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!(
+                "--input `{}`: expected NAME=FILE",
+                super::flags::shown(spec)
+            )
+        })?;
+        let values = read_values(Path::new(f)).with_context(|| format!("--input {n}"))?;
+        inputs.insert(n.to_string(), values);
     }
     let dumps = a
         .dump
@@ -132,21 +132,26 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         timing_only: a.timing_only,
         ..RunConfig::default()
     };
+    for (flag, path) in [("--trace", &a.trace), ("--stats", &a.stats)] {
+        if let Some(p) = path {
+            super::flags::writable(flag, p)?;
+        }
+    }
     let result = wafer_emulator::run(&program, &arch, &inputs, &cfg)?;
     let time_us = arch.cycles_to_us(result.cycles);
 
     if let Some(path) = &a.trace {
         let t = result.trace.as_ref().expect("trace was requested");
         std::fs::write(path, serde_json::to_vec(&t.to_chrome_json())?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .with_context(|| format!("--trace {}: cannot write", path.display()))?;
     }
     if let Some(path) = &a.stats {
         std::fs::write(path, serde_json::to_vec(&result.stats)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .with_context(|| format!("--stats {}: cannot write", path.display()))?;
     }
     let mut dumped = Vec::new();
     for (buf, pe) in &dumps {
-        let v = result.read_buffer(&program, *pe, buf).ok_or_else(|| {
+        let v = result.read_values(&program, *pe, buf).ok_or_else(|| {
             anyhow::anyhow!("--dump {buf}@{},{}: no buffer `{buf}` at {pe}", pe.x, pe.y)
         })?;
         dumped.push((format!("{buf}@{},{}", pe.x, pe.y), v));
@@ -198,7 +203,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         println!("output    {n} = {}", preview(v));
     }
     for (n, v) in &dumped {
-        println!("dump      {n} = {}", preview(v));
+        let shown = match v {
+            Values::Float(v) => preview(v),
+            Values::Int(v) => preview(v),
+        };
+        println!("dump      {n} = {shown}");
     }
     if let Some(p) = &a.trace {
         println!(

@@ -26,9 +26,10 @@ pub struct SweepArgs {
     /// model's default dtype).
     #[arg(long)]
     pub dtypes: Option<String>,
-    /// Context length the step attends over.
-    #[arg(long, default_value_t = 128)]
-    pub context: u32,
+    /// Context length the step attends over (default 128, or the model's
+    /// last position if it was trained for fewer).
+    #[arg(long, value_parser = super::flags::count32::<0, { 1 << 30 }>, allow_negative_numbers = true)]
+    pub context: Option<u32>,
     /// Also emulate one timing-only step per point (slow for large
     /// models); otherwise latency is the cost models' prediction.
     #[arg(long)]
@@ -60,7 +61,20 @@ struct Fit {
 }
 
 pub fn run(a: SweepArgs) -> anyhow::Result<()> {
+    if let Some(p) = &a.plot {
+        super::flags::writable("--plot", p)?;
+    }
     let l = load(a.model.as_deref(), None)?;
+    let last = u32::try_from(l.config.seq_len - 1).unwrap_or(u32::MAX);
+    let context = match a.context {
+        Some(n) if n > last => bail!(
+            "--context {n}: {} was trained for {} positions; use 0..={last}",
+            l.name,
+            l.config.seq_len
+        ),
+        Some(n) => n,
+        None => 128.min(last),
+    };
     let list = |s: &str| {
         s.split(',')
             .map(str::trim)
@@ -83,7 +97,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     grid: (grid != "full").then(|| grid.clone()),
                     dtype: dtype.clone(),
                     placement: placement.clone(),
-                    max_context: Some(a.context + 1),
+                    max_context: Some(context + 1),
                     reduce: "tree".into(),
                 };
                 let opts = t.options(&l)?;
@@ -95,13 +109,13 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     Ok(c) => {
                         let emulated = if a.emulate {
                             Some(
-                                super::compare::emulate(&c, a.context, 1, (None, false), |_| {})?
+                                super::compare::emulate(&c, context, 1, (None, false), |_| {})?
                                     .per_token_cycles,
                             )
                         } else {
                             None
                         };
-                        let predicted = c.predicted(a.context);
+                        let predicted = c.predicted(context);
                         let cycles = emulated.unwrap_or(predicted as f64);
                         Ok(Fit {
                             pes_used: c.pes_used(),
@@ -139,7 +153,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         let svg = super::plot::lines_svg(
             &format!(
                 "{} on {} grids: per-token latency, context {}",
-                l.name, a.arch, a.context
+                l.name, a.arch, context
             ),
             "PEs in the grid",
             "µs per token",
@@ -167,7 +181,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                 v
             })
             .collect();
-        let out = json!({"model": l.name, "arch": a.arch, "context": a.context, "points": rows});
+        let out = json!({"model": l.name, "arch": a.arch, "context": context, "points": rows});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -175,7 +189,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         "{} on {}, context {}: latency {}",
         l.name,
         a.arch,
-        a.context,
+        context,
         if a.emulate {
             "emulated (timing-only)"
         } else {

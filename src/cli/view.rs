@@ -38,10 +38,10 @@ pub struct ViewArgs {
     pub select: Option<String>,
     /// A model's decode steps to emulate (timing-only); 0 compiles only:
     /// placement, SRAM and the cost models' latency, no counters.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = super::flags::count::<0, 100_000>, allow_negative_numbers = true)]
     pub steps: usize,
     /// The context a model's steps start at.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::flags::count32::<0, { 1 << 30 }>, allow_negative_numbers = true)]
     pub context: u32,
     #[command(flatten)]
     pub target: TargetArgs,
@@ -51,6 +51,9 @@ pub struct ViewArgs {
 const MODEL_SPANS_PER_STAGE: usize = 20_000;
 
 pub fn run(a: ViewArgs) -> anyhow::Result<()> {
+    if let Some(p) = &a.screenshot {
+        super::flags::writable("--screenshot", p)?;
+    }
     let metric = Metric::parse(&a.metric).with_context(|| {
         format!(
             "--metric `{}`: use busy, sram, wavelets, stalls or placement",
@@ -129,8 +132,8 @@ fn json_file(path: &Path, trace: Option<&Path>) -> anyhow::Result<Dataset> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let name = path.display().to_string();
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{name}: not JSON ({e})"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: not JSON ({e})"))?;
     if v.get("traceEvents").is_some() {
         let t = trace_file(path)?;
         return Ok(Dataset::from_trace(&name, t, "unknown machine"));
@@ -145,7 +148,7 @@ fn json_file(path: &Path, trace: Option<&Path>) -> anyhow::Result<Dataset> {
 }
 
 fn program(path: &Path, a: &ViewArgs) -> anyhow::Result<Dataset> {
-    let p = wafer_emulator::load_program(path).map_err(anyhow::Error::msg)?;
+    let p = super::program_file(path)?;
     let arch = super::machine(&a.target.arch, a.target.grid.as_deref())?;
     let cfg = RunConfig {
         trace: true,

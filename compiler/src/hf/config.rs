@@ -127,7 +127,12 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ModelError> {
 fn llama(r: &mut Reader) -> Result<Config, ModelError> {
     let heads = r.count("num_attention_heads")?;
     let dim = r.count("hidden_size")?;
-    r.expect_str("hidden_act", &["silu"], "silu", "the SwiGLU MLP's activation")?;
+    r.expect_str(
+        "hidden_act",
+        &["silu"],
+        "silu",
+        "the SwiGLU MLP's activation",
+    )?;
     r.expect_bool("attention_bias", false, "q/k/v/o projection biases")?;
     r.expect_bool("mlp_bias", false, "MLP projection biases")?;
     if let Some(h) = r.opt_count("head_dim")?
@@ -229,10 +234,16 @@ fn scaling_of(r: &Reader, name: &str, t: &Value) -> Result<Option<RopeScaling>, 
         }
     };
     for key in obj.keys() {
-        if !matches!(key.as_str(), "rope_type" | "type" | "rope_theta") && !fields.contains(&key.as_str()) {
+        if !matches!(key.as_str(), "rope_type" | "type" | "rope_theta")
+            && !fields.contains(&key.as_str())
+        {
             return Err(r.err(format!(
                 "`{name}.{key}` is not implemented for RoPE type `{kind}` (it reads {})",
-                if fields.is_empty() { "nothing more".to_string() } else { fields.join(", ") }
+                if fields.is_empty() {
+                    "nothing more".to_string()
+                } else {
+                    fields.join(", ")
+                }
             )));
         }
     }
@@ -269,7 +280,11 @@ fn gpt2(r: &mut Reader) -> Result<Config, ModelError> {
         "gelu_new",
         "the tanh approximation of GELU",
     )?;
-    r.expect_bool("scale_attn_weights", true, "scaling attention scores by 1/√head_size")?;
+    r.expect_bool(
+        "scale_attn_weights",
+        true,
+        "scaling attention scores by 1/√head_size",
+    )?;
     r.expect_bool(
         "scale_attn_by_inverse_layer_idx",
         false,

@@ -154,7 +154,7 @@ fn add_tensors(
         message,
     };
     let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| format(format!("not a safetensors file: {e}")))?;
+        .map_err(|e| format(format!("not a safetensors file: {}", safetensors_error(&e))))?;
     for (name, view) in st.tensors() {
         let ours = match config.family {
             // GPT-2's classifier is tied to `wte` (a saved copy is that).
@@ -208,6 +208,37 @@ fn add_tensors(
         );
     }
     Ok(())
+}
+
+/// The safetensors crate's error as a sentence (its Display is the
+/// variant's name).
+fn safetensors_error(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::InvalidHeader => "its header is not UTF-8".into(),
+        E::InvalidHeaderStart => "its header does not start with `{`".into(),
+        E::InvalidHeaderDeserialization => {
+            "its header is not the JSON a safetensors header holds".into()
+        }
+        E::HeaderTooLarge => "its header length is over the 100 MB safetensors allows".into(),
+        E::HeaderTooSmall => "it is shorter than the 8-byte header length".into(),
+        E::InvalidHeaderLength => {
+            "its header length points past the end of the file (truncated?)".into()
+        }
+        E::TensorNotFound(n) => format!("tensor `{n}` is not in it"),
+        E::TensorInvalidInfo => "a tensor's shape, dtype and offsets disagree".into(),
+        E::InvalidOffset(n) => format!("tensor `{n}`'s offsets are out of order or overlap"),
+        E::IoError(e) => e.to_string(),
+        E::JsonError(e) => format!("its header is not valid JSON ({e})"),
+        E::InvalidTensorView(d, s, n) => {
+            format!("a {d:?} tensor of shape {s:?} does not take {n} bytes")
+        }
+        E::MetadataIncompleteBuffer => {
+            "its tensors do not cover the data that follows the header (truncated or padded?)"
+                .into()
+        }
+        E::ValidationOverflow => "a tensor's size overflows (a corrupt shape)".into(),
+    }
 }
 
 /// Buffers some checkpoints save that transformers recomputes from the

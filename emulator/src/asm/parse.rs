@@ -22,17 +22,53 @@ pub struct AsmError {
 
 impl fmt::Display for AsmError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let message = clip_quoted(&self.message);
         if self.line == 0 {
-            return write!(f, "{}: {}", self.file, self.message);
+            return write!(f, "{}: {message}", self.file);
         }
-        writeln!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.col, self.message
-        )?;
-        writeln!(f, "  | {}", self.source_line)?;
-        write!(f, "  | {}^", " ".repeat(self.col.saturating_sub(1)))
+        writeln!(f, "{}:{}:{}: {message}", self.file, self.line, self.col)?;
+        let (shown, caret) = window(&self.source_line, self.col.saturating_sub(1));
+        writeln!(f, "  | {shown}")?;
+        write!(f, "  | {}^", " ".repeat(caret))
     }
+}
+
+/// A message with every `quoted` part cut to 60 characters: a 10 MB token
+/// is not worth echoing.
+fn clip_quoted(message: &str) -> String {
+    message
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 && part.chars().count() > 60 {
+                format!("{}…", part.chars().take(60).collect::<String>())
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
+}
+
+/// At most 120 characters of `line` around character `at`, and where `at`
+/// is in them.
+fn window(line: &str, at: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= 120 {
+        return (line.to_string(), at);
+    }
+    let start = at.saturating_sub(60).min(chars.len());
+    let end = (start + 120).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut caret = at - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        caret += 1;
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, caret)
 }
 
 impl std::error::Error for AsmError {}
@@ -536,18 +572,28 @@ impl Line<'_> {
     }
     fn int(&mut self, what: &str) -> R<i32> {
         let w = self.word(what)?;
-        parse_int(&w)
-            .ok_or_else(|| self.err_prev(format!("expected {what} (an integer), found `{w}`")))
+        parse_int(&w).ok_or_else(|| {
+            self.err_prev(if is_number(&w) {
+                format!("{what} `{w}` is out of range ({}..={})", i32::MIN, i32::MAX)
+            } else {
+                format!("expected {what} (an integer), found `{w}`")
+            })
+        })
     }
     fn uint(&mut self, what: &str) -> R<u32> {
         let w = self.word(what)?;
-        parse_int(&w)
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| {
-                self.err_prev(format!(
-                    "expected {what} (a non-negative integer), found `{w}`"
-                ))
+        let hex = w.strip_prefix("0x");
+        let v = match hex {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => w.parse::<u64>().ok(),
+        };
+        v.and_then(|v| u32::try_from(v).ok()).ok_or_else(|| {
+            self.err_prev(if is_number(&w) && !w.starts_with('-') {
+                format!("{what} `{w}` is out of range (0..={})", u32::MAX)
+            } else {
+                format!("expected {what} (a non-negative integer), found `{w}`")
             })
+        })
     }
     fn float(&mut self, what: &str) -> R<f32> {
         let w = self.word(what)?;
@@ -967,6 +1013,16 @@ fn parse_int(w: &str) -> Option<i32> {
         body.parse().ok()?
     };
     i32::try_from(if neg { -v } else { v }).ok()
+}
+
+/// Digits (decimal, or hex after `0x`), optionally negative: a number,
+/// whether or not it fits.
+fn is_number(w: &str) -> bool {
+    let body = w.strip_prefix('-').unwrap_or(w);
+    match body.strip_prefix("0x") {
+        Some(h) => !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()),
+        None => !body.is_empty() && body.chars().all(|c| c.is_ascii_digit()),
+    }
 }
 
 fn parse_float(w: &str) -> Option<f32> {

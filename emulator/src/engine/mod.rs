@@ -147,7 +147,32 @@ pub struct RunResult {
     width: u32,
 }
 
+/// A buffer's contents in its own type: integers stay integers (an i32
+/// above 2^24 has no exact f32).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Values {
+    Float(Vec<f32>),
+    Int(Vec<i32>),
+}
+
 impl RunResult {
+    /// Final contents of buffer `name` at `pe`, exactly: i32 buffers as
+    /// integers, float buffers widened to f32 (which holds f16 and bf16).
+    pub fn read_values(&self, p: &Program, pe: Pe, name: &str) -> Option<Values> {
+        let code = p.code_at(pe)?;
+        let b = &code.buffers[code.buffer(name)?];
+        let sram = self
+            .memory
+            .get((pe.y * self.width + pe.x) as usize)?
+            .as_ref()?;
+        let bits = (0..b.len).map(|i| reference::read_bits(sram, b.offset, b.dtype, i));
+        Some(match b.dtype {
+            crate::DType::I32 => Values::Int(bits.map(|v| v as i32).collect()),
+            dt => Values::Float(bits.map(|v| dt.decode(v)).collect()),
+        })
+    }
+
     /// Final contents of buffer `name` at `pe`, widened to f32.
     pub fn read_buffer(&self, p: &Program, pe: Pe, name: &str) -> Option<Vec<f32>> {
         let code = p.code_at(pe)?;

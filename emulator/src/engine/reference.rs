@@ -368,7 +368,7 @@ pub(crate) fn read_elem(sram: &[u8], base: u32, dtype: DType, i: u32) -> f32 {
     dtype.decode(read_bits(sram, base, dtype, i))
 }
 
-fn read_bits(sram: &[u8], base: u32, dtype: DType, i: u32) -> u32 {
+pub(crate) fn read_bits(sram: &[u8], base: u32, dtype: DType, i: u32) -> u32 {
     let a = (base + i * dtype.size_bytes()) as usize;
     match dtype.size_bytes() {
         4 => u32::from_le_bytes(sram[a..a + 4].try_into().unwrap()),
@@ -2697,10 +2697,33 @@ impl<'p> Machine<'p> {
             let code = &self.p.codes[core.code];
             let task_name = |t: u8| code.tasks[t as usize].name.as_str();
             if let Main::Running { task, pc } = core.main {
+                let inst = &code.insts[pc as usize];
+                // Only an op that cannot issue is waiting; anything else
+                // at `pc` means the task is still executing.
+                let busy = match inst {
+                    Inst::Vec(v) => match v.mode {
+                        ExecMode::Sync => core
+                            .ops
+                            .is_some(0)
+                            .then(|| "the main thread's op".to_string()),
+                        ExecMode::Async { thread, .. } => core
+                            .ops
+                            .is_some(thread as usize + 1)
+                            .then(|| format!("microthread {thread}")),
+                    },
+                    _ => None,
+                };
+                let doing = match busy {
+                    Some(what) => format!("waits to issue: {what} is busy"),
+                    None => {
+                        "is executing (an endless loop, or a longer run than --max-cycles allows?)"
+                            .to_string()
+                    }
+                };
                 add(format!(
-                    "  {at} task `{}` at `{}`: waits for a busy microthread",
+                    "  {at} task `{}` at `{}`: {doing}",
                     task_name(task),
-                    inst_text(code, &code.insts[pc as usize])
+                    inst_text(code, inst)
                 ));
             }
             for (slot, op) in core.ops.iter() {
