@@ -31,11 +31,11 @@ pub enum BundleError {
     Version(u32),
     #[error("truncated at byte {0}")]
     Truncated(usize),
-    #[error("stage {index} (`{name}`): {source}")]
+    #[error("stage {index} (`{name}`): {error}")]
     Program {
         index: usize,
         name: String,
-        source: BinaryError,
+        error: BinaryError,
     },
     #[error("stage {0}: its name is not UTF-8")]
     Name(usize),
@@ -105,10 +105,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BundleStage>, BundleError> {
         let origin = Pe::new(r.u32()?, r.u32()?);
         let handoff_cycles = r.u64()?;
         let plen = usize::try_from(r.u64()?).map_err(|_| BundleError::Truncated(r.at))?;
-        let program = binary::decode(r.take(plen)?).map_err(|source| BundleError::Program {
+        let program = binary::decode(r.take(plen)?).map_err(|error| BundleError::Program {
             index,
             name: name.clone(),
-            source,
+            error,
         })?;
         out.push(BundleStage {
             name,

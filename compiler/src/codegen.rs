@@ -36,8 +36,10 @@ pub enum CompileError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Place(#[from] PlaceError),
-    #[error("stage `{stage}`: {source}")]
-    Kernel { stage: String, source: KernelError },
+    // The inner error is in the message, so it is not also a `source`
+    // (`{:#}` would print it twice).
+    #[error("stage `{stage}`: {error}")]
+    Kernel { stage: String, error: KernelError },
     #[error("internal: {0}")]
     Internal(String),
     #[error("{0}")]
@@ -144,9 +146,9 @@ fn compile_with(
         .zip(&sites)
         .map(|(s, site)| {
             fragment(s, site, graph, weights, options).map_err(|e| match e {
-                CompileError::Kernel { source, .. } => CompileError::Kernel {
+                CompileError::Kernel { error, .. } => CompileError::Kernel {
                     stage: s.name.clone(),
-                    source,
+                    error,
                 },
                 e => e,
             })
@@ -198,10 +200,10 @@ fn compile_with(
     })
 }
 
-fn kernel_err(source: KernelError) -> CompileError {
+fn kernel_err(error: KernelError) -> CompileError {
     CompileError::Kernel {
         stage: String::new(),
-        source,
+        error,
     }
 }
 

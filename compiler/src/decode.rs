@@ -18,11 +18,13 @@ use wafer_emulator::{Memory, RunConfig, RunError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("step at position {pos}, stage `{stage}`: {source}")]
+    // The run's error is in the message, not also a `source` (`{:#}`
+    // would print it twice).
+    #[error("step at position {pos}, stage `{stage}`: {error}")]
     Run {
         pos: u32,
         stage: String,
-        source: Box<RunError>,
+        error: Box<RunError>,
     },
     #[error(
         "position {pos} is past the {max} positions the KV cache was compiled for; compile with a larger --max-context"
@@ -284,12 +286,12 @@ impl<'c> Decoder<'c> {
                 return Err(DecodeError::Interrupted { pos: self.pos });
             }
             let pos = self.pos;
-            let err = |source| match source {
+            let err = |e| match e {
                 RunError::Interrupted { .. } => DecodeError::Interrupted { pos },
-                source => DecodeError::Run {
+                e => DecodeError::Run {
                     pos,
                     stage: stage.name.clone(),
-                    source: Box::new(source),
+                    error: Box::new(e),
                 },
             };
             let inputs = f.stream_inputs(&tensors).map_err(|m| {

@@ -263,3 +263,125 @@ fn rope_scaling_is_read_from_config_json_and_unknown_kinds_are_refused() {
             .is_some()
     );
 }
+
+const LLAMA: &str = r#""model_type": "llama", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 20, "max_position_embeddings": 32"#;
+
+fn parse(extra: &str) -> Result<Config, String> {
+    hf::config::parse(&format!("{{{LLAMA}{extra}}}"), "m/config.json").map_err(|e| e.to_string())
+}
+
+#[test]
+fn rope_theta_is_read_in_both_config_forms() {
+    // transformers 4 writes it at the top level, transformers 5 inside
+    // `rope_parameters`; a Llama-3 checkpoint saved either way has 500,000.
+    let v4 = parse(r#", "rope_theta": 500000.0"#).unwrap();
+    let v5 =
+        parse(r#", "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}"#).unwrap();
+    assert_eq!((v4.rope_theta, v5.rope_theta), (500000.0, 500000.0));
+    let scaled = parse(
+        r#", "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}"#,
+    )
+    .unwrap();
+    assert_eq!(scaled.rope_theta, 500000.0);
+    assert!(scaled.rope_scaling.is_some());
+    let e = parse(r#", "rope_theta": 10000.0, "rope_parameters": {"rope_theta": 500000.0}"#)
+        .unwrap_err();
+    assert!(e.contains("disagree"), "{e}");
+    let e = parse(r#", "rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.5}"#)
+        .unwrap_err();
+    assert!(e.contains("partial_rotary_factor"), "{e}");
+}
+
+#[test]
+fn config_fields_wafer_does_not_implement_are_errors_naming_them() {
+    for (extra, names) in [
+        (r#", "hidden_act": "gelu""#, "hidden_act"),
+        (r#", "attention_bias": true"#, "attention_bias"),
+        (r#", "mlp_bias": true"#, "mlp_bias"),
+        (r#", "head_dim": 8"#, "head_dim"),
+        (r#", "sliding_window": 4096"#, "sliding_window"),
+        (r#", "max_position_embeddings": 4294967301"#, "seq_len"),
+        (r#", "rms_norm_eps": "small""#, "rms_norm_eps"),
+    ] {
+        let e = parse(extra).unwrap_err();
+        assert!(
+            e.contains(names) && e.contains("m/config.json"),
+            "{extra}: {e}"
+        );
+    }
+    // What does not change the computation is accepted.
+    parse(r#", "hidden_act": "silu", "attention_bias": false, "head_dim": 4, "torch_dtype": "bfloat16", "bos_token_id": 1, "pretraining_tp": 1, "attention_dropout": 0.0"#).unwrap();
+    for (json, says) in [
+        (r#"{"model_type": "bert", "hidden_size": 16}"#, "`bert`"),
+        (r#"{"hidden_size": 16}"#, "model_type"),
+        (
+            r#"{"model_type": "gpt2", "n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 4, "vocab_size": 6, "activation_function": "relu"}"#,
+            "activation_function",
+        ),
+        (
+            r#"{"model_type": "gpt2", "n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 4, "vocab_size": 6, "scale_attn_by_inverse_layer_idx": true}"#,
+            "scale_attn_by_inverse_layer_idx",
+        ),
+    ] {
+        let e = hf::config::parse(json, "c.json").unwrap_err().to_string();
+        assert!(e.contains(says), "{json}: {e}");
+    }
+}
+
+/// `config.json` and one safetensors file from `(name, shape)` pairs
+/// (values 0.1).
+fn checkpoint(
+    config: &str,
+    tensors: &[(&str, Vec<usize>)],
+) -> Result<(Config, wafer_compiler::Weights), String> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s)| {
+            let len: usize = s.iter().product();
+            (n.to_string(), s.clone(), 0.1f32.to_le_bytes().repeat(len))
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let st = safetensors::serialize(views, &None).unwrap();
+    hf::from_bytes(config, &st, "ckpt").map_err(|e| e.to_string())
+}
+
+#[test]
+fn tensors_and_classifiers_must_match_the_config() {
+    let c = config();
+    let names: Vec<(String, Vec<usize>)> =
+        tensors(&c).into_iter().map(|(n, (s, _))| (n, s)).collect();
+    let base: Vec<(&str, Vec<usize>)> =
+        names.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+    let tied = format!(r#"{{{LLAMA}, "tie_word_embeddings": true}}"#);
+    let untied = format!(r#"{{{LLAMA}, "tie_word_embeddings": false}}"#);
+    let (c, w) = checkpoint(&tied, &base).unwrap();
+    assert!(c.tied_embeddings && w.tensors.contains_key("output.weight"));
+    // Untied with no lm_head: the classifier is missing, not the embedding.
+    let e = checkpoint(&untied, &base).unwrap_err();
+    assert!(
+        e.contains("lm_head.weight") && e.contains("tie_word_embeddings"),
+        "{e}"
+    );
+    let mut with_head = base.clone();
+    with_head.push(("lm_head.weight", vec![20, 16]));
+    let (c, _) = checkpoint(&untied, &with_head).unwrap();
+    assert!(!c.tied_embeddings);
+    // A q bias the config did not announce is not silently dropped.
+    let mut biased = base.clone();
+    biased.push(("model.layers.0.self_attn.q_proj.bias", vec![16]));
+    let e = checkpoint(&tied, &biased).unwrap_err();
+    assert!(e.contains("q_proj.bias"), "{e}");
+    // Buffers transformers derives from the config are skipped.
+    let mut buffers = base.clone();
+    buffers.push(("model.layers.0.self_attn.rotary_emb.inv_freq", vec![2]));
+    checkpoint(&tied, &buffers).unwrap();
+}

@@ -340,3 +340,87 @@ fn a_text_prompt_steers_the_reference_model() {
     assert!(text.starts_with("The quiet machine"), "{text}");
     assert!(text.len() > "The quiet machine".len() + 20, "{text}");
 }
+
+/// llama2.c's encoder as it is written there: rescan every adjacent pair
+/// after each merge, take the best score (the leftmost of equals). The
+/// tokenizer's priority-queue merge must give the same tokens.
+fn encode_by_rescanning(tok: &Tokenizer, text: &str) -> Vec<u32> {
+    let lookup: std::collections::HashMap<&[u8], u32> = tok
+        .vocab
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_slice(), i as u32))
+        .collect();
+    let mut tokens: Vec<u32> = Vec::new();
+    if !text.is_empty() {
+        for ch in format!(" {text}").chars() {
+            let mut buf = [0u8; 4];
+            let bytes = ch.encode_utf8(&mut buf).as_bytes();
+            match lookup.get(bytes) {
+                Some(id) => tokens.push(*id),
+                None => tokens.extend(bytes.iter().map(|b| *b as u32 + 3)),
+            }
+        }
+    }
+    loop {
+        let mut best: Option<(f32, usize, u32)> = None;
+        for i in 0..tokens.len().saturating_sub(1) {
+            let merged = [
+                tok.vocab[tokens[i] as usize].as_slice(),
+                tok.vocab[tokens[i + 1] as usize].as_slice(),
+            ]
+            .concat();
+            if let Some(id) = lookup.get(merged.as_slice())
+                && best.is_none_or(|(s, _, _)| tok.scores[*id as usize] > s)
+            {
+                best = Some((tok.scores[*id as usize], i, *id));
+            }
+        }
+        let Some((_, i, id)) = best else { break };
+        tokens[i] = id;
+        tokens.remove(i + 1);
+    }
+    tokens
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    #[test]
+    fn the_priority_queue_merge_equals_llama2c_rescanning(
+        text in "[ a-zA-Z,.éß☕]{0,60}",
+    ) {
+        let tok = Tokenizer::load(&models().join("aidreams_tok512.bin"), 512).unwrap();
+        proptest::prop_assert_eq!(tok.encode(&text).unwrap(), encode_by_rescanning(&tok, &text));
+    }
+}
+
+#[test]
+fn a_long_prompt_encodes_in_linearithmic_time() {
+    let tok = Tokenizer::load(&models().join("aidreams_tok512.bin"), 512).unwrap();
+    let text = "the wafer hums with precision, ".repeat(1600); // 48,000 characters
+    let t = std::time::Instant::now();
+    let ids = tok.encode(&text).unwrap();
+    // The rescanning merge takes minutes here; this one milliseconds. The
+    // bound is loose for slow CI machines and debug builds.
+    assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
+    assert_eq!(tok.text(&ids), text);
+}
+
+#[test]
+fn a_tokenizer_without_byte_tokens_says_which_character_it_cannot_encode() {
+    // Six pieces, no `<0xXX>` byte tokens.
+    let mut bytes = 4i32.to_le_bytes().to_vec();
+    for p in ["<unk>", "<s>", "</s>", " ", "x", "xx"] {
+        bytes.extend(0.5f32.to_le_bytes());
+        bytes.extend((p.len() as i32).to_le_bytes());
+        bytes.extend(p.as_bytes());
+    }
+    let tok = Tokenizer::parse(&bytes, 6, "six.bin").unwrap();
+    assert_eq!(tok.text(&tok.encode("xxx").unwrap()), "xxx");
+    let e = tok.encode("xy").unwrap_err().to_string();
+    assert!(e.contains("'y'") && e.contains("no byte token"), "{e}");
+    let e = Tokenizer::parse(&bytes[..2], 6, "short.bin")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("short.bin") && e.contains("too short"), "{e}");
+}

@@ -62,11 +62,17 @@ pub struct Buffer {
 }
 
 impl Buffer {
+    /// Its size in bytes; saturates at `u32::MAX` (the verifier refuses a
+    /// buffer that does not end within 4 GiB, so no checked program does).
     pub fn bytes(&self) -> u32 {
-        self.len * self.dtype.size_bytes()
+        self.len.saturating_mul(self.dtype.size_bytes())
     }
     pub fn end(&self) -> u32 {
-        self.offset + self.bytes()
+        self.offset.saturating_add(self.bytes())
+    }
+    /// Whether it ends within a 32-bit address space.
+    pub fn fits_addresses(&self) -> bool {
+        self.offset as u64 + self.len as u64 * self.dtype.size_bytes() as u64 <= u32::MAX as u64
     }
 }
 

@@ -74,9 +74,7 @@ impl Trace {
     /// grid within [`crate::geom::MAX_PES`], every span on it with
     /// `start ≤ end` and whole cycle numbers.
     pub fn from_chrome_json(v: &Value) -> Result<Trace, String> {
-        let other = v
-            .get("otherData")
-            .ok_or("not a wafer trace: no `otherData`")?;
+        let other = v.get("otherData").ok_or("no `otherData`")?;
         // An unsigned integer field, no larger than `max`.
         let int = |o: &Value, k: &str, max: u64| -> Result<u64, String> {
             let x = o.get(k).ok_or(format!("missing `{k}`"))?;

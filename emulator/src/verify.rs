@@ -305,6 +305,12 @@ fn verify_code(code: &PeCode, err: &mut impl FnMut(String)) {
         .collect();
     spans.sort();
     for b in &code.buffers {
+        if !b.fits_addresses() {
+            err(format!(
+                "code `{name}`: buffer `{}` ({} elements at {}) does not end within 4 GiB",
+                b.name, b.len, b.offset
+            ));
+        }
         if b.len == 0 || b.offset % 4 != 0 || b.offset < code_end {
             err(format!(
                 "code `{name}`: buffer `{}` must be non-empty, 4-byte aligned and after the code ({code_end} bytes); it is at {} with {} elements",

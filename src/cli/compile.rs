@@ -15,7 +15,7 @@ pub struct TargetArgs {
     #[arg(long, default_value = "wse3")]
     pub arch: String,
     /// Use only COLSxROWS PEs of the machine.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub grid: Option<String>,
     /// Weights on the wafer: f32, f16 or bf16 (default: f32 for a
     /// checkpoint, bf16 for a built-in config).

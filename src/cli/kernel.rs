@@ -29,7 +29,7 @@ pub struct KernelArgs {
     #[arg(long)]
     pub list: bool,
     /// Shape, e.g. 4096x4096 for a GEMV's rows × columns.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub shape: Option<String>,
     /// Weight dtype: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
@@ -38,7 +38,7 @@ pub struct KernelArgs {
     #[arg(long, default_value = "wse3")]
     pub arch: String,
     /// PE rectangle COLSxROWS; without it, the one the cost model predicts fastest.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub rect: Option<String>,
     /// Reduction strategy: chain, tree (K = 2) or tree:K.
     #[arg(long, default_value = "chain")]

@@ -13,7 +13,7 @@ pub struct ModelArgs {
     #[arg(long, default_value = "wse3")]
     pub arch: String,
     /// Use only COLSxROWS PEs of the machine.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub grid: Option<String>,
     /// Bytes per weight and cached key/value: f32, f16 or bf16.
     #[arg(long, default_value = "bf16")]

@@ -15,7 +15,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "wse3")]
     pub arch: String,
     /// Use only COLSxROWS PEs of the machine (e.g. 16x16).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub grid: Option<String>,
     /// Host input data, NAME=FILE (text numbers for .txt/.csv, raw little-endian f32 otherwise). Repeatable.
     #[arg(long = "input", value_name = "NAME=FILE")]

@@ -17,7 +17,11 @@ pub struct SweepArgs {
     #[arg(long, default_value = "wse3")]
     pub arch: String,
     /// Grid sizes, COLSxROWS or `full`, comma-separated.
-    #[arg(long, default_value = "150x150,300x300,450x450,600x600,full")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        default_value = "150x150,300x300,450x450,600x600,full"
+    )]
     pub grids: String,
     /// Placements: pipeline, mesh (comma-separated).
     #[arg(long, default_value = "pipeline,mesh")]

@@ -30,7 +30,7 @@ pub struct ViewArgs {
     #[arg(long, default_value = "busy")]
     pub metric: String,
     /// Screenshot size in points, WxH.
-    #[arg(long, default_value = "1400x900")]
+    #[arg(long, allow_hyphen_values = true, default_value = "1400x900")]
     pub size: String,
     /// Select the PE X,Y, or `hot`: the PE with the highest value of the
     /// metric (the inspector shows it).

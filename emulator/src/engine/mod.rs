@@ -191,7 +191,7 @@ impl RunResult {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{0}")]
+    #[error(transparent)]
     Check(#[from] CheckError),
     #[error("host input `{name}`: {message}")]
     Input { name: String, message: String },
