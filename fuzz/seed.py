@@ -66,10 +66,7 @@ def ir_of(model):
 
 
 put("ir", "stories260K", ir_of("models/stories260K.bin"))
-put("ir", "gpt2", ir_of("gpt2"))
 put("ir", "aidreams260K", ir_of("models/aidreams260K.bin"))
-put("ir", "smollm2-135m", ir_of("smollm2-135m"))
-put("ir", "llama-3.2-1b", ir_of("llama-3.2-1b"))
 
 
 def llama2c(dim, hidden, layers, heads, kv, vocab, seq, shared=True):
@@ -172,6 +169,23 @@ gcfg = {"model_type": "gpt2", "n_embd": d, "n_layer": 1, "n_head": 2, "n_positio
         "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}
 put("hf", "gpt2", hf_seed(gcfg, gpt))
 put("hf", "bad-config-only", hf_seed(cfg, {}))
+
+
+# Small Hugging Face checkpoints as directories, for the IR of each family
+# and of RoPE scaling (small seeds mutate faster than a built-in's IR).
+def hf_dir(name, config, tensors):
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(d, "model.safetensors"), "wb") as f:
+        f.write(safetensors(tensors))
+    return d
+
+
+put("ir", "gpt2-tiny", ir_of(hf_dir("gpt2-tiny", gcfg, gpt)))
+put("ir", "llama-tiny", ir_of(hf_dir("llama-tiny", cfg, llama)))
+put("ir", "llama3-rope-tiny", ir_of(hf_dir("llama3-rope-tiny", cfg5, llama)))
 # Kernel specs (fuzz/entries.rs `kernel`): kind, strategy (+k), dtype,
 # seed, then numbers as [length byte, little-endian bytes].
 def n(v):

@@ -361,6 +361,11 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         if check.is_some() {
             println!("check: logits within {worst:e} of the f32 CPU reference at every step");
         }
+        if a.model.is_none() {
+            println!(
+                "next: wafer bench llama-3.1-8b --predict (8B on WSE-3 against GPUs) · wafer view --screenshot v.png (heatmaps) · wafer generate --help"
+            );
+        }
     }
     if let Some(e) = check_err {
         bail!("--check: {e}");
