@@ -296,6 +296,7 @@ fn what_a_file_is_and_what_went_wrong_are_said_once_and_clearly() {
     assert!(e.contains("does not decode as a program"), "{e}");
     // A Hugging Face directory without config.json names the path.
     let dir = tmp("hf_empty");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let e = refused(&["model", &dir.display().to_string()]);
     assert!(e.contains("hf_empty/config.json"), "{e}");

@@ -150,7 +150,7 @@ fn arch_prints_the_presets() {
     assert_eq!(serde_json::from_value::<Arch>(j).unwrap(), Arch::wse3());
     let out = ok(&["arch"]);
     assert!(
-        out.contains("machine wse2") && out.contains("machine wse3  (893064 PEs"),
+        out.contains("machine wse2") && out.contains("machine wse3  (883350 PEs"),
         "{out}"
     );
 }

@@ -1,8 +1,9 @@
 //! The machine model: every number the engines use, with presets for the
 //! Cerebras WSE-2 and WSE-3 class of machine.
 //!
-//! These numbers are not tuning knobs: each preset field says where it comes
-//! from, and one changes only with a source.
+//! These numbers are not tuning knobs: `docs/machine-parameters.md` gives
+//! each preset value's source and confidence, and one changes only with a
+//! source.
 //! Fields marked *inferred* have no public figure; they are parameters so a
 //! researcher can see how much the answer depends on them.
 
@@ -35,10 +36,13 @@ pub struct Arch {
     pub f32_fmac_lanes: u32,
     /// Cycles per element for exp, reciprocal and rsqrt (any dtype).
     pub special_fn_cycles: u32,
-    /// 32-bit memory reads per cycle.
+    /// SRAM reads per cycle (each up to `mem_port_bits` of contiguous data).
     pub mem_read_ports: u32,
-    /// 32-bit memory writes per cycle.
+    /// SRAM writes per cycle.
     pub mem_write_ports: u32,
+    /// Width of one SRAM read or write: a contiguous 16-bit vector moves
+    /// `mem_port_bits / 16` elements per access, a strided one element.
+    pub mem_port_bits: u32,
     /// Bits in one wavelet; a link moves one wavelet per direction per cycle.
     pub wavelet_bits: u32,
     /// Routable colors (virtual channels) sharing each link.
@@ -65,84 +69,78 @@ pub struct Arch {
 pub const PRESETS: [&str; 2] = ["wse2", "wse3"];
 
 impl Arch {
-    /// Cerebras WSE-2 (CS-2).
+    /// Cerebras WSE-2 (CS-2). Every value's source and confidence is in
+    /// `docs/machine-parameters.md`; the comments name the source only.
     pub fn wse2() -> Arch {
         Arch {
             name: "wse2".into(),
-            // SDK `--fabric-dims=757,996`; the SDK reserves a border, leaving
-            // a 750 × 994 program rectangle (WaferLLM scripts). High confidence.
+            // Fabric 757 × 996 less the memcpy border (7 columns, 2 rows):
+            // WaferLLM MeshGEMV/WSE-2/compile.py; csl-examples
+            // single-tile-matvec README.
             grid_cols: 750,
             grid_rows: 994,
-            // SDK benchmarks convert cycles to time at 0.85 GHz. Sources
-            // disagree with WSE-3's 1.1 GHz; a parameter.
+            // csl-examples single-tile-matvec/run.py converts at 0.85 GHz
+            // (WaferLLM §7 says 1.1 GHz at most): a parameter.
             clock_hz: 850e6,
-            // SDK appendix: 48 KiB in 8 banks of 6 KiB. High.
+            // Hot Chips 34; WaferLLM §7.
             sram_bytes: 48 * 1024,
             sram_banks: 8,
-            // SDK SIMD table: fp16 FMAC/add/mul 4 lanes, fp32 add/mov 2. High.
+            // SDK SIMD table.
             f16_lanes: 4,
             f32_add_lanes: 2,
-            // Not in the SIMD table: inferred as 1.
+            // WaferLLM §7: one multiply-accumulate per cycle.
             f32_fmac_lanes: 1,
-            // Inferred: no vector exp/rsqrt in the SDK tables; software
-            // sequences of several FMACs per element.
+            // Inferred: no vector exp/rsqrt unit is documented.
             special_fn_cycles: 4,
-            // SDK: 2 × 32-bit reads + 1 × 32-bit write per cycle. High.
+            // Hot Chips 34: two 64-bit reads and one 64-bit write per cycle.
             mem_read_ports: 2,
             mem_write_ports: 1,
-            // SDK: 32-bit wavelets, one per link per direction per cycle. High.
+            mem_port_bits: 64,
+            // WaferLLM §7; Luczynski et al. 2024.
             wavelet_bits: 32,
-            // SDK: 24 routable colors. High.
             colors: 24,
-            // Inferred: 1 cycle per hop.
             hop_latency: 1,
-            // Unknown ("a few cycles"): 2, a parameter.
             ramp_latency: 2,
-            // Inferred: 2 wavelets per input port and color, beside the link's
-            // own pipeline stages (see the engine's buffer model).
+            // Inferred: no published figure.
             router_buffer_depth: 2,
-            // SDK DSD page: 8 input queues of 2–6 16-bit words. We model each
-            // at the largest, 6 words = 3 wavelets.
+            // SDK DSD page: queues of 2–6 16-bit words, modelled at 6.
             input_queues: 8,
             queue_depth: 3,
-            // SDK: 8 asynchronous vector units. High.
             microthreads: 8,
-            // Inferred: small fixed issue cost per vector instruction.
+            // Inferred: no published figure.
             vector_issue_cycles: 2,
-            // Inferred: task pick and dispatch.
             task_switch_cycles: 2,
         }
     }
 
-    /// Cerebras WSE-3 (CS-3).
+    /// Cerebras WSE-3 (CS-3); sources in `docs/machine-parameters.md`.
     pub fn wse3() -> Arch {
         Arch {
             name: "wse3".into(),
-            // WaferLLM scripts: 762 × 1172 fabric = 893,064 PEs; the whole
-            // fabric is used as the program rectangle. High.
-            grid_cols: 762,
-            grid_rows: 1172,
-            // WaferLLM scripts: 1.1 GHz. Disagrees with other sources; a parameter.
+            // Fabric 762 × 1172 less the memcpy border: WaferLLM
+            // Decode/WSE-3/compile.py.
+            grid_cols: 755,
+            grid_rows: 1170,
+            // A parameter: no WSE-3 clock is published (see the table).
             clock_hz: 1.1e9,
-            // SDK appendix: 48 KiB per PE. High.
             sram_bytes: 48 * 1024,
             sram_banks: 8,
-            // SDK SIMD table: fp16 FMAC/add/mul 8 lanes, fp32 add/mov 4. High.
+            // SDK SIMD table.
             f16_lanes: 8,
             f32_add_lanes: 4,
-            // Not in the SIMD table: inferred as 1.
             f32_fmac_lanes: 1,
             special_fn_cycles: 4,
-            // SDK: same memory ports as WSE-2. High.
+            // Carried over from WSE-2 (consistent with 21 PB/s over 900,000
+            // cores: see the table).
             mem_read_ports: 2,
             mem_write_ports: 1,
+            mem_port_bits: 64,
             wavelet_bits: 32,
             colors: 24,
             hop_latency: 1,
             ramp_latency: 2,
             router_buffer_depth: 2,
-            // SDK DSD page: 8 input queues of 4–8 16-bit words; modelled at
-            // the largest, 8 words = 4 wavelets.
+            // SDK DSD page: queues of 4–8 16-bit words, modelled at 8.
             input_queues: 8,
             queue_depth: 4,
             microthreads: 8,
@@ -261,6 +259,12 @@ impl Arch {
         }
         crate::geom::check_grid(self.grid_cols, self.grid_rows)
             .map_err(|e| format!("`grid_cols` × `grid_rows`: {e}"))?;
+        if !matches!(self.mem_port_bits, 32 | 64 | 128 | 256) {
+            return Err(format!(
+                "`mem_port_bits` is {}; use 32, 64, 128 or 256",
+                self.mem_port_bits
+            ));
+        }
         if self.wavelet_bits != 32 {
             return Err("`wavelet_bits` must be 32 (the engines move 32-bit wavelets)".into());
         }
@@ -319,12 +323,27 @@ impl Arch {
         }
     }
 
+    /// 16-bit halves one port access moves (2 for a 32-bit port, 4 for 64).
+    pub fn port_halves(&self) -> u32 {
+        self.mem_port_bits / 16
+    }
+
+    /// The 16-bit halves of port bandwidth one element of a memory operand
+    /// takes: its own size when contiguous (a port access carries as many
+    /// adjacent elements as fit), a whole access when strided.
+    pub fn operand_halves(&self, elem_bytes: u32, contiguous: bool) -> u32 {
+        if contiguous {
+            elem_bytes / 2
+        } else {
+            self.port_halves()
+        }
+    }
+
     /// The steady rate of a vector op in elements per cycle, as an exact
     /// fraction `(num, den)`: the tightest of the lanes, the read ports, the
     /// write port and (for exp, rcp, rsqrt) the special-function unit.
-    /// `reads_halves`/`writes_halves` count 16-bit halves of memory words
-    /// per element over the memory operands (a contiguous 16-bit vector is
-    /// 1, anything else 2).
+    /// `reads_halves`/`writes_halves` sum [`Arch::operand_halves`] over the
+    /// memory operands read and written.
     pub fn vector_rate(
         &self,
         op: VecOp,
@@ -339,8 +358,8 @@ impl Arch {
                 rate = (num, den);
             }
         };
-        limit(2 * self.mem_read_ports, reads_halves);
-        limit(2 * self.mem_write_ports, writes_halves);
+        limit(self.port_halves() * self.mem_read_ports, reads_halves);
+        limit(self.port_halves() * self.mem_write_ports, writes_halves);
         if op.is_special() {
             limit(1, self.special_fn_cycles);
         }
@@ -388,8 +407,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wse3_has_the_published_pe_count() {
-        assert_eq!(Arch::wse3().n_pes(), 893_064);
+    fn the_program_rectangles_are_the_fabrics_less_the_memcpy_border() {
+        // WSE-3's fabric is 762 × 1172 = 893,064 PEs; WSE-2's 757 × 996.
+        assert_eq!(Arch::wse3().n_pes(), (762 - 7) * (1172 - 2));
+        assert_eq!(Arch::wse2().n_pes(), (757 - 7) * (996 - 2));
     }
 
     #[test]
@@ -416,6 +437,18 @@ mod tests {
         let e = Arch::from_text("clock_hz = 1e9\n", "m.toml").unwrap_err();
         assert!(e.to_string().contains("missing field"), "{e}");
         assert!(matches!(Arch::load("nope"), Err(ArchError::Unknown(_))));
+    }
+
+    #[test]
+    fn every_parameter_is_in_the_table() {
+        let table = include_str!("../../docs/machine-parameters.md");
+        let fields = serde_json::to_value(Arch::wse2()).unwrap();
+        for name in fields.as_object().unwrap().keys() {
+            assert!(
+                table.contains(&format!("`{name}`")),
+                "docs/machine-parameters.md has no row for `{name}`"
+            );
+        }
     }
 
     #[test]

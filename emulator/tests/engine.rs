@@ -87,48 +87,58 @@ fn vector_rates_follow_lanes_and_memory_ports() {
         );
         run(&src).1.stats.pe.vector_cycles[0]
     };
-    // f32 add: 4 lanes, but two 32-bit reads per element and 2 read ports:
-    // 1 element per cycle.
-    assert_eq!(rate("f32", "vfadd", 16), 16);
-    // f16 contiguous: two elements per memory word, so 2 per cycle (the
-    // 8 lanes wait on memory).
-    assert_eq!(rate("f16", "vfadd", 16), 8);
-    assert_eq!(rate("bf16", "vfmul", 15), 8);
-    // Three vector sources need 3 reads per element: 2 elements per 3 cycles.
+    // Two 64-bit read ports and one 64-bit write port (Hot Chips 34): a
+    // port access moves 4 contiguous 16-bit halves.
+    // f32 add: 4 lanes; two f32 reads per element are 4 halves of the 8
+    // the read ports move, one f32 write 2 of the write port's 4: 2 per cycle.
+    assert_eq!(rate("f32", "vfadd", 16), 8);
+    // f16 contiguous: 2 halves read, 1 written per element: 4 per cycle
+    // (the 8 lanes wait on memory).
+    assert_eq!(rate("f16", "vfadd", 16), 4);
+    assert_eq!(rate("bf16", "vfmul", 15), 4);
+    // Three f32 vector sources read 6 halves per element (4/3 per cycle),
+    // but an f32 FMAC has 1 lane: 1 per cycle.
     let src = one_pe(
         "  .buffer a f32[12]\n  .buffer b f32[12]\n  .buffer c f32[12]",
         "  vfmac.f32 a, a, b, c",
     );
-    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 18);
+    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 12);
     // A mixed-precision dot (f16 × f16, f32 sum into a register): lanes
-    // min(f16, f32 add) = 4, but two 16-bit reads per element are one word
-    // and there are 2 read ports: 2 per cycle.
+    // min(f16, f32 add) = 4, and 2 halves read per element: 4 per cycle.
     let src = one_pe(
         "  .buffer a f16[32]\n  .buffer b f16[32]",
         "  vdot.f32 f1, a, b",
     );
-    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 16);
+    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 8);
+    // A strided 16-bit operand takes a whole port access per element: 2
+    // reads per cycle, however narrow the element.
+    let src = one_pe(
+        "  .buffer a f16[16]\n  .buffer y f16[8]",
+        "  vmov.f16 y, a[0, 8, 2]",
+    );
+    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 4);
     // The same with f32 operands is an f32 FMAC: 1 lane.
     let src = one_pe(
         "  .buffer a f32[32]\n  .buffer b f32[32]",
         "  vdot.f32 f1, a, b",
     );
     assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 32);
-    // A 16-bit product computed in f32 into a 16-bit buffer: ports allow 2
-    // per cycle, and the mixed rule gives 4 lanes instead of the f32 FMAC's 1.
+    // A 16-bit product computed in f32 into a 16-bit buffer: the ports
+    // allow 4 per cycle, and the mixed rule gives 4 lanes instead of the f32
+    // FMAC's 1.
     let src = one_pe(
         "  .buffer a f16[32]\n  .buffer y f16[32]",
         "  vfmul.f32 y, a, 2.0",
     );
-    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 16);
+    assert_eq!(run(&src).1.stats.pe.vector_cycles[0], 8);
     // exp: special_fn_cycles per element.
     let src = one_pe("  .buffer a f32[8]", "  vexp.f32 a, a");
     assert_eq!(
         run(&src).1.stats.pe.vector_cycles[0],
         8 * a.special_fn_cycles as u64
     );
-    // Total time: issue at cycle S, start 1 + I later, one element per cycle
-    // (the write port), `end` in the cycle of the last element.
+    // Total time: issue at cycle S, start 1 + I later, two f32 elements
+    // per cycle (the 64-bit write port), `end` in the cycle of the last.
     let src = one_pe(
         "  .buffer a f32[10]\n  .buffer y f32[10]",
         "  vmov.f32 y, a",
@@ -136,8 +146,17 @@ fn vector_rates_follow_lanes_and_memory_ports() {
     let r = run(&src).1;
     assert_eq!(
         r.cycles,
-        (a.task_switch_cycles + 1 + a.vector_issue_cycles) as u64 + 10
+        (a.task_switch_cycles + 1 + a.vector_issue_cycles) as u64 + 5
     );
+    // The same machine with 32-bit ports (the model before Hot Chips 34
+    // was read): half the memory-bound rates.
+    let narrow = Arch::from_text("base = \"wse3\"\nmem_port_bits = 32\n", "n.toml").unwrap();
+    let src = one_pe(
+        "  .buffer a f16[16]\n  .buffer b f16[16]\n  .buffer y f16[16]",
+        "  vfadd.f16 y, a, b",
+    );
+    let (_, r) = run_on(&src, &narrow).unwrap();
+    assert_eq!(r.stats.pe.vector_cycles[0], 8);
 }
 
 #[test]
@@ -197,9 +216,9 @@ done:
     );
     assert_eq!(buf(&p, &r, "log"), vec![7.0, 9.0]);
     assert_eq!(r.stats.pe.tasks[0], 2);
-    // A memory-to-memory f32 move is held to one element per cycle by the
-    // single 32-bit write port, although the datapath has 4 lanes.
-    assert_eq!(r.stats.pe.vector_cycles[0], 64);
+    // A memory-to-memory f32 move is held to two elements per cycle by the
+    // single 64-bit write port, although the datapath has 4 lanes.
+    assert_eq!(r.stats.pe.vector_cycles[0], 32);
 }
 
 #[test]

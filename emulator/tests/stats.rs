@@ -180,19 +180,22 @@ main:
         );
         let s = stats(&src, &a);
         // The first op issues at t, starts at t + 1 + I and holds the
-        // microthread for n cycles (one f32 write per cycle); the second
-        // is ready to issue at t + 1 and waits until the first op's last
+        // microthread for ⌈n / w⌉ cycles, w the f32 elements the write
+        // port takes per cycle (or the lanes, if fewer); the second is
+        // ready to issue at t + 1 and waits until the first op's last
         // element: within a cycle the datapath runs before the main
         // thread, so the microthread is free in that same cycle.
+        let w = (a.port_halves() * a.mem_write_ports / 2).min(a.f32_add_lanes) as u64;
+        let busy = n.div_ceil(w);
         let t = first_inst(&a);
-        let second = first_elem(&a, t) + n - 1;
+        let second = first_elem(&a, t) + busy - 1;
         assert_eq!(
             s.pe.stall_issue_cycles,
             vec![second - (t + 1)],
             "{}",
             a.name
         );
-        assert_eq!(s.pe.vector_cycles, vec![2 * n], "{}", a.name);
+        assert_eq!(s.pe.vector_cycles, vec![2 * busy], "{}", a.name);
         // Issue, issue (the cycle it finally goes), end.
         assert_eq!(s.pe.scalar_cycles, vec![3], "{}", a.name);
     }

@@ -1000,12 +1000,17 @@ fn cost_ring(s: &CollectiveSpec, arch: &Arch) -> u64 {
         let (mut sf, mut sd, mut rf, mut rd) =
             (vec![0u64; p], vec![0u64; p], vec![0u64; p], vec![0u64; p]);
         // A send of n to q's successor, first element at sf[q], ends no
-        // earlier than the successor's receive lets it (credits).
+        // earlier than the successor's receive lets it (credits): the
+        // receive's first pop at rf frees room one buffer further back
+        // each cycle, so it reaches the sender's ramp buffer `hops + 2`
+        // buffers back (queue, a router buffer per hop, the ramp buffer)
+        // that many cycles later, and element `held + k` goes at
+        // `rf + hops + 2 + k`.
         let send_done = |q: usize, sf: &[u64], rf: &[u64]| {
             let n = sent(q);
             let held = room(q);
             let by_credit = if n > held {
-                rf[(q + 1) % p] + (n - held)
+                rf[(q + 1) % p] + hops[q] + 2 + (n - 1 - held)
             } else {
                 0
             };

@@ -8,7 +8,7 @@
 //! receives `[pos, its heads]` from the west, computes the angles' sines and
 //! cosines, rotates, and sends its heads on to the east.
 
-use crate::timeline::{Timeline, f32_rate};
+use crate::timeline::{Timeline, f32_rate, f32_rate_strided};
 use crate::{Fragment, KernelError, Segment, TensorPort, split};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -275,21 +275,28 @@ pub fn reference(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program)
 /// Predicted cycles, per PE with [`Timeline`]: the stream `[pos, heads]`
 /// is in the queue from `hop + ramp`; the angles (one multiply), their sine
 /// and cosine (special functions); per head five f32 ops and two moves
-/// (the FMAC reads three vectors: 2 elements per 3 cycles on 2 read ports);
+/// (rates from the lanes and the ports; a strided pair element takes a
+/// whole port access);
 /// the heads go out at one wavelet per cycle.
 pub fn cost(s: &RopeSpec, arch: &Arch) -> u64 {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let half = s.head_dim / 2;
     let rate = |op, reads, writes| f32_rate(arch, op, reads, writes);
-    let (mul, special, sub, fmac, mov, send) = (
+    let (mul, special, sub, send) = (
         rate(VecOp::Fmul, 1, 1),
         rate(VecOp::Sin, 1, 1),
         rate(VecOp::Fsub, 2, 1),
-        rate(VecOp::Fmac, 3, 1),
-        rate(VecOp::Mov, 1, 1),
         rate(VecOp::Mov, 1, 0),
     );
-    let mul2 = rate(VecOp::Fmul, 2, 1);
+    // The pair operands (`inb[r, half, stride]`) are strided with the
+    // adjacent layout; a strided element takes a whole port access.
+    let (contiguous, strided) = if s.pairing().0 == 1 { (1, 0) } else { (0, 1) };
+    // `t = pair · table`, `t2 = t2 + pair · table`, `pair = t`.
+    let (mul2, fmac, mov) = (
+        f32_rate_strided(arch, VecOp::Fmul, (1 + contiguous, strided), (1, 0)),
+        f32_rate_strided(arch, VecOp::Fmac, (2 + contiguous, strided), (1, 0)),
+        f32_rate_strided(arch, VecOp::Mov, (1, 0), (contiguous, strided)),
+    );
     s.split()
         .iter()
         .map(|(_, nh)| {

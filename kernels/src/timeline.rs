@@ -73,7 +73,21 @@ pub fn slower(a: (u32, u32), b: (u32, u32)) -> (u32, u32) {
     }
 }
 
-/// The steady rate of an f32 op with `reads` and `writes` f32 memory vectors.
+/// The steady rate of an f32 op with `reads` and `writes` contiguous f32
+/// memory vectors.
 pub fn f32_rate(arch: &Arch, op: VecOp, reads: u32, writes: u32) -> (u32, u32) {
-    arch.vector_rate(op, DType::F32, false, 2 * reads, 2 * writes)
+    f32_rate_strided(arch, op, (reads, 0), (writes, 0))
+}
+
+/// [`f32_rate`] with some operands strided: `(contiguous, strided)` f32
+/// vectors read and written (a strided element takes a whole port access).
+pub fn f32_rate_strided(
+    arch: &Arch,
+    op: VecOp,
+    reads: (u32, u32),
+    writes: (u32, u32),
+) -> (u32, u32) {
+    let halves =
+        |(c, s): (u32, u32)| c * arch.operand_halves(4, true) + s * arch.operand_halves(4, false);
+    arch.vector_rate(op, DType::F32, false, halves(reads), halves(writes))
 }

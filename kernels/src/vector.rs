@@ -491,6 +491,9 @@ pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
     let mut lines: Vec<Timeline> = segs.iter().map(|_| Timeline::start(arch)).collect();
     let mut first_out = vec![0u64; segs.len()];
     let (mul1, mul2) = (rate(arch, VecOp::Fmul, 1, 1), rate(arch, VecOp::Fmul, 2, 1));
+    // Each rate is the op's own: f32 adds and subtracts have more lanes
+    // than f32 multiplies, so a memory-bound add runs faster than a mul.
+    let (sub1, add_out2) = (rate(arch, VecOp::Fsub, 1, 1), rate(arch, VecOp::Fadd, 2, 0));
     let (add1, exp1, rcp1) = (
         rate(arch, VecOp::Fadd, 1, 1),
         rate(arch, VecOp::Exp, 1, 1),
@@ -564,7 +567,7 @@ pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
             if s.op == VectorOp::LayerNorm {
                 for (r, (_, len)) in segs.iter().enumerate() {
                     lines[r].scalar(3);
-                    lines[r].vector(*len, mul1);
+                    lines[r].vector(*len, sub1);
                     lines[r].scalar(1);
                     lines[r].vector(*len, dot);
                     lines[r].scalar(1);
@@ -574,10 +577,12 @@ pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
             for (r, (_, len)) in segs.iter().enumerate() {
                 lines[r].scalar(6);
                 lines[r].vector(*len, mul1);
-                if s.op == VectorOp::LayerNorm {
+                first_out[r] = if s.op == VectorOp::LayerNorm {
                     lines[r].vector(*len, mul2);
-                }
-                first_out[r] = lines[r].send(*len, send2);
+                    lines[r].send(*len, add_out2)
+                } else {
+                    lines[r].send(*len, send2)
+                };
             }
         }
         VectorOp::Softmax => {
@@ -590,7 +595,7 @@ pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
             allreduce(&mut lines, Combine::Max);
             for (r, (_, len)) in segs.iter().enumerate() {
                 lines[r].scalar(1);
-                lines[r].vector(*len, mul1);
+                lines[r].vector(*len, sub1);
                 lines[r].vector(*len, exp1);
                 lines[r].scalar(1);
                 lines[r].vector(*len, sum);

@@ -33,8 +33,15 @@ proptest! {
         let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted, _) = check(&s, &arch);
-        let ratio = measured as f64 / predicted as f64;
-        prop_assert!((0.85..=1.15).contains(&ratio), "{:?}: measured {} predicted {}", s, measured, predicted);
+        // Exact but when two reduce streams reach one core's ramp in the
+        // same cycle: the model does not arbitrate the ramp, and the
+        // engine delays one stream a cycle (40 of 4,320 shapes swept on
+        // both presets, at most 2 cycles; README, "What the cost models
+        // leave out").
+        prop_assert!(
+            (0..=2).contains(&(measured as i64 - predicted as i64)),
+            "{:?}: measured {} predicted {}", s, measured, predicted
+        );
     }
 }
 

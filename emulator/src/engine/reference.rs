@@ -2529,11 +2529,9 @@ impl<'p> Machine<'p> {
                             b.name, b.len
                         )));
                     }
-                    let halves = if b.dtype.size_bytes() == 2 && stride.abs() == 1 {
-                        1
-                    } else {
-                        2
-                    };
+                    let halves = self
+                        .arch
+                        .operand_halves(b.dtype.size_bytes(), stride.abs() == 1);
                     if is_dst {
                         writes_h += halves
                     } else {
