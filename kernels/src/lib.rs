@@ -8,14 +8,17 @@
 //! allreduce, gather along rows or columns), the [`vector`] kernels
 //! (element-wise ops, RMSNorm, LayerNorm, softmax), [`attention`] for a
 //! decode step, [`rope`], [`embedding`] lookup and [`argmax`]: every kernel
-//! a Llama-style decode step needs.
+//! a Llama-style decode step needs; and WaferLLM's [`meshgemv`].
+//! [`calibration`] reproduces published hardware measurements with them.
 
 pub mod argmax;
 pub mod attention;
+pub mod calibration;
 pub mod collective;
 pub mod embedding;
 pub mod fragment;
 pub mod gemv;
+pub mod meshgemv;
 pub mod reduce;
 pub mod rope;
 pub mod timeline;

@@ -11,6 +11,7 @@ use wafer_kernels::attention::{self, AttentionSpec};
 use wafer_kernels::collective::{self, CollectiveOp, CollectiveSpec, Combine, Scope};
 use wafer_kernels::embedding::{self, EmbeddingSpec};
 use wafer_kernels::gemv::{self, GemvSpec};
+use wafer_kernels::meshgemv::{self, MeshGemvSpec};
 use wafer_kernels::reduce::Strategy;
 use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
 use wafer_kernels::vector::{self, VectorOp, VectorSpec};
@@ -68,6 +69,11 @@ pub struct KernelArgs {
     /// Attention: query heads sharing each KV head (grouped-query attention).
     #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<1, 4096>, allow_negative_numbers = true)]
     pub group: u32,
+    /// MeshGEMV: groups of rows in the allreduce's first phase (WaferLLM's
+    /// `group_num`; default:
+    /// the divisor of the rows nearest their square root).
+    #[arg(long, value_parser = super::flags::count32::<2, 100_000>, allow_negative_numbers = true)]
+    pub group_num: Option<u32>,
     /// Seed of the random inputs and weights.
     #[arg(long, default_value_t = 1, value_parser = super::flags::count64::<0, { u64::MAX }>, allow_negative_numbers = true)]
     pub seed: u64,
@@ -84,6 +90,9 @@ const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the 
            --shape MxN (rows × columns)  --dtype f32|f16|bf16 (weights; x stored alike, sums in f32)
            --rect WxH (PE columns × rows)  --strategy chain | tree | tree:K  --transposed (x from the west, y to the south)
            (every kernel but the collectives picks its rectangle by its cost model when --rect is omitted)
+meshgemv   WaferLLM's MeshGEMV: y = x·W with x and W in SRAM, a 16-bit AXPY loop per PE, then its
+           two-phase allreduce down the columns and a broadcast (every PE ends with its column's y)
+           --shape MxN  --dtype f16|bf16  --rect WxH (m, n multiples of H, W)  --group-num G (rows split in G groups)
 broadcast  a vector entering each line's start reaches every PE       --shape N (elements)  --rect WxH  --axis row|col|rect
 reduce     every PE's vector combined, out of each line's end         --shape N  --rect WxH  --axis  --combine add|max  --strategy
 allreduce  every PE's vector combined, left in every PE               --shape N  --rect WxH  --axis  --combine add|max
@@ -183,6 +192,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     let strategy = Strategy::parse(&a.strategy)?;
     let report = match name {
         "gemv" => run_gemv(&a, arch, strategy)?,
+        "meshgemv" => run_meshgemv(&a, arch)?,
         "attention" => run_attention(&a, arch, strategy)?,
         "rope" => run_rope(&a, arch)?,
         "embedding" => run_embedding(&a, arch, strategy)?,
@@ -285,6 +295,84 @@ fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Re
         picked,
         measured: run.cycles,
         values: want.len(),
+    })
+}
+
+fn run_meshgemv(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
+    let (m, n) = shape2(a, "meshgemv needs --shape MxN (x's length × outputs)")?;
+    let dtype = match a.dtype.as_str() {
+        "f32" => DType::F16, // the default of --dtype; MeshGEMV is 16-bit
+        _ => float_dtype(a)?,
+    };
+    // WaferLLM's choice: about √h groups of about √h rows.
+    let groups_for = |h: u32| {
+        a.group_num.unwrap_or_else(|| {
+            (2..=h / 2)
+                .filter(|g| h.is_multiple_of(*g))
+                .min_by_key(|g| (*g as i64 - (h as f64).sqrt().round() as i64).abs())
+                .unwrap_or(2)
+        })
+    };
+    let spec = |w: u32, h: u32| MeshGemvSpec {
+        m,
+        n,
+        w,
+        h,
+        groups: groups_for(h),
+        dtype,
+        seed: a.seed,
+    };
+    let (s, picked) = match &a.rect {
+        Some(r) => {
+            let (w, h) = dims(r, "--rect")?;
+            (spec(w, h), false)
+        }
+        None => {
+            let side = arch.grid_cols.min(arch.grid_rows);
+            let best = (4..=side)
+                .filter(|p| m % p == 0 && n % p == 0)
+                .map(|p| spec(p, p))
+                .filter(|s| meshgemv::validate(s, &arch).is_ok())
+                .min_by_key(|s| meshgemv::cost(s, &arch))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no square of machine `{}` tiles a {m}x{n} MeshGEMV exactly (m and n must be multiples of its side); give --rect",
+                        arch.name
+                    )
+                })?;
+            (best, true)
+        }
+    };
+    let frag = meshgemv::generate(&s, &arch)?;
+    let (_, run) = frag.run(&arch, &Default::default(), &run_config())?;
+    if checking() {
+        let want = meshgemv::reference(&s, &meshgemv::weights(&s, &frag.program), &s.x());
+        let nt = (s.n / s.w) as usize;
+        for c in 0..s.w {
+            for r in [0, s.root(), s.h - 1] {
+                let got = run
+                    .read_buffer(&frag.program, wafer_emulator::Pe::new(c, r), "res")
+                    .expect("every PE holds res");
+                same(
+                    "meshgemv",
+                    &got,
+                    &want[c as usize * nt..(c as usize + 1) * nt],
+                )?;
+            }
+        }
+    }
+    Ok(Report {
+        what: format!(
+            "meshgemv 1x{m} @ {m}x{n} {dtype}, {} groups of {} rows",
+            s.groups,
+            s.h / s.groups
+        ),
+        predicted: meshgemv::cost(&s, &arch),
+        arch,
+        rect: (s.w, s.h),
+        picked,
+        measured: run.cycles,
+        values: n as usize,
     })
 }
 

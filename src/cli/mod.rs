@@ -3,6 +3,7 @@
 mod arch;
 mod asm;
 mod bench;
+mod calibrate;
 mod compare;
 mod compile;
 mod flags;
@@ -60,6 +61,10 @@ pub enum Command {
     /// Per-token latency across grid sizes, placements and dtypes (table,
     /// JSON, plot): how many PEs a model deserves.
     Sweep(sweep::SweepArgs),
+    /// Published measurements of wafer-scale hardware (baselines/calibration)
+    /// emulated and compared: published, emulated, error, and the median and
+    /// worst error.
+    Calibrate(calibrate::CalibrateArgs),
     /// Open a run (stats/trace JSON), a program or a model in the viewer:
     /// heatmaps over the grid, placement, time, a PE inspector, latency
     /// against GPUs; --screenshot OUT.png renders it without a display.
@@ -79,6 +84,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Sweep(a) => sweep::run(a),
         Command::View(a) => view::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
     }
 }
 

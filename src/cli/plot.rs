@@ -82,11 +82,19 @@ pub fn bars_svg(title: &str, bars: &[(String, f64)]) -> String {
 }
 
 /// Lines through `(x, y)` points per named series, both axes log scale.
-pub fn lines_svg(title: &str, xl: &str, yl: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+/// One series of a log-log plot: a line through its points when
+/// `joined`, else the points alone.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub joined: bool,
+}
+
+pub fn lines_svg(title: &str, xl: &str, yl: &str, series: &[Series]) -> String {
     let (h, left, right, top, bottom) = (520.0, 80.0, 240.0, 50.0, 60.0);
     let pts = series
         .iter()
-        .flat_map(|s| s.1.iter())
+        .flat_map(|s| s.points.iter())
         .filter(|p| p.0 > 0.0 && p.1 > 0.0);
     // The data's own decades (one decade at least; 1..10 with no data).
     let span = |lo: f64, hi: f64| {
@@ -148,18 +156,28 @@ pub fn lines_svg(title: &str, xl: &str, yl: &str, series: &[(String, Vec<(f64, f
         (top + h - bottom) / 2.0,
         esc(yl)
     );
-    for (i, (name, p)) in series.iter().enumerate() {
+    for (
+        i,
+        Series {
+            name,
+            points: p,
+            joined,
+        },
+    ) in series.iter().enumerate()
+    {
         let c = COLORS[i % COLORS.len()];
         let path: Vec<String> = p
             .iter()
             .filter(|p| p.0 > 0.0 && p.1 > 0.0)
             .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
             .collect();
-        let _ = writeln!(
-            s,
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"/>",
-            path.join(" ")
-        );
+        if *joined {
+            let _ = writeln!(
+                s,
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"/>",
+                path.join(" ")
+            );
+        }
         for q in &path {
             let (a, b) = q.split_once(',').expect("formatted as x,y");
             let _ = writeln!(s, "<circle cx=\"{a}\" cy=\"{b}\" r=\"3\" fill=\"{c}\"/>");
@@ -238,7 +256,11 @@ mod tests {
             "t",
             "x",
             "y",
-            &[("a".into(), vec![(2e5, 250.0), (9e5, 400.0)])],
+            &[Series {
+                name: "a".into(),
+                points: vec![(2e5, 250.0), (9e5, 400.0)],
+                joined: true,
+            }],
         );
         // x from 1e5 to 1e6, y from 100 to 1000: no empty decades.
         assert!(

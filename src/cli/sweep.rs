@@ -140,18 +140,22 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(p) = &a.plot {
-        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        let mut series: Vec<super::plot::Series> = Vec::new();
         for pt in &points {
             let name = format!("{}, {}", pt.placement, pt.dtype);
-            let i = match series.iter().position(|s| s.0 == name) {
+            let i = match series.iter().position(|s| s.name == name) {
                 Some(i) => i,
                 None => {
-                    series.push((name, Vec::new()));
+                    series.push(super::plot::Series {
+                        name,
+                        points: Vec::new(),
+                        joined: true,
+                    });
                     series.len() - 1
                 }
             };
             if let Ok(f) = &pt.result {
-                series[i].1.push((pt.grid_pes as f64, f.us));
+                series[i].points.push((pt.grid_pes as f64, f.us));
             }
         }
         let svg = super::plot::lines_svg(
