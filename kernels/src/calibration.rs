@@ -144,6 +144,8 @@ impl Point {
                     h: *h,
                     groups: *group_num,
                     dtype: dtype_of(dtype)?,
+                    acc: dtype_of(dtype)?,
+                    streamed: false,
                     seed: 1,
                 },
                 &arch,

@@ -3,8 +3,9 @@
 //! `comm_lib/comm_pe.csl`), rebuilt in our ISA after its structure: `y =
 //! x·W` for a `1 × m` vector `x` and an `m × n` matrix `W` tiled over a
 //! `w × h` rectangle, `x` split down the rows (each PE row holds its
-//! `m / h` slice, the same in every column) and `W` in `(m/h) × (n/w)`
-//! tiles.
+//! slice of about `m / h`, the same in every column) and `W` in tiles of
+//! about `(m/h) × (n/w)` (the first `m % h` rows and `n % w` columns of
+//! PEs take one more; WaferLLM's divide exactly).
 //!
 //! Every PE zeroes its `res` (`n/w` elements), then for each of its `x`
 //! elements adds that element times the matching row of its tile —
@@ -19,17 +20,22 @@
 //!
 //! As in WaferLLM's benchmark, `x` and `W` are in SRAM when the run starts
 //! (the host wrote them) and the result stays there; the run's cycles are
-//! one GEMV, compute and allreduce. Where ours differs from the CSL: a PE's
+//! one GEMV, compute and allreduce. For a compiled model the spec can
+//! instead stream `x` in (row `r`'s slice from the west edge, passed east
+//! along the row) and `y` out (column `c`'s outputs from the bottom row's
+//! south edge, the broadcast passing on): the same ports as a transposed
+//! [`gemv`](crate::gemv), and the sum can be kept in f32 (a mixed-precision
+//! FMAC) instead of the weights' dtype. Where ours differs from the CSL: a PE's
 //! loop is our `ldf`/`vfmac`/`add`/`add`/`blt` per element of `x` where the
 //! CSL has `@map` (whose per-element cost on the hardware is not
 //! published); the routes are fixed (the CSL switches none either).
 
 use crate::timeline::Timeline;
-use crate::{Fragment, KernelError};
+use crate::{Fragment, KernelError, Segment, TensorPort};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
-use wafer_emulator::{Arch, DType, Pe, Program};
+use wafer_emulator::{Arch, DType, Pe, Port, Program};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MeshGemvSpec {
@@ -42,8 +48,16 @@ pub struct MeshGemvSpec {
     /// Groups of rows in the allreduce's first phase (WaferLLM's
     /// `group_num`); `h / groups` rows each.
     pub groups: u32,
-    /// f16 (WaferLLM's) or bf16.
+    /// The weights' (and `x`'s) dtype: f16 (WaferLLM's) or bf16.
     pub dtype: DType,
+    /// The sum's dtype: the weights' own (WaferLLM's `@fmach`, a 16-bit
+    /// accumulator) or f32 (a mixed-precision FMAC, as our GEMV sums).
+    pub acc: DType,
+    /// `x` and `y` as edge streams (`x` row by row from the west edge, `y`
+    /// column by column out of the south edge after the broadcast), for
+    /// use in a compiled model; otherwise `x` is in SRAM at the start and
+    /// `y` stays there, as in WaferLLM's benchmark.
+    pub streamed: bool,
     pub seed: u64,
 }
 
@@ -56,14 +70,24 @@ const CD2: [u8; 2] = [4, 5];
 const CU2: [u8; 2] = [6, 7];
 const CBU: u8 = 8;
 const CBD: u8 = 9;
-const COLORS: usize = 10;
+/// `x` along each row, when streamed.
+const CX: u8 = 10;
+const COLORS: usize = 11;
 
 impl MeshGemvSpec {
+    /// Each PE row's slice of `x`: `(offset, len)`.
+    pub fn rows(&self) -> Vec<(u32, u32)> {
+        crate::split(self.m, self.h)
+    }
+    /// Each PE column's outputs: `(offset, len)`.
+    pub fn cols(&self) -> Vec<(u32, u32)> {
+        crate::split(self.n, self.w)
+    }
     fn mt(&self) -> u32 {
-        self.m / self.h
+        self.m.div_ceil(self.h)
     }
     fn nt(&self) -> u32 {
-        self.n / self.w
+        self.n.div_ceil(self.w)
     }
     /// Rows per group, and the group's middle row (WaferLLM's
     /// `pe_num_group` and `root_1st_phase`).
@@ -76,11 +100,12 @@ impl MeshGemvSpec {
         let (g, r1) = self.group();
         (self.groups / 2) * g + r1
     }
-    /// SRAM one PE needs: its tile, its `x` slice, `res`, and the code.
+    /// SRAM the largest tile's PE needs: its tile, its `x` slice, `res`,
+    /// and the code.
     pub fn sram_bytes(&self) -> u64 {
         let b = self.dtype.size_bytes() as u64;
         let (mt, nt) = (self.mt() as u64, self.nt() as u64);
-        (mt * nt + mt + nt) * b + 400
+        (mt * nt + mt) * b + nt * self.acc.size_bytes() as u64 + 400
     }
     /// The `x` slice row `r` holds: seeded, the same in every column.
     pub fn x(&self) -> Vec<f32> {
@@ -99,8 +124,14 @@ impl MeshGemvSpec {
 pub fn validate(s: &MeshGemvSpec, arch: &Arch) -> Result<(), KernelError> {
     if !matches!(s.dtype, DType::F16 | DType::BF16) {
         return Err(KernelError::Shape(
-            "MeshGEMV computes in 16-bit floats: f16 (WaferLLM's) or bf16".into(),
+            "MeshGEMV's weights are 16-bit floats: f16 (WaferLLM's) or bf16".into(),
         ));
+    }
+    if s.acc != s.dtype && s.acc != DType::F32 {
+        return Err(KernelError::Shape(format!(
+            "MeshGEMV sums in the weights' {} or in f32, not {}",
+            s.dtype, s.acc
+        )));
     }
     if s.w == 0 || s.h == 0 || s.w > arch.grid_cols || s.h > arch.grid_rows {
         return Err(KernelError::Rect {
@@ -112,11 +143,15 @@ pub fn validate(s: &MeshGemvSpec, arch: &Arch) -> Result<(), KernelError> {
             ),
         });
     }
-    if s.m == 0 || s.n == 0 || !s.m.is_multiple_of(s.h) || !s.n.is_multiple_of(s.w) {
-        return Err(KernelError::Shape(format!(
-            "MeshGEMV tiles exactly, as WaferLLM's does: m = {} must be a multiple of the {} rows and n = {} of the {} columns",
-            s.m, s.h, s.n, s.w
-        )));
+    if s.h > s.m || s.w > s.n {
+        return Err(KernelError::Rect {
+            w: s.w,
+            h: s.h,
+            why: format!(
+                "a 1x{} @ {}x{} GEMV gives at most {} rows and {} columns of PEs one element each",
+                s.m, s.m, s.n, s.m, s.n
+            ),
+        });
     }
     if s.groups < 2 || !s.h.is_multiple_of(s.groups) || s.h / s.groups < 2 {
         return Err(KernelError::Shape(format!(
@@ -155,6 +190,9 @@ enum Step {
     Forward { input: u8, out: u8 },
     /// `vfadd res, res, rx(c)`.
     Add(u8),
+    /// A middle row's two chains: `vfadd res, res, rx(first)` then
+    /// `vfadd res, res, rx(second)`, their streams arriving together.
+    Join { first: u8, second: u8 },
     /// `vmov res, rx(c)`.
     Receive(u8),
 }
@@ -166,11 +204,18 @@ fn steps(s: &MeshGemvSpec, y: u32) -> Vec<Step> {
     let par = |v: u32| (v % 2) as usize;
     let mut out = Vec::new();
     // Phase one, within the group.
+    let meet = |up: Option<u8>, down: u8| match up {
+        Some(first) => Step::Join {
+            first,
+            second: down,
+        },
+        None => Step::Add(down),
+    };
     if g == r1 {
-        if g != gsize - 1 {
-            out.push(Step::Add(CU1[par(y + 1)]));
-        }
-        out.push(Step::Add(CD1[par(y - 1)]));
+        out.push(meet(
+            (g != gsize - 1).then(|| CU1[par(y + 1)]),
+            CD1[par(y - 1)],
+        ));
     } else if g == 0 {
         out.push(Step::Send(CD1[par(y)]));
     } else if g == gsize - 1 {
@@ -190,10 +235,10 @@ fn steps(s: &MeshGemvSpec, y: u32) -> Vec<Step> {
     let qroot = s.groups / 2;
     if g == r1 {
         if q == qroot {
-            if q != s.groups - 1 {
-                out.push(Step::Add(CU2[par(q + 1)]));
-            }
-            out.push(Step::Add(CD2[par(q - 1)]));
+            out.push(meet(
+                (q != s.groups - 1).then(|| CU2[par(q + 1)]),
+                CD2[par(q - 1)],
+            ));
         } else if q == 0 {
             out.push(Step::Send(CD2[par(q)]));
         } else if q == s.groups - 1 {
@@ -214,7 +259,7 @@ fn steps(s: &MeshGemvSpec, y: u32) -> Vec<Step> {
     let root = s.root();
     if y == root {
         out.push(Step::Send(CBU));
-        if y != s.h - 1 {
+        if y != s.h - 1 || s.streamed {
             out.push(Step::Send(CBD));
         }
     } else if y < root {
@@ -274,70 +319,106 @@ fn routes(s: &MeshGemvSpec, y: u32) -> Vec<(u8, &'static str, &'static str)> {
     }
     // The broadcast.
     let root = s.root();
+    // Streamed, the bottom row also passes it out of the south edge.
     if y == root {
         out.push((CBU, "R", "N"));
-        if y != s.h - 1 {
+        if y != s.h - 1 || s.streamed {
             out.push((CBD, "R", "S"));
         }
     } else if y < root {
         out.push((CBU, "S", if y == 0 { "R" } else { "R,N" }));
     } else {
-        out.push((CBD, "N", if y == s.h - 1 { "R" } else { "R,S" }));
+        let last = y == s.h - 1 && !s.streamed;
+        out.push((CBD, "N", if last { "R" } else { "R,S" }));
     }
     out
 }
 
+/// The code PE `(c, y)` runs: its steps and its tile's shape.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct CodeKey {
+    steps: Vec<Step>,
+    mt: u32,
+    nt: u32,
+}
+
 pub fn generate(s: &MeshGemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     validate(s, arch)?;
-    let (mt, nt, dt) = (s.mt(), s.nt(), s.dtype);
+    let (dt, acc) = (s.dtype, s.acc);
+    let (rows, cols) = (s.rows(), s.cols());
     let mut src = format!(
-        "; MeshGEMV 1x{m} @ {m}x{n} {dt} on {w}x{h} PEs, {g} groups\n.grid {w}x{h}\n",
+        "; MeshGEMV 1x{m} @ {m}x{n} {dt} (sum in {acc}) on {w}x{h} PEs, {g} groups{streamed}\n.grid {w}x{h}\n",
         m = s.m,
         n = s.n,
         w = s.w,
         h = s.h,
-        g = s.groups
+        g = s.groups,
+        streamed = if s.streamed { ", x and y streamed" } else { "" },
     );
-    // One code per distinct list of steps.
-    let mut codes: BTreeMap<Vec<Step>, String> = BTreeMap::new();
+    // One code per distinct (steps, tile shape); each row's columns come in
+    // at most two tile widths, each a run of columns.
+    let mut codes: BTreeMap<CodeKey, String> = BTreeMap::new();
     let mut places = String::new();
     for y in 0..s.h {
         let st = steps(s, y);
-        let n = codes.len();
-        let name = codes
-            .entry(st.clone())
-            .or_insert_with(|| format!("mv{n}"))
-            .clone();
-        writeln!(places, ".place {name} 0,{y} {}x1", s.w).unwrap();
+        let mt = rows[y as usize].1;
+        let mut c0 = 0;
+        while c0 < s.w {
+            let nt = cols[c0 as usize].1;
+            let c1 = (c0..s.w).find(|c| cols[*c as usize].1 != nt).unwrap_or(s.w);
+            let key = CodeKey {
+                steps: st.clone(),
+                mt,
+                nt,
+            };
+            let n = codes.len();
+            let name = codes.entry(key).or_insert_with(|| format!("mv{n}")).clone();
+            writeln!(places, ".place {name} {c0},{y} {}x1", c1 - c0).unwrap();
+            c0 = c1;
+        }
     }
-    for (st, name) in &codes {
+    for (key, name) in &codes {
+        let (mt, nt) = (key.mt, key.nt);
         write!(
             src,
             ".code {name}
   .buffer w {dt}[{wl}]
   .buffer x {dt}[{mt}]
-  .buffer res {dt}[{nt}]
+  .buffer res {acc}[{nt}]
   .task main local active
 main:
-  vmov.{dt} res, 0.0
-  li r1, 0
-  li r2, 0
-axpy:
-  ldf f1, x[r1]
-  vfmac.{dt} res, res, w[r2, {nt}], f1
-  add r1, r1, 1
-  add r2, r2, {nt}
-  blt r1, {mt}, axpy
+  vmov.{acc} res, 0.0
 ",
             wl = mt * nt,
         )
         .unwrap();
-        for step in st {
+        if s.streamed {
+            writeln!(src, "  vmov.f32 x, rx(c{CX})").unwrap();
+        }
+        write!(
+            src,
+            "  li r1, 0
+  li r2, 0
+axpy:
+  ldf f1, x[r1]
+  vfmac.{acc} res, res, w[r2, {nt}], f1
+  add r1, r1, 1
+  add r2, r2, {nt}
+  blt r1, {mt}, axpy
+"
+        )
+        .unwrap();
+        for step in &key.steps {
             let line = match *step {
-                Step::Send(c) => format!("vmov.{dt} tx(c{c}), res"),
-                Step::Forward { input, out } => format!("vfadd.{dt} tx(c{out}), rx(c{input}), res"),
-                Step::Add(c) => format!("vfadd.{dt} res, res, rx(c{c})"),
-                Step::Receive(c) => format!("vmov.{dt} res, rx(c{c})"),
+                Step::Send(c) => format!("vmov.{acc} tx(c{c}), res"),
+                Step::Forward { input, out } => {
+                    format!("vfadd.{acc} tx(c{out}), rx(c{input}), res")
+                }
+                Step::Add(c) => format!("vfadd.{acc} res, res, rx(c{c})"),
+                Step::Join { first, second } => format!(
+                    "vfadd.{acc} res, res, rx(c{first})\n  vfadd.{acc} res, res, rx(c{second})"
+                ),
+                Step::Receive(c) => format!("vmov.{acc} res, rx(c{c})"),
             };
             writeln!(src, "  {line}").unwrap();
         }
@@ -348,65 +429,147 @@ axpy:
         for (c, from, to) in routes(s, y) {
             writeln!(src, ".route 0,{y} {}x1 c{c} {from} -> {to}", s.w).unwrap();
         }
+        if s.streamed {
+            // x along the row: every PE keeps it, all but the last pass it on.
+            if s.w > 1 {
+                writeln!(src, ".route 0,{y} {}x1 c{CX} W -> R,E", s.w - 1).unwrap();
+            }
+            writeln!(src, ".route {},{y} 1x1 c{CX} W -> R", s.w - 1).unwrap();
+        }
     }
-    let x = s.x();
-    for y in 0..s.h {
-        let slice: Vec<String> = x[(y * mt) as usize..((y + 1) * mt) as usize]
-            .iter()
-            .map(|v| format!("{v:?}"))
-            .collect();
-        writeln!(src, ".data x 0,{y} {}x1 = [{}]", s.w, slice.join(", ")).unwrap();
+    if s.streamed {
+        for (y, (_, mt)) in rows.iter().enumerate() {
+            writeln!(
+                src,
+                ".input x{y} f32[{mt}] -> 0,{y} W c{CX} = rand({})",
+                s.seed.wrapping_add(1)
+            )
+            .unwrap();
+        }
+        for (c, (_, nt)) in cols.iter().enumerate() {
+            writeln!(src, ".output y{c} {acc}[{nt}] <- {c},{} S c{CBD}", s.h - 1).unwrap();
+        }
+    } else {
+        let x = s.x();
+        for (y, (xo, mt)) in rows.iter().enumerate() {
+            let slice: Vec<String> = x[*xo as usize..(xo + mt) as usize]
+                .iter()
+                .map(|v| format!("{v:?}"))
+                .collect();
+            writeln!(src, ".data x 0,{y} {}x1 = [{}]", s.w, slice.join(", ")).unwrap();
+        }
     }
     writeln!(src, ".data w 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap();
     let program = crate::assemble(&src, "MeshGEMV")?;
+    let port = |name: &str, parts: &[(u32, u32)], len: u32| TensorPort {
+        name: name.into(),
+        len,
+        segments: parts
+            .iter()
+            .enumerate()
+            .map(|(i, (off, l))| Segment {
+                stream: format!("{name}{i}"),
+                offset: *off,
+                len: *l,
+                at: 0,
+            })
+            .collect(),
+    };
+    let (inputs, outputs) = if s.streamed {
+        (vec![port("x", &rows, s.m)], vec![port("y", &cols, s.n)])
+    } else {
+        (Vec::new(), Vec::new())
+    };
     Ok(Fragment {
         program,
-        inputs: Vec::new(),
-        outputs: Vec::new(),
+        inputs,
+        outputs,
     })
 }
 
-/// W as the program holds it (row-major `m × n`, in the dtype).
+/// Where `W[k][j]` (row `k` of `m`, column `j` of `n`) lives: the PE and
+/// the index in its tile.
+fn tiles(s: &MeshGemvSpec) -> impl Iterator<Item = (Pe, u32, u32, u32, u32)> + '_ {
+    let (rows, cols) = (s.rows(), s.cols());
+    (0..s.w).flat_map(move |c| {
+        let (yo, nt) = cols[c as usize];
+        let rows = rows.clone();
+        (0..s.h).map(move |r| {
+            let (xo, mt) = rows[r as usize];
+            (Pe::new(c, r), xo, mt, yo, nt)
+        })
+    })
+}
+
+/// W as the program holds it (row-major `m × n`: row `k` multiplies
+/// `x[k]`), in the dtype.
 pub fn weights(s: &MeshGemvSpec, p: &Program) -> Vec<f32> {
-    let (mt, nt) = (s.mt(), s.nt());
-    let mut w = vec![0.0; (s.m * s.n) as usize];
-    for c in 0..s.w {
-        for r in 0..s.h {
-            let tile = p
-                .initial_values(Pe::new(c, r), "w")
-                .expect("every PE holds a tile");
-            for i in 0..mt {
-                for j in 0..nt {
-                    w[((r * mt + i) * s.n + c * nt + j) as usize] = tile[(i * nt + j) as usize];
-                }
+    let mut w = vec![0.0; s.m as usize * s.n as usize];
+    for (pe, xo, mt, yo, nt) in tiles(s) {
+        let tile = p.initial_values(pe, "w").expect("every PE holds a tile");
+        for i in 0..mt {
+            for j in 0..nt {
+                w[((xo + i) * s.n + yo + j) as usize] = tile[(i * nt + j) as usize];
             }
         }
     }
     w
 }
 
-/// The reference: each PE's AXPY loop in the dtype's arithmetic (`res +
-/// w·x`, the product and the sum each rounded), then the column's chains in
-/// the order the code adds them. Bit-exact with the emulator. Returns `y`
-/// (`n` outputs): what every PE of column `c` holds in `res` is
-/// `y[c·n/w ..]`.
+/// Load a model's weights, stored as a GEMV's are (`n` rows of `m`: output
+/// `j`'s row is `w[j·m ..]`), into the tiles: MeshGEMV's `W[k][j]` is the
+/// model's `w[j][k]`.
+pub fn load_weights(s: &MeshGemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), KernelError> {
+    if w.len() != s.m as usize * s.n as usize {
+        return Err(KernelError::Shape(format!(
+            "MeshGEMV 1x{} @ {}x{} takes {} weights, got {}",
+            s.m,
+            s.m,
+            s.n,
+            s.m as u64 * s.n as u64,
+            w.len()
+        )));
+    }
+    let per_pe = tiles(s)
+        .map(|(pe, xo, mt, yo, nt)| {
+            let mut tile = Vec::with_capacity((mt * nt) as usize);
+            for i in 0..mt {
+                for j in 0..nt {
+                    tile.push(w[((yo + j) * s.m + xo + i) as usize]);
+                }
+            }
+            (pe, tile)
+        })
+        .collect();
+    f.load("w", per_pe);
+    Ok(())
+}
+
+/// The reference: `x` rounded to the dtype (as the PEs store it), each PE's
+/// AXPY loop in the sum's arithmetic (`res + w·x`, the product and the sum
+/// each rounded to it), then the column's chains in the order the code adds
+/// them. Bit-exact with the emulator. Returns `y` (`n` outputs): what every
+/// PE of column `c` holds in `res`, and what its stream carries out, is
+/// column `c`'s run of `y`.
 pub fn reference(s: &MeshGemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
-    let (mt, nt, dt) = (s.mt() as usize, s.nt() as usize, s.dtype);
-    let r = |v: f32| dt.round(v);
+    let r = |v: f32| s.acc.round(v);
+    let x: Vec<f32> = x.iter().map(|v| s.dtype.round(*v)).collect();
     let add =
         |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(u, v)| r(u + v)).collect() };
     let (gsize, r1) = s.group();
     let (gsize, r1) = (gsize as usize, r1 as usize);
     let groups = s.groups as usize;
-    let mut y = Vec::with_capacity(s.n as usize);
-    for c in 0..s.w as usize {
-        let partial: Vec<Vec<f32>> = (0..s.h as usize)
-            .map(|row| {
-                (0..nt)
+    let rows = s.rows();
+    let n = s.n as usize;
+    let mut y = Vec::with_capacity(n);
+    for (yo, nt) in s.cols() {
+        let partial: Vec<Vec<f32>> = rows
+            .iter()
+            .map(|&(xo, mt)| {
+                (yo..yo + nt)
                     .map(|j| {
-                        (0..mt).fold(0.0f32, |acc, i| {
-                            let k = row * mt + i;
-                            r(acc + r(w[k * s.n as usize + c * nt + j] * x[k]))
+                        (xo..xo + mt).fold(0.0f32, |a, k| {
+                            r(a + r(w[k as usize * n + j as usize] * x[k as usize]))
                         })
                     })
                     .collect()
@@ -437,35 +600,56 @@ pub fn reference(s: &MeshGemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
     y
 }
 
-/// Predicted cycles, row by row with [`Timeline`] (every column alike):
-/// the zeroing and the AXPY loop (`ldf`, the FMAC, three scalars per
-/// element of `x`); then the chains: a 16-bit stream moves one wavelet (two
-/// elements) per cycle, a sender's wavelet `k` leaves at its first
-/// element's cycle plus `k`, reaches the next core `2·ramp + hops·hop`
-/// later, and a receiving op handles wavelet `k` at `max(start, arrival +
-/// k)`; the next instruction issues in the cycle of the last wavelet. A
-/// middle row's two streams share its ramp: approximated as alternating
-/// until the second stream's queue is full (the engine arbitrates round
-/// robin and backpressures the senders, which this does not follow); the
-/// tests hold it within 8 % of the emulated cycles (6.4 % at worst over a
-/// sweep of 288 shapes).
+/// Predicted cycles: the slowest column (every column runs alone but for
+/// `x` passing along the rows; a column's time grows with its tile width
+/// and with how late `x` reaches it, so the last column of each tile width
+/// is the slowest of its kind).
+///
+/// A column, row by row with [`Timeline`]: the zeroing, `x` when streamed
+/// (element `k` reaches column `c`'s cores at `k + hop·(c+1) + ramp`), the
+/// AXPY loop (`ldf`, the FMAC, three scalars per element of `x`); then the
+/// chains: a stream moves one wavelet (two 16-bit or one f32 element) per
+/// cycle, a sender's wavelet `k` leaves at its first element's cycle plus
+/// `k`, reaches the next core `2·ramp + hops·hop` later, and a receiving op
+/// handles wavelet `k` at `max(start, arrival + k)`; the next instruction
+/// issues in the cycle of the last wavelet. Streamed, `y` leaves the bottom
+/// row's router `hop` before the host has it. The streams a group's middle
+/// row reads (both chains, then the second phase's) can reach its router
+/// together and share the ramp into its core: that part is followed cycle
+/// by cycle ([`front`]), the router's round robin and the queues' room as
+/// the engine has them. The tests hold the result equal to the emulated
+/// cycles.
 pub fn cost(s: &MeshGemvSpec, arch: &Arch) -> u64 {
+    let cols = s.cols();
+    let wide = cols.iter().filter(|(_, nt)| *nt == cols[0].1).count() as u32;
+    [wide - 1, s.w - 1]
+        .into_iter()
+        .map(|c| column_cost(s, arch, c, cols[c as usize].1))
+        .max()
+        .unwrap_or(0)
+}
+
+fn column_cost(s: &MeshGemvSpec, arch: &Arch, c: u32, nt: u32) -> u64 {
     let (i, hop, ramp) = (
         arch.vector_issue_cycles as u64,
         arch.hop_latency as u64,
         arch.ramp_latency as u64,
     );
-    let (mt, nt) = (s.mt(), s.nt());
-    let wavelets = nt.div_ceil(2) as u64;
-    let b = s.dtype.size_bytes();
-    let halves = |contiguous| arch.operand_halves(b, contiguous);
-    let zero = arch.vector_rate(VecOp::Mov, s.dtype, false, 0, halves(true));
-    let fmac = arch.vector_rate(VecOp::Fmac, s.dtype, false, 2 * halves(true), halves(true));
+    let rows = s.rows();
+    let wavelets = nt.div_ceil(s.acc.per_word()) as u64;
+    let acc_h = arch.operand_halves(s.acc.size_bytes(), true);
+    let w_h = arch.operand_halves(s.dtype.size_bytes(), true);
+    let zero = arch.vector_rate(VecOp::Mov, s.acc, false, 0, acc_h);
+    let fmac = arch.vector_rate(VecOp::Fmac, s.acc, true, acc_h + w_h, acc_h);
     // Rows' main threads after the local GEMV.
-    let mut t: Vec<u64> = (0..s.h)
-        .map(|_| {
+    let mut t: Vec<u64> = rows
+        .iter()
+        .map(|&(_, mt)| {
             let mut l = Timeline::start(arch);
             l.vector(nt, zero);
+            if s.streamed {
+                l.receive(mt, hop * (c as u64 + 1) + ramp);
+            }
             l.scalar(2);
             l.repeat(mt as u64, |l| {
                 l.scalar(1);
@@ -497,75 +681,207 @@ pub fn cost(s: &MeshGemvSpec, arch: &Arch) -> u64 {
         }
     };
     let steps_of: Vec<Vec<Step>> = (0..s.h).map(|y| steps(s, y)).collect();
-    // Room for a stream's wavelets between the router and a core that is
-    // not yet consuming them: its queue and the ramp's pipeline stages.
-    let queued = (arch.queue_depth + arch.ramp_latency) as u64;
-    let mut next = vec![0usize; s.h as usize];
-    // Run each row's steps in dependency order: a step waiting on a stream
-    // runs once the stream's arrival is known.
+    // When the host has the last wavelet of `y` (streamed).
+    let mut out_end = 0;
+    let mut done = vec![false; s.h as usize];
+    // Rows in dependency order. A row's steps before the broadcast (its
+    // "front") run once every stream they read has a known arrival: the
+    // streams may reach the router together and share its ramp, so the
+    // front is simulated as a whole ([`front`]). The broadcast reaches a
+    // row only after everything it sent, alone.
     let mut progressed = true;
     while progressed {
         progressed = false;
         for y in 0..s.h as usize {
-            while next[y] < steps_of[y].len() {
-                let step = steps_of[y][next[y]];
-                let arrived = |c: u8| arrival.get(&(c, y as u32)).copied();
-                // A middle row adds two streams that reach its router
-                // together, one after the other: the ramp into the core
-                // takes one wavelet per cycle, alternating between the two
-                // until the second stream's queue is full, so the first add
-                // sees a wavelet every other cycle for that long.
-                if let (Step::Add(ca), Some(Step::Add(cb))) =
-                    (step, steps_of[y].get(next[y] + 1).copied())
-                {
-                    let (Some(a), Some(b)) = (arrived(ca), arrived(cb)) else {
-                        break;
-                    };
-                    let start_a = t[y] + 1 + i;
-                    let shared = if b <= a + 2 * wavelets {
-                        wavelets.min(queued)
-                    } else {
-                        0
-                    };
-                    let last_a = if shared == wavelets {
-                        a + 2 * (wavelets - 1)
-                    } else {
-                        a + 2 * shared + (wavelets - 1 - shared)
-                    };
-                    let done_a = start_a.max(a).max(last_a);
-                    let start_b = done_a + 1 + i;
-                    // B's first `shared` wavelets wait in its queue; the
-                    // rest follow one per cycle once it drains.
-                    t[y] = start_b.max(b) + wavelets - 1;
-                    next[y] += 2;
-                    progressed = true;
-                    continue;
+            if done[y] {
+                continue;
+            }
+            let st = &steps_of[y];
+            let front_steps = match st.last() {
+                Some(Step::Receive(_)) => &st[..st.len() - 1],
+                _ => &st[..],
+            };
+            let reads: Vec<u8> = front_steps.iter().flat_map(|s| s.reads()).collect();
+            let Some(ready) = reads
+                .iter()
+                .map(|c| arrival.get(&(*c, y as u32)).map(|a| (*c, *a)))
+                .collect::<Option<Vec<(u8, u64)>>>()
+            else {
+                continue;
+            };
+            let (end, sends) = front(
+                arch,
+                front_steps,
+                &ready,
+                wavelets,
+                t[y] + 1 + i,
+                &router_entries(s, y as u32),
+            );
+            for (c, first) in sends {
+                for (to, hops) in lands(c, y as u32) {
+                    arrival.insert((c, to), first + 2 * ramp + hops * hop);
                 }
-                let input = match step {
-                    Step::Forward { input, .. } | Step::Add(input) | Step::Receive(input) => {
-                        Some(input)
-                    }
-                    Step::Send(_) => None,
-                };
-                let start = t[y] + 1 + i;
-                let first = match input {
-                    None => start,
-                    Some(c) => match arrived(c) {
-                        Some(a) => start.max(a),
-                        None => break,
-                    },
-                };
-                if let Step::Send(c) | Step::Forward { out: c, .. } = step {
-                    for (to, hops) in lands(c, y as u32) {
-                        arrival.insert((c, to), first + 2 * ramp + hops * hop);
-                    }
+                if s.streamed && c == CBD {
+                    let hops = (s.h - 1 - root) as u64;
+                    out_end = first + ramp + hops * hop + hop + wavelets - 1;
                 }
-                t[y] = first + wavelets - 1;
-                next[y] += 1;
-                progressed = true;
+            }
+            t[y] = end;
+            done[y] = true;
+            progressed = true;
+        }
+    }
+    // The broadcast: every row but the root ends receiving it.
+    for y in 0..s.h as usize {
+        debug_assert!(done[y], "row {y}'s front never ran");
+        if let Some(Step::Receive(c)) = steps_of[y].last() {
+            let a = arrival[&(*c, y as u32)];
+            t[y] = (t[y] + 1 + i).max(a) + wavelets - 1;
+        }
+    }
+    // The run ends the cycle after the last row's last wavelet, or when the
+    // host has `y`.
+    (t.into_iter().max().unwrap_or(0) + 1).max(out_end)
+}
+
+impl Step {
+    /// The streams the step reads, in order.
+    fn reads(&self) -> Vec<u8> {
+        match *self {
+            Step::Send(_) => vec![],
+            Step::Forward { input, .. } | Step::Add(input) | Step::Receive(input) => vec![input],
+            Step::Join { first, second } => vec![first, second],
+        }
+    }
+}
+
+/// Row `y`'s router entries, `(color, input port)`, in the order the
+/// engine's round robin visits them: by color, then by port in
+/// [`Port::ALL`] order.
+fn router_entries(s: &MeshGemvSpec, y: u32) -> Vec<(u8, usize)> {
+    let port = |p: &str| match p {
+        "N" => Port::N,
+        "S" => Port::S,
+        "E" => Port::E,
+        "W" => Port::W,
+        _ => Port::Ramp,
+    };
+    let mut e: Vec<(u8, usize)> = routes(s, y)
+        .into_iter()
+        .map(|(c, from, _)| (c, port(from).index()))
+        .collect();
+    if s.streamed {
+        e.push((CX, Port::W.index()));
+    }
+    e.sort_unstable();
+    e.dedup();
+    e
+}
+
+/// A row's steps before the broadcast, as the engine runs them cycle by
+/// cycle: returns the cycle of the last step's last wavelet and, for each
+/// step that sends, its color and the cycle its first wavelet goes up the
+/// ramp.
+///
+/// `ready` gives, per stream read, the cycle its wavelet 0 would be in the
+/// core's queue were the ramp its own, the others following one per cycle:
+/// the router has it `ramp_latency` earlier. Every cycle the router's
+/// round robin (over `entries`, from entry 0) gives the ramp to one stream
+/// whose next wavelet has come and whose queue has room
+/// (`queue_depth + ramp_latency`, counting wavelets in flight; room a pop
+/// frees shows the next cycle). The core runs the steps in order, the
+/// first from `start`, each next `1 + I` after the last wavelet of the one
+/// before; a step reading a stream takes one wavelet per cycle from its
+/// queue, a send one per cycle. So streams that come while the core reads
+/// another fill their queues and then wait, and streams that come together
+/// alternate. Sends are taken as never held up (the routes out are free).
+fn front(
+    arch: &Arch,
+    steps: &[Step],
+    ready: &[(u8, u64)],
+    wavelets: u64,
+    start: u64,
+    entries: &[(u8, usize)],
+) -> (u64, Vec<(u8, u64)>) {
+    let ramp = arch.ramp_latency as u64;
+    let issue = 1 + arch.vector_issue_cycles as u64;
+    let cap = (arch.queue_depth + arch.ramp_latency) as usize;
+    let n = entries.len();
+    let entry: Vec<usize> = ready
+        .iter()
+        .map(|(c, _)| {
+            entries
+                .iter()
+                .position(|e| e.0 == *c && e.1 != Port::Ramp.index())
+                .expect("a stream into the core has a route")
+        })
+        .collect();
+    // The core's work: one item per stream read or sent, in order.
+    let mut work: Vec<(Option<usize>, Option<u8>)> = Vec::new();
+    for st in steps {
+        match *st {
+            Step::Send(c) => work.push((None, Some(c))),
+            Step::Forward { input, out } => {
+                work.push((ready.iter().position(|r| r.0 == input), Some(out)))
+            }
+            Step::Add(c) | Step::Receive(c) => {
+                work.push((ready.iter().position(|r| r.0 == c), None))
+            }
+            Step::Join { first, second } => {
+                work.push((ready.iter().position(|r| r.0 == first), None));
+                work.push((ready.iter().position(|r| r.0 == second), None));
             }
         }
     }
-    // The run ends the cycle after the last row's last wavelet.
-    t.into_iter().max().unwrap_or(0) + 1
+    let k = ready.len();
+    let mut queue: Vec<std::collections::VecDeque<u64>> = vec![Default::default(); k];
+    let mut sent = vec![0u64; k];
+    let mut sends = Vec::new();
+    let (mut item, mut taken, mut from) = (0usize, 0u64, start);
+    let mut rr = 0usize;
+    let mut c = ready.iter().map(|r| r.1 - ramp).fold(start, u64::min);
+    let mut end = start.saturating_sub(issue);
+    while item < work.len() {
+        let mut popped = vec![false; k];
+        if c >= from {
+            let (input, out) = work[item];
+            let moved = match input {
+                None => true,
+                Some(q) if queue[q].front().is_some_and(|r| *r <= c) => {
+                    queue[q].pop_front();
+                    popped[q] = true;
+                    true
+                }
+                Some(_) => false,
+            };
+            if moved {
+                if taken == 0
+                    && let Some(o) = out
+                {
+                    sends.push((o, c));
+                }
+                taken += 1;
+                if taken == wavelets {
+                    end = c;
+                    item += 1;
+                    taken = 0;
+                    from = c + issue;
+                }
+            }
+        }
+        let pick = (0..k)
+            .filter(|&q| {
+                sent[q] < wavelets
+                    && ready[q].1 - ramp + sent[q] <= c
+                    && queue[q].len() + usize::from(popped[q]) < cap
+            })
+            .min_by_key(|&q| (entry[q] + n - rr % n) % n);
+        if let Some(q) = pick {
+            queue[q].push_back(c + ramp);
+            sent[q] += 1;
+            rr = entry[q] + 1;
+        }
+        c += 1;
+    }
+    (end, sends)
 }

@@ -320,6 +320,9 @@ fn run_meshgemv(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
         h,
         groups: groups_for(h),
         dtype,
+        // WaferLLM's `@fmach`: the sum in the weights' dtype.
+        acc: dtype,
+        streamed: false,
         seed: a.seed,
     };
     let (s, picked) = match &a.rect {
@@ -329,14 +332,13 @@ fn run_meshgemv(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
         }
         None => {
             let side = arch.grid_cols.min(arch.grid_rows);
-            let best = (4..=side)
-                .filter(|p| m % p == 0 && n % p == 0)
+            let best = (4..=side.min(m).min(n))
                 .map(|p| spec(p, p))
                 .filter(|s| meshgemv::validate(s, &arch).is_ok())
                 .min_by_key(|s| meshgemv::cost(s, &arch))
                 .ok_or_else(|| {
                     anyhow::anyhow!(
-                        "no square of machine `{}` tiles a {m}x{n} MeshGEMV exactly (m and n must be multiples of its side); give --rect",
+                        "no square of machine `{}` holds a {m}x{n} MeshGEMV (it needs at least 4x4 PEs, a row of PEs per element of x at most, and its tiles in SRAM); give --rect",
                         arch.name
                     )
                 })?;
@@ -347,17 +349,12 @@ fn run_meshgemv(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     let (_, run) = frag.run(&arch, &Default::default(), &run_config())?;
     if checking() {
         let want = meshgemv::reference(&s, &meshgemv::weights(&s, &frag.program), &s.x());
-        let nt = (s.n / s.w) as usize;
-        for c in 0..s.w {
+        for (c, (yo, nt)) in s.cols().into_iter().enumerate() {
             for r in [0, s.root(), s.h - 1] {
                 let got = run
-                    .read_buffer(&frag.program, wafer_emulator::Pe::new(c, r), "res")
+                    .read_buffer(&frag.program, wafer_emulator::Pe::new(c as u32, r), "res")
                     .expect("every PE holds res");
-                same(
-                    "meshgemv",
-                    &got,
-                    &want[c as usize * nt..(c as usize + 1) * nt],
-                )?;
+                same("meshgemv", &got, &want[yo as usize..(yo + nt) as usize])?;
             }
         }
     }
