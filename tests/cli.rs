@@ -991,3 +991,25 @@ fn view_renders_screenshots_headless() {
     let err = fails(&["view", bad.to_str().unwrap(), "--screenshot", "x.png"]);
     assert!(err.contains("neither a stats file nor a trace"), "{err}");
 }
+
+#[test]
+fn kernel_runs_meshgemv_with_uneven_tiles() {
+    let j = json(&ok(&[
+        "kernel",
+        "meshgemv",
+        "--shape",
+        "100x60",
+        "--rect",
+        "7x8",
+        "--group-num",
+        "2",
+        "--json",
+    ]));
+    assert_eq!(j["matches_reference"], true, "{j}");
+    assert_eq!(j["rect"], serde_json::json!([7, 8]));
+    assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{j}");
+    assert!(
+        j["kernel"].as_str().unwrap().contains("2 groups of 4 rows"),
+        "{j}"
+    );
+}

@@ -207,6 +207,45 @@ fn kernel_err(error: KernelError) -> CompileError {
     }
 }
 
+/// A projection stage's matrix as the GEMV kernels take it (outputs ×
+/// inputs, row-major): its weights' rows one after another, each bias as
+/// one more column. `None` without a checkpoint.
+fn gemv_matrix<'w>(
+    s: &Stage,
+    real: bool,
+    tensor: &dyn Fn(&str) -> Result<&'w crate::Tensor, CompileError>,
+) -> Result<Option<Vec<f32>>, CompileError> {
+    let Work::Gemv {
+        weights: names,
+        biases,
+        m,
+        n,
+        ..
+    } = &s.work
+    else {
+        return Ok(None);
+    };
+    if !real {
+        return Ok(None);
+    }
+    let mut w = Vec::with_capacity(*m as usize * (*n as usize + 1));
+    for (k, name) in names.iter().enumerate() {
+        let t = tensor(name)?;
+        match biases.get(k) {
+            None => w.extend_from_slice(&t.data),
+            // Row by row, the bias as one more column.
+            Some(b) => {
+                let b = tensor(b)?;
+                for (r, row) in t.data.chunks_exact(*n as usize).enumerate() {
+                    w.extend_from_slice(row);
+                    w.push(b.data[r]);
+                }
+            }
+        }
+    }
+    Ok(Some(w))
+}
+
 /// The stage's Fragment, with the checkpoint's weights loaded.
 fn fragment(
     s: &Stage,
@@ -237,32 +276,15 @@ fn fragment(
         }
         Kernel::Gemv(spec) => {
             let mut f = wafer_kernels::gemv::generate(spec, arch).map_err(kernel_err)?;
-            if let (
-                Some(_),
-                Work::Gemv {
-                    weights: names,
-                    biases,
-                    n,
-                    ..
-                },
-            ) = (weights, &s.work)
-            {
-                let mut w = Vec::with_capacity((spec.m * spec.n) as usize);
-                for (k, name) in names.iter().enumerate() {
-                    let t = tensor(name)?;
-                    match biases.get(k) {
-                        None => w.extend_from_slice(&t.data),
-                        // Row by row, the bias as one more column.
-                        Some(b) => {
-                            let b = tensor(b)?;
-                            for (r, row) in t.data.chunks_exact(*n as usize).enumerate() {
-                                w.extend_from_slice(row);
-                                w.push(b.data[r]);
-                            }
-                        }
-                    }
-                }
+            if let Some(w) = gemv_matrix(s, weights.is_some(), &tensor)? {
                 wafer_kernels::gemv::load_weights(spec, &mut f, &w).map_err(kernel_err)?;
+            }
+            f
+        }
+        Kernel::MeshGemv(spec) => {
+            let mut f = wafer_kernels::meshgemv::generate(spec, arch).map_err(kernel_err)?;
+            if let Some(w) = gemv_matrix(s, weights.is_some(), &tensor)? {
+                wafer_kernels::meshgemv::load_weights(spec, &mut f, &w).map_err(kernel_err)?;
             }
             f
         }

@@ -9,6 +9,7 @@ fn shape(k: &Kernel) -> String {
     match k {
         Kernel::Embed(s) => format!("{}x{} {}", s.vocab, s.dim, s.dtype),
         Kernel::Gemv(s) => format!("{}x{} {}", s.m, s.n, s.dtype),
+        Kernel::MeshGemv(s) => format!("{}x{} {} meshgemv, {} groups", s.n, s.m, s.dtype, s.groups),
         Kernel::Vector(s) => format!("{} n={}", s.op.name(), s.n),
         Kernel::Rope(s) => format!("{} heads of {}", s.heads, s.head_dim),
         Kernel::Attention(s) => format!(

@@ -26,6 +26,7 @@ use wafer_kernels::argmax::ArgmaxSpec;
 use wafer_kernels::attention::AttentionSpec;
 use wafer_kernels::embedding::EmbeddingSpec;
 use wafer_kernels::gemv::GemvSpec;
+use wafer_kernels::meshgemv::MeshGemvSpec;
 use wafer_kernels::reduce::Strategy;
 use wafer_kernels::rope::{RopeLayout, RopeSpec};
 use wafer_kernels::vector::{VectorOp, VectorSpec};
@@ -56,6 +57,9 @@ impl fmt::Display for PlacementKind {
 pub enum Kernel {
     Embed(EmbeddingSpec),
     Gemv(GemvSpec),
+    /// WaferLLM's MeshGEMV (16-bit weights, the sum in f32, `x` and `y`
+    /// streamed): its `m` is the projection's inputs, its `n` the outputs.
+    MeshGemv(MeshGemvSpec),
     Vector(VectorSpec),
     Rope(RopeSpec),
     Attention(AttentionSpec),
@@ -68,6 +72,7 @@ impl Kernel {
         match self {
             Kernel::Embed(s) => (s.w, s.h),
             Kernel::Gemv(s) => (s.w, s.h),
+            Kernel::MeshGemv(s) => (s.w, s.h),
             Kernel::Vector(s) => (1, s.h),
             Kernel::Rope(s) => (1, s.h),
             Kernel::Attention(s) => (s.kv_heads, s.h),
@@ -80,6 +85,7 @@ impl Kernel {
         match self {
             Kernel::Embed(s) => wafer_kernels::embedding::cost(s, arch, 0),
             Kernel::Gemv(s) => wafer_kernels::gemv::cost(s, arch),
+            Kernel::MeshGemv(s) => wafer_kernels::meshgemv::cost(s, arch),
             Kernel::Vector(s) => wafer_kernels::vector::cost(s, arch),
             Kernel::Rope(s) => wafer_kernels::rope::cost(s, arch),
             Kernel::Attention(s) => {
@@ -106,6 +112,68 @@ pub struct Options {
     pub max_context: u32,
     /// How kernels reduce along lines of PEs.
     pub reduce: Strategy,
+    /// Which kernels a projection may use.
+    pub gemv: GemvChoice,
+}
+
+/// The kernels a projection (a GEMV stage) may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemvChoice {
+    /// The faster by the cost models, among those that fit.
+    Auto,
+    /// The tiled GEMV ([`wafer_kernels::gemv`]) only.
+    Tiled,
+    /// WaferLLM's MeshGEMV only (16-bit weights).
+    Mesh,
+}
+
+impl GemvChoice {
+    pub fn parse(s: &str) -> Option<GemvChoice> {
+        match s {
+            "auto" => Some(GemvChoice::Auto),
+            "tiled" => Some(GemvChoice::Tiled),
+            "meshgemv" => Some(GemvChoice::Mesh),
+            _ => None,
+        }
+    }
+    fn tiled(self) -> bool {
+        self != GemvChoice::Mesh
+    }
+    fn mesh(self, dtype: DType) -> bool {
+        self != GemvChoice::Tiled && dtype.size_bytes() == 2
+    }
+}
+
+/// The projection `y = W·x` (`m` outputs, `n` inputs) as a MeshGEMV on a
+/// `w × h` rectangle (`w` across the outputs, `h` across the inputs), its
+/// rows grouped as the cost model likes best among the three groupings
+/// nearest WaferLLM's `√h` groups of `√h` rows; `None` if nothing fits.
+fn mesh_gemv(m: u32, n: u32, w: u32, h: u32, o: &Options, arch: &Arch) -> Option<Kernel> {
+    let mut groups: Vec<u32> = (2..=h / 2).filter(|g| h.is_multiple_of(*g)).collect();
+    let root = (h as f64).sqrt();
+    groups.sort_by(|a, b| {
+        (*a as f64 - root)
+            .abs()
+            .total_cmp(&(*b as f64 - root).abs())
+    });
+    groups
+        .into_iter()
+        .take(3)
+        .map(|groups| MeshGemvSpec {
+            m: n,
+            n: m,
+            w,
+            h,
+            groups,
+            dtype: o.dtype,
+            acc: DType::F32,
+            streamed: true,
+            seed: 0,
+        })
+        .filter(|s| wafer_kernels::meshgemv::validate(s, arch).is_ok())
+        .map(|s| (wafer_kernels::meshgemv::cost(&s, arch), s))
+        .min_by_key(|(c, s)| (*c, s.groups))
+        .map(|(_, s)| Kernel::MeshGemv(s))
 }
 
 /// A stage on the wafer: its kernel and the kernel's origin.
@@ -243,16 +311,29 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
         }
         Work::Gemv { m, n, biases, .. } => {
             let n = n + !biases.is_empty() as u32;
-            let (w, h, _) = wafer_kernels::gemv::best_rect(*m, n, o.dtype, o.reduce, &arch)?;
-            Some(Kernel::Gemv(GemvSpec {
-                m: *m,
-                n,
-                dtype: o.dtype,
-                w,
-                h,
-                strategy: o.reduce,
-                seed,
-            }))
+            let mut cands = Vec::new();
+            if o.gemv.tiled()
+                && let Some((w, h, _)) =
+                    wafer_kernels::gemv::best_rect(*m, n, o.dtype, o.reduce, &arch)
+            {
+                cands.push(Kernel::Gemv(GemvSpec {
+                    m: *m,
+                    n,
+                    dtype: o.dtype,
+                    w,
+                    h,
+                    strategy: o.reduce,
+                    seed,
+                }));
+            }
+            if o.gemv.mesh(o.dtype) {
+                for w in sizes((*m).min(bw)) {
+                    for h in sizes(n.min(bh)) {
+                        cands.extend(mesh_gemv(*m, n, w, h, o, &arch));
+                    }
+                }
+            }
+            cheapest(cands.into_iter(), &arch, 0, |_| true)
         }
         Work::RmsNorm { n, .. } => vector(VectorOp::RmsNorm, *n),
         Work::LayerNorm { n, .. } => vector(VectorOp::LayerNorm, *n),
@@ -367,6 +448,7 @@ impl Kernel {
         match &mut self {
             Kernel::Embed(s) => s.seed = seed,
             Kernel::Gemv(s) => s.seed = seed,
+            Kernel::MeshGemv(s) => s.seed = seed,
             Kernel::Vector(s) => s.seed = seed,
             Kernel::Rope(_) => {}
             Kernel::Attention(s) => s.seed = seed,
@@ -582,15 +664,30 @@ fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceErr
         // Every GEMV is tiled over the whole wafer (as far as its matrix
         // has rows and columns), so each PE holds a tile of every layer.
         let k = match &s.work {
-            Work::Gemv { m, n, biases, .. } => Some(Kernel::Gemv(GemvSpec {
-                m: *m,
-                n: n + !biases.is_empty() as u32,
-                dtype: o.dtype,
-                w: (n + !biases.is_empty() as u32).min(gw - x_gemv),
-                h: (*m).min(gh),
-                strategy: o.reduce,
-                seed: i as u64,
-            })),
+            Work::Gemv { m, n, biases, .. } => {
+                let n = n + !biases.is_empty() as u32;
+                let arch = &o.arch;
+                let tiled = o.gemv.tiled().then(|| {
+                    Kernel::Gemv(GemvSpec {
+                        m: *m,
+                        n,
+                        dtype: o.dtype,
+                        w: n.min(gw - x_gemv),
+                        h: (*m).min(gh),
+                        strategy: o.reduce,
+                        seed: i as u64,
+                    })
+                });
+                // MeshGEMV's columns run across the outputs, its rows
+                // across the inputs.
+                let mesh = if o.gemv.mesh(o.dtype) {
+                    mesh_gemv(*m, n, (*m).min(gw - x_gemv), n.min(gh), o, arch)
+                } else {
+                    None
+                };
+                cheapest(tiled.into_iter().chain(mesh), arch, 0, |_| true)
+                    .map(|k| k.with_seed(i as u64))
+            }
             Work::Embed { .. } => memo.shape(s, c, o, embed_cols.max(1), gh, i as u64),
             _ => memo.shape(s, c, o, gw - x_gemv, gh, i as u64),
         }

@@ -19,6 +19,7 @@ fn options(arch: Arch, dtype: DType, kind: Option<PlacementKind>, max_context: u
         placement: kind,
         max_context,
         reduce: Strategy::Tree { k: 2 },
+        gemv: wafer_compiler::place::GemvChoice::Auto,
     }
 }
 
@@ -85,10 +86,14 @@ fn aidreams260k_with_mesh_placement_decodes_as_the_reference() {
 /// Largest |wafer logit − f32 reference logit| over `steps` positions fed
 /// the reference's own tokens, relative to the largest |logit|.
 fn relative_logit_error(c: &Config, w: &Weights, dtype: DType, steps: usize) -> f32 {
+    let o = options(Arch::wse3(), dtype, Some(PlacementKind::Pipeline), 64);
+    relative_logit_error_with(c, w, &o, steps)
+}
+
+fn relative_logit_error_with(c: &Config, w: &Weights, o: &Options, steps: usize) -> f32 {
     let model = reference::Model::load(w, c).unwrap();
     let tokens = reference::generate(&model, &[], steps);
-    let o = options(Arch::wse3(), dtype, Some(PlacementKind::Pipeline), 64);
-    let compiled = compile(c, Some(w), &o).unwrap();
+    let compiled = compile(c, Some(w), o).unwrap();
     let mut d = Decoder::new(&compiled);
     let mut cache = reference::KvCache::new(c);
     let (mut err, mut scale) = (0.0f32, 0.0f32);
@@ -121,6 +126,47 @@ fn sixteen_bit_logits_stay_close_to_the_f32_reference() {
     assert!(f16 < 1e-2, "f16 {f16}");
     assert!(f16 < bf16, "f16 keeps more bits than bf16");
     assert!(f32_err < f16);
+}
+
+/// With `--gemv meshgemv` every projection is WaferLLM's MeshGEMV (f32
+/// sums): on both placements each such stage takes the cycles its cost
+/// model predicts, and the logits stay as close to the f32 reference as
+/// the tiled GEMV's do at the same dtype.
+#[test]
+fn meshgemv_projections_decode_within_the_sixteen_bit_bound() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let mut o = options(Arch::wse3(), DType::BF16, Some(kind), 64);
+        o.gemv = wafer_compiler::place::GemvChoice::Mesh;
+        let compiled = compile(&c, Some(&w), &o).unwrap();
+        let mesh: Vec<usize> = (0..compiled.sites.len())
+            .filter(|&i| {
+                matches!(
+                    compiled.sites[i].kernel,
+                    wafer_compiler::place::Kernel::MeshGemv(_)
+                )
+            })
+            .collect();
+        assert_eq!(mesh.len(), 1 + 4 * c.n_layers, "{kind:?}: every projection");
+        let mut d = Decoder::new(&compiled);
+        let mut token = wafer_compiler::tokenizer::BOS;
+        for pos in 0..4 {
+            let s = d.step(token).unwrap();
+            for &i in &mesh {
+                assert_eq!(
+                    s.stage_cycles[i],
+                    compiled.sites[i].kernel.predicted(&o.arch, pos),
+                    "{kind:?}: stage {} at {pos}",
+                    compiled.stages[i].name
+                );
+            }
+            token = s.next;
+        }
+        let err = relative_logit_error_with(&c, &w, &o, 16);
+        let tiled = relative_logit_error(&c, &w, DType::BF16, 16);
+        eprintln!("{kind:?}: relative logit error {err:e} (tiled GEMV {tiled:e})");
+        assert!(err < 1e-1, "{kind:?}: {err}");
+    }
 }
 
 proptest! {

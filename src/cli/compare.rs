@@ -82,7 +82,7 @@ impl WaferRow {
 pub fn kind(k: &Kernel) -> &'static str {
     match k {
         Kernel::Embed(_) => "embedding",
-        Kernel::Gemv(_) => "projections (GEMV)",
+        Kernel::Gemv(_) | Kernel::MeshGemv(_) => "projections (GEMV)",
         Kernel::Vector(_) => "norms, element-wise",
         Kernel::Rope(_) => "rope",
         Kernel::Attention(_) => "attention",

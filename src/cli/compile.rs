@@ -2,7 +2,7 @@ use super::model::{Loaded, load};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::path::PathBuf;
-use wafer_compiler::place::{Options, PlacementKind};
+use wafer_compiler::place::{GemvChoice, Options, PlacementKind};
 use wafer_compiler::{Compiled, compile};
 use wafer_emulator::DType;
 use wafer_kernels::reduce::Strategy;
@@ -31,6 +31,10 @@ pub struct TargetArgs {
     /// Reductions along lines of PEs: chain, tree or tree:K.
     #[arg(long, default_value = "tree")]
     pub reduce: String,
+    /// The projections' kernel: auto (the faster predicted), tiled (the
+    /// tiled GEMV) or meshgemv (WaferLLM's MeshGEMV; 16-bit weights).
+    #[arg(long, default_value = "auto")]
+    pub gemv: String,
 }
 
 impl TargetArgs {
@@ -49,6 +53,14 @@ impl TargetArgs {
             "mesh" => Some(PlacementKind::Mesh),
             p => bail!("--placement `{p}`: use auto, pipeline or mesh"),
         };
+        let gemv = GemvChoice::parse(&self.gemv).ok_or_else(|| {
+            anyhow::anyhow!("--gemv `{}`: use auto, tiled or meshgemv", self.gemv)
+        })?;
+        if gemv == GemvChoice::Mesh && dtype.size_bytes() != 2 {
+            bail!(
+                "--gemv meshgemv takes 16-bit weights (WaferLLM's MeshGEMV multiplies in f16/bf16); add --dtype bf16 or --dtype f16"
+            );
+        }
         let reduce = Strategy::parse(&self.reduce)?;
         reduce.require_plan("--reduce")?;
         let trained = u32::try_from(l.config.seq_len).unwrap_or(u32::MAX);
@@ -66,6 +78,7 @@ impl TargetArgs {
             placement,
             max_context,
             reduce,
+            gemv,
         })
     }
 

@@ -103,6 +103,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     placement: placement.clone(),
                     max_context: Some(context + 1),
                     reduce: "tree".into(),
+                    gemv: "auto".into(),
                 };
                 let opts = t.options(&l)?;
                 let grid_pes = opts.arch.n_pes();
