@@ -95,7 +95,9 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<()> {
         if !a.json {
             eprintln!("{}: {} PEs ...", p.name, p.pes());
         }
-        let o = p.evaluate(threads)?;
+        let o = p
+            .evaluate(threads)
+            .with_context(|| format!("{file}: its workload cannot run"))?;
         rows.push((file, p, o));
     }
     let errors: Vec<f64> = rows.iter().map(|r| r.2.error).collect();
