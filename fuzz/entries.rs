@@ -316,7 +316,7 @@ pub fn kernel(data: &[u8]) -> bool {
     use wafer_kernels::*;
     let arch = Arch::wse3().with_grid(16, 16).expect("16x16 fits wse3");
     let mut b = Bytes(data);
-    let kind = b.u8() % 7;
+    let kind = b.u8() % 9;
     let strategy = match b.u8() % 4 {
         0 => Strategy::Chain,
         1 => Strategy::Ring,
@@ -413,6 +413,36 @@ pub fn kernel(data: &[u8]) -> bool {
             };
             embedding::generate(&s, &arch)
                 .map(|_| embedding::cost(&s, &arch, s.token))
+                .is_ok()
+        }
+        7 => {
+            let s = meshgemv::MeshGemvSpec {
+                m: b.u32(),
+                n: b.u32(),
+                w: b.u32(),
+                h: b.u32(),
+                groups: b.u32(),
+                dtype,
+                acc: b.pick(&[dtype, DType::F32, DType::I32]),
+                streamed: b.u8() % 2 == 1,
+                seed,
+            };
+            meshgemv::generate(&s, &arch)
+                .map(|_| meshgemv::cost(&s, &arch))
+                .is_ok()
+        }
+        8 => {
+            let s = meshgemm::MeshGemmSpec {
+                m: b.u32(),
+                k: b.u32(),
+                n: b.u32(),
+                p: b.u32(),
+                dtype,
+                acc: b.pick(&[dtype, DType::F32, DType::I32]),
+                seed,
+            };
+            meshgemm::generate(&s, &arch)
+                .map(|_| meshgemm::cost(&s, &arch))
                 .is_ok()
         }
         _ => {

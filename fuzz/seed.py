@@ -200,4 +200,6 @@ put("kernel", "attention", bytes([3, 0, 0, 1]) + n(8) + n(2) + n(32) + n(5) + n(
 put("kernel", "rope", bytes([4, 0, 0, 1]) + n(4) + n(8) + bytes([1]) + n(3) + n(2))
 put("kernel", "embedding", bytes([5, 0, 1, 1]) + n(16) + n(8) + n(2) + n(2) + n(3))
 put("kernel", "argmax", bytes([6, 0, 0, 1]) + n(20) + n(3))
+put("kernel", "meshgemv", bytes([7, 0, 1, 1]) + n(40) + n(24) + n(3) + n(8) + n(2) + bytes([1, 1]))
+put("kernel", "meshgemm", bytes([8, 0, 2, 1]) + n(16) + n(8) + n(12) + n(4) + bytes([0]))
 print("seeds written to", CORPUS)

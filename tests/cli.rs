@@ -1013,3 +1013,22 @@ fn kernel_runs_meshgemv_with_uneven_tiles() {
         "{j}"
     );
 }
+
+#[test]
+fn kernel_runs_meshgemm_and_labels_its_estimate() {
+    let j = json(&ok(&[
+        "kernel", "meshgemm", "--shape", "24x12x36", "--rect", "6x6", "--json",
+    ]));
+    assert_eq!(j["matches_reference"], true, "{j}");
+    assert_eq!(j["rect"], serde_json::json!([6, 6]));
+    assert!(j["kernel"].as_str().unwrap().contains("estimate"), "{j}");
+    let (m, p) = (
+        j["measured_cycles"].as_f64().unwrap(),
+        j["predicted_cycles"].as_f64().unwrap(),
+    );
+    assert!((m / p - 1.0).abs() <= 0.15, "{j}");
+    let e = fails(&["kernel", "meshgemm", "--shape", "24x12", "--rect", "6x6"]);
+    assert!(e.contains("MxKxN"), "{e}");
+    let e = fails(&["kernel", "meshgemm", "--shape", "24x12x36", "--rect", "6x4"]);
+    assert!(e.contains("square"), "{e}");
+}

@@ -8,6 +8,7 @@
 //! fitted (`docs/machine-parameters.md` says where each parameter comes
 //! from).
 
+use crate::meshgemm::{self, MeshGemmSpec};
 use crate::meshgemv::{self, MeshGemvSpec};
 use crate::{KernelError, gemv};
 use serde::Deserialize;
@@ -43,6 +44,14 @@ pub enum Workload {
         w: u32,
         h: u32,
         group_num: u32,
+        dtype: String,
+    },
+    /// WaferLLM's MeshGEMM ([`crate::meshgemm`]) on a `p × p` square.
+    Meshgemm {
+        m: u32,
+        k: u32,
+        n: u32,
+        p: u32,
         dtype: String,
     },
     /// Our tiled GEMV ([`crate::gemv`]) with a reduction strategy.
@@ -112,6 +121,7 @@ impl Point {
     pub fn pes(&self) -> u64 {
         match self.workload {
             Workload::Meshgemv { w, h, .. } | Workload::Gemv { w, h, .. } => w as u64 * h as u64,
+            Workload::Meshgemm { p, .. } => p as u64 * p as u64,
         }
     }
 
@@ -146,6 +156,19 @@ impl Point {
                     dtype: dtype_of(dtype)?,
                     acc: dtype_of(dtype)?,
                     streamed: false,
+                    seed: 1,
+                },
+                &arch,
+            )
+            .map_err(kernel)?,
+            Workload::Meshgemm { m, k, n, p, dtype } => meshgemm::generate(
+                &MeshGemmSpec {
+                    m: *m,
+                    k: *k,
+                    n: *n,
+                    p: *p,
+                    dtype: dtype_of(dtype)?,
+                    acc: dtype_of(dtype)?,
                     seed: 1,
                 },
                 &arch,
@@ -248,5 +271,29 @@ mod tests {
         assert!((o.error - (o.emulated_us - 1.0)).abs() < 1e-9);
         assert!(o.emulated_cycles > 100, "{o:?}");
         assert_eq!(o.pes, 64);
+    }
+
+    /// A MeshGEMM point runs too (none is published with its numbers yet),
+    /// and its emulated cycles are the kernel's own.
+    #[test]
+    fn a_meshgemm_point_evaluates() {
+        let text = "name = \"gemm\"\nsource = \"s\"\nmachine = \"wse3\"\npublished_us = 1.0\nclock_hz = 1e9\nclock_source = \"c\"\n[workload.meshgemm]\nm = 16\nk = 8\nn = 16\np = 4\ndtype = \"bf16\"\n";
+        let o = Point::parse(text, "g.toml").unwrap().evaluate(1).unwrap();
+        assert_eq!(o.pes, 16);
+        let s = MeshGemmSpec {
+            m: 16,
+            k: 8,
+            n: 16,
+            p: 4,
+            dtype: DType::BF16,
+            acc: DType::BF16,
+            seed: 1,
+        };
+        let arch = Arch::wse3();
+        let f = meshgemm::generate(&s, &arch).unwrap();
+        let (_, run) = f
+            .run(&arch, &Default::default(), &RunConfig::default())
+            .unwrap();
+        assert_eq!(o.emulated_cycles, run.cycles);
     }
 }

@@ -18,6 +18,7 @@ pub mod collective;
 pub mod embedding;
 pub mod fragment;
 pub mod gemv;
+pub mod meshgemm;
 pub mod meshgemv;
 pub mod reduce;
 pub mod rope;

@@ -11,10 +11,11 @@ use wafer_kernels::attention::{self, AttentionSpec};
 use wafer_kernels::collective::{self, CollectiveOp, CollectiveSpec, Combine, Scope};
 use wafer_kernels::embedding::{self, EmbeddingSpec};
 use wafer_kernels::gemv::{self, GemvSpec};
-use wafer_kernels::meshgemv::{self, MeshGemvSpec};
 use wafer_kernels::reduce::Strategy;
 use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
 use wafer_kernels::vector::{self, VectorOp, VectorSpec};
+
+mod waferllm;
 
 #[derive(Args, Debug)]
 pub struct KernelArgs {
@@ -92,7 +93,10 @@ const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the 
            (every kernel but the collectives picks its rectangle by its cost model when --rect is omitted)
 meshgemv   WaferLLM's MeshGEMV: y = x·W with x and W in SRAM, a 16-bit AXPY loop per PE, then its
            two-phase allreduce down the columns and a broadcast (every PE ends with its column's y)
-           --shape MxN  --dtype f16|bf16  --rect WxH (m, n multiples of H, W)  --group-num G (rows split in G groups)
+           --shape MxN  --dtype f16|bf16  --rect WxH  --group-num G (rows split in G groups)
+meshgemm   WaferLLM's MeshGEMM: Y = X·W on a PxP square, Cannon's algorithm over two-hop rings (X and W
+           passed on while each PE multiplies its tiles); its cost model is an estimate
+           --shape MxKxN (m, k, n multiples of P)  --dtype f16|bf16  --rect PxP
 broadcast  a vector entering each line's start reaches every PE       --shape N (elements)  --rect WxH  --axis row|col|rect
 reduce     every PE's vector combined, out of each line's end         --shape N  --rect WxH  --axis  --combine add|max  --strategy
 allreduce  every PE's vector combined, left in every PE               --shape N  --rect WxH  --axis  --combine add|max
@@ -112,18 +116,18 @@ argmax     index of the largest element (ties to the lowest) of a vector down a 
            --shape N  --rect 1xH  --strategy";
 
 /// What running one kernel found, printed the same way for every kernel.
-struct Report {
-    what: String,
-    arch: Arch,
-    rect: (u32, u32),
-    picked: bool,
-    measured: u64,
-    predicted: u64,
-    values: usize,
+pub(super) struct Report {
+    pub(super) what: String,
+    pub(super) arch: Arch,
+    pub(super) rect: (u32, u32),
+    pub(super) picked: bool,
+    pub(super) measured: u64,
+    pub(super) predicted: u64,
+    pub(super) values: usize,
 }
 
 /// `--shape AxB`, or the error `missing` when it is absent.
-fn shape2(a: &KernelArgs, missing: &str) -> anyhow::Result<(u32, u32)> {
+pub(super) fn shape2(a: &KernelArgs, missing: &str) -> anyhow::Result<(u32, u32)> {
     dims(
         a.shape
             .as_deref()
@@ -133,13 +137,13 @@ fn shape2(a: &KernelArgs, missing: &str) -> anyhow::Result<(u32, u32)> {
 }
 
 /// `--dtype` as a float dtype.
-fn float_dtype(a: &KernelArgs) -> anyhow::Result<DType> {
+pub(super) fn float_dtype(a: &KernelArgs) -> anyhow::Result<DType> {
     DType::parse(&a.dtype)
         .filter(|d| d.is_float())
         .ok_or_else(|| anyhow::anyhow!("--dtype `{}`: use f32, f16 or bf16", a.dtype))
 }
 
-fn dims(s: &str, what: &str) -> anyhow::Result<(u32, u32)> {
+pub(super) fn dims(s: &str, what: &str) -> anyhow::Result<(u32, u32)> {
     super::flags::dims(what, s)
 }
 
@@ -159,7 +163,7 @@ static TIMING_ONLY: AtomicBool = AtomicBool::new(false);
 static ENGINE: OnceLock<wafer_emulator::Engine> = OnceLock::new();
 static THREADS: OnceLock<usize> = OnceLock::new();
 
-fn run_config() -> RunConfig {
+pub(super) fn run_config() -> RunConfig {
     RunConfig {
         timing_only: TIMING_ONLY.load(Ordering::Relaxed),
         engine: ENGINE.get().copied().unwrap_or_default(),
@@ -170,7 +174,7 @@ fn run_config() -> RunConfig {
 }
 
 /// Timing-only runs compute no values: there is nothing to compare.
-fn checking() -> bool {
+pub(super) fn checking() -> bool {
     !TIMING_ONLY.load(Ordering::Relaxed)
 }
 
@@ -192,7 +196,8 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     let strategy = Strategy::parse(&a.strategy)?;
     let report = match name {
         "gemv" => run_gemv(&a, arch, strategy)?,
-        "meshgemv" => run_meshgemv(&a, arch)?,
+        "meshgemv" => waferllm::run_meshgemv(&a, arch)?,
+        "meshgemm" => waferllm::run_meshgemm(&a, arch)?,
         "attention" => run_attention(&a, arch, strategy)?,
         "rope" => run_rope(&a, arch)?,
         "embedding" => run_embedding(&a, arch, strategy)?,
@@ -295,81 +300,6 @@ fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Re
         picked,
         measured: run.cycles,
         values: want.len(),
-    })
-}
-
-fn run_meshgemv(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
-    let (m, n) = shape2(a, "meshgemv needs --shape MxN (x's length × outputs)")?;
-    let dtype = match a.dtype.as_str() {
-        "f32" => DType::F16, // the default of --dtype; MeshGEMV is 16-bit
-        _ => float_dtype(a)?,
-    };
-    // WaferLLM's choice: about √h groups of about √h rows.
-    let groups_for = |h: u32| {
-        a.group_num.unwrap_or_else(|| {
-            (2..=h / 2)
-                .filter(|g| h.is_multiple_of(*g))
-                .min_by_key(|g| (*g as i64 - (h as f64).sqrt().round() as i64).abs())
-                .unwrap_or(2)
-        })
-    };
-    let spec = |w: u32, h: u32| MeshGemvSpec {
-        m,
-        n,
-        w,
-        h,
-        groups: groups_for(h),
-        dtype,
-        // WaferLLM's `@fmach`: the sum in the weights' dtype.
-        acc: dtype,
-        streamed: false,
-        seed: a.seed,
-    };
-    let (s, picked) = match &a.rect {
-        Some(r) => {
-            let (w, h) = dims(r, "--rect")?;
-            (spec(w, h), false)
-        }
-        None => {
-            let side = arch.grid_cols.min(arch.grid_rows);
-            let best = (4..=side.min(m).min(n))
-                .map(|p| spec(p, p))
-                .filter(|s| meshgemv::validate(s, &arch).is_ok())
-                .min_by_key(|s| meshgemv::cost(s, &arch))
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "no square of machine `{}` holds a {m}x{n} MeshGEMV (it needs at least 4x4 PEs, a row of PEs per element of x at most, and its tiles in SRAM); give --rect",
-                        arch.name
-                    )
-                })?;
-            (best, true)
-        }
-    };
-    let frag = meshgemv::generate(&s, &arch)?;
-    let (_, run) = frag.run(&arch, &Default::default(), &run_config())?;
-    if checking() {
-        let want = meshgemv::reference(&s, &meshgemv::weights(&s, &frag.program), &s.x());
-        for (c, (yo, nt)) in s.cols().into_iter().enumerate() {
-            for r in [0, s.root(), s.h - 1] {
-                let got = run
-                    .read_buffer(&frag.program, wafer_emulator::Pe::new(c as u32, r), "res")
-                    .expect("every PE holds res");
-                same("meshgemv", &got, &want[yo as usize..(yo + nt) as usize])?;
-            }
-        }
-    }
-    Ok(Report {
-        what: format!(
-            "meshgemv 1x{m} @ {m}x{n} {dtype}, {} groups of {} rows",
-            s.groups,
-            s.h / s.groups
-        ),
-        predicted: meshgemv::cost(&s, &arch),
-        arch,
-        rect: (s.w, s.h),
-        picked,
-        measured: run.cycles,
-        values: n as usize,
     })
 }
 
@@ -549,7 +479,7 @@ fn column(
 }
 
 /// Fail unless the emulator's tensor equals the reference bit for bit.
-fn same(name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
+pub(super) fn same(name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
     if checking()
         && got
             .iter()

@@ -1,0 +1,162 @@
+//! WaferLLM's kernels on their own: MeshGEMV and MeshGEMM.
+
+use super::{KernelArgs, Report, checking, dims, float_dtype, run_config, same, shape2};
+use wafer_emulator::{Arch, DType};
+use wafer_kernels::meshgemm::{self, MeshGemmSpec};
+use wafer_kernels::meshgemv::{self, MeshGemvSpec};
+
+/// `--dtype` for a 16-bit kernel: f16 unless bf16 is asked for.
+fn sixteen_bit(a: &KernelArgs) -> anyhow::Result<DType> {
+    Ok(match a.dtype.as_str() {
+        "f32" => DType::F16, // the default of --dtype; WaferLLM's kernels are 16-bit
+        _ => float_dtype(a)?,
+    })
+}
+
+pub(super) fn run_meshgemv(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
+    let (m, n) = shape2(a, "meshgemv needs --shape MxN (x's length × outputs)")?;
+    let dtype = sixteen_bit(a)?;
+    // WaferLLM's choice: about √h groups of about √h rows.
+    let groups_for = |h: u32| {
+        a.group_num.unwrap_or_else(|| {
+            (2..=h / 2)
+                .filter(|g| h.is_multiple_of(*g))
+                .min_by_key(|g| (*g as i64 - (h as f64).sqrt().round() as i64).abs())
+                .unwrap_or(2)
+        })
+    };
+    let spec = |w: u32, h: u32| MeshGemvSpec {
+        m,
+        n,
+        w,
+        h,
+        groups: groups_for(h),
+        dtype,
+        // WaferLLM's `@fmach`: the sum in the weights' dtype.
+        acc: dtype,
+        streamed: false,
+        seed: a.seed,
+    };
+    let (s, picked) = match &a.rect {
+        Some(r) => {
+            let (w, h) = dims(r, "--rect")?;
+            (spec(w, h), false)
+        }
+        None => {
+            let side = arch.grid_cols.min(arch.grid_rows);
+            let best = (4..=side.min(m).min(n))
+                .map(|p| spec(p, p))
+                .filter(|s| meshgemv::validate(s, &arch).is_ok())
+                .min_by_key(|s| meshgemv::cost(s, &arch))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no square of machine `{}` holds a {m}x{n} MeshGEMV (it needs at least 4x4 PEs, a row of PEs per element of x at most, and its tiles in SRAM); give --rect",
+                        arch.name
+                    )
+                })?;
+            (best, true)
+        }
+    };
+    let frag = meshgemv::generate(&s, &arch)?;
+    let (_, run) = frag.run(&arch, &Default::default(), &run_config())?;
+    if checking() {
+        let want = meshgemv::reference(&s, &meshgemv::weights(&s, &frag.program), &s.x());
+        for (c, (yo, nt)) in s.cols().into_iter().enumerate() {
+            for r in [0, s.root(), s.h - 1] {
+                let got = run
+                    .read_buffer(&frag.program, wafer_emulator::Pe::new(c as u32, r), "res")
+                    .expect("every PE holds res");
+                same("meshgemv", &got, &want[yo as usize..(yo + nt) as usize])?;
+            }
+        }
+    }
+    Ok(Report {
+        what: format!(
+            "meshgemv 1x{m} @ {m}x{n} {dtype}, {} groups of {} rows",
+            s.groups,
+            s.h / s.groups
+        ),
+        predicted: meshgemv::cost(&s, &arch),
+        arch,
+        rect: (s.w, s.h),
+        picked,
+        measured: run.cycles,
+        values: n as usize,
+    })
+}
+
+pub(super) fn run_meshgemm(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
+    let shape = a
+        .shape
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("meshgemm needs --shape MxKxN (X is MxK, W is KxN)"))?;
+    let parts: Vec<&str> = shape.split('x').collect();
+    let [m, k, n] = parts[..] else {
+        anyhow::bail!(
+            "--shape `{}`: meshgemm takes MxKxN, three positive integers",
+            super::super::flags::shown(shape)
+        );
+    };
+    let num = |v: &str| {
+        super::super::flags::count32::<1, { u32::MAX as u64 }>(v)
+            .map_err(|e| anyhow::anyhow!("--shape `{}`: {e}", super::super::flags::shown(shape)))
+    };
+    let (m, k, n) = (num(m)?, num(k)?, num(n)?);
+    let dtype = sixteen_bit(a)?;
+    let spec = |p: u32| MeshGemmSpec {
+        m,
+        k,
+        n,
+        p,
+        dtype,
+        // WaferLLM's `@fmach`: the sum in the inputs' dtype.
+        acc: dtype,
+        seed: a.seed,
+    };
+    let (s, picked) = match &a.rect {
+        Some(r) => {
+            let (w, h) = dims(r, "--rect")?;
+            if w != h {
+                anyhow::bail!("--rect {w}x{h}: MeshGEMM runs on a square, PxP");
+            }
+            (spec(w), false)
+        }
+        None => {
+            let side = arch.grid_cols.min(arch.grid_rows);
+            let best = (1..=side)
+                .map(spec)
+                .filter(|s| meshgemm::validate(s, &arch).is_ok())
+                .min_by_key(|s| meshgemm::cost(s, &arch))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no square of machine `{}` holds a {m}x{k} @ {k}x{n} MeshGEMM (m, k and n must be multiples of its side, its tiles in SRAM); give --rect",
+                        arch.name
+                    )
+                })?;
+            (best, true)
+        }
+    };
+    let frag = meshgemm::generate(&s, &arch)?;
+    let (_, run) = frag.run(&arch, &Default::default(), &run_config())?;
+    if checking() {
+        let (x, w) = meshgemm::inputs(&s);
+        let want = meshgemm::reference(&s, &x, &w);
+        same(
+            "meshgemm",
+            &meshgemm::gather(&s, &frag.program, &run),
+            &want,
+        )?;
+    }
+    Ok(Report {
+        what: format!(
+            "meshgemm {m}x{k} @ {k}x{n} {dtype} on {p}x{p} PEs (predicted: the cost model's estimate)",
+            p = s.p
+        ),
+        predicted: meshgemm::cost(&s, &arch),
+        arch,
+        rect: (s.p, s.p),
+        picked,
+        measured: run.cycles,
+        values: (m * n) as usize,
+    })
+}
