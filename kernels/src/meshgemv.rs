@@ -387,17 +387,19 @@ pub fn generate(s: &MeshGemvSpec, arch: &Arch) -> Result<Fragment, KernelError> 
   .buffer res {acc}[{nt}]
   .task main local active
 main:
-  vmov.{acc} res, 0.0
 ",
             wl = mt * nt,
         )
         .unwrap();
+        // `x` first: a core busy zeroing would let the row's stream back up,
+        // and a multicast row restarts one PE a cycle from its far end.
         if s.streamed {
             writeln!(src, "  vmov.f32 x, rx(c{CX})").unwrap();
         }
         write!(
             src,
-            "  li r1, 0
+            "  vmov.{acc} res, 0.0
+  li r1, 0
   li r2, 0
 axpy:
   ldf f1, x[r1]
@@ -605,8 +607,8 @@ pub fn reference(s: &MeshGemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
 /// and with how late `x` reaches it, so the last column of each tile width
 /// is the slowest of its kind).
 ///
-/// A column, row by row with [`Timeline`]: the zeroing, `x` when streamed
-/// (element `k` reaches column `c`'s cores at `k + hop·(c+1) + ramp`), the
+/// A column, row by row with [`Timeline`]: `x` when streamed (element `k`
+/// reaches column `c`'s cores at `k + hop·(c+1) + ramp`), the zeroing, the
 /// AXPY loop (`ldf`, the FMAC, three scalars per element of `x`); then the
 /// chains: a stream moves one wavelet (two 16-bit or one f32 element) per
 /// cycle, a sender's wavelet `k` leaves at its first element's cycle plus
@@ -646,10 +648,10 @@ fn column_cost(s: &MeshGemvSpec, arch: &Arch, c: u32, nt: u32) -> u64 {
         .iter()
         .map(|&(_, mt)| {
             let mut l = Timeline::start(arch);
-            l.vector(nt, zero);
             if s.streamed {
                 l.receive(mt, hop * (c as u64 + 1) + ramp);
             }
+            l.vector(nt, zero);
             l.scalar(2);
             l.repeat(mt as u64, |l| {
                 l.scalar(1);

@@ -159,3 +159,35 @@ fn bad_specs_are_refused() {
         assert!(e.contains(says), "{bad:?}: {e}");
     }
 }
+
+/// Shapes a compiled model gives it (llama-3.2-1b's q/k/v projection on
+/// `wse2`: 61-element `x` slices streamed along 33-PE rows) take exactly
+/// the predicted cycles; a core busy before it reads `x` would let the
+/// row's stream back up and restart one PE a cycle from the far end.
+#[test]
+fn compiled_model_shapes_take_their_predicted_cycles() {
+    let cfg = RunConfig {
+        timing_only: true,
+        ..RunConfig::default()
+    };
+    for (m, n, w, h, groups, acc, arch) in [
+        (2048, 3072, 33, 34, 2, DType::F32, Arch::wse2()),
+        (2048, 3072, 33, 34, 17, DType::BF16, Arch::wse3()),
+        (576, 960, 17, 64, 8, DType::F32, Arch::wse3()),
+    ] {
+        let s = MeshGemvSpec {
+            m,
+            n,
+            w,
+            h,
+            groups,
+            dtype: DType::BF16,
+            acc,
+            streamed: true,
+            seed: 5,
+        };
+        let f = meshgemv::generate(&s, &arch).unwrap();
+        let (_, run) = f.run(&arch, &Default::default(), &cfg).unwrap();
+        assert_eq!(run.cycles, meshgemv::cost(&s, &arch), "{s:?}");
+    }
+}
