@@ -723,6 +723,26 @@ fn report(json: bool) -> anyhow::Result<()> {
                 ));
             }
         }
+        for (m, n, w, h, groups, streamed) in
+            [(64, 64, 8, 8, 2, false), (1000, 700, 20, 24, 4, true)]
+        {
+            let spec = wafer_kernels::meshgemv::MeshGemvSpec {
+                m,
+                n,
+                w,
+                h,
+                groups,
+                dtype: DType::F16,
+                acc: if streamed { DType::F32 } else { DType::F16 },
+                streamed,
+                seed: 1,
+            };
+            let (row, checked) = waferllm::meshgemv_row(&spec, &arch)?;
+            if !checked {
+                bail!("meshgemv {m}x{n} differs from its reference");
+            }
+            rows.push(row);
+        }
         for (op, name) in CollectiveOp::ALL {
             for (n, w, h) in [(16, 16, 4), (128, 64, 2)] {
                 let spec = CollectiveSpec {

@@ -160,3 +160,46 @@ pub(super) fn run_meshgemm(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report>
         values: (m * n) as usize,
     })
 }
+
+/// One `--report` row for a MeshGEMV, and whether its result (every PE's
+/// sum, and the output streams when streamed) matched the reference.
+pub(super) fn meshgemv_row(
+    s: &MeshGemvSpec,
+    arch: &Arch,
+) -> anyhow::Result<((String, String, (u32, u32), u64, u64), bool)> {
+    let frag = meshgemv::generate(s, arch)?;
+    let inputs = frag.default_inputs();
+    let (outs, run) = frag.run(arch, &inputs, &run_config())?;
+    let x = if s.streamed {
+        inputs["x"].clone()
+    } else {
+        s.x()
+    };
+    let want = meshgemv::reference(s, &meshgemv::weights(s, &frag.program), &x);
+    let mut ok = !s.streamed || outs["y"] == want;
+    for (c, (yo, nt)) in s.cols().into_iter().enumerate() {
+        for r in [0, s.root(), s.h - 1] {
+            let got = run
+                .read_buffer(&frag.program, wafer_emulator::Pe::new(c as u32, r), "res")
+                .expect("every PE holds res");
+            ok &= got[..] == want[yo as usize..(yo + nt) as usize];
+        }
+    }
+    let name = format!(
+        "meshgemv {}x{} f16 sum {}{}",
+        s.m,
+        s.n,
+        s.acc,
+        if s.streamed { " streamed" } else { "" }
+    );
+    Ok((
+        (
+            name,
+            arch.name.clone(),
+            (s.w, s.h),
+            run.cycles,
+            meshgemv::cost(s, arch),
+        ),
+        ok,
+    ))
+}
