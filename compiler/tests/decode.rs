@@ -135,6 +135,7 @@ fn sixteen_bit_logits_stay_close_to_the_f32_reference() {
 #[test]
 fn meshgemv_projections_decode_within_the_sixteen_bit_bound() {
     let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let tiled = relative_logit_error(&c, &w, DType::BF16, 8);
     for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
         let mut o = options(Arch::wse3(), DType::BF16, Some(kind), 64);
         o.gemv = wafer_compiler::place::GemvChoice::Mesh;
@@ -162,8 +163,7 @@ fn meshgemv_projections_decode_within_the_sixteen_bit_bound() {
             }
             token = s.next;
         }
-        let err = relative_logit_error_with(&c, &w, &o, 16);
-        let tiled = relative_logit_error(&c, &w, DType::BF16, 16);
+        let err = relative_logit_error_with(&c, &w, &o, 8);
         eprintln!("{kind:?}: relative logit error {err:e} (tiled GEMV {tiled:e})");
         assert!(err < 1e-1, "{kind:?}: {err}");
     }
