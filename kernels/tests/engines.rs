@@ -91,4 +91,30 @@ proptest! {
         let f = wafer_kernels::attention::generate(&s, &arch).unwrap();
         agree(&f.program, &arch)?;
     }
+
+    #[test]
+    fn meshgemv_agrees(w in 1u32..5, groups in 2u32..4, gsize in 2u32..5, extra in 0u32..9, n in 1u32..20, streamed in any::<bool>(), f32_sum in any::<bool>(), wse3 in any::<bool>()) {
+        use wafer_emulator::DType;
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let h = groups * gsize;
+        let s = wafer_kernels::meshgemv::MeshGemvSpec {
+            m: h + extra, n: n.max(w), w, h, groups, dtype: DType::BF16,
+            acc: if f32_sum { DType::F32 } else { DType::BF16 }, streamed, seed: 4,
+        };
+        let f = wafer_kernels::meshgemv::generate(&s, &arch).unwrap();
+        agree(&f.program, &arch)?;
+    }
+
+    /// Asynchronous transfers on four microthreads and counting join tasks.
+    #[test]
+    fn meshgemm_agrees(p in 1u32..5, mt in 1u32..4, kt in 1u32..4, nt in 1u32..5, f32_sum in any::<bool>()) {
+        use wafer_emulator::DType;
+        let arch = Arch::wse3();
+        let s = wafer_kernels::meshgemm::MeshGemmSpec {
+            m: mt * p, k: kt * p, n: nt * p, p, dtype: DType::F16,
+            acc: if f32_sum { DType::F32 } else { DType::F16 }, seed: 6,
+        };
+        let f = wafer_kernels::meshgemm::generate(&s, &arch).unwrap();
+        agree(&f.program, &arch)?;
+    }
 }
