@@ -395,7 +395,13 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
                     pairs: p2,
                     scaling: s2,
                 },
-            ) if head == hd2 && theta == t2 && pairs == p2 && scaling == s2 => {
+            ) if head == hd2
+                && theta == t2
+                && pairs == p2
+                && scaling == s2
+                // The second must not rotate what the first produces.
+                && !s.inputs[1].1.iter().any(|src| matches!(src, Src::Value(v) if prev.outputs.contains(v))) =>
+            {
                 *heads += h2;
                 let extra = s.inputs[1].1.clone();
                 prev.inputs[1].1.extend(extra);

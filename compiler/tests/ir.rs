@@ -4,7 +4,7 @@
 mod common;
 use common::models;
 use proptest::prelude::*;
-use wafer_compiler::{Config, RopePairs, ir, llama2c, reference};
+use wafer_compiler::{Config, RopePairs, ir, llama2c, reference, stage};
 
 #[test]
 fn the_interpreted_graph_is_the_reference_model() {
@@ -83,6 +83,23 @@ fn the_verifier_and_parser_name_the_problem() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("d.ir"), "{e}");
+}
+
+/// Found by the `ir` fuzz target: RoPE applied to a RoPE's output must not
+/// be fused into one kernel with it, or the fused stage reads its own output.
+#[test]
+fn a_rope_of_a_rope_is_lowered_as_two_stages() {
+    let (c, _) = llama2c::load(&models().join("aidreams260K.bin")).unwrap();
+    let text = ir::decode_step(&c).to_string();
+    let edited = text.replace("%7 = rope %4 ", "%7 = rope %6 ");
+    assert_ne!(edited, text, "the edit must apply");
+    let g = ir::parse(&edited, "rope.ir").unwrap();
+    let stages = stage::fuse(stage::lower(&g));
+    stage::verify(&stages, &g).unwrap();
+    let ropes = stages.iter().filter(|s| s.work.kernel() == "rope").count();
+    let plain = stage::fuse(stage::lower(&ir::decode_step(&c)));
+    let plain_ropes = plain.iter().filter(|s| s.work.kernel() == "rope").count();
+    assert_eq!(ropes, plain_ropes + 1, "layer 0's q and k ropes stay apart");
 }
 
 proptest! {

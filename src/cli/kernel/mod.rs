@@ -672,7 +672,7 @@ fn run_vector(spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
 
 /// One row of the report: kernel, machine, rectangle, measured and
 /// predicted cycles.
-type Row = (String, String, (u32, u32), u64, u64);
+pub(super) type Row = (String, String, (u32, u32), u64, u64);
 
 /// Run a generated kernel on its default inputs and record its row.
 fn record(

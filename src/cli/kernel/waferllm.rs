@@ -163,10 +163,7 @@ pub(super) fn run_meshgemm(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report>
 
 /// One `--report` row for a MeshGEMV, and whether its result (every PE's
 /// sum, and the output streams when streamed) matched the reference.
-pub(super) fn meshgemv_row(
-    s: &MeshGemvSpec,
-    arch: &Arch,
-) -> anyhow::Result<((String, String, (u32, u32), u64, u64), bool)> {
+pub(super) fn meshgemv_row(s: &MeshGemvSpec, arch: &Arch) -> anyhow::Result<(super::Row, bool)> {
     let frag = meshgemv::generate(s, arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = frag.run(arch, &inputs, &run_config())?;
