@@ -7,7 +7,7 @@
 //! a max-reduce of the negated indices leaves the lowest index at the
 //! bottom PE, which sends it (as an f32) east.
 
-use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
+use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::Strategy;
 use crate::timeline::{Timeline, f32_rate};
 use crate::{Fragment, KernelError, Segment, TensorPort, split};

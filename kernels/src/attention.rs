@@ -18,7 +18,7 @@
 //! and a column reduce streams the heads' outputs (`group·d` values) out of
 //! the column's bottom PE. Positions after `pos` are never read (causal).
 
-use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
+use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::Strategy;
 use crate::timeline::{Timeline, f32_rate as rate};
 use crate::{Fragment, KernelError, Segment, TensorPort};

@@ -8,7 +8,7 @@
 //! row of PEs reduces east ([`LineReduce`]), so row `r` of PEs emits the
 //! embedding's block `r`. An id outside the vocabulary gives zeros.
 
-use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
+use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::Strategy;
 use crate::timeline::{Timeline, f32_rate};
 use crate::{Fragment, KernelError, Segment, TensorPort, split};

@@ -11,7 +11,7 @@
 //! Blocks need not divide evenly: the first `m % h` row blocks and
 //! `n % w` column blocks are one longer.
 
-use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
+use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::{Action, Plan, Strategy};
 use crate::{Fragment, KernelError, Segment, TensorPort, split};
 use std::collections::BTreeMap;

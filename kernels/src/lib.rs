@@ -8,8 +8,11 @@
 //! allreduce, gather along rows or columns), the [`vector`] kernels
 //! (element-wise ops, RMSNorm, LayerNorm, softmax), [`attention`] for a
 //! decode step, [`rope`], [`embedding`] lookup and [`argmax`]: every kernel
-//! a Llama-style decode step needs; and WaferLLM's [`meshgemv`].
-//! [`calibration`] reproduces published hardware measurements with them.
+//! a Llama-style decode step needs; and WaferLLM's [`meshgemv`] and
+//! [`meshgemm`]. Most of them combine partial results along rows or
+//! columns with the [`line_reduce`] building block, in the order a
+//! [`reduce`] plan gives. [`calibration`] reproduces published hardware
+//! measurements with them.
 
 pub mod argmax;
 pub mod attention;
@@ -18,6 +21,7 @@ pub mod collective;
 pub mod embedding;
 pub mod fragment;
 pub mod gemv;
+pub mod line_reduce;
 pub mod meshgemm;
 pub mod meshgemv;
 pub mod reduce;

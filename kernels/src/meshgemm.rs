@@ -31,6 +31,7 @@
 //! tasks that count completions, as the CSL's `x_finish`/`y_finish` tasks
 //! do with block and unblock.
 
+use crate::collective::{ring_order, ring_place};
 use crate::{Fragment, KernelError};
 use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
@@ -126,28 +127,6 @@ pub fn validate(s: &MeshGemmSpec, arch: &Arch) -> Result<(), KernelError> {
     Ok(())
 }
 
-/// The ring's order of the positions `0..p`: even ones going out, odd
-/// ones coming back.
-pub fn ring(p: u32) -> Vec<u32> {
-    let mut v: Vec<u32> = (0..p).step_by(2).collect();
-    let odd_top = if p.is_multiple_of(2) {
-        p.saturating_sub(1)
-    } else {
-        p.saturating_sub(2)
-    };
-    v.extend((1..=odd_top).rev().step_by(2));
-    v
-}
-
-/// `ρ`: each position's place in the ring.
-pub fn ring_place(p: u32) -> Vec<u32> {
-    let mut place = vec![0; p as usize];
-    for (i, pos) in ring(p).into_iter().enumerate() {
-        place[pos as usize] = i as u32;
-    }
-    place
-}
-
 /// The routes of one line of `p` positions on color `c`, every position
 /// sending to its ring predecessor: `(position, color, from, to)`, with
 /// `lo`/`hi` the port names towards lower and higher positions (`W`/`E`
@@ -157,7 +136,7 @@ fn line_routes(
     lo: &'static str,
     hi: &'static str,
 ) -> Vec<(u32, &'static str, &'static str)> {
-    let order = ring(p);
+    let order = ring_order(p);
     let place = ring_place(p);
     let mut out = Vec::new();
     if p < 2 {

@@ -8,7 +8,7 @@
 //! ([`LineReduce`]). Every PE computes in f32, and the reference performs
 //! the same f32 operations in the same order, so results are bit-exact.
 
-use crate::collective::{Axis, Combine, LineReduce, Lines, Target};
+use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::Strategy;
 use crate::timeline::{Timeline, f32_rate as rate};
 use crate::{Fragment, KernelError, Segment, TensorPort, split};

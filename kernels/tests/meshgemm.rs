@@ -39,22 +39,3 @@ proptest! {
         prop_assert!(err <= 0.15, "{:?}: measured {} predicted {}", s, measured, predicted);
     }
 }
-
-/// The ring visits every position once, and each of its links is one or
-/// two positions long.
-#[test]
-fn two_hop_rings_are_rings_of_short_links() {
-    for p in 1..40u32 {
-        let ring = meshgemm::ring(p);
-        let mut sorted = ring.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, (0..p).collect::<Vec<_>>(), "p = {p}");
-        for i in 0..p as usize {
-            let (a, b) = (ring[i], ring[(i + 1) % p as usize]);
-            assert!(
-                p < 2 || (1..=2).contains(&a.abs_diff(b)),
-                "p = {p}: {a} -> {b}"
-            );
-        }
-    }
-}
