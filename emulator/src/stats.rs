@@ -4,6 +4,7 @@
 //! program rectangle (`index = y·width + x`), so a full-wafer run serialises
 //! compactly and a heatmap is one array.
 
+use crate::Pe;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or is removed.
@@ -94,20 +95,13 @@ impl Stats {
             ));
         }
         let n = self.width as usize * self.height as usize;
-        let p = &self.pe;
-        let mut lens = vec![
-            ("scalar_cycles", p.scalar_cycles.len()),
-            ("vector_cycles", p.vector_cycles.len()),
-            ("switch_cycles", p.switch_cycles.len()),
-            ("stall_in_cycles", p.stall_in_cycles.len()),
-            ("stall_out_cycles", p.stall_out_cycles.len()),
-            ("stall_issue_cycles", p.stall_issue_cycles.len()),
-            ("router_stall_cycles", p.router_stall_cycles.len()),
-            ("tasks", p.tasks.len()),
-            ("wavelets_from_core", p.wavelets_from_core.len()),
-            ("sram_used", p.sram_used.len()),
-        ];
-        lens.extend(p.wavelets_out.iter().map(|w| ("wavelets_out", w.len())));
+        let mut lens: Vec<(&str, usize)> = self
+            .pe
+            .counters()
+            .iter()
+            .map(|(name, c)| (*name, c.len()))
+            .collect();
+        lens.push(("sram_used", self.pe.sram_used.len()));
         if let Some((name, len)) = lens.iter().find(|(_, len)| *len != n) {
             return Err(format!(
                 "`pe.{name}` has {len} entries for a {}x{} grid ({n} PEs)",
@@ -133,6 +127,107 @@ impl PeStats {
             wavelets_out: [z(), z(), z(), z(), z()],
             wavelets_from_core: z(),
             sram_used: vec![0; n],
+        }
+    }
+
+    /// Every per-PE count with its field name: everything but `sram_used`,
+    /// which is a level, not a count. Adding a counter means adding it to
+    /// the struct and here (the destructuring below fails to compile until
+    /// it is), and every merge and check follows.
+    pub fn counters(&self) -> [(&'static str, &Vec<u64>); 14] {
+        let PeStats {
+            scalar_cycles,
+            vector_cycles,
+            switch_cycles,
+            stall_in_cycles,
+            stall_out_cycles,
+            stall_issue_cycles,
+            router_stall_cycles,
+            tasks,
+            wavelets_out: [n, s, e, w, ramp],
+            wavelets_from_core,
+            sram_used: _,
+        } = self;
+        [
+            ("scalar_cycles", scalar_cycles),
+            ("vector_cycles", vector_cycles),
+            ("switch_cycles", switch_cycles),
+            ("stall_in_cycles", stall_in_cycles),
+            ("stall_out_cycles", stall_out_cycles),
+            ("stall_issue_cycles", stall_issue_cycles),
+            ("router_stall_cycles", router_stall_cycles),
+            ("tasks", tasks),
+            ("wavelets_out[N]", n),
+            ("wavelets_out[S]", s),
+            ("wavelets_out[E]", e),
+            ("wavelets_out[W]", w),
+            ("wavelets_out[ramp]", ramp),
+            ("wavelets_from_core", wavelets_from_core),
+        ]
+    }
+
+    /// [`PeStats::counters`], mutable, in the same order.
+    fn counters_mut(&mut self) -> [&mut Vec<u64>; 14] {
+        let PeStats {
+            scalar_cycles,
+            vector_cycles,
+            switch_cycles,
+            stall_in_cycles,
+            stall_out_cycles,
+            stall_issue_cycles,
+            router_stall_cycles,
+            tasks,
+            wavelets_out: [n, s, e, w, ramp],
+            wavelets_from_core,
+            sram_used: _,
+        } = self;
+        [
+            scalar_cycles,
+            vector_cycles,
+            switch_cycles,
+            stall_in_cycles,
+            stall_out_cycles,
+            stall_issue_cycles,
+            router_stall_cycles,
+            tasks,
+            n,
+            s,
+            e,
+            w,
+            ramp,
+            wavelets_from_core,
+        ]
+    }
+
+    /// Add the counters of `part`, a `part_w × part_h` rectangle whose
+    /// north-west PE sits at `origin` of this `width × height` grid, into
+    /// this grid's; PEs of `part` outside the grid are left out. SRAM is
+    /// not added (a level: the caller knows what the sites share).
+    pub fn add_at(
+        &mut self,
+        width: u32,
+        height: u32,
+        part: &PeStats,
+        part_w: u32,
+        part_h: u32,
+        origin: Pe,
+    ) {
+        let theirs = part.counters();
+        for (mine, (_, theirs)) in self.counters_mut().into_iter().zip(theirs) {
+            for ly in 0..part_h {
+                let y = ly + origin.y;
+                if y >= height {
+                    break;
+                }
+                for lx in 0..part_w {
+                    let x = lx + origin.x;
+                    if x >= width {
+                        break;
+                    }
+                    let (g, l) = ((y * width + x) as usize, (ly * part_w + lx) as usize);
+                    mine[g] += theirs[l];
+                }
+            }
         }
     }
 

@@ -37,6 +37,20 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// Append `part`'s spans moved to `origin` (its north-west PE's place in
+    /// this trace's grid) and `start` cycles later, and count what it
+    /// dropped as dropped here.
+    pub fn append_at(&mut self, part: &Trace, origin: Pe, start: u64) {
+        self.dropped += part.dropped;
+        self.spans.extend(part.spans.iter().map(|sp| Span {
+            pe: Pe::new(sp.pe.x + origin.x, sp.pe.y + origin.y),
+            thread: sp.thread,
+            name: sp.name.clone(),
+            start: sp.start + start,
+            end: sp.end + start,
+        }));
+    }
+
     pub fn to_chrome_json(&self) -> Value {
         let us = |c: u64| c as f64 * 1e6 / self.clock_hz;
         let mut events = Vec::with_capacity(self.spans.len() + 16);

@@ -304,3 +304,89 @@ fn sram_used_is_the_code_and_its_buffers() {
     );
     assert_eq!(s.totals.vector_cycles, 128);
 }
+
+/// `add_at` adds every counter of a part at its site and nothing else:
+/// each counter gets distinct values, so a counter added to the wrong field,
+/// at the wrong place or not at all shows.
+#[test]
+fn a_part_adds_every_counter_at_its_site() {
+    use wafer_emulator::Pe;
+    use wafer_emulator::stats::PeStats;
+    let (w, h) = (5u32, 6u32);
+    let (pw, ph) = (3u32, 2u32);
+    let mut part = PeStats::zeroed((pw * ph) as usize);
+    part.sram_used.iter_mut().for_each(|b| *b = 7);
+    let mut grid = PeStats::zeroed((w * h) as usize);
+    // The grid already holds something, which the part adds to.
+    grid.tasks.iter_mut().for_each(|t| *t = 1);
+    let names: Vec<&str> = part.counters().iter().map(|(n, _)| *n).collect();
+    assert_eq!(names.len(), 14);
+    let value = |k: usize, l: usize| (k * 100 + l + 1) as u64;
+    {
+        // Fill through the public fields, in `counters`'s order.
+        let mut fields: Vec<&mut Vec<u64>> = vec![
+            &mut part.scalar_cycles,
+            &mut part.vector_cycles,
+            &mut part.switch_cycles,
+            &mut part.stall_in_cycles,
+            &mut part.stall_out_cycles,
+            &mut part.stall_issue_cycles,
+            &mut part.router_stall_cycles,
+            &mut part.tasks,
+        ];
+        let [n, s, e, wv, r] = &mut part.wavelets_out;
+        fields.extend([n, s, e, wv, r]);
+        fields.push(&mut part.wavelets_from_core);
+        for (k, f) in fields.into_iter().enumerate() {
+            for (l, v) in f.iter_mut().enumerate() {
+                *v = value(k, l);
+            }
+        }
+    }
+    // At (3, 5) the part's second column and second row fall outside.
+    grid.add_at(w, h, &part, pw, ph, Pe::new(3, 5));
+    for (k, (name, c)) in grid.counters().iter().enumerate() {
+        for y in 0..h {
+            for x in 0..w {
+                let base = u64::from(*name == "tasks");
+                let want = if (3..5).contains(&x) && y == 5 {
+                    base + value(k, (x - 3) as usize)
+                } else {
+                    base
+                };
+                assert_eq!(c[(y * w + x) as usize], want, "{name} at ({x}, {y})");
+            }
+        }
+    }
+    assert!(
+        grid.sram_used.iter().all(|b| *b == 0),
+        "SRAM is a level, not added"
+    );
+}
+
+/// `append_at` moves a part's spans to its site and start, and counts what
+/// the part dropped.
+#[test]
+fn a_part_trace_lands_at_its_site_and_start() {
+    use wafer_emulator::Pe;
+    use wafer_emulator::trace::{Span, TRACE_VERSION, Trace};
+    let span = |x, y, start, end| Span {
+        pe: Pe::new(x, y),
+        thread: 1,
+        name: "vfmac".into(),
+        start,
+        end,
+    };
+    let trace = |spans, dropped| Trace {
+        version: TRACE_VERSION,
+        clock_hz: 1e9,
+        width: 8,
+        height: 8,
+        spans,
+        dropped,
+    };
+    let mut whole = trace(vec![span(0, 0, 0, 4)], 1);
+    whole.append_at(&trace(vec![span(1, 2, 3, 9)], 2), Pe::new(4, 5), 100);
+    assert_eq!(whole.spans, vec![span(0, 0, 0, 4), span(5, 7, 103, 109)]);
+    assert_eq!(whole.dropped, 3);
+}

@@ -8,7 +8,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use wafer_compiler::Compiled;
 use wafer_emulator::stats::{PeStats, Stats};
-use wafer_emulator::trace::{Span, Trace};
+use wafer_emulator::trace::Trace;
 use wafer_emulator::{Pe, RunConfig};
 use wafer_viewer::data::{Latency, PlacedProgram, TokenSpan, placement_of};
 use wafer_viewer::{Dataset, Metric, ViewerState};
@@ -303,38 +303,11 @@ impl Grid {
     fn add_step(&mut self, c: &Compiled, s: &wafer_compiler::decode::Step) {
         for (i, (st, site)) in s.stage_stats.iter().zip(&c.sites).enumerate() {
             self.engine = st.engine.clone();
-            let o = site.origin;
-            for ly in 0..st.height {
-                for lx in 0..st.width {
-                    let (x, y) = (lx + o.x, ly + o.y);
-                    if x >= self.width || y >= self.height {
-                        continue;
-                    }
-                    let (g, l) = ((y * self.width + x) as usize, (ly * st.width + lx) as usize);
-                    let (p, q) = (&mut self.pe, &st.pe);
-                    p.scalar_cycles[g] += q.scalar_cycles[l];
-                    p.vector_cycles[g] += q.vector_cycles[l];
-                    p.switch_cycles[g] += q.switch_cycles[l];
-                    p.stall_in_cycles[g] += q.stall_in_cycles[l];
-                    p.stall_out_cycles[g] += q.stall_out_cycles[l];
-                    p.stall_issue_cycles[g] += q.stall_issue_cycles[l];
-                    p.router_stall_cycles[g] += q.router_stall_cycles[l];
-                    p.tasks[g] += q.tasks[l];
-                    for d in 0..5 {
-                        p.wavelets_out[d][g] += q.wavelets_out[d][l];
-                    }
-                    p.wavelets_from_core[g] += q.wavelets_from_core[l];
-                }
-            }
+            let (w, h) = (self.width, self.height);
+            self.pe
+                .add_at(w, h, &st.pe, st.width, st.height, site.origin);
             if let Some(t) = &s.stage_traces[i] {
-                self.trace.dropped += t.dropped;
-                self.trace.spans.extend(t.spans.iter().map(|sp| Span {
-                    pe: Pe::new(sp.pe.x + o.x, sp.pe.y + o.y),
-                    thread: sp.thread,
-                    name: sp.name.clone(),
-                    start: sp.start + self.now,
-                    end: sp.end + self.now,
-                }));
+                self.trace.append_at(t, site.origin, self.now);
             }
             self.now += s.stage_cycles[i] + c.routing.handoffs[i].cycles;
         }
