@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wafer_emulator::stats::Stats;
 use wafer_emulator::trace::Trace;
-use wafer_emulator::{Memory, RunConfig, RunError};
+use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -88,7 +88,7 @@ struct Reusable {
 
 /// Timing-only runs by what determines them: the program less its weights
 /// and the inputs' known values
-/// ([`wafer_emulator::Program::timing_fingerprint`]). The layers of a model
+/// ([`wafer_emulator::engine::timing_fingerprint`]). The layers of a model
 /// are the same programs with other weights, so a timing-only step
 /// emulates each distinct stage once.
 #[derive(Default)]
@@ -111,6 +111,11 @@ pub struct Decoder<'c> {
     /// more than most stages' runs (see [`IMAGE_CACHE_BYTES`]).
     images: Vec<Option<Memory>>,
     image_bytes: u64,
+    /// Each stage's program checked, laid out and (on the JIT engine)
+    /// compiled, on its first functional run. Timing-only runs prepare
+    /// afresh: an 8B model's layouts would not all fit in memory, and its
+    /// identical stages run once a step anyway.
+    prepared: Vec<Option<Prepared>>,
     pub pos: u32,
     cfg: RunConfig,
     /// Timing-only results reused across identical stages (`None`: off).
@@ -131,6 +136,7 @@ impl<'c> Decoder<'c> {
             memory: vec![None; compiled.stages.len()],
             images: vec![None; compiled.stages.len()],
             image_bytes: 0,
+            prepared: (0..compiled.stages.len()).map(|_| None).collect(),
             pos: 0,
             cfg: RunConfig {
                 engine: wafer_emulator::Engine::Jit,
@@ -192,17 +198,26 @@ impl<'c> Decoder<'c> {
             return Ok(mem.clone());
         }
         let f = &self.compiled.fragments[i];
-        let mem = wafer_emulator::initial_memory(
-            &f.program,
-            &self.compiled.options.arch,
-            self.cfg.threads,
-        )?;
+        let threads = self.cfg.threads;
+        let mem = self.prepared(i)?.initial_memory(&f.program, threads)?;
         let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
         if cache && self.image_bytes + bytes <= IMAGE_CACHE_BYTES {
             self.image_bytes += bytes;
             self.images[i] = Some(mem.clone());
         }
         Ok(mem)
+    }
+
+    /// Stage `i`'s prepared program, prepared on first use.
+    fn prepared(&mut self, i: usize) -> Result<&Prepared, RunError> {
+        if self.prepared[i].is_none() {
+            let f = &self.compiled.fragments[i];
+            self.prepared[i] = Some(wafer_emulator::prepare(
+                &f.program,
+                &self.compiled.options.arch,
+            )?);
+        }
+        Ok(self.prepared[i].as_ref().expect("prepared above"))
     }
 
     /// Record each stage's task and vector-op spans, at most `max_spans`
@@ -301,8 +316,8 @@ impl<'c> Decoder<'c> {
                 })
             })?;
             let keep = !timing && matches!(c.sites[i].kernel, Kernel::Attention(_));
-            let key =
-                (timing && self.reuse.is_some()).then(|| f.program.timing_fingerprint(&inputs));
+            let key = (timing && self.reuse.is_some())
+                .then(|| wafer_emulator::engine::timing_fingerprint(&f.program, &inputs));
             let step = self.reuse.as_ref().map_or(0, |r| r.step);
             let hit = key
                 .as_ref()
@@ -328,7 +343,9 @@ impl<'c> Decoder<'c> {
                 };
                 let r = match start {
                     Some(mem) => {
-                        wafer_emulator::run_resume(&f.program, arch, &inputs, &self.cfg, mem)
+                        let cfg = self.cfg.clone();
+                        let prep = self.prepared(i).map_err(err)?;
+                        prep.run_resume(&f.program, &inputs, &cfg, mem)
                     }
                     None => wafer_emulator::run(&f.program, arch, &inputs, &self.cfg),
                 }

@@ -3,6 +3,7 @@
 //! statistics and final SRAM on every example program.
 
 use std::path::PathBuf;
+use wafer_emulator::engine::timing_fingerprint;
 use wafer_emulator::{Arch, Engine, Inputs, RunConfig, asm};
 
 fn both(src: &str, file: &str, arch: &Arch) {
@@ -166,7 +167,7 @@ fn timing_fingerprint_ignores_weights_and_only_weights() {
             seed: 99 + i as u64,
         };
     }
-    assert_eq!(a.timing_fingerprint(&none), b.timing_fingerprint(&none));
+    assert_eq!(timing_fingerprint(&a, &none), timing_fingerprint(&b, &none));
     let arch = Arch::wse3();
     let run = |p: &wafer_emulator::Program, timing_only, inputs: &Inputs| {
         let cfg = RunConfig {
@@ -181,7 +182,7 @@ fn timing_fingerprint_ignores_weights_and_only_weights() {
     assert_ne!(run(&a, false, &none).outputs, run(&b, false, &none).outputs);
 
     let differs = |p: &wafer_emulator::Program, inputs: &Inputs| {
-        p.timing_fingerprint(inputs) != a.timing_fingerprint(&none)
+        timing_fingerprint(p, inputs) != timing_fingerprint(&a, &none)
     };
     let mut c = a.clone();
     c.routes.pop();
@@ -199,16 +200,63 @@ fn timing_fingerprint_ignores_weights_and_only_weights() {
     let s = &a.inputs[0];
     let given = |x: f32| Inputs::from([(s.name.clone(), vec![x; s.len as usize])]);
     assert_eq!(
-        c.timing_fingerprint(&given(f32::NAN)),
-        a.timing_fingerprint(&given(f32::NAN))
+        timing_fingerprint(&c, &given(f32::NAN)),
+        timing_fingerprint(&a, &given(f32::NAN))
     );
     // Known values count; NaN is unknown whatever its bits.
     assert_ne!(
-        a.timing_fingerprint(&given(1.0)),
-        a.timing_fingerprint(&given(2.0))
+        timing_fingerprint(&a, &given(1.0)),
+        timing_fingerprint(&a, &given(2.0))
     );
     assert_eq!(
-        a.timing_fingerprint(&given(f32::NAN)),
-        a.timing_fingerprint(&given(-f32::NAN))
+        timing_fingerprint(&a, &given(f32::NAN)),
+        timing_fingerprint(&a, &given(-f32::NAN))
     );
+}
+
+/// A prepared program runs as `run` runs it, on every engine and more
+/// than once (the JIT's code built once and kept); the same preparation
+/// runs the program with other data values, and refuses any other change.
+#[test]
+fn a_prepared_program_runs_as_run_does_and_only_its_own_shape() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let src = std::fs::read_to_string(dir.join("gemv_8x8.wsm")).unwrap();
+    let a = asm::parse(&src, "gemv_8x8.wsm").unwrap();
+    let arch = Arch::wse3();
+    let prep = wafer_emulator::prepare(&a, &arch).unwrap();
+    let none = Inputs::new();
+    let mut b = a.clone();
+    for (i, d) in b.data.iter_mut().enumerate() {
+        d.init = wafer_emulator::DataInit::Random {
+            seed: 99 + i as u64,
+        };
+    }
+    for engine in [Engine::Reference, Engine::Interp, Engine::Jit] {
+        let cfg = RunConfig {
+            engine,
+            ..RunConfig::default()
+        };
+        for p in [&a, &b] {
+            let want = wafer_emulator::run(p, &arch, &none, &cfg).unwrap();
+            for _ in 0..2 {
+                let got = prep.run(p, &none, &cfg).unwrap();
+                assert_eq!(got.outputs, want.outputs, "{engine:?}");
+                assert_eq!((got.cycles, &got.stats), (want.cycles, &want.stats));
+            }
+        }
+        let mem = prep.initial_memory(&b, 1).unwrap();
+        assert_eq!(mem, wafer_emulator::initial_memory(&b, &arch, 1).unwrap());
+        let resumed = prep.run_resume(&b, &none, &cfg, mem).unwrap();
+        assert_eq!(resumed.outputs, prep.run(&b, &none, &cfg).unwrap().outputs);
+    }
+    let mut c = a.clone();
+    c.routes.pop();
+    let e = prep
+        .run(&c, &none, &RunConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not the program this was prepared for"), "{e}");
+    let mut d = a.clone();
+    d.data[0].buffer = "elsewhere".into();
+    assert!(prep.run(&d, &none, &RunConfig::default()).is_err());
 }

@@ -3,8 +3,8 @@
 //!
 //! `cargo bench -p wafer-viewer --bench heatmap`
 
-use wafer_emulator::Arch;
-use wafer_emulator::stats::{PeStats, Stats};
+use wafer_format::Arch;
+use wafer_format::stats::{PeStats, Stats};
 use wafer_viewer::{Dataset, Heatmap, Metric};
 
 fn main() {

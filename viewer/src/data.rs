@@ -3,9 +3,9 @@
 //! programs placed on the grid (for the inspector), which op each PE runs
 //! (the placement), and per-token latency with GPU comparisons.
 
-use wafer_emulator::stats::{PeStats, Stats};
-use wafer_emulator::trace::Trace;
-use wafer_emulator::{Pe, PeCode, Program};
+use wafer_format::stats::{PeStats, Stats};
+use wafer_format::trace::Trace;
+use wafer_format::{Pe, PeCode, Program};
 
 /// A program placed at an origin of the grid (a model's stage, or the one
 /// program of a `wafer run`).
@@ -121,7 +121,7 @@ impl Dataset {
         }
         let totals = pe.totals();
         let stats = Stats {
-            version: wafer_emulator::stats::STATS_VERSION,
+            version: wafer_format::stats::STATS_VERSION,
             arch: arch.to_string(),
             clock_hz: trace.clock_hz,
             width: trace.width,
@@ -161,7 +161,7 @@ impl Dataset {
         }
         let cycles = stats.cycles;
         let empty = Trace {
-            version: wafer_emulator::trace::TRACE_VERSION,
+            version: wafer_format::trace::TRACE_VERSION,
             clock_hz: stats.clock_hz,
             width: stats.width,
             height: stats.height,

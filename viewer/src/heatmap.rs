@@ -4,7 +4,7 @@
 //! coordinates for zoom, pan and picking.
 
 use crate::data::{Dataset, NO_OP};
-use wafer_emulator::Pe;
+use wafer_format::Pe;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {

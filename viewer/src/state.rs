@@ -4,7 +4,7 @@
 
 use crate::data::Dataset;
 use crate::heatmap::{Camera, Heatmap, Metric};
-use wafer_emulator::Pe;
+use wafer_format::Pe;
 
 pub struct ViewerState {
     pub data: Dataset,

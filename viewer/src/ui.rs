@@ -5,7 +5,7 @@
 use crate::heatmap::{CATEGORIES, Camera, EMPTY, Metric, viridis};
 use crate::state::ViewerState;
 use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
-use wafer_emulator::Port;
+use wafer_format::Port;
 
 fn rgb(c: [u8; 3]) -> Color32 {
     Color32::from_rgb(c[0], c[1], c[2])
@@ -367,7 +367,7 @@ pub fn inspector(ui: &mut egui::Ui, s: &mut ViewerState) {
     egui::CollapsingHeader::new(format!("code `{}`", code.name))
         .default_open(false)
         .show(ui, |ui| {
-            ui.monospace(wafer_emulator::asm::code_listing(code));
+            ui.monospace(wafer_format::asm::code_listing(code));
         });
 }
 

@@ -10,8 +10,8 @@
 //! not cover (task control, `end`, vector ops, a fault) returns to the
 //! interpreter at that instruction, so it only ever runs ahead.
 //!
-//! One module per program ([`JitCache`] lives in the `Program`), shared by
-//! every PE that runs the same code and freed when the program is dropped.
+//! One module per program (kept by its [`super::Prepared`] form), shared by
+//! every PE that runs the same code and freed when that is dropped.
 //! Element loops are compiled when a program first runs on the JIT engine;
 //! a code's scalar runner once it is hot (see [`Compiled::heat`]).
 
@@ -94,7 +94,7 @@ pub(crate) fn vec_shape(code: &PeCode, v: &crate::isa::VecInst) -> Option<VecSha
 /// has run [`HOT`] of its instructions, so code that runs a handful of
 /// instructions per token is never compiled.
 pub(crate) struct Compiled {
-    /// The codes this was compiled from: a program edited since gets new code.
+    /// The codes this was compiled from (the scalar runners are compiled later, from these).
     codes: Vec<PeCode>,
     /// Per code: its scalar runner once compiled (`None` inside when it
     /// has no scalar instruction the JIT covers, or compiling failed: then
@@ -146,41 +146,9 @@ impl Drop for Compiled {
     }
 }
 
-/// Compiled code cached with its program (not serialised; a clone of the
-/// program starts empty and compiles again).
-#[derive(Default)]
-pub struct JitCache(Mutex<Option<Arc<Compiled>>>);
-
-impl Clone for JitCache {
-    fn clone(&self) -> Self {
-        JitCache::default()
-    }
-}
-
-impl PartialEq for JitCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl std::fmt::Debug for JitCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("JitCache")
-    }
-}
-
-/// The program's compiled code: from its cache, or compiled now.
-pub(crate) fn compiled(p: &Program) -> Result<Arc<Compiled>, String> {
-    let mut slot = p
-        .jit
-        .0
-        .lock()
-        .map_err(|_| "JIT cache poisoned".to_string())?;
-    if let Some(c) = slot.as_ref()
-        && c.codes == p.codes
-    {
-        return Ok(c.clone());
-    }
+/// Compile `p`'s element loops (its scalar runners come later, as they get
+/// hot); the [`super::Prepared`] program keeps the result.
+pub(crate) fn compile(p: &Program) -> Result<Arc<Compiled>, String> {
     let mut backend = Backend::new()?;
     let mut shapes: Vec<VecShape> = Vec::new();
     for code in &p.codes {
@@ -201,7 +169,6 @@ pub(crate) fn compiled(p: &Program) -> Result<Arc<Compiled>, String> {
         vec: shapes.into_iter().zip(vec).collect(),
         backend: Mutex::new(Some(backend)),
     });
-    *slot = Some(c.clone());
     Ok(c)
 }
 

@@ -37,9 +37,10 @@
 //! the cycle count; otherwise it is a deadlock, reported with what waits.
 
 mod jit;
+mod prepare;
 mod reference;
 
-pub use jit::JitCache;
+pub use prepare::{Prepared, prepare};
 
 use crate::check::CheckError;
 use crate::stats::Stats;
@@ -238,14 +239,16 @@ pub enum RunError {
     },
 }
 
-/// Run `p` on `arch` with the engine `cfg` names.
+/// Run `p` on `arch` with the engine `cfg` names: [`prepare`], then
+/// [`Prepared::run`]. A caller running the same program again prepares it
+/// once and keeps the [`Prepared`] (the JIT's compiled code lives there).
 pub fn run(
     p: &Program,
     arch: &crate::Arch,
     inputs: &Inputs,
     cfg: &RunConfig,
 ) -> Result<RunResult, RunError> {
-    reference::run(p, arch, inputs, cfg, None)
+    prepare(p, arch)?.run(p, inputs, cfg)
 }
 
 /// Each PE's SRAM as `p` starts it (zeroed buffers under its data
@@ -253,8 +256,7 @@ pub fn run(
 /// cycle. A caller that runs the same program many times keeps a copy and
 /// passes a clone to [`run_resume`] instead of rebuilding it.
 pub fn initial_memory(p: &Program, arch: &crate::Arch, threads: usize) -> Result<Memory, RunError> {
-    let layout = crate::check::check(p, arch)?;
-    Ok(reference::sram_images(p, &layout, threads))
+    prepare(p, arch)?.initial_memory(p, threads)
 }
 
 /// Run `p` again from the SRAM a previous run of the same program left
@@ -266,5 +268,50 @@ pub fn run_resume(
     cfg: &RunConfig,
     memory: Memory,
 ) -> Result<RunResult, RunError> {
-    reference::run(p, arch, inputs, cfg, Some(memory))
+    prepare(p, arch)?.run_resume(p, inputs, cfg, memory)
+}
+
+/// Everything a timing-only run of program `p` on `inputs` depends
+/// on: the program less its data images' values (timing-only runs
+/// never store them; see [`RunConfig::timing_only`]), the known
+/// values of the inputs given (NaN is unknown, whatever its bits) and
+/// the defaults of those not given. Equal fingerprints give equal
+/// timing-only results (cycles, outputs, statistics, trace), so a
+/// caller may run one and reuse it for the others: the layers of a
+/// model are the same programs with other weights.
+pub fn timing_fingerprint(p: &Program, inputs: &Inputs) -> Vec<u8> {
+    let data: Vec<(&crate::PeRect, &str)> =
+        p.data.iter().map(|d| (&d.pes, d.buffer.as_str())).collect();
+    let streams: Vec<_> = p
+        .inputs
+        .iter()
+        .map(|s| {
+            let given = inputs.get(&s.name).map(|v| {
+                v.iter()
+                    .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+                    .collect::<Vec<u32>>()
+            });
+            let default = given.is_none().then_some(&s.init);
+            (
+                &s.name, s.dtype, s.len, s.pe, s.port, s.color, s.period, default, given,
+            )
+        })
+        .collect();
+    // Names the program does not have make the run an error: keep them.
+    let unknown: Vec<&String> = inputs
+        .keys()
+        .filter(|k| !p.inputs.iter().any(|s| &s.name == *k))
+        .collect();
+    postcard::to_allocvec(&(
+        p.width,
+        p.height,
+        &p.codes,
+        &p.placements,
+        &p.routes,
+        data,
+        streams,
+        unknown,
+        &p.outputs,
+    ))
+    .expect("a program serialises")
 }

@@ -1,11 +1,12 @@
 //! The reference engine: steps every PE, router and link every cycle.
 //! See the module docs of [`crate::engine`] for the semantics it defines.
 
+use super::Prepared;
 use super::jit;
 use super::{Inputs, RunConfig, RunError, RunResult};
 use crate::Memory;
 use crate::asm::inst_text;
-use crate::check::{Layout, check};
+use crate::check::Layout;
 use crate::isa::{
     AluOp, Cond, ExecMode, FaluOp, FcmpOp, FunOp, Inst, IntSrc, Operand, VecInst, VecOp,
 };
@@ -420,7 +421,7 @@ fn unknown_bits(dtype: DType) -> u32 {
 struct Machine<'p> {
     p: &'p Program,
     arch: &'p Arch,
-    layout: Layout,
+    layout: &'p Layout,
     now: u64,
     fifos: Fifos,
     routers: Vec<Router>,
@@ -744,14 +745,15 @@ pub(crate) fn sram_images(p: &Program, layout: &Layout, threads: usize) -> Memor
     }
 }
 
+/// Run `p`, which `prep` has checked and laid out.
 pub(crate) fn run(
+    prep: &Prepared,
     p: &Program,
-    arch: &Arch,
     inputs: &Inputs,
     cfg: &RunConfig,
     memory: Option<Memory>,
 ) -> Result<RunResult, RunError> {
-    let layout = check(p, arch)?;
+    let (arch, layout) = (prep.arch(), prep.layout());
     for name in inputs.keys() {
         if !p.inputs.iter().any(|s| &s.name == name) {
             let known: Vec<_> = p.inputs.iter().map(|s| s.name.as_str()).collect();
@@ -777,7 +779,7 @@ pub(crate) fn run(
             limit_gib: LIMIT_GIB,
         });
     }
-    let mut m = Machine::new(p, arch, layout, inputs, cfg, memory)?;
+    let mut m = Machine::new(prep, p, inputs, cfg, memory)?;
     let mut iterations = 0u64;
     loop {
         if m.now >= cfg.max_cycles {
@@ -819,13 +821,13 @@ pub(crate) fn run(
 
 impl<'p> Machine<'p> {
     fn new(
+        prep: &'p Prepared,
         p: &'p Program,
-        arch: &'p Arch,
-        layout: Layout,
         inputs: &Inputs,
         cfg: &RunConfig,
         memory: Option<Memory>,
     ) -> Result<Machine<'p>, RunError> {
+        let (arch, layout) = (prep.arch(), prep.layout());
         let n = layout.code_of.len();
         let mut memory = match memory {
             Some(m) if m.len() != n => {
@@ -840,7 +842,7 @@ impl<'p> Machine<'p> {
             None => None,
         };
         if memory.is_none() && !cfg.timing_only {
-            memory = Some(sram_images(p, &layout, cfg.threads));
+            memory = Some(sram_images(p, layout, cfg.threads));
         }
         let colors = layout.colors as usize;
         let mut fifos = Fifos::new();
@@ -1048,10 +1050,7 @@ impl<'p> Machine<'p> {
                 m.wake = Some(m.wake_all());
             }
             if cfg.engine == super::Engine::Jit && !cfg.timing_only {
-                m.jit = Some(jit::compiled(p).map_err(|message| RunError::Input {
-                    name: "(program)".into(),
-                    message,
-                })?);
+                m.jit = Some(prep.jit()?);
                 if cfg.threads > 1 {
                     m.pool = Some(pool(cfg.threads).map_err(|message| RunError::Input {
                         name: "--threads".into(),

@@ -410,6 +410,5 @@ pub fn random_program(seed: u64) -> Program {
         data,
         inputs,
         outputs,
-        jit: Default::default(),
     }
 }

@@ -214,7 +214,6 @@ impl<'a> Parser<'a> {
             data: vec![],
             inputs: vec![],
             outputs: vec![],
-            jit: Default::default(),
         };
         let mut current: Option<CodeBuilder> = None;
 

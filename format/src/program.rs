@@ -33,10 +33,6 @@ pub struct Program {
     pub data: Vec<DataImage>,
     pub inputs: Vec<HostStream>,
     pub outputs: Vec<HostStream>,
-    /// The JIT engine's compiled code for this program (built on its first
-    /// JIT run, freed with the program; never serialised or compared).
-    #[serde(skip)]
-    pub jit: crate::engine::JitCache,
 }
 
 /// Code shared by every PE it is placed on: buffers (its SRAM layout), tasks
@@ -242,54 +238,6 @@ impl PeCode {
 }
 
 impl Program {
-    /// Everything a timing-only run of this program on `inputs` depends
-    /// on: the program less its data images' values (timing-only runs
-    /// never store them; see [`crate::RunConfig::timing_only`]), the known
-    /// values of the inputs given (NaN is unknown, whatever its bits) and
-    /// the defaults of those not given. Equal fingerprints give equal
-    /// timing-only results (cycles, outputs, statistics, trace), so a
-    /// caller may run one and reuse it for the others: the layers of a
-    /// model are the same programs with other weights.
-    pub fn timing_fingerprint(&self, inputs: &crate::Inputs) -> Vec<u8> {
-        let data: Vec<(&PeRect, &str)> = self
-            .data
-            .iter()
-            .map(|d| (&d.pes, d.buffer.as_str()))
-            .collect();
-        let streams: Vec<_> = self
-            .inputs
-            .iter()
-            .map(|s| {
-                let given = inputs.get(&s.name).map(|v| {
-                    v.iter()
-                        .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
-                        .collect::<Vec<u32>>()
-                });
-                let default = given.is_none().then_some(&s.init);
-                (
-                    &s.name, s.dtype, s.len, s.pe, s.port, s.color, s.period, default, given,
-                )
-            })
-            .collect();
-        // Names the program does not have make the run an error: keep them.
-        let unknown: Vec<&String> = inputs
-            .keys()
-            .filter(|k| !self.inputs.iter().any(|s| &s.name == *k))
-            .collect();
-        postcard::to_allocvec(&(
-            self.width,
-            self.height,
-            &self.codes,
-            &self.placements,
-            &self.routes,
-            data,
-            streams,
-            unknown,
-            &self.outputs,
-        ))
-        .expect("a program serialises")
-    }
-
     /// The code placed at `pe`, if any (first matching placement).
     pub fn code_at(&self, pe: Pe) -> Option<&PeCode> {
         self.placements
