@@ -40,6 +40,13 @@ pub enum CompileError {
     // (`{:#}` would print it twice).
     #[error("stage `{stage}`: {error}")]
     Kernel { stage: String, error: KernelError },
+    /// A pass produced what its verifier rejects: a compiler bug, named
+    /// by the pass and the instruction or stage.
+    #[error("internal: after `{pass}`: {error}")]
+    Verify {
+        pass: &'static str,
+        error: PassError,
+    },
     #[error("internal: {0}")]
     Internal(String),
     #[error("{0}")]
@@ -88,11 +95,19 @@ pub fn compile(
         ));
     }
     let graph = ir::decode_step(config);
-    debug_verify(ir::verify(&graph))?;
+    let verify =
+        |pass, r: Result<(), PassError>| r.map_err(|error| CompileError::Verify { pass, error });
+    verify("decode_step", ir::verify(&graph).map_err(PassError::from))?;
     let stages = stage::lower(&graph);
-    debug_verify(stage::verify(&stages, &graph))?;
+    verify(
+        "lower",
+        stage::verify(&stages, &graph).map_err(PassError::from),
+    )?;
     let stages = stage::fuse(stages);
-    debug_verify(stage::verify(&stages, &graph))?;
+    verify(
+        "fuse",
+        stage::verify(&stages, &graph).map_err(PassError::from),
+    )?;
     // Check the checkpoint before any placement work.
     if let Some(w) = weights {
         for (name, shape) in &graph.weights {
@@ -124,12 +139,13 @@ pub fn compile(
     best.ok_or_else(|| first_err.expect("at least one placement was tried"))
 }
 
-fn debug_verify(r: Result<(), String>) -> Result<(), CompileError> {
-    if cfg!(debug_assertions) {
-        r.map_err(CompileError::Internal)
-    } else {
-        Ok(())
-    }
+/// What a pass's verifier found.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Graph(#[from] ir::GraphError),
+    #[error(transparent)]
+    Stages(#[from] stage::StageError),
 }
 
 fn compile_with(

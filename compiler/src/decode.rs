@@ -466,26 +466,21 @@ pub fn generate(
             steps,
         });
     }
-    let mut token = crate::tokenizer::BOS;
-    let mut out = Vec::new();
-    for pos in 0..steps {
-        let step = d.step(token)?;
-        if !d.cfg.timing_only && step.logits.iter().any(|v| v.is_nan()) {
-            return Err(DecodeError::NanLogits { pos: pos as u32 });
-        }
-        let next = if pos < prompt.len() {
-            prompt[pos]
-        } else if let Some(f) = sample.as_mut() {
-            f(&step.logits)
-        } else {
-            step.next
-        };
-        each(next, &step);
-        if next == crate::tokenizer::BOS {
-            break;
-        }
-        out.push(next);
-        token = next;
-    }
-    Ok(out)
+    let timing = d.cfg.timing_only;
+    crate::generation::decode_loop(
+        prompt,
+        steps,
+        |token, pos| {
+            let step = d.step(token)?;
+            if !timing && step.logits.iter().any(|v| v.is_nan()) {
+                return Err(DecodeError::NanLogits { pos: pos as u32 });
+            }
+            Ok(step)
+        },
+        |step| match sample.as_mut() {
+            Some(f) => f(&step.logits),
+            None => step.next,
+        },
+        &mut each,
+    )
 }

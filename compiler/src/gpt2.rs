@@ -1,8 +1,8 @@
 //! GPT-2 in the reference's plain style: one struct per block, weights by
 //! name (the Llama-style names `hf.rs` maps GPT-2's onto).
 
+use crate::math::{KvCache, attend, gelu, layernorm, matvec};
 use crate::model::{Config, ModelError, Tensor, Weights};
-use crate::reference::{KvCache, attend, gelu, layernorm, matvec};
 
 /// `W·x + b`.
 struct Linear {

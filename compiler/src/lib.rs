@@ -12,11 +12,13 @@
 pub mod bundle;
 pub mod codegen;
 pub mod decode;
+pub mod generation;
 pub mod gpt2;
 pub mod hf;
 pub mod ir;
 pub mod listing;
 pub mod llama2c;
+pub mod math;
 pub mod model;
 pub mod place;
 pub mod reference;

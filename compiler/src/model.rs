@@ -247,36 +247,6 @@ pub enum ModelError {
 }
 
 impl Weights {
-    /// Seeded uniform weights in [-0.5, 0.5) for every tensor `c`'s decode
-    /// step reads, under the names the front ends give them: a model to
-    /// test or time against when no checkpoint is at hand.
-    pub fn seeded(c: &Config, seed: u64) -> Weights {
-        let mut w = Weights {
-            tensors: BTreeMap::new(),
-            source: format!("seeded random weights (seed {seed})"),
-        };
-        let mut s = seed;
-        for (name, shape) in &crate::ir::decode_step(c).weights {
-            let n: usize = shape.iter().product();
-            let data = (0..n)
-                .map(|_| {
-                    s = s
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((s >> 40) as f32 / 16777216.0) - 0.5
-                })
-                .collect();
-            w.tensors.insert(
-                name.clone(),
-                Tensor {
-                    shape: shape.clone(),
-                    data,
-                },
-            );
-        }
-        w
-    }
-
     /// The tensor `name`, checked to have `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&Tensor, ModelError> {
         let t = self.tensors.get(name).ok_or_else(|| ModelError::Missing {

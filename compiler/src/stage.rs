@@ -436,7 +436,7 @@ fn fused_name(a: &str, b: &str) -> String {
 /// Every value a stage reads is produced by an earlier stage (or is the
 /// token, which only the embedding reads), and every produced value that is
 /// read was produced once.
-pub fn verify(stages: &[Stage], g: &Graph) -> Result<(), String> {
+pub fn verify(stages: &[Stage], g: &Graph) -> Result<(), StageError> {
     let mut made = vec![false; g.insts.len()];
     for (i, s) in stages.iter().enumerate() {
         for (port, srcs) in &s.inputs {
@@ -447,17 +447,23 @@ pub fn verify(stages: &[Stage], g: &Graph) -> Result<(), String> {
                             || (matches!(s.work, Work::Embed { .. })
                                 && matches!(g.insts[*v].op, Op::Token | Op::Position)));
                     if !ok {
-                        return Err(format!(
-                            "stage {i} `{}` reads %{v} on `{port}` before any stage makes it",
-                            s.name
-                        ));
+                        return Err(StageError::Unmade {
+                            stage: i,
+                            name: s.name.clone(),
+                            value: *v,
+                            port: port.clone(),
+                        });
                     }
                 }
             }
         }
         for v in &s.outputs {
             if made[*v] {
-                return Err(format!("stage {i} `{}` makes %{v} again", s.name));
+                return Err(StageError::Remade {
+                    stage: i,
+                    name: s.name.clone(),
+                    value: *v,
+                });
             }
             made[*v] = true;
         }
@@ -466,9 +472,29 @@ pub fn verify(stages: &[Stage], g: &Graph) -> Result<(), String> {
         .last()
         .is_some_and(|s| matches!(s.work, Work::Argmax { .. }))
     {
-        return Err("the last stage must pick the next token (argmax)".into());
+        return Err(StageError::NoArgmax);
     }
     Ok(())
+}
+
+/// What is wrong with a list of stages, and which stage.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum StageError {
+    #[error("stage {stage} `{name}` reads %{value} on `{port}` before any stage makes it")]
+    Unmade {
+        stage: usize,
+        name: String,
+        value: usize,
+        port: String,
+    },
+    #[error("stage {stage} `{name}` makes %{value} again")]
+    Remade {
+        stage: usize,
+        name: String,
+        value: usize,
+    },
+    #[error("the last stage must pick the next token (argmax)")]
+    NoArgmax,
 }
 
 impl fmt::Display for Src {

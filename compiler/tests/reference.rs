@@ -134,7 +134,7 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         n_kv_heads: 4,
         ..gqa.clone()
     };
-    let w = wafer_compiler::Weights::seeded(&gqa, 7);
+    let w = wafer_compiler::ir::seeded_weights(&gqa, 7);
     let mut wide = w.clone();
     let hs = gqa.head_size();
     for l in 0..gqa.n_layers {
@@ -264,7 +264,7 @@ fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
         rope_pairs: RopePairs::Adjacent,
         ..half.clone()
     };
-    let w = wafer_compiler::Weights::seeded(&half, 3);
+    let w = wafer_compiler::ir::seeded_weights(&half, 3);
     let mut inter = w.clone();
     let hs = half.head_size();
     for l in 0..half.n_layers {

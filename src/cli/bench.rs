@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::json;
 use std::time::Instant;
 use wafer_compiler::decode::Decoder;
-use wafer_compiler::{Compiled, Weights, reference};
+use wafer_compiler::{Compiled, reference};
 use wafer_emulator::Engine;
 
 #[derive(Args, Debug)]
@@ -269,7 +269,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         let w = match &l.weights {
             Some(w) => w,
             None => {
-                seeded = Weights::seeded(&l.config, 1);
+                seeded = wafer_compiler::ir::seeded_weights(&l.config, 1);
                 &seeded
             }
         };

@@ -1,0 +1,140 @@
+//! The arithmetic every CPU forward pass shares, in f32 as the textbook
+//! writes it: the Llama reference, GPT-2 and the IR interpreter call these
+//! same functions, so the three agree bit for bit by construction. A leaf:
+//! it knows the model's config and tensors, nothing else of the compiler.
+
+use crate::model::{Config, RopePairs, RopeScaling, Tensor};
+
+/// `W·x` for `W` of shape `[out, in]`.
+pub fn matvec(w: &Tensor, x: &[f32]) -> Vec<f32> {
+    (0..w.shape[0])
+        .map(|i| w.row(i).iter().zip(x).map(|(a, b)| a * b).sum())
+        .collect()
+}
+
+pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    let ss = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32 + eps;
+    let inv = 1.0 / ss.sqrt();
+    x.iter().zip(weight).map(|(v, w)| w * (v * inv)).collect()
+}
+
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Rotate pair `i` of each head by `pos · θ^(−2i/head_size)` (its frequency
+/// scaled for long contexts where the model says so); the pairs are
+/// `(2i, 2i+1)` or `(i, i + head_size/2)`.
+pub fn rope(
+    x: &mut [f32],
+    pos: usize,
+    head_size: usize,
+    theta: f32,
+    pairs: RopePairs,
+    scaling: Option<RopeScaling>,
+) {
+    let freqs = wafer_kernels::rope::inv_freq(theta, head_size as u32, scaling);
+    for head in x.chunks_exact_mut(head_size) {
+        for (i, freq) in freqs.iter().enumerate() {
+            let (c, s) = ((pos as f32 * *freq).cos(), (pos as f32 * *freq).sin());
+            let (ia, ib) = match pairs {
+                RopePairs::Adjacent => (2 * i, 2 * i + 1),
+                RopePairs::HalfSplit => (i, i + head_size / 2),
+            };
+            let (a, b) = (head[ia], head[ib]);
+            head[ia] = a * c - b * s;
+            head[ib] = a * s + b * c;
+        }
+    }
+}
+
+/// Attention of one position's queries over a layer's cached keys and
+/// values (this position's included): per head, softmax of `q·k / √hs`
+/// over positions, then the weighted sum of values. Query head `h` reads KV
+/// head `h / (n_heads / n_kv_heads)`.
+pub fn attend(
+    q: &[f32],
+    keys: &[Vec<f32>],
+    values: &[Vec<f32>],
+    n_heads: usize,
+    n_kv_heads: usize,
+    hs: usize,
+) -> Vec<f32> {
+    let group = n_heads / n_kv_heads;
+    let mut out = vec![0.0; q.len()];
+    for h in 0..n_heads {
+        let (qh, kvh) = (&q[h * hs..(h + 1) * hs], h / group);
+        let mut att: Vec<f32> = keys
+            .iter()
+            .map(|k| {
+                qh.iter()
+                    .zip(&k[kvh * hs..(kvh + 1) * hs])
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>()
+                    / (hs as f32).sqrt()
+            })
+            .collect();
+        softmax(&mut att);
+        for (a, v) in att.iter().zip(values.iter()) {
+            for (o, vi) in out[h * hs..(h + 1) * hs]
+                .iter_mut()
+                .zip(&v[kvh * hs..(kvh + 1) * hs])
+            {
+                *o += a * vi;
+            }
+        }
+    }
+    out
+}
+
+/// LayerNorm: `(x − mean) / √(var + eps) · w + b`, variance over `n`.
+pub fn layernorm(x: &[f32], w: &[f32], b: &[f32], eps: f32) -> Vec<f32> {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    x.iter()
+        .zip(w.iter().zip(b))
+        .map(|(v, (w, b))| (v - mean) * inv * w + b)
+        .collect()
+}
+
+/// GELU, tanh approximation: `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+pub fn gelu(x: f32) -> f32 {
+    let k = (2.0 / std::f32::consts::PI).sqrt();
+    0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+}
+
+/// `silu(g) · u`, elementwise.
+pub fn silu(g: f32) -> f32 {
+    g * (1.0 / (1.0 + (-g).exp()))
+}
+
+/// Keys and values of every layer for positions `0..len`.
+pub struct KvCache {
+    pub(crate) keys: Vec<Vec<Vec<f32>>>,
+    pub(crate) values: Vec<Vec<Vec<f32>>>,
+}
+
+impl KvCache {
+    pub fn new(config: &Config) -> KvCache {
+        KvCache {
+            keys: vec![Vec::new(); config.n_layers],
+            values: vec![Vec::new(); config.n_layers],
+        }
+    }
+}
+
+/// The first index of the largest logit.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    logits.iter().position(|v| *v == max).unwrap_or(0) as u32
+}
