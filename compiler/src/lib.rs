@@ -23,9 +23,11 @@ pub mod model;
 pub mod place;
 pub mod reference;
 pub mod route;
+pub mod source;
 pub mod sram;
 pub mod stage;
 pub mod tokenizer;
 
 pub use codegen::{CompileError, Compiled, compile};
 pub use model::{Config, ModelError, RopePairs, Tensor, Weights};
+pub use source::ModelSource;

@@ -193,7 +193,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let c = a.target.compile(&l)?;
     let compile_s = compile_start.elapsed().as_secs_f64();
     if !a.emulator {
-        return super::compare::run(&a, &l, &c);
+        let request = super::compare::Request {
+            steps: a.steps,
+            context: a.context,
+            predict: a.predict,
+            gpu_specs: a.gpu_specs.as_deref(),
+            gpus: a.gpus.as_deref(),
+            baselines: &a.baselines,
+            plot: a.plot.as_deref(),
+            json: a.json,
+        };
+        return super::compare::run(&request, &l, &c);
     }
     let max = c.options.max_context as usize;
     if a.warmup >= max {

@@ -1,100 +1,27 @@
-//! `wafer bench MODEL`: per-token decode latency on the emulated wafer next
-//! to GPU baselines (roofline from `baselines/gpus.toml`, measured JSON
-//! from `benches/gpu/decode.py`, published numbers), every number with its
-//! origin.
+//! `wafer bench MODEL` (without `--emulator`): the wafer-vs-GPU table of
+//! `wafer_report`, printed as text or JSON and drawn as bars. This module
+//! only checks the flags, shows progress and prints.
 
-use super::bench::BenchArgs;
-use super::gpu::{self, DecodeWork, GpuSpec, Measured, Published, Roofline};
 use super::model::Loaded;
-use anyhow::{Context, bail};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use anyhow::bail;
 use std::path::Path;
-use wafer_compiler::decode::{Decoder, PeTime};
-use wafer_compiler::place::Kernel;
-use wafer_compiler::{Compiled, Config};
+use wafer_compiler::Compiled;
+use wafer_report::{EmulateOptions, Table, WaferRow, gpu, table};
 
-/// The emulated wafer's side of the table.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WaferRow {
-    pub per_token_cycles: f64,
-    pub predicted_cycles: u64,
-    pub clock_hz: f64,
-    pub pes_used: u64,
-    pub pes: u64,
-    pub sram_bytes: u64,
-    pub sram_capacity: u64,
-    /// Per layer kind: cycles per token and its PE-cycles split.
-    pub kinds: BTreeMap<&'static str, KindTime>,
-    pub positions: (u32, u32),
-    /// Emulated (else the cost models' prediction, with no PE-time split).
-    pub emulated: bool,
+/// The flags the table takes from `wafer bench`.
+pub struct Request<'a> {
+    pub steps: Option<usize>,
+    pub context: Option<u32>,
+    pub predict: bool,
+    pub gpu_specs: Option<&'a Path>,
+    pub gpus: Option<&'a str>,
+    pub baselines: &'a Path,
+    pub plot: Option<&'a Path>,
+    pub json: bool,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct KindTime {
-    pub cycles: f64,
-    pub pe: PeTimeF,
-}
-
-/// [`PeTime`] averaged over steps.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct PeTimeF {
-    pub compute: f64,
-    pub fabric: f64,
-    pub idle: f64,
-}
-
-impl WaferRow {
-    /// The row for `c` at `positions`, with its machine's size and the
-    /// cost models' prediction at the first position beside the cycles.
-    fn new(
-        c: &Compiled,
-        per_token_cycles: f64,
-        kinds: BTreeMap<&'static str, KindTime>,
-        positions: (u32, u32),
-        emulated: bool,
-    ) -> WaferRow {
-        let arch = &c.options.arch;
-        WaferRow {
-            per_token_cycles,
-            predicted_cycles: c.predicted(positions.0),
-            clock_hz: arch.clock_hz,
-            pes_used: c.pes_used(),
-            pes: arch.n_pes(),
-            sram_bytes: c.sram.total_bytes,
-            sram_capacity: arch.n_pes() * arch.sram_bytes as u64,
-            kinds,
-            positions,
-            emulated,
-        }
-    }
-
-    pub fn us(&self) -> f64 {
-        self.per_token_cycles / self.clock_hz * 1e6
-    }
-    pub fn tokens_per_s(&self) -> f64 {
-        self.clock_hz / self.per_token_cycles
-    }
-}
-
-/// What a stage's kernel is, as the breakdown groups it.
-pub fn kind(k: &Kernel) -> &'static str {
-    match k {
-        Kernel::Embed(_) => "embedding",
-        Kernel::Gemv(_) | Kernel::MeshGemv(_) => "projections (GEMV)",
-        Kernel::Vector(_) => "norms, element-wise",
-        Kernel::Rope(_) => "rope",
-        Kernel::Attention(_) => "attention",
-        Kernel::Argmax(_) => "argmax",
-    }
-}
-
-pub const HANDOFFS: &str = "hand-offs between stages";
-
-/// Emulate `steps` timing-only decode steps from position `context`
-/// (recording up to `trace` spans per stage when given, and each stage's
-/// per-PE statistics when `stats`), handing each step to `each`.
+/// Emulate `steps` timing-only decode steps from `context` with a progress
+/// bar, stopping at Ctrl-C.
 pub fn emulate(
     c: &Compiled,
     context: u32,
@@ -102,451 +29,44 @@ pub fn emulate(
     (trace, stats): (Option<usize>, bool),
     mut each: impl FnMut(&wafer_compiler::decode::Step),
 ) -> anyhow::Result<WaferRow> {
-    let mut d = Decoder::new(c);
-    d.timing_only(true);
-    d.keep_stats(stats);
-    if let Some(n) = trace {
-        d.trace(n);
-    }
-    d.cancel_on(super::interrupt_flag());
-    d.skip_to(context)?;
     let bar = indicatif::ProgressBar::new(steps as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("emulating {bar:30} {pos}/{len} steps [{elapsed}]")
             .expect("a valid template"),
     );
-    let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
-    let mut cycles = 0u64;
-    for _ in 0..steps {
-        let s = d.step(0)?;
-        each(&s);
-        cycles += s.cycles;
-        for ((site, cyc), t) in c.sites.iter().zip(&s.stage_cycles).zip(&s.stage_time) {
-            let k = kinds.entry(kind(&site.kernel)).or_default();
-            k.cycles += *cyc as f64;
-            // The stage's cycles split as its PE-cycles are.
-            let PeTime {
-                compute,
-                fabric,
-                idle,
-            } = *t;
-            let all = t.total().max(1) as f64;
-            k.pe.compute += *cyc as f64 * compute as f64 / all;
-            k.pe.fabric += *cyc as f64 * fabric as f64 / all;
-            k.pe.idle += *cyc as f64 * idle as f64 / all;
-        }
-        let h: u64 = c.routing.handoffs.iter().map(|h| h.cycles).sum();
-        let k = kinds.entry(HANDOFFS).or_default();
-        k.cycles += h as f64;
-        k.pe.fabric += h as f64;
+    let opts = EmulateOptions {
+        trace,
+        stats,
+        cancel: Some(super::interrupt_flag()),
+    };
+    let row = wafer_report::emulate(c, context, steps, &opts, |s| {
+        each(s);
         bar.inc(1);
-    }
+    });
     bar.finish_and_clear();
-    let n = steps as f64;
-    for k in kinds.values_mut() {
-        k.cycles /= n;
-        k.pe.compute /= n;
-        k.pe.fabric /= n;
-        k.pe.idle /= n;
-    }
-    Ok(WaferRow::new(
-        c,
-        cycles as f64 / n,
-        kinds,
-        (context, context + steps as u32 - 1),
-        true,
-    ))
+    Ok(row?)
 }
 
-/// The wafer's row from the cost models alone (no emulation): what a
-/// compile predicts at `context`, split by layer kind (no PE-time split).
-pub fn predicted(c: &Compiled, context: u32) -> WaferRow {
-    let arch = &c.options.arch;
-    let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
-    for (site, h) in c.sites.iter().zip(&c.routing.handoffs) {
-        kinds.entry(kind(&site.kernel)).or_default().cycles +=
-            site.kernel.predicted(arch, context) as f64;
-        kinds.entry(HANDOFFS).or_default().cycles += h.cycles as f64;
+/// Bars of tokens per second, wafer first, on a log scale.
+pub fn svg(t: &Table) -> String {
+    let mut bars = vec![(format!("wafer ({})", t.arch), t.wafer.tokens_per_s())];
+    for g in &t.gpus {
+        bars.push((
+            format!("{}: {}", g.device, g.how),
+            1.0 / g.seconds_per_token,
+        ));
     }
-    WaferRow::new(
-        c,
-        c.predicted(context) as f64,
-        kinds,
-        (context, context),
-        false,
+    super::plot::bars_svg(
+        &format!(
+            "{} batch-1 decode, context {}: tokens/s (log scale)",
+            t.model, t.context
+        ),
+        &bars,
     )
 }
 
-/// One GPU row of the table.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GpuRow {
-    pub device: String,
-    /// `roofline, CUDA graphs`, `measured, eager`, `published`, ...
-    pub how: String,
-    pub seconds_per_token: f64,
-    pub bound: Option<&'static str>,
-    /// Index into the sources list.
-    pub source: usize,
-}
-
-/// Everything `wafer bench` prints, built before printing so the text and
-/// JSON forms (and the snapshot tests) see the same numbers.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Table {
-    pub model: String,
-    pub arch: String,
-    pub placement: String,
-    pub dtype: String,
-    pub context: u32,
-    pub work: DecodeWork,
-    pub wafer: WaferRow,
-    pub gpus: Vec<GpuRow>,
-    pub sources: Vec<String>,
-}
-
-/// The GPU rows for `config`: rooflines for `gpus`, then measured runs,
-/// then published numbers that match the model.
-#[allow(clippy::too_many_arguments)]
-pub fn gpu_rows(
-    config_name: Option<&str>,
-    work: &DecodeWork,
-    dtype: &str,
-    context: u32,
-    gpus: &[GpuSpec],
-    measured: &[Measured],
-    published: &[Published],
-    sources: &mut Vec<String>,
-) -> anyhow::Result<Vec<GpuRow>> {
-    let mut cite = |s: String| match sources.iter().position(|x| *x == s) {
-        Some(i) => i,
-        None => {
-            sources.push(s);
-            sources.len() - 1
-        }
-    };
-    let mut rows = Vec::new();
-    for g in gpus {
-        let source = cite(format!("{} roofline: {}", g.name, g.source));
-        for graphs in [true, false] {
-            let r = Roofline::of(g, work, dtype, graphs)?;
-            rows.push(GpuRow {
-                device: g.name.clone(),
-                how: if graphs {
-                    "roofline, CUDA graphs".into()
-                } else {
-                    format!("roofline, eager ({} launches)", work.kernels)
-                },
-                seconds_per_token: r.seconds(),
-                bound: Some(r.bound()),
-                source,
-            });
-        }
-    }
-    for m in measured {
-        if config_name != Some(m.model.as_str()) || m.dtype != dtype {
-            continue;
-        }
-        let source = cite(format!(
-            "measured on {} ({}, torch {}) by benches/gpu/decode.py: {}",
-            m.device, m.date, m.torch, m.file
-        ));
-        for r in gpu::closest(m, context as u64) {
-            rows.push(GpuRow {
-                device: m.device.clone(),
-                how: format!("measured, {} at context {}", r.mode, r.context),
-                seconds_per_token: r.ms_per_token * 1e-3,
-                bound: None,
-                source,
-            });
-        }
-    }
-    for p in published {
-        if !config_name.is_some_and(|n| p.matches.iter().any(|m| m == n)) {
-            continue;
-        }
-        let source = cite(format!(
-            "{} ({}, {}): {}",
-            p.model, p.dtype, p.date, p.source
-        ));
-        rows.push(GpuRow {
-            device: p.device.clone(),
-            how: "published".into(),
-            seconds_per_token: 1.0 / p.tokens_per_s,
-            bound: None,
-            source,
-        });
-    }
-    Ok(rows)
-}
-
-/// Kernels an eager GPU decode launches: one per op of the decode graph
-/// (tokens and positions are inputs, not kernels).
-pub fn eager_kernels(c: &Compiled) -> u64 {
-    use wafer_compiler::ir::Op;
-    c.graph
-        .insts
-        .iter()
-        .filter(|i| !matches!(i.op, Op::Token | Op::Position))
-        .count() as u64
-}
-
-fn bytes_per(dtype: &str) -> f64 {
-    if dtype == "f32" { 4.0 } else { 2.0 }
-}
-
-/// GPU specs: `--gpu-specs FILE` or the built-in data file, narrowed to
-/// `--gpus` (ids, comma-separated) when given.
-pub fn gpus(file: Option<&Path>, only: Option<&str>) -> anyhow::Result<Vec<GpuSpec>> {
-    let all = match file {
-        Some(f) => gpu::parse_gpus(
-            &std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
-            &f.display().to_string(),
-        )?,
-        None => gpu::parse_gpus(gpu::GPUS_TOML, "baselines/gpus.toml (built in)")?,
-    };
-    let Some(only) = only else { return Ok(all) };
-    only.split(',')
-        .map(|id| {
-            let id = id.trim();
-            all.iter().find(|g| g.id == id).cloned().with_context(|| {
-                format!(
-                    "--gpus: no GPU `{id}` in the specs (known: {})",
-                    all.iter()
-                        .map(|g| g.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
-        })
-        .collect()
-}
-
-/// Build the whole table for a compiled model.
-pub fn table(
-    l: &Loaded,
-    c: &Compiled,
-    wafer: WaferRow,
-    gpus: &[GpuSpec],
-    measured: &[Measured],
-) -> anyhow::Result<Table> {
-    let dtype = c.options.dtype.to_string();
-    let context = wafer.positions.0;
-    let work = gpu::decode_work(
-        &c.config,
-        bytes_per(&dtype),
-        context as u64 + 1,
-        eager_kernels(c),
-    );
-    let published = gpu::parse_published(gpu::PUBLISHED_TOML, "baselines/published.toml")?;
-    let mut sources = vec![if wafer.emulated {
-        format!(
-            "wafer: emulated by this build (timing-only, cycles identical to a functional run) on {}",
-            c.options.arch.name
-        )
-    } else {
-        format!(
-            "wafer: predicted by this build's kernel cost models on {} (--predict: not emulated; the bench test checks emulated = predicted on the built-in checkpoint)",
-            c.options.arch.name
-        )
-    }];
-    let gpus = gpu_rows(
-        builtin_name(&l.config, &l.name),
-        &work,
-        &dtype,
-        context,
-        gpus,
-        measured,
-        &published,
-        &mut sources,
-    )?;
-    Ok(Table {
-        model: l.name.clone(),
-        arch: c.options.arch.name.clone(),
-        placement: c.kind.name().to_string(),
-        dtype,
-        context,
-        work,
-        wafer,
-        gpus,
-        sources,
-    })
-}
-
-/// The built-in config name of a loaded model, if it is one.
-fn builtin_name<'a>(c: &Config, name: &'a str) -> Option<&'a str> {
-    let n = name.split_whitespace().next()?;
-    (Config::built_in(n).as_ref() == Some(c)).then_some(n)
-}
-
-fn si(x: f64) -> String {
-    match x {
-        x if x >= 1e12 => format!("{:.2} T", x / 1e12),
-        x if x >= 1e9 => format!("{:.2} G", x / 1e9),
-        x if x >= 1e6 => format!("{:.2} M", x / 1e6),
-        x if x >= 1e3 => format!("{:.2} k", x / 1e3),
-        x => format!("{x:.0} "),
-    }
-}
-
-impl Table {
-    pub fn text(&self) -> String {
-        use std::fmt::Write;
-        let w = &self.wafer;
-        let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "{} on {}: {} placement, {} weights, decode at context {} (positions {}..={})",
-            self.model,
-            self.arch,
-            self.placement,
-            self.dtype,
-            self.context,
-            w.positions.0,
-            w.positions.1
-        );
-        let _ = writeln!(
-            o,
-            "\nwafer [1]    {:>10.2} µs/token  {:>10.1} tok/s  {:.0} cycles (cost model: {})",
-            w.us(),
-            w.tokens_per_s(),
-            w.per_token_cycles,
-            w.predicted_cycles
-        );
-        let _ = writeln!(
-            o,
-            "             {} of {} PEs ({:.1}%), {}B of {}B SRAM ({:.1}%)",
-            w.pes_used,
-            w.pes,
-            100.0 * w.pes_used as f64 / w.pes as f64,
-            si(w.sram_bytes as f64),
-            si(w.sram_capacity as f64),
-            100.0 * w.sram_bytes as f64 / w.sram_capacity as f64
-        );
-        let _ = writeln!(
-            o,
-            "\nwhere the time goes (cycles per token; each stage's cycles split as its PEs' time is)"
-        );
-        let _ = writeln!(
-            o,
-            "  {:26} {:>10} {:>7} {:>10} {:>10} {:>10}",
-            "layer kind", "cycles", "share", "compute", "fabric", "idle"
-        );
-        let total: f64 = w.kinds.values().map(|k| k.cycles).sum();
-        let mut kinds: Vec<_> = w.kinds.iter().collect();
-        kinds.sort_by(|a, b| b.1.cycles.total_cmp(&a.1.cycles).then(a.0.cmp(b.0)));
-        for (name, k) in kinds {
-            let share = format!(
-                "  {:26} {:>10.0} {:>6.1}%",
-                name,
-                k.cycles,
-                100.0 * k.cycles / total.max(1.0)
-            );
-            let _ = if w.emulated {
-                writeln!(
-                    o,
-                    "{share} {:>10.0} {:>10.0} {:>10.0}",
-                    k.pe.compute, k.pe.fabric, k.pe.idle
-                )
-            } else {
-                writeln!(o, "{share} {:>10} {:>10} {:>10}", "-", "-", "-")
-            };
-        }
-        let _ = writeln!(
-            o,
-            "\nGPU batch-1 decode: {}B of weights + {}B of KV cache read, {}FLOP, per token",
-            si(self.work.weight_bytes),
-            si(self.work.kv_bytes),
-            si(self.work.flops)
-        );
-        let _ = writeln!(
-            o,
-            "  {:28} {:38} {:>10} {:>9} {:>8} {:>9}",
-            "device", "how", "µs/token", "tok/s", "bound", "wafer ×"
-        );
-        for g in &self.gpus {
-            let _ = writeln!(
-                o,
-                "  {:28} {:38} {:>10.1} {:>9.1} {:>8} {:>8.1}x [{}]",
-                g.device,
-                g.how,
-                g.seconds_per_token * 1e6,
-                1.0 / g.seconds_per_token,
-                g.bound.unwrap_or("-"),
-                g.seconds_per_token * 1e6 / w.us(),
-                g.source + 1
-            );
-        }
-        let _ = writeln!(o, "\nsources");
-        for (i, s) in self.sources.iter().enumerate() {
-            let _ = writeln!(o, "  [{}] {s}", i + 1);
-        }
-        o
-    }
-
-    pub fn json(&self) -> Value {
-        let w = &self.wafer;
-        json!({
-            "model": self.model,
-            "arch": self.arch,
-            "placement": self.placement,
-            "dtype": self.dtype,
-            "context": self.context,
-            "wafer": {
-                "per_token_us": w.us(),
-                "tokens_per_s": w.tokens_per_s(),
-                "per_token_cycles": w.per_token_cycles,
-                "predicted_cycles": w.predicted_cycles,
-                "pes_used": w.pes_used,
-                "pes": w.pes,
-                "sram_bytes": w.sram_bytes,
-                "sram_capacity_bytes": w.sram_capacity,
-                "positions": [w.positions.0, w.positions.1],
-                "emulated": w.emulated,
-                "by_kind": w.kinds.iter().map(|(k, t)| (k.to_string(), json!({
-                    "cycles": t.cycles, "compute": t.pe.compute, "fabric": t.pe.fabric, "idle": t.pe.idle,
-                }))).collect::<serde_json::Map<_, _>>(),
-                "source": 1,
-            },
-            "decode_work": {
-                "weight_bytes": self.work.weight_bytes,
-                "kv_bytes": self.work.kv_bytes,
-                "flops": self.work.flops,
-                "eager_kernels": self.work.kernels,
-            },
-            "gpus": self.gpus.iter().map(|g| json!({
-                "device": g.device,
-                "how": g.how,
-                "seconds_per_token": g.seconds_per_token,
-                "tokens_per_s": 1.0 / g.seconds_per_token,
-                "bound": g.bound,
-                "wafer_speedup": g.seconds_per_token * 1e6 / w.us(),
-                "source": g.source + 1,
-            })).collect::<Vec<_>>(),
-            "sources": self.sources,
-        })
-    }
-
-    /// Bars of tokens per second, wafer first, on a log scale.
-    pub fn svg(&self) -> String {
-        let mut bars = vec![(format!("wafer ({})", self.arch), self.wafer.tokens_per_s())];
-        for g in &self.gpus {
-            bars.push((
-                format!("{}: {}", g.device, g.how),
-                1.0 / g.seconds_per_token,
-            ));
-        }
-        super::plot::bars_svg(
-            &format!(
-                "{} batch-1 decode, context {}: tokens/s (log scale)",
-                self.model, self.context
-            ),
-            &bars,
-        )
-    }
-}
-
 /// `wafer bench MODEL`.
-pub fn run(a: &BenchArgs, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
+pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
     let steps = a.steps.unwrap_or(2);
     let max = c.options.max_context;
     if steps as u32 > max {
@@ -562,15 +82,15 @@ pub fn run(a: &BenchArgs, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
         None => 128.min(max - steps as u32),
     };
     let wafer = if a.predict {
-        predicted(c, context)
+        wafer_report::predicted(c, context)
     } else {
         emulate(c, context, steps, (None, false), |_| {})?
     };
-    let gpus = gpus(a.gpu_specs.as_deref(), a.gpus.as_deref())?;
-    let measured = gpu::measured_in(&a.baselines)?;
-    let t = table(l, c, wafer, &gpus, &measured)?;
-    if let Some(p) = &a.plot {
-        super::plot::write(p, &t.svg())?;
+    let gpus = table::gpus(a.gpu_specs, a.gpus)?;
+    let measured = gpu::measured_in(a.baselines)?;
+    let t = table(&l.name, c, wafer, &gpus, &measured)?;
+    if let Some(p) = a.plot {
+        super::plot::write(p, &svg(&t))?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&t.json())?);

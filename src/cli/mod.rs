@@ -8,7 +8,6 @@ mod compare;
 mod compile;
 mod flags;
 mod generate;
-mod gpu;
 mod kernel;
 mod model;
 mod plot;

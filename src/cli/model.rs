@@ -2,7 +2,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 use std::path::Path;
-use wafer_compiler::{Config, hf, llama2c};
+use wafer_compiler::{Config, ModelSource, llama2c};
 
 #[derive(Args, Debug)]
 pub struct ModelArgs {
@@ -28,22 +28,8 @@ pub struct ModelArgs {
 
 /// A model's config from a built-in name, a checkpoint or a directory.
 pub fn config(spec: &str) -> anyhow::Result<(Config, String)> {
-    if let Some(c) = Config::built_in(spec) {
-        return Ok((c, format!("{spec} (built-in)")));
-    }
-    let path = Path::new(spec);
-    if path.is_dir() {
-        let c = hf::config_of(path)?;
-        return Ok((c, format!("{spec} (Hugging Face)")));
-    }
-    if path.exists() {
-        let (c, _) = llama2c::load(path)?;
-        return Ok((c, format!("{spec} (llama2.c)")));
-    }
-    bail!(
-        "`{spec}` is neither a built-in model ({}) nor an existing file or directory",
-        wafer_compiler::model::BUILT_IN.join(", ")
-    )
+    let source = ModelSource::resolve(spec)?;
+    Ok((source.config()?, source.name()))
 }
 
 pub fn model(a: ModelArgs) -> anyhow::Result<()> {
@@ -166,35 +152,17 @@ pub fn load(spec: Option<&str>, tokenizer: Option<&Path>) -> anyhow::Result<Load
             }
         }
         Some(spec) => {
-            let path = Path::new(spec);
-            if let Some(config) = Config::built_in(spec) {
-                Loaded {
-                    config,
-                    weights: None,
-                    tokenizer: None,
-                    name: format!("{spec} (built-in config, seeded weights)"),
-                }
-            } else if path.is_dir() {
-                let (config, weights) = hf::load(path)?;
-                Loaded {
-                    config,
-                    weights: Some(weights),
-                    tokenizer: None,
-                    name: format!("{spec} (Hugging Face)"),
-                }
-            } else if path.exists() {
-                let (config, weights) = llama2c::load(path)?;
-                Loaded {
-                    config,
-                    weights: Some(weights),
-                    tokenizer: None,
-                    name: format!("{spec} (llama2.c)"),
-                }
-            } else {
-                bail!(
-                    "`{spec}` is neither a built-in model ({}) nor an existing file or directory",
-                    wafer_compiler::model::BUILT_IN.join(", ")
-                )
+            let source = ModelSource::resolve(spec)?;
+            let (config, weights) = source.load()?;
+            let name = match &source {
+                ModelSource::BuiltIn(_) => format!("{spec} (built-in config, seeded weights)"),
+                _ => source.name(),
+            };
+            Loaded {
+                config,
+                weights,
+                tokenizer: None,
+                name,
             }
         }
     };

@@ -183,7 +183,7 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
     let mut tokens = Vec::new();
     let mut per_token_us = Vec::new();
     let table = if steps == 0 {
-        let row = super::compare::predicted(&c, a.context);
+        let row = wafer_report::predicted(&c, a.context);
         grid.now = row.predicted_cycles;
         grid.engine = "none: compiled only (cost-model latency)".into();
         per_token_us.push(row.us());
@@ -251,10 +251,10 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
 fn gpu_bars(
     l: &super::model::Loaded,
     c: &Compiled,
-    wafer: super::compare::WaferRow,
+    wafer: wafer_report::WaferRow,
 ) -> anyhow::Result<Vec<(String, f64)>> {
-    let gpus = super::compare::gpus(None, None)?;
-    let t = super::compare::table(l, c, wafer, &gpus, &[])?;
+    let gpus = wafer_report::table::gpus(None, None)?;
+    let t = wafer_report::table(&l.name, c, wafer, &gpus, &[])?;
     let mut bars = vec![(format!("wafer ({})", t.arch), t.wafer.tokens_per_s())];
     for g in t
         .gpus

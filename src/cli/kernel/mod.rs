@@ -1,8 +1,6 @@
 use anyhow::bail;
 use clap::Args;
 use serde_json::json;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use wafer_emulator::Arch;
 use wafer_emulator::{DType, RunConfig};
 use wafer_kernels::KernelError;
@@ -15,6 +13,7 @@ use wafer_kernels::reduce::Strategy;
 use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
 use wafer_kernels::vector::{self, VectorOp, VectorSpec};
 
+mod report;
 mod waferllm;
 
 #[derive(Args, Debug)]
@@ -157,37 +156,35 @@ fn shape1(a: &KernelArgs, missing: &str) -> anyhow::Result<u32> {
         .map_err(|e| anyhow::anyhow!("--shape `{}`: {e}", super::flags::shown(s)))
 }
 
-/// `--timing-only`, `--engine` and `--threads` for every run of this command (one
-/// process, one setting; read by the run helpers below).
-static TIMING_ONLY: AtomicBool = AtomicBool::new(false);
-static ENGINE: OnceLock<wafer_emulator::Engine> = OnceLock::new();
-static THREADS: OnceLock<usize> = OnceLock::new();
+/// How the runners run their programs (`--timing-only`, `--engine`,
+/// `--threads`, Ctrl-C), handed to each.
+pub(super) struct Ctx {
+    pub cfg: RunConfig,
+}
 
-pub(super) fn run_config() -> RunConfig {
-    RunConfig {
-        timing_only: TIMING_ONLY.load(Ordering::Relaxed),
-        engine: ENGINE.get().copied().unwrap_or_default(),
-        threads: THREADS.get().copied().unwrap_or(1),
-        cancel: Some(super::interrupt_flag()),
-        ..RunConfig::default()
+impl Ctx {
+    /// Timing-only runs compute no values: there is nothing to compare.
+    pub fn checking(&self) -> bool {
+        !self.cfg.timing_only
     }
 }
 
-/// Timing-only runs compute no values: there is nothing to compare.
-pub(super) fn checking() -> bool {
-    !TIMING_ONLY.load(Ordering::Relaxed)
-}
-
 pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
-    TIMING_ONLY.store(a.timing_only, Ordering::Relaxed);
-    let _ = ENGINE.set(a.engine.engine()?);
-    let _ = THREADS.set(a.engine.threads());
+    let how = &Ctx {
+        cfg: RunConfig {
+            timing_only: a.timing_only,
+            engine: a.engine.engine()?,
+            threads: a.engine.threads(),
+            cancel: Some(super::interrupt_flag()),
+            ..RunConfig::default()
+        },
+    };
     if a.list {
         println!("{LIST}");
         return Ok(());
     }
     if a.report {
-        return report(a.json);
+        return report::run(how, a.json);
     }
     let Some(name) = a.name.as_deref() else {
         bail!("name a kernel (wafer kernel --list shows them)")
@@ -195,18 +192,18 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     let arch = super::machine(&a.arch, None)?;
     let strategy = Strategy::parse(&a.strategy)?;
     let report = match name {
-        "gemv" => run_gemv(&a, arch, strategy)?,
-        "meshgemv" => waferllm::run_meshgemv(&a, arch)?,
-        "meshgemm" => waferllm::run_meshgemm(&a, arch)?,
-        "attention" => run_attention(&a, arch, strategy)?,
-        "rope" => run_rope(&a, arch)?,
-        "embedding" => run_embedding(&a, arch, strategy)?,
-        "argmax" => run_argmax(&a, arch, strategy)?,
+        "gemv" => run_gemv(how, &a, arch, strategy)?,
+        "meshgemv" => waferllm::run_meshgemv(how, &a, arch)?,
+        "meshgemm" => waferllm::run_meshgemm(how, &a, arch)?,
+        "attention" => run_attention(how, &a, arch, strategy)?,
+        "rope" => run_rope(how, &a, arch)?,
+        "embedding" => run_embedding(how, &a, arch, strategy)?,
+        "argmax" => run_argmax(how, &a, arch, strategy)?,
         _ => match (
             CollectiveOp::ALL.iter().find(|(_, n)| *n == name),
             VectorOp::ALL.iter().find(|(_, n)| *n == name),
         ) {
-            (Some((op, _)), _) => run_collective(&a, arch, strategy, *op)?,
+            (Some((op, _)), _) => run_collective(how, &a, arch, strategy, *op)?,
             (_, Some((op, _))) => {
                 let n = shape1(&a, &format!("{name} needs --shape N (the vector length)"))?;
                 let make = |h| VectorSpec {
@@ -221,6 +218,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
                     vector::generate(&make(h), &arch).map(|_| vector::cost(&make(h), &arch))
                 })?;
                 let mut report = run_vector(
+                    how,
                     &VectorSpec {
                         op: *op,
                         n,
@@ -237,10 +235,10 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
             _ => bail!("unknown kernel `{name}` (wafer kernel --list shows the kernels)"),
         },
     };
-    print_report(&report, a.json)
+    print_report(how, &report, a.json)
 }
 
-fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
+fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
     let (m, n) = shape2(a, "gemv needs --shape MxN")?;
     let dtype = float_dtype(a)?;
     let (w, h, picked) = match &a.rect {
@@ -274,7 +272,7 @@ fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Re
         frag
     };
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
+    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
     let want = gemv::reference(
         &spec,
         &if a.transposed {
@@ -284,7 +282,7 @@ fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Re
         },
         &inputs["x"],
     );
-    if checking() && outs["y"] != want {
+    if how.checking() && outs["y"] != want {
         bail!(
             "the emulator's y differs from the reference: a bug in the GEMV kernel or the engine"
         );
@@ -304,6 +302,7 @@ fn run_gemv(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Re
 }
 
 fn run_collective(
+    how: &Ctx,
     a: &KernelArgs,
     arch: Arch,
     strategy: Strategy,
@@ -342,7 +341,7 @@ fn run_collective(
         seed: a.seed,
     };
     let frag = collective::generate(&spec, &arch)?;
-    let (outs, run) = frag.run(&arch, &frag.default_inputs(), &run_config())?;
+    let (outs, run) = frag.run(&arch, &frag.default_inputs(), &how.cfg)?;
     let want = collective::reference(&spec, &frag.program);
     let len = spec.group_len();
     for (lane, want) in want.iter().enumerate() {
@@ -356,7 +355,7 @@ fn run_collective(
                     == Some(want)
             }),
         };
-        if checking() && !ok {
+        if how.checking() && !ok {
             bail!(
                 "line {lane} differs from the reference: a bug in the {} kernel or the engine",
                 op.name()
@@ -378,7 +377,12 @@ fn run_collective(
     })
 }
 
-fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
+fn run_attention(
+    how: &Ctx,
+    a: &KernelArgs,
+    arch: Arch,
+    strategy: Strategy,
+) -> anyhow::Result<Report> {
     let (d, ctx) = dims(
         a.shape.as_deref().ok_or_else(|| {
             anyhow::anyhow!("attention needs --shape DxL (head dim × max context)")
@@ -410,9 +414,9 @@ fn run_attention(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
     };
     let frag = attention::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
+    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
     let want = attention::reference(&spec, &inputs, &frag.program);
-    if checking()
+    if how.checking()
         && outs["out"]
             .iter()
             .map(|v| v.to_bits())
@@ -479,8 +483,8 @@ fn column(
 }
 
 /// Fail unless the emulator's tensor equals the reference bit for bit.
-pub(super) fn same(name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
-    if checking()
+pub(super) fn same(how: &Ctx, name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
+    if how.checking()
         && got
             .iter()
             .map(|v| v.to_bits())
@@ -493,7 +497,7 @@ pub(super) fn same(name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
+fn run_rope(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     let (heads, d) = shape2(a, "rope needs --shape HxD (heads × head dim)")?;
     let layout = match a.layout.as_str() {
         "adjacent" => RopeLayout::Adjacent,
@@ -523,9 +527,9 @@ fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     };
     let frag = rope::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
+    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
     let want = rope::reference(&spec, &inputs, &frag.program);
-    same("rope", &outs["y"], &want)?;
+    same(how, "rope", &outs["y"], &want)?;
     Ok(Report {
         what: format!("rope {heads}x{d} ({layout:?}) at position {}", a.pos),
         predicted: rope::cost(&spec, &arch),
@@ -537,7 +541,12 @@ fn run_rope(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     })
 }
 
-fn run_embedding(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
+fn run_embedding(
+    how: &Ctx,
+    a: &KernelArgs,
+    arch: Arch,
+    strategy: Strategy,
+) -> anyhow::Result<Report> {
     let (vocab, dim) = shape2(a, "embedding needs --shape VxD (vocab × dim)")?;
     let dtype = float_dtype(a)?;
     let make = |w, h| EmbeddingSpec {
@@ -585,9 +594,9 @@ fn run_embedding(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
     };
     let frag = embedding::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
+    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
     let want = embedding::reference(&spec, &inputs, &frag.program);
-    same("embedding", &outs["y"], &want)?;
+    same(how, "embedding", &outs["y"], &want)?;
     Ok(Report {
         what: format!(
             "embedding {vocab}x{dim} {dtype}, token {} ({strategy})",
@@ -602,7 +611,7 @@ fn run_embedding(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Resu
     })
 }
 
-fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
+fn run_argmax(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
     let n = shape1(a, "argmax needs --shape N")?;
     let make = |h| ArgmaxSpec {
         n,
@@ -621,8 +630,9 @@ fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<
     };
     let frag = argmax::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
+    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
     same(
+        how,
         "argmax",
         &outs["id"],
         &[argmax::reference(&inputs["a"]) as f32],
@@ -638,12 +648,12 @@ fn run_argmax(a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<
     })
 }
 
-fn run_vector(spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
+fn run_vector(how: &Ctx, spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
     let frag = vector::generate(spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
+    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
     let want = vector::reference(spec, &inputs, &frag.program);
-    if checking()
+    if how.checking()
         && outs["y"]
             .iter()
             .map(|v| v.to_bits())
@@ -670,257 +680,7 @@ fn run_vector(spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
     })
 }
 
-/// One row of the report: kernel, machine, rectangle, measured and
-/// predicted cycles.
-pub(super) type Row = (String, String, (u32, u32), u64, u64);
-
-/// Run a generated kernel on its default inputs and record its row.
-fn record(
-    rows: &mut Vec<Row>,
-    arch: &Arch,
-    what: String,
-    rect: (u32, u32),
-    frag: &wafer_kernels::Fragment,
-    predicted: u64,
-) -> anyhow::Result<()> {
-    let cycles = frag
-        .run(arch, &frag.default_inputs(), &run_config())?
-        .1
-        .cycles;
-    rows.push((what, arch.name.clone(), rect, cycles, predicted));
-    Ok(())
-}
-
-/// Every kernel at a few sizes on both presets: measured vs predicted.
-fn report(json: bool) -> anyhow::Result<()> {
-    let mut rows = Vec::new();
-    for arch in [Arch::wse2(), Arch::wse3()] {
-        for (m, n, w, h) in [(64, 64, 8, 8), (256, 512, 32, 16), (1024, 1024, 32, 32)] {
-            for strategy in [Strategy::Chain, Strategy::Tree { k: 2 }] {
-                let spec = GemvSpec {
-                    m,
-                    n,
-                    dtype: DType::F16,
-                    w,
-                    h,
-                    strategy,
-                    seed: 1,
-                };
-                let frag = gemv::generate(&spec, &arch)?;
-                let inputs = frag.default_inputs();
-                let (outs, run) = frag.run(&arch, &inputs, &run_config())?;
-                if outs["y"]
-                    != gemv::reference(&spec, &gemv::weights(&spec, &frag.program), &inputs["x"])
-                {
-                    bail!("gemv {m}x{n} differs from its reference");
-                }
-                rows.push((
-                    format!("gemv {m}x{n} f16 {strategy}"),
-                    arch.name.clone(),
-                    (w, h),
-                    run.cycles,
-                    gemv::cost(&spec, &arch),
-                ));
-            }
-        }
-        for (m, n, w, h, groups, streamed) in
-            [(64, 64, 8, 8, 2, false), (1000, 700, 20, 24, 4, true)]
-        {
-            let spec = wafer_kernels::meshgemv::MeshGemvSpec {
-                m,
-                n,
-                w,
-                h,
-                groups,
-                dtype: DType::F16,
-                acc: if streamed { DType::F32 } else { DType::F16 },
-                streamed,
-                seed: 1,
-            };
-            let (row, checked) = waferllm::meshgemv_row(&spec, &arch)?;
-            if !checked {
-                bail!("meshgemv {m}x{n} differs from its reference");
-            }
-            rows.push(row);
-        }
-        for (op, name) in CollectiveOp::ALL {
-            for (n, w, h) in [(16, 16, 4), (128, 64, 2)] {
-                let spec = CollectiveSpec {
-                    op,
-                    scope: Scope::Row,
-                    w,
-                    h,
-                    n,
-                    combine: Combine::Add,
-                    strategy: Strategy::Tree { k: 2 },
-                    seed: 1,
-                };
-                record(
-                    &mut rows,
-                    &arch,
-                    format!("{name} n={n} rows tree:2"),
-                    (w, h),
-                    &collective::generate(&spec, &arch)?,
-                    collective::cost(&spec, &arch),
-                )?;
-            }
-        }
-        for (n, w) in [(64, 8), (1024, 16)] {
-            let spec = CollectiveSpec {
-                op: CollectiveOp::Allreduce,
-                scope: Scope::Row,
-                w,
-                h: 2,
-                n,
-                combine: Combine::Add,
-                strategy: Strategy::Ring,
-                seed: 1,
-            };
-            record(
-                &mut rows,
-                &arch,
-                format!("allreduce n={n} rows ring"),
-                (w, 2),
-                &collective::generate(&spec, &arch)?,
-                collective::cost(&spec, &arch),
-            )?;
-        }
-        for (kv, d, g, ctx, pos, h) in [(2, 64, 4, 256, 200, 8), (1, 128, 8, 1024, 1000, 64)] {
-            let spec = AttentionSpec {
-                kv_heads: kv,
-                head_dim: d,
-                group: g,
-                max_context: ctx,
-                pos,
-                h,
-                strategy: Strategy::Tree { k: 2 },
-                seed: 1,
-            };
-            record(
-                &mut rows,
-                &arch,
-                format!("attention kv={kv} d={d} g={g} pos={pos}/{ctx}"),
-                (kv, h),
-                &attention::generate(&spec, &arch)?,
-                attention::cost(&spec, &arch),
-            )?;
-        }
-        for (heads, d, h) in [(4, 64, 4), (32, 128, 32)] {
-            let spec = RopeSpec {
-                heads,
-                head_dim: d,
-                theta: 10000.0,
-                layout: RopeLayout::Adjacent,
-                scaling: None,
-                pos: 100,
-                h,
-            };
-            record(
-                &mut rows,
-                &arch,
-                format!("rope {heads}x{d}"),
-                (1, h),
-                &rope::generate(&spec, &arch)?,
-                rope::cost(&spec, &arch),
-            )?;
-        }
-        for (vocab, dim, w, h) in [(512, 64, 4, 4), (32000, 4096, 128, 64)] {
-            let spec = EmbeddingSpec {
-                vocab,
-                dim,
-                dtype: DType::F16,
-                w,
-                h,
-                strategy: Strategy::Tree { k: 2 },
-                token: 1,
-                seed: 1,
-            };
-            record(
-                &mut rows,
-                &arch,
-                format!("embedding {vocab}x{dim} f16"),
-                (w, h),
-                &embedding::generate(&spec, &arch)?,
-                embedding::cost(&spec, &arch, 1),
-            )?;
-        }
-        for (n, h) in [(512, 4), (32000, 64)] {
-            let spec = ArgmaxSpec {
-                n,
-                h,
-                strategy: Strategy::Tree { k: 2 },
-                seed: 1,
-            };
-            record(
-                &mut rows,
-                &arch,
-                format!("argmax n={n}"),
-                (1, h),
-                &argmax::generate(&spec, &arch)?,
-                argmax::cost(&spec, &arch),
-            )?;
-        }
-        for (op, name) in VectorOp::ALL {
-            for (n, h) in [(64, 4), (4096, 64)] {
-                let spec = VectorSpec {
-                    op,
-                    n,
-                    h,
-                    strategy: Strategy::Tree { k: 2 },
-                    eps: 1e-5,
-                    seed: 1,
-                };
-                let r = run_vector(&spec, arch.clone())?;
-                rows.push((
-                    format!("{name} n={n}"),
-                    arch.name.clone(),
-                    (1, h),
-                    r.measured,
-                    r.predicted,
-                ));
-            }
-        }
-    }
-    let worst = rows
-        .iter()
-        .map(|r| r.3 as f64 / r.4 as f64)
-        .fold(1.0f64, |w, x| {
-            if (x - 1.0).abs() > (w - 1.0).abs() {
-                x
-            } else {
-                w
-            }
-        });
-    if json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|(k, a, (w, h), m, p)| json!({"kernel": k, "arch": a, "rect": [w, h], "measured_cycles": m, "predicted_cycles": p, "ratio": *m as f64 / *p as f64}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"rows": list, "worst_ratio": worst}))?
-        );
-        return Ok(());
-    }
-    println!(
-        "{:<40} {:<5} {:>9} {:>9} {:>9} {:>7}",
-        "kernel", "arch", "rect", "measured", "predicted", "ratio"
-    );
-    for (k, a, (w, h), m, p) in &rows {
-        println!(
-            "{k:<40} {a:<5} {:>9} {m:>9} {p:>9} {:>7.3}",
-            format!("{w}x{h}"),
-            *m as f64 / *p as f64
-        );
-    }
-    println!(
-        "worst measured/predicted ratio: {worst:.3} over {} runs (every output checked against its reference)",
-        rows.len()
-    );
-    Ok(())
-}
-
-fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
+fn print_report(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
     let time_us = r.arch.cycles_to_us(r.measured);
     let ratio = r.measured as f64 / r.predicted as f64;
     if json {
@@ -928,19 +688,19 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
             "kernel": r.what, "arch": r.arch.name, "rect": [r.rect.0, r.rect.1], "pes": r.rect.0 * r.rect.1,
             "rect_picked_by_cost_model": r.picked, "measured_cycles": r.measured, "predicted_cycles": r.predicted,
             "ratio": ratio, "time_us": time_us, "clock_hz": r.arch.clock_hz,
-            "matches_reference": if checking() { Some(true) } else { None }, "timing_only": !checking(),
+            "matches_reference": if how.checking() { Some(true) } else { None }, "timing_only": !how.checking(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     println!("kernel     {} on {}", r.what, r.arch.name);
-    let how = if r.picked {
+    let picked = if r.picked {
         " (picked: fastest by the cost model among rectangles that fit)"
     } else {
         ""
     };
-    println!("rect       {}x{} PEs{how}", r.rect.0, r.rect.1);
-    if checking() {
+    println!("rect       {}x{} PEs{picked}", r.rect.0, r.rect.1);
+    if how.checking() {
         println!(
             "check      matches the reference bit for bit ({} values)",
             r.values

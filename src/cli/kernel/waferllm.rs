@@ -1,6 +1,6 @@
 //! WaferLLM's kernels on their own: MeshGEMV and MeshGEMM.
 
-use super::{KernelArgs, Report, checking, dims, float_dtype, run_config, same, shape2};
+use super::{Ctx, KernelArgs, Report, dims, float_dtype, same, shape2};
 use wafer_emulator::{Arch, DType};
 use wafer_kernels::meshgemm::{self, MeshGemmSpec};
 use wafer_kernels::meshgemv::{self, MeshGemvSpec};
@@ -13,7 +13,7 @@ fn sixteen_bit(a: &KernelArgs) -> anyhow::Result<DType> {
     })
 }
 
-pub(super) fn run_meshgemv(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
+pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     let (m, n) = shape2(a, "meshgemv needs --shape MxN (x's length × outputs)")?;
     let dtype = sixteen_bit(a)?;
     // WaferLLM's choice: about √h groups of about √h rows.
@@ -58,15 +58,20 @@ pub(super) fn run_meshgemv(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report>
         }
     };
     let frag = meshgemv::generate(&s, &arch)?;
-    let (_, run) = frag.run(&arch, &Default::default(), &run_config())?;
-    if checking() {
+    let (_, run) = frag.run(&arch, &Default::default(), &how.cfg)?;
+    if how.checking() {
         let want = meshgemv::reference(&s, &meshgemv::weights(&s, &frag.program), &s.x());
         for (c, (yo, nt)) in s.cols().into_iter().enumerate() {
             for r in [0, s.root(), s.h - 1] {
                 let got = run
                     .read_buffer(&frag.program, wafer_emulator::Pe::new(c as u32, r), "res")
                     .expect("every PE holds res");
-                same("meshgemv", &got, &want[yo as usize..(yo + nt) as usize])?;
+                same(
+                    how,
+                    "meshgemv",
+                    &got,
+                    &want[yo as usize..(yo + nt) as usize],
+                )?;
             }
         }
     }
@@ -85,7 +90,7 @@ pub(super) fn run_meshgemv(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report>
     })
 }
 
-pub(super) fn run_meshgemm(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
+pub(super) fn run_meshgemm(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     let shape = a
         .shape
         .as_deref()
@@ -137,11 +142,12 @@ pub(super) fn run_meshgemm(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report>
         }
     };
     let frag = meshgemm::generate(&s, &arch)?;
-    let (_, run) = frag.run(&arch, &Default::default(), &run_config())?;
-    if checking() {
+    let (_, run) = frag.run(&arch, &Default::default(), &how.cfg)?;
+    if how.checking() {
         let (x, w) = meshgemm::inputs(&s);
         let want = meshgemm::reference(&s, &x, &w);
         same(
+            how,
             "meshgemm",
             &meshgemm::gather(&s, &frag.program, &run),
             &want,
@@ -163,10 +169,14 @@ pub(super) fn run_meshgemm(a: &KernelArgs, arch: Arch) -> anyhow::Result<Report>
 
 /// One `--report` row for a MeshGEMV, and whether its result (every PE's
 /// sum, and the output streams when streamed) matched the reference.
-pub(super) fn meshgemv_row(s: &MeshGemvSpec, arch: &Arch) -> anyhow::Result<(super::Row, bool)> {
+pub(super) fn meshgemv_row(
+    how: &Ctx,
+    s: &MeshGemvSpec,
+    arch: &Arch,
+) -> anyhow::Result<(super::report::Row, bool)> {
     let frag = meshgemv::generate(s, arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(arch, &inputs, &run_config())?;
+    let (outs, run) = frag.run(arch, &inputs, &how.cfg)?;
     let x = if s.streamed {
         inputs["x"].clone()
     } else {

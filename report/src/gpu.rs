@@ -1,4 +1,4 @@
-//! GPU baselines for `wafer bench`: the specs data file, the batch-1 decode
+//! GPU baselines for the wafer-vs-GPU table: the specs data file, the batch-1 decode
 //! roofline, published numbers and the JSON the GPU script measures.
 //!
 //! A batch-1 decode step on a GPU streams every weight it uses from HBM
@@ -7,7 +7,7 @@
 //! larger of the memory time and the compute time, plus one launch per
 //! kernel when CUDA graphs are off.
 
-use anyhow::{Context, bail};
+use crate::ReportError;
 use serde::Deserialize;
 use std::path::Path;
 use wafer_compiler::{Config, model::Family};
@@ -58,31 +58,36 @@ struct PublishedFile {
 }
 
 /// Parse a GPU specs file (`file` names it in errors).
-pub fn parse_gpus(text: &str, file: &str) -> anyhow::Result<Vec<GpuSpec>> {
-    let f: GpuFile =
-        toml::from_str(text).with_context(|| format!("{file}: not a GPU specs file"))?;
+pub fn parse_gpus(text: &str, file: &str) -> Result<Vec<GpuSpec>, ReportError> {
+    let bad = |message: String| ReportError::File {
+        file: file.into(),
+        message,
+    };
+    let f: GpuFile = toml::from_str(text).map_err(|e| bad(format!("not a GPU specs file: {e}")))?;
     for g in &f.gpu {
         if !(g.hbm_bandwidth > 0.0 && g.launch_us >= 0.0)
             || g.peak_flops.values().any(|f| *f <= 0.0)
         {
-            bail!(
-                "{file}: GPU `{}` needs a positive hbm_bandwidth and peak_flops, and launch_us ≥ 0",
+            return Err(bad(format!(
+                "GPU `{}` needs a positive hbm_bandwidth and peak_flops, and launch_us ≥ 0",
                 g.id
-            );
+            )));
         }
         if g.source.trim().is_empty() {
-            bail!(
-                "{file}: GPU `{}` has no source; every number needs one",
+            return Err(bad(format!(
+                "GPU `{}` has no source; every number needs one",
                 g.id
-            );
+            )));
         }
     }
     Ok(f.gpu)
 }
 
-pub fn parse_published(text: &str, file: &str) -> anyhow::Result<Vec<Published>> {
-    let f: PublishedFile =
-        toml::from_str(text).with_context(|| format!("{file}: not a published-numbers file"))?;
+pub fn parse_published(text: &str, file: &str) -> Result<Vec<Published>, ReportError> {
+    let f: PublishedFile = toml::from_str(text).map_err(|e| ReportError::File {
+        file: file.into(),
+        message: format!("not a published-numbers file: {e}"),
+    })?;
     Ok(f.published)
 }
 
@@ -137,13 +142,16 @@ pub struct Roofline {
 }
 
 impl Roofline {
-    pub fn of(g: &GpuSpec, w: &DecodeWork, dtype: &str, graphs: bool) -> anyhow::Result<Roofline> {
-        let peak = g.peak_flops.get(dtype).with_context(|| {
-            format!(
-                "GPU `{}` has no peak_flops for {dtype} in its specs (it has: {})",
-                g.id,
-                g.peak_flops.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
+    pub fn of(
+        g: &GpuSpec,
+        w: &DecodeWork,
+        dtype: &str,
+        graphs: bool,
+    ) -> Result<Roofline, ReportError> {
+        let peak = g.peak_flops.get(dtype).ok_or_else(|| ReportError::NoPeak {
+            gpu: g.id.clone(),
+            dtype: dtype.into(),
+            have: g.peak_flops.keys().cloned().collect::<Vec<_>>().join(", "),
         })?;
         Ok(Roofline {
             memory_s: (w.weight_bytes + w.kv_bytes) / g.hbm_bandwidth,
@@ -193,7 +201,7 @@ pub struct Measured {
 }
 
 /// Every measured-baseline JSON file in `dir` (none if it does not exist).
-pub fn measured_in(dir: &Path) -> anyhow::Result<Vec<Measured>> {
+pub fn measured_in(dir: &Path) -> Result<Vec<Measured>, ReportError> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(out);
@@ -204,13 +212,15 @@ pub fn measured_in(dir: &Path) -> anyhow::Result<Vec<Measured>> {
         .collect();
     paths.sort();
     for p in paths {
-        let text =
-            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-        let mut m: Measured = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: not a measured baseline (expected the JSON benches/gpu/decode.py writes)",
-                p.display()
-            )
+        let text = std::fs::read_to_string(&p).map_err(|source| ReportError::Io {
+            path: p.display().to_string(),
+            source,
+        })?;
+        let mut m: Measured = serde_json::from_str(&text).map_err(|e| ReportError::File {
+            file: p.display().to_string(),
+            message: format!(
+                "not a measured baseline (expected the JSON benches/gpu/decode.py writes): {e}"
+            ),
         })?;
         m.file = p.display().to_string();
         out.push(m);
