@@ -309,10 +309,10 @@ impl<'c> Decoder<'c> {
                     error: Box::new(e),
                 },
             };
-            let inputs = f.stream_inputs(&tensors).map_err(|m| {
+            let inputs = f.stream_inputs(&tensors).map_err(|e| {
                 err(RunError::Input {
                     name: stage.name.clone(),
-                    message: m,
+                    message: e.to_string(),
                 })
             })?;
             let keep = !timing && matches!(c.sites[i].kernel, Kernel::Attention(_));

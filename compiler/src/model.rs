@@ -159,8 +159,8 @@ impl Config {
         self.head_size() * self.n_kv_heads
     }
 
-    /// Shapes that do not make a transformer, as a sentence.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Shapes that do not make a transformer.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("dim", self.dim),
             ("hidden_dim", self.hidden_dim),
@@ -171,7 +171,7 @@ impl Config {
             ("seq_len", self.seq_len),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("{name} is 0"));
+            return Err(ConfigError::Zero(name));
         }
         // Far above any published model; below them every size wafer
         // computes (parameter counts, byte counts) fits its integers.
@@ -184,29 +184,49 @@ impl Config {
             ("vocab_size", self.vocab_size, 1 << 24),
             ("seq_len", self.seq_len, 1 << 30),
         ];
-        if let Some((name, v, max)) = limits.iter().find(|(_, v, max)| v > max) {
-            return Err(format!("{name} is {v}; wafer handles at most {max}"));
+        if let Some((name, value, max)) = limits.iter().find(|(_, v, max)| v > max) {
+            return Err(ConfigError::TooBig {
+                name,
+                value: *value,
+                max: *max,
+            });
         }
         if !self.dim.is_multiple_of(self.n_heads) {
-            return Err(format!(
-                "dim {} is not a multiple of n_heads {}",
-                self.dim, self.n_heads
-            ));
+            return Err(ConfigError::Heads {
+                dim: self.dim,
+                n_heads: self.n_heads,
+            });
         }
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {
-            return Err(format!(
-                "n_heads {} is not a multiple of n_kv_heads {}",
-                self.n_heads, self.n_kv_heads
-            ));
+            return Err(ConfigError::KvHeads {
+                n_heads: self.n_heads,
+                n_kv_heads: self.n_kv_heads,
+            });
         }
         if !self.head_size().is_multiple_of(2) {
-            return Err(format!(
-                "the head size {} is odd; RoPE rotates pairs",
-                self.head_size()
-            ));
+            return Err(ConfigError::OddHead(self.head_size()));
         }
         Ok(())
     }
+}
+
+/// Shapes that do not make a transformer (or that wafer does not handle).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is 0")]
+    Zero(&'static str),
+    #[error("{name} is {value}; wafer handles at most {max}")]
+    TooBig {
+        name: &'static str,
+        value: usize,
+        max: usize,
+    },
+    #[error("dim {dim} is not a multiple of n_heads {n_heads}")]
+    Heads { dim: usize, n_heads: usize },
+    #[error("n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")]
+    KvHeads { n_heads: usize, n_kv_heads: usize },
+    #[error("the head size {0} is odd; RoPE rotates pairs")]
+    OddHead(usize),
 }
 
 /// A dense f32 tensor, row-major.

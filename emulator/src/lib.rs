@@ -17,6 +17,7 @@ pub use engine::{
     prepare, run, run_resume,
 };
 pub use wafer_format::{
-    Arch, Color, DType, DataInit, Pe, PeCode, PeRect, Port, PortSet, Program, VerifyError, arch,
-    asm, binary, check, dtype, geom, isa, load_program, program, stats, trace, verify,
+    Arch, Color, DType, DataInit, LoadError, Pe, PeCode, PeRect, Port, PortSet, Program,
+    VerifyError, arch, asm, binary, check, dtype, geom, isa, load_program, program, stats, trace,
+    verify,
 };

@@ -227,17 +227,24 @@ pub const MAX_PES: u64 = 1 << 22;
 
 /// Whether a `cols × rows` grid is one the tools handle: neither side 0,
 /// at most [`MAX_PES`] PEs. The error says which limit it breaks.
-pub fn check_grid(cols: u32, rows: u32) -> Result<(), String> {
-    let n = cols as u64 * rows as u64;
-    if n == 0 {
-        return Err(format!("grid {cols}x{rows} is empty"));
+pub fn check_grid(cols: u32, rows: u32) -> Result<(), GridError> {
+    let pes = cols as u64 * rows as u64;
+    if pes == 0 {
+        return Err(GridError::Empty { cols, rows });
     }
-    if n > MAX_PES {
-        return Err(format!(
-            "grid {cols}x{rows} has {n} PEs; wafer handles at most {MAX_PES} (4.7 WSE-3 wafers)"
-        ));
+    if pes > MAX_PES {
+        return Err(GridError::TooBig { cols, rows, pes });
     }
     Ok(())
+}
+
+/// A grid size the tools do not handle.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GridError {
+    #[error("grid {cols}x{rows} is empty")]
+    Empty { cols: u32, rows: u32 },
+    #[error("grid {cols}x{rows} has {pes} PEs; wafer handles at most {MAX_PES} (4.7 WSE-3 wafers)")]
+    TooBig { cols: u32, rows: u32, pes: u64 },
 }
 
 #[cfg(test)]

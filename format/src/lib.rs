@@ -29,17 +29,40 @@ pub use verify::{VerifyError, verify};
 
 /// Load a program from a `.wsm` (assembly) or `.wafer` (binary) file,
 /// deciding by content: binary files start with the magic bytes.
-pub fn load_program(path: &std::path::Path) -> Result<Program, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+pub fn load_program(path: &std::path::Path) -> Result<Program, LoadError> {
+    let shown = || path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: shown(),
+        source,
+    })?;
     if bytes.starts_with(binary::MAGIC) {
-        binary::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+        binary::decode(&bytes).map_err(|source| LoadError::Binary {
+            path: shown(),
+            source,
+        })
     } else {
-        let text = String::from_utf8(bytes).map_err(|_| {
-            format!(
-                "{}: neither a wafer binary nor UTF-8 assembly text",
-                path.display()
-            )
-        })?;
-        asm::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())
+        let text = String::from_utf8(bytes).map_err(|_| LoadError::NotText { path: shown() })?;
+        Ok(asm::parse(&text, &shown())?)
     }
+}
+
+/// Why a program file cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    // The inner error is in the message, so it is not also a `source`.
+    #[error("{path}: {source}")]
+    Binary {
+        path: String,
+        source: binary::BinaryError,
+    },
+    #[error("{path}: neither a wafer binary nor UTF-8 assembly text")]
+    NotText { path: String },
+    /// Names the file, line and column itself.
+    #[error(transparent)]
+    Asm(#[from] asm::AsmError),
 }

@@ -69,10 +69,9 @@ pub struct Totals {
 
 impl Stats {
     /// Read a stats file (`wafer run --stats`), checked as [`Stats::validate`].
-    pub fn from_json(text: &str) -> Result<Stats, String> {
-        let s: Stats = serde_json::from_str(text).map_err(|e| {
-            format!("not a wafer stats file ({e}); write one with `wafer run --stats`")
-        })?;
+    pub fn from_json(text: &str) -> Result<Stats, StatsError> {
+        let s: Stats =
+            serde_json::from_str(text).map_err(|e| StatsError::NotStats(e.to_string()))?;
         s.validate()?;
         Ok(s)
     }
@@ -80,36 +79,56 @@ impl Stats {
     /// What readers index by: a supported version, a grid within
     /// [`crate::geom::MAX_PES`] and every per-PE counter `width × height`
     /// long, a positive clock.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), StatsError> {
         if self.version != STATS_VERSION {
-            return Err(format!(
-                "stats version {} is not supported (this build reads {STATS_VERSION})",
-                self.version
-            ));
+            return Err(StatsError::Version {
+                found: self.version,
+            });
         }
         crate::geom::check_grid(self.width, self.height)?;
         if !(self.clock_hz.is_finite() && self.clock_hz > 0.0) {
-            return Err(format!(
-                "`clock_hz` is {}; it must be positive",
-                self.clock_hz
-            ));
+            return Err(StatsError::Clock(self.clock_hz));
         }
-        let n = self.width as usize * self.height as usize;
-        let mut lens: Vec<(&str, usize)> = self
+        let pes = self.width as usize * self.height as usize;
+        let mut lens: Vec<(&'static str, usize)> = self
             .pe
             .counters()
             .iter()
             .map(|(name, c)| (*name, c.len()))
             .collect();
         lens.push(("sram_used", self.pe.sram_used.len()));
-        if let Some((name, len)) = lens.iter().find(|(_, len)| *len != n) {
-            return Err(format!(
-                "`pe.{name}` has {len} entries for a {}x{} grid ({n} PEs)",
-                self.width, self.height
-            ));
+        if let Some((name, len)) = lens.into_iter().find(|(_, len)| *len != pes) {
+            return Err(StatsError::Length {
+                name,
+                len,
+                width: self.width,
+                height: self.height,
+                pes,
+            });
         }
         Ok(())
     }
+}
+
+/// Why a stats file cannot be read.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum StatsError {
+    #[error("not a wafer stats file ({0}); write one with `wafer run --stats`")]
+    NotStats(String),
+    #[error("stats version {found} is not supported (this build reads {STATS_VERSION})")]
+    Version { found: u32 },
+    #[error(transparent)]
+    Grid(#[from] crate::geom::GridError),
+    #[error("`clock_hz` is {0}; it must be positive")]
+    Clock(f64),
+    #[error("`pe.{name}` has {len} entries for a {width}x{height} grid ({pes} PEs)")]
+    Length {
+        name: &'static str,
+        len: usize,
+        width: u32,
+        height: u32,
+        pes: usize,
+    },
 }
 
 impl PeStats {

@@ -87,21 +87,23 @@ impl Trace {
     /// Read a trace written by [`Trace::to_chrome_json`]: its version, a
     /// grid within [`crate::geom::MAX_PES`], every span on it with
     /// `start ≤ end` and whole cycle numbers.
-    pub fn from_chrome_json(v: &Value) -> Result<Trace, String> {
-        let other = v.get("otherData").ok_or("no `otherData`")?;
+    pub fn from_chrome_json(v: &Value) -> Result<Trace, TraceError> {
+        let other = v.get("otherData").ok_or(TraceError::Missing("otherData"))?;
         // An unsigned integer field, no larger than `max`.
-        let int = |o: &Value, k: &str, max: u64| -> Result<u64, String> {
-            let x = o.get(k).ok_or(format!("missing `{k}`"))?;
+        let int = |o: &Value, k: &'static str, max: u64| -> Result<u64, TraceError> {
+            let x = o.get(k).ok_or(TraceError::Missing(k))?;
             match x.as_u64() {
                 Some(n) if n <= max => Ok(n),
-                _ => Err(format!("`{k}` is {x}; expected a whole number up to {max}")),
+                _ => Err(TraceError::NotWhole {
+                    field: k,
+                    value: x.to_string(),
+                    max,
+                }),
             }
         };
         let version = int(other, "wafer_trace_version", u32::MAX as u64)? as u32;
         if version != TRACE_VERSION {
-            return Err(format!(
-                "trace version {version} is not supported (this build reads {TRACE_VERSION})"
-            ));
+            return Err(TraceError::Version { found: version });
         }
         let width = int(other, "width", u32::MAX as u64)? as u32;
         let height = int(other, "height", u32::MAX as u64)? as u32;
@@ -110,17 +112,17 @@ impl Trace {
             .get("clock_hz")
             .and_then(Value::as_f64)
             .filter(|c| c.is_finite() && *c > 0.0)
-            .ok_or("`clock_hz` must be a positive number")?;
+            .ok_or(TraceError::Clock)?;
         let mut spans = Vec::new();
         for e in v
             .get("traceEvents")
             .and_then(Value::as_array)
-            .ok_or("missing `traceEvents`")?
+            .ok_or(TraceError::Missing("traceEvents"))?
         {
             if e.get("ph").and_then(Value::as_str) != Some("X") {
                 continue;
             }
-            let a = e.get("args").ok_or("span without `args`")?;
+            let a = e.get("args").ok_or(TraceError::SpanWithoutArgs)?;
             let pe = Pe::new(
                 int(a, "x", width as u64 - 1)? as u32,
                 int(a, "y", height as u64 - 1)? as u32,
@@ -130,9 +132,7 @@ impl Trace {
                 int(a, "end_cycle", u64::MAX)?,
             );
             if end < start {
-                return Err(format!(
-                    "a span at {pe} ends (cycle {end}) before it starts ({start})"
-                ));
+                return Err(TraceError::Backwards { pe, start, end });
             }
             spans.push(Span {
                 pe,
@@ -157,8 +157,34 @@ impl Trace {
     }
 
     /// [`Trace::from_chrome_json`] on the file's text.
-    pub fn from_chrome_text(text: &str) -> Result<Trace, String> {
-        let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    pub fn from_chrome_text(text: &str) -> Result<Trace, TraceError> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| TraceError::NotJson(e.to_string()))?;
         Trace::from_chrome_json(&v)
     }
+}
+
+/// Why a trace file cannot be read.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TraceError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("missing `{0}`")]
+    Missing(&'static str),
+    #[error("`{field}` is {value}; expected a whole number up to {max}")]
+    NotWhole {
+        field: &'static str,
+        value: String,
+        max: u64,
+    },
+    #[error("trace version {found} is not supported (this build reads {TRACE_VERSION})")]
+    Version { found: u32 },
+    #[error(transparent)]
+    Grid(#[from] crate::geom::GridError),
+    #[error("`clock_hz` must be a positive number")]
+    Clock,
+    #[error("span without `args`")]
+    SpanWithoutArgs,
+    #[error("a span at {pe} ends (cycle {end}) before it starts ({start})")]
+    Backwards { pe: Pe, start: u64, end: u64 },
 }

@@ -44,6 +44,17 @@ pub enum KernelError {
     Rect { w: u32, h: u32, why: String },
     #[error("kernel needs {need} colors but only {have} were given")]
     Colors { need: usize, have: usize },
+    #[error("kernel has no input tensor `{0}`")]
+    NoInput(String),
+    #[error("input `{name}` has {given} values, the kernel takes {takes}")]
+    InputLength {
+        name: String,
+        given: usize,
+        takes: u32,
+    },
+    /// A tensor port naming a stream its program lacks: a generator bug.
+    #[error("internal: no stream `{0}`")]
+    NoStream(String),
 }
 
 /// Parse a generator's assembly. A failure is a bug in the generator, not
@@ -227,20 +238,23 @@ impl Fragment {
 
     /// Host inputs for the given tensors (missing ones keep the program's
     /// default stream data).
-    pub fn stream_inputs(&self, tensors: &BTreeMap<String, Vec<f32>>) -> Result<Inputs, String> {
+    pub fn stream_inputs(
+        &self,
+        tensors: &BTreeMap<String, Vec<f32>>,
+    ) -> Result<Inputs, KernelError> {
         let mut out = Inputs::new();
         for (name, values) in tensors {
             let port = self
                 .inputs
                 .iter()
                 .find(|p| &p.name == name)
-                .ok_or_else(|| format!("kernel has no input tensor `{name}`"))?;
+                .ok_or_else(|| KernelError::NoInput(name.clone()))?;
             if values.len() != port.len as usize {
-                return Err(format!(
-                    "input `{name}` has {} values, the kernel takes {}",
-                    values.len(),
-                    port.len
-                ));
+                return Err(KernelError::InputLength {
+                    name: name.clone(),
+                    given: values.len(),
+                    takes: port.len,
+                });
             }
             for s in &port.segments {
                 let stream = self
@@ -248,7 +262,7 @@ impl Fragment {
                     .inputs
                     .iter()
                     .find(|h| h.name == s.stream)
-                    .ok_or_else(|| format!("no stream `{}`", s.stream))?;
+                    .ok_or_else(|| KernelError::NoStream(s.stream.clone()))?;
                 let buf = out.entry(s.stream.clone()).or_insert_with(|| {
                     self.program
                         .input_values(&stream.name)
@@ -300,9 +314,9 @@ impl Fragment {
         tensors: &BTreeMap<String, Vec<f32>>,
         cfg: &RunConfig,
     ) -> Result<(BTreeMap<String, Vec<f32>>, RunResult), RunError> {
-        let inputs = self.stream_inputs(tensors).map_err(|m| RunError::Input {
+        let inputs = self.stream_inputs(tensors).map_err(|e| RunError::Input {
             name: "tensor".into(),
-            message: m,
+            message: e.to_string(),
         })?;
         let r = wafer_emulator::run(&self.program, arch, &inputs, cfg)?;
         let outs = self

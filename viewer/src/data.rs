@@ -149,15 +149,19 @@ impl Dataset {
     /// A dataset from a run's stats file and, optionally, the same run's
     /// trace (time windows need one): both checked before anything is
     /// indexed by them.
-    pub fn from_stats(name: &str, stats: Stats, trace: Option<Trace>) -> Result<Dataset, String> {
+    pub fn from_stats(
+        name: &str,
+        stats: Stats,
+        trace: Option<Trace>,
+    ) -> Result<Dataset, DatasetError> {
         stats.validate()?;
         if let Some(t) = &trace
             && (t.width, t.height) != (stats.width, stats.height)
         {
-            return Err(format!(
-                "the trace covers {}x{} PEs, the stats {}x{}: not the same run",
-                t.width, t.height, stats.width, stats.height
-            ));
+            return Err(DatasetError::NotTheSameRun {
+                trace: (t.width, t.height),
+                stats: (stats.width, stats.height),
+            });
         }
         let cycles = stats.cycles;
         let empty = Trace {
@@ -291,4 +295,22 @@ mod tests {
         assert_eq!(kind_of("block3"), "block3");
         assert_eq!(kind_of("lm.head"), "lm.head");
     }
+}
+
+/// Why a stats file (and trace) make no dataset.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DatasetError {
+    #[error(transparent)]
+    Stats(#[from] wafer_format::stats::StatsError),
+    #[error(
+        "the trace covers {}x{} PEs, the stats {}x{}: not the same run",
+        trace.0,
+        trace.1,
+        stats.0,
+        stats.1
+    )]
+    NotTheSameRun {
+        trace: (u32, u32),
+        stats: (u32, u32),
+    },
 }

@@ -309,7 +309,7 @@ impl<'a> Parser<'a> {
                 ".grid" => {
                     let (w, h) = l.dims()?;
                     l.end()?;
-                    crate::geom::check_grid(w, h).map_err(|e| l.err_at(1, e))?;
+                    crate::geom::check_grid(w, h).map_err(|e| l.err_at(1, e.to_string()))?;
                     if grid.is_some() {
                         return Err(l.err_at(0, "`.grid` is given twice"));
                     }
