@@ -1,0 +1,295 @@
+//! MeshGEMV's cost model: the slowest column, followed row by row, and a
+//! middle row's shared ramp cycle by cycle.
+
+use super::{CBD, CBU, CD1, CD2, CU1, CU2, CX, MeshGemvSpec, Step, routes, steps};
+use crate::timeline::Timeline;
+use std::collections::BTreeMap;
+use wafer_emulator::Arch;
+use wafer_emulator::Port;
+use wafer_emulator::isa::VecOp;
+
+/// Predicted cycles: the slowest column (every column runs alone but for
+/// `x` passing along the rows; a column's time grows with its tile width
+/// and with how late `x` reaches it, so the last column of each tile width
+/// is the slowest of its kind).
+///
+/// A column, row by row with [`Timeline`]: `x` when streamed (element `k`
+/// reaches column `c`'s cores at `k + hop·(c+1) + ramp`), the zeroing, the
+/// AXPY loop (`ldf`, the FMAC, three scalars per element of `x`); then the
+/// chains: a stream moves one wavelet (two 16-bit or one f32 element) per
+/// cycle, a sender's wavelet `k` leaves at its first element's cycle plus
+/// `k`, reaches the next core `2·ramp + hops·hop` later, and a receiving op
+/// handles wavelet `k` at `max(start, arrival + k)`; the next instruction
+/// issues in the cycle of the last wavelet. Streamed, `y` leaves the bottom
+/// row's router `hop` before the host has it. The streams a group's middle
+/// row reads (both chains, then the second phase's) can reach its router
+/// together and share the ramp into its core: that part is followed cycle
+/// by cycle ([`front`]), the router's round robin and the queues' room as
+/// the engine has them. The tests hold the result equal to the emulated
+/// cycles.
+pub fn cost(s: &MeshGemvSpec, arch: &Arch) -> u64 {
+    let cols = s.cols();
+    let wide = cols.iter().filter(|(_, nt)| *nt == cols[0].1).count() as u32;
+    [wide - 1, s.w - 1]
+        .into_iter()
+        .map(|c| column_cost(s, arch, c, cols[c as usize].1))
+        .max()
+        .unwrap_or(0)
+}
+
+fn column_cost(s: &MeshGemvSpec, arch: &Arch, c: u32, nt: u32) -> u64 {
+    let (i, hop, ramp) = (
+        arch.vector_issue_cycles as u64,
+        arch.hop_latency as u64,
+        arch.ramp_latency as u64,
+    );
+    let rows = s.rows();
+    let wavelets = nt.div_ceil(s.acc.per_word()) as u64;
+    let acc_h = arch.operand_halves(s.acc.size_bytes(), true);
+    let w_h = arch.operand_halves(s.dtype.size_bytes(), true);
+    let zero = arch.vector_rate(VecOp::Mov, s.acc, false, 0, acc_h);
+    let fmac = arch.vector_rate(VecOp::Fmac, s.acc, true, acc_h + w_h, acc_h);
+    // Rows' main threads after the local GEMV.
+    let mut t: Vec<u64> = rows
+        .iter()
+        .map(|&(_, mt)| {
+            let mut l = Timeline::start(arch);
+            if s.streamed {
+                l.receive(mt, hop * (c as u64 + 1) + ramp);
+            }
+            l.vector(nt, zero);
+            l.scalar(2);
+            l.repeat(mt as u64, |l| {
+                l.scalar(1);
+                l.vector(nt, fmac);
+                l.scalar(3);
+            });
+            l.t
+        })
+        .collect();
+    // Stream arrivals by color and receiving row: the cycle wavelet 0 is
+    // in the core's queue.
+    let mut arrival: BTreeMap<(u8, u32), u64> = BTreeMap::new();
+    let (gsize, _) = s.group();
+    let root = s.root();
+    // Where a stream row `y` sends on color `c` lands: (row, hops).
+    let lands = |c: u8, y: u32| -> Vec<(u32, u64)> {
+        if CD1.contains(&c) {
+            vec![(y + 1, 1)]
+        } else if CU1.contains(&c) {
+            vec![(y - 1, 1)]
+        } else if CD2.contains(&c) {
+            vec![(y + gsize, gsize as u64)]
+        } else if CU2.contains(&c) {
+            vec![(y - gsize, gsize as u64)]
+        } else if c == CBU {
+            (0..root).map(|r| (r, (root - r) as u64)).collect()
+        } else {
+            (root + 1..s.h).map(|r| (r, (r - root) as u64)).collect()
+        }
+    };
+    let steps_of: Vec<Vec<Step>> = (0..s.h).map(|y| steps(s, y)).collect();
+    // When the host has the last wavelet of `y` (streamed).
+    let mut out_end = 0;
+    let mut done = vec![false; s.h as usize];
+    // Rows in dependency order. A row's steps before the broadcast (its
+    // "front") run once every stream they read has a known arrival: the
+    // streams may reach the router together and share its ramp, so the
+    // front is simulated as a whole ([`front`]). The broadcast reaches a
+    // row only after everything it sent, alone.
+    let mut progressed = true;
+    while progressed {
+        progressed = false;
+        for y in 0..s.h as usize {
+            if done[y] {
+                continue;
+            }
+            let st = &steps_of[y];
+            let front_steps = match st.last() {
+                Some(Step::Receive(_)) => &st[..st.len() - 1],
+                _ => &st[..],
+            };
+            let reads: Vec<u8> = front_steps.iter().flat_map(|s| s.reads()).collect();
+            let Some(ready) = reads
+                .iter()
+                .map(|c| arrival.get(&(*c, y as u32)).map(|a| (*c, *a)))
+                .collect::<Option<Vec<(u8, u64)>>>()
+            else {
+                continue;
+            };
+            let (end, sends) = front(
+                arch,
+                front_steps,
+                &ready,
+                wavelets,
+                t[y] + 1 + i,
+                &router_entries(s, y as u32),
+            );
+            for (c, first) in sends {
+                for (to, hops) in lands(c, y as u32) {
+                    arrival.insert((c, to), first + 2 * ramp + hops * hop);
+                }
+                if s.streamed && c == CBD {
+                    let hops = (s.h - 1 - root) as u64;
+                    out_end = first + ramp + hops * hop + hop + wavelets - 1;
+                }
+            }
+            t[y] = end;
+            done[y] = true;
+            progressed = true;
+        }
+    }
+    // The broadcast: every row but the root ends receiving it.
+    for y in 0..s.h as usize {
+        debug_assert!(done[y], "row {y}'s front never ran");
+        if let Some(Step::Receive(c)) = steps_of[y].last() {
+            let a = arrival[&(*c, y as u32)];
+            t[y] = (t[y] + 1 + i).max(a) + wavelets - 1;
+        }
+    }
+    // The run ends the cycle after the last row's last wavelet, or when the
+    // host has `y`.
+    (t.into_iter().max().unwrap_or(0) + 1).max(out_end)
+}
+
+impl Step {
+    /// The streams the step reads, in order.
+    fn reads(&self) -> Vec<u8> {
+        match *self {
+            Step::Send(_) => vec![],
+            Step::Forward { input, .. } | Step::Add(input) | Step::Receive(input) => vec![input],
+            Step::Join { first, second } => vec![first, second],
+        }
+    }
+}
+
+/// Row `y`'s router entries, `(color, input port)`, in the order the
+/// engine's round robin visits them: by color, then by port in
+/// [`Port::ALL`] order.
+fn router_entries(s: &MeshGemvSpec, y: u32) -> Vec<(u8, usize)> {
+    let port = |p: &str| match p {
+        "N" => Port::N,
+        "S" => Port::S,
+        "E" => Port::E,
+        "W" => Port::W,
+        _ => Port::Ramp,
+    };
+    let mut e: Vec<(u8, usize)> = routes(s, y)
+        .into_iter()
+        .map(|(c, from, _)| (c, port(from).index()))
+        .collect();
+    if s.streamed {
+        e.push((CX, Port::W.index()));
+    }
+    e.sort_unstable();
+    e.dedup();
+    e
+}
+
+/// A row's steps before the broadcast, as the engine runs them cycle by
+/// cycle: returns the cycle of the last step's last wavelet and, for each
+/// step that sends, its color and the cycle its first wavelet goes up the
+/// ramp.
+///
+/// `ready` gives, per stream read, the cycle its wavelet 0 would be in the
+/// core's queue were the ramp its own, the others following one per cycle:
+/// the router has it `ramp_latency` earlier. Every cycle the router's
+/// round robin (over `entries`, from entry 0) gives the ramp to one stream
+/// whose next wavelet has come and whose queue has room
+/// (`queue_depth + ramp_latency`, counting wavelets in flight; room a pop
+/// frees shows the next cycle). The core runs the steps in order, the
+/// first from `start`, each next `1 + I` after the last wavelet of the one
+/// before; a step reading a stream takes one wavelet per cycle from its
+/// queue, a send one per cycle. So streams that come while the core reads
+/// another fill their queues and then wait, and streams that come together
+/// alternate. Sends are taken as never held up (the routes out are free).
+fn front(
+    arch: &Arch,
+    steps: &[Step],
+    ready: &[(u8, u64)],
+    wavelets: u64,
+    start: u64,
+    entries: &[(u8, usize)],
+) -> (u64, Vec<(u8, u64)>) {
+    let ramp = arch.ramp_latency as u64;
+    let issue = 1 + arch.vector_issue_cycles as u64;
+    let cap = (arch.queue_depth + arch.ramp_latency) as usize;
+    let n = entries.len();
+    let entry: Vec<usize> = ready
+        .iter()
+        .map(|(c, _)| {
+            entries
+                .iter()
+                .position(|e| e.0 == *c && e.1 != Port::Ramp.index())
+                .expect("a stream into the core has a route")
+        })
+        .collect();
+    // The core's work: one item per stream read or sent, in order.
+    let mut work: Vec<(Option<usize>, Option<u8>)> = Vec::new();
+    for st in steps {
+        match *st {
+            Step::Send(c) => work.push((None, Some(c))),
+            Step::Forward { input, out } => {
+                work.push((ready.iter().position(|r| r.0 == input), Some(out)))
+            }
+            Step::Add(c) | Step::Receive(c) => {
+                work.push((ready.iter().position(|r| r.0 == c), None))
+            }
+            Step::Join { first, second } => {
+                work.push((ready.iter().position(|r| r.0 == first), None));
+                work.push((ready.iter().position(|r| r.0 == second), None));
+            }
+        }
+    }
+    let k = ready.len();
+    let mut queue: Vec<std::collections::VecDeque<u64>> = vec![Default::default(); k];
+    let mut sent = vec![0u64; k];
+    let mut sends = Vec::new();
+    let (mut item, mut taken, mut from) = (0usize, 0u64, start);
+    let mut rr = 0usize;
+    let mut c = ready.iter().map(|r| r.1 - ramp).fold(start, u64::min);
+    let mut end = start.saturating_sub(issue);
+    while item < work.len() {
+        let mut popped = vec![false; k];
+        if c >= from {
+            let (input, out) = work[item];
+            let moved = match input {
+                None => true,
+                Some(q) if queue[q].front().is_some_and(|r| *r <= c) => {
+                    queue[q].pop_front();
+                    popped[q] = true;
+                    true
+                }
+                Some(_) => false,
+            };
+            if moved {
+                if taken == 0
+                    && let Some(o) = out
+                {
+                    sends.push((o, c));
+                }
+                taken += 1;
+                if taken == wavelets {
+                    end = c;
+                    item += 1;
+                    taken = 0;
+                    from = c + issue;
+                }
+            }
+        }
+        let pick = (0..k)
+            .filter(|&q| {
+                sent[q] < wavelets
+                    && ready[q].1 - ramp + sent[q] <= c
+                    && queue[q].len() + usize::from(popped[q]) < cap
+            })
+            .min_by_key(|&q| (entry[q] + n - rr % n) % n);
+        if let Some(q) = pick {
+            queue[q].push_back(c + ramp);
+            sent[q] += 1;
+            rr = entry[q] + 1;
+        }
+        c += 1;
+    }
+    (end, sends)
+}

@@ -1,0 +1,218 @@
+//! `wafer kernel`: every kernel run on its own, checked against its
+//! reference and its cost model.
+
+use super::{fails, json, ok};
+
+#[test]
+fn kernel_runs_a_gemv_checks_it_and_compares_with_its_cost_model() {
+    let j = json(&ok(&[
+        "kernel",
+        "gemv",
+        "--shape",
+        "64x48",
+        "--dtype",
+        "f16",
+        "--arch",
+        "wse2",
+        "--rect",
+        "4x4",
+        "--strategy",
+        "tree",
+        "--json",
+    ]));
+    assert_eq!(j["matches_reference"], true);
+    let (measured, predicted) = (
+        j["measured_cycles"].as_f64().unwrap(),
+        j["predicted_cycles"].as_f64().unwrap(),
+    );
+    assert!((measured / predicted - 1.0).abs() <= 0.15, "{j}");
+    assert!((j["time_us"].as_f64().unwrap() - measured / 850.0).abs() < 1e-9);
+    let out = ok(&["kernel", "gemv", "--shape", "32x32", "--arch", "wse3"]);
+    assert!(out.contains("picked: fastest by the cost model"), "{out}");
+    assert!(ok(&["kernel", "--list"]).contains("gemv"));
+    let e = fails(&["kernel", "gemv", "--shape", "4x4", "--rect", "8x8"]);
+    assert!(e.contains("8x8 does not fit"), "{e}");
+    let e = fails(&["kernel", "no-such-kernel", "--shape", "4"]);
+    assert!(e.contains("unknown kernel `no-such-kernel`"), "{e}");
+}
+
+#[test]
+fn kernel_runs_collectives() {
+    for op in ["broadcast", "reduce", "allreduce", "gather"] {
+        let j = json(&ok(&[
+            "kernel",
+            op,
+            "--shape",
+            "8",
+            "--rect",
+            "6x3",
+            "--axis",
+            "col",
+            "--combine",
+            "max",
+            "--strategy",
+            "tree",
+            "--json",
+        ]));
+        assert_eq!(j["matches_reference"], true, "{op}");
+        assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{op}: {j}");
+    }
+    let e = fails(&["kernel", "allreduce", "--shape", "8"]);
+    assert!(e.contains("needs --rect"), "{e}");
+}
+
+#[test]
+fn kernel_runs_the_vector_kernels() {
+    for op in [
+        "add",
+        "mul",
+        "silu",
+        "gelu",
+        "swiglu",
+        "rmsnorm",
+        "layernorm",
+        "softmax",
+    ] {
+        let j = json(&ok(&[
+            "kernel", op, "--shape", "50", "--rect", "1x4", "--json",
+        ]));
+        assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{op}: {j}");
+    }
+    let e = fails(&["kernel", "rmsnorm", "--shape", "50", "--rect", "2x4"]);
+    assert!(e.contains("runs on a column of PEs"), "{e}");
+}
+
+#[test]
+fn kernel_runs_attention() {
+    let j = json(&ok(&[
+        "kernel",
+        "attention",
+        "--shape",
+        "8x40",
+        "--group",
+        "2",
+        "--pos",
+        "30",
+        "--rect",
+        "1x4",
+        "--strategy",
+        "tree",
+        "--json",
+    ]));
+    assert_eq!(j["matches_reference"], true);
+    let ratio = j["ratio"].as_f64().unwrap();
+    assert!((ratio - 1.0).abs() <= 0.15, "{j}");
+    let e = fails(&["kernel", "attention", "--shape", "8x40", "--pos", "40"]);
+    assert!(e.contains("past the cache"), "{e}");
+}
+
+#[test]
+fn kernel_runs_rope_embedding_and_argmax() {
+    for args in [
+        vec![
+            "kernel", "rope", "--shape", "4x16", "--pos", "9", "--layout", "half", "--rect", "1x2",
+            "--json",
+        ],
+        vec![
+            "kernel",
+            "embedding",
+            "--shape",
+            "100x24",
+            "--dtype",
+            "bf16",
+            "--token",
+            "42",
+            "--rect",
+            "4x3",
+            "--strategy",
+            "tree",
+            "--json",
+        ],
+        vec![
+            "kernel", "argmax", "--shape", "300", "--rect", "1x5", "--json",
+        ],
+    ] {
+        let j = json(&ok(&args));
+        assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{args:?}: {j}");
+    }
+}
+
+#[test]
+fn kernel_runs_collectives_over_a_whole_rectangle() {
+    for op in ["broadcast", "reduce", "allreduce"] {
+        let j = json(&ok(&[
+            "kernel",
+            op,
+            "--shape",
+            "6",
+            "--rect",
+            "5x4",
+            "--axis",
+            "rect",
+            "--strategy",
+            "tree",
+            "--json",
+        ]));
+        assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{op}: {j}");
+    }
+    let e = fails(&[
+        "kernel", "gather", "--shape", "6", "--rect", "5x4", "--axis", "rect",
+    ]);
+    assert!(e.contains("rows or columns"), "{e}");
+}
+
+#[test]
+fn kernel_runs_a_ring_allreduce() {
+    let j = json(&ok(&[
+        "kernel",
+        "allreduce",
+        "--shape",
+        "40",
+        "--rect",
+        "6x2",
+        "--strategy",
+        "ring",
+        "--json",
+    ]));
+    assert_eq!(j["matches_reference"], true);
+    assert!((j["ratio"].as_f64().unwrap() - 1.0).abs() <= 0.15, "{j}");
+    let e = fails(&[
+        "kernel",
+        "reduce",
+        "--shape",
+        "40",
+        "--rect",
+        "6x2",
+        "--strategy",
+        "ring",
+    ]);
+    assert!(e.contains("ring is an allreduce strategy"), "{e}");
+    let e = fails(&[
+        "kernel",
+        "rmsnorm",
+        "--shape",
+        "40",
+        "--rect",
+        "1x4",
+        "--strategy",
+        "ring",
+    ]);
+    assert!(e.contains("ring is for the standalone allreduce"), "{e}");
+}
+
+#[test]
+fn kernel_runs_a_transposed_gemv() {
+    let j = json(&ok(&[
+        "kernel",
+        "gemv",
+        "--shape",
+        "40x24",
+        "--rect",
+        "4x5",
+        "--transposed",
+        "--json",
+    ]));
+    assert_eq!(j["rect"], serde_json::json!([5, 4]));
+    assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{j}");
+    assert!(j["kernel"].as_str().unwrap().contains("transposed"), "{j}");
+}
