@@ -41,8 +41,9 @@ for t in "${targets[@]}"; do
     rm -rf "fuzz/corpus/$t.min" && mkdir "fuzz/corpus/$t.min"
     if "$bin/$t" -merge=1 -timeout=10 -rss_limit_mb=2048 "fuzz/corpus/$t.min" "fuzz/corpus/$t" \
         > "fuzz/artifacts/$t.merge.log" 2>&1; then
-        # The seeds stay whatever coverage they add (the replay test checks them).
-        cp "fuzz/corpus/$t"/seed-* "fuzz/corpus/$t.min/" 2>/dev/null
+        # The seeds stay whatever coverage they add (the replay test checks
+        # them), and so do the inputs that once crashed (regression-*).
+        cp "fuzz/corpus/$t"/seed-* "fuzz/corpus/$t"/regression-* "fuzz/corpus/$t.min/" 2>/dev/null
         rm -rf "fuzz/corpus/$t" && mv "fuzz/corpus/$t.min" "fuzz/corpus/$t"
     else
         rm -rf "fuzz/corpus/$t.min"
