@@ -11,12 +11,8 @@ use wafer_kernels::reduce::Strategy;
 /// machine and how to place it.
 #[derive(Args, Debug)]
 pub struct TargetArgs {
-    /// Machine: wse2, wse3, or a TOML/JSON machine file.
-    #[arg(long, default_value = "wse3")]
-    pub arch: String,
-    /// Use only COLSxROWS PEs of the machine.
-    #[arg(long, allow_hyphen_values = true)]
-    pub grid: Option<String>,
+    #[command(flatten)]
+    pub machine: super::MachineArgs,
     /// Weights on the wafer: f32, f16 or bf16 (default: f32 for a
     /// checkpoint, bf16 for a built-in config).
     #[arg(long)]
@@ -39,7 +35,7 @@ pub struct TargetArgs {
 
 impl TargetArgs {
     pub fn options(&self, l: &Loaded) -> anyhow::Result<Options> {
-        let arch = super::machine(&self.arch, self.grid.as_deref())?;
+        let arch = self.machine.arch()?;
         let dtype = match &self.dtype {
             Some(d) => DType::parse(d)
                 .filter(|d| d.is_float())

@@ -121,19 +121,27 @@ pub fn is_bundle(path: &std::path::Path) -> bool {
         .is_ok_and(|_| &magic == wafer_compiler::bundle::MAGIC)
 }
 
-/// A flag Ctrl-C sets, so long runs stop cleanly at their next check
-/// (a second Ctrl-C while stopping ends the process as usual).
+/// The flag Ctrl-C sets, so long runs stop cleanly at their next check
+/// (a second Ctrl-C while stopping ends the process as usual). A signal
+/// is the process's, so its flag is too: one handler, installed on the
+/// first call, and every caller gets the same flag (a flag per call would
+/// leave all but the first unset, as a sweep's later points were).
 pub fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let flag = std::sync::Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    // Fails only if a handler is already installed; then that one stays.
-    let _ = ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::Relaxed) {
-            std::process::exit(130);
-        }
-    });
-    flag
+    use std::sync::{Arc, OnceLock};
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // Fails only if another handler is installed; then that one stays.
+        let _ = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::Relaxed) {
+                std::process::exit(130);
+            }
+        });
+        flag
+    })
+    .clone()
 }
 
 /// A `KEY: N kB` line of a Linux /proc file, in KiB (None elsewhere).
@@ -147,6 +155,25 @@ pub fn proc_kib(file: &str, key: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The machine, `--arch` and `--grid`: defined once for every command
+/// that runs or places work on one.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MachineArgs {
+    /// Machine: wse2, wse3, or a TOML/JSON machine file.
+    #[arg(long, default_value = "wse3")]
+    pub arch: String,
+    /// Use only COLSxROWS PEs of the machine (e.g. 16x16).
+    #[arg(long, allow_hyphen_values = true)]
+    pub grid: Option<String>,
+}
+
+impl MachineArgs {
+    /// The machine these flags name.
+    pub fn arch(&self) -> anyhow::Result<wafer_emulator::Arch> {
+        machine(&self.arch, self.grid.as_deref())
+    }
 }
 
 /// How runs are emulated: `--engine` and `--threads`.

@@ -9,12 +9,8 @@ pub struct ModelArgs {
     /// A built-in name (llama-3.1-8b, llama-3.2-1b, tinyllama-1.1b, smollm2-135m),
     /// a llama2.c .bin checkpoint, or a Hugging Face model directory.
     pub model: String,
-    /// Machine: wse2, wse3, or a TOML/JSON machine file.
-    #[arg(long, default_value = "wse3")]
-    pub arch: String,
-    /// Use only COLSxROWS PEs of the machine.
-    #[arg(long, allow_hyphen_values = true)]
-    pub grid: Option<String>,
+    #[command(flatten)]
+    pub machine: super::MachineArgs,
     /// Bytes per weight and cached key/value: f32, f16 or bf16.
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
@@ -33,7 +29,7 @@ pub fn config(spec: &str) -> anyhow::Result<(Config, String)> {
 }
 
 pub fn model(a: ModelArgs) -> anyhow::Result<()> {
-    let arch = super::machine(&a.arch, a.grid.as_deref())?;
+    let arch = a.machine.arch()?;
     let (c, name) = config(&a.model)?;
     let bytes_per = match a.dtype.as_str() {
         "f32" => 4u64,

@@ -11,12 +11,8 @@ pub const DEFAULT_PROGRAM: &str = include_str!("../../examples/gemv_8x8.wsm");
 pub struct RunArgs {
     /// Program to run (.wsm or .wafer); the built-in GEMV example if omitted.
     pub file: Option<PathBuf>,
-    /// Machine: wse2, wse3, or a TOML/JSON machine file.
-    #[arg(long, default_value = "wse3")]
-    pub arch: String,
-    /// Use only COLSxROWS PEs of the machine (e.g. 16x16).
-    #[arg(long, allow_hyphen_values = true)]
-    pub grid: Option<String>,
+    #[command(flatten)]
+    pub machine: super::MachineArgs,
     /// Host input data, NAME=FILE (text numbers for .txt/.csv, raw little-endian f32 otherwise). Repeatable.
     #[arg(long = "input", value_name = "NAME=FILE")]
     pub inputs: Vec<String>,
@@ -98,7 +94,7 @@ fn preview<T: std::fmt::Display>(v: &[T]) -> String {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
-    let arch = super::machine(&a.arch, a.grid.as_deref())?;
+    let arch = a.machine.arch()?;
     let (program, name): (Program, String) = match &a.file {
         Some(f) => (super::program_file(f)?, f.display().to_string()),
         None => (

@@ -97,8 +97,10 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
             }
             for dtype in &dtypes {
                 let t = TargetArgs {
-                    arch: a.arch.clone(),
-                    grid: (grid != "full").then(|| grid.clone()),
+                    machine: super::MachineArgs {
+                        arch: a.arch.clone(),
+                        grid: (grid != "full").then(|| grid.clone()),
+                    },
                     dtype: dtype.clone(),
                     placement: placement.clone(),
                     max_context: Some(context + 1),

@@ -149,7 +149,7 @@ fn json_file(path: &Path, trace: Option<&Path>) -> anyhow::Result<Dataset> {
 
 fn program(path: &Path, a: &ViewArgs) -> anyhow::Result<Dataset> {
     let p = super::program_file(path)?;
-    let arch = super::machine(&a.target.arch, a.target.grid.as_deref())?;
+    let arch = a.target.machine.arch()?;
     let cfg = RunConfig {
         trace: true,
         ..RunConfig::default()
