@@ -1,8 +1,21 @@
-//! The reference engine: steps every PE, router and link every cycle.
-//! See the module docs of [`crate::engine`] for the semantics it defines.
+//! The machine every engine steps: its routers and cores, the run loop,
+//! the datapath and the scalar interpreter, timing-only tracking and the
+//! report. `Engine::Reference` steps every PE, router and link every
+//! cycle; the event-driven engines only what is awake ([`super::timers`]),
+//! the JIT engine with compiled work deferred ([`super::deferred`]). See
+//! the module docs of [`crate::engine`] for the semantics they share.
 
 use super::Prepared;
+use super::deferred::{Job, Work, pool, run_scalar};
+use super::fifo::{FifoKind, Fifos, NONE};
 use super::jit;
+use super::known::Known;
+use super::ops::{Loc, Ops, VecOpState};
+use super::sram::{
+    elem_addr, pack_bits, pack_wavelets, read_bits, read_elem, sram_images, unknown_bits,
+    write_bits,
+};
+use super::timers::{Timers, Wake};
 use super::{Inputs, RunConfig, RunError, RunResult};
 use crate::Memory;
 use crate::asm::inst_text;
@@ -14,130 +27,7 @@ use crate::program::TaskKind;
 use crate::stats::{PeStats, STATS_VERSION, Stats};
 use crate::trace::{Span, TRACE_VERSION, Trace};
 use crate::{Arch, DType, Pe, PeCode, Port, PortSet, Program};
-use rustc_hash::FxHashMap;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-
-const NONE: u32 = u32::MAX;
-
-/// Every bounded FIFO of `(ready_at, bits)` behind a link. A FIFO's
-/// capacity is the buffer's depth plus the link's latency (each cycle of
-/// latency is a pipeline stage holding one wavelet), so a depth of 1
-/// already sustains one wavelet per cycle. Entries in flight count against
-/// the capacity, and room freed by a pop becomes visible the next cycle.
-///
-/// All FIFOs' entries live in one slab, each FIFO a ring in its own slice,
-/// and their bookkeeping in one array: a step touches a PE's buffers in
-/// neighbouring memory rather than in an allocation per buffer.
-struct Fifos {
-    rings: Vec<Ring>,
-    slab: Vec<(u64, u32)>,
-    what: Vec<FifoKind>,
-}
-
-#[derive(Clone, Copy)]
-struct Ring {
-    pop_cycle: u64,
-    off: u32,
-    cap: u32,
-    head: u32,
-    len: u32,
-    pops: u32,
-}
-
-impl Fifos {
-    fn new() -> Fifos {
-        Fifos {
-            rings: Vec::new(),
-            slab: Vec::new(),
-            what: Vec::new(),
-        }
-    }
-    /// A new FIFO holding `cap` entries: its index.
-    fn add(&mut self, cap: u32, what: FifoKind) -> u32 {
-        let i = self.rings.len() as u32;
-        self.rings.push(Ring {
-            pop_cycle: u64::MAX,
-            off: self.slab.len() as u32,
-            cap,
-            head: 0,
-            len: 0,
-            pops: 0,
-        });
-        self.slab.resize(self.slab.len() + cap as usize, (0, 0));
-        self.what.push(what);
-        i
-    }
-    fn len(&self) -> usize {
-        self.rings.len()
-    }
-    fn has_space(&self, f: u32, now: u64) -> bool {
-        let r = &self.rings[f as usize];
-        let pops = if r.pop_cycle == now { r.pops } else { 0 };
-        r.len + pops < r.cap
-    }
-    /// Entry `k` from the head.
-    fn at(&self, r: &Ring, k: u32) -> (u64, u32) {
-        let mut i = r.head + k;
-        if i >= r.cap {
-            i -= r.cap;
-        }
-        self.slab[(r.off + i) as usize]
-    }
-    fn head(&self, f: u32, now: u64) -> Option<u32> {
-        let r = &self.rings[f as usize];
-        if r.len == 0 {
-            return None;
-        }
-        let (t, b) = self.at(r, 0);
-        (t <= now).then_some(b)
-    }
-    fn pop(&mut self, f: u32, now: u64) -> u32 {
-        let r = &mut self.rings[f as usize];
-        assert!(r.len > 0, "pop from a fifo with a ready head");
-        if r.pop_cycle != now {
-            r.pop_cycle = now;
-            r.pops = 0;
-        }
-        r.pops += 1;
-        let at = (r.off + r.head) as usize;
-        r.head += 1;
-        if r.head == r.cap {
-            r.head = 0;
-        }
-        r.len -= 1;
-        self.slab[at].1
-    }
-    fn push(&mut self, f: u32, ready: u64, bits: u32) {
-        let r = &mut self.rings[f as usize];
-        debug_assert!(r.len < r.cap);
-        let mut i = r.head + r.len;
-        if i >= r.cap {
-            i -= r.cap;
-        }
-        r.len += 1;
-        self.slab[(r.off + i) as usize] = (ready, bits);
-    }
-    /// Nothing stored and nothing in flight to it.
-    fn is_empty(&self, f: u32) -> bool {
-        self.rings[f as usize].len == 0
-    }
-    /// Entries stored or in flight.
-    fn count(&self, f: u32) -> u32 {
-        self.rings[f as usize].len
-    }
-    /// The earliest entry that becomes ready after cycle `t`.
-    fn landing_after(&self, f: u32, t: u64) -> Option<u64> {
-        let r = &self.rings[f as usize];
-        (0..r.len).map(|k| self.at(r, k).0).find(|x| *x > t)
-    }
-}
-
-#[derive(Clone, Copy)]
-enum FifoKind {
-    Router { pe: Pe, port: Port, color: u8 },
-    Queue { pe: Pe, color: u8 },
-}
+use std::collections::BTreeMap;
 
 #[derive(Clone, Copy)]
 enum Dest {
@@ -166,177 +56,18 @@ enum Main {
     WaitSync { task: u8, pc: u32 },
 }
 
-#[derive(Clone, Copy)]
-enum Loc {
-    Mem {
-        base: u32,
-        dtype: DType,
-        idx: i64,
-        stride: i64,
-    },
-    In {
-        fifo: u32,
-        pend_bits: u32,
-        pend: u32,
-    },
-    Out {
-        fifo: u32,
-        pend_bits: u32,
-        pend: u32,
-    },
-    Val(f32),
-    FReg(u8),
-    Unused,
-}
-
-struct VecOpState {
-    task: u8,
-    pc: u32,
-    op: VecOp,
-    dtype: DType,
-    n: u32,
-    done: u32,
-    issued_at: u64,
-    start_at: u64,
-    acc: u32,
-    num: u32,
-    den: u32,
-    dst: Loc,
-    srcs: [Loc; 3],
-    on_done: Option<u8>,
-    /// The JIT engine's element loop for this op, when all its operands
-    /// are local.
-    jit: Option<jit::VecFn>,
-}
-
-/// A core's vector ops in flight: slot 0 the main thread's synchronous op,
-/// 1.. the microthreads'. A mask of the occupied slots is kept beside them,
-/// so a step looks only at those (most cores have none or one; reading all
-/// of a core's slots costs a cache miss each on a wafer of cores), and the
-/// slots are allocated up to the highest one used.
-struct Ops {
-    live: u32,
-    n: u8,
-    /// Boxed: an op moves out and back every cycle it runs.
-    slots: Vec<Option<Box<VecOpState>>>,
-    /// A finished op's box, for the next one issued.
-    spare: Option<Box<VecOpState>>,
-}
-
-impl Ops {
-    fn new(n: usize) -> Ops {
-        assert!(n <= 32, "at most 31 microthreads");
-        Ops {
-            live: 0,
-            n: n as u8,
-            slots: Vec::new(),
-            spare: None,
-        }
-    }
-    fn len(&self) -> usize {
-        self.n as usize
-    }
-    fn is_some(&self, s: usize) -> bool {
-        self.live & (1 << s) != 0
-    }
-    fn any(&self) -> bool {
-        self.live != 0
-    }
-    fn get(&self, s: usize) -> Option<&VecOpState> {
-        if self.is_some(s) {
-            self.slots[s].as_deref()
-        } else {
-            None
-        }
-    }
-    fn take(&mut self, s: usize) -> Option<Box<VecOpState>> {
-        if !self.is_some(s) {
-            return None;
-        }
-        self.live &= !(1 << s);
-        self.slots[s].take()
-    }
-    /// A newly issued op into slot `s`.
-    fn issue(&mut self, s: usize, op: VecOpState) {
-        let b = match self.spare.take() {
-            Some(mut b) => {
-                *b = op;
-                b
-            }
-            None => Box::new(op),
-        };
-        self.put(s, b);
-    }
-    fn retire(&mut self, op: Box<VecOpState>) {
-        self.spare = Some(op);
-    }
-    fn put(&mut self, s: usize, op: Box<VecOpState>) {
-        if self.slots.len() <= s {
-            self.slots.resize_with(s + 1, || None);
-        }
-        self.live |= 1 << s;
-        self.slots[s] = Some(op);
-    }
-    /// The occupied slots, in slot order.
-    fn iter(&self) -> impl Iterator<Item = (usize, &VecOpState)> {
-        let mut live = self.live;
-        std::iter::from_fn(move || {
-            if live == 0 {
-                return None;
-            }
-            let s = live.trailing_zeros() as usize;
-            live &= live - 1;
-            Some((s, self.slots[s].as_deref().expect("live slot")))
-        })
-    }
-}
-
-/// Timing-only mode: a core's known SRAM elements, by byte address, and
-/// the range of addresses ever made known: most lookups (a weight, an
-/// accumulator) fall outside it and cost no hash-table probe.
-#[derive(Default)]
-struct Known {
-    map: FxHashMap<u32, u32>,
-    lo: u32,
-    hi: u32,
-}
-
-impl Known {
-    fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-    /// Whether `at` can be in the map: cheaper than probing it.
-    fn may_hold(&self, at: u32) -> bool {
-        !self.map.is_empty() && (self.lo..=self.hi).contains(&at)
-    }
-    fn get(&self, at: &u32) -> Option<&u32> {
-        self.may_hold(*at).then(|| self.map.get(at)).flatten()
-    }
-    fn insert(&mut self, at: u32, bits: u32) -> Option<u32> {
-        if self.map.is_empty() {
-            (self.lo, self.hi) = (at, at);
-        } else {
-            (self.lo, self.hi) = (self.lo.min(at), self.hi.max(at));
-        }
-        self.map.insert(at, bits)
-    }
-    fn remove(&mut self, at: &u32) -> Option<u32> {
-        self.may_hold(*at).then(|| self.map.remove(at)).flatten()
-    }
-}
-
-struct Core {
+pub(super) struct Core {
     code: usize,
     /// The bytes the code lays out (empty in timing-only mode).
-    sram: Vec<u8>,
+    pub(super) sram: Vec<u8>,
     /// Timing-only mode: the elements whose value is known, by byte
     /// address (the buffer's encoding); everything else is unknown.
     known: Known,
     /// Timing-only mode: which integer and float registers are known.
     rk: u16,
     fk: u16,
-    r: [i32; 16],
-    f: [f32; 16],
+    pub(super) r: [i32; 16],
+    pub(super) f: [f32; 16],
     active: Vec<bool>,
     blocked: Vec<bool>,
     main: Main,
@@ -361,61 +92,6 @@ struct HostOut {
     dtype: DType,
     len: u32,
     values: Vec<f32>,
-}
-
-/// Element `i` of a buffer at byte `base`, widened to f32 (i32 buffers give
-/// the integer's value).
-pub(crate) fn read_elem(sram: &[u8], base: u32, dtype: DType, i: u32) -> f32 {
-    dtype.decode(read_bits(sram, base, dtype, i))
-}
-
-pub(crate) fn read_bits(sram: &[u8], base: u32, dtype: DType, i: u32) -> u32 {
-    let a = (base + i * dtype.size_bytes()) as usize;
-    match dtype.size_bytes() {
-        4 => u32::from_le_bytes(sram[a..a + 4].try_into().unwrap()),
-        _ => u16::from_le_bytes(sram[a..a + 2].try_into().unwrap()) as u32,
-    }
-}
-
-fn write_bits(sram: &mut [u8], base: u32, dtype: DType, i: u32, bits: u32) {
-    let a = (base + i * dtype.size_bytes()) as usize;
-    match dtype.size_bytes() {
-        4 => sram[a..a + 4].copy_from_slice(&bits.to_le_bytes()),
-        _ => sram[a..a + 2].copy_from_slice(&(bits as u16).to_le_bytes()),
-    }
-}
-
-/// Encode a stream of values into 32-bit wavelets, two 16-bit values per
-/// wavelet (low half first).
-pub(crate) fn pack_wavelets(values: &[f32], dtype: DType) -> Vec<u32> {
-    pack_bits(values.iter().map(|v| dtype.encode(*v)), dtype)
-}
-
-fn pack_bits(bits: impl Iterator<Item = u32>, dtype: DType) -> Vec<u32> {
-    let bits: Vec<u32> = bits.collect();
-    match dtype.per_word() {
-        1 => bits,
-        _ => bits
-            .chunks(2)
-            .map(|c| c[0] | c.get(1).map_or(0, |b| b << 16))
-            .collect(),
-    }
-}
-
-/// Byte address of element `idx` of a buffer at `base`.
-fn elem_addr(base: u32, dtype: DType, idx: i64) -> u32 {
-    base + idx as u32 * dtype.size_bytes()
-}
-
-/// Timing-only mode's encoding of a value it did not compute: a NaN with
-/// a payload arithmetic does not produce, so a host output shows NaN there
-/// (and a NaN host input is taken as unknown).
-fn unknown_bits(dtype: DType) -> u32 {
-    match dtype {
-        DType::F16 => 0x7d5a,
-        DType::BF16 => 0x7fa5,
-        _ => 0x7fa5_5a5a,
-    }
 }
 
 struct Machine<'p> {
@@ -465,204 +141,6 @@ enum Jumped {
     Deferred,
 }
 
-/// Compiled code to run on a core's registers and SRAM.
-enum Work {
-    /// `k` elements of a vector op (`acc`: a reduction's register).
-    Vec {
-        pe: usize,
-        f: jit::VecFn,
-        k: u32,
-        args: jit::VecArgs,
-        acc: Option<u8>,
-    },
-    /// A scalar run from `pc` of at most `budget` instructions; `ret` is
-    /// what the runner returned.
-    Scalar {
-        pe: usize,
-        f: jit::ScalarFn,
-        pc: u32,
-        budget: u32,
-        ret: u64,
-    },
-}
-
-impl Work {
-    fn pe(&self) -> usize {
-        match self {
-            Work::Vec { pe, .. } | Work::Scalar { pe, .. } => *pe,
-        }
-    }
-}
-
-/// A [`Work`] item with its core's registers and SRAM.
-struct Job<'w> {
-    r: *mut i32,
-    f: *mut f32,
-    sram: *mut u8,
-    work: &'w mut Work,
-}
-
-// SAFETY: each job points into a different core (one item per core per
-// cycle), and nothing else touches those cores while the jobs run.
-unsafe impl Send for Job<'_> {}
-
-impl<'w> Job<'w> {
-    fn on(core: &mut Core, work: &'w mut Work) -> Job<'w> {
-        Job {
-            r: core.r.as_mut_ptr(),
-            f: core.f.as_mut_ptr(),
-            sram: core.sram.as_mut_ptr(),
-            work,
-        }
-    }
-
-    fn run(&mut self) {
-        match self.work {
-            Work::Vec {
-                f, k, args, acc, ..
-            } => {
-                let mut scratch = 0f32;
-                let acc = match acc {
-                    // SAFETY: a register index below 16 (the verifier's).
-                    Some(r) => unsafe { self.f.add(*r as usize) },
-                    None => &mut scratch as *mut f32,
-                };
-                // SAFETY: `issue` checked that every element of every
-                // memory operand lies inside its buffer, and buffers lie
-                // inside `sram`.
-                unsafe { f(self.sram, acc, *k, args) };
-            }
-            Work::Scalar {
-                f, pc, budget, ret, ..
-            } => {
-                // SAFETY: the runner reads and writes 16 registers of each
-                // kind and, bounds-checked against each buffer, the bytes
-                // its code lays out: all of `sram`.
-                *ret = unsafe { f(self.r, self.f, self.sram, *pc, *budget) };
-            }
-        }
-    }
-}
-
-/// Run a compiled scalar runner on `core` now: (instructions run, next pc).
-fn run_scalar(core: &mut Core, f: jit::ScalarFn, pc: u32, budget: u32) -> (u32, u32) {
-    let mut w = Work::Scalar {
-        pe: 0,
-        f,
-        pc,
-        budget,
-        ret: 0,
-    };
-    Job::on(core, &mut w).run();
-    let Work::Scalar { ret, .. } = w else {
-        unreachable!()
-    };
-    ((ret >> 32) as u32, ret as u32)
-}
-
-/// Which routers and cores are awake. A router sleeps while all its
-/// buffers are empty, a core while it has no op, no task running or ready
-/// and empty queues: stepping them would do nothing and count nothing.
-/// A push into a buffer or queue wakes its owner from the next cycle (what
-/// is pushed is never visible in the cycle it is pushed), so skipping the
-/// sleepers changes no result, cycle or statistic.
-struct Wake {
-    /// Per fifo: the router (`< n`) or core (`n + pe`) it belongs to.
-    owner: Vec<u32>,
-    awake: Vec<bool>,
-    /// Routers then cores (`n + pe`) to step this cycle.
-    list: Vec<u32>,
-    woken: Vec<u32>,
-    /// Last cycle's list, emptied: next cycle's `keep` (no allocation per cycle).
-    spare: Vec<u32>,
-    n: usize,
-    /// Per core: the cycle it next steps at after a jump (see
-    /// [`Machine::jump`]); before it the core is asleep whatever wakes it.
-    resume: Vec<u64>,
-    /// Cores sleeping through a jump, by the cycle they resume at.
-    timers: Timers,
-    /// A fault a jump ran into, returned at the cycle it happens.
-    faults: BTreeMap<usize, RunError>,
-    /// Per core: asleep while stalled since this cycle, and which stall
-    /// counters each of those cycles adds to ([`STALLED`] set while asleep).
-    stalled: Vec<(u64, u8)>,
-    /// Cores asleep in an issue stall: the reference counts those cycles
-    /// as activity (the main thread retries), so the run cannot end.
-    issue_sleepers: u32,
-    /// Per fifo: the core to wake when it is popped (its producer, for a
-    /// core's ramp buffer: room for a stalled send), else `NONE`.
-    pop_wakes: Vec<u32>,
-}
-
-/// Wake-ups by cycle: a wheel of buckets for the next [`Timers::WHEEL`]
-/// cycles (most timers are a few cycles ahead: a wavelet landing, a short
-/// op) and a heap for the rest, moved onto the wheel as their cycle nears.
-/// A wake-up for a cycle already drained is due at the next drain, as a
-/// heap would have it; each drain gives its ids in ascending order.
-struct Timers {
-    wheel: Vec<Vec<u32>>,
-    /// Ids on the wheel.
-    on_wheel: usize,
-    far: BinaryHeap<Reverse<(u64, u32)>>,
-    /// The last cycle drained (`due`); the wheel holds cycles after it.
-    drained: u64,
-    out: Vec<u32>,
-}
-
-impl Timers {
-    const WHEEL: u64 = 256;
-
-    fn new() -> Timers {
-        Timers {
-            wheel: (0..Self::WHEEL).map(|_| Vec::new()).collect(),
-            on_wheel: 0,
-            far: BinaryHeap::new(),
-            drained: 0,
-            out: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, t: u64, id: u32) {
-        let t = t.max(self.drained + 1);
-        if t < self.drained + Self::WHEEL {
-            self.wheel[(t % Self::WHEEL) as usize].push(id);
-            self.on_wheel += 1;
-        } else {
-            self.far.push(Reverse((t, id)));
-        }
-    }
-
-    /// The earliest cycle with a wake-up.
-    fn first(&self) -> Option<u64> {
-        if self.on_wheel > 0 {
-            return (self.drained + 1..self.drained + Self::WHEEL)
-                .find(|t| !self.wheel[(t % Self::WHEEL) as usize].is_empty());
-        }
-        self.far.peek().map(|Reverse((t, _))| *t)
-    }
-
-    /// The ids due at cycle `now` (no wake-up is ever skipped over: the
-    /// engine steps at `first()` at the latest).
-    fn due(&mut self, now: u64) -> std::vec::Drain<'_, u32> {
-        debug_assert!(now > self.drained || now == 0);
-        debug_assert!(self.first().is_none_or(|t| t >= now));
-        self.drained = now.max(self.drained);
-        while let Some(&Reverse((t, id))) = self.far.peek() {
-            if t >= now + Self::WHEEL {
-                break;
-            }
-            self.far.pop();
-            self.wheel[(t.max(now) % Self::WHEEL) as usize].push(id);
-            self.on_wheel += 1;
-        }
-        let bucket = &mut self.wheel[(now % Self::WHEEL) as usize];
-        self.on_wheel -= bucket.len();
-        std::mem::swap(bucket, &mut self.out);
-        self.out.sort_unstable();
-        self.out.drain(..)
-    }
-}
-
 const STALLED: u8 = 1 << 7;
 /// What a vector op waits on when the fabric holds it back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -676,74 +154,6 @@ enum Wait {
 const STALL_IN: u8 = 1;
 const STALL_OUT: u8 = 2;
 const STALL_ISSUE: u8 = 4;
-
-/// A pool of `n` worker threads, built once per size per process.
-fn pool(n: usize) -> Result<std::sync::Arc<rayon::ThreadPool>, String> {
-    use std::sync::{Arc, Mutex, OnceLock};
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| "thread pool cache poisoned".to_string())?;
-    if let Some(p) = pools.get(&n) {
-        return Ok(p.clone());
-    }
-    let p = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .thread_name(|i| format!("wafer-pe-{i}"))
-            .build()
-            .map_err(|e| format!("cannot start {n} worker threads: {e}"))?,
-    );
-    pools.insert(n, p.clone());
-    Ok(p)
-}
-
-/// Each PE's SRAM as a program starts it: its buffers zeroed, then the
-/// data images written in program order (later ones win). PEs are
-/// independent, so they are filled on `threads` workers.
-pub(crate) fn sram_images(p: &Program, layout: &Layout, threads: usize) -> Memory {
-    let n = layout.code_of.len();
-    // Which data images cover each PE: one pass over the images instead of
-    // a search per PE and buffer.
-    let mut images: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for (i, d) in p.data.iter().enumerate() {
-        for at in d.pes.iter() {
-            if at.x < p.width && at.y < p.height {
-                images[(at.y * p.width + at.x) as usize].push(i as u32);
-            }
-        }
-    }
-    let image = |pe: usize| -> Option<Vec<u8>> {
-        let code = layout.code(p, pe)?;
-        let at = layout.pe_at(pe);
-        // Only the bytes the code lays out are kept: every access is
-        // checked against its buffer, so nothing reads past them.
-        let mut sram = vec![0u8; code.sram_bytes().next_multiple_of(4) as usize];
-        for b in &code.buffers {
-            let init = images[pe]
-                .iter()
-                .rev()
-                .map(|i| &p.data[*i as usize])
-                .find(|d| d.buffer == b.name);
-            if let Some(d) = init {
-                for i in 0..b.len {
-                    let v = b.dtype.round(d.init.value(at, i));
-                    write_bits(&mut sram, b.offset, b.dtype, i, b.dtype.encode(v));
-                }
-            }
-        }
-        Some(sram)
-    };
-    if threads > 1
-        && let Ok(pool) = pool(threads)
-    {
-        use rayon::prelude::*;
-        pool.install(|| (0..n).into_par_iter().map(image).collect())
-    } else {
-        (0..n).map(image).collect()
-    }
-}
 
 /// Run `p`, which `prep` has checked and laid out.
 pub(crate) fn run(

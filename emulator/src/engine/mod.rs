@@ -36,9 +36,15 @@
 //! queue is empty, every task idle and every host output complete, that is
 //! the cycle count; otherwise it is a deadlock, reported with what waits.
 
+mod deferred;
+mod fifo;
 mod jit;
+mod known;
+mod machine;
+mod ops;
 mod prepare;
-mod reference;
+mod sram;
+mod timers;
 
 pub use prepare::{Prepared, prepare};
 
@@ -167,7 +173,7 @@ impl RunResult {
             .memory
             .get((pe.y * self.width + pe.x) as usize)?
             .as_ref()?;
-        let bits = (0..b.len).map(|i| reference::read_bits(sram, b.offset, b.dtype, i));
+        let bits = (0..b.len).map(|i| sram::read_bits(sram, b.offset, b.dtype, i));
         Some(match b.dtype {
             crate::DType::I32 => Values::Int(bits.map(|v| v as i32).collect()),
             dt => Values::Float(bits.map(|v| dt.decode(v)).collect()),
@@ -184,7 +190,7 @@ impl RunResult {
             .as_ref()?;
         Some(
             (0..b.len)
-                .map(|i| reference::read_elem(sram, b.offset, b.dtype, i))
+                .map(|i| sram::read_elem(sram, b.offset, b.dtype, i))
                 .collect(),
         )
     }

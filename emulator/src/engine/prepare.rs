@@ -11,7 +11,7 @@
 //! same preparation with other values in its images (the layers of a model
 //! are such programs).
 
-use super::{Inputs, Memory, RunConfig, RunError, RunResult, jit, reference};
+use super::{Inputs, Memory, RunConfig, RunError, RunResult, jit, machine, sram};
 use crate::check::{Layout, check};
 use crate::program::DataInit;
 use crate::{Arch, PeRect, Program};
@@ -96,7 +96,7 @@ impl Prepared {
         cfg: &RunConfig,
     ) -> Result<RunResult, RunError> {
         self.same(p)?;
-        reference::run(self, p, inputs, cfg, None)
+        machine::run(self, p, inputs, cfg, None)
     }
 
     /// Run `p` again from the SRAM a previous run of it left (weights, a KV
@@ -109,13 +109,13 @@ impl Prepared {
         memory: Memory,
     ) -> Result<RunResult, RunError> {
         self.same(p)?;
-        reference::run(self, p, inputs, cfg, Some(memory))
+        machine::run(self, p, inputs, cfg, Some(memory))
     }
 
     /// Each PE's SRAM as `p` starts it, built on `threads` workers.
     pub fn initial_memory(&self, p: &Program, threads: usize) -> Result<Memory, RunError> {
         self.same(p)?;
-        Ok(reference::sram_images(p, &self.layout, threads))
+        Ok(sram::sram_images(p, &self.layout, threads))
     }
 
     pub(crate) fn layout(&self) -> &Layout {

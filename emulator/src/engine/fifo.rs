@@ -1,0 +1,169 @@
+//! The bounded FIFOs behind every link: router buffers and core input
+//! queues, all in one slab (see [`Fifos`]).
+
+use crate::{Pe, Port};
+
+/// No FIFO (where a code does not receive or send a color).
+pub(super) const NONE: u32 = u32::MAX;
+
+/// Every bounded FIFO of `(ready_at, bits)` behind a link. A FIFO's
+/// capacity is the buffer's depth plus the link's latency (each cycle of
+/// latency is a pipeline stage holding one wavelet), so a depth of 1
+/// already sustains one wavelet per cycle. Entries in flight count against
+/// the capacity, and room freed by a pop becomes visible the next cycle.
+///
+/// All FIFOs' entries live in one slab, each FIFO a ring in its own slice,
+/// and their bookkeeping in one array: a step touches a PE's buffers in
+/// neighbouring memory rather than in an allocation per buffer.
+pub(super) struct Fifos {
+    pub(super) rings: Vec<Ring>,
+    pub(super) slab: Vec<(u64, u32)>,
+    pub(super) what: Vec<FifoKind>,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct Ring {
+    pub(super) pop_cycle: u64,
+    pub(super) off: u32,
+    pub(super) cap: u32,
+    pub(super) head: u32,
+    pub(super) len: u32,
+    pub(super) pops: u32,
+}
+
+impl Fifos {
+    pub(super) fn new() -> Fifos {
+        Fifos {
+            rings: Vec::new(),
+            slab: Vec::new(),
+            what: Vec::new(),
+        }
+    }
+    /// A new FIFO holding `cap` entries: its index.
+    pub(super) fn add(&mut self, cap: u32, what: FifoKind) -> u32 {
+        let i = self.rings.len() as u32;
+        self.rings.push(Ring {
+            pop_cycle: u64::MAX,
+            off: self.slab.len() as u32,
+            cap,
+            head: 0,
+            len: 0,
+            pops: 0,
+        });
+        self.slab.resize(self.slab.len() + cap as usize, (0, 0));
+        self.what.push(what);
+        i
+    }
+    pub(super) fn len(&self) -> usize {
+        self.rings.len()
+    }
+    pub(super) fn has_space(&self, f: u32, now: u64) -> bool {
+        let r = &self.rings[f as usize];
+        let pops = if r.pop_cycle == now { r.pops } else { 0 };
+        r.len + pops < r.cap
+    }
+    /// Entry `k` from the head.
+    pub(super) fn at(&self, r: &Ring, k: u32) -> (u64, u32) {
+        let mut i = r.head + k;
+        if i >= r.cap {
+            i -= r.cap;
+        }
+        self.slab[(r.off + i) as usize]
+    }
+    pub(super) fn head(&self, f: u32, now: u64) -> Option<u32> {
+        let r = &self.rings[f as usize];
+        if r.len == 0 {
+            return None;
+        }
+        let (t, b) = self.at(r, 0);
+        (t <= now).then_some(b)
+    }
+    pub(super) fn pop(&mut self, f: u32, now: u64) -> u32 {
+        let r = &mut self.rings[f as usize];
+        assert!(r.len > 0, "pop from a fifo with a ready head");
+        if r.pop_cycle != now {
+            r.pop_cycle = now;
+            r.pops = 0;
+        }
+        r.pops += 1;
+        let at = (r.off + r.head) as usize;
+        r.head += 1;
+        if r.head == r.cap {
+            r.head = 0;
+        }
+        r.len -= 1;
+        self.slab[at].1
+    }
+    pub(super) fn push(&mut self, f: u32, ready: u64, bits: u32) {
+        let r = &mut self.rings[f as usize];
+        debug_assert!(r.len < r.cap);
+        let mut i = r.head + r.len;
+        if i >= r.cap {
+            i -= r.cap;
+        }
+        r.len += 1;
+        self.slab[(r.off + i) as usize] = (ready, bits);
+    }
+    /// Nothing stored and nothing in flight to it.
+    pub(super) fn is_empty(&self, f: u32) -> bool {
+        self.rings[f as usize].len == 0
+    }
+    /// Entries stored or in flight.
+    pub(super) fn count(&self, f: u32) -> u32 {
+        self.rings[f as usize].len
+    }
+    /// The earliest entry that becomes ready after cycle `t`.
+    pub(super) fn landing_after(&self, f: u32, t: u64) -> Option<u64> {
+        let r = &self.rings[f as usize];
+        (0..r.len).map(|k| self.at(r, k).0).find(|x| *x > t)
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum FifoKind {
+    Router { pe: Pe, port: Port, color: u8 },
+    Queue { pe: Pe, color: u8 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> FifoKind {
+        FifoKind::Queue {
+            pe: Pe::new(0, 0),
+            color: 0,
+        }
+    }
+
+    /// Entries in flight count against the capacity, a pop frees room
+    /// only from the next cycle, an entry is not at the head before its
+    /// cycle, the ring wraps, and FIFOs sharing the slab stay apart.
+    #[test]
+    fn room_frees_the_cycle_after_a_pop_and_rings_wrap_apart() {
+        let mut f = Fifos::new();
+        let a = f.add(2, queue());
+        let b = f.add(3, queue());
+        assert_eq!(f.len(), 2);
+        assert!(f.is_empty(a) && f.has_space(a, 0));
+        f.push(a, 5, 10);
+        f.push(a, 6, 11);
+        assert_eq!(f.count(a), 2);
+        assert!(!f.has_space(a, 4), "entries in flight count");
+        assert_eq!(f.head(a, 4), None, "not ready before its cycle");
+        assert_eq!(f.head(a, 5), Some(10));
+        assert_eq!(f.pop(a, 5), 10);
+        assert!(!f.has_space(a, 5), "a pop frees room from the next cycle");
+        assert!(f.has_space(a, 6));
+        f.push(a, 7, 12);
+        assert_eq!(f.landing_after(a, 6), Some(7));
+        assert_eq!(f.pop(a, 6), 11);
+        assert_eq!(f.head(a, 6), None);
+        assert_eq!(f.pop(a, 7), 12);
+        assert!(f.is_empty(a));
+        assert!(f.is_empty(b) && f.has_space(b, 0));
+        f.push(b, 1, 20);
+        assert_eq!((f.head(b, 1), f.landing_after(b, 1)), (Some(20), None));
+        assert!(f.is_empty(a), "b's push lands in b's slice");
+    }
+}

@@ -1,0 +1,184 @@
+//! A core's vector operations in flight: each op's state and operands,
+//! and the slots they occupy ([`Ops`]).
+
+use super::jit;
+use crate::DType;
+use crate::isa::VecOp;
+
+#[derive(Clone, Copy)]
+pub(super) enum Loc {
+    Mem {
+        base: u32,
+        dtype: DType,
+        idx: i64,
+        stride: i64,
+    },
+    In {
+        fifo: u32,
+        pend_bits: u32,
+        pend: u32,
+    },
+    Out {
+        fifo: u32,
+        pend_bits: u32,
+        pend: u32,
+    },
+    Val(f32),
+    FReg(u8),
+    Unused,
+}
+
+pub(super) struct VecOpState {
+    pub(super) task: u8,
+    pub(super) pc: u32,
+    pub(super) op: VecOp,
+    pub(super) dtype: DType,
+    pub(super) n: u32,
+    pub(super) done: u32,
+    pub(super) issued_at: u64,
+    pub(super) start_at: u64,
+    pub(super) acc: u32,
+    pub(super) num: u32,
+    pub(super) den: u32,
+    pub(super) dst: Loc,
+    pub(super) srcs: [Loc; 3],
+    pub(super) on_done: Option<u8>,
+    /// The JIT engine's element loop for this op, when all its operands
+    /// are local.
+    pub(super) jit: Option<jit::VecFn>,
+}
+
+/// A core's vector ops in flight: slot 0 the main thread's synchronous op,
+/// 1.. the microthreads'. A mask of the occupied slots is kept beside them,
+/// so a step looks only at those (most cores have none or one; reading all
+/// of a core's slots costs a cache miss each on a wafer of cores), and the
+/// slots are allocated up to the highest one used.
+pub(super) struct Ops {
+    pub(super) live: u32,
+    pub(super) n: u8,
+    /// Boxed: an op moves out and back every cycle it runs.
+    pub(super) slots: Vec<Option<Box<VecOpState>>>,
+    /// A finished op's box, for the next one issued.
+    pub(super) spare: Option<Box<VecOpState>>,
+}
+
+impl Ops {
+    pub(super) fn new(n: usize) -> Ops {
+        assert!(n <= 32, "at most 31 microthreads");
+        Ops {
+            live: 0,
+            n: n as u8,
+            slots: Vec::new(),
+            spare: None,
+        }
+    }
+    pub(super) fn len(&self) -> usize {
+        self.n as usize
+    }
+    pub(super) fn is_some(&self, s: usize) -> bool {
+        self.live & (1 << s) != 0
+    }
+    pub(super) fn any(&self) -> bool {
+        self.live != 0
+    }
+    pub(super) fn get(&self, s: usize) -> Option<&VecOpState> {
+        if self.is_some(s) {
+            self.slots[s].as_deref()
+        } else {
+            None
+        }
+    }
+    pub(super) fn take(&mut self, s: usize) -> Option<Box<VecOpState>> {
+        if !self.is_some(s) {
+            return None;
+        }
+        self.live &= !(1 << s);
+        self.slots[s].take()
+    }
+    /// A newly issued op into slot `s`.
+    pub(super) fn issue(&mut self, s: usize, op: VecOpState) {
+        let b = match self.spare.take() {
+            Some(mut b) => {
+                *b = op;
+                b
+            }
+            None => Box::new(op),
+        };
+        self.put(s, b);
+    }
+    pub(super) fn retire(&mut self, op: Box<VecOpState>) {
+        self.spare = Some(op);
+    }
+    pub(super) fn put(&mut self, s: usize, op: Box<VecOpState>) {
+        if self.slots.len() <= s {
+            self.slots.resize_with(s + 1, || None);
+        }
+        self.live |= 1 << s;
+        self.slots[s] = Some(op);
+    }
+    /// The occupied slots, in slot order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &VecOpState)> {
+        let mut live = self.live;
+        std::iter::from_fn(move || {
+            if live == 0 {
+                return None;
+            }
+            let s = live.trailing_zeros() as usize;
+            live &= live - 1;
+            Some((s, self.slots[s].as_deref().expect("live slot")))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(task: u8) -> VecOpState {
+        VecOpState {
+            task,
+            pc: 0,
+            op: VecOp::Mov,
+            dtype: DType::F32,
+            n: 1,
+            done: 0,
+            issued_at: 0,
+            start_at: 0,
+            acc: 0,
+            num: 1,
+            den: 1,
+            dst: Loc::Unused,
+            srcs: [Loc::Unused; 3],
+            on_done: None,
+            jit: None,
+        }
+    }
+
+    /// The occupied slots are what the mask says, iterated in slot order;
+    /// a retired op's box is reused by the next issue.
+    #[test]
+    fn slots_follow_the_mask_and_boxes_are_reused() {
+        let mut ops = Ops::new(4);
+        assert_eq!(ops.len(), 4);
+        assert!(!ops.any() && ops.get(0).is_none());
+        ops.issue(3, op(3));
+        ops.issue(1, op(1));
+        assert!(ops.any() && ops.is_some(1) && ops.is_some(3) && !ops.is_some(2));
+        let order: Vec<(usize, u8)> = ops.iter().map(|(s, o)| (s, o.task)).collect();
+        assert_eq!(order, [(1, 1), (3, 3)]);
+        let taken = ops.take(1).expect("slot 1 is live");
+        assert!(!ops.is_some(1) && ops.take(1).is_none());
+        let at = &*taken as *const VecOpState;
+        ops.retire(taken);
+        ops.issue(0, op(9));
+        assert_eq!(ops.get(0).map(|o| o.task), Some(9));
+        assert_eq!(
+            ops.get(0).map(|o| o as *const VecOpState),
+            Some(at),
+            "the spare box"
+        );
+        let back = ops.take(3).expect("slot 3 is live");
+        ops.put(3, back);
+        assert_eq!(ops.iter().map(|(s, _)| s).collect::<Vec<_>>(), [0, 3]);
+    }
+}

@@ -1,0 +1,108 @@
+//! SRAM images: elements read and written at their dtype's width, values
+//! packed into wavelets, and every PE's starting image.
+
+use super::deferred::pool;
+use crate::Memory;
+use crate::check::Layout;
+use crate::{DType, Program};
+
+/// Element `i` of a buffer at byte `base`, widened to f32 (i32 buffers give
+/// the integer's value).
+pub(crate) fn read_elem(sram: &[u8], base: u32, dtype: DType, i: u32) -> f32 {
+    dtype.decode(read_bits(sram, base, dtype, i))
+}
+
+pub(crate) fn read_bits(sram: &[u8], base: u32, dtype: DType, i: u32) -> u32 {
+    let a = (base + i * dtype.size_bytes()) as usize;
+    match dtype.size_bytes() {
+        4 => u32::from_le_bytes(sram[a..a + 4].try_into().unwrap()),
+        _ => u16::from_le_bytes(sram[a..a + 2].try_into().unwrap()) as u32,
+    }
+}
+
+pub(super) fn write_bits(sram: &mut [u8], base: u32, dtype: DType, i: u32, bits: u32) {
+    let a = (base + i * dtype.size_bytes()) as usize;
+    match dtype.size_bytes() {
+        4 => sram[a..a + 4].copy_from_slice(&bits.to_le_bytes()),
+        _ => sram[a..a + 2].copy_from_slice(&(bits as u16).to_le_bytes()),
+    }
+}
+
+/// Encode a stream of values into 32-bit wavelets, two 16-bit values per
+/// wavelet (low half first).
+pub(crate) fn pack_wavelets(values: &[f32], dtype: DType) -> Vec<u32> {
+    pack_bits(values.iter().map(|v| dtype.encode(*v)), dtype)
+}
+
+pub(super) fn pack_bits(bits: impl Iterator<Item = u32>, dtype: DType) -> Vec<u32> {
+    let bits: Vec<u32> = bits.collect();
+    match dtype.per_word() {
+        1 => bits,
+        _ => bits
+            .chunks(2)
+            .map(|c| c[0] | c.get(1).map_or(0, |b| b << 16))
+            .collect(),
+    }
+}
+
+/// Byte address of element `idx` of a buffer at `base`.
+pub(super) fn elem_addr(base: u32, dtype: DType, idx: i64) -> u32 {
+    base + idx as u32 * dtype.size_bytes()
+}
+
+/// Timing-only mode's encoding of a value it did not compute: a NaN with
+/// a payload arithmetic does not produce, so a host output shows NaN there
+/// (and a NaN host input is taken as unknown).
+pub(super) fn unknown_bits(dtype: DType) -> u32 {
+    match dtype {
+        DType::F16 => 0x7d5a,
+        DType::BF16 => 0x7fa5,
+        _ => 0x7fa5_5a5a,
+    }
+}
+
+/// Each PE's SRAM as a program starts it: its buffers zeroed, then the
+/// data images written in program order (later ones win). PEs are
+/// independent, so they are filled on `threads` workers.
+pub(crate) fn sram_images(p: &Program, layout: &Layout, threads: usize) -> Memory {
+    let n = layout.code_of.len();
+    // Which data images cover each PE: one pass over the images instead of
+    // a search per PE and buffer.
+    let mut images: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (i, d) in p.data.iter().enumerate() {
+        for at in d.pes.iter() {
+            if at.x < p.width && at.y < p.height {
+                images[(at.y * p.width + at.x) as usize].push(i as u32);
+            }
+        }
+    }
+    let image = |pe: usize| -> Option<Vec<u8>> {
+        let code = layout.code(p, pe)?;
+        let at = layout.pe_at(pe);
+        // Only the bytes the code lays out are kept: every access is
+        // checked against its buffer, so nothing reads past them.
+        let mut sram = vec![0u8; code.sram_bytes().next_multiple_of(4) as usize];
+        for b in &code.buffers {
+            let init = images[pe]
+                .iter()
+                .rev()
+                .map(|i| &p.data[*i as usize])
+                .find(|d| d.buffer == b.name);
+            if let Some(d) = init {
+                for i in 0..b.len {
+                    let v = b.dtype.round(d.init.value(at, i));
+                    write_bits(&mut sram, b.offset, b.dtype, i, b.dtype.encode(v));
+                }
+            }
+        }
+        Some(sram)
+    };
+    if threads > 1
+        && let Ok(pool) = pool(threads)
+    {
+        use rayon::prelude::*;
+        pool.install(|| (0..n).into_par_iter().map(image).collect())
+    } else {
+        (0..n).map(image).collect()
+    }
+}

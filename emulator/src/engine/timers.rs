@@ -1,0 +1,141 @@
+//! Who is awake ([`Wake`]) and when sleepers wake ([`Timers`]): the
+//! event-driven engines step only these.
+
+use super::RunError;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// Which routers and cores are awake. A router sleeps while all its
+/// buffers are empty, a core while it has no op, no task running or ready
+/// and empty queues: stepping them would do nothing and count nothing.
+/// A push into a buffer or queue wakes its owner from the next cycle (what
+/// is pushed is never visible in the cycle it is pushed), so skipping the
+/// sleepers changes no result, cycle or statistic.
+pub(super) struct Wake {
+    /// Per fifo: the router (`< n`) or core (`n + pe`) it belongs to.
+    pub(super) owner: Vec<u32>,
+    pub(super) awake: Vec<bool>,
+    /// Routers then cores (`n + pe`) to step this cycle.
+    pub(super) list: Vec<u32>,
+    pub(super) woken: Vec<u32>,
+    /// Last cycle's list, emptied: next cycle's `keep` (no allocation per cycle).
+    pub(super) spare: Vec<u32>,
+    pub(super) n: usize,
+    /// Per core: the cycle it next steps at after a jump (see
+    /// [`Machine::jump`]); before it the core is asleep whatever wakes it.
+    pub(super) resume: Vec<u64>,
+    /// Cores sleeping through a jump, by the cycle they resume at.
+    pub(super) timers: Timers,
+    /// A fault a jump ran into, returned at the cycle it happens.
+    pub(super) faults: BTreeMap<usize, RunError>,
+    /// Per core: asleep while stalled since this cycle, and which stall
+    /// counters each of those cycles adds to ([`STALLED`] set while asleep).
+    pub(super) stalled: Vec<(u64, u8)>,
+    /// Cores asleep in an issue stall: the reference counts those cycles
+    /// as activity (the main thread retries), so the run cannot end.
+    pub(super) issue_sleepers: u32,
+    /// Per fifo: the core to wake when it is popped (its producer, for a
+    /// core's ramp buffer: room for a stalled send), else `NONE`.
+    pub(super) pop_wakes: Vec<u32>,
+}
+
+/// Wake-ups by cycle: a wheel of buckets for the next [`Timers::WHEEL`]
+/// cycles (most timers are a few cycles ahead: a wavelet landing, a short
+/// op) and a heap for the rest, moved onto the wheel as their cycle nears.
+/// A wake-up for a cycle already drained is due at the next drain, as a
+/// heap would have it; each drain gives its ids in ascending order.
+pub(super) struct Timers {
+    pub(super) wheel: Vec<Vec<u32>>,
+    /// Ids on the wheel.
+    pub(super) on_wheel: usize,
+    pub(super) far: BinaryHeap<Reverse<(u64, u32)>>,
+    /// The last cycle drained (`due`); the wheel holds cycles after it.
+    pub(super) drained: u64,
+    pub(super) out: Vec<u32>,
+}
+
+impl Timers {
+    const WHEEL: u64 = 256;
+
+    pub(super) fn new() -> Timers {
+        Timers {
+            wheel: (0..Self::WHEEL).map(|_| Vec::new()).collect(),
+            on_wheel: 0,
+            far: BinaryHeap::new(),
+            drained: 0,
+            out: Vec::new(),
+        }
+    }
+
+    pub(super) fn push(&mut self, t: u64, id: u32) {
+        let t = t.max(self.drained + 1);
+        if t < self.drained + Self::WHEEL {
+            self.wheel[(t % Self::WHEEL) as usize].push(id);
+            self.on_wheel += 1;
+        } else {
+            self.far.push(Reverse((t, id)));
+        }
+    }
+
+    /// The earliest cycle with a wake-up.
+    pub(super) fn first(&self) -> Option<u64> {
+        if self.on_wheel > 0 {
+            return (self.drained + 1..self.drained + Self::WHEEL)
+                .find(|t| !self.wheel[(t % Self::WHEEL) as usize].is_empty());
+        }
+        self.far.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// The ids due at cycle `now` (no wake-up is ever skipped over: the
+    /// engine steps at `first()` at the latest).
+    pub(super) fn due(&mut self, now: u64) -> std::vec::Drain<'_, u32> {
+        debug_assert!(now > self.drained || now == 0);
+        debug_assert!(self.first().is_none_or(|t| t >= now));
+        self.drained = now.max(self.drained);
+        while let Some(&Reverse((t, id))) = self.far.peek() {
+            if t >= now + Self::WHEEL {
+                break;
+            }
+            self.far.pop();
+            self.wheel[(t.max(now) % Self::WHEEL) as usize].push(id);
+            self.on_wheel += 1;
+        }
+        let bucket = &mut self.wheel[(now % Self::WHEEL) as usize];
+        self.on_wheel -= bucket.len();
+        std::mem::swap(bucket, &mut self.out);
+        self.out.sort_unstable();
+        self.out.drain(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wake-ups come due at their cycle in ascending id order, whether
+    /// they were on the wheel or far ahead on the heap; one pushed for a
+    /// cycle already drained is due at the next drain.
+    #[test]
+    fn wake_ups_come_due_in_order_near_far_and_late() {
+        let mut t = Timers::new();
+        assert_eq!(t.first(), None);
+        t.push(3, 7);
+        t.push(3, 2);
+        t.push(1000, 5);
+        t.push(2, 9);
+        assert_eq!(t.first(), Some(2));
+        assert!(t.due(1).next().is_none());
+        assert_eq!(t.due(2).collect::<Vec<_>>(), [9]);
+        assert_eq!(t.due(3).collect::<Vec<_>>(), [2, 7]);
+        assert_eq!(t.first(), Some(1000), "the far one, from the heap");
+        assert_eq!(t.due(1000).collect::<Vec<_>>(), [5]);
+        t.push(500, 1);
+        assert_eq!(t.first(), Some(1001), "a late push is due next");
+        assert_eq!(t.due(1001).collect::<Vec<_>>(), [1]);
+        t.push(2000, 4);
+        assert!(t.due(1800).next().is_none());
+        assert_eq!(t.first(), Some(2000), "moved onto the wheel, still there");
+        assert_eq!(t.due(2000).collect::<Vec<_>>(), [4]);
+        assert_eq!(t.first(), None);
+    }
+}
