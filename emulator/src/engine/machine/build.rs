@@ -1,0 +1,248 @@
+//! Building the machine for a prepared program: routers and their FIFOs,
+//! cores with their SRAM, host streams, and the engine's mode.
+
+use super::*;
+
+impl<'p> Machine<'p> {
+    pub(super) fn new(
+        prep: &'p Prepared,
+        p: &'p Program,
+        inputs: &Inputs,
+        cfg: &RunConfig,
+        memory: Option<Memory>,
+    ) -> Result<Machine<'p>, RunError> {
+        let (arch, layout) = (prep.arch(), prep.layout());
+        let n = layout.code_of.len();
+        let mut memory = match memory {
+            Some(m) if m.len() != n => {
+                return Err(RunError::Memory(format!(
+                    "the saved SRAM holds {} PEs, the program {}x{} has {n}",
+                    m.len(),
+                    p.width,
+                    p.height
+                )));
+            }
+            Some(m) => Some(m),
+            None => None,
+        };
+        if memory.is_none() && !cfg.timing_only {
+            memory = Some(sram_images(p, layout, cfg.threads));
+        }
+        let colors = layout.colors as usize;
+        let mut fifos = Fifos::new();
+        // Router buffers for every (PE, input port, color) a route uses.
+        let mut rbuf = vec![NONE; n * colors * Port::COUNT];
+        for pe in 0..n {
+            for c in 0..colors {
+                for port in Port::ALL {
+                    if !layout.route(pe, c as u8, port).is_empty() {
+                        let latency = if port == Port::Ramp {
+                            arch.ramp_latency
+                        } else {
+                            arch.hop_latency
+                        };
+                        rbuf[(pe * colors + c) * Port::COUNT + port.index()] = fifos.add(
+                            arch.router_buffer_depth + latency,
+                            FifoKind::Router {
+                                pe: layout.pe_at(pe),
+                                port,
+                                color: c as u8,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let mut stats = PeStats::zeroed(n);
+        let mut cores = Vec::with_capacity(n);
+        for pe in 0..n {
+            let Some(code) = layout.code(p, pe) else {
+                cores.push(None);
+                continue;
+            };
+            let at = layout.pe_at(pe);
+            let ci = layout.code_of[pe] as usize;
+            // Only the bytes the code lays out are kept: every access is
+            // checked against its buffer, so nothing reads past them.
+            let used = code.sram_bytes().next_multiple_of(4) as usize;
+            let sram = match memory.as_mut().and_then(|m| m[pe].take()) {
+                _ if cfg.timing_only => Vec::new(),
+                Some(saved) if saved.len() == used => saved,
+                Some(saved) => {
+                    return Err(RunError::Memory(format!(
+                        "the saved SRAM of {at} holds {} bytes, its code `{}` lays out {used}",
+                        saved.len(),
+                        code.name
+                    )));
+                }
+                None => {
+                    return Err(RunError::Memory(format!(
+                        "the saved SRAM has nothing for {at}, which runs code `{}`",
+                        code.name
+                    )));
+                }
+            };
+            stats.sram_used[pe] = code.sram_bytes();
+            let mut queue = vec![NONE; colors];
+            for c in &layout.code_colors[ci].consumed {
+                queue[c.0 as usize] = fifos.add(
+                    arch.queue_depth + arch.ramp_latency,
+                    FifoKind::Queue { pe: at, color: c.0 },
+                );
+            }
+            let mut ramp_up = vec![NONE; colors];
+            for c in &layout.code_colors[ci].produced {
+                ramp_up[c.0 as usize] =
+                    rbuf[(pe * colors + c.0 as usize) * Port::COUNT + Port::Ramp.index()];
+            }
+            cores.push(Some(Core {
+                code: ci,
+                sram,
+                known: Known::default(),
+                rk: u16::MAX,
+                fk: u16::MAX,
+                r: [0; 16],
+                f: [0.0; 16],
+                active: code.tasks.iter().map(|t| t.active).collect(),
+                blocked: code.tasks.iter().map(|t| t.blocked).collect(),
+                main: Main::Idle,
+                task_started: 0,
+                ops: Ops::new(arch.microthreads as usize + 1),
+                rr: 0,
+                queue,
+                ramp_up,
+            }));
+        }
+        let mut routers = Vec::with_capacity(n);
+        for pe in 0..n {
+            let at = layout.pe_at(pe);
+            let mut entries = Vec::new();
+            for c in 0..colors {
+                for port in Port::ALL {
+                    let outs = layout.route(pe, c as u8, port);
+                    if outs.is_empty() {
+                        continue;
+                    }
+                    let mut dests = [Dest::None; Port::COUNT];
+                    for o in outs.iter() {
+                        dests[o.index()] = if o == Port::Ramp {
+                            let core = cores[pe]
+                                .as_ref()
+                                .expect("check: ramp delivery needs a receiving core");
+                            Dest::Fifo(core.queue[c])
+                        } else {
+                            match at.neighbour(o, p.width, p.height) {
+                                Some(nb) => Dest::Fifo(
+                                    rbuf[(layout.pe_index(nb) * colors + c) * Port::COUNT
+                                        + o.opposite().index()],
+                                ),
+                                None => {
+                                    let h = p.outputs.iter().position(|h| {
+                                        h.pe == at && h.port == o && h.color.0 as usize == c
+                                    });
+                                    Dest::Host(
+                                        h.expect("check: off-grid routes need a host output")
+                                            as u32,
+                                    )
+                                }
+                            }
+                        };
+                    }
+                    entries.push(RouteEntry {
+                        port,
+                        outs,
+                        fifo: rbuf[(pe * colors + c) * Port::COUNT + port.index()],
+                        dests,
+                    });
+                }
+            }
+            routers.push(Router { entries, rr: 0 });
+        }
+        let mut host_in = Vec::new();
+        for s in &p.inputs {
+            let values = match inputs.get(&s.name) {
+                Some(v) if v.len() != s.len as usize => {
+                    return Err(RunError::Input {
+                        name: s.name.clone(),
+                        message: format!("expects {} values, got {}", s.len, v.len()),
+                    });
+                }
+                Some(v) => v.iter().map(|x| s.dtype.round(*x)).collect(),
+                None => s.init.values(s.pe, s.len, s.dtype),
+            };
+            let fifo = rbuf[(layout.pe_index(s.pe) * colors + s.color.0 as usize) * Port::COUNT
+                + s.port.index()];
+            host_in.push(HostIn {
+                wavelets: if cfg.timing_only {
+                    pack_bits(
+                        values.iter().map(|x| {
+                            if x.is_nan() {
+                                unknown_bits(s.dtype)
+                            } else {
+                                s.dtype.encode(*x)
+                            }
+                        }),
+                        s.dtype,
+                    )
+                } else {
+                    pack_wavelets(&values, s.dtype)
+                },
+                next: 0,
+                next_time: 0,
+                fifo,
+                period: s.period,
+            });
+        }
+        let host_out = p
+            .outputs
+            .iter()
+            .map(|s| HostOut {
+                dtype: s.dtype,
+                len: s.len,
+                values: Vec::with_capacity(s.len as usize),
+            })
+            .collect();
+        Ok(Machine {
+            p,
+            arch,
+            layout,
+            now: 0,
+            fifos,
+            routers,
+            cores,
+            host_in,
+            host_out,
+            stats,
+            spans: Vec::new(),
+            trace: cfg.trace,
+            max_spans: cfg.max_trace_spans,
+            dropped: 0,
+            activity: false,
+            horizon: 0,
+            wake: None,
+            timing: cfg.timing_only,
+            jit: None,
+            engine: cfg.engine,
+            work: Vec::new(),
+            defer: false,
+            pool: None,
+            min_parallel_work: cfg.min_parallel_work,
+            scalar_runs: vec![(0, 0); p.codes.len()],
+        })
+        .and_then(|mut m| {
+            if cfg.engine != crate::engine::Engine::Reference {
+                m.wake = Some(m.wake_all());
+            }
+            if cfg.engine == crate::engine::Engine::Jit && !cfg.timing_only {
+                m.jit = Some(prep.jit()?);
+                if cfg.threads > 1 {
+                    m.pool = Some(pool(cfg.threads).map_err(|message| RunError::Input {
+                        name: "--threads".into(),
+                        message,
+                    })?);
+                }
+            }
+            Ok(m)
+        })
+    }
+}

@@ -1,0 +1,461 @@
+//! The event-driven engines: who is awake, pushes that wake their owner,
+//! running a core's local work ahead (`jump`), sleeping stalled cores, and
+//! the compiled work deferred to the end of a cycle.
+
+use super::*;
+
+impl<'p> Machine<'p> {
+    /// The next cycle anything can happen in. Event mode skips the cycles in
+    /// which nothing is awake: then only a timer (a core's jump, or a
+    /// wavelet landing for a stalled core) or a host input's next wavelet
+    /// can act; every other change comes from something awake.
+    pub(super) fn next_cycle(&self) -> u64 {
+        let next = self.now + 1;
+        let Some(w) = &self.wake else { return next };
+        if !w.list.is_empty() || w.issue_sleepers > 0 {
+            return next;
+        }
+        let mut at = w.timers.first().unwrap_or(u64::MAX);
+        for h in &self.host_in {
+            if h.next < h.wavelets.len() {
+                at = at.min(h.next_time);
+            }
+        }
+        if at == u64::MAX {
+            // Nothing pending: the run ends (or deadlocks) at `horizon`.
+            at = self.horizon;
+        }
+        at.max(next)
+    }
+
+    /// Event mode's start: every router with routes and every core awake.
+    pub(super) fn wake_all(&self) -> Wake {
+        let n = self.routers.len();
+        let idx = |pe: Pe| (pe.y * self.p.width + pe.x) as usize;
+        let owner = self
+            .fifos
+            .what
+            .iter()
+            .map(|f| match *f {
+                FifoKind::Router { pe, .. } => idx(pe) as u32,
+                FifoKind::Queue { pe, .. } => (n + idx(pe)) as u32,
+            })
+            .collect();
+        let mut pop_wakes = vec![NONE; self.fifos.len()];
+        for (i, c) in self.cores.iter().enumerate() {
+            for &f in c.iter().flat_map(|c| &c.ramp_up) {
+                if f != NONE {
+                    pop_wakes[f as usize] = (n + i) as u32;
+                }
+            }
+        }
+        let mut awake = vec![false; 2 * n];
+        let mut list = Vec::new();
+        for (i, r) in self.routers.iter().enumerate() {
+            if !r.entries.is_empty() {
+                awake[i] = true;
+                list.push(i as u32);
+            }
+        }
+        for (i, c) in self.cores.iter().enumerate() {
+            if c.is_some() {
+                awake[n + i] = true;
+                list.push((n + i) as u32);
+            }
+        }
+        Wake {
+            owner,
+            awake,
+            list,
+            woken: Vec::new(),
+            spare: Vec::new(),
+            n,
+            resume: vec![0; n],
+            timers: Timers::new(),
+            faults: BTreeMap::new(),
+            stalled: vec![(0, 0); n],
+            issue_sleepers: 0,
+            pop_wakes,
+        }
+    }
+
+    pub(super) fn push(&mut self, fifo: u32, delay: u32, bits: u32) {
+        let ready = self.now + delay as u64;
+        self.fifos.push(fifo, ready, bits);
+        self.horizon = self.horizon.max(ready);
+        self.activity = true;
+        if let Some(w) = self.wake.as_mut() {
+            let o = w.owner[fifo as usize];
+            if !w.awake[o as usize] {
+                w.awake[o as usize] = true;
+                w.woken.push(o);
+            }
+        }
+    }
+
+    /// Event mode's cycle: the awake routers, then the awake cores (the
+    /// same phases as the reference order); those with nothing left to do
+    /// fall asleep, those woken this cycle join from the next.
+    pub(super) fn step_awake(&mut self) -> Result<(), RunError> {
+        let now = self.now;
+        let w = self.wake.as_mut().expect("event mode");
+        let mut list = std::mem::take(&mut w.list);
+        for i in w.timers.due(now) {
+            if !w.awake[i as usize] {
+                w.awake[i as usize] = true;
+                list.push(i);
+            }
+        }
+        let n = w.n;
+        if w.issue_sleepers > 0 {
+            self.activity = true;
+        }
+        let mut keep = std::mem::take(&mut w.spare);
+        // In index order: neighbouring PEs' state shares cache lines and
+        // the hardware prefetches ahead; on a large grid a step is bound by
+        // memory latency, not by the work it does.
+        list.sort_unstable();
+        // Any order gives the same result: nothing pushed this cycle is
+        // visible this cycle (the invariant in engine/mod.rs).
+        for &i in &list {
+            let i = i as usize;
+            let busy = if i < n {
+                self.step_router(i)?;
+                self.routers[i]
+                    .entries
+                    .iter()
+                    .any(|e| !self.fifos.is_empty(e.fifo))
+            } else {
+                let pe = i - n;
+                let w = self.wake.as_mut().expect("event mode");
+                if w.resume[pe] > now {
+                    // Mid-jump: its timer steps it again.
+                    false
+                } else if let Some(e) = w.faults.remove(&pe) {
+                    return Err(e);
+                } else {
+                    let (since, flags) = std::mem::take(&mut w.stalled[pe]);
+                    if flags & STALLED != 0 {
+                        let k = now - since;
+                        if flags & STALL_IN != 0 {
+                            self.stats.stall_in_cycles[pe] += k;
+                        }
+                        if flags & STALL_OUT != 0 {
+                            self.stats.stall_out_cycles[pe] += k;
+                        }
+                        if flags & STALL_ISSUE != 0 {
+                            self.stats.stall_issue_cycles[pe] += k;
+                            w.issue_sleepers -= 1;
+                        }
+                    }
+                    self.step_core(pe)?;
+                    match self.jump(pe) {
+                        Jumped::Until(t) => {
+                            self.sleep_until(pe, t);
+                            false
+                        }
+                        // Asleep until `finish_work` knows when it wakes.
+                        Jumped::Deferred => false,
+                        Jumped::No => self.core_busy(pe) && !self.stall_sleep(pe),
+                    }
+                }
+            };
+            if busy {
+                keep.push(i as u32);
+            } else {
+                self.wake.as_mut().expect("event mode").awake[i] = false;
+            }
+        }
+        self.finish_work();
+        let w = self.wake.as_mut().expect("event mode");
+        // The woken were asleep, so none is in `keep` already.
+        keep.append(&mut w.woken);
+        list.clear();
+        w.spare = list;
+        w.list = keep;
+        Ok(())
+    }
+
+    /// Core `pe` jumped: it sleeps until cycle `t`.
+    pub(super) fn sleep_until(&mut self, pe: usize, t: u64) {
+        let w = self.wake.as_mut().expect("event mode");
+        w.resume[pe] = t;
+        w.timers.push(t, (w.n + pe) as u32);
+        self.horizon = self.horizon.max(t);
+    }
+
+    /// Event mode, after core `pe`'s step at `now`: run ahead through the
+    /// cycles in which it can only do local work, applying their effects
+    /// now; the core is next stepped at the returned cycle. Two cases:
+    /// a synchronous vector op on memory and registers (the main thread
+    /// waits, no microthread runs), up to the cycle it finishes in; and
+    /// scalar instructions with no op in flight, up to the next vector op
+    /// or `end`. Nothing outside the core can see or change that work: it
+    /// touches only this core's SRAM and registers, and wavelets arriving
+    /// meanwhile are only looked at by an idle main thread or a fabric
+    /// operand. So results, cycles and statistics are the reference's.
+    pub(super) fn jump(&mut self, pe: usize) -> Jumped {
+        let now = self.now;
+        let core = self.cores[pe].as_ref().unwrap();
+        match core.main {
+            Main::WaitSync { .. } => {
+                if core.ops.live & !1 != 0 {
+                    return Jumped::No;
+                }
+                let Some(op) = core.ops.get(0) else {
+                    return Jumped::No;
+                };
+                let local = |l: &Loc| !matches!(l, Loc::In { .. } | Loc::Out { .. });
+                if !local(&op.dst) || !op.srcs.iter().all(local) {
+                    return Jumped::No;
+                }
+                // The cycles before the one that finishes the op, as
+                // `step_datapath` and `run_op` would count them: from its
+                // start, each cycle adds `num` to the accumulator and takes
+                // out whole `den`s as elements, so after `c` cycles
+                // `(acc + c·num) / den` more are done (the clamp in
+                // `run_op` only acts in the finishing cycle). The op
+                // finishes in cycle `c*`, the first whose total reaches the
+                // elements left; the jump covers the `c* - 1` before it.
+                let (num, den) = (op.num as u64, op.den as u64);
+                let left = (op.n - op.done) as u64;
+                let need = (left * den).saturating_sub(op.acc as u64);
+                let finishing = need.div_ceil(num).max(1);
+                let busy = finishing - 1;
+                let total = op.acc as u64 + busy * num;
+                let (done, acc) = (op.done + (total / den) as u32, (total % den) as u32);
+                let t = (now + 1).max(op.start_at) + busy;
+                if t == now + 1 {
+                    return Jumped::No;
+                }
+                let mut op = self.cores[pe].as_mut().unwrap().ops.take(0).unwrap();
+                let k = done - op.done;
+                // Compiled element loops join this cycle's deferred work.
+                self.defer = true;
+                self.elements(pe, &mut op, k);
+                self.defer = false;
+                op.acc = acc;
+                self.stats.vector_cycles[pe] += busy;
+                let core = self.cores[pe].as_mut().unwrap();
+                if busy > 0 {
+                    core.rr = 1;
+                }
+                core.ops.put(0, op);
+                self.activity = true;
+                Jumped::Until(t)
+            }
+            Main::Running { task, pc } if !core.ops.any() => {
+                let code = &self.p.codes[core.code];
+                if matches!(code.insts[pc as usize], Inst::Vec(_) | Inst::End) {
+                    return Jumped::No;
+                }
+                // Bounded, so a spinning loop still sees Ctrl-C and the
+                // cycle limit.
+                let limit = now + 4097;
+                if let Some(f) = self.jit.as_ref().and_then(|j| j.scalar(core.code)) {
+                    // Compiled: run with the other cores' compiled work of
+                    // this cycle, then go on in `finish_work`.
+                    self.activity = true;
+                    self.work.push(Work::Scalar {
+                        pe,
+                        f,
+                        pc,
+                        budget: (limit - (now + 1)) as u32,
+                        ret: 0,
+                    });
+                    return Jumped::Deferred;
+                }
+                Jumped::Until(self.scalar_run(pe, task, pc, now + 1, limit))
+            }
+            _ => Jumped::No,
+        }
+    }
+
+    /// The scalar instructions of core `pe`'s task from `pc`, the first in
+    /// cycle `t`, up to the next vector op or `end` or cycle `limit`: the
+    /// cycle the core steps next.
+    pub(super) fn scalar_run(
+        &mut self,
+        pe: usize,
+        task: u8,
+        mut pc: u32,
+        mut t: u64,
+        limit: u64,
+    ) -> u64 {
+        let p: &'p Program = self.p;
+        let ci = self.cores[pe].as_ref().unwrap().code;
+        let code = &p.codes[ci];
+        let start = t;
+        let runner = self.jit.as_ref().and_then(|j| j.scalar(ci));
+        while t < limit {
+            if matches!(code.insts[pc as usize], Inst::Vec(_) | Inst::End) {
+                break;
+            }
+            if let Some(f) = runner {
+                let core = self.cores[pe].as_mut().unwrap();
+                let (k, next) = run_scalar(core, f, pc, (limit - t) as u32);
+                if k > 0 {
+                    core.main = Main::Running { task, pc: next };
+                    self.stats.scalar_cycles[pe] += k as u64;
+                    self.activity = true;
+                    pc = next;
+                    t += k as u64;
+                    continue;
+                }
+            }
+            if let Err(e) = self.execute(pe, code, task, pc) {
+                // The reference faults in cycle `t`: so does this.
+                self.wake.as_mut().expect("event mode").faults.insert(pe, e);
+                return t;
+            }
+            let Main::Running { pc: next, .. } = self.cores[pe].as_ref().unwrap().main else {
+                unreachable!("scalar instructions keep the thread running")
+            };
+            pc = next;
+            t += 1;
+        }
+        if runner.is_none()
+            && let Some(j) = &self.jit
+        {
+            j.heat(ci, t - start);
+        }
+        t
+    }
+
+    /// The compiled work deferred this cycle (each item touches only its
+    /// own core's registers and SRAM), run on the worker threads, then
+    /// the deferred scalar runs carried on in list order: the same
+    /// results whatever the thread count.
+    pub(super) fn finish_work(&mut self) {
+        if self.work.is_empty() {
+            return;
+        }
+        let mut work = std::mem::take(&mut self.work);
+        // A scalar run's length is known only once it has run: expect its
+        // code's average so far.
+        let size: u64 = work
+            .iter()
+            .map(|w| match *w {
+                Work::Vec { k, .. } => k as u64,
+                Work::Scalar { pe, budget, .. } => {
+                    let (runs, instrs) = self.scalar_runs[self.cores[pe].as_ref().unwrap().code];
+                    instrs.checked_div(runs).unwrap_or(budget as u64)
+                }
+            })
+            .sum();
+        {
+            let mut jobs: Vec<Job> = work
+                .iter_mut()
+                .map(|w| Job::on(self.cores[w.pe()].as_mut().unwrap(), w))
+                .collect();
+            match &self.pool {
+                Some(pool) if jobs.len() > 1 && size >= self.min_parallel_work => {
+                    use rayon::prelude::*;
+                    pool.install(|| jobs.par_iter_mut().for_each(|j| j.run()));
+                }
+                _ => jobs.iter_mut().for_each(Job::run),
+            }
+        }
+        let now = self.now;
+        for w in &work {
+            if let Work::Scalar { pe, ret, .. } = *w {
+                let Main::Running { task, .. } = self.cores[pe].as_ref().unwrap().main else {
+                    unreachable!("a deferred scalar run is running")
+                };
+                let (k, next) = ((ret >> 32) as u32, ret as u32);
+                self.stats.scalar_cycles[pe] += k as u64;
+                let ci = self.cores[pe].as_ref().unwrap().code;
+                self.scalar_runs[ci].0 += 1;
+                self.scalar_runs[ci].1 += k as u64;
+                self.cores[pe].as_mut().unwrap().main = Main::Running { task, pc: next };
+                let t = self.scalar_run(pe, task, next, now + 1 + k as u64, now + 4097);
+                self.sleep_until(pe, t);
+            }
+        }
+        work.clear();
+        self.work = work;
+    }
+
+    /// Event mode, after core `pe`'s step at `now`: if from the next cycle
+    /// on it can only stall (every op waits on the fabric, the main thread
+    /// waits for its op, for a busy microthread or for a task to become
+    /// ready), put it to sleep until something it waits on changes: a
+    /// push into its queues or a pop from its ramp buffer wakes it, and a
+    /// wavelet already in flight to it sets a timer for when it lands. The
+    /// stall counters those cycles would have added are credited when it
+    /// wakes.
+    pub(super) fn stall_sleep(&mut self, pe: usize) -> bool {
+        let t = self.now + 1;
+        let core = self.cores[pe].as_ref().unwrap();
+        let code = &self.p.codes[core.code];
+        let mut flags = STALLED;
+        for (_, op) in core.ops.iter() {
+            let (avail, why) = self.fabric_avail(op, t);
+            if op.start_at > t || avail > 0 {
+                return false;
+            }
+            flags |= if why == Some(Wait::Output) {
+                STALL_OUT
+            } else {
+                STALL_IN
+            };
+        }
+        let main_waits = match core.main {
+            Main::WaitSync { .. } => true,
+            Main::Idle => !code.tasks.iter().enumerate().any(|(i, task)| {
+                !core.blocked[i]
+                    && match task.kind {
+                        TaskKind::Local => core.active[i],
+                        TaskKind::Data(c) => self.fifos.head(core.queue[c.0 as usize], t).is_some(),
+                    }
+            }),
+            Main::Running { pc, .. } => match &code.insts[pc as usize] {
+                Inst::Vec(v) => {
+                    let slot = match v.mode {
+                        ExecMode::Sync => 0,
+                        ExecMode::Async { thread, .. } => thread as usize + 1,
+                    };
+                    flags |= STALL_ISSUE;
+                    core.ops.is_some(slot)
+                }
+                _ => false,
+            },
+            Main::Switching { .. } => false,
+        };
+        if !main_waits {
+            return false;
+        }
+        // The earliest wavelet in flight to its queues: it lands unannounced.
+        let landing = core
+            .queue
+            .iter()
+            .filter(|q| **q != NONE)
+            .filter_map(|q| self.fifos.landing_after(*q, t))
+            .min();
+        let w = self.wake.as_mut().expect("event mode");
+        w.stalled[pe] = (t, flags);
+        if flags & STALL_ISSUE != 0 {
+            w.issue_sleepers += 1;
+        }
+        if let Some(r) = landing {
+            w.timers.push(r, (w.n + pe) as u32);
+        }
+        true
+    }
+
+    pub(super) fn core_busy(&self, pe: usize) -> bool {
+        let core = self.cores[pe].as_ref().expect("awake cores have code");
+        let code = &self.p.codes[core.code];
+        core.main != Main::Idle
+            || core.ops.any()
+            || code
+                .tasks
+                .iter()
+                .enumerate()
+                .any(|(i, t)| t.kind == TaskKind::Local && core.active[i] && !core.blocked[i])
+            || core
+                .queue
+                .iter()
+                .any(|q| *q != NONE && !self.fifos.is_empty(*q))
+    }
+}

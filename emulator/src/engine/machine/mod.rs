@@ -1,0 +1,272 @@
+//! The machine every engine steps: its routers and cores, the run loop,
+//! the datapath and the scalar interpreter, timing-only tracking and the
+//! report. `Engine::Reference` steps every PE, router and link every
+//! cycle; the event-driven engines only what is awake ([`super::timers`]),
+//! the JIT engine with compiled work deferred ([`super::deferred`]). See
+//! the module docs of [`crate::engine`] for the semantics they share.
+
+mod build;
+mod datapath;
+mod event;
+mod exec;
+mod fabric;
+mod report;
+
+use super::Prepared;
+use super::deferred::{Job, Work, pool, run_scalar};
+use super::fifo::{FifoKind, Fifos, NONE};
+use super::jit;
+use super::known::Known;
+use super::ops::{Loc, Ops, VecOpState};
+use super::sram::{
+    elem_addr, pack_bits, pack_wavelets, read_bits, read_elem, sram_images, unknown_bits,
+    write_bits,
+};
+use super::timers::{Timers, Wake};
+use super::{Inputs, RunConfig, RunError, RunResult};
+use crate::Memory;
+use crate::asm::inst_text;
+use crate::check::Layout;
+use crate::isa::{
+    AluOp, Cond, ExecMode, FaluOp, FcmpOp, FunOp, Inst, IntSrc, Operand, VecInst, VecOp,
+};
+use crate::program::TaskKind;
+use crate::stats::{PeStats, STATS_VERSION, Stats};
+use crate::trace::{Span, TRACE_VERSION, Trace};
+use crate::{Arch, DType, Pe, PeCode, Port, PortSet, Program};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy)]
+enum Dest {
+    None,
+    Fifo(u32),
+    Host(u32),
+}
+
+struct RouteEntry {
+    port: Port,
+    outs: PortSet,
+    fifo: u32,
+    dests: [Dest; Port::COUNT],
+}
+
+struct Router {
+    entries: Vec<RouteEntry>,
+    rr: usize,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Main {
+    Idle,
+    Switching { task: u8, left: u32 },
+    Running { task: u8, pc: u32 },
+    WaitSync { task: u8, pc: u32 },
+}
+
+pub(super) struct Core {
+    code: usize,
+    /// The bytes the code lays out (empty in timing-only mode).
+    pub(super) sram: Vec<u8>,
+    /// Timing-only mode: the elements whose value is known, by byte
+    /// address (the buffer's encoding); everything else is unknown.
+    known: Known,
+    /// Timing-only mode: which integer and float registers are known.
+    rk: u16,
+    fk: u16,
+    pub(super) r: [i32; 16],
+    pub(super) f: [f32; 16],
+    active: Vec<bool>,
+    blocked: Vec<bool>,
+    main: Main,
+    task_started: u64,
+    ops: Ops,
+    rr: usize,
+    /// Input-queue fifo per color (NONE where the code does not receive it).
+    queue: Vec<u32>,
+    /// Router ramp buffer per color (NONE where the code does not send it).
+    ramp_up: Vec<u32>,
+}
+
+struct HostIn {
+    wavelets: Vec<u32>,
+    next: usize,
+    next_time: u64,
+    fifo: u32,
+    period: u32,
+}
+
+struct HostOut {
+    dtype: DType,
+    len: u32,
+    values: Vec<f32>,
+}
+
+struct Machine<'p> {
+    p: &'p Program,
+    arch: &'p Arch,
+    layout: &'p Layout,
+    now: u64,
+    fifos: Fifos,
+    routers: Vec<Router>,
+    cores: Vec<Option<Core>>,
+    host_in: Vec<HostIn>,
+    host_out: Vec<HostOut>,
+    stats: PeStats,
+    spans: Vec<Span>,
+    trace: bool,
+    max_spans: usize,
+    dropped: u64,
+    /// Something happened this cycle.
+    activity: bool,
+    /// The latest cycle at which a wavelet in flight becomes visible.
+    horizon: u64,
+    /// Event mode: only routers and cores that can do something are
+    /// stepped (see [`Wake`]).
+    wake: Option<Wake>,
+    /// Timing-only mode (see [`super::RunConfig::timing_only`]).
+    timing: bool,
+    /// The JIT engine's compiled code (functional runs only).
+    jit: Option<std::sync::Arc<jit::Compiled>>,
+    engine: super::Engine,
+    /// Compiled work deferred to the end of this cycle (see
+    /// [`Machine::finish_work`]), and whether element loops are deferred.
+    work: Vec<Work>,
+    defer: bool,
+    /// Worker threads for the deferred work (`None`: this thread).
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    min_parallel_work: u64,
+    /// Per code: deferred scalar runs and the instructions they ran.
+    scalar_runs: Vec<(u64, u64)>,
+}
+
+/// What [`Machine::jump`] did.
+enum Jumped {
+    No,
+    /// Ran ahead: the core steps next at this cycle.
+    Until(u64),
+    /// Left compiled work in [`Machine::work`].
+    Deferred,
+}
+
+const STALLED: u8 = 1 << 7;
+/// What a vector op waits on when the fabric holds it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// An input queue is empty.
+    Input,
+    /// Its ramp buffer to the router is full.
+    Output,
+}
+
+const STALL_IN: u8 = 1;
+const STALL_OUT: u8 = 2;
+const STALL_ISSUE: u8 = 4;
+
+/// Run `p`, which `prep` has checked and laid out.
+pub(crate) fn run(
+    prep: &Prepared,
+    p: &Program,
+    inputs: &Inputs,
+    cfg: &RunConfig,
+    memory: Option<Memory>,
+) -> Result<RunResult, RunError> {
+    let (arch, layout) = (prep.arch(), prep.layout());
+    for name in inputs.keys() {
+        if !p.inputs.iter().any(|s| &s.name == name) {
+            let known: Vec<_> = p.inputs.iter().map(|s| s.name.as_str()).collect();
+            return Err(RunError::Input {
+                name: name.clone(),
+                message: format!(
+                    "the program has no such input (it has: {})",
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    // Functional emulation stores each PE's SRAM; refuse up front what would
+    // not fit rather than fail half way through allocating it.
+    const LIMIT_GIB: u64 = 8;
+    let pes = layout.code_of.iter().filter(|c| **c != NONE).count() as u64;
+    let bytes = pes * arch.sram_bytes as u64;
+    if !cfg.timing_only && bytes > LIMIT_GIB << 30 {
+        return Err(RunError::TooBig {
+            pes,
+            sram: arch.sram_bytes,
+            gib: bytes as f64 / (1u64 << 30) as f64,
+            limit_gib: LIMIT_GIB,
+        });
+    }
+    let mut m = Machine::new(prep, p, inputs, cfg, memory)?;
+    let mut iterations = 0u64;
+    loop {
+        if m.now >= cfg.max_cycles {
+            return Err(RunError::CycleLimit {
+                limit: cfg.max_cycles,
+                active: m.waiting_report(),
+            });
+        }
+        iterations += 1;
+        // Every 1024 stepped cycles (skipped ones are free), from the first.
+        if iterations % 1024 == 1
+            && cfg
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(RunError::Interrupted { cycle: m.now });
+        }
+        m.activity = false;
+        m.step_host();
+        if m.wake.is_some() {
+            m.step_awake()?;
+        } else {
+            for pe in 0..m.routers.len() {
+                m.step_router(pe)?;
+            }
+            for pe in 0..m.cores.len() {
+                if m.cores[pe].is_some() {
+                    m.step_core(pe)?;
+                }
+            }
+        }
+        if !m.activity && m.now >= m.horizon {
+            return m.finish();
+        }
+        m.now = m.next_cycle().min(cfg.max_cycles);
+    }
+}
+
+impl<'p> Machine<'p> {
+    pub(super) fn span(&mut self, pe: Pe, thread: u8, name: &str, start: u64) {
+        if !self.trace {
+            return;
+        }
+        if self.spans.len() >= self.max_spans {
+            self.dropped += 1;
+            return;
+        }
+        self.spans.push(Span {
+            pe,
+            thread,
+            name: name.to_string(),
+            start,
+            end: self.now + 1,
+        });
+    }
+
+    pub(super) fn fault(&self, pe: usize, task: u8, pc: u32, message: String) -> RunError {
+        let core = self.cores[pe].as_ref().unwrap();
+        let code = &self.p.codes[core.code];
+        RunError::Fault {
+            pe: self.layout.pe_at(pe),
+            code: code.name.clone(),
+            task: code
+                .tasks
+                .get(task as usize)
+                .map_or("?".into(), |t| t.name.clone()),
+            pc,
+            inst: inst_text(code, &code.insts[pc as usize]),
+            message,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The end of a run: the result (outputs, statistics, trace, SRAM) and, for
+//! a deadlock or a cycle limit, what every waiting PE waits on.
+
+use super::*;
+
+impl<'p> Machine<'p> {
+    pub(super) fn finish(self) -> Result<RunResult, RunError> {
+        let waiting = self.waiting_report();
+        if !waiting.is_empty() {
+            return Err(RunError::Deadlock {
+                cycle: self.now,
+                waiting,
+            });
+        }
+        let cycles = self.now;
+        let mut stats = Stats {
+            version: STATS_VERSION,
+            arch: self.arch.name.clone(),
+            clock_hz: self.arch.clock_hz,
+            width: self.p.width,
+            height: self.p.height,
+            cycles,
+            engine: match (self.engine, self.timing) {
+                (e, false) => e.name().to_string(),
+                // Timing-only mode computes nothing, so nothing is compiled.
+                (crate::engine::Engine::Jit, true) => "interp, timing-only".into(),
+                (e, true) => format!("{}, timing-only", e.name()),
+            },
+            totals: Default::default(),
+            pe: self.stats,
+        };
+        stats.totals = stats.pe.totals();
+        let outputs = self
+            .p
+            .outputs
+            .iter()
+            .zip(self.host_out)
+            .map(|(s, o)| (s.name.clone(), o.values))
+            .collect::<BTreeMap<_, _>>();
+        let trace = self.trace.then_some(Trace {
+            version: TRACE_VERSION,
+            clock_hz: self.arch.clock_hz,
+            width: self.p.width,
+            height: self.p.height,
+            spans: self.spans,
+            dropped: self.dropped,
+        });
+        Ok(RunResult {
+            cycles,
+            outputs,
+            stats,
+            trace,
+            memory: self
+                .cores
+                .into_iter()
+                .map(|c| c.filter(|_| !self.timing).map(|c| c.sram))
+                .collect(),
+            width: self.p.width,
+        })
+    }
+
+    /// Everything that is not finished: waiting tasks and ops, non-empty
+    /// buffers and queues, incomplete host streams. Empty when the run is done.
+    pub(super) fn waiting_report(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let limit = 24;
+        let mut more = 0usize;
+        let mut add = |s: String| {
+            if out.len() < limit {
+                out.push(s)
+            } else {
+                more += 1
+            }
+        };
+        for (pe, core) in self.cores.iter().enumerate() {
+            let Some(core) = core else { continue };
+            let at = self.layout.pe_at(pe);
+            let code = &self.p.codes[core.code];
+            let task_name = |t: u8| code.tasks[t as usize].name.as_str();
+            if let Main::Running { task, pc } = core.main {
+                let inst = &code.insts[pc as usize];
+                // Only an op that cannot issue is waiting; anything else
+                // at `pc` means the task is still executing.
+                let busy = match inst {
+                    Inst::Vec(v) => match v.mode {
+                        ExecMode::Sync => core
+                            .ops
+                            .is_some(0)
+                            .then(|| "the main thread's op".to_string()),
+                        ExecMode::Async { thread, .. } => core
+                            .ops
+                            .is_some(thread as usize + 1)
+                            .then(|| format!("microthread {thread}")),
+                    },
+                    _ => None,
+                };
+                let doing = match busy {
+                    Some(what) => format!("waits to issue: {what} is busy"),
+                    None => {
+                        "is executing (an endless loop, or a longer run than --max-cycles allows?)"
+                            .to_string()
+                    }
+                };
+                add(format!(
+                    "  {at} task `{}` at `{}`: {doing}",
+                    task_name(task),
+                    inst_text(code, inst)
+                ));
+            }
+            for (slot, op) in core.ops.iter() {
+                let what = inst_text(code, &code.insts[op.pc as usize]);
+                let thread = if slot == 0 {
+                    "main thread".to_string()
+                } else {
+                    format!("microthread {}", slot - 1)
+                };
+                let (_, why) = self.fabric_avail(op, self.now);
+                let reason = match why {
+                    Some(Wait::Input) => {
+                        let colors: Vec<String> = op
+                            .srcs
+                            .iter()
+                            .filter_map(|s| match *s {
+                                Loc::In { fifo, pend: 0, .. }
+                                    if self.fifos.head(fifo, self.now).is_none() =>
+                                {
+                                    match self.fifos.what[fifo as usize] {
+                                        FifoKind::Queue { color, .. } => Some(format!("c{color}")),
+                                        _ => None,
+                                    }
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        format!("waits for input on {} (queue empty)", colors.join(", "))
+                    }
+                    Some(Wait::Output) => "waits to send (ramp buffer full)".to_string(),
+                    None => "still running".to_string(),
+                };
+                add(format!(
+                    "  {at} task `{}` {thread} `{what}`: {} of {} elements done, {reason}",
+                    task_name(op.task),
+                    op.done,
+                    op.n
+                ));
+            }
+        }
+        for (f, what) in self.fifos.what.iter().enumerate() {
+            let waiting = self.fifos.count(f as u32);
+            if waiting == 0 {
+                continue;
+            }
+            match *what {
+                FifoKind::Router { pe, port, color } => {
+                    let pi = self.layout.pe_index(pe);
+                    let outs = self.layout.route(pi, color, port);
+                    add(format!(
+                        "  {pe} router buffer {port}/c{color}: {} wavelet(s) waiting to go to {outs}",
+                        waiting
+                    ));
+                }
+                FifoKind::Queue { pe, color } => {
+                    let core = self.cores[self.layout.pe_index(pe)].as_ref().unwrap();
+                    let code = &self.p.codes[core.code];
+                    let blocked: Vec<&str> = code
+                        .tasks
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, t)| {
+                            t.kind == TaskKind::Data(crate::Color(color)) && core.blocked[*i]
+                        })
+                        .map(|(_, t)| t.name.as_str())
+                        .collect();
+                    let why = if blocked.is_empty() {
+                        "no running instruction reads it".to_string()
+                    } else {
+                        format!("task `{}` is blocked", blocked.join("`, `"))
+                    };
+                    add(format!(
+                        "  {pe} input queue c{color}: {} wavelet(s) unread; {why}",
+                        waiting
+                    ));
+                }
+            }
+        }
+        for (h, s) in self.host_in.iter().zip(&self.p.inputs) {
+            if h.next < h.wavelets.len() {
+                add(format!(
+                    "  host input `{}`: {} of {} wavelets sent; {} {}/{} is full",
+                    s.name,
+                    h.next,
+                    h.wavelets.len(),
+                    s.pe,
+                    s.port,
+                    s.color
+                ));
+            }
+        }
+        for (o, s) in self.host_out.iter().zip(&self.p.outputs) {
+            if (o.values.len() as u32) < o.len {
+                add(format!(
+                    "  host output `{}`: received {} of {} elements (from {} {} on {})",
+                    s.name,
+                    o.values.len(),
+                    o.len,
+                    s.pe,
+                    s.port,
+                    s.color
+                ));
+            }
+        }
+        if more > 0 {
+            out.push(format!("  ... and {more} more"));
+        }
+        out
+    }
+}
