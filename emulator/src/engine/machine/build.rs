@@ -209,7 +209,7 @@ impl<'p> Machine<'p> {
             now: 0,
             fifos,
             routers,
-            cores,
+            cores: Cores(cores),
             host_in,
             host_out,
             stats,

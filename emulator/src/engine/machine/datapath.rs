@@ -66,7 +66,7 @@ impl<'p> Machine<'p> {
     }
 
     pub(super) fn step_datapath(&mut self, pe: usize) -> Result<(), RunError> {
-        let core = self.cores[pe].as_ref().unwrap();
+        let core = self.cores.at(pe);
         let (slots, live, rr) = (core.ops.len(), core.ops.live, core.rr);
         if live == 0 {
             return Ok(());
@@ -77,7 +77,7 @@ impl<'p> Machine<'p> {
             if live & (1 << s) == 0 {
                 continue;
             }
-            let core = self.cores[pe].as_ref().unwrap();
+            let core = self.cores.at(pe);
             let op = core.ops.get(s).expect("live slot");
             if self.now < op.start_at {
                 self.activity = true;
@@ -94,7 +94,7 @@ impl<'p> Machine<'p> {
             self.activity = true;
             self.stats.vector_cycles[pe] += 1;
             self.run_op(pe, s, avail)?;
-            self.cores[pe].as_mut().unwrap().rr = s + 1;
+            self.cores.at_mut(pe).rr = s + 1;
             break;
         }
         if waited_in {
@@ -177,12 +177,7 @@ impl<'p> Machine<'p> {
                         idx,
                         stride,
                     } => {
-                        let x = read_elem(
-                            &self.cores[pe].as_ref().unwrap().sram,
-                            *base,
-                            *dtype,
-                            *idx as u32,
-                        );
+                        let x = read_elem(&self.cores.at(pe).sram, *base, *dtype, *idx as u32);
                         *idx += *stride;
                         dt.round(x)
                     }
@@ -197,7 +192,7 @@ impl<'p> Machine<'p> {
                 };
             }
             let r = |x: f32| dt.round(x);
-            let core = self.cores[pe].as_mut().unwrap();
+            let core = self.cores.at_mut(pe);
             let value = match op.op {
                 VecOp::Mov => v[0],
                 VecOp::Fadd => r(v[0] + v[1]),
@@ -290,7 +285,7 @@ impl<'p> Machine<'p> {
         if self.defer {
             self.work.push(w);
         } else {
-            Job::on(self.cores[pe].as_mut().unwrap(), &mut w).run();
+            Job::on(self.cores.at_mut(pe), &mut w).run();
         }
     }
 
@@ -319,7 +314,7 @@ impl<'p> Machine<'p> {
                 stride,
             } = op.dst
             {
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 if !core.known.is_empty() {
                     for j in 0..k as i64 {
                         let i = idx - stride * (k as i64 - j);
@@ -328,7 +323,7 @@ impl<'p> Machine<'p> {
                 }
             }
             if let Loc::FReg(f) = op.dst {
-                self.cores[pe].as_mut().unwrap().fk &= !(1 << f);
+                self.cores.at_mut(pe).fk &= !(1 << f);
             }
             op.done += k;
             return false;
@@ -346,7 +341,7 @@ impl<'p> Machine<'p> {
                     } => {
                         let at = elem_addr(*base, *dtype, *idx);
                         *idx += *stride;
-                        let core = self.cores[pe].as_ref().unwrap();
+                        let core = self.cores.at(pe);
                         core.known.get(&at).map(|b| dt.round(dtype.decode(*b)))
                     }
                     Loc::In {
@@ -365,7 +360,7 @@ impl<'p> Machine<'p> {
                     value = v;
                 }
             }
-            let core = self.cores[pe].as_mut().unwrap();
+            let core = self.cores.at_mut(pe);
             match &mut op.dst {
                 Loc::Mem {
                     base,
@@ -400,7 +395,7 @@ impl<'p> Machine<'p> {
     pub(super) fn run_op(&mut self, pe: usize, slot: usize, avail: u32) -> Result<(), RunError> {
         let now = self.now;
         let ramp = self.arch.ramp_latency;
-        let mut op = self.cores[pe].as_mut().unwrap().ops.take(slot).unwrap();
+        let mut op = self.cores.at_mut(pe).ops.take(slot).unwrap();
         op.acc += op.num;
         let k = (op.acc / op.den).min(avail).min(op.n - op.done);
         op.acc = (op.acc - k * op.den).min(op.den - 1);
@@ -423,12 +418,12 @@ impl<'p> Machine<'p> {
         }
         let finished = op.done == op.n && !matches!(op.dst, Loc::Out { pend, .. } if pend > 0);
         if !finished {
-            self.cores[pe].as_mut().unwrap().ops.put(slot, op);
+            self.cores.at_mut(pe).ops.put(slot, op);
             return Ok(());
         }
         let at = self.layout.pe_at(pe);
         self.span(at, slot as u8, op.op.mnemonic(), op.issued_at);
-        let core = self.cores[pe].as_mut().unwrap();
+        let core = self.cores.at_mut(pe);
         if slot == 0 {
             core.main = Main::Running {
                 task: op.task,

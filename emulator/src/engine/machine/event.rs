@@ -196,7 +196,7 @@ impl<'p> Machine<'p> {
     /// operand. So results, cycles and statistics are the reference's.
     pub(super) fn jump(&mut self, pe: usize) -> Jumped {
         let now = self.now;
-        let core = self.cores[pe].as_ref().unwrap();
+        let core = self.cores.at(pe);
         match core.main {
             Main::WaitSync { .. } => {
                 if core.ops.live & !1 != 0 {
@@ -228,7 +228,7 @@ impl<'p> Machine<'p> {
                 if t == now + 1 {
                     return Jumped::No;
                 }
-                let mut op = self.cores[pe].as_mut().unwrap().ops.take(0).unwrap();
+                let mut op = self.cores.at_mut(pe).ops.take(0).unwrap();
                 let k = done - op.done;
                 // Compiled element loops join this cycle's deferred work.
                 self.defer = true;
@@ -236,7 +236,7 @@ impl<'p> Machine<'p> {
                 self.defer = false;
                 op.acc = acc;
                 self.stats.vector_cycles[pe] += busy;
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 if busy > 0 {
                     core.rr = 1;
                 }
@@ -283,7 +283,7 @@ impl<'p> Machine<'p> {
         limit: u64,
     ) -> u64 {
         let p: &'p Program = self.p;
-        let ci = self.cores[pe].as_ref().unwrap().code;
+        let ci = self.cores.at(pe).code;
         let code = &p.codes[ci];
         let start = t;
         let runner = self.jit.as_ref().and_then(|j| j.scalar(ci));
@@ -292,7 +292,7 @@ impl<'p> Machine<'p> {
                 break;
             }
             if let Some(f) = runner {
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 let (k, next) = run_scalar(core, f, pc, (limit - t) as u32);
                 if k > 0 {
                     core.main = Main::Running { task, pc: next };
@@ -308,7 +308,7 @@ impl<'p> Machine<'p> {
                 self.wake.as_mut().expect("event mode").faults.insert(pe, e);
                 return t;
             }
-            let Main::Running { pc: next, .. } = self.cores[pe].as_ref().unwrap().main else {
+            let Main::Running { pc: next, .. } = self.cores.at(pe).main else {
                 unreachable!("scalar instructions keep the thread running")
             };
             pc = next;
@@ -338,7 +338,7 @@ impl<'p> Machine<'p> {
             .map(|w| match *w {
                 Work::Vec { k, .. } => k as u64,
                 Work::Scalar { pe, budget, .. } => {
-                    let (runs, instrs) = self.scalar_runs[self.cores[pe].as_ref().unwrap().code];
+                    let (runs, instrs) = self.scalar_runs[self.cores.at(pe).code];
                     instrs.checked_div(runs).unwrap_or(budget as u64)
                 }
             })
@@ -346,7 +346,7 @@ impl<'p> Machine<'p> {
         {
             let mut jobs: Vec<Job> = work
                 .iter_mut()
-                .map(|w| Job::on(self.cores[w.pe()].as_mut().unwrap(), w))
+                .map(|w| Job::on(self.cores.at_mut(w.pe()), w))
                 .collect();
             match &self.pool {
                 Some(pool) if jobs.len() > 1 && size >= self.min_parallel_work => {
@@ -359,15 +359,15 @@ impl<'p> Machine<'p> {
         let now = self.now;
         for w in &work {
             if let Work::Scalar { pe, ret, .. } = *w {
-                let Main::Running { task, .. } = self.cores[pe].as_ref().unwrap().main else {
+                let Main::Running { task, .. } = self.cores.at(pe).main else {
                     unreachable!("a deferred scalar run is running")
                 };
                 let (k, next) = ((ret >> 32) as u32, ret as u32);
                 self.stats.scalar_cycles[pe] += k as u64;
-                let ci = self.cores[pe].as_ref().unwrap().code;
+                let ci = self.cores.at(pe).code;
                 self.scalar_runs[ci].0 += 1;
                 self.scalar_runs[ci].1 += k as u64;
-                self.cores[pe].as_mut().unwrap().main = Main::Running { task, pc: next };
+                self.cores.at_mut(pe).main = Main::Running { task, pc: next };
                 let t = self.scalar_run(pe, task, next, now + 1 + k as u64, now + 4097);
                 self.sleep_until(pe, t);
             }
@@ -386,7 +386,7 @@ impl<'p> Machine<'p> {
     /// wakes.
     pub(super) fn stall_sleep(&mut self, pe: usize) -> bool {
         let t = self.now + 1;
-        let core = self.cores[pe].as_ref().unwrap();
+        let core = self.cores.at(pe);
         let code = &self.p.codes[core.code];
         let mut flags = STALLED;
         for (_, op) in core.ops.iter() {

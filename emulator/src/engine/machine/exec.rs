@@ -6,11 +6,11 @@ use super::*;
 impl<'p> Machine<'p> {
     pub(super) fn step_main(&mut self, pe: usize) -> Result<(), RunError> {
         let p: &'p Program = self.p;
-        let code: &'p PeCode = &p.codes[self.cores[pe].as_ref().unwrap().code];
-        let main = self.cores[pe].as_ref().unwrap().main;
+        let code: &'p PeCode = &p.codes[self.cores.at(pe).code];
+        let main = self.cores.at(pe).main;
         match main {
             Main::Idle => {
-                let core = self.cores[pe].as_ref().unwrap();
+                let core = self.cores.at(pe);
                 let pick = code.tasks.iter().enumerate().position(|(i, t)| {
                     !core.blocked[i]
                         && match t.kind {
@@ -29,12 +29,12 @@ impl<'p> Machine<'p> {
                 let now = self.now;
                 let wavelet = match code.tasks[t].kind {
                     TaskKind::Data(c) => {
-                        let q = self.cores[pe].as_ref().unwrap().queue[c.0 as usize];
+                        let q = self.cores.at(pe).queue[c.0 as usize];
                         Some(self.fifos.pop(q, now))
                     }
                     TaskKind::Local => None,
                 };
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 if let Some(bits) = wavelet {
                     core.r[0] = bits as i32;
                     core.f[0] = f32::from_bits(bits);
@@ -68,7 +68,7 @@ impl<'p> Machine<'p> {
             Main::Switching { task, left } => {
                 self.activity = true;
                 self.stats.switch_cycles[pe] += 1;
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 core.main = if left <= 1 {
                     Main::Running {
                         task,
@@ -99,10 +99,10 @@ impl<'p> Machine<'p> {
         self.activity = true;
         if self.timing && self.execute_timing(pe, code, task, pc)? {
             self.stats.scalar_cycles[pe] += 1;
-            self.cores[pe].as_mut().unwrap().main = Main::Running { task, pc: next };
+            self.cores.at_mut(pe).main = Main::Running { task, pc: next };
             return Ok(());
         }
-        let core = self.cores[pe].as_mut().unwrap();
+        let core = self.cores.at_mut(pe);
         let val = |core: &Core, s: IntSrc| match s {
             IntSrc::Reg(r) => core.r[r.0 as usize],
             IntSrc::Imm(i) => i,
@@ -129,7 +129,7 @@ impl<'p> Machine<'p> {
                 if b == 0 && matches!(op, AluOp::Div | AluOp::Rem) {
                     return Err(self.fault(pe, task, pc, "division by zero".into()));
                 }
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 core.r[rd.0 as usize] = match op {
                     AluOp::Add => a.wrapping_add(b),
                     AluOp::Sub => a.wrapping_sub(b),
@@ -181,26 +181,26 @@ impl<'p> Machine<'p> {
             Inst::Ld { rd, buf, idx } => {
                 let (base, dt, i) =
                     index(core, *buf, *idx).map_err(|m| self.fault(pe, task, pc, m))?;
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 core.r[rd.0 as usize] = read_bits(&core.sram, base, dt, i) as i32;
             }
             Inst::Ldf { fd, buf, idx } => {
                 let (base, dt, i) =
                     index(core, *buf, *idx).map_err(|m| self.fault(pe, task, pc, m))?;
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 core.f[fd.0 as usize] = read_elem(&core.sram, base, dt, i);
             }
             Inst::St { buf, idx, rs } => {
                 let (base, dt, i) =
                     index(core, *buf, *idx).map_err(|m| self.fault(pe, task, pc, m))?;
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 let v = core.r[rs.0 as usize] as u32;
                 write_bits(&mut core.sram, base, dt, i, v);
             }
             Inst::Stf { buf, idx, fs } => {
                 let (base, dt, i) =
                     index(core, *buf, *idx).map_err(|m| self.fault(pe, task, pc, m))?;
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 let v = dt.encode(core.f[fs.0 as usize]);
                 write_bits(&mut core.sram, base, dt, i, v);
             }
@@ -245,7 +245,7 @@ impl<'p> Machine<'p> {
                 }
                 let op = self.issue(pe, code, task, pc, v)?;
                 self.stats.scalar_cycles[pe] += 1;
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 core.ops.issue(slot, op);
                 core.main = if slot == 0 {
                     Main::WaitSync { task, pc }
@@ -256,7 +256,7 @@ impl<'p> Machine<'p> {
             }
         }
         self.stats.scalar_cycles[pe] += 1;
-        let core = self.cores[pe].as_mut().unwrap();
+        let core = self.cores.at_mut(pe);
         core.main = Main::Running { task, pc: next };
         Ok(())
     }
@@ -275,7 +275,7 @@ impl<'p> Machine<'p> {
         pc: u32,
     ) -> Result<bool, RunError> {
         let inst = &code.insts[pc as usize];
-        let core = self.cores[pe].as_ref().unwrap();
+        let core = self.cores.at(pe);
         let (rk, fk) = (core.rk, core.fk);
         let r = |x: crate::isa::Reg| rk >> x.0 & 1 == 1;
         let f = |x: crate::isa::FReg| fk >> x.0 & 1 == 1;
@@ -284,7 +284,7 @@ impl<'p> Machine<'p> {
             IntSrc::Imm(_) => true,
         };
         let depends = |what: &str| {
-            let core = self.cores[pe].as_ref().unwrap();
+            let core = self.cores.at(pe);
             let code = &self.p.codes[core.code];
             RunError::DataDependent {
                 pe: self.layout.pe_at(pe),
@@ -312,7 +312,7 @@ impl<'p> Machine<'p> {
                 let known = r(*ra) && src(*b);
                 if !src(*b) && matches!(op, AluOp::Div | AluOp::Rem) {
                     // An unknown divisor may be zero: no fault, no value.
-                    let core = self.cores[pe].as_mut().unwrap();
+                    let core = self.cores.at_mut(pe);
                     core.r[rd.0 as usize] = 0;
                     core.rk = set(rk, rd.0, false);
                     return Ok(true);
@@ -333,7 +333,7 @@ impl<'p> Machine<'p> {
                         return Err(depends("a store's index"));
                     }
                     // A load from an unknown index gives an unknown value.
-                    let core = self.cores[pe].as_mut().unwrap();
+                    let core = self.cores.at_mut(pe);
                     match inst {
                         Inst::Ld { rd, .. } => core.rk = set(rk, rd.0, false),
                         Inst::Ldf { fd, .. } => core.fk = set(fk, fd.0, false),
@@ -350,7 +350,7 @@ impl<'p> Machine<'p> {
                     return Ok(false); // the functional path reports the fault
                 }
                 let at = b.offset + i as u32 * b.dtype.size_bytes();
-                let core = self.cores[pe].as_mut().unwrap();
+                let core = self.cores.at_mut(pe);
                 match *inst {
                     Inst::Ld { rd, .. } => {
                         let v = core.known.get(&at).copied();
@@ -405,7 +405,7 @@ impl<'p> Machine<'p> {
             }
             _ => {}
         }
-        let core = self.cores[pe].as_mut().unwrap();
+        let core = self.cores.at_mut(pe);
         core.rk = nrk;
         core.fk = nfk;
         Ok(false)
@@ -420,7 +420,7 @@ impl<'p> Machine<'p> {
         pc: u32,
         v: &VecInst,
     ) -> Result<VecOpState, RunError> {
-        let core = self.cores[pe].as_ref().unwrap();
+        let core = self.cores.at(pe);
         let val = |s: IntSrc| match s {
             IntSrc::Reg(r) => core.r[r.0 as usize],
             IntSrc::Imm(i) => i,

@@ -87,6 +87,38 @@ pub(super) struct Core {
     ramp_up: Vec<u32>,
 }
 
+/// The cores by PE index, `None` where no code runs. Only a PE with code
+/// is ever stepped, woken or reported on as a core, so [`Cores::at`] and
+/// [`Cores::at_mut`] are for PEs known to have one.
+struct Cores(Vec<Option<Core>>);
+
+impl Cores {
+    fn at(&self, pe: usize) -> &Core {
+        self.0[pe]
+            .as_ref()
+            .expect("only a PE with code is stepped as a core")
+    }
+
+    fn at_mut(&mut self, pe: usize) -> &mut Core {
+        self.0[pe]
+            .as_mut()
+            .expect("only a PE with code is stepped as a core")
+    }
+}
+
+impl std::ops::Deref for Cores {
+    type Target = Vec<Option<Core>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Cores {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 struct HostIn {
     wavelets: Vec<u32>,
     next: usize,
@@ -108,7 +140,7 @@ struct Machine<'p> {
     now: u64,
     fifos: Fifos,
     routers: Vec<Router>,
-    cores: Vec<Option<Core>>,
+    cores: Cores,
     host_in: Vec<HostIn>,
     host_out: Vec<HostOut>,
     stats: PeStats,
@@ -255,7 +287,7 @@ impl<'p> Machine<'p> {
     }
 
     pub(super) fn fault(&self, pe: usize, task: u8, pc: u32, message: String) -> RunError {
-        let core = self.cores[pe].as_ref().unwrap();
+        let core = self.cores.at(pe);
         let code = &self.p.codes[core.code];
         RunError::Fault {
             pe: self.layout.pe_at(pe),

@@ -52,6 +52,7 @@ impl<'p> Machine<'p> {
             trace,
             memory: self
                 .cores
+                .0
                 .into_iter()
                 .map(|c| c.filter(|_| !self.timing).map(|c| c.sram))
                 .collect(),
@@ -160,7 +161,7 @@ impl<'p> Machine<'p> {
                     ));
                 }
                 FifoKind::Queue { pe, color } => {
-                    let core = self.cores[self.layout.pe_index(pe)].as_ref().unwrap();
+                    let core = self.cores.at(self.layout.pe_index(pe));
                     let code = &self.p.codes[core.code];
                     let blocked: Vec<&str> = code
                         .tasks
