@@ -3,8 +3,24 @@
 
 use crate::{Pe, Port};
 
-/// No FIFO (where a code does not receive or send a color).
-pub(super) const NONE: u32 = u32::MAX;
+/// A FIFO's index in [`Fifos`], or [`FifoId::NONE`] where there is none (a
+/// color a core neither receives nor sends), packed in the same 32 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct FifoId(u32);
+
+impl FifoId {
+    pub(super) const NONE: FifoId = FifoId(u32::MAX);
+
+    pub(super) fn is_none(self) -> bool {
+        self == FifoId::NONE
+    }
+
+    /// Its index into per-FIFO tables.
+    pub(super) fn index(self) -> usize {
+        debug_assert!(!self.is_none(), "FifoId::NONE indexes nothing");
+        self.0 as usize
+    }
+}
 
 /// Every bounded FIFO of `(ready_at, bits)` behind a link. A FIFO's
 /// capacity is the buffer's depth plus the link's latency (each cycle of
@@ -40,8 +56,8 @@ impl Fifos {
         }
     }
     /// A new FIFO holding `cap` entries: its index.
-    pub(super) fn add(&mut self, cap: u32, what: FifoKind) -> u32 {
-        let i = self.rings.len() as u32;
+    pub(super) fn add(&mut self, cap: u32, what: FifoKind) -> FifoId {
+        let i = FifoId(self.rings.len() as u32);
         self.rings.push(Ring {
             pop_cycle: u64::MAX,
             off: self.slab.len() as u32,
@@ -57,8 +73,12 @@ impl Fifos {
     pub(super) fn len(&self) -> usize {
         self.rings.len()
     }
-    pub(super) fn has_space(&self, f: u32, now: u64) -> bool {
-        let r = &self.rings[f as usize];
+    /// Every FIFO's id, in index order.
+    pub(super) fn ids(&self) -> impl Iterator<Item = FifoId> + use<> {
+        (0..self.rings.len() as u32).map(FifoId)
+    }
+    pub(super) fn has_space(&self, f: FifoId, now: u64) -> bool {
+        let r = &self.rings[f.index()];
         let pops = if r.pop_cycle == now { r.pops } else { 0 };
         r.len + pops < r.cap
     }
@@ -70,16 +90,16 @@ impl Fifos {
         }
         self.slab[(r.off + i) as usize]
     }
-    pub(super) fn head(&self, f: u32, now: u64) -> Option<u32> {
-        let r = &self.rings[f as usize];
+    pub(super) fn head(&self, f: FifoId, now: u64) -> Option<u32> {
+        let r = &self.rings[f.index()];
         if r.len == 0 {
             return None;
         }
         let (t, b) = self.at(r, 0);
         (t <= now).then_some(b)
     }
-    pub(super) fn pop(&mut self, f: u32, now: u64) -> u32 {
-        let r = &mut self.rings[f as usize];
+    pub(super) fn pop(&mut self, f: FifoId, now: u64) -> u32 {
+        let r = &mut self.rings[f.index()];
         assert!(r.len > 0, "pop from a fifo with a ready head");
         if r.pop_cycle != now {
             r.pop_cycle = now;
@@ -94,8 +114,8 @@ impl Fifos {
         r.len -= 1;
         self.slab[at].1
     }
-    pub(super) fn push(&mut self, f: u32, ready: u64, bits: u32) {
-        let r = &mut self.rings[f as usize];
+    pub(super) fn push(&mut self, f: FifoId, ready: u64, bits: u32) {
+        let r = &mut self.rings[f.index()];
         debug_assert!(r.len < r.cap);
         let mut i = r.head + r.len;
         if i >= r.cap {
@@ -105,16 +125,16 @@ impl Fifos {
         self.slab[(r.off + i) as usize] = (ready, bits);
     }
     /// Nothing stored and nothing in flight to it.
-    pub(super) fn is_empty(&self, f: u32) -> bool {
-        self.rings[f as usize].len == 0
+    pub(super) fn is_empty(&self, f: FifoId) -> bool {
+        self.rings[f.index()].len == 0
     }
     /// Entries stored or in flight.
-    pub(super) fn count(&self, f: u32) -> u32 {
-        self.rings[f as usize].len
+    pub(super) fn count(&self, f: FifoId) -> u32 {
+        self.rings[f.index()].len
     }
     /// The earliest entry that becomes ready after cycle `t`.
-    pub(super) fn landing_after(&self, f: u32, t: u64) -> Option<u64> {
-        let r = &self.rings[f as usize];
+    pub(super) fn landing_after(&self, f: FifoId, t: u64) -> Option<u64> {
+        let r = &self.rings[f.index()];
         (0..r.len).map(|k| self.at(r, k).0).find(|x| *x > t)
     }
 }

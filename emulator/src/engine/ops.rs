@@ -1,6 +1,7 @@
 //! A core's vector operations in flight: each op's state and operands,
 //! and the slots they occupy ([`Ops`]).
 
+use super::fifo::FifoId;
 use super::jit;
 use crate::DType;
 use crate::isa::VecOp;
@@ -14,12 +15,12 @@ pub(super) enum Loc {
         stride: i64,
     },
     In {
-        fifo: u32,
+        fifo: FifoId,
         pend_bits: u32,
         pend: u32,
     },
     Out {
-        fifo: u32,
+        fifo: FifoId,
         pend_bits: u32,
         pend: u32,
     },

@@ -31,7 +31,7 @@ impl<'p> Machine<'p> {
         let colors = layout.colors as usize;
         let mut fifos = Fifos::new();
         // Router buffers for every (PE, input port, color) a route uses.
-        let mut rbuf = vec![NONE; n * colors * Port::COUNT];
+        let mut rbuf = vec![FifoId::NONE; n * colors * Port::COUNT];
         for pe in 0..n {
             for c in 0..colors {
                 for port in Port::ALL {
@@ -83,14 +83,14 @@ impl<'p> Machine<'p> {
                 }
             };
             stats.sram_used[pe] = code.sram_bytes();
-            let mut queue = vec![NONE; colors];
+            let mut queue = vec![FifoId::NONE; colors];
             for c in &layout.code_colors[ci].consumed {
                 queue[c.0 as usize] = fifos.add(
                     arch.queue_depth + arch.ramp_latency,
                     FifoKind::Queue { pe: at, color: c.0 },
                 );
             }
-            let mut ramp_up = vec![NONE; colors];
+            let mut ramp_up = vec![FifoId::NONE; colors];
             for c in &layout.code_colors[ci].produced {
                 ramp_up[c.0 as usize] =
                     rbuf[(pe * colors + c.0 as usize) * Port::COUNT + Port::Ramp.index()];

@@ -110,7 +110,7 @@ impl<'p> Machine<'p> {
     /// is popped when the last one's values are used up.
     pub(super) fn take_in(
         &mut self,
-        fifo: u32,
+        fifo: FifoId,
         pend_bits: &mut u32,
         pend: &mut u32,
         per: u32,
@@ -134,7 +134,7 @@ impl<'p> Machine<'p> {
     pub(super) fn put_out(
         &mut self,
         pe: usize,
-        fifo: u32,
+        fifo: FifoId,
         pend_bits: &mut u32,
         pend: &mut u32,
         per: u32,

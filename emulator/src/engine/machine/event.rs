@@ -44,8 +44,8 @@ impl<'p> Machine<'p> {
         let mut pop_wakes = vec![NONE; self.fifos.len()];
         for (i, c) in self.cores.iter().enumerate() {
             for &f in c.iter().flat_map(|c| &c.ramp_up) {
-                if f != NONE {
-                    pop_wakes[f as usize] = (n + i) as u32;
+                if !f.is_none() {
+                    pop_wakes[f.index()] = (n + i) as u32;
                 }
             }
         }
@@ -79,13 +79,13 @@ impl<'p> Machine<'p> {
         }
     }
 
-    pub(super) fn push(&mut self, fifo: u32, delay: u32, bits: u32) {
+    pub(super) fn push(&mut self, fifo: FifoId, delay: u32, bits: u32) {
         let ready = self.now + delay as u64;
         self.fifos.push(fifo, ready, bits);
         self.horizon = self.horizon.max(ready);
         self.activity = true;
         if let Some(w) = self.wake.as_mut() {
-            let o = w.owner[fifo as usize];
+            let o = w.owner[fifo.index()];
             if !w.awake[o as usize] {
                 w.awake[o as usize] = true;
                 w.woken.push(o);
@@ -429,7 +429,7 @@ impl<'p> Machine<'p> {
         let landing = core
             .queue
             .iter()
-            .filter(|q| **q != NONE)
+            .filter(|q| !q.is_none())
             .filter_map(|q| self.fifos.landing_after(*q, t))
             .min();
         let w = self.wake.as_mut().expect("event mode");
@@ -456,6 +456,6 @@ impl<'p> Machine<'p> {
             || core
                 .queue
                 .iter()
-                .any(|q| *q != NONE && !self.fifos.is_empty(*q))
+                .any(|q| !q.is_none() && !self.fifos.is_empty(*q))
     }
 }

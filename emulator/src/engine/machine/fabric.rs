@@ -60,7 +60,7 @@ impl<'p> Machine<'p> {
             let (outs, dests, fifo, port) = (e.outs, e.dests, e.fifo, e.port);
             let bits = self.fifos.pop(fifo, self.now);
             if let Some(w) = self.wake.as_mut() {
-                let o = w.pop_wakes[fifo as usize];
+                let o = w.pop_wakes[fifo.index()];
                 if o != NONE && !w.awake[o as usize] {
                     w.awake[o as usize] = true;
                     w.woken.push(o);

@@ -14,7 +14,7 @@ mod report;
 
 use super::Prepared;
 use super::deferred::{Job, Work, pool, run_scalar};
-use super::fifo::{FifoKind, Fifos, NONE};
+use super::fifo::{FifoId, FifoKind, Fifos};
 use super::jit;
 use super::known::Known;
 use super::ops::{Loc, Ops, VecOpState};
@@ -36,17 +36,20 @@ use crate::trace::{Span, TRACE_VERSION, Trace};
 use crate::{Arch, DType, Pe, PeCode, Port, PortSet, Program};
 use std::collections::BTreeMap;
 
+/// No index: a PE without code (the layout's), a core not to wake.
+const NONE: u32 = u32::MAX;
+
 #[derive(Clone, Copy)]
 enum Dest {
     None,
-    Fifo(u32),
+    Fifo(FifoId),
     Host(u32),
 }
 
 struct RouteEntry {
     port: Port,
     outs: PortSet,
-    fifo: u32,
+    fifo: FifoId,
     dests: [Dest; Port::COUNT],
 }
 
@@ -81,10 +84,10 @@ pub(super) struct Core {
     task_started: u64,
     ops: Ops,
     rr: usize,
-    /// Input-queue fifo per color (NONE where the code does not receive it).
-    queue: Vec<u32>,
-    /// Router ramp buffer per color (NONE where the code does not send it).
-    ramp_up: Vec<u32>,
+    /// Input-queue fifo per color (none where the code does not receive it).
+    queue: Vec<FifoId>,
+    /// Router ramp buffer per color (none where the code does not send it).
+    ramp_up: Vec<FifoId>,
 }
 
 /// The cores by PE index, `None` where no code runs. Only a PE with code
@@ -123,7 +126,7 @@ struct HostIn {
     wavelets: Vec<u32>,
     next: usize,
     next_time: u64,
-    fifo: u32,
+    fifo: FifoId,
     period: u32,
 }
 

@@ -125,7 +125,7 @@ impl<'p> Machine<'p> {
                                 Loc::In { fifo, pend: 0, .. }
                                     if self.fifos.head(fifo, self.now).is_none() =>
                                 {
-                                    match self.fifos.what[fifo as usize] {
+                                    match self.fifos.what[fifo.index()] {
                                         FifoKind::Queue { color, .. } => Some(format!("c{color}")),
                                         _ => None,
                                     }
@@ -146,8 +146,8 @@ impl<'p> Machine<'p> {
                 ));
             }
         }
-        for (f, what) in self.fifos.what.iter().enumerate() {
-            let waiting = self.fifos.count(f as u32);
+        for (f, what) in self.fifos.ids().zip(&self.fifos.what) {
+            let waiting = self.fifos.count(f);
             if waiting == 0 {
                 continue;
             }
