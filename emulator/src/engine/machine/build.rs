@@ -1,7 +1,223 @@
-//! Building the machine for a prepared program: routers and their FIFOs,
-//! cores with their SRAM, host streams, and the engine's mode.
+//! Building the machine for a prepared program: router buffers, cores with
+//! their SRAM and queues, routers with their destinations, host streams,
+//! and the engine's mode.
 
 use super::*;
+
+/// The router buffer of every (PE, color, input port) a route uses, each
+/// `router_buffer_depth` deep plus its link's latency.
+struct RouterBuffers {
+    ids: Vec<FifoId>,
+    colors: usize,
+}
+
+impl RouterBuffers {
+    fn new(layout: &Layout, arch: &Arch, fifos: &mut Fifos) -> RouterBuffers {
+        let (n, colors) = (layout.code_of.len(), layout.colors as usize);
+        let mut ids = vec![FifoId::NONE; n * colors * Port::COUNT];
+        for pe in 0..n {
+            for c in 0..colors {
+                for port in Port::ALL {
+                    if layout.route(pe, c as u8, port).is_empty() {
+                        continue;
+                    }
+                    let latency = if port == Port::Ramp {
+                        arch.ramp_latency
+                    } else {
+                        arch.hop_latency
+                    };
+                    ids[(pe * colors + c) * Port::COUNT + port.index()] = fifos.add(
+                        arch.router_buffer_depth + latency,
+                        FifoKind::Router {
+                            pe: layout.pe_at(pe),
+                            port,
+                            color: c as u8,
+                        },
+                    );
+                }
+            }
+        }
+        RouterBuffers { ids, colors }
+    }
+
+    fn at(&self, pe: usize, color: usize, port: Port) -> FifoId {
+        self.ids[(pe * self.colors + color) * Port::COUNT + port.index()]
+    }
+}
+
+/// Every PE's core (`None` where no code runs): its SRAM from `memory`
+/// (checked against what its code lays out; none in timing-only mode),
+/// an input queue per color it receives and its ramp buffer per color it
+/// sends.
+fn cores(
+    p: &Program,
+    layout: &Layout,
+    arch: &Arch,
+    timing_only: bool,
+    mut memory: Option<Memory>,
+    fifos: &mut Fifos,
+    rbuf: &RouterBuffers,
+) -> Result<Vec<Option<Core>>, RunError> {
+    let (n, colors) = (layout.code_of.len(), layout.colors as usize);
+    let mut cores = Vec::with_capacity(n);
+    for pe in 0..n {
+        let Some(code) = layout.code(p, pe) else {
+            cores.push(None);
+            continue;
+        };
+        let at = layout.pe_at(pe);
+        let ci = layout.code_of[pe] as usize;
+        // Only the bytes the code lays out are kept: every access is
+        // checked against its buffer, so nothing reads past them.
+        let used = code.sram_bytes().next_multiple_of(4) as usize;
+        let sram = match memory.as_mut().and_then(|m| m[pe].take()) {
+            _ if timing_only => Vec::new(),
+            Some(saved) if saved.len() == used => saved,
+            Some(saved) => {
+                return Err(RunError::Memory(format!(
+                    "the saved SRAM of {at} holds {} bytes, its code `{}` lays out {used}",
+                    saved.len(),
+                    code.name
+                )));
+            }
+            None => {
+                return Err(RunError::Memory(format!(
+                    "the saved SRAM has nothing for {at}, which runs code `{}`",
+                    code.name
+                )));
+            }
+        };
+        let mut queue = vec![FifoId::NONE; colors];
+        for c in &layout.code_colors[ci].consumed {
+            queue[c.0 as usize] = fifos.add(
+                arch.queue_depth + arch.ramp_latency,
+                FifoKind::Queue { pe: at, color: c.0 },
+            );
+        }
+        let mut ramp_up = vec![FifoId::NONE; colors];
+        for c in &layout.code_colors[ci].produced {
+            ramp_up[c.0 as usize] = rbuf.at(pe, c.0 as usize, Port::Ramp);
+        }
+        cores.push(Some(Core {
+            code: ci,
+            sram,
+            known: Known::default(),
+            rk: u16::MAX,
+            fk: u16::MAX,
+            r: [0; 16],
+            f: [0.0; 16],
+            active: code.tasks.iter().map(|t| t.active).collect(),
+            blocked: code.tasks.iter().map(|t| t.blocked).collect(),
+            main: Main::Idle,
+            task_started: 0,
+            ops: Ops::new(arch.microthreads as usize + 1),
+            rr: 0,
+            queue,
+            ramp_up,
+        }));
+    }
+    Ok(cores)
+}
+
+/// Every PE's router: per (color, input port) a route uses, its buffer
+/// and where each output port leads (a neighbour's buffer, the core's
+/// queue, or a host output off the grid's edge).
+fn routers(
+    p: &Program,
+    layout: &Layout,
+    cores: &[Option<Core>],
+    rbuf: &RouterBuffers,
+) -> Vec<Router> {
+    let colors = layout.colors as usize;
+    let mut routers = Vec::with_capacity(cores.len());
+    for (pe, core) in cores.iter().enumerate() {
+        let at = layout.pe_at(pe);
+        let mut entries = Vec::new();
+        for c in 0..colors {
+            for port in Port::ALL {
+                let outs = layout.route(pe, c as u8, port);
+                if outs.is_empty() {
+                    continue;
+                }
+                let mut dests = [Dest::None; Port::COUNT];
+                for o in outs.iter() {
+                    dests[o.index()] = if o == Port::Ramp {
+                        let core = core
+                            .as_ref()
+                            .expect("check: ramp delivery needs a receiving core");
+                        Dest::Fifo(core.queue[c])
+                    } else {
+                        match at.neighbour(o, p.width, p.height) {
+                            Some(nb) => Dest::Fifo(rbuf.at(layout.pe_index(nb), c, o.opposite())),
+                            None => {
+                                let h = p.outputs.iter().position(|h| {
+                                    h.pe == at && h.port == o && h.color.0 as usize == c
+                                });
+                                Dest::Host(
+                                    h.expect("check: off-grid routes need a host output") as u32
+                                )
+                            }
+                        }
+                    };
+                }
+                entries.push(RouteEntry {
+                    port,
+                    outs,
+                    fifo: rbuf.at(pe, c, port),
+                    dests,
+                });
+            }
+        }
+        routers.push(Router { entries, rr: 0 });
+    }
+    routers
+}
+
+/// The host's input streams: the values given (rounded to the stream's
+/// dtype) or the program's defaults, packed into wavelets (in timing-only
+/// mode NaN marks an unknown value).
+fn host_inputs(
+    p: &Program,
+    layout: &Layout,
+    inputs: &Inputs,
+    timing_only: bool,
+    rbuf: &RouterBuffers,
+) -> Result<Vec<HostIn>, RunError> {
+    let mut host_in = Vec::new();
+    for s in &p.inputs {
+        let values = match inputs.get(&s.name) {
+            Some(v) if v.len() != s.len as usize => {
+                return Err(RunError::Input {
+                    name: s.name.clone(),
+                    message: format!("expects {} values, got {}", s.len, v.len()),
+                });
+            }
+            Some(v) => v.iter().map(|x| s.dtype.round(*x)).collect(),
+            None => s.init.values(s.pe, s.len, s.dtype),
+        };
+        host_in.push(HostIn {
+            wavelets: if timing_only {
+                pack_bits(
+                    values.iter().map(|x| {
+                        if x.is_nan() {
+                            unknown_bits(s.dtype)
+                        } else {
+                            s.dtype.encode(*x)
+                        }
+                    }),
+                    s.dtype,
+                )
+            } else {
+                pack_wavelets(&values, s.dtype)
+            },
+            next: 0,
+            next_time: 0,
+            fifo: rbuf.at(layout.pe_index(s.pe), s.color.0 as usize, s.port),
+            period: s.period,
+        });
+    }
+    Ok(host_in)
+}
 
 impl<'p> Machine<'p> {
     pub(super) fn new(
@@ -13,7 +229,7 @@ impl<'p> Machine<'p> {
     ) -> Result<Machine<'p>, RunError> {
         let (arch, layout) = (prep.arch(), prep.layout());
         let n = layout.code_of.len();
-        let mut memory = match memory {
+        let memory = match memory {
             Some(m) if m.len() != n => {
                 return Err(RunError::Memory(format!(
                     "the saved SRAM holds {} PEs, the program {}x{} has {n}",
@@ -23,176 +239,20 @@ impl<'p> Machine<'p> {
                 )));
             }
             Some(m) => Some(m),
-            None => None,
+            None if cfg.timing_only => None,
+            None => Some(sram_images(p, layout, cfg.threads)),
         };
-        if memory.is_none() && !cfg.timing_only {
-            memory = Some(sram_images(p, layout, cfg.threads));
-        }
-        let colors = layout.colors as usize;
         let mut fifos = Fifos::new();
-        // Router buffers for every (PE, input port, color) a route uses.
-        let mut rbuf = vec![FifoId::NONE; n * colors * Port::COUNT];
-        for pe in 0..n {
-            for c in 0..colors {
-                for port in Port::ALL {
-                    if !layout.route(pe, c as u8, port).is_empty() {
-                        let latency = if port == Port::Ramp {
-                            arch.ramp_latency
-                        } else {
-                            arch.hop_latency
-                        };
-                        rbuf[(pe * colors + c) * Port::COUNT + port.index()] = fifos.add(
-                            arch.router_buffer_depth + latency,
-                            FifoKind::Router {
-                                pe: layout.pe_at(pe),
-                                port,
-                                color: c as u8,
-                            },
-                        );
-                    }
-                }
-            }
-        }
+        let rbuf = RouterBuffers::new(layout, arch, &mut fifos);
+        let cores = cores(p, layout, arch, cfg.timing_only, memory, &mut fifos, &rbuf)?;
         let mut stats = PeStats::zeroed(n);
-        let mut cores = Vec::with_capacity(n);
-        for pe in 0..n {
-            let Some(code) = layout.code(p, pe) else {
-                cores.push(None);
-                continue;
-            };
-            let at = layout.pe_at(pe);
-            let ci = layout.code_of[pe] as usize;
-            // Only the bytes the code lays out are kept: every access is
-            // checked against its buffer, so nothing reads past them.
-            let used = code.sram_bytes().next_multiple_of(4) as usize;
-            let sram = match memory.as_mut().and_then(|m| m[pe].take()) {
-                _ if cfg.timing_only => Vec::new(),
-                Some(saved) if saved.len() == used => saved,
-                Some(saved) => {
-                    return Err(RunError::Memory(format!(
-                        "the saved SRAM of {at} holds {} bytes, its code `{}` lays out {used}",
-                        saved.len(),
-                        code.name
-                    )));
-                }
-                None => {
-                    return Err(RunError::Memory(format!(
-                        "the saved SRAM has nothing for {at}, which runs code `{}`",
-                        code.name
-                    )));
-                }
-            };
-            stats.sram_used[pe] = code.sram_bytes();
-            let mut queue = vec![FifoId::NONE; colors];
-            for c in &layout.code_colors[ci].consumed {
-                queue[c.0 as usize] = fifos.add(
-                    arch.queue_depth + arch.ramp_latency,
-                    FifoKind::Queue { pe: at, color: c.0 },
-                );
+        for (pe, core) in cores.iter().enumerate() {
+            if let Some(core) = core {
+                stats.sram_used[pe] = p.codes[core.code].sram_bytes();
             }
-            let mut ramp_up = vec![FifoId::NONE; colors];
-            for c in &layout.code_colors[ci].produced {
-                ramp_up[c.0 as usize] =
-                    rbuf[(pe * colors + c.0 as usize) * Port::COUNT + Port::Ramp.index()];
-            }
-            cores.push(Some(Core {
-                code: ci,
-                sram,
-                known: Known::default(),
-                rk: u16::MAX,
-                fk: u16::MAX,
-                r: [0; 16],
-                f: [0.0; 16],
-                active: code.tasks.iter().map(|t| t.active).collect(),
-                blocked: code.tasks.iter().map(|t| t.blocked).collect(),
-                main: Main::Idle,
-                task_started: 0,
-                ops: Ops::new(arch.microthreads as usize + 1),
-                rr: 0,
-                queue,
-                ramp_up,
-            }));
         }
-        let mut routers = Vec::with_capacity(n);
-        for pe in 0..n {
-            let at = layout.pe_at(pe);
-            let mut entries = Vec::new();
-            for c in 0..colors {
-                for port in Port::ALL {
-                    let outs = layout.route(pe, c as u8, port);
-                    if outs.is_empty() {
-                        continue;
-                    }
-                    let mut dests = [Dest::None; Port::COUNT];
-                    for o in outs.iter() {
-                        dests[o.index()] = if o == Port::Ramp {
-                            let core = cores[pe]
-                                .as_ref()
-                                .expect("check: ramp delivery needs a receiving core");
-                            Dest::Fifo(core.queue[c])
-                        } else {
-                            match at.neighbour(o, p.width, p.height) {
-                                Some(nb) => Dest::Fifo(
-                                    rbuf[(layout.pe_index(nb) * colors + c) * Port::COUNT
-                                        + o.opposite().index()],
-                                ),
-                                None => {
-                                    let h = p.outputs.iter().position(|h| {
-                                        h.pe == at && h.port == o && h.color.0 as usize == c
-                                    });
-                                    Dest::Host(
-                                        h.expect("check: off-grid routes need a host output")
-                                            as u32,
-                                    )
-                                }
-                            }
-                        };
-                    }
-                    entries.push(RouteEntry {
-                        port,
-                        outs,
-                        fifo: rbuf[(pe * colors + c) * Port::COUNT + port.index()],
-                        dests,
-                    });
-                }
-            }
-            routers.push(Router { entries, rr: 0 });
-        }
-        let mut host_in = Vec::new();
-        for s in &p.inputs {
-            let values = match inputs.get(&s.name) {
-                Some(v) if v.len() != s.len as usize => {
-                    return Err(RunError::Input {
-                        name: s.name.clone(),
-                        message: format!("expects {} values, got {}", s.len, v.len()),
-                    });
-                }
-                Some(v) => v.iter().map(|x| s.dtype.round(*x)).collect(),
-                None => s.init.values(s.pe, s.len, s.dtype),
-            };
-            let fifo = rbuf[(layout.pe_index(s.pe) * colors + s.color.0 as usize) * Port::COUNT
-                + s.port.index()];
-            host_in.push(HostIn {
-                wavelets: if cfg.timing_only {
-                    pack_bits(
-                        values.iter().map(|x| {
-                            if x.is_nan() {
-                                unknown_bits(s.dtype)
-                            } else {
-                                s.dtype.encode(*x)
-                            }
-                        }),
-                        s.dtype,
-                    )
-                } else {
-                    pack_wavelets(&values, s.dtype)
-                },
-                next: 0,
-                next_time: 0,
-                fifo,
-                period: s.period,
-            });
-        }
+        let routers = routers(p, layout, &cores, &rbuf);
+        let host_in = host_inputs(p, layout, inputs, cfg.timing_only, &rbuf)?;
         let host_out = p
             .outputs
             .iter()
@@ -202,7 +262,7 @@ impl<'p> Machine<'p> {
                 values: Vec::with_capacity(s.len as usize),
             })
             .collect();
-        Ok(Machine {
+        let mut m = Machine {
             p,
             arch,
             layout,
@@ -228,21 +288,19 @@ impl<'p> Machine<'p> {
             pool: None,
             min_parallel_work: cfg.min_parallel_work,
             scalar_runs: vec![(0, 0); p.codes.len()],
-        })
-        .and_then(|mut m| {
-            if cfg.engine != crate::engine::Engine::Reference {
-                m.wake = Some(m.wake_all());
+        };
+        if cfg.engine != crate::engine::Engine::Reference {
+            m.wake = Some(m.wake_all());
+        }
+        if cfg.engine == crate::engine::Engine::Jit && !cfg.timing_only {
+            m.jit = Some(prep.jit()?);
+            if cfg.threads > 1 {
+                m.pool = Some(pool(cfg.threads).map_err(|message| RunError::Input {
+                    name: "--threads".into(),
+                    message,
+                })?);
             }
-            if cfg.engine == crate::engine::Engine::Jit && !cfg.timing_only {
-                m.jit = Some(prep.jit()?);
-                if cfg.threads > 1 {
-                    m.pool = Some(pool(cfg.threads).map_err(|message| RunError::Input {
-                        name: "--threads".into(),
-                        message,
-                    })?);
-                }
-            }
-            Ok(m)
-        })
+        }
+        Ok(m)
     }
 }
