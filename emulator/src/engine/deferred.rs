@@ -5,6 +5,23 @@
 use super::jit;
 use super::machine::Core;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The JIT engine's side of a run: its compiled code, the work deferred
+/// to the end of the cycle and the pool that runs it.
+pub(super) struct CompiledWork {
+    /// The compiled code (functional runs on the JIT engine only).
+    pub(super) jit: Option<Arc<jit::Compiled>>,
+    /// Compiled work deferred to the end of this cycle (see
+    /// `Machine::finish_work`), and whether element loops are deferred.
+    pub(super) work: Vec<Work>,
+    pub(super) defer: bool,
+    /// Worker threads for the deferred work (`None`: this thread).
+    pub(super) pool: Option<Arc<rayon::ThreadPool>>,
+    pub(super) min_parallel_work: u64,
+    /// Per code: deferred scalar runs and the instructions they ran.
+    pub(super) scalar_runs: Vec<(u64, u64)>,
+}
 
 /// Compiled code to run on a core's registers and SRAM.
 pub(super) enum Work {

@@ -273,29 +273,33 @@ impl<'p> Machine<'p> {
             host_in,
             host_out,
             stats,
-            spans: Vec::new(),
-            trace: cfg.trace,
-            max_spans: cfg.max_trace_spans,
-            dropped: 0,
+            log: SpanLog {
+                on: cfg.trace,
+                max: cfg.max_trace_spans,
+                spans: Vec::new(),
+                dropped: 0,
+            },
             activity: false,
             horizon: 0,
             wake: None,
             timing: cfg.timing_only,
-            jit: None,
             engine: cfg.engine,
-            work: Vec::new(),
-            defer: false,
-            pool: None,
-            min_parallel_work: cfg.min_parallel_work,
-            scalar_runs: vec![(0, 0); p.codes.len()],
+            compiled: CompiledWork {
+                jit: None,
+                work: Vec::new(),
+                defer: false,
+                pool: None,
+                min_parallel_work: cfg.min_parallel_work,
+                scalar_runs: vec![(0, 0); p.codes.len()],
+            },
         };
         if cfg.engine != crate::engine::Engine::Reference {
             m.wake = Some(m.wake_all());
         }
         if cfg.engine == crate::engine::Engine::Jit && !cfg.timing_only {
-            m.jit = Some(prep.jit()?);
+            m.compiled.jit = Some(prep.jit()?);
             if cfg.threads > 1 {
-                m.pool = Some(pool(cfg.threads).map_err(|message| RunError::Input {
+                m.compiled.pool = Some(pool(cfg.threads).map_err(|message| RunError::Input {
                     name: "--threads".into(),
                     message,
                 })?);

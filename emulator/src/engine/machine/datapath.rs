@@ -282,8 +282,8 @@ impl<'p> Machine<'p> {
             args,
             acc,
         };
-        if self.defer {
-            self.work.push(w);
+        if self.compiled.defer {
+            self.compiled.work.push(w);
         } else {
             Job::on(self.cores.at_mut(pe), &mut w).run();
         }

@@ -231,9 +231,9 @@ impl<'p> Machine<'p> {
                 let mut op = self.cores.at_mut(pe).ops.take(0).unwrap();
                 let k = done - op.done;
                 // Compiled element loops join this cycle's deferred work.
-                self.defer = true;
+                self.compiled.defer = true;
                 self.elements(pe, &mut op, k);
-                self.defer = false;
+                self.compiled.defer = false;
                 op.acc = acc;
                 self.stats.vector_cycles[pe] += busy;
                 let core = self.cores.at_mut(pe);
@@ -252,11 +252,11 @@ impl<'p> Machine<'p> {
                 // Bounded, so a spinning loop still sees Ctrl-C and the
                 // cycle limit.
                 let limit = now + 4097;
-                if let Some(f) = self.jit.as_ref().and_then(|j| j.scalar(core.code)) {
+                if let Some(f) = self.compiled.jit.as_ref().and_then(|j| j.scalar(core.code)) {
                     // Compiled: run with the other cores' compiled work of
                     // this cycle, then go on in `finish_work`.
                     self.activity = true;
-                    self.work.push(Work::Scalar {
+                    self.compiled.work.push(Work::Scalar {
                         pe,
                         f,
                         pc,
@@ -286,7 +286,7 @@ impl<'p> Machine<'p> {
         let ci = self.cores.at(pe).code;
         let code = &p.codes[ci];
         let start = t;
-        let runner = self.jit.as_ref().and_then(|j| j.scalar(ci));
+        let runner = self.compiled.jit.as_ref().and_then(|j| j.scalar(ci));
         while t < limit {
             if matches!(code.insts[pc as usize], Inst::Vec(_) | Inst::End) {
                 break;
@@ -315,7 +315,7 @@ impl<'p> Machine<'p> {
             t += 1;
         }
         if runner.is_none()
-            && let Some(j) = &self.jit
+            && let Some(j) = &self.compiled.jit
         {
             j.heat(ci, t - start);
         }
@@ -327,10 +327,10 @@ impl<'p> Machine<'p> {
     /// the deferred scalar runs carried on in list order: the same
     /// results whatever the thread count.
     pub(super) fn finish_work(&mut self) {
-        if self.work.is_empty() {
+        if self.compiled.work.is_empty() {
             return;
         }
-        let mut work = std::mem::take(&mut self.work);
+        let mut work = std::mem::take(&mut self.compiled.work);
         // A scalar run's length is known only once it has run: expect its
         // code's average so far.
         let size: u64 = work
@@ -338,7 +338,7 @@ impl<'p> Machine<'p> {
             .map(|w| match *w {
                 Work::Vec { k, .. } => k as u64,
                 Work::Scalar { pe, budget, .. } => {
-                    let (runs, instrs) = self.scalar_runs[self.cores.at(pe).code];
+                    let (runs, instrs) = self.compiled.scalar_runs[self.cores.at(pe).code];
                     instrs.checked_div(runs).unwrap_or(budget as u64)
                 }
             })
@@ -348,8 +348,8 @@ impl<'p> Machine<'p> {
                 .iter_mut()
                 .map(|w| Job::on(self.cores.at_mut(w.pe()), w))
                 .collect();
-            match &self.pool {
-                Some(pool) if jobs.len() > 1 && size >= self.min_parallel_work => {
+            match &self.compiled.pool {
+                Some(pool) if jobs.len() > 1 && size >= self.compiled.min_parallel_work => {
                     use rayon::prelude::*;
                     pool.install(|| jobs.par_iter_mut().for_each(|j| j.run()));
                 }
@@ -365,15 +365,15 @@ impl<'p> Machine<'p> {
                 let (k, next) = ((ret >> 32) as u32, ret as u32);
                 self.stats.scalar_cycles[pe] += k as u64;
                 let ci = self.cores.at(pe).code;
-                self.scalar_runs[ci].0 += 1;
-                self.scalar_runs[ci].1 += k as u64;
+                self.compiled.scalar_runs[ci].0 += 1;
+                self.compiled.scalar_runs[ci].1 += k as u64;
                 self.cores.at_mut(pe).main = Main::Running { task, pc: next };
                 let t = self.scalar_run(pe, task, next, now + 1 + k as u64, now + 4097);
                 self.sleep_until(pe, t);
             }
         }
         work.clear();
-        self.work = work;
+        self.compiled.work = work;
     }
 
     /// Event mode, after core `pe`'s step at `now`: if from the next cycle

@@ -519,6 +519,7 @@ impl<'p> Machine<'p> {
             });
         let (num, den) = a.vector_rate(v.op, v.dtype, narrow, reads_h, writes_h);
         let jit = self
+            .compiled
             .jit
             .as_ref()
             .and_then(|j| j.vec.get(&jit::vec_shape(code, v)?).copied());

@@ -13,7 +13,7 @@ mod fabric;
 mod report;
 
 use super::Prepared;
-use super::deferred::{Job, Work, pool, run_scalar};
+use super::deferred::{CompiledWork, Job, Work, pool, run_scalar};
 use super::fifo::{FifoId, FifoKind, Fifos};
 use super::jit;
 use super::known::Known;
@@ -147,10 +147,8 @@ struct Machine<'p> {
     host_in: Vec<HostIn>,
     host_out: Vec<HostOut>,
     stats: PeStats,
-    spans: Vec<Span>,
-    trace: bool,
-    max_spans: usize,
-    dropped: u64,
+    /// The trace's spans, when one is recorded.
+    log: SpanLog,
     /// Something happened this cycle.
     activity: bool,
     /// The latest cycle at which a wavelet in flight becomes visible.
@@ -160,18 +158,18 @@ struct Machine<'p> {
     wake: Option<Wake>,
     /// Timing-only mode (see [`super::RunConfig::timing_only`]).
     timing: bool,
-    /// The JIT engine's compiled code (functional runs only).
-    jit: Option<std::sync::Arc<jit::Compiled>>,
     engine: super::Engine,
-    /// Compiled work deferred to the end of this cycle (see
-    /// [`Machine::finish_work`]), and whether element loops are deferred.
-    work: Vec<Work>,
-    defer: bool,
-    /// Worker threads for the deferred work (`None`: this thread).
-    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
-    min_parallel_work: u64,
-    /// Per code: deferred scalar runs and the instructions they ran.
-    scalar_runs: Vec<(u64, u64)>,
+    /// The JIT engine's compiled code and the work deferred to it.
+    compiled: CompiledWork,
+}
+
+/// The trace's spans as a run records them: at most `max`, counting the
+/// rest as dropped.
+struct SpanLog {
+    on: bool,
+    max: usize,
+    spans: Vec<Span>,
+    dropped: u64,
 }
 
 /// What [`Machine::jump`] did.
@@ -273,14 +271,14 @@ pub(crate) fn run(
 
 impl<'p> Machine<'p> {
     pub(super) fn span(&mut self, pe: Pe, thread: u8, name: &str, start: u64) {
-        if !self.trace {
+        if !self.log.on {
             return;
         }
-        if self.spans.len() >= self.max_spans {
-            self.dropped += 1;
+        if self.log.spans.len() >= self.log.max {
+            self.log.dropped += 1;
             return;
         }
-        self.spans.push(Span {
+        self.log.spans.push(Span {
             pe,
             thread,
             name: name.to_string(),

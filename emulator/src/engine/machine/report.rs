@@ -37,13 +37,13 @@ impl<'p> Machine<'p> {
             .zip(self.host_out)
             .map(|(s, o)| (s.name.clone(), o.values))
             .collect::<BTreeMap<_, _>>();
-        let trace = self.trace.then_some(Trace {
+        let trace = self.log.on.then_some(Trace {
             version: TRACE_VERSION,
             clock_hz: self.arch.clock_hz,
             width: self.p.width,
             height: self.p.height,
-            spans: self.spans,
-            dropped: self.dropped,
+            spans: self.log.spans,
+            dropped: self.log.dropped,
         });
         Ok(RunResult {
             cycles,
