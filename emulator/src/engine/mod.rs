@@ -36,6 +36,7 @@
 //! queue is empty, every task idle and every host output complete, that is
 //! the cycle count; otherwise it is a deadlock, reported with what waits.
 
+mod counters;
 mod deferred;
 mod fifo;
 mod jit;

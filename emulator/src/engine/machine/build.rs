@@ -245,10 +245,10 @@ impl<'p> Machine<'p> {
         let mut fifos = Fifos::new();
         let rbuf = RouterBuffers::new(layout, arch, &mut fifos);
         let cores = cores(p, layout, arch, cfg.timing_only, memory, &mut fifos, &rbuf)?;
-        let mut stats = PeStats::zeroed(n);
+        let mut stats = vec![PeCounters::default(); n];
         for (pe, core) in cores.iter().enumerate() {
             if let Some(core) = core {
-                stats.sram_used[pe] = p.codes[core.code].sram_bytes();
+                stats[pe].sram_used = p.codes[core.code].sram_bytes();
             }
         }
         let routers = routers(p, layout, &cores, &rbuf);

@@ -92,16 +92,16 @@ impl<'p> Machine<'p> {
                 continue;
             }
             self.activity = true;
-            self.stats.vector_cycles[pe] += 1;
+            self.stats[pe].vector_cycles += 1;
             self.run_op(pe, s, avail)?;
             self.cores.at_mut(pe).rr = s + 1;
             break;
         }
         if waited_in {
-            self.stats.stall_in_cycles[pe] += 1;
+            self.stats[pe].stall_in_cycles += 1;
         }
         if waited_out {
-            self.stats.stall_out_cycles[pe] += 1;
+            self.stats[pe].stall_out_cycles += 1;
         }
         Ok(())
     }
@@ -149,7 +149,7 @@ impl<'p> Machine<'p> {
         *pend_bits = 0;
         *pend = 0;
         self.push(fifo, self.arch.ramp_latency, b);
-        self.stats.wavelets_from_core[pe] += 1;
+        self.stats[pe].wavelets_from_core += 1;
         true
     }
 
@@ -414,7 +414,7 @@ impl<'p> Machine<'p> {
             *pend = 0;
             *pend_bits = 0;
             self.push(f, ramp, b);
-            self.stats.wavelets_from_core[pe] += 1;
+            self.stats[pe].wavelets_from_core += 1;
         }
         let finished = op.done == op.n && !matches!(op.dst, Loc::Out { pend, .. } if pend > 0);
         if !finished {

@@ -138,13 +138,13 @@ impl<'p> Machine<'p> {
                     if flags & STALLED != 0 {
                         let k = now - since;
                         if flags & STALL_IN != 0 {
-                            self.stats.stall_in_cycles[pe] += k;
+                            self.stats[pe].stall_in_cycles += k;
                         }
                         if flags & STALL_OUT != 0 {
-                            self.stats.stall_out_cycles[pe] += k;
+                            self.stats[pe].stall_out_cycles += k;
                         }
                         if flags & STALL_ISSUE != 0 {
-                            self.stats.stall_issue_cycles[pe] += k;
+                            self.stats[pe].stall_issue_cycles += k;
                             w.issue_sleepers -= 1;
                         }
                     }
@@ -235,7 +235,7 @@ impl<'p> Machine<'p> {
                 self.elements(pe, &mut op, k);
                 self.compiled.defer = false;
                 op.acc = acc;
-                self.stats.vector_cycles[pe] += busy;
+                self.stats[pe].vector_cycles += busy;
                 let core = self.cores.at_mut(pe);
                 if busy > 0 {
                     core.rr = 1;
@@ -296,7 +296,7 @@ impl<'p> Machine<'p> {
                 let (k, next) = run_scalar(core, f, pc, (limit - t) as u32);
                 if k > 0 {
                     core.main = Main::Running { task, pc: next };
-                    self.stats.scalar_cycles[pe] += k as u64;
+                    self.stats[pe].scalar_cycles += k as u64;
                     self.activity = true;
                     pc = next;
                     t += k as u64;
@@ -363,7 +363,7 @@ impl<'p> Machine<'p> {
                     unreachable!("a deferred scalar run is running")
                 };
                 let (k, next) = ((ret >> 32) as u32, ret as u32);
-                self.stats.scalar_cycles[pe] += k as u64;
+                self.stats[pe].scalar_cycles += k as u64;
                 let ci = self.cores.at(pe).code;
                 self.compiled.scalar_runs[ci].0 += 1;
                 self.compiled.scalar_runs[ci].1 += k as u64;

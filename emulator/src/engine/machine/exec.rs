@@ -23,8 +23,8 @@ impl<'p> Machine<'p> {
                 });
                 let Some(t) = pick else { return Ok(()) };
                 self.activity = true;
-                self.stats.tasks[pe] += 1;
-                self.stats.switch_cycles[pe] += 1;
+                self.stats[pe].tasks += 1;
+                self.stats[pe].switch_cycles += 1;
                 let switch = self.arch.task_switch_cycles;
                 let now = self.now;
                 let wavelet = match code.tasks[t].kind {
@@ -67,7 +67,7 @@ impl<'p> Machine<'p> {
             }
             Main::Switching { task, left } => {
                 self.activity = true;
-                self.stats.switch_cycles[pe] += 1;
+                self.stats[pe].switch_cycles += 1;
                 let core = self.cores.at_mut(pe);
                 core.main = if left <= 1 {
                     Main::Running {
@@ -98,7 +98,7 @@ impl<'p> Machine<'p> {
         let mut next = pc + 1;
         self.activity = true;
         if self.timing && self.execute_timing(pe, code, task, pc)? {
-            self.stats.scalar_cycles[pe] += 1;
+            self.stats[pe].scalar_cycles += 1;
             self.cores.at_mut(pe).main = Main::Running { task, pc: next };
             return Ok(());
         }
@@ -226,7 +226,7 @@ impl<'p> Machine<'p> {
             Inst::Block(t) => core.blocked[t.0 as usize] = true,
             Inst::Unblock(t) => core.blocked[t.0 as usize] = false,
             Inst::End => {
-                self.stats.scalar_cycles[pe] += 1;
+                self.stats[pe].scalar_cycles += 1;
                 let started = core.task_started;
                 core.main = Main::Idle;
                 let at = self.layout.pe_at(pe);
@@ -240,11 +240,11 @@ impl<'p> Machine<'p> {
                 };
                 if core.ops.is_some(slot) {
                     // The microthread is busy: the main thread waits here.
-                    self.stats.stall_issue_cycles[pe] += 1;
+                    self.stats[pe].stall_issue_cycles += 1;
                     return Ok(());
                 }
                 let op = self.issue(pe, code, task, pc, v)?;
-                self.stats.scalar_cycles[pe] += 1;
+                self.stats[pe].scalar_cycles += 1;
                 let core = self.cores.at_mut(pe);
                 core.ops.issue(slot, op);
                 core.main = if slot == 0 {
@@ -255,7 +255,7 @@ impl<'p> Machine<'p> {
                 return Ok(());
             }
         }
-        self.stats.scalar_cycles[pe] += 1;
+        self.stats[pe].scalar_cycles += 1;
         let core = self.cores.at_mut(pe);
         core.main = Main::Running { task, pc: next };
         Ok(())

@@ -67,7 +67,7 @@ impl<'p> Machine<'p> {
                 }
             }
             for o in outs.iter() {
-                self.stats.wavelets_out[o.index()][pe] += 1;
+                self.stats[pe].wavelets_out[o.index()] += 1;
                 let delay = if o == Port::Ramp {
                     self.arch.ramp_latency
                 } else {
@@ -88,7 +88,7 @@ impl<'p> Machine<'p> {
             self.routers[pe].rr = i + 1;
         }
         if stalled {
-            self.stats.router_stall_cycles[pe] += 1;
+            self.stats[pe].router_stall_cycles += 1;
         }
         Ok(())
     }

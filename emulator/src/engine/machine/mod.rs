@@ -13,6 +13,7 @@ mod fabric;
 mod report;
 
 use super::Prepared;
+use super::counters::{PeCounters, to_stats};
 use super::deferred::{CompiledWork, Job, Work, pool, run_scalar};
 use super::fifo::{FifoId, FifoKind, Fifos};
 use super::jit;
@@ -31,7 +32,7 @@ use crate::isa::{
     AluOp, Cond, ExecMode, FaluOp, FcmpOp, FunOp, Inst, IntSrc, Operand, VecInst, VecOp,
 };
 use crate::program::TaskKind;
-use crate::stats::{PeStats, STATS_VERSION, Stats};
+use crate::stats::{STATS_VERSION, Stats};
 use crate::trace::{Span, TRACE_VERSION, Trace};
 use crate::{Arch, DType, Pe, PeCode, Port, PortSet, Program};
 use std::collections::BTreeMap;
@@ -146,7 +147,8 @@ struct Machine<'p> {
     cores: Cores,
     host_in: Vec<HostIn>,
     host_out: Vec<HostOut>,
-    stats: PeStats,
+    /// Each PE's counters, a row per PE.
+    stats: Vec<PeCounters>,
     /// The trace's spans, when one is recorded.
     log: SpanLog,
     /// Something happened this cycle.

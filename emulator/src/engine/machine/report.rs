@@ -27,7 +27,7 @@ impl<'p> Machine<'p> {
                 (e, true) => format!("{}, timing-only", e.name()),
             },
             totals: Default::default(),
-            pe: self.stats,
+            pe: to_stats(&self.stats),
         };
         stats.totals = stats.pe.totals();
         let outputs = self
