@@ -255,7 +255,8 @@ pub fn run(
     inputs: &Inputs,
     cfg: &RunConfig,
 ) -> Result<RunResult, RunError> {
-    prepare(p, arch)?.run(p, inputs, cfg)
+    // Prepared from `p` just now: no need to check it is the same program.
+    machine::run(&prepare(p, arch)?, p, inputs, cfg, None)
 }
 
 /// Each PE's SRAM as `p` starts it (zeroed buffers under its data
@@ -263,7 +264,7 @@ pub fn run(
 /// cycle. A caller that runs the same program many times keeps a copy and
 /// passes a clone to [`run_resume`] instead of rebuilding it.
 pub fn initial_memory(p: &Program, arch: &crate::Arch, threads: usize) -> Result<Memory, RunError> {
-    prepare(p, arch)?.initial_memory(p, threads)
+    Ok(sram::sram_images(p, prepare(p, arch)?.layout(), threads))
 }
 
 /// Run `p` again from the SRAM a previous run of the same program left
@@ -275,7 +276,7 @@ pub fn run_resume(
     cfg: &RunConfig,
     memory: Memory,
 ) -> Result<RunResult, RunError> {
-    prepare(p, arch)?.run_resume(p, inputs, cfg, memory)
+    machine::run(&prepare(p, arch)?, p, inputs, cfg, Some(memory))
 }
 
 /// Everything a timing-only run of program `p` on `inputs` depends
