@@ -615,6 +615,28 @@ fn kernel_runs_meshgemv_with_uneven_tiles() {
         j["kernel"].as_str().unwrap().contains("2 groups of 4 rows"),
         "{j}"
     );
+    // The compiled model's variant: x and y stream through the edges, the
+    // output stream checked against the reference too.
+    let s = json(&ok(&[
+        "kernel",
+        "meshgemv",
+        "--shape",
+        "100x60",
+        "--rect",
+        "7x8",
+        "--group-num",
+        "2",
+        "--dtype",
+        "bf16",
+        "--streamed",
+        "--json",
+    ]));
+    assert_eq!(s["matches_reference"], true, "{s}");
+    assert_eq!(s["measured_cycles"], s["predicted_cycles"], "{s}");
+    assert!(s["kernel"].as_str().unwrap().contains("streamed"), "{s}");
+    assert_ne!(s["measured_cycles"], j["measured_cycles"], "{s}");
+    let e = fails(&["kernel", "gemv", "--shape", "8x8", "--streamed"]);
+    assert!(e.contains("--streamed is MeshGEMV's"), "{e}");
 }
 
 #[test]

@@ -39,12 +39,22 @@ pub(super) struct Fifos {
 
 #[derive(Clone, Copy)]
 pub(super) struct Ring {
+    /// The cycle the head entry is ready at (meaningless while empty): a
+    /// step asks "is the head ready?" of every FIFO it looks at, and this
+    /// answers without touching the slab.
+    pub(super) head_ready: u64,
     pub(super) pop_cycle: u64,
     pub(super) off: u32,
     pub(super) cap: u32,
     pub(super) head: u32,
     pub(super) len: u32,
     pub(super) pops: u32,
+    /// A router buffer's place among its router's route entries (see
+    /// [`super::machine`]'s occupancy mask); 0 for a queue.
+    pub(super) slot: u32,
+    /// The unit that pops it: its PE's router (`2·pe`) or core
+    /// (`2·pe + 1`), the ids [`super::timers::Wake`] steps.
+    pub(super) owner: u32,
 }
 
 impl Fifos {
@@ -59,12 +69,15 @@ impl Fifos {
     pub(super) fn add(&mut self, cap: u32, what: FifoKind) -> FifoId {
         let i = FifoId(self.rings.len() as u32);
         self.rings.push(Ring {
+            head_ready: 0,
             pop_cycle: u64::MAX,
             off: self.slab.len() as u32,
             cap,
             head: 0,
             len: 0,
             pops: 0,
+            slot: 0,
+            owner: 0,
         });
         self.slab.resize(self.slab.len() + cap as usize, (0, 0));
         self.what.push(what);
@@ -90,13 +103,10 @@ impl Fifos {
         }
         self.slab[(r.off + i) as usize]
     }
-    pub(super) fn head(&self, f: FifoId, now: u64) -> Option<u32> {
+    /// Whether the head entry is ready in cycle `now`.
+    pub(super) fn ready(&self, f: FifoId, now: u64) -> bool {
         let r = &self.rings[f.index()];
-        if r.len == 0 {
-            return None;
-        }
-        let (t, b) = self.at(r, 0);
-        (t <= now).then_some(b)
+        r.len > 0 && r.head_ready <= now
     }
     pub(super) fn pop(&mut self, f: FifoId, now: u64) -> u32 {
         let r = &mut self.rings[f.index()];
@@ -112,11 +122,18 @@ impl Fifos {
             r.head = 0;
         }
         r.len -= 1;
+        if r.len > 0 {
+            let next = (r.off + r.head) as usize;
+            r.head_ready = self.slab[next].0;
+        }
         self.slab[at].1
     }
     pub(super) fn push(&mut self, f: FifoId, ready: u64, bits: u32) {
         let r = &mut self.rings[f.index()];
         debug_assert!(r.len < r.cap);
+        if r.len == 0 {
+            r.head_ready = ready;
+        }
         let mut i = r.head + r.len;
         if i >= r.cap {
             i -= r.cap;
@@ -170,20 +187,22 @@ mod tests {
         f.push(a, 6, 11);
         assert_eq!(f.count(a), 2);
         assert!(!f.has_space(a, 4), "entries in flight count");
-        assert_eq!(f.head(a, 4), None, "not ready before its cycle");
-        assert_eq!(f.head(a, 5), Some(10));
+        assert!(!f.ready(a, 4), "not ready before its cycle");
+        assert!(f.ready(a, 5));
         assert_eq!(f.pop(a, 5), 10);
+        assert!(!f.ready(a, 5), "the next head lands at 6");
         assert!(!f.has_space(a, 5), "a pop frees room from the next cycle");
         assert!(f.has_space(a, 6));
         f.push(a, 7, 12);
         assert_eq!(f.landing_after(a, 6), Some(7));
         assert_eq!(f.pop(a, 6), 11);
-        assert_eq!(f.head(a, 6), None);
+        assert!(!f.ready(a, 6), "12 lands at 7");
         assert_eq!(f.pop(a, 7), 12);
         assert!(f.is_empty(a));
         assert!(f.is_empty(b) && f.has_space(b, 0));
         f.push(b, 1, 20);
-        assert_eq!((f.head(b, 1), f.landing_after(b, 1)), (Some(20), None));
+        assert_eq!((f.ready(b, 1), f.landing_after(b, 1)), (true, None));
+        assert_eq!(f.pop(b, 1), 20);
         assert!(f.is_empty(a), "b's push lands in b's slice");
     }
 }

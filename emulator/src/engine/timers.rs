@@ -12,15 +12,12 @@ use std::collections::{BTreeMap, BinaryHeap};
 /// is pushed is never visible in the cycle it is pushed), so skipping the
 /// sleepers changes no result, cycle or statistic.
 pub(super) struct Wake {
-    /// Per fifo: the router (`< n`) or core (`n + pe`) it belongs to.
-    pub(super) owner: Vec<u32>,
     pub(super) awake: Vec<bool>,
-    /// Routers then cores (`n + pe`) to step this cycle.
+    /// Routers (`2·pe`) and cores (`2·pe + 1`) to step this cycle.
     pub(super) list: Vec<u32>,
     pub(super) woken: Vec<u32>,
     /// Last cycle's list, emptied: next cycle's `keep` (no allocation per cycle).
     pub(super) spare: Vec<u32>,
-    pub(super) n: usize,
     /// Per core: the cycle it next steps at after a jump (see
     /// [`Machine::jump`]); before it the core is asleep whatever wakes it.
     pub(super) resume: Vec<u64>,

@@ -74,6 +74,11 @@ pub struct KernelArgs {
     /// the divisor of the rows nearest their square root).
     #[arg(long, value_parser = super::flags::count32::<2, 100_000>, allow_negative_numbers = true)]
     pub group_num: Option<u32>,
+    /// MeshGEMV: x streamed in from the west edge and y out of the south
+    /// edge, the sum in f32, as a compiled model runs it (default: x and W
+    /// in SRAM and the sum in the weights' dtype, as WaferLLM's benchmark).
+    #[arg(long)]
+    pub streamed: bool,
     /// Seed of the random inputs and weights.
     #[arg(long, default_value_t = 1, value_parser = super::flags::count64::<0, { u64::MAX }>, allow_negative_numbers = true)]
     pub seed: u64,
@@ -93,6 +98,7 @@ const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the 
 meshgemv   WaferLLM's MeshGEMV: y = x·W with x and W in SRAM, a 16-bit AXPY loop per PE, then its
            two-phase allreduce down the columns and a broadcast (every PE ends with its column's y)
            --shape MxN  --dtype f16|bf16  --rect WxH  --group-num G (rows split in G groups)
+           --streamed (x in from the west, y out of the south, sum in f32: as a compiled model runs it)
 meshgemm   WaferLLM's MeshGEMM: Y = X·W on a PxP square, Cannon's algorithm over two-hop rings (X and W
            passed on while each PE multiplies its tiles); its cost model is an estimate
            --shape MxKxN (m, k, n multiples of P)  --dtype f16|bf16  --rect PxP
@@ -189,6 +195,12 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     let Some(name) = a.name.as_deref() else {
         bail!("name a kernel (wafer kernel --list shows them)")
     };
+    if a.streamed && name != "meshgemv" {
+        bail!(
+            "--streamed is MeshGEMV's (x and y as edge streams); `{}` has no such variant: leave it out",
+            super::flags::shown(name)
+        );
+    }
     let arch = super::machine(&a.arch, None)?;
     let strategy = Strategy::parse(&a.strategy)?;
     let report = match name {

@@ -32,9 +32,10 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
         h,
         groups: groups_for(h),
         dtype,
-        // WaferLLM's `@fmach`: the sum in the weights' dtype.
-        acc: dtype,
-        streamed: false,
+        // WaferLLM's `@fmach`: the sum in the weights' dtype; a compiled
+        // model's streamed GEMV sums in f32.
+        acc: if a.streamed { DType::F32 } else { dtype },
+        streamed: a.streamed,
         seed: a.seed,
     };
     let (s, picked) = match &a.rect {
@@ -58,9 +59,22 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
         }
     };
     let frag = meshgemv::generate(&s, &arch)?;
-    let (_, run) = frag.run(&arch, &Default::default(), &how.cfg)?;
+    let inputs = if s.streamed {
+        frag.default_inputs()
+    } else {
+        Default::default()
+    };
+    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
     if how.checking() {
-        let want = meshgemv::reference(&s, &meshgemv::weights(&s, &frag.program), &s.x());
+        let x = if s.streamed {
+            inputs["x"].clone()
+        } else {
+            s.x()
+        };
+        let want = meshgemv::reference(&s, &meshgemv::weights(&s, &frag.program), &x);
+        if s.streamed {
+            same(how, "meshgemv y", &outs["y"], &want)?;
+        }
         for (c, (yo, nt)) in s.cols().into_iter().enumerate() {
             for r in [0, s.root(), s.h - 1] {
                 let got = run
@@ -77,9 +91,14 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
     }
     Ok(Report {
         what: format!(
-            "meshgemv 1x{m} @ {m}x{n} {dtype}, {} groups of {} rows",
+            "meshgemv 1x{m} @ {m}x{n} {dtype}, {} groups of {} rows{}",
             s.groups,
-            s.h / s.groups
+            s.h / s.groups,
+            if s.streamed {
+                ", x and y streamed, sum in f32"
+            } else {
+                ""
+            }
         ),
         predicted: meshgemv::cost(&s, &arch),
         arch,

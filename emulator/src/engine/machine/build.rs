@@ -168,7 +168,16 @@ fn routers(
                 });
             }
         }
-        routers.push(Router { entries, rr: 0 });
+        let full = if entries.len() <= Router::MASKED {
+            0
+        } else {
+            u128::MAX
+        };
+        routers.push(Router {
+            entries,
+            rr: 0,
+            full,
+        });
     }
     routers
 }
@@ -252,6 +261,17 @@ impl<'p> Machine<'p> {
             }
         }
         let routers = routers(p, layout, &cores, &rbuf);
+        for r in &routers {
+            for (i, e) in r.entries.iter().enumerate() {
+                fifos.rings[e.fifo.index()].slot = i as u32;
+            }
+        }
+        for f in fifos.ids() {
+            fifos.rings[f.index()].owner = match fifos.what[f.index()] {
+                FifoKind::Router { pe, .. } => super::event::router_unit(layout.pe_index(pe)),
+                FifoKind::Queue { pe, .. } => super::event::core_unit(layout.pe_index(pe)),
+            };
+        }
         let host_in = host_inputs(p, layout, inputs, cfg.timing_only, &rbuf)?;
         let host_out = p
             .outputs

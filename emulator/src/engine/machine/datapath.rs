@@ -21,12 +21,7 @@ impl<'p> Machine<'p> {
         let mut blocked_in = false;
         for s in &op.srcs {
             if let Loc::In { fifo, pend, .. } = *s {
-                let a = pend
-                    + if self.fifos.head(fifo, now).is_some() {
-                        per
-                    } else {
-                        0
-                    };
+                let a = pend + if self.fifos.ready(fifo, now) { per } else { 0 };
                 if a == 0 {
                     blocked_in = true;
                 }

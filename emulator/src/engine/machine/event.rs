@@ -4,6 +4,18 @@
 
 use super::*;
 
+/// A router's id among the units [`Wake`] steps: PE `pe`'s router and
+/// core are neighbours (`2·pe`, `2·pe + 1`), so a sweep in id order
+/// touches a PE's router buffers, queues and core together.
+pub(super) fn router_unit(pe: usize) -> u32 {
+    (2 * pe) as u32
+}
+
+/// A core's id among the units [`Wake`] steps (see [`router_unit`]).
+pub(super) fn core_unit(pe: usize) -> u32 {
+    (2 * pe + 1) as u32
+}
+
 impl<'p> Machine<'p> {
     /// The next cycle anything can happen in. Event mode skips the cycles in
     /// which nothing is awake: then only a timer (a core's jump, or a
@@ -31,45 +43,31 @@ impl<'p> Machine<'p> {
     /// Event mode's start: every router with routes and every core awake.
     pub(super) fn wake_all(&self) -> Wake {
         let n = self.routers.len();
-        let idx = |pe: Pe| (pe.y * self.p.width + pe.x) as usize;
-        let owner = self
-            .fifos
-            .what
-            .iter()
-            .map(|f| match *f {
-                FifoKind::Router { pe, .. } => idx(pe) as u32,
-                FifoKind::Queue { pe, .. } => (n + idx(pe)) as u32,
-            })
-            .collect();
         let mut pop_wakes = vec![NONE; self.fifos.len()];
         for (i, c) in self.cores.iter().enumerate() {
             for &f in c.iter().flat_map(|c| &c.ramp_up) {
                 if !f.is_none() {
-                    pop_wakes[f.index()] = (n + i) as u32;
+                    pop_wakes[f.index()] = core_unit(i);
                 }
             }
         }
         let mut awake = vec![false; 2 * n];
         let mut list = Vec::new();
-        for (i, r) in self.routers.iter().enumerate() {
-            if !r.entries.is_empty() {
-                awake[i] = true;
-                list.push(i as u32);
+        for i in 0..n {
+            if !self.routers[i].entries.is_empty() {
+                awake[router_unit(i) as usize] = true;
+                list.push(router_unit(i));
             }
-        }
-        for (i, c) in self.cores.iter().enumerate() {
-            if c.is_some() {
-                awake[n + i] = true;
-                list.push((n + i) as u32);
+            if self.cores[i].is_some() {
+                awake[core_unit(i) as usize] = true;
+                list.push(core_unit(i));
             }
         }
         Wake {
-            owner,
             awake,
             list,
             woken: Vec::new(),
             spare: Vec::new(),
-            n,
             resume: vec![0; n],
             timers: Timers::new(),
             faults: BTreeMap::new(),
@@ -82,19 +80,26 @@ impl<'p> Machine<'p> {
     pub(super) fn push(&mut self, fifo: FifoId, delay: u32, bits: u32) {
         let ready = self.now + delay as u64;
         self.fifos.push(fifo, ready, bits);
+        let ring = &self.fifos.rings[fifo.index()];
+        let (o, slot) = (ring.owner, ring.slot);
+        if o & 1 == 0 {
+            let r = &mut self.routers[o as usize / 2];
+            if r.masked() {
+                r.full |= 1u128 << slot;
+            }
+        }
         self.horizon = self.horizon.max(ready);
         self.activity = true;
-        if let Some(w) = self.wake.as_mut() {
-            let o = w.owner[fifo.index()];
-            if !w.awake[o as usize] {
-                w.awake[o as usize] = true;
-                w.woken.push(o);
-            }
+        if let Some(w) = self.wake.as_mut()
+            && !w.awake[o as usize]
+        {
+            w.awake[o as usize] = true;
+            w.woken.push(o);
         }
     }
 
-    /// Event mode's cycle: the awake routers, then the awake cores (the
-    /// same phases as the reference order); those with nothing left to do
+    /// Event mode's cycle: the awake routers and cores in id order (a
+    /// PE's router, then its core); those with nothing left to do
     /// fall asleep, those woken this cycle join from the next.
     pub(super) fn step_awake(&mut self) -> Result<(), RunError> {
         let now = self.now;
@@ -106,7 +111,6 @@ impl<'p> Machine<'p> {
                 list.push(i);
             }
         }
-        let n = w.n;
         if w.issue_sleepers > 0 {
             self.activity = true;
         }
@@ -119,14 +123,17 @@ impl<'p> Machine<'p> {
         // visible this cycle (the invariant in engine/mod.rs).
         for &i in &list {
             let i = i as usize;
-            let busy = if i < n {
-                self.step_router(i)?;
-                self.routers[i]
-                    .entries
-                    .iter()
-                    .any(|e| !self.fifos.is_empty(e.fifo))
+            let busy = if i & 1 == 0 {
+                let pe = i / 2;
+                self.step_router(pe)?;
+                let r = &self.routers[pe];
+                if r.masked() {
+                    r.busy()
+                } else {
+                    r.entries.iter().any(|e| !self.fifos.is_empty(e.fifo))
+                }
             } else {
-                let pe = i - n;
+                let pe = i / 2;
                 let w = self.wake.as_mut().expect("event mode");
                 if w.resume[pe] > now {
                     // Mid-jump: its timer steps it again.
@@ -180,7 +187,7 @@ impl<'p> Machine<'p> {
     pub(super) fn sleep_until(&mut self, pe: usize, t: u64) {
         let w = self.wake.as_mut().expect("event mode");
         w.resume[pe] = t;
-        w.timers.push(t, (w.n + pe) as u32);
+        w.timers.push(t, core_unit(pe));
         self.horizon = self.horizon.max(t);
     }
 
@@ -406,7 +413,7 @@ impl<'p> Machine<'p> {
                 !core.blocked[i]
                     && match task.kind {
                         TaskKind::Local => core.active[i],
-                        TaskKind::Data(c) => self.fifos.head(core.queue[c.0 as usize], t).is_some(),
+                        TaskKind::Data(c) => self.fifos.ready(core.queue[c.0 as usize], t),
                     }
             }),
             Main::Running { pc, .. } => match &code.insts[pc as usize] {
@@ -438,7 +445,7 @@ impl<'p> Machine<'p> {
             w.issue_sleepers += 1;
         }
         if let Some(r) = landing {
-            w.timers.push(r, (w.n + pe) as u32);
+            w.timers.push(r, core_unit(pe));
         }
         true
     }

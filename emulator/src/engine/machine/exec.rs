@@ -15,10 +15,9 @@ impl<'p> Machine<'p> {
                     !core.blocked[i]
                         && match t.kind {
                             TaskKind::Local => core.active[i],
-                            TaskKind::Data(c) => self
-                                .fifos
-                                .head(core.queue[c.0 as usize], self.now)
-                                .is_some(),
+                            TaskKind::Data(c) => {
+                                self.fifos.ready(core.queue[c.0 as usize], self.now)
+                            }
                         }
                 });
                 let Some(t) = pick else { return Ok(()) };

@@ -33,19 +33,42 @@ impl<'p> Machine<'p> {
     }
 
     pub(super) fn step_router(&mut self, pe: usize) -> Result<(), RunError> {
-        let n = self.routers[pe].entries.len();
-        if n == 0 {
+        let r = &self.routers[pe];
+        let (n, full) = (r.entries.len(), r.full);
+        if full == 0 {
             return Ok(());
         }
         let mut claimed = PortSet::EMPTY;
         let mut used_in = PortSet::EMPTY;
         let mut stalled = false;
         let mut last = None;
-        let rr = self.routers[pe].rr;
-        for k in 0..n {
-            let i = (rr + k) % n;
+        let rr = r.rr;
+        // Round robin from entry `rr` over the entries holding something
+        // (an empty buffer has no head to move): those at or after `rr`,
+        // then those before it.
+        let (after, before) = if r.masked() {
+            let from = if rr >= 128 { 0 } else { u128::MAX << rr };
+            (full & from, full & !from)
+        } else {
+            (0, 0)
+        };
+        let mut order = Bits(after).chain(Bits(before));
+        let mut k = 0;
+        loop {
+            let i = if self.routers[pe].masked() {
+                match order.next() {
+                    Some(i) => i,
+                    None => break,
+                }
+            } else {
+                if k == n {
+                    break;
+                }
+                k += 1;
+                (rr + k - 1) % n
+            };
             let e = &self.routers[pe].entries[i];
-            if used_in.contains(e.port) || self.fifos.head(e.fifo, self.now).is_none() {
+            if used_in.contains(e.port) || !self.fifos.ready(e.fifo, self.now) {
                 continue;
             }
             if e.outs.intersects(claimed)
@@ -58,7 +81,7 @@ impl<'p> Machine<'p> {
                 continue;
             }
             let (outs, dests, fifo, port) = (e.outs, e.dests, e.fifo, e.port);
-            let bits = self.fifos.pop(fifo, self.now);
+            let bits = self.pop_router(pe, fifo);
             if let Some(w) = self.wake.as_mut() {
                 let o = w.pop_wakes[fifo.index()];
                 if o != NONE && !w.awake[o as usize] {
@@ -93,6 +116,16 @@ impl<'p> Machine<'p> {
         Ok(())
     }
 
+    /// Pop router `pe`'s buffer `fifo`, keeping its occupancy mask.
+    fn pop_router(&mut self, pe: usize, fifo: FifoId) -> u32 {
+        let bits = self.fifos.pop(fifo, self.now);
+        let r = &mut self.routers[pe];
+        if r.masked() && self.fifos.is_empty(fifo) {
+            r.full &= !(1u128 << self.fifos.rings[fifo.index()].slot);
+        }
+        bits
+    }
+
     pub(super) fn deliver_host(&mut self, h: usize, bits: u32, delay: u32) -> Result<(), RunError> {
         self.horizon = self.horizon.max(self.now + delay as u64);
         let out = &mut self.host_out[h];
@@ -116,5 +149,37 @@ impl<'p> Machine<'p> {
             );
         }
         Ok(())
+    }
+}
+
+/// The set bits of a mask, lowest first.
+struct Bits(u128);
+
+impl Iterator for Bits {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bits;
+
+    /// The round robin's visiting order: set bits lowest first, the high
+    /// half of a rotation before the low one, bit 127 included.
+    #[test]
+    fn bits_lowest_first() {
+        assert_eq!(Bits(0).count(), 0);
+        let m = (1u128 << 127) | (1 << 64) | 0b1010_0001;
+        assert_eq!(Bits(m).collect::<Vec<_>>(), [0, 5, 7, 64, 127]);
+        let from = u128::MAX << 6;
+        let order: Vec<_> = Bits(m & from).chain(Bits(m & !from)).collect();
+        assert_eq!(order, [7, 64, 127, 0, 5]);
     }
 }

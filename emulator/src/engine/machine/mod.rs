@@ -57,6 +57,24 @@ struct RouteEntry {
 struct Router {
     entries: Vec<RouteEntry>,
     rr: usize,
+    /// Which entries' buffers hold a wavelet (stored or in flight), bit
+    /// `i` for entry `i`, kept by every push and pop: a step visits only
+    /// those, the others would be skipped anyway. A router with more than
+    /// [`Router::MASKED`] entries (more than 25 colors) has every bit set
+    /// and is scanned whole.
+    full: u128,
+}
+
+impl Router {
+    const MASKED: usize = 128;
+
+    fn masked(&self) -> bool {
+        self.entries.len() <= Router::MASKED
+    }
+
+    fn busy(&self) -> bool {
+        self.full != 0
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -123,7 +123,7 @@ impl<'p> Machine<'p> {
                             .iter()
                             .filter_map(|s| match *s {
                                 Loc::In { fifo, pend: 0, .. }
-                                    if self.fifos.head(fifo, self.now).is_none() =>
+                                    if !self.fifos.ready(fifo, self.now) =>
                                 {
                                     match self.fifos.what[fifo.index()] {
                                         FifoKind::Queue { color, .. } => Some(format!("c{color}")),
