@@ -72,6 +72,9 @@ pub struct Step {
     /// Per stage: its timing-only results are those of an identical run
     /// (see [`Decoder::reuse`]) rather than emulated again.
     pub stage_reused: Vec<bool>,
+    /// Host seconds each stage's emulation took (0 where it was reused):
+    /// where the emulator's time goes.
+    pub stage_host_seconds: Vec<f64>,
 }
 
 /// A timing-only stage run's results, kept for the stages whose programs
@@ -276,6 +279,7 @@ impl<'c> Decoder<'c> {
         let mut next = 0;
         let mut total = 0;
         let mut stage_reused = Vec::with_capacity(c.stages.len());
+        let mut stage_host_seconds = Vec::with_capacity(c.stages.len());
         let timing = self.cfg.timing_only;
         if let Some(r) = self.reuse.as_mut().filter(|_| timing) {
             r.step += 1;
@@ -323,6 +327,7 @@ impl<'c> Decoder<'c> {
                 .as_ref()
                 .and_then(|k| self.reuse.as_mut()?.runs.get_mut(k));
             stage_reused.push(hit.is_some());
+            let started = std::time::Instant::now();
             let out = if let Some(run) = hit {
                 run.used = step;
                 stage_cycles.push(run.cycles);
@@ -379,6 +384,11 @@ impl<'c> Decoder<'c> {
                 }
                 out
             };
+            stage_host_seconds.push(if stage_reused[i] {
+                0.0
+            } else {
+                started.elapsed().as_secs_f64()
+            });
             if stage.outputs.is_empty() {
                 // NaN (timing-only: unknown) saturates to token 0.
                 next = out[0] as u32;
@@ -401,6 +411,7 @@ impl<'c> Decoder<'c> {
             stage_traces,
             cycles: total,
             stage_reused,
+            stage_host_seconds,
         })
     }
 }

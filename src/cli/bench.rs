@@ -100,6 +100,48 @@ struct Timed {
     /// Stages per timed step whose results were reused.
     reused_stages: usize,
     tokens: Vec<u32>,
+    /// The stages that took the most host time, warm-up steps included.
+    slowest: Vec<StageHost>,
+}
+
+/// One stage's emulation over a bench's steps: where the host time went.
+struct StageHost {
+    name: String,
+    pes: u64,
+    /// Times it was emulated (not reused).
+    runs: u32,
+    seconds: f64,
+    pe_cycles: u64,
+}
+
+impl StageHost {
+    fn rate(&self) -> f64 {
+        self.pe_cycles as f64 / self.seconds
+    }
+}
+
+/// The `k` stages with the most host seconds, each summed over its runs.
+fn slowest_stages(
+    c: &Compiled,
+    pes: &[u64],
+    per_stage: &[(u32, f64, u64)],
+    k: usize,
+) -> Vec<StageHost> {
+    let mut all: Vec<StageHost> = per_stage
+        .iter()
+        .enumerate()
+        .filter(|(_, (runs, _, _))| *runs > 0)
+        .map(|(i, &(runs, seconds, pe_cycles))| StageHost {
+            name: c.stages[i].name.clone(),
+            pes: pes[i],
+            runs,
+            seconds,
+            pe_cycles,
+        })
+        .collect();
+    all.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    all.truncate(k);
+    all
 }
 
 /// PEs with code in each stage: the PEs a stage's cycles are counted on.
@@ -138,10 +180,18 @@ fn decode(
     let mut token = wafer_compiler::tokenizer::BOS;
     let (mut cycles, mut tokens, mut pe_cycles, mut reused) = (Vec::new(), Vec::new(), 0, 0);
     let (mut seconds, mut first_step_seconds) = (0.0, 0.0);
+    let mut per_stage = vec![(0u32, 0.0f64, 0u64); c.stages.len()];
     for i in 0..warmup + steps {
         let start = Instant::now();
         let step = d.step(token)?;
         let took = start.elapsed().as_secs_f64();
+        for (k, s) in per_stage.iter_mut().enumerate() {
+            if !step.stage_reused[k] {
+                s.0 += 1;
+                s.1 += step.stage_host_seconds[k];
+                s.2 += step.stage_cycles[k] * pes[k];
+            }
+        }
         if i == 0 {
             first_step_seconds = took;
         }
@@ -176,6 +226,7 @@ fn decode(
         pe_cycles,
         reused_stages: reused / steps,
         tokens,
+        slowest: slowest_stages(c, &pes, &per_stage, 5),
     })
 }
 
@@ -346,6 +397,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 "pe_cycles_per_token": r.pe_cycles / steps as u64,
                 "pe_cycles_per_host_second": r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
                 "reused_stages_per_token": r.reused_stages,
+                "slowest_stages": r.slowest.iter().map(|s| json!({
+                    "stage": s.name,
+                    "pes": s.pes,
+                    "runs": s.runs,
+                    "host_seconds": s.seconds,
+                    "pe_cycles_per_host_second": s.rate(),
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "stages": c.stages.len(),
             "cpu_reference_seconds_per_token": cpu,
@@ -386,6 +444,23 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
             r.first_step_seconds
         );
+        let slowest: Vec<String> = r
+            .slowest
+            .iter()
+            .take(3)
+            .map(|s| {
+                format!(
+                    "{} {:.2} s ({} PEs, {} run{}, {:.2e} PE-cycles/s)",
+                    s.name,
+                    s.seconds,
+                    s.pes,
+                    s.runs,
+                    if s.runs == 1 { "" } else { "s" },
+                    s.rate()
+                )
+            })
+            .collect();
+        println!("{:28} slowest stages: {}", "", slowest.join("; "));
     }
     if let Some(s) = cpu {
         println!("{:26} {s:>10.4} s/token", "CPU reference (f32)");

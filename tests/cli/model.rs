@@ -313,6 +313,26 @@ fn bench_emulator_reports_engine_ratios() {
         "{reused} of {stages}"
     );
     assert_eq!(runs[2]["reused_stages_per_token"], 0);
+    // Where the host time went: the slowest stages, slowest first; every
+    // stage is emulated on each of the 3 steps, except those reused.
+    for (i, r) in runs.iter().enumerate() {
+        let slow = r["slowest_stages"].as_array().unwrap();
+        assert!(!slow.is_empty() && slow.len() <= 5, "{r}");
+        let secs: Vec<f64> = slow
+            .iter()
+            .map(|s| s["host_seconds"].as_f64().unwrap())
+            .collect();
+        assert!(secs.windows(2).all(|w| w[0] >= w[1]), "{r}");
+        for s in slow {
+            let runs_of = s["runs"].as_u64().unwrap();
+            assert!(if i == 3 { runs_of >= 1 } else { runs_of == 3 }, "{s}");
+            assert!(s["pes"].as_u64().unwrap() > 0, "{s}");
+            assert!(
+                s["pe_cycles_per_host_second"].as_f64().unwrap() > 0.0,
+                "{s}"
+            );
+        }
+    }
     let ratio = j["jit_vs_interp"].as_f64().unwrap();
     assert!((ratio - s(1) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
     let cpu = j["cpu_reference_seconds_per_token"].as_f64().unwrap();
