@@ -51,16 +51,16 @@ pub(super) struct VecOpState {
 
 /// A core's vector ops in flight: slot 0 the main thread's synchronous op,
 /// 1.. the microthreads'. A mask of the occupied slots is kept beside them,
-/// so a step looks only at those (most cores have none or one; reading all
-/// of a core's slots costs a cache miss each on a wafer of cores), and the
-/// slots are allocated up to the highest one used.
+/// so a step looks only at those (most cores have none or one). Slot 0
+/// lives inside the core itself and the microthreads' slots in one array
+/// allocated up to the highest one used: on a wafer of cores each pointer
+/// followed to an op is a cache miss, and a step of a core running a
+/// synchronous op (most steps) then follows none.
 pub(super) struct Ops {
     pub(super) live: u32,
     pub(super) n: u8,
-    /// Boxed: an op moves out and back every cycle it runs.
-    pub(super) slots: Vec<Option<Box<VecOpState>>>,
-    /// A finished op's box, for the next one issued.
-    pub(super) spare: Option<Box<VecOpState>>,
+    sync: Option<VecOpState>,
+    threads: Vec<Option<VecOpState>>,
 }
 
 impl Ops {
@@ -69,8 +69,8 @@ impl Ops {
         Ops {
             live: 0,
             n: n as u8,
-            slots: Vec::new(),
-            spare: None,
+            sync: None,
+            threads: Vec::new(),
         }
     }
     pub(super) fn len(&self) -> usize {
@@ -82,40 +82,44 @@ impl Ops {
     pub(super) fn any(&self) -> bool {
         self.live != 0
     }
+    fn slot(&self, s: usize) -> &Option<VecOpState> {
+        if s == 0 {
+            &self.sync
+        } else {
+            &self.threads[s - 1]
+        }
+    }
     pub(super) fn get(&self, s: usize) -> Option<&VecOpState> {
         if self.is_some(s) {
-            self.slots[s].as_deref()
+            self.slot(s).as_ref()
         } else {
             None
         }
     }
-    pub(super) fn take(&mut self, s: usize) -> Option<Box<VecOpState>> {
+    /// Move the op out of slot `s` (to run it; [`Self::put`] it back if
+    /// it is not finished).
+    pub(super) fn take(&mut self, s: usize) -> Option<VecOpState> {
         if !self.is_some(s) {
             return None;
         }
         self.live &= !(1 << s);
-        self.slots[s].take()
-    }
-    /// A newly issued op into slot `s`.
-    pub(super) fn issue(&mut self, s: usize, op: VecOpState) {
-        let b = match self.spare.take() {
-            Some(mut b) => {
-                *b = op;
-                b
-            }
-            None => Box::new(op),
-        };
-        self.put(s, b);
-    }
-    pub(super) fn retire(&mut self, op: Box<VecOpState>) {
-        self.spare = Some(op);
-    }
-    pub(super) fn put(&mut self, s: usize, op: Box<VecOpState>) {
-        if self.slots.len() <= s {
-            self.slots.resize_with(s + 1, || None);
+        if s == 0 {
+            self.sync.take()
+        } else {
+            self.threads[s - 1].take()
         }
+    }
+    /// An op into slot `s`: newly issued, or taken and put back.
+    pub(super) fn put(&mut self, s: usize, op: VecOpState) {
         self.live |= 1 << s;
-        self.slots[s] = Some(op);
+        if s == 0 {
+            self.sync = Some(op);
+            return;
+        }
+        if self.threads.len() < s {
+            self.threads.resize_with(s, || None);
+        }
+        self.threads[s - 1] = Some(op);
     }
     /// The occupied slots, in slot order.
     pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &VecOpState)> {
@@ -126,7 +130,7 @@ impl Ops {
             }
             let s = live.trailing_zeros() as usize;
             live &= live - 1;
-            Some((s, self.slots[s].as_deref().expect("live slot")))
+            Some((s, self.slot(s).as_ref().expect("live slot")))
         })
     }
 }
@@ -156,30 +160,26 @@ mod tests {
     }
 
     /// The occupied slots are what the mask says, iterated in slot order;
-    /// a retired op's box is reused by the next issue.
+    /// an op taken out leaves its slot empty until it is put back.
     #[test]
-    fn slots_follow_the_mask_and_boxes_are_reused() {
+    fn slots_follow_the_mask() {
         let mut ops = Ops::new(4);
         assert_eq!(ops.len(), 4);
         assert!(!ops.any() && ops.get(0).is_none());
-        ops.issue(3, op(3));
-        ops.issue(1, op(1));
+        ops.put(3, op(3));
+        ops.put(1, op(1));
         assert!(ops.any() && ops.is_some(1) && ops.is_some(3) && !ops.is_some(2));
         let order: Vec<(usize, u8)> = ops.iter().map(|(s, o)| (s, o.task)).collect();
         assert_eq!(order, [(1, 1), (3, 3)]);
         let taken = ops.take(1).expect("slot 1 is live");
+        assert_eq!(taken.task, 1);
         assert!(!ops.is_some(1) && ops.take(1).is_none());
-        let at = &*taken as *const VecOpState;
-        ops.retire(taken);
-        ops.issue(0, op(9));
+        ops.put(0, op(9));
         assert_eq!(ops.get(0).map(|o| o.task), Some(9));
-        assert_eq!(
-            ops.get(0).map(|o| o as *const VecOpState),
-            Some(at),
-            "the spare box"
-        );
         let back = ops.take(3).expect("slot 3 is live");
         ops.put(3, back);
         assert_eq!(ops.iter().map(|(s, _)| s).collect::<Vec<_>>(), [0, 3]);
+        assert_eq!(ops.take(0).map(|o| o.task), Some(9));
+        assert!(ops.get(0).is_none() && ops.is_some(3));
     }
 }

@@ -427,7 +427,6 @@ impl<'p> Machine<'p> {
         } else if let Some(t) = op.on_done {
             core.active[t as usize] = true;
         }
-        core.ops.retire(op);
         Ok(())
     }
 }

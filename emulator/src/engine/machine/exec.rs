@@ -245,7 +245,7 @@ impl<'p> Machine<'p> {
                 let op = self.issue(pe, code, task, pc, v)?;
                 self.stats[pe].scalar_cycles += 1;
                 let core = self.cores.at_mut(pe);
-                core.ops.issue(slot, op);
+                core.ops.put(slot, op);
                 core.main = if slot == 0 {
                     Main::WaitSync { task, pc }
                 } else {
