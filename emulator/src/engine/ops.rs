@@ -29,18 +29,21 @@ pub(super) enum Loc {
     Unused,
 }
 
+/// In C layout, what a step reads every cycle first (progress, rate,
+/// operands), the rest after.
+#[repr(C)]
 pub(super) struct VecOpState {
-    pub(super) task: u8,
-    pub(super) pc: u32,
-    pub(super) op: VecOp,
-    pub(super) dtype: DType,
     pub(super) n: u32,
     pub(super) done: u32,
-    pub(super) issued_at: u64,
     pub(super) start_at: u64,
     pub(super) acc: u32,
     pub(super) num: u32,
     pub(super) den: u32,
+    pub(super) op: VecOp,
+    pub(super) dtype: DType,
+    pub(super) task: u8,
+    pub(super) pc: u32,
+    pub(super) issued_at: u64,
     pub(super) dst: Loc,
     pub(super) srcs: [Loc; 3],
     pub(super) on_done: Option<u8>,
@@ -56,6 +59,7 @@ pub(super) struct VecOpState {
 /// allocated up to the highest one used: on a wafer of cores each pointer
 /// followed to an op is a cache miss, and a step of a core running a
 /// synchronous op (most steps) then follows none.
+#[repr(C)]
 pub(super) struct Ops {
     pub(super) live: u32,
     pub(super) n: u8,

@@ -18,16 +18,10 @@ pub(super) struct Wake {
     pub(super) woken: Vec<u32>,
     /// Last cycle's list, emptied: next cycle's `keep` (no allocation per cycle).
     pub(super) spare: Vec<u32>,
-    /// Per core: the cycle it next steps at after a jump (see
-    /// [`Machine::jump`]); before it the core is asleep whatever wakes it.
-    pub(super) resume: Vec<u64>,
     /// Cores sleeping through a jump, by the cycle they resume at.
     pub(super) timers: Timers,
     /// A fault a jump ran into, returned at the cycle it happens.
     pub(super) faults: BTreeMap<usize, RunError>,
-    /// Per core: asleep while stalled since this cycle, and which stall
-    /// counters each of those cycles adds to ([`STALLED`] set while asleep).
-    pub(super) stalled: Vec<(u64, u8)>,
     /// Cores asleep in an issue stall: the reference counts those cycles
     /// as activity (the main thread retries), so the run cannot end.
     pub(super) issue_sleepers: u32,

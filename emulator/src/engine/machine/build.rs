@@ -109,6 +109,8 @@ fn cores(
             active: code.tasks.iter().map(|t| t.active).collect(),
             blocked: code.tasks.iter().map(|t| t.blocked).collect(),
             main: Main::Idle,
+            resume: 0,
+            stalled: (0, 0),
             task_started: 0,
             ops: Ops::new(arch.microthreads as usize + 1),
             rr: 0,

@@ -68,10 +68,8 @@ impl<'p> Machine<'p> {
             list,
             woken: Vec::new(),
             spare: Vec::new(),
-            resume: vec![0; n],
             timers: Timers::new(),
             faults: BTreeMap::new(),
-            stalled: vec![(0, 0); n],
             issue_sleepers: 0,
             pop_wakes,
         }
@@ -135,13 +133,14 @@ impl<'p> Machine<'p> {
             } else {
                 let pe = i / 2;
                 let w = self.wake.as_mut().expect("event mode");
-                if w.resume[pe] > now {
+                let core = self.cores.at_mut(pe);
+                if core.resume > now {
                     // Mid-jump: its timer steps it again.
                     false
                 } else if let Some(e) = w.faults.remove(&pe) {
                     return Err(e);
                 } else {
-                    let (since, flags) = std::mem::take(&mut w.stalled[pe]);
+                    let (since, flags) = std::mem::take(&mut core.stalled);
                     if flags & STALLED != 0 {
                         let k = now - since;
                         if flags & STALL_IN != 0 {
@@ -185,8 +184,8 @@ impl<'p> Machine<'p> {
 
     /// Core `pe` jumped: it sleeps until cycle `t`.
     pub(super) fn sleep_until(&mut self, pe: usize, t: u64) {
+        self.cores.at_mut(pe).resume = t;
         let w = self.wake.as_mut().expect("event mode");
-        w.resume[pe] = t;
         w.timers.push(t, core_unit(pe));
         self.horizon = self.horizon.max(t);
     }
@@ -439,8 +438,8 @@ impl<'p> Machine<'p> {
             .filter(|q| !q.is_none())
             .filter_map(|q| self.fifos.landing_after(*q, t))
             .min();
+        self.cores.at_mut(pe).stalled = (t, flags);
         let w = self.wake.as_mut().expect("event mode");
-        w.stalled[pe] = (t, flags);
         if flags & STALL_ISSUE != 0 {
             w.issue_sleepers += 1;
         }

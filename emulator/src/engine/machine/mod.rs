@@ -85,28 +85,39 @@ enum Main {
     WaitSync { task: u8, pc: u32 },
 }
 
+/// In C layout, the fields a step reads first (the thread's state, the
+/// ops' mask and the synchronous op) at the front: a step of a core on a
+/// wafer-sized grid starts with cache misses on its core, and these then
+/// share the first lines.
+#[repr(C)]
 pub(super) struct Core {
-    code: usize,
-    /// The bytes the code lays out (empty in timing-only mode).
-    pub(super) sram: Vec<u8>,
-    /// Timing-only mode: the elements whose value is known, by byte
-    /// address (the buffer's encoding); everything else is unknown.
-    known: Known,
+    main: Main,
+    /// Event mode: the cycle it next steps at after a jump (see
+    /// [`Machine::jump`]); before it the core is asleep whatever wakes it.
+    resume: u64,
+    /// Event mode: asleep while stalled since this cycle, and which stall
+    /// counters each of those cycles adds to ([`STALLED`] set while asleep).
+    stalled: (u64, u8),
     /// Timing-only mode: which integer and float registers are known.
     rk: u16,
     fk: u16,
+    code: usize,
+    rr: usize,
+    ops: Ops,
+    task_started: u64,
     pub(super) r: [i32; 16],
     pub(super) f: [f32; 16],
-    active: Vec<bool>,
-    blocked: Vec<bool>,
-    main: Main,
-    task_started: u64,
-    ops: Ops,
-    rr: usize,
     /// Input-queue fifo per color (none where the code does not receive it).
     queue: Vec<FifoId>,
     /// Router ramp buffer per color (none where the code does not send it).
     ramp_up: Vec<FifoId>,
+    active: Vec<bool>,
+    blocked: Vec<bool>,
+    /// Timing-only mode: the elements whose value is known, by byte
+    /// address (the buffer's encoding); everything else is unknown.
+    known: Known,
+    /// The bytes the code lays out (empty in timing-only mode).
+    pub(super) sram: Vec<u8>,
 }
 
 /// The cores by PE index, `None` where no code runs. Only a PE with code
