@@ -55,6 +55,9 @@ pub(super) struct Ring {
     /// The unit that pops it: its PE's router (`2·pe`) or core
     /// (`2·pe + 1`), the ids [`super::timers::Wake`] steps.
     pub(super) owner: u32,
+    /// The unit to wake when it is popped (a core's ramp buffer: its
+    /// producer, which may be stalled on a full buffer), else `u32::MAX`.
+    pub(super) pop_wake: u32,
 }
 
 impl Fifos {
@@ -78,13 +81,11 @@ impl Fifos {
             pops: 0,
             slot: 0,
             owner: 0,
+            pop_wake: u32::MAX,
         });
         self.slab.resize(self.slab.len() + cap as usize, (0, 0));
         self.what.push(what);
         i
-    }
-    pub(super) fn len(&self) -> usize {
-        self.rings.len()
     }
     /// Every FIFO's id, in index order.
     pub(super) fn ids(&self) -> impl Iterator<Item = FifoId> + use<> {
@@ -181,7 +182,7 @@ mod tests {
         let mut f = Fifos::new();
         let a = f.add(2, queue());
         let b = f.add(3, queue());
-        assert_eq!(f.len(), 2);
+        assert_eq!(f.ids().count(), 2);
         assert!(f.is_empty(a) && f.has_space(a, 0));
         f.push(a, 5, 10);
         f.push(a, 6, 11);

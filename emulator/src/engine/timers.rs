@@ -25,9 +25,6 @@ pub(super) struct Wake {
     /// Cores asleep in an issue stall: the reference counts those cycles
     /// as activity (the main thread retries), so the run cannot end.
     pub(super) issue_sleepers: u32,
-    /// Per fifo: the core to wake when it is popped (its producer, for a
-    /// core's ramp buffer: room for a stalled send), else `NONE`.
-    pub(super) pop_wakes: Vec<u32>,
 }
 
 /// Wake-ups by cycle: a wheel of buckets for the next [`Timers::WHEEL`]

@@ -268,6 +268,13 @@ impl<'p> Machine<'p> {
                 fifos.rings[e.fifo.index()].slot = i as u32;
             }
         }
+        for (pe, core) in cores.iter().enumerate() {
+            for &f in core.iter().flat_map(|c| &c.ramp_up) {
+                if !f.is_none() {
+                    fifos.rings[f.index()].pop_wake = super::event::core_unit(pe);
+                }
+            }
+        }
         for f in fifos.ids() {
             fifos.rings[f.index()].owner = match fifos.what[f.index()] {
                 FifoKind::Router { pe, .. } => super::event::router_unit(layout.pe_index(pe)),

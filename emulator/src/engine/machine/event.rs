@@ -43,14 +43,6 @@ impl<'p> Machine<'p> {
     /// Event mode's start: every router with routes and every core awake.
     pub(super) fn wake_all(&self) -> Wake {
         let n = self.routers.len();
-        let mut pop_wakes = vec![NONE; self.fifos.len()];
-        for (i, c) in self.cores.iter().enumerate() {
-            for &f in c.iter().flat_map(|c| &c.ramp_up) {
-                if !f.is_none() {
-                    pop_wakes[f.index()] = core_unit(i);
-                }
-            }
-        }
         let mut awake = vec![false; 2 * n];
         let mut list = Vec::new();
         for i in 0..n {
@@ -71,7 +63,6 @@ impl<'p> Machine<'p> {
             timers: Timers::new(),
             faults: BTreeMap::new(),
             issue_sleepers: 0,
-            pop_wakes,
         }
     }
 

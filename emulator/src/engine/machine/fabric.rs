@@ -83,7 +83,7 @@ impl<'p> Machine<'p> {
             let (outs, dests, fifo, port) = (e.outs, e.dests, e.fifo, e.port);
             let bits = self.pop_router(pe, fifo);
             if let Some(w) = self.wake.as_mut() {
-                let o = w.pop_wakes[fifo.index()];
+                let o = self.fifos.rings[fifo.index()].pop_wake;
                 if o != NONE && !w.awake[o as usize] {
                     w.awake[o as usize] = true;
                     w.woken.push(o);
