@@ -124,17 +124,13 @@ fn cores(
 /// Every PE's router: per (color, input port) a route uses, its buffer
 /// and where each output port leads (a neighbour's buffer, the core's
 /// queue, or a host output off the grid's edge).
-fn routers(
-    p: &Program,
-    layout: &Layout,
-    cores: &[Option<Core>],
-    rbuf: &RouterBuffers,
-) -> Vec<Router> {
+fn routers(p: &Program, layout: &Layout, cores: &[Option<Core>], rbuf: &RouterBuffers) -> Routers {
     let colors = layout.colors as usize;
     let mut routers = Vec::with_capacity(cores.len());
+    let mut entries = Vec::new();
     for (pe, core) in cores.iter().enumerate() {
         let at = layout.pe_at(pe);
-        let mut entries = Vec::new();
+        let off = entries.len();
         for c in 0..colors {
             for port in Port::ALL {
                 let outs = layout.route(pe, c as u8, port);
@@ -170,18 +166,19 @@ fn routers(
                 });
             }
         }
-        let full = if entries.len() <= Router::MASKED {
-            0
-        } else {
-            u128::MAX
-        };
+        let n = entries.len() - off;
+        let full = if n <= Router::MASKED { 0 } else { u128::MAX };
         routers.push(Router {
-            entries,
+            off: off as u32,
+            n: n as u32,
             rr: 0,
             full,
         });
     }
-    routers
+    Routers {
+        at: routers,
+        entries,
+    }
 }
 
 /// The host's input streams: the values given (rounded to the stream's
@@ -263,8 +260,8 @@ impl<'p> Machine<'p> {
             }
         }
         let routers = routers(p, layout, &cores, &rbuf);
-        for r in &routers {
-            for (i, e) in r.entries.iter().enumerate() {
+        for pe in 0..routers.len() {
+            for (i, e) in routers.entries(pe).iter().enumerate() {
                 fifos.rings[e.fifo.index()].slot = i as u32;
             }
         }

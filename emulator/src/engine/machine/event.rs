@@ -46,7 +46,7 @@ impl<'p> Machine<'p> {
         let mut awake = vec![false; 2 * n];
         let mut list = Vec::new();
         for i in 0..n {
-            if !self.routers[i].entries.is_empty() {
+            if self.routers[i].n > 0 {
                 awake[router_unit(i) as usize] = true;
                 list.push(router_unit(i));
             }
@@ -119,7 +119,10 @@ impl<'p> Machine<'p> {
                 if r.masked() {
                     r.busy()
                 } else {
-                    r.entries.iter().any(|e| !self.fifos.is_empty(e.fifo))
+                    self.routers
+                        .entries(pe)
+                        .iter()
+                        .any(|e| !self.fifos.is_empty(e.fifo))
                 }
             } else {
                 let pe = i / 2;

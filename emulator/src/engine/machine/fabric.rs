@@ -34,7 +34,7 @@ impl<'p> Machine<'p> {
 
     pub(super) fn step_router(&mut self, pe: usize) -> Result<(), RunError> {
         let r = &self.routers[pe];
-        let (n, full) = (r.entries.len(), r.full);
+        let (n, full) = (r.n as usize, r.full);
         if full == 0 {
             return Ok(());
         }
@@ -67,7 +67,7 @@ impl<'p> Machine<'p> {
                 k += 1;
                 (rr + k - 1) % n
             };
-            let e = &self.routers[pe].entries[i];
+            let e = &self.routers.entries(pe)[i];
             if used_in.contains(e.port) || !self.fifos.ready(e.fifo, self.now) {
                 continue;
             }

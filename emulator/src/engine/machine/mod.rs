@@ -54,8 +54,12 @@ struct RouteEntry {
     dests: [Dest; Port::COUNT],
 }
 
+/// A router: its route entries (a range of [`Routers::entries`]) and its
+/// round robin.
 struct Router {
-    entries: Vec<RouteEntry>,
+    /// Its entries are `entries[off..off + n]`.
+    off: u32,
+    n: u32,
     rr: usize,
     /// Which entries' buffers hold a wavelet (stored or in flight), bit
     /// `i` for entry `i`, kept by every push and pop: a step visits only
@@ -69,11 +73,43 @@ impl Router {
     const MASKED: usize = 128;
 
     fn masked(&self) -> bool {
-        self.entries.len() <= Router::MASKED
+        self.n as usize <= Router::MASKED
     }
 
     fn busy(&self) -> bool {
         self.full != 0
+    }
+}
+
+/// Every PE's router, their route entries in one array (in PE order, so
+/// neighbouring routers' entries are neighbours in memory too).
+struct Routers {
+    at: Vec<Router>,
+    entries: Vec<RouteEntry>,
+}
+
+impl Routers {
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// Router `pe`'s route entries.
+    fn entries(&self, pe: usize) -> &[RouteEntry] {
+        let r = &self.at[pe];
+        &self.entries[r.off as usize..(r.off + r.n) as usize]
+    }
+}
+
+impl std::ops::Index<usize> for Routers {
+    type Output = Router;
+    fn index(&self, pe: usize) -> &Router {
+        &self.at[pe]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Routers {
+    fn index_mut(&mut self, pe: usize) -> &mut Router {
+        &mut self.at[pe]
     }
 }
 
@@ -172,7 +208,7 @@ struct Machine<'p> {
     layout: &'p Layout,
     now: u64,
     fifos: Fifos,
-    routers: Vec<Router>,
+    routers: Routers,
     cores: Cores,
     host_in: Vec<HostIn>,
     host_out: Vec<HostOut>,
