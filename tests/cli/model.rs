@@ -617,17 +617,22 @@ fn view_renders_screenshots_headless() {
 
 #[test]
 fn kernel_runs_meshgemv_with_uneven_tiles() {
-    let j = json(&ok(&[
-        "kernel",
-        "meshgemv",
-        "--shape",
-        "100x60",
-        "--rect",
-        "7x8",
-        "--group-num",
-        "2",
-        "--json",
-    ]));
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "kernel",
+            "meshgemv",
+            "--shape",
+            "100x60",
+            "--rect",
+            "7x8",
+            "--group-num",
+            "2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json(&ok(&args))
+    };
+    let j = run(&[]);
     assert_eq!(j["matches_reference"], true, "{j}");
     assert_eq!(j["rect"], serde_json::json!([7, 8]));
     assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{j}");
@@ -637,20 +642,7 @@ fn kernel_runs_meshgemv_with_uneven_tiles() {
     );
     // The compiled model's variant: x and y stream through the edges, the
     // output stream checked against the reference too.
-    let s = json(&ok(&[
-        "kernel",
-        "meshgemv",
-        "--shape",
-        "100x60",
-        "--rect",
-        "7x8",
-        "--group-num",
-        "2",
-        "--dtype",
-        "bf16",
-        "--streamed",
-        "--json",
-    ]));
+    let s = run(&["--dtype", "bf16", "--streamed"]);
     assert_eq!(s["matches_reference"], true, "{s}");
     assert_eq!(s["measured_cycles"], s["predicted_cycles"], "{s}");
     assert!(s["kernel"].as_str().unwrap().contains("streamed"), "{s}");
