@@ -42,11 +42,11 @@ impl<'p> Machine<'p> {
         let mut used_in = PortSet::EMPTY;
         let mut stalled = false;
         let mut last = None;
-        let rr = r.rr;
+        let (rr, masked) = (r.rr, r.masked());
         // Round robin from entry `rr` over the entries holding something
         // (an empty buffer has no head to move): those at or after `rr`,
         // then those before it.
-        let (after, before) = if r.masked() {
+        let (after, before) = if masked {
             let from = if rr >= 128 { 0 } else { u128::MAX << rr };
             (full & from, full & !from)
         } else {
@@ -55,7 +55,7 @@ impl<'p> Machine<'p> {
         let mut order = Bits(after).chain(Bits(before));
         let mut k = 0;
         loop {
-            let i = if self.routers[pe].masked() {
+            let i = if masked {
                 match order.next() {
                     Some(i) => i,
                     None => break,
