@@ -43,6 +43,7 @@ mod jit;
 mod known;
 mod machine;
 mod ops;
+mod prefetch;
 mod prepare;
 mod sram;
 mod timers;
