@@ -3,7 +3,7 @@
 //! core's registers and SRAM.
 
 use super::jit;
-use super::machine::Core;
+use super::machine::{Core, CoreData};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -66,6 +66,17 @@ unsafe impl Send for Job<'_> {}
 
 impl<'w> Job<'w> {
     pub(super) fn on(core: &mut Core, work: &'w mut Work) -> Job<'w> {
+        Job {
+            r: core.r.as_mut_ptr(),
+            f: core.f.as_mut_ptr(),
+            sram: core.sram.as_mut_ptr(),
+            work,
+        }
+    }
+
+    /// A job on the core whose data `core` is (see
+    /// [`super::machine::CoreData`]).
+    pub(super) fn on_data(core: &mut CoreData, work: &'w mut Work) -> Job<'w> {
         Job {
             r: core.r.as_mut_ptr(),
             f: core.f.as_mut_ptr(),

@@ -100,6 +100,17 @@ impl Ops {
             None
         }
     }
+    /// The op in slot `s`, to step it in place.
+    pub(super) fn get_mut(&mut self, s: usize) -> Option<&mut VecOpState> {
+        if !self.is_some(s) {
+            return None;
+        }
+        if s == 0 {
+            self.sync.as_mut()
+        } else {
+            self.threads[s - 1].as_mut()
+        }
+    }
     /// Move the op out of slot `s` (to run it; [`Self::put`] it back if
     /// it is not finished).
     pub(super) fn take(&mut self, s: usize) -> Option<VecOpState> {

@@ -151,12 +151,18 @@ impl<'p> Machine<'p> {
     /// Process the next `k` elements of `op` (its values, not its timing):
     /// whether a wavelet went out. Shared by the per-cycle step and the
     /// event engine's jumps, so both compute the same bits.
-    pub(super) fn elements(&mut self, pe: usize, op: &mut VecOpState, k: u32) -> bool {
+    pub(super) fn elements(
+        &mut self,
+        pe: usize,
+        op: &mut VecOpState,
+        core: &mut CoreData,
+        k: u32,
+    ) -> bool {
         if self.timing {
-            return self.elements_timing(pe, op, k);
+            return self.elements_timing(pe, op, core, k);
         }
         if let Some(f) = op.jit {
-            self.elements_jit(pe, op, k, f);
+            self.elements_jit(pe, op, core, k, f);
             return false;
         }
         let dt = op.dtype;
@@ -172,7 +178,7 @@ impl<'p> Machine<'p> {
                         idx,
                         stride,
                     } => {
-                        let x = read_elem(&self.cores.at(pe).sram, *base, *dtype, *idx as u32);
+                        let x = read_elem(core.sram, *base, *dtype, *idx as u32);
                         *idx += *stride;
                         dt.round(x)
                     }
@@ -187,7 +193,6 @@ impl<'p> Machine<'p> {
                 };
             }
             let r = |x: f32| dt.round(x);
-            let core = self.cores.at_mut(pe);
             let value = match op.op {
                 VecOp::Mov => v[0],
                 VecOp::Fadd => r(v[0] + v[1]),
@@ -220,13 +225,7 @@ impl<'p> Machine<'p> {
                     idx,
                     stride,
                 } => {
-                    write_bits(
-                        &mut core.sram,
-                        *base,
-                        *dtype,
-                        *idx as u32,
-                        dtype.encode(value),
-                    );
+                    write_bits(core.sram, *base, *dtype, *idx as u32, dtype.encode(value));
                     *idx += *stride;
                 }
                 Loc::Out {
@@ -243,7 +242,14 @@ impl<'p> Machine<'p> {
 
     /// [`Self::elements`] by the JIT's element loop for an op whose
     /// operands are all local.
-    pub(super) fn elements_jit(&mut self, pe: usize, op: &mut VecOpState, k: u32, f: jit::VecFn) {
+    pub(super) fn elements_jit(
+        &mut self,
+        pe: usize,
+        op: &mut VecOpState,
+        core: &mut CoreData,
+        k: u32,
+        f: jit::VecFn,
+    ) {
         let mut args = jit::VecArgs::default();
         for (slot, l) in std::iter::once(&mut op.dst)
             .chain(op.srcs.iter_mut())
@@ -280,7 +286,7 @@ impl<'p> Machine<'p> {
         if self.compiled.defer {
             self.compiled.work.push(w);
         } else {
-            Job::on(self.cores.at_mut(pe), &mut w).run();
+            Job::on_data(core, &mut w).run();
         }
     }
 
@@ -289,7 +295,13 @@ impl<'p> Machine<'p> {
     /// A copy (`vmov`) carries known values; every other op's results, and
     /// anything read from memory never written with a known value (weights
     /// are not stored), are unknown.
-    pub(super) fn elements_timing(&mut self, pe: usize, op: &mut VecOpState, k: u32) -> bool {
+    pub(super) fn elements_timing(
+        &mut self,
+        pe: usize,
+        op: &mut VecOpState,
+        core: &mut CoreData,
+        k: u32,
+    ) -> bool {
         let dt = op.dtype;
         let per = dt.per_word();
         let unknown = unknown_bits(dt);
@@ -309,7 +321,6 @@ impl<'p> Machine<'p> {
                 stride,
             } = op.dst
             {
-                let core = self.cores.at_mut(pe);
                 if !core.known.is_empty() {
                     for j in 0..k as i64 {
                         let i = idx - stride * (k as i64 - j);
@@ -318,7 +329,7 @@ impl<'p> Machine<'p> {
                 }
             }
             if let Loc::FReg(f) = op.dst {
-                self.cores.at_mut(pe).fk &= !(1 << f);
+                *core.fk &= !(1 << f);
             }
             op.done += k;
             return false;
@@ -336,7 +347,6 @@ impl<'p> Machine<'p> {
                     } => {
                         let at = elem_addr(*base, *dtype, *idx);
                         *idx += *stride;
-                        let core = self.cores.at(pe);
                         core.known.get(&at).map(|b| dt.round(dtype.decode(*b)))
                     }
                     Loc::In {
@@ -355,7 +365,6 @@ impl<'p> Machine<'p> {
                     value = v;
                 }
             }
-            let core = self.cores.at_mut(pe);
             match &mut op.dst {
                 Loc::Mem {
                     base,
@@ -378,7 +387,7 @@ impl<'p> Machine<'p> {
                     let bits = value.map_or(unknown, |v| dt.encode(v));
                     pushed |= self.put_out(pe, *fifo, pend_bits, pend, per, bits);
                 }
-                Loc::FReg(f) => core.fk &= !(1 << *f),
+                Loc::FReg(f) => *core.fk &= !(1 << *f),
                 _ => {}
             }
             op.done += 1;
@@ -388,13 +397,25 @@ impl<'p> Machine<'p> {
 
     /// Hold the datapath for one cycle on op `slot`, processing up to `avail` elements.
     pub(super) fn run_op(&mut self, pe: usize, slot: usize, avail: u32) -> Result<(), RunError> {
+        let mut cores = self.cores.detach();
+        let core = cores[pe]
+            .as_mut()
+            .expect("only a PE with code is stepped as a core");
+        self.run_op_on(pe, core, slot, avail);
+        self.cores.attach(cores);
+        Ok(())
+    }
+
+    /// [`Self::run_op`] on core `pe`, detached from the machine (see
+    /// [`Cores::detach`]) so its op is stepped where it lies.
+    fn run_op_on(&mut self, pe: usize, core: &mut Core, slot: usize, avail: u32) {
         let now = self.now;
         let ramp = self.arch.ramp_latency;
-        let mut op = self.cores.at_mut(pe).ops.take(slot).unwrap();
+        let (op, mut data) = core.op_and_data(slot);
         op.acc += op.num;
         let k = (op.acc / op.den).min(avail).min(op.n - op.done);
         op.acc = (op.acc - k * op.den).min(op.den - 1);
-        let pushed = self.elements(pe, &mut op, k);
+        let pushed = self.elements(pe, op, &mut data, k);
         if op.done == op.n
             && let Loc::Out {
                 fifo,
@@ -413,12 +434,11 @@ impl<'p> Machine<'p> {
         }
         let finished = op.done == op.n && !matches!(op.dst, Loc::Out { pend, .. } if pend > 0);
         if !finished {
-            self.cores.at_mut(pe).ops.put(slot, op);
-            return Ok(());
+            return;
         }
+        let op = core.ops.take(slot).expect("the op just stepped");
         let at = self.layout.pe_at(pe);
         self.span(at, slot as u8, op.op.mnemonic(), op.issued_at);
-        let core = self.cores.at_mut(pe);
         if slot == 0 {
             core.main = Main::Running {
                 task: op.task,
@@ -427,6 +447,5 @@ impl<'p> Machine<'p> {
         } else if let Some(t) = op.on_done {
             core.active[t as usize] = true;
         }
-        Ok(())
     }
 }

@@ -206,7 +206,7 @@ impl<'p> Machine<'p> {
         if u & 1 == 0 {
             prefetch::lines(&self.routers.at[pe], 1);
         } else {
-            prefetch::lines(&self.cores[pe], 3);
+            prefetch::lines(&self.cores[pe], 4);
             prefetch::lines(&self.stats[pe], 2);
         }
     }
@@ -329,19 +329,20 @@ impl<'p> Machine<'p> {
                 if t == now + 1 {
                     return Jumped::No;
                 }
-                let mut op = self.cores.at_mut(pe).ops.take(0).unwrap();
+                let mut cores = self.cores.detach();
+                let core = cores[pe].as_mut().expect("a core jumps");
+                let (op, mut data) = core.op_and_data(0);
                 let k = done - op.done;
                 // Compiled element loops join this cycle's deferred work.
                 self.compiled.defer = true;
-                self.elements(pe, &mut op, k);
+                self.elements(pe, op, &mut data, k);
                 self.compiled.defer = false;
                 op.acc = acc;
-                self.stats[pe].vector_cycles += busy;
-                let core = self.cores.at_mut(pe);
                 if busy > 0 {
                     core.rr = 1;
                 }
-                core.ops.put(0, op);
+                self.cores.attach(cores);
+                self.stats[pe].vector_cycles += busy;
                 self.activity = true;
                 Jumped::Until(t)
             }

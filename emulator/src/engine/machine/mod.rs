@@ -175,6 +175,49 @@ impl Cores {
     }
 }
 
+impl Cores {
+    /// Every core, taken out of the machine (which then has none) for a
+    /// step that needs one core and the rest of the machine at once: a
+    /// vector op is stepped where it lies in its core rather than moved
+    /// out and back (160 bytes each way, every cycle of every op). Only
+    /// the datapath's element loop runs detached; it reaches the core
+    /// through the [`CoreData`] it is given.
+    fn detach(&mut self) -> Vec<Option<Core>> {
+        std::mem::take(&mut self.0)
+    }
+
+    fn attach(&mut self, cores: Vec<Option<Core>>) {
+        debug_assert!(self.0.is_empty(), "cores attached twice");
+        self.0 = cores;
+    }
+}
+
+/// What a vector op's elements read and write in their core besides the
+/// op: its SRAM, float registers and (timing-only) what is known.
+pub(super) struct CoreData<'c> {
+    pub(super) sram: &'c mut Vec<u8>,
+    pub(super) r: &'c mut [i32; 16],
+    pub(super) f: &'c mut [f32; 16],
+    pub(super) fk: &'c mut u16,
+    pub(super) known: &'c mut Known,
+}
+
+impl Core {
+    /// The op in `slot` (live) and, apart from it, the data its elements
+    /// touch.
+    fn op_and_data(&mut self, slot: usize) -> (&mut VecOpState, CoreData<'_>) {
+        let op = self.ops.get_mut(slot).expect("a live slot");
+        let data = CoreData {
+            sram: &mut self.sram,
+            r: &mut self.r,
+            f: &mut self.f,
+            fk: &mut self.fk,
+            known: &mut self.known,
+        };
+        (op, data)
+    }
+}
+
 impl std::ops::Deref for Cores {
     type Target = Vec<Option<Core>>;
     fn deref(&self) -> &Self::Target {
