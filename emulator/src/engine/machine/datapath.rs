@@ -320,12 +320,11 @@ impl<'p> Machine<'p> {
                 idx,
                 stride,
             } = op.dst
+                && !core.known.is_empty()
             {
-                if !core.known.is_empty() {
-                    for j in 0..k as i64 {
-                        let i = idx - stride * (k as i64 - j);
-                        core.known.remove(&elem_addr(base, dtype, i));
-                    }
+                for j in 0..k as i64 {
+                    let i = idx - stride * (k as i64 - j);
+                    core.known.remove(&elem_addr(base, dtype, i));
                 }
             }
             if let Loc::FReg(f) = op.dst {
