@@ -11,6 +11,9 @@ fn both(src: &str, file: &str, arch: &Arch) {
     let run = |engine, threads| {
         let cfg = RunConfig {
             engine,
+            // A trace is compared too; the runs without one below take
+            // the event engine's other path (a core's local steps run
+            // ahead in one wake-up, which a trace's span order forbids).
             trace: true,
             threads,
             // Every cycle's compiled work goes to the threads, however little.
@@ -47,6 +50,18 @@ fn both(src: &str, file: &str, arch: &Arch) {
         assert_eq!(a.memory, b.memory, "{file}");
         assert_eq!(spans(&a.trace), spans(&b.trace), "{file}");
     }
+    // Without a trace, the event engine runs local steps ahead (see
+    // `Machine::chain`): the same results.
+    let untraced = RunConfig {
+        engine: Engine::Interp,
+        ..RunConfig::default()
+    };
+    let b = wafer_emulator::run(&p, arch, &Inputs::new(), &untraced).unwrap();
+    assert_eq!(
+        (a.cycles, &a.outputs, &a.stats.pe, &a.memory),
+        (b.cycles, &b.outputs, &b.stats.pe, &b.memory),
+        "{file}"
+    );
     // Timing-only: the same cycles and counters, no memory, and every
     // output either the functional value or unknown (NaN).
     for engine in [Engine::Reference, Engine::Interp] {
@@ -92,6 +107,93 @@ fn every_example_and_the_bench_program_agree_on_both_engines() {
     assert!(src.contains("blt r1, 20000, trip"));
     let src = src.replace("blt r1, 20000, trip", "blt r1, 300, trip");
     both(&src, &f.display().to_string(), &Arch::wse3());
+}
+
+/// A loop of short vector ops on memory and scalar instructions, run
+/// ahead by the event engine without a trace (`Machine::chain`), while
+/// another PE's wavelets wait in its queue for the data task after it:
+/// the reference's cycles, counters and SRAM. Then the same loop indexing
+/// past its buffer: the reference's fault, on every engine and in
+/// timing-only mode.
+#[test]
+fn a_core_run_ahead_through_its_loop_keeps_cycles_and_faults() {
+    let src = |step: u32, end: u32| {
+        format!(
+            ".grid 2x1
+.code loop
+  .buffer a f32[8]
+  .buffer b f32[8]
+  .buffer got f32[1]
+  .task main local active
+  .task recv data c1
+main:
+  li r1, 0
+again:
+  vmov.f32 a, b
+  ldf f2, a[r1]
+  add r1, r1, {step}
+  blt r1, {end}, again
+  end
+recv:
+  stf got[0], f0
+  end
+.end
+.code send
+  .buffer v f32[4]
+  .task main local active
+main:
+  vmov.f32 tx(c1), v
+  end
+.end
+.place loop 0,0 1x1
+.place send 1,0 1x1
+.data b 0,0 1x1 = iota(1, 1)
+.data v 1,0 1x1 = iota(10, 1)
+.route 1,0 1x1 c1 R -> W
+.route 0,0 1x1 c1 E -> R
+"
+        )
+    };
+    let arch = Arch::wse3();
+    let run = |src: &str, engine, trace, timing_only| {
+        let p = asm::parse(src, "loop.wsm").unwrap();
+        let cfg = RunConfig {
+            engine,
+            trace,
+            timing_only,
+            ..RunConfig::default()
+        };
+        wafer_emulator::run(&p, &arch, &Inputs::new(), &cfg)
+    };
+    let ok = src(1, 8);
+    let a = run(&ok, Engine::Reference, false, false).unwrap();
+    for (engine, trace, timing) in [
+        (Engine::Interp, false, false),
+        (Engine::Interp, true, false),
+        (Engine::Jit, false, false),
+        (Engine::Interp, false, true),
+    ] {
+        let b = run(&ok, engine, trace, timing).unwrap();
+        assert_eq!((a.cycles, &a.stats.pe), (b.cycles, &b.stats.pe));
+        if !timing {
+            assert_eq!(a.memory, b.memory);
+        }
+    }
+    assert_eq!(a.stats.pe.tasks[0], 5, "main and four data tasks");
+    // r1 = 0, 3, 6, 9: the fourth `ldf` reads past `a`.
+    let bad = src(3, 12);
+    let e = run(&bad, Engine::Reference, false, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ldf"), "{e}");
+    for (engine, timing) in [
+        (Engine::Interp, false),
+        (Engine::Jit, false),
+        (Engine::Interp, true),
+    ] {
+        let f = run(&bad, engine, false, timing).unwrap_err().to_string();
+        assert_eq!(f, e);
+    }
 }
 
 /// What timing-only mode cannot know it reports: a branch on a received

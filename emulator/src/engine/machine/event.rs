@@ -16,6 +16,11 @@ const FAR: usize = 12;
 const MID: usize = 8;
 const NEAR: usize = 4;
 
+/// The most cycles a core is run ahead through its local steps in one
+/// wake-up ([`Machine::chain`]), so a long local loop still sees Ctrl-C
+/// and the cycle limit.
+const CHAIN_CYCLES: u64 = 4096;
+
 /// A router's id among the units [`Wake`] steps: PE `pe`'s router and
 /// core are neighbours (`2·pe`, `2·pe + 1`), so a sweep in id order
 /// touches a PE's router buffers, queues and core together.
@@ -296,6 +301,83 @@ impl<'p> Machine<'p> {
     /// meanwhile are only looked at by an idle main thread or a fabric
     /// operand. So results, cycles and statistics are the reference's.
     pub(super) fn jump(&mut self, pe: usize) -> Jumped {
+        match self.jump_once(pe) {
+            Jumped::Until(t) if self.chains() => self.chain(pe, t),
+            j => j,
+        }
+    }
+
+    /// Whether a jump goes on through the core's next local steps
+    /// ([`Self::chain`]): not with the JIT's compiled work, which runs at
+    /// the end of the real cycle (a step after it would read SRAM it has
+    /// not written yet), nor while recording a trace, whose spans are in
+    /// the order of the cycles they end in.
+    fn chains(&self) -> bool {
+        self.compiled.jit.is_none() && !self.log.on
+    }
+
+    /// Core `pe` jumped to cycle `t`: step it there and jump again, for
+    /// as long as each step is local too, so a loop of scalar instructions
+    /// and vector ops on memory (a GEMV tile's rows, one short op each)
+    /// costs one wake-up rather than two per op. The step in cycle `t`
+    /// would be taken by the run loop anyway, with the same result: the
+    /// core sleeps until `t` whatever wakes it, its main thread is running
+    /// or waiting on a synchronous op on memory (the jump's conditions),
+    /// and such a step reads and writes only the core (its op, registers,
+    /// SRAM, task flags) and its counters; wavelets that arrived meanwhile
+    /// are looked at only by an idle main thread, whose step is never
+    /// taken ahead. A fault in a step taken ahead is raised in its cycle,
+    /// as a scalar run's is.
+    fn chain(&mut self, pe: usize, mut t: u64) -> Jumped {
+        let now = self.now;
+        let limit = now + CHAIN_CYCLES;
+        while t < limit && self.steps_locally(pe) {
+            self.now = t;
+            if let Err(e) = self.step_core(pe) {
+                self.wake.as_mut().expect("event mode").faults.insert(pe, e);
+                break;
+            }
+            t = match self.jump_once(pe) {
+                Jumped::Until(u) => u,
+                // Nothing to run through (an op that ends next cycle, a
+                // vector instruction next): it steps in `t + 1`, ahead if
+                // that step is local too, else in the run loop.
+                Jumped::No => t + 1,
+                Jumped::Deferred => unreachable!("no compiled work while chaining"),
+            };
+        }
+        self.now = now;
+        Jumped::Until(t)
+    }
+
+    /// Whether core `pe`'s next step is local, as a jump's stretch is: its
+    /// main thread runs with no op in flight, or waits on a synchronous op
+    /// on memory and registers with no microthread's op in flight; and no
+    /// fault waits to be raised in that step.
+    fn steps_locally(&self, pe: usize) -> bool {
+        let core = self.cores.at(pe);
+        let local = match core.main {
+            Main::Running { .. } => !core.ops.any(),
+            Main::WaitSync { .. } => {
+                core.ops.live == 1
+                    && core.ops.get(0).is_some_and(|op| {
+                        let local = |l: &Loc| !matches!(l, Loc::In { .. } | Loc::Out { .. });
+                        local(&op.dst) && op.srcs.iter().all(local)
+                    })
+            }
+            Main::Idle | Main::Switching { .. } => false,
+        };
+        local
+            && !self
+                .wake
+                .as_ref()
+                .expect("event mode")
+                .faults
+                .contains_key(&pe)
+    }
+
+    /// [`Self::jump`]'s one stretch of local work.
+    fn jump_once(&mut self, pe: usize) -> Jumped {
         let now = self.now;
         let core = self.cores.at(pe);
         match core.main {
