@@ -52,16 +52,20 @@ fn both(src: &str, file: &str, arch: &Arch) {
     }
     // Without a trace, the event engine runs local steps ahead (see
     // `Machine::chain`): the same results.
-    let untraced = RunConfig {
-        engine: Engine::Interp,
-        ..RunConfig::default()
-    };
-    let b = wafer_emulator::run(&p, arch, &Inputs::new(), &untraced).unwrap();
-    assert_eq!(
-        (a.cycles, &a.outputs, &a.stats.pe, &a.memory),
-        (b.cycles, &b.outputs, &b.stats.pe, &b.memory),
-        "{file}"
-    );
+    for (engine, threads) in [(Engine::Interp, 1), (Engine::Jit, 1), (Engine::Jit, 2)] {
+        let untraced = RunConfig {
+            engine,
+            threads,
+            min_parallel_work: 0,
+            ..RunConfig::default()
+        };
+        let b = wafer_emulator::run(&p, arch, &Inputs::new(), &untraced).unwrap();
+        assert_eq!(
+            (a.cycles, &a.outputs, &a.stats.pe, &a.memory),
+            (b.cycles, &b.outputs, &b.stats.pe, &b.memory),
+            "{file} {engine:?} {threads}"
+        );
+    }
     // Timing-only: the same cycles and counters, no memory, and every
     // output either the functional value or unknown (NaN).
     for engine in [Engine::Reference, Engine::Interp] {

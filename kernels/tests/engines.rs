@@ -41,15 +41,19 @@ fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
     }
     // Without a trace, the event engine runs local steps ahead (see
     // `Machine::chain` in the emulator): the same results.
-    let untraced = RunConfig {
-        engine: Engine::Interp,
-        ..RunConfig::default()
-    };
-    let b = wafer_emulator::run(p, arch, &Inputs::new(), &untraced).unwrap();
-    prop_assert_eq!(a.cycles, b.cycles);
-    prop_assert_eq!(&a.outputs, &b.outputs);
-    prop_assert_eq!(&a.stats.pe, &b.stats.pe);
-    prop_assert_eq!(&a.memory, &b.memory);
+    for (engine, threads) in [(Engine::Interp, 1), (Engine::Jit, 1), (Engine::Jit, 2)] {
+        let untraced = RunConfig {
+            engine,
+            threads,
+            min_parallel_work: 0,
+            ..RunConfig::default()
+        };
+        let b = wafer_emulator::run(p, arch, &Inputs::new(), &untraced).unwrap();
+        prop_assert_eq!(a.cycles, b.cycles);
+        prop_assert_eq!(&a.outputs, &b.outputs);
+        prop_assert_eq!(&a.stats.pe, &b.stats.pe);
+        prop_assert_eq!(&a.memory, &b.memory);
+    }
     let timing = RunConfig {
         engine: Engine::Interp,
         timing_only: true,

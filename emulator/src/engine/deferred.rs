@@ -33,12 +33,14 @@ pub(super) enum Work {
         args: jit::VecArgs,
         acc: Option<u8>,
     },
-    /// A scalar run from `pc` of at most `budget` instructions; `ret` is
-    /// what the runner returned.
+    /// A scalar run from `pc` of at most `budget` instructions, the first
+    /// in cycle `start` (the cycle after the real one, or after a step a
+    /// chain took ahead); `ret` is what the runner returned.
     Scalar {
         pe: usize,
         f: jit::ScalarFn,
         pc: u32,
+        start: u64,
         budget: u32,
         ret: u64,
     },
@@ -119,6 +121,7 @@ pub(super) fn run_scalar(core: &mut Core, f: jit::ScalarFn, pc: u32, budget: u32
         pe: 0,
         f,
         pc,
+        start: 0,
         budget,
         ret: 0,
     };
