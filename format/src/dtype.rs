@@ -19,6 +19,7 @@ pub enum DType {
 }
 
 impl DType {
+    #[inline]
     pub fn size_bytes(self) -> u32 {
         match self {
             DType::F32 | DType::I32 => 4,
@@ -27,10 +28,12 @@ impl DType {
     }
 
     /// How many elements one 32-bit wavelet or memory word carries.
+    #[inline]
     pub fn per_word(self) -> u32 {
         4 / self.size_bytes()
     }
 
+    #[inline]
     pub fn is_float(self) -> bool {
         self != DType::I32
     }
@@ -46,6 +49,7 @@ impl DType {
     }
 
     /// Round an f32 to this type (returned widened back to f32).
+    #[inline]
     pub fn round(self, v: f32) -> f32 {
         match self {
             DType::F32 => v,
@@ -56,6 +60,7 @@ impl DType {
     }
 
     /// Encode one value into its storage bits (low bits for 16-bit types).
+    #[inline]
     pub fn encode(self, v: f32) -> u32 {
         match self {
             DType::F32 => v.to_bits(),
@@ -66,6 +71,7 @@ impl DType {
     }
 
     /// Decode storage bits (low 16 for 16-bit types) to f32.
+    #[inline]
     pub fn decode(self, bits: u32) -> f32 {
         match self {
             DType::F32 => f32::from_bits(bits),
