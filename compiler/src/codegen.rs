@@ -191,6 +191,7 @@ fn compile_with(
                 },
                 options.arch.sram_bytes
             ),
+            fix: place::fit_advice(options.dtype),
             need_pes: sram.pes_used,
             need_bytes: sram.total_bytes,
             weight_bytes: place::footprint(config, options.dtype, options.max_context).0,

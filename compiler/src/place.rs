@@ -197,12 +197,14 @@ impl Site {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PlaceError {
     #[error(
-        "the model does not fit `{arch}` with {kind} placement: {why}. It needs at least {need_pes} PEs and {need_bytes} bytes of SRAM (weights {weight_bytes}, KV cache {kv_bytes}); the machine has {have_pes} PEs and {have_bytes} bytes. To fit: a 16-bit --dtype, a shorter --max-context, or a larger machine"
+        "the model does not fit `{arch}` with {kind} placement: {why}. It needs at least {need_pes} PEs and {need_bytes} bytes of SRAM (weights {weight_bytes}, KV cache {kv_bytes}); the machine has {have_pes} PEs and {have_bytes} bytes. To fit: {fix}"
     )]
     NoFit {
         arch: String,
         kind: PlacementKind,
         why: String,
+        /// What would make it fit ([`fit_advice`]).
+        fix: &'static str,
         need_pes: u64,
         need_bytes: u64,
         weight_bytes: u64,
@@ -219,6 +221,16 @@ pub fn footprint(c: &Config, dtype: DType, max_context: u32) -> (u64, u64) {
     (weights, kv)
 }
 
+/// What makes a model that does not fit fit: 16-bit weights only where
+/// they are not 16-bit already.
+pub fn fit_advice(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "a shorter --max-context or a larger machine (the weights are f16 already)",
+        DType::BF16 => "a shorter --max-context or a larger machine (the weights are bf16 already)",
+        DType::F32 | DType::I32 => "a 16-bit --dtype, a shorter --max-context, or a larger machine",
+    }
+}
+
 fn no_fit(c: &Config, o: &Options, kind: PlacementKind, why: String) -> PlaceError {
     let (weight_bytes, kv_bytes) = footprint(c, o.dtype, o.max_context);
     let need_bytes = weight_bytes + kv_bytes;
@@ -226,6 +238,7 @@ fn no_fit(c: &Config, o: &Options, kind: PlacementKind, why: String) -> PlaceErr
         arch: o.arch.name.clone(),
         kind,
         why,
+        fix: fit_advice(o.dtype),
         need_pes: need_bytes.div_ceil(o.arch.sram_bytes as u64 * 3 / 4),
         need_bytes,
         weight_bytes,

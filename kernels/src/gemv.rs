@@ -73,9 +73,14 @@ fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
         ))
     } else if sram_needed(s) > arch.sram_bytes as u64 {
         Some(format!(
-            "a tile needs about {} bytes of SRAM, a PE has {}; use more PEs or a 16-bit dtype",
+            "a tile needs about {} bytes of SRAM, a PE has {}; use more PEs{}",
             sram_needed(s),
-            arch.sram_bytes
+            arch.sram_bytes,
+            if s.dtype.size_bytes() > 2 {
+                " or a 16-bit dtype"
+            } else {
+                ""
+            }
         ))
     } else {
         None

@@ -32,6 +32,28 @@ fn kernel_runs_a_gemv_checks_it_and_compares_with_its_cost_model() {
     assert!(ok(&["kernel", "--list"]).contains("gemv"));
     let e = fails(&["kernel", "gemv", "--shape", "4x4", "--rect", "8x8"]);
     assert!(e.contains("8x8 does not fit"), "{e}");
+    // Too big a tile: 16-bit weights are advised only where they are not.
+    let tile = |dtype| {
+        fails(&[
+            "kernel",
+            "gemv",
+            "--shape",
+            "8192x8192",
+            "--rect",
+            "2x2",
+            "--dtype",
+            dtype,
+        ])
+    };
+    let (e32, e16) = (tile("f32"), tile("bf16"));
+    assert!(
+        e32.contains("bytes of SRAM") && e32.contains("16-bit dtype"),
+        "{e32}"
+    );
+    assert!(
+        e16.contains("bytes of SRAM") && !e16.contains("16-bit"),
+        "{e16}"
+    );
     let e = fails(&["kernel", "no-such-kernel", "--shape", "4"]);
     assert!(e.contains("unknown kernel `no-such-kernel`"), "{e}");
 }

@@ -175,6 +175,21 @@ fn a_model_that_does_not_fit_says_what_it_needs() {
     ] {
         assert!(err.contains(want), "missing {want:?} in: {err}");
     }
+    // Weights already 16-bit: the advice does not ask for them again.
+    let err = fails(&[
+        "compile",
+        "llama-3.1-8b",
+        "--grid",
+        "64x64",
+        "--dtype",
+        "bf16",
+    ]);
+    assert!(
+        err.contains("does not fit")
+            && err.contains("the weights are bf16 already")
+            && !err.contains("16-bit --dtype"),
+        "{err}"
+    );
     let bad = tmp("truncated.bin");
     let bytes = std::fs::read(checkpoint("stories260K.bin")).unwrap();
     std::fs::write(&bad, &bytes[..5000]).unwrap();
