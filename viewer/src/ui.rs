@@ -374,7 +374,7 @@ pub fn inspector(ui: &mut egui::Ui, s: &mut ViewerState) {
 /// Per-token latency, where it goes by layer kind, and the wafer against
 /// GPUs (from the bench's numbers) when the data has them.
 pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
-    use egui_plot::{Bar, BarChart, Line, Plot, PlotPoints};
+    use egui_plot::{Bar, BarChart, GridMark, Line, Plot, PlotPoint, PlotPoints, Text};
     let Some(l) = &s.data.latency else {
         ui.label("no latency data (open a model to see per-token latency)");
         return;
@@ -418,11 +418,51 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
                 .fill(rgb(CATEGORIES[usize::from(i > 0)]))
         })
         .collect();
+    // Each bar named under it on the x axis (one mark per bar, none
+    // between) and its tok/s written above it.
+    let names: Vec<String> = l.bars.iter().map(|(name, _)| name.clone()).collect();
+    let n = names.len();
+    let labels: Vec<Text> = l
+        .bars
+        .iter()
+        .enumerate()
+        .map(|(i, (name, tps))| {
+            let top = tps.max(1.0).log10();
+            Text::new(
+                name.clone(),
+                PlotPoint::new(i as f64, top + 0.3),
+                format!("{tps:.0}"),
+            )
+        })
+        .collect();
+    let top = l
+        .bars
+        .iter()
+        .map(|b| b.1.max(1.0).log10())
+        .fold(1.0, f64::max);
     Plot::new("gpus")
-        .height(140.0)
+        .height(160.0)
         .allow_scroll(false)
-        .show(ui, |p| p.bar_chart(BarChart::new("tokens/s", bars)));
-    for (name, tps) in &l.bars {
-        ui.small(format!("{name}: {tps:.0} tok/s"));
-    }
+        .include_y(top + 0.6)
+        .x_grid_spacer(move |_| {
+            (0..n)
+                .map(|i| GridMark {
+                    value: i as f64,
+                    step_size: 1.0,
+                })
+                .collect()
+        })
+        .x_axis_formatter(move |m, _| {
+            let i = m.value.round();
+            if (m.value - i).abs() > 1e-6 || i < 0.0 {
+                return String::new();
+            }
+            names.get(i as usize).cloned().unwrap_or_default()
+        })
+        .show(ui, |p| {
+            p.bar_chart(BarChart::new("tokens/s", bars));
+            for t in labels {
+                p.text(t);
+            }
+        });
 }
