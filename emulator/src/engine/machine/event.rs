@@ -6,15 +6,18 @@ use super::*;
 use crate::engine::prefetch;
 
 /// How many units ahead of the one it steps the event loop asks for a
-/// unit's state (`FAR`), for what that state points to (`MID`: route
-/// entries, FIFO rings) and for what those point to (`NEAR`: buffer
-/// heads): each far enough ahead of the next that its load from memory
-/// has landed when the next reads it, near enough that it is still in
-/// cache when the step comes. On the 8B's streamed MeshGEMV stage, 20 /
-/// 12 / 6 ran no faster than these.
-const FAR: usize = 12;
-const MID: usize = 8;
-const NEAR: usize = 4;
+/// unit's state (`FAR`), for what that state points to (`MID`: a
+/// router's route entry, a core's op's FIFO rings), for what those point
+/// to (`NEAR`: the entry's rings, a queue's head) and for a router's
+/// buffer head (`HEAD`): each far enough ahead of the next that its load
+/// from memory has landed when the next reads it (a hint that waits on a
+/// load it did not ask for stalls the loop: reading a ring at the third
+/// depth cost 14 % of the loop's samples), near enough that it is still
+/// in cache when the step comes.
+const FAR: usize = 16;
+const MID: usize = 12;
+const NEAR: usize = 8;
+const HEAD: usize = 4;
 
 /// The most cycles a core is run ahead through its local steps in one
 /// wake-up ([`Machine::chain`]), so a long local loop still sees Ctrl-C
@@ -137,7 +140,10 @@ impl<'p> Machine<'p> {
                 self.prefetch_dependents(u);
             }
             if let Some(&u) = list.get(j + NEAR) {
-                self.prefetch_buffers(u);
+                self.prefetch_rings(u);
+            }
+            if let Some(&u) = list.get(j + HEAD) {
+                self.prefetch_heads(u);
             }
             let i = i as usize;
             let busy = if i & 1 == 0 {
@@ -223,12 +229,8 @@ impl<'p> Machine<'p> {
     fn prefetch_dependents(&self, u: u32) {
         let pe = u as usize / 2;
         if u & 1 == 0 {
-            let r = &self.routers.at[pe];
-            if r.full != 0 {
-                let i = r.off as usize + r.full.trailing_zeros().min(r.n) as usize;
-                if let Some(e) = self.routers.entries.get(i) {
-                    prefetch::lines(e, 1);
-                }
+            if let Some(e) = self.first_entry(pe) {
+                prefetch::lines(e, 1);
             }
         } else if let Some(core) = &self.cores[pe]
             && let Some(op) = core.ops.get(0)
@@ -241,33 +243,19 @@ impl<'p> Machine<'p> {
         }
     }
 
-    /// Ask for the FIFO entries unit `u`'s step pops and the rings it
-    /// pushes to, found through what [`Self::prefetch_dependents`] asked
-    /// for: a router's first occupied buffer's head and its destinations'
-    /// rings, the head of a core's synchronous op's input queue.
-    fn prefetch_buffers(&self, u: u32) {
+    /// Ask for the rings unit `u`'s step pops and pushes, found through
+    /// what [`Self::prefetch_dependents`] asked for: a router's first
+    /// occupied buffer's ring and its destinations' rings; for a core, the
+    /// head of its synchronous op's input queue (its ring was asked for
+    /// already).
+    fn prefetch_rings(&self, u: u32) {
         let pe = u as usize / 2;
-        let head = |f: FifoId| {
-            let r = &self.fifos.rings[f.index()];
-            if r.len > 0 {
-                let i = (r.off + r.head) as usize;
-                if let Some(e) = self.fifos.slab.get(i) {
-                    prefetch::lines(e, 1);
-                }
-            }
-        };
         if u & 1 == 0 {
-            let r = &self.routers.at[pe];
-            if r.full != 0 {
-                let i = r.off as usize + r.full.trailing_zeros().min(r.n) as usize;
-                if let Some(e) = self.routers.entries.get(i)
-                    && i < (r.off + r.n) as usize
-                {
-                    head(e.fifo);
-                    for d in e.dests {
-                        if let Dest::Fifo(f) = d {
-                            prefetch::lines(&self.fifos.rings[f.index()], 1);
-                        }
+            if let Some(e) = self.first_entry(pe) {
+                prefetch::lines(&self.fifos.rings[e.fifo.index()], 1);
+                for d in e.dests {
+                    if let Dest::Fifo(f) = d {
+                        prefetch::lines(&self.fifos.rings[f.index()], 1);
                     }
                 }
             }
@@ -276,9 +264,39 @@ impl<'p> Machine<'p> {
         {
             for l in &op.srcs {
                 if let Loc::In { fifo, .. } = *l {
-                    head(fifo);
+                    self.prefetch_head(fifo);
                 }
             }
+        }
+    }
+
+    /// Ask for the head entry of router `u`'s first occupied buffer,
+    /// through its ring (asked for by [`Self::prefetch_rings`]).
+    fn prefetch_heads(&self, u: u32) {
+        if u & 1 == 0
+            && let Some(e) = self.first_entry(u as usize / 2)
+        {
+            self.prefetch_head(e.fifo);
+        }
+    }
+
+    /// Router `pe`'s first occupied route entry, if any.
+    fn first_entry(&self, pe: usize) -> Option<&RouteEntry> {
+        let r = &self.routers.at[pe];
+        if r.full == 0 {
+            return None;
+        }
+        let i = r.off as usize + r.full.trailing_zeros().min(r.n) as usize;
+        (i < (r.off + r.n) as usize).then(|| &self.routers.entries[i])
+    }
+
+    /// Ask for FIFO `f`'s head entry.
+    fn prefetch_head(&self, f: FifoId) {
+        let r = &self.fifos.rings[f.index()];
+        if r.len > 0
+            && let Some(e) = self.fifos.slab.get((r.off + r.head) as usize)
+        {
+            prefetch::lines(e, 1);
         }
     }
 
