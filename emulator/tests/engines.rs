@@ -200,6 +200,62 @@ main:
     }
 }
 
+/// A run stopped by the cycle limit reports what the reference's does: no
+/// engine runs a core ahead past the limit (a scalar loop, a long
+/// vector op on memory, a chain of both).
+#[test]
+fn the_cycle_limit_report_is_the_references_on_every_engine() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let scalar = std::fs::read_to_string(root.join("benches/scalar_loop.wsm")).unwrap();
+    let vector = ".grid 1x1
+.code c
+  .buffer a f32[4096]
+  .buffer b f32[4096]
+  .task main local active
+main:
+  li r1, 0
+again:
+  vmov.f32 a, b
+  add r1, r1, 1
+  blt r1, 100, again
+  end
+.end
+.place c 0,0 1x1
+";
+    for (src, limits) in [(scalar.as_str(), [700, 1000]), (vector, [300, 5000])] {
+        let p = asm::parse(src, "limit.wsm").unwrap();
+        for max_cycles in limits {
+            let run = |engine, trace, timing_only| {
+                let cfg = RunConfig {
+                    engine,
+                    trace,
+                    timing_only,
+                    max_cycles,
+                    ..RunConfig::default()
+                };
+                wafer_emulator::run(&p, &Arch::wse3(), &Inputs::new(), &cfg)
+                    .unwrap_err()
+                    .to_string()
+            };
+            let want = run(Engine::Reference, false, false);
+            assert!(want.contains("cycle limit"), "{want}");
+            for (engine, trace, timing) in [
+                (Engine::Interp, false, false),
+                (Engine::Interp, true, false),
+                (Engine::Jit, false, false),
+                (Engine::Jit, true, false),
+                (Engine::Interp, false, true),
+            ] {
+                assert_eq!(
+                    run(engine, trace, timing),
+                    want,
+                    "{engine:?} {trace} {timing}"
+                );
+            }
+        }
+    }
+}
+
 /// What timing-only mode cannot know it reports: a branch on a received
 /// value names the PE, the instruction and the fix.
 #[test]

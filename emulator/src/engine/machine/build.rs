@@ -309,6 +309,7 @@ impl<'p> Machine<'p> {
             horizon: 0,
             wake: None,
             timing: cfg.timing_only,
+            max_cycles: cfg.max_cycles,
             engine: cfg.engine,
             compiled: CompiledWork {
                 jit: None,

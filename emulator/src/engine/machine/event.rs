@@ -357,7 +357,7 @@ impl<'p> Machine<'p> {
     /// as a scalar run's is.
     fn chain(&mut self, pe: usize, mut t: u64) -> Jumped {
         let now = self.now;
-        let limit = now + CHAIN_CYCLES;
+        let limit = (now + CHAIN_CYCLES).min(self.max_cycles);
         while t < limit && self.steps_locally(pe) {
             self.now = t;
             if let Err(e) = self.step_core(pe) {
@@ -438,10 +438,13 @@ impl<'p> Machine<'p> {
                 let left = (op.n - op.done) as u64;
                 let need = (left * den).saturating_sub(op.acc as u64);
                 let finishing = need.div_ceil(num).max(1);
-                let busy = finishing - 1;
+                let start = (now + 1).max(op.start_at);
+                // Never past the cycle limit: a run stopped there reports
+                // each op's progress as the reference leaves it.
+                let busy = (finishing - 1).min(self.max_cycles.saturating_sub(start));
                 let total = op.acc as u64 + busy * num;
                 let (done, acc) = (op.done + (total / den) as u32, (total % den) as u32);
-                let t = (now + 1).max(op.start_at) + busy;
+                let t = (start + busy).min(self.max_cycles.max(now + 1));
                 if t == now + 1 {
                     return Jumped::No;
                 }
@@ -467,9 +470,10 @@ impl<'p> Machine<'p> {
                 if matches!(code.insts[pc as usize], Inst::Vec(_) | Inst::End) {
                     return Jumped::No;
                 }
-                // Bounded, so a spinning loop still sees Ctrl-C and the
-                // cycle limit.
-                let limit = now + 4097;
+                // Bounded, so a spinning loop still sees Ctrl-C, and never
+                // past the cycle limit, so a run stopped there reports the
+                // instruction the reference stopped at.
+                let limit = (now + 4097).min(self.max_cycles.max(now + 1));
                 if let Some(f) = self.compiled.jit.as_ref().and_then(|j| j.scalar(core.code)) {
                     // Compiled: run with the other cores' compiled work of
                     // this cycle, then go on in `finish_work`.
@@ -586,7 +590,8 @@ impl<'p> Machine<'p> {
                 self.compiled.scalar_runs[ci].0 += 1;
                 self.compiled.scalar_runs[ci].1 += k as u64;
                 self.cores.at_mut(pe).main = Main::Running { task, pc: next };
-                let t = self.scalar_run(pe, task, next, start + k as u64, start + 4096);
+                let limit = (start + 4096).min(self.max_cycles.max(start));
+                let t = self.scalar_run(pe, task, next, start + k as u64, limit);
                 self.sleep_until(pe, t);
             }
         }

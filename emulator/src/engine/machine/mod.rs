@@ -268,6 +268,9 @@ struct Machine<'p> {
     wake: Option<Wake>,
     /// Timing-only mode (see [`super::RunConfig::timing_only`]).
     timing: bool,
+    /// The run stops here ([`super::RunConfig::max_cycles`]): no core is
+    /// run ahead into it or past it.
+    max_cycles: u64,
     engine: super::Engine,
     /// The JIT engine's compiled code and the work deferred to it.
     compiled: CompiledWork,
