@@ -3,7 +3,9 @@
 //! core's registers and SRAM.
 
 use super::jit;
-use super::machine::{Core, CoreData};
+use super::machine::Core;
+#[cfg(doc)]
+use super::machine::CoreData;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -67,24 +69,24 @@ pub(super) struct Job<'w> {
 unsafe impl Send for Job<'_> {}
 
 impl<'w> Job<'w> {
-    pub(super) fn on(core: &mut Core, work: &'w mut Work) -> Job<'w> {
+    /// A job on a core's registers and SRAM (a [`Core`]'s, or the
+    /// [`CoreData`] of one whose op is being stepped).
+    pub(super) fn new(
+        r: &mut [i32; 16],
+        f: &mut [f32; 16],
+        sram: &mut [u8],
+        work: &'w mut Work,
+    ) -> Job<'w> {
         Job {
-            r: core.r.as_mut_ptr(),
-            f: core.f.as_mut_ptr(),
-            sram: core.sram.as_mut_ptr(),
+            r: r.as_mut_ptr(),
+            f: f.as_mut_ptr(),
+            sram: sram.as_mut_ptr(),
             work,
         }
     }
 
-    /// A job on the core whose data `core` is (see
-    /// [`super::machine::CoreData`]).
-    pub(super) fn on_data(core: &mut CoreData, work: &'w mut Work) -> Job<'w> {
-        Job {
-            r: core.r.as_mut_ptr(),
-            f: core.f.as_mut_ptr(),
-            sram: core.sram.as_mut_ptr(),
-            work,
-        }
+    pub(super) fn on(core: &mut Core, work: &'w mut Work) -> Job<'w> {
+        Job::new(&mut core.r, &mut core.f, &mut core.sram, work)
     }
 
     pub(super) fn run(&mut self) {

@@ -286,7 +286,7 @@ impl<'p> Machine<'p> {
         if self.compiled.defer {
             self.compiled.work.push(w);
         } else {
-            Job::on_data(core, &mut w).run();
+            Job::new(core.r, core.f, core.sram, &mut w).run();
         }
     }
 
