@@ -116,10 +116,12 @@ pub struct RunConfig {
     /// Cycles equal a functional run's for every program it completes.
     pub timing_only: bool,
     /// Worker threads for the JIT engine: the compiled work of cores that
-    /// run ahead in the same cycle (element loops, scalar runs) is spread
-    /// over them; each item touches only its own core, and everything
-    /// else stays in one thread in a fixed order, so results and cycles
-    /// do not depend on the count. 1: all on the calling thread.
+    /// run ahead in the same cycle (scalar runs; element loops too while
+    /// a trace is recorded, else a core's chain of local steps runs them
+    /// at once) is spread over them; each item touches only its own core,
+    /// and everything else stays in one thread in a fixed order, so
+    /// results and cycles do not depend on the count. 1: all on the
+    /// calling thread.
     pub threads: usize,
     /// Deferred work (elements plus instructions) in a cycle below which it
     /// stays on the calling thread: handing little work to other threads
