@@ -52,11 +52,20 @@ fn both(src: &str, file: &str, arch: &Arch) {
     }
     // Without a trace, the event engine runs local steps ahead (see
     // `Machine::chain`): the same results.
-    for (engine, threads) in [(Engine::Interp, 1), (Engine::Jit, 1), (Engine::Jit, 2)] {
+    // With more than one thread, the grid is stepped in bands of PEs
+    // (every grid here, however small: `band_min_pes`), each cycle's
+    // bands on the threads: the same results, whatever the count.
+    for (engine, threads) in [
+        (Engine::Interp, 1),
+        (Engine::Jit, 1),
+        (Engine::Jit, 2),
+        (Engine::Interp, 3),
+    ] {
         let untraced = RunConfig {
             engine,
             threads,
             min_parallel_work: 0,
+            band_min_pes: 0,
             ..RunConfig::default()
         };
         let b = wafer_emulator::run(&p, arch, &Inputs::new(), &untraced).unwrap();
@@ -68,10 +77,17 @@ fn both(src: &str, file: &str, arch: &Arch) {
     }
     // Timing-only: the same cycles and counters, no memory, and every
     // output either the functional value or unknown (NaN).
-    for engine in [Engine::Reference, Engine::Interp] {
+    for (engine, threads) in [
+        (Engine::Reference, 1),
+        (Engine::Interp, 1),
+        (Engine::Interp, 2),
+    ] {
         let cfg = RunConfig {
             engine,
             timing_only: true,
+            threads,
+            min_parallel_work: 0,
+            band_min_pes: 0,
             ..RunConfig::default()
         };
         let t = wafer_emulator::run(&p, arch, &Inputs::new(), &cfg).unwrap();
@@ -159,16 +175,22 @@ main:
         )
     };
     let arch = Arch::wse3();
-    let run = |src: &str, engine, trace, timing_only| {
+    // `threads` 2: stepped in bands (one PE each), the loop in one band
+    // and the sender in the other.
+    let run_on = |src: &str, engine, trace, timing_only, threads| {
         let p = asm::parse(src, "loop.wsm").unwrap();
         let cfg = RunConfig {
             engine,
             trace,
             timing_only,
+            threads,
+            band_min_pes: 0,
+            min_parallel_work: 0,
             ..RunConfig::default()
         };
         wafer_emulator::run(&p, &arch, &Inputs::new(), &cfg)
     };
+    let run = |src: &str, engine, trace, timing_only| run_on(src, engine, trace, timing_only, 1);
     let ok = src(1, 8);
     let a = run(&ok, Engine::Reference, false, false).unwrap();
     for (engine, trace, timing) in [
@@ -177,10 +199,12 @@ main:
         (Engine::Jit, false, false),
         (Engine::Interp, false, true),
     ] {
-        let b = run(&ok, engine, trace, timing).unwrap();
-        assert_eq!((a.cycles, &a.stats.pe), (b.cycles, &b.stats.pe));
-        if !timing {
-            assert_eq!(a.memory, b.memory);
+        for threads in [1, 2] {
+            let b = run_on(&ok, engine, trace, timing, threads).unwrap();
+            assert_eq!((a.cycles, &a.stats.pe), (b.cycles, &b.stats.pe));
+            if !timing {
+                assert_eq!(a.memory, b.memory);
+            }
         }
     }
     assert_eq!(a.stats.pe.tasks[0], 5, "main and four data tasks");
@@ -195,8 +219,12 @@ main:
         (Engine::Jit, false),
         (Engine::Interp, true),
     ] {
-        let f = run(&bad, engine, false, timing).unwrap_err().to_string();
-        assert_eq!(f, e);
+        for threads in [1, 2] {
+            let f = run_on(&bad, engine, false, timing, threads)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(f, e);
+        }
     }
 }
 
@@ -253,6 +281,55 @@ again:
                 );
             }
         }
+    }
+}
+
+/// A run stepped in bands of PEs on several threads and stopped by the
+/// cycle limit, or deadlocked, reports what the whole machine's does: the
+/// bands are joined back (every buffer, queue, host stream and core in
+/// the report, in the same order) before it is written.
+#[test]
+fn a_run_in_bands_reports_the_cycle_limit_and_a_deadlock_as_a_whole_run_does() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let src = std::fs::read_to_string(root.join("examples/gemv_8x8.wsm")).unwrap();
+    let p = asm::parse(&src, "gemv_8x8.wsm").unwrap();
+    let run = |p: &wafer_emulator::Program, max_cycles, threads, timing_only| {
+        let cfg = RunConfig {
+            engine: Engine::Interp,
+            max_cycles,
+            threads,
+            timing_only,
+            band_min_pes: 0,
+            min_parallel_work: 0,
+            ..RunConfig::default()
+        };
+        wafer_emulator::run(p, &Arch::wse3(), &Inputs::new(), &cfg)
+    };
+    let full = run(&p, 100_000_000, 1, false).unwrap().cycles;
+    for max_cycles in [5, full / 3, full / 2, full - 1] {
+        let want = run(&p, max_cycles, 1, false).unwrap_err().to_string();
+        assert!(want.contains("cycle limit"), "{want}");
+        for threads in [2, 3] {
+            for timing in [false, true] {
+                let got = run(&p, max_cycles, threads, timing)
+                    .unwrap_err()
+                    .to_string();
+                assert_eq!(got, want, "{max_cycles} {threads}");
+            }
+        }
+    }
+    // The first column ends once it has taken x in: it never sends its
+    // partial sums east, which the rest wait for.
+    let mut dead = p.clone();
+    assert_eq!(dead.codes[0].name, "gemv_first");
+    dead.codes[0].insts[1] = wafer_emulator::isa::Inst::End;
+    let want = run(&dead, 100_000_000, 1, false).unwrap_err().to_string();
+    assert!(want.contains("deadlock"), "{want}");
+    for threads in [2, 3] {
+        let got = run(&dead, 100_000_000, threads, false)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(got, want, "{threads}");
     }
 }
 

@@ -41,11 +41,20 @@ fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
     }
     // Without a trace, the event engine runs local steps ahead (see
     // `Machine::chain` in the emulator): the same results.
-    for (engine, threads) in [(Engine::Interp, 1), (Engine::Jit, 1), (Engine::Jit, 2)] {
+    // With more than one thread, the grid is stepped in bands of PEs
+    // (every grid here, however small: `band_min_pes`), each cycle's
+    // bands on the threads: the same results, whatever the count.
+    for (engine, threads) in [
+        (Engine::Interp, 1),
+        (Engine::Jit, 1),
+        (Engine::Jit, 2),
+        (Engine::Interp, 3),
+    ] {
         let untraced = RunConfig {
             engine,
             threads,
             min_parallel_work: 0,
+            band_min_pes: 0,
             ..RunConfig::default()
         };
         let b = wafer_emulator::run(p, arch, &Inputs::new(), &untraced).unwrap();
@@ -54,14 +63,19 @@ fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
         prop_assert_eq!(&a.stats.pe, &b.stats.pe);
         prop_assert_eq!(&a.memory, &b.memory);
     }
-    let timing = RunConfig {
-        engine: Engine::Interp,
-        timing_only: true,
-        ..RunConfig::default()
-    };
-    let t = wafer_emulator::run(p, arch, &Inputs::new(), &timing).unwrap();
-    prop_assert_eq!(t.cycles, a.cycles);
-    prop_assert_eq!(&t.stats.pe, &a.stats.pe);
+    for threads in [1, 2] {
+        let timing = RunConfig {
+            engine: Engine::Interp,
+            timing_only: true,
+            threads,
+            min_parallel_work: 0,
+            band_min_pes: 0,
+            ..RunConfig::default()
+        };
+        let t = wafer_emulator::run(p, arch, &Inputs::new(), &timing).unwrap();
+        prop_assert_eq!(t.cycles, a.cycles);
+        prop_assert_eq!(&t.stats.pe, &a.stats.pe);
+    }
     Ok(())
 }
 

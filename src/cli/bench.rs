@@ -60,8 +60,9 @@ pub struct BenchArgs {
     /// Leave out the interpreter (the JIT engine's baseline).
     #[arg(long)]
     pub no_interp: bool,
-    /// Worker threads for the JIT engine's run, 1..=1024; default: this
-    /// host's cores.
+    /// Worker threads for the JIT engine's run and the timing-only runs
+    /// (the JIT engine is also run on 1 to compare), 1..=1024; default:
+    /// this host's cores.
     #[arg(long, value_parser = super::flags::threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Run only the timing-only decode (for models whose weights do not
@@ -283,8 +284,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             false,
             functional && !a.no_interp,
         ),
-        (TIMING, (Engine::Interp, 1), true, !a.only_reuse),
-        (REUSE, (Engine::Interp, 1), true, true),
+        // Timing-only runs step the grid in bands on the threads.
+        (TIMING, (Engine::Interp, threads), true, !a.only_reuse),
+        (REUSE, (Engine::Interp, threads), true, true),
         (
             REFERENCE,
             (Engine::Reference, 1),

@@ -184,8 +184,10 @@ pub struct EngineArgs {
     /// cycle); identical results and cycles.
     #[arg(long, default_value = "jit")]
     pub engine: String,
-    /// Worker threads for the JIT engine's compiled work (results and
-    /// cycles do not depend on it), 1..=1024; default: this host's cores.
+    /// Worker threads (results and cycles do not depend on it), 1..=1024;
+    /// default: this host's cores. The event-driven engines step a large
+    /// grid in bands of PEs on them (without --trace); otherwise the JIT
+    /// engine shares out its compiled work.
     #[arg(long, value_parser = flags::threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }

@@ -21,7 +21,8 @@ pub(super) struct CompiledWork {
     /// Worker threads for the deferred work (`None`: this thread).
     pub(super) pool: Option<Arc<rayon::ThreadPool>>,
     pub(super) min_parallel_work: u64,
-    /// Per code: deferred scalar runs and the instructions they ran.
+    /// Per code: deferred scalar runs and the instructions they ran
+    /// (empty on a band of a machine, which shares nothing out).
     pub(super) scalar_runs: Vec<(u64, u64)>,
 }
 

@@ -31,7 +31,14 @@ impl FifoId {
 /// All FIFOs' entries live in one slab, each FIFO a ring in its own slice,
 /// and their bookkeeping in one array: a step touches a PE's buffers in
 /// neighbouring memory rather than in an allocation per buffer.
+///
+/// A machine stepped in bands of PEs (see `machine/band.rs`) gives each
+/// band the FIFOs its PEs pop, ids `base..base + rings.len()` (a PE's
+/// FIFOs are allocated together, so a band's are contiguous), with its
+/// slice of the slab.
 pub(super) struct Fifos {
+    /// The id of `rings[0]`.
+    pub(super) base: u32,
     pub(super) rings: Vec<Ring>,
     pub(super) slab: Vec<(u64, u32)>,
     pub(super) what: Vec<FifoKind>,
@@ -58,11 +65,15 @@ pub(super) struct Ring {
     /// The unit to wake when it is popped (a core's ramp buffer: its
     /// producer, which may be stalled on a full buffer), else `u32::MAX`.
     pub(super) pop_wake: u32,
+    /// A buffer pushed from another band of PEs: the link in that band
+    /// its pops return room to (`machine/band.rs`), else `u32::MAX`.
+    pub(super) link: u32,
 }
 
 impl Fifos {
     pub(super) fn new() -> Fifos {
         Fifos {
+            base: 0,
             rings: Vec::new(),
             slab: Vec::new(),
             what: Vec::new(),
@@ -70,7 +81,7 @@ impl Fifos {
     }
     /// A new FIFO holding `cap` entries: its index.
     pub(super) fn add(&mut self, cap: u32, what: FifoKind) -> FifoId {
-        let i = FifoId(self.rings.len() as u32);
+        let i = FifoId(self.base + self.rings.len() as u32);
         self.rings.push(Ring {
             head_ready: 0,
             pop_cycle: u64::MAX,
@@ -82,6 +93,7 @@ impl Fifos {
             slot: 0,
             owner: 0,
             pop_wake: u32::MAX,
+            link: u32::MAX,
         });
         self.slab.resize(self.slab.len() + cap as usize, (0, 0));
         self.what.push(what);
@@ -89,10 +101,30 @@ impl Fifos {
     }
     /// Every FIFO's id, in index order.
     pub(super) fn ids(&self) -> impl Iterator<Item = FifoId> + use<> {
-        (0..self.rings.len() as u32).map(FifoId)
+        (self.base..self.base + self.rings.len() as u32).map(FifoId)
+    }
+    /// FIFO `f`'s bookkeeping.
+    pub(super) fn ring(&self, f: FifoId) -> &Ring {
+        &self.rings[self.at_index(f)]
+    }
+    pub(super) fn ring_mut(&mut self, f: FifoId) -> &mut Ring {
+        let i = self.at_index(f);
+        &mut self.rings[i]
+    }
+    /// What FIFO `f` is.
+    pub(super) fn what(&self, f: FifoId) -> FifoKind {
+        self.what[self.at_index(f)]
+    }
+    /// Whether FIFO `f` is one of these.
+    pub(super) fn holds(&self, f: FifoId) -> bool {
+        (self.base..self.base + self.rings.len() as u32).contains(&f.0)
+    }
+    /// `f`'s place in `rings`.
+    fn at_index(&self, f: FifoId) -> usize {
+        f.index() - self.base as usize
     }
     pub(super) fn has_space(&self, f: FifoId, now: u64) -> bool {
-        let r = &self.rings[f.index()];
+        let r = self.ring(f);
         let pops = if r.pop_cycle == now { r.pops } else { 0 };
         r.len + pops < r.cap
     }
@@ -106,11 +138,12 @@ impl Fifos {
     }
     /// Whether the head entry is ready in cycle `now`.
     pub(super) fn ready(&self, f: FifoId, now: u64) -> bool {
-        let r = &self.rings[f.index()];
+        let r = self.ring(f);
         r.len > 0 && r.head_ready <= now
     }
     pub(super) fn pop(&mut self, f: FifoId, now: u64) -> u32 {
-        let r = &mut self.rings[f.index()];
+        let i = self.at_index(f);
+        let r = &mut self.rings[i];
         assert!(r.len > 0, "pop from a fifo with a ready head");
         if r.pop_cycle != now {
             r.pop_cycle = now;
@@ -130,7 +163,8 @@ impl Fifos {
         self.slab[at].1
     }
     pub(super) fn push(&mut self, f: FifoId, ready: u64, bits: u32) {
-        let r = &mut self.rings[f.index()];
+        let i = self.at_index(f);
+        let r = &mut self.rings[i];
         debug_assert!(r.len < r.cap);
         if r.len == 0 {
             r.head_ready = ready;
@@ -144,15 +178,15 @@ impl Fifos {
     }
     /// Nothing stored and nothing in flight to it.
     pub(super) fn is_empty(&self, f: FifoId) -> bool {
-        self.rings[f.index()].len == 0
+        self.ring(f).len == 0
     }
     /// Entries stored or in flight.
     pub(super) fn count(&self, f: FifoId) -> u32 {
-        self.rings[f.index()].len
+        self.ring(f).len
     }
     /// The earliest entry that becomes ready after cycle `t`.
     pub(super) fn landing_after(&self, f: FifoId, t: u64) -> Option<u64> {
-        let r = &self.rings[f.index()];
+        let r = self.ring(f);
         (0..r.len).map(|k| self.at(r, k).0).find(|x| *x > t)
     }
 }

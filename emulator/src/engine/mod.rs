@@ -115,18 +115,23 @@ pub struct RunConfig {
     /// NaN where unknown, and a NaN host input is taken as unknown.
     /// Cycles equal a functional run's for every program it completes.
     pub timing_only: bool,
-    /// Worker threads for the JIT engine: the compiled work of cores that
-    /// run ahead in the same cycle (scalar runs; element loops too while
-    /// a trace is recorded, else a core's chain of local steps runs them
-    /// at once) is spread over them; each item touches only its own core,
-    /// and everything else stays in one thread in a fixed order, so
-    /// results and cycles do not depend on the count. 1: all on the
+    /// Worker threads for the event-driven engines. Without a trace, a
+    /// grid of at least [`RunConfig::band_min_pes`] PEs is stepped in
+    /// bands of PEs on them, each cycle in two phases (`machine/band.rs`);
+    /// otherwise (and on the JIT engine while a trace is recorded) only
+    /// the compiled work of cores that run ahead in the same cycle is
+    /// spread over them, each item touching only its own core. Either
+    /// way results and cycles do not depend on the count. 1: all on the
     /// calling thread.
     pub threads: usize,
     /// Deferred work (elements plus instructions) in a cycle below which it
     /// stays on the calling thread: handing little work to other threads
     /// costs more than it saves. Tests set 0 to exercise the threads.
     pub min_parallel_work: u64,
+    /// With more than one thread, the event-driven engines step a grid of
+    /// at least this many PEs in bands on the threads (without a trace):
+    /// see `machine/band.rs`. Tests set 0 to band every grid.
+    pub band_min_pes: usize,
 }
 
 impl Default for RunConfig {
@@ -140,6 +145,7 @@ impl Default for RunConfig {
             timing_only: false,
             threads: 1,
             min_parallel_work: 65_536,
+            band_min_pes: 4096,
         }
     }
 }

@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BinaryHeap};
 /// is pushed is never visible in the cycle it is pushed), so skipping the
 /// sleepers changes no result, cycle or statistic.
 pub(super) struct Wake {
+    /// The first unit `awake` covers (a band's: `machine/band.rs`).
+    pub(super) base: u32,
+    /// Per unit from `base`: whether it is awake.
     pub(super) awake: Vec<bool>,
     /// Routers (`2·pe`) and cores (`2·pe + 1`) to step this cycle.
     pub(super) list: Vec<u32>,
@@ -25,6 +28,18 @@ pub(super) struct Wake {
     /// Cores asleep in an issue stall: the reference counts those cycles
     /// as activity (the main thread retries), so the run cannot end.
     pub(super) issue_sleepers: u32,
+}
+
+impl Wake {
+    /// Wake unit `u`: whether it was asleep.
+    pub(super) fn rouse(&mut self, u: u32) -> bool {
+        let a = &mut self.awake[(u - self.base) as usize];
+        !std::mem::replace(a, true)
+    }
+
+    pub(super) fn sleep(&mut self, u: u32) {
+        self.awake[(u - self.base) as usize] = false;
+    }
 }
 
 /// Wake-ups by cycle: a wheel of buckets for the next [`Timers::WHEEL`]

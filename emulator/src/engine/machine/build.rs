@@ -12,32 +12,36 @@ struct RouterBuffers {
 }
 
 impl RouterBuffers {
-    fn new(layout: &Layout, arch: &Arch, fifos: &mut Fifos) -> RouterBuffers {
+    fn new(layout: &Layout) -> RouterBuffers {
         let (n, colors) = (layout.code_of.len(), layout.colors as usize);
-        let mut ids = vec![FifoId::NONE; n * colors * Port::COUNT];
-        for pe in 0..n {
-            for c in 0..colors {
-                for port in Port::ALL {
-                    if layout.route(pe, c as u8, port).is_empty() {
-                        continue;
-                    }
-                    let latency = if port == Port::Ramp {
-                        arch.ramp_latency
-                    } else {
-                        arch.hop_latency
-                    };
-                    ids[(pe * colors + c) * Port::COUNT + port.index()] = fifos.add(
-                        arch.router_buffer_depth + latency,
-                        FifoKind::Router {
-                            pe: layout.pe_at(pe),
-                            port,
-                            color: c as u8,
-                        },
-                    );
+        RouterBuffers {
+            ids: vec![FifoId::NONE; n * colors * Port::COUNT],
+            colors,
+        }
+    }
+
+    /// PE `pe`'s buffers, allocated in `fifos`.
+    fn add(&mut self, pe: usize, layout: &Layout, arch: &Arch, fifos: &mut Fifos) {
+        for c in 0..self.colors {
+            for port in Port::ALL {
+                if layout.route(pe, c as u8, port).is_empty() {
+                    continue;
                 }
+                let latency = if port == Port::Ramp {
+                    arch.ramp_latency
+                } else {
+                    arch.hop_latency
+                };
+                self.ids[(pe * self.colors + c) * Port::COUNT + port.index()] = fifos.add(
+                    arch.router_buffer_depth + latency,
+                    FifoKind::Router {
+                        pe: layout.pe_at(pe),
+                        port,
+                        color: c as u8,
+                    },
+                );
             }
         }
-        RouterBuffers { ids, colors }
     }
 
     fn at(&self, pe: usize, color: usize, port: Port) -> FifoId {
@@ -45,10 +49,12 @@ impl RouterBuffers {
     }
 }
 
-/// Every PE's core (`None` where no code runs): its SRAM from `memory`
-/// (checked against what its code lays out; none in timing-only mode),
-/// an input queue per color it receives and its ramp buffer per color it
-/// sends.
+/// Every PE's router buffers and core (`None` where no code runs): its
+/// SRAM from `memory` (checked against what its code lays out; none in
+/// timing-only mode), an input queue per color it receives and its ramp
+/// buffer per color it sends. A PE's buffers and queues are allocated
+/// together, so the FIFOs of a range of PEs are a range of ids (what a
+/// band of PEs takes, `band.rs`).
 fn cores(
     p: &Program,
     layout: &Layout,
@@ -56,11 +62,12 @@ fn cores(
     timing_only: bool,
     mut memory: Option<Memory>,
     fifos: &mut Fifos,
-    rbuf: &RouterBuffers,
+    rbuf: &mut RouterBuffers,
 ) -> Result<Vec<Option<Core>>, RunError> {
     let (n, colors) = (layout.code_of.len(), layout.colors as usize);
     let mut cores = Vec::with_capacity(n);
     for pe in 0..n {
+        rbuf.add(pe, layout, arch, fifos);
         let Some(code) = layout.code(p, pe) else {
             cores.push(None);
             continue;
@@ -176,7 +183,7 @@ fn routers(p: &Program, layout: &Layout, cores: &[Option<Core>], rbuf: &RouterBu
         });
     }
     Routers {
-        at: routers,
+        at: PeRows::new(routers),
         entries,
     }
 }
@@ -192,7 +199,7 @@ fn host_inputs(
     rbuf: &RouterBuffers,
 ) -> Result<Vec<HostIn>, RunError> {
     let mut host_in = Vec::new();
-    for s in &p.inputs {
+    for (stream, s) in p.inputs.iter().enumerate() {
         let values = match inputs.get(&s.name) {
             Some(v) if v.len() != s.len as usize => {
                 return Err(RunError::Input {
@@ -204,6 +211,7 @@ fn host_inputs(
             None => s.init.values(s.pe, s.len, s.dtype),
         };
         host_in.push(HostIn {
+            stream,
             wavelets: if timing_only {
                 pack_bits(
                     values.iter().map(|x| {
@@ -251,29 +259,37 @@ impl<'p> Machine<'p> {
             None => Some(sram_images(p, layout, cfg.threads)),
         };
         let mut fifos = Fifos::new();
-        let rbuf = RouterBuffers::new(layout, arch, &mut fifos);
-        let cores = cores(p, layout, arch, cfg.timing_only, memory, &mut fifos, &rbuf)?;
-        let mut stats = vec![PeCounters::default(); n];
+        let mut rbuf = RouterBuffers::new(layout);
+        let cores = cores(
+            p,
+            layout,
+            arch,
+            cfg.timing_only,
+            memory,
+            &mut fifos,
+            &mut rbuf,
+        )?;
+        let mut stats = PeRows::new(vec![PeCounters::default(); n]);
         for (pe, core) in cores.iter().enumerate() {
             if let Some(core) = core {
                 stats[pe].sram_used = p.codes[core.code].sram_bytes();
             }
         }
         let routers = routers(p, layout, &cores, &rbuf);
-        for pe in 0..routers.len() {
+        for pe in routers.at.pes() {
             for (i, e) in routers.entries(pe).iter().enumerate() {
-                fifos.rings[e.fifo.index()].slot = i as u32;
+                fifos.ring_mut(e.fifo).slot = i as u32;
             }
         }
         for (pe, core) in cores.iter().enumerate() {
             for &f in core.iter().flat_map(|c| &c.ramp_up) {
                 if !f.is_none() {
-                    fifos.rings[f.index()].pop_wake = super::event::core_unit(pe);
+                    fifos.ring_mut(f).pop_wake = super::event::core_unit(pe);
                 }
             }
         }
         for f in fifos.ids() {
-            fifos.rings[f.index()].owner = match fifos.what[f.index()] {
+            fifos.ring_mut(f).owner = match fifos.what(f) {
                 FifoKind::Router { pe, .. } => super::event::router_unit(layout.pe_index(pe)),
                 FifoKind::Queue { pe, .. } => super::event::core_unit(layout.pe_index(pe)),
             };
@@ -295,7 +311,7 @@ impl<'p> Machine<'p> {
             now: 0,
             fifos,
             routers,
-            cores: Cores(cores),
+            cores: PeRows::new(cores),
             host_in,
             host_out,
             stats,
@@ -319,6 +335,7 @@ impl<'p> Machine<'p> {
                 min_parallel_work: cfg.min_parallel_work,
                 scalar_runs: vec![(0, 0); p.codes.len()],
             },
+            bands: band::Links::default(),
         };
         if cfg.engine != crate::engine::Engine::Reference {
             m.wake = Some(m.wake_all());

@@ -397,9 +397,7 @@ impl<'p> Machine<'p> {
     /// Hold the datapath for one cycle on op `slot`, processing up to `avail` elements.
     pub(super) fn run_op(&mut self, pe: usize, slot: usize, avail: u32) -> Result<(), RunError> {
         let mut cores = self.cores.detach();
-        let core = cores[pe]
-            .as_mut()
-            .expect("only a PE with code is stepped as a core");
+        let core = cores.at_mut(pe);
         self.run_op_on(pe, core, slot, avail);
         self.cores.attach(cores);
         Ok(())

@@ -42,40 +42,47 @@ impl<'p> Machine<'p> {
     /// wavelet landing for a stalled core) or a host input's next wavelet
     /// can act; every other change comes from something awake.
     pub(super) fn next_cycle(&self) -> u64 {
+        // Nothing pending: the run ends (or deadlocks) at `horizon`.
+        self.next_event().unwrap_or(self.horizon).max(self.now + 1)
+    }
+
+    /// The next cycle something is due in (`None`: nothing is, so only
+    /// the wavelets in flight until `horizon` remain).
+    pub(super) fn next_event(&self) -> Option<u64> {
         let next = self.now + 1;
-        let Some(w) = &self.wake else { return next };
+        let Some(w) = &self.wake else {
+            return Some(next);
+        };
         if !w.list.is_empty() || w.issue_sleepers > 0 {
-            return next;
+            return Some(next);
         }
-        let mut at = w.timers.first().unwrap_or(u64::MAX);
+        let mut at = w.timers.first();
         for h in &self.host_in {
             if h.next < h.wavelets.len() {
-                at = at.min(h.next_time);
+                at = Some(at.map_or(h.next_time, |a| a.min(h.next_time)));
             }
         }
-        if at == u64::MAX {
-            // Nothing pending: the run ends (or deadlocks) at `horizon`.
-            at = self.horizon;
-        }
-        at.max(next)
+        at
     }
 
     /// Event mode's start: every router with routes and every core awake.
     pub(super) fn wake_all(&self) -> Wake {
-        let n = self.routers.len();
-        let mut awake = vec![false; 2 * n];
+        let pes = self.routers.at.pes();
+        let base = router_unit(pes.start);
+        let mut awake = vec![false; 2 * pes.len()];
         let mut list = Vec::new();
-        for i in 0..n {
+        for i in pes {
             if self.routers[i].n > 0 {
-                awake[router_unit(i) as usize] = true;
+                awake[(router_unit(i) - base) as usize] = true;
                 list.push(router_unit(i));
             }
             if self.cores[i].is_some() {
-                awake[core_unit(i) as usize] = true;
+                awake[(core_unit(i) - base) as usize] = true;
                 list.push(core_unit(i));
             }
         }
         Wake {
+            base,
             awake,
             list,
             woken: Vec::new(),
@@ -86,10 +93,25 @@ impl<'p> Machine<'p> {
         }
     }
 
+    /// Push `bits` into FIFO `fifo` (one of this machine's), visible
+    /// `delay` cycles from now; its owner wakes from the next cycle.
     pub(super) fn push(&mut self, fifo: FifoId, delay: u32, bits: u32) {
         let ready = self.now + delay as u64;
+        let o = self.land(fifo, ready, bits);
+        self.horizon = self.horizon.max(ready);
+        self.activity = true;
+        if let Some(w) = self.wake.as_mut()
+            && w.rouse(o)
+        {
+            w.woken.push(o);
+        }
+    }
+
+    /// Store a wavelet in FIFO `fifo`, keeping its router's occupancy
+    /// mask: the unit that pops it.
+    pub(super) fn land(&mut self, fifo: FifoId, ready: u64, bits: u32) -> u32 {
         self.fifos.push(fifo, ready, bits);
-        let ring = &self.fifos.rings[fifo.index()];
+        let ring = self.fifos.ring(fifo);
         let (o, slot) = (ring.owner, ring.slot);
         if o & 1 == 0 {
             let r = &mut self.routers[o as usize / 2];
@@ -97,14 +119,7 @@ impl<'p> Machine<'p> {
                 r.full |= 1u128 << slot;
             }
         }
-        self.horizon = self.horizon.max(ready);
-        self.activity = true;
-        if let Some(w) = self.wake.as_mut()
-            && !w.awake[o as usize]
-        {
-            w.awake[o as usize] = true;
-            w.woken.push(o);
-        }
+        o
     }
 
     /// Event mode's cycle: the awake routers and cores in id order (a
@@ -114,9 +129,10 @@ impl<'p> Machine<'p> {
         let now = self.now;
         let w = self.wake.as_mut().expect("event mode");
         let mut list = std::mem::take(&mut w.list);
+        let base = w.base;
         for i in w.timers.due(now) {
-            if !w.awake[i as usize] {
-                w.awake[i as usize] = true;
+            let a = &mut w.awake[(i - base) as usize];
+            if !std::mem::replace(a, true) {
                 list.push(i);
             }
         }
@@ -197,7 +213,7 @@ impl<'p> Machine<'p> {
             if busy {
                 keep.push(i as u32);
             } else {
-                self.wake.as_mut().expect("event mode").awake[i] = false;
+                self.wake.as_mut().expect("event mode").sleep(i as u32);
             }
         }
         self.finish_work();
@@ -237,7 +253,7 @@ impl<'p> Machine<'p> {
         {
             for l in op.srcs.iter().chain([&op.dst]) {
                 if let Loc::In { fifo, .. } | Loc::Out { fifo, .. } = *l {
-                    prefetch::lines(&self.fifos.rings[fifo.index()], 1);
+                    prefetch::lines(self.fifos.ring(fifo), 1);
                 }
             }
         }
@@ -252,10 +268,10 @@ impl<'p> Machine<'p> {
         let pe = u as usize / 2;
         if u & 1 == 0 {
             if let Some(e) = self.first_entry(pe) {
-                prefetch::lines(&self.fifos.rings[e.fifo.index()], 1);
+                prefetch::lines(self.fifos.ring(e.fifo), 1);
                 for d in e.dests {
                     if let Dest::Fifo(f) = d {
-                        prefetch::lines(&self.fifos.rings[f.index()], 1);
+                        prefetch::lines(self.fifos.ring(f), 1);
                     }
                 }
             }
@@ -292,7 +308,7 @@ impl<'p> Machine<'p> {
 
     /// Ask for FIFO `f`'s head entry.
     fn prefetch_head(&self, f: FifoId) {
-        let r = &self.fifos.rings[f.index()];
+        let r = self.fifos.ring(f);
         if r.len > 0
             && let Some(e) = self.fifos.slab.get((r.off + r.head) as usize)
         {
@@ -449,7 +465,7 @@ impl<'p> Machine<'p> {
                     return Jumped::No;
                 }
                 let mut cores = self.cores.detach();
-                let core = cores[pe].as_mut().expect("a core jumps");
+                let core = cores.at_mut(pe);
                 let (op, mut data) = core.op_and_data(0);
                 let k = done - op.done;
                 // Compiled element loops join this cycle's deferred work.
@@ -561,7 +577,13 @@ impl<'p> Machine<'p> {
             .map(|w| match *w {
                 Work::Vec { k, .. } => k as u64,
                 Work::Scalar { pe, budget, .. } => {
-                    let (runs, instrs) = self.compiled.scalar_runs[self.cores.at(pe).code];
+                    let code = self.cores.at(pe).code;
+                    let (runs, instrs) = self
+                        .compiled
+                        .scalar_runs
+                        .get(code)
+                        .copied()
+                        .unwrap_or_default();
                     instrs.checked_div(runs).unwrap_or(budget as u64)
                 }
             })
@@ -587,8 +609,9 @@ impl<'p> Machine<'p> {
                 let (k, next) = ((ret >> 32) as u32, ret as u32);
                 self.stats[pe].scalar_cycles += k as u64;
                 let ci = self.cores.at(pe).code;
-                self.compiled.scalar_runs[ci].0 += 1;
-                self.compiled.scalar_runs[ci].1 += k as u64;
+                if let Some(s) = self.compiled.scalar_runs.get_mut(ci) {
+                    *s = (s.0 + 1, s.1 + k as u64);
+                }
                 self.cores.at_mut(pe).main = Main::Running { task, pc: next };
                 let limit = (start + 4096).min(self.max_cycles.max(start));
                 let t = self.scalar_run(pe, task, next, start + k as u64, limit);

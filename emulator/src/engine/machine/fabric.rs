@@ -28,6 +28,7 @@ impl<'p> Machine<'p> {
         match d {
             Dest::Fifo(f) => self.fifos.has_space(f, self.now),
             Dest::Host(_) => true,
+            Dest::Remote(i) => self.bands.has_room(i),
             Dest::None => false,
         }
     }
@@ -83,9 +84,8 @@ impl<'p> Machine<'p> {
             let (outs, dests, fifo, port) = (e.outs, e.dests, e.fifo, e.port);
             let bits = self.pop_router(pe, fifo);
             if let Some(w) = self.wake.as_mut() {
-                let o = self.fifos.rings[fifo.index()].pop_wake;
-                if o != NONE && !w.awake[o as usize] {
-                    w.awake[o as usize] = true;
+                let o = self.fifos.ring(fifo).pop_wake;
+                if o != NONE && w.rouse(o) {
                     w.woken.push(o);
                 }
             }
@@ -98,6 +98,7 @@ impl<'p> Machine<'p> {
                 };
                 match dests[o.index()] {
                     Dest::Fifo(f) => self.push(f, delay, bits),
+                    Dest::Remote(i) => self.push_remote(i, delay, bits),
                     Dest::Host(h) => self.deliver_host(h as usize, bits, delay)?,
                     Dest::None => unreachable!("routes only name connected ports"),
                 }
@@ -119,9 +120,13 @@ impl<'p> Machine<'p> {
     /// Pop router `pe`'s buffer `fifo`, keeping its occupancy mask.
     fn pop_router(&mut self, pe: usize, fifo: FifoId) -> u32 {
         let bits = self.fifos.pop(fifo, self.now);
+        let ring = self.fifos.ring(fifo);
+        if ring.link != NONE {
+            self.bands.freed(ring.link);
+        }
         let r = &mut self.routers[pe];
         if r.masked() && self.fifos.is_empty(fifo) {
-            r.full &= !(1u128 << self.fifos.rings[fifo.index()].slot);
+            r.full &= !(1u128 << self.fifos.ring(fifo).slot);
         }
         bits
     }

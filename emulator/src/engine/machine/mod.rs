@@ -5,6 +5,7 @@
 //! the JIT engine with compiled work deferred ([`super::deferred`]). See
 //! the module docs of [`crate::engine`] for the semantics they share.
 
+mod band;
 mod build;
 mod datapath;
 mod event;
@@ -45,6 +46,9 @@ enum Dest {
     None,
     Fifo(FifoId),
     Host(u32),
+    /// A buffer another band of PEs owns ([`band`]): this band's link
+    /// `i` into it ([`Machine::links`]).
+    Remote(u32),
 }
 
 struct RouteEntry {
@@ -84,15 +88,11 @@ impl Router {
 /// Every PE's router, their route entries in one array (in PE order, so
 /// neighbouring routers' entries are neighbours in memory too).
 struct Routers {
-    at: Vec<Router>,
+    at: PeRows<Router>,
     entries: Vec<RouteEntry>,
 }
 
 impl Routers {
-    fn len(&self) -> usize {
-        self.at.len()
-    }
-
     /// Router `pe`'s route entries.
     fn entries(&self, pe: usize) -> &[RouteEntry] {
         let r = &self.at[pe];
@@ -156,39 +156,92 @@ pub(super) struct Core {
     pub(super) sram: Vec<u8>,
 }
 
+/// Per-PE rows (routers, cores, counters) of the PEs `lo..lo + len`,
+/// indexed by the PE's index in the whole grid: a machine steps either
+/// the whole grid (`lo` = 0) or one band of it ([`band`]).
+struct PeRows<T> {
+    lo: usize,
+    v: Vec<T>,
+}
+
+impl<T> PeRows<T> {
+    fn new(v: Vec<T>) -> PeRows<T> {
+        PeRows { lo: 0, v }
+    }
+
+    /// The PEs these rows cover.
+    fn pes(&self) -> std::ops::Range<usize> {
+        self.lo..self.lo + self.v.len()
+    }
+
+    /// Each row with its PE.
+    fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        let lo = self.lo;
+        self.v.iter().enumerate().map(move |(i, t)| (lo + i, t))
+    }
+
+    /// The rows from PE `at` on, taken off the end of these.
+    fn split_off(&mut self, at: usize) -> PeRows<T> {
+        PeRows {
+            lo: at,
+            v: self.v.split_off(at - self.lo),
+        }
+    }
+
+    /// `next`'s rows, which start where these end, appended.
+    fn append(&mut self, mut next: PeRows<T>) {
+        debug_assert_eq!(next.lo, self.lo + self.v.len(), "bands join in order");
+        self.v.append(&mut next.v);
+    }
+}
+
+impl<T> std::ops::Index<usize> for PeRows<T> {
+    type Output = T;
+    fn index(&self, pe: usize) -> &T {
+        &self.v[pe - self.lo]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for PeRows<T> {
+    fn index_mut(&mut self, pe: usize) -> &mut T {
+        &mut self.v[pe - self.lo]
+    }
+}
+
 /// The cores by PE index, `None` where no code runs. Only a PE with code
 /// is ever stepped, woken or reported on as a core, so [`Cores::at`] and
 /// [`Cores::at_mut`] are for PEs known to have one.
-struct Cores(Vec<Option<Core>>);
+type Cores = PeRows<Option<Core>>;
 
 impl Cores {
     fn at(&self, pe: usize) -> &Core {
-        self.0[pe]
+        self[pe]
             .as_ref()
             .expect("only a PE with code is stepped as a core")
     }
 
     fn at_mut(&mut self, pe: usize) -> &mut Core {
-        self.0[pe]
+        self[pe]
             .as_mut()
             .expect("only a PE with code is stepped as a core")
     }
-}
 
-impl Cores {
     /// Every core, taken out of the machine (which then has none) for a
     /// step that needs one core and the rest of the machine at once: a
     /// vector op is stepped where it lies in its core rather than moved
     /// out and back (160 bytes each way, every cycle of every op). Only
     /// the datapath's element loop runs detached; it reaches the core
     /// through the [`CoreData`] it is given.
-    fn detach(&mut self) -> Vec<Option<Core>> {
-        std::mem::take(&mut self.0)
+    fn detach(&mut self) -> Cores {
+        PeRows {
+            lo: self.lo,
+            v: std::mem::take(&mut self.v),
+        }
     }
 
-    fn attach(&mut self, cores: Vec<Option<Core>>) {
-        debug_assert!(self.0.is_empty(), "cores attached twice");
-        self.0 = cores;
+    fn attach(&mut self, cores: Cores) {
+        debug_assert!(self.v.is_empty(), "cores attached twice");
+        *self = cores;
     }
 }
 
@@ -218,20 +271,9 @@ impl Core {
     }
 }
 
-impl std::ops::Deref for Cores {
-    type Target = Vec<Option<Core>>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Cores {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
 struct HostIn {
+    /// Its index among the program's inputs.
+    stream: usize,
     wavelets: Vec<u32>,
     next: usize,
     next_time: u64,
@@ -256,7 +298,7 @@ struct Machine<'p> {
     host_in: Vec<HostIn>,
     host_out: Vec<HostOut>,
     /// Each PE's counters, a row per PE.
-    stats: Vec<PeCounters>,
+    stats: PeRows<PeCounters>,
     /// The trace's spans, when one is recorded.
     log: SpanLog,
     /// Something happened this cycle.
@@ -274,6 +316,9 @@ struct Machine<'p> {
     engine: super::Engine,
     /// The JIT engine's compiled code and the work deferred to it.
     compiled: CompiledWork,
+    /// Stepped as one band of several ([`band`]): its links into the
+    /// other bands' buffers and what crossed them this cycle.
+    bands: band::Links,
 }
 
 /// The trace's spans as a run records them: at most `max`, counting the
@@ -342,7 +387,25 @@ pub(crate) fn run(
             limit_gib: LIMIT_GIB,
         });
     }
-    let mut m = Machine::new(prep, p, inputs, cfg, memory)?;
+    let m = Machine::new(prep, p, inputs, cfg, memory)?;
+    if let Some(cuts) = band::cuts(&m, cfg) {
+        return band::run(m.split(&cuts), cfg);
+    }
+    run_whole(m, cfg)
+}
+
+/// Whether the run was cancelled from outside (Ctrl-C), looked at every
+/// 1024 stepped cycles (skipped ones are free), from the first.
+fn interrupted(cfg: &RunConfig, iterations: u64) -> bool {
+    iterations % 1024 == 1
+        && cfg
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The run loop of a machine stepped whole, on this thread.
+fn run_whole(mut m: Machine<'_>, cfg: &RunConfig) -> Result<RunResult, RunError> {
     let mut iterations = 0u64;
     loop {
         if m.now >= cfg.max_cycles {
@@ -352,13 +415,7 @@ pub(crate) fn run(
             });
         }
         iterations += 1;
-        // Every 1024 stepped cycles (skipped ones are free), from the first.
-        if iterations % 1024 == 1
-            && cfg
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-        {
+        if interrupted(cfg, iterations) {
             return Err(RunError::Interrupted { cycle: m.now });
         }
         m.activity = false;
@@ -366,10 +423,10 @@ pub(crate) fn run(
         if m.wake.is_some() {
             m.step_awake()?;
         } else {
-            for pe in 0..m.routers.len() {
+            for pe in m.routers.at.pes() {
                 m.step_router(pe)?;
             }
-            for pe in 0..m.cores.len() {
+            for pe in m.cores.pes() {
                 if m.cores[pe].is_some() {
                     m.step_core(pe)?;
                 }

@@ -3,6 +3,69 @@
 
 use super::*;
 
+/// What a finished run's result is made from besides its parts: the
+/// program, the machine and how it ran.
+pub(super) struct Finished<'p> {
+    pub(super) p: &'p Program,
+    pub(super) arch: &'p Arch,
+    pub(super) engine: super::super::Engine,
+    pub(super) timing: bool,
+    pub(super) cycles: u64,
+}
+
+impl Finished<'_> {
+    /// The result of a run that finished at `cycles` with every PE's
+    /// counters `rows`, its host outputs, spans and SRAM.
+    pub(super) fn result(
+        &self,
+        rows: &[PeCounters],
+        host_out: Vec<HostOut>,
+        log: SpanLog,
+        memory: Memory,
+    ) -> RunResult {
+        let (p, arch, cycles) = (self.p, self.arch, self.cycles);
+        let mut stats = Stats {
+            version: STATS_VERSION,
+            arch: arch.name.clone(),
+            clock_hz: arch.clock_hz,
+            width: p.width,
+            height: p.height,
+            cycles,
+            engine: match (self.engine, self.timing) {
+                (e, false) => e.name().to_string(),
+                // Timing-only mode computes nothing, so nothing is compiled.
+                (crate::engine::Engine::Jit, true) => "interp, timing-only".into(),
+                (e, true) => format!("{}, timing-only", e.name()),
+            },
+            totals: Default::default(),
+            pe: to_stats(rows),
+        };
+        stats.totals = stats.pe.totals();
+        let outputs = p
+            .outputs
+            .iter()
+            .zip(host_out)
+            .map(|(s, o)| (s.name.clone(), o.values))
+            .collect::<BTreeMap<_, _>>();
+        let trace = log.on.then_some(Trace {
+            version: TRACE_VERSION,
+            clock_hz: arch.clock_hz,
+            width: p.width,
+            height: p.height,
+            spans: log.spans,
+            dropped: log.dropped,
+        });
+        RunResult {
+            cycles,
+            outputs,
+            stats,
+            trace,
+            memory,
+            width: p.width,
+        }
+    }
+}
+
 impl<'p> Machine<'p> {
     pub(super) fn finish(self) -> Result<RunResult, RunError> {
         let waiting = self.waiting_report();
@@ -12,52 +75,20 @@ impl<'p> Machine<'p> {
                 waiting,
             });
         }
-        let cycles = self.now;
-        let mut stats = Stats {
-            version: STATS_VERSION,
-            arch: self.arch.name.clone(),
-            clock_hz: self.arch.clock_hz,
-            width: self.p.width,
-            height: self.p.height,
-            cycles,
-            engine: match (self.engine, self.timing) {
-                (e, false) => e.name().to_string(),
-                // Timing-only mode computes nothing, so nothing is compiled.
-                (crate::engine::Engine::Jit, true) => "interp, timing-only".into(),
-                (e, true) => format!("{}, timing-only", e.name()),
-            },
-            totals: Default::default(),
-            pe: to_stats(&self.stats),
-        };
-        stats.totals = stats.pe.totals();
-        let outputs = self
-            .p
-            .outputs
-            .iter()
-            .zip(self.host_out)
-            .map(|(s, o)| (s.name.clone(), o.values))
-            .collect::<BTreeMap<_, _>>();
-        let trace = self.log.on.then_some(Trace {
-            version: TRACE_VERSION,
-            clock_hz: self.arch.clock_hz,
-            width: self.p.width,
-            height: self.p.height,
-            spans: self.log.spans,
-            dropped: self.log.dropped,
-        });
-        Ok(RunResult {
-            cycles,
-            outputs,
-            stats,
-            trace,
-            memory: self
-                .cores
-                .0
-                .into_iter()
-                .map(|c| c.filter(|_| !self.timing).map(|c| c.sram))
-                .collect(),
-            width: self.p.width,
-        })
+        let memory = self
+            .cores
+            .v
+            .into_iter()
+            .map(|c| c.filter(|_| !self.timing).map(|c| c.sram))
+            .collect();
+        Ok(Finished {
+            p: self.p,
+            arch: self.arch,
+            engine: self.engine,
+            timing: self.timing,
+            cycles: self.now,
+        }
+        .result(&self.stats.v, self.host_out, self.log, memory))
     }
 
     /// Everything that is not finished: waiting tasks and ops, non-empty
@@ -73,7 +104,7 @@ impl<'p> Machine<'p> {
                 more += 1
             }
         };
-        for (pe, core) in self.cores.iter().enumerate() {
+        for (pe, core) in self.cores.iter() {
             let Some(core) = core else { continue };
             let at = self.layout.pe_at(pe);
             let code = &self.p.codes[core.code];
@@ -125,7 +156,7 @@ impl<'p> Machine<'p> {
                                 Loc::In { fifo, pend: 0, .. }
                                     if !self.fifos.ready(fifo, self.now) =>
                                 {
-                                    match self.fifos.what[fifo.index()] {
+                                    match self.fifos.what(fifo) {
                                         FifoKind::Queue { color, .. } => Some(format!("c{color}")),
                                         _ => None,
                                     }
@@ -146,12 +177,22 @@ impl<'p> Machine<'p> {
                 ));
             }
         }
-        for (f, what) in self.fifos.ids().zip(&self.fifos.what) {
+        // Router buffers, then input queues, each in PE order (a PE's
+        // buffers and queues are allocated together).
+        let buffers = self
+            .fifos
+            .ids()
+            .filter(|f| matches!(self.fifos.what(*f), FifoKind::Router { .. }));
+        let queues = self
+            .fifos
+            .ids()
+            .filter(|f| matches!(self.fifos.what(*f), FifoKind::Queue { .. }));
+        for f in buffers.chain(queues) {
             let waiting = self.fifos.count(f);
             if waiting == 0 {
                 continue;
             }
-            match *what {
+            match self.fifos.what(f) {
                 FifoKind::Router { pe, port, color } => {
                     let pi = self.layout.pe_index(pe);
                     let outs = self.layout.route(pi, color, port);
@@ -184,7 +225,8 @@ impl<'p> Machine<'p> {
                 }
             }
         }
-        for (h, s) in self.host_in.iter().zip(&self.p.inputs) {
+        for h in &self.host_in {
+            let s = &self.p.inputs[h.stream];
             if h.next < h.wavelets.len() {
                 add(format!(
                     "  host input `{}`: {} of {} wavelets sent; {} {}/{} is full",
@@ -198,7 +240,10 @@ impl<'p> Machine<'p> {
             }
         }
         for (o, s) in self.host_out.iter().zip(&self.p.outputs) {
-            if (o.values.len() as u32) < o.len {
+            // A band of the machine receives only its own PEs' streams.
+            if (o.values.len() as u32) < o.len
+                && self.cores.pes().contains(&self.layout.pe_index(s.pe))
+            {
                 add(format!(
                     "  host output `{}`: received {} of {} elements (from {} {} on {})",
                     s.name,

@@ -1,0 +1,568 @@
+//! Stepping a machine in bands of PEs, on several threads.
+//!
+//! A run on an event-driven engine without a trace, with `--threads`
+//! above 1, splits the machine into bands: ranges of PEs in index order
+//! (so runs of whole or part rows), each with its routers, cores and
+//! counters and the FIFOs they pop. Every cycle then has two phases, each
+//! run on the rayon pool:
+//! 1. every band steps its host inputs and its awake units, as the whole
+//!    machine would. A router's push into a buffer another band pops goes
+//!    out on a link instead ([`Dest::Remote`]), and the pushing band
+//!    decides alone whether it fits, by the link's room: the buffer's
+//!    capacity less what is in it or in flight to it;
+//! 2. every band takes in the wavelets pushed into its buffers and the
+//!    room its pops freed in other bands' links.
+//!
+//! Exact, whatever the number of bands or threads: by the semantics in
+//! `engine/mod.rs` a cycle's outcome does not depend on the order units
+//! are stepped in. Nothing pushed in a cycle is visible in it (a hop
+//! takes at least a cycle), each buffer has one pusher (the router on the
+//! other end of its link, or the host), and a pop frees room only from
+//! the next cycle on; so the room a pusher sees in a cycle is the room at
+//! the cycle's start less its own push, which is what a link's room
+//! holds. A step that fails returns the lowest band's error: the first a
+//! whole machine's step, in unit order, would have met. At the end the
+//! bands are joined back into one machine, which reports.
+
+use super::*;
+use crate::engine::deferred::pool;
+use rayon::prelude::*;
+
+/// A band holds about this many PEs, and there are at least two per
+/// thread: many thin bands, taken by whichever thread is free, balance a
+/// cycle whose work sits in part of the grid (a wavefront, a reduction
+/// reaching one edge) over the threads. Measured on a GEMV tile loop on
+/// 256 × 300 PEs and 2 threads, the first phase's wall time against
+/// half its bands' summed time: 1.39 with 32 bands, 1.18 with 128, 1.09
+/// with 240.
+const BAND_PES: usize = 64;
+
+/// At most this many bands (a link's id packs its band in 8 bits).
+const MAX_BANDS: usize = 255;
+
+/// A unit's step, counted as this much work against
+/// [`RunConfig::min_parallel_work`]: a cycle with fewer awake units
+/// steps its bands on the calling thread.
+const UNIT_WORK: u64 = 64;
+
+/// A band on a cache line of its own: the threads stepping neighbouring
+/// bands write their own machine's fields every cycle.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Padded<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+/// A band's links into the buffers of other bands, and what crossed
+/// between bands in the cycle being stepped. Empty on a machine stepped
+/// whole.
+#[derive(Default)]
+pub(super) struct Links {
+    /// This band's place among the bands.
+    band: u32,
+    to: Vec<Link>,
+    /// The bands that can send this one anything: those pushing into its
+    /// buffers and those popping the buffers its links feed (neighbours
+    /// in the grid, so a few bands either side).
+    from: std::ops::Range<usize>,
+    cross: Crossings,
+}
+
+/// A link from this band into a buffer another band pops.
+struct Link {
+    fifo: FifoId,
+    /// The band that pops it.
+    band: u32,
+    /// What may still be pushed into it: its capacity less what is in it
+    /// or in flight to it, as of the cycle's start, less this cycle's push.
+    room: u32,
+}
+
+/// What one band sent the others in a cycle, per receiving band.
+#[derive(Default)]
+struct Crossings {
+    /// Wavelets pushed into its buffers: (buffer, ready cycle, bits).
+    pushed: Vec<Vec<(FifoId, u64, u32)>>,
+    /// Its links whose buffer this band popped: a slot of room each.
+    freed: Vec<Vec<u32>>,
+}
+
+impl Links {
+    pub(super) fn has_room(&self, link: u32) -> bool {
+        self.to[link as usize].room > 0
+    }
+
+    /// A buffer pushed through link `packed` ([`pack`]) was popped.
+    pub(super) fn freed(&mut self, packed: u32) {
+        self.cross.freed[(packed >> 24) as usize].push(packed & 0xff_ffff);
+    }
+}
+
+/// A link's id as its buffer's ring keeps it ([`super::super::fifo::Ring::link`]).
+fn pack(band: usize, link: usize) -> u32 {
+    debug_assert!(band < MAX_BANDS && link < 1 << 24);
+    ((band as u32) << 24) | link as u32
+}
+
+/// Where to cut `m` into bands for `cfg` (the first PE of each band but
+/// the first), or `None` to step it whole: the reference engine, a
+/// recorded trace (its spans are kept in the order a whole step makes
+/// them), one thread, or a grid under [`RunConfig::band_min_pes`]. The
+/// cuts balance the route entries and cores the bands hold.
+pub(super) fn cuts(m: &Machine, cfg: &RunConfig) -> Option<Vec<usize>> {
+    let pes = m.routers.at.pes();
+    if m.wake.is_none() || m.log.on || cfg.threads < 2 || pes.len() < cfg.band_min_pes.max(2) {
+        return None;
+    }
+    let bands = (pes.len() / BAND_PES)
+        .max(2 * cfg.threads)
+        .min(pes.len())
+        .min(MAX_BANDS);
+    let weight = |pe: usize| m.routers[pe].n as u64 + 2 * m.cores[pe].is_some() as u64 + 1;
+    let total: u64 = pes.clone().map(weight).sum();
+    let mut cuts = Vec::with_capacity(bands - 1);
+    let mut sum = 0;
+    for pe in pes.clone() {
+        let k = cuts.len() as u64 + 1;
+        if k < bands as u64 && sum >= k * total / bands as u64 && pe > 0 {
+            cuts.push(pe);
+        }
+        sum += weight(pe);
+    }
+    (!cuts.is_empty()).then_some(cuts)
+}
+
+/// Run `bands` (from [`Machine::split`]) to the end: `run_whole`'s loop,
+/// each cycle's two phases on the pool.
+pub(super) fn run(bands: Vec<Machine<'_>>, cfg: &RunConfig) -> Result<RunResult, RunError> {
+    let mut bands: Vec<Padded<Machine<'_>>> = bands.into_iter().map(Padded).collect();
+    // The pool the JIT's deferred work would have used: a band runs its
+    // own deferred work on the thread stepping it.
+    let pool = match bands[0].compiled.pool.take() {
+        Some(p) => p,
+        None => pool(cfg.threads).map_err(|message| RunError::Input {
+            name: "--threads".into(),
+            message,
+        })?,
+    };
+    // The loop itself runs on a worker, so each phase's tasks start
+    // without waking a thread from outside the pool.
+    pool.install(|| run_on_pool(bands, cfg))
+}
+
+/// [`run`]'s loop, on a worker of the pool.
+fn run_on_pool(
+    mut bands: Vec<Padded<Machine<'_>>>,
+    cfg: &RunConfig,
+) -> Result<RunResult, RunError> {
+    let mut now = 0;
+    let mut iterations = 0u64;
+    loop {
+        if now >= cfg.max_cycles {
+            let m = Machine::join(bands.into_iter().map(|b| b.0).collect(), now);
+            return Err(RunError::CycleLimit {
+                limit: cfg.max_cycles,
+                active: m.waiting_report(),
+            });
+        }
+        iterations += 1;
+        if interrupted(cfg, iterations) {
+            return Err(RunError::Interrupted { cycle: now });
+        }
+        let awake: u64 = bands
+            .iter()
+            .map(|m| m.wake.as_ref().map_or(0, |w| w.list.len() as u64))
+            .sum();
+        let shared = awake * UNIT_WORK >= cfg.min_parallel_work;
+        let step = |m: &mut Padded<Machine<'_>>| {
+            m.now = now;
+            m.activity = false;
+            m.step_host();
+            m.step_awake()
+        };
+        let stepped: Vec<Result<(), RunError>> = if shared {
+            bands.par_iter_mut().with_max_len(1).map(step).collect()
+        } else {
+            bands.iter_mut().map(step).collect()
+        };
+        stepped.into_iter().collect::<Result<(), RunError>>()?;
+        let crossed: Vec<Crossings> = bands
+            .iter_mut()
+            .map(|m| std::mem::take(&mut m.bands.cross))
+            .collect();
+        let receive = |m: &mut Padded<Machine<'_>>| m.receive(&crossed);
+        if shared {
+            bands.par_iter_mut().for_each(receive);
+        } else {
+            bands.iter_mut().for_each(receive);
+        }
+        for (m, mut c) in bands.iter_mut().zip(crossed) {
+            c.pushed.iter_mut().for_each(Vec::clear);
+            c.freed.iter_mut().for_each(Vec::clear);
+            m.bands.cross = c;
+        }
+        let activity = bands.iter().any(|m| m.activity);
+        let horizon = bands.iter().map(|m| m.horizon).max().unwrap_or(0);
+        if !activity && now >= horizon {
+            return finish(bands.into_iter().map(|b| b.0).collect(), now);
+        }
+        // As `Machine::next_cycle` over the whole machine.
+        let next = bands.iter().filter_map(|m| m.next_event()).min();
+        now = next.unwrap_or(horizon).max(now + 1).min(cfg.max_cycles);
+    }
+}
+
+/// The result of `bands` finished at cycle `now`, built from the bands
+/// as they are: joined into one machine, their vectors would be copied
+/// while the bands' memory is still held (the allocator keeps what they
+/// free). A deadlock is reported by the joined machine.
+fn finish(bands: Vec<Machine<'_>>, now: u64) -> Result<RunResult, RunError> {
+    if bands.iter().any(|b| !b.waiting_report().is_empty()) {
+        return Machine::join(bands, now).finish();
+    }
+    let first = &bands[0];
+    let done = report::Finished {
+        p: first.p,
+        arch: first.arch,
+        engine: first.engine,
+        timing: first.timing,
+        cycles: now,
+    };
+    let pes = bands.iter().map(|b| b.cores.v.len()).sum();
+    let (mut rows, mut memory) = (Vec::with_capacity(pes), Vec::with_capacity(pes));
+    let mut host_out: Vec<HostOut> = first
+        .host_out
+        .iter()
+        .map(|h| HostOut {
+            dtype: h.dtype,
+            len: h.len,
+            values: Vec::new(),
+        })
+        .collect();
+    for b in bands {
+        rows.extend(b.stats.v);
+        memory.extend(
+            b.cores
+                .v
+                .into_iter()
+                .map(|c| c.filter(|_| !done.timing).map(|c| c.sram)),
+        );
+        for (o, from) in host_out.iter_mut().zip(b.host_out) {
+            // Only the band of a stream's PE receives it.
+            if o.values.is_empty() {
+                o.values = from.values;
+            }
+        }
+    }
+    let log = SpanLog {
+        on: false,
+        max: 0,
+        spans: Vec::new(),
+        dropped: 0,
+    };
+    Ok(done.result(&rows, host_out, log, memory))
+}
+
+impl<'p> Machine<'p> {
+    /// Router `pe`'s push into another band's buffer through link `i`,
+    /// visible `delay` cycles from now: it lands there between cycles.
+    pub(super) fn push_remote(&mut self, i: u32, delay: u32, bits: u32) {
+        let ready = self.now + delay as u64;
+        let l = &mut self.bands.to[i as usize];
+        l.room -= 1;
+        self.bands.cross.pushed[l.band as usize].push((l.fifo, ready, bits));
+        self.horizon = self.horizon.max(ready);
+        self.activity = true;
+    }
+
+    /// Between cycles: the wavelets the other bands pushed into this
+    /// band's buffers (their owners wake for the next cycle) and the room
+    /// their pops freed in this band's links.
+    fn receive(&mut self, crossed: &[Crossings]) {
+        let band = self.bands.band as usize;
+        for c in &crossed[self.bands.from.clone()] {
+            for &(fifo, ready, bits) in &c.pushed[band] {
+                let o = self.land(fifo, ready, bits);
+                let w = self.wake.as_mut().expect("bands are event-driven");
+                if w.rouse(o) {
+                    w.list.push(o);
+                }
+            }
+            for &i in &c.freed[band] {
+                self.bands.to[i as usize].room += 1;
+            }
+        }
+    }
+
+    /// This machine, fresh from [`Machine::new`] (nothing stepped yet),
+    /// as bands starting at PE 0 and at each of `cuts`.
+    pub(super) fn split(mut self, cuts: &[usize]) -> Vec<Machine<'p>> {
+        debug_assert!(self.now == 0 && self.log.spans.is_empty());
+        let n = cuts.len() + 1;
+        let band_of = |pe: usize| cuts.partition_point(|&c| c <= pe);
+        // Every push across a cut becomes a link of the pushing band.
+        let mut links: Vec<Vec<Link>> = (0..n).map(|_| Vec::new()).collect();
+        for pe in self.routers.at.pes() {
+            let b = band_of(pe);
+            let (off, len) = (
+                self.routers.at[pe].off as usize,
+                self.routers.at[pe].n as usize,
+            );
+            for e in &mut self.routers.entries[off..off + len] {
+                for d in &mut e.dests {
+                    let Dest::Fifo(f) = *d else { continue };
+                    let ring = self.fifos.ring_mut(f);
+                    let owner = band_of(ring.owner as usize / 2);
+                    if owner == b {
+                        continue;
+                    }
+                    // A buffer fed by several of this router's entries
+                    // (one output port) has one link.
+                    if ring.link == NONE {
+                        ring.link = pack(b, links[b].len());
+                        links[b].push(Link {
+                            fifo: f,
+                            band: owner as u32,
+                            room: ring.cap - ring.len,
+                        });
+                    }
+                    *d = Dest::Remote(ring.link & 0xff_ffff);
+                }
+            }
+        }
+        let mut bands = Vec::with_capacity(n);
+        for (b, lo) in cuts.iter().copied().enumerate().rev() {
+            bands.push(self.split_off(lo, b as u32 + 1));
+            // Give back the room the band took (`split_off` leaves a
+            // vector's capacity as it was; a large one shrinks in place),
+            // so the split never holds the machine twice.
+            self.shrink_to_fit();
+        }
+        self.bands.band = 0;
+        bands.push(self);
+        bands.reverse();
+        let mut from: Vec<std::ops::Range<usize>> = (0..n).map(|b| b..b + 1).collect();
+        for (b, l) in links.iter().enumerate() {
+            for o in l.iter().map(|l| l.band as usize) {
+                for (x, y) in [(b, o), (o, b)] {
+                    from[x] = from[x].start.min(y)..from[x].end.max(y + 1);
+                }
+            }
+        }
+        for ((m, l), from) in bands.iter_mut().zip(links).zip(from) {
+            m.bands.to = l;
+            m.bands.from = from;
+            m.bands.cross = Crossings {
+                pushed: vec![Vec::new(); n],
+                freed: vec![Vec::new(); n],
+            };
+        }
+        bands
+    }
+
+    /// The PEs from `lo` on, taken off the end of this machine as band
+    /// `band` (its links are set by [`Machine::split`]).
+    fn split_off(&mut self, lo: usize, band: u32) -> Machine<'p> {
+        // This machine's FIFOs from the first that a PE from `lo` pops.
+        let f0 = self
+            .fifos
+            .rings
+            .partition_point(|r| (r.owner as usize / 2) < lo);
+        let mut rings = self.fifos.rings.split_off(f0);
+        let s0 = rings
+            .first()
+            .map_or(self.fifos.slab.len(), |r| r.off as usize);
+        for r in &mut rings {
+            r.off -= s0 as u32;
+        }
+        let fifos = Fifos {
+            base: self.fifos.base + f0 as u32,
+            rings,
+            slab: self.fifos.slab.split_off(s0),
+            what: self.fifos.what.split_off(f0),
+        };
+        let mut at = self.routers.at.split_off(lo);
+        let e0 =
+            at.v.first()
+                .map_or(self.routers.entries.len(), |r| r.off as usize);
+        for r in &mut at.v {
+            r.off -= e0 as u32;
+        }
+        let routers = Routers {
+            at,
+            entries: self.routers.entries.split_off(e0),
+        };
+        let wake = self.wake.as_mut().map(|w| {
+            let base = super::event::router_unit(lo);
+            let keep = w.list.partition_point(|&u| u < base);
+            debug_assert!(w.woken.is_empty() && w.timers.first().is_none());
+            Wake {
+                base,
+                awake: w.awake.split_off((base - w.base) as usize),
+                list: w.list.split_off(keep),
+                woken: Vec::new(),
+                spare: Vec::new(),
+                timers: Timers::new(),
+                faults: BTreeMap::new(),
+                issue_sleepers: 0,
+            }
+        });
+        let (host_in, mine): (Vec<HostIn>, Vec<HostIn>) = std::mem::take(&mut self.host_in)
+            .into_iter()
+            .partition(|h| !fifos.holds(h.fifo));
+        self.host_in = host_in;
+        Machine {
+            p: self.p,
+            arch: self.arch,
+            layout: self.layout,
+            now: self.now,
+            fifos,
+            routers,
+            cores: self.cores.split_off(lo),
+            host_in: mine,
+            host_out: self
+                .host_out
+                .iter()
+                .map(|h| HostOut {
+                    dtype: h.dtype,
+                    len: h.len,
+                    values: Vec::new(),
+                })
+                .collect(),
+            stats: self.stats.split_off(lo),
+            log: SpanLog {
+                on: false,
+                max: self.log.max,
+                spans: Vec::new(),
+                dropped: 0,
+            },
+            activity: self.activity,
+            horizon: self.horizon,
+            wake,
+            timing: self.timing,
+            max_cycles: self.max_cycles,
+            engine: self.engine,
+            compiled: CompiledWork {
+                jit: self.compiled.jit.clone(),
+                work: Vec::new(),
+                defer: false,
+                pool: None,
+                min_parallel_work: self.compiled.min_parallel_work,
+                // Kept only for sharing deferred work out (a band has no
+                // pool): one per code would be the program's size per band.
+                scalar_runs: Vec::new(),
+            },
+            bands: Links {
+                band,
+                ..Links::default()
+            },
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.fifos.rings.shrink_to_fit();
+        self.fifos.slab.shrink_to_fit();
+        self.fifos.what.shrink_to_fit();
+        self.routers.at.v.shrink_to_fit();
+        self.routers.entries.shrink_to_fit();
+        self.cores.v.shrink_to_fit();
+        self.stats.v.shrink_to_fit();
+        if let Some(w) = self.wake.as_mut() {
+            w.awake.shrink_to_fit();
+            w.list.shrink_to_fit();
+        }
+    }
+
+    /// `bands` at cycle `now`, joined back into one machine for the
+    /// result or a report: every link a plain buffer again.
+    fn join(bands: Vec<Machine<'p>>, now: u64) -> Machine<'p> {
+        // Each vector sized for the whole machine at once: appended into
+        // as it grew, it would be copied whole at each doubling. Reserved
+        // room takes memory only as it is written, and each band is freed
+        // once appended, so the join never holds the machine twice.
+        let total = |f: fn(&Machine<'p>) -> usize| bands.iter().map(f).sum::<usize>();
+        let (rings, slab) = (
+            total(|b| b.fifos.rings.len()),
+            total(|b| b.fifos.slab.len()),
+        );
+        let (routers, entries) = (
+            total(|b| b.routers.at.v.len()),
+            total(|b| b.routers.entries.len()),
+        );
+        let pes = total(|b| b.cores.v.len());
+        let mut bands = bands.into_iter();
+        let mut m = bands.next().expect("at least one band");
+        m.fifos.rings.reserve_exact(rings - m.fifos.rings.len());
+        m.fifos.slab.reserve_exact(slab - m.fifos.slab.len());
+        m.fifos.what.reserve_exact(rings - m.fifos.what.len());
+        m.routers.at.v.reserve_exact(routers - m.routers.at.v.len());
+        m.routers
+            .entries
+            .reserve_exact(entries - m.routers.entries.len());
+        m.cores.v.reserve_exact(pes - m.cores.v.len());
+        m.stats.v.reserve_exact(pes - m.stats.v.len());
+        m.relink();
+        for mut b in bands {
+            b.relink();
+            let s0 = m.fifos.slab.len() as u32;
+            for r in &mut b.fifos.rings {
+                r.off += s0;
+            }
+            m.fifos.rings.append(&mut b.fifos.rings);
+            m.fifos.slab.append(&mut b.fifos.slab);
+            m.fifos.what.append(&mut b.fifos.what);
+            let e0 = m.routers.entries.len() as u32;
+            for r in &mut b.routers.at.v {
+                r.off += e0;
+            }
+            m.routers.at.append(b.routers.at);
+            m.routers.entries.append(&mut b.routers.entries);
+            m.cores.append(b.cores);
+            m.stats.append(b.stats);
+            m.host_in.append(&mut b.host_in);
+            for (o, mut from) in m.host_out.iter_mut().zip(b.host_out) {
+                // Only the band of a stream's PE receives it.
+                if o.values.is_empty() {
+                    o.values = std::mem::take(&mut from.values);
+                }
+            }
+            if let (Some(w), Some(mut v)) = (m.wake.as_mut(), b.wake) {
+                w.awake.append(&mut v.awake);
+                w.list.append(&mut v.list);
+                w.faults.append(&mut v.faults);
+                w.issue_sleepers += v.issue_sleepers;
+            }
+            m.activity |= b.activity;
+            m.horizon = m.horizon.max(b.horizon);
+        }
+        m.host_in.sort_by_key(|h| h.stream);
+        m.now = now;
+        m
+    }
+
+    /// Every link of this band a plain buffer again, its buffers' rings
+    /// unmarked.
+    fn relink(&mut self) {
+        for e in &mut self.routers.entries {
+            for d in &mut e.dests {
+                if let Dest::Remote(i) = *d {
+                    *d = Dest::Fifo(self.bands.to[i as usize].fifo);
+                }
+            }
+        }
+        for r in &mut self.fifos.rings {
+            r.link = NONE;
+        }
+        self.bands = Links::default();
+    }
+}
