@@ -2,11 +2,11 @@
 //!
 //! A run on an event-driven engine without a trace, with `--threads`
 //! above 1, splits the machine into bands: ranges of PEs in index order
-//! (so runs of whole or part rows), each with its routers, cores and
-//! counters and the FIFOs they pop. Every cycle then has two phases, each
+//! (runs of part of a row), each with its routers, cores, counters, host
+//! streams and the FIFOs they pop. Every cycle then has two phases, each
 //! run on the rayon pool:
-//! 1. every band steps its host inputs and its awake units, as the whole
-//!    machine would. A router's push into a buffer another band pops goes
+//! 1. every band with something to do steps its host inputs and its
+//!    awake units, as the whole machine would. A router's push into a buffer another band pops goes
 //!    out on a link instead ([`Dest::Remote`]), and the pushing band
 //!    decides alone whether it fits, by the link's room: the buffer's
 //!    capacity less what is in it or in flight to it;
@@ -29,16 +29,24 @@ use crate::engine::deferred::pool;
 use rayon::prelude::*;
 
 /// A band holds about this many PEs, and there are at least two per
-/// thread: many thin bands, taken by whichever thread is free, balance a
-/// cycle whose work sits in part of the grid (a wavefront, a reduction
-/// reaching one edge) over the threads. Measured on a GEMV tile loop on
-/// 256 × 300 PEs and 2 threads, the first phase's wall time against
-/// half its bands' summed time: 1.39 with 32 bands, 1.18 with 128, 1.09
-/// with 240.
+/// thread: many bands, taken by whichever thread is free, balance a
+/// cycle whose work sits in part of the grid over the threads.
 const BAND_PES: usize = 64;
 
-/// At most this many bands (a link's id packs its band in 8 bits).
+/// At most this many bands. Thin bands balance a wavefront better, but a
+/// band narrower than a few rows sends most of the vertical traffic
+/// across its edges and costs a step every cycle. Measured on the 8B's
+/// stages as compiled (730 × 1,170 PEs, timing-only, 2 threads):
+/// streamed MeshGEMV `wq_wk_wv` 13.6 s with 255 bands, 17.2 s with
+/// 1,024, 23.8 s with 4,096; tiled GEMV `classifier` (x down the
+/// columns, so each cycle one row of cores starts its tile loop: the
+/// work of a cycle sits in one band of a few rows) 59.4 s, 56.3 s and
+/// 52.5 s (74-76 s on one thread).
 const MAX_BANDS: usize = 255;
+
+/// Tasks per worker thread in a phase: runs of bands of about equal
+/// work, so a task's overhead is paid per run, not per band.
+const CHUNKS_PER_THREAD: usize = 16;
 
 /// A unit's step, counted as this much work against
 /// [`RunConfig::min_parallel_work`]: a cycle with fewer awake units
@@ -71,9 +79,14 @@ pub(super) struct Links {
     /// This band's place among the bands.
     band: u32,
     to: Vec<Link>,
+    /// Per buffer of this band that another band pushes ([`Ring::link`]
+    /// indexes it): that band and its link.
+    ///
+    /// [`Ring::link`]: super::super::fifo::Ring::link
+    back: Vec<(u32, u32)>,
     /// The bands that can send this one anything: those pushing into its
     /// buffers and those popping the buffers its links feed (neighbours
-    /// in the grid, so a few bands either side).
+    /// in the grid, so the bands a row or so either side).
     from: std::ops::Range<usize>,
     cross: Crossings,
 }
@@ -88,13 +101,39 @@ struct Link {
     room: u32,
 }
 
-/// What one band sent the others in a cycle, per receiving band.
+/// What one band sent the others in a cycle, per receiving band from
+/// `lo` on (the bands it can send to: its [`Links::from`]).
 #[derive(Default)]
 struct Crossings {
-    /// Wavelets pushed into its buffers: (buffer, ready cycle, bits).
+    lo: usize,
+    /// Wavelets pushed into that band's buffers: (buffer, ready cycle,
+    /// bits).
     pushed: Vec<Vec<(FifoId, u64, u32)>>,
-    /// Its links whose buffer this band popped: a slot of room each.
+    /// Room freed in that band's links by popping their buffer.
     freed: Vec<Vec<u32>>,
+}
+
+impl Crossings {
+    fn new(to: std::ops::Range<usize>) -> Crossings {
+        Crossings {
+            lo: to.start,
+            pushed: vec![Vec::new(); to.len()],
+            freed: vec![Vec::new(); to.len()],
+        }
+    }
+
+    /// The bands this sends anything to.
+    fn to(&self) -> impl Iterator<Item = usize> + '_ {
+        let sends = self.pushed.iter().zip(&self.freed);
+        (sends.enumerate())
+            .filter(|(_, (p, f))| !p.is_empty() || !f.is_empty())
+            .map(|(i, _)| self.lo + i)
+    }
+
+    fn clear(&mut self) {
+        self.pushed.iter_mut().for_each(Vec::clear);
+        self.freed.iter_mut().for_each(Vec::clear);
+    }
 }
 
 impl Links {
@@ -102,16 +141,14 @@ impl Links {
         self.to[link as usize].room > 0
     }
 
-    /// A buffer pushed through link `packed` ([`pack`]) was popped.
-    pub(super) fn freed(&mut self, packed: u32) {
-        self.cross.freed[(packed >> 24) as usize].push(packed & 0xff_ffff);
+    /// This band popped its buffer `back` (a [`Ring::link`]), pushed from
+    /// another band: a slot of room for that band's link.
+    ///
+    /// [`Ring::link`]: super::super::fifo::Ring::link
+    pub(super) fn freed(&mut self, back: u32) {
+        let (band, link) = self.back[back as usize];
+        self.cross.freed[band as usize - self.cross.lo].push(link);
     }
-}
-
-/// A link's id as its buffer's ring keeps it ([`super::super::fifo::Ring::link`]).
-fn pack(band: usize, link: usize) -> u32 {
-    debug_assert!(band < MAX_BANDS && link < 1 << 24);
-    ((band as u32) << 24) | link as u32
 }
 
 /// Where to cut `m` into bands for `cfg` (the first PE of each band but
@@ -165,8 +202,18 @@ fn run_on_pool(
     mut bands: Vec<Padded<Machine<'_>>>,
     cfg: &RunConfig,
 ) -> Result<RunResult, RunError> {
+    let n = bands.len();
     let mut now = 0;
     let mut iterations = 0u64;
+    let mut horizon = 0;
+    // Per band, what it sent in the cycle (moved out of it for the
+    // second phase, and back), and whether it receives anything.
+    let mut crossed: Vec<Crossings> = (0..n).map(|_| Crossings::default()).collect();
+    let mut receives = vec![false; n];
+    // Per band, the next cycle it has anything to do in (kept here, in
+    // one array, so finding a cycle's bands touches no band).
+    // Every band steps the first cycle, as a whole machine does.
+    let mut next_due = vec![0; n];
     loop {
         if now >= cfg.max_cycles {
             let m = Machine::join(bands.into_iter().map(|b| b.0).collect(), now);
@@ -179,54 +226,116 @@ fn run_on_pool(
         if interrupted(cfg, iterations) {
             return Err(RunError::Interrupted { cycle: now });
         }
-        let awake: u64 = bands
-            .iter()
-            .map(|m| m.wake.as_ref().map_or(0, |w| w.list.len() as u64))
-            .sum();
-        let shared = awake * UNIT_WORK >= cfg.min_parallel_work;
-        let step = |m: &mut Padded<Machine<'_>>| {
-            m.now = now;
-            m.activity = false;
-            m.step_host();
-            m.step_awake()
-        };
-        let stepped: Vec<Result<(), RunError>> = if shared {
-            bands.par_iter_mut().with_max_len(1).map(step).collect()
-        } else {
-            bands.iter_mut().map(step).collect()
-        };
-        stepped.into_iter().collect::<Result<(), RunError>>()?;
-        let crossed: Vec<Crossings> = bands
+        // Phase 1: the bands with something to do this cycle (a band
+        // with nothing would step nothing); the others keep their state.
+        let mut due: Vec<&mut Padded<Machine<'_>>> = bands
             .iter_mut()
-            .map(|m| std::mem::take(&mut m.bands.cross))
+            .zip(&next_due)
+            .filter(|(_, t)| **t <= now)
+            .map(|(m, _)| m)
             .collect();
-        let receive = |m: &mut Padded<Machine<'_>>| m.receive(&crossed);
+        let awake: Vec<u64> = due
+            .iter()
+            .map(|m| m.wake.as_ref().map_or(0, |w| w.list.len() as u64) + 1)
+            .collect();
+        let total: u64 = awake.iter().sum();
+        let shared = due.len() > 1 && total * UNIT_WORK >= cfg.min_parallel_work;
+        let step = |ms: &mut [&mut Padded<Machine<'_>>]| {
+            ms.iter_mut().try_for_each(|m| {
+                m.now = now;
+                m.activity = false;
+                m.step_host();
+                m.step_awake()
+            })
+        };
+        // The lowest band's error is the one a whole step meets first.
         if shared {
-            bands.par_iter_mut().for_each(receive);
+            let mut chunks = chunks(&mut due, &awake, CHUNKS_PER_THREAD * cfg.threads);
+            let stepped: Vec<Result<(), RunError>> = chunks
+                .par_iter_mut()
+                .with_max_len(1)
+                .map(|c| step(c))
+                .collect();
+            stepped.into_iter().collect::<Result<(), RunError>>()?;
         } else {
-            bands.iter_mut().for_each(receive);
+            step(&mut due)?;
         }
-        for (m, mut c) in bands.iter_mut().zip(crossed) {
-            c.pushed.iter_mut().for_each(Vec::clear);
-            c.freed.iter_mut().for_each(Vec::clear);
-            m.bands.cross = c;
+        let mut activity = false;
+        let mut sent = Vec::with_capacity(due.len());
+        for m in &mut due {
+            activity |= m.activity;
+            horizon = horizon.max(m.horizon);
+            let b = m.bands.band as usize;
+            next_due[b] = m.next_due();
+            let c = std::mem::take(&mut m.bands.cross);
+            for to in c.to() {
+                receives[to] = true;
+            }
+            crossed[b] = c;
+            sent.push(b);
         }
-        let activity = bands.iter().any(|m| m.activity);
-        let horizon = bands.iter().map(|m| m.horizon).max().unwrap_or(0);
+        // Phase 2: the bands sent anything take it in.
+        let mut taking: Vec<&mut Padded<Machine<'_>>> = bands
+            .iter_mut()
+            .zip(receives.iter_mut().zip(&mut next_due))
+            .filter_map(|(m, (r, t))| {
+                // What lands wakes its owner for the next cycle.
+                std::mem::take(r).then(|| *t = now + 1).map(|_| m)
+            })
+            .collect();
+        if shared && taking.len() > 1 {
+            let sent = vec![1; taking.len()];
+            let mut chunks = chunks(&mut taking, &sent, CHUNKS_PER_THREAD * cfg.threads);
+            chunks
+                .par_iter_mut()
+                .with_max_len(1)
+                .for_each(|c| c.iter_mut().for_each(|m| m.receive(&crossed)));
+        } else {
+            taking.iter_mut().for_each(|m| m.receive(&crossed));
+        }
+        for b in sent {
+            let mut c = std::mem::take(&mut crossed[b]);
+            c.clear();
+            bands[b].bands.cross = c;
+        }
         if !activity && now >= horizon {
             return finish(bands.into_iter().map(|b| b.0).collect(), now);
         }
         // As `Machine::next_cycle` over the whole machine.
-        let next = bands.iter().filter_map(|m| m.next_event()).min();
+        let next = next_due.iter().copied().min().filter(|t| *t < u64::MAX);
         now = next.unwrap_or(horizon).max(now + 1).min(cfg.max_cycles);
     }
+}
+
+/// `items` cut into at most `k` runs of about equal `weight` (one per
+/// item), each at least one item: the tasks a phase hands the pool, so
+/// each costs one task however many bands it holds.
+fn chunks<'a, T>(mut items: &'a mut [T], weight: &[u64], k: usize) -> Vec<&'a mut [T]> {
+    let total: u64 = weight.iter().sum();
+    let mut out = Vec::with_capacity(k);
+    let (mut taken, mut sum) = (0, 0);
+    for (i, w) in weight.iter().enumerate() {
+        sum += w;
+        // Cut after item `i` once the runs so far hold their share.
+        if sum * k as u64 >= (out.len() as u64 + 1) * total || i + 1 == weight.len() {
+            let (run, rest) = items.split_at_mut(i + 1 - taken);
+            out.push(run);
+            items = rest;
+            taken = i + 1;
+        }
+    }
+    out
 }
 
 /// The result of `bands` finished at cycle `now`, built from the bands
 /// as they are: joined into one machine, their vectors would be copied
 /// while the bands' memory is still held (the allocator keeps what they
 /// free). A deadlock is reported by the joined machine.
-fn finish(bands: Vec<Machine<'_>>, now: u64) -> Result<RunResult, RunError> {
+fn finish(mut bands: Vec<Machine<'_>>, now: u64) -> Result<RunResult, RunError> {
+    // A band not stepped in the last cycles still has the cycle it was.
+    for b in &mut bands {
+        b.now = now;
+    }
     if bands.iter().any(|b| !b.waiting_report().is_empty()) {
         return Machine::join(bands, now).finish();
     }
@@ -240,15 +349,7 @@ fn finish(bands: Vec<Machine<'_>>, now: u64) -> Result<RunResult, RunError> {
     };
     let pes = bands.iter().map(|b| b.cores.v.len()).sum();
     let (mut rows, mut memory) = (Vec::with_capacity(pes), Vec::with_capacity(pes));
-    let mut host_out: Vec<HostOut> = first
-        .host_out
-        .iter()
-        .map(|h| HostOut {
-            dtype: h.dtype,
-            len: h.len,
-            values: Vec::new(),
-        })
-        .collect();
+    let mut host_out = Vec::with_capacity(first.p.outputs.len());
     for b in bands {
         rows.extend(b.stats.v);
         memory.extend(
@@ -257,12 +358,7 @@ fn finish(bands: Vec<Machine<'_>>, now: u64) -> Result<RunResult, RunError> {
                 .into_iter()
                 .map(|c| c.filter(|_| !done.timing).map(|c| c.sram)),
         );
-        for (o, from) in host_out.iter_mut().zip(b.host_out) {
-            // Only the band of a stream's PE receives it.
-            if o.values.is_empty() {
-                o.values = from.values;
-            }
-        }
+        host_out.extend(b.host_out);
     }
     let log = SpanLog {
         on: false,
@@ -280,7 +376,7 @@ impl<'p> Machine<'p> {
         let ready = self.now + delay as u64;
         let l = &mut self.bands.to[i as usize];
         l.room -= 1;
-        self.bands.cross.pushed[l.band as usize].push((l.fifo, ready, bits));
+        self.bands.cross.pushed[l.band as usize - self.bands.cross.lo].push((l.fifo, ready, bits));
         self.horizon = self.horizon.max(ready);
         self.activity = true;
     }
@@ -291,16 +387,39 @@ impl<'p> Machine<'p> {
     fn receive(&mut self, crossed: &[Crossings]) {
         let band = self.bands.band as usize;
         for c in &crossed[self.bands.from.clone()] {
-            for &(fifo, ready, bits) in &c.pushed[band] {
+            // A band that did not step this cycle sent nothing.
+            let i = band.wrapping_sub(c.lo);
+            let (Some(pushed), Some(freed)) = (c.pushed.get(i), c.freed.get(i)) else {
+                continue;
+            };
+            for &(fifo, ready, bits) in pushed {
                 let o = self.land(fifo, ready, bits);
                 let w = self.wake.as_mut().expect("bands are event-driven");
                 if w.rouse(o) {
                     w.list.push(o);
                 }
             }
-            for &i in &c.freed[band] {
-                self.bands.to[i as usize].room += 1;
+            for &link in freed {
+                self.bands.to[link as usize].room += 1;
             }
+        }
+    }
+
+    /// The next cycle this band has anything to do in (`u64::MAX`: none
+    /// but what another band sends it): the next if units are awake,
+    /// cores sleep in an issue stall (counted as activity) or a host
+    /// stream is still sending (also activity, whether or not its next
+    /// wavelet is due), else its first timer. Stepping a band before
+    /// then changes nothing.
+    fn next_due(&self) -> u64 {
+        let w = self.wake.as_ref().expect("bands are event-driven");
+        if !w.list.is_empty()
+            || w.issue_sleepers > 0
+            || self.host_in.iter().any(|h| h.next < h.wavelets.len())
+        {
+            self.now + 1
+        } else {
+            w.timers.first().unwrap_or(u64::MAX)
         }
     }
 
@@ -310,8 +429,19 @@ impl<'p> Machine<'p> {
         debug_assert!(self.now == 0 && self.log.spans.is_empty());
         let n = cuts.len() + 1;
         let band_of = |pe: usize| cuts.partition_point(|&c| c <= pe);
-        // Every push across a cut becomes a link of the pushing band.
+        // A host output is its band's: numbered among that band's.
+        let mut outputs = vec![0u32; n];
+        let host_local: Vec<u32> = (self.host_out.iter())
+            .map(|o| {
+                let b = band_of(self.layout.pe_index(self.p.outputs[o.stream].pe));
+                outputs[b] += 1;
+                outputs[b] - 1
+            })
+            .collect();
+        // Every push across a cut becomes a link of the pushing band, and
+        // a way back from the buffer it feeds.
         let mut links: Vec<Vec<Link>> = (0..n).map(|_| Vec::new()).collect();
+        let mut backs: Vec<Vec<(u32, u32)>> = (0..n).map(|_| Vec::new()).collect();
         for pe in self.routers.at.pes() {
             let b = band_of(pe);
             let (off, len) = (
@@ -320,7 +450,14 @@ impl<'p> Machine<'p> {
             );
             for e in &mut self.routers.entries[off..off + len] {
                 for d in &mut e.dests {
-                    let Dest::Fifo(f) = *d else { continue };
+                    let f = match *d {
+                        Dest::Fifo(f) => f,
+                        Dest::Host(h) => {
+                            *d = Dest::Host(host_local[h as usize]);
+                            continue;
+                        }
+                        Dest::None | Dest::Remote(_) => continue,
+                    };
                     let ring = self.fifos.ring_mut(f);
                     let owner = band_of(ring.owner as usize / 2);
                     if owner == b {
@@ -329,14 +466,15 @@ impl<'p> Machine<'p> {
                     // A buffer fed by several of this router's entries
                     // (one output port) has one link.
                     if ring.link == NONE {
-                        ring.link = pack(b, links[b].len());
+                        ring.link = backs[owner].len() as u32;
+                        backs[owner].push((b as u32, links[b].len() as u32));
                         links[b].push(Link {
                             fifo: f,
                             band: owner as u32,
                             room: ring.cap - ring.len,
                         });
                     }
-                    *d = Dest::Remote(ring.link & 0xff_ffff);
+                    *d = Dest::Remote(backs[owner][ring.link as usize].1);
                 }
             }
         }
@@ -359,13 +497,11 @@ impl<'p> Machine<'p> {
                 }
             }
         }
-        for ((m, l), from) in bands.iter_mut().zip(links).zip(from) {
+        for (((m, l), back), from) in bands.iter_mut().zip(links).zip(backs).zip(from) {
             m.bands.to = l;
+            m.bands.back = back;
+            m.bands.cross = Crossings::new(from.clone());
             m.bands.from = from;
-            m.bands.cross = Crossings {
-                pushed: vec![Vec::new(); n],
-                freed: vec![Vec::new(); n],
-            };
         }
         bands
     }
@@ -421,6 +557,11 @@ impl<'p> Machine<'p> {
             .into_iter()
             .partition(|h| !fifos.holds(h.fifo));
         self.host_in = host_in;
+        let (p, layout) = (self.p, self.layout);
+        let (host_out, outs): (Vec<HostOut>, Vec<HostOut>) = std::mem::take(&mut self.host_out)
+            .into_iter()
+            .partition(|o| layout.pe_index(p.outputs[o.stream].pe) < lo);
+        self.host_out = host_out;
         Machine {
             p: self.p,
             arch: self.arch,
@@ -430,15 +571,7 @@ impl<'p> Machine<'p> {
             routers,
             cores: self.cores.split_off(lo),
             host_in: mine,
-            host_out: self
-                .host_out
-                .iter()
-                .map(|h| HostOut {
-                    dtype: h.dtype,
-                    len: h.len,
-                    values: Vec::new(),
-                })
-                .collect(),
+            host_out: outs,
             stats: self.stats.split_off(lo),
             log: SpanLog {
                 on: false,
@@ -530,12 +663,7 @@ impl<'p> Machine<'p> {
             m.cores.append(b.cores);
             m.stats.append(b.stats);
             m.host_in.append(&mut b.host_in);
-            for (o, mut from) in m.host_out.iter_mut().zip(b.host_out) {
-                // Only the band of a stream's PE receives it.
-                if o.values.is_empty() {
-                    o.values = std::mem::take(&mut from.values);
-                }
-            }
+            m.host_out.append(&mut b.host_out);
             if let (Some(w), Some(mut v)) = (m.wake.as_mut(), b.wake) {
                 w.awake.append(&mut v.awake);
                 w.list.append(&mut v.list);
@@ -546,6 +674,7 @@ impl<'p> Machine<'p> {
             m.horizon = m.horizon.max(b.horizon);
         }
         m.host_in.sort_by_key(|h| h.stream);
+        m.host_out.sort_by_key(|o| o.stream);
         m.now = now;
         m
     }
@@ -555,8 +684,10 @@ impl<'p> Machine<'p> {
     fn relink(&mut self) {
         for e in &mut self.routers.entries {
             for d in &mut e.dests {
-                if let Dest::Remote(i) = *d {
-                    *d = Dest::Fifo(self.bands.to[i as usize].fifo);
+                match *d {
+                    Dest::Remote(i) => *d = Dest::Fifo(self.bands.to[i as usize].fifo),
+                    Dest::Host(h) => *d = Dest::Host(self.host_out[h as usize].stream as u32),
+                    Dest::None | Dest::Fifo(_) => {}
                 }
             }
         }
@@ -564,5 +695,33 @@ impl<'p> Machine<'p> {
             r.link = NONE;
         }
         self.bands = Links::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks;
+
+    /// Runs cover every item once, in order, none empty, at most `k`,
+    /// each about a `k`-th of the weight (a heavy item alone).
+    #[test]
+    fn chunks_cut_in_order_by_weight() {
+        let cut = |w: &[u64], k: usize| -> Vec<Vec<usize>> {
+            let mut items: Vec<usize> = (0..w.len()).collect();
+            chunks(&mut items, w, k)
+                .into_iter()
+                .map(|c| c.to_vec())
+                .collect()
+        };
+        assert_eq!(cut(&[1, 1, 1, 1], 2), [vec![0, 1], vec![2, 3]]);
+        assert_eq!(cut(&[10, 1, 1, 1], 2), [vec![0], vec![1, 2, 3]]);
+        assert_eq!(cut(&[1, 1, 1], 8), [vec![0], vec![1], vec![2]]);
+        assert_eq!(cut(&[5], 4), [vec![0]]);
+        for k in 1..6 {
+            let w: Vec<u64> = (0..17).map(|i| (i * 7 % 5) as u64 + 1).collect();
+            let runs = cut(&w, k);
+            assert!(runs.len() <= k && runs.iter().all(|r| !r.is_empty()));
+            assert_eq!(runs.concat(), (0..17).collect::<Vec<_>>());
+        }
     }
 }

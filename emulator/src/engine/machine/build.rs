@@ -298,7 +298,9 @@ impl<'p> Machine<'p> {
         let host_out = p
             .outputs
             .iter()
-            .map(|s| HostOut {
+            .enumerate()
+            .map(|(stream, s)| HostOut {
+                stream,
                 dtype: s.dtype,
                 len: s.len,
                 values: Vec::with_capacity(s.len as usize),

@@ -141,7 +141,7 @@ impl<'p> Machine<'p> {
                 if k > 0 {
                     break;
                 }
-                let s = &self.p.outputs[h];
+                let s = &self.p.outputs[out.stream];
                 return Err(RunError::OutputOverflow {
                     name: s.name.clone(),
                     len: s.len,

@@ -282,6 +282,8 @@ struct HostIn {
 }
 
 struct HostOut {
+    /// Its index among the program's outputs.
+    stream: usize,
     dtype: DType,
     len: u32,
     values: Vec<f32>,

@@ -15,7 +15,8 @@ pub(super) struct Finished<'p> {
 
 impl Finished<'_> {
     /// The result of a run that finished at `cycles` with every PE's
-    /// counters `rows`, its host outputs, spans and SRAM.
+    /// counters `rows`, its host outputs (each stream once, in any
+    /// order), spans and SRAM.
     pub(super) fn result(
         &self,
         rows: &[PeCounters],
@@ -41,11 +42,9 @@ impl Finished<'_> {
             pe: to_stats(rows),
         };
         stats.totals = stats.pe.totals();
-        let outputs = p
-            .outputs
-            .iter()
-            .zip(host_out)
-            .map(|(s, o)| (s.name.clone(), o.values))
+        let outputs = host_out
+            .into_iter()
+            .map(|o| (p.outputs[o.stream].name.clone(), o.values))
             .collect::<BTreeMap<_, _>>();
         let trace = log.on.then_some(Trace {
             version: TRACE_VERSION,
@@ -239,11 +238,9 @@ impl<'p> Machine<'p> {
                 ));
             }
         }
-        for (o, s) in self.host_out.iter().zip(&self.p.outputs) {
-            // A band of the machine receives only its own PEs' streams.
-            if (o.values.len() as u32) < o.len
-                && self.cores.pes().contains(&self.layout.pe_index(s.pe))
-            {
+        for o in &self.host_out {
+            let s = &self.p.outputs[o.stream];
+            if (o.values.len() as u32) < o.len {
                 add(format!(
                     "  host output `{}`: received {} of {} elements (from {} {} on {})",
                     s.name,
