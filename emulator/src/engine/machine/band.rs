@@ -2,16 +2,16 @@
 //!
 //! A run on an event-driven engine without a trace, with `--threads`
 //! above 1, splits the machine into bands: ranges of PEs in index order
-//! (runs of part of a row), each with its routers, cores, counters, host
-//! streams and the FIFOs they pop. Every cycle then has two phases, each
-//! run on the rayon pool:
-//! 1. every band with something to do steps its host inputs and its
-//!    awake units, as the whole machine would. A router's push into a buffer another band pops goes
-//!    out on a link instead ([`Dest::Remote`]), and the pushing band
-//!    decides alone whether it fits, by the link's room: the buffer's
-//!    capacity less what is in it or in flight to it;
-//! 2. every band takes in the wavelets pushed into its buffers and the
-//!    room its pops freed in other bands' links.
+//! (a few rows each on a large grid), each with its routers, cores,
+//! counters, host streams and the FIFOs they pop. Every cycle then has
+//! two phases, each handed to the rayon pool as runs of bands:
+//! 1. every band with something due steps its host inputs and its awake
+//!    units, as the whole machine would. A router's push into a buffer
+//!    another band pops goes out on a link instead ([`Dest::Remote`]),
+//!    and the pushing band decides alone whether it fits, by the link's
+//!    room: the buffer's capacity less what is in it or in flight to it;
+//! 2. every band sent anything takes in the wavelets pushed into its
+//!    buffers and the room its pops freed in other bands' links.
 //!
 //! Exact, whatever the number of bands or threads: by the semantics in
 //! `engine/mod.rs` a cycle's outcome does not depend on the order units
@@ -21,8 +21,9 @@
 //! the next cycle on; so the room a pusher sees in a cycle is the room at
 //! the cycle's start less its own push, which is what a link's room
 //! holds. A step that fails returns the lowest band's error: the first a
-//! whole machine's step, in unit order, would have met. At the end the
-//! bands are joined back into one machine, which reports.
+//! whole machine's step, in unit order, would have met. The result is
+//! built from the bands; a deadlock or the cycle limit is reported by
+//! the bands joined back into one machine.
 
 use super::*;
 use crate::engine::deferred::pool;
@@ -41,7 +42,7 @@ const BAND_PES: usize = 64;
 /// 1,024, 23.8 s with 4,096; tiled GEMV `classifier` (x down the
 /// columns, so each cycle one row of cores starts its tile loop: the
 /// work of a cycle sits in one band of a few rows) 59.4 s, 56.3 s and
-/// 52.5 s (74-76 s on one thread).
+/// 52.5-55.9 s (74-76 s on one thread).
 const MAX_BANDS: usize = 255;
 
 /// Tasks per worker thread in a phase: runs of bands of about equal
@@ -308,7 +309,7 @@ fn run_on_pool(
 }
 
 /// `items` cut into at most `k` runs of about equal `weight` (one per
-/// item), each at least one item: the tasks a phase hands the pool, so
+/// item, each at least 1), each at least one item: the tasks a phase hands the pool, so
 /// each costs one task however many bands it holds.
 fn chunks<'a, T>(mut items: &'a mut [T], weight: &[u64], k: usize) -> Vec<&'a mut [T]> {
     let total: u64 = weight.iter().sum();
