@@ -47,7 +47,7 @@ enum Dest {
     Fifo(FifoId),
     Host(u32),
     /// A buffer another band of PEs owns ([`band`]): this band's link
-    /// `i` into it ([`Machine::links`]).
+    /// `i` into it (`Machine::bands`).
     Remote(u32),
 }
 
@@ -337,7 +337,7 @@ enum Jumped {
     No,
     /// Ran ahead: the core steps next at this cycle.
     Until(u64),
-    /// Left compiled work in [`Machine::work`].
+    /// Left compiled work in `CompiledWork::work`.
     Deferred,
 }
 
