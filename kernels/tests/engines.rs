@@ -50,33 +50,33 @@ fn agree(p: &Program, arch: &Arch) -> Result<(), TestCaseError> {
         (Engine::Jit, 2),
         (Engine::Interp, 3),
     ] {
-        let untraced = RunConfig {
-            engine,
-            threads,
-            min_parallel_work: 0,
-            band_min_pes: 0,
-            ..RunConfig::default()
-        };
-        let b = wafer_emulator::run(p, arch, &Inputs::new(), &untraced).unwrap();
+        let b = wafer_emulator::run(p, arch, &Inputs::new(), &threaded(engine, threads, false))
+            .unwrap();
         prop_assert_eq!(a.cycles, b.cycles);
         prop_assert_eq!(&a.outputs, &b.outputs);
         prop_assert_eq!(&a.stats.pe, &b.stats.pe);
         prop_assert_eq!(&a.memory, &b.memory);
     }
     for threads in [1, 2] {
-        let timing = RunConfig {
-            engine: Engine::Interp,
-            timing_only: true,
-            threads,
-            min_parallel_work: 0,
-            band_min_pes: 0,
-            ..RunConfig::default()
-        };
+        let timing = threaded(Engine::Interp, threads, true);
         let t = wafer_emulator::run(p, arch, &Inputs::new(), &timing).unwrap();
         prop_assert_eq!(t.cycles, a.cycles);
         prop_assert_eq!(&t.stats.pe, &a.stats.pe);
     }
     Ok(())
+}
+
+/// An untraced run on `threads`, every grid stepped in bands and every
+/// cycle's work shared out however little (the paths more threads take).
+fn threaded(engine: Engine, threads: usize, timing_only: bool) -> RunConfig {
+    RunConfig {
+        engine,
+        threads,
+        timing_only,
+        min_parallel_work: 0,
+        band_min_pes: 0,
+        ..RunConfig::default()
+    }
 }
 
 /// Spans in a canonical order (engines visit PEs in different orders).

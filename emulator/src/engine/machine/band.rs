@@ -407,20 +407,16 @@ impl<'p> Machine<'p> {
     }
 
     /// The next cycle this band has anything to do in (`u64::MAX`: none
-    /// but what another band sends it): the next if units are awake,
-    /// cores sleep in an issue stall (counted as activity) or a host
-    /// stream is still sending (also activity, whether or not its next
-    /// wavelet is due), else its first timer. Stepping a band before
-    /// then changes nothing.
+    /// but what another band sends it): [`Machine::next_event`], except
+    /// that a band with a host stream still sending steps every cycle, as
+    /// a whole machine's host phase counts that as activity whether or
+    /// not the stream's next wavelet is due. Stepping a band before then
+    /// changes nothing.
     fn next_due(&self) -> u64 {
-        let w = self.wake.as_ref().expect("bands are event-driven");
-        if !w.list.is_empty()
-            || w.issue_sleepers > 0
-            || self.host_in.iter().any(|h| h.next < h.wavelets.len())
-        {
+        if self.host_in.iter().any(|h| h.next < h.wavelets.len()) {
             self.now + 1
         } else {
-            w.timers.first().unwrap_or(u64::MAX)
+            self.next_event().unwrap_or(u64::MAX)
         }
     }
 
