@@ -8,6 +8,7 @@
 use crate::ir::{self, Graph};
 use crate::model::{Config, ModelError, Weights};
 use crate::place::{self, Kernel, Options, PlaceError, PlacementKind, Site};
+use crate::region::{self, Region, Searched};
 use crate::route::{self, Routing};
 use crate::sram::{self, SramPlan};
 use crate::stage::{self, Stage, Work};
@@ -28,6 +29,9 @@ pub struct Compiled {
     pub sram: SramPlan,
     /// Whether the fragments hold a checkpoint's weights (else seeded ones).
     pub real_weights: bool,
+    /// With [`Region::Search`]: the rectangles tried and the one chosen
+    /// (`options.arch` is then cut to it).
+    pub region: Option<Searched>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +122,24 @@ pub fn compile(
         Some(k) => vec![k],
         None => vec![PlacementKind::Pipeline, PlacementKind::Mesh],
     };
+    let searched = match options.region {
+        Region::Search => region::search(config, options, &graph, &stages, &kinds),
+        Region::Whole => None,
+    };
+    if let Some(s) = searched {
+        let arch = options
+            .arch
+            .clone()
+            .with_grid(s.chosen.0, s.chosen.1)
+            .map_err(|e| CompileError::Internal(e.to_string()))?;
+        let o = Options {
+            arch,
+            ..options.clone()
+        };
+        let mut c = compile_with(config, weights, &o, &graph, &stages, s.kind)?;
+        c.region = Some(s);
+        return Ok(c);
+    }
     let mut best: Option<Compiled> = None;
     let mut first_err = None;
     for kind in kinds {
@@ -170,19 +192,46 @@ fn compile_with(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let routing = route::route(stages, &sites, &fragments, &options.arch, kind)
+    let refs: Vec<&Fragment> = fragments.iter().collect();
+    let (routing, sram) = route_and_plan(config, options, stages, &sites, &refs, kind)?;
+    Ok(Compiled {
+        config: config.clone(),
+        options: options.clone(),
+        kind,
+        graph: graph.clone(),
+        stages: stages.to_vec(),
+        sites,
+        fragments,
+        routing,
+        sram,
+        real_weights: weights.is_some(),
+        region: None,
+    })
+}
+
+/// Route the placed stages and plan their SRAM, or say why they do not
+/// fit `options.arch`.
+pub(crate) fn route_and_plan(
+    config: &Config,
+    options: &Options,
+    stages: &[Stage],
+    sites: &[Site],
+    fragments: &[&Fragment],
+    kind: PlacementKind,
+) -> Result<(Routing, SramPlan), CompileError> {
+    let routing = route::route(stages, sites, fragments, &options.arch, kind)
         .map_err(CompileError::Internal)?;
-    let sram = sram::plan(&sites, &fragments, &options.arch);
+    let sram = sram::plan(sites, fragments, &options.arch);
     if sram.max_bytes > options.arch.sram_bytes {
         return Err(PlaceError::NoFit {
             arch: options.arch.name.clone(),
             kind,
             why: format!(
-                "PE {} would need {} bytes of SRAM (stages {}), a PE has {}",
+                "{} would need {} bytes of SRAM (stages {}), a PE has {}",
                 sram.max_at,
                 sram.max_bytes,
                 {
-                    let names = sram.max_stages(&sites, stages);
+                    let names = sram.max_stages(sites, stages);
                     if names.len() > 6 {
                         format!("{} and {} more", names[..6].join(", "), names.len() - 6)
                     } else {
@@ -203,18 +252,7 @@ fn compile_with(
         }
         .into());
     }
-    Ok(Compiled {
-        config: config.clone(),
-        options: options.clone(),
-        kind,
-        graph: graph.clone(),
-        stages: stages.to_vec(),
-        sites,
-        fragments,
-        routing,
-        sram,
-        real_weights: weights.is_some(),
-    })
+    Ok((routing, sram))
 }
 
 fn kernel_err(error: KernelError) -> CompileError {
@@ -261,6 +299,23 @@ fn gemv_matrix<'w>(
         }
     }
     Ok(Some(w))
+}
+
+/// The stage's Fragment with seeded weights, as the region search
+/// predicts it.
+pub(crate) fn fragment_of(
+    s: &Stage,
+    site: &Site,
+    graph: &Graph,
+    o: &Options,
+) -> Result<Fragment, CompileError> {
+    fragment(s, site, graph, None, o).map_err(|e| match e {
+        CompileError::Kernel { error, .. } => CompileError::Kernel {
+            stage: s.name.clone(),
+            error,
+        },
+        e => e,
+    })
 }
 
 /// The stage's Fragment, with the checkpoint's weights loaded.

@@ -22,6 +22,7 @@ pub mod math;
 pub mod model;
 pub mod place;
 pub mod reference;
+pub mod region;
 pub mod route;
 pub mod source;
 pub mod sram;

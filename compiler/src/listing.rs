@@ -48,6 +48,9 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         c.options.reduce
     )
     .unwrap();
+    if let Some(r) = &c.region {
+        t.push_str(&region(r));
+    }
     writeln!(
         t,
         "{:<28} {:<10} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
@@ -103,5 +106,31 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         total as f64 / arch.clock_hz * 1e6
     )
     .unwrap();
+    t
+}
+
+/// What the region search tried: one line per rectangle, its predicted
+/// step with each placement, the chosen one marked.
+pub fn region(r: &crate::region::Searched) -> String {
+    let mut t = format!(
+        "region: {}x{} of the {}x{} grid, the shortest predicted step (at position {}) of these:\n",
+        r.chosen.0, r.chosen.1, r.grid.0, r.grid.1, r.pos
+    );
+    for p in &r.points {
+        let mark = if (p.cols, p.rows, p.kind) == (r.chosen.0, r.chosen.1, r.kind) {
+            "*"
+        } else {
+            " "
+        };
+        let what = match &p.result {
+            Ok(cycles) => format!("{cycles} cycles"),
+            Err(e) => format!(
+                "does not fit: {}",
+                e.split(". It needs").next().unwrap_or(e)
+            ),
+        };
+        let rect = format!("{}x{}", p.cols, p.rows);
+        writeln!(t, " {mark} {rect:>9} {:<8} {what}", p.kind.name()).unwrap();
+    }
     t
 }

@@ -114,6 +114,8 @@ pub struct Options {
     pub reduce: Strategy,
     /// Which kernels a projection may use.
     pub gemv: GemvChoice,
+    /// Which PEs of the grid to compile for.
+    pub region: crate::region::Region,
 }
 
 /// The kernels a projection (a GEMV stage) may use.
@@ -457,7 +459,7 @@ impl Memo {
 
 impl Kernel {
     /// The same kernel with its seeded data drawn from `seed`.
-    fn with_seed(mut self, seed: u64) -> Kernel {
+    pub(crate) fn with_seed(mut self, seed: u64) -> Kernel {
         match &mut self {
             Kernel::Embed(s) => s.seed = seed,
             Kernel::Gemv(s) => s.seed = seed,
@@ -673,34 +675,40 @@ fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceErr
     }
     let x_gemv = embed_cols;
     let mut x = embed_cols;
+    let mut gemvs: std::collections::HashMap<(u32, u32), Option<Kernel>> = Default::default();
     for (i, s) in stages.iter().enumerate() {
         // Every GEMV is tiled over the whole wafer (as far as its matrix
         // has rows and columns), so each PE holds a tile of every layer.
         let k = match &s.work {
-            Work::Gemv { m, n, biases, .. } => {
-                let n = n + !biases.is_empty() as u32;
-                let arch = &o.arch;
-                let tiled = o.gemv.tiled().then(|| {
-                    Kernel::Gemv(GemvSpec {
-                        m: *m,
-                        n,
-                        dtype: o.dtype,
-                        w: n.min(gw - x_gemv),
-                        h: (*m).min(gh),
-                        strategy: o.reduce,
-                        seed: i as u64,
-                    })
-                });
-                // MeshGEMV's columns run across the outputs, its rows
-                // across the inputs.
-                let mesh = if o.gemv.mesh(o.dtype) {
-                    mesh_gemv(*m, n, (*m).min(gw - x_gemv), n.min(gh), o, arch)
-                } else {
-                    None
-                };
-                cheapest(tiled.into_iter().chain(mesh), arch, 0, |_| true)
-                    .map(|k| k.with_seed(i as u64))
-            }
+            // Every layer's projections have the same few shapes: each
+            // shape's kernel is chosen (costed) once.
+            Work::Gemv { m, n, biases, .. } => gemvs
+                .entry((*m, n + !biases.is_empty() as u32))
+                .or_insert_with(|| {
+                    let n = n + !biases.is_empty() as u32;
+                    let arch = &o.arch;
+                    let tiled = o.gemv.tiled().then(|| {
+                        Kernel::Gemv(GemvSpec {
+                            m: *m,
+                            n,
+                            dtype: o.dtype,
+                            w: n.min(gw - x_gemv),
+                            h: (*m).min(gh),
+                            strategy: o.reduce,
+                            seed: i as u64,
+                        })
+                    });
+                    // MeshGEMV's columns run across the outputs, its rows
+                    // across the inputs.
+                    let mesh = if o.gemv.mesh(o.dtype) {
+                        mesh_gemv(*m, n, (*m).min(gw - x_gemv), n.min(gh), o, arch)
+                    } else {
+                        None
+                    };
+                    cheapest(tiled.into_iter().chain(mesh), arch, 0, |_| true)
+                })
+                .clone()
+                .map(|k| k.with_seed(i as u64)),
             Work::Embed { .. } => memo.shape(s, c, o, embed_cols.max(1), gh, i as u64),
             _ => memo.shape(s, c, o, gw - x_gemv, gh, i as u64),
         }

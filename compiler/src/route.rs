@@ -16,6 +16,7 @@
 
 use crate::place::{PlacementKind, Site};
 use crate::stage::{Src, Stage};
+use std::borrow::Borrow;
 use wafer_emulator::{Arch, Pe};
 use wafer_kernels::Fragment;
 
@@ -59,13 +60,13 @@ fn meets(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> bool {
 pub fn route(
     stages: &[Stage],
     sites: &[Site],
-    fragments: &[Fragment],
+    fragments: &[impl Borrow<Fragment>],
     arch: &Arch,
     kind: PlacementKind,
 ) -> Result<Routing, String> {
     let kernel_colors = fragments
         .iter()
-        .flat_map(|f| f.colors())
+        .flat_map(|f| f.borrow().colors())
         .max()
         .map_or(0, |c| c + 1);
     let producer = |v: usize| stages.iter().position(|s| s.outputs.contains(&v));
@@ -97,6 +98,7 @@ pub fn route(
             .max()
             .unwrap_or(0);
         let longest = fragments[i]
+            .borrow()
             .inputs
             .iter()
             .flat_map(|p| p.segments.iter().map(|s| s.len))
@@ -153,7 +155,7 @@ pub fn check(
     r: &Routing,
     stages: &[Stage],
     sites: &[Site],
-    fragments: &[Fragment],
+    fragments: &[impl Borrow<Fragment>],
     arch: &Arch,
     kind: PlacementKind,
 ) -> Result<(), String> {
@@ -163,7 +165,7 @@ pub fn check(
             r.colors_used, arch.colors
         ));
     }
-    for (i, f) in fragments.iter().enumerate() {
+    for (i, f) in fragments.iter().map(Borrow::borrow).enumerate() {
         if let Some(c) = f.colors().into_iter().find(|c| *c >= r.kernel_colors) {
             return Err(format!(
                 "stage `{}` uses color {c}, a hand-off color",

@@ -8,6 +8,7 @@
 
 use crate::place::Site;
 use crate::stage::Stage;
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use wafer_emulator::{Arch, Pe, PeRect};
@@ -71,12 +72,12 @@ impl Grid {
     }
 }
 
-pub fn plan(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> SramPlan {
+pub fn plan(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> SramPlan {
     let per_stage = sites
         .iter()
         .zip(fragments)
         .map(|(_, f)| {
-            let p = &f.program;
+            let p = &f.borrow().program;
             p.placements
                 .iter()
                 .map(|pl| p.codes[pl.code.0 as usize].sram_bytes())
@@ -107,7 +108,7 @@ pub fn plan(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> SramPlan {
 
 /// Bytes every PE of the grid holds (row-major): buffers summed over the
 /// stages it serves, each distinct code once.
-pub fn per_pe_bytes(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> Vec<u32> {
+pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> Vec<u32> {
     let (w, h) = (arch.grid_cols, arch.grid_rows);
     let mut g = Grid {
         w,
@@ -115,17 +116,28 @@ pub fn per_pe_bytes(sites: &[Site], fragments: &[Fragment], arch: &Arch) -> Vec<
         d: vec![0; (w as usize + 1) * (h as usize + 1)],
     };
     let mut code_seen = BTreeSet::new();
-    for (site, f) in sites.iter().zip(fragments) {
+    // Hashing a program's code is most of this plan's time; a fragment
+    // several stages share (the region search's) is hashed once.
+    let mut hashed: Vec<(*const Fragment, Vec<u64>)> = Vec::new();
+    for (site, f) in sites.iter().zip(fragments.iter().map(Borrow::borrow)) {
         let p = &f.program;
-        let hashes: Vec<u64> = p
-            .codes
-            .iter()
-            .map(|c| {
-                let mut s = DefaultHasher::new();
-                format!("{:?}", c.insts).hash(&mut s);
-                s.finish()
-            })
-            .collect();
+        let at = match hashed.iter().position(|(q, _)| std::ptr::eq(*q, f)) {
+            Some(i) => i,
+            None => {
+                let h = p
+                    .codes
+                    .iter()
+                    .map(|c| {
+                        let mut s = DefaultHasher::new();
+                        format!("{:?}", c.insts).hash(&mut s);
+                        s.finish()
+                    })
+                    .collect();
+                hashed.push((f as *const Fragment, h));
+                hashed.len() - 1
+            }
+        };
+        let hashes = &hashed[at].1;
         for pl in &p.placements {
             let code = &p.codes[pl.code.0 as usize];
             let buffers: u32 = code.buffers.iter().map(|b| b.bytes()).sum();

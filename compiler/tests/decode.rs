@@ -20,6 +20,7 @@ fn options(arch: Arch, dtype: DType, kind: Option<PlacementKind>, max_context: u
         max_context,
         reduce: Strategy::Tree { k: 2 },
         gemv: wafer_compiler::place::GemvChoice::Auto,
+        region: wafer_compiler::region::Region::Whole,
     }
 }
 

@@ -213,6 +213,7 @@ fn a_written_llama_compiles_and_decodes_on_the_wafer_as_the_reference() {
             max_context: 32,
             reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
             gemv: wafer_compiler::place::GemvChoice::Auto,
+            region: wafer_compiler::region::Region::Whole,
         };
         let compiled = wafer_compiler::compile(&c, Some(&w), &o).unwrap();
         let mut d = Decoder::new(&compiled);

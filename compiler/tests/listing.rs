@@ -22,6 +22,7 @@ fn compiled_listing(file: &str, arch: Arch, kind: Option<PlacementKind>) -> Stri
         max_context: c.seq_len as u32,
         reduce: Strategy::Tree { k: 2 },
         gemv: wafer_compiler::place::GemvChoice::Auto,
+        region: wafer_compiler::region::Region::Whole,
     };
     let compiled = compile(&c, Some(&w), &o).unwrap();
     listing(&compiled, o.max_context / 2)

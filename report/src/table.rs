@@ -30,6 +30,8 @@ pub struct WaferRow {
     pub positions: (u32, u32),
     /// Emulated (else the cost models' prediction, with no PE-time split).
     pub emulated: bool,
+    /// The region search's choice ([`wafer_compiler::region`]), if it ran.
+    pub region: Option<wafer_compiler::region::Searched>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -68,6 +70,7 @@ impl WaferRow {
             kinds,
             positions,
             emulated,
+            region: c.region.clone(),
         }
     }
 
@@ -404,6 +407,20 @@ fn si(x: f64) -> String {
     }
 }
 
+/// The region search in JSON: the rectangle chosen, the grid, and every
+/// rectangle tried with its predicted cycles (or why it did not fit).
+pub fn region_json(r: &wafer_compiler::region::Searched) -> Value {
+    json!({
+        "cols": r.chosen.0, "rows": r.chosen.1, "placement": r.kind.name(),
+        "grid": [r.grid.0, r.grid.1], "predicted_at": r.pos,
+        "tried": r.points.iter().map(|p| json!({
+            "cols": p.cols, "rows": p.rows, "placement": p.kind.name(),
+            "predicted_cycles": p.result.as_ref().ok(),
+            "error": p.result.as_ref().err(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 impl Table {
     pub fn text(&self) -> String {
         use std::fmt::Write;
@@ -438,6 +455,9 @@ impl Table {
             si(w.sram_capacity as f64),
             100.0 * w.sram_bytes as f64 / w.sram_capacity as f64
         );
+        if let Some(r) = &w.region {
+            let _ = writeln!(o, "             {}", r.summary());
+        }
         let _ = writeln!(
             o,
             "\nwhere the time goes (cycles per token; each stage's cycles split as its PEs' time is)"
@@ -518,6 +538,7 @@ impl Table {
                 "sram_capacity_bytes": w.sram_capacity,
                 "positions": [w.positions.0, w.positions.1],
                 "emulated": w.emulated,
+                "region": w.region.as_ref().map(region_json),
                 "by_kind": w.kinds.iter().map(|(k, t)| (k.to_string(), json!({
                     "cycles": t.cycles, "compute": t.pe.compute, "fabric": t.pe.fabric, "idle": t.pe.idle,
                 }))).collect::<serde_json::Map<_, _>>(),

@@ -387,6 +387,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "placement": c.kind.name(),
             "dtype": c.options.dtype.to_string(),
             "pes": c.pes_used(),
+            "region": c.region.as_ref().map(wafer_report::table::region_json),
             "steps": steps,
             "warmup_steps": warmup,
             "compile_seconds": compile_s,

@@ -3,6 +3,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use std::path::PathBuf;
 use wafer_compiler::place::{GemvChoice, Options, PlacementKind};
+use wafer_compiler::region::Region;
 use wafer_compiler::{Compiled, compile};
 use wafer_emulator::DType;
 use wafer_kernels::reduce::Strategy;
@@ -31,6 +32,11 @@ pub struct TargetArgs {
     /// tiled GEMV) or meshgemv (WaferLLM's MeshGEMV; 16-bit weights).
     #[arg(long, default_value = "auto")]
     pub gemv: String,
+    /// Which PEs to compile for: auto (the rectangle from the grid's
+    /// north-west corner whose predicted step is shortest; the default
+    /// without --grid) or full (the whole grid; the default with --grid).
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 impl TargetArgs {
@@ -68,6 +74,12 @@ impl TargetArgs {
             Some(n) => n,
             None => trained.min(2048),
         };
+        let region = match self.region.as_deref() {
+            None if self.machine.grid.is_some() => Region::Whole,
+            None | Some("auto") => Region::Search,
+            Some("full") => Region::Whole,
+            Some(r) => bail!("--region `{r}`: use auto or full"),
+        };
         Ok(Options {
             arch,
             dtype,
@@ -75,6 +87,7 @@ impl TargetArgs {
             max_context,
             reduce,
             gemv,
+            region,
         })
     }
 
@@ -129,6 +142,9 @@ pub fn run(a: CompileArgs) -> anyhow::Result<()> {
             c.sram.max_bytes,
             cycles as f64 / c.options.arch.clock_hz * 1e6
         );
+        if let Some(r) = &c.region {
+            println!("{} (--listing lists them)", r.summary());
+        }
     }
     if let Some(out) = &a.output {
         let bytes = wafer_compiler::bundle::encode(&c);

@@ -193,6 +193,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             c.pes_used(),
             c.options.dtype
         );
+        if let Some(r) = &c.region {
+            eprintln!("{}", r.summary());
+        }
     }
     // The reference engine steps every PE of every stage every cycle, at
     // about 10 M PE-cycles per second here (`cargo bench --bench
@@ -320,6 +323,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "placement": c.kind.name(),
             "dtype": c.options.dtype.to_string(),
             "pes": c.pes_used(),
+            "region": c.region.as_ref().map(wafer_report::table::region_json),
             "tokens": tokens,
             "text": text,
             "per_token_cycles": cycles,

@@ -106,6 +106,8 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     max_context: Some(context + 1),
                     reduce: "tree".into(),
                     gemv: "auto".into(),
+                    // The grids are the sweep's own axis.
+                    region: Some("full".into()),
                 };
                 let opts = t.options(&l)?;
                 let grid_pes = opts.arch.n_pes();

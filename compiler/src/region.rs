@@ -1,0 +1,277 @@
+//! Region search: how many PEs a model deserves.
+//!
+//! More PEs are not always faster: every hop a broadcast, a reduction or a
+//! hand-off crosses costs a cycle, and on the whole wafer the routes are
+//! long. With [`Region::Search`] the compiler places the model on a ladder
+//! of rectangles cut from the grid's north-west corner (the grid's shape
+//! and squares, each scaled down in steps), predicts each one's step with
+//! the cost models, and compiles the fastest that fits. [`Searched`] keeps
+//! every point, so the listing can say what was chosen and why.
+//!
+//! A point is predicted without generating every stage's program: stages
+//! whose kernels are equal but for their seeded data share one generated
+//! fragment (they route, lay out SRAM and cost the same), so a point costs
+//! the model's distinct kernels, not its stages.
+
+use crate::codegen::{self, CompileError};
+
+use crate::ir::Graph;
+use crate::model::Config;
+use crate::place::{self, Kernel, Options, PlacementKind};
+use crate::stage::Stage;
+use rayon::prelude::*;
+use wafer_kernels::Fragment;
+
+/// Which PEs of the grid a model is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Region {
+    /// The whole grid (the machine's, or what `--grid` cut from it).
+    Whole,
+    /// The rectangle from the grid's north-west corner whose predicted
+    /// step is shortest among those that fit.
+    Search,
+}
+
+/// One rectangle the search predicted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub cols: u32,
+    pub rows: u32,
+    pub kind: PlacementKind,
+    /// Predicted cycles of one step, or why it does not fit.
+    pub result: Result<u64, String>,
+}
+
+/// What the search tried and chose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Searched {
+    /// The grid the rectangles were cut from.
+    pub grid: (u32, u32),
+    /// The rectangle compiled, and its placement.
+    pub chosen: (u32, u32),
+    pub kind: PlacementKind,
+    /// The position the steps were predicted at.
+    pub pos: u32,
+    /// Every point, in the order tried (a rectangle's placements together).
+    pub points: Vec<Point>,
+}
+
+impl Searched {
+    /// One line for a report: the rectangle chosen, of what, from how many.
+    pub fn summary(&self) -> String {
+        format!(
+            "region {}x{} of the {}x{} grid: the shortest predicted step of {} tried",
+            self.chosen.0,
+            self.chosen.1,
+            self.grid.0,
+            self.grid.1,
+            self.points.len()
+        )
+    }
+
+    /// The chosen point's prediction.
+    pub fn predicted(&self) -> u64 {
+        self.points
+            .iter()
+            .find(|p| (p.cols, p.rows) == self.chosen && p.kind == self.kind)
+            .and_then(|p| p.result.clone().ok())
+            .expect("the chosen point fits")
+    }
+}
+
+/// The ladder's scales, largest first: each rectangle tried is the grid's
+/// shape or the square on its shorter side, scaled by one of these (then,
+/// around the best of a walk, by the scales halfway to its neighbours).
+const SCALES: [f64; 9] = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2];
+
+/// A walk down a ladder stops after this many rectangles in a row that do
+/// not beat its best (or do not fit).
+const PATIENCE: u32 = 2;
+
+/// The shapes a walk scales: the grid's own and the square on its shorter
+/// side (one shape on a square grid).
+fn shapes(cols: u32, rows: u32) -> Vec<(u32, u32)> {
+    let side = cols.min(rows);
+    let mut v = vec![(cols, rows), (side, side)];
+    v.dedup();
+    v
+}
+
+/// `shape` scaled by `f`, at least one PE a side.
+fn scaled(shape: (u32, u32), f: f64) -> (u32, u32) {
+    let s = |n: u32| ((n as f64 * f).round() as u32).clamp(1, n);
+    (s(shape.0), s(shape.1))
+}
+
+fn fits_sram((w, h): (u32, u32), sram_bytes: u32, need_bytes: u64) -> bool {
+    w as u64 * h as u64 * sram_bytes as u64 >= need_bytes
+}
+
+/// Walk each placement down each shape's ladder (the walks in parallel),
+/// and choose the shortest predicted step among every point (ties: fewer
+/// PEs, then the order tried); `None` when nothing fits (compiling the
+/// whole grid then says what the model needs).
+///
+/// A walk predicts its shape at each scale until [`PATIENCE`] points in a
+/// row fail to beat its best, skipping scales whose SRAM cannot hold the
+/// weights and KV cache; then it tries the scales halfway between its
+/// best and that one's neighbours, twice over. Predicted steps fall as the
+/// region shrinks (shorter routes) until the kernels' tiles grow past what
+/// the routes save or the SRAM is full, so the walk finds that turn
+/// without predicting every rectangle.
+pub(crate) fn search(
+    config: &Config,
+    options: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    kinds: &[PlacementKind],
+) -> Option<Searched> {
+    let (cols, rows) = (options.arch.grid_cols, options.arch.grid_rows);
+    let (weights, kv) = place::footprint(config, options.dtype, options.max_context);
+    let need = weights + kv;
+    let pos = options.max_context / 2;
+    let walks: Vec<(PlacementKind, (u32, u32))> = kinds
+        .iter()
+        .flat_map(|&k| shapes(cols, rows).into_iter().map(move |s| (k, s)))
+        .collect();
+    let try_point = |kind: PlacementKind, (w, h): (u32, u32)| -> Point {
+        let result = options
+            .arch
+            .clone()
+            .with_grid(w, h)
+            .map_err(|e| e.to_string())
+            .and_then(|arch| {
+                let o = Options {
+                    arch,
+                    ..options.clone()
+                };
+                predict(config, &o, graph, stages, kind, pos).map_err(|e| e.to_string())
+            });
+        Point {
+            cols: w,
+            rows: h,
+            kind,
+            result,
+        }
+    };
+    let walked: Vec<Vec<(f64, Point)>> = walks
+        .par_iter()
+        .map(|&(kind, shape)| {
+            let mut tried: Vec<(f64, Point)> = Vec::new();
+            let step = |f: f64, tried: &mut Vec<(f64, Point)>| {
+                let r = scaled(shape, f);
+                if !fits_sram(r, options.arch.sram_bytes, need)
+                    || tried.iter().any(|(_, p)| (p.cols, p.rows) == r)
+                {
+                    return None;
+                }
+                let p = try_point(kind, r);
+                let cycles = p.result.clone().ok();
+                tried.push((f, p));
+                cycles
+            };
+            let best = |tried: &[(f64, Point)]| {
+                tried
+                    .iter()
+                    .filter_map(|(f, p)| Some((p.result.clone().ok()?, *f)))
+                    .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+            };
+            let mut misses = 0;
+            for &f in &SCALES {
+                let before = best(&tried).map(|b| b.0);
+                match step(f, &mut tried) {
+                    Some(c) if before.is_none_or(|b| c < b) => misses = 0,
+                    _ if before.is_none() => {}
+                    _ => {
+                        misses += 1;
+                        if misses == PATIENCE {
+                            break;
+                        }
+                    }
+                }
+            }
+            let mut gap = SCALES[0] - SCALES[1];
+            for _ in 0..2 {
+                gap /= 2.0;
+                let Some((_, f)) = best(&tried) else { break };
+                for g in [f - gap, f + gap] {
+                    if g > 0.0 && g <= 1.0 {
+                        step(g, &mut tried);
+                    }
+                }
+            }
+            tried
+        })
+        .collect();
+    let points: Vec<Point> = walked.into_iter().flatten().map(|(_, p)| p).collect();
+    let (_, _, best) = points
+        .iter()
+        .filter_map(|p| Some((p.result.clone().ok()?, p.cols as u64 * p.rows as u64, p)))
+        .min_by_key(|(cycles, pes, _)| (*cycles, *pes))?;
+    Some(Searched {
+        grid: (cols, rows),
+        chosen: (best.cols, best.rows),
+        kind: best.kind,
+        pos,
+        points: points.clone(),
+    })
+}
+
+/// The predicted step at `pos` of `stages` placed with `kind` on the grid
+/// of `o`, or why they do not fit: placement, routing and the SRAM plan as
+/// a compile does them, with one fragment per distinct kernel.
+fn predict(
+    config: &Config,
+    o: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    kind: PlacementKind,
+    pos: u32,
+) -> Result<u64, CompileError> {
+    let sites = place::place(stages, config, o, kind)?;
+    // A model has a few distinct kernels (each layer repeats them), so a
+    // linear search over them is cheap.
+    let mut distinct: Vec<(Kernel, Fragment)> = Vec::new();
+    let mut of_stage = Vec::with_capacity(stages.len());
+    for (s, site) in stages.iter().zip(&sites) {
+        let kernel = site.kernel.clone().with_seed(0);
+        let i = match distinct.iter().position(|(k, _)| *k == kernel) {
+            Some(i) => i,
+            None => {
+                distinct.push((kernel, codegen::fragment_of(s, site, graph, o)?));
+                distinct.len() - 1
+            }
+        };
+        of_stage.push(i);
+    }
+    let fragments: Vec<&Fragment> = of_stage.iter().map(|&i| &distinct[i].1).collect();
+    let (routing, _) = codegen::route_and_plan(config, o, stages, &sites, &fragments, kind)?;
+    // Each distinct kernel costed once (a tiled GEMV's cost model plans
+    // its reduction).
+    let cost: Vec<u64> = distinct
+        .iter()
+        .map(|(k, _)| k.predicted(&o.arch, pos))
+        .collect();
+    Ok(of_stage
+        .iter()
+        .zip(&routing.handoffs)
+        .map(|(&i, h)| cost[i] + h.cycles)
+        .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shapes a walk scales, and the scaling: rounded, never empty,
+    /// never past the grid.
+    #[test]
+    fn shapes_and_scales() {
+        assert_eq!(shapes(755, 1170), [(755, 1170), (755, 755)]);
+        assert_eq!(shapes(10, 10), [(10, 10)]);
+        assert_eq!(scaled((755, 1170), 0.5), (378, 585));
+        assert_eq!(scaled((755, 1170), 1.0), (755, 1170));
+        assert_eq!(scaled((2, 3), 0.2), (1, 1));
+        assert!(fits_sram((10, 10), 100, 10_000) && !fits_sram((10, 10), 100, 10_001));
+    }
+}
