@@ -10,7 +10,7 @@ use wafer_compiler::Compiled;
 use wafer_emulator::stats::{PeStats, Stats};
 use wafer_emulator::trace::Trace;
 use wafer_emulator::{Pe, RunConfig};
-use wafer_viewer::data::{Latency, PlacedProgram, TokenSpan, placement_of};
+use wafer_viewer::data::{Latency, PlacedProgram, StageTime, TokenSpan, placement_of};
 use wafer_viewer::{Dataset, Metric, ViewerState};
 
 #[derive(Args, Debug)]
@@ -182,7 +182,14 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
     let mut grid = Grid::new(w, h, arch);
     let mut tokens = Vec::new();
     let mut per_token_us = Vec::new();
+    let mut stages = Vec::new();
     let table = if steps == 0 {
+        let predicted: Vec<u64> = c
+            .sites
+            .iter()
+            .map(|s| s.kernel.predicted(arch, a.context))
+            .collect();
+        stages = timeline(&c, &predicted);
         let row = wafer_report::predicted(&c, a.context);
         grid.now = row.predicted_cycles;
         grid.engine = "none: compiled only (cost-model latency)".into();
@@ -200,6 +207,9 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
             (Some(MODEL_SPANS_PER_STAGE), true),
             |s| {
                 let start = grid.now;
+                if stages.is_empty() {
+                    stages = timeline(&c, &s.stage_cycles);
+                }
                 grid.add_step(&c, s);
                 tokens.push(TokenSpan {
                     start,
@@ -242,8 +252,24 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
             per_token_us,
             by_kind,
             bars,
+            stages,
         }),
     })
+}
+
+/// A token's stages in order, with their hand-offs and `cycles`.
+fn timeline(c: &Compiled, cycles: &[u64]) -> Vec<StageTime> {
+    StageTime::sequence(c.stages.iter().zip(&c.sites).zip(cycles).enumerate().map(
+        |(i, ((st, site), &n))| {
+            (
+                st.name.clone(),
+                wafer_report::table::kind(&site.kernel).to_string(),
+                c.routing.handoffs[i].cycles,
+                n,
+                site.origin,
+            )
+        },
+    ))
 }
 
 /// The wafer and the GPU rooflines (CUDA graphs) and published rows, as
@@ -306,10 +332,12 @@ impl Grid {
             let (w, h) = (self.width, self.height);
             self.pe
                 .add_at(w, h, &st.pe, st.width, st.height, site.origin);
+            // A stage starts once its inputs' hand-off has arrived.
+            self.now += c.routing.handoffs[i].cycles;
             if let Some(t) = &s.stage_traces[i] {
                 self.trace.append_at(t, site.origin, self.now);
             }
-            self.now += s.stage_cycles[i] + c.routing.handoffs[i].cycles;
+            self.now += s.stage_cycles[i];
         }
     }
 

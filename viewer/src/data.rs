@@ -43,6 +43,52 @@ pub struct Latency {
     pub by_kind: Vec<(String, f64)>,
     /// (device and how, tokens/s), the wafer first.
     pub bars: Vec<(String, f64)>,
+    /// The first token's stages in the order they run, for the timeline.
+    pub stages: Vec<StageTime>,
+}
+
+/// One stage of a token: the hand-off of its inputs, then its run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageTime {
+    pub name: String,
+    /// Its layer kind, as the breakdown groups it.
+    pub kind: String,
+    /// Cycles from the token's start to the stage's hand-off.
+    pub start: u64,
+    /// The hand-off's cycles (modelled, not emulated), then the stage's.
+    pub handoff: u64,
+    pub cycles: u64,
+    /// The PE the stage's rectangle starts at.
+    pub origin: Pe,
+}
+
+impl StageTime {
+    /// Stages one after another, each after its inputs' hand-off, from
+    /// `(name, kind, handoff, cycles, origin)`.
+    pub fn sequence(
+        stages: impl IntoIterator<Item = (String, String, u64, u64, Pe)>,
+    ) -> Vec<StageTime> {
+        let mut at = 0;
+        stages
+            .into_iter()
+            .map(|(name, kind, handoff, cycles, origin)| {
+                let s = StageTime {
+                    name,
+                    kind,
+                    start: at,
+                    handoff,
+                    cycles,
+                    origin,
+                };
+                at += handoff + cycles;
+                s
+            })
+            .collect()
+    }
+
+    pub fn end(&self) -> u64 {
+        self.start + self.handoff + self.cycles
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -2,6 +2,7 @@
 //! the wafer heatmap, its legend and metric selector, the time scrubber,
 //! the PE inspector and the latency charts. `app` lays them out.
 
+use crate::data::StageTime;
 use crate::heatmap::{CATEGORIES, Camera, EMPTY, Metric, viridis};
 use crate::state::ViewerState;
 use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
@@ -404,6 +405,10 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
             ui.label(format!("{k}: {c:.0} ({:.0}%)", 100.0 * f));
         });
     }
+    if !l.stages.is_empty() {
+        timeline(ui, s);
+    }
+    let Some(l) = &s.data.latency else { return };
     if l.bars.is_empty() {
         return;
     }
@@ -465,4 +470,81 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
                 p.text(t);
             }
         });
+}
+
+/// One token's stages along its cycles: each stage's hand-off (grey, a
+/// modelled cycle count) then its run (coloured by layer kind). The
+/// stages run one after another, so the whole strip is the critical path.
+/// Hovering names a stage; clicking selects its first PE and sets the
+/// heatmap's window to its run.
+fn timeline(ui: &mut egui::Ui, s: &mut ViewerState) {
+    let Some(l) = &s.data.latency else { return };
+    let stages = &l.stages;
+    let total = stages.last().map_or(1, |t| t.end()).max(1);
+    let mut kinds: Vec<String> = Vec::new();
+    for t in stages {
+        if !kinds.contains(&t.kind) {
+            kinds.push(t.kind.clone());
+        }
+    }
+    ui.strong(format!(
+        "one token, stage by stage ({} stages, {total} cycles; in sequence, so all on the critical path)",
+        stages.len()
+    ));
+    let width = ui.available_width().max(100.0);
+    let (r, resp) = ui.allocate_exact_size(Vec2::new(width, 18.0), Sense::click());
+    resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Figure, true, "stage timeline"));
+    let x = |c: u64| r.min.x + r.width() * (c as f32 / total as f32);
+    let p = ui.painter();
+    p.rect_filled(r, 0.0, Color32::from_gray(40));
+    let colour = |kind: &str| {
+        let i = kinds.iter().position(|k| *k == kind).unwrap_or(0);
+        rgb(CATEGORIES[i % CATEGORIES.len()])
+    };
+    for t in stages {
+        let hand = Rect::from_x_y_ranges(x(t.start)..=x(t.start + t.handoff), r.y_range());
+        p.rect_filled(hand, 0.0, Color32::from_gray(110));
+        let run = Rect::from_x_y_ranges(x(t.start + t.handoff)..=x(t.end()), r.y_range());
+        p.rect_filled(run, 0.0, colour(&t.kind));
+    }
+    let at = resp
+        .hover_pos()
+        .map(|pos| ((pos.x - r.min.x) / r.width() * total as f32).max(0.0) as u64)
+        .and_then(|c| stages.iter().find(|t| c < t.end()));
+    if let Some(t) = at {
+        let text = format!(
+            "{} ({}): hand-off {} + {} cycles, from cycle {}",
+            t.name, t.kind, t.handoff, t.cycles, t.start
+        );
+        let (origin, from, len) = (t.origin, t.start + t.handoff, t.cycles);
+        resp.clone().on_hover_text(text);
+        if resp.clicked() {
+            // The stage's PE, and its run as the heatmap's window: which
+            // PEs are busy while it runs (the first token's).
+            let token = s.data.tokens.first().map_or(0, |t| t.start);
+            s.selected = Some(origin);
+            s.set_window(token + from, len);
+        }
+    }
+    let Some(l) = &s.data.latency else { return };
+    ui.horizontal_wrapped(|ui| {
+        swatch(ui, Color32::from_gray(110));
+        ui.label("hand-off (modelled)");
+        for k in &kinds {
+            swatch(ui, colour(k));
+            ui.label(k.as_str());
+        }
+    });
+    // The longest stages, where a token's time goes first.
+    let mut longest: Vec<&StageTime> = l.stages.iter().collect();
+    longest.sort_by_key(|t| std::cmp::Reverse(t.handoff + t.cycles));
+    for t in longest.iter().take(5) {
+        ui.label(format!(
+            "{}: {} cycles ({} hand-off), {:.1}%",
+            t.name,
+            t.handoff + t.cycles,
+            t.handoff,
+            100.0 * (t.handoff + t.cycles) as f64 / total as f64
+        ));
+    }
 }

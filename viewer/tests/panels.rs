@@ -8,7 +8,7 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, SnapshotResults};
 use std::path::Path;
 use wafer_emulator::{Arch, Pe, RunConfig};
-use wafer_viewer::data::Latency;
+use wafer_viewer::data::{Latency, StageTime};
 use wafer_viewer::heatmap::Camera;
 use wafer_viewer::{Dataset, Metric, ViewerState, ui};
 
@@ -30,6 +30,30 @@ fn example(name: &str) -> Dataset {
         per_token_us: vec![12.0, 12.5, 11.8, 12.2],
         by_kind: vec![("projections".into(), 9000.0), ("attention".into(), 3000.0)],
         bars: vec![("wafer".into(), 80000.0), ("H100 roofline".into(), 1300.0)],
+        stages: StageTime::sequence([
+            ("embed".into(), "embedding".into(), 0, 300, Pe::new(0, 0)),
+            (
+                "layers.0.wq".into(),
+                "projections".into(),
+                400,
+                2000,
+                Pe::new(1, 0),
+            ),
+            (
+                "layers.0.attention".into(),
+                "attention".into(),
+                500,
+                1500,
+                Pe::new(2, 3),
+            ),
+            (
+                "layers.0.wo".into(),
+                "projections".into(),
+                300,
+                1000,
+                Pe::new(1, 0),
+            ),
+        ]),
     });
     d
 }
@@ -91,10 +115,47 @@ fn the_legend_the_inspector_and_the_latency_panel() {
     snap(&mut all, h, "inspector");
     snap(
         &mut all,
-        harness([300.0, 560.0], ui::latency, state()),
+        harness([300.0, 760.0], ui::latency, state()),
         "latency",
     );
     snap(&mut all, harness([1280.0, 800.0], ui::app, state()), "app");
+}
+
+#[test]
+fn the_stage_timeline_lists_the_longest_stages_and_a_click_selects_a_stages_pe() {
+    let mut h = harness([300.0, 700.0], ui::latency, state());
+    // Stages follow each other, each after its hand-off.
+    let stages = h.state().data.latency.as_ref().unwrap().stages.clone();
+    assert_eq!(
+        stages.iter().map(|t| t.start).collect::<Vec<_>>(),
+        [0, 300, 2700, 4700]
+    );
+    assert_eq!(stages[3].end(), 6000);
+    h.get_by_label("layers.0.wq: 2400 cycles (400 hand-off), 40.0%");
+    h.get_by_label("layers.0.attention: 2000 cycles (500 hand-off), 33.3%");
+    h.get_by_label("hand-off (modelled)");
+    // Click the middle of the attention stage's run, then of a hand-off:
+    // the stage's first PE is selected either way.
+    let r = h.get_by_label("stage timeline").rect();
+    for (cycle, want) in [(3950.0, Pe::new(2, 3)), (500.0, Pe::new(1, 0))] {
+        h.state_mut().selected = None;
+        let pos = egui::Pos2::new(r.min.x + r.width() * cycle / 6000.0, r.center().y);
+        h.hover_at(pos);
+        h.run();
+        for pressed in [true, false] {
+            h.event(egui::Event::PointerButton {
+                pos,
+                button: egui::PointerButton::Primary,
+                pressed,
+                modifiers: Default::default(),
+            });
+        }
+        h.run();
+        assert_eq!(h.state().selected, Some(want), "at cycle {cycle}");
+    }
+    // The window is the clicked stage's run (clamped to this short run).
+    let cycles = h.state().data.stats.cycles;
+    assert_eq!(h.state().window_len, 2000.min(cycles));
 }
 
 #[test]
