@@ -363,7 +363,7 @@ fn fragment(
         Kernel::Vector(spec) => {
             let mut f = wafer_kernels::vector::generate(spec, arch).map_err(kernel_err)?;
             match (weights, &s.work) {
-                (Some(_), Work::RmsNorm { weight, .. }) => {
+                (Some(_), Work::RmsNorm { weight, .. } | Work::AddRmsNorm { weight, .. }) => {
                     wafer_kernels::vector::load_weights(spec, &mut f, "g", &tensor(weight)?.data)
                         .map_err(kernel_err)?;
                 }

@@ -53,7 +53,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     }
     writeln!(
         t,
-        "{:<28} {:<10} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
+        "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
         "stage", "kernel", "shape", "at", "rect", "PEs", "SRAM/PE", "colors", "in", "cycles"
     )
     .unwrap();
@@ -67,7 +67,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         total_hand += hand.cycles;
         writeln!(
             t,
-            "{:<28} {:<10} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
+            "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
             s.name,
             s.work.kernel(),
             shape(&site.kernel),

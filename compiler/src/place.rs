@@ -351,6 +351,7 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
             cheapest(cands.into_iter(), &arch, 0, |_| true)
         }
         Work::RmsNorm { n, .. } => vector(VectorOp::RmsNorm, *n),
+        Work::AddRmsNorm { n, .. } => vector(VectorOp::AddRmsNorm, *n),
         Work::LayerNorm { n, .. } => vector(VectorOp::LayerNorm, *n),
         Work::Gelu { n } => vector(VectorOp::Gelu, *n),
         Work::Add { n } => vector(VectorOp::Add, *n),

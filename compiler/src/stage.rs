@@ -5,8 +5,10 @@
 //! [`fuse`] merges stages where that saves fabric traffic: projections of
 //! the same input become one GEMV (x is broadcast once, not three times),
 //! the rotations of q and k one RoPE, and `silu(gate) · up` one SwiGLU (the
-//! gate's activation never leaves its PE). Both are functions from stages
-//! to stages, and [`verify`] checks the result between passes.
+//! gate's activation never leaves its PE), and a residual add and the
+//! RMSNorm after it one add-norm (the sum is normed where it is made, one
+//! hand-off fewer). Both are functions from stages to stages, and
+//! [`verify`] checks the result between passes.
 
 use crate::ir::{Graph, Op};
 use crate::model::{RopePairs, RopeScaling};
@@ -57,6 +59,13 @@ pub enum Work {
     Add {
         n: u32,
     },
+    /// `s = a + b` then RMSNorm of `s`: a residual add and the norm that
+    /// reads it, fused; the kernel's output is the normed vector then `s`.
+    AddRmsNorm {
+        weight: String,
+        n: u32,
+        eps: f32,
+    },
     Mul {
         n: u32,
     },
@@ -95,6 +104,7 @@ impl Work {
             Work::Gelu { .. } => "gelu",
             Work::RmsNorm { .. } => "rmsnorm",
             Work::Add { .. } => "add",
+            Work::AddRmsNorm { .. } => "add_rmsnorm",
             Work::Mul { .. } => "mul",
             Work::Silu { .. } => "silu",
             Work::Swiglu { .. } => "swiglu",
@@ -406,6 +416,23 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
                 let extra = s.inputs[1].1.clone();
                 prev.inputs[1].1.extend(extra);
                 prev.outputs.extend(&s.outputs);
+            }
+            // A residual add and the RMSNorm of its sum: one kernel, which
+            // sends the sum on as well (the next residual add reads it).
+            (Work::Add { n }, Work::RmsNorm { weight, n: n2, eps })
+                if n == n2 && s.inputs[0].1 == [Src::Value(prev.outputs[0])] =>
+            {
+                *prev = Stage {
+                    name: qualify(prev.layer, &fused_name(&prev.name, &s.name)),
+                    layer: prev.layer,
+                    work: Work::AddRmsNorm {
+                        weight: weight.clone(),
+                        n: *n,
+                        eps: *eps,
+                    },
+                    inputs: prev.inputs.clone(),
+                    outputs: vec![s.outputs[0], prev.outputs[0]],
+                };
             }
             // silu(gate) · up, when nothing else reads silu(gate).
             (Work::Silu { n }, Work::Mul { n: n2 })

@@ -1,5 +1,6 @@
 //! Kernels over a vector distributed down a column of `h` PEs: element-wise
-//! ops (add, mul, SiLU, GELU, SwiGLU), RMSNorm, LayerNorm and softmax.
+//! ops (add, mul, SiLU, GELU, SwiGLU), RMSNorm, LayerNorm, softmax, and
+//! the residual add fused with the RMSNorm after it.
 //!
 //! The vector (length `n`) is cut into `h` segments; segment `r` enters PE
 //! `(0, r)` from the west (inputs `a`, and `b` for two-input ops, on their
@@ -28,10 +29,15 @@ pub enum VectorOp {
     RmsNorm,
     LayerNorm,
     Softmax,
+    /// `s = a + b`, then RMSNorm of `s`: the output is the normed vector
+    /// followed by `s` itself (the residual stream goes on to the next
+    /// residual add). A decoder layer's residual add and the norm after
+    /// it, as one kernel: the sum never leaves its PE to be normed.
+    AddRmsNorm,
 }
 
 impl VectorOp {
-    pub const ALL: [(VectorOp, &'static str); 8] = [
+    pub const ALL: [(VectorOp, &'static str); 9] = [
         (VectorOp::Add, "add"),
         (VectorOp::Mul, "mul"),
         (VectorOp::Silu, "silu"),
@@ -40,6 +46,7 @@ impl VectorOp {
         (VectorOp::RmsNorm, "rmsnorm"),
         (VectorOp::LayerNorm, "layernorm"),
         (VectorOp::Softmax, "softmax"),
+        (VectorOp::AddRmsNorm, "add_rmsnorm"),
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,13 +58,33 @@ impl VectorOp {
     }
 
     pub fn two_inputs(self) -> bool {
-        matches!(self, VectorOp::Add | VectorOp::Mul | VectorOp::Swiglu)
+        matches!(
+            self,
+            VectorOp::Add | VectorOp::Mul | VectorOp::Swiglu | VectorOp::AddRmsNorm
+        )
+    }
+
+    /// Elements out for `n` in: the fused add-norm also sends its sum.
+    pub fn outputs(self, n: u32) -> u32 {
+        if self == VectorOp::AddRmsNorm {
+            2 * n
+        } else {
+            n
+        }
+    }
+
+    /// Whether the op scales by weights `g` (a norm).
+    fn weighted(self) -> bool {
+        matches!(
+            self,
+            VectorOp::RmsNorm | VectorOp::LayerNorm | VectorOp::AddRmsNorm
+        )
     }
 
     fn reduces(self) -> bool {
         matches!(
             self,
-            VectorOp::RmsNorm | VectorOp::LayerNorm | VectorOp::Softmax
+            VectorOp::RmsNorm | VectorOp::LayerNorm | VectorOp::Softmax | VectorOp::AddRmsNorm
         )
     }
 }
@@ -80,6 +107,9 @@ pub struct VectorSpec {
 const CA: u8 = 0;
 const CB: u8 = 1;
 const CO: u8 = 2;
+/// The fused add-norm's sum leaves on `b`'s color: its router entry comes
+/// from the ramp, `b`'s from the west, so the two never meet.
+const CS: u8 = CB;
 const C_STATS: u8 = 3;
 
 /// GELU's tanh approximation: `2·√(2/π)` and the cubic coefficient.
@@ -167,8 +197,13 @@ fn body(s: &VectorSpec, r: u32, len: u32) -> String {
                 w(&mut t, &line);
             }
         }
-        VectorOp::RmsNorm => {
-            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+        VectorOp::RmsNorm | VectorOp::AddRmsNorm => {
+            if s.op == VectorOp::AddRmsNorm {
+                w(&mut t, &format!("vfadd.f32 x, rx(c{CA}), rx(c{CB})"));
+                w(&mut t, &format!("vmov.f32 tx(c{CS}), x"));
+            } else {
+                w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            }
             w(&mut t, "lf f1, 0.0");
             w(&mut t, "vdot.f32 f1, x, x");
             w(&mut t, "stf st[0], f1");
@@ -284,7 +319,7 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             let used = match b {
                 "x" | "t" => !matches!(s.op, VectorOp::Add | VectorOp::Mul),
                 "b" => s.op == VectorOp::Swiglu,
-                "g" => matches!(s.op, VectorOp::RmsNorm | VectorOp::LayerNorm),
+                "g" => s.op.weighted(),
                 _ => s.op == VectorOp::LayerNorm,
             };
             if used {
@@ -301,10 +336,13 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         writeln!(src, ".route 0,0 1x{} c{CB} W -> R", s.h).unwrap();
     }
     writeln!(src, ".route 0,0 1x{} c{CO} R -> E", s.h).unwrap();
+    if s.op == VectorOp::AddRmsNorm {
+        writeln!(src, ".route 0,0 1x{} c{CS} R -> E", s.h).unwrap();
+    }
     if s.op.reduces() {
         src.push_str(&s.stats("st", Combine::Add).routes());
     }
-    if matches!(s.op, VectorOp::RmsNorm | VectorOp::LayerNorm) {
+    if s.op.weighted() {
         writeln!(
             src,
             ".data g 0,0 1x{} = rand({})",
@@ -339,6 +377,9 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             .unwrap();
         }
         writeln!(src, ".output y{r} f32[{len}] <- 0,{r} E c{CO}").unwrap();
+        if s.op == VectorOp::AddRmsNorm {
+            writeln!(src, ".output s{r} f32[{len}] <- 0,{r} E c{CS}").unwrap();
+        }
     }
     let program = crate::assemble(&src, s.op.name())?;
     let port = |name: &str| TensorPort {
@@ -359,10 +400,22 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     if s.op.two_inputs() {
         inputs.push(port("b"));
     }
+    let mut y = port("y");
+    if s.op == VectorOp::AddRmsNorm {
+        // The normed vector, then the sum.
+        y.len = s.op.outputs(s.n);
+        y.segments
+            .extend(seg.iter().enumerate().map(|(r, (off, len))| Segment {
+                stream: format!("s{r}"),
+                offset: s.n + off,
+                len: *len,
+                at: 0,
+            }));
+    }
     Ok(Fragment {
         program,
         inputs,
-        outputs: vec![port("y")],
+        outputs: vec![y],
     })
 }
 
@@ -374,7 +427,7 @@ pub fn load_weights(
     buf: &str,
     v: &[f32],
 ) -> Result<(), KernelError> {
-    if !matches!(s.op, VectorOp::RmsNorm | VectorOp::LayerNorm) || v.len() != s.n as usize {
+    if !s.op.weighted() || v.len() != s.n as usize {
         return Err(KernelError::Shape(format!(
             "{} of length {} has no weights `{buf}` of length {}",
             s.op.name(),
@@ -441,12 +494,20 @@ pub fn reference(s: &VectorSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Progra
             t *= x;
             t * 0.5
         }),
-        VectorOp::RmsNorm => {
+        VectorOp::RmsNorm | VectorOp::AddRmsNorm => {
+            let sum: Vec<f32> = match s.op {
+                VectorOp::AddRmsNorm => a.iter().zip(&inputs["b"]).map(|(x, y)| x + y).collect(),
+                _ => a.clone(),
+            };
             let parts: Vec<f32> = (0..s.h as usize)
-                .map(|r| seg(a, r).iter().fold(0.0f32, |acc, x| acc + x * x))
+                .map(|r| seg(&sum, r).iter().fold(0.0f32, |acc, x| acc + x * x))
                 .collect();
             let inv = inv_rsqrt(allreduce(parts, Combine::Add));
-            a.iter().zip(&g).map(|(x, g)| (x * inv) * g).collect()
+            let mut y: Vec<f32> = sum.iter().zip(&g).map(|(x, g)| (x * inv) * g).collect();
+            if s.op == VectorOp::AddRmsNorm {
+                y.extend(sum);
+            }
+            y
         }
         VectorOp::LayerNorm => {
             let sums: Vec<f32> = (0..s.h as usize)
@@ -556,11 +617,28 @@ pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
                 }
             }
         }
-        VectorOp::RmsNorm | VectorOp::LayerNorm => {
+        VectorOp::RmsNorm | VectorOp::LayerNorm | VectorOp::AddRmsNorm => {
             for (r, (_, len)) in segs.iter().enumerate() {
-                lines[r].receive(*len, arrival);
+                if s.op == VectorOp::AddRmsNorm {
+                    // The pairs come in as the add kernel's do, into
+                    // memory; then the sum goes out, before the norm.
+                    let l = &mut lines[r];
+                    let n = *len as u64;
+                    l.t = (l.t + arch.vector_issue_cycles as u64 + n)
+                        .max(hop + 2 * (n - 1) + 1 + ramp);
+                    l.send(*len, rate(arch, VecOp::Mov, 1, 0));
+                } else {
+                    lines[r].receive(*len, arrival);
+                }
                 lines[r].scalar(1);
-                lines[r].vector(*len, if s.op == VectorOp::RmsNorm { dot } else { sum });
+                lines[r].vector(
+                    *len,
+                    if s.op == VectorOp::LayerNorm {
+                        sum
+                    } else {
+                        dot
+                    },
+                );
                 lines[r].scalar(1);
             }
             allreduce(&mut lines, Combine::Add);

@@ -89,6 +89,13 @@ fn vector_kernels_agree_with_the_textbook() {
                 let inv = 1.0 / (a.iter().map(|x| x * x).sum::<f64>() / n + 1e-5).sqrt();
                 a.iter().zip(&g).map(|(x, g)| x * inv * g).collect()
             }
+            VectorOp::AddRmsNorm => {
+                let sum: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+                let inv = 1.0 / (sum.iter().map(|x| x * x).sum::<f64>() / n + 1e-5).sqrt();
+                let mut y: Vec<f64> = sum.iter().zip(&g).map(|(x, g)| x * inv * g).collect();
+                y.extend(sum);
+                y
+            }
             VectorOp::LayerNorm => {
                 let mean = a.iter().sum::<f64>() / n;
                 let var = a.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
@@ -103,6 +110,7 @@ fn vector_kernels_agree_with_the_textbook() {
                 a.iter().map(|x| (x - m).exp() / total).collect()
             }
         };
+        assert_eq!(outs["y"].len(), want.len(), "{}", op.name());
         for (i, (got, want)) in outs["y"].iter().zip(&want).enumerate() {
             assert!(
                 (*got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),

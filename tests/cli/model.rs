@@ -139,7 +139,7 @@ fn compile_writes_a_listing_and_a_model_file() {
     assert!(text.contains("layers.4.wq_wk_wv"), "{text}");
     assert!(text.contains("predicted step at position 256"), "{text}");
     let stages = wafer_compiler::bundle::decode(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(stages.len(), 59);
+    assert_eq!(stages.len(), 49);
     assert_eq!(stages[0].name, "embed");
     assert_eq!(stages.last().unwrap().name, "argmax");
     // A stage's program is an ordinary program: the emulator runs it.

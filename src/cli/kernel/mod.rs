@@ -107,7 +107,7 @@ reduce     every PE's vector combined, out of each line's end         --shape N 
 allreduce  every PE's vector combined, left in every PE               --shape N  --rect WxH  --axis  --combine add|max
            --strategy chain | tree:K | ring (reduce-scatter + allgather, rows or columns)
 gather     every PE's vector concatenated in line order, out the end  --shape N (per PE)  --rect WxH  --axis row|col
-add mul silu gelu swiglu rmsnorm layernorm softmax
+add mul silu gelu swiglu rmsnorm layernorm softmax add_rmsnorm
            a vector down a column of PEs (segment r in from the west of PE(0,r), out to the east)
            --shape N (vector length)  --rect 1xH  --strategy (the norms' and softmax's allreduces)
 attention  one decode step, KV cache in SRAM spread down one column of PEs per KV head
