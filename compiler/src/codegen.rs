@@ -122,6 +122,7 @@ pub fn compile(
         Some(k) => vec![k],
         None => vec![PlacementKind::Pipeline, PlacementKind::Mesh],
     };
+    place::check_footprint(config, options, kinds[0])?;
     let searched = match options.region {
         Region::Search => region::search(config, options, &graph, &stages, &kinds),
         Region::Whole => None,

@@ -49,8 +49,11 @@ pub enum RopePairs {
 
 /// Built-in configs of models too big to ship, for shape and timing studies
 /// with seeded weights. Numbers from each model's published `config.json`.
-pub const BUILT_IN: [&str; 5] = [
+pub const BUILT_IN: [&str; 8] = [
     "llama-3.1-8b",
+    "llama-3.1-70b",
+    "llama-3.3-70b",
+    "llama-3.1-405b",
     "llama-3.2-1b",
     "tinyllama-1.1b",
     "smollm2-135m",
@@ -100,6 +103,31 @@ impl Config {
                 14336,
                 32,
                 32,
+                8,
+                128256,
+                131072,
+                500000.0,
+                false,
+                llama3(8.0),
+            ),
+            // Llama 3.3 70B has Llama 3.1 70B's architecture and config.
+            "llama-3.1-70b" | "llama-3.3-70b" => llama(
+                8192,
+                28672,
+                80,
+                64,
+                8,
+                128256,
+                131072,
+                500000.0,
+                false,
+                llama3(8.0),
+            ),
+            "llama-3.1-405b" => llama(
+                16384,
+                53248,
+                126,
+                128,
                 8,
                 128256,
                 131072,

@@ -199,7 +199,8 @@ impl Site {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PlaceError {
     #[error(
-        "the model does not fit `{arch}` with {kind} placement: {why}. It needs at least {need_pes} PEs and {need_bytes} bytes of SRAM (weights {weight_bytes}, KV cache {kv_bytes}); the machine has {have_pes} PEs and {have_bytes} bytes. To fit: {fix}"
+        "the model does not fit `{arch}` with {kind} placement: {why}. It needs at least {need_pes} PEs and {need_bytes} bytes of SRAM (weights {weight_bytes}, KV cache {kv_bytes}); the machine has {have_pes} PEs and {have_bytes} bytes{}. To fit: {fix}",
+        wafers_note(*need_pes, *have_pes)
     )]
     NoFit {
         arch: String,
@@ -231,6 +232,38 @@ pub fn fit_advice(dtype: DType) -> &'static str {
         DType::BF16 => "a shorter --max-context or a larger machine (the weights are bf16 already)",
         DType::F32 | DType::I32 => "a 16-bit --dtype, a shorter --max-context, or a larger machine",
     }
+}
+
+/// Where a model needs more than one machine's PEs, how many machines'
+/// worth: what a researcher sizing a system of wafers asks first.
+fn wafers_note(need_pes: u64, have_pes: u64) -> String {
+    if need_pes <= have_pes || have_pes == 0 {
+        return String::new();
+    }
+    format!(
+        ", so its weights and KV cache alone take {} such machines (this compiler places a model on one)",
+        need_pes.div_ceil(have_pes)
+    )
+}
+
+/// The model's weights and KV cache against the grid's SRAM, before any
+/// placement: one that cannot fit is refused at once, not after placing
+/// and generating hundreds of stages that cannot.
+pub fn check_footprint(c: &Config, o: &Options, kind: PlacementKind) -> Result<(), PlaceError> {
+    let (weights, kv) = footprint(c, o.dtype, o.max_context);
+    let have = o.arch.n_pes() * o.arch.sram_bytes as u64;
+    if weights + kv > have {
+        return Err(no_fit(
+            c,
+            o,
+            kind,
+            format!(
+                "its weights and KV cache take {} bytes, more than the grid's {have} bytes of SRAM",
+                weights + kv
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn no_fit(c: &Config, o: &Options, kind: PlacementKind, why: String) -> PlaceError {

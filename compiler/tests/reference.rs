@@ -204,6 +204,15 @@ fn built_in_configs_have_the_published_sizes() {
         Config::built_in("llama-3.2-1b").unwrap().n_params(),
         1_235_814_400
     );
+    // The parameter counts of the published checkpoints (their
+    // safetensors indexes' total sizes over 2 bytes a bf16 weight).
+    for name in ["llama-3.1-70b", "llama-3.3-70b"] {
+        assert_eq!(Config::built_in(name).unwrap().n_params(), 70_553_706_496);
+    }
+    assert_eq!(
+        Config::built_in("llama-3.1-405b").unwrap().n_params(),
+        405_853_388_800
+    );
     for name in wafer_compiler::model::BUILT_IN {
         Config::built_in(name).unwrap().validate().unwrap();
     }

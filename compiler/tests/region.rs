@@ -105,3 +105,31 @@ fn a_grid_nothing_fits_gives_the_whole_grids_error() {
     assert_eq!(searched, whole);
     assert!(searched.contains("does not fit"), "{searched}");
 }
+
+#[test]
+fn a_model_beyond_one_wafer_is_refused_at_once_saying_how_many_wafers_it_takes() {
+    let c = wafer_compiler::Config::built_in("llama-3.1-70b").unwrap();
+    let mut o = options(Arch::wse3(), None, Region::Search);
+    o.dtype = DType::BF16;
+    o.max_context = 2048;
+    let t = std::time::Instant::now();
+    let e = compile(&c, None, &o).unwrap_err().to_string();
+    // Refused before any placement (a placement of 80 layers takes minutes).
+    assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+    assert!(e.contains("141107412992"), "{e}");
+    assert!(e.contains("take 5 such machines"), "{e}");
+    // The 405B: 812 GB of bf16 weights.
+    let c = wafer_compiler::Config::built_in("llama-3.1-405b").unwrap();
+    let e = compile(&c, None, &o).unwrap_err().to_string();
+    assert!(e.contains("take 25 such machines"), "{e}");
+    // A model whose SRAM fits one machine, though its stages do not, says
+    // nothing of several machines.
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let tiny = Arch::wse3().with_grid(6, 6).unwrap();
+    let pipeline = options(tiny, Some(PlacementKind::Pipeline), Region::Whole);
+    let Err(e) = compile(&c, Some(&w), &pipeline) else {
+        panic!("stories260K fits 6x6 PEs in strips: the test needs a grid it does not");
+    };
+    let e = e.to_string();
+    assert!(!e.contains("such machines"), "{e}");
+}

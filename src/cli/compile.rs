@@ -100,7 +100,8 @@ impl TargetArgs {
 #[derive(Args, Debug)]
 pub struct CompileArgs {
     /// A llama2.c checkpoint, a Hugging Face directory or a built-in name
-    /// (llama-3.1-8b, llama-3.2-1b, tinyllama-1.1b, smollm2-135m).
+    /// (llama-3.1-8b, llama-3.1-70b, llama-3.3-70b, llama-3.1-405b,
+    /// llama-3.2-1b, tinyllama-1.1b, smollm2-135m).
     pub model: String,
     #[command(flatten)]
     pub target: TargetArgs,

@@ -6,7 +6,8 @@ use wafer_compiler::{Config, ModelSource, llama2c};
 
 #[derive(Args, Debug)]
 pub struct ModelArgs {
-    /// A built-in name (llama-3.1-8b, llama-3.2-1b, tinyllama-1.1b, smollm2-135m),
+    /// A built-in name (llama-3.1-8b, llama-3.1-70b, llama-3.3-70b,
+    /// llama-3.1-405b, llama-3.2-1b, tinyllama-1.1b, smollm2-135m),
     /// a llama2.c .bin checkpoint, or a Hugging Face model directory.
     pub model: String,
     #[command(flatten)]
