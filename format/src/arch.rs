@@ -63,6 +63,13 @@ pub struct Arch {
     pub vector_issue_cycles: u32,
     /// Cycles to switch the core to a newly picked task.
     pub task_switch_cycles: u32,
+    /// Bits per second one machine's external I/O moves to the next
+    /// machine of a system of wafers (each direction).
+    pub wafer_link_bits_per_s: f64,
+    /// Nanoseconds from the first bit leaving one machine's I/O to its
+    /// arrival at the next machine's wafer (switch, cables, the systems'
+    /// I/O paths).
+    pub wafer_link_latency_ns: f64,
 }
 
 /// Names of the built-in presets.
@@ -110,6 +117,9 @@ impl Arch {
             // Inferred: no published figure.
             vector_issue_cycles: 2,
             task_switch_cycles: 2,
+            // CS-2: 12 × 100 GbE, 1.2 Tb/s of system I/O. Latency inferred.
+            wafer_link_bits_per_s: 1.2e12,
+            wafer_link_latency_ns: 2000.0,
         }
     }
 
@@ -146,6 +156,9 @@ impl Arch {
             microthreads: 8,
             vector_issue_cycles: 2,
             task_switch_cycles: 2,
+            // CS-3: 1.2 Tb/s of system I/O (12 × 100 GbE). Latency inferred.
+            wafer_link_bits_per_s: 1.2e12,
+            wafer_link_latency_ns: 2000.0,
         }
     }
 
@@ -295,6 +308,24 @@ impl Arch {
                 return Err(format!("`{name}` is {v}; it must be at most {max}"));
             }
         }
+        if !(self.wafer_link_bits_per_s.is_finite()
+            && self.wafer_link_bits_per_s >= 1e6
+            && self.wafer_link_bits_per_s <= 1e18)
+        {
+            return Err(format!(
+                "`wafer_link_bits_per_s` is {}; it must be between 1e6 and 1e18 bits per second",
+                self.wafer_link_bits_per_s
+            ));
+        }
+        if !(self.wafer_link_latency_ns.is_finite()
+            && self.wafer_link_latency_ns >= 0.0
+            && self.wafer_link_latency_ns <= 1e9)
+        {
+            return Err(format!(
+                "`wafer_link_latency_ns` is {}; it must be between 0 and 1e9 ns (one second)",
+                self.wafer_link_latency_ns
+            ));
+        }
         if !(self.clock_hz.is_finite() && self.clock_hz > 0.0 && self.clock_hz <= 1e12) {
             return Err(format!(
                 "`clock_hz` is {}; it must be a positive number of Hz (at most 1e12)",
@@ -306,6 +337,15 @@ impl Arch {
 
     pub fn n_pes(&self) -> u64 {
         self.grid_cols as u64 * self.grid_rows as u64
+    }
+
+    /// Cycles (of this machine's clock) to move `bytes` from one machine of
+    /// a system to the next: the link's latency (to the nearest cycle),
+    /// then the bytes at its rate (a started cycle counts).
+    pub fn wafer_link_cycles(&self, bytes: u64) -> u64 {
+        let latency = (self.wafer_link_latency_ns * self.clock_hz / 1e9).round();
+        let transfer = (bytes as f64 * 8.0 * self.clock_hz / self.wafer_link_bits_per_s).ceil();
+        (latency + transfer) as u64
     }
 
     /// Elements per cycle the datapath processes for `op` computing in `dt`.
@@ -449,6 +489,23 @@ mod tests {
                 "docs/machine-parameters.md has no row for `{name}`"
             );
         }
+    }
+
+    /// 1.2 Tb/s at 1.1 GHz: 32 KiB take 218.5 ns (241 cycles), after
+    /// the 2 µs latency (2,200 cycles); a bad link value names its field.
+    #[test]
+    fn wafer_link() {
+        let a = Arch::wse3();
+        assert_eq!(a.wafer_link_cycles(0), 2200);
+        assert_eq!(a.wafer_link_cycles(32 * 1024), 2200 + 241);
+        let e = Arch::from_text("base = \"wse3\"\nwafer_link_bits_per_s = 0.0\n", "m.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wafer_link_bits_per_s"), "{e}");
+        let e = Arch::from_text("base = \"wse3\"\nwafer_link_latency_ns = -1.0\n", "m.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wafer_link_latency_ns"), "{e}");
     }
 
     #[test]
