@@ -12,6 +12,7 @@ use crate::region::{self, Region, Searched};
 use crate::route::{self, Routing};
 use crate::sram::{self, SramPlan};
 use crate::stage::{self, Stage, Work};
+use crate::system::{Transfer, WaferPart, Wafers};
 use wafer_kernels::{Fragment, KernelError};
 
 /// A model compiled for a machine: every stage's kernel, where it runs,
@@ -32,6 +33,13 @@ pub struct Compiled {
     /// With [`Region::Search`]: the rectangles tried and the one chosen
     /// (`options.arch` is then cut to it).
     pub region: Option<Searched>,
+    /// The wafers of the system, in the order a step runs them (one for a
+    /// model on one wafer); each holds a contiguous run of `stages`, and
+    /// its `sites` are on its own grid.
+    pub wafers: Vec<WaferPart>,
+    /// What each wafer sends the next (none on one wafer); each is paid
+    /// by the hand-off of its `into` stage.
+    pub transfers: Vec<Transfer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +63,17 @@ pub enum CompileError {
     Internal(String),
     #[error("{0}")]
     Options(String),
+    /// One wafer of a system, its layers, and what went wrong there.
+    #[error("wafer {} of {of} (layers {}..{}): {error}", wafer + 1, layers.start, layers.end)]
+    Wafer {
+        wafer: usize,
+        of: usize,
+        layers: std::ops::Range<usize>,
+        error: Box<CompileError>,
+    },
+    /// `--wafers` cannot be honoured, and why.
+    #[error("--wafers {asked}: {why}")]
+    Wafers { asked: String, why: String },
 }
 
 impl Compiled {
@@ -122,6 +141,31 @@ pub fn compile(
         Some(k) => vec![k],
         None => vec![PlacementKind::Pipeline, PlacementKind::Mesh],
     };
+    let system = |first| -> Result<Compiled, CompileError> {
+        let n = crate::system::fewest(config, options, &graph, &stages, &kinds, first)?;
+        crate::system::compile(config, weights, options, &graph, &stages, &kinds, n)
+    };
+    match options.wafers {
+        Wafers::Count(1) => {}
+        Wafers::Count(n) => {
+            return crate::system::compile(config, weights, options, &graph, &stages, &kinds, n);
+        }
+        // One wafer where it fits (with the region search), else the
+        // fewest that hold it.
+        Wafers::Auto => {
+            if place::check_footprint(config, options, kinds[0]).is_err() {
+                return system(2);
+            }
+            let one = Options {
+                wafers: Wafers::Count(1),
+                ..options.clone()
+            };
+            return match compile(config, weights, &one) {
+                Err(CompileError::Place(PlaceError::NoFit { .. })) => system(2),
+                r => r,
+            };
+        }
+    }
     place::check_footprint(config, options, kinds[0])?;
     let searched = match options.region {
         Region::Search => region::search(config, options, &graph, &stages, &kinds),
@@ -180,21 +224,15 @@ fn compile_with(
     kind: PlacementKind,
 ) -> Result<Compiled, CompileError> {
     let sites = place::place(stages, config, options, kind)?;
-    let fragments = stages
-        .iter()
-        .zip(&sites)
-        .map(|(s, site)| {
-            fragment(s, site, graph, weights, options).map_err(|e| match e {
-                CompileError::Kernel { error, .. } => CompileError::Kernel {
-                    stage: s.name.clone(),
-                    error,
-                },
-                e => e,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let fragments = fragments(stages, &sites, graph, weights, options)?;
     let refs: Vec<&Fragment> = fragments.iter().collect();
-    let (routing, sram) = route_and_plan(config, options, stages, &sites, &refs, kind)?;
+    let (routing, sram) = route_and_plan(config, options, stages, &sites, &refs, kind, &[])?;
+    let wafers = vec![WaferPart {
+        stages: 0..stages.len(),
+        layers: 0..config.n_layers,
+        sram: sram.clone(),
+        colors_used: routing.colors_used,
+    }];
     Ok(Compiled {
         config: config.clone(),
         options: options.clone(),
@@ -207,7 +245,32 @@ fn compile_with(
         sram,
         real_weights: weights.is_some(),
         region: None,
+        wafers,
+        transfers: Vec::new(),
     })
+}
+
+/// Every stage's Fragment at its site, with the checkpoint's weights.
+pub(crate) fn fragments(
+    stages: &[Stage],
+    sites: &[Site],
+    graph: &Graph,
+    weights: Option<&Weights>,
+    options: &Options,
+) -> Result<Vec<Fragment>, CompileError> {
+    stages
+        .iter()
+        .zip(sites)
+        .map(|(s, site)| {
+            fragment(s, site, graph, weights, options).map_err(|e| match e {
+                CompileError::Kernel { error, .. } => CompileError::Kernel {
+                    stage: s.name.clone(),
+                    error,
+                },
+                e => e,
+            })
+        })
+        .collect()
 }
 
 /// Route the placed stages and plan their SRAM, or say why they do not
@@ -219,8 +282,9 @@ pub(crate) fn route_and_plan(
     sites: &[Site],
     fragments: &[&Fragment],
     kind: PlacementKind,
+    arrives: &[usize],
 ) -> Result<(Routing, SramPlan), CompileError> {
-    let routing = route::route(stages, sites, fragments, &options.arch, kind)
+    let routing = route::route(stages, sites, fragments, &options.arch, kind, arrives)
         .map_err(CompileError::Internal)?;
     let sram = sram::plan(sites, fragments, &options.arch);
     if sram.max_bytes > options.arch.sram_bytes {

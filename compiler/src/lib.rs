@@ -27,6 +27,7 @@ pub mod route;
 pub mod source;
 pub mod sram;
 pub mod stage;
+pub mod system;
 pub mod tokenizer;
 
 pub use codegen::{CompileError, Compiled, compile};

@@ -51,6 +51,20 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     if let Some(r) = &c.region {
         t.push_str(&region(r));
     }
+    let system = c.wafers.len() > 1;
+    if system {
+        writeln!(
+            t,
+            "system: {} wafers, layers {} (split so the fullest wafer keeps the fewest bytes); each wafer's `at` is on its own grid",
+            c.wafers.len(),
+            c.wafers
+                .iter()
+                .map(|w| format!("{}..{}", w.layers.start, w.layers.end))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        )
+        .unwrap();
+    }
     writeln!(
         t,
         "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
@@ -60,6 +74,20 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     let mut total_pred = 0;
     let mut total_hand = 0;
     for (i, (s, site)) in c.stages.iter().zip(&c.sites).enumerate() {
+        if let Some(k) = c.wafers.iter().position(|w| w.stages.start == i).filter(|_| system) {
+            let w = &c.wafers[k];
+            writeln!(
+                t,
+                "-- wafer {} of {}: layers {}..{}, stages {}..{}",
+                k + 1,
+                c.wafers.len(),
+                w.layers.start,
+                w.layers.end,
+                w.stages.start,
+                w.stages.end
+            )
+            .unwrap();
+        }
         let (w, h) = site.kernel.size();
         let pred = site.kernel.predicted(arch, pos);
         let hand = &c.routing.handoffs[i];
@@ -87,7 +115,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         "total: {} stages, {} PEs used of {}, SRAM {} bytes in all, at most {} on a PE ({}), {} colors ({} kernel + hand-offs){}",
         c.stages.len(),
         c.sram.pes_used,
-        arch.grid_cols as u64 * arch.grid_rows as u64,
+        c.wafers.len() as u64 * arch.grid_cols as u64 * arch.grid_rows as u64,
         c.sram.total_bytes,
         c.sram.max_bytes,
         c.sram.max_at,
@@ -100,12 +128,68 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         }
     )
     .unwrap();
+    if system {
+        t.push_str(&wafers(c, pos));
+    }
+    let link: u64 = c.transfers.iter().map(|x| x.cycles).sum();
     writeln!(
         t,
-        "predicted step at position {pos}: {total} cycles ({total_pred} in kernels, {total_hand} in hand-offs) = {:.3} µs",
+        "predicted step at position {pos}: {total} cycles ({total_pred} in kernels, {total_hand} in hand-offs{}) = {:.3} µs",
+        if system {
+            format!(", of which {link} between wafers")
+        } else {
+            String::new()
+        },
         total as f64 / arch.clock_hz * 1e6
     )
     .unwrap();
+    t
+}
+
+/// A system's wafers (each one's stages, PEs, fullest PE and predicted
+/// time, its transfers excluded) and the transfers between them.
+pub fn wafers(c: &Compiled, pos: u32) -> String {
+    let arch = &c.options.arch;
+    let mut t = String::new();
+    for (k, w) in c.wafers.iter().enumerate() {
+        let cycles: u64 = w
+            .stages
+            .clone()
+            .map(|i| {
+                let h = &c.routing.handoffs[i];
+                c.sites[i].kernel.predicted(arch, pos) + h.cycles - h.link_cycles
+            })
+            .sum();
+        writeln!(
+            t,
+            "wafer {}: layers {}..{}, {} stages, {} PEs used, at most {} bytes on a PE ({}), {} colors; predicted {cycles} cycles = {:.3} µs",
+            k + 1,
+            w.layers.start,
+            w.layers.end,
+            w.stages.len(),
+            w.sram.pes_used,
+            w.sram.max_bytes,
+            w.sram.max_at,
+            w.colors_used,
+            arch.cycles_to_us(cycles)
+        )
+        .unwrap();
+    }
+    for x in &c.transfers {
+        writeln!(
+            t,
+            "transfer wafer {} -> {}: {} values, {} bytes, {} hops to the east edge, then the link: {} cycles = {:.3} µs (paid by `{}`)",
+            x.from + 1,
+            x.from + 2,
+            x.values.len(),
+            x.bytes,
+            x.egress_hops,
+            x.cycles,
+            arch.cycles_to_us(x.cycles),
+            c.stages[x.into].name
+        )
+        .unwrap();
+    }
     t
 }
 

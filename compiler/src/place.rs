@@ -116,6 +116,8 @@ pub struct Options {
     pub gemv: GemvChoice,
     /// Which PEs of the grid to compile for.
     pub region: crate::region::Region,
+    /// How many wafers (machines of `arch`) the model is split over.
+    pub wafers: crate::system::Wafers,
 }
 
 /// The kernels a projection (a GEMV stage) may use.
@@ -241,7 +243,7 @@ fn wafers_note(need_pes: u64, have_pes: u64) -> String {
         return String::new();
     }
     format!(
-        ", so its weights and KV cache alone take {} such machines (this compiler places a model on one)",
+        ", so its weights and KV cache alone take {} such machines (--wafers auto splits it over the fewest that fit)",
         need_pes.div_ceil(have_pes)
     )
 }
@@ -507,8 +509,26 @@ impl Kernel {
     }
 }
 
+/// Each stage's group, in the order stages run: 0 for the stages before
+/// the first layer's (the embeddings and their sum), `l + 1` for layer
+/// `l`'s, `n_layers + 1` for those after the last layer's (the head).
+/// Pipeline placement gives each group a strip; a system of wafers splits
+/// the groups between its wafers.
+pub(crate) fn groups(stages: &[Stage], n_layers: usize) -> Vec<usize> {
+    let first_layered = stages.iter().position(|s| s.layer.is_some());
+    stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s.layer {
+            Some(l) => l + 1,
+            None if first_layered.is_none_or(|f| i < f) => 0,
+            None => n_layers + 1,
+        })
+        .collect()
+}
+
 /// Weight bytes a stage keeps (0 for kernels without weights).
-fn weight_bytes(stage: &Stage, dtype: DType) -> u64 {
+pub(crate) fn weight_bytes(stage: &Stage, dtype: DType) -> u64 {
     let b = dtype.size_bytes() as u64;
     match &stage.work {
         Work::Gemv { m, n, biases, .. } => *m as u64 * (*n + !biases.is_empty() as u32) as u64 * b,
@@ -541,21 +561,21 @@ fn unplaceable(stage: &Stage, bw: u32, bh: u32) -> String {
 fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceError> {
     let kind = PlacementKind::Pipeline;
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
-    // Groups: the embedding, each layer, the head.
-    // Stages before the first layer's (the embeddings and their sum) go
-    // with the embedding; those after the last layer's, with the head.
-    let first_layered = stages.iter().position(|s| s.layer.is_some());
-    let group_of_at = |i: usize, s: &Stage| match s.layer {
-        Some(l) => l + 1,
-        None if first_layered.is_none_or(|f| i < f) => 0,
-        None => c.n_layers + 1,
-    };
-    let n_groups = c.n_layers + 2;
+    // One strip per group present (one wafer of a system holds some
+    // layers only), in the stages' order.
+    let group = groups(stages, c.n_layers);
+    let mut present: Vec<usize> = group.clone();
+    present.dedup();
+    let n_groups = present.len();
     let mut bytes = vec![0u64; n_groups];
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_groups];
     for (i, s) in stages.iter().enumerate() {
-        bytes[group_of_at(i, s)] += weight_bytes(s, o.dtype);
-        members[group_of_at(i, s)].push(i);
+        let g = present
+            .iter()
+            .position(|&p| p == group[i])
+            .expect("every group is present");
+        bytes[g] += weight_bytes(s, o.dtype);
+        members[g].push(i);
     }
     // Every group needs at least the columns its widest non-GEMV kernel
     // takes (attention: one per KV head).

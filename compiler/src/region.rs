@@ -145,7 +145,7 @@ pub(crate) fn search(
                     arch,
                     ..options.clone()
                 };
-                predict(config, &o, graph, stages, kind, pos).map_err(|e| e.to_string())
+                predict(config, &o, graph, stages, kind, pos, &[]).map_err(|e| e.to_string())
             });
         Point {
             cols: w,
@@ -220,13 +220,17 @@ pub(crate) fn search(
 /// The predicted step at `pos` of `stages` placed with `kind` on the grid
 /// of `o`, or why they do not fit: placement, routing and the SRAM plan as
 /// a compile does them, with one fragment per distinct kernel.
-fn predict(
+///
+/// `arrives`: the values made on an earlier wafer, when `stages` are one
+/// wafer's of a system ([`crate::system`]).
+pub(crate) fn predict(
     config: &Config,
     o: &Options,
     graph: &Graph,
     stages: &[Stage],
     kind: PlacementKind,
     pos: u32,
+    arrives: &[usize],
 ) -> Result<u64, CompileError> {
     let sites = place::place(stages, config, o, kind)?;
     // A model has a few distinct kernels (each layer repeats them), so a
@@ -245,7 +249,7 @@ fn predict(
         of_stage.push(i);
     }
     let fragments: Vec<&Fragment> = of_stage.iter().map(|&i| &distinct[i].1).collect();
-    let (routing, _) = codegen::route_and_plan(config, o, stages, &sites, &fragments, kind)?;
+    let (routing, _) = codegen::route_and_plan(config, o, stages, &sites, &fragments, kind, arrives)?;
     // Each distinct kernel costed once (a tiled GEMV's cost model plans
     // its reduction).
     let cost: Vec<u64> = distinct

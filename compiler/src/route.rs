@@ -13,6 +13,11 @@
 //! A hand-off's cycles are modelled, not emulated: `hops · hop_latency +
 //! 2 · ramp_latency` for the first wavelet, plus one cycle per wavelet of
 //! the longest stream of the consumer's input (streams run side by side).
+//!
+//! On one wafer of a system ([`crate::system`]) the stages routed are that
+//! wafer's: a value made on an earlier wafer arrives over the wafer link
+//! at the wafer's ingress, PE (0, 0) on its west edge, and is handed off
+//! from there like any other.
 
 use crate::place::{PlacementKind, Site};
 use crate::stage::{Src, Stage};
@@ -25,6 +30,11 @@ use wafer_kernels::Fragment;
 pub struct Handoff {
     /// Producing stages (empty for the first stage, fed by the host).
     pub from: Vec<usize>,
+    /// Whether some input arrives from an earlier wafer, at the ingress.
+    pub ingress: bool,
+    /// Of `cycles`, those on the wafer-to-wafer link ([`crate::system`]):
+    /// the hand-off that first reads what another wafer sent pays it.
+    pub link_cycles: u64,
     /// Longest route, in hops.
     pub hops: u32,
     pub cycles: u64,
@@ -40,6 +50,9 @@ pub struct Routing {
     pub kernel_colors: u8,
     pub colors_used: u8,
 }
+
+/// Where values from an earlier wafer of a system enter a wafer.
+pub const INGRESS: Pe = Pe { x: 0, y: 0 };
 
 fn corners(site: &Site) -> (Pe, Pe) {
     let (w, h) = site.kernel.size();
@@ -57,12 +70,15 @@ fn meets(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> bool {
     a.0 <= b.2 && b.0 <= a.2 && a.1 <= b.3 && b.1 <= a.3
 }
 
+/// Route `stages` (one wafer's) placed at `sites`; `arrives` are the
+/// values made on an earlier wafer (none on a single wafer).
 pub fn route(
     stages: &[Stage],
     sites: &[Site],
     fragments: &[impl Borrow<Fragment>],
     arch: &Arch,
     kind: PlacementKind,
+    arrives: &[usize],
 ) -> Result<Routing, String> {
     let kernel_colors = fragments
         .iter()
@@ -73,10 +89,9 @@ pub fn route(
     let mut handoffs: Vec<Handoff> = Vec::with_capacity(stages.len());
     let mut boxes: Vec<Vec<(u32, u32, u32, u32)>> = Vec::new();
     for (i, s) in stages.iter().enumerate() {
-        let mut from: Vec<usize> = s
-            .inputs
-            .iter()
-            .flat_map(|(_, srcs)| srcs)
+        let values = s.inputs.iter().flat_map(|(_, srcs)| srcs);
+        let mut from: Vec<usize> = values
+            .clone()
             .filter_map(|src| match src {
                 Src::Value(v) => producer(*v),
                 Src::Pos | Src::One => None,
@@ -84,17 +99,19 @@ pub fn route(
             .collect();
         from.sort_unstable();
         from.dedup();
+        let ingress = values
+            .into_iter()
+            .any(|src| matches!(src, Src::Value(v) if arrives.contains(v)));
         let into = corners(&sites[i]).0;
-        let paths: Vec<_> = from
+        let outs: Vec<Pe> = from
             .iter()
-            .map(|&j| bbox(corners(&sites[j]).1, into))
+            .map(|&j| corners(&sites[j]).1)
+            .chain(ingress.then_some(INGRESS))
             .collect();
-        let hops = from
+        let paths: Vec<_> = outs.iter().map(|&out| bbox(out, into)).collect();
+        let hops = outs
             .iter()
-            .map(|&j| {
-                let out = corners(&sites[j]).1;
-                out.x.abs_diff(into.x) + out.y.abs_diff(into.y)
-            })
+            .map(|out| out.x.abs_diff(into.x) + out.y.abs_diff(into.y))
             .max()
             .unwrap_or(0);
         let longest = fragments[i]
@@ -104,7 +121,7 @@ pub fn route(
             .flat_map(|p| p.segments.iter().map(|s| s.len))
             .max()
             .unwrap_or(0) as u64;
-        let cycles = if from.is_empty() {
+        let cycles = if outs.is_empty() {
             0
         } else {
             hops as u64 * arch.hop_latency as u64 + 2 * arch.ramp_latency as u64 + longest
@@ -126,6 +143,8 @@ pub fn route(
         }
         handoffs.push(Handoff {
             from,
+            ingress,
+            link_cycles: 0,
             hops,
             cycles,
             color,
@@ -198,10 +217,12 @@ pub fn check(
     }
     let paths = |i: usize| -> Vec<(u32, u32, u32, u32)> {
         let into = corners(&sites[i]).0;
-        r.handoffs[i]
-            .from
+        let h = &r.handoffs[i];
+        h.from
             .iter()
-            .map(|&j| bbox(corners(&sites[j]).1, into))
+            .map(|&j| corners(&sites[j]).1)
+            .chain(h.ingress.then_some(INGRESS))
+            .map(|out| bbox(out, into))
             .collect()
     };
     for i in 0..stages.len() {

@@ -21,6 +21,7 @@ fn options(arch: Arch, dtype: DType, kind: Option<PlacementKind>, max_context: u
         reduce: Strategy::Tree { k: 2 },
         gemv: wafer_compiler::place::GemvChoice::Auto,
         region: wafer_compiler::region::Region::Whole,
+        wafers: wafer_compiler::system::Wafers::Count(1),
     }
 }
 

@@ -208,6 +208,7 @@ fn gpt2_decodes_on_the_wafer_as_the_reference() {
             reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
             gemv: wafer_compiler::place::GemvChoice::Auto,
             region: wafer_compiler::region::Region::Whole,
+            wafers: wafer_compiler::system::Wafers::Count(1),
         };
         let compiled = compile(&c, Some(&w), &o).unwrap();
         let mut d = Decoder::new(&compiled);
@@ -228,6 +229,7 @@ fn built_in_gpt2_compiles_on_wse3() {
         reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
         gemv: wafer_compiler::place::GemvChoice::Auto,
         region: wafer_compiler::region::Region::Whole,
+        wafers: wafer_compiler::system::Wafers::Count(1),
     };
     let compiled = compile(&c, None, &o).unwrap();
     assert!(compiled.sram.max_bytes <= o.arch.sram_bytes);

@@ -23,6 +23,7 @@ fn compiled_listing(file: &str, arch: Arch, kind: Option<PlacementKind>) -> Stri
         reduce: Strategy::Tree { k: 2 },
         gemv: wafer_compiler::place::GemvChoice::Auto,
         region: wafer_compiler::region::Region::Whole,
+        wafers: wafer_compiler::system::Wafers::Count(1),
     };
     let compiled = compile(&c, Some(&w), &o).unwrap();
     listing(&compiled, o.max_context / 2)

@@ -21,6 +21,7 @@ fn options(arch: Arch, kind: Option<PlacementKind>, region: Region) -> Options {
         reduce: Strategy::Tree { k: 2 },
         gemv: GemvChoice::Auto,
         region,
+        wafers: wafer_compiler::system::Wafers::Count(1),
     }
 }
 

@@ -16,8 +16,9 @@ fn bundle_listing(path: &std::path::Path) -> anyhow::Result<String> {
     );
     for (i, s) in stages.iter().enumerate() {
         out.push_str(&format!(
-            "\n; stage {i} `{}` at {}, hand-off {} cycles\n{}",
+            "\n; stage {i} `{}` on wafer {} at {}, hand-off {} cycles\n{}",
             s.name,
+            s.wafer,
             s.origin,
             s.handoff_cycles,
             asm::print(&s.program)

@@ -4,6 +4,7 @@ use clap::Args;
 use std::path::PathBuf;
 use wafer_compiler::place::{GemvChoice, Options, PlacementKind};
 use wafer_compiler::region::Region;
+use wafer_compiler::system::{MAX_WAFERS, Wafers};
 use wafer_compiler::{Compiled, compile};
 use wafer_emulator::DType;
 use wafer_kernels::reduce::Strategy;
@@ -37,6 +38,11 @@ pub struct TargetArgs {
     /// without --grid) or full (the whole grid; the default with --grid).
     #[arg(long)]
     pub region: Option<String>,
+    /// How many wafers (machines of --arch) to split the model over, its
+    /// layers in contiguous ranges: a count, or auto (the fewest that fit;
+    /// the default without --grid; 1 is the default with --grid).
+    #[arg(long)]
+    pub wafers: Option<String>,
 }
 
 impl TargetArgs {
@@ -80,6 +86,14 @@ impl TargetArgs {
             Some("full") => Region::Whole,
             Some(r) => bail!("--region `{r}`: use auto or full"),
         };
+        let wafers = match self.wafers.as_deref() {
+            None if self.machine.grid.is_some() => Wafers::Count(1),
+            None | Some("auto") => Wafers::Auto,
+            Some(n) => match n.parse::<u32>() {
+                Ok(n) if (1..=MAX_WAFERS).contains(&n) => Wafers::Count(n),
+                _ => bail!("--wafers `{n}`: use a count from 1 to {MAX_WAFERS}, or auto"),
+            },
+        };
         Ok(Options {
             arch,
             dtype,
@@ -88,6 +102,7 @@ impl TargetArgs {
             reduce,
             gemv,
             region,
+            wafers,
         })
     }
 

@@ -38,6 +38,10 @@ pub struct SweepArgs {
     /// models); otherwise latency is the cost models' prediction.
     #[arg(long)]
     pub emulate: bool,
+    /// Wafers per point: a count, or auto (the fewest that fit the
+    /// point's grid).
+    #[arg(long, default_value = "auto")]
+    pub wafers: String,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -58,6 +62,7 @@ struct Point {
 
 #[derive(Debug)]
 struct Fit {
+    wafers: usize,
     pes_used: u64,
     predicted: u64,
     emulated: Option<f64>,
@@ -108,6 +113,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     gemv: "auto".into(),
                     // The grids are the sweep's own axis.
                     region: Some("full".into()),
+                    wafers: Some(a.wafers.clone()),
                 };
                 let opts = t.options(&l)?;
                 let grid_pes = opts.arch.n_pes();
@@ -127,6 +133,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                         let predicted = c.predicted(context);
                         let cycles = emulated.unwrap_or(predicted as f64);
                         Ok(Fit {
+                            wafers: c.wafers.len(),
                             pes_used: c.pes_used(),
                             predicted,
                             emulated,
@@ -183,6 +190,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                 });
                 match &p.result {
                     Ok(f) => {
+                        v["wafers"] = json!(f.wafers);
                         v["pes_used"] = json!(f.pes_used);
                         v["predicted_cycles"] = json!(f.predicted);
                         v["emulated_cycles"] = json!(f.emulated);
@@ -210,17 +218,18 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         }
     );
     println!(
-        "  {:>11} {:>9} {:9} {:5} {:>9} {:>12} {:>10} {:>9}",
-        "grid", "PEs", "placement", "dtype", "PEs used", "cycles", "µs/token", "tok/s"
+        "  {:>11} {:>9} {:9} {:5} {:>6} {:>9} {:>12} {:>10} {:>9}",
+        "grid", "PEs", "placement", "dtype", "wafers", "PEs used", "cycles", "µs/token", "tok/s"
     );
     for p in &points {
         match &p.result {
             Ok(f) => println!(
-                "  {:>11} {:>9} {:9} {:5} {:>9} {:>12.0} {:>10.2} {:>9.0}",
+                "  {:>11} {:>9} {:9} {:5} {:>6} {:>9} {:>12.0} {:>10.2} {:>9.0}",
                 p.grid,
                 p.grid_pes,
                 p.placement,
                 p.dtype,
+                f.wafers,
                 f.pes_used,
                 f.emulated.unwrap_or(f.predicted as f64),
                 f.us,

@@ -1,0 +1,473 @@
+//! Systems of wafers: a model larger than one machine runs on several, its
+//! layers split into contiguous ranges, one range per wafer, as Cerebras
+//! pipelines Llama-3.1-70B and -405B across CS-3 systems.
+//!
+//! * **The split** ([`split`]): the first wafer also holds the stages
+//!   before the first layer (the embedding), the last those after the last
+//!   layer (the head); the ranges are chosen so that the most bytes any
+//!   wafer keeps (weights and KV cache) is as small as it can be. The
+//!   layers are alike, so this is also the split that balances their
+//!   predicted time; the head and the embedding are counted by their bytes
+//!   (what decides whether a wafer fits), not by their time.
+//! * **Each wafer** is placed, routed and planned as one machine is, on
+//!   its whole grid (the region search is for a model on one wafer).
+//! * **Between wafers** ([`Transfer`]): every value made on a wafer (or
+//!   before it) and read after it leaves the wafer's east edge and crosses
+//!   the wafer link to the next wafer's ingress (`route::INGRESS`). Its
+//!   cycles are modelled: the hops from the producer to the east edge, a
+//!   ramp, then the link (`Arch::wafer_link_cycles`: the machine file's
+//!   latency, then the bytes at its rate). The first hand-off on the next
+//!   wafer that reads what was sent pays them (`Handoff::link_cycles`).
+//!
+//! Decoding is unchanged: a step runs every stage one after another,
+//! whichever wafer it is on, so a split model's tokens are one wafer's.
+
+use crate::codegen::{self, CompileError, Compiled};
+use crate::ir::Graph;
+use crate::model::{Config, Weights};
+use crate::place::{self, Options, PlacementKind, Site};
+use crate::route::{Handoff, Routing};
+use crate::sram::SramPlan;
+use crate::stage::{Src, Stage, Work};
+use std::ops::Range;
+use wafer_kernels::Fragment;
+
+/// How many wafers a model is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wafers {
+    Count(u32),
+    /// The fewest that fit.
+    Auto,
+}
+
+/// The most wafers a system may have (far beyond any system built: the
+/// search for `auto` stops here).
+pub const MAX_WAFERS: u32 = 1024;
+
+/// One wafer of a system.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WaferPart {
+    /// Its stages, as indices into [`Compiled::stages`].
+    pub stages: Range<usize>,
+    /// The model's layers whose stages it runs.
+    pub layers: Range<usize>,
+    /// Its SRAM plan (its sites' PEs are its own grid's).
+    pub sram: SramPlan,
+    /// Colors its routes use.
+    pub colors_used: u8,
+}
+
+/// Values one wafer sends the next, once per step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transfer {
+    /// The sending wafer (the receiver is the next one).
+    pub from: usize,
+    /// IR values sent (f32 activations).
+    pub values: Vec<usize>,
+    pub bytes: u64,
+    /// Hops from the farthest producer to the sending wafer's east edge.
+    pub egress_hops: u32,
+    /// Modelled cycles: the hops, a ramp, then the link.
+    pub cycles: u64,
+    /// The stage whose hand-off pays them (the first on the receiving
+    /// wafer to read a value sent).
+    pub into: usize,
+}
+
+/// Bytes a stage keeps on its wafer: its weights and, for attention, its
+/// KV cache (f32).
+fn stage_bytes(s: &Stage, c: &Config, o: &Options) -> u64 {
+    let kv = match s.work {
+        Work::Attention { .. } => 2 * o.max_context as u64 * c.kv_dim() as u64 * 4,
+        _ => 0,
+    };
+    place::weight_bytes(s, o.dtype) + kv
+}
+
+/// The stages of each of `n` wafers: layers split into contiguous ranges
+/// (each at least one layer) so that the most bytes a wafer keeps is the
+/// least it can be; the stages before the first layer go with the first
+/// wafer, those after the last with the last. Returns (stages, layers)
+/// per wafer, and the bytes each keeps.
+pub fn split(
+    stages: &[Stage],
+    c: &Config,
+    o: &Options,
+    n: usize,
+) -> (Vec<(Range<usize>, Range<usize>)>, Vec<u64>) {
+    let layers = c.n_layers;
+    assert!(n >= 1 && n <= layers, "1 to n_layers wafers");
+    let group = place::groups(stages, layers);
+    let mut bytes = vec![0u64; layers + 2];
+    for (s, &g) in stages.iter().zip(&group) {
+        bytes[g] += stage_bytes(s, c, o);
+    }
+    let (head, tail) = (bytes[0], bytes[layers + 1]);
+    let prefix: Vec<u64> = std::iter::once(0)
+        .chain(bytes[1..=layers].iter().scan(0, |a, b| {
+            *a += b;
+            Some(*a)
+        }))
+        .collect();
+    // The bytes of wafer `k` holding layers `i..j`.
+    let part = |k: usize, i: usize, j: usize| {
+        prefix[j] - prefix[i] + if k == 0 { head } else { 0 } + if k == n - 1 { tail } else { 0 }
+    };
+    // best[k][j]: the least largest wafer over the first k + 1 wafers
+    // holding layers 0..j; from[k][j] where wafer k starts.
+    let mut best = vec![vec![u64::MAX; layers + 1]; n];
+    let mut from = vec![vec![0usize; layers + 1]; n];
+    for j in 1..=layers {
+        best[0][j] = part(0, 0, j);
+    }
+    for k in 1..n {
+        for j in k + 1..=layers {
+            for i in k..j {
+                let v = best[k - 1][i].max(part(k, i, j));
+                if v < best[k][j] {
+                    best[k][j] = v;
+                    from[k][j] = i;
+                }
+            }
+        }
+    }
+    let mut cuts = vec![layers; n + 1];
+    cuts[0] = 0;
+    for k in (1..n).rev() {
+        cuts[k] = from[k][cuts[k + 1]];
+    }
+    let parts: Vec<Range<usize>> = (0..n).map(|k| cuts[k]..cuts[k + 1]).collect();
+    // A stage's wafer by its group: group 0 on the first, group l + 1 on
+    // the wafer holding layer l, the head on the last.
+    let wafer_of = |g: usize| match g {
+        0 => 0,
+        g if g == layers + 1 => n - 1,
+        g => parts
+            .iter()
+            .position(|r| r.contains(&(g - 1)))
+            .expect("every layer is on a wafer"),
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut at = 0;
+    for (k, layers) in parts.iter().enumerate() {
+        let end = at + group[at..].iter().take_while(|&&g| wafer_of(g) == k).count();
+        out.push((at..end, layers.clone()));
+        at = end;
+    }
+    assert_eq!(at, stages.len(), "stages are in group order");
+    let kept = parts
+        .iter()
+        .enumerate()
+        .map(|(k, r)| part(k, r.start, r.end))
+        .collect();
+    (out, kept)
+}
+
+/// The values each wafer sends the next: made on it or before, read after.
+fn crossing(stages: &[Stage], parts: &[Range<usize>]) -> Vec<Vec<usize>> {
+    let made_on = |v: usize| {
+        let s = stages.iter().position(|s| s.outputs.contains(&v))?;
+        parts.iter().position(|r| r.contains(&s))
+    };
+    (0..parts.len().saturating_sub(1))
+        .map(|k| {
+            let mut vs: Vec<usize> = parts[k + 1..]
+                .iter()
+                .flat_map(|r| &stages[r.clone()])
+                .flat_map(|s| s.inputs.iter().flat_map(|(_, srcs)| srcs))
+                .filter_map(|src| match src {
+                    Src::Value(v) if made_on(*v).is_some_and(|w| w <= k) => Some(*v),
+                    _ => None,
+                })
+                .collect();
+            vs.sort_unstable();
+            vs.dedup();
+            vs
+        })
+        .collect()
+}
+
+/// The fewest wafers, from what their SRAM holds up, whose every part
+/// places, routes and fits (predicted as the region search predicts a
+/// rectangle), with the placement kinds that fit them all.
+pub(crate) fn fewest(
+    c: &Config,
+    o: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    kinds: &[PlacementKind],
+    at_least: u32,
+) -> Result<u32, CompileError> {
+    let (w, kv) = place::footprint(c, o.dtype, o.max_context);
+    let wafer_bytes = o.arch.n_pes() * o.arch.sram_bytes as u64;
+    let most = (c.n_layers as u32).min(MAX_WAFERS);
+    let first = ((w + kv).div_ceil(wafer_bytes) as u32).max(at_least);
+    for n in first..=most {
+        if fits(c, o, graph, stages, kinds, n as usize).is_ok() {
+            return Ok(n);
+        }
+    }
+    Err(CompileError::Wafers {
+        asked: "auto".into(),
+        why: format!(
+            "the model does not fit even {most} wafers of `{}` ({} layers, at most one wafer per layer): its weights and KV cache take {} bytes; {}",
+            o.arch.name,
+            c.n_layers,
+            w + kv,
+            place::fit_advice(o.dtype)
+        ),
+    })
+}
+
+/// Whether `n` wafers hold the model with some kind among `kinds`: the
+/// predicted step of each kind that fits every wafer (transfers aside).
+fn fits(
+    c: &Config,
+    o: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    kinds: &[PlacementKind],
+    n: usize,
+) -> Result<Vec<(PlacementKind, u64)>, CompileError> {
+    let (parts, kept) = split(stages, c, o, n);
+    let wafer_bytes = o.arch.n_pes() * o.arch.sram_bytes as u64;
+    if let Some(k) = kept.iter().position(|b| *b > wafer_bytes) {
+        return Err(part_error(
+            k,
+            n,
+            &parts[k].1,
+            CompileError::Wafers {
+                asked: n.to_string(),
+                why: format!(
+                    "its weights and KV cache take {} bytes, more than a wafer's {wafer_bytes}",
+                    kept[k]
+                ),
+            },
+        ));
+    }
+    let all: Vec<Range<usize>> = parts.iter().map(|p| p.0.clone()).collect();
+    let sent = crossing(stages, &all);
+    let mut ok = Vec::new();
+    let mut first_err = None;
+    for &kind in kinds {
+        let mut total = 0;
+        let mut failed = false;
+        for (k, (r, layers)) in parts.iter().enumerate() {
+            let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
+            match crate::region::predict(c, o, graph, &stages[r.clone()], kind, o.max_context / 2, arrives) {
+                Ok(cycles) => total += cycles,
+                Err(e) => {
+                    first_err.get_or_insert_with(|| part_error(k, n, layers, e));
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if !failed {
+            ok.push((kind, total));
+        }
+    }
+    match first_err {
+        Some(e) if ok.is_empty() => Err(e),
+        _ => Ok(ok),
+    }
+}
+
+fn part_error(wafer: usize, of: usize, layers: &Range<usize>, e: CompileError) -> CompileError {
+    CompileError::Wafer {
+        wafer,
+        of,
+        layers: layers.clone(),
+        error: Box::new(e),
+    }
+}
+
+/// Compile `stages` for a system of `n` wafers.
+pub(crate) fn compile(
+    c: &Config,
+    weights: Option<&Weights>,
+    o: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    kinds: &[PlacementKind],
+    n: u32,
+) -> Result<Compiled, CompileError> {
+    if n == 0 || n > MAX_WAFERS {
+        return Err(CompileError::Wafers {
+            asked: n.to_string(),
+            why: format!("use 1 to {MAX_WAFERS}, or auto (the fewest that fit)"),
+        });
+    }
+    if n as usize > c.n_layers {
+        return Err(CompileError::Wafers {
+            asked: n.to_string(),
+            why: format!(
+                "the model has {} layers and a wafer runs at least one; use 1 to {}, or auto",
+                c.n_layers, c.n_layers
+            ),
+        });
+    }
+    let n = n as usize;
+    // The placement: the faster predicted step among the kinds that fit
+    // every wafer (a Count that does not fit says so, with what would).
+    let kind = match fits(c, o, graph, stages, kinds, n) {
+        Ok(ok) => {
+            ok.iter()
+                .min_by_key(|(_, cycles)| *cycles)
+                .expect("fits returns a kind or an error")
+                .0
+        }
+        Err(e) => {
+            let advice = match fewest(c, o, graph, stages, kinds, 1) {
+                Ok(m) => format!("--wafers {m} fits (what --wafers auto chooses)"),
+                Err(e) => e.to_string(),
+            };
+            return Err(CompileError::Wafers {
+                asked: n.to_string(),
+                why: format!("{e}. {advice}"),
+            });
+        }
+    };
+    let (parts, _) = split(stages, c, o, n);
+    let ranges: Vec<Range<usize>> = parts.iter().map(|p| p.0.clone()).collect();
+    let sent = crossing(stages, &ranges);
+    let mut sites: Vec<Site> = Vec::with_capacity(stages.len());
+    let mut fragments: Vec<Fragment> = Vec::with_capacity(stages.len());
+    let mut handoffs: Vec<Handoff> = Vec::with_capacity(stages.len());
+    let mut wafers = Vec::with_capacity(n);
+    let (mut kernel_colors, mut colors_used) = (0, 0);
+    for (k, (r, layers)) in parts.iter().enumerate() {
+        let part = &stages[r.clone()];
+        let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
+        let err = |e| part_error(k, n, layers, e);
+        let s = place::place(part, c, o, kind).map_err(|e| err(e.into()))?;
+        let f = codegen::fragments(part, &s, graph, weights, o).map_err(err)?;
+        let refs: Vec<&Fragment> = f.iter().collect();
+        let (routing, sram) =
+            codegen::route_and_plan(c, o, part, &s, &refs, kind, arrives).map_err(err)?;
+        kernel_colors = routing.kernel_colors.max(kernel_colors);
+        colors_used = routing.colors_used.max(colors_used);
+        handoffs.extend(routing.handoffs.into_iter().map(|mut h| {
+            for j in &mut h.from {
+                *j += r.start;
+            }
+            h
+        }));
+        wafers.push(WaferPart {
+            stages: r.clone(),
+            layers: layers.clone(),
+            sram,
+            colors_used: routing.colors_used,
+        });
+        sites.extend(s);
+        fragments.extend(f);
+    }
+    let transfers = transfers(graph, stages, &sites, &ranges, &sent, o);
+    for t in &transfers {
+        handoffs[t.into].cycles += t.cycles;
+        handoffs[t.into].link_cycles += t.cycles;
+    }
+    let sram = merged(&wafers);
+    Ok(Compiled {
+        config: c.clone(),
+        options: o.clone(),
+        kind,
+        graph: graph.clone(),
+        stages: stages.to_vec(),
+        sites,
+        fragments,
+        routing: Routing {
+            handoffs,
+            kernel_colors,
+            colors_used,
+        },
+        sram,
+        real_weights: weights.is_some(),
+        region: None,
+        wafers,
+        transfers,
+    })
+}
+
+/// What each wafer sends the next, and what it costs.
+fn transfers(
+    graph: &Graph,
+    stages: &[Stage],
+    sites: &[Site],
+    parts: &[Range<usize>],
+    sent: &[Vec<usize>],
+    o: &Options,
+) -> Vec<Transfer> {
+    let arch = &o.arch;
+    sent.iter()
+        .enumerate()
+        .map(|(k, values)| {
+            let producers: Vec<usize> = values
+                .iter()
+                .filter_map(|v| stages.iter().position(|s| s.outputs.contains(v)))
+                .collect();
+            // A value made on an earlier wafer is relayed from this one's
+            // ingress, on its west edge: the whole width to cross.
+            let egress_hops = producers
+                .iter()
+                .map(|&j| {
+                    if parts[k].contains(&j) {
+                        let (w, _) = sites[j].kernel.size();
+                        arch.grid_cols - (sites[j].origin.x + w)
+                    } else {
+                        arch.grid_cols - 1
+                    }
+                })
+                .max()
+                .unwrap_or(0);
+            // Activations are f32 on the wafer.
+            let bytes: u64 = values.iter().map(|&v| graph.insts[v].len as u64 * 4).sum();
+            let cycles = egress_hops as u64 * arch.hop_latency as u64
+                + arch.ramp_latency as u64
+                + arch.wafer_link_cycles(bytes);
+            let into = parts[k + 1]
+                .clone()
+                .find(|&i| {
+                    stages[i].inputs.iter().any(|(_, srcs)| {
+                        srcs.iter()
+                            .any(|s| matches!(s, Src::Value(v) if values.contains(v)))
+                    })
+                })
+                .unwrap_or(parts[k + 1].start);
+            Transfer {
+                from: k,
+                values: values.clone(),
+                bytes,
+                egress_hops,
+                cycles,
+                into,
+            }
+        })
+        .collect()
+}
+
+/// One plan for the whole system: sums over the wafers, the fullest PE's.
+fn merged(wafers: &[WaferPart]) -> SramPlan {
+    let fullest = wafers
+        .iter()
+        .max_by_key(|w| w.sram.max_bytes)
+        .expect("at least one wafer");
+    SramPlan {
+        max_bytes: fullest.sram.max_bytes,
+        max_at: fullest.sram.max_at,
+        pes_used: wafers.iter().map(|w| w.sram.pes_used).sum(),
+        total_bytes: wafers.iter().map(|w| w.sram.total_bytes).sum(),
+        per_stage: wafers
+            .iter()
+            .flat_map(|w| w.sram.per_stage.iter().copied())
+            .collect(),
+    }
+}
+
+/// The wafer stage `i` runs on.
+pub fn wafer_of(c: &Compiled, i: usize) -> usize {
+    c.wafers
+        .iter()
+        .position(|w| w.stages.contains(&i))
+        .expect("every stage is on a wafer")
+}
