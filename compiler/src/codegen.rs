@@ -80,26 +80,56 @@ impl Compiled {
     /// Cycles of one step as the cost models predict them at position `pos`
     /// (stages one after another, each after its inputs' hand-off).
     pub fn predicted(&self, pos: u32) -> u64 {
-        self.sites
+        self.stage_predictions(pos)
             .iter()
             .zip(&self.routing.handoffs)
-            .map(|(s, h)| s.kernel.predicted(&self.options.arch, pos) + h.cycles)
+            .map(|(p, h)| p + h.cycles)
             .sum()
+    }
+
+    /// Each stage's kernel's predicted cycles at `pos`. The layers repeat a
+    /// few kernels (equal but for their seeded data), and a large GEMV's
+    /// cost model plans its reduction, so each distinct kernel is costed
+    /// once.
+    pub fn stage_predictions(&self, pos: u32) -> Vec<u64> {
+        let mut distinct: Vec<(Kernel, u64)> = Vec::new();
+        self.sites
+            .iter()
+            .map(|s| {
+                let k = s.kernel.clone().with_seed(0);
+                match distinct.iter().find(|(d, _)| *d == k) {
+                    Some((_, c)) => *c,
+                    None => {
+                        let c = k.predicted(&self.options.arch, pos);
+                        distinct.push((k, c));
+                        c
+                    }
+                }
+            })
+            .collect()
     }
 
     /// PE-cycles the reference engine steps for one decode step at `pos`:
     /// each stage's program rectangle times its predicted cycles (it steps
     /// every PE of a program every cycle).
     pub fn emulation_work(&self, pos: u32) -> u64 {
-        self.sites
+        self.stage_predictions(pos)
             .iter()
             .zip(&self.fragments)
-            .map(|(s, f)| f.program.n_pes() * s.kernel.predicted(&self.options.arch, pos))
+            .map(|(p, f)| f.program.n_pes() * p)
             .sum()
     }
 
     pub fn pes_used(&self) -> u64 {
         self.sram.pes_used
+    }
+
+    /// What the model runs on, for a report: `wse3`, or `3 wafers of wse3`.
+    pub fn machines(&self) -> String {
+        match self.wafers.len() {
+            1 => self.options.arch.name.clone(),
+            n => format!("{n} wafers of {}", self.options.arch.name),
+        }
     }
 }
 
@@ -142,13 +172,24 @@ pub fn compile(
         None => vec![PlacementKind::Pipeline, PlacementKind::Mesh],
     };
     let system = |first| -> Result<Compiled, CompileError> {
-        let n = crate::system::fewest(config, options, &graph, &stages, &kinds, first)?;
-        crate::system::compile(config, weights, options, &graph, &stages, &kinds, n)
+        let (n, fit) = crate::system::fewest(config, options, &graph, &stages, &kinds, first)?;
+        crate::system::compile(
+            config,
+            weights,
+            options,
+            &graph,
+            &stages,
+            &kinds,
+            n,
+            Some(fit),
+        )
     };
     match options.wafers {
         Wafers::Count(1) => {}
         Wafers::Count(n) => {
-            return crate::system::compile(config, weights, options, &graph, &stages, &kinds, n);
+            return crate::system::compile(
+                config, weights, options, &graph, &stages, &kinds, n, None,
+            );
         }
         // One wafer where it fits (with the region search), else the
         // fewest that hold it.

@@ -73,8 +73,14 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     .unwrap();
     let mut total_pred = 0;
     let mut total_hand = 0;
+    let predicted = c.stage_predictions(pos);
     for (i, (s, site)) in c.stages.iter().zip(&c.sites).enumerate() {
-        if let Some(k) = c.wafers.iter().position(|w| w.stages.start == i).filter(|_| system) {
+        if let Some(k) = c
+            .wafers
+            .iter()
+            .position(|w| w.stages.start == i)
+            .filter(|_| system)
+        {
             let w = &c.wafers[k];
             writeln!(
                 t,
@@ -89,7 +95,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
             .unwrap();
         }
         let (w, h) = site.kernel.size();
-        let pred = site.kernel.predicted(arch, pos);
+        let pred = predicted[i];
         let hand = &c.routing.handoffs[i];
         total_pred += pred;
         total_hand += hand.cycles;
@@ -151,13 +157,14 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
 pub fn wafers(c: &Compiled, pos: u32) -> String {
     let arch = &c.options.arch;
     let mut t = String::new();
+    let predicted = c.stage_predictions(pos);
     for (k, w) in c.wafers.iter().enumerate() {
         let cycles: u64 = w
             .stages
             .clone()
             .map(|i| {
                 let h = &c.routing.handoffs[i];
-                c.sites[i].kernel.predicted(arch, pos) + h.cycles - h.link_cycles
+                predicted[i] + h.cycles - h.link_cycles
             })
             .sum();
         writeln!(

@@ -249,7 +249,8 @@ pub(crate) fn predict(
         of_stage.push(i);
     }
     let fragments: Vec<&Fragment> = of_stage.iter().map(|&i| &distinct[i].1).collect();
-    let (routing, _) = codegen::route_and_plan(config, o, stages, &sites, &fragments, kind, arrives)?;
+    let (routing, _) =
+        codegen::route_and_plan(config, o, stages, &sites, &fragments, kind, arrives)?;
     // Each distinct kernel costed once (a tiled GEMV's cost model plans
     // its reduction).
     let cost: Vec<u64> = distinct

@@ -29,6 +29,7 @@ use crate::place::{self, Options, PlacementKind, Site};
 use crate::route::{Handoff, Routing};
 use crate::sram::SramPlan;
 use crate::stage::{Src, Stage, Work};
+use rayon::prelude::*;
 use std::ops::Range;
 use wafer_kernels::Fragment;
 
@@ -84,6 +85,16 @@ fn stage_bytes(s: &Stage, c: &Config, o: &Options) -> u64 {
     place::weight_bytes(s, o.dtype) + kv
 }
 
+/// Bytes each group of stages keeps: before the first layer (index 0),
+/// each layer (`l + 1`), after the last (`n_layers + 1`).
+pub fn group_bytes(stages: &[Stage], c: &Config, o: &Options) -> Vec<u64> {
+    let mut bytes = vec![0u64; c.n_layers + 2];
+    for (s, g) in stages.iter().zip(place::groups(stages, c.n_layers)) {
+        bytes[g] += stage_bytes(s, c, o);
+    }
+    bytes
+}
+
 /// The stages of each of `n` wafers: layers split into contiguous ranges
 /// (each at least one layer) so that the most bytes a wafer keeps is the
 /// least it can be; the stages before the first layer go with the first
@@ -98,10 +109,7 @@ pub fn split(
     let layers = c.n_layers;
     assert!(n >= 1 && n <= layers, "1 to n_layers wafers");
     let group = place::groups(stages, layers);
-    let mut bytes = vec![0u64; layers + 2];
-    for (s, &g) in stages.iter().zip(&group) {
-        bytes[g] += stage_bytes(s, c, o);
-    }
+    let bytes = group_bytes(stages, c, o);
     let (head, tail) = (bytes[0], bytes[layers + 1]);
     let prefix: Vec<u64> = std::iter::once(0)
         .chain(bytes[1..=layers].iter().scan(0, |a, b| {
@@ -150,7 +158,11 @@ pub fn split(
     let mut out = Vec::with_capacity(n);
     let mut at = 0;
     for (k, layers) in parts.iter().enumerate() {
-        let end = at + group[at..].iter().take_while(|&&g| wafer_of(g) == k).count();
+        let end = at
+            + group[at..]
+                .iter()
+                .take_while(|&&g| wafer_of(g) == k)
+                .count();
         out.push((at..end, layers.clone()));
         at = end;
     }
@@ -197,14 +209,14 @@ pub(crate) fn fewest(
     stages: &[Stage],
     kinds: &[PlacementKind],
     at_least: u32,
-) -> Result<u32, CompileError> {
+) -> Result<(u32, Fit), CompileError> {
     let (w, kv) = place::footprint(c, o.dtype, o.max_context);
     let wafer_bytes = o.arch.n_pes() * o.arch.sram_bytes as u64;
     let most = (c.n_layers as u32).min(MAX_WAFERS);
     let first = ((w + kv).div_ceil(wafer_bytes) as u32).max(at_least);
     for n in first..=most {
-        if fits(c, o, graph, stages, kinds, n as usize).is_ok() {
-            return Ok(n);
+        if let Ok(fit) = fits(c, o, graph, stages, kinds, n as usize) {
+            return Ok((n, fit));
         }
     }
     Err(CompileError::Wafers {
@@ -219,6 +231,10 @@ pub(crate) fn fewest(
     })
 }
 
+/// Each placement kind that fits every wafer, with its predicted step
+/// (transfers aside).
+pub(crate) type Fit = Vec<(PlacementKind, u64)>;
+
 /// Whether `n` wafers hold the model with some kind among `kinds`: the
 /// predicted step of each kind that fits every wafer (transfers aside).
 fn fits(
@@ -228,7 +244,7 @@ fn fits(
     stages: &[Stage],
     kinds: &[PlacementKind],
     n: usize,
-) -> Result<Vec<(PlacementKind, u64)>, CompileError> {
+) -> Result<Fit, CompileError> {
     let (parts, kept) = split(stages, c, o, n);
     let wafer_bytes = o.arch.n_pes() * o.arch.sram_bytes as u64;
     if let Some(k) = kept.iter().position(|b| *b > wafer_bytes) {
@@ -249,22 +265,40 @@ fn fits(
     let sent = crossing(stages, &all);
     let mut ok = Vec::new();
     let mut first_err = None;
-    for &kind in kinds {
-        let mut total = 0;
-        let mut failed = false;
-        for (k, (r, layers)) in parts.iter().enumerate() {
-            let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
-            match crate::region::predict(c, o, graph, &stages[r.clone()], kind, o.max_context / 2, arrives) {
-                Ok(cycles) => total += cycles,
-                Err(e) => {
-                    first_err.get_or_insert_with(|| part_error(k, n, layers, e));
-                    failed = true;
-                    break;
-                }
-            }
+    // Wafers between the first and the last with as many layers hold the
+    // same stages but for their layer numbers (and weights): one is
+    // predicted for all. The distinct ones are predicted side by side.
+    let shape = |k: usize| (k == 0, k == n - 1, parts[k].1.len());
+    let mut distinct: Vec<usize> = Vec::new();
+    for k in 0..n {
+        if !distinct.iter().any(|&d| shape(d) == shape(k)) {
+            distinct.push(k);
         }
-        if !failed {
-            ok.push((kind, total));
+    }
+    for &kind in kinds {
+        let each: Vec<Result<u64, CompileError>> = distinct
+            .par_iter()
+            .map(|&k| {
+                let (r, layers) = &parts[k];
+                let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
+                let part = &stages[r.clone()];
+                crate::region::predict(c, o, graph, part, kind, o.max_context / 2, arrives)
+                    .map_err(|e| part_error(k, n, layers, e))
+            })
+            .collect();
+        match each.into_iter().collect::<Result<Vec<u64>, _>>() {
+            Ok(cycles) => ok.push((
+                kind,
+                (0..n)
+                    .map(|k| {
+                        let d = distinct.iter().position(|&d| shape(d) == shape(k));
+                        cycles[d.expect("every shape has a distinct wafer")]
+                    })
+                    .sum(),
+            )),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
         }
     }
     match first_err {
@@ -282,7 +316,9 @@ fn part_error(wafer: usize, of: usize, layers: &Range<usize>, e: CompileError) -
     }
 }
 
-/// Compile `stages` for a system of `n` wafers.
+/// Compile `stages` for a system of `n` wafers (`fit`: what [`fewest`]
+/// found for `n`, else it is found here).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn compile(
     c: &Config,
     weights: Option<&Weights>,
@@ -291,6 +327,7 @@ pub(crate) fn compile(
     stages: &[Stage],
     kinds: &[PlacementKind],
     n: u32,
+    fit: Option<Fit>,
 ) -> Result<Compiled, CompileError> {
     if n == 0 || n > MAX_WAFERS {
         return Err(CompileError::Wafers {
@@ -310,7 +347,7 @@ pub(crate) fn compile(
     let n = n as usize;
     // The placement: the faster predicted step among the kinds that fit
     // every wafer (a Count that does not fit says so, with what would).
-    let kind = match fits(c, o, graph, stages, kinds, n) {
+    let kind = match fit.map_or_else(|| fits(c, o, graph, stages, kinds, n), Ok) {
         Ok(ok) => {
             ok.iter()
                 .min_by_key(|(_, cycles)| *cycles)
@@ -319,7 +356,7 @@ pub(crate) fn compile(
         }
         Err(e) => {
             let advice = match fewest(c, o, graph, stages, kinds, 1) {
-                Ok(m) => format!("--wafers {m} fits (what --wafers auto chooses)"),
+                Ok((m, _)) => format!("--wafers {m} fits (what --wafers auto chooses)"),
                 Err(e) => e.to_string(),
             };
             return Err(CompileError::Wafers {
@@ -336,29 +373,38 @@ pub(crate) fn compile(
     let mut handoffs: Vec<Handoff> = Vec::with_capacity(stages.len());
     let mut wafers = Vec::with_capacity(n);
     let (mut kernel_colors, mut colors_used) = (0, 0);
-    for (k, (r, layers)) in parts.iter().enumerate() {
-        let part = &stages[r.clone()];
-        let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
-        let err = |e| part_error(k, n, layers, e);
-        let s = place::place(part, c, o, kind).map_err(|e| err(e.into()))?;
-        let f = codegen::fragments(part, &s, graph, weights, o).map_err(err)?;
-        let refs: Vec<&Fragment> = f.iter().collect();
-        let (routing, sram) =
-            codegen::route_and_plan(c, o, part, &s, &refs, kind, arrives).map_err(err)?;
+    // Each wafer's part is placed, generated, routed and planned on its
+    // own, side by side.
+    let compiled: Vec<_> = parts
+        .par_iter()
+        .enumerate()
+        .map(|(k, (r, layers))| {
+            let part = &stages[r.clone()];
+            let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
+            let err = |e| part_error(k, n, layers, e);
+            let s = place::place(part, c, o, kind).map_err(|e| err(e.into()))?;
+            let f = codegen::fragments(part, &s, graph, weights, o).map_err(err)?;
+            let refs: Vec<&Fragment> = f.iter().collect();
+            let (routing, sram) =
+                codegen::route_and_plan(c, o, part, &s, &refs, kind, arrives).map_err(err)?;
+            Ok((s, f, routing, sram))
+        })
+        .collect::<Result<Vec<_>, CompileError>>()?;
+    for ((r, layers), (s, f, routing, sram)) in parts.iter().zip(compiled) {
         kernel_colors = routing.kernel_colors.max(kernel_colors);
         colors_used = routing.colors_used.max(colors_used);
-        handoffs.extend(routing.handoffs.into_iter().map(|mut h| {
-            for j in &mut h.from {
-                *j += r.start;
-            }
-            h
-        }));
         wafers.push(WaferPart {
             stages: r.clone(),
             layers: layers.clone(),
             sram,
             colors_used: routing.colors_used,
         });
+        handoffs.extend(routing.handoffs.into_iter().map(|mut h| {
+            for j in &mut h.from {
+                *j += r.start;
+            }
+            h
+        }));
         sites.extend(s);
         fragments.extend(f);
     }

@@ -101,6 +101,9 @@ pub struct DecodeWork {
     pub flops: f64,
     /// Kernels an eager implementation launches (one per graph op).
     pub kernels: u64,
+    /// Bytes the GPUs must hold: every weight (the whole embedding table
+    /// too) and the KV cache at this context.
+    pub resident_bytes: f64,
 }
 
 /// The decode step of `c` attending over `context` cached positions, with
@@ -129,16 +132,23 @@ pub fn decode_work(c: &Config, bytes_per: f64, context: u64, kernels: u64) -> De
         kv_bytes: kv,
         flops: 2.0 * weights + attention,
         kernels,
+        resident_bytes: c.n_params() as f64 * bytes_per + kv,
     }
 }
 
-/// One GPU's roofline for one decode step.
+/// One GPU's roofline for one decode step; a model that does not fit one
+/// GPU's memory is split over the fewest GPUs (a power of two, as tensor
+/// parallelism splits heads) whose memory holds it, each reading its share
+/// of the weights and KV cache at once. The all-reduces between them are
+/// not counted, so a split roofline is a lower bound.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Roofline {
     pub memory_s: f64,
     pub compute_s: f64,
     /// Zero with CUDA graphs.
     pub launch_s: f64,
+    /// GPUs the weights are split over.
+    pub gpus: u32,
 }
 
 impl Roofline {
@@ -153,9 +163,15 @@ impl Roofline {
             dtype: dtype.into(),
             have: g.peak_flops.keys().cloned().collect::<Vec<_>>().join(", "),
         })?;
+        let mut gpus = 1u32;
+        while (gpus as f64) * g.hbm_bytes < w.resident_bytes && gpus < 1 << 16 {
+            gpus *= 2;
+        }
+        let n = gpus as f64;
         Ok(Roofline {
-            memory_s: (w.weight_bytes + w.kv_bytes) / g.hbm_bandwidth,
-            compute_s: w.flops / peak,
+            memory_s: (w.weight_bytes + w.kv_bytes) / (n * g.hbm_bandwidth),
+            compute_s: w.flops / (n * peak),
+            gpus,
             launch_s: if graphs {
                 0.0
             } else {
@@ -304,6 +320,24 @@ mod tests {
         // Eager: 7 launches × 4 µs more.
         let e = Roofline::of(&h100(), &w, "bf16", false).unwrap();
         assert!((e.seconds() - r.seconds() - 28e-6).abs() < 1e-12);
+    }
+
+    /// Llama-3.1-70B in bf16 (141 GB) takes two 80 GB H100s, each reading
+    /// half; 405B (812 GB) sixteen, and eight 141 GB H200s.
+    #[test]
+    fn a_model_larger_than_one_gpu_is_split_over_a_power_of_two() {
+        let c = Config::built_in("llama-3.1-70b").unwrap();
+        let w = decode_work(&c, 2.0, 128, 0);
+        let r = Roofline::of(&h100(), &w, "bf16", true).unwrap();
+        assert_eq!(r.gpus, 2);
+        assert!((r.memory_s - (w.weight_bytes + w.kv_bytes) / (2.0 * 3.35e12)).abs() < 1e-15);
+        let big = decode_work(&Config::built_in("llama-3.1-405b").unwrap(), 2.0, 128, 0);
+        assert_eq!(Roofline::of(&h100(), &big, "bf16", true).unwrap().gpus, 16);
+        let mut h200 = h100();
+        h200.hbm_bytes = 141e9;
+        assert_eq!(Roofline::of(&h200, &big, "bf16", true).unwrap().gpus, 8);
+        let small = decode_work(&Config::built_in("llama-3.1-8b").unwrap(), 2.0, 128, 0);
+        assert_eq!(Roofline::of(&h100(), &small, "bf16", true).unwrap().gpus, 1);
     }
 
     #[test]

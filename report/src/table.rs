@@ -32,6 +32,19 @@ pub struct WaferRow {
     pub emulated: bool,
     /// The region search's choice ([`wafer_compiler::region`]), if it ran.
     pub region: Option<wafer_compiler::region::Searched>,
+    /// Per wafer of the system (one on one wafer): its layers and its
+    /// cycles per token (its stages and their hand-offs; the transfers
+    /// between wafers are apart).
+    pub wafers: Vec<WaferTime>,
+    /// Per wafer-to-wafer transfer: bytes sent and cycles per token.
+    pub transfers: Vec<(u64, f64)>,
+}
+
+/// One wafer's share of a token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WaferTime {
+    pub layers: std::ops::Range<usize>,
+    pub cycles: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -51,26 +64,47 @@ pub struct PeTimeF {
 impl WaferRow {
     /// The row for `c` at `positions`, with its machine's size and the
     /// cost models' prediction at the first position beside the cycles.
+    /// `stage_cycles`: each stage's cycles per token (emulated or
+    /// predicted), which the per-wafer times sum.
     fn new(
         c: &Compiled,
         per_token_cycles: f64,
         kinds: BTreeMap<&'static str, KindTime>,
         positions: (u32, u32),
         emulated: bool,
+        stage_cycles: &[f64],
     ) -> WaferRow {
         let arch = &c.options.arch;
+        let n = c.wafers.len() as u64;
+        let hand = |i: usize| {
+            let h = &c.routing.handoffs[i];
+            (h.cycles - h.link_cycles) as f64
+        };
         WaferRow {
             per_token_cycles,
             predicted_cycles: c.predicted(positions.0),
             clock_hz: arch.clock_hz,
             pes_used: c.pes_used(),
-            pes: arch.n_pes(),
+            pes: n * arch.n_pes(),
             sram_bytes: c.sram.total_bytes,
-            sram_capacity: arch.n_pes() * arch.sram_bytes as u64,
+            sram_capacity: n * arch.n_pes() * arch.sram_bytes as u64,
             kinds,
             positions,
             emulated,
             region: c.region.clone(),
+            wafers: c
+                .wafers
+                .iter()
+                .map(|w| WaferTime {
+                    layers: w.layers.clone(),
+                    cycles: w.stages.clone().map(|i| stage_cycles[i] + hand(i)).sum(),
+                })
+                .collect(),
+            transfers: c
+                .transfers
+                .iter()
+                .map(|t| (t.bytes, t.cycles as f64))
+                .collect(),
         }
     }
 
@@ -95,6 +129,27 @@ pub fn kind(k: &Kernel) -> &'static str {
 }
 
 pub const HANDOFFS: &str = "hand-offs between stages";
+pub const TRANSFERS: &str = "transfers between wafers";
+
+/// A step's hand-off cycles into the breakdown: within wafers, and over
+/// the links between them (a system's only).
+fn add_handoffs(c: &Compiled, kinds: &mut BTreeMap<&'static str, KindTime>) {
+    let h: u64 = c
+        .routing
+        .handoffs
+        .iter()
+        .map(|h| h.cycles - h.link_cycles)
+        .sum();
+    let k = kinds.entry(HANDOFFS).or_default();
+    k.cycles += h as f64;
+    k.pe.fabric += h as f64;
+    if c.wafers.len() > 1 {
+        let l: u64 = c.routing.handoffs.iter().map(|h| h.link_cycles).sum();
+        let k = kinds.entry(TRANSFERS).or_default();
+        k.cycles += l as f64;
+        k.pe.fabric += l as f64;
+    }
+}
 
 /// What [`emulate`] records besides the cycles, and what stops it.
 #[derive(Clone, Debug, Default)]
@@ -132,10 +187,14 @@ pub fn emulate(
     d.skip_to(context)?;
     let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
     let mut cycles = 0u64;
+    let mut stage_cycles = vec![0.0; c.stages.len()];
     for _ in 0..steps {
         let s = d.step(0)?;
         each(&s);
         cycles += s.cycles;
+        for (sum, cyc) in stage_cycles.iter_mut().zip(&s.stage_cycles) {
+            *sum += *cyc as f64 / steps as f64;
+        }
         for ((site, cyc), t) in c.sites.iter().zip(&s.stage_cycles).zip(&s.stage_time) {
             let k = kinds.entry(kind(&site.kernel)).or_default();
             k.cycles += *cyc as f64;
@@ -150,10 +209,7 @@ pub fn emulate(
             k.pe.fabric += *cyc as f64 * fabric as f64 / all;
             k.pe.idle += *cyc as f64 * idle as f64 / all;
         }
-        let h: u64 = c.routing.handoffs.iter().map(|h| h.cycles).sum();
-        let k = kinds.entry(HANDOFFS).or_default();
-        k.cycles += h as f64;
-        k.pe.fabric += h as f64;
+        add_handoffs(c, &mut kinds);
     }
     let n = steps as f64;
     for k in kinds.values_mut() {
@@ -168,18 +224,26 @@ pub fn emulate(
         kinds,
         (context, context + steps as u32 - 1),
         true,
+        &stage_cycles,
     ))
 }
 
 /// The wafer's row from the cost models alone (no emulation): what a
 /// compile predicts at `context`, split by layer kind (no PE-time split).
 pub fn predicted(c: &Compiled, context: u32) -> WaferRow {
-    let arch = &c.options.arch;
     let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
-    for (site, h) in c.sites.iter().zip(&c.routing.handoffs) {
-        kinds.entry(kind(&site.kernel)).or_default().cycles +=
-            site.kernel.predicted(arch, context) as f64;
-        kinds.entry(HANDOFFS).or_default().cycles += h.cycles as f64;
+    let stage_cycles: Vec<f64> = c
+        .stage_predictions(context)
+        .into_iter()
+        .map(|p| p as f64)
+        .collect();
+    for (site, cycles) in c.sites.iter().zip(&stage_cycles) {
+        kinds.entry(kind(&site.kernel)).or_default().cycles += cycles;
+    }
+    add_handoffs(c, &mut kinds);
+    // The prediction has no PE-time split.
+    for k in kinds.values_mut() {
+        k.pe = PeTimeF::default();
     }
     WaferRow::new(
         c,
@@ -187,6 +251,7 @@ pub fn predicted(c: &Compiled, context: u32) -> WaferRow {
         kinds,
         (context, context),
         false,
+        &stage_cycles,
     )
 }
 
@@ -239,11 +304,21 @@ pub fn gpu_rows(
     };
     let mut rows = Vec::new();
     for g in gpus {
-        let source = cite(format!("{} roofline: {}", g.name, g.source));
         for graphs in [true, false] {
             let r = Roofline::of(g, work, dtype, graphs)?;
+            let source = cite(match r.gpus {
+                1 => format!("{} roofline: {}", g.name, g.source),
+                n => format!(
+                    "{} roofline over {n} GPUs (the fewest whose memory holds the weights and KV cache; each reads its share, as tensor parallelism splits them; the all-reduces between them are not counted, so this is a lower bound): {}",
+                    g.name, g.source
+                ),
+            });
             rows.push(GpuRow {
-                device: g.name.clone(),
+                device: match r.gpus {
+                    1 => g.name.clone(),
+                    n if n <= 8 => format!("{n}x {} (one node)", g.name),
+                    n => format!("{n}x {} ({} nodes of 8)", g.name, n / 8),
+                },
                 how: if graphs {
                     "roofline, CUDA graphs".into()
                 } else {
@@ -458,6 +533,34 @@ impl Table {
         if let Some(r) = &w.region {
             let _ = writeln!(o, "             {}", r.summary());
         }
+        if w.wafers.len() > 1 {
+            let us = |cycles: f64| cycles / w.clock_hz * 1e6;
+            let _ = writeln!(
+                o,
+                "             {} wafers, layers split {}; per wafer µs/token: {}",
+                w.wafers.len(),
+                w.wafers
+                    .iter()
+                    .map(|x| format!("{}..{}", x.layers.start, x.layers.end))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                w.wafers
+                    .iter()
+                    .map(|x| format!("{:.2}", us(x.cycles)))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+            let _ = writeln!(
+                o,
+                "             {} transfers between wafers (modelled link): {}",
+                w.transfers.len(),
+                w.transfers
+                    .iter()
+                    .map(|(b, c)| format!("{b} B in {:.2} µs", us(*c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let _ = writeln!(
             o,
             "\nwhere the time goes (cycles per token; each stage's cycles split as its PEs' time is)"
@@ -539,6 +642,14 @@ impl Table {
                 "positions": [w.positions.0, w.positions.1],
                 "emulated": w.emulated,
                 "region": w.region.as_ref().map(region_json),
+                "wafers": w.wafers.iter().map(|x| json!({
+                    "layers": [x.layers.start, x.layers.end],
+                    "cycles": x.cycles,
+                    "us": x.cycles / w.clock_hz * 1e6,
+                })).collect::<Vec<_>>(),
+                "transfers": w.transfers.iter().map(|(b, c)| json!({
+                    "bytes": b, "cycles": c, "us": c / w.clock_hz * 1e6,
+                })).collect::<Vec<_>>(),
                 "by_kind": w.kinds.iter().map(|(k, t)| (k.to_string(), json!({
                     "cycles": t.cycles, "compute": t.pe.compute, "fabric": t.pe.fabric, "idle": t.pe.idle,
                 }))).collect::<serde_json::Map<_, _>>(),

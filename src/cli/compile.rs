@@ -153,13 +153,16 @@ pub fn run(a: CompileArgs) -> anyhow::Result<()> {
             l.name,
             c.stages.len(),
             c.kind,
-            c.options.arch.name,
+            c.machines(),
             c.pes_used(),
             c.sram.max_bytes,
             cycles as f64 / c.options.arch.clock_hz * 1e6
         );
         if let Some(r) = &c.region {
             println!("{} (--listing lists them)", r.summary());
+        }
+        if c.wafers.len() > 1 {
+            print!("{}", wafer_compiler::listing::wafers(&c, pos));
         }
     }
     if let Some(out) = &a.output {

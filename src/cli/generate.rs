@@ -189,7 +189,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             l.name,
             c.stages.len(),
             c.kind,
-            arch.name,
+            c.machines(),
             c.pes_used(),
             c.options.dtype
         );
@@ -324,6 +324,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "dtype": c.options.dtype.to_string(),
             "pes": c.pes_used(),
             "region": c.region.as_ref().map(wafer_report::table::region_json),
+            "wafers": c.wafers.len(),
             "tokens": tokens,
             "text": text,
             "per_token_cycles": cycles,
@@ -347,7 +348,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         println!(
             "{} tokens; per token on the emulated {}: mean {:.0} cycles = {:.3} µs ({:.0} tokens/s), first {} cycles, last {} cycles",
             cycles.len(),
-            arch.name,
+            c.machines(),
             mean(&cycles.iter().map(|c| *c as f64).collect::<Vec<_>>()),
             mean(&us),
             1e6 / mean(&us),

@@ -184,11 +184,7 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
     let mut per_token_us = Vec::new();
     let mut stages = Vec::new();
     let table = if steps == 0 {
-        let predicted: Vec<u64> = c
-            .sites
-            .iter()
-            .map(|s| s.kernel.predicted(arch, a.context))
-            .collect();
+        let predicted = c.stage_predictions(a.context);
         stages = timeline(&c, &predicted);
         let row = wafer_report::predicted(&c, a.context);
         grid.now = row.predicted_cycles;

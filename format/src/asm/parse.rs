@@ -204,6 +204,9 @@ impl<'a> Parser<'a> {
     fn program(&self) -> R<Program> {
         let mut grid: Option<(u32, u32)> = None;
         let mut codes: Vec<PeCode> = Vec::new();
+        // Code names to their index: a generated kernel can hold thousands
+        // of codes, and its placements name them.
+        let mut code_index: HashMap<String, usize> = HashMap::new();
         let mut placements: Vec<(String, PeRect, usize, usize)> = Vec::new();
         let mut p = Program {
             width: 0,
@@ -231,7 +234,9 @@ impl<'a> Parser<'a> {
                         l.pos = 1;
                         l.end()?;
                         let cb = current.take().unwrap();
-                        codes.push(self.finish_code(cb)?);
+                        let code = self.finish_code(cb)?;
+                        code_index.insert(code.name.clone(), codes.len());
+                        codes.push(code);
                     }
                     Tok::Word(w) if w == ".buffer" => {
                         l.pos = 1;
@@ -318,7 +323,7 @@ impl<'a> Parser<'a> {
                 ".code" => {
                     let name = l.ident("a code name")?;
                     l.end()?;
-                    if codes.iter().any(|c| c.name == name) {
+                    if code_index.contains_key(&name) {
                         return Err(l.err_at(1, format!("code `{name}` is already defined")));
                     }
                     current = Some(CodeBuilder {
@@ -421,9 +426,8 @@ impl<'a> Parser<'a> {
         p.width = w;
         p.height = h;
         for (name, pes, no, col) in placements {
-            let i = codes
-                .iter()
-                .position(|c| c.name == name)
+            let i = *code_index
+                .get(&name)
                 .ok_or_else(|| self.err_at(no, col, format!("no code named `{name}`")))?;
             p.placements.push(Placement {
                 code: CodeId(i as u32),

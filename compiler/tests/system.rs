@@ -1,0 +1,216 @@
+//! Systems of wafers: a model split over several wafers decodes exactly as
+//! on one; the split is the one that keeps the fullest wafer emptiest; the
+//! transfers between wafers are in every step's cycles; a bad or too small
+//! `--wafers` says what would fit.
+
+mod common;
+use common::models;
+use wafer_compiler::decode::{Decoder, generate};
+use wafer_compiler::place::{GemvChoice, Options, PlacementKind};
+use wafer_compiler::region::Region;
+use wafer_compiler::system::{self, Wafers};
+use wafer_compiler::{CompileError, Config, bundle, compile, ir, llama2c, reference, stage};
+use wafer_emulator::{Arch, DType};
+use wafer_kernels::reduce::Strategy;
+
+fn options(arch: Arch, kind: PlacementKind, wafers: Wafers) -> Options {
+    Options {
+        arch,
+        dtype: DType::F32,
+        placement: Some(kind),
+        max_context: 64,
+        reduce: Strategy::Tree { k: 2 },
+        gemv: GemvChoice::Auto,
+        region: Region::Whole,
+        wafers,
+    }
+}
+
+fn grid(cols: u32, rows: u32) -> Arch {
+    Arch::wse3().with_grid(cols, rows).unwrap()
+}
+
+/// stories260K over 1, 2 and 3 wafers of a 60x60 grid, both placements:
+/// the same greedy tokens as the CPU reference; each step's cycles are its
+/// stages' plus every hand-off, the wafer links included.
+#[test]
+fn stories260k_split_over_two_and_three_wafers_decodes_as_on_one() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let model = reference::Model::load(&w, &c).unwrap();
+    let want = reference::generate(&model, &[], 24);
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        for n in [1, 2, 3] {
+            let o = options(grid(60, 60), kind, Wafers::Count(n));
+            let compiled = compile(&c, Some(&w), &o).unwrap();
+            assert_eq!(compiled.wafers.len(), n as usize);
+            assert_eq!(compiled.transfers.len(), n as usize - 1);
+            let mut d = Decoder::new(&compiled);
+            let mut steps = Vec::new();
+            let got = generate(&mut d, &[], 24, None, |_, s| steps.push(s.clone())).unwrap();
+            assert_eq!(got, want, "{kind} over {n} wafers");
+            let hand: u64 = compiled.routing.handoffs.iter().map(|h| h.cycles).sum();
+            let link: u64 = compiled
+                .routing
+                .handoffs
+                .iter()
+                .map(|h| h.link_cycles)
+                .sum();
+            assert_eq!(
+                link,
+                compiled.transfers.iter().map(|t| t.cycles).sum::<u64>()
+            );
+            for s in &steps {
+                assert_eq!(s.cycles, s.stage_cycles.iter().sum::<u64>() + hand);
+            }
+            // What crosses a boundary: the next layer's normed input and
+            // the residual sum, f32; the link alone is 2 µs at 1.1 GHz.
+            for t in &compiled.transfers {
+                assert_eq!(t.bytes, 2 * c.dim as u64 * 4, "{kind} over {n}");
+                assert!(t.cycles >= 2200 + o.arch.ramp_latency as u64);
+                assert!(compiled.wafers[t.from + 1].stages.contains(&t.into));
+                assert!(compiled.routing.handoffs[t.into].ingress);
+            }
+        }
+    }
+}
+
+/// The split: contiguous, every wafer at least one layer, the embedding
+/// on the first and the head on the last, and no split of the layers
+/// keeps less on its fullest wafer (checked against every split).
+#[test]
+fn the_split_keeps_the_fullest_wafer_as_empty_as_any_split_can() {
+    let (c, _) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let c = Config { n_layers: 7, ..c };
+    let o = options(grid(60, 60), PlacementKind::Pipeline, Wafers::Count(1));
+    let stages = stage::fuse(stage::lower(&ir::decode_step(&c)));
+    let bytes = system::group_bytes(&stages, &c, &o);
+    let l = c.n_layers;
+    for n in 1..=l {
+        let (parts, kept) = system::split(&stages, &c, &o, n);
+        assert_eq!(parts.len(), n);
+        assert_eq!(parts[0].0.start, 0);
+        assert_eq!(parts[n - 1].0.end, stages.len());
+        assert_eq!(stages[0].name, "embed");
+        for k in 1..n {
+            assert_eq!(parts[k - 1].0.end, parts[k].0.start);
+            assert_eq!(parts[k - 1].1.end, parts[k].1.start);
+            assert!(!parts[k].1.is_empty());
+        }
+        // Every stage of a layer is on the wafer holding that layer.
+        for (r, layers) in &parts {
+            for s in &stages[r.clone()] {
+                if let Some(x) = s.layer {
+                    assert!(layers.contains(&x), "{} on {layers:?}", s.name);
+                }
+            }
+        }
+        // Brute force: every way to cut l layers into n non-empty runs.
+        let mut best = u64::MAX;
+        let mut cuts = vec![0usize; n + 1];
+        fn each(k: usize, n: usize, l: usize, cuts: &mut Vec<usize>, f: &mut dyn FnMut(&[usize])) {
+            if k == n {
+                cuts[n] = l;
+                f(cuts);
+                return;
+            }
+            for c in cuts[k - 1] + 1..=l - (n - k) {
+                cuts[k] = c;
+                each(k + 1, n, l, cuts, f);
+            }
+        }
+        let kept_of = |cuts: &[usize]| -> u64 {
+            (0..n)
+                .map(|k| {
+                    let mut b: u64 = bytes[cuts[k] + 1..=cuts[k + 1]].iter().sum();
+                    if k == 0 {
+                        b += bytes[0];
+                    }
+                    if k == n - 1 {
+                        b += bytes[l + 1];
+                    }
+                    b
+                })
+                .max()
+                .unwrap()
+        };
+        each(1, n, l, &mut cuts, &mut |cuts| {
+            best = best.min(kept_of(cuts))
+        });
+        assert_eq!(*kept.iter().max().unwrap(), best, "{n} wafers");
+    }
+}
+
+/// `--wafers` beyond the layers, or too few to hold the model, is an error
+/// that says what would do; `auto` finds the fewest.
+#[test]
+fn a_bad_or_too_small_wafer_count_says_what_fits() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let o = options(grid(60, 60), PlacementKind::Pipeline, Wafers::Count(6));
+    let e = compile(&c, Some(&w), &o).unwrap_err().to_string();
+    assert!(e.contains("--wafers 6") && e.contains("5 layers"), "{e}");
+    let o = options(grid(60, 60), PlacementKind::Pipeline, Wafers::Count(0));
+    let e = compile(&c, Some(&w), &o).unwrap_err().to_string();
+    assert!(e.contains("--wafers 0"), "{e}");
+    // The embedding and the classifier (512x64 f32 each) alone need more
+    // than a 12x12 grid's SRAM on one wafer: auto splits.
+    let small = grid(12, 12);
+    let one = options(small.clone(), PlacementKind::Pipeline, Wafers::Count(1));
+    assert!(matches!(
+        compile(&c, Some(&w), &one),
+        Err(CompileError::Place(_))
+    ));
+    let auto = compile(
+        &c,
+        Some(&w),
+        &options(small.clone(), PlacementKind::Pipeline, Wafers::Auto),
+    )
+    .unwrap();
+    let n = auto.wafers.len();
+    assert!(n > 1, "{n}");
+    let fewer = options(small, PlacementKind::Pipeline, Wafers::Count(n as u32 - 1));
+    let e = compile(&c, Some(&w), &fewer).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("--wafers {n} fits")),
+        "the error names the count that fits: {e}"
+    );
+    // And the split model still decodes as the reference.
+    let model = reference::Model::load(&w, &c).unwrap();
+    let mut d = Decoder::new(&auto);
+    let got = generate(&mut d, &[], 12, None, |_, _| {}).unwrap();
+    assert_eq!(got, reference::generate(&model, &[], 12));
+}
+
+/// The model file records each stage's wafer; a version-1 file (one
+/// wafer, no wafer field) still reads.
+#[test]
+fn the_model_file_keeps_each_stage_s_wafer() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let o = options(grid(60, 60), PlacementKind::Mesh, Wafers::Count(2));
+    let compiled = compile(&c, Some(&w), &o).unwrap();
+    let bytes = bundle::encode(&compiled);
+    let stages = bundle::decode(&bytes).unwrap();
+    for (i, s) in stages.iter().enumerate() {
+        assert_eq!(s.wafer as usize, system::wafer_of(&compiled, i));
+        assert_eq!(s.origin, compiled.sites[i].origin);
+        assert_eq!(s.handoff_cycles, compiled.routing.handoffs[i].cycles);
+    }
+    assert_eq!(stages.last().unwrap().wafer, 1);
+    // Version 1: the same without the wafer fields.
+    let mut v1 = bytes[..8].to_vec();
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    let mut at = 12;
+    v1.extend_from_slice(&bytes[at..at + 4]);
+    at += 4;
+    for _ in 0..stages.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        v1.extend_from_slice(&bytes[at..at + 4 + len]);
+        at += 4 + len + 4; // skip the wafer
+        let plen = u64::from_le_bytes(bytes[at + 16..at + 24].try_into().unwrap()) as usize;
+        v1.extend_from_slice(&bytes[at..at + 24 + plen]);
+        at += 24 + plen;
+    }
+    assert_eq!(at, bytes.len());
+    let old = bundle::decode(&v1).unwrap();
+    assert!(old.iter().all(|s| s.wafer == 0));
+    assert_eq!(old.len(), stages.len());
+}
