@@ -206,6 +206,11 @@ pub fn compile(
                 r => r,
             };
         }
+        Wafers::AsNeeded => {
+            if place::check_footprint(config, options, kinds[0]).is_err() {
+                return system(2);
+            }
+        }
     }
     place::check_footprint(config, options, kinds[0])?;
     let searched = match options.region {

@@ -25,7 +25,7 @@
 use crate::codegen::{self, CompileError, Compiled};
 use crate::ir::Graph;
 use crate::model::{Config, Weights};
-use crate::place::{self, Options, PlacementKind, Site};
+use crate::place::{self, Options, PlaceError, PlacementKind, Site};
 use crate::route::{Handoff, Routing};
 use crate::sram::SramPlan;
 use crate::stage::{Src, Stage, Work};
@@ -39,6 +39,10 @@ pub enum Wafers {
     Count(u32),
     /// The fewest that fit.
     Auto,
+    /// One wafer when the model's weights and KV cache fit one wafer's
+    /// SRAM (a placement that then does not fit is an error, as on one
+    /// wafer), else the fewest that fit: the CLI's default.
+    AsNeeded,
 }
 
 /// The most wafers a system may have (far beyond any system built: the
@@ -252,6 +256,7 @@ fn fits(
             k,
             n,
             &parts[k].1,
+            (&stages[parts[k].0.clone()], c, o),
             CompileError::Wafers {
                 asked: n.to_string(),
                 why: format!(
@@ -283,7 +288,7 @@ fn fits(
                 let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
                 let part = &stages[r.clone()];
                 crate::region::predict(c, o, graph, part, kind, o.max_context / 2, arrives)
-                    .map_err(|e| part_error(k, n, layers, e))
+                    .map_err(|e| part_error(k, n, layers, (part, c, o), e))
             })
             .collect();
         match each.into_iter().collect::<Result<Vec<u64>, _>>() {
@@ -307,7 +312,44 @@ fn fits(
     }
 }
 
-fn part_error(wafer: usize, of: usize, layers: &Range<usize>, e: CompileError) -> CompileError {
+/// An error on wafer `wafer` of `of`, holding `layers`. A no-fit error's
+/// needs are restated as the wafer's own (`part`: its stages), not the
+/// whole model's.
+fn part_error(
+    wafer: usize,
+    of: usize,
+    layers: &Range<usize>,
+    part: (&[Stage], &Config, &Options),
+    e: CompileError,
+) -> CompileError {
+    let e = match e {
+        CompileError::Place(PlaceError::NoFit {
+            arch,
+            kind,
+            why,
+            fix,
+            have_pes,
+            have_bytes,
+            ..
+        }) => {
+            let (stages, c, o) = part;
+            let weight_bytes: u64 = stages.iter().map(|s| place::weight_bytes(s, o.dtype)).sum();
+            let need_bytes: u64 = stages.iter().map(|s| stage_bytes(s, c, o)).sum();
+            CompileError::Place(PlaceError::NoFit {
+                arch,
+                kind,
+                why,
+                fix,
+                need_pes: need_bytes.div_ceil(o.arch.sram_bytes as u64 * 3 / 4),
+                need_bytes,
+                weight_bytes,
+                kv_bytes: need_bytes - weight_bytes,
+                have_pes,
+                have_bytes,
+            })
+        }
+        e => e,
+    };
     CompileError::Wafer {
         wafer,
         of,
@@ -381,7 +423,7 @@ pub(crate) fn compile(
         .map(|(k, (r, layers))| {
             let part = &stages[r.clone()];
             let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
-            let err = |e| part_error(k, n, layers, e);
+            let err = |e| part_error(k, n, layers, (part, c, o), e);
             let s = place::place(part, c, o, kind).map_err(|e| err(e.into()))?;
             let f = codegen::fragments(part, &s, graph, weights, o).map_err(err)?;
             let refs: Vec<&Fragment> = f.iter().collect();

@@ -39,8 +39,9 @@ pub struct TargetArgs {
     #[arg(long)]
     pub region: Option<String>,
     /// How many wafers (machines of --arch) to split the model over, its
-    /// layers in contiguous ranges: a count, or auto (the fewest that fit;
-    /// the default without --grid; 1 is the default with --grid).
+    /// layers in contiguous ranges: a count, or auto (the fewest that
+    /// fit). Default: one, or without --grid the fewest that fit when the
+    /// weights and KV cache are more than one wafer's SRAM.
     #[arg(long)]
     pub wafers: Option<String>,
 }
@@ -88,7 +89,8 @@ impl TargetArgs {
         };
         let wafers = match self.wafers.as_deref() {
             None if self.machine.grid.is_some() => Wafers::Count(1),
-            None | Some("auto") => Wafers::Auto,
+            None => Wafers::AsNeeded,
+            Some("auto") => Wafers::Auto,
             Some(n) => match n.parse::<u32>() {
                 Ok(n) if (1..=MAX_WAFERS).contains(&n) => Wafers::Count(n),
                 _ => bail!("--wafers `{n}`: use a count from 1 to {MAX_WAFERS}, or auto"),

@@ -18,6 +18,10 @@ pub struct ModelArgs {
     /// Positions the KV cache must hold (default: the model's, at most 8192).
     #[arg(long, value_parser = super::flags::count::<1, { 1 << 30 }>, allow_negative_numbers = true)]
     pub max_context: Option<usize>,
+    /// Machines of --arch in the system (a model's layers split over
+    /// them): their SRAM together is what the model must fit.
+    #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<1, { wafer_compiler::system::MAX_WAFERS as u64 }>)]
+    pub wafers: u32,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -50,7 +54,8 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
     let weights = params * bytes_per;
     let kv_per_token = 2 * c.n_layers as u64 * c.kv_dim() as u64 * bytes_per;
     let need = weights + kv_per_token * context;
-    let sram = arch.n_pes() * arch.sram_bytes as u64;
+    let wafer_sram = arch.n_pes() * arch.sram_bytes as u64;
+    let sram = a.wafers as u64 * wafer_sram;
     let pes_needed = need.div_ceil(arch.sram_bytes as u64);
     let fits = need <= sram;
     let gb = |b: u64| b as f64 / 1e9;
@@ -60,7 +65,8 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
             "family": match c.family { wafer_compiler::model::Family::Llama => "llama", wafer_compiler::model::Family::Gpt2 => "gpt2" },
             "vocab": c.vocab_size, "params": params, "dtype": a.dtype, "weight_bytes": weights,
             "kv_bytes_per_token": kv_per_token, "context": context, "bytes_needed": need,
-            "pes_needed": pes_needed, "arch": arch.name, "pes": arch.n_pes(), "sram_bytes": sram, "fits": fits,
+            "pes_needed": pes_needed, "arch": arch.name, "wafers": a.wafers, "pes": a.wafers as u64 * arch.n_pes(), "sram_bytes": sram, "fits": fits,
+            "wafers_by_bytes": need.div_ceil(wafer_sram),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -82,23 +88,28 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
         gb(kv_per_token * context)
     );
     println!(
-        "machine   {}: {} PEs × {} KiB = {:.2} GB of SRAM",
+        "machine   {}{}: {} PEs × {} KiB = {:.2} GB of SRAM",
+        if a.wafers > 1 {
+            format!("{} wafers of ", a.wafers)
+        } else {
+            String::new()
+        },
         arch.name,
-        arch.n_pes(),
+        a.wafers as u64 * arch.n_pes(),
         arch.sram_bytes / 1024,
         gb(sram)
     );
     if fits {
         println!(
             "fit       yes: weights and KV cache need at least {pes_needed} PEs ({:.1}% of the machine), before code, activations and buffers",
-            100.0 * pes_needed as f64 / arch.n_pes() as f64
+            100.0 * pes_needed as f64 / (a.wafers as u64 * arch.n_pes()) as f64
         );
     } else {
         let ctx_fit = sram.saturating_sub(weights) / kv_per_token.max(1);
         println!(
-            "fit       no: {:.2} GB needs {pes_needed} PEs; the machine has {} PEs ({:.2} GB). {}{}a larger machine ({:.1} of these)",
+            "fit       no: {:.2} GB needs {pes_needed} PEs; the machine has {} PEs ({:.2} GB). {}{}--wafers {} or more (the bytes alone; `compile --wafers auto` finds the fewest that place)",
             gb(need),
-            arch.n_pes(),
+            a.wafers as u64 * arch.n_pes(),
             gb(sram),
             if bytes_per == 4 {
                 "Try 16-bit weights, "
@@ -110,7 +121,7 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
             } else {
                 String::new()
             },
-            need as f64 / sram as f64
+            need.div_ceil(wafer_sram)
         );
     }
     Ok(())

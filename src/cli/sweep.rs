@@ -38,9 +38,9 @@ pub struct SweepArgs {
     /// models); otherwise latency is the cost models' prediction.
     #[arg(long)]
     pub emulate: bool,
-    /// Wafers per point: a count, or auto (the fewest that fit the
-    /// point's grid).
-    #[arg(long, default_value = "auto")]
+    /// Wafers per point: a count (one: the grids alone are the axis), or
+    /// auto (the fewest wafers of the point's grid that fit the model).
+    #[arg(long, default_value = "1")]
     pub wafers: String,
     /// Print one JSON object.
     #[arg(long)]

@@ -43,6 +43,10 @@ pub struct ViewArgs {
     /// The context a model's steps start at.
     #[arg(long, default_value_t = 0, value_parser = super::flags::count32::<0, { 1 << 30 }>, allow_negative_numbers = true)]
     pub context: u32,
+    /// With a model split over several wafers (--wafers): the wafer whose
+    /// PEs are drawn, from 1 (the latency panel covers the whole token).
+    #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<1, { wafer_compiler::system::MAX_WAFERS as u64 }>)]
+    pub wafer: u32,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -177,9 +181,20 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
             a.context
         );
     }
+    let n = c.wafers.len();
+    if a.wafer as usize > n {
+        bail!(
+            "--wafer {}: {} runs on {n} wafer{} (use 1..={n})",
+            a.wafer,
+            l.name,
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    // The stages drawn: the chosen wafer's.
+    let shown = c.wafers[a.wafer as usize - 1].stages.clone();
     let arch = &c.options.arch;
     let (w, h) = (arch.grid_cols, arch.grid_rows);
-    let mut grid = Grid::new(w, h, arch);
+    let mut grid = Grid::new(w, h, arch, shown.clone());
     let mut tokens = Vec::new();
     let mut per_token_us = Vec::new();
     let mut stages = Vec::new();
@@ -220,7 +235,9 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
         .iter()
         .zip(&c.sites)
         .zip(&c.fragments)
-        .map(|((st, site), f)| PlacedProgram {
+        .enumerate()
+        .filter(|(i, _)| shown.contains(i))
+        .map(|(_, ((st, site), f))| PlacedProgram {
             name: st.name.clone(),
             origin: site.origin,
             program: f.program.clone(),
@@ -233,12 +250,17 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
         .map(|(k, t)| (k.to_string(), t.cycles))
         .collect();
     by_kind.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let per_wafer = table.wafers.clone();
     let bars = gpu_bars(&l, &c, table)?;
     grid.set_sram(&c);
     let stats = grid.stats(&c);
     let trace = (steps > 0).then_some(grid.trace);
+    let on = match n {
+        1 => arch.name.clone(),
+        n => format!("wafer {} of {n} of {}", a.wafer, arch.name),
+    };
     Ok(Dataset {
-        name: format!("{} on {} ({} placement)", l.name, arch.name, c.kind.name()),
+        name: format!("{} on {on} ({} placement)", l.name, c.kind.name()),
         stats,
         trace,
         programs,
@@ -249,16 +271,41 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
             by_kind,
             bars,
             stages,
+            wafers: if n > 1 {
+                per_wafer
+                    .iter()
+                    .enumerate()
+                    .map(|(k, w)| {
+                        let name = format!(
+                            "wafer {}, layers {}..{}",
+                            k + 1,
+                            w.layers.start,
+                            w.layers.end
+                        );
+                        (name, w.cycles)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }),
     })
 }
 
-/// A token's stages in order, with their hand-offs and `cycles`.
+/// A token's stages in order, with their hand-offs and `cycles` (on a
+/// system of wafers each name says its wafer).
 fn timeline(c: &Compiled, cycles: &[u64]) -> Vec<StageTime> {
     StageTime::sequence(c.stages.iter().zip(&c.sites).zip(cycles).enumerate().map(
         |(i, ((st, site), &n))| {
             (
-                st.name.clone(),
+                match c.wafers.len() {
+                    1 => st.name.clone(),
+                    _ => format!(
+                        "w{} {}",
+                        wafer_compiler::system::wafer_of(c, i) + 1,
+                        st.name
+                    ),
+                },
                 wafer_report::table::kind(&site.kernel).to_string(),
                 c.routing.handoffs[i].cycles,
                 n,
@@ -291,10 +338,12 @@ fn gpu_bars(
     Ok(bars)
 }
 
-/// Whole-grid counters and trace, built up stage by stage.
+/// Whole-grid counters and trace, built up stage by stage (of one wafer
+/// of a system: `shown`'s stages).
 struct Grid {
     width: u32,
     height: u32,
+    shown: std::ops::Range<usize>,
     pe: PeStats,
     trace: Trace,
     now: u64,
@@ -302,10 +351,16 @@ struct Grid {
 }
 
 impl Grid {
-    fn new(width: u32, height: u32, arch: &wafer_emulator::Arch) -> Grid {
+    fn new(
+        width: u32,
+        height: u32,
+        arch: &wafer_emulator::Arch,
+        shown: std::ops::Range<usize>,
+    ) -> Grid {
         Grid {
             width,
             height,
+            shown,
             pe: PeStats::zeroed((width * height) as usize),
             trace: Trace {
                 version: wafer_emulator::trace::TRACE_VERSION,
@@ -324,14 +379,16 @@ impl Grid {
     /// moved to its site and its start cycle.
     fn add_step(&mut self, c: &Compiled, s: &wafer_compiler::decode::Step) {
         for (i, (st, site)) in s.stage_stats.iter().zip(&c.sites).enumerate() {
-            self.engine = st.engine.clone();
-            let (w, h) = (self.width, self.height);
-            self.pe
-                .add_at(w, h, &st.pe, st.width, st.height, site.origin);
             // A stage starts once its inputs' hand-off has arrived.
             self.now += c.routing.handoffs[i].cycles;
-            if let Some(t) = &s.stage_traces[i] {
-                self.trace.append_at(t, site.origin, self.now);
+            if self.shown.contains(&i) {
+                self.engine = st.engine.clone();
+                let (w, h) = (self.width, self.height);
+                self.pe
+                    .add_at(w, h, &st.pe, st.width, st.height, site.origin);
+                if let Some(t) = &s.stage_traces[i] {
+                    self.trace.append_at(t, site.origin, self.now);
+                }
             }
             self.now += s.stage_cycles[i];
         }
@@ -340,8 +397,12 @@ impl Grid {
     /// SRAM each PE holds for the whole model, as the compiler's plan
     /// counts it (a stage's run sees only its own code and buffers).
     fn set_sram(&mut self, c: &Compiled) {
-        self.pe.sram_used =
-            wafer_compiler::sram::per_pe_bytes(&c.sites, &c.fragments, &c.options.arch);
+        let r = self.shown.clone();
+        self.pe.sram_used = wafer_compiler::sram::per_pe_bytes(
+            &c.sites[r.clone()],
+            &c.fragments[r],
+            &c.options.arch,
+        );
     }
 
     fn stats(&self, c: &Compiled) -> Stats {

@@ -32,10 +32,26 @@ fn model_reports_size_and_fit() {
         "--grid",
         "100x100",
     ]);
+    // 17.13 GB (weights and 8,192 positions of cache) over 0.49 GB a
+    // machine: 35 of them by bytes.
     assert!(
         out.contains("fit       no:")
             && out.contains("10000 PEs")
-            && out.contains("a larger machine"),
+            && out.contains("--wafers 35 or more"),
+        "{out}"
+    );
+    let out = ok(&[
+        "model",
+        "llama-3.1-8b",
+        "--arch",
+        "wse3",
+        "--grid",
+        "100x100",
+        "--wafers",
+        "35",
+    ]);
+    assert!(
+        out.contains("fit       yes:") && out.contains("35 wafers of wse3: 350000 PEs"),
         "{out}"
     );
     let out = ok(&["model", "models/stories260K.bin"]);
@@ -494,6 +510,22 @@ fn sweep_reports_latency_across_grids() {
         assert!(p["per_token_us"].as_f64().unwrap() > 0.0, "{p}");
         assert!(p["pes_used"].as_u64().unwrap() <= p["grid_pes"].as_u64().unwrap());
     }
+    // With --wafers auto the small grid's point is a system of wafers.
+    let j = json(&ok(&[
+        "sweep",
+        "--grids",
+        "12x12",
+        "--placements",
+        "pipeline",
+        "--context",
+        "4",
+        "--wafers",
+        "auto",
+        "--json",
+    ]));
+    let p = &j["points"][0];
+    assert!(p["wafers"].as_u64().unwrap() > 1, "{p}");
+    assert!(p["per_token_us"].as_f64().unwrap() > 0.0, "{p}");
     let svg = tmp("sweep.svg");
     let e = json(&ok(&[
         "sweep",
@@ -683,4 +715,70 @@ fn kernel_runs_meshgemm_and_labels_its_estimate() {
     assert!(e.contains("MxKxN"), "{e}");
     let e = fails(&["kernel", "meshgemm", "--shape", "24x12x36", "--rect", "6x4"]);
     assert!(e.contains("square"), "{e}");
+}
+
+/// `--wafers`: a model split over wafers lists each wafer and transfer,
+/// decodes the same tokens as on one, and its bench row has each wafer's
+/// time; a count beyond the layers is refused; a model larger than one
+/// wafer says how many it takes when held to one.
+#[test]
+fn a_model_split_over_wafers_lists_them_and_decodes_the_same_tokens() {
+    let m = checkpoint("stories260K.bin");
+    let text = ok(&[
+        "compile",
+        &m,
+        "--grid",
+        "60x60",
+        "--wafers",
+        "2",
+        "--listing",
+    ]);
+    assert!(
+        text.contains("system: 2 wafers, layers 0..2 | 2..5"),
+        "{text}"
+    );
+    assert!(text.contains("-- wafer 2 of 2: layers 2..5"), "{text}");
+    assert!(
+        text.contains("transfer wafer 1 -> 2: 2 values, 512 bytes"),
+        "{text}"
+    );
+    let tokens = |w: &str| {
+        let j = json(&ok(&[
+            "generate", &m, "--grid", "60x60", "--wafers", w, "--steps", "10", "--json",
+        ]));
+        assert_eq!(j["wafers"].as_u64().unwrap(), w.parse::<u64>().unwrap());
+        j["tokens"].clone()
+    };
+    assert_eq!(tokens("2"), tokens("1"));
+    let j = json(&ok(&[
+        "bench",
+        &m,
+        "--grid",
+        "60x60",
+        "--wafers",
+        "3",
+        "--predict",
+        "--json",
+    ]));
+    let w = &j["wafer"];
+    assert_eq!(w["wafers"].as_array().unwrap().len(), 3);
+    assert_eq!(w["transfers"].as_array().unwrap().len(), 2);
+    assert_eq!(w["pes"], 3 * 3600);
+    let parts: f64 = w["wafers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(w["transfers"].as_array().unwrap())
+        .map(|x| x["cycles"].as_f64().unwrap())
+        .sum();
+    assert_eq!(parts, w["per_token_cycles"].as_f64().unwrap());
+    let e = fails(&["compile", &m, "--grid", "60x60", "--wafers", "9"]);
+    assert!(e.contains("--wafers 9") && e.contains("5 layers"), "{e}");
+    let e = fails(&["compile", &m, "--wafers", "none"]);
+    assert!(e.contains("--wafers `none`"), "{e}");
+    let e = fails(&["compile", "llama-3.1-70b", "--wafers", "1"]);
+    assert!(
+        e.contains("take 5 such machines") && e.contains("--wafers auto"),
+        "{e}"
+    );
 }

@@ -45,6 +45,9 @@ pub struct Latency {
     pub bars: Vec<(String, f64)>,
     /// The first token's stages in the order they run, for the timeline.
     pub stages: Vec<StageTime>,
+    /// On a system of wafers: each wafer (named with its layers) and its
+    /// cycles per token, the transfers between wafers apart. Empty on one.
+    pub wafers: Vec<(String, f64)>,
 }
 
 /// One stage of a token: the hand-off of its inputs, then its run.

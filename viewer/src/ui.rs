@@ -405,6 +405,22 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
             ui.label(format!("{k}: {c:.0} ({:.0}%)", 100.0 * f));
         });
     }
+    if l.wafers.len() > 1 {
+        ui.strong("cycles per token by wafer");
+        let most = l.wafers.iter().map(|w| w.1).fold(1.0, f64::max);
+        for (name, c) in &l.wafers {
+            ui.horizontal(|ui| {
+                let (r, _) = ui.allocate_exact_size(Vec2::new(100.0, 10.0), Sense::hover());
+                let f = (*c / most) as f32;
+                ui.painter().rect_filled(
+                    Rect::from_min_size(r.min, Vec2::new(r.width() * f, r.height())),
+                    0.0,
+                    rgb(CATEGORIES[1]),
+                );
+                ui.label(format!("{name}: {c:.0}"));
+            });
+        }
+    }
     if !l.stages.is_empty() {
         timeline(ui, s);
     }

@@ -54,6 +54,7 @@ fn example(name: &str) -> Dataset {
                 Pe::new(1, 0),
             ),
         ]),
+        wafers: Vec::new(),
     });
     d
 }
@@ -156,6 +157,23 @@ fn the_stage_timeline_lists_the_longest_stages_and_a_click_selects_a_stages_pe()
     // The window is the clicked stage's run (clamped to this short run).
     let cycles = h.state().data.stats.cycles;
     assert_eq!(h.state().window_len, 2000.min(cycles));
+}
+
+/// A system of wafers: the latency panel lists each wafer's time; one
+/// wafer lists none.
+#[test]
+fn the_latency_panel_lists_each_wafer_of_a_system() {
+    let h = harness([300.0, 760.0], ui::latency, state());
+    assert!(h.query_by_label("cycles per token by wafer").is_none());
+    let mut s = state();
+    s.data.latency.as_mut().unwrap().wafers = vec![
+        ("wafer 1, layers 0..3".into(), 5200.0),
+        ("wafer 2, layers 3..5".into(), 4100.0),
+    ];
+    let h = harness([300.0, 860.0], ui::latency, s);
+    h.get_by_label("cycles per token by wafer");
+    h.get_by_label("wafer 1, layers 0..3: 5200");
+    h.get_by_label("wafer 2, layers 3..5: 4100");
 }
 
 #[test]
