@@ -14,6 +14,10 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // MPI, when built in, starts before anything else and finalises
+    // when `_universe` drops, after the command.
+    #[cfg(feature = "mpi")]
+    let _universe = cli::ranks::init();
     let args = cli::Cli::parse();
     match cli::dispatch(args) {
         Ok(()) => ExitCode::SUCCESS,

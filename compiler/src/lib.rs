@@ -24,6 +24,7 @@ pub mod place;
 pub mod reference;
 pub mod region;
 pub mod route;
+pub mod share;
 pub mod source;
 pub mod sram;
 pub mod stage;

@@ -160,6 +160,10 @@ pub struct EmulateOptions {
     pub stats: bool,
     /// Stop at the next check once set (Ctrl-C in the CLI).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Share each step's distinct stage runs with these processes (the
+    /// CLI's MPI ranks; [`wafer_compiler::share`]): the results are one
+    /// process's.
+    pub share: Option<Arc<dyn wafer_compiler::share::Exchange>>,
 }
 
 /// Emulate `steps` timing-only decode steps from position `context`,
@@ -189,6 +193,9 @@ pub fn emulate(
     let mut cycles = 0u64;
     let mut stage_cycles = vec![0.0; c.stages.len()];
     for _ in 0..steps {
+        if let Some(ex) = opts.share.as_deref().filter(|e| e.ranks() > 1) {
+            d.share(0, ex)?;
+        }
         let s = d.step(0)?;
         each(&s);
         cycles += s.cycles;

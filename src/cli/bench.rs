@@ -240,6 +240,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.plot {
         super::flags::writable("--plot", p)?;
     }
+    if a.emulator && super::ranks::ranks() > 1 {
+        bail!(
+            "--emulator times engines in one process: run it without mpirun (the table without --emulator shares its steps between ranks)"
+        );
+    }
     let l = load(a.model.as_deref(), None)?;
     let compile_start = Instant::now();
     let c = a.target.compile(&l)?;

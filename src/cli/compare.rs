@@ -29,7 +29,10 @@ pub fn emulate(
     (trace, stats): (Option<usize>, bool),
     mut each: impl FnMut(&wafer_compiler::decode::Step),
 ) -> anyhow::Result<WaferRow> {
-    let bar = indicatif::ProgressBar::new(steps as u64);
+    let bar = match super::ranks::rank() {
+        0 => indicatif::ProgressBar::new(steps as u64),
+        _ => indicatif::ProgressBar::hidden(),
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template("emulating {bar:30} {pos}/{len} steps [{elapsed}]")
             .expect("a valid template"),
@@ -38,6 +41,7 @@ pub fn emulate(
         trace,
         stats,
         cancel: Some(super::interrupt_flag()),
+        share: super::ranks::exchange(),
     };
     let row = wafer_report::emulate(c, context, steps, &opts, |s| {
         each(s);
@@ -89,6 +93,10 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
     let gpus = table::gpus(a.gpu_specs, a.gpus)?;
     let measured = gpu::measured_in(a.baselines)?;
     let t = table(&l.name, c, wafer, &gpus, &measured)?;
+    // Every rank builds the same table; rank 0 prints it.
+    if super::ranks::rank() != 0 {
+        return Ok(());
+    }
     if let Some(p) = a.plot {
         super::plot::write(p, &svg(&t))?;
     }

@@ -11,6 +11,7 @@ mod generate;
 mod kernel;
 mod model;
 mod plot;
+pub mod ranks;
 mod run;
 mod sweep;
 mod view;
@@ -71,6 +72,12 @@ pub enum Command {
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    if ranks::ranks() > 1 && !matches!(cli.command, Command::Bench(_)) {
+        anyhow::bail!(
+            "{} MPI ranks: only `wafer bench` (its timing-only table) shares its work between ranks; run this command as one process",
+            ranks::ranks()
+        );
+    }
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Asm(a) => asm::asm(a),

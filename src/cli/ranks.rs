@@ -1,0 +1,129 @@
+//! MPI ranks (`cargo build --features mpi`, launched as `mpirun -n R wafer
+//! bench ...`): what is shared between processes, and who prints.
+//!
+//! Only `wafer bench`'s timing-only table shares its work: each step's
+//! distinct stage runs are split between the ranks
+//! ([`wafer_compiler::share`]) and every rank gets every result, so every
+//! rank builds the same table and rank 0 prints it. Any other command
+//! under more than one rank is refused (each rank would repeat the same
+//! work). Without the feature there is one process.
+
+use std::sync::Arc;
+use wafer_compiler::share::Exchange;
+
+#[cfg(feature = "mpi")]
+mod world {
+    use mpi::traits::*;
+    use std::sync::OnceLock;
+
+    /// The world communicator's rank and size; each exchange asks MPI for
+    /// the world again, so this holds no MPI handle.
+    #[derive(Debug)]
+    pub struct World {
+        rank: usize,
+        size: usize,
+    }
+
+    static WORLD: OnceLock<World> = OnceLock::new();
+
+    /// Start MPI (once, on the main thread, before any command); the
+    /// returned universe finalises MPI when dropped, at the end of `main`.
+    pub fn init() -> Option<mpi::environment::Universe> {
+        let universe = mpi::initialize()?;
+        let w = universe.world();
+        WORLD
+            .set(World {
+                rank: w.rank() as usize,
+                size: w.size() as usize,
+            })
+            .expect("MPI starts once");
+        Some(universe)
+    }
+
+    pub fn get() -> Option<&'static World> {
+        WORLD.get()
+    }
+
+    impl wafer_compiler::share::Exchange for World {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+        fn ranks(&self) -> usize {
+            self.size
+        }
+        fn all_gather(&self, mine: Vec<u8>) -> Vec<Vec<u8>> {
+            let world = mpi::topology::SimpleCommunicator::world();
+            let len = mpi::Count::try_from(mine.len()).expect("a step's results under 2 GiB");
+            let mut counts = vec![0 as mpi::Count; self.size];
+            world.all_gather_into(&len, &mut counts[..]);
+            let displs: Vec<mpi::Count> = counts
+                .iter()
+                .scan(0, |at, &n| {
+                    let here = *at;
+                    *at += n;
+                    Some(here)
+                })
+                .collect();
+            let total: usize = counts.iter().map(|&n| n as usize).sum();
+            let mut all = vec![0u8; total];
+            {
+                let mut part =
+                    mpi::datatype::PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+                world.all_gather_varcount_into(&mine[..], &mut part);
+            }
+            counts
+                .iter()
+                .zip(&displs)
+                .map(|(&n, &at)| all[at as usize..(at + n) as usize].to_vec())
+                .collect()
+        }
+    }
+}
+
+#[cfg(feature = "mpi")]
+pub use world::init;
+
+/// The processes a bench shares its steps with: `None` for one process.
+pub fn exchange() -> Option<Arc<dyn Exchange>> {
+    #[cfg(feature = "mpi")]
+    if let Some(w) = world::get().filter(|w| w.ranks() > 1) {
+        return Some(Arc::new(Shared(w)));
+    }
+    None
+}
+
+/// This process's rank (0 without MPI).
+pub fn rank() -> usize {
+    #[cfg(feature = "mpi")]
+    if let Some(w) = world::get() {
+        return w.rank();
+    }
+    0
+}
+
+/// How many processes (1 without MPI).
+pub fn ranks() -> usize {
+    #[cfg(feature = "mpi")]
+    if let Some(w) = world::get() {
+        return w.ranks();
+    }
+    1
+}
+
+/// The world behind an `Arc` (the world itself lives for the process).
+#[cfg(feature = "mpi")]
+#[derive(Debug)]
+struct Shared(&'static world::World);
+
+#[cfg(feature = "mpi")]
+impl Exchange for Shared {
+    fn rank(&self) -> usize {
+        self.0.rank()
+    }
+    fn ranks(&self) -> usize {
+        self.0.ranks()
+    }
+    fn all_gather(&self, mine: Vec<u8>) -> Vec<Vec<u8>> {
+        self.0.all_gather(mine)
+    }
+}
