@@ -214,3 +214,112 @@ fn the_model_file_keeps_each_stage_s_wafer() {
     assert!(old.iter().all(|s| s.wafer == 0));
     assert_eq!(old.len(), stages.len());
 }
+
+/// Ranks simulated by threads: each all-gather waits for every rank's
+/// part, then hands each rank all of them in rank order.
+#[derive(Debug)]
+struct Threads {
+    rank: usize,
+    ranks: usize,
+    parts: std::sync::Arc<std::sync::Mutex<Vec<Option<Vec<u8>>>>>,
+    barrier: std::sync::Arc<std::sync::Barrier>,
+}
+
+impl wafer_compiler::share::Exchange for Threads {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn ranks(&self) -> usize {
+        self.ranks
+    }
+    fn all_gather(&self, mine: Vec<u8>) -> Vec<Vec<u8>> {
+        self.parts.lock().unwrap()[self.rank] = Some(mine);
+        self.barrier.wait();
+        let all: Vec<Vec<u8>> = self
+            .parts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.clone().unwrap())
+            .collect();
+        // Nobody clears the parts before everyone has read them.
+        self.barrier.wait();
+        if self.rank == 0 {
+            self.parts
+                .lock()
+                .unwrap()
+                .iter_mut()
+                .for_each(|p| *p = None);
+        }
+        self.barrier.wait();
+        all
+    }
+}
+
+/// A timing-only step shared between 1, 2 and 3 ranks gives one process's
+/// step exactly (cycles, every stage's cycles and PE time), each rank
+/// running only its share of the distinct runs.
+#[test]
+fn a_step_shared_between_ranks_is_one_process_s_step() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let o = options(grid(60, 60), PlacementKind::Mesh, Wafers::Count(2));
+    let compiled = compile(&c, Some(&w), &o).unwrap();
+    let steps = |d: &mut Decoder| -> Vec<_> {
+        d.timing_only(true);
+        d.keep_stats(false);
+        d.skip_to(7).unwrap();
+        (0..2).map(|_| d.step(0).unwrap()).collect()
+    };
+    let alone = steps(&mut Decoder::new(&compiled));
+    for ranks in [1, 2, 3] {
+        let parts = std::sync::Arc::new(std::sync::Mutex::new(vec![None; ranks]));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(ranks));
+        let results: Vec<(Vec<_>, Vec<usize>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..ranks)
+                .map(|rank| {
+                    let ex = Threads {
+                        rank,
+                        ranks,
+                        parts: parts.clone(),
+                        barrier: barrier.clone(),
+                    };
+                    let compiled = &compiled;
+                    s.spawn(move || {
+                        let mut d = Decoder::new(compiled);
+                        d.timing_only(true);
+                        d.keep_stats(false);
+                        d.threads(1);
+                        d.skip_to(7).unwrap();
+                        let mut made = Vec::new();
+                        let mut out = Vec::new();
+                        for _ in 0..2 {
+                            made.push(d.share(0, &ex).unwrap());
+                            out.push(d.step(0).unwrap());
+                        }
+                        (out, made)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (rank, (got, made)) in results.iter().enumerate() {
+            for (g, a) in got.iter().zip(&alone) {
+                assert_eq!(g.cycles, a.cycles, "{ranks} ranks, rank {rank}");
+                assert_eq!(g.stage_cycles, a.stage_cycles);
+                assert_eq!(g.stage_time, a.stage_time);
+                // Every stage's result came from a shared run.
+                assert!(g.stage_reused.iter().all(|r| *r));
+            }
+            if ranks > 1 {
+                assert!(made[0] > 0, "rank {rank} of {ranks} ran nothing");
+            }
+        }
+        // Each step's distinct runs (the second's: those that depend on
+        // the position), split without overlap.
+        for step in 0..2 {
+            let total: usize = results.iter().map(|(_, m)| m[step]).sum();
+            let distinct = alone[step].stage_reused.iter().filter(|r| !**r).count();
+            assert_eq!(total, distinct, "{ranks} ranks, step {step}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `wafer bench` under `mpirun -n 2` (`cargo test --features mpi --test
+//! mpi`, Open MPI installed; `.ci/run` does both): the same table as one
+//! process, each rank emulating its share of every step's distinct stage
+//! runs; a command that does not share its work refuses two ranks.
+#![cfg(feature = "mpi")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wafer");
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn mpirun(n: u32, args: &[&str]) -> Output {
+    Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-n",
+            &n.to_string(),
+            BIN,
+        ])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("mpirun runs (Open MPI's mpirun on PATH)")
+}
+
+fn table(out: Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Rank 0 alone prints: one JSON object.
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn two_ranks_give_one_process_s_table() {
+    let args = [
+        "bench",
+        "models/stories260K.bin",
+        "--grid",
+        "60x60",
+        "--wafers",
+        "2",
+        "--steps",
+        "3",
+        "--threads",
+        "1",
+        "--json",
+    ];
+    let one = table(
+        Command::new(BIN)
+            .args(args)
+            .current_dir(root())
+            .output()
+            .unwrap(),
+    );
+    let two = table(mpirun(2, &args));
+    assert_eq!(one["wafer"], two["wafer"]);
+    assert!(one["wafer"]["per_token_cycles"].as_f64().unwrap() > 0.0);
+    assert_eq!(one["wafer"]["wafers"].as_array().unwrap().len(), 2);
+    // One rank under mpirun is one process.
+    assert_eq!(one["wafer"], table(mpirun(1, &args))["wafer"]);
+    let out = mpirun(2, &["generate", "--steps", "2"]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("only `wafer bench`"), "{e}");
+}
