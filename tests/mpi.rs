@@ -1,7 +1,9 @@
-//! `wafer bench` under `mpirun -n 2` (`cargo test --features mpi --test
-//! mpi`, Open MPI installed; `.ci/run` does both): the same table as one
-//! process, each rank emulating its share of every step's distinct stage
-//! runs; a command that does not share its work refuses two ranks.
+//! `wafer bench` and `wafer sweep` under `mpirun -n 2` (`cargo test
+//! --features mpi --test mpi`, Open MPI installed; `.ci/run` does both):
+//! the same table as one process, each rank emulating its share of every
+//! step's distinct stage runs, and the same sweep, each rank computing its
+//! share of the points; a command that does not share its work refuses two
+//! ranks.
 #![cfg(feature = "mpi")]
 
 use std::path::Path;
@@ -67,6 +69,27 @@ fn two_ranks_give_one_process_s_table() {
     assert_eq!(one["wafer"]["wafers"].as_array().unwrap().len(), 2);
     // One rank under mpirun is one process.
     assert_eq!(one["wafer"], table(mpirun(1, &args))["wafer"]);
+    // `sweep`'s points split between the ranks: the same points.
+    let sweep = [
+        "sweep",
+        "--grids",
+        "100x100,150x150",
+        "--placements",
+        "pipeline,mesh",
+        "--context",
+        "4",
+        "--emulate",
+        "--json",
+    ];
+    let one = table(
+        Command::new(BIN)
+            .args(sweep)
+            .current_dir(root())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(one["points"].as_array().unwrap().len(), 4);
+    assert_eq!(one, table(mpirun(2, &sweep)));
     let out = mpirun(2, &["generate", "--steps", "2"]);
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);

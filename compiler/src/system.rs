@@ -99,6 +99,9 @@ pub fn group_bytes(stages: &[Stage], c: &Config, o: &Options) -> Vec<u64> {
     bytes
 }
 
+/// One wafer's stages and the layers they belong to.
+pub type Part = (Range<usize>, Range<usize>);
+
 /// The stages of each of `n` wafers: layers split into contiguous ranges
 /// (each at least one layer) so that the most bytes a wafer keeps is the
 /// least it can be; the stages before the first layer go with the first
@@ -109,7 +112,7 @@ pub fn split(
     c: &Config,
     o: &Options,
     n: usize,
-) -> (Vec<(Range<usize>, Range<usize>)>, Vec<u64>) {
+) -> (Vec<Part>, Vec<u64>) {
     let layers = c.n_layers;
     assert!(n >= 1 && n <= layers, "1 to n_layers wafers");
     let group = place::groups(stages, layers);
@@ -129,8 +132,8 @@ pub fn split(
     // holding layers 0..j; from[k][j] where wafer k starts.
     let mut best = vec![vec![u64::MAX; layers + 1]; n];
     let mut from = vec![vec![0usize; layers + 1]; n];
-    for j in 1..=layers {
-        best[0][j] = part(0, 0, j);
+    for (j, b) in best[0].iter_mut().enumerate().skip(1) {
+        *b = part(0, 0, j);
     }
     for k in 1..n {
         for j in k + 1..=layers {

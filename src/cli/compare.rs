@@ -21,12 +21,14 @@ pub struct Request<'a> {
 }
 
 /// Emulate `steps` timing-only decode steps from `context` with a progress
-/// bar, stopping at Ctrl-C.
+/// bar, stopping at Ctrl-C; with `share`, each step's distinct stage runs
+/// are shared between the MPI ranks (every rank calls this together).
 pub fn emulate(
     c: &Compiled,
     context: u32,
     steps: usize,
     (trace, stats): (Option<usize>, bool),
+    share: bool,
     mut each: impl FnMut(&wafer_compiler::decode::Step),
 ) -> anyhow::Result<WaferRow> {
     let bar = match super::ranks::rank() {
@@ -41,7 +43,11 @@ pub fn emulate(
         trace,
         stats,
         cancel: Some(super::interrupt_flag()),
-        share: super::ranks::exchange(),
+        share: if share {
+            super::ranks::exchange()
+        } else {
+            None
+        },
     };
     let row = wafer_report::emulate(c, context, steps, &opts, |s| {
         each(s);
@@ -88,7 +94,7 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
     let wafer = if a.predict {
         wafer_report::predicted(c, context)
     } else {
-        emulate(c, context, steps, (None, false), |_| {})?
+        emulate(c, context, steps, (None, false), true, |_| {})?
     };
     let gpus = table::gpus(a.gpu_specs, a.gpus)?;
     let measured = gpu::measured_in(a.baselines)?;

@@ -72,9 +72,9 @@ pub enum Command {
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    if ranks::ranks() > 1 && !matches!(cli.command, Command::Bench(_)) {
+    if ranks::ranks() > 1 && !matches!(cli.command, Command::Bench(_) | Command::Sweep(_)) {
         anyhow::bail!(
-            "{} MPI ranks: only `wafer bench` (its timing-only table) shares its work between ranks; run this command as one process",
+            "{} MPI ranks: only `wafer bench` (its timing-only table) and `wafer sweep` (its points) share their work between ranks; run this command as one process",
             ranks::ranks()
         );
     }

@@ -1,10 +1,11 @@
 //! MPI ranks (`cargo build --features mpi`, launched as `mpirun -n R wafer
 //! bench ...`): what is shared between processes, and who prints.
 //!
-//! Only `wafer bench`'s timing-only table shares its work: each step's
+//! `wafer bench`'s timing-only table shares its work: each step's
 //! distinct stage runs are split between the ranks
 //! ([`wafer_compiler::share`]) and every rank gets every result, so every
-//! rank builds the same table and rank 0 prints it. Any other command
+//! rank builds the same table and rank 0 prints it. `wafer sweep` gives
+//! each rank every R-th point and rank 0 gathers them. Any other command
 //! under more than one rank is refused (each rank would repeat the same
 //! work). Without the feature there is one process.
 

@@ -60,7 +60,7 @@ struct Point {
     result: Result<Fit, String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Fit {
     wafers: usize,
     pes_used: u64,
@@ -94,6 +94,10 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         Some(d) => list(d).into_iter().map(Some).collect(),
         None => vec![None],
     };
+    // Under MPI ranks each rank takes every R-th point (in the order
+    // below) and rank 0 gathers them: a point is compiled (and emulated)
+    // whole by one rank.
+    let (rank, ranks) = (super::ranks::rank(), super::ranks::ranks());
     let mut points = Vec::new();
     for grid in list(&a.grids) {
         for placement in list(&a.placements) {
@@ -118,14 +122,25 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                 let opts = t.options(&l)?;
                 let grid_pes = opts.arch.n_pes();
                 let dtype = opts.dtype.to_string();
-                eprintln!("{grid} {placement} {dtype} ...");
+                let mine = points.len() % ranks == rank;
+                if mine {
+                    eprintln!("{grid} {placement} {dtype} ...");
+                }
                 let result = match t.compile(&l) {
+                    _ if !mine => Err("computed by another rank".into()),
                     Err(e) => Err(format!("{e:#}")),
                     Ok(c) => {
                         let emulated = if a.emulate {
                             Some(
-                                super::compare::emulate(&c, context, 1, (None, false), |_| {})?
-                                    .per_token_cycles,
+                                super::compare::emulate(
+                                    &c,
+                                    context,
+                                    1,
+                                    (None, false),
+                                    false,
+                                    |_| {},
+                                )?
+                                .per_token_cycles,
                             )
                         } else {
                             None
@@ -149,6 +164,24 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     result,
                 });
             }
+        }
+    }
+    if let Some(ex) = super::ranks::exchange() {
+        let mine: Vec<(usize, &Result<Fit, String>)> = points
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % ranks == rank)
+            .map(|(i, p)| (i, &p.result))
+            .collect();
+        let all = ex.all_gather(serde_json::to_vec(&mine)?);
+        for part in all {
+            let theirs: Vec<(usize, Result<Fit, String>)> = serde_json::from_slice(&part)?;
+            for (i, r) in theirs {
+                points[i].result = r;
+            }
+        }
+        if rank != 0 {
+            return Ok(());
         }
     }
     if let Some(p) = &a.plot {

@@ -216,6 +216,7 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
             a.context,
             steps,
             (Some(MODEL_SPANS_PER_STAGE), true),
+            false,
             |s| {
                 let start = grid.now;
                 if stages.is_empty() {
