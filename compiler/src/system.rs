@@ -107,12 +107,7 @@ pub type Part = (Range<usize>, Range<usize>);
 /// least it can be; the stages before the first layer go with the first
 /// wafer, those after the last with the last. Returns (stages, layers)
 /// per wafer, and the bytes each keeps.
-pub fn split(
-    stages: &[Stage],
-    c: &Config,
-    o: &Options,
-    n: usize,
-) -> (Vec<Part>, Vec<u64>) {
+pub fn split(stages: &[Stage], c: &Config, o: &Options, n: usize) -> (Vec<Part>, Vec<u64>) {
     let layers = c.n_layers;
     assert!(n >= 1 && n <= layers, "1 to n_layers wafers");
     let group = place::groups(stages, layers);
