@@ -106,7 +106,8 @@ pub type Part = (Range<usize>, Range<usize>);
 /// (each at least one layer) so that the most bytes a wafer keeps is the
 /// least it can be; the stages before the first layer go with the first
 /// wafer, those after the last with the last. Returns (stages, layers)
-/// per wafer, and the bytes each keeps.
+/// per wafer, and the bytes each keeps. `n` must be 1 to `c.n_layers`
+/// (`compile` says so to a user first; this panics otherwise).
 pub fn split(stages: &[Stage], c: &Config, o: &Options, n: usize) -> (Vec<Part>, Vec<u64>) {
     let layers = c.n_layers;
     assert!(n >= 1 && n <= layers, "1 to n_layers wafers");
