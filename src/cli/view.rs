@@ -5,7 +5,9 @@ use super::compile::TargetArgs;
 use super::model::load;
 use anyhow::{Context, bail};
 use clap::Args;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use wafer_compiler::Compiled;
 use wafer_emulator::stats::{PeStats, Stats};
 use wafer_emulator::trace::Trace;
@@ -65,8 +67,7 @@ pub fn run(a: ViewArgs) -> anyhow::Result<()> {
         )
     })?;
     let size = parse_size(&a.size)?;
-    let data = dataset(&a)?;
-    let mut state = ViewerState::new(data);
+    let mut state = viewed(&a)?;
     state.metric = metric;
     if a.select.as_deref() == Some("hot") {
         state.selected = state.hottest();
@@ -108,15 +109,16 @@ fn parse_size(s: &str) -> anyhow::Result<[f32; 2]> {
         .with_context(|| format!("--size `{s}`: expected WxH between 200x150 and 8192x8192"))
 }
 
-fn dataset(a: &ViewArgs) -> anyhow::Result<Dataset> {
+/// What the viewer opens on: one grid's data, or a system of wafers'.
+fn viewed(a: &ViewArgs) -> anyhow::Result<ViewerState> {
     let Some(input) = a.input.as_deref() else {
         return model(a, None);
     };
     let path = Path::new(input);
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
-        "json" => json_file(path, a.trace.as_deref()),
-        "wafer" | "wsm" => program(path, a),
+        "json" => json_file(path, a.trace.as_deref()).map(ViewerState::new),
+        "wafer" | "wsm" => program(path, a).map(ViewerState::new),
         _ => model(a, Some(input)),
     }
 }
@@ -169,8 +171,10 @@ fn program(path: &Path, a: &ViewArgs) -> anyhow::Result<Dataset> {
 }
 
 /// A model compiled and decoded timing-only: its stages' stats and traces
-/// placed at their sites and one after another in time.
-fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
+/// placed at their sites and one after another in time. On a system of
+/// wafers the window draws `--wafer` first and any other on request, from
+/// the same run.
+fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
     let l = load(spec, None)?;
     let c = a.target.compile(&l)?;
     let steps = a.steps;
@@ -190,24 +194,20 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
             if n == 1 { "" } else { "s" }
         );
     }
-    // The stages drawn: the chosen wafer's.
-    let shown = c.wafers[a.wafer as usize - 1].stages.clone();
-    let arch = &c.options.arch;
-    let (w, h) = (arch.grid_cols, arch.grid_rows);
-    let mut grid = Grid::new(w, h, arch, shown.clone());
-    let mut tokens = Vec::new();
-    let mut per_token_us = Vec::new();
-    let mut stages = Vec::new();
+    let clock_hz = c.options.arch.clock_hz;
+    let (mut runs, mut tokens, mut latency) = (Vec::new(), Vec::new(), Latency::default());
+    let mut predicted = None;
+    let mut traces: HashMap<*const Stats, Arc<Trace>> = HashMap::new();
+    let mut now = 0;
     let table = if steps == 0 {
-        let predicted = c.stage_predictions(a.context);
-        stages = timeline(&c, &predicted);
+        let stage_cycles = c.stage_predictions(a.context);
+        latency.stages = timeline(&c, &stage_cycles);
         let row = wafer_report::predicted(&c, a.context);
-        grid.now = row.predicted_cycles;
-        grid.engine = "none: compiled only (cost-model latency)".into();
-        per_token_us.push(row.us());
+        predicted = Some(row.predicted_cycles);
+        latency.per_token_us.push(row.us());
         tokens.push(TokenSpan {
             start: 0,
-            end: grid.now,
+            end: row.predicted_cycles,
         });
         row
     } else {
@@ -218,102 +218,175 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<Dataset> {
             (Some(MODEL_SPANS_PER_STAGE), true),
             false,
             |s| {
-                let start = grid.now;
-                if stages.is_empty() {
-                    stages = timeline(&c, &s.stage_cycles);
+                if latency.stages.is_empty() {
+                    latency.stages = timeline(&c, &s.stage_cycles);
                 }
-                grid.add_step(&c, s);
                 tokens.push(TokenSpan {
-                    start,
-                    end: grid.now,
+                    start: now,
+                    end: now + s.cycles,
                 });
-                per_token_us.push(s.cycles as f64 / arch.clock_hz * 1e6);
+                now += s.cycles;
+                latency.per_token_us.push(s.cycles as f64 / clock_hz * 1e6);
+                // A reused stage's trace is its twin's: kept once.
+                let traces = s
+                    .stage_stats
+                    .iter()
+                    .zip(&s.stage_traces)
+                    .map(|(st, t)| {
+                        let t = t.as_ref()?;
+                        let shared = traces
+                            .entry(Arc::as_ptr(st))
+                            .or_insert_with(|| Arc::new(t.clone()));
+                        Some(Arc::clone(shared))
+                    })
+                    .collect();
+                runs.push(StepRun {
+                    cycles: s.stage_cycles.clone(),
+                    stats: s.stage_stats.clone(),
+                    traces,
+                });
             },
         )?
     };
-    let programs: Vec<PlacedProgram> = c
-        .stages
-        .iter()
-        .zip(&c.sites)
-        .zip(&c.fragments)
-        .enumerate()
-        .filter(|(i, _)| shown.contains(i))
-        .map(|(_, ((st, site), f))| PlacedProgram {
-            name: st.name.clone(),
-            origin: site.origin,
-            program: f.program.clone(),
-        })
-        .collect();
-    let placement = placement_of(&programs, w, h, |pp, _| pp.name.clone());
+    drop(traces);
     let mut by_kind: Vec<(String, f64)> = table
         .kinds
         .iter()
         .map(|(k, t)| (k.to_string(), t.cycles))
         .collect();
     by_kind.sort_by(|x, y| y.1.total_cmp(&x.1));
-    let per_wafer = table.wafers.clone();
-    let bars = gpu_bars(&l, &c, table)?;
-    grid.set_sram(&c);
-    let stats = grid.stats(&c);
-    let trace = (steps > 0).then_some(grid.trace);
-    let on = match n {
-        1 => arch.name.clone(),
-        n => format!("wafer {} of {n} of {}", a.wafer, arch.name),
-    };
-    Ok(Dataset {
-        name: format!("{} on {on} ({} placement)", l.name, c.kind.name()),
-        stats,
-        trace,
-        programs,
-        placement: Some(placement),
+    latency.by_kind = by_kind;
+    if n > 1 {
+        latency.wafers = table
+            .wafers
+            .iter()
+            .enumerate()
+            .map(|(k, w)| {
+                let name = format!(
+                    "wafer {}, layers {}..{}",
+                    k + 1,
+                    w.layers.start,
+                    w.layers.end
+                );
+                (name, w.cycles)
+            })
+            .collect();
+    }
+    latency.bars = gpu_bars(&l, &c, table)?;
+    let run = ModelRun {
+        name: l.name,
+        c,
+        steps: runs,
+        predicted,
         tokens,
-        latency: Some(Latency {
-            per_token_us,
-            by_kind,
-            bars,
-            stages,
-            wafers: if n > 1 {
-                per_wafer
-                    .iter()
-                    .enumerate()
-                    .map(|(k, w)| {
-                        let name = format!(
-                            "wafer {}, layers {}..{}",
-                            k + 1,
-                            w.layers.start,
-                            w.layers.end
-                        );
-                        (name, w.cycles)
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
-        }),
+        latency,
+    };
+    let first = a.wafer as usize - 1;
+    let state = ViewerState::new(run.wafer(first));
+    Ok(match n {
+        1 => state,
+        n => state.with_system(n, first, move |k| Ok(run.wafer(k))),
     })
+}
+
+/// A model's run, kept to draw any one of its wafers: each step's stage
+/// counters and traces (or, compiled only, the cost model's step).
+struct ModelRun {
+    name: String,
+    c: Compiled,
+    steps: Vec<StepRun>,
+    predicted: Option<u64>,
+    tokens: Vec<TokenSpan>,
+    latency: Latency,
+}
+
+/// One emulated step, per stage.
+struct StepRun {
+    cycles: Vec<u64>,
+    stats: Vec<Arc<Stats>>,
+    traces: Vec<Option<Arc<Trace>>>,
+}
+
+impl ModelRun {
+    /// Wafer `k`'s data (from 0): its stages' counters and spans at their
+    /// sites and cycles, its programs and SRAM; the latency is the whole
+    /// token's.
+    fn wafer(&self, k: usize) -> Dataset {
+        let c = &self.c;
+        let arch = &c.options.arch;
+        let (w, h) = (arch.grid_cols, arch.grid_rows);
+        let shown = c.wafers[k].stages.clone();
+        let mut grid = Grid::new(w, h, arch, shown.clone());
+        match self.predicted {
+            Some(cycles) => {
+                grid.now = cycles;
+                grid.engine = "none: compiled only (cost-model latency)".into();
+            }
+            None => {
+                for s in &self.steps {
+                    grid.add_step(c, s);
+                }
+            }
+        }
+        let programs: Vec<PlacedProgram> = c
+            .stages
+            .iter()
+            .zip(&c.sites)
+            .zip(&c.fragments)
+            .enumerate()
+            .filter(|(i, _)| shown.contains(i))
+            .map(|(_, ((st, site), f))| PlacedProgram {
+                name: st.name.clone(),
+                origin: site.origin,
+                program: f.program.clone(),
+            })
+            .collect();
+        let placement = placement_of(&programs, w, h, |pp, _| pp.name.clone());
+        grid.set_sram(c);
+        let stats = grid.stats(c);
+        let trace = self.predicted.is_none().then_some(grid.trace);
+        let on = match c.wafers.len() {
+            1 => arch.name.clone(),
+            n => format!("wafer {} of {n} of {}", k + 1, arch.name),
+        };
+        Dataset {
+            name: format!("{} on {on} ({} placement)", self.name, c.kind.name()),
+            stats,
+            trace,
+            programs,
+            placement: Some(placement),
+            tokens: self.tokens.clone(),
+            latency: Some(self.latency.clone()),
+        }
+    }
 }
 
 /// A token's stages in order, with their hand-offs and `cycles` (on a
 /// system of wafers each name says its wafer).
 fn timeline(c: &Compiled, cycles: &[u64]) -> Vec<StageTime> {
-    StageTime::sequence(c.stages.iter().zip(&c.sites).zip(cycles).enumerate().map(
-        |(i, ((st, site), &n))| {
-            (
-                match c.wafers.len() {
-                    1 => st.name.clone(),
-                    _ => format!(
-                        "w{} {}",
-                        wafer_compiler::system::wafer_of(c, i) + 1,
-                        st.name
-                    ),
-                },
-                wafer_report::table::kind(&site.kernel).to_string(),
-                c.routing.handoffs[i].cycles,
-                n,
-                site.origin,
-            )
-        },
-    ))
+    let mut stages =
+        StageTime::sequence(c.stages.iter().zip(&c.sites).zip(cycles).enumerate().map(
+            |(i, ((st, site), &n))| {
+                (
+                    match c.wafers.len() {
+                        1 => st.name.clone(),
+                        _ => format!(
+                            "w{} {}",
+                            wafer_compiler::system::wafer_of(c, i) + 1,
+                            st.name
+                        ),
+                    },
+                    wafer_report::table::kind(&site.kernel).to_string(),
+                    c.routing.handoffs[i].cycles,
+                    n,
+                    site.origin,
+                )
+            },
+        ));
+    for (i, t) in stages.iter_mut().enumerate() {
+        t.wafer = wafer_compiler::system::wafer_of(c, i);
+    }
+    stages
 }
 
 /// The wafer and the GPU rooflines (CUDA graphs) and published rows, as
@@ -378,8 +451,8 @@ impl Grid {
 
     /// One decode step: each stage's counters added at its site, its spans
     /// moved to its site and its start cycle.
-    fn add_step(&mut self, c: &Compiled, s: &wafer_compiler::decode::Step) {
-        for (i, (st, site)) in s.stage_stats.iter().zip(&c.sites).enumerate() {
+    fn add_step(&mut self, c: &Compiled, s: &StepRun) {
+        for (i, (st, site)) in s.stats.iter().zip(&c.sites).enumerate() {
             // A stage starts once its inputs' hand-off has arrived.
             self.now += c.routing.handoffs[i].cycles;
             if self.shown.contains(&i) {
@@ -387,11 +460,11 @@ impl Grid {
                 let (w, h) = (self.width, self.height);
                 self.pe
                     .add_at(w, h, &st.pe, st.width, st.height, site.origin);
-                if let Some(t) = &s.stage_traces[i] {
+                if let Some(t) = &s.traces[i] {
                     self.trace.append_at(t, site.origin, self.now);
                 }
             }
-            self.now += s.stage_cycles[i];
+            self.now += s.cycles[i];
         }
     }
 
@@ -418,5 +491,52 @@ impl Grid {
             pe: self.pe.clone(),
             totals: self.pe.totals(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn opened(wafer: &str) -> ViewerState {
+        let cli = super::super::Cli::try_parse_from([
+            "wafer", "view", "--wafers", "2", "--grid", "64x64", "--steps", "1", "--wafer", wafer,
+        ])
+        .unwrap();
+        let super::super::Command::View(a) = cli.command else {
+            unreachable!("a view command")
+        };
+        viewed(&a).unwrap()
+    }
+
+    /// Choosing wafer 2 in the window draws what `--wafer 2` opens with:
+    /// its own counters, trace and programs, the same latency panel.
+    #[test]
+    fn choosing_a_wafer_in_the_window_equals_opening_on_it() {
+        let mut first = opened("1");
+        let second = opened("2");
+        assert_eq!(first.system.as_ref().unwrap().count, 2);
+        assert_ne!(first.data.stats, second.data.stats);
+        first.show_wafer(1);
+        assert_eq!(first.system.as_ref().unwrap().shown, 1);
+        let (a, b) = (&first.data, &second.data);
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.stats, b.stats);
+        assert_eq!(a.trace, b.trace);
+        assert_eq!(a.placement, b.placement);
+        assert_eq!(a.latency, b.latency);
+        let names = |d: &Dataset| {
+            d.programs
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(a), names(b));
+        assert!(
+            names(a)
+                .iter()
+                .all(|n| !names(&opened("1").data).contains(n))
+        );
     }
 }

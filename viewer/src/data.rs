@@ -63,11 +63,13 @@ pub struct StageTime {
     pub cycles: u64,
     /// The PE the stage's rectangle starts at.
     pub origin: Pe,
+    /// On a system of wafers, the wafer it runs on (from 0; 0 on one).
+    pub wafer: usize,
 }
 
 impl StageTime {
     /// Stages one after another, each after its inputs' hand-off, from
-    /// `(name, kind, handoff, cycles, origin)`.
+    /// `(name, kind, handoff, cycles, origin)`, all on wafer 0.
     pub fn sequence(
         stages: impl IntoIterator<Item = (String, String, u64, u64, Pe)>,
     ) -> Vec<StageTime> {
@@ -82,6 +84,7 @@ impl StageTime {
                     handoff,
                     cycles,
                     origin,
+                    wafer: 0,
                 };
                 at += handoff + cycles;
                 s

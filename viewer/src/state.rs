@@ -8,6 +8,8 @@ use wafer_format::Pe;
 
 pub struct ViewerState {
     pub data: Dataset,
+    /// A system of wafers: `data` is one wafer's, the others a choice away.
+    pub system: Option<System>,
     pub metric: Metric,
     /// `None` until the first frame fits the grid into the view.
     pub camera: Option<Camera>,
@@ -27,6 +29,7 @@ impl ViewerState {
         let cycles = data.stats.cycles.max(1);
         ViewerState {
             data,
+            system: None,
             metric: Metric::Busy,
             camera: None,
             selected: None,
@@ -35,6 +38,48 @@ impl ViewerState {
             playing: false,
             heatmap: None,
             texture: None,
+        }
+    }
+
+    /// Show one wafer of a system of `count` (`shown`: `data`'s, from 0);
+    /// `load` builds another wafer's data when it is chosen.
+    pub fn with_system(
+        mut self,
+        count: usize,
+        shown: usize,
+        load: impl FnMut(usize) -> Result<Dataset, String> + 'static,
+    ) -> ViewerState {
+        self.system = Some(System {
+            count,
+            shown,
+            error: None,
+            load: Box::new(load),
+        });
+        self
+    }
+
+    /// Draw wafer `k` of the system (from 0): its counters, trace and
+    /// programs replace the shown wafer's; the metric, camera and time
+    /// window stay (the wafers share one grid and one token's cycles), the
+    /// selection goes. A wafer that fails to load leaves the shown one and
+    /// says why (`System::error`).
+    pub fn show_wafer(&mut self, k: usize) {
+        let Some(sys) = &mut self.system else { return };
+        if k == sys.shown || k >= sys.count {
+            return;
+        }
+        match (sys.load)(k) {
+            Ok(d) => {
+                sys.shown = k;
+                sys.error = None;
+                self.data = d;
+                self.selected = None;
+                self.heatmap = None;
+                self.texture = None;
+                let (start, end) = self.window();
+                self.set_window(start, end - start);
+            }
+            Err(e) => sys.error = Some(format!("wafer {}: {e}", k + 1)),
         }
     }
 
@@ -105,4 +150,17 @@ impl ViewerState {
             m => format!("{v:.0} {}", m.unit()),
         }
     }
+}
+
+/// A system of wafers drawn one wafer at a time: the latency panel covers
+/// the whole token, the grid shows the chosen wafer. The wafers' data is
+/// built on demand by whoever opened the viewer (from the run it already
+/// made), so the viewer itself needs no engine.
+pub struct System {
+    pub count: usize,
+    /// The wafer drawn, from 0.
+    pub shown: usize,
+    /// Why the last choice failed to load, if it did.
+    pub error: Option<String>,
+    load: Box<dyn FnMut(usize) -> Result<Dataset, String>>,
 }

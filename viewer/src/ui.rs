@@ -35,6 +35,7 @@ pub fn app(ui: &mut egui::Ui, s: &mut ViewerState) {
 
 pub fn header(ui: &mut egui::Ui, s: &mut ViewerState) {
     ui.horizontal(|ui| {
+        wafer_choice(ui, s);
         let st = &s.data.stats;
         ui.strong(&s.data.name);
         ui.label(format!(
@@ -47,6 +48,25 @@ pub fn header(ui: &mut egui::Ui, s: &mut ViewerState) {
             st.engine
         ));
     });
+}
+
+/// On a system of wafers, which wafer the grid shows (and why the last
+/// choice failed, if it did).
+fn wafer_choice(ui: &mut egui::Ui, s: &mut ViewerState) {
+    let Some(sys) = &s.system else { return };
+    let (count, shown) = (sys.count, sys.shown);
+    let mut pick = shown;
+    egui::ComboBox::from_label("wafer")
+        .selected_text(format!("{} of {count}", shown + 1))
+        .show_ui(ui, |ui| {
+            for k in 0..count {
+                ui.selectable_value(&mut pick, k, format!("wafer {}", k + 1));
+            }
+        });
+    if let Some(e) = &sys.error {
+        ui.colored_label(Color32::LIGHT_RED, e);
+    }
+    s.show_wafer(pick);
 }
 
 /// The metric selector and the colour scale (or the categories) with units.
@@ -405,10 +425,13 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
             ui.label(format!("{k}: {c:.0} ({:.0}%)", 100.0 * f));
         });
     }
+    let mut pick = None;
     if l.wafers.len() > 1 {
+        // With the system at hand, a wafer's row is a button that draws it.
+        let shown = s.system.as_ref().map(|sys| sys.shown);
         ui.strong("cycles per token by wafer");
         let most = l.wafers.iter().map(|w| w.1).fold(1.0, f64::max);
-        for (name, c) in &l.wafers {
+        for (k, (name, c)) in l.wafers.iter().enumerate() {
             ui.horizontal(|ui| {
                 let (r, _) = ui.allocate_exact_size(Vec2::new(100.0, 10.0), Sense::hover());
                 let f = (*c / most) as f32;
@@ -417,10 +440,24 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
                     0.0,
                     rgb(CATEGORIES[1]),
                 );
-                ui.label(format!("{name}: {c:.0}"));
+                let text = format!("{name}: {c:.0}");
+                match shown {
+                    Some(at) => {
+                        if ui.selectable_label(at == k, text).clicked() {
+                            pick = Some(k);
+                        }
+                    }
+                    None => {
+                        ui.label(text);
+                    }
+                }
             });
         }
     }
+    if let Some(k) = pick {
+        s.show_wafer(k);
+    }
+    let Some(l) = &s.data.latency else { return };
     if !l.stages.is_empty() {
         timeline(ui, s);
     }
@@ -491,8 +528,8 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
 /// One token's stages along its cycles: each stage's hand-off (grey, a
 /// modelled cycle count) then its run (coloured by layer kind). The
 /// stages run one after another, so the whole strip is the critical path.
-/// Hovering names a stage; clicking selects its first PE and sets the
-/// heatmap's window to its run.
+/// Hovering names a stage; clicking selects its first PE (drawing its
+/// wafer, on a system) and sets the heatmap's window to its run.
 fn timeline(ui: &mut egui::Ui, s: &mut ViewerState) {
     let Some(l) = &s.data.latency else { return };
     let stages = &l.stages;
@@ -533,10 +570,13 @@ fn timeline(ui: &mut egui::Ui, s: &mut ViewerState) {
             t.name, t.kind, t.handoff, t.cycles, t.start
         );
         let (origin, from, len) = (t.origin, t.start + t.handoff, t.cycles);
+        let wafer = t.wafer;
         resp.clone().on_hover_text(text);
         if resp.clicked() {
-            // The stage's PE, and its run as the heatmap's window: which
-            // PEs are busy while it runs (the first token's).
+            // The stage's PE (on its own wafer, drawn first if it is
+            // another), and its run as the heatmap's window: which PEs are
+            // busy while it runs (the first token's).
+            s.show_wafer(wafer);
             let token = s.data.tokens.first().map_or(0, |t| t.start);
             s.selected = Some(origin);
             s.set_window(token + from, len);

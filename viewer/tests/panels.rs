@@ -257,3 +257,71 @@ fn moving_the_scrubber_changes_the_window_and_what_busy_shows() {
     assert!(!h.state().playing);
     h.get_by_label_contains("cycles ");
 }
+
+/// A system of three wafers whose wafer `k`'s data is named for it (wafer
+/// 3 fails to load); the timeline's last two stages run on wafer 2.
+fn system() -> ViewerState {
+    let mut first = dataset();
+    first.name = "wafer 1 of 3".into();
+    let l = first.latency.as_mut().unwrap();
+    l.wafers = vec![
+        ("wafer 1, layers 0..1".into(), 2700.0),
+        ("wafer 2, layers 1..2".into(), 3300.0),
+        ("wafer 3, layers 2..3".into(), 0.0),
+    ];
+    l.stages[2].wafer = 1;
+    l.stages[3].wafer = 1;
+    let latency = first.latency.clone();
+    ViewerState::new(first).with_system(3, 0, move |k| {
+        if k == 2 {
+            return Err("no such stages".into());
+        }
+        let mut d = dataset();
+        d.name = format!("wafer {} of 3", k + 1);
+        d.latency = latency.clone();
+        Ok(d)
+    })
+}
+
+/// Choosing another wafer, from the latency panel's rows or by clicking a
+/// stage of the timeline that runs on it, draws that wafer's data and
+/// keeps the time window; a wafer that fails to load is named with why.
+#[test]
+fn a_system_draws_the_wafer_chosen_in_the_window() {
+    let mut h = harness([300.0, 900.0], ui::latency, system());
+    h.get_by_label("wafer 2, layers 1..2: 3300").click();
+    h.run();
+    let sys = h.state().system.as_ref().unwrap();
+    assert_eq!((sys.shown, sys.error.as_deref()), (1, None));
+    assert_eq!(h.state().data.name, "wafer 2 of 3");
+    h.get_by_label("wafer 1, layers 0..1: 2700").click();
+    h.run();
+    assert_eq!(h.state().data.name, "wafer 1 of 3");
+    // A failed load leaves the shown wafer and says why.
+    h.get_by_label("wafer 3, layers 2..3: 0").click();
+    h.run();
+    let sys = h.state().system.as_ref().unwrap();
+    assert_eq!(sys.shown, 0);
+    assert_eq!(sys.error.as_deref(), Some("wafer 3: no such stages"));
+    // The attention stage (cycles 2700..4700) runs on wafer 2: clicking
+    // it draws wafer 2 and selects the stage's PE there.
+    let r = h.get_by_label("stage timeline").rect();
+    let pos = egui::Pos2::new(r.min.x + r.width() * 3950.0 / 6000.0, r.center().y);
+    h.hover_at(pos);
+    h.run();
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: Default::default(),
+        });
+    }
+    h.run();
+    assert_eq!(h.state().data.name, "wafer 2 of 3");
+    assert_eq!(h.state().selected, Some(Pe::new(2, 3)));
+    // The header's selector names the wafer shown.
+    let h = harness([900.0, 40.0], ui::header, h.into_state());
+    h.get_by_label("wafer");
+    h.get_by_label_contains("2 of 3");
+}
