@@ -109,7 +109,26 @@ impl AttentionSpec {
     }
 }
 
-fn code(s: &AttentionSpec, r: u32) -> String {
+/// The head's three collectives: the scores' max, their sum, the output.
+/// Built once per kernel (each holds the whole line's plan), then asked
+/// for each row's code.
+struct Collectives {
+    max: LineReduce,
+    sum: LineReduce,
+    output: LineReduce,
+}
+
+impl Collectives {
+    fn new(s: &AttentionSpec) -> Collectives {
+        Collectives {
+            max: s.allreduce("mx", Combine::Max),
+            sum: s.allreduce("sm", Combine::Add),
+            output: s.output(),
+        }
+    }
+}
+
+fn code(s: &AttentionSpec, all: &Collectives, r: u32) -> String {
     let (d, g, slots, h) = (s.head_dim, s.group, s.slots(), s.h);
     let mut t = format!(
         "  vmov.f32 inb, rx(c{CIN})
@@ -160,7 +179,7 @@ nomax:
         v = 1 + d,
         q = 1 + 2 * d,
     );
-    t.push_str(&s.allreduce("mx", Combine::Max).code(r));
+    t.push_str(&all.max.code(r));
     write!(
         t,
         "  li r5, 0
@@ -180,7 +199,7 @@ nosum:
 "
     )
     .unwrap();
-    t.push_str(&s.allreduce("sm", Combine::Add).code(r));
+    t.push_str(&all.sum.code(r));
     write!(
         t,
         "  li r5, 0
@@ -209,7 +228,7 @@ wdone:
 "
     )
     .unwrap();
-    t.push_str(&s.output().code(r));
+    t.push_str(&all.output.code(r));
     t
 }
 
@@ -275,6 +294,7 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
         });
     }
     let (d, g, slots, w) = (s.head_dim, s.group, s.slots(), s.kv_heads);
+    let all = Collectives::new(s);
     let mut src = format!(
         "; attention: {w} KV head(s) with {g} query head(s) each, head dim {d}, position {} of {}, {w}x{} PEs\n.grid {w}x{}\n",
         s.pos, s.max_context, s.h, s.h
@@ -288,7 +308,7 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
             slots * d,
             g * slots,
             g * d,
-            code(s, r)
+            code(s, &all, r)
         )
         .unwrap();
     }
@@ -296,8 +316,8 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
         writeln!(src, ".route 0,0 {w}x{} c{CIN} N -> R,S", s.h - 1).unwrap();
     }
     writeln!(src, ".route 0,{} {w}x1 c{CIN} N -> R", s.h - 1).unwrap();
-    src.push_str(&s.allreduce("mx", Combine::Max).routes());
-    src.push_str(&s.output().routes());
+    src.push_str(&all.max.routes());
+    src.push_str(&all.output.routes());
     writeln!(src, ".data kc 0,0 {w}x{} = rand({})", s.h, s.seed).unwrap();
     writeln!(
         src,

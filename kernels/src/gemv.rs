@@ -120,7 +120,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         while r0 < s.h {
             let mt = rows[r0 as usize].1;
             let r1 = (r0..s.h).find(|r| rows[*r as usize].1 != mt).unwrap_or(s.h);
-            let name = code_name(*nt, mt, &levels.steps[c], c as u32 == s.w - 1);
+            let name = code_name(*nt, mt, levels.steps(c), c as u32 == s.w - 1);
             codes
                 .entry(name.clone())
                 .or_insert_with(|| code_text(&name, s, *nt, mt, &red.code(c as u32)));
@@ -366,7 +366,7 @@ pub fn best_rect(
                 seed: 0,
             };
             if validate(&spec, arch).is_err()
-                || C_LEVEL0 as u32 + Plan::new(w, strategy).levels > arch.colors
+                || C_LEVEL0 as u32 + Plan::shape(w, strategy).0 > arch.colors
             {
                 continue;
             }

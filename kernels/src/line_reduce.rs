@@ -122,7 +122,7 @@ pub struct LineReduce {
 impl LineReduce {
     /// Colors this reduction needs for `len` PEs per line.
     pub fn colors_needed(len: u32, strategy: Strategy, target: Target) -> usize {
-        Plan::new(len, strategy).levels as usize + usize::from(target == Target::All && len > 1)
+        Plan::shape(len, strategy).0 as usize + usize::from(target == Target::All && len > 1)
     }
 
     pub fn new(
@@ -155,7 +155,7 @@ impl LineReduce {
     /// The instructions PE `pos` runs (one per line, indented).
     pub fn code(&self, pos: u32) -> String {
         let (b, op) = (&self.buf, self.combine.mnemonic());
-        let steps = &self.plan.steps[pos as usize];
+        let steps = self.plan.steps(pos as usize);
         let mut t = String::new();
         for (i, (l, action)) in steps.iter().enumerate() {
             let c = self.colors[*l as usize];
@@ -194,7 +194,7 @@ impl LineReduce {
     pub fn routes(&self) -> String {
         let (lines, up, down) = (&self.lines, self.lines.up(), self.lines.down());
         let mut t = String::new();
-        for (pos, steps) in self.plan.steps.iter().enumerate() {
+        for (pos, steps) in self.plan.each_pe().enumerate() {
             for (l, action) in steps {
                 let c = self.colors[*l as usize];
                 if let Action::Send { hops } | Action::Forward { hops } = action {
@@ -262,7 +262,7 @@ impl LineReduce {
         let root = self.root() as usize;
         match self.target {
             Target::Stream(_) => {
-                done[root] = if self.plan.steps[root].is_empty() {
+                done[root] = if self.plan.steps(root).is_empty() {
                     done[root] + 1 + i
                 } else {
                     root_first

@@ -105,12 +105,17 @@ pub struct Plan {
     pub n: u32,
     pub group: u32,
     pub levels: u32,
-    /// Per PE, west to east: its (level, action) steps in order.
-    pub steps: Vec<Vec<(u32, Action)>>,
+    /// Every PE's (level, action) steps, west to east and in level order
+    /// within a PE: PE `c`'s are `steps[start[c]..start[c + 1]]`. One flat
+    /// list, since a plan is built for every line of every kernel a model
+    /// compiles and a list per PE cost most of that.
+    steps: Vec<(u32, Action)>,
+    start: Vec<u32>,
 }
 
 impl Plan {
-    pub fn new(n: u32, strategy: Strategy) -> Plan {
+    /// The levels and group size a plan over `n` PEs has.
+    pub fn shape(n: u32, strategy: Strategy) -> (u32, u32) {
         let levels = strategy.levels().min(n.max(2).ilog2().max(1));
         let mut group = 2u32;
         while (group as u64).pow(levels) < n as u64 {
@@ -119,10 +124,17 @@ impl Plan {
         if levels == 1 {
             group = n.max(1);
         }
-        let mut steps = vec![Vec::new(); n as usize];
+        (levels, group)
+    }
+
+    pub fn new(n: u32, strategy: Strategy) -> Plan {
+        let (levels, group) = Plan::shape(n, strategy);
+        // (PE, level, action) in level order, then grouped by PE (a stable
+        // counting sort keeps each PE's levels in order).
+        let mut all: Vec<(u32, u32, Action)> = Vec::with_capacity(n as usize);
         let mut active: Vec<u32> = (0..n).collect();
         for l in 0..levels {
-            let mut leaders = Vec::new();
+            let mut leaders = Vec::with_capacity(active.len().div_ceil(group as usize));
             for members in active.chunks(group as usize) {
                 let leader = *members.last().expect("chunks are non-empty");
                 for (t, c) in members.iter().enumerate() {
@@ -132,18 +144,42 @@ impl Plan {
                         Some(next) if t == 0 => Action::Send { hops: next - c },
                         Some(next) => Action::Forward { hops: next - c },
                     };
-                    steps[*c as usize].push((l, action));
+                    all.push((*c, l, action));
                 }
                 leaders.push(leader);
             }
             active = leaders;
+        }
+        let mut start = vec![0u32; n as usize + 1];
+        for (c, _, _) in &all {
+            start[*c as usize + 1] += 1;
+        }
+        for c in 0..n as usize {
+            start[c + 1] += start[c];
+        }
+        let mut at = start.clone();
+        let mut steps = vec![(0, Action::Gather); all.len()];
+        for (c, l, action) in all {
+            steps[at[c as usize] as usize] = (l, action);
+            at[c as usize] += 1;
         }
         Plan {
             n,
             group,
             levels,
             steps,
+            start,
         }
+    }
+
+    /// PE `c`'s (level, action) steps, in level order.
+    pub fn steps(&self, c: usize) -> &[(u32, Action)] {
+        &self.steps[self.start[c] as usize..self.start[c + 1] as usize]
+    }
+
+    /// Every PE's steps, west to east.
+    pub fn each_pe(&self) -> impl Iterator<Item = &[(u32, Action)]> {
+        (0..self.n as usize).map(|c| self.steps(c))
     }
 
     /// The sum in the plan's order, as the emulator computes it in f32: a
@@ -167,7 +203,7 @@ impl Plan {
             // Within a level, streams flow east: visit PEs west to east so a
             // sender's value is ready before its receiver reads it.
             for c in 0..n {
-                for (lvl, action) in &self.steps[c] {
+                for (lvl, action) in self.steps(c) {
                     if *lvl != l {
                         continue;
                     }
@@ -203,7 +239,7 @@ impl Plan {
     pub fn first_out(&self, issue: &[u64], m: u32, arch: &Arch) -> u64 {
         let (done, root_first) = self.timeline(issue, m, arch);
         let root = self.n as usize - 1;
-        match self.steps[root].last() {
+        match self.steps(root).last() {
             // The root's final gather streams to the output directly.
             Some((_, Action::Gather)) => root_first,
             _ => done[root] + 1 + arch.vector_issue_cycles as u64,
@@ -225,7 +261,7 @@ impl Plan {
         let mut root_first = next[n - 1];
         for l in 0..self.levels {
             for c in 0..n {
-                for (lvl, action) in &self.steps[c] {
+                for (lvl, action) in self.steps(c) {
                     if *lvl != l {
                         continue;
                     }
@@ -255,15 +291,15 @@ mod tests {
     use super::*;
 
     fn count(plan: &Plan, f: impl Fn(&Action) -> bool) -> usize {
-        plan.steps.iter().flatten().filter(|(_, a)| f(a)).count()
+        plan.each_pe().flatten().filter(|(_, a)| f(a)).count()
     }
 
     #[test]
     fn a_chain_sends_once_and_forwards_the_rest() {
         let p = Plan::new(5, Strategy::Chain);
-        assert_eq!(p.steps[0], vec![(0, Action::Send { hops: 1 })]);
-        assert_eq!(p.steps[2], vec![(0, Action::Forward { hops: 1 })]);
-        assert_eq!(p.steps[4], vec![(0, Action::Gather)]);
+        assert_eq!(p.steps(0), [(0, Action::Send { hops: 1 })]);
+        assert_eq!(p.steps(2), [(0, Action::Forward { hops: 1 })]);
+        assert_eq!(p.steps(4), [(0, Action::Gather)]);
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn lex(line: &str) -> Vec<Token> {
                 col,
             });
             i += 2;
-        } else if ",[]():=@".contains(c) {
+        } else if matches!(c, ',' | '[' | ']' | '(' | ')' | ':' | '=' | '@') {
             out.push(Token {
                 tok: Tok::Punct(c),
                 col,
@@ -130,7 +130,7 @@ fn lex(line: &str) -> Vec<Token> {
             while i < chars.len() {
                 let d = chars[i];
                 if d.is_whitespace()
-                    || ",[]():=@;<".contains(d)
+                    || matches!(d, ',' | '[' | ']' | '(' | ')' | ':' | '=' | '@' | ';' | '<')
                     || (d == '-' && chars.get(i + 1) == Some(&'>'))
                 {
                     break;
