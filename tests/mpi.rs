@@ -1,7 +1,8 @@
 //! `wafer bench` and `wafer sweep` under `mpirun -n 2` (`cargo test
 //! --features mpi --test mpi`, Open MPI installed; `.ci/run` does both):
-//! the same table as one process, each rank emulating its share of every
-//! step's distinct stage runs, and the same sweep, each rank computing its
+//! the same table as one process, each rank compiling its share of the
+//! system's wafers and emulating its share of every step's distinct stage
+//! runs, and the same sweep, each rank computing its
 //! share of the points; a command that does not share its work refuses two
 //! ranks.
 #![cfg(feature = "mpi")]

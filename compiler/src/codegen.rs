@@ -10,6 +10,7 @@ use crate::model::{Config, ModelError, Weights};
 use crate::place::{self, Kernel, Options, PlaceError, PlacementKind, Site};
 use crate::region::{self, Region, Searched};
 use crate::route::{self, Routing};
+use crate::share::{Alone, Exchange};
 use crate::sram::{self, SramPlan};
 use crate::stage::{self, Stage, Work};
 use crate::system::{Transfer, WaferPart, Wafers};
@@ -139,6 +140,21 @@ pub fn compile(
     weights: Option<&Weights>,
     options: &Options,
 ) -> Result<Compiled, CompileError> {
+    compile_shared(config, weights, options, &Alone)
+}
+
+/// [`compile`], with a system of wafers' work shared among the processes
+/// of `ex` (every process calls it together and gets the same result as
+/// one process would): each wafer's part is placed, generated and routed
+/// on one process, as are the predictions that choose the wafer count and
+/// placement ([`crate::share::spread`]). One wafer is compiled by each
+/// process alone.
+pub fn compile_shared(
+    config: &Config,
+    weights: Option<&Weights>,
+    options: &Options,
+    ex: &dyn Exchange,
+) -> Result<Compiled, CompileError> {
     config
         .validate()
         .map_err(|m| CompileError::Options(format!("model config: {m}")))?;
@@ -172,23 +188,28 @@ pub fn compile(
         None => vec![PlacementKind::Pipeline, PlacementKind::Mesh],
     };
     let system = |first| -> Result<Compiled, CompileError> {
-        let (n, fit) = crate::system::fewest(config, options, &graph, &stages, &kinds, first)?;
+        let (n, fit) = crate::system::fewest(config, options, &graph, &stages, &kinds, first, ex)?;
         crate::system::compile(
             config,
             weights,
             options,
-            &graph,
-            &stages,
+            (&graph, &stages),
             &kinds,
-            n,
-            Some(fit),
+            (n, Some(fit)),
+            ex,
         )
     };
     match options.wafers {
         Wafers::Count(1) => {}
         Wafers::Count(n) => {
             return crate::system::compile(
-                config, weights, options, &graph, &stages, &kinds, n, None,
+                config,
+                weights,
+                options,
+                (&graph, &stages),
+                &kinds,
+                (n, None),
+                ex,
             );
         }
         // One wafer where it fits (with the region search), else the
@@ -201,7 +222,7 @@ pub fn compile(
                 wafers: Wafers::Count(1),
                 ..options.clone()
             };
-            return match compile(config, weights, &one) {
+            return match compile_shared(config, weights, &one, ex) {
                 Err(CompileError::Place(PlaceError::NoFit { .. })) => system(2),
                 r => r,
             };

@@ -53,7 +53,7 @@ impl fmt::Display for PlacementKind {
 }
 
 /// The kernel that runs a stage, with its shape.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Kernel {
     Embed(EmbeddingSpec),
     Gemv(GemvSpec),
@@ -181,7 +181,7 @@ fn mesh_gemv(m: u32, n: u32, w: u32, h: u32, o: &Options, arch: &Arch) -> Option
 }
 
 /// A stage on the wafer: its kernel and the kernel's origin.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Site {
     pub kernel: Kernel,
     /// World coordinates of the kernel's PE (0, 0).

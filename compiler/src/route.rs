@@ -26,7 +26,7 @@ use wafer_emulator::{Arch, Pe};
 use wafer_kernels::Fragment;
 
 /// The inputs of one stage arriving from the stages that made them.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Handoff {
     /// Producing stages (empty for the first stage, fed by the host).
     pub from: Vec<usize>,
@@ -42,7 +42,7 @@ pub struct Handoff {
     pub color: u8,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Routing {
     /// One per stage.
     pub handoffs: Vec<Handoff>,

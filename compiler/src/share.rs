@@ -1,7 +1,10 @@
-//! A timing-only decode step shared among processes (the CLI's MPI ranks,
-//! behind its `mpi` feature): the distinct stage runs of a step are split
-//! between them, run at once, and every process gets every result.
+//! Work shared among processes (the CLI's MPI ranks, behind its `mpi`
+//! feature): split between them, run at once, every process getting every
+//! result — the parts of a compile ([`spread`]: a system's wafers, the
+//! predictions `--wafers auto` compares) and a timing-only decode step's
+//! distinct stage runs.
 //!
+//! **A step.**
 //! A timing-only run depends only on its program less the weights and its
 //! inputs' known values (`engine::timing_fingerprint`), and in timing-only
 //! mode what a stage makes is unknown, so every stage's inputs — hence its
@@ -15,6 +18,8 @@
 //! one process's whatever the plan (tested against one process).
 
 use crate::decode::PeTime;
+use rayon::prelude::*;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -61,6 +66,46 @@ pub fn assign(work: &[u64], ranks: usize) -> Vec<usize> {
         load[r] += work[i].max(1);
     }
     owner
+}
+
+/// Jobs split between the processes of `ex`: each runs those [`assign`]
+/// gives it (by `work`, side by side on its threads) and every process
+/// gets every result, in job order. Alone, the jobs simply run. The
+/// results travel in postcard; an `Err` names the rank whose results did
+/// not decode (a bug, or ranks of different builds).
+pub fn spread<T>(
+    ex: &dyn Exchange,
+    work: &[u64],
+    run: impl Fn(usize) -> T + Sync,
+) -> Result<Vec<T>, String>
+where
+    T: Serialize + DeserializeOwned + Send,
+{
+    if ex.ranks() == 1 {
+        return Ok((0..work.len()).into_par_iter().map(&run).collect());
+    }
+    let owner = assign(work, ex.ranks());
+    let mine: Vec<u32> = (0..work.len() as u32)
+        .filter(|&i| owner[i as usize] == ex.rank())
+        .collect();
+    let done: Vec<(u32, T)> = mine.into_par_iter().map(|i| (i, run(i as usize))).collect();
+    let bytes = postcard::to_stdvec(&done).map_err(|e| format!("rank {}: {e}", ex.rank()))?;
+    drop(done);
+    let mut out: Vec<Option<T>> = (0..work.len()).map(|_| None).collect();
+    for (rank, b) in ex.all_gather(bytes).into_iter().enumerate() {
+        let theirs: Vec<(u32, T)> =
+            postcard::from_bytes(&b).map_err(|e| format!("rank {rank}'s results: {e}"))?;
+        for (i, t) in theirs {
+            if owner.get(i as usize) != Some(&rank) {
+                return Err(format!("rank {rank} sent job {i}, which is not its own"));
+            }
+            out[i as usize] = Some(t);
+        }
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, t)| t.ok_or_else(|| format!("rank {} sent no result for job {i}", owner[i])))
+        .collect()
 }
 
 /// One run's results as they travel between processes.

@@ -14,7 +14,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use wafer_emulator::{Arch, Pe, PeRect};
 use wafer_kernels::Fragment;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SramPlan {
     /// The most any PE needs, and where.
     pub max_bytes: u32,
@@ -128,8 +128,12 @@ pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &
                     .codes
                     .iter()
                     .map(|c| {
+                        // The instructions' binary encoding (their floats
+                        // have no `Hash`; the encoding is exact and cheap).
                         let mut s = DefaultHasher::new();
-                        format!("{:?}", c.insts).hash(&mut s);
+                        postcard::to_stdvec(&c.insts)
+                            .expect("instructions serialise")
+                            .hash(&mut s);
                         s.finish()
                     })
                     .collect();

@@ -27,9 +27,9 @@ use crate::ir::Graph;
 use crate::model::{Config, Weights};
 use crate::place::{self, Options, PlaceError, PlacementKind, Site};
 use crate::route::{Handoff, Routing};
+use crate::share::{self, Exchange};
 use crate::sram::SramPlan;
 use crate::stage::{Src, Stage, Work};
-use rayon::prelude::*;
 use std::ops::Range;
 use wafer_kernels::Fragment;
 
@@ -101,6 +101,10 @@ pub fn group_bytes(stages: &[Stage], c: &Config, o: &Options) -> Vec<u64> {
 
 /// One wafer's stages and the layers they belong to.
 pub type Part = (Range<usize>, Range<usize>);
+
+/// One wafer's part compiled: its sites, fragments, routes and SRAM plan
+/// (as they travel between processes sharing a compile).
+type CompiledPart = (Vec<Site>, Vec<Fragment>, Routing, SramPlan);
 
 /// The stages of each of `n` wafers: layers split into contiguous ranges
 /// (each at least one layer) so that the most bytes a wafer keeps is the
@@ -212,13 +216,14 @@ pub(crate) fn fewest(
     stages: &[Stage],
     kinds: &[PlacementKind],
     at_least: u32,
+    ex: &dyn Exchange,
 ) -> Result<(u32, Fit), CompileError> {
     let (w, kv) = place::footprint(c, o.dtype, o.max_context);
     let wafer_bytes = o.arch.n_pes() * o.arch.sram_bytes as u64;
     let most = (c.n_layers as u32).min(MAX_WAFERS);
     let first = ((w + kv).div_ceil(wafer_bytes) as u32).max(at_least);
     for n in first..=most {
-        if let Ok(fit) = fits(c, o, graph, stages, kinds, n as usize) {
+        if let Ok(fit) = fits(c, o, (graph, stages), kinds, n as usize, ex)? {
             return Ok((n, fit));
         }
     }
@@ -238,20 +243,75 @@ pub(crate) fn fewest(
 /// (transfers aside).
 pub(crate) type Fit = Vec<(PlacementKind, u64)>;
 
+/// Why `n` wafers do not hold the model: an error already made, or the
+/// first wafer and kind whose prediction failed (its error is made again
+/// only where it is shown: [`Unfit::error`], since `auto` tries counts
+/// that do not fit and the prediction may have run on another process).
+pub(crate) enum Unfit {
+    Error(CompileError),
+    Predict { wafer: usize, kind: PlacementKind },
+}
+
+impl Unfit {
+    /// The error itself (a failed prediction run again, here).
+    fn error(
+        self,
+        c: &Config,
+        o: &Options,
+        (graph, stages): (&Graph, &[Stage]),
+        n: usize,
+    ) -> CompileError {
+        match self {
+            Unfit::Error(e) => e,
+            Unfit::Predict { wafer, kind } => {
+                let (parts, _) = split(stages, c, o, n);
+                let all: Vec<Range<usize>> = parts.iter().map(|p| p.0.clone()).collect();
+                let sent = crossing(stages, &all);
+                match predict_part(c, o, (graph, stages), &parts, &sent, (wafer, kind)) {
+                    Err(e) => e,
+                    Ok(_) => CompileError::Internal(format!(
+                        "wafer {} of {n}: its prediction failed once and not again",
+                        wafer + 1
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// The predicted cycles of wafer `k`'s part with placement `kind`.
+fn predict_part(
+    c: &Config,
+    o: &Options,
+    (graph, stages): (&Graph, &[Stage]),
+    parts: &[Part],
+    sent: &[Vec<usize>],
+    (k, kind): (usize, PlacementKind),
+) -> Result<u64, CompileError> {
+    let n = parts.len();
+    let (r, layers) = &parts[k];
+    let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
+    let part = &stages[r.clone()];
+    crate::region::predict(c, o, graph, part, kind, o.max_context / 2, arrives)
+        .map_err(|e| part_error(k, n, layers, (part, c, o), e))
+}
+
 /// Whether `n` wafers hold the model with some kind among `kinds`: the
 /// predicted step of each kind that fits every wafer (transfers aside).
+/// The predictions are shared among the processes of `ex`; the outer
+/// `Err` is one that could not share them.
 fn fits(
     c: &Config,
     o: &Options,
-    graph: &Graph,
-    stages: &[Stage],
+    (graph, stages): (&Graph, &[Stage]),
     kinds: &[PlacementKind],
     n: usize,
-) -> Result<Fit, CompileError> {
+    ex: &dyn Exchange,
+) -> Result<Result<Fit, Unfit>, CompileError> {
     let (parts, kept) = split(stages, c, o, n);
     let wafer_bytes = o.arch.n_pes() * o.arch.sram_bytes as u64;
     if let Some(k) = kept.iter().position(|b| *b > wafer_bytes) {
-        return Err(part_error(
+        return Ok(Err(Unfit::Error(part_error(
             k,
             n,
             &parts[k].1,
@@ -263,12 +323,10 @@ fn fits(
                     kept[k]
                 ),
             },
-        ));
+        ))));
     }
     let all: Vec<Range<usize>> = parts.iter().map(|p| p.0.clone()).collect();
     let sent = crossing(stages, &all);
-    let mut ok = Vec::new();
-    let mut first_err = None;
     // Wafers between the first and the last with as many layers hold the
     // same stages but for their layer numbers (and weights): one is
     // predicted for all. The distinct ones are predicted side by side.
@@ -279,36 +337,41 @@ fn fits(
             distinct.push(k);
         }
     }
-    for &kind in kinds {
-        let each: Vec<Result<u64, CompileError>> = distinct
-            .par_iter()
-            .map(|&k| {
-                let (r, layers) = &parts[k];
-                let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
-                let part = &stages[r.clone()];
-                crate::region::predict(c, o, graph, part, kind, o.max_context / 2, arrives)
-                    .map_err(|e| part_error(k, n, layers, (part, c, o), e))
-            })
-            .collect();
-        match each.into_iter().collect::<Result<Vec<u64>, _>>() {
-            Ok(cycles) => ok.push((
+    let jobs: Vec<(usize, PlacementKind)> = kinds
+        .iter()
+        .flat_map(|&kind| distinct.iter().map(move |&k| (k, kind)))
+        .collect();
+    let work: Vec<u64> = jobs.iter().map(|&(k, _)| parts[k].0.len() as u64).collect();
+    let predicted = share::spread(ex, &work, |j| {
+        predict_part(c, o, (graph, stages), &parts, &sent, jobs[j]).ok()
+    })
+    .map_err(|e| CompileError::Internal(format!("sharing the predictions of {n} wafers: {e}")))?;
+    let mut ok = Vec::new();
+    let mut first_unfit = None;
+    for (&kind, cycles) in kinds.iter().zip(predicted.chunks(distinct.len())) {
+        match cycles.iter().position(Option::is_none) {
+            None => ok.push((
                 kind,
                 (0..n)
                     .map(|k| {
                         let d = distinct.iter().position(|&d| shape(d) == shape(k));
                         cycles[d.expect("every shape has a distinct wafer")]
+                            .expect("every prediction succeeded")
                     })
                     .sum(),
             )),
-            Err(e) => {
-                first_err.get_or_insert(e);
+            Some(d) => {
+                first_unfit.get_or_insert(Unfit::Predict {
+                    wafer: distinct[d],
+                    kind,
+                });
             }
         }
     }
-    match first_err {
-        Some(e) if ok.is_empty() => Err(e),
+    Ok(match first_unfit {
+        Some(u) if ok.is_empty() => Err(u),
         _ => Ok(ok),
-    }
+    })
 }
 
 /// An error on wafer `wafer` of `of`, holding `layers`. A no-fit error's
@@ -358,17 +421,16 @@ fn part_error(
 }
 
 /// Compile `stages` for a system of `n` wafers (`fit`: what [`fewest`]
-/// found for `n`, else it is found here).
-#[allow(clippy::too_many_arguments)]
+/// found for `n`, else it is found here), each wafer's part on one of the
+/// processes of `ex`.
 pub(crate) fn compile(
     c: &Config,
     weights: Option<&Weights>,
     o: &Options,
-    graph: &Graph,
-    stages: &[Stage],
+    (graph, stages): (&Graph, &[Stage]),
     kinds: &[PlacementKind],
-    n: u32,
-    fit: Option<Fit>,
+    (n, fit): (u32, Option<Fit>),
+    ex: &dyn Exchange,
 ) -> Result<Compiled, CompileError> {
     if n == 0 || n > MAX_WAFERS {
         return Err(CompileError::Wafers {
@@ -388,15 +450,20 @@ pub(crate) fn compile(
     let n = n as usize;
     // The placement: the faster predicted step among the kinds that fit
     // every wafer (a Count that does not fit says so, with what would).
-    let kind = match fit.map_or_else(|| fits(c, o, graph, stages, kinds, n), Ok) {
+    let fit = match fit {
+        Some(f) => Ok(f),
+        None => fits(c, o, (graph, stages), kinds, n, ex)?,
+    };
+    let kind = match fit {
         Ok(ok) => {
             ok.iter()
                 .min_by_key(|(_, cycles)| *cycles)
                 .expect("fits returns a kind or an error")
                 .0
         }
-        Err(e) => {
-            let advice = match fewest(c, o, graph, stages, kinds, 1) {
+        Err(unfit) => {
+            let e = unfit.error(c, o, (graph, stages), n);
+            let advice = match fewest(c, o, graph, stages, kinds, 1, ex) {
                 Ok((m, _)) => format!("--wafers {m} fits (what --wafers auto chooses)"),
                 Err(e) => e.to_string(),
             };
@@ -406,7 +473,7 @@ pub(crate) fn compile(
             });
         }
     };
-    let (parts, _) = split(stages, c, o, n);
+    let (parts, kept) = split(stages, c, o, n);
     let ranges: Vec<Range<usize>> = parts.iter().map(|p| p.0.clone()).collect();
     let sent = crossing(stages, &ranges);
     let mut sites: Vec<Site> = Vec::with_capacity(stages.len());
@@ -415,21 +482,26 @@ pub(crate) fn compile(
     let mut wafers = Vec::with_capacity(n);
     let (mut kernel_colors, mut colors_used) = (0, 0);
     // Each wafer's part is placed, generated, routed and planned on its
-    // own, side by side.
-    let compiled: Vec<_> = parts
-        .par_iter()
+    // own, side by side (on one of the processes sharing the compile,
+    // those with the most bytes first). A part that fails is compiled
+    // again here for its error, as every process does alike.
+    let part = |k: usize| -> Result<CompiledPart, CompileError> {
+        let (r, layers) = &parts[k];
+        let part = &stages[r.clone()];
+        let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
+        let err = |e| part_error(k, n, layers, (part, c, o), e);
+        let s = place::place(part, c, o, kind).map_err(|e| err(e.into()))?;
+        let f = codegen::fragments(part, &s, graph, weights, o).map_err(err)?;
+        let refs: Vec<&Fragment> = f.iter().collect();
+        let (routing, sram) =
+            codegen::route_and_plan(c, o, part, &s, &refs, kind, arrives).map_err(err)?;
+        Ok((s, f, routing, sram))
+    };
+    let compiled = share::spread(ex, &kept, |k| part(k).ok())
+        .map_err(|e| CompileError::Internal(format!("sharing the parts of {n} wafers: {e}")))?
+        .into_iter()
         .enumerate()
-        .map(|(k, (r, layers))| {
-            let part = &stages[r.clone()];
-            let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
-            let err = |e| part_error(k, n, layers, (part, c, o), e);
-            let s = place::place(part, c, o, kind).map_err(|e| err(e.into()))?;
-            let f = codegen::fragments(part, &s, graph, weights, o).map_err(err)?;
-            let refs: Vec<&Fragment> = f.iter().collect();
-            let (routing, sram) =
-                codegen::route_and_plan(c, o, part, &s, &refs, kind, arrives).map_err(err)?;
-            Ok((s, f, routing, sram))
-        })
+        .map(|(k, p)| p.map_or_else(|| part(k), Ok))
         .collect::<Result<Vec<_>, CompileError>>()?;
     for ((r, layers), (s, f, routing, sram)) in parts.iter().zip(compiled) {
         kernel_colors = routing.kernel_colors.max(kernel_colors);

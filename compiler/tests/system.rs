@@ -223,6 +223,8 @@ struct Threads {
     ranks: usize,
     parts: std::sync::Arc<std::sync::Mutex<Vec<Option<Vec<u8>>>>>,
     barrier: std::sync::Arc<std::sync::Barrier>,
+    /// The most bytes this rank sent in one all-gather.
+    sent: std::sync::atomic::AtomicUsize,
 }
 
 impl wafer_compiler::share::Exchange for Threads {
@@ -233,6 +235,8 @@ impl wafer_compiler::share::Exchange for Threads {
         self.ranks
     }
     fn all_gather(&self, mine: Vec<u8>) -> Vec<Vec<u8>> {
+        self.sent
+            .fetch_max(mine.len(), std::sync::atomic::Ordering::Relaxed);
         self.parts.lock().unwrap()[self.rank] = Some(mine);
         self.barrier.wait();
         let all: Vec<Vec<u8>> = self
@@ -272,36 +276,23 @@ fn a_step_shared_between_ranks_is_one_process_s_step() {
     };
     let alone = steps(&mut Decoder::new(&compiled));
     for ranks in [1, 2, 3] {
-        let parts = std::sync::Arc::new(std::sync::Mutex::new(vec![None; ranks]));
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(ranks));
-        let results: Vec<(Vec<_>, Vec<usize>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..ranks)
-                .map(|rank| {
-                    let ex = Threads {
-                        rank,
-                        ranks,
-                        parts: parts.clone(),
-                        barrier: barrier.clone(),
-                    };
-                    let compiled = &compiled;
-                    s.spawn(move || {
-                        let mut d = Decoder::new(compiled);
-                        d.timing_only(true);
-                        d.keep_stats(false);
-                        d.threads(1);
-                        d.skip_to(7).unwrap();
-                        let mut made = Vec::new();
-                        let mut out = Vec::new();
-                        for _ in 0..2 {
-                            made.push(d.share(0, &ex).unwrap());
-                            out.push(d.step(0).unwrap());
-                        }
-                        (out, made)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+        let results: Vec<(Vec<_>, Vec<usize>)> = on_ranks(ranks, |ex| {
+            let mut d = Decoder::new(&compiled);
+            d.timing_only(true);
+            d.keep_stats(false);
+            d.threads(1);
+            d.skip_to(7).unwrap();
+            let mut made = Vec::new();
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                made.push(d.share(0, ex).unwrap());
+                out.push(d.step(0).unwrap());
+            }
+            (out, made)
+        })
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
         for (rank, (got, made)) in results.iter().enumerate() {
             for (g, a) in got.iter().zip(&alone) {
                 assert_eq!(g.cycles, a.cycles, "{ranks} ranks, rank {rank}");
@@ -321,5 +312,98 @@ fn a_step_shared_between_ranks_is_one_process_s_step() {
             let distinct = alone[step].stage_reused.iter().filter(|r| !**r).count();
             assert_eq!(total, distinct, "{ranks} ranks, step {step}");
         }
+    }
+}
+
+/// `f` on `ranks` threads, each with its own end of one simulated world;
+/// the results in rank order, with the most bytes each rank sent in one
+/// all-gather.
+fn on_ranks<R: Send>(ranks: usize, f: impl Fn(&Threads) -> R + Sync) -> Vec<(R, usize)> {
+    let parts = std::sync::Arc::new(std::sync::Mutex::new(vec![None; ranks]));
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(ranks));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..ranks)
+            .map(|rank| {
+                let ex = Threads {
+                    rank,
+                    ranks,
+                    parts: parts.clone(),
+                    barrier: barrier.clone(),
+                    sent: Default::default(),
+                };
+                let f = &f;
+                s.spawn(move || {
+                    let r = f(&ex);
+                    (r, ex.sent.load(std::sync::atomic::Ordering::Relaxed))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// A system compiled by 1, 2 and 3 ranks together is one process's
+/// compile on every rank (each stage's program, site and hand-off, the
+/// wafers, the transfers), with `auto` choosing the same count and every
+/// rank compiling a share; a count that does not fit gives one process's
+/// error on every rank.
+#[test]
+fn a_system_compiled_by_ranks_together_is_one_process_s_compile() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    for (o, what) in [
+        // Both placements predicted for each wafer, the faster kept.
+        (
+            Options {
+                placement: None,
+                ..options(grid(60, 60), PlacementKind::Mesh, Wafers::Count(3))
+            },
+            "3 wafers",
+        ),
+        (
+            options(grid(12, 12), PlacementKind::Pipeline, Wafers::Auto),
+            "auto",
+        ),
+    ] {
+        let alone = compile(&c, Some(&w), &o).unwrap();
+        for ranks in [1, 2, 3] {
+            for (rank, (got, sent)) in on_ranks(ranks, |ex| {
+                wafer_compiler::codegen::compile_shared(&c, Some(&w), &o, ex).unwrap()
+            })
+            .into_iter()
+            .enumerate()
+            {
+                let at = format!("{what}, rank {rank} of {ranks}");
+                assert_eq!(bundle::encode(&got), bundle::encode(&alone), "{at}");
+                assert_eq!(got.kind, alone.kind, "{at}");
+                assert_eq!(got.wafers, alone.wafers, "{at}");
+                assert_eq!(got.transfers, alone.transfers, "{at}");
+                assert_eq!(got.routing, alone.routing, "{at}");
+                assert_eq!(got.sram, alone.sram, "{at}");
+                if ranks > 1 {
+                    assert!(sent > 100, "{at}: sent {sent} bytes");
+                }
+            }
+        }
+    }
+    let small = grid(12, 12);
+    let n = compile(
+        &c,
+        Some(&w),
+        &options(small.clone(), PlacementKind::Pipeline, Wafers::Auto),
+    )
+    .unwrap()
+    .wafers
+    .len();
+    let fewer = options(small, PlacementKind::Pipeline, Wafers::Count(n as u32 - 1));
+    let want = compile(&c, Some(&w), &fewer).unwrap_err().to_string();
+    for ((e, _), rank) in on_ranks(2, |ex| {
+        wafer_compiler::codegen::compile_shared(&c, Some(&w), &fewer, ex)
+            .unwrap_err()
+            .to_string()
+    })
+    .into_iter()
+    .zip(0..)
+    {
+        assert_eq!(e, want, "rank {rank}");
     }
 }

@@ -15,7 +15,7 @@ use std::fmt::Write;
 use wafer_emulator::Arch;
 use wafer_emulator::isa::VecOp;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ArgmaxSpec {
     pub n: u32,
     pub h: u32,

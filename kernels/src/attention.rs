@@ -27,7 +27,7 @@ use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, DataInit, Pe, Program};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AttentionSpec {
     pub head_dim: u32,
     /// Query heads sharing this KV head.

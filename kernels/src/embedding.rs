@@ -17,7 +17,7 @@ use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, DType, Pe, Program};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EmbeddingSpec {
     pub vocab: u32,
     pub dim: u32,

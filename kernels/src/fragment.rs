@@ -13,7 +13,7 @@ use wafer_emulator::{Arch, DataInit, Inputs, Pe, PeRect, Program, RunConfig, Run
 /// `offset .. offset + len` are the stream's elements `at .. at + len`. A
 /// stream may carry pieces of several tensors, and one piece may be sent
 /// down several streams.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Segment {
     pub stream: String,
     pub offset: u32,
@@ -22,14 +22,14 @@ pub struct Segment {
 }
 
 /// A logical tensor (a vector here) and the streams that carry it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TensorPort {
     pub name: String,
     pub len: u32,
     pub segments: Vec<Segment>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Fragment {
     pub program: Program,
     pub inputs: Vec<TensorPort>,

@@ -19,7 +19,7 @@ use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, DType, Pe, Program};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GemvSpec {
     /// Rows of W (outputs).
     pub m: u32,

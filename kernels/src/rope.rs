@@ -15,7 +15,7 @@ use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, Pe, Program};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RopeLayout {
     /// Pairs `(2i, 2i+1)`, as llama2.c.
     Adjacent,
@@ -23,7 +23,7 @@ pub enum RopeLayout {
     HalfSplit,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RopeSpec {
     pub heads: u32,
     pub head_dim: u32,
@@ -58,7 +58,7 @@ impl RopeSpec {
 }
 
 /// How RoPE's frequencies are stretched for contexts longer than training's.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum RopeScaling {
     /// Every frequency divided by `factor`.
     Linear { factor: f32 },

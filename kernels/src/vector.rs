@@ -18,7 +18,7 @@ use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, Pe, Program};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum VectorOp {
     Add,
     Mul,
@@ -89,7 +89,7 @@ impl VectorOp {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VectorSpec {
     pub op: VectorOp,
     /// Vector length.

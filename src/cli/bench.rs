@@ -247,7 +247,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let l = load(a.model.as_deref(), None)?;
     let compile_start = Instant::now();
-    let c = a.target.compile(&l)?;
+    let c = a.target.compile_on_ranks(&l)?;
     let compile_s = compile_start.elapsed().as_secs_f64();
     if !a.emulator {
         let request = super::compare::Request {

@@ -112,6 +112,18 @@ impl TargetArgs {
         let o = self.options(l)?;
         compile(&l.config, l.weights.as_ref(), &o).with_context(|| format!("compiling {}", l.name))
     }
+
+    /// [`TargetArgs::compile`], a system of wafers' parts shared among
+    /// this run's MPI ranks (every rank calls it; one process compiles
+    /// alone).
+    pub fn compile_on_ranks(&self, l: &Loaded) -> anyhow::Result<Compiled> {
+        let Some(ex) = super::ranks::exchange() else {
+            return self.compile(l);
+        };
+        let o = self.options(l)?;
+        wafer_compiler::codegen::compile_shared(&l.config, l.weights.as_ref(), &o, &*ex)
+            .with_context(|| format!("compiling {}", l.name))
+    }
 }
 
 #[derive(Args, Debug)]

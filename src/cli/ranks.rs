@@ -52,31 +52,41 @@ mod world {
         fn ranks(&self) -> usize {
             self.size
         }
+        /// In rounds that keep what all ranks send in one under 2 GiB
+        /// (MPI's counts and offsets are 32-bit), until no rank has more.
         fn all_gather(&self, mine: Vec<u8>) -> Vec<Vec<u8>> {
+            let round_bytes = i32::MAX as usize / self.size;
             let world = mpi::topology::SimpleCommunicator::world();
-            let len = mpi::Count::try_from(mine.len()).expect("a step's results under 2 GiB");
-            let mut counts = vec![0 as mpi::Count; self.size];
-            world.all_gather_into(&len, &mut counts[..]);
-            let displs: Vec<mpi::Count> = counts
-                .iter()
-                .scan(0, |at, &n| {
-                    let here = *at;
-                    *at += n;
-                    Some(here)
-                })
-                .collect();
-            let total: usize = counts.iter().map(|&n| n as usize).sum();
-            let mut all = vec![0u8; total];
-            {
-                let mut part =
-                    mpi::datatype::PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
-                world.all_gather_varcount_into(&mine[..], &mut part);
+            let mut all = vec![Vec::new(); self.size];
+            let mut at = 0;
+            loop {
+                let piece = &mine[at.min(mine.len())..(at + round_bytes).min(mine.len())];
+                let len = mpi::Count::try_from(piece.len()).expect("a round is under 2 GiB");
+                let mut counts = vec![0 as mpi::Count; self.size];
+                world.all_gather_into(&len, &mut counts[..]);
+                if counts.iter().all(|&n| n == 0) {
+                    return all;
+                }
+                let displs: Vec<mpi::Count> = counts
+                    .iter()
+                    .scan(0, |at, &n| {
+                        let here = *at;
+                        *at += n;
+                        Some(here)
+                    })
+                    .collect();
+                let total: usize = counts.iter().map(|&n| n as usize).sum();
+                let mut round = vec![0u8; total];
+                {
+                    let mut part =
+                        mpi::datatype::PartitionMut::new(&mut round[..], &counts[..], &displs[..]);
+                    world.all_gather_varcount_into(piece, &mut part);
+                }
+                for ((got, &n), &d) in all.iter_mut().zip(&counts).zip(&displs) {
+                    got.extend_from_slice(&round[d as usize..(d + n) as usize]);
+                }
+                at += round_bytes;
             }
-            counts
-                .iter()
-                .zip(&displs)
-                .map(|(&n, &at)| all[at as usize..(at + n) as usize].to_vec())
-                .collect()
         }
     }
 }

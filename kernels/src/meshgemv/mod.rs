@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use wafer_emulator::{Arch, DType, Pe, Program};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MeshGemvSpec {
     /// Length of `x` (rows of `W`), split over the `h` PE rows.
     pub m: u32,
