@@ -16,8 +16,12 @@
 //! ```
 //! The instruction set is listed in the README's assembly section.
 
+mod error;
+mod lex;
+mod line;
 mod parse;
 mod print;
 
-pub use parse::{AsmError, parse};
+pub use error::AsmError;
+pub use parse::parse;
 pub use print::{code_listing, inst_text, print};
