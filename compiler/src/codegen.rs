@@ -125,6 +125,26 @@ impl Compiled {
         self.sram.pes_used
     }
 
+    /// What the fullest PE holds, by kind (on a system, the fullest
+    /// wafer's); the kinds add up to `sram.max_bytes`.
+    pub fn fullest_held(&self) -> crate::sram::Held {
+        let k = self
+            .wafers
+            .iter()
+            .position(|w| {
+                w.sram.max_bytes == self.sram.max_bytes && w.sram.max_at == self.sram.max_at
+            })
+            .expect("the plan's fullest PE is a wafer's");
+        self.wafer_fullest_held(k)
+    }
+
+    /// What wafer `k`'s fullest PE holds, by kind.
+    pub fn wafer_fullest_held(&self, k: usize) -> crate::sram::Held {
+        let w = &self.wafers[k];
+        let r = w.stages.clone();
+        crate::sram::held_at(&self.sites[r.clone()], &self.fragments[r], w.sram.max_at)
+    }
+
     /// What the model runs on, for a report: `wse3`, or `3 wafers of wse3`.
     pub fn machines(&self) -> String {
         match self.wafers.len() {

@@ -118,13 +118,14 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     let total = total_pred + total_hand;
     writeln!(
         t,
-        "total: {} stages, {} PEs used of {}, SRAM {} bytes in all, at most {} on a PE ({}), {} colors ({} kernel + hand-offs){}",
+        "total: {} stages, {} PEs used of {}, SRAM {} bytes in all, at most {} on a PE ({}: {}), {} colors ({} kernel + hand-offs){}",
         c.stages.len(),
         c.sram.pes_used,
         c.wafers.len() as u64 * arch.grid_cols as u64 * arch.grid_rows as u64,
         c.sram.total_bytes,
         c.sram.max_bytes,
         c.sram.max_at,
+        c.fullest_held(),
         c.routing.colors_used,
         c.routing.kernel_colors,
         if c.kind == crate::place::PlacementKind::Mesh {
@@ -169,7 +170,7 @@ pub fn wafers(c: &Compiled, pos: u32) -> String {
             .sum();
         writeln!(
             t,
-            "wafer {}: layers {}..{}, {} stages, {} PEs used, at most {} bytes on a PE ({}), {} colors; predicted {cycles} cycles = {:.3} µs",
+            "wafer {}: layers {}..{}, {} stages, {} PEs used, at most {} bytes on a PE ({}: {}), {} colors; predicted {cycles} cycles = {:.3} µs",
             k + 1,
             w.layers.start,
             w.layers.end,
@@ -177,6 +178,7 @@ pub fn wafers(c: &Compiled, pos: u32) -> String {
             w.sram.pes_used,
             w.sram.max_bytes,
             w.sram.max_at,
+            c.wafer_fullest_held(k),
             w.colors_used,
             arch.cycles_to_us(cycles)
         )

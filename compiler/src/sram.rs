@@ -11,7 +11,7 @@ use crate::stage::Stage;
 use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use wafer_emulator::{Arch, Pe, PeRect};
+use wafer_emulator::{Arch, Pe, PeRect, Program};
 use wafer_kernels::Fragment;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -106,6 +106,85 @@ pub fn plan(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) ->
     }
 }
 
+/// A hash of each code's instructions, by their binary encoding (their
+/// floats have no `Hash`; the encoding is exact and cheap).
+fn code_hashes(p: &Program) -> Vec<u64> {
+    p.codes
+        .iter()
+        .map(|c| {
+            let mut s = DefaultHasher::new();
+            postcard::to_stdvec(&c.insts)
+                .expect("instructions serialise")
+                .hash(&mut s);
+            s.finish()
+        })
+        .collect()
+}
+
+/// What one PE holds, by kind ([`held_at`]); the three add up to its
+/// bytes in the plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Buffers with a data image: weight tiles, norm scales, tables, the
+    /// KV cache — what the model keeps from step to step.
+    pub state: u64,
+    /// Buffers without one: a stage's inputs, partial sums and outputs.
+    /// Each stage's are counted, though stages run one after another.
+    pub activations: u64,
+    pub code: u64,
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "{} state, {} activations, {} code",
+            self.state, self.activations, self.code
+        )
+    }
+}
+
+/// What PE `pe` holds over every stage placed on it, by kind, counted as
+/// [`per_pe_bytes`] counts it (each distinct code once per rectangle).
+pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> Held {
+    let mut held = Held::default();
+    let mut code_seen = BTreeSet::new();
+    for (site, f) in sites.iter().zip(fragments.iter().map(Borrow::borrow)) {
+        if !site.contains(pe) {
+            continue;
+        }
+        let p = &f.program;
+        let local = Pe::new(pe.x - site.origin.x, pe.y - site.origin.y);
+        let hashes = code_hashes(p);
+        for pl in p.placements.iter().filter(|pl| pl.pes.contains(local)) {
+            let code = &p.codes[pl.code.0 as usize];
+            for b in &code.buffers {
+                let imaged = p
+                    .data
+                    .iter()
+                    .any(|d| d.buffer == b.name && d.pes.contains(local));
+                match imaged {
+                    true => held.state += b.bytes() as u64,
+                    false => held.activations += b.bytes() as u64,
+                }
+            }
+            let key = (
+                hashes[pl.code.0 as usize],
+                site.origin.x + pl.pes.x,
+                site.origin.y + pl.pes.y,
+                pl.pes.w,
+                pl.pes.h,
+                pl.pes.sx,
+                pl.pes.sy,
+            );
+            if code_seen.insert(key) {
+                held.code += code.code_bytes() as u64;
+            }
+        }
+    }
+    held
+}
+
 /// Bytes every PE of the grid holds (row-major): buffers summed over the
 /// stages it serves, each distinct code once.
 pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> Vec<u32> {
@@ -124,20 +203,7 @@ pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &
         let at = match hashed.iter().position(|(q, _)| std::ptr::eq(*q, f)) {
             Some(i) => i,
             None => {
-                let h = p
-                    .codes
-                    .iter()
-                    .map(|c| {
-                        // The instructions' binary encoding (their floats
-                        // have no `Hash`; the encoding is exact and cheap).
-                        let mut s = DefaultHasher::new();
-                        postcard::to_stdvec(&c.insts)
-                            .expect("instructions serialise")
-                            .hash(&mut s);
-                        s.finish()
-                    })
-                    .collect();
-                hashed.push((f as *const Fragment, h));
+                hashed.push((f as *const Fragment, code_hashes(p)));
                 hashed.len() - 1
             }
         };

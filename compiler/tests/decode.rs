@@ -195,6 +195,10 @@ proptest! {
         let compiled = compile(&c, Some(&w), &o).unwrap();
         prop_assert_eq!(compiled.kind, kind);
         prop_assert!(compiled.sram.max_bytes <= arch.sram_bytes);
+        // The fullest PE's bytes by kind add up to the plan's.
+        let held = compiled.fullest_held();
+        prop_assert_eq!(held.state + held.activations + held.code, compiled.sram.max_bytes as u64);
+        prop_assert!(held.code > 0);
         prop_assert!(route::check(&compiled.routing, &compiled.stages, &compiled.sites, &compiled.fragments, &arch, kind).is_ok());
         for s in &compiled.sites {
             let (w, h) = s.kernel.size();

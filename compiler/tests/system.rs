@@ -44,6 +44,13 @@ fn stories260k_split_over_two_and_three_wafers_decodes_as_on_one() {
             let compiled = compile(&c, Some(&w), &o).unwrap();
             assert_eq!(compiled.wafers.len(), n as usize);
             assert_eq!(compiled.transfers.len(), n as usize - 1);
+            // Each wafer's fullest PE, by kind, adds up to its plan's.
+            for (k, part) in compiled.wafers.iter().enumerate() {
+                let held = compiled.wafer_fullest_held(k);
+                let sum = held.state + held.activations + held.code;
+                assert_eq!(sum, part.sram.max_bytes as u64, "{kind} wafer {k} of {n}");
+                assert!(held.code > 0, "{kind} wafer {k} of {n}");
+            }
             let mut d = Decoder::new(&compiled);
             let mut steps = Vec::new();
             let got = generate(&mut d, &[], 24, None, |_, s| steps.push(s.clone())).unwrap();

@@ -163,13 +163,14 @@ pub fn run(a: CompileArgs) -> anyhow::Result<()> {
     } else {
         let cycles = c.predicted(pos);
         println!(
-            "{}: {} stages, {} placement on {}, {} PEs, at most {} bytes of SRAM on a PE; predicted step at position {pos}: {cycles} cycles = {:.3} µs",
+            "{}: {} stages, {} placement on {}, {} PEs, at most {} bytes of SRAM on a PE ({}); predicted step at position {pos}: {cycles} cycles = {:.3} µs",
             l.name,
             c.stages.len(),
             c.kind,
             c.machines(),
             c.pes_used(),
             c.sram.max_bytes,
+            c.fullest_held(),
             cycles as f64 / c.options.arch.clock_hz * 1e6
         );
         if let Some(r) = &c.region {
