@@ -392,10 +392,11 @@ pub fn inspector(ui: &mut egui::Ui, s: &mut ViewerState) {
         });
 }
 
-/// Per-token latency, where it goes by layer kind, and the wafer against
-/// GPUs (from the bench's numbers) when the data has them.
+/// Per-token latency, where it goes by layer kind (and by wafer), the
+/// stage timeline, and the wafer against GPUs (from the bench's numbers)
+/// when the data has them.
 pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
-    use egui_plot::{Bar, BarChart, GridMark, Line, Plot, PlotPoint, PlotPoints, Text};
+    use egui_plot::{Line, Plot, PlotPoints};
     let Some(l) = &s.data.latency else {
         ui.label("no latency data (open a model to see per-token latency)");
         return;
@@ -465,64 +466,26 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
     if l.bars.is_empty() {
         return;
     }
-    ui.strong("tokens/s: wafer vs GPUs (log10)");
-    let bars: Vec<Bar> = l
-        .bars
-        .iter()
-        .enumerate()
-        .map(|(i, (name, tps))| {
-            Bar::new(i as f64, tps.max(1.0).log10())
-                .name(format!("{name}: {tps:.0} tok/s"))
-                .fill(rgb(CATEGORIES[usize::from(i > 0)]))
-        })
-        .collect();
-    // Each bar named under it on the x axis (one mark per bar, none
-    // between) and its tok/s written above it.
-    let names: Vec<String> = l.bars.iter().map(|(name, _)| name.clone()).collect();
-    let n = names.len();
-    let labels: Vec<Text> = l
-        .bars
-        .iter()
-        .enumerate()
-        .map(|(i, (name, tps))| {
-            let top = tps.max(1.0).log10();
-            Text::new(
-                name.clone(),
-                PlotPoint::new(i as f64, top + 0.3),
-                format!("{tps:.0}"),
-            )
-        })
-        .collect();
+    // One row per bar, each named beside it (a plot's axis drops names
+    // once the bars crowd it); lengths on a log scale from 1 tok/s.
+    ui.strong("tokens/s: wafer vs GPUs (bar length: log10)");
     let top = l
         .bars
         .iter()
         .map(|b| b.1.max(1.0).log10())
         .fold(1.0, f64::max);
-    Plot::new("gpus")
-        .height(160.0)
-        .allow_scroll(false)
-        .include_y(top + 0.6)
-        .x_grid_spacer(move |_| {
-            (0..n)
-                .map(|i| GridMark {
-                    value: i as f64,
-                    step_size: 1.0,
-                })
-                .collect()
-        })
-        .x_axis_formatter(move |m, _| {
-            let i = m.value.round();
-            if (m.value - i).abs() > 1e-6 || i < 0.0 {
-                return String::new();
-            }
-            names.get(i as usize).cloned().unwrap_or_default()
-        })
-        .show(ui, |p| {
-            p.bar_chart(BarChart::new("tokens/s", bars));
-            for t in labels {
-                p.text(t);
-            }
+    for (i, (name, tps)) in l.bars.iter().enumerate() {
+        ui.horizontal(|ui| {
+            let (r, _) = ui.allocate_exact_size(Vec2::new(100.0, 10.0), Sense::hover());
+            let f = (tps.max(1.0).log10() / top) as f32;
+            ui.painter().rect_filled(
+                Rect::from_min_size(r.min, Vec2::new(r.width() * f, r.height())),
+                0.0,
+                rgb(CATEGORIES[usize::from(i > 0)]),
+            );
+            ui.label(format!("{name}: {tps:.0} tok/s"));
         });
+    }
 }
 
 /// One token's stages along its cycles: each stage's hand-off (grey, a

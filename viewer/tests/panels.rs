@@ -176,6 +176,24 @@ fn the_latency_panel_lists_each_wafer_of_a_system() {
     h.get_by_label("wafer 2, layers 3..5: 4100");
 }
 
+/// Every bar of the wafer-vs-GPU chart is named beside it, however many
+/// there are (a plot's axis dropped the names of crowded bars).
+#[test]
+fn every_tokens_per_second_bar_is_named() {
+    let mut s = state();
+    let bars: Vec<(String, f64)> = (0..12)
+        .map(|i| (format!("device {i} (roofline)"), 1000.0 * (i + 1) as f64))
+        .collect();
+    s.data.latency.as_mut().unwrap().bars = bars.clone();
+    let h = harness([300.0, 1100.0], ui::latency, s);
+    for (name, tps) in &bars {
+        h.get_by_label(&format!("{name}: {tps:.0} tok/s"));
+    }
+    let h = harness([300.0, 760.0], ui::latency, state());
+    h.get_by_label("wafer: 80000 tok/s");
+    h.get_by_label("H100 roofline: 1300 tok/s");
+}
+
 #[test]
 fn choosing_a_metric_changes_the_heatmap_and_the_legend() {
     let mut h = harness([300.0, 300.0], ui::legend, state());
