@@ -235,7 +235,7 @@ pub fn compile_shared(
         // One wafer where it fits (with the region search), else the
         // fewest that hold it.
         Wafers::Auto => {
-            if place::check_footprint(config, options, kinds[0]).is_err() {
+            if place::check_footprint(config, options).is_err() {
                 return system(2);
             }
             let one = Options {
@@ -248,12 +248,12 @@ pub fn compile_shared(
             };
         }
         Wafers::AsNeeded => {
-            if place::check_footprint(config, options, kinds[0]).is_err() {
+            if place::check_footprint(config, options).is_err() {
                 return system(2);
             }
         }
     }
-    place::check_footprint(config, options, kinds[0])?;
+    place::check_footprint(config, options)?;
     let searched = match options.region {
         Region::Search => region::search(config, options, &graph, &stages, &kinds),
         Region::Whole => None,
@@ -377,11 +377,12 @@ pub(crate) fn route_and_plan(
     if sram.max_bytes > options.arch.sram_bytes {
         return Err(PlaceError::NoFit {
             arch: options.arch.name.clone(),
-            kind,
+            kind: Some(kind),
             why: format!(
-                "{} would need {} bytes of SRAM (stages {}), a PE has {}",
+                "{} would need {} bytes of SRAM ({}; stages {}), a PE has {}",
                 sram.max_at,
                 sram.max_bytes,
+                sram::held_at(sites, fragments, sram.max_at),
                 {
                     let names = sram.max_stages(sites, stages);
                     if names.len() > 6 {

@@ -201,12 +201,15 @@ impl Site {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PlaceError {
     #[error(
-        "the model does not fit `{arch}` with {kind} placement: {why}. It needs at least {need_pes} PEs and {need_bytes} bytes of SRAM (weights {weight_bytes}, KV cache {kv_bytes}); the machine has {have_pes} PEs and {have_bytes} bytes{}. To fit: {fix}",
+        "the model does not fit `{arch}` with {}: {why}. It needs at least {need_pes} PEs and {need_bytes} bytes of SRAM (weights {weight_bytes}, KV cache {kv_bytes}); the machine has {have_pes} PEs and {have_bytes} bytes{}. To fit: {fix}",
+        placed(*kind),
         wafers_note(*need_pes, *have_pes)
     )]
     NoFit {
         arch: String,
-        kind: PlacementKind,
+        /// The placement tried; `None` where the limit holds for either
+        /// (the bytes of the whole model against the grid's).
+        kind: Option<PlacementKind>,
         why: String,
         /// What would make it fit ([`fit_advice`]).
         fix: &'static str,
@@ -217,6 +220,13 @@ pub enum PlaceError {
         have_pes: u64,
         have_bytes: u64,
     },
+}
+
+fn placed(kind: Option<PlacementKind>) -> String {
+    match kind {
+        Some(k) => format!("{k} placement"),
+        None => "either placement".into(),
+    }
 }
 
 /// Bytes the model keeps on the wafer: weights and the KV cache (f32).
@@ -251,14 +261,14 @@ fn wafers_note(need_pes: u64, have_pes: u64) -> String {
 /// The model's weights and KV cache against the grid's SRAM, before any
 /// placement: one that cannot fit is refused at once, not after placing
 /// and generating hundreds of stages that cannot.
-pub fn check_footprint(c: &Config, o: &Options, kind: PlacementKind) -> Result<(), PlaceError> {
+pub fn check_footprint(c: &Config, o: &Options) -> Result<(), PlaceError> {
     let (weights, kv) = footprint(c, o.dtype, o.max_context);
     let have = o.arch.n_pes() * o.arch.sram_bytes as u64;
     if weights + kv > have {
         return Err(no_fit(
             c,
             o,
-            kind,
+            o.placement,
             format!(
                 "its weights and KV cache take {} bytes, more than the grid's {have} bytes of SRAM",
                 weights + kv
@@ -268,7 +278,7 @@ pub fn check_footprint(c: &Config, o: &Options, kind: PlacementKind) -> Result<(
     Ok(())
 }
 
-fn no_fit(c: &Config, o: &Options, kind: PlacementKind, why: String) -> PlaceError {
+fn no_fit(c: &Config, o: &Options, kind: Option<PlacementKind>, why: String) -> PlaceError {
     let (weight_bytes, kv_bytes) = footprint(c, o.dtype, o.max_context);
     let need_bytes = weight_bytes + kv_bytes;
     PlaceError::NoFit {
@@ -597,7 +607,7 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
         return Err(no_fit(
             c,
             o,
-            kind,
+            Some(kind),
             format!(
                 "{} strips need {} columns, the machine has {gw}",
                 n_groups,
@@ -633,7 +643,7 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
             for &i in m.iter().filter(|&&i| !is_big(i)) {
                 let k = memo
                     .shape(&stages[i], c, o, sw, band, i as u64)
-                    .ok_or_else(|| no_fit(c, o, kind, unplaceable(&stages[i], sw, band)))?;
+                    .ok_or_else(|| no_fit(c, o, Some(kind), unplaceable(&stages[i], sw, band)))?;
                 heights[i] = k.size().1;
                 used += heights[i];
                 sites[i] = Some(Site {
@@ -663,7 +673,7 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
                 return Err(no_fit(
                     c,
                     o,
-                    kind,
+                    Some(kind),
                     failed.unwrap_or_else(|| {
                         format!("the stages of strip {g} need more than {gh} rows of {sw} columns")
                     }),
@@ -685,7 +695,7 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
             return Err(no_fit(
                 c,
                 o,
-                kind,
+                Some(kind),
                 format!(
                     "the stages of strip {g} need {y} rows of {sw} columns, the machine has {gh} rows"
                 ),
@@ -723,7 +733,7 @@ fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceErr
         return Err(no_fit(
             c,
             o,
-            kind,
+            Some(kind),
             format!("the embedding table alone needs {embed_cols} columns of {gh} PEs"),
         ));
     }
@@ -766,7 +776,7 @@ fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceErr
             Work::Embed { .. } => memo.shape(s, c, o, embed_cols.max(1), gh, i as u64),
             _ => memo.shape(s, c, o, gw - x_gemv, gh, i as u64),
         }
-        .ok_or_else(|| no_fit(c, o, kind, unplaceable(s, gw, gh)))?;
+        .ok_or_else(|| no_fit(c, o, Some(kind), unplaceable(s, gw, gh)))?;
         let origin = match s.work {
             Work::Gemv { .. } => Pe::new(x_gemv, 0),
             Work::Embed { .. } => Pe::new(0, 0),

@@ -206,6 +206,29 @@ fn a_model_that_does_not_fit_says_what_it_needs() {
             && !err.contains("16-bit --dtype"),
         "{err}"
     );
+    // More bytes than the grid holds: no placement is named, since
+    // neither could fit; the fullest PE of a placement that was tried is
+    // split into what it holds.
+    let err = fails(&["compile", "llama-3.1-70b", "--wafers", "1"]);
+    assert!(
+        err.contains("with either placement") && err.contains("5 such machines"),
+        "{err}"
+    );
+    let err = fails(&[
+        "compile",
+        &checkpoint("stories260K.bin"),
+        "--grid",
+        "6x6",
+        "--placement",
+        "mesh",
+    ]);
+    assert!(
+        err.contains("with mesh placement")
+            && err.contains(
+                "would need 75020 bytes of SRAM (35876 state, 37768 activations, 1376 code;"
+            ),
+        "{err}"
+    );
     let bad = tmp("truncated.bin");
     let bytes = std::fs::read(checkpoint("stories260K.bin")).unwrap();
     std::fs::write(&bad, &bytes[..5000]).unwrap();
