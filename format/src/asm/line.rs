@@ -16,11 +16,11 @@ pub(super) struct Line<'a> {
     pub(super) file: &'a str,
     pub(super) no: usize,
     pub(super) text: &'a str,
-    pub(super) toks: Vec<Token>,
+    pub(super) toks: Vec<Token<'a>>,
     pub(super) pos: usize,
 }
 
-impl Line<'_> {
+impl<'a> Line<'a> {
     pub(super) fn err_at(&self, tok: usize, msg: impl Into<String>) -> AsmError {
         let col = self
             .toks
@@ -59,28 +59,29 @@ impl Line<'_> {
             )))
         }
     }
-    pub(super) fn peek_word(&self) -> Option<&str> {
+    pub(super) fn peek_word(&self) -> Option<&'a str> {
         match self.toks.get(self.pos).map(|t| &t.tok) {
-            Some(Tok::Word(w)) => Some(w),
+            Some(Tok::Word(w)) => Some(*w),
             _ => None,
         }
     }
     pub(super) fn peek_is(&self, t: &Tok) -> bool {
         self.toks.get(self.pos).is_some_and(|x| &x.tok == t)
     }
-    pub(super) fn word(&mut self, what: &str) -> R<String> {
+    pub(super) fn word(&mut self, what: &str) -> R<&'a str> {
         match self.toks.get(self.pos).map(|t| &t.tok) {
             Some(Tok::Word(w)) => {
+                let w = *w;
                 self.pos += 1;
-                Ok(w.clone())
+                Ok(w)
             }
             _ => Err(self.expected(what)),
         }
     }
     pub(super) fn ident(&mut self, what: &str) -> R<String> {
         let w = self.word(what)?;
-        if is_ident(&w) {
-            Ok(w)
+        if is_ident(w) {
+            Ok(w.to_string())
         } else {
             Err(self.err_prev(format!("expected {what}, found `{w}`")))
         }
@@ -103,8 +104,8 @@ impl Line<'_> {
     }
     pub(super) fn int(&mut self, what: &str) -> R<i32> {
         let w = self.word(what)?;
-        parse_int(&w).ok_or_else(|| {
-            self.err_prev(if is_number(&w) {
+        parse_int(w).ok_or_else(|| {
+            self.err_prev(if is_number(w) {
                 format!("{what} `{w}` is out of range ({}..={})", i32::MIN, i32::MAX)
             } else {
                 format!("expected {what} (an integer), found `{w}`")
@@ -119,7 +120,7 @@ impl Line<'_> {
             None => w.parse::<u64>().ok(),
         };
         v.and_then(|v| u32::try_from(v).ok()).ok_or_else(|| {
-            self.err_prev(if is_number(&w) && !w.starts_with('-') {
+            self.err_prev(if is_number(w) && !w.starts_with('-') {
                 format!("{what} `{w}` is out of range (0..={})", u32::MAX)
             } else {
                 format!("expected {what} (a non-negative integer), found `{w}`")
@@ -128,12 +129,12 @@ impl Line<'_> {
     }
     pub(super) fn float(&mut self, what: &str) -> R<f32> {
         let w = self.word(what)?;
-        parse_float(&w)
+        parse_float(w)
             .ok_or_else(|| self.err_prev(format!("expected {what} (a number), found `{w}`")))
     }
     pub(super) fn dims(&mut self) -> R<(u32, u32)> {
         let w = self.word("dimensions like `8x8`")?;
-        parse_dims(&w)
+        parse_dims(w)
             .ok_or_else(|| self.err_prev(format!("expected dimensions like `8x8`, found `{w}`")))
     }
     pub(super) fn rect(&mut self) -> R<PeRect> {
@@ -159,12 +160,12 @@ impl Line<'_> {
     }
     pub(super) fn port(&mut self) -> R<Port> {
         let w = self.word("a port (N, S, E, W or R)")?;
-        Port::parse(&w)
+        Port::parse(w)
             .ok_or_else(|| self.err_prev(format!("expected a port (N, S, E, W or R), found `{w}`")))
     }
     pub(super) fn typed_len(&mut self) -> R<(DType, u32)> {
         let w = self.word("a dtype (f32, f16, bf16, i32)")?;
-        let dt = DType::parse(&w).ok_or_else(|| {
+        let dt = DType::parse(w).ok_or_else(|| {
             self.err_prev(format!(
                 "expected a dtype (f32, f16, bf16, i32), found `{w}`"
             ))
@@ -189,7 +190,7 @@ impl Line<'_> {
             return Ok(DataInit::Values(v));
         }
         let w = self.word("zero, fill(x), iota(start, step), rand(seed) or [values]")?;
-        let init = match w.as_str() {
+        let init = match w {
             "zero" => return Ok(DataInit::Zero),
             "fill" => {
                 self.expect(Tok::Punct('('), "`(`")?;
@@ -223,22 +224,22 @@ impl Line<'_> {
     }
     pub(super) fn reg(&mut self) -> R<Reg> {
         let w = self.word("an integer register r0..r15")?;
-        parse_reg(&w, 'r').map(Reg).ok_or_else(|| {
+        parse_reg(w, 'r').map(Reg).ok_or_else(|| {
             self.err_prev(format!("expected an integer register r0..r15, found `{w}`"))
         })
     }
     pub(super) fn freg(&mut self) -> R<FReg> {
         let w = self.word("a float register f0..f15")?;
-        parse_reg(&w, 'f')
+        parse_reg(w, 'f')
             .map(FReg)
             .ok_or_else(|| self.err_prev(format!("expected a float register f0..f15, found `{w}`")))
     }
     pub(super) fn isrc(&mut self) -> R<IntSrc> {
         let w = self.word("a register or an integer")?;
-        if let Some(r) = parse_reg(&w, 'r') {
+        if let Some(r) = parse_reg(w, 'r') {
             return Ok(IntSrc::Reg(Reg(r)));
         }
-        parse_int(&w)
+        parse_int(w)
             .map(IntSrc::Imm)
             .ok_or_else(|| self.err_prev(format!("expected a register or an integer, found `{w}`")))
     }
@@ -247,13 +248,13 @@ impl Line<'_> {
     }
     pub(super) fn buf(&mut self, code: &PeCode) -> R<BufId> {
         let w = self.word("a buffer name")?;
-        code.buffer(&w)
+        code.buffer(w)
             .map(|i| BufId(i as u16))
             .ok_or_else(|| self.err_prev(format!("no buffer `{w}` in code `{}`", code.name)))
     }
     pub(super) fn task(&mut self, code: &PeCode) -> R<TaskId> {
         let w = self.word("a task name")?;
-        code.task(&w)
+        code.task(w)
             .map(|i| TaskId(i as u8))
             .ok_or_else(|| self.err_prev(format!("no task `{w}` in code `{}`", code.name)))
     }
@@ -267,7 +268,7 @@ impl Line<'_> {
     pub(super) fn target(&mut self, labels: &HashMap<String, u32>) -> R<u32> {
         let w = self.word("a label")?;
         labels
-            .get(&w)
+            .get(w)
             .copied()
             .ok_or_else(|| self.err_prev(format!("no label `{w}`")))
     }
@@ -320,7 +321,7 @@ impl Line<'_> {
                 mode,
             })
         } else {
-            self.scalar(&m, code, labels)?
+            self.scalar(m, code, labels)?
         };
         self.end()?;
         Ok(inst)
@@ -496,10 +497,10 @@ impl Line<'_> {
                 Operand::FabOut { color, len }
             });
         }
-        if let Some(f) = parse_reg(&w, 'f') {
+        if let Some(f) = parse_reg(w, 'f') {
             return Ok(Operand::FReg(FReg(f)));
         }
-        if let Some(i) = code.buffer(&w) {
+        if let Some(i) = code.buffer(w) {
             let buf = BufId(i as u16);
             if !self.eat_punct('[') {
                 let len = code.buffers[i].len as i32;
@@ -526,7 +527,7 @@ impl Line<'_> {
                 stride,
             }));
         }
-        if let Some(v) = parse_float(&w) {
+        if let Some(v) = parse_float(w) {
             return Ok(Operand::Imm(v));
         }
         Err(self.err_prev(format!("expected an operand (a buffer of code `{}`, rx(cN), tx(cN), fN or a number), found `{w}`", code.name)))

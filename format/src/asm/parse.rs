@@ -25,10 +25,10 @@ struct Parser<'a> {
     lines: Vec<&'a str>,
 }
 
-pub(super) struct CodeBuilder {
+pub(super) struct CodeBuilder<'a> {
     pub(super) code: PeCode,
     /// Instruction lines: (line number, tokens), parsed at `.end`.
-    pub(super) inst_lines: Vec<(usize, Vec<Token>)>,
+    pub(super) inst_lines: Vec<(usize, Vec<Token<'a>>)>,
     pub(super) label_lines: HashMap<String, usize>,
     pub(super) start_line: usize,
 }
@@ -49,7 +49,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn line(&self, no: usize, toks: Vec<Token>) -> Line<'a> {
+    fn line(&self, no: usize, toks: Vec<Token<'a>>) -> Line<'a> {
         Line {
             file: self.file,
             no,
@@ -88,7 +88,7 @@ impl<'a> Parser<'a> {
             if let Some(cb) = current.as_mut() {
                 // Inside `.code ... .end`.
                 match &l.toks[0].tok {
-                    Tok::Word(w) if w == ".end" => {
+                    Tok::Word(w) if *w == ".end" => {
                         l.pos = 1;
                         l.end()?;
                         let cb = current.take().unwrap();
@@ -96,7 +96,7 @@ impl<'a> Parser<'a> {
                         code_index.insert(code.name.clone(), codes.len());
                         codes.push(code);
                     }
-                    Tok::Word(w) if w == ".buffer" => {
+                    Tok::Word(w) if *w == ".buffer" => {
                         l.pos = 1;
                         let name = l.ident("a buffer name")?;
                         let (dtype, len) = l.typed_len()?;
@@ -116,10 +116,10 @@ impl<'a> Parser<'a> {
                             offset,
                         });
                     }
-                    Tok::Word(w) if w == ".task" => {
+                    Tok::Word(w) if *w == ".task" => {
                         l.pos = 1;
                         let name = l.ident("a task name")?;
-                        let kind = match l.word("`data` or `local`")?.as_str() {
+                        let kind = match l.word("`data` or `local`")? {
                             "data" => TaskKind::Data(l.color()?),
                             "local" => TaskKind::Local,
                             other => {
@@ -130,7 +130,7 @@ impl<'a> Parser<'a> {
                         };
                         let (mut active, mut blocked) = (false, false);
                         while !l.at_end() {
-                            match l.word("`active` or `blocked`")?.as_str() {
+                            match l.word("`active` or `blocked`")? {
                                 "active" => active = true,
                                 "blocked" => blocked = true,
                                 other => {
@@ -158,17 +158,19 @@ impl<'a> Parser<'a> {
                         if !is_ident(w) {
                             return Err(l.err_at(0, format!("`{w}` is not a valid label name")));
                         }
-                        if cb.label_lines.insert(w.clone(), no).is_some() {
+                        if cb.label_lines.insert(w.to_string(), no).is_some() {
                             return Err(l.err_at(0, format!("label `{w}` is already defined")));
                         }
-                        cb.code.labels.push((cb.inst_lines.len() as u32, w.clone()));
+                        cb.code
+                            .labels
+                            .push((cb.inst_lines.len() as u32, w.to_string()));
                     }
                     _ => cb.inst_lines.push((no, l.toks.clone())),
                 }
                 continue;
             }
             let d = l.word("a directive")?;
-            match d.as_str() {
+            match d {
                 ".grid" => {
                     let (w, h) = l.dims()?;
                     l.end()?;
