@@ -535,9 +535,8 @@ fn fragment(
             let mut f = wafer_kernels::attention::generate(spec, arch).map_err(kernel_err)?;
             // The cache starts empty (its seeded contents are never read,
             // but an empty cache is what a fresh wafer holds).
-            f.program
-                .data
-                .retain(|d| d.buffer != "kc" && d.buffer != "vc");
+            let state = f.state.clone();
+            f.program.data.retain(|d| !state.contains(&d.buffer));
             f
         }
         Kernel::Argmax(spec) => wafer_kernels::argmax::generate(spec, arch).map_err(kernel_err)?,

@@ -135,6 +135,9 @@ pub struct Decoder<'c> {
     /// Timing-only results reused across identical stages (`None`: off).
     reuse: Option<Reuse>,
     keep_stats: bool,
+    /// Fill activation buffers with NaN before every run
+    /// ([`Decoder::scramble_activations`]).
+    scramble: bool,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -158,6 +161,7 @@ impl<'c> Decoder<'c> {
             },
             reuse: Some(Reuse::default()),
             keep_stats: true,
+            scramble: false,
         }
     }
 
@@ -202,6 +206,18 @@ impl<'c> Decoder<'c> {
     /// that only reads the cycles and the PE-time split does not need.
     pub fn keep_stats(&mut self, on: bool) {
         self.keep_stats = on;
+    }
+
+    /// A check on the kernels: before every functional run, fill each
+    /// buffer that is not state (no data image fills it and the kernel
+    /// does not keep it: a stage's inputs, partial sums, outputs — its
+    /// activations) with NaN, in the SRAM the stage starts or resumes
+    /// from. A kernel that read one before writing it would
+    /// change the tokens; none does (`tests/decode.rs`), so what a stage
+    /// keeps between steps is its state alone, and stages that never run
+    /// at once could share their activation buffers.
+    pub fn scramble_activations(&mut self, on: bool) {
+        self.scramble = on;
     }
 
     /// Stage `i`'s starting SRAM: a copy from the cache, built on first use
@@ -481,13 +497,16 @@ impl<'c> Decoder<'c> {
                 total += run.cycles + c.routing.handoffs[i].cycles;
                 f.gather(&f.outputs[0], &run.outputs)
             } else {
-                let start = match self.memory[i].take() {
+                let mut start = match self.memory[i].take() {
                     Some(mem) => Some(mem),
                     None if timing => None,
                     // A kept stage resumes from its own SRAM from now on: no
                     // copy of its image is worth caching.
                     None => Some(self.image(i, !keep).map_err(err)?),
                 };
+                if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
+                    scramble(f, mem);
+                }
                 let r = match start {
                     Some(mem) => {
                         let cfg = self.cfg.clone();
@@ -636,4 +655,26 @@ pub fn generate(
         },
         &mut each,
     )
+}
+
+/// Every buffer of `mem` that is not state
+/// ([`wafer_kernels::Fragment::is_state`]: its
+/// activations) filled with NaN (all ones, in every dtype).
+fn scramble(f: &wafer_kernels::Fragment, mem: &mut Memory) {
+    let p = &f.program;
+    for pl in &p.placements {
+        let code = &p.codes[pl.code.0 as usize];
+        for pe in pl.pes.iter() {
+            let Some(Some(sram)) = mem.get_mut((pe.y * p.width + pe.x) as usize) else {
+                continue;
+            };
+            for b in code.buffers.iter().filter(|b| !f.is_state(&b.name, pe)) {
+                let len = sram.len();
+                let (at, end) = (b.offset as usize, (b.offset + b.bytes()) as usize);
+                if let Some(bytes) = sram.get_mut(at..end.min(len)) {
+                    bytes.fill(0xFF);
+                }
+            }
+        }
+    }
 }

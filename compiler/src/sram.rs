@@ -125,8 +125,9 @@ fn code_hashes(p: &Program) -> Vec<u64> {
 /// bytes in the plan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Held {
-    /// Buffers with a data image: weight tiles, norm scales, tables, the
-    /// KV cache — what the model keeps from step to step.
+    /// What the model keeps from step to step: buffers a data image fills
+    /// (weight tiles, norm scales, tables) and the KV cache
+    /// ([`Fragment::is_state`]).
     pub state: u64,
     /// Buffers without one: a stage's inputs, partial sums and outputs.
     /// Each stage's are counted, though stages run one after another.
@@ -159,11 +160,7 @@ pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> H
         for pl in p.placements.iter().filter(|pl| pl.pes.contains(local)) {
             let code = &p.codes[pl.code.0 as usize];
             for b in &code.buffers {
-                let imaged = p
-                    .data
-                    .iter()
-                    .any(|d| d.buffer == b.name && d.pes.contains(local));
-                match imaged {
+                match f.is_state(&b.name, local) {
                     true => held.state += b.bytes() as u64,
                     false => held.activations += b.bytes() as u64,
                 }

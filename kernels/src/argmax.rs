@@ -163,6 +163,7 @@ scan:
         program,
         inputs: vec![a],
         outputs: vec![id],
+        state: Vec::new(),
     })
 }
 

@@ -392,6 +392,8 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
         program,
         inputs,
         outputs: vec![out],
+        // The KV cache: each step's key and value are appended to it.
+        state: vec!["kc".into(), "vc".into()],
     })
 }
 

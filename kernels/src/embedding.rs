@@ -187,6 +187,7 @@ have:
         program,
         inputs: vec![id],
         outputs: vec![y],
+        state: Vec::new(),
     })
 }
 

@@ -34,6 +34,25 @@ pub struct Fragment {
     pub program: Program,
     pub inputs: Vec<TensorPort>,
     pub outputs: Vec<TensorPort>,
+    /// Buffers the kernel keeps from one run to the next beyond those its
+    /// data images fill (attention's KV cache, `kc` and `vc`): its state.
+    /// Every other buffer without a data image is written before it is
+    /// read within a run (checked by `Decoder::scramble_activations`).
+    pub state: Vec<String>,
+}
+
+impl Fragment {
+    /// Whether `buffer` of its program holds state at `pe` (a data image
+    /// fills it there, or the kernel keeps it from run to run) rather than
+    /// a run's activations.
+    pub fn is_state(&self, buffer: &str, pe: wafer_emulator::Pe) -> bool {
+        self.state.iter().any(|s| s == buffer)
+            || self
+                .program
+                .data
+                .iter()
+                .any(|d| d.buffer == buffer && d.pes.contains(pe))
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

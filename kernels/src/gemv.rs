@@ -169,6 +169,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         program,
         inputs: vec![port("x", "x", &cols, s.n)],
         outputs: vec![port("y", "y", &rows, s.m)],
+        state: Vec::new(),
     })
 }
 

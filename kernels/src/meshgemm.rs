@@ -259,6 +259,7 @@ done:
         program,
         inputs: Vec::new(),
         outputs: Vec::new(),
+        state: Vec::new(),
     };
     let (x, w) = inputs(s);
     load(s, &mut f, &x, &w);

@@ -249,6 +249,7 @@ head:
         program,
         inputs: vec![x, pos],
         outputs: vec![y],
+        state: Vec::new(),
     })
 }
 

@@ -416,6 +416,7 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         program,
         inputs,
         outputs: vec![y],
+        state: Vec::new(),
     })
 }
 

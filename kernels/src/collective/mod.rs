@@ -319,6 +319,7 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
         program,
         inputs,
         outputs,
+        state: Vec::new(),
     })
 }
 

@@ -90,6 +90,7 @@ pub(super) fn generate(
         program,
         inputs,
         outputs,
+        state: Vec::new(),
     })
 }
 

@@ -103,6 +103,7 @@ pub(super) fn generate(
         program,
         inputs: vec![],
         outputs: vec![],
+        state: Vec::new(),
     })
 }
 

@@ -488,6 +488,7 @@ axpy:
         program,
         inputs,
         outputs,
+        state: Vec::new(),
     })
 }
 
