@@ -305,18 +305,7 @@ impl<'c> Decoder<'c> {
         let reuse = self.reuse.as_ref().expect("checked above");
         let mut runs: Vec<(Vec<u8>, usize, wafer_emulator::Inputs)> = Vec::new();
         for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
-            let mut tensors = BTreeMap::new();
-            for (port, srcs) in &stage.inputs {
-                let mut v = Vec::new();
-                for s in srcs {
-                    match s {
-                        Src::Pos => v.push(pos as f32),
-                        Src::One => v.push(1.0),
-                        Src::Value(x) => v.extend(value(*x)),
-                    }
-                }
-                tensors.insert(port.clone(), v);
-            }
+            let tensors = stage_tensors(stage, pos, |x, v| v.extend(value(x)));
             let inputs = f.stream_inputs(&tensors).map_err(|e| DecodeError::Run {
                 pos,
                 stage: stage.name.clone(),
@@ -445,20 +434,9 @@ impl<'c> Decoder<'c> {
             r.runs.retain(|_, run| run.used >= last);
         }
         for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
-            let mut tensors = BTreeMap::new();
-            for (port, srcs) in &stage.inputs {
-                let mut v = Vec::new();
-                for s in srcs {
-                    match s {
-                        Src::Pos => v.push(self.pos as f32),
-                        Src::One => v.push(1.0),
-                        Src::Value(x) => {
-                            v.extend_from_slice(values[*x].as_ref().expect("verified order"))
-                        }
-                    }
-                }
-                tensors.insert(port.clone(), v);
-            }
+            let tensors = stage_tensors(stage, self.pos, |x, v| {
+                v.extend_from_slice(values[x].as_ref().expect("verified order"))
+            });
             if cancelled(&self.cfg) {
                 return Err(DecodeError::Interrupted { pos: self.pos });
             }
@@ -655,6 +633,28 @@ pub fn generate(
         },
         &mut each,
     )
+}
+
+/// A stage's input tensors by port: each port's sources in order, an IR
+/// value's elements appended by `value`.
+fn stage_tensors(
+    stage: &crate::stage::Stage,
+    pos: u32,
+    mut value: impl FnMut(usize, &mut Vec<f32>),
+) -> BTreeMap<String, Vec<f32>> {
+    let mut tensors = BTreeMap::new();
+    for (port, srcs) in &stage.inputs {
+        let mut v = Vec::new();
+        for s in srcs {
+            match s {
+                Src::Pos => v.push(pos as f32),
+                Src::One => v.push(1.0),
+                Src::Value(x) => value(*x, &mut v),
+            }
+        }
+        tensors.insert(port.clone(), v);
+    }
+    tensors
 }
 
 /// Every buffer of `mem` that is not state

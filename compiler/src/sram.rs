@@ -121,6 +121,22 @@ fn code_hashes(p: &Program) -> Vec<u64> {
         .collect()
 }
 
+/// A code placed on the grid, as the plan counts it: once per distinct
+/// instruction sequence (`hash`) and world rectangle.
+type CodeKey = (u64, u32, u32, u32, u32, u32, u32);
+
+fn code_key(hash: u64, site: &Site, pes: PeRect) -> CodeKey {
+    (
+        hash,
+        site.origin.x + pes.x,
+        site.origin.y + pes.y,
+        pes.w,
+        pes.h,
+        pes.sx,
+        pes.sy,
+    )
+}
+
 /// What one PE holds, by kind ([`held_at`]); the three add up to its
 /// bytes in the plan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -165,15 +181,7 @@ pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> H
                     false => held.activations += b.bytes() as u64,
                 }
             }
-            let key = (
-                hashes[pl.code.0 as usize],
-                site.origin.x + pl.pes.x,
-                site.origin.y + pl.pes.y,
-                pl.pes.w,
-                pl.pes.h,
-                pl.pes.sx,
-                pl.pes.sy,
-            );
+            let key = code_key(hashes[pl.code.0 as usize], site, pl.pes);
             if code_seen.insert(key) {
                 held.code += code.code_bytes() as u64;
             }
@@ -209,15 +217,7 @@ pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &
             let code = &p.codes[pl.code.0 as usize];
             let buffers: u32 = code.buffers.iter().map(|b| b.bytes()).sum();
             g.add(pl.pes, site.origin, buffers as i64);
-            let key = (
-                hashes[pl.code.0 as usize],
-                site.origin.x + pl.pes.x,
-                site.origin.y + pl.pes.y,
-                pl.pes.w,
-                pl.pes.h,
-                pl.pes.sx,
-                pl.pes.sy,
-            );
+            let key = code_key(hashes[pl.code.0 as usize], site, pl.pes);
             if code_seen.insert(key) {
                 g.add(pl.pes, site.origin, code.code_bytes() as i64);
             }

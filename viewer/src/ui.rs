@@ -127,6 +127,17 @@ pub fn legend(ui: &mut egui::Ui, s: &mut ViewerState) {
     });
 }
 
+/// A 100-point bar filled to `fraction` in `colour`, the row's label
+/// drawn after it by the caller.
+fn bar(ui: &mut egui::Ui, fraction: f32, colour: [u8; 3]) {
+    let (r, _) = ui.allocate_exact_size(Vec2::new(100.0, 10.0), Sense::hover());
+    ui.painter().rect_filled(
+        Rect::from_min_size(r.min, Vec2::new(r.width() * fraction, r.height())),
+        0.0,
+        rgb(colour),
+    );
+}
+
 fn swatch(ui: &mut egui::Ui, c: Color32) {
     let (r, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
     ui.painter().rect_filled(r, 2.0, c);
@@ -416,13 +427,8 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
     let total: f64 = l.by_kind.iter().map(|k| k.1).sum::<f64>().max(1.0);
     for (k, c) in &l.by_kind {
         ui.horizontal(|ui| {
-            let (r, _) = ui.allocate_exact_size(Vec2::new(100.0, 10.0), Sense::hover());
             let f = (*c / total) as f32;
-            ui.painter().rect_filled(
-                Rect::from_min_size(r.min, Vec2::new(r.width() * f, r.height())),
-                0.0,
-                rgb(CATEGORIES[0]),
-            );
+            bar(ui, f, CATEGORIES[0]);
             ui.label(format!("{k}: {c:.0} ({:.0}%)", 100.0 * f));
         });
     }
@@ -434,13 +440,7 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
         let most = l.wafers.iter().map(|w| w.1).fold(1.0, f64::max);
         for (k, (name, c)) in l.wafers.iter().enumerate() {
             ui.horizontal(|ui| {
-                let (r, _) = ui.allocate_exact_size(Vec2::new(100.0, 10.0), Sense::hover());
-                let f = (*c / most) as f32;
-                ui.painter().rect_filled(
-                    Rect::from_min_size(r.min, Vec2::new(r.width() * f, r.height())),
-                    0.0,
-                    rgb(CATEGORIES[1]),
-                );
+                bar(ui, (*c / most) as f32, CATEGORIES[1]);
                 let text = format!("{name}: {c:.0}");
                 match shown {
                     Some(at) => {
@@ -476,12 +476,10 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
         .fold(1.0, f64::max);
     for (i, (name, tps)) in l.bars.iter().enumerate() {
         ui.horizontal(|ui| {
-            let (r, _) = ui.allocate_exact_size(Vec2::new(100.0, 10.0), Sense::hover());
-            let f = (tps.max(1.0).log10() / top) as f32;
-            ui.painter().rect_filled(
-                Rect::from_min_size(r.min, Vec2::new(r.width() * f, r.height())),
-                0.0,
-                rgb(CATEGORIES[usize::from(i > 0)]),
+            bar(
+                ui,
+                (tps.max(1.0).log10() / top) as f32,
+                CATEGORIES[usize::from(i > 0)],
             );
             ui.label(format!("{name}: {tps:.0} tok/s"));
         });

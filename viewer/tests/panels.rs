@@ -76,6 +76,21 @@ fn harness(
     h
 }
 
+/// Hover at `pos`, then press and release the primary button there.
+fn click(h: &mut Harness<'_, ViewerState>, pos: egui::Pos2) {
+    h.hover_at(pos);
+    h.run();
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: Default::default(),
+        });
+    }
+    h.run();
+}
+
 /// Snapshot `name` of a harness into `all` (kittest wants one result set
 /// per test; it reports every mismatch when `all` is dropped).
 fn snap(all: &mut SnapshotResults, mut h: Harness<'_, ViewerState>, name: &str) {
@@ -141,17 +156,7 @@ fn the_stage_timeline_lists_the_longest_stages_and_a_click_selects_a_stages_pe()
     for (cycle, want) in [(3950.0, Pe::new(2, 3)), (500.0, Pe::new(1, 0))] {
         h.state_mut().selected = None;
         let pos = egui::Pos2::new(r.min.x + r.width() * cycle / 6000.0, r.center().y);
-        h.hover_at(pos);
-        h.run();
-        for pressed in [true, false] {
-            h.event(egui::Event::PointerButton {
-                pos,
-                button: egui::PointerButton::Primary,
-                pressed,
-                modifiers: Default::default(),
-            });
-        }
-        h.run();
+        click(&mut h, pos);
         assert_eq!(h.state().selected, Some(want), "at cycle {cycle}");
     }
     // The window is the clicked stage's run (clamped to this short run).
@@ -223,21 +228,7 @@ fn clicking_a_pe_selects_it_and_the_inspector_shows_it() {
     let vc = [160.0, 160.0];
     let at = cam.to_screen(vc, [5.5, 6.5]);
     let pos = egui::Pos2::new(at[0], at[1]);
-    h.hover_at(pos);
-    h.run();
-    h.event(egui::Event::PointerButton {
-        pos,
-        button: egui::PointerButton::Primary,
-        pressed: true,
-        modifiers: Default::default(),
-    });
-    h.event(egui::Event::PointerButton {
-        pos,
-        button: egui::PointerButton::Primary,
-        pressed: false,
-        modifiers: Default::default(),
-    });
-    h.run();
+    click(&mut h, pos);
     assert_eq!(h.state().selected, Some(Pe::new(5, 6)));
     let s = std::mem::replace(h.state_mut(), state());
     let i = harness([360.0, 900.0], ui::inspector, s);
@@ -325,17 +316,7 @@ fn a_system_draws_the_wafer_chosen_in_the_window() {
     // it draws wafer 2 and selects the stage's PE there.
     let r = h.get_by_label("stage timeline").rect();
     let pos = egui::Pos2::new(r.min.x + r.width() * 3950.0 / 6000.0, r.center().y);
-    h.hover_at(pos);
-    h.run();
-    for pressed in [true, false] {
-        h.event(egui::Event::PointerButton {
-            pos,
-            button: egui::PointerButton::Primary,
-            pressed,
-            modifiers: Default::default(),
-        });
-    }
-    h.run();
+    click(&mut h, pos);
     assert_eq!(h.state().data.name, "wafer 2 of 3");
     assert_eq!(h.state().selected, Some(Pe::new(2, 3)));
     // The header's selector names the wafer shown.
