@@ -242,6 +242,7 @@ pub fn fit_advice(dtype: DType) -> &'static str {
     match dtype {
         DType::F16 => "a shorter --max-context or a larger machine (the weights are f16 already)",
         DType::BF16 => "a shorter --max-context or a larger machine (the weights are bf16 already)",
+        DType::I8 => "a shorter --max-context or a larger machine (the weights are int8 already)",
         DType::F32 | DType::I32 => "a 16-bit --dtype, a shorter --max-context, or a larger machine",
     }
 }

@@ -574,3 +574,31 @@ fn a_set_cancel_flag_stops_the_run_with_interrupted() {
         other => panic!("expected an interruption, got {other:?}"),
     }
 }
+
+/// int8 codes are read by vector ops as their integer values (a bf16
+/// multiply by a scale dequantizes them) and never written but by a data
+/// image; a scalar access or a vector write is refused by the verifier.
+#[test]
+fn int8_codes_are_read_by_vector_ops_only() {
+    let src = ".grid 1x1\n.code k\n  .buffer q i8[6]\n  .buffer t bf16[6]\n  .task main local active\nmain:\n  lf f2, 0.5\n  vfmul.bf16 t, q, f2\n  end\n.end\n.place k 0,0 1x1\n.data q 0,0 1x1 = [-128, -3, 0, 1, 127, 5]\n";
+    let (p, r) = run(src);
+    assert_eq!(buf(&p, &r, "t"), vec![-64.0, -1.5, 0.0, 0.5, 63.5, 2.5]);
+    assert_eq!(
+        r.read_values(&p, Pe::new(0, 0), "q"),
+        Some(wafer_emulator::Values::Int(vec![-128, -3, 0, 1, 127, 5]))
+    );
+    for (body, want) in [
+        ("  vmov.f32 q, t", "vmov writes i8 buffer `q`"),
+        ("  ldf f1, q[0]", "scalar load/store on i8 buffer `q`"),
+        ("  ld r1, q[0]", "scalar load/store on i8 buffer `q`"),
+        ("  vfmul.i8 t, q, q", "`i8` is not a float dtype"),
+    ] {
+        let e = asm::parse(
+            &one_pe("  .buffer q i8[6]\n  .buffer t bf16[6]", body),
+            "q.wsm",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(want), "{body}: {e}");
+    }
+}

@@ -363,34 +363,34 @@ impl Arch {
         }
     }
 
-    /// 16-bit halves one port access moves (2 for a 32-bit port, 4 for 64).
-    pub fn port_halves(&self) -> u32 {
-        self.mem_port_bits / 16
+    /// Bytes one port access moves (8 for a 64-bit port).
+    pub fn port_bytes(&self) -> u32 {
+        self.mem_port_bits / 8
     }
 
-    /// The 16-bit halves of port bandwidth one element of a memory operand
-    /// takes: its own size when contiguous (a port access carries as many
-    /// adjacent elements as fit), a whole access when strided.
-    pub fn operand_halves(&self, elem_bytes: u32, contiguous: bool) -> u32 {
+    /// The bytes of port bandwidth one element of a memory operand takes:
+    /// its own size when contiguous (a port access carries as many adjacent
+    /// elements as fit), a whole access when strided.
+    pub fn operand_bytes(&self, elem_bytes: u32, contiguous: bool) -> u32 {
         if contiguous {
-            elem_bytes / 2
+            elem_bytes
         } else {
-            self.port_halves()
+            self.port_bytes()
         }
     }
 
     /// The steady rate of a vector op in elements per cycle, as an exact
     /// fraction `(num, den)`: the tightest of the lanes, the read ports, the
     /// write port and (for exp, rcp, rsqrt) the special-function unit.
-    /// `reads_halves`/`writes_halves` sum [`Arch::operand_halves`] over the
+    /// `reads_bytes`/`writes_bytes` sum [`Arch::operand_bytes`] over the
     /// memory operands read and written.
     pub fn vector_rate(
         &self,
         op: VecOp,
         dt: DType,
         narrow_product: bool,
-        reads_halves: u32,
-        writes_halves: u32,
+        reads_bytes: u32,
+        writes_bytes: u32,
     ) -> (u32, u32) {
         let mut rate = (self.lanes(op, dt, narrow_product), 1u32);
         let mut limit = |num: u32, den: u32| {
@@ -398,8 +398,8 @@ impl Arch {
                 rate = (num, den);
             }
         };
-        limit(self.port_halves() * self.mem_read_ports, reads_halves);
-        limit(self.port_halves() * self.mem_write_ports, writes_halves);
+        limit(self.port_bytes() * self.mem_read_ports, reads_bytes);
+        limit(self.port_bytes() * self.mem_write_ports, writes_bytes);
         if op.is_special() {
             limit(1, self.special_fn_cycles);
         }

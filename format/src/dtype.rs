@@ -16,6 +16,11 @@ pub enum DType {
     BF16,
     /// 32-bit integers, for scalar loads and stores only (token ids, indices).
     I32,
+    /// Signed 8-bit integer codes of quantized weights (int8 with a scale
+    /// per output channel). Storage only: a vector op reads a code as its
+    /// integer value (sign-extended, exact in every float type), and only a
+    /// data image writes one; the scale is applied by the kernel.
+    I8,
 }
 
 impl DType {
@@ -24,6 +29,7 @@ impl DType {
         match self {
             DType::F32 | DType::I32 => 4,
             DType::F16 | DType::BF16 => 2,
+            DType::I8 => 1,
         }
     }
 
@@ -35,7 +41,13 @@ impl DType {
 
     #[inline]
     pub fn is_float(self) -> bool {
-        self != DType::I32
+        !matches!(self, DType::I32 | DType::I8)
+    }
+
+    /// A storage-only type: read by vector ops, written by data images only.
+    #[inline]
+    pub fn is_storage_only(self) -> bool {
+        self == DType::I8
     }
 
     pub fn parse(s: &str) -> Option<DType> {
@@ -44,6 +56,7 @@ impl DType {
             "f16" => DType::F16,
             "bf16" => DType::BF16,
             "i32" => DType::I32,
+            "i8" | "int8" => DType::I8,
             _ => return None,
         })
     }
@@ -56,6 +69,8 @@ impl DType {
             DType::F16 => f16::from_f32(v).to_f32(),
             DType::BF16 => bf16::from_f32(v).to_f32(),
             DType::I32 => v,
+            // The nearest code, saturating (NaN gives 0, as `as` does).
+            DType::I8 => v.round().clamp(-128.0, 127.0) as i8 as f32,
         }
     }
 
@@ -67,6 +82,7 @@ impl DType {
             DType::F16 => f16::from_f32(v).to_bits() as u32,
             DType::BF16 => bf16::from_f32(v).to_bits() as u32,
             DType::I32 => v as i32 as u32,
+            DType::I8 => v.round() as i8 as u8 as u32,
         }
     }
 
@@ -78,6 +94,7 @@ impl DType {
             DType::F16 => f16::from_bits(bits as u16).to_f32(),
             DType::BF16 => bf16::from_bits(bits as u16).to_f32(),
             DType::I32 => bits as i32 as f32,
+            DType::I8 => bits as u8 as i8 as f32,
         }
     }
 }
@@ -89,6 +106,7 @@ impl fmt::Display for DType {
             DType::F16 => "f16",
             DType::BF16 => "bf16",
             DType::I32 => "i32",
+            DType::I8 => "i8",
         })
     }
 }
@@ -104,5 +122,21 @@ mod tests {
         }
         assert_eq!(DType::BF16.round(1.0 + 1.0 / 512.0), 1.0);
         assert_eq!(DType::F16.round(1.0 + 1.0 / 4096.0), 1.0);
+    }
+
+    #[test]
+    fn int8_codes_round_saturate_and_sign_extend() {
+        for (v, code) in [
+            (3.4f32, 3.0f32),
+            (-2.6, -3.0),
+            (200.0, 127.0),
+            (-1e9, -128.0),
+        ] {
+            assert_eq!(DType::I8.round(v), code);
+            assert_eq!(DType::I8.decode(DType::I8.encode(v)), code);
+        }
+        assert_eq!(DType::I8.encode(-1.0), 0xff);
+        assert_eq!(DType::I8.size_bytes(), 1);
+        assert!(!DType::I8.is_float() && DType::I8.is_storage_only());
     }
 }

@@ -136,6 +136,11 @@ pub enum DataInit {
         seed: u64,
     },
     Values(Vec<f32>),
+    /// Integers uniform in `[-max, max]` (quantized codes), `max ≤ 2^24`.
+    RandomInt {
+        seed: u64,
+        max: u32,
+    },
 }
 
 impl DataInit {
@@ -146,10 +151,11 @@ impl DataInit {
             DataInit::Fill(v) => *v,
             DataInit::Iota { start, step } => start + i as f32 * step,
             DataInit::Random { seed } => {
-                let h = splitmix64(
-                    seed ^ splitmix64(((pe.x as u64) << 40) ^ ((pe.y as u64) << 20) ^ i as u64),
-                );
-                (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+                (random_bits(*seed, pe, i) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            }
+            DataInit::RandomInt { seed, max } => {
+                let span = 2 * *max as u64 + 1;
+                (random_bits(*seed, pe, i) % span) as f32 - *max as f32
             }
             DataInit::Values(v) => v.get(i as usize).copied().unwrap_or(0.0),
         }
@@ -159,6 +165,11 @@ impl DataInit {
     pub fn values(&self, pe: Pe, len: u32, dtype: DType) -> Vec<f32> {
         (0..len).map(|i| dtype.round(self.value(pe, i))).collect()
     }
+}
+
+/// 64 random bits, a pure function of the seed, the PE and the index.
+fn random_bits(seed: u64, pe: Pe, i: u32) -> u64 {
+    splitmix64(seed ^ splitmix64(((pe.x as u64) << 40) ^ ((pe.y as u64) << 20) ^ i as u64))
 }
 
 fn splitmix64(mut z: u64) -> u64 {

@@ -12,7 +12,8 @@
 //!   (which sits at offset 0) nor each other;
 //! * instructions use registers `r0..r15`/`f0..f15`, existing buffers and
 //!   tasks, integer loads/stores on `i32` buffers and float ones on float
-//!   buffers, `activate` on local tasks only;
+//!   buffers, `activate` on local tasks only; `i8` buffers (quantized
+//!   codes) are read by vector ops only: no scalar access, no vector write;
 //! * vector instructions have the op's arity, a float dtype, a vector (or for
 //!   reductions a float register) destination, fabric input only as a source
 //!   and fabric output only as the destination, some operand that gives the
@@ -372,6 +373,7 @@ fn check_inst(code: &PeCode, inst: &Inst) -> Vec<String> {
             match buf_dtype(*buf) {
                 None => out.push(format!("no buffer #{}", buf.0)),
                 Some(DType::I32) => {}
+                Some(d) if d.is_storage_only() => out.push(storage_only(code, *buf)),
                 Some(d) => out.push(format!(
                     "integer load/store on {d} buffer `{}` (use ldf/stf)",
                     code.buffers[buf.0 as usize].name
@@ -387,6 +389,7 @@ fn check_inst(code: &PeCode, inst: &Inst) -> Vec<String> {
                     "float load/store on i32 buffer `{}` (use ld/st)",
                     code.buffers[buf.0 as usize].name
                 )),
+                Some(d) if d.is_storage_only() => out.push(storage_only(code, *buf)),
                 Some(_) => {}
             }
         }
@@ -443,6 +446,16 @@ fn check_inst(code: &PeCode, inst: &Inst) -> Vec<String> {
                         has_len = true;
                         if let Some(e) = mem_error(code, m) {
                             out.push(e);
+                        }
+                        let b = code.buffers.get(m.buf.0 as usize);
+                        if let Some(b) = b.filter(|b| is_dst && b.dtype.is_storage_only()) {
+                            out.push(format!(
+                                "{} writes {} buffer `{}`: {} codes are written by data images only",
+                                v.op.mnemonic(),
+                                b.dtype,
+                                b.name,
+                                b.dtype
+                            ));
                         }
                     }
                     Operand::FabIn { len, .. } | Operand::FabOut { len, .. } => {
@@ -504,6 +517,15 @@ fn check_inst(code: &PeCode, inst: &Inst) -> Vec<String> {
         ));
     }
     out
+}
+
+/// A scalar access to a storage-only buffer.
+fn storage_only(code: &PeCode, buf: crate::isa::BufId) -> String {
+    let b = &code.buffers[buf.0 as usize];
+    format!(
+        "scalar load/store on {} buffer `{}`: its codes are read by vector ops only",
+        b.dtype, b.name
+    )
 }
 
 fn mem_error(code: &PeCode, m: &MemRef) -> Option<String> {

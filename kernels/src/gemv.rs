@@ -10,6 +10,11 @@
 //! east edge emits y's row block `r` as output stream `y<r>`.
 //! Blocks need not divide evenly: the first `m % h` row blocks and
 //! `n % w` column blocks are one longer.
+//!
+//! With int8 weights ([`crate::quant`]) a tile holds its codes (one byte
+//! each) and its rows' bf16 scales; each tile row is dequantized into a
+//! bf16 row buffer (`vfmul.bf16 t, w, s`) just before its dot product, so
+//! the rest is the bf16 GEMV and SRAM holds the packed tile.
 
 use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::{Action, Plan, Strategy};
@@ -34,6 +39,21 @@ pub struct GemvSpec {
     pub seed: u64,
 }
 
+impl GemvSpec {
+    /// The dtype the dot products read W and x in: the weights' own, or
+    /// bf16 for int8 codes (dequantized to bf16 row by row).
+    pub fn compute_dtype(&self) -> DType {
+        match self.dtype {
+            DType::I8 => DType::BF16,
+            d => d,
+        }
+    }
+
+    fn quantized(&self) -> bool {
+        self.dtype == DType::I8
+    }
+}
+
 /// Colors: x's broadcast, y's output, then one per reduction level.
 const CX: u8 = 0;
 const CY: u8 = 1;
@@ -43,7 +63,14 @@ const C_LEVEL0: u8 = 2;
 pub fn sram_needed(s: &GemvSpec) -> u64 {
     let (mt, nt) = (s.m.div_ceil(s.h) as u64, s.n.div_ceil(s.w) as u64);
     let code = 400; // measured from generated listings, rounded up
-    code + (mt * nt + nt) * s.dtype.size_bytes() as u64 + mt * 4 + 12
+    let x = nt * s.compute_dtype().size_bytes() as u64;
+    // int8: the row being dequantized (bf16) and the rows' bf16 scales.
+    let quant = if s.quantized() {
+        nt * 2 + mt * 2 + 8
+    } else {
+        0
+    };
+    code + mt * nt * s.dtype.size_bytes() as u64 + x + mt * 4 + quant + 12
 }
 
 fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
@@ -54,9 +81,9 @@ fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
             s.m, s.n
         )));
     }
-    if !s.dtype.is_float() {
+    if !s.dtype.is_float() && !s.quantized() {
         return Err(KernelError::Shape(
-            "GEMV weights must be f32, f16 or bf16".into(),
+            "GEMV weights must be f32, f16, bf16 or int8".into(),
         ));
     }
     let why = if s.w == 0 || s.h == 0 {
@@ -138,7 +165,19 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     }
     writeln!(src, ".route 0,{} {}x1 c{CX} N -> R", s.h - 1, s.w).unwrap();
     src.push_str(&red.routes());
-    writeln!(src, ".data w 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap();
+    if s.quantized() {
+        writeln!(src, ".data w 0,0 {}x{} = randi({}, 127)", s.w, s.h, s.seed).unwrap();
+        let scales = crate::quant::seeded_scales(s.m, s.seed);
+        for (r, (mo, mt)) in rows.iter().enumerate() {
+            let v: Vec<String> = scales[*mo as usize..(mo + mt) as usize]
+                .iter()
+                .map(|v| format!("{v:?}"))
+                .collect();
+            writeln!(src, ".data s 0,{r} {}x1 = [{}]", s.w, v.join(", ")).unwrap();
+        }
+    } else {
+        writeln!(src, ".data w 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap();
+    }
     for (c, (_, nt)) in cols.iter().enumerate() {
         writeln!(
             src,
@@ -189,6 +228,12 @@ fn code_name(nt: u32, mt: u32, steps: &[(u32, Action)], root: bool) -> String {
 }
 
 fn code_text(name: &str, s: &GemvSpec, nt: u32, mt: u32, reduction: &str) -> String {
+    if s.quantized() {
+        return format!(
+            ".code {name}\n  .buffer w i8[{wl}]\n  .buffer s bf16[{mt}]\n  .buffer t bf16[{nt}]\n  .buffer x bf16[{nt}]\n  .buffer y f32[{mt}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r2, 0\nrow:\n  ldf f2, s[r1]\n  vfmul.bf16 t, w[r2, {nt}], f2\n  lf f1, 0\n  vdot.f32 f1, t, x\n  stf y[r1], f1\n  add r1, r1, 1\n  add r2, r2, {nt}\n  blt r1, {mt}, row\n{reduction}  end\n.end\n",
+            wl = mt * nt,
+        );
+    }
     format!(
         ".code {name}\n  .buffer w {dt}[{wl}]\n  .buffer x {dt}[{nt}]\n  .buffer y f32[{mt}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r2, 0\nrow:\n  lf f1, 0\n  vdot.f32 f1, w[r2, {nt}], x\n  stf y[r1], f1\n  add r1, r1, 1\n  add r2, r2, {nt}\n  blt r1, {mt}, row\n{reduction}  end\n.end\n",
         dt = s.dtype,
@@ -244,19 +289,36 @@ fn tiles(s: &GemvSpec, transposed: bool) -> impl Iterator<Item = (Pe, Vec<usize>
     })
 }
 
+/// W as the PEs compute with it: int8 codes are dequantized with their
+/// rows' scales ([`crate::quant::dequantize_int8`]).
 fn weights_at(s: &GemvSpec, p: &Program, transposed: bool) -> Vec<f32> {
     let mut w = vec![0.0; (s.m * s.n) as usize];
+    let mut scales = vec![1.0; s.m as usize];
     for (at, idx) in tiles(s, transposed) {
         let tile = p.initial_values(at, "w").expect("every PE holds a tile");
+        if s.quantized() {
+            // Tile row k starts at idx[k · nt]; its scale is W row idx / n.
+            let held = p
+                .initial_values(at, "s")
+                .expect("every PE holds its rows' scales");
+            let nt = idx.len() / held.len();
+            for (k, v) in held.into_iter().enumerate() {
+                scales[idx[k * nt] / s.n as usize] = v;
+            }
+        }
         for (k, i) in idx.into_iter().enumerate() {
             w[i] = tile[k];
         }
+    }
+    if s.quantized() {
+        w = crate::quant::dequantize_int8(&w, &scales, s.n);
     }
     w
 }
 
 /// Put W (row-major `m × n`) into a generated GEMV's tiles in place of its
-/// seeded weights; the PEs round them to the spec's dtype.
+/// seeded weights; the PEs round them to the spec's dtype (int8: each row
+/// quantized with [`crate::quant::quantize_int8`], codes and scales loaded).
 pub fn load_weights(s: &GemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), KernelError> {
     if w.len() != (s.m * s.n) as usize {
         return Err(KernelError::Shape(format!(
@@ -267,10 +329,26 @@ pub fn load_weights(s: &GemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), Ker
             w.len()
         )));
     }
+    let (held, scales) = if s.quantized() {
+        crate::quant::quantize_int8(w, s.m, s.n)
+    } else {
+        (w.to_vec(), Vec::new())
+    };
+    let mut per_pe_scales = Vec::new();
     let per_pe = tiles(s, false)
-        .map(|(at, idx)| (at, idx.into_iter().map(|i| w[i]).collect()))
+        .map(|(at, idx)| {
+            if s.quantized() {
+                let nt = split(s.n, s.w)[at.x as usize].1 as usize;
+                let rows = idx.iter().step_by(nt).map(|i| scales[i / s.n as usize]);
+                per_pe_scales.push((at, rows.collect()));
+            }
+            (at, idx.into_iter().map(|i| held[i]).collect())
+        })
         .collect();
     f.load("w", per_pe);
+    if s.quantized() {
+        f.load("s", per_pe_scales);
+    }
     Ok(())
 }
 
@@ -280,7 +358,7 @@ pub fn load_weights(s: &GemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), Ker
 /// order. Bit-exact with the emulator.
 pub fn reference(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
     let (cols, rows) = (split(s.n, s.w), split(s.m, s.h));
-    let x: Vec<f32> = x.iter().map(|v| s.dtype.round(*v)).collect();
+    let x: Vec<f32> = x.iter().map(|v| s.compute_dtype().round(*v)).collect();
     let plan = Plan::new(s.w, s.strategy);
     let mut y = Vec::with_capacity(s.m as usize);
     for (mo, mt) in rows {
@@ -309,6 +387,9 @@ pub fn reference(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
 /// * two `li`, then per tile row: `lf`, the dot's issue, `I`, the dot's
 ///   `D = ⌈n_c·den/num⌉` cycles at the mixed-precision rate, `stf` (same
 ///   cycle as the dot's end), `add`, `add`, `blt`: `D + I + 5` per row;
+///   int8 adds the scale's `ldf` and the dequantizing multiply before the
+///   dot, its issue, `I` and `F = ⌈n_c·den/num⌉` at the bf16 multiply's
+///   rate (one byte read, two written per element): `F + I + 1` more;
 /// * the row's reduction ([`LineReduce::finish`]), and the last element
 ///   `m_r − 1` later up the east ramp and over the host link.
 pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
@@ -319,16 +400,24 @@ pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
         arch.hop_latency as u64,
         arch.ramp_latency as u64,
     );
-    let narrow = s.dtype.size_bytes() == 2;
-    let reads = if narrow { 2 } else { 4 };
+    let narrow = s.compute_dtype().size_bytes() == 2;
+    let reads = if narrow { 4 } else { 8 };
     let rate = arch.vector_rate(VecOp::Dot, DType::F32, narrow, reads, 0);
+    let dequant = arch.vector_rate(VecOp::Fmul, DType::BF16, false, 1, 2);
+    let row_cycles = |nt: u32| {
+        let dot = Arch::vector_cycles(nt, rate) + i + 5;
+        match s.quantized() {
+            true => dot + Arch::vector_cycles(nt, dequant) + i + 1,
+            false => dot,
+        }
+    };
     let mut worst = 0;
     for (y, (_, mt)) in rows.iter().enumerate() {
         let issue: Vec<u64> = cols
             .iter()
             .map(|(_, nt)| {
                 let x_done = (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + *nt as u64 - 1;
-                x_done + 2 + *mt as u64 * (Arch::vector_cycles(*nt, rate) + i + 5)
+                x_done + 2 + *mt as u64 * row_cycles(*nt)
             })
             .collect();
         let first = row_reduce(s, *mt).finish(&issue, arch)[s.w as usize - 1];

@@ -87,7 +87,7 @@ pub fn f32_rate_strided(
     reads: (u32, u32),
     writes: (u32, u32),
 ) -> (u32, u32) {
-    let halves =
-        |(c, s): (u32, u32)| c * arch.operand_halves(4, true) + s * arch.operand_halves(4, false);
-    arch.vector_rate(op, DType::F32, false, halves(reads), halves(writes))
+    let bytes =
+        |(c, s): (u32, u32)| c * arch.operand_bytes(4, true) + s * arch.operand_bytes(4, false);
+    arch.vector_rate(op, DType::F32, false, bytes(reads), bytes(writes))
 }

@@ -30,7 +30,7 @@ proptest! {
     #[test]
     fn gemv_matches_its_reference_and_its_cost_model(
         m in 1u32..40, n in 1u32..40, w in 1u32..9, h in 1u32..9,
-        dtype in prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        dtype in prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16), Just(DType::I8)],
         strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(),
     ) {
         let s = GemvSpec { m, n, dtype, w: w.min(n), h: h.min(m), strategy, seed };
@@ -145,7 +145,7 @@ proptest! {
     #[test]
     fn a_transposed_gemv_matches_reference_and_cost_model(
         m in 1u32..30, n in 1u32..30, w in 1u32..7, h in 1u32..7,
-        dtype in prop_oneof![Just(DType::F32), Just(DType::BF16)], strategy in reduce(), seed in any::<u64>(),
+        dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8)], strategy in reduce(), seed in any::<u64>(),
     ) {
         let s = GemvSpec { m, n, dtype, w: w.min(n), h: h.min(m), strategy, seed };
         let arch = Arch::wse2();
@@ -219,4 +219,71 @@ fn a_gemv_chains_into_a_transposed_gemv() {
     let want_a = gemv::reference(&a, &gemv::weights(&a, &fa.program), &x["x"]);
     let want_b = gemv::reference(&b, &gemv::weights_transposed(&b, &fb.program), &want_a);
     assert_eq!(yb["y"], want_b);
+}
+
+/// int8 weights from a model: each row quantized to codes and a bf16 scale,
+/// the tile held at one byte a weight, dequantized on the PE; the result is
+/// the reference's on the dequantized weights, bit for bit, and close to
+/// the f32 product.
+#[test]
+fn int8_weights_are_quantized_held_packed_and_dequantized_on_the_pe() {
+    let arch = Arch::wse3();
+    let (m, n) = (48u32, 80u32);
+    let model: Vec<f32> = (0..m * n)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * (1 + i / n) as f32)
+        .collect();
+    let s = GemvSpec {
+        m,
+        n,
+        dtype: DType::I8,
+        w: 2,
+        h: 3,
+        strategy: Reduce::Tree { k: 2 },
+        seed: 9,
+    };
+    let mut f = gemv::generate(&s, &arch).unwrap();
+    gemv::load_weights(&s, &mut f, &model).unwrap();
+    let (codes, scales) = wafer_kernels::quant::quantize_int8(&model, m, n);
+    let held = wafer_kernels::quant::dequantize_int8(&codes, &scales, n);
+    assert_eq!(gemv::weights(&s, &f.program), held);
+    let inputs = f.default_inputs();
+    let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+    assert_eq!(outs["y"], gemv::reference(&s, &held, &inputs["x"]));
+    assert_eq!(run.cycles, gemv::cost(&s, &arch));
+    let x = &inputs["x"];
+    for (i, y) in outs["y"].iter().enumerate() {
+        let exact: f32 = (0..n as usize)
+            .map(|j| model[i * n as usize + j] * x[j])
+            .sum();
+        let bound: f32 = (0..n as usize)
+            .map(|j| (model[i * n as usize + j] * x[j]).abs())
+            .sum();
+        assert!(
+            (y - exact).abs() <= 0.02 * bound + 1e-3,
+            "row {i}: {y} vs {exact}"
+        );
+    }
+    // One byte a weight, beside bf16's two: the tile PE's SRAM shrinks.
+    let bf16 = gemv::generate(
+        &GemvSpec {
+            dtype: DType::BF16,
+            ..s.clone()
+        },
+        &arch,
+    )
+    .unwrap();
+    let sram = |f: &wafer_kernels::Fragment| {
+        f.program
+            .codes
+            .iter()
+            .map(|c| c.sram_bytes())
+            .max()
+            .unwrap()
+    };
+    let (q, b) = (sram(&f), sram(&bf16));
+    assert!(q < b, "int8 {q} bytes, bf16 {b}");
+    assert!(
+        gemv::sram_needed(&s) >= q as u64,
+        "the estimate bounds the plan"
+    );
 }

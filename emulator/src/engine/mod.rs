@@ -174,7 +174,7 @@ pub enum Values {
 }
 
 impl RunResult {
-    /// Final contents of buffer `name` at `pe`, exactly: i32 buffers as
+    /// Final contents of buffer `name` at `pe`, exactly: i32 and i8 buffers as
     /// integers, float buffers widened to f32 (which holds f16 and bf16).
     pub fn read_values(&self, p: &Program, pe: Pe, name: &str) -> Option<Values> {
         let code = p.code_at(pe)?;
@@ -186,6 +186,7 @@ impl RunResult {
         let bits = (0..b.len).map(|i| sram::read_bits(sram, b.offset, b.dtype, i));
         Some(match b.dtype {
             crate::DType::I32 => Values::Int(bits.map(|v| v as i32).collect()),
+            crate::DType::I8 => Values::Int(bits.map(|v| v as u8 as i8 as i32).collect()),
             dt => Values::Float(bits.map(|v| dt.decode(v)).collect()),
         })
     }

@@ -16,7 +16,8 @@ pub(crate) fn read_bits(sram: &[u8], base: u32, dtype: DType, i: u32) -> u32 {
     let a = (base + i * dtype.size_bytes()) as usize;
     match dtype.size_bytes() {
         4 => u32::from_le_bytes(sram[a..a + 4].try_into().unwrap()),
-        _ => u16::from_le_bytes(sram[a..a + 2].try_into().unwrap()) as u32,
+        2 => u16::from_le_bytes(sram[a..a + 2].try_into().unwrap()) as u32,
+        _ => sram[a] as u32,
     }
 }
 
@@ -24,7 +25,8 @@ pub(super) fn write_bits(sram: &mut [u8], base: u32, dtype: DType, i: u32, bits:
     let a = (base + i * dtype.size_bytes()) as usize;
     match dtype.size_bytes() {
         4 => sram[a..a + 4].copy_from_slice(&bits.to_le_bytes()),
-        _ => sram[a..a + 2].copy_from_slice(&(bits as u16).to_le_bytes()),
+        2 => sram[a..a + 2].copy_from_slice(&(bits as u16).to_le_bytes()),
+        _ => sram[a] = bits as u8,
     }
 }
 

@@ -52,7 +52,7 @@ fn gen_code(r: &mut Rng, name: String) -> PeCode {
     let mut buffers: Vec<Buffer> = (0..r.range(1, 4))
         .map(|i| Buffer {
             name: format!("b{i}"),
-            dtype: r.pick(&[DType::F32, DType::F16, DType::BF16, DType::I32]),
+            dtype: r.pick(&[DType::F32, DType::F16, DType::BF16, DType::I32, DType::I8]),
             len: r.range(1, 24) as u32,
             offset: u32::MAX,
         })
@@ -80,7 +80,7 @@ fn gen_code(r: &mut Rng, name: String) -> PeCode {
         .collect();
     let n_insts = r.range(1, 20) as usize;
     let float_bufs: Vec<usize> = (0..buffers.len())
-        .filter(|i| buffers[*i].dtype != DType::I32)
+        .filter(|i| buffers[*i].dtype.is_float())
         .collect();
     let int_bufs: Vec<usize> = (0..buffers.len())
         .filter(|i| buffers[*i].dtype == DType::I32)
@@ -227,8 +227,12 @@ fn gen_vec(
     local_tasks: &[usize],
 ) -> VecInst {
     let op = r.pick(&VecOp::ALL);
-    let mem = |r: &mut Rng| {
-        let b = r.pick(float_bufs);
+    // Sources may also read i8 codes; nothing but a data image writes them.
+    let read_bufs: Vec<usize> = (0..buffers.len())
+        .filter(|i| float_bufs.contains(i) || buffers[*i].dtype == DType::I8)
+        .collect();
+    let mem = |r: &mut Rng, from: &[usize]| {
+        let b = r.pick(from);
         let blen = buffers[b].len as i32;
         if r.chance(30) {
             // Register-driven: checked at run time, not by the verifier.
@@ -261,7 +265,7 @@ fn gen_vec(
     let dst = if op.is_reduction() {
         Operand::FReg(FReg(r.below(16) as u8))
     } else if r.chance(70) {
-        mem(r)
+        mem(r, float_bufs)
     } else {
         Operand::FabOut {
             color: Color(r.below(24) as u8),
@@ -271,7 +275,7 @@ fn gen_vec(
     let mut used_rx = Vec::new();
     let mut srcs: Vec<Operand> = (0..op.arity())
         .map(|_| match r.below(4) {
-            0 => mem(r),
+            0 => mem(r, &read_bufs),
             1 => {
                 let mut c = r.below(24) as u8;
                 while used_rx.contains(&c) {
@@ -292,7 +296,7 @@ fn gen_vec(
             .iter()
             .any(|s| matches!(s, Operand::Mem(_) | Operand::FabIn { len: Some(_), .. }))
     {
-        srcs[0] = mem(r);
+        srcs[0] = mem(r, &read_bufs);
     }
     let mode = if r.chance(50) {
         ExecMode::Sync
@@ -313,7 +317,7 @@ fn gen_vec(
 }
 
 fn gen_init(r: &mut Rng, len: u32) -> DataInit {
-    match r.below(5) {
+    match r.below(6) {
         0 => DataInit::Zero,
         1 => DataInit::Fill(r.float()),
         2 => DataInit::Iota {
@@ -321,6 +325,10 @@ fn gen_init(r: &mut Rng, len: u32) -> DataInit {
             step: r.float(),
         },
         3 => DataInit::Random { seed: r.next() },
+        4 => DataInit::RandomInt {
+            seed: r.next(),
+            max: r.below(200) as u32,
+        },
         _ => DataInit::Values((0..len).map(|_| r.float()).collect()),
     }
 }

@@ -189,7 +189,8 @@ impl<'a> Line<'a> {
             }
             return Ok(DataInit::Values(v));
         }
-        let w = self.word("zero, fill(x), iota(start, step), rand(seed) or [values]")?;
+        let w = self
+            .word("zero, fill(x), iota(start, step), rand(seed), randi(seed, max) or [values]")?;
         let init = match w {
             "zero" => return Ok(DataInit::Zero),
             "fill" => {
@@ -205,7 +206,7 @@ impl<'a> Line<'a> {
                     step: self.float("a step")?,
                 }
             }
-            "rand" => {
+            "rand" | "randi" => {
                 self.expect(Tok::Punct('('), "`(`")?;
                 let s = self.word("a seed")?;
                 let seed = s.parse::<u64>().map_err(|_| {
@@ -213,10 +214,21 @@ impl<'a> Line<'a> {
                         "expected a seed (an unsigned integer), found `{s}`"
                     ))
                 })?;
-                DataInit::Random { seed }
+                if w == "rand" {
+                    DataInit::Random { seed }
+                } else {
+                    self.expect(Tok::Punct(','), "`,`")?;
+                    let m = self.word("the largest magnitude")?;
+                    let max = m.parse::<u32>().ok().filter(|m| *m <= 1 << 24).ok_or_else(|| {
+                        self.err_prev(format!(
+                            "expected the largest magnitude (an integer up to 2^24), found `{m}`"
+                        ))
+                    })?;
+                    DataInit::RandomInt { seed, max }
+                }
             }
             other => return Err(self.err_prev(format!(
-                "expected zero, fill(x), iota(start, step), rand(seed) or [values], found `{other}`"
+                "expected zero, fill(x), iota(start, step), rand(seed), randi(seed, max) or [values], found `{other}`"
             ))),
         };
         self.expect(Tok::Punct(')'), "`)`")?;

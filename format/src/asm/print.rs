@@ -125,6 +125,7 @@ fn init(i: &DataInit) -> String {
         DataInit::Fill(v) => format!("fill({})", num(*v)),
         DataInit::Iota { start, step } => format!("iota({}, {})", num(*start), num(*step)),
         DataInit::Random { seed } => format!("rand({seed})"),
+        DataInit::RandomInt { seed, max } => format!("randi({seed}, {max})"),
         DataInit::Values(v) => format!(
             "[{}]",
             v.iter().map(|x| num(*x)).collect::<Vec<_>>().join(", ")

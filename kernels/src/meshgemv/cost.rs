@@ -45,10 +45,10 @@ fn column_cost(s: &MeshGemvSpec, arch: &Arch, c: u32, nt: u32) -> u64 {
     );
     let rows = s.rows();
     let wavelets = nt.div_ceil(s.acc.per_word()) as u64;
-    let acc_h = arch.operand_halves(s.acc.size_bytes(), true);
-    let w_h = arch.operand_halves(s.dtype.size_bytes(), true);
-    let zero = arch.vector_rate(VecOp::Mov, s.acc, false, 0, acc_h);
-    let fmac = arch.vector_rate(VecOp::Fmac, s.acc, true, acc_h + w_h, acc_h);
+    let acc_b = arch.operand_bytes(s.acc.size_bytes(), true);
+    let w_b = arch.operand_bytes(s.dtype.size_bytes(), true);
+    let zero = arch.vector_rate(VecOp::Mov, s.acc, false, 0, acc_b);
+    let fmac = arch.vector_rate(VecOp::Fmac, s.acc, true, acc_b + w_b, acc_b);
     // Rows' main threads after the local GEMV.
     let mut t: Vec<u64> = rows
         .iter()

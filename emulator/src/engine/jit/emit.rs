@@ -113,7 +113,9 @@ impl Emit<'_, '_> {
 
     pub(super) fn round(&mut self, dt: DType, x: Value) -> Value {
         match dt {
-            DType::F32 | DType::I32 => x,
+            // No op computes in i8 (the verifier): a code read is already
+            // an integer.
+            DType::F32 | DType::I32 | DType::I8 => x,
             DType::BF16 => {
                 let bits = self.bf16_bits(x);
                 self.bf16_value(bits)
@@ -135,6 +137,11 @@ impl Emit<'_, '_> {
                 self.call(&h, h_f16_encode as *const () as usize, &[x])
             }
             DType::I32 => self.b.ins().fcvt_to_sint_sat(types::I32, x),
+            DType::I8 => {
+                let r = self.b.ins().nearest(x);
+                let i = self.b.ins().fcvt_to_sint_sat(types::I8, r);
+                self.b.ins().uextend(types::I32, i)
+            }
         }
     }
 
@@ -148,24 +155,29 @@ impl Emit<'_, '_> {
                 self.call(&h, h_f16_decode as *const () as usize, &[bits])
             }
             DType::I32 => self.b.ins().fcvt_from_sint(types::F32, bits),
+            DType::I8 => {
+                let code = self.b.ins().ireduce(types::I8, bits);
+                let wide = self.b.ins().sextend(types::I32, code);
+                self.b.ins().fcvt_from_sint(types::F32, wide)
+            }
         }
     }
 
-    /// The raw storage bits at `addr` (16-bit types zero-extended).
+    /// The raw storage bits at `addr` (narrower types zero-extended).
     pub(super) fn load_bits(&mut self, dt: DType, addr: Value) -> Value {
-        if dt.size_bytes() == 4 {
-            self.b.ins().load(types::I32, FLAGS, addr, 0)
-        } else {
-            self.b.ins().uload16(types::I32, FLAGS, addr, 0)
+        match dt.size_bytes() {
+            4 => self.b.ins().load(types::I32, FLAGS, addr, 0),
+            2 => self.b.ins().uload16(types::I32, FLAGS, addr, 0),
+            _ => self.b.ins().uload8(types::I32, FLAGS, addr, 0),
         }
     }
 
     pub(super) fn store_bits(&mut self, dt: DType, bits: Value, addr: Value) {
-        if dt.size_bytes() == 4 {
-            self.b.ins().store(FLAGS, bits, addr, 0);
-        } else {
-            self.b.ins().istore16(FLAGS, bits, addr, 0);
-        }
+        match dt.size_bytes() {
+            4 => self.b.ins().store(FLAGS, bits, addr, 0),
+            2 => self.b.ins().istore16(FLAGS, bits, addr, 0),
+            _ => self.b.ins().istore8(FLAGS, bits, addr, 0),
+        };
     }
 
     pub(super) fn unary(&mut self, op: FunOp, a: Value) -> Value {

@@ -435,8 +435,8 @@ impl<'p> Machine<'p> {
                 }
             }
         };
-        let mut reads_h = 0u32;
-        let mut writes_h = 0u32;
+        let mut reads_b = 0u32;
+        let mut writes_b = 0u32;
         let mut loc = |o: &Operand, is_dst: bool| -> Result<Loc, RunError> {
             Ok(match *o {
                 Operand::Mem(m) => {
@@ -451,13 +451,13 @@ impl<'p> Machine<'p> {
                             b.name, b.len
                         )));
                     }
-                    let halves = self
+                    let bytes = self
                         .arch
-                        .operand_halves(b.dtype.size_bytes(), stride.abs() == 1);
+                        .operand_bytes(b.dtype.size_bytes(), stride.abs() == 1);
                     if is_dst {
-                        writes_h += halves
+                        writes_b += bytes
                     } else {
-                        reads_h += halves
+                        reads_b += bytes
                     }
                     Loc::Mem {
                         base: b.offset,
@@ -516,7 +516,7 @@ impl<'p> Machine<'p> {
                 Operand::FReg(_) | Operand::Imm(_) => true,
                 _ => false,
             });
-        let (num, den) = a.vector_rate(v.op, v.dtype, narrow, reads_h, writes_h);
+        let (num, den) = a.vector_rate(v.op, v.dtype, narrow, reads_b, writes_b);
         let jit = self
             .compiled
             .jit
