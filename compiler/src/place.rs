@@ -229,9 +229,29 @@ fn placed(kind: Option<PlacementKind>) -> String {
     }
 }
 
+/// The embedding table's dtype: int8 weights keep it in bf16 (a lookup
+/// copies a row, it multiplies nothing, so there is nothing to dequantize
+/// into); otherwise the weights' own.
+pub fn table_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::I8 => DType::BF16,
+        d => d,
+    }
+}
+
 /// Bytes the model keeps on the wafer: weights and the KV cache (f32).
+/// int8: a byte a projection weight and two per row for its scale (the
+/// Llama rows; a GPT-2's differ by a few rows a layer), the table in bf16.
 pub fn footprint(c: &Config, dtype: DType, max_context: u32) -> (u64, u64) {
-    let weights = c.n_params() * dtype.size_bytes() as u64;
+    let table = c.vocab_size as u64 * c.dim as u64;
+    let weights = match dtype {
+        DType::I8 => {
+            let (d, kv, h) = (c.dim as u64, c.kv_dim() as u64, c.hidden_dim as u64);
+            let rows = c.n_layers as u64 * (3 * d + 2 * kv + 2 * h) + c.vocab_size as u64;
+            c.n_params() + table + 2 * rows
+        }
+        _ => c.n_params() * dtype.size_bytes() as u64,
+    };
     let kv = 2 * c.n_layers as u64 * max_context as u64 * c.kv_dim() as u64 * 4;
     (weights, kv)
 }
@@ -356,7 +376,7 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
                     cands.push(Kernel::Embed(EmbeddingSpec {
                         vocab: *vocab,
                         dim: *dim,
-                        dtype: o.dtype,
+                        dtype: table_dtype(o.dtype),
                         w,
                         h,
                         strategy: o.reduce,
@@ -541,9 +561,15 @@ pub(crate) fn groups(stages: &[Stage], n_layers: usize) -> Vec<usize> {
 /// Weight bytes a stage keeps (0 for kernels without weights).
 pub(crate) fn weight_bytes(stage: &Stage, dtype: DType) -> u64 {
     let b = dtype.size_bytes() as u64;
+    // int8 rows carry a bf16 scale each.
+    let scale = if dtype == DType::I8 { 2 } else { 0 };
     match &stage.work {
-        Work::Gemv { m, n, biases, .. } => *m as u64 * (*n + !biases.is_empty() as u32) as u64 * b,
-        Work::Embed { vocab, dim, .. } => *vocab as u64 * *dim as u64 * b,
+        Work::Gemv { m, n, biases, .. } => {
+            *m as u64 * ((*n + !biases.is_empty() as u32) as u64 * b + scale)
+        }
+        Work::Embed { vocab, dim, .. } => {
+            *vocab as u64 * *dim as u64 * table_dtype(dtype).size_bytes() as u64
+        }
         _ => 0,
     }
 }

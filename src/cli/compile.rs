@@ -15,8 +15,10 @@ use wafer_kernels::reduce::Strategy;
 pub struct TargetArgs {
     #[command(flatten)]
     pub machine: super::MachineArgs,
-    /// Weights on the wafer: f32, f16 or bf16 (default: f32 for a
-    /// checkpoint, bf16 for a built-in config).
+    /// Weights on the wafer: f32, f16, bf16 or int8 (default: f32 for a
+    /// checkpoint, bf16 for a built-in config). int8: every projection's
+    /// rows quantized to codes with a bf16 scale each, dequantized on the
+    /// PE by the tiled GEMV; the embedding table stays bf16.
     #[arg(long)]
     pub dtype: Option<String>,
     /// auto (the faster predicted step), pipeline or mesh.
@@ -51,8 +53,8 @@ impl TargetArgs {
         let arch = self.machine.arch()?;
         let dtype = match &self.dtype {
             Some(d) => DType::parse(d)
-                .filter(|d| d.is_float())
-                .ok_or_else(|| anyhow::anyhow!("--dtype `{d}`: use f32, f16 or bf16"))?,
+                .filter(|d| d.is_float() || *d == DType::I8)
+                .ok_or_else(|| anyhow::anyhow!("--dtype `{d}`: use f32, f16, bf16 or int8"))?,
             None if l.weights.is_some() => DType::F32,
             None => DType::BF16,
         };

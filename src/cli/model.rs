@@ -12,7 +12,9 @@ pub struct ModelArgs {
     pub model: String,
     #[command(flatten)]
     pub machine: super::MachineArgs,
-    /// Bytes per weight and cached key/value: f32, f16 or bf16.
+    /// Bytes per weight and cached key/value: f32, f16 or bf16; int8 (a
+    /// byte a projection weight plus a bf16 scale a row, the embedding
+    /// table and the cache in bf16).
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
     /// Positions the KV cache must hold (default: the model's, at most 8192).
@@ -36,10 +38,11 @@ pub fn config(spec: &str) -> anyhow::Result<(Config, String)> {
 pub fn model(a: ModelArgs) -> anyhow::Result<()> {
     let arch = a.machine.arch()?;
     let (c, name) = config(&a.model)?;
-    let bytes_per = match a.dtype.as_str() {
-        "f32" => 4u64,
-        "f16" | "bf16" => 2,
-        other => bail!("--dtype `{other}`: use f32, f16 or bf16"),
+    let (bytes_per, int8) = match a.dtype.as_str() {
+        "f32" => (4u64, false),
+        "f16" | "bf16" => (2, false),
+        "int8" | "i8" => (2, true),
+        other => bail!("--dtype `{other}`: use f32, f16, bf16 or int8"),
     };
     let context = match a.max_context {
         Some(n) if n > c.seq_len => bail!(
@@ -51,7 +54,10 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
         None => c.seq_len.min(8192),
     } as u64;
     let params = c.n_params();
-    let weights = params * bytes_per;
+    let weights = match int8 {
+        true => wafer_compiler::place::footprint(&c, wafer_emulator::DType::I8, 0).0,
+        false => params * bytes_per,
+    };
     let kv_per_token = 2 * c.n_layers as u64 * c.kv_dim() as u64 * bytes_per;
     let need = weights + kv_per_token * context;
     let wafer_sram = arch.n_pes() * arch.sram_bytes as u64;
