@@ -107,9 +107,15 @@ pub struct DecodeWork {
 }
 
 /// The decode step of `c` attending over `context` cached positions, with
-/// weights and KV cache of `bytes_per` bytes each; `kernels` from the
-/// model's decode graph.
-pub fn decode_work(c: &Config, bytes_per: f64, context: u64, kernels: u64) -> DecodeWork {
+/// `weight_bytes` bytes a weight and `kv_bytes` a cached element;
+/// `kernels` from the model's decode graph.
+pub fn decode_work(
+    c: &Config,
+    weight_bytes: f64,
+    kv_bytes: f64,
+    context: u64,
+    kernels: u64,
+) -> DecodeWork {
     let (d, v) = (c.dim as f64, c.vocab_size as f64);
     let mut weights = c.n_params() as f64;
     if !c.tied_embeddings {
@@ -123,16 +129,16 @@ pub fn decode_work(c: &Config, bytes_per: f64, context: u64, kernels: u64) -> De
     }
     let ctx = context as f64;
     let layers = c.n_layers as f64;
-    let kv = 2.0 * layers * c.kv_dim() as f64 * ctx * bytes_per;
+    let kv = 2.0 * layers * c.kv_dim() as f64 * ctx * kv_bytes;
     // Scores and the weighted sum: two FLOPs per cached element per query
     // head, for keys and for values.
     let attention = 4.0 * layers * c.dim as f64 * ctx;
     DecodeWork {
-        weight_bytes: weights * bytes_per,
+        weight_bytes: weights * weight_bytes,
         kv_bytes: kv,
         flops: 2.0 * weights + attention,
         kernels,
-        resident_bytes: c.n_params() as f64 * bytes_per + kv,
+        resident_bytes: c.n_params() as f64 * weight_bytes + kv,
     }
 }
 
@@ -301,7 +307,7 @@ mod tests {
         // 32 layers, the classifier 128256×4096, the final norm, one
         // embedding row.
         let weights = 32.0 * layer + 128256.0 * 4096.0 + 4096.0 + 4096.0;
-        let w = decode_work(&c, 2.0, 1000, 7);
+        let w = decode_work(&c, 2.0, 2.0, 1000, 7);
         assert_eq!(w.weight_bytes, 2.0 * weights);
         // 32 layers × (k and v) × 1024 × 1000 positions × 2 bytes.
         assert_eq!(w.kv_bytes, 32.0 * 2.0 * 1024.0 * 1000.0 * 2.0);
@@ -322,21 +328,39 @@ mod tests {
         assert!((e.seconds() - r.seconds() - 28e-6).abs() < 1e-12);
     }
 
+    /// Weight-only int8 on a GPU: a byte a weight, the cache in bf16 and
+    /// bf16's peak, so the 8B's memory-bound step reads about half.
+    #[test]
+    fn int8_weights_halve_the_weight_bytes_and_keep_bf16_compute() {
+        let c = Config::built_in("llama-3.1-8b").unwrap();
+        let (wb, kb, peak) = crate::table::gpu_precision("i8");
+        assert_eq!((wb, kb, peak), (1.0, 2.0, "bf16"));
+        let q = decode_work(&c, wb, kb, 128, 0);
+        let b = decode_work(&c, 2.0, 2.0, 128, 0);
+        assert_eq!(2.0 * q.weight_bytes, b.weight_bytes);
+        assert_eq!((q.kv_bytes, q.flops), (b.kv_bytes, b.flops));
+        let (rq, rb) = (
+            Roofline::of(&h100(), &q, peak, true).unwrap(),
+            Roofline::of(&h100(), &b, "bf16", true).unwrap(),
+        );
+        assert!(rq.seconds() < 0.51 * rb.seconds() + 1e-4, "{rq:?} {rb:?}");
+    }
+
     /// Llama-3.1-70B in bf16 (141 GB) takes two 80 GB H100s, each reading
     /// half; 405B (812 GB) sixteen, and eight 141 GB H200s.
     #[test]
     fn a_model_larger_than_one_gpu_is_split_over_a_power_of_two() {
         let c = Config::built_in("llama-3.1-70b").unwrap();
-        let w = decode_work(&c, 2.0, 128, 0);
+        let w = decode_work(&c, 2.0, 2.0, 128, 0);
         let r = Roofline::of(&h100(), &w, "bf16", true).unwrap();
         assert_eq!(r.gpus, 2);
         assert!((r.memory_s - (w.weight_bytes + w.kv_bytes) / (2.0 * 3.35e12)).abs() < 1e-15);
-        let big = decode_work(&Config::built_in("llama-3.1-405b").unwrap(), 2.0, 128, 0);
+        let big = decode_work(&Config::built_in("llama-3.1-405b").unwrap(), 2.0, 2.0, 128, 0);
         assert_eq!(Roofline::of(&h100(), &big, "bf16", true).unwrap().gpus, 16);
         let mut h200 = h100();
         h200.hbm_bytes = 141e9;
         assert_eq!(Roofline::of(&h200, &big, "bf16", true).unwrap().gpus, 8);
-        let small = decode_work(&Config::built_in("llama-3.1-8b").unwrap(), 2.0, 128, 0);
+        let small = decode_work(&Config::built_in("llama-3.1-8b").unwrap(), 2.0, 2.0, 128, 0);
         assert_eq!(Roofline::of(&h100(), &small, "bf16", true).unwrap().gpus, 1);
     }
 
@@ -344,10 +368,10 @@ mod tests {
     fn a_tied_classifier_is_read_once_and_f32_compute_can_bound() {
         let mut c = Config::built_in("llama-3.2-1b").unwrap();
         assert!(c.tied_embeddings);
-        let tied = decode_work(&c, 4.0, 0, 0);
+        let tied = decode_work(&c, 4.0, 4.0, 0, 0);
         assert_eq!(tied.weight_bytes, 4.0 * c.n_params() as f64);
         c.tied_embeddings = false;
-        let untied = decode_work(&c, 4.0, 0, 0);
+        let untied = decode_work(&c, 4.0, 4.0, 0, 0);
         // Untied: one more v×d classifier in n_params, but only one row of
         // the embedding is read.
         assert_eq!(
