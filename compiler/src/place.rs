@@ -229,19 +229,20 @@ fn placed(kind: Option<PlacementKind>) -> String {
     }
 }
 
-/// The embedding table's dtype: int8 weights keep it in bf16 (a lookup
-/// copies a row, it multiplies nothing, so there is nothing to dequantize
-/// into); otherwise the weights' own.
+/// The embedding table's dtype: quantized weights (int8, MXFP4) keep it
+/// in bf16 (a lookup copies a row, it multiplies nothing, so there is
+/// nothing to dequantize into); otherwise the weights' own.
 pub fn table_dtype(dtype: DType) -> DType {
     match dtype {
-        DType::I8 => DType::BF16,
+        DType::I8 | DType::Mxfp4 => DType::BF16,
         d => d,
     }
 }
 
 /// Bytes the model keeps on the wafer: weights and the KV cache (f32).
 /// int8: a byte a projection weight and two per row for its scale (the
-/// Llama rows; a GPT-2's differ by a few rows a layer), the table in bf16.
+/// Llama rows; a GPT-2's differ by a few rows a layer), the table in bf16;
+/// MXFP4: half a byte a weight and a byte a block of 32, the table in bf16.
 pub fn footprint(c: &Config, dtype: DType, max_context: u32) -> (u64, u64) {
     let table = c.vocab_size as u64 * c.dim as u64;
     let weights = match dtype {
@@ -249,6 +250,10 @@ pub fn footprint(c: &Config, dtype: DType, max_context: u32) -> (u64, u64) {
             let (d, kv, h) = (c.dim as u64, c.kv_dim() as u64, c.hidden_dim as u64);
             let rows = c.n_layers as u64 * (3 * d + 2 * kv + 2 * h) + c.vocab_size as u64;
             c.n_params() + table + 2 * rows
+        }
+        DType::Mxfp4 => {
+            let rest = c.n_params() - table;
+            rest.div_ceil(2) + rest.div_ceil(32) + 2 * table
         }
         _ => c.n_params() * dtype.size_bytes() as u64,
     };
@@ -262,8 +267,15 @@ pub fn fit_advice(dtype: DType) -> &'static str {
     match dtype {
         DType::F16 => "a shorter --max-context or a larger machine (the weights are f16 already)",
         DType::BF16 => "a shorter --max-context or a larger machine (the weights are bf16 already)",
-        DType::I8 => "a shorter --max-context or a larger machine (the weights are int8 already)",
-        DType::F32 | DType::I32 => "a 16-bit --dtype, a shorter --max-context, or a larger machine",
+        DType::I8 => {
+            "--dtype mxfp4, a shorter --max-context or a larger machine (the weights are int8 already)"
+        }
+        DType::Mxfp4 => {
+            "a shorter --max-context or a larger machine (the weights are mxfp4 already)"
+        }
+        DType::F32 | DType::I32 | DType::E8m0 => {
+            "a 16-bit --dtype, a shorter --max-context, or a larger machine"
+        }
     }
 }
 
@@ -561,11 +573,16 @@ pub(crate) fn groups(stages: &[Stage], n_layers: usize) -> Vec<usize> {
 /// Weight bytes a stage keeps (0 for kernels without weights).
 pub(crate) fn weight_bytes(stage: &Stage, dtype: DType) -> u64 {
     let b = dtype.size_bytes() as u64;
-    // int8 rows carry a bf16 scale each.
-    let scale = if dtype == DType::I8 { 2 } else { 0 };
     match &stage.work {
         Work::Gemv { m, n, biases, .. } => {
-            *m as u64 * ((*n + !biases.is_empty() as u32) as u64 * b + scale)
+            let n = (*n + !biases.is_empty() as u32) as u64;
+            *m as u64
+                * match dtype {
+                    // A bf16 scale a row; an e8m0 one a block of 32.
+                    DType::I8 => n + 2,
+                    DType::Mxfp4 => n.div_ceil(2) + n.div_ceil(32),
+                    _ => n * b,
+                }
         }
         Work::Embed { vocab, dim, .. } => {
             *vocab as u64 * *dim as u64 * table_dtype(dtype).size_bytes() as u64
@@ -783,7 +800,7 @@ fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceErr
                             m: *m,
                             n,
                             dtype: o.dtype,
-                            w: n.min(gw - x_gemv),
+                            w: wafer_kernels::gemv::cols_at_most(n, o.dtype, gw - x_gemv),
                             h: (*m).min(gh),
                             strategy: o.reduce,
                             seed: i as u64,

@@ -185,7 +185,7 @@ main:
         // ready to issue at t + 1 and waits until the first op's last
         // element: within a cycle the datapath runs before the main
         // thread, so the microthread is free in that same cycle.
-        let w = (a.port_bytes() * a.mem_write_ports / 4).min(a.f32_add_lanes) as u64;
+        let w = (a.mem_port_bits * a.mem_write_ports / 32).min(a.f32_add_lanes) as u64;
         let busy = n.div_ceil(w);
         let t = first_inst(&a);
         let second = first_elem(&a, t) + busy - 1;

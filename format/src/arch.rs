@@ -363,34 +363,29 @@ impl Arch {
         }
     }
 
-    /// Bytes one port access moves (8 for a 64-bit port).
-    pub fn port_bytes(&self) -> u32 {
-        self.mem_port_bits / 8
-    }
-
-    /// The bytes of port bandwidth one element of a memory operand takes:
+    /// The bits of port bandwidth one element of a memory operand takes:
     /// its own size when contiguous (a port access carries as many adjacent
     /// elements as fit), a whole access when strided.
-    pub fn operand_bytes(&self, elem_bytes: u32, contiguous: bool) -> u32 {
+    pub fn operand_bits(&self, elem_bits: u32, contiguous: bool) -> u32 {
         if contiguous {
-            elem_bytes
+            elem_bits
         } else {
-            self.port_bytes()
+            self.mem_port_bits
         }
     }
 
     /// The steady rate of a vector op in elements per cycle, as an exact
     /// fraction `(num, den)`: the tightest of the lanes, the read ports, the
     /// write port and (for exp, rcp, rsqrt) the special-function unit.
-    /// `reads_bytes`/`writes_bytes` sum [`Arch::operand_bytes`] over the
+    /// `reads_bits`/`writes_bits` sum [`Arch::operand_bits`] over the
     /// memory operands read and written.
     pub fn vector_rate(
         &self,
         op: VecOp,
         dt: DType,
         narrow_product: bool,
-        reads_bytes: u32,
-        writes_bytes: u32,
+        reads_bits: u32,
+        writes_bits: u32,
     ) -> (u32, u32) {
         let mut rate = (self.lanes(op, dt, narrow_product), 1u32);
         let mut limit = |num: u32, den: u32| {
@@ -398,8 +393,8 @@ impl Arch {
                 rate = (num, den);
             }
         };
-        limit(self.port_bytes() * self.mem_read_ports, reads_bytes);
-        limit(self.port_bytes() * self.mem_write_ports, writes_bytes);
+        limit(self.mem_port_bits * self.mem_read_ports, reads_bits);
+        limit(self.mem_port_bits * self.mem_write_ports, writes_bits);
         if op.is_special() {
             limit(1, self.special_fn_cycles);
         }

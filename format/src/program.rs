@@ -61,14 +61,18 @@ impl Buffer {
     /// Its size in bytes; saturates at `u32::MAX` (the verifier refuses a
     /// buffer that does not end within 4 GiB, so no checked program does).
     pub fn bytes(&self) -> u32 {
-        self.len.saturating_mul(self.dtype.size_bytes())
+        self.wide_bytes().min(u32::MAX as u64) as u32
+    }
+    /// Its size in bytes, whole (two 4-bit elements to a byte).
+    fn wide_bytes(&self) -> u64 {
+        (self.len as u64 * self.dtype.bits() as u64).div_ceil(8)
     }
     pub fn end(&self) -> u32 {
         self.offset.saturating_add(self.bytes())
     }
     /// Whether it ends within a 32-bit address space.
     pub fn fits_addresses(&self) -> bool {
-        self.offset as u64 + self.len as u64 * self.dtype.size_bytes() as u64 <= u32::MAX as u64
+        self.offset as u64 + self.wide_bytes() <= u32::MAX as u64
     }
 }
 

@@ -12,8 +12,9 @@
 //!   (which sits at offset 0) nor each other;
 //! * instructions use registers `r0..r15`/`f0..f15`, existing buffers and
 //!   tasks, integer loads/stores on `i32` buffers and float ones on float
-//!   buffers, `activate` on local tasks only; `i8` buffers (quantized
-//!   codes) are read by vector ops only: no scalar access, no vector write;
+//!   buffers, `activate` on local tasks only; storage-only buffers
+//!   (quantized weights: `i8`, `mxfp4`, `e8m0`) are read by vector ops
+//!   only (and `e8m0` scales by `ldf`): no other scalar access, no write;
 //! * vector instructions have the op's arity, a float dtype, a vector (or for
 //!   reductions a float register) destination, fabric input only as a source
 //!   and fabric output only as the destination, some operand that gives the
@@ -389,6 +390,9 @@ fn check_inst(code: &PeCode, inst: &Inst) -> Vec<String> {
                     "float load/store on i32 buffer `{}` (use ld/st)",
                     code.buffers[buf.0 as usize].name
                 )),
+                // A block scale is read by a scalar load before the
+                // multiply that applies it.
+                Some(DType::E8m0) if matches!(inst, Inst::Ldf { .. }) => {}
                 Some(d) if d.is_storage_only() => out.push(storage_only(code, *buf)),
                 Some(_) => {}
             }
@@ -523,7 +527,7 @@ fn check_inst(code: &PeCode, inst: &Inst) -> Vec<String> {
 fn storage_only(code: &PeCode, buf: crate::isa::BufId) -> String {
     let b = &code.buffers[buf.0 as usize];
     format!(
-        "scalar load/store on {} buffer `{}`: its codes are read by vector ops only",
+        "scalar load/store on {} buffer `{}`: its codes are read by vector ops only (and e8m0 scales by ldf)",
         b.dtype, b.name
     )
 }

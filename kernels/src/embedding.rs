@@ -268,7 +268,7 @@ pub fn reference(s: &EmbeddingSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Pro
 pub fn cost(s: &EmbeddingSpec, arch: &Arch, token: u32) -> u64 {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let (vocab, dims) = (split(s.vocab, s.w), split(s.dim, s.h));
-    let copy = arch.vector_rate(VecOp::Mov, DType::F32, false, s.dtype.size_bytes(), 4);
+    let copy = arch.vector_rate(VecOp::Mov, DType::F32, false, s.dtype.bits(), 32);
     let zero = f32_rate(arch, VecOp::Mov, 0, 1);
     let mut worst = 0;
     for (r, (_, n)) in dims.iter().enumerate() {

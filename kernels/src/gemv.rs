@@ -41,16 +41,75 @@ pub struct GemvSpec {
 
 impl GemvSpec {
     /// The dtype the dot products read W and x in: the weights' own, or
-    /// bf16 for int8 codes (dequantized to bf16 row by row).
+    /// bf16 for quantized weights (dequantized to bf16 row by row).
     pub fn compute_dtype(&self) -> DType {
-        match self.dtype {
-            DType::I8 => DType::BF16,
-            d => d,
+        match self.quantized() {
+            true => DType::BF16,
+            false => self.dtype,
         }
     }
 
     fn quantized(&self) -> bool {
-        self.dtype == DType::I8
+        matches!(self.dtype, DType::I8 | DType::Mxfp4)
+    }
+}
+
+/// Widths of an MXFP4 tile narrower than its block of 32: a power of two,
+/// so that tiles side by side never straddle a block boundary.
+const MX_PART_WIDTHS: [u32; 5] = [16, 8, 4, 2, 1];
+
+/// Whether a GEMV of `n` inputs in `dtype` can take `w` PE columns: any
+/// count up to `n`; for MXFP4 up to one block of 32 a column (whole
+/// blocks each), or `⌈n/t⌉` columns of `t` = 16, 8, 4, 2 or 1 (a part of
+/// one block each): a tile never shares a scale with its neighbour.
+pub fn cols_ok(n: u32, dtype: DType, w: u32) -> bool {
+    match dtype {
+        DType::Mxfp4 => {
+            (1..=crate::quant::mx_blocks(n)).contains(&w)
+                || MX_PART_WIDTHS.iter().any(|t| n.div_ceil(*t) == w)
+        }
+        _ => (1..=n).contains(&w),
+    }
+}
+
+/// The most PE columns, at most `limit`, a GEMV of `n` inputs in `dtype`
+/// can take ([`cols_ok`]); 0 if none.
+pub fn cols_at_most(n: u32, dtype: DType, limit: u32) -> u32 {
+    match dtype {
+        DType::Mxfp4 => MX_PART_WIDTHS
+            .iter()
+            .map(|t| n.div_ceil(*t))
+            .chain([crate::quant::mx_blocks(n)])
+            .filter(|w| *w <= limit)
+            .chain([crate::quant::mx_blocks(n).min(limit)])
+            .max()
+            .unwrap_or(0),
+        _ => n.min(limit),
+    }
+}
+
+/// Each PE column's `(first column of W, columns)`: an even split; for
+/// MXFP4 an even split of whole blocks (the first columns one block
+/// longer, the last block of a row may be short), or tiles of one width
+/// `t` (the last shorter). Either way no column takes longer than one west
+/// of it, which the reductions' timing needs.
+fn col_split(s: &GemvSpec) -> Vec<(u32, u32)> {
+    let b = crate::quant::MX_BLOCK;
+    match s.dtype {
+        DType::Mxfp4 if s.w <= crate::quant::mx_blocks(s.n) => {
+            split(crate::quant::mx_blocks(s.n), s.w)
+                .into_iter()
+                .map(|(bo, bl)| (bo * b, ((bo + bl) * b).min(s.n) - bo * b))
+                .collect()
+        }
+        DType::Mxfp4 => {
+            let t = MX_PART_WIDTHS
+                .into_iter()
+                .find(|t| s.n.div_ceil(*t) == s.w)
+                .unwrap_or(1);
+            (0..s.w).map(|c| (c * t, t.min(s.n - c * t))).collect()
+        }
+        _ => split(s.n, s.w),
     }
 }
 
@@ -64,13 +123,17 @@ pub fn sram_needed(s: &GemvSpec) -> u64 {
     let (mt, nt) = (s.m.div_ceil(s.h) as u64, s.n.div_ceil(s.w) as u64);
     let code = 400; // measured from generated listings, rounded up
     let x = nt * s.compute_dtype().size_bytes() as u64;
-    // int8: the row being dequantized (bf16) and the rows' bf16 scales.
-    let quant = if s.quantized() {
-        nt * 2 + mt * 2 + 8
-    } else {
-        0
+    // The row being dequantized (bf16), and the scales: int8's bf16 one a
+    // row, MXFP4's e8m0 one a row and block piece (at most nt/32 + 2, each
+    // with 24 bytes of code to apply it).
+    let pieces = nt / 32 + 2;
+    let quant = match s.dtype {
+        DType::I8 => nt * 2 + mt * 2 + 8,
+        DType::Mxfp4 => nt * 2 + mt * pieces + 8 + 24 * pieces,
+        _ => 0,
     };
-    code + mt * nt * s.dtype.size_bytes() as u64 + x + mt * 4 + quant + 12
+    let w = (mt * nt * s.dtype.bits() as u64).div_ceil(8);
+    code + w + x + mt * 4 + quant + 12
 }
 
 fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
@@ -83,16 +146,28 @@ fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
     }
     if !s.dtype.is_float() && !s.quantized() {
         return Err(KernelError::Shape(
-            "GEMV weights must be f32, f16, bf16 or int8".into(),
+            "GEMV weights must be f32, f16, bf16, int8 or mxfp4".into(),
         ));
     }
     let why = if s.w == 0 || s.h == 0 {
         Some("it is empty".to_string())
-    } else if s.w > s.n || s.h > s.m {
-        Some(format!(
-            "a {}x{} matrix gives at most {} columns and {} rows of PEs one element each",
-            s.m, s.n, s.n, s.m
-        ))
+    } else if !cols_ok(s.n, s.dtype, s.w) || s.h > s.m {
+        Some(match s.dtype {
+            DType::Mxfp4 => format!(
+                "a {}x{} MXFP4 matrix takes up to {} columns of PEs (whole blocks of 32), or {} (a part of one block each), and at most {} rows",
+                s.m,
+                s.n,
+                crate::quant::mx_blocks(s.n),
+                MX_PART_WIDTHS
+                    .map(|t| s.n.div_ceil(t).to_string())
+                    .join(", "),
+                s.m
+            ),
+            _ => format!(
+                "a {}x{} matrix gives at most {} columns and {} rows of PEs one element each",
+                s.m, s.n, s.n, s.m
+            ),
+        })
     } else if s.w > arch.grid_cols || s.h > arch.grid_rows {
         Some(format!(
             "machine `{}` has {}x{} PEs",
@@ -133,7 +208,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             have: arch.colors as usize,
         });
     }
-    let cols = split(s.n, s.w);
+    let cols = col_split(s);
     let rows = split(s.m, s.h);
     let mut src = format!(
         "; GEMV {}x{} {} on {}x{} PEs, {} reduction\n.grid {}x{}\n",
@@ -141,16 +216,22 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     );
     let mut codes: BTreeMap<String, String> = BTreeMap::new();
     let mut places = String::new();
-    for (c, (_, nt)) in cols.iter().enumerate() {
+    for (c, (no, nt)) in cols.iter().enumerate() {
         // Row blocks come in at most two sizes, each a run of rows.
         let mut r0 = 0;
         while r0 < s.h {
             let mt = rows[r0 as usize].1;
             let r1 = (r0..s.h).find(|r| rows[*r as usize].1 != mt).unwrap_or(s.h);
-            let name = code_name(*nt, mt, levels.steps(c), c as u32 == s.w - 1);
+            let mut name = code_name(*nt, mt, levels.steps(c), c as u32 == s.w - 1);
+            if s.dtype == DType::Mxfp4 {
+                // Where the tile's columns cut MXFP4's blocks.
+                for (_, len) in crate::quant::mx_pieces(*no, *nt) {
+                    write!(name, "_b{len}").unwrap();
+                }
+            }
             codes
                 .entry(name.clone())
-                .or_insert_with(|| code_text(&name, s, *nt, mt, &red.code(c as u32)));
+                .or_insert_with(|| code_text(&name, s, *no, *nt, mt, &red.code(c as u32)));
             writeln!(places, ".place {name} {c},{r0} 1x{}", r1 - r0).unwrap();
             r0 = r1;
         }
@@ -165,19 +246,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     }
     writeln!(src, ".route 0,{} {}x1 c{CX} N -> R", s.h - 1, s.w).unwrap();
     src.push_str(&red.routes());
-    if s.quantized() {
-        writeln!(src, ".data w 0,0 {}x{} = randi({}, 127)", s.w, s.h, s.seed).unwrap();
-        let scales = crate::quant::seeded_scales(s.m, s.seed);
-        for (r, (mo, mt)) in rows.iter().enumerate() {
-            let v: Vec<String> = scales[*mo as usize..(mo + mt) as usize]
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect();
-            writeln!(src, ".data s 0,{r} {}x1 = [{}]", s.w, v.join(", ")).unwrap();
-        }
-    } else {
-        writeln!(src, ".data w 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap();
-    }
+    src.push_str(&seeded_weights(s, &cols, &rows));
     for (c, (_, nt)) in cols.iter().enumerate() {
         writeln!(
             src,
@@ -227,18 +296,95 @@ fn code_name(nt: u32, mt: u32, steps: &[(u32, Action)], root: bool) -> String {
     name
 }
 
-fn code_text(name: &str, s: &GemvSpec, nt: u32, mt: u32, reduction: &str) -> String {
-    if s.quantized() {
-        return format!(
-            ".code {name}\n  .buffer w i8[{wl}]\n  .buffer s bf16[{mt}]\n  .buffer t bf16[{nt}]\n  .buffer x bf16[{nt}]\n  .buffer y f32[{mt}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r2, 0\nrow:\n  ldf f2, s[r1]\n  vfmul.bf16 t, w[r2, {nt}], f2\n  lf f1, 0\n  vdot.f32 f1, t, x\n  stf y[r1], f1\n  add r1, r1, 1\n  add r2, r2, {nt}\n  blt r1, {mt}, row\n{reduction}  end\n.end\n",
-            wl = mt * nt,
-        );
-    }
+fn code_text(name: &str, s: &GemvSpec, no: u32, nt: u32, mt: u32, reduction: &str) -> String {
+    let wl = mt * nt;
+    // Quantized tiles dequantize each row into `t` first, then dot `t`.
+    let (buffers, setup, dequant, w_row, step) = match s.dtype {
+        DType::I8 => (
+            format!(
+                "  .buffer w i8[{wl}]\n  .buffer s bf16[{mt}]\n  .buffer t bf16[{nt}]\n  .buffer x bf16[{nt}]\n"
+            ),
+            String::new(),
+            format!("  ldf f2, s[r1]\n  vfmul.bf16 t, w[r2, {nt}], f2\n"),
+            "t".to_string(),
+            format!("  add r2, r2, {nt}\n"),
+        ),
+        DType::Mxfp4 => {
+            let pieces = crate::quant::mx_pieces(no, nt);
+            let mut dequant = String::new();
+            for (off, len) in &pieces {
+                write!(dequant, "  ldf f2, e[r3]\n  add r3, r3, 1\n  vfmul.bf16 t[{off}, {len}], w[r2, {len}], f2\n  add r2, r2, {len}\n").unwrap();
+            }
+            (
+                format!(
+                    "  .buffer w mxfp4[{wl}]\n  .buffer e e8m0[{}]\n  .buffer t bf16[{nt}]\n  .buffer x bf16[{nt}]\n",
+                    mt as usize * pieces.len()
+                ),
+                "  li r3, 0\n".to_string(),
+                dequant,
+                "t".to_string(),
+                String::new(),
+            )
+        }
+        dt => (
+            format!("  .buffer w {dt}[{wl}]\n  .buffer x {dt}[{nt}]\n"),
+            String::new(),
+            String::new(),
+            format!("w[r2, {nt}]"),
+            format!("  add r2, r2, {nt}\n"),
+        ),
+    };
     format!(
-        ".code {name}\n  .buffer w {dt}[{wl}]\n  .buffer x {dt}[{nt}]\n  .buffer y f32[{mt}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r2, 0\nrow:\n  lf f1, 0\n  vdot.f32 f1, w[r2, {nt}], x\n  stf y[r1], f1\n  add r1, r1, 1\n  add r2, r2, {nt}\n  blt r1, {mt}, row\n{reduction}  end\n.end\n",
-        dt = s.dtype,
-        wl = mt * nt,
+        ".code {name}\n{buffers}  .buffer y f32[{mt}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r2, 0\n{setup}row:\n{dequant}  lf f1, 0\n  vdot.f32 f1, {w_row}, x\n  stf y[r1], f1\n  add r1, r1, 1\n{step}  blt r1, {mt}, row\n{reduction}  end\n.end\n"
     )
+}
+
+/// The data images of seeded weights: values for f32/f16/bf16; codes and
+/// scales for int8 (a scale per row) and MXFP4 (a scale per row and block;
+/// seeded ones are the same along a row, so each row of tiles takes one
+/// image per run of tiles with as many blocks, not one per tile).
+fn seeded_weights(s: &GemvSpec, cols: &[(u32, u32)], rows: &[(u32, u32)]) -> String {
+    let values = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut src = String::new();
+    match s.dtype {
+        DType::I8 => {
+            writeln!(src, ".data w 0,0 {}x{} = randi({}, 127)", s.w, s.h, s.seed).unwrap();
+            let scales = crate::quant::seeded_scales(s.m, s.seed);
+            for (r, (mo, mt)) in rows.iter().enumerate() {
+                let v = values(&scales[*mo as usize..(mo + mt) as usize]);
+                writeln!(src, ".data s 0,{r} {}x1 = [{v}]", s.w).unwrap();
+            }
+        }
+        DType::Mxfp4 => {
+            writeln!(src, ".data w 0,0 {}x{} = randi({}, 6)", s.w, s.h, s.seed).unwrap();
+            let scales = crate::quant::seeded_mx_scales(s.m, s.n, s.seed);
+            let pieces: Vec<usize> = cols
+                .iter()
+                .map(|(no, nt)| crate::quant::mx_pieces(*no, *nt).len())
+                .collect();
+            let mut c0 = 0;
+            while c0 < cols.len() {
+                let c1 = (c0..cols.len())
+                    .find(|c| pieces[*c] != pieces[c0])
+                    .unwrap_or(cols.len());
+                let (no, nt) = cols[c0];
+                for (r, (mo, mt)) in rows.iter().enumerate() {
+                    let v = values(&crate::quant::mx_tile_scales(
+                        &scales, s.n, *mo, *mt, no, nt,
+                    ));
+                    writeln!(src, ".data e {c0},{r} {}x1 = [{v}]", c1 - c0).unwrap();
+                }
+                c0 = c1;
+            }
+        }
+        _ => writeln!(src, ".data w 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap(),
+    }
+    src
 }
 
 /// The row reduction of the partial y's (length `m`), streamed out east.
@@ -269,7 +415,7 @@ pub fn weights_transposed(s: &GemvSpec, p: &Program) -> Vec<f32> {
 
 /// Each PE's tile: where it sits, and W's elements it holds in order.
 fn tiles(s: &GemvSpec, transposed: bool) -> impl Iterator<Item = (Pe, Vec<usize>)> {
-    let (cols, rows) = (split(s.n, s.w), split(s.m, s.h));
+    let (cols, rows) = (col_split(s), split(s.m, s.h));
     let n = s.n;
     cols.into_iter().enumerate().flat_map(move |(c, (no, nt))| {
         rows.clone()
@@ -293,32 +439,54 @@ fn tiles(s: &GemvSpec, transposed: bool) -> impl Iterator<Item = (Pe, Vec<usize>
 /// rows' scales ([`crate::quant::dequantize_int8`]).
 fn weights_at(s: &GemvSpec, p: &Program, transposed: bool) -> Vec<f32> {
     let mut w = vec![0.0; (s.m * s.n) as usize];
-    let mut scales = vec![1.0; s.m as usize];
+    let nb = crate::quant::mx_blocks(s.n) as usize;
+    let mut scales = vec![1.0; s.m as usize * if s.dtype == DType::Mxfp4 { nb } else { 1 }];
     for (at, idx) in tiles(s, transposed) {
         let tile = p.initial_values(at, "w").expect("every PE holds a tile");
-        if s.quantized() {
-            // Tile row k starts at idx[k · nt]; its scale is W row idx / n.
-            let held = p
-                .initial_values(at, "s")
-                .expect("every PE holds its rows' scales");
-            let nt = idx.len() / held.len();
-            for (k, v) in held.into_iter().enumerate() {
-                scales[idx[k * nt] / s.n as usize] = v;
+        // Tile row k starts at idx[k · nt], W's row idx / n.
+        let (nt, n) = (tile_cols(s, at, transposed) as usize, s.n as usize);
+        match s.dtype {
+            DType::I8 => {
+                let held = p
+                    .initial_values(at, "s")
+                    .expect("every PE holds its rows' scales");
+                for (k, v) in held.into_iter().enumerate() {
+                    scales[idx[k * nt] / n] = v;
+                }
             }
+            DType::Mxfp4 => {
+                let held = p
+                    .initial_values(at, "e")
+                    .expect("every PE holds its blocks' scales");
+                let pieces = crate::quant::mx_pieces((idx[0] % n) as u32, nt as u32);
+                for (k, v) in held.into_iter().enumerate() {
+                    let (row, (off, _)) = (k / pieces.len(), pieces[k % pieces.len()]);
+                    let first = idx[row * nt + off as usize];
+                    scales[first / n * nb + first % n / crate::quant::MX_BLOCK as usize] = v;
+                }
+            }
+            _ => {}
         }
         for (k, i) in idx.into_iter().enumerate() {
             w[i] = tile[k];
         }
     }
-    if s.quantized() {
-        w = crate::quant::dequantize_int8(&w, &scales, s.n);
+    match s.dtype {
+        DType::I8 => crate::quant::dequantize_int8(&w, &scales, s.n),
+        DType::Mxfp4 => crate::quant::dequantize_mxfp4(&w, &scales, s.n),
+        _ => w,
     }
-    w
+}
+
+/// Columns of W the tile at `at` holds.
+fn tile_cols(s: &GemvSpec, at: Pe, transposed: bool) -> u32 {
+    let c = if transposed { at.y } else { at.x };
+    col_split(s)[c as usize].1
 }
 
 /// Put W (row-major `m × n`) into a generated GEMV's tiles in place of its
-/// seeded weights; the PEs round them to the spec's dtype (int8: each row
-/// quantized with [`crate::quant::quantize_int8`], codes and scales loaded).
+/// seeded weights; the PEs round them to the spec's dtype (int8 and MXFP4:
+/// quantized with [`crate::quant`], codes and scales loaded).
 pub fn load_weights(s: &GemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), KernelError> {
     if w.len() != (s.m * s.n) as usize {
         return Err(KernelError::Shape(format!(
@@ -329,25 +497,38 @@ pub fn load_weights(s: &GemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), Ker
             w.len()
         )));
     }
-    let (held, scales) = if s.quantized() {
-        crate::quant::quantize_int8(w, s.m, s.n)
-    } else {
-        (w.to_vec(), Vec::new())
+    let (held, scales) = match s.dtype {
+        DType::I8 => crate::quant::quantize_int8(w, s.m, s.n),
+        DType::Mxfp4 => crate::quant::quantize_mxfp4(w, s.m, s.n),
+        _ => (w.to_vec(), Vec::new()),
     };
     let mut per_pe_scales = Vec::new();
     let per_pe = tiles(s, false)
         .map(|(at, idx)| {
-            if s.quantized() {
-                let nt = split(s.n, s.w)[at.x as usize].1 as usize;
-                let rows = idx.iter().step_by(nt).map(|i| scales[i / s.n as usize]);
-                per_pe_scales.push((at, rows.collect()));
+            let nt = tile_cols(s, at, false);
+            let (mo, no, mt) = (
+                idx[0] as u32 / s.n,
+                idx[0] as u32 % s.n,
+                idx.len() as u32 / nt,
+            );
+            match s.dtype {
+                DType::I8 => {
+                    per_pe_scales.push((at, scales[mo as usize..(mo + mt) as usize].to_vec()))
+                }
+                DType::Mxfp4 => per_pe_scales.push((
+                    at,
+                    crate::quant::mx_tile_scales(&scales, s.n, mo, mt, no, nt),
+                )),
+                _ => {}
             }
             (at, idx.into_iter().map(|i| held[i]).collect())
         })
         .collect();
     f.load("w", per_pe);
-    if s.quantized() {
-        f.load("s", per_pe_scales);
+    match s.dtype {
+        DType::I8 => f.load("s", per_pe_scales),
+        DType::Mxfp4 => f.load("e", per_pe_scales),
+        _ => {}
     }
     Ok(())
 }
@@ -357,7 +538,7 @@ pub fn load_weights(s: &GemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), Ker
 /// column order in f32, then each row of tiles is reduced in the plan's
 /// order. Bit-exact with the emulator.
 pub fn reference(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
-    let (cols, rows) = (split(s.n, s.w), split(s.m, s.h));
+    let (cols, rows) = (col_split(s), split(s.m, s.h));
     let x: Vec<f32> = x.iter().map(|v| s.compute_dtype().round(*v)).collect();
     let plan = Plan::new(s.w, s.strategy);
     let mut y = Vec::with_capacity(s.m as usize);
@@ -390,10 +571,14 @@ pub fn reference(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
 ///   int8 adds the scale's `ldf` and the dequantizing multiply before the
 ///   dot, its issue, `I` and `F = ⌈n_c·den/num⌉` at the bf16 multiply's
 ///   rate (one byte read, two written per element): `F + I + 1` more;
+///   MXFP4 a third `li`, and per block piece of the row (its columns cut
+///   MXFP4's blocks, [`crate::quant::mx_pieces`]) the scale's `ldf`, an
+///   `add`, the multiply (`F_p + I`, half a byte read per element) and an
+///   `add`, with one `add` fewer after the dot: `Σ (F_p + I + 3) − 1` more;
 /// * the row's reduction ([`LineReduce::finish`]), and the last element
 ///   `m_r − 1` later up the east ramp and over the host link.
 pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
-    let (cols, rows) = (split(s.n, s.w), split(s.m, s.h));
+    let (cols, rows) = (col_split(s), split(s.m, s.h));
     let (sw, i, hop, ramp) = (
         arch.task_switch_cycles as u64,
         arch.vector_issue_cycles as u64,
@@ -401,23 +586,33 @@ pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
         arch.ramp_latency as u64,
     );
     let narrow = s.compute_dtype().size_bytes() == 2;
-    let reads = if narrow { 4 } else { 8 };
+    let reads = if narrow { 32 } else { 64 };
     let rate = arch.vector_rate(VecOp::Dot, DType::F32, narrow, reads, 0);
-    let dequant = arch.vector_rate(VecOp::Fmul, DType::BF16, false, 1, 2);
-    let row_cycles = |nt: u32| {
+    let dequant = arch.vector_rate(VecOp::Fmul, DType::BF16, false, s.dtype.bits(), 16);
+    // A tile row's cycles, and the `li`s before the first.
+    let row_cycles = |no: u32, nt: u32| {
         let dot = Arch::vector_cycles(nt, rate) + i + 5;
-        match s.quantized() {
-            true => dot + Arch::vector_cycles(nt, dequant) + i + 1,
-            false => dot,
+        match s.dtype {
+            DType::I8 => dot + Arch::vector_cycles(nt, dequant) + i + 1,
+            DType::Mxfp4 => {
+                crate::quant::mx_pieces(no, nt)
+                    .iter()
+                    .map(|(_, len)| Arch::vector_cycles(*len, dequant) + i + 3)
+                    .sum::<u64>()
+                    + dot
+                    - 1
+            }
+            _ => dot,
         }
     };
+    let setup = if s.dtype == DType::Mxfp4 { 3 } else { 2 };
     let mut worst = 0;
     for (y, (_, mt)) in rows.iter().enumerate() {
         let issue: Vec<u64> = cols
             .iter()
-            .map(|(_, nt)| {
+            .map(|(no, nt)| {
                 let x_done = (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + *nt as u64 - 1;
-                x_done + 2 + *mt as u64 * row_cycles(*nt)
+                x_done + setup + *mt as u64 * row_cycles(*no, *nt)
             })
             .collect();
         let first = row_reduce(s, *mt).finish(&issue, arch)[s.w as usize - 1];
@@ -444,7 +639,13 @@ pub fn best_rect(
         v
     };
     let mut best: Option<(u32, u32, u64)> = None;
-    for w in sizes(n.min(arch.grid_cols)) {
+    let mut widths: Vec<u32> = sizes(n.min(arch.grid_cols))
+        .into_iter()
+        .map(|w| cols_at_most(n, dtype, w))
+        .filter(|w| *w > 0)
+        .collect();
+    widths.dedup();
+    for w in widths {
         for h in sizes(m.min(arch.grid_rows)) {
             let spec = GemvSpec {
                 m,

@@ -376,10 +376,10 @@ pub fn gather(s: &MeshGemmSpec, p: &Program, run: &wafer_emulator::RunResult) ->
 pub fn cost(s: &MeshGemmSpec, arch: &Arch) -> u64 {
     let (mt, kt, nt) = s.tiles();
     let sw = arch.task_switch_cycles as u64;
-    let acc_b = arch.operand_bytes(s.acc.size_bytes(), true);
-    let w_b = arch.operand_bytes(s.dtype.size_bytes(), true);
-    let zero = arch.vector_rate(VecOp::Mov, s.acc, false, 0, acc_b);
-    let fmac = arch.vector_rate(VecOp::Fmac, s.acc, true, acc_b + w_b, acc_b);
+    let acc_bits = arch.operand_bits(s.acc.bits(), true);
+    let w_bits = arch.operand_bits(s.dtype.bits(), true);
+    let zero = arch.vector_rate(VecOp::Mov, s.acc, false, 0, acc_bits);
+    let fmac = arch.vector_rate(VecOp::Fmac, s.acc, true, acc_bits + w_bits, acc_bits);
     let mut start = crate::timeline::Timeline::start(arch);
     start.vector(mt * nt, zero);
     start.scalar(3);

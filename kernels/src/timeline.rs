@@ -87,7 +87,7 @@ pub fn f32_rate_strided(
     reads: (u32, u32),
     writes: (u32, u32),
 ) -> (u32, u32) {
-    let bytes =
-        |(c, s): (u32, u32)| c * arch.operand_bytes(4, true) + s * arch.operand_bytes(4, false);
-    arch.vector_rate(op, DType::F32, false, bytes(reads), bytes(writes))
+    let bits =
+        |(c, s): (u32, u32)| c * arch.operand_bits(32, true) + s * arch.operand_bits(32, false);
+    arch.vector_rate(op, DType::F32, false, bits(reads), bits(writes))
 }

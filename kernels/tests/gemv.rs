@@ -29,11 +29,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
     #[test]
     fn gemv_matches_its_reference_and_its_cost_model(
-        m in 1u32..40, n in 1u32..40, w in 1u32..9, h in 1u32..9,
-        dtype in prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16), Just(DType::I8)],
+        m in 1u32..40, n in 1u32..90, w in 1u32..9, h in 1u32..9,
+        dtype in prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)],
         strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: w.min(n), h: h.min(m), strategy, seed };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted) = check(&s, &arch);
         prop_assert_eq!(measured, predicted, "{:?}", s);
@@ -145,9 +145,9 @@ proptest! {
     #[test]
     fn a_transposed_gemv_matches_reference_and_cost_model(
         m in 1u32..30, n in 1u32..30, w in 1u32..7, h in 1u32..7,
-        dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8)], strategy in reduce(), seed in any::<u64>(),
+        dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)], strategy in reduce(), seed in any::<u64>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: w.min(n), h: h.min(m), strategy, seed };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed };
         let arch = Arch::wse2();
         let f = gemv::generate(&s, &arch).unwrap().transposed();
         prop_assert_eq!((f.program.width, f.program.height), (s.h, s.w));
@@ -221,57 +221,20 @@ fn a_gemv_chains_into_a_transposed_gemv() {
     assert_eq!(yb["y"], want_b);
 }
 
-/// int8 weights from a model: each row quantized to codes and a bf16 scale,
-/// the tile held at one byte a weight, dequantized on the PE; the result is
-/// the reference's on the dequantized weights, bit for bit, and close to
-/// the f32 product.
+/// Quantized weights from a model (int8: codes and a bf16 scale a row;
+/// MXFP4: E2M1 and an E8M0 scale a block of 32, the blocks cut by the
+/// tiles' columns): quantized by `quant`, held packed, dequantized on the
+/// PE; the result is the reference's on the dequantized weights, bit for
+/// bit, in the cycles the cost model predicts, close to the f32 product,
+/// and the tile's SRAM shrinks beside bf16's.
 #[test]
-fn int8_weights_are_quantized_held_packed_and_dequantized_on_the_pe() {
+fn quantized_weights_are_held_packed_and_dequantized_on_the_pe() {
+    use wafer_kernels::quant;
     let arch = Arch::wse3();
     let (m, n) = (48u32, 80u32);
     let model: Vec<f32> = (0..m * n)
         .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * (1 + i / n) as f32)
         .collect();
-    let s = GemvSpec {
-        m,
-        n,
-        dtype: DType::I8,
-        w: 2,
-        h: 3,
-        strategy: Reduce::Tree { k: 2 },
-        seed: 9,
-    };
-    let mut f = gemv::generate(&s, &arch).unwrap();
-    gemv::load_weights(&s, &mut f, &model).unwrap();
-    let (codes, scales) = wafer_kernels::quant::quantize_int8(&model, m, n);
-    let held = wafer_kernels::quant::dequantize_int8(&codes, &scales, n);
-    assert_eq!(gemv::weights(&s, &f.program), held);
-    let inputs = f.default_inputs();
-    let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
-    assert_eq!(outs["y"], gemv::reference(&s, &held, &inputs["x"]));
-    assert_eq!(run.cycles, gemv::cost(&s, &arch));
-    let x = &inputs["x"];
-    for (i, y) in outs["y"].iter().enumerate() {
-        let exact: f32 = (0..n as usize)
-            .map(|j| model[i * n as usize + j] * x[j])
-            .sum();
-        let bound: f32 = (0..n as usize)
-            .map(|j| (model[i * n as usize + j] * x[j]).abs())
-            .sum();
-        assert!(
-            (y - exact).abs() <= 0.02 * bound + 1e-3,
-            "row {i}: {y} vs {exact}"
-        );
-    }
-    // One byte a weight, beside bf16's two: the tile PE's SRAM shrinks.
-    let bf16 = gemv::generate(
-        &GemvSpec {
-            dtype: DType::BF16,
-            ..s.clone()
-        },
-        &arch,
-    )
-    .unwrap();
     let sram = |f: &wafer_kernels::Fragment| {
         f.program
             .codes
@@ -280,10 +243,68 @@ fn int8_weights_are_quantized_held_packed_and_dequantized_on_the_pe() {
             .max()
             .unwrap()
     };
-    let (q, b) = (sram(&f), sram(&bf16));
-    assert!(q < b, "int8 {q} bytes, bf16 {b}");
+    let mut held_bytes = Vec::new();
+    for (dtype, tolerance) in [(DType::I8, 0.02), (DType::Mxfp4, 0.3)] {
+        let s = GemvSpec {
+            m,
+            n,
+            dtype,
+            w: 3,
+            h: 3,
+            strategy: Reduce::Tree { k: 2 },
+            seed: 9,
+        };
+        let mut f = gemv::generate(&s, &arch).unwrap();
+        gemv::load_weights(&s, &mut f, &model).unwrap();
+        let held = match dtype {
+            DType::I8 => {
+                let (codes, scales) = quant::quantize_int8(&model, m, n);
+                quant::dequantize_int8(&codes, &scales, n)
+            }
+            _ => {
+                let (codes, scales) = quant::quantize_mxfp4(&model, m, n);
+                quant::dequantize_mxfp4(&codes, &scales, n)
+            }
+        };
+        assert_eq!(gemv::weights(&s, &f.program), held, "{dtype}");
+        let inputs = f.default_inputs();
+        let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        assert_eq!(
+            outs["y"],
+            gemv::reference(&s, &held, &inputs["x"]),
+            "{dtype}"
+        );
+        assert_eq!(run.cycles, gemv::cost(&s, &arch), "{dtype}");
+        let x = &inputs["x"];
+        for (i, y) in outs["y"].iter().enumerate() {
+            let row = &model[i * n as usize..(i + 1) * n as usize];
+            let exact: f32 = row.iter().zip(x).map(|(w, x)| w * x).sum();
+            let bound: f32 = row.iter().zip(x).map(|(w, x)| (w * x).abs()).sum();
+            assert!(
+                (y - exact).abs() <= tolerance * bound + 1e-3,
+                "{dtype} row {i}: {y} vs {exact}"
+            );
+        }
+        assert!(
+            gemv::sram_needed(&s) >= sram(&f) as u64,
+            "{dtype}: the estimate bounds the plan"
+        );
+        held_bytes.push(sram(&f));
+        if dtype == DType::I8 {
+            let bf16 = gemv::generate(
+                &GemvSpec {
+                    dtype: DType::BF16,
+                    ..s.clone()
+                },
+                &arch,
+            )
+            .unwrap();
+            held_bytes.insert(0, sram(&bf16));
+        }
+    }
+    // bf16, int8, MXFP4: each tile smaller than the last.
     assert!(
-        gemv::sram_needed(&s) >= q as u64,
-        "the estimate bounds the plan"
+        held_bytes[0] > held_bytes[1] && held_bytes[1] > held_bytes[2],
+        "{held_bytes:?}"
     );
 }

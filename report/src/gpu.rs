@@ -355,7 +355,13 @@ mod tests {
         let r = Roofline::of(&h100(), &w, "bf16", true).unwrap();
         assert_eq!(r.gpus, 2);
         assert!((r.memory_s - (w.weight_bytes + w.kv_bytes) / (2.0 * 3.35e12)).abs() < 1e-15);
-        let big = decode_work(&Config::built_in("llama-3.1-405b").unwrap(), 2.0, 2.0, 128, 0);
+        let big = decode_work(
+            &Config::built_in("llama-3.1-405b").unwrap(),
+            2.0,
+            2.0,
+            128,
+            0,
+        );
         assert_eq!(Roofline::of(&h100(), &big, "bf16", true).unwrap().gpus, 16);
         let mut h200 = h100();
         h200.hbm_bytes = 141e9;

@@ -390,11 +390,14 @@ pub fn eager_kernels(c: &Compiled) -> u64 {
 /// cached element, and the dtype whose peak FLOPs bound it. int8 is
 /// weight-only quantization as on the wafer: a byte a weight (the bf16
 /// scale a row is not counted: under 0.1 % for rows of 4,096), dequantized
-/// to bf16 as it is read, so bf16's peak and a bf16 cache.
+/// to bf16 as it is read, so bf16's peak and a bf16 cache; MXFP4 alike at
+/// its packed size.
 pub fn gpu_precision(dtype: &str) -> (f64, f64, &str) {
     match dtype {
         "f32" => (4.0, 4.0, "f32"),
         "i8" => (1.0, 2.0, "bf16"),
+        // Half a byte a weight and a byte a block of 32 (OCP MX).
+        "mxfp4" => (0.5 + 1.0 / 32.0, 2.0, "bf16"),
         d => (2.0, 2.0, d),
     }
 }

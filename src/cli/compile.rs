@@ -15,10 +15,11 @@ use wafer_kernels::reduce::Strategy;
 pub struct TargetArgs {
     #[command(flatten)]
     pub machine: super::MachineArgs,
-    /// Weights on the wafer: f32, f16, bf16 or int8 (default: f32 for a
-    /// checkpoint, bf16 for a built-in config). int8: every projection's
-    /// rows quantized to codes with a bf16 scale each, dequantized on the
-    /// PE by the tiled GEMV; the embedding table stays bf16.
+    /// Weights on the wafer: f32, f16, bf16, int8 or mxfp4 (default: f32
+    /// for a checkpoint, bf16 for a built-in config). int8: every
+    /// projection's rows quantized to codes with a bf16 scale each; mxfp4:
+    /// to E2M1 with an E8M0 scale a block of 32 (OCP MX); both dequantized
+    /// on the PE by the tiled GEMV; the embedding table stays bf16.
     #[arg(long)]
     pub dtype: Option<String>,
     /// auto (the faster predicted step), pipeline or mesh.
@@ -53,8 +54,10 @@ impl TargetArgs {
         let arch = self.machine.arch()?;
         let dtype = match &self.dtype {
             Some(d) => DType::parse(d)
-                .filter(|d| d.is_float() || *d == DType::I8)
-                .ok_or_else(|| anyhow::anyhow!("--dtype `{d}`: use f32, f16, bf16 or int8"))?,
+                .filter(|d| d.is_float() || matches!(d, DType::I8 | DType::Mxfp4))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--dtype `{d}`: use f32, f16, bf16, int8 or mxfp4")
+                })?,
             None if l.weights.is_some() => DType::F32,
             None => DType::BF16,
         };

@@ -13,8 +13,9 @@ pub struct ModelArgs {
     #[command(flatten)]
     pub machine: super::MachineArgs,
     /// Bytes per weight and cached key/value: f32, f16 or bf16; int8 (a
-    /// byte a projection weight plus a bf16 scale a row, the embedding
-    /// table and the cache in bf16).
+    /// byte a projection weight plus a bf16 scale a row) or mxfp4 (half a
+    /// byte, plus a byte a block of 32), the embedding table and the cache
+    /// in bf16.
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
     /// Positions the KV cache must hold (default: the model's, at most 8192).
@@ -38,11 +39,11 @@ pub fn config(spec: &str) -> anyhow::Result<(Config, String)> {
 pub fn model(a: ModelArgs) -> anyhow::Result<()> {
     let arch = a.machine.arch()?;
     let (c, name) = config(&a.model)?;
-    let (bytes_per, int8) = match a.dtype.as_str() {
+    let (bytes_per, quantized) = match a.dtype.as_str() {
         "f32" => (4u64, false),
         "f16" | "bf16" => (2, false),
-        "int8" | "i8" => (2, true),
-        other => bail!("--dtype `{other}`: use f32, f16, bf16 or int8"),
+        "int8" | "i8" | "mxfp4" => (2, true),
+        other => bail!("--dtype `{other}`: use f32, f16, bf16, int8 or mxfp4"),
     };
     let context = match a.max_context {
         Some(n) if n > c.seq_len => bail!(
@@ -54,8 +55,11 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
         None => c.seq_len.min(8192),
     } as u64;
     let params = c.n_params();
-    let weights = match int8 {
-        true => wafer_compiler::place::footprint(&c, wafer_emulator::DType::I8, 0).0,
+    let weights = match quantized {
+        true => {
+            let dt = wafer_emulator::DType::parse(&a.dtype).expect("checked above");
+            wafer_compiler::place::footprint(&c, dt, 0).0
+        }
         false => params * bytes_per,
     };
     let kv_per_token = 2 * c.n_layers as u64 * c.kv_dim() as u64 * bytes_per;

@@ -13,20 +13,26 @@ pub(crate) fn read_elem(sram: &[u8], base: u32, dtype: DType, i: u32) -> f32 {
 }
 
 pub(crate) fn read_bits(sram: &[u8], base: u32, dtype: DType, i: u32) -> u32 {
-    let a = (base + i * dtype.size_bytes()) as usize;
-    match dtype.size_bytes() {
-        4 => u32::from_le_bytes(sram[a..a + 4].try_into().unwrap()),
-        2 => u16::from_le_bytes(sram[a..a + 2].try_into().unwrap()) as u32,
-        _ => sram[a] as u32,
+    let a = elem_addr(base, dtype, i as i64) as usize;
+    match dtype.bits() {
+        32 => u32::from_le_bytes(sram[a..a + 4].try_into().unwrap()),
+        16 => u16::from_le_bytes(sram[a..a + 2].try_into().unwrap()) as u32,
+        8 => sram[a] as u32,
+        // Two to a byte, the even element in the low nibble.
+        _ => (sram[a] >> (4 * (i & 1))) as u32 & 0xf,
     }
 }
 
 pub(super) fn write_bits(sram: &mut [u8], base: u32, dtype: DType, i: u32, bits: u32) {
-    let a = (base + i * dtype.size_bytes()) as usize;
-    match dtype.size_bytes() {
-        4 => sram[a..a + 4].copy_from_slice(&bits.to_le_bytes()),
-        2 => sram[a..a + 2].copy_from_slice(&(bits as u16).to_le_bytes()),
-        _ => sram[a] = bits as u8,
+    let a = elem_addr(base, dtype, i as i64) as usize;
+    match dtype.bits() {
+        32 => sram[a..a + 4].copy_from_slice(&bits.to_le_bytes()),
+        16 => sram[a..a + 2].copy_from_slice(&(bits as u16).to_le_bytes()),
+        8 => sram[a] = bits as u8,
+        _ => {
+            let shift = 4 * (i & 1);
+            sram[a] = (sram[a] & !(0xf << shift)) | ((bits as u8 & 0xf) << shift);
+        }
     }
 }
 
@@ -47,9 +53,10 @@ pub(super) fn pack_bits(bits: impl Iterator<Item = u32>, dtype: DType) -> Vec<u3
     }
 }
 
-/// Byte address of element `idx` of a buffer at `base`.
+/// Byte address of element `idx` of a buffer at `base` (for a 4-bit
+/// type, the byte holding it).
 pub(super) fn elem_addr(base: u32, dtype: DType, idx: i64) -> u32 {
-    base + idx as u32 * dtype.size_bytes()
+    base + (idx as u64 * dtype.bits() as u64 / 8) as u32
 }
 
 /// Timing-only mode's encoding of a value it did not compute: a NaN with

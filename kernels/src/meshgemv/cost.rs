@@ -45,10 +45,10 @@ fn column_cost(s: &MeshGemvSpec, arch: &Arch, c: u32, nt: u32) -> u64 {
     );
     let rows = s.rows();
     let wavelets = nt.div_ceil(s.acc.per_word()) as u64;
-    let acc_b = arch.operand_bytes(s.acc.size_bytes(), true);
-    let w_b = arch.operand_bytes(s.dtype.size_bytes(), true);
-    let zero = arch.vector_rate(VecOp::Mov, s.acc, false, 0, acc_b);
-    let fmac = arch.vector_rate(VecOp::Fmac, s.acc, true, acc_b + w_b, acc_b);
+    let acc_bits = arch.operand_bits(s.acc.bits(), true);
+    let w_bits = arch.operand_bits(s.dtype.bits(), true);
+    let zero = arch.vector_rate(VecOp::Mov, s.acc, false, 0, acc_bits);
+    let fmac = arch.vector_rate(VecOp::Fmac, s.acc, true, acc_bits + w_bits, acc_bits);
     // Rows' main threads after the local GEMV.
     let mut t: Vec<u64> = rows
         .iter()

@@ -32,7 +32,7 @@ pub struct KernelArgs {
     /// Shape, e.g. 4096x4096 for a GEMV's rows × columns.
     #[arg(long, allow_hyphen_values = true)]
     pub shape: Option<String>,
-    /// Weight dtype: f32, f16 or bf16; int8 for gemv (codes with a bf16 scale per row, dequantized on the PE)
+    /// Weight dtype: f32, f16 or bf16; for gemv also int8 (codes with a bf16 scale per row) and mxfp4 (E2M1 with an E8M0 scale per 32), dequantized on the PE
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// Machine: wse2, wse3, or a TOML/JSON machine file.
@@ -92,7 +92,7 @@ pub struct KernelArgs {
 }
 
 const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the columns, partial sums reduced along rows
-           --shape MxN (rows × columns)  --dtype f32|f16|bf16|int8 (weights; x stored alike, bf16 for int8, sums in f32)
+           --shape MxN (rows × columns)  --dtype f32|f16|bf16|int8|mxfp4 (weights; x stored alike, bf16 when quantized, sums in f32)
            --rect WxH (PE columns × rows)  --strategy chain | tree | tree:K  --transposed (x from the west, y to the south)
            (every kernel but the collectives picks its rectangle by its cost model when --rect is omitted)
 meshgemv   WaferLLM's MeshGEMV: y = x·W with x and W in SRAM, a 16-bit AXPY loop per PE, then its
@@ -253,8 +253,8 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
 fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
     let (m, n) = shape2(a, "gemv needs --shape MxN")?;
     let dtype = match DType::parse(&a.dtype) {
-        Some(DType::I8) => DType::I8,
-        _ => float_dtype(a).map_err(|e| anyhow::anyhow!("{e} or int8"))?,
+        Some(d @ (DType::I8 | DType::Mxfp4)) => d,
+        _ => float_dtype(a).map_err(|e| anyhow::anyhow!("{e}; gemv also takes int8 and mxfp4"))?,
     };
     let (w, h, picked) = match &a.rect {
         Some(r) => {

@@ -15,6 +15,18 @@ extern "C" fn h_f16_encode(x: f32) -> u32 {
 extern "C" fn h_f16_round(x: f32) -> f32 {
     DType::F16.round(x)
 }
+extern "C" fn h_scale_decode(bits: u32) -> f32 {
+    DType::E8m0.decode(bits)
+}
+extern "C" fn h_scale_encode(x: f32) -> u32 {
+    DType::E8m0.encode(x)
+}
+extern "C" fn h_fp4_decode(bits: u32) -> f32 {
+    DType::Mxfp4.decode(bits)
+}
+extern "C" fn h_fp4_encode(x: f32) -> u32 {
+    DType::Mxfp4.encode(x)
+}
 extern "C" fn h_max(a: f32, b: f32) -> f32 {
     a.max(b)
 }
@@ -115,7 +127,7 @@ impl Emit<'_, '_> {
         match dt {
             // No op computes in i8 (the verifier): a code read is already
             // an integer.
-            DType::F32 | DType::I32 | DType::I8 => x,
+            DType::F32 | DType::I32 | DType::I8 | DType::Mxfp4 | DType::E8m0 => x,
             DType::BF16 => {
                 let bits = self.bf16_bits(x);
                 self.bf16_value(bits)
@@ -142,6 +154,14 @@ impl Emit<'_, '_> {
                 let i = self.b.ins().fcvt_to_sint_sat(types::I8, r);
                 self.b.ins().uextend(types::I32, i)
             }
+            DType::Mxfp4 | DType::E8m0 => {
+                let f = match dt {
+                    DType::Mxfp4 => h_fp4_encode as *const () as usize,
+                    _ => h_scale_encode as *const () as usize,
+                };
+                let h = self.h.f_i.clone();
+                self.call(&h, f, &[x])
+            }
         }
     }
 
@@ -159,6 +179,17 @@ impl Emit<'_, '_> {
                 let code = self.b.ins().ireduce(types::I8, bits);
                 let wide = self.b.ins().sextend(types::I32, code);
                 self.b.ins().fcvt_from_sint(types::F32, wide)
+            }
+            // `bits` is the element's own nibble: loops over 4-bit
+            // elements are not compiled (`vec_shape`), so only a caller
+            // that extracted the nibble gets here.
+            DType::Mxfp4 | DType::E8m0 => {
+                let f = match dt {
+                    DType::Mxfp4 => h_fp4_decode as *const () as usize,
+                    _ => h_scale_decode as *const () as usize,
+                };
+                let h = self.h.i_f.clone();
+                self.call(&h, f, &[bits])
             }
         }
     }

@@ -79,8 +79,13 @@ pub(crate) struct VecShape {
 /// The shape of a vector instruction whose operands are all local (memory,
 /// registers, immediates); fabric operands are the interpreter's.
 pub(crate) fn vec_shape(code: &PeCode, v: &crate::isa::VecInst) -> Option<VecShape> {
+    // Element loops over 4-bit elements (two to a byte) are interpreted:
+    // a compiled loop steps whole bytes.
     let kind = |o: &Operand, dst: bool| match o {
-        Operand::Mem(m) => Some(Kind::Mem(code.buffers[m.buf.0 as usize].dtype)),
+        Operand::Mem(m) => match code.buffers[m.buf.0 as usize].dtype {
+            d if d.bits() < 8 => None,
+            d => Some(Kind::Mem(d)),
+        },
         Operand::FReg(_) if dst => Some(Kind::Reg),
         Operand::FReg(_) | Operand::Imm(_) => Some(Kind::Val),
         Operand::FabIn { .. } | Operand::FabOut { .. } => None,

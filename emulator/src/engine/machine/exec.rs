@@ -435,7 +435,7 @@ impl<'p> Machine<'p> {
                 }
             }
         };
-        let mut reads_b = 0u32;
+        let mut reads_b = 0u32; // bits of port bandwidth an element reads
         let mut writes_b = 0u32;
         let mut loc = |o: &Operand, is_dst: bool| -> Result<Loc, RunError> {
             Ok(match *o {
@@ -451,13 +451,11 @@ impl<'p> Machine<'p> {
                             b.name, b.len
                         )));
                     }
-                    let bytes = self
-                        .arch
-                        .operand_bytes(b.dtype.size_bytes(), stride.abs() == 1);
+                    let bits = self.arch.operand_bits(b.dtype.bits(), stride.abs() == 1);
                     if is_dst {
-                        writes_b += bytes
+                        writes_b += bits
                     } else {
-                        reads_b += bytes
+                        reads_b += bits
                     }
                     Loc::Mem {
                         base: b.offset,
