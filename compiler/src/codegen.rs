@@ -64,6 +64,9 @@ pub enum CompileError {
     Internal(String),
     #[error("{0}")]
     Options(String),
+    /// A model wafer's compiler does not lower yet, and what runs it.
+    #[error("{0}")]
+    Unsupported(String),
     /// One wafer of a system, its layers, and what went wrong there.
     #[error("wafer {} of {of} (layers {}..{}): {error}", wafer + 1, layers.start, layers.end)]
     Wafer {
@@ -182,6 +185,12 @@ pub fn compile_shared(
         return Err(CompileError::Options(
             "--max-context must be at least 1".into(),
         ));
+    }
+    if let Some(m) = config.moe {
+        return Err(CompileError::Unsupported(format!(
+            "this model's MLPs are mixtures of {} experts ({} a token): the CPU reference runs them (`wafer model` sizes them), but the compiler does not lower a mixture of experts to the wafer yet",
+            m.experts, m.per_token
+        )));
     }
     let graph = ir::decode_step(config);
     let verify =

@@ -64,6 +64,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<(Config, Weights), ModelError> 
         tied_embeddings: shared,
         rope_scaling: None,
         family: crate::model::Family::Llama,
+        moe: None,
     };
     cfg.validate()
         .map_err(|m| err(format!("inconsistent header: {m}")))?;

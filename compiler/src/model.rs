@@ -27,6 +27,20 @@ pub struct Config {
     /// RoPE frequency scaling (Llama 3.1 and 3.2 use it).
     pub rope_scaling: Option<RopeScaling>,
     pub family: Family,
+    /// A mixture of experts in place of each layer's MLP (Mixtral), or
+    /// `None` for a dense MLP.
+    pub moe: Option<Moe>,
+}
+
+/// A sparse mixture-of-experts MLP, as Mixtral's: a router (a linear map
+/// from the hidden state to one logit per expert) picks `per_token` of
+/// `experts` SwiGLU MLPs of `hidden_dim` each, and the layer's output is
+/// their sum weighted by the router's softmax, renormalized over the ones
+/// picked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moe {
+    pub experts: usize,
+    pub per_token: usize,
 }
 
 /// Which block the layers are made of.
@@ -49,7 +63,7 @@ pub enum RopePairs {
 
 /// Built-in configs of models too big to ship, for shape and timing studies
 /// with seeded weights. Numbers from each model's published `config.json`.
-pub const BUILT_IN: [&str; 8] = [
+pub const BUILT_IN: [&str; 9] = [
     "llama-3.1-8b",
     "llama-3.1-70b",
     "llama-3.3-70b",
@@ -58,6 +72,7 @@ pub const BUILT_IN: [&str; 8] = [
     "tinyllama-1.1b",
     "smollm2-135m",
     "gpt2",
+    "mixtral-8x7b",
 ];
 
 impl Config {
@@ -87,6 +102,7 @@ impl Config {
                 tied_embeddings,
                 rope_scaling,
                 family: Family::Llama,
+                moe: None,
             }
         };
         let llama3 = |factor| {
@@ -155,6 +171,15 @@ impl Config {
                 rope_pairs: RopePairs::Adjacent,
                 ..llama(768, 3072, 12, 12, 12, 50257, 1024, 10000.0, true, None)
             },
+            // mistralai/Mixtral-8x7B-v0.1: Mistral 7B's shape with eight
+            // experts in each MLP, two a token.
+            "mixtral-8x7b" => Config {
+                moe: Some(Moe {
+                    experts: 8,
+                    per_token: 2,
+                }),
+                ..llama(4096, 14336, 32, 32, 8, 32000, 32768, 1e6, false, None)
+            },
             _ => return None,
         })
     }
@@ -176,8 +201,23 @@ impl Config {
             let pos = self.seq_len as u64 * d;
             return v * d * if tied_embeddings { 1 } else { 2 } + pos + l * layer + 2 * d;
         }
-        let layer = 2 * d * d + 2 * kv * d + 3 * h * d + 2 * d;
+        // Each expert an MLP; the router a logit per expert.
+        let mlp = match self.moe {
+            Some(m) => m.experts as u64 * (3 * h * d + d),
+            None => 3 * h * d,
+        };
+        let layer = 2 * d * d + 2 * kv * d + mlp + 2 * d;
         v * d * if tied_embeddings { 1 } else { 2 } + l * layer + d
+    }
+
+    /// Parameters a token's decode step reads: a mixture of experts reads
+    /// its router and only the experts it picks.
+    pub fn n_active_params(&self) -> u64 {
+        let unpicked = self
+            .moe
+            .map_or(0, |m| (m.experts - m.per_token.min(m.experts)) as u64);
+        let expert = 3 * self.hidden_dim as u64 * self.dim as u64;
+        self.n_params() - self.n_layers as u64 * unpicked * expert
     }
 
     pub fn head_size(&self) -> usize {
@@ -234,6 +274,14 @@ impl Config {
         if !self.head_size().is_multiple_of(2) {
             return Err(ConfigError::OddHead(self.head_size()));
         }
+        if let Some(m) = self.moe
+            && (m.per_token == 0 || m.per_token > m.experts || m.experts > 1 << 12)
+        {
+            return Err(ConfigError::Experts {
+                experts: m.experts,
+                per_token: m.per_token,
+            });
+        }
         Ok(())
     }
 }
@@ -255,6 +303,10 @@ pub enum ConfigError {
     KvHeads { n_heads: usize, n_kv_heads: usize },
     #[error("the head size {0} is odd; RoPE rotates pairs")]
     OddHead(usize),
+    #[error(
+        "{per_token} experts a token of {experts}: a mixture of experts picks 1 to all of its experts (at most 4096)"
+    )]
+    Experts { experts: usize, per_token: usize },
 }
 
 /// A dense f32 tensor, row-major.
@@ -325,6 +377,10 @@ impl fmt::Display for Config {
             self.n_kv_heads,
             self.vocab_size,
             self.seq_len
-        )
+        )?;
+        match self.moe {
+            Some(m) => write!(f, " experts {} ({} a token)", m.experts, m.per_token),
+            None => Ok(()),
+        }
     }
 }

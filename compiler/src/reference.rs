@@ -3,8 +3,8 @@
 //! loaded by name from [`Weights`]; `forward` reads like the maths.
 
 pub use crate::math::{KvCache, argmax};
-use crate::math::{attend, matvec, rmsnorm, rope, silu};
-use crate::model::{Config, ModelError, RopePairs, RopeScaling, Tensor, Weights};
+use crate::math::{attend, matvec, rmsnorm, rope, silu, softmax};
+use crate::model::{Config, ModelError, Moe, RopePairs, RopeScaling, Tensor, Weights};
 
 pub struct Attention {
     wq: Tensor,
@@ -25,11 +25,27 @@ pub struct Mlp {
     w3: Tensor,
 }
 
+/// A mixture of experts (Mixtral's `MixtralSparseMoeBlock`): the router's
+/// logits, their softmax over every expert, the `per_token` largest kept
+/// and renormalized to sum to 1, and the picked experts' outputs added up
+/// weighted by them.
+pub struct Experts {
+    gate: Tensor,
+    experts: Vec<Mlp>,
+    per_token: usize,
+}
+
+/// A layer's feed-forward part.
+pub enum Ffn {
+    Dense(Mlp),
+    Experts(Experts),
+}
+
 pub struct Block {
     attention_norm: Vec<f32>,
     attention: Attention,
     ffn_norm: Vec<f32>,
-    mlp: Mlp,
+    ffn: Ffn,
     eps: f32,
 }
 
@@ -106,6 +122,56 @@ impl Mlp {
     }
 }
 
+impl Experts {
+    fn load(w: &Weights, prefix: &str, c: &Config, m: Moe) -> Result<Experts, ModelError> {
+        Ok(Experts {
+            gate: w
+                .get(&format!("{prefix}.gate.weight"), &[m.experts, c.dim])?
+                .clone(),
+            experts: (0..m.experts)
+                .map(|e| Mlp::load(w, &format!("{prefix}.experts.{e}"), c))
+                .collect::<Result<_, _>>()?,
+            per_token: m.per_token,
+        })
+    }
+
+    /// The experts picked for `x` and their weights, in the order picked
+    /// (largest first). transformers takes `torch.topk` of the softmax;
+    /// where two weights tie, the reference picks the lower expert index
+    /// (torch does not specify an order for ties).
+    pub fn route(&self, x: &[f32]) -> Vec<(usize, f32)> {
+        let mut probs = matvec(&self.gate, x);
+        softmax(&mut probs);
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b)));
+        order.truncate(self.per_token);
+        let sum: f32 = order.iter().map(|e| probs[*e]).sum();
+        order.into_iter().map(|e| (e, probs[e] / sum)).collect()
+    }
+
+    /// `Σ weight · expert(x)`, the experts added in increasing index, as
+    /// transformers' loop over experts adds them.
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut picked = self.route(x);
+        picked.sort_by_key(|(e, _)| *e);
+        let mut y = vec![0.0f32; x.len()];
+        for (e, weight) in picked {
+            let out = self.experts[e].forward(x);
+            y.iter_mut().zip(out).for_each(|(a, b)| *a += b * weight);
+        }
+        y
+    }
+}
+
+impl Ffn {
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        match self {
+            Ffn::Dense(m) => m.forward(x),
+            Ffn::Experts(e) => e.forward(x),
+        }
+    }
+}
+
 impl Block {
     fn load(w: &Weights, layer: usize, c: &Config) -> Result<Block, ModelError> {
         let p = format!("layers.{layer}");
@@ -119,7 +185,10 @@ impl Block {
                 .get(&format!("{p}.ffn_norm.weight"), &[c.dim])?
                 .data
                 .clone(),
-            mlp: Mlp::load(w, &format!("{p}.feed_forward"), c)?,
+            ffn: match c.moe {
+                Some(m) => Ffn::Experts(Experts::load(w, &format!("{p}.feed_forward"), c, m)?),
+                None => Ffn::Dense(Mlp::load(w, &format!("{p}.feed_forward"), c)?),
+            },
             eps: c.norm_eps,
         })
     }
@@ -138,7 +207,7 @@ impl Block {
             values,
         );
         x.iter_mut().zip(h).for_each(|(a, b)| *a += b);
-        let f = self.mlp.forward(&rmsnorm(x, &self.ffn_norm, self.eps));
+        let f = self.ffn.forward(&rmsnorm(x, &self.ffn_norm, self.eps));
         x.iter_mut().zip(f).for_each(|(a, b)| *a += b);
     }
 }
@@ -162,6 +231,17 @@ impl Model {
             config: c.clone(),
             body,
         })
+    }
+
+    /// Layer `layer`'s mixture of experts, if its MLP is one.
+    pub fn experts(&self, layer: usize) -> Option<&Experts> {
+        match &self.body {
+            Body::Llama { blocks, .. } => match &blocks.get(layer)?.ffn {
+                Ffn::Experts(e) => Some(e),
+                Ffn::Dense(_) => None,
+            },
+            Body::Gpt2(_) => None,
+        }
     }
 
     /// Logits for the token after `token` at position `pos` (the cache

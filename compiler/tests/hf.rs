@@ -20,6 +20,7 @@ fn config() -> Config {
         tied_embeddings: true,
         rope_scaling: None,
         family: wafer_compiler::model::Family::Llama,
+        moe: None,
     }
 }
 

@@ -129,6 +129,7 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         tied_embeddings: false,
         rope_scaling: None,
         family: wafer_compiler::model::Family::Llama,
+        moe: None,
     };
     let mha = wafer_compiler::Config {
         n_kv_heads: 4,
@@ -268,6 +269,7 @@ fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
         tied_embeddings: false,
         rope_scaling: None,
         family: wafer_compiler::model::Family::Llama,
+        moe: None,
     };
     let adjacent = Config {
         rope_pairs: RopePairs::Adjacent,

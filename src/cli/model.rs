@@ -91,6 +91,14 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    if let Some(m) = c.moe {
+        println!(
+            "experts   {} a layer, {} a token: {:.3} B parameters read a token",
+            m.experts,
+            m.per_token,
+            c.n_active_params() as f64 / 1e9
+        );
+    }
     println!("weights   {:.2} GB in {}", gb(weights), a.dtype);
     println!(
         "kv cache  {} KiB per token, {:.2} GB for {context} positions",

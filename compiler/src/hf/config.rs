@@ -1,5 +1,5 @@
 //! Hugging Face `config.json` for the families wafer implements (`llama`,
-//! `gpt2`), read strictly: every field either is read (in both the
+//! `mixtral`, `gpt2`), read strictly: every field either is read (in both the
 //! transformers-4 form and the transformers-5 `rope_parameters` form), or
 //! is one that does not change what a decode step computes (bookkeeping,
 //! training-only dropout, token ids), or is an error naming it. A field
@@ -111,10 +111,11 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ModelError> {
     })?;
     let c = match model_type {
         "llama" => llama(&mut r)?,
+        "mixtral" => mixtral(&mut r)?,
         "gpt2" => gpt2(&mut r)?,
         other => {
             return Err(err(format!(
-                "`model_type` is `{other}`: wafer implements `llama` and `gpt2`"
+                "`model_type` is `{other}`: wafer implements `llama`, `mixtral` and `gpt2`"
             )));
         }
     };
@@ -160,7 +161,40 @@ fn llama(r: &mut Reader) -> Result<Config, ModelError> {
         tied_embeddings: r.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         rope_scaling,
         family: Family::Llama,
+        moe: None,
     })
+}
+
+/// Mixtral (`MixtralForCausalLM`): Llama's attention and norms, each MLP
+/// a mixture of experts. `router_aux_loss_coef`, `output_router_logits`
+/// and `router_jitter_noise` act in training only (transformers applies
+/// the jitter only when training); a `sliding_window` (Mistral's) would
+/// change attention, which wafer does not implement, so it must be null
+/// or at least the context.
+fn mixtral(r: &mut Reader) -> Result<Config, ModelError> {
+    for inert in [
+        "router_aux_loss_coef",
+        "output_router_logits",
+        "router_jitter_noise",
+    ] {
+        r.take(inert);
+    }
+    let experts = r.count("num_local_experts")?;
+    let per_token = r.count("num_experts_per_tok")?;
+    let window = r.opt_count("sliding_window")?;
+    // Mixtral's MLP has no `mlp_bias`/`attention_bias` fields to read; a
+    // Llama config's reader accepts their absence.
+    let mut c = llama(r)?;
+    if let Some(w) = window
+        && w < c.seq_len
+    {
+        return Err(r.err(format!(
+            "`sliding_window` is {w}, shorter than max_position_embeddings {}: wafer's attention attends to every cached position",
+            c.seq_len
+        )));
+    }
+    c.moe = Some(crate::model::Moe { experts, per_token });
+    Ok(c)
 }
 
 /// RoPE's base and scaling: transformers 4 writes `rope_theta` and
@@ -314,6 +348,7 @@ fn gpt2(r: &mut Reader) -> Result<Config, ModelError> {
         tied_embeddings: true,
         rope_scaling: None,
         family: Family::Gpt2,
+        moe: None,
     })
 }
 

@@ -2,7 +2,9 @@
 //! `model.safetensors`, or shards listed in `model.safetensors.index.json`.
 //! Tensors in f32, f16 or bf16 are widened to f32 and renamed to the Llama
 //! names the model code fetches (`model.layers.0.self_attn.q_proj.weight` →
-//! `layers.0.attention.wq.weight`). The classifier follows
+//! `layers.0.attention.wq.weight`; Mixtral's `block_sparse_moe.gate` and
+//! `.experts.E.w1` → `feed_forward.gate`, `feed_forward.experts.E.w1`).
+//! The classifier follows
 //! `tie_word_embeddings`, as transformers builds it. `config.rs` reads
 //! `config.json`.
 
@@ -27,7 +29,18 @@ pub fn our_name(hf: &str) -> Option<String> {
             "mlp.gate_proj.weight" => "feed_forward.w1.weight",
             "mlp.up_proj.weight" => "feed_forward.w3.weight",
             "mlp.down_proj.weight" => "feed_forward.w2.weight",
-            _ => return None,
+            // Mixtral's mixture of experts: the router and each expert's
+            // w1 (gate), w2 (down), w3 (up), as llama2.c names them.
+            "block_sparse_moe.gate.weight" => "feed_forward.gate.weight",
+            _ => {
+                let rest = tail.strip_prefix("block_sparse_moe.experts.")?;
+                let (expert, w) = rest.split_once('.')?;
+                expert.parse::<u32>().ok()?;
+                if !matches!(w, "w1.weight" | "w2.weight" | "w3.weight") {
+                    return None;
+                }
+                return Some(format!("layers.{layer}.feed_forward.experts.{expert}.{w}"));
+            }
         };
         return Some(format!("layers.{layer}.{ours}"));
     }

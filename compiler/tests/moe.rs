@@ -1,0 +1,289 @@
+//! Mixtral-style mixtures of experts: the built-in config's size, the
+//! Hugging Face front end on a checkpoint the test writes, and the CPU
+//! reference's routing, checked against the arithmetic written out here.
+
+use safetensors::{Dtype, tensor::TensorView};
+use std::collections::BTreeMap;
+use wafer_compiler::model::Moe;
+use wafer_compiler::{Config, hf, reference};
+
+#[test]
+fn mixtral_8x7b_has_the_published_size() {
+    let c = Config::built_in("mixtral-8x7b").unwrap();
+    // mistralai/Mixtral-8x7B-v0.1: 46,702,792,704 parameters (its
+    // safetensors index's total size over 2 bytes a bf16 weight).
+    assert_eq!(c.n_params(), 46_702_792_704);
+    // Two of eight experts a token: 12.9 B read, as Mistral's "12.9B
+    // active parameters" for Mixtral 8x7B.
+    assert_eq!(c.n_active_params(), 12_879_925_248);
+    assert_eq!(
+        c.moe,
+        Some(Moe {
+            experts: 8,
+            per_token: 2
+        })
+    );
+    let mut bad = c.clone();
+    bad.moe = Some(Moe {
+        experts: 8,
+        per_token: 9,
+    });
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("9 experts a token of 8")
+    );
+}
+
+/// Mixtral-8x7B-v0.1's `config.json`, shrunk.
+fn config_json(sliding_window: &str) -> String {
+    format!(
+        r#"{{"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 16, "intermediate_size": 24,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 20, "max_position_embeddings": 32,
+        "rope_theta": 1000000.0, "rms_norm_eps": 1e-05, "num_local_experts": 4, "num_experts_per_tok": 2, "hidden_act": "silu",
+        "router_aux_loss_coef": 0.02, "output_router_logits": false, "sliding_window": {sliding_window}, "tie_word_embeddings": false,
+        "attention_dropout": 0.0, "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2}}"#
+    )
+}
+
+#[test]
+fn mixtral_configs_parse_and_a_sliding_window_is_refused() {
+    let c = hf::config::parse(&config_json("null"), "config.json").unwrap();
+    assert_eq!(
+        c.moe,
+        Some(Moe {
+            experts: 4,
+            per_token: 2
+        })
+    );
+    assert_eq!(
+        (c.dim, c.hidden_dim, c.n_kv_heads, c.rope_theta),
+        (16, 24, 2, 1e6)
+    );
+    let e = hf::config::parse(&config_json("8"), "m/config.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("m/config.json") && e.contains("`sliding_window` is 8"),
+        "{e}"
+    );
+    let e = hf::config::parse(
+        &config_json("null").replace("\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 5"),
+        "config.json",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("5 experts a token of 4"), "{e}");
+}
+
+/// Seeded tensors of the shrunk Mixtral, by Hugging Face name.
+fn tensors(c: &Config) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let mut seed = 5u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.8
+    };
+    let mut out = BTreeMap::new();
+    let mut put = |name: String, shape: Vec<usize>| {
+        let n = shape.iter().product();
+        out.insert(name, (shape, (0..n).map(|_| next()).collect()));
+    };
+    let (d, kv, h, v) = (c.dim, c.kv_dim(), c.hidden_dim, c.vocab_size);
+    let experts = c.moe.unwrap().experts;
+    put("model.embed_tokens.weight".into(), vec![v, d]);
+    for l in 0..c.n_layers {
+        let p = format!("model.layers.{l}");
+        put(format!("{p}.input_layernorm.weight"), vec![d]);
+        put(format!("{p}.self_attn.q_proj.weight"), vec![d, d]);
+        put(format!("{p}.self_attn.k_proj.weight"), vec![kv, d]);
+        put(format!("{p}.self_attn.v_proj.weight"), vec![kv, d]);
+        put(format!("{p}.self_attn.o_proj.weight"), vec![d, d]);
+        put(format!("{p}.post_attention_layernorm.weight"), vec![d]);
+        put(
+            format!("{p}.block_sparse_moe.gate.weight"),
+            vec![experts, d],
+        );
+        for e in 0..experts {
+            let q = format!("{p}.block_sparse_moe.experts.{e}");
+            put(format!("{q}.w1.weight"), vec![h, d]);
+            put(format!("{q}.w3.weight"), vec![h, d]);
+            put(format!("{q}.w2.weight"), vec![d, h]);
+        }
+    }
+    put("model.norm.weight".into(), vec![d]);
+    put("lm_head.weight".into(), vec![v, d]);
+    out
+}
+
+fn safetensors_bytes(all: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec<u8> {
+    let bytes: BTreeMap<&String, Vec<u8>> = all
+        .iter()
+        .map(|(n, (_, v))| (n, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, TensorView)> = all
+        .iter()
+        .map(|(n, (shape, _))| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), &bytes[n]).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, &None).unwrap()
+}
+
+fn matvec(w: &[f32], rows: usize, x: &[f32]) -> Vec<f32> {
+    (0..rows)
+        .map(|r| (0..x.len()).map(|j| w[r * x.len() + j] * x[j]).sum())
+        .collect()
+}
+
+/// A layer's mixture of experts written out: softmax over the router's
+/// logits, the two largest kept and renormalized, the experts' SwiGLUs
+/// added up, lower expert first.
+fn moe_by_hand(
+    all: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    l: usize,
+    c: &Config,
+    x: &[f32],
+) -> Vec<f32> {
+    let p = format!("model.layers.{l}.block_sparse_moe");
+    let logits = matvec(&all[&format!("{p}.gate.weight")].1, 4, x);
+    let max = logits.iter().cloned().fold(f32::MIN, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+    let total: f32 = exps.iter().sum();
+    let probs: Vec<f32> = exps.iter().map(|e| e / total).collect();
+    let mut first = 0;
+    for e in 1..4 {
+        if probs[e] > probs[first] {
+            first = e;
+        }
+    }
+    let mut second = if first == 0 { 1 } else { 0 };
+    for e in 0..4 {
+        if e != first && probs[e] > probs[second] {
+            second = e;
+        }
+    }
+    let norm = probs[first] + probs[second];
+    let mut y = vec![0.0f32; c.dim];
+    let (lo, hi) = (first.min(second), first.max(second));
+    for e in [lo, hi] {
+        let q = format!("{p}.experts.{e}");
+        let gate = matvec(&all[&format!("{q}.w1.weight")].1, c.hidden_dim, x);
+        let up = matvec(&all[&format!("{q}.w3.weight")].1, c.hidden_dim, x);
+        let hidden: Vec<f32> = gate
+            .iter()
+            .zip(&up)
+            .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+            .collect();
+        let out = matvec(&all[&format!("{q}.w2.weight")].1, c.dim, &hidden);
+        let w = probs[e] / norm;
+        y.iter_mut().zip(out).for_each(|(a, b)| *a += b * w);
+    }
+    y
+}
+
+#[test]
+fn a_mixtral_checkpoint_loads_and_routes_as_written_out() {
+    let c = hf::config::parse(&config_json("null"), "config.json").unwrap();
+    let all = tensors(&c);
+    let (c, w) = hf::from_bytes(&config_json("null"), &safetensors_bytes(&all), "mixtral").unwrap();
+    assert_eq!(
+        w.tensors["layers.1.feed_forward.experts.3.w2.weight"].shape,
+        vec![c.dim, c.hidden_dim]
+    );
+    let model = reference::Model::load(&w, &c).unwrap();
+    // Layer 0's mixture on a few inputs, against the arithmetic above
+    // (written independently, so equal to f32 rounding: a wrong pick or
+    // weight would be far off).
+    for k in 0..5 {
+        let x: Vec<f32> = (0..c.dim)
+            .map(|i| ((i * 7 + k * 3) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        let got = model.experts(0).unwrap().forward(&x);
+        for (a, b) in got.iter().zip(moe_by_hand(&all, 0, &c, &x)) {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "input {k}: {a} vs {b}"
+            );
+        }
+        let picked = model.experts(0).unwrap().route(&x);
+        assert_eq!(picked.len(), 2);
+        assert!((picked[0].1 + picked[1].1 - 1.0).abs() < 1e-6 && picked[0].1 >= picked[1].1);
+    }
+    // A whole decode runs; a missing expert is an error naming it.
+    let tokens = reference::generate(&model, &[3, 4], 8);
+    assert_eq!(tokens.len(), 8);
+    let mut short = all.clone();
+    short.remove("model.layers.1.block_sparse_moe.experts.2.w3.weight");
+    let e = hf::from_bytes(&config_json("null"), &safetensors_bytes(&short), "m")
+        .and_then(|(c, w)| reference::Model::load(&w, &c).map(|_| ()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("layers.1.feed_forward.experts.2.w3.weight"),
+        "{e}"
+    );
+}
+
+/// With every expert the same MLP, the mixture is that MLP: the weights
+/// of the experts picked sum to one, whichever the router picks.
+#[test]
+fn identical_experts_make_the_dense_mlp() {
+    let c = hf::config::parse(&config_json("null"), "config.json").unwrap();
+    let mut all = tensors(&c);
+    for l in 0..c.n_layers {
+        for w in ["w1", "w2", "w3"] {
+            let first =
+                all[&format!("model.layers.{l}.block_sparse_moe.experts.0.{w}.weight")].clone();
+            for e in 1..4 {
+                all.insert(
+                    format!("model.layers.{l}.block_sparse_moe.experts.{e}.{w}.weight"),
+                    first.clone(),
+                );
+            }
+        }
+    }
+    let (c, w) = hf::from_bytes(&config_json("null"), &safetensors_bytes(&all), "same").unwrap();
+    let model = reference::Model::load(&w, &c).unwrap();
+    let x: Vec<f32> = (0..c.dim).map(|i| i as f32 / 8.0 - 1.0).collect();
+    let mixed = model.experts(1).unwrap().forward(&x);
+    let p = "model.layers.1.block_sparse_moe.experts.0";
+    let gate = matvec(&all[&format!("{p}.w1.weight")].1, c.hidden_dim, &x);
+    let up = matvec(&all[&format!("{p}.w3.weight")].1, c.hidden_dim, &x);
+    let hidden: Vec<f32> = gate
+        .iter()
+        .zip(&up)
+        .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+        .collect();
+    let dense = matvec(&all[&format!("{p}.w2.weight")].1, c.dim, &hidden);
+    for (a, b) in mixed.iter().zip(&dense) {
+        assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+}
+
+#[test]
+fn the_compiler_says_a_mixture_of_experts_is_not_lowered_yet() {
+    let c = Config::built_in("mixtral-8x7b").unwrap();
+    let o = wafer_compiler::place::Options {
+        arch: wafer_emulator::Arch::wse3(),
+        dtype: wafer_emulator::DType::BF16,
+        placement: None,
+        max_context: 128,
+        reduce: wafer_kernels::reduce::Strategy::Chain,
+        gemv: wafer_compiler::place::GemvChoice::Auto,
+        region: wafer_compiler::region::Region::Whole,
+        wafers: wafer_compiler::system::Wafers::Count(1),
+    };
+    let e = wafer_compiler::compile(&c, None, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("mixtures of 8 experts (2 a token)") && e.contains("not lower"),
+        "{e}"
+    );
+}
