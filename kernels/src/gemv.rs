@@ -132,8 +132,10 @@ pub fn sram_needed(s: &GemvSpec) -> u64 {
         DType::Mxfp4 => nt * 2 + mt * pieces + 8 + 24 * pieces,
         _ => 0,
     };
-    let w = (mt * nt * s.dtype.bits() as u64).div_ceil(8);
-    code + w + x + mt * 4 + quant + 12
+    // In u128: a spec's sizes are checked against the machine after this.
+    let w = (mt as u128 * nt as u128 * s.dtype.bits() as u128).div_ceil(8);
+    let total = w + (code + x + mt * 4 + quant + 12) as u128;
+    total.min(u64::MAX as u128) as u64
 }
 
 fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {

@@ -56,7 +56,7 @@ pub(super) fn pack_bits(bits: impl Iterator<Item = u32>, dtype: DType) -> Vec<u3
 /// Byte address of element `idx` of a buffer at `base` (for a 4-bit
 /// type, the byte holding it).
 pub(super) fn elem_addr(base: u32, dtype: DType, idx: i64) -> u32 {
-    base + (idx as u64 * dtype.bits() as u64 / 8) as u32
+    base.wrapping_add(((idx as u64).wrapping_mul(dtype.bits() as u64) / 8) as u32)
 }
 
 /// Timing-only mode's encoding of a value it did not compute: a NaN with
