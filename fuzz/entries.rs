@@ -322,7 +322,14 @@ pub fn kernel(data: &[u8]) -> bool {
         1 => Strategy::Ring,
         _ => Strategy::Tree { k: b.u32() },
     };
-    let dtype = b.pick(&[DType::F32, DType::F16, DType::BF16, DType::I32, DType::I8, DType::Mxfp4]);
+    let dtype = b.pick(&[
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::I32,
+        DType::I8,
+        DType::Mxfp4,
+    ]);
     let seed = b.u8() as u64;
     match kind {
         0 => {

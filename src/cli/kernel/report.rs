@@ -37,12 +37,19 @@ fn record(
 pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for arch in [Arch::wse2(), Arch::wse3()] {
+        // 16-bit weights with both reductions; quantized ones with a tree.
+        let gemvs = [
+            (DType::F16, Strategy::Chain),
+            (DType::F16, Strategy::Tree { k: 2 }),
+            (DType::I8, Strategy::Tree { k: 2 }),
+            (DType::Mxfp4, Strategy::Tree { k: 2 }),
+        ];
         for (m, n, w, h) in [(64, 64, 8, 8), (256, 512, 32, 16), (1024, 1024, 32, 32)] {
-            for strategy in [Strategy::Chain, Strategy::Tree { k: 2 }] {
+            for (dtype, strategy) in gemvs {
                 let spec = GemvSpec {
                     m,
                     n,
-                    dtype: DType::F16,
+                    dtype,
                     w,
                     h,
                     strategy,
@@ -57,7 +64,7 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     bail!("gemv {m}x{n} differs from its reference");
                 }
                 rows.push((
-                    format!("gemv {m}x{n} f16 {strategy}"),
+                    format!("gemv {m}x{n} {dtype} {strategy}"),
                     arch.name.clone(),
                     (w, h),
                     run.cycles,
