@@ -9,7 +9,7 @@
 //! (element-wise ops, RMSNorm, LayerNorm, softmax), [`attention`] for a
 //! decode step, [`rope`], [`embedding`] lookup and [`argmax`]: every kernel
 //! a Llama-style decode step needs; and WaferLLM's [`meshgemv`] and
-//! [`meshgemm`]; [`quant`] holds int8 weights' quantization, which the
+//! [`meshgemm`]; a mixture of experts' [`router`]; [`quant`] holds int8 weights' quantization, which the
 //! GEMV dequantizes on the PE. Most of them combine partial results along rows or
 //! columns with the [`line_reduce`] building block, in the order a
 //! [`reduce`] plan gives. [`calibration`] reproduces published hardware
@@ -28,6 +28,7 @@ pub mod meshgemv;
 pub mod quant;
 pub mod reduce;
 pub mod rope;
+pub mod router;
 pub mod timeline;
 pub mod vector;
 

@@ -110,6 +110,14 @@ proptest! {
     }
 
     #[test]
+    fn router_agrees(experts in 1u32..20, k in 1u32..4, wse3 in any::<bool>()) {
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let s = wafer_kernels::router::RouterSpec { experts, per_token: k.min(experts), seed: 7 };
+        let f = wafer_kernels::router::generate(&s, &arch).unwrap();
+        agree(&f.program, &arch)?;
+    }
+
+    #[test]
     fn vector_kernels_agree(op in 0usize..8, n in 1u32..100, h in 1u32..9, k in 0u32..3) {
         let arch = Arch::wse3();
         let s = VectorSpec { op: VectorOp::ALL[op].0, n, h: h.min(n), strategy: strategy(k), eps: 1e-5, seed: 5 };

@@ -118,7 +118,9 @@ rope       rotary position embedding of heads down a column (whole heads per PE)
 embedding  token id in, its table row out; the table tiled over the rectangle, rows reduced east
            --shape VxD (vocab × dim)  --dtype  --token ID  --rect WxH  --strategy
 argmax     index of the largest element (ties to the lowest) of a vector down a column
-           --shape N  --rect 1xH  --strategy";
+           --shape N  --rect 1xH  --strategy
+router     a mixture of experts' router on one PE: the K largest of E logits (ties to the lower
+           expert) and their softmax weights, renormalized over the K  --shape ExK";
 
 /// What running one kernel found, printed the same way for every kernel.
 pub(super) struct Report {
@@ -211,6 +213,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
         "rope" => run_rope(how, &a, arch)?,
         "embedding" => run_embedding(how, &a, arch, strategy)?,
         "argmax" => run_argmax(how, &a, arch, strategy)?,
+        "router" => run_router(how, &a, arch)?,
         _ => match (
             CollectiveOp::ALL.iter().find(|(_, n)| *n == name),
             VectorOp::ALL.iter().find(|(_, n)| *n == name),
@@ -660,6 +663,30 @@ fn run_argmax(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyh
         picked,
         measured: run.cycles,
         values: 1,
+    })
+}
+
+fn run_router(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
+    use wafer_kernels::router::{self, RouterSpec};
+    let (experts, per_token) = shape2(a, "router needs --shape ExK (experts × picked a token)")?;
+    let spec = RouterSpec {
+        experts,
+        per_token,
+        seed: a.seed,
+    };
+    let frag = router::generate(&spec, &arch)?;
+    let inputs = frag.default_inputs();
+    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+    let want = router::reference(&spec, &inputs["logits"]);
+    same(how, "router", &outs["routing"], &want)?;
+    Ok(Report {
+        what: format!("router: {per_token} of {experts} experts"),
+        predicted: router::cost(&spec, &arch),
+        arch,
+        rect: (1, 1),
+        picked: false,
+        measured: run.cycles,
+        values: want.len(),
     })
 }
 
