@@ -65,6 +65,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<(Config, Weights), ModelError> 
         rope_scaling: None,
         family: crate::model::Family::Llama,
         moe: None,
+        head_dim: None,
     };
     cfg.validate()
         .map_err(|m| err(format!("inconsistent header: {m}")))?;

@@ -30,6 +30,9 @@ pub struct Config {
     /// A mixture of experts in place of each layer's MLP (Mixtral), or
     /// `None` for a dense MLP.
     pub moe: Option<Moe>,
+    /// Each head's size where it is not `dim / n_heads` (gpt-oss: 64 with
+    /// a 2,880-wide hidden state).
+    pub head_dim: Option<usize>,
 }
 
 /// A sparse mixture-of-experts MLP, as Mixtral's: a router (a linear map
@@ -51,6 +54,14 @@ pub enum Family {
     /// GPT-2: learned position embeddings, LayerNorm with bias, biases on
     /// every projection, GELU (tanh) MLP, tied classifier, no RoPE.
     Gpt2,
+    /// OpenAI's gpt-oss (`GptOssForCausalLM`): Llama's outline with heads
+    /// of their own size (`head_dim`), biases on q, k, v and o, a learned
+    /// attention sink per head, attention alternating between a sliding
+    /// window and the whole context, YaRN RoPE, and a mixture of experts
+    /// whose router and experts have biases and whose SwiGLU is clamped.
+    /// Sized here (parameters, bytes); neither the CPU reference nor the
+    /// compiler runs it yet.
+    GptOss,
 }
 
 /// RoPE's pairing: llama2.c rotates adjacent elements `(2i, 2i+1)` of each
@@ -63,7 +74,7 @@ pub enum RopePairs {
 
 /// Built-in configs of models too big to ship, for shape and timing studies
 /// with seeded weights. Numbers from each model's published `config.json`.
-pub const BUILT_IN: [&str; 9] = [
+pub const BUILT_IN: [&str; 11] = [
     "llama-3.1-8b",
     "llama-3.1-70b",
     "llama-3.3-70b",
@@ -73,6 +84,8 @@ pub const BUILT_IN: [&str; 9] = [
     "smollm2-135m",
     "gpt2",
     "mixtral-8x7b",
+    "gpt-oss-20b",
+    "gpt-oss-120b",
 ];
 
 impl Config {
@@ -103,6 +116,7 @@ impl Config {
                 rope_scaling,
                 family: Family::Llama,
                 moe: None,
+                head_dim: None,
             }
         };
         let llama3 = |factor| {
@@ -180,6 +194,34 @@ impl Config {
                 }),
                 ..llama(4096, 14336, 32, 32, 8, 32000, 32768, 1e6, false, None)
             },
+            // openai/gpt-oss-20b and -120b (their config.json): 2,880 wide,
+            // 64 query heads and 8 KV heads of 64, 201,088 tokens; 32
+            // experts over 24 layers or 128 over 36, 4 a token. Their RoPE
+            // is YaRN (factor 32 over 4,096): sized, not run, here.
+            "gpt-oss-20b" | "gpt-oss-120b" => {
+                let big = name == "gpt-oss-120b";
+                Config {
+                    family: Family::GptOss,
+                    head_dim: Some(64),
+                    norm_eps: 1e-5,
+                    moe: Some(Moe {
+                        experts: if big { 128 } else { 32 },
+                        per_token: 4,
+                    }),
+                    ..llama(
+                        2880,
+                        2880,
+                        if big { 36 } else { 24 },
+                        64,
+                        8,
+                        201088,
+                        131072,
+                        150000.0,
+                        false,
+                        None,
+                    )
+                }
+            }
             _ => return None,
         })
     }
@@ -206,22 +248,50 @@ impl Config {
             Some(m) => m.experts as u64 * (3 * h * d + d),
             None => 3 * h * d,
         };
+        if self.family == Family::GptOss {
+            // q, k, v, o with biases, a sink per head; the router and
+            // every expert (gate and up fused, down) with biases; two norms.
+            let (q, heads) = (
+                (self.n_heads * self.head_size()) as u64,
+                self.n_heads as u64,
+            );
+            let attention = (d * q + q) + 2 * (d * kv + kv) + (q * d + d) + heads;
+            let experts = self.moe.map_or(1, |m| m.experts as u64);
+            let router = if self.moe.is_some() {
+                experts * d + experts
+            } else {
+                0
+            };
+            let mlp = experts * (d * 2 * h + 2 * h + h * d + d);
+            let layer = attention + router + mlp + 2 * d;
+            return v * d * if tied_embeddings { 1 } else { 2 } + l * layer + d;
+        }
         let layer = 2 * d * d + 2 * kv * d + mlp + 2 * d;
         v * d * if tied_embeddings { 1 } else { 2 } + l * layer + d
     }
 
-    /// Parameters a token's decode step reads: a mixture of experts reads
-    /// its router and only the experts it picks.
+    /// Parameters a token's decode step reads: one row of an untied token
+    /// embedding, and of a mixture of experts its router and only the
+    /// experts it picks (OpenAI's "active parameters" count the same way).
     pub fn n_active_params(&self) -> u64 {
+        let table = if self.tied_embeddings {
+            0
+        } else {
+            (self.vocab_size as u64 - 1) * self.dim as u64
+        };
         let unpicked = self
             .moe
             .map_or(0, |m| (m.experts - m.per_token.min(m.experts)) as u64);
-        let expert = 3 * self.hidden_dim as u64 * self.dim as u64;
-        self.n_params() - self.n_layers as u64 * unpicked * expert
+        let (h, d) = (self.hidden_dim as u64, self.dim as u64);
+        let expert = match self.family {
+            Family::GptOss => 3 * h * d + 2 * h + d,
+            _ => 3 * h * d,
+        };
+        self.n_params() - self.n_layers as u64 * unpicked * expert - table
     }
 
     pub fn head_size(&self) -> usize {
-        self.dim / self.n_heads
+        self.head_dim.unwrap_or(self.dim / self.n_heads)
     }
     pub fn kv_dim(&self) -> usize {
         self.head_size() * self.n_kv_heads
@@ -241,6 +311,16 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
         }
+        if self.head_dim == Some(0) {
+            return Err(ConfigError::Zero("head_dim"));
+        }
+        if self.head_dim.is_some_and(|h| h > 1 << 16) {
+            return Err(ConfigError::TooBig {
+                name: "head_dim",
+                value: self.head_dim.unwrap_or(0),
+                max: 1 << 16,
+            });
+        }
         // Far above any published model; below them every size wafer
         // computes (parameter counts, byte counts) fits its integers.
         let limits = [
@@ -259,7 +339,7 @@ impl Config {
                 max: *max,
             });
         }
-        if !self.dim.is_multiple_of(self.n_heads) {
+        if self.head_dim.is_none() && !self.dim.is_multiple_of(self.n_heads) {
             return Err(ConfigError::Heads {
                 dim: self.dim,
                 n_heads: self.n_heads,

@@ -216,6 +216,12 @@ impl Model {
     pub fn load(w: &Weights, c: &Config) -> Result<Model, ModelError> {
         let body = match c.family {
             crate::model::Family::Gpt2 => Body::Gpt2(crate::gpt2::Gpt2::load(w, c)?),
+            crate::model::Family::GptOss => {
+                return Err(ModelError::Format {
+                    file: w.source.clone(),
+                    message: "gpt-oss (attention sinks, sliding windows, YaRN RoPE, clamped SwiGLU experts) is sized by wafer (`wafer model`) but not run by its CPU reference yet".into(),
+                });
+            }
             crate::model::Family::Llama => Body::Llama {
                 embedding: w
                     .get("tok_embeddings.weight", &[c.vocab_size, c.dim])?

@@ -21,6 +21,7 @@ fn config() -> Config {
         rope_scaling: None,
         family: wafer_compiler::model::Family::Llama,
         moe: None,
+        head_dim: None,
     }
 }
 

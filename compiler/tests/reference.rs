@@ -130,6 +130,7 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         rope_scaling: None,
         family: wafer_compiler::model::Family::Llama,
         moe: None,
+        head_dim: None,
     };
     let mha = wafer_compiler::Config {
         n_kv_heads: 4,
@@ -270,6 +271,7 @@ fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
         rope_scaling: None,
         family: wafer_compiler::model::Family::Llama,
         moe: None,
+        head_dim: None,
     };
     let adjacent = Config {
         rope_pairs: RopePairs::Adjacent,

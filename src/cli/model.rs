@@ -72,7 +72,7 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
     if a.json {
         let out = json!({
             "model": name, "dim": c.dim, "hidden_dim": c.hidden_dim, "layers": c.n_layers, "heads": c.n_heads, "kv_heads": c.n_kv_heads,
-            "family": match c.family { wafer_compiler::model::Family::Llama => "llama", wafer_compiler::model::Family::Gpt2 => "gpt2" },
+            "family": match c.family { wafer_compiler::model::Family::Llama => "llama", wafer_compiler::model::Family::Gpt2 => "gpt2", wafer_compiler::model::Family::GptOss => "gpt-oss" },
             "vocab": c.vocab_size, "params": params, "dtype": a.dtype, "weight_bytes": weights,
             "kv_bytes_per_token": kv_per_token, "context": context, "bytes_needed": need,
             "pes_needed": pes_needed, "arch": arch.name, "wafers": a.wafers, "pes": a.wafers as u64 * arch.n_pes(), "sram_bytes": sram, "fits": fits,

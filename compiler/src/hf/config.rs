@@ -162,6 +162,7 @@ fn llama(r: &mut Reader) -> Result<Config, ModelError> {
         rope_scaling,
         family: Family::Llama,
         moe: None,
+        head_dim: None,
     })
 }
 
@@ -349,6 +350,7 @@ fn gpt2(r: &mut Reader) -> Result<Config, ModelError> {
         rope_scaling: None,
         family: Family::Gpt2,
         moe: None,
+        head_dim: None,
     })
 }
 

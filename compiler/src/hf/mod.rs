@@ -175,6 +175,8 @@ fn add_tensors(
             // Converted in `finish`, once every GPT-2 tensor is read.
             Family::Gpt2 => gpt2_kept(&name),
             Family::Llama => our_name(&name),
+            // config.rs does not read gpt-oss configs: nothing maps.
+            Family::GptOss => None,
         };
         let ours = match ours {
             Some(n) => n,
@@ -185,6 +187,7 @@ fn add_tensors(
                     match config.family {
                         Family::Gpt2 => "GPT-2",
                         Family::Llama => "Llama",
+                        Family::GptOss => "gpt-oss",
                     }
                 )));
             }
