@@ -130,7 +130,19 @@ fn relative_logit_error(c: &Config, w: &Weights, dtype: DType, steps: usize) -> 
 }
 
 fn relative_logit_error_with(c: &Config, w: &Weights, o: &Options, steps: usize) -> f32 {
-    let model = reference::Model::load(w, c).unwrap();
+    logit_error_against(c, w, w, o, steps)
+}
+
+/// [`relative_logit_error_with`], the wafer compiled from `w` and the
+/// reference run on `reference_w`.
+fn logit_error_against(
+    c: &Config,
+    w: &Weights,
+    reference_w: &Weights,
+    o: &Options,
+    steps: usize,
+) -> f32 {
+    let model = reference::Model::load(reference_w, c).unwrap();
     let tokens = reference::generate(&model, &[], steps);
     let compiled = compile(c, Some(w), o).unwrap();
     let mut d = Decoder::new(&compiled);
@@ -367,40 +379,13 @@ fn quantized_decode_follows_the_reference_on_the_dequantized_weights() {
                 .any(|p| name.contains(p));
             if projection && t.shape.len() == 2 {
                 let (m, n) = (t.shape[0] as u32, t.shape[1] as u32);
-                t.data = match dtype {
-                    DType::I8 => {
-                        let (q, s) = wafer_kernels::quant::quantize_int8(&t.data, m, n);
-                        wafer_kernels::quant::dequantize_int8(&q, &s, n)
-                    }
-                    _ => {
-                        let (q, s) = wafer_kernels::quant::quantize_mxfp4(&t.data, m, n);
-                        wafer_kernels::quant::dequantize_mxfp4(&q, &s, n)
-                    }
-                };
+                t.data = wafer_kernels::quant::as_held(dtype, &t.data, m, n);
             }
         }
         let o = options(Arch::wse3(), dtype, Some(PlacementKind::Pipeline), 64);
-        let model = reference::Model::load(&deq, &c).unwrap();
-        let tokens = reference::generate(&model, &[], 16);
-        let compiled = compile(&c, Some(&w), &o).unwrap();
-        let mut d = Decoder::new(&compiled);
-        let mut cache = reference::KvCache::new(&c);
-        let (mut err, mut scale) = (0.0f32, 0.0f32);
-        let mut input = wafer_compiler::tokenizer::BOS;
-        for (pos, next) in tokens.iter().enumerate() {
-            let want = model.forward(input, pos, &mut cache);
-            let got = d.step(input).unwrap().logits;
-            for (a, b) in want.iter().zip(&got) {
-                err = err.max((a - b).abs());
-                scale = scale.max(a.abs());
-            }
-            input = *next;
-        }
-        eprintln!(
-            "{dtype}: against the dequantized reference {:e}",
-            err / scale
-        );
-        assert!(err / scale < 3e-2, "{dtype}: {}", err / scale);
+        let err = logit_error_against(&c, &w, &deq, &o, 16);
+        eprintln!("{dtype}: against the dequantized reference {err:e}");
+        assert!(err < 3e-2, "{dtype}: {err}");
     }
 }
 

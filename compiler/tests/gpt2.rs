@@ -3,7 +3,8 @@
 //! the conversion, the reference against a direct computation on the raw
 //! tensors, the IR against the reference, and decoding on the wafer.
 
-use safetensors::{Dtype, tensor::TensorView};
+mod written;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use wafer_compiler::decode::{Decoder, generate};
@@ -20,13 +21,7 @@ const P: usize = 32;
 
 /// HF name → (shape, values), seeded.
 fn tensors() -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-    let mut seed = 5u64;
-    let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
-    };
+    let mut next = written::seeded(5, 0.5);
     let mut out = BTreeMap::new();
     let mut put = |name: String, shape: Vec<usize>| {
         let n = shape.iter().product();
@@ -67,24 +62,11 @@ fn write_dir() -> PathBuf {
     )
     .unwrap();
     let all = tensors();
-    let bytes: BTreeMap<&String, Vec<u8>> = all
-        .iter()
-        .map(|(n, (_, v))| (n, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, TensorView)> = all
-        .iter()
-        .map(|(n, (s, _))| {
-            (
-                format!("transformer.{n}"),
-                TensorView::new(Dtype::F32, s.clone(), &bytes[n]).unwrap(),
-            )
-        })
-        .collect();
-    std::fs::write(
-        dir.join("model.safetensors"),
-        safetensors::serialize(views, &None).unwrap(),
-    )
-    .unwrap();
+    let st = written::f32_safetensors(
+        all.iter()
+            .map(|(n, (s, v))| (format!("transformer.{n}"), &s[..], &v[..])),
+    );
+    std::fs::write(dir.join("model.safetensors"), st).unwrap();
     dir
 }
 

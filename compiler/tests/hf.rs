@@ -1,5 +1,7 @@
 //! The Hugging Face front end on a small Llama written by the test itself.
 
+mod written;
+
 use safetensors::{Dtype, tensor::TensorView};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,13 +29,7 @@ fn config() -> Config {
 
 /// Seeded values for every tensor, by Hugging Face name and shape.
 fn tensors(c: &Config) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-    let mut seed = 11u64;
-    let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.6
-    };
+    let mut next = written::seeded(11, 0.6);
     let mut out = BTreeMap::new();
     let mut put = |name: String, shape: Vec<usize>| {
         let n = shape.iter().product();
@@ -339,23 +335,16 @@ fn checkpoint(
     config: &str,
     tensors: &[(&str, Vec<usize>)],
 ) -> Result<(Config, wafer_compiler::Weights), String> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let values: Vec<Vec<f32>> = tensors
         .iter()
-        .map(|(n, s)| {
-            let len: usize = s.iter().product();
-            (n.to_string(), s.clone(), 0.1f32.to_le_bytes().repeat(len))
-        })
+        .map(|(_, s)| vec![0.1; s.iter().product()])
         .collect();
-    let views: Vec<(String, TensorView)> = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    let st = safetensors::serialize(views, &None).unwrap();
+    let st = written::f32_safetensors(
+        tensors
+            .iter()
+            .zip(&values)
+            .map(|((n, s), v)| (n.to_string(), &s[..], &v[..])),
+    );
     hf::from_bytes(config, &st, "ckpt").map_err(|e| e.to_string())
 }
 

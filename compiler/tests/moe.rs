@@ -2,7 +2,8 @@
 //! Hugging Face front end on a checkpoint the test writes, and the CPU
 //! reference's routing, checked against the arithmetic written out here.
 
-use safetensors::{Dtype, tensor::TensorView};
+mod written;
+
 use std::collections::BTreeMap;
 use wafer_compiler::model::Moe;
 use wafer_compiler::{Config, hf, reference};
@@ -110,13 +111,7 @@ fn mixtral_configs_parse_and_a_sliding_window_is_refused() {
 
 /// Seeded tensors of the shrunk Mixtral, by Hugging Face name.
 fn tensors(c: &Config) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-    let mut seed = 5u64;
-    let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.8
-    };
+    let mut next = written::seeded(5, 0.8);
     let mut out = BTreeMap::new();
     let mut put = |name: String, shape: Vec<usize>| {
         let n = shape.iter().product();
@@ -150,20 +145,7 @@ fn tensors(c: &Config) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
 }
 
 fn safetensors_bytes(all: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec<u8> {
-    let bytes: BTreeMap<&String, Vec<u8>> = all
-        .iter()
-        .map(|(n, (_, v))| (n, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, TensorView)> = all
-        .iter()
-        .map(|(n, (shape, _))| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::F32, shape.clone(), &bytes[n]).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize(views, &None).unwrap()
+    written::f32_safetensors(all.iter().map(|(n, (s, v))| (n.clone(), &s[..], &v[..])))
 }
 
 fn matvec(w: &[f32], rows: usize, x: &[f32]) -> Vec<f32> {

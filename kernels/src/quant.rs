@@ -141,6 +141,23 @@ pub fn dequantize_mxfp4(codes: &[f32], scales: &[f32], n: u32) -> Vec<f32> {
         .collect()
 }
 
+/// The weights a PE computes with when a row-major `m × n` matrix `w` is
+/// stored as `dtype`: quantized and dequantized for int8 and MXFP4, `w`
+/// itself otherwise.
+pub fn as_held(dtype: DType, w: &[f32], m: u32, n: u32) -> Vec<f32> {
+    match dtype {
+        DType::I8 => {
+            let (codes, scales) = quantize_int8(w, m, n);
+            dequantize_int8(&codes, &scales, n)
+        }
+        DType::Mxfp4 => {
+            let (codes, scales) = quantize_mxfp4(w, m, n);
+            dequantize_mxfp4(&codes, &scales, n)
+        }
+        _ => w.to_vec(),
+    }
+}
+
 /// Seeded MXFP4 scales for a generated kernel, row-major `m ×
 /// mx_blocks(n)`: `2^k`, `k` in `-6 ..= 2`, a pure function of the seed and
 /// the row, the same for every block of a row (so a generated program

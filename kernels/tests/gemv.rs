@@ -256,16 +256,7 @@ fn quantized_weights_are_held_packed_and_dequantized_on_the_pe() {
         };
         let mut f = gemv::generate(&s, &arch).unwrap();
         gemv::load_weights(&s, &mut f, &model).unwrap();
-        let held = match dtype {
-            DType::I8 => {
-                let (codes, scales) = quant::quantize_int8(&model, m, n);
-                quant::dequantize_int8(&codes, &scales, n)
-            }
-            _ => {
-                let (codes, scales) = quant::quantize_mxfp4(&model, m, n);
-                quant::dequantize_mxfp4(&codes, &scales, n)
-            }
-        };
+        let held = quant::as_held(dtype, &model, m, n);
         assert_eq!(gemv::weights(&s, &f.program), held, "{dtype}");
         let inputs = f.default_inputs();
         let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();

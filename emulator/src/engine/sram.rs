@@ -12,27 +12,32 @@ pub(crate) fn read_elem(sram: &[u8], base: u32, dtype: DType, i: u32) -> f32 {
     dtype.decode(read_bits(sram, base, dtype, i))
 }
 
+// The interpreter's element loops read and write through these: whole
+// bytes take the plain path, 4-bit elements (two to a byte, the even one
+// in the low nibble) the one branch before it.
 pub(crate) fn read_bits(sram: &[u8], base: u32, dtype: DType, i: u32) -> u32 {
-    let a = elem_addr(base, dtype, i as i64) as usize;
-    match dtype.bits() {
-        32 => u32::from_le_bytes(sram[a..a + 4].try_into().unwrap()),
-        16 => u16::from_le_bytes(sram[a..a + 2].try_into().unwrap()) as u32,
-        8 => sram[a] as u32,
-        // Two to a byte, the even element in the low nibble.
-        _ => (sram[a] >> (4 * (i & 1))) as u32 & 0xf,
+    if dtype == DType::Mxfp4 {
+        return (sram[(base + i / 2) as usize] >> (4 * (i & 1))) as u32 & 0xf;
+    }
+    let a = (base + i * dtype.size_bytes()) as usize;
+    match dtype.size_bytes() {
+        4 => u32::from_le_bytes(sram[a..a + 4].try_into().unwrap()),
+        2 => u16::from_le_bytes(sram[a..a + 2].try_into().unwrap()) as u32,
+        _ => sram[a] as u32,
     }
 }
 
 pub(super) fn write_bits(sram: &mut [u8], base: u32, dtype: DType, i: u32, bits: u32) {
-    let a = elem_addr(base, dtype, i as i64) as usize;
-    match dtype.bits() {
-        32 => sram[a..a + 4].copy_from_slice(&bits.to_le_bytes()),
-        16 => sram[a..a + 2].copy_from_slice(&(bits as u16).to_le_bytes()),
-        8 => sram[a] = bits as u8,
-        _ => {
-            let shift = 4 * (i & 1);
-            sram[a] = (sram[a] & !(0xf << shift)) | ((bits as u8 & 0xf) << shift);
-        }
+    if dtype == DType::Mxfp4 {
+        let (a, shift) = ((base + i / 2) as usize, 4 * (i & 1));
+        sram[a] = (sram[a] & !(0xf << shift)) | ((bits as u8 & 0xf) << shift);
+        return;
+    }
+    let a = (base + i * dtype.size_bytes()) as usize;
+    match dtype.size_bytes() {
+        4 => sram[a..a + 4].copy_from_slice(&bits.to_le_bytes()),
+        2 => sram[a..a + 2].copy_from_slice(&(bits as u16).to_le_bytes()),
+        _ => sram[a] = bits as u8,
     }
 }
 
