@@ -402,11 +402,11 @@ pub(crate) fn route_and_plan(
                 },
                 options.arch.sram_bytes
             ),
-            fix: place::fit_advice(options.dtype),
+            fix: crate::footprint::fit_advice(options.dtype),
             need_pes: sram.pes_used,
             need_bytes: sram.total_bytes,
-            weight_bytes: place::footprint(config, options.dtype, options.max_context).0,
-            kv_bytes: place::footprint(config, options.dtype, options.max_context).1,
+            weight_bytes: crate::footprint::footprint(config, options.dtype, options.max_context).0,
+            kv_bytes: crate::footprint::footprint(config, options.dtype, options.max_context).1,
             have_pes: options.arch.grid_cols as u64 * options.arch.grid_rows as u64,
             have_bytes: options.arch.grid_cols as u64
                 * options.arch.grid_rows as u64

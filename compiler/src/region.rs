@@ -127,7 +127,7 @@ pub(crate) fn search(
     kinds: &[PlacementKind],
 ) -> Option<Searched> {
     let (cols, rows) = (options.arch.grid_cols, options.arch.grid_rows);
-    let (weights, kv) = place::footprint(config, options.dtype, options.max_context);
+    let (weights, kv) = crate::footprint::footprint(config, options.dtype, options.max_context);
     let need = weights + kv;
     let pos = options.max_context / 2;
     let walks: Vec<(PlacementKind, (u32, u32))> = kinds

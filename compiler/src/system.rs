@@ -86,7 +86,7 @@ fn stage_bytes(s: &Stage, c: &Config, o: &Options) -> u64 {
         Work::Attention { .. } => 2 * o.max_context as u64 * c.kv_dim() as u64 * 4,
         _ => 0,
     };
-    place::weight_bytes(s, o.dtype) + kv
+    crate::footprint::weight_bytes(s, o.dtype) + kv
 }
 
 /// Bytes each group of stages keeps: before the first layer (index 0),
@@ -218,7 +218,7 @@ pub(crate) fn fewest(
     at_least: u32,
     ex: &dyn Exchange,
 ) -> Result<(u32, Fit), CompileError> {
-    let (w, kv) = place::footprint(c, o.dtype, o.max_context);
+    let (w, kv) = crate::footprint::footprint(c, o.dtype, o.max_context);
     let wafer_bytes = o.arch.n_pes() * o.arch.sram_bytes as u64;
     let most = (c.n_layers as u32).min(MAX_WAFERS);
     let first = ((w + kv).div_ceil(wafer_bytes) as u32).max(at_least);
@@ -234,7 +234,7 @@ pub(crate) fn fewest(
             o.arch.name,
             c.n_layers,
             w + kv,
-            place::fit_advice(o.dtype)
+            crate::footprint::fit_advice(o.dtype)
         ),
     })
 }
@@ -395,7 +395,10 @@ fn part_error(
             ..
         }) => {
             let (stages, c, o) = part;
-            let weight_bytes: u64 = stages.iter().map(|s| place::weight_bytes(s, o.dtype)).sum();
+            let weight_bytes: u64 = stages
+                .iter()
+                .map(|s| crate::footprint::weight_bytes(s, o.dtype))
+                .sum();
             let need_bytes: u64 = stages.iter().map(|s| stage_bytes(s, c, o)).sum();
             CompileError::Place(PlaceError::NoFit {
                 arch,

@@ -58,7 +58,7 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
     let weights = match quantized {
         true => {
             let dt = wafer_emulator::DType::parse(&a.dtype).expect("checked above");
-            wafer_compiler::place::footprint(&c, dt, 0).0
+            wafer_compiler::footprint::footprint(&c, dt, 0).0
         }
         false => params * bytes_per,
     };

@@ -685,61 +685,6 @@ fn view_renders_screenshots_headless() {
     assert!(err.contains("neither a stats file nor a trace"), "{err}");
 }
 
-#[test]
-fn kernel_runs_meshgemv_with_uneven_tiles() {
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "kernel",
-            "meshgemv",
-            "--shape",
-            "100x60",
-            "--rect",
-            "7x8",
-            "--group-num",
-            "2",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        json(&ok(&args))
-    };
-    let j = run(&[]);
-    assert_eq!(j["matches_reference"], true, "{j}");
-    assert_eq!(j["rect"], serde_json::json!([7, 8]));
-    assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{j}");
-    assert!(
-        j["kernel"].as_str().unwrap().contains("2 groups of 4 rows"),
-        "{j}"
-    );
-    // The compiled model's variant: x and y stream through the edges, the
-    // output stream checked against the reference too.
-    let s = run(&["--dtype", "bf16", "--streamed"]);
-    assert_eq!(s["matches_reference"], true, "{s}");
-    assert_eq!(s["measured_cycles"], s["predicted_cycles"], "{s}");
-    assert!(s["kernel"].as_str().unwrap().contains("streamed"), "{s}");
-    assert_ne!(s["measured_cycles"], j["measured_cycles"], "{s}");
-    let e = fails(&["kernel", "gemv", "--shape", "8x8", "--streamed"]);
-    assert!(e.contains("--streamed is MeshGEMV's"), "{e}");
-}
-
-#[test]
-fn kernel_runs_meshgemm_and_labels_its_estimate() {
-    let j = json(&ok(&[
-        "kernel", "meshgemm", "--shape", "24x12x36", "--rect", "6x6", "--json",
-    ]));
-    assert_eq!(j["matches_reference"], true, "{j}");
-    assert_eq!(j["rect"], serde_json::json!([6, 6]));
-    assert!(j["kernel"].as_str().unwrap().contains("estimate"), "{j}");
-    let (m, p) = (
-        j["measured_cycles"].as_f64().unwrap(),
-        j["predicted_cycles"].as_f64().unwrap(),
-    );
-    assert!((m / p - 1.0).abs() <= 0.15, "{j}");
-    let e = fails(&["kernel", "meshgemm", "--shape", "24x12", "--rect", "6x6"]);
-    assert!(e.contains("MxKxN"), "{e}");
-    let e = fails(&["kernel", "meshgemm", "--shape", "24x12x36", "--rect", "6x4"]);
-    assert!(e.contains("square"), "{e}");
-}
-
 /// `--wafers`: a model split over wafers lists each wafer and transfer,
 /// decodes the same tokens as on one, and its bench row has each wafer's
 /// time; a count beyond the layers is refused; a model larger than one
