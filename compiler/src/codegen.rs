@@ -83,12 +83,25 @@ pub enum CompileError {
 impl Compiled {
     /// Cycles of one step as the cost models predict them at position `pos`
     /// (stages one after another, each after its inputs' hand-off).
+    ///
+    /// A mixture of experts' step runs the experts the seeded routing of
+    /// [`crate::experts::DEFAULT_SEED`] picks at `pos`, as a timing-only
+    /// step does by default.
     pub fn predicted(&self, pos: u32) -> u64 {
+        let runs = self.runs(pos, crate::experts::DEFAULT_SEED);
         self.stage_predictions(pos)
             .iter()
             .zip(&self.routing.handoffs)
-            .map(|(p, h)| p + h.cycles)
+            .zip(runs)
+            .filter(|(_, ran)| *ran)
+            .map(|((p, h), _)| p + h.cycles)
             .sum()
+    }
+
+    /// Which stages a step at `pos` runs when the experts are those
+    /// `seed`'s routing picks (all stages of a model without experts).
+    pub fn runs(&self, pos: u32, seed: u64) -> Vec<bool> {
+        crate::experts::seeded_runs(&self.graph, &self.stages, seed, pos)
     }
 
     /// Each stage's kernel's predicted cycles at `pos`. The layers repeat a
@@ -185,12 +198,6 @@ pub fn compile_shared(
         return Err(CompileError::Options(
             "--max-context must be at least 1".into(),
         ));
-    }
-    if let Some(m) = config.moe {
-        return Err(CompileError::Unsupported(format!(
-            "this model's MLPs are mixtures of {} experts ({} a token): the CPU reference runs them (`wafer model` sizes them), but the compiler does not lower a mixture of experts to the wafer yet",
-            m.experts, m.per_token
-        )));
     }
     let graph = ir::decode_step(config);
     let verify =
@@ -549,16 +556,25 @@ fn fragment(
             f
         }
         Kernel::Argmax(spec) => wafer_kernels::argmax::generate(spec, arch).map_err(kernel_err)?,
+        Kernel::Router(spec) => wafer_kernels::router::generate(spec, arch).map_err(kernel_err)?,
+        Kernel::Combine(spec) => {
+            wafer_kernels::combine::generate(spec, arch).map_err(kernel_err)?
+        }
     };
     // Every input port the stage feeds must exist with the right length.
     for (port, srcs) in &s.inputs {
-        let want: u32 = srcs
-            .iter()
-            .map(|src| match src {
-                crate::stage::Src::Pos | crate::stage::Src::One => 1,
-                crate::stage::Src::Value(v) => graph.insts[*v].len as u32,
-            })
-            .sum();
+        let want: u32 = match s.work {
+            // Only the picked experts' outputs arrive.
+            Work::Combine { n, k } if port == "y" => n * k,
+            _ => srcs
+                .iter()
+                .map(|src| match src {
+                    crate::stage::Src::Pos | crate::stage::Src::One => 1,
+                    crate::stage::Src::Value(v) => graph.insts[*v].len as u32,
+                    crate::stage::Src::ExpertWeights(v) => graph.insts[*v].len as u32 / 2,
+                })
+                .sum(),
+        };
         match f.inputs.iter().find(|p| &p.name == port) {
             Some(p) if p.len == want => {}
             other => {

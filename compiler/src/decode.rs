@@ -55,6 +55,14 @@ pub enum DecodeError {
         "a step is shared between processes only when it is timing-only, reuses identical stages and records no trace"
     )]
     ShareMode,
+    #[error(
+        "step at position {pos}, stage `{stage}`: the router picked no valid set of experts ({route:?}): its logits hold NaN or −∞"
+    )]
+    Routing {
+        pos: u32,
+        stage: String,
+        route: Vec<f32>,
+    },
     #[error("step at position {pos}, shared: rank {rank}: {message}")]
     Shared {
         pos: u32,
@@ -86,6 +94,9 @@ pub struct Step {
     /// Host seconds each stage's emulation took (0 where it was reused):
     /// where the emulator's time goes.
     pub stage_host_seconds: Vec<f64>,
+    /// Per stage: whether it ran (an expert the router did not pick did
+    /// not: its cycles, hand-off and time are 0, its statistics empty).
+    pub stage_ran: Vec<bool>,
 }
 
 /// A timing-only stage run's results, kept for the stages whose programs
@@ -138,6 +149,9 @@ pub struct Decoder<'c> {
     /// Fill activation buffers with NaN before every run
     /// ([`Decoder::scramble_activations`]).
     scramble: bool,
+    /// The seed of the experts a timing-only step runs
+    /// ([`crate::experts::seeded`]).
+    expert_seed: u64,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -162,7 +176,20 @@ impl<'c> Decoder<'c> {
             reuse: Some(Reuse::default()),
             keep_stats: true,
             scramble: false,
+            expert_seed: crate::experts::DEFAULT_SEED,
         }
+    }
+
+    /// The seed of the routing a timing-only step of a mixture of experts
+    /// runs (timing-only values are unknown, so the router's own picks
+    /// are too); functional steps run the router's picks.
+    pub fn expert_seed(&mut self, seed: u64) {
+        self.expert_seed = seed;
+    }
+
+    /// The seed of the routing timing-only steps run.
+    pub fn seed_of_experts(&self) -> u64 {
+        self.expert_seed
     }
 
     /// Whether a timing-only decoder runs each distinct stage once per step
@@ -303,9 +330,21 @@ impl<'c> Decoder<'c> {
             }
         };
         let reuse = self.reuse.as_ref().expect("checked above");
+        let ran = c.runs(pos, self.expert_seed);
+        let mut absent = vec![false; c.graph.insts.len()];
+        for (stage, _) in c.stages.iter().zip(&ran).filter(|(_, r)| !**r) {
+            stage.outputs.iter().for_each(|v| absent[*v] = true);
+        }
         let mut runs: Vec<(Vec<u8>, usize, wafer_emulator::Inputs)> = Vec::new();
         for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
-            let tensors = stage_tensors(stage, pos, |x, v| v.extend(value(x)));
+            if !ran[i] {
+                continue;
+            }
+            let tensors = stage_tensors(stage, pos, |x, v| {
+                if !absent[x] {
+                    v.extend(value(x))
+                }
+            });
             let inputs = f.stream_inputs(&tensors).map_err(|e| DecodeError::Run {
                 pos,
                 stage: stage.name.clone(),
@@ -368,17 +407,7 @@ impl<'c> Decoder<'c> {
                 };
                 let time = s.time();
                 // Without kept statistics the step reads none.
-                let stats = Arc::new(s.stats.unwrap_or_else(|| Stats {
-                    version: wafer_emulator::stats::STATS_VERSION,
-                    arch: arch.name.clone(),
-                    clock_hz: arch.clock_hz,
-                    width: 0,
-                    height: 0,
-                    cycles: s.cycles,
-                    engine: String::new(),
-                    pe: wafer_emulator::stats::PeStats::zeroed(0),
-                    totals: Default::default(),
-                }));
+                let stats = Arc::new(s.stats.unwrap_or_else(|| no_stats(arch, s.cycles)));
                 reuse.runs.insert(
                     key.clone(),
                     Reusable {
@@ -427,15 +456,56 @@ impl<'c> Decoder<'c> {
         let mut total = 0;
         let mut stage_reused = Vec::with_capacity(c.stages.len());
         let mut stage_host_seconds = Vec::with_capacity(c.stages.len());
+        let mut stage_ran = Vec::with_capacity(c.stages.len());
         let timing = self.cfg.timing_only;
+        // Per route value, the experts it picked.
+        let mut picked: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         if let Some(r) = self.reuse.as_mut().filter(|_| timing) {
             r.step += 1;
             let last = r.step - 1;
             r.runs.retain(|_, run| run.used >= last);
         }
         for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
+            if let Some(p) = stage.when {
+                let picks = match picked.get(&p.route) {
+                    Some(picks) => picks,
+                    None => {
+                        let (experts, k) = crate::experts::shape(&c.graph, p.route);
+                        let picks = if timing {
+                            crate::experts::seeded(self.expert_seed, self.pos, p.route, experts, k)
+                        } else {
+                            let route = values[p.route].as_deref().unwrap_or(&[]);
+                            crate::experts::from_route(route, experts).ok_or_else(|| {
+                                DecodeError::Routing {
+                                    pos: self.pos,
+                                    stage: stage.name.clone(),
+                                    route: route.to_vec(),
+                                }
+                            })?
+                        };
+                        picked.entry(p.route).or_insert(picks)
+                    }
+                };
+                if !picks.contains(&p.expert) {
+                    // Not picked: it does not run, and what it makes has
+                    // no value (the combine reads the picked ones only).
+                    stage_ran.push(false);
+                    stage_cycles.push(0);
+                    stage_time.push(PeTime::default());
+                    if self.keep_stats {
+                        stage_stats.push(Arc::new(no_stats(arch, 0)));
+                    }
+                    stage_traces.push(None);
+                    stage_reused.push(false);
+                    stage_host_seconds.push(0.0);
+                    continue;
+                }
+            }
+            stage_ran.push(true);
             let tensors = stage_tensors(stage, self.pos, |x, v| {
-                v.extend_from_slice(values[x].as_ref().expect("verified order"))
+                if let Some(x) = &values[x] {
+                    v.extend_from_slice(x)
+                }
             });
             if cancelled(&self.cfg) {
                 return Err(DecodeError::Interrupted { pos: self.pos });
@@ -551,6 +621,7 @@ impl<'c> Decoder<'c> {
             cycles: total,
             stage_reused,
             stage_host_seconds,
+            stage_ran,
         })
     }
 }
@@ -635,8 +706,25 @@ pub fn generate(
     )
 }
 
+/// Statistics of no PEs: what a step keeps for a stage whose statistics
+/// it does not read (or that did not run).
+fn no_stats(arch: &wafer_emulator::Arch, cycles: u64) -> Stats {
+    Stats {
+        version: wafer_emulator::stats::STATS_VERSION,
+        arch: arch.name.clone(),
+        clock_hz: arch.clock_hz,
+        width: 0,
+        height: 0,
+        cycles,
+        engine: String::new(),
+        pe: wafer_emulator::stats::PeStats::zeroed(0),
+        totals: Default::default(),
+    }
+}
+
 /// A stage's input tensors by port: each port's sources in order, an IR
-/// value's elements appended by `value`.
+/// value's elements appended by `value` (nothing for a value an expert
+/// that did not run would have made).
 fn stage_tensors(
     stage: &crate::stage::Stage,
     pos: u32,
@@ -650,6 +738,16 @@ fn stage_tensors(
                 Src::Pos => v.push(pos as f32),
                 Src::One => v.push(1.0),
                 Src::Value(x) => value(*x, &mut v),
+                Src::ExpertWeights(r) => {
+                    let mut route = Vec::new();
+                    value(*r, &mut route);
+                    let mut picks = crate::ir::picks(&route);
+                    // Timing-only picks are NaN: their order is no matter.
+                    if picks.iter().all(|(e, _)| (*e as f32).is_finite()) {
+                        picks.sort_by(|a, b| a.0.cmp(&b.0));
+                    }
+                    v.extend(picks.iter().map(|(_, w)| *w));
+                }
             }
         }
         tensors.insert(port.clone(), v);

@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod codegen;
 pub mod decode;
+pub mod experts;
 pub mod footprint;
 pub mod generation;
 pub mod gpt2;

@@ -17,6 +17,8 @@ fn shape(k: &Kernel) -> String {
             s.kv_heads, s.group, s.head_dim, s.max_context
         ),
         Kernel::Argmax(s) => format!("n={}", s.n),
+        Kernel::Router(s) => format!("{} of {} experts", s.per_token, s.experts),
+        Kernel::Combine(s) => format!("{} outputs of {}", s.k, s.n),
     }
 }
 
@@ -74,6 +76,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     let mut total_pred = 0;
     let mut total_hand = 0;
     let predicted = c.stage_predictions(pos);
+    let runs = c.runs(pos, crate::experts::DEFAULT_SEED);
     for (i, (s, site)) in c.stages.iter().zip(&c.sites).enumerate() {
         if let Some(k) = c
             .wafers
@@ -97,8 +100,10 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         let (w, h) = site.kernel.size();
         let pred = predicted[i];
         let hand = &c.routing.handoffs[i];
-        total_pred += pred;
-        total_hand += hand.cycles;
+        if runs[i] {
+            total_pred += pred;
+            total_hand += hand.cycles;
+        }
         writeln!(
             t,
             "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
@@ -138,6 +143,16 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     if system {
         t.push_str(&wafers(c, pos));
     }
+    if let Some(m) = c.config.moe {
+        writeln!(
+            t,
+            "experts: every expert is placed; a step runs the {} of {} a layer that the router picks. Predicted here: those a seeded routing (seed {}) picks, not the model's",
+            m.per_token,
+            m.experts,
+            crate::experts::DEFAULT_SEED
+        )
+        .unwrap();
+    }
     let link: u64 = c.transfers.iter().map(|x| x.cycles).sum();
     writeln!(
         t,
@@ -159,10 +174,12 @@ pub fn wafers(c: &Compiled, pos: u32) -> String {
     let arch = &c.options.arch;
     let mut t = String::new();
     let predicted = c.stage_predictions(pos);
+    let runs = c.runs(pos, crate::experts::DEFAULT_SEED);
     for (k, w) in c.wafers.iter().enumerate() {
         let cycles: u64 = w
             .stages
             .clone()
+            .filter(|i| runs[*i])
             .map(|i| {
                 let h = &c.routing.handoffs[i];
                 predicted[i] + h.cycles - h.link_cycles

@@ -30,6 +30,40 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// A mixture of experts' routing as transformers' Mixtral does it: the
+/// softmax over every expert's logit, the `k` largest probabilities kept
+/// (largest first; where two tie, the lower expert, since `torch.topk`
+/// promises no order) and renormalized to sum to 1. Returns the picks
+/// with their weights.
+pub fn route(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut probs = logits.to_vec();
+    softmax(&mut probs);
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b)));
+    order.truncate(k);
+    let sum: f32 = order.iter().map(|e| probs[*e]).sum();
+    order.into_iter().map(|e| (e, probs[e] / sum)).collect()
+}
+
+/// `Σ weight · output` over `picked` (expert, weight) in increasing
+/// expert index, from zero, as transformers' loop over the experts adds
+/// them; `output(e)` is expert `e`'s output.
+pub fn combine(
+    picked: &[(usize, f32)],
+    len: usize,
+    mut output: impl FnMut(usize) -> Vec<f32>,
+) -> Vec<f32> {
+    let mut picked = picked.to_vec();
+    picked.sort_by_key(|(e, _)| *e);
+    let mut y = vec![0.0f32; len];
+    for (e, weight) in picked {
+        y.iter_mut()
+            .zip(output(e))
+            .for_each(|(a, b)| *a += b * weight);
+    }
+    y
+}
+
 /// Rotate pair `i` of each head by `pos · θ^(−2i/head_size)` (its frequency
 /// scaled for long contexts where the model says so); the pairs are
 /// `(2i, 2i+1)` or `(i, i + head_size/2)`.

@@ -25,11 +25,13 @@ use std::fmt;
 use wafer_emulator::{Arch, DType, Pe};
 use wafer_kernels::argmax::ArgmaxSpec;
 use wafer_kernels::attention::AttentionSpec;
+use wafer_kernels::combine::CombineSpec;
 use wafer_kernels::embedding::EmbeddingSpec;
 use wafer_kernels::gemv::GemvSpec;
 use wafer_kernels::meshgemv::MeshGemvSpec;
 use wafer_kernels::reduce::Strategy;
 use wafer_kernels::rope::{RopeLayout, RopeSpec};
+use wafer_kernels::router::RouterSpec;
 use wafer_kernels::vector::{VectorOp, VectorSpec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub enum Kernel {
     Rope(RopeSpec),
     Attention(AttentionSpec),
     Argmax(ArgmaxSpec),
+    /// A mixture of experts' router (one PE).
+    Router(RouterSpec),
+    /// The picked experts' outputs weighted and summed.
+    Combine(CombineSpec),
 }
 
 impl Kernel {
@@ -78,6 +84,8 @@ impl Kernel {
             Kernel::Rope(s) => (1, s.h),
             Kernel::Attention(s) => (s.kv_heads, s.h),
             Kernel::Argmax(s) => (1, s.h),
+            Kernel::Router(_) => (1, 1),
+            Kernel::Combine(s) => (1, s.h),
         }
     }
 
@@ -97,6 +105,8 @@ impl Kernel {
                 wafer_kernels::attention::cost(&s, arch)
             }
             Kernel::Argmax(s) => wafer_kernels::argmax::cost(s, arch),
+            Kernel::Router(s) => wafer_kernels::router::cost(s, arch),
+            Kernel::Combine(s) => wafer_kernels::combine::cost(s, arch),
         }
     }
 }
@@ -439,6 +449,29 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
                 |k| matches!(k, Kernel::Attention(s) if sram(s.sram_bytes())),
             )
         }
+        Work::Route { experts, k } => {
+            let s = RouterSpec {
+                experts: *experts,
+                per_token: *k,
+                seed,
+            };
+            wafer_kernels::router::generate(&s, &arch)
+                .is_ok()
+                .then_some(Kernel::Router(s))
+        }
+        Work::Combine { n, k } => cheapest(
+            sizes((*n).min(bh)).into_iter().map(|h| {
+                Kernel::Combine(CombineSpec {
+                    n: *n,
+                    k: *k,
+                    h,
+                    seed,
+                })
+            }),
+            &arch,
+            0,
+            |k| matches!(k, Kernel::Combine(s) if wafer_kernels::combine::generate(s, &arch).is_ok()),
+        ),
         Work::Argmax { n } => cheapest(
             sizes((*n).min(bh)).into_iter().map(|h| {
                 Kernel::Argmax(ArgmaxSpec {
@@ -498,6 +531,8 @@ impl Kernel {
             Kernel::Rope(_) => {}
             Kernel::Attention(s) => s.seed = seed,
             Kernel::Argmax(s) => s.seed = seed,
+            Kernel::Router(s) => s.seed = seed,
+            Kernel::Combine(s) => s.seed = seed,
         }
         self
     }

@@ -3,7 +3,7 @@
 //! loaded by name from [`Weights`]; `forward` reads like the maths.
 
 pub use crate::math::{KvCache, argmax};
-use crate::math::{attend, matvec, rmsnorm, rope, silu, softmax};
+use crate::math::{attend, matvec, rmsnorm, rope, silu};
 use crate::model::{Config, ModelError, Moe, RopePairs, RopeScaling, Tensor, Weights};
 
 pub struct Attention {
@@ -140,26 +140,13 @@ impl Experts {
     /// where two weights tie, the reference picks the lower expert index
     /// (torch does not specify an order for ties).
     pub fn route(&self, x: &[f32]) -> Vec<(usize, f32)> {
-        let mut probs = matvec(&self.gate, x);
-        softmax(&mut probs);
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b)));
-        order.truncate(self.per_token);
-        let sum: f32 = order.iter().map(|e| probs[*e]).sum();
-        order.into_iter().map(|e| (e, probs[e] / sum)).collect()
+        crate::math::route(&matvec(&self.gate, x), self.per_token)
     }
 
     /// `Σ weight · expert(x)`, the experts added in increasing index, as
     /// transformers' loop over experts adds them.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let mut picked = self.route(x);
-        picked.sort_by_key(|(e, _)| *e);
-        let mut y = vec![0.0f32; x.len()];
-        for (e, weight) in picked {
-            let out = self.experts[e].forward(x);
-            y.iter_mut().zip(out).for_each(|(a, b)| *a += b * weight);
-        }
-        y
+        crate::math::combine(&self.route(x), x.len(), |e| self.experts[e].forward(x))
     }
 }
 

@@ -90,12 +90,14 @@ pub fn route(
     let mut boxes: Vec<Vec<(u32, u32, u32, u32)>> = Vec::new();
     for (i, s) in stages.iter().enumerate() {
         let values = s.inputs.iter().flat_map(|(_, srcs)| srcs);
+        // An expert's stage also waits for its router's pick.
         let mut from: Vec<usize> = values
             .clone()
             .filter_map(|src| match src {
-                Src::Value(v) => producer(*v),
+                Src::Value(v) | Src::ExpertWeights(v) => producer(*v),
                 Src::Pos | Src::One => None,
             })
+            .chain(s.when.and_then(|p| producer(p.route)))
             .collect();
         from.sort_unstable();
         from.dedup();

@@ -23,6 +23,17 @@ pub enum Src {
     Pos,
     /// The constant 1 (a biased GEMV's extra input: `[W | b]·[x; 1]`).
     One,
+    /// The weights of route `%i`'s picks, in increasing expert index (the
+    /// order a combine adds the experts' outputs in).
+    ExpertWeights(usize),
+}
+
+/// A stage that runs only for the experts a router picked: expert
+/// `expert` of route value `%route`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pick {
+    pub route: usize,
+    pub expert: usize,
 }
 
 /// What a stage computes (which kernel runs it).
@@ -92,6 +103,18 @@ pub enum Work {
     Argmax {
         n: u32,
     },
+    /// A mixture of experts' router: `k` of `experts` logits picked, with
+    /// their weights.
+    Route {
+        experts: u32,
+        k: u32,
+    },
+    /// The `k` picked experts' outputs (`n` each, in increasing expert
+    /// index) weighted and summed.
+    Combine {
+        n: u32,
+        k: u32,
+    },
 }
 
 impl Work {
@@ -111,6 +134,8 @@ impl Work {
             Work::Rope { .. } => "rope",
             Work::Attention { .. } => "attention",
             Work::Argmax { .. } => "argmax",
+            Work::Route { .. } => "router",
+            Work::Combine { .. } => "combine",
         }
     }
 }
@@ -127,6 +152,8 @@ pub struct Stage {
     /// The IR values the kernel's output holds, concatenated (the argmax
     /// stage's output is the next token and holds none).
     pub outputs: Vec<usize>,
+    /// `Some`: an expert's stage, run only when the router picks it.
+    pub when: Option<Pick>,
 }
 
 /// The layer an IR weight name belongs to.
@@ -159,11 +186,46 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
     // The layer of an instruction: from its weight, else from the latest one.
     let mut layer: Option<usize> = None;
     let mut out = Vec::new();
+    // What a stage reads for each value (a dispatch is its input, sent to
+    // the expert) and which expert's stages make it.
+    let mut alias: Vec<usize> = (0..g.insts.len()).collect();
+    let mut guard: Vec<Option<Pick>> = vec![None; g.insts.len()];
     for (i, inst) in g.insts.iter().enumerate() {
-        let v = Src::Value;
+        let v = |x: usize| Src::Value(alias[x]);
         let port = |name: &str, srcs: Vec<Src>| (name.to_string(), srcs);
+        let when = match inst.op {
+            Op::Combine { .. } => None,
+            _ => inst.op.operands().iter().find_map(|x| guard[*x]),
+        };
         let (name, work, inputs) = match &inst.op {
             Op::Token | Op::Position => continue,
+            Op::Dispatch { x, route, expert } => {
+                alias[i] = alias[*x];
+                guard[i] = Some(Pick {
+                    route: *route,
+                    expert: *expert,
+                });
+                continue;
+            }
+            Op::Route { logits, k } => (
+                "router".to_string(),
+                Work::Route {
+                    experts: len(*logits),
+                    k: *k as u32,
+                },
+                vec![port("logits", vec![v(*logits)])],
+            ),
+            Op::Combine { route, experts } => (
+                "combine".to_string(),
+                Work::Combine {
+                    n: len(i),
+                    k: len(*route) / 2,
+                },
+                vec![
+                    port("w", vec![Src::ExpertWeights(*route)]),
+                    port("y", experts.iter().map(|e| v(*e)).collect()),
+                ],
+            ),
             Op::Embed { table, token } => {
                 let vocab = g
                     .weights
@@ -314,12 +376,18 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
         } else {
             layer
         };
+        guard[i] = when;
+        let name = match when {
+            Some(p) => format!("expert{}.{name}", p.expert),
+            None => name,
+        };
         out.push(Stage {
             name: qualify(at, &name),
             layer: at,
             work,
             inputs,
             outputs: vec![i],
+            when,
         });
     }
     out.push(Stage {
@@ -328,6 +396,7 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
         work: Work::Argmax { n: len(g.ret) },
         inputs: vec![("a".into(), vec![Src::Value(g.ret)])],
         outputs: vec![],
+        when: None,
     });
     out
 }
@@ -381,13 +450,14 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
             ) if prev.inputs == s.inputs
                 && n == n2
                 && prev.layer == s.layer
+                && prev.when == s.when
                 && biases.is_empty() == b2.is_empty() =>
             {
                 weights.extend(w2.iter().cloned());
                 biases.extend(b2.iter().cloned());
                 *m += m2;
                 prev.outputs.extend(&s.outputs);
-                prev.name = qualify(prev.layer, &fused_name(&prev.name, &s.name));
+                prev.name = format!("{}_{}", prev.name, short(&s.name));
             }
             // RoPE of q then of k: one kernel over all their heads.
             (
@@ -406,6 +476,7 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
                     scaling: s2,
                 },
             ) if head == hd2
+                && prev.when == s.when
                 && theta == t2
                 && pairs == p2
                 && scaling == s2
@@ -420,7 +491,9 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
             // A residual add and the RMSNorm of its sum: one kernel, which
             // sends the sum on as well (the next residual add reads it).
             (Work::Add { n }, Work::RmsNorm { weight, n: n2, eps })
-                if n == n2 && s.inputs[0].1 == [Src::Value(prev.outputs[0])] =>
+                if n == n2
+                    && prev.when == s.when
+                    && s.inputs[0].1 == [Src::Value(prev.outputs[0])] =>
             {
                 *prev = Stage {
                     name: qualify(prev.layer, &fused_name(&prev.name, &s.name)),
@@ -432,20 +505,31 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
                     },
                     inputs: prev.inputs.clone(),
                     outputs: vec![s.outputs[0], prev.outputs[0]],
+                    when: prev.when,
                 };
             }
             // silu(gate) · up, when nothing else reads silu(gate).
             (Work::Silu { n }, Work::Mul { n: n2 })
-                if n == n2 && s.inputs[0].1 == [Src::Value(prev.outputs[0])] && was_once =>
+                if n == n2
+                    && prev.when == s.when
+                    && s.inputs[0].1 == [Src::Value(prev.outputs[0])]
+                    && was_once =>
             {
                 let gate = prev.inputs[0].1.clone();
                 let up = s.inputs[1].1.clone();
+                // `layers.0.silu` → `layers.0.swiglu`, an expert's too.
+                let at = prev.name.rsplit_once('.').map_or("", |(at, _)| at);
                 *prev = Stage {
-                    name: qualify(s.layer, "swiglu"),
+                    name: if at.is_empty() {
+                        "swiglu".into()
+                    } else {
+                        format!("{at}.swiglu")
+                    },
                     layer: s.layer,
                     work: Work::Swiglu { n: *n2 },
                     inputs: vec![("a".into(), gate), ("b".into(), up)],
                     outputs: s.outputs.clone(),
+                    when: s.when,
                 };
             }
             _ => out.push(s),
@@ -454,9 +538,13 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
     out
 }
 
-/// `layers.0.wq` + `layers.0.wk` → `wq_wk`.
+/// The last part of a stage's name: `layers.0.expert3.w1` → `w1`.
+fn short(s: &str) -> &str {
+    s.rsplit('.').next().unwrap_or(s)
+}
+
+/// `layers.0.residual` + `layers.1.attention_norm` → `residual_attention_norm`.
 fn fused_name(a: &str, b: &str) -> String {
-    let short = |s: &str| s.rsplit('.').next().unwrap_or(s).to_string();
     format!("{}_{}", short(a), short(b))
 }
 
@@ -466,9 +554,19 @@ fn fused_name(a: &str, b: &str) -> String {
 pub fn verify(stages: &[Stage], g: &Graph) -> Result<(), StageError> {
     let mut made = vec![false; g.insts.len()];
     for (i, s) in stages.iter().enumerate() {
+        if let Some(p) = s.when
+            && !made.get(p.route).is_some_and(|m| *m)
+        {
+            return Err(StageError::Unmade {
+                stage: i,
+                name: s.name.clone(),
+                value: p.route,
+                port: "its router's pick".into(),
+            });
+        }
         for (port, srcs) in &s.inputs {
             for src in srcs {
-                if let Src::Value(v) = src {
+                if let Src::Value(v) | Src::ExpertWeights(v) = src {
                     let ok = *v < made.len()
                         && (made[*v]
                             || (matches!(s.work, Work::Embed { .. })
@@ -530,6 +628,7 @@ impl fmt::Display for Src {
             Src::Value(v) => write!(f, "%{v}"),
             Src::Pos => write!(f, "pos"),
             Src::One => write!(f, "1"),
+            Src::ExpertWeights(v) => write!(f, "weights(%{v})"),
         }
     }
 }
@@ -542,6 +641,10 @@ impl fmt::Display for Stage {
             write!(f, " {port}=[{}]", s.join(" "))?;
         }
         let o: Vec<String> = self.outputs.iter().map(|v| format!("%{v}")).collect();
-        write!(f, " -> [{}]", o.join(" "))
+        write!(f, " -> [{}]", o.join(" "))?;
+        match self.when {
+            Some(p) => write!(f, " when %{} picks {}", p.route, p.expert),
+            None => Ok(()),
+        }
     }
 }

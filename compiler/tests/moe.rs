@@ -1,12 +1,17 @@
 //! Mixtral-style mixtures of experts: the built-in config's size, the
-//! Hugging Face front end on a checkpoint the test writes, and the CPU
-//! reference's routing, checked against the arithmetic written out here.
+//! Hugging Face front end on a checkpoint the test writes, the CPU
+//! reference's routing, checked against the arithmetic written out here,
+//! and the mixture on the wafer: the IR, greedy tokens, and timing-only
+//! steps on a seeded routing.
 
 mod written;
 
 use std::collections::BTreeMap;
+use wafer_compiler::decode::{Decoder, generate};
 use wafer_compiler::model::Moe;
-use wafer_compiler::{Config, hf, reference};
+use wafer_compiler::place::{Options, PlacementKind};
+use wafer_compiler::{Config, experts, hf, ir, reference};
+use wafer_emulator::{Arch, DType};
 
 /// openai/gpt-oss-120b and -20b: 116.83 B and 20.91 B parameters, of which
 /// 5.13 B and 3.61 B are active (OpenAI's model card); the counts follow
@@ -279,24 +284,116 @@ fn identical_experts_make_the_dense_mlp() {
     }
 }
 
-#[test]
-fn the_compiler_says_a_mixture_of_experts_is_not_lowered_yet() {
-    let c = Config::built_in("mixtral-8x7b").unwrap();
-    let o = wafer_compiler::place::Options {
-        arch: wafer_emulator::Arch::wse3(),
-        dtype: wafer_emulator::DType::BF16,
-        placement: None,
-        max_context: 128,
-        reduce: wafer_kernels::reduce::Strategy::Chain,
+fn options(kind: PlacementKind) -> Options {
+    Options {
+        arch: Arch::wse3().with_grid(32, 32).unwrap(),
+        dtype: DType::F32,
+        placement: Some(kind),
+        max_context: 16,
+        reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
         gemv: wafer_compiler::place::GemvChoice::Auto,
         region: wafer_compiler::region::Region::Whole,
         wafers: wafer_compiler::system::Wafers::Count(1),
-    };
-    let e = wafer_compiler::compile(&c, None, &o)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("mixtures of 8 experts (2 a token)") && e.contains("not lower"),
-        "{e}"
-    );
+    }
+}
+
+fn mixtral() -> (Config, wafer_compiler::Weights) {
+    let c = hf::config::parse(&config_json("null"), "config.json").unwrap();
+    hf::from_bytes(
+        &config_json("null"),
+        &safetensors_bytes(&tensors(&c)),
+        "mixtral",
+    )
+    .unwrap()
+}
+
+/// The graph's mixture (route, a dispatch per expert, combine) interprets
+/// as the reference model, bit for bit, and prints and parses back.
+#[test]
+fn the_mixture_in_the_ir_is_the_reference_model() {
+    let (c, w) = mixtral();
+    let g = ir::decode_step(&c);
+    assert_eq!(ir::parse(&g.to_string(), "mixtral.ir").unwrap(), g);
+    assert!(g.to_string().contains("dispatch %"), "{g}");
+    let m = reference::Model::load(&w, &c).unwrap();
+    let (mut a, mut b) = (reference::KvCache::new(&c), reference::KvCache::new(&c));
+    for (pos, t) in [3u32, 9, 1, 17].iter().enumerate() {
+        assert_eq!(
+            ir::interpret(&g, &w, *t, pos, &mut b).unwrap(),
+            m.forward(*t, pos, &mut a)
+        );
+    }
+    let bad = g.to_string().replace("expert=3", "expert=4");
+    let e = ir::parse(&bad, "bad.ir").unwrap_err().to_string();
+    assert!(e.contains("dispatch to expert 4 of a router over 4"), "{e}");
+}
+
+/// Greedy tokens of the shrunk Mixtral on the wafer, with and without a
+/// prompt, on both placements: the reference's. Only the picked experts
+/// run, and the router's picks differ from token to token.
+#[test]
+fn a_mixtral_checkpoint_decodes_on_the_wafer_as_the_reference() {
+    let (c, w) = mixtral();
+    let m = reference::Model::load(&w, &c).unwrap();
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let compiled = wafer_compiler::compile(&c, Some(&w), &options(kind)).unwrap();
+        let experts = compiled.stages.iter().filter(|s| s.when.is_some()).count();
+        assert_eq!(
+            experts,
+            2 * 4 * 3,
+            "{kind}: w1_w3, swiglu and w2 per expert"
+        );
+        let mut ran = std::collections::BTreeSet::new();
+        for prompt in [&[][..], &[5, 11, 2]] {
+            let want = reference::generate(&m, prompt, 12);
+            let mut d = Decoder::new(&compiled);
+            let mut logits = Vec::new();
+            let got = generate(&mut d, prompt, 12, None, |_, s| {
+                assert_eq!(s.stage_ran.iter().filter(|r| !**r).count(), 2 * 2 * 3);
+                ran.insert(s.stage_ran.clone());
+                logits.push(s.logits.clone());
+            })
+            .unwrap();
+            assert_eq!(got, want, "{kind}, prompt {prompt:?}");
+            // The logits too, to f32 rounding (the wafer's sums and the
+            // router's softmax round in their own order).
+            let mut cache = reference::KvCache::new(&c);
+            let fed = std::iter::once(wafer_compiler::tokenizer::BOS).chain(got.iter().copied());
+            for (pos, (t, wafer)) in fed.zip(&logits).enumerate() {
+                let cpu = m.forward(t, pos, &mut cache);
+                let top = cpu.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                for (a, b) in wafer.iter().zip(&cpu) {
+                    assert!((a - b).abs() <= 1e-5 * top, "{kind} pos {pos}: {a} vs {b}");
+                }
+            }
+        }
+        assert!(ran.len() > 1, "{kind}: the same experts every token");
+    }
+}
+
+/// A timing-only step runs the experts a seeded routing picks, the cost
+/// models predict that step exactly, and another seed picks others.
+#[test]
+fn timing_only_steps_run_the_seeded_experts_as_predicted() {
+    let (c, w) = mixtral();
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let compiled = wafer_compiler::compile(&c, Some(&w), &options(kind)).unwrap();
+        let mut d = Decoder::new(&compiled);
+        d.timing_only(true);
+        d.skip_to(5).unwrap();
+        let s = d.step(0).unwrap();
+        assert_eq!(s.cycles, compiled.predicted(5), "{kind}");
+        assert_eq!(s.stage_ran, compiled.runs(5, experts::DEFAULT_SEED));
+        let other: Vec<_> = (1..20).map(|seed| compiled.runs(5, seed)).collect();
+        assert!(other.iter().any(|r| *r != s.stage_ran));
+        let mut d = Decoder::new(&compiled);
+        d.timing_only(true);
+        d.expert_seed(7);
+        d.skip_to(5).unwrap();
+        assert_eq!(d.step(0).unwrap().stage_ran, compiled.runs(5, 7));
+    }
+    for (seed, pos) in [(0, 0), (3, 9), (u64::MAX, 1000)] {
+        let p = experts::seeded(seed, pos, 40, 8, 2);
+        assert!(p.len() == 2 && p[0] < p[1] && p[1] < 8, "{p:?}");
+    }
 }

@@ -65,7 +65,8 @@ impl WaferRow {
     /// The row for `c` at `positions`, with its machine's size and the
     /// cost models' prediction at the first position beside the cycles.
     /// `stage_cycles`: each stage's cycles per token (emulated or
-    /// predicted), which the per-wafer times sum.
+    /// predicted) with its hand-off's within the wafer, which the
+    /// per-wafer times sum.
     fn new(
         c: &Compiled,
         per_token_cycles: f64,
@@ -76,10 +77,6 @@ impl WaferRow {
     ) -> WaferRow {
         let arch = &c.options.arch;
         let n = c.wafers.len() as u64;
-        let hand = |i: usize| {
-            let h = &c.routing.handoffs[i];
-            (h.cycles - h.link_cycles) as f64
-        };
         WaferRow {
             per_token_cycles,
             predicted_cycles: c.predicted(positions.0),
@@ -97,7 +94,7 @@ impl WaferRow {
                 .iter()
                 .map(|w| WaferTime {
                     layers: w.layers.clone(),
-                    cycles: w.stages.clone().map(|i| stage_cycles[i] + hand(i)).sum(),
+                    cycles: w.stages.clone().map(|i| stage_cycles[i]).sum(),
                 })
                 .collect(),
             transfers: c
@@ -125,6 +122,7 @@ pub fn kind(k: &Kernel) -> &'static str {
         Kernel::Rope(_) => "rope",
         Kernel::Attention(_) => "attention",
         Kernel::Argmax(_) => "argmax",
+        Kernel::Router(_) | Kernel::Combine(_) => "experts' router, combine",
     }
 }
 
@@ -133,18 +131,22 @@ pub const TRANSFERS: &str = "transfers between wafers";
 
 /// A step's hand-off cycles into the breakdown: within wafers, and over
 /// the links between them (a system's only).
-fn add_handoffs(c: &Compiled, kinds: &mut BTreeMap<&'static str, KindTime>) {
-    let h: u64 = c
-        .routing
-        .handoffs
-        .iter()
-        .map(|h| h.cycles - h.link_cycles)
-        .sum();
+/// `ran`: which stages ran (the experts not picked did not).
+fn add_handoffs(c: &Compiled, ran: &[bool], kinds: &mut BTreeMap<&'static str, KindTime>) {
+    let ran = || {
+        c.routing
+            .handoffs
+            .iter()
+            .zip(ran)
+            .filter(|(_, r)| **r)
+            .map(|(h, _)| h)
+    };
+    let h: u64 = ran().map(|h| h.cycles - h.link_cycles).sum();
     let k = kinds.entry(HANDOFFS).or_default();
     k.cycles += h as f64;
     k.pe.fabric += h as f64;
     if c.wafers.len() > 1 {
-        let l: u64 = c.routing.handoffs.iter().map(|h| h.link_cycles).sum();
+        let l: u64 = ran().map(|h| h.link_cycles).sum();
         let k = kinds.entry(TRANSFERS).or_default();
         k.cycles += l as f64;
         k.pe.fabric += l as f64;
@@ -199,8 +201,14 @@ pub fn emulate(
         let s = d.step(0)?;
         each(&s);
         cycles += s.cycles;
-        for (sum, cyc) in stage_cycles.iter_mut().zip(&s.stage_cycles) {
-            *sum += *cyc as f64 / steps as f64;
+        for (i, sum) in stage_cycles.iter_mut().enumerate() {
+            let h = &c.routing.handoffs[i];
+            let hand = if s.stage_ran[i] {
+                h.cycles - h.link_cycles
+            } else {
+                0
+            };
+            *sum += (s.stage_cycles[i] + hand) as f64 / steps as f64;
         }
         for ((site, cyc), t) in c.sites.iter().zip(&s.stage_cycles).zip(&s.stage_time) {
             let k = kinds.entry(kind(&site.kernel)).or_default();
@@ -216,7 +224,7 @@ pub fn emulate(
             k.pe.fabric += *cyc as f64 * fabric as f64 / all;
             k.pe.idle += *cyc as f64 * idle as f64 / all;
         }
-        add_handoffs(c, &mut kinds);
+        add_handoffs(c, &s.stage_ran, &mut kinds);
     }
     let n = steps as f64;
     for k in kinds.values_mut() {
@@ -239,15 +247,15 @@ pub fn emulate(
 /// compile predicts at `context`, split by layer kind (no PE-time split).
 pub fn predicted(c: &Compiled, context: u32) -> WaferRow {
     let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
-    let stage_cycles: Vec<f64> = c
-        .stage_predictions(context)
-        .into_iter()
-        .map(|p| p as f64)
-        .collect();
-    for (site, cycles) in c.sites.iter().zip(&stage_cycles) {
-        kinds.entry(kind(&site.kernel)).or_default().cycles += cycles;
+    let ran = c.runs(context, wafer_compiler::experts::DEFAULT_SEED);
+    let predicted = c.stage_predictions(context);
+    let mut stage_cycles = vec![0.0; c.stages.len()];
+    for (i, site) in c.sites.iter().enumerate().filter(|(i, _)| ran[*i]) {
+        kinds.entry(kind(&site.kernel)).or_default().cycles += predicted[i] as f64;
+        let h = &c.routing.handoffs[i];
+        stage_cycles[i] = (predicted[i] + h.cycles - h.link_cycles) as f64;
     }
-    add_handoffs(c, &mut kinds);
+    add_handoffs(c, &ran, &mut kinds);
     // The prediction has no PE-time split.
     for k in kinds.values_mut() {
         k.pe = PeTimeF::default();

@@ -135,11 +135,35 @@ pub fn decode_step(c: &Config) -> Graph {
             },
             d,
         );
-        let gate = proj(&mut g, "feed_forward.w1", hd, h, d);
-        let up = proj(&mut g, "feed_forward.w3", hd, h, d);
-        let s = push(&mut g, Op::Silu { x: gate }, hd);
-        let m = push(&mut g, Op::Mul { a: s, b: up }, hd);
-        let f = proj(&mut g, "feed_forward.w2", d, m, hd);
+        let mlp = |g: &mut Graph, at: &str, h: usize| {
+            let gate = proj(g, &format!("{at}.w1"), hd, h, d);
+            let up = proj(g, &format!("{at}.w3"), hd, h, d);
+            let s = push(g, Op::Silu { x: gate }, hd);
+            let m = push(g, Op::Mul { a: s, b: up }, hd);
+            proj(g, &format!("{at}.w2"), d, m, hd)
+        };
+        let f = match c.moe {
+            None => mlp(&mut g, "feed_forward", h),
+            Some(moe) => {
+                // The router, every expert's MLP from its dispatch (only
+                // the picked ones have values), and their weighted sum.
+                let logits = proj(&mut g, "feed_forward.gate", moe.experts, h, d);
+                let k = moe.per_token;
+                let route = push(&mut g, Op::Route { logits, k }, 2 * k);
+                let experts = (0..moe.experts)
+                    .map(|expert| {
+                        let op = Op::Dispatch {
+                            x: h,
+                            route,
+                            expert,
+                        };
+                        let x = push(&mut g, op, d);
+                        mlp(&mut g, &format!("feed_forward.experts.{expert}"), x)
+                    })
+                    .collect();
+                push(&mut g, Op::Combine { route, experts }, d)
+            }
+        };
         x = push(&mut g, Op::Add { a: x, b: f }, d);
     }
     let w = weight(&mut g, "norm.weight".into(), vec![d]);

@@ -1,9 +1,9 @@
 //! The graph run on the CPU, one value after another, with the shared
 //! arithmetic of [`crate::math`]: what the compiled program must compute.
 
-use super::{Graph, Op};
-use crate::math::{KvCache, attend, gelu, layernorm, matvec, rmsnorm, rope, silu};
-use crate::model::{ModelError, Weights};
+use super::{Graph, Inst, Op};
+use crate::math::{KvCache, attend, combine, gelu, layernorm, matvec, rmsnorm, rope, route, silu};
+use crate::model::{ModelError, Tensor, Weights};
 
 /// Why a graph could not be interpreted on the given weights.
 #[derive(Debug, thiserror::Error)]
@@ -32,22 +32,60 @@ pub fn interpret(
             .ok_or_else(|| InterpretError::Undeclared(name.to_string()))
     };
     let tensor = |name: &str| Ok::<_, InterpretError>(w.get(name, &shape(name)?)?);
-    let mut vals: Vec<Vec<f32>> = Vec::with_capacity(g.insts.len());
+    // `None`: no value (an expert the router did not pick, and what is
+    // computed from it).
+    let mut vals: Vec<Option<Vec<f32>>> = Vec::with_capacity(g.insts.len());
     for inst in &g.insts {
-        let v = match &inst.op {
-            Op::Token => vec![token as f32],
+        let missing = inst.op.operands().iter().any(|v| vals[*v].is_none());
+        let v = if missing && !matches!(inst.op, Op::Combine { .. }) {
+            None
+        } else {
+            let at = Step {
+                vals: &vals,
+                token,
+                pos,
+            };
+            at.run(inst, &tensor, cache)?
+        };
+        vals.push(v);
+    }
+    Ok(vals.swap_remove(g.ret).unwrap_or_default())
+}
+
+/// The values made so far, and the step's token and position.
+struct Step<'a> {
+    vals: &'a [Option<Vec<f32>>],
+    token: u32,
+    pos: usize,
+}
+
+impl Step<'_> {
+    fn val(&self, v: usize) -> &[f32] {
+        self.vals[v].as_deref().unwrap_or(&[])
+    }
+
+    /// `inst`'s value (`None` for a dispatch to an expert not picked).
+    fn run<'w>(
+        &self,
+        inst: &Inst,
+        tensor: &dyn Fn(&str) -> Result<&'w Tensor, InterpretError>,
+        cache: &mut KvCache,
+    ) -> Result<Option<Vec<f32>>, InterpretError> {
+        let (pos, val) = (self.pos, |v: &usize| self.val(*v));
+        Ok(Some(match &inst.op {
+            Op::Token => vec![self.token as f32],
             Op::Position => vec![pos as f32],
-            Op::Embed { table, token: id } => tensor(table)?.row(vals[*id][0] as usize).to_vec(),
+            Op::Embed { table, token: id } => tensor(table)?.row(val(id)[0] as usize).to_vec(),
             Op::LayerNorm {
                 x,
                 weight,
                 bias,
                 eps,
-            } => layernorm(&vals[*x], &tensor(weight)?.data, &tensor(bias)?.data, *eps),
-            Op::Gelu { x } => vals[*x].iter().map(|v| gelu(*v)).collect(),
-            Op::RmsNorm { x, weight, eps } => rmsnorm(&vals[*x], &tensor(weight)?.data, *eps),
+            } => layernorm(val(x), &tensor(weight)?.data, &tensor(bias)?.data, *eps),
+            Op::Gelu { x } => val(x).iter().map(|v| gelu(*v)).collect(),
+            Op::RmsNorm { x, weight, eps } => rmsnorm(val(x), &tensor(weight)?.data, *eps),
             Op::MatVec { weight, x, bias } => {
-                let mut y = matvec(tensor(weight)?, &vals[*x]);
+                let mut y = matvec(tensor(weight)?, val(x));
                 if let Some(b) = bias {
                     y.iter_mut()
                         .zip(&tensor(b)?.data)
@@ -62,7 +100,7 @@ pub fn interpret(
                 pairs,
                 scaling,
             } => {
-                let mut r = vals[*x].clone();
+                let mut r = val(x).to_vec();
                 rope(&mut r, pos, *head, *theta, *pairs, *scaling);
                 r
             }
@@ -75,10 +113,10 @@ pub fn interpret(
                 kv_heads,
                 head,
             } => {
-                cache.keys[*layer].push(vals[*k].clone());
-                cache.values[*layer].push(vals[*v].clone());
+                cache.keys[*layer].push(val(k).to_vec());
+                cache.values[*layer].push(val(v).to_vec());
                 attend(
-                    &vals[*q],
+                    val(q),
                     &cache.keys[*layer],
                     &cache.values[*layer],
                     *heads,
@@ -86,11 +124,29 @@ pub fn interpret(
                     *head,
                 )
             }
-            Op::Add { a, b } => vals[*a].iter().zip(&vals[*b]).map(|(x, y)| x + y).collect(),
-            Op::Mul { a, b } => vals[*a].iter().zip(&vals[*b]).map(|(x, y)| x * y).collect(),
-            Op::Silu { x } => vals[*x].iter().map(|v| silu(*v)).collect(),
-        };
-        vals.push(v);
+            Op::Add { a, b } => val(a).iter().zip(val(b)).map(|(x, y)| x + y).collect(),
+            Op::Mul { a, b } => val(a).iter().zip(val(b)).map(|(x, y)| x * y).collect(),
+            Op::Silu { x } => val(x).iter().map(|v| silu(*v)).collect(),
+            Op::Route { logits, k } => {
+                let picked = route(val(logits), *k);
+                let ids = picked.iter().map(|(e, _)| *e as f32);
+                ids.chain(picked.iter().map(|(_, w)| *w)).collect()
+            }
+            Op::Dispatch { x, route, expert } => {
+                if !picks(val(route)).iter().any(|(e, _)| e == expert) {
+                    return Ok(None);
+                }
+                val(x).to_vec()
+            }
+            Op::Combine { route, experts } => {
+                combine(&picks(val(route)), inst.len, |e| val(&experts[e]).to_vec())
+            }
+        }))
     }
-    Ok(vals.swap_remove(g.ret))
+}
+
+/// A route's value as (expert, weight) pairs.
+pub fn picks(route: &[f32]) -> Vec<(usize, f32)> {
+    let k = route.len() / 2;
+    (0..k).map(|j| (route[j] as usize, route[k + j])).collect()
 }

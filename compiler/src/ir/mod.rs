@@ -23,6 +23,11 @@
 //! Value `%i` is instruction `i`'s result; `rope` and `attention` use the
 //! step's position, and `attention` appends its `k`, `v` to layer `layer`'s
 //! KV cache before attending.
+//!
+//! A mixture of experts is data-dependent: `route` picks experts, each
+//! expert's work starts from a `dispatch` of its input, which has a value
+//! only for the experts picked (every op reading a value-less operand
+//! makes none), and `combine` sums what the picked experts made.
 
 mod build;
 mod interpret;
@@ -30,7 +35,7 @@ mod text;
 mod verify;
 
 pub use build::{decode_step, seeded_weights};
-pub use interpret::interpret;
+pub use interpret::{interpret, picks};
 pub use text::{IrError, parse};
 pub use verify::{GraphError, verify};
 
@@ -95,6 +100,29 @@ pub enum Op {
     Silu {
         x: usize,
     },
+    /// A mixture of experts' router: the `k` experts with the largest
+    /// of `logits` (one per expert) and their weights, as
+    /// `[e_0 … e_{k−1}, w_0 … w_{k−1}]`, largest first, the indices as
+    /// exact f32 ([`crate::math::route`]).
+    Route {
+        logits: usize,
+        k: usize,
+    },
+    /// `x`, sent to expert `expert` where `route` picked it. Where it did
+    /// not, there is no value, and nothing computed from it has one: the
+    /// expert does not run for this token.
+    Dispatch {
+        x: usize,
+        route: usize,
+        expert: usize,
+    },
+    /// The picked experts' outputs weighted and summed, in increasing
+    /// expert index (as transformers adds them); `experts[e]` is expert
+    /// `e`'s output, which has a value only where `route` picked it.
+    Combine {
+        route: usize,
+        experts: Vec<usize>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +139,29 @@ pub struct Graph {
     pub insts: Vec<Inst>,
     /// The value the step returns (the logits).
     pub ret: usize,
+}
+
+impl Op {
+    /// The values the op reads.
+    pub fn operands(&self) -> Vec<usize> {
+        match self {
+            Op::Token | Op::Position => vec![],
+            Op::Embed { token, .. } => vec![*token],
+            Op::RmsNorm { x, .. }
+            | Op::MatVec { x, .. }
+            | Op::LayerNorm { x, .. }
+            | Op::Gelu { x }
+            | Op::Rope { x, .. }
+            | Op::Silu { x } => vec![*x],
+            Op::Attention { q, k, v, .. } => vec![*q, *k, *v],
+            Op::Add { a, b } | Op::Mul { a, b } => vec![*a, *b],
+            Op::Route { logits, .. } => vec![*logits],
+            Op::Dispatch { x, route, .. } => vec![*x, *route],
+            Op::Combine { route, experts } => std::iter::once(*route)
+                .chain(experts.iter().copied())
+                .collect(),
+        }
+    }
 }
 
 /// A one-line summary: instruction counts by operation.

@@ -73,6 +73,14 @@ impl fmt::Display for Graph {
                 Op::Add { a, b } => format!("add %{a}, %{b}"),
                 Op::Mul { a, b } => format!("mul %{a}, %{b}"),
                 Op::Silu { x } => format!("silu %{x}"),
+                Op::Route { logits, k } => format!("route %{logits} k={k}"),
+                Op::Dispatch { x, route, expert } => {
+                    format!("dispatch %{x}, %{route} expert={expert}")
+                }
+                Op::Combine { route, experts } => {
+                    let ys: Vec<String> = experts.iter().map(|e| format!("%{e}")).collect();
+                    format!("combine %{route}, {}", ys.join(", "))
+                }
             };
             let ty = if matches!(inst.op, Op::Token | Op::Position) {
                 "i32"
@@ -303,6 +311,21 @@ fn parse_op(body: &str) -> Result<Op, String> {
             b: val(1)?,
         },
         "silu" => Op::Silu { x: val(0)? },
+        "route" => Op::Route {
+            logits: val(0)?,
+            k: num("k")?,
+        },
+        "dispatch" => Op::Dispatch {
+            x: val(0)?,
+            route: val(1)?,
+            expert: num("expert")?,
+        },
+        "combine" => Op::Combine {
+            route: val(0)?,
+            experts: (1..operands.len().max(1))
+                .map(val)
+                .collect::<Result<_, _>>()?,
+        },
         other => return Err(format!("unknown operation `{other}`")),
     })
 }

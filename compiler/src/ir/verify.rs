@@ -15,7 +15,10 @@ pub enum GraphError {
 /// op's operand and result lengths agree with its weights' shapes (matvec
 /// `[len, x]`, embed `[vocab, len]` from a token, rmsnorm `[len]`); rope
 /// rotates whole even heads; attention's heads divide evenly and each layer
-/// has one; add and mul take equal lengths; the returned value exists.
+/// has one; add and mul take equal lengths; a route picks 1..=experts and
+/// returns two values a pick; dispatch and combine read a route, dispatch
+/// to one of its experts, combine one output per expert; the returned
+/// value exists.
 pub fn verify(g: &Graph) -> Result<(), GraphError> {
     let shapes: std::collections::BTreeMap<&str, &Vec<usize>> =
         g.weights.iter().map(|(n, s)| (n.as_str(), s)).collect();
@@ -36,6 +39,14 @@ pub fn verify(g: &Graph) -> Result<(), GraphError> {
                     "weight `{name}` is {s:?}, the operation needs {want:?}"
                 ))),
                 _ => Ok(()),
+            }
+        };
+        // The experts a `route` operand chooses among.
+        let routed = |r: usize| -> Result<usize, GraphError> {
+            len(r)?;
+            match g.insts[r].op {
+                Op::Route { logits, .. } => Ok(g.insts[logits].len),
+                _ => Err(e(format!("%{r} is not a route"))),
             }
         };
         let same = |a: usize, b: usize| {
@@ -111,6 +122,36 @@ pub fn verify(g: &Graph) -> Result<(), GraphError> {
                 same(len(*a)?, inst.len)?;
             }
             Op::Silu { x } => same(len(*x)?, inst.len)?,
+            Op::Route { logits, k } => {
+                if *k == 0 || *k > len(*logits)? {
+                    return Err(e(format!(
+                        "route picks 1..={} experts, not {k}",
+                        len(*logits)?
+                    )));
+                }
+                same(inst.len, 2 * k)?;
+            }
+            Op::Dispatch { x, route, expert } => {
+                same(len(*x)?, inst.len)?;
+                let experts = routed(*route)?;
+                if *expert >= experts {
+                    return Err(e(format!(
+                        "dispatch to expert {expert} of a router over {experts}"
+                    )));
+                }
+            }
+            Op::Combine { route, experts } => {
+                let n = routed(*route)?;
+                if experts.len() != n {
+                    return Err(e(format!(
+                        "combine takes one output per expert: {n}, not {}",
+                        experts.len()
+                    )));
+                }
+                for y in experts {
+                    same(len(*y)?, inst.len)?;
+                }
+            }
         }
     }
     if g.ret >= g.insts.len() {

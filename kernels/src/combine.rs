@@ -1,0 +1,212 @@
+//! A mixture of experts' combine: the outputs of the `k` experts a router
+//! picked, weighted and summed, down a column of `h` PEs.
+//!
+//! Input `w` holds the `k` weights and `y` the `k` outputs of `n` elements
+//! each, concatenated, both in increasing expert index: the order
+//! transformers' loop over the experts adds them in, from zero. PE `r`
+//! holds segment `r` of every output; one stream from the west brings it
+//! the weights and then its `k` pieces, which it keeps in memory before
+//! summing `acc ← acc + y_j · w_j` (`vfmac`: the product rounded, then
+//! the sum, as `acc += y * w` is in Rust) and sends the last sum east.
+
+use crate::timeline::{Timeline, f32_rate as rate};
+use crate::{Fragment, KernelError, Segment, TensorPort, split};
+use std::fmt::Write;
+use wafer_emulator::Arch;
+use wafer_emulator::isa::VecOp;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CombineSpec {
+    /// Elements of each expert's output (and of the sum).
+    pub n: u32,
+    /// Experts picked a token.
+    pub k: u32,
+    /// PEs in the column.
+    pub h: u32,
+    /// Seed of the default inputs.
+    pub seed: u64,
+}
+
+const CY: u8 = 0;
+const CO: u8 = 2;
+
+impl CombineSpec {
+    fn segments(&self) -> Vec<(u32, u32)> {
+        split(self.n, self.h)
+    }
+
+    /// SRAM one PE needs for a segment of `len`: the weights, the pieces,
+    /// the sum, and room for the code.
+    fn bytes(&self, len: u32) -> u64 {
+        (self.k as u64 * (1 + len as u64) + len as u64) * 4 + 400
+    }
+}
+
+pub fn generate(s: &CombineSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+    let (n, k, h) = (s.n, s.k, s.h);
+    if k == 0 || n == 0 || h == 0 || h > n {
+        return Err(KernelError::Rect {
+            w: 1,
+            h,
+            why: format!("a combine of {k} outputs of {n} elements spreads over 1..={n} PEs"),
+        });
+    }
+    if h > arch.grid_rows {
+        return Err(KernelError::Rect {
+            w: 1,
+            h,
+            why: format!("machine `{}` has {} rows", arch.name, arch.grid_rows),
+        });
+    }
+    let seg = s.segments();
+    if s.bytes(seg[0].1) > arch.sram_bytes as u64 {
+        return Err(KernelError::Rect {
+            w: 1,
+            h,
+            why: format!(
+                "{k} pieces of {} elements need {} bytes of SRAM a PE; use more PEs",
+                seg[0].1,
+                s.bytes(seg[0].1)
+            ),
+        });
+    }
+    let mut src =
+        format!("; combine of {k} experts' outputs of {n} down a column of {h} PEs\n.grid 1x{h}\n");
+    for (r, (_, len)) in seg.iter().enumerate() {
+        let mut body = format!("  vmov.f32 w, rx(c{CY})\n  vmov.f32 ys, rx(c{CY})\n");
+        for j in 0..k {
+            let dst = if j + 1 == k {
+                format!("tx(c{CO})")
+            } else {
+                "acc".into()
+            };
+            let from = if j == 0 { "0.0" } else { "acc" };
+            writeln!(
+                body,
+                "  ldf f1, w[{j}]\n  vfmac.f32 {dst}, {from}, ys[{}, {len}], f1",
+                j * len
+            )
+            .unwrap();
+        }
+        writeln!(
+            src,
+            ".code p{r}
+  .buffer w f32[{k}]
+  .buffer ys f32[{}]
+  .buffer acc f32[{len}]
+  .task main local active
+main:
+{body}  end
+.end
+.place p{r} 0,{r} 1x1",
+            k * len
+        )
+        .unwrap();
+    }
+    writeln!(src, ".route 0,0 1x{h} c{CY} W -> R").unwrap();
+    writeln!(src, ".route 0,0 1x{h} c{CO} R -> E").unwrap();
+    for (r, (_, len)) in seg.iter().enumerate() {
+        writeln!(
+            src,
+            ".input y{r} f32[{}] -> 0,{r} W c{CY} = rand({})",
+            k + k * len,
+            s.seed
+        )
+        .unwrap();
+        writeln!(src, ".output s{r} f32[{len}] <- 0,{r} E c{CO}").unwrap();
+    }
+    let program = crate::assemble(&src, "combine")?;
+    // Every PE's stream: the weights, then its piece of each output.
+    let w = TensorPort {
+        name: "w".into(),
+        len: k,
+        segments: (0..h)
+            .map(|r| Segment {
+                stream: format!("y{r}"),
+                offset: 0,
+                len: k,
+                at: 0,
+            })
+            .collect(),
+    };
+    let y = TensorPort {
+        name: "y".into(),
+        len: k * n,
+        segments: seg
+            .iter()
+            .enumerate()
+            .flat_map(|(r, (off, len))| {
+                (0..k).map(move |j| Segment {
+                    stream: format!("y{r}"),
+                    offset: j * n + off,
+                    len: *len,
+                    at: k + j * len,
+                })
+            })
+            .collect(),
+    };
+    let out = TensorPort {
+        name: "s".into(),
+        len: n,
+        segments: seg
+            .iter()
+            .enumerate()
+            .map(|(r, (off, len))| Segment {
+                stream: format!("s{r}"),
+                offset: *off,
+                len: *len,
+                at: 0,
+            })
+            .collect(),
+    };
+    Ok(Fragment {
+        program,
+        inputs: vec![w, y],
+        outputs: vec![out],
+        state: Vec::new(),
+    })
+}
+
+/// The reference: `Σ_j y_j · w_j` from zero, in the given order, each
+/// product rounded before it is added.
+pub fn reference(s: &CombineSpec, w: &[f32], y: &[f32]) -> Vec<f32> {
+    let n = s.n as usize;
+    let mut acc = vec![0.0f32; n];
+    for (j, wj) in w.iter().enumerate().take(s.k as usize) {
+        for (a, v) in acc.iter_mut().zip(&y[j * n..(j + 1) * n]) {
+            *a += v * wj;
+        }
+    }
+    acc
+}
+
+/// Predicted cycles: per PE, the `k` weights and then its `k · len`
+/// pieces received from the west (element `i` of its stream in the queue
+/// `hop + ramp + i` cycles after the host sends the first), then per
+/// output a scalar load and a multiply-add over the segment (the first
+/// reads one vector, the rest two; the last sends), the last element at
+/// the host `ramp + hop` after it leaves the core.
+pub fn cost(s: &CombineSpec, arch: &Arch) -> u64 {
+    let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
+    let k = s.k;
+    s.segments()
+        .iter()
+        .map(|(_, len)| {
+            let mut l = Timeline::start(arch);
+            l.receive(k, hop + ramp);
+            l.receive(k * len, hop + ramp + k as u64);
+            let mut first_out = 0;
+            for j in 0..k {
+                l.scalar(1);
+                let reads = if j == 0 { 1 } else { 2 };
+                if j + 1 == k {
+                    first_out = l.send(*len, rate(arch, VecOp::Fmac, reads, 0));
+                } else {
+                    l.vector(*len, rate(arch, VecOp::Fmac, reads, 1));
+                }
+            }
+            first_out + *len as u64 - 1 + ramp + hop
+        })
+        .max()
+        .unwrap_or(0)
+}
