@@ -88,12 +88,22 @@ impl Compiled {
     /// [`crate::experts::DEFAULT_SEED`] picks at `pos`, as a timing-only
     /// step does by default.
     pub fn predicted(&self, pos: u32) -> u64 {
-        let runs = self.runs(pos, crate::experts::DEFAULT_SEED);
+        self.predicted_with(pos, crate::experts::DEFAULT_SEED)
+    }
+
+    /// [`Compiled::predicted`] with the experts `seed`'s routing picks.
+    pub fn predicted_with(&self, pos: u32, seed: u64) -> u64 {
+        self.predicted_ran(pos, &self.runs(pos, seed))
+    }
+
+    /// The predicted step of the stages `ran` marks (a step's
+    /// [`crate::decode::Step::stage_ran`]).
+    pub fn predicted_ran(&self, pos: u32, ran: &[bool]) -> u64 {
         self.stage_predictions(pos)
             .iter()
             .zip(&self.routing.handoffs)
-            .zip(runs)
-            .filter(|(_, ran)| *ran)
+            .zip(ran)
+            .filter(|(_, ran)| **ran)
             .map(|((p, h), _)| p + h.cycles)
             .sum()
     }

@@ -744,7 +744,7 @@ fn stage_tensors(
                     let mut picks = crate::ir::picks(&route);
                     // Timing-only picks are NaN: their order is no matter.
                     if picks.iter().all(|(e, _)| (*e as f32).is_finite()) {
-                        picks.sort_by(|a, b| a.0.cmp(&b.0));
+                        picks.sort_by_key(|(e, _)| *e);
                     }
                     v.extend(picks.iter().map(|(_, w)| *w));
                 }

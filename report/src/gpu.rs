@@ -116,13 +116,10 @@ pub fn decode_work(
     context: u64,
     kernels: u64,
 ) -> DecodeWork {
-    let (d, v) = (c.dim as f64, c.vocab_size as f64);
-    let mut weights = c.n_params() as f64;
-    if !c.tied_embeddings {
-        // The embedding table is read one row per token; the separate
-        // classifier is read whole.
-        weights -= v * d - d;
-    }
+    let d = c.dim as f64;
+    // The embedding table is read one row per token (a separate
+    // classifier whole), and a mixture of experts' picked experts only.
+    let mut weights = c.n_active_params() as f64;
     if c.family == Family::Gpt2 {
         // And one row of the position table.
         weights -= c.seq_len as f64 * d - d;

@@ -38,6 +38,18 @@ pub struct WaferRow {
     pub wafers: Vec<WaferTime>,
     /// Per wafer-to-wafer transfer: bytes sent and cycles per token.
     pub transfers: Vec<(u64, f64)>,
+    /// A mixture of experts' routing in these steps (`None`: no experts).
+    pub experts: Option<ExpertsRun>,
+}
+
+/// Which experts a mixture of experts' steps ran: the picks of a seeded
+/// routing (timing-only steps and the cost models have no values, so no
+/// router picks), stated wherever the row is shown.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExpertsRun {
+    pub experts: usize,
+    pub per_token: usize,
+    pub seed: u64,
 }
 
 /// One wafer's share of a token.
@@ -74,12 +86,13 @@ impl WaferRow {
         positions: (u32, u32),
         emulated: bool,
         stage_cycles: &[f64],
+        expert_seed: u64,
     ) -> WaferRow {
         let arch = &c.options.arch;
         let n = c.wafers.len() as u64;
         WaferRow {
             per_token_cycles,
-            predicted_cycles: c.predicted(positions.0),
+            predicted_cycles: c.predicted_with(positions.0, expert_seed),
             clock_hz: arch.clock_hz,
             pes_used: c.pes_used(),
             pes: n * arch.n_pes(),
@@ -102,6 +115,11 @@ impl WaferRow {
                 .iter()
                 .map(|t| (t.bytes, t.cycles as f64))
                 .collect(),
+            experts: c.config.moe.map(|m| ExpertsRun {
+                experts: m.experts,
+                per_token: m.per_token,
+                seed: expert_seed,
+            }),
         }
     }
 
@@ -166,6 +184,10 @@ pub struct EmulateOptions {
     /// CLI's MPI ranks; [`wafer_compiler::share`]): the results are one
     /// process's.
     pub share: Option<Arc<dyn wafer_compiler::share::Exchange>>,
+    /// A mixture of experts' steps run the experts this seed's routing
+    /// picks ([`wafer_compiler::experts`]; the default,
+    /// [`wafer_compiler::experts::DEFAULT_SEED`], is what `predicted` runs).
+    pub expert_seed: u64,
 }
 
 /// Emulate `steps` timing-only decode steps from position `context`,
@@ -183,6 +205,7 @@ pub fn emulate(
     }
     let mut d = Decoder::new(c);
     d.timing_only(true);
+    d.expert_seed(opts.expert_seed);
     d.keep_stats(opts.stats);
     if let Some(n) = opts.trace {
         d.trace(n);
@@ -240,6 +263,7 @@ pub fn emulate(
         (context, context + steps as u32 - 1),
         true,
         &stage_cycles,
+        opts.expert_seed,
     ))
 }
 
@@ -267,6 +291,7 @@ pub fn predicted(c: &Compiled, context: u32) -> WaferRow {
         (context, context),
         false,
         &stage_cycles,
+        wafer_compiler::experts::DEFAULT_SEED,
     )
 }
 
@@ -564,6 +589,20 @@ impl Table {
         if let Some(r) = &w.region {
             let _ = writeln!(o, "             {}", r.summary());
         }
+        if let Some(e) = &w.experts {
+            let _ = writeln!(
+                o,
+                "             experts: every one placed; each layer runs the {} of {} that a seeded routing (seed {}) picks, not the router's picks ({})",
+                e.per_token,
+                e.experts,
+                e.seed,
+                if w.emulated {
+                    "timing-only steps have no values to route by"
+                } else {
+                    "the cost models have no values to route by"
+                }
+            );
+        }
         if w.wafers.len() > 1 {
             let us = |cycles: f64| cycles / w.clock_hz * 1e6;
             let _ = writeln!(
@@ -673,6 +712,10 @@ impl Table {
                 "positions": [w.positions.0, w.positions.1],
                 "emulated": w.emulated,
                 "region": w.region.as_ref().map(region_json),
+                "experts": w.experts.map(|e| json!({
+                    "experts": e.experts, "per_token": e.per_token,
+                    "routing": "seeded", "seed": e.seed,
+                })),
                 "wafers": w.wafers.iter().map(|x| json!({
                     "layers": [x.layers.start, x.layers.end],
                     "cycles": x.cycles,

@@ -75,6 +75,11 @@ pub struct BenchArgs {
     /// token takes over an hour on a 2-core host.
     #[arg(long)]
     pub only_reuse: bool,
+    /// A mixture of experts' timing-only steps run the experts a routing
+    /// seeded by this picks (timing-only steps have no values, so no
+    /// router picks; the table says so); the cost models use seed 0.
+    #[arg(long, default_value_t = wafer_compiler::experts::DEFAULT_SEED)]
+    pub expert_seed: u64,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Print one JSON object.
@@ -259,6 +264,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             baselines: &a.baselines,
             plot: a.plot.as_deref(),
             json: a.json,
+            expert_seed: a.expert_seed,
         };
         return super::compare::run(&request, &l, &c);
     }

@@ -18,15 +18,17 @@ pub struct Request<'a> {
     pub baselines: &'a Path,
     pub plot: Option<&'a Path>,
     pub json: bool,
+    /// The seed of a mixture of experts' routing in the emulated steps.
+    pub expert_seed: u64,
 }
 
 /// Emulate `steps` timing-only decode steps from `context` with a progress
 /// bar, stopping at Ctrl-C; with `share`, each step's distinct stage runs
-/// are shared between the MPI ranks (every rank calls this together).
+/// are shared between the MPI ranks (every rank calls this together). A
+/// mixture of experts runs the experts `expert_seed`'s routing picks.
 pub fn emulate(
     c: &Compiled,
-    context: u32,
-    steps: usize,
+    (context, steps, expert_seed): (u32, usize, u64),
     (trace, stats): (Option<usize>, bool),
     share: bool,
     mut each: impl FnMut(&wafer_compiler::decode::Step),
@@ -48,6 +50,7 @@ pub fn emulate(
         } else {
             None
         },
+        expert_seed,
     };
     let row = wafer_report::emulate(c, context, steps, &opts, |s| {
         each(s);
@@ -94,7 +97,13 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
     let wafer = if a.predict {
         wafer_report::predicted(c, context)
     } else {
-        emulate(c, context, steps, (None, false), true, |_| {})?
+        emulate(
+            c,
+            (context, steps, a.expert_seed),
+            (None, false),
+            true,
+            |_| {},
+        )?
     };
     let gpus = table::gpus(a.gpu_specs, a.gpus)?;
     let measured = gpu::measured_in(a.baselines)?;

@@ -251,7 +251,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "{:.3} µs/token",
             step.cycles as f64 / clock_hz * 1e6
         ));
-        predicted.push(c.predicted(pos as u32));
+        // Of the stages the step ran (a mixture of experts: those the
+        // router picked).
+        predicted.push(c.predicted_ran(pos as u32, &step.stage_ran));
         if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
             let want = m.forward(input, pos, kv);
             // NaN-aware: a NaN difference is the worst there is, not one

@@ -134,8 +134,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                             Some(
                                 super::compare::emulate(
                                     &c,
-                                    context,
-                                    1,
+                                    (context, 1, wafer_compiler::experts::DEFAULT_SEED),
                                     (None, false),
                                     false,
                                     |_| {},

@@ -213,8 +213,7 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
     } else {
         super::compare::emulate(
             &c,
-            a.context,
-            steps,
+            (a.context, steps, wafer_compiler::experts::DEFAULT_SEED),
             (Some(MODEL_SPANS_PER_STAGE), true),
             false,
             |s| {

@@ -1,9 +1,15 @@
 //! The `wafer` command line, end to end: what a researcher types. Here
 //! programs, machines and files; `kernel.rs` the kernels on their own;
-//! `model.rs` models: size, compile, generate, bench, sweep, view.
+//! `model.rs` models: size, compile, generate, bench, sweep, view;
+//! `experts.rs` a mixture of experts.
 
+mod experts;
 mod kernel;
 mod model;
+// The checkpoints the compiler's tests write (a shrunk Mixtral here).
+#[path = "../../compiler/tests/written/mod.rs"]
+#[allow(dead_code)]
+mod written;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

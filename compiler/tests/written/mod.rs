@@ -1,5 +1,8 @@
 //! Checkpoints the front-end tests write themselves: seeded values and
-//! f32 safetensors bytes (shared by `hf.rs`, `gpt2.rs` and `moe.rs`).
+//! f32 safetensors bytes (shared by `hf.rs`, `gpt2.rs` and `moe.rs`, and
+//! the command line's tests), and a shrunk Mixtral (`mixtral.rs`).
+
+pub mod mixtral;
 
 use safetensors::{Dtype, tensor::TensorView};
 
