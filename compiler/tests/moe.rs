@@ -43,6 +43,11 @@ fn gpt_oss_has_the_published_sizes() {
         e.contains("gpt-oss") && e.contains("not run by its CPU reference yet"),
         "{e}"
     );
+    // Refused by name, not compiled as the Llama it is not.
+    let e = wafer_compiler::compile(&c, None, &options(PlacementKind::Pipeline))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gpt-oss is not lowered to the wafer yet"), "{e}");
 }
 
 #[test]
