@@ -1,28 +1,8 @@
 //! GPT-2 in the reference's plain style: one struct per block, weights by
 //! name (the Llama-style names `hf.rs` maps GPT-2's onto).
 
-use crate::math::{KvCache, attend, gelu, layernorm, matvec};
+use crate::math::{KvCache, Linear, attend, gelu, layernorm, matvec};
 use crate::model::{Config, ModelError, Tensor, Weights};
-
-/// `W·x + b`.
-struct Linear {
-    w: Tensor,
-    b: Vec<f32>,
-}
-
-impl Linear {
-    fn load(w: &Weights, prefix: &str, rows: usize, cols: usize) -> Result<Linear, ModelError> {
-        Ok(Linear {
-            w: w.get(&format!("{prefix}.weight"), &[rows, cols])?.clone(),
-            b: w.get(&format!("{prefix}.bias"), &[rows])?.data.clone(),
-        })
-    }
-    fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let mut y = matvec(&self.w, x);
-        y.iter_mut().zip(&self.b).for_each(|(y, b)| *y += b);
-        y
-    }
-}
 
 struct Norm {
     w: Vec<f32>,

@@ -16,6 +16,7 @@ pub mod experts;
 pub mod footprint;
 pub mod generation;
 pub mod gpt2;
+pub mod gpt_oss;
 pub mod hf;
 pub mod ir;
 pub mod listing;

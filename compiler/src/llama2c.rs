@@ -66,6 +66,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<(Config, Weights), ModelError> 
         family: crate::model::Family::Llama,
         moe: None,
         head_dim: None,
+        sliding: None,
     };
     cfg.validate()
         .map_err(|m| err(format!("inconsistent header: {m}")))?;

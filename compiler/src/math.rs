@@ -3,13 +3,34 @@
 //! same functions, so the three agree bit for bit by construction. A leaf:
 //! it knows the model's config and tensors, nothing else of the compiler.
 
-use crate::model::{Config, RopePairs, RopeScaling, Tensor};
+use crate::model::{Config, ModelError, RopePairs, RopeScaling, Tensor, Weights};
 
 /// `W·x` for `W` of shape `[out, in]`.
 pub fn matvec(w: &Tensor, x: &[f32]) -> Vec<f32> {
     (0..w.shape[0])
         .map(|i| w.row(i).iter().zip(x).map(|(a, b)| a * b).sum())
         .collect()
+}
+
+/// `W·x + b` (GPT-2's and gpt-oss's projections).
+pub struct Linear {
+    pub w: Tensor,
+    pub b: Vec<f32>,
+}
+
+impl Linear {
+    /// `{prefix}.weight` of `[rows, cols]` and `{prefix}.bias` of `[rows]`.
+    pub fn load(w: &Weights, prefix: &str, rows: usize, cols: usize) -> Result<Linear, ModelError> {
+        Ok(Linear {
+            w: w.get(&format!("{prefix}.weight"), &[rows, cols])?.clone(),
+            b: w.get(&format!("{prefix}.bias"), &[rows])?.data.clone(),
+        })
+    }
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut y = matvec(&self.w, x);
+        y.iter_mut().zip(&self.b).for_each(|(y, b)| *y += b);
+        y
+    }
 }
 
 pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
@@ -76,9 +97,14 @@ pub fn rope(
     scaling: Option<RopeScaling>,
 ) {
     let freqs = wafer_kernels::rope::inv_freq(theta, head_size as u32, scaling);
+    // YaRN scales cos and sin (exactly 1 otherwise).
+    let m = wafer_kernels::rope::attention_factor(scaling);
     for head in x.chunks_exact_mut(head_size) {
         for (i, freq) in freqs.iter().enumerate() {
-            let (c, s) = ((pos as f32 * *freq).cos(), (pos as f32 * *freq).sin());
+            let (c, s) = (
+                (pos as f32 * *freq).cos() * m,
+                (pos as f32 * *freq).sin() * m,
+            );
             let (ia, ib) = match pairs {
                 RopePairs::Adjacent => (2 * i, 2 * i + 1),
                 RopePairs::HalfSplit => (i, i + head_size / 2),

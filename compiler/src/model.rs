@@ -33,6 +33,32 @@ pub struct Config {
     /// Each head's size where it is not `dim / n_heads` (gpt-oss: 64 with
     /// a 2,880-wide hidden state).
     pub head_dim: Option<usize>,
+    /// Layers that attend over a sliding window of the latest positions
+    /// (gpt-oss: every other layer), or `None`: every layer attends to the
+    /// whole context.
+    pub sliding: Option<Sliding>,
+}
+
+/// Attention over a sliding window: on the layers marked, position `p`
+/// attends to the positions `q` with `p − q < window` (its own included),
+/// as transformers' sliding-window mask keeps them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sliding {
+    pub window: usize,
+    /// One per layer: whether it slides.
+    pub layers: Vec<bool>,
+}
+
+impl Config {
+    /// The window layer `l` attends over (`None`: the whole context).
+    pub fn window(&self, l: usize) -> Option<usize> {
+        let s = self.sliding.as_ref()?;
+        s.layers
+            .get(l)
+            .copied()
+            .unwrap_or(false)
+            .then_some(s.window)
+    }
 }
 
 /// A sparse mixture-of-experts MLP, as Mixtral's: a router (a linear map
@@ -59,8 +85,8 @@ pub enum Family {
     /// attention sink per head, attention alternating between a sliding
     /// window and the whole context, YaRN RoPE, and a mixture of experts
     /// whose router and experts have biases and whose SwiGLU is clamped.
-    /// Sized here (parameters, bytes); neither the CPU reference nor the
-    /// compiler runs it yet.
+    /// The CPU reference runs it ([`crate::gpt_oss`]); the compiler does
+    /// not lower it yet.
     GptOss,
 }
 
@@ -117,6 +143,7 @@ impl Config {
                 family: Family::Llama,
                 moe: None,
                 head_dim: None,
+                sliding: None,
             }
         };
         let llama3 = |factor| {
@@ -196,14 +223,27 @@ impl Config {
             },
             // openai/gpt-oss-20b and -120b (their config.json): 2,880 wide,
             // 64 query heads and 8 KV heads of 64, 201,088 tokens; 32
-            // experts over 24 layers or 128 over 36, 4 a token. Their RoPE
-            // is YaRN (factor 32 over 4,096): sized, not run, here.
+            // experts over 24 layers or 128 over 36, 4 a token; RoPE YaRN
+            // (factor 32 over 4,096, not truncated), every other layer (from
+            // the first) over a window of 128.
             "gpt-oss-20b" | "gpt-oss-120b" => {
                 let big = name == "gpt-oss-120b";
+                let layers = if big { 36 } else { 24 };
                 Config {
                     family: Family::GptOss,
                     head_dim: Some(64),
                     norm_eps: 1e-5,
+                    rope_scaling: Some(RopeScaling::Yarn {
+                        factor: 32.0,
+                        beta_fast: 32.0,
+                        beta_slow: 1.0,
+                        original: 4096.0,
+                        truncate: false,
+                    }),
+                    sliding: Some(Sliding {
+                        window: 128,
+                        layers: (0..layers).map(|l| l % 2 == 0).collect(),
+                    }),
                     moe: Some(Moe {
                         experts: if big { 128 } else { 32 },
                         per_token: 4,
@@ -362,6 +402,15 @@ impl Config {
                 per_token: m.per_token,
             });
         }
+        if let Some(s) = &self.sliding
+            && (s.window == 0 || s.layers.len() != self.n_layers)
+        {
+            return Err(ConfigError::Sliding {
+                window: s.window,
+                layers: s.layers.len(),
+                n_layers: self.n_layers,
+            });
+        }
         Ok(())
     }
 }
@@ -387,6 +436,14 @@ pub enum ConfigError {
         "{per_token} experts a token of {experts}: a mixture of experts picks 1 to all of its experts (at most 4096)"
     )]
     Experts { experts: usize, per_token: usize },
+    #[error(
+        "a sliding window of {window} over {layers} layers' types, for {n_layers} layers: the window is at least 1 and every layer has a type"
+    )]
+    Sliding {
+        window: usize,
+        layers: usize,
+        n_layers: usize,
+    },
 }
 
 /// A dense f32 tensor, row-major.

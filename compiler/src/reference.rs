@@ -62,6 +62,7 @@ enum Body {
         output: Tensor,
     },
     Gpt2(crate::gpt2::Gpt2),
+    GptOss(crate::gpt_oss::GptOss),
 }
 
 impl Attention {
@@ -203,12 +204,7 @@ impl Model {
     pub fn load(w: &Weights, c: &Config) -> Result<Model, ModelError> {
         let body = match c.family {
             crate::model::Family::Gpt2 => Body::Gpt2(crate::gpt2::Gpt2::load(w, c)?),
-            crate::model::Family::GptOss => {
-                return Err(ModelError::Format {
-                    file: w.source.clone(),
-                    message: "gpt-oss (attention sinks, sliding windows, YaRN RoPE, clamped SwiGLU experts) is sized by wafer (`wafer model`) but not run by its CPU reference yet".into(),
-                });
-            }
+            crate::model::Family::GptOss => Body::GptOss(crate::gpt_oss::GptOss::load(w, c)?),
             crate::model::Family::Llama => Body::Llama {
                 embedding: w
                     .get("tok_embeddings.weight", &[c.vocab_size, c.dim])?
@@ -233,7 +229,7 @@ impl Model {
                 Ffn::Experts(e) => Some(e),
                 Ffn::Dense(_) => None,
             },
-            Body::Gpt2(_) => None,
+            Body::Gpt2(_) | Body::GptOss(_) => None,
         }
     }
 
@@ -242,6 +238,7 @@ impl Model {
     pub fn forward(&self, token: u32, pos: usize, cache: &mut KvCache) -> Vec<f32> {
         let (embedding, blocks, norm, output) = match &self.body {
             Body::Gpt2(m) => return m.forward(token, pos, cache),
+            Body::GptOss(m) => return m.forward(token, pos, cache),
             Body::Llama {
                 embedding,
                 blocks,

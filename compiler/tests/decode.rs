@@ -236,7 +236,7 @@ proptest! {
             vocab_size: vocab, seq_len: 16, rope_theta: 10000.0,
             rope_pairs: if half_split { RopePairs::HalfSplit } else { RopePairs::Adjacent }, norm_eps: 1e-5, tied_embeddings: false,
             // Llama 3.1's scaling with a short original context, so every band is in play.
-            rope_scaling: scaled.then_some(wafer_compiler::model::RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original: 64.0 }), family: wafer_compiler::model::Family::Llama, moe: None, head_dim: None };
+            rope_scaling: scaled.then_some(wafer_compiler::model::RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original: 64.0 }), family: wafer_compiler::model::Family::Llama, moe: None, head_dim: None, sliding: None };
         let w = wafer_compiler::ir::seeded_weights(&c, seed);
         let kind = if mesh { PlacementKind::Mesh } else { PlacementKind::Pipeline };
         let arch = Arch::wse3().with_grid(48, 32).unwrap();

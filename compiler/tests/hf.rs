@@ -24,6 +24,7 @@ fn config() -> Config {
         family: wafer_compiler::model::Family::Llama,
         moe: None,
         head_dim: None,
+        sliding: None,
     }
 }
 

@@ -113,7 +113,7 @@ proptest! {
         let n_heads = heads * group;
         let c = Config { dim: n_heads * 2 * head_half, hidden_dim: hidden, n_layers: layers, n_heads, n_kv_heads: heads, vocab_size: vocab, seq_len: 8,
             rope_theta: 10000.0, rope_pairs: if half_split { RopePairs::HalfSplit } else { RopePairs::Adjacent }, norm_eps: 1e-5, tied_embeddings: false,
-            rope_scaling: scaled.then_some(wafer_compiler::model::RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original: 64.0 }), family: wafer_compiler::model::Family::Llama, moe: None, head_dim: None };
+            rope_scaling: scaled.then_some(wafer_compiler::model::RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original: 64.0 }), family: wafer_compiler::model::Family::Llama, moe: None, head_dim: None, sliding: None };
         let g = ir::decode_step(&c);
         prop_assert_eq!(ir::parse(&g.to_string(), "r.ir").unwrap(), g.clone());
         let mut w = wafer_compiler::Weights::default();

@@ -38,11 +38,10 @@ fn gpt_oss_has_the_published_sizes() {
         tensors: Default::default(),
         source: "seeded".into(),
     };
+    // The reference runs gpt-oss (`tests/gpt_oss.rs`); with no tensors it
+    // names the first it lacks.
     let e = reference::Model::load(&w, &c).err().unwrap().to_string();
-    assert!(
-        e.contains("gpt-oss") && e.contains("not run by its CPU reference yet"),
-        "{e}"
-    );
+    assert!(e.contains("tok_embeddings.weight"), "{e}");
     // Refused by name, not compiled as the Llama it is not.
     let e = wafer_compiler::compile(&c, None, &options(PlacementKind::Pipeline))
         .unwrap_err()

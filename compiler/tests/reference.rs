@@ -131,6 +131,7 @@ fn grouped_query_attention_is_multi_head_attention_with_shared_kv() {
         family: wafer_compiler::model::Family::Llama,
         moe: None,
         head_dim: None,
+        sliding: None,
     };
     let mha = wafer_compiler::Config {
         n_kv_heads: 4,
@@ -272,6 +273,7 @@ fn half_split_rope_is_adjacent_rope_on_interleaved_rows() {
         family: wafer_compiler::model::Family::Llama,
         moe: None,
         head_dim: None,
+        sliding: None,
     };
     let adjacent = Config {
         rope_pairs: RopePairs::Adjacent,

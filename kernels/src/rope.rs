@@ -71,6 +71,52 @@ pub enum RopeScaling {
         high_freq_factor: f32,
         original: f32,
     },
+    /// YaRN (gpt-oss), as transformers computes it: each frequency a
+    /// blend of itself (extrapolation) and itself over `factor`
+    /// (interpolation), by a ramp between the dimensions that turn
+    /// `beta_fast` and `beta_slow` times over `original` positions (the
+    /// ramp's ends rounded outwards where `truncate`); cos and sin are
+    /// then scaled by [`attention_factor`].
+    Yarn {
+        factor: f32,
+        beta_fast: f32,
+        beta_slow: f32,
+        original: f32,
+        truncate: bool,
+    },
+}
+
+/// What RoPE's cos and sin are multiplied by: YaRN's `0.1 · ln(factor) +
+/// 1` (1 for a factor of at most 1), else 1.
+pub fn attention_factor(scaling: Option<RopeScaling>) -> f32 {
+    match scaling {
+        Some(RopeScaling::Yarn { factor, .. }) if factor > 1.0 => {
+            (0.1 * (factor as f64).ln() + 1.0) as f32
+        }
+        _ => 1.0,
+    }
+}
+
+/// YaRN's ramp over the frequencies (f64 where transformers computes in
+/// Python floats): the dimension range `(low, high)`.
+fn yarn_range(
+    theta: f32,
+    dim: u32,
+    beta_fast: f32,
+    beta_slow: f32,
+    original: f32,
+    truncate: bool,
+) -> (f64, f64) {
+    let (dim, base) = (dim as f64, theta as f64);
+    let at = |rotations: f32| {
+        dim * (original as f64 / (rotations as f64 * 2.0 * std::f64::consts::PI)).ln()
+            / (2.0 * base.ln())
+    };
+    let (mut low, mut high) = (at(beta_fast), at(beta_slow));
+    if truncate {
+        (low, high) = (low.floor(), high.ceil());
+    }
+    (low.max(0.0), high.min(dim - 1.0))
 }
 
 /// Pair `i`'s frequency `θ^(−2i/d)`, scaled, in f32. The compiler's CPU
@@ -78,7 +124,8 @@ pub enum RopeScaling {
 pub fn inv_freq(theta: f32, head_dim: u32, scaling: Option<RopeScaling>) -> Vec<f32> {
     (0..head_dim / 2)
         .map(|i| {
-            let f = 1.0 / theta.powf((2 * i) as f32 / head_dim as f32);
+            let pos_freq = theta.powf((2 * i) as f32 / head_dim as f32);
+            let f = 1.0 / pos_freq;
             match scaling {
                 None => f,
                 Some(RopeScaling::Linear { factor }) => f / factor,
@@ -97,6 +144,26 @@ pub fn inv_freq(theta: f32, head_dim: u32, scaling: Option<RopeScaling>) -> Vec<
                         let smooth = (original / wavelen - lo) / (hi - lo);
                         (1.0 - smooth) * f / factor + smooth * f
                     }
+                }
+                Some(RopeScaling::Yarn {
+                    factor,
+                    beta_fast,
+                    beta_slow,
+                    original,
+                    truncate,
+                }) => {
+                    let (low, high) =
+                        yarn_range(theta, head_dim, beta_fast, beta_slow, original, truncate);
+                    // transformers nudges an empty ramp open.
+                    let span = if low == high {
+                        high + 0.001 - low
+                    } else {
+                        high - low
+                    };
+                    let ramp = ((i as f32 - low as f32) / span as f32).clamp(0.0, 1.0);
+                    let keep = 1.0 - ramp;
+                    let interpolated = 1.0 / (factor * pos_freq);
+                    interpolated * (1.0 - keep) + f * keep
                 }
             }
         })

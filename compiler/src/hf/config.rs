@@ -1,5 +1,5 @@
 //! Hugging Face `config.json` for the families wafer implements (`llama`,
-//! `mixtral`, `gpt2`), read strictly: every field either is read (in both the
+//! `mixtral`, `gpt2`, `gpt_oss`), read strictly: every field either is read (in both the
 //! transformers-4 form and the transformers-5 `rope_parameters` form), or
 //! is one that does not change what a decode step computes (bookkeeping,
 //! training-only dropout, token ids), or is an error naming it. A field
@@ -113,9 +113,10 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ModelError> {
         "llama" => llama(&mut r)?,
         "mixtral" => mixtral(&mut r)?,
         "gpt2" => gpt2(&mut r)?,
+        "gpt_oss" => gpt_oss(&mut r)?,
         other => {
             return Err(err(format!(
-                "`model_type` is `{other}`: wafer implements `llama`, `mixtral` and `gpt2`"
+                "`model_type` is `{other}`: wafer implements `llama`, `mixtral`, `gpt2` and `gpt_oss`"
             )));
         }
     };
@@ -145,7 +146,7 @@ fn llama(r: &mut Reader) -> Result<Config, ModelError> {
             dim / heads
         )));
     }
-    let (rope_theta, rope_scaling) = rope(r)?;
+    let (rope_theta, rope_scaling) = rope(r, false)?;
     Ok(Config {
         dim,
         hidden_dim: r.count("intermediate_size")?,
@@ -163,6 +164,7 @@ fn llama(r: &mut Reader) -> Result<Config, ModelError> {
         family: Family::Llama,
         moe: None,
         head_dim: None,
+        sliding: None,
     })
 }
 
@@ -201,7 +203,9 @@ fn mixtral(r: &mut Reader) -> Result<Config, ModelError> {
 /// RoPE's base and scaling: transformers 4 writes `rope_theta` and
 /// `rope_scaling` at the top level, transformers 5 one `rope_parameters`
 /// object holding `rope_type`, `rope_theta` and the scaling's fields.
-fn rope(r: &mut Reader) -> Result<(f32, Option<RopeScaling>), ModelError> {
+/// YaRN is read only where `yarn` (gpt-oss: the wafer's RoPE kernel does
+/// not scale cos and sin yet).
+fn rope(r: &mut Reader, yarn: bool) -> Result<(f32, Option<RopeScaling>), ModelError> {
     let top_theta = r.opt_num("rope_theta")?;
     let scaling = r.take("rope_scaling");
     let params = r.take("rope_parameters");
@@ -239,12 +243,17 @@ fn rope(r: &mut Reader) -> Result<(f32, Option<RopeScaling>), ModelError> {
     }
     let scaling = match table {
         None => None,
-        Some((name, t)) => scaling_of(r, name, t)?,
+        Some((name, t)) => scaling_of(r, name, t, yarn)?,
     };
     Ok((theta as f32, scaling))
 }
 
-fn scaling_of(r: &Reader, name: &str, t: &Value) -> Result<Option<RopeScaling>, ModelError> {
+fn scaling_of(
+    r: &Reader,
+    name: &str,
+    t: &Value,
+    yarn: bool,
+) -> Result<Option<RopeScaling>, ModelError> {
     let obj = t
         .as_object()
         .ok_or_else(|| r.err(format!("`{name}` must be an object or null")))?;
@@ -253,21 +262,30 @@ fn scaling_of(r: &Reader, name: &str, t: &Value) -> Result<Option<RopeScaling>, 
         .or_else(|| obj.get("type"))
         .and_then(Value::as_str)
         .unwrap_or("default");
-    let fields: &[&str] = match kind {
-        "default" => &[],
-        "linear" => &["factor"],
-        "llama3" => &[
-            "factor",
-            "low_freq_factor",
-            "high_freq_factor",
-            "original_max_position_embeddings",
-        ],
-        other => {
-            return Err(r.err(format!(
-                "`{name}` of type `{other}` is not supported (default, llama3 and linear are)"
+    let fields: &[&str] =
+        match kind {
+            "default" => &[],
+            "linear" => &["factor"],
+            "llama3" => &[
+                "factor",
+                "low_freq_factor",
+                "high_freq_factor",
+                "original_max_position_embeddings",
+            ],
+            "yarn" if yarn => &[
+                "factor",
+                "beta_fast",
+                "beta_slow",
+                "original_max_position_embeddings",
+                "truncate",
+            ],
+            other => {
+                return Err(r.err(format!(
+                "`{name}` of type `{other}` is not supported (default, llama3 and linear are{})",
+                if yarn { ", and yarn" } else { "; yarn for gpt_oss only" }
             )));
-        }
-    };
+            }
+        };
     for key in obj.keys() {
         if !matches!(key.as_str(), "rope_type" | "type" | "rope_theta")
             && !fields.contains(&key.as_str())
@@ -302,7 +320,125 @@ fn scaling_of(r: &Reader, name: &str, t: &Value) -> Result<Option<RopeScaling>, 
         "linear" => Some(RopeScaling::Linear {
             factor: num("factor")?,
         }),
+        "yarn" => Some(RopeScaling::Yarn {
+            factor: num("factor")?,
+            // transformers' defaults.
+            beta_fast: if obj.contains_key("beta_fast") {
+                num("beta_fast")?
+            } else {
+                32.0
+            },
+            beta_slow: if obj.contains_key("beta_slow") {
+                num("beta_slow")?
+            } else {
+                1.0
+            },
+            original: num("original_max_position_embeddings")?,
+            truncate: match obj.get("truncate") {
+                None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => {
+                    return Err(r.err(format!("`{name}.truncate` must be true or false, not {v}")));
+                }
+            },
+        }),
         _ => None,
+    })
+}
+
+/// gpt-oss (`GptOssForCausalLM`): see [`crate::gpt_oss`]. Its experts'
+/// SwiGLU clamps at 7 whatever `swiglu_limit` says (transformers
+/// hardcodes it), so another limit is refused rather than run as 7;
+/// `experts_per_token` is the original release's name for
+/// `num_experts_per_tok` and must agree; the MXFP4 `quantization_config`
+/// says how the experts are stored, which the front end decodes.
+fn gpt_oss(r: &mut Reader) -> Result<Config, ModelError> {
+    for inert in [
+        "router_aux_loss_coef",
+        "output_router_logits",
+        "router_jitter_noise",
+        // The training context, which YaRN's own field repeats.
+        "initial_context_length",
+    ] {
+        r.take(inert);
+    }
+    let experts = r.count("num_local_experts")?;
+    let per_token = r.count("num_experts_per_tok")?;
+    if let Some(e) = r.opt_count("experts_per_token")?
+        && e != per_token
+    {
+        return Err(r.err(format!(
+            "`experts_per_token` {e} and `num_experts_per_tok` {per_token} disagree"
+        )));
+    }
+    r.expect_str(
+        "hidden_act",
+        &["silu"],
+        "silu",
+        "the experts' gate activation",
+    )?;
+    r.expect_bool("attention_bias", true, "q/k/v/o projection biases")?;
+    if let Some(l) = r.opt_num("swiglu_limit")?
+        && l != crate::gpt_oss::LIMIT as f64
+    {
+        return Err(r.err(format!(
+            "`swiglu_limit` is {l}: transformers' gpt-oss clamps at 7 whatever it says, and wafer follows transformers"
+        )));
+    }
+    match r.take("quantization_config") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(q)) => {
+            for (key, v) in q {
+                match key.as_str() {
+                    "quant_method" if v == "mxfp4" => {}
+                    // Which modules stay unquantized: the tensors' own
+                    // dtypes say it.
+                    "modules_to_not_convert" => {}
+                    _ => {
+                        return Err(r.err(format!(
+                            "`quantization_config.{key}` is {v}: wafer reads gpt-oss's MXFP4 (`quant_method` \"mxfp4\")"
+                        )));
+                    }
+                }
+            }
+        }
+        Some(v) => return Err(r.err(format!("`quantization_config` must be an object, not {v}"))),
+    }
+    let n_layers = r.count("num_hidden_layers")?;
+    let window = r.count("sliding_window")?;
+    // transformers' default: sliding on the even layers.
+    let layers = match r.take("layer_types") {
+        None | Some(Value::Null) => (0..n_layers).map(|l| l % 2 == 0).collect(),
+        Some(Value::Array(types)) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("sliding_attention") => Ok(true),
+                Some("full_attention") => Ok(false),
+                _ => Err(r.err(format!(
+                    "`layer_types` holds {t}: each is \"sliding_attention\" or \"full_attention\""
+                ))),
+            })
+            .collect::<Result<Vec<bool>, _>>()?,
+        Some(v) => return Err(r.err(format!("`layer_types` must be a list, not {v}"))),
+    };
+    let (rope_theta, rope_scaling) = rope(r, true)?;
+    Ok(Config {
+        dim: r.count("hidden_size")?,
+        hidden_dim: r.count("intermediate_size")?,
+        n_layers,
+        n_heads: r.count("num_attention_heads")?,
+        n_kv_heads: r.count("num_key_value_heads")?,
+        vocab_size: r.count("vocab_size")?,
+        seq_len: r.count("max_position_embeddings")?,
+        rope_theta,
+        rope_pairs: RopePairs::HalfSplit,
+        norm_eps: r.opt_num("rms_norm_eps")?.unwrap_or(1e-5) as f32,
+        tied_embeddings: r.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+        rope_scaling,
+        family: Family::GptOss,
+        moe: Some(crate::model::Moe { experts, per_token }),
+        head_dim: Some(r.count("head_dim")?),
+        sliding: Some(crate::model::Sliding { window, layers }),
     })
 }
 
@@ -351,6 +487,7 @@ fn gpt2(r: &mut Reader) -> Result<Config, ModelError> {
         family: Family::Gpt2,
         moe: None,
         head_dim: None,
+        sliding: None,
     })
 }
 

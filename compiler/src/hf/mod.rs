@@ -1,14 +1,16 @@
-//! Hugging Face checkpoints (Llama family and GPT-2): a directory with `config.json` and
+//! Hugging Face checkpoints (Llama family, GPT-2 and gpt-oss): a directory with `config.json` and
 //! `model.safetensors`, or shards listed in `model.safetensors.index.json`.
 //! Tensors in f32, f16 or bf16 are widened to f32 and renamed to the Llama
 //! names the model code fetches (`model.layers.0.self_attn.q_proj.weight` →
 //! `layers.0.attention.wq.weight`; Mixtral's `block_sparse_moe.gate` and
 //! `.experts.E.w1` → `feed_forward.gate`, `feed_forward.experts.E.w1`).
-//! The classifier follows
+//! gpt-oss's fused and MXFP4 experts are cut apart and decoded by
+//! `gpt_oss.rs`. The classifier follows
 //! `tie_word_embeddings`, as transformers builds it. `config.rs` reads
 //! `config.json`.
 
 pub mod config;
+pub mod gpt_oss;
 
 use crate::model::{Config, Family, ModelError, Tensor, Weights};
 use safetensors::{Dtype, SafeTensors};
@@ -175,8 +177,8 @@ fn add_tensors(
             // Converted in `finish`, once every GPT-2 tensor is read.
             Family::Gpt2 => gpt2_kept(&name),
             Family::Llama => our_name(&name),
-            // config.rs does not read gpt-oss configs: nothing maps.
-            Family::GptOss => None,
+            // Converted in `finish`, once every tensor is read.
+            Family::GptOss => gpt_oss::kept(&name),
         };
         let ours = match ours {
             Some(n) => n,
@@ -206,6 +208,10 @@ fn add_tensors(
                 .chunks_exact(2)
                 .map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
                 .collect(),
+            // gpt-oss's MXFP4 experts: bytes, decoded in `finish`.
+            Dtype::U8 if config.family == Family::GptOss && gpt_oss::is_bytes(&ours) => {
+                data.iter().map(|b| *b as f32).collect()
+            }
             other => {
                 return Err(format(format!(
                     "tensor `{name}` is {other:?}; wafer reads f32, f16 and bf16"
@@ -269,10 +275,10 @@ fn derived_buffer(hf: &str) -> bool {
 /// embedding (an `lm_head.weight` beside it is the same tensor), an untied
 /// model's must be in the files.
 fn finish(mut config: Config, raw: Weights) -> Result<(Config, Weights), ModelError> {
-    let mut weights = if config.family == Family::Gpt2 {
-        gpt2_convert(raw, &config)?
-    } else {
-        raw
+    let mut weights = match config.family {
+        Family::Gpt2 => gpt2_convert(raw, &config)?,
+        Family::GptOss => gpt_oss::convert(raw, &config)?,
+        Family::Llama => raw,
     };
     if config.tied_embeddings {
         if let Some(emb) = weights.tensors.get("tok_embeddings.weight").cloned() {

@@ -55,6 +55,16 @@ impl fmt::Display for Graph {
                         }) => format!(
                             " scaling=llama3:{factor:?}:{low_freq_factor:?}:{high_freq_factor:?}:{original:?}"
                         ),
+                        Some(RopeScaling::Yarn {
+                            factor,
+                            beta_fast,
+                            beta_slow,
+                            original,
+                            truncate,
+                        }) => format!(
+                            " scaling=yarn:{factor:?}:{beta_fast:?}:{beta_slow:?}:{original:?}:{}",
+                            u8::from(*truncate)
+                        ),
                     }
                 ),
                 Op::Attention {
@@ -95,7 +105,8 @@ impl fmt::Display for Graph {
 
 // ----------------------------------------------------------------- parsing
 
-/// `linear:F` or `llama3:F:LOW:HIGH:ORIGINAL`.
+/// `linear:F`, `llama3:F:LOW:HIGH:ORIGINAL` or
+/// `yarn:F:FAST:SLOW:ORIGINAL:TRUNCATE` (TRUNCATE 0 or 1).
 fn parse_scaling(v: &str) -> Result<RopeScaling, String> {
     let parts: Vec<&str> = v.split(':').collect();
     let nums: Vec<f32> = parts[1..]
@@ -111,8 +122,19 @@ fn parse_scaling(v: &str) -> Result<RopeScaling, String> {
             high_freq_factor: *hi,
             original: *original,
         }),
+        ("yarn", [factor, fast, slow, original, truncate])
+            if *truncate == 0.0 || *truncate == 1.0 =>
+        {
+            Ok(RopeScaling::Yarn {
+                factor: *factor,
+                beta_fast: *fast,
+                beta_slow: *slow,
+                original: *original,
+                truncate: *truncate == 1.0,
+            })
+        }
         _ => Err(format!(
-            "`rope`: scaling must be linear:F or llama3:F:LOW:HIGH:ORIGINAL, not `{v}`"
+            "`rope`: scaling must be linear:F, llama3:F:LOW:HIGH:ORIGINAL or yarn:F:FAST:SLOW:ORIGINAL:0|1, not `{v}`"
         )),
     }
 }
