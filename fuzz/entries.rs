@@ -388,6 +388,8 @@ pub fn kernel(data: &[u8]) -> bool {
                 h: b.u32(),
                 strategy,
                 seed,
+                sinks: false,
+                window: None,
             };
             attention::generate(&s, &arch)
                 .map(|_| attention::cost(&s, &arch))

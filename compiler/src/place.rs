@@ -442,6 +442,8 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
                         h,
                         strategy: o.reduce,
                         seed,
+                        sinks: false,
+                        window: None,
                     })
                 }),
                 &arch,

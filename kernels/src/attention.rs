@@ -17,6 +17,14 @@
 //!
 //! and a column reduce streams the heads' outputs (`group·d` values) out of
 //! the column's bottom PE. Positions after `pos` are never read (causal).
+//!
+//! gpt-oss's attention adds two things. With `sinks`, each column's top PE
+//! holds a learned logit per query head: it joins that PE's maxima before
+//! the max allreduce, and its `exp(sink − max)` joins that PE's sums
+//! before the sum allreduce, so it is in every softmax's denominator and
+//! in no numerator. With a `window`, each PE skips the slots before the
+//! window's first position (`pos + 1 − window`): the scores, maxima, sums
+//! and weighted values cover the window alone.
 
 use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::Strategy;
@@ -42,6 +50,12 @@ pub struct AttentionSpec {
     pub h: u32,
     pub strategy: Strategy,
     pub seed: u64,
+    /// A learned sink logit per query head (gpt-oss): in each softmax's
+    /// denominator, out of its numerator. Held by each column's top PE.
+    pub sinks: bool,
+    /// Attend only to the positions `p` with `pos − p < window` (a
+    /// sliding-window layer); `None`: every cached position.
+    pub window: Option<u32>,
 }
 
 const CIN: u8 = 0;
@@ -67,6 +81,15 @@ impl AttentionSpec {
             (self.pos - r) / self.h + 1
         } else {
             0
+        }
+    }
+    /// PE `r`'s first slot inside the window (0 without one): slot `k`
+    /// holds position `r + k·h`, and the window starts at
+    /// `pos + 1 − window`.
+    pub fn first(&self, r: u32) -> u32 {
+        match self.window {
+            Some(w) if self.pos + 1 > w + r => (self.pos + 1 - w - r).div_ceil(self.h),
+            _ => 0,
         }
     }
     fn lines(&self) -> Lines {
@@ -104,7 +127,9 @@ impl AttentionSpec {
     /// PE's SRAM are compared, not computed exactly).
     pub fn sram_bytes(&self) -> u32 {
         let (d, g, s) = (self.head_dim as u64, self.group as u64, self.slots() as u64);
-        let bytes = 4 * (self.in_len_wide() + 2 * s * d + g * s + g * d + 2 * g) + 800;
+        let bytes = 4 * (self.in_len_wide() + 2 * s * d + g * s + g * d + 2 * g)
+            + if self.sinks { 8 * g } else { 0 }
+            + 800;
         bytes.min(u32::MAX as u64) as u32
     }
 }
@@ -148,12 +173,12 @@ counted:
   vmov.f32 kc[r4, {d}], inb[1, {d}]
   vmov.f32 vc[r4, {d}], inb[{v}, {d}]
 appended:
-  li r5, 0
+{window}  li r5, 0
   li r6, {q}
   li r7, 0
 head:
-  li r8, 0
-  li r9, 0
+  {first}
+  {first_at}
 slot:
   bge r8, r2, scored
   lf f2, 0.0
@@ -166,8 +191,8 @@ slot:
   jmp slot
 scored:
   lf f3, -inf
-  beq r2, 0, nomax
-  vrmax.f32 f3, sc[r7, r2]
+{span}  beq {count}, 0, nomax
+  vrmax.f32 f3, sc[{at}, {count}]
 nomax:
   stf mx[r5], f3
   add r5, r5, 1
@@ -178,7 +203,47 @@ nomax:
         scale = s.scale(),
         v = 1 + d,
         q = 1 + 2 * d,
+        // In a window, r12 is the first slot in it and r15 the slots from
+        // there (computed once), r14 a head's first score.
+        window = match s.window {
+            None => String::new(),
+            Some(w) => format!(
+                "  li r12, 0
+  sub r13, r1, {}
+  blt r13, {}, windowed
+  sub r12, r13, {r}
+  add r12, r12, {}
+  div r12, r12, {h}
+windowed:
+  sub r15, r2, r12
+",
+                w - 1,
+                r + 1,
+                h - 1
+            ),
+        },
+        first = if s.window.is_some() {
+            "mov r8, r12"
+        } else {
+            "li r8, 0"
+        },
+        first_at = if s.window.is_some() {
+            format!("mul r9, r12, {d}")
+        } else {
+            "li r9, 0".into()
+        },
+        span = if s.window.is_some() {
+            "  add r14, r7, r12\n"
+        } else {
+            ""
+        },
+        count = if s.window.is_some() { "r15" } else { "r2" },
+        at = if s.window.is_some() { "r14" } else { "r7" },
     );
+    // The top PE's sinks join its maxima, and later its sums.
+    if s.sinks && r == 0 {
+        t.push_str("  vfmax.f32 mx, mx, snk\n");
+    }
     t.push_str(&all.max.code(r));
     write!(
         t,
@@ -187,18 +252,28 @@ nomax:
 norm:
   ldf f4, mx[r5]
   lf f5, 0.0
-  beq r2, 0, nosum
-  vfsub.f32 sc[r7, r2], sc[r7, r2], f4
-  vexp.f32 sc[r7, r2], sc[r7, r2]
-  vsum.f32 f5, sc[r7, r2]
+{span}  beq {count}, 0, nosum
+  vfsub.f32 sc[{at}, {count}], sc[{at}, {count}], f4
+  vexp.f32 sc[{at}, {count}], sc[{at}, {count}]
+  vsum.f32 f5, sc[{at}, {count}]
 nosum:
   stf sm[r5], f5
   add r5, r5, 1
   add r7, r7, {slots}
   blt r5, {g}, norm
-"
+",
+        span = if s.window.is_some() {
+            "  add r14, r7, r12\n"
+        } else {
+            ""
+        },
+        count = if s.window.is_some() { "r15" } else { "r2" },
+        at = if s.window.is_some() { "r14" } else { "r7" },
     )
     .unwrap();
+    if s.sinks && r == 0 {
+        t.push_str("  vfsub.f32 ts, snk, mx\n  vexp.f32 ts, ts\n  vfadd.f32 sm, sm, ts\n");
+    }
     t.push_str(&all.sum.code(r));
     write!(
         t,
@@ -207,8 +282,8 @@ nosum:
   li r11, 0
 wsum:
   vmov.f32 o[r11, {d}], 0.0
-  li r8, 0
-  li r9, 0
+  {first}
+  {first_at}
 wslot:
   bge r8, r2, wdone
   add r10, r7, r8
@@ -225,7 +300,17 @@ wdone:
   add r7, r7, {slots}
   add r11, r11, {d}
   blt r5, {g}, wsum
-"
+",
+        first = if s.window.is_some() {
+            "mov r8, r12"
+        } else {
+            "li r8, 0"
+        },
+        first_at = if s.window.is_some() {
+            format!("mul r9, r12, {d}")
+        } else {
+            "li r9, 0".into()
+        },
     )
     .unwrap();
     t.push_str(&all.output.code(r));
@@ -259,6 +344,11 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
                 arch.name, arch.grid_cols
             ),
         });
+    }
+    if s.window == Some(0) {
+        return Err(KernelError::Shape(
+            "a sliding window holds at least the position itself (1)".into(),
+        ));
     }
     if s.pos >= s.max_context {
         return Err(KernelError::Shape(format!(
@@ -300,9 +390,14 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
         s.pos, s.max_context, s.h, s.h
     );
     for r in 0..s.h {
+        let sinks = if s.sinks && r == 0 {
+            format!("  .buffer snk f32[{g}]\n  .buffer ts f32[{g}]\n")
+        } else {
+            String::new()
+        };
         writeln!(
             src,
-            ".code p{r}\n  .buffer inb f32[{}]\n  .buffer kc f32[{}]\n  .buffer vc f32[{}]\n  .buffer sc f32[{}]\n  .buffer o f32[{}]\n  .buffer mx f32[{g}]\n  .buffer sm f32[{g}]\n  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} {w}x1",
+            ".code p{r}\n  .buffer inb f32[{}]\n  .buffer kc f32[{}]\n  .buffer vc f32[{}]\n  .buffer sc f32[{}]\n  .buffer o f32[{}]\n  .buffer mx f32[{g}]\n  .buffer sm f32[{g}]\n{sinks}  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} {w}x1",
             s.in_len(),
             slots * d,
             slots * d,
@@ -319,6 +414,14 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
     src.push_str(&all.max.routes());
     src.push_str(&all.output.routes());
     writeln!(src, ".data kc 0,0 {w}x{} = rand({})", s.h, s.seed).unwrap();
+    if s.sinks {
+        writeln!(
+            src,
+            ".data snk 0,0 {w}x1 = rand({})",
+            s.seed.wrapping_add(5)
+        )
+        .unwrap();
+    }
     writeln!(
         src,
         ".data vc 0,0 {w}x{} = rand({})",
@@ -397,6 +500,26 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
     })
 }
 
+/// Put the sinks (one per query head: head `c·group + j` is column `c`'s
+/// `j`-th) into the columns' top PEs in place of the seeded ones.
+pub fn load_sinks(s: &AttentionSpec, f: &mut Fragment, v: &[f32]) -> Result<(), KernelError> {
+    let g = s.group as usize;
+    if !s.sinks || v.len() != s.kv_heads as usize * g {
+        return Err(KernelError::Shape(format!(
+            "attention of {} KV heads with {} query heads each{} takes no {} sinks",
+            s.kv_heads,
+            s.group,
+            if s.sinks { "" } else { " and no sinks" },
+            v.len()
+        )));
+    }
+    let per_pe = (0..s.kv_heads)
+        .map(|c| (Pe::new(c, 0), v[c as usize * g..][..g].to_vec()))
+        .collect();
+    f.load("snk", per_pe);
+    Ok(())
+}
+
 /// One PE's valid keys and values, in slot order.
 struct PeCache {
     keys: Vec<Vec<f32>>,
@@ -422,6 +545,10 @@ fn cache(s: &AttentionSpec, p: &Program, c: u32, input: &[f32]) -> Vec<PeCache> 
                 keys[nv - 1] = input[1..1 + d].to_vec();
                 values[nv - 1] = input[1 + d..1 + 2 * d].to_vec();
             }
+            // Those in the window.
+            let first = s.first(r) as usize;
+            keys.drain(..first);
+            values.drain(..first);
             PeCache { keys, values }
         })
         .collect()
@@ -462,11 +589,24 @@ fn column_reference(s: &AttentionSpec, p: &Program, column: u32, input: &[f32]) 
                 .collect()
         })
         .collect();
+    // The top PE's sinks, if any.
+    let sinks = s.sinks.then(|| {
+        p.initial_values(Pe::new(column, 0), "snk")
+            .unwrap_or_default()
+    });
     let local_max: Vec<Vec<f32>> = scores
         .iter()
-        .map(|per| {
+        .enumerate()
+        .map(|(r, per)| {
             per.iter()
-                .map(|sc| sc.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x)))
+                .enumerate()
+                .map(|(j, sc)| {
+                    let m = sc.iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+                    match &sinks {
+                        Some(snk) if r == 0 => m.max(snk[j]),
+                        _ => m,
+                    }
+                })
                 .collect()
         })
         .collect();
@@ -482,9 +622,17 @@ fn column_reference(s: &AttentionSpec, p: &Program, column: u32, input: &[f32]) 
         .collect();
     let local_sum: Vec<Vec<f32>> = weights
         .iter()
-        .map(|per| {
+        .enumerate()
+        .map(|(r, per)| {
             per.iter()
-                .map(|w| w.iter().fold(0.0f32, |acc, x| acc + x))
+                .enumerate()
+                .map(|(j, w)| {
+                    let sum = w.iter().fold(0.0f32, |acc, x| acc + x);
+                    match &sinks {
+                        Some(snk) if r == 0 => sum + (snk[j] - max[j]).exp(),
+                        _ => sum,
+                    }
+                })
                 .collect()
         })
         .collect();
@@ -541,15 +689,23 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
             l.t = done;
         }
     };
+    // A window's extra scalar per head (the first score's address), the
+    // slots in it, and the top PE's sink ops.
+    let span = s.window.is_some() as u64;
+    let count = |r: u32| s.valid(r) - s.first(r);
+    let sinks_top = |r: usize| s.sinks && r == 0;
     for (r, l) in lines.iter_mut().enumerate() {
         let r = r as u32;
-        let nv = s.valid(r);
+        let nv = count(r);
         l.receive(s.in_len(), hop * (r as u64 + 1) + ramp);
         l.scalar(5 + if s.pos >= r { 3 } else { 0 } + 2);
         if s.pos % s.h == r {
             l.scalar(2);
             l.vector(d, mov);
             l.vector(d, mov);
+        }
+        if let Some(w) = s.window {
+            l.scalar(4 + if s.pos + 1 > w + r { 3 } else { 0 });
         }
         l.scalar(3);
         for _ in 0..g {
@@ -559,19 +715,22 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
                 l.vector(d, dot);
                 l.scalar(6);
             });
-            l.scalar(3);
+            l.scalar(3 + span);
             if nv > 0 {
                 l.vector(nv, rmax);
             }
             l.scalar(5);
         }
+        if sinks_top(r as usize) {
+            l.vector(g, rate(arch, VecOp::Fmax, 2, 1));
+        }
     }
     sync(&mut lines, s.allreduce("mx", Combine::Max));
     for (r, l) in lines.iter_mut().enumerate() {
-        let nv = s.valid(r as u32);
+        let nv = count(r as u32);
         l.scalar(2);
         for _ in 0..g {
-            l.scalar(3);
+            l.scalar(3 + span);
             if nv > 0 {
                 l.vector(nv, sub);
                 l.vector(nv, exp);
@@ -579,10 +738,15 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
             }
             l.scalar(4);
         }
+        if sinks_top(r) {
+            l.vector(g, rate(arch, VecOp::Fsub, 2, 1));
+            l.vector(g, exp);
+            l.vector(g, rate(arch, VecOp::Fadd, 2, 1));
+        }
     }
     sync(&mut lines, s.allreduce("sm", Combine::Add));
     for (r, l) in lines.iter_mut().enumerate() {
-        let nv = s.valid(r as u32);
+        let nv = count(r as u32);
         l.scalar(3);
         for _ in 0..g {
             l.vector(d, zero);

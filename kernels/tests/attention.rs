@@ -27,28 +27,44 @@ proptest! {
     #[test]
     fn attention_matches_reference_and_cost_model(
         d in 1u32..12, g in 1u32..4, kv in 1u32..4, ctx in 1u32..40, pos_frac in 0.0f64..1.0, h in 1u32..7, k in 0u32..3,
-        seed in any::<u64>(), wse3 in any::<bool>(),
+        seed in any::<u64>(), wse3 in any::<bool>(), sinks in any::<bool>(), window in proptest::option::of(1u32..12),
     ) {
         let pos = ((ctx as f64 * pos_frac) as u32).min(ctx - 1);
-        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed };
+        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed, sinks, window };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted, _) = check(&s, &arch);
         // Exact but when two reduce streams reach one core's ramp in the
         // same cycle: the model does not arbitrate the ramp, and the
         // engine delays one stream a cycle (40 of 4,320 shapes swept on
         // both presets, at most 2 cycles; README, "What the cost models
-        // leave out").
+        // leave out"). A window or sinks make the rows' work uneven, so a
+        // tree's levels meet on links more: within 4 % then (2.95 % at
+        // worst over 1,152 shapes swept).
+        let bound = if sinks || window.is_some() { 2 + predicted as i64 / 25 } else { 2 };
         prop_assert!(
-            (0..=2).contains(&(measured as i64 - predicted as i64)),
+            (0..=bound).contains(&(measured as i64 - predicted as i64)),
             "{:?}: measured {} predicted {}", s, measured, predicted
         );
     }
 }
 
 /// Against the textbook, in f64: softmax(q·Kᵀ/√d)·V over positions 0..=pos,
-/// for 2 KV heads with 2 query heads each.
+/// for 2 KV heads with 2 query heads each; with gpt-oss's sinks (a logit
+/// per head in the denominator only) and sliding window (the positions
+/// `p` with `pos − p < window`).
 #[test]
 fn attention_agrees_with_the_textbook() {
+    for (sinks, window) in [
+        (false, None),
+        (true, None),
+        (false, Some(6)),
+        (true, Some(9)),
+    ] {
+        textbook(sinks, window);
+    }
+}
+
+fn textbook(sinks: bool, window: Option<u32>) {
     let s = AttentionSpec {
         head_dim: 8,
         group: 2,
@@ -58,6 +74,8 @@ fn attention_agrees_with_the_textbook() {
         h: 4,
         strategy: Reduce::Tree { k: 2 },
         seed: 5,
+        sinks,
+        window,
     };
     let arch = Arch::wse3();
     let f = attention::generate(&s, &arch).unwrap();
@@ -89,7 +107,15 @@ fn attention_agrees_with_the_textbook() {
             .iter()
             .map(|v| *v as f64)
             .collect();
-        let scores: Vec<f64> = (0..=17)
+        let first = window.map_or(0, |w| 18usize.saturating_sub(w as usize));
+        let sink = if sinks {
+            f.program
+                .initial_values(wafer_emulator::Pe::new(c as u32, 0), "snk")
+                .unwrap()[head % 2] as f64
+        } else {
+            f64::NEG_INFINITY
+        };
+        let scores: Vec<f64> = (first..=17)
             .map(|p| {
                 kv(c, p, "kc")
                     .iter()
@@ -99,16 +125,16 @@ fn attention_agrees_with_the_textbook() {
                     / (d as f64).sqrt()
             })
             .collect();
-        let m = scores.iter().cloned().fold(f64::MIN, f64::max);
-        let total: f64 = scores.iter().map(|x| (x - m).exp()).sum();
+        let m = scores.iter().cloned().fold(sink, f64::max);
+        let total: f64 = scores.iter().map(|x| (x - m).exp()).sum::<f64>() + (sink - m).exp();
         for i in 0..d {
-            let want: f64 = (0..=17)
-                .map(|p| (scores[p] - m).exp() / total * kv(c, p, "vc")[i])
+            let want: f64 = (first..=17)
+                .map(|p| (scores[p - first] - m).exp() / total * kv(c, p, "vc")[i])
                 .sum();
             let got = outs["out"][head * d + i] as f64;
             assert!(
                 (got - want).abs() < 1e-5,
-                "head {head} element {i}: {got} vs {want}"
+                "sinks {sinks} window {window:?} head {head} element {i}: {got} vs {want}"
             );
         }
     }
@@ -128,6 +154,8 @@ fn a_long_context_costs_per_pe_not_per_wafer() {
         h: 8,
         strategy: Reduce::Tree { k: 2 },
         seed: 1,
+        sinks: false,
+        window: None,
     };
     let long = AttentionSpec {
         max_context: 128,
@@ -151,6 +179,8 @@ fn listing_of_a_small_attention() {
         h: 2,
         strategy: Reduce::Chain,
         seed: 1,
+        sinks: false,
+        window: None,
     };
     let f = attention::generate(&s, &Arch::wse3()).unwrap();
     insta::assert_snapshot!(wafer_emulator::asm::print(&f.program));
@@ -167,6 +197,8 @@ fn a_context_that_does_not_fit_says_so() {
         h: 4,
         strategy: Reduce::Chain,
         seed: 1,
+        sinks: false,
+        window: None,
     };
     let e = attention::generate(&s, &Arch::wse3())
         .unwrap_err()

@@ -65,6 +65,8 @@ fn kernels_run_on_the_colors_they_are_given() {
         h: 4,
         strategy: Strategy::Chain,
         seed: 1,
+        sinks: false,
+        window: None,
     };
     same_on_other_colors(
         attention::generate(&att, &arch).unwrap(),

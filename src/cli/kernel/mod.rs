@@ -416,6 +416,8 @@ fn run_attention(
         h,
         strategy,
         seed: a.seed,
+        sinks: false,
+        window: None,
     };
     let (h, picked) = column(a, "attention", ctx.min(arch.grid_rows), |h| {
         attention::generate(&make(h), &arch).map(|_| attention::cost(&make(h), &arch))
@@ -429,6 +431,8 @@ fn run_attention(
         h,
         strategy,
         seed: a.seed,
+        sinks: false,
+        window: None,
     };
     let frag = attention::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();

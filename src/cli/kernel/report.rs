@@ -146,6 +146,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 h,
                 strategy: Strategy::Tree { k: 2 },
                 seed: 1,
+                sinks: false,
+                window: None,
             };
             record(
                 how,
