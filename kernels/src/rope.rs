@@ -6,7 +6,8 @@
 //! (Hugging Face checkpoints). Pair `i` turns by `pos · θ^(−2i/d)`. PE `r`
 //! holds the frequencies `θ^(−2i/d)` (computed in f32 at generation time),
 //! receives `[pos, its heads]` from the west, computes the angles' sines and
-//! cosines, rotates, and sends its heads on to the east.
+//! cosines (scaled by YaRN's attention factor where the scaling is YaRN),
+//! rotates, and sends its heads on to the east.
 
 use crate::timeline::{Timeline, f32_rate, f32_rate_strided};
 use crate::{Fragment, KernelError, Segment, TensorPort, split};
@@ -50,6 +51,10 @@ impl RopeSpec {
             RopeLayout::Adjacent => (2, 1),
             RopeLayout::HalfSplit => (1, self.head_dim / 2),
         }
+    }
+    /// What cos and sin are scaled by: [`attention_factor`].
+    pub fn attention_factor(&self) -> f32 {
+        attention_factor(self.scaling)
     }
     /// The rotation frequencies, in f32: [`inv_freq`].
     pub fn inv_freq(&self) -> Vec<f32> {
@@ -224,7 +229,7 @@ main:
   vfmul.f32 c, ifq, f1
   vsin.f32 sn, c
   vcos.f32 c, c
-  li r1, 1
+{scale}  li r1, 1
 head:
   add r2, r1, {partner}
   vfmul.f32 t1, inb[r1, {half}, {stride}], c
@@ -242,6 +247,11 @@ head:
 .place p{r} 0,{r} 1x1",
             n_in = 1 + len,
             end = 1 + len,
+            // YaRN's attention factor on cos and sin.
+            scale = match s.attention_factor() {
+                1.0 => String::new(),
+                m => format!("  vfmul.f32 c, c, {m:?}\n  vfmul.f32 sn, sn, {m:?}\n"),
+            },
         )
         .unwrap();
     }
@@ -330,7 +340,11 @@ pub fn reference(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program)
     for head in y.chunks_mut(d) {
         for (i, freq) in freqs.iter().enumerate().take(half) {
             let angle = freq * pos;
-            let (c, sn) = (angle.cos(), angle.sin());
+            let (mut c, mut sn) = (angle.cos(), angle.sin());
+            let m = s.attention_factor();
+            if m != 1.0 {
+                (c, sn) = (c * m, sn * m);
+            }
             let (a, b) = (i * stride as usize, i * stride as usize + partner as usize);
             let (even, odd) = (head[a], head[b]);
             head[a] = even * c - odd * sn;
@@ -375,6 +389,10 @@ pub fn cost(s: &RopeSpec, arch: &Arch) -> u64 {
             l.vector(half, mul);
             l.vector(half, special);
             l.vector(half, special);
+            if s.attention_factor() != 1.0 {
+                l.vector(half, mul);
+                l.vector(half, mul);
+            }
             l.scalar(1);
             for _ in 0..*nh {
                 l.scalar(1);

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use wafer_emulator::{Arch, RunConfig};
-use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
+use wafer_kernels::rope::{self, RopeLayout, RopeScaling, RopeSpec};
 
 fn run(
     s: &RopeSpec,
@@ -27,8 +27,11 @@ proptest! {
     #[test]
     fn rope_matches_reference_and_cost_model(
         heads in 1u32..6, half in 1u32..9, pos in 0u32..5000, h in 1u32..6, adjacent in any::<bool>(), wse3 in any::<bool>(),
+        yarn in any::<bool>(),
     ) {
-        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling: None, pos, h: h.min(heads) };
+        // gpt-oss's YaRN scales cos and sin as well as the frequencies.
+        let scaling = yarn.then_some(RopeScaling::Yarn { factor: 32.0, beta_fast: 32.0, beta_slow: 1.0, original: 4096.0, truncate: false });
+        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h: h.min(heads) };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (inputs, y, measured, f) = run(&s, &arch);
         let want = rope::reference(&s, &inputs, &f.program);
@@ -95,7 +98,7 @@ fn listing_of_a_small_rope() {
 
 #[test]
 fn llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_between() {
-    use wafer_kernels::rope::{RopeScaling, inv_freq};
+    use wafer_kernels::rope::inv_freq;
     let s = RopeScaling::Llama3 {
         factor: 8.0,
         low_freq_factor: 1.0,
