@@ -30,8 +30,7 @@ use crate::model::{Config, ModelError, RopePairs, RopeScaling, Tensor, Weights};
 
 /// The clamped SwiGLU's constants (transformers' `GptOssExperts`, which
 /// ignores the config's `swiglu_limit`; the front end checks it is 7).
-pub const ALPHA: f32 = 1.702;
-pub const LIMIT: f32 = 7.0;
+pub use wafer_kernels::clamped_swiglu::{ALPHA, LIMIT};
 
 /// The clamped SwiGLU of one gate and up value: NaN stays NaN, as
 /// `torch.clamp` keeps it.

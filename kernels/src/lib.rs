@@ -9,7 +9,8 @@
 //! (element-wise ops, RMSNorm, LayerNorm, softmax), [`attention`] for a
 //! decode step, [`rope`], [`embedding`] lookup and [`argmax`]: every kernel
 //! a Llama-style decode step needs; and WaferLLM's [`meshgemv`] and
-//! [`meshgemm`]; a mixture of experts' [`router`] and [`combine`]; [`quant`] holds int8 weights' quantization, which the
+//! [`meshgemm`]; a mixture of experts' [`router`] and [`combine`], gpt-oss's
+//! [`clamped_swiglu`]; [`quant`] holds int8 weights' quantization, which the
 //! GEMV dequantizes on the PE. Most of them combine partial results along rows or
 //! columns with the [`line_reduce`] building block, in the order a
 //! [`reduce`] plan gives. [`calibration`] reproduces published hardware
@@ -18,6 +19,7 @@
 pub mod argmax;
 pub mod attention;
 pub mod calibration;
+pub mod clamped_swiglu;
 pub mod collective;
 pub mod combine;
 pub mod embedding;
