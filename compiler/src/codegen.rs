@@ -209,11 +209,6 @@ pub fn compile_shared(
             "--max-context must be at least 1".into(),
         ));
     }
-    if config.family == crate::model::Family::GptOss {
-        return Err(CompileError::Unsupported(
-            "gpt-oss is not lowered to the wafer yet: its attention sinks, sliding-window layers, YaRN RoPE, biased experts and clamped SwiGLU have no kernels here (`wafer model` sizes it; a Mixtral-style mixture of experts compiles)".into(),
-        ));
-    }
     let graph = ir::decode_step(config);
     let verify =
         |pass, r: Result<(), PassError>| r.map_err(|error| CompileError::Verify { pass, error });
@@ -568,10 +563,17 @@ fn fragment(
             // but an empty cache is what a fresh wafer holds).
             let state = f.state.clone();
             f.program.data.retain(|d| !state.contains(&d.buffer));
+            if let (Some(_), Work::Attention { sinks: Some(w), .. }) = (weights, &s.work) {
+                wafer_kernels::attention::load_sinks(spec, &mut f, &tensor(w)?.data)
+                    .map_err(kernel_err)?;
+            }
             f
         }
         Kernel::Argmax(spec) => wafer_kernels::argmax::generate(spec, arch).map_err(kernel_err)?,
         Kernel::Router(spec) => wafer_kernels::router::generate(spec, arch).map_err(kernel_err)?,
+        Kernel::ClampedSwiglu(spec) => {
+            wafer_kernels::clamped_swiglu::generate(spec, arch).map_err(kernel_err)?
+        }
         Kernel::Combine(spec) => {
             wafer_kernels::combine::generate(spec, arch).map_err(kernel_err)?
         }

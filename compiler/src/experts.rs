@@ -58,7 +58,7 @@ pub fn from_route(route: &[f32], experts: usize) -> Option<Vec<usize>> {
 /// The experts and picks a token of route value `%r` of `g` chooses among.
 pub fn shape(g: &Graph, r: usize) -> (usize, usize) {
     match g.insts[r].op {
-        Op::Route { logits, k } => (g.insts[logits].len, k),
+        Op::Route { logits, k, .. } => (g.insts[logits].len, k),
         _ => (0, 0),
     }
 }

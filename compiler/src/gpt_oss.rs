@@ -25,7 +25,7 @@
 //! σ(x) is `1 / (1 + e^−x)`; the score scale `head_dim^−½` is rounded to
 //! f32 once.
 
-use crate::math::{KvCache, Linear, combine, matvec, rmsnorm, rope, softmax};
+use crate::math::{KvCache, Linear, attend_sinks, combine, matvec, rmsnorm, rope, softmax};
 use crate::model::{Config, ModelError, RopePairs, RopeScaling, Tensor, Weights};
 
 /// The clamped SwiGLU's constants (transformers' `GptOssExperts`, which
@@ -112,36 +112,14 @@ impl Attention {
         rope(&mut k, pos, self.head, self.theta, pairs, self.scaling);
         keys.push(k);
         values.push(self.v.forward(x));
-        // The window's positions (all of them on a full-attention layer).
-        let first = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        let (keys, values) = (&keys[first..], &values[first..]);
-        let (hs, group) = (self.head, self.heads / self.kv_heads);
-        let scale = (hs as f64).powf(-0.5) as f32;
-        let mut out = vec![0.0f32; self.heads * hs];
-        for h in 0..self.heads {
-            let (qh, kv) = (&q[h * hs..(h + 1) * hs], h / group);
-            let mut logits: Vec<f32> = keys
-                .iter()
-                .map(|k| {
-                    let dot: f32 = qh
-                        .iter()
-                        .zip(&k[kv * hs..(kv + 1) * hs])
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    dot * scale
-                })
-                .collect();
-            logits.push(self.sinks[h]);
-            softmax(&mut logits);
-            for (p, v) in logits.iter().zip(values) {
-                for (o, vi) in out[h * hs..(h + 1) * hs]
-                    .iter_mut()
-                    .zip(&v[kv * hs..(kv + 1) * hs])
-                {
-                    *o += p * vi;
-                }
-            }
-        }
+        let out = attend_sinks(
+            &q,
+            keys,
+            values,
+            (self.heads, self.kv_heads, self.head),
+            &self.sinks,
+            self.window,
+        );
         self.o.forward(&out)
     }
 }

@@ -155,6 +155,51 @@ pub fn attend(
     out
 }
 
+/// gpt-oss's attention of one position's queries over a layer's cache
+/// (this position's included; the latest `window` positions only, where
+/// there is one): per head, the softmax of `q·k · head^−½` (the scale
+/// rounded once) with the head's sink logit in the denominator, over the
+/// values. `(heads, kv_heads, head)`.
+pub fn attend_sinks(
+    q: &[f32],
+    keys: &[Vec<f32>],
+    values: &[Vec<f32>],
+    (heads, kv_heads, hs): (usize, usize, usize),
+    sinks: &[f32],
+    window: Option<usize>,
+) -> Vec<f32> {
+    let first = window.map_or(0, |w| keys.len().saturating_sub(w));
+    let (keys, values) = (&keys[first..], &values[first..]);
+    let group = heads / kv_heads;
+    let scale = (hs as f64).powf(-0.5) as f32;
+    let mut out = vec![0.0f32; heads * hs];
+    for h in 0..heads {
+        let (qh, kv) = (&q[h * hs..(h + 1) * hs], h / group);
+        let mut logits: Vec<f32> = keys
+            .iter()
+            .map(|k| {
+                let dot: f32 = qh
+                    .iter()
+                    .zip(&k[kv * hs..(kv + 1) * hs])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                dot * scale
+            })
+            .collect();
+        logits.push(sinks[h]);
+        softmax(&mut logits);
+        for (p, v) in logits.iter().zip(values) {
+            for (o, vi) in out[h * hs..(h + 1) * hs]
+                .iter_mut()
+                .zip(&v[kv * hs..(kv + 1) * hs])
+            {
+                *o += p * vi;
+            }
+        }
+    }
+    out
+}
+
 /// LayerNorm: `(x − mean) / √(var + eps) · w + b`, variance over `n`.
 pub fn layernorm(x: &[f32], w: &[f32], b: &[f32], eps: f32) -> Vec<f32> {
     let n = x.len() as f32;

@@ -25,6 +25,7 @@ use std::fmt;
 use wafer_emulator::{Arch, DType, Pe};
 use wafer_kernels::argmax::ArgmaxSpec;
 use wafer_kernels::attention::AttentionSpec;
+use wafer_kernels::clamped_swiglu::ClampedSwigluSpec;
 use wafer_kernels::combine::CombineSpec;
 use wafer_kernels::embedding::EmbeddingSpec;
 use wafer_kernels::gemv::GemvSpec;
@@ -71,6 +72,8 @@ pub enum Kernel {
     Router(RouterSpec),
     /// The picked experts' outputs weighted and summed.
     Combine(CombineSpec),
+    /// gpt-oss's clamped SwiGLU.
+    ClampedSwiglu(ClampedSwigluSpec),
 }
 
 impl Kernel {
@@ -86,6 +89,7 @@ impl Kernel {
             Kernel::Argmax(s) => (1, s.h),
             Kernel::Router(_) => (1, 1),
             Kernel::Combine(s) => (1, s.h),
+            Kernel::ClampedSwiglu(s) => (1, s.h),
         }
     }
 
@@ -107,6 +111,7 @@ impl Kernel {
             Kernel::Argmax(s) => wafer_kernels::argmax::cost(s, arch),
             Kernel::Router(s) => wafer_kernels::router::cost(s, arch),
             Kernel::Combine(s) => wafer_kernels::combine::cost(s, arch),
+            Kernel::ClampedSwiglu(s) => wafer_kernels::clamped_swiglu::cost(s, arch),
         }
     }
 }
@@ -426,6 +431,8 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
             heads,
             kv_heads,
             head,
+            sinks,
+            window,
             ..
         } => {
             if *kv_heads > bw {
@@ -442,8 +449,8 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
                         h,
                         strategy: o.reduce,
                         seed,
-                        sinks: false,
-                        window: None,
+                        sinks: sinks.is_some(),
+                        window: *window,
                     })
                 }),
                 &arch,
@@ -473,6 +480,14 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
             &arch,
             0,
             |k| matches!(k, Kernel::Combine(s) if wafer_kernels::combine::generate(s, &arch).is_ok()),
+        ),
+        Work::ClampedSwiglu { n } => cheapest(
+            sizes((*n).min(bh))
+                .into_iter()
+                .map(|h| Kernel::ClampedSwiglu(ClampedSwigluSpec { n: *n, h, seed })),
+            &arch,
+            0,
+            |k| matches!(k, Kernel::ClampedSwiglu(s) if wafer_kernels::clamped_swiglu::generate(s, &arch).is_ok()),
         ),
         Work::Argmax { n } => cheapest(
             sizes((*n).min(bh)).into_iter().map(|h| {
@@ -510,6 +525,17 @@ impl Memo {
             Work::Gemv { m, n, biases, .. } => format!("gemv {m}x{n} {}", biases.len()),
             Work::Embed { vocab, dim, .. } => format!("embed {vocab}x{dim}"),
             Work::RmsNorm { n, eps, .. } => format!("rmsnorm {n} {eps}"),
+            Work::Attention {
+                heads,
+                kv_heads,
+                head,
+                sinks,
+                window,
+                ..
+            } => format!(
+                "attention {heads} {kv_heads} {head} {} {window:?}",
+                sinks.is_some()
+            ),
             w => format!("{w:?}"),
         };
         let key = format!("{what} in {bw}x{bh}");
@@ -535,6 +561,7 @@ impl Kernel {
             Kernel::Argmax(s) => s.seed = seed,
             Kernel::Router(s) => s.seed = seed,
             Kernel::Combine(s) => s.seed = seed,
+            Kernel::ClampedSwiglu(s) => s.seed = seed,
         }
         self
     }

@@ -99,6 +99,14 @@ pub enum Work {
         heads: u32,
         kv_heads: u32,
         head: u32,
+        /// gpt-oss's sink logits (a weight of one a head).
+        sinks: Option<String>,
+        /// A sliding window of the latest positions.
+        window: Option<u32>,
+    },
+    /// gpt-oss's clamped SwiGLU of a gate (`a`) and an up projection (`b`).
+    ClampedSwiglu {
+        n: u32,
     },
     Argmax {
         n: u32,
@@ -135,6 +143,7 @@ impl Work {
             Work::Attention { .. } => "attention",
             Work::Argmax { .. } => "argmax",
             Work::Route { .. } => "router",
+            Work::ClampedSwiglu { .. } => "clamped_swiglu",
             Work::Combine { .. } => "combine",
         }
     }
@@ -207,7 +216,7 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
                 });
                 continue;
             }
-            Op::Route { logits, k } => (
+            Op::Route { logits, k, .. } => (
                 "router".to_string(),
                 Work::Route {
                     experts: len(*logits),
@@ -337,6 +346,8 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
                 heads,
                 kv_heads,
                 head,
+                sinks,
+                window,
             } => {
                 layer = Some(*l);
                 (
@@ -346,6 +357,8 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
                         heads: *heads as u32,
                         kv_heads: *kv_heads as u32,
                         head: *head as u32,
+                        sinks: sinks.clone(),
+                        window: window.map(|w| w as u32),
                     },
                     vec![
                         port("pos", vec![Src::Pos]),
@@ -369,6 +382,11 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
                 "silu".to_string(),
                 Work::Silu { n: len(i) },
                 vec![port("a", vec![v(*x)])],
+            ),
+            Op::ClampedSwiglu { gate, up } => (
+                "clamped_swiglu".to_string(),
+                Work::ClampedSwiglu { n: len(i) },
+                vec![port("a", vec![v(*gate)]), port("b", vec![v(*up)])],
             ),
         };
         let at = if matches!(work, Work::Embed { .. }) {

@@ -5,8 +5,11 @@
 
 use safetensors::{Dtype, tensor::TensorView};
 use std::collections::BTreeMap;
+use wafer_compiler::decode::{Decoder, generate};
 use wafer_compiler::model::{RopeScaling, Sliding};
-use wafer_compiler::{Config, hf, reference};
+use wafer_compiler::place::{Options, PlacementKind};
+use wafer_compiler::{Config, hf, ir, reference};
+use wafer_emulator::{Arch, DType};
 
 /// openai/gpt-oss-20b's `config.json`.
 const GPT_OSS_20B: &str = r#"{
@@ -528,4 +531,88 @@ fn a_gpt_oss_checkpoint_decodes_as_written_out_in_mxfp4_and_in_f32() {
         .unwrap()
         .to_string();
     assert!(e.contains("layers.1.self_attn.sinks"), "{e}");
+}
+
+fn options(kind: PlacementKind) -> Options {
+    Options {
+        arch: Arch::wse3().with_grid(48, 48).unwrap(),
+        dtype: DType::F32,
+        placement: Some(kind),
+        max_context: 16,
+        reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
+        gemv: wafer_compiler::place::GemvChoice::Auto,
+        region: wafer_compiler::region::Region::Whole,
+        wafers: wafer_compiler::system::Wafers::Count(1),
+    }
+}
+
+/// The graph of a gpt-oss step (biased projections, sinks, windows, YaRN,
+/// the router's top k then softmax, the clamped SwiGLU) interprets as the
+/// reference, bit for bit, and prints and parses back.
+#[test]
+fn the_gpt_oss_graph_is_the_reference_model() {
+    let (c, w) = hf::from_bytes(
+        &config_json(false),
+        &safetensors_bytes(&checkpoint(false)),
+        "oss",
+    )
+    .unwrap();
+    let g = ir::decode_step(&c);
+    assert_eq!(ir::parse(&g.to_string(), "oss.ir").unwrap(), g);
+    let text = g.to_string();
+    assert!(
+        text.contains("sinks=layers.0.attention.sinks window=2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("order=top_softmax") && text.contains("clamped_swiglu %"),
+        "{text}"
+    );
+    let m = reference::Model::load(&w, &c).unwrap();
+    let (mut a, mut b) = (reference::KvCache::new(&c), reference::KvCache::new(&c));
+    for (pos, t) in [3u32, 17, 5, 5, 22].iter().enumerate() {
+        assert_eq!(
+            ir::interpret(&g, &w, *t, pos, &mut b).unwrap(),
+            m.forward(*t, pos, &mut a),
+            "pos {pos}"
+        );
+    }
+}
+
+/// The shrunk gpt-oss on the wafer, with and without a prompt, on both
+/// placements: the reference's tokens, logits within 1e-4 of the largest
+/// (the wafer's sums, softmaxes and router round in their own order), the
+/// window sliding past the first positions.
+#[test]
+fn a_gpt_oss_checkpoint_decodes_on_the_wafer_as_the_reference() {
+    let (c, w) = hf::from_bytes(
+        &config_json(true),
+        &safetensors_bytes(&checkpoint(true)),
+        "oss",
+    )
+    .unwrap();
+    let m = reference::Model::load(&w, &c).unwrap();
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let compiled = wafer_compiler::compile(&c, Some(&w), &options(kind)).unwrap();
+        for prompt in [&[][..], &[4, 9, 13]] {
+            let want = reference::generate(&m, prompt, 8);
+            let mut d = Decoder::new(&compiled);
+            let mut logits = Vec::new();
+            let got = generate(&mut d, prompt, 8, None, |_, s| {
+                logits.push(s.logits.clone())
+            })
+            .unwrap();
+            assert_eq!(got, want, "{kind}, prompt {prompt:?}");
+            let mut cache = reference::KvCache::new(&c);
+            let fed = std::iter::once(wafer_compiler::tokenizer::BOS).chain(got.iter().copied());
+            for (pos, (t, wafer)) in fed.zip(&logits).enumerate() {
+                let cpu = m.forward(t, pos, &mut cache);
+                let top = cpu.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                for (a, b) in wafer.iter().zip(&cpu) {
+                    assert!((a - b).abs() <= 1e-4 * top, "{kind} pos {pos}: {a} vs {b}");
+                }
+            }
+            assert!(logits.len() > 3, "{kind}: {got:?}");
+        }
+    }
 }

@@ -136,7 +136,7 @@ pub fn kind(k: &Kernel) -> &'static str {
     match k {
         Kernel::Embed(_) => "embedding",
         Kernel::Gemv(_) | Kernel::MeshGemv(_) => "projections (GEMV)",
-        Kernel::Vector(_) => "norms, element-wise",
+        Kernel::Vector(_) | Kernel::ClampedSwiglu(_) => "norms, element-wise",
         Kernel::Rope(_) => "rope",
         Kernel::Attention(_) => "attention",
         Kernel::Argmax(_) => "argmax",

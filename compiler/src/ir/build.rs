@@ -1,8 +1,8 @@
 //! A model's decode step as a graph: Llama-style or GPT-2 from its
 //! config, and seeded weights for every tensor it reads.
 
-use super::{Graph, Inst, Op};
-use crate::model::{Config, Tensor, Weights};
+use super::{Graph, Inst, Op, RouteOrder};
+use crate::model::{Config, Family, Tensor, Weights};
 use std::collections::BTreeMap;
 
 /// Declare a weight the graph reads; returns its name.
@@ -17,8 +17,16 @@ fn push(g: &mut Graph, op: Op, len: usize) -> usize {
     g.insts.len() - 1
 }
 
-/// Layer `layer`'s attention of `q` over its cache, `k` and `v` appended.
+/// Layer `layer`'s attention of `q` over its cache, `k` and `v` appended
+/// (gpt-oss's: with the layer's sinks and window).
 fn attention(g: &mut Graph, c: &Config, [q, k, v]: [usize; 3], layer: usize) -> usize {
+    let sinks = (c.family == Family::GptOss).then(|| {
+        weight(
+            g,
+            format!("layers.{layer}.attention.sinks"),
+            vec![c.n_heads],
+        )
+    });
     let op = Op::Attention {
         q,
         k,
@@ -27,8 +35,10 @@ fn attention(g: &mut Graph, c: &Config, [q, k, v]: [usize; 3], layer: usize) -> 
         heads: c.n_heads,
         kv_heads: c.n_kv_heads,
         head: c.head_size(),
+        sinks,
+        window: c.window(layer),
     };
-    push(g, op, c.dim)
+    push(g, op, c.n_heads * c.head_size())
 }
 
 /// The logits: the classifier applied to the final norm's output.
@@ -79,6 +89,10 @@ pub fn decode_step(c: &Config) -> Graph {
     }
     let mut g = Graph::default();
     let (d, kv, hd, hs) = (c.dim, c.kv_dim(), c.hidden_dim, c.head_size());
+    // gpt-oss: biased projections, queries of their own width, a clamped
+    // SwiGLU and its router's top k before the softmax.
+    let oss = c.family == Family::GptOss;
+    let qd = c.n_heads * hs;
     let token = push(&mut g, Op::Token, 1);
     let table = weight(
         &mut g,
@@ -100,17 +114,18 @@ pub fn decode_step(c: &Config) -> Graph {
         );
         let proj = |g: &mut Graph, name: &str, rows: usize, input: usize, cols: usize| {
             let w = weight(g, format!("{p}.{name}.weight"), vec![rows, cols]);
+            let bias = oss.then(|| weight(g, format!("{p}.{name}.bias"), vec![rows]));
             push(
                 g,
                 Op::MatVec {
                     weight: w,
                     x: input,
-                    bias: None,
+                    bias,
                 },
                 rows,
             )
         };
-        let q = proj(&mut g, "attention.wq", d, h, d);
+        let q = proj(&mut g, "attention.wq", qd, h, d);
         let k = proj(&mut g, "attention.wk", kv, h, d);
         let v = proj(&mut g, "attention.wv", kv, h, d);
         let rope_op = |x| Op::Rope {
@@ -120,10 +135,10 @@ pub fn decode_step(c: &Config) -> Graph {
             pairs: c.rope_pairs,
             scaling: c.rope_scaling,
         };
-        let q = push(&mut g, rope_op(q), d);
+        let q = push(&mut g, rope_op(q), qd);
         let k = push(&mut g, rope_op(k), kv);
         let a = attention(&mut g, c, [q, k, v], l);
-        let o = proj(&mut g, "attention.wo", d, a, d);
+        let o = proj(&mut g, "attention.wo", d, a, qd);
         x = push(&mut g, Op::Add { a: x, b: o }, d);
         let w = weight(&mut g, format!("{p}.ffn_norm.weight"), vec![d]);
         let h = push(
@@ -138,8 +153,12 @@ pub fn decode_step(c: &Config) -> Graph {
         let mlp = |g: &mut Graph, at: &str, h: usize| {
             let gate = proj(g, &format!("{at}.w1"), hd, h, d);
             let up = proj(g, &format!("{at}.w3"), hd, h, d);
-            let s = push(g, Op::Silu { x: gate }, hd);
-            let m = push(g, Op::Mul { a: s, b: up }, hd);
+            let m = if oss {
+                push(g, Op::ClampedSwiglu { gate, up }, hd)
+            } else {
+                let s = push(g, Op::Silu { x: gate }, hd);
+                push(g, Op::Mul { a: s, b: up }, hd)
+            };
             proj(g, &format!("{at}.w2"), d, m, hd)
         };
         let f = match c.moe {
@@ -149,7 +168,12 @@ pub fn decode_step(c: &Config) -> Graph {
                 // the picked ones have values), and their weighted sum.
                 let logits = proj(&mut g, "feed_forward.gate", moe.experts, h, d);
                 let k = moe.per_token;
-                let route = push(&mut g, Op::Route { logits, k }, 2 * k);
+                let order = if oss {
+                    RouteOrder::TopKThenSoftmax
+                } else {
+                    RouteOrder::SoftmaxThenTopK
+                };
+                let route = push(&mut g, Op::Route { logits, k, order }, 2 * k);
                 let experts = (0..moe.experts)
                     .map(|expert| {
                         let op = Op::Dispatch {

@@ -1,8 +1,10 @@
 //! The graph run on the CPU, one value after another, with the shared
 //! arithmetic of [`crate::math`]: what the compiled program must compute.
 
-use super::{Graph, Inst, Op};
-use crate::math::{KvCache, attend, combine, gelu, layernorm, matvec, rmsnorm, rope, route, silu};
+use super::{Graph, Inst, Op, RouteOrder};
+use crate::math::{
+    KvCache, attend, attend_sinks, combine, gelu, layernorm, matvec, rmsnorm, rope, route, silu,
+};
 use crate::model::{ModelError, Tensor, Weights};
 
 /// Why a graph could not be interpreted on the given weights.
@@ -112,23 +114,47 @@ impl Step<'_> {
                 heads,
                 kv_heads,
                 head,
+                sinks,
+                window,
             } => {
                 cache.keys[*layer].push(val(k).to_vec());
                 cache.values[*layer].push(val(v).to_vec());
-                attend(
-                    val(q),
-                    &cache.keys[*layer],
-                    &cache.values[*layer],
-                    *heads,
-                    *kv_heads,
-                    *head,
-                )
+                let (keys, values) = (&cache.keys[*layer], &cache.values[*layer]);
+                match sinks {
+                    Some(s) => attend_sinks(
+                        val(q),
+                        keys,
+                        values,
+                        (*heads, *kv_heads, *head),
+                        &tensor(s)?.data,
+                        *window,
+                    ),
+                    None => {
+                        let first = window.map_or(0, |w| keys.len().saturating_sub(w));
+                        attend(
+                            val(q),
+                            &keys[first..],
+                            &values[first..],
+                            *heads,
+                            *kv_heads,
+                            *head,
+                        )
+                    }
+                }
             }
+            Op::ClampedSwiglu { gate, up } => val(gate)
+                .iter()
+                .zip(val(up))
+                .map(|(g, u)| crate::gpt_oss::clamped_swiglu(*g, *u))
+                .collect(),
             Op::Add { a, b } => val(a).iter().zip(val(b)).map(|(x, y)| x + y).collect(),
             Op::Mul { a, b } => val(a).iter().zip(val(b)).map(|(x, y)| x * y).collect(),
             Op::Silu { x } => val(x).iter().map(|v| silu(*v)).collect(),
-            Op::Route { logits, k } => {
-                let picked = route(val(logits), *k);
+            Op::Route { logits, k, order } => {
+                let picked = match order {
+                    RouteOrder::SoftmaxThenTopK => route(val(logits), *k),
+                    RouteOrder::TopKThenSoftmax => crate::gpt_oss::top_k_softmax(val(logits), *k),
+                };
                 let ids = picked.iter().map(|(e, _)| *e as f32);
                 ids.chain(picked.iter().map(|(_, w)| *w)).collect()
             }

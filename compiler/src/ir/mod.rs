@@ -80,6 +80,10 @@ pub enum Op {
         pairs: RopePairs,
         scaling: Option<RopeScaling>,
     },
+    /// With `sinks` (a weight of a logit per head), gpt-oss's attention:
+    /// scores scaled by `head^−½` rounded once, the head's sink in each
+    /// softmax's denominator; with `window`, over the latest `window`
+    /// positions only.
     Attention {
         q: usize,
         k: usize,
@@ -88,6 +92,8 @@ pub enum Op {
         heads: usize,
         kv_heads: usize,
         head: usize,
+        sinks: Option<String>,
+        window: Option<usize>,
     },
     Add {
         a: usize,
@@ -107,6 +113,7 @@ pub enum Op {
     Route {
         logits: usize,
         k: usize,
+        order: RouteOrder,
     },
     /// `x`, sent to expert `expert` where `route` picked it. Where it did
     /// not, there is no value, and nothing computed from it has one: the
@@ -123,6 +130,32 @@ pub enum Op {
         route: usize,
         experts: Vec<usize>,
     },
+    /// gpt-oss's clamped SwiGLU of a gate and an up projection
+    /// ([`crate::gpt_oss::clamped_swiglu`]).
+    ClampedSwiglu {
+        gate: usize,
+        up: usize,
+    },
+}
+
+/// How a router turns logits into weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteOrder {
+    /// Mixtral's: softmax over every logit, the top k kept and
+    /// renormalized ([`crate::math::route`]).
+    SoftmaxThenTopK,
+    /// gpt-oss's: the top k logits, then softmax over them
+    /// ([`crate::gpt_oss::top_k_softmax`]).
+    TopKThenSoftmax,
+}
+
+impl RouteOrder {
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteOrder::SoftmaxThenTopK => "softmax_top",
+            RouteOrder::TopKThenSoftmax => "top_softmax",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +188,7 @@ impl Op {
             | Op::Silu { x } => vec![*x],
             Op::Attention { q, k, v, .. } => vec![*q, *k, *v],
             Op::Add { a, b } | Op::Mul { a, b } => vec![*a, *b],
+            Op::ClampedSwiglu { gate, up } => vec![*gate, *up],
             Op::Route { logits, .. } => vec![*logits],
             Op::Dispatch { x, route, .. } => vec![*x, *route],
             Op::Combine { route, experts } => std::iter::once(*route)

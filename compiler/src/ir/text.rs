@@ -1,9 +1,10 @@
 //! The graph's text form: [`Graph`]'s `Display` prints it, [`parse`]
 //! reads it back (and verifies it), naming the file and line of a problem.
 
-use super::{Graph, Inst, Op, verify};
+use super::{Graph, Inst, Op, RouteOrder, verify};
 use crate::model::{RopePairs, RopeScaling};
 use std::fmt;
+use std::fmt::Write as _;
 
 fn pairs_name(p: RopePairs) -> &'static str {
     match p {
@@ -75,15 +76,27 @@ impl fmt::Display for Graph {
                     heads,
                     kv_heads,
                     head,
+                    sinks,
+                    window,
                 } => {
-                    format!(
+                    let mut s = format!(
                         "attention %{q}, %{k}, %{v} layer={layer} heads={heads} kv_heads={kv_heads} head={head}"
-                    )
+                    );
+                    if let Some(w) = sinks {
+                        write!(s, " sinks={w}").unwrap();
+                    }
+                    if let Some(w) = window {
+                        write!(s, " window={w}").unwrap();
+                    }
+                    s
                 }
                 Op::Add { a, b } => format!("add %{a}, %{b}"),
                 Op::Mul { a, b } => format!("mul %{a}, %{b}"),
                 Op::Silu { x } => format!("silu %{x}"),
-                Op::Route { logits, k } => format!("route %{logits} k={k}"),
+                Op::Route { logits, k, order } => {
+                    format!("route %{logits} k={k} order={}", order.name())
+                }
+                Op::ClampedSwiglu { gate, up } => format!("clamped_swiglu %{gate}, %{up}"),
                 Op::Dispatch { x, route, expert } => {
                     format!("dispatch %{x}, %{route} expert={expert}")
                 }
@@ -323,6 +336,11 @@ fn parse_op(body: &str) -> Result<Op, String> {
             heads: num("heads")?,
             kv_heads: num("kv_heads")?,
             head: num("head")?,
+            sinks: attrs.get("sinks").map(|s| s.to_string()),
+            window: match attrs.get("window") {
+                None => None,
+                Some(_) => Some(num("window")?),
+            },
         },
         "add" => Op::Add {
             a: val(0)?,
@@ -336,6 +354,19 @@ fn parse_op(body: &str) -> Result<Op, String> {
         "route" => Op::Route {
             logits: val(0)?,
             k: num("k")?,
+            order: match attr("order")? {
+                "softmax_top" => RouteOrder::SoftmaxThenTopK,
+                "top_softmax" => RouteOrder::TopKThenSoftmax,
+                other => {
+                    return Err(format!(
+                        "`route`: order must be softmax_top or top_softmax, not `{other}`"
+                    ));
+                }
+            },
+        },
+        "clamped_swiglu" => Op::ClampedSwiglu {
+            gate: val(0)?,
+            up: val(1)?,
         },
         "dispatch" => Op::Dispatch {
             x: val(0)?,

@@ -103,7 +103,15 @@ pub fn verify(g: &Graph) -> Result<(), GraphError> {
                 heads,
                 kv_heads,
                 head,
+                sinks,
+                window,
             } => {
+                if let Some(w) = sinks {
+                    weight(w, vec![*heads])?;
+                }
+                if *window == Some(0) {
+                    return Err(e("a sliding window of 0 positions".into()));
+                }
                 same(len(*q)?, heads * head)?;
                 same(len(*k)?, kv_heads * head)?;
                 same(len(*v)?, kv_heads * head)?;
@@ -122,7 +130,11 @@ pub fn verify(g: &Graph) -> Result<(), GraphError> {
                 same(len(*a)?, inst.len)?;
             }
             Op::Silu { x } => same(len(*x)?, inst.len)?,
-            Op::Route { logits, k } => {
+            Op::ClampedSwiglu { gate, up } => {
+                same(len(*gate)?, len(*up)?)?;
+                same(len(*gate)?, inst.len)?;
+            }
+            Op::Route { logits, k, .. } => {
                 if *k == 0 || *k > len(*logits)? {
                     return Err(e(format!(
                         "route picks 1..={} experts, not {k}",
