@@ -19,6 +19,7 @@ pub mod gpt2;
 pub mod gpt_oss;
 pub mod hf;
 pub mod ir;
+pub mod kernel;
 pub mod listing;
 pub mod llama2c;
 pub mod math;

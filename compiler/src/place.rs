@@ -19,6 +19,7 @@
 //! among those that fit.
 
 use crate::footprint::{fit_advice, footprint, table_dtype, weight_bytes};
+pub use crate::kernel::Kernel;
 use crate::model::{Config, RopePairs};
 use crate::stage::{Stage, Work};
 use std::fmt;
@@ -53,66 +54,6 @@ impl PlacementKind {
 impl fmt::Display for PlacementKind {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// The kernel that runs a stage, with its shape.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum Kernel {
-    Embed(EmbeddingSpec),
-    Gemv(GemvSpec),
-    /// WaferLLM's MeshGEMV (16-bit weights, the sum in f32, `x` and `y`
-    /// streamed): its `m` is the projection's inputs, its `n` the outputs.
-    MeshGemv(MeshGemvSpec),
-    Vector(VectorSpec),
-    Rope(RopeSpec),
-    Attention(AttentionSpec),
-    Argmax(ArgmaxSpec),
-    /// A mixture of experts' router (one PE).
-    Router(RouterSpec),
-    /// The picked experts' outputs weighted and summed.
-    Combine(CombineSpec),
-    /// gpt-oss's clamped SwiGLU.
-    ClampedSwiglu(ClampedSwigluSpec),
-}
-
-impl Kernel {
-    /// Columns and rows of PEs.
-    pub fn size(&self) -> (u32, u32) {
-        match self {
-            Kernel::Embed(s) => (s.w, s.h),
-            Kernel::Gemv(s) => (s.w, s.h),
-            Kernel::MeshGemv(s) => (s.w, s.h),
-            Kernel::Vector(s) => (1, s.h),
-            Kernel::Rope(s) => (1, s.h),
-            Kernel::Attention(s) => (s.kv_heads, s.h),
-            Kernel::Argmax(s) => (1, s.h),
-            Kernel::Router(_) => (1, 1),
-            Kernel::Combine(s) => (1, s.h),
-            Kernel::ClampedSwiglu(s) => (1, s.h),
-        }
-    }
-
-    /// Cycles the kernel's cost model predicts at position `pos`.
-    pub fn predicted(&self, arch: &Arch, pos: u32) -> u64 {
-        match self {
-            Kernel::Embed(s) => wafer_kernels::embedding::cost(s, arch, 0),
-            Kernel::Gemv(s) => wafer_kernels::gemv::cost(s, arch),
-            Kernel::MeshGemv(s) => wafer_kernels::meshgemv::cost(s, arch),
-            Kernel::Vector(s) => wafer_kernels::vector::cost(s, arch),
-            Kernel::Rope(s) => wafer_kernels::rope::cost(s, arch),
-            Kernel::Attention(s) => {
-                let s = AttentionSpec {
-                    pos: pos.min(s.max_context - 1),
-                    ..s.clone()
-                };
-                wafer_kernels::attention::cost(&s, arch)
-            }
-            Kernel::Argmax(s) => wafer_kernels::argmax::cost(s, arch),
-            Kernel::Router(s) => wafer_kernels::router::cost(s, arch),
-            Kernel::Combine(s) => wafer_kernels::combine::cost(s, arch),
-            Kernel::ClampedSwiglu(s) => wafer_kernels::clamped_swiglu::cost(s, arch),
-        }
     }
 }
 
@@ -545,25 +486,6 @@ impl Memo {
             .or_insert_with(|| shape(stage, c, o, bw, bh, 0))
             .clone()?;
         Some(k.with_seed(seed))
-    }
-}
-
-impl Kernel {
-    /// The same kernel with its seeded data drawn from `seed`.
-    pub(crate) fn with_seed(mut self, seed: u64) -> Kernel {
-        match &mut self {
-            Kernel::Embed(s) => s.seed = seed,
-            Kernel::Gemv(s) => s.seed = seed,
-            Kernel::MeshGemv(s) => s.seed = seed,
-            Kernel::Vector(s) => s.seed = seed,
-            Kernel::Rope(_) => {}
-            Kernel::Attention(s) => s.seed = seed,
-            Kernel::Argmax(s) => s.seed = seed,
-            Kernel::Router(s) => s.seed = seed,
-            Kernel::Combine(s) => s.seed = seed,
-            Kernel::ClampedSwiglu(s) => s.seed = seed,
-        }
-        self
     }
 }
 

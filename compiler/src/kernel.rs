@@ -1,0 +1,95 @@
+//! The kernel that runs a stage, with its shape ([`Kernel`]): its size on
+//! the grid, its cost model's cycles and its seeded data, whichever
+//! kernel it is. Placement chooses them (`place.rs`); codegen generates
+//! them.
+
+use wafer_emulator::Arch;
+use wafer_kernels::argmax::ArgmaxSpec;
+use wafer_kernels::attention::AttentionSpec;
+use wafer_kernels::clamped_swiglu::ClampedSwigluSpec;
+use wafer_kernels::combine::CombineSpec;
+use wafer_kernels::embedding::EmbeddingSpec;
+use wafer_kernels::gemv::GemvSpec;
+use wafer_kernels::meshgemv::MeshGemvSpec;
+use wafer_kernels::rope::RopeSpec;
+use wafer_kernels::router::RouterSpec;
+use wafer_kernels::vector::VectorSpec;
+
+/// The kernel that runs a stage, with its shape.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Kernel {
+    Embed(EmbeddingSpec),
+    Gemv(GemvSpec),
+    /// WaferLLM's MeshGEMV (16-bit weights, the sum in f32, `x` and `y`
+    /// streamed): its `m` is the projection's inputs, its `n` the outputs.
+    MeshGemv(MeshGemvSpec),
+    Vector(VectorSpec),
+    Rope(RopeSpec),
+    Attention(AttentionSpec),
+    Argmax(ArgmaxSpec),
+    /// A mixture of experts' router (one PE).
+    Router(RouterSpec),
+    /// The picked experts' outputs weighted and summed.
+    Combine(CombineSpec),
+    /// gpt-oss's clamped SwiGLU.
+    ClampedSwiglu(ClampedSwigluSpec),
+}
+
+impl Kernel {
+    /// Columns and rows of PEs.
+    pub fn size(&self) -> (u32, u32) {
+        match self {
+            Kernel::Embed(s) => (s.w, s.h),
+            Kernel::Gemv(s) => (s.w, s.h),
+            Kernel::MeshGemv(s) => (s.w, s.h),
+            Kernel::Vector(s) => (1, s.h),
+            Kernel::Rope(s) => (1, s.h),
+            Kernel::Attention(s) => (s.kv_heads, s.h),
+            Kernel::Argmax(s) => (1, s.h),
+            Kernel::Router(_) => (1, 1),
+            Kernel::Combine(s) => (1, s.h),
+            Kernel::ClampedSwiglu(s) => (1, s.h),
+        }
+    }
+
+    /// Cycles the kernel's cost model predicts at position `pos`.
+    pub fn predicted(&self, arch: &Arch, pos: u32) -> u64 {
+        match self {
+            Kernel::Embed(s) => wafer_kernels::embedding::cost(s, arch, 0),
+            Kernel::Gemv(s) => wafer_kernels::gemv::cost(s, arch),
+            Kernel::MeshGemv(s) => wafer_kernels::meshgemv::cost(s, arch),
+            Kernel::Vector(s) => wafer_kernels::vector::cost(s, arch),
+            Kernel::Rope(s) => wafer_kernels::rope::cost(s, arch),
+            Kernel::Attention(s) => {
+                let s = AttentionSpec {
+                    pos: pos.min(s.max_context - 1),
+                    ..s.clone()
+                };
+                wafer_kernels::attention::cost(&s, arch)
+            }
+            Kernel::Argmax(s) => wafer_kernels::argmax::cost(s, arch),
+            Kernel::Router(s) => wafer_kernels::router::cost(s, arch),
+            Kernel::Combine(s) => wafer_kernels::combine::cost(s, arch),
+            Kernel::ClampedSwiglu(s) => wafer_kernels::clamped_swiglu::cost(s, arch),
+        }
+    }
+}
+
+impl Kernel {
+    /// The same kernel with its seeded data drawn from `seed`.
+    pub fn with_seed(mut self, seed: u64) -> Kernel {
+        match &mut self {
+            Kernel::Embed(s) => s.seed = seed,
+            Kernel::Gemv(s) => s.seed = seed,
+            Kernel::MeshGemv(s) => s.seed = seed,
+            Kernel::Vector(s) => s.seed = seed,
+            Kernel::Rope(_) => {}
+            Kernel::Attention(s) => s.seed = seed,
+            Kernel::Argmax(s) => s.seed = seed,
+            Kernel::Router(s) => s.seed = seed,
+            Kernel::Combine(s) => s.seed = seed,
+            Kernel::ClampedSwiglu(s) => s.seed = seed,
+        }
+        self
+    }
+}
