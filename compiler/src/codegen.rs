@@ -371,19 +371,39 @@ pub(crate) fn fragments(
     weights: Option<&Weights>,
     options: &Options,
 ) -> Result<Vec<Fragment>, CompileError> {
-    stages
-        .iter()
-        .zip(sites)
-        .map(|(s, site)| {
-            fragment(s, site, graph, weights, options).map_err(|e| match e {
-                CompileError::Kernel { error, .. } => CompileError::Kernel {
-                    stage: s.name.clone(),
-                    error,
-                },
-                e => e,
-            })
-        })
-        .collect()
+    // Without a checkpoint the weights are the generators' seeded ones, one
+    // set per distinct kernel: the stages of one kernel are one program,
+    // shared (a 120B mixture of experts is some 14,000 stages of a few
+    // kernels; a copy each would not fit a host's memory).
+    let mut generated: std::collections::HashMap<String, Fragment> = Default::default();
+    let mut out = Vec::with_capacity(stages.len());
+    for (s, site) in stages.iter().zip(sites) {
+        let named = |e| match e {
+            CompileError::Kernel { error, .. } => CompileError::Kernel {
+                stage: s.name.clone(),
+                error,
+            },
+            e => e,
+        };
+        let key = weights
+            .is_none()
+            .then(|| format!("{:?}", site.kernel.clone().with_seed(0)));
+        let f = match key.as_ref().and_then(|k| generated.get(k)) {
+            Some(f) => {
+                check_ports(s, f, graph)?;
+                f.clone()
+            }
+            None => {
+                let f = fragment(s, site, graph, weights, options).map_err(named)?;
+                if let Some(k) = key {
+                    generated.insert(k, f.clone());
+                }
+                f
+            }
+        };
+        out.push(f);
+    }
+    Ok(out)
 }
 
 /// Route the placed stages and plan their SRAM, or say why they do not
@@ -562,7 +582,9 @@ fn fragment(
             // The cache starts empty (its seeded contents are never read,
             // but an empty cache is what a fresh wafer holds).
             let state = f.state.clone();
-            f.program.data.retain(|d| !state.contains(&d.buffer));
+            std::sync::Arc::make_mut(&mut f.program)
+                .data
+                .retain(|d| !state.contains(&d.buffer));
             if let (Some(_), Work::Attention { sinks: Some(w), .. }) = (weights, &s.work) {
                 wafer_kernels::attention::load_sinks(spec, &mut f, &tensor(w)?.data)
                     .map_err(kernel_err)?;
@@ -578,7 +600,12 @@ fn fragment(
             wafer_kernels::combine::generate(spec, arch).map_err(kernel_err)?
         }
     };
-    // Every input port the stage feeds must exist with the right length.
+    check_ports(s, &f, graph)?;
+    Ok(f)
+}
+
+/// Every input port the stage feeds exists with the right length.
+fn check_ports(s: &Stage, f: &Fragment, graph: &Graph) -> Result<(), CompileError> {
     for (port, srcs) in &s.inputs {
         let want: u32 = match s.work {
             // Only the picked experts' outputs arrive.
@@ -603,5 +630,5 @@ fn fragment(
             }
         }
     }
-    Ok(f)
+    Ok(())
 }

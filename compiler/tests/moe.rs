@@ -348,3 +348,38 @@ fn timing_only_steps_run_the_seeded_experts_as_predicted() {
         assert!(p.len() == 2 && p[0] < p[1] && p[1] < 8, "{p:?}");
     }
 }
+
+/// Without a checkpoint, the stages of one kernel share one program (the
+/// seeded weights are one set per distinct kernel): what lets a 120B
+/// mixture of experts' 14,000 stages fit a host's memory. A checkpoint's
+/// experts keep their own.
+#[test]
+fn seeded_stages_of_one_kernel_share_one_program() {
+    let (c, w) = mixtral();
+    let seeded = wafer_compiler::compile(&c, None, &options(PlacementKind::Mesh)).unwrap();
+    let program = |compiled: &wafer_compiler::Compiled, name: &str| {
+        let i = compiled.stages.iter().position(|s| s.name == name).unwrap();
+        compiled.fragments[i].program.clone()
+    };
+    let (a, b) = (
+        program(&seeded, "layers.0.expert0.w1_w3"),
+        program(&seeded, "layers.1.expert3.w1_w3"),
+    );
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    let distinct = seeded
+        .fragments
+        .iter()
+        .map(|f| std::sync::Arc::as_ptr(&f.program))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert!(
+        distinct * 2 < seeded.stages.len(),
+        "{distinct} of {}",
+        seeded.stages.len()
+    );
+    let real = wafer_compiler::compile(&c, Some(&w), &options(PlacementKind::Mesh)).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(
+        &program(&real, "layers.0.expert0.w1_w3"),
+        &program(&real, "layers.1.expert3.w1_w3")
+    ));
+}

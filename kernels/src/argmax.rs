@@ -160,7 +160,7 @@ scan:
     };
     let id = TensorPort::whole("id", 1);
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs: vec![a],
         outputs: vec![id],
         state: Vec::new(),

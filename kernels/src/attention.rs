@@ -492,7 +492,7 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
             .collect(),
     );
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs,
         outputs: vec![out],
         // The KV cache: each step's key and value are appended to it.

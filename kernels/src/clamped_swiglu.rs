@@ -140,7 +140,7 @@ main:
             .collect(),
     };
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs: vec![port("a", "in", false), port("b", "in", true)],
         outputs: vec![port("y", "y", false)],
         state: Vec::new(),

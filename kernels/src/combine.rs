@@ -160,7 +160,7 @@ main:
             .collect(),
     };
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs: vec![w, y],
         outputs: vec![out],
         state: Vec::new(),

@@ -184,7 +184,7 @@ have:
             .collect(),
     };
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs: vec![id],
         outputs: vec![y],
         state: Vec::new(),

@@ -6,6 +6,7 @@
 //! the previous kernel and to the next.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use wafer_emulator::program::DataImage;
 use wafer_emulator::{Arch, DataInit, Inputs, Pe, PeRect, Program, RunConfig, RunError, RunResult};
 
@@ -31,7 +32,10 @@ pub struct TensorPort {
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Fragment {
-    pub program: Program,
+    /// Shared between fragments that differ in nothing but where they run
+    /// (a compiled model's stages of one kernel with the same data): a
+    /// change copies it first ([`Arc::make_mut`]).
+    pub program: Arc<Program>,
     pub inputs: Vec<TensorPort>,
     pub outputs: Vec<TensorPort>,
     /// Buffers the kernel keeps from one run to the next beyond those its
@@ -143,7 +147,7 @@ impl Fragment {
             sx: r.sy,
             sy: r.sx,
         };
-        let p = &mut self.program;
+        let p = Arc::make_mut(&mut self.program);
         std::mem::swap(&mut p.width, &mut p.height);
         for pl in &mut p.placements {
             pl.pes = rect(pl.pes);
@@ -213,7 +217,7 @@ impl Fragment {
             )));
         }
         let map = |c: &mut Color| c.0 = colors[c.0 as usize];
-        let p = &mut self.program;
+        let p = Arc::make_mut(&mut self.program);
         p.routes.iter_mut().for_each(|r| map(&mut r.color));
         p.inputs
             .iter_mut()
@@ -245,14 +249,13 @@ impl Fragment {
     /// weights instead of the generator's seeded ones): one data image per
     /// PE, after dropping the buffer's previous images.
     pub fn load(&mut self, name: &str, per_pe: Vec<(Pe, Vec<f32>)>) {
-        self.program.data.retain(|d| d.buffer != name);
-        self.program
-            .data
-            .extend(per_pe.into_iter().map(|(pe, v)| DataImage {
-                pes: PeRect::single(pe),
-                buffer: name.to_string(),
-                init: DataInit::Values(v),
-            }));
+        let p = Arc::make_mut(&mut self.program);
+        p.data.retain(|d| d.buffer != name);
+        p.data.extend(per_pe.into_iter().map(|(pe, v)| DataImage {
+            pes: PeRect::single(pe),
+            buffer: name.to_string(),
+            init: DataInit::Values(v),
+        }));
     }
 
     /// Host inputs for the given tensors (missing ones keep the program's

@@ -276,7 +276,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             .collect(),
     };
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs: vec![port("x", "x", &cols, s.n)],
         outputs: vec![port("y", "y", &rows, s.m)],
         state: Vec::new(),

@@ -256,7 +256,7 @@ done:
     }
     let program = crate::assemble(&src, "MeshGEMM")?;
     let mut f = Fragment {
-        program,
+        program: program.into(),
         inputs: Vec::new(),
         outputs: Vec::new(),
         state: Vec::new(),

@@ -323,7 +323,7 @@ head:
             .collect(),
     };
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs: vec![x, pos],
         outputs: vec![y],
         state: Vec::new(),

@@ -126,7 +126,7 @@ main:
     );
     let program = crate::assemble(&src, "router")?;
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs: vec![TensorPort::whole("logits", e)],
         outputs: vec![TensorPort::whole("routing", 2 * k)],
         state: Vec::new(),

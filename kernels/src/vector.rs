@@ -413,7 +413,7 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             }));
     }
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs,
         outputs: vec![y],
         state: Vec::new(),

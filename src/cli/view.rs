@@ -337,7 +337,7 @@ impl ModelRun {
             .map(|(_, ((st, site), f))| PlacedProgram {
                 name: st.name.clone(),
                 origin: site.origin,
-                program: f.program.clone(),
+                program: (*f.program).clone(),
             })
             .collect();
         let placement = placement_of(&programs, w, h, |pp, _| pp.name.clone());

@@ -316,7 +316,7 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
     }
     let program = crate::assemble(&src, "collective")?;
     Ok(crate::Fragment {
-        program,
+        program: program.into(),
         inputs,
         outputs,
         state: Vec::new(),

@@ -87,7 +87,7 @@ pub(super) fn generate(
     }
     let program = crate::assemble(&src, "collective")?;
     Ok(crate::Fragment {
-        program,
+        program: program.into(),
         inputs,
         outputs,
         state: Vec::new(),

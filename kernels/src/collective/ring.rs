@@ -100,7 +100,7 @@ pub(super) fn generate(
     writeln!(src, ".data v 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap();
     let program = crate::assemble(&src, "ring allreduce")?;
     Ok(crate::Fragment {
-        program,
+        program: program.into(),
         inputs: vec![],
         outputs: vec![],
         state: Vec::new(),

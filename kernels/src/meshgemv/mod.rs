@@ -485,7 +485,7 @@ axpy:
         (Vec::new(), Vec::new())
     };
     Ok(Fragment {
-        program,
+        program: program.into(),
         inputs,
         outputs,
         state: Vec::new(),
