@@ -31,9 +31,10 @@ fn gemv(dtype: DType) -> Program {
         strategy: Strategy::Chain,
         seed: 1,
     };
-    generate(&spec, &Arch::wse3())
+    (*generate(&spec, &Arch::wse3())
         .expect("the benchmark GEMV fits")
-        .program
+        .program)
+        .clone()
 }
 
 fn scalar_loop() -> Program {
