@@ -155,6 +155,21 @@ impl Collectives {
 
 fn code(s: &AttentionSpec, all: &Collectives, r: u32) -> String {
     let (d, g, slots, h) = (s.head_dim, s.group, s.slots(), s.h);
+    // In a window, r12 is the first slot in it and r15 the slots from
+    // there (computed once), r14 a head's first score.
+    let windowed = s.window.is_some();
+    let first = if windowed { "mov r8, r12" } else { "li r8, 0" };
+    let first_at = if windowed {
+        format!("mul r9, r12, {d}")
+    } else {
+        "li r9, 0".to_string()
+    };
+    let span = if windowed { "  add r14, r7, r12\n" } else { "" };
+    let (count, at) = if windowed {
+        ("r15", "r14")
+    } else {
+        ("r2", "r7")
+    };
     let mut t = format!(
         "  vmov.f32 inb, rx(c{CIN})
   lf f15, {scale:?}
@@ -203,8 +218,6 @@ nomax:
         scale = s.scale(),
         v = 1 + d,
         q = 1 + 2 * d,
-        // In a window, r12 is the first slot in it and r15 the slots from
-        // there (computed once), r14 a head's first score.
         window = match s.window {
             None => String::new(),
             Some(w) => format!(
@@ -222,23 +235,6 @@ windowed:
                 h - 1
             ),
         },
-        first = if s.window.is_some() {
-            "mov r8, r12"
-        } else {
-            "li r8, 0"
-        },
-        first_at = if s.window.is_some() {
-            format!("mul r9, r12, {d}")
-        } else {
-            "li r9, 0".into()
-        },
-        span = if s.window.is_some() {
-            "  add r14, r7, r12\n"
-        } else {
-            ""
-        },
-        count = if s.window.is_some() { "r15" } else { "r2" },
-        at = if s.window.is_some() { "r14" } else { "r7" },
     );
     // The top PE's sinks join its maxima, and later its sums.
     if s.sinks && r == 0 {
@@ -262,13 +258,6 @@ nosum:
   add r7, r7, {slots}
   blt r5, {g}, norm
 ",
-        span = if s.window.is_some() {
-            "  add r14, r7, r12\n"
-        } else {
-            ""
-        },
-        count = if s.window.is_some() { "r15" } else { "r2" },
-        at = if s.window.is_some() { "r14" } else { "r7" },
     )
     .unwrap();
     if s.sinks && r == 0 {
@@ -301,16 +290,6 @@ wdone:
   add r11, r11, {d}
   blt r5, {g}, wsum
 ",
-        first = if s.window.is_some() {
-            "mov r8, r12"
-        } else {
-            "li r8, 0"
-        },
-        first_at = if s.window.is_some() {
-            format!("mul r9, r12, {d}")
-        } else {
-            "li r9, 0".into()
-        },
     )
     .unwrap();
     t.push_str(&all.output.code(r));

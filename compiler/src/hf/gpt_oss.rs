@@ -59,21 +59,7 @@ pub fn is_bytes(kept: &str) -> bool {
 /// The kept tensors under the model code's names, the experts cut apart.
 pub fn convert(raw: Weights, c: &Config) -> Result<Weights, ModelError> {
     let file = raw.source.clone();
-    let get = |name: &str, shape: &[usize]| -> Result<&Tensor, ModelError> {
-        let t = raw.tensors.get(name).ok_or_else(|| ModelError::Missing {
-            file: file.clone(),
-            tensor: name.into(),
-        })?;
-        if t.shape != shape {
-            return Err(ModelError::Shape {
-                file: file.clone(),
-                tensor: name.into(),
-                expected: shape.to_vec(),
-                found: t.shape.clone(),
-            });
-        }
-        Ok(t)
-    };
+    let get = |name: &str, shape: &[usize]| raw.get(name, shape);
     let experts = c.moe.map_or(0, |m| m.experts);
     let (d, h, v) = (c.dim, c.hidden_dim, c.vocab_size);
     let (q, kv) = (c.n_heads * c.head_size(), c.kv_dim());
