@@ -120,9 +120,18 @@ const C_LEVEL0: u8 = 2;
 
 /// Bytes of SRAM the largest tile's PE needs (`w` and `h` at least 1).
 pub fn sram_needed(s: &GemvSpec) -> u64 {
+    sram_needed_batch(s, 1)
+}
+
+/// [`sram_needed`] for a batch of `batch` positions ([`generate_batch`]):
+/// `batch` x slices and partial y's.
+pub fn sram_needed_batch(s: &GemvSpec, batch: u32) -> u64 {
     let (mt, nt) = (s.m.div_ceil(s.h) as u64, s.n.div_ceil(s.w) as u64);
     let code = 400; // measured from generated listings, rounded up
-    let x = nt * s.compute_dtype().size_bytes() as u64;
+    let (x, mt_y) = (
+        nt * s.compute_dtype().size_bytes() as u64 * batch as u64,
+        mt * batch as u64,
+    );
     // The row being dequantized (bf16), and the scales: int8's bf16 one a
     // row, MXFP4's e8m0 one a row and block piece (at most nt/32 + 2, each
     // with 24 bytes of code to apply it).
@@ -134,12 +143,17 @@ pub fn sram_needed(s: &GemvSpec) -> u64 {
     };
     // In u128: a spec's sizes are checked against the machine after this.
     let w = (mt as u128 * nt as u128 * s.dtype.bits() as u128).div_ceil(8);
-    let total = w + (code + x + mt * 4 + quant + 12) as u128;
+    let total = w + (code + x + mt_y * 4 + quant + 12) as u128;
     total.min(u64::MAX as u128) as u64
 }
 
-fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
+fn validate(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<(), KernelError> {
     s.strategy.require_plan("gemv")?;
+    if batch == 0 {
+        return Err(KernelError::Shape(
+            "a batched GEMV takes at least one position".into(),
+        ));
+    }
     if s.m == 0 || s.n == 0 {
         return Err(KernelError::Shape(format!(
             "GEMV shape {}x{} is empty",
@@ -175,10 +189,10 @@ fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
             "machine `{}` has {}x{} PEs",
             arch.name, arch.grid_cols, arch.grid_rows
         ))
-    } else if sram_needed(s) > arch.sram_bytes as u64 {
+    } else if sram_needed_batch(s, batch) > arch.sram_bytes as u64 {
         Some(format!(
             "a tile needs about {} bytes of SRAM, a PE has {}; use more PEs{}",
-            sram_needed(s),
+            sram_needed_batch(s, batch),
             arch.sram_bytes,
             if s.dtype.size_bytes() > 2 {
                 " or a 16-bit dtype"
@@ -200,8 +214,20 @@ fn validate(s: &GemvSpec, arch: &Arch) -> Result<(), KernelError> {
 }
 
 pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
-    validate(s, arch)?;
-    let red = row_reduce(s, s.m.div_ceil(s.h));
+    generate_batch(s, 1, arch)
+}
+
+/// The GEMV of `batch` positions at once (a prefill's projection: `Y =
+/// W·X`, `X` of `batch` columns, the weights stationary): each PE takes
+/// its `x` slice of every position down its column, one after another,
+/// then dots each tile row with each position's slice (position outer,
+/// so a quantized row is dequantized once per position), and the row
+/// reduces all `batch · m_r` partials at once. Ports `x` and `y` hold the
+/// positions one after another (`batch · n` and `batch · m`). One
+/// position is [`generate`]'s program exactly.
+pub fn generate_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<Fragment, KernelError> {
+    validate(s, batch, arch)?;
+    let red = row_reduce(s, batch * s.m.div_ceil(s.h));
     let levels = &red.plan;
     let n_colors = C_LEVEL0 as usize + levels.levels as usize;
     if n_colors > arch.colors as usize {
@@ -212,8 +238,12 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     }
     let cols = col_split(s);
     let rows = split(s.m, s.h);
+    let batched = match batch {
+        1 => String::new(),
+        b => format!(", {b} positions"),
+    };
     let mut src = format!(
-        "; GEMV {}x{} {} on {}x{} PEs, {} reduction\n.grid {}x{}\n",
+        "; GEMV {}x{} {} on {}x{} PEs, {} reduction{batched}\n.grid {}x{}\n",
         s.m, s.n, s.dtype, s.w, s.h, s.strategy, s.w, s.h
     );
     let mut codes: BTreeMap<String, String> = BTreeMap::new();
@@ -225,6 +255,9 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             let mt = rows[r0 as usize].1;
             let r1 = (r0..s.h).find(|r| rows[*r as usize].1 != mt).unwrap_or(s.h);
             let mut name = code_name(*nt, mt, levels.steps(c), c as u32 == s.w - 1);
+            if batch > 1 {
+                write!(name, "_x{batch}").unwrap();
+            }
             if s.dtype == DType::Mxfp4 {
                 // Where the tile's columns cut MXFP4's blocks.
                 for (_, len) in crate::quant::mx_pieces(*no, *nt) {
@@ -233,7 +266,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             }
             codes
                 .entry(name.clone())
-                .or_insert_with(|| code_text(&name, s, *no, *nt, mt, &red.code(c as u32)));
+                .or_insert_with(|| code_text(&name, s, batch, *no, *nt, mt, &red.code(c as u32)));
             writeln!(places, ".place {name} {c},{r0} 1x{}", r1 - r0).unwrap();
             r0 = r1;
         }
@@ -252,26 +285,34 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     for (c, (_, nt)) in cols.iter().enumerate() {
         writeln!(
             src,
-            ".input x{c} f32[{nt}] -> {c},0 N c{CX} = rand({})",
+            ".input x{c} f32[{}] -> {c},0 N c{CX} = rand({})",
+            batch * nt,
             s.seed.wrapping_add(1)
         )
         .unwrap();
     }
     for (r, (_, mt)) in rows.iter().enumerate() {
-        writeln!(src, ".output y{r} f32[{mt}] <- {},{r} E c{CY}", s.w - 1).unwrap();
+        writeln!(
+            src,
+            ".output y{r} f32[{}] <- {},{r} E c{CY}",
+            batch * mt,
+            s.w - 1
+        )
+        .unwrap();
     }
     let program = crate::assemble(&src, "GEMV")?;
+    // Position `p`'s part of stream `i` follows the earlier positions'.
     let port = |name: &str, prefix: &str, parts: &[(u32, u32)], len: u32| TensorPort {
         name: name.into(),
-        len,
-        segments: parts
-            .iter()
-            .enumerate()
-            .map(|(i, (off, l))| Segment {
-                stream: format!("{prefix}{i}"),
-                offset: *off,
-                len: *l,
-                at: 0,
+        len: batch * len,
+        segments: (0..batch)
+            .flat_map(|p| {
+                parts.iter().enumerate().map(move |(i, (off, l))| Segment {
+                    stream: format!("{prefix}{i}"),
+                    offset: p * len + off,
+                    len: *l,
+                    at: p * l,
+                })
             })
             .collect(),
     };
@@ -298,16 +339,31 @@ fn code_name(nt: u32, mt: u32, steps: &[(u32, Action)], root: bool) -> String {
     name
 }
 
-fn code_text(name: &str, s: &GemvSpec, no: u32, nt: u32, mt: u32, reduction: &str) -> String {
-    let wl = mt * nt;
+fn code_text(
+    name: &str,
+    s: &GemvSpec,
+    batch: u32,
+    no: u32,
+    nt: u32,
+    mt: u32,
+    reduction: &str,
+) -> String {
+    let (wl, xl) = (mt * nt, batch * nt);
     // Quantized tiles dequantize each row into `t` first, then dot `t`.
     let (buffers, setup, dequant, w_row, step) = match s.dtype {
         DType::I8 => (
             format!(
-                "  .buffer w i8[{wl}]\n  .buffer s bf16[{mt}]\n  .buffer t bf16[{nt}]\n  .buffer x bf16[{nt}]\n"
+                "  .buffer w i8[{wl}]\n  .buffer s bf16[{mt}]\n  .buffer t bf16[{nt}]\n  .buffer x bf16[{xl}]\n"
             ),
-            String::new(),
-            format!("  ldf f2, s[r1]\n  vfmul.bf16 t, w[r2, {nt}], f2\n"),
+            // Batched, r1 counts every position's rows: r3 this one's.
+            match batch {
+                1 => String::new(),
+                _ => "  li r3, 0\n".to_string(),
+            },
+            match batch {
+                1 => format!("  ldf f2, s[r1]\n  vfmul.bf16 t, w[r2, {nt}], f2\n"),
+                _ => format!("  ldf f2, s[r3]\n  add r3, r3, 1\n  vfmul.bf16 t, w[r2, {nt}], f2\n"),
+            },
             "t".to_string(),
             format!("  add r2, r2, {nt}\n"),
         ),
@@ -319,7 +375,7 @@ fn code_text(name: &str, s: &GemvSpec, no: u32, nt: u32, mt: u32, reduction: &st
             }
             (
                 format!(
-                    "  .buffer w mxfp4[{wl}]\n  .buffer e e8m0[{}]\n  .buffer t bf16[{nt}]\n  .buffer x bf16[{nt}]\n",
+                    "  .buffer w mxfp4[{wl}]\n  .buffer e e8m0[{}]\n  .buffer t bf16[{nt}]\n  .buffer x bf16[{xl}]\n",
                     mt as usize * pieces.len()
                 ),
                 "  li r3, 0\n".to_string(),
@@ -329,15 +385,24 @@ fn code_text(name: &str, s: &GemvSpec, no: u32, nt: u32, mt: u32, reduction: &st
             )
         }
         dt => (
-            format!("  .buffer w {dt}[{wl}]\n  .buffer x {dt}[{nt}]\n"),
+            format!("  .buffer w {dt}[{wl}]\n  .buffer x {dt}[{xl}]\n"),
             String::new(),
             String::new(),
             format!("w[r2, {nt}]"),
             format!("  add r2, r2, {nt}\n"),
         ),
     };
+    if batch == 1 {
+        return format!(
+            ".code {name}\n{buffers}  .buffer y f32[{mt}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r2, 0\n{setup}row:\n{dequant}  lf f1, 0\n  vdot.f32 f1, {w_row}, x\n  stf y[r1], f1\n  add r1, r1, 1\n{step}  blt r1, {mt}, row\n{reduction}  end\n.end\n"
+        );
+    }
+    // Batched: `x` and `y` hold every position's slice; r4 is this
+    // position's `x` offset, r5 the end of its rows in `y`, and the tile
+    // (r2, and MXFP4's scales r3) starts over for each position.
     format!(
-        ".code {name}\n{buffers}  .buffer y f32[{mt}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r2, 0\n{setup}row:\n{dequant}  lf f1, 0\n  vdot.f32 f1, {w_row}, x\n  stf y[r1], f1\n  add r1, r1, 1\n{step}  blt r1, {mt}, row\n{reduction}  end\n.end\n"
+        ".code {name}\n{buffers}  .buffer y f32[{ym}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n  li r4, 0\n  li r5, {mt}\nposition:\n  li r2, 0\n{setup}row:\n{dequant}  lf f1, 0\n  vdot.f32 f1, {w_row}, x[r4, {nt}]\n  stf y[r1], f1\n  add r1, r1, 1\n{step}  blt r1, r5, row\n  add r4, r4, {nt}\n  add r5, r5, {mt}\n  blt r1, {ym}, position\n{reduction}  end\n.end\n",
+        ym = batch * mt
     )
 }
 
@@ -562,6 +627,15 @@ pub fn reference(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
     y
 }
 
+/// [`generate_batch`]'s `Y`: each position's `y` ([`reference`]) one
+/// after another (the row reduces every position's partials element by
+/// element, in the same order as one position's).
+pub fn reference_batch(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
+    x.chunks(s.n as usize)
+        .flat_map(|x| reference(s, w, x))
+        .collect()
+}
+
 /// Predicted cycles. Derivation, following the engine's semantics with
 /// `S` task switch, `I` issue delay, `h` hop and `r` ramp latency:
 /// * the main task's first op starts at `S + 1 + I`; x's element `k` reaches
@@ -580,7 +654,16 @@ pub fn reference(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
 /// * the row's reduction ([`LineReduce::finish`]), and the last element
 ///   `m_r − 1` later up the east ramp and over the host link.
 pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
+    cost_batch(s, 1, arch)
+}
+
+/// [`generate_batch`]'s predicted cycles: as [`cost`]'s derivation, with
+/// `x` `batch` times as long, three `li` before the first position, then
+/// per position an `li` (and MXFP4's, moved here), its tile rows, and
+/// `add`, `add`, `blt`; the row reduces `batch · m_r` partials.
+pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
     let (cols, rows) = (col_split(s), split(s.m, s.h));
+    let b = batch as u64;
     let (sw, i, hop, ramp) = (
         arch.task_switch_cycles as u64,
         arch.vector_issue_cycles as u64,
@@ -607,18 +690,27 @@ pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
             _ => dot,
         }
     };
-    let setup = if s.dtype == DType::Mxfp4 { 3 } else { 2 };
+    let mx = u64::from(s.dtype == DType::Mxfp4);
+    // Batched, int8 keeps its scale's index in a register of its own (an
+    // `li` a position, an `add` a row), as MXFP4 does.
+    let (q, i8) = (u64::from(s.quantized()), u64::from(s.dtype == DType::I8));
     let mut worst = 0;
     for (y, (_, mt)) in rows.iter().enumerate() {
         let issue: Vec<u64> = cols
             .iter()
             .map(|(no, nt)| {
-                let x_done = (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + *nt as u64 - 1;
-                x_done + setup + *mt as u64 * row_cycles(*no, *nt)
+                let x_done =
+                    (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + b * *nt as u64 - 1;
+                let rows = *mt as u64 * row_cycles(*no, *nt);
+                match batch {
+                    1 => x_done + 2 + mx + rows,
+                    _ => x_done + 3 + b * (1 + q + rows + i8 * *mt as u64 + 3),
+                }
             })
             .collect();
-        let first = row_reduce(s, *mt).finish(&issue, arch)[s.w as usize - 1];
-        worst = worst.max(first + *mt as u64 - 1 + ramp + hop);
+        let ym = batch * mt;
+        let first = row_reduce(s, ym).finish(&issue, arch)[s.w as usize - 1];
+        worst = worst.max(first + ym as u64 - 1 + ramp + hop);
     }
     worst
 }
@@ -658,7 +750,7 @@ pub fn best_rect(
                 strategy,
                 seed: 0,
             };
-            if validate(&spec, arch).is_err()
+            if validate(&spec, 1, arch).is_err()
                 || C_LEVEL0 as u32 + Plan::shape(w, strategy).0 > arch.colors
             {
                 continue;

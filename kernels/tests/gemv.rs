@@ -299,3 +299,56 @@ fn quantized_weights_are_held_packed_and_dequantized_on_the_pe() {
         "{held_bytes:?}"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// A prefill's projection: every position's `y` is the one-position
+    /// reference's, and the cost model is exact.
+    #[test]
+    fn batched_gemv_matches_its_reference_and_its_cost_model(
+        m in 1u32..24, n in 1u32..70, w in 1u32..6, h in 1u32..6, batch in 1u32..6,
+        dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)],
+        strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let f = gemv::generate_batch(&s, batch, &arch).unwrap_or_else(|e| panic!("{e}"));
+        let inputs = f.default_inputs();
+        prop_assert_eq!(inputs["x"].len(), (batch * n) as usize);
+        let (outs, run) = f
+            .run(&arch, &inputs, &RunConfig::default())
+            .unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let w = gemv::weights(&s, &f.program);
+        let one: Vec<f32> = inputs["x"]
+            .chunks(n as usize)
+            .flat_map(|x| gemv::reference(&s, &w, x))
+            .collect();
+        prop_assert_eq!(&outs["y"], &one, "{:?} x{}", s, batch);
+        prop_assert_eq!(&outs["y"], &gemv::reference_batch(&s, &w, &inputs["x"]));
+        prop_assert_eq!(run.cycles, gemv::cost_batch(&s, batch, &arch), "{:?} x{}", s, batch);
+    }
+}
+
+#[test]
+fn one_position_of_the_batched_gemv_is_the_gemv() {
+    let s = GemvSpec {
+        m: 12,
+        n: 40,
+        dtype: DType::BF16,
+        w: 3,
+        h: 2,
+        strategy: Reduce::Chain,
+        seed: 7,
+    };
+    let arch = Arch::wse3();
+    let one = gemv::generate(&s, &arch).unwrap();
+    let batch = gemv::generate_batch(&s, 1, &arch).unwrap();
+    assert_eq!(
+        wafer_emulator::asm::print(&one.program),
+        wafer_emulator::asm::print(&batch.program)
+    );
+    assert_eq!(gemv::cost(&s, &arch), gemv::cost_batch(&s, 1, &arch));
+    // A batch of four costs less than four GEMVs: x streams back to back
+    // and the row reduces once.
+    assert!(gemv::cost_batch(&s, 4, &arch) < 4 * gemv::cost(&s, &arch));
+}
