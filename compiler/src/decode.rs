@@ -465,7 +465,7 @@ impl<'c> Decoder<'c> {
             let last = r.step - 1;
             r.runs.retain(|_, run| run.used >= last);
         }
-        for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
+        for (i, stage) in c.stages.iter().enumerate() {
             if let Some(p) = stage.when {
                 let picks = match picked.get(&p.route) {
                     Some(picks) => picks,
@@ -507,97 +507,17 @@ impl<'c> Decoder<'c> {
                     v.extend_from_slice(x)
                 }
             });
-            if cancelled(&self.cfg) {
-                return Err(DecodeError::Interrupted { pos: self.pos });
+            let run = self.run_stage(i, &tensors)?;
+            stage_cycles.push(run.cycles);
+            stage_time.push(run.time);
+            if let Some(stats) = run.stats {
+                stage_stats.push(stats);
             }
-            let pos = self.pos;
-            let err = |e| match e {
-                RunError::Interrupted { .. } => DecodeError::Interrupted { pos },
-                e => DecodeError::Run {
-                    pos,
-                    stage: stage.name.clone(),
-                    error: Box::new(e),
-                },
-            };
-            let inputs = f.stream_inputs(&tensors).map_err(|e| {
-                err(RunError::Input {
-                    name: stage.name.clone(),
-                    message: e.to_string(),
-                })
-            })?;
-            let keep = !timing && matches!(c.sites[i].kernel, Kernel::Attention(_));
-            let key = (timing && self.reuse.is_some())
-                .then(|| wafer_emulator::engine::timing_fingerprint(&f.program, &inputs));
-            let step = self.reuse.as_ref().map_or(0, |r| r.step);
-            let hit = key
-                .as_ref()
-                .and_then(|k| self.reuse.as_mut()?.runs.get_mut(k));
-            stage_reused.push(hit.is_some());
-            let started = std::time::Instant::now();
-            let out = if let Some(run) = hit {
-                run.used = step;
-                stage_cycles.push(run.cycles);
-                stage_time.push(run.time);
-                if self.keep_stats {
-                    stage_stats.push(run.stats.clone());
-                }
-                stage_traces.push(run.trace.clone());
-                total += run.cycles + c.routing.handoffs[i].cycles;
-                f.gather(&f.outputs[0], &run.outputs)
-            } else {
-                let mut start = match self.memory[i].take() {
-                    Some(mem) => Some(mem),
-                    None if timing => None,
-                    // A kept stage resumes from its own SRAM from now on: no
-                    // copy of its image is worth caching.
-                    None => Some(self.image(i, !keep).map_err(err)?),
-                };
-                if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
-                    scramble(f, mem);
-                }
-                let r = match start {
-                    Some(mem) => {
-                        let cfg = self.cfg.clone();
-                        let prep = self.prepared(i).map_err(err)?;
-                        prep.run_resume(&f.program, &inputs, &cfg, mem)
-                    }
-                    None => wafer_emulator::run(&f.program, arch, &inputs, &self.cfg),
-                }
-                .map_err(err)?;
-                let out = f.gather(&f.outputs[0], &r.outputs);
-                let stats = Arc::new(r.stats);
-                let time = PeTime::of(&stats);
-                stage_cycles.push(r.cycles);
-                stage_time.push(time);
-                if self.keep_stats {
-                    stage_stats.push(stats.clone());
-                }
-                total += r.cycles + c.routing.handoffs[i].cycles;
-                if keep {
-                    self.memory[i] = Some(r.memory);
-                }
-                match (key, self.reuse.as_mut()) {
-                    (Some(k), Some(reuse)) => {
-                        stage_traces.push(r.trace.clone());
-                        let run = Reusable {
-                            cycles: r.cycles,
-                            outputs: r.outputs,
-                            stats,
-                            time,
-                            trace: r.trace,
-                            used: step,
-                        };
-                        reuse.runs.insert(k, run);
-                    }
-                    _ => stage_traces.push(r.trace),
-                }
-                out
-            };
-            stage_host_seconds.push(if stage_reused[i] {
-                0.0
-            } else {
-                started.elapsed().as_secs_f64()
-            });
+            stage_traces.push(run.trace);
+            stage_reused.push(run.reused);
+            stage_host_seconds.push(run.host_seconds);
+            total += run.cycles + c.routing.handoffs[i].cycles;
+            let out = run.out;
             if stage.outputs.is_empty() {
                 // NaN (timing-only: unknown) saturates to token 0.
                 next = out[0] as u32;
@@ -624,6 +544,123 @@ impl<'c> Decoder<'c> {
             stage_ran,
         })
     }
+
+    /// Runs stage `i` at the decoder's position on `tensors` (its input
+    /// ports' values): from its saved SRAM (attention's KV cache) or its
+    /// image, or, timing-only, from an identical run's results.
+    pub(crate) fn run_stage(
+        &mut self,
+        i: usize,
+        tensors: &BTreeMap<String, Vec<f32>>,
+    ) -> Result<StageRun, DecodeError> {
+        let c = self.compiled;
+        let (stage, f) = (&c.stages[i], &c.fragments[i]);
+        let arch = &c.options.arch;
+        let timing = self.cfg.timing_only;
+        if cancelled(&self.cfg) {
+            return Err(DecodeError::Interrupted { pos: self.pos });
+        }
+        let pos = self.pos;
+        let err = |e| match e {
+            RunError::Interrupted { .. } => DecodeError::Interrupted { pos },
+            e => DecodeError::Run {
+                pos,
+                stage: stage.name.clone(),
+                error: Box::new(e),
+            },
+        };
+        let inputs = f.stream_inputs(tensors).map_err(|e| {
+            err(RunError::Input {
+                name: stage.name.clone(),
+                message: e.to_string(),
+            })
+        })?;
+        let keep = !timing && matches!(c.sites[i].kernel, Kernel::Attention(_));
+        let key = (timing && self.reuse.is_some())
+            .then(|| wafer_emulator::engine::timing_fingerprint(&f.program, &inputs));
+        let step = self.reuse.as_ref().map_or(0, |r| r.step);
+        let hit = key
+            .as_ref()
+            .and_then(|k| self.reuse.as_mut()?.runs.get_mut(k));
+        if let Some(run) = hit {
+            run.used = step;
+            return Ok(StageRun {
+                out: f.gather(&f.outputs[0], &run.outputs),
+                cycles: run.cycles,
+                time: run.time,
+                stats: self.keep_stats.then(|| run.stats.clone()),
+                trace: run.trace.clone(),
+                reused: true,
+                host_seconds: 0.0,
+            });
+        }
+        let started = std::time::Instant::now();
+        let mut start = match self.memory[i].take() {
+            Some(mem) => Some(mem),
+            None if timing => None,
+            // A kept stage resumes from its own SRAM from now on: no
+            // copy of its image is worth caching.
+            None => Some(self.image(i, !keep).map_err(err)?),
+        };
+        if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
+            scramble(f, mem);
+        }
+        let r = match start {
+            Some(mem) => {
+                let cfg = self.cfg.clone();
+                let prep = self.prepared(i).map_err(err)?;
+                prep.run_resume(&f.program, &inputs, &cfg, mem)
+            }
+            None => wafer_emulator::run(&f.program, arch, &inputs, &self.cfg),
+        }
+        .map_err(err)?;
+        let out = f.gather(&f.outputs[0], &r.outputs);
+        let stats = Arc::new(r.stats);
+        let time = PeTime::of(&stats);
+        if keep {
+            self.memory[i] = Some(r.memory);
+        }
+        let trace = match (key, self.reuse.as_mut()) {
+            (Some(k), Some(reuse)) => {
+                let trace = r.trace.clone();
+                let run = Reusable {
+                    cycles: r.cycles,
+                    outputs: r.outputs,
+                    stats: stats.clone(),
+                    time,
+                    trace: r.trace,
+                    used: step,
+                };
+                reuse.runs.insert(k, run);
+                trace
+            }
+            _ => r.trace,
+        };
+        Ok(StageRun {
+            out,
+            cycles: r.cycles,
+            time,
+            stats: self.keep_stats.then_some(stats),
+            trace,
+            reused: false,
+            host_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// One stage's run ([`Decoder::run_stage`]).
+pub(crate) struct StageRun {
+    /// Its output port's values.
+    pub out: Vec<f32>,
+    pub cycles: u64,
+    pub time: PeTime,
+    /// Its statistics, when the decoder keeps them.
+    pub stats: Option<Arc<Stats>>,
+    pub trace: Option<Trace>,
+    /// Whether an identical run's results stood in for it.
+    pub reused: bool,
+    /// Host seconds its emulation took (0 when reused).
+    pub host_seconds: f64,
 }
 
 /// Where a run's PE-cycles went, summed over the PEs with code: computing
