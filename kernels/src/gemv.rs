@@ -627,6 +627,35 @@ pub fn reference(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
     y
 }
 
+/// Bytes of code a batched GEMV's PE may hold beyond the one-position
+/// program's: its position loop (a few instructions; tested).
+pub const BATCH_CODE_BYTES: u64 = 64;
+
+/// Bytes a PE of the batched GEMV ([`generate_batch`]) holds beyond the
+/// one-position GEMV's, at most: the longer `x` and `y`, and the loop.
+pub fn batch_growth(s: &GemvSpec, batch: u32) -> u64 {
+    let nt = col_split(s).iter().map(|(_, nt)| *nt).max().unwrap_or(0) as u64;
+    let mt = s.m.div_ceil(s.h) as u64;
+    let more = batch.saturating_sub(1) as u64;
+    more * (nt * s.compute_dtype().size_bytes() as u64 + mt * 4)
+        + BATCH_CODE_BYTES * u64::from(batch > 1)
+}
+
+/// [`generate_batch`] holding the weights of `of`, the one-position GEMV
+/// of the same spec (a compiled stage's, its checkpoint's weights loaded):
+/// a GEMV's data images are its weights and their scales, and the
+/// batched program lays its tiles out as the GEMV does.
+pub fn batch_of(
+    s: &GemvSpec,
+    batch: u32,
+    of: &Fragment,
+    arch: &Arch,
+) -> Result<Fragment, KernelError> {
+    let mut f = generate_batch(s, batch, arch)?;
+    std::sync::Arc::make_mut(&mut f.program).data = of.program.data.clone();
+    Ok(f)
+}
+
 /// [`generate_batch`]'s `Y`: each position's `y` ([`reference`]) one
 /// after another (the row reduces every position's partials element by
 /// element, in the same order as one position's).

@@ -352,3 +352,32 @@ fn one_position_of_the_batched_gemv_is_the_gemv() {
     // and the row reduces once.
     assert!(gemv::cost_batch(&s, 4, &arch) < 4 * gemv::cost(&s, &arch));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// What a prefill plans SRAM with: no PE of the batched GEMV holds
+    /// more than `batch_growth` beyond the GEMV's, and a batch built from
+    /// a GEMV holding other weights computes with those.
+    #[test]
+    fn batched_gemv_grows_by_at_most_its_estimate_and_keeps_the_weights(
+        m in 1u32..40, n in 1u32..90, w in 1u32..6, h in 1u32..6, batch in 1u32..40,
+        dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)],
+        seed in any::<u64>(),
+    ) {
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: Reduce::Chain, seed };
+        let arch = Arch::wse3();
+        let one = gemv::generate(&s, &arch).unwrap();
+        let many = gemv::generate_batch(&s, batch, &arch).unwrap();
+        let most = |p: &wafer_emulator::Program| {
+            p.placements.iter().map(|pl| {
+                let code = &p.codes[pl.code.0 as usize];
+                code.code_bytes() as u64 + code.buffers.iter().map(|b| b.bytes() as u64).sum::<u64>()
+            }).max().unwrap()
+        };
+        prop_assert!(most(&many.program) <= most(&one.program) + gemv::batch_growth(&s, batch));
+        // Weights from another seed carried over.
+        let other = gemv::generate(&GemvSpec { seed: seed ^ 1, ..s.clone() }, &arch).unwrap();
+        let carried = gemv::batch_of(&s, batch, &other, &arch).unwrap();
+        prop_assert_eq!(gemv::weights(&s, &carried.program), gemv::weights(&s, &other.program));
+    }
+}
