@@ -192,6 +192,16 @@ impl<'c> Decoder<'c> {
         self.expert_seed
     }
 
+    /// Whether it decodes timing-only ([`Decoder::timing_only`]).
+    pub fn is_timing_only(&self) -> bool {
+        self.cfg.timing_only
+    }
+
+    /// How it runs the emulator.
+    pub(crate) fn run_config(&self) -> &RunConfig {
+        &self.cfg
+    }
+
     /// Whether a timing-only decoder runs each distinct stage once per step
     /// and reuses its results for the stages that differ from it only in
     /// their weights (on by default; functional decoding always runs every
@@ -762,7 +772,7 @@ fn no_stats(arch: &wafer_emulator::Arch, cycles: u64) -> Stats {
 /// A stage's input tensors by port: each port's sources in order, an IR
 /// value's elements appended by `value` (nothing for a value an expert
 /// that did not run would have made).
-fn stage_tensors(
+pub(crate) fn stage_tensors(
     stage: &crate::stage::Stage,
     pos: u32,
     mut value: impl FnMut(usize, &mut Vec<f32>),

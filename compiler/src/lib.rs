@@ -25,6 +25,7 @@ pub mod llama2c;
 pub mod math;
 pub mod model;
 pub mod place;
+pub mod prefill;
 pub mod reference;
 pub mod region;
 pub mod route;

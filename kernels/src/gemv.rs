@@ -728,8 +728,7 @@ pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
         let issue: Vec<u64> = cols
             .iter()
             .map(|(no, nt)| {
-                let x_done =
-                    (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + b * *nt as u64 - 1;
+                let x_done = (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + b * *nt as u64 - 1;
                 let rows = *mt as u64 * row_cycles(*no, *nt);
                 match batch {
                     1 => x_done + 2 + mx + rows,
