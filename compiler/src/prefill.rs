@@ -410,19 +410,25 @@ impl Decoder<'_> {
     }
 }
 
+/// What [`generate`] reports as it goes.
+pub enum Progress<'a> {
+    /// The prefill ran; its logits picked `first`.
+    Prefilled { first: u32, prefill: &'a Prefill },
+    /// A decode step ran and picked `next`.
+    Step { next: u32, step: &'a Step },
+}
+
 /// Greedy (or `sample`d) generation with the prompt prefilled: BOS and
 /// the prompt's tokens run as one prefill ([`Decoder::prefill`]), whose
 /// last logits pick the first token; then one decode step a token, until
 /// `steps` positions (prompt included) or BOS; the tokens returned start
-/// with the prompt's, as [`crate::decode::generate`]'s do. `prefilled` sees the
-/// prefill and the first token, `each` every later step and its token.
+/// with the prompt's, as [`crate::decode::generate`]'s do.
 pub fn generate(
     d: &mut Decoder,
     prompt: &[u32],
     steps: usize,
     mut sample: Option<&mut crate::decode::Sampler<'_>>,
-    prefilled: impl FnOnce(u32, &Prefill),
-    mut each: impl FnMut(u32, &Step),
+    mut each: impl FnMut(Progress),
 ) -> Result<Vec<u32>, DecodeError> {
     let max = d.compiled.options.max_context;
     if steps > max as usize {
@@ -448,7 +454,10 @@ pub fn generate(
         Some(f) => f(&pf.logits),
         None => pf.next,
     };
-    prefilled(token, &pf);
+    each(Progress::Prefilled {
+        first: token,
+        prefill: &pf,
+    });
     // The prompt's tokens lead, as `decode_loop`'s forced ones do.
     let mut out = prompt.to_vec();
     for pos in tokens.len()..steps {
@@ -462,7 +471,10 @@ pub fn generate(
             Some(f) => f(&step.logits),
             None => step.next,
         };
-        each(token, &step);
+        each(Progress::Step {
+            next: token,
+            step: &step,
+        });
     }
     if token != crate::tokenizer::BOS {
         out.push(token);

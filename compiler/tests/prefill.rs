@@ -39,14 +39,11 @@ fn a_prefilled_prompt_decodes_as_the_reference_and_as_predicted() {
         let compiled = compile(&c, Some(&w), &options(kind, DType::F32, GemvChoice::Auto)).unwrap();
         let mut d = Decoder::new(&compiled);
         let mut seen = None;
-        let got = prefill::generate(
-            &mut d,
-            &PROMPT[1..],
-            20,
-            None,
-            |first, pf| seen = Some((first, pf.clone())),
-            |_, _| {},
-        )
+        let got = prefill::generate(&mut d, &PROMPT[1..], 20, None, |p| {
+            if let prefill::Progress::Prefilled { first, prefill } = p {
+                seen = Some((first, prefill.clone()))
+            }
+        })
         .unwrap();
         assert_eq!(got, want, "{kind:?}");
         let (first, pf) = seen.unwrap();
@@ -156,7 +153,7 @@ fn a_timing_only_prefill_takes_the_functional_cycles() {
     // Without values or weights no token is known; the generation goes on.
     let mut d = Decoder::new(&compiled);
     d.timing_only(true);
-    let tokens = prefill::generate(&mut d, &PROMPT[1..], 12, None, |_, _| {}, |_, _| {}).unwrap();
+    let tokens = prefill::generate(&mut d, &PROMPT[1..], 12, None, |_| {}).unwrap();
     assert_eq!(tokens.len(), 12);
     assert_eq!(d.pos, 12);
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use wafer_compiler::decode::{Decoder, generate};
+use wafer_compiler::prefill::Progress;
 use wafer_compiler::reference;
 
 #[derive(Args, Debug)]
@@ -50,6 +51,22 @@ pub struct GenerateArgs {
 }
 
 /// Physical memory in bytes (Linux), if known.
+/// The largest |a − b|, NaN if either holds one.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, nan_max)
+}
+
+fn nan_max(m: f32, d: f32) -> f32 {
+    if m.is_nan() || d.is_nan() {
+        f32::NAN
+    } else {
+        m.max(d)
+    }
+}
+
 fn host_memory() -> Option<u64> {
     super::proc_kib("/proc/meminfo", "MemTotal:").map(|k| k * 1024)
 }
@@ -243,58 +260,103 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let mut check_err = None;
     let mut predicted = Vec::new();
     let mut text = Utf8Stream::default();
-    let result = generate(&mut d, &prompt, a.steps, sampling, |next, step| {
-        cycles.push(step.cycles);
-        emitted.push(next);
-        bar.inc(1);
-        bar.set_message(format!(
-            "{:.3} µs/token",
-            step.cycles as f64 / clock_hz * 1e6
-        ));
-        // Of the stages the step ran (a mixture of experts: those the
-        // router picked).
-        predicted.push(c.predicted_ran(pos as u32, &step.stage_ran));
-        if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
-            let want = m.forward(input, pos, kv);
-            // NaN-aware: a NaN difference is the worst there is, not one
-            // that `f32::max` drops.
-            let nan_max = |m: f32, d: f32| {
-                if m.is_nan() || d.is_nan() {
-                    f32::NAN
-                } else {
-                    m.max(d)
+    // A prompt runs as one prefill on the wafer (BOS and the prompt's
+    // positions at once); without one, the first step is the prefill.
+    let mut prefilled: Option<(u64, u64, u32)> = None;
+    let mut on = |progress: Progress| match progress {
+        Progress::Step { next, step } => {
+            cycles.push(step.cycles);
+            emitted.push(next);
+            bar.inc(1);
+            bar.set_message(format!(
+                "{:.3} µs/token",
+                step.cycles as f64 / clock_hz * 1e6
+            ));
+            predicted.push(c.predicted_ran(pos as u32, &step.stage_ran));
+            if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
+                let want = m.forward(input, pos, kv);
+                let diff = max_diff(&want, &step.logits);
+                worst = nan_max(worst, diff);
+                if diff.is_nan() && check_err.is_none() {
+                    check_err = Some(format!(
+                        "position {pos}: the CPU reference's logits hold NaN"
+                    ));
                 }
-            };
-            let diff = want
-                .iter()
-                .zip(&step.logits)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, nan_max);
-            worst = nan_max(worst, diff);
-            if diff.is_nan() && check_err.is_none() {
-                check_err = Some(format!(
-                    "position {pos}: the CPU reference's logits hold NaN"
-                ));
+                if pos >= prompt.len()
+                    && reference::argmax(&want) != step.next
+                    && check_err.is_none()
+                {
+                    check_err = Some(format!(
+                        "position {pos}: the wafer picked {}, the reference {} (max |Δlogit| {diff:e})",
+                        step.next,
+                        reference::argmax(&want)
+                    ));
+                }
             }
-            if pos >= prompt.len() && reference::argmax(&want) != step.next && check_err.is_none() {
-                check_err = Some(format!(
-                    "position {pos}: the wafer picked {}, the reference {} (max |Δlogit| {diff:e})",
-                    step.next,
-                    reference::argmax(&want)
-                ));
+            if !a.json && !timing_only {
+                match &l.tokenizer {
+                    Some(t) => print!("{}", text.push(&t.decode(prev, next))),
+                    None => print!("{next} "),
+                }
+                let _ = std::io::stdout().flush();
             }
+            prev = next;
+            input = next;
+            pos += 1;
         }
-        if !a.json && !timing_only {
-            match &l.tokenizer {
-                Some(t) => print!("{}", text.push(&t.decode(prev, next))),
-                None => print!("{next} "),
+        Progress::Prefilled { first, prefill: pf } => {
+            let plan = wafer_compiler::prefill::plan(&c, pf.positions);
+            let want = wafer_compiler::prefill::predicted(&c, &plan, pf.start, &pf.ran);
+            prefilled = Some((pf.cycles, want, pf.positions));
+            bar.inc(pf.positions as u64);
+            // The reference runs the prompt's positions one by one.
+            if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
+                let mut logits = Vec::new();
+                for (p, t) in std::iter::once(input)
+                    .chain(prompt.iter().copied())
+                    .enumerate()
+                {
+                    logits = m.forward(t, p, kv);
+                }
+                let diff = max_diff(&logits, &pf.logits);
+                worst = nan_max(worst, diff);
+                if diff.is_nan() {
+                    check_err = Some("the prefill: the CPU reference's logits hold NaN".into());
+                } else if reference::argmax(&logits) != pf.next {
+                    check_err = Some(format!(
+                        "the prefill: the wafer picked {}, the reference {} (max |Δlogit| {diff:e})",
+                        pf.next,
+                        reference::argmax(&logits)
+                    ));
+                }
+            }
+            let mut shown = std::iter::once(prev)
+                .chain(prompt.iter().copied())
+                .chain([first]);
+            let mut from = shown.next().expect("BOS leads");
+            for t in shown {
+                emitted.push(t);
+                if !a.json && !timing_only {
+                    match &l.tokenizer {
+                        Some(tk) => print!("{}", text.push(&tk.decode(from, t))),
+                        None => print!("{t} "),
+                    }
+                }
+                from = t;
             }
             let _ = std::io::stdout().flush();
+            prev = first;
+            input = first;
+            pos = pf.positions as usize;
         }
-        prev = next;
-        input = next;
-        pos += 1;
-    });
+    };
+    let result = if prompt.is_empty() {
+        generate(&mut d, &prompt, a.steps, sampling, |next, step| {
+            on(Progress::Step { next, step })
+        })
+    } else {
+        wafer_compiler::prefill::generate(&mut d, &prompt, a.steps, sampling, on)
+    };
     bar.finish_and_clear();
     if !a.json && !timing_only {
         print!("{}", text.finish());
@@ -309,6 +371,16 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let clock = arch.clock_hz;
+    // Time to first token: the prefill, or (no prompt) the first step.
+    let (ttft, ttft_predicted, prefill_positions) = match prefilled {
+        Some(p) => p,
+        None => (
+            cycles.first().copied().unwrap_or(0),
+            predicted.first().copied().unwrap_or(0),
+            1,
+        ),
+    };
+    let ttft_us = ttft as f64 / clock * 1e6;
     let us: Vec<f64> = cycles.iter().map(|c| *c as f64 / clock * 1e6).collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let text = l
@@ -329,6 +401,10 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "wafers": c.wafers.len(),
             "tokens": tokens,
             "text": text,
+            "ttft_us": ttft_us,
+            "prefill_cycles": ttft,
+            "prefill_predicted_cycles": ttft_predicted,
+            "prefill_positions": prefill_positions,
             "per_token_cycles": cycles,
             "per_token_us": us,
             "predicted_cycles": predicted,
@@ -356,6 +432,15 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             1e6 / mean(&us),
             cycles.first().unwrap_or(&0),
             cycles.last().unwrap_or(&0)
+        );
+        println!(
+            "time to first token: {ttft} cycles = {ttft_us:.3} µs, a prefill of {prefill_positions} position{} (BOS{}; predicted {ttft_predicted})",
+            if prefill_positions == 1 { "" } else { "s" },
+            if prefilled.is_some() {
+                " and the prompt at once"
+            } else {
+                ": the first step"
+            }
         );
         let (e, p) = (
             cycles.iter().sum::<u64>() as f64,

@@ -125,6 +125,46 @@ fn generate_checks_logits_against_the_reference_and_samples_deterministically() 
     let (a, b) = (json(&ok(&args)), json(&ok(&args)));
     assert_eq!(a["tokens"], b["tokens"], "same seed, same sample");
     assert!(a["text"].as_str().unwrap().starts_with("The wafer"), "{a}");
+    // A greedy prompt is prefilled on the wafer, checked against the
+    // reference, and its time to first token reported.
+    let greedy = json(&ok(&[
+        "generate",
+        &model,
+        "--tokenizer",
+        &tok,
+        "--prompt",
+        "The wafer",
+        "--steps",
+        "20",
+        "--check",
+        "--json",
+    ]));
+    assert!(
+        greedy["text"].as_str().unwrap().starts_with("The wafer"),
+        "{greedy}"
+    );
+    let positions = greedy["prefill_positions"].as_u64().unwrap();
+    assert!(positions > 2, "{greedy}");
+    let (cycles, predicted) = (
+        greedy["prefill_cycles"].as_u64().unwrap(),
+        greedy["prefill_predicted_cycles"].as_u64().unwrap(),
+    );
+    // Attention's cost model may be a cycle or two under a run.
+    assert!(
+        (predicted..=predicted + 4 * positions).contains(&cycles),
+        "{greedy}"
+    );
+    let clock = greedy["clock_hz"].as_f64().unwrap();
+    assert_eq!(
+        greedy["ttft_us"].as_f64().unwrap(),
+        cycles as f64 / clock * 1e6
+    );
+    // Faster than one decode step a position.
+    let per_token = greedy["per_token_cycles"].as_array().unwrap();
+    assert!(
+        cycles < positions * per_token[0].as_u64().unwrap(),
+        "{greedy}"
+    );
     let err = fails(&["generate", &m, "--prompt", "hi"]);
     assert!(err.contains("--prompt needs --tokenizer"), "{err}");
     let err = fails(&["generate", "llama-3.2-1b", "--check"]);
