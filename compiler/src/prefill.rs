@@ -149,16 +149,20 @@ fn positions_of(plan: &Plan, i: usize, start: u32, ran: &[Vec<bool>]) -> Vec<u32
 /// [`Prefill::ran`], or [`Compiled::runs`] for a seeded routing).
 pub fn predicted(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) -> u64 {
     let runs = stage_predictions(c, plan, start, ran);
-    let handoffs: u64 = (0..c.stages.len())
-        .flat_map(|i| {
+    runs.iter().sum::<u64>() + stage_handoffs(c, plan, start, ran).iter().sum::<u64>()
+}
+
+/// Per stage, the cycles of the hand-offs into its prefill runs.
+pub fn stage_handoffs(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) -> Vec<u64> {
+    (0..c.stages.len())
+        .map(|i| {
             let b = plan.stages[i].batch as usize;
             positions_of(plan, i, start, ran)
                 .chunks(b)
                 .map(|chunk| handoff_cycles(c, i, chunk.len() as u32))
-                .collect::<Vec<_>>()
+                .sum()
         })
-        .sum();
-    runs.iter().sum::<u64>() + handoffs
+        .collect()
 }
 
 /// Per stage, the cost models' cycles of its prefill runs (hand-offs not

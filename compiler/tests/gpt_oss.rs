@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use wafer_compiler::decode::{Decoder, generate};
 use wafer_compiler::model::{RopeScaling, Sliding};
 use wafer_compiler::place::{Options, PlacementKind};
-use wafer_compiler::{Config, hf, ir, reference};
+use wafer_compiler::{Config, hf, ir, prefill, reference};
 use wafer_emulator::{Arch, DType};
 
 /// openai/gpt-oss-20b's `config.json`.
@@ -614,5 +614,36 @@ fn a_gpt_oss_checkpoint_decodes_on_the_wafer_as_the_reference() {
             }
             assert!(logits.len() > 3, "{kind}: {got:?}");
         }
+    }
+}
+
+/// A prompt longer than the sliding window, prefilled on the wafer: the
+/// reference's tokens on both placements.
+#[test]
+fn a_gpt_oss_prompt_prefills_on_the_wafer_as_the_reference() {
+    let (c, w) = hf::from_bytes(
+        &config_json(true),
+        &safetensors_bytes(&checkpoint(true)),
+        "oss",
+    )
+    .unwrap();
+    let m = reference::Model::load(&w, &c).unwrap();
+    let prompt: Vec<u32> = (0..WINDOW as u32 + 3)
+        .map(|i| (3 + 5 * i) % V as u32)
+        .collect();
+    let steps = prompt.len() + 4;
+    let want = reference::generate(&m, &prompt, steps);
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let compiled = wafer_compiler::compile(&c, Some(&w), &options(kind)).unwrap();
+        let mut d = Decoder::new(&compiled);
+        let mut positions = 0;
+        let got = prefill::generate(&mut d, &prompt, steps, None, |p| {
+            if let prefill::Progress::Prefilled { prefill, .. } = p {
+                positions = prefill.positions
+            }
+        })
+        .unwrap();
+        assert_eq!(got, want, "{kind}");
+        assert_eq!(positions as usize, prompt.len() + 1);
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use wafer_compiler::decode::{Decoder, generate};
 use wafer_compiler::model::Moe;
 use wafer_compiler::place::{Options, PlacementKind};
-use wafer_compiler::{Config, experts, hf, ir, reference};
+use wafer_compiler::{Config, experts, hf, ir, prefill, reference};
 use wafer_emulator::{Arch, DType};
 
 /// openai/gpt-oss-120b and -20b: 116.83 B and 20.91 B parameters, of which
@@ -382,4 +382,57 @@ fn seeded_stages_of_one_kernel_share_one_program() {
         &program(&real, "layers.0.expert0.w1_w3"),
         &program(&real, "layers.1.expert3.w1_w3")
     ));
+}
+
+/// A prompt prefilled on the wafer (its positions at once, each expert's
+/// GEMVs batched over the positions that picked it): the reference's
+/// tokens on both placements, and the cycles the cost models predict for
+/// the experts the routers picked (attention's model up to 2 cycles under
+/// a run).
+#[test]
+fn a_mixtral_prompt_prefills_on_the_wafer_as_the_reference() {
+    let (c, w) = mixtral();
+    let m = reference::Model::load(&w, &c).unwrap();
+    let prompt = [5, 11, 2, 7, 9, 3, 12];
+    let want = reference::generate(&m, &prompt, 13);
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let compiled = wafer_compiler::compile(&c, Some(&w), &options(kind)).unwrap();
+        let mut d = Decoder::new(&compiled);
+        let mut seen = None;
+        let got = prefill::generate(&mut d, &prompt, 13, None, |p| {
+            if let prefill::Progress::Prefilled { prefill, .. } = p {
+                seen = Some(prefill.clone())
+            }
+        })
+        .unwrap();
+        assert_eq!(got, want, "{kind}");
+        let pf = seen.unwrap();
+        let plan = prefill::plan(&compiled, pf.positions);
+        let predicted = prefill::predicted(&compiled, &plan, 0, &pf.ran);
+        let attention_runs: u64 = compiled
+            .sites
+            .iter()
+            .zip(&pf.stage_runs)
+            .filter(|(s, _)| matches!(s.kernel, wafer_compiler::kernel::Kernel::Attention(_)))
+            .map(|(_, r)| *r as u64)
+            .sum();
+        assert!(
+            (predicted..=predicted + 2 * attention_runs).contains(&pf.cycles),
+            "{kind}: emulated {} predicted {predicted}",
+            pf.cycles
+        );
+        // An expert of a layer before the last runs once per batch of the
+        // positions that picked it, and no expert ran everywhere.
+        let experts: Vec<usize> = (0..compiled.stages.len())
+            .filter(|i| compiled.stages[*i].when.is_some() && plan.stages[*i].every)
+            .collect();
+        assert!(!experts.is_empty());
+        for i in experts {
+            let picked = pf.ran.iter().filter(|r| r[i]).count() as u32;
+            assert!(picked < pf.positions, "{kind}: stage {i} ran everywhere");
+            if plan.stages[i].batch >= pf.positions {
+                assert_eq!(pf.stage_runs[i], u32::from(picked > 0), "{kind}: stage {i}");
+            }
+        }
+    }
 }

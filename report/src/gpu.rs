@@ -49,6 +49,17 @@ pub struct Published {
     pub tokens_per_s: f64,
     pub source: String,
     pub date: String,
+    /// A time to first token the same source published, where it did.
+    #[serde(default)]
+    pub first_token: Option<FirstToken>,
+}
+
+/// A published time to first token, and what it measures.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FirstToken {
+    pub seconds: f64,
+    pub what: String,
 }
 
 #[derive(Debug, Deserialize)]

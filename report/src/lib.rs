@@ -4,13 +4,15 @@
 //! ([`table::emulate`], [`table::predicted`]), the GPU baselines it is
 //! compared with ([`gpu`]: specs, rooflines, measured and published
 //! numbers), and the wafer-vs-GPU [`table::Table`] with every number's
-//! source, as text or JSON.
+//! source, as text or JSON; [`prefill`] the time to first token beside
+//! the GPUs' prefill rooflines.
 //!
 //! No progress bars, signal handling or printing here: the caller owns the
 //! terminal (progress comes through the `each` callback, cancellation
 //! through a flag).
 
 pub mod gpu;
+pub mod prefill;
 pub mod table;
 
 pub use table::{EmulateOptions, Table, WaferRow, emulate, predicted, table};

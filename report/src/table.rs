@@ -523,7 +523,7 @@ pub fn table(
 }
 
 /// The built-in config name of a loaded model, if it is one.
-fn builtin_name<'a>(c: &Config, name: &'a str) -> Option<&'a str> {
+pub(crate) fn builtin_name<'a>(c: &Config, name: &'a str) -> Option<&'a str> {
     let n = name.split_whitespace().next()?;
     (Config::built_in(n).as_ref() == Some(c)).then_some(n)
 }

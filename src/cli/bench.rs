@@ -80,6 +80,11 @@ pub struct BenchArgs {
     /// router picks; the table says so); the cost models use seed 0.
     #[arg(long, default_value_t = wafer_compiler::experts::DEFAULT_SEED)]
     pub expert_seed: u64,
+    /// Also the time to first token for a prompt of this many positions
+    /// (a prefill on the wafer from the cost models, beside the GPUs'
+    /// prefill rooflines), e.g. 512; at most the compiled --max-context.
+    #[arg(long, value_parser = super::flags::count32::<1, { 1 << 30 }>, allow_negative_numbers = true)]
+    pub prompt_len: Option<u32>,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Print one JSON object.
@@ -245,6 +250,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.plot {
         super::flags::writable("--plot", p)?;
     }
+    if a.emulator && a.prompt_len.is_some() {
+        bail!(
+            "--prompt-len adds a time to first token to the wafer-vs-GPU table: run it without --emulator (`wafer generate --prompt` emulates a prefill)"
+        );
+    }
     if a.emulator && super::ranks::ranks() > 1 {
         bail!(
             "--emulator times engines in one process: run it without mpirun (the table without --emulator shares its steps between ranks)"
@@ -265,6 +275,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             plot: a.plot.as_deref(),
             json: a.json,
             expert_seed: a.expert_seed,
+            prompt_len: a.prompt_len,
         };
         return super::compare::run(&request, &l, &c);
     }

@@ -20,6 +20,8 @@ pub struct Request<'a> {
     pub json: bool,
     /// The seed of a mixture of experts' routing in the emulated steps.
     pub expert_seed: u64,
+    /// Also the time to first token for a prompt of this many positions.
+    pub prompt_len: Option<u32>,
 }
 
 /// Emulate `steps` timing-only decode steps from `context` with a progress
@@ -94,6 +96,11 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
         // The default, 128, where it fits (the table states the context).
         None => 128.min(max - steps as u32),
     };
+    if let Some(n) = a.prompt_len.filter(|n| *n > max) {
+        bail!(
+            "--prompt-len {n}: the KV cache holds {max} positions (--max-context); use 1..={max} or compile with a larger --max-context"
+        );
+    }
     let wafer = if a.predict {
         wafer_report::predicted(c, context)
     } else {
@@ -108,6 +115,13 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
     let gpus = table::gpus(a.gpu_specs, a.gpus)?;
     let measured = gpu::measured_in(a.baselines)?;
     let t = table(&l.name, c, wafer, &gpus, &measured)?;
+    let first = match a.prompt_len {
+        Some(n) => {
+            let wafer = wafer_report::prefill::predicted(c, n, a.expert_seed);
+            Some(wafer_report::prefill::table(&l.name, c, wafer, &gpus)?)
+        }
+        None => None,
+    };
     // Every rank builds the same table; rank 0 prints it.
     if super::ranks::rank() != 0 {
         return Ok(());
@@ -116,9 +130,16 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
         super::plot::write(p, &svg(&t))?;
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&t.json())?);
+        let mut out = t.json();
+        if let Some(f) = &first {
+            out["prefill"] = f.json();
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{}", t.text());
+        if let Some(f) = &first {
+            print!("{}", f.text());
+        }
     }
     Ok(())
 }

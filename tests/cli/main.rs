@@ -6,6 +6,7 @@
 mod experts;
 mod kernel;
 mod model;
+mod prefill;
 // The checkpoints the compiler's tests write (a shrunk Mixtral here).
 #[path = "../../compiler/tests/written/mod.rs"]
 #[allow(dead_code)]

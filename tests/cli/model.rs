@@ -63,7 +63,7 @@ fn model_reports_size_and_fit() {
     );
 }
 
-fn checkpoint(name: &str) -> String {
+pub(crate) fn checkpoint(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join(name);
