@@ -54,7 +54,10 @@ pub struct StagePlan {
 
 /// The prefill's plan: which stages every position needs, and each tiled
 /// GEMV's batch, the most positions whose longer `x` and `y`
-/// ([`gemv::batch_growth`]) fit the SRAM its fullest PE has free.
+/// ([`gemv::batch_growth`]) fit the SRAM its fullest PE has free while it
+/// runs: all but its state and code, and its own activation buffers
+/// (stages run one after another, and an activation buffer holds nothing
+/// between runs: [`crate::sram::per_pe_activations`]).
 pub fn plan(c: &Compiled, positions: u32) -> Plan {
     let mut every = vec![false; c.stages.len()];
     for i in (0..c.stages.len()).rev() {
@@ -77,19 +80,25 @@ pub fn plan(c: &Compiled, positions: u32) -> Plan {
     let mut stages = Vec::with_capacity(c.stages.len());
     for part in &c.wafers {
         let range = part.stages.clone();
-        let bytes =
-            crate::sram::per_pe_bytes(&c.sites[range.clone()], &c.fragments[range.clone()], arch);
+        let (sites, fragments) = (&c.sites[range.clone()], &c.fragments[range.clone()]);
+        // What a PE keeps while one stage runs: its state and code; the
+        // other stages' activation buffers hold nothing then.
+        let all = crate::sram::per_pe_bytes(sites, fragments, arch);
+        let activations = crate::sram::per_pe_activations(sites, fragments, arch);
         for i in range {
             let batch = match &c.sites[i].kernel {
                 Kernel::Gemv(spec) if positions > 1 => {
                     let (w, h) = c.sites[i].kernel.size();
                     let o = c.sites[i].origin;
-                    let fullest = (o.y..o.y + h)
-                        .flat_map(|y| (o.x..o.x + w).map(move |x| (x, y)))
-                        .map(|(x, y)| bytes[(y * arch.grid_cols + x) as usize])
+                    let kept = (o.y..o.y + h)
+                        .flat_map(|y| {
+                            (o.x..o.x + w).map(move |x| (y * arch.grid_cols + x) as usize)
+                        })
+                        .map(|at| all[at] - activations[at])
                         .max()
                         .unwrap_or(0) as u64;
-                    let free = (arch.sram_bytes as u64).saturating_sub(fullest);
+                    let own = own_activations(&c.fragments[i]);
+                    let free = (arch.sram_bytes as u64).saturating_sub(kept + own);
                     // The growth rises with the batch: the largest that fits.
                     let (mut lo, mut hi) = (1, positions);
                     while lo < hi {
@@ -110,6 +119,25 @@ pub fn plan(c: &Compiled, positions: u32) -> Plan {
         }
     }
     Plan { positions, stages }
+}
+
+/// The most bytes of activation buffers one PE of `f` holds.
+fn own_activations(f: &Fragment) -> u64 {
+    let p = &f.program;
+    p.placements
+        .iter()
+        .map(|pl| {
+            p.codes[pl.code.0 as usize]
+                .buffers
+                .iter()
+                .filter(|b| {
+                    !(f.state.contains(&b.name) || p.data.iter().any(|d| d.buffer == b.name))
+                })
+                .map(|b| b.bytes() as u64)
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// The cycles of stage `i`'s hand-off into a run of `batch` positions.

@@ -193,6 +193,32 @@ pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> H
 /// Bytes every PE of the grid holds (row-major): buffers summed over the
 /// stages it serves, each distinct code once.
 pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> Vec<u32> {
+    grid_bytes(sites, fragments, arch, false)
+}
+
+/// Of [`per_pe_bytes`], the activation buffers' (row-major): those no
+/// data image fills anywhere and the kernel does not keep
+/// ([`Fragment::is_state`], by name: a buffer that is state on some PE
+/// counts as state on all, so this never counts more than they hold).
+/// Stages run one after another and keep nothing in them between runs
+/// (`Decoder::scramble_activations`), so while one stage runs the others'
+/// hold nothing.
+pub fn per_pe_activations(
+    sites: &[Site],
+    fragments: &[impl Borrow<Fragment>],
+    arch: &Arch,
+) -> Vec<u32> {
+    grid_bytes(sites, fragments, arch, true)
+}
+
+/// Per-PE bytes: every buffer and each distinct code once, or
+/// (`activations`) only the activation buffers.
+fn grid_bytes(
+    sites: &[Site],
+    fragments: &[impl Borrow<Fragment>],
+    arch: &Arch,
+    activations: bool,
+) -> Vec<u32> {
     let (w, h) = (arch.grid_cols, arch.grid_rows);
     let mut g = Grid {
         w,
@@ -207,17 +233,30 @@ pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &
         let p = &f.program;
         let at = match hashed.iter().position(|(q, _)| std::ptr::eq(*q, f)) {
             Some(i) => i,
+            None if activations => usize::MAX,
             None => {
                 hashed.push((f as *const Fragment, code_hashes(p)));
                 hashed.len() - 1
             }
         };
-        let hashes = &hashed[at].1;
         for pl in &p.placements {
             let code = &p.codes[pl.code.0 as usize];
-            let buffers: u32 = code.buffers.iter().map(|b| b.bytes()).sum();
+            let counted = |name: &str| {
+                !activations
+                    || !(f.state.iter().any(|s| s == name)
+                        || p.data.iter().any(|d| d.buffer == name))
+            };
+            let buffers: u32 = code
+                .buffers
+                .iter()
+                .filter(|b| counted(&b.name))
+                .map(|b| b.bytes())
+                .sum();
             g.add(pl.pes, site.origin, buffers as i64);
-            let key = code_key(hashes[pl.code.0 as usize], site, pl.pes);
+            if activations {
+                continue;
+            }
+            let key = code_key(hashed[at].1[pl.code.0 as usize], site, pl.pes);
             if code_seen.insert(key) {
                 g.add(pl.pes, site.origin, code.code_bytes() as i64);
             }

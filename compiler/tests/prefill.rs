@@ -7,7 +7,7 @@ use common::models;
 use wafer_compiler::decode::Decoder;
 use wafer_compiler::kernel::Kernel;
 use wafer_compiler::place::{GemvChoice, Options, PlacementKind};
-use wafer_compiler::{compile, llama2c, prefill, reference};
+use wafer_compiler::{compile, llama2c, prefill, reference, sram};
 use wafer_emulator::{Arch, DType};
 use wafer_kernels::reduce::Strategy;
 
@@ -156,4 +156,34 @@ fn a_timing_only_prefill_takes_the_functional_cycles() {
     let tokens = prefill::generate(&mut d, &PROMPT[1..], 12, None, |_| {}).unwrap();
     assert_eq!(tokens.len(), 12);
     assert_eq!(d.pos, 12);
+}
+
+/// Every PE's activation bytes in the plan are what `held_at` counts as
+/// its activations, on both placements: the SRAM a batch may take while
+/// its stage runs.
+#[test]
+fn activation_bytes_per_pe_are_the_held_activations() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let compiled =
+            compile(&c, Some(&w), &options(kind, DType::BF16, GemvChoice::Auto)).unwrap();
+        let arch = &compiled.options.arch;
+        let all = sram::per_pe_bytes(&compiled.sites, &compiled.fragments, arch);
+        let act = sram::per_pe_activations(&compiled.sites, &compiled.fragments, arch);
+        let mut some = 0;
+        for y in (0..arch.grid_rows).step_by(5) {
+            for x in (0..arch.grid_cols).step_by(3) {
+                let at = (y * arch.grid_cols + x) as usize;
+                let held = sram::held_at(
+                    &compiled.sites,
+                    &compiled.fragments,
+                    wafer_emulator::Pe::new(x, y),
+                );
+                assert_eq!(act[at] as u64, held.activations, "{kind:?} ({x}, {y})");
+                assert_eq!(all[at] as u64, held.state + held.activations + held.code);
+                some += u32::from(held.activations > 0);
+            }
+        }
+        assert!(some > 10, "{kind:?}");
+    }
 }
