@@ -32,7 +32,7 @@
 
 mod cost;
 
-pub use cost::cost;
+pub use cost::{cost, cost_batch};
 
 use crate::{Fragment, KernelError, Segment, TensorPort};
 use std::collections::BTreeMap;
@@ -105,9 +105,14 @@ impl MeshGemvSpec {
     /// SRAM the largest tile's PE needs: its tile, its `x` slice, `res`,
     /// and the code.
     pub fn sram_bytes(&self) -> u64 {
-        let b = self.dtype.size_bytes() as u64;
+        self.sram_bytes_batch(1)
+    }
+    /// [`MeshGemvSpec::sram_bytes`] for `batch` positions
+    /// ([`generate_batch`]): `batch` `x` slices and `res` vectors.
+    pub fn sram_bytes_batch(&self, batch: u32) -> u64 {
+        let (b, k) = (self.dtype.size_bytes() as u64, batch as u64);
         let (mt, nt) = (self.mt() as u64, self.nt() as u64);
-        (mt * nt + mt) * b + nt * self.acc.size_bytes() as u64 + 400
+        (mt * nt + k * mt) * b + k * nt * self.acc.size_bytes() as u64 + 400
     }
     /// The `x` slice row `r` holds: seeded, the same in every column.
     pub fn x(&self) -> Vec<f32> {
@@ -124,6 +129,15 @@ impl MeshGemvSpec {
 }
 
 pub fn validate(s: &MeshGemvSpec, arch: &Arch) -> Result<(), KernelError> {
+    validate_batch(s, 1, arch)
+}
+
+fn validate_batch(s: &MeshGemvSpec, batch: u32, arch: &Arch) -> Result<(), KernelError> {
+    if batch == 0 || (batch > 1 && !s.streamed) {
+        return Err(KernelError::Shape(
+            "a batched MeshGEMV takes at least one position, streamed in".into(),
+        ));
+    }
     if !matches!(s.dtype, DType::F16 | DType::BF16) {
         return Err(KernelError::Shape(
             "MeshGEMV's weights are 16-bit floats: f16 (WaferLLM's) or bf16".into(),
@@ -161,7 +175,7 @@ pub fn validate(s: &MeshGemvSpec, arch: &Arch) -> Result<(), KernelError> {
             s.groups, s.h
         )));
     }
-    if s.sram_bytes() > arch.sram_bytes as u64 {
+    if s.sram_bytes_batch(batch) > arch.sram_bytes as u64 {
         return Err(KernelError::Rect {
             w: s.w,
             h: s.h,
@@ -169,7 +183,7 @@ pub fn validate(s: &MeshGemvSpec, arch: &Arch) -> Result<(), KernelError> {
                 "a {}x{} tile needs about {} bytes of SRAM, a PE has {}; use more PEs",
                 s.mt(),
                 s.nt(),
-                s.sram_bytes(),
+                s.sram_bytes_batch(batch),
                 arch.sram_bytes
             ),
         });
@@ -345,7 +359,41 @@ struct CodeKey {
 }
 
 pub fn generate(s: &MeshGemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
-    validate(s, arch)?;
+    generate_batch(s, 1, arch)
+}
+
+/// Bytes of code a batched MeshGEMV's PE may hold beyond the one-position
+/// program's: its position loop (a few instructions; tested).
+pub const BATCH_CODE_BYTES: u64 = 64;
+
+/// Bytes a PE of the batched MeshGEMV holds beyond the one-position
+/// one's, at most: the longer `x` and `res`, and the loop.
+pub fn batch_growth(s: &MeshGemvSpec, batch: u32) -> u64 {
+    s.sram_bytes_batch(batch) - s.sram_bytes() + BATCH_CODE_BYTES * u64::from(batch > 1)
+}
+
+/// [`generate_batch`] holding the weights of `of`, the one-position
+/// MeshGEMV of the same spec (a compiled stage's): its one data image is
+/// the weights, laid out alike.
+pub fn batch_of(
+    s: &MeshGemvSpec,
+    batch: u32,
+    of: &Fragment,
+    arch: &Arch,
+) -> Result<Fragment, KernelError> {
+    let mut f = generate_batch(s, batch, arch)?;
+    std::sync::Arc::make_mut(&mut f.program).data = of.program.data.clone();
+    Ok(f)
+}
+
+/// The MeshGEMV of `batch` positions at once (a prefill's projection,
+/// streamed): each row takes every position's `x` slice, one after
+/// another, and each PE runs its AXPY loop once per position into that
+/// position's part of `res` (`batch · n/w`), which the column then
+/// reduces and broadcasts whole. Ports `x` and `y` hold the positions one
+/// after another. One position is [`generate`]'s program exactly.
+pub fn generate_batch(s: &MeshGemvSpec, batch: u32, arch: &Arch) -> Result<Fragment, KernelError> {
+    validate_batch(s, batch, arch)?;
     let (dt, acc) = (s.dtype, s.acc);
     let (rows, cols) = (s.rows(), s.cols());
     let mut src = format!(
@@ -355,7 +403,11 @@ pub fn generate(s: &MeshGemvSpec, arch: &Arch) -> Result<Fragment, KernelError> 
         w = s.w,
         h = s.h,
         g = s.groups,
-        streamed = if s.streamed { ", x and y streamed" } else { "" },
+        streamed = match (s.streamed, batch) {
+            (false, _) => String::new(),
+            (true, 1) => ", x and y streamed".to_string(),
+            (true, b) => format!(", x and y streamed, {b} positions"),
+        },
     );
     // One code per distinct (steps, tile shape); each row's columns come in
     // at most two tile widths, each a run of columns.
@@ -374,7 +426,13 @@ pub fn generate(s: &MeshGemvSpec, arch: &Arch) -> Result<Fragment, KernelError> 
                 nt,
             };
             let n = codes.len();
-            let name = codes.entry(key).or_insert_with(|| format!("mv{n}")).clone();
+            let name = codes
+                .entry(key)
+                .or_insert_with(|| match batch {
+                    1 => format!("mv{n}"),
+                    b => format!("mv{n}_x{b}"),
+                })
+                .clone();
             writeln!(places, ".place {name} {c0},{y} {}x1", c1 - c0).unwrap();
             c0 = c1;
         }
@@ -385,12 +443,14 @@ pub fn generate(s: &MeshGemvSpec, arch: &Arch) -> Result<Fragment, KernelError> 
             src,
             ".code {name}
   .buffer w {dt}[{wl}]
-  .buffer x {dt}[{mt}]
-  .buffer res {acc}[{nt}]
+  .buffer x {dt}[{xl}]
+  .buffer res {acc}[{rl}]
   .task main local active
 main:
 ",
             wl = mt * nt,
+            xl = batch * mt,
+            rl = batch * nt,
         )
         .unwrap();
         // `x` first: a core busy zeroing would let the row's stream back up,
@@ -398,9 +458,10 @@ main:
         if s.streamed {
             writeln!(src, "  vmov.f32 x, rx(c{CX})").unwrap();
         }
-        write!(
-            src,
-            "  vmov.{acc} res, 0.0
+        if batch == 1 {
+            write!(
+                src,
+                "  vmov.{acc} res, 0.0
   li r1, 0
   li r2, 0
 axpy:
@@ -410,8 +471,33 @@ axpy:
   add r2, r2, {nt}
   blt r1, {mt}, axpy
 "
-        )
-        .unwrap();
+            )
+            .unwrap();
+        } else {
+            // r1 walks every position's `x`, r3 is this position's part
+            // of `res`, r4 the end of its `x`; the tile (r2) starts over.
+            write!(
+                src,
+                "  vmov.{acc} res, 0.0
+  li r1, 0
+  li r3, 0
+  li r4, {mt}
+position:
+  li r2, 0
+axpy:
+  ldf f1, x[r1]
+  vfmac.{acc} res[r3, {nt}], res[r3, {nt}], w[r2, {nt}], f1
+  add r1, r1, 1
+  add r2, r2, {nt}
+  blt r1, r4, axpy
+  add r3, r3, {nt}
+  add r4, r4, {mt}
+  blt r1, {xl}, position
+",
+                xl = batch * mt
+            )
+            .unwrap();
+        }
         for step in &key.steps {
             let line = match *step {
                 Step::Send(c) => format!("vmov.{acc} tx(c{c}), res"),
@@ -445,13 +531,20 @@ axpy:
         for (y, (_, mt)) in rows.iter().enumerate() {
             writeln!(
                 src,
-                ".input x{y} f32[{mt}] -> 0,{y} W c{CX} = rand({})",
+                ".input x{y} f32[{}] -> 0,{y} W c{CX} = rand({})",
+                batch * mt,
                 s.seed.wrapping_add(1)
             )
             .unwrap();
         }
         for (c, (_, nt)) in cols.iter().enumerate() {
-            writeln!(src, ".output y{c} {acc}[{nt}] <- {c},{} S c{CBD}", s.h - 1).unwrap();
+            writeln!(
+                src,
+                ".output y{c} {acc}[{}] <- {c},{} S c{CBD}",
+                batch * nt,
+                s.h - 1
+            )
+            .unwrap();
         }
     } else {
         let x = s.x();
@@ -465,17 +558,18 @@ axpy:
     }
     writeln!(src, ".data w 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap();
     let program = crate::assemble(&src, "MeshGEMV")?;
+    // Position `p`'s part of stream `i` follows the earlier positions'.
     let port = |name: &str, parts: &[(u32, u32)], len: u32| TensorPort {
         name: name.into(),
-        len,
-        segments: parts
-            .iter()
-            .enumerate()
-            .map(|(i, (off, l))| Segment {
-                stream: format!("{name}{i}"),
-                offset: *off,
-                len: *l,
-                at: 0,
+        len: batch * len,
+        segments: (0..batch)
+            .flat_map(|p| {
+                parts.iter().enumerate().map(move |(i, (off, l))| Segment {
+                    stream: format!("{name}{i}"),
+                    offset: p * len + off,
+                    len: *l,
+                    at: p * l,
+                })
             })
             .collect(),
     };
@@ -548,6 +642,15 @@ pub fn load_weights(s: &MeshGemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(),
         .collect();
     f.load("w", per_pe);
     Ok(())
+}
+
+/// [`generate_batch`]'s `y`: each position's ([`reference`]) one after
+/// another (the column reduces every position's part of `res` element by
+/// element, in one position's order).
+pub fn reference_batch(s: &MeshGemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
+    x.chunks(s.m as usize)
+        .flat_map(|x| reference(s, w, x))
+        .collect()
 }
 
 /// The reference: `x` rounded to the dtype (as the PEs store it), each PE's
