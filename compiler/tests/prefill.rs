@@ -107,30 +107,70 @@ fn a_prefilled_prompt_decodes_as_the_reference_and_as_predicted() {
 #[test]
 fn a_prefill_stands_for_the_decode_steps() {
     let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
-    for dtype in [DType::F32, DType::BF16] {
-        let compiled = compile(
-            &c,
-            Some(&w),
-            &options(PlacementKind::Pipeline, dtype, GemvChoice::Tiled),
-        )
-        .unwrap();
+    for (kind, dtype, gemv) in [
+        (PlacementKind::Pipeline, DType::F32, GemvChoice::Tiled),
+        (PlacementKind::Pipeline, DType::BF16, GemvChoice::Tiled),
+        (PlacementKind::Mesh, DType::BF16, GemvChoice::Mesh),
+    ] {
+        let what = format!("{kind:?} {dtype} {gemv:?}");
+        let compiled = compile(&c, Some(&w), &options(kind, dtype, gemv)).unwrap();
+        let meshgemvs = compiled
+            .sites
+            .iter()
+            .filter(|s| matches!(s.kernel, Kernel::MeshGemv(_)))
+            .count();
+        assert_eq!(meshgemvs > 0, gemv == GemvChoice::Mesh, "{what}");
         let mut by_step = Decoder::new(&compiled);
         let step = by_step.step(PROMPT[0]).unwrap();
         let mut by_prefill = Decoder::new(&compiled);
         let pf = by_prefill.prefill(&PROMPT[..1]).unwrap();
-        assert_eq!(pf.logits, step.logits, "{dtype}");
-        assert_eq!(pf.cycles, step.cycles, "{dtype}");
+        assert_eq!(pf.logits, step.logits, "{what}");
+        assert_eq!(pf.cycles, step.cycles, "{what}");
         let mut steps = Decoder::new(&compiled);
+        let mut last = Vec::new();
         for t in &PROMPT {
-            steps.step(*t).unwrap();
+            last = steps.step(*t).unwrap().logits;
         }
         let mut prefilled = Decoder::new(&compiled);
         let pf = prefilled.prefill(&PROMPT).unwrap();
-        assert!(pf.cycles < PROMPT.len() as u64 * step.cycles, "{dtype}");
+        // Batched kernels add each position's terms in the one-position
+        // order: the same logits, bit for bit.
+        assert_eq!(pf.logits, last, "{what}");
+        assert!(pf.cycles < PROMPT.len() as u64 * step.cycles, "{what}");
         let after_steps = steps.step(42).unwrap();
         let after_prefill = prefilled.step(42).unwrap();
-        assert_eq!(after_prefill.logits, after_steps.logits, "{dtype}");
-        assert_eq!(after_prefill.cycles, after_steps.cycles, "{dtype}");
+        assert_eq!(after_prefill.logits, after_steps.logits, "{what}");
+        assert_eq!(after_prefill.cycles, after_steps.cycles, "{what}");
+        // Every projection and element-wise kernel took the prompt at once.
+        let plan = prefill::plan(&compiled, pf.positions);
+        for (i, s) in compiled.stages.iter().enumerate() {
+            let batched = match &compiled.sites[i].kernel {
+                Kernel::Gemv(_) | Kernel::MeshGemv(_) => true,
+                Kernel::Vector(v) => v.op == wafer_kernels::vector::VectorOp::Swiglu,
+                _ => false,
+            };
+            if batched && plan.stages[i].every {
+                assert_eq!(plan.stages[i].batch, pf.positions, "{what}: {}", s.name);
+            }
+        }
+        // The prediction: exact but for attention's (2 cycles a run) and a
+        // batched MeshGEMV's (4) held streams.
+        let predicted = prefill::predicted(&compiled, &plan, 0, &pf.ran);
+        let slack: u64 = compiled
+            .sites
+            .iter()
+            .zip(&pf.stage_runs)
+            .map(|(s, r)| match s.kernel {
+                Kernel::Attention(_) => 2 * *r as u64,
+                Kernel::MeshGemv(_) => 4 * *r as u64,
+                _ => 0,
+            })
+            .sum();
+        assert!(
+            (predicted..=predicted + slack).contains(&pf.cycles),
+            "{what}: emulated {} predicted {predicted}",
+            pf.cycles
+        );
     }
 }
 

@@ -31,10 +31,13 @@ use crate::codegen::Compiled;
 use crate::decode::{DecodeError, Decoder, Step};
 use crate::kernel::Kernel;
 use crate::stage::Src;
-use std::collections::{BTreeMap, HashMap};
-use wafer_emulator::RunError;
+use std::collections::HashMap;
 use wafer_kernels::Fragment;
-use wafer_kernels::gemv;
+
+mod batch;
+mod run;
+
+pub use batch::Join;
 
 /// How each stage runs in a prefill of `positions` positions.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,16 +48,17 @@ pub struct Plan {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StagePlan {
-    /// Positions one run takes: more than one only for a batched GEMV.
+    /// Positions one run takes: more than one for a kernel that takes a
+    /// batch ([`batch::join`]) and has the SRAM for it.
     pub batch: u32,
     /// Whether it runs for every position (some attention reads what it
     /// makes) or only for the last.
     pub every: bool,
 }
 
-/// The prefill's plan: which stages every position needs, and each tiled
-/// GEMV's batch, the most positions whose longer `x` and `y`
-/// ([`gemv::batch_growth`]) fit the SRAM its fullest PE has free while it
+/// The prefill's plan: which stages every position needs, and each
+/// batching kernel's batch, the most positions whose longer buffers
+/// ([`batch::growth`]) fit the SRAM its fullest PE has free while it
 /// runs: all but its state and code, and its own activation buffers
 /// (stages run one after another, and an activation buffer holds nothing
 /// between runs: [`crate::sram::per_pe_activations`]).
@@ -77,6 +81,9 @@ pub fn plan(c: &Compiled, positions: u32) -> Plan {
             || (i + 1..c.stages.len()).any(|t| every[t] && read(t));
     }
     let arch = &c.options.arch;
+    let mut distinct = Distinct::default();
+    // Growth by distinct kernel and batch: the layers repeat a few.
+    let mut growths: HashMap<(usize, u32), Option<u64>> = HashMap::new();
     let mut stages = Vec::with_capacity(c.stages.len());
     for part in &c.wafers {
         let range = part.stages.clone();
@@ -86,9 +93,10 @@ pub fn plan(c: &Compiled, positions: u32) -> Plan {
         let all = crate::sram::per_pe_bytes(sites, fragments, arch);
         let activations = crate::sram::per_pe_activations(sites, fragments, arch);
         for i in range {
-            let batch = match &c.sites[i].kernel {
-                Kernel::Gemv(spec) if positions > 1 => {
-                    let (w, h) = c.sites[i].kernel.size();
+            let k = &c.sites[i].kernel;
+            let batch = match batch::join(k) {
+                Some(_) if positions > 1 => {
+                    let (w, h) = k.size();
                     let o = c.sites[i].origin;
                     let kept = (o.y..o.y + h)
                         .flat_map(|y| {
@@ -97,13 +105,20 @@ pub fn plan(c: &Compiled, positions: u32) -> Plan {
                         .map(|at| all[at] - activations[at])
                         .max()
                         .unwrap_or(0) as u64;
-                    let own = own_activations(&c.fragments[i]);
-                    let free = (arch.sram_bytes as u64).saturating_sub(kept + own);
+                    let free = (arch.sram_bytes as u64)
+                        .saturating_sub(kept + own_activations(&c.fragments[i]));
+                    let id = distinct.id(k);
+                    let mut fits = |b: u32| {
+                        growths
+                            .entry((id, b))
+                            .or_insert_with(|| batch::growth(k, b, &c.fragments[i], arch))
+                            .is_some_and(|g| g <= free)
+                    };
                     // The growth rises with the batch: the largest that fits.
                     let (mut lo, mut hi) = (1, positions);
                     while lo < hi {
                         let mid = lo + (hi - lo).div_ceil(2);
-                        match gemv::batch_growth(spec, mid) <= free {
+                        match fits(mid) {
                             true => lo = mid,
                             false => hi = mid - 1,
                         }
@@ -119,6 +134,24 @@ pub fn plan(c: &Compiled, positions: u32) -> Plan {
         }
     }
     Plan { positions, stages }
+}
+
+/// Kernels by identity less their seeded data: the layers of a model
+/// repeat a few.
+#[derive(Default)]
+struct Distinct(Vec<Kernel>);
+
+impl Distinct {
+    fn id(&mut self, k: &Kernel) -> usize {
+        let unseeded = k.clone().with_seed(0);
+        match self.0.iter().position(|d| *d == unseeded) {
+            Some(id) => id,
+            None => {
+                self.0.push(unseeded);
+                self.0.len() - 1
+            }
+        }
+    }
 }
 
 /// The most bytes of activation buffers one PE of `f` holds.
@@ -140,26 +173,33 @@ fn own_activations(f: &Fragment) -> u64 {
         .unwrap_or(0)
 }
 
-/// The cycles of stage `i`'s hand-off into a run of `batch` positions.
+/// The cycles of stage `i`'s hand-off into a run of `batch` positions:
+/// the decode step's, its longest stream `batch` positions long, and on a
+/// system the link moving `batch` times the bytes.
 pub fn handoff_cycles(c: &Compiled, i: usize, batch: u32) -> u64 {
     let h = &c.routing.handoffs[i];
     if batch <= 1 || h.cycles == 0 {
         return h.cycles;
     }
-    let longest = c.fragments[i]
-        .inputs
-        .iter()
-        .flat_map(|p| p.segments.iter().map(|s| s.len))
-        .max()
-        .unwrap_or(0) as u64;
+    h.cycles + stream_extra(c, i, batch) + link_extra(c, i, batch)
+}
+
+/// The elements stage `i`'s longest stream has in a batch beyond what
+/// its decode hand-off counts.
+fn stream_extra(c: &Compiled, i: usize, batch: u32) -> u64 {
+    let (k, f) = (&c.sites[i].kernel, &c.fragments[i]);
+    batch::longest_stream(k, batch, f, &c.options.arch) - batch::longest_segment(f)
+}
+
+/// The cycles the links into stage `i` (from an earlier wafer) take to
+/// move a batch beyond one position's.
+fn link_extra(c: &Compiled, i: usize, batch: u32) -> u64 {
     let arch = &c.options.arch;
-    let link: u64 = c
-        .transfers
+    c.transfers
         .iter()
         .filter(|t| t.into == i)
         .map(|t| arch.wafer_link_cycles(t.bytes * batch as u64) - arch.wafer_link_cycles(t.bytes))
-        .sum();
-    h.cycles + (batch as u64 - 1) * longest + link
+        .sum()
 }
 
 /// The positions stage `i` runs for, from `start`: every position or the
@@ -182,12 +222,24 @@ pub fn predicted(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) -> u6
 
 /// Per stage, the cycles of the hand-offs into its prefill runs.
 pub fn stage_handoffs(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) -> Vec<u64> {
+    let mut distinct = Distinct::default();
+    let mut streams: HashMap<(usize, u32), u64> = HashMap::new();
     (0..c.stages.len())
         .map(|i| {
             let b = plan.stages[i].batch as usize;
+            let id = distinct.id(&c.sites[i].kernel);
+            let h = c.routing.handoffs[i].cycles;
             positions_of(plan, i, start, ran)
                 .chunks(b)
-                .map(|chunk| handoff_cycles(c, i, chunk.len() as u32))
+                .map(|chunk| match chunk.len() as u32 {
+                    n if n <= 1 || h == 0 => h,
+                    n => {
+                        let extra = *streams
+                            .entry((id, n))
+                            .or_insert_with(|| stream_extra(c, i, n));
+                        h + extra + link_extra(c, i, n)
+                    }
+                })
                 .sum()
         })
         .collect()
@@ -198,9 +250,9 @@ pub fn stage_handoffs(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) 
 pub fn stage_predictions(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) -> Vec<u64> {
     let arch = &c.options.arch;
     let fixed = c.stage_predictions(start);
-    // Costs by the distinct kernel (equal but for its seeded data) and
-    // the positions (a batch's, or attention's position).
-    let mut distinct: Vec<Kernel> = Vec::new();
+    // Costs by the distinct kernel and the positions (a batch's, or
+    // attention's position).
+    let mut distinct = Distinct::default();
     let mut costs: HashMap<(usize, u32), u64> = HashMap::new();
     let mut out = vec![0; c.stages.len()];
     for (i, total) in out.iter_mut().enumerate() {
@@ -209,22 +261,15 @@ pub fn stage_predictions(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>
             continue;
         }
         let kernel = &c.sites[i].kernel;
-        let unseeded = kernel.clone().with_seed(0);
-        let id = match distinct.iter().position(|k| *k == unseeded) {
-            Some(id) => id,
-            None => {
-                distinct.push(unseeded);
-                distinct.len() - 1
-            }
-        };
+        let id = distinct.id(kernel);
         *total = match (kernel, plan.stages[i].batch) {
-            (Kernel::Gemv(spec), b) if b > 1 => ps
+            (_, b) if b > 1 => ps
                 .chunks(b as usize)
                 .map(|chunk| {
                     let n = chunk.len() as u32;
                     *costs
                         .entry((id, n))
-                        .or_insert_with(|| gemv::cost_batch(spec, n, arch))
+                        .or_insert_with(|| batch::cost(kernel, n, arch))
                 })
                 .sum(),
             (Kernel::Attention(_), _) => ps
@@ -258,188 +303,6 @@ pub struct Prefill {
     pub stage_runs: Vec<u32>,
     /// Per position, per stage: whether it ran there.
     pub ran: Vec<Vec<bool>>,
-}
-
-impl Decoder<'_> {
-    /// Runs `tokens` (the prompt's positions, from the decoder's position
-    /// on) through the wafer as one prefill ([`plan`]); the decoder then
-    /// stands after them, its KV cache filled.
-    pub fn prefill(&mut self, tokens: &[u32]) -> Result<Prefill, DecodeError> {
-        let c = self.compiled;
-        let (start, n) = (self.pos, tokens.len() as u32);
-        let max = c.options.max_context;
-        if n == 0 || start + n > max {
-            return Err(DecodeError::Context {
-                pos: start + n.max(1) - 1,
-                max,
-            });
-        }
-        if let Some(t) = tokens.iter().find(|t| **t as usize >= c.config.vocab_size) {
-            return Err(DecodeError::Token {
-                token: *t,
-                vocab: c.config.vocab_size,
-            });
-        }
-        let plan = plan(c, n);
-        let timing = self.is_timing_only();
-        let insts = c.graph.insts.len();
-        let mut values: Vec<Vec<Option<Vec<f32>>>> = (0..n)
-            .map(|p| {
-                let mut v = vec![None; insts];
-                for (i, inst) in c.graph.insts.iter().enumerate() {
-                    match inst.op {
-                        crate::ir::Op::Token => v[i] = Some(vec![tokens[p as usize] as f32]),
-                        crate::ir::Op::Position => v[i] = Some(vec![(start + p) as f32]),
-                        _ => {}
-                    }
-                }
-                v
-            })
-            .collect();
-        // Which stages run at each position: the experts' depend on their
-        // router's values, known once it ran.
-        let mut ran = vec![vec![true; c.stages.len()]; n as usize];
-        let mut picked: Vec<BTreeMap<usize, Vec<usize>>> = vec![BTreeMap::new(); n as usize];
-        let mut stage_cycles = vec![0; c.stages.len()];
-        let mut stage_runs = vec![0; c.stages.len()];
-        let (mut total, mut next) = (0, 0);
-        for (i, stage) in c.stages.iter().enumerate() {
-            if let Some(pick) = stage.when {
-                for p in 0..n {
-                    let pos = start + p;
-                    let picks = match picked[p as usize].get(&pick.route) {
-                        Some(picks) => picks.clone(),
-                        None => {
-                            let (experts, k) = crate::experts::shape(&c.graph, pick.route);
-                            let picks = if timing {
-                                crate::experts::seeded(
-                                    self.seed_of_experts(),
-                                    pos,
-                                    pick.route,
-                                    experts,
-                                    k,
-                                )
-                            } else {
-                                let route = values[p as usize][pick.route].as_deref();
-                                match route {
-                                    // The router did not run here: the
-                                    // expert is not needed at this position.
-                                    None => Vec::new(),
-                                    Some(route) => crate::experts::from_route(route, experts)
-                                        .ok_or_else(|| DecodeError::Routing {
-                                            pos,
-                                            stage: stage.name.clone(),
-                                            route: route.to_vec(),
-                                        })?,
-                                }
-                            };
-                            picked[p as usize].insert(pick.route, picks.clone());
-                            picks
-                        }
-                    };
-                    ran[p as usize][i] = picks.contains(&pick.expert);
-                }
-            }
-            let ps = positions_of(&plan, i, start, &ran);
-            for p in (0..n).filter(|p| !ps.contains(&(start + p))) {
-                ran[p as usize][i] = false;
-            }
-            let batch = plan.stages[i].batch;
-            for chunk in ps.chunks(batch as usize) {
-                let tensors = |p: u32| {
-                    crate::decode::stage_tensors(stage, p, |x, v| {
-                        if let Some(x) = &values[(p - start) as usize][x] {
-                            v.extend_from_slice(x)
-                        }
-                    })
-                };
-                let (out, cycles) = if batch == 1 {
-                    self.pos = chunk[0];
-                    let run = self.run_stage(i, &tensors(chunk[0]))?;
-                    (run.out, run.cycles)
-                } else {
-                    let mut joined: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-                    for p in chunk {
-                        for (port, v) in tensors(*p) {
-                            joined.entry(port).or_default().extend(v);
-                        }
-                    }
-                    self.pos = chunk[0];
-                    self.run_batch(i, chunk.len() as u32, &joined)?
-                };
-                stage_cycles[i] += cycles;
-                stage_runs[i] += 1;
-                total += cycles + handoff_cycles(c, i, chunk.len() as u32);
-                if stage.outputs.is_empty() {
-                    // NaN (timing-only: unknown) saturates to token 0.
-                    next = out[0] as u32;
-                    continue;
-                }
-                let each = out.len() / chunk.len();
-                for (j, p) in chunk.iter().enumerate() {
-                    let mut at = j * each;
-                    for v in &stage.outputs {
-                        let len = c.graph.insts[*v].len;
-                        values[(p - start) as usize][*v] = Some(out[at..at + len].to_vec());
-                        at += len;
-                    }
-                }
-            }
-        }
-        self.pos = start + n;
-        let logits = values[n as usize - 1][c.graph.ret]
-            .take()
-            .expect("the classifier ran for the last position");
-        Ok(Prefill {
-            start,
-            positions: n,
-            next,
-            logits,
-            cycles: total,
-            stage_cycles,
-            stage_runs,
-            ran,
-        })
-    }
-
-    /// Stage `i`, a tiled GEMV, on `batch` positions at once: its batched
-    /// program with the stage's weights.
-    fn run_batch(
-        &mut self,
-        i: usize,
-        batch: u32,
-        tensors: &BTreeMap<String, Vec<f32>>,
-    ) -> Result<(Vec<f32>, u64), DecodeError> {
-        let c = self.compiled;
-        let stage = &c.stages[i];
-        let pos = self.pos;
-        let err = |e| match e {
-            RunError::Interrupted { .. } => DecodeError::Interrupted { pos },
-            e => DecodeError::Run {
-                pos,
-                stage: format!("{} (prefill, {batch} positions)", stage.name),
-                error: Box::new(e),
-            },
-        };
-        let Kernel::Gemv(spec) = &c.sites[i].kernel else {
-            unreachable!("only a tiled GEMV is batched (plan)")
-        };
-        let arch = &c.options.arch;
-        let f: Fragment = gemv::batch_of(spec, batch, &c.fragments[i], arch).map_err(|e| {
-            err(RunError::Input {
-                name: stage.name.clone(),
-                message: e.to_string(),
-            })
-        })?;
-        let inputs = f.stream_inputs(tensors).map_err(|e| {
-            err(RunError::Input {
-                name: stage.name.clone(),
-                message: e.to_string(),
-            })
-        })?;
-        let r = wafer_emulator::run(&f.program, arch, &inputs, self.run_config()).map_err(err)?;
-        Ok((f.gather(&f.outputs[0], &r.outputs), r.cycles))
-    }
 }
 
 /// What [`generate`] reports as it goes.

@@ -1,0 +1,156 @@
+//! How a stage's kernel takes a batch of prompt positions in one run.
+//!
+//! * The projections keep their weights where they are and take the
+//!   positions' inputs one after another: the tiled GEMV
+//!   ([`gemv::generate_batch`]) and, streamed, WaferLLM's MeshGEMV
+//!   ([`meshgemv::generate_batch`]). Their ports hold the positions one
+//!   after another ([`Join::Positions`]).
+//! * The element-wise kernels (add, mul, SiLU, GELU, SwiGLU, gpt-oss's
+//!   clamped SwiGLU) are the same kernel over a `batch` times longer
+//!   vector: each input source holds every position's values, one after
+//!   another ([`Join::Sources`]).
+//!
+//! Every other kernel (the norms, RoPE, attention, the router, the
+//! combine, the embedding and the argmax) runs a position at a time.
+
+use crate::kernel::Kernel;
+use wafer_emulator::Arch;
+use wafer_kernels::vector::{VectorOp, VectorSpec};
+use wafer_kernels::{Fragment, KernelError, clamped_swiglu, gemv, meshgemv, vector};
+
+/// How a batch's input ports hold its positions' values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Join {
+    /// Position after position, each with all of the port's sources.
+    Positions,
+    /// Source after source, each with all of the positions' values.
+    Sources,
+}
+
+/// Whether `k` runs a batch of positions at once, and how its ports
+/// join them.
+pub fn join(k: &Kernel) -> Option<Join> {
+    match k {
+        Kernel::Gemv(_) => Some(Join::Positions),
+        Kernel::MeshGemv(s) if s.streamed => Some(Join::Positions),
+        Kernel::Vector(s) if element_wise(s.op) => Some(Join::Sources),
+        Kernel::ClampedSwiglu(_) => Some(Join::Sources),
+        _ => None,
+    }
+}
+
+fn element_wise(op: VectorOp) -> bool {
+    matches!(
+        op,
+        VectorOp::Add | VectorOp::Mul | VectorOp::Silu | VectorOp::Gelu | VectorOp::Swiglu
+    )
+}
+
+/// An element-wise kernel over `batch` positions' vectors at once.
+fn longer(k: &Kernel, batch: u32) -> Option<Kernel> {
+    match k {
+        Kernel::Vector(s) if element_wise(s.op) => Some(Kernel::Vector(VectorSpec {
+            n: s.n * batch,
+            ..s.clone()
+        })),
+        Kernel::ClampedSwiglu(s) => Some(Kernel::ClampedSwiglu(
+            wafer_kernels::clamped_swiglu::ClampedSwigluSpec {
+                n: s.n * batch,
+                ..s.clone()
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// `k`'s program for `batch` positions, holding the weights of `of`, its
+/// one-position program (a compiled stage's).
+pub fn fragment(
+    k: &Kernel,
+    batch: u32,
+    of: &Fragment,
+    arch: &Arch,
+) -> Result<Fragment, KernelError> {
+    match (k, longer(k, batch)) {
+        (Kernel::Gemv(s), _) => gemv::batch_of(s, batch, of, arch),
+        (Kernel::MeshGemv(s), _) => meshgemv::batch_of(s, batch, of, arch),
+        (_, Some(Kernel::Vector(s))) => vector::generate(&s, arch),
+        (_, Some(Kernel::ClampedSwiglu(s))) => clamped_swiglu::generate(&s, arch),
+        _ => Err(KernelError::Shape(
+            "this kernel runs one position at a time".into(),
+        )),
+    }
+}
+
+/// The cost model's cycles of a run of `batch` positions.
+pub fn cost(k: &Kernel, batch: u32, arch: &Arch) -> u64 {
+    match (k, longer(k, batch)) {
+        (Kernel::Gemv(s), _) => gemv::cost_batch(s, batch, arch),
+        (Kernel::MeshGemv(s), _) => meshgemv::cost_batch(s, batch, arch),
+        (_, Some(longer)) => longer.predicted(arch, 0),
+        _ => k.predicted(arch, 0),
+    }
+}
+
+/// Bytes a PE of the batch holds beyond `of`'s, at most; `None` when no
+/// PE holds a batch that long.
+pub fn growth(k: &Kernel, batch: u32, of: &Fragment, arch: &Arch) -> Option<u64> {
+    let sram = arch.sram_bytes as u64;
+    match k {
+        Kernel::Gemv(s) => {
+            (gemv::sram_needed_batch(s, batch) <= sram).then(|| gemv::batch_growth(s, batch))
+        }
+        Kernel::MeshGemv(s) => {
+            (s.sram_bytes_batch(batch) <= sram).then(|| meshgemv::batch_growth(s, batch))
+        }
+        _ => {
+            let f = fragment(k, batch, of, arch).ok()?;
+            Some(most_bytes(&f).saturating_sub(most_bytes(of)))
+        }
+    }
+}
+
+/// The longest input stream of a run of `batch` positions, in elements:
+/// what its hand-off moves last.
+pub fn longest_stream(k: &Kernel, batch: u32, of: &Fragment, arch: &Arch) -> u64 {
+    match k {
+        // One segment a stream a position.
+        Kernel::Gemv(_) | Kernel::MeshGemv(_) => batch as u64 * longest_segment(of),
+        _ => match fragment(k, batch, of, arch) {
+            Ok(f) => stream_lengths(&f).max().unwrap_or(0),
+            Err(_) => batch as u64 * longest_segment(of),
+        },
+    }
+}
+
+/// The longest segment of `f`'s input ports: what a decode step's
+/// hand-off counts ([`crate::route`]).
+pub fn longest_segment(f: &Fragment) -> u64 {
+    f.inputs
+        .iter()
+        .flat_map(|p| p.segments.iter().map(|s| s.len as u64))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Each input stream's elements, over every port it carries.
+fn stream_lengths(f: &Fragment) -> impl Iterator<Item = u64> + '_ {
+    let mut by_stream: std::collections::BTreeMap<&str, u64> = Default::default();
+    for s in f.inputs.iter().flat_map(|p| &p.segments) {
+        *by_stream.entry(&s.stream).or_default() += s.len as u64;
+    }
+    by_stream.into_values()
+}
+
+/// The most bytes (code and buffers) one PE of `f` holds.
+fn most_bytes(f: &Fragment) -> u64 {
+    let p = &f.program;
+    p.placements
+        .iter()
+        .map(|pl| {
+            let code = &p.codes[pl.code.0 as usize];
+            code.code_bytes() as u64 + code.buffers.iter().map(|b| b.bytes() as u64).sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0)
+}
