@@ -17,9 +17,13 @@ pub struct GenerateArgs {
     /// A llama2.c tokenizer (.bin) to encode the prompt and print text.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Text to start from (needs a tokenizer).
-    #[arg(long)]
+    /// Text to start from (needs a tokenizer); prefilled on the wafer.
+    #[arg(long, conflicts_with = "prompt_ids")]
     pub prompt: Option<String>,
+    /// A prompt as token ids, comma-separated (for a model without a
+    /// tokenizer); prefilled on the wafer.
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
     /// Positions to run, the prompt's included (as llama2.c's run.c counts).
     #[arg(long, default_value_t = 64, value_parser = super::flags::count::<1, 1_000_000>, allow_negative_numbers = true)]
     pub steps: usize,
@@ -153,6 +157,17 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         );
     }
     let prompt = match (&a.prompt, &l.tokenizer) {
+        (None, _) if a.prompt_ids.is_some() => {
+            let ids = a.prompt_ids.clone().unwrap_or_default();
+            let vocab = l.config.vocab_size;
+            if let Some(t) = ids.iter().find(|t| **t as usize >= vocab) {
+                bail!(
+                    "--prompt-ids: token {t} is outside {}'s vocabulary of {vocab}",
+                    l.name
+                );
+            }
+            ids
+        }
         (None, _) => Vec::new(),
         (Some(p), Some(t)) => t.encode(p).context("--prompt")?,
         (Some(_), None) => bail!("--prompt needs --tokenizer (the model has none built in)"),

@@ -1,5 +1,6 @@
 //! A mixture of experts through the command line: a shrunk Mixtral
-//! checkpoint generates on the wafer as its CPU reference does, and the
+//! checkpoint generates on the wafer as its CPU reference does (a prompt
+//! of token ids prefilled), and the
 //! bench states which experts its timing-only steps ran.
 
 use crate::{json, ok, tmp};
@@ -34,6 +35,34 @@ fn a_mixtral_checkpoint_generates_as_the_reference_and_benches_on_a_stated_routi
         assert!((e - p).abs() <= 2 * 2, "{emulated:?} vs {predicted:?}");
     }
     assert_eq!(emulated[0], predicted[0]);
+    // A prompt of token ids is prefilled on the wafer, checked against the
+    // reference, and its time to first token reported.
+    let mut args = vec![
+        "generate",
+        d,
+        "--steps",
+        "10",
+        "--prompt-ids",
+        "5,11,2,7",
+        "--check",
+        "--json",
+    ];
+    args.extend(grid);
+    let pre = json(&ok(&args));
+    assert!(
+        pre["check_max_abs_logit_diff"].as_f64().unwrap() < 1e-4,
+        "{pre}"
+    );
+    assert_eq!(pre["prefill_positions"], 5, "{pre}");
+    let tokens = pre["tokens"].as_array().unwrap();
+    assert_eq!(
+        &tokens[..4],
+        &[5, 11, 2, 7].map(serde_json::Value::from),
+        "{pre}"
+    );
+    assert!(pre["ttft_us"].as_f64().unwrap() > 0.0, "{pre}");
+    let err = crate::fails(&["generate", d, "--prompt-ids", "5,999"]);
+    assert!(err.contains("--prompt-ids: token 999 is outside"), "{err}");
     // Timing-only steps run a seeded routing's experts, and say so; the
     // cost models predict that step.
     let mut args = vec!["bench", d, "--steps", "1", "--context", "5"];
