@@ -462,7 +462,12 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             predicted.iter().sum::<u64>() as f64,
         );
         println!(
-            "the cost models predicted {p:.0} cycles in all, emulated {e:.0} (ratio {:.3})",
+            "the cost models predicted {p:.0} cycles {}, emulated {e:.0} (ratio {:.3})",
+            if prefilled.is_some() {
+                "for the decode steps after the prefill"
+            } else {
+                "in all"
+            },
             e / p.max(1.0)
         );
         if check.is_some() {
