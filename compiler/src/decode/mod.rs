@@ -9,7 +9,6 @@
 
 use crate::codegen::Compiled;
 use crate::place::Kernel;
-use crate::share::{self, Exchange, Shared};
 use crate::stage::Src;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,59 +16,10 @@ use wafer_emulator::stats::Stats;
 use wafer_emulator::trace::Trace;
 use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    // The run's error is in the message, not also a `source` (`{:#}`
-    // would print it twice).
-    #[error("step at position {pos}, stage `{stage}`: {error}")]
-    Run {
-        pos: u32,
-        stage: String,
-        error: Box<RunError>,
-    },
-    #[error(
-        "position {pos} is past the {max} positions the KV cache was compiled for; compile with a larger --max-context"
-    )]
-    Context { pos: u32, max: u32 },
-    #[error(
-        "cannot skip to position {pos} in a functional decode: the KV cache would miss the positions before it (decode them, or decode timing-only)"
-    )]
-    Skip { pos: u32 },
-    #[error("interrupted at position {pos}")]
-    Interrupted { pos: u32 },
-    #[error("token {token} is outside the vocabulary of {vocab}")]
-    Token { token: u32, vocab: usize },
-    #[error(
-        "{steps} steps do not fit the {max} positions the KV cache was compiled for: decode at most {max} (steps count the prompt's positions) or compile with a larger --max-context"
-    )]
-    Steps { steps: usize, max: u32 },
-    #[error(
-        "the prompt is {prompt} tokens but only {steps} steps are decoded: the steps include the prompt's positions, so ask for more than {prompt}"
-    )]
-    Prompt { prompt: usize, steps: usize },
-    #[error(
-        "the logits at position {pos} are not all numbers (NaN): the model's arithmetic overflowed or its weights hold NaN; no token can be picked from them"
-    )]
-    NanLogits { pos: u32 },
-    #[error(
-        "a step is shared between processes only when it is timing-only, reuses identical stages and records no trace"
-    )]
-    ShareMode,
-    #[error(
-        "step at position {pos}, stage `{stage}`: the router picked no valid set of experts ({route:?}): its logits hold NaN or −∞"
-    )]
-    Routing {
-        pos: u32,
-        stage: String,
-        route: Vec<f32>,
-    },
-    #[error("step at position {pos}, shared: rank {rank}: {message}")]
-    Shared {
-        pos: u32,
-        rank: usize,
-        message: String,
-    },
-}
+mod error;
+mod shared;
+
+pub use error::DecodeError;
 
 /// One decode step's results.
 #[derive(Clone, Debug)]
@@ -310,128 +260,6 @@ impl<'c> Decoder<'c> {
         }
         self.pos = pos;
         Ok(())
-    }
-
-    /// Run the distinct stage runs of the step for `token` at the current
-    /// position shared with the processes of `ex` ([`crate::share`]), so
-    /// that the next [`Decoder::step`] for `token` finds every one of them
-    /// (its results are one process's either way). Every process calls it
-    /// with the same decoder, position and token. Returns how many runs
-    /// this process made.
-    pub fn share(&mut self, token: u32, ex: &dyn Exchange) -> Result<usize, DecodeError> {
-        if !self.cfg.timing_only || self.reuse.is_none() || self.cfg.trace {
-            return Err(DecodeError::ShareMode);
-        }
-        let c = self.compiled;
-        let pos = self.pos;
-        if pos >= c.options.max_context {
-            return Err(DecodeError::Context {
-                pos,
-                max: c.options.max_context,
-            });
-        }
-        // The plan: what a stage makes is unknown (NaN) in timing-only
-        // mode; the token and the position are as given.
-        let value = |x: usize| -> Vec<f32> {
-            match c.graph.insts[x].op {
-                crate::ir::Op::Token => vec![token as f32],
-                crate::ir::Op::Position => vec![pos as f32],
-                _ => vec![f32::NAN; c.graph.insts[x].len],
-            }
-        };
-        let reuse = self.reuse.as_ref().expect("checked above");
-        let ran = c.runs(pos, self.expert_seed);
-        let mut absent = vec![false; c.graph.insts.len()];
-        for (stage, _) in c.stages.iter().zip(&ran).filter(|(_, r)| !**r) {
-            stage.outputs.iter().for_each(|v| absent[*v] = true);
-        }
-        let mut runs: Vec<(Vec<u8>, usize, wafer_emulator::Inputs)> = Vec::new();
-        for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
-            if !ran[i] {
-                continue;
-            }
-            let tensors = stage_tensors(stage, pos, |x, v| {
-                if !absent[x] {
-                    v.extend(value(x))
-                }
-            });
-            let inputs = f.stream_inputs(&tensors).map_err(|e| DecodeError::Run {
-                pos,
-                stage: stage.name.clone(),
-                error: Box::new(RunError::Input {
-                    name: stage.name.clone(),
-                    message: e.to_string(),
-                }),
-            })?;
-            let key = wafer_emulator::engine::timing_fingerprint(&f.program, &inputs);
-            if !reuse.runs.contains_key(&key) && !runs.iter().any(|(k, _, _)| *k == key) {
-                runs.push((key, i, inputs));
-            }
-        }
-        let predicted = c.stage_predictions(pos);
-        let work: Vec<u64> = runs
-            .iter()
-            .map(|(_, i, _)| c.fragments[*i].program.n_pes() * predicted[*i])
-            .collect();
-        let owner = share::assign(&work, ex.ranks());
-        let arch = &c.options.arch;
-        let mut mine: Result<Vec<Shared>, String> = Ok(Vec::new());
-        for (r, (_, i, inputs)) in runs.iter().enumerate() {
-            if owner[r] != ex.rank() {
-                continue;
-            }
-            let Ok(done) = mine.as_mut() else { break };
-            match wafer_emulator::run(&c.fragments[*i].program, arch, inputs, &self.cfg) {
-                Ok(out) => {
-                    let t = PeTime::of(&out.stats);
-                    done.push(Shared {
-                        run: r as u32,
-                        cycles: out.cycles,
-                        time: (t.compute, t.fabric, t.idle),
-                        outputs: out.outputs,
-                        stats: self.keep_stats.then_some(out.stats),
-                    });
-                }
-                Err(e) => mine = Err(format!("stage `{}`: {e}", c.stages[*i].name)),
-            }
-        }
-        let made = mine.as_ref().map_or(0, Vec::len);
-        let bytes = postcard::to_allocvec(&mine).expect("results serialise");
-        let all = ex.all_gather(bytes);
-        let reuse = self.reuse.as_mut().expect("checked above");
-        for (rank, b) in all.iter().enumerate() {
-            let theirs: Result<Vec<Shared>, String> =
-                postcard::from_bytes(b).map_err(|e| DecodeError::Shared {
-                    pos,
-                    rank,
-                    message: format!("its results do not decode: {e}"),
-                })?;
-            let theirs = theirs.map_err(|message| DecodeError::Shared { pos, rank, message })?;
-            for s in theirs {
-                let Some((key, _, _)) = runs.get(s.run as usize) else {
-                    return Err(DecodeError::Shared {
-                        pos,
-                        rank,
-                        message: format!("it sent run {} of {}", s.run, runs.len()),
-                    });
-                };
-                let time = s.time();
-                // Without kept statistics the step reads none.
-                let stats = Arc::new(s.stats.unwrap_or_else(|| no_stats(arch, s.cycles)));
-                reuse.runs.insert(
-                    key.clone(),
-                    Reusable {
-                        cycles: s.cycles,
-                        outputs: s.outputs,
-                        stats,
-                        time,
-                        trace: None,
-                        used: reuse.step,
-                    },
-                );
-            }
-        }
-        Ok(made)
     }
 
     /// Run the step for `token` at the current position, then advance.
