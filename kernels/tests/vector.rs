@@ -135,3 +135,39 @@ fn listing_of_an_rmsnorm() {
         &vector::generate(&s, &Arch::wse3()).unwrap().program
     ));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// A prefill's norms: every position's result is the one-position
+    /// kernel's, bit for bit, and the cost model is exact.
+    #[test]
+    fn batched_norms_match_the_one_position_kernel_and_their_cost_model(
+        add in any::<bool>(), n in 1u32..60, h in 1u32..7, k in 0u32..4, batch in 1u32..7,
+        seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let op = if add { VectorOp::AddRmsNorm } else { VectorOp::RmsNorm };
+        let s = VectorSpec { op, n, h: h.min(n), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let other = vector::generate(&VectorSpec { seed: seed ^ 1, ..s.clone() }, &arch).unwrap();
+        let f = vector::batch_of(&s, batch, &other, &arch).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let inputs = f.default_inputs();
+        prop_assert_eq!(inputs["a"].len(), (batch * n) as usize);
+        let (outs, run) = f
+            .run(&arch, &inputs, &RunConfig::default())
+            .unwrap_or_else(|e| panic!("{s:?} x{batch}: {e}"));
+        // The other program's weights, each position as one run of it.
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let want = vector::reference_batch(&s, batch, &inputs, &other.program);
+        prop_assert_eq!(bits(&outs["y"]), bits(&want), "{:?} x{}", s, batch);
+        for q in 0..batch as usize {
+            let one: std::collections::BTreeMap<String, Vec<f32>> = inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v[q * n as usize..(q + 1) * n as usize].to_vec()))
+                .collect();
+            let (y, _) = other.run(&arch, &one, &RunConfig::default()).unwrap();
+            let per = y["y"].len();
+            prop_assert_eq!(bits(&y["y"]), bits(&outs["y"][q * per..(q + 1) * per]));
+        }
+        prop_assert_eq!(run.cycles, vector::cost_batch(&s, batch, &arch), "{:?} x{}", s, batch);
+    }
+}

@@ -5,13 +5,17 @@
 //!   ([`gemv::generate_batch`]) and, streamed, WaferLLM's MeshGEMV
 //!   ([`meshgemv::generate_batch`]). Their ports hold the positions one
 //!   after another ([`Join::Positions`]).
+//! * RMSNorm and the fused add-RMSNorm take every position's segment,
+//!   a statistic a position, all-reduced at once
+//!   ([`vector::generate_batch`]); their ports too hold the positions one
+//!   after another.
 //! * The element-wise kernels (add, mul, SiLU, GELU, SwiGLU, gpt-oss's
 //!   clamped SwiGLU) are the same kernel over a `batch` times longer
 //!   vector: each input source holds every position's values, one after
 //!   another ([`Join::Sources`]).
 //!
-//! Every other kernel (the norms, RoPE, attention, the router, the
-//! combine, the embedding and the argmax) runs a position at a time.
+//! Every other kernel (LayerNorm, softmax, RoPE, attention, the router,
+//! the combine, the embedding and the argmax) runs a position at a time.
 
 use crate::kernel::Kernel;
 use wafer_emulator::Arch;
@@ -34,9 +38,14 @@ pub fn join(k: &Kernel) -> Option<Join> {
         Kernel::Gemv(_) => Some(Join::Positions),
         Kernel::MeshGemv(s) if s.streamed => Some(Join::Positions),
         Kernel::Vector(s) if element_wise(s.op) => Some(Join::Sources),
+        Kernel::Vector(s) if rms_norm(s.op) => Some(Join::Positions),
         Kernel::ClampedSwiglu(_) => Some(Join::Sources),
         _ => None,
     }
+}
+
+fn rms_norm(op: VectorOp) -> bool {
+    matches!(op, VectorOp::RmsNorm | VectorOp::AddRmsNorm)
 }
 
 fn element_wise(op: VectorOp) -> bool {
@@ -74,6 +83,7 @@ pub fn fragment(
     match (k, longer(k, batch)) {
         (Kernel::Gemv(s), _) => gemv::batch_of(s, batch, of, arch),
         (Kernel::MeshGemv(s), _) => meshgemv::batch_of(s, batch, of, arch),
+        (Kernel::Vector(s), None) if rms_norm(s.op) => vector::batch_of(s, batch, of, arch),
         (_, Some(Kernel::Vector(s))) => vector::generate(&s, arch),
         (_, Some(Kernel::ClampedSwiglu(s))) => clamped_swiglu::generate(&s, arch),
         _ => Err(KernelError::Shape(
@@ -87,6 +97,7 @@ pub fn cost(k: &Kernel, batch: u32, arch: &Arch) -> u64 {
     match (k, longer(k, batch)) {
         (Kernel::Gemv(s), _) => gemv::cost_batch(s, batch, arch),
         (Kernel::MeshGemv(s), _) => meshgemv::cost_batch(s, batch, arch),
+        (Kernel::Vector(s), None) if rms_norm(s.op) => vector::cost_batch(s, batch, arch),
         (_, Some(longer)) => longer.predicted(arch, 0),
         _ => k.predicted(arch, 0),
     }
@@ -116,6 +127,7 @@ pub fn longest_stream(k: &Kernel, batch: u32, of: &Fragment, arch: &Arch) -> u64
     match k {
         // One segment a stream a position.
         Kernel::Gemv(_) | Kernel::MeshGemv(_) => batch as u64 * longest_segment(of),
+        Kernel::Vector(s) if rms_norm(s.op) => batch as u64 * longest_segment(of),
         _ => match fragment(k, batch, of, arch) {
             Ok(f) => stream_lengths(&f).max().unwrap_or(0),
             Err(_) => batch as u64 * longest_segment(of),

@@ -11,12 +11,16 @@
 
 use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::Strategy;
-use crate::timeline::{Timeline, f32_rate as rate};
 use crate::{Fragment, KernelError, Segment, TensorPort, split};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, Pe, Program};
+
+mod batch;
+mod cost;
+
+pub use batch::{batch_of, cost_batch, generate_batch, reference_batch};
+pub use cost::cost;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum VectorOp {
@@ -123,6 +127,12 @@ impl VectorSpec {
 
     /// The column allreduce of a one-element statistic buffer.
     fn stats(&self, buf: &str, combine: Combine) -> LineReduce {
+        self.stats_of(buf, combine, 1)
+    }
+
+    /// The column allreduce of an `n`-element statistic buffer (one
+    /// statistic a position of a batch).
+    fn stats_of(&self, buf: &str, combine: Combine, n: u32) -> LineReduce {
         let colors: Vec<u8> = (C_STATS..C_STATS + 20).collect();
         LineReduce::new(
             Lines::new(Axis::Col, 1, self.h),
@@ -130,7 +140,7 @@ impl VectorSpec {
             combine,
             Target::All,
             buf,
-            1,
+            n,
             &colors,
         )
     }
@@ -539,157 +549,4 @@ pub fn reference(s: &VectorSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Progra
             e.iter().map(|x| x * inv).collect()
         }
     }
-}
-
-/// Predicted cycles, PE by PE with [`Timeline`], in the order of the code:
-/// a segment's element `k` is in PE `r`'s queue at `k + hop + ramp` (the
-/// host link, then the ramp); two inputs share the one ramp into the core,
-/// so a pair is complete every 2 cycles (`hop + 2k + 1 + ramp`); the
-/// allreduces follow [`LineReduce::finish`]; the last element reaches the
-/// host `ramp + hop` after it leaves the core.
-pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
-    let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
-    let segs = s.segments();
-    let mut lines: Vec<Timeline> = segs.iter().map(|_| Timeline::start(arch)).collect();
-    let mut first_out = vec![0u64; segs.len()];
-    let (mul1, mul2) = (rate(arch, VecOp::Fmul, 1, 1), rate(arch, VecOp::Fmul, 2, 1));
-    // Each rate is the op's own: f32 adds and subtracts have more lanes
-    // than f32 multiplies, so a memory-bound add runs faster than a mul.
-    let (sub1, add_out2) = (rate(arch, VecOp::Fsub, 1, 1), rate(arch, VecOp::Fadd, 2, 0));
-    let (add1, exp1, rcp1) = (
-        rate(arch, VecOp::Fadd, 1, 1),
-        rate(arch, VecOp::Exp, 1, 1),
-        rate(arch, VecOp::Rcp, 1, 1),
-    );
-    let (fmac2, dot, sum, rmax) = (
-        rate(arch, VecOp::Fmac, 2, 1),
-        rate(arch, VecOp::Dot, 2, 0),
-        rate(arch, VecOp::Sum, 1, 0),
-        rate(arch, VecOp::Rmax, 1, 0),
-    );
-    let (send1, send2) = (rate(arch, VecOp::Fmul, 1, 0), rate(arch, VecOp::Fmul, 2, 0));
-    let allreduce = |lines: &mut Vec<Timeline>, combine| {
-        let issue: Vec<u64> = lines.iter().map(|l| l.t).collect();
-        for (l, done) in lines
-            .iter_mut()
-            .zip(s.stats("st", combine).finish(&issue, arch))
-        {
-            l.t = done;
-        }
-    };
-    let arrival = hop + ramp;
-    match s.op {
-        VectorOp::Add | VectorOp::Mul => {
-            for (r, (_, len)) in segs.iter().enumerate() {
-                let start = lines[r].t + 1 + arch.vector_issue_cycles as u64;
-                let last = (start + *len as u64 - 1).max(hop + 2 * (*len as u64 - 1) + 1 + ramp);
-                first_out[r] = last + 1 - *len as u64;
-            }
-        }
-        VectorOp::Silu | VectorOp::Gelu | VectorOp::Swiglu => {
-            for (r, (_, len)) in segs.iter().enumerate() {
-                let l = &mut lines[r];
-                let len = *len;
-                if s.op == VectorOp::Swiglu {
-                    // b on microthread 0 (issued first), a on the main
-                    // thread: the ramp alternates between their wavelets
-                    // (a pair every 2 cycles), and the one datapath between
-                    // their ops (from b's start, b and a take turns, so a's
-                    // last element is handled 2n − 1 cycles later).
-                    l.scalar(1);
-                    let b_start = l.t + arch.vector_issue_cycles as u64;
-                    l.t = (b_start + 2 * len as u64 - 1).max(hop + 2 * (len as u64 - 1) + 1 + ramp);
-                } else {
-                    l.receive(len, arrival);
-                }
-                if s.op == VectorOp::Gelu {
-                    for rt in [mul2, mul1, fmac2, mul1, exp1, add1, rcp1, mul1, add1, mul2] {
-                        l.vector(len, rt);
-                    }
-                    first_out[r] = l.send(len, send1);
-                } else {
-                    for rt in [mul1, exp1, add1, rcp1] {
-                        l.vector(len, rt);
-                    }
-                    if s.op == VectorOp::Swiglu {
-                        l.vector(len, mul2);
-                    }
-                    first_out[r] = l.send(len, send2);
-                }
-            }
-        }
-        VectorOp::RmsNorm | VectorOp::LayerNorm | VectorOp::AddRmsNorm => {
-            for (r, (_, len)) in segs.iter().enumerate() {
-                if s.op == VectorOp::AddRmsNorm {
-                    // The pairs come in as the add kernel's do, into
-                    // memory; then the sum goes out, before the norm.
-                    let l = &mut lines[r];
-                    let n = *len as u64;
-                    l.t = (l.t + arch.vector_issue_cycles as u64 + n)
-                        .max(hop + 2 * (n - 1) + 1 + ramp);
-                    l.send(*len, rate(arch, VecOp::Mov, 1, 0));
-                } else {
-                    lines[r].receive(*len, arrival);
-                }
-                lines[r].scalar(1);
-                lines[r].vector(
-                    *len,
-                    if s.op == VectorOp::LayerNorm {
-                        sum
-                    } else {
-                        dot
-                    },
-                );
-                lines[r].scalar(1);
-            }
-            allreduce(&mut lines, Combine::Add);
-            if s.op == VectorOp::LayerNorm {
-                for (r, (_, len)) in segs.iter().enumerate() {
-                    lines[r].scalar(3);
-                    lines[r].vector(*len, sub1);
-                    lines[r].scalar(1);
-                    lines[r].vector(*len, dot);
-                    lines[r].scalar(1);
-                }
-                allreduce(&mut lines, Combine::Add);
-            }
-            for (r, (_, len)) in segs.iter().enumerate() {
-                lines[r].scalar(6);
-                lines[r].vector(*len, mul1);
-                first_out[r] = if s.op == VectorOp::LayerNorm {
-                    lines[r].vector(*len, mul2);
-                    lines[r].send(*len, add_out2)
-                } else {
-                    lines[r].send(*len, send2)
-                };
-            }
-        }
-        VectorOp::Softmax => {
-            for (r, (_, len)) in segs.iter().enumerate() {
-                lines[r].receive(*len, arrival);
-                lines[r].scalar(1);
-                lines[r].vector(*len, rmax);
-                lines[r].scalar(1);
-            }
-            allreduce(&mut lines, Combine::Max);
-            for (r, (_, len)) in segs.iter().enumerate() {
-                lines[r].scalar(1);
-                lines[r].vector(*len, sub1);
-                lines[r].vector(*len, exp1);
-                lines[r].scalar(1);
-                lines[r].vector(*len, sum);
-                lines[r].scalar(1);
-            }
-            allreduce(&mut lines, Combine::Add);
-            for (r, (_, len)) in segs.iter().enumerate() {
-                lines[r].scalar(2);
-                first_out[r] = lines[r].send(*len, send1);
-            }
-        }
-    }
-    segs.iter()
-        .zip(first_out)
-        .map(|((_, len), first)| first + *len as u64 - 1 + ramp + hop)
-        .max()
-        .unwrap_or(0)
 }
