@@ -141,12 +141,12 @@ fn a_prefill_stands_for_the_decode_steps() {
         let after_prefill = prefilled.step(42).unwrap();
         assert_eq!(after_prefill.logits, after_steps.logits, "{what}");
         assert_eq!(after_prefill.cycles, after_steps.cycles, "{what}");
-        // Every projection, norm and element-wise kernel took the prompt
-        // at once.
+        // Every projection, norm, RoPE and element-wise kernel took the
+        // prompt at once.
         let plan = prefill::plan(&compiled, pf.positions);
         for (i, s) in compiled.stages.iter().enumerate() {
             let batched = match &compiled.sites[i].kernel {
-                Kernel::Gemv(_) | Kernel::MeshGemv(_) => true,
+                Kernel::Gemv(_) | Kernel::MeshGemv(_) | Kernel::Rope(_) => true,
                 Kernel::Vector(v) => {
                     use wafer_kernels::vector::VectorOp;
                     matches!(

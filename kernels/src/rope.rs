@@ -176,6 +176,19 @@ pub fn inv_freq(theta: f32, head_dim: u32, scaling: Option<RopeScaling>) -> Vec<
 }
 
 pub fn generate(s: &RopeSpec, arch: &Arch) -> Result<Fragment, KernelError> {
+    generate_batch(s, 1, arch)
+}
+
+/// RoPE on `batch` positions at once (a prefill): each PE takes every
+/// position's `[pos, its heads]`, one after another, and rotates and
+/// sends them a position at a time. Ports `x`, `pos` and `y` hold the
+/// positions one after another. One position is [`generate`]'s program.
+pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment, KernelError> {
+    if batch == 0 {
+        return Err(KernelError::Shape(
+            "a batched RoPE takes at least one position".into(),
+        ));
+    }
     if s.head_dim == 0 || !s.head_dim.is_multiple_of(2) || s.heads == 0 {
         return Err(KernelError::Shape(format!(
             "RoPE needs an even head dimension and at least one head (got {} heads of {})",
@@ -195,7 +208,7 @@ pub fn generate(s: &RopeSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     let (d, half) = (s.head_dim, s.head_dim / 2);
     let (stride, partner) = s.pairing();
     let parts = s.split();
-    let bytes = 4 * (1 + parts[0].1 as u64 * d as u64 + 5 * half as u64) + 400;
+    let bytes = 4 * (batch as u64 * (1 + parts[0].1 as u64 * d as u64) + 5 * half as u64) + 400;
     if bytes > arch.sram_bytes as u64 {
         return Err(KernelError::Rect {
             w: 1,
@@ -207,12 +220,32 @@ pub fn generate(s: &RopeSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         });
     }
     let freqs: Vec<String> = s.inv_freq().iter().map(|v| format!("{v:?}")).collect();
+    let batched = match batch {
+        1 => String::new(),
+        b => format!(", {b} positions"),
+    };
     let mut src = format!(
-        "; RoPE ({:?}) on {} heads of {d} down a column of {} PEs\n.grid 1x{}\n",
+        "; RoPE ({:?}) on {} heads of {d} down a column of {} PEs{batched}\n.grid 1x{}\n",
         s.layout, s.heads, s.h, s.h
     );
+    // YaRN's attention factor on cos and sin.
+    let scale = match s.attention_factor() {
+        1.0 => String::new(),
+        m => format!("  vfmul.f32 c, c, {m:?}\n  vfmul.f32 sn, sn, {m:?}\n"),
+    };
     for (r, (_, nh)) in parts.iter().enumerate() {
         let len = nh * d;
+        if batch > 1 {
+            src.push_str(&batch_code(
+                r,
+                batch,
+                len,
+                (d, half),
+                (stride, partner),
+                &scale,
+            ));
+            continue;
+        }
         writeln!(
             src,
             ".code p{r}
@@ -247,11 +280,6 @@ head:
 .place p{r} 0,{r} 1x1",
             n_in = 1 + len,
             end = 1 + len,
-            // YaRN's attention factor on cos and sin.
-            scale = match s.attention_factor() {
-                1.0 => String::new(),
-                m => format!("  vfmul.f32 c, c, {m:?}\n  vfmul.f32 sn, sn, {m:?}\n"),
-            },
         )
         .unwrap();
     }
@@ -264,70 +292,144 @@ head:
     writeln!(src, ".data ifq 0,0 1x{} = [{}]", s.h, freqs.join(", ")).unwrap();
     for (r, (_, nh)) in parts.iter().enumerate() {
         let len = nh * d;
-        // Default data: pos, then seeded values.
-        let mut vals = vec![format!("{:?}", s.pos as f32)];
-        vals.extend((0..len).map(|i| {
-            format!(
-                "{:?}",
-                wafer_emulator::DataInit::Random { seed: 11 }.value(Pe::new(0, r as u32), i)
-            )
-        }));
+        // Default data: each position's pos, then seeded values.
+        let mut vals = Vec::new();
+        for p in 0..batch {
+            vals.push(format!("{:?}", (s.pos + p) as f32));
+            vals.extend((0..len).map(|i| {
+                format!(
+                    "{:?}",
+                    wafer_emulator::DataInit::Random { seed: 11 }
+                        .value(Pe::new(0, r as u32), p * len + i)
+                )
+            }));
+        }
         writeln!(
             src,
             ".input a{r} f32[{}] -> 0,{r} W c{CA} = [{}]",
-            1 + len,
+            batch * (1 + len),
             vals.join(", ")
         )
         .unwrap();
-        writeln!(src, ".output y{r} f32[{len}] <- 0,{r} E c{CO}").unwrap();
+        writeln!(src, ".output y{r} f32[{}] <- 0,{r} E c{CO}", batch * len).unwrap();
     }
     let program = crate::assemble(&src, "RoPE")?;
-    let x = TensorPort {
-        name: "x".into(),
-        len: s.heads * d,
-        segments: parts
-            .iter()
-            .enumerate()
-            .map(|(r, (h0, nh))| Segment {
-                stream: format!("a{r}"),
-                offset: h0 * d,
-                len: nh * d,
-                at: 1,
-            })
-            .collect(),
-    };
-    let pos = TensorPort {
-        name: "pos".into(),
-        len: 1,
-        segments: (0..s.h)
-            .map(|r| Segment {
-                stream: format!("a{r}"),
-                offset: 0,
-                len: 1,
-                at: 0,
-            })
-            .collect(),
-    };
-    let y = TensorPort {
-        name: "y".into(),
-        len: s.heads * d,
-        segments: parts
-            .iter()
-            .enumerate()
-            .map(|(r, (h0, nh))| Segment {
-                stream: format!("y{r}"),
-                offset: h0 * d,
-                len: nh * d,
-                at: 0,
-            })
-            .collect(),
-    };
+    // Position `p`'s part of each stream follows the earlier positions':
+    // `[pos, heads]` in, the heads out.
+    let n = s.heads * d;
+    let port =
+        |name: &str, stream: &str, len: u32, part: &dyn Fn(u32, u32, u32) -> (u32, u32, u32)| {
+            TensorPort {
+                name: name.into(),
+                len: batch * len,
+                segments: (0..batch)
+                    .flat_map(|p| {
+                        parts.iter().enumerate().map(move |(r, (h0, nh))| {
+                            let (offset, len, at) = part(p, h0 * d, nh * d);
+                            Segment {
+                                stream: format!("{stream}{r}"),
+                                offset,
+                                len,
+                                at,
+                            }
+                        })
+                    })
+                    .collect(),
+            }
+        };
+    let x = port("x", "a", n, &|p, off, len| {
+        (p * n + off, len, p * (1 + len) + 1)
+    });
+    let pos = port("pos", "a", 1, &|p, _, len| (p, 1, p * (1 + len)));
+    let y = port("y", "y", n, &|p, off, len| (p * n + off, len, p * len));
     Ok(Fragment {
         program: program.into(),
         inputs: vec![x, pos],
         outputs: vec![y],
         state: Vec::new(),
     })
+}
+
+/// PE `r`'s code in a batch: the one-position body in a loop over the
+/// positions, r3 at the position's `[pos, heads]`, r4 at its end.
+fn batch_code(
+    r: usize,
+    batch: u32,
+    len: u32,
+    (d, half): (u32, u32),
+    (stride, partner): (u32, u32),
+    scale: &str,
+) -> String {
+    let seg = 1 + len;
+    format!(
+        ".code p{r}
+  .buffer inb f32[{n_in}]
+  .buffer ifq f32[{half}]
+  .buffer c f32[{half}]
+  .buffer sn f32[{half}]
+  .buffer t1 f32[{half}]
+  .buffer t2 f32[{half}]
+  .task main local active
+main:
+  vmov.f32 inb, rx(c{CA})
+  li r3, 0
+position:
+  ldf f1, inb[r3]
+  vfmul.f32 c, ifq, f1
+  vsin.f32 sn, c
+  vcos.f32 c, c
+{scale}  add r1, r3, 1
+  add r4, r3, {seg}
+head:
+  add r2, r1, {partner}
+  vfmul.f32 t1, inb[r1, {half}, {stride}], c
+  vfmul.f32 t2, inb[r2, {half}, {stride}], sn
+  vfsub.f32 t1, t1, t2
+  vfmul.f32 t2, inb[r1, {half}, {stride}], sn
+  vfmac.f32 t2, t2, inb[r2, {half}, {stride}], c
+  vmov.f32 inb[r1, {half}, {stride}], t1
+  vmov.f32 inb[r2, {half}, {stride}], t2
+  add r1, r1, {d}
+  blt r1, r4, head
+  add r5, r3, 1
+  vmov.f32 tx(c{CO}), inb[r5, {len}]
+  add r3, r3, {seg}
+  blt r3, {n_in}, position
+  end
+.end
+.place p{r} 0,{r} 1x1
+",
+        n_in = batch * seg,
+    )
+}
+
+/// [`generate_batch`] holding `of`'s frequencies (a compiled stage's).
+pub fn batch_of(
+    s: &RopeSpec,
+    batch: u32,
+    of: &Fragment,
+    arch: &Arch,
+) -> Result<Fragment, KernelError> {
+    let mut f = generate_batch(s, batch, arch)?;
+    std::sync::Arc::make_mut(&mut f.program).data = of.program.data.clone();
+    Ok(f)
+}
+
+/// [`generate_batch`]'s output: each position's [`reference`], one after
+/// another.
+pub fn reference_batch(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program) -> Vec<f32> {
+    let n = (s.heads * s.head_dim) as usize;
+    inputs["pos"]
+        .iter()
+        .enumerate()
+        .flat_map(|(q, pos)| {
+            let one = BTreeMap::from([
+                ("x".to_string(), inputs["x"][q * n..(q + 1) * n].to_vec()),
+                ("pos".to_string(), vec![*pos]),
+            ]);
+            reference(s, &one, p)
+        })
+        .collect()
 }
 
 /// The reference: the PEs' f32 operations in their order.
@@ -361,6 +463,15 @@ pub fn reference(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program)
 /// whole port access);
 /// the heads go out at one wavelet per cycle.
 pub fn cost(s: &RopeSpec, arch: &Arch) -> u64 {
+    cost_batch(s, 1, arch)
+}
+
+/// [`generate_batch`]'s predicted cycles: as [`cost`], with every
+/// position's stream in, an `li`, then per position the angles, two
+/// `add`s, its heads, an `add`, the send, `add` and `blt`; the run ends
+/// when the last position's last element reaches the host, or with the
+/// PE's `end` after the loop, whichever is later.
+pub fn cost_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> u64 {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let half = s.head_dim / 2;
     let rate = |op, reads, writes| f32_rate(arch, op, reads, writes);
@@ -384,24 +495,38 @@ pub fn cost(s: &RopeSpec, arch: &Arch) -> u64 {
         .map(|(_, nh)| {
             let len = nh * s.head_dim;
             let mut l = Timeline::start(arch);
-            l.receive(1 + len, hop + ramp);
-            l.scalar(1);
-            l.vector(half, mul);
-            l.vector(half, special);
-            l.vector(half, special);
-            if s.attention_factor() != 1.0 {
+            l.receive(batch * (1 + len), hop + ramp);
+            let position = |l: &mut Timeline, adds: u64| {
+                l.scalar(1);
                 l.vector(half, mul);
-                l.vector(half, mul);
+                l.vector(half, special);
+                l.vector(half, special);
+                if s.attention_factor() != 1.0 {
+                    l.vector(half, mul);
+                    l.vector(half, mul);
+                }
+                l.scalar(adds);
+                for _ in 0..*nh {
+                    l.scalar(1);
+                    for rt in [mul2, mul2, sub, mul2, fmac, mov, mov] {
+                        l.vector(half, rt);
+                    }
+                    l.scalar(2);
+                }
+            };
+            if batch == 1 {
+                position(&mut l, 1);
+                return l.send(len, send) + len as u64 - 1 + ramp + hop;
             }
             l.scalar(1);
-            for _ in 0..*nh {
+            let mut last = 0;
+            for _ in 0..batch {
+                position(&mut l, 2);
                 l.scalar(1);
-                for rt in [mul2, mul2, sub, mul2, fmac, mov, mov] {
-                    l.vector(half, rt);
-                }
+                last = l.send(len, send) + len as u64 - 1;
                 l.scalar(2);
             }
-            l.send(len, send) + len as u64 - 1 + ramp + hop
+            (last + ramp + hop).max(l.t + 1)
         })
         .max()
         .unwrap_or(0)

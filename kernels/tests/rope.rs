@@ -133,3 +133,37 @@ fn llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_between()
     let base = inv_freq(10000.0, 8, None);
     assert_eq!(linear, base.iter().map(|f| f / 4.0).collect::<Vec<_>>());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    /// A prefill's RoPE: each position rotated as the one-position kernel
+    /// does it, bit for bit, and the cost model exact.
+    #[test]
+    fn batched_rope_matches_the_one_position_kernel_and_its_cost_model(
+        heads in 1u32..5, half in 1u32..6, pos in 0u32..3000, h in 1u32..5, batch in 1u32..6,
+        adjacent in any::<bool>(), wse3 in any::<bool>(), yarn in any::<bool>(),
+    ) {
+        let scaling = yarn.then_some(RopeScaling::Yarn { factor: 32.0, beta_fast: 32.0, beta_slow: 1.0, original: 4096.0, truncate: false });
+        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h: h.min(heads) };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let one = rope::generate(&s, &arch).unwrap();
+        let f = rope::batch_of(&s, batch, &one, &arch).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let inputs = f.default_inputs();
+        prop_assert_eq!(inputs["pos"].len(), batch as usize);
+        let (outs, r) = f
+            .run(&arch, &inputs, &RunConfig::default())
+            .unwrap_or_else(|e| panic!("{s:?} x{batch}: {e}"));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let n = (heads * 2 * half) as usize;
+        for q in 0..batch as usize {
+            let each = BTreeMap::from([
+                ("x".to_string(), inputs["x"][q * n..(q + 1) * n].to_vec()),
+                ("pos".to_string(), vec![inputs["pos"][q]]),
+            ]);
+            let (y, _) = one.run(&arch, &each, &RunConfig::default()).unwrap();
+            prop_assert_eq!(bits(&y["y"]), bits(&outs["y"][q * n..(q + 1) * n]), "{:?} position {}", s, q);
+        }
+        prop_assert_eq!(bits(&outs["y"]), bits(&rope::reference_batch(&s, &inputs, &f.program)));
+        prop_assert_eq!(r.cycles, rope::cost_batch(&s, batch, &arch), "{:?} x{}", s, batch);
+    }
+}

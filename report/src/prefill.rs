@@ -25,7 +25,7 @@ pub struct WaferPrefill {
     /// Always a cost-model estimate here (`wafer generate --prompt`
     /// emulates a prefill; the tests hold the two equal).
     pub emulated: bool,
-    /// Stages that ran as batched GEMMs, and their largest batch.
+    /// Stages that took batches of positions, and their largest batch.
     pub batched_stages: usize,
     pub largest_batch: u32,
     /// The experts' routing seed (a mixture of experts).
@@ -170,7 +170,7 @@ impl PrefillTable {
         };
         writeln!(
             t,
-            "  wafer ({how}): {:.1} µs ({} cycles); {} projections as batched GEMMs (up to {} positions a run), the other stages a position at a time{}",
+            "  wafer ({how}): {:.1} µs ({} cycles); {} stages took batches of up to {} positions a run (projections as GEMMs, norms, RoPE, element-wise), the others a position at a time{}",
             w.us(),
             w.cycles,
             w.batched_stages,
