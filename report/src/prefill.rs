@@ -195,9 +195,10 @@ impl PrefillTable {
             } else {
                 "memory"
             };
+            let ratio = w.us() / (g.seconds() * 1e6);
             writeln!(
                 t,
-                "  {}{}: roofline {:.1} µs ({bound}-bound; wafer {:.2}x its time)",
+                "  {}{}: roofline {:.1} µs ({bound}-bound; {})",
                 if g.gpus > 1 {
                     format!("{}x ", g.gpus)
                 } else {
@@ -205,7 +206,10 @@ impl PrefillTable {
                 },
                 g.device,
                 g.seconds() * 1e6,
-                w.us() / (g.seconds() * 1e6)
+                match ratio >= 1.0 {
+                    true => format!("the wafer takes {ratio:.2}x as long"),
+                    false => format!("the wafer is {:.2}x faster", 1.0 / ratio),
+                }
             )
             .unwrap();
         }

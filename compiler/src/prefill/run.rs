@@ -50,6 +50,21 @@ impl Decoder<'_> {
         let mut stage_cycles = vec![0; c.stages.len()];
         let mut stage_runs = vec![0; c.stages.len()];
         let (mut total, mut next) = (0, 0);
+        // The last stage reading each value: after it, every position's
+        // copy is dropped (a long prompt's values would not all fit).
+        let mut last_read = vec![0; insts];
+        for (i, stage) in c.stages.iter().enumerate() {
+            let srcs = stage.inputs.iter().flat_map(|(_, srcs)| srcs);
+            for src in srcs {
+                if let Src::Value(v) | Src::ExpertWeights(v) = src {
+                    last_read[*v] = i;
+                }
+            }
+            if let Some(p) = stage.when {
+                last_read[p.route] = last_read[p.route].max(i);
+            }
+        }
+        last_read[c.graph.ret] = usize::MAX;
         for (i, stage) in c.stages.iter().enumerate() {
             if let Some(pick) = stage.when {
                 for p in 0..n {
@@ -129,6 +144,11 @@ impl Decoder<'_> {
                         values[(p - start) as usize][*v] = Some(out[at..at + len].to_vec());
                         at += len;
                     }
+                }
+            }
+            for (v, last) in last_read.iter().enumerate() {
+                if *last == i {
+                    values.iter_mut().for_each(|at| at[v] = None);
                 }
             }
         }
