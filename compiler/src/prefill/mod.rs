@@ -3,16 +3,15 @@
 //!
 //! A prefill runs a decode step's stages in the same order, each for every
 //! prompt position before the next stage starts:
-//! * a projection on the tiled GEMV is a GEMM with its weights stationary:
-//!   it takes the positions in batches
-//!   ([`wafer_kernels::gemv::generate_batch`]), as many at once as the
-//!   free SRAM of its fullest PE holds ([`plan`]);
+//! * a kernel that takes a batch ([`batch`]: the projections on the tiled
+//!   GEMV or MeshGEMV as GEMMs with their weights in place, RMSNorm and
+//!   the fused add-RMSNorm, RoPE, the element-wise kernels) takes the
+//!   positions as many at once as the SRAM of its fullest PE holds while
+//!   it runs ([`plan`]);
 //! * every other stage runs once per position, in order. Attention at
 //!   position `p` is the decode step's over the `p + 1` slots its cache
 //!   then holds, which is causal attention, and it fills the KV cache as
-//!   the decode steps would. The norms, RoPE, the router, a MeshGEMV
-//!   projection (mesh placement's 16-bit choice) and the element-wise
-//!   kernels take one position a run in this version.
+//!   the decode steps would;
 //! * a stage that no attention reads from, directly or through other
 //!   stages, runs for the last position only (the last layer's output
 //!   projection and MLP, the final norm, the head and the argmax): its
@@ -25,7 +24,8 @@
 //! positions are not pipelined across stages, as in a decode step.
 //!
 //! The cost models predict a prefill ([`predicted`]) from the same plan:
-//! tested equal to the emulated one.
+//! tested equal to the emulated one but for attention's and a batched
+//! MeshGEMV's documented few cycles a run.
 
 use crate::codegen::Compiled;
 use crate::decode::{DecodeError, Decoder, Step};
