@@ -3,7 +3,7 @@
 //!
 //! A prefill runs a decode step's stages in the same order, each for every
 //! prompt position before the next stage starts:
-//! * a kernel that takes a batch ([`batch`]: the projections on the tiled
+//! * a kernel that takes a batch (`batch.rs`: the projections on the tiled
 //!   GEMV or MeshGEMV as GEMMs with their weights in place, RMSNorm and
 //!   the fused add-RMSNorm, RoPE, the element-wise kernels) takes the
 //!   positions as many at once as the SRAM of its fullest PE holds while
