@@ -293,3 +293,69 @@ fn kernel_runs_meshgemm_and_labels_its_estimate() {
     let e = fails(&["kernel", "meshgemm", "--shape", "24x12x36", "--rect", "6x4"]);
     assert!(e.contains("square"), "{e}");
 }
+
+/// `--batch N`: a prefill's kernels take N positions in one run, each
+/// position checked against the one-position reference, the cycles
+/// against the batched cost model; the rest say they do not batch.
+#[test]
+fn kernel_runs_a_prefills_batches() {
+    let run = |args: &[&str]| {
+        let mut all = vec!["kernel"];
+        all.extend(args);
+        all.extend(["--batch", "6", "--json"]);
+        let j = json(&ok(&all));
+        assert_eq!(j["matches_reference"], true, "{j}");
+        assert!(
+            j["kernel"]
+                .as_str()
+                .unwrap()
+                .contains("6 positions at once"),
+            "{j}"
+        );
+        (
+            j["measured_cycles"].as_u64().unwrap(),
+            j["predicted_cycles"].as_u64().unwrap(),
+        )
+    };
+    for args in [
+        &[
+            "gemv", "--shape", "40x72", "--dtype", "int8", "--rect", "3x4",
+        ][..],
+        &["rope", "--shape", "4x16", "--pos", "9", "--layout", "half"],
+        &["add_rmsnorm", "--shape", "90", "--strategy", "tree"],
+    ] {
+        let (measured, predicted) = run(args);
+        assert_eq!(measured, predicted, "{args:?}");
+    }
+    // MeshGEMV's model may be a few cycles under a batch (held sends).
+    let (measured, predicted) = run(&[
+        "meshgemv",
+        "--shape",
+        "48x30",
+        "--rect",
+        "3x8",
+        "--dtype",
+        "bf16",
+        "--streamed",
+    ]);
+    assert!((predicted..=predicted + 4).contains(&measured));
+    // One position of a batch costs less than a run of its own.
+    let one = json(&ok(&[
+        "kernel", "gemv", "--shape", "40x72", "--rect", "3x4", "--json",
+    ]));
+    let six = json(&ok(&[
+        "kernel", "gemv", "--shape", "40x72", "--rect", "3x4", "--batch", "6", "--json",
+    ]));
+    assert!(
+        six["measured_cycles"].as_u64().unwrap() < 6 * one["measured_cycles"].as_u64().unwrap()
+    );
+    let e = fails(&["kernel", "attention", "--batch", "4"]);
+    assert!(
+        e.contains("runs one position at a time") && e.contains("rope"),
+        "{e}"
+    );
+    let e = fails(&["kernel", "meshgemv", "--shape", "48x30", "--batch", "4"]);
+    assert!(e.contains("--streamed"), "{e}");
+    let e = fails(&["kernel", "gemv", "--shape", "8x8", "--batch", "0"]);
+    assert!(e.contains("--batch"), "{e}");
+}

@@ -1,6 +1,5 @@
 use anyhow::bail;
 use clap::Args;
-use serde_json::json;
 use wafer_emulator::Arch;
 use wafer_emulator::{DType, RunConfig};
 use wafer_kernels::KernelError;
@@ -79,6 +78,10 @@ pub struct KernelArgs {
     /// in SRAM and the sum in the weights' dtype, as WaferLLM's benchmark).
     #[arg(long)]
     pub streamed: bool,
+    /// A prefill's batch: this many positions in one run, the weights in
+    /// place (gemv, meshgemv with --streamed, rope, rmsnorm, add_rmsnorm).
+    #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<1, 65536>, allow_negative_numbers = true)]
+    pub batch: u32,
     /// Seed of the random inputs and weights.
     #[arg(long, default_value_t = 1, value_parser = super::flags::count64::<0, { u64::MAX }>, allow_negative_numbers = true)]
     pub seed: u64,
@@ -120,7 +123,8 @@ embedding  token id in, its table row out; the table tiled over the rectangle, r
 argmax     index of the largest element (ties to the lowest) of a vector down a column
            --shape N  --rect 1xH  --strategy
 router     a mixture of experts' router on one PE: the K largest of E logits (ties to the lower
-           expert) and their softmax weights, renormalized over the K  --shape ExK";
+           expert) and their softmax weights, renormalized over the K  --shape ExK
+--batch N  a prefill's N positions in one run: gemv, meshgemv --streamed, rope, rmsnorm, add_rmsnorm";
 
 /// What running one kernel found, printed the same way for every kernel.
 pub(super) struct Report {
@@ -203,6 +207,21 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
             super::flags::shown(name)
         );
     }
+    const BATCHED: [&str; 5] = ["gemv", "meshgemv", "rope", "rmsnorm", "add_rmsnorm"];
+    if a.batch > 1 && !BATCHED.contains(&name) {
+        bail!(
+            "--batch {}: `{}` runs one position at a time; a batch runs on {}",
+            a.batch,
+            super::flags::shown(name),
+            BATCHED.join(", ")
+        );
+    }
+    if a.batch > 1 && (a.transposed || (name == "meshgemv" && !a.streamed)) {
+        bail!(
+            "--batch {}: a batch streams its positions in (meshgemv needs --streamed; gemv has no transposed batch)",
+            a.batch
+        );
+    }
     let arch = super::machine(&a.arch, None)?;
     let strategy = Strategy::parse(&a.strategy)?;
     let report = match name {
@@ -242,6 +261,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
                         eps: 1e-5,
                         seed: a.seed,
                     },
+                    a.batch,
                     arch,
                 )?;
                 report.picked = picked;
@@ -250,7 +270,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
             _ => bail!("unknown kernel `{name}` (wafer kernel --list shows the kernels)"),
         },
     };
-    print_report(how, &report, a.json)
+    report::print(how, &report, a.json)
 }
 
 fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
@@ -283,7 +303,7 @@ fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow
         strategy,
         seed: a.seed,
     };
-    let frag = gemv::generate(&spec, &arch)?;
+    let frag = gemv::generate_batch(&spec, a.batch, &arch)?;
     let frag = if a.transposed {
         frag.transposed()
     } else {
@@ -291,7 +311,7 @@ fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow
     };
     let inputs = frag.default_inputs();
     let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
-    let want = gemv::reference(
+    let want = gemv::reference_batch(
         &spec,
         &if a.transposed {
             gemv::weights_transposed(&spec, &frag.program)
@@ -307,10 +327,11 @@ fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow
     }
     Ok(Report {
         what: format!(
-            "gemv {m}x{n} {dtype}, {strategy} reduction{}",
-            if a.transposed { ", transposed" } else { "" }
+            "gemv {m}x{n} {dtype}, {strategy} reduction{}{}",
+            if a.transposed { ", transposed" } else { "" },
+            positions(a.batch)
         ),
-        predicted: gemv::cost(&spec, &arch),
+        predicted: gemv::cost_batch(&spec, a.batch, &arch),
         arch,
         rect: if a.transposed { (h, w) } else { (w, h) },
         picked,
@@ -547,14 +568,18 @@ fn run_rope(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
         pos: a.pos,
         h,
     };
-    let frag = rope::generate(&spec, &arch)?;
+    let frag = rope::generate_batch(&spec, a.batch, &arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
-    let want = rope::reference(&spec, &inputs, &frag.program);
+    let want = rope::reference_batch(&spec, &inputs, &frag.program);
     same(how, "rope", &outs["y"], &want)?;
     Ok(Report {
-        what: format!("rope {heads}x{d} ({layout:?}) at position {}", a.pos),
-        predicted: rope::cost(&spec, &arch),
+        what: format!(
+            "rope {heads}x{d} ({layout:?}) at position {}{}",
+            a.pos,
+            positions(a.batch)
+        ),
+        predicted: rope::cost_batch(&spec, a.batch, &arch),
         arch,
         rect: (1, h),
         picked,
@@ -694,11 +719,14 @@ fn run_router(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     })
 }
 
-fn run_vector(how: &Ctx, spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report> {
-    let frag = vector::generate(spec, &arch)?;
+fn run_vector(how: &Ctx, spec: &VectorSpec, batch: u32, arch: Arch) -> anyhow::Result<Report> {
+    let frag = vector::generate_batch(spec, batch, &arch).or_else(|e| match batch {
+        1 => vector::generate(spec, &arch),
+        _ => Err(e),
+    })?;
     let inputs = frag.default_inputs();
     let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
-    let want = vector::reference(spec, &inputs, &frag.program);
+    let want = vector::reference_batch(spec, batch, &inputs, &frag.program);
     if how.checking()
         && outs["y"]
             .iter()
@@ -712,12 +740,13 @@ fn run_vector(how: &Ctx, spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report
     }
     Ok(Report {
         what: format!(
-            "{} of {} elements ({})",
+            "{} of {} elements ({}){}",
             spec.op.name(),
             spec.n,
-            spec.strategy
+            spec.strategy,
+            positions(batch)
         ),
-        predicted: vector::cost(spec, &arch),
+        predicted: vector::cost_batch(spec, batch, &arch),
         arch,
         rect: (1, spec.h),
         picked: false,
@@ -726,42 +755,10 @@ fn run_vector(how: &Ctx, spec: &VectorSpec, arch: Arch) -> anyhow::Result<Report
     })
 }
 
-fn print_report(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
-    let time_us = r.arch.cycles_to_us(r.measured);
-    let ratio = r.measured as f64 / r.predicted as f64;
-    if json {
-        let out = json!({
-            "kernel": r.what, "arch": r.arch.name, "rect": [r.rect.0, r.rect.1], "pes": r.rect.0 * r.rect.1,
-            "rect_picked_by_cost_model": r.picked, "measured_cycles": r.measured, "predicted_cycles": r.predicted,
-            "ratio": ratio, "time_us": time_us, "clock_hz": r.arch.clock_hz,
-            "matches_reference": if how.checking() { Some(true) } else { None }, "timing_only": !how.checking(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+/// How a report names a batch of positions (nothing for one).
+pub(super) fn positions(batch: u32) -> String {
+    match batch {
+        1 => String::new(),
+        b => format!(", {b} positions at once"),
     }
-    println!("kernel     {} on {}", r.what, r.arch.name);
-    let picked = if r.picked {
-        " (picked: fastest by the cost model among rectangles that fit)"
-    } else {
-        ""
-    };
-    println!("rect       {}x{} PEs{picked}", r.rect.0, r.rect.1);
-    if how.checking() {
-        println!(
-            "check      matches the reference bit for bit ({} values)",
-            r.values
-        );
-    } else {
-        println!("check      none: --timing-only computes no values");
-    }
-    println!(
-        "measured   {} cycles  ({time_us:.3} µs at {:.2} GHz)",
-        r.measured,
-        r.arch.clock_hz / 1e9
-    );
-    println!(
-        "predicted  {} cycles  (measured / predicted = {ratio:.3})",
-        r.predicted
-    );
-    Ok(())
 }

@@ -1,7 +1,7 @@
 //! `wafer kernel --report`: every kernel at a few sizes on both presets,
 //! measured against its cost model, every output checked.
 
-use super::{Ctx, run_vector, waferllm};
+use super::{Ctx, Report, run_vector, waferllm};
 use anyhow::bail;
 use serde_json::json;
 use wafer_emulator::{Arch, DType};
@@ -227,7 +227,7 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     eps: 1e-5,
                     seed: 1,
                 };
-                let r = run_vector(how, &spec, arch.clone())?;
+                let r = run_vector(how, &spec, 1, arch.clone())?;
                 rows.push((
                     format!("{name} n={n}"),
                     arch.name.clone(),
@@ -273,6 +273,47 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
     println!(
         "worst measured/predicted ratio: {worst:.3} over {} runs (every output checked against its reference)",
         rows.len()
+    );
+    Ok(())
+}
+
+/// Print one kernel's run: as a summary, or one JSON object.
+pub(super) fn print(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
+    let time_us = r.arch.cycles_to_us(r.measured);
+    let ratio = r.measured as f64 / r.predicted as f64;
+    if json {
+        let out = json!({
+            "kernel": r.what, "arch": r.arch.name, "rect": [r.rect.0, r.rect.1], "pes": r.rect.0 * r.rect.1,
+            "rect_picked_by_cost_model": r.picked, "measured_cycles": r.measured, "predicted_cycles": r.predicted,
+            "ratio": ratio, "time_us": time_us, "clock_hz": r.arch.clock_hz,
+            "matches_reference": if how.checking() { Some(true) } else { None }, "timing_only": !how.checking(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("kernel     {} on {}", r.what, r.arch.name);
+    let picked = if r.picked {
+        " (picked: fastest by the cost model among rectangles that fit)"
+    } else {
+        ""
+    };
+    println!("rect       {}x{} PEs{picked}", r.rect.0, r.rect.1);
+    if how.checking() {
+        println!(
+            "check      matches the reference bit for bit ({} values)",
+            r.values
+        );
+    } else {
+        println!("check      none: --timing-only computes no values");
+    }
+    println!(
+        "measured   {} cycles  ({time_us:.3} µs at {:.2} GHz)",
+        r.measured,
+        r.arch.clock_hz / 1e9
+    );
+    println!(
+        "predicted  {} cycles  (measured / predicted = {ratio:.3})",
+        r.predicted
     );
     Ok(())
 }

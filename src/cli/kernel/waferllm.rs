@@ -58,7 +58,7 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
             (best, true)
         }
     };
-    let frag = meshgemv::generate(&s, &arch)?;
+    let frag = meshgemv::generate_batch(&s, a.batch, &arch)?;
     let inputs = if s.streamed {
         frag.default_inputs()
     } else {
@@ -71,11 +71,13 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
         } else {
             s.x()
         };
-        let want = meshgemv::reference(&s, &meshgemv::weights(&s, &frag.program), &x);
+        let want = meshgemv::reference_batch(&s, &meshgemv::weights(&s, &frag.program), &x);
         if s.streamed {
             same(how, "meshgemv y", &outs["y"], &want)?;
         }
-        for (c, (yo, nt)) in s.cols().into_iter().enumerate() {
+        // Every PE's `res` holds its column's outputs (one position's: a
+        // batch's are checked in its `y`).
+        for (c, (yo, nt)) in s.cols().into_iter().enumerate().filter(|_| a.batch == 1) {
             for r in [0, s.root(), s.h - 1] {
                 let got = run
                     .read_buffer(&frag.program, wafer_emulator::Pe::new(c as u32, r), "res")
@@ -91,21 +93,22 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
     }
     Ok(Report {
         what: format!(
-            "meshgemv 1x{m} @ {m}x{n} {dtype}, {} groups of {} rows{}",
+            "meshgemv 1x{m} @ {m}x{n} {dtype}, {} groups of {} rows{}{}",
             s.groups,
             s.h / s.groups,
             if s.streamed {
                 ", x and y streamed, sum in f32"
             } else {
                 ""
-            }
+            },
+            super::positions(a.batch)
         ),
-        predicted: meshgemv::cost(&s, &arch),
+        predicted: meshgemv::cost_batch(&s, a.batch, &arch),
         arch,
         rect: (s.w, s.h),
         picked,
         measured: run.cycles,
-        values: n as usize,
+        values: (a.batch * n) as usize,
     })
 }
 
