@@ -45,9 +45,7 @@ pub fn clamped_swiglu(gate: f32, up: f32) -> f32 {
 /// The `k` largest router logits, largest first (ties to the lower
 /// expert), with the softmax over them.
 pub fn top_k_softmax(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b)));
-    order.truncate(k);
+    let order = crate::math::top_k(logits, k);
     let mut weights: Vec<f32> = order.iter().map(|e| logits[*e]).collect();
     softmax(&mut weights);
     order.into_iter().zip(weights).collect()

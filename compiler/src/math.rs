@@ -59,11 +59,18 @@ pub fn softmax(x: &mut [f32]) {
 pub fn route(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut probs = logits.to_vec();
     softmax(&mut probs);
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b)));
-    order.truncate(k);
+    let order = top_k(&probs, k);
     let sum: f32 = order.iter().map(|e| probs[*e]).sum();
     order.into_iter().map(|e| (e, probs[e] / sum)).collect()
+}
+
+/// The indices of the `k` largest values, largest first; where two tie,
+/// the lower index (the routers' order: `torch.topk` promises none).
+pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|a, b| values[*b].total_cmp(&values[*a]).then(a.cmp(b)));
+    order.truncate(k);
+    order
 }
 
 /// `Σ weight · output` over `picked` (expert, weight) in increasing

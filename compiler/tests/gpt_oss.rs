@@ -3,6 +3,7 @@
 //! (its experts fused, in f32 and in MXFP4 as OpenAI ships them) decoded
 //! by the reference as the model written out here in f64 decodes it.
 
+mod common;
 use safetensors::{Dtype, tensor::TensorView};
 use std::collections::BTreeMap;
 use wafer_compiler::decode::{Decoder, generate};
@@ -603,15 +604,7 @@ fn a_gpt_oss_checkpoint_decodes_on_the_wafer_as_the_reference() {
             })
             .unwrap();
             assert_eq!(got, want, "{kind}, prompt {prompt:?}");
-            let mut cache = reference::KvCache::new(&c);
-            let fed = std::iter::once(wafer_compiler::tokenizer::BOS).chain(got.iter().copied());
-            for (pos, (t, wafer)) in fed.zip(&logits).enumerate() {
-                let cpu = m.forward(t, pos, &mut cache);
-                let top = cpu.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-                for (a, b) in wafer.iter().zip(&cpu) {
-                    assert!((a - b).abs() <= 1e-4 * top, "{kind} pos {pos}: {a} vs {b}");
-                }
-            }
+            common::logits_close(&m, &c, &got, &logits, 1e-4, &format!("{kind}"));
             assert!(logits.len() > 3, "{kind}: {got:?}");
         }
     }

@@ -4,6 +4,7 @@
 //! and the mixture on the wafer: the IR, greedy tokens, and timing-only
 //! steps on a seeded routing.
 
+mod common;
 mod written;
 use written::mixtral::{config_json, safetensors_bytes, tensors};
 
@@ -308,15 +309,7 @@ fn a_mixtral_checkpoint_decodes_on_the_wafer_as_the_reference() {
             assert!(got.len() > prompt.len() + 3, "{kind}: {got:?}");
             // The logits too, to f32 rounding (the wafer's sums and the
             // router's softmax round in their own order).
-            let mut cache = reference::KvCache::new(&c);
-            let fed = std::iter::once(wafer_compiler::tokenizer::BOS).chain(got.iter().copied());
-            for (pos, (t, wafer)) in fed.zip(&logits).enumerate() {
-                let cpu = m.forward(t, pos, &mut cache);
-                let top = cpu.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-                for (a, b) in wafer.iter().zip(&cpu) {
-                    assert!((a - b).abs() <= 1e-5 * top, "{kind} pos {pos}: {a} vs {b}");
-                }
-            }
+            common::logits_close(&m, &c, &got, &logits, 1e-5, &format!("{kind}"));
         }
         assert!(ran.len() > 1, "{kind}: the same experts every token");
     }

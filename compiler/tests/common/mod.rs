@@ -1,6 +1,8 @@
-//! What the compiler's test files share.
+//! What the compiler's test files share (each uses some of it).
+#![allow(dead_code)]
 
 use std::path::PathBuf;
+use wafer_compiler::{Config, reference};
 
 /// The repository's test checkpoints (`models/`, see its README);
 /// fails loudly, not skipped, when they are absent.
@@ -12,4 +14,26 @@ pub fn models() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// Every step's logits on the wafer within `tol` of the largest CPU
+/// reference logit, the reference fed the same tokens from BOS (the
+/// wafer's sums, softmaxes and routers round in their own order).
+pub fn logits_close(
+    m: &reference::Model,
+    c: &Config,
+    tokens: &[u32],
+    logits: &[Vec<f32>],
+    tol: f32,
+    what: &str,
+) {
+    let mut cache = reference::KvCache::new(c);
+    let fed = std::iter::once(wafer_compiler::tokenizer::BOS).chain(tokens.iter().copied());
+    for (pos, (t, wafer)) in fed.zip(logits).enumerate() {
+        let cpu = m.forward(t, pos, &mut cache);
+        let top = cpu.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        for (a, b) in wafer.iter().zip(&cpu) {
+            assert!((a - b).abs() <= tol * top, "{what} pos {pos}: {a} vs {b}");
+        }
+    }
 }
