@@ -192,7 +192,12 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     }
     if prompt.len() >= a.steps {
         bail!(
-            "--prompt is {} tokens: --steps {} must be larger (the steps include the prompt's positions)",
+            "{} is {} tokens: --steps {} must be larger (the steps include the prompt's positions)",
+            if a.prompt_ids.is_some() {
+                "--prompt-ids"
+            } else {
+                "--prompt"
+            },
             prompt.len(),
             a.steps
         );
