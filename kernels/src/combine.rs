@@ -167,6 +167,183 @@ main:
     })
 }
 
+/// The combine of `batch` positions at once (a prefill): each PE takes
+/// every position's weights and pieces in one stream, then sums each
+/// position's as [`generate`]'s program does and sends it on, position
+/// after position. Ports `w`, `y` and `s` hold the positions one after
+/// another. One position is [`generate`]'s program.
+pub fn generate_batch(s: &CombineSpec, batch: u32, arch: &Arch) -> Result<Fragment, KernelError> {
+    let one = generate(s, arch)?;
+    if batch <= 1 {
+        return match batch {
+            1 => Ok(one),
+            _ => Err(KernelError::Shape(
+                "a batch takes at least one position".into(),
+            )),
+        };
+    }
+    let (n, k, h) = (s.n, s.k, s.h);
+    let seg = s.segments();
+    let bytes = (batch as u64 * k as u64 * (1 + seg[0].1 as u64) + seg[0].1 as u64) * 4 + 400;
+    if bytes > arch.sram_bytes as u64 {
+        return Err(KernelError::Rect {
+            w: 1,
+            h,
+            why: format!("{batch} positions need {bytes} bytes of SRAM a PE; use more PEs"),
+        });
+    }
+    let mut src = format!(
+        "; combine of {k} experts' outputs of {n} down a column of {h} PEs, {batch} positions\n.grid 1x{h}\n"
+    );
+    for (r, (_, len)) in seg.iter().enumerate() {
+        // r3 is this position's record: its k weights, then its pieces.
+        let rec = k + k * len;
+        let mut body = String::new();
+        for j in 0..k {
+            let dst = if j + 1 == k {
+                format!("tx(c{CO})")
+            } else {
+                "acc".into()
+            };
+            let from = if j == 0 { "0.0" } else { "acc" };
+            writeln!(
+                body,
+                "  add r4, r3, {j}\n  ldf f1, ins[r4]\n  add r5, r3, {}\n  vfmac.f32 {dst}, {from}, ins[r5, {len}], f1",
+                k + j * len
+            )
+            .unwrap();
+        }
+        writeln!(
+            src,
+            ".code p{r}
+  .buffer ins f32[{all}]
+  .buffer acc f32[{len}]
+  .task main local active
+main:
+  vmov.f32 ins, rx(c{CY})
+  li r3, 0
+position:
+{body}  add r3, r3, {rec}
+  blt r3, {all}, position
+  end
+.end
+.place p{r} 0,{r} 1x1",
+            all = batch * rec
+        )
+        .unwrap();
+    }
+    writeln!(src, ".route 0,0 1x{h} c{CY} W -> R").unwrap();
+    writeln!(src, ".route 0,0 1x{h} c{CO} R -> E").unwrap();
+    for (r, (_, len)) in seg.iter().enumerate() {
+        writeln!(
+            src,
+            ".input y{r} f32[{}] -> 0,{r} W c{CY} = rand({})",
+            batch * (k + k * len),
+            s.seed
+        )
+        .unwrap();
+        writeln!(src, ".output s{r} f32[{}] <- 0,{r} E c{CO}", batch * len).unwrap();
+    }
+    let program = crate::assemble(&src, "combine")?;
+    let rec = |len: u32| k + k * len;
+    let w = TensorPort {
+        name: "w".into(),
+        len: batch * k,
+        segments: (0..batch)
+            .flat_map(|p| {
+                seg.iter().enumerate().map(move |(r, (_, len))| Segment {
+                    stream: format!("y{r}"),
+                    offset: p * k,
+                    len: k,
+                    at: p * rec(*len),
+                })
+            })
+            .collect(),
+    };
+    let y = TensorPort {
+        name: "y".into(),
+        len: batch * k * n,
+        segments: (0..batch)
+            .flat_map(|p| {
+                seg.iter().enumerate().flat_map(move |(r, (off, len))| {
+                    (0..k).map(move |j| Segment {
+                        stream: format!("y{r}"),
+                        offset: p * k * n + j * n + off,
+                        len: *len,
+                        at: p * rec(*len) + k + j * len,
+                    })
+                })
+            })
+            .collect(),
+    };
+    let out = TensorPort {
+        name: "s".into(),
+        len: batch * n,
+        segments: (0..batch)
+            .flat_map(|p| {
+                seg.iter().enumerate().map(move |(r, (off, len))| Segment {
+                    stream: format!("s{r}"),
+                    offset: p * n + off,
+                    len: *len,
+                    at: p * len,
+                })
+            })
+            .collect(),
+    };
+    Ok(Fragment {
+        program: program.into(),
+        inputs: vec![w, y],
+        outputs: vec![out],
+        state: one.state,
+    })
+}
+
+/// [`generate_batch`]'s output: each position's [`reference`], one after
+/// another (`w` and `y` hold the positions one after another).
+pub fn reference_batch(s: &CombineSpec, w: &[f32], y: &[f32]) -> Vec<f32> {
+    let (k, n) = (s.k as usize, s.n as usize);
+    w.chunks(k)
+        .zip(y.chunks(k * n))
+        .flat_map(|(w, y)| reference(s, w, y))
+        .collect()
+}
+
+/// [`generate_batch`]'s predicted cycles: as [`cost`], with every
+/// position's record in at once, an `li`, then per position and output
+/// an `add`, the load, an `add` and the multiply-add (the last sends),
+/// and `add`, `blt`; the run ends when the last position's last element
+/// reaches the host, or with the PE's `end`, whichever is later.
+pub fn cost_batch(s: &CombineSpec, batch: u32, arch: &Arch) -> u64 {
+    if batch <= 1 {
+        return cost(s, arch);
+    }
+    let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
+    let k = s.k;
+    s.segments()
+        .iter()
+        .map(|(_, len)| {
+            let mut l = Timeline::start(arch);
+            l.receive(batch * (k + k * len), hop + ramp);
+            l.scalar(1);
+            let mut last = 0;
+            for _ in 0..batch {
+                for j in 0..k {
+                    l.scalar(3);
+                    let reads = if j == 0 { 1 } else { 2 };
+                    if j + 1 == k {
+                        last = l.send(*len, rate(arch, VecOp::Fmac, reads, 0)) + *len as u64 - 1;
+                    } else {
+                        l.vector(*len, rate(arch, VecOp::Fmac, reads, 1));
+                    }
+                }
+                l.scalar(2);
+            }
+            (last + ramp + hop).max(l.t + 1)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// The reference: `Σ_j y_j · w_j` from zero, in the given order, each
 /// product rounded before it is added.
 pub fn reference(s: &CombineSpec, w: &[f32], y: &[f32]) -> Vec<f32> {

@@ -67,3 +67,31 @@ fn two_outputs_weighted_and_summed_from_zero() {
         "more PEs than elements"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    /// A prefill's combine: each position's sum as the one-position
+    /// kernel's, bit for bit, and the cost model exact.
+    #[test]
+    fn batched_combine_matches_the_one_position_kernel_and_its_cost_model(
+        n in 1u32..50, k in 1u32..5, h in 1u32..7, batch in 1u32..6, wse3 in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let s = CombineSpec { n, k, h: h.min(n), seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let f = combine::generate_batch(&s, batch, &arch).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let inputs = f.default_inputs();
+        prop_assert_eq!(inputs["w"].len(), (batch * k) as usize);
+        let (outs, batched) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let want = combine::reference_batch(&s, &inputs["w"], &inputs["y"]);
+        prop_assert_eq!(bits(&outs["s"]), bits(&want));
+        for q in 0..batch as usize {
+            let (k, n) = (k as usize, n as usize);
+            let w = &inputs["w"][q * k..(q + 1) * k];
+            let y = &inputs["y"][q * k * n..(q + 1) * k * n];
+            let (one, _) = run(&s, &arch, w, y);
+            prop_assert_eq!(bits(&one), bits(&outs["s"][q * n..(q + 1) * n]));
+        }
+        prop_assert_eq!(batched.cycles, combine::cost_batch(&s, batch, &arch), "{:?} x{}", s, batch);
+    }
+}

@@ -170,7 +170,7 @@ impl PrefillTable {
         };
         writeln!(
             t,
-            "  wafer ({how}): {:.1} µs ({} cycles); {} stages took batches of up to {} positions a run (projections as GEMMs, norms, RoPE, element-wise), the others a position at a time{}",
+            "  wafer ({how}): {:.1} µs ({} cycles); {} stages took batches of up to {} positions a run (projections as GEMMs, norms, RoPE, element-wise, combine), the others a position at a time{}",
             w.us(),
             w.cycles,
             w.batched_stages,

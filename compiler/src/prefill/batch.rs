@@ -7,21 +7,23 @@
 //!   after another ([`Join::Positions`]).
 //! * RMSNorm and the fused add-RMSNorm take every position's segment,
 //!   a statistic a position, all-reduced at once
-//!   ([`vector::generate_batch`]), and RoPE every position's heads, each
-//!   turned by its own position ([`rope::generate_batch`]); their ports
-//!   too hold the positions one after another.
+//!   ([`vector::generate_batch`]), RoPE every position's heads, each
+//!   turned by its own position ([`rope::generate_batch`]), and a
+//!   mixture's combine every position's picked outputs
+//!   ([`combine::generate_batch`]); their ports too hold the positions
+//!   one after another.
 //! * The element-wise kernels (add, mul, SiLU, GELU, SwiGLU, gpt-oss's
 //!   clamped SwiGLU) are the same kernel over a `batch` times longer
 //!   vector: each input source holds every position's values, one after
 //!   another ([`Join::Sources`]).
 //!
 //! Every other kernel (LayerNorm, softmax, attention, the router, the
-//! combine, the embedding and the argmax) runs a position at a time.
+//! embedding and the argmax) runs a position at a time.
 
 use crate::kernel::Kernel;
 use wafer_emulator::Arch;
 use wafer_kernels::vector::{VectorOp, VectorSpec};
-use wafer_kernels::{Fragment, KernelError, clamped_swiglu, gemv, meshgemv, rope, vector};
+use wafer_kernels::{Fragment, KernelError, clamped_swiglu, combine, gemv, meshgemv, rope, vector};
 
 /// How a batch's input ports hold its positions' values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +42,7 @@ pub fn join(k: &Kernel) -> Option<Join> {
         Kernel::MeshGemv(s) if s.streamed => Some(Join::Positions),
         Kernel::Vector(s) if element_wise(s.op) => Some(Join::Sources),
         Kernel::Vector(s) if rms_norm(s.op) => Some(Join::Positions),
-        Kernel::Rope(_) => Some(Join::Positions),
+        Kernel::Rope(_) | Kernel::Combine(_) => Some(Join::Positions),
         Kernel::ClampedSwiglu(_) => Some(Join::Sources),
         _ => None,
     }
@@ -87,6 +89,7 @@ pub fn fragment(
         (Kernel::MeshGemv(s), _) => meshgemv::batch_of(s, batch, of, arch),
         (Kernel::Vector(s), None) if rms_norm(s.op) => vector::batch_of(s, batch, of, arch),
         (Kernel::Rope(s), _) => rope::batch_of(s, batch, of, arch),
+        (Kernel::Combine(s), _) => combine::generate_batch(s, batch, arch),
         (_, Some(Kernel::Vector(s))) => vector::generate(&s, arch),
         (_, Some(Kernel::ClampedSwiglu(s))) => clamped_swiglu::generate(&s, arch),
         _ => Err(KernelError::Shape(
@@ -102,6 +105,7 @@ pub fn cost(k: &Kernel, batch: u32, arch: &Arch) -> u64 {
         (Kernel::MeshGemv(s), _) => meshgemv::cost_batch(s, batch, arch),
         (Kernel::Vector(s), None) if rms_norm(s.op) => vector::cost_batch(s, batch, arch),
         (Kernel::Rope(s), _) => rope::cost_batch(s, batch, arch),
+        (Kernel::Combine(s), _) => combine::cost_batch(s, batch, arch),
         (_, Some(longer)) => longer.predicted(arch, 0),
         _ => k.predicted(arch, 0),
     }
