@@ -534,6 +534,17 @@ fn a_gpt_oss_checkpoint_decodes_as_written_out_in_mxfp4_and_in_f32() {
     assert!(e.contains("layers.1.self_attn.sinks"), "{e}");
 }
 
+/// The shrunk checkpoint through the front end: its experts in MXFP4
+/// (`quantized`) or f32.
+fn shrunk(quantized: bool) -> (Config, wafer_compiler::Weights) {
+    hf::from_bytes(
+        &config_json(quantized),
+        &safetensors_bytes(&checkpoint(quantized)),
+        "oss",
+    )
+    .unwrap()
+}
+
 fn options(kind: PlacementKind) -> Options {
     Options {
         arch: Arch::wse3().with_grid(48, 48).unwrap(),
@@ -552,12 +563,7 @@ fn options(kind: PlacementKind) -> Options {
 /// reference, bit for bit, and prints and parses back.
 #[test]
 fn the_gpt_oss_graph_is_the_reference_model() {
-    let (c, w) = hf::from_bytes(
-        &config_json(false),
-        &safetensors_bytes(&checkpoint(false)),
-        "oss",
-    )
-    .unwrap();
+    let (c, w) = shrunk(false);
     let g = ir::decode_step(&c);
     assert_eq!(ir::parse(&g.to_string(), "oss.ir").unwrap(), g);
     let text = g.to_string();
@@ -586,12 +592,7 @@ fn the_gpt_oss_graph_is_the_reference_model() {
 /// window sliding past the first positions.
 #[test]
 fn a_gpt_oss_checkpoint_decodes_on_the_wafer_as_the_reference() {
-    let (c, w) = hf::from_bytes(
-        &config_json(true),
-        &safetensors_bytes(&checkpoint(true)),
-        "oss",
-    )
-    .unwrap();
+    let (c, w) = shrunk(true);
     let m = reference::Model::load(&w, &c).unwrap();
     for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
         let compiled = wafer_compiler::compile(&c, Some(&w), &options(kind)).unwrap();
@@ -614,12 +615,7 @@ fn a_gpt_oss_checkpoint_decodes_on_the_wafer_as_the_reference() {
 /// reference's tokens on both placements.
 #[test]
 fn a_gpt_oss_prompt_prefills_on_the_wafer_as_the_reference() {
-    let (c, w) = hf::from_bytes(
-        &config_json(true),
-        &safetensors_bytes(&checkpoint(true)),
-        "oss",
-    )
-    .unwrap();
+    let (c, w) = shrunk(true);
     let m = reference::Model::load(&w, &c).unwrap();
     let prompt: Vec<u32> = (0..WINDOW as u32 + 3)
         .map(|i| (3 + 5 * i) % V as u32)

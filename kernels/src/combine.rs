@@ -75,12 +75,7 @@ pub fn generate(s: &CombineSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     for (r, (_, len)) in seg.iter().enumerate() {
         let mut body = format!("  vmov.f32 w, rx(c{CY})\n  vmov.f32 ys, rx(c{CY})\n");
         for j in 0..k {
-            let dst = if j + 1 == k {
-                format!("tx(c{CO})")
-            } else {
-                "acc".into()
-            };
-            let from = if j == 0 { "0.0" } else { "acc" };
+            let (dst, from) = operands(j, k);
             writeln!(
                 body,
                 "  ldf f1, w[{j}]\n  vfmac.f32 {dst}, {from}, ys[{}, {len}], f1",
@@ -200,12 +195,7 @@ pub fn generate_batch(s: &CombineSpec, batch: u32, arch: &Arch) -> Result<Fragme
         let rec = k + k * len;
         let mut body = String::new();
         for j in 0..k {
-            let dst = if j + 1 == k {
-                format!("tx(c{CO})")
-            } else {
-                "acc".into()
-            };
-            let from = if j == 0 { "0.0" } else { "acc" };
+            let (dst, from) = operands(j, k);
             writeln!(
                 body,
                 "  add r4, r3, {j}\n  ldf f1, ins[r4]\n  add r5, r3, {}\n  vfmac.f32 {dst}, {from}, ins[r5, {len}], f1",
@@ -342,6 +332,16 @@ pub fn cost_batch(s: &CombineSpec, batch: u32, arch: &Arch) -> u64 {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// Output `j` of `k`'s multiply-add: where it goes (the last sends) and
+/// what it adds to (the first to zero).
+fn operands(j: u32, k: u32) -> (String, &'static str) {
+    let dst = match j + 1 == k {
+        true => format!("tx(c{CO})"),
+        false => "acc".into(),
+    };
+    (dst, if j == 0 { "0.0" } else { "acc" })
 }
 
 /// The reference: `Σ_j y_j · w_j` from zero, in the given order, each

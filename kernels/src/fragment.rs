@@ -46,6 +46,15 @@ pub struct Fragment {
 }
 
 impl Fragment {
+    /// This fragment holding `of`'s data images (weights, scales, tables)
+    /// in place of its seeded ones: a prefill's batched program built
+    /// from a compiled stage's one-position program, whose buffers it
+    /// lays out alike.
+    pub fn holding_data_of(mut self, of: &Fragment) -> Fragment {
+        std::sync::Arc::make_mut(&mut self.program).data = of.program.data.clone();
+        self
+    }
+
     /// Whether `buffer` of its program holds state at `pe` (a data image
     /// fills it there, or the kernel keeps it from run to run) rather than
     /// a run's activations.
@@ -358,5 +367,31 @@ mod tests {
     fn split_covers_everything_once() {
         assert_eq!(split(10, 4), vec![(0, 3), (3, 3), (6, 2), (8, 2)]);
         assert_eq!(split(4, 4), vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
+    }
+}
+
+/// A port of `batch` positions, one after another: position `p`'s part
+/// `i` (`parts[i]`: offset and length in one position's `len` values)
+/// follows the earlier positions' on stream `{prefix}{i}`.
+pub fn positions_port(
+    name: &str,
+    prefix: &str,
+    parts: &[(u32, u32)],
+    len: u32,
+    batch: u32,
+) -> TensorPort {
+    TensorPort {
+        name: name.into(),
+        len: batch * len,
+        segments: (0..batch)
+            .flat_map(|p| {
+                parts.iter().enumerate().map(move |(i, (off, l))| Segment {
+                    stream: format!("{prefix}{i}"),
+                    offset: p * len + off,
+                    len: *l,
+                    at: p * l,
+                })
+            })
+            .collect(),
     }
 }

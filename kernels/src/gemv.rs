@@ -18,7 +18,7 @@
 
 use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::{Action, Plan, Strategy};
-use crate::{Fragment, KernelError, Segment, TensorPort, split};
+use crate::{Fragment, KernelError, split};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
@@ -301,25 +301,11 @@ pub fn generate_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         .unwrap();
     }
     let program = crate::assemble(&src, "GEMV")?;
-    // Position `p`'s part of stream `i` follows the earlier positions'.
-    let port = |name: &str, prefix: &str, parts: &[(u32, u32)], len: u32| TensorPort {
-        name: name.into(),
-        len: batch * len,
-        segments: (0..batch)
-            .flat_map(|p| {
-                parts.iter().enumerate().map(move |(i, (off, l))| Segment {
-                    stream: format!("{prefix}{i}"),
-                    offset: p * len + off,
-                    len: *l,
-                    at: p * l,
-                })
-            })
-            .collect(),
-    };
+    let port = |name, parts, len| crate::positions_port(name, name, parts, len, batch);
     Ok(Fragment {
         program: program.into(),
-        inputs: vec![port("x", "x", &cols, s.n)],
-        outputs: vec![port("y", "y", &rows, s.m)],
+        inputs: vec![port("x", &cols, s.n)],
+        outputs: vec![port("y", &rows, s.m)],
         state: Vec::new(),
     })
 }
@@ -639,21 +625,6 @@ pub fn batch_growth(s: &GemvSpec, batch: u32) -> u64 {
     let more = batch.saturating_sub(1) as u64;
     more * (nt * s.compute_dtype().size_bytes() as u64 + mt * 4)
         + BATCH_CODE_BYTES * u64::from(batch > 1)
-}
-
-/// [`generate_batch`] holding the weights of `of`, the one-position GEMV
-/// of the same spec (a compiled stage's, its checkpoint's weights loaded):
-/// a GEMV's data images are its weights and their scales, and the
-/// batched program lays its tiles out as the GEMV does.
-pub fn batch_of(
-    s: &GemvSpec,
-    batch: u32,
-    of: &Fragment,
-    arch: &Arch,
-) -> Result<Fragment, KernelError> {
-    let mut f = generate_batch(s, batch, arch)?;
-    std::sync::Arc::make_mut(&mut f.program).data = of.program.data.clone();
-    Ok(f)
 }
 
 /// [`generate_batch`]'s `Y`: each position's `y` ([`reference`]) one

@@ -35,4 +35,4 @@ pub mod router;
 pub mod timeline;
 pub mod vector;
 
-pub use fragment::{Fragment, KernelError, Segment, TensorPort, assemble, split};
+pub use fragment::{Fragment, KernelError, Segment, TensorPort, assemble, positions_port, split};

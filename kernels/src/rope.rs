@@ -249,16 +249,7 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         writeln!(
             src,
             ".code p{r}
-  .buffer inb f32[{n_in}]
-  .buffer ifq f32[{half}]
-  .buffer c f32[{half}]
-  .buffer sn f32[{half}]
-  .buffer t1 f32[{half}]
-  .buffer t2 f32[{half}]
-  .task main local active
-main:
-  vmov.f32 inb, rx(c{CA})
-  ldf f1, inb[0]
+{head}  ldf f1, inb[0]
   vfmul.f32 c, ifq, f1
   vsin.f32 sn, c
   vcos.f32 c, c
@@ -278,7 +269,7 @@ head:
   end
 .end
 .place p{r} 0,{r} 1x1",
-            n_in = 1 + len,
+            head = code_head(1 + len, half),
             end = 1 + len,
         )
         .unwrap();
@@ -350,6 +341,24 @@ head:
     })
 }
 
+/// A PE's buffers (its `[pos, heads]` input of `n_in`, the frequencies,
+/// cosines, sines and two temporaries of `half`) and the receive that
+/// starts its task.
+fn code_head(n_in: u32, half: u32) -> String {
+    format!(
+        "  .buffer inb f32[{n_in}]
+  .buffer ifq f32[{half}]
+  .buffer c f32[{half}]
+  .buffer sn f32[{half}]
+  .buffer t1 f32[{half}]
+  .buffer t2 f32[{half}]
+  .task main local active
+main:
+  vmov.f32 inb, rx(c{CA})
+"
+    )
+}
+
 /// PE `r`'s code in a batch: the one-position body in a loop over the
 /// positions, r3 at the position's `[pos, heads]`, r4 at its end.
 fn batch_code(
@@ -363,16 +372,7 @@ fn batch_code(
     let seg = 1 + len;
     format!(
         ".code p{r}
-  .buffer inb f32[{n_in}]
-  .buffer ifq f32[{half}]
-  .buffer c f32[{half}]
-  .buffer sn f32[{half}]
-  .buffer t1 f32[{half}]
-  .buffer t2 f32[{half}]
-  .task main local active
-main:
-  vmov.f32 inb, rx(c{CA})
-  li r3, 0
+{head}  li r3, 0
 position:
   ldf f1, inb[r3]
   vfmul.f32 c, ifq, f1
@@ -399,20 +399,9 @@ head:
 .end
 .place p{r} 0,{r} 1x1
 ",
+        head = code_head(batch * seg, half),
         n_in = batch * seg,
     )
-}
-
-/// [`generate_batch`] holding `of`'s frequencies (a compiled stage's).
-pub fn batch_of(
-    s: &RopeSpec,
-    batch: u32,
-    of: &Fragment,
-    arch: &Arch,
-) -> Result<Fragment, KernelError> {
-    let mut f = generate_batch(s, batch, arch)?;
-    std::sync::Arc::make_mut(&mut f.program).data = of.program.data.clone();
-    Ok(f)
 }
 
 /// [`generate_batch`]'s output: each position's [`reference`], one after

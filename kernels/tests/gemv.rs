@@ -377,7 +377,7 @@ proptest! {
         prop_assert!(most(&many.program) <= most(&one.program) + gemv::batch_growth(&s, batch));
         // Weights from another seed carried over.
         let other = gemv::generate(&GemvSpec { seed: seed ^ 1, ..s.clone() }, &arch).unwrap();
-        let carried = gemv::batch_of(&s, batch, &other, &arch).unwrap();
+        let carried = gemv::generate_batch(&s, batch, &arch).unwrap().holding_data_of(&other);
         prop_assert_eq!(gemv::weights(&s, &carried.program), gemv::weights(&s, &other.program));
     }
 }

@@ -214,7 +214,7 @@ proptest! {
         };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let other = meshgemv::generate(&MeshGemvSpec { seed: seed ^ 1, ..s.clone() }, &arch).unwrap();
-        let f = meshgemv::batch_of(&s, batch, &other, &arch).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let f = meshgemv::generate_batch(&s, batch, &arch).map(|f| f.holding_data_of(&other)).unwrap_or_else(|e| panic!("{s:?}: {e}"));
         let inputs = f.default_inputs();
         prop_assert_eq!(inputs["x"].len(), (batch * s.m) as usize);
         let (outs, run) = f

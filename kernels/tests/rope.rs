@@ -147,7 +147,7 @@ proptest! {
         let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h: h.min(heads) };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let one = rope::generate(&s, &arch).unwrap();
-        let f = rope::batch_of(&s, batch, &one, &arch).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let f = rope::generate_batch(&s, batch, &arch).map(|f| f.holding_data_of(&one)).unwrap_or_else(|e| panic!("{s:?}: {e}"));
         let inputs = f.default_inputs();
         prop_assert_eq!(inputs["pos"].len(), batch as usize);
         let (outs, r) = f

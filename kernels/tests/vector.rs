@@ -149,7 +149,7 @@ proptest! {
         let s = VectorSpec { op, n, h: h.min(n), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let other = vector::generate(&VectorSpec { seed: seed ^ 1, ..s.clone() }, &arch).unwrap();
-        let f = vector::batch_of(&s, batch, &other, &arch).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let f = vector::generate_batch(&s, batch, &arch).map(|f| f.holding_data_of(&other)).unwrap_or_else(|e| panic!("{s:?}: {e}"));
         let inputs = f.default_inputs();
         prop_assert_eq!(inputs["a"].len(), (batch * n) as usize);
         let (outs, run) = f

@@ -85,10 +85,14 @@ pub fn fragment(
     arch: &Arch,
 ) -> Result<Fragment, KernelError> {
     match (k, longer(k, batch)) {
-        (Kernel::Gemv(s), _) => gemv::batch_of(s, batch, of, arch),
-        (Kernel::MeshGemv(s), _) => meshgemv::batch_of(s, batch, of, arch),
-        (Kernel::Vector(s), None) if rms_norm(s.op) => vector::batch_of(s, batch, of, arch),
-        (Kernel::Rope(s), _) => rope::batch_of(s, batch, of, arch),
+        (Kernel::Gemv(s), _) => Ok(gemv::generate_batch(s, batch, arch)?.holding_data_of(of)),
+        (Kernel::MeshGemv(s), _) => {
+            Ok(meshgemv::generate_batch(s, batch, arch)?.holding_data_of(of))
+        }
+        (Kernel::Vector(s), None) if rms_norm(s.op) => {
+            Ok(vector::generate_batch(s, batch, arch)?.holding_data_of(of))
+        }
+        (Kernel::Rope(s), _) => Ok(rope::generate_batch(s, batch, arch)?.holding_data_of(of)),
         (Kernel::Combine(s), _) => combine::generate_batch(s, batch, arch),
         (_, Some(Kernel::Vector(s))) => vector::generate(&s, arch),
         (_, Some(Kernel::ClampedSwiglu(s))) => clamped_swiglu::generate(&s, arch),

@@ -34,7 +34,7 @@ mod cost;
 
 pub use cost::{cost, cost_batch};
 
-use crate::{Fragment, KernelError, Segment, TensorPort};
+use crate::{Fragment, KernelError};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use wafer_emulator::{Arch, DType, Pe, Program};
@@ -372,20 +372,6 @@ pub fn batch_growth(s: &MeshGemvSpec, batch: u32) -> u64 {
     s.sram_bytes_batch(batch) - s.sram_bytes() + BATCH_CODE_BYTES * u64::from(batch > 1)
 }
 
-/// [`generate_batch`] holding the weights of `of`, the one-position
-/// MeshGEMV of the same spec (a compiled stage's): its one data image is
-/// the weights, laid out alike.
-pub fn batch_of(
-    s: &MeshGemvSpec,
-    batch: u32,
-    of: &Fragment,
-    arch: &Arch,
-) -> Result<Fragment, KernelError> {
-    let mut f = generate_batch(s, batch, arch)?;
-    std::sync::Arc::make_mut(&mut f.program).data = of.program.data.clone();
-    Ok(f)
-}
-
 /// The MeshGEMV of `batch` positions at once (a prefill's projection,
 /// streamed): each row takes every position's `x` slice, one after
 /// another, and each PE runs its AXPY loop once per position into that
@@ -558,21 +544,7 @@ axpy:
     }
     writeln!(src, ".data w 0,0 {}x{} = rand({})", s.w, s.h, s.seed).unwrap();
     let program = crate::assemble(&src, "MeshGEMV")?;
-    // Position `p`'s part of stream `i` follows the earlier positions'.
-    let port = |name: &str, parts: &[(u32, u32)], len: u32| TensorPort {
-        name: name.into(),
-        len: batch * len,
-        segments: (0..batch)
-            .flat_map(|p| {
-                parts.iter().enumerate().map(move |(i, (off, l))| Segment {
-                    stream: format!("{name}{i}"),
-                    offset: p * len + off,
-                    len: *l,
-                    at: p * l,
-                })
-            })
-            .collect(),
-    };
+    let port = |name, parts, len| crate::positions_port(name, name, parts, len, batch);
     let (inputs, outputs) = if s.streamed {
         (vec![port("x", &rows, s.m)], vec![port("y", &cols, s.n)])
     } else {

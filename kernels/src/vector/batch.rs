@@ -170,19 +170,6 @@ scale:
     })
 }
 
-/// [`generate_batch`] holding the weights of `of`, the one-position
-/// norm of the same spec (a compiled stage's).
-pub fn batch_of(
-    s: &VectorSpec,
-    batch: u32,
-    of: &Fragment,
-    arch: &Arch,
-) -> Result<Fragment, KernelError> {
-    let mut f = generate_batch(s, batch, arch)?;
-    std::sync::Arc::make_mut(&mut f.program).data = of.program.data.clone();
-    Ok(f)
-}
-
 /// [`generate_batch`]'s output: each position's [`reference`] one after
 /// another (`inputs` hold the positions one after another).
 pub fn reference_batch(

@@ -19,7 +19,7 @@ use wafer_emulator::{Arch, Pe, Program};
 mod batch;
 mod cost;
 
-pub use batch::{batch_of, cost_batch, generate_batch, reference_batch};
+pub use batch::{cost_batch, generate_batch, reference_batch};
 pub use cost::cost;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
