@@ -359,17 +359,6 @@ impl Fragment {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_covers_everything_once() {
-        assert_eq!(split(10, 4), vec![(0, 3), (3, 3), (6, 2), (8, 2)]);
-        assert_eq!(split(4, 4), vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
-    }
-}
-
 /// A port of `batch` positions, one after another: position `p`'s part
 /// `i` (`parts[i]`: offset and length in one position's `len` values)
 /// follows the earlier positions' on stream `{prefix}{i}`.
@@ -393,5 +382,16 @@ pub fn positions_port(
                 })
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_everything_once() {
+        assert_eq!(split(10, 4), vec![(0, 3), (3, 3), (6, 2), (8, 2)]);
+        assert_eq!(split(4, 4), vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
     }
 }
