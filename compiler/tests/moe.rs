@@ -400,8 +400,8 @@ fn a_mixtral_prompt_prefills_on_the_wafer_as_the_reference() {
         .unwrap();
         assert_eq!(got, want, "{kind}");
         let pf = seen.unwrap();
-        let plan = prefill::plan(&compiled, pf.positions);
-        let predicted = prefill::predicted(&compiled, &plan, 0, &pf.ran);
+        let plan = &pf.plan;
+        let predicted = prefill::predicted(&compiled, plan, 0, &pf.ran);
         let attention_runs: u64 = compiled
             .sites
             .iter()

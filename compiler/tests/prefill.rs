@@ -61,7 +61,7 @@ fn a_prefilled_prompt_decodes_as_the_reference_and_as_predicted() {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(diff < 1e-4, "{kind:?}: logits differ by {diff}");
-        let plan = prefill::plan(&compiled, pf.positions);
+        let plan = &pf.plan;
         assert!(
             plan.stages.iter().any(|s| s.batch == pf.positions),
             "{kind:?}: no GEMV took the whole prompt at once: {plan:?}"
@@ -76,7 +76,7 @@ fn a_prefilled_prompt_decodes_as_the_reference_and_as_predicted() {
         assert!(!plan.stages[head].every);
         // Exact but for attention's cost model, which may be up to 2
         // cycles under a run (kernels/tests/attention.rs says when).
-        let per_stage = prefill::stage_predictions(&compiled, &plan, 0, &pf.ran);
+        let per_stage = prefill::stage_predictions(&compiled, plan, 0, &pf.ran);
         let mut slack = 0;
         for (i, s) in compiled.stages.iter().enumerate() {
             let (got, want) = (pf.stage_cycles[i], per_stage[i]);
@@ -94,7 +94,7 @@ fn a_prefilled_prompt_decodes_as_the_reference_and_as_predicted() {
         }
         assert_eq!(
             pf.cycles,
-            prefill::predicted(&compiled, &plan, 0, &pf.ran) + slack,
+            prefill::predicted(&compiled, plan, 0, &pf.ran) + slack,
             "{kind:?}"
         );
     }
@@ -143,7 +143,7 @@ fn a_prefill_stands_for_the_decode_steps() {
         assert_eq!(after_prefill.cycles, after_steps.cycles, "{what}");
         // Every projection, norm, RoPE and element-wise kernel took the
         // prompt at once.
-        let plan = prefill::plan(&compiled, pf.positions);
+        let plan = &pf.plan;
         for (i, s) in compiled.stages.iter().enumerate() {
             let batched = match &compiled.sites[i].kernel {
                 Kernel::Gemv(_) | Kernel::MeshGemv(_) | Kernel::Rope(_) => true,
@@ -162,7 +162,7 @@ fn a_prefill_stands_for_the_decode_steps() {
         }
         // The prediction: exact but for attention's (2 cycles a run) and a
         // batched MeshGEMV's (4) held streams.
-        let predicted = prefill::predicted(&compiled, &plan, 0, &pf.ran);
+        let predicted = prefill::predicted(&compiled, plan, 0, &pf.ran);
         let slack: u64 = compiled
             .sites
             .iter()

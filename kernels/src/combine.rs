@@ -98,18 +98,7 @@ main:
         )
         .unwrap();
     }
-    writeln!(src, ".route 0,0 1x{h} c{CY} W -> R").unwrap();
-    writeln!(src, ".route 0,0 1x{h} c{CO} R -> E").unwrap();
-    for (r, (_, len)) in seg.iter().enumerate() {
-        writeln!(
-            src,
-            ".input y{r} f32[{}] -> 0,{r} W c{CY} = rand({})",
-            k + k * len,
-            s.seed
-        )
-        .unwrap();
-        writeln!(src, ".output s{r} f32[{len}] <- 0,{r} E c{CO}").unwrap();
-    }
+    src.push_str(&streams(s, &seg, 1));
     let program = crate::assemble(&src, "combine")?;
     // Every PE's stream: the weights, then its piece of each output.
     let w = TensorPort {
@@ -222,18 +211,7 @@ position:
         )
         .unwrap();
     }
-    writeln!(src, ".route 0,0 1x{h} c{CY} W -> R").unwrap();
-    writeln!(src, ".route 0,0 1x{h} c{CO} R -> E").unwrap();
-    for (r, (_, len)) in seg.iter().enumerate() {
-        writeln!(
-            src,
-            ".input y{r} f32[{}] -> 0,{r} W c{CY} = rand({})",
-            batch * (k + k * len),
-            s.seed
-        )
-        .unwrap();
-        writeln!(src, ".output s{r} f32[{}] <- 0,{r} E c{CO}", batch * len).unwrap();
-    }
+    src.push_str(&streams(s, &seg, batch));
     let program = crate::assemble(&src, "combine")?;
     let rec = |len: u32| k + k * len;
     let w = TensorPort {
@@ -332,6 +310,24 @@ pub fn cost_batch(s: &CombineSpec, batch: u32, arch: &Arch) -> u64 {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// The routes, and each PE's stream in (`batch` records of the weights
+/// and its pieces) and out (`batch` sums).
+fn streams(s: &CombineSpec, seg: &[(u32, u32)], batch: u32) -> String {
+    let (k, h) = (s.k, s.h);
+    let mut src = format!(".route 0,0 1x{h} c{CY} W -> R\n.route 0,0 1x{h} c{CO} R -> E\n");
+    for (r, (_, len)) in seg.iter().enumerate() {
+        writeln!(
+            src,
+            ".input y{r} f32[{}] -> 0,{r} W c{CY} = rand({})\n.output s{r} f32[{}] <- 0,{r} E c{CO}",
+            batch * (k + k * len),
+            s.seed,
+            batch * len
+        )
+        .unwrap();
+    }
+    src
 }
 
 /// Output `j` of `k`'s multiply-add: where it goes (the last sends) and

@@ -325,8 +325,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             pos += 1;
         }
         Progress::Prefilled { first, prefill: pf } => {
-            let plan = wafer_compiler::prefill::plan(&c, pf.positions);
-            let want = wafer_compiler::prefill::predicted(&c, &plan, pf.start, &pf.ran);
+            let want = wafer_compiler::prefill::predicted(&c, &pf.plan, pf.start, &pf.ran);
             prefilled = Some((pf.cycles, want, pf.positions));
             bar.inc(pf.positions as u64);
             // The reference runs the prompt's positions one by one.

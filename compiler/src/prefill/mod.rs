@@ -303,6 +303,8 @@ pub struct Prefill {
     pub stage_runs: Vec<u32>,
     /// Per position, per stage: whether it ran there.
     pub ran: Vec<Vec<bool>>,
+    /// The plan it ran ([`plan`]): what [`predicted`] takes.
+    pub plan: Plan,
 }
 
 /// What [`generate`] reports as it goes.

@@ -165,6 +165,7 @@ impl Decoder<'_> {
             stage_cycles,
             stage_runs,
             ran,
+            plan,
         })
     }
 
