@@ -63,22 +63,24 @@ pub struct StagePlan {
 /// (stages run one after another, and an activation buffer holds nothing
 /// between runs: [`crate::sram::per_pe_activations`]).
 pub fn plan(c: &Compiled, positions: u32) -> Plan {
+    // Backwards over the stages: a stage is needed at every position if
+    // it is an attention or makes a value such a stage reads.
     let mut every = vec![false; c.stages.len()];
-    for i in (0..c.stages.len()).rev() {
-        let read = |t: usize| {
-            let s = &c.stages[t];
-            s.inputs
-                .iter()
-                .flat_map(|(_, srcs)| srcs)
-                .filter_map(|src| match src {
-                    Src::Value(v) | Src::ExpertWeights(v) => Some(*v),
-                    Src::Pos | Src::One => None,
-                })
-                .chain(s.when.map(|p| p.route))
-                .any(|v| c.stages[i].outputs.contains(&v))
-        };
+    let mut needed = vec![false; c.graph.insts.len()];
+    for (i, s) in c.stages.iter().enumerate().rev() {
         every[i] = matches!(c.sites[i].kernel, Kernel::Attention(_))
-            || (i + 1..c.stages.len()).any(|t| every[t] && read(t));
+            || s.outputs.iter().any(|v| needed[*v]);
+        if every[i] {
+            let reads = s.inputs.iter().flat_map(|(_, srcs)| srcs);
+            for src in reads {
+                if let Src::Value(v) | Src::ExpertWeights(v) = src {
+                    needed[*v] = true;
+                }
+            }
+            if let Some(p) = s.when {
+                needed[p.route] = true;
+            }
+        }
     }
     let arch = &c.options.arch;
     let mut distinct = Distinct::default();
