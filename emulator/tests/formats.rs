@@ -157,3 +157,23 @@ proptest! {
         let _ = wafer_emulator::run(&p, &wafer_emulator::Arch::wse2(), &Default::default(), &cfg);
     }
 }
+
+#[test]
+fn a_code_with_more_tasks_than_task_ids_is_refused() {
+    // Instructions name a task by an 8-bit id: a 257th task could never be
+    // named, and a core keeps its tasks' flags in 256 bits.
+    let mut src = String::from(".grid 1x1\n.code k\n");
+    for i in 0..257 {
+        src += &format!("  .task t{i} local\n");
+    }
+    for i in 0..257 {
+        src += &format!("t{i}:\n  end\n");
+    }
+    src += ".end\n.place k 0,0 1x1\n";
+    let e = parse_err(&src);
+    assert!(e.contains("257 tasks") && e.contains("at most 256"), "{e}");
+    let fits = src
+        .replace("  .task t256 local\n", "")
+        .replace("t256:\n  end\n", "");
+    assert!(asm::parse(&fits, "fits.wsm").is_ok());
+}

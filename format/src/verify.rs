@@ -225,6 +225,9 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
     }
 }
 
+/// Tasks a code may declare: instructions name a task by an 8-bit id.
+pub const MAX_TASKS: usize = 256;
+
 /// A name that would not print as an assembly identifier.
 fn bad_name(kind: &str, n: &str) -> Option<String> {
     (!crate::program::is_name(n)).then(|| {
@@ -249,6 +252,12 @@ fn verify_code(code: &PeCode, err: &mut impl FnMut(String)) {
         if let Some(m) = bad_name(kind, n) {
             err(format!("code `{name}`: {m}"));
         }
+    }
+    if code.tasks.len() > MAX_TASKS {
+        err(format!(
+            "code `{name}`: {} tasks, a core has at most {MAX_TASKS} (task ids are 8-bit); merge tasks or split the code",
+            code.tasks.len()
+        ));
     }
     let n = code.insts.len() as u32;
     let mut seen = HashSet::new();

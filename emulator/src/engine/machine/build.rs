@@ -12,8 +12,8 @@ struct RouterBuffers {
 }
 
 impl RouterBuffers {
-    fn new(layout: &Layout) -> RouterBuffers {
-        let (n, colors) = (layout.code_of.len(), layout.colors as usize);
+    fn new(layout: &Layout, colors: usize) -> RouterBuffers {
+        let n = layout.code_of.len();
         RouterBuffers {
             ids: vec![FifoId::NONE; n * colors * Port::COUNT],
             colors,
@@ -49,12 +49,27 @@ impl RouterBuffers {
     }
 }
 
+/// The colors `p` uses: one past the highest a route or a code names.
+/// The machine's tables are per color, and a wafer's 24 colors against a
+/// kernel's handful made building them (a lookup per PE, color and port)
+/// most of building a large machine.
+fn colors_used(p: &Program, layout: &Layout) -> usize {
+    let routes = p.routes.iter().map(|r| r.color.0);
+    let codes = (layout.code_colors.iter()).flat_map(|cc| cc.consumed.iter().chain(&cc.produced));
+    routes
+        .chain(codes.map(|c| c.0))
+        .map(|c| c as usize + 1)
+        .max()
+        .unwrap_or(0)
+        .min(layout.colors as usize)
+}
+
 /// Every PE's router buffers and core (`None` where no code runs): its
 /// SRAM from `memory` (checked against what its code lays out; none in
 /// timing-only mode), an input queue per color it receives and its ramp
 /// buffer per color it sends. A PE's buffers and queues are allocated
 /// together, so the FIFOs of a range of PEs are a range of ids (what a
-/// band of PEs takes, `band.rs`).
+/// band of PEs takes, `band.rs`). With them, each code's SRAM bytes.
 fn cores(
     p: &Program,
     layout: &Layout,
@@ -63,8 +78,10 @@ fn cores(
     mut memory: Option<Memory>,
     fifos: &mut Fifos,
     rbuf: &mut RouterBuffers,
-) -> Result<Vec<Option<Core>>, RunError> {
-    let (n, colors) = (layout.code_of.len(), layout.colors as usize);
+) -> Result<(Vec<Option<Core>>, Vec<u32>), RunError> {
+    let (n, colors) = (layout.code_of.len(), rbuf.colors);
+    // Each code's size once, not once per PE it runs on.
+    let sram_used: Vec<u32> = p.codes.iter().map(|c| c.sram_bytes()).collect();
     let mut cores = Vec::with_capacity(n);
     for pe in 0..n {
         rbuf.add(pe, layout, arch, fifos);
@@ -76,7 +93,7 @@ fn cores(
         let ci = layout.code_of[pe] as usize;
         // Only the bytes the code lays out are kept: every access is
         // checked against its buffer, so nothing reads past them.
-        let used = code.sram_bytes().next_multiple_of(4) as usize;
+        let used = sram_used[ci].next_multiple_of(4) as usize;
         let sram = match memory.as_mut().and_then(|m| m[pe].take()) {
             _ if timing_only => Vec::new(),
             Some(saved) if saved.len() == used => saved,
@@ -125,14 +142,14 @@ fn cores(
             ramp_up,
         }));
     }
-    Ok(cores)
+    Ok((cores, sram_used))
 }
 
 /// Every PE's router: per (color, input port) a route uses, its buffer
 /// and where each output port leads (a neighbour's buffer, the core's
 /// queue, or a host output off the grid's edge).
 fn routers(p: &Program, layout: &Layout, cores: &[Option<Core>], rbuf: &RouterBuffers) -> Routers {
-    let colors = layout.colors as usize;
+    let colors = rbuf.colors;
     let mut routers = Vec::with_capacity(cores.len());
     let mut entries = Vec::new();
     for (pe, core) in cores.iter().enumerate() {
@@ -259,8 +276,8 @@ impl<'p> Machine<'p> {
             None => Some(sram_images(p, layout, cfg.threads)),
         };
         let mut fifos = Fifos::new();
-        let mut rbuf = RouterBuffers::new(layout);
-        let cores = cores(
+        let mut rbuf = RouterBuffers::new(layout, colors_used(p, layout));
+        let (cores, sram_used) = cores(
             p,
             layout,
             arch,
@@ -272,7 +289,7 @@ impl<'p> Machine<'p> {
         let mut stats = PeRows::new(vec![PeCounters::default(); n]);
         for (pe, core) in cores.iter().enumerate() {
             if let Some(core) = core {
-                stats[pe].sram_used = p.codes[core.code].sram_bytes();
+                stats[pe].sram_used = sram_used[core.code];
             }
         }
         let routers = routers(p, layout, &cores, &rbuf);

@@ -442,7 +442,7 @@ impl<'p> Machine<'p> {
                 pc: op.pc + 1,
             };
         } else if let Some(t) = op.on_done {
-            core.active[t as usize] = true;
+            core.active.set(t as usize, true);
         }
     }
 }

@@ -665,9 +665,9 @@ impl<'p> Machine<'p> {
         let main_waits = match core.main {
             Main::WaitSync { .. } => true,
             Main::Idle => !code.tasks.iter().enumerate().any(|(i, task)| {
-                !core.blocked[i]
+                !core.blocked.has(i)
                     && match task.kind {
-                        TaskKind::Local => core.active[i],
+                        TaskKind::Local => core.active.has(i),
                         TaskKind::Data(c) => self.fifos.ready(core.queue[c.0 as usize], t),
                     }
             }),
@@ -710,11 +710,9 @@ impl<'p> Machine<'p> {
         let code = &self.p.codes[core.code];
         core.main != Main::Idle
             || core.ops.any()
-            || code
-                .tasks
-                .iter()
-                .enumerate()
-                .any(|(i, t)| t.kind == TaskKind::Local && core.active[i] && !core.blocked[i])
+            || code.tasks.iter().enumerate().any(|(i, t)| {
+                t.kind == TaskKind::Local && core.active.has(i) && !core.blocked.has(i)
+            })
             || core
                 .queue
                 .iter()

@@ -12,9 +12,9 @@ impl<'p> Machine<'p> {
             Main::Idle => {
                 let core = self.cores.at(pe);
                 let pick = code.tasks.iter().enumerate().position(|(i, t)| {
-                    !core.blocked[i]
+                    !core.blocked.has(i)
                         && match t.kind {
-                            TaskKind::Local => core.active[i],
+                            TaskKind::Local => core.active.has(i),
                             TaskKind::Data(c) => {
                                 self.fifos.ready(core.queue[c.0 as usize], self.now)
                             }
@@ -49,7 +49,7 @@ impl<'p> Machine<'p> {
                         core.fk |= 1;
                     }
                 } else {
-                    core.active[t] = false;
+                    core.active.set(t, false);
                 }
                 core.task_started = now;
                 core.main = if switch <= 1 {
@@ -221,9 +221,9 @@ impl<'p> Machine<'p> {
                 }
             }
             Inst::Jmp { target } => next = *target,
-            Inst::Activate(t) => core.active[t.0 as usize] = true,
-            Inst::Block(t) => core.blocked[t.0 as usize] = true,
-            Inst::Unblock(t) => core.blocked[t.0 as usize] = false,
+            Inst::Activate(t) => core.active.set(t.0 as usize, true),
+            Inst::Block(t) => core.blocked.set(t.0 as usize, true),
+            Inst::Unblock(t) => core.blocked.set(t.0 as usize, false),
             Inst::End => {
                 self.stats[pe].scalar_cycles += 1;
                 let started = core.task_started;

@@ -147,13 +147,45 @@ pub(super) struct Core {
     queue: Vec<FifoId>,
     /// Router ramp buffer per color (none where the code does not send it).
     ramp_up: Vec<FifoId>,
-    active: Vec<bool>,
-    blocked: Vec<bool>,
+    active: TaskSet,
+    blocked: TaskSet,
     /// Timing-only mode: the elements whose value is known, by byte
     /// address (the buffer's encoding); everything else is unknown.
     known: Known,
     /// The bytes the code lays out (empty in timing-only mode).
     pub(super) sram: Vec<u8>,
+}
+
+/// A set of a core's tasks (a task id is a `u8`), kept in the core: a
+/// step picking a task reads it without following a pointer, and a
+/// wafer's cores are built without two allocations each.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+struct TaskSet([u64; 4]);
+
+impl TaskSet {
+    fn has(&self, t: usize) -> bool {
+        self.0[t / 64] >> (t % 64) & 1 != 0
+    }
+
+    fn set(&mut self, t: usize, on: bool) {
+        let bit = 1u64 << (t % 64);
+        if on {
+            self.0[t / 64] |= bit;
+        } else {
+            self.0[t / 64] &= !bit;
+        }
+    }
+}
+
+impl FromIterator<bool> for TaskSet {
+    /// Task `i` is in the set where the `i`th item is true.
+    fn from_iter<I: IntoIterator<Item = bool>>(items: I) -> TaskSet {
+        let mut s = TaskSet::default();
+        for (t, on) in items.into_iter().enumerate() {
+            s.set(t, on);
+        }
+        s
+    }
 }
 
 /// Per-PE rows (routers, cores, counters) of the PEs `lo..lo + len`,

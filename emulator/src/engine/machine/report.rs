@@ -208,7 +208,7 @@ impl<'p> Machine<'p> {
                         .iter()
                         .enumerate()
                         .filter(|(i, t)| {
-                            t.kind == TaskKind::Data(crate::Color(color)) && core.blocked[*i]
+                            t.kind == TaskKind::Data(crate::Color(color)) && core.blocked.has(*i)
                         })
                         .map(|(_, t)| t.name.as_str())
                         .collect();
