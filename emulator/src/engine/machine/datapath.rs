@@ -4,6 +4,16 @@
 
 use super::*;
 
+/// The live op slots (bits of `live`) in round-robin order from slot `rr`
+/// (at most 32): those at or after it, then those before, as `(rr + k) %
+/// slots` for k = 0, 1, … visits them. A remainder per slot visited was a
+/// fifth of a core's step.
+fn round_robin(live: u32, rr: usize) -> impl Iterator<Item = usize> {
+    let below = (1u128 << rr) - 1;
+    let live = live as u128;
+    fabric::Bits(live & !below).chain(fabric::Bits(live & below))
+}
+
 impl<'p> Machine<'p> {
     pub(super) fn step_core(&mut self, pe: usize) -> Result<(), RunError> {
         self.step_datapath(pe)?;
@@ -67,11 +77,8 @@ impl<'p> Machine<'p> {
             return Ok(());
         }
         let (mut waited_in, mut waited_out) = (false, false);
-        for k in 0..slots {
-            let s = (rr + k) % slots;
-            if live & (1 << s) == 0 {
-                continue;
-            }
+        debug_assert!(rr <= slots && slots <= 32);
+        for s in round_robin(live, rr) {
             let core = self.cores.at(pe);
             let op = core.ops.get(s).expect("live slot");
             if self.now < op.start_at {
@@ -443,6 +450,33 @@ impl<'p> Machine<'p> {
             };
         } else if let Some(t) = op.on_done {
             core.active.set(t as usize, true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_robin;
+
+    /// The mask walk visits the live slots in the order the modular walk
+    /// from `rr` does, for every slot count, start and many masks.
+    #[test]
+    fn round_robin_is_the_modular_walk() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for slots in 1..=32usize {
+            for _ in 0..64 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let live = (seed as u32) & (u32::MAX >> (32 - slots));
+                for rr in 0..=slots {
+                    let modular: Vec<usize> = (0..slots)
+                        .map(|k| (rr + k) % slots)
+                        .filter(|s| live >> s & 1 == 1)
+                        .collect();
+                    assert_eq!(round_robin(live, rr).collect::<Vec<_>>(), modular);
+                }
+            }
         }
     }
 }

@@ -475,7 +475,12 @@ impl<'p> Machine<'p> {
                 // each op's progress as the reference leaves it.
                 let busy = (finishing - 1).min(self.max_cycles.saturating_sub(start));
                 let total = op.acc as u64 + busy * num;
-                let (done, acc) = (op.done + (total / den) as u32, (total % den) as u32);
+                // Most rates are whole elements a cycle: no division then.
+                let (done, acc) = if den == 1 {
+                    (op.done + total as u32, 0)
+                } else {
+                    (op.done + (total / den) as u32, (total % den) as u32)
+                };
                 let t = (start + busy).min(self.max_cycles.max(now + 1));
                 if t == now + 1 {
                     return Jumped::No;

@@ -157,8 +157,9 @@ impl<'p> Machine<'p> {
     }
 }
 
-/// The set bits of a mask, lowest first.
-struct Bits(u128);
+/// The set bits of a mask, lowest first: a round robin over the set
+/// bits from `k` is `Bits(m & !below(k))` then `Bits(m & below(k))`.
+pub(super) struct Bits(pub(super) u128);
 
 impl Iterator for Bits {
     type Item = usize;
