@@ -111,20 +111,17 @@ impl Ops {
             self.threads[s - 1].as_mut()
         }
     }
-    /// Move the op out of slot `s` (to run it; [`Self::put`] it back if
-    /// it is not finished).
-    pub(super) fn take(&mut self, s: usize) -> Option<VecOpState> {
+    /// Free slot `s` of its finished op for its last reads, without moving
+    /// it out (a free slot is never read, and the next op put there
+    /// overwrites it): taking a finished op out copied the whole state.
+    pub(super) fn retire(&mut self, s: usize) -> Option<&VecOpState> {
         if !self.is_some(s) {
             return None;
         }
         self.live &= !(1 << s);
-        if s == 0 {
-            self.sync.take()
-        } else {
-            self.threads[s - 1].take()
-        }
+        self.slot(s).as_ref()
     }
-    /// An op into slot `s`: newly issued, or taken and put back.
+    /// A newly issued op into slot `s`.
     pub(super) fn put(&mut self, s: usize, op: VecOpState) {
         self.live |= 1 << s;
         if s == 0 {
@@ -175,7 +172,7 @@ mod tests {
     }
 
     /// The occupied slots are what the mask says, iterated in slot order;
-    /// an op taken out leaves its slot empty until it is put back.
+    /// a retired op leaves its slot free until another is put there.
     #[test]
     fn slots_follow_the_mask() {
         let mut ops = Ops::new(4);
@@ -186,15 +183,18 @@ mod tests {
         assert!(ops.any() && ops.is_some(1) && ops.is_some(3) && !ops.is_some(2));
         let order: Vec<(usize, u8)> = ops.iter().map(|(s, o)| (s, o.task)).collect();
         assert_eq!(order, [(1, 1), (3, 3)]);
-        let taken = ops.take(1).expect("slot 1 is live");
-        assert_eq!(taken.task, 1);
-        assert!(!ops.is_some(1) && ops.take(1).is_none());
+        assert_eq!(ops.retire(1).map(|o| o.task), Some(1));
+        assert!(!ops.is_some(1) && ops.get(1).is_none());
         ops.put(0, op(9));
         assert_eq!(ops.get(0).map(|o| o.task), Some(9));
-        let back = ops.take(3).expect("slot 3 is live");
-        ops.put(3, back);
+        assert_eq!(ops.retire(1).map(|o| o.task), None, "slot 1 is free");
+        ops.put(2, op(2));
+        assert_eq!(ops.retire(2).map(|o| o.task), Some(2));
+        assert!(!ops.is_some(2) && ops.get(2).is_none());
+        ops.put(3, op(7));
         assert_eq!(ops.iter().map(|(s, _)| s).collect::<Vec<_>>(), [0, 3]);
-        assert_eq!(ops.take(0).map(|o| o.task), Some(9));
+        assert_eq!(ops.get(3).map(|o| o.task), Some(7), "a put overwrites");
+        assert_eq!(ops.retire(0).map(|o| o.task), Some(9));
         assert!(ops.get(0).is_none() && ops.is_some(3));
     }
 }

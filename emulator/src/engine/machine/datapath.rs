@@ -417,7 +417,9 @@ impl<'p> Machine<'p> {
         let ramp = self.arch.ramp_latency;
         let (op, mut data) = core.op_and_data(slot);
         op.acc += op.num;
-        let k = (op.acc / op.den).min(avail).min(op.n - op.done);
+        // A whole number of elements a cycle (most rates) needs no division.
+        let whole = if op.den == 1 { op.acc } else { op.acc / op.den };
+        let k = whole.min(avail).min(op.n - op.done);
         op.acc = (op.acc - k * op.den).min(op.den - 1);
         let pushed = self.elements(pe, op, &mut data, k);
         if op.done == op.n
@@ -440,15 +442,13 @@ impl<'p> Machine<'p> {
         if !finished {
             return;
         }
-        let op = core.ops.take(slot).expect("the op just stepped");
+        let op = core.ops.retire(slot).expect("the op just stepped");
+        let (task, pc, on_done) = (op.task, op.pc, op.on_done);
         let at = self.layout.pe_at(pe);
         self.span(at, slot as u8, op.op.mnemonic(), op.issued_at);
         if slot == 0 {
-            core.main = Main::Running {
-                task: op.task,
-                pc: op.pc + 1,
-            };
-        } else if let Some(t) = op.on_done {
+            core.main = Main::Running { task, pc: pc + 1 };
+        } else if let Some(t) = on_done {
             core.active.set(t as usize, true);
         }
     }

@@ -492,11 +492,15 @@ impl<'p> Machine<'p> {
                 Operand::Imm(x) => Loc::Val(v.dtype.round(x)),
             })
         };
-        let dst = loc(&v.dst, true)?;
-        let mut srcs = [Loc::Unused; 3];
-        for (i, s) in v.srcs.iter().enumerate() {
-            srcs[i] = loc(s, false)?;
+        // The destination, then the sources, through one call of `loc`:
+        // called from two places it was not inlined, and each operand
+        // came back through memory, its reload stalled on the stores.
+        let mut locs = [Loc::Unused; 4];
+        let operands = std::iter::once((&v.dst, true)).chain(v.srcs.iter().map(|s| (s, false)));
+        for (i, (o, is_dst)) in operands.enumerate() {
+            locs[i] = loc(o, is_dst)?;
         }
+        let [dst, srcs @ ..] = locs;
         let n = n.expect("verifier: some operand gives the length");
         if n < 1 {
             return Err(fault(format!("vector length {n} is not positive")));
