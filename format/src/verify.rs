@@ -5,7 +5,8 @@
 //! It checks:
 //! * the rectangle is non-empty; every placement, route, data image and host
 //!   stream lies inside it; steps are at least 1; no PE has two placements;
-//! * per code: buffer, task and label names are unique; labels are in index
+//! * per code: at most [`MAX_TASKS`] tasks (an instruction names a task by
+//!   an 8-bit id); buffer, task and label names are unique; labels are in index
 //!   order; every task's entry carries a label with the task's name; every
 //!   branch target is in range and labelled; the code ends in `end` or `jmp`;
 //! * buffers are 4-byte aligned, non-empty, and overlap neither the code
