@@ -129,20 +129,7 @@ main:
             })
             .collect(),
     };
-    let out = TensorPort {
-        name: "s".into(),
-        len: n,
-        segments: seg
-            .iter()
-            .enumerate()
-            .map(|(r, (off, len))| Segment {
-                stream: format!("s{r}"),
-                offset: *off,
-                len: *len,
-                at: 0,
-            })
-            .collect(),
-    };
+    let out = crate::positions_port("s", "s", &seg, n, 1);
     Ok(Fragment {
         program: program.into(),
         inputs: vec![w, y],
@@ -244,20 +231,7 @@ position:
             })
             .collect(),
     };
-    let out = TensorPort {
-        name: "s".into(),
-        len: batch * n,
-        segments: (0..batch)
-            .flat_map(|p| {
-                seg.iter().enumerate().map(move |(r, (off, len))| Segment {
-                    stream: format!("s{r}"),
-                    offset: p * n + off,
-                    len: *len,
-                    at: p * len,
-                })
-            })
-            .collect(),
-    };
+    let out = crate::positions_port("s", "s", &seg, n, batch);
     Ok(Fragment {
         program: program.into(),
         inputs: vec![w, y],

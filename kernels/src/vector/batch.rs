@@ -9,7 +9,7 @@
 use super::{CA, CB, CO, CS, VectorOp, VectorSpec, f, generate, reference};
 use crate::line_reduce::Combine;
 use crate::timeline::{Timeline, f32_rate as rate};
-use crate::{Fragment, KernelError, Segment, TensorPort};
+use crate::{Fragment, KernelError};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use wafer_emulator::isa::VecOp;
@@ -142,25 +142,14 @@ scale:
     let out = s.op.outputs(n);
     // Position `p`'s segment `r` follows the earlier positions' in its
     // stream; the fused add-norm's sum follows the normed vector in `y`.
-    let port = |name: &str, stream: &str, len: u32, shift: u32| TensorPort {
-        name: name.into(),
-        len: batch * len,
-        segments: (0..batch)
-            .flat_map(|p| {
-                seg.iter().enumerate().map(move |(r, (off, l))| Segment {
-                    stream: format!("{stream}{r}"),
-                    offset: p * len + shift + off,
-                    len: *l,
-                    at: p * l,
-                })
-            })
-            .collect(),
-    };
-    let mut inputs = vec![port("a", "a", n, 0)];
-    let mut y = port("y", "y", out, 0);
+    let port = |name, stream, len| crate::positions_port(name, stream, &seg, len, batch);
+    let mut inputs = vec![port("a", "a", n)];
+    let mut y = port("y", "y", out);
     if s.op == VectorOp::AddRmsNorm {
-        inputs.push(port("b", "b", n, 0));
-        y.segments.extend(port("y", "s", out, n).segments);
+        inputs.push(port("b", "b", n));
+        let sums: Vec<(u32, u32)> = seg.iter().map(|&(off, l)| (n + off, l)).collect();
+        y.segments
+            .extend(crate::positions_port("y", "s", &sums, out, batch).segments);
     }
     Ok(Fragment {
         program: program.into(),
