@@ -548,7 +548,7 @@ fn fragment(
         Kernel::Gemv(spec) => {
             let mut f = wafer_kernels::gemv::generate(spec, arch).map_err(kernel_err)?;
             if let Some(w) = gemv_matrix(s, weights.is_some(), &tensor)? {
-                wafer_kernels::gemv::load_weights(spec, &mut f, &w).map_err(kernel_err)?;
+                wafer_kernels::gemv::load_weights(spec, arch, &mut f, &w).map_err(kernel_err)?;
             }
             f
         }

@@ -13,7 +13,7 @@ fn check(s: &GemvSpec, arch: &Arch) -> (u64, u64) {
     let (outs, run) = f
         .run(arch, &inputs, &RunConfig::default())
         .unwrap_or_else(|e| panic!("{s:?}: {e}"));
-    let w = gemv::weights(s, &f.program);
+    let w = gemv::weights(s, &arch, &f.program);
     assert_eq!(outs["y"], gemv::reference(s, &w, &inputs["x"]), "{s:?}");
     (run.cycles, gemv::cost(s, arch))
 }
@@ -153,7 +153,7 @@ proptest! {
         prop_assert_eq!((f.program.width, f.program.height), (s.h, s.w));
         let inputs = f.default_inputs();
         let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
-        prop_assert_eq!(&outs["y"], &gemv::reference(&s, &gemv::weights_transposed(&s, &f.program), &inputs["x"]));
+        prop_assert_eq!(&outs["y"], &gemv::reference(&s, &gemv::weights_transposed(&s, &arch, &f.program), &inputs["x"]));
         prop_assert_eq!(run.cycles, gemv::cost(&s, &arch));
     }
 }
@@ -216,8 +216,12 @@ fn a_gemv_chains_into_a_transposed_gemv() {
     let (ya_vals, _) = fa.run(&arch, &x, &RunConfig::default()).unwrap();
     let xb_vals = std::collections::BTreeMap::from([("x".to_string(), ya_vals["y"].clone())]);
     let (yb, _) = fb.run(&arch, &xb_vals, &RunConfig::default()).unwrap();
-    let want_a = gemv::reference(&a, &gemv::weights(&a, &fa.program), &x["x"]);
-    let want_b = gemv::reference(&b, &gemv::weights_transposed(&b, &fb.program), &want_a);
+    let want_a = gemv::reference(&a, &gemv::weights(&a, &arch, &fa.program), &x["x"]);
+    let want_b = gemv::reference(
+        &b,
+        &gemv::weights_transposed(&b, &arch, &fb.program),
+        &want_a,
+    );
     assert_eq!(yb["y"], want_b);
 }
 
@@ -255,9 +259,9 @@ fn quantized_weights_are_held_packed_and_dequantized_on_the_pe() {
             seed: 9,
         };
         let mut f = gemv::generate(&s, &arch).unwrap();
-        gemv::load_weights(&s, &mut f, &model).unwrap();
+        gemv::load_weights(&s, &arch, &mut f, &model).unwrap();
         let held = quant::as_held(dtype, &model, m, n);
-        assert_eq!(gemv::weights(&s, &f.program), held, "{dtype}");
+        assert_eq!(gemv::weights(&s, &arch, &f.program), held, "{dtype}");
         let inputs = f.default_inputs();
         let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
         assert_eq!(
@@ -318,7 +322,7 @@ proptest! {
         let (outs, run) = f
             .run(&arch, &inputs, &RunConfig::default())
             .unwrap_or_else(|e| panic!("{s:?}: {e}"));
-        let w = gemv::weights(&s, &f.program);
+        let w = gemv::weights(&s, &arch, &f.program);
         let one: Vec<f32> = inputs["x"]
             .chunks(n as usize)
             .flat_map(|x| gemv::reference(&s, &w, x))
@@ -378,6 +382,6 @@ proptest! {
         // Weights from another seed carried over.
         let other = gemv::generate(&GemvSpec { seed: seed ^ 1, ..s.clone() }, &arch).unwrap();
         let carried = gemv::generate_batch(&s, batch, &arch).unwrap().holding_data_of(&other);
-        prop_assert_eq!(gemv::weights(&s, &carried.program), gemv::weights(&s, &other.program));
+        prop_assert_eq!(gemv::weights(&s, &arch, &carried.program), gemv::weights(&s, &arch, &other.program));
     }
 }

@@ -314,9 +314,9 @@ fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow
     let want = gemv::reference_batch(
         &spec,
         &if a.transposed {
-            gemv::weights_transposed(&spec, &frag.program)
+            gemv::weights_transposed(&spec, &arch, &frag.program)
         } else {
-            gemv::weights(&spec, &frag.program)
+            gemv::weights(&spec, &arch, &frag.program)
         },
         &inputs["x"],
     );

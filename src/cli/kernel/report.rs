@@ -59,7 +59,11 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 let inputs = frag.default_inputs();
                 let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
                 if outs["y"]
-                    != gemv::reference(&spec, &gemv::weights(&spec, &frag.program), &inputs["x"])
+                    != gemv::reference(
+                        &spec,
+                        &gemv::weights(&spec, &arch, &frag.program),
+                        &inputs["x"],
+                    )
                 {
                     bail!("gemv {m}x{n} differs from its reference");
                 }

@@ -1,11 +1,15 @@
 //! GEMV `y = W·x`, W (`m × n`) tiled in 2-D over a `w × h` rectangle.
 //!
-//! PE `(c, r)` holds the tile of W's row block `r` and column block `c`
-//! row-major in `w` (weights in f32, f16 or bf16). x enters as `w` segments,
+//! PE `(c, r)` holds the tile of W's row block `r` and column block `c` in
+//! `w` (weights in f32, f16 or bf16). x enters as `w` segments,
 //! one per column through the north edge, multicast down the column (f32 on
-//! the fabric) and stored in the weights' dtype, so with 16-bit weights each
-//! tile row's dot product is a mixed-precision one (16-bit products, f32
-//! sum) at twice the f32 rate. Then each row of PEs reduces its partials to the
+//! the fabric) and stored in the weights' dtype. A tile is held and walked
+//! in the [`TileOrder`] the cost model finds faster: row-major, a dot
+//! product per tile row, or column-major, the partial y accumulated a
+//! column at a time as MeshGEMV's axpy loop does (a tall, narrow tile pays
+//! its loop's scalar work per column instead of per row). With 16-bit
+//! weights either is mixed precision (16-bit products, f32 sums), and
+//! both add the same products in the same order. Then each row of PEs reduces its partials to the
 //! east end with a [`Plan`](crate::reduce::Plan) (chain or K-tree), and the
 //! east edge emits y's row block `r` as output stream `y<r>`.
 //! Blocks need not divide evenly: the first `m % h` row blocks and
@@ -16,12 +20,16 @@
 //! bf16 row buffer (`vfmul.bf16 t, w, s`) just before its dot product, so
 //! the rest is the bf16 GEMV and SRAM holds the packed tile.
 
+mod cost;
+
+pub use cost::{best_rect, cost, cost_batch};
+use cost::{columns_cycles, row_cycles};
+
 use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::{Action, Plan, Strategy};
 use crate::{Fragment, KernelError, split};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, DType, Pe, Program};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -110,6 +118,33 @@ fn col_split(s: &GemvSpec) -> Vec<(u32, u32)> {
             (0..s.w).map(|c| (c * t, t.min(s.n - c * t))).collect()
         }
         _ => split(s.n, s.w),
+    }
+}
+
+/// How a PE's tile is held and walked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileOrder {
+    /// Row-major, a dot product per tile row (`vdot`, stored into `y`):
+    /// a tile row's scalar work is paid once per row of W.
+    Rows,
+    /// Column-major, `y` accumulated a column at a time (`vfmac` by
+    /// `x[j]`): for a tall, narrow tile (the classifier's on a large
+    /// grid: 133 rows of 7) its scalar work is paid once per column.
+    /// Float weights only: the quantized tiles dequantize by rows.
+    Columns,
+}
+
+/// The order whose tile loop the cost model predicts faster on the
+/// largest tile (ties: rows). Tiles of one spec all take the same order.
+pub fn tile_order(s: &GemvSpec, arch: &Arch) -> TileOrder {
+    if s.quantized() || s.w == 0 || s.h == 0 {
+        return TileOrder::Rows;
+    }
+    let (mt, nt) = (s.m.div_ceil(s.h), s.n.div_ceil(s.w));
+    let rows = mt as u64 * row_cycles(s, arch, 0, nt);
+    match columns_cycles(s, arch, nt, mt) < rows {
+        true => TileOrder::Columns,
+        false => TileOrder::Rows,
     }
 }
 
@@ -238,6 +273,7 @@ pub fn generate_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<Fragment,
     }
     let cols = col_split(s);
     let rows = split(s.m, s.h);
+    let order = tile_order(s, arch);
     let batched = match batch {
         1 => String::new(),
         b => format!(", {b} positions"),
@@ -255,6 +291,9 @@ pub fn generate_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<Fragment,
             let mt = rows[r0 as usize].1;
             let r1 = (r0..s.h).find(|r| rows[*r as usize].1 != mt).unwrap_or(s.h);
             let mut name = code_name(*nt, mt, levels.steps(c), c as u32 == s.w - 1);
+            if order == TileOrder::Columns {
+                name.push_str("_bycol");
+            }
             if batch > 1 {
                 write!(name, "_x{batch}").unwrap();
             }
@@ -264,9 +303,10 @@ pub fn generate_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<Fragment,
                     write!(name, "_b{len}").unwrap();
                 }
             }
-            codes
-                .entry(name.clone())
-                .or_insert_with(|| code_text(&name, s, batch, *no, *nt, mt, &red.code(c as u32)));
+            codes.entry(name.clone()).or_insert_with(|| match order {
+                TileOrder::Rows => code_text(&name, s, batch, *no, *nt, mt, &red.code(c as u32)),
+                TileOrder::Columns => columns_text(&name, s, batch, *nt, mt, &red.code(c as u32)),
+            });
             writeln!(places, ".place {name} {c},{r0} 1x{}", r1 - r0).unwrap();
             r0 = r1;
         }
@@ -392,6 +432,47 @@ fn code_text(
     )
 }
 
+/// A tile's loop by columns ([`TileOrder::Columns`]): `y` starts as the
+/// first column times `x[0]` (`0.0 + w·x`, so each element's sum is the
+/// row loop's `vdot` exactly: the same products added in the same order
+/// to the same zero), then each further column `j` adds `w_j·x[j]`
+/// (`vfmac`), as MeshGEMV's axpy loop does. A batch walks every
+/// position's `x` with r1, its part of `y` with r3 and the end of its
+/// `x` with r4; the tile (r2) starts over for each position.
+fn columns_text(name: &str, s: &GemvSpec, batch: u32, nt: u32, mt: u32, reduction: &str) -> String {
+    let dt = s.dtype;
+    let (wl, xl) = (mt * nt, batch * nt);
+    let y = match batch {
+        1 => "y".to_string(),
+        _ => format!("y[r3, {mt}]"),
+    };
+    let column = format!(
+        "  ldf f2, x[r1]\n  vfmac.f32 {y}, {y}, w[r2, {mt}], f2\n  add r1, r1, 1\n  add r2, r2, {mt}\n"
+    );
+    // The first column, then the loop over the others (none for one).
+    let mut tile =
+        format!("  ldf f2, x[r1]\n  vfmac.f32 {y}, 0.0, w[0, {mt}], f2\n  add r1, r1, 1\n");
+    let end = match batch {
+        1 => nt.to_string(),
+        _ => "r4".to_string(),
+    };
+    if nt > 1 {
+        tile.push_str(&format!(
+            "  li r2, {mt}\ncolumn:\n{column}  blt r1, {end}, column\n"
+        ));
+    }
+    let head = format!(
+        ".code {name}\n  .buffer w {dt}[{wl}]\n  .buffer x {dt}[{xl}]\n  .buffer y f32[{ym}]\n  .task main local active\nmain:\n  vmov.f32 x, rx(c{CX})\n  li r1, 0\n",
+        ym = batch * mt
+    );
+    match batch {
+        1 => format!("{head}{tile}{reduction}  end\n.end\n"),
+        _ => format!(
+            "{head}  li r3, 0\n  li r4, {nt}\nposition:\n{tile}  add r3, r3, {mt}\n  add r4, r4, {nt}\n  blt r1, {xl}, position\n{reduction}  end\n.end\n"
+        ),
+    }
+}
+
 /// The data images of seeded weights: values for f32/f16/bf16; codes and
 /// scales for int8 (a scale per row) and MXFP4 (a scale per row and block;
 /// seeded ones are the same along a row, so each row of tiles takes one
@@ -457,17 +538,21 @@ fn row_reduce(s: &GemvSpec, m: u32) -> LineReduce {
 
 /// W as the generated program holds it (row-major `m × n`, rounded to the
 /// weights' dtype).
-pub fn weights(s: &GemvSpec, p: &Program) -> Vec<f32> {
-    weights_at(s, p, false)
+pub fn weights(s: &GemvSpec, arch: &Arch, p: &Program) -> Vec<f32> {
+    weights_at(s, tile_order(s, arch), p, false)
 }
 
 /// [`weights`] of a [`Fragment::transposed`] GEMV: tile `(c, r)` sits at PE `(r, c)`.
-pub fn weights_transposed(s: &GemvSpec, p: &Program) -> Vec<f32> {
-    weights_at(s, p, true)
+pub fn weights_transposed(s: &GemvSpec, arch: &Arch, p: &Program) -> Vec<f32> {
+    weights_at(s, tile_order(s, arch), p, true)
 }
 
 /// Each PE's tile: where it sits, and W's elements it holds in order.
-fn tiles(s: &GemvSpec, transposed: bool) -> impl Iterator<Item = (Pe, Vec<usize>)> {
+fn tiles(
+    s: &GemvSpec,
+    order: TileOrder,
+    transposed: bool,
+) -> impl Iterator<Item = (Pe, Vec<usize>)> {
     let (cols, rows) = (col_split(s), split(s.m, s.h));
     let n = s.n;
     cols.into_iter().enumerate().flat_map(move |(c, (no, nt))| {
@@ -480,9 +565,15 @@ fn tiles(s: &GemvSpec, transposed: bool) -> impl Iterator<Item = (Pe, Vec<usize>
                 } else {
                     Pe::new(c as u32, r as u32)
                 };
-                let idx = (0..mt)
-                    .flat_map(|i| (0..nt).map(move |j| ((mo + i) * n + no + j) as usize))
-                    .collect();
+                let at_ij = move |i: u32, j: u32| ((mo + i) * n + no + j) as usize;
+                let idx = match order {
+                    TileOrder::Rows => (0..mt)
+                        .flat_map(|i| (0..nt).map(move |j| at_ij(i, j)))
+                        .collect(),
+                    TileOrder::Columns => (0..nt)
+                        .flat_map(|j| (0..mt).map(move |i| at_ij(i, j)))
+                        .collect(),
+                };
                 (at, idx)
             })
     })
@@ -490,11 +581,11 @@ fn tiles(s: &GemvSpec, transposed: bool) -> impl Iterator<Item = (Pe, Vec<usize>
 
 /// W as the PEs compute with it: int8 codes are dequantized with their
 /// rows' scales ([`crate::quant::dequantize_int8`]).
-fn weights_at(s: &GemvSpec, p: &Program, transposed: bool) -> Vec<f32> {
+fn weights_at(s: &GemvSpec, order: TileOrder, p: &Program, transposed: bool) -> Vec<f32> {
     let mut w = vec![0.0; (s.m * s.n) as usize];
     let nb = crate::quant::mx_blocks(s.n) as usize;
     let mut scales = vec![1.0; s.m as usize * if s.dtype == DType::Mxfp4 { nb } else { 1 }];
-    for (at, idx) in tiles(s, transposed) {
+    for (at, idx) in tiles(s, order, transposed) {
         let tile = p.initial_values(at, "w").expect("every PE holds a tile");
         // Tile row k starts at idx[k · nt], W's row idx / n.
         let (nt, n) = (tile_cols(s, at, transposed) as usize, s.n as usize);
@@ -540,7 +631,12 @@ fn tile_cols(s: &GemvSpec, at: Pe, transposed: bool) -> u32 {
 /// Put W (row-major `m × n`) into a generated GEMV's tiles in place of its
 /// seeded weights; the PEs round them to the spec's dtype (int8 and MXFP4:
 /// quantized with [`crate::quant`], codes and scales loaded).
-pub fn load_weights(s: &GemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), KernelError> {
+pub fn load_weights(
+    s: &GemvSpec,
+    arch: &Arch,
+    f: &mut Fragment,
+    w: &[f32],
+) -> Result<(), KernelError> {
     if w.len() != (s.m * s.n) as usize {
         return Err(KernelError::Shape(format!(
             "GEMV {}x{} takes {} weights, got {}",
@@ -556,7 +652,7 @@ pub fn load_weights(s: &GemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), Ker
         _ => (w.to_vec(), Vec::new()),
     };
     let mut per_pe_scales = Vec::new();
-    let per_pe = tiles(s, false)
+    let per_pe = tiles(s, tile_order(s, arch), false)
         .map(|(at, idx)| {
             let nt = tile_cols(s, at, false);
             let (mo, no, mt) = (
@@ -634,131 +730,4 @@ pub fn reference_batch(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
     x.chunks(s.n as usize)
         .flat_map(|x| reference(s, w, x))
         .collect()
-}
-
-/// Predicted cycles. Derivation, following the engine's semantics with
-/// `S` task switch, `I` issue delay, `h` hop and `r` ramp latency:
-/// * the main task's first op starts at `S + 1 + I`; x's element `k` reaches
-///   row `y`'s core at `k + h·(y+1) + r`, so x is stored by
-///   `max(S + 1 + I, h·(y+1) + r) + n_c − 1`;
-/// * two `li`, then per tile row: `lf`, the dot's issue, `I`, the dot's
-///   `D = ⌈n_c·den/num⌉` cycles at the mixed-precision rate, `stf` (same
-///   cycle as the dot's end), `add`, `add`, `blt`: `D + I + 5` per row;
-///   int8 adds the scale's `ldf` and the dequantizing multiply before the
-///   dot, its issue, `I` and `F = ⌈n_c·den/num⌉` at the bf16 multiply's
-///   rate (one byte read, two written per element): `F + I + 1` more;
-///   MXFP4 a third `li`, and per block piece of the row (its columns cut
-///   MXFP4's blocks, [`crate::quant::mx_pieces`]) the scale's `ldf`, an
-///   `add`, the multiply (`F_p + I`, half a byte read per element) and an
-///   `add`, with one `add` fewer after the dot: `Σ (F_p + I + 3) − 1` more;
-/// * the row's reduction ([`LineReduce::finish`]), and the last element
-///   `m_r − 1` later up the east ramp and over the host link.
-pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
-    cost_batch(s, 1, arch)
-}
-
-/// [`generate_batch`]'s predicted cycles: as [`cost`]'s derivation, with
-/// `x` `batch` times as long, three `li` before the first position, then
-/// per position an `li` (and MXFP4's, moved here), its tile rows, and
-/// `add`, `add`, `blt`; the row reduces `batch · m_r` partials.
-pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
-    let (cols, rows) = (col_split(s), split(s.m, s.h));
-    let b = batch as u64;
-    let (sw, i, hop, ramp) = (
-        arch.task_switch_cycles as u64,
-        arch.vector_issue_cycles as u64,
-        arch.hop_latency as u64,
-        arch.ramp_latency as u64,
-    );
-    let narrow = s.compute_dtype().size_bytes() == 2;
-    let reads = if narrow { 32 } else { 64 };
-    let rate = arch.vector_rate(VecOp::Dot, DType::F32, narrow, reads, 0);
-    let dequant = arch.vector_rate(VecOp::Fmul, DType::BF16, false, s.dtype.bits(), 16);
-    // A tile row's cycles, and the `li`s before the first.
-    let row_cycles = |no: u32, nt: u32| {
-        let dot = Arch::vector_cycles(nt, rate) + i + 5;
-        match s.dtype {
-            DType::I8 => dot + Arch::vector_cycles(nt, dequant) + i + 1,
-            DType::Mxfp4 => {
-                crate::quant::mx_pieces(no, nt)
-                    .iter()
-                    .map(|(_, len)| Arch::vector_cycles(*len, dequant) + i + 3)
-                    .sum::<u64>()
-                    + dot
-                    - 1
-            }
-            _ => dot,
-        }
-    };
-    let mx = u64::from(s.dtype == DType::Mxfp4);
-    // Batched, int8 keeps its scale's index in a register of its own (an
-    // `li` a position, an `add` a row), as MXFP4 does.
-    let (q, i8) = (u64::from(s.quantized()), u64::from(s.dtype == DType::I8));
-    let mut worst = 0;
-    for (y, (_, mt)) in rows.iter().enumerate() {
-        let issue: Vec<u64> = cols
-            .iter()
-            .map(|(no, nt)| {
-                let x_done = (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + b * *nt as u64 - 1;
-                let rows = *mt as u64 * row_cycles(*no, *nt);
-                match batch {
-                    1 => x_done + 2 + mx + rows,
-                    _ => x_done + 3 + b * (1 + q + rows + i8 * *mt as u64 + 3),
-                }
-            })
-            .collect();
-        let ym = batch * mt;
-        let first = row_reduce(s, ym).finish(&issue, arch)[s.w as usize - 1];
-        worst = worst.max(first + ym as u64 - 1 + ramp + hop);
-    }
-    worst
-}
-
-/// The rectangle the cost model predicts fastest, among those that fit.
-pub fn best_rect(
-    m: u32,
-    n: u32,
-    dtype: DType,
-    strategy: Strategy,
-    arch: &Arch,
-) -> Option<(u32, u32, u64)> {
-    let sizes = |max: u32| -> Vec<u32> {
-        let mut v: Vec<u32> = (0..31)
-            .map(|k| 1u32 << k)
-            .take_while(|x| *x <= max)
-            .collect();
-        v.push(max);
-        v.dedup();
-        v
-    };
-    let mut best: Option<(u32, u32, u64)> = None;
-    let mut widths: Vec<u32> = sizes(n.min(arch.grid_cols))
-        .into_iter()
-        .map(|w| cols_at_most(n, dtype, w))
-        .filter(|w| *w > 0)
-        .collect();
-    widths.dedup();
-    for w in widths {
-        for h in sizes(m.min(arch.grid_rows)) {
-            let spec = GemvSpec {
-                m,
-                n,
-                dtype,
-                w,
-                h,
-                strategy,
-                seed: 0,
-            };
-            if validate(&spec, 1, arch).is_err()
-                || C_LEVEL0 as u32 + Plan::shape(w, strategy).0 > arch.colors
-            {
-                continue;
-            }
-            let c = cost(&spec, arch);
-            if best.is_none_or(|b| c < b.2 || (c == b.2 && w * h < b.0 * b.1)) {
-                best = Some((w, h, c));
-            }
-        }
-    }
-    best
 }

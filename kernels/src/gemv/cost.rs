@@ -1,0 +1,173 @@
+//! The tiled GEMV's cost model: each row of PEs' tile loops, from when
+//! its `x` is stored, then its reduction ([`LineReduce::finish`](crate::line_reduce::LineReduce::finish)); the
+//! slowest row. The tests hold it equal to the emulated cycles.
+
+use super::{
+    C_LEVEL0, GemvSpec, TileOrder, col_split, cols_at_most, row_reduce, tile_order, validate,
+};
+use crate::reduce::{Plan, Strategy};
+use crate::split;
+use wafer_emulator::isa::VecOp;
+use wafer_emulator::{Arch, DType};
+
+/// A tile row's cycles in [`TileOrder::Rows`] (see [`cost`]).
+pub(super) fn row_cycles(s: &GemvSpec, arch: &Arch, no: u32, nt: u32) -> u64 {
+    let i = arch.vector_issue_cycles as u64;
+    let narrow = s.compute_dtype().size_bytes() == 2;
+    let rate = arch.vector_rate(
+        VecOp::Dot,
+        DType::F32,
+        narrow,
+        if narrow { 32 } else { 64 },
+        0,
+    );
+    let dequant = arch.vector_rate(VecOp::Fmul, DType::BF16, false, s.dtype.bits(), 16);
+    let dot = Arch::vector_cycles(nt, rate) + i + 5;
+    match s.dtype {
+        DType::I8 => dot + Arch::vector_cycles(nt, dequant) + i + 1,
+        DType::Mxfp4 => {
+            crate::quant::mx_pieces(no, nt)
+                .iter()
+                .map(|(_, len)| Arch::vector_cycles(*len, dequant) + i + 3)
+                .sum::<u64>()
+                + dot
+                - 1
+        }
+        _ => dot,
+    }
+}
+
+/// A tile's cycles in [`TileOrder::Columns`], from its first column's
+/// `ldf` to its last column's end (see [`cost`]).
+pub(super) fn columns_cycles(s: &GemvSpec, arch: &Arch, nt: u32, mt: u32) -> u64 {
+    let i = arch.vector_issue_cycles as u64;
+    let narrow = s.dtype.size_bytes() == 2;
+    let wb = s.dtype.bits();
+    // The first column reads `w` only; the others `y` too; both write `y`.
+    let first = arch.vector_rate(VecOp::Fmac, DType::F32, narrow, wb, 32);
+    let next = arch.vector_rate(VecOp::Fmac, DType::F32, narrow, wb + 32, 32);
+    let first = Arch::vector_cycles(mt, first) + i + 2;
+    let next = Arch::vector_cycles(mt, next) + i + 4;
+    first + (nt as u64 - 1) * next + u64::from(nt > 1)
+}
+
+/// Predicted cycles. Derivation, following the engine's semantics with
+/// `S` task switch, `I` issue delay, `h` hop and `r` ramp latency:
+/// * the main task's first op starts at `S + 1 + I`; x's element `k` reaches
+///   row `y`'s core at `k + h·(y+1) + r`, so x is stored by
+///   `max(S + 1 + I, h·(y+1) + r) + n_c − 1`;
+/// * two `li`, then per tile row: `lf`, the dot's issue, `I`, the dot's
+///   `D = ⌈n_c·den/num⌉` cycles at the mixed-precision rate, `stf` (same
+///   cycle as the dot's end), `add`, `add`, `blt`: `D + I + 5` per row;
+///   int8 adds the scale's `ldf` and the dequantizing multiply before the
+///   dot, its issue, `I` and `F = ⌈n_c·den/num⌉` at the bf16 multiply's
+///   rate (one byte read, two written per element): `F + I + 1` more;
+///   MXFP4 a third `li`, and per block piece of the row (its columns cut
+///   MXFP4's blocks, [`crate::quant::mx_pieces`]) the scale's `ldf`, an
+///   `add`, the multiply (`F_p + I`, half a byte read per element) and an
+///   `add`, with one `add` fewer after the dot: `Σ (F_p + I + 3) − 1` more;
+/// * by columns ([`TileOrder::Columns`]) instead: an `li`, then the first
+///   column's `ldf`, the FMAC's issue, `I`, its `F₁` cycles (reading `w`
+///   only) and the `add` in its last cycle: `F₁ + I + 2`; then an `li` and
+///   per further column `ldf`, issue, `I`, `F` (reading `y` too), `add`
+///   (same cycle), `add`, `blt`: `F + I + 4`;
+/// * the row's reduction ([`LineReduce::finish`](crate::line_reduce::LineReduce::finish)), and the last element
+///   `m_r − 1` later up the east ramp and over the host link.
+pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
+    cost_batch(s, 1, arch)
+}
+
+/// [`generate_batch`](super::generate_batch)'s predicted cycles: as [`cost`]'s derivation, with
+/// `x` `batch` times as long, three `li` before the first position, then
+/// per position an `li` (and MXFP4's, moved here), its tile rows, and
+/// `add`, `add`, `blt`; by columns, three `li` and per position its
+/// tile's columns and `add`, `add`, `blt`. The row reduces `batch · m_r` partials.
+pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
+    let (cols, rows) = (col_split(s), split(s.m, s.h));
+    let b = batch as u64;
+    let (sw, i, hop, ramp) = (
+        arch.task_switch_cycles as u64,
+        arch.vector_issue_cycles as u64,
+        arch.hop_latency as u64,
+        arch.ramp_latency as u64,
+    );
+    let order = tile_order(s, arch);
+    let mx = u64::from(s.dtype == DType::Mxfp4);
+    // Batched, int8 keeps its scale's index in a register of its own (an
+    // `li` a position, an `add` a row), as MXFP4 does.
+    let (q, i8) = (u64::from(s.quantized()), u64::from(s.dtype == DType::I8));
+    let mut worst = 0;
+    for (y, (_, mt)) in rows.iter().enumerate() {
+        let issue: Vec<u64> = cols
+            .iter()
+            .map(|(no, nt)| {
+                let x_done = (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + b * *nt as u64 - 1;
+                if order == TileOrder::Columns {
+                    let tile = columns_cycles(s, arch, *nt, *mt);
+                    return match batch {
+                        1 => x_done + 1 + tile,
+                        _ => x_done + 3 + b * (tile + 3),
+                    };
+                }
+                let rows = *mt as u64 * row_cycles(s, arch, *no, *nt);
+                match batch {
+                    1 => x_done + 2 + mx + rows,
+                    _ => x_done + 3 + b * (1 + q + rows + i8 * *mt as u64 + 3),
+                }
+            })
+            .collect();
+        let ym = batch * mt;
+        let first = row_reduce(s, ym).finish(&issue, arch)[s.w as usize - 1];
+        worst = worst.max(first + ym as u64 - 1 + ramp + hop);
+    }
+    worst
+}
+
+/// The rectangle the cost model predicts fastest, among those that fit.
+pub fn best_rect(
+    m: u32,
+    n: u32,
+    dtype: DType,
+    strategy: Strategy,
+    arch: &Arch,
+) -> Option<(u32, u32, u64)> {
+    let sizes = |max: u32| -> Vec<u32> {
+        let mut v: Vec<u32> = (0..31)
+            .map(|k| 1u32 << k)
+            .take_while(|x| *x <= max)
+            .collect();
+        v.push(max);
+        v.dedup();
+        v
+    };
+    let mut best: Option<(u32, u32, u64)> = None;
+    let mut widths: Vec<u32> = sizes(n.min(arch.grid_cols))
+        .into_iter()
+        .map(|w| cols_at_most(n, dtype, w))
+        .filter(|w| *w > 0)
+        .collect();
+    widths.dedup();
+    for w in widths {
+        for h in sizes(m.min(arch.grid_rows)) {
+            let spec = GemvSpec {
+                m,
+                n,
+                dtype,
+                w,
+                h,
+                strategy,
+                seed: 0,
+            };
+            if validate(&spec, 1, arch).is_err()
+                || C_LEVEL0 as u32 + Plan::shape(w, strategy).0 > arch.colors
+            {
+                continue;
+            }
+            let c = cost(&spec, arch);
+            if best.is_none_or(|b| c < b.2 || (c == b.2 && w * h < b.0 * b.1)) {
+                best = Some((w, h, c));
+            }
+        }
+    }
+    best
+}
