@@ -13,7 +13,7 @@ fn check(s: &GemvSpec, arch: &Arch) -> (u64, u64) {
     let (outs, run) = f
         .run(arch, &inputs, &RunConfig::default())
         .unwrap_or_else(|e| panic!("{s:?}: {e}"));
-    let w = gemv::weights(s, &arch, &f.program);
+    let w = gemv::weights(s, arch, &f.program);
     assert_eq!(outs["y"], gemv::reference(s, &w, &inputs["x"]), "{s:?}");
     (run.cycles, gemv::cost(s, arch))
 }
