@@ -731,3 +731,44 @@ pub fn reference_batch(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
         .flat_map(|x| reference(s, w, x))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(m: u32, n: u32, w: u32, h: u32, dtype: DType) -> GemvSpec {
+        GemvSpec {
+            m,
+            n,
+            dtype,
+            w,
+            h,
+            strategy: crate::reduce::Strategy::Tree { k: 2 },
+            seed: 1,
+        }
+    }
+
+    /// The 8B's classifier on its region (133 rows of 7 a tile) loops by
+    /// columns; its `w2` (5 rows of 25) and quantized tiles by rows; and
+    /// the orders hold a tile's weights transposed to each other.
+    #[test]
+    fn a_tall_narrow_tile_loops_by_columns() {
+        let arch = Arch::wse3();
+        let classifier = spec(128256, 4096, 593, 965, DType::BF16);
+        assert_eq!(tile_order(&classifier, &arch), TileOrder::Columns);
+        assert_eq!(
+            tile_order(&spec(4096, 14336, 593, 965, DType::BF16), &arch),
+            TileOrder::Rows
+        );
+        assert_eq!(
+            tile_order(&spec(128256, 4096, 593, 965, DType::I8), &arch),
+            TileOrder::Rows
+        );
+        let s = spec(6, 4, 2, 2, DType::F32);
+        let (_, rows) = tiles(&s, TileOrder::Rows, false).next().unwrap();
+        let (_, cols) = tiles(&s, TileOrder::Columns, false).next().unwrap();
+        // Tile (0, 0): rows 0..3 of W (4 wide), columns 0..2.
+        assert_eq!(rows, [0, 1, 4, 5, 8, 9]);
+        assert_eq!(cols, [0, 4, 8, 1, 5, 9]);
+    }
+}
