@@ -10,45 +10,63 @@ use crate::split;
 use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, DType};
 
-/// A tile row's cycles in [`TileOrder::Rows`] (see [`cost`]).
-pub(super) fn row_cycles(s: &GemvSpec, arch: &Arch, no: u32, nt: u32) -> u64 {
-    let i = arch.vector_issue_cycles as u64;
-    let narrow = s.compute_dtype().size_bytes() == 2;
-    let rate = arch.vector_rate(
-        VecOp::Dot,
-        DType::F32,
-        narrow,
-        if narrow { 32 } else { 64 },
-        0,
-    );
-    let dequant = arch.vector_rate(VecOp::Fmul, DType::BF16, false, s.dtype.bits(), 16);
-    let dot = Arch::vector_cycles(nt, rate) + i + 5;
-    match s.dtype {
-        DType::I8 => dot + Arch::vector_cycles(nt, dequant) + i + 1,
-        DType::Mxfp4 => {
-            crate::quant::mx_pieces(no, nt)
-                .iter()
-                .map(|(_, len)| Arch::vector_cycles(*len, dequant) + i + 3)
-                .sum::<u64>()
-                + dot
-                - 1
-        }
-        _ => dot,
-    }
+/// The rates and issue delay a spec's tile loops run at: worked out once
+/// per spec, not once per tile (a large region has half a million).
+pub(super) struct Loop {
+    issue: u64,
+    /// The dot product's rate, and int8 and MXFP4's dequantizing multiply's.
+    dot: (u32, u32),
+    dequant: (u32, u32),
+    /// By columns: the first column's FMAC (reading `w` only) and the
+    /// others' (reading `y` too); both write `y`.
+    first: (u32, u32),
+    next: (u32, u32),
 }
 
-/// A tile's cycles in [`TileOrder::Columns`], from its first column's
-/// `ldf` to its last column's end (see [`cost`]).
-pub(super) fn columns_cycles(s: &GemvSpec, arch: &Arch, nt: u32, mt: u32) -> u64 {
-    let i = arch.vector_issue_cycles as u64;
-    let narrow = s.dtype.size_bytes() == 2;
-    let wb = s.dtype.bits();
-    // The first column reads `w` only; the others `y` too; both write `y`.
-    let first = arch.vector_rate(VecOp::Fmac, DType::F32, narrow, wb, 32);
-    let next = arch.vector_rate(VecOp::Fmac, DType::F32, narrow, wb + 32, 32);
-    let first = Arch::vector_cycles(mt, first) + i + 2;
-    let next = Arch::vector_cycles(mt, next) + i + 4;
-    first + (nt as u64 - 1) * next + u64::from(nt > 1)
+impl Loop {
+    pub(super) fn new(s: &GemvSpec, arch: &Arch) -> Loop {
+        let narrow = s.compute_dtype().size_bytes() == 2;
+        let wb = s.dtype.bits();
+        Loop {
+            issue: arch.vector_issue_cycles as u64,
+            dot: arch.vector_rate(
+                VecOp::Dot,
+                DType::F32,
+                narrow,
+                if narrow { 32 } else { 64 },
+                0,
+            ),
+            dequant: arch.vector_rate(VecOp::Fmul, DType::BF16, false, wb, 16),
+            first: arch.vector_rate(VecOp::Fmac, DType::F32, narrow, wb, 32),
+            next: arch.vector_rate(VecOp::Fmac, DType::F32, narrow, wb + 32, 32),
+        }
+    }
+
+    /// A tile row's cycles in [`TileOrder::Rows`] (see [`cost`]).
+    pub(super) fn row(&self, s: &GemvSpec, no: u32, nt: u32) -> u64 {
+        let i = self.issue;
+        let dot = Arch::vector_cycles(nt, self.dot) + i + 5;
+        match s.dtype {
+            DType::I8 => dot + Arch::vector_cycles(nt, self.dequant) + i + 1,
+            DType::Mxfp4 => {
+                crate::quant::mx_pieces(no, nt)
+                    .iter()
+                    .map(|(_, len)| Arch::vector_cycles(*len, self.dequant) + i + 3)
+                    .sum::<u64>()
+                    + dot
+                    - 1
+            }
+            _ => dot,
+        }
+    }
+
+    /// A tile's cycles in [`TileOrder::Columns`], from its first column's
+    /// `ldf` to its last column's end (see [`cost`]).
+    pub(super) fn columns(&self, nt: u32, mt: u32) -> u64 {
+        let first = Arch::vector_cycles(mt, self.first) + self.issue + 2;
+        let next = Arch::vector_cycles(mt, self.next) + self.issue + 4;
+        first + (nt as u64 - 1) * next + u64::from(nt > 1)
+    }
 }
 
 /// Predicted cycles. Derivation, following the engine's semantics with
@@ -92,6 +110,7 @@ pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
         arch.ramp_latency as u64,
     );
     let order = tile_order(s, arch);
+    let tile_loop = Loop::new(s, arch);
     let mx = u64::from(s.dtype == DType::Mxfp4);
     // Batched, int8 keeps its scale's index in a register of its own (an
     // `li` a position, an `add` a row), as MXFP4 does.
@@ -103,13 +122,13 @@ pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
             .map(|(no, nt)| {
                 let x_done = (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + b * *nt as u64 - 1;
                 if order == TileOrder::Columns {
-                    let tile = columns_cycles(s, arch, *nt, *mt);
+                    let tile = tile_loop.columns(*nt, *mt);
                     return match batch {
                         1 => x_done + 1 + tile,
                         _ => x_done + 3 + b * (tile + 3),
                     };
                 }
-                let rows = *mt as u64 * row_cycles(s, arch, *no, *nt);
+                let rows = *mt as u64 * tile_loop.row(s, *no, *nt);
                 match batch {
                     1 => x_done + 2 + mx + rows,
                     _ => x_done + 3 + b * (1 + q + rows + i8 * *mt as u64 + 3),

@@ -22,8 +22,8 @@
 
 mod cost;
 
+use cost::Loop;
 pub use cost::{best_rect, cost, cost_batch};
-use cost::{columns_cycles, row_cycles};
 
 use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
 use crate::reduce::{Action, Plan, Strategy};
@@ -141,8 +141,9 @@ pub fn tile_order(s: &GemvSpec, arch: &Arch) -> TileOrder {
         return TileOrder::Rows;
     }
     let (mt, nt) = (s.m.div_ceil(s.h), s.n.div_ceil(s.w));
-    let rows = mt as u64 * row_cycles(s, arch, 0, nt);
-    match columns_cycles(s, arch, nt, mt) < rows {
+    let tile_loop = Loop::new(s, arch);
+    let rows = mt as u64 * tile_loop.row(s, 0, nt);
+    match tile_loop.columns(nt, mt) < rows {
         true => TileOrder::Columns,
         false => TileOrder::Rows,
     }
