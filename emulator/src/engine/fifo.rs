@@ -15,6 +15,13 @@ impl FifoId {
         self == FifoId::NONE
     }
 
+    /// The FIFO numbered `i` (the ids [`Fifos::add`] gives out in turn,
+    /// planned ahead of it where a machine is built in bands).
+    pub(super) fn from_index(i: u32) -> FifoId {
+        debug_assert!(i != u32::MAX, "u32::MAX is FifoId::NONE");
+        FifoId(i)
+    }
+
     /// Its index into per-FIFO tables.
     pub(super) fn index(self) -> usize {
         debug_assert!(!self.is_none(), "FifoId::NONE indexes nothing");
@@ -71,12 +78,18 @@ pub(super) struct Ring {
 }
 
 impl Fifos {
+    #[cfg(test)]
     pub(super) fn new() -> Fifos {
+        Fifos::starting_at(0, 0)
+    }
+    /// No FIFOs yet, the first to be added numbered `base`, room for
+    /// `n` of them.
+    pub(super) fn starting_at(base: u32, n: usize) -> Fifos {
         Fifos {
-            base: 0,
-            rings: Vec::new(),
+            base,
+            rings: Vec::with_capacity(n),
             slab: Vec::new(),
-            what: Vec::new(),
+            what: Vec::with_capacity(n),
         }
     }
     /// A new FIFO holding `cap` entries: its index.
@@ -114,10 +127,6 @@ impl Fifos {
     /// What FIFO `f` is.
     pub(super) fn what(&self, f: FifoId) -> FifoKind {
         self.what[self.at_index(f)]
-    }
-    /// Whether FIFO `f` is one of these.
-    pub(super) fn holds(&self, f: FifoId) -> bool {
-        (self.base..self.base + self.rings.len() as u32).contains(&f.0)
     }
     /// `f`'s place in `rings`.
     fn at_index(&self, f: FifoId) -> usize {

@@ -25,8 +25,8 @@
 //! built from the bands; a deadlock or the cycle limit is reported by
 //! the bands joined back into one machine.
 
+use super::build::FifoPlan;
 use super::*;
-use crate::engine::deferred::pool;
 use rayon::prelude::*;
 
 /// A band holds about this many PEs, and there are at least two per
@@ -93,13 +93,13 @@ pub(super) struct Links {
 }
 
 /// A link from this band into a buffer another band pops.
-struct Link {
-    fifo: FifoId,
+pub(super) struct Link {
+    pub(super) fifo: FifoId,
     /// The band that pops it.
-    band: u32,
+    pub(super) band: u32,
     /// What may still be pushed into it: its capacity less what is in it
     /// or in flight to it, as of the cycle's start, less this cycle's push.
-    room: u32,
+    pub(super) room: u32,
 }
 
 /// What one band sent the others in a cycle, per receiving band from
@@ -138,6 +138,14 @@ impl Crossings {
 }
 
 impl Links {
+    /// Band `band`'s, its links not yet connected ([`connect`]).
+    pub(super) fn new(band: usize) -> Links {
+        Links {
+            band: band as u32,
+            ..Links::default()
+        }
+    }
+
     pub(super) fn has_room(&self, link: u32) -> bool {
         self.to[link as usize].room > 0
     }
@@ -152,57 +160,71 @@ impl Links {
     }
 }
 
-/// Where to cut `m` into bands for `cfg` (the first PE of each band but
-/// the first), or `None` to step it whole: the reference engine, a
-/// recorded trace (its spans are kept in the order a whole step makes
+/// Where to cut a machine into bands for `cfg` (the first PE of each
+/// band but the first), or `None` to step it whole: the reference engine,
+/// a recorded trace (its spans are kept in the order a whole step makes
 /// them), one thread, or a grid under [`RunConfig::band_min_pes`]. The
 /// cuts balance the route entries and cores the bands hold.
-pub(super) fn cuts(m: &Machine, cfg: &RunConfig) -> Option<Vec<usize>> {
-    let pes = m.routers.at.pes();
-    if m.wake.is_none() || m.log.on || cfg.threads < 2 || pes.len() < cfg.band_min_pes.max(2) {
+pub(super) fn cuts(plan: &FifoPlan, layout: &Layout, cfg: &RunConfig) -> Option<Vec<usize>> {
+    let n = layout.code_of.len();
+    let reference = cfg.engine == crate::engine::Engine::Reference;
+    if reference || cfg.trace || cfg.threads < 2 || n < cfg.band_min_pes.max(2) {
         return None;
     }
-    let bands = (pes.len() / BAND_PES)
-        .max(2 * cfg.threads)
-        .min(pes.len())
-        .min(MAX_BANDS);
-    let weight = |pe: usize| m.routers[pe].n as u64 + 2 * m.cores[pe].is_some() as u64 + 1;
-    let total: u64 = pes.clone().map(weight).sum();
+    let bands = (n / BAND_PES).max(2 * cfg.threads).min(n).min(MAX_BANDS);
+    let weights: Vec<u64> = (0..n)
+        .into_par_iter()
+        .map(|pe| plan.routes(pe) as u64 + 2 * (layout.code_of[pe] != NONE) as u64 + 1)
+        .collect();
+    let total: u64 = weights.iter().sum();
     let mut cuts = Vec::with_capacity(bands - 1);
     let mut sum = 0;
-    for pe in pes.clone() {
+    for (pe, w) in weights.into_iter().enumerate() {
         let k = cuts.len() as u64 + 1;
         if k < bands as u64 && sum >= k * total / bands as u64 && pe > 0 {
             cuts.push(pe);
         }
-        sum += weight(pe);
+        sum += w;
     }
     (!cuts.is_empty()).then_some(cuts)
 }
 
-/// Run `bands` (from [`Machine::split`]) to the end: `run_whole`'s loop,
-/// each cycle's two phases on the pool.
-pub(super) fn run(bands: Vec<Machine<'_>>, cfg: &RunConfig) -> Result<RunResult, RunError> {
-    let mut bands: Vec<Padded<Machine<'_>>> = bands.into_iter().map(Padded).collect();
-    // The pool the JIT's deferred work would have used: a band runs its
-    // own deferred work on the thread stepping it.
-    let pool = match bands[0].compiled.pool.take() {
-        Some(p) => p,
-        None => pool(cfg.threads).map_err(|message| RunError::Input {
-            name: "--threads".into(),
-            message,
-        })?,
-    };
-    // The loop itself runs on a worker, so each phase's tasks start
-    // without waking a thread from outside the pool.
-    pool.install(|| run_on_pool(bands, cfg))
+/// Band `b`'s links (`links[b]`, from [`Machine::build`]) connected to
+/// the buffers they feed: each such buffer marked with its way back to
+/// the link, and each band told which bands can send it anything.
+pub(super) fn connect(bands: &mut [Machine<'_>], links: Vec<Vec<Link>>) {
+    let n = bands.len();
+    let mut backs: Vec<Vec<(u32, u32)>> = (0..n).map(|_| Vec::new()).collect();
+    let mut from: Vec<std::ops::Range<usize>> = (0..n).map(|b| b..b + 1).collect();
+    for (b, l) in links.iter().enumerate() {
+        for (i, link) in l.iter().enumerate() {
+            let o = link.band as usize;
+            let ring = bands[o].fifos.ring_mut(link.fifo);
+            debug_assert!(ring.link == NONE, "a buffer has one pusher");
+            ring.link = backs[o].len() as u32;
+            backs[o].push((b as u32, i as u32));
+            for (x, y) in [(b, o), (o, b)] {
+                from[x] = from[x].start.min(y)..from[x].end.max(y + 1);
+            }
+        }
+    }
+    if n == 1 {
+        return;
+    }
+    for (((m, l), back), from) in bands.iter_mut().zip(links).zip(backs).zip(from) {
+        m.bands.to = l;
+        m.bands.back = back;
+        m.bands.cross = Crossings::new(from.clone());
+        m.bands.from = from;
+    }
 }
 
-/// [`run`]'s loop, on a worker of the pool.
-fn run_on_pool(
-    mut bands: Vec<Padded<Machine<'_>>>,
-    cfg: &RunConfig,
-) -> Result<RunResult, RunError> {
+/// Run `bands` (from [`Machine::build`]) to the end: `run_whole`'s loop,
+/// each cycle's two phases on the current pool (called on a worker of
+/// it, so each phase's tasks start without waking a thread from outside
+/// the pool).
+pub(super) fn run(bands: Vec<Machine<'_>>, cfg: &RunConfig) -> Result<RunResult, RunError> {
+    let mut bands: Vec<Padded<Machine<'_>>> = bands.into_iter().map(Padded).collect();
     let n = bands.len();
     let mut now = 0;
     let mut iterations = 0u64;
@@ -417,199 +439,6 @@ impl<'p> Machine<'p> {
             self.now + 1
         } else {
             self.next_event().unwrap_or(u64::MAX)
-        }
-    }
-
-    /// This machine, fresh from [`Machine::new`] (nothing stepped yet),
-    /// as bands starting at PE 0 and at each of `cuts`.
-    pub(super) fn split(mut self, cuts: &[usize]) -> Vec<Machine<'p>> {
-        debug_assert!(self.now == 0 && self.log.spans.is_empty());
-        let n = cuts.len() + 1;
-        let band_of = |pe: usize| cuts.partition_point(|&c| c <= pe);
-        // A host output is its band's: numbered among that band's.
-        let mut outputs = vec![0u32; n];
-        let host_local: Vec<u32> = (self.host_out.iter())
-            .map(|o| {
-                let b = band_of(self.layout.pe_index(self.p.outputs[o.stream].pe));
-                outputs[b] += 1;
-                outputs[b] - 1
-            })
-            .collect();
-        // Every push across a cut becomes a link of the pushing band, and
-        // a way back from the buffer it feeds.
-        let mut links: Vec<Vec<Link>> = (0..n).map(|_| Vec::new()).collect();
-        let mut backs: Vec<Vec<(u32, u32)>> = (0..n).map(|_| Vec::new()).collect();
-        for pe in self.routers.at.pes() {
-            let b = band_of(pe);
-            let (off, len) = (
-                self.routers.at[pe].off as usize,
-                self.routers.at[pe].n as usize,
-            );
-            for e in &mut self.routers.entries[off..off + len] {
-                for d in &mut e.dests {
-                    let f = match *d {
-                        Dest::Fifo(f) => f,
-                        Dest::Host(h) => {
-                            *d = Dest::Host(host_local[h as usize]);
-                            continue;
-                        }
-                        Dest::None | Dest::Remote(_) => continue,
-                    };
-                    let ring = self.fifos.ring_mut(f);
-                    let owner = band_of(ring.owner as usize / 2);
-                    if owner == b {
-                        continue;
-                    }
-                    // A buffer fed by several of this router's entries
-                    // (one output port) has one link.
-                    if ring.link == NONE {
-                        ring.link = backs[owner].len() as u32;
-                        backs[owner].push((b as u32, links[b].len() as u32));
-                        links[b].push(Link {
-                            fifo: f,
-                            band: owner as u32,
-                            room: ring.cap - ring.len,
-                        });
-                    }
-                    *d = Dest::Remote(backs[owner][ring.link as usize].1);
-                }
-            }
-        }
-        let mut bands = Vec::with_capacity(n);
-        for (b, lo) in cuts.iter().copied().enumerate().rev() {
-            bands.push(self.split_off(lo, b as u32 + 1));
-            // Give back the room the band took (`split_off` leaves a
-            // vector's capacity as it was; a large one shrinks in place),
-            // so the split never holds the machine twice.
-            self.shrink_to_fit();
-        }
-        self.bands.band = 0;
-        bands.push(self);
-        bands.reverse();
-        let mut from: Vec<std::ops::Range<usize>> = (0..n).map(|b| b..b + 1).collect();
-        for (b, l) in links.iter().enumerate() {
-            for o in l.iter().map(|l| l.band as usize) {
-                for (x, y) in [(b, o), (o, b)] {
-                    from[x] = from[x].start.min(y)..from[x].end.max(y + 1);
-                }
-            }
-        }
-        for (((m, l), back), from) in bands.iter_mut().zip(links).zip(backs).zip(from) {
-            m.bands.to = l;
-            m.bands.back = back;
-            m.bands.cross = Crossings::new(from.clone());
-            m.bands.from = from;
-        }
-        bands
-    }
-
-    /// The PEs from `lo` on, taken off the end of this machine as band
-    /// `band` (its links are set by [`Machine::split`]).
-    fn split_off(&mut self, lo: usize, band: u32) -> Machine<'p> {
-        // This machine's FIFOs from the first that a PE from `lo` pops.
-        let f0 = self
-            .fifos
-            .rings
-            .partition_point(|r| (r.owner as usize / 2) < lo);
-        let mut rings = self.fifos.rings.split_off(f0);
-        let s0 = rings
-            .first()
-            .map_or(self.fifos.slab.len(), |r| r.off as usize);
-        for r in &mut rings {
-            r.off -= s0 as u32;
-        }
-        let fifos = Fifos {
-            base: self.fifos.base + f0 as u32,
-            rings,
-            slab: self.fifos.slab.split_off(s0),
-            what: self.fifos.what.split_off(f0),
-        };
-        let mut at = self.routers.at.split_off(lo);
-        let e0 =
-            at.v.first()
-                .map_or(self.routers.entries.len(), |r| r.off as usize);
-        for r in &mut at.v {
-            r.off -= e0 as u32;
-        }
-        let routers = Routers {
-            at,
-            entries: self.routers.entries.split_off(e0),
-        };
-        let wake = self.wake.as_mut().map(|w| {
-            let base = super::event::router_unit(lo);
-            let keep = w.list.partition_point(|&u| u < base);
-            debug_assert!(w.woken.is_empty() && w.timers.first().is_none());
-            Wake {
-                base,
-                awake: w.awake.split_off((base - w.base) as usize),
-                list: w.list.split_off(keep),
-                woken: Vec::new(),
-                spare: Vec::new(),
-                timers: Timers::new(),
-                faults: BTreeMap::new(),
-                issue_sleepers: 0,
-            }
-        });
-        let (host_in, mine): (Vec<HostIn>, Vec<HostIn>) = std::mem::take(&mut self.host_in)
-            .into_iter()
-            .partition(|h| !fifos.holds(h.fifo));
-        self.host_in = host_in;
-        let (p, layout) = (self.p, self.layout);
-        let (host_out, outs): (Vec<HostOut>, Vec<HostOut>) = std::mem::take(&mut self.host_out)
-            .into_iter()
-            .partition(|o| layout.pe_index(p.outputs[o.stream].pe) < lo);
-        self.host_out = host_out;
-        Machine {
-            p: self.p,
-            arch: self.arch,
-            layout: self.layout,
-            now: self.now,
-            fifos,
-            routers,
-            cores: self.cores.split_off(lo),
-            host_in: mine,
-            host_out: outs,
-            stats: self.stats.split_off(lo),
-            log: SpanLog {
-                on: false,
-                max: self.log.max,
-                spans: Vec::new(),
-                dropped: 0,
-            },
-            activity: self.activity,
-            horizon: self.horizon,
-            wake,
-            timing: self.timing,
-            max_cycles: self.max_cycles,
-            engine: self.engine,
-            compiled: CompiledWork {
-                jit: self.compiled.jit.clone(),
-                work: Vec::new(),
-                defer: false,
-                pool: None,
-                min_parallel_work: self.compiled.min_parallel_work,
-                // Kept only for sharing deferred work out (a band has no
-                // pool): one per code would be the program's size per band.
-                scalar_runs: Vec::new(),
-            },
-            bands: Links {
-                band,
-                ..Links::default()
-            },
-        }
-    }
-
-    fn shrink_to_fit(&mut self) {
-        self.fifos.rings.shrink_to_fit();
-        self.fifos.slab.shrink_to_fit();
-        self.fifos.what.shrink_to_fit();
-        self.routers.at.v.shrink_to_fit();
-        self.routers.entries.shrink_to_fit();
-        self.cores.v.shrink_to_fit();
-        self.stats.v.shrink_to_fit();
-        if let Some(w) = self.wake.as_mut() {
-            w.awake.shrink_to_fit();
-            w.list.shrink_to_fit();
         }
     }
 

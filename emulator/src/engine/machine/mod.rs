@@ -197,10 +197,6 @@ struct PeRows<T> {
 }
 
 impl<T> PeRows<T> {
-    fn new(v: Vec<T>) -> PeRows<T> {
-        PeRows { lo: 0, v }
-    }
-
     /// The PEs these rows cover.
     fn pes(&self) -> std::ops::Range<usize> {
         self.lo..self.lo + self.v.len()
@@ -210,14 +206,6 @@ impl<T> PeRows<T> {
     fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
         let lo = self.lo;
         self.v.iter().enumerate().map(move |(i, t)| (lo + i, t))
-    }
-
-    /// The rows from PE `at` on, taken off the end of these.
-    fn split_off(&mut self, at: usize) -> PeRows<T> {
-        PeRows {
-            lo: at,
-            v: self.v.split_off(at - self.lo),
-        }
     }
 
     /// `next`'s rows, which start where these end, appended.
@@ -421,11 +409,27 @@ pub(crate) fn run(
             limit_gib: LIMIT_GIB,
         });
     }
-    let m = Machine::new(prep, p, inputs, cfg, memory)?;
-    if let Some(cuts) = band::cuts(&m, cfg) {
-        return band::run(m.split(&cuts), cfg);
+    if cfg.threads < 2 {
+        let plan = build::FifoPlan::new(p, layout, false);
+        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, &[])?;
+        return run_whole(ms.pop().expect("one machine"), cfg);
     }
-    run_whole(m, cfg)
+    let pool = pool(cfg.threads).map_err(|message| RunError::Input {
+        name: "--threads".into(),
+        message,
+    })?;
+    // On the pool: a machine's bands are built side by side, then
+    // stepped, each phase's tasks started from a worker.
+    pool.install(|| {
+        let plan = build::FifoPlan::new(p, layout, true);
+        let cuts = band::cuts(&plan, layout, cfg);
+        let cut = cuts.as_deref().unwrap_or(&[]);
+        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, cut)?;
+        match cuts {
+            Some(_) => band::run(ms, cfg),
+            None => run_whole(ms.pop().expect("one machine"), cfg),
+        }
+    })
 }
 
 /// Whether the run was cancelled from outside (Ctrl-C), looked at every
