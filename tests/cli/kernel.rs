@@ -27,8 +27,20 @@ fn kernel_runs_a_gemv_checks_it_and_compares_with_its_cost_model() {
     );
     assert!((measured / predicted - 1.0).abs() <= 0.15, "{j}");
     assert!((j["time_us"].as_f64().unwrap() - measured / 850.0).abs() < 1e-9);
+    // The emulator's own host time, for its speed on a kernel: counted
+    // (not zero) and no more than the whole command took.
+    let host = j["emulation_seconds"].as_f64().unwrap();
+    assert!(host > 0.0 && host < 60.0, "{j}");
     let out = ok(&["kernel", "gemv", "--shape", "32x32", "--arch", "wse3"]);
     assert!(out.contains("picked: fastest by the cost model"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("emulated   in "))
+        .unwrap_or("");
+    assert!(
+        line.contains("s of host time on") && line.contains("PE-cycles a second"),
+        "{out}"
+    );
     assert!(ok(&["kernel", "--list"]).contains("gemv"));
     let e = fails(&["kernel", "gemv", "--shape", "4x4", "--rect", "8x8"]);
     assert!(e.contains("8x8 does not fit"), "{e}");

@@ -1,12 +1,14 @@
 use anyhow::bail;
 use clap::Args;
+use std::collections::BTreeMap;
 use wafer_emulator::Arch;
-use wafer_emulator::{DType, RunConfig};
+use wafer_emulator::{DType, RunConfig, RunError, RunResult};
 use wafer_kernels::KernelError;
 use wafer_kernels::argmax::{self, ArgmaxSpec};
 use wafer_kernels::attention::{self, AttentionSpec};
 use wafer_kernels::collective::{self, CollectiveOp, CollectiveSpec, Combine, Scope};
 use wafer_kernels::embedding::{self, EmbeddingSpec};
+use wafer_kernels::fragment::Fragment;
 use wafer_kernels::gemv::{self, GemvSpec};
 use wafer_kernels::reduce::Strategy;
 use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
@@ -169,28 +171,55 @@ fn shape1(a: &KernelArgs, missing: &str) -> anyhow::Result<u32> {
 }
 
 /// How the runners run their programs (`--timing-only`, `--engine`,
-/// `--threads`, Ctrl-C), handed to each.
+/// `--threads`, Ctrl-C), handed to each, and the host time their runs took.
 pub(super) struct Ctx {
     pub cfg: RunConfig,
+    /// Host nanoseconds spent in the emulator's runs (not in generating
+    /// the kernels or checking them).
+    emulating: std::sync::atomic::AtomicU64,
 }
 
 impl Ctx {
+    pub fn new(cfg: RunConfig) -> Ctx {
+        Ctx {
+            cfg,
+            emulating: Default::default(),
+        }
+    }
+
     /// Timing-only runs compute no values: there is nothing to compare.
     pub fn checking(&self) -> bool {
         !self.cfg.timing_only
     }
+
+    /// `frag` run on `arch` with `inputs`, its host time counted.
+    pub fn run(
+        &self,
+        frag: &Fragment,
+        arch: &Arch,
+        inputs: &BTreeMap<String, Vec<f32>>,
+    ) -> Result<(BTreeMap<String, Vec<f32>>, RunResult), RunError> {
+        let start = std::time::Instant::now();
+        let r = frag.run(arch, inputs, &self.cfg);
+        let ns = start.elapsed().as_nanos() as u64;
+        (self.emulating).fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+
+    /// Host seconds the runs so far took.
+    pub fn emulated_seconds(&self) -> f64 {
+        self.emulating.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+    }
 }
 
 pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
-    let how = &Ctx {
-        cfg: RunConfig {
-            timing_only: a.timing_only,
-            engine: a.engine.engine()?,
-            threads: a.engine.threads(),
-            cancel: Some(super::interrupt_flag()),
-            ..RunConfig::default()
-        },
-    };
+    let how = &Ctx::new(RunConfig {
+        timing_only: a.timing_only,
+        engine: a.engine.engine()?,
+        threads: a.engine.threads(),
+        cancel: Some(super::interrupt_flag()),
+        ..RunConfig::default()
+    });
     if a.list {
         println!("{LIST}");
         return Ok(());
@@ -310,7 +339,7 @@ fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow
         frag
     };
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+    let (outs, run) = how.run(&frag, &arch, &inputs)?;
     let want = gemv::reference_batch(
         &spec,
         &if a.transposed {
@@ -380,7 +409,7 @@ fn run_collective(
         seed: a.seed,
     };
     let frag = collective::generate(&spec, &arch)?;
-    let (outs, run) = frag.run(&arch, &frag.default_inputs(), &how.cfg)?;
+    let (outs, run) = how.run(&frag, &arch, &frag.default_inputs())?;
     let want = collective::reference(&spec, &frag.program);
     let len = spec.group_len();
     for (lane, want) in want.iter().enumerate() {
@@ -457,7 +486,7 @@ fn run_attention(
     };
     let frag = attention::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+    let (outs, run) = how.run(&frag, &arch, &inputs)?;
     let want = attention::reference(&spec, &inputs, &frag.program);
     if how.checking()
         && outs["out"]
@@ -570,7 +599,7 @@ fn run_rope(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     };
     let frag = rope::generate_batch(&spec, a.batch, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+    let (outs, run) = how.run(&frag, &arch, &inputs)?;
     let want = rope::reference_batch(&spec, &inputs, &frag.program);
     same(how, "rope", &outs["y"], &want)?;
     Ok(Report {
@@ -641,7 +670,7 @@ fn run_embedding(
     };
     let frag = embedding::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+    let (outs, run) = how.run(&frag, &arch, &inputs)?;
     let want = embedding::reference(&spec, &inputs, &frag.program);
     same(how, "embedding", &outs["y"], &want)?;
     Ok(Report {
@@ -677,7 +706,7 @@ fn run_argmax(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyh
     };
     let frag = argmax::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+    let (outs, run) = how.run(&frag, &arch, &inputs)?;
     same(
         how,
         "argmax",
@@ -705,7 +734,7 @@ fn run_router(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
     };
     let frag = router::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+    let (outs, run) = how.run(&frag, &arch, &inputs)?;
     let want = router::reference(&spec, &inputs["logits"]);
     same(how, "router", &outs["routing"], &want)?;
     Ok(Report {
@@ -725,7 +754,7 @@ fn run_vector(how: &Ctx, spec: &VectorSpec, batch: u32, arch: Arch) -> anyhow::R
         _ => Err(e),
     })?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+    let (outs, run) = how.run(&frag, &arch, &inputs)?;
     let want = vector::reference_batch(spec, batch, &inputs, &frag.program);
     if how.checking()
         && outs["y"]

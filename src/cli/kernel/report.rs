@@ -28,7 +28,7 @@ fn record(
     frag: &wafer_kernels::Fragment,
     predicted: u64,
 ) -> anyhow::Result<()> {
-    let cycles = frag.run(arch, &frag.default_inputs(), &how.cfg)?.1.cycles;
+    let cycles = how.run(&frag, arch, &frag.default_inputs())?.1.cycles;
     rows.push((what, arch.name.clone(), rect, cycles, predicted));
     Ok(())
 }
@@ -57,7 +57,7 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 };
                 let frag = gemv::generate(&spec, &arch)?;
                 let inputs = frag.default_inputs();
-                let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+                let (outs, run) = how.run(&frag, &arch, &inputs)?;
                 if outs["y"]
                     != gemv::reference(
                         &spec,
@@ -291,6 +291,7 @@ pub(super) fn print(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
             "rect_picked_by_cost_model": r.picked, "measured_cycles": r.measured, "predicted_cycles": r.predicted,
             "ratio": ratio, "time_us": time_us, "clock_hz": r.arch.clock_hz,
             "matches_reference": if how.checking() { Some(true) } else { None }, "timing_only": !how.checking(),
+            "threads": how.cfg.threads, "emulation_seconds": how.emulated_seconds(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -318,6 +319,12 @@ pub(super) fn print(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
     println!(
         "predicted  {} cycles  (measured / predicted = {ratio:.3})",
         r.predicted
+    );
+    let (host, pes) = (how.emulated_seconds(), r.rect.0 as f64 * r.rect.1 as f64);
+    println!(
+        "emulated   in {host:.3} s of host time on {} thread(s): {:.3e} PE-cycles a second",
+        how.cfg.threads,
+        pes * r.measured as f64 / host.max(1e-9)
     );
     Ok(())
 }

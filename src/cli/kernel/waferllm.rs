@@ -64,7 +64,7 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
     } else {
         Default::default()
     };
-    let (outs, run) = frag.run(&arch, &inputs, &how.cfg)?;
+    let (outs, run) = how.run(&frag, &arch, &inputs)?;
     if how.checking() {
         let x = if s.streamed {
             inputs["x"].clone()
@@ -164,7 +164,7 @@ pub(super) fn run_meshgemm(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
         }
     };
     let frag = meshgemm::generate(&s, &arch)?;
-    let (_, run) = frag.run(&arch, &Default::default(), &how.cfg)?;
+    let (_, run) = how.run(&frag, &arch, &Default::default())?;
     if how.checking() {
         let (x, w) = meshgemm::inputs(&s);
         let want = meshgemm::reference(&s, &x, &w);
@@ -198,7 +198,7 @@ pub(super) fn meshgemv_row(
 ) -> anyhow::Result<(super::report::Row, bool)> {
     let frag = meshgemv::generate(s, arch)?;
     let inputs = frag.default_inputs();
-    let (outs, run) = frag.run(arch, &inputs, &how.cfg)?;
+    let (outs, run) = how.run(&frag, arch, &inputs)?;
     let x = if s.streamed {
         inputs["x"].clone()
     } else {
