@@ -212,7 +212,7 @@ impl<'c> Decoder<'c> {
     /// [`IMAGE_CACHE_BYTES`]).
     fn image(&mut self, i: usize, cache: bool) -> Result<Memory, RunError> {
         if let Some(mem) = &self.images[i] {
-            return Ok(mem.clone());
+            return Ok(wafer_emulator::copy_memory(mem, self.cfg.threads));
         }
         let f = &self.compiled.fragments[i];
         let threads = self.cfg.threads;
@@ -220,7 +220,7 @@ impl<'c> Decoder<'c> {
         let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
         if cache && self.image_bytes + bytes <= IMAGE_CACHE_BYTES {
             self.image_bytes += bytes;
-            self.images[i] = Some(mem.clone());
+            self.images[i] = Some(wafer_emulator::copy_memory(&mem, threads));
         }
         Ok(mem)
     }

@@ -277,6 +277,12 @@ pub fn initial_memory(p: &Program, arch: &crate::Arch, threads: usize) -> Result
     Ok(sram::sram_images(p, prepare(p, arch)?.layout(), threads))
 }
 
+/// A copy of `memory` (a kept image to start a run from), made on
+/// `threads` workers.
+pub fn copy_memory(memory: &Memory, threads: usize) -> Memory {
+    sram::copy_memory(memory, threads)
+}
+
 /// Run `p` again from the SRAM a previous run of the same program left
 /// (weights, a KV cache): what a wafer keeps between invocations.
 pub fn run_resume(

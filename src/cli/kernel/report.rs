@@ -28,7 +28,7 @@ fn record(
     frag: &wafer_kernels::Fragment,
     predicted: u64,
 ) -> anyhow::Result<()> {
-    let cycles = how.run(&frag, arch, &frag.default_inputs())?.1.cycles;
+    let cycles = how.run(frag, arch, &frag.default_inputs())?.1.cycles;
     rows.push((what, arch.name.clone(), rect, cycles, predicted));
     Ok(())
 }
