@@ -265,6 +265,12 @@ impl Program {
         self.width as u64 * self.height as u64
     }
 
+    /// PEs that run a code: the ones whose cycles the emulator steps
+    /// (the rest of the rectangle only routes, or is idle).
+    pub fn placed_pes(&self) -> u64 {
+        self.placements.iter().map(|pl| pl.pes.count()).sum()
+    }
+
     /// Initial values of buffer `name` at `pe` (later data images win), as
     /// the engine loads them.
     pub fn initial_values(&self, pe: Pe, name: &str) -> Option<Vec<f32>> {

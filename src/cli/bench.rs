@@ -157,10 +157,7 @@ fn slowest_stages(
 
 /// PEs with code in each stage: the PEs a stage's cycles are counted on.
 fn stage_pes(c: &Compiled) -> Vec<u64> {
-    c.fragments
-        .iter()
-        .map(|f| f.program.placements.iter().map(|pl| pl.pes.count()).sum())
-        .collect()
+    c.fragments.iter().map(|f| f.program.placed_pes()).collect()
 }
 
 /// Decode `warmup + steps` positions from BOS, timing the last `steps`:

@@ -31,6 +31,14 @@ fn kernel_runs_a_gemv_checks_it_and_compares_with_its_cost_model() {
     // (not zero) and no more than the whole command took.
     let host = j["emulation_seconds"].as_f64().unwrap();
     assert!(host > 0.0 && host < 60.0, "{j}");
+    // Its rate counts the PEs that run code (all 16 of this tile grid)
+    // for every measured cycle.
+    let rate = j["pe_cycles_per_second"].as_f64().unwrap();
+    assert!(
+        (rate * host / measured - 16.0).abs() < 1e-6,
+        "{j}: {} PEs",
+        rate * host / measured
+    );
     let out = ok(&["kernel", "gemv", "--shape", "32x32", "--arch", "wse3"]);
     assert!(out.contains("picked: fastest by the cost model"), "{out}");
     let line = out

@@ -177,6 +177,9 @@ pub(super) struct Ctx {
     /// Host nanoseconds spent in the emulator's runs (not in generating
     /// the kernels or checking them).
     emulating: std::sync::atomic::AtomicU64,
+    /// Cycles times placed PEs of the runs so far: the work that time
+    /// stepped.
+    pe_cycles: std::sync::atomic::AtomicU64,
 }
 
 impl Ctx {
@@ -184,6 +187,7 @@ impl Ctx {
         Ctx {
             cfg,
             emulating: Default::default(),
+            pe_cycles: Default::default(),
         }
     }
 
@@ -203,7 +207,17 @@ impl Ctx {
         let r = frag.run(arch, inputs, &self.cfg);
         let ns = start.elapsed().as_nanos() as u64;
         (self.emulating).fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        if let Ok((_, run)) = &r {
+            let work = run.cycles.saturating_mul(frag.program.placed_pes());
+            (self.pe_cycles).fetch_add(work, std::sync::atomic::Ordering::Relaxed);
+        }
         r
+    }
+
+    /// Placed PEs times cycles the runs so far stepped, per host second.
+    pub fn pe_cycles_per_second(&self) -> f64 {
+        let work = self.pe_cycles.load(std::sync::atomic::Ordering::Relaxed);
+        work as f64 / self.emulated_seconds().max(1e-9)
     }
 
     /// Host seconds the runs so far took.

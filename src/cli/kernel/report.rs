@@ -292,6 +292,7 @@ pub(super) fn print(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
             "ratio": ratio, "time_us": time_us, "clock_hz": r.arch.clock_hz,
             "matches_reference": if how.checking() { Some(true) } else { None }, "timing_only": !how.checking(),
             "threads": how.cfg.threads, "emulation_seconds": how.emulated_seconds(),
+            "pe_cycles_per_second": how.pe_cycles_per_second(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -320,11 +321,11 @@ pub(super) fn print(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
         "predicted  {} cycles  (measured / predicted = {ratio:.3})",
         r.predicted
     );
-    let (host, pes) = (how.emulated_seconds(), r.rect.0 as f64 * r.rect.1 as f64);
     println!(
-        "emulated   in {host:.3} s of host time on {} thread(s): {:.3e} PE-cycles a second",
+        "emulated   in {:.3} s of host time on {} thread(s): {:.3e} PE-cycles a second",
+        how.emulated_seconds(),
         how.cfg.threads,
-        pes * r.measured as f64 / host.max(1e-9)
+        how.pe_cycles_per_second()
     );
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! Stepping a machine in bands of PEs, on several threads.
 //!
 //! A run on an event-driven engine without a trace, with `--threads`
-//! above 1, splits the machine into bands: ranges of PEs in index order
-//! (a few rows each on a large grid), each with its routers, cores,
-//! counters, host streams and the FIFOs they pop. Every cycle then has
+//! above 1, is built as bands ([`Machine::build`]): ranges of PEs in
+//! index order (a few rows each on a large grid), each with its routers,
+//! cores, counters, host streams and the FIFOs they pop. Every cycle then has
 //! two phases, each handed to the rayon pool as runs of bands:
 //! 1. every band with something due steps its host inputs and its awake
 //!    units, as the whole machine would. A router's push into a buffer

@@ -328,7 +328,19 @@ impl Shared<'_> {
         let mut ramp_up = vec![FifoId::NONE; colors];
         for c in &layout.code_colors[ci].produced {
             let f = self.plan.at(pe, c.0 as usize, Port::Ramp);
-            // Its producer may be stalled on it being full.
+            // Its producer may be stalled on it being full. The verifier
+            // refuses a send on a color the router takes no wavelet from
+            // the ramp on, so the buffer exists; a build that slips past
+            // it must fail here, not write through FifoId::NONE.
+            if f == FifoId::NONE {
+                return Err(RunError::Input {
+                    name: "program".into(),
+                    message: format!(
+                        "{at}: code `{}` sends on {c} but the router has no route for {c} from the ramp (R)",
+                        code.name
+                    ),
+                });
+            }
             fifos.ring_mut(f).pop_wake = core_unit(pe);
             ramp_up[c.0 as usize] = f;
         }
@@ -406,7 +418,8 @@ impl<'p> Machine<'p> {
     /// starting at PE 0 and at each of `cuts`, each with the host streams
     /// and outputs of its PEs and its links into the others' buffers.
     /// Bands are built side by side on the current pool, a whole machine
-    /// on this thread. Of
+    /// on this thread; `pool`, the pool a run on several threads holds,
+    /// serves a whole machine's deferred JIT work. Of
     /// several bands' errors, the lowest band's is returned: the first a
     /// whole machine's build, in PE order, would have met.
     pub(super) fn build(
@@ -417,6 +430,7 @@ impl<'p> Machine<'p> {
         memory: Option<Memory>,
         plan: &FifoPlan,
         cuts: &[usize],
+        pool: Option<&std::sync::Arc<rayon::ThreadPool>>,
     ) -> Result<Vec<Machine<'p>>, RunError> {
         let (arch, layout) = (prep.arch(), prep.layout());
         let n = layout.code_of.len();
@@ -485,11 +499,8 @@ impl<'p> Machine<'p> {
         let jit = if compiles { Some(prep.jit()?) } else { None };
         // A whole machine shares its JIT's deferred work out over the
         // threads; a band runs its own on the thread stepping it.
-        let pool = match compiles && whole && cfg.threads > 1 {
-            true => Some(pool(cfg.threads).map_err(|message| RunError::Input {
-                name: "--threads".into(),
-                message,
-            })?),
+        let pool = match compiles && whole {
+            true => pool.cloned(),
             false => None,
         };
         let mut host_in: Vec<Vec<HostIn>> = (0..ranges.len()).map(|_| Vec::new()).collect();

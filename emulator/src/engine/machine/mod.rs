@@ -411,7 +411,7 @@ pub(crate) fn run(
     }
     if cfg.threads < 2 {
         let plan = build::FifoPlan::new(p, layout, false);
-        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, &[])?;
+        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, &[], None)?;
         return run_whole(ms.pop().expect("one machine"), cfg);
     }
     let pool = pool(cfg.threads).map_err(|message| RunError::Input {
@@ -424,7 +424,7 @@ pub(crate) fn run(
         let plan = build::FifoPlan::new(p, layout, true);
         let cuts = band::cuts(&plan, layout, cfg);
         let cut = cuts.as_deref().unwrap_or(&[]);
-        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, cut)?;
+        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, cut, Some(&pool))?;
         match cuts {
             Some(_) => band::run(ms, cfg),
             None => run_whole(ms.pop().expect("one machine"), cfg),
