@@ -413,15 +413,22 @@ fn host_inputs(
     Ok(host_in)
 }
 
+/// How a machine is built: whole, or as bands.
+pub(super) enum Split<'a> {
+    /// One machine; the pool of a run on several threads serves its
+    /// deferred JIT work.
+    Whole(Option<&'a std::sync::Arc<rayon::ThreadPool>>),
+    /// Bands starting at PE 0 and at each of these PEs (ascending).
+    Bands(&'a [usize]),
+}
+
 impl<'p> Machine<'p> {
-    /// The machine for `p`: whole where `cuts` is empty, else as bands
-    /// starting at PE 0 and at each of `cuts`, each with the host streams
-    /// and outputs of its PEs and its links into the others' buffers.
-    /// Bands are built side by side on the current pool, a whole machine
-    /// on this thread; `pool`, the pool a run on several threads holds,
-    /// serves a whole machine's deferred JIT work. Of
-    /// several bands' errors, the lowest band's is returned: the first a
-    /// whole machine's build, in PE order, would have met.
+    /// The machine for `p`, as `split` says: each band with the host
+    /// streams and outputs of its PEs and its links into the others'
+    /// buffers. Bands are built side by side on the current pool, a whole
+    /// machine on this thread. Of several bands' errors, the lowest
+    /// band's is returned: the first a whole machine's build, in PE
+    /// order, would have met.
     pub(super) fn build(
         prep: &'p Prepared,
         p: &'p Program,
@@ -429,9 +436,12 @@ impl<'p> Machine<'p> {
         cfg: &RunConfig,
         memory: Option<Memory>,
         plan: &FifoPlan,
-        cuts: &[usize],
-        pool: Option<&std::sync::Arc<rayon::ThreadPool>>,
+        split: Split<'_>,
     ) -> Result<Vec<Machine<'p>>, RunError> {
+        let (cuts, pool) = match split {
+            Split::Whole(pool) => (&[][..], pool),
+            Split::Bands(cuts) => (cuts, None),
+        };
         let (arch, layout) = (prep.arch(), prep.layout());
         let n = layout.code_of.len();
         let mut memory = match memory {

@@ -411,7 +411,15 @@ pub(crate) fn run(
     }
     if cfg.threads < 2 {
         let plan = build::FifoPlan::new(p, layout, false);
-        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, &[], None)?;
+        let mut ms = Machine::build(
+            prep,
+            p,
+            inputs,
+            cfg,
+            memory,
+            &plan,
+            build::Split::Whole(None),
+        )?;
         return run_whole(ms.pop().expect("one machine"), cfg);
     }
     let pool = pool(cfg.threads).map_err(|message| RunError::Input {
@@ -423,8 +431,11 @@ pub(crate) fn run(
     pool.install(|| {
         let plan = build::FifoPlan::new(p, layout, true);
         let cuts = band::cuts(&plan, layout, cfg);
-        let cut = cuts.as_deref().unwrap_or(&[]);
-        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, cut, Some(&pool))?;
+        let split = match cuts.as_deref() {
+            Some(cuts) => build::Split::Bands(cuts),
+            None => build::Split::Whole(Some(&pool)),
+        };
+        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, split)?;
         match cuts {
             Some(_) => band::run(ms, cfg),
             None => run_whole(ms.pop().expect("one machine"), cfg),
