@@ -70,6 +70,14 @@ fn meets(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> bool {
     a.0 <= b.2 && b.0 <= a.2 && a.1 <= b.3 && b.1 <= a.3
 }
 
+/// The modelled cycles of a hand-off whose longest route is `hops` long
+/// and whose consumer's longest input stream is `longest` wavelets: the
+/// first wavelet's trip up a ramp, along the route and down a ramp, then
+/// one cycle per wavelet of that stream.
+pub fn handoff_cycles(arch: &Arch, hops: u32, longest: u64) -> u64 {
+    hops as u64 * arch.hop_latency as u64 + 2 * arch.ramp_latency as u64 + longest
+}
+
 /// Route `stages` (one wafer's) placed at `sites`; `arrives` are the
 /// values made on an earlier wafer (none on a single wafer).
 pub fn route(
@@ -126,7 +134,7 @@ pub fn route(
         let cycles = if outs.is_empty() {
             0
         } else {
-            hops as u64 * arch.hop_latency as u64 + 2 * arch.ramp_latency as u64 + longest
+            handoff_cycles(arch, hops, longest)
         };
         // The lowest hand-off color no meeting path of this configuration uses.
         let mut color = kernel_colors;

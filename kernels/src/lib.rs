@@ -14,8 +14,11 @@
 //! GEMV dequantizes on the PE. Most of them combine partial results along rows or
 //! columns with the [`line_reduce`] building block, in the order a
 //! [`reduce`] plan gives. [`calibration`] reproduces published hardware
-//! measurements with them.
+//! measurements with them. [`abut`] joins two kernels into one program,
+//! the first's output streaming into the second's input across their
+//! shared edge.
 
+pub mod abut;
 pub mod argmax;
 pub mod attention;
 pub mod calibration;

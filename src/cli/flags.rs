@@ -114,6 +114,25 @@ pub fn dims(flag: &str, s: &str) -> anyhow::Result<(u32, u32)> {
         })
 }
 
+/// `AxBxC` with every side at least 1 (and within `u32`).
+pub fn dims3(flag: &str, s: &str) -> anyhow::Result<[u32; 3]> {
+    let parts: Vec<&str> = s.split('x').collect();
+    let bad = || {
+        anyhow::anyhow!(
+            "{flag} `{}`: expected AxBxC, three positive integers",
+            shown(s)
+        )
+    };
+    let [a, b, c] = parts[..] else {
+        return Err(bad());
+    };
+    let num = |v: &str| {
+        count32::<1, { u32::MAX as u64 }>(v)
+            .map_err(|e| anyhow::anyhow!("{flag} `{}`: {e}", shown(s)))
+    };
+    Ok([num(a)?, num(b)?, num(c)?])
+}
+
 /// Whether `path` can be written, checked before the work whose result
 /// goes there: an existing file is opened for writing (not truncated),
 /// a new one is created and removed again.

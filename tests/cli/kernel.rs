@@ -78,6 +78,57 @@ fn kernel_runs_a_gemv_checks_it_and_compares_with_its_cost_model() {
     assert!(e.contains("unknown kernel `no-such-kernel`"), "{e}");
 }
 
+/// Two GEMVs as one program: checked against the product of the
+/// references, faster than the two apart, and the compiler's model of them
+/// as stages is theirs plus its hand-off formula.
+#[test]
+fn kernel_runs_a_gemv_pair_as_one_program() {
+    let j = json(&ok(&[
+        "kernel",
+        "gemv_pair",
+        "--shape",
+        "48x64x40",
+        "--rect",
+        "4x8",
+        "--arch",
+        "wse2",
+        "--dtype",
+        "bf16",
+        "--strategy",
+        "tree",
+        "--json",
+    ]));
+    assert_eq!(j["matches_reference"], true, "{j}");
+    assert_eq!(j["rect"], serde_json::json!([8, 8]), "{j}");
+    let at = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("{k}: {j}"));
+    let (pair, first, second) = (
+        at("measured_cycles"),
+        at("first_alone_cycles"),
+        at("second_alone_cycles"),
+    );
+    assert!(first < pair && pair < first + second, "{j}");
+    // 8 hops from W1's south-east corner to W2's north-west one, a ramp
+    // at each end, then 64 / 8 wavelets a row.
+    let arch = wafer_emulator::Arch::wse2();
+    let handoff = 8 * arch.hop_latency as u64 + 2 * arch.ramp_latency as u64 + 8;
+    assert_eq!(at("handoff_model_cycles"), handoff, "{j}");
+    assert_eq!(at("as_stages_cycles"), first + second + handoff, "{j}");
+    let out = ok(&[
+        "kernel",
+        "gemv_pair",
+        "--shape",
+        "16x24x8",
+        "--rect",
+        "2x4",
+        "--timing-only",
+    ]);
+    assert!(out.contains("as stages") && out.contains("less"), "{out}");
+    let e = fails(&["kernel", "gemv_pair", "--shape", "16x24"]);
+    assert!(e.contains("AxBxC") && e.contains("KxMxN"), "{e}");
+    let e = fails(&["kernel", "gemv_pair", "--shape", "16x24x8", "--transposed"]);
+    assert!(e.contains("--transposed"), "{e}");
+}
+
 #[test]
 fn kernel_runs_collectives() {
     for op in ["broadcast", "reduce", "allreduce", "gather"] {

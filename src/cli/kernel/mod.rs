@@ -14,6 +14,7 @@ use wafer_kernels::reduce::Strategy;
 use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
 use wafer_kernels::vector::{self, VectorOp, VectorSpec};
 
+mod pair;
 mod report;
 mod waferllm;
 
@@ -100,6 +101,9 @@ const LIST: &str = "gemv       y = W·x, W tiled over the rectangle, x down the 
            --shape MxN (rows × columns)  --dtype f32|f16|bf16|int8|mxfp4 (weights; x stored alike, bf16 when quantized, sums in f32)
            --rect WxH (PE columns × rows)  --strategy chain | tree | tree:K  --transposed (x from the west, y to the south)
            (every kernel but the collectives picks its rectangle by its cost model when --rect is omitted)
+gemv_pair  y = W2·(W1·x) as one program: W2 mirrored east of W1, W1's y rows streamed into W2's x
+           rows across the seam; against the two apart and as the compiler's consecutive stages
+           --shape KxMxN (W2 KxM, W1 MxN)  --dtype f32|f16|bf16  --rect WxH (W1's; W2 takes WxH beside it)
 meshgemv   WaferLLM's MeshGEMV: y = x·W with x and W in SRAM, a 16-bit AXPY loop per PE, then its
            two-phase allreduce down the columns and a broadcast (every PE ends with its column's y)
            --shape MxN  --dtype f16|bf16  --rect WxH  --group-num G (rows split in G groups)
@@ -268,6 +272,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     let arch = super::machine(&a.arch, None)?;
     let strategy = Strategy::parse(&a.strategy)?;
     let report = match name {
+        "gemv_pair" => return pair::run(how, &a, arch, strategy),
         "gemv" => run_gemv(how, &a, arch, strategy)?,
         "meshgemv" => waferllm::run_meshgemv(how, &a, arch)?,
         "meshgemm" => waferllm::run_meshgemm(how, &a, arch)?,

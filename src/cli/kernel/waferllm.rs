@@ -117,18 +117,8 @@ pub(super) fn run_meshgemm(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
         .shape
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("meshgemm needs --shape MxKxN (X is MxK, W is KxN)"))?;
-    let parts: Vec<&str> = shape.split('x').collect();
-    let [m, k, n] = parts[..] else {
-        anyhow::bail!(
-            "--shape `{}`: meshgemm takes MxKxN, three positive integers",
-            super::super::flags::shown(shape)
-        );
-    };
-    let num = |v: &str| {
-        super::super::flags::count32::<1, { u32::MAX as u64 }>(v)
-            .map_err(|e| anyhow::anyhow!("--shape `{}`: {e}", super::super::flags::shown(shape)))
-    };
-    let (m, k, n) = (num(m)?, num(k)?, num(n)?);
+    let [m, k, n] = super::super::flags::dims3("--shape", shape)
+        .map_err(|e| anyhow::anyhow!("{e}: meshgemm takes MxKxN (X is MxK, W is KxN)"))?;
     let dtype = sixteen_bit(a)?;
     let spec = |p: u32| MeshGemmSpec {
         m,

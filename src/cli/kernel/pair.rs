@@ -1,0 +1,161 @@
+//! `wafer kernel gemv_pair`: two GEMVs as one program, the first's y
+//! streaming into the second's x across their shared edge
+//! ([`wafer_kernels::abut`]), against the same two run apart and against
+//! the compiler's model of them as consecutive stages.
+
+use super::{Ctx, KernelArgs, dims, float_dtype};
+use anyhow::bail;
+use serde_json::json;
+use std::collections::BTreeMap;
+use wafer_emulator::Arch;
+use wafer_kernels::abut::abut;
+use wafer_kernels::gemv::{self, GemvSpec};
+use wafer_kernels::reduce::Strategy;
+
+pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<()> {
+    let shape = a
+        .shape
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("gemv_pair needs --shape KxMxN (W2 is KxM, W1 MxN)"))?;
+    let [k, m, n] = super::super::flags::dims3("--shape", shape)
+        .map_err(|e| anyhow::anyhow!("{e}: gemv_pair takes KxMxN (W2 is KxM, W1 MxN)"))?;
+    if a.transposed {
+        bail!("--transposed: gemv_pair mirrors W2 itself (W1 is never mirrored); leave it out");
+    }
+    let dtype = float_dtype(a)?;
+    let (w, h, picked) = match &a.rect {
+        Some(r) => {
+            let (w, h) = dims(r, "--rect")?;
+            (w, h, false)
+        }
+        None => {
+            let (w, h, _) = gemv::best_rect(m, n, dtype, strategy, &arch).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no rectangle of machine `{}` holds W1, a {m}x{n} {dtype} GEMV",
+                    arch.name
+                )
+            })?;
+            (w, h, true)
+        }
+    };
+    if 2 * w > arch.grid_cols {
+        bail!(
+            "--rect {w}x{h}: the pair takes {}x{h} PEs, the machine `{}` has {} columns: a narrower --rect",
+            2 * w,
+            arch.name,
+            arch.grid_cols
+        );
+    }
+    // W2's x blocks are W1's y blocks (its h rows); mirrored, it is as
+    // wide as W1.
+    let first = GemvSpec {
+        m,
+        n,
+        dtype,
+        w,
+        h,
+        strategy,
+        seed: a.seed,
+    };
+    let second = GemvSpec {
+        m: k,
+        n: m,
+        dtype,
+        w: h,
+        h: w,
+        strategy,
+        seed: a.seed.wrapping_add(7),
+    };
+    let fa = gemv::generate(&first, &arch).map_err(|e| anyhow::anyhow!("W1: {e}"))?;
+    let mut fb = gemv::generate(&second, &arch).map_err(|e| anyhow::anyhow!("W2: {e}"))?;
+    let (wa, wb) = (
+        gemv::weights(&first, &arch, &fa.program),
+        gemv::weights(&second, &arch, &fb.program),
+    );
+    if how.checking() {
+        // Seeded weights are a function of the PE: held as values, W2's
+        // survive the shift east of W1.
+        gemv::load_weights(&second, &arch, &mut fb, &wb)?;
+    }
+    let fb = fb.transposed();
+    let x = fa.default_inputs();
+    let (ya, ra) = how.run(&fa, &arch, &x)?;
+    let xb = match how.checking() {
+        true => BTreeMap::from([("x".to_string(), ya["y"].clone())]),
+        false => fb.default_inputs(),
+    };
+    let (_, rb) = how.run(&fb, &arch, &xb)?;
+    let longest = (fb.inputs[0].segments.iter())
+        .map(|s| s.len)
+        .max()
+        .unwrap_or(0) as u64;
+    let pair = abut(fa, fb, "y", "x")?;
+    let (y, run) = how.run(&pair, &arch, &x)?;
+    if how.checking() {
+        let want = gemv::reference(&second, &wb, &gemv::reference(&first, &wa, &x["x"]));
+        if y["y"] != want {
+            bail!(
+                "the pair's y differs from the reference: a bug in abut, the GEMV kernel or the engine"
+            );
+        }
+    }
+    // As the compiler runs consecutive stages: one after the other, the
+    // hand-off between them its formula, from W1's south-east corner to
+    // W2's north-west one, h hops away.
+    let handoff = wafer_compiler::route::handoff_cycles(&arch, h, longest);
+    let staged = ra.cycles + handoff + rb.cycles;
+    let (us, saved) = (
+        arch.cycles_to_us(run.cycles),
+        1.0 - run.cycles as f64 / staged as f64,
+    );
+    let what = format!("gemv pair {k}x{m}x{n} {dtype}, {strategy} reduction");
+    if a.json {
+        let out = json!({
+            "kernel": what, "arch": arch.name, "rect": [2 * w, h], "rect_picked_by_cost_model": picked,
+            "measured_cycles": run.cycles, "time_us": us,
+            "first_alone_cycles": ra.cycles, "second_alone_cycles": rb.cycles,
+            "handoff_model_cycles": handoff, "as_stages_cycles": staged, "saved_fraction": saved,
+            "matches_reference": if how.checking() { Some(true) } else { None }, "timing_only": !how.checking(),
+            "threads": how.cfg.threads, "emulation_seconds": how.emulated_seconds(),
+            "pe_cycles_per_second": how.pe_cycles_per_second(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let by = if picked {
+        " (W1's picked by the cost model)"
+    } else {
+        ""
+    };
+    println!("kernel     {what} on {}", arch.name);
+    println!(
+        "           y = W2·(W1·x): W1 {m}x{n} on {w}x{h} PEs, W2 {k}x{m} mirrored on {w}x{h} east of it"
+    );
+    println!("rect       {}x{h} PEs{by}", 2 * w);
+    match how.checking() {
+        true => println!("check      matches the reference bit for bit ({k} values)"),
+        false => println!("check      none: --timing-only computes no values"),
+    }
+    println!(
+        "measured   {} cycles  ({us:.3} µs at {:.2} GHz) as one program, W1's y streamed into W2 row by row",
+        run.cycles,
+        arch.clock_hz / 1e9
+    );
+    println!(
+        "apart      W1 {} + W2 {} = {} cycles, each run alone, fed by the host",
+        ra.cycles,
+        rb.cycles,
+        ra.cycles + rb.cycles
+    );
+    println!(
+        "as stages  {staged} cycles: W1, a hand-off of {handoff} cycles as the compiler models it (an estimate: {h} hops, {longest} wavelets), W2; the pair takes {:.1}% less",
+        100.0 * saved
+    );
+    println!(
+        "emulated   in {:.3} s of host time on {} thread(s) (the pair and each alone): {:.3e} PE-cycles a second",
+        how.emulated_seconds(),
+        how.cfg.threads,
+        how.pe_cycles_per_second()
+    );
+    Ok(())
+}
