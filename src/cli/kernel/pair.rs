@@ -66,16 +66,22 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         strategy,
         seed: a.seed.wrapping_add(7),
     };
+    // W2 is generated unmirrored, so on the machine mirrored too.
+    let mirror = Arch {
+        grid_cols: arch.grid_rows,
+        grid_rows: arch.grid_cols,
+        ..arch.clone()
+    };
     let fa = gemv::generate(&first, &arch).map_err(|e| anyhow::anyhow!("W1: {e}"))?;
-    let mut fb = gemv::generate(&second, &arch).map_err(|e| anyhow::anyhow!("W2: {e}"))?;
+    let mut fb = gemv::generate(&second, &mirror).map_err(|e| anyhow::anyhow!("W2: {e}"))?;
     let (wa, wb) = (
         gemv::weights(&first, &arch, &fa.program),
-        gemv::weights(&second, &arch, &fb.program),
+        gemv::weights(&second, &mirror, &fb.program),
     );
     if how.checking() {
         // Seeded weights are a function of the PE: held as values, W2's
         // survive the shift east of W1.
-        gemv::load_weights(&second, &arch, &mut fb, &wb)?;
+        gemv::load_weights(&second, &mirror, &mut fb, &wb)?;
     }
     let fb = fb.transposed();
     let x = fa.default_inputs();
