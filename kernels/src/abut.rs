@@ -19,6 +19,9 @@
 //! row with the same elements and dtype. The east fragment's colors are
 //! renamed: each connected input takes the color its row's output arrives
 //! on, the rest take colors above all of the west fragment's.
+//! [`abut_south`] joins a south edge to a north edge by columns the same
+//! way, so a chain can turn: a GEMV's y leaves east by rows, a mirrored
+//! GEMV's south by columns.
 
 use crate::{Fragment, KernelError, TensorPort};
 use std::sync::Arc;
@@ -26,8 +29,9 @@ use wafer_emulator::program::{CodeId, HostStream};
 use wafer_emulator::{Pe, Port, Program};
 
 /// `west` and `east` as one fragment: `east` shifted right by `west`'s
-/// width, `west`'s output port `out` feeding `east`'s input port `input`
-/// row by row. The result's ports are the rest of both fragments' ports.
+/// width (and down, where `west`'s output leaves lower rows than `east`'s
+/// input enters), `west`'s output port `out` feeding `east`'s input port
+/// `input` row by row. The result's ports are the rest of both fragments' ports.
 ///
 /// Seeded random data (`DataInit::Random`) is a function of the PE, so
 /// `east`'s seeded values change with the shift; load explicit values
@@ -68,6 +72,7 @@ pub fn abut(
     }
     // Each output stream, the input stream it feeds, and the colors.
     let mut joined: Vec<(&HostStream, &HostStream)> = Vec::new();
+    let mut down: Option<u32> = None;
     for (a, b) in from.segments.iter().zip(&into.segments) {
         let sa = stream(&wp.outputs, &a.stream)?;
         let sb = stream(&ep.inputs, &b.stream)?;
@@ -85,9 +90,17 @@ pub fn abut(
         }
         let leaves = sa.port == Port::E && sa.pe.x + 1 == wp.width;
         let enters = sb.port == Port::W && sb.pe.x == 0;
-        if !leaves || !enters || sa.pe.y != sb.pe.y || sa.dtype != sb.dtype {
+        // The east fragment sits as far down as its first joined row
+        // needs; every other joined row must then line up too.
+        let dy = *down.get_or_insert(sa.pe.y.wrapping_sub(sb.pe.y));
+        if !leaves
+            || !enters
+            || sa.pe.y < sb.pe.y
+            || sa.pe.y - sb.pe.y != dy
+            || sa.dtype != sb.dtype
+        {
             return Err(bad(format!(
-                "`{}` leaves {} by {:?} as {}, `{}` enters {} by {:?} as {}: they must meet across the edge on one row in one dtype",
+                "`{}` leaves {} by {:?} as {}, `{}` enters {} by {:?} as {}: each must meet its output across the edge, rows lined up (the east fragment no higher than the west one), in one dtype",
                 sa.name, sa.pe, sa.port, sa.dtype, sb.name, sb.pe, sb.port, sb.dtype
             )));
         }
@@ -147,11 +160,15 @@ pub fn abut(
         .map(|(a, b)| (a.name.clone(), b.name.clone()))
         .collect();
     let east = east.with_colors(&colors)?;
-    let (dx, codes) = (west.program.width, west.program.codes.len() as u32);
+    let (dx, dy, codes) = (
+        west.program.width,
+        down.unwrap_or(0),
+        west.program.codes.len() as u32,
+    );
     let mut p: Program = (*west.program).clone();
     let e: &Program = &east.program;
     p.width += e.width;
-    p.height = p.height.max(e.height);
+    p.height = p.height.max(dy + e.height);
     p.outputs
         .retain(|h| !joined_names.iter().any(|j| j.0 == h.name));
     // The east fragment's names, made distinct from the west one's.
@@ -163,7 +180,10 @@ pub fn abut(
         c.name = name;
         p.codes.push(c);
     }
-    let shift = |pes: &mut wafer_emulator::PeRect| pes.x += dx;
+    let shift = |pes: &mut wafer_emulator::PeRect| {
+        pes.x += dx;
+        pes.y += dy;
+    };
     for pl in &e.placements {
         let mut pl = pl.clone();
         shift(&mut pl.pes);
@@ -188,7 +208,7 @@ pub fn abut(
             renamed.push((h.name.clone(), name.clone()));
         }
         h.name = name;
-        h.pe = Pe::new(h.pe.x + dx, h.pe.y);
+        h.pe = Pe::new(h.pe.x + dx, h.pe.y + dy);
         to.push(h);
     };
     let names: Vec<String> = (p.inputs.iter().chain(&p.outputs))
@@ -238,6 +258,20 @@ pub fn abut(
             .collect(),
         state,
     })
+}
+
+/// `north` and `south` as one fragment: `south` shifted down by
+/// `north`'s height (and right, to the columns `out` leaves by), `north`'s output port `out` (leaving its south edge
+/// by columns, as a mirrored GEMV's y does) feeding `south`'s input port
+/// `input` (entering its north edge by columns, as a GEMV's x does)
+/// column by column. [`abut`] of the two mirrored, mirrored back.
+pub fn abut_south(
+    north: Fragment,
+    south: Fragment,
+    out: &str,
+    input: &str,
+) -> Result<Fragment, KernelError> {
+    Ok(abut(north.transposed(), south.transposed(), out, input)?.transposed())
 }
 
 fn port<'a>(ports: &'a [TensorPort], name: &str) -> Option<&'a TensorPort> {

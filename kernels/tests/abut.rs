@@ -2,6 +2,7 @@
 //! first's output streams into the second's input across their shared
 //! edge, and the values are those of running them one after the other.
 
+use proptest::prelude::*;
 use wafer_emulator::{Arch, DType, Engine, RunConfig};
 use wafer_kernels::abut::abut;
 use wafer_kernels::gemv::{self, GemvSpec};
@@ -111,4 +112,112 @@ fn fragments_that_do_not_meet_are_refused_with_the_reason() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("no output `z`"), "{e}");
+}
+
+/// A chain that turns: a GEMV, a SiLU down a column beside it, a mirrored
+/// GEMV beside that (y out of its south edge by columns), and a GEMV
+/// under it taking that y as its x from the north. One program, the
+/// product of the four references, bit for bit on every engine.
+#[test]
+fn a_chain_of_four_kernels_turns_south_and_matches_the_references() {
+    use wafer_kernels::abut::abut_south;
+    use wafer_kernels::vector::{self, VectorOp, VectorSpec};
+    let arch = Arch::wse3();
+    let (a, b) = specs(DType::F32);
+    // Explicit weights: seeded ones are a function of the PE.
+    let explicit = |s: &GemvSpec| {
+        let mut f = gemv::generate(s, &arch).unwrap();
+        let w = gemv::weights(s, &arch, &f.program);
+        gemv::load_weights(s, &arch, &mut f, &w).unwrap();
+        (f, w)
+    };
+    let (fa, wa) = explicit(&a);
+    let silu = VectorSpec {
+        op: VectorOp::Silu,
+        n: a.m,
+        h: a.h,
+        strategy: Reduce::Chain,
+        eps: 1e-5,
+        seed: 3,
+    };
+    let fs = vector::generate(&silu, &arch).unwrap();
+    let (fb, wb) = explicit(&b);
+    // Under the mirrored second GEMV (3 columns carrying its 18 outputs):
+    // a 10 × 18 GEMV on 3 × 2 PEs.
+    let c = GemvSpec {
+        m: 10,
+        n: 18,
+        dtype: DType::F32,
+        w: 3,
+        h: 2,
+        strategy: Reduce::Chain,
+        seed: 4,
+    };
+    let (fc, wc) = explicit(&c);
+    let x = fa.default_inputs();
+    let ya = gemv::reference(&a, &wa, &x["x"]);
+    let ys = vector::reference(&silu, &[("a".to_string(), ya)].into(), &fs.program);
+    let want = gemv::reference(&c, &wc, &gemv::reference(&b, &wb, &ys));
+
+    let two = abut(fa, fs, "y", "a").unwrap();
+    let three = abut(two, fb.transposed(), "y", "x").unwrap();
+    let four = abut_south(three, fc, "y", "x").unwrap();
+    assert_eq!(
+        (four.program.width, four.program.height),
+        (4 + 1 + 3, 6 + 2)
+    );
+    let mut cycles = Vec::new();
+    for (engine, threads) in [
+        (Engine::Reference, 1),
+        (Engine::Interp, 2),
+        (Engine::Jit, 3),
+    ] {
+        let cfg = RunConfig {
+            engine,
+            threads,
+            ..RunConfig::default()
+        };
+        let (y, r) = four.run(&arch, &x, &cfg).unwrap();
+        assert_eq!(y["y"], want, "{engine:?}, {threads} thread(s)");
+        cycles.push(r.cycles);
+    }
+    assert!(cycles.iter().all(|c| *c == cycles[0]), "{cycles:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Any two GEMVs whose rows line up, abutted: the product of the two
+    /// references bit for bit, the same cycles on the interpreter and on
+    /// the JIT over two threads, and later than the first alone (every
+    /// output of the second needs all of the first's).
+    #[test]
+    fn abutted_gemvs_match_the_references_on_every_engine(
+        m in 1u32..30, n in 1u32..30, k in 1u32..20, w in 1u32..6, h in 1u32..6, w2 in 1u32..5,
+        dtype in prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16)],
+        tree in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let strategy = if tree { Reduce::Tree { k: 2 } } else { Reduce::Chain };
+        let h = h.min(m);
+        let a = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h, strategy, seed };
+        let b = GemvSpec { m: k, n: m, dtype, w: h, h: w2.min(k), strategy, seed: seed ^ 1 };
+        prop_assume!(gemv::cols_ok(m, dtype, h));
+        let arch = Arch::wse2();
+        let fa = gemv::generate(&a, &arch).unwrap();
+        let mut fb = gemv::generate(&b, &arch).unwrap();
+        let (wa, wb) = (gemv::weights(&a, &arch, &fa.program), gemv::weights(&b, &arch, &fb.program));
+        gemv::load_weights(&b, &arch, &mut fb, &wb).unwrap();
+        let x = fa.default_inputs();
+        let (_, alone) = fa.run(&arch, &x, &RunConfig::default()).unwrap();
+        let pair = abut(fa, fb.transposed(), "y", "x").unwrap();
+        let want = gemv::reference(&b, &wb, &gemv::reference(&a, &wa, &x["x"]));
+        let run = |engine, threads| {
+            let cfg = RunConfig { engine, threads, ..RunConfig::default() };
+            pair.run(&arch, &x, &cfg).unwrap()
+        };
+        let ((yi, ri), (yj, rj)) = (run(Engine::Interp, 1), run(Engine::Jit, 2));
+        prop_assert_eq!(&yi["y"], &want);
+        prop_assert_eq!(&yj["y"], &want);
+        prop_assert_eq!(ri.cycles, rj.cycles);
+        prop_assert!(ri.cycles > alone.cycles, "pair {} first alone {}", ri.cycles, alone.cycles);
+    }
 }
