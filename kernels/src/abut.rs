@@ -106,25 +106,22 @@ pub fn abut(
         }
         joined.push((sa, sb));
     }
-    // Nothing else may cross the seam: the rest of the west fragment's
-    // outputs leave elsewhere, the rest of the east one's enter elsewhere.
-    let crosses = |h: &HostStream, edge: Port, x: u32| h.port == edge && h.pe.x == x;
-    if let Some(h) = (wp.outputs.iter())
-        .filter(|h| !joined.iter().any(|j| j.0.name == h.name))
-        .find(|h| crosses(h, Port::E, wp.width - 1))
-    {
+    // Nothing else may cross the seam: no other stream of the west
+    // fragment uses its east edge, none of the east one's its west edge
+    // (a stream's routes there would run into the other fragment).
+    let seam = |h: &HostStream, edge: Port, x: u32| h.port == edge && h.pe.x == x;
+    let other = (wp.inputs.iter().chain(&wp.outputs))
+        .filter(|h| !joined.iter().any(|j| std::ptr::eq(j.0, *h)))
+        .find(|h| seam(h, Port::E, wp.width - 1))
+        .or_else(|| {
+            (ep.inputs.iter().chain(&ep.outputs))
+                .filter(|h| !joined.iter().any(|j| std::ptr::eq(j.1, *h)))
+                .find(|h| seam(h, Port::W, 0))
+        });
+    if let Some(h) = other {
         return Err(bad(format!(
-            "output `{}` also leaves by the east edge",
-            h.name
-        )));
-    }
-    if let Some(h) = (ep.inputs.iter())
-        .filter(|h| !joined.iter().any(|j| j.1.name == h.name))
-        .find(|h| crosses(h, Port::W, 0))
-    {
-        return Err(bad(format!(
-            "input `{}` also enters by the west edge",
-            h.name
+            "stream `{}` also crosses the seam ({} by {:?})",
+            h.name, h.pe, h.port
         )));
     }
     // The east fragment's colors: a connected input's is its output's.
@@ -224,8 +221,12 @@ pub fn abut(
     for h in &e.outputs {
         add(&mut p.outputs, h, &names);
     }
+    // Where the two differ in height, a stream on the edge of one may
+    // now face the grid's empty corner instead of the host.
     wafer_emulator::verify(&p).map_err(|e| {
-        KernelError::Shape(format!("internal: the abutted program is invalid: {e}"))
+        bad(format!(
+            "the joined program is invalid ({e}): the fragments' other edge streams must stay on the grid's edge"
+        ))
     })?;
     let rename = |mut t: TensorPort| {
         for s in &mut t.segments {

@@ -112,6 +112,20 @@ fn fragments_that_do_not_meet_are_refused_with_the_reason() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("no output `z`"), "{e}");
+    // An add takes its second operand from the west beside the first:
+    // it would have to come through the GEMV.
+    use wafer_kernels::vector::{self, VectorOp, VectorSpec};
+    let add = VectorSpec {
+        op: VectorOp::Add,
+        n: 24,
+        h: 6,
+        strategy: Reduce::Chain,
+        eps: 1e-5,
+        seed: 5,
+    };
+    let fadd = vector::generate(&add, &arch).unwrap();
+    let e = abut(fa(), fadd, "y", "a").unwrap_err();
+    assert!(e.to_string().contains("also crosses the seam"), "{e}");
 }
 
 /// A chain that turns: a GEMV, a SiLU down a column beside it, a mirrored
