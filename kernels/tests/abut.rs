@@ -9,7 +9,9 @@ use wafer_kernels::gemv::{self, GemvSpec};
 use wafer_kernels::reduce::Strategy as Reduce;
 
 /// A 24 × 20 GEMV on 4 × 6 PEs, and an 18 × 24 one whose x blocks are
-/// the first's y blocks (mirrored: 6 rows of 3 PEs).
+/// the first's y blocks (mirrored: 6 rows of 3 PEs). A GEMV chains into
+/// a mirrored one: the first's y leaves row `r` eastward exactly where
+/// the second's x enters row `r` from the west, segment for segment.
 fn specs(dtype: DType) -> (GemvSpec, GemvSpec) {
     let a = GemvSpec {
         m: 24,
@@ -35,7 +37,7 @@ fn specs(dtype: DType) -> (GemvSpec, GemvSpec) {
 #[test]
 fn two_gemvs_abutted_compute_their_product_and_overlap() {
     let arch = Arch::wse3();
-    for dtype in [DType::F32, DType::BF16] {
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
         let (a, b) = specs(dtype);
         let fa = gemv::generate(&a, &arch).unwrap();
         // The second's seeded weights, made explicit so they survive the
@@ -49,13 +51,15 @@ fn two_gemvs_abutted_compute_their_product_and_overlap() {
         let cfg = RunConfig::default();
         let (ya, ra) = fa.run(&arch, &x, &cfg).unwrap();
         let xb = std::collections::BTreeMap::from([("x".to_string(), ya["y"].clone())]);
-        let (_, rb) = fb.run(&arch, &xb, &cfg).unwrap();
+        let (yb, rb) = fb.run(&arch, &xb, &cfg).unwrap();
 
         let both = abut(fa, fb, "y", "x").unwrap();
         assert_eq!(both.program.width, 4 + 3);
         assert_eq!(both.inputs.len(), 1);
         assert_eq!(both.outputs.len(), 1);
         let want = gemv::reference(&b, &wb, &gemv::reference(&a, &wa, &x["x"]));
+        // Run apart, the first's y fed to the second as its x: the same.
+        assert_eq!(yb["y"], want, "{dtype} apart");
         let mut cycles = Vec::new();
         for (engine, threads) in [
             (Engine::Reference, 1),

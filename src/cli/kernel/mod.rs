@@ -321,27 +321,36 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     report::print(how, &report, a.json)
 }
 
+/// A GEMV's rectangle: `--rect`, or the one its cost model picks (then
+/// `true`).
+pub(super) fn gemv_rect(
+    a: &KernelArgs,
+    m: u32,
+    n: u32,
+    dtype: DType,
+    strategy: Strategy,
+    arch: &Arch,
+) -> anyhow::Result<(u32, u32, bool)> {
+    if let Some(r) = &a.rect {
+        let (w, h) = dims(r, "--rect")?;
+        return Ok((w, h, false));
+    }
+    let (w, h, _) = gemv::best_rect(m, n, dtype, strategy, arch).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no rectangle of machine `{}` holds a {m}x{n} {dtype} GEMV",
+            arch.name
+        )
+    })?;
+    Ok((w, h, true))
+}
+
 fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
     let (m, n) = shape2(a, "gemv needs --shape MxN")?;
     let dtype = match DType::parse(&a.dtype) {
         Some(d @ (DType::I8 | DType::Mxfp4)) => d,
         _ => float_dtype(a).map_err(|e| anyhow::anyhow!("{e}; gemv also takes int8 and mxfp4"))?,
     };
-    let (w, h, picked) = match &a.rect {
-        Some(r) => {
-            let (w, h) = dims(r, "--rect")?;
-            (w, h, false)
-        }
-        None => {
-            let (w, h, _) = gemv::best_rect(m, n, dtype, strategy, &arch).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no rectangle of machine `{}` holds a {m}x{n} {dtype} GEMV",
-                    arch.name
-                )
-            })?;
-            (w, h, true)
-        }
-    };
+    let (w, h, picked) = gemv_rect(a, m, n, dtype, strategy, &arch)?;
     let spec = GemvSpec {
         m,
         n,

@@ -3,7 +3,7 @@
 //! ([`wafer_kernels::abut`]), against the same two run apart and against
 //! the compiler's model of them as consecutive stages.
 
-use super::{Ctx, KernelArgs, dims, float_dtype};
+use super::{Ctx, KernelArgs, float_dtype};
 use anyhow::bail;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -23,21 +23,8 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         bail!("--transposed: gemv_pair mirrors W2 itself (W1 is never mirrored); leave it out");
     }
     let dtype = float_dtype(a)?;
-    let (w, h, picked) = match &a.rect {
-        Some(r) => {
-            let (w, h) = dims(r, "--rect")?;
-            (w, h, false)
-        }
-        None => {
-            let (w, h, _) = gemv::best_rect(m, n, dtype, strategy, &arch).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no rectangle of machine `{}` holds W1, a {m}x{n} {dtype} GEMV",
-                    arch.name
-                )
-            })?;
-            (w, h, true)
-        }
-    };
+    let (w, h, picked) = super::gemv_rect(a, m, n, dtype, strategy, &arch)
+        .map_err(|e| anyhow::anyhow!("W1: {e}"))?;
     if 2 * w > arch.grid_cols {
         bail!(
             "--rect {w}x{h}: the pair takes {}x{h} PEs, the machine `{}` has {} columns: a narrower --rect",
