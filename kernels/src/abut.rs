@@ -104,6 +104,15 @@ pub fn abut(
                 sa.name, sa.pe, sa.port, sa.dtype, sb.name, sb.pe, sb.port, sb.dtype
             )));
         }
+        if joined
+            .iter()
+            .any(|(x, y)| std::ptr::eq(*x, sa) || std::ptr::eq(*y, sb))
+        {
+            return Err(bad(format!(
+                "`{}` or `{}` carries two segments of the port; each stream joins one",
+                sa.name, sb.name
+            )));
+        }
         joined.push((sa, sb));
     }
     // Nothing else may cross the seam: no other stream of the west
