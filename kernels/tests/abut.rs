@@ -34,6 +34,29 @@ fn specs(dtype: DType) -> (GemvSpec, GemvSpec) {
     (a, b)
 }
 
+/// `f` run on each of `engines` (engine, threads), its `y` checked against
+/// `want` on each; the cycles of each run.
+fn on_engines(
+    f: &wafer_kernels::Fragment,
+    arch: &Arch,
+    x: &std::collections::BTreeMap<String, Vec<f32>>,
+    engines: &[(Engine, usize)],
+    want: &[f32],
+) -> Vec<u64> {
+    (engines.iter())
+        .map(|&(engine, threads)| {
+            let cfg = RunConfig {
+                engine,
+                threads,
+                ..RunConfig::default()
+            };
+            let (y, r) = f.run(arch, x, &cfg).unwrap();
+            assert_eq!(y["y"], want, "{engine:?}, {threads} thread(s)");
+            r.cycles
+        })
+        .collect()
+}
+
 #[test]
 fn two_gemvs_abutted_compute_their_product_and_overlap() {
     let arch = Arch::wse3();
@@ -60,22 +83,13 @@ fn two_gemvs_abutted_compute_their_product_and_overlap() {
         let want = gemv::reference(&b, &wb, &gemv::reference(&a, &wa, &x["x"]));
         // Run apart, the first's y fed to the second as its x: the same.
         assert_eq!(yb["y"], want, "{dtype} apart");
-        let mut cycles = Vec::new();
-        for (engine, threads) in [
+        let engines = [
             (Engine::Reference, 1),
             (Engine::Interp, 1),
             (Engine::Jit, 1),
             (Engine::Jit, 3),
-        ] {
-            let cfg = RunConfig {
-                engine,
-                threads,
-                ..RunConfig::default()
-            };
-            let (y, r) = both.run(&arch, &x, &cfg).unwrap();
-            assert_eq!(y["y"], want, "{dtype} on {engine:?}, {threads} thread(s)");
-            cycles.push(r.cycles);
-        }
+        ];
+        let cycles = on_engines(&both, &arch, &x, &engines, &want);
         assert!(cycles.iter().all(|c| *c == cycles[0]), "{cycles:?}");
         // One program: the second starts on each row block as it comes,
         // so the pair takes less than the two run one after the other, and
@@ -184,21 +198,12 @@ fn a_chain_of_four_kernels_turns_south_and_matches_the_references() {
         (four.program.width, four.program.height),
         (4 + 1 + 3, 6 + 2)
     );
-    let mut cycles = Vec::new();
-    for (engine, threads) in [
+    let engines = [
         (Engine::Reference, 1),
         (Engine::Interp, 2),
         (Engine::Jit, 3),
-    ] {
-        let cfg = RunConfig {
-            engine,
-            threads,
-            ..RunConfig::default()
-        };
-        let (y, r) = four.run(&arch, &x, &cfg).unwrap();
-        assert_eq!(y["y"], want, "{engine:?}, {threads} thread(s)");
-        cycles.push(r.cycles);
-    }
+    ];
+    let cycles = on_engines(&four, &arch, &x, &engines, &want);
     assert!(cycles.iter().all(|c| *c == cycles[0]), "{cycles:?}");
 }
 

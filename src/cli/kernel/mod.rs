@@ -153,6 +153,16 @@ pub(super) fn shape2(a: &KernelArgs, missing: &str) -> anyhow::Result<(u32, u32)
     )
 }
 
+/// `--shape AxBxC`, or the error `missing` when it is absent; `form`
+/// names the sides when they are not three positive integers.
+pub(super) fn shape3(a: &KernelArgs, missing: &str, form: &str) -> anyhow::Result<[u32; 3]> {
+    let shape = a
+        .shape
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("{missing}"))?;
+    super::flags::dims3("--shape", shape).map_err(|e| anyhow::anyhow!("{e}: {form}"))
+}
+
 /// `--dtype` as a float dtype.
 pub(super) fn float_dtype(a: &KernelArgs) -> anyhow::Result<DType> {
     DType::parse(&a.dtype)
@@ -222,6 +232,17 @@ impl Ctx {
     pub fn pe_cycles_per_second(&self) -> f64 {
         let work = self.pe_cycles.load(std::sync::atomic::Ordering::Relaxed);
         work as f64 / self.emulated_seconds().max(1e-9)
+    }
+
+    /// The report's line of the emulator's own speed; `what` says which
+    /// runs it counts when there were several.
+    pub fn emulated_line(&self, what: &str) -> String {
+        format!(
+            "emulated   in {:.3} s of host time on {} thread(s){what}: {:.3e} PE-cycles a second",
+            self.emulated_seconds(),
+            self.cfg.threads,
+            self.pe_cycles_per_second()
+        )
     }
 
     /// Host seconds the runs so far took.

@@ -13,12 +13,11 @@ use wafer_kernels::gemv::{self, GemvSpec};
 use wafer_kernels::reduce::Strategy;
 
 pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<()> {
-    let shape = a
-        .shape
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("gemv_pair needs --shape KxMxN (W2 is KxM, W1 MxN)"))?;
-    let [k, m, n] = super::super::flags::dims3("--shape", shape)
-        .map_err(|e| anyhow::anyhow!("{e}: gemv_pair takes KxMxN (W2 is KxM, W1 MxN)"))?;
+    let [k, m, n] = super::shape3(
+        a,
+        "gemv_pair needs --shape KxMxN (W2 is KxM, W1 MxN)",
+        "gemv_pair takes KxMxN (W2 is KxM, W1 MxN)",
+    )?;
     if a.transposed {
         bail!("--transposed: gemv_pair mirrors W2 itself (W1 is never mirrored); leave it out");
     }
@@ -144,11 +143,6 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         "as stages  {staged} cycles: W1, a hand-off of {handoff} cycles as the compiler models it (an estimate: {h} hops, {longest} wavelets), W2; the pair takes {:.1}% less",
         100.0 * saved
     );
-    println!(
-        "emulated   in {:.3} s of host time on {} thread(s) (the pair and each alone): {:.3e} PE-cycles a second",
-        how.emulated_seconds(),
-        how.cfg.threads,
-        how.pe_cycles_per_second()
-    );
+    println!("{}", how.emulated_line(" (the pair and each alone)"));
     Ok(())
 }

@@ -321,11 +321,6 @@ pub(super) fn print(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
         "predicted  {} cycles  (measured / predicted = {ratio:.3})",
         r.predicted
     );
-    println!(
-        "emulated   in {:.3} s of host time on {} thread(s): {:.3e} PE-cycles a second",
-        how.emulated_seconds(),
-        how.cfg.threads,
-        how.pe_cycles_per_second()
-    );
+    println!("{}", how.emulated_line(""));
     Ok(())
 }

@@ -113,12 +113,11 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
 }
 
 pub(super) fn run_meshgemm(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
-    let shape = a
-        .shape
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("meshgemm needs --shape MxKxN (X is MxK, W is KxN)"))?;
-    let [m, k, n] = super::super::flags::dims3("--shape", shape)
-        .map_err(|e| anyhow::anyhow!("{e}: meshgemm takes MxKxN (X is MxK, W is KxN)"))?;
+    let [m, k, n] = super::shape3(
+        a,
+        "meshgemm needs --shape MxKxN (X is MxK, W is KxN)",
+        "meshgemm takes MxKxN (X is MxK, W is KxN)",
+    )?;
     let dtype = sixteen_bit(a)?;
     let spec = |p: u32| MeshGemmSpec {
         m,
