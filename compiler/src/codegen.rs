@@ -336,10 +336,16 @@ fn compile_with(
     stages: &[Stage],
     kind: PlacementKind,
 ) -> Result<Compiled, CompileError> {
-    let sites = place::place(stages, config, options, kind)?;
-    let fragments = fragments(stages, &sites, graph, weights, options)?;
-    let refs: Vec<&Fragment> = fragments.iter().collect();
-    let (routing, sram) = route_and_plan(config, options, stages, &sites, &refs, kind, &[])?;
+    let (sites, fragments, routing, sram) = fitting(
+        |copies| Ok(place::place(stages, config, options, kind, copies)?),
+        |sites| {
+            let fragments = fragments(stages, &sites, graph, weights, options)?;
+            let refs: Vec<&Fragment> = fragments.iter().collect();
+            let (routing, sram) =
+                route_and_plan(config, options, stages, &sites, &refs, kind, &[])?;
+            Ok((sites, fragments, routing, sram))
+        },
+    )?;
     let wafers = vec![WaferPart {
         stages: 0..stages.len(),
         layers: 0..config.n_layers,
@@ -404,6 +410,27 @@ pub(crate) fn fragments(
         out.push(f);
     }
     Ok(out)
+}
+
+/// Place (`place`), then the rest of a compile (`rest`: generate, route,
+/// plan SRAM); where attention took copies of its cache
+/// ([`place::KvCopies`]) and the rest finds they do not fit, again with
+/// fewer copies. The error, if any, is then that of the placement
+/// without copies: what a model needs at the least.
+pub(crate) fn fitting<T>(
+    place: impl Fn(place::KvCopies) -> Result<Vec<Site>, CompileError>,
+    rest: impl Fn(Vec<Site>) -> Result<T, CompileError>,
+) -> Result<T, CompileError> {
+    use place::KvCopies;
+    for copies in [KvCopies::Allowed, KvCopies::NoLarger] {
+        let sites = place(copies)?;
+        let copied = place::has_kv_copies(&sites);
+        match rest(sites) {
+            Err(CompileError::Place(PlaceError::NoFit { .. })) if copied => {}
+            r => return r,
+        }
+    }
+    rest(place(KvCopies::None)?)
 }
 
 /// Route the placed stages and plan their SRAM, or say why they do not

@@ -13,13 +13,14 @@ fn shape(k: &Kernel) -> String {
         Kernel::Vector(s) => format!("{} n={}", s.op.name(), s.n),
         Kernel::Rope(s) => format!("{} heads of {}", s.heads, s.head_dim),
         Kernel::Attention(s) => format!(
-            "{}x{} heads of {}, ctx {}{}{}",
+            "{}x{} heads of {}, ctx {}{}{}{}",
             s.kv_heads,
             s.group,
             s.head_dim,
             s.max_context,
             s.window.map_or(String::new(), |w| format!(", window {w}")),
-            if s.sinks { ", sinks" } else { "" }
+            if s.sinks { ", sinks" } else { "" },
+            if s.per_query_head { ", copies" } else { "" }
         ),
         Kernel::Argmax(s) => format!("n={}", s.n),
         Kernel::Router(s) => format!("{} of {} experts", s.per_token, s.experts),

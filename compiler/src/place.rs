@@ -267,7 +267,15 @@ fn cheapest(
 }
 
 /// The stage's kernel within a `bw × bh` budget of PEs.
-fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) -> Option<Kernel> {
+fn shape(
+    stage: &Stage,
+    c: &Config,
+    o: &Options,
+    bw: u32,
+    bh: u32,
+    seed: u64,
+    copies: KvCopies,
+) -> Option<Kernel> {
     let arch = o.arch.clone().with_grid(bw, bh).ok()?;
     let sram = |bytes: u32| bytes <= arch.sram_bytes;
     let vector = |op: VectorOp, n: u32| {
@@ -379,11 +387,16 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
             if *kv_heads > bw {
                 return None;
             }
-            cheapest(
-                sizes(o.max_context.min(bh)).into_iter().map(|h| {
+            let group = heads / kv_heads;
+            // A column per KV head, or (where the query heads share one
+            // and there are columns for them) a column per query head,
+            // each with a copy of the cache: whichever predicts faster.
+            let hs = sizes(o.max_context.min(bh));
+            let candidates = |per_query_head: bool| {
+                hs.iter().map(move |&h| {
                     Kernel::Attention(AttentionSpec {
                         head_dim: *head,
-                        group: heads / kv_heads,
+                        group,
                         max_context: o.max_context,
                         pos: 0,
                         kv_heads: *kv_heads,
@@ -392,11 +405,28 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
                         seed,
                         sinks: sinks.is_some(),
                         window: *window,
+                        per_query_head,
                     })
-                }),
+                })
+            };
+            let at = o.max_context - 1;
+            let fits = |k: &Kernel| matches!(k, Kernel::Attention(s) if sram(s.sram_bytes()));
+            let grouped = cheapest(candidates(false), &arch, at, fits);
+            if group == 1 || *heads > bw || copies == KvCopies::None {
+                return grouped;
+            }
+            // With `NoLarger`, copies only where a PE holds no more than
+            // the grouped layout's.
+            let cap = match (copies, &grouped) {
+                (KvCopies::NoLarger, Some(Kernel::Attention(g))) => g.sram_bytes(),
+                _ => u32::MAX,
+            };
+            let copied = |k: &Kernel| matches!(k, Kernel::Attention(s) if sram(s.sram_bytes()) && s.sram_bytes() <= cap);
+            cheapest(
+                grouped.into_iter().chain(candidates(true)),
                 &arch,
-                o.max_context - 1,
-                |k| matches!(k, Kernel::Attention(s) if sram(s.sram_bytes())),
+                at,
+                |k| matches!(k, Kernel::Attention(s) if !s.per_query_head) || copied(k),
             )
         }
         Work::Route { experts, k } => {
@@ -448,8 +478,12 @@ fn shape(stage: &Stage, c: &Config, o: &Options, bw: u32, bh: u32, seed: u64) ->
 
 /// Shapes already chosen, by what decides them (layers repeat the same
 /// shapes; the cost models are not cheap on large rectangles).
-#[derive(Default)]
-struct Memo(std::collections::HashMap<String, Option<Kernel>>);
+struct Memo {
+    shapes: std::collections::HashMap<String, Option<Kernel>>,
+    /// Whether attention may take a column per query head, each with a
+    /// copy of its KV head's cache ([`KvCopies`]).
+    copies: KvCopies,
+}
 
 impl Memo {
     fn shape(
@@ -480,10 +514,11 @@ impl Memo {
             w => format!("{w:?}"),
         };
         let key = format!("{what} in {bw}x{bh}");
+        let copies = self.copies;
         let k = self
-            .0
+            .shapes
             .entry(key)
-            .or_insert_with(|| shape(stage, c, o, bw, bh, 0))
+            .or_insert_with(|| shape(stage, c, o, bw, bh, 0, copies))
             .clone()?;
         Some(k.with_seed(seed))
     }
@@ -513,11 +548,38 @@ pub fn place(
     c: &Config,
     o: &Options,
     kind: PlacementKind,
+    copies: KvCopies,
 ) -> Result<Vec<Site>, PlaceError> {
+    let memo = Memo {
+        shapes: Default::default(),
+        copies,
+    };
     match kind {
-        PlacementKind::Pipeline => pipeline(stages, c, o),
-        PlacementKind::Mesh => mesh(stages, c, o),
+        PlacementKind::Pipeline => pipeline(stages, c, o, memo),
+        PlacementKind::Mesh => mesh(stages, c, o, memo),
     }
+}
+
+/// Whether grouped-query attention may run a column per query head, each
+/// column with its own copy of its KV head's cache: faster (each column
+/// reduces one head's output, not the group's) but `group` times the
+/// cache's SRAM. Placement tries [`KvCopies::Allowed`] first; where the
+/// copies leave a PE short of SRAM, the compile places again with
+/// [`KvCopies::NoLarger`], then without copies
+/// ([`crate::codegen::fitting`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvCopies {
+    Allowed,
+    /// Only where each PE holds no more than with one column per KV head.
+    NoLarger,
+    None,
+}
+
+/// Whether `sites` hold attention with copies of its cache.
+pub fn has_kv_copies(sites: &[Site]) -> bool {
+    sites
+        .iter()
+        .any(|s| matches!(&s.kernel, Kernel::Attention(a) if a.per_query_head))
 }
 
 fn unplaceable(stage: &Stage, bw: u32, bh: u32) -> String {
@@ -528,7 +590,12 @@ fn unplaceable(stage: &Stage, bw: u32, bh: u32) -> String {
     )
 }
 
-fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceError> {
+fn pipeline(
+    stages: &[Stage],
+    c: &Config,
+    o: &Options,
+    mut memo: Memo,
+) -> Result<Vec<Site>, PlaceError> {
     let kind = PlacementKind::Pipeline;
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
     // One strip per group present (one wafer of a system holds some
@@ -579,7 +646,6 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
         .map(|g| min_w[g] + (spare as u64 * bytes[g] / total) as u32)
         .collect();
     let mut sites: Vec<Option<Site>> = vec![None; stages.len()];
-    let mut memo = Memo::default();
     let mut x0 = 0;
     for g in 0..n_groups {
         let sw = widths[g];
@@ -674,11 +740,15 @@ fn pipeline(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, Plac
         .collect())
 }
 
-fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceError> {
+fn mesh(
+    stages: &[Stage],
+    c: &Config,
+    o: &Options,
+    mut memo: Memo,
+) -> Result<Vec<Site>, PlaceError> {
     let kind = PlacementKind::Mesh;
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
     let mut sites = Vec::with_capacity(stages.len());
-    let mut memo = Memo::default();
     // The embedding tables keep their own columns at the west edge (as many
     // as their weights need at three quarters full); the GEMVs tile the rest.
     let embed_cols = stages
@@ -699,6 +769,7 @@ fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceErr
     }
     let x_gemv = embed_cols;
     let mut x = embed_cols;
+    let mut top = vec![0u32; gw as usize];
     let mut gemvs: std::collections::HashMap<(u32, u32), Option<Kernel>> = Default::default();
     for (i, s) in stages.iter().enumerate() {
         // Every GEMV is tiled over the whole wafer (as far as its matrix
@@ -741,13 +812,30 @@ fn mesh(stages: &[Stage], c: &Config, o: &Options) -> Result<Vec<Site>, PlaceErr
             Work::Gemv { .. } => Pe::new(x_gemv, 0),
             Work::Embed { .. } => Pe::new(0, 0),
             _ => {
-                let w = k.size().0;
-                if x + w > gw {
-                    x = x_gemv;
+                // The other stages where they first fit without sharing
+                // PEs (first fit from the west on the skyline `top`: the
+                // first free row of each column). Where none is left,
+                // side by side from the west along the top again: stages
+                // then share PEs, and their SRAM adds up.
+                let (w, h) = k.size();
+                let free = (x_gemv..=gw.saturating_sub(w)).find_map(|x0| {
+                    let y0 = top[x0 as usize..(x0 + w) as usize].iter().copied().max()?;
+                    (y0 + h <= gh).then_some((x0, y0))
+                });
+                match free {
+                    Some((x0, y0)) => {
+                        top[x0 as usize..(x0 + w) as usize].fill(y0 + h);
+                        Pe::new(x0, y0)
+                    }
+                    None => {
+                        if x + w > gw {
+                            x = x_gemv;
+                        }
+                        let at = Pe::new(x, 0);
+                        x += w;
+                        at
+                    }
                 }
-                let at = Pe::new(x, 0);
-                x += w;
-                at
             }
         };
         sites.push(Site { kernel: k, origin });

@@ -17,7 +17,7 @@ use crate::codegen::{self, CompileError};
 
 use crate::ir::Graph;
 use crate::model::Config;
-use crate::place::{self, Kernel, Options, PlacementKind};
+use crate::place::{self, Kernel, Options, PlacementKind, Site};
 use crate::stage::Stage;
 use rayon::prelude::*;
 use wafer_kernels::Fragment;
@@ -232,12 +232,29 @@ pub(crate) fn predict(
     pos: u32,
     arrives: &[usize],
 ) -> Result<u64, CompileError> {
-    let sites = place::place(stages, config, o, kind)?;
+    codegen::fitting(
+        |copies| Ok(place::place(stages, config, o, kind, copies)?),
+        |sites| predict_placed(config, o, graph, stages, &sites, kind, pos, arrives),
+    )
+}
+
+/// [`predict`] of stages placed at `sites`.
+#[allow(clippy::too_many_arguments)]
+fn predict_placed(
+    config: &Config,
+    o: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    sites: &[Site],
+    kind: PlacementKind,
+    pos: u32,
+    arrives: &[usize],
+) -> Result<u64, CompileError> {
     // A model has a few distinct kernels (each layer repeats them), so a
     // linear search over them is cheap.
     let mut distinct: Vec<(Kernel, Fragment)> = Vec::new();
     let mut of_stage = Vec::with_capacity(stages.len());
-    for (s, site) in stages.iter().zip(&sites) {
+    for (s, site) in stages.iter().zip(sites) {
         let kernel = site.kernel.clone().with_seed(0);
         let i = match distinct.iter().position(|(k, _)| *k == kernel) {
             Some(i) => i,
@@ -250,7 +267,7 @@ pub(crate) fn predict(
     }
     let fragments: Vec<&Fragment> = of_stage.iter().map(|&i| &distinct[i].1).collect();
     let (routing, _) =
-        codegen::route_and_plan(config, o, stages, &sites, &fragments, kind, arrives)?;
+        codegen::route_and_plan(config, o, stages, sites, &fragments, kind, arrives)?;
     // Each distinct kernel costed once (a tiled GEMV's cost model plans
     // its reduction).
     let cost: Vec<u64> = distinct

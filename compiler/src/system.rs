@@ -493,12 +493,17 @@ pub(crate) fn compile(
         let part = &stages[r.clone()];
         let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
         let err = |e| part_error(k, n, layers, (part, c, o), e);
-        let s = place::place(part, c, o, kind).map_err(|e| err(e.into()))?;
-        let f = codegen::fragments(part, &s, graph, weights, o).map_err(err)?;
-        let refs: Vec<&Fragment> = f.iter().collect();
-        let (routing, sram) =
-            codegen::route_and_plan(c, o, part, &s, &refs, kind, arrives).map_err(err)?;
-        Ok((s, f, routing, sram))
+        codegen::fitting(
+            |copies| Ok(place::place(part, c, o, kind, copies)?),
+            |s| {
+                let f = codegen::fragments(part, &s, graph, weights, o)?;
+                let refs: Vec<&Fragment> = f.iter().collect();
+                let (routing, sram) =
+                    codegen::route_and_plan(c, o, part, &s, &refs, kind, arrives)?;
+                Ok((s, f, routing, sram))
+            },
+        )
+        .map_err(err)
     };
     let compiled = share::spread(ex, &kept, |k| part(k).ok())
         .map_err(|e| CompileError::Internal(format!("sharing the parts of {n} wafers: {e}")))?

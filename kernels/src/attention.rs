@@ -18,6 +18,12 @@
 //! and a column reduce streams the heads' outputs (`group·d` values) out of
 //! the column's bottom PE. Positions after `pos` are never read (causal).
 //!
+//! With `per_query_head`, each query head has a column of its own, with
+//! its own copy of its KV head's cache (the same `k` and `v` are appended
+//! to every copy): `group` times the cache's SRAM, but each column's input
+//! is `1 + 3d` values and its output reduce `d`, not `group·d`. The
+//! columns run the grouped code with `group = 1` ([`AttentionSpec::as_columns`]).
+//!
 //! gpt-oss's attention adds two things. With `sinks`, each column's top PE
 //! holds a learned logit per query head: it joins that PE's maxima before
 //! the max allreduce, and its `exp(sink − max)` joins that PE's sums
@@ -56,6 +62,15 @@ pub struct AttentionSpec {
     /// Attend only to the positions `p` with `pos − p < window` (a
     /// sliding-window layer); `None`: every cached position.
     pub window: Option<u32>,
+    /// One column per query head instead of per KV head: each column
+    /// keeps its own copy of its KV head's cache (`group` times the
+    /// cache's SRAM, over `group` times the PEs) and reduces one head's
+    /// output instead of `group` heads' (the output reduce, `group·d`
+    /// wavelets down the column, bounds a grouped column's time). Each
+    /// head's arithmetic is the same, so the output is bit for bit the
+    /// grouped layout's.
+    #[serde(default)]
+    pub per_query_head: bool,
 }
 
 const CIN: u8 = 0;
@@ -63,6 +78,24 @@ const CO: u8 = 1;
 const C_RED: u8 = 2;
 
 impl AttentionSpec {
+    /// The spec its columns run: with [`AttentionSpec::per_query_head`],
+    /// `kv_heads · group` columns of one query head each; otherwise
+    /// itself.
+    pub fn as_columns(&self) -> AttentionSpec {
+        match self.per_query_head {
+            true => AttentionSpec {
+                kv_heads: self.kv_heads.saturating_mul(self.group),
+                group: 1,
+                per_query_head: false,
+                ..self.clone()
+            },
+            false => self.clone(),
+        }
+    }
+    /// Columns of PEs.
+    pub fn columns(&self) -> u32 {
+        self.as_columns().kv_heads
+    }
     /// Cache slots per PE.
     pub fn slots(&self) -> u32 {
         self.max_context.div_ceil(self.h)
@@ -126,6 +159,9 @@ impl AttentionSpec {
     /// SRAM one PE needs (saturating at `u32::MAX`: shapes far past any
     /// PE's SRAM are compared, not computed exactly).
     pub fn sram_bytes(&self) -> u32 {
+        if self.per_query_head {
+            return self.as_columns().sram_bytes();
+        }
         let (d, g, s) = (self.head_dim as u64, self.group as u64, self.slots() as u64);
         let bytes = 4 * (self.in_len_wide() + 2 * s * d + g * s + g * d + 2 * g)
             + if self.sinks { 8 * g } else { 0 }
@@ -314,16 +350,55 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
             "attention needs head_dim, group, kv_heads, max_context and PEs of at least 1".into(),
         ));
     }
-    if s.kv_heads > arch.grid_cols {
+    if s.columns() > arch.grid_cols {
         return Err(KernelError::Rect {
-            w: s.kv_heads,
+            w: s.columns(),
             h: s.h,
             why: format!(
-                "one column per KV head, and machine `{}` has {} columns",
-                arch.name, arch.grid_cols
+                "one column per {} head, and machine `{}` has {} columns",
+                if s.per_query_head { "query" } else { "KV" },
+                arch.name,
+                arch.grid_cols
             ),
         });
     }
+    if !s.per_query_head {
+        return columns(s, arch, &|c| default_input(s, c));
+    }
+    // Column `c` is query head `c` of KV head `c / group`: its seeded
+    // input is that head's part of the grouped layout's, so both layouts
+    // take the same tensors.
+    let (d, g) = (s.head_dim as usize, s.group);
+    let mut f = columns(&s.as_columns(), arch, &|c| {
+        let grouped = default_input(s, c / g);
+        let q = 1 + 2 * d + (c % g) as usize * d;
+        grouped[..1 + 2 * d]
+            .iter()
+            .chain(&grouped[q..q + d])
+            .copied()
+            .collect()
+    })?;
+    // Every column of a KV head reads that head's `k` and `v`.
+    for port in f
+        .inputs
+        .iter_mut()
+        .filter(|p| p.name == "k" || p.name == "v")
+    {
+        port.len = s.kv_heads * s.head_dim;
+        for (c, seg) in port.segments.iter_mut().enumerate() {
+            seg.offset = c as u32 / g * s.head_dim;
+        }
+    }
+    Ok(f)
+}
+
+/// The program of `s`'s columns (`s` is grouped: one column per KV head),
+/// column `c`'s input stream seeded with `input(c)`.
+fn columns(
+    s: &AttentionSpec,
+    arch: &Arch,
+    input: &dyn Fn(u32) -> Vec<f32>,
+) -> Result<Fragment, KernelError> {
     if s.window == Some(0) {
         return Err(KernelError::Shape(
             "a sliding window holds at least the position itself (1)".into(),
@@ -409,10 +484,7 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
     )
     .unwrap();
     for c in 0..w {
-        let vals: Vec<String> = default_input(s, c)
-            .iter()
-            .map(|v| format!("{v:?}"))
-            .collect();
+        let vals: Vec<String> = input(c).iter().map(|v| format!("{v:?}")).collect();
         writeln!(
             src,
             ".input in{c} f32[{}] -> {c},0 N c{CIN} = [{}]",
@@ -492,7 +564,9 @@ pub fn load_sinks(s: &AttentionSpec, f: &mut Fragment, v: &[f32]) -> Result<(), 
             v.len()
         )));
     }
-    let per_pe = (0..s.kv_heads)
+    // Per query head, column `c` holds sink `c` alone.
+    let (columns, g) = (s.columns(), s.as_columns().group as usize);
+    let per_pe = (0..columns)
         .map(|c| (Pe::new(c, 0), v[c as usize * g..][..g].to_vec()))
         .collect();
     f.load("snk", per_pe);
@@ -536,14 +610,18 @@ fn cache(s: &AttentionSpec, p: &Program, c: u32, input: &[f32]) -> Vec<PeCache> 
 /// The reference: the same f32 operations in the same order as the PEs,
 /// column by column.
 pub fn reference(s: &AttentionSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program) -> Vec<f32> {
-    let (d, g) = (s.head_dim as usize, s.group as usize);
-    (0..s.kv_heads as usize)
+    let col = s.as_columns();
+    let (d, g) = (s.head_dim as usize, col.group as usize);
+    // Column `c` reads KV head `c / per` (`per` columns share one).
+    let per = (s.group / col.group) as usize;
+    (0..col.kv_heads as usize)
         .flat_map(|c| {
+            let kv = c / per;
             let mut input = vec![inputs["pos"][0]];
-            input.extend_from_slice(&inputs["k"][c * d..(c + 1) * d]);
-            input.extend_from_slice(&inputs["v"][c * d..(c + 1) * d]);
+            input.extend_from_slice(&inputs["k"][kv * d..(kv + 1) * d]);
+            input.extend_from_slice(&inputs["v"][kv * d..(kv + 1) * d]);
             input.extend_from_slice(&inputs["q"][c * g * d..(c + 1) * g * d]);
-            column_reference(s, p, c as u32, &input)
+            column_reference(&col, p, c as u32, &input)
         })
         .collect()
 }
@@ -644,6 +722,8 @@ fn column_reference(s: &AttentionSpec, p: &Program, column: u32, input: &[f32]) 
 /// `k + (r+1)·hop + ramp` (it enters PE(0,0) from the host and is multicast
 /// one hop per row).
 pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
+    // Per query head, the columns are grouped columns of one head each.
+    let s = &s.as_columns();
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let (d, g) = (s.head_dim, s.group);
     let (mov, dot, rmax) = (

@@ -27,10 +27,10 @@ proptest! {
     #[test]
     fn attention_matches_reference_and_cost_model(
         d in 1u32..12, g in 1u32..4, kv in 1u32..4, ctx in 1u32..40, pos_frac in 0.0f64..1.0, h in 1u32..7, k in 0u32..3,
-        seed in any::<u64>(), wse3 in any::<bool>(), sinks in any::<bool>(), window in proptest::option::of(1u32..12),
+        seed in any::<u64>(), wse3 in any::<bool>(), sinks in any::<bool>(), window in proptest::option::of(1u32..12), per_query_head in any::<bool>(),
     ) {
         let pos = ((ctx as f64 * pos_frac) as u32).min(ctx - 1);
-        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed, sinks, window };
+        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed, sinks, window, per_query_head };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted, _) = check(&s, &arch);
         // Exact but when two reduce streams reach one core's ramp in the
@@ -76,6 +76,7 @@ fn textbook(sinks: bool, window: Option<u32>) {
         seed: 5,
         sinks,
         window,
+        per_query_head: false,
     };
     let arch = Arch::wse3();
     let f = attention::generate(&s, &arch).unwrap();
@@ -156,6 +157,7 @@ fn a_long_context_costs_per_pe_not_per_wafer() {
         seed: 1,
         sinks: false,
         window: None,
+        per_query_head: false,
     };
     let long = AttentionSpec {
         max_context: 128,
@@ -181,6 +183,7 @@ fn listing_of_a_small_attention() {
         seed: 1,
         sinks: false,
         window: None,
+        per_query_head: false,
     };
     let f = attention::generate(&s, &Arch::wse3()).unwrap();
     insta::assert_snapshot!(wafer_emulator::asm::print(&f.program));
@@ -199,6 +202,7 @@ fn a_context_that_does_not_fit_says_so() {
         seed: 1,
         sinks: false,
         window: None,
+        per_query_head: false,
     };
     let e = attention::generate(&s, &Arch::wse3())
         .unwrap_err()
@@ -214,4 +218,90 @@ fn a_context_that_does_not_fit_says_so() {
             .to_string()
             .contains("past the cache")
     );
+}
+
+/// A column per query head computes what a column per KV head does, bit
+/// for bit, with each column's cache a copy of its KV head's: the same
+/// inputs and caches give the same output, and each layout's cycles are
+/// its cost model's. With four query heads a KV head, the copies' shorter
+/// output reduce is faster.
+#[test]
+fn a_column_per_query_head_is_the_grouped_columns_bit_for_bit() {
+    let arch = Arch::wse3();
+    for (sinks, window, strategy) in [
+        (false, None, Reduce::Tree { k: 2 }),
+        (true, None, Reduce::Chain),
+        (false, Some(7), Reduce::Tree { k: 3 }),
+    ] {
+        let grouped = AttentionSpec {
+            kv_heads: 2,
+            head_dim: 32,
+            group: 4,
+            max_context: 48,
+            pos: 29,
+            h: 8,
+            strategy,
+            seed: 11,
+            sinks,
+            window,
+            per_query_head: false,
+        };
+        let per_head = AttentionSpec {
+            per_query_head: true,
+            ..grouped.clone()
+        };
+        assert_eq!(per_head.columns(), 8);
+        let g = attention::generate(&grouped, &arch).unwrap();
+        let mut f = attention::generate(&per_head, &arch).unwrap();
+        // The same seeded tensors feed both layouts.
+        let inputs = g.default_inputs();
+        assert_eq!(f.default_inputs(), inputs);
+        // Each copy of a KV head's cache (and the head's sink) as the grouped column holds it.
+        for buf in ["kc", "vc"] {
+            let per_pe = (0..8)
+                .flat_map(|c| (0..8).map(move |r| (c, r)))
+                .map(|(c, r)| {
+                    let pe = wafer_emulator::Pe::new(c, r);
+                    let src = wafer_emulator::Pe::new(c / 4, r);
+                    (pe, g.program.initial_values(src, buf).unwrap())
+                })
+                .collect();
+            f.load(buf, per_pe);
+        }
+        if sinks {
+            let all: Vec<f32> = (0..2)
+                .flat_map(|c| {
+                    g.program
+                        .initial_values(wafer_emulator::Pe::new(c, 0), "snk")
+                        .unwrap()
+                })
+                .collect();
+            attention::load_sinks(&per_head, &mut f, &all).unwrap();
+        }
+        let (want, grouped_run) = g.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let (got, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got["out"]), bits(&want["out"]), "{per_head:?}");
+        assert_eq!(
+            bits(&attention::reference(&per_head, &inputs, &f.program)),
+            bits(&want["out"])
+        );
+        let predicted = attention::cost(&per_head, &arch);
+        let bound = if sinks || window.is_some() {
+            2 + predicted / 25
+        } else {
+            2
+        };
+        assert!(
+            run.cycles >= predicted && run.cycles <= predicted + bound,
+            "{per_head:?}: measured {} predicted {predicted}",
+            run.cycles
+        );
+        assert!(
+            run.cycles < grouped_run.cycles,
+            "{per_head:?}: {} cycles against the grouped {}",
+            run.cycles,
+            grouped_run.cycles
+        );
+    }
 }

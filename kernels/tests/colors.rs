@@ -67,6 +67,7 @@ fn kernels_run_on_the_colors_they_are_given() {
         seed: 1,
         sinks: false,
         window: None,
+        per_query_head: false,
     };
     same_on_other_colors(
         attention::generate(&att, &arch).unwrap(),

@@ -71,6 +71,11 @@ pub struct KernelArgs {
     /// Attention: query heads sharing each KV head (grouped-query attention).
     #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<1, 4096>, allow_negative_numbers = true)]
     pub group: u32,
+    /// Attention: a column of PEs per query head, each with its own copy
+    /// of its KV head's cache (default: a column per KV head, its query
+    /// heads together)
+    #[arg(long)]
+    pub per_query_head: bool,
     /// MeshGEMV: groups of rows in the allreduce's first phase (WaferLLM's
     /// `group_num`; default:
     /// the divisor of the rows nearest their square root).
@@ -121,7 +126,8 @@ add mul silu gelu swiglu rmsnorm layernorm softmax add_rmsnorm
            --shape N (vector length)  --rect 1xH  --strategy (the norms' and softmax's allreduces)
 attention  one decode step, KV cache in SRAM spread down one column of PEs per KV head
            --shape DxL (head dim × max context)  --kv-heads K  --group G (query heads per KV head)  --pos P
-           --rect 1xH (PEs per KV head's column)  --strategy
+           --rect 1xH (PEs per KV head's column)  --strategy  --per-query-head (a column per query head,
+           each with its own copy of its KV head's cache)
 rope       rotary position embedding of heads down a column (whole heads per PE)
            --shape HxD (heads × head dim)  --pos P  --layout adjacent|half  --rect 1xH
 embedding  token id in, its table row out; the table tiled over the rectangle, rows reduced east
@@ -517,22 +523,12 @@ fn run_attention(
         seed: a.seed,
         sinks: false,
         window: None,
+        per_query_head: a.per_query_head,
     };
     let (h, picked) = column(a, "attention", ctx.min(arch.grid_rows), |h| {
         attention::generate(&make(h), &arch).map(|_| attention::cost(&make(h), &arch))
     })?;
-    let spec = AttentionSpec {
-        kv_heads: a.kv_heads,
-        head_dim: d,
-        group: a.group,
-        max_context: ctx,
-        pos: a.pos,
-        h,
-        strategy,
-        seed: a.seed,
-        sinks: false,
-        window: None,
-    };
+    let spec = make(h);
     let frag = attention::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
@@ -549,12 +545,19 @@ fn run_attention(
     }
     Ok(Report {
         what: format!(
-            "attention of {} KV head(s) × {} query heads, d={d}, at position {} of {ctx} ({strategy})",
-            a.kv_heads, a.group, a.pos
+            "attention of {} KV head(s) × {} query heads{}, d={d}, at position {} of {ctx} ({strategy})",
+            a.kv_heads,
+            a.group,
+            if a.per_query_head {
+                ", a column per query head"
+            } else {
+                ""
+            },
+            a.pos
         ),
         predicted: attention::cost(&spec, &arch),
         arch,
-        rect: (a.kv_heads, h),
+        rect: (spec.columns(), h),
         picked,
         measured: run.cycles,
         values: want.len(),

@@ -152,6 +152,7 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 seed: 1,
                 sinks: false,
                 window: None,
+                per_query_head: false,
             };
             record(
                 how,
