@@ -390,7 +390,7 @@ pub fn kernel(data: &[u8]) -> bool {
                 seed,
                 sinks: false,
                 window: None,
-                per_query_head: false,
+                per_query_head: b.pick(&[false, true]),
             };
             attention::generate(&s, &arch)
                 .map(|_| attention::cost(&s, &arch))
