@@ -140,7 +140,12 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 collective::cost(&spec, &arch),
             )?;
         }
-        for (kv, d, g, ctx, pos, h) in [(2, 64, 4, 256, 200, 8), (1, 128, 8, 1024, 1000, 64)] {
+        for (kv, d, g, ctx, pos, h, per_query_head) in [
+            (2, 64, 4, 256, 200, 8, false),
+            (2, 64, 4, 256, 200, 8, true),
+            (1, 128, 8, 1024, 1000, 64, false),
+            (1, 128, 8, 1024, 1000, 64, true),
+        ] {
             let spec = AttentionSpec {
                 kv_heads: kv,
                 head_dim: d,
@@ -152,14 +157,17 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 seed: 1,
                 sinks: false,
                 window: None,
-                per_query_head: false,
+                per_query_head,
             };
             record(
                 how,
                 &mut rows,
                 &arch,
-                format!("attention kv={kv} d={d} g={g} pos={pos}/{ctx}"),
-                (kv, h),
+                format!(
+                    "attention kv={kv} d={d} g={g} pos={pos}/{ctx}{}",
+                    if per_query_head { " copies" } else { "" }
+                ),
+                (spec.columns(), h),
                 &attention::generate(&spec, &arch)?,
                 attention::cost(&spec, &arch),
             )?;
