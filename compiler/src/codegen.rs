@@ -7,7 +7,7 @@
 
 use crate::ir::{self, Graph};
 use crate::model::{Config, ModelError, Weights};
-use crate::place::{self, Kernel, Options, PlaceError, PlacementKind, Site};
+use crate::place::{self, Kernel, Options, PlaceError, PlacementKind, Site, Tiles};
 use crate::region::{self, Region, Searched};
 use crate::route::{self, Routing};
 use crate::share::{Alone, Exchange};
@@ -106,6 +106,26 @@ impl Compiled {
             .filter(|(_, ran)| **ran)
             .map(|((p, h), _)| p + h.cycles)
             .sum()
+    }
+
+    /// How the stages are placed, in words: `pipeline placement`, `mesh
+    /// placement`, or `mesh placement in 4x3 tiles of layers` (a system's
+    /// wafers may each take their own tiles).
+    pub fn placement(&self) -> String {
+        let mut tiles: Vec<Tiles> = self.wafers.iter().map(|w| w.tiles).collect();
+        tiles.dedup();
+        match tiles[..] {
+            [] | [Tiles::ONE] => format!("{} placement", self.kind),
+            [t] => format!("{} placement in {t} tiles of layers", self.kind),
+            _ => {
+                let each: Vec<String> = self.wafers.iter().map(|w| w.tiles.to_string()).collect();
+                format!(
+                    "{} placement in tiles of layers ({} by wafer)",
+                    self.kind,
+                    each.join(", ")
+                )
+            }
+        }
     }
 
     /// Which stages a step at `pos` runs when the experts are those
@@ -294,14 +314,15 @@ pub fn compile_shared(
             arch,
             ..options.clone()
         };
-        let mut c = compile_with(config, weights, &o, &graph, &stages, s.kind)?;
+        let mut c = compile_with(config, weights, &o, &graph, &stages, (s.kind, s.tiles))?;
         c.region = Some(s);
         return Ok(c);
     }
     let mut best: Option<Compiled> = None;
     let mut first_err = None;
     for kind in kinds {
-        match compile_with(config, weights, options, &graph, &stages, kind) {
+        let tiles = tiles_for(config, options, &graph, &stages, kind, &[]);
+        match compile_with(config, weights, options, &graph, &stages, (kind, tiles)) {
             Ok(c) => {
                 let at = options.max_context / 2;
                 if best
@@ -334,10 +355,18 @@ fn compile_with(
     options: &Options,
     graph: &Graph,
     stages: &[Stage],
-    kind: PlacementKind,
+    (kind, tiles): (PlacementKind, Tiles),
 ) -> Result<Compiled, CompileError> {
     let (sites, fragments, routing, sram) = fitting(
-        |copies| Ok(place::place(stages, config, options, kind, copies)?),
+        |copies| {
+            Ok(place::place(
+                stages,
+                config,
+                options,
+                (kind, tiles),
+                copies,
+            )?)
+        },
         |sites| {
             let fragments = fragments(stages, &sites, graph, weights, options)?;
             let refs: Vec<&Fragment> = fragments.iter().collect();
@@ -351,6 +380,7 @@ fn compile_with(
         layers: 0..config.n_layers,
         sram: sram.clone(),
         colors_used: routing.colors_used,
+        tiles,
     }];
     Ok(Compiled {
         config: config.clone(),
@@ -417,6 +447,26 @@ pub(crate) fn fragments(
 /// ([`place::KvCopies`]) and the rest finds they do not fit, again with
 /// fewer copies. The error, if any, is then that of the placement
 /// without copies: what a model needs at the least.
+/// The tiles of layers `kind` takes for `stages` on `o`'s grid: the
+/// fastest predicted ([`crate::region::predict`]), or `o.tiles` (else
+/// one) where nothing is predicted to fit (the compile then says why).
+pub(crate) fn tiles_for(
+    config: &Config,
+    o: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    kind: PlacementKind,
+    arrives: &[usize],
+) -> Tiles {
+    let ladder = crate::region::tilings(o, stages, kind);
+    if let [only] = ladder[..] {
+        return only;
+    }
+    let pos = o.max_context / 2;
+    crate::region::predict(config, o, graph, stages, kind, pos, arrives, Tiles::ONE)
+        .map_or(Tiles::ONE, |(_, t)| t)
+}
+
 pub(crate) fn fitting<T>(
     place: impl Fn(place::KvCopies) -> Result<Vec<Site>, CompileError>,
     rest: impl Fn(Vec<Site>) -> Result<T, CompileError>,

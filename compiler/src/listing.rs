@@ -50,7 +50,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         arch.sram_bytes,
         arch.colors,
         arch.clock_hz / 1e9,
-        c.kind,
+        c.placement().replacen(" placement", "", 1),
         c.options.dtype,
         if c.real_weights { "checkpoint" } else { "seeded" },
         c.options.max_context,
@@ -234,7 +234,8 @@ pub fn region(r: &crate::region::Searched) -> String {
         r.chosen.0, r.chosen.1, r.grid.0, r.grid.1, r.pos
     );
     for p in &r.points {
-        let mark = if (p.cols, p.rows, p.kind) == (r.chosen.0, r.chosen.1, r.kind) {
+        let mark = if (p.cols, p.rows, p.kind, p.tiles) == (r.chosen.0, r.chosen.1, r.kind, r.tiles)
+        {
             "*"
         } else {
             " "
@@ -247,7 +248,11 @@ pub fn region(r: &crate::region::Searched) -> String {
             ),
         };
         let rect = format!("{}x{}", p.cols, p.rows);
-        writeln!(t, " {mark} {rect:>9} {:<8} {what}", p.kind.name()).unwrap();
+        let how = match p.tiles {
+            crate::place::Tiles::ONE => p.kind.name().to_string(),
+            tiles => format!("{} {tiles}", p.kind.name()),
+        };
+        writeln!(t, " {mark} {rect:>9} {how:<8} {what}").unwrap();
     }
     t
 }

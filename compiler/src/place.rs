@@ -75,6 +75,9 @@ pub struct Options {
     pub region: crate::region::Region,
     /// How many wafers (machines of `arch`) the model is split over.
     pub wafers: crate::system::Wafers,
+    /// Mesh placement's tiles of layers; `None`: choose by predicted
+    /// cycles ([`crate::region::predict`]).
+    pub tiles: Option<Tiles>,
 }
 
 /// The kernels a projection (a GEMV stage) may use.
@@ -542,12 +545,13 @@ pub(crate) fn groups(stages: &[Stage], n_layers: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Place every stage with `kind`.
+/// Place every stage with `kind` (mesh placement in `tiles`; pipeline
+/// placement takes only [`Tiles::ONE`]).
 pub fn place(
     stages: &[Stage],
     c: &Config,
     o: &Options,
-    kind: PlacementKind,
+    (kind, tiles): (PlacementKind, Tiles),
     copies: KvCopies,
 ) -> Result<Vec<Site>, PlaceError> {
     let memo = Memo {
@@ -555,8 +559,16 @@ pub fn place(
         copies,
     };
     match kind {
+        PlacementKind::Pipeline if tiles != Tiles::ONE => Err(no_fit(
+            c,
+            o,
+            Some(PlacementKind::Pipeline),
+            format!(
+                "pipeline placement gives each stage its own PEs; {tiles} tiles of layers are mesh placement's"
+            ),
+        )),
         PlacementKind::Pipeline => pipeline(stages, c, o, memo),
-        PlacementKind::Mesh => mesh(stages, c, o, memo),
+        PlacementKind::Mesh => mesh(stages, c, o, memo, tiles),
     }
 }
 
@@ -745,6 +757,7 @@ fn mesh(
     c: &Config,
     o: &Options,
     mut memo: Memo,
+    tiles: Tiles,
 ) -> Result<Vec<Site>, PlaceError> {
     let kind = PlacementKind::Mesh;
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
@@ -768,17 +781,62 @@ fn mesh(
         ));
     }
     let x_gemv = embed_cols;
-    let mut x = embed_cols;
-    let mut top = vec![0u32; gw as usize];
-    let mut gemvs: std::collections::HashMap<(u32, u32), Option<Kernel>> = Default::default();
+    let whole = Area {
+        x0: x_gemv,
+        y0: 0,
+        x1: gw,
+        y1: gh,
+    };
+    let areas = tiles.areas(whole);
+    if areas.iter().any(|a| a.x1 <= a.x0 || a.y1 <= a.y0) {
+        return Err(no_fit(
+            c,
+            o,
+            Some(kind),
+            format!(
+                "{}x{} tiles of layers do not fit {}x{gh} PEs",
+                tiles.cols,
+                tiles.rows,
+                gw - x_gemv
+            ),
+        ));
+    }
+    // Which tile each stage's layer is in: the layers in contiguous runs,
+    // as even as they divide, so a tile holds its share of the weights.
+    let layers: Vec<usize> = stages.iter().filter_map(|s| s.layer).collect();
+    let (first, last) = (
+        layers.iter().copied().min().unwrap_or(0),
+        layers.iter().copied().max().unwrap_or(0),
+    );
+    let count = last - first + 1;
+    let tile_of_layer = |l: usize| (l - first) * areas.len() / count;
+    // A stage outside the layers goes with the nearest layer's tile.
+    let tile_of = |i: usize| match stages[i].layer {
+        Some(l) => tile_of_layer(l),
+        None if stages[..i].iter().all(|s| s.layer.is_none()) => 0,
+        None => areas.len() - 1,
+    };
+    // The skyline of each tile: each column's first free row.
+    let mut tops: Vec<Vec<u32>> = areas.iter().map(|a| vec![a.y0; gw as usize]).collect();
+    let mut next_x: Vec<u32> = areas.iter().map(|a| a.x0).collect();
+    let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32), Option<Kernel>> =
+        Default::default();
     for (i, s) in stages.iter().enumerate() {
-        // Every GEMV is tiled over the whole wafer (as far as its matrix
-        // has rows and columns), so each PE holds a tile of every layer.
+        let t = tile_of(i);
+        // A layer's projections are tiled over its tile of the wafer (as
+        // far as their matrices have rows and columns), so each PE holds
+        // a tile of every layer of its tile; the projections outside the
+        // layers (the classifier) over every tile.
+        let area = match (&s.work, s.layer) {
+            (Work::Gemv { .. }, None) => whole,
+            _ => areas[t],
+        };
+        let (aw, ah) = (area.x1 - area.x0, area.y1 - area.y0);
         let k = match &s.work {
             // Every layer's projections have the same few shapes: each
             // shape's kernel is chosen (costed) once.
             Work::Gemv { m, n, biases, .. } => gemvs
-                .entry((*m, n + !biases.is_empty() as u32))
+                .entry((*m, n + !biases.is_empty() as u32, aw, ah))
                 .or_insert_with(|| {
                     let n = n + !biases.is_empty() as u32;
                     let arch = &o.arch;
@@ -787,8 +845,8 @@ fn mesh(
                             m: *m,
                             n,
                             dtype: o.dtype,
-                            w: wafer_kernels::gemv::cols_at_most(n, o.dtype, gw - x_gemv),
-                            h: (*m).min(gh),
+                            w: wafer_kernels::gemv::cols_at_most(n, o.dtype, aw),
+                            h: (*m).min(ah),
                             strategy: o.reduce,
                             seed: i as u64,
                         })
@@ -796,7 +854,7 @@ fn mesh(
                     // MeshGEMV's columns run across the outputs, its rows
                     // across the inputs.
                     let mesh = if o.gemv.mesh(o.dtype) {
-                        mesh_gemv(*m, n, (*m).min(gw - x_gemv), n.min(gh), o, arch)
+                        mesh_gemv(*m, n, (*m).min(aw), n.min(ah), o, arch)
                     } else {
                         None
                     };
@@ -805,22 +863,23 @@ fn mesh(
                 .clone()
                 .map(|k| k.with_seed(i as u64)),
             Work::Embed { .. } => memo.shape(s, c, o, embed_cols.max(1), gh, i as u64),
-            _ => memo.shape(s, c, o, gw - x_gemv, gh, i as u64),
+            _ => memo.shape(s, c, o, aw, ah, i as u64),
         }
-        .ok_or_else(|| no_fit(c, o, Some(kind), unplaceable(s, gw, gh)))?;
+        .ok_or_else(|| no_fit(c, o, Some(kind), unplaceable(s, aw, ah)))?;
         let origin = match s.work {
-            Work::Gemv { .. } => Pe::new(x_gemv, 0),
+            Work::Gemv { .. } => Pe::new(area.x0, area.y0),
             Work::Embed { .. } => Pe::new(0, 0),
             _ => {
-                // The other stages where they first fit without sharing
-                // PEs (first fit from the west on the skyline `top`: the
-                // first free row of each column). Where none is left,
-                // side by side from the west along the top again: stages
-                // then share PEs, and their SRAM adds up.
+                // The other stages where they first fit in their tile
+                // without sharing PEs (first fit from the west on the
+                // skyline: the first free row of each column). Where none
+                // is left, side by side from the west along the tile's
+                // top again: stages then share PEs, and their SRAM adds up.
                 let (w, h) = k.size();
-                let free = (x_gemv..=gw.saturating_sub(w)).find_map(|x0| {
+                let top = &mut tops[t];
+                let free = (area.x0..=area.x1.saturating_sub(w)).find_map(|x0| {
                     let y0 = top[x0 as usize..(x0 + w) as usize].iter().copied().max()?;
-                    (y0 + h <= gh).then_some((x0, y0))
+                    (y0 + h <= area.y1).then_some((x0, y0))
                 });
                 match free {
                     Some((x0, y0)) => {
@@ -828,11 +887,12 @@ fn mesh(
                         Pe::new(x0, y0)
                     }
                     None => {
-                        if x + w > gw {
-                            x = x_gemv;
+                        let x = &mut next_x[t];
+                        if *x + w > area.x1 {
+                            *x = area.x0;
                         }
-                        let at = Pe::new(x, 0);
-                        x += w;
+                        let at = Pe::new(*x, area.y0);
+                        *x += w;
                         at
                     }
                 }
@@ -841,4 +901,109 @@ fn mesh(
         sites.push(Site { kernel: k, origin });
     }
     Ok(sites)
+}
+
+/// A rectangle of the grid: columns `x0..x1`, rows `y0..y1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Area {
+    x0: u32,
+    y0: u32,
+    x1: u32,
+    y1: u32,
+}
+
+/// How mesh placement cuts the PEs its projections use into tiles, each
+/// holding a contiguous run of the layers: `cols × rows` tiles, filled in
+/// a serpentine (so consecutive runs of layers are neighbours).
+///
+/// A projection tiled over the whole wafer is bound by its routes (x
+/// broadcast down every column, partial sums reduced along every row), so
+/// on a smaller rectangle it is faster, for the same SRAM a PE: a tile
+/// holds `1 / (cols · rows)` of the layers, each on `1 / (cols · rows)` of
+/// the PEs. The hand-offs between a layer's stages stay inside its tile,
+/// so they are shorter too. One tile is mesh placement as WaferLLM runs
+/// it; one tile a layer approaches pipeline placement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tiles {
+    pub cols: u32,
+    pub rows: u32,
+}
+
+impl Tiles {
+    pub const ONE: Tiles = Tiles { cols: 1, rows: 1 };
+
+    /// `COLSxROWS`, e.g. `4x3`.
+    pub fn parse(s: &str) -> Option<Tiles> {
+        let (c, r) = s.split_once('x')?;
+        let t = Tiles {
+            cols: c.parse().ok()?,
+            rows: r.parse().ok()?,
+        };
+        (t.cols > 0 && t.rows > 0).then_some(t)
+    }
+
+    pub fn count(self) -> u32 {
+        self.cols * self.rows
+    }
+
+    /// The tilings a search walks for `layers` layers on `w × h` PEs, in
+    /// increasing count (1, 2, 3, 4, 6, 8, 12, 16, …, up to one tile a
+    /// layer), each count cut into the tiles nearest square.
+    pub fn ladder(layers: u32, w: u32, h: u32) -> Vec<Tiles> {
+        let mut counts = vec![1u32, 2, 3];
+        let mut c = 4;
+        while c <= layers.max(1) {
+            counts.push(c);
+            counts.push(c * 3 / 2);
+            c *= 2;
+        }
+        counts.retain(|&c| c <= layers.max(1));
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+            .into_iter()
+            .filter_map(|n| {
+                (1..=n)
+                    .filter(|cols| n.is_multiple_of(*cols))
+                    .map(|cols| Tiles {
+                        cols,
+                        rows: n / cols,
+                    })
+                    .filter(|t| t.cols <= w && t.rows <= h)
+                    .min_by(|a, b| {
+                        let skew = |t: &Tiles| {
+                            ((w as f64 / t.cols as f64) / (h as f64 / t.rows as f64))
+                                .ln()
+                                .abs()
+                        };
+                        skew(a).total_cmp(&skew(b))
+                    })
+            })
+            .collect()
+    }
+
+    /// The tiles of `area`, in the order layers fill them.
+    fn areas(self, area: Area) -> Vec<Area> {
+        let cut =
+            |lo: u32, hi: u32, n: u32, i: u32| lo + ((hi - lo) as u64 * i as u64 / n as u64) as u32;
+        let mut v = Vec::new();
+        for r in 0..self.rows {
+            for c in 0..self.cols {
+                let c = if r % 2 == 1 { self.cols - 1 - c } else { c };
+                v.push(Area {
+                    x0: cut(area.x0, area.x1, self.cols, c),
+                    x1: cut(area.x0, area.x1, self.cols, c + 1),
+                    y0: cut(area.y0, area.y1, self.rows, r),
+                    y1: cut(area.y0, area.y1, self.rows, r + 1),
+                });
+            }
+        }
+        v
+    }
+}
+
+impl fmt::Display for Tiles {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}x{}", self.cols, self.rows)
+    }
 }

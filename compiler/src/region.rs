@@ -17,7 +17,7 @@ use crate::codegen::{self, CompileError};
 
 use crate::ir::Graph;
 use crate::model::Config;
-use crate::place::{self, Kernel, Options, PlacementKind, Site};
+use crate::place::{self, Kernel, Options, PlacementKind, Site, Tiles};
 use crate::stage::Stage;
 use rayon::prelude::*;
 use wafer_kernels::Fragment;
@@ -38,6 +38,8 @@ pub struct Point {
     pub cols: u32,
     pub rows: u32,
     pub kind: PlacementKind,
+    /// The tiles of layers mesh placement took there (one for pipeline).
+    pub tiles: Tiles,
     /// Predicted cycles of one step, or why it does not fit.
     pub result: Result<u64, String>,
 }
@@ -50,6 +52,7 @@ pub struct Searched {
     /// The rectangle compiled, and its placement.
     pub chosen: (u32, u32),
     pub kind: PlacementKind,
+    pub tiles: Tiles,
     /// The position the steps were predicted at.
     pub pos: u32,
     /// Every point, in the order tried (a rectangle's placements together).
@@ -134,7 +137,9 @@ pub(crate) fn search(
         .iter()
         .flat_map(|&k| shapes(cols, rows).into_iter().map(move |s| (k, s)))
         .collect();
-    let try_point = |kind: PlacementKind, (w, h): (u32, u32)| -> Point {
+    // A point's tiles are searched from those its walk's best point took
+    // (the best tiling moves little from one rectangle to the next).
+    let try_point = |kind: PlacementKind, (w, h): (u32, u32), near: Tiles| -> Point {
         let result = options
             .arch
             .clone()
@@ -145,19 +150,26 @@ pub(crate) fn search(
                     arch,
                     ..options.clone()
                 };
-                predict(config, &o, graph, stages, kind, pos, &[]).map_err(|e| e.to_string())
+                predict(config, &o, graph, stages, kind, pos, &[], near).map_err(|e| e.to_string())
             });
         Point {
             cols: w,
             rows: h,
             kind,
-            result,
+            tiles: result.as_ref().map_or(near, |r| r.1),
+            result: result.map(|r| r.0),
         }
     };
     let walked: Vec<Vec<(f64, Point)>> = walks
         .par_iter()
         .map(|&(kind, shape)| {
             let mut tried: Vec<(f64, Point)> = Vec::new();
+            let best = |tried: &[(f64, Point)]| {
+                tried
+                    .iter()
+                    .filter_map(|(f, p)| Some((p.result.clone().ok()?, *f, p.tiles)))
+                    .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+            };
             let step = |f: f64, tried: &mut Vec<(f64, Point)>| {
                 let r = scaled(shape, f);
                 if !fits_sram(r, options.arch.sram_bytes, need)
@@ -165,16 +177,11 @@ pub(crate) fn search(
                 {
                     return None;
                 }
-                let p = try_point(kind, r);
+                let near = best(tried).map_or(Tiles::ONE, |b| b.2);
+                let p = try_point(kind, r, near);
                 let cycles = p.result.clone().ok();
                 tried.push((f, p));
                 cycles
-            };
-            let best = |tried: &[(f64, Point)]| {
-                tried
-                    .iter()
-                    .filter_map(|(f, p)| Some((p.result.clone().ok()?, *f)))
-                    .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
             };
             let mut misses = 0;
             for &f in &SCALES {
@@ -193,7 +200,7 @@ pub(crate) fn search(
             let mut gap = SCALES[0] - SCALES[1];
             for _ in 0..2 {
                 gap /= 2.0;
-                let Some((_, f)) = best(&tried) else { break };
+                let Some((_, f, _)) = best(&tried) else { break };
                 for g in [f - gap, f + gap] {
                     if g > 0.0 && g <= 1.0 {
                         step(g, &mut tried);
@@ -212,17 +219,26 @@ pub(crate) fn search(
         grid: (cols, rows),
         chosen: (best.cols, best.rows),
         kind: best.kind,
+        tiles: best.tiles,
         pos,
         points: points.clone(),
     })
 }
 
 /// The predicted step at `pos` of `stages` placed with `kind` on the grid
-/// of `o`, or why they do not fit: placement, routing and the SRAM plan as
-/// a compile does them, with one fragment per distinct kernel.
+/// of `o`, and the tiles of layers it takes, or why they do not fit:
+/// placement, routing and the SRAM plan as a compile does them, with one
+/// fragment per distinct kernel.
+///
+/// Mesh placement takes `o.tiles` when given; else it climbs
+/// [`Tiles::ladder`] from `near` (the tiling nearest it in count) towards
+/// fewer or more tiles while the predicted step gets shorter, and takes
+/// the shortest. The step falls as the tiles shrink (shorter routes) until
+/// the projections' tiles of weights grow past what the routes save.
 ///
 /// `arrives`: the values made on an earlier wafer, when `stages` are one
 /// wafer's of a system ([`crate::system`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn predict(
     config: &Config,
     o: &Options,
@@ -231,10 +247,70 @@ pub(crate) fn predict(
     kind: PlacementKind,
     pos: u32,
     arrives: &[usize],
+    near: Tiles,
+) -> Result<(u64, Tiles), CompileError> {
+    let ladder = tilings(o, stages, kind);
+    let at = |t: Tiles| predict_tiled(config, o, graph, stages, (kind, t), pos, arrives);
+    let start = (0..ladder.len())
+        .min_by_key(|&i| ladder[i].count().abs_diff(near.count()))
+        .expect("a ladder has one tiling at least");
+    let first = at(ladder[start]);
+    let mut best = first.as_ref().ok().map(|&c| (c, ladder[start]));
+    // Up the ladder while it gets faster, then (if the first step up did
+    // not) down; before anything fits, up until something does.
+    let mut climbed = false;
+    for i in start + 1..ladder.len() {
+        match (at(ladder[i]), best) {
+            (Ok(c), b) if b.is_none_or(|b| c < b.0) => {
+                best = Some((c, ladder[i]));
+                climbed = true;
+            }
+            (Err(_), None) if i < start + 3 => {}
+            _ => break,
+        }
+    }
+    if !climbed && best.is_some() {
+        for i in (0..start).rev() {
+            match (at(ladder[i]), best) {
+                (Ok(c), Some(b)) if c < b.0 => best = Some((c, ladder[i])),
+                _ => break,
+            }
+        }
+    }
+    match best {
+        Some(b) => Ok(b),
+        None => first.map(|c| (c, ladder[start])),
+    }
+}
+
+/// The tilings [`predict`] chooses among: `o.tiles` when given, else the
+/// ladder for the layers `stages` hold on `o`'s grid (pipeline placement:
+/// one tile).
+pub(crate) fn tilings(o: &Options, stages: &[Stage], kind: PlacementKind) -> Vec<Tiles> {
+    match (kind, o.tiles) {
+        (PlacementKind::Pipeline, _) => vec![Tiles::ONE],
+        (PlacementKind::Mesh, Some(t)) => vec![t],
+        (PlacementKind::Mesh, None) => {
+            let mut layers: Vec<usize> = stages.iter().filter_map(|s| s.layer).collect();
+            layers.dedup();
+            Tiles::ladder(layers.len() as u32, o.arch.grid_cols, o.arch.grid_rows)
+        }
+    }
+}
+
+/// The predicted step of `stages` placed with `kind` in `tiles`.
+fn predict_tiled(
+    config: &Config,
+    o: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    placement: (PlacementKind, Tiles),
+    pos: u32,
+    arrives: &[usize],
 ) -> Result<u64, CompileError> {
     codegen::fitting(
-        |copies| Ok(place::place(stages, config, o, kind, copies)?),
-        |sites| predict_placed(config, o, graph, stages, &sites, kind, pos, arrives),
+        |copies| Ok(place::place(stages, config, o, placement, copies)?),
+        |sites| predict_placed(config, o, graph, stages, &sites, placement.0, pos, arrives),
     )
 }
 

@@ -25,7 +25,7 @@
 use crate::codegen::{self, CompileError, Compiled};
 use crate::ir::Graph;
 use crate::model::{Config, Weights};
-use crate::place::{self, Options, PlaceError, PlacementKind, Site};
+use crate::place::{self, Options, PlaceError, PlacementKind, Site, Tiles};
 use crate::route::{Handoff, Routing};
 use crate::share::{self, Exchange};
 use crate::sram::SramPlan;
@@ -60,6 +60,8 @@ pub struct WaferPart {
     pub sram: SramPlan,
     /// Colors its routes use.
     pub colors_used: u8,
+    /// Mesh placement's tiles of layers on it ([`Tiles::ONE`] for pipeline).
+    pub tiles: Tiles,
 }
 
 /// Values one wafer sends the next, once per step.
@@ -104,7 +106,7 @@ pub type Part = (Range<usize>, Range<usize>);
 
 /// One wafer's part compiled: its sites, fragments, routes and SRAM plan
 /// (as they travel between processes sharing a compile).
-type CompiledPart = (Vec<Site>, Vec<Fragment>, Routing, SramPlan);
+type CompiledPart = (Vec<Site>, Vec<Fragment>, Routing, SramPlan, Tiles);
 
 /// The stages of each of `n` wafers: layers split into contiguous ranges
 /// (each at least one layer) so that the most bytes a wafer keeps is the
@@ -292,8 +294,18 @@ fn predict_part(
     let (r, layers) = &parts[k];
     let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
     let part = &stages[r.clone()];
-    crate::region::predict(c, o, graph, part, kind, o.max_context / 2, arrives)
-        .map_err(|e| part_error(k, n, layers, (part, c, o), e))
+    crate::region::predict(
+        c,
+        o,
+        graph,
+        part,
+        kind,
+        o.max_context / 2,
+        arrives,
+        Tiles::ONE,
+    )
+    .map(|(cycles, _)| cycles)
+    .map_err(|e| part_error(k, n, layers, (part, c, o), e))
 }
 
 /// Whether `n` wafers hold the model with some kind among `kinds`: the
@@ -493,14 +505,15 @@ pub(crate) fn compile(
         let part = &stages[r.clone()];
         let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
         let err = |e| part_error(k, n, layers, (part, c, o), e);
+        let tiles = codegen::tiles_for(c, o, graph, part, kind, arrives);
         codegen::fitting(
-            |copies| Ok(place::place(part, c, o, kind, copies)?),
+            |copies| Ok(place::place(part, c, o, (kind, tiles), copies)?),
             |s| {
                 let f = codegen::fragments(part, &s, graph, weights, o)?;
                 let refs: Vec<&Fragment> = f.iter().collect();
                 let (routing, sram) =
                     codegen::route_and_plan(c, o, part, &s, &refs, kind, arrives)?;
-                Ok((s, f, routing, sram))
+                Ok((s, f, routing, sram, tiles))
             },
         )
         .map_err(err)
@@ -511,7 +524,7 @@ pub(crate) fn compile(
         .enumerate()
         .map(|(k, p)| p.map_or_else(|| part(k), Ok))
         .collect::<Result<Vec<_>, CompileError>>()?;
-    for ((r, layers), (s, f, routing, sram)) in parts.iter().zip(compiled) {
+    for ((r, layers), (s, f, routing, sram, tiles)) in parts.iter().zip(compiled) {
         kernel_colors = routing.kernel_colors.max(kernel_colors);
         colors_used = routing.colors_used.max(colors_used);
         wafers.push(WaferPart {
@@ -519,6 +532,7 @@ pub(crate) fn compile(
             layers: layers.clone(),
             sram,
             colors_used: routing.colors_used,
+            tiles,
         });
         handoffs.extend(routing.handoffs.into_iter().map(|mut h| {
             for j in &mut h.from {

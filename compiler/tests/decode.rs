@@ -22,6 +22,7 @@ fn options(arch: Arch, dtype: DType, kind: Option<PlacementKind>, max_context: u
         gemv: wafer_compiler::place::GemvChoice::Auto,
         region: wafer_compiler::region::Region::Whole,
         wafers: wafer_compiler::system::Wafers::Count(1),
+        tiles: None,
     }
 }
 

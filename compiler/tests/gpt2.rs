@@ -191,6 +191,7 @@ fn gpt2_decodes_on_the_wafer_as_the_reference() {
             gemv: wafer_compiler::place::GemvChoice::Auto,
             region: wafer_compiler::region::Region::Whole,
             wafers: wafer_compiler::system::Wafers::Count(1),
+            tiles: None,
         };
         let compiled = compile(&c, Some(&w), &o).unwrap();
         let mut d = Decoder::new(&compiled);
@@ -212,6 +213,7 @@ fn built_in_gpt2_compiles_on_wse3() {
         gemv: wafer_compiler::place::GemvChoice::Auto,
         region: wafer_compiler::region::Region::Whole,
         wafers: wafer_compiler::system::Wafers::Count(1),
+        tiles: None,
     };
     let compiled = compile(&c, None, &o).unwrap();
     assert!(compiled.sram.max_bytes <= o.arch.sram_bytes);

@@ -555,6 +555,7 @@ fn options(kind: PlacementKind) -> Options {
         gemv: wafer_compiler::place::GemvChoice::Auto,
         region: wafer_compiler::region::Region::Whole,
         wafers: wafer_compiler::system::Wafers::Count(1),
+        tiles: None,
     }
 }
 

@@ -214,6 +214,7 @@ fn a_written_llama_compiles_and_decodes_on_the_wafer_as_the_reference() {
             gemv: wafer_compiler::place::GemvChoice::Auto,
             region: wafer_compiler::region::Region::Whole,
             wafers: wafer_compiler::system::Wafers::Count(1),
+            tiles: None,
         };
         let compiled = wafer_compiler::compile(&c, Some(&w), &o).unwrap();
         let mut d = Decoder::new(&compiled);

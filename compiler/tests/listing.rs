@@ -24,6 +24,7 @@ fn compiled_listing(file: &str, arch: Arch, kind: Option<PlacementKind>) -> Stri
         gemv: wafer_compiler::place::GemvChoice::Auto,
         region: wafer_compiler::region::Region::Whole,
         wafers: wafer_compiler::system::Wafers::Count(1),
+        tiles: None,
     };
     let compiled = compile(&c, Some(&w), &o).unwrap();
     listing(&compiled, o.max_context / 2)

@@ -21,6 +21,7 @@ fn options(kind: PlacementKind, dtype: DType, gemv: GemvChoice) -> Options {
         gemv,
         region: wafer_compiler::region::Region::Whole,
         wafers: wafer_compiler::system::Wafers::Count(1),
+        tiles: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn options(arch: Arch, kind: Option<PlacementKind>, region: Region) -> Options {
         gemv: GemvChoice::Auto,
         region,
         wafers: wafer_compiler::system::Wafers::Count(1),
+        tiles: None,
     }
 }
 

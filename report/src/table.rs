@@ -314,6 +314,8 @@ pub struct Table {
     pub model: String,
     pub arch: String,
     pub placement: String,
+    /// Mesh placement's tiles of layers, `COLSxROWS`, one per wafer.
+    pub tiles: Vec<String>,
     pub dtype: String,
     pub context: u32,
     pub work: DecodeWork,
@@ -513,6 +515,7 @@ pub fn table(
         model: model.to_string(),
         arch: c.options.arch.name.clone(),
         placement: c.kind.name().to_string(),
+        tiles: c.wafers.iter().map(|w| w.tiles.to_string()).collect(),
         dtype,
         context,
         work,
@@ -540,12 +543,27 @@ fn si(x: f64) -> String {
 
 /// The region search in JSON: the rectangle chosen, the grid, and every
 /// rectangle tried with its predicted cycles (or why it did not fit).
+/// ` in 4x3 tiles of layers` where mesh placement cut its layers into
+/// tiles (every wafer alike), else nothing or each wafer's tiles.
+fn tiled(tiles: &[String]) -> String {
+    let mut t = tiles.to_vec();
+    t.dedup();
+    match &t[..] {
+        [] => String::new(),
+        [one] if one == "1x1" => String::new(),
+        [one] => format!(" in {one} tiles of layers"),
+        _ => format!(" in tiles of layers ({} by wafer)", tiles.join(", ")),
+    }
+}
+
 pub fn region_json(r: &wafer_compiler::region::Searched) -> Value {
     json!({
         "cols": r.chosen.0, "rows": r.chosen.1, "placement": r.kind.name(),
+        "tiles": r.tiles.to_string(),
         "grid": [r.grid.0, r.grid.1], "predicted_at": r.pos,
         "tried": r.points.iter().map(|p| json!({
             "cols": p.cols, "rows": p.rows, "placement": p.kind.name(),
+            "tiles": p.tiles.to_string(),
             "predicted_cycles": p.result.as_ref().ok(),
             "error": p.result.as_ref().err(),
         })).collect::<Vec<_>>(),
@@ -559,10 +577,11 @@ impl Table {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "{} on {}: {} placement, {} weights, decode at context {} (positions {}..={})",
+            "{} on {}: {} placement{}, {} weights, decode at context {} (positions {}..={})",
             self.model,
             self.arch,
             self.placement,
+            tiled(&self.tiles),
             self.dtype,
             self.context,
             w.positions.0,
@@ -698,6 +717,7 @@ impl Table {
             "model": self.model,
             "arch": self.arch,
             "placement": self.placement,
+            "tiles": self.tiles,
             "dtype": self.dtype,
             "context": self.context,
             "wafer": {

@@ -404,6 +404,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "model": l.name,
             "arch": c.options.arch.name,
             "placement": c.kind.name(),
+            "tiles": c.wafers.iter().map(|w| w.tiles.to_string()).collect::<Vec<_>>(),
             "dtype": c.options.dtype.to_string(),
             "pes": c.pes_used(),
             "region": c.region.as_ref().map(wafer_report::table::region_json),
@@ -442,10 +443,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} on {} ({} placement, {} PEs, {}): {steps} decode steps timed after {warmup}, compiled in {compile_s:.2} s",
+        "{} on {} ({}, {} PEs, {}): {steps} decode steps timed after {warmup}, compiled in {compile_s:.2} s",
         l.name,
         c.options.arch.name,
-        c.kind.name(),
+        c.placement(),
         c.pes_used(),
         c.options.dtype
     );

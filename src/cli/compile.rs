@@ -2,7 +2,7 @@ use super::model::{Loaded, load};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::path::PathBuf;
-use wafer_compiler::place::{GemvChoice, Options, PlacementKind};
+use wafer_compiler::place::{GemvChoice, Options, PlacementKind, Tiles};
 use wafer_compiler::region::Region;
 use wafer_compiler::system::{MAX_WAFERS, Wafers};
 use wafer_compiler::{Compiled, compile};
@@ -47,6 +47,12 @@ pub struct TargetArgs {
     /// weights and KV cache are more than one wafer's SRAM.
     #[arg(long)]
     pub wafers: Option<String>,
+    /// Mesh placement's tiles of layers: auto (the fastest predicted) or
+    /// COLSxROWS (e.g. 4x3: the projections' PEs cut into 12 tiles, each
+    /// holding a contiguous run of the layers; 1x1: every layer on all of
+    /// them, as WaferLLM places a model).
+    #[arg(long, default_value = "auto")]
+    pub tiles: String,
 }
 
 impl TargetArgs {
@@ -101,6 +107,25 @@ impl TargetArgs {
                 _ => bail!("--wafers `{n}`: use a count from 1 to {MAX_WAFERS}, or auto"),
             },
         };
+        let tiles = match self.tiles.as_str() {
+            "auto" => None,
+            t => match Tiles::parse(t) {
+                Some(t) if t.count() as usize <= l.config.n_layers => Some(t),
+                Some(t) => bail!(
+                    "--tiles {t}: {} has {} layers, and a tile holds one at least; use at most {} tiles, or auto",
+                    l.name,
+                    l.config.n_layers,
+                    l.config.n_layers
+                ),
+                None => bail!("--tiles `{t}`: use auto or COLSxROWS (e.g. 4x3)"),
+            },
+        };
+        if tiles.is_some() && placement == Some(PlacementKind::Pipeline) {
+            bail!(
+                "--tiles {}: tiles of layers are mesh placement's; add --placement mesh or leave --tiles out",
+                self.tiles
+            );
+        }
         Ok(Options {
             arch,
             dtype,
@@ -110,6 +135,7 @@ impl TargetArgs {
             gemv,
             region,
             wafers,
+            tiles,
         })
     }
 
@@ -168,10 +194,10 @@ pub fn run(a: CompileArgs) -> anyhow::Result<()> {
     } else {
         let cycles = c.predicted(pos);
         println!(
-            "{}: {} stages, {} placement on {}, {} PEs, at most {} bytes of SRAM on a PE ({}); predicted step at position {pos}: {cycles} cycles = {:.3} µs",
+            "{}: {} stages, {} on {}, {} PEs, at most {} bytes of SRAM on a PE ({}); predicted step at position {pos}: {cycles} cycles = {:.3} µs",
             l.name,
             c.stages.len(),
-            c.kind,
+            c.placement(),
             c.machines(),
             c.pes_used(),
             c.sram.max_bytes,

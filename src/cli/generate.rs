@@ -222,10 +222,10 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let clock_hz = arch.clock_hz;
     if !a.json {
         eprintln!(
-            "{}: {} stages, {} placement on {} ({} PEs), weights {}",
+            "{}: {} stages, {} on {} ({} PEs), weights {}",
             l.name,
             c.stages.len(),
-            c.kind,
+            c.placement(),
             c.machines(),
             c.pes_used(),
             c.options.dtype
@@ -414,6 +414,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "model": l.name,
             "arch": arch.name,
             "placement": c.kind.name(),
+            "tiles": c.wafers.iter().map(|w| w.tiles.to_string()).collect::<Vec<_>>(),
             "dtype": c.options.dtype.to_string(),
             "pes": c.pes_used(),
             "region": c.region.as_ref().map(wafer_report::table::region_json),

@@ -118,6 +118,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                     // The grids are the sweep's own axis.
                     region: Some("full".into()),
                     wafers: Some(a.wafers.clone()),
+                    tiles: "auto".into(),
                 };
                 let opts = t.options(&l)?;
                 let grid_pes = opts.arch.n_pes();
