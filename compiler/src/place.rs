@@ -361,20 +361,24 @@ fn shape(
             pairs,
             scaling,
         } => cheapest(
-            sizes((*heads).min(bh)).into_iter().map(|h| {
-                Kernel::Rope(RopeSpec {
-                    heads: *heads,
-                    head_dim: *head,
-                    theta: *theta,
-                    layout: match pairs {
-                        RopePairs::Adjacent => RopeLayout::Adjacent,
-                        RopePairs::HalfSplit => RopeLayout::HalfSplit,
-                    },
-                    scaling: *scaling,
-                    pos: 0,
-                    h,
-                })
-            }),
+            // Whole heads a PE, or half a head each.
+            sizes((*heads).min(bh))
+                .into_iter()
+                .chain((head % 4 == 0 && 2 * heads <= bh).then_some(2 * heads))
+                .map(|h| {
+                    Kernel::Rope(RopeSpec {
+                        heads: *heads,
+                        head_dim: *head,
+                        theta: *theta,
+                        layout: match pairs {
+                            RopePairs::Adjacent => RopeLayout::Adjacent,
+                            RopePairs::HalfSplit => RopeLayout::HalfSplit,
+                        },
+                        scaling: *scaling,
+                        pos: 0,
+                        h,
+                    })
+                }),
             &arch,
             0,
             |_| true,
@@ -982,19 +986,25 @@ impl Tiles {
             .collect()
     }
 
-    /// The tiles of `area`, in the order layers fill them.
+    /// The tiles of `area`, in the order layers fill them: all of one
+    /// size (the columns and rows that do not divide evenly are left at
+    /// the east and south edges), so every layer's projections are the
+    /// same kernels, and its PEs hold the same share of the weights.
     fn areas(self, area: Area) -> Vec<Area> {
-        let cut =
-            |lo: u32, hi: u32, n: u32, i: u32| lo + ((hi - lo) as u64 * i as u64 / n as u64) as u32;
+        let (tw, th) = (
+            (area.x1 - area.x0) / self.cols,
+            (area.y1 - area.y0) / self.rows,
+        );
         let mut v = Vec::new();
         for r in 0..self.rows {
             for c in 0..self.cols {
                 let c = if r % 2 == 1 { self.cols - 1 - c } else { c };
+                let (x0, y0) = (area.x0 + c * tw, area.y0 + r * th);
                 v.push(Area {
-                    x0: cut(area.x0, area.x1, self.cols, c),
-                    x1: cut(area.x0, area.x1, self.cols, c + 1),
-                    y0: cut(area.y0, area.y1, self.rows, r),
-                    y1: cut(area.y0, area.y1, self.rows, r + 1),
+                    x0,
+                    x1: x0 + tw,
+                    y0,
+                    y1: y0 + th,
                 });
             }
         }

@@ -232,8 +232,9 @@ pub(crate) fn search(
 ///
 /// Mesh placement takes `o.tiles` when given; else it climbs
 /// [`Tiles::ladder`] from `near` (the tiling nearest it in count) towards
-/// fewer or more tiles while the predicted step gets shorter, and takes
-/// the shortest. The step falls as the tiles shrink (shorter routes) until
+/// more tiles, or else fewer, until [`PATIENCE`] tilings in a row fail to
+/// beat the best (one, when `near` is more than one tile: a neighbouring
+/// rectangle's best), and takes the shortest. The step falls as the tiles shrink (shorter routes) until
 /// the projections' tiles of weights grow past what the routes save.
 ///
 /// `arrives`: the values made on an earlier wafer, when `stages` are one
@@ -256,24 +257,44 @@ pub(crate) fn predict(
         .expect("a ladder has one tiling at least");
     let first = at(ladder[start]);
     let mut best = first.as_ref().ok().map(|&c| (c, ladder[start]));
-    // Up the ladder while it gets faster, then (if the first step up did
-    // not) down; before anything fits, up until something does.
+    // From a neighbouring point's best, a step each way is enough (it
+    // moves little); from one tile, the whole climb.
+    let patience = if start == 0 { PATIENCE } else { 1 };
+    // Up the ladder while it gets faster (a tiling that holds an uneven
+    // share of the layers can fail to fit or be slower between two that
+    // are faster, so one miss in a row is passed over), then, if going up
+    // found nothing faster, down the same way.
     let mut climbed = false;
-    for i in start + 1..ladder.len() {
-        match (at(ladder[i]), best) {
-            (Ok(c), b) if b.is_none_or(|b| c < b.0) => {
-                best = Some((c, ladder[i]));
+    let mut misses = 0;
+    for &t in &ladder[start + 1..] {
+        match at(t) {
+            Ok(c) if best.is_none_or(|b| c < b.0) => {
+                best = Some((c, t));
                 climbed = true;
+                misses = 0;
             }
-            (Err(_), None) if i < start + 3 => {}
-            _ => break,
+            _ => {
+                misses += 1;
+                if misses == patience {
+                    break;
+                }
+            }
         }
     }
     if !climbed && best.is_some() {
-        for i in (0..start).rev() {
-            match (at(ladder[i]), best) {
-                (Ok(c), Some(b)) if c < b.0 => best = Some((c, ladder[i])),
-                _ => break,
+        misses = 0;
+        for &t in ladder[..start].iter().rev() {
+            match at(t) {
+                Ok(c) if best.is_some_and(|b| c < b.0) => {
+                    best = Some((c, t));
+                    misses = 0;
+                }
+                _ => {
+                    misses += 1;
+                    if misses == patience {
+                        break;
+                    }
+                }
             }
         }
     }

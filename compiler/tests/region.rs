@@ -64,9 +64,10 @@ fn the_search_compiles_its_shortest_predicted_step_and_predicts_each_rectangle_a
         r.chosen
     );
     assert_eq!(compiled.kind, r.kind);
+    assert_eq!(compiled.wafers[0].tiles, r.tiles);
     assert_eq!(compiled.predicted(r.pos), best);
     // Each point's prediction is what compiling that rectangle with that
-    // placement predicts (checked on the chosen, the whole grid and two
+    // placement and tiling predicts (checked on the chosen, the whole grid and two
     // more), and a point that did not fit does not compile.
     let mut checked = 0;
     for (i, p) in r.points.iter().enumerate() {
@@ -75,7 +76,11 @@ fn the_search_compiles_its_shortest_predicted_step_and_predicts_each_rectangle_a
             continue;
         }
         let arch = grid.clone().with_grid(p.cols, p.rows).unwrap();
-        let one = compile(&c, Some(&w), &options(arch, Some(p.kind), Region::Whole));
+        let o = Options {
+            tiles: Some(p.tiles),
+            ..options(arch, Some(p.kind), Region::Whole)
+        };
+        let one = compile(&c, Some(&w), &o);
         match (&p.result, one) {
             (Ok(cycles), Ok(one)) => assert_eq!(one.predicted(r.pos), *cycles, "{p:?}"),
             (Err(_), Err(_)) => {}

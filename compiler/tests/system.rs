@@ -23,6 +23,7 @@ fn options(arch: Arch, kind: PlacementKind, wafers: Wafers) -> Options {
         gemv: GemvChoice::Auto,
         region: Region::Whole,
         wafers,
+        tiles: None,
     }
 }
 

@@ -1,10 +1,13 @@
 //! Rotary position embedding on a vector of heads down a column of PEs.
 //!
 //! `heads` heads of `head_dim` (even) are split over `h` PEs, whole heads
-//! each, so every rotated pair is local to one PE in either layout:
-//! adjacent pairs `(2i, 2i+1)` (llama2.c) or half-split pairs `(i, i + d/2)`
-//! (Hugging Face checkpoints). Pair `i` turns by `pos · θ^(−2i/d)`. PE `r`
-//! holds the frequencies `θ^(−2i/d)` (computed in f32 at generation time),
+//! each, or, with `h = 2 · heads` (and `head_dim` a multiple of 4), half a
+//! head each: the first or second half of its pairs. Either way every
+//! rotated pair is local to one PE in either layout: adjacent pairs
+//! `(2i, 2i+1)` (llama2.c) or half-split pairs `(i, i + d/2)` (Hugging
+//! Face checkpoints; half a head is then two runs of `d/4`, its pairs'
+//! two members). Pair `i` turns by `pos · θ^(−2i/d)`. PE `r`
+//! holds its pairs' frequencies `θ^(−2i/d)` (computed in f32 at generation time),
 //! receives `[pos, its heads]` from the west, computes the angles' sines and
 //! cosines (scaled by YaRN's attention factor where the scaling is YaRN),
 //! rotates, and sends its heads on to the east.
@@ -34,7 +37,8 @@ pub struct RopeSpec {
     pub scaling: Option<RopeScaling>,
     /// The default position (the `pos` input).
     pub pos: u32,
-    /// PEs in the column (at most `heads`).
+    /// PEs in the column: at most `heads` (whole heads each), or
+    /// `2 · heads` (half a head each).
     pub h: u32,
 }
 
@@ -42,14 +46,58 @@ const CA: u8 = 0;
 const CO: u8 = 2;
 
 impl RopeSpec {
-    fn split(&self) -> Vec<(u32, u32)> {
-        split(self.heads, self.h)
+    /// Whether each PE rotates half a head.
+    fn halves(&self) -> bool {
+        self.heads > 0 && self.h == 2 * self.heads
     }
-    /// Stride between a pair's members' runs, and the partner's offset.
+    /// The elements a PE rotates as one: a head, or half of one.
+    fn unit(&self) -> u32 {
+        if self.halves() {
+            self.head_dim / 2
+        } else {
+            self.head_dim
+        }
+    }
+    /// Each PE's units: the first and how many.
+    fn split(&self) -> Vec<(u32, u32)> {
+        if self.halves() {
+            (0..self.h).map(|r| (r, 1)).collect()
+        } else {
+            split(self.heads, self.h)
+        }
+    }
+    /// Stride between a pair's members' runs, and the partner's offset,
+    /// within a unit as its PE holds it.
     fn pairing(&self) -> (u32, u32) {
         match self.layout {
             RopeLayout::Adjacent => (2, 1),
-            RopeLayout::HalfSplit => (1, self.head_dim / 2),
+            RopeLayout::HalfSplit => (1, self.unit() / 2),
+        }
+    }
+    /// The runs of `x` (offset, length) unit `u` is, in the order its PE
+    /// holds them: a head; the half of a head's adjacent pairs; or the
+    /// first members then the second of a quarter of its half-split ones.
+    fn runs(&self, u: u32) -> Vec<(u32, u32)> {
+        let d = self.head_dim;
+        if !self.halves() {
+            return vec![(u * d, d)];
+        }
+        let (head, part) = (u / 2, u % 2);
+        match self.layout {
+            RopeLayout::Adjacent => vec![(head * d + part * d / 2, d / 2)],
+            RopeLayout::HalfSplit => vec![
+                (head * d + part * d / 4, d / 4),
+                (head * d + d / 2 + part * d / 4, d / 4),
+            ],
+        }
+    }
+    /// The pairs (indices into [`RopeSpec::inv_freq`]) PE `r` turns.
+    fn pairs(&self, r: u32) -> std::ops::Range<usize> {
+        let q = self.head_dim as usize / 4;
+        match self.halves() {
+            true if r % 2 == 0 => 0..q,
+            true => q..2 * q,
+            false => 0..self.head_dim as usize / 2,
         }
     }
     /// What cos and sin are scaled by: [`attention_factor`].
@@ -195,17 +243,27 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
             s.heads, s.head_dim
         )));
     }
-    if s.h == 0 || s.h > s.heads || s.h > arch.grid_rows {
+    let halves_fit = s.head_dim.is_multiple_of(4) && 2 * s.heads <= arch.grid_rows;
+    if s.h == 0
+        || (s.h > s.heads && !s.halves())
+        || s.h > arch.grid_rows
+        || (s.halves() && !halves_fit)
+    {
+        let halves = if halves_fit {
+            format!(", or {} (half a head per PE)", 2 * s.heads)
+        } else {
+            String::new()
+        };
         return Err(KernelError::Rect {
             w: 1,
             h: s.h,
             why: format!(
-                "use 1..{} PEs (whole heads per PE)",
+                "use 1..{} PEs (whole heads per PE){halves}",
                 s.heads.min(arch.grid_rows)
             ),
         });
     }
-    let (d, half) = (s.head_dim, s.head_dim / 2);
+    let (d, half) = (s.unit(), s.unit() / 2);
     let (stride, partner) = s.pairing();
     let parts = s.split();
     let bytes = 4 * (batch as u64 * (1 + parts[0].1 as u64 * d as u64) + 5 * half as u64) + 400;
@@ -219,7 +277,14 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
             ),
         });
     }
-    let freqs: Vec<String> = s.inv_freq().iter().map(|v| format!("{v:?}")).collect();
+    let inv_freq = s.inv_freq();
+    let freqs = |r: u32| -> String {
+        inv_freq[s.pairs(r)]
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let batched = match batch {
         1 => String::new(),
         b => format!(", {b} positions"),
@@ -280,7 +345,13 @@ head:
         s.h, s.h
     )
     .unwrap();
-    writeln!(src, ".data ifq 0,0 1x{} = [{}]", s.h, freqs.join(", ")).unwrap();
+    if s.halves() {
+        for r in 0..s.h {
+            writeln!(src, ".data ifq 0,{r} 1x1 = [{}]", freqs(r)).unwrap();
+        }
+    } else {
+        writeln!(src, ".data ifq 0,0 1x{} = [{}]", s.h, freqs(0)).unwrap();
+    }
     for (r, (_, nh)) in parts.iter().enumerate() {
         let len = nh * d;
         // Default data: each position's pos, then seeded values.
@@ -306,33 +377,52 @@ head:
     }
     let program = crate::assemble(&src, "RoPE")?;
     // Position `p`'s part of each stream follows the earlier positions':
-    // `[pos, heads]` in, the heads out.
-    let n = s.heads * d;
-    let port =
-        |name: &str, stream: &str, len: u32, part: &dyn Fn(u32, u32, u32) -> (u32, u32, u32)| {
-            TensorPort {
-                name: name.into(),
-                len: batch * len,
-                segments: (0..batch)
-                    .flat_map(|p| {
-                        parts.iter().enumerate().map(move |(r, (h0, nh))| {
-                            let (offset, len, at) = part(p, h0 * d, nh * d);
-                            Segment {
-                                stream: format!("{stream}{r}"),
-                                offset,
-                                len,
-                                at,
-                            }
-                        })
-                    })
-                    .collect(),
+    // `[pos, units]` in, the units out; a unit's runs of `x` one after
+    // another.
+    let n = s.heads * s.head_dim;
+    let runs: Vec<Vec<(u32, u32)>> = parts
+        .iter()
+        .map(|&(u0, nu)| (u0..u0 + nu).flat_map(|u| s.runs(u)).collect())
+        .collect();
+    let port = |name: &str, stream: &str, len: u32, first: u32, per_pe: &dyn Fn(u32) -> u32| {
+        let mut segments = Vec::new();
+        for p in 0..batch {
+            for (r, runs) in runs.iter().enumerate() {
+                let mut at = p * per_pe(r as u32) + first;
+                for &(offset, l) in runs {
+                    segments.push(Segment {
+                        stream: format!("{stream}{r}"),
+                        offset: p * n + offset,
+                        len: l,
+                        at,
+                    });
+                    at += l;
+                }
             }
-        };
-    let x = port("x", "a", n, &|p, off, len| {
-        (p * n + off, len, p * (1 + len) + 1)
-    });
-    let pos = port("pos", "a", 1, &|p, _, len| (p, 1, p * (1 + len)));
-    let y = port("y", "y", n, &|p, off, len| (p * n + off, len, p * len));
+        }
+        TensorPort {
+            name: name.into(),
+            len: batch * len,
+            segments,
+        }
+    };
+    let units = |r: u32| parts[r as usize].1 * d;
+    let x = port("x", "a", n, 1, &|r| 1 + units(r));
+    let pos = TensorPort {
+        name: "pos".into(),
+        len: batch,
+        segments: (0..batch)
+            .flat_map(|p| {
+                (0..parts.len()).map(move |r| Segment {
+                    stream: format!("a{r}"),
+                    offset: p,
+                    len: 1,
+                    at: p * (1 + units(r as u32)),
+                })
+            })
+            .collect(),
+    };
+    let y = port("y", "y", n, 0, &units);
     Ok(Fragment {
         program: program.into(),
         inputs: vec![x, pos],
@@ -423,10 +513,20 @@ pub fn reference_batch(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Pr
 
 /// The reference: the PEs' f32 operations in their order.
 pub fn reference(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program) -> Vec<f32> {
-    let freqs = p.initial_values(Pe::new(0, 0), "ifq").expect("ifq exists");
+    // The frequencies as the PEs hold them: all on each PE, or a head's
+    // two halves on two.
+    let ifq = |r: u32| p.initial_values(Pe::new(0, r), "ifq").expect("ifq exists");
+    let freqs = if s.halves() {
+        [ifq(0), ifq(1)].concat()
+    } else {
+        ifq(0)
+    };
     let pos = inputs["pos"][0];
     let (d, half) = (s.head_dim as usize, s.head_dim as usize / 2);
-    let (stride, partner) = s.pairing();
+    let (stride, partner) = match s.layout {
+        RopeLayout::Adjacent => (2, 1),
+        RopeLayout::HalfSplit => (1, half),
+    };
     let mut y = inputs["x"].clone();
     for head in y.chunks_mut(d) {
         for (i, freq) in freqs.iter().enumerate().take(half) {
@@ -436,7 +536,7 @@ pub fn reference(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program)
             if m != 1.0 {
                 (c, sn) = (c * m, sn * m);
             }
-            let (a, b) = (i * stride as usize, i * stride as usize + partner as usize);
+            let (a, b) = (i * stride, i * stride + partner);
             let (even, odd) = (head[a], head[b]);
             head[a] = even * c - odd * sn;
             head[b] = even * sn + odd * c;
@@ -462,7 +562,7 @@ pub fn cost(s: &RopeSpec, arch: &Arch) -> u64 {
 /// PE's `end` after the loop, whichever is later.
 pub fn cost_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> u64 {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
-    let half = s.head_dim / 2;
+    let (unit, half) = (s.unit(), s.unit() / 2);
     let rate = |op, reads, writes| f32_rate(arch, op, reads, writes);
     let (mul, special, sub, send) = (
         rate(VecOp::Fmul, 1, 1),
@@ -482,7 +582,7 @@ pub fn cost_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> u64 {
     s.split()
         .iter()
         .map(|(_, nh)| {
-            let len = nh * s.head_dim;
+            let len = nh * unit;
             let mut l = Timeline::start(arch);
             l.receive(batch * (1 + len), hop + ramp);
             let position = |l: &mut Timeline, adds: u64| {

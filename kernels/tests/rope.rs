@@ -27,11 +27,13 @@ proptest! {
     #[test]
     fn rope_matches_reference_and_cost_model(
         heads in 1u32..6, half in 1u32..9, pos in 0u32..5000, h in 1u32..6, adjacent in any::<bool>(), wse3 in any::<bool>(),
-        yarn in any::<bool>(),
+        yarn in any::<bool>(), halves in any::<bool>(),
     ) {
         // gpt-oss's YaRN scales cos and sin as well as the frequencies.
         let scaling = yarn.then_some(RopeScaling::Yarn { factor: 32.0, beta_fast: 32.0, beta_slow: 1.0, original: 4096.0, truncate: false });
-        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h: h.min(heads) };
+        // Half a head a PE where the head dimension is a multiple of 4.
+        let h = if halves && half % 2 == 0 { 2 * heads } else { h.min(heads) };
+        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (inputs, y, measured, f) = run(&s, &arch);
         let want = rope::reference(&s, &inputs, &f.program);
@@ -46,7 +48,12 @@ proptest! {
 /// split against the rotate-half formulation of HF Llama.
 #[test]
 fn rope_agrees_with_the_textbook() {
-    for layout in [RopeLayout::Adjacent, RopeLayout::HalfSplit] {
+    for (layout, h) in [
+        (RopeLayout::Adjacent, 2),
+        (RopeLayout::HalfSplit, 2),
+        (RopeLayout::Adjacent, 6),
+        (RopeLayout::HalfSplit, 6),
+    ] {
         let s = RopeSpec {
             heads: 3,
             head_dim: 8,
@@ -54,7 +61,7 @@ fn rope_agrees_with_the_textbook() {
             layout,
             scaling: None,
             pos: 37,
-            h: 2,
+            h,
         };
         let (inputs, y, _, _) = run(&s, &Arch::wse3());
         let x = &inputs["x"];
@@ -141,10 +148,11 @@ proptest! {
     #[test]
     fn batched_rope_matches_the_one_position_kernel_and_its_cost_model(
         heads in 1u32..5, half in 1u32..6, pos in 0u32..3000, h in 1u32..5, batch in 1u32..6,
-        adjacent in any::<bool>(), wse3 in any::<bool>(), yarn in any::<bool>(),
+        adjacent in any::<bool>(), wse3 in any::<bool>(), yarn in any::<bool>(), halves in any::<bool>(),
     ) {
         let scaling = yarn.then_some(RopeScaling::Yarn { factor: 32.0, beta_fast: 32.0, beta_slow: 1.0, original: 4096.0, truncate: false });
-        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h: h.min(heads) };
+        let h = if halves && half % 2 == 0 { 2 * heads } else { h.min(heads) };
+        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let one = rope::generate(&s, &arch).unwrap();
         let f = rope::generate_batch(&s, batch, &arch).map(|f| f.holding_data_of(&one)).unwrap_or_else(|e| panic!("{s:?}: {e}"));
@@ -165,5 +173,41 @@ proptest! {
         }
         prop_assert_eq!(bits(&outs["y"]), bits(&rope::reference_batch(&s, &inputs, &f.program)));
         prop_assert_eq!(r.cycles, rope::cost_batch(&s, batch, &arch), "{:?} x{}", s, batch);
+    }
+}
+
+/// The 8B's RoPE (40 heads of 128) on 80 PEs, half a head each: the same
+/// bits as on 40, whole heads each, from the same inputs, and faster
+/// (each PE computes half the sines and cosines and rotates half the
+/// pairs); both as their cost models say.
+#[test]
+fn half_a_head_a_pe_is_whole_heads_bit_for_bit_and_faster() {
+    let arch = Arch::wse3();
+    for layout in [RopeLayout::Adjacent, RopeLayout::HalfSplit] {
+        let spec = |h| RopeSpec {
+            heads: 40,
+            head_dim: 128,
+            theta: 500000.0,
+            layout,
+            scaling: None,
+            pos: 1000,
+            h,
+        };
+        let (whole, halves) = (spec(40), spec(80));
+        let f = rope::generate(&whole, &arch).unwrap();
+        let inputs = f.default_inputs();
+        let (a, ra) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let g = rope::generate(&halves, &arch).unwrap();
+        let (b, rb) = g.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a["y"]), bits(&b["y"]), "{layout:?}");
+        assert_eq!(ra.cycles, rope::cost(&whole, &arch));
+        assert_eq!(rb.cycles, rope::cost(&halves, &arch));
+        assert!(
+            rb.cycles * 10 < ra.cycles * 6,
+            "{layout:?}: {} vs {}",
+            rb.cycles,
+            ra.cycles
+        );
     }
 }
