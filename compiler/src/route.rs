@@ -78,6 +78,17 @@ pub fn handoff_cycles(arch: &Arch, hops: u32, longest: u64) -> u64 {
     hops as u64 * arch.hop_latency as u64 + 2 * arch.ramp_latency as u64 + longest
 }
 
+/// The wavelets of the longest of `f`'s input streams: a stream can carry
+/// several segments, of one port or of several (RoPE's `[pos, heads]`,
+/// attention's `[pos, q, k, v]`), one after another.
+pub fn longest_stream(f: &Fragment) -> u64 {
+    let mut per: std::collections::BTreeMap<&str, u64> = Default::default();
+    for s in f.inputs.iter().flat_map(|p| &p.segments) {
+        *per.entry(s.stream.as_str()).or_default() += s.len as u64;
+    }
+    per.into_values().max().unwrap_or(0)
+}
+
 /// Route `stages` (one wafer's) placed at `sites`; `arrives` are the
 /// values made on an earlier wafer (none on a single wafer).
 pub fn route(
@@ -124,13 +135,7 @@ pub fn route(
             .map(|out| out.x.abs_diff(into.x) + out.y.abs_diff(into.y))
             .max()
             .unwrap_or(0);
-        let longest = fragments[i]
-            .borrow()
-            .inputs
-            .iter()
-            .flat_map(|p| p.segments.iter().map(|s| s.len))
-            .max()
-            .unwrap_or(0) as u64;
+        let longest = longest_stream(fragments[i].borrow());
         let cycles = if outs.is_empty() {
             0
         } else {

@@ -380,9 +380,19 @@ head:
     // `[pos, units]` in, the units out; a unit's runs of `x` one after
     // another.
     let n = s.heads * s.head_dim;
+    // Runs that follow each other in `x` (whole heads) are one segment.
     let runs: Vec<Vec<(u32, u32)>> = parts
         .iter()
-        .map(|&(u0, nu)| (u0..u0 + nu).flat_map(|u| s.runs(u)).collect())
+        .map(|&(u0, nu)| {
+            let mut v: Vec<(u32, u32)> = Vec::new();
+            for (offset, l) in (u0..u0 + nu).flat_map(|u| s.runs(u)) {
+                match v.last_mut() {
+                    Some(last) if last.0 + last.1 == offset => last.1 += l,
+                    _ => v.push((offset, l)),
+                }
+            }
+            v
+        })
         .collect();
     let port = |name: &str, stream: &str, len: u32, first: u32, per_pe: &dyn Fn(u32) -> u32| {
         let mut segments = Vec::new();

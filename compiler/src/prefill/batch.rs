@@ -136,34 +136,16 @@ pub fn growth(k: &Kernel, batch: u32, of: &Fragment, arch: &Arch) -> Option<u64>
 /// The longest input stream of a run of `batch` positions, in elements:
 /// what its hand-off moves last.
 pub fn longest_stream(k: &Kernel, batch: u32, of: &Fragment, arch: &Arch) -> u64 {
+    let one = crate::route::longest_stream(of);
     match k {
         // One segment a stream a position.
-        Kernel::Gemv(_) | Kernel::MeshGemv(_) => batch as u64 * longest_segment(of),
-        Kernel::Vector(s) if rms_norm(s.op) => batch as u64 * longest_segment(of),
+        Kernel::Gemv(_) | Kernel::MeshGemv(_) => batch as u64 * one,
+        Kernel::Vector(s) if rms_norm(s.op) => batch as u64 * one,
         _ => match fragment(k, batch, of, arch) {
-            Ok(f) => stream_lengths(&f).max().unwrap_or(0),
-            Err(_) => batch as u64 * longest_segment(of),
+            Ok(f) => crate::route::longest_stream(&f),
+            Err(_) => batch as u64 * one,
         },
     }
-}
-
-/// The longest segment of `f`'s input ports: what a decode step's
-/// hand-off counts ([`crate::route`]).
-pub fn longest_segment(f: &Fragment) -> u64 {
-    f.inputs
-        .iter()
-        .flat_map(|p| p.segments.iter().map(|s| s.len as u64))
-        .max()
-        .unwrap_or(0)
-}
-
-/// Each input stream's elements, over every port it carries.
-fn stream_lengths(f: &Fragment) -> impl Iterator<Item = u64> + '_ {
-    let mut by_stream: std::collections::BTreeMap<&str, u64> = Default::default();
-    for s in f.inputs.iter().flat_map(|p| &p.segments) {
-        *by_stream.entry(&s.stream).or_default() += s.len as u64;
-    }
-    by_stream.into_values()
 }
 
 /// The most bytes (code and buffers) one PE of `f` holds.

@@ -190,7 +190,7 @@ pub fn handoff_cycles(c: &Compiled, i: usize, batch: u32) -> u64 {
 /// its decode hand-off counts.
 fn stream_extra(c: &Compiled, i: usize, batch: u32) -> u64 {
     let (k, f) = (&c.sites[i].kernel, &c.fragments[i]);
-    batch::longest_stream(k, batch, f, &c.options.arch) - batch::longest_segment(f)
+    batch::longest_stream(k, batch, f, &c.options.arch) - crate::route::longest_stream(f)
 }
 
 /// The cycles the links into stage `i` (from an earlier wafer) take to
