@@ -95,7 +95,7 @@ impl RopeSpec {
     fn pairs(&self, r: u32) -> std::ops::Range<usize> {
         let q = self.head_dim as usize / 4;
         match self.halves() {
-            true if r % 2 == 0 => 0..q,
+            true if r.is_multiple_of(2) => 0..q,
             true => q..2 * q,
             false => 0..self.head_dim as usize / 2,
         }
