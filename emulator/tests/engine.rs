@@ -503,11 +503,11 @@ fn input_overrides_are_checked() {
 }
 
 /// Code placed on a whole wse2 program rectangle is stored once: the binary
-/// stays tiny, and the reference engine refuses (with the numbers) a run
-/// whose per-PE SRAM would not fit in host memory.
+/// stays tiny, and a functional run whose SRAM images would not fit in
+/// host memory is refused, with the numbers.
 #[test]
 fn a_full_wafer_program_stores_its_code_once() {
-    let src = ".grid 750x994\n.code k\n  .buffer a f32[1024]\n  .task main local active\nmain:\n  vmov.f32 a, 1.0\n  end\n.end\n.place k 0,0 750x994\n";
+    let src = ".grid 750x994\n.code k\n  .buffer a f32[3000]\n  .task main local active\nmain:\n  vmov.f32 a, 1.0\n  end\n.end\n.place k 0,0 750x994\n";
     let p = program(src);
     let bytes = wafer_emulator::binary::encode(&p);
     assert!(bytes.len() < 300, "{} bytes for 745,500 PEs", bytes.len());
@@ -515,7 +515,7 @@ fn a_full_wafer_program_stores_its_code_once() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("745500 PEs with code × 49152 bytes") && e.contains("34.1 GiB"),
+        e.contains("745500 PEs with code lay out 8.") && e.contains("8 GiB limit"),
         "{e}"
     );
 }
@@ -601,4 +601,24 @@ fn int8_codes_are_read_by_vector_ops_only() {
         .to_string();
         assert!(e.contains(want), "{body}: {e}");
     }
+}
+
+/// A functional run holds each PE's SRAM image, only the bytes its code
+/// lays out: many PEs with small buffers run (430 × 430 PEs would be
+/// 8.5 GiB at the whole 48 KB a PE), and the same PEs with buffers that
+/// add up past the limit are refused before anything is allocated.
+#[test]
+fn functional_runs_are_limited_by_the_bytes_their_code_lays_out() {
+    let grid = |buffer: &str| {
+        format!(
+            ".grid 430x430\n.code k\n  .buffer {buffer}\n  .task main local active\nmain:\n  lf f1, 2.5\n  stf out[0], f1\n  end\n.end\n.place k 0,0 430x430\n"
+        )
+    };
+    let (p, r) = run(&grid("out f32[1]"));
+    assert_eq!(r.read_buffer(&p, Pe::new(429, 429), "out").unwrap(), [2.5]);
+    let e = err(&grid("out f32[12000]"));
+    assert!(
+        e.contains("184900 PEs with code lay out 8.") && e.contains("8 GiB limit"),
+        "{e}"
+    );
 }

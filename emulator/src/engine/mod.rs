@@ -246,14 +246,9 @@ pub enum RunError {
     )]
     OutputOverflow { name: String, len: u32, pe: Pe },
     #[error(
-        "the reference engine keeps every PE's SRAM: {pes} PEs with code × {sram} bytes = {gib:.1} GiB of host memory, over its {limit_gib} GiB limit; run a smaller program or --grid"
+        "functional emulation keeps every PE's SRAM image: {pes} PEs with code lay out {gib:.1} GiB, over its {limit_gib} GiB limit; run a smaller program, --grid, or --timing-only"
     )]
-    TooBig {
-        pes: u64,
-        sram: u32,
-        gib: f64,
-        limit_gib: u64,
-    },
+    TooBig { pes: u64, gib: f64, limit_gib: u64 },
 }
 
 /// Run `p` on `arch` with the engine `cfg` names: [`prepare`], then

@@ -75,6 +75,21 @@ pub(super) fn unknown_bits(dtype: DType) -> u32 {
     }
 }
 
+/// The bytes of one PE's image: only what its code lays out (every access
+/// is checked against its buffer, so nothing reads past them).
+fn image_len(code: &crate::PeCode) -> usize {
+    code.sram_bytes().next_multiple_of(4) as usize
+}
+
+/// The host bytes [`sram_images`] allocates for `p`: what a functional run
+/// holds, checked against its limit before anything is allocated.
+pub(crate) fn image_bytes(p: &Program, layout: &Layout) -> u64 {
+    (0..layout.code_of.len())
+        .filter_map(|pe| layout.code(p, pe))
+        .map(|code| image_len(code) as u64)
+        .sum()
+}
+
 /// Each PE's SRAM as a program starts it: its buffers zeroed, then the
 /// data images written in program order (later ones win). PEs are
 /// independent, so they are filled on `threads` workers.
@@ -93,9 +108,7 @@ pub(crate) fn sram_images(p: &Program, layout: &Layout, threads: usize) -> Memor
     let image = |pe: usize| -> Option<Vec<u8>> {
         let code = layout.code(p, pe)?;
         let at = layout.pe_at(pe);
-        // Only the bytes the code lays out are kept: every access is
-        // checked against its buffer, so nothing reads past them.
-        let mut sram = vec![0u8; code.sram_bytes().next_multiple_of(4) as usize];
+        let mut sram = vec![0u8; image_len(code)];
         for b in &code.buffers {
             let init = images[pe]
                 .iter()

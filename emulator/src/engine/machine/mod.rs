@@ -21,8 +21,8 @@ use super::jit;
 use super::known::Known;
 use super::ops::{Loc, Ops, VecOpState};
 use super::sram::{
-    elem_addr, pack_bits, pack_wavelets, read_bits, read_elem, sram_images, unknown_bits,
-    write_bits,
+    elem_addr, image_bytes, pack_bits, pack_wavelets, read_bits, read_elem, sram_images,
+    unknown_bits, write_bits,
 };
 use super::timers::{Timers, Wake};
 use super::{Inputs, RunConfig, RunError, RunResult};
@@ -383,7 +383,7 @@ pub(crate) fn run(
     cfg: &RunConfig,
     memory: Option<Memory>,
 ) -> Result<RunResult, RunError> {
-    let (arch, layout) = (prep.arch(), prep.layout());
+    let layout = prep.layout();
     for name in inputs.keys() {
         if !p.inputs.iter().any(|s| &s.name == name) {
             let known: Vec<_> = p.inputs.iter().map(|s| s.name.as_str()).collect();
@@ -396,15 +396,14 @@ pub(crate) fn run(
             });
         }
     }
-    // Functional emulation stores each PE's SRAM; refuse up front what would
-    // not fit rather than fail half way through allocating it.
+    // Functional emulation stores each PE's SRAM (the bytes its code lays
+    // out); refuse up front what would not fit rather than fail half way
+    // through allocating it.
     const LIMIT_GIB: u64 = 8;
-    let pes = layout.code_of.iter().filter(|c| **c != NONE).count() as u64;
-    let bytes = pes * arch.sram_bytes as u64;
+    let bytes = image_bytes(p, layout);
     if !cfg.timing_only && bytes > LIMIT_GIB << 30 {
         return Err(RunError::TooBig {
-            pes,
-            sram: arch.sram_bytes,
+            pes: layout.code_of.iter().filter(|c| **c != NONE).count() as u64,
             gib: bytes as f64 / (1u64 << 30) as f64,
             limit_gib: LIMIT_GIB,
         });
