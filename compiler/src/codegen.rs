@@ -112,20 +112,8 @@ impl Compiled {
     /// placement`, or `mesh placement in 4x3 tiles of layers` (a system's
     /// wafers may each take their own tiles).
     pub fn placement(&self) -> String {
-        let mut tiles: Vec<Tiles> = self.wafers.iter().map(|w| w.tiles).collect();
-        tiles.dedup();
-        match tiles[..] {
-            [] | [Tiles::ONE] => format!("{} placement", self.kind),
-            [t] => format!("{} placement in {t} tiles of layers", self.kind),
-            _ => {
-                let each: Vec<String> = self.wafers.iter().map(|w| w.tiles.to_string()).collect();
-                format!(
-                    "{} placement in tiles of layers ({} by wafer)",
-                    self.kind,
-                    each.join(", ")
-                )
-            }
-        }
+        let tiles: Vec<Tiles> = self.wafers.iter().map(|w| w.tiles).collect();
+        format!("{} placement{}", self.kind, place::tiles_phrase(&tiles))
     }
 
     /// Which stages a step at `pos` runs when the experts are those

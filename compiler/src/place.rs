@@ -814,10 +814,12 @@ fn mesh(
     );
     let count = last - first + 1;
     let tile_of_layer = |l: usize| (l - first) * areas.len() / count;
-    // A stage outside the layers goes with the nearest layer's tile.
+    // A stage outside the layers goes with the nearest layer's tile: the
+    // first one's before the layers, the last one's after them.
+    let group = groups(stages, c.n_layers);
     let tile_of = |i: usize| match stages[i].layer {
         Some(l) => tile_of_layer(l),
-        None if stages[..i].iter().all(|s| s.layer.is_none()) => 0,
+        None if group[i] == 0 => 0,
         None => areas.len() - 1,
     };
     // The skyline of each tile: each column's first free row.
@@ -1009,6 +1011,22 @@ impl Tiles {
             }
         }
         v
+    }
+}
+
+/// ` in 4x3 tiles of layers` where mesh placement cut its layers into
+/// tiles, every wafer alike; each wafer's tiles where they differ; nothing
+/// for one tile (mesh placement as WaferLLM runs it, or pipeline).
+pub fn tiles_phrase(by_wafer: &[Tiles]) -> String {
+    let mut distinct = by_wafer.to_vec();
+    distinct.dedup();
+    match distinct[..] {
+        [] | [Tiles::ONE] => String::new(),
+        [t] => format!(" in {t} tiles of layers"),
+        _ => {
+            let each: Vec<String> = by_wafer.iter().map(Tiles::to_string).collect();
+            format!(" in tiles of layers ({} by wafer)", each.join(", "))
+        }
     }
 }
 

@@ -264,29 +264,14 @@ pub(crate) fn predict(
     // share of the layers can fail to fit or be slower between two that
     // are faster, so one miss in a row is passed over), then, if going up
     // found nothing faster, down the same way.
-    let mut climbed = false;
-    let mut misses = 0;
-    for &t in &ladder[start + 1..] {
-        match at(t) {
-            Ok(c) if best.is_none_or(|b| c < b.0) => {
-                best = Some((c, t));
-                climbed = true;
-                misses = 0;
-            }
-            _ => {
-                misses += 1;
-                if misses == patience {
-                    break;
-                }
-            }
-        }
-    }
-    if !climbed && best.is_some() {
-        misses = 0;
-        for &t in ladder[..start].iter().rev() {
+    let climb = |way: &mut dyn Iterator<Item = Tiles>, best: &mut Option<(u64, Tiles)>| {
+        let mut climbed = false;
+        let mut misses = 0;
+        for t in way {
             match at(t) {
-                Ok(c) if best.is_some_and(|b| c < b.0) => {
-                    best = Some((c, t));
+                Ok(c) if best.is_none_or(|b| c < b.0) => {
+                    *best = Some((c, t));
+                    climbed = true;
                     misses = 0;
                 }
                 _ => {
@@ -297,6 +282,10 @@ pub(crate) fn predict(
                 }
             }
         }
+        climbed
+    };
+    if !climb(&mut ladder[start + 1..].iter().copied(), &mut best) && best.is_some() {
+        climb(&mut ladder[..start].iter().rev().copied(), &mut best);
     }
     match best {
         Some(b) => Ok(b),

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wafer_compiler::decode::{Decoder, PeTime, Step};
-use wafer_compiler::place::Kernel;
+use wafer_compiler::place::{Kernel, Tiles, tiles_phrase};
 use wafer_compiler::{Compiled, Config};
 
 /// The emulated wafer's side of the table.
@@ -314,8 +314,8 @@ pub struct Table {
     pub model: String,
     pub arch: String,
     pub placement: String,
-    /// Mesh placement's tiles of layers, `COLSxROWS`, one per wafer.
-    pub tiles: Vec<String>,
+    /// Mesh placement's tiles of layers, one per wafer.
+    pub tiles: Vec<Tiles>,
     pub dtype: String,
     pub context: u32,
     pub work: DecodeWork,
@@ -515,7 +515,7 @@ pub fn table(
         model: model.to_string(),
         arch: c.options.arch.name.clone(),
         placement: c.kind.name().to_string(),
-        tiles: c.wafers.iter().map(|w| w.tiles.to_string()).collect(),
+        tiles: c.wafers.iter().map(|w| w.tiles).collect(),
         dtype,
         context,
         work,
@@ -543,19 +543,6 @@ fn si(x: f64) -> String {
 
 /// The region search in JSON: the rectangle chosen, the grid, and every
 /// rectangle tried with its predicted cycles (or why it did not fit).
-/// ` in 4x3 tiles of layers` where mesh placement cut its layers into
-/// tiles (every wafer alike), else nothing or each wafer's tiles.
-fn tiled(tiles: &[String]) -> String {
-    let mut t = tiles.to_vec();
-    t.dedup();
-    match &t[..] {
-        [] => String::new(),
-        [one] if one == "1x1" => String::new(),
-        [one] => format!(" in {one} tiles of layers"),
-        _ => format!(" in tiles of layers ({} by wafer)", tiles.join(", ")),
-    }
-}
-
 pub fn region_json(r: &wafer_compiler::region::Searched) -> Value {
     json!({
         "cols": r.chosen.0, "rows": r.chosen.1, "placement": r.kind.name(),
@@ -581,7 +568,7 @@ impl Table {
             self.model,
             self.arch,
             self.placement,
-            tiled(&self.tiles),
+            tiles_phrase(&self.tiles),
             self.dtype,
             self.context,
             w.positions.0,
@@ -717,7 +704,7 @@ impl Table {
             "model": self.model,
             "arch": self.arch,
             "placement": self.placement,
-            "tiles": self.tiles,
+            "tiles": self.tiles.iter().map(Tiles::to_string).collect::<Vec<_>>(),
             "dtype": self.dtype,
             "context": self.context,
             "wafer": {
