@@ -359,7 +359,7 @@ fn compile_with(
             let fragments = fragments(stages, &sites, graph, weights, options)?;
             let refs: Vec<&Fragment> = fragments.iter().collect();
             let (routing, sram) =
-                route_and_plan(config, options, stages, &sites, &refs, kind, &[])?;
+                route_and_plan(config, options, graph, stages, &sites, &refs, kind, &[])?;
             Ok((sites, fragments, routing, sram))
         },
     )?;
@@ -473,17 +473,27 @@ pub(crate) fn fitting<T>(
 
 /// Route the placed stages and plan their SRAM, or say why they do not
 /// fit `options.arch`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn route_and_plan(
     config: &Config,
     options: &Options,
+    graph: &Graph,
     stages: &[Stage],
     sites: &[Site],
     fragments: &[&Fragment],
     kind: PlacementKind,
     arrives: &[usize],
 ) -> Result<(Routing, SramPlan), CompileError> {
-    let routing = route::route(stages, sites, fragments, &options.arch, kind, arrives)
-        .map_err(CompileError::Internal)?;
+    let routing = route::route(
+        stages,
+        sites,
+        fragments,
+        graph,
+        &options.arch,
+        kind,
+        arrives,
+    )
+    .map_err(CompileError::Internal)?;
     let sram = sram::plan(sites, fragments, &options.arch);
     if sram.max_bytes > options.arch.sram_bytes {
         return Err(PlaceError::NoFit {

@@ -353,7 +353,7 @@ fn predict_placed(
     }
     let fragments: Vec<&Fragment> = of_stage.iter().map(|&i| &distinct[i].1).collect();
     let (routing, _) =
-        codegen::route_and_plan(config, o, stages, sites, &fragments, kind, arrives)?;
+        codegen::route_and_plan(config, o, graph, stages, sites, &fragments, kind, arrives)?;
     // Each distinct kernel costed once (a tiled GEMV's cost model plans
     // its reduction).
     let cost: Vec<u64> = distinct

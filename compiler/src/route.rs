@@ -2,10 +2,10 @@
 //! made them over a hand-off route, and every route gets a color.
 //!
 //! Kernels route only inside their own rectangle, on the colors their
-//! generators chose. Hand-offs run from the producer's south-east corner
-//! (where GEMV and vector outputs leave) to the consumer's north-west one,
-//! on colors above every kernel's, and two hand-offs whose paths' bounding
-//! boxes meet never share a color. With pipeline placement no two stages
+//! generators chose. A hand-off carries each element from the PE whose
+//! output stream holds it to the PE whose input stream takes it
+//! ([`Ends`]), on colors above every kernel's, and two hand-offs whose
+//! paths' bounding boxes meet never share a color. With pipeline placement no two stages
 //! overlap, so one configuration serves the whole step; with mesh
 //! placement stages share PEs, so each stage is its own configuration
 //! (the router tables are loaded per stage) and [`check`] holds per stage.
@@ -13,17 +13,25 @@
 //! A hand-off's cycles are modelled, not emulated: `hops · hop_latency +
 //! 2 · ramp_latency` for the first wavelet, plus one cycle per wavelet of
 //! the longest stream of the consumer's input (streams run side by side).
+//! `hops` is the longest of its elements' trips: from the PE where the
+//! producer's stream carrying an element leaves its rectangle to the PE
+//! where the consumer's stream carrying it enters. (A producer's whole
+//! rectangle, south-east corner to the consumer's north-west one, was the
+//! model before; it charged a GEMV's y, which leaves along its east edge
+//! row by row, as if every row left from the bottom one.)
 //!
 //! On one wafer of a system ([`crate::system`]) the stages routed are that
 //! wafer's: a value made on an earlier wafer arrives over the wafer link
 //! at the wafer's ingress, PE (0, 0) on its west edge, and is handed off
 //! from there like any other.
 
+use crate::ir::Graph;
 use crate::place::{PlacementKind, Site};
 use crate::stage::{Src, Stage};
 use std::borrow::Borrow;
+use wafer_emulator::program::HostStream;
 use wafer_emulator::{Arch, Pe};
-use wafer_kernels::Fragment;
+use wafer_kernels::{Fragment, TensorPort};
 
 /// The inputs of one stage arriving from the stages that made them.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -62,8 +70,17 @@ fn corners(site: &Site) -> (Pe, Pe) {
     )
 }
 
-fn bbox(a: Pe, b: Pe) -> (u32, u32, u32, u32) {
-    (a.x.min(b.x), a.y.min(b.y), a.x.max(b.x), a.y.max(b.y))
+/// The boxes a hand-off's routes into stage `i` stay inside: one per
+/// producer `from` (and the [`INGRESS`]), spanning its rectangle and the
+/// consumer's, so every trip between them (rows first or columns first)
+/// is inside.
+fn paths(sites: &[Site], i: usize, from: &[usize], ingress: bool) -> Vec<(u32, u32, u32, u32)> {
+    let (a, b) = corners(&sites[i]);
+    let span = |(c, d): (Pe, Pe)| (c.x.min(a.x), c.y.min(a.y), d.x.max(b.x), d.y.max(b.y));
+    (from.iter())
+        .map(|&j| span(corners(&sites[j])))
+        .chain(ingress.then(|| span((INGRESS, INGRESS))))
+        .collect()
 }
 
 fn meets(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> bool {
@@ -89,12 +106,172 @@ pub fn longest_stream(f: &Fragment) -> u64 {
     per.into_values().max().unwrap_or(0)
 }
 
+/// Where a tensor's elements enter or leave the grid: per run of
+/// elements (`start..end` of the tensor, in order), the PE of the stream
+/// that carries it, on the grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ends(Vec<(u32, u32, Pe)>);
+
+impl Ends {
+    /// The ends of `port`, whose streams are among `streams`, for a
+    /// fragment placed at `origin`; `None` where a segment names no stream.
+    pub fn of(port: &TensorPort, streams: &[HostStream], origin: Pe) -> Option<Ends> {
+        let mut runs: Vec<(u32, u32, Pe)> = port
+            .segments
+            .iter()
+            .map(|g| {
+                let h = streams.iter().find(|h| h.name == g.stream)?;
+                let pe = Pe::new(origin.x + h.pe.x, origin.y + h.pe.y);
+                Some((g.offset, g.offset + g.len, pe))
+            })
+            .collect::<Option<_>>()?;
+        runs.sort_unstable_by_key(|r| r.0);
+        Some(Ends(runs))
+    }
+
+    /// The longest trip, in hops, of an element of `self` at `at..at +
+    /// len` to the element of `into` at `into_at..into_at + len` (the same
+    /// values in both): the two run lists merged, each overlap once.
+    pub fn farthest(&self, at: u32, into: &Ends, into_at: u32, len: u32) -> u32 {
+        let (a, b) = (&self.0, &into.0);
+        let (mut i, mut j) = (0, 0);
+        let mut far = 0;
+        // Walk the value's elements `k` in `0..len` by the runs that hold
+        // them on each side.
+        let mut k = 0;
+        while k < len {
+            while i < a.len() && a[i].1 <= at + k {
+                i += 1;
+            }
+            while j < b.len() && b[j].1 <= into_at + k {
+                j += 1;
+            }
+            let (Some(&(a0, a1, p)), Some(&(b0, b1, q))) = (a.get(i), b.get(j)) else {
+                break;
+            };
+            if a0 > at + k || b0 > into_at + k {
+                // An element no run holds (a port's gap): skip to the next
+                // element some run on each side holds.
+                k = (a0.saturating_sub(at))
+                    .max(b0.saturating_sub(into_at))
+                    .max(k + 1);
+                continue;
+            }
+            far = far.max(p.x.abs_diff(q.x) + p.y.abs_diff(q.y));
+            k = (a1 - at).min(b1 - into_at);
+        }
+        far
+    }
+
+    /// The longest trip from `from` to an element of `self` at `at..at +
+    /// len`.
+    pub fn farthest_from(&self, from: Pe, at: u32, len: u32) -> u32 {
+        (self.0.iter())
+            .filter(|r| r.0 < at + len && at < r.1)
+            .map(|r| r.2.x.abs_diff(from.x) + r.2.y.abs_diff(from.y))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every PE a run of `self` is at.
+    fn pes(&self) -> impl Iterator<Item = Pe> + '_ {
+        self.0.iter().map(|r| r.2)
+    }
+}
+
+/// The hops of the hand-off into stage `i`, whose producers are `from`:
+/// the longest trip of an input element from where its producer's stream
+/// leaves, or from the [`INGRESS`] where it arrives from an earlier wafer.
+/// A router's picks' weights may be on any of its output's PEs. A producer
+/// whose ends are not known (one that only says whether an expert runs)
+/// is counted from its rectangle's south-east corner to the consumer's
+/// north-west one.
+#[allow(clippy::too_many_arguments)]
+fn hops_into(
+    i: usize,
+    stages: &[Stage],
+    sites: &[Site],
+    fragments: &[impl Borrow<Fragment>],
+    graph: &Graph,
+    from: &[usize],
+    arrives: &[usize],
+) -> u32 {
+    let s = &stages[i];
+    let f = fragments[i].borrow();
+    let corner = |j: usize| {
+        let (out, into) = (corners(&sites[j]).1, corners(&sites[i]).0);
+        out.x.abs_diff(into.x) + out.y.abs_diff(into.y)
+    };
+    let out_ends = |j: usize| {
+        let g = fragments[j].borrow();
+        Ends::of(g.outputs.first()?, &g.program.outputs, sites[j].origin)
+    };
+    let value_len = |v: usize| graph.insts[v].len as u32;
+    let mut far: std::collections::BTreeMap<usize, u32> = Default::default();
+    let mut ingress = 0;
+    for (port, srcs) in &s.inputs {
+        let Some(tensor) = f.inputs.iter().find(|p| &p.name == port) else {
+            continue;
+        };
+        let Some(into) = Ends::of(tensor, &f.program.inputs, sites[i].origin) else {
+            continue;
+        };
+        let known: u32 = (srcs.iter())
+            .map(|src| match src {
+                Src::Value(v) => value_len(*v),
+                Src::Pos | Src::One => 1,
+                Src::ExpertWeights(_) => 0,
+            })
+            .sum();
+        let mut at = 0;
+        for src in srcs {
+            let (v, len) = match *src {
+                Src::Value(v) => (v, value_len(v)),
+                // What the port holds besides the values of known length.
+                Src::ExpertWeights(r) => (r, tensor.len.saturating_sub(known)),
+                Src::Pos | Src::One => {
+                    at += 1;
+                    continue;
+                }
+            };
+            if arrives.contains(&v) {
+                ingress = ingress.max(into.farthest_from(INGRESS, at, len));
+            } else if let Some(j) = stages.iter().position(|p| p.outputs.contains(&v))
+                && let Some(out) = out_ends(j)
+            {
+                let trip = match src {
+                    Src::ExpertWeights(_) => (out.pes())
+                        .map(|pe| into.farthest_from(pe, at, len))
+                        .max()
+                        .unwrap_or(0),
+                    _ => {
+                        let before: u32 = (stages[j].outputs.iter())
+                            .take_while(|&&w| w != v)
+                            .map(|&w| value_len(w))
+                            .sum();
+                        out.farthest(before, &into, at, len)
+                    }
+                };
+                let e = far.entry(j).or_default();
+                *e = (*e).max(trip);
+            }
+            at += len;
+        }
+    }
+    (from.iter())
+        .map(|j| far.get(j).copied().unwrap_or_else(|| corner(*j)))
+        .chain([ingress])
+        .max()
+        .unwrap_or(0)
+}
+
 /// Route `stages` (one wafer's) placed at `sites`; `arrives` are the
 /// values made on an earlier wafer (none on a single wafer).
 pub fn route(
     stages: &[Stage],
     sites: &[Site],
     fragments: &[impl Borrow<Fragment>],
+    graph: &Graph,
     arch: &Arch,
     kind: PlacementKind,
     arrives: &[usize],
@@ -123,20 +300,10 @@ pub fn route(
         let ingress = values
             .into_iter()
             .any(|src| matches!(src, Src::Value(v) if arrives.contains(v)));
-        let into = corners(&sites[i]).0;
-        let outs: Vec<Pe> = from
-            .iter()
-            .map(|&j| corners(&sites[j]).1)
-            .chain(ingress.then_some(INGRESS))
-            .collect();
-        let paths: Vec<_> = outs.iter().map(|&out| bbox(out, into)).collect();
-        let hops = outs
-            .iter()
-            .map(|out| out.x.abs_diff(into.x) + out.y.abs_diff(into.y))
-            .max()
-            .unwrap_or(0);
+        let paths = paths(sites, i, &from, ingress);
+        let hops = hops_into(i, stages, sites, fragments, graph, &from, arrives);
         let longest = longest_stream(fragments[i].borrow());
-        let cycles = if outs.is_empty() {
+        let cycles = if from.is_empty() && !ingress {
             0
         } else {
             handoff_cycles(arch, hops, longest)
@@ -230,16 +397,7 @@ pub fn check(
             }
         }
     }
-    let paths = |i: usize| -> Vec<(u32, u32, u32, u32)> {
-        let into = corners(&sites[i]).0;
-        let h = &r.handoffs[i];
-        h.from
-            .iter()
-            .map(|&j| corners(&sites[j]).1)
-            .chain(h.ingress.then_some(INGRESS))
-            .map(|out| bbox(out, into))
-            .collect()
-    };
+    let paths = |i: usize| paths(sites, i, &r.handoffs[i].from, r.handoffs[i].ingress);
     for i in 0..stages.len() {
         for j in i + 1..stages.len() {
             if r.handoffs[i].color == r.handoffs[j].color

@@ -512,7 +512,7 @@ pub(crate) fn compile(
                 let f = codegen::fragments(part, &s, graph, weights, o)?;
                 let refs: Vec<&Fragment> = f.iter().collect();
                 let (routing, sram) =
-                    codegen::route_and_plan(c, o, part, &s, &refs, kind, arrives)?;
+                    codegen::route_and_plan(c, o, graph, part, &s, &refs, kind, arrives)?;
                 Ok((s, f, routing, sram, tiles))
             },
         )

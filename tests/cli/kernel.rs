@@ -107,10 +107,10 @@ fn kernel_runs_a_gemv_pair_as_one_program() {
         at("second_alone_cycles"),
     );
     assert!(first < pair && pair < first + second, "{j}");
-    // 8 hops from W1's south-east corner to W2's north-west one, a ramp
-    // at each end, then 64 / 8 wavelets a row.
+    // Each row's y leaves W1's east edge beside where W2 takes that row's
+    // x: one hop, a ramp at each end, then 64 / 8 elements a row.
     let arch = wafer_emulator::Arch::wse2();
-    let handoff = 8 * arch.hop_latency as u64 + 2 * arch.ramp_latency as u64 + 8;
+    let handoff = arch.hop_latency as u64 + 2 * arch.ramp_latency as u64 + 8;
     assert_eq!(at("handoff_model_cycles"), handoff, "{j}");
     assert_eq!(at("as_stages_cycles"), first + second + handoff, "{j}");
     let out = ok(&[

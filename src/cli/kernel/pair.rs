@@ -7,7 +7,8 @@ use super::{Ctx, KernelArgs, float_dtype};
 use anyhow::bail;
 use serde_json::json;
 use std::collections::BTreeMap;
-use wafer_emulator::Arch;
+use wafer_compiler::route::Ends;
+use wafer_emulator::{Arch, Pe};
 use wafer_kernels::abut::abut;
 use wafer_kernels::gemv::{self, GemvSpec};
 use wafer_kernels::reduce::Strategy;
@@ -77,10 +78,18 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         false => fb.default_inputs(),
     };
     let (_, rb) = how.run(&fb, &arch, &xb)?;
-    let longest = (fb.inputs[0].segments.iter())
-        .map(|s| s.len)
-        .max()
-        .unwrap_or(0) as u64;
+    // As the compiler models consecutive stages: the hops of the farthest
+    // element of y from where W1 sends it to where W2 (east of W1) takes
+    // it, then W2's longest input stream.
+    let into = Pe::new(fa.program.width, 0);
+    let hops = match (
+        Ends::of(&fa.outputs[0], &fa.program.outputs, Pe::new(0, 0)),
+        Ends::of(&fb.inputs[0], &fb.program.inputs, into),
+    ) {
+        (Some(out), Some(x)) => out.farthest(0, &x, 0, fb.inputs[0].len),
+        _ => bail!("internal: the GEMVs' ports name streams they do not have"),
+    };
+    let longest = wafer_compiler::route::longest_stream(&fb);
     let pair = abut(fa, fb, "y", "x")?;
     let (y, run) = how.run(&pair, &arch, &x)?;
     if how.checking() {
@@ -92,9 +101,8 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         }
     }
     // As the compiler runs consecutive stages: one after the other, the
-    // hand-off between them its formula, from W1's south-east corner to
-    // W2's north-west one, h hops away.
-    let handoff = wafer_compiler::route::handoff_cycles(&arch, h, longest);
+    // hand-off between them its formula.
+    let handoff = wafer_compiler::route::handoff_cycles(&arch, hops, longest);
     let staged = ra.cycles + handoff + rb.cycles;
     let (us, saved) = (
         arch.cycles_to_us(run.cycles),
@@ -140,7 +148,7 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         ra.cycles + rb.cycles
     );
     println!(
-        "as stages  {staged} cycles: W1, a hand-off of {handoff} cycles as the compiler models it (an estimate: {h} hops, {longest} wavelets), W2; the pair takes {:.1}% less",
+        "as stages  {staged} cycles: W1, a hand-off of {handoff} cycles as the compiler models it (an estimate: {hops} hops, {longest} wavelets), W2; the pair takes {:.1}% less",
         100.0 * saved
     );
     println!("{}", how.emulated_line(" (the pair and each alone)"));

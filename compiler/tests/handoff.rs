@@ -1,0 +1,121 @@
+//! A hand-off's hops: the longest trip of one of its consumer's input
+//! elements, from the PE whose output stream carries it out of its
+//! producer to the PE whose input stream takes it in, recomputed here
+//! element by element (the compiler merges runs of elements).
+
+mod common;
+use common::models;
+use wafer_compiler::place::{Options, PlacementKind, Tiles};
+use wafer_compiler::stage::Src;
+use wafer_compiler::{Compiled, compile, llama2c};
+use wafer_emulator::{Arch, DType, Pe};
+use wafer_kernels::reduce::Strategy;
+use wafer_kernels::{Fragment, TensorPort};
+
+fn options(kind: PlacementKind, tiles: Option<Tiles>) -> Options {
+    Options {
+        arch: Arch::wse3().with_grid(48, 48).unwrap(),
+        dtype: DType::F32,
+        placement: Some(kind),
+        max_context: 64,
+        reduce: Strategy::Tree { k: 2 },
+        gemv: wafer_compiler::place::GemvChoice::Auto,
+        region: wafer_compiler::region::Region::Whole,
+        wafers: wafer_compiler::system::Wafers::Count(1),
+        tiles,
+    }
+}
+
+/// The grid PE whose stream carries element `e` of `port`.
+fn pe_of(f: &Fragment, port: &TensorPort, input: bool, origin: Pe, e: u32) -> Pe {
+    let seg = (port.segments.iter())
+        .find(|g| g.offset <= e && e < g.offset + g.len)
+        .unwrap_or_else(|| panic!("element {e} of `{}` in no segment", port.name));
+    let streams = if input {
+        &f.program.inputs
+    } else {
+        &f.program.outputs
+    };
+    let s = streams.iter().find(|s| s.name == seg.stream).unwrap();
+    Pe::new(origin.x + s.pe.x, origin.y + s.pe.y)
+}
+
+/// Every hand-off's hops, element by element.
+fn check(c: &Compiled) {
+    let len = |v: usize| c.graph.insts[v].len as u32;
+    let mut longest = 0;
+    for (i, s) in c.stages.iter().enumerate() {
+        let f = &c.fragments[i];
+        let mut far = 0;
+        for (port, srcs) in &s.inputs {
+            let tensor = f.inputs.iter().find(|p| &p.name == port).unwrap();
+            let mut at = 0;
+            for src in srcs {
+                let Src::Value(v) = *src else {
+                    at += 1;
+                    continue;
+                };
+                // The token comes from the host, not a stage.
+                let Some(j) = c.stages.iter().position(|p| p.outputs.contains(&v)) else {
+                    at += len(v);
+                    continue;
+                };
+                let before: u32 = (c.stages[j].outputs.iter())
+                    .take_while(|&&w| w != v)
+                    .map(|&w| len(w))
+                    .sum();
+                let g = &c.fragments[j];
+                for k in 0..len(v) {
+                    let from = pe_of(g, &g.outputs[0], false, c.sites[j].origin, before + k);
+                    let into = pe_of(f, tensor, true, c.sites[i].origin, at + k);
+                    far = far.max(from.x.abs_diff(into.x) + from.y.abs_diff(into.y));
+                }
+                at += len(v);
+            }
+            assert_eq!(at, tensor.len, "stage `{}` port `{port}`", s.name);
+        }
+        assert_eq!(c.routing.handoffs[i].hops, far, "into `{}`", s.name);
+        longest = longest.max(far);
+    }
+    assert!(longest > 0);
+}
+
+/// stories260K on 48 × 48 PEs, with both placements and in tiles: each
+/// hand-off's hops are its farthest element's trip.
+#[test]
+fn hops_are_the_farthest_elements_trip() {
+    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    for (kind, tiles) in [
+        (PlacementKind::Pipeline, None),
+        (PlacementKind::Mesh, Some(Tiles::ONE)),
+        (PlacementKind::Mesh, Some(Tiles { cols: 1, rows: 3 })),
+    ] {
+        let c = compile(&cfg, Some(&w), &options(kind, tiles)).unwrap();
+        check(&c);
+    }
+}
+
+/// Elements that stay in their row cost no rows: in one tile, a GEMV's
+/// y leaves its east edge row by row, so the hand-off into the vector
+/// kernel after it is shorter than its rectangle's corner-to-corner trip.
+#[test]
+fn a_row_aligned_hand_off_is_shorter_than_corner_to_corner() {
+    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let c = compile(
+        &cfg,
+        Some(&w),
+        &options(PlacementKind::Mesh, Some(Tiles::ONE)),
+    )
+    .unwrap();
+    let mut shorter = 0;
+    for (i, h) in c.routing.handoffs.iter().enumerate() {
+        let into = c.sites[i].origin;
+        for &j in &h.from {
+            let (w, hh) = c.sites[j].kernel.size();
+            let o = c.sites[j].origin;
+            let corner = (o.x + w - 1).abs_diff(into.x) + (o.y + hh - 1).abs_diff(into.y);
+            shorter += (h.from.len() == 1 && h.hops < corner) as u32;
+        }
+    }
+    assert!(shorter > 0);
+}
