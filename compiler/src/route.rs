@@ -12,7 +12,8 @@
 //!
 //! A hand-off's cycles are modelled, not emulated: `hops · hop_latency +
 //! 2 · ramp_latency` for the first wavelet, plus one cycle per wavelet of
-//! the longest stream of the consumer's input (streams run side by side).
+//! the consumer's busiest input link (streams through different links run
+//! side by side; those through one link, one after another).
 //! `hops` is the longest of its elements' trips: from the PE where the
 //! producer's stream carrying an element leaves its rectangle to the PE
 //! where the consumer's stream carrying it enters. (A producer's whole
@@ -88,22 +89,36 @@ fn meets(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> bool {
 }
 
 /// The modelled cycles of a hand-off whose longest route is `hops` long
-/// and whose consumer's longest input stream is `longest` wavelets: the
-/// first wavelet's trip up a ramp, along the route and down a ramp, then
-/// one cycle per wavelet of that stream.
+/// and whose consumer's busiest input link carries `longest` wavelets
+/// ([`longest_stream`]): the first wavelet's trip up a ramp, along the
+/// route and down a ramp, then one cycle per wavelet through that link.
 pub fn handoff_cycles(arch: &Arch, hops: u32, longest: u64) -> u64 {
     hops as u64 * arch.hop_latency as u64 + 2 * arch.ramp_latency as u64 + longest
 }
 
-/// The wavelets of the longest of `f`'s input streams: a stream can carry
-/// several segments, of one port or of several (RoPE's `[pos, heads]`,
-/// attention's `[pos, q, k, v]`), one after another.
+/// The wavelets of `f`'s busiest input link: a stream can carry several
+/// segments, of one port or of several (RoPE's `[pos, heads]`,
+/// attention's `[pos, q, k, v]`), one after another, and streams that
+/// enter through the same link (an element-wise kernel's `a` and `b`, both
+/// from the west of each PE) share its one wavelet a cycle.
 pub fn longest_stream(f: &Fragment) -> u64 {
     let mut per: std::collections::BTreeMap<&str, u64> = Default::default();
     for s in f.inputs.iter().flat_map(|p| &p.segments) {
         *per.entry(s.stream.as_str()).or_default() += s.len as u64;
     }
-    per.into_values().max().unwrap_or(0)
+    let mut links: std::collections::BTreeMap<(u32, u32, usize), u64> = Default::default();
+    for (name, len) in per {
+        let (link, wavelets) = match f.program.inputs.iter().find(|h| h.name == name) {
+            Some(h) => (
+                (h.pe.x, h.pe.y, h.port.index()),
+                len.div_ceil(h.dtype.per_word() as u64),
+            ),
+            // A stream the program does not have is its own link.
+            None => ((u32::MAX, u32::MAX, links.len()), len),
+        };
+        *links.entry(link).or_default() += wavelets;
+    }
+    links.into_values().max().unwrap_or(0)
 }
 
 /// Where a tensor's elements enter or leave the grid: per run of

@@ -119,3 +119,24 @@ fn a_row_aligned_hand_off_is_shorter_than_corner_to_corner() {
     }
     assert!(shorter > 0);
 }
+
+/// Streams through one link share it: an element-wise kernel's `a` and
+/// `b` both enter each row's PE from the west, so its busiest link
+/// carries both rows' segments; a one-input kernel's, one.
+#[test]
+fn streams_through_one_link_are_counted_together() {
+    use wafer_kernels::vector::{VectorOp, VectorSpec, generate};
+    let arch = Arch::wse3();
+    let spec = |op| VectorSpec {
+        op,
+        n: 64,
+        h: 4,
+        strategy: Strategy::Tree { k: 2 },
+        eps: 1e-5,
+        seed: 1,
+    };
+    let swiglu = generate(&spec(VectorOp::Swiglu), &arch).unwrap();
+    let silu = generate(&spec(VectorOp::Silu), &arch).unwrap();
+    assert_eq!(wafer_compiler::route::longest_stream(&swiglu), 32);
+    assert_eq!(wafer_compiler::route::longest_stream(&silu), 16);
+}
