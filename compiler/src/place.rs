@@ -756,6 +756,18 @@ fn pipeline(
         .collect())
 }
 
+/// The columns mesh placement keeps for the embedding tables at the west
+/// edge: as many as their weights need at three quarters full.
+pub(crate) fn embed_cols(stages: &[Stage], o: &Options) -> u32 {
+    let gh = o.arch.grid_rows;
+    stages
+        .iter()
+        .filter(|s| matches!(s.work, Work::Embed { .. }))
+        .map(|s| weight_bytes(s, o.dtype))
+        .sum::<u64>()
+        .div_ceil(gh as u64 * o.arch.sram_bytes as u64 * 3 / 4) as u32
+}
+
 fn mesh(
     stages: &[Stage],
     c: &Config,
@@ -768,14 +780,7 @@ fn mesh(
     let mut sites = Vec::with_capacity(stages.len());
     // The embedding tables keep their own columns at the west edge (as many
     // as their weights need at three quarters full); the GEMVs tile the rest.
-    let embed_cols = stages
-        .iter()
-        .map(|s| weight_bytes(s, o.dtype))
-        .zip(stages)
-        .filter(|(_, s)| matches!(s.work, Work::Embed { .. }))
-        .map(|(b, _)| b)
-        .sum::<u64>()
-        .div_ceil(gh as u64 * o.arch.sram_bytes as u64 * 3 / 4) as u32;
+    let embed_cols = embed_cols(stages, o);
     if embed_cols >= gw {
         return Err(no_fit(
             c,

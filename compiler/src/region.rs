@@ -303,7 +303,12 @@ pub(crate) fn tilings(o: &Options, stages: &[Stage], kind: PlacementKind) -> Vec
         (PlacementKind::Mesh, None) => {
             let mut layers: Vec<usize> = stages.iter().filter_map(|s| s.layer).collect();
             layers.dedup();
-            Tiles::ladder(layers.len() as u32, o.arch.grid_cols, o.arch.grid_rows)
+            // The tiles cut the columns east of the embedding's.
+            let cols = o
+                .arch
+                .grid_cols
+                .saturating_sub(place::embed_cols(stages, o));
+            Tiles::ladder(layers.len() as u32, cols.max(1), o.arch.grid_rows)
         }
     }
 }

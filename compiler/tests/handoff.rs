@@ -8,22 +8,13 @@ use common::models;
 use wafer_compiler::place::{Options, PlacementKind, Tiles};
 use wafer_compiler::stage::Src;
 use wafer_compiler::{Compiled, compile, llama2c};
-use wafer_emulator::{Arch, DType, Pe};
+use wafer_emulator::{Arch, Pe};
 use wafer_kernels::reduce::Strategy;
 use wafer_kernels::{Fragment, TensorPort};
 
 fn options(kind: PlacementKind, tiles: Option<Tiles>) -> Options {
-    Options {
-        arch: Arch::wse3().with_grid(48, 48).unwrap(),
-        dtype: DType::F32,
-        placement: Some(kind),
-        max_context: 64,
-        reduce: Strategy::Tree { k: 2 },
-        gemv: wafer_compiler::place::GemvChoice::Auto,
-        region: wafer_compiler::region::Region::Whole,
-        wafers: wafer_compiler::system::Wafers::Count(1),
-        tiles,
-    }
+    let arch = Arch::wse3().with_grid(48, 48).unwrap();
+    common::f32_options(arch, kind, tiles)
 }
 
 /// The grid PE whose stream carries element `e` of `port`.

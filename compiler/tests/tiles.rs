@@ -8,21 +8,10 @@ use wafer_compiler::decode::{Decoder, generate};
 use wafer_compiler::place::{Options, PlacementKind, Tiles};
 use wafer_compiler::stage::Work;
 use wafer_compiler::{compile, llama2c, reference};
-use wafer_emulator::{Arch, DType};
-use wafer_kernels::reduce::Strategy;
+use wafer_emulator::Arch;
 
 fn options(arch: Arch, tiles: Option<Tiles>) -> Options {
-    Options {
-        arch,
-        dtype: DType::F32,
-        placement: Some(PlacementKind::Mesh),
-        max_context: 64,
-        reduce: Strategy::Tree { k: 2 },
-        gemv: wafer_compiler::place::GemvChoice::Auto,
-        region: wafer_compiler::region::Region::Whole,
-        wafers: wafer_compiler::system::Wafers::Count(1),
-        tiles,
-    }
+    common::f32_options(arch, PlacementKind::Mesh, tiles)
 }
 
 /// stories260K (5 layers) in 2x1 and 1x3 tiles of 48 × 48 PEs: every

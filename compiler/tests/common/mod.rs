@@ -2,7 +2,26 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use wafer_compiler::place::{Options, PlacementKind, Tiles};
 use wafer_compiler::{Config, reference};
+use wafer_emulator::{Arch, DType};
+use wafer_kernels::reduce::Strategy;
+
+/// f32 on one wafer's `arch` (the whole grid), context 64, tree
+/// reductions: the small checkpoints placed as `kind` in `tiles`.
+pub fn f32_options(arch: Arch, kind: PlacementKind, tiles: Option<Tiles>) -> Options {
+    Options {
+        arch,
+        dtype: DType::F32,
+        placement: Some(kind),
+        max_context: 64,
+        reduce: Strategy::Tree { k: 2 },
+        gemv: wafer_compiler::place::GemvChoice::Auto,
+        region: wafer_compiler::region::Region::Whole,
+        wafers: wafer_compiler::system::Wafers::Count(1),
+        tiles,
+    }
+}
 
 /// The repository's test checkpoints (`models/`, see its README);
 /// fails loudly, not skipped, when they are absent.
