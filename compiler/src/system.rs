@@ -242,8 +242,8 @@ pub(crate) fn fewest(
 }
 
 /// Each placement kind that fits every wafer, with its predicted step
-/// (transfers aside).
-pub(crate) type Fit = Vec<(PlacementKind, u64)>;
+/// (transfers aside) and the tiles of layers each wafer took for it.
+pub(crate) type Fit = Vec<(PlacementKind, u64, Vec<Tiles>)>;
 
 /// Why `n` wafers do not hold the model: an error already made, or the
 /// first wafer and kind whose prediction failed (its error is made again
@@ -281,7 +281,8 @@ impl Unfit {
     }
 }
 
-/// The predicted cycles of wafer `k`'s part with placement `kind`.
+/// The predicted cycles of wafer `k`'s part with placement `kind`, and
+/// the tiles of layers it took.
 fn predict_part(
     c: &Config,
     o: &Options,
@@ -289,7 +290,7 @@ fn predict_part(
     parts: &[Part],
     sent: &[Vec<usize>],
     (k, kind): (usize, PlacementKind),
-) -> Result<u64, CompileError> {
+) -> Result<(u64, Tiles), CompileError> {
     let n = parts.len();
     let (r, layers) = &parts[k];
     let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
@@ -304,7 +305,6 @@ fn predict_part(
         arrives,
         Tiles::ONE,
     )
-    .map(|(cycles, _)| cycles)
     .map_err(|e| part_error(k, n, layers, (part, c, o), e))
 }
 
@@ -362,16 +362,20 @@ fn fits(
     let mut first_unfit = None;
     for (&kind, cycles) in kinds.iter().zip(predicted.chunks(distinct.len())) {
         match cycles.iter().position(Option::is_none) {
-            None => ok.push((
-                kind,
-                (0..n)
+            None => {
+                let each: Vec<(u64, Tiles)> = (0..n)
                     .map(|k| {
                         let d = distinct.iter().position(|&d| shape(d) == shape(k));
                         cycles[d.expect("every shape has a distinct wafer")]
                             .expect("every prediction succeeded")
                     })
-                    .sum(),
-            )),
+                    .collect();
+                ok.push((
+                    kind,
+                    each.iter().map(|e| e.0).sum(),
+                    each.iter().map(|e| e.1).collect(),
+                ));
+            }
             Some(d) => {
                 first_unfit.get_or_insert(Unfit::Predict {
                     wafer: distinct[d],
@@ -469,12 +473,13 @@ pub(crate) fn compile(
         Some(f) => Ok(f),
         None => fits(c, o, (graph, stages), kinds, n, ex)?,
     };
-    let kind = match fit {
+    let (kind, tiles) = match fit {
         Ok(ok) => {
-            ok.iter()
-                .min_by_key(|(_, cycles)| *cycles)
-                .expect("fits returns a kind or an error")
-                .0
+            let (kind, _, tiles) = ok
+                .into_iter()
+                .min_by_key(|(_, cycles, _)| *cycles)
+                .expect("fits returns a kind or an error");
+            (kind, tiles)
         }
         Err(unfit) => {
             let e = unfit.error(c, o, (graph, stages), n);
@@ -505,7 +510,8 @@ pub(crate) fn compile(
         let part = &stages[r.clone()];
         let arrives = if k == 0 { &[][..] } else { &sent[k - 1] };
         let err = |e| part_error(k, n, layers, (part, c, o), e);
-        let tiles = codegen::tiles_for(c, o, graph, part, kind, arrives);
+        // The tiling the fit predicted this wafer's part with.
+        let tiles = tiles[k];
         codegen::fitting(
             |copies| Ok(place::place(part, c, o, (kind, tiles), copies)?),
             |s| {
