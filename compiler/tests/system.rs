@@ -6,24 +6,15 @@
 mod common;
 use common::models;
 use wafer_compiler::decode::{Decoder, generate};
-use wafer_compiler::place::{GemvChoice, Options, PlacementKind};
-use wafer_compiler::region::Region;
+use wafer_compiler::place::{Options, PlacementKind};
 use wafer_compiler::system::{self, Wafers};
 use wafer_compiler::{CompileError, Config, bundle, compile, ir, llama2c, reference, stage};
-use wafer_emulator::{Arch, DType};
-use wafer_kernels::reduce::Strategy;
+use wafer_emulator::Arch;
 
 fn options(arch: Arch, kind: PlacementKind, wafers: Wafers) -> Options {
     Options {
-        arch,
-        dtype: DType::F32,
-        placement: Some(kind),
-        max_context: 64,
-        reduce: Strategy::Tree { k: 2 },
-        gemv: GemvChoice::Auto,
-        region: Region::Whole,
         wafers,
-        tiles: None,
+        ..common::f32_options(arch, kind, None)
     }
 }
 
