@@ -106,9 +106,10 @@ pub fn longest_stream(f: &Fragment) -> u64 {
     for s in f.inputs.iter().flat_map(|p| &p.segments) {
         *per.entry(s.stream.as_str()).or_default() += s.len as u64;
     }
+    let by_name = by_name(&f.program.inputs);
     let mut links: std::collections::BTreeMap<(u32, u32, usize), u64> = Default::default();
     for (name, len) in per {
-        let (link, wavelets) = match f.program.inputs.iter().find(|h| h.name == name) {
+        let (link, wavelets) = match by_name.get(name) {
             Some(h) => (
                 (h.pe.x, h.pe.y, h.port.index()),
                 len.div_ceil(h.dtype.per_word() as u64),
@@ -121,6 +122,15 @@ pub fn longest_stream(f: &Fragment) -> u64 {
     links.into_values().max().unwrap_or(0)
 }
 
+/// `streams` by name: a GEMV has a stream for each of its hundreds of
+/// rows, and every segment of its ports names one.
+fn by_name(streams: &[HostStream]) -> std::collections::HashMap<&str, &HostStream> {
+    // The first of a name wins, as a search from the front would find.
+    (streams.iter().rev())
+        .map(|h| (h.name.as_str(), h))
+        .collect()
+}
+
 /// Where a tensor's elements enter or leave the grid: per run of
 /// elements (`start..end` of the tensor, in order), the PE of the stream
 /// that carries it, on the grid.
@@ -131,11 +141,12 @@ impl Ends {
     /// The ends of `port`, whose streams are among `streams`, for a
     /// fragment placed at `origin`; `None` where a segment names no stream.
     pub fn of(port: &TensorPort, streams: &[HostStream], origin: Pe) -> Option<Ends> {
+        let streams = by_name(streams);
         let mut runs: Vec<(u32, u32, Pe)> = port
             .segments
             .iter()
             .map(|g| {
-                let h = streams.iter().find(|h| h.name == g.stream)?;
+                let h = streams.get(g.stream.as_str())?;
                 let pe = Pe::new(origin.x + h.pe.x, origin.y + h.pe.y);
                 Some((g.offset, g.offset + g.len, pe))
             })
@@ -200,13 +211,16 @@ impl Ends {
 /// A router's picks' weights may be on any of its output's PEs. A producer
 /// whose ends are not known (one that only says whether an expert runs)
 /// is counted from its rectangle's south-east corner to the consumer's
-/// north-west one.
+/// north-west one. `out_ends` are each stage's output ends, `producer`
+/// the stage that makes a value: both the same for every consumer.
 #[allow(clippy::too_many_arguments)]
 fn hops_into(
     i: usize,
     stages: &[Stage],
     sites: &[Site],
     fragments: &[impl Borrow<Fragment>],
+    out_ends: &[Option<Ends>],
+    producer: impl Fn(usize) -> Option<usize>,
     graph: &Graph,
     from: &[usize],
     arrives: &[usize],
@@ -216,10 +230,6 @@ fn hops_into(
     let corner = |j: usize| {
         let (out, into) = (corners(&sites[j]).1, corners(&sites[i]).0);
         out.x.abs_diff(into.x) + out.y.abs_diff(into.y)
-    };
-    let out_ends = |j: usize| {
-        let g = fragments[j].borrow();
-        Ends::of(g.outputs.first()?, &g.program.outputs, sites[j].origin)
     };
     let value_len = |v: usize| graph.insts[v].len as u32;
     let mut far: std::collections::BTreeMap<usize, u32> = Default::default();
@@ -251,8 +261,8 @@ fn hops_into(
             };
             if arrives.contains(&v) {
                 ingress = ingress.max(into.farthest_from(INGRESS, at, len));
-            } else if let Some(j) = stages.iter().position(|p| p.outputs.contains(&v))
-                && let Some(out) = out_ends(j)
+            } else if let Some(j) = producer(v)
+                && let Some(out) = &out_ends[j]
             {
                 let trip = match src {
                     Src::ExpertWeights(_) => (out.pes())
@@ -296,7 +306,16 @@ pub fn route(
         .flat_map(|f| f.borrow().colors())
         .max()
         .map_or(0, |c| c + 1);
-    let producer = |v: usize| stages.iter().position(|s| s.outputs.contains(&v));
+    let made_by: std::collections::HashMap<usize, usize> = (stages.iter().enumerate().rev())
+        .flat_map(|(j, s)| s.outputs.iter().map(move |&v| (v, j)))
+        .collect();
+    let producer = |v: usize| made_by.get(&v).copied();
+    let out_ends: Vec<Option<Ends>> = (fragments.iter().zip(sites))
+        .map(|(g, site)| {
+            let g = g.borrow();
+            Ends::of(g.outputs.first()?, &g.program.outputs, site.origin)
+        })
+        .collect();
     let mut handoffs: Vec<Handoff> = Vec::with_capacity(stages.len());
     let mut boxes: Vec<Vec<(u32, u32, u32, u32)>> = Vec::new();
     for (i, s) in stages.iter().enumerate() {
@@ -316,7 +335,9 @@ pub fn route(
             .into_iter()
             .any(|src| matches!(src, Src::Value(v) if arrives.contains(v)));
         let paths = paths(sites, i, &from, ingress);
-        let hops = hops_into(i, stages, sites, fragments, graph, &from, arrives);
+        let hops = hops_into(
+            i, stages, sites, fragments, &out_ends, producer, graph, &from, arrives,
+        );
         let longest = longest_stream(fragments[i].borrow());
         let cycles = if from.is_empty() && !ingress {
             0
