@@ -93,13 +93,13 @@ impl Compiled {
 
     /// [`Compiled::predicted`] with the experts `seed`'s routing picks.
     pub fn predicted_with(&self, pos: u32, seed: u64) -> u64 {
-        self.predicted_ran(pos, &self.runs(pos, seed))
+        self.predicted_ran(pos, crate::kernel::TIMING_TOKEN, &self.runs(pos, seed))
     }
 
     /// The predicted step of the stages `ran` marks (a step's
-    /// [`crate::decode::Step::stage_ran`]).
-    pub fn predicted_ran(&self, pos: u32, ran: &[bool]) -> u64 {
-        self.stage_predictions(pos)
+    /// [`crate::decode::Step::stage_ran`]) when it is fed `token`.
+    pub fn predicted_ran(&self, pos: u32, token: u32, ran: &[bool]) -> u64 {
+        self.stage_predictions_for(pos, token)
             .iter()
             .zip(&self.routing.handoffs)
             .zip(ran)
@@ -122,11 +122,17 @@ impl Compiled {
         crate::experts::seeded_runs(&self.graph, &self.stages, seed, pos)
     }
 
-    /// Each stage's kernel's predicted cycles at `pos`. The layers repeat a
-    /// few kernels (equal but for their seeded data), and a large GEMV's
-    /// cost model plans its reduction, so each distinct kernel is costed
-    /// once.
+    /// Each stage's kernel's predicted cycles at `pos`, for the token a
+    /// timing-only step feeds ([`crate::kernel::TIMING_TOKEN`]).
     pub fn stage_predictions(&self, pos: u32) -> Vec<u64> {
+        self.stage_predictions_for(pos, crate::kernel::TIMING_TOKEN)
+    }
+
+    /// Each stage's kernel's predicted cycles at `pos` for a step fed
+    /// `token`. The layers repeat a few kernels (equal but for their
+    /// seeded data), and a large GEMV's cost model plans its reduction, so
+    /// each distinct kernel is costed once.
+    pub fn stage_predictions_for(&self, pos: u32, token: u32) -> Vec<u64> {
         let mut distinct: Vec<(Kernel, u64)> = Vec::new();
         self.sites
             .iter()
@@ -135,7 +141,7 @@ impl Compiled {
                 match distinct.iter().find(|(d, _)| *d == k) {
                     Some((_, c)) => *c,
                     None => {
-                        let c = k.predicted(&self.options.arch, pos);
+                        let c = k.predicted_for(&self.options.arch, pos, token);
                         distinct.push((k, c));
                         c
                     }

@@ -13,6 +13,10 @@ use wafer_kernels::gemv::GemvSpec;
 use wafer_kernels::meshgemv::MeshGemvSpec;
 use wafer_kernels::rope::RopeSpec;
 use wafer_kernels::router::RouterSpec;
+
+/// The token id a timing-only step feeds back (its argmax is unknown), and
+/// so the one the cost models predict a step for unless told another.
+pub const TIMING_TOKEN: u32 = 0;
 use wafer_kernels::vector::VectorSpec;
 
 /// The kernel that runs a stage, with its shape.
@@ -52,10 +56,19 @@ impl Kernel {
         }
     }
 
-    /// Cycles the kernel's cost model predicts at position `pos`.
+    /// Cycles the kernel's cost model predicts at position `pos`, for the
+    /// token id a timing-only step feeds ([`TIMING_TOKEN`]).
     pub fn predicted(&self, arch: &Arch, pos: u32) -> u64 {
+        self.predicted_for(arch, pos, TIMING_TOKEN)
+    }
+
+    /// Cycles the kernel's cost model predicts at position `pos` for a step
+    /// fed `token`. Only the embedding's time depends on the id: the PE
+    /// whose vocabulary block holds it copies the row while the others
+    /// write zeros, and the row then travels east from that column.
+    pub fn predicted_for(&self, arch: &Arch, pos: u32, token: u32) -> u64 {
         match self {
-            Kernel::Embed(s) => wafer_kernels::embedding::cost(s, arch, 0),
+            Kernel::Embed(s) => wafer_kernels::embedding::cost(s, arch, token),
             Kernel::Gemv(s) => wafer_kernels::gemv::cost(s, arch),
             Kernel::MeshGemv(s) => wafer_kernels::meshgemv::cost(s, arch),
             Kernel::Vector(s) => wafer_kernels::vector::cost(s, arch),

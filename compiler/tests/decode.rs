@@ -259,6 +259,55 @@ proptest! {
     }
 }
 
+/// The embedding's time depends on the token id: the PE whose vocabulary
+/// block holds it copies its row, the others write zeros, and the row
+/// travels east from that column. A step fed any token takes, stage for
+/// stage, the cycles the cost models predict for that token, and a token
+/// in the last vocabulary block takes another number of cycles than the
+/// token a timing-only step feeds.
+#[test]
+fn a_step_takes_the_cycles_predicted_for_its_token() {
+    // stories260K's 512 ids fit one column of PEs; a larger vocabulary
+    // spreads the table over several.
+    let (mut c, _) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    c.vocab_size = 4096;
+    let w = wafer_compiler::ir::seeded_weights(&c, 7);
+    let mut differs = false;
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let o = options(Arch::wse3(), DType::F32, Some(kind), 8);
+        let compiled = compile(&c, Some(&w), &o).unwrap();
+        let embed = (compiled.sites.iter())
+            .position(|s| matches!(s.kernel, wafer_compiler::place::Kernel::Embed(_)))
+            .unwrap();
+        let last = c.vocab_size as u32 - 1;
+        let kernel = &compiled.sites[embed].kernel;
+        let timing = wafer_compiler::kernel::TIMING_TOKEN;
+        differs |=
+            kernel.predicted_for(&o.arch, 0, last) != kernel.predicted_for(&o.arch, 0, timing);
+        for token in [timing, 1, last / 2, last] {
+            let mut d = Decoder::new(&compiled);
+            let s = d.step(token).unwrap();
+            let want = compiled.stage_predictions_for(0, token);
+            for (i, stage) in compiled.stages.iter().enumerate() {
+                assert_eq!(
+                    s.stage_cycles[i], want[i],
+                    "{kind:?}: {} for {token}",
+                    stage.name
+                );
+            }
+            assert_eq!(
+                s.cycles,
+                compiled.predicted_ran(0, token, &s.stage_ran),
+                "{kind:?}: token {token}"
+            );
+        }
+    }
+    assert!(
+        differs,
+        "the embedding's time depends on the token in no placement"
+    );
+}
+
 /// The decode's stages give the same logits and cycles on the event-driven
 /// interpreter (the default) and on the reference engine.
 #[test]

@@ -402,7 +402,7 @@ fn a_mixtral_prompt_prefills_on_the_wafer_as_the_reference() {
         assert_eq!(got, want, "{kind}");
         let pf = seen.unwrap();
         let plan = &pf.plan;
-        let predicted = prefill::predicted(&compiled, plan, 0, &pf.ran);
+        let predicted = prefill::predicted(&compiled, plan, 0, &pf.ran, &pf.tokens);
         let attention_runs: u64 = compiled
             .sites
             .iter()

@@ -77,7 +77,7 @@ fn a_prefilled_prompt_decodes_as_the_reference_and_as_predicted() {
         assert!(!plan.stages[head].every);
         // Exact but for attention's cost model, which may be up to 2
         // cycles under a run (kernels/tests/attention.rs says when).
-        let per_stage = prefill::stage_predictions(&compiled, plan, 0, &pf.ran);
+        let per_stage = prefill::stage_predictions(&compiled, plan, 0, &pf.ran, &pf.tokens);
         let mut slack = 0;
         for (i, s) in compiled.stages.iter().enumerate() {
             let (got, want) = (pf.stage_cycles[i], per_stage[i]);
@@ -95,7 +95,7 @@ fn a_prefilled_prompt_decodes_as_the_reference_and_as_predicted() {
         }
         assert_eq!(
             pf.cycles,
-            prefill::predicted(&compiled, plan, 0, &pf.ran) + slack,
+            prefill::predicted(&compiled, plan, 0, &pf.ran, &pf.tokens) + slack,
             "{kind:?}"
         );
     }
@@ -163,7 +163,7 @@ fn a_prefill_stands_for_the_decode_steps() {
         }
         // The prediction: exact but for attention's (2 cycles a run) and a
         // batched MeshGEMV's (4) held streams.
-        let predicted = prefill::predicted(&compiled, plan, 0, &pf.ran);
+        let predicted = prefill::predicted(&compiled, plan, 0, &pf.ran, &pf.tokens);
         let slack: u64 = compiled
             .sites
             .iter()

@@ -74,11 +74,12 @@ pub struct PrefillTable {
 }
 
 /// The wafer's prefill of `positions` from the cost models, a mixture of
-/// experts routed by `expert_seed` at each position.
+/// experts routed by `expert_seed` at each position, every position fed
+/// the token a timing-only step is.
 pub fn predicted(c: &Compiled, positions: u32, expert_seed: u64) -> WaferPrefill {
     let plan = prefill::plan(c, positions);
     let ran: Vec<Vec<bool>> = (0..positions).map(|p| c.runs(p, expert_seed)).collect();
-    let runs = prefill::stage_predictions(c, &plan, 0, &ran);
+    let runs = prefill::stage_predictions(c, &plan, 0, &ran, &[]);
     let handoffs = prefill::stage_handoffs(c, &plan, 0, &ran);
     let mut by_kind: std::collections::BTreeMap<&'static str, u64> = Default::default();
     for (site, cycles) in c.sites.iter().zip(&runs) {

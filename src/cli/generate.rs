@@ -292,7 +292,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
                 "{:.3} µs/token",
                 step.cycles as f64 / clock_hz * 1e6
             ));
-            predicted.push(c.predicted_ran(pos as u32, &step.stage_ran));
+            predicted.push(c.predicted_ran(pos as u32, input, &step.stage_ran));
             if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
                 let want = m.forward(input, pos, kv);
                 let diff = max_diff(&want, &step.logits);
@@ -325,7 +325,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             pos += 1;
         }
         Progress::Prefilled { first, prefill: pf } => {
-            let want = wafer_compiler::prefill::predicted(&c, &pf.plan, pf.start, &pf.ran);
+            let want =
+                wafer_compiler::prefill::predicted(&c, &pf.plan, pf.start, &pf.ran, &pf.tokens);
             prefilled = Some((pf.cycles, want, pf.positions));
             bar.inc(pf.positions as u64);
             // The reference runs the prompt's positions one by one.

@@ -357,8 +357,11 @@ impl<'c> Decoder<'c> {
             total += run.cycles + c.routing.handoffs[i].cycles;
             let out = run.out;
             if stage.outputs.is_empty() {
-                // NaN (timing-only: unknown) saturates to token 0.
-                next = out[0] as u32;
+                // A timing-only step's argmax is unknown (NaN).
+                next = match out[0] {
+                    x if x.is_nan() => crate::kernel::TIMING_TOKEN,
+                    x => x as u32,
+                };
             } else {
                 let mut at = 0;
                 for v in &stage.outputs {

@@ -216,9 +216,12 @@ fn positions_of(plan: &Plan, i: usize, start: u32, ran: &[Vec<bool>]) -> Vec<u32
 
 /// The cost models' prefill from position `start`, hand-offs included,
 /// with the stages `ran` says ran at each position (a prefill's
-/// [`Prefill::ran`], or [`Compiled::runs`] for a seeded routing).
-pub fn predicted(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) -> u64 {
-    let runs = stage_predictions(c, plan, start, ran);
+/// [`Prefill::ran`], or [`Compiled::runs`] for a seeded routing), fed
+/// `tokens` from `start` on (the embedding's time depends on the id; a
+/// position past their end is fed [`crate::kernel::TIMING_TOKEN`], as a
+/// timing-only prefill is).
+pub fn predicted(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>], tokens: &[u32]) -> u64 {
+    let runs = stage_predictions(c, plan, start, ran, tokens);
     runs.iter().sum::<u64>() + stage_handoffs(c, plan, start, ran).iter().sum::<u64>()
 }
 
@@ -248,8 +251,15 @@ pub fn stage_handoffs(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) 
 }
 
 /// Per stage, the cost models' cycles of its prefill runs (hand-offs not
-/// included): [`Prefill::stage_cycles`]'s prediction.
-pub fn stage_predictions(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) -> Vec<u64> {
+/// included): [`Prefill::stage_cycles`]'s prediction, fed `tokens` as
+/// [`predicted`] is.
+pub fn stage_predictions(
+    c: &Compiled,
+    plan: &Plan,
+    start: u32,
+    ran: &[Vec<bool>],
+    tokens: &[u32],
+) -> Vec<u64> {
     let arch = &c.options.arch;
     let fixed = c.stage_predictions(start);
     // Costs by the distinct kernel and the positions (a batch's, or
@@ -282,6 +292,15 @@ pub fn stage_predictions(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>
                         .or_insert_with(|| kernel.predicted(arch, *p))
                 })
                 .sum(),
+            (Kernel::Embed(_), _) => ps
+                .iter()
+                .map(|p| {
+                    let token = (tokens.get((p - start) as usize))
+                        .copied()
+                        .unwrap_or(crate::kernel::TIMING_TOKEN);
+                    kernel.predicted_for(arch, *p, token)
+                })
+                .sum(),
             _ => ps.len() as u64 * fixed[i],
         };
     }
@@ -305,8 +324,10 @@ pub struct Prefill {
     pub stage_runs: Vec<u32>,
     /// Per position, per stage: whether it ran there.
     pub ran: Vec<Vec<bool>>,
-    /// The plan it ran ([`plan`]): what [`predicted`] takes.
+    /// The plan it ran ([`plan`]) and the tokens it was fed: what
+    /// [`predicted`] takes.
     pub plan: Plan,
+    pub tokens: Vec<u32>,
 }
 
 /// What [`generate`] reports as it goes.

@@ -166,6 +166,7 @@ impl Decoder<'_> {
             stage_runs,
             ran,
             plan,
+            tokens: tokens.to_vec(),
         })
     }
 
