@@ -757,15 +757,22 @@ fn pipeline(
 }
 
 /// The columns mesh placement keeps for the embedding tables at the west
-/// edge: as many as their weights need at three quarters full.
+/// edge: as many as their weights need at three quarters full. A table
+/// spreads its dimensions down at most one row of PEs each, so one
+/// narrower than the grid is tall uses only `dim` rows.
 pub(crate) fn embed_cols(stages: &[Stage], o: &Options) -> u32 {
     let gh = o.arch.grid_rows;
     stages
         .iter()
-        .filter(|s| matches!(s.work, Work::Embed { .. }))
-        .map(|s| weight_bytes(s, o.dtype))
+        .filter_map(|s| match s.work {
+            Work::Embed { dim, .. } => {
+                let rows = (dim as u64).clamp(1, gh as u64);
+                Some(weight_bytes(s, o.dtype).div_ceil(rows))
+            }
+            _ => None,
+        })
         .sum::<u64>()
-        .div_ceil(gh as u64 * o.arch.sram_bytes as u64 * 3 / 4) as u32
+        .div_ceil(o.arch.sram_bytes as u64 * 3 / 4) as u32
 }
 
 fn mesh(
