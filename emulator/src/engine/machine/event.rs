@@ -268,8 +268,20 @@ impl<'p> Machine<'p> {
             && let Some(op) = core.ops.get(0)
         {
             for l in op.srcs.iter().chain([&op.dst]) {
-                if let Loc::In { fifo, .. } | Loc::Out { fifo, .. } = *l {
-                    prefetch::lines(self.fifos.ring(fifo), 1);
+                match *l {
+                    Loc::In { fifo, .. } | Loc::Out { fifo, .. } => {
+                        prefetch::lines(self.fifos.ring(fifo), 1)
+                    }
+                    // An op with a fabric operand steps an element or two
+                    // at a time, and each PE's SRAM is an allocation of its
+                    // own: its next element's load would miss.
+                    Loc::Mem {
+                        base, dtype, idx, ..
+                    } if op.jit.is_none() && !self.timing => {
+                        let at = elem_addr(base, dtype, idx) as usize;
+                        prefetch::lines(core.sram.as_ptr().wrapping_add(at), 1)
+                    }
+                    _ => {}
                 }
             }
         }

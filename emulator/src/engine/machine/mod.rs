@@ -139,6 +139,10 @@ pub(super) struct Core {
     fk: u16,
     code: usize,
     rr: usize,
+    /// The bytes the code lays out (empty in timing-only mode). Its
+    /// pointer is read ahead of a step, to ask for the next element an op
+    /// reads there (`Machine::prefetch_dependents`).
+    pub(super) sram: Vec<u8>,
     ops: Ops,
     task_started: u64,
     pub(super) r: [i32; 16],
@@ -152,8 +156,6 @@ pub(super) struct Core {
     /// Timing-only mode: the elements whose value is known, by byte
     /// address (the buffer's encoding); everything else is unknown.
     known: Known,
-    /// The bytes the code lays out (empty in timing-only mode).
-    pub(super) sram: Vec<u8>,
 }
 
 /// A set of a core's tasks (a task id is a `u8`), kept in the core: a
