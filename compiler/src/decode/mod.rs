@@ -17,6 +17,7 @@ use wafer_emulator::trace::Trace;
 use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
 
 mod error;
+mod scratch;
 mod shared;
 
 pub use error::DecodeError;
@@ -79,8 +80,13 @@ pub const IMAGE_CACHE_BYTES: u64 = 8 << 30;
 /// A model on the emulated wafer, with its KV cache.
 pub struct Decoder<'c> {
     pub compiled: &'c Compiled,
-    /// What each stage resumes from next step: the KV cache for attention.
+    /// What each stage resumes from next step: the KV cache for attention;
+    /// its starting image for a stage whose runs change no state
+    /// ([`scratch::keeps_state`], `keeps`), counted in `image_bytes` once
+    /// `held`.
     memory: Vec<Option<Memory>>,
+    keeps: Vec<Option<bool>>,
+    held: Vec<bool>,
     /// Each stage's SRAM as its program starts it, built on first use and
     /// cloned per step: rebuilding seeded weights element by element costs
     /// more than most stages' runs (see [`IMAGE_CACHE_BYTES`]).
@@ -115,6 +121,8 @@ impl<'c> Decoder<'c> {
         Decoder {
             compiled,
             memory: vec![None; compiled.stages.len()],
+            keeps: vec![None; compiled.stages.len()],
+            held: vec![false; compiled.stages.len()],
             images: vec![None; compiled.stages.len()],
             image_bytes: 0,
             prepared: (0..compiled.stages.len()).map(|_| None).collect(),
@@ -223,6 +231,28 @@ impl<'c> Decoder<'c> {
             self.images[i] = Some(wafer_emulator::copy_memory(&mem, threads));
         }
         Ok(mem)
+    }
+
+    /// Whether no run of stage `i` changes its state
+    /// ([`scratch::keeps_state`]), found on first use.
+    fn keeps_state(&mut self, i: usize) -> bool {
+        let f = &self.compiled.fragments[i];
+        *self.keeps[i].get_or_insert_with(|| scratch::keeps_state(f))
+    }
+
+    /// Keep `mem`, stage `i`'s starting image, for its next run, while
+    /// the images held stay under [`IMAGE_CACHE_BYTES`] (counted once a
+    /// stage); past it the next run builds the image again.
+    fn hold(&mut self, i: usize, mem: Memory) {
+        if !self.held[i] {
+            let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
+            if self.image_bytes + bytes > IMAGE_CACHE_BYTES {
+                return;
+            }
+            self.image_bytes += bytes;
+            self.held[i] = true;
+        }
+        self.memory[i] = Some(mem);
     }
 
     /// Stage `i`'s prepared program, prepared on first use.
@@ -417,6 +447,10 @@ impl<'c> Decoder<'c> {
             })
         })?;
         let keep = !timing && matches!(c.sites[i].kernel, Kernel::Attention(_));
+        // A stage whose runs leave its state alone runs again on the SRAM
+        // its last run ended with, its scratch zeroed: its image without
+        // a copy.
+        let resident = !timing && !keep && self.keeps_state(i);
         let key = (timing && self.reuse.is_some())
             .then(|| wafer_emulator::engine::timing_fingerprint(&f.program, &inputs));
         let step = self.reuse.as_ref().map_or(0, |r| r.step);
@@ -439,12 +473,12 @@ impl<'c> Decoder<'c> {
         let mut start = match self.memory[i].take() {
             Some(mem) => Some(mem),
             None if timing => None,
-            // A kept stage resumes from its own SRAM from now on: no
-            // copy of its image is worth caching.
-            None => Some(self.image(i, !keep).map_err(err)?),
+            // A kept or resident stage resumes from its own SRAM from now
+            // on: no copy of its image is worth caching.
+            None => Some(self.image(i, !keep && !resident).map_err(err)?),
         };
         if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
-            scramble(f, mem);
+            scratch::scramble(f, mem);
         }
         let r = match start {
             Some(mem) => {
@@ -460,6 +494,10 @@ impl<'c> Decoder<'c> {
         let time = PeTime::of(&stats);
         if keep {
             self.memory[i] = Some(r.memory);
+        } else if resident {
+            let mut mem = r.memory;
+            scratch::zero_scratch(f, &mut mem);
+            self.hold(i, mem);
         }
         let trace = match (key, self.reuse.as_mut()) {
             (Some(k), Some(reuse)) => {
@@ -631,26 +669,4 @@ pub(crate) fn stage_tensors(
         tensors.insert(port.clone(), v);
     }
     tensors
-}
-
-/// Every buffer of `mem` that is not state
-/// ([`wafer_kernels::Fragment::is_state`]: its
-/// activations) filled with NaN (all ones, in every dtype).
-fn scramble(f: &wafer_kernels::Fragment, mem: &mut Memory) {
-    let p = &f.program;
-    for pl in &p.placements {
-        let code = &p.codes[pl.code.0 as usize];
-        for pe in pl.pes.iter() {
-            let Some(Some(sram)) = mem.get_mut((pe.y * p.width + pe.x) as usize) else {
-                continue;
-            };
-            for b in code.buffers.iter().filter(|b| !f.is_state(&b.name, pe)) {
-                let len = sram.len();
-                let (at, end) = (b.offset as usize, (b.offset + b.bytes()) as usize);
-                if let Some(bytes) = sram.get_mut(at..end.min(len)) {
-                    bytes.fill(0xFF);
-                }
-            }
-        }
-    }
 }
