@@ -13,11 +13,11 @@ use wafer_kernels::gemv::GemvSpec;
 use wafer_kernels::meshgemv::MeshGemvSpec;
 use wafer_kernels::rope::RopeSpec;
 use wafer_kernels::router::RouterSpec;
+use wafer_kernels::vector::VectorSpec;
 
 /// The token id a timing-only step feeds back (its argmax is unknown), and
 /// so the one the cost models predict a step for unless told another.
 pub const TIMING_TOKEN: u32 = 0;
-use wafer_kernels::vector::VectorSpec;
 
 /// The kernel that runs a stage, with its shape.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
