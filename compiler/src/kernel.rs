@@ -1,6 +1,6 @@
 //! The kernel that runs a stage, with its shape ([`Kernel`]): its size on
 //! the grid, its cost model's cycles and its seeded data, whichever
-//! kernel it is. Placement chooses them (`place.rs`); codegen generates
+//! kernel it is. Placement chooses them (`place/`); codegen generates
 //! them.
 
 use wafer_emulator::Arch;

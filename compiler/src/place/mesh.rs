@@ -1,0 +1,176 @@
+//! Mesh placement: every projection tiled over its tile of layers (or
+//! the whole wafer), the other stages on each tile's skyline.
+
+use super::shape::{Memo, cheapest, mesh_gemv};
+use super::tiles::{Area, Tiles};
+use super::{Kernel, Options, PlaceError, PlacementKind, Site, groups, no_fit, unplaceable};
+use crate::footprint::weight_bytes;
+use crate::model::Config;
+use crate::stage::{Stage, Work};
+use wafer_emulator::Pe;
+use wafer_kernels::gemv::GemvSpec;
+
+/// The columns mesh placement keeps for the embedding tables at the west
+/// edge: as many as their weights need at three quarters full. A table
+/// spreads its dimensions down at most one row of PEs each, so one
+/// narrower than the grid is tall uses only `dim` rows.
+pub(crate) fn embed_cols(stages: &[Stage], o: &Options) -> u32 {
+    let gh = o.arch.grid_rows;
+    stages
+        .iter()
+        .filter_map(|s| match s.work {
+            Work::Embed { dim, .. } => {
+                let rows = (dim as u64).clamp(1, gh as u64);
+                Some(weight_bytes(s, o.dtype).div_ceil(rows))
+            }
+            _ => None,
+        })
+        .sum::<u64>()
+        .div_ceil(o.arch.sram_bytes as u64 * 3 / 4) as u32
+}
+
+pub(super) fn mesh(
+    stages: &[Stage],
+    c: &Config,
+    o: &Options,
+    mut memo: Memo,
+    tiles: Tiles,
+) -> Result<Vec<Site>, PlaceError> {
+    let kind = PlacementKind::Mesh;
+    let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
+    let mut sites = Vec::with_capacity(stages.len());
+    // The embedding tables keep their own columns at the west edge (as many
+    // as their weights need at three quarters full); the GEMVs tile the rest.
+    let embed_cols = embed_cols(stages, o);
+    if embed_cols >= gw {
+        return Err(no_fit(
+            c,
+            o,
+            Some(kind),
+            format!("the embedding table alone needs {embed_cols} columns of {gh} PEs"),
+        ));
+    }
+    let x_gemv = embed_cols;
+    let whole = Area {
+        x0: x_gemv,
+        y0: 0,
+        x1: gw,
+        y1: gh,
+    };
+    let areas = tiles.areas(whole);
+    if areas.iter().any(|a| a.x1 <= a.x0 || a.y1 <= a.y0) {
+        return Err(no_fit(
+            c,
+            o,
+            Some(kind),
+            format!(
+                "{}x{} tiles of layers do not fit {}x{gh} PEs",
+                tiles.cols,
+                tiles.rows,
+                gw - x_gemv
+            ),
+        ));
+    }
+    // Which tile each stage's layer is in: the layers in contiguous runs,
+    // as even as they divide, so a tile holds its share of the weights.
+    let layers: Vec<usize> = stages.iter().filter_map(|s| s.layer).collect();
+    let (first, last) = (
+        layers.iter().copied().min().unwrap_or(0),
+        layers.iter().copied().max().unwrap_or(0),
+    );
+    let count = last - first + 1;
+    let tile_of_layer = |l: usize| (l - first) * areas.len() / count;
+    // A stage outside the layers goes with the nearest layer's tile: the
+    // first one's before the layers, the last one's after them.
+    let group = groups(stages, c.n_layers);
+    let tile_of = |i: usize| match stages[i].layer {
+        Some(l) => tile_of_layer(l),
+        None if group[i] == 0 => 0,
+        None => areas.len() - 1,
+    };
+    // The skyline of each tile: each column's first free row.
+    let mut tops: Vec<Vec<u32>> = areas.iter().map(|a| vec![a.y0; gw as usize]).collect();
+    let mut next_x: Vec<u32> = areas.iter().map(|a| a.x0).collect();
+    let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32), Option<Kernel>> =
+        Default::default();
+    for (i, s) in stages.iter().enumerate() {
+        let t = tile_of(i);
+        // A layer's projections are tiled over its tile of the wafer (as
+        // far as their matrices have rows and columns), so each PE holds
+        // a tile of every layer of its tile; the projections outside the
+        // layers (the classifier) over every tile.
+        let area = match (&s.work, s.layer) {
+            (Work::Gemv { .. }, None) => whole,
+            _ => areas[t],
+        };
+        let (aw, ah) = (area.x1 - area.x0, area.y1 - area.y0);
+        let k = match &s.work {
+            // Every layer's projections have the same few shapes: each
+            // shape's kernel is chosen (costed) once.
+            Work::Gemv { m, n, biases, .. } => gemvs
+                .entry((*m, n + !biases.is_empty() as u32, aw, ah))
+                .or_insert_with(|| {
+                    let n = n + !biases.is_empty() as u32;
+                    let arch = &o.arch;
+                    let tiled = o.gemv.tiled().then(|| {
+                        Kernel::Gemv(GemvSpec {
+                            m: *m,
+                            n,
+                            dtype: o.dtype,
+                            w: wafer_kernels::gemv::cols_at_most(n, o.dtype, aw),
+                            h: (*m).min(ah),
+                            strategy: o.reduce,
+                            seed: i as u64,
+                        })
+                    });
+                    // MeshGEMV's columns run across the outputs, its rows
+                    // across the inputs.
+                    let mesh = if o.gemv.mesh(o.dtype) {
+                        mesh_gemv(*m, n, (*m).min(aw), n.min(ah), o, arch)
+                    } else {
+                        None
+                    };
+                    cheapest(tiled.into_iter().chain(mesh), arch, 0, |_| true)
+                })
+                .clone()
+                .map(|k| k.with_seed(i as u64)),
+            Work::Embed { .. } => memo.shape(s, c, o, embed_cols.max(1), gh, i as u64),
+            _ => memo.shape(s, c, o, aw, ah, i as u64),
+        }
+        .ok_or_else(|| no_fit(c, o, Some(kind), unplaceable(s, aw, ah)))?;
+        let origin = match s.work {
+            Work::Gemv { .. } => Pe::new(area.x0, area.y0),
+            Work::Embed { .. } => Pe::new(0, 0),
+            _ => {
+                // The other stages where they first fit in their tile
+                // without sharing PEs (first fit from the west on the
+                // skyline: the first free row of each column). Where none
+                // is left, side by side from the west along the tile's
+                // top again: stages then share PEs, and their SRAM adds up.
+                let (w, h) = k.size();
+                let top = &mut tops[t];
+                let free = (area.x0..=area.x1.saturating_sub(w)).find_map(|x0| {
+                    let y0 = top[x0 as usize..(x0 + w) as usize].iter().copied().max()?;
+                    (y0 + h <= area.y1).then_some((x0, y0))
+                });
+                match free {
+                    Some((x0, y0)) => {
+                        top[x0 as usize..(x0 + w) as usize].fill(y0 + h);
+                        Pe::new(x0, y0)
+                    }
+                    None => {
+                        let x = &mut next_x[t];
+                        if *x + w > area.x1 {
+                            *x = area.x0;
+                        }
+                        let at = Pe::new(*x, area.y0);
+                        *x += w;
+                        at
+                    }
+                }
+            }
+        };
+        sites.push(Site { kernel: k, origin });
+    }
+    Ok(sites)
+}

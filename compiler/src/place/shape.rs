@@ -1,0 +1,358 @@
+//! A stage's kernel within a budget of PEs: every shape the kernel can
+//! take there, the cheapest by its cost model.
+
+use super::{KvCopies, Options};
+use crate::footprint::table_dtype;
+use crate::kernel::Kernel;
+use crate::model::{Config, RopePairs};
+use crate::stage::{Stage, Work};
+use wafer_emulator::{Arch, DType};
+use wafer_kernels::argmax::ArgmaxSpec;
+use wafer_kernels::attention::AttentionSpec;
+use wafer_kernels::clamped_swiglu::ClampedSwigluSpec;
+use wafer_kernels::combine::CombineSpec;
+use wafer_kernels::embedding::EmbeddingSpec;
+use wafer_kernels::gemv::GemvSpec;
+use wafer_kernels::meshgemv::MeshGemvSpec;
+use wafer_kernels::rope::{RopeLayout, RopeSpec};
+use wafer_kernels::router::RouterSpec;
+use wafer_kernels::vector::{VectorOp, VectorSpec};
+
+/// The projection `y = W·x` (`m` outputs, `n` inputs) as a MeshGEMV on a
+/// `w × h` rectangle (`w` across the outputs, `h` across the inputs), its
+/// rows grouped as the cost model likes best among the three groupings
+/// nearest WaferLLM's `√h` groups of `√h` rows; `None` if nothing fits.
+pub(super) fn mesh_gemv(
+    m: u32,
+    n: u32,
+    w: u32,
+    h: u32,
+    o: &Options,
+    arch: &Arch,
+) -> Option<Kernel> {
+    let mut groups: Vec<u32> = (2..=h / 2).filter(|g| h.is_multiple_of(*g)).collect();
+    let root = (h as f64).sqrt();
+    groups.sort_by(|a, b| {
+        (*a as f64 - root)
+            .abs()
+            .total_cmp(&(*b as f64 - root).abs())
+    });
+    groups
+        .into_iter()
+        .take(3)
+        .map(|groups| MeshGemvSpec {
+            m: n,
+            n: m,
+            w,
+            h,
+            groups,
+            dtype: o.dtype,
+            acc: DType::F32,
+            streamed: true,
+            seed: 0,
+        })
+        .filter(|s| wafer_kernels::meshgemv::validate(s, arch).is_ok())
+        .map(|s| (wafer_kernels::meshgemv::cost(&s, arch), s))
+        .min_by_key(|(c, s)| (*c, s.groups))
+        .map(|(_, s)| Kernel::MeshGemv(s))
+}
+
+/// Powers of two up to `max`, and `max`.
+fn sizes(max: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..31)
+        .map(|k| 1u32 << k)
+        .take_while(|x| *x <= max)
+        .collect();
+    if max > 0 {
+        v.push(max);
+    }
+    v.dedup();
+    v
+}
+
+/// The cheapest kernel, by predicted cycles at `pos`, among `candidates`
+/// that the machine accepts (`fits`).
+pub(super) fn cheapest(
+    candidates: impl Iterator<Item = Kernel>,
+    arch: &Arch,
+    pos: u32,
+    fits: impl Fn(&Kernel) -> bool,
+) -> Option<Kernel> {
+    candidates
+        .filter(|k| fits(k))
+        .map(|k| (k.predicted(arch, pos), k))
+        .min_by_key(|(c, k)| {
+            let (w, h) = k.size();
+            (*c, w as u64 * h as u64)
+        })
+        .map(|(_, k)| k)
+}
+
+/// The stage's kernel within a `bw × bh` budget of PEs.
+pub(super) fn shape(
+    stage: &Stage,
+    c: &Config,
+    o: &Options,
+    bw: u32,
+    bh: u32,
+    seed: u64,
+    copies: KvCopies,
+) -> Option<Kernel> {
+    let arch = o.arch.clone().with_grid(bw, bh).ok()?;
+    let sram = |bytes: u32| bytes <= arch.sram_bytes;
+    let vector = |op: VectorOp, n: u32| {
+        cheapest(
+            sizes(n.min(bh)).into_iter().map(|h| {
+                Kernel::Vector(VectorSpec {
+                    op,
+                    n,
+                    h,
+                    strategy: o.reduce,
+                    eps: c.norm_eps,
+                    seed,
+                })
+            }),
+            &arch,
+            0,
+            |_| true,
+        )
+    };
+    match &stage.work {
+        Work::Embed { vocab, dim, .. } => {
+            let mut cands = Vec::new();
+            for w in sizes((*vocab).min(bw)) {
+                for h in sizes((*dim).min(bh)) {
+                    cands.push(Kernel::Embed(EmbeddingSpec {
+                        vocab: *vocab,
+                        dim: *dim,
+                        dtype: table_dtype(o.dtype),
+                        w,
+                        h,
+                        strategy: o.reduce,
+                        token: 0,
+                        seed,
+                    }));
+                }
+            }
+            cheapest(cands.into_iter(), &arch, 0, |k| match k {
+                Kernel::Embed(s) => wafer_kernels::embedding::validate(s, &arch).is_ok(),
+                _ => false,
+            })
+        }
+        Work::Gemv { m, n, biases, .. } => {
+            let n = n + !biases.is_empty() as u32;
+            let mut cands = Vec::new();
+            if o.gemv.tiled()
+                && let Some((w, h, _)) =
+                    wafer_kernels::gemv::best_rect(*m, n, o.dtype, o.reduce, &arch)
+            {
+                cands.push(Kernel::Gemv(GemvSpec {
+                    m: *m,
+                    n,
+                    dtype: o.dtype,
+                    w,
+                    h,
+                    strategy: o.reduce,
+                    seed,
+                }));
+            }
+            if o.gemv.mesh(o.dtype) {
+                for w in sizes((*m).min(bw)) {
+                    for h in sizes(n.min(bh)) {
+                        cands.extend(mesh_gemv(*m, n, w, h, o, &arch));
+                    }
+                }
+            }
+            cheapest(cands.into_iter(), &arch, 0, |_| true)
+        }
+        Work::RmsNorm { n, .. } => vector(VectorOp::RmsNorm, *n),
+        Work::AddRmsNorm { n, .. } => vector(VectorOp::AddRmsNorm, *n),
+        Work::LayerNorm { n, .. } => vector(VectorOp::LayerNorm, *n),
+        Work::Gelu { n } => vector(VectorOp::Gelu, *n),
+        Work::Add { n } => vector(VectorOp::Add, *n),
+        Work::Mul { n } => vector(VectorOp::Mul, *n),
+        Work::Silu { n } => vector(VectorOp::Silu, *n),
+        Work::Swiglu { n } => vector(VectorOp::Swiglu, *n),
+        Work::Rope {
+            heads,
+            head,
+            theta,
+            pairs,
+            scaling,
+        } => cheapest(
+            // Whole heads a PE, or half a head each.
+            sizes((*heads).min(bh))
+                .into_iter()
+                .chain((head % 4 == 0 && 2 * heads <= bh).then_some(2 * heads))
+                .map(|h| {
+                    Kernel::Rope(RopeSpec {
+                        heads: *heads,
+                        head_dim: *head,
+                        theta: *theta,
+                        layout: match pairs {
+                            RopePairs::Adjacent => RopeLayout::Adjacent,
+                            RopePairs::HalfSplit => RopeLayout::HalfSplit,
+                        },
+                        scaling: *scaling,
+                        pos: 0,
+                        h,
+                    })
+                }),
+            &arch,
+            0,
+            |_| true,
+        ),
+        Work::Attention {
+            heads,
+            kv_heads,
+            head,
+            sinks,
+            window,
+            ..
+        } => {
+            if *kv_heads > bw {
+                return None;
+            }
+            let group = heads / kv_heads;
+            // A column per KV head, or (where the query heads share one
+            // and there are columns for them) a column per query head,
+            // each with a copy of the cache: whichever predicts faster.
+            let hs = sizes(o.max_context.min(bh));
+            let candidates = |per_query_head: bool| {
+                hs.iter().map(move |&h| {
+                    Kernel::Attention(AttentionSpec {
+                        head_dim: *head,
+                        group,
+                        max_context: o.max_context,
+                        pos: 0,
+                        kv_heads: *kv_heads,
+                        h,
+                        strategy: o.reduce,
+                        seed,
+                        sinks: sinks.is_some(),
+                        window: *window,
+                        per_query_head,
+                    })
+                })
+            };
+            let at = o.max_context - 1;
+            let fits = |k: &Kernel| matches!(k, Kernel::Attention(s) if sram(s.sram_bytes()));
+            let grouped = cheapest(candidates(false), &arch, at, fits);
+            if group == 1 || *heads > bw || copies == KvCopies::None {
+                return grouped;
+            }
+            // With `NoLarger`, copies only where a PE holds no more than
+            // the grouped layout's.
+            let cap = match (copies, &grouped) {
+                (KvCopies::NoLarger, Some(Kernel::Attention(g))) => g.sram_bytes(),
+                _ => u32::MAX,
+            };
+            let copied = |k: &Kernel| matches!(k, Kernel::Attention(s) if sram(s.sram_bytes()) && s.sram_bytes() <= cap);
+            cheapest(
+                grouped.into_iter().chain(candidates(true)),
+                &arch,
+                at,
+                |k| matches!(k, Kernel::Attention(s) if !s.per_query_head) || copied(k),
+            )
+        }
+        Work::Route { experts, k } => {
+            let s = RouterSpec {
+                experts: *experts,
+                per_token: *k,
+                seed,
+            };
+            wafer_kernels::router::generate(&s, &arch)
+                .is_ok()
+                .then_some(Kernel::Router(s))
+        }
+        Work::Combine { n, k } => cheapest(
+            sizes((*n).min(bh)).into_iter().map(|h| {
+                Kernel::Combine(CombineSpec {
+                    n: *n,
+                    k: *k,
+                    h,
+                    seed,
+                })
+            }),
+            &arch,
+            0,
+            |k| matches!(k, Kernel::Combine(s) if wafer_kernels::combine::generate(s, &arch).is_ok()),
+        ),
+        Work::ClampedSwiglu { n } => cheapest(
+            sizes((*n).min(bh))
+                .into_iter()
+                .map(|h| Kernel::ClampedSwiglu(ClampedSwigluSpec { n: *n, h, seed })),
+            &arch,
+            0,
+            |k| matches!(k, Kernel::ClampedSwiglu(s) if wafer_kernels::clamped_swiglu::generate(s, &arch).is_ok()),
+        ),
+        Work::Argmax { n } => cheapest(
+            sizes((*n).min(bh)).into_iter().map(|h| {
+                Kernel::Argmax(ArgmaxSpec {
+                    n: *n,
+                    h,
+                    strategy: o.reduce,
+                    seed,
+                })
+            }),
+            &arch,
+            0,
+            |_| true,
+        ),
+    }
+}
+
+/// Shapes already chosen, by what decides them (layers repeat the same
+/// shapes; the cost models are not cheap on large rectangles).
+pub(super) struct Memo {
+    shapes: std::collections::HashMap<String, Option<Kernel>>,
+    /// Whether attention may take a column per query head, each with a
+    /// copy of its KV head's cache ([`KvCopies`]).
+    copies: KvCopies,
+}
+
+impl Memo {
+    pub(super) fn new(copies: KvCopies) -> Memo {
+        Memo {
+            shapes: Default::default(),
+            copies,
+        }
+    }
+
+    pub(super) fn shape(
+        &mut self,
+        stage: &Stage,
+        c: &Config,
+        o: &Options,
+        bw: u32,
+        bh: u32,
+        seed: u64,
+    ) -> Option<Kernel> {
+        // The work without its weights' names: what the shape depends on.
+        let what = match &stage.work {
+            Work::Gemv { m, n, biases, .. } => format!("gemv {m}x{n} {}", biases.len()),
+            Work::Embed { vocab, dim, .. } => format!("embed {vocab}x{dim}"),
+            Work::RmsNorm { n, eps, .. } => format!("rmsnorm {n} {eps}"),
+            Work::Attention {
+                heads,
+                kv_heads,
+                head,
+                sinks,
+                window,
+                ..
+            } => format!(
+                "attention {heads} {kv_heads} {head} {} {window:?}",
+                sinks.is_some()
+            ),
+            w => format!("{w:?}"),
+        };
+        let key = format!("{what} in {bw}x{bh}");
+        let copies = self.copies;
+        let k = self
+            .shapes
+            .entry(key)
+            .or_insert_with(|| shape(stage, c, o, bw, bh, 0, copies))
+            .clone()?;
+        Some(k.with_seed(seed))
+    }
+}
