@@ -3,20 +3,19 @@ use clap::Args;
 use std::collections::BTreeMap;
 use wafer_emulator::Arch;
 use wafer_emulator::{DType, RunConfig, RunError, RunResult};
-use wafer_kernels::KernelError;
-use wafer_kernels::argmax::{self, ArgmaxSpec};
-use wafer_kernels::attention::{self, AttentionSpec};
 use wafer_kernels::collective::{self, CollectiveOp, CollectiveSpec, Combine, Scope};
 use wafer_kernels::embedding::{self, EmbeddingSpec};
 use wafer_kernels::fragment::Fragment;
 use wafer_kernels::gemv::{self, GemvSpec};
 use wafer_kernels::reduce::Strategy;
-use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
 use wafer_kernels::vector::{self, VectorOp, VectorSpec};
 
+mod column;
 mod pair;
 mod report;
 mod waferllm;
+
+use column::{column, run_argmax, run_attention, run_rope, run_router, run_vector, sizes};
 
 #[derive(Args, Debug)]
 pub struct KernelArgs {
@@ -500,112 +499,6 @@ fn run_collective(
     })
 }
 
-fn run_attention(
-    how: &Ctx,
-    a: &KernelArgs,
-    arch: Arch,
-    strategy: Strategy,
-) -> anyhow::Result<Report> {
-    let (d, ctx) = dims(
-        a.shape.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("attention needs --shape DxL (head dim × max context)")
-        })?,
-        "--shape",
-    )?;
-    let make = |h| AttentionSpec {
-        kv_heads: a.kv_heads,
-        head_dim: d,
-        group: a.group,
-        max_context: ctx,
-        pos: a.pos,
-        h,
-        strategy,
-        seed: a.seed,
-        sinks: false,
-        window: None,
-        per_query_head: a.per_query_head,
-    };
-    let (h, picked) = column(a, "attention", ctx.min(arch.grid_rows), |h| {
-        attention::generate(&make(h), &arch).map(|_| attention::cost(&make(h), &arch))
-    })?;
-    let spec = make(h);
-    let frag = attention::generate(&spec, &arch)?;
-    let inputs = frag.default_inputs();
-    let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    let want = attention::reference(&spec, &inputs, &frag.program);
-    if how.checking()
-        && outs["out"]
-            .iter()
-            .map(|v| v.to_bits())
-            .ne(want.iter().map(|v| v.to_bits()))
-    {
-        bail!(
-            "the emulator's output differs from the reference: a bug in the attention kernel or the engine"
-        );
-    }
-    Ok(Report {
-        what: format!(
-            "attention of {} KV head(s) × {} query heads{}, d={d}, at position {} of {ctx} ({strategy})",
-            a.kv_heads,
-            a.group,
-            if a.per_query_head {
-                ", a column per query head"
-            } else {
-                ""
-            },
-            a.pos
-        ),
-        predicted: attention::cost(&spec, &arch),
-        arch,
-        rect: (spec.columns(), h),
-        picked,
-        measured: run.cycles,
-        values: want.len(),
-    })
-}
-
-/// Powers of two up to `limit`, and `limit`: the sizes tried when picking.
-fn sizes(limit: u32) -> Vec<u32> {
-    let mut v: Vec<u32> = (0..31)
-        .map(|k| 1u32 << k)
-        .take_while(|x| *x <= limit)
-        .collect();
-    v.push(limit);
-    v.dedup();
-    v
-}
-
-/// `--rect 1xH`, or else the column height the cost model predicts fastest
-/// among those up to `limit` that fit (`cost` gives the generator's error
-/// for one that does not); true when picked. When none fits, the error is
-/// the tallest column's, which says what is wrong.
-fn column(
-    a: &KernelArgs,
-    name: &str,
-    limit: u32,
-    cost: impl Fn(u32) -> Result<u64, KernelError>,
-) -> anyhow::Result<(u32, bool)> {
-    if let Some(r) = a.rect.as_deref() {
-        return match dims(r, "--rect")? {
-            (1, h) => Ok((h, false)),
-            (w, _) => bail!("--rect {w}x..: {name} runs on a column of PEs, 1xH"),
-        };
-    }
-    let mut best: Option<(u64, u32)> = None;
-    let mut last_error = None;
-    for h in sizes(limit) {
-        match cost(h) {
-            Ok(c) => best = best.min(Some((c, h))).or(Some((c, h))),
-            Err(e) => last_error = Some(e),
-        }
-    }
-    match (best, last_error) {
-        (Some((_, h)), _) => Ok((h, true)),
-        (None, Some(e)) => Err(e.into()),
-        (None, None) => bail!("no column of up to {limit} PEs to try for this {name}"),
-    }
-}
-
 /// Fail unless the emulator's tensor equals the reference bit for bit.
 pub(super) fn same(how: &Ctx, name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
     if how.checking()
@@ -619,54 +512,6 @@ pub(super) fn same(how: &Ctx, name: &str, got: &[f32], want: &[f32]) -> anyhow::
         );
     }
     Ok(())
-}
-
-fn run_rope(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
-    let (heads, d) = shape2(a, "rope needs --shape HxD (heads × head dim)")?;
-    let layout = match a.layout.as_str() {
-        "adjacent" => RopeLayout::Adjacent,
-        "half" => RopeLayout::HalfSplit,
-        other => bail!("--layout `{other}`: use adjacent or half"),
-    };
-    let make = |h| RopeSpec {
-        heads,
-        head_dim: d,
-        theta: 10000.0,
-        layout,
-        scaling: None,
-        pos: a.pos,
-        h,
-    };
-    let (h, picked) = column(a, "rope", heads.min(arch.grid_rows), |h| {
-        rope::generate(&make(h), &arch).map(|_| rope::cost(&make(h), &arch))
-    })?;
-    let spec = RopeSpec {
-        heads,
-        head_dim: d,
-        theta: 10000.0,
-        layout,
-        scaling: None,
-        pos: a.pos,
-        h,
-    };
-    let frag = rope::generate_batch(&spec, a.batch, &arch)?;
-    let inputs = frag.default_inputs();
-    let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    let want = rope::reference_batch(&spec, &inputs, &frag.program);
-    same(how, "rope", &outs["y"], &want)?;
-    Ok(Report {
-        what: format!(
-            "rope {heads}x{d} ({layout:?}) at position {}{}",
-            a.pos,
-            positions(a.batch)
-        ),
-        predicted: rope::cost_batch(&spec, a.batch, &arch),
-        arch,
-        rect: (1, h),
-        picked,
-        measured: run.cycles,
-        values: want.len(),
-    })
 }
 
 fn run_embedding(
@@ -734,103 +579,6 @@ fn run_embedding(
         arch,
         rect: (w, h),
         picked,
-        measured: run.cycles,
-        values: want.len(),
-    })
-}
-
-fn run_argmax(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow::Result<Report> {
-    let n = shape1(a, "argmax needs --shape N")?;
-    let make = |h| ArgmaxSpec {
-        n,
-        h,
-        strategy,
-        seed: a.seed,
-    };
-    let (h, picked) = column(a, "argmax", n.min(arch.grid_rows), |h| {
-        argmax::generate(&make(h), &arch).map(|_| argmax::cost(&make(h), &arch))
-    })?;
-    let spec = ArgmaxSpec {
-        n,
-        h,
-        strategy,
-        seed: a.seed,
-    };
-    let frag = argmax::generate(&spec, &arch)?;
-    let inputs = frag.default_inputs();
-    let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    same(
-        how,
-        "argmax",
-        &outs["id"],
-        &[argmax::reference(&inputs["a"]) as f32],
-    )?;
-    Ok(Report {
-        what: format!("argmax of {n} ({strategy})"),
-        predicted: argmax::cost(&spec, &arch),
-        arch,
-        rect: (1, h),
-        picked,
-        measured: run.cycles,
-        values: 1,
-    })
-}
-
-fn run_router(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
-    use wafer_kernels::router::{self, RouterSpec};
-    let (experts, per_token) = shape2(a, "router needs --shape ExK (experts × picked a token)")?;
-    let spec = RouterSpec {
-        experts,
-        per_token,
-        seed: a.seed,
-    };
-    let frag = router::generate(&spec, &arch)?;
-    let inputs = frag.default_inputs();
-    let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    let want = router::reference(&spec, &inputs["logits"]);
-    same(how, "router", &outs["routing"], &want)?;
-    Ok(Report {
-        what: format!("router: {per_token} of {experts} experts"),
-        predicted: router::cost(&spec, &arch),
-        arch,
-        rect: (1, 1),
-        picked: false,
-        measured: run.cycles,
-        values: want.len(),
-    })
-}
-
-fn run_vector(how: &Ctx, spec: &VectorSpec, batch: u32, arch: Arch) -> anyhow::Result<Report> {
-    let frag = vector::generate_batch(spec, batch, &arch).or_else(|e| match batch {
-        1 => vector::generate(spec, &arch),
-        _ => Err(e),
-    })?;
-    let inputs = frag.default_inputs();
-    let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    let want = vector::reference_batch(spec, batch, &inputs, &frag.program);
-    if how.checking()
-        && outs["y"]
-            .iter()
-            .map(|v| v.to_bits())
-            .ne(want.iter().map(|v| v.to_bits()))
-    {
-        bail!(
-            "the emulator's y differs from the reference: a bug in the {} kernel or the engine",
-            spec.op.name()
-        );
-    }
-    Ok(Report {
-        what: format!(
-            "{} of {} elements ({}){}",
-            spec.op.name(),
-            spec.n,
-            spec.strategy,
-            positions(batch)
-        ),
-        predicted: vector::cost_batch(spec, batch, &arch),
-        arch,
-        rect: (1, spec.h),
-        picked: false,
         measured: run.cycles,
         values: want.len(),
     })
