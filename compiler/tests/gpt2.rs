@@ -219,4 +219,29 @@ fn built_in_gpt2_compiles_on_wse3() {
     assert!(compiled.sram.max_bytes <= o.arch.sram_bytes);
     assert!(compiled.stages.iter().any(|s| s.name == "pos_embed"));
     assert!(compiled.stages.iter().any(|s| s.name == "layers.11.gelu"));
+    // Mesh placement gives each embedding table columns of its own. Until
+    // 2026-12-02 both tables sat at the west edge's first columns, their
+    // SRAM added up past a PE's on PE(1,0), and only pipeline placement
+    // fitted.
+    let mesh = compile(
+        &c,
+        None,
+        &Options {
+            placement: Some(PlacementKind::Mesh),
+            ..o.clone()
+        },
+    )
+    .unwrap();
+    assert!(mesh.sram.max_bytes <= o.arch.sram_bytes);
+    let table = |name: &str| {
+        let i = mesh.stages.iter().position(|s| s.name == name).unwrap();
+        let (site, (w, h)) = (&mesh.sites[i], mesh.sites[i].kernel.size());
+        (site.origin.x..site.origin.x + w, h)
+    };
+    let ((tokens, th), (positions, ph)) = (table("embed"), table("pos_embed"));
+    assert!(th > 0 && ph > 0);
+    assert!(
+        tokens.end <= positions.start || positions.end <= tokens.start,
+        "the tables share columns: {tokens:?} and {positions:?}"
+    );
 }

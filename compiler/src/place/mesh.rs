@@ -11,22 +11,26 @@ use wafer_emulator::Pe;
 use wafer_kernels::gemv::GemvSpec;
 
 /// The columns mesh placement keeps for the embedding tables at the west
-/// edge: as many as their weights need at three quarters full. A table
-/// spreads its dimensions down at most one row of PEs each, so one
-/// narrower than the grid is tall uses only `dim` rows.
+/// edge: each table's own ([`table_cols`]), side by side.
 pub(crate) fn embed_cols(stages: &[Stage], o: &Options) -> u32 {
-    let gh = o.arch.grid_rows;
-    stages
-        .iter()
-        .filter_map(|s| match s.work {
-            Work::Embed { dim, .. } => {
-                let rows = (dim as u64).clamp(1, gh as u64);
-                Some(weight_bytes(s, o.dtype).div_ceil(rows))
-            }
-            _ => None,
-        })
-        .sum::<u64>()
-        .div_ceil(o.arch.sram_bytes as u64 * 3 / 4) as u32
+    stages.iter().filter_map(|s| table_cols(s, o)).sum()
+}
+
+/// The columns one embedding table takes (`None` for another stage): as
+/// many as its weights need at three quarters full. A table spreads its
+/// dimensions down at most one row of PEs each, so one narrower than the
+/// grid is tall uses only `dim` rows. Each table has columns of its own:
+/// two tables on the same PEs (GPT-2's token and position tables) would
+/// add up their SRAM there.
+fn table_cols(s: &Stage, o: &Options) -> Option<u32> {
+    match s.work {
+        Work::Embed { dim, .. } => {
+            let rows = (dim as u64).clamp(1, o.arch.grid_rows as u64);
+            let per_row = weight_bytes(s, o.dtype).div_ceil(rows);
+            Some(per_row.div_ceil(o.arch.sram_bytes as u64 * 3 / 4).max(1) as u32)
+        }
+        _ => None,
+    }
 }
 
 pub(super) fn mesh(
@@ -93,6 +97,8 @@ pub(super) fn mesh(
     let mut next_x: Vec<u32> = areas.iter().map(|a| a.x0).collect();
     let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32), Option<Kernel>> =
         Default::default();
+    // Where the next embedding table's columns start, and this stage's.
+    let (mut next_table, mut table_x) = (0u32, 0u32);
     for (i, s) in stages.iter().enumerate() {
         let t = tile_of(i);
         // A layer's projections are tiled over its tile of the wafer (as
@@ -134,13 +140,18 @@ pub(super) fn mesh(
                 })
                 .clone()
                 .map(|k| k.with_seed(i as u64)),
-            Work::Embed { .. } => memo.shape(s, c, o, embed_cols.max(1), gh, i as u64),
+            Work::Embed { .. } => {
+                let w = table_cols(s, o).expect("an embedding is a table");
+                table_x = next_table;
+                next_table += w;
+                memo.shape(s, c, o, w, gh, i as u64)
+            }
             _ => memo.shape(s, c, o, aw, ah, i as u64),
         }
         .ok_or_else(|| no_fit(c, o, Some(kind), unplaceable(s, aw, ah)))?;
         let origin = match s.work {
             Work::Gemv { .. } => Pe::new(area.x0, area.y0),
-            Work::Embed { .. } => Pe::new(0, 0),
+            Work::Embed { .. } => Pe::new(table_x, 0),
             _ => {
                 // The other stages where they first fit in their tile
                 // without sharing PEs (first fit from the west on the
