@@ -116,51 +116,53 @@ fn column_cost(s: &MeshGemvSpec, batch: u32, arch: &Arch, c: u32, nt: u32) -> u6
     let mut out_end = 0;
     let mut done = vec![false; s.h as usize];
     // Rows in dependency order. A row's steps before the broadcast (its
-    // "front") run once every stream they read has a known arrival: the
+    // "front") run once every stream they read has a known arrival (each
+    // stream, a color into a row, has one sender, so the order rows run
+    // in does not change their times): the
     // streams may reach the router together and share its ramp, so the
     // front is simulated as a whole ([`front`]). The broadcast reaches a
     // row only after everything it sent, alone.
-    let mut progressed = true;
-    while progressed {
-        progressed = false;
-        for y in 0..s.h as usize {
-            if done[y] {
-                continue;
-            }
-            let st = &steps_of[y];
-            let front_steps = match st.last() {
-                Some(Step::Receive(_)) => &st[..st.len() - 1],
-                _ => &st[..],
-            };
-            let reads: Vec<u8> = front_steps.iter().flat_map(|s| s.reads()).collect();
-            let Some(ready) = reads
-                .iter()
-                .map(|c| arrival.get(&(*c, y as u32)).map(|a| (*c, *a)))
-                .collect::<Option<Vec<(u8, u64)>>>()
-            else {
-                continue;
-            };
-            let (end, sends) = front(
-                arch,
-                front_steps,
-                &ready,
-                wavelets,
-                t[y] + 1 + i,
-                &router_entries(s, y as u32),
-            );
-            for (c, first) in sends {
-                for (to, hops) in lands(c, y as u32) {
-                    arrival.insert((c, to), first + 2 * ramp + hops * hop);
-                }
-                if s.streamed && c == CBD {
-                    let hops = (s.h - 1 - root) as u64;
-                    out_end = first + ramp + hops * hop + hop + wavelets - 1;
-                }
-            }
-            t[y] = end;
-            done[y] = true;
-            progressed = true;
+    // Rows to try: every row once, then each row again as a stream reaches
+    // it (a row waits only for its streams; rescanning every row until
+    // none progresses cost a pass per hop of the chains up the groups).
+    let mut todo: std::collections::VecDeque<usize> = (0..s.h as usize).collect();
+    while let Some(y) = todo.pop_front() {
+        if done[y] {
+            continue;
         }
+        let st = &steps_of[y];
+        let front_steps = match st.last() {
+            Some(Step::Receive(_)) => &st[..st.len() - 1],
+            _ => &st[..],
+        };
+        let reads: Vec<u8> = front_steps.iter().flat_map(|s| s.reads()).collect();
+        let Some(ready) = reads
+            .iter()
+            .map(|c| arrival.get(&(*c, y as u32)).map(|a| (*c, *a)))
+            .collect::<Option<Vec<(u8, u64)>>>()
+        else {
+            continue;
+        };
+        let (end, sends) = front(
+            arch,
+            front_steps,
+            &ready,
+            wavelets,
+            t[y] + 1 + i,
+            &router_entries(s, y as u32),
+        );
+        for (c, first) in sends {
+            for (to, hops) in lands(c, y as u32) {
+                arrival.insert((c, to), first + 2 * ramp + hops * hop);
+                todo.push_back(to as usize);
+            }
+            if s.streamed && c == CBD {
+                let hops = (s.h - 1 - root) as u64;
+                out_end = first + ramp + hops * hop + hop + wavelets - 1;
+            }
+        }
+        t[y] = end;
+        done[y] = true;
     }
     // The broadcast: every row but the root ends receiving it.
     for y in 0..s.h as usize {
@@ -272,8 +274,13 @@ fn front(
     let mut rr = 0usize;
     let mut c = ready.iter().map(|r| r.1 - ramp).fold(start, u64::min);
     let mut end = start.saturating_sub(issue);
+    // Which queues the core popped this cycle (their room shows the next
+    // cycle). Reset each cycle, not allocated: this loop runs once a
+    // simulated cycle, and the region search costs thousands of shapes.
+    let mut popped = vec![false; k];
     while item < work.len() {
-        let mut popped = vec![false; k];
+        popped.fill(false);
+        let mut changed = false;
         if c >= from {
             let (input, out) = work[item];
             let moved = match input {
@@ -286,6 +293,7 @@ fn front(
                 Some(_) => false,
             };
             if moved {
+                changed = true;
                 if taken == 0
                     && let Some(o) = out
                 {
@@ -306,13 +314,39 @@ fn front(
                     && ready[q].1 - ramp + sent[q] <= c
                     && queue[q].len() + usize::from(popped[q]) < cap
             })
-            .min_by_key(|&q| (entry[q] + n - rr % n) % n);
+            .min_by_key(|&q| {
+                // (entry[q] - rr) mod n, without a division: both are
+                // below n here (rr is kept reduced).
+                let d = entry[q] + n - rr;
+                if d >= n { d - n } else { d }
+            });
         if let Some(q) = pick {
             queue[q].push_back(c + ramp);
             sent[q] += 1;
-            rr = entry[q] + 1;
+            rr = if entry[q] + 1 == n { 0 } else { entry[q] + 1 };
+            changed = true;
         }
         c += 1;
+        if !changed && item < work.len() {
+            // Nothing moved, so nothing changes until the first cycle at
+            // which something waited for comes (each wait is a cycle
+            // reached, and stays met): the core's next step may start, the
+            // wavelet it waits for is in its queue, or a stream with room
+            // has its next wavelet at the router. The cycles between are
+            // skipped, not stepped (a core busy with its AXPY long before
+            // its streams come, or after they filled their queues).
+            let core = match work[item].0 {
+                _ if c < from => Some(from),
+                None => Some(c),
+                Some(q) => queue[q].front().copied(),
+            };
+            let push = (0..k)
+                .filter(|&q| sent[q] < wavelets && queue[q].len() < cap)
+                .map(|q| ready[q].1 - ramp + sent[q]);
+            if let Some(next) = core.into_iter().chain(push).min() {
+                c = c.max(next);
+            }
+        }
     }
     (end, sends)
 }
