@@ -59,7 +59,15 @@ fn state_names(f: &Fragment) -> HashSet<&str> {
 /// stage, its starting image again.
 pub(super) fn zero_scratch(f: &Fragment, mem: &mut Memory) {
     let state = state_names(f);
-    fill(f, mem, 0, |b, _| !state.contains(b.name.as_str()));
+    // Decided once per code's buffer, not looked up again at every PE.
+    let scratch: Vec<Vec<bool>> = (f.program.codes.iter())
+        .map(|c| {
+            (c.buffers.iter())
+                .map(|b| !state.contains(b.name.as_str()))
+                .collect()
+        })
+        .collect();
+    fill(f, mem, 0, |code, buf, _, _| scratch[code][buf]);
 }
 
 /// Fill `f`'s activation buffers (those [`Fragment::is_state`] does not
@@ -67,20 +75,27 @@ pub(super) fn zero_scratch(f: &Fragment, mem: &mut Memory) {
 /// that read one before writing it would change the tokens
 /// (`Decoder::scramble_activations`).
 pub(super) fn scramble(f: &Fragment, mem: &mut Memory) {
-    fill(f, mem, 0xFF, |b, pe| !f.is_state(&b.name, pe));
+    fill(f, mem, 0xFF, |_, _, b, pe| !f.is_state(&b.name, pe));
 }
 
 /// Fill with `byte` each buffer of `f` in `mem` that `which` picks (by
-/// the buffer and its PE).
-fn fill(f: &Fragment, mem: &mut Memory, byte: u8, which: impl Fn(&Buffer, Pe) -> bool) {
+/// its code's index, its index in that code, the buffer and its PE).
+fn fill(
+    f: &Fragment,
+    mem: &mut Memory,
+    byte: u8,
+    which: impl Fn(usize, usize, &Buffer, Pe) -> bool,
+) {
     let p = &f.program;
     for pl in &p.placements {
-        let code = &p.codes[pl.code.0 as usize];
+        let ci = pl.code.0 as usize;
+        let code = &p.codes[ci];
         for pe in pl.pes.iter() {
             let Some(Some(sram)) = mem.get_mut((pe.y * p.width + pe.x) as usize) else {
                 continue;
             };
-            for b in code.buffers.iter().filter(|b| which(b, pe)) {
+            let picked = (code.buffers.iter().enumerate()).filter(|(bi, b)| which(ci, *bi, b, pe));
+            for (_, b) in picked {
                 let len = sram.len();
                 let (at, end) = (b.offset as usize, b.end() as usize);
                 if let Some(bytes) = sram.get_mut(at..end.min(len)) {
