@@ -137,15 +137,7 @@ pub(super) fn run_rope(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<
     let (h, picked) = column(a, "rope", heads.min(arch.grid_rows), |h| {
         rope::generate(&make(h), &arch).map(|_| rope::cost(&make(h), &arch))
     })?;
-    let spec = RopeSpec {
-        heads,
-        head_dim: d,
-        theta: 10000.0,
-        layout,
-        scaling: None,
-        pos: a.pos,
-        h,
-    };
+    let spec = make(h);
     let frag = rope::generate_batch(&spec, a.batch, &arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
@@ -182,12 +174,7 @@ pub(super) fn run_argmax(
     let (h, picked) = column(a, "argmax", n.min(arch.grid_rows), |h| {
         argmax::generate(&make(h), &arch).map(|_| argmax::cost(&make(h), &arch))
     })?;
-    let spec = ArgmaxSpec {
-        n,
-        h,
-        strategy,
-        seed: a.seed,
-    };
+    let spec = make(h);
     let frag = argmax::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
