@@ -1,17 +1,17 @@
 //! The code each PE of an attention column runs, by its row: the
-//! append, the scores, the softmax's two allreduces, the weighted values
-//! and the output reduce.
+//! append, the scores, the maxima's allreduce, the weighted values and
+//! the output reduce, which carries the softmax's sums with the values;
+//! the bottom PE divides by them as it streams the output out.
 
-use super::{AttentionSpec, CIN};
+use super::{AttentionSpec, CIN, CO};
 use crate::line_reduce::{Combine, LineReduce};
 use std::fmt::Write;
 
-/// The head's three collectives: the scores' max, their sum, the output.
-/// Built once per kernel (each holds the whole line's plan), then asked
-/// for each row's code.
+/// The head's two collectives: the scores' max, and the output (the
+/// unnormalized weighted values and the sums). Built once per kernel
+/// (each holds the whole line's plan), then asked for each row's code.
 pub(super) struct Collectives {
     pub(super) max: LineReduce,
-    pub(super) sum: LineReduce,
     pub(super) output: LineReduce,
 }
 
@@ -19,7 +19,6 @@ impl Collectives {
     pub(super) fn new(s: &AttentionSpec) -> Collectives {
         Collectives {
             max: s.allreduce("mx", Combine::Max),
-            sum: s.allreduce("sm", Combine::Add),
             output: s.output(),
         }
     }
@@ -113,10 +112,14 @@ windowed:
         t.push_str("  vfmax.f32 mx, mx, snk\n");
     }
     t.push_str(&all.max.code(r));
+    // Head j's sum goes to o[g·d + j], behind the weighted values, so the
+    // output reduce carries it: no allreduce of the sums.
+    let gd = g * d;
     write!(
         t,
         "  li r5, 0
   li r7, 0
+  li r13, {gd}
 norm:
   ldf f4, mx[r5]
   lf f5, 0.0
@@ -125,17 +128,21 @@ norm:
   vexp.f32 sc[{at}, {count}], sc[{at}, {count}]
   vsum.f32 f5, sc[{at}, {count}]
 nosum:
-  stf sm[r5], f5
+  stf o[r13], f5
   add r5, r5, 1
+  add r13, r13, 1
   add r7, r7, {slots}
   blt r5, {g}, norm
 ",
     )
     .unwrap();
     if s.sinks && r == 0 {
-        t.push_str("  vfsub.f32 ts, snk, mx\n  vexp.f32 ts, ts\n  vfadd.f32 sm, sm, ts\n");
+        writeln!(
+            t,
+            "  vfsub.f32 ts, snk, mx\n  vexp.f32 ts, ts\n  vfadd.f32 o[{gd}, {g}], o[{gd}, {g}], ts"
+        )
+        .unwrap();
     }
-    t.push_str(&all.sum.code(r));
     write!(
         t,
         "  li r5, 0
@@ -154,9 +161,6 @@ wslot:
   add r9, r9, {d}
   jmp wslot
 wdone:
-  ldf f7, sm[r5]
-  frcp f7, f7
-  vfmul.f32 o[r11, {d}], o[r11, {d}], f7
   add r5, r5, 1
   add r7, r7, {slots}
   add r11, r11, {d}
@@ -165,5 +169,19 @@ wdone:
     )
     .unwrap();
     t.push_str(&all.output.code(r));
+    // The bottom PE holds the column's sums of values and of weights:
+    // it streams each head's values out divided by its sum (unrolled,
+    // so the last send is the code's last instruction).
+    if r + 1 == h {
+        for j in 0..g {
+            writeln!(
+                t,
+                "  ldf f7, o[{}]\n  frcp f7, f7\n  vfmul.f32 tx(c{CO}), o[{}, {d}], f7",
+                gd + j,
+                j * d
+            )
+            .unwrap();
+        }
+    }
     t
 }

@@ -9,7 +9,7 @@ use wafer_emulator::isa::VecOp;
 
 /// Predicted cycles: each PE's path through its code (`code.rs`), instruction by
 /// instruction with [`Timeline`] (its valid slots `nv` and whether it owns
-/// `pos` decide the path), the allreduces and the output reduce by
+/// `pos` decide the path), the max allreduce and the output reduce by
 /// [`LineReduce::finish`], and the input's element `k` in PE `r`'s queue at
 /// `k + (r+1)·hop + ramp` (it enters PE(0,0) from the host and is multicast
 /// one hop per row).
@@ -28,10 +28,10 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
         rate(arch, VecOp::Exp, 1, 1),
         rate(arch, VecOp::Sum, 1, 0),
     );
-    let (zero, fmac, mul) = (
+    let (zero, fmac, scale) = (
         rate(arch, VecOp::Mov, 0, 1),
         rate(arch, VecOp::Fmac, 2, 1),
-        rate(arch, VecOp::Fmul, 1, 1),
+        rate(arch, VecOp::Fmul, 1, 0),
     );
     let mut lines: Vec<Timeline> = (0..s.h).map(|_| Timeline::start(arch)).collect();
     let sync = |lines: &mut Vec<Timeline>, red: LineReduce| {
@@ -79,7 +79,7 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
     sync(&mut lines, s.allreduce("mx", Combine::Max));
     for (r, l) in lines.iter_mut().enumerate() {
         let nv = count(r as u32);
-        l.scalar(2);
+        l.scalar(3);
         for _ in 0..g {
             l.scalar(3 + span);
             if nv > 0 {
@@ -87,7 +87,7 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
                 l.vector(nv, exp);
                 l.vector(nv, sum);
             }
-            l.scalar(4);
+            l.scalar(5);
         }
         if sinks_top(r) {
             l.vector(g, rate(arch, VecOp::Fsub, 2, 1));
@@ -95,7 +95,6 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
             l.vector(g, rate(arch, VecOp::Fadd, 2, 1));
         }
     }
-    sync(&mut lines, s.allreduce("sm", Combine::Add));
     for (r, l) in lines.iter_mut().enumerate() {
         let nv = count(r as u32);
         l.scalar(3);
@@ -107,12 +106,18 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
                 l.vector(d, fmac);
                 l.scalar(3);
             });
-            l.scalar(3);
-            l.vector(d, mul);
-            l.scalar(4);
+            l.scalar(5);
         }
     }
+    // The output reduce into the bottom PE, which then streams each head
+    // out divided by its sum; the last element reaches the port a ramp
+    // and a hop after it leaves.
     let issue: Vec<u64> = lines.iter().map(|l| l.t).collect();
-    let first = s.output().finish(&issue, arch)[s.h as usize - 1];
-    first + (g * d) as u64 - 1 + ramp + hop
+    let mut root = lines[s.h as usize - 1];
+    root.t = s.output().finish(&issue, arch)[s.h as usize - 1];
+    for _ in 0..g {
+        root.scalar(2);
+        root.send(d, scale);
+    }
+    root.t + ramp + hop
 }

@@ -12,11 +12,16 @@
 //! 1. appends `k`, `v` if it owns `pos`;
 //! 2. scores its valid slots for every query head: `q·k / √d`;
 //! 3. takes part in a column allreduce of the per-head maxima, exponentiates
-//!    `score − max`, and in an allreduce of the per-head sums;
-//! 4. forms `Σ w·v` over its slots, divided by the head's sum;
+//!    `score − max` and sums the weights `w` per head;
+//! 4. forms `Σ w·v` over its slots, not yet divided by the head's sum;
 //!
-//! and a column reduce streams the heads' outputs (`group·d` values) out of
-//! the column's bottom PE. Positions after `pos` are never read (causal).
+//! and a column reduce gathers the heads' weighted values (`group·d`) and
+//! sums (`group`) in the column's bottom PE, which streams each head's
+//! values out divided by its sum. The sums ride the output reduce instead
+//! of an allreduce of their own: the division waits for the whole column
+//! either way, and done once at the bottom it saves a reduce and a
+//! broadcast back along the column (flash-decoding's deferred
+//! normalization). Positions after `pos` are never read (causal).
 //!
 //! With `per_query_head`, each query head has a column of its own, with
 //! its own copy of its KV head's cache (the same `k` and `v` are appended
@@ -27,7 +32,7 @@
 //! gpt-oss's attention adds two things. With `sinks`, each column's top PE
 //! holds a learned logit per query head: it joins that PE's maxima before
 //! the max allreduce, and its `exp(sink − max)` joins that PE's sums
-//! before the sum allreduce, so it is in every softmax's denominator and
+//! before the output reduce, so it is in every softmax's denominator and
 //! in no numerator. With a `window`, each PE skips the slots before the
 //! window's first position (`pos + 1 − window`): the scores, maxima, sums
 //! and weighted values cover the window alone.
@@ -147,14 +152,16 @@ impl AttentionSpec {
             &self.colors(),
         )
     }
+    /// The reduce of each PE's `o`: the heads' weighted values, then
+    /// their sums, into the bottom PE.
     fn output(&self) -> LineReduce {
         LineReduce::new(
             self.lines(),
             self.strategy,
             Combine::Add,
-            Target::Stream(CO),
+            Target::End,
             "o",
-            self.group * self.head_dim,
+            self.group * (self.head_dim + 1),
             &self.colors(),
         )
     }
@@ -293,12 +300,12 @@ fn columns(
         };
         writeln!(
             src,
-            ".code p{r}\n  .buffer inb f32[{}]\n  .buffer kc f32[{}]\n  .buffer vc f32[{}]\n  .buffer sc f32[{}]\n  .buffer o f32[{}]\n  .buffer mx f32[{g}]\n  .buffer sm f32[{g}]\n{sinks}  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} {w}x1",
+            ".code p{r}\n  .buffer inb f32[{}]\n  .buffer kc f32[{}]\n  .buffer vc f32[{}]\n  .buffer sc f32[{}]\n  .buffer o f32[{}]\n  .buffer mx f32[{g}]\n{sinks}  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} {w}x1",
             s.in_len(),
             slots * d,
             slots * d,
             g * slots,
-            g * d,
+            g * d + g,
             code(s, &all, r)
         )
         .unwrap();
@@ -309,6 +316,7 @@ fn columns(
     writeln!(src, ".route 0,{} {w}x1 c{CIN} N -> R", s.h - 1).unwrap();
     src.push_str(&all.max.routes());
     src.push_str(&all.output.routes());
+    writeln!(src, ".route 0,{} {w}x1 c{CO} R -> S", s.h - 1).unwrap();
     writeln!(src, ".data kc 0,0 {w}x{} = rand({})", s.h, s.seed).unwrap();
     if s.sinks {
         writeln!(

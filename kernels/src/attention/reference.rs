@@ -126,12 +126,13 @@ fn column_reference(s: &AttentionSpec, p: &Program, column: u32, input: &[f32]) 
                 .collect()
         })
         .collect();
-    let sum = s.allreduce("sm", Combine::Add).reference(&local_sum);
+    // Each PE's weighted values, then its sums: the output reduce's buffer.
     let partials: Vec<Vec<f32>> = cache
         .iter()
         .zip(&weights)
-        .map(|(c, per)| {
-            (0..g)
+        .zip(&local_sum)
+        .map(|((c, per), sums)| {
+            let mut o: Vec<f32> = (0..g)
                 .flat_map(|j| {
                     let mut o = vec![0.0f32; d];
                     for (v, w) in c.values.iter().zip(&per[j]) {
@@ -139,11 +140,22 @@ fn column_reference(s: &AttentionSpec, p: &Program, column: u32, input: &[f32]) 
                             *oi += vi * w;
                         }
                     }
-                    let inv = 1.0 / sum[j];
-                    o.into_iter().map(move |x| x * inv)
+                    o
                 })
-                .collect()
+                .collect();
+            o.extend_from_slice(sums);
+            o
         })
         .collect();
-    s.output().reference(&partials)
+    // The bottom PE divides each head's values by its sum.
+    let total = s.output().reference(&partials);
+    let (values, sums) = total.split_at(g * d);
+    values
+        .chunks(d)
+        .zip(sums)
+        .flat_map(|(o, sum)| {
+            let inv = 1.0 / sum;
+            o.iter().map(move |x| x * inv)
+        })
+        .collect()
 }
