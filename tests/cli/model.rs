@@ -265,7 +265,7 @@ fn a_model_that_does_not_fit_says_what_it_needs() {
     assert!(
         err.contains("with mesh placement")
             && err.contains(
-                "would need 74768 bytes of SRAM (63396 state, 9900 activations, 1472 code;"
+                "would need 74700 bytes of SRAM (63396 state, 9900 activations, 1404 code;"
             ),
         "{err}"
     );
