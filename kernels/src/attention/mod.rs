@@ -11,7 +11,8 @@
 //! is multicast down the column. Then each PE:
 //! 1. appends `k`, `v` if it owns `pos`;
 //! 2. scores its valid slots for every query head: `q·k / √d`;
-//! 3. takes part in a column allreduce of the per-head maxima, exponentiates
+//! 3. takes part in a column allreduce of the per-head maxima (rooted in
+//!    the column's middle: `Target::AllFromMiddle`), exponentiates
 //!    `score − max` and sums the weights `w` per head;
 //! 4. forms `Σ w·v` over its slots, not yet divided by the head's sum;
 //!
@@ -138,18 +139,32 @@ impl AttentionSpec {
     fn lines(&self) -> Lines {
         Lines::new(Axis::Col, self.kv_heads, self.h)
     }
-    fn colors(&self) -> Vec<u8> {
-        (C_RED..C_RED + 20).collect()
+    /// The max allreduce's colors, then the output reduce's: their plans
+    /// differ (the allreduce is rooted in the middle), so they cannot
+    /// share a color's routes.
+    fn colors_of(&self, target: Target) -> Vec<u8> {
+        let max = LineReduce::colors_needed(self.h, self.strategy, Target::AllFromMiddle);
+        let first = match target {
+            Target::AllFromMiddle => C_RED,
+            _ => C_RED.saturating_add(max.min(u8::MAX as usize) as u8),
+        };
+        (first..first.saturating_add(24)).collect()
+    }
+    /// Colors the kernel uses.
+    fn colors_needed(&self) -> usize {
+        C_RED as usize
+            + LineReduce::colors_needed(self.h, self.strategy, Target::AllFromMiddle)
+            + LineReduce::colors_needed(self.h, self.strategy, Target::End)
     }
     fn allreduce(&self, buf: &str, combine: Combine) -> LineReduce {
         LineReduce::new(
             self.lines(),
             self.strategy,
             combine,
-            Target::All,
+            Target::AllFromMiddle,
             buf,
             self.group,
-            &self.colors(),
+            &self.colors_of(Target::AllFromMiddle),
         )
     }
     /// The reduce of each PE's `o`: the heads' weighted values, then
@@ -162,7 +177,7 @@ impl AttentionSpec {
             Target::End,
             "o",
             self.group * (self.head_dim + 1),
-            &self.colors(),
+            &self.colors_of(Target::End),
         )
     }
     fn scale(&self) -> f32 {
@@ -279,7 +294,7 @@ fn columns(
             ),
         });
     }
-    let need = C_RED as usize + LineReduce::colors_needed(s.h, s.strategy, Target::All);
+    let need = s.colors_needed();
     if need > arch.colors as usize {
         return Err(KernelError::Colors {
             need,
