@@ -170,37 +170,6 @@ fn a_long_context_costs_per_pe_not_per_wafer() {
     assert!((b as f64) < a as f64 * 1.25, "short {a} long {b}");
 }
 
-/// The max allreduce is rooted in the column's middle: on a column tall
-/// enough for both halves to be trees of several levels (and the far half
-/// one PE shorter when the height is even), the output is still its
-/// reference's bit for bit and the cycles its cost model's.
-#[test]
-fn a_tall_column_allreduces_from_its_middle() {
-    let arch = Arch::wse3();
-    let at = |h: u32, strategy: Reduce| AttentionSpec {
-        kv_heads: 2,
-        head_dim: 8,
-        group: 2,
-        max_context: 256,
-        pos: 200,
-        h,
-        strategy,
-        seed: 7,
-        sinks: false,
-        window: None,
-        per_query_head: false,
-    };
-    for strategy in [Reduce::Chain, Reduce::Tree { k: 2 }, Reduce::Tree { k: 3 }] {
-        for h in [37, 64, 101] {
-            let (measured, predicted, _) = check(&at(h, strategy), &arch);
-            assert!(
-                measured == predicted,
-                "h {h} {strategy}: measured {measured} predicted {predicted}"
-            );
-        }
-    }
-}
-
 #[test]
 fn listing_of_a_small_attention() {
     let s = AttentionSpec {

@@ -11,8 +11,7 @@
 //! is multicast down the column. Then each PE:
 //! 1. appends `k`, `v` if it owns `pos`;
 //! 2. scores its valid slots for every query head: `q·k / √d`;
-//! 3. takes part in a column allreduce of the per-head maxima (rooted in
-//!    the column's middle: `Target::AllFromMiddle`), exponentiates
+//! 3. takes part in a column allreduce of the per-head maxima, exponentiates
 //!    `score − max` and sums the weights `w` per head;
 //! 4. forms `Σ w·v` over its slots, not yet divided by the head's sum;
 //!
@@ -139,32 +138,18 @@ impl AttentionSpec {
     fn lines(&self) -> Lines {
         Lines::new(Axis::Col, self.kv_heads, self.h)
     }
-    /// The max allreduce's colors, then the output reduce's: their plans
-    /// differ (the allreduce is rooted in the middle), so they cannot
-    /// share a color's routes.
-    fn colors_of(&self, target: Target) -> Vec<u8> {
-        let max = LineReduce::colors_needed(self.h, self.strategy, Target::AllFromMiddle);
-        let first = match target {
-            Target::AllFromMiddle => C_RED,
-            _ => C_RED.saturating_add(max.min(u8::MAX as usize) as u8),
-        };
-        (first..first.saturating_add(24)).collect()
-    }
-    /// Colors the kernel uses.
-    fn colors_needed(&self) -> usize {
-        C_RED as usize
-            + LineReduce::colors_needed(self.h, self.strategy, Target::AllFromMiddle)
-            + LineReduce::colors_needed(self.h, self.strategy, Target::End)
+    fn colors(&self) -> Vec<u8> {
+        (C_RED..C_RED + 20).collect()
     }
     fn allreduce(&self, buf: &str, combine: Combine) -> LineReduce {
         LineReduce::new(
             self.lines(),
             self.strategy,
             combine,
-            Target::AllFromMiddle,
+            Target::All,
             buf,
             self.group,
-            &self.colors_of(Target::AllFromMiddle),
+            &self.colors(),
         )
     }
     /// The reduce of each PE's `o`: the heads' weighted values, then
@@ -177,7 +162,7 @@ impl AttentionSpec {
             Target::End,
             "o",
             self.group * (self.head_dim + 1),
-            &self.colors_of(Target::End),
+            &self.colors(),
         )
     }
     fn scale(&self) -> f32 {
@@ -294,7 +279,7 @@ fn columns(
             ),
         });
     }
-    let need = s.colors_needed();
+    let need = C_RED as usize + LineReduce::colors_needed(s.h, s.strategy, Target::All);
     if need > arch.colors as usize {
         return Err(KernelError::Colors {
             need,
