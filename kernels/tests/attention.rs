@@ -170,6 +170,39 @@ fn a_long_context_costs_per_pe_not_per_wafer() {
     assert!((b as f64) < a as f64 * 1.25, "short {a} long {b}");
 }
 
+/// The softmax's sums ride the output reduce and the bottom PE divides:
+/// on columns tall enough for the reduces to be trees of several levels,
+/// and PEs with one slot more than others, the output is still its
+/// reference's bit for bit and the cycles its cost model's (within the
+/// proptest's 2 cycles where a tree leader's ramp takes two streams at
+/// once: h 64 at tree:2 is one, before this layout and after).
+#[test]
+fn a_tall_column_divides_once_at_its_bottom() {
+    let arch = Arch::wse3();
+    let at = |h: u32, strategy: Reduce| AttentionSpec {
+        kv_heads: 2,
+        head_dim: 8,
+        group: 2,
+        max_context: 256,
+        pos: 200,
+        h,
+        strategy,
+        seed: 7,
+        sinks: false,
+        window: None,
+        per_query_head: false,
+    };
+    for strategy in [Reduce::Chain, Reduce::Tree { k: 2 }, Reduce::Tree { k: 3 }] {
+        for h in [37, 64, 101] {
+            let (measured, predicted, _) = check(&at(h, strategy), &arch);
+            assert!(
+                (0..=2).contains(&(measured as i64 - predicted as i64)),
+                "h {h} {strategy}: measured {measured} predicted {predicted}"
+            );
+        }
+    }
+}
+
 #[test]
 fn listing_of_a_small_attention() {
     let s = AttentionSpec {
