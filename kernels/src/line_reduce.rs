@@ -19,7 +19,9 @@ pub enum Axis {
 }
 
 /// A rectangle of `w × h` PEs, its north-west corner at `(x, y)`, seen as
-/// parallel lines along `axis`.
+/// parallel lines along `axis`; `reversed` lines run the other way
+/// (toward the west or north edge), so their last PE is the first row
+/// or column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lines {
     pub axis: Axis,
@@ -27,6 +29,7 @@ pub struct Lines {
     pub y: u32,
     pub w: u32,
     pub h: u32,
+    pub reversed: bool,
 }
 
 impl Lines {
@@ -38,6 +41,15 @@ impl Lines {
             y: 0,
             w,
             h,
+            reversed: false,
+        }
+    }
+
+    /// The same lines run the other way.
+    pub fn reversed(self) -> Lines {
+        Lines {
+            reversed: !self.reversed,
+            ..self
         }
     }
 
@@ -53,22 +65,42 @@ impl Lines {
     }
     /// Ports toward the line's end (downstream) and its start.
     pub fn down(&self) -> &'static str {
-        match self.axis {
-            Axis::Row => "E",
-            Axis::Col => "S",
+        match (self.axis, self.reversed) {
+            (Axis::Row, false) => "E",
+            (Axis::Col, false) => "S",
+            (Axis::Row, true) => "W",
+            (Axis::Col, true) => "N",
         }
     }
     pub fn up(&self) -> &'static str {
-        match self.axis {
-            Axis::Row => "W",
-            Axis::Col => "N",
+        match (self.axis, self.reversed) {
+            (Axis::Row, false) => "W",
+            (Axis::Col, false) => "N",
+            (Axis::Row, true) => "E",
+            (Axis::Col, true) => "S",
+        }
+    }
+    /// The column (rows: the row) of position `pos` on every line, and
+    /// the position of column (row) `pos`: the map is its own inverse.
+    pub fn at(&self, pos: u32) -> u32 {
+        if self.reversed {
+            self.len() - 1 - pos
+        } else {
+            pos
         }
     }
     /// The rectangle text for positions `pos .. pos + n` of every line.
     pub fn rect(&self, pos: u32, n: u32) -> String {
+        // Reversed, positions `pos .. pos + n` are the columns (rows)
+        // `len − pos − n .. len − pos`.
+        let first = if self.reversed {
+            self.len() - pos - n
+        } else {
+            pos
+        };
         match self.axis {
-            Axis::Row => format!("{},{} {n}x{}", self.x + pos, self.y, self.h),
-            Axis::Col => format!("{},{} {}x{n}", self.x, self.y + pos, self.w),
+            Axis::Row => format!("{},{} {n}x{}", self.x + first, self.y, self.h),
+            Axis::Col => format!("{},{} {}x{n}", self.x, self.y + first, self.w),
         }
     }
 }

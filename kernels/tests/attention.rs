@@ -83,7 +83,7 @@ fn textbook(sinks: bool, window: Option<u32>) {
     let inputs = f.default_inputs();
     let (outs, _) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
     let d = 8usize;
-    // Position p of KV head c: slot p / h of PE (c, p % h), or this step's k, v.
+    // Position p of KV head c: slot p / h of row p % h, or this step's k, v.
     let kv = |c: usize, p: usize, buf: &str| -> Vec<f64> {
         if p == s.pos as usize {
             let t = if buf == "kc" {
@@ -95,7 +95,7 @@ fn textbook(sinks: bool, window: Option<u32>) {
         }
         let cache = f
             .program
-            .initial_values(wafer_emulator::Pe::new(c as u32, (p % 4) as u32), buf)
+            .initial_values(s.row_pe(c as u32, (p % 4) as u32), buf)
             .unwrap();
         cache[(p / 4) * d..(p / 4 + 1) * d]
             .iter()
@@ -111,7 +111,7 @@ fn textbook(sinks: bool, window: Option<u32>) {
         let first = window.map_or(0, |w| 18usize.saturating_sub(w as usize));
         let sink = if sinks {
             f.program
-                .initial_values(wafer_emulator::Pe::new(c as u32, 0), "snk")
+                .initial_values(s.sinks_at(c as u32), "snk")
                 .unwrap()[head % 2] as f64
         } else {
             f64::NEG_INFINITY
@@ -170,14 +170,14 @@ fn a_long_context_costs_per_pe_not_per_wafer() {
     assert!((b as f64) < a as f64 * 1.25, "short {a} long {b}");
 }
 
-/// The softmax's sums ride the output reduce and the bottom PE divides:
+/// The softmax's sums ride the output reduce up and the top PE divides:
 /// on columns tall enough for the reduces to be trees of several levels,
 /// and PEs with one slot more than others, the output is still its
 /// reference's bit for bit and the cycles its cost model's (within the
 /// proptest's 2 cycles where a tree leader's ramp takes two streams at
 /// once: h 64 at tree:2 is one, before this layout and after).
 #[test]
-fn a_tall_column_divides_once_at_its_bottom() {
+fn a_tall_column_divides_once_at_its_top() {
     let arch = Arch::wse3();
     let at = |h: u32, strategy: Reduce| AttentionSpec {
         kv_heads: 2,
@@ -305,7 +305,7 @@ fn a_column_per_query_head_is_the_grouped_columns_bit_for_bit() {
             let all: Vec<f32> = (0..2)
                 .flat_map(|c| {
                     g.program
-                        .initial_values(wafer_emulator::Pe::new(c, 0), "snk")
+                        .initial_values(grouped.sinks_at(c), "snk")
                         .unwrap()
                 })
                 .collect();

@@ -1,7 +1,7 @@
 //! The code each PE of an attention column runs, by its row: the
 //! append, the scores, the maxima's allreduce, the weighted values and
 //! the output reduce, which carries the softmax's sums with the values;
-//! the bottom PE divides by them as it streams the output out.
+//! the top PE (row h − 1) divides by them as it streams the output out.
 
 use super::{AttentionSpec, CIN, CO};
 use crate::line_reduce::{Combine, LineReduce};
@@ -107,7 +107,7 @@ windowed:
             ),
         },
     );
-    // The top PE's sinks join its maxima, and later its sums.
+    // Row 0's sinks (the bottom PE's) join its maxima, and later its sums.
     if s.sinks && r == 0 {
         t.push_str("  vfmax.f32 mx, mx, snk\n");
     }
@@ -169,7 +169,7 @@ wdone:
     )
     .unwrap();
     t.push_str(&all.output.code(r));
-    // The bottom PE holds the column's sums of values and of weights:
+    // The top PE (row h − 1) holds the column's sums of values and of weights:
     // it streams each head's values out divided by its sum (unrolled,
     // so the last send is the code's last instruction).
     if r + 1 == h {

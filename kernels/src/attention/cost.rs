@@ -41,7 +41,7 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
         }
     };
     // A window's extra scalar per head (the first score's address), the
-    // slots in it, and the top PE's sink ops.
+    // slots in it, and row 0's sink ops.
     let span = s.window.is_some() as u64;
     let count = |r: u32| s.valid(r) - s.first(r);
     let sinks_top = |r: usize| s.sinks && r == 0;
@@ -109,7 +109,7 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
             l.scalar(5);
         }
     }
-    // The output reduce into the bottom PE, which then streams each head
+    // The output reduce up into the top PE (row h − 1), which then streams each head
     // out divided by its sum; the last element reaches the port a ramp
     // and a hop after it leaves.
     let issue: Vec<u64> = lines.iter().map(|l| l.t).collect();

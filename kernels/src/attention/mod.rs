@@ -3,12 +3,13 @@
 //! (grouped-query attention; `group = 1` is plain multi-head attention).
 //! Each KV head has its own column of PEs; the columns run side by side.
 //!
-//! The cache is spread block-cyclically down a column of `h` PEs: position
-//! `p` lives on PE `p mod h` in slot `p / h`, so every PE holds about `pos/h`
-//! valid positions whatever the context length, and appending a position
-//! touches one PE without moving the cache. Column `c`'s input stream
-//! `[pos, k_c, v_c, its query heads]` enters its top PE from the north and
-//! is multicast down the column. Then each PE:
+//! The cache is spread block-cyclically over a column of `h` PEs, whose
+//! rows count up from the bottom PE ([`AttentionSpec::row_pe`]): position
+//! `p` lives on row `p mod h` in slot `p / h`, so every PE holds about
+//! `pos/h` valid positions whatever the context length, and appending a
+//! position touches one PE without moving the cache. Column `c`'s input
+//! stream `[pos, k_c, v_c, its query heads]` enters its bottom PE from the
+//! south and is multicast up the column. Then each PE:
 //! 1. appends `k`, `v` if it owns `pos`;
 //! 2. scores its valid slots for every query head: `q·k / √d`;
 //! 3. takes part in a column allreduce of the per-head maxima, exponentiates
@@ -16,12 +17,19 @@
 //! 4. forms `Σ w·v` over its slots, not yet divided by the head's sum;
 //!
 //! and a column reduce gathers the heads' weighted values (`group·d`) and
-//! sums (`group`) in the column's bottom PE, which streams each head's
-//! values out divided by its sum. The sums ride the output reduce instead
-//! of an allreduce of their own: the division waits for the whole column
-//! either way, and done once at the bottom it saves a reduce and a
-//! broadcast back along the column (flash-decoding's deferred
-//! normalization). Positions after `pos` are never read (causal).
+//! sums (`group`) up the column in its top PE, which streams each head's
+//! values out of its north port divided by its sum. The sums ride the
+//! output reduce instead of an allreduce of their own: the division waits
+//! for the whole column either way, and done once at the top it saves a
+//! reduce and a broadcast back along the column (flash-decoding's
+//! deferred normalization). Positions after `pos` are never read
+//! (causal).
+//!
+//! The column runs upward (it was first built downward, its input at the
+//! top and its output at the bottom; this is that program mirrored, cycle
+//! for cycle the same) so that the output leaves at the top, where a
+//! compiled model's next projection takes its input along its top edge:
+//! on the 8B the trip to `wo` was a column's height plus its width.
 //!
 //! With `per_query_head`, each query head has a column of its own, with
 //! its own copy of its KV head's cache (the same `k` and `v` are appended
@@ -29,7 +37,7 @@
 //! is `1 + 3d` values and its output reduce `d`, not `group·d`. The
 //! columns run the grouped code with `group = 1` ([`AttentionSpec::as_columns`]).
 //!
-//! gpt-oss's attention adds two things. With `sinks`, each column's top PE
+//! gpt-oss's attention adds two things. With `sinks`, each column's row 0
 //! holds a learned logit per query head: it joins that PE's maxima before
 //! the max allreduce, and its `exp(sink − max)` joins that PE's sums
 //! before the output reduce, so it is in every softmax's denominator and
@@ -67,7 +75,7 @@ pub struct AttentionSpec {
     pub strategy: Strategy,
     pub seed: u64,
     /// A learned sink logit per query head (gpt-oss): in each softmax's
-    /// denominator, out of its numerator. Held by each column's top PE.
+    /// denominator, out of its numerator. Held by each column's row 0 (its bottom PE).
     pub sinks: bool,
     /// Attend only to the positions `p` with `pos − p < window` (a
     /// sliding-window layer); `None`: every cached position.
@@ -118,6 +126,16 @@ impl AttentionSpec {
         let (d, g) = (self.head_dim as u64, self.group as u64);
         1 + 2 * d + g * d
     }
+    /// The PE of column `c`'s row `r`: rows count up from the bottom PE
+    /// (row 0, where the input enters) to the top (row `h − 1`, where
+    /// the output leaves).
+    pub fn row_pe(&self, c: u32, r: u32) -> Pe {
+        Pe::new(c, self.h - 1 - r)
+    }
+    /// Where column `c`'s sinks are: its row 0.
+    pub fn sinks_at(&self, c: u32) -> Pe {
+        self.row_pe(c, 0)
+    }
     /// Valid positions on PE `r` this step (`pos` included).
     pub fn valid(&self, r: u32) -> u32 {
         if self.pos >= r {
@@ -135,8 +153,11 @@ impl AttentionSpec {
             _ => 0,
         }
     }
+    /// The columns as lines up toward the top PE: both collectives end
+    /// there (on the same colors, so the same way); a line's positions
+    /// are the rows.
     fn lines(&self) -> Lines {
-        Lines::new(Axis::Col, self.kv_heads, self.h)
+        Lines::new(Axis::Col, self.kv_heads, self.h).reversed()
     }
     fn colors(&self) -> Vec<u8> {
         (C_RED..C_RED + 20).collect()
@@ -153,7 +174,7 @@ impl AttentionSpec {
         )
     }
     /// The reduce of each PE's `o`: the heads' weighted values, then
-    /// their sums, into the bottom PE.
+    /// their sums, up the column into the top PE.
     fn output(&self) -> LineReduce {
         LineReduce::new(
             self.lines(),
@@ -300,28 +321,30 @@ fn columns(
         };
         writeln!(
             src,
-            ".code p{r}\n  .buffer inb f32[{}]\n  .buffer kc f32[{}]\n  .buffer vc f32[{}]\n  .buffer sc f32[{}]\n  .buffer o f32[{}]\n  .buffer mx f32[{g}]\n{sinks}  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} {w}x1",
+            ".code p{r}\n  .buffer inb f32[{}]\n  .buffer kc f32[{}]\n  .buffer vc f32[{}]\n  .buffer sc f32[{}]\n  .buffer o f32[{}]\n  .buffer mx f32[{g}]\n{sinks}  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{} {w}x1",
             s.in_len(),
             slots * d,
             slots * d,
             g * slots,
             g * d + g,
-            code(s, &all, r)
+            code(s, &all, r),
+            s.h - 1 - r
         )
         .unwrap();
     }
     if s.h > 1 {
-        writeln!(src, ".route 0,0 {w}x{} c{CIN} N -> R,S", s.h - 1).unwrap();
+        writeln!(src, ".route 0,1 {w}x{} c{CIN} S -> R,N", s.h - 1).unwrap();
     }
-    writeln!(src, ".route 0,{} {w}x1 c{CIN} N -> R", s.h - 1).unwrap();
+    writeln!(src, ".route 0,0 {w}x1 c{CIN} S -> R").unwrap();
     src.push_str(&all.max.routes());
     src.push_str(&all.output.routes());
-    writeln!(src, ".route 0,{} {w}x1 c{CO} R -> S", s.h - 1).unwrap();
+    writeln!(src, ".route 0,0 {w}x1 c{CO} R -> N").unwrap();
     writeln!(src, ".data kc 0,0 {w}x{} = rand({})", s.h, s.seed).unwrap();
     if s.sinks {
         writeln!(
             src,
-            ".data snk 0,0 {w}x1 = rand({})",
+            ".data snk 0,{} {w}x1 = rand({})",
+            s.h - 1,
             s.seed.wrapping_add(5)
         )
         .unwrap();
@@ -337,18 +360,13 @@ fn columns(
         let vals: Vec<String> = input(c).iter().map(|v| format!("{v:?}")).collect();
         writeln!(
             src,
-            ".input in{c} f32[{}] -> {c},0 N c{CIN} = [{}]",
+            ".input in{c} f32[{}] -> {c},{} S c{CIN} = [{}]",
             s.in_len(),
+            s.h - 1,
             vals.join(", ")
         )
         .unwrap();
-        writeln!(
-            src,
-            ".output out{c} f32[{}] <- {c},{} S c{CO}",
-            g * d,
-            s.h - 1
-        )
-        .unwrap();
+        writeln!(src, ".output out{c} f32[{}] <- {c},0 N c{CO}", g * d).unwrap();
     }
     let program = crate::assemble(&src, "attention")?;
     // Tensors `pos`, `k`, `v`, `q` (KV head c's query heads are c·g .. c·g+g)
@@ -402,7 +420,7 @@ fn columns(
 }
 
 /// Put the sinks (one per query head: head `c·group + j` is column `c`'s
-/// `j`-th) into the columns' top PEs in place of the seeded ones.
+/// `j`-th) into the columns' rows 0 in place of the seeded ones.
 pub fn load_sinks(s: &AttentionSpec, f: &mut Fragment, v: &[f32]) -> Result<(), KernelError> {
     let g = s.group as usize;
     if !s.sinks || v.len() != s.kv_heads as usize * g {
@@ -417,7 +435,7 @@ pub fn load_sinks(s: &AttentionSpec, f: &mut Fragment, v: &[f32]) -> Result<(), 
     // Per query head, column `c` holds sink `c` alone.
     let (columns, g) = (s.columns(), s.as_columns().group as usize);
     let per_pe = (0..columns)
-        .map(|c| (Pe::new(c, 0), v[c as usize * g..][..g].to_vec()))
+        .map(|c| (s.sinks_at(c), v[c as usize * g..][..g].to_vec()))
         .collect();
     f.load("snk", per_pe);
     Ok(())

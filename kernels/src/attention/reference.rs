@@ -4,7 +4,7 @@
 use super::AttentionSpec;
 use crate::line_reduce::Combine;
 use std::collections::BTreeMap;
-use wafer_emulator::{Pe, Program};
+use wafer_emulator::Program;
 
 /// One PE's valid keys and values, in slot order.
 struct PeCache {
@@ -18,9 +18,10 @@ fn cache(s: &AttentionSpec, p: &Program, c: u32, input: &[f32]) -> Vec<PeCache> 
     let d = s.head_dim as usize;
     (0..s.h)
         .map(|r| {
+            let at = s.row_pe(c, r);
             let (kc, vc) = (
-                p.initial_values(Pe::new(c, r), "kc").unwrap(),
-                p.initial_values(Pe::new(c, r), "vc").unwrap(),
+                p.initial_values(at, "kc").unwrap(),
+                p.initial_values(at, "vc").unwrap(),
             );
             let nv = s.valid(r) as usize;
             let mut keys: Vec<Vec<f32>> =
@@ -79,9 +80,9 @@ fn column_reference(s: &AttentionSpec, p: &Program, column: u32, input: &[f32]) 
                 .collect()
         })
         .collect();
-    // The top PE's sinks, if any.
+    // Row 0's sinks, if any.
     let sinks = s.sinks.then(|| {
-        p.initial_values(Pe::new(column, 0), "snk")
+        p.initial_values(s.sinks_at(column), "snk")
             .unwrap_or_default()
     });
     let local_max: Vec<Vec<f32>> = scores
@@ -147,7 +148,7 @@ fn column_reference(s: &AttentionSpec, p: &Program, column: u32, input: &[f32]) 
             o
         })
         .collect();
-    // The bottom PE divides each head's values by its sum.
+    // The top PE (row h − 1) divides each head's values by its sum.
     let total = s.output().reference(&partials);
     let (values, sums) = total.split_at(g * d);
     values

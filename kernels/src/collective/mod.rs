@@ -84,6 +84,7 @@ impl CollectiveSpec {
             y: 0,
             w: self.w,
             h: self.h,
+            reversed: false,
         }
     }
 
@@ -163,6 +164,7 @@ impl CollectiveSpec {
                     y: 0,
                     w: 1,
                     h: self.h,
+                    reversed: false,
                 },
                 Target::Stream(C_IO),
             )
