@@ -80,15 +80,6 @@ impl Lines {
             (Axis::Col, true) => "S",
         }
     }
-    /// The column (rows: the row) of position `pos` on every line, and
-    /// the position of column (row) `pos`: the map is its own inverse.
-    pub fn at(&self, pos: u32) -> u32 {
-        if self.reversed {
-            self.len() - 1 - pos
-        } else {
-            pos
-        }
-    }
     /// The rectangle text for positions `pos .. pos + n` of every line.
     pub fn rect(&self, pos: u32, n: u32) -> String {
         // Reversed, positions `pos .. pos + n` are the columns (rows)

@@ -328,7 +328,7 @@ fn columns(
             g * slots,
             g * d + g,
             code(s, &all, r),
-            s.h - 1 - r
+            s.row_pe(0, r).y
         )
         .unwrap();
     }
@@ -344,7 +344,7 @@ fn columns(
         writeln!(
             src,
             ".data snk 0,{} {w}x1 = rand({})",
-            s.h - 1,
+            s.sinks_at(0).y,
             s.seed.wrapping_add(5)
         )
         .unwrap();
@@ -362,7 +362,7 @@ fn columns(
             src,
             ".input in{c} f32[{}] -> {c},{} S c{CIN} = [{}]",
             s.in_len(),
-            s.h - 1,
+            s.row_pe(c, 0).y,
             vals.join(", ")
         )
         .unwrap();
