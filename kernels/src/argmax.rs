@@ -30,8 +30,17 @@ const C_RED: u8 = 3;
 const NONE: u32 = 1 << 24;
 
 impl ArgmaxSpec {
+    /// The maximum's allreduce (`Target::All`) or the index's reduce
+    /// (`Target::End`), on colors after the maximum's where their routes
+    /// differ.
     fn reduce(&self, buf: &str, target: Target) -> LineReduce {
-        let colors: Vec<u8> = (C_RED..C_RED + 20).collect();
+        let at = match target {
+            Target::All => 0,
+            _ => LineReduce::colors_after_allreduce(self.h, 1, self.strategy),
+        };
+        let colors: Vec<u8> = (C_RED as usize + at..C_RED as usize + at + 20)
+            .map(|c| c as u8)
+            .collect();
         LineReduce::new(
             Lines::new(Axis::Col, 1, self.h),
             self.strategy,
@@ -69,7 +78,11 @@ pub fn generate(s: &ArgmaxSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             ),
         });
     }
-    let need = C_RED as usize + LineReduce::colors_needed(s.h, s.strategy, Target::All);
+    let need = C_RED as usize
+        + LineReduce::colors_needed(s.h, 1, s.strategy, Target::All).max(
+            LineReduce::colors_after_allreduce(s.h, 1, s.strategy)
+                + LineReduce::colors_needed(s.h, 1, s.strategy, Target::End),
+        );
     if need > arch.colors as usize {
         return Err(KernelError::Colors {
             need,
@@ -134,6 +147,9 @@ scan:
     )
     .unwrap();
     src.push_str(&s.reduce("mx", Target::All).routes());
+    if LineReduce::colors_after_allreduce(s.h, 1, s.strategy) > 0 {
+        src.push_str(&s.reduce("ix", Target::End).routes());
+    }
     for (r, (_, len)) in segs.iter().enumerate() {
         writeln!(
             src,

@@ -249,6 +249,13 @@ impl Plan {
     /// Per PE, the cycle its last reduction op finishes (its issue cycle if
     /// it has none), and the cycle the root's last op handles element 0.
     pub fn timeline(&self, issue: &[u64], m: u32, arch: &Arch) -> (Vec<u64>, u64) {
+        let t = self.times(issue, m, arch);
+        (t.done, t.root_first)
+    }
+
+    /// [`Plan::timeline`], and when the stream each of the root's gathers
+    /// takes reaches the root's core, in the order of its steps.
+    pub fn times(&self, issue: &[u64], m: u32, arch: &Arch) -> PlanTimes {
         let n = self.n as usize;
         let (i, ramp, hop) = (
             arch.vector_issue_cycles as u64,
@@ -259,6 +266,7 @@ impl Plan {
         let mut next = issue.to_vec();
         let mut arrival: Vec<Option<u64>> = vec![None; n];
         let mut root_first = next[n - 1];
+        let mut root_in = Vec::new();
         for l in 0..self.levels {
             for c in 0..n {
                 for (lvl, action) in self.steps(c) {
@@ -269,7 +277,11 @@ impl Plan {
                     let first = match *action {
                         Action::Send { .. } => start,
                         Action::Forward { .. } | Action::Gather => {
-                            start.max(arrival[c].take().expect("input was sent"))
+                            let at = arrival[c].take().expect("input was sent");
+                            if c == n - 1 {
+                                root_in.push(at);
+                            }
+                            start.max(at)
                         }
                     };
                     if let Action::Send { hops } | Action::Forward { hops } = *action {
@@ -282,8 +294,22 @@ impl Plan {
                 }
             }
         }
-        (next, root_first)
+        PlanTimes {
+            done: next,
+            root_first,
+            root_in,
+        }
     }
+}
+
+/// What [`Plan::times`] finds.
+pub struct PlanTimes {
+    /// Per PE, the cycle its last reduction op finishes.
+    pub done: Vec<u64>,
+    /// The cycle the root's last op handles element 0.
+    pub root_first: u64,
+    /// When the stream of each of the root's gathers reaches its core.
+    pub root_in: Vec<u64>,
 }
 
 #[cfg(test)]

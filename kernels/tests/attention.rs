@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use wafer_emulator::{Arch, RunConfig};
 use wafer_kernels::attention::{self, AttentionSpec};
+use wafer_kernels::line_reduce::{LineReduce, Target};
 use wafer_kernels::reduce::Strategy as Reduce;
 
 fn check(s: &AttentionSpec, arch: &Arch) -> (u64, u64, Vec<f32>) {
@@ -45,6 +46,25 @@ proptest! {
             (0..=bound).contains(&(measured as i64 - predicted as i64)),
             "{:?}: measured {} predicted {}", s, measured, predicted
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Columns long enough that the max's allreduce meets in the middle,
+    /// the output's reduce then on colors of its own: exactly the model's
+    /// cycles.
+    #[test]
+    fn long_columns_meet_in_the_middle_and_match_reference_and_cost_model(
+        d in 1u32..6, g in 1u32..3, kv in 1u32..3, h in 24u32..56, extra in 0u32..20, k in 0u32..3, seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let strategy = if k == 0 { Reduce::Chain } else { Reduce::Tree { k } };
+        prop_assert!(LineReduce::meets_in_the_middle(h, g, strategy, Target::All));
+        let ctx = h + extra;
+        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos: ctx - 1, h, strategy, seed, sinks: false, window: None, per_query_head: false };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (measured, predicted, _) = check(&s, &arch);
+        prop_assert_eq!(measured, predicted, "{:?}", s);
     }
 }
 

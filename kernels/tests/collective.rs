@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use wafer_emulator::{Arch, RunConfig};
 use wafer_kernels::collective::{self, CollectiveOp, CollectiveSpec, Combine, Scope};
+use wafer_kernels::line_reduce::{LineReduce, Target};
 use wafer_kernels::reduce::Strategy as Reduce;
 
 fn check(s: &CollectiveSpec, arch: &Arch) -> (u64, u64) {
@@ -51,6 +52,29 @@ proptest! {
             op: if scope == Scope::Rect && op == CollectiveOp::Gather { CollectiveOp::Allreduce } else { op }, scope, w, h, n,
             combine: if max { Combine::Max } else { Combine::Add },
             strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed,
+        };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (measured, predicted) = check(&s, &arch);
+        prop_assert_eq!(measured, predicted, "{:?}", s);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    /// Allreduces of short vectors over lines long enough to meet in the
+    /// middle, every PE's result checked.
+    #[test]
+    fn long_lines_meet_in_the_middle_and_match_reference_and_cost_model(
+        scope in prop::sample::select(vec![Scope::Row, Scope::Col, Scope::Rect]), len in 24u32..56, across in 1u32..4, n in 1u32..3,
+        max in any::<bool>(), k in 0u32..3, seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let strategy = if k == 0 { Reduce::Chain } else { Reduce::Tree { k } };
+        prop_assert!(LineReduce::meets_in_the_middle(len, n, strategy, Target::All));
+        let (w, h) = if scope == Scope::Col { (across, len) } else { (len, across) };
+        let s = CollectiveSpec {
+            op: CollectiveOp::Allreduce, scope, w, h, n,
+            combine: if max { Combine::Max } else { Combine::Add },
+            strategy, seed,
         };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted) = check(&s, &arch);

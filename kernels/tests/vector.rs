@@ -2,6 +2,7 @@
 
 use proptest::prelude::*;
 use wafer_emulator::{Arch, RunConfig};
+use wafer_kernels::line_reduce::{LineReduce, Target};
 use wafer_kernels::reduce::Strategy as Reduce;
 use wafer_kernels::vector::{self, VectorOp, VectorSpec};
 
@@ -36,6 +37,62 @@ proptest! {
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted) = check(&s, &arch);
         prop_assert_eq!(measured, predicted, "{:?}", s);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    /// Columns long enough that a norm's statistic meets in the middle
+    /// (both halves reduce toward the middle PE, which broadcasts both
+    /// ways): the sums in that order, and the model's cycles, exactly.
+    #[test]
+    fn long_columns_meet_in_the_middle_and_match_reference_and_cost_model(
+        op in op(), h in 17u32..64, extra in 0u32..40, k in 0u32..3, seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let strategy = if k == 0 { Reduce::Chain } else { Reduce::Tree { k } };
+        prop_assert!(LineReduce::meets_in_the_middle(h, 1, strategy, Target::All));
+        let s = VectorSpec { op, n: h + extra, h, strategy, eps: 1e-5, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (measured, predicted) = check(&s, &arch);
+        prop_assert_eq!(measured, predicted, "{:?}", s);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// A prefill's norms on such columns: a batch's statistics take the
+    /// one statistic's plan, so every position's result is still the
+    /// one-position kernel's, bit for bit. The model is exact but where a
+    /// column's segments are uneven enough that the far half's first
+    /// leader, which starts early, sends its level-1 stream into a later
+    /// leader's ramp while that one still gathers its own group's: the
+    /// model does not arbitrate a ramp but the middle's (at most 6 cycles
+    /// over 768 shapes swept, batches 1 to 64; README, "Allreduces meet
+    /// in the middle").
+    #[test]
+    fn long_batched_norms_match_the_one_position_kernel_and_their_cost_model(
+        add in any::<bool>(), h in 17u32..48, extra in 0u32..30, k in 0u32..3, batch in 2u32..9, seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let op = if add { VectorOp::AddRmsNorm } else { VectorOp::RmsNorm };
+        let n = h + extra;
+        let s = VectorSpec { op, n, h, strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let one = vector::generate(&s, &arch).unwrap();
+        let f = vector::generate_batch(&s, batch, &arch).map(|f| f.holding_data_of(&one)).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let inputs = f.default_inputs();
+        let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap_or_else(|e| panic!("{s:?} x{batch}: {e}"));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for q in 0..batch as usize {
+            let at: std::collections::BTreeMap<String, Vec<f32>> = inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v[q * n as usize..(q + 1) * n as usize].to_vec()))
+                .collect();
+            let (y, _) = one.run(&arch, &at, &RunConfig::default()).unwrap();
+            let per = y["y"].len();
+            prop_assert_eq!(bits(&y["y"]), bits(&outs["y"][q * per..(q + 1) * per]), "{:?} x{} position {}", s, batch, q);
+        }
+        let predicted = vector::cost_batch(&s, batch, &arch);
+        prop_assert!((0..=8).contains(&(run.cycles as i64 - predicted as i64)), "{:?} x{}: measured {} predicted {}", s, batch, run.cycles, predicted);
     }
 }
 

@@ -160,7 +160,22 @@ impl AttentionSpec {
         Lines::new(Axis::Col, self.kv_heads, self.h).reversed()
     }
     fn colors(&self) -> Vec<u8> {
-        (C_RED..C_RED + 20).collect()
+        (C_RED..C_RED + 40).collect()
+    }
+    /// Where the output's colors start among [`AttentionSpec::colors`].
+    fn output_colors_at(&self) -> usize {
+        LineReduce::colors_after_allreduce(self.h, self.group, self.strategy)
+    }
+    /// Colors the collectives take, from `C_RED`.
+    fn colors_needed(&self) -> usize {
+        let out = LineReduce::colors_needed(
+            self.h,
+            self.group * (self.head_dim + 1),
+            self.strategy,
+            Target::End,
+        );
+        let max = LineReduce::colors_needed(self.h, self.group, self.strategy, Target::All);
+        max.max(self.output_colors_at() + out)
     }
     fn allreduce(&self, buf: &str, combine: Combine) -> LineReduce {
         LineReduce::new(
@@ -183,7 +198,7 @@ impl AttentionSpec {
             Target::End,
             "o",
             self.group * (self.head_dim + 1),
-            &self.colors(),
+            &self.colors()[self.output_colors_at()..],
         )
     }
     fn scale(&self) -> f32 {
@@ -300,7 +315,7 @@ fn columns(
             ),
         });
     }
-    let need = C_RED as usize + LineReduce::colors_needed(s.h, s.strategy, Target::All);
+    let need = C_RED as usize + s.colors_needed();
     if need > arch.colors as usize {
         return Err(KernelError::Colors {
             need,

@@ -227,7 +227,7 @@ pub fn generate(s: &CollectiveSpec, arch: &Arch) -> Result<crate::Fragment, crat
             } else {
                 Target::Stream(C_IO)
             };
-            C_FIRST as usize + LineReduce::colors_needed(len, s.strategy, target)
+            C_FIRST as usize + LineReduce::colors_needed(len, s.n, s.strategy, target)
         }
         _ => 1,
     };

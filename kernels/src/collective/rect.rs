@@ -49,8 +49,9 @@ pub(super) fn generate(
         .unwrap();
         inputs.push(port("in0"));
     } else {
-        let need =
-            C_FIRST as usize + 2 * LineReduce::colors_needed(w.max(h), s.strategy, Target::All);
+        let need = C_FIRST as usize
+            + LineReduce::colors_needed(w, s.n, s.strategy, Target::All)
+            + LineReduce::colors_needed(h, s.n, s.strategy, Target::All);
         if need > arch.colors as usize {
             return Err(KernelError::Colors {
                 need,

@@ -131,7 +131,8 @@ impl VectorSpec {
     }
 
     /// The column allreduce of an `n`-element statistic buffer (one
-    /// statistic a position of a batch).
+    /// statistic a position of a batch), in the plan of one statistic:
+    /// a batch's positions are summed as the one-position kernel sums.
     fn stats_of(&self, buf: &str, combine: Combine, n: u32) -> LineReduce {
         let colors: Vec<u8> = (C_STATS..C_STATS + 20).collect();
         LineReduce::new(
@@ -140,9 +141,10 @@ impl VectorSpec {
             combine,
             Target::All,
             buf,
-            n,
+            1,
             &colors,
         )
+        .with_elements(n)
     }
 
     fn inv_n(&self) -> f32 {
@@ -308,11 +310,11 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         });
     }
     if s.op.reduces()
-        && C_STATS as usize + LineReduce::colors_needed(s.h, s.strategy, Target::All)
+        && C_STATS as usize + LineReduce::colors_needed(s.h, 1, s.strategy, Target::All)
             > arch.colors as usize
     {
         return Err(KernelError::Colors {
-            need: C_STATS as usize + LineReduce::colors_needed(s.h, s.strategy, Target::All),
+            need: C_STATS as usize + LineReduce::colors_needed(s.h, 1, s.strategy, Target::All),
             have: arch.colors as usize,
         });
     }
