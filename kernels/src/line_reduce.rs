@@ -150,6 +150,11 @@ fn middle_gathers(issue: u64, streams: &[(u8, u64)], m: u64, arch: &Arch) -> u64
     let (ramp, i) = (arch.ramp_latency as u64, arch.vector_issue_cycles as u64);
     let room = (arch.queue_depth + arch.ramp_latency) as u64;
     let n = streams.len();
+    if m == 0 {
+        // Empty vectors: no gather would ever take a wavelet (the
+        // generators refuse them; a cost asked of one must not loop).
+        return issue;
+    }
     // Per stream: wavelets moved, the cycle the last moved, and when each
     // moved wavelet reaches the queue.
     let mut moved = vec![0u64; n];
