@@ -513,9 +513,10 @@ impl LineReduce {
         );
         let m = self.n as u64;
         let root = self.root() as usize;
-        let (near, root_first) = self.plan.timeline(&issue[..=root], self.n, arch);
+        let near = self.plan.times(&issue[..=root], self.n, arch);
+        let root_first = near.root_first;
         let mut done = issue.to_vec();
-        done[..=root].copy_from_slice(&near);
+        done[..=root].copy_from_slice(&near.done);
         if let Some(far) = &self.far {
             let last = done.len() - 1;
             let far_issue: Vec<u64> = (0..far.n as usize).map(|q| issue[last - q]).collect();
@@ -525,17 +526,16 @@ impl LineReduce {
             }
             // The middle gathers the near half's streams, then the far
             // half's, each wavelet as its router's ramp delivers it.
-            let near_in = self.plan.times(&issue[..=root], self.n, arch).root_in;
             // A root's steps are its gathers, a level each.
-            let near = self
+            let near_colors = self
                 .plan
                 .steps(root)
                 .iter()
                 .map(|(l, _)| self.colors[*l as usize]);
             let far_root = far.steps(far.n as usize - 1);
             let far_colors = far_root.iter().map(|(l, _)| self.far_colors()[*l as usize]);
-            let streams: Vec<(u8, u64)> = near
-                .zip(near_in)
+            let streams: Vec<(u8, u64)> = near_colors
+                .zip(near.root_in)
                 .chain(far_colors.zip(far_times.root_in))
                 .collect();
             done[root] = middle_gathers(issue[root], &streams, m, arch);
