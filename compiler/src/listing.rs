@@ -76,12 +76,24 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     }
     writeln!(
         t,
-        "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
-        "stage", "kernel", "shape", "at", "rect", "PEs", "SRAM/PE", "colors", "in", "cycles"
+        "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>5} {:>5} {:>6} {:>9}",
+        "stage",
+        "kernel",
+        "shape",
+        "at",
+        "rect",
+        "PEs",
+        "SRAM/PE",
+        "colors",
+        "hops",
+        "link",
+        "in",
+        "cycles"
     )
     .unwrap();
     let mut total_pred = 0;
     let mut total_hand = 0;
+    let (mut total_trip, mut total_links) = (0, 0);
     let predicted = c.stage_predictions(pos);
     let runs = c.runs(pos, crate::experts::DEFAULT_SEED);
     for (i, (s, site)) in c.stages.iter().zip(&c.sites).enumerate() {
@@ -110,10 +122,12 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         if runs[i] {
             total_pred += pred;
             total_hand += hand.cycles;
+            total_trip += hand.trip_cycles();
+            total_links += hand.wavelets;
         }
         writeln!(
             t,
-            "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>6} {:>9}",
+            "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>5} {:>5} {:>6} {:>9}",
             s.name,
             s.work.kernel(),
             shape(&site.kernel),
@@ -122,6 +136,8 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
             w as u64 * h as u64,
             c.sram.per_stage[i],
             format!("{}+{}", colors(&c.fragments[i].colors()), hand.color),
+            hand.hops,
+            hand.wavelets,
             hand.cycles,
             pred
         )
@@ -163,9 +179,9 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     let link: u64 = c.transfers.iter().map(|x| x.cycles).sum();
     writeln!(
         t,
-        "predicted step at position {pos}: {total} cycles ({total_pred} in kernels, {total_hand} in hand-offs{}) = {:.3} µs",
+        "predicted step at position {pos}: {total} cycles ({total_pred} in kernels, {total_hand} in hand-offs: {total_trip} their first wavelets' trips, {total_links} their busiest links{}) = {:.3} µs",
         if system {
-            format!(", of which {link} between wafers")
+            format!(", {link} between wafers")
         } else {
             String::new()
         },

@@ -46,9 +46,21 @@ pub struct Handoff {
     pub link_cycles: u64,
     /// Longest route, in hops.
     pub hops: u32,
+    /// Wavelets through the consumer's busiest input link
+    /// ([`longest_stream`]): with the trip and the ramps, the cycles.
+    pub wavelets: u64,
     pub cycles: u64,
     /// The color the routes use.
     pub color: u8,
+}
+
+impl Handoff {
+    /// Of `cycles`, those of the first wavelet's trip: its hops and the
+    /// two ramps (the rest are the busiest link's wavelets and the
+    /// wafer-to-wafer link's cycles).
+    pub fn trip_cycles(&self) -> u64 {
+        self.cycles - self.wavelets - self.link_cycles
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -339,10 +351,11 @@ pub fn route(
             i, stages, sites, fragments, &out_ends, producer, graph, &from, arrives,
         );
         let longest = longest_stream(fragments[i].borrow());
-        let cycles = if from.is_empty() && !ingress {
-            0
-        } else {
+        let fed = !from.is_empty() || ingress;
+        let cycles = if fed {
             handoff_cycles(arch, hops, longest)
+        } else {
+            0
         };
         // The lowest hand-off color no meeting path of this configuration uses.
         let mut color = kernel_colors;
@@ -364,6 +377,7 @@ pub fn route(
             ingress,
             link_cycles: 0,
             hops,
+            wavelets: if fed { longest } else { 0 },
             cycles,
             color,
         });

@@ -65,7 +65,30 @@ fn check(c: &Compiled) {
             }
             assert_eq!(at, tensor.len, "stage `{}` port `{port}`", s.name);
         }
-        assert_eq!(c.routing.handoffs[i].hops, far, "into `{}`", s.name);
+        let h = &c.routing.handoffs[i];
+        assert_eq!(h.hops, far, "into `{}`", s.name);
+        // The cycles are the first wavelet's trip (hops, then a ramp at
+        // each end) and the busiest link's wavelets, as the listing splits
+        // them.
+        let arch = &c.options.arch;
+        let fed = !h.from.is_empty() || h.ingress;
+        let wavelets = if fed {
+            wafer_compiler::route::longest_stream(f)
+        } else {
+            0
+        };
+        assert_eq!(h.wavelets, wavelets, "into `{}`", s.name);
+        let trip = match fed {
+            true => far as u64 * arch.hop_latency as u64 + 2 * arch.ramp_latency as u64,
+            false => 0,
+        };
+        assert_eq!(h.trip_cycles(), trip, "into `{}`", s.name);
+        assert_eq!(
+            h.cycles,
+            trip + wavelets + h.link_cycles,
+            "into `{}`",
+            s.name
+        );
         longest = longest.max(far);
     }
     assert!(longest > 0);

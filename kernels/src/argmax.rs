@@ -78,11 +78,7 @@ pub fn generate(s: &ArgmaxSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             ),
         });
     }
-    let need = C_RED as usize
-        + LineReduce::colors_needed(s.h, 1, s.strategy, Target::All).max(
-            LineReduce::colors_after_allreduce(s.h, 1, s.strategy)
-                + LineReduce::colors_needed(s.h, 1, s.strategy, Target::End),
-        );
+    let need = C_RED as usize + LineReduce::colors_needed_then_reduce(s.h, 1, 1, s.strategy);
     if need > arch.colors as usize {
         return Err(KernelError::Colors {
             need,

@@ -267,6 +267,21 @@ impl LineReduce {
         }
     }
 
+    /// Colors an allreduce of `n_all` elements, then a reduce to the
+    /// line's end of `n_end` elements over the same lines, take together:
+    /// the reduce starts at [`LineReduce::colors_after_allreduce`].
+    pub fn colors_needed_then_reduce(
+        len: u32,
+        n_all: u32,
+        n_end: u32,
+        strategy: Strategy,
+    ) -> usize {
+        LineReduce::colors_needed(len, n_all, strategy, Target::All).max(
+            LineReduce::colors_after_allreduce(len, n_all, strategy)
+                + LineReduce::colors_needed(len, n_end, strategy, Target::End),
+        )
+    }
+
     /// The middle PE's position on a line of `len`: the far half one or
     /// two PEs longer than the near half (its streams reach the middle
     /// after the near half's, so the two rarely meet at its ramp).

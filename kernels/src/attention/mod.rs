@@ -168,14 +168,12 @@ impl AttentionSpec {
     }
     /// Colors the collectives take, from `C_RED`.
     fn colors_needed(&self) -> usize {
-        let out = LineReduce::colors_needed(
+        LineReduce::colors_needed_then_reduce(
             self.h,
+            self.group,
             self.group * (self.head_dim + 1),
             self.strategy,
-            Target::End,
-        );
-        let max = LineReduce::colors_needed(self.h, self.group, self.strategy, Target::All);
-        max.max(self.output_colors_at() + out)
+        )
     }
     fn allreduce(&self, buf: &str, combine: Combine) -> LineReduce {
         LineReduce::new(
