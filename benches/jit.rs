@@ -30,6 +30,7 @@ fn gemv(dtype: DType) -> Program {
         h: 8,
         strategy: Strategy::Chain,
         seed: 1,
+        halves: false,
     };
     (*generate(&spec, &Arch::wse3())
         .expect("the benchmark GEMV fits")

@@ -341,6 +341,7 @@ pub fn kernel(data: &[u8]) -> bool {
                 h: b.u32(),
                 strategy,
                 seed,
+                halves: b.u8() % 2 == 1,
             };
             gemv::generate(&s, &arch)
                 .map(|_| gemv::cost(&s, &arch))

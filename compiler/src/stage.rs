@@ -52,6 +52,10 @@ pub enum Work {
         biases: Vec<String>,
         m: u32,
         n: u32,
+        /// Its two outputs (`m / 2` each) are a SwiGLU's gate and up
+        /// projections: the tiled GEMV computes them side by side
+        /// (`GemvSpec::halves`), so each pair leaves on one row.
+        halves: bool,
     },
     LayerNorm {
         weight: String,
@@ -290,6 +294,7 @@ pub fn lower(g: &Graph) -> Vec<Stage> {
                         biases: bias.iter().cloned().collect(),
                         m: len(i),
                         n: len(*x),
+                        halves: false,
                     },
                     vec![port("x", xs)],
                 )
@@ -446,6 +451,8 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
     let mut prev_read_once = false;
     for (s, once) in stages.into_iter().zip(read_once) {
         let was_once = std::mem::replace(&mut prev_read_once, once);
+        // A SwiGLU's gate and up values, and their length together.
+        let mut paired = None;
         let Some(prev) = out.last_mut() else {
             out.push(s);
             continue;
@@ -458,12 +465,14 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
                     biases,
                     m,
                     n,
+                    ..
                 },
                 Work::Gemv {
                     weights: w2,
                     biases: b2,
                     m: m2,
                     n: n2,
+                    ..
                 },
             ) if prev.inputs == s.inputs
                 && n == n2
@@ -535,6 +544,9 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
             {
                 let gate = prev.inputs[0].1.clone();
                 let up = s.inputs[1].1.clone();
+                if let ([Src::Value(g)], [Src::Value(u)]) = (&gate[..], &up[..]) {
+                    paired = Some(([*g, *u], 2 * n2));
+                }
                 // `layers.0.silu` → `layers.0.swiglu`, an expert's too.
                 let at = prev.name.rsplit_once('.').map_or("", |(at, _)| at);
                 *prev = Stage {
@@ -551,6 +563,17 @@ pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {
                 };
             }
             _ => out.push(s),
+        }
+        // A projection that makes exactly the gate and then the up values
+        // (the fused w1 and w3) computes them side by side.
+        if let Some((values, len)) = paired
+            && let Some(Stage {
+                work: Work::Gemv { m, halves, .. },
+                ..
+            }) = (out.iter_mut().rev()).find(|p| p.outputs == values)
+            && *m == len
+        {
+            *halves = true;
         }
     }
     out
@@ -611,6 +634,18 @@ pub fn verify(stages: &[Stage], g: &Graph) -> Result<(), StageError> {
             made[*v] = true;
         }
     }
+    for (i, s) in stages.iter().enumerate() {
+        if let Work::Gemv {
+            m, halves: true, ..
+        } = s.work
+            && !matches!(s.outputs[..], [a, b] if g.insts[a].len as u32 * 2 == m && g.insts[b].len as u32 * 2 == m)
+        {
+            return Err(StageError::Halves {
+                stage: i,
+                name: s.name.clone(),
+            });
+        }
+    }
     if !stages
         .last()
         .is_some_and(|s| matches!(s.work, Work::Argmax { .. }))
@@ -636,6 +671,10 @@ pub enum StageError {
         name: String,
         value: usize,
     },
+    #[error(
+        "stage {stage} `{name}` computes its outputs side by side, but they are not two halves"
+    )]
+    Halves { stage: usize, name: String },
     #[error("the last stage must pick the next token (argmax)")]
     NoArgmax,
 }

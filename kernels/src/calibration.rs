@@ -190,6 +190,7 @@ impl Point {
                     h: *h,
                     strategy: crate::reduce::Strategy::parse(strategy).map_err(kernel)?,
                     seed: 1,
+                    halves: false,
                 },
                 &arch,
             )

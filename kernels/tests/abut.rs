@@ -21,6 +21,7 @@ fn specs(dtype: DType) -> (GemvSpec, GemvSpec) {
         h: 6,
         strategy: Reduce::Chain,
         seed: 1,
+        halves: false,
     };
     let b = GemvSpec {
         m: 18,
@@ -30,6 +31,7 @@ fn specs(dtype: DType) -> (GemvSpec, GemvSpec) {
         h: 3,
         strategy: Reduce::Tree { k: 2 },
         seed: 2,
+        halves: false,
     };
     (a, b)
 }
@@ -184,6 +186,7 @@ fn a_chain_of_four_kernels_turns_south_and_matches_the_references() {
         h: 2,
         strategy: Reduce::Chain,
         seed: 4,
+        halves: false,
     };
     let (fc, wc) = explicit(&c);
     let x = fa.default_inputs();
@@ -221,8 +224,8 @@ proptest! {
     ) {
         let strategy = if tree { Reduce::Tree { k: 2 } } else { Reduce::Chain };
         let h = h.min(m);
-        let a = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h, strategy, seed };
-        let b = GemvSpec { m: k, n: m, dtype, w: h, h: w2.min(k), strategy, seed: seed ^ 1 };
+        let a = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h, strategy, seed, halves: false };
+        let b = GemvSpec { m: k, n: m, dtype, w: h, h: w2.min(k), strategy, seed: seed ^ 1, halves: false };
         prop_assume!(gemv::cols_ok(m, dtype, h));
         let arch = Arch::wse2();
         let fa = gemv::generate(&a, &arch).unwrap();

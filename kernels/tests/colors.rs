@@ -38,6 +38,7 @@ fn kernels_run_on_the_colors_they_are_given() {
                 h: 3,
                 strategy: Strategy::Tree { k: 2 },
                 seed: 1,
+                halves: false,
             },
             &arch,
         )

@@ -31,9 +31,9 @@ proptest! {
     fn gemv_matches_its_reference_and_its_cost_model(
         m in 1u32..40, n in 1u32..90, w in 1u32..9, h in 1u32..9,
         dtype in prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)],
-        strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(),
+        strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(), halves in any::<bool>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: halves && m % 2 == 0 };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted) = check(&s, &arch);
         prop_assert_eq!(measured, predicted, "{:?}", s);
@@ -50,6 +50,7 @@ fn listing_of_a_small_gemv() {
         h: 2,
         strategy: Reduce::Tree { k: 2 },
         seed: 1,
+        halves: false,
     };
     let f = gemv::generate(&s, &Arch::wse2()).unwrap();
     insta::assert_snapshot!(wafer_emulator::asm::print(&f.program));
@@ -66,6 +67,7 @@ fn a_tree_beats_a_chain_on_a_long_row() {
         h: 4,
         strategy: Reduce::Chain,
         seed: 3,
+        halves: false,
     };
     let tree = GemvSpec {
         strategy: Reduce::Tree { k: 2 },
@@ -88,6 +90,7 @@ fn shapes_that_cannot_be_placed_say_why() {
             h: 1,
             strategy: Reduce::Chain,
             seed: 0,
+            halves: false,
         },
         &arch,
     )
@@ -106,6 +109,7 @@ fn shapes_that_cannot_be_placed_say_why() {
             h: 4,
             strategy: Reduce::Chain,
             seed: 0,
+            halves: false,
         },
         &arch,
     )
@@ -128,6 +132,7 @@ fn the_best_rect_is_the_cheapest_that_fits() {
                 h: h2,
                 strategy: Reduce::Chain,
                 seed: 0,
+                halves: false,
             },
             &arch,
         );
@@ -146,8 +151,9 @@ proptest! {
     fn a_transposed_gemv_matches_reference_and_cost_model(
         m in 1u32..30, n in 1u32..30, w in 1u32..7, h in 1u32..7,
         dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)], strategy in reduce(), seed in any::<u64>(),
+        halves in any::<bool>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: halves && m % 2 == 0 };
         let arch = Arch::wse2();
         let f = gemv::generate(&s, &arch).unwrap().transposed();
         prop_assert_eq!((f.program.width, f.program.height), (s.h, s.w));
@@ -190,6 +196,7 @@ fn quantized_weights_are_held_packed_and_dequantized_on_the_pe() {
             h: 3,
             strategy: Reduce::Tree { k: 2 },
             seed: 9,
+            halves: false,
         };
         let mut f = gemv::generate(&s, &arch).unwrap();
         gemv::load_weights(&s, &arch, &mut f, &model).unwrap();
@@ -245,9 +252,9 @@ proptest! {
     fn batched_gemv_matches_its_reference_and_its_cost_model(
         m in 1u32..24, n in 1u32..70, w in 1u32..6, h in 1u32..6, batch in 1u32..6,
         dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)],
-        strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(),
+        strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(), halves in any::<bool>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: halves && m % 2 == 0 };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let f = gemv::generate_batch(&s, batch, &arch).unwrap_or_else(|e| panic!("{e}"));
         let inputs = f.default_inputs();
@@ -276,6 +283,7 @@ fn one_position_of_the_batched_gemv_is_the_gemv() {
         h: 2,
         strategy: Reduce::Chain,
         seed: 7,
+        halves: false,
     };
     let arch = Arch::wse3();
     let one = gemv::generate(&s, &arch).unwrap();
@@ -301,7 +309,7 @@ proptest! {
         dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)],
         seed in any::<u64>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: Reduce::Chain, seed };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: Reduce::Chain, seed, halves: false };
         let arch = Arch::wse3();
         let one = gemv::generate(&s, &arch).unwrap();
         let many = gemv::generate_batch(&s, batch, &arch).unwrap();
@@ -316,5 +324,48 @@ proptest! {
         let other = gemv::generate(&GemvSpec { seed: seed ^ 1, ..s.clone() }, &arch).unwrap();
         let carried = gemv::generate_batch(&s, batch, &arch).unwrap().holding_data_of(&other);
         prop_assert_eq!(gemv::weights(&s, &arch, &carried.program), gemv::weights(&s, &arch, &other.program));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// With `halves`, a matrix loaded from a model gives the reference's
+    /// `y` in W's order (bit for bit, the cost model exact), and each pair
+    /// `y[i]`, `y[m/2 + i]` leaves on one tile row or two adjacent ones.
+    #[test]
+    fn halves_side_by_side_keep_w_and_put_each_pair_on_a_row(
+        half in 1u32..40, n in 1u32..50, w in 1u32..6, h in 1u32..12,
+        dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8)],
+        seed in any::<u64>(),
+    ) {
+        let m = 2 * half;
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: Reduce::Tree { k: 2 }, seed, halves: true };
+        let arch = Arch::wse3();
+        let mut f = gemv::generate(&s, &arch).unwrap_or_else(|e| panic!("{e}"));
+        // A matrix whose rows differ (row r's elements near r), so a row
+        // computed in another's place shows.
+        let mat: Vec<f32> = (0..m * n)
+            .map(|i| (i / n) as f32 * 0.25 + ((i % n) as f32 * 0.01).sin())
+            .collect();
+        gemv::load_weights(&s, &arch, &mut f, &mat).unwrap();
+        let inputs = f.default_inputs();
+        let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        // The reference on W as the PEs hold it (rounded to the dtype),
+        // which must be `mat`'s rows in W's order.
+        let held = gemv::weights(&s, &arch, &f.program);
+        for (r, (a, b)) in held.chunks(n as usize).zip(mat.chunks(n as usize)).enumerate() {
+            let close = a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 0.02 * y.abs().max(1.0));
+            prop_assert!(close, "row {} of {:?}", r, s);
+        }
+        prop_assert_eq!(&outs["y"], &gemv::reference(&s, &held, &inputs["x"]));
+        prop_assert_eq!(run.cycles, gemv::cost(&s, &arch));
+        // Each element's tile row, from the port.
+        let row_of = |e: u32| {
+            let seg = f.outputs[0].segments.iter().find(|g| g.offset <= e && e < g.offset + g.len).unwrap();
+            seg.stream[1..].parse::<u32>().unwrap()
+        };
+        for i in 0..half {
+            prop_assert!(row_of(i).abs_diff(row_of(half + i)) <= 1, "pair {} of {:?}", i, s);
+        }
     }
 }

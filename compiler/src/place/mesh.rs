@@ -95,7 +95,7 @@ pub(super) fn mesh(
     // The skyline of each tile: each column's first free row.
     let mut tops: Vec<Vec<u32>> = areas.iter().map(|a| vec![a.y0; gw as usize]).collect();
     let mut next_x: Vec<u32> = areas.iter().map(|a| a.x0).collect();
-    let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32), Option<Kernel>> =
+    let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32, bool), Option<Kernel>> =
         Default::default();
     // Where the next embedding table's columns start, and this stage's.
     let (mut next_table, mut table_x) = (0u32, 0u32);
@@ -116,8 +116,14 @@ pub(super) fn mesh(
         let k = match &s.work {
             // Every layer's projections have the same few shapes: each
             // shape's kernel is chosen (costed) once.
-            Work::Gemv { m, n, biases, .. } => gemvs
-                .entry((*m, n + !biases.is_empty() as u32, aw, ah))
+            Work::Gemv {
+                m,
+                n,
+                biases,
+                halves,
+                ..
+            } => gemvs
+                .entry((*m, n + !biases.is_empty() as u32, aw, ah, *halves))
                 .or_insert_with(|| {
                     let n = n + !biases.is_empty() as u32;
                     let arch = &o.arch;
@@ -130,6 +136,7 @@ pub(super) fn mesh(
                             h: (*m).min(ah),
                             strategy: o.reduce,
                             seed: i as u64,
+                            halves: *halves,
                         })
                     });
                     // MeshGEMV's columns run across the outputs, its rows

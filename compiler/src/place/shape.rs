@@ -139,7 +139,13 @@ pub(super) fn shape(
                 _ => false,
             })
         }
-        Work::Gemv { m, n, biases, .. } => {
+        Work::Gemv {
+            m,
+            n,
+            biases,
+            halves,
+            ..
+        } => {
             let n = n + !biases.is_empty() as u32;
             let mut cands = Vec::new();
             if o.gemv.tiled()
@@ -154,6 +160,7 @@ pub(super) fn shape(
                     h,
                     strategy: o.reduce,
                     seed,
+                    halves: *halves,
                 }));
             }
             if o.gemv.mesh(o.dtype) {
@@ -330,7 +337,13 @@ impl Memo {
     ) -> Option<Kernel> {
         // The work without its weights' names: what the shape depends on.
         let what = match &stage.work {
-            Work::Gemv { m, n, biases, .. } => format!("gemv {m}x{n} {}", biases.len()),
+            Work::Gemv {
+                m,
+                n,
+                biases,
+                halves,
+                ..
+            } => format!("gemv {m}x{n} {} {halves}", biases.len()),
             Work::Embed { vocab, dim, .. } => format!("embed {vocab}x{dim}"),
             Work::RmsNorm { n, eps, .. } => format!("rmsnorm {n} {eps}"),
             Work::Attention {

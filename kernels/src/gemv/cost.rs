@@ -176,6 +176,7 @@ pub fn best_rect(
                 h,
                 strategy,
                 seed: 0,
+                halves: false,
             };
             if validate(&spec, 1, arch).is_err()
                 || C_LEVEL0 as u32 + Plan::shape(w, strategy).0 > arch.colors

@@ -45,6 +45,14 @@ pub struct GemvSpec {
     pub strategy: Strategy,
     /// Seed of the random weights and default x.
     pub seed: u64,
+    /// `y`'s two halves side by side ([`row_runs`]): tile row `r`
+    /// computes the `r`-th piece of the first half, then the same piece
+    /// of the second, so a kernel taking both halves element by element
+    /// (a SwiGLU's gate and up projections, fused into one GEMV) finds
+    /// each pair on one row instead of half the rectangle apart. The
+    /// ports keep W's and y's order; only which row computes what moves.
+    #[serde(default)]
+    pub halves: bool,
 }
 
 impl GemvSpec {
@@ -203,6 +211,11 @@ fn validate(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<(), KernelError> {
     }
     let why = if s.w == 0 || s.h == 0 {
         Some("it is empty".to_string())
+    } else if s.halves && s.m % 2 == 1 {
+        Some(format!(
+            "its halves side by side need an even number of rows, not {}",
+            s.m
+        ))
     } else if !cols_ok(s.n, s.dtype, s.w) || s.h > s.m {
         Some(match s.dtype {
             DType::Mxfp4 => format!(
@@ -346,9 +359,65 @@ pub fn generate_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<Fragment,
     Ok(Fragment {
         program: program.into(),
         inputs: vec![port("x", &cols, s.n)],
-        outputs: vec![port("y", &rows, s.m)],
+        outputs: vec![y_port(s, &rows, batch)],
         state: Vec::new(),
     })
+}
+
+/// Which of W's rows the kernel's rows are, as runs `(kernel row, W's
+/// row, len)` in kernel order: one run, or with `halves` each tile row's
+/// piece of the first half and then the same piece of the second (the
+/// pieces split each half as evenly as the tile rows split W, so a tile
+/// row holds a pair within a row of its own).
+pub fn row_runs(s: &GemvSpec) -> Vec<(u32, u32, u32)> {
+    if !s.halves {
+        return vec![(0, 0, s.m)];
+    }
+    let half = s.m / 2;
+    split(half, s.h.min(half))
+        .into_iter()
+        .flat_map(|(off, len)| [(2 * off, off, len), (2 * off + len, half + off, len)])
+        .filter(|r| r.2 > 0)
+        .collect()
+}
+
+/// W's row of each kernel row.
+fn kernel_rows(s: &GemvSpec) -> Vec<u32> {
+    (row_runs(s).into_iter())
+        .flat_map(|(_, t, len)| t..t + len)
+        .collect()
+}
+
+/// Port `y`: tile row `r`'s stream carries kernel rows `rows[r]`, each
+/// position after the last, and each kernel row is W's row
+/// ([`row_runs`]).
+fn y_port(s: &GemvSpec, rows: &[(u32, u32)], batch: u32) -> crate::TensorPort {
+    if !s.halves {
+        return crate::positions_port("y", "y", rows, s.m, batch);
+    }
+    let runs = row_runs(s);
+    let mut segments = Vec::new();
+    for p in 0..batch {
+        for (r, &(o, l)) in rows.iter().enumerate() {
+            // The runs this tile row's kernel rows `o..o + l` meet.
+            for &(k, t, len) in &runs {
+                let (from, to) = (k.max(o), (k + len).min(o + l));
+                if from < to {
+                    segments.push(crate::Segment {
+                        stream: format!("y{r}"),
+                        offset: p * s.m + t + (from - k),
+                        len: to - from,
+                        at: p * l + (from - o),
+                    });
+                }
+            }
+        }
+    }
+    crate::TensorPort {
+        name: "y".into(),
+        len: batch * s.m,
+        segments,
+    }
 }
 
 fn code_name(nt: u32, mt: u32, steps: &[(u32, Action)], root: bool) -> String {
@@ -616,11 +685,21 @@ fn weights_at(s: &GemvSpec, order: TileOrder, p: &Program, transposed: bool) -> 
             w[i] = tile[k];
         }
     }
-    match s.dtype {
+    let w = match s.dtype {
         DType::I8 => crate::quant::dequantize_int8(&w, &scales, s.n),
         DType::Mxfp4 => crate::quant::dequantize_mxfp4(&w, &scales, s.n),
         _ => w,
+    };
+    if !s.halves {
+        return w;
     }
+    // Kernel rows back to W's.
+    let n = s.n as usize;
+    let mut out = vec![0.0; w.len()];
+    for (k, t) in kernel_rows(s).into_iter().enumerate() {
+        out[t as usize * n..][..n].copy_from_slice(&w[k * n..][..n]);
+    }
+    out
 }
 
 /// Columns of W the tile at `at` holds.
@@ -647,6 +726,19 @@ pub fn load_weights(
             w.len()
         )));
     }
+    // W's rows in kernel order (`halves`).
+    let kernel_order: Vec<f32>;
+    let w = match s.halves {
+        false => w,
+        true => {
+            let n = s.n as usize;
+            kernel_order = (kernel_rows(s).into_iter())
+                .flat_map(|t| &w[t as usize * n..][..n])
+                .copied()
+                .collect();
+            &kernel_order
+        }
+    };
     let (held, scales) = match s.dtype {
         DType::I8 => crate::quant::quantize_int8(w, s.m, s.n),
         DType::Mxfp4 => crate::quant::quantize_mxfp4(w, s.m, s.n),
@@ -746,6 +838,7 @@ mod tests {
             h,
             strategy: crate::reduce::Strategy::Tree { k: 2 },
             seed: 1,
+            halves: false,
         }
     }
 

@@ -385,6 +385,7 @@ fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow
         h,
         strategy,
         seed: a.seed,
+        halves: false,
     };
     let frag = gemv::generate_batch(&spec, a.batch, &arch)?;
     let frag = if a.transposed {

@@ -43,6 +43,7 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         h,
         strategy,
         seed: a.seed,
+        halves: false,
     };
     let second = GemvSpec {
         m: k,
@@ -52,6 +53,7 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         h: w,
         strategy,
         seed: a.seed.wrapping_add(7),
+        halves: false,
     };
     // W2 is generated unmirrored, so on the machine mirrored too.
     let mirror = Arch {

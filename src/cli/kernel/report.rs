@@ -54,6 +54,7 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     h,
                     strategy,
                     seed: 1,
+                    halves: false,
                 };
                 let frag = gemv::generate(&spec, &arch)?;
                 let inputs = frag.default_inputs();
