@@ -6,7 +6,7 @@ use super::tiles::{Area, Tiles};
 use super::{Kernel, Options, PlaceError, PlacementKind, Site, groups, no_fit, unplaceable};
 use crate::footprint::weight_bytes;
 use crate::model::Config;
-use crate::stage::{Stage, Work};
+use crate::stage::{Src, Stage, Work};
 use wafer_emulator::Pe;
 use wafer_kernels::gemv::GemvSpec;
 
@@ -92,8 +92,24 @@ pub(super) fn mesh(
         None if group[i] == 0 => 0,
         None => areas.len() - 1,
     };
-    // The skyline of each tile: each column's first free row.
+    // The skylines of each tile: each column's first free row from the
+    // top, and from the bottom (the row after the last free one).
     let mut tops: Vec<Vec<u32>> = areas.iter().map(|a| vec![a.y0; gw as usize]).collect();
+    let mut floors: Vec<Vec<u32>> = areas.iter().map(|a| vec![a.y1; gw as usize]).collect();
+    // Attention's input enters its columns' bottom PEs (its columns run
+    // upward), so a stage whose output attention takes (RoPE) goes as low
+    // as it fits: on the 8B, `wse3`, RoPE's q and k then reach attention
+    // a few rows away instead of its columns' height.
+    let feeds_attention: Vec<bool> = (stages.iter())
+        .map(|s| {
+            s.outputs.iter().any(|v| {
+                stages.iter().any(|t| {
+                    matches!(t.work, Work::Attention { .. })
+                        && (t.inputs.iter()).any(|(_, srcs)| srcs.contains(&Src::Value(*v)))
+                })
+            })
+        })
+        .collect();
     let mut next_x: Vec<u32> = areas.iter().map(|a| a.x0).collect();
     let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32, bool), Option<Kernel>> =
         Default::default();
@@ -193,18 +209,25 @@ pub(super) fn mesh(
                 // side from the west along the tile's top again: stages
                 // then share PEs, and their SRAM adds up.
                 let (w, h) = k.size();
-                let top = &mut tops[t];
+                let (top, floor) = (&mut tops[t], &mut floors[t]);
                 let mut xs: Vec<u32> = (area.x0..=area.x1.saturating_sub(w)).collect();
                 if let Some(e) = east[t] {
                     xs.sort_by_key(|&x0| ((x0 + w).abs_diff(e), x0));
                 }
+                let low = feeds_attention[i];
                 let free = xs.into_iter().find_map(|x0| {
-                    let y0 = top[x0 as usize..(x0 + w) as usize].iter().copied().max()?;
-                    (y0 + h <= area.y1).then_some((x0, y0))
+                    let cols = x0 as usize..(x0 + w) as usize;
+                    let y0 = top[cols.clone()].iter().copied().max()?;
+                    let y1 = floor[cols].iter().copied().min()?;
+                    (y0 + h <= y1).then_some((x0, if low { y1 - h } else { y0 }))
                 });
                 match free {
                     Some((x0, y0)) => {
-                        top[x0 as usize..(x0 + w) as usize].fill(y0 + h);
+                        let cols = x0 as usize..(x0 + w) as usize;
+                        match low {
+                            true => floor[cols].fill(y0),
+                            false => top[cols].fill(y0 + h),
+                        }
                         Pe::new(x0, y0)
                     }
                     None => {
