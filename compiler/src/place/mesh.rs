@@ -219,7 +219,8 @@ pub(super) fn mesh(
                     let cols = x0 as usize..(x0 + w) as usize;
                     let y0 = top[cols.clone()].iter().copied().max()?;
                     let y1 = floor[cols].iter().copied().min()?;
-                    (y0 + h <= y1).then_some((x0, if low { y1 - h } else { y0 }))
+                    // `then`, not `then_some`: `y1 - h` only where it fits.
+                    (y0 + h <= y1).then(|| (x0, if low { y1 - h } else { y0 }))
                 });
                 match free {
                     Some((x0, y0)) => {
