@@ -100,15 +100,19 @@ pub(super) fn mesh(
     // upward), so a stage whose output attention takes (RoPE) goes as low
     // as it fits: on the 8B, `wse3`, RoPE's q and k then reach attention
     // a few rows away instead of its columns' height.
-    let feeds_attention: Vec<bool> = (stages.iter())
-        .map(|s| {
-            s.outputs.iter().any(|v| {
-                stages.iter().any(|t| {
-                    matches!(t.work, Work::Attention { .. })
-                        && (t.inputs.iter()).any(|(_, srcs)| srcs.contains(&Src::Value(*v)))
-                })
-            })
+    // (The values attention reads first, in one pass: a mixture of
+    // experts has thousands of stages, and the region search places
+    // the model many times.)
+    let attention_reads: std::collections::HashSet<usize> = (stages.iter())
+        .filter(|t| matches!(t.work, Work::Attention { .. }))
+        .flat_map(|t| t.inputs.iter().flat_map(|(_, srcs)| srcs))
+        .filter_map(|src| match src {
+            Src::Value(v) => Some(*v),
+            _ => None,
         })
+        .collect();
+    let feeds_attention: Vec<bool> = (stages.iter())
+        .map(|s| s.outputs.iter().any(|v| attention_reads.contains(v)))
         .collect();
     let mut next_x: Vec<u32> = areas.iter().map(|a| a.x0).collect();
     let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32, bool), Option<Kernel>> =
