@@ -1,11 +1,11 @@
 //! Rotary position embedding on a vector of heads down a column of PEs.
 //!
 //! `heads` heads of `head_dim` (even) are split over `h` PEs, whole heads
-//! each, or, with `h = 2 · heads` (and `head_dim` a multiple of 4), half a
-//! head each: the first or second half of its pairs. Either way every
-//! rotated pair is local to one PE in either layout: adjacent pairs
+//! each, or, with `h = p · heads` (`p ≥ 2`, `head_dim` a multiple of
+//! `2p`), a `p`-th of a head each: its `p`-th part of the pairs. Either way
+//! every rotated pair is local to one PE in either layout: adjacent pairs
 //! `(2i, 2i+1)` (llama2.c) or half-split pairs `(i, i + d/2)` (Hugging
-//! Face checkpoints; half a head is then two runs of `d/4`, its pairs'
+//! Face checkpoints; a part of a head is then two runs of `d/2p`, its pairs'
 //! two members). Pair `i` turns by `pos · θ^(−2i/d)`. PE `r`
 //! holds its pairs' frequencies `θ^(−2i/d)` (computed in f32 at generation time),
 //! receives `[pos, its heads]` from the west, computes the angles' sines and
@@ -38,7 +38,7 @@ pub struct RopeSpec {
     /// The default position (the `pos` input).
     pub pos: u32,
     /// PEs in the column: at most `heads` (whole heads each), or
-    /// `2 · heads` (half a head each).
+    /// `p · heads` (a `p`-th of a head each; `head_dim` a multiple of `2p`).
     pub h: u32,
 }
 
@@ -46,21 +46,22 @@ const CA: u8 = 0;
 const CO: u8 = 2;
 
 impl RopeSpec {
-    /// Whether each PE rotates half a head.
-    fn halves(&self) -> bool {
-        self.heads > 0 && self.h == 2 * self.heads
-    }
-    /// The elements a PE rotates as one: a head, or half of one.
-    fn unit(&self) -> u32 {
-        if self.halves() {
-            self.head_dim / 2
+    /// How many PEs share a head: 1 (whole heads a PE), or `h / heads`
+    /// where the column is a multiple of the heads taller than them.
+    fn parts(&self) -> u32 {
+        if self.heads > 0 && self.h > self.heads && self.h.is_multiple_of(self.heads) {
+            self.h / self.heads
         } else {
-            self.head_dim
+            1
         }
+    }
+    /// The elements a PE rotates as one: a head, or a part of one.
+    fn unit(&self) -> u32 {
+        self.head_dim / self.parts()
     }
     /// Each PE's units: the first and how many.
     fn split(&self) -> Vec<(u32, u32)> {
-        if self.halves() {
+        if self.parts() > 1 {
             (0..self.h).map(|r| (r, 1)).collect()
         } else {
             split(self.heads, self.h)
@@ -75,30 +76,38 @@ impl RopeSpec {
         }
     }
     /// The runs of `x` (offset, length) unit `u` is, in the order its PE
-    /// holds them: a head; the half of a head's adjacent pairs; or the
-    /// first members then the second of a quarter of its half-split ones.
+    /// holds them: a head; a part of a head's adjacent pairs; or the first
+    /// members then the second of a part of its half-split ones.
     fn runs(&self, u: u32) -> Vec<(u32, u32)> {
-        let d = self.head_dim;
-        if !self.halves() {
+        let (d, p) = (self.head_dim, self.parts());
+        if p == 1 {
             return vec![(u * d, d)];
         }
-        let (head, part) = (u / 2, u % 2);
+        let (head, part) = (u / p, u % p);
         match self.layout {
-            RopeLayout::Adjacent => vec![(head * d + part * d / 2, d / 2)],
-            RopeLayout::HalfSplit => vec![
-                (head * d + part * d / 4, d / 4),
-                (head * d + d / 2 + part * d / 4, d / 4),
-            ],
+            RopeLayout::Adjacent => vec![(head * d + part * d / p, d / p)],
+            RopeLayout::HalfSplit => {
+                let q = d / (2 * p);
+                vec![(head * d + part * q, q), (head * d + d / 2 + part * q, q)]
+            }
         }
     }
     /// The pairs (indices into [`RopeSpec::inv_freq`]) PE `r` turns.
     fn pairs(&self, r: u32) -> std::ops::Range<usize> {
-        let q = self.head_dim as usize / 4;
-        match self.halves() {
-            true if r.is_multiple_of(2) => 0..q,
-            true => q..2 * q,
-            false => 0..self.head_dim as usize / 2,
-        }
+        let p = self.parts();
+        let q = (self.head_dim / (2 * p)) as usize;
+        let part = (r % p) as usize;
+        part * q..(part + 1) * q
+    }
+    /// The column heights that split each head over `p ≥ 2` PEs on a
+    /// machine of `rows` rows: `p · heads` where `head_dim` is a multiple
+    /// of `2p`.
+    pub fn part_heights(heads: u32, head_dim: u32, rows: u32) -> Vec<u32> {
+        (2..)
+            .map_while(|p: u32| (heads > 0 && p * heads <= rows).then_some(p))
+            .filter(|p| head_dim.is_multiple_of(2 * p))
+            .map(|p| p * heads)
+            .collect()
     }
     /// What cos and sin are scaled by: [`attention_factor`].
     pub fn attention_factor(&self) -> f32 {
@@ -243,22 +252,24 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
             s.heads, s.head_dim
         )));
     }
-    let halves_fit = s.head_dim.is_multiple_of(4) && 2 * s.heads <= arch.grid_rows;
+    let parts = RopeSpec::part_heights(s.heads, s.head_dim, arch.grid_rows);
     if s.h == 0
-        || (s.h > s.heads && !s.halves())
         || s.h > arch.grid_rows
-        || (s.halves() && !halves_fit)
+        || (s.h > s.heads && !parts.contains(&s.h))
     {
-        let halves = if halves_fit {
-            format!(", or {} (half a head per PE)", 2 * s.heads)
-        } else {
-            String::new()
+        let parts = match &parts[..] {
+            [] => String::new(),
+            [one] => format!(", or {one} (a part of a head per PE)"),
+            more => format!(
+                ", or one of {} (a part of a head per PE)",
+                more.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ),
         };
         return Err(KernelError::Rect {
             w: 1,
             h: s.h,
             why: format!(
-                "use 1..{} PEs (whole heads per PE){halves}",
+                "use 1..{} PEs (whole heads per PE){parts}",
                 s.heads.min(arch.grid_rows)
             ),
         });
@@ -345,7 +356,7 @@ head:
         s.h, s.h
     )
     .unwrap();
-    if s.halves() {
+    if s.parts() > 1 {
         for r in 0..s.h {
             writeln!(src, ".data ifq 0,{r} 1x1 = [{}]", freqs(r)).unwrap();
         }
@@ -524,13 +535,9 @@ pub fn reference_batch(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Pr
 /// The reference: the PEs' f32 operations in their order.
 pub fn reference(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program) -> Vec<f32> {
     // The frequencies as the PEs hold them: all on each PE, or a head's
-    // two halves on two.
+    // parts on as many.
     let ifq = |r: u32| p.initial_values(Pe::new(0, r), "ifq").expect("ifq exists");
-    let freqs = if s.halves() {
-        [ifq(0), ifq(1)].concat()
-    } else {
-        ifq(0)
-    };
+    let freqs: Vec<f32> = (0..s.parts()).flat_map(ifq).collect();
     let pos = inputs["pos"][0];
     let (d, half) = (s.head_dim as usize, s.head_dim as usize / 2);
     let (stride, partner) = match s.layout {

@@ -27,12 +27,12 @@ proptest! {
     #[test]
     fn rope_matches_reference_and_cost_model(
         heads in 1u32..6, half in 1u32..9, pos in 0u32..5000, h in 1u32..6, adjacent in any::<bool>(), wse3 in any::<bool>(),
-        yarn in any::<bool>(), halves in any::<bool>(),
+        yarn in any::<bool>(), parts in 1u32..5,
     ) {
         // gpt-oss's YaRN scales cos and sin as well as the frequencies.
         let scaling = yarn.then_some(RopeScaling::Yarn { factor: 32.0, beta_fast: 32.0, beta_slow: 1.0, original: 4096.0, truncate: false });
-        // Half a head a PE where the head dimension is a multiple of 4.
-        let h = if halves && half % 2 == 0 { 2 * heads } else { h.min(heads) };
+        // A part of a head a PE where the pairs split evenly.
+        let h = if parts > 1 && half % parts == 0 { parts * heads } else { h.min(heads) };
         let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (inputs, y, measured, f) = run(&s, &arch);
@@ -148,10 +148,10 @@ proptest! {
     #[test]
     fn batched_rope_matches_the_one_position_kernel_and_its_cost_model(
         heads in 1u32..5, half in 1u32..6, pos in 0u32..3000, h in 1u32..5, batch in 1u32..6,
-        adjacent in any::<bool>(), wse3 in any::<bool>(), yarn in any::<bool>(), halves in any::<bool>(),
+        adjacent in any::<bool>(), wse3 in any::<bool>(), yarn in any::<bool>(), parts in 1u32..5,
     ) {
         let scaling = yarn.then_some(RopeScaling::Yarn { factor: 32.0, beta_fast: 32.0, beta_slow: 1.0, original: 4096.0, truncate: false });
-        let h = if halves && half % 2 == 0 { 2 * heads } else { h.min(heads) };
+        let h = if parts > 1 && half % parts == 0 { parts * heads } else { h.min(heads) };
         let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let one = rope::generate(&s, &arch).unwrap();
@@ -176,12 +176,13 @@ proptest! {
     }
 }
 
-/// The 8B's RoPE (40 heads of 128) on 80 PEs, half a head each: the same
-/// bits as on 40, whole heads each, from the same inputs, and faster
-/// (each PE computes half the sines and cosines and rotates half the
-/// pairs); both as their cost models say.
+/// The 8B's RoPE (40 heads of 128) on 80 and 160 PEs, half and a quarter
+/// of a head each: the same bits as on 40, whole heads each, from the
+/// same inputs, and faster at each step (each PE computes a part of the
+/// sines and cosines and rotates a part of the pairs); all as their cost
+/// models say.
 #[test]
-fn half_a_head_a_pe_is_whole_heads_bit_for_bit_and_faster() {
+fn parts_of_a_head_a_pe_are_whole_heads_bit_for_bit_and_faster() {
     let arch = Arch::wse3();
     for layout in [RopeLayout::Adjacent, RopeLayout::HalfSplit] {
         let spec = |h| RopeSpec {
@@ -193,21 +194,42 @@ fn half_a_head_a_pe_is_whole_heads_bit_for_bit_and_faster() {
             pos: 1000,
             h,
         };
-        let (whole, halves) = (spec(40), spec(80));
+        let whole = spec(40);
         let f = rope::generate(&whole, &arch).unwrap();
         let inputs = f.default_inputs();
         let (a, ra) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
-        let g = rope::generate(&halves, &arch).unwrap();
-        let (b, rb) = g.run(&arch, &inputs, &RunConfig::default()).unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&a["y"]), bits(&b["y"]), "{layout:?}");
         assert_eq!(ra.cycles, rope::cost(&whole, &arch));
-        assert_eq!(rb.cycles, rope::cost(&halves, &arch));
-        assert!(
-            rb.cycles * 10 < ra.cycles * 6,
-            "{layout:?}: {} vs {}",
-            rb.cycles,
-            ra.cycles
-        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut before = ra.cycles;
+        for h in [80, 160] {
+            let parts = spec(h);
+            let g = rope::generate(&parts, &arch).unwrap();
+            let (b, rb) = g.run(&arch, &inputs, &RunConfig::default()).unwrap();
+            assert_eq!(bits(&a["y"]), bits(&b["y"]), "{layout:?} on {h}");
+            assert_eq!(rb.cycles, rope::cost(&parts, &arch), "{layout:?} on {h}");
+            assert!(
+                rb.cycles * 10 < before * 6,
+                "{layout:?} on {h}: {} vs {before}",
+                rb.cycles,
+            );
+            before = rb.cycles;
+        }
     }
+}
+
+/// A column that is a multiple of the heads but does not split their
+/// pairs evenly is refused, naming the heights that do.
+#[test]
+fn a_part_of_a_head_that_splits_no_pairs_evenly_is_refused() {
+    let s = RopeSpec {
+        heads: 4,
+        head_dim: 8,
+        theta: 10000.0,
+        layout: RopeLayout::HalfSplit,
+        scaling: None,
+        pos: 3,
+        h: 12,
+    };
+    let e = rope::generate(&s, &Arch::wse3()).unwrap_err().to_string();
+    assert!(e.contains("use 1..4 PEs") && e.contains("one of 8, 16"), "{e}");
 }

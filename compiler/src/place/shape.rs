@@ -187,10 +187,10 @@ pub(super) fn shape(
             pairs,
             scaling,
         } => cheapest(
-            // Whole heads a PE, or half a head each.
+            // Whole heads a PE, or a part of a head each.
             sizes((*heads).min(bh))
                 .into_iter()
-                .chain((head % 4 == 0 && 2 * heads <= bh).then_some(2 * heads))
+                .chain(RopeSpec::part_heights(*heads, *head, bh))
                 .map(|h| {
                     Kernel::Rope(RopeSpec {
                         heads: *heads,
