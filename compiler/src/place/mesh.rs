@@ -114,6 +114,28 @@ pub(super) fn mesh(
     let feeds_attention: Vec<bool> = (stages.iter())
         .map(|s| s.outputs.iter().any(|v| attention_reads.contains(v)))
         .collect();
+    // A stage that takes the output of a projection tiled over every tile
+    // (the classifier's logits, into argmax) is shaped and placed against
+    // that projection's east edge on the whole wafer, as a tile's stages
+    // are against their tile's: on the 8B, `wse3`, argmax was a column of
+    // one tile's height (292 PEs, 4,927 cycles) a tile's width from the
+    // logits.
+    let whole_gemv: std::collections::HashSet<usize> = (stages.iter())
+        .filter(|t| t.layer.is_none() && matches!(t.work, Work::Gemv { .. }))
+        .flat_map(|t| t.outputs.iter().copied())
+        .collect();
+    let on_whole: Vec<bool> = (stages.iter())
+        .map(|s| {
+            !matches!(s.work, Work::Gemv { .. } | Work::Embed { .. })
+                && (s.inputs.iter().flat_map(|(_, srcs)| srcs))
+                    .any(|src| matches!(src, Src::Value(v) if whole_gemv.contains(v)))
+        })
+        .collect();
+    let area_of = |i: usize, s: &Stage| match (&s.work, s.layer) {
+        (Work::Gemv { .. }, None) => whole,
+        _ if on_whole[i] => whole,
+        _ => areas[tile_of(i)],
+    };
     let mut next_x: Vec<u32> = areas.iter().map(|a| a.x0).collect();
     let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32, bool), Option<Kernel>> =
         Default::default();
@@ -123,15 +145,11 @@ pub(super) fn mesh(
     let mut kernels = Vec::with_capacity(stages.len());
     let mut table_at: Vec<u32> = Vec::with_capacity(stages.len());
     for (i, s) in stages.iter().enumerate() {
-        let t = tile_of(i);
         // A layer's projections are tiled over its tile of the wafer (as
         // far as their matrices have rows and columns), so each PE holds
         // a tile of every layer of its tile; the projections outside the
         // layers (the classifier) over every tile.
-        let area = match (&s.work, s.layer) {
-            (Work::Gemv { .. }, None) => whole,
-            _ => areas[t],
-        };
+        let area = area_of(i, s);
         let (aw, ah) = (area.x1 - area.x0, area.y1 - area.y0);
         let k = match &s.work {
             // Every layer's projections have the same few shapes: each
@@ -187,20 +205,26 @@ pub(super) fn mesh(
     // it go as near that edge as they fit (on the 8B, `wse3`, this took
     // a token from 447,295 to 424,690 predicted cycles; hand-offs 113,205
     // to 110,105, and the region search moved).
-    let mut east: Vec<Option<u32>> = vec![None; areas.len()];
+    // The last of them is the whole wafer's (`whole_east`, with skylines
+    // of its own: its stages share PEs with the tiles', their SRAM adding
+    // up as where a tile's skyline is full).
+    let mut east: Vec<Option<u32>> = vec![None; areas.len() + 1];
     for (i, (s, k)) in stages.iter().zip(&kernels).enumerate() {
-        if let (Some(_), Kernel::Gemv(g)) = (s.layer, k) {
-            let t = tile_of(i);
-            let e = areas[t].x0 + g.w;
+        if let Kernel::Gemv(g) = k {
+            let t = match s.layer {
+                Some(_) => tile_of(i),
+                None => areas.len(),
+            };
+            let e = area_of(i, s).x0 + g.w;
             east[t] = Some(east[t].map_or(e, |f: u32| f.max(e)));
         }
     }
+    tops.push(vec![whole.y0; gw as usize]);
+    floors.push(vec![whole.y1; gw as usize]);
+    next_x.push(whole.x0);
     for (i, (s, k)) in stages.iter().zip(kernels).enumerate() {
-        let t = tile_of(i);
-        let area = match (&s.work, s.layer) {
-            (Work::Gemv { .. }, None) => whole,
-            _ => areas[t],
-        };
+        let t = if on_whole[i] { areas.len() } else { tile_of(i) };
+        let area = area_of(i, s);
         let origin = match s.work {
             Work::Gemv { .. } => Pe::new(area.x0, area.y0),
             Work::Embed { .. } => Pe::new(table_at[i], 0),
