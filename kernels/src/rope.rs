@@ -253,16 +253,16 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         )));
     }
     let parts = RopeSpec::part_heights(s.heads, s.head_dim, arch.grid_rows);
-    if s.h == 0
-        || s.h > arch.grid_rows
-        || (s.h > s.heads && !parts.contains(&s.h))
-    {
+    if s.h == 0 || s.h > arch.grid_rows || (s.h > s.heads && !parts.contains(&s.h)) {
         let parts = match &parts[..] {
             [] => String::new(),
             [one] => format!(", or {one} (a part of a head per PE)"),
             more => format!(
                 ", or one of {} (a part of a head per PE)",
-                more.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                more.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         return Err(KernelError::Rect {

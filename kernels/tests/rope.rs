@@ -231,5 +231,8 @@ fn a_part_of_a_head_that_splits_no_pairs_evenly_is_refused() {
         h: 12,
     };
     let e = rope::generate(&s, &Arch::wse3()).unwrap_err().to_string();
-    assert!(e.contains("use 1..4 PEs") && e.contains("one of 8, 16"), "{e}");
+    assert!(
+        e.contains("use 1..4 PEs") && e.contains("one of 8, 16"),
+        "{e}"
+    );
 }

@@ -37,7 +37,7 @@ pub(super) fn run_attention(
         window: None,
         per_query_head: a.per_query_head,
     };
-    let (h, picked) = column(a, "attention", ctx.min(arch.grid_rows), |h| {
+    let (h, picked) = column(a, "attention", sizes(ctx.min(arch.grid_rows)), |h| {
         attention::generate(&make(h), &arch).map(|_| attention::cost(&make(h), &arch))
     })?;
     let spec = make(h);
@@ -88,13 +88,13 @@ pub(super) fn sizes(limit: u32) -> Vec<u32> {
 }
 
 /// `--rect 1xH`, or else the column height the cost model predicts fastest
-/// among those up to `limit` that fit (`cost` gives the generator's error
-/// for one that does not); true when picked. When none fits, the error is
-/// the tallest column's, which says what is wrong.
+/// among `heights` that fit (`cost` gives the generator's error for one
+/// that does not); true when picked. When none fits, the error is the
+/// last one tried's (the tallest of [`sizes`]), which says what is wrong.
 pub(super) fn column(
     a: &KernelArgs,
     name: &str,
-    limit: u32,
+    heights: Vec<u32>,
     cost: impl Fn(u32) -> Result<u64, KernelError>,
 ) -> anyhow::Result<(u32, bool)> {
     if let Some(r) = a.rect.as_deref() {
@@ -105,7 +105,8 @@ pub(super) fn column(
     }
     let mut best: Option<(u64, u32)> = None;
     let mut last_error = None;
-    for h in sizes(limit) {
+    let limit = heights.iter().copied().max().unwrap_or(0);
+    for h in heights {
         match cost(h) {
             Ok(c) => best = best.min(Some((c, h))).or(Some((c, h))),
             Err(e) => last_error = Some(e),
@@ -116,6 +117,14 @@ pub(super) fn column(
         (None, Some(e)) => Err(e.into()),
         (None, None) => bail!("no column of up to {limit} PEs to try for this {name}"),
     }
+}
+
+/// RoPE's columns: whole heads a PE, or a part of a head each, as the
+/// compiler tries them.
+fn rope_heights(heads: u32, head_dim: u32, rows: u32) -> Vec<u32> {
+    let mut v = sizes(heads.min(rows));
+    v.extend(RopeSpec::part_heights(heads, head_dim, rows));
+    v
 }
 
 pub(super) fn run_rope(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<Report> {
@@ -134,7 +143,7 @@ pub(super) fn run_rope(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<
         pos: a.pos,
         h,
     };
-    let (h, picked) = column(a, "rope", heads.min(arch.grid_rows), |h| {
+    let (h, picked) = column(a, "rope", rope_heights(heads, d, arch.grid_rows), |h| {
         rope::generate(&make(h), &arch).map(|_| rope::cost(&make(h), &arch))
     })?;
     let spec = make(h);
@@ -171,7 +180,7 @@ pub(super) fn run_argmax(
         strategy,
         seed: a.seed,
     };
-    let (h, picked) = column(a, "argmax", n.min(arch.grid_rows), |h| {
+    let (h, picked) = column(a, "argmax", sizes(n.min(arch.grid_rows)), |h| {
         argmax::generate(&make(h), &arch).map(|_| argmax::cost(&make(h), &arch))
     })?;
     let spec = make(h);

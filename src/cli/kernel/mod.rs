@@ -322,7 +322,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
                     eps: 1e-5,
                     seed: a.seed,
                 };
-                let (h, picked) = column(&a, name, n.min(arch.grid_rows), |h| {
+                let (h, picked) = column(&a, name, sizes(n.min(arch.grid_rows)), |h| {
                     vector::generate(&make(h), &arch).map(|_| vector::cost(&make(h), &arch))
                 })?;
                 let mut report = run_vector(
