@@ -104,7 +104,7 @@ impl RopeSpec {
     /// of `2p`.
     pub fn part_heights(heads: u32, head_dim: u32, rows: u32) -> Vec<u32> {
         (2..)
-            .map_while(|p: u32| (heads > 0 && p * heads <= rows).then_some(p))
+            .map_while(|p: u32| (heads > 0 && p.checked_mul(heads)? <= rows).then_some(p))
             .filter(|p| head_dim.is_multiple_of(2 * p))
             .map(|p| p * heads)
             .collect()
