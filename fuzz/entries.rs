@@ -368,6 +368,7 @@ pub fn kernel(data: &[u8]) -> bool {
         }
         2 => {
             let s = vector::VectorSpec {
+                w: 1,
                 op: b.pick(&vector::VectorOp::ALL).0,
                 n: b.u32(),
                 h: b.u32(),

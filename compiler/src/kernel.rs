@@ -46,7 +46,7 @@ impl Kernel {
             Kernel::Embed(s) => (s.w, s.h),
             Kernel::Gemv(s) => (s.w, s.h),
             Kernel::MeshGemv(s) => (s.w, s.h),
-            Kernel::Vector(s) => (1, s.h),
+            Kernel::Vector(s) => (s.w, s.h),
             Kernel::Rope(s) => (1, s.h),
             Kernel::Attention(s) => (s.columns(), s.h),
             Kernel::Argmax(s) => (1, s.h),

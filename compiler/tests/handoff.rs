@@ -142,6 +142,7 @@ fn streams_through_one_link_are_counted_together() {
     use wafer_kernels::vector::{VectorOp, VectorSpec, generate};
     let arch = Arch::wse3();
     let spec = |op| VectorSpec {
+        w: 1,
         op,
         n: 64,
         h: 4,

@@ -136,6 +136,7 @@ fn fragments_that_do_not_meet_are_refused_with_the_reason() {
     // it would have to come through the GEMV.
     use wafer_kernels::vector::{self, VectorOp, VectorSpec};
     let add = VectorSpec {
+        w: 1,
         op: VectorOp::Add,
         n: 24,
         h: 6,
@@ -167,6 +168,7 @@ fn a_chain_of_four_kernels_turns_south_and_matches_the_references() {
     };
     let (fa, wa) = explicit(&a);
     let silu = VectorSpec {
+        w: 1,
         op: VectorOp::Silu,
         n: a.m,
         h: a.h,

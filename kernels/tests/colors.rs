@@ -46,6 +46,7 @@ fn kernels_run_on_the_colors_they_are_given() {
         &high,
     );
     let softmax = VectorSpec {
+        w: 1,
         op: VectorOp::Softmax,
         n: 50,
         h: 5,
@@ -80,6 +81,7 @@ fn kernels_run_on_the_colors_they_are_given() {
 fn too_few_or_repeated_colors_are_refused() {
     let f = vector::generate(
         &VectorSpec {
+            w: 1,
             op: VectorOp::RmsNorm,
             n: 20,
             h: 4,

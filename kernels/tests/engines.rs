@@ -120,7 +120,7 @@ proptest! {
     #[test]
     fn vector_kernels_agree(op in 0usize..8, n in 1u32..100, h in 1u32..9, k in 0u32..3) {
         let arch = Arch::wse3();
-        let s = VectorSpec { op: VectorOp::ALL[op].0, n, h: h.min(n), strategy: strategy(k), eps: 1e-5, seed: 5 };
+        let s = VectorSpec { w: 1, op: VectorOp::ALL[op].0, n, h: h.min(n), strategy: strategy(k), eps: 1e-5, seed: 5 };
         let f = wafer_kernels::vector::generate(&s, &arch).unwrap();
         agree(&f.program, &arch)?;
     }

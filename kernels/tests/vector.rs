@@ -33,7 +33,7 @@ proptest! {
     fn vector_kernels_match_reference_and_cost_model(
         op in op(), n in 1u32..80, h in 1u32..9, k in 0u32..4, seed in any::<u64>(), wse3 in any::<bool>(),
     ) {
-        let s = VectorSpec { op, n, h: h.min(n), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
+        let s = VectorSpec { w: 1, op, n, h: h.min(n), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted) = check(&s, &arch);
         prop_assert_eq!(measured, predicted, "{:?}", s);
@@ -51,7 +51,7 @@ proptest! {
     ) {
         let strategy = if k == 0 { Reduce::Chain } else { Reduce::Tree { k } };
         prop_assert!(LineReduce::meets_in_the_middle(h, 1, strategy, Target::All));
-        let s = VectorSpec { op, n: h + extra, h, strategy, eps: 1e-5, seed };
+        let s = VectorSpec { w: 1, op, n: h + extra, h, strategy, eps: 1e-5, seed };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted) = check(&s, &arch);
         prop_assert_eq!(measured, predicted, "{:?}", s);
@@ -75,7 +75,7 @@ proptest! {
     ) {
         let op = if add { VectorOp::AddRmsNorm } else { VectorOp::RmsNorm };
         let n = h + extra;
-        let s = VectorSpec { op, n, h, strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
+        let s = VectorSpec { w: 1, op, n, h, strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let one = vector::generate(&s, &arch).unwrap();
         let f = vector::generate_batch(&s, batch, &arch).map(|f| f.holding_data_of(&one)).unwrap_or_else(|e| panic!("{s:?}: {e}"));
@@ -103,6 +103,7 @@ fn vector_kernels_agree_with_the_textbook() {
     let arch = Arch::wse3();
     for (op, _) in VectorOp::ALL {
         let s = VectorSpec {
+            w: 1,
             op,
             n: 37,
             h: 4,
@@ -181,6 +182,7 @@ fn vector_kernels_agree_with_the_textbook() {
 #[test]
 fn listing_of_an_rmsnorm() {
     let s = VectorSpec {
+        w: 1,
         op: VectorOp::RmsNorm,
         n: 10,
         h: 3,
@@ -203,7 +205,7 @@ proptest! {
         seed in any::<u64>(), wse3 in any::<bool>(),
     ) {
         let op = if add { VectorOp::AddRmsNorm } else { VectorOp::RmsNorm };
-        let s = VectorSpec { op, n, h: h.min(n), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
+        let s = VectorSpec { w: 1, op, n, h: h.min(n), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, eps: 1e-5, seed };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let other = vector::generate(&VectorSpec { seed: seed ^ 1, ..s.clone() }, &arch).unwrap();
         let f = vector::generate_batch(&s, batch, &arch).map(|f| f.holding_data_of(&other)).unwrap_or_else(|e| panic!("{s:?}: {e}"));

@@ -104,6 +104,7 @@ pub(super) fn shape(
         cheapest(
             sizes(n.min(bh)).into_iter().map(|h| {
                 Kernel::Vector(VectorSpec {
+                    w: 1,
                     op,
                     n,
                     h,

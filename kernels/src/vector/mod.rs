@@ -85,6 +85,15 @@ impl VectorOp {
         )
     }
 
+    /// Whether each element's result is its own (no statistic): such an
+    /// op may run on several columns.
+    pub fn element_wise(self) -> bool {
+        matches!(
+            self,
+            VectorOp::Add | VectorOp::Mul | VectorOp::Silu | VectorOp::Gelu | VectorOp::Swiglu
+        )
+    }
+
     fn reduces(self) -> bool {
         matches!(
             self,
@@ -100,12 +109,23 @@ pub struct VectorSpec {
     pub n: u32,
     /// PEs in the column.
     pub h: u32,
+    /// Columns (element-wise ops only; the norms and softmax are one
+    /// column): each row's segment is cut over the row's `w` PEs, every
+    /// PE's streams entering the row's west PE on colors of its own
+    /// ([`VectorSpec::colors_of`]) and its output leaving the row's east
+    /// PE.
+    #[serde(default = "one")]
+    pub w: u32,
     /// How the norms' and softmax's statistics are all-reduced.
     pub strategy: Strategy,
     /// The norms' epsilon.
     pub eps: f32,
     /// Seed of the default inputs and the norms' weights.
     pub seed: u64,
+}
+
+fn one() -> u32 {
+    1
 }
 
 const CA: u8 = 0;
@@ -121,8 +141,17 @@ const GELU_2C: f32 = 1.595_769_2;
 const GELU_K: f32 = 0.044715;
 
 impl VectorSpec {
+    /// Each PE's segment, row by row and along each row (PE `(c, r)`'s is
+    /// `r · w + c`): a row holds a run of the vector.
     fn segments(&self) -> Vec<(u32, u32)> {
-        split(self.n, self.h)
+        split(self.n, self.h * self.w)
+    }
+
+    /// Column `c`'s colors: its input `a`, input `b` and output (column
+    /// 0's are the one-column kernel's).
+    pub fn colors_of(c: u32) -> (u8, u8, u8) {
+        let base = 3 * c as u8;
+        (CA + base, CB + base, CO + base)
     }
 
     /// The column allreduce of a one-element statistic buffer.
@@ -156,26 +185,28 @@ fn f(v: f32) -> String {
     format!("{v:?}")
 }
 
-/// The instructions of PE `r`, whose segment has `len` elements.
-fn body(s: &VectorSpec, r: u32, len: u32) -> String {
+/// The instructions of PE `r` (its row in a column kernel; its segment's
+/// index in a wider one), whose segment has `len` elements, in column `c`.
+fn body(s: &VectorSpec, r: u32, c: u32, len: u32) -> String {
+    let (ca, cb, co) = VectorSpec::colors_of(c);
     let mut t = String::new();
     let w = |t: &mut String, line: &str| writeln!(t, "  {line}").unwrap();
     match s.op {
         VectorOp::Add => w(
             &mut t,
-            &format!("vfadd.f32 tx(c{CO}, {len}), rx(c{CA}), rx(c{CB})"),
+            &format!("vfadd.f32 tx(c{co}, {len}), rx(c{ca}), rx(c{cb})"),
         ),
         VectorOp::Mul => w(
             &mut t,
-            &format!("vfmul.f32 tx(c{CO}, {len}), rx(c{CA}), rx(c{CB})"),
+            &format!("vfmul.f32 tx(c{co}, {len}), rx(c{ca}), rx(c{cb})"),
         ),
         VectorOp::Silu | VectorOp::Swiglu => {
             if s.op == VectorOp::Swiglu {
                 // b arrives on a microthread while a arrives on the main
                 // thread; the final product waits for microthread 0.
-                w(&mut t, &format!("vmov.f32 b, rx(c{CB}) async 0"));
+                w(&mut t, &format!("vmov.f32 b, rx(c{cb}) async 0"));
             }
-            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            w(&mut t, &format!("vmov.f32 x, rx(c{ca})"));
             for line in [
                 "vfmul.f32 t, x, -1.0",
                 "vexp.f32 t, t",
@@ -186,13 +217,13 @@ fn body(s: &VectorSpec, r: u32, len: u32) -> String {
             }
             if s.op == VectorOp::Swiglu {
                 w(&mut t, "vfmul.f32 t, x, t");
-                w(&mut t, &format!("vfmul.f32 tx(c{CO}), t, b async 0"));
+                w(&mut t, &format!("vfmul.f32 tx(c{co}), t, b async 0"));
             } else {
-                w(&mut t, &format!("vfmul.f32 tx(c{CO}), x, t"));
+                w(&mut t, &format!("vfmul.f32 tx(c{co}), x, t"));
             }
         }
         VectorOp::Gelu => {
-            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            w(&mut t, &format!("vmov.f32 x, rx(c{ca})"));
             for line in [
                 "vfmul.f32 t, x, x".to_string(),
                 "vfmul.f32 t, t, x".to_string(),
@@ -204,27 +235,27 @@ fn body(s: &VectorSpec, r: u32, len: u32) -> String {
                 "vfmac.f32 t, 1.0, t, -2.0".to_string(),
                 "vfadd.f32 t, t, 1.0".to_string(),
                 "vfmul.f32 t, t, x".to_string(),
-                format!("vfmul.f32 tx(c{CO}), t, 0.5"),
+                format!("vfmul.f32 tx(c{co}), t, 0.5"),
             ] {
                 w(&mut t, &line);
             }
         }
         VectorOp::RmsNorm | VectorOp::AddRmsNorm => {
             if s.op == VectorOp::AddRmsNorm {
-                w(&mut t, &format!("vfadd.f32 x, rx(c{CA}), rx(c{CB})"));
+                w(&mut t, &format!("vfadd.f32 x, rx(c{ca}), rx(c{cb})"));
                 w(&mut t, &format!("vmov.f32 tx(c{CS}), x"));
             } else {
-                w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+                w(&mut t, &format!("vmov.f32 x, rx(c{ca})"));
             }
             w(&mut t, "lf f1, 0.0");
             w(&mut t, "vdot.f32 f1, x, x");
             w(&mut t, "stf st[0], f1");
             t.push_str(&s.stats("st", Combine::Add).code(r));
             scale_by_rsqrt(&mut t, s);
-            w(&mut t, &format!("vfmul.f32 tx(c{CO}), x, g"));
+            w(&mut t, &format!("vfmul.f32 tx(c{co}), x, g"));
         }
         VectorOp::LayerNorm => {
-            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            w(&mut t, &format!("vmov.f32 x, rx(c{ca})"));
             w(&mut t, "lf f1, 0.0");
             w(&mut t, "vsum.f32 f1, x");
             w(&mut t, "stf st[0], f1");
@@ -239,10 +270,10 @@ fn body(s: &VectorSpec, r: u32, len: u32) -> String {
             t.push_str(&s.stats("st", Combine::Add).code(r));
             scale_by_rsqrt(&mut t, s);
             w(&mut t, "vfmul.f32 x, x, g");
-            w(&mut t, &format!("vfadd.f32 tx(c{CO}), x, bias"));
+            w(&mut t, &format!("vfadd.f32 tx(c{co}), x, bias"));
         }
         VectorOp::Softmax => {
-            w(&mut t, &format!("vmov.f32 x, rx(c{CA})"));
+            w(&mut t, &format!("vmov.f32 x, rx(c{ca})"));
             w(&mut t, "lf f1, -inf");
             w(&mut t, "vrmax.f32 f1, x");
             w(&mut t, "stf st[0], f1");
@@ -256,7 +287,7 @@ fn body(s: &VectorSpec, r: u32, len: u32) -> String {
             t.push_str(&s.stats("st", Combine::Add).code(r));
             w(&mut t, "ldf f2, st[0]");
             w(&mut t, "frcp f2, f2");
-            w(&mut t, &format!("vfmul.f32 tx(c{CO}), x, f2"));
+            w(&mut t, &format!("vfmul.f32 tx(c{co}), x, f2"));
         }
     }
     t
@@ -292,9 +323,31 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     }
     if s.h > arch.grid_rows {
         return Err(KernelError::Rect {
-            w: 1,
+            w: s.w,
             h: s.h,
             why: format!("machine `{}` has {} rows", arch.name, arch.grid_rows),
+        });
+    }
+    if s.w == 0 || (s.w > 1 && !s.op.element_wise()) || s.w * s.h > s.n || s.w > arch.grid_cols {
+        return Err(KernelError::Rect {
+            w: s.w,
+            h: s.h,
+            why: format!(
+                "{} runs on 1..={} columns of at most one element a PE{}",
+                s.op.name(),
+                if s.op.element_wise() { s.n / s.h } else { 1 },
+                if s.op.element_wise() {
+                    ""
+                } else {
+                    " (its statistics reduce down one column)"
+                }
+            ),
+        });
+    }
+    if 3 * s.w > arch.colors as u32 {
+        return Err(KernelError::Colors {
+            need: 3 * s.w as usize,
+            have: arch.colors as usize,
         });
     }
     let seg = s.segments();
@@ -319,13 +372,16 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         });
     }
     let mut src = format!(
-        "; {} of a {}-element vector down a column of {} PEs\n.grid 1x{}\n",
+        "; {} of a {}-element vector down {} column(s) of {} PEs\n.grid {}x{}\n",
         s.op.name(),
         s.n,
+        s.w,
         s.h,
+        s.w,
         s.h
     );
-    for (r, (_, len)) in seg.iter().enumerate() {
+    for (k, (_, len)) in seg.iter().enumerate() {
+        let (c, r) = (k as u32 % s.w, k as u32 / s.w);
         let mut bufs = String::new();
         for b in ["x", "t", "b", "g", "bias"] {
             let used = match b {
@@ -341,13 +397,31 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         if s.op.reduces() {
             bufs.push_str("  .buffer st f32[1]\n");
         }
-        writeln!(src, ".code p{r}\n{bufs}  .task main local active\nmain:\n{}  end\n.end\n.place p{r} 0,{r} 1x1", body(s, r as u32, *len)).unwrap();
+        writeln!(src, ".code p{k}\n{bufs}  .task main local active\nmain:\n{}  end\n.end\n.place p{k} {c},{r} 1x1", body(s, k as u32, c, *len)).unwrap();
     }
-    writeln!(src, ".route 0,0 1x{} c{CA} W -> R", s.h).unwrap();
-    if s.op.two_inputs() {
-        writeln!(src, ".route 0,0 1x{} c{CB} W -> R", s.h).unwrap();
+    // Column `c`'s streams pass east through the columns west of it to
+    // its ramp; its output passes east through those east of it.
+    for c in 0..s.w {
+        let (ca, cb, co) = VectorSpec::colors_of(c);
+        let ins: &[u8] = if s.op.two_inputs() { &[ca, cb] } else { &[ca] };
+        for &i in ins {
+            if c > 0 {
+                writeln!(src, ".route 0,0 {c}x{} c{i} W -> E", s.h).unwrap();
+            }
+            writeln!(src, ".route {c},0 1x{} c{i} W -> R", s.h).unwrap();
+        }
+        writeln!(src, ".route {c},0 1x{} c{co} R -> E", s.h).unwrap();
+        if c + 1 < s.w {
+            writeln!(
+                src,
+                ".route {},0 {}x{} c{co} W -> E",
+                c + 1,
+                s.w - 1 - c,
+                s.h
+            )
+            .unwrap();
+        }
     }
-    writeln!(src, ".route 0,0 1x{} c{CO} R -> E", s.h).unwrap();
     if s.op == VectorOp::AddRmsNorm {
         writeln!(src, ".route 0,0 1x{} c{CS} R -> E", s.h).unwrap();
     }
@@ -372,25 +446,27 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             .unwrap();
         }
     }
-    for (r, (_, len)) in seg.iter().enumerate() {
+    for (k, (_, len)) in seg.iter().enumerate() {
+        let (c, r) = (k as u32 % s.w, k as u32 / s.w);
+        let (ca, cb, co) = VectorSpec::colors_of(c);
         // Softmax and the norms see larger inputs, as logits and activations do.
         writeln!(
             src,
-            ".input a{r} f32[{len}] -> 0,{r} W c{CA} = rand({})",
+            ".input a{k} f32[{len}] -> 0,{r} W c{ca} = rand({})",
             s.seed
         )
         .unwrap();
         if s.op.two_inputs() {
             writeln!(
                 src,
-                ".input b{r} f32[{len}] -> 0,{r} W c{CB} = rand({})",
+                ".input b{k} f32[{len}] -> 0,{r} W c{cb} = rand({})",
                 s.seed.wrapping_add(1)
             )
             .unwrap();
         }
-        writeln!(src, ".output y{r} f32[{len}] <- 0,{r} E c{CO}").unwrap();
+        writeln!(src, ".output y{k} f32[{len}] <- {},{r} E c{co}", s.w - 1).unwrap();
         if s.op == VectorOp::AddRmsNorm {
-            writeln!(src, ".output s{r} f32[{len}] <- 0,{r} E c{CS}").unwrap();
+            writeln!(src, ".output s{k} f32[{len}] <- 0,{r} E c{CS}").unwrap();
         }
     }
     let program = crate::assemble(&src, s.op.name())?;

@@ -315,6 +315,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
             (_, Some((op, _))) => {
                 let n = shape1(&a, &format!("{name} needs --shape N (the vector length)"))?;
                 let make = |h| VectorSpec {
+                    w: 1,
                     op: *op,
                     n,
                     h,
@@ -328,6 +329,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
                 let mut report = run_vector(
                     how,
                     &VectorSpec {
+                        w: 1,
                         op: *op,
                         n,
                         h,

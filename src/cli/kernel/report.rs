@@ -234,6 +234,7 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
         for (op, name) in VectorOp::ALL {
             for (n, h) in [(64, 4), (4096, 64)] {
                 let spec = VectorSpec {
+                    w: 1,
                     op,
                     n,
                     h,
