@@ -41,6 +41,49 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(80))]
+    /// SiLU, GELU and SwiGLU on several columns: every row's streams share
+    /// its west PE's port and its results its east PE's link, and the cost
+    /// model (the port's turns, the datapath's, the row's drain) is exact.
+    #[test]
+    fn wide_vector_kernels_match_reference_and_cost_model(
+        op in prop::sample::select(vec![VectorOp::Silu, VectorOp::Gelu, VectorOp::Swiglu]),
+        n in 1u32..120, h in 1u32..5, w in 1u32..5, seed in any::<u64>(), wse3 in any::<bool>(),
+    ) {
+        let h = h.min(n);
+        let s = VectorSpec { w: w.min(n / h), op, n, h, strategy: Reduce::Chain, eps: 1e-5, seed };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let (measured, predicted) = check(&s, &arch);
+        prop_assert_eq!(measured, predicted, "{:?}", s);
+    }
+}
+
+/// Norms and add run on one column only, and a row cannot have more
+/// columns than elements; the errors say so.
+#[test]
+fn a_vector_kernel_wider_than_it_may_be_is_refused() {
+    let arch = Arch::wse3();
+    let spec = |op, w| VectorSpec {
+        w,
+        op,
+        n: 12,
+        h: 3,
+        strategy: Reduce::Chain,
+        eps: 1e-5,
+        seed: 1,
+    };
+    let e = vector::generate(&spec(VectorOp::RmsNorm, 2), &arch)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rmsnorm runs on one column"), "{e}");
+    let e = vector::generate(&spec(VectorOp::Swiglu, 5), &arch)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("runs on 1..=4 columns"), "{e}");
+    assert!(vector::generate(&spec(VectorOp::Swiglu, 4), &arch).is_ok());
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
     /// Columns long enough that a norm's statistic meets in the middle
     /// (both halves reduce toward the middle PE, which broadcasts both

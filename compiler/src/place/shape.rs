@@ -100,17 +100,30 @@ pub(super) fn shape(
 ) -> Option<Kernel> {
     let arch = o.arch.clone().with_grid(bw, bh).ok()?;
     let sram = |bytes: u32| bytes <= arch.sram_bytes;
+    // SiLU, GELU and SwiGLU may spread a row over a few columns: the
+    // 8B's SwiGLU on 292 rows takes 708, 444 and 346 cycles on one to
+    // three. At most three, so the kernel's 2w + 1 colors (7) stay under
+    // those of the RMSNorm or LayerNorm beside it (8 with its allreduce)
+    // and the hand-offs keep theirs: four took a ninth, which a mixture
+    // of experts' hand-offs needed.
     let vector = |op: VectorOp, n: u32| {
+        let widths = if op.spreads_over_columns() {
+            1..=3.min(bw)
+        } else {
+            1..=1
+        };
         cheapest(
-            sizes(n.min(bh)).into_iter().map(|h| {
-                Kernel::Vector(VectorSpec {
-                    w: 1,
-                    op,
-                    n,
-                    h,
-                    strategy: o.reduce,
-                    eps: c.norm_eps,
-                    seed,
+            sizes(n.min(bh)).into_iter().flat_map(|h| {
+                widths.clone().filter(move |w| w * h <= n).map(move |w| {
+                    Kernel::Vector(VectorSpec {
+                        w,
+                        op,
+                        n,
+                        h,
+                        strategy: o.reduce,
+                        eps: c.norm_eps,
+                        seed,
+                    })
                 })
             }),
             &arch,

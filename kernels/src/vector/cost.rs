@@ -55,7 +55,18 @@ pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
             for (r, (_, len)) in segs.iter().enumerate() {
                 let l = &mut lines[r];
                 let len = *len;
-                if s.op == VectorOp::Swiglu {
+                let last = last_arrival(s, &segs, r, hop, ramp);
+                if s.w > 1 && s.op == VectorOp::Swiglu {
+                    l.scalar(1);
+                    let b_start = l.t + arch.vector_issue_cycles as u64;
+                    l.t = pairs_in(
+                        b_start,
+                        |m, i| arrival_of(s, &segs, r, i, m, hop, ramp),
+                        len,
+                    );
+                } else if s.w > 1 {
+                    l.receive(len, last + 1 - len as u64);
+                } else if s.op == VectorOp::Swiglu {
                     // b on microthread 0 (issued first), a on the main
                     // thread: the ramp alternates between their wavelets
                     // (a pair every 2 cycles), and the one datapath between
@@ -152,9 +163,101 @@ pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
             }
         }
     }
+    if s.w > 1 {
+        return (0..s.h as usize)
+            .map(|r| {
+                let row = r * s.w as usize..(r + 1) * s.w as usize;
+                drain(&segs[row.clone()], &first_out[row], hop, ramp)
+            })
+            .max()
+            .unwrap_or(0);
+    }
     segs.iter()
         .zip(first_out)
         .map(|((_, len), first)| first + *len as u64 - 1 + ramp + hop)
         .max()
         .unwrap_or(0)
+}
+
+/// The cycle the last of segment `k`'s input wavelets is in its PE's
+/// queue, on a kernel of several columns: a row's streams (each PE's `a`,
+/// then its `b`) enter its west PE through one port, which the router
+/// serves in turn, one wavelet a cycle, skipping the streams that have
+/// ended; the `m`-th wavelet of stream `j` passes it after every wavelet
+/// of the rounds before and those of round `m` ahead of it, then takes a
+/// hop per column to its PE and the ramp.
+fn last_arrival(s: &VectorSpec, segs: &[(u32, u32)], k: usize, hop: u64, ramp: u64) -> u64 {
+    let ins = if s.op.two_inputs() { 2 } else { 1 };
+    arrival_of(s, segs, k, ins - 1, segs[k].1 as u64 - 1, hop, ramp)
+}
+
+/// The cycle wavelet `m` of segment `k`'s input `i` (0: `a`, 1: `b`) is
+/// in its PE's queue ([`last_arrival`]).
+fn arrival_of(
+    s: &VectorSpec,
+    segs: &[(u32, u32)],
+    k: usize,
+    i: usize,
+    m: u64,
+    hop: u64,
+    ramp: u64,
+) -> u64 {
+    let ins = if s.op.two_inputs() { 2 } else { 1 };
+    let w = s.w as usize;
+    let (row, c) = (k / w, k % w);
+    let lens = (0..w * ins).map(|x| segs[row * w + x / ins].1 as u64);
+    let j = c * ins + i;
+    let before: u64 = lens.clone().map(|l| l.min(m)).sum();
+    let ahead = lens.take(j).filter(|&l| l > m).count() as u64;
+    hop + before + ahead + hop * c as u64 + ramp
+}
+
+/// When a SwiGLU's main thread has taken its last `a`: `b`'s receive on
+/// a microthread from `b_start`, `a`'s on the main thread from the cycle
+/// after, element `m` of input `i` in the queue at `arrival(m, i)`; the
+/// one datapath takes one element a cycle, the two taking turns while
+/// both have one (b first), either alone while only it has.
+fn pairs_in(b_start: u64, arrival: impl Fn(u64, usize) -> u64, n: u32) -> u64 {
+    let n = n as u64;
+    let (mut a, mut b) = (0u64, 0u64);
+    let mut last_b = false;
+    let mut t = b_start;
+    loop {
+        let b_ok = b < n && arrival(b, 1) <= t;
+        let a_ok = t > b_start && a < n && arrival(a, 0) <= t;
+        if a_ok && (!b_ok || last_b) {
+            a += 1;
+            last_b = false;
+            if a == n {
+                return t;
+            }
+        } else if b_ok {
+            b += 1;
+            last_b = true;
+        }
+        t += 1;
+    }
+}
+
+/// The cycle a row's last output reaches the host: each PE's own
+/// stream's end, or the row's east link passing every output one a cycle
+/// from the first that reaches it, whichever is later.
+fn drain(segs: &[(u32, u32)], first_out: &[u64], hop: u64, ramp: u64) -> u64 {
+    let w = segs.len() as u64;
+    let at: Vec<(u64, u64)> = (segs.iter().zip(first_out).enumerate())
+        .map(|(c, ((_, len), first))| (first + ramp + hop * (w - 1 - c as u64), *len as u64))
+        .collect();
+    let own = at.iter().map(|(a, l)| a + l - 1).max().unwrap_or(0);
+    let link = (at.iter())
+        .map(|&(t, _)| {
+            t + at
+                .iter()
+                .filter(|(a, _)| *a >= t)
+                .map(|(_, l)| l)
+                .sum::<u64>()
+                - 1
+        })
+        .max()
+        .unwrap_or(0);
+    own.max(link) + hop
 }

@@ -4,7 +4,10 @@
 //!
 //! The vector (length `n`) is cut into `h` segments; segment `r` enters PE
 //! `(0, r)` from the west (inputs `a`, and `b` for two-input ops, on their
-//! own colors) and the result leaves it to the east. Norms and softmax
+//! own colors) and the result leaves it to the east. SiLU, GELU and
+//! SwiGLU may take `w` columns: each row's segment is cut over its `w`
+//! PEs, whose streams all enter the row's west PE and whose results all
+//! leave its east one. Norms and softmax
 //! reduce their per-PE statistics with an allreduce along the column
 //! ([`LineReduce`]). Every PE computes in f32, and the reference performs
 //! the same f32 operations in the same order, so results are bit-exact.
@@ -85,13 +88,13 @@ impl VectorOp {
         )
     }
 
-    /// Whether each element's result is its own (no statistic): such an
-    /// op may run on several columns.
-    pub fn element_wise(self) -> bool {
-        matches!(
-            self,
-            VectorOp::Add | VectorOp::Mul | VectorOp::Silu | VectorOp::Gelu | VectorOp::Swiglu
-        )
+    /// Whether the op may run on several columns: an element-wise op
+    /// whose arithmetic (special functions) outlasts its streams, so a
+    /// row's inputs are in before its first result leaves (the cost model
+    /// counts on it). Add and mul stream through in one op, as fast on
+    /// one column.
+    pub fn spreads_over_columns(self) -> bool {
+        matches!(self, VectorOp::Silu | VectorOp::Gelu | VectorOp::Swiglu)
     }
 
     fn reduces(self) -> bool {
@@ -109,8 +112,8 @@ pub struct VectorSpec {
     pub n: u32,
     /// PEs in the column.
     pub h: u32,
-    /// Columns (element-wise ops only; the norms and softmax are one
-    /// column): each row's segment is cut over the row's `w` PEs, every
+    /// Columns (SiLU, GELU and SwiGLU, [`VectorOp::spreads_over_columns`];
+    /// every other op takes one): each row's segment is cut over the row's `w` PEs, every
     /// PE's streams entering the row's west PE on colors of its own
     /// ([`VectorSpec::colors_of`]) and its output leaving the row's east
     /// PE.
@@ -147,11 +150,19 @@ impl VectorSpec {
         split(self.n, self.h * self.w)
     }
 
-    /// Column `c`'s colors: its input `a`, input `b` and output (column
-    /// 0's are the one-column kernel's).
-    pub fn colors_of(c: u32) -> (u8, u8, u8) {
-        let base = 3 * c as u8;
-        (CA + base, CB + base, CO + base)
+    /// Column `c`'s colors, of `w` columns: its inputs `a` and `b`, and
+    /// its output. The inputs take `2c` and `2c + 1`; column 0's output
+    /// `2w` (one column: 0, 1, 2, as ever), and column `c`'s the `a` of
+    /// column `c − 1`, whose route ends west of where this one starts, so a
+    /// wide kernel takes no more colors (2w + 1) than the others on the
+    /// wafer do and leaves the hand-offs theirs.
+    pub fn colors_of(c: u32, w: u32) -> (u8, u8, u8) {
+        let (a, b) = (CA + 2 * c as u8, CB + 2 * c as u8);
+        let out = match c {
+            0 => 2 * w as u8,
+            _ => CA + 2 * (c as u8 - 1),
+        };
+        (a, b, out)
     }
 
     /// The column allreduce of a one-element statistic buffer.
@@ -188,7 +199,7 @@ fn f(v: f32) -> String {
 /// The instructions of PE `r` (its row in a column kernel; its segment's
 /// index in a wider one), whose segment has `len` elements, in column `c`.
 fn body(s: &VectorSpec, r: u32, c: u32, len: u32) -> String {
-    let (ca, cb, co) = VectorSpec::colors_of(c);
+    let (ca, cb, co) = VectorSpec::colors_of(c, s.w);
     let mut t = String::new();
     let w = |t: &mut String, line: &str| writeln!(t, "  {line}").unwrap();
     match s.op {
@@ -328,25 +339,27 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             why: format!("machine `{}` has {} rows", arch.name, arch.grid_rows),
         });
     }
-    if s.w == 0 || (s.w > 1 && !s.op.element_wise()) || s.w * s.h > s.n || s.w > arch.grid_cols {
+    let wide = s.op.spreads_over_columns();
+    if s.w == 0 || (s.w > 1 && !wide) || s.w * s.h > s.n || s.w > arch.grid_cols {
         return Err(KernelError::Rect {
             w: s.w,
             h: s.h,
-            why: format!(
-                "{} runs on 1..={} columns of at most one element a PE{}",
-                s.op.name(),
-                if s.op.element_wise() { s.n / s.h } else { 1 },
-                if s.op.element_wise() {
-                    ""
-                } else {
-                    " (its statistics reduce down one column)"
-                }
-            ),
+            why: if wide {
+                format!(
+                    "{} of {} elements on {} rows runs on 1..={} columns",
+                    s.op.name(),
+                    s.n,
+                    s.h,
+                    (s.n / s.h).min(arch.grid_cols)
+                )
+            } else {
+                format!("{} runs on one column", s.op.name())
+            },
         });
     }
-    if 3 * s.w > arch.colors as u32 {
+    if 2 * s.w + 1 > arch.colors {
         return Err(KernelError::Colors {
-            need: 3 * s.w as usize,
+            need: 2 * s.w as usize + 1,
             have: arch.colors as usize,
         });
     }
@@ -402,7 +415,7 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     // Column `c`'s streams pass east through the columns west of it to
     // its ramp; its output passes east through those east of it.
     for c in 0..s.w {
-        let (ca, cb, co) = VectorSpec::colors_of(c);
+        let (ca, cb, co) = VectorSpec::colors_of(c, s.w);
         let ins: &[u8] = if s.op.two_inputs() { &[ca, cb] } else { &[ca] };
         for &i in ins {
             if c > 0 {
@@ -448,7 +461,7 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
     }
     for (k, (_, len)) in seg.iter().enumerate() {
         let (c, r) = (k as u32 % s.w, k as u32 / s.w);
-        let (ca, cb, co) = VectorSpec::colors_of(c);
+        let (ca, cb, co) = VectorSpec::colors_of(c, s.w);
         // Softmax and the norms see larger inputs, as logits and activations do.
         writeln!(
             src,
