@@ -81,6 +81,8 @@ fn a_vector_kernel_wider_than_it_may_be_is_refused() {
         .to_string();
     assert!(e.contains("runs on 1..=4 columns"), "{e}");
     assert!(vector::generate(&spec(VectorOp::Swiglu, 4), &arch).is_ok());
+    // A width read from a file may be anything: refused, not overflowed.
+    assert!(vector::generate(&spec(VectorOp::Swiglu, u32::MAX), &arch).is_err());
 }
 
 proptest! {

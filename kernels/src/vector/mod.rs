@@ -340,7 +340,9 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         });
     }
     let wide = s.op.spreads_over_columns();
-    if s.w == 0 || (s.w > 1 && !wide) || s.w * s.h > s.n || s.w > arch.grid_cols {
+    // Checked: a spec read from a file may hold any width.
+    let too_wide = s.w.checked_mul(s.h).is_none_or(|pes| pes > s.n);
+    if s.w == 0 || (s.w > 1 && !wide) || too_wide || s.w > arch.grid_cols {
         return Err(KernelError::Rect {
             w: s.w,
             h: s.h,
@@ -357,7 +359,7 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             },
         });
     }
-    if 2 * s.w + 1 > arch.colors {
+    if 2 * s.w as u64 + 1 > arch.colors as u64 {
         return Err(KernelError::Colors {
             need: 2 * s.w as usize + 1,
             have: arch.colors as usize,
