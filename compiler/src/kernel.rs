@@ -89,6 +89,26 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// Colors the kernel's program takes (its highest color plus one),
+    /// where the spec says it without generating the program: the norms,
+    /// softmax and element-wise kernels and attention, the kernels that
+    /// take the most. `None` for the others (placement reads this as a
+    /// floor of what a model's kernels take, so knowing fewer kernels
+    /// only lowers it).
+    pub fn known_colors(&self) -> Option<usize> {
+        match self {
+            Kernel::Vector(s) => Some(s.colors_taken()),
+            Kernel::Attention(s) => Some(s.colors_taken()),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a kernel spread over columns of a row
+    /// ([`wafer_kernels::vector::VectorOp::spreads_over_columns`]).
+    pub fn is_wide_vector(&self) -> bool {
+        matches!(self, Kernel::Vector(s) if s.op.spreads_over_columns())
+    }
+
     /// The same kernel with its seeded data drawn from `seed`.
     pub fn with_seed(mut self, seed: u64) -> Kernel {
         match &mut self {

@@ -107,3 +107,76 @@ fn too_few_or_repeated_colors_are_refused() {
             .contains("repeat")
     );
 }
+
+/// The colors a generated program takes, as placement reads them before
+/// generating: its highest color plus one.
+fn taken(f: &Fragment) -> usize {
+    f.colors().into_iter().max().map_or(0, |c| c as usize + 1)
+}
+
+#[test]
+fn vector_kernels_take_the_colors_they_say() {
+    let arch = Arch::wse3();
+    let mut checked = 0;
+    for (op, _) in VectorOp::ALL {
+        for strategy in [
+            Strategy::Chain,
+            Strategy::Tree { k: 2 },
+            Strategy::Tree { k: 3 },
+        ] {
+            for h in [1, 2, 3, 5, 8, 13, 40] {
+                for w in 1..=4 {
+                    let s = VectorSpec {
+                        w,
+                        op,
+                        n: 240,
+                        h,
+                        strategy,
+                        eps: 1e-5,
+                        seed: 1,
+                    };
+                    let Ok(f) = vector::generate(&s, &arch) else {
+                        continue;
+                    };
+                    assert_eq!(s.colors_taken(), taken(&f), "{s:?}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    // Every op on every strategy and height, and the wide ones on 1..=4.
+    assert_eq!(checked, 9 * 3 * 7 + 3 * 3 * 7 * 3);
+}
+
+#[test]
+fn attention_takes_the_colors_it_says() {
+    let arch = Arch::wse3();
+    let mut checked = 0;
+    for strategy in [Strategy::Chain, Strategy::Tree { k: 2 }] {
+        for (kv_heads, group) in [(1, 1), (2, 2), (1, 4), (3, 8)] {
+            for h in [1, 2, 4, 7, 16] {
+                for per_query_head in [false, true] {
+                    let s = AttentionSpec {
+                        kv_heads,
+                        head_dim: 8,
+                        group,
+                        max_context: 32,
+                        pos: 20,
+                        h,
+                        strategy,
+                        seed: 1,
+                        sinks: false,
+                        window: None,
+                        per_query_head,
+                    };
+                    let Ok(f) = attention::generate(&s, &arch) else {
+                        continue;
+                    };
+                    assert_eq!(s.colors_taken(), taken(&f), "{s:?}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 60, "only {checked} shapes generated");
+}

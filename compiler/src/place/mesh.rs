@@ -37,7 +37,7 @@ pub(super) fn mesh(
     stages: &[Stage],
     c: &Config,
     o: &Options,
-    mut memo: Memo,
+    memo: &mut Memo,
     tiles: Tiles,
 ) -> Result<Vec<Site>, PlaceError> {
     let kind = PlacementKind::Mesh;

@@ -237,7 +237,50 @@ pub fn place(
     (kind, tiles): (PlacementKind, Tiles),
     copies: KvCopies,
 ) -> Result<Vec<Site>, PlaceError> {
-    let memo = Memo::new(copies);
+    let mut memo = Memo::new(copies);
+    let sites = place_with(stages, c, o, (kind, tiles), &mut memo)?;
+    // Kernels spread over columns take 2w + 1 colors. Where the model's
+    // other kernels already take more than the first placement allowed
+    // them (the 8B's attention takes 9), place again allowing as many,
+    // so those kernels may spread wider without taking a color the
+    // hand-offs would have had.
+    let floor = colors_besides_wide(&sites);
+    let widest = |sites: &[Site]| {
+        (sites.iter())
+            .filter(|s| s.kernel.is_wide_vector())
+            .map(|s| 2 * s.kernel.size().0 as usize + 1)
+            .max()
+    };
+    // A wide kernel held back: one more column would pass the cap.
+    let held = widest(&sites).is_some_and(|c| c + 2 > memo.wide_colors);
+    if floor > memo.wide_colors && held {
+        memo.wide_colors = floor;
+        if let Ok(wider) = place_with(stages, c, o, (kind, tiles), &mut memo)
+            && widest(&wider) <= Some(colors_besides_wide(&wider))
+        {
+            return Ok(wider);
+        }
+    }
+    Ok(sites)
+}
+
+/// The colors the kernels not spread over columns are known to take
+/// ([`Kernel::known_colors`]): a floor of what the step's kernels take.
+fn colors_besides_wide(sites: &[Site]) -> usize {
+    (sites.iter())
+        .filter(|s| !s.kernel.is_wide_vector())
+        .filter_map(|s| s.kernel.known_colors())
+        .max()
+        .unwrap_or(0)
+}
+
+fn place_with(
+    stages: &[Stage],
+    c: &Config,
+    o: &Options,
+    (kind, tiles): (PlacementKind, Tiles),
+    memo: &mut Memo,
+) -> Result<Vec<Site>, PlaceError> {
     match kind {
         PlacementKind::Pipeline if tiles != Tiles::ONE => Err(no_fit(
             c,

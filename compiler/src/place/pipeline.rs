@@ -12,7 +12,7 @@ pub(super) fn pipeline(
     stages: &[Stage],
     c: &Config,
     o: &Options,
-    mut memo: Memo,
+    memo: &mut Memo,
 ) -> Result<Vec<Site>, PlaceError> {
     let kind = PlacementKind::Pipeline;
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);

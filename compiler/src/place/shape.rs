@@ -95,20 +95,21 @@ pub(super) fn shape(
     o: &Options,
     bw: u32,
     bh: u32,
-    seed: u64,
     copies: KvCopies,
+    wide_colors: usize,
 ) -> Option<Kernel> {
+    // Seeded data are drawn per stage afterwards ([`Kernel::with_seed`]):
+    // the shape does not depend on them.
+    let seed = 0;
     let arch = o.arch.clone().with_grid(bw, bh).ok()?;
     let sram = |bytes: u32| bytes <= arch.sram_bytes;
     // SiLU, GELU and SwiGLU may spread a row over a few columns: the
-    // 8B's SwiGLU on 292 rows takes 708, 444 and 346 cycles on one to
-    // three. At most three, so the kernel's 2w + 1 colors (7) stay under
-    // those of the RMSNorm or LayerNorm beside it (8 with its allreduce)
-    // and the hand-offs keep theirs: four took a ninth, which a mixture
-    // of experts' hand-offs needed.
+    // 8B's SwiGLU on 292 rows takes 708, 444, 346 and 306 cycles on one
+    // to four. As many as take at most `wide_colors` colors (2w + 1), so
+    // the hand-offs keep theirs ([`Memo::wide_colors`]).
     let vector = |op: VectorOp, n: u32| {
         let widths = if op.spreads_over_columns() {
-            1..=3.min(bw)
+            1..=(wide_colors.saturating_sub(1) / 2).clamp(1, bw as usize) as u32
         } else {
             1..=1
         };
@@ -330,13 +331,24 @@ pub(super) struct Memo {
     /// Whether attention may take a column per query head, each with a
     /// copy of its KV head's cache ([`KvCopies`]).
     copies: KvCopies,
+    /// The most colors a kernel spread over columns may take. At first
+    /// [`Memo::WIDE_COLORS`]; [`super::place`] raises it to what the
+    /// model's other kernels take, so a wide kernel never takes a color
+    /// the hand-offs would otherwise have.
+    pub(super) wide_colors: usize,
 }
 
 impl Memo {
+    /// Three columns' 7 colors: under the 8 of an RMSNorm's or
+    /// LayerNorm's allreduce on a column of more than a few PEs, which
+    /// every model places beside its SwiGLU or GELU.
+    pub(super) const WIDE_COLORS: usize = 7;
+
     pub(super) fn new(copies: KvCopies) -> Memo {
         Memo {
             shapes: Default::default(),
             copies,
+            wide_colors: Memo::WIDE_COLORS,
         }
     }
 
@@ -371,14 +383,17 @@ impl Memo {
                 "attention {heads} {kv_heads} {head} {} {window:?}",
                 sinks.is_some()
             ),
+            w @ (Work::Silu { .. } | Work::Gelu { .. } | Work::Swiglu { .. }) => {
+                format!("{w:?} on {} colors", self.wide_colors)
+            }
             w => format!("{w:?}"),
         };
         let key = format!("{what} in {bw}x{bh}");
-        let copies = self.copies;
+        let (copies, wide) = (self.copies, self.wide_colors);
         let k = self
             .shapes
             .entry(key)
-            .or_insert_with(|| shape(stage, c, o, bw, bh, 0, copies))
+            .or_insert_with(|| shape(stage, c, o, bw, bh, copies, wide))
             .clone()?;
         Some(k.with_seed(seed))
     }

@@ -166,6 +166,14 @@ impl AttentionSpec {
     fn output_colors_at(&self) -> usize {
         LineReduce::colors_after_allreduce(self.h, self.group, self.strategy)
     }
+    /// Colors the kernel's program takes: its highest color plus one.
+    /// Placement reads it to know what a model's other kernels take
+    /// (tested equal to the generated program's).
+    pub fn colors_taken(&self) -> usize {
+        let s = self.as_columns();
+        // One PE a column needs no collective.
+        C_RED as usize + if s.h > 1 { s.colors_needed() } else { 0 }
+    }
     /// Colors the collectives take, from `C_RED`.
     fn colors_needed(&self) -> usize {
         LineReduce::colors_needed_then_reduce(
@@ -313,7 +321,7 @@ fn columns(
             ),
         });
     }
-    let need = C_RED as usize + s.colors_needed();
+    let need = s.colors_taken();
     if need > arch.colors as usize {
         return Err(KernelError::Colors {
             need,

@@ -165,6 +165,22 @@ impl VectorSpec {
         (a, b, out)
     }
 
+    /// Colors the kernel's program takes: its highest color plus one.
+    /// Placement reads it to know what a model's other kernels take
+    /// before spreading one over more columns (tested equal to the
+    /// generated program's).
+    pub fn colors_taken(&self) -> usize {
+        let streams = 2 * self.w as usize + 1;
+        // One PE's statistics need no collective.
+        if self.op.reduces() && self.h > 1 {
+            streams.max(
+                C_STATS as usize + LineReduce::colors_needed(self.h, 1, self.strategy, Target::All),
+            )
+        } else {
+            streams
+        }
+    }
+
     /// The column allreduce of a one-element statistic buffer.
     fn stats(&self, buf: &str, combine: Combine) -> LineReduce {
         self.stats_of(buf, combine, 1)
