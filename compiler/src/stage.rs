@@ -13,6 +13,7 @@
 use crate::ir::{Graph, Op};
 use crate::model::{RopePairs, RopeScaling};
 use std::fmt;
+use wafer_kernels::vector::VectorOp;
 
 /// Where a stage input's values come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +150,30 @@ impl Work {
             Work::Route { .. } => "router",
             Work::ClampedSwiglu { .. } => "clamped_swiglu",
             Work::Combine { .. } => "combine",
+        }
+    }
+
+    /// The element-wise or norm kernel that runs it and its length, for
+    /// the work a [`VectorOp`] computes. Placement shapes these alike and
+    /// asks the op whether it may spread over columns.
+    pub fn vector_op(&self) -> Option<(VectorOp, u32)> {
+        match *self {
+            Work::RmsNorm { n, .. } => Some((VectorOp::RmsNorm, n)),
+            Work::AddRmsNorm { n, .. } => Some((VectorOp::AddRmsNorm, n)),
+            Work::LayerNorm { n, .. } => Some((VectorOp::LayerNorm, n)),
+            Work::Gelu { n } => Some((VectorOp::Gelu, n)),
+            Work::Add { n } => Some((VectorOp::Add, n)),
+            Work::Mul { n } => Some((VectorOp::Mul, n)),
+            Work::Silu { n } => Some((VectorOp::Silu, n)),
+            Work::Swiglu { n } => Some((VectorOp::Swiglu, n)),
+            Work::Embed { .. }
+            | Work::Gemv { .. }
+            | Work::Rope { .. }
+            | Work::Attention { .. }
+            | Work::ClampedSwiglu { .. }
+            | Work::Argmax { .. }
+            | Work::Route { .. }
+            | Work::Combine { .. } => None,
         }
     }
 }

@@ -180,3 +180,45 @@ fn attention_takes_the_colors_it_says() {
     }
     assert!(checked >= 60, "only {checked} shapes generated");
 }
+
+#[test]
+fn a_vector_kernel_needing_more_colors_than_the_machine_has_is_refused() {
+    let mut refused = 0;
+    for (op, w, h) in [
+        (VectorOp::RmsNorm, 1, 40),
+        (VectorOp::Softmax, 1, 13),
+        (VectorOp::Swiglu, 3, 8),
+        (VectorOp::Add, 1, 5),
+    ] {
+        let s = VectorSpec {
+            w,
+            op,
+            n: 240,
+            h,
+            strategy: Strategy::Tree { k: 2 },
+            eps: 1e-5,
+            seed: 1,
+        };
+        let need = s.colors_taken();
+        // One color short is refused, naming what the kernel needs; exactly
+        // enough generates.
+        let short = Arch {
+            colors: need as u32 - 1,
+            ..Arch::wse3()
+        };
+        match vector::generate(&s, &short) {
+            Err(KernelError::Colors { need: n, have }) => {
+                assert_eq!((n, have), (need, need - 1), "{s:?}");
+                refused += 1;
+            }
+            other => panic!("{s:?} on {} colors: {:?}", need - 1, other.map(|_| ())),
+        }
+        let enough = Arch {
+            colors: need as u32,
+            ..Arch::wse3()
+        };
+        let f = vector::generate(&s, &enough).unwrap();
+        assert_eq!(taken(&f), need);
+    }
+    assert_eq!(refused, 4);
+}

@@ -187,14 +187,17 @@ pub(super) fn shape(
             }
             cheapest(cands.into_iter(), &arch, 0, |_| true)
         }
-        Work::RmsNorm { n, .. } => vector(VectorOp::RmsNorm, *n),
-        Work::AddRmsNorm { n, .. } => vector(VectorOp::AddRmsNorm, *n),
-        Work::LayerNorm { n, .. } => vector(VectorOp::LayerNorm, *n),
-        Work::Gelu { n } => vector(VectorOp::Gelu, *n),
-        Work::Add { n } => vector(VectorOp::Add, *n),
-        Work::Mul { n } => vector(VectorOp::Mul, *n),
-        Work::Silu { n } => vector(VectorOp::Silu, *n),
-        Work::Swiglu { n } => vector(VectorOp::Swiglu, *n),
+        w @ (Work::RmsNorm { .. }
+        | Work::AddRmsNorm { .. }
+        | Work::LayerNorm { .. }
+        | Work::Gelu { .. }
+        | Work::Add { .. }
+        | Work::Mul { .. }
+        | Work::Silu { .. }
+        | Work::Swiglu { .. }) => {
+            let (op, n) = w.vector_op()?;
+            vector(op, n)
+        }
         Work::Rope {
             heads,
             head,
@@ -383,7 +386,10 @@ impl Memo {
                 "attention {heads} {kv_heads} {head} {} {window:?}",
                 sinks.is_some()
             ),
-            w @ (Work::Silu { .. } | Work::Gelu { .. } | Work::Swiglu { .. }) => {
+            w if w
+                .vector_op()
+                .is_some_and(|(op, _)| op.spreads_over_columns()) =>
+            {
                 format!("{w:?} on {} colors", self.wide_colors)
             }
             w => format!("{w:?}"),

@@ -375,9 +375,12 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
             },
         });
     }
-    if 2 * s.w as u64 + 1 > arch.colors as u64 {
+    // The streams' colors and, where the op reduces, its statistics'
+    // collective: counted where placement counts them.
+    let colors = s.colors_taken();
+    if colors > arch.colors as usize {
         return Err(KernelError::Colors {
-            need: 2 * s.w as usize + 1,
+            need: colors,
             have: arch.colors as usize,
         });
     }
@@ -391,15 +394,6 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
                 "a segment of {} elements needs about {bytes} bytes of SRAM; use more PEs",
                 seg[0].1
             ),
-        });
-    }
-    if s.op.reduces()
-        && C_STATS as usize + LineReduce::colors_needed(s.h, 1, s.strategy, Target::All)
-            > arch.colors as usize
-    {
-        return Err(KernelError::Colors {
-            need: C_STATS as usize + LineReduce::colors_needed(s.h, 1, s.strategy, Target::All),
-            have: arch.colors as usize,
         });
     }
     let mut src = format!(
