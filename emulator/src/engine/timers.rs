@@ -28,6 +28,35 @@ pub(super) struct Wake {
     /// Cores asleep in an issue stall: the reference counts those cycles
     /// as activity (the main thread retries), so the run cannot end.
     pub(super) issue_sleepers: u32,
+    /// [`sort_awake`]'s buffer, kept between cycles.
+    pub(super) tail: Vec<u32>,
+}
+
+/// Sort `list` ascending, fast for what a cycle's list is: last cycle's
+/// units still awake, in order, then the few woken and due, in any order.
+/// The sorted prefix is merged with the sorted rest (on a reduction over
+/// 146,000 PEs a plain sort of every cycle's list was 6.5 % of the host
+/// time). Any input comes out sorted; `tail` is scratch.
+pub(super) fn sort_awake(list: &mut [u32], tail: &mut Vec<u32>) {
+    let run = 1 + list.windows(2).take_while(|p| p[0] <= p[1]).count();
+    if run >= list.len() {
+        return;
+    }
+    tail.clear();
+    tail.extend_from_slice(&list[run..]);
+    tail.sort_unstable();
+    // Merge from the back: the largest of both runs into the last free slot.
+    let (mut i, mut j, mut k) = (run, tail.len(), list.len());
+    while j > 0 {
+        k -= 1;
+        if i > 0 && list[i - 1] > tail[j - 1] {
+            i -= 1;
+            list[k] = list[i];
+        } else {
+            j -= 1;
+            list[k] = tail[j];
+        }
+    }
 }
 
 impl Wake {
@@ -114,6 +143,26 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the list, it comes out as a plain sort gives it: a
+        /// sorted run then anything, or anything at all.
+        #[test]
+        fn awake_lists_sort_as_a_plain_sort_does(
+            mut run in proptest::collection::vec(0u32..1000, 0..60),
+            rest in proptest::collection::vec(0u32..1000, 0..30),
+        ) {
+            run.sort_unstable();
+            for list in [[run.clone(), rest.clone()].concat(), [rest.clone(), run].concat()] {
+                let mut want = list.clone();
+                want.sort_unstable();
+                let (mut got, mut tail) = (list, vec![7; 3]);
+                sort_awake(&mut got, &mut tail);
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
 
     /// Wake-ups come due at their cycle in ascending id order, whether
     /// they were on the wheel or far ahead on the heap; one pushed for a

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::engine::prefetch;
+use crate::engine::timers::sort_awake;
 
 /// How many units ahead of the one it steps the event loop asks for a
 /// unit's state (`FAR`), for what that state points to (`MID`: a
@@ -90,6 +91,7 @@ impl<'p> Machine<'p> {
             timers: Timers::new(),
             faults: BTreeMap::new(),
             issue_sleepers: 0,
+            tail: Vec::new(),
         }
     }
 
@@ -143,7 +145,7 @@ impl<'p> Machine<'p> {
         // In index order: neighbouring PEs' state shares cache lines and
         // the hardware prefetches ahead; on a large grid a step is bound by
         // memory latency, not by the work it does.
-        list.sort_unstable();
+        sort_awake(&mut list, &mut w.tail);
         // The first units get no hints from the loop below: ask for them
         // now, each depth after the one it reads through, so their loads
         // overlap (a band of a grid steps lists of a hundred units or so,
