@@ -439,3 +439,83 @@ fn kernel_runs_a_prefills_batches() {
     let e = fails(&["kernel", "gemv", "--shape", "8x8", "--batch", "0"]);
     assert!(e.contains("--batch"), "{e}");
 }
+
+/// Every kernel checks its whole output against its reference, and counts
+/// what it compared; `--timing-only` computes neither values nor the
+/// reference, in the same cycles.
+#[test]
+fn every_kernel_counts_the_values_it_checked_and_none_when_timing_only() {
+    for (args, values) in [
+        ("gemv --shape 64x48 --rect 4x4", 64),
+        ("meshgemv --shape 64x40 --rect 8x8", 40),
+        ("meshgemv --shape 64x40 --rect 8x8 --streamed --batch 2", 80),
+        ("meshgemm --shape 24x12x36 --rect 6x6", 24 * 36),
+        (
+            "attention --shape 8x40 --pos 9 --kv-heads 2 --group 2",
+            2 * 2 * 8,
+        ),
+        ("rope --shape 4x16 --pos 9 --rect 1x2", 4 * 16),
+        ("embedding --shape 512x64 --rect 4x4", 64),
+        ("argmax --shape 300 --rect 1x5", 1),
+        // The two experts picked and their weights.
+        ("router --shape 8x2", 2 * 2),
+        ("rmsnorm --shape 50 --rect 1x4", 50),
+        // Three rows of four PEs, each PE left with its row's sum.
+        ("allreduce --shape 8 --rect 4x3", 3 * 8),
+        // Five columns, each gathering four PEs' six elements.
+        ("gather --shape 6 --rect 5x4 --axis col", 5 * 4 * 6),
+    ] {
+        let mut argv: Vec<&str> = ["kernel", "--json"].into();
+        argv.extend(args.split(' '));
+        let checked = json(&ok(&argv));
+        assert_eq!(checked["matches_reference"], true, "{args}: {checked}");
+        assert_eq!(checked["checked_values"], values, "{args}: {checked}");
+        argv.push("--timing-only");
+        let timed = json(&ok(&argv));
+        assert!(timed["checked_values"].is_null(), "{args}: {timed}");
+        assert!(timed["matches_reference"].is_null(), "{args}: {timed}");
+        assert_eq!(timed["timing_only"], true, "{args}: {timed}");
+        assert_eq!(
+            timed["measured_cycles"], checked["measured_cycles"],
+            "{args}"
+        );
+    }
+}
+
+/// `--report` measures every kernel against its cost model; under
+/// `--timing-only` it says it checked nothing rather than failing its
+/// checks on values it never computed.
+#[test]
+fn kernel_report_covers_every_kernel_and_says_what_it_checked() {
+    let j = json(&ok(&["kernel", "--report", "--timing-only", "--json"]));
+    assert_eq!(j["timing_only"], true, "{j}");
+    assert!(j["checked_values"].is_null(), "{j}");
+    let rows = j["rows"].as_array().expect("rows");
+    for kernel in [
+        "gemv",
+        "meshgemv",
+        "broadcast",
+        "reduce",
+        "allreduce",
+        "gather",
+        "attention",
+        "rope",
+        "embedding",
+        "argmax",
+        "add",
+        "rmsnorm",
+        "softmax",
+        "swiglu",
+    ] {
+        for arch in ["wse2", "wse3"] {
+            assert!(
+                rows.iter().any(|r| r["arch"] == arch
+                    && r["kernel"].as_str().unwrap().split(' ').next() == Some(kernel)),
+                "no {kernel} row on {arch}: {j}"
+            );
+        }
+    }
+    for r in rows {
+        assert!(r["measured_cycles"].as_u64().unwrap() > 0, "{r}");
+    }
+}

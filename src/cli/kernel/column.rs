@@ -40,39 +40,44 @@ pub(super) fn run_attention(
     let (h, picked) = column(a, "attention", sizes(ctx.min(arch.grid_rows)), |h| {
         attention::generate(&make(h), &arch).map(|_| attention::cost(&make(h), &arch))
     })?;
-    let spec = make(h);
-    let frag = attention::generate(&spec, &arch)?;
+    let mut report = measure_attention(how, &make(h), arch)?;
+    report.picked = picked;
+    Ok(report)
+}
+
+/// One decode step's attention run and, unless `--timing-only`, checked.
+pub(super) fn measure_attention(
+    how: &Ctx,
+    spec: &AttentionSpec,
+    arch: Arch,
+) -> anyhow::Result<Report> {
+    let frag = attention::generate(spec, &arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    let want = attention::reference(&spec, &inputs, &frag.program);
-    if how.checking()
-        && outs["out"]
-            .iter()
-            .map(|v| v.to_bits())
-            .ne(want.iter().map(|v| v.to_bits()))
-    {
-        bail!(
-            "the emulator's output differs from the reference: a bug in the attention kernel or the engine"
-        );
-    }
+    let values = same(how, "attention", &outs["out"], || {
+        attention::reference(spec, &inputs, &frag.program)
+    })?;
     Ok(Report {
         what: format!(
-            "attention of {} KV head(s) × {} query heads{}, d={d}, at position {} of {ctx} ({strategy})",
-            a.kv_heads,
-            a.group,
-            if a.per_query_head {
+            "attention of {} KV head(s) × {} query heads{}, d={}, at position {} of {} ({})",
+            spec.kv_heads,
+            spec.group,
+            if spec.per_query_head {
                 ", a column per query head"
             } else {
                 ""
             },
-            a.pos
+            spec.head_dim,
+            spec.pos,
+            spec.max_context,
+            spec.strategy
         ),
-        predicted: attention::cost(&spec, &arch),
+        predicted: attention::cost(spec, &arch),
         arch,
-        rect: (spec.columns(), h),
-        picked,
+        rect: (spec.columns(), spec.h),
+        picked: false,
         measured: run.cycles,
-        values: want.len(),
+        values,
     })
 }
 
@@ -146,24 +151,39 @@ pub(super) fn run_rope(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Result<
     let (h, picked) = column(a, "rope", rope_heights(heads, d, arch.grid_rows), |h| {
         rope::generate(&make(h), &arch).map(|_| rope::cost(&make(h), &arch))
     })?;
-    let spec = make(h);
-    let frag = rope::generate_batch(&spec, a.batch, &arch)?;
+    let mut report = measure_rope(how, &make(h), a.batch, arch)?;
+    report.picked = picked;
+    Ok(report)
+}
+
+/// RoPE on `batch` positions run and, unless `--timing-only`, checked.
+pub(super) fn measure_rope(
+    how: &Ctx,
+    spec: &RopeSpec,
+    batch: u32,
+    arch: Arch,
+) -> anyhow::Result<Report> {
+    let frag = rope::generate_batch(spec, batch, &arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    let want = rope::reference_batch(&spec, &inputs, &frag.program);
-    same(how, "rope", &outs["y"], &want)?;
+    let values = same(how, "rope", &outs["y"], || {
+        rope::reference_batch(spec, &inputs, &frag.program)
+    })?;
     Ok(Report {
         what: format!(
-            "rope {heads}x{d} ({layout:?}) at position {}{}",
-            a.pos,
-            positions(a.batch)
+            "rope {}x{} ({:?}) at position {}{}",
+            spec.heads,
+            spec.head_dim,
+            spec.layout,
+            spec.pos,
+            positions(batch)
         ),
-        predicted: rope::cost_batch(&spec, a.batch, &arch),
+        predicted: rope::cost_batch(spec, batch, &arch),
         arch,
-        rect: (1, h),
-        picked,
+        rect: (1, spec.h),
+        picked: false,
         measured: run.cycles,
-        values: want.len(),
+        values,
     })
 }
 
@@ -183,24 +203,27 @@ pub(super) fn run_argmax(
     let (h, picked) = column(a, "argmax", sizes(n.min(arch.grid_rows)), |h| {
         argmax::generate(&make(h), &arch).map(|_| argmax::cost(&make(h), &arch))
     })?;
-    let spec = make(h);
-    let frag = argmax::generate(&spec, &arch)?;
+    let mut report = measure_argmax(how, &make(h), arch)?;
+    report.picked = picked;
+    Ok(report)
+}
+
+/// An argmax run and, unless `--timing-only`, checked.
+pub(super) fn measure_argmax(how: &Ctx, spec: &ArgmaxSpec, arch: Arch) -> anyhow::Result<Report> {
+    let frag = argmax::generate(spec, &arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    same(
-        how,
-        "argmax",
-        &outs["id"],
-        &[argmax::reference(&inputs["a"]) as f32],
-    )?;
+    let values = same(how, "argmax", &outs["id"], || {
+        vec![argmax::reference(&inputs["a"]) as f32]
+    })?;
     Ok(Report {
-        what: format!("argmax of {n} ({strategy})"),
-        predicted: argmax::cost(&spec, &arch),
+        what: format!("argmax of {} ({})", spec.n, spec.strategy),
+        predicted: argmax::cost(spec, &arch),
         arch,
-        rect: (1, h),
-        picked,
+        rect: (1, spec.h),
+        picked: false,
         measured: run.cycles,
-        values: 1,
+        values,
     })
 }
 
@@ -215,8 +238,9 @@ pub(super) fn run_router(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Resul
     let frag = router::generate(&spec, &arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    let want = router::reference(&spec, &inputs["logits"]);
-    same(how, "router", &outs["routing"], &want)?;
+    let values = same(how, "router", &outs["routing"], || {
+        router::reference(&spec, &inputs["logits"])
+    })?;
     Ok(Report {
         what: format!("router: {per_token} of {experts} experts"),
         predicted: router::cost(&spec, &arch),
@@ -224,11 +248,13 @@ pub(super) fn run_router(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Resul
         rect: (1, 1),
         picked: false,
         measured: run.cycles,
-        values: want.len(),
+        values,
     })
 }
 
-pub(super) fn run_vector(
+/// A vector kernel on `batch` positions run and, unless `--timing-only`,
+/// checked.
+pub(super) fn measure_vector(
     how: &Ctx,
     spec: &VectorSpec,
     batch: u32,
@@ -240,18 +266,9 @@ pub(super) fn run_vector(
     })?;
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    let want = vector::reference_batch(spec, batch, &inputs, &frag.program);
-    if how.checking()
-        && outs["y"]
-            .iter()
-            .map(|v| v.to_bits())
-            .ne(want.iter().map(|v| v.to_bits()))
-    {
-        bail!(
-            "the emulator's y differs from the reference: a bug in the {} kernel or the engine",
-            spec.op.name()
-        );
-    }
+    let values = same(how, spec.op.name(), &outs["y"], || {
+        vector::reference_batch(spec, batch, &inputs, &frag.program)
+    })?;
     Ok(Report {
         what: format!(
             "{} of {} elements ({}){}",
@@ -265,6 +282,6 @@ pub(super) fn run_vector(
         rect: (1, spec.h),
         picked: false,
         measured: run.cycles,
-        values: want.len(),
+        values,
     })
 }

@@ -15,7 +15,7 @@ mod pair;
 mod report;
 mod waferllm;
 
-use column::{column, run_argmax, run_attention, run_rope, run_router, run_vector, sizes};
+use column::{column, measure_vector, run_argmax, run_attention, run_rope, run_router, sizes};
 
 #[derive(Args, Debug)]
 pub struct KernelArgs {
@@ -145,7 +145,9 @@ pub(super) struct Report {
     pub(super) picked: bool,
     pub(super) measured: u64,
     pub(super) predicted: u64,
-    pub(super) values: usize,
+    /// Values compared with the reference bit for bit; none under
+    /// `--timing-only`, which computes none (nor the reference).
+    pub(super) values: Option<usize>,
 }
 
 /// `--shape AxB`, or the error `missing` when it is absent.
@@ -326,20 +328,7 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
                 let (h, picked) = column(&a, name, sizes(n.min(arch.grid_rows)), |h| {
                     vector::generate(&make(h), &arch).map(|_| vector::cost(&make(h), &arch))
                 })?;
-                let mut report = run_vector(
-                    how,
-                    &VectorSpec {
-                        w: 1,
-                        op: *op,
-                        n,
-                        h,
-                        strategy,
-                        eps: 1e-5,
-                        seed: a.seed,
-                    },
-                    a.batch,
-                    arch,
-                )?;
+                let mut report = measure_vector(how, &make(h), a.batch, arch)?;
                 report.picked = picked;
                 report
             }
@@ -389,45 +378,51 @@ fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow
         seed: a.seed,
         halves: false,
     };
-    let frag = gemv::generate_batch(&spec, a.batch, &arch)?;
-    let frag = if a.transposed {
-        frag.transposed()
-    } else {
-        frag
-    };
+    let mut report = measure_gemv(how, &spec, a.batch, a.transposed, arch)?;
+    report.picked = picked;
+    Ok(report)
+}
+
+/// A GEMV of `batch` positions run and, unless `--timing-only`, checked.
+pub(super) fn measure_gemv(
+    how: &Ctx,
+    spec: &GemvSpec,
+    batch: u32,
+    transposed: bool,
+    arch: Arch,
+) -> anyhow::Result<Report> {
+    let frag = gemv::generate_batch(spec, batch, &arch)?;
+    let frag = if transposed { frag.transposed() } else { frag };
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
     // The reference reads W back from every PE's image: on the 8B
     // classifier's shape on 730 x 200 PEs, 21 s of a 65 s timing-only
     // run, for a check it does not make.
-    if how.checking() {
-        let want = gemv::reference_batch(
-            &spec,
-            &if a.transposed {
-                gemv::weights_transposed(&spec, &arch, &frag.program)
-            } else {
-                gemv::weights(&spec, &arch, &frag.program)
-            },
-            &inputs["x"],
-        );
-        if outs["y"] != want {
-            bail!(
-                "the emulator's y differs from the reference: a bug in the GEMV kernel or the engine"
-            );
-        }
-    }
+    let values = same(how, "GEMV", &outs["y"], || {
+        let weights = if transposed {
+            gemv::weights_transposed(spec, &arch, &frag.program)
+        } else {
+            gemv::weights(spec, &arch, &frag.program)
+        };
+        gemv::reference_batch(spec, &weights, &inputs["x"])
+    })?;
+    let (m, n, dtype, strategy) = (spec.m, spec.n, spec.dtype, spec.strategy);
     Ok(Report {
         what: format!(
             "gemv {m}x{n} {dtype}, {strategy} reduction{}{}",
-            if a.transposed { ", transposed" } else { "" },
-            positions(a.batch)
+            if transposed { ", transposed" } else { "" },
+            positions(batch)
         ),
-        predicted: gemv::cost_batch(&spec, a.batch, &arch),
+        predicted: gemv::cost_batch(spec, batch, &arch),
+        rect: if transposed {
+            (spec.h, spec.w)
+        } else {
+            (spec.w, spec.h)
+        },
         arch,
-        rect: if a.transposed { (h, w) } else { (w, h) },
-        picked,
+        picked: false,
         measured: run.cycles,
-        values: m as usize * a.batch as usize,
+        values,
     })
 }
 
@@ -470,50 +465,90 @@ fn run_collective(
         strategy,
         seed: a.seed,
     };
-    let frag = collective::generate(&spec, &arch)?;
+    measure_collective(how, &spec, arch)
+}
+
+/// A collective run and, unless `--timing-only`, every line's result
+/// checked: a reduce's or gather's output stream, the others' every PE.
+pub(super) fn measure_collective(
+    how: &Ctx,
+    spec: &CollectiveSpec,
+    arch: Arch,
+) -> anyhow::Result<Report> {
+    let op = spec.op;
+    let frag = collective::generate(spec, &arch)?;
     let (outs, run) = how.run(&frag, &arch, &frag.default_inputs())?;
-    let want = collective::reference(&spec, &frag.program);
-    let len = spec.group_len();
-    for (lane, want) in want.iter().enumerate() {
-        let ok = match op {
-            CollectiveOp::Reduce | CollectiveOp::Gather => {
-                outs.get(&format!("out{lane}")) == Some(want)
+    let values = match how.checking() {
+        true => {
+            let want = collective::reference(spec, &frag.program);
+            for (lane, want) in want.iter().enumerate() {
+                let ok = match op {
+                    CollectiveOp::Reduce | CollectiveOp::Gather => {
+                        outs.get(&format!("out{lane}")) == Some(want)
+                    }
+                    _ => (0..spec.group_len()).all(|pos| {
+                        run.read_buffer(&frag.program, spec.pe(pos, lane as u32), "v")
+                            .as_ref()
+                            == Some(want)
+                    }),
+                };
+                if !ok {
+                    bail!(
+                        "line {lane} differs from the reference: a bug in the {} kernel or the engine",
+                        op.name()
+                    );
+                }
             }
-            _ => (0..len).all(|pos| {
-                run.read_buffer(&frag.program, spec.pe(pos, lane as u32), "v")
-                    .as_ref()
-                    == Some(want)
-            }),
-        };
-        if how.checking() && !ok {
-            bail!(
-                "line {lane} differs from the reference: a bug in the {} kernel or the engine",
-                op.name()
-            );
+            Some(want.iter().map(Vec::len).sum())
         }
-    }
+        false => None,
+    };
+    let axis = match spec.scope {
+        Scope::Row => "row",
+        Scope::Col => "col",
+        Scope::Rect => "rect",
+    };
     Ok(Report {
         what: format!(
-            "{} of {n} elements along each {} ({combine:?}, {strategy})",
+            "{} of {} elements along each {axis} ({:?}, {})",
             op.name(),
-            a.axis
+            spec.n,
+            spec.combine,
+            spec.strategy
         ),
-        predicted: collective::cost(&spec, &arch),
+        predicted: collective::cost(spec, &arch),
         arch,
-        rect: (w, h),
+        rect: (spec.w, spec.h),
         picked: false,
         measured: run.cycles,
-        values: want.iter().map(Vec::len).sum(),
+        values,
     })
 }
 
+/// Unless `--timing-only`: the reference `want` (only then computed)
+/// against the emulator's tensor bit for bit, and how many values that
+/// compared.
+pub(super) fn same(
+    how: &Ctx,
+    name: &str,
+    got: &[f32],
+    want: impl FnOnce() -> Vec<f32>,
+) -> anyhow::Result<Option<usize>> {
+    if !how.checking() {
+        return Ok(None);
+    }
+    let want = want();
+    bit_equal(name, got, &want)?;
+    Ok(Some(want.len()))
+}
+
 /// Fail unless the emulator's tensor equals the reference bit for bit.
-pub(super) fn same(how: &Ctx, name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
-    if how.checking()
-        && got
+pub(super) fn bit_equal(name: &str, got: &[f32], want: &[f32]) -> anyhow::Result<()> {
+    if got.len() != want.len()
+        || got
             .iter()
-            .map(|v| v.to_bits())
-            .ne(want.iter().map(|v| v.to_bits()))
+            .zip(want)
+            .any(|(g, w)| g.to_bits() != w.to_bits())
     {
         bail!(
             "the emulator's output differs from the reference: a bug in the {name} kernel or the engine"
@@ -573,22 +608,34 @@ fn run_embedding(
         token: a.token,
         seed: a.seed,
     };
-    let frag = embedding::generate(&spec, &arch)?;
+    let mut report = measure_embedding(how, &spec, arch)?;
+    report.picked = picked;
+    Ok(report)
+}
+
+/// A table lookup run and, unless `--timing-only`, checked.
+pub(super) fn measure_embedding(
+    how: &Ctx,
+    spec: &EmbeddingSpec,
+    arch: Arch,
+) -> anyhow::Result<Report> {
+    let frag = embedding::generate(spec, &arch)?;
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    let want = embedding::reference(&spec, &inputs, &frag.program);
-    same(how, "embedding", &outs["y"], &want)?;
+    let values = same(how, "embedding", &outs["y"], || {
+        embedding::reference(spec, &inputs, &frag.program)
+    })?;
     Ok(Report {
         what: format!(
-            "embedding {vocab}x{dim} {dtype}, token {} ({strategy})",
-            a.token
+            "embedding {}x{} {}, token {} ({})",
+            spec.vocab, spec.dim, spec.dtype, spec.token, spec.strategy
         ),
-        predicted: embedding::cost(&spec, &arch, a.token),
+        predicted: embedding::cost(spec, &arch, spec.token),
         arch,
-        rect: (w, h),
-        picked,
+        rect: (spec.w, spec.h),
+        picked: false,
         measured: run.cycles,
-        values: want.len(),
+        values,
     })
 }
 

@@ -63,15 +63,20 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
     };
     let fa = gemv::generate(&first, &arch).map_err(|e| anyhow::anyhow!("W1: {e}"))?;
     let mut fb = gemv::generate(&second, &mirror).map_err(|e| anyhow::anyhow!("W2: {e}"))?;
-    let (wa, wb) = (
-        gemv::weights(&first, &arch, &fa.program),
-        gemv::weights(&second, &mirror, &fb.program),
-    );
-    if how.checking() {
-        // Seeded weights are a function of the PE: held as values, W2's
-        // survive the shift east of W1.
-        gemv::load_weights(&second, &mirror, &mut fb, &wb)?;
-    }
+    // Read back only when checked: a timing-only run holds no weights.
+    let weights = match how.checking() {
+        true => {
+            let (wa, wb) = (
+                gemv::weights(&first, &arch, &fa.program),
+                gemv::weights(&second, &mirror, &fb.program),
+            );
+            // Seeded weights are a function of the PE: held as values,
+            // W2's survive the shift east of W1.
+            gemv::load_weights(&second, &mirror, &mut fb, &wb)?;
+            Some((wa, wb))
+        }
+        false => None,
+    };
     let fb = fb.transposed();
     let x = fa.default_inputs();
     let (ya, ra) = how.run(&fa, &arch, &x)?;
@@ -94,8 +99,8 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
     let longest = wafer_compiler::route::longest_stream(&fb);
     let pair = abut(fa, fb, "y", "x")?;
     let (y, run) = how.run(&pair, &arch, &x)?;
-    if how.checking() {
-        let want = gemv::reference(&second, &wb, &gemv::reference(&first, &wa, &x["x"]));
+    if let Some((wa, wb)) = &weights {
+        let want = gemv::reference(&second, wb, &gemv::reference(&first, wa, &x["x"]));
         if y["y"] != want {
             bail!(
                 "the pair's y differs from the reference: a bug in abut, the GEMV kernel or the engine"

@@ -1,36 +1,27 @@
 //! `wafer kernel --report`: every kernel at a few sizes on both presets,
-//! measured against its cost model, every output checked.
+//! measured against its cost model, every output checked (unless
+//! `--timing-only`) by the same functions `wafer kernel NAME` runs.
 
-use super::{Ctx, Report, run_vector, waferllm};
-use anyhow::bail;
+use super::column::{measure_argmax, measure_attention, measure_rope, measure_vector};
+use super::{Ctx, Report, measure_collective, measure_embedding, measure_gemv, waferllm};
 use serde_json::json;
 use wafer_emulator::{Arch, DType};
-use wafer_kernels::argmax::{self, ArgmaxSpec};
-use wafer_kernels::attention::{self, AttentionSpec};
-use wafer_kernels::collective::{self, CollectiveOp, CollectiveSpec, Combine, Scope};
-use wafer_kernels::embedding::{self, EmbeddingSpec};
-use wafer_kernels::gemv::{self, GemvSpec};
+use wafer_kernels::argmax::ArgmaxSpec;
+use wafer_kernels::attention::AttentionSpec;
+use wafer_kernels::collective::{CollectiveOp, CollectiveSpec, Combine, Scope};
+use wafer_kernels::embedding::EmbeddingSpec;
+use wafer_kernels::gemv::GemvSpec;
 use wafer_kernels::reduce::Strategy;
-use wafer_kernels::rope::{self, RopeLayout, RopeSpec};
+use wafer_kernels::rope::{RopeLayout, RopeSpec};
 use wafer_kernels::vector::{VectorOp, VectorSpec};
 
 /// One row of the report: kernel, machine, rectangle, measured and
-/// predicted cycles.
-pub(super) type Row = (String, String, (u32, u32), u64, u64);
+/// predicted cycles, values checked against the reference.
+type Row = (String, String, (u32, u32), u64, u64, Option<usize>);
 
-/// Run a generated kernel on its default inputs and record its row.
-fn record(
-    how: &Ctx,
-    rows: &mut Vec<Row>,
-    arch: &Arch,
-    what: String,
-    rect: (u32, u32),
-    frag: &wafer_kernels::Fragment,
-    predicted: u64,
-) -> anyhow::Result<()> {
-    let cycles = how.run(frag, arch, &frag.default_inputs())?.1.cycles;
-    rows.push((what, arch.name.clone(), rect, cycles, predicted));
-    Ok(())
+/// A measured run as its report row, named `what`.
+fn row(what: String, r: Report) -> Row {
+    (what, r.arch.name, r.rect, r.measured, r.predicted, r.values)
 }
 
 /// Every kernel at a few sizes on both presets: measured vs predicted.
@@ -56,25 +47,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     seed: 1,
                     halves: false,
                 };
-                let frag = gemv::generate(&spec, &arch)?;
-                let inputs = frag.default_inputs();
-                let (outs, run) = how.run(&frag, &arch, &inputs)?;
-                if outs["y"]
-                    != gemv::reference(
-                        &spec,
-                        &gemv::weights(&spec, &arch, &frag.program),
-                        &inputs["x"],
-                    )
-                {
-                    bail!("gemv {m}x{n} differs from its reference");
-                }
-                rows.push((
-                    format!("gemv {m}x{n} {dtype} {strategy}"),
-                    arch.name.clone(),
-                    (w, h),
-                    run.cycles,
-                    gemv::cost(&spec, &arch),
-                ));
+                let r = measure_gemv(how, &spec, 1, false, arch.clone())?;
+                rows.push(row(format!("gemv {m}x{n} {dtype} {strategy}"), r));
             }
         }
         for (m, n, w, h, groups, streamed) in
@@ -91,11 +65,12 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 streamed,
                 seed: 1,
             };
-            let (row, checked) = waferllm::meshgemv_row(how, &spec, &arch)?;
-            if !checked {
-                bail!("meshgemv {m}x{n} differs from its reference");
-            }
-            rows.push(row);
+            let r = waferllm::measure_meshgemv(how, &spec, 1, arch.clone())?;
+            let streamed = if streamed { " streamed" } else { "" };
+            rows.push(row(
+                format!("meshgemv {m}x{n} f16 sum {}{streamed}", spec.acc),
+                r,
+            ));
         }
         for (op, name) in CollectiveOp::ALL {
             for (n, w, h) in [(16, 16, 4), (128, 64, 2)] {
@@ -109,15 +84,10 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     strategy: Strategy::Tree { k: 2 },
                     seed: 1,
                 };
-                record(
-                    how,
-                    &mut rows,
-                    &arch,
+                rows.push(row(
                     format!("{name} n={n} rows tree:2"),
-                    (w, h),
-                    &collective::generate(&spec, &arch)?,
-                    collective::cost(&spec, &arch),
-                )?;
+                    measure_collective(how, &spec, arch.clone())?,
+                ));
             }
         }
         for (n, w) in [(64, 8), (1024, 16)] {
@@ -131,15 +101,10 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 strategy: Strategy::Ring,
                 seed: 1,
             };
-            record(
-                how,
-                &mut rows,
-                &arch,
+            rows.push(row(
                 format!("allreduce n={n} rows ring"),
-                (w, 2),
-                &collective::generate(&spec, &arch)?,
-                collective::cost(&spec, &arch),
-            )?;
+                measure_collective(how, &spec, arch.clone())?,
+            ));
         }
         for (kv, d, g, ctx, pos, h, per_query_head) in [
             (2, 64, 4, 256, 200, 8, false),
@@ -160,18 +125,13 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 window: None,
                 per_query_head,
             };
-            record(
-                how,
-                &mut rows,
-                &arch,
+            rows.push(row(
                 format!(
                     "attention kv={kv} d={d} g={g} pos={pos}/{ctx}{}",
                     if per_query_head { " copies" } else { "" }
                 ),
-                (spec.columns(), h),
-                &attention::generate(&spec, &arch)?,
-                attention::cost(&spec, &arch),
-            )?;
+                measure_attention(how, &spec, arch.clone())?,
+            ));
         }
         for (heads, d, h) in [(4, 64, 4), (32, 128, 32)] {
             let spec = RopeSpec {
@@ -183,15 +143,10 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 pos: 100,
                 h,
             };
-            record(
-                how,
-                &mut rows,
-                &arch,
+            rows.push(row(
                 format!("rope {heads}x{d}"),
-                (1, h),
-                &rope::generate(&spec, &arch)?,
-                rope::cost(&spec, &arch),
-            )?;
+                measure_rope(how, &spec, 1, arch.clone())?,
+            ));
         }
         for (vocab, dim, w, h) in [(512, 64, 4, 4), (32000, 4096, 128, 64)] {
             let spec = EmbeddingSpec {
@@ -204,15 +159,10 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 token: 1,
                 seed: 1,
             };
-            record(
-                how,
-                &mut rows,
-                &arch,
+            rows.push(row(
                 format!("embedding {vocab}x{dim} f16"),
-                (w, h),
-                &embedding::generate(&spec, &arch)?,
-                embedding::cost(&spec, &arch, 1),
-            )?;
+                measure_embedding(how, &spec, arch.clone())?,
+            ));
         }
         for (n, h) in [(512, 4), (32000, 64)] {
             let spec = ArgmaxSpec {
@@ -221,15 +171,10 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 strategy: Strategy::Tree { k: 2 },
                 seed: 1,
             };
-            record(
-                how,
-                &mut rows,
-                &arch,
+            rows.push(row(
                 format!("argmax n={n}"),
-                (1, h),
-                &argmax::generate(&spec, &arch)?,
-                argmax::cost(&spec, &arch),
-            )?;
+                measure_argmax(how, &spec, arch.clone())?,
+            ));
         }
         for (op, name) in VectorOp::ALL {
             for (n, h) in [(64, 4), (4096, 64)] {
@@ -242,17 +187,13 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     eps: 1e-5,
                     seed: 1,
                 };
-                let r = run_vector(how, &spec, 1, arch.clone())?;
-                rows.push((
-                    format!("{name} n={n}"),
-                    arch.name.clone(),
-                    (1, h),
-                    r.measured,
-                    r.predicted,
-                ));
+                let r = measure_vector(how, &spec, 1, arch.clone())?;
+                rows.push(row(format!("{name} n={n}"), r));
             }
         }
     }
+    // Every row's values, or none when --timing-only checked nothing.
+    let checked: Option<usize> = rows.iter().map(|r| r.5).sum();
     let worst = rows
         .iter()
         .map(|r| r.3 as f64 / r.4 as f64)
@@ -266,11 +207,14 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
     if json {
         let list: Vec<_> = rows
             .iter()
-            .map(|(k, a, (w, h), m, p)| json!({"kernel": k, "arch": a, "rect": [w, h], "measured_cycles": m, "predicted_cycles": p, "ratio": *m as f64 / *p as f64}))
+            .map(|(k, a, (w, h), m, p, _)| json!({"kernel": k, "arch": a, "rect": [w, h], "measured_cycles": m, "predicted_cycles": p, "ratio": *m as f64 / *p as f64}))
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"rows": list, "worst_ratio": worst}))?
+            serde_json::to_string_pretty(&json!({
+                "rows": list, "worst_ratio": worst,
+                "checked_values": checked, "timing_only": !how.checking(),
+            }))?
         );
         return Ok(());
     }
@@ -278,15 +222,19 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
         "{:<40} {:<5} {:>9} {:>9} {:>9} {:>7}",
         "kernel", "arch", "rect", "measured", "predicted", "ratio"
     );
-    for (k, a, (w, h), m, p) in &rows {
+    for (k, a, (w, h), m, p, _) in &rows {
         println!(
             "{k:<40} {a:<5} {:>9} {m:>9} {p:>9} {:>7.3}",
             format!("{w}x{h}"),
             *m as f64 / *p as f64
         );
     }
+    let check = match checked {
+        Some(n) => format!("every output checked against its reference bit for bit, {n} values"),
+        None => "no output checked: --timing-only computes no values".to_string(),
+    };
     println!(
-        "worst measured/predicted ratio: {worst:.3} over {} runs (every output checked against its reference)",
+        "worst measured/predicted ratio: {worst:.3} over {} runs ({check})",
         rows.len()
     );
     Ok(())
@@ -301,7 +249,7 @@ pub(super) fn print(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
             "kernel": r.what, "arch": r.arch.name, "rect": [r.rect.0, r.rect.1], "pes": r.rect.0 * r.rect.1,
             "rect_picked_by_cost_model": r.picked, "measured_cycles": r.measured, "predicted_cycles": r.predicted,
             "ratio": ratio, "time_us": time_us, "clock_hz": r.arch.clock_hz,
-            "matches_reference": if how.checking() { Some(true) } else { None }, "timing_only": !how.checking(),
+            "matches_reference": r.values.map(|_| true), "checked_values": r.values, "timing_only": !how.checking(),
             "threads": how.cfg.threads, "emulation_seconds": how.emulated_seconds(),
             "pe_cycles_per_second": how.pe_cycles_per_second(),
         });
@@ -315,13 +263,9 @@ pub(super) fn print(how: &Ctx, r: &Report, json: bool) -> anyhow::Result<()> {
         ""
     };
     println!("rect       {}x{} PEs{picked}", r.rect.0, r.rect.1);
-    if how.checking() {
-        println!(
-            "check      matches the reference bit for bit ({} values)",
-            r.values
-        );
-    } else {
-        println!("check      none: --timing-only computes no values");
+    match r.values {
+        Some(n) => println!("check      matches the reference bit for bit ({n} values)"),
+        None => println!("check      none: --timing-only computes no values"),
     }
     println!(
         "measured   {} cycles  ({time_us:.3} µs at {:.2} GHz)",

@@ -1,6 +1,6 @@
 //! WaferLLM's kernels on their own: MeshGEMV and MeshGEMM.
 
-use super::{Ctx, KernelArgs, Report, dims, float_dtype, same, shape2};
+use super::{Ctx, KernelArgs, Report, bit_equal, dims, float_dtype, shape2};
 use wafer_emulator::{Arch, DType};
 use wafer_kernels::meshgemm::{self, MeshGemmSpec};
 use wafer_kernels::meshgemv::{self, MeshGemvSpec};
@@ -58,39 +58,48 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
             (best, true)
         }
     };
-    let frag = meshgemv::generate_batch(&s, a.batch, &arch)?;
-    let inputs = if s.streamed {
-        frag.default_inputs()
-    } else {
-        Default::default()
-    };
+    let mut report = measure_meshgemv(how, &s, a.batch, arch)?;
+    report.picked = picked;
+    Ok(report)
+}
+
+/// A MeshGEMV of `batch` positions run and, unless `--timing-only`,
+/// checked: every PE's sum (one position's) and the output stream when
+/// streamed.
+pub(super) fn measure_meshgemv(
+    how: &Ctx,
+    s: &MeshGemvSpec,
+    batch: u32,
+    arch: Arch,
+) -> anyhow::Result<Report> {
+    let frag = meshgemv::generate_batch(s, batch, &arch)?;
+    let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
-    if how.checking() {
-        let x = if s.streamed {
-            inputs["x"].clone()
-        } else {
-            s.x()
-        };
-        let want = meshgemv::reference_batch(&s, &meshgemv::weights(&s, &frag.program), &x);
-        if s.streamed {
-            same(how, "meshgemv y", &outs["y"], &want)?;
-        }
-        // Every PE's `res` holds its column's outputs (one position's: a
-        // batch's are checked in its `y`).
-        for (c, (yo, nt)) in s.cols().into_iter().enumerate().filter(|_| a.batch == 1) {
-            for r in [0, s.root(), s.h - 1] {
-                let got = run
-                    .read_buffer(&frag.program, wafer_emulator::Pe::new(c as u32, r), "res")
-                    .expect("every PE holds res");
-                same(
-                    how,
-                    "meshgemv",
-                    &got,
-                    &want[yo as usize..(yo + nt) as usize],
-                )?;
+    let values = match how.checking() {
+        true => {
+            let x = if s.streamed {
+                inputs["x"].clone()
+            } else {
+                s.x()
+            };
+            let want = meshgemv::reference_batch(s, &meshgemv::weights(s, &frag.program), &x);
+            if s.streamed {
+                bit_equal("meshgemv y", &outs["y"], &want)?;
             }
+            // Every PE's `res` holds its column's outputs (one position's:
+            // a batch's are checked in its `y`).
+            for (c, (yo, nt)) in s.cols().into_iter().enumerate().filter(|_| batch == 1) {
+                for r in [0, s.root(), s.h - 1] {
+                    let got = run
+                        .read_buffer(&frag.program, wafer_emulator::Pe::new(c as u32, r), "res")
+                        .expect("every PE holds res");
+                    bit_equal("meshgemv", &got, &want[yo as usize..(yo + nt) as usize])?;
+                }
+            }
+            Some(want.len())
         }
-    }
+        false => None,
+    };
     Ok(Report {
         what: format!(
             "meshgemv 1x{m} @ {m}x{n} {dtype}, {} groups of {} rows{}{}",
@@ -101,14 +110,17 @@ pub(super) fn run_meshgemv(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
             } else {
                 ""
             },
-            super::positions(a.batch)
+            super::positions(batch),
+            m = s.m,
+            n = s.n,
+            dtype = s.dtype,
         ),
-        predicted: meshgemv::cost_batch(&s, a.batch, &arch),
-        arch,
+        predicted: meshgemv::cost_batch(s, batch, &arch),
         rect: (s.w, s.h),
-        picked,
+        arch,
+        picked: false,
         measured: run.cycles,
-        values: (a.batch * n) as usize,
+        values,
     })
 }
 
@@ -154,16 +166,20 @@ pub(super) fn run_meshgemm(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
     };
     let frag = meshgemm::generate(&s, &arch)?;
     let (_, run) = how.run(&frag, &arch, &Default::default())?;
-    if how.checking() {
-        let (x, w) = meshgemm::inputs(&s);
-        let want = meshgemm::reference(&s, &x, &w);
-        same(
-            how,
-            "meshgemm",
-            &meshgemm::gather(&s, &frag.program, &run),
-            &want,
-        )?;
-    }
+    // Gathered only when checked: a timing-only run stores no tiles.
+    let values = match how.checking() {
+        true => {
+            let (x, w) = meshgemm::inputs(&s);
+            let want = meshgemm::reference(&s, &x, &w);
+            bit_equal(
+                "meshgemm",
+                &meshgemm::gather(&s, &frag.program, &run),
+                &want,
+            )?;
+            Some(want.len())
+        }
+        false => None,
+    };
     Ok(Report {
         what: format!(
             "meshgemm {m}x{k} @ {k}x{n} {dtype} on {p}x{p} PEs (predicted: the cost model's estimate)",
@@ -174,50 +190,6 @@ pub(super) fn run_meshgemm(how: &Ctx, a: &KernelArgs, arch: Arch) -> anyhow::Res
         rect: (s.p, s.p),
         picked,
         measured: run.cycles,
-        values: (m * n) as usize,
+        values,
     })
-}
-
-/// One `--report` row for a MeshGEMV, and whether its result (every PE's
-/// sum, and the output streams when streamed) matched the reference.
-pub(super) fn meshgemv_row(
-    how: &Ctx,
-    s: &MeshGemvSpec,
-    arch: &Arch,
-) -> anyhow::Result<(super::report::Row, bool)> {
-    let frag = meshgemv::generate(s, arch)?;
-    let inputs = frag.default_inputs();
-    let (outs, run) = how.run(&frag, arch, &inputs)?;
-    let x = if s.streamed {
-        inputs["x"].clone()
-    } else {
-        s.x()
-    };
-    let want = meshgemv::reference(s, &meshgemv::weights(s, &frag.program), &x);
-    let mut ok = !s.streamed || outs["y"] == want;
-    for (c, (yo, nt)) in s.cols().into_iter().enumerate() {
-        for r in [0, s.root(), s.h - 1] {
-            let got = run
-                .read_buffer(&frag.program, wafer_emulator::Pe::new(c as u32, r), "res")
-                .expect("every PE holds res");
-            ok &= got[..] == want[yo as usize..(yo + nt) as usize];
-        }
-    }
-    let name = format!(
-        "meshgemv {}x{} f16 sum {}{}",
-        s.m,
-        s.n,
-        s.acc,
-        if s.streamed { " streamed" } else { "" }
-    );
-    Ok((
-        (
-            name,
-            arch.name.clone(),
-            (s.w, s.h),
-            run.cycles,
-            meshgemv::cost(s, arch),
-        ),
-        ok,
-    ))
 }
