@@ -518,4 +518,8 @@ fn kernel_report_covers_every_kernel_and_says_what_it_checked() {
     for r in rows {
         assert!(r["measured_cycles"].as_u64().unwrap() > 0, "{r}");
     }
+    // Every kernel's measured and predicted cycles at the report's sizes:
+    // a change to any kernel, cost model or machine parameter shows here.
+    let text = ok(&["kernel", "--report", "--timing-only"]);
+    insta::assert_snapshot!("kernel_report", text);
 }
