@@ -4,6 +4,7 @@
 
 use super::column::{measure_argmax, measure_attention, measure_rope, measure_vector};
 use super::{Ctx, Report, measure_collective, measure_embedding, measure_gemv, waferllm};
+use anyhow::Context;
 use serde_json::json;
 use wafer_emulator::{Arch, DType};
 use wafer_kernels::argmax::ArgmaxSpec;
@@ -19,9 +20,11 @@ use wafer_kernels::vector::{VectorOp, VectorSpec};
 /// predicted cycles, values checked against the reference.
 type Row = (String, String, (u32, u32), u64, u64, Option<usize>);
 
-/// A measured run as its report row, named `what`.
-fn row(what: String, r: Report) -> Row {
-    (what, r.arch.name, r.rect, r.measured, r.predicted, r.values)
+/// A measured run as its report row, named `what` (which a failed check
+/// names too).
+fn row(what: String, r: anyhow::Result<Report>) -> anyhow::Result<Row> {
+    let r = r.with_context(|| format!("--report's {what}"))?;
+    Ok((what, r.arch.name, r.rect, r.measured, r.predicted, r.values))
 }
 
 /// Every kernel at a few sizes on both presets: measured vs predicted.
@@ -47,8 +50,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     seed: 1,
                     halves: false,
                 };
-                let r = measure_gemv(how, &spec, 1, false, arch.clone())?;
-                rows.push(row(format!("gemv {m}x{n} {dtype} {strategy}"), r));
+                let r = measure_gemv(how, &spec, 1, false, arch.clone());
+                rows.push(row(format!("gemv {m}x{n} {dtype} {strategy}"), r)?);
             }
         }
         for (m, n, w, h, groups, streamed) in
@@ -65,12 +68,12 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 streamed,
                 seed: 1,
             };
-            let r = waferllm::measure_meshgemv(how, &spec, 1, arch.clone())?;
+            let r = waferllm::measure_meshgemv(how, &spec, 1, arch.clone());
             let streamed = if streamed { " streamed" } else { "" };
             rows.push(row(
                 format!("meshgemv {m}x{n} f16 sum {}{streamed}", spec.acc),
                 r,
-            ));
+            )?);
         }
         for (op, name) in CollectiveOp::ALL {
             for (n, w, h) in [(16, 16, 4), (128, 64, 2)] {
@@ -86,8 +89,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 };
                 rows.push(row(
                     format!("{name} n={n} rows tree:2"),
-                    measure_collective(how, &spec, arch.clone())?,
-                ));
+                    measure_collective(how, &spec, arch.clone()),
+                )?);
             }
         }
         for (n, w) in [(64, 8), (1024, 16)] {
@@ -103,8 +106,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
             };
             rows.push(row(
                 format!("allreduce n={n} rows ring"),
-                measure_collective(how, &spec, arch.clone())?,
-            ));
+                measure_collective(how, &spec, arch.clone()),
+            )?);
         }
         for (kv, d, g, ctx, pos, h, per_query_head) in [
             (2, 64, 4, 256, 200, 8, false),
@@ -130,8 +133,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     "attention kv={kv} d={d} g={g} pos={pos}/{ctx}{}",
                     if per_query_head { " copies" } else { "" }
                 ),
-                measure_attention(how, &spec, arch.clone())?,
-            ));
+                measure_attention(how, &spec, arch.clone()),
+            )?);
         }
         for (heads, d, h) in [(4, 64, 4), (32, 128, 32)] {
             let spec = RopeSpec {
@@ -145,8 +148,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
             };
             rows.push(row(
                 format!("rope {heads}x{d}"),
-                measure_rope(how, &spec, 1, arch.clone())?,
-            ));
+                measure_rope(how, &spec, 1, arch.clone()),
+            )?);
         }
         for (vocab, dim, w, h) in [(512, 64, 4, 4), (32000, 4096, 128, 64)] {
             let spec = EmbeddingSpec {
@@ -161,8 +164,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
             };
             rows.push(row(
                 format!("embedding {vocab}x{dim} f16"),
-                measure_embedding(how, &spec, arch.clone())?,
-            ));
+                measure_embedding(how, &spec, arch.clone()),
+            )?);
         }
         for (n, h) in [(512, 4), (32000, 64)] {
             let spec = ArgmaxSpec {
@@ -173,8 +176,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
             };
             rows.push(row(
                 format!("argmax n={n}"),
-                measure_argmax(how, &spec, arch.clone())?,
-            ));
+                measure_argmax(how, &spec, arch.clone()),
+            )?);
         }
         for (op, name) in VectorOp::ALL {
             for (n, h) in [(64, 4), (4096, 64)] {
@@ -187,8 +190,8 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     eps: 1e-5,
                     seed: 1,
                 };
-                let r = measure_vector(how, &spec, 1, arch.clone())?;
-                rows.push(row(format!("{name} n={n}"), r));
+                let r = measure_vector(how, &spec, 1, arch.clone());
+                rows.push(row(format!("{name} n={n}"), r)?);
             }
         }
     }
