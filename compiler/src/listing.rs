@@ -76,7 +76,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     }
     writeln!(
         t,
-        "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>5} {:>5} {:>6} {:>9}",
+        "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>5} {:>6} {:>9}",
         "stage",
         "kernel",
         "shape",
@@ -86,14 +86,12 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         "SRAM/PE",
         "colors",
         "hops",
-        "link",
         "in",
         "cycles"
     )
     .unwrap();
     let mut total_pred = 0;
     let mut total_hand = 0;
-    let (mut total_trip, mut total_links) = (0, 0);
     let predicted = c.stage_predictions(pos);
     let runs = c.runs(pos, crate::experts::DEFAULT_SEED);
     for (i, (s, site)) in c.stages.iter().zip(&c.sites).enumerate() {
@@ -122,12 +120,10 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         if runs[i] {
             total_pred += pred;
             total_hand += hand.cycles;
-            total_trip += hand.trip_cycles();
-            total_links += hand.wavelets;
         }
         writeln!(
             t,
-            "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>5} {:>5} {:>6} {:>9}",
+            "{:<32} {:<11} {:<28} {:>9} {:>9} {:>8} {:>7} {:>6} {:>5} {:>6} {:>9}",
             s.name,
             s.work.kernel(),
             shape(&site.kernel),
@@ -137,7 +133,6 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
             c.sram.per_stage[i],
             format!("{}+{}", colors(&c.fragments[i].colors()), hand.color),
             hand.hops,
-            hand.wavelets,
             hand.cycles,
             pred
         )
@@ -179,7 +174,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
     let link: u64 = c.transfers.iter().map(|x| x.cycles).sum();
     writeln!(
         t,
-        "predicted step at position {pos}: {total} cycles ({total_pred} in kernels, {total_hand} in hand-offs: {total_trip} their first wavelets' trips, {total_links} their busiest links{}) = {:.3} µs",
+        "predicted step at position {pos}: {total} cycles ({total_pred} in kernels, {total_hand} in hand-offs{}) = {:.3} µs",
         if system {
             format!(", {link} between wafers")
         } else {

@@ -10,16 +10,27 @@
 //! placement stages share PEs, so each stage is its own configuration
 //! (the router tables are loaded per stage) and [`check`] holds per stage.
 //!
-//! A hand-off's cycles are modelled, not emulated: `hops · hop_latency +
-//! 2 · ramp_latency` for the first wavelet, plus one cycle per wavelet of
-//! the consumer's busiest input link (streams through different links run
-//! side by side; those through one link, one after another).
-//! `hops` is the longest of its elements' trips: from the PE where the
-//! producer's stream carrying an element leaves its rectangle to the PE
-//! where the consumer's stream carrying it enters. (A producer's whole
-//! rectangle, south-east corner to the consumer's north-west one, was the
-//! model before; it charged a GEMV's y, which leaves along its east edge
-//! row by row, as if every row left from the bottom one.)
+//! A hand-off's cycles are modelled, not emulated: `hops · hop_latency`,
+//! the trip of the element that travels farthest. `hops` is the longest of
+//! its elements' trips: from the PE where the producer's stream carrying
+//! an element leaves its rectangle to the PE where the consumer's stream
+//! carrying it enters. (A producer's whole rectangle, south-east corner to
+//! the consumer's north-west one, was the model before; it charged a
+//! GEMV's y, which leaves along its east edge row by row, as if every row
+//! left from the bottom one.)
+//!
+//! Nothing else is charged, because each kernel's own run already counts
+//! it. A stage's program takes its inputs as host streams pushed into the
+//! routers of its entry PEs, one wavelet per input port a cycle, and
+//! sends its outputs from the routers of its exit PEs, so its emulated
+//! cycles hold the ramps between those routers and the cores, and every
+//! wavelet through the consumer's busiest input link. Adding `2 ·
+//! ramp_latency` and those wavelets here, as this model once did, counts
+//! them twice (`wafer kernel gemv_pair` shows it: two GEMVs run as one
+//! program, each row of y streamed into the second, take fewer cycles
+//! than the two run apart with no hand-off at all).
+//! The model is a barrier between stages, so it stays an upper bound of
+//! the stages streaming into each other (`kernels/tests/abut.rs`).
 //!
 //! On one wafer of a system ([`crate::system`]) the stages routed are that
 //! wafer's: a value made on an earlier wafer arrives over the wafer link
@@ -46,21 +57,10 @@ pub struct Handoff {
     pub link_cycles: u64,
     /// Longest route, in hops.
     pub hops: u32,
-    /// Wavelets through the consumer's busiest input link
-    /// ([`longest_stream`]): with the trip and the ramps, the cycles.
-    pub wavelets: u64,
+    /// The trip's cycles ([`handoff_cycles`]) and `link_cycles`.
     pub cycles: u64,
     /// The color the routes use.
     pub color: u8,
-}
-
-impl Handoff {
-    /// Of `cycles`, those of the first wavelet's trip: its hops and the
-    /// two ramps (the rest are the busiest link's wavelets and the
-    /// wafer-to-wafer link's cycles).
-    pub fn trip_cycles(&self) -> u64 {
-        self.cycles - self.wavelets - self.link_cycles
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -100,38 +100,11 @@ fn meets(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> bool {
     a.0 <= b.2 && b.0 <= a.2 && a.1 <= b.3 && b.1 <= a.3
 }
 
-/// The modelled cycles of a hand-off whose longest route is `hops` long
-/// and whose consumer's busiest input link carries `longest` wavelets
-/// ([`longest_stream`]): the first wavelet's trip up a ramp, along the
-/// route and down a ramp, then one cycle per wavelet through that link.
-pub fn handoff_cycles(arch: &Arch, hops: u32, longest: u64) -> u64 {
-    hops as u64 * arch.hop_latency as u64 + 2 * arch.ramp_latency as u64 + longest
-}
-
-/// The wavelets of `f`'s busiest input link: a stream can carry several
-/// segments, of one port or of several (RoPE's `[pos, heads]`,
-/// attention's `[pos, q, k, v]`), one after another, and streams that
-/// enter through the same link (an element-wise kernel's `a` and `b`, both
-/// from the west of each PE) share its one wavelet a cycle.
-pub fn longest_stream(f: &Fragment) -> u64 {
-    let mut per: std::collections::BTreeMap<&str, u64> = Default::default();
-    for s in f.inputs.iter().flat_map(|p| &p.segments) {
-        *per.entry(s.stream.as_str()).or_default() += s.len as u64;
-    }
-    let by_name = by_name(&f.program.inputs);
-    let mut links: std::collections::BTreeMap<(u32, u32, usize), u64> = Default::default();
-    for (name, len) in per {
-        let (link, wavelets) = match by_name.get(name) {
-            Some(h) => (
-                (h.pe.x, h.pe.y, h.port.index()),
-                len.div_ceil(h.dtype.per_word() as u64),
-            ),
-            // A stream the program does not have is its own link.
-            None => ((u32::MAX, u32::MAX, links.len()), len),
-        };
-        *links.entry(link).or_default() += wavelets;
-    }
-    links.into_values().max().unwrap_or(0)
+/// The modelled cycles of a hand-off whose farthest element travels `hops`
+/// hops: the trip alone (the ramps and the consumer's input links are in
+/// the kernels' own runs; see the module's documentation).
+pub fn handoff_cycles(arch: &Arch, hops: u32) -> u64 {
+    hops as u64 * arch.hop_latency as u64
 }
 
 /// `streams` by name: a GEMV has a stream for each of its hundreds of
@@ -350,13 +323,8 @@ pub fn route(
         let hops = hops_into(
             i, stages, sites, fragments, &out_ends, producer, graph, &from, arrives,
         );
-        let longest = longest_stream(fragments[i].borrow());
         let fed = !from.is_empty() || ingress;
-        let cycles = if fed {
-            handoff_cycles(arch, hops, longest)
-        } else {
-            0
-        };
+        let cycles = if fed { handoff_cycles(arch, hops) } else { 0 };
         // The lowest hand-off color no meeting path of this configuration uses.
         let mut color = kernel_colors;
         if kind == PlacementKind::Pipeline {
@@ -377,7 +345,6 @@ pub fn route(
             ingress,
             link_cycles: 0,
             hops,
-            wavelets: if fed { longest } else { 0 },
             cycles,
             color,
         });

@@ -133,21 +133,6 @@ pub fn growth(k: &Kernel, batch: u32, of: &Fragment, arch: &Arch) -> Option<u64>
     }
 }
 
-/// The longest input stream of a run of `batch` positions, in elements:
-/// what its hand-off moves last.
-pub fn longest_stream(k: &Kernel, batch: u32, of: &Fragment, arch: &Arch) -> u64 {
-    let one = crate::route::longest_stream(of);
-    match k {
-        // One segment a stream a position.
-        Kernel::Gemv(_) | Kernel::MeshGemv(_) => batch as u64 * one,
-        Kernel::Vector(s) if rms_norm(s.op) => batch as u64 * one,
-        _ => match fragment(k, batch, of, arch) {
-            Ok(f) => crate::route::longest_stream(&f),
-            Err(_) => batch as u64 * one,
-        },
-    }
-}
-
 /// The most bytes (code and buffers) one PE of `f` holds.
 fn most_bytes(f: &Fragment) -> u64 {
     let p = &f.program;

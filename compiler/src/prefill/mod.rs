@@ -176,21 +176,15 @@ fn own_activations(f: &Fragment) -> u64 {
 }
 
 /// The cycles of stage `i`'s hand-off into a run of `batch` positions:
-/// the decode step's, its longest stream `batch` positions long, and on a
-/// system the link moving `batch` times the bytes.
+/// the decode step's trip (the batch's longer input streams are in the
+/// batched kernel's own run, as one position's are in a decode step's),
+/// and on a system the link moving `batch` times the bytes.
 pub fn handoff_cycles(c: &Compiled, i: usize, batch: u32) -> u64 {
     let h = &c.routing.handoffs[i];
     if batch <= 1 || h.cycles == 0 {
         return h.cycles;
     }
-    h.cycles + stream_extra(c, i, batch) + link_extra(c, i, batch)
-}
-
-/// The elements stage `i`'s longest stream has in a batch beyond what
-/// its decode hand-off counts.
-fn stream_extra(c: &Compiled, i: usize, batch: u32) -> u64 {
-    let (k, f) = (&c.sites[i].kernel, &c.fragments[i]);
-    batch::longest_stream(k, batch, f, &c.options.arch) - crate::route::longest_stream(f)
+    h.cycles + link_extra(c, i, batch)
 }
 
 /// The cycles the links into stage `i` (from an earlier wafer) take to
@@ -227,24 +221,12 @@ pub fn predicted(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>], token
 
 /// Per stage, the cycles of the hand-offs into its prefill runs.
 pub fn stage_handoffs(c: &Compiled, plan: &Plan, start: u32, ran: &[Vec<bool>]) -> Vec<u64> {
-    let mut distinct = Distinct::default();
-    let mut streams: HashMap<(usize, u32), u64> = HashMap::new();
     (0..c.stages.len())
         .map(|i| {
             let b = plan.stages[i].batch as usize;
-            let id = distinct.id(&c.sites[i].kernel);
-            let h = c.routing.handoffs[i].cycles;
             positions_of(plan, i, start, ran)
                 .chunks(b)
-                .map(|chunk| match chunk.len() as u32 {
-                    n if n <= 1 || h == 0 => h,
-                    n => {
-                        let extra = *streams
-                            .entry((id, n))
-                            .or_insert_with(|| stream_extra(c, i, n));
-                        h + extra + link_extra(c, i, n)
-                    }
-                })
+                .map(|chunk| handoff_cycles(c, i, chunk.len() as u32))
                 .sum()
         })
         .collect()

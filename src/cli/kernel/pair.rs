@@ -87,7 +87,7 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
     let (_, rb) = how.run(&fb, &arch, &xb)?;
     // As the compiler models consecutive stages: the hops of the farthest
     // element of y from where W1 sends it to where W2 (east of W1) takes
-    // it, then W2's longest input stream.
+    // it (each run counts its own ramps and input links).
     let into = Pe::new(fa.program.width, 0);
     let hops = match (
         Ends::of(&fa.outputs[0], &fa.program.outputs, Pe::new(0, 0)),
@@ -96,7 +96,6 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         (Some(out), Some(x)) => out.farthest(0, &x, 0, fb.inputs[0].len),
         _ => bail!("internal: the GEMVs' ports name streams they do not have"),
     };
-    let longest = wafer_compiler::route::longest_stream(&fb);
     let pair = abut(fa, fb, "y", "x")?;
     let (y, run) = how.run(&pair, &arch, &x)?;
     if let Some((wa, wb)) = &weights {
@@ -109,7 +108,7 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
     }
     // As the compiler runs consecutive stages: one after the other, the
     // hand-off between them its formula.
-    let handoff = wafer_compiler::route::handoff_cycles(&arch, hops, longest);
+    let handoff = wafer_compiler::route::handoff_cycles(&arch, hops);
     let staged = ra.cycles + handoff + rb.cycles;
     let (us, saved) = (
         arch.cycles_to_us(run.cycles),
@@ -155,7 +154,7 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         ra.cycles + rb.cycles
     );
     println!(
-        "as stages  {staged} cycles: W1, a hand-off of {handoff} cycles as the compiler models it (an estimate: {hops} hops, {longest} wavelets), W2; the pair takes {:.1}% less",
+        "as stages  {staged} cycles: W1, a hand-off of {handoff} cycles as the compiler models it (an estimate: the trip of {hops} hops), W2; the pair takes {:.1}% less",
         100.0 * saved
     );
     println!("{}", how.emulated_line(" (the pair and each alone)"));
