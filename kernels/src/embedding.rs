@@ -193,15 +193,9 @@ have:
 
 /// Put a `vocab × dim` table into the tiles in place of the seeded one.
 pub fn load_table(s: &EmbeddingSpec, f: &mut Fragment, t: &[f32]) -> Result<(), KernelError> {
-    if t.len() != (s.vocab * s.dim) as usize {
-        return Err(KernelError::Shape(format!(
-            "an embedding table of {}x{} takes {} values, got {}",
-            s.vocab,
-            s.dim,
-            s.vocab * s.dim,
-            t.len()
-        )));
-    }
+    let takes = s.vocab as u64 * s.dim as u64;
+    let what = || format!("an embedding table of {}x{}", s.vocab, s.dim);
+    KernelError::check_length(what, takes, t.len())?;
     let (vocab, dims) = (split(s.vocab, s.w), split(s.dim, s.h));
     let mut per_pe = Vec::new();
     for (c, (lo, rows)) in vocab.iter().enumerate() {

@@ -87,6 +87,32 @@ pub enum KernelError {
     /// A tensor port naming a stream its program lacks: a generator bug.
     #[error("internal: no stream `{0}`")]
     NoStream(String),
+    /// Values to load (weights, a table) of the wrong count for the shape.
+    #[error("{what} takes {takes} values, got {given}")]
+    Length {
+        what: String,
+        takes: u64,
+        given: usize,
+    },
+}
+
+impl KernelError {
+    /// `Ok` where `given` values are the `takes` that `what` (called only
+    /// on a mismatch, to name the shape) needs.
+    pub fn check_length(
+        what: impl FnOnce() -> String,
+        takes: u64,
+        given: usize,
+    ) -> Result<(), KernelError> {
+        match given as u64 == takes {
+            true => Ok(()),
+            false => Err(KernelError::Length {
+                what: what(),
+                takes,
+                given,
+            }),
+        }
+    }
 }
 
 /// Parse a generator's assembly. A failure is a bug in the generator, not

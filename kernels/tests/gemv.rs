@@ -199,6 +199,9 @@ fn quantized_weights_are_held_packed_and_dequantized_on_the_pe() {
             halves: false,
         };
         let mut f = gemv::generate(&s, &arch).unwrap();
+        let short = gemv::load_weights(&s, &arch, &mut f, &model[1..]).unwrap_err();
+        let want = format!("GEMV {m}x{n} takes {} values, got {}", m * n, m * n - 1);
+        assert_eq!(short.to_string(), want);
         gemv::load_weights(&s, &arch, &mut f, &model).unwrap();
         let held = quant::as_held(dtype, &model, m, n);
         assert_eq!(gemv::weights(&s, &arch, &f.program), held, "{dtype}");

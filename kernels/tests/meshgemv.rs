@@ -99,7 +99,11 @@ fn load_weights_transposes_a_models_matrix() {
         )
         .unwrap();
     assert_eq!(outs["y"], meshgemv::reference(&s, &held, &x));
-    assert!(meshgemv::load_weights(&s, &mut f, &model[1..]).is_err());
+    let short = meshgemv::load_weights(&s, &mut f, &model[1..]).unwrap_err();
+    assert_eq!(
+        short.to_string(),
+        "MeshGEMV 1x10 @ 10x7 takes 70 values, got 69"
+    );
 }
 
 #[test]

@@ -118,15 +118,8 @@ pub fn load_weights(
     f: &mut Fragment,
     w: &[f32],
 ) -> Result<(), KernelError> {
-    if w.len() != (s.m * s.n) as usize {
-        return Err(KernelError::Shape(format!(
-            "GEMV {}x{} takes {} weights, got {}",
-            s.m,
-            s.n,
-            s.m * s.n,
-            w.len()
-        )));
-    }
+    let takes = s.m as u64 * s.n as u64;
+    KernelError::check_length(|| format!("GEMV {}x{}", s.m, s.n), takes, w.len())?;
     // W's rows in kernel order (`halves`).
     let kernel_order: Vec<f32>;
     let w = match s.halves {

@@ -591,16 +591,9 @@ pub fn weights(s: &MeshGemvSpec, p: &Program) -> Vec<f32> {
 /// `j`'s row is `w[j·m ..]`), into the tiles: MeshGEMV's `W[k][j]` is the
 /// model's `w[j][k]`.
 pub fn load_weights(s: &MeshGemvSpec, f: &mut Fragment, w: &[f32]) -> Result<(), KernelError> {
-    if w.len() != s.m as usize * s.n as usize {
-        return Err(KernelError::Shape(format!(
-            "MeshGEMV 1x{} @ {}x{} takes {} weights, got {}",
-            s.m,
-            s.m,
-            s.n,
-            s.m as u64 * s.n as u64,
-            w.len()
-        )));
-    }
+    let takes = s.m as u64 * s.n as u64;
+    let what = || format!("MeshGEMV 1x{} @ {}x{}", s.m, s.m, s.n);
+    KernelError::check_length(what, takes, w.len())?;
     let per_pe = tiles(s)
         .map(|(pe, xo, mt, yo, nt)| {
             let mut tile = Vec::with_capacity((mt * nt) as usize);
