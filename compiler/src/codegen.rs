@@ -417,7 +417,7 @@ pub(crate) fn fragments(
         };
         let key = weights
             .is_none()
-            .then(|| format!("{:?}", site.kernel.clone().with_seed(0)));
+            .then(|| format!("{:?} {:?}", site.kernel.clone().with_seed(0), site.flip));
         let f = match key.as_ref().and_then(|k| generated.get(k)) {
             Some(f) => {
                 check_ports(s, f, graph)?;
@@ -681,6 +681,8 @@ fn fragment(
             wafer_kernels::combine::generate(spec, arch).map_err(kernel_err)?
         }
     };
+    // Reflected after the weights are loaded: they move with their PEs.
+    let f = f.mirrored(site.flip);
     check_ports(s, &f, graph)?;
     Ok(f)
 }

@@ -157,55 +157,6 @@ pub fn split(n: u32, parts: u32) -> Vec<(u32, u32)> {
 }
 
 impl Fragment {
-    /// The fragment mirrored across the diagonal: PE `(x, y)` becomes
-    /// `(y, x)`, N and W swap, S and E swap. On a machine whose links are
-    /// alike in every direction it computes the same in the same cycles, with
-    /// rows and columns exchanged: a GEMV that takes x from the north by
-    /// columns and sends y east by rows becomes one that takes x from the
-    /// west by rows and sends y south by columns, which is how consecutive
-    /// GEMVs chain. Seeded random data is a function of the PE, so the
-    /// mirrored program holds other (equally random) values.
-    pub fn transposed(mut self) -> Fragment {
-        use wafer_emulator::{Pe, PeRect, Port, PortSet};
-        let port = |p: Port| match p {
-            Port::N => Port::W,
-            Port::W => Port::N,
-            Port::S => Port::E,
-            Port::E => Port::S,
-            Port::Ramp => Port::Ramp,
-        };
-        let rect = |r: PeRect| PeRect {
-            x: r.y,
-            y: r.x,
-            w: r.h,
-            h: r.w,
-            sx: r.sy,
-            sy: r.sx,
-        };
-        let p = Arc::make_mut(&mut self.program);
-        std::mem::swap(&mut p.width, &mut p.height);
-        for pl in &mut p.placements {
-            pl.pes = rect(pl.pes);
-        }
-        for d in &mut p.data {
-            d.pes = rect(d.pes);
-        }
-        for r in &mut p.routes {
-            r.pes = rect(r.pes);
-            r.input = port(r.input);
-            r.outputs = PortSet(
-                r.outputs
-                    .iter()
-                    .fold(0, |m, o| m | PortSet::single(port(o)).0),
-            );
-        }
-        for h in p.inputs.iter_mut().chain(p.outputs.iter_mut()) {
-            h.pe = Pe::new(h.pe.y, h.pe.x);
-            h.port = port(h.port);
-        }
-        self
-    }
-
     /// The colors the fragment uses (its logical colors, from 0 up).
     pub fn colors(&self) -> Vec<u8> {
         let mut used = std::collections::BTreeSet::new();

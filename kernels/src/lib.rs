@@ -35,7 +35,9 @@ pub mod quant;
 pub mod reduce;
 pub mod rope;
 pub mod router;
+pub mod symmetry;
 pub mod timeline;
 pub mod vector;
 
 pub use fragment::{Fragment, KernelError, Segment, TensorPort, assemble, positions_port, split};
+pub use symmetry::Flip;

@@ -164,6 +164,39 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    /// A GEMV reflected east to west, north to south or both, holding a
+    /// model's weights, gives the unreflected program's outputs bit for
+    /// bit in the same cycles, its ports on the reflected edges.
+    #[test]
+    fn a_mirrored_gemv_computes_the_same_in_the_same_cycles(
+        m in 1u32..30, n in 1u32..30, w in 1u32..7, h in 1u32..7,
+        dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8)],
+        strategy in reduce(), seed in any::<u64>(), fx in any::<bool>(), fy in any::<bool>(),
+    ) {
+        use wafer_kernels::Flip;
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: false };
+        let arch = Arch::wse2();
+        let mut f = gemv::generate(&s, &arch).unwrap();
+        let weights: Vec<f32> = (0..m * n).map(|i| ((i * 7 + 3) % 11) as f32 / 8.0 - 0.6).collect();
+        gemv::load_weights(&s, &arch, &mut f, &weights).unwrap();
+        let flip = Flip { x: fx, y: fy };
+        let g = f.clone().mirrored(flip);
+        let (pw, ph) = (f.program.width, f.program.height);
+        for (a, b) in f.program.inputs.iter().chain(&f.program.outputs).zip(g.program.inputs.iter().chain(&g.program.outputs)) {
+            prop_assert_eq!(b.pe, flip.pe(a.pe, pw, ph));
+            prop_assert_eq!(b.port, flip.port(a.port));
+        }
+        let inputs = f.default_inputs();
+        let (want, ran) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let (got, run) = g.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        prop_assert_eq!(&got["y"], &want["y"]);
+        prop_assert_eq!(run.cycles, ran.cycles);
+        prop_assert_eq!(run.cycles, gemv::cost(&s, &arch));
+    }
+}
+
 /// Quantized weights from a model (int8: codes and a bf16 scale a row;
 /// MXFP4: E2M1 and an E8M0 scale a block of 32, the blocks cut by the
 /// tiles' columns): quantized by `quant`, held packed, dequantized on the

@@ -8,6 +8,7 @@ use crate::footprint::weight_bytes;
 use crate::model::Config;
 use crate::stage::{Src, Stage, Work};
 use wafer_emulator::Pe;
+use wafer_kernels::Flip;
 use wafer_kernels::gemv::GemvSpec;
 
 /// The columns mesh placement keeps for the embedding tables at the west
@@ -271,7 +272,11 @@ pub(super) fn mesh(
                 }
             }
         };
-        sites.push(Site { kernel: k, origin });
+        sites.push(Site {
+            kernel: k,
+            origin,
+            flip: Flip::NONE,
+        });
     }
     Ok(sites)
 }

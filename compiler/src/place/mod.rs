@@ -38,6 +38,7 @@ use crate::stage::Stage;
 use shape::Memo;
 use std::fmt;
 use wafer_emulator::{Arch, DType, Pe};
+use wafer_kernels::Flip;
 use wafer_kernels::reduce::Strategy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,12 +113,19 @@ impl GemvChoice {
     }
 }
 
-/// A stage on the wafer: its kernel and the kernel's origin.
+/// A stage on the wafer: its kernel, the kernel's origin, and which of
+/// its mirror images runs there.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Site {
     pub kernel: Kernel,
-    /// World coordinates of the kernel's PE (0, 0).
+    /// World coordinates of the north-west PE of the kernel's rectangle.
     pub origin: Pe,
+    /// The kernel's fragment reflected ([`Fragment::mirrored`]) so that its
+    /// ports face the stages it trades with; its rectangle is the same.
+    ///
+    /// [`Fragment::mirrored`]: wafer_kernels::Fragment::mirrored
+    #[serde(default, skip_serializing_if = "Flip::is_none")]
+    pub flip: Flip,
 }
 
 impl Site {

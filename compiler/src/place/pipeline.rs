@@ -7,6 +7,7 @@ use crate::footprint::weight_bytes;
 use crate::model::Config;
 use crate::stage::{Stage, Work};
 use wafer_emulator::Pe;
+use wafer_kernels::Flip;
 
 pub(super) fn pipeline(
     stages: &[Stage],
@@ -93,6 +94,7 @@ pub(super) fn pipeline(
                 sites[i] = Some(Site {
                     kernel: k,
                     origin: Pe::new(x0, 0),
+                    flip: Flip::NONE,
                 });
             }
             let left = gh.saturating_sub(used);
@@ -107,6 +109,7 @@ pub(super) fn pipeline(
                 sites[i] = Some(Site {
                     kernel: k,
                     origin: Pe::new(x0, 0),
+                    flip: Flip::NONE,
                 });
             }
             let fits = failed.is_none() && m.iter().map(|&i| heights[i]).sum::<u32>() <= gh;

@@ -21,6 +21,7 @@
 //! embedding and the argmax) runs a position at a time.
 
 use crate::kernel::Kernel;
+use crate::place::Site;
 use wafer_emulator::Arch;
 use wafer_kernels::vector::{VectorOp, VectorSpec};
 use wafer_kernels::{Fragment, KernelError, clamped_swiglu, combine, gemv, meshgemv, rope, vector};
@@ -76,30 +77,35 @@ fn longer(k: &Kernel, batch: u32) -> Option<Kernel> {
     }
 }
 
-/// `k`'s program for `batch` positions, holding the weights of `of`, its
-/// one-position program (a compiled stage's).
+/// `site`'s program for `batch` positions, holding the weights of `of`,
+/// its one-position program (a compiled stage's), reflected as `of` is.
 pub fn fragment(
-    k: &Kernel,
+    site: &Site,
     batch: u32,
     of: &Fragment,
     arch: &Arch,
 ) -> Result<Fragment, KernelError> {
-    match (k, longer(k, batch)) {
-        (Kernel::Gemv(s), _) => Ok(gemv::generate_batch(s, batch, arch)?.holding_data_of(of)),
-        (Kernel::MeshGemv(s), _) => {
-            Ok(meshgemv::generate_batch(s, batch, arch)?.holding_data_of(of))
-        }
+    let k = &site.kernel;
+    // The programs of kernels with weights, and those without.
+    let (f, weighted) = match (k, longer(k, batch)) {
+        (Kernel::Gemv(s), _) => (gemv::generate_batch(s, batch, arch)?, true),
+        (Kernel::MeshGemv(s), _) => (meshgemv::generate_batch(s, batch, arch)?, true),
         (Kernel::Vector(s), None) if rms_norm(s.op) => {
-            Ok(vector::generate_batch(s, batch, arch)?.holding_data_of(of))
+            (vector::generate_batch(s, batch, arch)?, true)
         }
-        (Kernel::Rope(s), _) => Ok(rope::generate_batch(s, batch, arch)?.holding_data_of(of)),
-        (Kernel::Combine(s), _) => combine::generate_batch(s, batch, arch),
-        (_, Some(Kernel::Vector(s))) => vector::generate(&s, arch),
-        (_, Some(Kernel::ClampedSwiglu(s))) => clamped_swiglu::generate(&s, arch),
-        _ => Err(KernelError::Shape(
-            "this kernel runs one position at a time".into(),
-        )),
-    }
+        (Kernel::Rope(s), _) => (rope::generate_batch(s, batch, arch)?, true),
+        (Kernel::Combine(s), _) => (combine::generate_batch(s, batch, arch)?, false),
+        (_, Some(Kernel::Vector(s))) => (vector::generate(&s, arch)?, false),
+        (_, Some(Kernel::ClampedSwiglu(s))) => (clamped_swiglu::generate(&s, arch)?, false),
+        _ => {
+            return Err(KernelError::Shape(
+                "this kernel runs one position at a time".into(),
+            ));
+        }
+    };
+    // Reflected before it takes `of`'s data images, which are reflected.
+    let f = f.mirrored(site.flip);
+    Ok(if weighted { f.holding_data_of(of) } else { f })
 }
 
 /// The cost model's cycles of a run of `batch` positions.
@@ -117,9 +123,9 @@ pub fn cost(k: &Kernel, batch: u32, arch: &Arch) -> u64 {
 
 /// Bytes a PE of the batch holds beyond `of`'s, at most; `None` when no
 /// PE holds a batch that long.
-pub fn growth(k: &Kernel, batch: u32, of: &Fragment, arch: &Arch) -> Option<u64> {
+pub fn growth(site: &Site, batch: u32, of: &Fragment, arch: &Arch) -> Option<u64> {
     let sram = arch.sram_bytes as u64;
-    match k {
+    match &site.kernel {
         Kernel::Gemv(s) => {
             (gemv::sram_needed_batch(s, batch) <= sram).then(|| gemv::batch_growth(s, batch))
         }
@@ -127,7 +133,7 @@ pub fn growth(k: &Kernel, batch: u32, of: &Fragment, arch: &Arch) -> Option<u64>
             (s.sram_bytes_batch(batch) <= sram).then(|| meshgemv::batch_growth(s, batch))
         }
         _ => {
-            let f = fragment(k, batch, of, arch).ok()?;
+            let f = fragment(site, batch, of, arch).ok()?;
             Some(most_bytes(&f).saturating_sub(most_bytes(of)))
         }
     }

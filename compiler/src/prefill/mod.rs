@@ -113,7 +113,7 @@ pub fn plan(c: &Compiled, positions: u32) -> Plan {
                     let mut fits = |b: u32| {
                         growths
                             .entry((id, b))
-                            .or_insert_with(|| batch::growth(k, b, &c.fragments[i], arch))
+                            .or_insert_with(|| batch::growth(&c.sites[i], b, &c.fragments[i], arch))
                             .is_some_and(|g| g <= free)
                     };
                     // The growth rises with the batch: the largest that fits.

@@ -196,7 +196,7 @@ impl Decoder<'_> {
             })
         };
         let arch = &c.options.arch;
-        let f = batch::fragment(&c.sites[i].kernel, batch, &c.fragments[i], arch)
+        let f = batch::fragment(&c.sites[i], batch, &c.fragments[i], arch)
             .map_err(|e| input(e.to_string()))?;
         let inputs = f.stream_inputs(tensors).map_err(|e| input(e.to_string()))?;
         let r = wafer_emulator::run(&f.program, arch, &inputs, self.run_config()).map_err(err)?;

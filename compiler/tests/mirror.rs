@@ -1,0 +1,49 @@
+//! A stage reflected east to west or north to south ([`Flip`]) computes
+//! what it did, in the same cycles, its ports on the reflected edges: so
+//! placement may turn any stage to face its producer without changing its
+//! cost model. Every stage of a compiled checkpoint (both placements, the
+//! checkpoint's weights loaded) is run against its three mirror images.
+
+mod common;
+use common::models;
+use wafer_compiler::place::{PlacementKind, Tiles};
+use wafer_compiler::{compile, llama2c};
+use wafer_emulator::{Arch, RunConfig};
+use wafer_kernels::Flip;
+
+#[test]
+fn every_stage_mirrored_computes_the_same_in_the_same_cycles() {
+    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let arch = Arch::wse3().with_grid(48, 48).unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    for (kind, tiles) in [
+        (PlacementKind::Pipeline, None),
+        (PlacementKind::Mesh, Some(Tiles::ONE)),
+    ] {
+        let o = common::f32_options(arch.clone(), kind, tiles);
+        let c = compile(&cfg, Some(&w), &o).unwrap();
+        for (i, f) in c.fragments.iter().enumerate() {
+            let name = &c.stages[i].name;
+            let inputs = f.default_inputs();
+            let (want, ran) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+            assert!(!want.is_empty(), "`{name}` has outputs");
+            for flip in [
+                Flip { x: true, y: false },
+                Flip { x: false, y: true },
+                Flip { x: true, y: true },
+            ] {
+                let g = f.clone().mirrored(flip);
+                assert_ne!(g.program, f.program, "`{name}` {flip:?} moved nothing");
+                let (got, run) = g.run(&arch, &inputs, &RunConfig::default()).unwrap();
+                assert_eq!(got, want, "`{name}` {flip:?}: outputs");
+                assert_eq!(run.cycles, ran.cycles, "`{name}` {flip:?}: cycles");
+            }
+            let debug = format!("{:?}", c.sites[i].kernel);
+            kinds.insert(debug[..debug.find('(').unwrap_or(debug.len())].to_string());
+        }
+    }
+    // Every kind of kernel a Llama step has was among them.
+    for k in ["Embed", "Vector", "Gemv", "Rope", "Attention", "Argmax"] {
+        assert!(kinds.contains(k), "no {k} among {kinds:?}");
+    }
+}

@@ -1,0 +1,149 @@
+//! A fragment's mirror images: the same program with its PEs, routes and
+//! edge streams reflected. On a machine whose links are alike in every
+//! direction a reflected fragment computes the same in the same cycles,
+//! with its ports on other edges, so a compiler can turn a kernel to face
+//! the stage that feeds it without a kernel of another shape.
+
+use crate::Fragment;
+use std::sync::Arc;
+use wafer_emulator::{Pe, PeRect, Port, PortSet, Program};
+
+/// Which of a rectangle's mirror images a fragment runs as: `x` reflects
+/// it east to west (column `c` of `w` becomes `w − 1 − c`, the E and W
+/// ports swap), `y` north to south (rows, and the N and S ports).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Flip {
+    pub x: bool,
+    pub y: bool,
+}
+
+impl Flip {
+    /// The fragment as generated.
+    pub const NONE: Flip = Flip { x: false, y: false };
+
+    pub fn is_none(&self) -> bool {
+        *self == Flip::NONE
+    }
+
+    /// Where port `p` points once flipped.
+    pub fn port(self, p: Port) -> Port {
+        match p {
+            Port::E if self.x => Port::W,
+            Port::W if self.x => Port::E,
+            Port::N if self.y => Port::S,
+            Port::S if self.y => Port::N,
+            p => p,
+        }
+    }
+
+    /// Where PE `pe` of a `width × height` fragment lands once flipped.
+    pub fn pe(self, pe: Pe, width: u32, height: u32) -> Pe {
+        Pe::new(
+            if self.x { width - 1 - pe.x } else { pe.x },
+            if self.y { height - 1 - pe.y } else { pe.y },
+        )
+    }
+
+    /// The rectangle `r` of a `width × height` fragment, flipped: the same
+    /// PEs, reflected, with the same steps (its first PE is the reflection
+    /// of its last).
+    pub fn rect(self, r: PeRect, width: u32, height: u32) -> PeRect {
+        // `x_end` is one past the last column `r` covers (`r.x` when it
+        // is empty), so `width − x_end` is the reflection of that column.
+        let (x, y) = (
+            if self.x {
+                (width as u64).saturating_sub(r.x_end()) as u32
+            } else {
+                r.x
+            },
+            if self.y {
+                (height as u64).saturating_sub(r.y_end()) as u32
+            } else {
+                r.y
+            },
+        );
+        PeRect { x, y, ..r }
+    }
+}
+
+impl Fragment {
+    /// The fragment mirrored across the diagonal: PE `(x, y)` becomes
+    /// `(y, x)`, N and W swap, S and E swap. It computes the same in the
+    /// same cycles, with rows and columns exchanged: a GEMV that takes x
+    /// from the north by columns and sends y east by rows becomes one that
+    /// takes x from the west by rows and sends y south by columns, which is
+    /// how consecutive GEMVs chain. Seeded random data is a function of the
+    /// PE, so the mirrored program holds other (equally random) values.
+    pub fn transposed(mut self) -> Fragment {
+        let port = |p: Port| match p {
+            Port::N => Port::W,
+            Port::W => Port::N,
+            Port::S => Port::E,
+            Port::E => Port::S,
+            Port::Ramp => Port::Ramp,
+        };
+        let rect = |r: PeRect| PeRect {
+            x: r.y,
+            y: r.x,
+            w: r.h,
+            h: r.w,
+            sx: r.sy,
+            sy: r.sx,
+        };
+        let p = Arc::make_mut(&mut self.program);
+        std::mem::swap(&mut p.width, &mut p.height);
+        remap(p, rect, |pe| Pe::new(pe.y, pe.x), port);
+        self
+    }
+
+    /// The fragment reflected as `flip` says (itself for [`Flip::NONE`]).
+    /// Explicit data images (a model's weights) move with their PEs;
+    /// seeded random data is a function of the PE, so a flipped program
+    /// holds other (equally random) values there.
+    pub fn mirrored(mut self, flip: Flip) -> Fragment {
+        if flip.is_none() {
+            return self;
+        }
+        let p = Arc::make_mut(&mut self.program);
+        let (w, h) = (p.width, p.height);
+        remap(
+            p,
+            |r| flip.rect(r, w, h),
+            |pe| flip.pe(pe, w, h),
+            |port| flip.port(port),
+        );
+        self
+    }
+}
+
+/// Move every PE-placed part of `p` (code placements, data images, routes
+/// and edge streams) by a symmetry of its rectangle: `rect` for
+/// rectangles, `pe` for single PEs, `port` for directions.
+fn remap(
+    p: &mut Program,
+    rect: impl Fn(PeRect) -> PeRect,
+    pe: impl Fn(Pe) -> Pe,
+    port: impl Fn(Port) -> Port,
+) {
+    for pl in &mut p.placements {
+        pl.pes = rect(pl.pes);
+    }
+    for d in &mut p.data {
+        d.pes = rect(d.pes);
+    }
+    for r in &mut p.routes {
+        r.pes = rect(r.pes);
+        r.input = port(r.input);
+        r.outputs = PortSet(
+            r.outputs
+                .iter()
+                .fold(0, |m, o| m | PortSet::single(port(o)).0),
+        );
+    }
+    for h in p.inputs.iter_mut().chain(p.outputs.iter_mut()) {
+        h.pe = pe(h.pe);
+        h.port = port(h.port);
+    }
+}
