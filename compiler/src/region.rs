@@ -20,7 +20,7 @@ use crate::model::Config;
 use crate::place::{self, Kernel, Options, PlacementKind, Site, Tiles};
 use crate::stage::Stage;
 use rayon::prelude::*;
-use wafer_kernels::Fragment;
+use wafer_kernels::{Flip, Fragment};
 
 /// Which PEs of the grid a model is compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,10 +343,12 @@ fn predict_placed(
 ) -> Result<u64, CompileError> {
     // A model has a few distinct kernels (each layer repeats them), so a
     // linear search over them is cheap.
-    let mut distinct: Vec<(Kernel, Fragment)> = Vec::new();
+    // A kernel and its mirror image are distinct fragments: their ports
+    // are on other edges.
+    let mut distinct: Vec<((Kernel, Flip), Fragment)> = Vec::new();
     let mut of_stage = Vec::with_capacity(stages.len());
     for (s, site) in stages.iter().zip(sites) {
-        let kernel = site.kernel.clone().with_seed(0);
+        let kernel = (site.kernel.clone().with_seed(0), site.flip);
         let i = match distinct.iter().position(|(k, _)| *k == kernel) {
             Some(i) => i,
             None => {
@@ -363,7 +365,7 @@ fn predict_placed(
     // its reduction).
     let cost: Vec<u64> = distinct
         .iter()
-        .map(|(k, _)| k.predicted(&o.arch, pos))
+        .map(|((k, _), _)| k.predicted(&o.arch, pos))
         .collect();
     Ok(of_stage
         .iter()

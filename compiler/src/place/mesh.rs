@@ -278,5 +278,55 @@ pub(super) fn mesh(
             flip: Flip::NONE,
         });
     }
+    // The projection over every tile (the classifier) takes x along its
+    // north edge: where its input comes from the south half (the last
+    // tile, in a serpentine of an even number of rows), it and the stages
+    // against its east edge are reflected north to south, so x enters
+    // from the south edge (on the 8B, `wse3`, the final norm sat 983 rows
+    // below the classifier's north edge).
+    for i in 0..stages.len() {
+        if !matches!(
+            (&stages[i].work, stages[i].layer),
+            (Work::Gemv { .. }, None)
+        ) {
+            continue;
+        }
+        let below = (stages[i].inputs.iter())
+            .flat_map(|(_, srcs)| srcs)
+            .filter_map(|src| match src {
+                Src::Value(v) => stages.iter().position(|p| p.outputs.contains(v)),
+                _ => None,
+            })
+            .any(|j| {
+                let (_, h) = sites[j].kernel.size();
+                2 * sites[j].origin.y + h > whole.y0 + whole.y1
+            });
+        if !below {
+            continue;
+        }
+        let made = stages[i].outputs.clone();
+        for j in 0..stages.len() {
+            let takes = (stages[j].inputs.iter())
+                .flat_map(|(_, srcs)| srcs)
+                .any(|src| matches!(src, Src::Value(v) if made.contains(v)));
+            if j == i || (on_whole[j] && takes) {
+                mirror(&mut sites[j], whole, Flip { x: false, y: true });
+            }
+        }
+    }
     Ok(sites)
+}
+
+/// `site` reflected within `area` as `flip` says: its fragment mirrored,
+/// and its rectangle moved to the mirror-image place.
+fn mirror(site: &mut Site, area: Area, flip: Flip) {
+    let (w, h) = site.kernel.size();
+    if flip.x {
+        site.origin.x = area.x0 + area.x1 - (site.origin.x + w);
+        site.flip.x = !site.flip.x;
+    }
+    if flip.y {
+        site.origin.y = area.y0 + area.y1 - (site.origin.y + h);
+        site.flip.y = !site.flip.y;
+    }
 }

@@ -124,7 +124,7 @@ pub struct Site {
     /// ports face the stages it trades with; its rectangle is the same.
     ///
     /// [`Fragment::mirrored`]: wafer_kernels::Fragment::mirrored
-    #[serde(default, skip_serializing_if = "Flip::is_none")]
+    #[serde(default)]
     pub flip: Flip,
 }
 
