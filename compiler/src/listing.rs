@@ -4,6 +4,7 @@
 use crate::codegen::Compiled;
 use crate::place::Kernel;
 use std::fmt::Write;
+use wafer_kernels::Flip;
 
 fn shape(k: &Kernel) -> String {
     match k {
@@ -128,7 +129,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
             s.work.kernel(),
             shape(&site.kernel),
             format!("{},{}", site.origin.x, site.origin.y),
-            format!("{w}x{h}"),
+            format!("{w}x{h}{}", flip_mark(site.flip)),
             w as u64 * h as u64,
             c.sram.per_stage[i],
             format!("{}+{}", colors(&c.fragments[i].colors()), hand.color),
@@ -158,6 +159,15 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
         }
     )
     .unwrap();
+    if c.sites.iter().any(|s| !s.flip.is_none()) {
+        writeln!(
+            t,
+            "{}: the kernel's mirror image runs there, reflected north to south; {}: east to west",
+            flip_mark(Flip { x: false, y: true }).trim(),
+            flip_mark(Flip { x: true, y: false }).trim()
+        )
+        .unwrap();
+    }
     if system {
         t.push_str(&wafers(c, pos));
     }
@@ -266,4 +276,15 @@ pub fn region(r: &crate::region::Searched) -> String {
         writeln!(t, " {mark} {rect:>9} {how:<8} {what}").unwrap();
     }
     t
+}
+
+/// After a rectangle, the mirror image of its kernel that runs there
+/// (`wafer_kernels::Flip`): nothing for the kernel as generated.
+fn flip_mark(f: Flip) -> &'static str {
+    match (f.x, f.y) {
+        (false, false) => "",
+        (false, true) => " ⇅",
+        (true, false) => " ⇄",
+        (true, true) => " ⇄⇅",
+    }
 }
