@@ -47,3 +47,37 @@ fn every_stage_mirrored_computes_the_same_in_the_same_cycles() {
         assert!(kinds.contains(k), "no {k} among {kinds:?}");
     }
 }
+
+/// Mesh placement on 96 × 64 PEs puts stories260K's final norm in the
+/// south half, so the classifier and argmax run as their north-to-south
+/// mirror images (the listing's snapshot pins the shorter hand-off): the
+/// decode on the wafer still gives the reference's tokens.
+#[test]
+fn a_flipped_classifier_decodes_as_the_reference() {
+    use wafer_compiler::decode::{Decoder, generate};
+    use wafer_compiler::reference;
+    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let arch = Arch::wse3().with_grid(96, 64).unwrap();
+    let o = common::f32_options(arch, PlacementKind::Mesh, None);
+    let c = compile(&cfg, Some(&w), &o).unwrap();
+    let at = |name: &str| c.stages.iter().position(|s| s.name == name).unwrap();
+    let (cls, arg) = (at("classifier"), at("argmax"));
+    for i in [cls, arg] {
+        assert_eq!(
+            c.sites[i].flip,
+            Flip { x: false, y: true },
+            "{}",
+            c.stages[i].name
+        );
+    }
+    let norm = cls - 1;
+    let (_, h) = c.sites[norm].kernel.size();
+    assert!(
+        2 * c.sites[norm].origin.y + h > 64,
+        "the final norm sits in the south half"
+    );
+    let mut d = Decoder::new(&c);
+    let got = generate(&mut d, &[], 24, None, |_, _| {}).unwrap();
+    let model = reference::Model::load(&w, &cfg).unwrap();
+    assert_eq!(got, reference::generate(&model, &[], 24));
+}
