@@ -81,3 +81,38 @@ fn a_flipped_classifier_decodes_as_the_reference() {
     let model = reference::Model::load(&w, &cfg).unwrap();
     assert_eq!(got, reference::generate(&model, &[], 24));
 }
+
+/// Every stage of a compile turned to its mirror image (its fragment and
+/// its site's flip together): a prefill of a prompt, whose batched
+/// programs are generated afresh and take the stages' (reflected)
+/// weights, still gives the reference's tokens.
+#[test]
+fn a_prefill_of_mirrored_stages_decodes_as_the_reference() {
+    use wafer_compiler::decode::Decoder;
+    use wafer_compiler::{prefill, reference};
+    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let arch = Arch::wse3().with_grid(96, 64).unwrap();
+    let mut o = common::f32_options(arch, PlacementKind::Mesh, None);
+    o.max_context = 48;
+    let mut c = compile(&cfg, Some(&w), &o).unwrap();
+    let flip = Flip { x: true, y: true };
+    for (site, f) in c.sites.iter_mut().zip(c.fragments.iter_mut()) {
+        // Undo what placement chose, then reflect both ways.
+        let undo = f.clone().mirrored(site.flip);
+        *f = undo.mirrored(flip);
+        site.flip = flip;
+    }
+    let prompt = [403, 407, 261, 378, 285, 263, 400, 270];
+    let model = reference::Model::load(&w, &cfg).unwrap();
+    let want = reference::generate(&model, &prompt, 20);
+    let mut d = Decoder::new(&c);
+    let mut batched = false;
+    let got = prefill::generate(&mut d, &prompt, 20, None, |p| {
+        if let prefill::Progress::Prefilled { prefill, .. } = p {
+            batched = prefill.plan.stages.iter().any(|s| s.batch > 1);
+        }
+    })
+    .unwrap();
+    assert!(batched, "some stage ran the prompt in a batch");
+    assert_eq!(got, want);
+}
