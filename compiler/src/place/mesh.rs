@@ -310,23 +310,17 @@ pub(super) fn mesh(
                 .flat_map(|(_, srcs)| srcs)
                 .any(|src| matches!(src, Src::Value(v) if made.contains(v)));
             if j == i || (on_whole[j] && takes) {
-                mirror(&mut sites[j], whole, Flip { x: false, y: true });
+                flip_north_south(&mut sites[j], whole);
             }
         }
     }
     Ok(sites)
 }
 
-/// `site` reflected within `area` as `flip` says: its fragment mirrored,
-/// and its rectangle moved to the mirror-image place.
-fn mirror(site: &mut Site, area: Area, flip: Flip) {
-    let (w, h) = site.kernel.size();
-    if flip.x {
-        site.origin.x = area.x0 + area.x1 - (site.origin.x + w);
-        site.flip.x = !site.flip.x;
-    }
-    if flip.y {
-        site.origin.y = area.y0 + area.y1 - (site.origin.y + h);
-        site.flip.y = !site.flip.y;
-    }
+/// `site` reflected north to south within `area`: its fragment's mirror
+/// image, its rectangle moved to the mirror-image rows.
+fn flip_north_south(site: &mut Site, area: Area) {
+    let (_, h) = site.kernel.size();
+    site.origin.y = area.y0 + area.y1 - (site.origin.y + h);
+    site.flip.y = !site.flip.y;
 }
