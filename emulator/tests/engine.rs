@@ -622,3 +622,57 @@ fn functional_runs_are_limited_by_the_bytes_their_code_lays_out() {
         "{e}"
     );
 }
+
+/// Host input arrivals ([`RunConfig::arrivals`]): a wavelet enters no
+/// earlier than its cycle, in order; every engine agrees; no arrivals and
+/// arrivals at cycle 0 are the same run; bad ones are refused by name.
+#[test]
+fn host_inputs_wait_for_their_arrivals_and_outputs_say_when_they_left() {
+    use std::sync::Arc;
+    use wafer_emulator::{Arrivals, Engine};
+    // A PE that sends each wavelet it receives straight on east.
+    let src = ".grid 1x1\n.code k\n  .buffer a f32[4]\n  .task main local active\nmain:\n  vmov.f32 a, rx(c1)\n  vmov.f32 tx(c2), a\n  end\n.end\n.place k 0,0 1x1\n.route 0,0 1x1 c1 W -> R\n.route 0,0 1x1 c2 R -> E\n.input x f32[4] -> 0,0 W c1 = iota(1, 1)\n.output y f32[4] <- 0,0 E c2\n";
+    let p = program(src);
+    let arch = Arch::wse3();
+    let on = |engine, arrivals: Option<Vec<u64>>| {
+        let cfg = RunConfig {
+            engine,
+            arrivals: arrivals.map(|a| Arc::new(Arrivals::from([("x".to_string(), a)]))),
+            ..RunConfig::default()
+        };
+        wafer_emulator::run(&p, &arch, &Inputs::new(), &cfg).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let free = on(Engine::Reference, None);
+    let zero = on(Engine::Reference, Some(vec![0; 4]));
+    assert_eq!((free.cycles, &free.output_times), (zero.cycles, &zero.output_times));
+    assert_eq!(free.output_times["y"].len(), 4);
+    assert!(free.output_times["y"].windows(2).all(|w| w[0] < w[1]));
+    assert!(free.output_times["y"][3] < free.cycles);
+    // The third wavelet arrives at cycle 100 and the fourth, due
+    // earlier, follows it. The PE sends only once all four are in, so
+    // every output and the run's end move by the same number of cycles:
+    // the wait, less the few cycles the fourth took to enter unhindered.
+    let late = on(Engine::Reference, Some(vec![0, 0, 100, 3]));
+    let shift = late.cycles - free.cycles;
+    assert!((95..=100).contains(&shift), "{shift}");
+    assert_eq!(late.outputs["y"], vec![1.0, 2.0, 3.0, 4.0]);
+    let moved: Vec<u64> = free.output_times["y"].iter().map(|t| t + shift).collect();
+    assert_eq!(late.output_times["y"], moved);
+    for engine in [Engine::Interp, Engine::Jit] {
+        let r = on(engine, Some(vec![0, 0, 100, 3]));
+        assert_eq!((r.cycles, &r.output_times), (late.cycles, &late.output_times), "{engine:?}");
+    }
+    let bad = |a: Arrivals| {
+        let cfg = RunConfig {
+            arrivals: Some(Arc::new(a)),
+            ..RunConfig::default()
+        };
+        wafer_emulator::run(&p, &arch, &Inputs::new(), &cfg)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = bad(Arrivals::from([("x".to_string(), vec![0; 3])]));
+    assert!(e.contains("`x`") && e.contains("3 arrival cycles") && e.contains("4 wavelets"), "{e}");
+    let e = bad(Arrivals::from([("z".to_string(), vec![0])]));
+    assert!(e.contains("`z`") && e.contains("does not take"), "{e}");
+}

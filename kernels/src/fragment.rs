@@ -296,6 +296,69 @@ impl Fragment {
         v
     }
 
+    /// When each element of output tensor `port` left the grid, from a
+    /// run's [`RunResult::output_times`]: its stream's wavelet's cycle
+    /// (`None` where a segment's stream is not among them).
+    pub fn element_times(
+        &self,
+        port: &TensorPort,
+        times: &BTreeMap<String, Vec<u64>>,
+    ) -> Option<Vec<u64>> {
+        let mut t = vec![0; port.len as usize];
+        for s in &port.segments {
+            let per = self.stream_dtype(&s.stream)?.per_word();
+            let w = times.get(&s.stream)?;
+            for i in 0..s.len {
+                t[(s.offset + i) as usize] = *w.get(((s.at + i) / per) as usize)?;
+            }
+        }
+        Some(t)
+    }
+
+    /// Host input arrivals for input tensors whose elements reach the
+    /// grid at the given cycles (per tensor, a cycle per element): each
+    /// wavelet of a stream arrives with the latest of its elements. A
+    /// stream's elements no tensor given names arrive at cycle 0.
+    pub fn arrivals(
+        &self,
+        tensors: &BTreeMap<String, Vec<u64>>,
+    ) -> Result<wafer_emulator::Arrivals, KernelError> {
+        let mut out = wafer_emulator::Arrivals::new();
+        for (name, times) in tensors {
+            let port = (self.inputs.iter())
+                .find(|p| &p.name == name)
+                .ok_or_else(|| KernelError::NoInput(name.clone()))?;
+            if times.len() != port.len as usize {
+                return Err(KernelError::InputLength {
+                    name: name.clone(),
+                    given: times.len(),
+                    takes: port.len,
+                });
+            }
+            for s in &port.segments {
+                let stream = (self.program.inputs.iter())
+                    .find(|h| h.name == s.stream)
+                    .ok_or_else(|| KernelError::NoStream(s.stream.clone()))?;
+                let per = stream.dtype.per_word();
+                let w = out
+                    .entry(s.stream.clone())
+                    .or_insert_with(|| vec![0; stream.wavelets() as usize]);
+                for i in 0..s.len {
+                    let k = ((s.at + i) / per) as usize;
+                    w[k] = w[k].max(times[(s.offset + i) as usize]);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn stream_dtype(&self, name: &str) -> Option<wafer_emulator::DType> {
+        let p = &self.program;
+        (p.outputs.iter().chain(&p.inputs))
+            .find(|h| h.name == name)
+            .map(|h| h.dtype)
+    }
+
     /// The default value of each input tensor (the program's seeded stream data).
     pub fn default_inputs(&self) -> BTreeMap<String, Vec<f32>> {
         let streams: BTreeMap<String, Vec<f32>> = self

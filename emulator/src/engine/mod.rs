@@ -59,6 +59,15 @@ use std::collections::BTreeMap;
 /// Values for host input streams, by name (overriding the program's defaults).
 pub type Inputs = BTreeMap<String, Vec<f32>>;
 
+/// When each wavelet of a host input stream reaches the grid's edge, by
+/// stream name: one cycle per wavelet ([`HostStream::wavelets`]). A
+/// wavelet enters no earlier than its cycle, nor than the stream's
+/// period after the one before it (the host sends in order). How a
+/// stage fed by another stage's output is run where the two overlap.
+///
+/// [`HostStream::wavelets`]: crate::program::HostStream::wavelets
+pub type Arrivals = BTreeMap<String, Vec<u64>>;
+
 /// Every PE's SRAM (row-major over the program rectangle; `None` where no
 /// code runs), as a run leaves it: [`RunResult::memory`].
 pub type Memory = Vec<Option<Vec<u8>>>;
@@ -132,6 +141,9 @@ pub struct RunConfig {
     /// at least this many PEs in bands on the threads (without a trace):
     /// see `machine/band.rs`. Tests set 0 to band every grid.
     pub band_min_pes: usize,
+    /// When host input wavelets arrive ([`Arrivals`]); streams not named,
+    /// and every stream without this, are there from cycle 0.
+    pub arrivals: Option<std::sync::Arc<Arrivals>>,
 }
 
 impl Default for RunConfig {
@@ -146,6 +158,7 @@ impl Default for RunConfig {
             threads: 1,
             min_parallel_work: 65_536,
             band_min_pes: 4096,
+            arrivals: None,
         }
     }
 }
@@ -156,6 +169,10 @@ pub struct RunResult {
     pub cycles: u64,
     /// Host output streams, by name, in the stream's element order.
     pub outputs: BTreeMap<String, Vec<f32>>,
+    /// Per host output stream, the cycle each of its wavelets left the
+    /// grid (its exit router moved it off the edge; it is a hop's latency
+    /// later at the next router): when a consumer beside it could have it.
+    pub output_times: BTreeMap<String, Vec<u64>>,
     pub stats: Stats,
     pub trace: Option<Trace>,
     /// Final SRAM per PE (row-major; `None` where no code runs), each the

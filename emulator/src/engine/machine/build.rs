@@ -375,7 +375,18 @@ fn host_inputs(
     inputs: &Inputs,
     timing_only: bool,
     plan: &FifoPlan,
+    cfg_arrivals: Option<&crate::engine::Arrivals>,
 ) -> Result<Vec<HostIn>, RunError> {
+    if let Some(name) = cfg_arrivals
+        .into_iter()
+        .flat_map(|a| a.keys())
+        .find(|n| !p.inputs.iter().any(|s| &s.name == *n))
+    {
+        return Err(RunError::Input {
+            name: name.clone(),
+            message: "arrival cycles given for a stream the program does not take".into(),
+        });
+    }
     let mut host_in = Vec::new();
     for (stream, s) in p.inputs.iter().enumerate() {
         let values = match inputs.get(&s.name) {
@@ -388,7 +399,21 @@ fn host_inputs(
             Some(v) => v.iter().map(|x| s.dtype.round(*x)).collect(),
             None => s.init.values(s.pe, s.len, s.dtype),
         };
-        host_in.push(HostIn {
+        let arrivals = match cfg_arrivals.and_then(|a| a.get(&s.name)) {
+            Some(a) if a.len() != s.wavelets() as usize => {
+                return Err(RunError::Input {
+                    name: s.name.clone(),
+                    message: format!(
+                        "{} arrival cycles given for a stream of {} wavelets: give one per wavelet",
+                        a.len(),
+                        s.wavelets()
+                    ),
+                });
+            }
+            Some(a) => a.clone(),
+            None => Vec::new(),
+        };
+        let mut h = HostIn {
             stream,
             wavelets: if timing_only {
                 pack_bits(
@@ -408,7 +433,10 @@ fn host_inputs(
             next_time: 0,
             fifo: plan.at(layout.pe_index(s.pe), s.color.0 as usize, s.port),
             period: s.period,
-        });
+            arrivals,
+        };
+        h.next_time = h.due(0);
+        host_in.push(h);
     }
     Ok(host_in)
 }
@@ -514,7 +542,14 @@ impl<'p> Machine<'p> {
             false => None,
         };
         let mut host_in: Vec<Vec<HostIn>> = (0..ranges.len()).map(|_| Vec::new()).collect();
-        for h in host_inputs(p, layout, inputs, cfg.timing_only, plan)? {
+        for h in host_inputs(
+            p,
+            layout,
+            inputs,
+            cfg.timing_only,
+            plan,
+            cfg.arrivals.as_deref(),
+        )? {
             host_in[shared.band_of(layout.pe_index(p.inputs[h.stream].pe))].push(h);
         }
         let mut host_out: Vec<Vec<HostOut>> = (0..ranges.len()).map(|_| Vec::new()).collect();
@@ -524,6 +559,7 @@ impl<'p> Machine<'p> {
                 dtype: s.dtype,
                 len: s.len,
                 values: Vec::with_capacity(s.len as usize),
+                times: Vec::with_capacity(s.wavelets() as usize),
             });
         }
         let mut links = Vec::with_capacity(ranges.len());

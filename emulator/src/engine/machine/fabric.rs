@@ -19,7 +19,7 @@ impl<'p> Machine<'p> {
                 self.push(fifo, self.arch.hop_latency, bits);
                 let h = &mut self.host_in[i];
                 h.next += 1;
-                h.next_time = self.now + h.period as u64;
+                h.next_time = h.due(self.now + h.period as u64);
             }
         }
     }
@@ -134,6 +134,7 @@ impl<'p> Machine<'p> {
     pub(super) fn deliver_host(&mut self, h: usize, bits: u32, delay: u32) -> Result<(), RunError> {
         self.horizon = self.horizon.max(self.now + delay as u64);
         let out = &mut self.host_out[h];
+        out.times.push(self.now);
         let per = out.dtype.per_word();
         for k in 0..per {
             if out.values.len() as u32 == out.len {

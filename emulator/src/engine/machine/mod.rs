@@ -298,9 +298,23 @@ struct HostIn {
     stream: usize,
     wavelets: Vec<u32>,
     next: usize,
+    /// The first cycle the next wavelet may enter: the link's period
+    /// after the last one, and not before its arrival, if it has one.
     next_time: u64,
     fifo: FifoId,
     period: u32,
+    /// Per wavelet, the cycle it reaches the host link ([`RunConfig::arrivals`];
+    /// empty: every wavelet is there from cycle 0).
+    arrivals: Vec<u64>,
+}
+
+impl HostIn {
+    /// The first cycle wavelet `next` may enter, `after` the one before.
+    fn due(&self, after: u64) -> u64 {
+        self.arrivals
+            .get(self.next)
+            .map_or(after, |a| after.max(*a))
+    }
 }
 
 struct HostOut {
@@ -309,6 +323,8 @@ struct HostOut {
     dtype: DType,
     len: u32,
     values: Vec<f32>,
+    /// The cycle each wavelet left the grid ([`RunResult::output_times`]).
+    times: Vec<u64>,
 }
 
 struct Machine<'p> {

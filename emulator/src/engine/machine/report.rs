@@ -42,9 +42,14 @@ impl Finished<'_> {
             pe: to_stats(rows),
         };
         stats.totals = stats.pe.totals();
+        let mut output_times = BTreeMap::new();
         let outputs = host_out
             .into_iter()
-            .map(|o| (p.outputs[o.stream].name.clone(), o.values))
+            .map(|o| {
+                let name = p.outputs[o.stream].name.clone();
+                output_times.insert(name.clone(), o.times);
+                (name, o.values)
+            })
             .collect::<BTreeMap<_, _>>();
         let trace = log.on.then_some(Trace {
             version: TRACE_VERSION,
@@ -57,6 +62,7 @@ impl Finished<'_> {
         RunResult {
             cycles,
             outputs,
+            output_times,
             stats,
             trace,
             memory,
