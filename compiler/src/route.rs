@@ -184,6 +184,13 @@ impl Ends {
             .unwrap_or(0)
     }
 
+    /// The PE of the stream that carries element `k` (`None`: no run
+    /// holds it).
+    pub fn pe_of(&self, k: u32) -> Option<Pe> {
+        let i = self.0.partition_point(|r| r.1 <= k);
+        self.0.get(i).filter(|r| r.0 <= k).map(|r| r.2)
+    }
+
     /// Every PE a run of `self` is at.
     fn pes(&self) -> impl Iterator<Item = Pe> + '_ {
         self.0.iter().map(|r| r.2)

@@ -644,7 +644,10 @@ fn host_inputs_wait_for_their_arrivals_and_outputs_say_when_they_left() {
     };
     let free = on(Engine::Reference, None);
     let zero = on(Engine::Reference, Some(vec![0; 4]));
-    assert_eq!((free.cycles, &free.output_times), (zero.cycles, &zero.output_times));
+    assert_eq!(
+        (free.cycles, &free.output_times),
+        (zero.cycles, &zero.output_times)
+    );
     assert_eq!(free.output_times["y"].len(), 4);
     assert!(free.output_times["y"].windows(2).all(|w| w[0] < w[1]));
     assert!(free.output_times["y"][3] < free.cycles);
@@ -660,7 +663,11 @@ fn host_inputs_wait_for_their_arrivals_and_outputs_say_when_they_left() {
     assert_eq!(late.output_times["y"], moved);
     for engine in [Engine::Interp, Engine::Jit] {
         let r = on(engine, Some(vec![0, 0, 100, 3]));
-        assert_eq!((r.cycles, &r.output_times), (late.cycles, &late.output_times), "{engine:?}");
+        assert_eq!(
+            (r.cycles, &r.output_times),
+            (late.cycles, &late.output_times),
+            "{engine:?}"
+        );
     }
     let bad = |a: Arrivals| {
         let cfg = RunConfig {
@@ -672,7 +679,10 @@ fn host_inputs_wait_for_their_arrivals_and_outputs_say_when_they_left() {
             .to_string()
     };
     let e = bad(Arrivals::from([("x".to_string(), vec![0; 3])]));
-    assert!(e.contains("`x`") && e.contains("3 arrival cycles") && e.contains("4 wavelets"), "{e}");
+    assert!(
+        e.contains("`x`") && e.contains("3 arrival cycles") && e.contains("4 wavelets"),
+        "{e}"
+    );
     let e = bad(Arrivals::from([("z".to_string(), vec![0])]));
     assert!(e.contains("`z`") && e.contains("does not take"), "{e}");
 }

@@ -17,6 +17,7 @@ use wafer_emulator::trace::Trace;
 use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
 
 mod error;
+mod overlap;
 mod scratch;
 mod shared;
 
@@ -38,7 +39,12 @@ pub struct Step {
     /// does not keep them ([`Decoder::keep_stats`]).
     pub stage_stats: Vec<Arc<Stats>>,
     pub stage_traces: Vec<Option<Trace>>,
+    /// The step's cycles: with barriers, its stages' and hand-offs'
+    /// sum; overlapped ([`Decoder::overlap`]), the last stage's end.
     pub cycles: u64,
+    /// The cycle each stage started at, from the step's start (0 where it
+    /// did not run).
+    pub stage_start: Vec<u64>,
     /// Per stage: its timing-only results are those of an identical run
     /// (see [`Decoder::reuse`]) rather than emulated again.
     pub stage_reused: Vec<bool>,
@@ -55,6 +61,9 @@ pub struct Step {
 struct Reusable {
     cycles: u64,
     outputs: BTreeMap<String, Vec<f32>>,
+    /// When each output wavelet left (empty for a run another process
+    /// made: those are not overlapped).
+    output_times: BTreeMap<String, Vec<u64>>,
     stats: Arc<Stats>,
     time: PeTime,
     trace: Option<Trace>,
@@ -108,6 +117,8 @@ pub struct Decoder<'c> {
     /// The seed of the experts a timing-only step runs
     /// ([`crate::experts::seeded`]).
     expert_seed: u64,
+    /// Steps overlap their stages ([`Decoder::overlap`]) by this plan.
+    overlap: Option<overlap::Plan>,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -135,7 +146,22 @@ impl<'c> Decoder<'c> {
             keep_stats: true,
             scramble: false,
             expert_seed: crate::experts::DEFAULT_SEED,
+            overlap: None,
         }
+    }
+
+    /// Overlap each step's stages (off by default): a stage starts when
+    /// its first input element has arrived and its PEs are free, and takes
+    /// each element as it arrives (see `overlap.rs`), so a step's cycles
+    /// are its last stage's end rather than the stages' and hand-offs'
+    /// sum. Tokens are the same either way.
+    pub fn overlap(&mut self, on: bool) {
+        self.overlap = on.then(|| overlap::Plan::new(self.compiled));
+    }
+
+    /// Whether steps overlap their stages.
+    pub fn is_overlapped(&self) -> bool {
+        self.overlap.is_some()
     }
 
     /// The seed of the routing a timing-only step of a mixture of experts
@@ -325,6 +351,11 @@ impl<'c> Decoder<'c> {
         let mut stage_reused = Vec::with_capacity(c.stages.len());
         let mut stage_host_seconds = Vec::with_capacity(c.stages.len());
         let mut stage_ran = Vec::with_capacity(c.stages.len());
+        let mut stage_start = Vec::with_capacity(c.stages.len());
+        // Overlapped: each stage's end and when each output element left
+        // (absolute cycles of the step).
+        let mut ends: Vec<Option<u64>> = vec![None; c.stages.len()];
+        let mut left: Vec<Option<Vec<u64>>> = vec![None; c.stages.len()];
         let timing = self.cfg.timing_only;
         // Per route value, the experts it picked.
         let mut picked: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -358,6 +389,7 @@ impl<'c> Decoder<'c> {
                     // Not picked: it does not run, and what it makes has
                     // no value (the combine reads the picked ones only).
                     stage_ran.push(false);
+                    stage_start.push(0);
                     stage_cycles.push(0);
                     stage_time.push(PeTime::default());
                     if self.keep_stats {
@@ -375,7 +407,33 @@ impl<'c> Decoder<'c> {
                     v.extend_from_slice(x)
                 }
             });
-            let run = self.run_stage(i, &tensors)?;
+            let (start, arrivals) = match &self.overlap {
+                Some(plan) => {
+                    let (start, at) = plan.schedule(c, i, &ends, &left);
+                    let arrivals = c.fragments[i].arrivals(&at).map_err(|e| DecodeError::Run {
+                        pos: self.pos,
+                        stage: stage.name.clone(),
+                        error: Box::new(RunError::Input {
+                            name: stage.name.clone(),
+                            message: e.to_string(),
+                        }),
+                    })?;
+                    (start, (!arrivals.is_empty()).then(|| Arc::new(arrivals)))
+                }
+                None => (total + c.routing.handoffs[i].cycles, None),
+            };
+            let run = self.run_stage(i, &tensors, arrivals)?;
+            stage_start.push(start);
+            if self.overlap.is_some() {
+                let f = &c.fragments[i];
+                ends[i] = Some(start + run.cycles);
+                left[i] = (f.outputs.first())
+                    .and_then(|port| f.element_times(port, &run.output_times))
+                    .map(|t| t.into_iter().map(|t| t + start).collect());
+                total = total.max(start + run.cycles);
+            } else {
+                total += run.cycles + c.routing.handoffs[i].cycles;
+            }
             stage_cycles.push(run.cycles);
             stage_time.push(run.time);
             if let Some(stats) = run.stats {
@@ -384,7 +442,6 @@ impl<'c> Decoder<'c> {
             stage_traces.push(run.trace);
             stage_reused.push(run.reused);
             stage_host_seconds.push(run.host_seconds);
-            total += run.cycles + c.routing.handoffs[i].cycles;
             let out = run.out;
             if stage.outputs.is_empty() {
                 // A timing-only step's argmax is unknown (NaN).
@@ -410,6 +467,7 @@ impl<'c> Decoder<'c> {
             stage_stats,
             stage_traces,
             cycles: total,
+            stage_start,
             stage_reused,
             stage_host_seconds,
             stage_ran,
@@ -423,6 +481,7 @@ impl<'c> Decoder<'c> {
         &mut self,
         i: usize,
         tensors: &BTreeMap<String, Vec<f32>>,
+        arrivals: Option<Arc<wafer_emulator::Arrivals>>,
     ) -> Result<StageRun, DecodeError> {
         let c = self.compiled;
         let (stage, f) = (&c.stages[i], &c.fragments[i]);
@@ -451,8 +510,18 @@ impl<'c> Decoder<'c> {
         // its last run ended with, its scratch zeroed: its image without
         // a copy.
         let resident = !timing && !keep && self.keeps_state(i);
-        let key = (timing && self.reuse.is_some())
-            .then(|| wafer_emulator::engine::timing_fingerprint(&f.program, &inputs));
+        // Arrivals change the timing: they are part of what a run is
+        // reused by.
+        let key = (timing && self.reuse.is_some()).then(|| {
+            let mut key = wafer_emulator::engine::timing_fingerprint(&f.program, &inputs);
+            for (name, at) in arrivals.iter().flat_map(|a| a.iter()) {
+                key.extend_from_slice(name.as_bytes());
+                key.push(0);
+                at.iter()
+                    .for_each(|t| key.extend_from_slice(&t.to_le_bytes()));
+            }
+            key
+        });
         let step = self.reuse.as_ref().map_or(0, |r| r.step);
         let hit = key
             .as_ref()
@@ -461,6 +530,7 @@ impl<'c> Decoder<'c> {
             run.used = step;
             return Ok(StageRun {
                 out: f.gather(&f.outputs[0], &run.outputs),
+                output_times: run.output_times.clone(),
                 cycles: run.cycles,
                 time: run.time,
                 stats: self.keep_stats.then(|| run.stats.clone()),
@@ -480,13 +550,16 @@ impl<'c> Decoder<'c> {
         if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
             scratch::scramble(f, mem);
         }
+        let cfg = RunConfig {
+            arrivals,
+            ..self.cfg.clone()
+        };
         let r = match start {
             Some(mem) => {
-                let cfg = self.cfg.clone();
                 let prep = self.prepared(i).map_err(err)?;
                 prep.run_resume(&f.program, &inputs, &cfg, mem)
             }
-            None => wafer_emulator::run(&f.program, arch, &inputs, &self.cfg),
+            None => wafer_emulator::run(&f.program, arch, &inputs, &cfg),
         }
         .map_err(err)?;
         let out = f.gather(&f.outputs[0], &r.outputs);
@@ -505,6 +578,7 @@ impl<'c> Decoder<'c> {
                 let run = Reusable {
                     cycles: r.cycles,
                     outputs: r.outputs,
+                    output_times: r.output_times.clone(),
                     stats: stats.clone(),
                     time,
                     trace: r.trace,
@@ -517,6 +591,7 @@ impl<'c> Decoder<'c> {
         };
         Ok(StageRun {
             out,
+            output_times: r.output_times,
             cycles: r.cycles,
             time,
             stats: self.keep_stats.then_some(stats),
@@ -531,6 +606,9 @@ impl<'c> Decoder<'c> {
 pub(crate) struct StageRun {
     /// Its output port's values.
     pub out: Vec<f32>,
+    /// When each of its output streams' wavelets left
+    /// ([`wafer_emulator::RunResult::output_times`]).
+    pub output_times: BTreeMap<String, Vec<u64>>,
     pub cycles: u64,
     pub time: PeTime,
     /// Its statistics, when the decoder keeps them.

@@ -14,7 +14,8 @@ impl Decoder<'_> {
     /// with the same decoder, position and token. Returns how many runs
     /// this process made.
     pub fn share(&mut self, token: u32, ex: &dyn Exchange) -> Result<usize, DecodeError> {
-        if !self.cfg.timing_only || self.reuse.is_none() || self.cfg.trace {
+        if !self.cfg.timing_only || self.reuse.is_none() || self.cfg.trace || self.overlap.is_some()
+        {
             return Err(DecodeError::ShareMode);
         }
         let c = self.compiled;
@@ -118,6 +119,7 @@ impl Decoder<'_> {
                     Reusable {
                         cycles: s.cycles,
                         outputs: s.outputs,
+                        output_times: Default::default(),
                         stats,
                         time,
                         trace: None,

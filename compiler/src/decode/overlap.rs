@@ -1,0 +1,213 @@
+//! The overlapped step ([`Decoder::overlap`](super::Decoder::overlap)):
+//! each stage starts as soon as its first input element has arrived and
+//! its PEs are free, and takes every element at the cycle it arrives,
+//! instead of waiting at a barrier for its producers to finish and their
+//! farthest element to make its trip.
+//!
+//! Each stage is still its own emulated run, but its host inputs carry
+//! arrival cycles ([`wafer_emulator::Arrivals`]): an element arrives at
+//! the cycle its producer's exit router sent it off the producer's
+//! rectangle ([`wafer_emulator::RunResult::output_times`]) plus its trip,
+//! a hop's latency per hop from that PE to the consumer's entry PE, less
+//! the one hop the consumer's own host stream takes to enter. Where the
+//! two rectangles touch, this is exact: a GEMV run apart from the GEMV it
+//! feeds, fed so, takes exactly the cycles of the two as one program
+//! (`kernels/tests/abut.rs`). What it leaves out is what the barrier
+//! model leaves out too: the routes between stages are taken as free of
+//! other traffic, and a consumer never holds its producer back (its
+//! producer's outputs always leave when they are ready).
+//!
+//! A stage that shares a PE with an earlier one (mesh placement loads a
+//! PE's code per stage) starts after that stage has ended. Stages fed
+//! from another wafer, and experts (whose inputs depend on a router's
+//! picks), keep the barrier: they start once their producers have ended
+//! and their hand-off's modelled cycles have passed.
+
+use crate::codegen::Compiled;
+use crate::route::Ends;
+use crate::stage::Src;
+use std::collections::BTreeMap;
+use wafer_emulator::Pe;
+
+/// Where one input element of a stage comes from: the producing stage,
+/// the element's index in its output port, and the trip's hops.
+#[derive(Clone, Copy, Debug)]
+struct Feed {
+    from: usize,
+    at: u32,
+    hops: u32,
+}
+
+/// How a stage is fed in an overlapped step.
+#[derive(Clone, Debug)]
+enum Fed {
+    /// Per input port, per element: its producer (`None`: the host, at
+    /// the step's start: the position, a constant).
+    Streamed(Vec<(String, Vec<Option<Feed>>)>),
+    /// At a barrier after these stages (see the module's documentation).
+    Barrier(Vec<usize>),
+}
+
+/// The plan of an overlapped step, built once per compiled model.
+pub(crate) struct Plan {
+    fed: Vec<Fed>,
+    /// Per stage, the earlier stages of its wafer that share a PE with it.
+    shares: Vec<Vec<usize>>,
+}
+
+/// Each element's PE in `ends`, in element order (`None` where no run
+/// holds it).
+fn pes_of(ends: &Ends, len: u32) -> Vec<Option<Pe>> {
+    (0..len).map(|k| ends.pe_of(k)).collect()
+}
+
+impl Plan {
+    pub fn new(c: &Compiled) -> Plan {
+        let n = c.stages.len();
+        let wafer_of: Vec<usize> = (0..n)
+            .map(|i| {
+                c.wafers
+                    .iter()
+                    .position(|w| w.stages.contains(&i))
+                    .unwrap_or(0)
+            })
+            .collect();
+        let made_by: std::collections::HashMap<usize, usize> = (c.stages.iter().enumerate().rev())
+            .flat_map(|(j, s)| s.outputs.iter().map(move |&v| (v, j)))
+            .collect();
+        let out_pes: Vec<Option<Vec<Option<Pe>>>> = (c.fragments.iter().zip(&c.sites))
+            .map(|(f, site)| {
+                let port = f.outputs.first()?;
+                let ends = Ends::of(port, &f.program.outputs, site.origin)?;
+                Some(pes_of(&ends, port.len))
+            })
+            .collect();
+        let value_len = |v: usize| c.graph.insts[v].len as u32;
+        let fed = (0..n)
+            .map(|i| {
+                let s = &c.stages[i];
+                let f = &c.fragments[i];
+                let producers = || {
+                    let mut from: Vec<usize> = (s.inputs.iter())
+                        .flat_map(|(_, srcs)| srcs)
+                        .filter_map(|src| match src {
+                            Src::Value(v) | Src::ExpertWeights(v) => made_by.get(v).copied(),
+                            Src::Pos | Src::One => None,
+                        })
+                        .chain(s.when.and_then(|p| made_by.get(&p.route).copied()))
+                        .collect();
+                    from.sort_unstable();
+                    from.dedup();
+                    Fed::Barrier(from)
+                };
+                let streamed = || -> Option<Vec<(String, Vec<Option<Feed>>)>> {
+                    if s.when.is_some() || c.routing.handoffs[i].ingress {
+                        return None;
+                    }
+                    let mut ports = Vec::new();
+                    for (port, srcs) in &s.inputs {
+                        let tensor = f.inputs.iter().find(|p| &p.name == port)?;
+                        let into = Ends::of(tensor, &f.program.inputs, c.sites[i].origin)?;
+                        let into = pes_of(&into, tensor.len);
+                        let mut feeds = Vec::with_capacity(tensor.len as usize);
+                        for src in srcs {
+                            match *src {
+                                Src::Pos | Src::One => feeds.push(None),
+                                Src::ExpertWeights(_) => return None,
+                                Src::Value(v) => {
+                                    let j = *made_by.get(&v)?;
+                                    if c.stages[j].when.is_some() || wafer_of[j] != wafer_of[i] {
+                                        return None;
+                                    }
+                                    let before: u32 = (c.stages[j].outputs.iter())
+                                        .take_while(|&&w| w != v)
+                                        .map(|&w| value_len(w))
+                                        .sum();
+                                    let outs = out_pes[j].as_ref()?;
+                                    for k in 0..value_len(v) {
+                                        let at = before + k;
+                                        let (p, q) = (
+                                            (*outs.get(at as usize)?)?,
+                                            (*into.get(feeds.len())?)?,
+                                        );
+                                        let hops = p.x.abs_diff(q.x) + p.y.abs_diff(q.y);
+                                        feeds.push(Some(Feed { from: j, at, hops }));
+                                    }
+                                }
+                            }
+                        }
+                        if feeds.len() != tensor.len as usize {
+                            return None;
+                        }
+                        ports.push((port.clone(), feeds));
+                    }
+                    Some(ports)
+                };
+                streamed().map_or_else(producers, Fed::Streamed)
+            })
+            .collect();
+        let rect = |i: usize| {
+            let (w, h) = c.sites[i].kernel.size();
+            let o = c.sites[i].origin;
+            (o.x, o.y, o.x + w - 1, o.y + h - 1)
+        };
+        let meets = |a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)| {
+            a.0 <= b.2 && b.0 <= a.2 && a.1 <= b.3 && b.1 <= a.3
+        };
+        let shares = (0..n)
+            .map(|i| {
+                (0..i)
+                    .filter(|&k| wafer_of[k] == wafer_of[i] && meets(rect(k), rect(i)))
+                    .collect()
+            })
+            .collect();
+        Plan { fed, shares }
+    }
+
+    /// Stage `i`'s start and its inputs' arrivals (cycles from that
+    /// start), from the stages before it: `ends` (absolute; `None`: it did
+    /// not run) and `left` (per stage, the absolute cycle each output
+    /// element left its rectangle).
+    pub fn schedule(
+        &self,
+        c: &Compiled,
+        i: usize,
+        ends: &[Option<u64>],
+        left: &[Option<Vec<u64>>],
+    ) -> (u64, BTreeMap<String, Vec<u64>>) {
+        let hop = c.options.arch.hop_latency as u64;
+        let free = (self.shares[i].iter())
+            .filter_map(|&k| ends[k])
+            .max()
+            .unwrap_or(0);
+        let ports = match &self.fed[i] {
+            Fed::Barrier(from) => {
+                let after = from.iter().filter_map(|&j| ends[j]).max();
+                let start = after.map_or(free, |e| free.max(e + c.routing.handoffs[i].cycles));
+                return (start, BTreeMap::new());
+            }
+            Fed::Streamed(ports) => ports,
+        };
+        // When each element is at the consumer's edge: it left its
+        // producer, then all but the last of its hops (the consumer's host
+        // stream takes that one into its entry router).
+        let at = |f: &Feed| -> u64 {
+            let t = left[f.from].as_ref().map_or(0, |t| t[f.at as usize]);
+            t + hop * f.hops.saturating_sub(1) as u64
+        };
+        let first = (ports.iter())
+            .flat_map(|(_, feeds)| feeds.iter().flatten())
+            .map(at)
+            .min();
+        let start = first.map_or(free, |t| t.max(free));
+        let arrivals = (ports.iter())
+            .map(|(port, feeds)| {
+                let t = (feeds.iter())
+                    .map(|f| f.as_ref().map_or(0, |f| at(f).saturating_sub(start)))
+                    .collect();
+                (port.clone(), t)
+            })
+            .collect();
+        (start, arrivals)
+    }
+}

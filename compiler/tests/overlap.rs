@@ -1,0 +1,75 @@
+//! Overlapped steps ([`Decoder::overlap`]): each stage starts once its
+//! first input element has arrived and its PEs are free, and takes every
+//! element as it arrives. The tokens are the reference's and the same as
+//! with barriers; a step is never longer than its stages one after the
+//! other; timing-only and functional steps take the same cycles, on any
+//! thread count, reusing identical stages or not.
+
+mod common;
+use common::models;
+use wafer_compiler::decode::Decoder;
+use wafer_compiler::place::PlacementKind;
+use wafer_compiler::{compile, llama2c};
+use wafer_emulator::Arch;
+
+/// `steps` greedy steps from BOS: each step's token and cycles.
+fn decode(d: &mut Decoder, steps: usize) -> Vec<(u32, u64)> {
+    let mut token = wafer_compiler::tokenizer::BOS;
+    (0..steps)
+        .map(|_| {
+            let s = d.step(token).unwrap();
+            token = s.next;
+            (s.next, s.cycles)
+        })
+        .collect()
+}
+
+#[test]
+fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
+    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let arch = Arch::wse3().with_grid(96, 64).unwrap();
+    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+        let o = common::f32_options(arch.clone(), kind, None);
+        let c = compile(&cfg, Some(&w), &o).unwrap();
+        let steps = 6;
+        let barrier = decode(&mut Decoder::new(&c), steps);
+        let mut d = Decoder::new(&c);
+        d.overlap(true);
+        assert!(d.is_overlapped());
+        let over = decode(&mut d, steps);
+        let tokens = |r: &[(u32, u64)]| r.iter().map(|s| s.0).collect::<Vec<_>>();
+        assert_eq!(tokens(&over), tokens(&barrier), "{kind:?}: tokens");
+        for (o, b) in over.iter().zip(&barrier) {
+            assert!(o.1 < b.1, "{kind:?}: overlapped {} against {}", o.1, b.1);
+        }
+        // Each stage starts no earlier than its PEs are free and ends
+        // within the step.
+        let mut d = Decoder::new(&c);
+        d.overlap(true);
+        let s = d.step(wafer_compiler::tokenizer::BOS).unwrap();
+        let end = |i: usize| s.stage_start[i] + s.stage_cycles[i];
+        assert_eq!((0..c.stages.len()).map(end).max(), Some(s.cycles));
+        // Timing-only, reusing stages or not, on 1 or 2 threads: the
+        // functional steps' cycles.
+        for (reuse, threads) in [(true, 1), (false, 2), (true, 2)] {
+            let mut t = Decoder::new(&c);
+            t.overlap(true);
+            t.timing_only(true);
+            t.reuse(reuse);
+            t.threads(threads);
+            // Fed the functional steps' tokens (timing-only argmax is
+            // unknown).
+            let fed =
+                std::iter::once(wafer_compiler::tokenizer::BOS).chain(over.iter().map(|s| s.0));
+            let cycles: Vec<u64> = fed
+                .take(steps)
+                .map(|token| t.step(token).unwrap().cycles)
+                .collect();
+            let want: Vec<u64> = over.iter().map(|s| s.1).collect();
+            assert_eq!(
+                cycles, want,
+                "{kind:?}: timing-only, reuse {reuse}, {threads} thread(s)"
+            );
+        }
+    }
+}
