@@ -46,6 +46,13 @@ pub struct BenchArgs {
     /// models give the emulated cycles for these kernels).
     #[arg(long)]
     pub predict: bool,
+    /// Overlap each step's stages: a stage starts once its first input
+    /// element has arrived and its PEs are free, and takes each element
+    /// when it arrives, instead of waiting at a barrier for its producers
+    /// and the modelled hand-off (the table's cost model stays the
+    /// barrier's, an upper bound). Not with --predict or --emulator.
+    #[arg(long)]
+    pub overlap: bool,
     /// Also draw the table as bars of tokens/s (.svg or .png).
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,
@@ -252,6 +259,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "--prompt-len adds a time to first token to the wafer-vs-GPU table: run it without --emulator (`wafer generate --prompt` emulates a prefill)"
         );
     }
+    if a.emulator && a.overlap {
+        bail!(
+            "--overlap applies to the wafer-vs-GPU table (the emulator's bench times engines on steps with barriers): drop --emulator or --overlap"
+        );
+    }
     if a.emulator && super::ranks::ranks() > 1 {
         bail!(
             "--emulator times engines in one process: run it without mpirun (the table without --emulator shares its steps between ranks)"
@@ -273,6 +285,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             json: a.json,
             expert_seed: a.expert_seed,
             prompt_len: a.prompt_len,
+            overlap: a.overlap,
         };
         return super::compare::run(&request, &l, &c);
     }

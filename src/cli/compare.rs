@@ -22,6 +22,8 @@ pub struct Request<'a> {
     pub expert_seed: u64,
     /// Also the time to first token for a prompt of this many positions.
     pub prompt_len: Option<u32>,
+    /// Emulate each step's stages overlapped.
+    pub overlap: bool,
 }
 
 /// Emulate `steps` timing-only decode steps from `context` with a progress
@@ -32,7 +34,7 @@ pub fn emulate(
     c: &Compiled,
     (context, steps, expert_seed): (u32, usize, u64),
     (trace, stats): (Option<usize>, bool),
-    share: bool,
+    (share, overlap): (bool, bool),
     mut each: impl FnMut(&wafer_compiler::decode::Step),
 ) -> anyhow::Result<WaferRow> {
     let bar = match super::ranks::rank() {
@@ -53,6 +55,7 @@ pub fn emulate(
             None
         },
         expert_seed,
+        overlap,
     };
     let row = wafer_report::emulate(c, context, steps, &opts, |s| {
         each(s);
@@ -102,13 +105,18 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
         );
     }
     let wafer = if a.predict {
+        if a.overlap {
+            bail!(
+                "--overlap emulates the stages overlapping; the cost models (--predict) run them one after another: drop one of the two"
+            );
+        }
         wafer_report::predicted(c, context)
     } else {
         emulate(
             c,
             (context, steps, a.expert_seed),
             (None, false),
-            true,
+            (!a.overlap, a.overlap),
             |_| {},
         )?
     };

@@ -137,7 +137,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                                     &c,
                                     (context, 1, wafer_compiler::experts::DEFAULT_SEED),
                                     (None, false),
-                                    false,
+                                    (false, false),
                                     |_| {},
                                 )?
                                 .per_token_cycles,
