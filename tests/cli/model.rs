@@ -545,6 +545,31 @@ fn bench_compares_the_wafer_with_gpus() {
     assert_eq!(p["wafer"]["emulated"], false);
     assert_eq!(w["emulated"], true);
     assert!(p["sources"][0].as_str().unwrap().contains("predicted"));
+    // --overlap: the stages overlapped, fewer cycles than the cost
+    // model's stages one after another, the breakdown still summing to
+    // the step (its hand-offs line now the stages' overlap).
+    let mut overlap = args.to_vec();
+    overlap.extend(["--json", "--overlap"]);
+    let o = json(&ok(&overlap));
+    let ow = &o["wafer"];
+    assert_eq!(ow["overlapped"], true);
+    assert_eq!(w["overlapped"], false);
+    assert_eq!(ow["predicted_cycles"], w["predicted_cycles"]);
+    let (over, barrier) = (
+        ow["per_token_cycles"].as_f64().unwrap(),
+        w["per_token_cycles"].as_f64().unwrap(),
+    );
+    assert!(over < barrier, "overlapped {over}, barrier {barrier}");
+    let kinds = ow["by_kind"].as_object().unwrap();
+    assert!(
+        kinds.contains_key("stages overlapping") && !kinds.contains_key("hand-offs between stages")
+    );
+    let sum: f64 = kinds.values().map(|k| k["cycles"].as_f64().unwrap()).sum();
+    assert!((sum - over).abs() < 1e-6, "{ow}");
+    assert!(o["sources"][0].as_str().unwrap().contains("overlapped"));
+    let mut both = args.to_vec();
+    both.extend(["--overlap", "--predict"]);
+    assert!(fails(&both).contains("--overlap"));
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<svg") && svg_text.contains("H100 SXM: roofline, CUDA graphs"));
     ok(&[

@@ -17,7 +17,7 @@ use wafer_emulator::trace::Trace;
 use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
 
 mod error;
-mod overlap;
+pub mod overlap;
 mod scratch;
 mod shared;
 

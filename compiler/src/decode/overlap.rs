@@ -211,3 +211,72 @@ impl Plan {
         (start, arrivals)
     }
 }
+
+/// The cost models' estimate of an overlapped step at `pos` (experts by
+/// `seed`'s routing): each stage's start and end, and the step's cycles
+/// (the last end). An estimate, not the emulation: each stage is taken
+/// to run its predicted cycles ([`Compiled::stage_predictions`]) from its
+/// start, delayed by as much as its latest input stream enters later
+/// than it would unhindered, and to send its outputs at its end, a
+/// wavelet a cycle on each stream. Tested against the emulated overlapped
+/// step (`compiler/tests/overlap.rs`).
+pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
+    let plan = Plan::new(c);
+    let ran = c.runs(pos, seed);
+    let cycles = c.stage_predictions(pos);
+    let n = c.stages.len();
+    let (mut ends, mut left) = (vec![None; n], vec![None; n]);
+    let mut starts = vec![0; n];
+    for i in (0..n).filter(|i| ran[*i]) {
+        let f = &c.fragments[i];
+        let (start, at) = plan.schedule(c, i, &ends, &left);
+        // How much later than unhindered each input stream's last
+        // wavelet enters, fed in order at its period.
+        let late = f.arrivals(&at).map_or(0, |arrivals| {
+            (arrivals.iter())
+                .filter_map(|(name, w)| {
+                    let s = f.program.inputs.iter().find(|h| &h.name == name)?;
+                    let period = s.period.max(1) as u64;
+                    let mut entry = 0u64;
+                    for (k, t) in w.iter().enumerate() {
+                        entry = if k == 0 { *t } else { (entry + period).max(*t) };
+                    }
+                    Some(entry.saturating_sub(period * (w.len() as u64).saturating_sub(1)))
+                })
+                .max()
+                .unwrap_or(0)
+        });
+        let end = start + late + cycles[i];
+        starts[i] = start;
+        ends[i] = Some(end);
+        left[i] = f.outputs.first().map(|port| {
+            let mut t = vec![end; port.len as usize];
+            for s in &port.segments {
+                let Some(h) = f.program.outputs.iter().find(|h| h.name == s.stream) else {
+                    continue;
+                };
+                let (per, wavelets) = (h.dtype.per_word(), h.wavelets() as u64);
+                for k in 0..s.len {
+                    let w = ((s.at + k) / per) as u64;
+                    t[(s.offset + k) as usize] = end.saturating_sub(wavelets - w);
+                }
+            }
+            t
+        });
+    }
+    let step = ends.iter().flatten().copied().max().unwrap_or(0);
+    Overlapped {
+        cycles: step,
+        starts,
+        ends: ends.into_iter().map(|e| e.unwrap_or(0)).collect(),
+    }
+}
+
+/// [`predicted`]'s estimate of an overlapped step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overlapped {
+    pub cycles: u64,
+    /// Per stage, its start and end (0 for a stage that does not run).
+    pub starts: Vec<u64>,
+    pub ends: Vec<u64>,
+}
