@@ -34,6 +34,9 @@ pub struct WaferRow {
     /// ([`Decoder::overlap`]): the cost models' prediction, stages one
     /// after another, is then an upper bound rather than equal.
     pub overlapped: bool,
+    /// Overlapped, the cost models' estimate of the overlapped step at
+    /// the first position ([`wafer_compiler::decode::overlap::predicted`]).
+    pub predicted_overlapped: Option<u64>,
     /// The region search's choice ([`wafer_compiler::region`]), if it ran.
     pub region: Option<wafer_compiler::region::Searched>,
     /// Per wafer of the system (one on one wafer): its layers and its
@@ -106,6 +109,7 @@ impl WaferRow {
             positions,
             emulated,
             overlapped: false,
+            predicted_overlapped: None,
             region: c.region.clone(),
             wafers: c
                 .wafers
@@ -285,7 +289,11 @@ pub fn emulate(
         &stage_cycles,
         opts.expert_seed,
     );
-    row.overlapped = opts.overlap;
+    if opts.overlap {
+        row.overlapped = true;
+        let p = wafer_compiler::decode::overlap::predicted(c, context, opts.expert_seed);
+        row.predicted_overlapped = Some(p.cycles);
+    }
     Ok(row)
 }
 
@@ -603,7 +611,7 @@ impl Table {
         );
         let _ = writeln!(
             o,
-            "\nwafer [1]    {:>10.2} µs/token  {:>10.1} tok/s  {:.0} cycles (cost model{}: {})",
+            "\nwafer [1]    {:>10.2} µs/token  {:>10.1} tok/s  {:.0} cycles (cost model{}: {}{})",
             w.us(),
             w.tokens_per_s(),
             w.per_token_cycles,
@@ -612,7 +620,10 @@ impl Table {
             } else {
                 ""
             },
-            w.predicted_cycles
+            w.predicted_cycles,
+            w.predicted_overlapped
+                .map(|p| format!("; overlapped, its estimate: {p}"))
+                .unwrap_or_default()
         );
         let _ = writeln!(
             o,
@@ -751,6 +762,7 @@ impl Table {
                 "positions": [w.positions.0, w.positions.1],
                 "emulated": w.emulated,
                 "overlapped": w.overlapped,
+                "predicted_overlapped_cycles": w.predicted_overlapped,
                 "region": w.region.as_ref().map(region_json),
                 "experts": w.experts.map(|e| json!({
                     "experts": e.experts, "per_token": e.per_token,

@@ -560,6 +560,10 @@ fn bench_compares_the_wafer_with_gpus() {
         w["per_token_cycles"].as_f64().unwrap(),
     );
     assert!(over < barrier, "overlapped {over}, barrier {barrier}");
+    // The cost models' estimate of it lies between the two.
+    let estimate = ow["predicted_overlapped_cycles"].as_f64().unwrap();
+    assert!(over <= estimate && estimate < barrier, "{ow}");
+    assert!(w["predicted_overlapped_cycles"].is_null());
     let kinds = ow["by_kind"].as_object().unwrap();
     assert!(
         kinds.contains_key("stages overlapping") && !kinds.contains_key("hand-offs between stages")
