@@ -49,6 +49,27 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
         let s = d.step(wafer_compiler::tokenizer::BOS).unwrap();
         let end = |i: usize| s.stage_start[i] + s.stage_cycles[i];
         assert_eq!((0..c.stages.len()).map(end).max(), Some(s.cycles));
+        // The critical path, followed back from the stage that ends
+        // last, runs through earlier stages to the embedding (a stage
+        // may start before the one it waited on last: on an element from
+        // a stage before that one).
+        let mut at = (0..c.stages.len()).max_by_key(|i| (end(*i), *i)).unwrap();
+        let mut path = vec![at];
+        while let Some(j) = s.stage_waited_on[at] {
+            assert!(
+                j < at && s.stage_start[j] < end(at),
+                "{kind:?}: {j} before {at}"
+            );
+            path.push(j);
+            at = j;
+        }
+        assert_eq!(c.stages[at].name, "embed", "{kind:?}: {path:?}");
+        assert!(path.len() > c.config.n_layers * 2, "{kind:?}: {path:?}");
+        // With barriers, every stage is on it.
+        let mut b = Decoder::new(&c);
+        let s = b.step(wafer_compiler::tokenizer::BOS).unwrap();
+        let waited: Vec<Option<usize>> = (0..c.stages.len()).map(|i| i.checked_sub(1)).collect();
+        assert_eq!(s.stage_waited_on, waited);
         // Timing-only, reusing stages or not, on 1 or 2 threads: the
         // functional steps' cycles.
         for (reuse, threads) in [(true, 1), (false, 2), (true, 2)] {

@@ -45,6 +45,11 @@ pub struct Step {
     /// The cycle each stage started at, from the step's start (0 where it
     /// did not run).
     pub stage_start: Vec<u64>,
+    /// Per stage, the stage it waited on last: overlapped, the one whose
+    /// element arrived latest or whose end freed its PEs, if later; with
+    /// barriers, the stage that ran before it. Followed back from the
+    /// stage that ends last, the step's critical path.
+    pub stage_waited_on: Vec<Option<usize>>,
     /// Per stage: its timing-only results are those of an identical run
     /// (see [`Decoder::reuse`]) rather than emulated again.
     pub stage_reused: Vec<bool>,
@@ -352,6 +357,8 @@ impl<'c> Decoder<'c> {
         let mut stage_host_seconds = Vec::with_capacity(c.stages.len());
         let mut stage_ran = Vec::with_capacity(c.stages.len());
         let mut stage_start = Vec::with_capacity(c.stages.len());
+        let mut stage_waited_on = Vec::with_capacity(c.stages.len());
+        let mut before = None;
         // Overlapped: each stage's end and when each output element left
         // (absolute cycles of the step).
         let mut ends: Vec<Option<u64>> = vec![None; c.stages.len()];
@@ -390,6 +397,7 @@ impl<'c> Decoder<'c> {
                     // no value (the combine reads the picked ones only).
                     stage_ran.push(false);
                     stage_start.push(0);
+                    stage_waited_on.push(None);
                     stage_cycles.push(0);
                     stage_time.push(PeTime::default());
                     if self.keep_stats {
@@ -407,21 +415,27 @@ impl<'c> Decoder<'c> {
                     v.extend_from_slice(x)
                 }
             });
-            let (start, arrivals) = match &self.overlap {
+            let (start, arrivals, waited_on) = match &self.overlap {
                 Some(plan) => {
-                    let (start, at) = plan.schedule(c, i, &ends, &left);
-                    let arrivals = c.fragments[i].arrivals(&at).map_err(|e| DecodeError::Run {
-                        pos: self.pos,
-                        stage: stage.name.clone(),
-                        error: Box::new(RunError::Input {
-                            name: stage.name.clone(),
-                            message: e.to_string(),
-                        }),
-                    })?;
-                    (start, (!arrivals.is_empty()).then(|| Arc::new(arrivals)))
+                    let s = plan.schedule(c, i, &ends, &left);
+                    let arrivals =
+                        c.fragments[i]
+                            .arrivals(&s.arrivals)
+                            .map_err(|e| DecodeError::Run {
+                                pos: self.pos,
+                                stage: stage.name.clone(),
+                                error: Box::new(RunError::Input {
+                                    name: stage.name.clone(),
+                                    message: e.to_string(),
+                                }),
+                            })?;
+                    let arrivals = (!arrivals.is_empty()).then(|| Arc::new(arrivals));
+                    (s.start, arrivals, s.waited_on)
                 }
-                None => (total + c.routing.handoffs[i].cycles, None),
+                None => (total + c.routing.handoffs[i].cycles, None, before),
             };
+            before = Some(i);
+            stage_waited_on.push(waited_on);
             let run = self.run_stage(i, &tensors, arrivals)?;
             stage_start.push(start);
             if self.overlap.is_some() {
@@ -468,6 +482,7 @@ impl<'c> Decoder<'c> {
             stage_traces,
             cycles: total,
             stage_start,
+            stage_waited_on,
             stage_reused,
             stage_host_seconds,
             stage_ran,

@@ -164,27 +164,33 @@ impl Plan {
         Plan { fed, shares }
     }
 
-    /// Stage `i`'s start and its inputs' arrivals (cycles from that
-    /// start), from the stages before it: `ends` (absolute; `None`: it did
-    /// not run) and `left` (per stage, the absolute cycle each output
-    /// element left its rectangle).
+    /// Stage `i`'s start, its inputs' arrivals (cycles from that start)
+    /// and the stage it waited on last ([`Schedule`]), from the stages
+    /// before it: `ends` (absolute; `None`: it did not run) and `left`
+    /// (per stage, the absolute cycle each output element left its
+    /// rectangle).
     pub fn schedule(
         &self,
         c: &Compiled,
         i: usize,
         ends: &[Option<u64>],
         left: &[Option<Vec<u64>>],
-    ) -> (u64, BTreeMap<String, Vec<u64>>) {
+    ) -> Schedule {
         let hop = c.options.arch.hop_latency as u64;
-        let free = (self.shares[i].iter())
-            .filter_map(|&k| ends[k])
-            .max()
-            .unwrap_or(0);
+        // The latest of (cycle, stage), ties to the later stage.
+        let latest = |it: &mut dyn Iterator<Item = (u64, usize)>| it.max();
+        let free = latest(&mut self.shares[i].iter().filter_map(|&k| Some((ends[k]?, k))));
+        let free_at = free.map_or(0, |f| f.0);
         let ports = match &self.fed[i] {
             Fed::Barrier(from) => {
-                let after = from.iter().filter_map(|&j| ends[j]).max();
-                let start = after.map_or(free, |e| free.max(e + c.routing.handoffs[i].cycles));
-                return (start, BTreeMap::new());
+                let after = latest(&mut from.iter().filter_map(|&j| Some((ends[j]?, j))));
+                let start =
+                    after.map_or(free_at, |e| free_at.max(e.0 + c.routing.handoffs[i].cycles));
+                return Schedule {
+                    start,
+                    arrivals: BTreeMap::new(),
+                    waited_on: after.max(free).map(|w| w.1),
+                };
             }
             Fed::Streamed(ports) => ports,
         };
@@ -195,11 +201,10 @@ impl Plan {
             let t = left[f.from].as_ref().map_or(0, |t| t[f.at as usize]);
             t + hop * f.hops.saturating_sub(1) as u64
         };
-        let first = (ports.iter())
-            .flat_map(|(_, feeds)| feeds.iter().flatten())
-            .map(at)
-            .min();
-        let start = first.map_or(free, |t| t.max(free));
+        let feeds = || ports.iter().flat_map(|(_, feeds)| feeds.iter().flatten());
+        let first = feeds().map(at).min();
+        let last = latest(&mut feeds().map(|f| (at(f), f.from)));
+        let start = first.map_or(free_at, |t| t.max(free_at));
         let arrivals = (ports.iter())
             .map(|(port, feeds)| {
                 let t = (feeds.iter())
@@ -208,8 +213,23 @@ impl Plan {
                 (port.clone(), t)
             })
             .collect();
-        (start, arrivals)
+        Schedule {
+            start,
+            arrivals,
+            waited_on: last.max(free).map(|w| w.1),
+        }
     }
+}
+
+/// When a stage of an overlapped step starts ([`Plan::schedule`]).
+pub(crate) struct Schedule {
+    pub start: u64,
+    /// Per input port, per element: its arrival, in cycles from `start`.
+    pub arrivals: BTreeMap<String, Vec<u64>>,
+    /// The stage whose last element arrived latest, or whose end freed
+    /// its PEs if that was later: what it waited on last, the step
+    /// before it on a critical path.
+    pub waited_on: Option<usize>,
 }
 
 /// The cost models' estimate of an overlapped step at `pos` (experts by
@@ -229,7 +249,11 @@ pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
     let mut starts = vec![0; n];
     for i in (0..n).filter(|i| ran[*i]) {
         let f = &c.fragments[i];
-        let (start, at) = plan.schedule(c, i, &ends, &left);
+        let Schedule {
+            start,
+            arrivals: at,
+            ..
+        } = plan.schedule(c, i, &ends, &left);
         // How much later than unhindered each input stream's last
         // wavelet enters, fed in order at its period.
         let late = f.arrivals(&at).map_or(0, |arrivals| {
