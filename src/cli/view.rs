@@ -49,6 +49,11 @@ pub struct ViewArgs {
     /// PEs are drawn, from 1 (the latency panel covers the whole token).
     #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<1, { wafer_compiler::system::MAX_WAFERS as u64 }>)]
     pub wafer: u32,
+    /// With a model: emulate its steps with their stages overlapped (as
+    /// `wafer bench --overlap`); the timeline puts overlapping stages on
+    /// lanes and outlines the critical path.
+    #[arg(long)]
+    pub overlap: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -199,6 +204,11 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
     let mut predicted = None;
     let mut traces: HashMap<*const Stats, Arc<Trace>> = HashMap::new();
     let mut now = 0;
+    if a.overlap && steps == 0 {
+        bail!(
+            "--overlap emulates the steps overlapped; --steps 0 only compiles: give --steps 1 or more"
+        );
+    }
     let table = if steps == 0 {
         let stage_cycles = c.stage_predictions(a.context);
         latency.stages = timeline(&c, &stage_cycles);
@@ -215,10 +225,13 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
             &c,
             (a.context, steps, wafer_compiler::experts::DEFAULT_SEED),
             (Some(MODEL_SPANS_PER_STAGE), true),
-            (false, false),
+            (false, a.overlap),
             |s| {
                 if latency.stages.is_empty() {
-                    latency.stages = timeline(&c, &s.stage_cycles);
+                    latency.stages = match a.overlap {
+                        true => overlapped_timeline(&c, s),
+                        false => timeline(&c, &s.stage_cycles),
+                    };
                 }
                 tokens.push(TokenSpan {
                     start: now,
@@ -240,6 +253,7 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
                     })
                     .collect();
                 runs.push(StepRun {
+                    starts: a.overlap.then(|| (s.stage_start.clone(), s.cycles)),
                     cycles: s.stage_cycles.clone(),
                     stats: s.stage_stats.clone(),
                     traces,
@@ -301,6 +315,8 @@ struct ModelRun {
 
 /// One emulated step, per stage.
 struct StepRun {
+    /// Overlapped: each stage's start and the step's cycles.
+    starts: Option<(Vec<u64>, u64)>,
     cycles: Vec<u64>,
     stats: Vec<Arc<Stats>>,
     traces: Vec<Option<Arc<Trace>>>,
@@ -388,6 +404,25 @@ fn timeline(c: &Compiled, cycles: &[u64]) -> Vec<StageTime> {
     stages
 }
 
+/// An overlapped step's stages at their starts, without hand-offs (the
+/// trips are in the runs' arrivals), the critical path marked: from the
+/// stage that ends last, back along what each waited on last.
+fn overlapped_timeline(c: &Compiled, s: &wafer_compiler::decode::Step) -> Vec<StageTime> {
+    let cycles = vec![0; c.stages.len()];
+    let mut stages = timeline(c, &cycles);
+    for (i, t) in stages.iter_mut().enumerate() {
+        (t.start, t.handoff, t.cycles) = (s.stage_start[i], 0, s.stage_cycles[i]);
+        t.critical = false;
+    }
+    let last = (0..stages.len()).max_by_key(|i| (stages[*i].end(), *i));
+    let mut at = last;
+    while let Some(i) = at {
+        stages[i].critical = true;
+        at = s.stage_waited_on[i];
+    }
+    stages
+}
+
 /// The wafer and the GPU rooflines (CUDA graphs) and published rows, as
 /// tokens/s bars.
 fn gpu_bars(
@@ -451,6 +486,22 @@ impl Grid {
     /// One decode step: each stage's counters added at its site, its spans
     /// moved to its site and its start cycle.
     fn add_step(&mut self, c: &Compiled, s: &StepRun) {
+        if let Some((starts, cycles)) = &s.starts {
+            // Overlapped: each stage at its own start.
+            for (i, (st, site)) in s.stats.iter().zip(&c.sites).enumerate() {
+                if self.shown.contains(&i) {
+                    self.engine = st.engine.clone();
+                    let (w, h) = (self.width, self.height);
+                    self.pe
+                        .add_at(w, h, &st.pe, st.width, st.height, site.origin);
+                    if let Some(t) = &s.traces[i] {
+                        self.trace.append_at(t, site.origin, self.now + starts[i]);
+                    }
+                }
+            }
+            self.now += cycles;
+            return;
+        }
         for (i, (st, site)) in s.stats.iter().zip(&c.sites).enumerate() {
             // A stage starts once its inputs' hand-off has arrived.
             self.now += c.routing.handoffs[i].cycles;

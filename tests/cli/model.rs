@@ -741,6 +741,23 @@ fn view_renders_screenshots_headless() {
         png.to_str().unwrap(),
     ]);
     assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    // Overlapped: the same, its timeline on lanes (the viewer's tests);
+    // it needs an emulated step.
+    let png = tmp("view_model_overlapped.png");
+    ok(&[
+        "view",
+        "--steps",
+        "1",
+        "--overlap",
+        "--screenshot",
+        png.to_str().unwrap(),
+    ]);
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    let err = fails(&["view", "--steps", "0", "--overlap", "--screenshot", "x.png"]);
+    assert!(
+        err.contains("--overlap") && err.contains("--steps 1"),
+        "{err}"
+    );
     let err = fails(&[
         "view",
         "examples/gemv_8x8.wsm",

@@ -65,6 +65,10 @@ pub struct StageTime {
     pub origin: Pe,
     /// On a system of wafers, the wafer it runs on (from 0; 0 on one).
     pub wafer: usize,
+    /// On the token's critical path: every stage of one that runs its
+    /// stages one after another; of an overlapped one, those it waited
+    /// on back from its last stage.
+    pub critical: bool,
 }
 
 impl StageTime {
@@ -85,6 +89,7 @@ impl StageTime {
                     cycles,
                     origin,
                     wafer: 0,
+                    critical: true,
                 };
                 at += handoff + cycles;
                 s
@@ -94,6 +99,26 @@ impl StageTime {
 
     pub fn end(&self) -> u64 {
         self.start + self.handoff + self.cycles
+    }
+
+    /// A lane for each stage, so that stages that overlap in time are on
+    /// different lanes: each on the lowest lane whose last stage has
+    /// ended by its start. Stages one after another share lane 0.
+    pub fn lanes(stages: &[StageTime]) -> Vec<usize> {
+        let mut ends: Vec<u64> = Vec::new();
+        stages
+            .iter()
+            .map(|t| match ends.iter().position(|e| *e <= t.start) {
+                Some(l) => {
+                    ends[l] = t.end();
+                    l
+                }
+                None => {
+                    ends.push(t.end());
+                    ends.len() - 1
+                }
+            })
+            .collect()
     }
 }
 

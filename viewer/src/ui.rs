@@ -487,48 +487,88 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
 }
 
 /// One token's stages along its cycles: each stage's hand-off (grey, a
-/// modelled cycle count) then its run (coloured by layer kind). The
-/// stages run one after another, so the whole strip is the critical path.
-/// Hovering names a stage; clicking selects its first PE (drawing its
-/// wafer, on a system) and sets the heatmap's window to its run.
+/// modelled cycle count) then its run (coloured by layer kind). Stages
+/// run one after another (one lane, all on the critical path), or
+/// overlapped: then each on a lane of its own while it overlaps others,
+/// those on the critical path outlined. Hovering names a stage; clicking
+/// selects its first PE (drawing its wafer, on a system) and sets the
+/// heatmap's window to its run.
 fn timeline(ui: &mut egui::Ui, s: &mut ViewerState) {
     let Some(l) = &s.data.latency else { return };
     let stages = &l.stages;
-    let total = stages.last().map_or(1, |t| t.end()).max(1);
+    let total = stages.iter().map(StageTime::end).max().unwrap_or(1).max(1);
+    let lanes = StageTime::lanes(stages);
+    let n_lanes = lanes.iter().max().map_or(1, |l| l + 1);
     let mut kinds: Vec<String> = Vec::new();
     for t in stages {
         if !kinds.contains(&t.kind) {
             kinds.push(t.kind.clone());
         }
     }
-    ui.strong(format!(
-        "one token, stage by stage ({} stages, {total} cycles; in sequence, so all on the critical path)",
-        stages.len()
-    ));
+    let critical = stages.iter().filter(|t| t.critical).count();
+    ui.strong(if n_lanes == 1 {
+        format!(
+            "one token, stage by stage ({} stages, {total} cycles; in sequence, so all on the critical path)",
+            stages.len()
+        )
+    } else {
+        format!(
+            "one token, stages overlapped ({} stages on {n_lanes} lanes, {total} cycles; {critical} on the critical path, outlined)",
+            stages.len()
+        )
+    });
     let width = ui.available_width().max(100.0);
-    let (r, resp) = ui.allocate_exact_size(Vec2::new(width, 18.0), Sense::click());
+    let lane_h = if n_lanes == 1 {
+        18.0
+    } else {
+        (48.0 / n_lanes as f32).max(3.0)
+    };
+    let (r, resp) =
+        ui.allocate_exact_size(Vec2::new(width, lane_h * n_lanes as f32), Sense::click());
     resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Figure, true, "stage timeline"));
     let x = |c: u64| r.min.x + r.width() * (c as f32 / total as f32);
+    let y = |lane: usize| r.min.y + lane as f32 * lane_h..=r.min.y + (lane + 1) as f32 * lane_h;
     let p = ui.painter();
     p.rect_filled(r, 0.0, Color32::from_gray(40));
     let colour = |kind: &str| {
         let i = kinds.iter().position(|k| *k == kind).unwrap_or(0);
         rgb(CATEGORIES[i % CATEGORIES.len()])
     };
-    for t in stages {
-        let hand = Rect::from_x_y_ranges(x(t.start)..=x(t.start + t.handoff), r.y_range());
+    for (t, lane) in stages.iter().zip(&lanes) {
+        let hand = Rect::from_x_y_ranges(x(t.start)..=x(t.start + t.handoff), y(*lane));
         p.rect_filled(hand, 0.0, Color32::from_gray(110));
-        let run = Rect::from_x_y_ranges(x(t.start + t.handoff)..=x(t.end()), r.y_range());
+        let run = Rect::from_x_y_ranges(x(t.start + t.handoff)..=x(t.end()), y(*lane));
         p.rect_filled(run, 0.0, colour(&t.kind));
+        if n_lanes > 1 && t.critical {
+            let outline = egui::Stroke::new(1.0, Color32::WHITE);
+            p.rect_stroke(run, 0.0, outline, egui::StrokeKind::Inside);
+        }
     }
     let at = resp
         .hover_pos()
-        .map(|pos| ((pos.x - r.min.x) / r.width() * total as f32).max(0.0) as u64)
-        .and_then(|c| stages.iter().find(|t| c < t.end()));
+        .map(|pos| {
+            let c = ((pos.x - r.min.x) / r.width() * total as f32).max(0.0) as u64;
+            let lane = ((pos.y - r.min.y) / lane_h).max(0.0) as usize;
+            (c, lane.min(n_lanes - 1))
+        })
+        .and_then(|(c, lane)| {
+            (stages.iter().zip(&lanes))
+                .find(|(t, l)| **l == lane && t.start <= c && c < t.end())
+                .map(|(t, _)| t)
+        });
     if let Some(t) = at {
         let text = format!(
-            "{} ({}): hand-off {} + {} cycles, from cycle {}",
-            t.name, t.kind, t.handoff, t.cycles, t.start
+            "{} ({}): hand-off {} + {} cycles, from cycle {}{}",
+            t.name,
+            t.kind,
+            t.handoff,
+            t.cycles,
+            t.start,
+            if n_lanes > 1 && t.critical {
+                ", on the critical path"
+            } else {
+                ""
+            }
         );
         let (origin, from, len) = (t.origin, t.start + t.handoff, t.cycles);
         let wafer = t.wafer;
@@ -545,11 +585,16 @@ fn timeline(ui: &mut egui::Ui, s: &mut ViewerState) {
     }
     let Some(l) = &s.data.latency else { return };
     ui.horizontal_wrapped(|ui| {
-        swatch(ui, Color32::from_gray(110));
-        ui.label("hand-off (modelled)");
+        if l.stages.iter().any(|t| t.handoff > 0) {
+            swatch(ui, Color32::from_gray(110));
+            ui.label("hand-off (modelled)");
+        }
         for k in &kinds {
             swatch(ui, colour(k));
             ui.label(k.as_str());
+        }
+        if n_lanes > 1 {
+            ui.label("outlined: on the critical path");
         }
     });
     // The longest stages, where a token's time goes first.

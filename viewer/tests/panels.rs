@@ -164,6 +164,59 @@ fn the_stage_timeline_lists_the_longest_stages_and_a_click_selects_a_stages_pe()
     assert_eq!(h.state().window_len, 2000.min(cycles));
 }
 
+/// An overlapped token: stages that overlap go on lanes of their own,
+/// the critical path is outlined and said so, and a click on a lower
+/// lane selects the stage there.
+#[test]
+fn an_overlapped_timeline_puts_stages_on_lanes_and_marks_the_critical_path() {
+    let stage = |name: &str, kind: &str, start, cycles, origin, critical| StageTime {
+        name: name.into(),
+        kind: kind.into(),
+        start,
+        handoff: 0,
+        cycles,
+        origin,
+        wafer: 0,
+        critical,
+    };
+    let stages = vec![
+        stage("embed", "embedding", 0, 300, Pe::new(0, 0), true),
+        stage("layers.0.wq", "projections", 250, 2000, Pe::new(1, 0), true),
+        stage("layers.0.rope", "rope", 2100, 400, Pe::new(4, 4), false),
+        stage(
+            "layers.0.attention",
+            "attention",
+            2300,
+            1500,
+            Pe::new(2, 3),
+            true,
+        ),
+        stage(
+            "layers.0.wo",
+            "projections",
+            3600,
+            1000,
+            Pe::new(1, 0),
+            true,
+        ),
+    ];
+    assert_eq!(StageTime::lanes(&stages), [0, 1, 0, 1, 0]);
+    let mut s = state();
+    s.data.latency.as_mut().unwrap().stages = stages;
+    let mut all = SnapshotResults::new();
+    let mut h = harness([300.0, 760.0], ui::latency, s);
+    h.get_by_label("one token, stages overlapped (5 stages on 2 lanes, 4600 cycles; 4 on the critical path, outlined)");
+    h.get_by_label("outlined: on the critical path");
+    assert!(h.query_by_label("hand-off (modelled)").is_none());
+    // The lower lane at cycle 2,900 is attention's (rope, on the upper
+    // one, ended at 2,500).
+    let r = h.get_by_label("stage timeline").rect();
+    let pos = egui::Pos2::new(r.min.x + r.width() * 2900.0 / 4600.0, r.max.y - 2.0);
+    click(&mut h, pos);
+    assert_eq!(h.state().selected, Some(Pe::new(2, 3)));
+    snap(&mut all, h, "latency_overlapped");
+}
+
 /// A system of wafers: the latency panel lists each wafer's time; one
 /// wafer lists none.
 #[test]
