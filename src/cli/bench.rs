@@ -50,7 +50,8 @@ pub struct BenchArgs {
     /// element has arrived and its PEs are free, and takes each element
     /// when it arrives, instead of waiting at a barrier for its producers
     /// and the modelled hand-off (the table's cost model stays the
-    /// barrier's, an upper bound). Not with --predict or --emulator.
+    /// barrier's, an upper bound). Not with --predict; with --emulator,
+    /// every engine's steps are overlapped.
     #[arg(long)]
     pub overlap: bool,
     /// Also draw the table as bars of tokens/s (.svg or .png).
@@ -174,11 +175,12 @@ fn decode(
     c: &Compiled,
     label: &'static str,
     (engine, threads): (Engine, usize),
-    (timing_only, reuse): (bool, bool),
+    (timing_only, reuse, overlap): (bool, bool, bool),
     (warmup, steps): (usize, usize),
     feed: Option<&[u32]>,
 ) -> anyhow::Result<Timed> {
     let mut d = Decoder::new(c);
+    d.overlap(overlap);
     d.engine(engine);
     d.threads(threads);
     d.timing_only(timing_only);
@@ -259,11 +261,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "--prompt-len adds a time to first token to the wafer-vs-GPU table: run it without --emulator (`wafer generate --prompt` emulates a prefill)"
         );
     }
-    if a.emulator && a.overlap {
-        bail!(
-            "--overlap applies to the wafer-vs-GPU table (the emulator's bench times engines on steps with barriers): drop --emulator or --overlap"
-        );
-    }
     if a.emulator && super::ranks::ranks() > 1 {
         bail!(
             "--emulator times engines in one process: run it without mpirun (the table without --emulator shares its steps between ranks)"
@@ -336,7 +333,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 &c,
                 label,
                 engine,
-                (timing_only, reuse),
+                (timing_only, reuse, a.overlap),
                 (warmup, steps),
                 feed.as_deref(),
             )?);
@@ -423,6 +420,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "region": c.region.as_ref().map(wafer_report::table::region_json),
             "steps": steps,
             "warmup_steps": warmup,
+            "overlapped": a.overlap,
             "compile_seconds": compile_s,
             "per_token_cycles": timing.cycles,
             "per_token_us": mean_cycles / clock * 1e6,
@@ -464,8 +462,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         c.options.dtype
     );
     println!(
-        "emulated: {mean_cycles:.0} cycles per token = {:.3} µs",
-        mean_cycles / clock * 1e6
+        "emulated: {mean_cycles:.0} cycles per token = {:.3} µs{}",
+        mean_cycles / clock * 1e6,
+        if a.overlap {
+            ", each step's stages overlapped"
+        } else {
+            ""
+        }
     );
     for r in &runs {
         let reused = if r.label == REUSE {
