@@ -308,6 +308,12 @@ fn a_mixtral_checkpoint_decodes_on_the_wafer_as_the_reference() {
             .unwrap();
             assert_eq!(got, want, "{kind}, prompt {prompt:?}");
             assert!(got.len() > prompt.len() + 3, "{kind}: {got:?}");
+            // Overlapped (the experts and the combine keep their
+            // barriers): the same tokens.
+            let mut d = Decoder::new(&compiled);
+            d.overlap(true);
+            let over = generate(&mut d, prompt, 12, None, |_, _| {}).unwrap();
+            assert_eq!(over, want, "{kind}, prompt {prompt:?}, overlapped");
             // The logits too, to f32 rounding (the wafer's sums and the
             // router's softmax round in their own order).
             common::logits_close(&m, &c, &got, &logits, 1e-5, &format!("{kind}"));

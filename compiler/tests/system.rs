@@ -61,6 +61,21 @@ fn stories260k_split_over_two_and_three_wafers_decodes_as_on_one() {
             for s in &steps {
                 assert_eq!(s.cycles, s.stage_cycles.iter().sum::<u64>() + hand);
             }
+            // Overlapped (a value from another wafer keeps its barrier and
+            // the link): the same tokens, every step shorter, and still
+            // longer than the links it crosses.
+            let mut d = Decoder::new(&compiled);
+            d.overlap(true);
+            let mut over = Vec::new();
+            let got = generate(&mut d, &[], 24, None, |_, s| over.push(s.cycles)).unwrap();
+            assert_eq!(got, want, "{kind} over {n} wafers, overlapped");
+            for (o, s) in over.iter().zip(&steps) {
+                assert!(
+                    *o < s.cycles && *o > link,
+                    "{kind} over {n}: {o} against {}",
+                    s.cycles
+                );
+            }
             // What crosses a boundary: the next layer's normed input and
             // the residual sum, f32; the link alone is 2 µs at 1.1 GHz.
             for t in &compiled.transfers {
