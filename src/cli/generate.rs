@@ -47,6 +47,12 @@ pub struct GenerateArgs {
     /// weights would not fit in half of this machine's memory.
     #[arg(long)]
     pub timing_only: bool,
+    /// Overlap each decode step's stages (as `wafer bench --overlap`): a
+    /// stage starts once its first input has arrived and its PEs are
+    /// free; the predicted cycles are then the cost models' estimate of
+    /// the overlapped step. A prompt's prefill still runs stage by stage.
+    #[arg(long)]
+    pub overlap: bool,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Print one JSON object.
@@ -253,6 +259,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     d.engine(a.engine.engine()?);
     d.threads(a.engine.threads());
     d.timing_only(timing_only);
+    d.overlap(a.overlap);
     // Text mode streams the tokens; JSON mode shows a bar on a terminal.
     let bar = if a.json {
         indicatif::ProgressBar::new(a.steps.min(c.options.max_context as usize) as u64)
@@ -292,7 +299,13 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
                 "{:.3} µs/token",
                 step.cycles as f64 / clock_hz * 1e6
             ));
-            predicted.push(c.predicted_ran(pos as u32, input, &step.stage_ran));
+            predicted.push(match a.overlap {
+                true => {
+                    let seed = wafer_compiler::experts::DEFAULT_SEED;
+                    wafer_compiler::decode::overlap::predicted(&c, pos as u32, seed).cycles
+                }
+                false => c.predicted_ran(pos as u32, input, &step.stage_ran),
+            });
             if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
                 let want = m.forward(input, pos, kv);
                 let diff = max_diff(&want, &step.logits);
@@ -434,6 +447,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "check_max_abs_logit_diff": check.as_ref().map(|_| worst),
             "interrupted": interrupted,
             "timing_only": timing_only,
+            "overlapped": a.overlap,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -468,7 +482,12 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             predicted.iter().sum::<u64>() as f64,
         );
         println!(
-            "the cost models predicted {p:.0} cycles {}, emulated {e:.0} (ratio {:.3})",
+            "the cost models {} {p:.0} cycles {}, emulated {e:.0} (ratio {:.3})",
+            if a.overlap {
+                "estimated the steps overlapped at"
+            } else {
+                "predicted"
+            },
             if prefilled.is_some() {
                 "for the decode steps after the prefill"
             } else {

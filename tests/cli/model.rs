@@ -109,6 +109,39 @@ fn generate_with_no_model_decodes_the_built_in_checkpoint() {
     // The plain form prints the text and the latency.
     let text = ok(&["generate", "--steps", "6"]);
     assert!(text.contains("per token on the emulated wse3"), "{text}");
+    // Overlapped: the same tokens, every step shorter, the cost models'
+    // estimate of it between the emulation and the steps with barriers.
+    let over = json(&ok(&["generate", "--steps", "12", "--json", "--overlap"]));
+    assert_eq!(over["tokens"], out["tokens"]);
+    assert_eq!(
+        (over["overlapped"].clone(), out["overlapped"].clone()),
+        (true.into(), false.into())
+    );
+    let sum = |j: &serde_json::Value, k: &str| -> u64 {
+        j[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum()
+    };
+    for (o, b) in over["per_token_cycles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(cycles)
+    {
+        assert!(o.as_u64() < b.as_u64(), "{o} against {b}");
+    }
+    let (emulated, estimate) = (
+        sum(&over, "per_token_cycles"),
+        sum(&over, "predicted_cycles"),
+    );
+    assert!(
+        emulated <= estimate && estimate < sum(&out, "per_token_cycles"),
+        "{over}"
+    );
+    let text = ok(&["generate", "--steps", "6", "--overlap"]);
+    assert!(text.contains("estimated the steps overlapped"), "{text}");
 }
 
 #[test]
