@@ -3,6 +3,7 @@
 //! kernel it is. Placement chooses them (`place/`); codegen generates
 //! them.
 
+use std::collections::BTreeMap;
 use wafer_emulator::Arch;
 use wafer_kernels::argmax::ArgmaxSpec;
 use wafer_kernels::attention::AttentionSpec;
@@ -89,6 +90,24 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// When the kernel's cost model says each output stream's last wavelet
+    /// leaves, by stream name, in cycles from its start, where it says so
+    /// (a tiled GEMV: each row's `y` as its reduction ends); `None` where
+    /// its model gives only the total (its outputs taken to leave at the
+    /// end). [`crate::decode::overlap::predicted`] uses it.
+    pub fn output_leaves(&self, arch: &Arch) -> Option<BTreeMap<String, u64>> {
+        match self {
+            Kernel::Gemv(s) => Some(
+                (wafer_kernels::gemv::row_ends(s, arch)
+                    .into_iter()
+                    .enumerate())
+                .map(|(r, end)| (format!("y{r}"), end - 1))
+                .collect(),
+            ),
+            _ => None,
+        }
+    }
+
     /// Colors the kernel's program takes (its highest color plus one),
     /// where the spec says it without generating the program: the norms,
     /// softmax and element-wise kernels and attention, the kernels that

@@ -15,6 +15,13 @@ fn check(s: &GemvSpec, arch: &Arch) -> (u64, u64) {
         .unwrap_or_else(|e| panic!("{s:?}: {e}"));
     let w = gemv::weights(s, arch, &f.program);
     assert_eq!(outs["y"], gemv::reference(s, &w, &inputs["x"]), "{s:?}");
+    // When each row's y leaves, as the cost model says: its last
+    // wavelet a cycle before the row's end.
+    let ends = gemv::row_ends(s, arch);
+    for (r, end) in ends.iter().enumerate() {
+        let left = run.output_times[&format!("y{r}")].last().copied();
+        assert_eq!(left, Some(end - 1), "{s:?}: row {r}");
+    }
     (run.cycles, gemv::cost(s, arch))
 }
 

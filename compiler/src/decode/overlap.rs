@@ -237,8 +237,12 @@ pub(crate) struct Schedule {
 /// (the last end). An estimate, not the emulation: each stage is taken
 /// to run its predicted cycles ([`Compiled::stage_predictions`]) from its
 /// start, delayed by as much as its latest input stream enters later
-/// than it would unhindered, and to send its outputs at its end, a
-/// wavelet a cycle on each stream. Tested against the emulated overlapped
+/// than it would unhindered, and to send each output stream's last
+/// wavelet when its cost model says ([`Kernel::output_leaves`]: a tiled
+/// GEMV's rows one after another) or else a cycle before its end, the
+/// stream's wavelets a cycle apart.
+///
+/// [`Kernel::output_leaves`]: crate::place::Kernel::output_leaves Tested against the emulated overlapped
 /// step (`compiler/tests/overlap.rs`).
 pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
     let plan = Plan::new(c);
@@ -273,16 +277,22 @@ pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
         let end = start + late + cycles[i];
         starts[i] = start;
         ends[i] = Some(end);
+        // Each stream's last wavelet leaves when the kernel's model says,
+        // else a cycle before the end; the ones before it a cycle apart.
+        let leaves = c.sites[i].kernel.output_leaves(&c.options.arch);
         left[i] = f.outputs.first().map(|port| {
             let mut t = vec![end; port.len as usize];
             for s in &port.segments {
                 let Some(h) = f.program.outputs.iter().find(|h| h.name == s.stream) else {
                     continue;
                 };
+                let last = (leaves.as_ref())
+                    .and_then(|l| l.get(&s.stream))
+                    .map_or(end.saturating_sub(1), |l| start + late + l);
                 let (per, wavelets) = (h.dtype.per_word(), h.wavelets() as u64);
                 for k in 0..s.len {
                     let w = ((s.at + k) / per) as u64;
-                    t[(s.offset + k) as usize] = end.saturating_sub(wavelets - w);
+                    t[(s.offset + k) as usize] = last.saturating_sub(wavelets - 1 - w);
                 }
             }
             t

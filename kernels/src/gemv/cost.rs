@@ -101,6 +101,20 @@ pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
 /// `add`, `add`, `blt`; by columns, three `li` and per position its
 /// tile's columns and `add`, `add`, `blt`. The row reduces `batch · m_r` partials.
 pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
+    row_ends_batch(s, batch, arch)
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+}
+
+/// When each PE row's part of `y` has left (its stream `y<r>`'s last
+/// wavelet leaves the east edge a cycle before): the rows nearer `x`'s
+/// entry finish first, a cycle a row. [`cost`] is the latest.
+pub fn row_ends(s: &GemvSpec, arch: &Arch) -> Vec<u64> {
+    row_ends_batch(s, 1, arch)
+}
+
+fn row_ends_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Vec<u64> {
     let (cols, rows) = (col_split(s), split(s.m, s.h));
     let b = batch as u64;
     let (sw, i, hop, ramp) = (
@@ -115,7 +129,7 @@ pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
     // Batched, int8 keeps its scale's index in a register of its own (an
     // `li` a position, an `add` a row), as MXFP4 does.
     let (q, i8) = (u64::from(s.quantized()), u64::from(s.dtype == DType::I8));
-    let mut worst = 0;
+    let mut ends = Vec::with_capacity(rows.len());
     for (y, (_, mt)) in rows.iter().enumerate() {
         let issue: Vec<u64> = cols
             .iter()
@@ -137,9 +151,9 @@ pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
             .collect();
         let ym = batch * mt;
         let first = row_reduce(s, ym).finish(&issue, arch)[s.w as usize - 1];
-        worst = worst.max(first + ym as u64 - 1 + ramp + hop);
+        ends.push(first + ym as u64 - 1 + ramp + hop);
     }
-    worst
+    ends
 }
 
 /// The rectangle the cost model predicts fastest, among those that fit.
