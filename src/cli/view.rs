@@ -486,36 +486,35 @@ impl Grid {
     /// One decode step: each stage's counters added at its site, its spans
     /// moved to its site and its start cycle.
     fn add_step(&mut self, c: &Compiled, s: &StepRun) {
-        if let Some((starts, cycles)) = &s.starts {
-            // Overlapped: each stage at its own start.
-            for (i, (st, site)) in s.stats.iter().zip(&c.sites).enumerate() {
-                if self.shown.contains(&i) {
-                    self.engine = st.engine.clone();
-                    let (w, h) = (self.width, self.height);
-                    self.pe
-                        .add_at(w, h, &st.pe, st.width, st.height, site.origin);
-                    if let Some(t) = &s.traces[i] {
-                        self.trace.append_at(t, site.origin, self.now + starts[i]);
-                    }
-                }
+        // Each stage's start: overlapped, its own; else once the stage
+        // before has run and its inputs' hand-off has arrived.
+        let (starts, cycles) = match &s.starts {
+            Some((starts, cycles)) => (starts.clone(), *cycles),
+            None => {
+                let mut at = 0;
+                let starts = (0..s.cycles.len())
+                    .map(|i| {
+                        at += c.routing.handoffs[i].cycles;
+                        let start = at;
+                        at += s.cycles[i];
+                        start
+                    })
+                    .collect();
+                (starts, at)
             }
-            self.now += cycles;
-            return;
-        }
+        };
         for (i, (st, site)) in s.stats.iter().zip(&c.sites).enumerate() {
-            // A stage starts once its inputs' hand-off has arrived.
-            self.now += c.routing.handoffs[i].cycles;
             if self.shown.contains(&i) {
                 self.engine = st.engine.clone();
                 let (w, h) = (self.width, self.height);
                 self.pe
                     .add_at(w, h, &st.pe, st.width, st.height, site.origin);
                 if let Some(t) = &s.traces[i] {
-                    self.trace.append_at(t, site.origin, self.now);
+                    self.trace.append_at(t, site.origin, self.now + starts[i]);
                 }
             }
-            self.now += s.cycles[i];
         }
+        self.now += cycles;
     }
 
     /// SRAM each PE holds for the whole model, as the compiler's plan
