@@ -92,7 +92,9 @@ impl Kernel {
 impl Kernel {
     /// When the kernel's cost model says each output stream's last wavelet
     /// leaves, by stream name, in cycles from its start, where it says so
-    /// (a tiled GEMV: each row's `y` as its reduction ends); `None` where
+    /// (a tiled GEMV: each row's `y` as its reduction ends; a vector
+    /// kernel one PE wide: each row's, and an `add_rmsnorm`'s sum before
+    /// its norm); `None` where
     /// its model gives only the total (its outputs taken to leave at the
     /// end). [`crate::decode::overlap::predicted`] uses it.
     pub fn output_leaves(&self, arch: &Arch) -> Option<BTreeMap<String, u64>> {
@@ -104,6 +106,7 @@ impl Kernel {
                 .map(|(r, end)| (format!("y{r}"), end - 1))
                 .collect(),
             ),
+            Kernel::Vector(s) => wafer_kernels::vector::output_leaves(s, arch),
             _ => None,
         }
     }

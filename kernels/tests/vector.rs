@@ -20,6 +20,13 @@ fn check(s: &VectorSpec, arch: &Arch) -> (u64, u64) {
             "{s:?}: element {i}: emulator {got}, reference {want}"
         );
     }
+    // One PE wide, when each output stream's last wavelet leaves, as
+    // the cost model says.
+    if let Some(leaves) = vector::output_leaves(s, arch) {
+        for (name, t) in run.output_times.iter().filter(|(_, t)| !t.is_empty()) {
+            assert_eq!(t.last(), leaves.get(name), "{s:?}: stream {name}");
+        }
+    }
     (run.cycles, vector::cost(s, arch))
 }
 

@@ -13,10 +13,47 @@ use wafer_emulator::isa::VecOp;
 /// allreduces follow [`LineReduce::finish`]; the last element reaches the
 /// host `ramp + hop` after it leaves the core.
 pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
+    outputs(s, arch).end
+}
+
+/// When each output stream's last wavelet leaves (a cycle before it is
+/// at the host), by stream name, for a kernel one PE wide (`y<k>`, and
+/// an `add_rmsnorm`'s sum `s<k>`, sent on before the norm); `None` for
+/// one several PEs wide, whose rows' outputs share the east link.
+pub fn output_leaves(
+    s: &VectorSpec,
+    arch: &Arch,
+) -> Option<std::collections::BTreeMap<String, u64>> {
+    if s.w > 1 {
+        return None;
+    }
+    let o = outputs(s, arch);
+    let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
+    let last = |first: u64, len: u32| first + len as u64 - 1 + ramp + hop - 1;
+    let mut leaves = std::collections::BTreeMap::new();
+    for (k, (_, len)) in s.segments().iter().enumerate() {
+        leaves.insert(format!("y{k}"), last(o.first_out[k], *len));
+        if let Some(first) = o.sum_out[k] {
+            leaves.insert(format!("s{k}"), last(first, *len));
+        }
+    }
+    Some(leaves)
+}
+
+/// [`cost`]'s timeline: when each segment's output (and an
+/// `add_rmsnorm`'s sum) starts leaving its core, and the run's end.
+struct Outputs {
+    first_out: Vec<u64>,
+    sum_out: Vec<Option<u64>>,
+    end: u64,
+}
+
+fn outputs(s: &VectorSpec, arch: &Arch) -> Outputs {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let segs = s.segments();
     let mut lines: Vec<Timeline> = segs.iter().map(|_| Timeline::start(arch)).collect();
     let mut first_out = vec![0u64; segs.len()];
+    let mut sum_out = vec![None; segs.len()];
     let (mul1, mul2) = (rate(arch, VecOp::Fmul, 1, 1), rate(arch, VecOp::Fmul, 2, 1));
     // Each rate is the op's own: f32 adds and subtracts have more lanes
     // than f32 multiplies, so a memory-bound add runs faster than a mul.
@@ -103,7 +140,7 @@ pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
                     let n = *len as u64;
                     l.t = (l.t + arch.vector_issue_cycles as u64 + n)
                         .max(hop + 2 * (n - 1) + 1 + ramp);
-                    l.send(*len, rate(arch, VecOp::Mov, 1, 0));
+                    sum_out[r] = Some(l.send(*len, rate(arch, VecOp::Mov, 1, 0)));
                 } else {
                     lines[r].receive(*len, arrival);
                 }
@@ -163,20 +200,25 @@ pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
             }
         }
     }
-    if s.w > 1 {
-        return (0..s.h as usize)
+    let end = if s.w > 1 {
+        (0..s.h as usize)
             .map(|r| {
                 let row = r * s.w as usize..(r + 1) * s.w as usize;
                 drain(&segs[row.clone()], &first_out[row], hop, ramp)
             })
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+    } else {
+        (segs.iter().zip(&first_out))
+            .map(|((_, len), first)| first + *len as u64 - 1 + ramp + hop)
+            .max()
+            .unwrap_or(0)
+    };
+    Outputs {
+        first_out,
+        sum_out,
+        end,
     }
-    segs.iter()
-        .zip(first_out)
-        .map(|((_, len), first)| first + *len as u64 - 1 + ramp + hop)
-        .max()
-        .unwrap_or(0)
 }
 
 /// The cycle the last of segment `k`'s input wavelets is in its PE's
