@@ -196,6 +196,32 @@ fn a_chain_of_four_kernels_turns_south_and_matches_the_references() {
     let ys = vector::reference(&silu, &[("a".to_string(), ya)].into(), &fs.program);
     let want = gemv::reference(&c, &wc, &gemv::reference(&b, &wb, &ys));
 
+    // The four run apart but overlapped, each fed its input's elements
+    // when they left the kernel before (a hop away: its entry PE is the
+    // next across the seam): when the last one ends.
+    let parts = [fa.clone(), fs.clone(), fb.clone().transposed(), fc.clone()];
+    let ports = [("x", "y"), ("a", "y"), ("x", "y"), ("x", "y")];
+    let mut values = x["x"].clone();
+    let mut at: Option<Vec<u64>> = None;
+    let mut overlapped = 0;
+    for (f, (input, output)) in parts.iter().zip(ports) {
+        let fed = std::collections::BTreeMap::from([(input.to_string(), values)]);
+        let arrivals = at.take().map(|t| {
+            let t = std::collections::BTreeMap::from([(input.to_string(), t)]);
+            std::sync::Arc::new(f.arrivals(&t).unwrap())
+        });
+        let cfg = RunConfig {
+            arrivals,
+            ..RunConfig::default()
+        };
+        let (outs, r) = f.run(&arch, &fed, &cfg).unwrap();
+        let port = f.outputs.iter().find(|p| p.name == output).unwrap();
+        at = Some(f.element_times(port, &r.output_times).unwrap());
+        overlapped = r.cycles;
+        values = outs[output].clone();
+    }
+    assert_eq!(values, want);
+
     let two = abut(fa, fs, "y", "a").unwrap();
     let three = abut(two, fb.transposed(), "y", "x").unwrap();
     let four = abut_south(three, fc, "y", "x").unwrap();
@@ -210,6 +236,10 @@ fn a_chain_of_four_kernels_turns_south_and_matches_the_references() {
     ];
     let cycles = on_engines(&four, &arch, &x, &engines, &want);
     assert!(cycles.iter().all(|c| *c == cycles[0]), "{cycles:?}");
+    assert_eq!(
+        overlapped, cycles[0],
+        "the four apart, overlapped, against the chain"
+    );
 }
 
 proptest! {

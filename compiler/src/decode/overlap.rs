@@ -11,7 +11,8 @@
 //! a hop's latency per hop from that PE to the consumer's entry PE, less
 //! the one hop the consumer's own host stream takes to enter. Where the
 //! two rectangles touch, this is exact: a GEMV run apart from the GEMV it
-//! feeds, fed so, takes exactly the cycles of the two as one program
+//! feeds, fed so, takes exactly the cycles of the two as one program,
+//! and so does a chain of four kernels that turns a corner
 //! (`kernels/tests/abut.rs`). What it leaves out is what the barrier
 //! model leaves out too: the routes between stages are taken as free of
 //! other traffic, and a consumer never holds its producer back (its
