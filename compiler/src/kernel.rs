@@ -111,6 +111,28 @@ impl Kernel {
         }
     }
 
+    /// Where the kernel's cost model takes its inputs' arrivals (a tiled
+    /// GEMV: when each column's `x` is in): its cycles and when each
+    /// output stream's last wavelet leaves, given the cycle each input
+    /// stream's last wavelet is pushed in (by stream name; one not named
+    /// is unhindered). `None` for the others.
+    pub fn fed(
+        &self,
+        arch: &Arch,
+        last: &BTreeMap<String, u64>,
+    ) -> Option<(u64, BTreeMap<String, u64>)> {
+        let Kernel::Gemv(s) = self else { return None };
+        let x_last: Vec<u64> = (0..s.w)
+            .map(|c| last.get(&format!("x{c}")).copied().unwrap_or(0))
+            .collect();
+        let ends = wafer_kernels::gemv::row_ends_fed(s, arch, &x_last);
+        let cycles = ends.iter().copied().max().unwrap_or(0);
+        let leaves = (ends.into_iter().enumerate())
+            .map(|(r, end)| (format!("y{r}"), end - 1))
+            .collect();
+        Some((cycles, leaves))
+    }
+
     /// Colors the kernel's program takes (its highest color plus one),
     /// where the spec says it without generating the program: the norms,
     /// softmax and element-wise kernels and attention, the kernels that

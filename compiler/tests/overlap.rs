@@ -95,18 +95,19 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
     }
 }
 
-/// The cost models' estimate of an overlapped step sends a stage's
-/// outputs when its model says (a tiled GEMV's rows, a narrow vector
-/// kernel's) or else at its end, and runs each stage its whole predicted
-/// time from its start, delayed by its latest input: so it lies between
-/// the emulated overlapped step and the stages one after another.
-/// Measured here (stories260K, 96 × 64, positions 0, 20, 60): pipeline
-/// 8.5–9.3 % over the emulation, mesh 3.6–4.0 %.
+/// The cost models' estimate of an overlapped step: a tiled GEMV's model
+/// takes its `x`'s arrivals, a narrow vector kernel's says when its
+/// outputs leave, and every other stage runs its whole predicted time
+/// after its latest input and sends its outputs at its end, where the
+/// emulation works on each element as it comes: so the estimate lies
+/// between the emulated overlapped step and the stages one after
+/// another. Measured here (stories260K, 96 × 64, positions 0, 20, 60):
+/// pipeline 6.5–7.2 % over the emulation, mesh 1.4–1.6 %.
 #[test]
 fn the_overlapped_estimate_lies_between_the_emulation_and_the_barriers() {
     let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
     let arch = Arch::wse3().with_grid(96, 64).unwrap();
-    for (kind, within) in [(PlacementKind::Pipeline, 0.12), (PlacementKind::Mesh, 0.06)] {
+    for (kind, within) in [(PlacementKind::Pipeline, 0.09), (PlacementKind::Mesh, 0.03)] {
         let o = common::f32_options(arch.clone(), kind, None);
         let c = compile(&cfg, Some(&w), &o).unwrap();
         let mut d = Decoder::new(&c);

@@ -101,7 +101,7 @@ pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
 /// `add`, `add`, `blt`; by columns, three `li` and per position its
 /// tile's columns and `add`, `add`, `blt`. The row reduces `batch · m_r` partials.
 pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
-    row_ends_batch(s, batch, arch)
+    row_ends_batch(s, batch, arch, None)
         .into_iter()
         .max()
         .unwrap_or(0)
@@ -111,10 +111,19 @@ pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
 /// wavelet leaves the east edge a cycle before): the rows nearer `x`'s
 /// entry finish first, a cycle a row. [`cost`] is the latest.
 pub fn row_ends(s: &GemvSpec, arch: &Arch) -> Vec<u64> {
-    row_ends_batch(s, 1, arch)
+    row_ends_batch(s, 1, arch, None)
 }
 
-fn row_ends_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Vec<u64> {
+/// [`row_ends`] with `x` arriving late: `x_last[c]`, the cycle column
+/// `c`'s stream `x<c>` pushes its last wavelet in (its wavelets entering
+/// at most one a cycle; unhindered, the column's length less one). A
+/// column's tile loop starts once its last element is in, whichever
+/// comes later, so each row's end follows.
+pub fn row_ends_fed(s: &GemvSpec, arch: &Arch, x_last: &[u64]) -> Vec<u64> {
+    row_ends_batch(s, 1, arch, Some(x_last))
+}
+
+fn row_ends_batch(s: &GemvSpec, batch: u32, arch: &Arch, x_last: Option<&[u64]>) -> Vec<u64> {
     let (cols, rows) = (col_split(s), split(s.m, s.h));
     let b = batch as u64;
     let (sw, i, hop, ramp) = (
@@ -131,10 +140,15 @@ fn row_ends_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Vec<u64> {
     let (q, i8) = (u64::from(s.quantized()), u64::from(s.dtype == DType::I8));
     let mut ends = Vec::with_capacity(rows.len());
     for (y, (_, mt)) in rows.iter().enumerate() {
-        let issue: Vec<u64> = cols
-            .iter()
-            .map(|(no, nt)| {
-                let x_done = (sw + 1 + i).max(hop * (y as u64 + 1) + ramp) + b * *nt as u64 - 1;
+        let issue: Vec<u64> = (cols.iter().enumerate())
+            .map(|(c, (no, nt))| {
+                let in_row = hop * (y as u64 + 1) + ramp;
+                let x_done = (sw + 1 + i).max(in_row) + b * *nt as u64 - 1;
+                // The last element, pushed late, reaches this row's core.
+                let x_done = match x_last.and_then(|x| x.get(c)) {
+                    Some(last) => x_done.max(in_row + last),
+                    None => x_done,
+                };
                 if order == TileOrder::Columns {
                     let tile = tile_loop.columns(*nt, *mt);
                     return match batch {

@@ -24,7 +24,7 @@ mod cost;
 mod weights;
 
 use cost::Loop;
-pub use cost::{best_rect, cost, cost_batch, row_ends};
+pub use cost::{best_rect, cost, cost_batch, row_ends, row_ends_fed};
 pub use weights::{load_weights, weights, weights_transposed};
 
 use crate::line_reduce::{Axis, Combine, LineReduce, Lines, Target};
