@@ -96,7 +96,8 @@ fn paths(sites: &[Site], i: usize, from: &[usize], ingress: bool) -> Vec<(u32, u
         .collect()
 }
 
-fn meets(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> bool {
+/// Whether two boxes `(x0, y0, x1, y1)` (corners included) share a PE.
+pub(crate) fn meets(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> bool {
     a.0 <= b.2 && b.0 <= a.2 && a.1 <= b.3 && b.1 <= a.3
 }
 

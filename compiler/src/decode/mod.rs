@@ -538,6 +538,7 @@ impl<'c> Decoder<'c> {
             key
         });
         let step = self.reuse.as_ref().map_or(0, |r| r.step);
+        let overlapped = self.overlap.is_some();
         let hit = key
             .as_ref()
             .and_then(|k| self.reuse.as_mut()?.runs.get_mut(k));
@@ -545,7 +546,11 @@ impl<'c> Decoder<'c> {
             run.used = step;
             return Ok(StageRun {
                 out: f.gather(&f.outputs[0], &run.outputs),
-                output_times: run.output_times.clone(),
+                // Only an overlapped step reads them.
+                output_times: match overlapped {
+                    true => run.output_times.clone(),
+                    false => BTreeMap::new(),
+                },
                 cycles: run.cycles,
                 time: run.time,
                 stats: self.keep_stats.then(|| run.stats.clone()),

@@ -152,13 +152,12 @@ impl Plan {
             let o = c.sites[i].origin;
             (o.x, o.y, o.x + w - 1, o.y + h - 1)
         };
-        let meets = |a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)| {
-            a.0 <= b.2 && b.0 <= a.2 && a.1 <= b.3 && b.1 <= a.3
-        };
         let shares = (0..n)
             .map(|i| {
                 (0..i)
-                    .filter(|&k| wafer_of[k] == wafer_of[i] && meets(rect(k), rect(i)))
+                    .filter(|&k| {
+                        wafer_of[k] == wafer_of[i] && crate::route::meets(rect(k), rect(i))
+                    })
                     .collect()
             })
             .collect();
