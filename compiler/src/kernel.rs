@@ -90,40 +90,37 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// When the kernel's cost model says each output stream's last wavelet
-    /// leaves, by stream name, in cycles from its start, where it says so
-    /// (a tiled GEMV: each row's `y` as its reduction ends; a vector
-    /// kernel one PE wide: each row's, and an `add_rmsnorm`'s sum before
-    /// its norm); `None` where
-    /// its model gives only the total (its outputs taken to leave at the
-    /// end). [`crate::decode::overlap::predicted`] uses it.
-    pub fn output_leaves(&self, arch: &Arch) -> Option<BTreeMap<String, u64>> {
-        match self {
-            Kernel::Gemv(s) => Some(
-                (wafer_kernels::gemv::row_ends(s, arch)
-                    .into_iter()
-                    .enumerate())
-                .map(|(r, end)| (format!("y{r}"), end - 1))
-                .collect(),
-            ),
-            Kernel::Vector(s) => wafer_kernels::vector::output_leaves(s, arch),
-            _ => None,
-        }
-    }
-
     /// Where the kernel's cost model takes its inputs' arrivals (a tiled
-    /// GEMV: when each column's `x` is in): its cycles and when each
-    /// output stream's last wavelet leaves, given the cycle each input
-    /// stream's last wavelet is pushed in (by stream name; one not named
-    /// is unhindered). `None` for the others.
+    /// GEMV: when each column's `x` is in; a vector kernel: when each
+    /// element is in its PE's queue): its cycles and when each output
+    /// stream's last wavelet leaves (where it says), given, by input
+    /// stream name, the cycle each wavelet is pushed in (one not named is
+    /// unhindered), at position `pos`. `None` for the others.
     pub fn fed(
         &self,
         arch: &Arch,
-        last: &BTreeMap<String, u64>,
+        pos: u32,
+        pushed: &BTreeMap<String, Vec<u64>>,
     ) -> Option<(u64, BTreeMap<String, u64>)> {
-        let Kernel::Gemv(s) = self else { return None };
+        let s = match self {
+            Kernel::Vector(s) => return Some(wafer_kernels::vector::fed(s, arch, pushed)),
+            Kernel::Attention(s) => {
+                let s = AttentionSpec {
+                    pos: pos.min(s.max_context - 1),
+                    ..s.clone()
+                };
+                return Some(wafer_kernels::attention::fed(&s, arch, pushed));
+            }
+            Kernel::Rope(s) => return Some(wafer_kernels::rope::fed(s, arch, pushed)),
+            Kernel::Gemv(s) => s,
+            _ => return None,
+        };
         let x_last: Vec<u64> = (0..s.w)
-            .map(|c| last.get(&format!("x{c}")).copied().unwrap_or(0))
+            .map(|c| {
+                (pushed.get(&format!("x{c}")))
+                    .and_then(|p| p.last().copied())
+                    .unwrap_or(0)
+            })
             .collect();
         let ends = wafer_kernels::gemv::row_ends_fed(s, arch, &x_last);
         let cycles = ends.iter().copied().max().unwrap_or(0);

@@ -95,19 +95,26 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
     }
 }
 
-/// The cost models' estimate of an overlapped step: a tiled GEMV's model
-/// takes its `x`'s arrivals, a narrow vector kernel's says when its
-/// outputs leave, and every other stage runs its whole predicted time
-/// after its latest input and sends its outputs at its end, where the
-/// emulation works on each element as it comes: so the estimate lies
-/// between the emulated overlapped step and the stages one after
-/// another. Measured here (stories260K, 96 × 64, positions 0, 20, 60):
-/// pipeline 6.5–7.2 % over the emulation, mesh 1.4–1.6 %.
+/// The cost models' estimate of an overlapped step: the tiled GEMV's,
+/// vector kernels', RoPE's and attention's models take their inputs'
+/// arrivals and say when their outputs leave, and every other stage runs
+/// its whole predicted time after its latest input and sends its outputs
+/// at its end, where the emulation works on each element as it comes: so
+/// the estimate lies between the emulated overlapped step and the stages
+/// one after another, and close to the emulation. Measured here (96 × 64,
+/// positions 0, 20, 60): stories260K pipeline 0.51–0.56 % over the
+/// emulation, mesh 0.38–0.41 %; aidreams260K pipeline 0.29–0.32 %, mesh
+/// 0.33–0.34 % (before the fed models of vector kernels, RoPE and
+/// attention, stories260K's pipeline was 6.5–7.2 % over).
 #[test]
 fn the_overlapped_estimate_lies_between_the_emulation_and_the_barriers() {
-    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
     let arch = Arch::wse3().with_grid(96, 64).unwrap();
-    for (kind, within) in [(PlacementKind::Pipeline, 0.09), (PlacementKind::Mesh, 0.03)] {
+    let runs = ["stories260K.bin", "aidreams260K.bin"]
+        .into_iter()
+        .flat_map(|m| [(m, PlacementKind::Pipeline), (m, PlacementKind::Mesh)]);
+    for (model, kind) in runs {
+        let within = 0.02;
+        let (cfg, w) = llama2c::load(&models().join(model)).unwrap();
         let o = common::f32_options(arch.clone(), kind, None);
         let c = compile(&cfg, Some(&w), &o).unwrap();
         let mut d = Decoder::new(&c);
@@ -120,18 +127,23 @@ fn the_overlapped_estimate_lies_between_the_emulation_and_the_barriers() {
             let barrier = c.predicted(pos);
             assert!(
                 s.cycles <= p.cycles && p.cycles < barrier,
-                "{kind:?} at {pos}: emulated {}, estimate {}, barriers {barrier}",
+                "{model}, {kind:?} at {pos}: emulated {}, estimate {}, barriers {barrier}",
                 s.cycles,
                 p.cycles
             );
             let off = p.cycles as f64 / s.cycles as f64 - 1.0;
-            assert!(off < within, "{kind:?} at {pos}: estimate {off:.3} over");
-            // Stage by stage too: each starts and ends no earlier.
+            assert!(
+                off < within,
+                "{model}, {kind:?} at {pos}: estimate {off:.3} over"
+            );
+            // Stage by stage too: each starts and ends no earlier, but for
+            // the few cycles the GEMV's and vector kernels' models fed late
+            // may end before the emulation (their proptests: up to 8).
             for i in 0..c.stages.len() {
                 let end = s.stage_start[i] + s.stage_cycles[i];
                 assert!(
-                    s.stage_start[i] <= p.starts[i] && end <= p.ends[i],
-                    "{kind:?} at {pos}, `{}`: emulated {}..{end}, estimate {}..{}",
+                    s.stage_start[i] <= p.starts[i] + 8 && end <= p.ends[i] + 8,
+                    "{model}, {kind:?} at {pos}, `{}`: emulated {}..{end}, estimate {}..{}",
                     c.stages[i].name,
                     s.stage_start[i],
                     p.starts[i],

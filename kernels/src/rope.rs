@@ -578,6 +578,36 @@ pub fn cost(s: &RopeSpec, arch: &Arch) -> u64 {
 /// when the last position's last element reaches the host, or with the
 /// PE's `end` after the loop, whichever is later.
 pub fn cost_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> u64 {
+    (s.split().iter())
+        .map(|(_, nh)| row_end(s, batch, arch, *nh, None))
+        .max()
+        .unwrap_or(0)
+}
+
+/// [`cost`] with the input arriving late: `pushed` holds, by stream name
+/// (`a<r>`, PE `r`'s), the cycle each wavelet is pushed in (one not named
+/// is unhindered). The PEs are apart, so each ends by its own input: the
+/// run's end, and when each PE's output `y<r>`'s last wavelet leaves (a
+/// cycle before it is at the host).
+pub fn fed(
+    s: &RopeSpec,
+    arch: &Arch,
+    pushed: &BTreeMap<String, Vec<u64>>,
+) -> (u64, BTreeMap<String, u64>) {
+    let leaves: BTreeMap<String, u64> = (s.split().iter().enumerate())
+        .map(|(r, (_, nh))| {
+            let p = pushed.get(&format!("a{r}")).map(Vec::as_slice);
+            (format!("y{r}"), row_end(s, 1, arch, *nh, p) - 1)
+        })
+        .collect();
+    let end = leaves.values().map(|l| l + 1).max().unwrap_or(0);
+    (end, leaves)
+}
+
+/// [`cost_batch`]'s derivation for one PE of `nh` units, its input's
+/// wavelets pushed in at the cycles `pushed` gives (element `k` at `k`
+/// where `None`).
+fn row_end(s: &RopeSpec, batch: u32, arch: &Arch, nh: u32, pushed: Option<&[u64]>) -> u64 {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let (unit, half) = (s.unit(), s.unit() / 2);
     let rate = |op, reads, writes| f32_rate(arch, op, reads, writes);
@@ -596,44 +626,41 @@ pub fn cost_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> u64 {
         f32_rate_strided(arch, VecOp::Fmac, (2 + contiguous, strided), (1, 0)),
         f32_rate_strided(arch, VecOp::Mov, (1, 0), (contiguous, strided)),
     );
-    s.split()
-        .iter()
-        .map(|(_, nh)| {
-            let len = nh * unit;
-            let mut l = Timeline::start(arch);
-            l.receive(batch * (1 + len), hop + ramp);
-            let position = |l: &mut Timeline, adds: u64| {
-                l.scalar(1);
-                l.vector(half, mul);
-                l.vector(half, special);
-                l.vector(half, special);
-                if s.attention_factor() != 1.0 {
-                    l.vector(half, mul);
-                    l.vector(half, mul);
-                }
-                l.scalar(adds);
-                for _ in 0..*nh {
-                    l.scalar(1);
-                    for rt in [mul2, mul2, sub, mul2, fmac, mov, mov] {
-                        l.vector(half, rt);
-                    }
-                    l.scalar(2);
-                }
-            };
-            if batch == 1 {
-                position(&mut l, 1);
-                return l.send(len, send) + len as u64 - 1 + ramp + hop;
-            }
+    let len = nh * unit;
+    let mut l = Timeline::start(arch);
+    match pushed {
+        Some(p) => l.receive_each(p.iter().map(|t| t + hop + ramp)),
+        None => l.receive(batch * (1 + len), hop + ramp),
+    }
+    let position = |l: &mut Timeline, adds: u64| {
+        l.scalar(1);
+        l.vector(half, mul);
+        l.vector(half, special);
+        l.vector(half, special);
+        if s.attention_factor() != 1.0 {
+            l.vector(half, mul);
+            l.vector(half, mul);
+        }
+        l.scalar(adds);
+        for _ in 0..nh {
             l.scalar(1);
-            let mut last = 0;
-            for _ in 0..batch {
-                position(&mut l, 2);
-                l.scalar(1);
-                last = l.send(len, send) + len as u64 - 1;
-                l.scalar(2);
+            for rt in [mul2, mul2, sub, mul2, fmac, mov, mov] {
+                l.vector(half, rt);
             }
-            (last + ramp + hop).max(l.t + 1)
-        })
-        .max()
-        .unwrap_or(0)
+            l.scalar(2);
+        }
+    };
+    if batch == 1 {
+        position(&mut l, 1);
+        return l.send(len, send) + len as u64 - 1 + ramp + hop;
+    }
+    l.scalar(1);
+    let mut last = 0;
+    for _ in 0..batch {
+        position(&mut l, 2);
+        l.scalar(1);
+        last = l.send(len, send) + len as u64 - 1;
+        l.scalar(2);
+    }
+    (last + ramp + hop).max(l.t + 1)
 }

@@ -62,6 +62,25 @@ impl<'a> Timeline<'a> {
     pub fn receive(&mut self, n: u32, arrival: u64) {
         self.t = self.issue().max(arrival) + n as u64 - 1;
     }
+
+    /// [`Timeline::receive`] of a stream whose elements are in the core's
+    /// queue at the cycles `ready` gives, in order (arriving late, in
+    /// bursts): each is taken a cycle after the one before, or when it is
+    /// there.
+    pub fn receive_each(&mut self, ready: impl IntoIterator<Item = u64>) {
+        self.t = taken(self.issue(), ready);
+    }
+}
+
+/// The cycle an op that starts at `start` and takes an element a cycle,
+/// in order, has taken its last, element `m` being there at the `m`-th
+/// cycle of `ready` (`start` for none).
+pub fn taken(start: u64, ready: impl IntoIterator<Item = u64>) -> u64 {
+    let mut t = None;
+    for there in ready {
+        t = Some(t.map_or(start, |t: u64| t + 1).max(there));
+    }
+    t.unwrap_or(start)
 }
 
 /// The slower of two rates `(num, den)`.

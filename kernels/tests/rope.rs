@@ -1,5 +1,7 @@
 //! RoPE on the emulator against its reference, the textbook and its cost model.
 
+mod common;
+
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use wafer_emulator::{Arch, RunConfig};
@@ -235,4 +237,36 @@ fn a_part_of_a_head_that_splits_no_pairs_evenly_is_refused() {
         e.contains("use 1..4 PEs") && e.contains("one of 8, 16"),
         "{e}"
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+    /// The input arriving late, in bursts (`RunConfig::arrivals`): the
+    /// run ends, and each PE's output leaves, when [`rope::fed`] says,
+    /// off by exactly what the cost model is off unhindered (nothing, in
+    /// 2,000 drawn cases).
+    #[test]
+    fn rope_fed_late_ends_as_its_cost_model_says(
+        heads in 1u32..6, half in 1u32..9, pos in 0u32..5000, h in 1u32..6, adjacent in any::<bool>(), wse3 in any::<bool>(),
+        yarn in any::<bool>(), parts in 1u32..5,
+        delays in prop::collection::vec((0u64..60, any::<bool>()), 1..200),
+    ) {
+        let scaling = yarn.then_some(RopeScaling::Yarn { factor: 32.0, beta_fast: 32.0, beta_slow: 1.0, original: 4096.0, truncate: false });
+        let h = if parts > 1 && half % parts == 0 { parts * heads } else { h.min(heads) };
+        let s = RopeSpec { heads, head_dim: 2 * half, theta: 10000.0, layout: if adjacent { RopeLayout::Adjacent } else { RopeLayout::HalfSplit }, scaling, pos, h };
+        let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
+        let f = rope::generate(&s, &arch).unwrap();
+        let (_, unhindered) = f.run(&arch, &f.default_inputs(), &RunConfig::default()).unwrap();
+        let off = unhindered.cycles as i64 - rope::cost(&s, &arch) as i64;
+        let (arrivals, pushed) = common::late_arrivals(&f, &delays);
+        let cfg = RunConfig { arrivals: Some(std::sync::Arc::new(arrivals)), ..RunConfig::default() };
+        let (_, run) = f.run(&arch, &f.default_inputs(), &cfg).unwrap();
+        let (end, leaves) = rope::fed(&s, &arch, &pushed);
+        prop_assert_eq!(run.cycles as i64 - end as i64, off, "{:?}", s);
+        prop_assert_eq!(leaves.len(), f.program.outputs.len());
+        for (name, model) in &leaves {
+            let left = *run.output_times[name].last().unwrap();
+            prop_assert_eq!(left as i64 - *model as i64, off, "{:?}: {}", s, name);
+        }
+    }
 }

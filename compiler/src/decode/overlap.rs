@@ -235,19 +235,17 @@ pub(crate) struct Schedule {
 /// The cost models' estimate of an overlapped step at `pos` (experts by
 /// `seed`'s routing): each stage's start and end, and the step's cycles
 /// (the last end). An estimate, not the emulation: a kernel whose model
-/// takes its inputs' arrivals ([`Kernel::fed`]: a tiled GEMV, given when
-/// each column's `x` is in) gives its own end and outputs' times; any
-/// other is taken to run its predicted cycles
-/// ([`Compiled::stage_predictions`]) from its start, delayed by as much
-/// as its latest input stream enters later than it would unhindered, and
-/// to send each output stream's last wavelet when its cost model says
-/// ([`Kernel::output_leaves`]: a narrow vector kernel's) or else a cycle
-/// before its end, the stream's wavelets a cycle apart.
+/// takes its inputs' arrivals ([`Kernel::fed`]: the tiled GEMV, the
+/// vector kernels, RoPE and attention) gives its own end and when each
+/// output stream's last wavelet leaves; any other is taken to run its
+/// predicted cycles ([`Compiled::stage_predictions`]) from its start,
+/// delayed by as much as its latest input stream enters later than it
+/// would unhindered, and to send each output stream's last wavelet a
+/// cycle before its end. A stream's wavelets before its last are taken to
+/// leave a cycle apart. Tested against the emulated overlapped step
+/// (`compiler/tests/overlap.rs`).
 ///
 /// [`Kernel::fed`]: crate::place::Kernel::fed
-///
-/// [`Kernel::output_leaves`]: crate::place::Kernel::output_leaves Tested against the emulated overlapped
-/// step (`compiler/tests/overlap.rs`).
 pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
     let plan = Plan::new(c);
     let ran = c.runs(pos, seed);
@@ -262,34 +260,36 @@ pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
             arrivals: at,
             ..
         } = plan.schedule(c, i, &ends, &left);
-        // How much later than unhindered each input stream's last
-        // wavelet enters, fed in order at its period.
-        // When each input stream's last wavelet is pushed in, fed in
-        // order at its period, and how much later than unhindered.
-        let entries: BTreeMap<String, (u64, u64)> = f.arrivals(&at).map_or_else(
+        // When each input stream's wavelets are pushed in, in order at
+        // the stream's period, and how much later than unhindered its
+        // last one is.
+        let pushed: BTreeMap<String, (Vec<u64>, u64)> = f.arrivals(&at).map_or_else(
             |_| BTreeMap::new(),
             |arrivals| {
                 (arrivals.into_iter())
                     .filter_map(|(name, w)| {
                         let s = f.program.inputs.iter().find(|h| h.name == name)?;
                         let period = s.period.max(1) as u64;
-                        let mut entry = 0u64;
-                        for (k, t) in w.iter().enumerate() {
-                            entry = if k == 0 { *t } else { (entry + period).max(*t) };
+                        let mut entries = Vec::with_capacity(w.len());
+                        for t in &w {
+                            let e = entries.last().map_or(*t, |e: &u64| (e + period).max(*t));
+                            entries.push(e);
                         }
+                        let entry = entries.last().copied().unwrap_or(0);
                         let late =
                             entry.saturating_sub(period * (w.len() as u64).saturating_sub(1));
-                        Some((name, (entry, late)))
+                        Some((name, (entries, late)))
                     })
                     .collect()
             },
         );
-        let late = entries.values().map(|e| e.1).max().unwrap_or(0);
-        // A kernel whose model takes its inputs' arrivals (a tiled GEMV)
-        // says its end and its outputs' times itself; the others run
-        // their whole time after their latest input.
-        let last: BTreeMap<String, u64> = entries.iter().map(|(n, e)| (n.clone(), e.0)).collect();
-        let fed = c.sites[i].kernel.fed(&c.options.arch, &last);
+        let late = pushed.values().map(|e| e.1).max().unwrap_or(0);
+        // A kernel whose model takes its inputs' arrivals (a tiled GEMV,
+        // a vector kernel) says its end and its outputs' times itself; the
+        // others run their whole time after their latest input.
+        let pushed: BTreeMap<String, Vec<u64>> =
+            (pushed.into_iter()).map(|(n, (e, _))| (n, e)).collect();
+        let fed = c.sites[i].kernel.fed(&c.options.arch, pos, &pushed);
         let end = match &fed {
             Some((cycles, _)) => start + cycles,
             None => start + late + cycles[i],
@@ -298,13 +298,7 @@ pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
         ends[i] = Some(end);
         // Each stream's last wavelet leaves when the kernel's model says,
         // else a cycle before the end; the ones before it a cycle apart.
-        let (leaves, from) = match fed {
-            Some((_, leaves)) => (Some(leaves), start),
-            None => (
-                c.sites[i].kernel.output_leaves(&c.options.arch),
-                start + late,
-            ),
-        };
+        let leaves = fed.map(|f| f.1);
         left[i] = f.outputs.first().map(|port| {
             let mut t = vec![end; port.len as usize];
             for s in &port.segments {
@@ -313,7 +307,7 @@ pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
                 };
                 let last = (leaves.as_ref())
                     .and_then(|l| l.get(&s.stream))
-                    .map_or(end.saturating_sub(1), |l| from + l);
+                    .map_or(end.saturating_sub(1), |l| start + l);
                 let (per, wavelets) = (h.dtype.per_word(), h.wavelets() as u64);
                 for k in 0..s.len {
                     let w = ((s.at + k) / per) as u64;

@@ -4,6 +4,7 @@
 use super::AttentionSpec;
 use crate::line_reduce::{Combine, LineReduce};
 use crate::timeline::{Timeline, f32_rate as rate};
+use std::collections::BTreeMap;
 use wafer_emulator::Arch;
 use wafer_emulator::isa::VecOp;
 
@@ -14,8 +15,35 @@ use wafer_emulator::isa::VecOp;
 /// `k + (r+1)·hop + ramp` (it enters PE(0,0) from the host and is multicast
 /// one hop per row).
 pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
-    // Per query head, the columns are grouped columns of one head each.
+    column_end(&s.as_columns(), arch, None)
+}
+
+/// [`cost`] with the input arriving late: `pushed` holds, by stream name
+/// (`in<c>`, column `c`'s), the cycle each wavelet is pushed in (one not
+/// named is unhindered). The columns are apart (each its own input, its
+/// collectives along it and its output `out<c>` from its top), so each
+/// ends by its own input: the run's end, and when each column's output's
+/// last wavelet leaves (a cycle before it is at the host).
+pub fn fed(
+    s: &AttentionSpec,
+    arch: &Arch,
+    pushed: &BTreeMap<String, Vec<u64>>,
+) -> (u64, BTreeMap<String, u64>) {
     let s = &s.as_columns();
+    let leaves: BTreeMap<String, u64> = (0..s.kv_heads)
+        .map(|c| {
+            let name = format!("in{c}");
+            let end = column_end(s, arch, pushed.get(&name).map(Vec::as_slice));
+            (format!("out{c}"), end - 1)
+        })
+        .collect();
+    let end = leaves.values().map(|l| l + 1).max().unwrap_or(0);
+    (end, leaves)
+}
+
+/// A column's end ([`cost`]'s derivation), its input's wavelets pushed in
+/// at the cycles `pushed` gives (element `k` at `k` where `None`).
+fn column_end(s: &AttentionSpec, arch: &Arch, pushed: Option<&[u64]>) -> u64 {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let (d, g) = (s.head_dim, s.group);
     let (mov, dot, rmax) = (
@@ -48,7 +76,11 @@ pub fn cost(s: &AttentionSpec, arch: &Arch) -> u64 {
     for (r, l) in lines.iter_mut().enumerate() {
         let r = r as u32;
         let nv = count(r);
-        l.receive(s.in_len(), hop * (r as u64 + 1) + ramp);
+        let into = hop * (r as u64 + 1) + ramp;
+        match pushed {
+            Some(p) => l.receive_each(p.iter().map(|t| t + into)),
+            None => l.receive(s.in_len(), into),
+        }
         l.scalar(5 + if s.pos >= r { 3 } else { 0 } + 2);
         if s.pos % s.h == r {
             l.scalar(2);

@@ -56,7 +56,7 @@ mod cost;
 mod reference;
 
 use code::{Collectives, code};
-pub use cost::cost;
+pub use cost::{cost, fed};
 pub use reference::reference;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

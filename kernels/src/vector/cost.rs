@@ -3,6 +3,7 @@
 use super::{VectorOp, VectorSpec};
 use crate::line_reduce::Combine;
 use crate::timeline::{Timeline, f32_rate as rate};
+use std::collections::BTreeMap;
 use wafer_emulator::Arch;
 use wafer_emulator::isa::VecOp;
 
@@ -13,31 +14,38 @@ use wafer_emulator::isa::VecOp;
 /// allreduces follow [`LineReduce::finish`]; the last element reaches the
 /// host `ramp + hop` after it leaves the core.
 pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
-    outputs(s, arch).end
+    outputs(s, arch, None).end
 }
 
-/// When each output stream's last wavelet leaves (a cycle before it is
-/// at the host), by stream name, for a kernel one PE wide (`y<k>`, and
-/// an `add_rmsnorm`'s sum `s<k>`, sent on before the norm); `None` for
-/// one several PEs wide, whose rows' outputs share the east link.
-pub fn output_leaves(
-    s: &VectorSpec,
-    arch: &Arch,
-) -> Option<std::collections::BTreeMap<String, u64>> {
-    if s.w > 1 {
-        return None;
-    }
-    let o = outputs(s, arch);
+/// [`cost`] with the inputs arriving late: `pushed` holds, by stream name
+/// (`a<k>`, `b<k>`), the cycle each wavelet is pushed in (one not named
+/// is unhindered; none: [`cost`]'s run). Each PE's ops take their
+/// elements as they are in its queue ([`in_queues`]): the run's end and,
+/// for a kernel one PE wide, when each output stream's last wavelet
+/// leaves (a cycle before it is at the host: `y<k>`, and an
+/// `add_rmsnorm`'s sum `s<k>`, sent on before the norm); none for a wider
+/// one, whose rows' outputs share the east link.
+pub fn fed(s: &VectorSpec, arch: &Arch, pushed: &Pushed) -> (u64, BTreeMap<String, u64>) {
+    let o = outputs(s, arch, Some(pushed));
+    let leaves = if s.w == 1 {
+        leaves(s, arch, &o)
+    } else {
+        BTreeMap::new()
+    };
+    (o.end, leaves)
+}
+
+fn leaves(s: &VectorSpec, arch: &Arch, o: &Outputs) -> BTreeMap<String, u64> {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let last = |first: u64, len: u32| first + len as u64 - 1 + ramp + hop - 1;
-    let mut leaves = std::collections::BTreeMap::new();
+    let mut leaves = BTreeMap::new();
     for (k, (_, len)) in s.segments().iter().enumerate() {
         leaves.insert(format!("y{k}"), last(o.first_out[k], *len));
         if let Some(first) = o.sum_out[k] {
             leaves.insert(format!("s{k}"), last(first, *len));
         }
     }
-    Some(leaves)
+    leaves
 }
 
 /// [`cost`]'s timeline: when each segment's output (and an
@@ -48,9 +56,12 @@ struct Outputs {
     end: u64,
 }
 
-fn outputs(s: &VectorSpec, arch: &Arch) -> Outputs {
+fn outputs(s: &VectorSpec, arch: &Arch, fed: Option<&Pushed>) -> Outputs {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let segs = s.segments();
+    // Per segment, per input (`a`, `b`), the cycle each element is in its
+    // PE's queue.
+    let queued = in_queues(s, &segs, hop, ramp, fed);
     let mut lines: Vec<Timeline> = segs.iter().map(|_| Timeline::start(arch)).collect();
     let mut first_out = vec![0u64; segs.len()];
     let mut sum_out = vec![None; segs.len()];
@@ -79,12 +90,11 @@ fn outputs(s: &VectorSpec, arch: &Arch) -> Outputs {
             l.t = done;
         }
     };
-    let arrival = hop + ramp;
     match s.op {
         VectorOp::Add | VectorOp::Mul => {
             for (r, (_, len)) in segs.iter().enumerate() {
                 let start = lines[r].t + 1 + arch.vector_issue_cycles as u64;
-                let last = (start + *len as u64 - 1).max(hop + 2 * (*len as u64 - 1) + 1 + ramp);
+                let last = taken(start, &queued[r]);
                 first_out[r] = last + 1 - *len as u64;
             }
         }
@@ -92,28 +102,18 @@ fn outputs(s: &VectorSpec, arch: &Arch) -> Outputs {
             for (r, (_, len)) in segs.iter().enumerate() {
                 let l = &mut lines[r];
                 let len = *len;
-                let last = last_arrival(s, &segs, r, hop, ramp);
-                if s.w > 1 && s.op == VectorOp::Swiglu {
+                // `b` (SwiGLU's) on microthread 0, issued first, and
+                // the elements it has not taken when `a`'s last is in.
+                let mut b_left = None;
+                if s.op == VectorOp::Swiglu {
                     l.scalar(1);
                     let b_start = l.t + arch.vector_issue_cycles as u64;
-                    l.t = pairs_in(
-                        b_start,
-                        |m, i| arrival_of(s, &segs, r, i, m, hop, ramp),
-                        len,
-                    );
-                } else if s.w > 1 {
-                    l.receive(len, last + 1 - len as u64);
-                } else if s.op == VectorOp::Swiglu {
-                    // b on microthread 0 (issued first), a on the main
-                    // thread: the ramp alternates between their wavelets
-                    // (a pair every 2 cycles), and the one datapath between
-                    // their ops (from b's start, b and a take turns, so a's
-                    // last element is handled 2n − 1 cycles later).
-                    l.scalar(1);
-                    let b_start = l.t + arch.vector_issue_cycles as u64;
-                    l.t = (b_start + 2 * len as u64 - 1).max(hop + 2 * (len as u64 - 1) + 1 + ramp);
+                    let (a_done, b_taken) = pairs_in(b_start, &queued[r], len);
+                    l.t = a_done;
+                    b_left = Some((a_done, b_taken));
                 } else {
-                    l.receive(len, arrival);
+                    let issue = l.t + 1 + arch.vector_issue_cycles as u64;
+                    l.t = taken(issue, &queued[r]);
                 }
                 if s.op == VectorOp::Gelu {
                     for rt in [mul2, mul1, fmac2, mul1, exp1, add1, rcp1, mul1, add1, mul2] {
@@ -121,11 +121,41 @@ fn outputs(s: &VectorSpec, arch: &Arch) -> Outputs {
                     }
                     first_out[r] = l.send(len, send1);
                 } else {
-                    for rt in [mul1, exp1, add1, rcp1] {
-                        l.vector(len, rt);
-                    }
+                    let mut ops = vec![mul1, exp1, add1, rcp1];
                     if s.op == VectorOp::Swiglu {
-                        l.vector(len, mul2);
+                        ops.push(mul2);
+                    }
+                    match b_left {
+                        None => ops.into_iter().for_each(|rt| l.vector(len, rt)),
+                        // What is left of `b` takes the datapath a cycle an
+                        // element from the ops meanwhile (not between them,
+                        // while the next one issues); the product with `b`
+                        // waits for its last.
+                        Some((a_done, b_taken)) => {
+                            let issue = arch.vector_issue_cycles as u64;
+                            let mut b = queued[r][1][b_taken..].iter().peekable();
+                            let mut b_at = a_done;
+                            for rt in ops {
+                                let from = l.t + 1 + issue;
+                                let mut to = from + Arch::vector_cycles(len, rt) - 1;
+                                while let Some(&&q) = b.peek() {
+                                    let at = (b_at + 1).max(q);
+                                    if at > to {
+                                        break;
+                                    }
+                                    b.next();
+                                    b_at = at;
+                                    if at >= from {
+                                        to += 1;
+                                    }
+                                }
+                                l.t = to;
+                            }
+                            for &q in b {
+                                b_at = (b_at + 1).max(q);
+                            }
+                            l.t = l.t.max(b_at);
+                        }
                     }
                     first_out[r] = l.send(len, send2);
                 }
@@ -137,12 +167,11 @@ fn outputs(s: &VectorSpec, arch: &Arch) -> Outputs {
                     // The pairs come in as the add kernel's do, into
                     // memory; then the sum goes out, before the norm.
                     let l = &mut lines[r];
-                    let n = *len as u64;
-                    l.t = (l.t + arch.vector_issue_cycles as u64 + n)
-                        .max(hop + 2 * (n - 1) + 1 + ramp);
+                    l.t = taken(l.t + 1 + arch.vector_issue_cycles as u64, &queued[r]);
                     sum_out[r] = Some(l.send(*len, rate(arch, VecOp::Mov, 1, 0)));
                 } else {
-                    lines[r].receive(*len, arrival);
+                    let issue = lines[r].t + 1 + arch.vector_issue_cycles as u64;
+                    lines[r].t = taken(issue, &queued[r]);
                 }
                 lines[r].scalar(1);
                 lines[r].vector(
@@ -179,7 +208,8 @@ fn outputs(s: &VectorSpec, arch: &Arch) -> Outputs {
         }
         VectorOp::Softmax => {
             for (r, (_, len)) in segs.iter().enumerate() {
-                lines[r].receive(*len, arrival);
+                let issue = lines[r].t + 1 + arch.vector_issue_cycles as u64;
+                lines[r].t = taken(issue, &queued[r]);
                 lines[r].scalar(1);
                 lines[r].vector(*len, rmax);
                 lines[r].scalar(1);
@@ -221,57 +251,99 @@ fn outputs(s: &VectorSpec, arch: &Arch) -> Outputs {
     }
 }
 
-/// The cycle the last of segment `k`'s input wavelets is in its PE's
-/// queue, on a kernel of several columns: a row's streams (each PE's `a`,
-/// then its `b`) enter its west PE through one port, which the router
-/// serves in turn, one wavelet a cycle, skipping the streams that have
-/// ended; the `m`-th wavelet of stream `j` passes it after every wavelet
-/// of the rounds before and those of round `m` ahead of it, then takes a
-/// hop per column to its PE and the ramp.
-fn last_arrival(s: &VectorSpec, segs: &[(u32, u32)], k: usize, hop: u64, ramp: u64) -> u64 {
-    let ins = if s.op.two_inputs() { 2 } else { 1 };
-    arrival_of(s, segs, k, ins - 1, segs[k].1 as u64 - 1, hop, ramp)
-}
+/// Per input stream (by name), the cycle each of its wavelets is pushed
+/// in at the kernel's edge.
+type Pushed = BTreeMap<String, Vec<u64>>;
 
-/// The cycle wavelet `m` of segment `k`'s input `i` (0: `a`, 1: `b`) is
-/// in its PE's queue ([`last_arrival`]).
-fn arrival_of(
+/// Per segment `k`, per input (`a`, then `b`), the cycle each element is
+/// in its PE's queue. A row's streams (each PE's `a`, then its `b`) enter
+/// its west PE through one port, which the router serves in turn, one
+/// wavelet a cycle, from the stream after the one it served last,
+/// skipping those with nothing in their buffer (a wavelet is there a hop
+/// after it is pushed in; unhindered, a stream's `m`-th is pushed in at
+/// cycle `m`); each then takes a hop per column to its PE and the ramp.
+fn in_queues(
     s: &VectorSpec,
     segs: &[(u32, u32)],
-    k: usize,
-    i: usize,
-    m: u64,
     hop: u64,
     ramp: u64,
-) -> u64 {
+    fed: Option<&Pushed>,
+) -> Vec<Vec<Vec<u64>>> {
     let ins = if s.op.two_inputs() { 2 } else { 1 };
     let w = s.w as usize;
-    let (row, c) = (k / w, k % w);
-    let lens = (0..w * ins).map(|x| segs[row * w + x / ins].1 as u64);
-    let j = c * ins + i;
-    let before: u64 = lens.clone().map(|l| l.min(m)).sum();
-    let ahead = lens.take(j).filter(|&l| l > m).count() as u64;
-    hop + before + ahead + hop * c as u64 + ramp
+    let mut queued: Vec<Vec<Vec<u64>>> = segs
+        .iter()
+        .map(|(_, len)| vec![vec![0; *len as usize]; ins])
+        .collect();
+    for row in 0..segs.len() / w {
+        // Stream `j` is column `j / ins`'s input `j % ins`.
+        let (ks, is) = (|j: usize| row * w + j / ins, |j: usize| j % ins);
+        let streams = w * ins;
+        let there = |j: usize, m: usize| {
+            let name = format!("{}{}", ["a", "b"][is(j)], ks(j));
+            let pushed = fed.and_then(|f| f.get(&name)?.get(m).copied());
+            pushed.unwrap_or(m as u64) + hop
+        };
+        let lens: Vec<usize> = (0..streams).map(|j| segs[ks(j)].1 as usize).collect();
+        let mut next = vec![0usize; streams];
+        let (mut rr, mut t, mut left) = (0usize, 0u64, lens.iter().sum::<usize>());
+        while left > 0 {
+            let pick = (0..streams)
+                .map(|d| (rr + d) % streams)
+                .find(|&j| next[j] < lens[j] && there(j, next[j]) <= t);
+            match pick {
+                Some(j) => {
+                    let c = (j / ins) as u64;
+                    queued[ks(j)][is(j)][next[j]] = t + hop * c + ramp;
+                    next[j] += 1;
+                    left -= 1;
+                    rr = (j + 1) % streams;
+                    t += 1;
+                }
+                None => {
+                    t = (0..streams)
+                        .filter(|&j| next[j] < lens[j])
+                        .map(|j| there(j, next[j]))
+                        .min()
+                        .unwrap_or(t)
+                        .max(t + 1);
+                }
+            }
+        }
+    }
+    queued
 }
 
-/// When a SwiGLU's main thread has taken its last `a`: `b`'s receive on
-/// a microthread from `b_start`, `a`'s on the main thread from the cycle
-/// after, element `m` of input `i` in the queue at `arrival(m, i)`; the
-/// one datapath takes one element a cycle, the two taking turns while
-/// both have one (b first), either alone while only it has.
-fn pairs_in(b_start: u64, arrival: impl Fn(u64, usize) -> u64, n: u32) -> u64 {
-    let n = n as u64;
-    let (mut a, mut b) = (0u64, 0u64);
+/// The cycle an op issued at `start` that takes an element of each of its
+/// inputs a cycle (in the order they come) has taken its last: element
+/// `m` once every input's `m`-th is in the queue.
+fn taken(start: u64, queued: &[Vec<u64>]) -> u64 {
+    let n = queued.first().map_or(0, Vec::len);
+    crate::timeline::taken(
+        start,
+        (0..n).map(|m| queued.iter().map(|q| q[m]).max().unwrap_or(0)),
+    )
+}
+
+/// When a SwiGLU's main thread has taken its last `a`, and how many of
+/// `b`'s elements its microthread has taken by then: `b`'s receive on a
+/// microthread from `b_start`, `a`'s on the main thread from the cycle
+/// after, each element in its queue as `queued` (`a`, `b`) says; the one
+/// datapath takes one element a cycle, the two taking turns while both
+/// have one (b first), either alone while only it has.
+fn pairs_in(b_start: u64, queued: &[Vec<u64>], n: u32) -> (u64, usize) {
+    let n = n as usize;
+    let (mut a, mut b) = (0usize, 0usize);
     let mut last_b = false;
     let mut t = b_start;
     loop {
-        let b_ok = b < n && arrival(b, 1) <= t;
-        let a_ok = t > b_start && a < n && arrival(a, 0) <= t;
+        let b_ok = b < n && queued[1][b] <= t;
+        let a_ok = t > b_start && a < n && queued[0][a] <= t;
         if a_ok && (!b_ok || last_b) {
             a += 1;
             last_b = false;
             if a == n {
-                return t;
+                return (t, b);
             }
         } else if b_ok {
             b += 1;

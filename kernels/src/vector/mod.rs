@@ -23,7 +23,7 @@ mod batch;
 mod cost;
 
 pub use batch::{cost_batch, generate_batch, reference_batch};
-pub use cost::{cost, output_leaves};
+pub use cost::{cost, fed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum VectorOp {
