@@ -15,7 +15,7 @@ pub mod gpu;
 pub mod prefill;
 pub mod table;
 
-pub use table::{EmulateOptions, Table, WaferRow, emulate, predicted, table};
+pub use table::{EmulateOptions, Table, WaferRow, emulate, predicted, predicted_overlapped, table};
 
 /// What went wrong making a report.
 #[derive(Debug, thiserror::Error)]

@@ -50,8 +50,9 @@ pub struct BenchArgs {
     /// element has arrived and its PEs are free, and takes each element
     /// when it arrives, instead of waiting at a barrier for its producers
     /// and the modelled hand-off (the table's cost model stays the
-    /// barrier's, an upper bound). Not with --predict; with --emulator,
-    /// every engine's steps are overlapped.
+    /// barrier's, an upper bound). With --predict, the cost models'
+    /// estimate of the overlapped step instead of emulating it; with
+    /// --emulator, every engine's steps are overlapped.
     #[arg(long)]
     pub overlap: bool,
     /// Also draw the table as bars of tokens/s (.svg or .png).

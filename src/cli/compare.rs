@@ -104,12 +104,9 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
             "--prompt-len {n}: the KV cache holds {max} positions (--max-context); use 1..={max} or compile with a larger --max-context"
         );
     }
-    let wafer = if a.predict {
-        if a.overlap {
-            bail!(
-                "--overlap emulates the stages overlapping; the cost models (--predict) run them one after another: drop one of the two"
-            );
-        }
+    let wafer = if a.predict && a.overlap {
+        wafer_report::predicted_overlapped(c, context)
+    } else if a.predict {
         wafer_report::predicted(c, context)
     } else {
         emulate(

@@ -604,9 +604,26 @@ fn bench_compares_the_wafer_with_gpus() {
     let sum: f64 = kinds.values().map(|k| k["cycles"].as_f64().unwrap()).sum();
     assert!((sum - over).abs() < 1e-6, "{ow}");
     assert!(o["sources"][0].as_str().unwrap().contains("overlapped"));
+    // --overlap --predict: that estimate as the row, not emulated, its
+    // breakdown summing to it.
     let mut both = args.to_vec();
-    both.extend(["--overlap", "--predict"]);
-    assert!(fails(&both).contains("--overlap"));
+    both.extend(["--json", "--overlap", "--predict"]);
+    let e = json(&ok(&both));
+    let ew = &e["wafer"];
+    assert_eq!(
+        (&ew["emulated"], &ew["overlapped"]),
+        (&false.into(), &true.into())
+    );
+    assert_eq!(ew["per_token_cycles"].as_f64(), Some(estimate));
+    assert_eq!(ew["predicted_overlapped_cycles"].as_f64(), Some(estimate));
+    assert_eq!(ew["predicted_cycles"], w["predicted_cycles"]);
+    let kinds = ew["by_kind"].as_object().unwrap();
+    let sum: f64 = kinds.values().map(|k| k["cycles"].as_f64().unwrap()).sum();
+    assert!((sum - estimate).abs() < 1e-6, "{ew}");
+    assert!(
+        kinds.contains_key("stages overlapping") && !kinds.contains_key("hand-offs between stages")
+    );
+    assert!(e["sources"][0].as_str().unwrap().contains("estimated"));
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<svg") && svg_text.contains("H100 SXM: roofline, CUDA graphs"));
     ok(&[
