@@ -217,9 +217,12 @@ fn a_written_llama_compiles_and_decodes_on_the_wafer_as_the_reference() {
             tiles: None,
         };
         let compiled = wafer_compiler::compile(&c, Some(&w), &o).unwrap();
-        let mut d = Decoder::new(&compiled);
-        let got = generate(&mut d, &[7, 3], 24, None, |_, _| {}).unwrap();
-        assert_eq!(got, want, "{kind}");
+        for overlap in [false, true] {
+            let mut d = Decoder::new(&compiled);
+            d.overlap(overlap);
+            let got = generate(&mut d, &[7, 3], 24, None, |_, _| {}).unwrap();
+            assert_eq!(got, want, "{kind}, overlapped {overlap}");
+        }
     }
 }
 

@@ -26,9 +26,12 @@ fn decode(d: &mut Decoder, steps: usize) -> Vec<(u32, u64)> {
 
 #[test]
 fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
-    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
     let arch = Arch::wse3().with_grid(96, 64).unwrap();
-    for kind in [PlacementKind::Pipeline, PlacementKind::Mesh] {
+    let runs = ["stories260K.bin", "aidreams260K.bin"]
+        .into_iter()
+        .flat_map(|m| [(m, PlacementKind::Pipeline), (m, PlacementKind::Mesh)]);
+    for (model, kind) in runs {
+        let (cfg, w) = llama2c::load(&models().join(model)).unwrap();
         let o = common::f32_options(arch.clone(), kind, None);
         let c = compile(&cfg, Some(&w), &o).unwrap();
         let steps = 6;
@@ -38,9 +41,14 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
         assert!(d.is_overlapped());
         let over = decode(&mut d, steps);
         let tokens = |r: &[(u32, u64)]| r.iter().map(|s| s.0).collect::<Vec<_>>();
-        assert_eq!(tokens(&over), tokens(&barrier), "{kind:?}: tokens");
+        assert_eq!(tokens(&over), tokens(&barrier), "{model}, {kind:?}: tokens");
         for (o, b) in over.iter().zip(&barrier) {
-            assert!(o.1 < b.1, "{kind:?}: overlapped {} against {}", o.1, b.1);
+            assert!(
+                o.1 < b.1,
+                "{model}, {kind:?}: overlapped {} against {}",
+                o.1,
+                b.1
+            );
         }
         // Each stage starts no earlier than its PEs are free and ends
         // within the step.
@@ -58,13 +66,16 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
         while let Some(j) = s.stage_waited_on[at] {
             assert!(
                 j < at && s.stage_start[j] < end(at),
-                "{kind:?}: {j} before {at}"
+                "{model}, {kind:?}: {j} before {at}"
             );
             path.push(j);
             at = j;
         }
-        assert_eq!(c.stages[at].name, "embed", "{kind:?}: {path:?}");
-        assert!(path.len() > c.config.n_layers * 2, "{kind:?}: {path:?}");
+        assert_eq!(c.stages[at].name, "embed", "{model}, {kind:?}: {path:?}");
+        assert!(
+            path.len() > c.config.n_layers * 2,
+            "{model}, {kind:?}: {path:?}"
+        );
         // With barriers, every stage is on it.
         let mut b = Decoder::new(&c);
         let s = b.step(wafer_compiler::tokenizer::BOS).unwrap();
@@ -89,7 +100,7 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
             let want: Vec<u64> = over.iter().map(|s| s.1).collect();
             assert_eq!(
                 cycles, want,
-                "{kind:?}: timing-only, reuse {reuse}, {threads} thread(s)"
+                "{model}, {kind:?}: timing-only, reuse {reuse}, {threads} thread(s)"
             );
         }
     }
