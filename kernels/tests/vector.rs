@@ -123,8 +123,8 @@ proptest! {
     /// leader, which starts early, sends its level-1 stream into a later
     /// leader's ramp while that one still gathers its own group's: the
     /// model does not arbitrate a ramp but the middle's (at most 6 cycles
-    /// over 768 shapes swept, batches 1 to 64; README, "Allreduces meet
-    /// in the middle").
+    /// over 768 shapes swept, batches 1 to 64; docs/decode-step.md,
+    /// "Allreduces meet in the middle").
     #[test]
     fn long_batched_norms_match_the_one_position_kernel_and_their_cost_model(
         add in any::<bool>(), h in 17u32..48, extra in 0u32..30, k in 0u32..3, batch in 2u32..9, seed in any::<u64>(), wse3 in any::<bool>(),

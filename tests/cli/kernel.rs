@@ -402,7 +402,7 @@ fn kernel_runs_a_prefills_batches() {
     // A norm whose segments are uneven (90 elements on 32 PEs: 3 and 2)
     // may take a few cycles more than its model under a batch: the
     // column's far half starts early and meets a later leader's gather at
-    // its ramp (README, "Allreduces meet in the middle").
+    // its ramp (docs/decode-step.md, "Allreduces meet in the middle").
     let (measured, predicted) = run(&["add_rmsnorm", "--shape", "90", "--strategy", "tree"]);
     assert!(
         (0..=8).contains(&(measured as i64 - predicted as i64)),
