@@ -204,6 +204,16 @@ pub fn run(a: CompileArgs) -> anyhow::Result<()> {
             c.fullest_held(),
             cycles as f64 / c.options.arch.clock_hz * 1e6
         );
+        let over = wafer_compiler::decode::overlap::predicted(
+            &c,
+            pos,
+            wafer_compiler::experts::DEFAULT_SEED,
+        );
+        println!(
+            "overlapped (each stage starting on its first input, as `wafer bench --overlap` emulates it), the cost models' estimate: {} cycles = {:.3} µs",
+            over.cycles,
+            over.cycles as f64 / c.options.arch.clock_hz * 1e6
+        );
         if let Some(r) = &c.region {
             println!("{} (--listing lists them)", r.summary());
         }

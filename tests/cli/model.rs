@@ -259,6 +259,27 @@ fn compile_writes_a_listing_and_a_model_file() {
     assert!(wafer_compiler::bundle::decode(&bytes).is_err());
 }
 
+/// `compile` without a listing: the step the cost models predict, stages
+/// one after another, and their estimate of it overlapped, shorter; on
+/// one wafer and on two.
+#[test]
+fn compile_predicts_the_step_with_barriers_and_overlapped() {
+    let m = checkpoint("stories260K.bin");
+    for wafers in ["1", "2"] {
+        let text = ok(&["compile", &m, "--grid", "60x60", "--wafers", wafers]);
+        let cycles = |after: &str| -> u64 {
+            let at = text
+                .find(after)
+                .unwrap_or_else(|| panic!("{after:?} in {text}"));
+            let rest = &text[at + after.len()..];
+            rest.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        let barrier = cycles("predicted step at position 256: ");
+        let over = cycles("the cost models' estimate: ");
+        assert!(0 < over && over < barrier, "{wafers} wafer(s): {text}");
+    }
+}
+
 #[test]
 fn a_model_that_does_not_fit_says_what_it_needs() {
     let err = fails(&[
