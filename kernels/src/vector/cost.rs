@@ -279,12 +279,18 @@ fn in_queues(
         // Stream `j` is column `j / ins`'s input `j % ins`.
         let (ks, is) = (|j: usize| row * w + j / ins, |j: usize| j % ins);
         let streams = w * ins;
-        let there = |j: usize, m: usize| {
-            let name = format!("{}{}", ["a", "b"][is(j)], ks(j));
-            let pushed = fed.and_then(|f| f.get(&name)?.get(m).copied());
-            pushed.unwrap_or(m as u64) + hop
-        };
         let lens: Vec<usize> = (0..streams).map(|j| segs[ks(j)].1 as usize).collect();
+        // When each stream's wavelets are in the west PE's buffers.
+        let there: Vec<Vec<u64>> = (0..streams)
+            .map(|j| {
+                let name = || format!("{}{}", ["a", "b"][is(j)], ks(j));
+                let pushed = fed.and_then(|f| f.get(&name()));
+                (0..lens[j])
+                    .map(|m| pushed.and_then(|p| p.get(m).copied()).unwrap_or(m as u64) + hop)
+                    .collect()
+            })
+            .collect();
+        let there = |j: usize, m: usize| there[j][m];
         let mut next = vec![0usize; streams];
         let (mut rr, mut t, mut left) = (0usize, 0u64, lens.iter().sum::<usize>());
         while left > 0 {
