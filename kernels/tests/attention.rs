@@ -388,9 +388,7 @@ proptest! {
         let f = attention::generate(&s, &arch).unwrap();
         let (_, unhindered) = f.run(&arch, &f.default_inputs(), &RunConfig::default()).unwrap();
         let off = unhindered.cycles as i64 - attention::cost(&s, &arch) as i64;
-        let (arrivals, pushed) = common::late_arrivals(&f, &delays);
-        let cfg = RunConfig { arrivals: Some(std::sync::Arc::new(arrivals)), ..RunConfig::default() };
-        let (_, run) = f.run(&arch, &f.default_inputs(), &cfg).unwrap();
+        let (run, pushed) = common::run_late(&f, &arch, &delays);
         let (end, leaves) = attention::fed(&s, &arch, &pushed);
         let within = |emulated: u64, model: u64| (emulated as i64 - model as i64 - off).abs() <= 2;
         prop_assert!(within(run.cycles, end), "{:?}: {} against {} ({} unhindered)", s, run.cycles, end, off);

@@ -258,9 +258,7 @@ proptest! {
         let f = rope::generate(&s, &arch).unwrap();
         let (_, unhindered) = f.run(&arch, &f.default_inputs(), &RunConfig::default()).unwrap();
         let off = unhindered.cycles as i64 - rope::cost(&s, &arch) as i64;
-        let (arrivals, pushed) = common::late_arrivals(&f, &delays);
-        let cfg = RunConfig { arrivals: Some(std::sync::Arc::new(arrivals)), ..RunConfig::default() };
-        let (_, run) = f.run(&arch, &f.default_inputs(), &cfg).unwrap();
+        let (run, pushed) = common::run_late(&f, &arch, &delays);
         let (end, leaves) = rope::fed(&s, &arch, &pushed);
         prop_assert_eq!(run.cycles as i64 - end as i64, off, "{:?}", s);
         prop_assert_eq!(leaves.len(), f.program.outputs.len());

@@ -313,9 +313,7 @@ proptest! {
         let s = VectorSpec { w, op, n, h, strategy: Reduce::Chain, eps: 1e-5, seed };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let f = vector::generate(&s, &arch).unwrap();
-        let (arrivals, pushed) = common::late_arrivals(&f, &delays);
-        let cfg = RunConfig { arrivals: Some(std::sync::Arc::new(arrivals)), ..RunConfig::default() };
-        let (_, run) = f.run(&arch, &f.default_inputs(), &cfg).unwrap();
+        let (run, pushed) = common::run_late(&f, &arch, &delays);
         let (end, leaves) = vector::fed(&s, &arch, &pushed);
         let within = |emulated: u64, model: u64| (-FED_EARLIER..=FED_LATER).contains(&(emulated as i64 - model as i64));
         prop_assert!(within(run.cycles, end), "{:?}: {} against {}", s, run.cycles, end);
