@@ -38,6 +38,12 @@ pub struct SweepArgs {
     /// models); otherwise latency is the cost models' prediction.
     #[arg(long)]
     pub emulate: bool,
+    /// Each step's stages overlapped (as `wafer bench --overlap`): the
+    /// latency is the cost models' estimate of the overlapped step, or
+    /// with --emulate the overlapped step emulated; the stages one after
+    /// another stay beside it (`predicted_cycles`).
+    #[arg(long)]
+    pub overlap: bool,
     /// Wafers per point: a count (one: the grids alone are the axis), or
     /// auto (the fewest wafers of the point's grid that fit the model).
     #[arg(long, default_value = "1")]
@@ -65,8 +71,20 @@ struct Fit {
     wafers: usize,
     pes_used: u64,
     predicted: u64,
+    /// With --overlap, the cost models' estimate of the overlapped step.
+    predicted_overlapped: Option<u64>,
     emulated: Option<f64>,
     us: f64,
+}
+
+impl Fit {
+    /// The point's latency in cycles: emulated, else the estimate of the
+    /// overlapped step with --overlap, else the prediction.
+    fn cycles(&self) -> f64 {
+        (self.emulated)
+            .or(self.predicted_overlapped.map(|p| p as f64))
+            .unwrap_or(self.predicted as f64)
+    }
 }
 
 pub fn run(a: SweepArgs) -> anyhow::Result<()> {
@@ -137,7 +155,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                                     &c,
                                     (context, 1, wafer_compiler::experts::DEFAULT_SEED),
                                     (None, false),
-                                    (false, false),
+                                    (false, a.overlap),
                                     |_| {},
                                 )?
                                 .per_token_cycles,
@@ -145,15 +163,20 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                         } else {
                             None
                         };
-                        let predicted = c.predicted(context);
-                        let cycles = emulated.unwrap_or(predicted as f64);
-                        Ok(Fit {
+                        let predicted_overlapped = a.overlap.then(|| {
+                            let seed = wafer_compiler::experts::DEFAULT_SEED;
+                            wafer_compiler::decode::overlap::predicted(&c, context, seed).cycles
+                        });
+                        let mut fit = Fit {
                             wafers: c.wafers.len(),
                             pes_used: c.pes_used(),
-                            predicted,
+                            predicted: c.predicted(context),
+                            predicted_overlapped,
                             emulated,
-                            us: cycles / c.options.arch.clock_hz * 1e6,
-                        })
+                            us: 0.0,
+                        };
+                        fit.us = fit.cycles() / c.options.arch.clock_hz * 1e6;
+                        Ok(fit)
                     }
                 };
                 points.push(Point {
@@ -226,6 +249,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                         v["wafers"] = json!(f.wafers);
                         v["pes_used"] = json!(f.pes_used);
                         v["predicted_cycles"] = json!(f.predicted);
+                        v["predicted_overlapped_cycles"] = json!(f.predicted_overlapped);
                         v["emulated_cycles"] = json!(f.emulated);
                         v["per_token_us"] = json!(f.us);
                         v["tokens_per_s"] = json!(1e6 / f.us);
@@ -235,7 +259,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                 v
             })
             .collect();
-        let out = json!({"model": l.name, "arch": a.arch, "context": context, "points": rows});
+        let out = json!({"model": l.name, "arch": a.arch, "context": context, "overlapped": a.overlap, "points": rows});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -244,10 +268,13 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         l.name,
         a.arch,
         context,
-        if a.emulate {
-            "emulated (timing-only)"
-        } else {
-            "predicted by the cost models (exact for these kernels; --emulate checks)"
+        match (a.emulate, a.overlap) {
+            (true, false) => "emulated (timing-only)",
+            (true, true) => "emulated (timing-only), each step's stages overlapped",
+            (false, false) =>
+                "predicted by the cost models (exact for these kernels; --emulate checks)",
+            (false, true) =>
+                "the cost models' estimate of each step with its stages overlapped (--emulate checks)",
         }
     );
     println!(
@@ -264,7 +291,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                 p.dtype,
                 f.wafers,
                 f.pes_used,
-                f.emulated.unwrap_or(f.predicted as f64),
+                f.cycles(),
                 f.us,
                 1e6 / f.us
             ),

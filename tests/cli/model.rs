@@ -723,6 +723,44 @@ fn sweep_reports_latency_across_grids() {
         p["predicted_cycles"].as_f64().unwrap()
     );
     assert!(std::fs::read_to_string(&svg).unwrap().contains("polyline"));
+    // --overlap: the latency is the estimate of the overlapped step (its
+    // stages one after another beside it), and emulated it is within 2 %.
+    let overlapped = |emulate: bool| {
+        let mut args = vec![
+            "sweep",
+            "--grids",
+            "100x100",
+            "--placements",
+            "pipeline,mesh",
+            "--context",
+            "4",
+            "--overlap",
+            "--json",
+        ];
+        if emulate {
+            args.push("--emulate");
+        }
+        json(&ok(&args))
+    };
+    let (est, emu) = (overlapped(false), overlapped(true));
+    assert_eq!(est["overlapped"], true);
+    for (p, e) in est["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(emu["points"].as_array().unwrap())
+    {
+        let estimate = p["predicted_overlapped_cycles"].as_f64().unwrap();
+        assert!(estimate < p["predicted_cycles"].as_f64().unwrap(), "{p}");
+        let us = estimate / Arch::wse3().clock_hz * 1e6;
+        assert!(
+            (p["per_token_us"].as_f64().unwrap() - us).abs() < 1e-9,
+            "{p}"
+        );
+        let emulated = e["emulated_cycles"].as_f64().unwrap();
+        assert!((estimate / emulated - 1.0).abs() < 0.02, "{e}");
+        assert!(emulated < e["predicted_cycles"].as_f64().unwrap(), "{e}");
+    }
     let err = fails(&["sweep", "--placements", "diagonal"]);
     assert!(err.contains("diagonal"), "{err}");
 }
