@@ -76,11 +76,16 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
             path.len() > c.config.n_layers * 2,
             "{model}, {kind:?}: {path:?}"
         );
-        // With barriers, every stage is on it.
+        // Some stage's inputs waited at its edge (a stream of a stage's
+        // outputs arrives faster than its consumer takes it in).
+        let backlog = s.stage_backlog.clone();
+        assert!(backlog.iter().any(|b| *b > 0), "{model}, {kind:?}");
+        // With barriers, every stage is on it, and nothing waits.
         let mut b = Decoder::new(&c);
         let s = b.step(wafer_compiler::tokenizer::BOS).unwrap();
         let waited: Vec<Option<usize>> = (0..c.stages.len()).map(|i| i.checked_sub(1)).collect();
         assert_eq!(s.stage_waited_on, waited);
+        assert!(s.stage_backlog.iter().all(|b| *b == 0));
         // Timing-only, reusing stages or not, on 1 or 2 threads: the
         // functional steps' cycles.
         for (reuse, threads) in [(true, 1), (false, 2), (true, 2)] {
@@ -93,15 +98,18 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
             // unknown).
             let fed =
                 std::iter::once(wafer_compiler::tokenizer::BOS).chain(over.iter().map(|s| s.0));
-            let cycles: Vec<u64> = fed
+            let steps: Vec<wafer_compiler::decode::Step> = fed
                 .take(steps)
-                .map(|token| t.step(token).unwrap().cycles)
+                .map(|token| t.step(token).unwrap())
                 .collect();
+            let cycles: Vec<u64> = steps.iter().map(|s| s.cycles).collect();
             let want: Vec<u64> = over.iter().map(|s| s.1).collect();
             assert_eq!(
                 cycles, want,
                 "{model}, {kind:?}: timing-only, reuse {reuse}, {threads} thread(s)"
             );
+            // And the same waits at the first step's edges.
+            assert_eq!(steps[0].stage_backlog, backlog, "{model}, {kind:?}");
         }
     }
 }

@@ -661,11 +661,16 @@ fn host_inputs_wait_for_their_arrivals_and_outputs_say_when_they_left() {
     assert_eq!(late.outputs["y"], vec![1.0, 2.0, 3.0, 4.0]);
     let moved: Vec<u64> = free.output_times["y"].iter().map(|t| t + shift).collect();
     assert_eq!(late.output_times["y"], moved);
+    // Each input wavelet entered at its arrival or after the one before:
+    // unhindered a cycle apart, late the third at 100 and the fourth,
+    // though there since cycle 3, right after it.
+    assert_eq!(free.input_times["x"], vec![0, 1, 2, 3]);
+    assert_eq!(late.input_times["x"], vec![0, 1, 100, 101]);
     for engine in [Engine::Interp, Engine::Jit] {
         let r = on(engine, Some(vec![0, 0, 100, 3]));
         assert_eq!(
-            (r.cycles, &r.output_times),
-            (late.cycles, &late.output_times),
+            (r.cycles, &r.output_times, &r.input_times),
+            (late.cycles, &late.output_times, &late.input_times),
             "{engine:?}"
         );
     }

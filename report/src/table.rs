@@ -37,6 +37,10 @@ pub struct WaferRow {
     /// Overlapped, the cost models' estimate of the overlapped step at
     /// the first position ([`wafer_compiler::decode::overlap::predicted`]).
     pub predicted_overlapped: Option<u64>,
+    /// Emulated overlapped, the most input wavelets that waited at a
+    /// stage's edge at once, over the steps, and the stage
+    /// ([`wafer_compiler::decode::Step::stage_backlog`]).
+    pub backlog: Option<(String, u64)>,
     /// The region search's choice ([`wafer_compiler::region`]), if it ran.
     pub region: Option<wafer_compiler::region::Searched>,
     /// Per wafer of the system (one on one wafer): its layers and its
@@ -110,6 +114,7 @@ impl WaferRow {
             emulated,
             overlapped: false,
             predicted_overlapped: None,
+            backlog: None,
             region: c.region.clone(),
             wafers: c
                 .wafers
@@ -233,6 +238,7 @@ pub fn emulate(
     let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
     let mut cycles = 0u64;
     let mut stage_cycles = vec![0.0; c.stages.len()];
+    let mut backlog: Option<(usize, u64)> = None;
     for _ in 0..steps {
         if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !opts.overlap) {
             d.share(0, ex)?;
@@ -240,6 +246,11 @@ pub fn emulate(
         let s = d.step(0)?;
         each(&s);
         cycles += s.cycles;
+        for (i, b) in s.stage_backlog.iter().enumerate() {
+            if backlog.is_none_or(|m| *b > m.1) {
+                backlog = Some((i, *b));
+            }
+        }
         for (i, sum) in stage_cycles.iter_mut().enumerate() {
             let h = &c.routing.handoffs[i];
             let hand = if s.stage_ran[i] {
@@ -293,6 +304,7 @@ pub fn emulate(
         row.overlapped = true;
         let p = wafer_compiler::decode::overlap::predicted(c, context, opts.expert_seed);
         row.predicted_overlapped = Some(p.cycles);
+        row.backlog = backlog.map(|(i, b)| (c.stages[i].name.clone(), b));
     }
     Ok(row)
 }
@@ -670,6 +682,12 @@ impl Table {
             si(w.sram_capacity as f64),
             100.0 * w.sram_bytes as f64 / w.sram_capacity as f64
         );
+        if let Some((stage, n)) = &w.backlog {
+            let _ = writeln!(
+                o,
+                "             at most {n} input wavelets waited at a stage's edge at once (`{stage}`): on a wafer they would wait in the route's buffers, and past what those hold would hold the producer back (not modelled)"
+            );
+        }
         if let Some(r) = &w.region {
             let _ = writeln!(o, "             {}", r.summary());
         }
@@ -798,6 +816,9 @@ impl Table {
                 "emulated": w.emulated,
                 "overlapped": w.overlapped,
                 "predicted_overlapped_cycles": w.predicted_overlapped,
+                "max_backlog": w.backlog.as_ref().map(|(stage, wavelets)| json!({
+                    "stage": stage, "wavelets": wavelets,
+                })),
                 "region": w.region.as_ref().map(region_json),
                 "experts": w.experts.map(|e| json!({
                     "experts": e.experts, "per_token": e.per_token,

@@ -618,6 +618,11 @@ fn bench_compares_the_wafer_with_gpus() {
     let estimate = ow["predicted_overlapped_cycles"].as_f64().unwrap();
     assert!(over <= estimate && estimate < barrier, "{ow}");
     assert!(w["predicted_overlapped_cycles"].is_null());
+    // How much waited at a stage's edge: stated overlapped, not with
+    // barriers (a stage fed a whole stream at once has some).
+    assert!(ow["max_backlog"]["wavelets"].as_u64().unwrap() > 0, "{ow}");
+    assert!(ow["max_backlog"]["stage"].is_string());
+    assert!(w["max_backlog"].is_null());
     let kinds = ow["by_kind"].as_object().unwrap();
     assert!(
         kinds.contains_key("stages overlapping") && !kinds.contains_key("hand-offs between stages")

@@ -50,6 +50,12 @@ pub struct Step {
     /// barriers, the stage that ran before it. Followed back from the
     /// stage that ends last, the step's critical path.
     pub stage_waited_on: Vec<Option<usize>>,
+    /// Overlapped, per stage: the most input wavelets that had reached
+    /// its edge and waited there at once ([`overlap::backlog`]); 0 with
+    /// barriers. On a wafer they would wait in the routes' buffers, and
+    /// past what those hold they would hold the producer back, which the
+    /// overlapped step leaves out.
+    pub stage_backlog: Vec<u64>,
     /// Per stage: its timing-only results are those of an identical run
     /// (see [`Decoder::reuse`]) rather than emulated again.
     pub stage_reused: Vec<bool>,
@@ -69,6 +75,8 @@ struct Reusable {
     /// When each output wavelet left (empty for a run another process
     /// made: those are not overlapped).
     output_times: BTreeMap<String, Vec<u64>>,
+    /// Its [`StageRun::backlog`].
+    backlog: u64,
     stats: Arc<Stats>,
     time: PeTime,
     trace: Option<Trace>,
@@ -358,6 +366,7 @@ impl<'c> Decoder<'c> {
         let mut stage_ran = Vec::with_capacity(c.stages.len());
         let mut stage_start = Vec::with_capacity(c.stages.len());
         let mut stage_waited_on = Vec::with_capacity(c.stages.len());
+        let mut stage_backlog = Vec::with_capacity(c.stages.len());
         let mut before = None;
         // Overlapped: each stage's end and when each output element left
         // (absolute cycles of the step).
@@ -398,6 +407,7 @@ impl<'c> Decoder<'c> {
                     stage_ran.push(false);
                     stage_start.push(0);
                     stage_waited_on.push(None);
+                    stage_backlog.push(0);
                     stage_cycles.push(0);
                     stage_time.push(PeTime::default());
                     if self.keep_stats {
@@ -449,6 +459,7 @@ impl<'c> Decoder<'c> {
                 total += run.cycles + c.routing.handoffs[i].cycles;
             }
             stage_cycles.push(run.cycles);
+            stage_backlog.push(run.backlog);
             stage_time.push(run.time);
             if let Some(stats) = run.stats {
                 stage_stats.push(stats);
@@ -483,6 +494,7 @@ impl<'c> Decoder<'c> {
             cycles: total,
             stage_start,
             stage_waited_on,
+            stage_backlog,
             stage_reused,
             stage_host_seconds,
             stage_ran,
@@ -551,6 +563,7 @@ impl<'c> Decoder<'c> {
                     true => run.output_times.clone(),
                     false => BTreeMap::new(),
                 },
+                backlog: run.backlog,
                 cycles: run.cycles,
                 time: run.time,
                 stats: self.keep_stats.then(|| run.stats.clone()),
@@ -571,7 +584,7 @@ impl<'c> Decoder<'c> {
             scratch::scramble(f, mem);
         }
         let cfg = RunConfig {
-            arrivals,
+            arrivals: arrivals.clone(),
             ..self.cfg.clone()
         };
         let r = match start {
@@ -583,6 +596,10 @@ impl<'c> Decoder<'c> {
         }
         .map_err(err)?;
         let out = f.gather(&f.outputs[0], &r.outputs);
+        let backlog = (arrivals.iter().flat_map(|a| a.iter()))
+            .filter_map(|(name, at)| Some(overlap::backlog(at, r.input_times.get(name)?)))
+            .max()
+            .unwrap_or(0);
         let stats = Arc::new(r.stats);
         let time = PeTime::of(&stats);
         if keep {
@@ -599,6 +616,7 @@ impl<'c> Decoder<'c> {
                     cycles: r.cycles,
                     outputs: r.outputs,
                     output_times: r.output_times.clone(),
+                    backlog,
                     stats: stats.clone(),
                     time,
                     trace: r.trace,
@@ -612,6 +630,7 @@ impl<'c> Decoder<'c> {
         Ok(StageRun {
             out,
             output_times: r.output_times,
+            backlog,
             cycles: r.cycles,
             time,
             stats: self.keep_stats.then_some(stats),
@@ -629,6 +648,9 @@ pub(crate) struct StageRun {
     /// When each of its output streams' wavelets left
     /// ([`wafer_emulator::RunResult::output_times`]).
     pub output_times: BTreeMap<String, Vec<u64>>,
+    /// Fed arrivals, the most of its input wavelets waiting at its edge
+    /// at once ([`overlap::backlog`]).
+    pub backlog: u64,
     pub cycles: u64,
     pub time: PeTime,
     /// Its statistics, when the decoder keeps them.

@@ -333,3 +333,36 @@ pub struct Overlapped {
     pub starts: Vec<u64>,
     pub ends: Vec<u64>,
 }
+
+/// The most wavelets of a host input stream that had arrived and waited
+/// to enter at once, given each wavelet's arrival and the cycle it
+/// entered (in order, each at or after its arrival): when wavelet `k`
+/// enters, every earlier one has, so those waiting are the others that
+/// have arrived by then.
+pub fn backlog(arrivals: &[u64], entered: &[u64]) -> u64 {
+    let mut sorted = arrivals.to_vec();
+    sorted.sort_unstable();
+    (entered.iter().enumerate())
+        .map(|(k, &t)| sorted.partition_point(|&a| a <= t).saturating_sub(k + 1) as u64)
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backlog;
+
+    #[test]
+    fn a_backlog_counts_what_arrived_and_waits_while_a_wavelet_enters() {
+        // Each entering as it arrives: none waits.
+        assert_eq!(backlog(&[0, 1, 2, 3], &[0, 1, 2, 3]), 0);
+        // Four there at once, entering a cycle apart: three wait as the
+        // first enters.
+        assert_eq!(backlog(&[0, 0, 0, 0], &[0, 1, 2, 3]), 3);
+        // Out of order, the second held up by a full buffer: it waits
+        // while the first enters, and the fourth, there at 3, waits
+        // behind the third until 101.
+        assert_eq!(backlog(&[0, 0, 100, 3], &[0, 10, 100, 101]), 1);
+        assert_eq!(backlog(&[], &[]), 0);
+    }
+}

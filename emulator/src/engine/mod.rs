@@ -169,6 +169,11 @@ pub struct RunResult {
     pub cycles: u64,
     /// Host output streams, by name, in the stream's element order.
     pub outputs: BTreeMap<String, Vec<f32>>,
+    /// Per host input stream, the cycle each of its wavelets entered the
+    /// grid (pushed into its entry router's buffer): no earlier than its
+    /// arrival ([`RunConfig::arrivals`]), and later where the buffer was
+    /// full or the one before it had just entered.
+    pub input_times: BTreeMap<String, Vec<u64>>,
     /// Per host output stream, the cycle each of its wavelets left the
     /// grid (its exit router moved it off the edge; it is a hop's latency
     /// later at the next router): when a consumer beside it could have it.

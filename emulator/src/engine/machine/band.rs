@@ -372,8 +372,10 @@ fn finish(mut bands: Vec<Machine<'_>>, now: u64) -> Result<RunResult, RunError> 
     };
     let pes = bands.iter().map(|b| b.cores.v.len()).sum();
     let (mut rows, mut memory) = (Vec::with_capacity(pes), Vec::with_capacity(pes));
+    let mut host_in = Vec::with_capacity(first.p.inputs.len());
     let mut host_out = Vec::with_capacity(first.p.outputs.len());
     for b in bands {
+        host_in.extend(b.host_in);
         rows.extend(b.stats.v);
         memory.extend(
             b.cores
@@ -389,7 +391,7 @@ fn finish(mut bands: Vec<Machine<'_>>, now: u64) -> Result<RunResult, RunError> 
         spans: Vec::new(),
         dropped: 0,
     };
-    Ok(done.result(&rows, host_out, log, memory))
+    Ok(done.result(&rows, host_in, host_out, log, memory))
 }
 
 impl<'p> Machine<'p> {

@@ -434,6 +434,7 @@ fn host_inputs(
             fifo: plan.at(layout.pe_index(s.pe), s.color.0 as usize, s.port),
             period: s.period,
             arrivals,
+            times: Vec::new(),
         };
         h.next_time = h.due(0);
         host_in.push(h);

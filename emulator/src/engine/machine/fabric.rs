@@ -18,6 +18,7 @@ impl<'p> Machine<'p> {
                 let (fifo, bits) = (h.fifo, h.wavelets[h.next]);
                 self.push(fifo, self.arch.hop_latency, bits);
                 let h = &mut self.host_in[i];
+                h.times.push(self.now);
                 h.next += 1;
                 h.next_time = h.due(self.now + h.period as u64);
             }

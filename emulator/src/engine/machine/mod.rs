@@ -306,6 +306,8 @@ struct HostIn {
     /// Per wavelet, the cycle it reaches the host link ([`RunConfig::arrivals`];
     /// empty: every wavelet is there from cycle 0).
     arrivals: Vec<u64>,
+    /// The cycle each wavelet entered the grid ([`RunResult::input_times`]).
+    times: Vec<u64>,
 }
 
 impl HostIn {

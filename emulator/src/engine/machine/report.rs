@@ -15,11 +15,12 @@ pub(super) struct Finished<'p> {
 
 impl Finished<'_> {
     /// The result of a run that finished at `cycles` with every PE's
-    /// counters `rows`, its host outputs (each stream once, in any
-    /// order), spans and SRAM.
+    /// counters `rows`, its host inputs and outputs (each stream once, in
+    /// any order), spans and SRAM.
     pub(super) fn result(
         &self,
         rows: &[PeCounters],
+        host_in: Vec<HostIn>,
         host_out: Vec<HostOut>,
         log: SpanLog,
         memory: Memory,
@@ -42,6 +43,9 @@ impl Finished<'_> {
             pe: to_stats(rows),
         };
         stats.totals = stats.pe.totals();
+        let input_times = (host_in.into_iter())
+            .map(|h| (p.inputs[h.stream].name.clone(), h.times))
+            .collect();
         let mut output_times = BTreeMap::new();
         let outputs = host_out
             .into_iter()
@@ -62,6 +66,7 @@ impl Finished<'_> {
         RunResult {
             cycles,
             outputs,
+            input_times,
             output_times,
             stats,
             trace,
@@ -93,7 +98,7 @@ impl<'p> Machine<'p> {
             timing: self.timing,
             cycles: self.now,
         }
-        .result(&self.stats.v, self.host_out, self.log, memory))
+        .result(&self.stats.v, self.host_in, self.host_out, self.log, memory))
     }
 
     /// Everything that is not finished: waiting tasks and ops, non-empty
