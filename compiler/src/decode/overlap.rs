@@ -261,34 +261,32 @@ pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
             ..
         } = plan.schedule(c, i, &ends, &left);
         // When each input stream's wavelets are pushed in, in order at
-        // the stream's period, and how much later than unhindered its
-        // last one is.
-        let pushed: BTreeMap<String, (Vec<u64>, u64)> = f.arrivals(&at).map_or_else(
+        // the stream's period, and how much later than unhindered the
+        // latest stream's last one is.
+        let mut late = 0;
+        let pushed: BTreeMap<String, Vec<u64>> = f.arrivals(&at).map_or_else(
             |_| BTreeMap::new(),
             |arrivals| {
                 (arrivals.into_iter())
                     .filter_map(|(name, w)| {
                         let s = f.program.inputs.iter().find(|h| h.name == name)?;
                         let period = s.period.max(1) as u64;
-                        let mut entries = Vec::with_capacity(w.len());
+                        let mut entries: Vec<u64> = Vec::with_capacity(w.len());
                         for t in &w {
-                            let e = entries.last().map_or(*t, |e: &u64| (e + period).max(*t));
-                            entries.push(e);
+                            entries.push(entries.last().map_or(*t, |e| (e + period).max(*t)));
                         }
-                        let entry = entries.last().copied().unwrap_or(0);
-                        let late =
-                            entry.saturating_sub(period * (w.len() as u64).saturating_sub(1));
-                        Some((name, (entries, late)))
+                        let last = entries.last().copied().unwrap_or(0);
+                        let unhindered = period * (w.len() as u64).saturating_sub(1);
+                        late = late.max(last.saturating_sub(unhindered));
+                        Some((name, entries))
                     })
                     .collect()
             },
         );
-        let late = pushed.values().map(|e| e.1).max().unwrap_or(0);
-        // A kernel whose model takes its inputs' arrivals (a tiled GEMV,
-        // a vector kernel) says its end and its outputs' times itself; the
-        // others run their whole time after their latest input.
-        let pushed: BTreeMap<String, Vec<u64>> =
-            (pushed.into_iter()).map(|(n, (e, _))| (n, e)).collect();
+        // A kernel whose model takes its inputs' arrivals (the tiled
+        // GEMV, the vector kernels, RoPE, attention) says its end and its
+        // outputs' times itself; the others run their whole time after
+        // their latest input.
         let fed = c.sites[i].kernel.fed(&c.options.arch, pos, &pushed);
         let end = match &fed {
             Some((cycles, _)) => start + cycles,

@@ -436,6 +436,7 @@ fn host_inputs(
             arrivals,
             times: Vec::new(),
         };
+        h.times.reserve_exact(h.wavelets.len());
         h.next_time = h.due(0);
         host_in.push(h);
     }
