@@ -54,7 +54,7 @@ class Block(torch.nn.Module):
         self.kc = torch.zeros(shape, dtype=dtype, device=device)
         self.vc = torch.zeros(shape, dtype=dtype, device=device)
 
-    def forward(self, x, pos, cos, sin, mask):
+    def forward(self, x, pos, length, cos, sin):
         h = F.rms_norm(x, (x.shape[-1],), self.n1)
         q = self.q(h).view(1, 1, self.heads, self.hd).transpose(1, 2)
         k = self.k(h).view(1, 1, self.kv_heads, self.hd).transpose(1, 2)
@@ -63,7 +63,11 @@ class Block(torch.nn.Module):
         # A static cache written in place keeps shapes fixed for CUDA graphs.
         self.kc.index_copy_(2, pos, k)
         self.vc.index_copy_(2, pos, v)
-        a = F.scaled_dot_product_attention(q, self.kc, self.vc, attn_mask=mask, enable_gqa=True)
+        # Attend to the positions held so far (0..=pos), as a decoder at
+        # this context does; a mask over the whole cache would read and
+        # score every cached slot whatever the context.
+        kc, vc = self.kc[:, :, :length], self.vc[:, :, :length]
+        a = F.scaled_dot_product_attention(q, kc, vc, enable_gqa=True)
         x = x + self.o(a.transpose(1, 2).reshape(1, 1, -1))
         h = F.rms_norm(x, (x.shape[-1],), self.n2)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
@@ -87,12 +91,14 @@ class Model(torch.nn.Module):
         self.cos, self.sin = ang.cos().to(dtype), ang.sin().to(dtype)
         self.max_ctx = max_ctx
 
-    def forward(self, token, pos):
+    def forward(self, token, pos, length):
+        """One token at position `pos` (a tensor, so a CUDA graph replays
+        with it in place); `length` = pos + 1, a Python int fixed per
+        captured graph, is how many cached positions attention reads."""
         x = self.emb(token).view(1, 1, -1)
         cos, sin = self.cos[pos].view(1, 1, 1, -1), self.sin[pos].view(1, 1, 1, -1)
-        mask = (torch.arange(self.max_ctx, device=token.device) <= pos).view(1, 1, 1, -1)
         for b in self.blocks:
-            x = b(x, pos, cos, sin, mask)
+            x = b(x, pos, length, cos, sin)
         return self.head(F.rms_norm(x, (x.shape[-1],), self.norm)).argmax(-1)
 
 
@@ -104,7 +110,7 @@ def sync(device):
 def time_mode(model, device, context, mode, iters):
     token = torch.zeros(1, dtype=torch.long, device=device)
     pos = torch.tensor([context], dtype=torch.long, device=device)
-    step = lambda: model(token, pos)
+    step = lambda: model(token, pos, context + 1)
     if mode == "cuda_graphs":
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())

@@ -433,4 +433,45 @@ mod tests {
         let got: Vec<f64> = closest(&m, 900).iter().map(|r| r.ms_per_token).collect();
         assert_eq!(got, [0.9, 2.0]);
     }
+
+    /// The measurements committed in `baselines/measured/` are of built-in
+    /// models, time both modes at context 128 (the bench's default), and
+    /// none is faster than its GPU's memory-bound roofline: a run that
+    /// beat it would not have read every weight (a script that skipped a
+    /// layer, say), or the spec's bandwidth would be wrong.
+    #[test]
+    fn the_committed_measurements_are_of_built_in_models_and_no_faster_than_the_roofline() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../baselines/measured");
+        let measured = measured_in(&dir).unwrap();
+        assert!(!measured.is_empty(), "no files in {}", dir.display());
+        let gpus = parse_gpus(GPUS_TOML, "gpus.toml").unwrap();
+        for m in &measured {
+            let c = Config::built_in(&m.model)
+                .unwrap_or_else(|| panic!("{}: {} is not a built-in model", m.file, m.model));
+            let g = match m.device.as_str() {
+                "NVIDIA H200" => gpus.iter().find(|g| g.id == "h200").unwrap(),
+                d => panic!("{}: no roofline named for the device {d}", m.file),
+            };
+            assert_eq!(m.dtype, "bf16", "{}", m.file);
+            for mode in ["eager", "cuda_graphs"] {
+                assert!(
+                    m.runs.iter().any(|r| r.mode == mode && r.context == 128),
+                    "{}: no {mode} run at context 128",
+                    m.file
+                );
+            }
+            for r in &m.runs {
+                let w = decode_work(&c, 2.0, 2.0, r.context, 0);
+                let floor = Roofline::of(g, &w, "bf16", true).unwrap().seconds() * 1e3;
+                assert!(
+                    r.ms_per_token > floor,
+                    "{}: {} at context {} took {} ms, under the roofline's {floor} ms",
+                    m.file,
+                    r.mode,
+                    r.context,
+                    r.ms_per_token
+                );
+            }
+        }
+    }
 }
