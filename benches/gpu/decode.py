@@ -5,14 +5,16 @@ baseline `wafer bench` shows beside the emulated wafer.
 Builds the model from the JSON `wafer model NAME --json` prints (or --tiny),
 with random weights (timing does not depend on their values), and times one
 token's forward pass with a static KV cache at several context lengths, in
-eager mode and replayed as a CUDA graph. No network access is needed.
+eager mode, replayed as a CUDA graph, and (`--modes ...,compiled`) with each
+block compiled by torch.compile, replayed as a CUDA graph. No network
+access is needed.
 
     wafer model llama-3.1-8b --json > llama-3.1-8b.json
     python3 benches/gpu/decode.py --config llama-3.1-8b.json --dtype bf16 \
         --out baselines/measured/llama-3.1-8b-h100-bf16.json
 
 Writes one JSON object: model, dtype, device, date, torch, runs[{context,
-mode (eager|cuda_graphs), ms_per_token}] -- the format `wafer bench` reads
+mode (eager|cuda_graphs|compiled), ms_per_token}] -- the format `wafer bench` reads
 from baselines/measured/.
 """
 
@@ -107,11 +109,20 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def compile_blocks(model):
+    """torch.compile (inductor) on each block: the layers share one
+    compiled graph per context (their weights are its inputs), so the
+    compile costs a block's, not the model's."""
+    torch._dynamo.config.recompile_limit = 64
+    for b in model.blocks:
+        b.forward = torch.compile(b.forward, fullgraph=True, dynamic=False)
+
+
 def time_mode(model, device, context, mode, iters):
     token = torch.zeros(1, dtype=torch.long, device=device)
     pos = torch.tensor([context], dtype=torch.long, device=device)
     step = lambda: model(token, pos, context + 1)
-    if mode == "cuda_graphs":
+    if mode in ("cuda_graphs", "compiled") and device.type == "cuda":
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):
@@ -140,6 +151,11 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--contexts", default="128,512,2048")
     p.add_argument("--iters", type=int, default=20)
+    p.add_argument(
+        "--modes",
+        help="comma-separated: eager, cuda_graphs (GPU only), compiled (torch.compile's blocks, "
+        "replayed as a CUDA graph on a GPU); default: eager and cuda_graphs on a GPU, eager on the CPU",
+    )
     p.add_argument("--out", help="write the JSON here (default: stdout)")
     a = p.parse_args(argv)
     if a.tiny == bool(a.config):
@@ -158,17 +174,28 @@ def main(argv=None):
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[a.dtype]
     device = torch.device(a.device)
     contexts = [int(x) for x in a.contexts.split(",")]
+    modes = a.modes.split(",") if a.modes else ["eager"] + (["cuda_graphs"] if device.type == "cuda" else [])
+    for m in modes:
+        if m not in ("eager", "cuda_graphs", "compiled"):
+            p.error(f"--modes: no mode `{m}` (eager, cuda_graphs, compiled)")
+        if m == "cuda_graphs" and device.type != "cuda":
+            p.error("--modes: cuda_graphs needs a GPU (--device cuda)")
+    # Compiled last: compiling the blocks replaces their forward.
+    modes.sort(key=lambda m: m == "compiled")
     torch.manual_seed(0)
     with torch.inference_mode():
         model = Model(c, max(contexts) + 1, dtype, device)
         for prm in model.parameters():
             prm.normal_(0, 0.02)
-        modes = ["eager"] + (["cuda_graphs"] if device.type == "cuda" else [])
-        runs = [
-            {"context": ctx, "mode": m, "ms_per_token": time_mode(model, device, ctx, m, a.iters)}
-            for ctx in contexts
-            for m in modes
-        ]
+        runs = []
+        for m in modes:
+            if m == "compiled":
+                compile_blocks(model)
+            runs += [
+                {"context": ctx, "mode": m, "ms_per_token": time_mode(model, device, ctx, m, a.iters)}
+                for ctx in contexts
+            ]
+        runs.sort(key=lambda r: r["context"])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     out = {
         "model": c["model"],

@@ -212,7 +212,7 @@ impl Roofline {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct MeasuredRun {
     pub context: u64,
-    /// `eager` or `cuda_graphs`.
+    /// `eager`, `cuda_graphs` or `compiled` (see `benches/gpu/decode.py`).
     pub mode: String,
     pub ms_per_token: f64,
 }
@@ -435,7 +435,7 @@ mod tests {
     }
 
     /// The measurements committed in `baselines/measured/` are of built-in
-    /// models, time both modes at context 128 (the bench's default), and
+    /// models, time every mode at context 128 (the bench's default), and
     /// none is faster than its GPU's memory-bound roofline: a run that
     /// beat it would not have read every weight (a script that skipped a
     /// layer, say), or the spec's bandwidth would be wrong.
@@ -453,7 +453,7 @@ mod tests {
                 d => panic!("{}: no roofline named for the device {d}", m.file),
             };
             assert_eq!(m.dtype, "bf16", "{}", m.file);
-            for mode in ["eager", "cuda_graphs"] {
+            for mode in ["eager", "cuda_graphs", "compiled"] {
                 assert!(
                     m.runs.iter().any(|r| r.mode == mode && r.context == 128),
                     "{}: no {mode} run at context 128",
