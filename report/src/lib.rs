@@ -1,7 +1,7 @@
 //! What wafer reports about a compiled model, as data a program can use
 //! (the CLI prints it; a notebook or a sweep driver can call it): the
 //! decode step emulated or predicted and summarised by layer kind
-//! ([`table::emulate`], [`table::predicted`]), the GPU baselines it is
+//! ([`wafer::emulate`], [`wafer::predicted`]), the GPU baselines it is
 //! compared with ([`gpu`]: specs, rooflines, measured and published
 //! numbers), and the wafer-vs-GPU [`table::Table`] with every number's
 //! source, as text or JSON; [`prefill`] the time to first token beside
@@ -14,8 +14,10 @@
 pub mod gpu;
 pub mod prefill;
 pub mod table;
+pub mod wafer;
 
-pub use table::{EmulateOptions, Table, WaferRow, emulate, predicted, predicted_overlapped, table};
+pub use table::{Table, table};
+pub use wafer::{EmulateOptions, WaferRow, emulate, predicted, predicted_overlapped};
 
 /// What went wrong making a report.
 #[derive(Debug, thiserror::Error)]

@@ -30,7 +30,7 @@ pub struct WaferPrefill {
     pub largest_batch: u32,
     /// The experts' routing seed (a mixture of experts).
     pub expert_seed: Option<u64>,
-    /// Cycles by layer kind ([`crate::table::kind`]), and the hand-offs'.
+    /// Cycles by layer kind ([`crate::wafer::kind`]), and the hand-offs'.
     pub by_kind: Vec<(&'static str, u64)>,
     pub handoff_cycles: u64,
 }
@@ -83,7 +83,7 @@ pub fn predicted(c: &Compiled, positions: u32, expert_seed: u64) -> WaferPrefill
     let handoffs = prefill::stage_handoffs(c, &plan, 0, &ran);
     let mut by_kind: std::collections::BTreeMap<&'static str, u64> = Default::default();
     for (site, cycles) in c.sites.iter().zip(&runs) {
-        *by_kind.entry(crate::table::kind(&site.kernel)).or_default() += cycles;
+        *by_kind.entry(crate::wafer::kind(&site.kernel)).or_default() += cycles;
     }
     let mut by_kind: Vec<(&'static str, u64)> = by_kind.into_iter().collect();
     by_kind.sort_by_key(|(_, c)| std::cmp::Reverse(*c));

@@ -391,7 +391,7 @@ fn timeline(c: &Compiled, cycles: &[u64]) -> Vec<StageTime> {
                             st.name
                         ),
                     },
-                    wafer_report::table::kind(&site.kernel).to_string(),
+                    wafer_report::wafer::kind(&site.kernel).to_string(),
                     c.routing.handoffs[i].cycles,
                     n,
                     site.origin,
