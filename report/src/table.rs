@@ -284,7 +284,32 @@ pub fn region_json(r: &wafer_compiler::region::Searched) -> Value {
     })
 }
 
+/// [`Table::bars`] of a wafer on `arch` at `wafer_tps` and `gpus`.
+fn bars(arch: &str, wafer_tps: f64, gpus: &[GpuRow], eager: bool) -> Vec<(String, f64)> {
+    let mut bars = vec![(format!("wafer ({arch})"), wafer_tps)];
+    for g in gpus {
+        if !eager && (g.how.starts_with("roofline, eager") || g.how.starts_with("measured, eager"))
+        {
+            continue;
+        }
+        bars.push((
+            format!("{}: {}", g.device, g.how),
+            1.0 / g.seconds_per_token,
+        ));
+    }
+    bars
+}
+
 impl Table {
+    /// Tokens per second, the wafer's first, then each GPU row's, as a
+    /// chart's bars, each named by its device and how it was had. Without
+    /// `eager`, the rows that time each kernel's launch from Python (eager
+    /// rooflines and measurements) are left out: a chart of the best each
+    /// device does.
+    pub fn bars(&self, eager: bool) -> Vec<(String, f64)> {
+        bars(&self.arch, self.wafer.tokens_per_s(), &self.gpus, eager)
+    }
+
     pub fn text(&self) -> String {
         use std::fmt::Write;
         let w = &self.wafer;
@@ -499,5 +524,49 @@ impl Table {
             })).collect::<Vec<_>>(),
             "sources": self.sources,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chart's bars: the wafer first, then every GPU row in order,
+    /// named by device and how; without `eager`, no row timed eagerly,
+    /// roofline or measured.
+    #[test]
+    fn bars_name_each_row_and_leave_out_the_eager_ones_when_asked() {
+        let row = |device: &str, how: &str, ms: f64| GpuRow {
+            device: device.into(),
+            how: how.into(),
+            seconds_per_token: ms * 1e-3,
+            bound: None,
+            source: 0,
+        };
+        let gpus = [
+            row("H200 SXM", "roofline, CUDA graphs", 2.0),
+            row("H200 SXM", "roofline, eager (515 launches)", 4.0),
+            row("NVIDIA H200", "measured, compiled at context 128", 5.0),
+            row("NVIDIA H200", "measured, eager at context 128", 10.0),
+            row("Cerebras CS-3", "published", 0.5),
+        ];
+        let all = bars("wse3", 3000.0, &gpus, true);
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[0], ("wafer (wse3)".to_string(), 3000.0));
+        assert_eq!(all[2].0, "H200 SXM: roofline, eager (515 launches)");
+        assert!((all[2].1 - 250.0).abs() < 1e-9);
+        let best: Vec<String> = bars("wse3", 3000.0, &gpus, false)
+            .into_iter()
+            .map(|b| b.0)
+            .collect();
+        assert_eq!(
+            best,
+            [
+                "wafer (wse3)",
+                "H200 SXM: roofline, CUDA graphs",
+                "NVIDIA H200: measured, compiled at context 128",
+                "Cerebras CS-3: published",
+            ]
+        );
     }
 }

@@ -67,19 +67,12 @@ pub fn emulate(
 
 /// Bars of tokens per second, wafer first, on a log scale.
 pub fn svg(t: &Table) -> String {
-    let mut bars = vec![(format!("wafer ({})", t.arch), t.wafer.tokens_per_s())];
-    for g in &t.gpus {
-        bars.push((
-            format!("{}: {}", g.device, g.how),
-            1.0 / g.seconds_per_token,
-        ));
-    }
     super::plot::bars_svg(
         &format!(
             "{} batch-1 decode, context {}: tokens/s (log scale)",
             t.model, t.context
         ),
-        &bars,
+        &t.bars(true),
     )
 }
 

@@ -54,6 +54,10 @@ pub struct ViewArgs {
     /// lanes and outlines the critical path.
     #[arg(long)]
     pub overlap: bool,
+    /// Where the GPU script's measured JSON files are (a model's chart
+    /// shows those of the same model and dtype).
+    #[arg(long, default_value = "baselines/measured")]
+    pub baselines: PathBuf,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -285,7 +289,7 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
             })
             .collect();
     }
-    latency.bars = gpu_bars(&l, &c, table)?;
+    latency.bars = gpu_bars(&l, &c, table, &a.baselines)?;
     let run = ModelRun {
         name: l.name,
         c,
@@ -423,27 +427,19 @@ fn overlapped_timeline(c: &Compiled, s: &wafer_compiler::decode::Step) -> Vec<St
     stages
 }
 
-/// The wafer and the GPU rooflines (CUDA graphs) and published rows, as
+/// The wafer and the GPU rows but the eager ones (rooflines with CUDA
+/// graphs, the runs measured in `baselines`, published numbers), as
 /// tokens/s bars.
 fn gpu_bars(
     l: &super::model::Loaded,
     c: &Compiled,
     wafer: wafer_report::WaferRow,
+    baselines: &std::path::Path,
 ) -> anyhow::Result<Vec<(String, f64)>> {
     let gpus = wafer_report::table::gpus(None, None)?;
-    let t = wafer_report::table(&l.name, c, wafer, &gpus, &[])?;
-    let mut bars = vec![(format!("wafer ({})", t.arch), t.wafer.tokens_per_s())];
-    for g in t
-        .gpus
-        .iter()
-        .filter(|g| !g.how.starts_with("roofline, eager"))
-    {
-        bars.push((
-            format!("{} ({})", g.device, g.how),
-            1.0 / g.seconds_per_token,
-        ));
-    }
-    Ok(bars)
+    let measured = wafer_report::gpu::measured_in(baselines)?;
+    let t = wafer_report::table(&l.name, c, wafer, &gpus, &measured)?;
+    Ok(t.bars(false))
 }
 
 /// Whole-grid counters and trace, built up stage by stage (of one wafer
