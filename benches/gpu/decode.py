@@ -91,7 +91,6 @@ class Model(torch.nn.Module):
         inv = 1.0 / (10000.0 ** (torch.arange(0, hd, 2, device=device).float() / hd))
         ang = torch.outer(torch.arange(max_ctx, device=device).float(), inv)
         self.cos, self.sin = ang.cos().to(dtype), ang.sin().to(dtype)
-        self.max_ctx = max_ctx
 
     def forward(self, token, pos, length):
         """One token at position `pos` (a tensor, so a CUDA graph replays
