@@ -4,7 +4,8 @@
 //! above 1, is built as bands ([`Machine::build`]): ranges of PEs in
 //! index order (a few rows each on a large grid), each with its routers,
 //! cores, counters, host streams and the FIFOs they pop. Every cycle then has
-//! two phases, each handed to the rayon pool as runs of bands:
+//! two phases, each shared out as runs of bands between the calling thread
+//! and the helpers of a [`Crew`], which stay awake between phases:
 //! 1. every band with something due steps its host inputs and its awake
 //!    units, as the whole machine would. A router's push into a buffer
 //!    another band pops goes out on a link instead ([`Dest::Remote`]),
@@ -26,8 +27,10 @@
 //! the bands joined back into one machine.
 
 use super::build::FifoPlan;
+use super::crew::{self, Crew};
 use super::*;
 use rayon::prelude::*;
+use std::sync::{Mutex, RwLock};
 
 /// A band holds about this many PEs, and there are at least two per
 /// thread: many bands, taken by whichever thread is free, balance a
@@ -220,120 +223,206 @@ pub(super) fn connect(bands: &mut [Machine<'_>], links: Vec<Vec<Link>>) {
 }
 
 /// Run `bands` (from [`Machine::build`]) to the end: `run_whole`'s loop,
-/// each cycle's two phases on the current pool (called on a worker of
-/// it, so each phase's tasks start without waking a thread from outside
-/// the pool).
+/// each cycle's two phases shared between the calling thread and
+/// `cfg.threads - 1` helpers ([`Crew`]) that stay awake between them.
 pub(super) fn run(bands: Vec<Machine<'_>>, cfg: &RunConfig) -> Result<RunResult, RunError> {
-    let mut bands: Vec<Padded<Machine<'_>>> = bands.into_iter().map(Padded).collect();
     let n = bands.len();
-    let mut now = 0;
-    let mut iterations = 0u64;
-    let mut horizon = 0;
-    // Per band, what it sent in the cycle (moved out of it for the
-    // second phase, and back), and whether it receives anything.
-    let mut crossed: Vec<Crossings> = (0..n).map(|_| Crossings::default()).collect();
-    let mut receives = vec![false; n];
-    // Per band, the next cycle it has anything to do in (kept here, in
-    // one array, so finding a cycle's bands touches no band).
-    // Every band steps the first cycle, as a whole machine does.
-    let mut next_due = vec![0; n];
-    loop {
-        if now >= cfg.max_cycles {
-            let m = Machine::join(bands.into_iter().map(|b| b.0).collect(), now);
-            return Err(RunError::CycleLimit {
+    let bands: Vec<Padded<Mutex<Machine<'_>>>> =
+        bands.into_iter().map(|m| Padded(Mutex::new(m))).collect();
+    let lock = |b: usize| {
+        bands[b]
+            .lock()
+            .expect("a band's step does not panic holding it")
+    };
+    // What a phase's tasks read: the bands each steps, cut into runs of
+    // about equal work, and what the bands sent each other.
+    let plan = RwLock::new(Plan::default());
+    let crossed: RwLock<Vec<Crossings>> =
+        RwLock::new((0..n).map(|_| Crossings::default()).collect());
+    let errors: Mutex<Vec<(usize, RunError)>> = Mutex::new(Vec::new());
+    let job = |task: usize| {
+        let plan = plan.read().expect("written between phases");
+        let items = &plan.items[plan.runs[task].clone()];
+        match plan.kind {
+            Kind::Step => {
+                // A run stops at its first error, as a whole step would.
+                for &b in items {
+                    let mut m = lock(b);
+                    m.now = plan.now;
+                    m.activity = false;
+                    m.step_host();
+                    if let Err(e) = m.step_awake() {
+                        errors.lock().expect("held only to push").push((b, e));
+                        break;
+                    }
+                }
+            }
+            Kind::Receive => {
+                let crossed = crossed.read().expect("written between phases");
+                items.iter().for_each(|&b| lock(b).receive(&crossed));
+            }
+        }
+    };
+    let crew = Crew::new();
+    let outcome = std::thread::scope(|s| {
+        for _ in 1..cfg.threads {
+            s.spawn(|| crew.help(&job));
+        }
+        // However the loop ends (a panic included), the helpers go home,
+        // or the scope would wait for them forever.
+        let _home = StopOnDrop(&crew);
+        let mut phases = 0u32;
+        let mut phase = |kind, now, items: Vec<usize>, weight: &[u64], shared: bool| {
+            let k = match shared {
+                true => (CHUNKS_PER_THREAD * cfg.threads).min(crew::MAX_TASKS),
+                false => 1,
+            };
+            let runs = runs(weight, k);
+            let tasks = runs.len();
+            *plan.write().expect("no task runs") = Plan {
+                kind,
+                now,
+                items,
+                runs,
+            };
+            match shared {
+                true => {
+                    phases = phases.wrapping_add(1);
+                    crew.phase(phases, tasks, &job);
+                }
+                false => (0..tasks).for_each(&job),
+            }
+        };
+        let mut now = 0;
+        let mut iterations = 0u64;
+        let mut horizon = 0;
+        // Per band, whether it receives anything this cycle, and the next
+        // cycle it has anything to do in (kept here, in one array, so
+        // finding a cycle's bands touches no band). Every band steps the
+        // first cycle, as a whole machine does.
+        let mut receives = vec![false; n];
+        let mut next_due = vec![0; n];
+        loop {
+            if now >= cfg.max_cycles {
+                return Ended::CycleLimit(now);
+            }
+            iterations += 1;
+            if interrupted(cfg, iterations) {
+                return Ended::Err(RunError::Interrupted { cycle: now });
+            }
+            // Phase 1: the bands with something to do this cycle (a band
+            // with nothing would step nothing); the others keep their state.
+            let due: Vec<usize> = (0..n).filter(|&b| next_due[b] <= now).collect();
+            let awake: Vec<u64> = (due.iter())
+                .map(|&b| lock(b).wake.as_ref().map_or(0, |w| w.list.len() as u64) + 1)
+                .collect();
+            let total: u64 = awake.iter().sum();
+            let shared = due.len() > 1 && total * UNIT_WORK >= cfg.min_parallel_work;
+            phase(Kind::Step, now, due.clone(), &awake, shared);
+            // The lowest band's error is the one a whole step meets first.
+            let mut failed = std::mem::take(&mut *errors.lock().expect("no task runs"));
+            if !failed.is_empty() {
+                failed.sort_by_key(|(b, _)| *b);
+                return Ended::Err(failed.swap_remove(0).1);
+            }
+            let mut activity = false;
+            {
+                let mut crossed = crossed.write().expect("no task runs");
+                for &b in &due {
+                    let mut m = lock(b);
+                    activity |= m.activity;
+                    horizon = horizon.max(m.horizon);
+                    next_due[b] = m.next_due();
+                    let c = std::mem::take(&mut m.bands.cross);
+                    for to in c.to() {
+                        receives[to] = true;
+                    }
+                    crossed[b] = c;
+                }
+            }
+            // Phase 2: the bands sent anything take it in; what lands
+            // wakes its owner for the next cycle.
+            let taking: Vec<usize> = (0..n)
+                .filter(|&b| std::mem::take(&mut receives[b]))
+                .collect();
+            for &b in &taking {
+                next_due[b] = now + 1;
+            }
+            let weight = vec![1; taking.len()];
+            let shared = shared && taking.len() > 1;
+            phase(Kind::Receive, now, taking, &weight, shared);
+            {
+                let mut crossed = crossed.write().expect("no task runs");
+                for &b in &due {
+                    let mut c = std::mem::take(&mut crossed[b]);
+                    c.clear();
+                    lock(b).bands.cross = c;
+                }
+            }
+            if !activity && now >= horizon {
+                return Ended::Finished(now);
+            }
+            // As `Machine::next_cycle` over the whole machine.
+            let next = next_due.iter().copied().min().filter(|t| *t < u64::MAX);
+            now = next.unwrap_or(horizon).max(now + 1).min(cfg.max_cycles);
+        }
+    });
+    let bands = || -> Vec<Machine<'_>> {
+        (bands.into_iter())
+            .map(|b| b.0.into_inner().expect("no step panicked"))
+            .collect()
+    };
+    match outcome {
+        Ended::Finished(now) => finish(bands(), now),
+        Ended::CycleLimit(now) => {
+            let m = Machine::join(bands(), now);
+            Err(RunError::CycleLimit {
                 limit: cfg.max_cycles,
                 active: m.waiting_report(),
-            });
-        }
-        iterations += 1;
-        if interrupted(cfg, iterations) {
-            return Err(RunError::Interrupted { cycle: now });
-        }
-        // Phase 1: the bands with something to do this cycle (a band
-        // with nothing would step nothing); the others keep their state.
-        let mut due: Vec<&mut Padded<Machine<'_>>> = bands
-            .iter_mut()
-            .zip(&next_due)
-            .filter(|(_, t)| **t <= now)
-            .map(|(m, _)| m)
-            .collect();
-        let awake: Vec<u64> = due
-            .iter()
-            .map(|m| m.wake.as_ref().map_or(0, |w| w.list.len() as u64) + 1)
-            .collect();
-        let total: u64 = awake.iter().sum();
-        let shared = due.len() > 1 && total * UNIT_WORK >= cfg.min_parallel_work;
-        let step = |ms: &mut [&mut Padded<Machine<'_>>]| {
-            ms.iter_mut().try_for_each(|m| {
-                m.now = now;
-                m.activity = false;
-                m.step_host();
-                m.step_awake()
             })
-        };
-        // The lowest band's error is the one a whole step meets first.
-        if shared {
-            let mut chunks = chunks(&mut due, &awake, CHUNKS_PER_THREAD * cfg.threads);
-            let stepped: Vec<Result<(), RunError>> = chunks
-                .par_iter_mut()
-                .with_max_len(1)
-                .map(|c| step(c))
-                .collect();
-            stepped.into_iter().collect::<Result<(), RunError>>()?;
-        } else {
-            step(&mut due)?;
         }
-        let mut activity = false;
-        let mut sent = Vec::with_capacity(due.len());
-        for m in &mut due {
-            activity |= m.activity;
-            horizon = horizon.max(m.horizon);
-            let b = m.bands.band as usize;
-            next_due[b] = m.next_due();
-            let c = std::mem::take(&mut m.bands.cross);
-            for to in c.to() {
-                receives[to] = true;
-            }
-            crossed[b] = c;
-            sent.push(b);
-        }
-        // Phase 2: the bands sent anything take it in.
-        let mut taking: Vec<&mut Padded<Machine<'_>>> = bands
-            .iter_mut()
-            .zip(receives.iter_mut().zip(&mut next_due))
-            .filter_map(|(m, (r, t))| {
-                // What lands wakes its owner for the next cycle.
-                std::mem::take(r).then(|| *t = now + 1).map(|_| m)
-            })
-            .collect();
-        if shared && taking.len() > 1 {
-            let sent = vec![1; taking.len()];
-            let mut chunks = chunks(&mut taking, &sent, CHUNKS_PER_THREAD * cfg.threads);
-            chunks
-                .par_iter_mut()
-                .with_max_len(1)
-                .for_each(|c| c.iter_mut().for_each(|m| m.receive(&crossed)));
-        } else {
-            taking.iter_mut().for_each(|m| m.receive(&crossed));
-        }
-        for b in sent {
-            let mut c = std::mem::take(&mut crossed[b]);
-            c.clear();
-            bands[b].bands.cross = c;
-        }
-        if !activity && now >= horizon {
-            return finish(bands.into_iter().map(|b| b.0).collect(), now);
-        }
-        // As `Machine::next_cycle` over the whole machine.
-        let next = next_due.iter().copied().min().filter(|t| *t < u64::MAX);
-        now = next.unwrap_or(horizon).max(now + 1).min(cfg.max_cycles);
+        Ended::Err(e) => Err(e),
     }
 }
 
-/// `items` cut into at most `k` runs of about equal `weight` (one per
-/// item, each at least 1), each at least one item: the tasks a phase hands the pool, so
-/// each costs one task however many bands it holds.
-fn chunks<'a, T>(mut items: &'a mut [T], weight: &[u64], k: usize) -> Vec<&'a mut [T]> {
+/// How a banded run's loop ended.
+enum Ended {
+    Finished(u64),
+    CycleLimit(u64),
+    Err(RunError),
+}
+
+/// Which of a cycle's phases a task does.
+#[derive(Clone, Copy, Default)]
+enum Kind {
+    #[default]
+    Step,
+    Receive,
+}
+
+/// A phase as its tasks read it: task `i` takes the bands
+/// `items[runs[i]]`.
+#[derive(Default)]
+struct Plan {
+    kind: Kind,
+    now: u64,
+    items: Vec<usize>,
+    runs: Vec<std::ops::Range<usize>>,
+}
+
+/// Sends a crew's helpers home when dropped.
+struct StopOnDrop<'a>(&'a Crew);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Items of `weight` (each at least 1) cut into at most `k` runs of about
+/// equal weight, in order, none empty: the tasks of a phase, so that a
+/// task's overhead is paid per run, not per band.
+fn runs(weight: &[u64], k: usize) -> Vec<std::ops::Range<usize>> {
     let total: u64 = weight.iter().sum();
     let mut out = Vec::with_capacity(k);
     let (mut taken, mut sum) = (0, 0);
@@ -341,9 +430,7 @@ fn chunks<'a, T>(mut items: &'a mut [T], weight: &[u64], k: usize) -> Vec<&'a mu
         sum += w;
         // Cut after item `i` once the runs so far hold their share.
         if sum * k as u64 >= (out.len() as u64 + 1) * total || i + 1 == weight.len() {
-            let (run, rest) = items.split_at_mut(i + 1 - taken);
-            out.push(run);
-            items = rest;
+            out.push(taken..i + 1);
             taken = i + 1;
         }
     }
@@ -528,18 +615,14 @@ impl<'p> Machine<'p> {
 
 #[cfg(test)]
 mod tests {
-    use super::chunks;
+    use super::runs;
 
     /// Runs cover every item once, in order, none empty, at most `k`,
     /// each about a `k`-th of the weight (a heavy item alone).
     #[test]
-    fn chunks_cut_in_order_by_weight() {
+    fn runs_cut_in_order_by_weight() {
         let cut = |w: &[u64], k: usize| -> Vec<Vec<usize>> {
-            let mut items: Vec<usize> = (0..w.len()).collect();
-            chunks(&mut items, w, k)
-                .into_iter()
-                .map(|c| c.to_vec())
-                .collect()
+            runs(w, k).into_iter().map(|r| r.collect()).collect()
         };
         assert_eq!(cut(&[1, 1, 1, 1], 2), [vec![0, 1], vec![2, 3]]);
         assert_eq!(cut(&[10, 1, 1, 1], 2), [vec![0], vec![1, 2, 3]]);

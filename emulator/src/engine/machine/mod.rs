@@ -7,6 +7,7 @@
 
 mod band;
 mod build;
+mod crew;
 mod datapath;
 mod event;
 mod exec;
