@@ -158,7 +158,7 @@ impl Crew {
             }
             self.sleeping.fetch_sub(1, SeqCst);
             let me = std::thread::current().id();
-            sleepers().retain(|t| t.id() != me);
+            self.sleepers().retain(|t| t.id() != me);
             since = Instant::now();
             spins = 0;
         }
@@ -197,26 +197,26 @@ impl Crew {
     /// Wake the parked helpers.
     fn wake(&self) {
         if self.sleeping.load(SeqCst) > 0 {
-            let woken: Vec<Thread> = std::mem::take(
-                &mut *self
-                    .sleepers
-                    .lock()
-                    .expect("no crew thread panics holding it"),
-            );
-            woken.iter().for_each(Thread::unpark);
+            self.unpark_all();
         }
     }
 
     /// Send the helpers home: each returns from [`Crew::help`].
     pub(super) fn stop(&self) {
         self.stop.store(true, SeqCst);
-        let woken: Vec<Thread> = std::mem::take(
-            &mut *self
-                .sleepers
-                .lock()
-                .expect("no crew thread panics holding it"),
-        );
-        woken.iter().for_each(Thread::unpark);
+        self.unpark_all();
+    }
+
+    fn unpark_all(&self) {
+        std::mem::take(&mut *self.sleepers())
+            .iter()
+            .for_each(Thread::unpark);
+    }
+
+    fn sleepers(&self) -> std::sync::MutexGuard<'_, Vec<Thread>> {
+        self.sleepers
+            .lock()
+            .expect("no crew thread panics holding it")
     }
 }
 
