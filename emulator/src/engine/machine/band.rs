@@ -223,7 +223,7 @@ pub(super) fn connect(bands: &mut [Machine<'_>], links: Vec<Vec<Link>>) {
 }
 
 /// Run `bands` (from [`Machine::build`]) to the end: `run_whole`'s loop,
-/// each cycle's two phases shared between the calling thread and
+/// each cycle's two phases shared between the calling thread and up to
 /// `cfg.threads - 1` helpers ([`Crew`]) that stay awake between them.
 pub(super) fn run(bands: Vec<Machine<'_>>, cfg: &RunConfig) -> Result<RunResult, RunError> {
     let n = bands.len();
@@ -264,8 +264,13 @@ pub(super) fn run(bands: Vec<Machine<'_>>, cfg: &RunConfig) -> Result<RunResult,
         }
     };
     let crew = Crew::new();
+    // Helpers spin while they wait, so past the host's cores they would
+    // only take turns with the threads doing the work; past the bands
+    // they would have nothing to take.
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let helpers = (cfg.threads.min(cores).min(n)).saturating_sub(1);
     let outcome = std::thread::scope(|s| {
-        for _ in 1..cfg.threads {
+        for _ in 0..helpers {
             s.spawn(|| crew.help(&job));
         }
         // However the loop ends (a panic included), the helpers go home,
