@@ -69,11 +69,6 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-impl<T> std::ops::DerefMut for Padded<T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.0
-    }
-}
 
 /// A band's links into the buffers of other bands, and what crossed
 /// between bands in the cycle being stepped. Empty on a machine stepped
