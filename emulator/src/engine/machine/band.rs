@@ -69,7 +69,6 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-
 /// A band's links into the buffers of other bands, and what crossed
 /// between bands in the cycle being stepped. Empty on a machine stepped
 /// whole.
