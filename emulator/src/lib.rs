@@ -13,7 +13,7 @@
 pub mod engine;
 
 pub use engine::{
-    Arrivals, Engine, Inputs, Memory, Prepared, RunConfig, RunError, RunResult, Values,
+    Arrivals, Departures, Engine, Inputs, Memory, Prepared, RunConfig, RunError, RunResult, Values,
     copy_memory, initial_memory, prepare, run, run_resume,
 };
 pub use wafer_format::{

@@ -68,6 +68,16 @@ pub type Inputs = BTreeMap<String, Vec<f32>>;
 /// [`HostStream::wavelets`]: crate::program::HostStream::wavelets
 pub type Arrivals = BTreeMap<String, Vec<u64>>;
 
+/// The first cycle each wavelet of a host output stream may leave the
+/// grid, by stream name: one cycle per wavelet. Until then its exit
+/// router holds it (its buffer fills, and the PEs behind it stall as
+/// they would behind a full buffer); without an entry it leaves as soon
+/// as it is ready. How a stage is held back by the consumer it feeds
+/// where the two overlap: the consumer's edge takes a wavelet only as
+/// its buffer has room ([`RunResult::input_times`] of the consumer's
+/// run).
+pub type Departures = BTreeMap<String, Vec<u64>>;
+
 /// Every PE's SRAM (row-major over the program rectangle; `None` where no
 /// code runs), as a run leaves it: [`RunResult::memory`].
 pub type Memory = Vec<Option<Vec<u8>>>;
@@ -144,6 +154,9 @@ pub struct RunConfig {
     /// When host input wavelets arrive ([`Arrivals`]); streams not named,
     /// and every stream without this, are there from cycle 0.
     pub arrivals: Option<std::sync::Arc<Arrivals>>,
+    /// When host output wavelets may leave ([`Departures`]); streams not
+    /// named, and every stream without this, leave when ready.
+    pub departures: Option<std::sync::Arc<Departures>>,
 }
 
 impl Default for RunConfig {
@@ -159,6 +172,7 @@ impl Default for RunConfig {
             min_parallel_work: 65_536,
             band_min_pes: 4096,
             arrivals: None,
+            departures: None,
         }
     }
 }
@@ -176,7 +190,8 @@ pub struct RunResult {
     pub input_times: BTreeMap<String, Vec<u64>>,
     /// Per host output stream, the cycle each of its wavelets left the
     /// grid (its exit router moved it off the edge; it is a hop's latency
-    /// later at the next router): when a consumer beside it could have it.
+    /// later at the next router): when a consumer beside it could have it,
+    /// and no earlier than its departure ([`RunConfig::departures`]).
     pub output_times: BTreeMap<String, Vec<u64>>,
     pub stats: Stats,
     pub trace: Option<Trace>,

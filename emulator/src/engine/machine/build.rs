@@ -366,6 +366,50 @@ impl Shared<'_> {
     }
 }
 
+/// The host output streams, each with its departures ([`RunConfig::departures`]):
+/// one per wavelet, for streams the program sends.
+fn host_outputs(
+    p: &Program,
+    cfg_departures: Option<&crate::engine::Departures>,
+) -> Result<Vec<HostOut>, RunError> {
+    if let Some(name) = cfg_departures
+        .into_iter()
+        .flat_map(|d| d.keys())
+        .find(|n| !p.outputs.iter().any(|s| &s.name == *n))
+    {
+        return Err(RunError::Input {
+            name: name.clone(),
+            message: "departure cycles given for a stream the program does not send".into(),
+        });
+    }
+    let mut host_out = Vec::with_capacity(p.outputs.len());
+    for (stream, s) in p.outputs.iter().enumerate() {
+        let departures = match cfg_departures.and_then(|d| d.get(&s.name)) {
+            Some(d) if d.len() != s.wavelets() as usize => {
+                return Err(RunError::Input {
+                    name: s.name.clone(),
+                    message: format!(
+                        "{} departure cycles given for a stream of {} wavelets: give one per wavelet",
+                        d.len(),
+                        s.wavelets()
+                    ),
+                });
+            }
+            Some(d) => d.clone(),
+            None => Vec::new(),
+        };
+        host_out.push(HostOut {
+            stream,
+            dtype: s.dtype,
+            len: s.len,
+            values: Vec::with_capacity(s.len as usize),
+            times: Vec::with_capacity(s.wavelets() as usize),
+            departures,
+        });
+    }
+    Ok(host_out)
+}
+
 /// The host's input streams: the values given (rounded to the stream's
 /// dtype) or the program's defaults, packed into wavelets (in timing-only
 /// mode NaN marks an unknown value).
@@ -555,14 +599,8 @@ impl<'p> Machine<'p> {
             host_in[shared.band_of(layout.pe_index(p.inputs[h.stream].pe))].push(h);
         }
         let mut host_out: Vec<Vec<HostOut>> = (0..ranges.len()).map(|_| Vec::new()).collect();
-        for (stream, s) in p.outputs.iter().enumerate() {
-            host_out[shared.band_of(layout.pe_index(s.pe))].push(HostOut {
-                stream,
-                dtype: s.dtype,
-                len: s.len,
-                values: Vec::with_capacity(s.len as usize),
-                times: Vec::with_capacity(s.wavelets() as usize),
-            });
+        for h in host_outputs(p, cfg.departures.as_deref())? {
+            host_out[shared.band_of(layout.pe_index(p.outputs[h.stream].pe))].push(h);
         }
         let mut links = Vec::with_capacity(ranges.len());
         let mut machines: Vec<Machine<'p>> = (parts.into_iter().zip(host_in).zip(host_out))

@@ -28,7 +28,7 @@ impl<'p> Machine<'p> {
     pub(super) fn dest_has_space(&self, d: Dest) -> bool {
         match d {
             Dest::Fifo(f) => self.fifos.has_space(f, self.now),
-            Dest::Host(_) => true,
+            Dest::Host(h) => self.host_out[h as usize].has_room(self.now),
             Dest::Remote(i) => self.bands.has_room(i),
             Dest::None => false,
         }
@@ -73,12 +73,16 @@ impl<'p> Machine<'p> {
             if used_in.contains(e.port) || !self.fifos.ready(e.fifo, self.now) {
                 continue;
             }
-            if e.outs.intersects(claimed)
-                || !e
-                    .outs
-                    .iter()
-                    .all(|o| self.dest_has_space(e.dests[o.index()]))
-            {
+            if e.outs.intersects(claimed) {
+                stalled = true;
+                continue;
+            }
+            if let Some(o) = (e.outs.iter()).find(|o| !self.dest_has_space(e.dests[o.index()])) {
+                // Held for a departure cycle ([`RunConfig::departures`]):
+                // a wait with an end, as a host input's arrival is.
+                if let Dest::Host(_) = e.dests[o.index()] {
+                    self.activity = true;
+                }
                 stalled = true;
                 continue;
             }

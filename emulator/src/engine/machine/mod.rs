@@ -328,6 +328,18 @@ struct HostOut {
     values: Vec<f32>,
     /// The cycle each wavelet left the grid ([`RunResult::output_times`]).
     times: Vec<u64>,
+    /// Per wavelet, the first cycle it may leave ([`RunConfig::departures`];
+    /// empty: each leaves when ready).
+    departures: Vec<u64>,
+}
+
+impl HostOut {
+    /// Whether the link past the edge takes the next wavelet at `now`.
+    fn has_room(&self, now: u64) -> bool {
+        self.departures
+            .get(self.times.len())
+            .is_none_or(|d| now >= *d)
+    }
 }
 
 struct Machine<'p> {

@@ -1,0 +1,179 @@
+//! Two programs that feed each other, run apart: the consumer's host input
+//! fed when the producer sent ([`RunConfig::arrivals`]), and the
+//! producer's host output held until the consumer's edge took it
+//! ([`RunConfig::departures`]). Iterated to a fixed point, the pair runs
+//! as the two placed side by side in one program, the consumer holding
+//! the producer back through the buffers between them.
+
+use std::sync::Arc;
+use wafer_emulator::{Arch, Arrivals, Departures, Engine, Inputs, Program, RunConfig, RunResult};
+
+fn program(src: &str) -> Program {
+    wafer_emulator::asm::parse(src, "test.wsm").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The producer: takes 32 values from the west and sends them on east.
+const PRODUCER: &str = ".code a\n  .buffer v f32[32]\n  .task main local active\nmain:\n  vmov.f32 v, rx(c1)\n  vmov.f32 tx(c2), v\n  end\n.end\n";
+
+/// The consumer: busy with a local loop of `spin` trips before it takes
+/// its 32 values from the west, then sends them on east. Its input
+/// buffers fill long before it looks at them.
+fn consumer(spin: u32) -> String {
+    format!(
+        ".code b\n  .buffer v f32[32]\n  .task main local active\nmain:\n  li r1, 0\nspin:\n  add r1, r1, 1\n  blt r1, {spin}, spin\n  vmov.f32 v, rx(c2)\n  vmov.f32 tx(c3), v\n  end\n.end\n"
+    )
+}
+
+/// Both in one program, side by side: every wavelet between them real.
+fn joined(spin: u32) -> Program {
+    program(&format!(
+        ".grid 2x1\n{PRODUCER}{}.place a 0,0 1x1\n.place b 1,0 1x1\n.route 0,0 1x1 c1 W -> R\n.route 0,0 1x1 c2 R -> E\n.route 1,0 1x1 c2 W -> R\n.route 1,0 1x1 c3 R -> E\n.input x f32[32] -> 0,0 W c1 = iota(1, 1)\n.output y f32[32] <- 1,0 E c3\n",
+        consumer(spin)
+    ))
+}
+
+/// The producer alone, its output `m` sent off its east edge.
+fn producer_apart() -> Program {
+    program(&format!(
+        ".grid 1x1\n{PRODUCER}.place a 0,0 1x1\n.route 0,0 1x1 c1 W -> R\n.route 0,0 1x1 c2 R -> E\n.input x f32[32] -> 0,0 W c1 = iota(1, 1)\n.output m f32[32] <- 0,0 E c2\n"
+    ))
+}
+
+/// The consumer alone, taking `m` in from its west edge.
+fn consumer_apart(spin: u32) -> Program {
+    program(&format!(
+        ".grid 1x1\n{}.place b 0,0 1x1\n.route 0,0 1x1 c2 W -> R\n.route 0,0 1x1 c3 R -> E\n.input m f32[32] -> 0,0 W c2 = zero\n.output y f32[32] <- 0,0 E c3\n",
+        consumer(spin)
+    ))
+}
+
+fn run(p: &Program, inputs: &Inputs, cfg: &RunConfig) -> RunResult {
+    wafer_emulator::run(p, &Arch::wse3(), inputs, cfg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The pair run apart until neither changes: the producer, the consumer
+/// fed when the producer sent, the producer held until the consumer
+/// took, and so on. Returns the last two runs and how many rounds it took.
+fn apart(spin: u32, cfg: &RunConfig) -> (RunResult, RunResult, usize) {
+    let (a, b) = (producer_apart(), consumer_apart(spin));
+    let mut departures: Option<Vec<u64>> = None;
+    for round in 1..=20 {
+        let cfg_a = RunConfig {
+            departures: departures
+                .clone()
+                .map(|d| Arc::new(Departures::from([("m".to_string(), d)]))),
+            ..cfg.clone()
+        };
+        let ra = run(&a, &Inputs::new(), &cfg_a);
+        // Side by side: a wavelet the producer sends off its edge is at
+        // the consumer's entry router the cycle the consumer's own host
+        // stream would push it there.
+        let arrivals = Arrivals::from([("m".to_string(), ra.output_times["m"].clone())]);
+        let cfg_b = RunConfig {
+            arrivals: Some(Arc::new(arrivals)),
+            ..cfg.clone()
+        };
+        let inputs = Inputs::from([("m".to_string(), ra.outputs["m"].clone())]);
+        let rb = run(&b, &inputs, &cfg_b);
+        let took = rb.input_times["m"].clone();
+        if departures.as_ref() == Some(&took) {
+            return (ra, rb, round);
+        }
+        departures = Some(took);
+    }
+    panic!("no fixed point in 20 rounds");
+}
+
+#[test]
+fn a_consumer_holds_its_producer_back_as_one_program_does() {
+    for spin in [0, 40, 300] {
+        for (engine, threads) in [
+            (Engine::Reference, 1),
+            (Engine::Interp, 1),
+            (Engine::Jit, 1),
+            (Engine::Jit, 2),
+        ] {
+            let cfg = RunConfig {
+                engine,
+                threads,
+                band_min_pes: 0,
+                ..RunConfig::default()
+            };
+            let one = run(&joined(spin), &Inputs::new(), &cfg);
+            let (ra, rb, rounds) = apart(spin, &cfg);
+            let at = format!("spin {spin}, {engine:?} on {threads} thread(s)");
+            let want: Vec<f32> = (1..=32).map(|v| v as f32).collect();
+            assert_eq!(one.outputs["y"], want, "{at}");
+            assert_eq!(rb.outputs["y"], want, "{at}");
+            // The consumer: the same cycles and outputs as in one program.
+            assert_eq!(
+                (one.cycles, &one.output_times["y"]),
+                (rb.cycles, &rb.output_times["y"]),
+                "{at}"
+            );
+            // The producer: the same input and the same stalls. Held back,
+            // its core waits on its output queue exactly as long as it
+            // does behind the consumer's full buffers.
+            assert_eq!(one.input_times["x"], ra.input_times["x"], "{at}");
+            let pe = |r: &RunResult, i: usize| {
+                let s = &r.stats.pe;
+                (
+                    s.vector_cycles[i],
+                    s.stall_in_cycles[i],
+                    s.stall_out_cycles[i],
+                    s.router_stall_cycles[i],
+                    s.wavelets_out.each_ref().map(|w| w[i]),
+                )
+            };
+            assert_eq!(pe(&one, 0), pe(&ra, 0), "{at}");
+            assert_eq!(pe(&one, 1), pe(&rb, 0), "{at}");
+            if spin == 300 {
+                // Held back: the producer stalls, and what it sent left
+                // later than it would alone.
+                assert!(ra.stats.pe.stall_out_cycles[0] > 200, "{at}");
+                assert!(rounds > 1, "{at}");
+                let free = run(&producer_apart(), &Inputs::new(), &cfg);
+                assert!(
+                    ra.output_times["m"][31] > free.output_times["m"][31] + 200,
+                    "{at}"
+                );
+                assert!(ra.cycles > free.cycles + 200, "{at}");
+            }
+        }
+    }
+}
+
+/// Departures are per wavelet of a stream the program sends; others are
+/// refused by name, and departures at cycle 0 change nothing.
+#[test]
+fn departures_are_checked_and_none_due_change_nothing() {
+    let p = producer_apart();
+    let with = |d: Departures| {
+        let cfg = RunConfig {
+            departures: Some(Arc::new(d)),
+            ..RunConfig::default()
+        };
+        wafer_emulator::run(&p, &Arch::wse3(), &Inputs::new(), &cfg)
+    };
+    let free = run(&p, &Inputs::new(), &RunConfig::default());
+    let zero = with(Departures::from([("m".to_string(), vec![0; 32])])).unwrap();
+    assert_eq!(
+        (free.cycles, &free.output_times),
+        (zero.cycles, &zero.output_times)
+    );
+    // Held to a cycle: the first wavelet leaves then, the rest after it.
+    let late = with(Departures::from([("m".to_string(), vec![500; 32])])).unwrap();
+    assert_eq!(late.output_times["m"][0], 500);
+    assert!(late.output_times["m"].windows(2).all(|w| w[0] < w[1]));
+    let e = with(Departures::from([("m".to_string(), vec![0; 3])]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`m`") && e.contains("3 departure cycles") && e.contains("32 wavelets"),
+        "{e}"
+    );
+    let e = with(Departures::from([("z".to_string(), vec![0])]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`z`") && e.contains("does not send"), "{e}");
+}
