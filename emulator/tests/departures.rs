@@ -16,19 +16,27 @@ fn program(src: &str) -> Program {
 const PRODUCER: &str = ".code a\n  .buffer v f32[32]\n  .task main local active\nmain:\n  vmov.f32 v, rx(c1)\n  vmov.f32 tx(c2), v\n  end\n.end\n";
 
 /// The consumer: busy with a local loop of `spin` trips before it takes
-/// its 32 values from the west, then sends them on east. Its input
-/// buffers fill long before it looks at them.
-fn consumer(spin: u32) -> String {
+/// its 32 values from the west through `op` (`vmov` takes one a cycle,
+/// `vrcp` one every `special_fn_cycles`), then sends them on east. Its
+/// input buffers fill long before it looks at them.
+fn consumer(spin: u32, op: &str) -> String {
     format!(
-        ".code b\n  .buffer v f32[32]\n  .task main local active\nmain:\n  li r1, 0\nspin:\n  add r1, r1, 1\n  blt r1, {spin}, spin\n  vmov.f32 v, rx(c2)\n  vmov.f32 tx(c3), v\n  end\n.end\n"
+        ".code b\n  .buffer v f32[32]\n  .task main local active\nmain:\n  li r1, 0\nspin:\n  add r1, r1, 1\n  blt r1, {spin}, spin\n  {op}.f32 v, rx(c2)\n  vmov.f32 tx(c3), v\n  end\n.end\n"
     )
 }
 
-/// Both in one program, side by side: every wavelet between them real.
-fn joined(spin: u32) -> Program {
+/// Both in one program, `gap` PEs apart (their routers pass the values
+/// on east): every wavelet between them real.
+fn joined(spin: u32, gap: u32, op: &str) -> Program {
+    let b = gap + 1;
+    let pass = match gap {
+        0 => String::new(),
+        g => format!(".route 1,0 {g}x1 c2 W -> E\n"),
+    };
     program(&format!(
-        ".grid 2x1\n{PRODUCER}{}.place a 0,0 1x1\n.place b 1,0 1x1\n.route 0,0 1x1 c1 W -> R\n.route 0,0 1x1 c2 R -> E\n.route 1,0 1x1 c2 W -> R\n.route 1,0 1x1 c3 R -> E\n.input x f32[32] -> 0,0 W c1 = iota(1, 1)\n.output y f32[32] <- 1,0 E c3\n",
-        consumer(spin)
+        ".grid {}x1\n{PRODUCER}{}.place a 0,0 1x1\n.place b {b},0 1x1\n.route 0,0 1x1 c1 W -> R\n.route 0,0 1x1 c2 R -> E\n{pass}.route {b},0 1x1 c2 W -> R\n.route {b},0 1x1 c3 R -> E\n.input x f32[32] -> 0,0 W c1 = iota(1, 1)\n.output y f32[32] <- {b},0 E c3\n",
+        b + 1,
+        consumer(spin, op)
     ))
 }
 
@@ -40,10 +48,10 @@ fn producer_apart() -> Program {
 }
 
 /// The consumer alone, taking `m` in from its west edge.
-fn consumer_apart(spin: u32) -> Program {
+fn consumer_apart(spin: u32, op: &str) -> Program {
     program(&format!(
         ".grid 1x1\n{}.place b 0,0 1x1\n.route 0,0 1x1 c2 W -> R\n.route 0,0 1x1 c3 R -> E\n.input m f32[32] -> 0,0 W c2 = zero\n.output y f32[32] <- 0,0 E c3\n",
-        consumer(spin)
+        consumer(spin, op)
     ))
 }
 
@@ -53,9 +61,15 @@ fn run(p: &Program, inputs: &Inputs, cfg: &RunConfig) -> RunResult {
 
 /// The pair run apart until neither changes: the producer, the consumer
 /// fed when the producer sent, the producer held until the consumer
-/// took, and so on. Returns the last two runs and how many rounds it took.
-fn apart(spin: u32, cfg: &RunConfig) -> (RunResult, RunResult, usize) {
-    let (a, b) = (producer_apart(), consumer_apart(spin));
+/// took, and so on, `gap` PEs between them. Returns the last two runs and
+/// how many rounds it took.
+fn apart(spin: u32, gap: u32, op: &str, cfg: &RunConfig) -> (RunResult, RunResult, usize) {
+    let arch = Arch::wse3();
+    let hop = arch.hop_latency as u64;
+    // A router's buffer behind a link holds its depth plus the link's
+    // latency (engine/mod.rs).
+    let depth = (arch.router_buffer_depth + arch.hop_latency) as usize;
+    let (a, b) = (producer_apart(), consumer_apart(spin, op));
     let mut departures: Option<Vec<u64>> = None;
     for round in 1..=20 {
         let cfg_a = RunConfig {
@@ -68,14 +82,28 @@ fn apart(spin: u32, cfg: &RunConfig) -> (RunResult, RunResult, usize) {
         // Side by side: a wavelet the producer sends off its edge is at
         // the consumer's entry router the cycle the consumer's own host
         // stream would push it there.
-        let arrivals = Arrivals::from([("m".to_string(), ra.output_times["m"].clone())]);
+        let sent: Vec<u64> = ra.output_times["m"]
+            .iter()
+            .map(|t| t + hop * gap as u64)
+            .collect();
+        let arrivals = Arrivals::from([("m".to_string(), sent)]);
         let cfg_b = RunConfig {
             arrivals: Some(Arc::new(arrivals)),
             ..cfg.clone()
         };
         let inputs = Inputs::from([("m".to_string(), ra.outputs["m"].clone())]);
         let rb = run(&b, &inputs, &cfg_b);
-        let took = rb.input_times["m"].clone();
+        // Behind the consumer's edge, `gap` buffers of `depth`: wavelet k
+        // leaves once k − gap·depth has entered and the room it left has
+        // come back a hop a cycle (side by side: once k itself has).
+        let entered = &rb.input_times["m"];
+        let held = gap as usize * depth;
+        let took: Vec<u64> = (0..entered.len())
+            .map(|k| match k.checked_sub(held) {
+                Some(j) => entered[j] + gap as u64,
+                None => 0,
+            })
+            .collect();
         if departures.as_ref() == Some(&took) {
             return (ra, rb, round);
         }
@@ -86,7 +114,17 @@ fn apart(spin: u32, cfg: &RunConfig) -> (RunResult, RunResult, usize) {
 
 #[test]
 fn a_consumer_holds_its_producer_back_as_one_program_does() {
-    for spin in [0, 40, 300] {
+    for (spin, gap, op) in [
+        (0, 0, "vmov"),
+        (40, 0, "vmov"),
+        (300, 0, "vmov"),
+        (300, 1, "vmov"),
+        (300, 3, "vmov"),
+        (40, 5, "vmov"),
+        (0, 0, "vrcp"),
+        (0, 2, "vrcp"),
+        (300, 4, "vrcp"),
+    ] {
         for (engine, threads) in [
             (Engine::Reference, 1),
             (Engine::Interp, 1),
@@ -99,12 +137,15 @@ fn a_consumer_holds_its_producer_back_as_one_program_does() {
                 band_min_pes: 0,
                 ..RunConfig::default()
             };
-            let one = run(&joined(spin), &Inputs::new(), &cfg);
-            let (ra, rb, rounds) = apart(spin, &cfg);
-            let at = format!("spin {spin}, {engine:?} on {threads} thread(s)");
+            let one = run(&joined(spin, gap, op), &Inputs::new(), &cfg);
+            let (ra, rb, rounds) = apart(spin, gap, op, &cfg);
+            let at = format!("{op} after {spin}, gap {gap}, {engine:?} on {threads} thread(s)");
+            let b = gap as usize + 1;
             let want: Vec<f32> = (1..=32).map(|v| v as f32).collect();
-            assert_eq!(one.outputs["y"], want, "{at}");
-            assert_eq!(rb.outputs["y"], want, "{at}");
+            if op == "vmov" {
+                assert_eq!(one.outputs["y"], want, "{at}");
+            }
+            assert_eq!(rb.outputs["y"], one.outputs["y"], "{at}");
             // The consumer: the same cycles and outputs as in one program.
             assert_eq!(
                 (one.cycles, &one.output_times["y"]),
@@ -126,7 +167,7 @@ fn a_consumer_holds_its_producer_back_as_one_program_does() {
                 )
             };
             assert_eq!(pe(&one, 0), pe(&ra, 0), "{at}");
-            assert_eq!(pe(&one, 1), pe(&rb, 0), "{at}");
+            assert_eq!(pe(&one, b), pe(&rb, 0), "{at}");
             if spin == 300 {
                 // Held back: the producer stalls, and what it sent left
                 // later than it would alone.
