@@ -78,6 +78,8 @@ pub enum KernelError {
     Colors { need: usize, have: usize },
     #[error("kernel has no input tensor `{0}`")]
     NoInput(String),
+    #[error("kernel has no output tensor `{0}`")]
+    NoOutput(String),
     #[error("input `{name}` has {given} values, the kernel takes {takes}")]
     InputLength {
         name: String,
@@ -337,6 +339,58 @@ impl Fragment {
             }
             for s in &port.segments {
                 let stream = (self.program.inputs.iter())
+                    .find(|h| h.name == s.stream)
+                    .ok_or_else(|| KernelError::NoStream(s.stream.clone()))?;
+                let per = stream.dtype.per_word();
+                let w = out
+                    .entry(s.stream.clone())
+                    .or_insert_with(|| vec![0; stream.wavelets() as usize]);
+                for i in 0..s.len {
+                    let k = ((s.at + i) / per) as usize;
+                    w[k] = w[k].max(times[(s.offset + i) as usize]);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each element of tensor `port` (one of its inputs or outputs) as its
+    /// host stream's name and the index of the wavelet that carries it in
+    /// that stream (`None` where a segment names no stream of the program).
+    pub fn element_wavelets<'a>(&self, port: &'a TensorPort) -> Option<Vec<(&'a str, u32)>> {
+        let mut w = vec![("", 0); port.len as usize];
+        for s in &port.segments {
+            let per = self.stream_dtype(&s.stream)?.per_word();
+            for i in 0..s.len {
+                *w.get_mut((s.offset + i) as usize)? = (s.stream.as_str(), (s.at + i) / per);
+            }
+        }
+        Some(w)
+    }
+
+    /// Host output departures for output tensors whose elements may leave
+    /// the grid no earlier than the given cycles (per tensor, a cycle per
+    /// element): each wavelet of a stream leaves no earlier than the
+    /// latest of its elements. A stream's elements no tensor given names
+    /// may leave at any cycle.
+    pub fn departures(
+        &self,
+        tensors: &BTreeMap<String, Vec<u64>>,
+    ) -> Result<wafer_emulator::Departures, KernelError> {
+        let mut out = wafer_emulator::Departures::new();
+        for (name, times) in tensors {
+            let port = (self.outputs.iter())
+                .find(|p| &p.name == name)
+                .ok_or_else(|| KernelError::NoOutput(name.clone()))?;
+            if times.len() != port.len as usize {
+                return Err(KernelError::Length {
+                    what: format!("departures of output `{name}`"),
+                    takes: port.len as u64,
+                    given: times.len(),
+                });
+            }
+            for s in &port.segments {
+                let stream = (self.program.outputs.iter())
                     .find(|h| h.name == s.stream)
                     .ok_or_else(|| KernelError::NoStream(s.stream.clone()))?;
                 let per = stream.dtype.per_word();

@@ -213,7 +213,7 @@ pub fn table(
         )
     } else if wafer.overlapped {
         format!(
-            "wafer: emulated by this build (timing-only, cycles identical to a functional run) on {}, each step's stages overlapped: a stage starts once its first input has arrived and its PEs are free, and takes each element when it arrives (its producer's output cycle plus a cycle a hop, the routes taken as free); the cost model's figure runs the stages one after another, an upper bound",
+            "wafer: emulated by this build (timing-only, cycles identical to a functional run) on {}, each step's stages overlapped: a stage starts once its first input has arrived and its PEs are free, and takes each element when it arrives (its producer's output cycle plus a cycle a hop, the routes taken as free of other traffic), and holds its producer back once the route's buffers are full; the cost model's figure runs the stages one after another, an upper bound",
             c.options.arch.name
         )
     } else if wafer.emulated {
@@ -355,7 +355,13 @@ impl Table {
         if let Some((stage, n)) = &w.backlog {
             let _ = writeln!(
                 o,
-                "             at most {n} input wavelets waited at a stage's edge at once (`{stage}`): on a wafer they would wait in the route's buffers, and past what those hold would hold the producer back (not modelled)"
+                "             at most {n} input wavelets waited at a stage's edge at once (`{stage}`), in the routes' buffers"
+            );
+        }
+        if let Some((held, passes)) = w.held {
+            let _ = writeln!(
+                o,
+                "             {held} stages held back by their consumers (a route's buffers full), settled in {passes} pass(es) of the step"
             );
         }
         if let Some(r) = &w.region {
@@ -488,6 +494,9 @@ impl Table {
                 "predicted_overlapped_cycles": w.predicted_overlapped,
                 "max_backlog": w.backlog.as_ref().map(|(stage, wavelets)| json!({
                     "stage": stage, "wavelets": wavelets,
+                })),
+                "held": w.held.map(|(stages, passes)| json!({
+                    "stages": stages, "passes": passes,
                 })),
                 "region": w.region.as_ref().map(region_json),
                 "experts": w.experts.map(|e| json!({

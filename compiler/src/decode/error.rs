@@ -48,6 +48,10 @@ pub enum DecodeError {
         stage: String,
         route: Vec<f32>,
     },
+    #[error(
+        "overlapped step at position {pos}: the stages' holds did not settle in {passes} passes (each consumer holding its producers back moved them again); decode without --overlap"
+    )]
+    Unsettled { pos: u32, passes: usize },
     #[error("step at position {pos}, shared: rank {rank}: {message}")]
     Shared {
         pos: u32,

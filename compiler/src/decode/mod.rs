@@ -8,9 +8,8 @@
 //! ([`crate::route`]).
 
 use crate::codegen::Compiled;
-use crate::place::Kernel;
 use crate::stage::Src;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use wafer_emulator::stats::Stats;
 use wafer_emulator::trace::Trace;
@@ -18,10 +17,13 @@ use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
 
 mod error;
 pub mod overlap;
+mod run;
 mod scratch;
 mod shared;
 
 pub use error::DecodeError;
+pub use run::IMAGE_CACHE_BYTES;
+use run::{Reusable, Reuse, StageRun};
 
 /// One decode step's results.
 #[derive(Clone, Debug)]
@@ -52,10 +54,16 @@ pub struct Step {
     pub stage_waited_on: Vec<Option<usize>>,
     /// Overlapped, per stage: the most input wavelets that had reached
     /// its edge and waited there at once ([`overlap::backlog`]); 0 with
-    /// barriers. On a wafer they would wait in the routes' buffers, and
-    /// past what those hold they would hold the producer back, which the
-    /// overlapped step leaves out.
+    /// barriers. On a wafer they wait in the routes' buffers, and past
+    /// what those hold they hold the producer back ([`Step::stage_held`]).
     pub stage_backlog: Vec<u64>,
+    /// Overlapped, per stage: whether its consumers held it back (its
+    /// outputs left no earlier than the routes to them had room: see
+    /// [`overlap::Plan::holds`]).
+    pub stage_held: Vec<bool>,
+    /// How many times the step's stages were run until no hold moved
+    /// (1 with barriers, or where nothing holds a stage back).
+    pub passes: usize,
     /// Per stage: its timing-only results are those of an identical run
     /// (see [`Decoder::reuse`]) rather than emulated again.
     pub stage_reused: Vec<bool>,
@@ -66,38 +74,6 @@ pub struct Step {
     /// not: its cycles, hand-off and time are 0, its statistics empty).
     pub stage_ran: Vec<bool>,
 }
-
-/// A timing-only stage run's results, kept for the stages whose programs
-/// differ from it only in their weights.
-struct Reusable {
-    cycles: u64,
-    outputs: BTreeMap<String, Vec<f32>>,
-    /// When each output wavelet left (empty for a run another process
-    /// made: those are not overlapped).
-    output_times: BTreeMap<String, Vec<u64>>,
-    /// Its [`StageRun::backlog`].
-    backlog: u64,
-    stats: Arc<Stats>,
-    time: PeTime,
-    trace: Option<Trace>,
-    /// The decode step that last used it.
-    used: u64,
-}
-
-/// Timing-only runs by what determines them: the program less its weights
-/// and the inputs' known values
-/// ([`wafer_emulator::engine::timing_fingerprint`]). The layers of a model
-/// are the same programs with other weights, so a timing-only step
-/// emulates each distinct stage once.
-#[derive(Default)]
-struct Reuse {
-    runs: HashMap<Vec<u8>, Reusable>,
-    step: u64,
-}
-
-/// At most this many bytes of stages' starting SRAM are cached between
-/// steps (a copy per stage, next to the one a run works on).
-pub const IMAGE_CACHE_BYTES: u64 = 8 << 30;
 
 /// A model on the emulated wafer, with its KV cache.
 pub struct Decoder<'c> {
@@ -254,58 +230,6 @@ impl<'c> Decoder<'c> {
         self.scramble = on;
     }
 
-    /// Stage `i`'s starting SRAM: a copy from the cache, built on first use
-    /// (and kept, when `cache`, while the cache holds under
-    /// [`IMAGE_CACHE_BYTES`]).
-    fn image(&mut self, i: usize, cache: bool) -> Result<Memory, RunError> {
-        if let Some(mem) = &self.images[i] {
-            return Ok(wafer_emulator::copy_memory(mem, self.cfg.threads));
-        }
-        let f = &self.compiled.fragments[i];
-        let threads = self.cfg.threads;
-        let mem = self.prepared(i)?.initial_memory(&f.program, threads)?;
-        let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
-        if cache && self.image_bytes + bytes <= IMAGE_CACHE_BYTES {
-            self.image_bytes += bytes;
-            self.images[i] = Some(wafer_emulator::copy_memory(&mem, threads));
-        }
-        Ok(mem)
-    }
-
-    /// Whether no run of stage `i` changes its state
-    /// ([`scratch::keeps_state`]), found on first use.
-    fn keeps_state(&mut self, i: usize) -> bool {
-        let f = &self.compiled.fragments[i];
-        *self.keeps[i].get_or_insert_with(|| scratch::keeps_state(f))
-    }
-
-    /// Keep `mem`, stage `i`'s starting image, for its next run, while
-    /// the images held stay under [`IMAGE_CACHE_BYTES`] (counted once a
-    /// stage); past it the next run builds the image again.
-    fn hold(&mut self, i: usize, mem: Memory) {
-        if !self.held[i] {
-            let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
-            if self.image_bytes + bytes > IMAGE_CACHE_BYTES {
-                return;
-            }
-            self.image_bytes += bytes;
-            self.held[i] = true;
-        }
-        self.memory[i] = Some(mem);
-    }
-
-    /// Stage `i`'s prepared program, prepared on first use.
-    fn prepared(&mut self, i: usize) -> Result<&Prepared, RunError> {
-        if self.prepared[i].is_none() {
-            let f = &self.compiled.fragments[i];
-            self.prepared[i] = Some(wafer_emulator::prepare(
-                &f.program,
-                &self.compiled.options.arch,
-            )?);
-        }
-        Ok(self.prepared[i].as_ref().expect("prepared above"))
-    }
-
     /// Record each stage's task and vector-op spans, at most `max_spans`
     /// per stage (the trace says how many it dropped).
     pub fn trace(&mut self, max_spans: usize) {
@@ -355,23 +279,6 @@ impl<'c> Decoder<'c> {
                 _ => {}
             }
         }
-        let mut stage_cycles = Vec::with_capacity(c.stages.len());
-        let mut stage_time = Vec::with_capacity(c.stages.len());
-        let mut stage_stats = Vec::with_capacity(c.stages.len());
-        let mut stage_traces = Vec::with_capacity(c.stages.len());
-        let mut next = 0;
-        let mut total = 0;
-        let mut stage_reused = Vec::with_capacity(c.stages.len());
-        let mut stage_host_seconds = Vec::with_capacity(c.stages.len());
-        let mut stage_ran = Vec::with_capacity(c.stages.len());
-        let mut stage_start = Vec::with_capacity(c.stages.len());
-        let mut stage_waited_on = Vec::with_capacity(c.stages.len());
-        let mut stage_backlog = Vec::with_capacity(c.stages.len());
-        let mut before = None;
-        // Overlapped: each stage's end and when each output element left
-        // (absolute cycles of the step).
-        let mut ends: Vec<Option<u64>> = vec![None; c.stages.len()];
-        let mut left: Vec<Option<Vec<u64>>> = vec![None; c.stages.len()];
         let timing = self.cfg.timing_only;
         // Per route value, the experts it picked.
         let mut picked: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -380,57 +287,126 @@ impl<'c> Decoder<'c> {
             let last = r.step - 1;
             r.runs.retain(|_, run| run.used >= last);
         }
-        for (i, stage) in c.stages.iter().enumerate() {
-            if let Some(p) = stage.when {
-                let picks = match picked.get(&p.route) {
-                    Some(picks) => picks,
-                    None => {
-                        let (experts, k) = crate::experts::shape(&c.graph, p.route);
-                        let picks = if timing {
-                            crate::experts::seeded(self.expert_seed, self.pos, p.route, experts, k)
-                        } else {
-                            let route = values[p.route].as_deref().unwrap_or(&[]);
-                            crate::experts::from_route(route, experts).ok_or_else(|| {
-                                DecodeError::Routing {
+        let n = c.stages.len();
+        // Overlapped: per stage, the absolute cycle each output element
+        // may leave, held back by its consumers (`None`: free); the runs
+        // of the pass before, by what fed and held them; the host seconds
+        // each stage's runs took over the passes.
+        let mut held: Vec<Option<Vec<u64>>> = vec![None; n];
+        type Memo = (
+            Option<Arc<wafer_emulator::Arrivals>>,
+            Option<Arc<wafer_emulator::Departures>>,
+            StageRun,
+        );
+        let mut memo: Vec<Option<Memo>> = vec![None; n];
+        let mut spent = vec![0.0; n];
+        let mut passes = 0;
+        // Each pass runs every stage, fed when its producers sent and held
+        // until its consumers took; they settle when no hold moves.
+        let step = loop {
+            let mut stage_cycles = Vec::with_capacity(c.stages.len());
+            let mut stage_time = Vec::with_capacity(c.stages.len());
+            let mut stage_stats = Vec::with_capacity(c.stages.len());
+            let mut stage_traces = Vec::with_capacity(c.stages.len());
+            let mut next = 0;
+            let mut total = 0;
+            let mut stage_reused = Vec::with_capacity(c.stages.len());
+            let mut stage_host_seconds = Vec::with_capacity(c.stages.len());
+            let mut stage_ran = Vec::with_capacity(c.stages.len());
+            let mut stage_start = Vec::with_capacity(c.stages.len());
+            let mut stage_waited_on = Vec::with_capacity(c.stages.len());
+            let mut stage_backlog = Vec::with_capacity(c.stages.len());
+            let mut stage_held = Vec::with_capacity(c.stages.len());
+            let mut before = None;
+            // Overlapped: each stage's end and when each output element left
+            // (absolute cycles of the step).
+            let mut ends: Vec<Option<u64>> = vec![None; c.stages.len()];
+            let mut left: Vec<Option<Vec<u64>>> = vec![None; c.stages.len()];
+            // Overlapped: each stage's start and when each input wavelet
+            // entered (cycles from that start).
+            let mut entered: Vec<Option<overlap::Entered>> = vec![None; n];
+            for (i, stage) in c.stages.iter().enumerate() {
+                if let Some(p) = stage.when {
+                    let picks = match picked.get(&p.route) {
+                        Some(picks) => picks,
+                        None => {
+                            let (experts, k) = crate::experts::shape(&c.graph, p.route);
+                            let picks = if timing {
+                                crate::experts::seeded(
+                                    self.expert_seed,
+                                    self.pos,
+                                    p.route,
+                                    experts,
+                                    k,
+                                )
+                            } else {
+                                let route = values[p.route].as_deref().unwrap_or(&[]);
+                                crate::experts::from_route(route, experts).ok_or_else(|| {
+                                    DecodeError::Routing {
+                                        pos: self.pos,
+                                        stage: stage.name.clone(),
+                                        route: route.to_vec(),
+                                    }
+                                })?
+                            };
+                            picked.entry(p.route).or_insert(picks)
+                        }
+                    };
+                    if !picks.contains(&p.expert) {
+                        // Not picked: it does not run, and what it makes has
+                        // no value (the combine reads the picked ones only).
+                        stage_ran.push(false);
+                        stage_start.push(0);
+                        stage_waited_on.push(None);
+                        stage_backlog.push(0);
+                        stage_held.push(false);
+                        stage_cycles.push(0);
+                        stage_time.push(PeTime::default());
+                        if self.keep_stats {
+                            stage_stats.push(Arc::new(no_stats(arch, 0)));
+                        }
+                        stage_traces.push(None);
+                        stage_reused.push(false);
+                        stage_host_seconds.push(0.0);
+                        continue;
+                    }
+                }
+                stage_ran.push(true);
+                let tensors = stage_tensors(stage, self.pos, |x, v| {
+                    if let Some(x) = &values[x] {
+                        v.extend_from_slice(x)
+                    }
+                });
+                let (start, arrivals, waited_on) = match &self.overlap {
+                    Some(plan) => {
+                        let s = plan.schedule(c, i, &ends, &left);
+                        let arrivals =
+                            c.fragments[i]
+                                .arrivals(&s.arrivals)
+                                .map_err(|e| DecodeError::Run {
                                     pos: self.pos,
                                     stage: stage.name.clone(),
-                                    route: route.to_vec(),
-                                }
-                            })?
-                        };
-                        picked.entry(p.route).or_insert(picks)
+                                    error: Box::new(RunError::Input {
+                                        name: stage.name.clone(),
+                                        message: e.to_string(),
+                                    }),
+                                })?;
+                        let arrivals = (!arrivals.is_empty()).then(|| Arc::new(arrivals));
+                        (s.start, arrivals, s.waited_on)
                     }
+                    None => (total + c.routing.handoffs[i].cycles, None, before),
                 };
-                if !picks.contains(&p.expert) {
-                    // Not picked: it does not run, and what it makes has
-                    // no value (the combine reads the picked ones only).
-                    stage_ran.push(false);
-                    stage_start.push(0);
-                    stage_waited_on.push(None);
-                    stage_backlog.push(0);
-                    stage_cycles.push(0);
-                    stage_time.push(PeTime::default());
-                    if self.keep_stats {
-                        stage_stats.push(Arc::new(no_stats(arch, 0)));
-                    }
-                    stage_traces.push(None);
-                    stage_reused.push(false);
-                    stage_host_seconds.push(0.0);
-                    continue;
-                }
-            }
-            stage_ran.push(true);
-            let tensors = stage_tensors(stage, self.pos, |x, v| {
-                if let Some(x) = &values[x] {
-                    v.extend_from_slice(x)
-                }
-            });
-            let (start, arrivals, waited_on) = match &self.overlap {
-                Some(plan) => {
-                    let s = plan.schedule(c, i, &ends, &left);
-                    let arrivals =
-                        c.fragments[i]
-                            .arrivals(&s.arrivals)
+                before = Some(i);
+                stage_waited_on.push(waited_on);
+                stage_held.push(held[i].is_some());
+                // Held back by its consumers' edges (see `overlap.rs`): when
+                // each output wavelet may leave, from this run's start.
+                let departures = match held[i].as_ref() {
+                    Some(h) => {
+                        let rel = h.iter().map(|t| t.saturating_sub(start)).collect();
+                        let f = &c.fragments[i];
+                        let d = f
+                            .departures(&BTreeMap::from([(f.outputs[0].name.clone(), rel)]))
                             .map_err(|e| DecodeError::Run {
                                 pos: self.pos,
                                 stage: stage.name.clone(),
@@ -439,227 +415,105 @@ impl<'c> Decoder<'c> {
                                     message: e.to_string(),
                                 }),
                             })?;
-                    let arrivals = (!arrivals.is_empty()).then(|| Arc::new(arrivals));
-                    (s.start, arrivals, s.waited_on)
+                        Some(Arc::new(d))
+                    }
+                    None => None,
+                };
+                // A stage fed and held as in the pass before ran as it did then.
+                let run = match memo[i].take() {
+                    Some((a, d, run)) if a == arrivals && d == departures => {
+                        memo[i] = Some((a, d, run.clone()));
+                        StageRun {
+                            host_seconds: 0.0,
+                            ..run
+                        }
+                    }
+                    _ => {
+                        let run =
+                            self.run_stage(i, &tensors, arrivals.clone(), departures.clone())?;
+                        if self.overlap.is_some() {
+                            memo[i] = Some((arrivals, departures, run.clone()));
+                        }
+                        run
+                    }
+                };
+                spent[i] += run.host_seconds;
+                entered[i] = Some((start, run.input_times.clone()));
+                stage_start.push(start);
+                if self.overlap.is_some() {
+                    let f = &c.fragments[i];
+                    ends[i] = Some(start + run.cycles);
+                    left[i] = (f.outputs.first())
+                        .and_then(|port| f.element_times(port, &run.output_times))
+                        .map(|t| t.into_iter().map(|t| t + start).collect());
+                    total = total.max(start + run.cycles);
+                } else {
+                    total += run.cycles + c.routing.handoffs[i].cycles;
                 }
-                None => (total + c.routing.handoffs[i].cycles, None, before),
+                stage_cycles.push(run.cycles);
+                stage_backlog.push(run.backlog);
+                stage_time.push(run.time);
+                if let Some(stats) = run.stats {
+                    stage_stats.push(stats);
+                }
+                stage_traces.push(run.trace);
+                stage_reused.push(run.reused);
+                stage_host_seconds.push(spent[i]);
+                let out = run.out;
+                if stage.outputs.is_empty() {
+                    // A timing-only step's argmax is unknown (NaN).
+                    next = match out[0] {
+                        x if x.is_nan() => crate::kernel::TIMING_TOKEN,
+                        x => x as u32,
+                    };
+                } else {
+                    let mut at = 0;
+                    for v in &stage.outputs {
+                        let n = c.graph.insts[*v].len;
+                        values[*v] = Some(out[at..at + n].to_vec());
+                        at += n;
+                    }
+                }
+            }
+            let settled = match &self.overlap {
+                None => true,
+                Some(plan) => {
+                    let holds = plan.holds(c, &entered, &left, &held);
+                    let same = holds == held;
+                    held = holds;
+                    same
+                }
             };
-            before = Some(i);
-            stage_waited_on.push(waited_on);
-            let run = self.run_stage(i, &tensors, arrivals)?;
-            stage_start.push(start);
-            if self.overlap.is_some() {
-                let f = &c.fragments[i];
-                ends[i] = Some(start + run.cycles);
-                left[i] = (f.outputs.first())
-                    .and_then(|port| f.element_times(port, &run.output_times))
-                    .map(|t| t.into_iter().map(|t| t + start).collect());
-                total = total.max(start + run.cycles);
-            } else {
-                total += run.cycles + c.routing.handoffs[i].cycles;
-            }
-            stage_cycles.push(run.cycles);
-            stage_backlog.push(run.backlog);
-            stage_time.push(run.time);
-            if let Some(stats) = run.stats {
-                stage_stats.push(stats);
-            }
-            stage_traces.push(run.trace);
-            stage_reused.push(run.reused);
-            stage_host_seconds.push(run.host_seconds);
-            let out = run.out;
-            if stage.outputs.is_empty() {
-                // A timing-only step's argmax is unknown (NaN).
-                next = match out[0] {
-                    x if x.is_nan() => crate::kernel::TIMING_TOKEN,
-                    x => x as u32,
+            if settled {
+                break Step {
+                    next,
+                    logits: values[c.graph.ret].take().expect("the classifier ran"),
+                    stage_cycles,
+                    stage_time,
+                    stage_stats,
+                    stage_traces,
+                    cycles: total,
+                    stage_start,
+                    stage_waited_on,
+                    stage_backlog,
+                    stage_held,
+                    passes: passes + 1,
+                    stage_reused,
+                    stage_host_seconds,
+                    stage_ran,
                 };
-            } else {
-                let mut at = 0;
-                for v in &stage.outputs {
-                    let n = c.graph.insts[*v].len;
-                    values[*v] = Some(out[at..at + n].to_vec());
-                    at += n;
-                }
             }
-        }
+            passes += 1;
+            if passes >= overlap::MAX_PASSES {
+                return Err(DecodeError::Unsettled {
+                    pos: self.pos,
+                    passes,
+                });
+            }
+        };
         self.pos += 1;
-        Ok(Step {
-            next,
-            logits: values[c.graph.ret].take().expect("the classifier ran"),
-            stage_cycles,
-            stage_time,
-            stage_stats,
-            stage_traces,
-            cycles: total,
-            stage_start,
-            stage_waited_on,
-            stage_backlog,
-            stage_reused,
-            stage_host_seconds,
-            stage_ran,
-        })
+        Ok(step)
     }
-
-    /// Runs stage `i` at the decoder's position on `tensors` (its input
-    /// ports' values): from its saved SRAM (attention's KV cache) or its
-    /// image, or, timing-only, from an identical run's results.
-    pub(crate) fn run_stage(
-        &mut self,
-        i: usize,
-        tensors: &BTreeMap<String, Vec<f32>>,
-        arrivals: Option<Arc<wafer_emulator::Arrivals>>,
-    ) -> Result<StageRun, DecodeError> {
-        let c = self.compiled;
-        let (stage, f) = (&c.stages[i], &c.fragments[i]);
-        let arch = &c.options.arch;
-        let timing = self.cfg.timing_only;
-        if cancelled(&self.cfg) {
-            return Err(DecodeError::Interrupted { pos: self.pos });
-        }
-        let pos = self.pos;
-        let err = |e| match e {
-            RunError::Interrupted { .. } => DecodeError::Interrupted { pos },
-            e => DecodeError::Run {
-                pos,
-                stage: stage.name.clone(),
-                error: Box::new(e),
-            },
-        };
-        let inputs = f.stream_inputs(tensors).map_err(|e| {
-            err(RunError::Input {
-                name: stage.name.clone(),
-                message: e.to_string(),
-            })
-        })?;
-        let keep = !timing && matches!(c.sites[i].kernel, Kernel::Attention(_));
-        // A stage whose runs leave its state alone runs again on the SRAM
-        // its last run ended with, its scratch zeroed: its image without
-        // a copy.
-        let resident = !timing && !keep && self.keeps_state(i);
-        // Arrivals change the timing: they are part of what a run is
-        // reused by.
-        let key = (timing && self.reuse.is_some()).then(|| {
-            let mut key = wafer_emulator::engine::timing_fingerprint(&f.program, &inputs);
-            for (name, at) in arrivals.iter().flat_map(|a| a.iter()) {
-                key.extend_from_slice(name.as_bytes());
-                key.push(0);
-                at.iter()
-                    .for_each(|t| key.extend_from_slice(&t.to_le_bytes()));
-            }
-            key
-        });
-        let step = self.reuse.as_ref().map_or(0, |r| r.step);
-        let overlapped = self.overlap.is_some();
-        let hit = key
-            .as_ref()
-            .and_then(|k| self.reuse.as_mut()?.runs.get_mut(k));
-        if let Some(run) = hit {
-            run.used = step;
-            return Ok(StageRun {
-                out: f.gather(&f.outputs[0], &run.outputs),
-                // Only an overlapped step reads them.
-                output_times: match overlapped {
-                    true => run.output_times.clone(),
-                    false => BTreeMap::new(),
-                },
-                backlog: run.backlog,
-                cycles: run.cycles,
-                time: run.time,
-                stats: self.keep_stats.then(|| run.stats.clone()),
-                trace: run.trace.clone(),
-                reused: true,
-                host_seconds: 0.0,
-            });
-        }
-        let started = std::time::Instant::now();
-        let mut start = match self.memory[i].take() {
-            Some(mem) => Some(mem),
-            None if timing => None,
-            // A kept or resident stage resumes from its own SRAM from now
-            // on: no copy of its image is worth caching.
-            None => Some(self.image(i, !keep && !resident).map_err(err)?),
-        };
-        if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
-            scratch::scramble(f, mem);
-        }
-        let cfg = RunConfig {
-            arrivals: arrivals.clone(),
-            ..self.cfg.clone()
-        };
-        let r = match start {
-            Some(mem) => {
-                let prep = self.prepared(i).map_err(err)?;
-                prep.run_resume(&f.program, &inputs, &cfg, mem)
-            }
-            None => wafer_emulator::run(&f.program, arch, &inputs, &cfg),
-        }
-        .map_err(err)?;
-        let out = f.gather(&f.outputs[0], &r.outputs);
-        let backlog = (arrivals.iter().flat_map(|a| a.iter()))
-            .filter_map(|(name, at)| Some(overlap::backlog(at, r.input_times.get(name)?)))
-            .max()
-            .unwrap_or(0);
-        let stats = Arc::new(r.stats);
-        let time = PeTime::of(&stats);
-        if keep {
-            self.memory[i] = Some(r.memory);
-        } else if resident {
-            let mut mem = r.memory;
-            scratch::zero_scratch(f, &mut mem);
-            self.hold(i, mem);
-        }
-        let trace = match (key, self.reuse.as_mut()) {
-            (Some(k), Some(reuse)) => {
-                let trace = r.trace.clone();
-                let run = Reusable {
-                    cycles: r.cycles,
-                    outputs: r.outputs,
-                    output_times: r.output_times.clone(),
-                    backlog,
-                    stats: stats.clone(),
-                    time,
-                    trace: r.trace,
-                    used: step,
-                };
-                reuse.runs.insert(k, run);
-                trace
-            }
-            _ => r.trace,
-        };
-        Ok(StageRun {
-            out,
-            output_times: r.output_times,
-            backlog,
-            cycles: r.cycles,
-            time,
-            stats: self.keep_stats.then_some(stats),
-            trace,
-            reused: false,
-            host_seconds: started.elapsed().as_secs_f64(),
-        })
-    }
-}
-
-/// One stage's run ([`Decoder::run_stage`]).
-pub(crate) struct StageRun {
-    /// Its output port's values.
-    pub out: Vec<f32>,
-    /// When each of its output streams' wavelets left
-    /// ([`wafer_emulator::RunResult::output_times`]).
-    pub output_times: BTreeMap<String, Vec<u64>>,
-    /// Fed arrivals, the most of its input wavelets waiting at its edge
-    /// at once ([`overlap::backlog`]).
-    pub backlog: u64,
-    pub cycles: u64,
-    pub time: PeTime,
-    /// Its statistics, when the decoder keeps them.
-    pub stats: Option<Arc<Stats>>,
-    pub trace: Option<Trace>,
-    /// Whether an identical run's results stood in for it.
-    pub reused: bool,
-    /// Host seconds its emulation took (0 when reused).
-    pub host_seconds: f64,
 }
 
 /// Where a run's PE-cycles went, summed over the PEs with code: computing

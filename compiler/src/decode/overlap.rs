@@ -15,8 +15,19 @@
 //! and so does a chain of four kernels that turns a corner
 //! (`kernels/tests/abut.rs`). What it leaves out is what the barrier
 //! model leaves out too: the routes between stages are taken as free of
-//! other traffic, and a consumer never holds its producer back (its
-//! producer's outputs always leave when they are ready).
+//! other traffic.
+//!
+//! A consumer holds its producer back. A route holds a few wavelets a hop;
+//! past that, a stream its consumer takes more slowly than it comes waits
+//! in its producer, whose outputs leave no earlier than the route has room
+//! ([`wafer_emulator::Departures`], from the cycles the consumer's edge
+//! took each wavelet: [`Plan::holds`]). A held producer ends later and
+//! sends later, which moves its consumers, so the step runs again, each
+//! stage fed and held by the pass before, until no hold moves; a stage fed
+//! and held as in the pass before is not run again. Two programs run
+//! apart so take exactly the cycles of the two as one program, the
+//! consumer's full buffers stalling the producer
+//! (`emulator/tests/departures.rs`).
 //!
 //! A stage that shares a PE with an earlier one (mesh placement loads a
 //! PE's code per stage) starts after that stage has ended. Stages fed
@@ -54,6 +65,19 @@ pub(crate) struct Plan {
     fed: Vec<Fed>,
     /// Per stage, the earlier stages of its wafer that share a PE with it.
     shares: Vec<Vec<usize>>,
+    /// Per stage, a bit per earlier stage whose end its start waits for:
+    /// one that shares a PE with it, or feeds it at a barrier, or one such
+    /// stage of those, or of the stages that stream into it.
+    after_end: Vec<Vec<u64>>,
+}
+
+/// A stage's start in a pass and, per input stream, the cycle each of its
+/// wavelets entered, from that start
+/// ([`wafer_emulator::RunResult::input_times`]).
+pub(crate) type Entered = (u64, BTreeMap<String, Vec<u64>>);
+
+fn has(bits: &[u64], k: usize) -> bool {
+    bits[k / 64] >> (k % 64) & 1 == 1
 }
 
 /// Each element's PE in `ends`, in element order (`None` where no run
@@ -84,7 +108,7 @@ impl Plan {
             })
             .collect();
         let value_len = |v: usize| c.graph.insts[v].len as u32;
-        let fed = (0..n)
+        let fed: Vec<Fed> = (0..n)
             .map(|i| {
                 let s = &c.stages[i];
                 let f = &c.fragments[i];
@@ -152,7 +176,7 @@ impl Plan {
             let o = c.sites[i].origin;
             (o.x, o.y, o.x + w - 1, o.y + h - 1)
         };
-        let shares = (0..n)
+        let shares: Vec<Vec<usize>> = (0..n)
             .map(|i| {
                 (0..i)
                     .filter(|&k| {
@@ -161,7 +185,34 @@ impl Plan {
                     .collect()
             })
             .collect();
-        Plan { fed, shares }
+        let words = n.div_ceil(64);
+        let mut after_end: Vec<Vec<u64>> = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut bits = vec![0u64; words];
+            let (ended, streamed): (Vec<usize>, Vec<usize>) = match &fed[i] {
+                Fed::Barrier(from) => (from.clone(), Vec::new()),
+                Fed::Streamed(ports) => {
+                    let from = ports
+                        .iter()
+                        .flat_map(|(_, f)| f.iter().flatten().map(|f| f.from));
+                    (Vec::new(), from.collect())
+                }
+            };
+            for &k in shares[i].iter().chain(&ended) {
+                bits[k / 64] |= 1 << (k % 64);
+            }
+            for &k in shares[i].iter().chain(&ended).chain(&streamed) {
+                for (b, a) in bits.iter_mut().zip(&after_end[k]) {
+                    *b |= a;
+                }
+            }
+            after_end.push(bits);
+        }
+        Plan {
+            fed,
+            shares,
+            after_end,
+        }
     }
 
     /// Stage `i`'s start, its inputs' arrivals (cycles from that start)
@@ -218,6 +269,90 @@ impl Plan {
             arrivals,
             waited_on: last.max(free).map(|w| w.1),
         }
+    }
+}
+
+/// The most passes an overlapped step takes to settle its holds
+/// ([`Plan::holds`]) before it is refused. Each pass only moves holds
+/// later, so a step that needs more is one whose stages hold each other
+/// back in a cycle of routes the model cannot settle.
+pub(crate) const MAX_PASSES: usize = 64;
+
+impl Plan {
+    /// When each output element of each stage may leave its rectangle
+    /// (absolute cycles; `None` for a stage nothing holds back), from when
+    /// its consumers' edges took their inputs in the pass just run
+    /// (`entered`: per stage, its start and its runs'
+    /// [`wafer_emulator::RunResult::input_times`]).
+    ///
+    /// A route of `g + 1` hops passes `g` routers, whose buffers hold
+    /// `router_buffer_depth` wavelets plus the link's latency each, and a
+    /// wavelet popped frees its room the cycle after. So, the route's
+    /// wavelets taken in order, the wavelet `k`-th into the consumer's
+    /// stream may leave its producer once the one `g·room` before it has
+    /// entered and that room has come back a hop a cycle (`g` cycles);
+    /// side by side (`g = 0`), once it has entered itself. Exact for a
+    /// stream on a route of its own (`emulator/tests/departures.rs`, on
+    /// routes of 1 to 6 hops); where streams share a route, it takes each
+    /// as if it had the route's buffers alone, as the arrivals take the
+    /// routes as free. A consumer that cannot start before its producer
+    /// has ended (they share PEs, or it waits on a stage that does) holds
+    /// nothing back: in this model its input waits at its edge, as it did
+    /// before holds, since the producer could not end while held by a
+    /// consumer that waits for that end.
+    ///
+    /// A stage not held in that pass (`None` in `was`) stays free unless
+    /// one of its holds is later than the element left (`left`, absolute):
+    /// a hold no wavelet waits for changes nothing, and a step nothing
+    /// holds back settles in one pass.
+    pub fn holds(
+        &self,
+        c: &Compiled,
+        entered: &[Option<Entered>],
+        left: &[Option<Vec<u64>>],
+        was: &[Option<Vec<u64>>],
+    ) -> Vec<Option<Vec<u64>>> {
+        let arch = &c.options.arch;
+        let room = (arch.router_buffer_depth + arch.hop_latency) as u64;
+        let mut held: Vec<Option<Vec<u64>>> = vec![None; c.stages.len()];
+        for (i, fed) in self.fed.iter().enumerate() {
+            let (Fed::Streamed(ports), Some((start, took))) = (fed, &entered[i]) else {
+                continue;
+            };
+            let f = &c.fragments[i];
+            for (port, feeds) in ports {
+                let Some(wavelets) = (f.inputs.iter().find(|p| &p.name == port))
+                    .and_then(|tensor| f.element_wavelets(tensor))
+                else {
+                    continue;
+                };
+                for (&(stream, k), feed) in wavelets.iter().zip(feeds) {
+                    let Some(feed) = feed.filter(|f| !has(&self.after_end[i], f.from)) else {
+                        continue;
+                    };
+                    let g = feed.hops.saturating_sub(1) as u64;
+                    let Some(t) = (k as u64)
+                        .checked_sub(g * room)
+                        .and_then(|j| took.get(stream)?.get(j as usize))
+                    else {
+                        continue;
+                    };
+                    let len = c.fragments[feed.from].outputs[0].len as usize;
+                    let h = held[feed.from].get_or_insert_with(|| vec![0; len]);
+                    let at = &mut h[feed.at as usize];
+                    *at = (*at).max(start + t + g);
+                }
+            }
+        }
+        for (j, h) in held.iter_mut().enumerate() {
+            let binds = |h: &Vec<u64>| {
+                (left[j].as_ref()).is_some_and(|l| h.iter().zip(l).any(|(h, l)| h > l))
+            };
+            if was[j].is_none() && !h.as_ref().is_some_and(binds) {
+                *h = None;
+            }
+        }
+        held
     }
 }
 

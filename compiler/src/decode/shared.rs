@@ -120,6 +120,7 @@ impl Decoder<'_> {
                         cycles: s.cycles,
                         outputs: s.outputs,
                         output_times: Default::default(),
+                        input_times: Default::default(),
                         backlog: 0,
                         stats,
                         time,

@@ -1,0 +1,275 @@
+//! Running one stage of a step ([`Decoder::run_stage`]): from its saved
+//! SRAM (attention's KV cache), its cached starting image or one built on
+//! first use, or, timing-only, from an identical run's results
+//! ([`Reuse`]).
+
+use super::{DecodeError, Decoder, PeTime, cancelled, overlap, scratch};
+use crate::place::Kernel;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use wafer_emulator::stats::Stats;
+use wafer_emulator::trace::Trace;
+use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
+
+/// A timing-only stage run's results, kept for the stages whose programs
+/// differ from it only in their weights.
+pub(super) struct Reusable {
+    pub(super) cycles: u64,
+    pub(super) outputs: BTreeMap<String, Vec<f32>>,
+    /// When each output wavelet left (empty for a run another process
+    /// made: those are not overlapped).
+    pub(super) output_times: BTreeMap<String, Vec<u64>>,
+    /// When each input wavelet entered (empty as `output_times`).
+    pub(super) input_times: BTreeMap<String, Vec<u64>>,
+    /// Its [`StageRun::backlog`].
+    pub(super) backlog: u64,
+    pub(super) stats: Arc<Stats>,
+    pub(super) time: PeTime,
+    pub(super) trace: Option<Trace>,
+    /// The decode step that last used it.
+    pub(super) used: u64,
+}
+
+/// Timing-only runs by what determines them: the program less its weights
+/// and the inputs' known values
+/// ([`wafer_emulator::engine::timing_fingerprint`]). The layers of a model
+/// are the same programs with other weights, so a timing-only step
+/// emulates each distinct stage once.
+#[derive(Default)]
+pub(super) struct Reuse {
+    pub(super) runs: HashMap<Vec<u8>, Reusable>,
+    pub(super) step: u64,
+}
+
+/// At most this many bytes of stages' starting SRAM are cached between
+/// steps (a copy per stage, next to the one a run works on).
+pub const IMAGE_CACHE_BYTES: u64 = 8 << 30;
+
+impl Decoder<'_> {
+    /// Stage `i`'s starting SRAM: a copy from the cache, built on first use
+    /// (and kept, when `cache`, while the cache holds under
+    /// [`IMAGE_CACHE_BYTES`]).
+    fn image(&mut self, i: usize, cache: bool) -> Result<Memory, RunError> {
+        if let Some(mem) = &self.images[i] {
+            return Ok(wafer_emulator::copy_memory(mem, self.cfg.threads));
+        }
+        let f = &self.compiled.fragments[i];
+        let threads = self.cfg.threads;
+        let mem = self.prepared(i)?.initial_memory(&f.program, threads)?;
+        let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
+        if cache && self.image_bytes + bytes <= IMAGE_CACHE_BYTES {
+            self.image_bytes += bytes;
+            self.images[i] = Some(wafer_emulator::copy_memory(&mem, threads));
+        }
+        Ok(mem)
+    }
+
+    /// Whether no run of stage `i` changes its state
+    /// ([`scratch::keeps_state`]), found on first use.
+    pub(super) fn keeps_state(&mut self, i: usize) -> bool {
+        let f = &self.compiled.fragments[i];
+        *self.keeps[i].get_or_insert_with(|| scratch::keeps_state(f))
+    }
+
+    /// Keep `mem`, stage `i`'s starting image, for its next run, while
+    /// the images held stay under [`IMAGE_CACHE_BYTES`] (counted once a
+    /// stage); past it the next run builds the image again.
+    fn hold(&mut self, i: usize, mem: Memory) {
+        if !self.held[i] {
+            let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
+            if self.image_bytes + bytes > IMAGE_CACHE_BYTES {
+                return;
+            }
+            self.image_bytes += bytes;
+            self.held[i] = true;
+        }
+        self.memory[i] = Some(mem);
+    }
+
+    /// Stage `i`'s prepared program, prepared on first use.
+    pub(super) fn prepared(&mut self, i: usize) -> Result<&Prepared, RunError> {
+        if self.prepared[i].is_none() {
+            let f = &self.compiled.fragments[i];
+            self.prepared[i] = Some(wafer_emulator::prepare(
+                &f.program,
+                &self.compiled.options.arch,
+            )?);
+        }
+        Ok(self.prepared[i].as_ref().expect("prepared above"))
+    }
+
+    /// Runs stage `i` at the decoder's position on `tensors` (its input
+    /// ports' values): from its saved SRAM (attention's KV cache) or its
+    /// image, or, timing-only, from an identical run's results.
+    pub(crate) fn run_stage(
+        &mut self,
+        i: usize,
+        tensors: &BTreeMap<String, Vec<f32>>,
+        arrivals: Option<Arc<wafer_emulator::Arrivals>>,
+        departures: Option<Arc<wafer_emulator::Departures>>,
+    ) -> Result<StageRun, DecodeError> {
+        let c = self.compiled;
+        let (stage, f) = (&c.stages[i], &c.fragments[i]);
+        let arch = &c.options.arch;
+        let timing = self.cfg.timing_only;
+        if cancelled(&self.cfg) {
+            return Err(DecodeError::Interrupted { pos: self.pos });
+        }
+        let pos = self.pos;
+        let err = |e| match e {
+            RunError::Interrupted { .. } => DecodeError::Interrupted { pos },
+            e => DecodeError::Run {
+                pos,
+                stage: stage.name.clone(),
+                error: Box::new(e),
+            },
+        };
+        let inputs = f.stream_inputs(tensors).map_err(|e| {
+            err(RunError::Input {
+                name: stage.name.clone(),
+                message: e.to_string(),
+            })
+        })?;
+        let keep = !timing && matches!(c.sites[i].kernel, Kernel::Attention(_));
+        // A stage whose runs leave its state alone runs again on the SRAM
+        // its last run ended with, its scratch zeroed: its image without
+        // a copy.
+        let resident = !timing && !keep && self.keeps_state(i);
+        // Arrivals and departures change the timing: they are part of
+        // what a run is reused by.
+        let key = (timing && self.reuse.is_some()).then(|| {
+            let mut key = wafer_emulator::engine::timing_fingerprint(&f.program, &inputs);
+            for (tag, times) in [(b'a', &arrivals), (b'd', &departures)] {
+                for (name, at) in times.iter().flat_map(|a| a.iter()) {
+                    key.push(tag);
+                    key.extend_from_slice(name.as_bytes());
+                    key.push(0);
+                    at.iter()
+                        .for_each(|t| key.extend_from_slice(&t.to_le_bytes()));
+                }
+            }
+            key
+        });
+        let step = self.reuse.as_ref().map_or(0, |r| r.step);
+        let overlapped = self.overlap.is_some();
+        let hit = key
+            .as_ref()
+            .and_then(|k| self.reuse.as_mut()?.runs.get_mut(k));
+        if let Some(run) = hit {
+            run.used = step;
+            return Ok(StageRun {
+                out: f.gather(&f.outputs[0], &run.outputs),
+                // Only an overlapped step reads them.
+                output_times: match overlapped {
+                    true => run.output_times.clone(),
+                    false => BTreeMap::new(),
+                },
+                input_times: match overlapped {
+                    true => run.input_times.clone(),
+                    false => BTreeMap::new(),
+                },
+                backlog: run.backlog,
+                cycles: run.cycles,
+                time: run.time,
+                stats: self.keep_stats.then(|| run.stats.clone()),
+                trace: run.trace.clone(),
+                reused: true,
+                host_seconds: 0.0,
+            });
+        }
+        let started = std::time::Instant::now();
+        let mut start = match self.memory[i].take() {
+            Some(mem) => Some(mem),
+            None if timing => None,
+            // A kept or resident stage resumes from its own SRAM from now
+            // on: no copy of its image is worth caching.
+            None => Some(self.image(i, !keep && !resident).map_err(err)?),
+        };
+        if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
+            scratch::scramble(f, mem);
+        }
+        let cfg = RunConfig {
+            arrivals: arrivals.clone(),
+            departures,
+            ..self.cfg.clone()
+        };
+        let r = match start {
+            Some(mem) => {
+                let prep = self.prepared(i).map_err(err)?;
+                prep.run_resume(&f.program, &inputs, &cfg, mem)
+            }
+            None => wafer_emulator::run(&f.program, arch, &inputs, &cfg),
+        }
+        .map_err(err)?;
+        let out = f.gather(&f.outputs[0], &r.outputs);
+        let backlog = (arrivals.iter().flat_map(|a| a.iter()))
+            .filter_map(|(name, at)| Some(overlap::backlog(at, r.input_times.get(name)?)))
+            .max()
+            .unwrap_or(0);
+        let stats = Arc::new(r.stats);
+        let time = PeTime::of(&stats);
+        if keep {
+            self.memory[i] = Some(r.memory);
+        } else if resident {
+            let mut mem = r.memory;
+            scratch::zero_scratch(f, &mut mem);
+            self.hold(i, mem);
+        }
+        let trace = match (key, self.reuse.as_mut()) {
+            (Some(k), Some(reuse)) => {
+                let trace = r.trace.clone();
+                let run = Reusable {
+                    cycles: r.cycles,
+                    outputs: r.outputs,
+                    output_times: r.output_times.clone(),
+                    input_times: r.input_times.clone(),
+                    backlog,
+                    stats: stats.clone(),
+                    time,
+                    trace: r.trace,
+                    used: step,
+                };
+                reuse.runs.insert(k, run);
+                trace
+            }
+            _ => r.trace,
+        };
+        Ok(StageRun {
+            out,
+            output_times: r.output_times,
+            input_times: r.input_times,
+            backlog,
+            cycles: r.cycles,
+            time,
+            stats: self.keep_stats.then_some(stats),
+            trace,
+            reused: false,
+            host_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// One stage's run ([`Decoder::run_stage`]).
+#[derive(Clone)]
+pub(crate) struct StageRun {
+    /// Its output port's values.
+    pub out: Vec<f32>,
+    /// When each of its output streams' wavelets left
+    /// ([`wafer_emulator::RunResult::output_times`]).
+    pub output_times: BTreeMap<String, Vec<u64>>,
+    /// When each of its input streams' wavelets entered
+    /// ([`wafer_emulator::RunResult::input_times`]; overlapped only).
+    pub input_times: BTreeMap<String, Vec<u64>>,
+    /// Fed arrivals, the most of its input wavelets waiting at its edge
+    /// at once ([`overlap::backlog`]).
+    pub backlog: u64,
+    pub cycles: u64,
+    pub time: PeTime,
+    /// Its statistics, when the decoder keeps them.
+    pub stats: Option<Arc<Stats>>,
+    pub trace: Option<Trace>,
+    /// Whether an identical run's results stood in for it.
+    pub reused: bool,
+    /// Host seconds its emulation took (0 when reused).
+    pub host_seconds: f64,
+}
