@@ -358,10 +358,14 @@ impl Table {
                 "             at most {n} input wavelets waited at a stage's edge at once (`{stage}`), in the routes' buffers"
             );
         }
-        if let Some((held, passes)) = w.held {
+        if let Some((held, passes, first)) = &w.held {
+            let first = first
+                .as_ref()
+                .map(|s| format!(", the first `{s}`"))
+                .unwrap_or_default();
             let _ = writeln!(
                 o,
-                "             {held} stages held back by their consumers (a route's buffers full), settled in {passes} pass(es) of the step"
+                "             {held} stages held back by their consumers (a route's buffers full{first}), settled in {passes} pass(es) of the step"
             );
         }
         if let Some(r) = &w.region {
@@ -495,8 +499,8 @@ impl Table {
                 "max_backlog": w.backlog.as_ref().map(|(stage, wavelets)| json!({
                     "stage": stage, "wavelets": wavelets,
                 })),
-                "held": w.held.map(|(stages, passes)| json!({
-                    "stages": stages, "passes": passes,
+                "held": w.held.as_ref().map(|(stages, passes, first)| json!({
+                    "stages": stages, "passes": passes, "first": first,
                 })),
                 "region": w.region.as_ref().map(region_json),
                 "experts": w.experts.map(|e| json!({

@@ -38,9 +38,10 @@ pub struct WaferRow {
     /// ([`wafer_compiler::decode::Step::stage_backlog`]).
     pub backlog: Option<(String, u64)>,
     /// Emulated overlapped: how many stages a step's consumers held back
-    /// (the most over the steps), and the most passes a step took to
-    /// settle its holds ([`wafer_compiler::decode::Step::stage_held`]).
-    pub held: Option<(usize, usize)>,
+    /// (the most over the steps), the most passes a step took to settle
+    /// its holds ([`wafer_compiler::decode::Step::stage_held`]), and the
+    /// first stage held.
+    pub held: Option<(usize, usize, Option<String>)>,
     /// The region search's choice ([`wafer_compiler::region`]), if it ran.
     pub region: Option<wafer_compiler::region::Searched>,
     /// Per wafer of the system (one on one wafer): its layers and its
@@ -240,7 +241,7 @@ pub fn emulate(
     let mut cycles = 0u64;
     let mut stage_cycles = vec![0.0; c.stages.len()];
     let mut backlog: Option<(usize, u64)> = None;
-    let (mut held, mut passes) = (0, 0);
+    let (mut held, mut passes, mut first_held) = (0, 0, None);
     for _ in 0..steps {
         if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !opts.overlap) {
             d.share(0, ex)?;
@@ -249,6 +250,7 @@ pub fn emulate(
         each(&s);
         cycles += s.cycles;
         held = held.max(s.stage_held.iter().filter(|h| **h).count());
+        first_held = first_held.or(s.stage_held.iter().position(|h| *h));
         passes = passes.max(s.passes);
         for (i, b) in s.stage_backlog.iter().enumerate() {
             if backlog.is_none_or(|m| *b > m.1) {
@@ -309,7 +311,7 @@ pub fn emulate(
         let p = wafer_compiler::decode::overlap::predicted(c, context, opts.expert_seed);
         row.predicted_overlapped = Some(p.cycles);
         row.backlog = backlog.map(|(i, b)| (c.stages[i].name.clone(), b));
-        row.held = Some((held, passes));
+        row.held = Some((held, passes, first_held.map(|i| c.stages[i].name.clone())));
     }
     Ok(row)
 }

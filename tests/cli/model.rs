@@ -623,6 +623,16 @@ fn bench_compares_the_wafer_with_gpus() {
     assert!(ow["max_backlog"]["wavelets"].as_u64().unwrap() > 0, "{ow}");
     assert!(ow["max_backlog"]["stage"].is_string());
     assert!(w["max_backlog"].is_null());
+    // And how many stages their consumers held back, settled in how many
+    // passes of the step: stated overlapped only.
+    let held = &ow["held"];
+    assert!(held["passes"].as_u64().unwrap() >= 1, "{ow}");
+    assert_eq!(
+        held["first"].is_string(),
+        held["stages"].as_u64().unwrap() > 0,
+        "{ow}"
+    );
+    assert!(w["held"].is_null());
     let kinds = ow["by_kind"].as_object().unwrap();
     assert!(
         kinds.contains_key("stages overlapping") && !kinds.contains_key("hand-offs between stages")
