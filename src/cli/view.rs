@@ -409,14 +409,16 @@ fn timeline(c: &Compiled, cycles: &[u64]) -> Vec<StageTime> {
 }
 
 /// An overlapped step's stages at their starts, without hand-offs (the
-/// trips are in the runs' arrivals), the critical path marked: from the
-/// stage that ends last, back along what each waited on last.
+/// trips are in the runs' arrivals), the critical path marked (from the
+/// stage that ends last, back along what each waited on last), and the
+/// stages their consumers held back.
 fn overlapped_timeline(c: &Compiled, s: &wafer_compiler::decode::Step) -> Vec<StageTime> {
     let cycles = vec![0; c.stages.len()];
     let mut stages = timeline(c, &cycles);
     for (i, t) in stages.iter_mut().enumerate() {
         (t.start, t.handoff, t.cycles) = (s.stage_start[i], 0, s.stage_cycles[i]);
         t.critical = false;
+        t.held = s.stage_held[i];
     }
     let last = (0..stages.len()).max_by_key(|i| (stages[*i].end(), *i));
     let mut at = last;

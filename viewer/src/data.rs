@@ -69,6 +69,9 @@ pub struct StageTime {
     /// stages one after another; of an overlapped one, those it waited
     /// on back from its last stage.
     pub critical: bool,
+    /// Overlapped: its consumers held it back (a route to one of them
+    /// was full), so it ended later than it would have on its own.
+    pub held: bool,
 }
 
 impl StageTime {
@@ -90,6 +93,7 @@ impl StageTime {
                     origin,
                     wafer: 0,
                     critical: true,
+                    held: false,
                 };
                 at += handoff + cycles;
                 s

@@ -138,6 +138,9 @@ fn bar(ui: &mut egui::Ui, fraction: f32, colour: [u8; 3]) {
     );
 }
 
+/// The mark under a stage its consumers held back.
+const HELD: Color32 = Color32::from_rgb(255, 40, 40);
+
 fn swatch(ui: &mut egui::Ui, c: Color32) {
     let (r, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
     ui.painter().rect_filled(r, 2.0, c);
@@ -490,7 +493,8 @@ pub fn latency(ui: &mut egui::Ui, s: &mut ViewerState) {
 /// modelled cycle count) then its run (coloured by layer kind). Stages
 /// run one after another (one lane, all on the critical path), or
 /// overlapped: then each on a lane of its own while it overlaps others,
-/// those on the critical path outlined. Hovering names a stage; clicking
+/// those on the critical path outlined and those their consumers held
+/// back underlined in red. Hovering names a stage; clicking
 /// selects its first PE (drawing its wafer, on a system) and sets the
 /// heatmap's window to its run.
 fn timeline(ui: &mut egui::Ui, s: &mut ViewerState) {
@@ -543,6 +547,10 @@ fn timeline(ui: &mut egui::Ui, s: &mut ViewerState) {
             let outline = egui::Stroke::new(1.0, Color32::WHITE);
             p.rect_stroke(run, 0.0, outline, egui::StrokeKind::Inside);
         }
+        if t.held {
+            let under = Rect::from_x_y_ranges(run.x_range(), run.max.y - 3.0..=run.max.y);
+            p.rect_filled(under, 0.0, HELD);
+        }
     }
     let at = resp
         .hover_pos()
@@ -569,7 +577,11 @@ fn timeline(ui: &mut egui::Ui, s: &mut ViewerState) {
             } else {
                 ""
             }
-        );
+        ) + if t.held {
+            ", held back by its consumers"
+        } else {
+            ""
+        };
         let (origin, from, len) = (t.origin, t.start + t.handoff, t.cycles);
         let wafer = t.wafer;
         resp.clone().on_hover_text(text);
@@ -595,6 +607,10 @@ fn timeline(ui: &mut egui::Ui, s: &mut ViewerState) {
         }
         if n_lanes > 1 {
             ui.label("outlined: on the critical path");
+        }
+        if l.stages.iter().any(|t| t.held) {
+            swatch(ui, HELD);
+            ui.label("underlined: held back by its consumers (a route to one full)");
         }
     });
     // The longest stages, where a token's time goes first.

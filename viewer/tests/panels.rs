@@ -178,11 +178,15 @@ fn an_overlapped_timeline_puts_stages_on_lanes_and_marks_the_critical_path() {
         origin,
         wafer: 0,
         critical,
+        held: false,
     };
     let stages = vec![
         stage("embed", "embedding", 0, 300, Pe::new(0, 0), true),
         stage("layers.0.wq", "projections", 250, 2000, Pe::new(1, 0), true),
-        stage("layers.0.rope", "rope", 2100, 400, Pe::new(4, 4), false),
+        StageTime {
+            held: true,
+            ..stage("layers.0.rope", "rope", 2100, 400, Pe::new(4, 4), false)
+        },
         stage(
             "layers.0.attention",
             "attention",
@@ -207,6 +211,7 @@ fn an_overlapped_timeline_puts_stages_on_lanes_and_marks_the_critical_path() {
     let mut h = harness([300.0, 760.0], ui::latency, s);
     h.get_by_label("one token, stages overlapped (5 stages on 2 lanes, 4600 cycles; 4 on the critical path, outlined)");
     h.get_by_label("outlined: on the critical path");
+    h.get_by_label("underlined: held back by its consumers (a route to one full)");
     assert!(h.query_by_label("hand-off (modelled)").is_none());
     // The lower lane at cycle 2,900 is attention's (rope, on the upper
     // one, ended at 2,500).
