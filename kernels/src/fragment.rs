@@ -325,20 +325,52 @@ impl Fragment {
         &self,
         tensors: &BTreeMap<String, Vec<u64>>,
     ) -> Result<wafer_emulator::Arrivals, KernelError> {
-        let mut out = wafer_emulator::Arrivals::new();
+        let p = &self.program;
+        self.latest_per_wavelet(tensors, &self.inputs, &p.inputs, "arrival", |name| {
+            KernelError::NoInput(name)
+        })
+    }
+
+    /// Host output departures for output tensors whose elements may leave
+    /// the grid no earlier than the given cycles (per tensor, a cycle per
+    /// element): each wavelet of a stream leaves no earlier than the
+    /// latest of its elements. A stream's elements no tensor given names
+    /// may leave at any cycle.
+    pub fn departures(
+        &self,
+        tensors: &BTreeMap<String, Vec<u64>>,
+    ) -> Result<wafer_emulator::Departures, KernelError> {
+        let p = &self.program;
+        self.latest_per_wavelet(tensors, &self.outputs, &p.outputs, "departure", |name| {
+            KernelError::NoOutput(name)
+        })
+    }
+
+    /// Per host stream of the tensors named in `tensors` (among `ports`,
+    /// whose streams are `streams`), a cycle per wavelet: the latest of
+    /// its elements' (0 for a wavelet none of them is in).
+    fn latest_per_wavelet(
+        &self,
+        tensors: &BTreeMap<String, Vec<u64>>,
+        ports: &[TensorPort],
+        streams: &[wafer_emulator::program::HostStream],
+        what: &str,
+        missing: impl Fn(String) -> KernelError,
+    ) -> Result<BTreeMap<String, Vec<u64>>, KernelError> {
+        let mut out = BTreeMap::new();
         for (name, times) in tensors {
-            let port = (self.inputs.iter())
+            let port = (ports.iter())
                 .find(|p| &p.name == name)
-                .ok_or_else(|| KernelError::NoInput(name.clone()))?;
+                .ok_or_else(|| missing(name.clone()))?;
             if times.len() != port.len as usize {
-                return Err(KernelError::InputLength {
-                    name: name.clone(),
+                return Err(KernelError::Length {
+                    what: format!("the {what} cycles of `{name}`"),
+                    takes: port.len as u64,
                     given: times.len(),
-                    takes: port.len,
                 });
             }
             for s in &port.segments {
-                let stream = (self.program.inputs.iter())
+                let stream = (streams.iter())
                     .find(|h| h.name == s.stream)
                     .ok_or_else(|| KernelError::NoStream(s.stream.clone()))?;
                 let per = stream.dtype.per_word();
@@ -366,44 +398,6 @@ impl Fragment {
             }
         }
         Some(w)
-    }
-
-    /// Host output departures for output tensors whose elements may leave
-    /// the grid no earlier than the given cycles (per tensor, a cycle per
-    /// element): each wavelet of a stream leaves no earlier than the
-    /// latest of its elements. A stream's elements no tensor given names
-    /// may leave at any cycle.
-    pub fn departures(
-        &self,
-        tensors: &BTreeMap<String, Vec<u64>>,
-    ) -> Result<wafer_emulator::Departures, KernelError> {
-        let mut out = wafer_emulator::Departures::new();
-        for (name, times) in tensors {
-            let port = (self.outputs.iter())
-                .find(|p| &p.name == name)
-                .ok_or_else(|| KernelError::NoOutput(name.clone()))?;
-            if times.len() != port.len as usize {
-                return Err(KernelError::Length {
-                    what: format!("departures of output `{name}`"),
-                    takes: port.len as u64,
-                    given: times.len(),
-                });
-            }
-            for s in &port.segments {
-                let stream = (self.program.outputs.iter())
-                    .find(|h| h.name == s.stream)
-                    .ok_or_else(|| KernelError::NoStream(s.stream.clone()))?;
-                let per = stream.dtype.per_word();
-                let w = out
-                    .entry(s.stream.clone())
-                    .or_insert_with(|| vec![0; stream.wavelets() as usize]);
-                for i in 0..s.len {
-                    let k = ((s.at + i) / per) as usize;
-                    w[k] = w[k].max(times[(s.offset + i) as usize]);
-                }
-            }
-        }
-        Ok(out)
     }
 
     fn stream_dtype(&self, name: &str) -> Option<wafer_emulator::DType> {
