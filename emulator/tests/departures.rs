@@ -15,6 +15,14 @@ fn program(src: &str) -> Program {
 /// The producer: takes 32 values from the west and sends them on east.
 const PRODUCER: &str = ".code a\n  .buffer v f32[32]\n  .task main local active\nmain:\n  vmov.f32 v, rx(c1)\n  vmov.f32 tx(c2), v\n  end\n.end\n";
 
+/// A consumer as [`consumer`], that takes its values in two halves with
+/// `pause` more loop trips between them: a stream it takes in bursts.
+fn consumer_in_halves(spin: u32, pause: u32, op: &str) -> String {
+    format!(
+        ".code b\n  .buffer v f32[32]\n  .task main local active\nmain:\n  li r1, 0\nspin:\n  add r1, r1, 1\n  blt r1, {spin}, spin\n  {op}.f32 v[0, 16, 1], rx(c2)\n  li r1, 0\npause:\n  add r1, r1, 1\n  blt r1, {pause}, pause\n  {op}.f32 v[16, 16, 1], rx(c2)\n  vmov.f32 tx(c3), v\n  end\n.end\n"
+    )
+}
+
 /// The consumer: busy with a local loop of `spin` trips before it takes
 /// its 32 values from the west through `op` (`vmov` takes one a cycle,
 /// `vrcp` one every `special_fn_cycles`), then sends them on east. Its
@@ -27,7 +35,7 @@ fn consumer(spin: u32, op: &str) -> String {
 
 /// Both in one program, `gap` PEs apart (their routers pass the values
 /// on east): every wavelet between them real.
-fn joined(spin: u32, gap: u32, op: &str) -> Program {
+fn joined(consumer: &str, gap: u32) -> Program {
     let b = gap + 1;
     let pass = match gap {
         0 => String::new(),
@@ -36,7 +44,7 @@ fn joined(spin: u32, gap: u32, op: &str) -> Program {
     program(&format!(
         ".grid {}x1\n{PRODUCER}{}.place a 0,0 1x1\n.place b {b},0 1x1\n.route 0,0 1x1 c1 W -> R\n.route 0,0 1x1 c2 R -> E\n{pass}.route {b},0 1x1 c2 W -> R\n.route {b},0 1x1 c3 R -> E\n.input x f32[32] -> 0,0 W c1 = iota(1, 1)\n.output y f32[32] <- {b},0 E c3\n",
         b + 1,
-        consumer(spin, op)
+        consumer
     ))
 }
 
@@ -48,10 +56,9 @@ fn producer_apart() -> Program {
 }
 
 /// The consumer alone, taking `m` in from its west edge.
-fn consumer_apart(spin: u32, op: &str) -> Program {
+fn consumer_apart(consumer: &str) -> Program {
     program(&format!(
-        ".grid 1x1\n{}.place b 0,0 1x1\n.route 0,0 1x1 c2 W -> R\n.route 0,0 1x1 c3 R -> E\n.input m f32[32] -> 0,0 W c2 = zero\n.output y f32[32] <- 0,0 E c3\n",
-        consumer(spin, op)
+        ".grid 1x1\n{consumer}.place b 0,0 1x1\n.route 0,0 1x1 c2 W -> R\n.route 0,0 1x1 c3 R -> E\n.input m f32[32] -> 0,0 W c2 = zero\n.output y f32[32] <- 0,0 E c3\n"
     ))
 }
 
@@ -63,13 +70,13 @@ fn run(p: &Program, inputs: &Inputs, cfg: &RunConfig) -> RunResult {
 /// fed when the producer sent, the producer held until the consumer
 /// took, and so on, `gap` PEs between them. Returns the last two runs and
 /// how many rounds it took.
-fn apart(spin: u32, gap: u32, op: &str, cfg: &RunConfig) -> (RunResult, RunResult, usize) {
+fn apart(consumer: &str, gap: u32, cfg: &RunConfig) -> (RunResult, RunResult, usize) {
     let arch = Arch::wse3();
     let hop = arch.hop_latency as u64;
     // A router's buffer behind a link holds its depth plus the link's
     // latency (engine/mod.rs).
     let depth = (arch.router_buffer_depth + arch.hop_latency) as usize;
-    let (a, b) = (producer_apart(), consumer_apart(spin, op));
+    let (a, b) = (producer_apart(), consumer_apart(consumer));
     let mut departures: Option<Vec<u64>> = None;
     for round in 1..=20 {
         let cfg_a = RunConfig {
@@ -112,6 +119,33 @@ fn apart(spin: u32, gap: u32, op: &str, cfg: &RunConfig) -> (RunResult, RunResul
     panic!("no fixed point in 20 rounds");
 }
 
+/// The pair apart (`ra`, `rb`) against the two in one program (`one`,
+/// the consumer at PE `b`).
+fn assert_same(one: &RunResult, ra: &RunResult, rb: &RunResult, b: usize, at: &str) {
+    // The consumer: the same cycles and outputs as in one program.
+    assert_eq!(
+        (one.cycles, &one.output_times["y"], &one.outputs["y"]),
+        (rb.cycles, &rb.output_times["y"], &rb.outputs["y"]),
+        "{at}"
+    );
+    // The producer: the same input and the same stalls. Held back, its
+    // core waits on its output queue exactly as long as it does behind
+    // the consumer's full buffers.
+    assert_eq!(one.input_times["x"], ra.input_times["x"], "{at}");
+    let pe = |r: &RunResult, i: usize| {
+        let s = &r.stats.pe;
+        (
+            s.vector_cycles[i],
+            s.stall_in_cycles[i],
+            s.stall_out_cycles[i],
+            s.router_stall_cycles[i],
+            s.wavelets_out.each_ref().map(|w| w[i]),
+        )
+    };
+    assert_eq!(pe(one, 0), pe(ra, 0), "{at}");
+    assert_eq!(pe(one, b), pe(rb, 0), "{at}");
+}
+
 #[test]
 fn a_consumer_holds_its_producer_back_as_one_program_does() {
     for (spin, gap, op) in [
@@ -137,37 +171,16 @@ fn a_consumer_holds_its_producer_back_as_one_program_does() {
                 band_min_pes: 0,
                 ..RunConfig::default()
             };
-            let one = run(&joined(spin, gap, op), &Inputs::new(), &cfg);
-            let (ra, rb, rounds) = apart(spin, gap, op, &cfg);
+            let code = consumer(spin, op);
+            let one = run(&joined(&code, gap), &Inputs::new(), &cfg);
+            let (ra, rb, rounds) = apart(&code, gap, &cfg);
             let at = format!("{op} after {spin}, gap {gap}, {engine:?} on {threads} thread(s)");
             let b = gap as usize + 1;
             let want: Vec<f32> = (1..=32).map(|v| v as f32).collect();
             if op == "vmov" {
                 assert_eq!(one.outputs["y"], want, "{at}");
             }
-            assert_eq!(rb.outputs["y"], one.outputs["y"], "{at}");
-            // The consumer: the same cycles and outputs as in one program.
-            assert_eq!(
-                (one.cycles, &one.output_times["y"]),
-                (rb.cycles, &rb.output_times["y"]),
-                "{at}"
-            );
-            // The producer: the same input and the same stalls. Held back,
-            // its core waits on its output queue exactly as long as it
-            // does behind the consumer's full buffers.
-            assert_eq!(one.input_times["x"], ra.input_times["x"], "{at}");
-            let pe = |r: &RunResult, i: usize| {
-                let s = &r.stats.pe;
-                (
-                    s.vector_cycles[i],
-                    s.stall_in_cycles[i],
-                    s.stall_out_cycles[i],
-                    s.router_stall_cycles[i],
-                    s.wavelets_out.each_ref().map(|w| w[i]),
-                )
-            };
-            assert_eq!(pe(&one, 0), pe(&ra, 0), "{at}");
-            assert_eq!(pe(&one, b), pe(&rb, 0), "{at}");
+            assert_same(&one, &ra, &rb, b, &at);
             if spin == 300 {
                 // Held back: the producer stalls, and what it sent left
                 // later than it would alone.
@@ -217,4 +230,26 @@ fn departures_are_checked_and_none_due_change_nothing() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`z`") && e.contains("does not send"), "{e}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Random routes and consumers that take their stream in two bursts:
+    /// the pair apart, held to a fixed point, is the pair as one program.
+    #[test]
+    fn held_apart_is_one_program_over_random_routes_and_bursts(
+        gap in 0u32..9,
+        spin in 0u32..400,
+        pause in 0u32..200,
+        special in proptest::bool::ANY,
+    ) {
+        let op = if special { "vrcp" } else { "vmov" };
+        let code = consumer_in_halves(spin.max(1), pause.max(1), op);
+        let cfg = RunConfig::default();
+        let one = run(&joined(&code, gap), &Inputs::new(), &cfg);
+        let (ra, rb, _) = apart(&code, gap, &cfg);
+        let at = format!("{op}, spin {spin}, pause {pause}, gap {gap}");
+        assert_same(&one, &ra, &rb, gap as usize + 1, &at);
+    }
 }
