@@ -286,6 +286,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut check_err = None;
     let mut predicted = Vec::new();
+    // Overlapped: the most stages a step's consumers held back, and the
+    // most passes a step took to settle its holds.
+    let (mut held, mut passes) = (0usize, 0usize);
     let mut text = Utf8Stream::default();
     // A prompt runs as one prefill on the wafer (BOS and the prompt's
     // positions at once); without one, the first step is the prefill.
@@ -293,6 +296,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let mut on = |progress: Progress| match progress {
         Progress::Step { next, step } => {
             cycles.push(step.cycles);
+            held = held.max(step.stage_held.iter().filter(|h| **h).count());
+            passes = passes.max(step.passes);
             emitted.push(next);
             bar.inc(1);
             bar.set_message(format!(
@@ -448,6 +453,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "interrupted": interrupted,
             "timing_only": timing_only,
             "overlapped": a.overlap,
+            "held": a.overlap.then(|| serde_json::json!({
+                "stages": held, "passes": passes,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -495,6 +503,11 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             },
             e / p.max(1.0)
         );
+        if a.overlap {
+            println!(
+                "held back by their consumers (a route's buffers full): at most {held} stages a step, settled in at most {passes} pass(es) of a step"
+            );
+        }
         if check.is_some() {
             println!("check: logits within {worst:e} of the f32 CPU reference at every step");
         }

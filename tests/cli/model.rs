@@ -117,6 +117,10 @@ fn generate_with_no_model_decodes_the_built_in_checkpoint() {
         (over["overlapped"].clone(), out["overlapped"].clone()),
         (true.into(), false.into())
     );
+    // Held stages and passes: said overlapped, not with barriers (a
+    // step settles in one pass or more).
+    assert!(over["held"]["passes"].as_u64().unwrap() >= 1, "{over}");
+    assert!(over["held"]["stages"].is_u64() && out["held"].is_null());
     let sum = |j: &serde_json::Value, k: &str| -> u64 {
         j[k].as_array()
             .unwrap()
@@ -142,6 +146,7 @@ fn generate_with_no_model_decodes_the_built_in_checkpoint() {
     );
     let text = ok(&["generate", "--steps", "6", "--overlap"]);
     assert!(text.contains("estimated the steps overlapped"), "{text}");
+    assert!(text.contains("held back by their consumers"), "{text}");
 }
 
 #[test]

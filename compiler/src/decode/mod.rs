@@ -5,7 +5,9 @@
 //! there, as on the wafer); every other stage starts from its program's
 //! image, which holds the weights. A step's cycles are the sum of the
 //! stages' emulated cycles and their modelled hand-offs
-//! ([`crate::route`]).
+//! ([`crate::route`]); overlapped ([`Decoder::overlap`], `overlap.rs`),
+//! each stage starts when its inputs arrive, and a step runs in passes
+//! until the holds its consumers put on its producers settle.
 
 use crate::codegen::Compiled;
 use crate::stage::Src;

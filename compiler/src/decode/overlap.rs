@@ -293,9 +293,9 @@ impl Plan {
     /// entered and that room has come back a hop a cycle (`g` cycles);
     /// side by side (`g = 0`), once it has entered itself. Exact for a
     /// stream on a route of its own (`emulator/tests/departures.rs`, on
-    /// routes of 1 to 9 hops, consumers taking their stream in bursts); where streams share a route, it takes each
-    /// as if it had the route's buffers alone, as the arrivals take the
-    /// routes as free. A consumer that cannot start before its producer
+    /// routes of 1 to 9 hops, consumers taking their stream in bursts);
+    /// where streams share a route, it takes each as if it had the
+    /// route's buffers alone, as the arrivals take the routes as free. A consumer that cannot start before its producer
     /// has ended (they share PEs, or it waits on a stage that does) holds
     /// nothing back: in this model its input waits at its edge, as it did
     /// before holds, since the producer could not end while held by a

@@ -366,38 +366,50 @@ impl Shared<'_> {
     }
 }
 
+/// Per stream of `streams`, the cycles `given` names it with (empty where
+/// it names none): one per wavelet, for streams of the program only.
+/// `what` names the cycles, `verb` what the program does with a stream
+/// (for the errors).
+fn cycles_per_stream(
+    given: Option<&BTreeMap<String, Vec<u64>>>,
+    streams: &[wafer_format::program::HostStream],
+    what: &str,
+    verb: &str,
+) -> Result<Vec<Vec<u64>>, RunError> {
+    if let Some(name) = (given.into_iter())
+        .flat_map(|g| g.keys())
+        .find(|n| !streams.iter().any(|s| &s.name == *n))
+    {
+        return Err(RunError::Input {
+            name: name.clone(),
+            message: format!("{what} cycles given for a stream the program does not {verb}"),
+        });
+    }
+    (streams.iter())
+        .map(|s| match given.and_then(|g| g.get(&s.name)) {
+            Some(c) if c.len() != s.wavelets() as usize => Err(RunError::Input {
+                name: s.name.clone(),
+                message: format!(
+                    "{} {what} cycles given for a stream of {} wavelets: give one per wavelet",
+                    c.len(),
+                    s.wavelets()
+                ),
+            }),
+            Some(c) => Ok(c.clone()),
+            None => Ok(Vec::new()),
+        })
+        .collect()
+}
+
 /// The host output streams, each with its departures ([`RunConfig::departures`]):
 /// one per wavelet, for streams the program sends.
 fn host_outputs(
     p: &Program,
     cfg_departures: Option<&crate::engine::Departures>,
 ) -> Result<Vec<HostOut>, RunError> {
-    if let Some(name) = cfg_departures
-        .into_iter()
-        .flat_map(|d| d.keys())
-        .find(|n| !p.outputs.iter().any(|s| &s.name == *n))
-    {
-        return Err(RunError::Input {
-            name: name.clone(),
-            message: "departure cycles given for a stream the program does not send".into(),
-        });
-    }
+    let departures = cycles_per_stream(cfg_departures, &p.outputs, "departure", "send")?;
     let mut host_out = Vec::with_capacity(p.outputs.len());
-    for (stream, s) in p.outputs.iter().enumerate() {
-        let departures = match cfg_departures.and_then(|d| d.get(&s.name)) {
-            Some(d) if d.len() != s.wavelets() as usize => {
-                return Err(RunError::Input {
-                    name: s.name.clone(),
-                    message: format!(
-                        "{} departure cycles given for a stream of {} wavelets: give one per wavelet",
-                        d.len(),
-                        s.wavelets()
-                    ),
-                });
-            }
-            Some(d) => d.clone(),
-            None => Vec::new(),
-        };
+    for ((stream, s), departures) in p.outputs.iter().enumerate().zip(departures) {
         host_out.push(HostOut {
             stream,
             dtype: s.dtype,
@@ -421,18 +433,9 @@ fn host_inputs(
     plan: &FifoPlan,
     cfg_arrivals: Option<&crate::engine::Arrivals>,
 ) -> Result<Vec<HostIn>, RunError> {
-    if let Some(name) = cfg_arrivals
-        .into_iter()
-        .flat_map(|a| a.keys())
-        .find(|n| !p.inputs.iter().any(|s| &s.name == *n))
-    {
-        return Err(RunError::Input {
-            name: name.clone(),
-            message: "arrival cycles given for a stream the program does not take".into(),
-        });
-    }
+    let arrivals = cycles_per_stream(cfg_arrivals, &p.inputs, "arrival", "take")?;
     let mut host_in = Vec::new();
-    for (stream, s) in p.inputs.iter().enumerate() {
+    for ((stream, s), arrivals) in p.inputs.iter().enumerate().zip(arrivals) {
         let values = match inputs.get(&s.name) {
             Some(v) if v.len() != s.len as usize => {
                 return Err(RunError::Input {
@@ -442,20 +445,6 @@ fn host_inputs(
             }
             Some(v) => v.iter().map(|x| s.dtype.round(*x)).collect(),
             None => s.init.values(s.pe, s.len, s.dtype),
-        };
-        let arrivals = match cfg_arrivals.and_then(|a| a.get(&s.name)) {
-            Some(a) if a.len() != s.wavelets() as usize => {
-                return Err(RunError::Input {
-                    name: s.name.clone(),
-                    message: format!(
-                        "{} arrival cycles given for a stream of {} wavelets: give one per wavelet",
-                        a.len(),
-                        s.wavelets()
-                    ),
-                });
-            }
-            Some(a) => a.clone(),
-            None => Vec::new(),
         };
         let mut h = HostIn {
             stream,
