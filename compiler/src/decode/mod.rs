@@ -440,9 +440,9 @@ impl<'c> Decoder<'c> {
                     }
                 };
                 spent[i] += run.host_seconds;
-                entered[i] = Some((start, run.input_times.clone()));
                 stage_start.push(start);
                 if self.overlap.is_some() {
+                    entered[i] = Some((start, run.input_times.clone()));
                     let f = &c.fragments[i];
                     ends[i] = Some(start + run.cycles);
                     left[i] = (f.outputs.first())
