@@ -55,7 +55,22 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
         // within the step.
         let mut d = Decoder::new(&c);
         d.overlap(true);
+        d.check_links(true);
         let s = d.step(wafer_compiler::tokenizer::BOS).unwrap();
+        // The hand-offs' link loads, on paths of both orders: the same
+        // wavelets, each crossing at least a link, and on these grids some
+        // link-cycle claimed twice (see `decode::links`).
+        let links = s.links.clone();
+        assert_eq!(links.len(), 2, "{model}, {kind:?}");
+        for l in &links {
+            assert!(l.wavelets > 0 && l.wavelets == links[0].wavelets);
+            assert!(l.crossings >= l.wavelets && l.links <= l.crossings);
+            assert!(l.converging <= l.waiting && l.contended <= l.waiting);
+            assert!(
+                l.waiting > 0 && l.longest_wait > 0,
+                "{model}, {kind:?}: {l:?}"
+            );
+        }
         let end = |i: usize| s.stage_start[i] + s.stage_cycles[i];
         assert_eq!((0..c.stages.len()).map(end).max(), Some(s.cycles));
         // The critical path, followed back from the stage that ends
@@ -89,11 +104,13 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
         assert!(s.passes >= 2, "{model}, {kind:?}: {} pass(es)", s.passes);
         // With barriers, every stage is on it, and nothing waits.
         let mut b = Decoder::new(&c);
+        b.check_links(true);
         let s = b.step(wafer_compiler::tokenizer::BOS).unwrap();
         let waited: Vec<Option<usize>> = (0..c.stages.len()).map(|i| i.checked_sub(1)).collect();
         assert_eq!(s.stage_waited_on, waited);
         assert!(s.stage_backlog.iter().all(|b| *b == 0));
         assert!(s.stage_held.iter().all(|h| !*h) && s.passes == 1);
+        assert!(s.links.is_empty(), "with barriers nothing is counted");
         // Timing-only, reusing stages or not, on 1 or 2 threads: the
         // functional steps' cycles.
         for (reuse, threads) in [(true, 1), (false, 2), (true, 2)] {
@@ -102,6 +119,7 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
             t.timing_only(true);
             t.reuse(reuse);
             t.threads(threads);
+            t.check_links(true);
             // Fed the functional steps' tokens (timing-only argmax is
             // unknown).
             let fed =
@@ -120,6 +138,8 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
             // stages held.
             assert_eq!(steps[0].stage_backlog, backlog, "{model}, {kind:?}");
             assert_eq!(steps[0].stage_held, held, "{model}, {kind:?}");
+            assert_eq!(steps[0].links, links, "{model}, {kind:?}");
+            assert!(steps[1..].iter().all(|s| s.links.len() == 2));
         }
     }
 }

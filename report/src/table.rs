@@ -368,6 +368,48 @@ impl Table {
                 "             {held} stages held back by their consumers (a route's buffers full{first}), settled in {passes} pass(es) of the step"
             );
         }
+        if let Some(l) = w.links.first() {
+            let _ = writeln!(
+                o,
+                "             hand-offs: {} wavelets, {} link crossings on {} links (paths {}; the model's own timing)",
+                l.wavelets,
+                l.crossings,
+                l.links,
+                (w.links.iter().map(|l| l.order.name()))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            );
+            let shared: Vec<String> = (w.links.iter())
+                .map(|l| match l.worst {
+                    None if l.waiting == 0 => format!("{}: no link-cycle claimed twice", l.order.name()),
+                    None => format!(
+                        "{}: {} link-cycles claimed by 2+ wavelets, all converging on one entry PE each ({} would wait; at one link alone, {} cycles at most)",
+                        l.order.name(),
+                        l.contended,
+                        l.waiting,
+                        l.longest_wait,
+                    ),
+                    Some(h) => format!(
+                        "{}: {} link-cycles claimed by 2+ wavelets, {} would wait, {} of them bound for one entry PE; at one link alone, {} cycles at most (the most bound for several PEs, {} on {}{} {:?} at cycle {})",
+                        l.order.name(),
+                        l.contended,
+                        l.waiting,
+                        l.converging,
+                        l.longest_wait,
+                        h.wavelets,
+                        if w.wafers.len() > 1 { format!("wafer {} ", h.wafer) } else { String::new() },
+                        h.pe,
+                        h.port,
+                        h.cycle
+                    ),
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "             routes taken as free of other traffic: {}",
+                shared.join("; ")
+            );
+        }
         if let Some(r) = &w.region {
             let _ = writeln!(o, "             {}", r.summary());
         }
@@ -502,6 +544,21 @@ impl Table {
                 "held": w.held.as_ref().map(|(stages, passes, first)| json!({
                     "stages": stages, "passes": passes, "first": first,
                 })),
+                "handoff_links": w.links.iter().map(|l| json!({
+                    "paths": l.order.name(),
+                    "wavelets": l.wavelets,
+                    "crossings": l.crossings,
+                    "links": l.links,
+                    "contended_link_cycles": l.contended,
+                    "waiting_wavelets": l.waiting,
+                    "converging_wavelets": l.converging,
+                    "longest_wait_cycles": l.longest_wait,
+                    "worst": l.worst.map(|h| json!({
+                        "wafer": h.wafer, "pe": [h.pe.x, h.pe.y],
+                        "port": format!("{:?}", h.port), "cycle": h.cycle,
+                        "wavelets": h.wavelets,
+                    })),
+                })).collect::<Vec<_>>(),
                 "region": w.region.as_ref().map(region_json),
                 "experts": w.experts.map(|e| json!({
                     "experts": e.experts, "per_token": e.per_token,

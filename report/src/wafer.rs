@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wafer_compiler::Compiled;
+use wafer_compiler::decode::links::LinkLoad;
 use wafer_compiler::decode::{Decoder, PeTime, Step};
 use wafer_compiler::place::Kernel;
 
@@ -42,6 +43,10 @@ pub struct WaferRow {
     /// its holds ([`wafer_compiler::decode::Step::stage_held`]), and the
     /// first stage held.
     pub held: Option<(usize, usize, Option<String>)>,
+    /// Emulated overlapped: how the hand-offs load the links, per path
+    /// order, in the step with the most wavelets waiting on a shared link
+    /// ([`wafer_compiler::decode::links`]).
+    pub links: Vec<LinkLoad>,
     /// The region search's choice ([`wafer_compiler::region`]), if it ran.
     pub region: Option<wafer_compiler::region::Searched>,
     /// Per wafer of the system (one on one wafer): its layers and its
@@ -117,6 +122,7 @@ impl WaferRow {
             predicted_overlapped: None,
             backlog: None,
             held: None,
+            links: Vec::new(),
             region: c.region.clone(),
             wafers: c
                 .wafers
@@ -210,6 +216,9 @@ pub struct EmulateOptions {
     /// Overlap each step's stages ([`Decoder::overlap`]); not with
     /// `share` (an overlapped stage's run depends on the runs before it).
     pub overlap: bool,
+    /// Overlapped, count how the hand-offs load the links
+    /// ([`Decoder::check_links`], [`WaferRow::links`]).
+    pub links: bool,
 }
 
 /// Emulate `steps` timing-only decode steps from position `context`,
@@ -236,12 +245,14 @@ pub fn emulate(
         d.cancel_on(flag.clone());
     }
     d.overlap(opts.overlap);
+    d.check_links(opts.links);
     d.skip_to(context)?;
     let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
     let mut cycles = 0u64;
     let mut stage_cycles = vec![0.0; c.stages.len()];
     let mut backlog: Option<(usize, u64)> = None;
     let (mut held, mut passes, mut first_held) = (0, 0, None);
+    let mut links: Vec<LinkLoad> = Vec::new();
     for _ in 0..steps {
         if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !opts.overlap) {
             d.share(0, ex)?;
@@ -252,6 +263,14 @@ pub fn emulate(
         held = held.max(s.stage_held.iter().filter(|h| **h).count());
         first_held = first_held.or(s.stage_held.iter().position(|h| *h));
         passes = passes.max(s.passes);
+        if links.is_empty() {
+            links = s.links.clone();
+        }
+        for (most, l) in links.iter_mut().zip(&s.links) {
+            if l.waiting - l.converging > most.waiting - most.converging {
+                *most = *l;
+            }
+        }
         for (i, b) in s.stage_backlog.iter().enumerate() {
             if backlog.is_none_or(|m| *b > m.1) {
                 backlog = Some((i, *b));
@@ -312,6 +331,7 @@ pub fn emulate(
         row.predicted_overlapped = Some(p.cycles);
         row.backlog = backlog.map(|(i, b)| (c.stages[i].name.clone(), b));
         row.held = Some((held, passes, first_held.map(|i| c.stages[i].name.clone())));
+        row.links = links;
     }
     Ok(row)
 }

@@ -55,6 +55,12 @@ pub struct BenchArgs {
     /// --emulator, every engine's steps are overlapped.
     #[arg(long)]
     pub overlap: bool,
+    /// With --overlap: count how the hand-offs' wavelets would load the
+    /// links on dimension-ordered paths in the overlapped step's own
+    /// timing, a check of the free routes it takes (seconds to a minute
+    /// and up to 6 GB for an 8B model; not with --predict or --emulator).
+    #[arg(long, requires = "overlap")]
+    pub links: bool,
     /// Also draw the table as bars of tokens/s (.svg or .png).
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,
@@ -257,6 +263,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.plot {
         super::flags::writable("--plot", p)?;
     }
+    if a.links && (a.predict || a.emulator) {
+        bail!(
+            "--links counts the emulated overlapped step's hand-offs on the links: run it with --overlap alone, without --predict or --emulator"
+        );
+    }
     if a.emulator && a.prompt_len.is_some() {
         bail!(
             "--prompt-len adds a time to first token to the wafer-vs-GPU table: run it without --emulator (`wafer generate --prompt` emulates a prefill)"
@@ -284,6 +295,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             expert_seed: a.expert_seed,
             prompt_len: a.prompt_len,
             overlap: a.overlap,
+            links: a.links,
         };
         return super::compare::run(&request, &l, &c);
     }

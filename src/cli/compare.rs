@@ -24,6 +24,8 @@ pub struct Request<'a> {
     pub prompt_len: Option<u32>,
     /// Emulate each step's stages overlapped.
     pub overlap: bool,
+    /// Overlapped, count how the hand-offs load the links.
+    pub links: bool,
 }
 
 /// Emulate `steps` timing-only decode steps from `context` with a progress
@@ -34,7 +36,7 @@ pub fn emulate(
     c: &Compiled,
     (context, steps, expert_seed): (u32, usize, u64),
     (trace, stats): (Option<usize>, bool),
-    (share, overlap): (bool, bool),
+    (share, overlap, links): (bool, bool, bool),
     mut each: impl FnMut(&wafer_compiler::decode::Step),
 ) -> anyhow::Result<WaferRow> {
     let bar = match super::ranks::rank() {
@@ -56,6 +58,7 @@ pub fn emulate(
         },
         expert_seed,
         overlap,
+        links,
     };
     let row = wafer_report::emulate(c, context, steps, &opts, |s| {
         each(s);
@@ -106,7 +109,7 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
             c,
             (context, steps, a.expert_seed),
             (None, false),
-            (!a.overlap, a.overlap),
+            (!a.overlap, a.overlap, a.links),
             |_| {},
         )?
     };

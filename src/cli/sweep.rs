@@ -155,7 +155,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                                     &c,
                                     (context, 1, wafer_compiler::experts::DEFAULT_SEED),
                                     (None, false),
-                                    (false, a.overlap),
+                                    (false, a.overlap, false),
                                     |_| {},
                                 )?
                                 .per_token_cycles,

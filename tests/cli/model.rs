@@ -638,6 +638,39 @@ fn bench_compares_the_wafer_with_gpus() {
         "{ow}"
     );
     assert!(w["held"].is_null());
+    // --links: the same step, and how its hand-offs load the links on
+    // paths of both orders (not counted unless asked: it costs seconds).
+    assert_eq!(ow["handoff_links"].as_array().map(Vec::len), Some(0));
+    let mut links = overlap.clone();
+    links.push("--links");
+    let l = json(&ok(&links));
+    let lw = &l["wafer"];
+    assert_eq!(lw["per_token_cycles"], ow["per_token_cycles"]);
+    let loads = lw["handoff_links"].as_array().unwrap();
+    assert_eq!(loads.len(), 2, "{lw}");
+    assert_eq!(loads[0]["paths"], "X then Y");
+    for load in loads {
+        let n = |k: &str| load[k].as_u64().unwrap();
+        assert!(
+            n("wavelets") > 0 && n("crossings") >= n("wavelets"),
+            "{load}"
+        );
+        assert!(n("converging_wavelets") <= n("waiting_wavelets"), "{load}");
+        assert_eq!(
+            load["worst"].is_null(),
+            n("waiting_wavelets") == n("converging_wavelets")
+        );
+    }
+    let text = ok(&[&args[..], &["--overlap", "--links"]].concat());
+    assert!(
+        text.contains("routes taken as free of other traffic"),
+        "{text}"
+    );
+    let err = fails(&[&args[..], &["--overlap", "--links", "--predict"]].concat());
+    assert!(
+        err.contains("--links") && err.contains("--predict"),
+        "{err}"
+    );
     let kinds = ow["by_kind"].as_object().unwrap();
     assert!(
         kinds.contains_key("stages overlapping") && !kinds.contains_key("hand-offs between stages")

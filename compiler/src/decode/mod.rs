@@ -18,6 +18,7 @@ use wafer_emulator::trace::Trace;
 use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
 
 mod error;
+pub mod links;
 pub mod overlap;
 mod run;
 mod scratch;
@@ -66,6 +67,10 @@ pub struct Step {
     /// How many times the step's stages were run until no hold moved
     /// (1 with barriers, or where nothing holds a stage back).
     pub passes: usize,
+    /// Overlapped, with [`Decoder::check_links`], how the hand-offs'
+    /// wavelets load the links on paths X then Y and Y then X ([`links`]:
+    /// a check of the free routes the arrivals take); else empty.
+    pub links: Vec<links::LinkLoad>,
     /// Per stage: its timing-only results are those of an identical run
     /// (see [`Decoder::reuse`]) rather than emulated again.
     pub stage_reused: Vec<bool>,
@@ -110,6 +115,9 @@ pub struct Decoder<'c> {
     expert_seed: u64,
     /// Steps overlap their stages ([`Decoder::overlap`]) by this plan.
     overlap: Option<overlap::Plan>,
+    /// Overlapped steps count their hand-offs' link loads
+    /// ([`Decoder::check_links`]).
+    check_links: bool,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -138,6 +146,7 @@ impl<'c> Decoder<'c> {
             scramble: false,
             expert_seed: crate::experts::DEFAULT_SEED,
             overlap: None,
+            check_links: false,
         }
     }
 
@@ -148,6 +157,13 @@ impl<'c> Decoder<'c> {
     /// sum. Tokens are the same either way.
     pub fn overlap(&mut self, on: bool) {
         self.overlap = on.then(|| overlap::Plan::new(self.compiled));
+    }
+
+    /// Whether overlapped steps count how their hand-offs load the links
+    /// ([`Step::links`]; off by default: on a 1B model it takes seconds
+    /// a step).
+    pub fn check_links(&mut self, on: bool) {
+        self.check_links = on;
     }
 
     /// Whether steps overlap their stages.
@@ -487,6 +503,12 @@ impl<'c> Decoder<'c> {
                 }
             };
             if settled {
+                let links = match self.overlap.as_ref().filter(|_| self.check_links) {
+                    Some(plan) => (links::Order::BOTH.iter())
+                        .map(|&o| links::load(arch, &plan.trips, &left, o))
+                        .collect(),
+                    None => Vec::new(),
+                };
                 break Step {
                     next,
                     logits: values[c.graph.ret].take().expect("the classifier ran"),
@@ -500,6 +522,7 @@ impl<'c> Decoder<'c> {
                     stage_backlog,
                     stage_held,
                     passes: passes + 1,
+                    links,
                     stage_reused,
                     stage_host_seconds,
                     stage_ran,

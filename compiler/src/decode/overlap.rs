@@ -50,6 +50,25 @@ struct Feed {
     hops: u32,
 }
 
+/// Per stage, each output element's wavelet: its stream's index among the
+/// program's outputs in the high half, the wavelet's in the low one
+/// (`None`: a stage with no output port, or one whose streams are not
+/// the program's).
+fn out_wavelets(c: &Compiled) -> Vec<Option<Vec<u64>>> {
+    (c.fragments.iter())
+        .map(|f| {
+            let port = f.outputs.first()?;
+            let w = f.element_wavelets(port)?;
+            (w.into_iter())
+                .map(|(stream, k)| {
+                    let s = f.program.outputs.iter().position(|h| h.name == stream)?;
+                    Some((s as u64) << 32 | k as u64)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// How a stage is fed in an overlapped step.
 #[derive(Clone, Debug)]
 enum Fed {
@@ -69,6 +88,27 @@ pub(crate) struct Plan {
     /// one that shares a PE with it, or feeds it at a barrier, or one such
     /// stage of those, or of the stages that stream into it.
     after_end: Vec<Vec<u64>>,
+    /// Every streamed element's trip from its producer's exit PE to its
+    /// consumer's entry PE, one per wavelet and entry PE (sorted: a
+    /// wavelet's trips together), for [`super::links`].
+    pub(super) trips: Vec<Trip>,
+}
+
+/// A wavelet's trip between two stages of one wafer (see
+/// [`super::links`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Trip {
+    pub from: usize,
+    /// The wavelet ([`out_wavelets`]).
+    pub wavelet: u64,
+    /// The wafer of the system both stages are on.
+    pub wafer: u32,
+    /// Where it leaves its producer and enters its consumer.
+    pub src: Pe,
+    pub dst: Pe,
+    /// One of its elements in its producer's output port (each leaves
+    /// with the wavelet).
+    pub at: u32,
 }
 
 /// A stage's start in a pass and, per input stream, the cycle each of its
@@ -108,6 +148,8 @@ impl Plan {
             })
             .collect();
         let value_len = |v: usize| c.graph.insts[v].len as u32;
+        let wavelets = out_wavelets(c);
+        let mut trips = Vec::new();
         let fed: Vec<Fed> = (0..n)
             .map(|i| {
                 let s = &c.stages[i];
@@ -125,11 +167,12 @@ impl Plan {
                     from.dedup();
                     Fed::Barrier(from)
                 };
-                let streamed = || -> Option<Vec<(String, Vec<Option<Feed>>)>> {
+                type Streamed = (Vec<(String, Vec<Option<Feed>>)>, Vec<Trip>);
+                let streamed = || -> Option<Streamed> {
                     if s.when.is_some() || c.routing.handoffs[i].ingress {
                         return None;
                     }
-                    let mut ports = Vec::new();
+                    let (mut ports, mut trips) = (Vec::new(), Vec::new());
                     for (port, srcs) in &s.inputs {
                         let tensor = f.inputs.iter().find(|p| &p.name == port)?;
                         let into = Ends::of(tensor, &f.program.inputs, c.sites[i].origin)?;
@@ -149,6 +192,7 @@ impl Plan {
                                         .map(|&w| value_len(w))
                                         .sum();
                                     let outs = out_pes[j].as_ref()?;
+                                    let ws = wavelets[j].as_ref()?;
                                     for k in 0..value_len(v) {
                                         let at = before + k;
                                         let (p, q) = (
@@ -157,6 +201,14 @@ impl Plan {
                                         );
                                         let hops = p.x.abs_diff(q.x) + p.y.abs_diff(q.y);
                                         feeds.push(Some(Feed { from: j, at, hops }));
+                                        trips.push(Trip {
+                                            from: j,
+                                            wavelet: *ws.get(at as usize)?,
+                                            wafer: wafer_of[i] as u32,
+                                            src: p,
+                                            dst: q,
+                                            at,
+                                        });
                                     }
                                 }
                             }
@@ -166,9 +218,15 @@ impl Plan {
                         }
                         ports.push((port.clone(), feeds));
                     }
-                    Some(ports)
+                    Some((ports, trips))
                 };
-                streamed().map_or_else(producers, Fed::Streamed)
+                match streamed() {
+                    Some((ports, mine)) => {
+                        trips.extend(mine);
+                        Fed::Streamed(ports)
+                    }
+                    None => producers(),
+                }
             })
             .collect();
         let rect = |i: usize| {
@@ -208,10 +266,15 @@ impl Plan {
             }
             after_end.push(bits);
         }
+        // A wavelet two elements of a port share, or that a consumer takes
+        // into two ports at one PE, makes its trip once.
+        trips.sort_unstable();
+        trips.dedup_by_key(|t| (t.from, t.wavelet, t.dst));
         Plan {
             fed,
             shares,
             after_end,
+            trips,
         }
     }
 

@@ -1,0 +1,347 @@
+//! How an overlapped step's hand-offs load the fabric's links: a check of
+//! what the arrival model takes on trust ([`super::overlap`]), that the
+//! routes between stages are free of other traffic.
+//!
+//! The arrival model has each element leave its producer's exit PE at the
+//! cycle the emulation says and cross one link a hop's latency later each
+//! hop, alone on its route. The hand-off routes are not planned link by
+//! link (each hand-off gets a color, [`crate::route`]), so this takes each
+//! trip on a dimension-ordered path, X then Y or Y then X, and counts, in
+//! the model's own timing, the link-cycles that two or more wavelets would
+//! claim at once. A link carries one wavelet a cycle, so each wavelet past
+//! the first in such a link-cycle would wait at least a cycle: where there
+//! are none, the free-route assumption holds on those paths; where there
+//! are, the arrivals are optimistic, and this says by how much traffic and
+//! where. A wavelet that several consumers take (a multicast) crosses a
+//! link its paths share once. Only the hand-offs' wavelets are counted,
+//! not the kernels' own traffic on the links the routes pass through, and
+//! a held stream is counted as if it flowed freely from its producer.
+
+use super::overlap::Trip;
+use std::cmp::Ordering::{Greater, Less};
+use wafer_emulator::{Arch, Pe, Port};
+
+/// Which way a trip's path goes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Along the source's row, then along the destination's column.
+    XFirst,
+    /// Along the source's column, then along the destination's row.
+    YFirst,
+}
+
+impl Order {
+    pub const BOTH: [Order; 2] = [Order::XFirst, Order::YFirst];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::XFirst => "X then Y",
+            Order::YFirst => "Y then X",
+        }
+    }
+}
+
+/// A link-cycle claimed by several wavelets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hotspot {
+    /// The wafer of the system (0 on one wafer).
+    pub wafer: u32,
+    /// The link: out of `pe` through `port`.
+    pub pe: Pe,
+    pub port: Port,
+    /// The cycle of the step.
+    pub cycle: u64,
+    pub wavelets: u64,
+}
+
+/// How one step's hand-offs load the links on paths of one [`Order`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkLoad {
+    pub order: Order,
+    /// Wavelets handed off between stages (each once, however many
+    /// consumers take it).
+    pub wavelets: u64,
+    /// Their link crossings, and the distinct links crossed.
+    pub crossings: u64,
+    pub links: u64,
+    /// Link-cycles claimed by two or more wavelets.
+    pub contended: u64,
+    /// The wavelets past the first in those: each would wait a cycle or
+    /// more on a real link.
+    pub waiting: u64,
+    /// Of `waiting`, those in link-cycles whose wavelets all enter their
+    /// consumers at one PE: they converge on its host stream, which takes
+    /// one a cycle anyway, so most of that wait the emulated intake
+    /// already has.
+    pub converging: u64,
+    /// The longest a wavelet would wait to cross one link, the link's
+    /// wavelets taken first come first served at one a cycle, each
+    /// arriving in the model's timing (the waits at one link do not move
+    /// its wavelets' times at the next, so this is each link alone).
+    pub longest_wait: u64,
+    /// The link-cycle claimed by the most wavelets bound for more than
+    /// one entry PE.
+    pub worst: Option<Hotspot>,
+}
+
+const PORTS: [Port; 4] = [Port::N, Port::S, Port::E, Port::W];
+
+/// A link's number: its wafer, its source PE (row-major on the wafer's
+/// grid) and its port among [`PORTS`].
+fn link_id(arch: &Arch, wafer: u32, pe: Pe, port: Port) -> u64 {
+    let d = PORTS
+        .iter()
+        .position(|p| *p == port)
+        .expect("a link's port") as u64;
+    let on_wafer = pe.y as u64 * arch.grid_cols as u64 + pe.x as u64;
+    ((wafer as u64 * arch.n_pes() + on_wafer) << 2) | d
+}
+
+fn link_of(arch: &Arch, id: u64) -> (u32, Pe, Port) {
+    let (pe, port) = (id >> 2, PORTS[(id & 3) as usize]);
+    let (wafer, on) = (pe / arch.n_pes(), pe % arch.n_pes());
+    let cols = arch.grid_cols as u64;
+    let at = Pe::new((on % cols) as u32, (on / cols) as u32);
+    (wafer as u32, at, port)
+}
+
+/// Each link of the path from `src` to `dst` in `order`, with its hop
+/// number (0 for the link out of `src`).
+fn path(src: Pe, dst: Pe, order: Order, mut each: impl FnMut(Pe, Port, u64)) {
+    let corner = match order {
+        Order::XFirst => Pe::new(dst.x, src.y),
+        Order::YFirst => Pe::new(src.x, dst.y),
+    };
+    let mut h = 0;
+    for (mut at, to) in [(src, corner), (corner, dst)] {
+        while at != to {
+            let port = match (to.x.cmp(&at.x), to.y.cmp(&at.y)) {
+                (Greater, _) => Port::E,
+                (Less, _) => Port::W,
+                (_, Greater) => Port::S,
+                _ => Port::N,
+            };
+            each(at, port, h);
+            match port {
+                Port::E => at.x += 1,
+                Port::W => at.x -= 1,
+                Port::S => at.y += 1,
+                _ => at.y -= 1,
+            }
+            h += 1;
+        }
+    }
+}
+
+/// A crossing's key: its link, its cycle, and the PE its wavelet enters
+/// its consumer at ([`MANY`] for a multicast's link shared by paths to
+/// several), from the most significant bits.
+const LINK_SHIFT: u32 = 72;
+const CYCLE_SHIFT: u32 = 32;
+const MANY: u32 = u32::MAX;
+
+fn cycle_of(key: u128) -> u64 {
+    (key >> CYCLE_SHIFT) as u64 & ((1 << (LINK_SHIFT - CYCLE_SHIFT)) - 1)
+}
+
+/// How the `trips` (sorted, a wavelet's together) load the links on paths
+/// in `order`, each wavelet leaving when `left` says (per stage, per
+/// output element, absolute cycles of the step; a trip whose producer
+/// has none is left out) and crossing a link a hop's latency later each
+/// hop.
+pub(super) fn load(
+    arch: &Arch,
+    trips: &[Trip],
+    left: &[Option<Vec<u64>>],
+    order: Order,
+) -> LinkLoad {
+    let hop = arch.hop_latency as u64;
+    let cols = arch.grid_cols;
+    let mut keys: Vec<u128> = Vec::new();
+    let mut wavelets = 0;
+    for group in trips.chunk_by(|a, b| (a.from, a.wavelet) == (b.from, b.wavelet)) {
+        let t = &group[0];
+        let Some(&sent) = left[t.from].as_ref().and_then(|l| l.get(t.at as usize)) else {
+            continue;
+        };
+        wavelets += 1;
+        let mine = keys.len();
+        for trip in group {
+            let dst = trip.dst.y * cols + trip.dst.x;
+            path(trip.src, trip.dst, order, |pe, port, h| {
+                let id = link_id(arch, trip.wafer, pe, port) as u128;
+                let cycle = (sent + h * hop) as u128;
+                keys.push(id << LINK_SHIFT | cycle << CYCLE_SHIFT | dst as u128);
+            });
+        }
+        // A link its paths share it crosses once, for all their PEs.
+        keys[mine..].sort_unstable();
+        let mut k = mine;
+        for i in mine..keys.len() {
+            let key = keys[i];
+            if k > mine && keys[k - 1] >> CYCLE_SHIFT == key >> CYCLE_SHIFT {
+                if keys[k - 1] != key {
+                    keys[k - 1] |= MANY as u128;
+                }
+            } else {
+                keys[k] = key;
+                k += 1;
+            }
+        }
+        keys.truncate(k);
+    }
+    keys.sort_unstable();
+    let mut load = LinkLoad {
+        order,
+        wavelets,
+        crossings: keys.len() as u64,
+        links: 0,
+        contended: 0,
+        waiting: 0,
+        converging: 0,
+        longest_wait: 0,
+        worst: None,
+    };
+    let mut worst: Option<(u128, u64)> = None;
+    for on_link in keys.chunk_by(|a, b| a >> LINK_SHIFT == b >> LINK_SHIFT) {
+        load.links += 1;
+        // The link passes one a cycle, first come first served.
+        let mut free = 0;
+        for run in on_link.chunk_by(|a, b| a >> CYCLE_SHIFT == b >> CYCLE_SHIFT) {
+            let cycle = cycle_of(run[0]);
+            let n = run.len() as u64;
+            free = free.max(cycle) + n;
+            load.longest_wait = load.longest_wait.max(free - 1 - cycle);
+            if n < 2 {
+                continue;
+            }
+            load.contended += 1;
+            load.waiting += n - 1;
+            let dst = run[0] as u32;
+            if dst != MANY && run.iter().all(|k| *k as u32 == dst) {
+                load.converging += n - 1;
+            } else if worst.is_none_or(|w| n > w.1) {
+                worst = Some((run[0], n));
+            }
+        }
+    }
+    load.worst = worst.map(|(key, n)| {
+        let (wafer, pe, port) = link_of(arch, (key >> LINK_SHIFT) as u64);
+        Hotspot {
+            wafer,
+            pe,
+            port,
+            cycle: cycle_of(key),
+            wavelets: n,
+        }
+    });
+    load
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trip(from: usize, wavelet: u64, src: (u32, u32), dst: (u32, u32)) -> Trip {
+        Trip {
+            from,
+            wavelet,
+            wafer: 0,
+            src: Pe::new(src.0, src.1),
+            dst: Pe::new(dst.0, dst.1),
+            at: wavelet as u32,
+        }
+    }
+
+    fn links(src: (u32, u32), dst: (u32, u32), order: Order) -> Vec<(u32, u32, Port, u64)> {
+        let mut v = Vec::new();
+        let (s, d) = (Pe::new(src.0, src.1), Pe::new(dst.0, dst.1));
+        path(s, d, order, |pe, port, h| v.push((pe.x, pe.y, port, h)));
+        v
+    }
+
+    #[test]
+    fn a_path_turns_once_in_its_order() {
+        use Port::*;
+        let xy = links((1, 1), (3, 0), Order::XFirst);
+        assert_eq!(xy, [(1, 1, E, 0), (2, 1, E, 1), (3, 1, N, 2)]);
+        let yx = links((3, 2), (1, 4), Order::YFirst);
+        assert_eq!(yx, [(3, 2, S, 0), (3, 3, S, 1), (3, 4, W, 2), (2, 4, W, 3)]);
+        assert!(links((5, 5), (5, 5), Order::XFirst).is_empty());
+    }
+
+    #[test]
+    fn link_numbers_round_trip() {
+        let arch = Arch::wse3();
+        for (wafer, pe, port) in [
+            (0, Pe::new(0, 0), Port::N),
+            (2, Pe::new(arch.grid_cols - 1, arch.grid_rows - 1), Port::W),
+            (1, Pe::new(17, 400), Port::S),
+        ] {
+            assert_eq!(
+                link_of(&arch, link_id(&arch, wafer, pe, port)),
+                (wafer, pe, port)
+            );
+        }
+    }
+
+    /// Each stage's wavelets leave at the given cycles (wavelet `k` is
+    /// element `k`).
+    fn left(times: &[&[u64]]) -> Vec<Option<Vec<u64>>> {
+        times.iter().map(|t| Some(t.to_vec())).collect()
+    }
+
+    #[test]
+    fn wavelets_meeting_on_a_link_in_one_cycle_are_counted() {
+        let arch = Arch::wse3();
+        // Stage 0's wavelet from (0, 0) and stage 1's from (0, 2), both
+        // east to column 4, then to rows 0 and 2: apart, no link shared.
+        let apart = [trip(0, 0, (0, 0), (4, 0)), trip(1, 0, (0, 2), (4, 2))];
+        let l = load(&arch, &apart, &left(&[&[10], &[10]]), Order::XFirst);
+        assert_eq!((l.wavelets, l.crossings, l.links), (2, 8, 8));
+        assert_eq!((l.contended, l.waiting, l.longest_wait), (0, 0, 0));
+        assert_eq!(l.worst, None);
+        // Y then X, the second goes north to row 0 first (2 hops) and
+        // then east along row 0 two cycles behind the first: no meeting.
+        let up = [trip(0, 0, (0, 0), (4, 0)), trip(1, 0, (0, 2), (4, 0))];
+        let l = load(&arch, &up, &left(&[&[10], &[10]]), Order::YFirst);
+        assert_eq!((l.contended, l.waiting), (0, 0));
+        // Sent two cycles earlier, it meets the first on each of row 0's
+        // four links, the same cycle: all four bound for one PE.
+        let l = load(&arch, &up, &left(&[&[10], &[8]]), Order::YFirst);
+        assert_eq!((l.contended, l.waiting, l.converging), (4, 4, 4));
+        assert_eq!(l.longest_wait, 1);
+        assert_eq!(l.worst, None);
+        // Bound for different PEs (the second on to (4, 1) by Y then X
+        // from (0, 0) is the same row 0 links), the meeting is other
+        // traffic, and the worst link-cycle is the first, out of (0, 0).
+        let split = [trip(0, 0, (0, 0), (4, 0)), trip(1, 0, (0, 0), (4, 1))];
+        let l = load(&arch, &split, &left(&[&[10], &[10]]), Order::XFirst);
+        assert_eq!((l.contended, l.waiting, l.converging), (4, 4, 0));
+        let w = l.worst.expect("a link-cycle claimed twice");
+        assert_eq!(
+            (w.pe, w.port, w.cycle, w.wavelets),
+            (Pe::new(0, 0), Port::E, 10, 2)
+        );
+    }
+
+    #[test]
+    fn a_multicast_crosses_a_shared_link_once_and_queues_count() {
+        let arch = Arch::wse3();
+        // One wavelet to (3, 0) and (3, 2): X then Y, the row's three
+        // links are shared, then two south.
+        let multi = [trip(0, 0, (0, 0), (3, 0)), trip(0, 0, (0, 0), (3, 2))];
+        let l = load(&arch, &multi, &left(&[&[5]]), Order::XFirst);
+        assert_eq!((l.wavelets, l.crossings, l.links, l.waiting), (1, 5, 5, 0));
+        // Three stages' wavelets on one link in one cycle, to three PEs
+        // down column 1: two wait there, the last two cycles, and the two
+        // going on south meet again on the next link.
+        let three: Vec<Trip> = (0..3).map(|s| trip(s, 0, (0, 0), (1, s as u32))).collect();
+        let l = load(&arch, &three, &left(&[&[7], &[7], &[7]]), Order::XFirst);
+        assert_eq!((l.contended, l.waiting, l.longest_wait), (2, 3, 2));
+        assert_eq!(l.worst.map(|w| w.wavelets), Some(3));
+        // A producer with no times is left out.
+        let l = load(&arch, &three, &[None, None, None], Order::XFirst);
+        assert_eq!((l.wavelets, l.crossings), (0, 0));
+    }
+}
