@@ -15,7 +15,7 @@
 //! and so does a chain of four kernels that turns a corner
 //! (`kernels/tests/abut.rs`). What it leaves out is what the barrier
 //! model leaves out too: the routes between stages are taken as free of
-//! other traffic.
+//! other traffic ([`super::links`] counts how far that is from true).
 //!
 //! A consumer holds its producer back. A route holds a few wavelets a hop;
 //! past that, a stream its consumer takes more slowly than it comes waits
