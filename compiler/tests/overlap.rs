@@ -70,6 +70,9 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
                 l.waiting > 0 && l.longest_wait > 0,
                 "{model}, {kind:?}: {l:?}"
             );
+            // Queued, the furthest wavelet late for its consumer is named.
+            assert_eq!(l.latest.is_some(), l.late > 0, "{model}, {kind:?}: {l:?}");
+            assert!(l.latest.is_none_or(|(s, d)| s < c.stages.len() && d > 0));
         }
         let end = |i: usize| s.stage_start[i] + s.stage_cycles[i];
         assert_eq!((0..c.stages.len()).map(end).max(), Some(s.cycles));

@@ -409,6 +409,23 @@ impl Table {
                 "             routes taken as free of other traffic: {}",
                 shared.join("; ")
             );
+            let late: Vec<String> = (w.links.iter().zip(&w.links_late_stage))
+                .map(|(l, s)| {
+                    let most = s.as_ref().map_or_else(String::new, |(s, d)| {
+                        format!(", the most {d} cycles after (`{s}`)")
+                    });
+                    format!(
+                        "{}: {} wavelets would reach their consumer after its emulated run took them in{most}",
+                        l.order.name(),
+                        l.late
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "             queued on those links, one a cycle (an estimate; the stages are not run again): {}",
+                late.join("; ")
+            );
         }
         if let Some(r) = &w.region {
             let _ = writeln!(o, "             {}", r.summary());
@@ -544,7 +561,10 @@ impl Table {
                 "held": w.held.as_ref().map(|(stages, passes, first)| json!({
                     "stages": stages, "passes": passes, "first": first,
                 })),
-                "handoff_links": w.links.iter().map(|l| json!({
+                "handoff_links": w.links.iter().zip(&w.links_late_stage).map(|(l, s)| json!({
+                    "queued_latest": s.as_ref().map(|(stage, cycles)| json!({
+                        "stage": stage, "cycles": cycles,
+                    })),
                     "paths": l.order.name(),
                     "wavelets": l.wavelets,
                     "crossings": l.crossings,
@@ -553,6 +573,7 @@ impl Table {
                     "waiting_wavelets": l.waiting,
                     "converging_wavelets": l.converging,
                     "longest_wait_cycles": l.longest_wait,
+                    "queued_late_wavelets": l.late,
                     "worst": l.worst.map(|h| json!({
                         "wafer": h.wafer, "pe": [h.pe.x, h.pe.y],
                         "port": format!("{:?}", h.port), "cycle": h.cycle,

@@ -47,6 +47,9 @@ pub struct WaferRow {
     /// order, in the step with the most wavelets waiting on a shared link
     /// ([`wafer_compiler::decode::links`]).
     pub links: Vec<LinkLoad>,
+    /// Per entry of `links`, the stage whose input wavelet its queued
+    /// links make latest after its emulated intake, and by how many cycles.
+    pub links_late_stage: Vec<Option<(String, u64)>>,
     /// The region search's choice ([`wafer_compiler::region`]), if it ran.
     pub region: Option<wafer_compiler::region::Searched>,
     /// Per wafer of the system (one on one wafer): its layers and its
@@ -123,6 +126,7 @@ impl WaferRow {
             backlog: None,
             held: None,
             links: Vec::new(),
+            links_late_stage: Vec::new(),
             region: c.region.clone(),
             wafers: c
                 .wafers
@@ -331,6 +335,9 @@ pub fn emulate(
         row.predicted_overlapped = Some(p.cycles);
         row.backlog = backlog.map(|(i, b)| (c.stages[i].name.clone(), b));
         row.held = Some((held, passes, first_held.map(|i| c.stages[i].name.clone())));
+        row.links_late_stage = (links.iter())
+            .map(|l| (l.latest).map(|(i, d)| (c.stages[i].name.clone(), d)))
+            .collect();
         row.links = links;
     }
     Ok(row)

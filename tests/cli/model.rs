@@ -660,12 +660,18 @@ fn bench_compares_the_wafer_with_gpus() {
             load["worst"].is_null(),
             n("waiting_wavelets") == n("converging_wavelets")
         );
+        // Queued, some wavelet may come after its consumer took it in;
+        // the furthest is named with its cycles.
+        let latest = &load["queued_latest"];
+        assert_eq!(latest.is_null(), n("queued_late_wavelets") == 0, "{load}");
+        assert!(latest.is_null() || latest["cycles"].as_u64().unwrap() > 0);
     }
     let text = ok(&[&args[..], &["--overlap", "--links"]].concat());
     assert!(
         text.contains("routes taken as free of other traffic"),
         "{text}"
     );
+    assert!(text.contains("queued on those links"), "{text}");
     let err = fails(&[&args[..], &["--overlap", "--links", "--predict"]].concat());
     assert!(
         err.contains("--links") && err.contains("--predict"),

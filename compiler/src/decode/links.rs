@@ -16,6 +16,14 @@
 //! link its paths share once. Only the hand-offs' wavelets are counted,
 //! not the kernels' own traffic on the links the routes pass through, and
 //! a held stream is counted as if it flowed freely from its producer.
+//!
+//! Then it queues them ([`queue`]): each link passes one wavelet a cycle,
+//! first come first served, a wait moving the wavelet at every link after,
+//! and it compares when each consumer stream's wavelets would so reach
+//! its edge with when its emulated run took them in. A wavelet that would
+//! come later is a delay the step leaves out; how many, and the furthest,
+//! is an estimate of the free routes' error, not a corrected step (the
+//! stages are not run again with the queued arrivals).
 
 use super::overlap::Trip;
 use std::cmp::Ordering::{Greater, Less};
@@ -82,6 +90,11 @@ pub struct LinkLoad {
     /// The link-cycle claimed by the most wavelets bound for more than
     /// one entry PE.
     pub worst: Option<Hotspot>,
+    /// The links queued ([`queue`]): how many wavelets would reach their
+    /// consumer's edge after the cycle its emulated run took them in, and
+    /// the one furthest after (its consumer and by how many cycles).
+    pub late: u64,
+    pub latest: Option<(usize, u64)>,
 }
 
 const PORTS: [Port; 4] = [Port::N, Port::S, Port::E, Port::W];
@@ -148,11 +161,13 @@ fn cycle_of(key: u128) -> u64 {
 /// in `order`, each wavelet leaving when `left` says (per stage, per
 /// output element, absolute cycles of the step; a trip whose producer
 /// has none is left out) and crossing a link a hop's latency later each
-/// hop.
+/// hop; `taken` says when the emulated consumer took a trip's wavelet in
+/// (absolute), for [`queue`].
 pub(super) fn load(
     arch: &Arch,
     trips: &[Trip],
     left: &[Option<Vec<u64>>],
+    taken: &dyn Fn(&Trip) -> Option<u64>,
     order: Order,
 ) -> LinkLoad {
     let hop = arch.hop_latency as u64;
@@ -201,7 +216,10 @@ pub(super) fn load(
         converging: 0,
         longest_wait: 0,
         worst: None,
+        late: 0,
+        latest: None,
     };
+    (load.late, load.latest) = queue(arch, trips, left, taken, order);
     let mut worst: Option<(u128, u64)> = None;
     for on_link in keys.chunk_by(|a, b| a >> LINK_SHIFT == b >> LINK_SHIFT) {
         load.links += 1;
@@ -238,6 +256,127 @@ pub(super) fn load(
     load
 }
 
+/// Where the `h`-th link of the path from `src` to `dst` in `order`
+/// leaves from, and its port (`h` below the path's hops).
+fn link_at(src: Pe, dst: Pe, order: Order, h: u32) -> (Pe, Port) {
+    let (dx, dy) = (src.x.abs_diff(dst.x), src.y.abs_diff(dst.y));
+    let toward = |from: u32, to: u32, k: u32| if to > from { from + k } else { from - k };
+    let east_west = if dst.x > src.x { Port::E } else { Port::W };
+    let south_north = if dst.y > src.y { Port::S } else { Port::N };
+    match order {
+        Order::XFirst if h < dx => (Pe::new(toward(src.x, dst.x, h), src.y), east_west),
+        Order::XFirst => (Pe::new(dst.x, toward(src.y, dst.y, h - dx)), south_north),
+        Order::YFirst if h < dy => (Pe::new(src.x, toward(src.y, dst.y, h)), south_north),
+        Order::YFirst => (Pe::new(toward(src.x, dst.x, h - dy), dst.y), east_west),
+    }
+}
+
+/// The step's hand-offs with the links queued: each link passes one
+/// wavelet a cycle, first come first served (ties in the order of the
+/// link, the producer, the wavelet), and a wavelet crosses its next link
+/// a hop after it crossed the last, so a wait moves it at every link after
+/// (a multicast crosses a link its paths share once, together). The last
+/// link of each trip, into the consumer's entry PE, is left to the
+/// emulation: the consumer's host stream takes it, one a cycle.
+///
+/// Per consumer stream, the `k`-th wavelet to reach the edge so is
+/// compared with the `k`-th the emulated consumer took in (`taken`): if it
+/// comes no later, the intake could go on as it did; if later, the
+/// stream's `k`-th intake would be that much later at least. Returns how
+/// many would, and the furthest (its consumer, the cycles). An estimate: the consumers are not
+/// run again with these arrivals, and the kernels' own traffic is not on
+/// the links. A trip whose wavelet carries elements into several of its
+/// consumer's wavelets is taken by the first.
+fn queue(
+    arch: &Arch,
+    trips: &[Trip],
+    left: &[Option<Vec<u64>>],
+    taken: &dyn Fn(&Trip) -> Option<u64>,
+    order: Order,
+) -> (u64, Option<(usize, u64)>) {
+    let hop = arch.hop_latency as u64;
+    let sent: Vec<Option<u64>> = (trips.iter())
+        .map(|t| left[t.from].as_ref()?.get(t.at as usize).copied())
+        .collect();
+    let hops = |t: &Trip| t.src.x.abs_diff(t.dst.x) + t.src.y.abs_diff(t.dst.y);
+    let model = |i: usize| sent[i].map(|s| s + hop * hops(&trips[i]).saturating_sub(1) as u64);
+    let mut arrive: Vec<Option<u64>> = (0..trips.len()).map(model).collect();
+    // Buckets of (trip, hop) by the cycle the trip reaches its hop's link.
+    let mut buckets: Vec<Vec<(u32, u32)>> = Vec::new();
+    let put = |buckets: &mut Vec<Vec<(u32, u32)>>, t: u64, e: (u32, u32)| {
+        if buckets.len() <= t as usize {
+            buckets.resize_with(t as usize + 1, Vec::new);
+        }
+        buckets[t as usize].push(e);
+    };
+    for (i, t) in trips.iter().enumerate() {
+        if let (Some(s), true) = (sent[i], hops(t) >= 2) {
+            put(&mut buckets, s, (i as u32, 0));
+        }
+    }
+    let wafers = trips.iter().map(|t| t.wafer + 1).max().unwrap_or(0) as u64;
+    let mut free = vec![0u64; (wafers * arch.n_pes() * 4) as usize];
+    let mut now = 0;
+    while now < buckets.len() {
+        // (A zero hop latency puts a trip's next link in this cycle:
+        // taken again until none is left.)
+        let mut due: Vec<(u64, usize, u64, u32, u32)> = (std::mem::take(&mut buckets[now]).iter())
+            .map(|&(i, h)| {
+                let t = &trips[i as usize];
+                let (pe, port) = link_at(t.src, t.dst, order, h);
+                (link_id(arch, t.wafer, pe, port), t.from, t.wavelet, i, h)
+            })
+            .collect();
+        if due.is_empty() {
+            now += 1;
+            continue;
+        }
+        due.sort_unstable();
+        // The same wavelet's trips on one link cross together.
+        for group in due.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
+            let link = group[0].0 as usize;
+            let cross = (now as u64).max(free[link]);
+            free[link] = cross + 1;
+            for &(_, _, _, i, h) in group {
+                let next = cross + hop;
+                if h + 2 == hops(&trips[i as usize]) {
+                    arrive[i as usize] = Some(next);
+                } else {
+                    put(&mut buckets, next, (i, h + 1));
+                }
+            }
+        }
+    }
+    // Per consumer stream, in order: the k-th wavelet to reach the edge
+    // on queued links against the k-th the emulated run took in. A
+    // stream's intake takes its wavelets in its own order, which a queue
+    // need not keep; compared sorted, only what comes too late counts,
+    // not what comes in another order.
+    let mut by_stream: std::collections::BTreeMap<(usize, u32), (Vec<u64>, Vec<u64>)> =
+        Default::default();
+    for (i, t) in trips.iter().enumerate() {
+        if let (Some(q), Some(e)) = (arrive[i], taken(t)) {
+            let s = by_stream.entry((t.to, t.into.0)).or_default();
+            s.0.push(q);
+            s.1.push(e);
+        }
+    }
+    let (mut late, mut latest) = (0, None::<(usize, u64)>);
+    for ((to, _), (mut q, mut e)) in by_stream {
+        q.sort_unstable();
+        e.sort_unstable();
+        for (q, e) in q.into_iter().zip(e) {
+            if q > e {
+                late += 1;
+                if latest.is_none_or(|l| q - e > l.1) {
+                    latest = Some((to, q - e));
+                }
+            }
+        }
+    }
+    (late, latest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +388,9 @@ mod tests {
             wafer: 0,
             src: Pe::new(src.0, src.1),
             dst: Pe::new(dst.0, dst.1),
+            to: 9,
             at: wavelet as u32,
+            into: (0, 0),
         }
     }
 
@@ -285,6 +426,20 @@ mod tests {
         }
     }
 
+    /// No consumer ran (so no wavelet is late).
+    fn never(_: &Trip) -> Option<u64> {
+        None
+    }
+
+    /// Each trip's wavelet taken in by its consumer `slack` cycles after
+    /// the arrival model has it reach the edge (sent when `sends` says).
+    fn model(sends: &[u64], slack: u64) -> impl Fn(&Trip) -> Option<u64> + '_ {
+        move |t: &Trip| {
+            let hops = t.src.x.abs_diff(t.dst.x) + t.src.y.abs_diff(t.dst.y);
+            Some(sends[t.from] + hops as u64 - 1 + slack)
+        }
+    }
+
     /// Each stage's wavelets leave at the given cycles (wavelet `k` is
     /// element `k`).
     fn left(times: &[&[u64]]) -> Vec<Option<Vec<u64>>> {
@@ -297,18 +452,18 @@ mod tests {
         // Stage 0's wavelet from (0, 0) and stage 1's from (0, 2), both
         // east to column 4, then to rows 0 and 2: apart, no link shared.
         let apart = [trip(0, 0, (0, 0), (4, 0)), trip(1, 0, (0, 2), (4, 2))];
-        let l = load(&arch, &apart, &left(&[&[10], &[10]]), Order::XFirst);
+        let l = load(&arch, &apart, &left(&[&[10], &[10]]), &never, Order::XFirst);
         assert_eq!((l.wavelets, l.crossings, l.links), (2, 8, 8));
         assert_eq!((l.contended, l.waiting, l.longest_wait), (0, 0, 0));
         assert_eq!(l.worst, None);
         // Y then X, the second goes north to row 0 first (2 hops) and
         // then east along row 0 two cycles behind the first: no meeting.
         let up = [trip(0, 0, (0, 0), (4, 0)), trip(1, 0, (0, 2), (4, 0))];
-        let l = load(&arch, &up, &left(&[&[10], &[10]]), Order::YFirst);
+        let l = load(&arch, &up, &left(&[&[10], &[10]]), &never, Order::YFirst);
         assert_eq!((l.contended, l.waiting), (0, 0));
         // Sent two cycles earlier, it meets the first on each of row 0's
         // four links, the same cycle: all four bound for one PE.
-        let l = load(&arch, &up, &left(&[&[10], &[8]]), Order::YFirst);
+        let l = load(&arch, &up, &left(&[&[10], &[8]]), &never, Order::YFirst);
         assert_eq!((l.contended, l.waiting, l.converging), (4, 4, 4));
         assert_eq!(l.longest_wait, 1);
         assert_eq!(l.worst, None);
@@ -316,7 +471,7 @@ mod tests {
         // from (0, 0) is the same row 0 links), the meeting is other
         // traffic, and the worst link-cycle is the first, out of (0, 0).
         let split = [trip(0, 0, (0, 0), (4, 0)), trip(1, 0, (0, 0), (4, 1))];
-        let l = load(&arch, &split, &left(&[&[10], &[10]]), Order::XFirst);
+        let l = load(&arch, &split, &left(&[&[10], &[10]]), &never, Order::XFirst);
         assert_eq!((l.contended, l.waiting, l.converging), (4, 4, 0));
         let w = l.worst.expect("a link-cycle claimed twice");
         assert_eq!(
@@ -331,17 +486,125 @@ mod tests {
         // One wavelet to (3, 0) and (3, 2): X then Y, the row's three
         // links are shared, then two south.
         let multi = [trip(0, 0, (0, 0), (3, 0)), trip(0, 0, (0, 0), (3, 2))];
-        let l = load(&arch, &multi, &left(&[&[5]]), Order::XFirst);
+        let l = load(&arch, &multi, &left(&[&[5]]), &never, Order::XFirst);
         assert_eq!((l.wavelets, l.crossings, l.links, l.waiting), (1, 5, 5, 0));
         // Three stages' wavelets on one link in one cycle, to three PEs
         // down column 1: two wait there, the last two cycles, and the two
         // going on south meet again on the next link.
         let three: Vec<Trip> = (0..3).map(|s| trip(s, 0, (0, 0), (1, s as u32))).collect();
-        let l = load(&arch, &three, &left(&[&[7], &[7], &[7]]), Order::XFirst);
+        let l = load(
+            &arch,
+            &three,
+            &left(&[&[7], &[7], &[7]]),
+            &never,
+            Order::XFirst,
+        );
         assert_eq!((l.contended, l.waiting, l.longest_wait), (2, 3, 2));
         assert_eq!(l.worst.map(|w| w.wavelets), Some(3));
         // A producer with no times is left out.
-        let l = load(&arch, &three, &[None, None, None], Order::XFirst);
+        let l = load(&arch, &three, &[None, None, None], &never, Order::XFirst);
         assert_eq!((l.wavelets, l.crossings), (0, 0));
+    }
+
+    fn to(mut t: Trip, stage: usize) -> Trip {
+        t.to = stage;
+        t
+    }
+
+    #[test]
+    fn a_link_at_follows_the_path() {
+        for order in Order::BOTH {
+            for (src, dst) in [((1, 1), (3, 0)), ((3, 2), (1, 4)), ((0, 5), (0, 0))] {
+                let (s, d) = (Pe::new(src.0, src.1), Pe::new(dst.0, dst.1));
+                let walked = links(src, dst, order);
+                for (pe_x, pe_y, port, h) in walked {
+                    assert_eq!(link_at(s, d, order, h as u32), (Pe::new(pe_x, pe_y), port));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn queued_links_make_a_wavelet_late_and_every_link_after() {
+        let arch = Arch::wse3();
+        // Stage 0's wavelet east along row 0 from (0, 0), stage 1's from
+        // (1, 0) a cycle later: both want (1, 0)'s east link at cycle 11.
+        // Stage 0's goes first (the producer's order), so stage 1's
+        // crosses it at 12 and every link after a cycle late: it reaches
+        // its consumer (stage 5) at 15, not the model's 11 + 3 hops, when
+        // the consumer took it in.
+        let trips = [
+            to(trip(0, 0, (0, 0), (4, 0)), 4),
+            to(trip(1, 0, (1, 0), (4, 1)), 5),
+        ];
+        let sends = [10, 11];
+        let l = load(
+            &arch,
+            &trips,
+            &left(&[&[10], &[11]]),
+            &model(&sends, 0),
+            Order::XFirst,
+        );
+        assert_eq!((l.late, l.latest), (1, Some((5, 1))));
+        // Its consumer took it in no earlier than 15 anyway: not late.
+        let l = load(
+            &arch,
+            &trips,
+            &left(&[&[10], &[11]]),
+            &model(&sends, 1),
+            Order::XFirst,
+        );
+        assert_eq!((l.late, l.latest), (0, None));
+        // Sent a cycle later, it follows stage 0's a cycle behind.
+        let sends = [10, 12];
+        let l = load(
+            &arch,
+            &trips,
+            &left(&[&[10], &[12]]),
+            &model(&sends, 0),
+            Order::XFirst,
+        );
+        assert_eq!((l.late, l.latest), (0, None));
+        // A multicast's trips share their links: none waits for another.
+        let multi = [trip(0, 0, (0, 0), (3, 0)), trip(0, 0, (0, 0), (3, 2))];
+        let l = load(
+            &arch,
+            &multi,
+            &left(&[&[5]]),
+            &model(&[5], 0),
+            Order::XFirst,
+        );
+        assert_eq!((l.late, l.latest), (0, None));
+        // Two wavelets of one stream, apart on the links, that its run took
+        // in the other order: each came when one was taken, so neither is
+        // late (compared one by one, the second would be, by 2).
+        let pair = [trip(0, 0, (0, 0), (3, 0)), trip(1, 0, (0, 1), (3, 1))];
+        let swapped = |t: &Trip| Some(if t.from == 0 { 14 } else { 12 });
+        let l = load(
+            &arch,
+            &pair,
+            &left(&[&[10], &[12]]),
+            &swapped,
+            Order::XFirst,
+        );
+        assert_eq!((l.late, l.latest), (0, None));
+        let early = |t: &Trip| Some(if t.from == 0 { 12 } else { 13 });
+        let l = load(&arch, &pair, &left(&[&[10], &[12]]), &early, Order::XFirst);
+        assert_eq!((l.late, l.latest), (1, Some((9, 1))));
+        // Three on one link, each to its own PE two hops on: the third
+        // waits two cycles there (the last link, into the consumer, is
+        // the emulation's).
+        let three: Vec<Trip> = (0..3)
+            .map(|s| to(trip(s, 0, (0, 0), (1, s as u32 + 1)), 3))
+            .collect();
+        let sends = [7, 7, 7];
+        let l = load(
+            &arch,
+            &three,
+            &left(&[&[7], &[7], &[7]]),
+            &model(&sends, 0),
+            Order::XFirst,
+        );
+        assert_eq!((l.late, l.latest), (2, Some((3, 2))));
     }
 }

@@ -504,9 +504,17 @@ impl<'c> Decoder<'c> {
             };
             if settled {
                 let links = match self.overlap.as_ref().filter(|_| self.check_links) {
-                    Some(plan) => (links::Order::BOTH.iter())
-                        .map(|&o| links::load(arch, &plan.trips, &left, o))
-                        .collect(),
+                    Some(plan) => {
+                        // When each trip's wavelet entered its consumer.
+                        let taken = |t: &overlap::Trip| {
+                            let (start, took) = entered[t.to].as_ref()?;
+                            let stream = c.fragments[t.to].program.inputs.get(t.into.0 as usize)?;
+                            Some(start + took.get(&stream.name)?.get(t.into.1 as usize)?)
+                        };
+                        (links::Order::BOTH.iter())
+                            .map(|&o| links::load(arch, &plan.trips, &left, &taken, o))
+                            .collect()
+                    }
                     None => Vec::new(),
                 };
                 break Step {

@@ -106,9 +106,14 @@ pub(super) struct Trip {
     /// Where it leaves its producer and enters its consumer.
     pub src: Pe,
     pub dst: Pe,
+    /// The consuming stage.
+    pub to: usize,
     /// One of its elements in its producer's output port (each leaves
     /// with the wavelet).
     pub at: u32,
+    /// That element's wavelet in the consumer: the index of its stream
+    /// among the consumer program's inputs, and of the wavelet in it.
+    pub into: (u32, u32),
 }
 
 /// A stage's start in a pass and, per input stream, the cycle each of its
@@ -177,6 +182,8 @@ impl Plan {
                         let tensor = f.inputs.iter().find(|p| &p.name == port)?;
                         let into = Ends::of(tensor, &f.program.inputs, c.sites[i].origin)?;
                         let into = pes_of(&into, tensor.len);
+                        // Each element's wavelet in the consumer's streams.
+                        let taken = f.element_wavelets(tensor)?;
                         let mut feeds = Vec::with_capacity(tensor.len as usize);
                         for src in srcs {
                             match *src {
@@ -201,13 +208,18 @@ impl Plan {
                                         );
                                         let hops = p.x.abs_diff(q.x) + p.y.abs_diff(q.y);
                                         feeds.push(Some(Feed { from: j, at, hops }));
+                                        let (stream, k) = *taken.get(feeds.len() - 1)?;
+                                        let stream = (f.program.inputs.iter())
+                                            .position(|h| h.name == stream)?;
                                         trips.push(Trip {
                                             from: j,
                                             wavelet: *ws.get(at as usize)?,
                                             wafer: wafer_of[i] as u32,
                                             src: p,
                                             dst: q,
+                                            to: i,
                                             at,
+                                            into: (stream as u32, k),
                                         });
                                     }
                                 }
@@ -269,7 +281,7 @@ impl Plan {
         // A wavelet two elements of a port share, or that a consumer takes
         // into two ports at one PE, makes its trip once.
         trips.sort_unstable();
-        trips.dedup_by_key(|t| (t.from, t.wavelet, t.dst));
+        trips.dedup_by_key(|t| (t.from, t.wavelet, t.dst, t.to));
         Plan {
             fed,
             shares,
