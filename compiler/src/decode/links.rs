@@ -256,44 +256,14 @@ pub(super) fn load(
     load
 }
 
-/// Where the `h`-th link of the path from `src` to `dst` in `order`
-/// leaves from, and its port (`h` below the path's hops).
-fn link_at(src: Pe, dst: Pe, order: Order, h: u32) -> (Pe, Port) {
-    let (dx, dy) = (src.x.abs_diff(dst.x), src.y.abs_diff(dst.y));
-    let toward = |from: u32, to: u32, k: u32| if to > from { from + k } else { from - k };
-    let east_west = if dst.x > src.x { Port::E } else { Port::W };
-    let south_north = if dst.y > src.y { Port::S } else { Port::N };
-    match order {
-        Order::XFirst if h < dx => (Pe::new(toward(src.x, dst.x, h), src.y), east_west),
-        Order::XFirst => (Pe::new(dst.x, toward(src.y, dst.y, h - dx)), south_north),
-        Order::YFirst if h < dy => (Pe::new(src.x, toward(src.y, dst.y, h)), south_north),
-        Order::YFirst => (Pe::new(toward(src.x, dst.x, h - dy), dst.y), east_west),
-    }
-}
-
-/// The step's hand-offs with the links queued: each link passes one
-/// wavelet a cycle, first come first served (ties in the order of the
-/// link, the producer, the wavelet), and a wavelet crosses its next link
-/// a hop after it crossed the last, so a wait moves it at every link after
-/// (a multicast crosses a link its paths share once, together). The last
-/// link of each trip, into the consumer's entry PE, is left to the
-/// emulation: the consumer's host stream takes it, one a cycle.
-///
-/// Per consumer stream, the `k`-th wavelet to reach the edge so is
-/// compared with the `k`-th the emulated consumer took in (`taken`): if it
-/// comes no later, the intake could go on as it did; if later, the
-/// stream's `k`-th intake would be that much later at least. Returns how
-/// many would, and the furthest (its consumer, the cycles). An estimate: the consumers are not
-/// run again with these arrivals, and the kernels' own traffic is not on
-/// the links. A trip whose wavelet carries elements into several of its
-/// consumer's wavelets is taken by the first.
-fn queue(
+/// Each trip's arrival at its consumer's edge with the links queued
+/// ([`queue`]).
+pub(super) fn queued_arrivals(
     arch: &Arch,
     trips: &[Trip],
     left: &[Option<Vec<u64>>],
-    taken: &dyn Fn(&Trip) -> Option<u64>,
     order: Order,
-) -> (u64, Option<(usize, u64)>) {
+) -> Vec<Option<u64>> {
     let hop = arch.hop_latency as u64;
     let sent: Vec<Option<u64>> = (trips.iter())
         .map(|t| left[t.from].as_ref()?.get(t.at as usize).copied())
@@ -347,6 +317,48 @@ fn queue(
             }
         }
     }
+    arrive
+}
+
+/// Where the `h`-th link of the path from `src` to `dst` in `order`
+/// leaves from, and its port (`h` below the path's hops).
+fn link_at(src: Pe, dst: Pe, order: Order, h: u32) -> (Pe, Port) {
+    let (dx, dy) = (src.x.abs_diff(dst.x), src.y.abs_diff(dst.y));
+    let toward = |from: u32, to: u32, k: u32| if to > from { from + k } else { from - k };
+    let east_west = if dst.x > src.x { Port::E } else { Port::W };
+    let south_north = if dst.y > src.y { Port::S } else { Port::N };
+    match order {
+        Order::XFirst if h < dx => (Pe::new(toward(src.x, dst.x, h), src.y), east_west),
+        Order::XFirst => (Pe::new(dst.x, toward(src.y, dst.y, h - dx)), south_north),
+        Order::YFirst if h < dy => (Pe::new(src.x, toward(src.y, dst.y, h)), south_north),
+        Order::YFirst => (Pe::new(toward(src.x, dst.x, h - dy), dst.y), east_west),
+    }
+}
+
+/// The step's hand-offs with the links queued: each link passes one
+/// wavelet a cycle, first come first served (ties in the order of the
+/// link, the producer, the wavelet), and a wavelet crosses its next link
+/// a hop after it crossed the last, so a wait moves it at every link after
+/// (a multicast crosses a link its paths share once, together). The last
+/// link of each trip, into the consumer's entry PE, is left to the
+/// emulation: the consumer's host stream takes it, one a cycle.
+///
+/// Per consumer stream, the `k`-th wavelet to reach the edge so is
+/// compared with the `k`-th the emulated consumer took in (`taken`): if it
+/// comes no later, the intake could go on as it did; if later, the
+/// stream's `k`-th intake would be that much later at least. Returns how
+/// many would, and the furthest (its consumer, the cycles). An estimate: the consumers are not
+/// run again with these arrivals, and the kernels' own traffic is not on
+/// the links. A trip whose wavelet carries elements into several of its
+/// consumer's wavelets is taken by the first.
+fn queue(
+    arch: &Arch,
+    trips: &[Trip],
+    left: &[Option<Vec<u64>>],
+    taken: &dyn Fn(&Trip) -> Option<u64>,
+    order: Order,
+) -> (u64, Option<(usize, u64)>) {
+    let arrive = queued_arrivals(arch, trips, left, order);
     // Per consumer stream, in order: the k-th wavelet to reach the edge
     // on queued links against the k-th the emulated run took in. A
     // stream's intake takes its wavelets in its own order, which a queue
