@@ -208,3 +208,89 @@ fn the_overlapped_estimate_lies_between_the_emulation_and_the_barriers() {
         }
     }
 }
+
+/// Overlapped with the hand-offs queued on the links
+/// ([`Decoder::queue_links`]): the same tokens, never a shorter step than
+/// with free routes, rounds until no arrival moves, and timing-only
+/// steps on 1 and 2 threads take the functional steps' cycles.
+#[test]
+fn queued_links_give_the_same_tokens_in_no_fewer_cycles() {
+    use wafer_compiler::decode::links::Order;
+    let arch = Arch::wse3().with_grid(96, 64).unwrap();
+    let runs = [
+        ("stories260K.bin", PlacementKind::Pipeline, Order::XFirst),
+        ("aidreams260K.bin", PlacementKind::Mesh, Order::YFirst),
+    ];
+    for (model, kind, order) in runs {
+        let (cfg, w) = llama2c::load(&models().join(model)).unwrap();
+        let o = common::f32_options(arch.clone(), kind, None);
+        let c = compile(&cfg, Some(&w), &o).unwrap();
+        let steps = 3;
+        let mut free = Decoder::new(&c);
+        free.overlap(true);
+        let free = decode(&mut free, steps);
+        let mut d = Decoder::new(&c);
+        d.overlap(true);
+        d.queue_links(Some((order, usize::MAX)));
+        let queued = decode(&mut d, steps);
+        let tokens = |r: &[(u32, u64)]| r.iter().map(|s| s.0).collect::<Vec<_>>();
+        assert_eq!(tokens(&queued), tokens(&free), "{model}, {kind:?}");
+        for (q, f) in queued.iter().zip(&free) {
+            assert!(
+                q.1 >= f.1,
+                "{model}, {kind:?}: queued {} < free {}",
+                q.1,
+                f.1
+            );
+        }
+        assert!(
+            queued.iter().zip(&free).any(|(q, f)| q.1 > f.1),
+            "{model}, {kind:?}: no queue moved a step"
+        );
+        let mut d = Decoder::new(&c);
+        d.overlap(true);
+        d.queue_links(Some((order, usize::MAX)));
+        let s = d.step(wafer_compiler::tokenizer::BOS).unwrap();
+        assert!(s.queued_rounds >= 1 && s.passes > s.queued_rounds && s.queue_settled);
+        // Stopped after one round: not settled, and no longer than settled.
+        let mut one = Decoder::new(&c);
+        one.overlap(true);
+        one.queue_links(Some((order, 1)));
+        let first = one.step(wafer_compiler::tokenizer::BOS).unwrap();
+        assert_eq!(first.queued_rounds, 1, "{model}, {kind:?}");
+        assert_eq!(
+            first.queue_settled,
+            s.queued_rounds == 1,
+            "{model}, {kind:?}"
+        );
+        assert!(free[0].1 < first.cycles && first.cycles <= s.cycles);
+        // Without --overlap the queue is not used.
+        let mut b = Decoder::new(&c);
+        b.queue_links(Some((order, usize::MAX)));
+        assert_eq!(
+            b.step(wafer_compiler::tokenizer::BOS)
+                .unwrap()
+                .queued_rounds,
+            0
+        );
+        for threads in [1, 2] {
+            let mut t = Decoder::new(&c);
+            t.overlap(true);
+            t.queue_links(Some((order, usize::MAX)));
+            t.timing_only(true);
+            t.reuse(true);
+            t.threads(threads);
+            let fed =
+                std::iter::once(wafer_compiler::tokenizer::BOS).chain(queued.iter().map(|s| s.0));
+            let cycles: Vec<u64> = fed
+                .take(steps)
+                .map(|token| t.step(token).unwrap().cycles)
+                .collect();
+            let want: Vec<u64> = queued.iter().map(|s| s.1).collect();
+            assert_eq!(
+                cycles, want,
+                "{model}, {kind:?}: timing-only, {threads} thread(s)"
+            );
+        }
+    }
+}

@@ -212,8 +212,21 @@ pub fn table(
             c.options.arch.name
         )
     } else if wafer.overlapped {
+        let routes = match wafer.queued_links {
+            None => "the routes taken as free of other traffic".to_string(),
+            Some(o) => format!(
+                "later where the hand-offs, on {} paths with each link passing one wavelet a cycle, would queue (a model of the routes: {} round(s) of the step at most{})",
+                o.name(),
+                wafer.queued_rounds,
+                if wafer.queue_settled {
+                    ""
+                } else {
+                    "; NOT SETTLED at --queue-rounds: further rounds would only move arrivals later"
+                }
+            ),
+        };
         format!(
-            "wafer: emulated by this build (timing-only, cycles identical to a functional run) on {}, each step's stages overlapped: a stage starts once its first input has arrived and its PEs are free, and takes each element when it arrives (its producer's output cycle plus a cycle a hop, the routes taken as free of other traffic), and holds its producer back once the route's buffers are full; the cost model's figure runs the stages one after another, an upper bound",
+            "wafer: emulated by this build (timing-only, cycles identical to a functional run) on {}, each step's stages overlapped: a stage starts once its first input has arrived and its PEs are free, and takes each element when it arrives (its producer's output cycle plus a cycle a hop, {routes}), and holds its producer back once the route's buffers are full; the cost model's figure runs the stages one after another, an upper bound",
             c.options.arch.name
         )
     } else if wafer.emulated {
@@ -555,6 +568,10 @@ impl Table {
                 "emulated": w.emulated,
                 "overlapped": w.overlapped,
                 "predicted_overlapped_cycles": w.predicted_overlapped,
+                "queued_links": w.queued_links.map(|o| json!({
+                    "paths": o.name(), "rounds": w.queued_rounds,
+                    "settled": w.queue_settled,
+                })),
                 "max_backlog": w.backlog.as_ref().map(|(stage, wavelets)| json!({
                     "stage": stage, "wavelets": wavelets,
                 })),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wafer_compiler::Compiled;
-use wafer_compiler::decode::links::LinkLoad;
+use wafer_compiler::decode::links::{LinkLoad, Order};
 use wafer_compiler::decode::{Decoder, PeTime, Step};
 use wafer_compiler::place::Kernel;
 
@@ -50,6 +50,14 @@ pub struct WaferRow {
     /// Per entry of `links`, the stage whose input wavelet its queued
     /// links make latest after its emulated intake, and by how many cycles.
     pub links_late_stage: Vec<Option<(String, u64)>>,
+    /// Emulated overlapped with the hand-offs queued on the links
+    /// ([`Decoder::queue_links`]): on which paths, and the most rounds a
+    /// step took ([`Step::queued_rounds`]).
+    pub queued_links: Option<Order>,
+    pub queued_rounds: usize,
+    /// Whether every step's queued arrivals settled (false: some step
+    /// stopped at the most rounds allowed).
+    pub queue_settled: bool,
     /// The region search's choice ([`wafer_compiler::region`]), if it ran.
     pub region: Option<wafer_compiler::region::Searched>,
     /// Per wafer of the system (one on one wafer): its layers and its
@@ -127,6 +135,9 @@ impl WaferRow {
             held: None,
             links: Vec::new(),
             links_late_stage: Vec::new(),
+            queued_links: None,
+            queued_rounds: 0,
+            queue_settled: true,
             region: c.region.clone(),
             wafers: c
                 .wafers
@@ -223,6 +234,10 @@ pub struct EmulateOptions {
     /// Overlapped, count how the hand-offs load the links
     /// ([`Decoder::check_links`], [`WaferRow::links`]).
     pub links: bool,
+    /// Overlapped, queue the hand-offs on the links on paths in this
+    /// order, for at most this many rounds a step
+    /// ([`Decoder::queue_links`]).
+    pub queue: Option<(Order, usize)>,
 }
 
 /// Emulate `steps` timing-only decode steps from position `context`,
@@ -250,6 +265,7 @@ pub fn emulate(
     }
     d.overlap(opts.overlap);
     d.check_links(opts.links);
+    d.queue_links(opts.queue.filter(|_| opts.overlap));
     d.skip_to(context)?;
     let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
     let mut cycles = 0u64;
@@ -257,6 +273,7 @@ pub fn emulate(
     let mut backlog: Option<(usize, u64)> = None;
     let (mut held, mut passes, mut first_held) = (0, 0, None);
     let mut links: Vec<LinkLoad> = Vec::new();
+    let (mut rounds, mut settled) = (0, true);
     for _ in 0..steps {
         if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !opts.overlap) {
             d.share(0, ex)?;
@@ -267,6 +284,8 @@ pub fn emulate(
         held = held.max(s.stage_held.iter().filter(|h| **h).count());
         first_held = first_held.or(s.stage_held.iter().position(|h| *h));
         passes = passes.max(s.passes);
+        rounds = rounds.max(s.queued_rounds);
+        settled &= s.queue_settled;
         if links.is_empty() {
             links = s.links.clone();
         }
@@ -339,6 +358,9 @@ pub fn emulate(
             .map(|l| (l.latest).map(|(i, d)| (c.stages[i].name.clone(), d)))
             .collect();
         row.links = links;
+        row.queued_links = opts.queue.map(|q| q.0);
+        row.queued_rounds = rounds;
+        row.queue_settled = settled;
     }
     Ok(row)
 }

@@ -61,6 +61,19 @@ pub struct BenchArgs {
     /// and up to 6 GB for an 8B model; not with --predict or --emulator).
     #[arg(long, requires = "overlap")]
     pub links: bool,
+    /// With --overlap: feed each stage no earlier than its inputs would
+    /// reach it with the hand-offs on paths of this order and each link
+    /// passing one wavelet a cycle, first come first served (a model of
+    /// the routes in place of taking them as free of other traffic; the
+    /// step runs in rounds until no arrival moves, one per stage a delay
+    /// has to pass through: minutes for a 1B model).
+    #[arg(long, requires = "overlap", value_enum)]
+    pub queue: Option<QueueOrder>,
+    /// With --queue: stop each step after this many rounds, settled or
+    /// not (the table says which; an unsettled step is a lower bound of
+    /// the queued model's).
+    #[arg(long, requires = "queue", value_parser = super::flags::count::<1, 1_000_000>)]
+    pub queue_rounds: Option<usize>,
     /// Also draw the table as bars of tokens/s (.svg or .png).
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,
@@ -254,6 +267,24 @@ fn decode(
     })
 }
 
+/// Which way `--queue`'s paths go first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueOrder {
+    /// Along the source's row, then the destination's column.
+    Xy,
+    /// Along the source's column, then the destination's row.
+    Yx,
+}
+
+impl QueueOrder {
+    fn order(self) -> wafer_compiler::decode::links::Order {
+        match self {
+            QueueOrder::Xy => wafer_compiler::decode::links::Order::XFirst,
+            QueueOrder::Yx => wafer_compiler::decode::links::Order::YFirst,
+        }
+    }
+}
+
 /// Peak resident memory of this process so far (Linux), in bytes.
 fn peak_rss() -> Option<u64> {
     super::proc_kib("/proc/self/status", "VmHWM:").map(|k| k * 1024)
@@ -262,6 +293,11 @@ fn peak_rss() -> Option<u64> {
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.plot {
         super::flags::writable("--plot", p)?;
+    }
+    if a.queue.is_some() && (a.predict || a.emulator) {
+        bail!(
+            "--queue feeds the emulated overlapped step its hand-offs queued on the links: run it with --overlap alone, without --predict or --emulator"
+        );
     }
     if a.links && (a.predict || a.emulator) {
         bail!(
@@ -296,6 +332,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             prompt_len: a.prompt_len,
             overlap: a.overlap,
             links: a.links,
+            queue: a
+                .queue
+                .map(|q| (q.order(), a.queue_rounds.unwrap_or(usize::MAX))),
         };
         return super::compare::run(&request, &l, &c);
     }

@@ -26,6 +26,9 @@ pub struct Request<'a> {
     pub overlap: bool,
     /// Overlapped, count how the hand-offs load the links.
     pub links: bool,
+    /// Overlapped, queue the hand-offs on the links on these paths, for
+    /// at most this many rounds a step.
+    pub queue: Option<(wafer_compiler::decode::links::Order, usize)>,
 }
 
 /// Emulate `steps` timing-only decode steps from `context` with a progress
@@ -37,6 +40,7 @@ pub fn emulate(
     (context, steps, expert_seed): (u32, usize, u64),
     (trace, stats): (Option<usize>, bool),
     (share, overlap, links): (bool, bool, bool),
+    queue: Option<(wafer_compiler::decode::links::Order, usize)>,
     mut each: impl FnMut(&wafer_compiler::decode::Step),
 ) -> anyhow::Result<WaferRow> {
     let bar = match super::ranks::rank() {
@@ -59,6 +63,7 @@ pub fn emulate(
         expert_seed,
         overlap,
         links,
+        queue,
     };
     let row = wafer_report::emulate(c, context, steps, &opts, |s| {
         each(s);
@@ -110,6 +115,7 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
             (context, steps, a.expert_seed),
             (None, false),
             (!a.overlap, a.overlap, a.links),
+            a.queue,
             |_| {},
         )?
     };

@@ -156,6 +156,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                                     (context, 1, wafer_compiler::experts::DEFAULT_SEED),
                                     (None, false),
                                     (false, a.overlap, false),
+                                    None,
                                     |_| {},
                                 )?
                                 .per_token_cycles,

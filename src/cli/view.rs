@@ -230,6 +230,7 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
             (a.context, steps, wafer_compiler::experts::DEFAULT_SEED),
             (Some(MODEL_SPANS_PER_STAGE), true),
             (false, a.overlap, false),
+            None,
             |s| {
                 if latency.stages.is_empty() {
                     latency.stages = match a.overlap {

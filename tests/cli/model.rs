@@ -672,6 +672,42 @@ fn bench_compares_the_wafer_with_gpus() {
         "{text}"
     );
     assert!(text.contains("queued on those links"), "{text}");
+    // --queue xy: the hand-offs queued on X-then-Y links, never a
+    // shorter step, in rounds, and the source says so.
+    let mut queue = overlap.clone();
+    queue.extend(["--queue", "xy"]);
+    let q = json(&ok(&queue));
+    let qw = &q["wafer"];
+    assert_eq!(qw["queued_links"]["paths"], "X then Y", "{qw}");
+    assert!(qw["queued_links"]["rounds"].as_u64().unwrap() >= 1, "{qw}");
+    let (queued, free) = (
+        qw["per_token_cycles"].as_f64().unwrap(),
+        ow["per_token_cycles"].as_f64().unwrap(),
+    );
+    assert!(queued >= free, "queued {queued}, free {free}");
+    assert!(ow["queued_links"].is_null());
+    assert_eq!(qw["queued_links"]["settled"], true, "{qw}");
+    // --queue-rounds 1 stops each step after a round: said not settled
+    // (this one takes more), and no longer than settled.
+    let mut one = queue.clone();
+    one.extend(["--queue-rounds", "1"]);
+    let one = json(&ok(&one));
+    let one = &one["wafer"];
+    assert_eq!(one["queued_links"]["rounds"], 1, "{one}");
+    assert_eq!(
+        one["queued_links"]["settled"],
+        qw["queued_links"]["rounds"] == 1,
+        "{one}"
+    );
+    assert!(one["per_token_cycles"].as_f64().unwrap() <= queued);
+    assert!(q["sources"][0].as_str().unwrap().contains("would queue"));
+    let err = fails(&[&args[..], &["--overlap", "--queue", "yx", "--predict"]].concat());
+    assert!(
+        err.contains("--queue") && err.contains("--predict"),
+        "{err}"
+    );
+    let err = fails(&[&args[..], &["--queue", "xy"]].concat());
+    assert!(err.contains("--overlap"), "{err}");
     let err = fails(&[&args[..], &["--overlap", "--links", "--predict"]].concat());
     assert!(
         err.contains("--links") && err.contains("--predict"),

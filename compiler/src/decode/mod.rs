@@ -67,6 +67,13 @@ pub struct Step {
     /// How many times the step's stages were run until no hold moved
     /// (1 with barriers, or where nothing holds a stage back).
     pub passes: usize,
+    /// Overlapped with the links queued ([`Decoder::queue_links`]), how
+    /// many settled passes moved some stage's queued arrivals (0 else).
+    pub queued_rounds: usize,
+    /// Whether no queued arrival would move again (false: the step
+    /// stopped at the most rounds [`Decoder::queue_links`] allows;
+    /// another round would only move arrivals later).
+    pub queue_settled: bool,
     /// Overlapped, with [`Decoder::check_links`], how the hand-offs'
     /// wavelets load the links on paths X then Y and Y then X ([`links`]:
     /// a check of the free routes the arrivals take); else empty.
@@ -118,6 +125,9 @@ pub struct Decoder<'c> {
     /// Overlapped steps count their hand-offs' link loads
     /// ([`Decoder::check_links`]).
     check_links: bool,
+    /// Overlapped steps queue their hand-offs on the links
+    /// ([`Decoder::queue_links`]).
+    queue_links: Option<(links::Order, usize)>,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -147,6 +157,7 @@ impl<'c> Decoder<'c> {
             expert_seed: crate::experts::DEFAULT_SEED,
             overlap: None,
             check_links: false,
+            queue_links: None,
         }
     }
 
@@ -164,6 +175,17 @@ impl<'c> Decoder<'c> {
     /// a step).
     pub fn check_links(&mut self, on: bool) {
         self.check_links = on;
+    }
+
+    /// Overlapped steps take their hand-offs on paths in `order` with
+    /// each link queued, one wavelet a cycle ([`links::queued_arrivals`]):
+    /// a stage is fed each input wavelet no earlier than its trips would
+    /// reach its edge so, given when its producers sent, in rounds until
+    /// no arrival moves or `most` rounds have run (a model of the routes
+    /// in place of taking them as free of other traffic; `None`, the
+    /// default: free). A delay takes a round per stage it passes through.
+    pub fn queue_links(&mut self, queue: Option<(links::Order, usize)>) {
+        self.queue_links = queue;
     }
 
     /// Whether steps overlap their stages.
@@ -311,6 +333,11 @@ impl<'c> Decoder<'c> {
         // of the pass before, by what fed and held them; the host seconds
         // each stage's runs took over the passes.
         let mut held: Vec<Option<Vec<u64>>> = vec![None; n];
+        // Overlapped with the links queued: per stage, per input wavelet
+        // (stream, index), the latest cycle its trips reach its edge on
+        // queued links, over the rounds so far (absolute).
+        let mut queued: Vec<BTreeMap<(u32, u32), u64>> = vec![BTreeMap::new(); n];
+        let mut rounds = 0;
         type Memo = (
             Option<Arc<wafer_emulator::Arrivals>>,
             Option<Arc<wafer_emulator::Departures>>,
@@ -409,6 +436,15 @@ impl<'c> Decoder<'c> {
                                         message: e.to_string(),
                                     }),
                                 })?;
+                        // No earlier than its trips reach it on queued links.
+                        let mut arrivals = arrivals;
+                        for (&(stream, k), &q) in &queued[i] {
+                            let name = &c.fragments[i].program.inputs[stream as usize].name;
+                            let at = arrivals.get_mut(name).and_then(|a| a.get_mut(k as usize));
+                            if let Some(a) = at {
+                                *a = (*a).max(q.saturating_sub(s.start));
+                            }
+                        }
                         let arrivals = (!arrivals.is_empty()).then(|| Arc::new(arrivals));
                         (s.start, arrivals, s.waited_on)
                     }
@@ -502,7 +538,30 @@ impl<'c> Decoder<'c> {
                     same
                 }
             };
-            if settled {
+            // With the links queued, a settled pass's sends give each trip
+            // its queued arrival; a stage whose input would come later is
+            // fed so in another round, until none moves. Arrivals only
+            // move later, as holds do.
+            // At `most` rounds the step stops as it is, not settled.
+            let (mut moved, mut unsettled) = (false, false);
+            let queue = self.queue_links;
+            if let (true, Some(plan), Some((order, most))) = (settled, &self.overlap, queue) {
+                let arrive = links::queued_arrivals(arch, &plan.trips, &left, order);
+                for (t, a) in plan.trips.iter().zip(arrive) {
+                    let Some(a) = a else { continue };
+                    let at = queued[t.to].get(&t.into).copied().unwrap_or(0);
+                    if a > at {
+                        if rounds == most {
+                            unsettled = true;
+                            break;
+                        }
+                        queued[t.to].insert(t.into, a);
+                        moved = true;
+                    }
+                }
+                rounds += moved as usize;
+            }
+            if settled && !moved {
                 let links = match self.overlap.as_ref().filter(|_| self.check_links) {
                     Some(plan) => {
                         // When each trip's wavelet entered its consumer.
@@ -530,6 +589,8 @@ impl<'c> Decoder<'c> {
                     stage_backlog,
                     stage_held,
                     passes: passes + 1,
+                    queued_rounds: rounds,
+                    queue_settled: !unsettled,
                     links,
                     stage_reused,
                     stage_host_seconds,
@@ -537,7 +598,10 @@ impl<'c> Decoder<'c> {
                 };
             }
             passes += 1;
-            if passes >= overlap::MAX_PASSES {
+            // Each round of queued arrivals moves the stages after the
+            // last it moved: as many rounds as a chain of stages is long.
+            let most = overlap::MAX_PASSES + if self.queue_links.is_some() { 2 * n } else { 0 };
+            if passes >= most {
                 return Err(DecodeError::Unsettled {
                     pos: self.pos,
                     passes,
