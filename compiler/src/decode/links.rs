@@ -26,7 +26,6 @@
 //! stages are not run again with the queued arrivals).
 
 use super::overlap::Trip;
-use std::cmp::Ordering::{Greater, Less};
 use wafer_emulator::{Arch, Pe, Port};
 
 /// Which way a trip's path goes first.
@@ -121,28 +120,9 @@ fn link_of(arch: &Arch, id: u64) -> (u32, Pe, Port) {
 /// Each link of the path from `src` to `dst` in `order`, with its hop
 /// number (0 for the link out of `src`).
 fn path(src: Pe, dst: Pe, order: Order, mut each: impl FnMut(Pe, Port, u64)) {
-    let corner = match order {
-        Order::XFirst => Pe::new(dst.x, src.y),
-        Order::YFirst => Pe::new(src.x, dst.y),
-    };
-    let mut h = 0;
-    for (mut at, to) in [(src, corner), (corner, dst)] {
-        while at != to {
-            let port = match (to.x.cmp(&at.x), to.y.cmp(&at.y)) {
-                (Greater, _) => Port::E,
-                (Less, _) => Port::W,
-                (_, Greater) => Port::S,
-                _ => Port::N,
-            };
-            each(at, port, h);
-            match port {
-                Port::E => at.x += 1,
-                Port::W => at.x -= 1,
-                Port::S => at.y += 1,
-                _ => at.y -= 1,
-            }
-            h += 1;
-        }
+    for h in 0..src.x.abs_diff(dst.x) + src.y.abs_diff(dst.y) {
+        let (pe, port) = link_at(src, dst, order, h);
+        each(pe, port, h as u64);
     }
 }
 
@@ -172,7 +152,7 @@ pub(super) fn load(
 ) -> LinkLoad {
     let hop = arch.hop_latency as u64;
     let cols = arch.grid_cols;
-    let mut keys: Vec<u128> = Vec::new();
+    let (mut keys, mut mine): (Vec<u128>, Vec<u128>) = (Vec::new(), Vec::new());
     let mut wavelets = 0;
     for group in trips.chunk_by(|a, b| (a.from, a.wavelet) == (b.from, b.wavelet)) {
         let t = &group[0];
@@ -180,30 +160,25 @@ pub(super) fn load(
             continue;
         };
         wavelets += 1;
-        let mine = keys.len();
+        mine.clear();
         for trip in group {
             let dst = trip.dst.y * cols + trip.dst.x;
             path(trip.src, trip.dst, order, |pe, port, h| {
                 let id = link_id(arch, trip.wafer, pe, port) as u128;
                 let cycle = (sent + h * hop) as u128;
-                keys.push(id << LINK_SHIFT | cycle << CYCLE_SHIFT | dst as u128);
+                mine.push(id << LINK_SHIFT | cycle << CYCLE_SHIFT | dst as u128);
             });
         }
         // A link its paths share it crosses once, for all their PEs.
-        keys[mine..].sort_unstable();
-        let mut k = mine;
-        for i in mine..keys.len() {
-            let key = keys[i];
-            if k > mine && keys[k - 1] >> CYCLE_SHIFT == key >> CYCLE_SHIFT {
-                if keys[k - 1] != key {
-                    keys[k - 1] |= MANY as u128;
-                }
-            } else {
-                keys[k] = key;
-                k += 1;
+        mine.sort_unstable();
+        mine.dedup_by(|later, kept| {
+            let same = *later >> CYCLE_SHIFT == *kept >> CYCLE_SHIFT;
+            if same && later != kept {
+                *kept |= MANY as u128;
             }
-        }
-        keys.truncate(k);
+            same
+        });
+        keys.extend_from_slice(&mine);
     }
     keys.sort_unstable();
     let mut load = LinkLoad {
@@ -523,15 +498,24 @@ mod tests {
         t
     }
 
+    /// Every path is a chain of links from its source to its
+    /// destination, each leaving from where the one before arrived.
     #[test]
-    fn a_link_at_follows_the_path() {
+    fn a_path_is_a_chain_of_links() {
+        let arch = Arch::wse3();
         for order in Order::BOTH {
-            for (src, dst) in [((1, 1), (3, 0)), ((3, 2), (1, 4)), ((0, 5), (0, 0))] {
-                let (s, d) = (Pe::new(src.0, src.1), Pe::new(dst.0, dst.1));
-                let walked = links(src, dst, order);
-                for (pe_x, pe_y, port, h) in walked {
-                    assert_eq!(link_at(s, d, order, h as u32), (Pe::new(pe_x, pe_y), port));
+            for (src, dst) in [
+                ((1, 1), (3, 0)),
+                ((3, 2), (1, 4)),
+                ((0, 5), (0, 0)),
+                ((7, 0), (2, 9)),
+            ] {
+                let mut at = Pe::new(src.0, src.1);
+                for (x, y, port, _) in links(src, dst, order) {
+                    assert_eq!(Pe::new(x, y), at, "{order:?} {src:?} {dst:?}");
+                    at = at.neighbour(port, arch.grid_cols, arch.grid_rows).unwrap();
                 }
+                assert_eq!(at, Pe::new(dst.0, dst.1), "{order:?} {src:?} {dst:?}");
             }
         }
     }

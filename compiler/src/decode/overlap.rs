@@ -38,7 +38,7 @@
 use crate::codegen::Compiled;
 use crate::route::Ends;
 use crate::stage::Src;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use wafer_emulator::Pe;
 
 /// Where one input element of a stage comes from: the producing stage,
@@ -58,14 +58,18 @@ fn out_wavelets(c: &Compiled) -> Vec<Option<Vec<u64>>> {
     (c.fragments.iter())
         .map(|f| {
             let port = f.outputs.first()?;
-            let w = f.element_wavelets(port)?;
-            (w.into_iter())
-                .map(|(stream, k)| {
-                    let s = f.program.outputs.iter().position(|h| h.name == stream)?;
-                    Some((s as u64) << 32 | k as u64)
-                })
+            let index = stream_index(&f.program.outputs);
+            (f.element_wavelets(port)?.into_iter())
+                .map(|(stream, k)| Some((*index.get(stream)? as u64) << 32 | k as u64))
                 .collect()
         })
+        .collect()
+}
+
+/// Each stream's index among `streams`, by name.
+fn stream_index(streams: &[wafer_emulator::program::HostStream]) -> HashMap<&str, u32> {
+    (streams.iter().enumerate())
+        .map(|(k, h)| (h.name.as_str(), k as u32))
         .collect()
 }
 
@@ -142,7 +146,7 @@ impl Plan {
                     .unwrap_or(0)
             })
             .collect();
-        let made_by: std::collections::HashMap<usize, usize> = (c.stages.iter().enumerate().rev())
+        let made_by: HashMap<usize, usize> = (c.stages.iter().enumerate().rev())
             .flat_map(|(j, s)| s.outputs.iter().map(move |&v| (v, j)))
             .collect();
         let out_pes: Vec<Option<Vec<Option<Pe>>>> = (c.fragments.iter().zip(&c.sites))
@@ -182,8 +186,11 @@ impl Plan {
                         let tensor = f.inputs.iter().find(|p| &p.name == port)?;
                         let into = Ends::of(tensor, &f.program.inputs, c.sites[i].origin)?;
                         let into = pes_of(&into, tensor.len);
-                        // Each element's wavelet in the consumer's streams.
-                        let taken = f.element_wavelets(tensor)?;
+                        // Each element's wavelet in the consumer's streams
+                        // (for the trips alone: one it cannot say is fed
+                        // all the same, and left out of `links`).
+                        let taken = f.element_wavelets(tensor);
+                        let index = stream_index(&f.program.inputs);
                         let mut feeds = Vec::with_capacity(tensor.len as usize);
                         for src in srcs {
                             match *src {
@@ -199,7 +206,7 @@ impl Plan {
                                         .map(|&w| value_len(w))
                                         .sum();
                                     let outs = out_pes[j].as_ref()?;
-                                    let ws = wavelets[j].as_ref()?;
+                                    let ws = wavelets[j].as_ref();
                                     for k in 0..value_len(v) {
                                         let at = before + k;
                                         let (p, q) = (
@@ -207,20 +214,21 @@ impl Plan {
                                             (*into.get(feeds.len())?)?,
                                         );
                                         let hops = p.x.abs_diff(q.x) + p.y.abs_diff(q.y);
+                                        let trip = || {
+                                            let (stream, k) = *taken.as_ref()?.get(feeds.len())?;
+                                            Some(Trip {
+                                                from: j,
+                                                wavelet: *ws?.get(at as usize)?,
+                                                wafer: wafer_of[i] as u32,
+                                                src: p,
+                                                dst: q,
+                                                to: i,
+                                                at,
+                                                into: (*index.get(stream)?, k),
+                                            })
+                                        };
+                                        trips.extend(trip());
                                         feeds.push(Some(Feed { from: j, at, hops }));
-                                        let (stream, k) = *taken.get(feeds.len() - 1)?;
-                                        let stream = (f.program.inputs.iter())
-                                            .position(|h| h.name == stream)?;
-                                        trips.push(Trip {
-                                            from: j,
-                                            wavelet: *ws.get(at as usize)?,
-                                            wafer: wafer_of[i] as u32,
-                                            src: p,
-                                            dst: q,
-                                            to: i,
-                                            at,
-                                            into: (stream as u32, k),
-                                        });
                                     }
                                 }
                             }
