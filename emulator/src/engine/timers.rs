@@ -118,6 +118,18 @@ impl Timers {
         self.far.peek().map(|Reverse((t, _))| *t)
     }
 
+    /// About how many ids are due at cycle `now`: those on the wheel,
+    /// and one for the heap if its first is due (a weight for sharing a
+    /// cycle out, not a count anything depends on).
+    pub(super) fn due_at(&self, now: u64) -> usize {
+        let wheel = match now > self.drained && now < self.drained + Self::WHEEL {
+            true => self.wheel[(now % Self::WHEEL) as usize].len(),
+            false => 0,
+        };
+        let far = self.far.peek().is_some_and(|Reverse((t, _))| *t <= now);
+        wheel + far as usize
+    }
+
     /// The ids due at cycle `now` (no wake-up is ever skipped over: the
     /// engine steps at `first()` at the latest).
     pub(super) fn due(&mut self, now: u64) -> std::vec::Drain<'_, u32> {
@@ -177,8 +189,12 @@ mod tests {
         t.push(2, 9);
         assert_eq!(t.first(), Some(2));
         assert!(t.due(1).next().is_none());
+        assert_eq!((t.due_at(2), t.due_at(3)), (1, 2));
         assert_eq!(t.due(2).collect::<Vec<_>>(), [9]);
+        assert_eq!((t.due_at(2), t.due_at(3), t.due_at(4)), (0, 2, 0));
         assert_eq!(t.due(3).collect::<Vec<_>>(), [2, 7]);
+        assert_eq!(t.due_at(3), 0, "drained");
+        assert_eq!(t.due_at(1000), 1, "the far one counts once its cycle comes");
         assert_eq!(t.first(), Some(1000), "the far one, from the heap");
         assert_eq!(t.due(1000).collect::<Vec<_>>(), [5]);
         t.push(500, 1);

@@ -57,6 +57,17 @@ const CHUNKS_PER_THREAD: usize = 16;
 /// steps its bands on the calling thread.
 const UNIT_WORK: u64 = 64;
 
+/// A core due from a jump this cycle, counted as this many units: its
+/// step goes on through its next local steps (`Machine::chain`, up to
+/// 4,096 cycles of them), in a functional run a tile's arithmetic. As one
+/// unit, the cycles in which a GEMV's cores start their tile loops (a few
+/// dozen cores each, each running its whole tile) stayed on one thread:
+/// on the 1B's projection shape (`wafer kernel gemv --shape 16384x2048
+/// --dtype bf16 --rect 150x182 --strategy tree --threads 2`) 568 of the
+/// 1,340 stepped cycles, 36,007 units that took 160-167 ms of a 650-860
+/// ms loop; counted so, 51 cycles stay alone and take 1 ms.
+const DUE_CORE_UNITS: u64 = 64;
+
 /// A band on a cache line of its own: the threads stepping neighbouring
 /// bands write their own machine's fields every cycle.
 #[repr(align(128))]
@@ -313,7 +324,13 @@ pub(super) fn run(bands: Vec<Machine<'_>>, cfg: &RunConfig) -> Result<RunResult,
             // with nothing would step nothing); the others keep their state.
             let due: Vec<usize> = (0..n).filter(|&b| next_due[b] <= now).collect();
             let awake: Vec<u64> = (due.iter())
-                .map(|&b| lock(b).wake.as_ref().map_or(0, |w| w.list.len() as u64) + 1)
+                .map(|&b| {
+                    let m = lock(b);
+                    let w = m.wake.as_ref();
+                    w.map_or(0, |w| {
+                        w.list.len() as u64 + DUE_CORE_UNITS * w.timers.due_at(now) as u64
+                    }) + 1
+                })
                 .collect();
             let total: u64 = awake.iter().sum();
             let shared = due.len() > 1 && total * UNIT_WORK >= cfg.min_parallel_work;
