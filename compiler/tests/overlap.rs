@@ -210,16 +210,26 @@ fn the_overlapped_estimate_lies_between_the_emulation_and_the_barriers() {
 }
 
 /// Overlapped with the hand-offs queued on the links
-/// ([`Decoder::queue_links`]): the same tokens, never a shorter step than
+/// ([`Decoder::queue_links`]), on one dimension order or spread over
+/// both: the same tokens, never a shorter step than
 /// with free routes, rounds until no arrival moves, and timing-only
 /// steps on 1 and 2 threads take the functional steps' cycles.
 #[test]
 fn queued_links_give_the_same_tokens_in_no_fewer_cycles() {
-    use wafer_compiler::decode::links::Order;
+    use wafer_compiler::decode::links::{Order, Paths};
     let arch = Arch::wse3().with_grid(96, 64).unwrap();
     let runs = [
-        ("stories260K.bin", PlacementKind::Pipeline, Order::XFirst),
-        ("aidreams260K.bin", PlacementKind::Mesh, Order::YFirst),
+        (
+            "stories260K.bin",
+            PlacementKind::Pipeline,
+            Paths::Ordered(Order::XFirst),
+        ),
+        (
+            "aidreams260K.bin",
+            PlacementKind::Mesh,
+            Paths::Ordered(Order::YFirst),
+        ),
+        ("stories260K.bin", PlacementKind::Mesh, Paths::Spread),
     ];
     for (model, kind, order) in runs {
         let (cfg, w) = llama2c::load(&models().join(model)).unwrap();

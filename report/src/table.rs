@@ -215,8 +215,8 @@ pub fn table(
         let routes = match wafer.queued_links {
             None => "the routes taken as free of other traffic".to_string(),
             Some(o) => format!(
-                "later where the hand-offs, on {} paths with each link passing one wavelet a cycle, would queue (a model of the routes: {} round(s) of the step at most{})",
-                o.name(),
+                "later where the hand-offs, on {} with each link passing one wavelet a cycle, would queue (a model of the routes: {} round(s) of the step at most{})",
+                o.describe(),
                 wafer.queued_rounds,
                 if wafer.queue_settled {
                     ""

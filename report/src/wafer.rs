@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wafer_compiler::Compiled;
-use wafer_compiler::decode::links::{LinkLoad, Order};
+use wafer_compiler::decode::links::{LinkLoad, Paths};
 use wafer_compiler::decode::{Decoder, PeTime, Step};
 use wafer_compiler::place::Kernel;
 
@@ -53,7 +53,7 @@ pub struct WaferRow {
     /// Emulated overlapped with the hand-offs queued on the links
     /// ([`Decoder::queue_links`]): on which paths, and the most rounds a
     /// step took ([`Step::queued_rounds`]).
-    pub queued_links: Option<Order>,
+    pub queued_links: Option<Paths>,
     pub queued_rounds: usize,
     /// Whether every step's queued arrivals settled (false: some step
     /// stopped at the most rounds allowed).
@@ -237,7 +237,7 @@ pub struct EmulateOptions {
     /// Overlapped, queue the hand-offs on the links on paths in this
     /// order, for at most this many rounds a step
     /// ([`Decoder::queue_links`]).
-    pub queue: Option<(Order, usize)>,
+    pub queue: Option<(Paths, usize)>,
 }
 
 /// Emulate `steps` timing-only decode steps from position `context`,

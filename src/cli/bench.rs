@@ -11,6 +11,7 @@ use clap::Args;
 use serde_json::json;
 use std::time::Instant;
 use wafer_compiler::decode::Decoder;
+use wafer_compiler::decode::links::{Order, Paths};
 use wafer_compiler::{Compiled, reference};
 use wafer_emulator::Engine;
 
@@ -62,13 +63,13 @@ pub struct BenchArgs {
     #[arg(long, requires = "overlap")]
     pub links: bool,
     /// With --overlap: feed each stage no earlier than its inputs would
-    /// reach it with the hand-offs on paths of this order and each link
+    /// reach it with the hand-offs on these paths and each link
     /// passing one wavelet a cycle, first come first served (a model of
     /// the routes in place of taking them as free of other traffic; the
     /// step runs in rounds until no arrival moves, one per stage a delay
     /// has to pass through: minutes for a 1B model).
     #[arg(long, requires = "overlap", value_enum)]
-    pub queue: Option<QueueOrder>,
+    pub queue: Option<QueuePaths>,
     /// With --queue: stop each step after this many rounds, settled or
     /// not (the table says which; an unsettled step is a lower bound of
     /// the queued model's).
@@ -267,20 +268,24 @@ fn decode(
     })
 }
 
-/// Which way `--queue`'s paths go first.
+/// Which paths `--queue` puts the hand-offs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum QueueOrder {
+pub enum QueuePaths {
     /// Along the source's row, then the destination's column.
     Xy,
     /// Along the source's column, then the destination's row.
     Yx,
+    /// Each pair of exit and entry PEs in whichever of the two orders its
+    /// wavelets find less crowded, planned greedily on the first step.
+    Spread,
 }
 
-impl QueueOrder {
-    fn order(self) -> wafer_compiler::decode::links::Order {
+impl QueuePaths {
+    fn paths(self) -> Paths {
         match self {
-            QueueOrder::Xy => wafer_compiler::decode::links::Order::XFirst,
-            QueueOrder::Yx => wafer_compiler::decode::links::Order::YFirst,
+            QueuePaths::Xy => Paths::Ordered(Order::XFirst),
+            QueuePaths::Yx => Paths::Ordered(Order::YFirst),
+            QueuePaths::Spread => Paths::Spread,
         }
     }
 }
@@ -334,7 +339,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             links: a.links,
             queue: a
                 .queue
-                .map(|q| (q.order(), a.queue_rounds.unwrap_or(usize::MAX))),
+                .map(|q| (q.paths(), a.queue_rounds.unwrap_or(usize::MAX))),
         };
         return super::compare::run(&request, &l, &c);
     }

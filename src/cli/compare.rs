@@ -28,7 +28,7 @@ pub struct Request<'a> {
     pub links: bool,
     /// Overlapped, queue the hand-offs on the links on these paths, for
     /// at most this many rounds a step.
-    pub queue: Option<(wafer_compiler::decode::links::Order, usize)>,
+    pub queue: Option<(wafer_compiler::decode::links::Paths, usize)>,
 }
 
 /// Emulate `steps` timing-only decode steps from `context` with a progress
@@ -40,7 +40,7 @@ pub fn emulate(
     (context, steps, expert_seed): (u32, usize, u64),
     (trace, stats): (Option<usize>, bool),
     (share, overlap, links): (bool, bool, bool),
-    queue: Option<(wafer_compiler::decode::links::Order, usize)>,
+    queue: Option<(wafer_compiler::decode::links::Paths, usize)>,
     mut each: impl FnMut(&wafer_compiler::decode::Step),
 ) -> anyhow::Result<WaferRow> {
     let bar = match super::ranks::rank() {

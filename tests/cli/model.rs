@@ -701,6 +701,20 @@ fn bench_compares_the_wafer_with_gpus() {
     );
     assert!(one["per_token_cycles"].as_f64().unwrap() <= queued);
     assert!(q["sources"][0].as_str().unwrap().contains("would queue"));
+    // --queue spread: each pair of exit and entry PEs on the order its
+    // wavelets find less crowded; named so, and never shorter than free.
+    let mut spread = overlap.clone();
+    spread.extend(["--queue", "spread"]);
+    let s = json(&ok(&spread));
+    let sw = &s["wafer"];
+    assert_eq!(sw["queued_links"]["paths"], "spread", "{sw}");
+    assert!(sw["per_token_cycles"].as_f64().unwrap() >= free, "{sw}");
+    assert!(
+        s["sources"][0]
+            .as_str()
+            .unwrap()
+            .contains("paths spread over both")
+    );
     let err = fails(&[&args[..], &["--overlap", "--queue", "yx", "--predict"]].concat());
     assert!(
         err.contains("--queue") && err.contains("--predict"),

@@ -48,6 +48,35 @@ impl Order {
     }
 }
 
+/// The paths a queued step's hand-offs take ([`super::Decoder::queue_links`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paths {
+    /// Every trip in one dimension order.
+    Ordered(Order),
+    /// Each pair of exit and entry PEs in the order its wavelets find
+    /// less crowded ([`super::spread`]), planned once per decoder.
+    Spread,
+}
+
+impl Paths {
+    pub fn name(self) -> &'static str {
+        match self {
+            Paths::Ordered(o) => o.name(),
+            Paths::Spread => "spread",
+        }
+    }
+
+    /// The paths in a sentence, for a figure's source.
+    pub fn describe(self) -> String {
+        match self {
+            Paths::Ordered(o) => format!("{} paths", o.name()),
+            Paths::Spread => "paths spread over both dimension orders (each pair of exit and \
+                entry PEs on the one its wavelets find less crowded, planned on the first step)"
+                .into(),
+        }
+    }
+}
+
 /// A link-cycle claimed by several wavelets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hotspot {
@@ -100,7 +129,7 @@ const PORTS: [Port; 4] = [Port::N, Port::S, Port::E, Port::W];
 
 /// A link's number: its wafer, its source PE (row-major on the wafer's
 /// grid) and its port among [`PORTS`].
-fn link_id(arch: &Arch, wafer: u32, pe: Pe, port: Port) -> u64 {
+pub(super) fn link_id(arch: &Arch, wafer: u32, pe: Pe, port: Port) -> u64 {
     let d = PORTS
         .iter()
         .position(|p| *p == port)
@@ -232,13 +261,14 @@ pub(super) fn load(
 }
 
 /// Each trip's arrival at its consumer's edge with the links queued
-/// ([`queue`]).
+/// ([`queue`]), trip `i` on a path in `orders[i]`.
 pub(super) fn queued_arrivals(
     arch: &Arch,
     trips: &[Trip],
     left: &[Option<Vec<u64>>],
-    order: Order,
+    orders: &[Order],
 ) -> Vec<Option<u64>> {
+    debug_assert_eq!(orders.len(), trips.len());
     let hop = arch.hop_latency as u64;
     let sent: Vec<Option<u64>> = (trips.iter())
         .map(|t| left[t.from].as_ref()?.get(t.at as usize).copied())
@@ -268,7 +298,7 @@ pub(super) fn queued_arrivals(
         let mut due: Vec<(u64, usize, u64, u32, u32)> = (std::mem::take(&mut buckets[now]).iter())
             .map(|&(i, h)| {
                 let t = &trips[i as usize];
-                let (pe, port) = link_at(t.src, t.dst, order, h);
+                let (pe, port) = link_at(t.src, t.dst, orders[i as usize], h);
                 (link_id(arch, t.wafer, pe, port), t.from, t.wavelet, i, h)
             })
             .collect();
@@ -297,7 +327,7 @@ pub(super) fn queued_arrivals(
 
 /// Where the `h`-th link of the path from `src` to `dst` in `order`
 /// leaves from, and its port (`h` below the path's hops).
-fn link_at(src: Pe, dst: Pe, order: Order, h: u32) -> (Pe, Port) {
+pub(super) fn link_at(src: Pe, dst: Pe, order: Order, h: u32) -> (Pe, Port) {
     let (dx, dy) = (src.x.abs_diff(dst.x), src.y.abs_diff(dst.y));
     let toward = |from: u32, to: u32, k: u32| if to > from { from + k } else { from - k };
     let east_west = if dst.x > src.x { Port::E } else { Port::W };
@@ -333,7 +363,7 @@ fn queue(
     taken: &dyn Fn(&Trip) -> Option<u64>,
     order: Order,
 ) -> (u64, Option<(usize, u64)>) {
-    let arrive = queued_arrivals(arch, trips, left, order);
+    let arrive = queued_arrivals(arch, trips, left, &vec![order; trips.len()]);
     // Per consumer stream, in order: the k-th wavelet to reach the edge
     // on queued links against the k-th the emulated run took in. A
     // stream's intake takes its wavelets in its own order, which a queue

@@ -23,6 +23,7 @@ pub mod overlap;
 mod run;
 mod scratch;
 mod shared;
+mod spread;
 
 pub use error::DecodeError;
 pub use run::IMAGE_CACHE_BYTES;
@@ -127,7 +128,11 @@ pub struct Decoder<'c> {
     check_links: bool,
     /// Overlapped steps queue their hand-offs on the links
     /// ([`Decoder::queue_links`]).
-    queue_links: Option<(links::Order, usize)>,
+    queue_links: Option<(links::Paths, usize)>,
+    /// Each trip's order under [`links::Paths::Spread`]: planned from the
+    /// first queued step's free-route sends and kept, as a compiled
+    /// route plan is.
+    spread: Option<Vec<links::Order>>,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -158,6 +163,7 @@ impl<'c> Decoder<'c> {
             overlap: None,
             check_links: false,
             queue_links: None,
+            spread: None,
         }
     }
 
@@ -168,6 +174,7 @@ impl<'c> Decoder<'c> {
     /// sum. Tokens are the same either way.
     pub fn overlap(&mut self, on: bool) {
         self.overlap = on.then(|| overlap::Plan::new(self.compiled));
+        self.spread = None;
     }
 
     /// Whether overlapped steps count how their hand-offs load the links
@@ -177,15 +184,18 @@ impl<'c> Decoder<'c> {
         self.check_links = on;
     }
 
-    /// Overlapped steps take their hand-offs on paths in `order` with
-    /// each link queued, one wavelet a cycle ([`links::queued_arrivals`]):
+    /// Overlapped steps take their hand-offs on `paths` (one dimension
+    /// order, or each pair of exit and entry PEs the order its wavelets
+    /// find less crowded, [`spread::spread`], planned on the first step)
+    /// with each link queued, one wavelet a cycle ([`links::queued_arrivals`]):
     /// a stage is fed each input wavelet no earlier than its trips would
     /// reach its edge so, given when its producers sent, in rounds until
     /// no arrival moves or `most` rounds have run (a model of the routes
     /// in place of taking them as free of other traffic; `None`, the
     /// default: free). A delay takes a round per stage it passes through.
-    pub fn queue_links(&mut self, queue: Option<(links::Order, usize)>) {
+    pub fn queue_links(&mut self, queue: Option<(links::Paths, usize)>) {
         self.queue_links = queue;
+        self.spread = None;
     }
 
     /// Whether steps overlap their stages.
@@ -545,8 +555,14 @@ impl<'c> Decoder<'c> {
             // At `most` rounds the step stops as it is, not settled.
             let (mut moved, mut unsettled) = (false, false);
             let queue = self.queue_links;
-            if let (true, Some(plan), Some((order, most))) = (settled, &self.overlap, queue) {
-                let arrive = links::queued_arrivals(arch, &plan.trips, &left, order);
+            if let (true, Some(plan), Some((paths, most))) = (settled, &self.overlap, queue) {
+                let orders = match paths {
+                    links::Paths::Ordered(o) => vec![o; plan.trips.len()],
+                    links::Paths::Spread => (self.spread)
+                        .get_or_insert_with(|| spread::spread(arch, &plan.trips, &left))
+                        .clone(),
+                };
+                let arrive = links::queued_arrivals(arch, &plan.trips, &left, &orders);
                 for (t, a) in plan.trips.iter().zip(arrive) {
                     let Some(a) = a else { continue };
                     let at = queued[t.to].get(&t.into).copied().unwrap_or(0);
