@@ -50,8 +50,13 @@ pub(super) fn spread(arch: &Arch, trips: &[Trip], left: &[Option<Vec<u64>>]) -> 
         })
         .collect();
     pairs.sort_by_key(|&(first, g)| (first, pair(g[0])));
-    // Wavelets planned onto each (link, window).
-    let mut load: HashMap<(u64, u64), u32> = HashMap::new();
+    // Wavelets planned onto each link in each window, keyed by the link
+    // in the high half and the window in the low (a link's number is
+    // under 2^32 below about 1,200 wafers, and a window's below 2^32 for
+    // any step short enough to emulate). Sized for every crossing up
+    // front: growing it would hold two tables at once.
+    let crossings: usize = choosing.iter().map(|&i| hops(&trips[i]) as usize - 1).sum();
+    let mut load: HashMap<u64, u32> = HashMap::with_capacity(crossings);
     // The links a trip's queue is up to: every one but the last, into
     // its consumer's entry PE, whose intake the emulation has.
     let links = |t: &Trip, order: Order| {
@@ -59,10 +64,8 @@ pub(super) fn spread(arch: &Arch, trips: &[Trip], left: &[Option<Vec<u64>>]) -> 
         let (src, dst, wafer) = (t.src, t.dst, t.wafer);
         (0..hops(t) - 1).map(move |h| {
             let (pe, port) = link_at(src, dst, order, h);
-            (
-                link_id(arch, wafer, pe, port),
-                (s + h as u64 * hop) / WINDOW,
-            )
+            let window = ((s + h as u64 * hop) / WINDOW).min(u32::MAX as u64);
+            link_id(arch, wafer, pe, port) << 32 | window
         })
     };
     for (_, group) in pairs {
