@@ -60,12 +60,12 @@ const UNIT_WORK: u64 = 64;
 /// A core due from a jump this cycle, counted as this many units: its
 /// step goes on through its next local steps (`Machine::chain`, up to
 /// 4,096 cycles of them), in a functional run a tile's arithmetic. As one
-/// unit, the cycles in which a GEMV's cores start their tile loops (a few
-/// dozen cores each, each running its whole tile) stayed on one thread:
-/// on the 1B's projection shape (`wafer kernel gemv --shape 16384x2048
-/// --dtype bf16 --rect 150x182 --strategy tree --threads 2`) 568 of the
-/// 1,340 stepped cycles, 36,007 units that took 160-167 ms of a 650-860
-/// ms loop; counted so, 51 cycles stay alone and take 1 ms.
+/// unit, the cycles in which a GEMV's cores start their tile loops (63
+/// awake units a cycle on average, 4.6 µs of work each) stayed on one
+/// thread: on the 1B's projection shape (`wafer kernel gemv --shape
+/// 16384x2048 --dtype bf16 --rect 150x182 --strategy tree --threads 2`)
+/// 568 of the 1,340 stepped cycles, 36,007 units that took 160-167 ms of
+/// a 650-860 ms loop; counted so, 51 cycles stay alone and take 1 ms.
 const DUE_CORE_UNITS: u64 = 64;
 
 /// A band on a cache line of its own: the threads stepping neighbouring
