@@ -185,7 +185,7 @@ pub(super) fn load(
     let mut wavelets = 0;
     for group in trips.chunk_by(|a, b| (a.from, a.wavelet) == (b.from, b.wavelet)) {
         let t = &group[0];
-        let Some(&sent) = left[t.from].as_ref().and_then(|l| l.get(t.at as usize)) else {
+        let Some(sent) = t.sent(left) else {
             continue;
         };
         wavelets += 1;
@@ -270,10 +270,8 @@ pub(super) fn queued_arrivals(
 ) -> Vec<Option<u64>> {
     debug_assert_eq!(orders.len(), trips.len());
     let hop = arch.hop_latency as u64;
-    let sent: Vec<Option<u64>> = (trips.iter())
-        .map(|t| left[t.from].as_ref()?.get(t.at as usize).copied())
-        .collect();
-    let hops = |t: &Trip| t.src.x.abs_diff(t.dst.x) + t.src.y.abs_diff(t.dst.y);
+    let sent: Vec<Option<u64>> = (trips.iter()).map(|t| t.sent(left)).collect();
+    let hops = Trip::hops;
     let model = |i: usize| sent[i].map(|s| s + hop * hops(&trips[i]).saturating_sub(1) as u64);
     let mut arrive: Vec<Option<u64>> = (0..trips.len()).map(model).collect();
     // Buckets of (trip, hop) by the cycle the trip reaches its hop's link.
@@ -451,10 +449,7 @@ mod tests {
     /// Each trip's wavelet taken in by its consumer `slack` cycles after
     /// the arrival model has it reach the edge (sent when `sends` says).
     fn model(sends: &[u64], slack: u64) -> impl Fn(&Trip) -> Option<u64> + '_ {
-        move |t: &Trip| {
-            let hops = t.src.x.abs_diff(t.dst.x) + t.src.y.abs_diff(t.dst.y);
-            Some(sends[t.from] + hops as u64 - 1 + slack)
-        }
+        move |t: &Trip| Some(sends[t.from] + t.hops() as u64 - 1 + slack)
     }
 
     /// Each stage's wavelets leave at the given cycles (wavelet `k` is

@@ -120,6 +120,19 @@ pub(super) struct Trip {
     pub into: (u32, u32),
 }
 
+impl Trip {
+    /// The links between its exit and entry PEs.
+    pub fn hops(&self) -> u32 {
+        self.src.x.abs_diff(self.dst.x) + self.src.y.abs_diff(self.dst.y)
+    }
+
+    /// The cycle its producer sent it, from each stage's output
+    /// elements' send cycles `left` (none where its producer sent none).
+    pub fn sent(&self, left: &[Option<Vec<u64>>]) -> Option<u64> {
+        left[self.from].as_ref()?.get(self.at as usize).copied()
+    }
+}
+
 /// A stage's start in a pass and, per input stream, the cycle each of its
 /// wavelets entered, from that start
 /// ([`wafer_emulator::RunResult::input_times`]).

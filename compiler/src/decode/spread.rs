@@ -31,8 +31,8 @@ const WINDOW: u64 = 32;
 /// output elements' send cycles `left`.
 pub(super) fn spread(arch: &Arch, trips: &[Trip], left: &[Option<Vec<u64>>]) -> Vec<Order> {
     let hop = arch.hop_latency as u64;
-    let hops = |t: &Trip| t.src.x.abs_diff(t.dst.x) + t.src.y.abs_diff(t.dst.y);
-    let sent = |t: &Trip| left[t.from].as_ref()?.get(t.at as usize).copied();
+    let hops = Trip::hops;
+    let sent = |t: &Trip| t.sent(left);
     let mut orders = vec![Order::XFirst; trips.len()];
     let mut choosing: Vec<usize> = (0..trips.len())
         .filter(|&i| sent(&trips[i]).is_some() && hops(&trips[i]) >= 2)
