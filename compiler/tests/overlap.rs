@@ -262,7 +262,15 @@ fn queued_links_give_the_same_tokens_in_no_fewer_cycles() {
         d.queue_links(Some((order, usize::MAX)));
         let s = d.step(wafer_compiler::tokenizer::BOS).unwrap();
         assert!(s.queued_rounds >= 1 && s.passes > s.queued_rounds && s.queue_settled);
-        // Stopped after one round: not settled, and no longer than settled.
+        // Each round carries its queue delays through the whole step, so a
+        // delay does not take a round per stage it passes (these steps
+        // have 40 to 50 stages).
+        assert!(
+            s.queued_rounds <= 4,
+            "{model}, {kind:?}: {} rounds",
+            s.queued_rounds
+        );
+        // Stopped after one round: not settled, and later than free.
         let mut one = Decoder::new(&c);
         one.overlap(true);
         one.queue_links(Some((order, 1)));
@@ -273,7 +281,7 @@ fn queued_links_give_the_same_tokens_in_no_fewer_cycles() {
             s.queued_rounds == 1,
             "{model}, {kind:?}"
         );
-        assert!(free[0].1 < first.cycles && first.cycles <= s.cycles);
+        assert!(free[0].1 < first.cycles, "{model}, {kind:?}");
         // Without --overlap the queue is not used.
         let mut b = Decoder::new(&c);
         b.queue_links(Some((order, usize::MAX)));

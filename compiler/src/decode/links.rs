@@ -272,8 +272,7 @@ pub(super) fn queued_arrivals(
     let hop = arch.hop_latency as u64;
     let sent: Vec<Option<u64>> = (trips.iter()).map(|t| t.sent(left)).collect();
     let hops = Trip::hops;
-    let model = |i: usize| sent[i].map(|s| s + hop * hops(&trips[i]).saturating_sub(1) as u64);
-    let mut arrive: Vec<Option<u64>> = (0..trips.len()).map(model).collect();
+    let mut arrive: Vec<Option<u64>> = (trips.iter()).map(|t| t.reached(left, hop)).collect();
     // Buckets of (trip, hop) by the cycle the trip reaches its hop's link.
     let mut buckets: Vec<Vec<(u32, u32)>> = Vec::new();
     let put = |buckets: &mut Vec<Vec<(u32, u32)>>, t: u64, e: (u32, u32)| {

@@ -131,6 +131,13 @@ impl Trip {
     pub fn sent(&self, left: &[Option<Vec<u64>>]) -> Option<u64> {
         left[self.from].as_ref()?.get(self.at as usize).copied()
     }
+
+    /// The cycle it reaches its consumer's edge on a route free of other
+    /// traffic, a hop a cycle (`hop` cycles a link): the last link, into
+    /// the entry PE, is the consumer's own host stream's.
+    pub fn reached(&self, left: &[Option<Vec<u64>>], hop: u64) -> Option<u64> {
+        Some(self.sent(left)? + hop * self.hops().saturating_sub(1) as u64)
+    }
 }
 
 /// A stage's start in a pass and, per input stream, the cycle each of its
