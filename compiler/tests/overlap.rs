@@ -212,7 +212,8 @@ fn the_overlapped_estimate_lies_between_the_emulation_and_the_barriers() {
 /// Overlapped with the hand-offs queued on the links
 /// ([`Decoder::queue_links`]), on one dimension order or spread over
 /// both: the same tokens, never a shorter step than
-/// with free routes, rounds until no arrival moves, and timing-only
+/// with free routes, a few rounds until every trip is fed the delay
+/// its queue gives it, and timing-only
 /// steps on 1 and 2 threads take the functional steps' cycles.
 #[test]
 fn queued_links_give_the_same_tokens_in_no_fewer_cycles() {

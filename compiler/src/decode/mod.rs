@@ -663,8 +663,8 @@ impl<'c> Decoder<'c> {
 /// Rounds of a queued step ([`Decoder::queue_links`]) in which a trip's
 /// carried delay follows the queue either way; after them it only grows,
 /// so a queue whose delays would swing back and forth still settles (on
-/// the longer of them). The built-in checkpoint, the 1B and the 8B settle
-/// within 3 rounds, each delay exactly the queue's.
+/// the longer of them). The built-in checkpoint, the 1B and the 8B
+/// settle within 4 rounds, each delay exactly the queue's.
 const QUEUE_ROUNDS_BOTH_WAYS: usize = 8;
 
 /// Where a run's PE-cycles went, summed over the PEs with code: computing
