@@ -66,13 +66,14 @@ pub struct BenchArgs {
     /// reach it with the hand-offs on these paths and each link
     /// passing one wavelet a cycle, first come first served (a model of
     /// the routes in place of taking them as free of other traffic; the
-    /// step runs in rounds until no arrival moves, one per stage a delay
-    /// has to pass through: minutes for a 1B model).
+    /// step runs in rounds, each carrying its queue delays through the
+    /// step, until every trip is fed the delay its queue gives it: 3 or 4
+    /// rounds, minutes for a 1B model and half an hour for an 8B).
     #[arg(long, requires = "overlap", value_enum)]
     pub queue: Option<QueuePaths>,
     /// With --queue: stop each step after this many rounds, settled or
-    /// not (the table says which; an unsettled step is a lower bound of
-    /// the queued model's).
+    /// not (the table says which; an unsettled step's figure is not the
+    /// queued model's).
     #[arg(long, requires = "queue", value_parser = super::flags::count::<1, 1_000_000>)]
     pub queue_rounds: Option<usize>,
     /// Also draw the table as bars of tokens/s (.svg or .png).

@@ -688,7 +688,7 @@ fn bench_compares_the_wafer_with_gpus() {
     assert!(ow["queued_links"].is_null());
     assert_eq!(qw["queued_links"]["settled"], true, "{qw}");
     // --queue-rounds 1 stops each step after a round: said not settled
-    // (this one takes more), and no longer than settled.
+    // (this one takes more), and no shorter than free.
     let mut one = queue.clone();
     one.extend(["--queue-rounds", "1"]);
     let one = json(&ok(&one));
@@ -699,7 +699,7 @@ fn bench_compares_the_wafer_with_gpus() {
         qw["queued_links"]["rounds"] == 1,
         "{one}"
     );
-    assert!(one["per_token_cycles"].as_f64().unwrap() <= queued);
+    assert!(one["per_token_cycles"].as_f64().unwrap() >= free, "{one}");
     assert!(q["sources"][0].as_str().unwrap().contains("would queue"));
     // --queue spread: each pair of exit and entry PEs on the order its
     // wavelets find less crowded; named so, and never shorter than free.
