@@ -466,8 +466,8 @@ impl<'c> Decoder<'c> {
                                     }),
                                 })?;
                         // No earlier than its trips reach it on queued links:
-                        // as late as the last round had them, and as late as
-                        // their delay then, carried onto this pass's sends.
+                        // each trip's free-route arrival from this pass's
+                        // sends, plus the delay the last round's queue gave it.
                         let mut fed: BTreeMap<(u32, u32), u64> = BTreeMap::new();
                         for &k in trips_into.get(i).map_or(&[][..], |v| v) {
                             let (t, d) = (&plan.trips[k as usize], carried[k as usize]);
