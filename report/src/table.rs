@@ -12,6 +12,10 @@ use std::path::Path;
 use wafer_compiler::place::{Tiles, tiles_phrase};
 use wafer_compiler::{Compiled, Config};
 
+/// How many of a queued step's most delayed hand-offs the table names
+/// (the JSON has them all).
+const QUEUE_WAITS_SHOWN: usize = 5;
+
 /// One GPU row of the table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuRow {
@@ -283,6 +287,53 @@ fn si(x: f64) -> String {
 
 /// The region search in JSON: the rectangle chosen, the grid, and every
 /// rectangle tried with its predicted cycles (or why it did not fit).
+/// How the hand-offs load the links ([`WaferRow::links`]).
+fn handoff_links_json(w: &WaferRow) -> Value {
+    let all: Vec<Value> = w
+        .links
+        .iter()
+        .zip(&w.links_late_stage)
+        .map(|(l, s)| {
+            json!({
+                "queued_latest": s.as_ref().map(|(stage, cycles)| json!({
+                    "stage": stage, "cycles": cycles,
+                })),
+                "paths": l.order.name(),
+                "wavelets": l.wavelets,
+                "crossings": l.crossings,
+                "links": l.links,
+                "contended_link_cycles": l.contended,
+                "waiting_wavelets": l.waiting,
+                "converging_wavelets": l.converging,
+                "longest_wait_cycles": l.longest_wait,
+                "queued_late_wavelets": l.late,
+                "worst": l.worst.map(|h| json!({
+                    "wafer": h.wafer, "pe": [h.pe.x, h.pe.y],
+                    "port": format!("{:?}", h.port), "cycle": h.cycle,
+                    "wavelets": h.wavelets,
+                })),
+            })
+        })
+        .collect::<Vec<_>>();
+    Value::Array(all)
+}
+
+/// A queued step's delayed hand-offs ([`WaferRow::queue_waits`]).
+fn queue_waits_json(w: &WaferRow) -> Value {
+    (w.queue_waits.iter())
+        .map(|(from, to, h)| {
+            json!({
+                "from": from, "to": to, "trips": h.trips, "delayed": h.delayed,
+                "longest_cycles": h.longest,
+                "link": h.link.map(|l| json!({
+                    "wafer": l.wafer, "pe": [l.pe.x, l.pe.y],
+                    "port": format!("{:?}", l.port), "cycles": l.cycles,
+                })),
+            })
+        })
+        .collect()
+}
+
 pub fn region_json(r: &wafer_compiler::region::Searched) -> Value {
     json!({
         "cols": r.chosen.0, "rows": r.chosen.1, "placement": r.kind.name(),
@@ -440,6 +491,36 @@ impl Table {
                 late.join("; ")
             );
         }
+        if !w.queue_waits.is_empty() {
+            let most: Vec<String> = (w.queue_waits.iter().take(QUEUE_WAITS_SHOWN))
+                .map(|(from, to, h)| {
+                    let link = h.link.map_or_else(String::new, |l| {
+                        format!(
+                            ", most lost at {}{} {:?} ({} cycles)",
+                            if w.wafers.len() > 1 {
+                                format!("wafer {} ", l.wafer)
+                            } else {
+                                String::new()
+                            },
+                            l.pe,
+                            l.port,
+                            l.cycles
+                        )
+                    });
+                    format!(
+                        "`{from}` → `{to}` {} cycles ({} of {} trips later{link})",
+                        h.longest, h.delayed, h.trips
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "             queued hand-offs fed latest ({} of {} delayed; the most one trip was fed later than a free route): {}",
+                most.len(),
+                w.queue_waits.len(),
+                most.join("; ")
+            );
+        }
         if let Some(r) = &w.region {
             let _ = writeln!(o, "             {}", r.summary());
         }
@@ -572,31 +653,14 @@ impl Table {
                     "paths": o.name(), "rounds": w.queued_rounds,
                     "settled": w.queue_settled,
                 })),
+                "queue_waits": queue_waits_json(w),
                 "max_backlog": w.backlog.as_ref().map(|(stage, wavelets)| json!({
                     "stage": stage, "wavelets": wavelets,
                 })),
                 "held": w.held.as_ref().map(|(stages, passes, first)| json!({
                     "stages": stages, "passes": passes, "first": first,
                 })),
-                "handoff_links": w.links.iter().zip(&w.links_late_stage).map(|(l, s)| json!({
-                    "queued_latest": s.as_ref().map(|(stage, cycles)| json!({
-                        "stage": stage, "cycles": cycles,
-                    })),
-                    "paths": l.order.name(),
-                    "wavelets": l.wavelets,
-                    "crossings": l.crossings,
-                    "links": l.links,
-                    "contended_link_cycles": l.contended,
-                    "waiting_wavelets": l.waiting,
-                    "converging_wavelets": l.converging,
-                    "longest_wait_cycles": l.longest_wait,
-                    "queued_late_wavelets": l.late,
-                    "worst": l.worst.map(|h| json!({
-                        "wafer": h.wafer, "pe": [h.pe.x, h.pe.y],
-                        "port": format!("{:?}", h.port), "cycle": h.cycle,
-                        "wavelets": h.wavelets,
-                    })),
-                })).collect::<Vec<_>>(),
+                "handoff_links": handoff_links_json(w),
                 "region": w.region.as_ref().map(region_json),
                 "experts": w.experts.map(|e| json!({
                     "experts": e.experts, "per_token": e.per_token,

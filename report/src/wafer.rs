@@ -58,6 +58,10 @@ pub struct WaferRow {
     /// Whether every step's queued arrivals settled (false: some step
     /// stopped at the most rounds allowed).
     pub queue_settled: bool,
+    /// With the links queued, the last step's hand-offs whose trips the
+    /// queue fed later than free routes ([`Step::queue_waits`]), longest
+    /// delay first, with their stages' names.
+    pub queue_waits: Vec<(String, String, wafer_compiler::decode::links::HandoffWait)>,
     /// The region search's choice ([`wafer_compiler::region`]), if it ran.
     pub region: Option<wafer_compiler::region::Searched>,
     /// Per wafer of the system (one on one wafer): its layers and its
@@ -138,6 +142,7 @@ impl WaferRow {
             queued_links: None,
             queued_rounds: 0,
             queue_settled: true,
+            queue_waits: Vec::new(),
             region: c.region.clone(),
             wafers: c
                 .wafers
@@ -274,6 +279,7 @@ pub fn emulate(
     let (mut held, mut passes, mut first_held) = (0, 0, None);
     let mut links: Vec<LinkLoad> = Vec::new();
     let (mut rounds, mut settled) = (0, true);
+    let mut queue_waits = Vec::new();
     for _ in 0..steps {
         if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !opts.overlap) {
             d.share(0, ex)?;
@@ -286,6 +292,7 @@ pub fn emulate(
         passes = passes.max(s.passes);
         rounds = rounds.max(s.queued_rounds);
         settled &= s.queue_settled;
+        queue_waits = s.queue_waits.clone();
         if links.is_empty() {
             links = s.links.clone();
         }
@@ -361,6 +368,15 @@ pub fn emulate(
         row.queued_links = opts.queue.map(|q| q.0);
         row.queued_rounds = rounds;
         row.queue_settled = settled;
+        row.queue_waits = (queue_waits.into_iter())
+            .map(|w| {
+                (
+                    c.stages[w.from].name.clone(),
+                    c.stages[w.to].name.clone(),
+                    w,
+                )
+            })
+            .collect();
     }
     Ok(row)
 }

@@ -687,6 +687,20 @@ fn bench_compares_the_wafer_with_gpus() {
     assert!(queued >= free, "queued {queued}, free {free}");
     assert!(ow["queued_links"].is_null());
     assert_eq!(qw["queued_links"]["settled"], true, "{qw}");
+    // The queue made it longer, so some hand-off was fed later: named,
+    // longest first, each with its trips and the link it lost most at.
+    let waits = qw["queue_waits"].as_array().unwrap();
+    assert!(queued == free || !waits.is_empty(), "{qw}");
+    let longest: Vec<u64> = (waits.iter())
+        .map(|w| w["longest_cycles"].as_u64().unwrap())
+        .collect();
+    assert!(longest.windows(2).all(|p| p[0] >= p[1]), "{longest:?}");
+    for w in waits {
+        let (trips, delayed) = (w["trips"].as_u64().unwrap(), w["delayed"].as_u64().unwrap());
+        assert!(0 < delayed && delayed <= trips, "{w}");
+        assert!(w["from"].is_string() && w["to"].is_string(), "{w}");
+    }
+    assert!(ow["queue_waits"].as_array().unwrap().is_empty(), "{ow}");
     // --queue-rounds 1 stops each step after a round: said not settled
     // (this one takes more), and no shorter than free.
     let mut one = queue.clone();

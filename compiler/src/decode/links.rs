@@ -268,6 +268,25 @@ pub(super) fn queued_arrivals(
     left: &[Option<Vec<u64>>],
     orders: &[Order],
 ) -> Vec<Option<u64>> {
+    queued(arch, trips, left, orders).arrive
+}
+
+/// A queued step's arrivals and where its trips waited.
+pub(super) struct Queued {
+    /// Per trip, its arrival at its consumer's edge ([`queued_arrivals`]).
+    pub arrive: Vec<Option<u64>>,
+    /// Per trip, the longest it waited to cross one link, and that link
+    /// ([`link_id`]); `(0, 0)` where it never waited.
+    pub worst_wait: Vec<(u32, u64)>,
+}
+
+/// [`queued_arrivals`], with where each trip waited longest.
+pub(super) fn queued(
+    arch: &Arch,
+    trips: &[Trip],
+    left: &[Option<Vec<u64>>],
+    orders: &[Order],
+) -> Queued {
     debug_assert_eq!(orders.len(), trips.len());
     let hop = arch.hop_latency as u64;
     let sent: Vec<Option<u64>> = (trips.iter()).map(|t| t.sent(left)).collect();
@@ -288,6 +307,7 @@ pub(super) fn queued_arrivals(
     }
     let wafers = trips.iter().map(|t| t.wafer + 1).max().unwrap_or(0) as u64;
     let mut free = vec![0u64; (wafers * arch.n_pes() * 4) as usize];
+    let mut worst_wait = vec![(0u32, 0u64); trips.len()];
     let mut now = 0;
     while now < buckets.len() {
         // (A zero hop latency puts a trip's next link in this cycle:
@@ -309,7 +329,12 @@ pub(super) fn queued_arrivals(
             let link = group[0].0 as usize;
             let cross = (now as u64).max(free[link]);
             free[link] = cross + 1;
+            let wait = (cross - now as u64).min(u32::MAX as u64) as u32;
             for &(_, _, _, i, h) in group {
+                let w = &mut worst_wait[i as usize];
+                if wait > w.0 {
+                    *w = (wait, link as u64);
+                }
                 let next = cross + hop;
                 if h + 2 == hops(&trips[i as usize]) {
                     arrive[i as usize] = Some(next);
@@ -319,7 +344,83 @@ pub(super) fn queued_arrivals(
             }
         }
     }
-    arrive
+    Queued { arrive, worst_wait }
+}
+
+/// How long one hand-off's wavelets were fed later than free routes
+/// would bring them, in a step settled with its links queued: where the
+/// routes between stages cost the step time ([`super::Step::queue_waits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandoffWait {
+    /// The producing and consuming stages.
+    pub from: usize,
+    pub to: usize,
+    /// Its trips (a wavelet and an entry PE each), and those fed later.
+    pub trips: u64,
+    pub delayed: u64,
+    /// The most cycles one trip was fed later than on a free route.
+    pub longest: u64,
+    /// The link where its trips lost the most cycles.
+    pub link: Option<WaitLink>,
+}
+
+/// A link where a hand-off's trips waited: out of `pe` through `port` on
+/// wafer `wafer`, and the cycles lost there, summed over the trips that
+/// waited longest at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitLink {
+    pub wafer: u32,
+    pub pe: Pe,
+    pub port: Port,
+    pub cycles: u64,
+}
+
+/// Per hand-off with a delayed trip, its [`HandoffWait`], longest first:
+/// `delay` per trip is what it was fed later than a free route, `worst`
+/// where it waited longest ([`Queued::worst_wait`]).
+pub(super) fn handoff_waits(
+    arch: &Arch,
+    trips: &[Trip],
+    delay: &[u64],
+    worst: &[(u32, u64)],
+) -> Vec<HandoffWait> {
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<(usize, usize), HandoffWait> = BTreeMap::new();
+    let mut at_link: BTreeMap<(usize, usize, u64), u64> = BTreeMap::new();
+    for (k, t) in trips.iter().enumerate() {
+        let w = by.entry((t.from, t.to)).or_insert(HandoffWait {
+            from: t.from,
+            to: t.to,
+            trips: 0,
+            delayed: 0,
+            longest: 0,
+            link: None,
+        });
+        w.trips += 1;
+        let d = delay.get(k).copied().unwrap_or(0);
+        if d > 0 {
+            w.delayed += 1;
+            w.longest = w.longest.max(d);
+        }
+        if let Some(&(wait, link)) = worst.get(k).filter(|w| w.0 > 0) {
+            *at_link.entry((t.from, t.to, link)).or_default() += wait as u64;
+        }
+    }
+    for ((from, to, link), cycles) in at_link {
+        let w = by.get_mut(&(from, to)).expect("counted above");
+        if w.link.is_none_or(|l| cycles > l.cycles) {
+            let (wafer, pe, port) = link_of(arch, link);
+            w.link = Some(WaitLink {
+                wafer,
+                pe,
+                port,
+                cycles,
+            });
+        }
+    }
+    let mut waits: Vec<HandoffWait> = by.into_values().filter(|w| w.delayed > 0).collect();
+    waits.sort_by_key(|w| (std::cmp::Reverse(w.longest), w.from, w.to));
+    waits
 }
 
 /// Where the `h`-th link of the path from `src` to `dst` in `order`
@@ -542,6 +643,44 @@ mod tests {
                 assert_eq!(at, Pe::new(dst.0, dst.1), "{order:?} {src:?} {dst:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_handoffs_wait_is_named_with_the_link_it_waited_at() {
+        let arch = Arch::wse3();
+        // As below: stage 1's wavelet waits a cycle for stage 0's at
+        // (1, 0)'s east link, and reaches its consumer a cycle late.
+        let trips = [
+            to(trip(0, 0, (0, 0), (4, 0)), 4),
+            to(trip(1, 0, (1, 0), (4, 1)), 5),
+        ];
+        let l = left(&[&[10], &[11]]);
+        let q = queued(&arch, &trips, &l, &[Order::XFirst; 2]);
+        let at = link_id(&arch, 0, Pe::new(1, 0), Port::E);
+        assert_eq!(q.worst_wait, [(0, 0), (1, at)]);
+        let delay: Vec<u64> = (trips.iter().zip(&q.arrive))
+            .map(|(t, a)| a.unwrap() - t.reached(&l, arch.hop_latency as u64).unwrap())
+            .collect();
+        assert_eq!(delay, [0, 1]);
+        let waits = handoff_waits(&arch, &trips, &delay, &q.worst_wait);
+        assert_eq!(
+            waits,
+            [HandoffWait {
+                from: 1,
+                to: 5,
+                trips: 1,
+                delayed: 1,
+                longest: 1,
+                link: Some(WaitLink {
+                    wafer: 0,
+                    pe: Pe::new(1, 0),
+                    port: Port::E,
+                    cycles: 1,
+                }),
+            }]
+        );
+        // Nothing delayed: no hand-off named.
+        assert!(handoff_waits(&arch, &trips, &[0, 0], &[(0, 0); 2]).is_empty());
     }
 
     #[test]

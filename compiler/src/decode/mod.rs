@@ -79,6 +79,9 @@ pub struct Step {
     /// wavelets load the links on paths X then Y and Y then X ([`links`]:
     /// a check of the free routes the arrivals take); else empty.
     pub links: Vec<links::LinkLoad>,
+    /// Overlapped with the links queued, the hand-offs whose trips the
+    /// queue fed later than free routes would, longest delay first.
+    pub queue_waits: Vec<links::HandoffWait>,
     /// Per stage: its timing-only results are those of an identical run
     /// (see [`Decoder::reuse`]) rather than emulated again.
     pub stage_reused: Vec<bool>,
@@ -582,6 +585,7 @@ impl<'c> Decoder<'c> {
             // carried, the next round carries the new one, until none
             // moves. At `most` rounds the step stops as it is, not settled.
             let (mut moved, mut unsettled) = (false, false);
+            let mut queue_waits = Vec::new();
             let queue = self.queue_links;
             if let (true, Some(plan), Some((paths, most))) = (settled, &self.overlap, queue) {
                 let orders = match paths {
@@ -590,9 +594,9 @@ impl<'c> Decoder<'c> {
                         .get_or_insert_with(|| spread::spread(arch, &plan.trips, &left))
                         .clone(),
                 };
-                let arrive = links::queued_arrivals(arch, &plan.trips, &left, &orders);
+                let queued = links::queued(arch, &plan.trips, &left, &orders);
                 let grow_only = rounds >= QUEUE_ROUNDS_BOTH_WAYS;
-                for (k, (t, a)) in plan.trips.iter().zip(arrive).enumerate() {
+                for (k, (t, &a)) in plan.trips.iter().zip(&queued.arrive).enumerate() {
                     let (Some(a), Some(r)) = (a, t.reached(&left, hop)) else {
                         continue;
                     };
@@ -606,6 +610,10 @@ impl<'c> Decoder<'c> {
                     }
                 }
                 rounds += moved as usize;
+                if !moved {
+                    queue_waits =
+                        links::handoff_waits(arch, &plan.trips, &carried, &queued.worst_wait);
+                }
             }
             if settled && !moved {
                 let links = match self.overlap.as_ref().filter(|_| self.check_links) {
@@ -638,6 +646,7 @@ impl<'c> Decoder<'c> {
                     queued_rounds: rounds,
                     queue_settled: !unsettled,
                     links,
+                    queue_waits,
                     stage_reused,
                     stage_host_seconds,
                     stage_ran,
