@@ -83,6 +83,100 @@ fn tiled_mesh_keeps_each_layer_in_its_tile_and_decodes_as_the_reference() {
     }
 }
 
+/// Where mesh placement puts the stages around a tile's projections so
+/// that the hand-offs spread over the links: a vector stage that a tiled
+/// GEMV feeds by its east edge, row by row, takes a row of PEs per row of
+/// it (a shorter column gathers the rows below onto its last link), and
+/// attention, whose columns send from one row, sits over the middle of
+/// the projections' columns (half its output west, half east).
+#[test]
+fn mesh_shapes_and_places_stages_for_spread_hand_offs() {
+    use wafer_compiler::kernel::Kernel;
+    use wafer_compiler::stage::Src;
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let arch = Arch::wse3().with_grid(48, 48).unwrap();
+    let mut short_ropes = 0;
+    for tiles in [Tiles { cols: 2, rows: 1 }, Tiles { cols: 1, rows: 3 }] {
+        let compiled = compile(&c, Some(&w), &options(arch.clone(), Some(tiles))).unwrap();
+        let (stages, sites) = (&compiled.stages, &compiled.sites);
+        let made_by = |v: usize| stages.iter().position(|p| p.outputs.contains(&v));
+        let mut fed = 0;
+        let mut tile_off = std::collections::BTreeMap::new();
+        for (s, site) in stages.iter().zip(sites) {
+            if let Kernel::Vector(v) = &site.kernel {
+                let rows = (s.inputs.iter().flat_map(|(_, srcs)| srcs))
+                    .filter_map(|src| match src {
+                        Src::Value(v) => made_by(*v),
+                        _ => None,
+                    })
+                    .filter(|&j| stages[j].layer.is_some() && stages[j].layer == s.layer)
+                    .filter_map(|j| match &sites[j].kernel {
+                        Kernel::Gemv(g) => Some(g.h),
+                        _ => None,
+                    })
+                    .max();
+                if let Some(rows) = rows {
+                    assert_eq!(v.h, rows.min(v.n), "{} in {tiles} tiles", s.name);
+                    fed += 1;
+                }
+            }
+            if let (Work::Attention { .. }, Some(l)) = (&s.work, s.layer) {
+                // Its layer's projections' rectangle (its tile's).
+                let g = (stages.iter().zip(sites))
+                    .find(|(p, _)| p.layer == Some(l) && matches!(p.work, Work::Gemv { .. }))
+                    .map(|(_, g)| (g.origin, g.kernel.size()))
+                    .unwrap();
+                let (aw, _) = site.kernel.size();
+                let off = (2 * site.origin.x + aw).abs_diff(2 * g.0.x + g.1.0);
+                let t = tile_off.entry((g.0.x, g.0.y)).or_insert(u32::MAX);
+                *t = (*t).min(off);
+            }
+        }
+        // And a RoPE shorter than its GEMV is over the middle of the rows
+        // that send its inputs (q and k, the first of the GEMV's outputs)
+        // where its skyline allows, never lower: not below them all.
+        for (s, site) in stages.iter().zip(sites) {
+            let Work::Rope { heads, head, .. } = s.work else {
+                continue;
+            };
+            let takes = |v: &usize| {
+                (s.inputs.iter().flat_map(|(_, x)| x)).any(|x| matches!(x, Src::Value(u) if u == v))
+            };
+            let Some((gs, Kernel::Gemv(g))) = (stages.iter().zip(sites))
+                .find(|(p, _)| p.layer == s.layer && p.outputs.iter().any(takes))
+                .map(|(_, gs)| (gs, &gs.kernel))
+            else {
+                continue;
+            };
+            let (used, (_, h)) = ((g.h * heads * head).div_ceil(g.m), site.kernel.size());
+            if h < g.h {
+                let centred = gs.origin.y + (used / 2).saturating_sub(h / 2);
+                assert!(
+                    site.origin.y <= centred,
+                    "{} at {:?}, {tiles} tiles",
+                    s.name,
+                    site.origin
+                );
+                short_ropes += 1;
+            }
+        }
+        // In each tile the first attention placed is over the middle of
+        // the projections' columns (the next ones as near it as fit).
+        assert_eq!(tile_off.len() as u32, tiles.count(), "{tiles} tiles");
+        for (tile, off) in &tile_off {
+            assert!(
+                *off <= 1,
+                "{tiles} tiles: tile at {tile:?} off the middle by {off}/2"
+            );
+        }
+        assert!(
+            fed >= 2 * c.n_layers,
+            "{fed} stages fed by a GEMV, {tiles} tiles"
+        );
+    }
+    assert!(short_ropes > 0, "no RoPE shorter than its GEMV");
+}
+
 /// The tiling chosen by predicted cycles is never slower than one tile
 /// (the search starts there), and `--tiles` as asked is what compiles.
 #[test]

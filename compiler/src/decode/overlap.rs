@@ -96,6 +96,8 @@ pub(crate) struct Plan {
     /// consumer's entry PE, one per wavelet and entry PE (sorted: a
     /// wavelet's trips together), for [`super::links`].
     pub(super) trips: Vec<Trip>,
+    /// Per stage, each output element's wavelet ([`out_wavelets`]).
+    out: Vec<Option<Vec<u64>>>,
 }
 
 /// A wavelet's trip between two stages of one wafer (see
@@ -315,6 +317,7 @@ impl Plan {
             shares,
             after_end,
             trips,
+            out: wavelets,
         }
     }
 
@@ -423,10 +426,38 @@ impl Plan {
                 continue;
             };
             let f = &c.fragments[i];
-            for (port, feeds) in ports {
-                let Some(wavelets) = (f.inputs.iter().find(|p| &p.name == port))
-                    .and_then(|tensor| f.element_wavelets(tensor))
-                else {
+            // Per input stream and producer's output stream, the last of
+            // the producer's wavelets in its own order (1 + its index; 0
+            // for none) at each place of the input stream or before it (a
+            // stream may carry several ports).
+            let out = |f: &Feed| -> Option<u64> {
+                self.out[f.from].as_ref()?.get(f.at as usize).copied()
+            };
+            let port_wavelets: Vec<Option<Vec<(&str, u32)>>> = (ports.iter())
+                .map(|(port, _)| {
+                    let tensor = f.inputs.iter().find(|p| &p.name == port)?;
+                    f.element_wavelets(tensor)
+                })
+                .collect();
+            let mut last: HashMap<(&str, usize, u64), Vec<u64>> = HashMap::new();
+            for ((_, feeds), wavelets) in ports.iter().zip(&port_wavelets) {
+                for (&(stream, k), feed) in wavelets.iter().flatten().zip(feeds) {
+                    if let Some((f, w)) = feed.as_ref().and_then(|f| Some((f, out(f)?))) {
+                        let v = last.entry((stream, f.from, w >> 32)).or_default();
+                        if v.len() <= k as usize {
+                            v.resize(k as usize + 1, 0);
+                        }
+                        v[k as usize] = v[k as usize].max((w & 0xffff_ffff) + 1);
+                    }
+                }
+            }
+            for v in last.values_mut() {
+                for p in 1..v.len() {
+                    v[p] = v[p].max(v[p - 1]);
+                }
+            }
+            for ((_, feeds), wavelets) in ports.iter().zip(&port_wavelets) {
+                let Some(wavelets) = wavelets else {
                     continue;
                 };
                 for (&(stream, k), feed) in wavelets.iter().zip(feeds) {
@@ -434,10 +465,29 @@ impl Plan {
                         continue;
                     };
                     let g = feed.hops.saturating_sub(1) as u64;
-                    let Some(t) = (k as u64)
-                        .checked_sub(g * room)
-                        .and_then(|j| took.get(stream)?.get(j as usize))
-                    else {
+                    let Some(j) = (k as u64).checked_sub(g * room) else {
+                        continue;
+                    };
+                    // The room is made by the consumer taking the wavelet
+                    // `g · room` before this one in its stream, which it
+                    // takes after every one before it. Where one of those
+                    // leaves the producer after this one, from the same
+                    // output stream (the consumer takes that stream's
+                    // wavelets in another order than it sends them), that
+                    // intake waits on this send and cannot make room for
+                    // it: such a hold would push the send later pass after
+                    // pass, never settling (a random config of
+                    // `compiler/tests/decode.rs` did, its RoPE and
+                    // attention 19 cycles a pass). It is left out.
+                    let waits_on_this = out(&feed).is_some_and(|w| {
+                        (last.get(&(stream, feed.from, w >> 32)))
+                            .and_then(|v| v.get(j as usize))
+                            .is_some_and(|&m| m > (w & 0xffff_ffff) + 1)
+                    });
+                    if waits_on_this {
+                        continue;
+                    }
+                    let Some(t) = took.get(stream).and_then(|t| t.get(j as usize)) else {
                         continue;
                     };
                     let len = c.fragments[feed.from].outputs[0].len as usize;

@@ -137,6 +137,10 @@ pub(super) fn mesh(
         _ if on_whole[i] => whole,
         _ => areas[tile_of(i)],
     };
+    // Which stage makes each value.
+    let made_by: std::collections::HashMap<usize, usize> = (stages.iter().enumerate())
+        .flat_map(|(i, s)| s.outputs.iter().map(move |&v| (v, i)))
+        .collect();
     let mut next_x: Vec<u32> = areas.iter().map(|a| a.x0).collect();
     let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32, bool), Option<Kernel>> =
         Default::default();
@@ -144,6 +148,9 @@ pub(super) fn mesh(
     let (mut next_table, mut table_x) = (0u32, 0u32);
     // Each stage's kernel, and an embedding table's first column.
     let mut kernels = Vec::with_capacity(stages.len());
+    // Per RoPE fed by its tile's GEMV, the rows of that GEMV its inputs
+    // leave from (from the tile's top).
+    let mut rope_rows: Vec<Option<u32>> = vec![None; stages.len()];
     let mut table_at: Vec<u32> = Vec::with_capacity(stages.len());
     for (i, s) in stages.iter().enumerate() {
         // A layer's projections are tiled over its tile of the wafer (as
@@ -195,7 +202,33 @@ pub(super) fn mesh(
                 next_table += w;
                 memo.shape(s, c, o, w, gh, i as u64)
             }
-            _ => memo.shape(s, c, o, aw, ah, i as u64),
+            _ => {
+                // The rows of a tiled GEMV of its tile that feeds it by
+                // its east edge, if one does (the tallest of them).
+                let fed_by = |i: usize, s: &Stage| {
+                    (s.inputs.iter().flat_map(|(_, srcs)| srcs))
+                        .filter_map(|src| match src {
+                            Src::Value(v) => made_by.get(v).copied(),
+                            _ => None,
+                        })
+                        .filter(|&j| j < i && area_of(j, &stages[j]) == area)
+                        .filter_map(|j| match &kernels[j] {
+                            Kernel::Gemv(g) => Some(g.clone()),
+                            _ => None,
+                        })
+                        .max_by_key(|g| g.h)
+                };
+                let fed = fed_by(i, s).map(|g| g.h);
+                // RoPE takes the first `heads · head` of its GEMV's
+                // outputs (q and k, before v), which leave from the top
+                // rows of its east edge: it goes over the middle of them
+                // (below).
+                if let (Work::Rope { heads, head, .. }, Some(g)) = (&s.work, fed_by(i, s)) {
+                    let used = (g.h as u64 * (heads * head) as u64).div_ceil(g.m.max(1) as u64);
+                    rope_rows[i] = Some(used.min(g.h as u64) as u32);
+                }
+                memo.shape_fed(s, c, o, (aw, ah), fed, i as u64)
+            }
         }
         .ok_or_else(|| no_fit(c, o, Some(kind), unplaceable(s, aw, ah)))?;
         kernels.push(k);
@@ -240,8 +273,19 @@ pub(super) fn mesh(
                 let (w, h) = k.size();
                 let (top, floor) = (&mut tops[t], &mut floors[t]);
                 let mut xs: Vec<u32> = (area.x0..=area.x1.saturating_sub(w)).collect();
-                if let Some(e) = east[t] {
-                    xs.sort_by_key(|&x0| ((x0 + w).abs_diff(e), x0));
+                match (east[t], &s.work) {
+                    // Attention's columns send their outputs from their
+                    // top PEs, one row, to the top edge of the projection
+                    // after it (x enters each of its columns there): the
+                    // columns go over the middle of the projections, so
+                    // half the outputs go west and half east, on two
+                    // links of that row, not all on one.
+                    (Some(e), Work::Attention { .. }) => {
+                        let mid = area.x0 + e;
+                        xs.sort_by_key(|&x0| ((2 * x0 + w).abs_diff(mid), x0));
+                    }
+                    (Some(e), _) => xs.sort_by_key(|&x0| ((x0 + w).abs_diff(e), x0)),
+                    (None, _) => {}
                 }
                 let low = feeds_attention[i];
                 let free = xs.into_iter().find_map(|x0| {
@@ -249,7 +293,21 @@ pub(super) fn mesh(
                     let y0 = top[cols.clone()].iter().copied().max()?;
                     let y1 = floor[cols].iter().copied().min()?;
                     // `then`, not `then_some`: `y1 - h` only where it fits.
-                    (y0 + h <= y1).then(|| (x0, if low { y1 - h } else { y0 }))
+                    (y0 + h <= y1).then(|| {
+                        let y = match (low, rope_rows[i]) {
+                            // Over the middle of the rows its inputs leave
+                            // from, as near it as fits: a column below them
+                            // all (on the 8B, `wse3`, rows 125 to 284 for
+                            // q and k from rows 0 to 237) gathers every
+                            // row above it onto its top link.
+                            (true, Some(r)) => {
+                                (area.y0 + r / 2).saturating_sub(h / 2).clamp(y0, y1 - h)
+                            }
+                            (true, None) => y1 - h,
+                            (false, _) => y0,
+                        };
+                        (x0, y)
+                    })
                 });
                 match free {
                     Some((x0, y0)) => {

@@ -93,10 +93,10 @@ pub(super) fn shape(
     stage: &Stage,
     c: &Config,
     o: &Options,
-    bw: u32,
-    bh: u32,
+    (bw, bh): (u32, u32),
     copies: KvCopies,
     wide_colors: usize,
+    rows: Option<u32>,
 ) -> Option<Kernel> {
     // Seeded data are drawn per stage afterwards ([`Kernel::with_seed`]):
     // the shape does not depend on them.
@@ -113,8 +113,18 @@ pub(super) fn shape(
         } else {
             1..=1
         };
+        // Fed row by row by a tiled GEMV's east edge: a row of PEs per
+        // row of it, so each row's y crosses to it on its own row's links.
+        // A shorter column gathers the rows below it onto its last PE's
+        // link, one wavelet a cycle: on llama-3.2-1b, `wse3`, the queued
+        // step (`wafer bench --overlap --queue xy`) went 148,258 → 132,597
+        // cycles when its norms took the GEMVs' 182 rows, not 128.
+        let heights = match rows {
+            Some(r) if r <= bh => vec![r.min(n)],
+            _ => sizes(n.min(bh)),
+        };
         cheapest(
-            sizes(n.min(bh)).into_iter().flat_map(|h| {
+            heights.into_iter().flat_map(|h| {
                 widths.clone().filter(move |w| w * h <= n).map(move |w| {
                     Kernel::Vector(VectorSpec {
                         w,
@@ -364,6 +374,21 @@ impl Memo {
         bh: u32,
         seed: u64,
     ) -> Option<Kernel> {
+        self.shape_fed(stage, c, o, (bw, bh), None, seed)
+    }
+
+    /// [`Memo::shape`] for a stage that a tiled GEMV of `rows` rows feeds
+    /// by its east edge (`None`: none does): a vector kernel then takes
+    /// a row of PEs per row of the GEMV where the rectangle allows.
+    pub(super) fn shape_fed(
+        &mut self,
+        stage: &Stage,
+        c: &Config,
+        o: &Options,
+        (bw, bh): (u32, u32),
+        rows: Option<u32>,
+        seed: u64,
+    ) -> Option<Kernel> {
         // The work without its weights' names: what the shape depends on.
         let what = match &stage.work {
             Work::Gemv {
@@ -394,12 +419,12 @@ impl Memo {
             }
             w => format!("{w:?}"),
         };
-        let key = format!("{what} in {bw}x{bh}");
+        let key = format!("{what} in {bw}x{bh} fed by {rows:?} rows");
         let (copies, wide) = (self.copies, self.wide_colors);
         let k = self
             .shapes
             .entry(key)
-            .or_insert_with(|| shape(stage, c, o, bw, bh, copies, wide))
+            .or_insert_with(|| shape(stage, c, o, (bw, bh), copies, wide, rows))
             .clone()?;
         Some(k.with_seed(seed))
     }
