@@ -84,9 +84,9 @@ fn tiled_mesh_keeps_each_layer_in_its_tile_and_decodes_as_the_reference() {
 }
 
 /// Where mesh placement puts the stages around a tile's projections so
-/// that the hand-offs spread over the links: a vector stage that a tiled
-/// GEMV feeds by its east edge, row by row, takes a row of PEs per row of
-/// it (a shorter column gathers the rows below onto its last link), and
+/// that the hand-offs spread over the links: a vector stage (or argmax)
+/// that a tiled GEMV feeds by its east edge, row by row, takes a row of
+/// PEs per row of it (a shorter column gathers the rows below onto its last link), and
 /// attention, whose columns send from one row, sits over the middle of
 /// the projections' columns (half its output west, half east).
 #[test]
@@ -103,20 +103,25 @@ fn mesh_shapes_and_places_stages_for_spread_hand_offs() {
         let mut fed = 0;
         let mut tile_off = std::collections::BTreeMap::new();
         for (s, site) in stages.iter().zip(sites) {
-            if let Kernel::Vector(v) = &site.kernel {
+            let column = match &site.kernel {
+                Kernel::Vector(v) => Some((v.h, v.n)),
+                Kernel::Argmax(a) => Some((a.h, a.n)),
+                _ => None,
+            };
+            if let Some((h, n)) = column {
                 let rows = (s.inputs.iter().flat_map(|(_, srcs)| srcs))
                     .filter_map(|src| match src {
                         Src::Value(v) => made_by(*v),
                         _ => None,
                     })
-                    .filter(|&j| stages[j].layer.is_some() && stages[j].layer == s.layer)
+                    .filter(|&j| stages[j].layer == s.layer)
                     .filter_map(|j| match &sites[j].kernel {
                         Kernel::Gemv(g) => Some(g.h),
                         _ => None,
                     })
                     .max();
                 if let Some(rows) = rows {
-                    assert_eq!(v.h, rows.min(v.n), "{} in {tiles} tiles", s.name);
+                    assert_eq!(h, rows.min(n), "{} in {tiles} tiles", s.name);
                     fed += 1;
                 }
             }

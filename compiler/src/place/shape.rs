@@ -70,6 +70,21 @@ fn sizes(max: u32) -> Vec<u32> {
     v
 }
 
+/// The heights a column kernel of `n` elements may take in a rectangle
+/// `bh` rows tall: where a tiled GEMV of `rows` rows feeds it by its east
+/// edge, a row of PEs per row of it, so each row's `y` crosses to it on
+/// its own row's links (a shorter column gathers the rows below it onto
+/// its last PE's link, one wavelet a cycle: on llama-3.2-1b, `wse3`, the
+/// queued step, `wafer bench --overlap --queue xy`, went 148,258 →
+/// 132,740 cycles when its norms took the GEMVs' 182 rows, not 128);
+/// else powers of two and `bh`, whichever is cheapest.
+fn heights(n: u32, bh: u32, rows: Option<u32>) -> Vec<u32> {
+    match rows {
+        Some(r) if r <= bh => vec![r.min(n)],
+        _ => sizes(n.min(bh)),
+    }
+}
+
 /// The cheapest kernel, by predicted cycles at `pos`, among `candidates`
 /// that the machine accepts (`fits`).
 pub(super) fn cheapest(
@@ -113,18 +128,8 @@ pub(super) fn shape(
         } else {
             1..=1
         };
-        // Fed row by row by a tiled GEMV's east edge: a row of PEs per
-        // row of it, so each row's y crosses to it on its own row's links.
-        // A shorter column gathers the rows below it onto its last PE's
-        // link, one wavelet a cycle: on llama-3.2-1b, `wse3`, the queued
-        // step (`wafer bench --overlap --queue xy`) went 148,258 → 132,597
-        // cycles when its norms took the GEMVs' 182 rows, not 128.
-        let heights = match rows {
-            Some(r) if r <= bh => vec![r.min(n)],
-            _ => sizes(n.min(bh)),
-        };
         cheapest(
-            heights.into_iter().flat_map(|h| {
+            heights(n, bh, rows).into_iter().flat_map(|h| {
                 widths.clone().filter(move |w| w * h <= n).map(move |w| {
                     Kernel::Vector(VectorSpec {
                         w,
@@ -322,7 +327,7 @@ pub(super) fn shape(
             |k| matches!(k, Kernel::ClampedSwiglu(s) if wafer_kernels::clamped_swiglu::generate(s, &arch).is_ok()),
         ),
         Work::Argmax { n } => cheapest(
-            sizes((*n).min(bh)).into_iter().map(|h| {
+            heights(*n, bh, rows).into_iter().map(|h| {
                 Kernel::Argmax(ArgmaxSpec {
                     n: *n,
                     h,
