@@ -88,16 +88,33 @@ pub(crate) struct Plan {
     fed: Vec<Fed>,
     /// Per stage, the earlier stages of its wafer that share a PE with it.
     shares: Vec<Vec<usize>>,
-    /// Per stage, a bit per earlier stage whose end its start waits for:
-    /// one that shares a PE with it, or feeds it at a barrier, or one such
-    /// stage of those, or of the stages that stream into it.
-    after_end: Vec<Vec<u64>>,
     /// Every streamed element's trip from its producer's exit PE to its
     /// consumer's entry PE, one per wavelet and entry PE (sorted: a
     /// wavelet's trips together), for [`super::links`].
     pub(super) trips: Vec<Trip>,
-    /// Per stage, each output element's wavelet ([`out_wavelets`]).
-    out: Vec<Option<Vec<u64>>>,
+    /// Per stage, the holds its intake can put on its producers
+    /// ([`Plan::holds`]): fixed by the plan, so found once.
+    holds: Vec<Holds>,
+}
+
+/// The holds one stage's intake can put on its producers' output
+/// elements ([`Plan::holds`]).
+#[derive(Default)]
+struct Holds {
+    /// The stage's input streams that make room for a hold, by name.
+    streams: Vec<String>,
+    rules: Vec<Hold>,
+}
+
+/// Producer `from`'s output element `at` leaves no earlier than the
+/// consumer's input stream `streams[stream]` took its wavelet `intake`,
+/// plus a hop a cycle over the `between` routers of the route.
+struct Hold {
+    from: usize,
+    at: u32,
+    stream: u32,
+    intake: u32,
+    between: u32,
 }
 
 /// A wavelet's trip between two stages of one wafer (see
@@ -285,6 +302,9 @@ impl Plan {
                     .collect()
             })
             .collect();
+        // Per stage, a bit per earlier stage whose end its start waits
+        // for: one that shares a PE with it, or feeds it at a barrier, or
+        // one such stage of those, or of the stages that stream into it.
         let words = n.div_ceil(64);
         let mut after_end: Vec<Vec<u64>> = Vec::with_capacity(n);
         for i in 0..n {
@@ -312,12 +332,17 @@ impl Plan {
         // into two ports at one PE, makes its trip once.
         trips.sort_unstable();
         trips.dedup_by_key(|t| (t.from, t.wavelet, t.dst, t.to));
+        let holds = (0..n)
+            .map(|i| match &fed[i] {
+                Fed::Streamed(ports) => hold_rules(c, i, ports, &after_end[i], &wavelets),
+                Fed::Barrier(_) => Holds::default(),
+            })
+            .collect();
         Plan {
             fed,
             shares,
-            after_end,
             trips,
-            out: wavelets,
+            holds,
         }
     }
 
@@ -418,83 +443,21 @@ impl Plan {
         left: &[Option<Vec<u64>>],
         was: &[Option<Vec<u64>>],
     ) -> Vec<Option<Vec<u64>>> {
-        let arch = &c.options.arch;
-        let room = (arch.router_buffer_depth + arch.hop_latency) as u64;
         let mut held: Vec<Option<Vec<u64>>> = vec![None; c.stages.len()];
-        for (i, fed) in self.fed.iter().enumerate() {
-            let (Fed::Streamed(ports), Some((start, took))) = (fed, &entered[i]) else {
+        for (i, holds) in self.holds.iter().enumerate() {
+            let Some((start, took)) = &entered[i] else {
                 continue;
             };
-            let f = &c.fragments[i];
-            // Per input stream and producer's output stream, the last of
-            // the producer's wavelets in its own order (1 + its index; 0
-            // for none) at each place of the input stream or before it (a
-            // stream may carry several ports).
-            let out = |f: &Feed| -> Option<u64> {
-                self.out[f.from].as_ref()?.get(f.at as usize).copied()
-            };
-            let port_wavelets: Vec<Option<Vec<(&str, u32)>>> = (ports.iter())
-                .map(|(port, _)| {
-                    let tensor = f.inputs.iter().find(|p| &p.name == port)?;
-                    f.element_wavelets(tensor)
-                })
-                .collect();
-            let mut last: HashMap<(&str, usize, u64), Vec<u64>> = HashMap::new();
-            for ((_, feeds), wavelets) in ports.iter().zip(&port_wavelets) {
-                for (&(stream, k), feed) in wavelets.iter().flatten().zip(feeds) {
-                    if let Some((f, w)) = feed.as_ref().and_then(|f| Some((f, out(f)?))) {
-                        let v = last.entry((stream, f.from, w >> 32)).or_default();
-                        if v.len() <= k as usize {
-                            v.resize(k as usize + 1, 0);
-                        }
-                        v[k as usize] = v[k as usize].max((w & 0xffff_ffff) + 1);
-                    }
-                }
-            }
-            for v in last.values_mut() {
-                for p in 1..v.len() {
-                    v[p] = v[p].max(v[p - 1]);
-                }
-            }
-            for ((_, feeds), wavelets) in ports.iter().zip(&port_wavelets) {
-                let Some(wavelets) = wavelets else {
+            let took: Vec<Option<&Vec<u64>>> = holds.streams.iter().map(|s| took.get(s)).collect();
+            for r in &holds.rules {
+                let Some(&t) = took[r.stream as usize].and_then(|t| t.get(r.intake as usize))
+                else {
                     continue;
                 };
-                for (&(stream, k), feed) in wavelets.iter().zip(feeds) {
-                    let Some(feed) = feed.filter(|f| !has(&self.after_end[i], f.from)) else {
-                        continue;
-                    };
-                    let g = feed.hops.saturating_sub(1) as u64;
-                    let Some(j) = (k as u64).checked_sub(g * room) else {
-                        continue;
-                    };
-                    // The room is made by the consumer taking the wavelet
-                    // `g · room` before this one in its stream, which it
-                    // takes after every one before it. Where one of those
-                    // leaves the producer after this one, from the same
-                    // output stream (the consumer takes that stream's
-                    // wavelets in another order than it sends them), that
-                    // intake waits on this send and cannot make room for
-                    // it: such a hold would push the send later pass after
-                    // pass, never settling (a random config of
-                    // `compiler/tests/decode.rs` did, its RoPE and
-                    // attention 19 cycles a pass). It is left out.
-                    let waits_on_this = out(&feed).is_some_and(|w| {
-                        (last.get(&(stream, feed.from, w >> 32)))
-                            .and_then(|v| v.get(j as usize))
-                            .is_some_and(|&m| m > (w & 0xffff_ffff) + 1)
-                    });
-                    if waits_on_this {
-                        continue;
-                    }
-                    let Some(t) = took.get(stream).and_then(|t| t.get(j as usize)) else {
-                        continue;
-                    };
-                    let len = c.fragments[feed.from].outputs[0].len as usize;
-                    let h = held[feed.from].get_or_insert_with(|| vec![0; len]);
-                    let at = &mut h[feed.at as usize];
-                    *at = (*at).max(start + t + g);
-                }
+                let len = c.fragments[r.from].outputs[0].len as usize;
+                let h = held[r.from].get_or_insert_with(|| vec![0; len]);
+                let at = &mut h[r.at as usize];
+                *at = (*at).max(start + t + r.between as u64);
             }
         }
         for (j, h) in held.iter_mut().enumerate() {
@@ -507,6 +470,102 @@ impl Plan {
         }
         held
     }
+}
+
+/// Stage `i`'s holds on its producers ([`Plan::holds`]), from how it is
+/// fed (`ports`), the stages whose end it waits for (`after_end`) and
+/// each stage's output elements' wavelets (`out`, [`out_wavelets`]).
+///
+/// On a route of `g + 1` hops (`g` routers between), the k-th wavelet of
+/// a consumer's input stream may leave its producer once the one `g ·
+/// room` before it has entered, `room` being a hop's buffer
+/// (`router_buffer_depth` plus the link's latency). A consumer that waits
+/// for its producer's end holds nothing back.
+fn hold_rules(
+    c: &Compiled,
+    i: usize,
+    ports: &[(String, Vec<Option<Feed>>)],
+    after_end: &[u64],
+    out: &[Option<Vec<u64>>],
+) -> Holds {
+    let arch = &c.options.arch;
+    let room = (arch.router_buffer_depth + arch.hop_latency) as u64;
+    let f = &c.fragments[i];
+    let wavelet = |f: &Feed| -> Option<u64> { out[f.from].as_ref()?.get(f.at as usize).copied() };
+    let port_wavelets: Vec<Option<Vec<(&str, u32)>>> = (ports.iter())
+        .map(|(port, _)| {
+            let tensor = f.inputs.iter().find(|p| &p.name == port)?;
+            f.element_wavelets(tensor)
+        })
+        .collect();
+    // Per input stream and producer's output stream, the last of the
+    // producer's wavelets in its own order (1 + its index; 0 for none)
+    // at each place of the input stream or before it (a stream may carry
+    // several ports).
+    let mut last: HashMap<(&str, usize, u64), Vec<u64>> = HashMap::new();
+    for ((_, feeds), wavelets) in ports.iter().zip(&port_wavelets) {
+        for (&(stream, k), feed) in wavelets.iter().flatten().zip(feeds) {
+            if let Some((f, w)) = feed.as_ref().and_then(|f| Some((f, wavelet(f)?))) {
+                let v = last.entry((stream, f.from, w >> 32)).or_default();
+                if v.len() <= k as usize {
+                    v.resize(k as usize + 1, 0);
+                }
+                v[k as usize] = v[k as usize].max((w & 0xffff_ffff) + 1);
+            }
+        }
+    }
+    for v in last.values_mut() {
+        for p in 1..v.len() {
+            v[p] = v[p].max(v[p - 1]);
+        }
+    }
+    let mut holds = Holds::default();
+    let mut names: HashMap<&str, u32> = HashMap::new();
+    for ((_, feeds), wavelets) in ports.iter().zip(&port_wavelets) {
+        let Some(wavelets) = wavelets else {
+            continue;
+        };
+        for (&(stream, k), feed) in wavelets.iter().zip(feeds) {
+            let Some(feed) = feed.filter(|f| !has(after_end, f.from)) else {
+                continue;
+            };
+            let g = feed.hops.saturating_sub(1) as u64;
+            let Some(j) = (k as u64).checked_sub(g * room) else {
+                continue;
+            };
+            // The room is made by the consumer taking the wavelet `g ·
+            // room` before this one in its stream, which it takes after
+            // every one before it. Where one of those leaves the producer
+            // after this one, from the same output stream (the consumer
+            // takes that stream's wavelets in another order than it sends
+            // them), that intake waits on this send and cannot make room
+            // for it: such a hold would push the send later pass after
+            // pass, never settling (a random config of
+            // `compiler/tests/decode.rs` did, its RoPE and attention 19
+            // cycles a pass). It is left out.
+            let waits_on_this = wavelet(&feed).is_some_and(|w| {
+                (last.get(&(stream, feed.from, w >> 32)))
+                    .and_then(|v| v.get(j as usize))
+                    .is_some_and(|&m| m > (w & 0xffff_ffff) + 1)
+            });
+            if waits_on_this {
+                continue;
+            }
+            let next = names.len() as u32;
+            let s = *names.entry(stream).or_insert_with(|| {
+                holds.streams.push(stream.to_string());
+                next
+            });
+            holds.rules.push(Hold {
+                from: feed.from,
+                at: feed.at,
+                stream: s,
+                intake: j as u32,
+                between: g as u32,
+            });
+        }
+    }
+    holds
 }
 
 /// When a stage of an overlapped step starts ([`Plan::schedule`]).

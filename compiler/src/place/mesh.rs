@@ -205,27 +205,25 @@ pub(super) fn mesh(
             _ => {
                 // The rows of a tiled GEMV of its tile that feeds it by
                 // its east edge, if one does (the tallest of them).
-                let fed_by = |i: usize, s: &Stage| {
-                    (s.inputs.iter().flat_map(|(_, srcs)| srcs))
-                        .filter_map(|src| match src {
-                            Src::Value(v) => made_by.get(v).copied(),
-                            _ => None,
-                        })
-                        .filter(|&j| j < i && area_of(j, &stages[j]) == area)
-                        .filter_map(|j| match &kernels[j] {
-                            Kernel::Gemv(g) => Some(g.clone()),
-                            _ => None,
-                        })
-                        .max_by_key(|g| g.h)
-                };
-                let fed = fed_by(i, s).map(|g| g.h);
+                let feeder = (s.inputs.iter().flat_map(|(_, srcs)| srcs))
+                    .filter_map(|src| match src {
+                        Src::Value(v) => made_by.get(v).copied(),
+                        _ => None,
+                    })
+                    .filter(|&j| j < i && area_of(j, &stages[j]) == area)
+                    .filter_map(|j| match &kernels[j] {
+                        Kernel::Gemv(g) => Some((g.h, g.m)),
+                        _ => None,
+                    })
+                    .max_by_key(|&(h, _)| h);
+                let fed = feeder.map(|(h, _)| h);
                 // RoPE takes the first `heads · head` of its GEMV's
                 // outputs (q and k, before v), which leave from the top
                 // rows of its east edge: it goes over the middle of them
                 // (below).
-                if let (Work::Rope { heads, head, .. }, Some(g)) = (&s.work, fed_by(i, s)) {
-                    let used = (g.h as u64 * (heads * head) as u64).div_ceil(g.m.max(1) as u64);
-                    rope_rows[i] = Some(used.min(g.h as u64) as u32);
+                if let (Work::Rope { heads, head, .. }, Some((h, m))) = (&s.work, feeder) {
+                    let used = (h as u64 * (heads * head) as u64).div_ceil(m.max(1) as u64);
+                    rope_rows[i] = Some(used.min(h as u64) as u32);
                 }
                 memo.shape_fed(s, c, o, (aw, ah), fed, i as u64)
             }
