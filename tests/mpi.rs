@@ -55,6 +55,9 @@ fn two_ranks_give_one_process_s_table() {
         "3",
         "--threads",
         "1",
+        // Sharing a step's stage runs between ranks is for steps whose
+        // stages meet at barriers.
+        "--barriers",
         "--json",
     ];
     let one = table(

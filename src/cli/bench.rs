@@ -47,29 +47,35 @@ pub struct BenchArgs {
     /// models give the emulated cycles for these kernels).
     #[arg(long)]
     pub predict: bool,
-    /// Overlap each step's stages: a stage starts once its first input
-    /// element has arrived and its PEs are free, and takes each element
-    /// when it arrives, instead of waiting at a barrier for its producers
-    /// and the modelled hand-off (the table's cost model stays the
-    /// barrier's, an upper bound). With --predict, the cost models'
-    /// estimate of the overlapped step instead of emulating it; with
-    /// --emulator, every engine's steps are overlapped.
+    /// Run each step's stages one after another, each waiting at a
+    /// barrier for its producers to end and the modelled hand-off's
+    /// cycles (the default before 2026-12-05). By default the stages
+    /// overlap: a stage starts once its first input element has arrived
+    /// and its PEs are free, and takes each element when it arrives (the
+    /// table gives the barriers' cost model beside it, an upper bound).
+    /// With --predict, the default is the cost models' estimate of the
+    /// overlapped step; with --emulator, every engine's steps are
+    /// overlapped.
     #[arg(long)]
+    pub barriers: bool,
+    /// The default since 2026-12-05 (each step's stages overlapped);
+    /// kept so that older commands still run.
+    #[arg(long, hide = true, conflicts_with = "barriers")]
     pub overlap: bool,
-    /// With --overlap: count how the hand-offs' wavelets would load the
+    /// Count how the hand-offs' wavelets would load the
     /// links on dimension-ordered paths in the overlapped step's own
     /// timing, a check of the free routes it takes (seconds to a minute
     /// and up to 6 GB for an 8B model; not with --predict or --emulator).
-    #[arg(long, requires = "overlap")]
+    #[arg(long, conflicts_with = "barriers")]
     pub links: bool,
-    /// With --overlap: feed each stage no earlier than its inputs would
+    /// Feed each stage no earlier than its inputs would
     /// reach it with the hand-offs on these paths and each link
     /// passing one wavelet a cycle, first come first served (a model of
     /// the routes in place of taking them as free of other traffic; the
     /// step runs in rounds, each carrying its queue delays through the
     /// step, until every trip is fed the delay its queue gives it: 3 or 4
     /// rounds, minutes for a 1B model and half an hour for an 8B).
-    #[arg(long, requires = "overlap", value_enum)]
+    #[arg(long, conflicts_with = "barriers", value_enum)]
     pub queue: Option<QueuePaths>,
     /// With --queue: stop each step after this many rounds, settled or
     /// not (the table says which; an unsettled step's figure is not the
@@ -302,12 +308,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     if a.queue.is_some() && (a.predict || a.emulator) {
         bail!(
-            "--queue feeds the emulated overlapped step its hand-offs queued on the links: run it with --overlap alone, without --predict or --emulator"
+            "--queue feeds the emulated overlapped step its hand-offs queued on the links: run it without --barriers, --predict or --emulator"
         );
     }
     if a.links && (a.predict || a.emulator) {
         bail!(
-            "--links counts the emulated overlapped step's hand-offs on the links: run it with --overlap alone, without --predict or --emulator"
+            "--links counts the emulated overlapped step's hand-offs on the links: run it without --barriers, --predict or --emulator"
         );
     }
     if a.emulator && a.prompt_len.is_some() {
@@ -336,7 +342,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             json: a.json,
             expert_seed: a.expert_seed,
             prompt_len: a.prompt_len,
-            overlap: a.overlap,
+            overlap: !a.barriers,
             links: a.links,
             queue: a
                 .queue
@@ -391,7 +397,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 &c,
                 label,
                 engine,
-                (timing_only, reuse, a.overlap),
+                (timing_only, reuse, !a.barriers),
                 (warmup, steps),
                 feed.as_deref(),
             )?);
@@ -478,7 +484,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "region": c.region.as_ref().map(wafer_report::table::region_json),
             "steps": steps,
             "warmup_steps": warmup,
-            "overlapped": a.overlap,
+            "overlapped": !a.barriers,
             "compile_seconds": compile_s,
             "per_token_cycles": timing.cycles,
             "per_token_us": mean_cycles / clock * 1e6,
@@ -522,7 +528,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     println!(
         "emulated: {mean_cycles:.0} cycles per token = {:.3} µs{}",
         mean_cycles / clock * 1e6,
-        if a.overlap {
+        if !a.barriers {
             ", each step's stages overlapped"
         } else {
             ""

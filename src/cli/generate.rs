@@ -47,11 +47,18 @@ pub struct GenerateArgs {
     /// weights would not fit in half of this machine's memory.
     #[arg(long)]
     pub timing_only: bool,
-    /// Overlap each decode step's stages (as `wafer bench --overlap`): a
-    /// stage starts once its first input has arrived and its PEs are
-    /// free; the predicted cycles are then the cost models' estimate of
-    /// the overlapped step. A prompt's prefill still runs stage by stage.
+    /// Run each decode step's stages one after another, meeting at
+    /// barriers (as `wafer bench --barriers`; the default before
+    /// 2026-12-05), the predicted cycles the barriers' cost model. By
+    /// default the stages overlap: a stage starts once its first input
+    /// has arrived and its PEs are free, and the predicted cycles are the
+    /// cost models' estimate of the overlapped step. A prompt's prefill
+    /// runs stage by stage either way.
     #[arg(long)]
+    pub barriers: bool,
+    /// The default since 2026-12-05 (each step's stages overlapped);
+    /// kept so that older commands still run.
+    #[arg(long, hide = true, conflicts_with = "barriers")]
     pub overlap: bool,
     #[command(flatten)]
     pub target: TargetArgs,
@@ -259,7 +266,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     d.engine(a.engine.engine()?);
     d.threads(a.engine.threads());
     d.timing_only(timing_only);
-    d.overlap(a.overlap);
+    d.overlap(!a.barriers);
     // Text mode streams the tokens; JSON mode shows a bar on a terminal.
     let bar = if a.json {
         indicatif::ProgressBar::new(a.steps.min(c.options.max_context as usize) as u64)
@@ -304,7 +311,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
                 "{:.3} µs/token",
                 step.cycles as f64 / clock_hz * 1e6
             ));
-            predicted.push(match a.overlap {
+            predicted.push(match !a.barriers {
                 true => {
                     let seed = wafer_compiler::experts::DEFAULT_SEED;
                     wafer_compiler::decode::overlap::predicted(&c, pos as u32, seed).cycles
@@ -452,8 +459,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "check_max_abs_logit_diff": check.as_ref().map(|_| worst),
             "interrupted": interrupted,
             "timing_only": timing_only,
-            "overlapped": a.overlap,
-            "held": a.overlap.then(|| serde_json::json!({
+            "overlapped": !a.barriers,
+            "held": (!a.barriers).then(|| serde_json::json!({
                 "stages": held, "passes": passes,
             })),
         });
@@ -467,9 +474,14 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             println!("interrupted (Ctrl-C): the summary covers the steps that ran");
         }
         println!(
-            "{} tokens; per token on the emulated {}: mean {:.0} cycles = {:.3} µs ({:.0} tokens/s), first {} cycles, last {} cycles",
+            "{} tokens; per token on the emulated {}{}: mean {:.0} cycles = {:.3} µs ({:.0} tokens/s), first {} cycles, last {} cycles",
             cycles.len(),
             c.machines(),
+            if a.barriers {
+                ", stages one after another"
+            } else {
+                ", stages overlapped"
+            },
             mean(&cycles.iter().map(|c| *c as f64).collect::<Vec<_>>()),
             mean(&us),
             1e6 / mean(&us),
@@ -491,7 +503,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         );
         println!(
             "the cost models {} {p:.0} cycles {}, emulated {e:.0} (ratio {:.3})",
-            if a.overlap {
+            if !a.barriers {
                 "estimated the steps overlapped at"
             } else {
                 "predicted"
@@ -503,7 +515,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             },
             e / p.max(1.0)
         );
-        if a.overlap {
+        if !a.barriers && held == 0 {
+            println!("no stage was held back by its consumers (no route's buffers filled)");
+        } else if !a.barriers {
             println!(
                 "held back by their consumers (a route's buffers full): at most {held} stages a step, settled in at most {passes} pass(es) of a step"
             );

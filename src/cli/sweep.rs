@@ -38,11 +38,17 @@ pub struct SweepArgs {
     /// models); otherwise latency is the cost models' prediction.
     #[arg(long)]
     pub emulate: bool,
-    /// Each step's stages overlapped (as `wafer bench --overlap`): the
-    /// latency is the cost models' estimate of the overlapped step, or
-    /// with --emulate the overlapped step emulated; the stages one after
-    /// another stay beside it (`predicted_cycles`).
+    /// Each step's stages one after another, meeting at barriers (as
+    /// `wafer bench --barriers`; the default before 2026-12-05). By
+    /// default they overlap: the latency is the cost models' estimate of
+    /// the overlapped step, or with --emulate the overlapped step
+    /// emulated, and the stages one after another stay beside it
+    /// (`predicted_cycles`).
     #[arg(long)]
+    pub barriers: bool,
+    /// The default since 2026-12-05 (each step's stages overlapped);
+    /// kept so that older commands still run.
+    #[arg(long, hide = true, conflicts_with = "barriers")]
     pub overlap: bool,
     /// Wafers per point: a count (one: the grids alone are the axis), or
     /// auto (the fewest wafers of the point's grid that fit the model).
@@ -155,7 +161,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                                     &c,
                                     (context, 1, wafer_compiler::experts::DEFAULT_SEED),
                                     (None, false),
-                                    (false, a.overlap, false),
+                                    (false, !a.barriers, false),
                                     None,
                                     |_| {},
                                 )?
@@ -164,7 +170,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                         } else {
                             None
                         };
-                        let predicted_overlapped = a.overlap.then(|| {
+                        let predicted_overlapped = (!a.barriers).then(|| {
                             let seed = wafer_compiler::experts::DEFAULT_SEED;
                             wafer_compiler::decode::overlap::predicted(&c, context, seed).cycles
                         });
@@ -260,7 +266,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                 v
             })
             .collect();
-        let out = json!({"model": l.name, "arch": a.arch, "context": context, "overlapped": a.overlap, "points": rows});
+        let out = json!({"model": l.name, "arch": a.arch, "context": context, "overlapped": !a.barriers, "points": rows});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -269,7 +275,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         l.name,
         a.arch,
         context,
-        match (a.emulate, a.overlap) {
+        match (a.emulate, !a.barriers) {
             (true, false) => "emulated (timing-only)",
             (true, true) => "emulated (timing-only), each step's stages overlapped",
             (false, false) =>

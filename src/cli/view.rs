@@ -49,10 +49,15 @@ pub struct ViewArgs {
     /// PEs are drawn, from 1 (the latency panel covers the whole token).
     #[arg(long, default_value_t = 1, value_parser = super::flags::count32::<1, { wafer_compiler::system::MAX_WAFERS as u64 }>)]
     pub wafer: u32,
-    /// With a model: emulate its steps with their stages overlapped (as
-    /// `wafer bench --overlap`); the timeline puts overlapping stages on
+    /// With a model: emulate its steps with their stages one after
+    /// another, meeting at barriers (as `wafer bench --barriers`). By
+    /// default they overlap, and the timeline puts overlapping stages on
     /// lanes and outlines the critical path.
     #[arg(long)]
+    pub barriers: bool,
+    /// The default since 2026-12-05 (each step's stages overlapped);
+    /// kept so that older commands still run.
+    #[arg(long, hide = true, conflicts_with = "barriers")]
     pub overlap: bool,
     /// Where the GPU script's measured JSON files are (a model's chart
     /// shows those of the same model and dtype).
@@ -229,11 +234,11 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
             &c,
             (a.context, steps, wafer_compiler::experts::DEFAULT_SEED),
             (Some(MODEL_SPANS_PER_STAGE), true),
-            (false, a.overlap, false),
+            (false, !a.barriers, false),
             None,
             |s| {
                 if latency.stages.is_empty() {
-                    latency.stages = match a.overlap {
+                    latency.stages = match !a.barriers {
                         true => overlapped_timeline(&c, s),
                         false => timeline(&c, &s.stage_cycles),
                     };
@@ -258,7 +263,7 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
                     })
                     .collect();
                 runs.push(StepRun {
-                    starts: a.overlap.then(|| (s.stage_start.clone(), s.cycles)),
+                    starts: (!a.barriers).then(|| (s.stage_start.clone(), s.cycles)),
                     cycles: s.stage_cycles.clone(),
                     stats: s.stage_stats.clone(),
                     traces,

@@ -11,7 +11,16 @@ fn a_mixtral_checkpoint_generates_as_the_reference_and_benches_on_a_stated_routi
     crate::written::mixtral::write_dir(&dir);
     let d = dir.to_str().unwrap();
     let grid = ["--grid", "32x32", "--max-context", "16"];
-    let mut args = vec!["generate", d, "--steps", "10", "--check", "--json"];
+    // With barriers, so that each step is the barriers' cost model's.
+    let mut args = vec![
+        "generate",
+        d,
+        "--steps",
+        "10",
+        "--check",
+        "--json",
+        "--barriers",
+    ];
     args.extend(grid);
     let out = json(&ok(&args));
     assert_eq!(out["tokens"].as_array().unwrap().len(), 10, "{out}");
@@ -64,8 +73,8 @@ fn a_mixtral_checkpoint_generates_as_the_reference_and_benches_on_a_stated_routi
     let err = crate::fails(&["generate", d, "--prompt-ids", "5,999"]);
     assert!(err.contains("--prompt-ids: token 999 is outside"), "{err}");
     // Timing-only steps run a seeded routing's experts, and say so; the
-    // cost models predict that step.
-    let mut args = vec!["bench", d, "--steps", "1", "--context", "5"];
+    // cost models predict that step (with barriers: the barriers' model).
+    let mut args = vec!["bench", d, "--steps", "1", "--context", "5", "--barriers"];
     args.extend(grid);
     let text = ok(&args);
     assert!(
