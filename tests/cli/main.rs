@@ -1,8 +1,9 @@
 //! The `wafer` command line, end to end: what a researcher types. Here
 //! programs, machines and files; `kernel.rs` the kernels on their own;
-//! `model.rs` models: size, compile, generate, bench, sweep, view;
-//! `experts.rs` a mixture of experts.
+//! `model.rs` models: size, compile, generate, view; `bench.rs` bench and
+//! sweep; `experts.rs` a mixture of experts; `prefill.rs` prompts.
 
+mod bench;
 mod experts;
 mod kernel;
 mod model;
