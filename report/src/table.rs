@@ -432,6 +432,19 @@ impl Table {
                 "             {held} stages held back by their consumers (a route's buffers full{first}), settled in {passes} pass(es) of the step"
             );
         }
+        if let Some(path) = &w.critical {
+            let mut kinds: Vec<(&str, f64)> = path.kinds.iter().map(|(k, c)| (*k, *c)).collect();
+            kinds.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+            let shares: Vec<String> = (kinds.iter())
+                .map(|(k, c)| format!("{k} {:.1}%", 100.0 * c / w.per_token_cycles.max(1.0)))
+                .collect();
+            let _ = writeln!(
+                o,
+                "             critical path: {} stages, each from the end of what it waited on last: {}",
+                path.stages,
+                shares.join(", ")
+            );
+        }
         if let Some(l) = w.links.first() {
             let _ = writeln!(
                 o,
@@ -659,6 +672,11 @@ impl Table {
                 })),
                 "held": w.held.as_ref().map(|(stages, passes, first)| json!({
                     "stages": stages, "passes": passes, "first": first,
+                })),
+                "critical_path": w.critical.as_ref().map(|p| json!({
+                    "stages": p.stages,
+                    "by_kind": p.kinds.iter().map(|(k, c)| (k.to_string(), json!(c)))
+                        .collect::<serde_json::Map<_, _>>(),
                 })),
                 "handoff_links": handoff_links_json(w),
                 "region": w.region.as_ref().map(region_json),

@@ -65,13 +65,50 @@ pub struct WaferRow {
     /// The region search's choice ([`wafer_compiler::region`]), if it ran.
     pub region: Option<wafer_compiler::region::Searched>,
     /// Per wafer of the system (one on one wafer): its layers and its
-    /// cycles per token (its stages and their hand-offs; the transfers
-    /// between wafers are apart).
+    /// cycles per token (its stages and their hand-offs, the transfers
+    /// between wafers apart; overlapped, its first stage's start to its
+    /// last stage's end).
     pub wafers: Vec<WaferTime>,
     /// Per wafer-to-wafer transfer: bytes sent and cycles per token.
     pub transfers: Vec<(u64, f64)>,
     /// A mixture of experts' routing in these steps (`None`: no experts).
     pub experts: Option<ExpertsRun>,
+    /// Emulated overlapped: the critical path of the steps
+    /// ([`critical_path`]).
+    pub critical: Option<CriticalPath>,
+}
+
+/// The stages a step's last end waited on, back to its start: from the
+/// stage that ends last, each stage to the one it waited on last
+/// ([`Step::stage_waited_on`]). Each stage on it is charged the cycles
+/// from the end of the stage it waited on (the step's start for the
+/// first) to its own end, so the charges sum to the step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CriticalPath {
+    /// Stages on the path, in the last step.
+    pub stages: usize,
+    /// Per layer kind, the cycles charged to its stages on the path, per
+    /// token (averaged over the steps).
+    pub kinds: BTreeMap<&'static str, f64>,
+}
+
+/// Step `s`'s critical path ([`CriticalPath`]) by layer kind, and how
+/// many stages are on it.
+pub fn critical_path(c: &Compiled, s: &Step) -> (usize, BTreeMap<&'static str, f64>) {
+    let end = |i: usize| s.stage_start[i] + s.stage_cycles[i];
+    let last = (0..c.stages.len())
+        .filter(|&i| s.stage_ran[i])
+        .max_by_key(|&i| (end(i), i));
+    let mut kinds: BTreeMap<&'static str, f64> = BTreeMap::new();
+    let (mut at, mut stages) = (last, 0);
+    while let Some(i) = at {
+        let before = s.stage_waited_on[i];
+        let from = before.map_or(0, end);
+        *kinds.entry(kind(&c.sites[i].kernel)).or_default() += end(i) as f64 - from as f64;
+        stages += 1;
+        at = before;
+    }
+    (stages, kinds)
 }
 
 /// Which experts a mixture of experts' steps ran: the picks of a seeded
@@ -162,6 +199,7 @@ impl WaferRow {
                 per_token: m.per_token,
                 seed: expert_seed,
             }),
+            critical: None,
         }
     }
 
@@ -280,6 +318,10 @@ pub fn emulate(
     let mut links: Vec<LinkLoad> = Vec::new();
     let (mut rounds, mut settled) = (0, true);
     let mut queue_waits = Vec::new();
+    let mut critical = CriticalPath::default();
+    // Overlapped, each wafer's span: its first stage's start to its last
+    // stage's end, per token.
+    let mut spans = vec![0.0; c.wafers.len()];
     for _ in 0..steps {
         if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !opts.overlap) {
             d.share(0, ex)?;
@@ -335,6 +377,19 @@ pub fn emulate(
             let runs: u64 = s.stage_cycles.iter().sum();
             let k = kinds.entry(OVERLAP).or_default();
             k.cycles += s.cycles as f64 - runs as f64;
+            let (on, by_kind) = critical_path(c, &s);
+            critical.stages = on;
+            for (k, cycles) in by_kind {
+                *critical.kinds.entry(k).or_default() += cycles / steps as f64;
+            }
+            for (span, w) in spans.iter_mut().zip(&c.wafers) {
+                let ran = || w.stages.clone().filter(|&i| s.stage_ran[i]);
+                let first = ran().map(|i| s.stage_start[i]).min().unwrap_or(0);
+                let last = (ran().map(|i| s.stage_start[i] + s.stage_cycles[i]))
+                    .max()
+                    .unwrap_or(0);
+                *span += last.saturating_sub(first) as f64 / steps as f64;
+            }
         } else {
             add_handoffs(c, &s.stage_ran, &mut kinds);
         }
@@ -357,6 +412,10 @@ pub fn emulate(
     );
     if opts.overlap {
         row.overlapped = true;
+        row.critical = Some(critical);
+        for (w, span) in row.wafers.iter_mut().zip(spans) {
+            w.cycles = span;
+        }
         let p = wafer_compiler::decode::overlap::predicted(c, context, opts.expert_seed);
         row.predicted_overlapped = Some(p.cycles);
         row.backlog = backlog.map(|(i, b)| (c.stages[i].name.clone(), b));

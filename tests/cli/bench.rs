@@ -204,6 +204,20 @@ fn bench_compares_the_wafer_with_gpus() {
         "{ow}"
     );
     assert!(w["held"].is_null());
+    // Its critical path: stages each charged from the end of what it
+    // waited on last to its own end, so their charges sum to the step
+    // (a charge left out, or counted twice, breaks it); none with
+    // barriers.
+    let path = &ow["critical_path"];
+    let on = path["stages"].as_u64().unwrap();
+    assert!(on >= 1, "{ow}");
+    let charged: f64 = (path["by_kind"].as_object().unwrap().values())
+        .map(|c| c.as_f64().unwrap())
+        .sum();
+    assert!((charged - over).abs() < 1e-6, "{charged} against {over}");
+    assert!(w["critical_path"].is_null());
+    // One wafer's span is the step.
+    assert_eq!(ow["wafers"][0]["cycles"].as_f64(), Some(over), "{ow}");
     // --links: the same step, and how its hand-offs load the links on
     // paths of both orders (not counted unless asked: it costs seconds).
     assert_eq!(ow["handoff_links"].as_array().map(Vec::len), Some(0));

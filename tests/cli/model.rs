@@ -631,6 +631,21 @@ fn a_model_split_over_wafers_lists_them_and_decodes_the_same_tokens() {
         .map(|x| x["cycles"].as_f64().unwrap())
         .sum();
     assert_eq!(parts, w["per_token_cycles"].as_f64().unwrap());
+    // Overlapped (the default), emulated: each wafer's span, its first
+    // stage's start to its last one's end, lies within the step (a sum of
+    // its stages' runs, as the barriers' breakdown has, need not), and
+    // the critical path runs through more stages than one wafer's few.
+    let j = json(&ok(&[
+        "bench", &m, "--grid", "60x60", "--wafers", "3", "--steps", "1", "--json",
+    ]));
+    let w = &j["wafer"];
+    let step = w["per_token_cycles"].as_f64().unwrap();
+    let spans: Vec<f64> = (w["wafers"].as_array().unwrap().iter())
+        .map(|x| x["cycles"].as_f64().unwrap())
+        .collect();
+    assert_eq!(spans.len(), 3);
+    assert!(spans.iter().all(|&s| 0.0 < s && s < step), "{w}");
+    assert!(w["critical_path"]["stages"].as_u64().unwrap() > 3, "{w}");
     let e = fails(&["compile", &m, "--grid", "60x60", "--wafers", "9"]);
     assert!(e.contains("--wafers 9") && e.contains("5 layers"), "{e}");
     let e = fails(&["compile", &m, "--wafers", "none"]);
