@@ -73,6 +73,28 @@ fn two_ranks_give_one_process_s_table() {
     assert_eq!(one["wafer"]["wafers"].as_array().unwrap().len(), 2);
     // One rank under mpirun is one process.
     assert_eq!(one["wafer"], table(mpirun(1, &args))["wafer"]);
+    // Overlapped (the default), each rank emulates the whole step, says
+    // so, and the table is one process's.
+    let over: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--barriers")
+        .collect();
+    let alone = table(
+        Command::new(BIN)
+            .args(&over)
+            .current_dir(root())
+            .output()
+            .unwrap(),
+    );
+    let out = mpirun(2, &over);
+    let note = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        note.contains("each rank emulates the whole overlapped step"),
+        "{note}"
+    );
+    assert_eq!(alone["wafer"], table(out)["wafer"]);
+    assert_eq!(alone["wafer"]["overlapped"], true);
     // `sweep`'s points split between the ranks: the same points.
     let sweep = [
         "sweep",

@@ -323,7 +323,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     if a.emulator && super::ranks::ranks() > 1 {
         bail!(
-            "--emulator times engines in one process: run it without mpirun (the table without --emulator shares its steps between ranks)"
+            "--emulator times engines in one process: run it without mpirun (the table without --emulator, with --barriers, shares its steps between ranks)"
+        );
+    }
+    if !a.barriers && !a.predict && super::ranks::ranks() > 1 && super::ranks::rank() == 0 {
+        // An overlapped stage is fed when its producers sent, so a step's
+        // runs cannot be dealt out before it runs.
+        eprintln!(
+            "note: each rank emulates the whole overlapped step; with --barriers the ranks share each step's stage runs"
         );
     }
     let l = load(a.model.as_deref(), None)?;
