@@ -212,7 +212,7 @@ pub fn table(
     let published = gpu::parse_published(gpu::PUBLISHED_TOML, "baselines/published.toml")?;
     let mut sources = vec![if wafer.overlapped && !wafer.emulated {
         format!(
-            "wafer: estimated by this build's kernel cost models on {}, each step's stages overlapped (--predict --overlap: not emulated; a stage starts once its first input has arrived and its PEs are free, each kernel's model taking its inputs' arrivals where it has one; tested within 2 % of the emulated overlapped step on the built-in checkpoints); the cost model's figure runs the stages one after another",
+            "wafer: estimated by this build's kernel cost models on {}, each step's stages overlapped (--predict: not emulated; a stage starts once its first input has arrived and its PEs are free, each kernel's model taking its inputs' arrivals where it has one; tested within 2 % of the emulated overlapped step on the built-in checkpoints); the cost model's figure runs the stages one after another",
             c.options.arch.name
         )
     } else if wafer.overlapped {

@@ -210,7 +210,7 @@ pub fn run(a: CompileArgs) -> anyhow::Result<()> {
             wafer_compiler::experts::DEFAULT_SEED,
         );
         println!(
-            "overlapped (each stage starting on its first input, as `wafer bench --overlap` emulates it), the cost models' estimate: {} cycles = {:.3} µs",
+            "overlapped (each stage starting on its first input, as `wafer bench` emulates it by default), the cost models' estimate: {} cycles = {:.3} µs",
             over.cycles,
             over.cycles as f64 / c.options.arch.clock_hz * 1e6
         );

@@ -77,7 +77,7 @@ struct Fit {
     wafers: usize,
     pes_used: u64,
     predicted: u64,
-    /// With --overlap, the cost models' estimate of the overlapped step.
+    /// Without --barriers, the cost models' estimate of the overlapped step.
     predicted_overlapped: Option<u64>,
     emulated: Option<f64>,
     us: f64,
@@ -85,7 +85,7 @@ struct Fit {
 
 impl Fit {
     /// The point's latency in cycles: emulated, else the estimate of the
-    /// overlapped step with --overlap, else the prediction.
+    /// overlapped step without --barriers, else the prediction.
     fn cycles(&self) -> f64 {
         (self.emulated)
             .or(self.predicted_overlapped.map(|p| p as f64))

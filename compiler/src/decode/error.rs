@@ -49,7 +49,7 @@ pub enum DecodeError {
         route: Vec<f32>,
     },
     #[error(
-        "overlapped step at position {pos}: the stages' holds (and queued arrivals, with --queue) did not settle in {passes} passes (each consumer holding its producers back moved them again); decode without --overlap, or cap the queue's rounds with --queue-rounds"
+        "overlapped step at position {pos}: the stages' holds (and queued arrivals, with --queue) did not settle in {passes} passes (each consumer holding its producers back moved them again); decode with --barriers, or cap the queue's rounds with --queue-rounds"
     )]
     Unsettled { pos: u32, passes: usize },
     #[error("step at position {pos}, shared: rank {rank}: {message}")]

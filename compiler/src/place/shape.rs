@@ -75,7 +75,7 @@ fn sizes(max: u32) -> Vec<u32> {
 /// edge, a row of PEs per row of it, so each row's `y` crosses to it on
 /// its own row's links (a shorter column gathers the rows below it onto
 /// its last PE's link, one wavelet a cycle: on llama-3.2-1b, `wse3`, the
-/// queued step, `wafer bench --overlap --queue xy`, went 148,258 →
+/// queued step, `wafer bench --queue xy`, went 148,258 →
 /// 132,740 cycles when its norms took the GEMVs' 182 rows, not 128);
 /// else powers of two and `bh`, whichever is cheapest.
 fn heights(n: u32, bh: u32, rows: Option<u32>) -> Vec<u32> {
