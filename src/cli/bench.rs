@@ -128,6 +128,14 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+impl BenchArgs {
+    /// Whether each step's stages overlap: the default, `--barriers` not
+    /// given.
+    fn overlapped(&self) -> bool {
+        !self.barriers
+    }
+}
+
 const JIT: &str = "jit engine";
 const JIT_1: &str = "jit engine, 1 thread";
 const INTERP: &str = "interp engine";
@@ -326,7 +334,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "--emulator times engines in one process: run it without mpirun (the table without --emulator, with --barriers, shares its steps between ranks)"
         );
     }
-    if !a.barriers && !a.predict && super::ranks::ranks() > 1 && super::ranks::rank() == 0 {
+    if a.overlapped() && !a.predict && super::ranks::ranks() > 1 && super::ranks::rank() == 0 {
         // An overlapped stage is fed when its producers sent, so a step's
         // runs cannot be dealt out before it runs.
         eprintln!(
@@ -349,7 +357,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             json: a.json,
             expert_seed: a.expert_seed,
             prompt_len: a.prompt_len,
-            overlap: !a.barriers,
+            overlap: a.overlapped(),
             links: a.links,
             queue: a
                 .queue
@@ -404,7 +412,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 &c,
                 label,
                 engine,
-                (timing_only, reuse, !a.barriers),
+                (timing_only, reuse, a.overlapped()),
                 (warmup, steps),
                 feed.as_deref(),
             )?);
@@ -491,7 +499,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "region": c.region.as_ref().map(wafer_report::table::region_json),
             "steps": steps,
             "warmup_steps": warmup,
-            "overlapped": !a.barriers,
+            "overlapped": a.overlapped(),
             "compile_seconds": compile_s,
             "per_token_cycles": timing.cycles,
             "per_token_us": mean_cycles / clock * 1e6,
@@ -535,7 +543,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     println!(
         "emulated: {mean_cycles:.0} cycles per token = {:.3} µs{}",
         mean_cycles / clock * 1e6,
-        if !a.barriers {
+        if a.overlapped() {
             ", each step's stages overlapped"
         } else {
             ""

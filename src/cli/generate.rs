@@ -67,6 +67,14 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
+impl GenerateArgs {
+    /// Whether each step's stages overlap: the default, `--barriers` not
+    /// given.
+    fn overlapped(&self) -> bool {
+        !self.barriers
+    }
+}
+
 /// Physical memory in bytes (Linux), if known.
 /// The largest |a − b|, NaN if either holds one.
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -266,7 +274,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     d.engine(a.engine.engine()?);
     d.threads(a.engine.threads());
     d.timing_only(timing_only);
-    d.overlap(!a.barriers);
+    d.overlap(a.overlapped());
     // Text mode streams the tokens; JSON mode shows a bar on a terminal.
     let bar = if a.json {
         indicatif::ProgressBar::new(a.steps.min(c.options.max_context as usize) as u64)
@@ -311,7 +319,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
                 "{:.3} µs/token",
                 step.cycles as f64 / clock_hz * 1e6
             ));
-            predicted.push(match !a.barriers {
+            predicted.push(match a.overlapped() {
                 true => {
                     let seed = wafer_compiler::experts::DEFAULT_SEED;
                     wafer_compiler::decode::overlap::predicted(&c, pos as u32, seed).cycles
@@ -459,8 +467,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "check_max_abs_logit_diff": check.as_ref().map(|_| worst),
             "interrupted": interrupted,
             "timing_only": timing_only,
-            "overlapped": !a.barriers,
-            "held": (!a.barriers).then(|| serde_json::json!({
+            "overlapped": a.overlapped(),
+            "held": a.overlapped().then(|| serde_json::json!({
                 "stages": held, "passes": passes,
             })),
         });
@@ -503,7 +511,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         );
         println!(
             "the cost models {} {p:.0} cycles {}, emulated {e:.0} (ratio {:.3})",
-            if !a.barriers {
+            if a.overlapped() {
                 "estimated the steps overlapped at"
             } else {
                 "predicted"
@@ -515,9 +523,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             },
             e / p.max(1.0)
         );
-        if !a.barriers && held == 0 {
+        if a.overlapped() && held == 0 {
             println!("no stage was held back by its consumers (no route's buffers filled)");
-        } else if !a.barriers {
+        } else if a.overlapped() {
             println!(
                 "held back by their consumers (a route's buffers full): at most {held} stages a step, settled in at most {passes} pass(es) of a step"
             );

@@ -62,6 +62,14 @@ pub struct SweepArgs {
     pub plot: Option<PathBuf>,
 }
 
+impl SweepArgs {
+    /// Whether each step's stages overlap: the default, `--barriers` not
+    /// given.
+    fn overlapped(&self) -> bool {
+        !self.barriers
+    }
+}
+
 /// One point of the sweep.
 #[derive(Debug)]
 struct Point {
@@ -161,7 +169,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                                     &c,
                                     (context, 1, wafer_compiler::experts::DEFAULT_SEED),
                                     (None, false),
-                                    (false, !a.barriers, false),
+                                    (false, a.overlapped(), false),
                                     None,
                                     |_| {},
                                 )?
@@ -170,7 +178,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                         } else {
                             None
                         };
-                        let predicted_overlapped = (!a.barriers).then(|| {
+                        let predicted_overlapped = a.overlapped().then(|| {
                             let seed = wafer_compiler::experts::DEFAULT_SEED;
                             wafer_compiler::decode::overlap::predicted(&c, context, seed).cycles
                         });
@@ -266,7 +274,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                 v
             })
             .collect();
-        let out = json!({"model": l.name, "arch": a.arch, "context": context, "overlapped": !a.barriers, "points": rows});
+        let out = json!({"model": l.name, "arch": a.arch, "context": context, "overlapped": a.overlapped(), "points": rows});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -275,7 +283,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         l.name,
         a.arch,
         context,
-        match (a.emulate, !a.barriers) {
+        match (a.emulate, a.overlapped()) {
             (true, false) => "emulated (timing-only)",
             (true, true) => "emulated (timing-only), each step's stages overlapped",
             (false, false) =>

@@ -67,6 +67,14 @@ pub struct ViewArgs {
     pub target: TargetArgs,
 }
 
+impl ViewArgs {
+    /// Whether each step's stages overlap: the default, `--barriers` not
+    /// given.
+    fn overlapped(&self) -> bool {
+        !self.barriers
+    }
+}
+
 /// Spans kept per stage when tracing a model (the trace notes the rest).
 const MODEL_SPANS_PER_STAGE: usize = 20_000;
 
@@ -234,11 +242,11 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
             &c,
             (a.context, steps, wafer_compiler::experts::DEFAULT_SEED),
             (Some(MODEL_SPANS_PER_STAGE), true),
-            (false, !a.barriers, false),
+            (false, a.overlapped(), false),
             None,
             |s| {
                 if latency.stages.is_empty() {
-                    latency.stages = match !a.barriers {
+                    latency.stages = match a.overlapped() {
                         true => overlapped_timeline(&c, s),
                         false => timeline(&c, &s.stage_cycles),
                     };
@@ -263,7 +271,7 @@ fn model(a: &ViewArgs, spec: Option<&str>) -> anyhow::Result<ViewerState> {
                     })
                     .collect();
                 runs.push(StepRun {
-                    starts: (!a.barriers).then(|| (s.stage_start.clone(), s.cycles)),
+                    starts: a.overlapped().then(|| (s.stage_start.clone(), s.cycles)),
                     cycles: s.stage_cycles.clone(),
                     stats: s.stage_stats.clone(),
                     traces,
