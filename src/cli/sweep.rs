@@ -243,8 +243,16 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         }
         let svg = super::plot::lines_svg(
             &format!(
-                "{} on {} grids: per-token latency, context {}",
-                l.name, a.arch, context
+                "{} on {} grids: per-token latency, context {} ({})",
+                l.name,
+                a.arch,
+                context,
+                match (a.emulate, a.overlapped()) {
+                    (true, false) => "emulated",
+                    (true, true) => "emulated, stages overlapped",
+                    (false, false) => "cost models",
+                    (false, true) => "cost models' estimate, stages overlapped",
+                }
             ),
             "PEs in the grid",
             "µs per token",

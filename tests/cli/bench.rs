@@ -427,7 +427,10 @@ fn sweep_reports_latency_across_grids() {
         p["emulated_cycles"].as_f64().unwrap(),
         p["predicted_cycles"].as_f64().unwrap()
     );
-    assert!(std::fs::read_to_string(&svg).unwrap().contains("polyline"));
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("polyline"));
+    // The plot says what its latency is.
+    assert!(plot.contains("context 4 (emulated)"), "{plot}");
     // By default the latency is the estimate of the overlapped step (its
     // stages one after another beside it), and emulated it is within 2 %.
     let overlapped = |emulate: bool| {
