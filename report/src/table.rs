@@ -349,8 +349,13 @@ pub fn region_json(r: &wafer_compiler::region::Searched) -> Value {
 }
 
 /// [`Table::bars`] of a wafer on `arch` at `wafer_tps` and `gpus`.
-fn bars(arch: &str, wafer_tps: f64, gpus: &[GpuRow], eager: bool) -> Vec<(String, f64)> {
-    let mut bars = vec![(format!("wafer ({arch})"), wafer_tps)];
+fn bars(
+    (arch, how): (&str, &str),
+    wafer_tps: f64,
+    gpus: &[GpuRow],
+    eager: bool,
+) -> Vec<(String, f64)> {
+    let mut bars = vec![(format!("wafer ({arch}): {how}"), wafer_tps)];
     for g in gpus {
         if !eager && (g.how.starts_with("roofline, eager") || g.how.starts_with("measured, eager"))
         {
@@ -371,7 +376,13 @@ impl Table {
     /// rooflines and measurements) are left out: a chart of the best each
     /// device does.
     pub fn bars(&self, eager: bool) -> Vec<(String, f64)> {
-        bars(&self.arch, self.wafer.tokens_per_s(), &self.gpus, eager)
+        let how = self.wafer.how();
+        bars(
+            (&self.arch, how),
+            self.wafer.tokens_per_s(),
+            &self.gpus,
+            eager,
+        )
     }
 
     pub fn text(&self) -> String {
@@ -740,19 +751,26 @@ mod tests {
             row("NVIDIA H200", "measured, eager at context 128", 10.0),
             row("Cerebras CS-3", "published", 0.5),
         ];
-        let all = bars("wse3", 3000.0, &gpus, true);
+        let how = ("wse3", "emulated, stages overlapped");
+        let all = bars(how, 3000.0, &gpus, true);
         assert_eq!(all.len(), 6);
-        assert_eq!(all[0], ("wafer (wse3)".to_string(), 3000.0));
+        assert_eq!(
+            all[0],
+            (
+                "wafer (wse3): emulated, stages overlapped".to_string(),
+                3000.0
+            )
+        );
         assert_eq!(all[2].0, "H200 SXM: roofline, eager (515 launches)");
         assert!((all[2].1 - 250.0).abs() < 1e-9);
-        let best: Vec<String> = bars("wse3", 3000.0, &gpus, false)
+        let best: Vec<String> = bars(how, 3000.0, &gpus, false)
             .into_iter()
             .map(|b| b.0)
             .collect();
         assert_eq!(
             best,
             [
-                "wafer (wse3)",
+                "wafer (wse3): emulated, stages overlapped",
                 "H200 SXM: roofline, CUDA graphs",
                 "NVIDIA H200: measured, compiled at context 128",
                 "Cerebras CS-3: published",

@@ -206,6 +206,17 @@ impl WaferRow {
     pub fn us(&self) -> f64 {
         self.per_token_cycles / self.clock_hz * 1e6
     }
+
+    /// How the row's figure was had, as a chart names it beside the
+    /// GPUs' "roofline" and "measured".
+    pub fn how(&self) -> &'static str {
+        match (self.emulated, self.overlapped) {
+            (true, true) => "emulated, stages overlapped",
+            (true, false) => "emulated, stages one after another",
+            (false, true) => "cost models' estimate, stages overlapped",
+            (false, false) => "cost models, stages one after another",
+        }
+    }
     pub fn tokens_per_s(&self) -> f64 {
         self.clock_hz / self.per_token_cycles
     }
