@@ -68,6 +68,26 @@ impl SweepArgs {
     fn overlapped(&self) -> bool {
         !self.barriers
     }
+
+    /// What the points' latency is: a plot's short name for it, and the
+    /// table's longer one.
+    fn latency(&self) -> (&'static str, &'static str) {
+        match (self.emulate, self.overlapped()) {
+            (true, false) => ("emulated", "emulated (timing-only)"),
+            (true, true) => (
+                "emulated, stages overlapped",
+                "emulated (timing-only), each step's stages overlapped",
+            ),
+            (false, false) => (
+                "cost models",
+                "predicted by the cost models (exact for these kernels; --emulate checks)",
+            ),
+            (false, true) => (
+                "cost models' estimate, stages overlapped",
+                "the cost models' estimate of each step with its stages overlapped (--emulate checks)",
+            ),
+        }
+    }
 }
 
 /// One point of the sweep.
@@ -247,12 +267,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                 l.name,
                 a.arch,
                 context,
-                match (a.emulate, a.overlapped()) {
-                    (true, false) => "emulated",
-                    (true, true) => "emulated, stages overlapped",
-                    (false, false) => "cost models",
-                    (false, true) => "cost models' estimate, stages overlapped",
-                }
+                a.latency().0
             ),
             "PEs in the grid",
             "µs per token",
@@ -291,14 +306,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
         l.name,
         a.arch,
         context,
-        match (a.emulate, a.overlapped()) {
-            (true, false) => "emulated (timing-only)",
-            (true, true) => "emulated (timing-only), each step's stages overlapped",
-            (false, false) =>
-                "predicted by the cost models (exact for these kernels; --emulate checks)",
-            (false, true) =>
-                "the cost models' estimate of each step with its stages overlapped (--emulate checks)",
-        }
+        a.latency().1
     );
     println!(
         "  {:>11} {:>9} {:9} {:5} {:>6} {:>9} {:>12} {:>10} {:>9}",
