@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use wafer_emulator::stats::Stats;
 use wafer_emulator::trace::Trace;
-use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
+use wafer_emulator::{Memory, Prepared, RunConfig};
 
 mod error;
 pub mod links;
 pub mod overlap;
+mod pass;
 mod run;
 mod scratch;
 mod shared;
@@ -360,15 +361,10 @@ impl<'c> Decoder<'c> {
         // arrivals took a round per stage of the step: 101 rounds on the
         // 1B, about 200 on the 8B).
         let mut rounds = 0;
-        let mut carried: Vec<u64> = Vec::new();
-        let mut trips_into: Vec<Vec<u32>> = Vec::new();
-        if let (Some(plan), Some(_)) = (&self.overlap, self.queue_links) {
-            carried = vec![0; plan.trips.len()];
-            trips_into = vec![Vec::new(); n];
-            for (k, t) in plan.trips.iter().enumerate() {
-                trips_into[t.to].push(k as u32);
-            }
-        }
+        let mut carried = match (&self.overlap, self.queue_links) {
+            (Some(plan), Some(_)) => Some(pass::Carried::new(plan, n)),
+            _ => None,
+        };
         let hop = arch.hop_latency as u64;
         type Memo = (
             Option<Arc<wafer_emulator::Arrivals>>,
@@ -381,74 +377,24 @@ impl<'c> Decoder<'c> {
         // Each pass runs every stage, fed when its producers sent and held
         // until its consumers took; they settle when no hold moves.
         let step = loop {
-            let mut stage_cycles = Vec::with_capacity(c.stages.len());
-            let mut stage_time = Vec::with_capacity(c.stages.len());
-            let mut stage_stats = Vec::with_capacity(c.stages.len());
-            let mut stage_traces = Vec::with_capacity(c.stages.len());
+            let mut record = pass::Record::default();
             let mut next = 0;
             let mut total = 0;
-            let mut stage_reused = Vec::with_capacity(c.stages.len());
-            let mut stage_host_seconds = Vec::with_capacity(c.stages.len());
-            let mut stage_ran = Vec::with_capacity(c.stages.len());
-            let mut stage_start = Vec::with_capacity(c.stages.len());
-            let mut stage_waited_on = Vec::with_capacity(c.stages.len());
-            let mut stage_backlog = Vec::with_capacity(c.stages.len());
-            let mut stage_held = Vec::with_capacity(c.stages.len());
             let mut before = None;
             // Overlapped: each stage's end and when each output element left
             // (absolute cycles of the step).
-            let mut ends: Vec<Option<u64>> = vec![None; c.stages.len()];
-            let mut left: Vec<Option<Vec<u64>>> = vec![None; c.stages.len()];
+            let mut ends: Vec<Option<u64>> = vec![None; n];
+            let mut left: Vec<Option<Vec<u64>>> = vec![None; n];
             // Overlapped: each stage's start and when each input wavelet
             // entered (cycles from that start).
             let mut entered: Vec<Option<overlap::Entered>> = vec![None; n];
             for (i, stage) in c.stages.iter().enumerate() {
-                if let Some(p) = stage.when {
-                    let picks = match picked.get(&p.route) {
-                        Some(picks) => picks,
-                        None => {
-                            let (experts, k) = crate::experts::shape(&c.graph, p.route);
-                            let picks = if timing {
-                                crate::experts::seeded(
-                                    self.expert_seed,
-                                    self.pos,
-                                    p.route,
-                                    experts,
-                                    k,
-                                )
-                            } else {
-                                let route = values[p.route].as_deref().unwrap_or(&[]);
-                                crate::experts::from_route(route, experts).ok_or_else(|| {
-                                    DecodeError::Routing {
-                                        pos: self.pos,
-                                        stage: stage.name.clone(),
-                                        route: route.to_vec(),
-                                    }
-                                })?
-                            };
-                            picked.entry(p.route).or_insert(picks)
-                        }
-                    };
-                    if !picks.contains(&p.expert) {
-                        // Not picked: it does not run, and what it makes has
-                        // no value (the combine reads the picked ones only).
-                        stage_ran.push(false);
-                        stage_start.push(0);
-                        stage_waited_on.push(None);
-                        stage_backlog.push(0);
-                        stage_held.push(false);
-                        stage_cycles.push(0);
-                        stage_time.push(PeTime::default());
-                        if self.keep_stats {
-                            stage_stats.push(Arc::new(no_stats(arch, 0)));
-                        }
-                        stage_traces.push(None);
-                        stage_reused.push(false);
-                        stage_host_seconds.push(0.0);
-                        continue;
-                    }
+                if !self.runs(i, &values, &mut picked)? {
+                    // Not picked: it does not run, and what it makes has
+                    // no value (the combine reads the picked ones only).
+                    record.skipped(self.keep_stats, arch);
+                    continue;
                 }
-                stage_ran.push(true);
                 let tensors = stage_tensors(stage, self.pos, |x, v| {
                     if let Some(x) = &values[x] {
                         v.extend_from_slice(x)
@@ -456,65 +402,13 @@ impl<'c> Decoder<'c> {
                 });
                 let (start, arrivals, waited_on) = match &self.overlap {
                     Some(plan) => {
-                        let s = plan.schedule(c, i, &ends, &left);
-                        let arrivals =
-                            c.fragments[i]
-                                .arrivals(&s.arrivals)
-                                .map_err(|e| DecodeError::Run {
-                                    pos: self.pos,
-                                    stage: stage.name.clone(),
-                                    error: Box::new(RunError::Input {
-                                        name: stage.name.clone(),
-                                        message: e.to_string(),
-                                    }),
-                                })?;
-                        // No earlier than its trips reach it on queued links:
-                        // each trip's free-route arrival from this pass's
-                        // sends, plus the delay the last round's queue gave it.
-                        let mut fed: BTreeMap<(u32, u32), u64> = BTreeMap::new();
-                        for &k in trips_into.get(i).map_or(&[][..], |v| v) {
-                            let (t, d) = (&plan.trips[k as usize], carried[k as usize]);
-                            if let (true, Some(r)) = (d > 0, t.reached(&left, hop)) {
-                                let q = fed.entry(t.into).or_default();
-                                *q = (*q).max(r + d);
-                            }
-                        }
-                        let mut arrivals = arrivals;
-                        for (&(stream, k), &q) in &fed {
-                            let name = &c.fragments[i].program.inputs[stream as usize].name;
-                            let at = arrivals.get_mut(name).and_then(|a| a.get_mut(k as usize));
-                            if let Some(a) = at {
-                                *a = (*a).max(q.saturating_sub(s.start));
-                            }
-                        }
-                        let arrivals = (!arrivals.is_empty()).then(|| Arc::new(arrivals));
-                        (s.start, arrivals, s.waited_on)
+                        let fed = self.fed((plan, i), (&ends, &left), carried.as_ref())?;
+                        (fed.start, fed.arrivals, fed.waited_on)
                     }
                     None => (total + c.routing.handoffs[i].cycles, None, before),
                 };
                 before = Some(i);
-                stage_waited_on.push(waited_on);
-                stage_held.push(held[i].is_some());
-                // Held back by its consumers' edges (see `overlap.rs`): when
-                // each output wavelet may leave, from this run's start.
-                let departures = match held[i].as_ref() {
-                    Some(h) => {
-                        let rel = h.iter().map(|t| t.saturating_sub(start)).collect();
-                        let f = &c.fragments[i];
-                        let d = f
-                            .departures(&BTreeMap::from([(f.outputs[0].name.clone(), rel)]))
-                            .map_err(|e| DecodeError::Run {
-                                pos: self.pos,
-                                stage: stage.name.clone(),
-                                error: Box::new(RunError::Input {
-                                    name: stage.name.clone(),
-                                    message: e.to_string(),
-                                }),
-                            })?;
-                        Some(Arc::new(d))
-                    }
-                    None => None,
-                };
+                let departures = self.departures(i, held[i].as_ref(), start)?;
                 // A stage fed and held as in the pass before ran as it did then.
                 let run = match memo[i].take() {
                     Some((a, d, run)) if a == arrivals && d == departures => {
@@ -534,7 +428,6 @@ impl<'c> Decoder<'c> {
                     }
                 };
                 spent[i] += run.host_seconds;
-                stage_start.push(start);
                 if self.overlap.is_some() {
                     entered[i] = Some((start, run.input_times.clone()));
                     let f = &c.fragments[i];
@@ -546,16 +439,7 @@ impl<'c> Decoder<'c> {
                 } else {
                     total += run.cycles + c.routing.handoffs[i].cycles;
                 }
-                stage_cycles.push(run.cycles);
-                stage_backlog.push(run.backlog);
-                stage_time.push(run.time);
-                if let Some(stats) = run.stats {
-                    stage_stats.push(stats);
-                }
-                stage_traces.push(run.trace);
-                stage_reused.push(run.reused);
-                stage_host_seconds.push(spent[i]);
-                let out = run.out;
+                let out = record.ran((start, waited_on, held[i].is_some()), run, spent[i]);
                 if stage.outputs.is_empty() {
                     // A timing-only step's argmax is unknown (NaN).
                     next = match out[0] {
@@ -587,7 +471,9 @@ impl<'c> Decoder<'c> {
             let (mut moved, mut unsettled) = (false, false);
             let mut queue_waits = Vec::new();
             let queue = self.queue_links;
-            if let (true, Some(plan), Some((paths, most))) = (settled, &self.overlap, queue) {
+            if let (true, Some(plan), Some((paths, most)), Some(carried)) =
+                (settled, &self.overlap, queue, carried.as_mut())
+            {
                 let orders = match paths {
                     links::Paths::Ordered(o) => vec![o; plan.trips.len()],
                     links::Paths::Spread => (self.spread)
@@ -596,23 +482,24 @@ impl<'c> Decoder<'c> {
                 };
                 let queued = links::queued(arch, &plan.trips, &left, &orders);
                 let grow_only = rounds >= QUEUE_ROUNDS_BOTH_WAYS;
+                let delay = &mut carried.delay;
                 for (k, (t, &a)) in plan.trips.iter().zip(&queued.arrive).enumerate() {
                     let (Some(a), Some(r)) = (a, t.reached(&left, hop)) else {
                         continue;
                     };
-                    if a - r > carried[k] || (a - r < carried[k] && !grow_only) {
+                    if a - r > delay[k] || (a - r < delay[k] && !grow_only) {
                         if rounds == most {
                             unsettled = true;
                             break;
                         }
-                        carried[k] = a - r;
+                        delay[k] = a - r;
                         moved = true;
                     }
                 }
                 rounds += moved as usize;
                 if !moved {
                     queue_waits =
-                        links::handoff_waits(arch, &plan.trips, &carried, &queued.worst_wait);
+                        links::handoff_waits(arch, &plan.trips, delay, &queued.worst_wait);
                 }
             }
             if settled && !moved {
@@ -630,27 +517,16 @@ impl<'c> Decoder<'c> {
                     }
                     None => Vec::new(),
                 };
-                break Step {
+                break record.into_step(pass::Settled {
                     next,
                     logits: values[c.graph.ret].take().expect("the classifier ran"),
-                    stage_cycles,
-                    stage_time,
-                    stage_stats,
-                    stage_traces,
                     cycles: total,
-                    stage_start,
-                    stage_waited_on,
-                    stage_backlog,
-                    stage_held,
                     passes: passes + 1,
                     queued_rounds: rounds,
                     queue_settled: !unsettled,
                     links,
                     queue_waits,
-                    stage_reused,
-                    stage_host_seconds,
-                    stage_ran,
-                };
+                });
             }
             passes += 1;
             // A round carries its delays through the step, but one can
