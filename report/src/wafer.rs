@@ -95,20 +95,13 @@ pub struct CriticalPath {
 /// Step `s`'s critical path ([`CriticalPath`]) by layer kind, and how
 /// many stages are on it.
 pub fn critical_path(c: &Compiled, s: &Step) -> (usize, BTreeMap<&'static str, f64>) {
-    let end = |i: usize| s.stage_start[i] + s.stage_cycles[i];
-    let last = (0..c.stages.len())
-        .filter(|&i| s.stage_ran[i])
-        .max_by_key(|&i| (end(i), i));
+    let path = s.critical_path();
     let mut kinds: BTreeMap<&'static str, f64> = BTreeMap::new();
-    let (mut at, mut stages) = (last, 0);
-    while let Some(i) = at {
-        let before = s.stage_waited_on[i];
-        let from = before.map_or(0, end);
-        *kinds.entry(kind(&c.sites[i].kernel)).or_default() += end(i) as f64 - from as f64;
-        stages += 1;
-        at = before;
+    for &i in &path {
+        let from = s.stage_waited_on[i].map_or(0, |b| s.stage_end(b));
+        *kinds.entry(kind(&c.sites[i].kernel)).or_default() += s.stage_end(i) as f64 - from as f64;
     }
-    (stages, kinds)
+    (path.len(), kinds)
 }
 
 /// Which experts a mixture of experts' steps ran: the picks of a seeded

@@ -434,11 +434,8 @@ fn overlapped_timeline(c: &Compiled, s: &wafer_compiler::decode::Step) -> Vec<St
         t.critical = false;
         t.held = s.stage_held[i];
     }
-    let last = (0..stages.len()).max_by_key(|i| (stages[*i].end(), *i));
-    let mut at = last;
-    while let Some(i) = at {
+    for i in s.critical_path() {
         stages[i].critical = true;
-        at = s.stage_waited_on[i];
     }
     stages
 }

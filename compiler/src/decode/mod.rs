@@ -94,6 +94,23 @@ pub struct Step {
     pub stage_ran: Vec<bool>,
 }
 
+impl Step {
+    /// Stage `i`'s end, from the step's start.
+    pub fn stage_end(&self, i: usize) -> u64 {
+        self.stage_start[i] + self.stage_cycles[i]
+    }
+
+    /// The step's critical path, last stage first: from the stage that
+    /// ends last (the later one of a tie), each stage to the one it
+    /// waited on last ([`Step::stage_waited_on`]).
+    pub fn critical_path(&self) -> Vec<usize> {
+        let last = (0..self.stage_ran.len())
+            .filter(|&i| self.stage_ran[i])
+            .max_by_key(|&i| (self.stage_end(i), i));
+        std::iter::successors(last, |&i| self.stage_waited_on[i]).collect()
+    }
+}
+
 /// A model on the emulated wafer, with its KV cache.
 pub struct Decoder<'c> {
     pub compiled: &'c Compiled,

@@ -71,21 +71,7 @@ impl Record {
         self.host_seconds.push(spent);
         run.out
     }
-}
 
-/// What a settled pass adds to its [`Record`] to make the [`Step`].
-pub(super) struct Settled {
-    pub next: u32,
-    pub logits: Vec<f32>,
-    pub cycles: u64,
-    pub passes: usize,
-    pub queued_rounds: usize,
-    pub queue_settled: bool,
-    pub links: Vec<links::LinkLoad>,
-    pub queue_waits: Vec<links::HandoffWait>,
-}
-
-impl Record {
     pub fn into_step(self, s: Settled) -> Step {
         Step {
             next: s.next,
@@ -109,6 +95,18 @@ impl Record {
             stage_ran: self.ran,
         }
     }
+}
+
+/// What a settled pass adds to its [`Record`] to make the [`Step`].
+pub(super) struct Settled {
+    pub next: u32,
+    pub logits: Vec<f32>,
+    pub cycles: u64,
+    pub passes: usize,
+    pub queued_rounds: usize,
+    pub queue_settled: bool,
+    pub links: Vec<links::LinkLoad>,
+    pub queue_waits: Vec<links::HandoffWait>,
 }
 
 /// Overlapped with the links queued: per trip, how much later than a
@@ -204,14 +202,13 @@ impl Decoder<'_> {
         let mut arrivals = (c.fragments[i].arrivals(&s.arrivals))
             .map_err(|e| self.input_error(i, e.to_string()))?;
         let mut fed: BTreeMap<(u32, u32), u64> = BTreeMap::new();
-        for k in carried.map_or(&[][..], |q| &q.into[i]) {
-            let (t, d) = (
-                &plan.trips[*k as usize],
-                carried.map_or(0, |q| q.delay[*k as usize]),
-            );
-            if let (true, Some(r)) = (d > 0, t.reached(left, hop)) {
-                let q = fed.entry(t.into).or_default();
-                *q = (*q).max(r + d);
+        if let Some(q) = carried {
+            for &k in &q.into[i] {
+                let (t, d) = (&plan.trips[k as usize], q.delay[k as usize]);
+                if let (true, Some(r)) = (d > 0, t.reached(left, hop)) {
+                    let at = fed.entry(t.into).or_default();
+                    *at = (*at).max(r + d);
+                }
             }
         }
         for (&(stream, k), &q) in &fed {
