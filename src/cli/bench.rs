@@ -149,6 +149,9 @@ struct Timed {
     seconds_per_token: f64,
     /// The first (warm-up or timed) step's host seconds.
     first_step_seconds: f64,
+    /// Stage runs the first step emulated (the others reused an
+    /// identical run, or did not run).
+    first_step_runs: usize,
     cycles: Vec<u64>,
     /// PE-cycles emulated in the timed steps (reused stages' not counted).
     pe_cycles: u64,
@@ -232,14 +235,15 @@ fn decode(
     bar.set_message(label);
     let mut token = wafer_compiler::tokenizer::BOS;
     let (mut cycles, mut tokens, mut pe_cycles, mut reused) = (Vec::new(), Vec::new(), 0, 0);
-    let (mut seconds, mut first_step_seconds) = (0.0, 0.0);
+    let (mut seconds, mut first_step_seconds, mut first_step_runs) = (0.0, 0.0, 0);
     let mut per_stage = vec![(0u32, 0.0f64, 0u64); c.stages.len()];
     for i in 0..warmup + steps {
         let start = Instant::now();
         let step = d.step(token)?;
         let took = start.elapsed().as_secs_f64();
+        let emulated = |k: usize| step.stage_ran[k] && !step.stage_reused[k];
         for (k, s) in per_stage.iter_mut().enumerate() {
-            if !step.stage_reused[k] {
+            if emulated(k) {
                 s.0 += 1;
                 s.1 += step.stage_host_seconds[k];
                 s.2 += step.stage_cycles[k] * pes[k];
@@ -247,6 +251,7 @@ fn decode(
         }
         if i == 0 {
             first_step_seconds = took;
+            first_step_runs = (0..c.stages.len()).filter(|&k| emulated(k)).count();
         }
         if i < warmup {
             cycles.push(step.cycles);
@@ -275,6 +280,7 @@ fn decode(
         label,
         seconds_per_token: seconds / steps as f64,
         first_step_seconds,
+        first_step_runs,
         cycles,
         pe_cycles,
         reused_stages: reused / steps,
@@ -507,6 +513,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 "engine": r.label,
                 "host_seconds_per_token": r.seconds_per_token,
                 "first_step_seconds": r.first_step_seconds,
+                "first_step_stage_runs": r.first_step_runs,
                 "pe_cycles_per_token": r.pe_cycles / steps as u64,
                 "pe_cycles_per_host_second": r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
                 "reused_stages_per_token": r.reused_stages,
@@ -551,7 +558,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     );
     for r in &runs {
         let reused = if r.label == REUSE {
-            format!(", {} of {} stages reused", r.reused_stages, c.stages.len())
+            format!(
+                ", {} stage runs emulated; then {} of {} stages reused",
+                r.first_step_runs,
+                r.reused_stages,
+                c.stages.len()
+            )
         } else {
             String::new()
         };

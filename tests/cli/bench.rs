@@ -46,6 +46,19 @@ fn bench_emulator_reports_engine_ratios() {
         "{reused} of {stages}"
     );
     assert_eq!(runs[2]["reused_stages_per_token"], 0);
+    // The first step emulates every stage but for those reused within it
+    // (a later layer's), and the engines that reuse nothing all of them.
+    let first = |i: usize| runs[i]["first_step_stage_runs"].as_u64().unwrap();
+    assert!(
+        first(3) > stages - reused && first(3) < stages,
+        "{}",
+        first(3)
+    );
+    assert!(
+        (0..runs.len())
+            .filter(|&i| i != 3)
+            .all(|i| first(i) == stages)
+    );
     // Where the host time went: the slowest stages, slowest first; every
     // stage is emulated on each of the 3 steps, except those reused.
     for (i, r) in runs.iter().enumerate() {
