@@ -325,27 +325,15 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         writeln!(
             src,
             ".code p{r}
-{head}  ldf f1, inb[0]
-  vfmul.f32 c, ifq, f1
-  vsin.f32 sn, c
-  vcos.f32 c, c
-{scale}  li r1, 1
-head:
-  add r2, r1, {partner}
-  vfmul.f32 t1, inb[r1, {half}, {stride}], c
-  vfmul.f32 t2, inb[r2, {half}, {stride}], sn
-  vfsub.f32 t1, t1, t2
-  vfmul.f32 t2, inb[r1, {half}, {stride}], sn
-  vfmac.f32 t2, t2, inb[r2, {half}, {stride}], c
-  vmov.f32 inb[r1, {half}, {stride}], t1
-  vmov.f32 inb[r2, {half}, {stride}], t2
-  add r1, r1, {d}
-  blt r1, {end}, head
+{head}{angles}  li r1, 1
+{rotate}  blt r1, {end}, head
   vmov.f32 tx(c{CO}), inb[1, {len}]
   end
 .end
 .place p{r} 0,{r} 1x1",
             head = code_head(1 + len, half),
+            angles = angles("0", &scale),
+            rotate = rotate(d, half, stride, partner),
             end = 1 + len,
         )
         .unwrap();
@@ -485,23 +473,9 @@ fn batch_code(
         ".code p{r}
 {head}  li r3, 0
 position:
-  ldf f1, inb[r3]
-  vfmul.f32 c, ifq, f1
-  vsin.f32 sn, c
-  vcos.f32 c, c
-{scale}  add r1, r3, 1
+{angles}  add r1, r3, 1
   add r4, r3, {seg}
-head:
-  add r2, r1, {partner}
-  vfmul.f32 t1, inb[r1, {half}, {stride}], c
-  vfmul.f32 t2, inb[r2, {half}, {stride}], sn
-  vfsub.f32 t1, t1, t2
-  vfmul.f32 t2, inb[r1, {half}, {stride}], sn
-  vfmac.f32 t2, t2, inb[r2, {half}, {stride}], c
-  vmov.f32 inb[r1, {half}, {stride}], t1
-  vmov.f32 inb[r2, {half}, {stride}], t2
-  add r1, r1, {d}
-  blt r1, r4, head
+{rotate}  blt r1, r4, head
   add r5, r3, 1
   vmov.f32 tx(c{CO}), inb[r5, {len}]
   add r3, r3, {seg}
@@ -511,7 +485,41 @@ head:
 .place p{r} 0,{r} 1x1
 ",
         head = code_head(batch * seg, half),
+        angles = angles("r3", scale),
+        rotate = rotate(d, half, stride, partner),
         n_in = batch * seg,
+    )
+}
+
+/// The angles of the position at `inb[at]`: `c` and `sn` the cosines and
+/// sines of its frequencies, scaled by `scale`'s code (YaRN's attention
+/// factor, or nothing).
+fn angles(at: &str, scale: &str) -> String {
+    format!(
+        "  ldf f1, inb[{at}]
+  vfmul.f32 c, ifq, f1
+  vsin.f32 sn, c
+  vcos.f32 c, c
+{scale}"
+    )
+}
+
+/// The loop body at `head` that rotates the pairs from `inb[r1]` (each
+/// `half` elements `stride` apart, its partners `partner` after them)
+/// and moves `r1` on by a head of `d`; the loop's test follows it.
+fn rotate(d: u32, half: u32, stride: u32, partner: u32) -> String {
+    format!(
+        "head:
+  add r2, r1, {partner}
+  vfmul.f32 t1, inb[r1, {half}, {stride}], c
+  vfmul.f32 t2, inb[r2, {half}, {stride}], sn
+  vfsub.f32 t1, t1, t2
+  vfmul.f32 t2, inb[r1, {half}, {stride}], sn
+  vfmac.f32 t2, t2, inb[r2, {half}, {stride}], c
+  vmov.f32 inb[r1, {half}, {stride}], t1
+  vmov.f32 inb[r2, {half}, {stride}], t2
+  add r1, r1, {d}
+"
     )
 }
 
