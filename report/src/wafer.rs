@@ -389,9 +389,7 @@ pub fn emulate(
             for (span, w) in spans.iter_mut().zip(&c.wafers) {
                 let ran = || w.stages.clone().filter(|&i| s.stage_ran[i]);
                 let first = ran().map(|i| s.stage_start[i]).min().unwrap_or(0);
-                let last = (ran().map(|i| s.stage_start[i] + s.stage_cycles[i]))
-                    .max()
-                    .unwrap_or(0);
+                let last = ran().map(|i| s.stage_end(i)).max().unwrap_or(0);
                 *span += last.saturating_sub(first) as f64 / steps as f64;
             }
         } else {

@@ -485,10 +485,10 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "{} tokens; per token on the emulated {}{}: mean {:.0} cycles = {:.3} µs ({:.0} tokens/s), first {} cycles, last {} cycles",
             cycles.len(),
             c.machines(),
-            if a.barriers {
-                ", stages one after another"
-            } else {
+            if a.overlapped() {
                 ", stages overlapped"
+            } else {
+                ", stages one after another"
             },
             mean(&cycles.iter().map(|c| *c as f64).collect::<Vec<_>>()),
             mean(&us),
