@@ -49,7 +49,7 @@ impl Kernel {
             Kernel::MeshGemv(s) => (s.w, s.h),
             Kernel::Vector(s) => (s.w, s.h),
             Kernel::Rope(s) => (1, s.h),
-            Kernel::Attention(s) => (s.columns(), s.h),
+            Kernel::Attention(s) => (s.width(), s.h),
             Kernel::Argmax(s) => (1, s.h),
             Kernel::Router(_) => (1, 1),
             Kernel::Combine(s) => (1, s.h),

@@ -4,7 +4,7 @@
 //! with its ports on other edges, so a compiler can turn a kernel to face
 //! the stage that feeds it without a kernel of another shape.
 
-use crate::Fragment;
+use crate::{Fragment, KernelError};
 use std::sync::Arc;
 use wafer_emulator::{Pe, PeRect, Port, PortSet, Program};
 
@@ -115,6 +115,65 @@ impl Fragment {
             |port| flip.port(port),
         );
         self
+    }
+}
+
+impl Fragment {
+    /// The fragment with its columns `pitch` PEs apart: column `c` moves
+    /// to `c · pitch`, and the columns between hold nothing of it (no
+    /// code, no routes). Only a fragment whose columns trade nothing
+    /// east or west can be spread so (attention's columns, each its own
+    /// line up the column): it then computes the same in the same cycles,
+    /// its ports `pitch` apart. A compiler spreads such a kernel so that
+    /// each column sits by the stage it feeds instead of all of them
+    /// funnelling their outputs through the links beside the block.
+    pub fn spread_columns(mut self, pitch: u32) -> Result<Fragment, KernelError> {
+        if pitch == 0 {
+            return Err(KernelError::Shape(
+                "columns are spread at least 1 PE apart".into(),
+            ));
+        }
+        if pitch == 1 || self.program.width == 0 {
+            return Ok(self);
+        }
+        let sideways = |p: Port| matches!(p, Port::E | Port::W);
+        let p = &self.program;
+        if let Some(r) =
+            (p.routes.iter()).find(|r| sideways(r.input) || r.outputs.iter().any(sideways))
+        {
+            return Err(KernelError::Shape(format!(
+                "its columns cannot be spread apart: the route at {} on color {} goes east or west",
+                r.pes, r.color
+            )));
+        }
+        if let Some(h) = (p.inputs.iter().chain(&p.outputs)).find(|h| sideways(h.port)) {
+            return Err(KernelError::Shape(format!(
+                "its columns cannot be spread apart: stream `{}` crosses its {} edge",
+                h.name,
+                if h.port == Port::E { "east" } else { "west" }
+            )));
+        }
+        let p = Arc::make_mut(&mut self.program);
+        let width = (p.width as u64 - 1) * pitch as u64 + 1;
+        p.width = u32::try_from(width).map_err(|_| {
+            KernelError::Shape(format!(
+                "{} columns {pitch} PEs apart span {width} columns",
+                p.width
+            ))
+        })?;
+        remap(
+            p,
+            // Within the width checked above: `x + (w − 1)·sx` is a
+            // column of the fragment (a step of one column is any).
+            |r| PeRect {
+                x: r.x * pitch,
+                sx: if r.w > 1 { r.sx * pitch } else { r.sx },
+                ..r
+            },
+            |pe| Pe::new(pe.x * pitch, pe.y),
+            |port| port,
+        );
+        Ok(self)
     }
 }
 

@@ -30,10 +30,10 @@ proptest! {
     #[test]
     fn attention_matches_reference_and_cost_model(
         d in 1u32..12, g in 1u32..4, kv in 1u32..4, ctx in 1u32..40, pos_frac in 0.0f64..1.0, h in 1u32..7, k in 0u32..3,
-        seed in any::<u64>(), wse3 in any::<bool>(), sinks in any::<bool>(), window in proptest::option::of(1u32..12), per_query_head in any::<bool>(),
+        seed in any::<u64>(), wse3 in any::<bool>(), sinks in any::<bool>(), window in proptest::option::of(1u32..12), per_query_head in any::<bool>(), pitch in 1u32..4,
     ) {
         let pos = ((ctx as f64 * pos_frac) as u32).min(ctx - 1);
-        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed, sinks, window, per_query_head };
+        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed, sinks, window, per_query_head, pitch };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted, _) = check(&s, &arch);
         // Exact but when two reduce streams reach one core's ramp in the
@@ -67,7 +67,7 @@ proptest! {
         let strategy = if k == 0 { Reduce::Chain } else { Reduce::Tree { k } };
         prop_assert!(LineReduce::meets_in_the_middle(h, g, strategy, Target::All));
         let ctx = h + extra;
-        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos: ctx - 1, h, strategy, seed, sinks: false, window: None, per_query_head: false };
+        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos: ctx - 1, h, strategy, seed, sinks: false, window: None, per_query_head: false, pitch: 1 };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted, _) = check(&s, &arch);
         prop_assert!(
@@ -89,11 +89,13 @@ fn attention_agrees_with_the_textbook() {
         (false, Some(6)),
         (true, Some(9)),
     ] {
-        textbook(sinks, window);
+        textbook(sinks, window, 1);
     }
+    // Spread apart, the columns hold their caches where `row_pe` says.
+    textbook(true, Some(9), 3);
 }
 
-fn textbook(sinks: bool, window: Option<u32>) {
+fn textbook(sinks: bool, window: Option<u32>, pitch: u32) {
     let s = AttentionSpec {
         head_dim: 8,
         group: 2,
@@ -106,6 +108,7 @@ fn textbook(sinks: bool, window: Option<u32>) {
         sinks,
         window,
         per_query_head: false,
+        pitch,
     };
     let arch = Arch::wse3();
     let f = attention::generate(&s, &arch).unwrap();
@@ -187,6 +190,7 @@ fn a_long_context_costs_per_pe_not_per_wafer() {
         sinks: false,
         window: None,
         per_query_head: false,
+        pitch: 1,
     };
     let long = AttentionSpec {
         max_context: 128,
@@ -220,6 +224,7 @@ fn a_tall_column_divides_once_at_its_top() {
         sinks: false,
         window: None,
         per_query_head: false,
+        pitch: 1,
     };
     for strategy in [Reduce::Chain, Reduce::Tree { k: 2 }, Reduce::Tree { k: 3 }] {
         for h in [37, 64, 101] {
@@ -246,6 +251,7 @@ fn listing_of_a_small_attention() {
         sinks: false,
         window: None,
         per_query_head: false,
+        pitch: 1,
     };
     let f = attention::generate(&s, &Arch::wse3()).unwrap();
     insta::assert_snapshot!(wafer_emulator::asm::print(&f.program));
@@ -265,6 +271,7 @@ fn a_context_that_does_not_fit_says_so() {
         sinks: false,
         window: None,
         per_query_head: false,
+        pitch: 1,
     };
     let e = attention::generate(&s, &Arch::wse3())
         .unwrap_err()
@@ -280,6 +287,86 @@ fn a_context_that_does_not_fit_says_so() {
             .to_string()
             .contains("past the cache")
     );
+}
+
+/// Columns spread apart (`pitch`) compute what side-by-side ones do, bit
+/// for bit and cycle for cycle: given the same caches and inputs, the
+/// same outputs, cycles and the cycle each output wavelet leaves; only
+/// the rectangle and where the ports are change. A kernel whose columns
+/// trade east or west (a GEMV's rows) cannot be spread.
+#[test]
+fn attention_spread_apart_runs_the_same_cycles() {
+    let arch = Arch::wse3();
+    for (per_query_head, pitch, strategy) in [
+        (false, 5, Reduce::Tree { k: 2 }),
+        (true, 2, Reduce::Chain),
+        (true, 7, Reduce::Tree { k: 3 }),
+    ] {
+        let packed = AttentionSpec {
+            kv_heads: 2,
+            head_dim: 16,
+            group: 3,
+            max_context: 40,
+            pos: 23,
+            h: 6,
+            strategy,
+            seed: 4,
+            sinks: true,
+            window: None,
+            per_query_head,
+            pitch: 1,
+        };
+        let spread = AttentionSpec {
+            pitch,
+            ..packed.clone()
+        };
+        let cols = packed.columns();
+        assert_eq!(spread.width(), (cols - 1) * pitch + 1);
+        let p = attention::generate(&packed, &arch).unwrap();
+        let mut f = attention::generate(&spread, &arch).unwrap();
+        assert_eq!(
+            (f.program.width, f.program.height),
+            (spread.width(), spread.h)
+        );
+        // Column `c`'s caches and sinks as the packed column `c` holds them.
+        for buf in ["kc", "vc", "snk"] {
+            let per_pe = (0..cols)
+                .flat_map(|c| (0..packed.h).map(move |r| (c, r)))
+                .filter_map(|(c, r)| {
+                    let v = p.program.initial_values(packed.row_pe(c, r), buf)?;
+                    Some((spread.row_pe(c, r), v))
+                })
+                .collect();
+            f.load(buf, per_pe);
+        }
+        let inputs = p.default_inputs();
+        let (a, ra) = p.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let (b, rb) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        assert_eq!(a, b, "pitch {pitch}");
+        assert_eq!(ra.cycles, rb.cycles, "pitch {pitch}");
+        assert_eq!(ra.output_times, rb.output_times, "pitch {pitch}");
+        assert_eq!(rb.cycles, attention::cost(&spread, &arch));
+        // The ports moved with their columns.
+        for (port, at) in f.program.outputs.iter().zip(0..) {
+            assert_eq!(port.pe.x, at * pitch, "{}", port.name);
+        }
+    }
+    let gemv = wafer_kernels::gemv::generate(
+        &wafer_kernels::gemv::GemvSpec {
+            m: 8,
+            n: 8,
+            dtype: wafer_emulator::DType::F32,
+            w: 2,
+            h: 2,
+            strategy: Reduce::Chain,
+            seed: 1,
+            halves: false,
+        },
+        &arch,
+    )
+    .unwrap();
+    let err = gemv.spread_columns(2).unwrap_err().to_string();
+    assert!(err.contains("east or west"), "{err}");
 }
 
 /// A column per query head computes what a column per KV head does, bit
@@ -307,9 +394,11 @@ fn a_column_per_query_head_is_the_grouped_columns_bit_for_bit() {
             sinks,
             window,
             per_query_head: false,
+            pitch: 1,
         };
         let per_head = AttentionSpec {
             per_query_head: true,
+            pitch: 1,
             ..grouped.clone()
         };
         assert_eq!(per_head.columns(), 8);
@@ -379,11 +468,11 @@ proptest! {
     #[test]
     fn attention_fed_late_ends_as_its_cost_model_says(
         d in 1u32..12, g in 1u32..4, kv in 1u32..4, ctx in 1u32..40, pos_frac in 0.0f64..1.0, h in 1u32..7, k in 0u32..3,
-        seed in any::<u64>(), wse3 in any::<bool>(), sinks in any::<bool>(), window in proptest::option::of(1u32..12), per_query_head in any::<bool>(),
+        seed in any::<u64>(), wse3 in any::<bool>(), sinks in any::<bool>(), window in proptest::option::of(1u32..12), per_query_head in any::<bool>(), pitch in 1u32..4,
         delays in prop::collection::vec((0u64..60, any::<bool>()), 1..200),
     ) {
         let pos = ((ctx as f64 * pos_frac) as u32).min(ctx - 1);
-        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed, sinks, window, per_query_head };
+        let s = AttentionSpec { head_dim: d, group: g, kv_heads: kv, max_context: ctx, pos, h: h.min(ctx), strategy: if k == 0 { Reduce::Chain } else { Reduce::Tree { k } }, seed, sinks, window, per_query_head, pitch };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let f = attention::generate(&s, &arch).unwrap();
         let (_, unhindered) = f.run(&arch, &f.default_inputs(), &RunConfig::default()).unwrap();

@@ -70,6 +70,7 @@ fn kernels_run_on_the_colors_they_are_given() {
         sinks: false,
         window: None,
         per_query_head: false,
+        pitch: 1,
     };
     same_on_other_colors(
         attention::generate(&att, &arch).unwrap(),
@@ -168,6 +169,7 @@ fn attention_takes_the_colors_it_says() {
                         sinks: false,
                         window: None,
                         per_query_head,
+                        pitch: 1,
                     };
                     let Ok(f) = attention::generate(&s, &arch) else {
                         continue;

@@ -128,7 +128,7 @@ proptest! {
     #[test]
     fn attention_agrees(d in 1u32..5, group in 1u32..3, kv in 1u32..3, ctx in 2u32..24, h in 1u32..6, k in 0u32..3) {
         let arch = Arch::wse2();
-        let s = AttentionSpec { head_dim: 2 * d, group, max_context: ctx, pos: ctx / 2, kv_heads: kv, h: h.min(ctx), strategy: strategy(k), seed: 9, sinks: false, window: None, per_query_head: group > 1 };
+        let s = AttentionSpec { head_dim: 2 * d, group, max_context: ctx, pos: ctx / 2, kv_heads: kv, h: h.min(ctx), strategy: strategy(k), seed: 9, sinks: false, window: None, per_query_head: group > 1, pitch: 1 };
         let f = wafer_kernels::attention::generate(&s, &arch).unwrap();
         agree(&f.program, &arch)?;
     }

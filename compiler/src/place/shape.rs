@@ -272,6 +272,7 @@ pub(super) fn shape(
                         sinks: sinks.is_some(),
                         window: *window,
                         per_query_head,
+                        pitch: 1,
                     })
                 })
             };

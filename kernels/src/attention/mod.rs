@@ -89,6 +89,18 @@ pub struct AttentionSpec {
     /// grouped layout's.
     #[serde(default)]
     pub per_query_head: bool,
+    /// Columns this many PEs apart (1: side by side). The columns trade
+    /// nothing east or west, so spread apart they compute the same in the
+    /// same cycles ([`Fragment::spread_columns`]): a compiler spreads them
+    /// over the projection their outputs feed, each column's output a
+    /// short trip to its own part of that projection's edge, not all of
+    /// them along the links beside a narrow block.
+    #[serde(default = "one")]
+    pub pitch: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 const CIN: u8 = 0;
@@ -114,6 +126,12 @@ impl AttentionSpec {
     pub fn columns(&self) -> u32 {
         self.as_columns().kv_heads
     }
+    /// PEs across the kernel's rectangle: its columns, [`AttentionSpec::pitch`]
+    /// apart (saturating, for the size checks).
+    pub fn width(&self) -> u32 {
+        let span = (self.columns().max(1) as u64 - 1) * self.pitch.max(1) as u64 + 1;
+        span.min(u32::MAX as u64) as u32
+    }
     /// Cache slots per PE.
     pub fn slots(&self) -> u32 {
         self.max_context.div_ceil(self.h)
@@ -130,7 +148,7 @@ impl AttentionSpec {
     /// (row 0, where the input enters) to the top (row `h − 1`, where
     /// the output leaves).
     pub fn row_pe(&self, c: u32, r: u32) -> Pe {
-        Pe::new(c, self.h - 1 - r)
+        Pe::new(c * self.pitch, self.h - 1 - r)
     }
     /// Where column `c`'s sinks are: its row 0.
     pub fn sinks_at(&self, c: u32) -> Pe {
@@ -241,20 +259,31 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
             "attention needs head_dim, group, kv_heads, max_context and PEs of at least 1".into(),
         ));
     }
-    if s.columns() > arch.grid_cols {
+    if s.pitch == 0 {
+        return Err(KernelError::Shape(
+            "attention's columns are at least 1 PE apart (pitch 1: side by side)".into(),
+        ));
+    }
+    if s.width() > arch.grid_cols {
         return Err(KernelError::Rect {
-            w: s.columns(),
+            w: s.width(),
             h: s.h,
             why: format!(
-                "one column per {} head, and machine `{}` has {} columns",
+                "one column per {} head{}, and machine `{}` has {} columns",
                 if s.per_query_head { "query" } else { "KV" },
+                match s.pitch {
+                    1 => String::new(),
+                    p => format!(", {p} PEs apart"),
+                },
                 arch.name,
                 arch.grid_cols
             ),
         });
     }
+    // Generated side by side, then spread: the columns' code is the same
+    // whatever their pitch.
     if !s.per_query_head {
-        return columns(s, arch, &|c| default_input(s, c));
+        return columns(s, arch, &|c| default_input(s, c))?.spread_columns(s.pitch);
     }
     // Column `c` is query head `c` of KV head `c / group`: its seeded
     // input is that head's part of the grouped layout's, so both layouts
@@ -280,7 +309,7 @@ pub fn generate(s: &AttentionSpec, arch: &Arch) -> Result<Fragment, KernelError>
             seg.offset = c as u32 / g * s.head_dim;
         }
     }
-    Ok(f)
+    f.spread_columns(s.pitch)
 }
 
 /// The program of `s`'s columns (`s` is grouped: one column per KV head),

@@ -36,6 +36,7 @@ pub(super) fn run_attention(
         sinks: false,
         window: None,
         per_query_head: a.per_query_head,
+        pitch: a.pitch,
     };
     let (h, picked) = column(a, "attention", sizes(ctx.min(arch.grid_rows)), |h| {
         attention::generate(&make(h), &arch).map(|_| attention::cost(&make(h), &arch))
@@ -74,7 +75,7 @@ pub(super) fn measure_attention(
         ),
         predicted: attention::cost(spec, &arch),
         arch,
-        rect: (spec.columns(), spec.h),
+        rect: (spec.width(), spec.h),
         picked: false,
         measured: run.cycles,
         values,

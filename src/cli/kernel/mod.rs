@@ -75,6 +75,10 @@ pub struct KernelArgs {
     /// heads together)
     #[arg(long)]
     pub per_query_head: bool,
+    /// attention: its columns this many PEs apart (default 1, side by
+    /// side); spread, they run the same cycles, with their ports apart
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pitch: u32,
     /// MeshGEMV: groups of rows in the allreduce's first phase (WaferLLM's
     /// `group_num`; default:
     /// the divisor of the rows nearest their square root).
@@ -126,7 +130,7 @@ add mul silu gelu swiglu rmsnorm layernorm softmax add_rmsnorm
 attention  one decode step, KV cache in SRAM spread down one column of PEs per KV head
            --shape DxL (head dim × max context)  --kv-heads K  --group G (query heads per KV head)  --pos P
            --rect 1xH (PEs per KV head's column)  --strategy  --per-query-head (a column per query head,
-           each with its own copy of its KV head's cache)
+           each with its own copy of its KV head's cache)  --pitch N (the columns N PEs apart)
 rope       rotary position embedding of heads down a column (whole heads per PE)
            --shape HxD (heads × head dim)  --pos P  --layout adjacent|half  --rect 1xH
 embedding  token id in, its table row out; the table tiled over the rectangle, rows reduced east

@@ -127,6 +127,7 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                 sinks: false,
                 window: None,
                 per_query_head,
+                pitch: 1,
             };
             rows.push(row(
                 format!(
