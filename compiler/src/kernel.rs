@@ -57,6 +57,23 @@ impl Kernel {
         }
     }
 
+    /// How far apart its columns are: a spread attention's pitch
+    /// ([`AttentionSpec::pitch`]), 1 for every other kernel. Its PEs are
+    /// the columns `0, pitch, 2·pitch, …` of its rectangle.
+    pub fn pitch(&self) -> u32 {
+        match self {
+            Kernel::Attention(s) => s.pitch.max(1),
+            _ => 1,
+        }
+    }
+
+    /// The PEs it runs on (its rectangle's but for a spread kernel's
+    /// columns between).
+    pub fn pes(&self) -> u64 {
+        let (w, h) = self.size();
+        (w as u64).div_ceil(self.pitch() as u64) * h as u64
+    }
+
     /// Cycles the kernel's cost model predicts at position `pos`, for the
     /// token id a timing-only step feeds ([`TIMING_TOKEN`]).
     pub fn predicted(&self, arch: &Arch, pos: u32) -> u64 {

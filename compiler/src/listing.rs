@@ -14,14 +14,18 @@ fn shape(k: &Kernel) -> String {
         Kernel::Vector(s) => format!("{} n={}", s.op.name(), s.n),
         Kernel::Rope(s) => format!("{} heads of {}", s.heads, s.head_dim),
         Kernel::Attention(s) => format!(
-            "{}x{} heads of {}, ctx {}{}{}{}",
+            "{}x{} heads of {}, ctx {}{}{}{}{}",
             s.kv_heads,
             s.group,
             s.head_dim,
             s.max_context,
             s.window.map_or(String::new(), |w| format!(", window {w}")),
             if s.sinks { ", sinks" } else { "" },
-            if s.per_query_head { ", copies" } else { "" }
+            if s.per_query_head { ", copies" } else { "" },
+            match s.pitch {
+                1 => String::new(),
+                p => format!(", pitch {p}"),
+            }
         ),
         Kernel::Argmax(s) => format!("n={}", s.n),
         Kernel::Router(s) => format!("{} of {} experts", s.per_token, s.experts),
@@ -130,7 +134,7 @@ pub fn listing(c: &Compiled, pos: u32) -> String {
             shape(&site.kernel),
             format!("{},{}", site.origin.x, site.origin.y),
             format!("{w}x{h}{}", flip_mark(site.flip)),
-            w as u64 * h as u64,
+            site.kernel.pes(),
             c.sram.per_stage[i],
             format!("{}+{}", colors(&c.fragments[i].colors()), hand.color),
             hand.hops,

@@ -87,21 +87,21 @@ fn tiled_mesh_keeps_each_layer_in_its_tile_and_decodes_as_the_reference() {
 /// that the hand-offs spread over the links: a vector stage (or argmax)
 /// that a tiled GEMV feeds by its east edge, row by row, takes a row of
 /// PEs per row of it (a shorter column gathers the rows below onto its last link), and
-/// attention, whose columns send from one row, sits over the middle of
-/// the projections' columns (half its output west, half east).
+/// attention, whose columns send from one row, is spread over the
+/// projection its output feeds (`wo`), each column as near the part of
+/// its top edge that takes the column's output as one pitch allows.
 #[test]
 fn mesh_shapes_and_places_stages_for_spread_hand_offs() {
     use wafer_compiler::kernel::Kernel;
     use wafer_compiler::stage::Src;
     let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
     let arch = Arch::wse3().with_grid(48, 48).unwrap();
-    let mut short_ropes = 0;
+    let (mut short_ropes, mut lighter) = (0, 0);
     for tiles in [Tiles { cols: 2, rows: 1 }, Tiles { cols: 1, rows: 3 }] {
         let compiled = compile(&c, Some(&w), &options(arch.clone(), Some(tiles))).unwrap();
         let (stages, sites) = (&compiled.stages, &compiled.sites);
         let made_by = |v: usize| stages.iter().position(|p| p.outputs.contains(&v));
         let mut fed = 0;
-        let mut tile_off = std::collections::BTreeMap::new();
         for (s, site) in stages.iter().zip(sites) {
             let column = match &site.kernel {
                 Kernel::Vector(v) => Some((v.h, v.n)),
@@ -125,16 +125,39 @@ fn mesh_shapes_and_places_stages_for_spread_hand_offs() {
                     fed += 1;
                 }
             }
-            if let (Work::Attention { .. }, Some(l)) = (&s.work, s.layer) {
-                // Its layer's projections' rectangle (its tile's).
-                let g = (stages.iter().zip(sites))
-                    .find(|(p, _)| p.layer == Some(l) && matches!(p.work, Work::Gemv { .. }))
-                    .map(|(_, g)| (g.origin, g.kernel.size()))
+            if let Work::Attention { .. } = &s.work {
+                // Spread over `wo`, its columns' outputs share the links
+                // of the row they leave along far less than side by side
+                // (at the same middle) would: each goes to its own part
+                // of `wo`'s top edge.
+                let Kernel::Attention(a) = &site.kernel else {
+                    panic!("{} is not attention", s.name)
+                };
+                let wo = (stages.iter().zip(sites))
+                    .find(|(p, _)| {
+                        (p.inputs.iter().flat_map(|(_, x)| x))
+                            .any(|x| matches!(x, Src::Value(v) if s.outputs.contains(v)))
+                    })
+                    .map(|(_, w)| w)
                     .unwrap();
-                let (aw, _) = site.kernel.size();
-                let off = (2 * site.origin.x + aw).abs_diff(2 * g.0.x + g.1.0);
-                let t = tile_off.entry((g.0.x, g.0.y)).or_insert(u32::MAX);
-                *t = (*t).min(off);
+                let Kernel::Gemv(g) = &wo.kernel else {
+                    panic!("{}'s output feeds no tiled GEMV", s.name)
+                };
+                assert!(a.pitch > 1, "{} not spread over {} columns", s.name, g.w);
+                let (cols, each) = (a.columns(), a.as_columns().group * a.head_dim);
+                let spread: Vec<u32> = (0..cols).map(|k| site.origin.x + k * a.pitch).collect();
+                let middle = site.origin.x + (cols - 1) * a.pitch / 2;
+                let packed: Vec<u32> = (0..cols).map(|k| middle - cols / 2 + k).collect();
+                let (spread, packed) = (
+                    busiest(&spread, each, wo.origin.x, g),
+                    busiest(&packed, each, wo.origin.x, g),
+                );
+                assert!(
+                    2 * spread <= packed,
+                    "{} ({tiles} tiles): {spread} wavelets on one link spread, {packed} side by side",
+                    s.name
+                );
+                lighter += 1;
             }
         }
         // And a RoPE shorter than its GEMV is over the middle of the rows
@@ -165,21 +188,31 @@ fn mesh_shapes_and_places_stages_for_spread_hand_offs() {
                 short_ropes += 1;
             }
         }
-        // In each tile the first attention placed is over the middle of
-        // the projections' columns (the next ones as near it as fit).
-        assert_eq!(tile_off.len() as u32, tiles.count(), "{tiles} tiles");
-        for (tile, off) in &tile_off {
-            assert!(
-                *off <= 1,
-                "{tiles} tiles: tile at {tile:?} off the middle by {off}/2"
-            );
-        }
         assert!(
             fed >= 2 * c.n_layers,
             "{fed} stages fed by a GEMV, {tiles} tiles"
         );
     }
     assert!(short_ropes > 0, "no RoPE shorter than its GEMV");
+    assert_eq!(lighter, 2 * c.n_layers, "attention stages spread");
+}
+
+/// The most of attention's output elements that cross one link of the
+/// row its columns send along, on their way from columns at `xs`
+/// (`each` elements a column, in order) to the columns of `wo` (west
+/// edge at `x0`) whose `x` holds them: west and east counted apart.
+fn busiest(xs: &[u32], each: u32, x0: u32, wo: &wafer_kernels::gemv::GemvSpec) -> u32 {
+    let mut load = std::collections::HashMap::new();
+    for (j, &(at, len)) in wo.x_parts().iter().enumerate() {
+        // (A bias's one is `wo`'s own.)
+        for e in (at..at + len).filter(|&e| e < xs.len() as u32 * each) {
+            let (from, to) = (xs[(e / each) as usize], x0 + j as u32);
+            for x in from.min(to)..from.max(to) {
+                *load.entry((x, to < from)).or_insert(0) += 1;
+            }
+        }
+    }
+    load.into_values().max().unwrap_or(0)
 }
 
 /// The tiling chosen by predicted cycles is never slower than one tile

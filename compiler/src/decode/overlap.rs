@@ -288,17 +288,10 @@ impl Plan {
                 }
             })
             .collect();
-        let rect = |i: usize| {
-            let (w, h) = c.sites[i].kernel.size();
-            let o = c.sites[i].origin;
-            (o.x, o.y, o.x + w - 1, o.y + h - 1)
-        };
         let shares: Vec<Vec<usize>> = (0..n)
             .map(|i| {
                 (0..i)
-                    .filter(|&k| {
-                        wafer_of[k] == wafer_of[i] && crate::route::meets(rect(k), rect(i))
-                    })
+                    .filter(|&k| wafer_of[k] == wafer_of[i] && c.sites[k].shares_pe(&c.sites[i]))
                     .collect()
             })
             .collect();

@@ -232,6 +232,37 @@ pub(super) fn mesh(
         kernels.push(k);
         table_at.push(table_x);
     }
+    // Attention's columns spread over the tiled projection they feed
+    // (`wo`), each over the part of its top edge its output enters, so that
+    // a column's output is a short trip of its own instead of every
+    // column's along the links beside a narrow block: on the 8B, `wse3`,
+    // queued on X-then-Y routes, attention → `wo` waited about 2,200
+    // cycles a layer on those links. Where it feeds another kernel, or
+    // one outside its tile, its columns stay side by side. Where each
+    // spread attention goes, east of its tile's west edge, by stage.
+    let mut over: Vec<Option<u32>> = vec![None; stages.len()];
+    for i in 0..stages.len() {
+        let Kernel::Attention(a) = &kernels[i] else {
+            continue;
+        };
+        let area = area_of(i, &stages[i]);
+        let fed = (i + 1..stages.len()).find_map(|j| {
+            let takes = (stages[j].inputs.iter().flat_map(|(_, srcs)| srcs))
+                .any(|src| matches!(src, Src::Value(v) if made_by.get(v) == Some(&i)));
+            match &kernels[j] {
+                Kernel::Gemv(g) if takes && area_of(j, &stages[j]) == area => Some(g.x_parts()),
+                _ => None,
+            }
+        });
+        let each = a.as_columns().group * a.head_dim;
+        let Some((pitch, x)) = fed.and_then(|parts| spread_over(a.columns(), each, &parts)) else {
+            continue;
+        };
+        let mut a = a.clone();
+        a.pitch = pitch;
+        kernels[i] = Kernel::Attention(a);
+        over[i] = Some(x);
+    }
     // Each tile's column east of its tiled projections: a tiled GEMV
     // sends y out of its east edge, row by row, so the stages that take
     // it go as near that edge as they fit (on the 8B, `wse3`, this took
@@ -269,9 +300,21 @@ pub(super) fn mesh(
                 // side from the west along the tile's top again: stages
                 // then share PEs, and their SRAM adds up.
                 let (w, h) = k.size();
+                // The columns it takes from `x0`: a spread attention's
+                // own columns, the ones between free for other stages.
+                let (step, n) = match &k {
+                    Kernel::Attention(a) => (a.pitch, a.columns()),
+                    _ => (1, w),
+                };
+                let cols = |x0: u32| (0..n).map(move |c| (x0 + c * step) as usize);
                 let (top, floor) = (&mut tops[t], &mut floors[t]);
                 let mut xs: Vec<u32> = (area.x0..=area.x1.saturating_sub(w)).collect();
                 match (east[t], &s.work) {
+                    // Over the projection it is spread over.
+                    _ if over[i].is_some() => {
+                        let at = area.x0 + over[i].unwrap_or(0);
+                        xs.sort_by_key(|&x0| (x0.abs_diff(at), x0));
+                    }
                     // Attention's columns send their outputs from their
                     // top PEs, one row, to the top edge of the projection
                     // after it (x enters each of its columns there): the
@@ -287,9 +330,8 @@ pub(super) fn mesh(
                 }
                 let low = feeds_attention[i];
                 let free = xs.into_iter().find_map(|x0| {
-                    let cols = x0 as usize..(x0 + w) as usize;
-                    let y0 = top[cols.clone()].iter().copied().max()?;
-                    let y1 = floor[cols].iter().copied().min()?;
+                    let y0 = cols(x0).map(|x| top[x]).max()?;
+                    let y1 = cols(x0).map(|x| floor[x]).min()?;
                     // `then`, not `then_some`: `y1 - h` only where it fits.
                     (y0 + h <= y1).then(|| {
                         let y = match (low, rope_rows[i]) {
@@ -309,10 +351,11 @@ pub(super) fn mesh(
                 });
                 match free {
                     Some((x0, y0)) => {
-                        let cols = x0 as usize..(x0 + w) as usize;
-                        match low {
-                            true => floor[cols].fill(y0),
-                            false => top[cols].fill(y0 + h),
+                        for x in cols(x0) {
+                            match low {
+                                true => floor[x] = y0,
+                                false => top[x] = y0 + h,
+                            }
                         }
                         Pe::new(x0, y0)
                     }
@@ -371,6 +414,43 @@ pub(super) fn mesh(
         }
     }
     Ok(sites)
+}
+
+/// How `columns` columns, column `k` making elements `k·each ..
+/// (k+1)·each` of a tiled GEMV's `x`, spread over that GEMV, whose PE
+/// columns take `x` in `parts` (`(first, count)` each): the pitch and the
+/// first column's offset from the GEMV's west edge that put each column
+/// nearest the middle of the GEMV columns its elements enter (the worst
+/// one off by the least, then the smallest pitch), within the GEMV.
+/// `None` where side by side is as near (a GEMV no wider than them).
+fn spread_over(columns: u32, each: u32, parts: &[(u32, u32)]) -> Option<(u32, u32)> {
+    let (n, w) = (columns as i64, parts.len() as i64);
+    if n == 0 || w < 2 * n {
+        return None;
+    }
+    // Twice the middle of the GEMV columns column `k`'s elements enter.
+    let holds = |e: u64| parts.partition_point(|&(at, len)| (at + len) as u64 <= e) as i64;
+    let mid2: Vec<i64> = (0..n as u64)
+        .map(|k| {
+            let (lo, hi) = (k * each as u64, (k + 1) * each as u64);
+            (holds(lo) + holds(hi.saturating_sub(1))).min(2 * (w - 1))
+        })
+        .collect();
+    (1..=(w - 1) / (n - 1).max(1))
+        .map(|p| {
+            // The offset halfway between the columns' extremes, in whole
+            // columns, kept inside the GEMV.
+            let off = |k: i64| mid2[k as usize] - 2 * k * p;
+            let (lo, hi) = (0..n)
+                .map(off)
+                .fold((i64::MAX, i64::MIN), |(a, b), o| (a.min(o), b.max(o)));
+            let x = (lo + hi).div_euclid(4).clamp(0, w - 1 - (n - 1) * p);
+            let worst = (0..n).map(|k| (2 * x - off(k)).abs()).max().unwrap_or(0);
+            (worst, p, x)
+        })
+        .min()
+        .filter(|&(_, p, _)| p > 1)
+        .map(|(_, p, x)| (p as u32, x as u32))
 }
 
 /// `site` reflected north to south within `area`: its fragment's mirror

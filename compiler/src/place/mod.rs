@@ -129,12 +129,47 @@ pub struct Site {
 }
 
 impl Site {
+    /// Whether its kernel runs on `pe` (in its rectangle, and for a
+    /// spread kernel on one of its columns).
     pub fn contains(&self, pe: Pe) -> bool {
         let (w, h) = self.kernel.size();
         pe.x >= self.origin.x
             && pe.y >= self.origin.y
             && pe.x < self.origin.x + w
             && pe.y < self.origin.y + h
+            && (pe.x - self.origin.x).is_multiple_of(self.kernel.pitch())
+    }
+
+    /// The grid's columns its kernel runs on, west to east.
+    pub fn columns(&self) -> impl Iterator<Item = u32> + use<> {
+        let (w, _) = self.kernel.size();
+        (self.origin.x..self.origin.x + w).step_by(self.kernel.pitch() as usize)
+    }
+
+    /// The PEs its kernel runs on.
+    pub fn pes(&self) -> impl Iterator<Item = Pe> + use<> {
+        let (_, h) = self.kernel.size();
+        let y0 = self.origin.y;
+        self.columns()
+            .flat_map(move |x| (y0..y0 + h).map(move |y| Pe::new(x, y)))
+    }
+
+    /// Whether it and `other` run on some PE in common (mesh placement
+    /// loads a PE's code per stage, so such stages take turns).
+    pub fn shares_pe(&self, other: &Site) -> bool {
+        let ((_, h), (_, oh)) = (self.kernel.size(), other.kernel.size());
+        let rows = self.origin.y < other.origin.y + oh && other.origin.y < self.origin.y + h;
+        // The sparser one's few columns looked up in the other (a step
+        // of 1 on both: the rectangles meet).
+        let (a, b) = match self.kernel.pitch() >= other.kernel.pitch() {
+            true => (self, other),
+            false => (other, self),
+        };
+        let ((aw, _), (bw, _)) = (a.kernel.size(), b.kernel.size());
+        rows && match a.kernel.pitch() {
+            1 => a.origin.x < b.origin.x + bw && b.origin.x < a.origin.x + aw,
+            _ => a.columns().any(|x| b.contains(Pe::new(x, b.origin.y))),
+        }
     }
 }
 

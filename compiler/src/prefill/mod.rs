@@ -98,12 +98,8 @@ pub fn plan(c: &Compiled, positions: u32) -> Plan {
             let k = &c.sites[i].kernel;
             let batch = match batch::join(k) {
                 Some(_) if positions > 1 => {
-                    let (w, h) = k.size();
-                    let o = c.sites[i].origin;
-                    let kept = (o.y..o.y + h)
-                        .flat_map(|y| {
-                            (o.x..o.x + w).map(move |x| (y * arch.grid_cols + x) as usize)
-                        })
+                    let kept = (c.sites[i].pes())
+                        .map(|pe| (pe.y * arch.grid_cols + pe.x) as usize)
                         .map(|at| all[at] - activations[at])
                         .max()
                         .unwrap_or(0) as u64;

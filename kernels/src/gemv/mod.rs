@@ -131,6 +131,14 @@ fn col_split(s: &GemvSpec) -> Vec<(u32, u32)> {
     }
 }
 
+impl GemvSpec {
+    /// Which elements of `x` each PE column takes: `(first, count)` per
+    /// column, west to east (the columns of `W` it holds).
+    pub fn x_parts(&self) -> Vec<(u32, u32)> {
+        col_split(self)
+    }
+}
+
 /// How a PE's tile is held and walked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TileOrder {
