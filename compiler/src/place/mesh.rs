@@ -41,6 +41,42 @@ pub(super) fn mesh(
     memo: &mut Memo,
     tiles: Tiles,
 ) -> Result<Vec<Site>, PlaceError> {
+    // Attention spread over `wo` takes columns all along its tile, so in
+    // a tile full of layers the later ones may find no room either
+    // spread or side by side (the earlier layers' columns cut the free
+    // ones up), and then share PEs with other stages: where spreading
+    // leaves a tile more such stages than not spreading, that tile's
+    // attention stays side by side (the tiles' skylines are their own,
+    // so each tile is laid out as one of the two runs lays it out).
+    let all = mesh_with(stages, c, o, memo, tiles, &|_| true)?;
+    if all.shared.iter().all(|&n| n == 0) {
+        return Ok(all.sites);
+    }
+    let none = mesh_with(stages, c, o, memo, tiles, &|_| false)?;
+    if (all.shared.iter().zip(&none.shared)).all(|(a, n)| a <= n) {
+        return Ok(all.sites);
+    }
+    let spread = |t: usize| all.shared[t] <= none.shared[t];
+    Ok(mesh_with(stages, c, o, memo, tiles, &spread)?.sites)
+}
+
+/// A mesh placement, and per tile (the whole wafer's stages last) how
+/// many stages found no room of their own and share PEs.
+struct Laid {
+    sites: Vec<Site>,
+    shared: Vec<usize>,
+}
+
+/// Mesh placement with attention spread over its `wo` in the tiles
+/// `spread` says.
+fn mesh_with(
+    stages: &[Stage],
+    c: &Config,
+    o: &Options,
+    memo: &mut Memo,
+    tiles: Tiles,
+    spread: &dyn Fn(usize) -> bool,
+) -> Result<Laid, PlaceError> {
     let kind = PlacementKind::Mesh;
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
     let mut sites = Vec::with_capacity(stages.len());
@@ -238,9 +274,10 @@ pub(super) fn mesh(
     // column's along the links beside a narrow block: on the 8B, `wse3`,
     // queued on X-then-Y routes, attention → `wo` waited about 2,200
     // cycles a layer on those links. Where it feeds another kernel, or
-    // one outside its tile, its columns stay side by side. Where each
-    // spread attention goes, east of its tile's west edge, by stage.
-    let mut over: Vec<Option<u32>> = vec![None; stages.len()];
+    // one outside its tile, its columns stay side by side. How each
+    // attention may spread (pitch and offset from its tile's west edge,
+    // best first), by stage.
+    let mut over: Vec<Vec<(u32, u32)>> = vec![Vec::new(); stages.len()];
     for i in 0..stages.len() {
         let Kernel::Attention(a) = &kernels[i] else {
             continue;
@@ -255,13 +292,9 @@ pub(super) fn mesh(
             }
         });
         let each = a.as_columns().group * a.head_dim;
-        let Some((pitch, x)) = fed.and_then(|parts| spread_over(a.columns(), each, &parts)) else {
-            continue;
-        };
-        let mut a = a.clone();
-        a.pitch = pitch;
-        kernels[i] = Kernel::Attention(a);
-        over[i] = Some(x);
+        if let Some(parts) = fed.filter(|_| spread(tile_of(i))) {
+            over[i] = spread_over(a.columns(), each, &parts);
+        }
     }
     // Each tile's column east of its tiled projections: a tiled GEMV
     // sends y out of its east edge, row by row, so the stages that take
@@ -285,7 +318,8 @@ pub(super) fn mesh(
     tops.push(vec![whole.y0; gw as usize]);
     floors.push(vec![whole.y1; gw as usize]);
     next_x.push(whole.x0);
-    for (i, (s, k)) in stages.iter().zip(kernels).enumerate() {
+    let mut shared = vec![0; areas.len() + 1];
+    for (i, (s, mut k)) in stages.iter().zip(kernels).enumerate() {
         let t = if on_whole[i] { areas.len() } else { tile_of(i) };
         let area = area_of(i, s);
         let origin = match s.work {
@@ -298,60 +332,86 @@ pub(super) fn mesh(
                 // projections' east edge first (from the west where the
                 // tile has no tiled GEMV). Where none is left, side by
                 // side from the west along the tile's top again: stages
-                // then share PEs, and their SRAM adds up.
-                let (w, h) = k.size();
-                // The columns it takes from `x0`: a spread attention's
-                // own columns, the ones between free for other stages.
-                let (step, n) = match &k {
-                    Kernel::Attention(a) => (a.pitch, a.columns()),
-                    _ => (1, w),
+                // then share PEs, and their SRAM adds up. An attention
+                // that may spread tries each way (`over`) before side by
+                // side: on the 8B, `wse2`, the stages by a tile's east
+                // edge and the layers spread before it leave the later
+                // layers' attention no room at the best pitch.
+                let ways: Vec<(Kernel, u32)> = match &k {
+                    Kernel::Attention(a) => (over[i].iter())
+                        .map(|&(pitch, x)| {
+                            let mut a = a.clone();
+                            a.pitch = pitch;
+                            (Kernel::Attention(a), x)
+                        })
+                        .collect(),
+                    _ => Vec::new(),
                 };
-                let cols = |x0: u32| (0..n).map(move |c| (x0 + c * step) as usize);
                 let (top, floor) = (&mut tops[t], &mut floors[t]);
-                let mut xs: Vec<u32> = (area.x0..=area.x1.saturating_sub(w)).collect();
-                match (east[t], &s.work) {
-                    // Over the projection it is spread over.
-                    _ if over[i].is_some() => {
-                        let at = area.x0 + over[i].unwrap_or(0);
-                        xs.sort_by_key(|&x0| (x0.abs_diff(at), x0));
-                    }
-                    // Attention's columns send their outputs from their
-                    // top PEs, one row, to the top edge of the projection
-                    // after it (x enters each of its columns there): the
-                    // columns go over the middle of the projections, so
-                    // half the outputs go west and half east, on two
-                    // links of that row, not all on one.
-                    (Some(e), Work::Attention { .. }) => {
-                        let mid = area.x0 + e;
-                        xs.sort_by_key(|&x0| ((2 * x0 + w).abs_diff(mid), x0));
-                    }
-                    (Some(e), _) => xs.sort_by_key(|&x0| ((x0 + w).abs_diff(e), x0)),
-                    (None, _) => {}
-                }
                 let low = feeds_attention[i];
-                let free = xs.into_iter().find_map(|x0| {
-                    let y0 = cols(x0).map(|x| top[x]).max()?;
-                    let y1 = cols(x0).map(|x| floor[x]).min()?;
-                    // `then`, not `then_some`: `y1 - h` only where it fits.
-                    (y0 + h <= y1).then(|| {
-                        let y = match (low, rope_rows[i]) {
-                            // Over the middle of the rows its inputs leave
-                            // from, as near it as fits: a column below them
-                            // all (on the 8B, `wse3`, rows 125 to 284 for
-                            // q and k from rows 0 to 237) gathers every
-                            // row above it onto its top link.
-                            (true, Some(r)) => {
-                                (area.y0 + r / 2).saturating_sub(h / 2).clamp(y0, y1 - h)
-                            }
-                            (true, None) => y1 - h,
-                            (false, _) => y0,
-                        };
-                        (x0, y)
-                    })
-                });
+                let fit = |k: &Kernel, spread_at: Option<u32>| {
+                    let (w, h) = k.size();
+                    // The columns it takes from `x0`: a spread attention's
+                    // own columns, the ones between free for other stages.
+                    let (step, n) = match k {
+                        Kernel::Attention(a) => (a.pitch, a.columns()),
+                        _ => (1, w),
+                    };
+                    let cols = move |x0: u32| (0..n).map(move |c| (x0 + c * step) as usize);
+                    let mut xs: Vec<u32> = (area.x0..=area.x1.saturating_sub(w)).collect();
+                    match (east[t], &s.work) {
+                        // Over the projection it is spread over.
+                        _ if spread_at.is_some() => {
+                            let at = area.x0 + spread_at.unwrap_or(0);
+                            xs.sort_by_key(|&x0| (x0.abs_diff(at), x0));
+                        }
+                        // Attention's columns send their outputs from their
+                        // top PEs, one row, to the top edge of the projection
+                        // after it (x enters each of its columns there): the
+                        // columns go over the middle of the projections, so
+                        // half the outputs go west and half east, on two
+                        // links of that row, not all on one.
+                        (Some(e), Work::Attention { .. }) => {
+                            let mid = area.x0 + e;
+                            xs.sort_by_key(|&x0| ((2 * x0 + w).abs_diff(mid), x0));
+                        }
+                        (Some(e), _) => xs.sort_by_key(|&x0| ((x0 + w).abs_diff(e), x0)),
+                        (None, _) => {}
+                    }
+                    let at = xs.into_iter().find_map(|x0| {
+                        let y0 = cols(x0).map(|x| top[x]).max()?;
+                        let y1 = cols(x0).map(|x| floor[x]).min()?;
+                        // `then`, not `then_some`: `y1 - h` only where it fits.
+                        (y0 + h <= y1).then(|| {
+                            let y = match (low, rope_rows[i]) {
+                                // Over the middle of the rows its inputs leave
+                                // from, as near it as fits: a column below them
+                                // all (on the 8B, `wse3`, rows 125 to 284 for
+                                // q and k from rows 0 to 237) gathers every
+                                // row above it onto its top link.
+                                (true, Some(r)) => {
+                                    (area.y0 + r / 2).saturating_sub(h / 2).clamp(y0, y1 - h)
+                                }
+                                (true, None) => y1 - h,
+                                (false, _) => y0,
+                            };
+                            (x0, y)
+                        })
+                    })?;
+                    Some((at, cols(at.0).collect::<Vec<_>>(), h))
+                };
+                let spread = (ways.into_iter())
+                    .find_map(|(way, x)| fit(&way, Some(x)).map(|free| (way, free)));
+                let free = match spread {
+                    Some((way, free)) => {
+                        k = way;
+                        Some(free)
+                    }
+                    None => fit(&k, None),
+                };
                 match free {
-                    Some((x0, y0)) => {
-                        for x in cols(x0) {
+                    Some(((x0, y0), cols, h)) => {
+                        for x in cols {
                             match low {
                                 true => floor[x] = y0,
                                 false => top[x] = y0 + h,
@@ -360,6 +420,8 @@ pub(super) fn mesh(
                         Pe::new(x0, y0)
                     }
                     None => {
+                        shared[t] += 1;
+                        let (w, _) = k.size();
                         let x = &mut next_x[t];
                         if *x + w > area.x1 {
                             *x = area.x0;
@@ -413,20 +475,21 @@ pub(super) fn mesh(
             }
         }
     }
-    Ok(sites)
+    Ok(Laid { sites, shared })
 }
 
 /// How `columns` columns, column `k` making elements `k·each ..
-/// (k+1)·each` of a tiled GEMV's `x`, spread over that GEMV, whose PE
-/// columns take `x` in `parts` (`(first, count)` each): the pitch and the
-/// first column's offset from the GEMV's west edge that put each column
-/// nearest the middle of the GEMV columns its elements enter (the worst
-/// one off by the least, then the smallest pitch), within the GEMV.
-/// `None` where side by side is as near (a GEMV no wider than them).
-fn spread_over(columns: u32, each: u32, parts: &[(u32, u32)]) -> Option<(u32, u32)> {
+/// (k+1)·each` of a tiled GEMV's `x`, may spread over that GEMV, whose
+/// PE columns take `x` in `parts` (`(first, count)` each): per pitch from
+/// 2 up to the widest that fits within the GEMV, the first column's
+/// offset from the GEMV's west edge that puts each column nearest the
+/// middle of the GEMV columns its elements enter, best first (the worst
+/// column off by the least, then the wider pitch). Empty where side by
+/// side is as near (a GEMV no wider than twice the columns).
+fn spread_over(columns: u32, each: u32, parts: &[(u32, u32)]) -> Vec<(u32, u32)> {
     let (n, w) = (columns as i64, parts.len() as i64);
-    if n == 0 || w < 2 * n {
-        return None;
+    if n < 2 || w < 2 * n {
+        return Vec::new();
     }
     // Twice the middle of the GEMV columns column `k`'s elements enter.
     let holds = |e: u64| parts.partition_point(|&(at, len)| (at + len) as u64 <= e) as i64;
@@ -436,7 +499,7 @@ fn spread_over(columns: u32, each: u32, parts: &[(u32, u32)]) -> Option<(u32, u3
             (holds(lo) + holds(hi.saturating_sub(1))).min(2 * (w - 1))
         })
         .collect();
-    (1..=(w - 1) / (n - 1).max(1))
+    let mut ways: Vec<(i64, std::cmp::Reverse<i64>, i64)> = (2..=(w - 1) / (n - 1))
         .map(|p| {
             // The offset halfway between the columns' extremes, in whole
             // columns, kept inside the GEMV.
@@ -446,11 +509,13 @@ fn spread_over(columns: u32, each: u32, parts: &[(u32, u32)]) -> Option<(u32, u3
                 .fold((i64::MAX, i64::MIN), |(a, b), o| (a.min(o), b.max(o)));
             let x = (lo + hi).div_euclid(4).clamp(0, w - 1 - (n - 1) * p);
             let worst = (0..n).map(|k| (2 * x - off(k)).abs()).max().unwrap_or(0);
-            (worst, p, x)
+            (worst, std::cmp::Reverse(p), x)
         })
-        .min()
-        .filter(|&(_, p, _)| p > 1)
-        .map(|(_, p, x)| (p as u32, x as u32))
+        .collect();
+    ways.sort();
+    (ways.into_iter())
+        .map(|(_, std::cmp::Reverse(p), x)| (p as u32, x as u32))
+        .collect()
 }
 
 /// `site` reflected north to south within `area`: its fragment's mirror
