@@ -260,3 +260,48 @@ fn the_ladder_of_tilings() {
     assert_eq!(Tiles::parse("0x3"), None);
     assert_eq!(Tiles::parse("4"), None);
 }
+
+/// Spread attention takes columns all along its tile: in the 8B's tiles
+/// on `wse2` (675 × 895 PEs in 2 × 3 tiles, five or six layers a tile)
+/// the later layers found no room spread or side by side and shared PEs
+/// with the earlier ones, and the compile fell back to one column per KV
+/// head. Such a tile keeps its attention side by side: every attention
+/// has its PEs to itself and keeps its copies of the cache, and the
+/// tiles with room spread theirs.
+#[test]
+fn a_tile_without_room_to_spread_keeps_attention_side_by_side() {
+    use wafer_compiler::kernel::Kernel;
+    use wafer_compiler::place::{KvCopies, place};
+    use wafer_compiler::{ir, model::Config, stage};
+    let c = Config::built_in("llama-3.1-8b").unwrap();
+    let tiles = Tiles { cols: 2, rows: 3 };
+    let o = Options {
+        dtype: wafer_emulator::DType::BF16,
+        max_context: 2048,
+        ..options(Arch::wse2().with_grid(675, 895).unwrap(), Some(tiles))
+    };
+    let stages = stage::fuse(stage::lower(&ir::decode_step(&c)));
+    let sites = place(
+        &stages,
+        &c,
+        &o,
+        (PlacementKind::Mesh, tiles),
+        KvCopies::Allowed,
+    )
+    .unwrap();
+    let attention: Vec<_> = (sites.iter())
+        .filter(|s| matches!(s.kernel, Kernel::Attention(_)))
+        .collect();
+    assert_eq!(attention.len(), c.n_layers);
+    for (i, a) in attention.iter().enumerate() {
+        let Kernel::Attention(spec) = &a.kernel else {
+            unreachable!()
+        };
+        assert!(spec.per_query_head, "attention {i} without copies");
+        for (j, b) in attention.iter().enumerate().skip(i + 1) {
+            assert!(!a.shares_pe(b), "attention {i} and {j} share a PE");
+        }
+    }
+    let spread = (attention.iter()).filter(|a| a.kernel.pitch() > 1).count();
+    assert!(spread > 0 && spread < c.n_layers, "{spread} spread");
+}
