@@ -42,40 +42,55 @@ pub(super) fn mesh(
     tiles: Tiles,
 ) -> Result<Vec<Site>, PlaceError> {
     // Attention spread over `wo` takes columns all along its tile, so in
-    // a tile full of layers the later ones may find no room either
-    // spread or side by side (the earlier layers' columns cut the free
-    // ones up), and then share PEs with other stages: where spreading
-    // leaves a tile more such stages than not spreading, that tile's
-    // attention stays side by side (the tiles' skylines are their own,
-    // so each tile is laid out as one of the two runs lays it out).
-    let all = mesh_with(stages, c, o, memo, tiles, &|_| true)?;
-    if all.shared.iter().all(|&n| n == 0) {
-        return Ok(all.sites);
+    // a tile of several layers a later one may find no room, spread or
+    // side by side (the earlier layers' columns cut the free ones up, and
+    // the stages by the tile's east edge take its last columns), and
+    // would share PEs, its KV cache with theirs: on the 8B, `wse2`, the
+    // compile then fell back to a column per KV head. Each such tile is
+    // laid out again with its attention no wider apart than the widest
+    // it had, less one (the layers then fit side by side at one pitch),
+    // and after `SPREAD_ROUNDS` side by side. A tile's skylines are its
+    // own, so each round changes only the tiles it narrows.
+    let n = tiles.count() as usize + 1;
+    let mut caps = vec![u32::MAX; n];
+    for round in 0..=SPREAD_ROUNDS {
+        let laid = mesh_with(stages, c, o, memo, tiles, &|t| caps[t])?;
+        let crowded: Vec<usize> = (0..n).filter(|&t| laid.crowded[t] > 0).collect();
+        if crowded.is_empty() || round == SPREAD_ROUNDS {
+            return Ok(laid.sites);
+        }
+        for t in crowded {
+            caps[t] = match (round + 1 == SPREAD_ROUNDS, laid.widest[t]) {
+                (false, w) if w > 2 => w - 1,
+                _ => 1,
+            };
+        }
     }
-    let none = mesh_with(stages, c, o, memo, tiles, &|_| false)?;
-    if (all.shared.iter().zip(&none.shared)).all(|(a, n)| a <= n) {
-        return Ok(all.sites);
-    }
-    let spread = |t: usize| all.shared[t] <= none.shared[t];
-    Ok(mesh_with(stages, c, o, memo, tiles, &spread)?.sites)
+    unreachable!("the last round returns")
 }
+
+/// How many times mesh placement narrows a crowded tile's spread
+/// attention before it lays that tile's attention side by side.
+const SPREAD_ROUNDS: usize = 4;
 
 /// A mesh placement, and per tile (the whole wafer's stages last) how
-/// many stages found no room of their own and share PEs.
+/// many attention stages found no room of their own and share PEs, and
+/// the widest pitch its attention took.
 struct Laid {
     sites: Vec<Site>,
-    shared: Vec<usize>,
+    crowded: Vec<usize>,
+    widest: Vec<u32>,
 }
 
-/// Mesh placement with attention spread over its `wo` in the tiles
-/// `spread` says.
+/// Mesh placement with attention spread over its `wo` at most `cap(t)`
+/// PEs apart in tile `t` (1: side by side).
 fn mesh_with(
     stages: &[Stage],
     c: &Config,
     o: &Options,
     memo: &mut Memo,
     tiles: Tiles,
-    spread: &dyn Fn(usize) -> bool,
+    cap: &dyn Fn(usize) -> u32,
 ) -> Result<Laid, PlaceError> {
     let kind = PlacementKind::Mesh;
     let (gw, gh) = (o.arch.grid_cols, o.arch.grid_rows);
@@ -292,8 +307,9 @@ fn mesh_with(
             }
         });
         let each = a.as_columns().group * a.head_dim;
-        if let Some(parts) = fed.filter(|_| spread(tile_of(i))) {
+        if let Some(parts) = fed {
             over[i] = spread_over(a.columns(), each, &parts);
+            over[i].retain(|&(pitch, _)| pitch <= cap(tile_of(i)));
         }
     }
     // Each tile's column east of its tiled projections: a tiled GEMV
@@ -318,7 +334,7 @@ fn mesh_with(
     tops.push(vec![whole.y0; gw as usize]);
     floors.push(vec![whole.y1; gw as usize]);
     next_x.push(whole.x0);
-    let mut shared = vec![0; areas.len() + 1];
+    let (mut crowded, mut widest) = (vec![0; areas.len() + 1], vec![1; areas.len() + 1]);
     for (i, (s, mut k)) in stages.iter().zip(kernels).enumerate() {
         let t = if on_whole[i] { areas.len() } else { tile_of(i) };
         let area = area_of(i, s);
@@ -404,6 +420,7 @@ fn mesh_with(
                     .find_map(|(way, x)| fit(&way, Some(x)).map(|free| (way, free)));
                 let free = match spread {
                     Some((way, free)) => {
+                        widest[t] = widest[t].max(way.pitch());
                         k = way;
                         Some(free)
                     }
@@ -420,7 +437,7 @@ fn mesh_with(
                         Pe::new(x0, y0)
                     }
                     None => {
-                        shared[t] += 1;
+                        crowded[t] += matches!(k, Kernel::Attention(_)) as usize;
                         let (w, _) = k.size();
                         let x = &mut next_x[t];
                         if *x + w > area.x1 {
@@ -475,7 +492,11 @@ fn mesh_with(
             }
         }
     }
-    Ok(Laid { sites, shared })
+    Ok(Laid {
+        sites,
+        crowded,
+        widest,
+    })
 }
 
 /// How `columns` columns, column `k` making elements `k·each ..
@@ -524,37 +545,4 @@ fn flip_north_south(site: &mut Site, area: Area) {
     let (_, h) = site.kernel.size();
     site.origin.y = area.y0 + area.y1 - (site.origin.y + h);
     site.flip.y = !site.flip.y;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::spread_over;
-    use wafer_kernels::split;
-
-    /// Four columns of 16 elements over a GEMV of 32 columns taking 2
-    /// each: column `k`'s elements enter GEMV columns `8k .. 8k+8`, so
-    /// the best way is 8 apart from column 3 (their middles 3.5, 11.5,
-    /// …, the worst off by half a column); every way stays within the
-    /// GEMV and none is side by side.
-    #[test]
-    fn columns_spread_over_the_parts_their_elements_enter() {
-        let ways = spread_over(4, 16, &split(64, 32));
-        assert_eq!(ways[0], (8, 3));
-        assert!(!ways.is_empty());
-        for &(p, x) in &ways {
-            assert!(p >= 2 && x + 3 * p < 32, "pitch {p} at {x}");
-        }
-        // Uneven parts (64 elements over 47 columns: the first 17 take
-        // two): the first column's elements enter columns 0 to 3.
-        let (p, x) = spread_over(8, 8, &split(64, 47))[0];
-        assert!(x <= 3 && x + 7 * p < 47, "pitch {p} at {x}");
-    }
-
-    /// A GEMV narrower than twice the columns leaves nothing to spread
-    /// over, and one column needs no spreading.
-    #[test]
-    fn no_spread_without_room() {
-        assert!(spread_over(8, 16, &split(128, 15)).is_empty());
-        assert!(spread_over(1, 64, &split(64, 40)).is_empty());
-    }
 }
