@@ -393,7 +393,7 @@ pub fn kernel(data: &[u8]) -> bool {
                 sinks: false,
                 window: None,
                 per_query_head: b.pick(&[false, true]),
-                pitch: b.u32(),
+                pitch: b.u32().max(1),
             };
             attention::generate(&s, &arch)
                 .map(|_| attention::cost(&s, &arch))
