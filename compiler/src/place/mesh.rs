@@ -546,3 +546,36 @@ fn flip_north_south(site: &mut Site, area: Area) {
     site.origin.y = area.y0 + area.y1 - (site.origin.y + h);
     site.flip.y = !site.flip.y;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::spread_over;
+    use wafer_kernels::split;
+
+    /// Four columns of 16 elements over a GEMV of 32 columns taking 2
+    /// each: column `k`'s elements enter GEMV columns `8k .. 8k+8`, so
+    /// the best way is 8 apart from column 3 (their middles 3.5, 11.5,
+    /// …, the worst off by half a column); every way stays within the
+    /// GEMV and none is side by side.
+    #[test]
+    fn columns_spread_over_the_parts_their_elements_enter() {
+        let ways = spread_over(4, 16, &split(64, 32));
+        assert_eq!(ways[0], (8, 3));
+        assert!(!ways.is_empty());
+        for &(p, x) in &ways {
+            assert!(p >= 2 && x + 3 * p < 32, "pitch {p} at {x}");
+        }
+        // Uneven parts (64 elements over 47 columns: the first 17 take
+        // two): the first column's elements enter columns 0 to 3.
+        let (p, x) = spread_over(8, 8, &split(64, 47))[0];
+        assert!(x <= 3 && x + 7 * p < 47, "pitch {p} at {x}");
+    }
+
+    /// A GEMV narrower than twice the columns leaves nothing to spread
+    /// over, and one column needs no spreading.
+    #[test]
+    fn no_spread_without_room() {
+        assert!(spread_over(8, 16, &split(128, 15)).is_empty());
+        assert!(spread_over(1, 64, &split(64, 40)).is_empty());
+    }
+}
