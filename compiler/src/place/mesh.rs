@@ -56,7 +56,9 @@ pub(super) fn mesh(
     for round in 0..=SPREAD_ROUNDS {
         let laid = mesh_with(stages, c, o, memo, tiles, &|t| caps[t])?;
         let crowded: Vec<usize> = (0..n).filter(|&t| laid.crowded[t] > 0).collect();
-        if crowded.is_empty() || round == SPREAD_ROUNDS {
+        // (A tile crowded side by side is as narrow as it gets: laying it
+        // out again would give the same.)
+        if round == SPREAD_ROUNDS || crowded.iter().all(|&t| caps[t] == 1) {
             return Ok(laid.sites);
         }
         for t in crowded {
