@@ -51,6 +51,20 @@ impl Trace {
         }));
     }
 
+    /// The trace of the same run on a program whose columns sit `pitch`
+    /// PEs apart (column `c` at `c · pitch`), as
+    /// [`crate::stats::Stats::spread_columns`] moves its statistics.
+    pub fn spread_columns(mut self, pitch: u32) -> Trace {
+        if pitch <= 1 || self.width == 0 {
+            return self;
+        }
+        self.width = (self.width - 1) * pitch + 1;
+        for sp in &mut self.spans {
+            sp.pe.x *= pitch;
+        }
+        self
+    }
+
     pub fn to_chrome_json(&self) -> Value {
         let us = |c: u64| c as f64 * 1e6 / self.clock_hz;
         let mut events = Vec::with_capacity(self.spans.len() + 16);

@@ -136,23 +136,7 @@ impl Fragment {
         if pitch == 1 || self.program.width == 0 {
             return Ok(self);
         }
-        let sideways = |p: Port| matches!(p, Port::E | Port::W);
-        let p = &self.program;
-        if let Some(r) =
-            (p.routes.iter()).find(|r| sideways(r.input) || r.outputs.iter().any(sideways))
-        {
-            return Err(KernelError::Shape(format!(
-                "its columns cannot be spread apart: the route at {} on color {} goes east or west",
-                r.pes, r.color
-            )));
-        }
-        if let Some(h) = (p.inputs.iter().chain(&p.outputs)).find(|h| sideways(h.port)) {
-            return Err(KernelError::Shape(format!(
-                "its columns cannot be spread apart: stream `{}` crosses its {} edge",
-                h.name,
-                if h.port == Port::E { "east" } else { "west" }
-            )));
-        }
+        north_south_only(&self.program, "spread apart")?;
         let p = Arc::make_mut(&mut self.program);
         let width = (p.width as u64 - 1) * pitch as u64 + 1;
         p.width = u32::try_from(width).map_err(|_| {
@@ -175,6 +159,81 @@ impl Fragment {
         );
         Ok(self)
     }
+
+    /// The fragment [`Fragment::spread_columns`] made with `pitch`, its
+    /// columns side by side again: column `c · pitch` moves to `c`. It
+    /// computes the same in the same cycles, so an emulator runs it in
+    /// place of the spread one on a rectangle `pitch` times narrower (its
+    /// per-PE results move back with [`wafer_emulator::stats::Stats::spread_columns`]).
+    /// Refused when anything of it sits between those columns.
+    pub fn pack_columns(mut self, pitch: u32) -> Result<Fragment, KernelError> {
+        if pitch == 0 {
+            return Err(KernelError::Shape(
+                "columns are packed from at least 1 PE apart".into(),
+            ));
+        }
+        if pitch == 1 || self.program.width == 0 {
+            return Ok(self);
+        }
+        north_south_only(&self.program, "packed together")?;
+        let p = &self.program;
+        let on = |x: u32| x.is_multiple_of(pitch);
+        let between = |what: String| {
+            KernelError::Shape(format!(
+                "its columns are not {pitch} PEs apart: {what} lies between them"
+            ))
+        };
+        if !on(p.width - 1) {
+            return Err(between(format!("its east column {}", p.width - 1)));
+        }
+        let placed = (p.placements.iter().map(|pl| pl.pes))
+            .chain(p.data.iter().map(|d| d.pes))
+            .chain(p.routes.iter().map(|r| r.pes));
+        if let Some(r) = placed
+            .into_iter()
+            .find(|r| !on(r.x) || (r.w > 1 && !on(r.sx)))
+        {
+            return Err(between(format!("the code, data or route at {r}")));
+        }
+        if let Some(h) = (p.inputs.iter().chain(&p.outputs)).find(|h| !on(h.pe.x)) {
+            return Err(between(format!("stream `{}`'s port", h.name)));
+        }
+        let p = Arc::make_mut(&mut self.program);
+        p.width = (p.width - 1) / pitch + 1;
+        remap(
+            p,
+            |r| PeRect {
+                x: r.x / pitch,
+                sx: if r.w > 1 { r.sx / pitch } else { r.sx },
+                ..r
+            },
+            |pe| Pe::new(pe.x / pitch, pe.y),
+            |port| port,
+        );
+        Ok(self)
+    }
+}
+
+/// Refuses a program any of whose routes or host streams goes east or
+/// west: only columns that trade nothing sideways may move apart or
+/// together (`doing` says which) and compute the same.
+fn north_south_only(p: &Program, doing: &str) -> Result<(), KernelError> {
+    let sideways = |p: Port| matches!(p, Port::E | Port::W);
+    if let Some(r) = (p.routes.iter()).find(|r| sideways(r.input) || r.outputs.iter().any(sideways))
+    {
+        return Err(KernelError::Shape(format!(
+            "its columns cannot be {doing}: the route at {} on color {} goes east or west",
+            r.pes, r.color
+        )));
+    }
+    if let Some(h) = (p.inputs.iter().chain(&p.outputs)).find(|h| sideways(h.port)) {
+        return Err(KernelError::Shape(format!(
+            "its columns cannot be {doing}: stream `{}` crosses its {} edge",
+            h.name,
+            if h.port == Port::E { "east" } else { "west" }
+        )));
+    }
+    Ok(())
 }
 
 /// Move every PE-placed part of `p` (code placements, data images, routes

@@ -292,8 +292,10 @@ fn a_context_that_does_not_fit_says_so() {
 /// Columns spread apart (`pitch`) compute what side-by-side ones do, bit
 /// for bit and cycle for cycle: given the same caches and inputs, the
 /// same outputs, cycles and the cycle each output wavelet leaves; only
-/// the rectangle and where the ports are change. A kernel whose columns
-/// trade east or west (a GEMV's rows) cannot be spread.
+/// the rectangle and where the ports are change; packed together again
+/// ([`Fragment::pack_columns`]) it is the side-by-side program, and runs
+/// as the spread one does, statistics and trace included. A kernel whose
+/// columns trade east or west (a GEMV's rows) cannot be spread or packed.
 #[test]
 fn attention_spread_apart_runs_the_same_cycles() {
     let arch = Arch::wse3();
@@ -340,12 +342,44 @@ fn attention_spread_apart_runs_the_same_cycles() {
             f.load(buf, per_pe);
         }
         let inputs = p.default_inputs();
+        let traced = RunConfig {
+            trace: true,
+            ..RunConfig::default()
+        };
         let (a, ra) = p.run(&arch, &inputs, &RunConfig::default()).unwrap();
-        let (b, rb) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let (b, rb) = f.run(&arch, &inputs, &traced).unwrap();
         assert_eq!(a, b, "pitch {pitch}");
         assert_eq!(ra.cycles, rb.cycles, "pitch {pitch}");
         assert_eq!(ra.output_times, rb.output_times, "pitch {pitch}");
         assert_eq!(rb.cycles, attention::cost(&spread, &arch));
+        // Packed together again, the spread program (its caches included)
+        // is the one an emulator runs in its place: the same outputs and
+        // times, and its statistics and trace, spread back, are the spread
+        // run's to the counter.
+        let q = f.clone().pack_columns(pitch).unwrap();
+        assert_eq!(q.program.width, cols, "pitch {pitch}");
+        let (c, rc) = q.run(&arch, &inputs, &traced).unwrap();
+        assert_eq!(c, b, "pitch {pitch}");
+        assert_eq!(rc.cycles, rb.cycles, "pitch {pitch}");
+        assert_eq!(rc.output_times, rb.output_times, "pitch {pitch}");
+        assert_eq!(rc.input_times, rb.input_times, "pitch {pitch}");
+        assert!(rc.stats.spread_columns(pitch) == rb.stats, "pitch {pitch}");
+        let spans = |r: &wafer_emulator::RunResult| r.trace.clone().unwrap();
+        assert_eq!(
+            spans(&rc).spread_columns(pitch),
+            spans(&rb),
+            "pitch {pitch}"
+        );
+        assert!(!spans(&rb).spans.is_empty());
+        assert_eq!(
+            *attention::generate(&spread, &arch)
+                .unwrap()
+                .pack_columns(pitch)
+                .unwrap()
+                .program,
+            *p.program,
+            "pitch {pitch}"
+        );
         // The ports moved with their columns.
         for (port, at) in f.program.outputs.iter().zip(0..) {
             assert_eq!(port.pe.x, at * pitch, "{}", port.name);
@@ -365,8 +399,31 @@ fn attention_spread_apart_runs_the_same_cycles() {
         &arch,
     )
     .unwrap();
-    let err = gemv.spread_columns(2).unwrap_err().to_string();
+    let err = gemv.clone().spread_columns(2).unwrap_err().to_string();
     assert!(err.contains("east or west"), "{err}");
+    let err = gemv.pack_columns(2).unwrap_err().to_string();
+    assert!(err.contains("east or west"), "{err}");
+    // Side by side, the columns are not 2 apart to pack.
+    let side_by_side = attention::generate(
+        &AttentionSpec {
+            kv_heads: 3,
+            head_dim: 4,
+            group: 1,
+            max_context: 8,
+            pos: 2,
+            h: 2,
+            strategy: Reduce::Chain,
+            seed: 1,
+            sinks: false,
+            window: None,
+            per_query_head: false,
+            pitch: 1,
+        },
+        &arch,
+    )
+    .unwrap();
+    let err = side_by_side.pack_columns(2).unwrap_err().to_string();
+    assert!(err.contains("not 2 PEs apart"), "{err}");
 }
 
 /// A column per query head computes what a column per KV head does, bit

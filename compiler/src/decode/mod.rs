@@ -16,6 +16,7 @@ use std::sync::Arc;
 use wafer_emulator::stats::Stats;
 use wafer_emulator::trace::Trace;
 use wafer_emulator::{Memory, Prepared, RunConfig};
+use wafer_kernels::Fragment;
 
 mod error;
 pub mod links;
@@ -131,6 +132,10 @@ pub struct Decoder<'c> {
     /// afresh: an 8B model's layouts would not all fit in memory, and its
     /// identical stages run once a step anyway.
     prepared: Vec<Option<Prepared>>,
+    /// What the emulator runs in each spread attention's place: its
+    /// columns side by side, `pitch` times fewer PEs to step for the same
+    /// outputs and cycles ([`run::packed`]).
+    packed: Vec<Option<(Arc<Fragment>, u32)>>,
     pub pos: u32,
     cfg: RunConfig,
     /// Timing-only results reused across identical stages (`None`: off).
@@ -172,6 +177,7 @@ impl<'c> Decoder<'c> {
             images: vec![None; compiled.stages.len()],
             image_bytes: 0,
             prepared: (0..compiled.stages.len()).map(|_| None).collect(),
+            packed: run::packed(compiled),
             pos: 0,
             cfg: RunConfig {
                 engine: wafer_emulator::Engine::Jit,

@@ -4,12 +4,14 @@
 //! ([`Reuse`]).
 
 use super::{DecodeError, Decoder, PeTime, cancelled, overlap, scratch};
+use crate::codegen::Compiled;
 use crate::place::Kernel;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wafer_emulator::stats::Stats;
 use wafer_emulator::trace::Trace;
 use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
+use wafer_kernels::Fragment;
 
 /// A timing-only stage run's results, kept for the stages whose programs
 /// differ from it only in their weights.
@@ -41,11 +43,54 @@ pub(super) struct Reuse {
     pub(super) step: u64,
 }
 
+/// Each stage's packed program, for a spread attention (`None` for every
+/// other stage): its columns side by side again
+/// ([`Fragment::pack_columns`]). They trade nothing east or west, so the
+/// packed program computes the same outputs at the same cycles, its
+/// wavelets entering and leaving when the spread one's do; emulating it
+/// steps `pitch` times fewer PEs, and its statistics and trace move back
+/// to the spread columns ([`Stats::spread_columns`]). Packing fails only on a
+/// fragment whose columns are not `pitch` apart, which then runs as
+/// placed (exact either way).
+pub(super) fn packed(c: &Compiled) -> Vec<Option<(Arc<Fragment>, u32)>> {
+    (c.sites.iter().zip(&c.fragments))
+        .map(|(site, f)| match site.kernel.pitch() {
+            1 => None,
+            pitch => Some((Arc::new(f.clone().pack_columns(pitch).ok()?), pitch)),
+        })
+        .collect()
+}
+
 /// At most this many bytes of stages' starting SRAM are cached between
 /// steps (a copy per stage, next to the one a run works on).
 pub const IMAGE_CACHE_BYTES: u64 = 8 << 30;
 
-impl Decoder<'_> {
+/// A stage's program as the emulator runs it: as placed, or packed.
+pub(super) enum Emulated<'c> {
+    Placed(&'c Fragment),
+    Packed(Arc<Fragment>),
+}
+
+impl std::ops::Deref for Emulated<'_> {
+    type Target = Fragment;
+    fn deref(&self) -> &Fragment {
+        match self {
+            Emulated::Placed(f) => f,
+            Emulated::Packed(f) => f,
+        }
+    }
+}
+
+impl<'c> Decoder<'c> {
+    /// The program the emulator runs for stage `i` (its [`packed`] one
+    /// where it has one) and the pitch its per-PE results spread by.
+    pub(super) fn emulated(&self, i: usize) -> (Emulated<'c>, u32) {
+        match &self.packed[i] {
+            Some((f, pitch)) => (Emulated::Packed(f.clone()), *pitch),
+            None => (Emulated::Placed(&self.compiled.fragments[i]), 1),
+        }
+    }
+
     /// Stage `i`'s starting SRAM: a copy from the cache, built on first use
     /// (and kept, when `cache`, while the cache holds under
     /// [`IMAGE_CACHE_BYTES`]).
@@ -53,7 +98,7 @@ impl Decoder<'_> {
         if let Some(mem) = &self.images[i] {
             return Ok(wafer_emulator::copy_memory(mem, self.cfg.threads));
         }
-        let f = &self.compiled.fragments[i];
+        let (f, _) = self.emulated(i);
         let threads = self.cfg.threads;
         let mem = self.prepared(i)?.initial_memory(&f.program, threads)?;
         let bytes: u64 = mem.iter().flatten().map(|s| s.len() as u64).sum();
@@ -67,8 +112,8 @@ impl Decoder<'_> {
     /// Whether no run of stage `i` changes its state
     /// ([`scratch::keeps_state`]), found on first use.
     pub(super) fn keeps_state(&mut self, i: usize) -> bool {
-        let f = &self.compiled.fragments[i];
-        *self.keeps[i].get_or_insert_with(|| scratch::keeps_state(f))
+        let (f, _) = self.emulated(i);
+        *self.keeps[i].get_or_insert_with(|| scratch::keeps_state(&f))
     }
 
     /// Keep `mem`, stage `i`'s starting image, for its next run, while
@@ -89,7 +134,7 @@ impl Decoder<'_> {
     /// Stage `i`'s prepared program, prepared on first use.
     pub(super) fn prepared(&mut self, i: usize) -> Result<&Prepared, RunError> {
         if self.prepared[i].is_none() {
-            let f = &self.compiled.fragments[i];
+            let (f, _) = self.emulated(i);
             self.prepared[i] = Some(wafer_emulator::prepare(
                 &f.program,
                 &self.compiled.options.arch,
@@ -109,7 +154,8 @@ impl Decoder<'_> {
         departures: Option<Arc<wafer_emulator::Departures>>,
     ) -> Result<StageRun, DecodeError> {
         let c = self.compiled;
-        let (stage, f) = (&c.stages[i], &c.fragments[i]);
+        let stage = &c.stages[i];
+        let (f, pitch) = self.emulated(i);
         let arch = &c.options.arch;
         let timing = self.cfg.timing_only;
         if cancelled(&self.cfg) {
@@ -171,8 +217,8 @@ impl Decoder<'_> {
                 backlog: run.backlog,
                 cycles: run.cycles,
                 time: run.time,
-                stats: self.keep_stats.then(|| run.stats.clone()),
-                trace: run.trace.clone(),
+                stats: self.keep_stats.then(|| spread_stats(&run.stats, pitch)),
+                trace: run.trace.clone().map(|t| t.spread_columns(pitch)),
                 reused: true,
                 host_seconds: 0.0,
             });
@@ -186,7 +232,7 @@ impl Decoder<'_> {
             None => Some(self.image(i, !keep && !resident).map_err(err)?),
         };
         if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
-            scratch::scramble(f, mem);
+            scratch::scramble(&f, mem);
         }
         let cfg = RunConfig {
             arrivals: arrivals.clone(),
@@ -212,7 +258,7 @@ impl Decoder<'_> {
             self.memory[i] = Some(r.memory);
         } else if resident {
             let mut mem = r.memory;
-            scratch::zero_scratch(f, &mut mem);
+            scratch::zero_scratch(&f, &mut mem);
             self.hold(i, mem);
         }
         let trace = match (key, self.reuse.as_mut()) {
@@ -233,7 +279,8 @@ impl Decoder<'_> {
                 trace
             }
             _ => r.trace,
-        };
+        }
+        .map(|t| t.spread_columns(pitch));
         Ok(StageRun {
             out,
             output_times: r.output_times,
@@ -241,11 +288,20 @@ impl Decoder<'_> {
             backlog,
             cycles: r.cycles,
             time,
-            stats: self.keep_stats.then_some(stats),
+            stats: self.keep_stats.then(|| spread_stats(&stats, pitch)),
             trace,
             reused: false,
             host_seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// A packed run's statistics where the spread program's PEs are (the
+/// same ones at pitch 1).
+fn spread_stats(stats: &Arc<Stats>, pitch: u32) -> Arc<Stats> {
+    match pitch {
+        1 => stats.clone(),
+        p => Arc::new(stats.spread_columns(p)),
     }
 }
 
@@ -272,4 +328,86 @@ pub(crate) struct StageRun {
     pub reused: bool,
     /// Host seconds its emulation took (0 when reused).
     pub host_seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::decode::{Decoder, Step};
+    use crate::place::PlacementKind;
+    use crate::{compile, llama2c};
+    use wafer_emulator::{Arch, DType};
+
+    /// Everything a step reports of its stages but the host's seconds.
+    fn seen(s: &Step) -> impl PartialEq + std::fmt::Debug {
+        let logits: Vec<u32> = s.logits.iter().map(|x| x.to_bits()).collect();
+        let stats: Vec<_> = s.stage_stats.iter().map(|s| (**s).clone()).collect();
+        (
+            (s.next, logits, s.cycles, s.stage_cycles.clone()),
+            (
+                s.stage_start.clone(),
+                s.stage_time.clone(),
+                s.stage_reused.clone(),
+            ),
+            (stats, s.stage_traces.clone()),
+        )
+    }
+
+    /// A spread attention's packed program stands in for it exactly: the
+    /// steps of a decoder that emulates the spread programs as placed and
+    /// of one that emulates them packed report the same tokens, logits,
+    /// cycles, start cycles, statistics and traces, functional with the
+    /// KV cache carried over positions and timing-only overlapped with
+    /// the runs of later layers reused.
+    #[test]
+    fn a_packed_attention_runs_as_the_spread_one() {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let (c, w) = llama2c::load(&models.join("stories260K.bin")).unwrap();
+        let o = crate::place::Options {
+            arch: Arch::wse3().with_grid(48, 48).unwrap(),
+            dtype: DType::BF16,
+            placement: Some(PlacementKind::Mesh),
+            max_context: 16,
+            reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
+            gemv: crate::place::GemvChoice::Auto,
+            region: crate::region::Region::Whole,
+            wafers: crate::system::Wafers::Count(1),
+            tiles: Some(crate::place::Tiles { cols: 2, rows: 1 }),
+        };
+        let compiled = compile(&c, Some(&w), &o).unwrap();
+        let packed = Decoder::new(&compiled).packed;
+        let spread = (compiled.sites.iter()).filter(|s| s.kernel.pitch() > 1);
+        assert_eq!(spread.count(), c.n_layers, "every attention spread");
+        for (i, p) in packed.iter().enumerate() {
+            let pitch = compiled.sites[i].kernel.pitch();
+            match p {
+                Some((f, p)) => {
+                    assert_eq!(*p, pitch);
+                    let placed = &compiled.fragments[i].program;
+                    assert_eq!(f.program.width, (placed.width - 1) / pitch + 1);
+                    assert!(f.program.n_pes() < placed.n_pes());
+                }
+                None => assert_eq!(pitch, 1, "{}", compiled.stages[i].name),
+            }
+        }
+        for timing in [false, true] {
+            let decoder = |pack: bool| {
+                let mut d = Decoder::new(&compiled);
+                if !pack {
+                    d.packed.iter_mut().for_each(|p| *p = None);
+                }
+                d.timing_only(timing);
+                d.overlap(timing);
+                d.trace(100_000);
+                d
+            };
+            let (mut a, mut b) = (decoder(true), decoder(false));
+            for token in [1, 72, 9] {
+                let (sa, sb) = (a.step(token).unwrap(), b.step(token).unwrap());
+                assert_eq!(seen(&sa), seen(&sb), "timing-only {timing}, token {token}");
+                if timing {
+                    assert!(sa.stage_reused.iter().any(|r| *r));
+                }
+            }
+        }
+    }
 }

@@ -42,10 +42,12 @@ impl Decoder<'_> {
             stage.outputs.iter().for_each(|v| absent[*v] = true);
         }
         let mut runs: Vec<(Vec<u8>, usize, wafer_emulator::Inputs)> = Vec::new();
-        for (i, (stage, f)) in c.stages.iter().zip(&c.fragments).enumerate() {
+        for (i, stage) in c.stages.iter().enumerate() {
             if !ran[i] {
                 continue;
             }
+            // The program a step runs, its key the one the step looks up.
+            let (f, _) = self.emulated(i);
             let tensors = stage_tensors(stage, pos, |x, v| {
                 if !absent[x] {
                     v.extend(value(x))
@@ -67,7 +69,7 @@ impl Decoder<'_> {
         let predicted = c.stage_predictions(pos);
         let work: Vec<u64> = runs
             .iter()
-            .map(|(_, i, _)| c.fragments[*i].program.n_pes() * predicted[*i])
+            .map(|(_, i, _)| self.emulated(*i).0.program.n_pes() * predicted[*i])
             .collect();
         let owner = share::assign(&work, ex.ranks());
         let arch = &c.options.arch;
@@ -77,7 +79,7 @@ impl Decoder<'_> {
                 continue;
             }
             let Ok(done) = mine.as_mut() else { break };
-            match wafer_emulator::run(&c.fragments[*i].program, arch, inputs, &self.cfg) {
+            match wafer_emulator::run(&self.emulated(*i).0.program, arch, inputs, &self.cfg) {
                 Ok(out) => {
                     let t = PeTime::of(&out.stats);
                     done.push(Shared {
