@@ -128,15 +128,9 @@ impl Fragment {
     /// each column sits by the stage it feeds instead of all of them
     /// funnelling their outputs through the links beside the block.
     pub fn spread_columns(mut self, pitch: u32) -> Result<Fragment, KernelError> {
-        if pitch == 0 {
-            return Err(KernelError::Shape(
-                "columns are spread at least 1 PE apart".into(),
-            ));
-        }
-        if pitch == 1 || self.program.width == 0 {
+        if !columns_move(&self.program, pitch, "spread apart")? {
             return Ok(self);
         }
-        north_south_only(&self.program, "spread apart")?;
         let p = Arc::make_mut(&mut self.program);
         let width = (p.width as u64 - 1) * pitch as u64 + 1;
         p.width = u32::try_from(width).map_err(|_| {
@@ -167,15 +161,9 @@ impl Fragment {
     /// per-PE results move back with [`wafer_emulator::stats::Stats::spread_columns`]).
     /// Refused when anything of it sits between those columns.
     pub fn pack_columns(mut self, pitch: u32) -> Result<Fragment, KernelError> {
-        if pitch == 0 {
-            return Err(KernelError::Shape(
-                "columns are packed from at least 1 PE apart".into(),
-            ));
-        }
-        if pitch == 1 || self.program.width == 0 {
+        if !columns_move(&self.program, pitch, "packed together")? {
             return Ok(self);
         }
-        north_south_only(&self.program, "packed together")?;
         let p = &self.program;
         let on = |x: u32| x.is_multiple_of(pitch);
         let between = |what: String| {
@@ -214,10 +202,19 @@ impl Fragment {
     }
 }
 
-/// Refuses a program any of whose routes or host streams goes east or
-/// west: only columns that trade nothing sideways may move apart or
-/// together (`doing` says which) and compute the same.
-fn north_south_only(p: &Program, doing: &str) -> Result<(), KernelError> {
+/// Whether `p`'s columns move for `pitch` (not at pitch 1, nor with no
+/// columns), refusing pitch 0 and a program any of whose routes or host
+/// streams goes east or west: only columns that trade nothing sideways
+/// may move apart or together (`doing` says which) and compute the same.
+fn columns_move(p: &Program, pitch: u32, doing: &str) -> Result<bool, KernelError> {
+    if pitch == 0 {
+        return Err(KernelError::Shape(format!(
+            "columns cannot be {doing} at pitch 0: 1 is side by side"
+        )));
+    }
+    if pitch == 1 || p.width == 0 {
+        return Ok(false);
+    }
     let sideways = |p: Port| matches!(p, Port::E | Port::W);
     if let Some(r) = (p.routes.iter()).find(|r| sideways(r.input) || r.outputs.iter().any(sideways))
     {
@@ -233,7 +230,7 @@ fn north_south_only(p: &Program, doing: &str) -> Result<(), KernelError> {
             if h.port == Port::E { "east" } else { "west" }
         )));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Move every PE-placed part of `p` (code placements, data images, routes

@@ -357,6 +357,9 @@ fn attention_spread_apart_runs_the_same_cycles() {
         // times, and its statistics and trace, spread back, are the spread
         // run's to the counter.
         let q = f.clone().pack_columns(pitch).unwrap();
+        // Side by side, its columns are not `pitch` apart to pack.
+        let err = p.clone().pack_columns(pitch).unwrap_err().to_string();
+        assert!(err.contains(&format!("not {pitch} PEs apart")), "{err}");
         assert_eq!(q.program.width, cols, "pitch {pitch}");
         let (c, rc) = q.run(&arch, &inputs, &traced).unwrap();
         assert_eq!(c, b, "pitch {pitch}");
@@ -403,27 +406,6 @@ fn attention_spread_apart_runs_the_same_cycles() {
     assert!(err.contains("east or west"), "{err}");
     let err = gemv.pack_columns(2).unwrap_err().to_string();
     assert!(err.contains("east or west"), "{err}");
-    // Side by side, the columns are not 2 apart to pack.
-    let side_by_side = attention::generate(
-        &AttentionSpec {
-            kv_heads: 3,
-            head_dim: 4,
-            group: 1,
-            max_context: 8,
-            pos: 2,
-            h: 2,
-            strategy: Reduce::Chain,
-            seed: 1,
-            sinks: false,
-            window: None,
-            per_query_head: false,
-            pitch: 1,
-        },
-        &arch,
-    )
-    .unwrap();
-    let err = side_by_side.pack_columns(2).unwrap_err().to_string();
-    assert!(err.contains("not 2 PEs apart"), "{err}");
 }
 
 /// A column per query head computes what a column per KV head does, bit
