@@ -89,7 +89,8 @@ fn tiled_mesh_keeps_each_layer_in_its_tile_and_decodes_as_the_reference() {
 /// PEs per row of it (a shorter column gathers the rows below onto its last link), and
 /// attention, whose columns send from one row, is spread over the
 /// projection its output feeds (`wo`), each column as near the part of
-/// its top edge that takes the column's output as one pitch allows.
+/// its top edge that takes the column's output as one pitch allows; RoPE
+/// is no shorter than the rows that send it q and k.
 #[test]
 fn mesh_shapes_and_places_stages_for_spread_hand_offs() {
     use wafer_compiler::kernel::Kernel;
@@ -160,9 +161,11 @@ fn mesh_shapes_and_places_stages_for_spread_hand_offs() {
                 lighter += 1;
             }
         }
-        // And a RoPE shorter than its GEMV is over the middle of the rows
-        // that send its inputs (q and k, the first of the GEMV's outputs)
-        // where its skyline allows, never lower: not below them all.
+        // And a RoPE is no shorter than the rows of its GEMV that send
+        // its inputs (q and k, the first of the GEMV's outputs) or its
+        // pairs, never below them all; one shorter than those rows (its
+        // pairs fewer) is over their middle where its skyline allows,
+        // never lower.
         for (s, site) in stages.iter().zip(sites) {
             let Work::Rope { heads, head, .. } = s.work else {
                 continue;
@@ -177,7 +180,18 @@ fn mesh_shapes_and_places_stages_for_spread_hand_offs() {
                 continue;
             };
             let (used, (_, h)) = ((g.h * heads * head).div_ceil(g.m), site.kernel.size());
-            if h < g.h {
+            assert!(
+                h >= used.min(heads * head / 2),
+                "{} in {tiles} tiles: {h} rows, {used} send it",
+                s.name
+            );
+            assert!(
+                site.origin.y < gs.origin.y + used,
+                "{} at {:?} below the rows that send it, {tiles} tiles",
+                s.name,
+                site.origin
+            );
+            if h < used {
                 let centred = gs.origin.y + (used / 2).saturating_sub(h / 2);
                 assert!(
                     site.origin.y <= centred,
@@ -185,8 +199,8 @@ fn mesh_shapes_and_places_stages_for_spread_hand_offs() {
                     s.name,
                     site.origin
                 );
-                short_ropes += 1;
             }
+            short_ropes += usize::from(h < g.h);
         }
         assert!(
             fed >= 2 * c.n_layers,

@@ -1,11 +1,15 @@
 //! Rotary position embedding on a vector of heads down a column of PEs.
 //!
 //! `heads` heads of `head_dim` (even) are split over `h` PEs, whole heads
-//! each, or, with `h = p · heads` (`p ≥ 2`, `head_dim` a multiple of
-//! `2p`), a `p`-th of a head each: its `p`-th part of the pairs. Either way
+//! each, or, with more PEs than heads, a part of a head each: each head
+//! on `h / heads` PEs or one more, its pairs split between them as evenly
+//! as they go (with `h = p · heads` and `head_dim` a multiple of `2p`,
+//! a `p`-th of each head; with other heights some PEs take a pair more),
+//! so a compiler can make the column as tall as the rows its input
+//! leaves from. Either way
 //! every rotated pair is local to one PE in either layout: adjacent pairs
 //! `(2i, 2i+1)` (llama2.c) or half-split pairs `(i, i + d/2)` (Hugging
-//! Face checkpoints; a part of a head is then two runs of `d/2p`, its pairs'
+//! Face checkpoints; a part of a head is then two runs, its pairs'
 //! two members). Pair `i` turns by `pos · θ^(−2i/d)`. PE `r`
 //! holds its pairs' frequencies `θ^(−2i/d)` (computed in f32 at generation time),
 //! receives `[pos, its heads]` from the west, computes the angles' sines and
@@ -37,8 +41,10 @@ pub struct RopeSpec {
     pub scaling: Option<RopeScaling>,
     /// The default position (the `pos` input).
     pub pos: u32,
-    /// PEs in the column: at most `heads` (whole heads each), or
-    /// `p · heads` (a `p`-th of a head each; `head_dim` a multiple of `2p`).
+    /// PEs in the column: at most `heads` (whole heads each), or more,
+    /// up to one pair a PE (`heads · head_dim / 2`): each head then over
+    /// `h / heads` PEs or one more, its pairs split between them as
+    /// evenly as they go ([`RopeSpec::pieces`]).
     pub h: u32,
 }
 
@@ -46,58 +52,77 @@ const CA: u8 = 0;
 const CO: u8 = 2;
 
 impl RopeSpec {
-    /// How many PEs share a head: 1 (whole heads a PE), or `h / heads`
-    /// where the column is a multiple of the heads taller than them.
-    fn parts(&self) -> u32 {
-        if self.heads > 0 && self.h > self.heads && self.h.is_multiple_of(self.heads) {
-            self.h / self.heads
-        } else {
-            1
-        }
+    /// Whether each head is split over several PEs (the column is taller
+    /// than the heads).
+    fn tall(&self) -> bool {
+        self.h > self.heads
     }
-    /// The elements a PE rotates as one: a head, or a part of one.
-    fn unit(&self) -> u32 {
-        self.head_dim / self.parts()
+    /// A column taller than the heads: per PE, its head, its first pair
+    /// of that head and how many pairs it turns. Each head takes
+    /// `h / heads` PEs or one more ([`split`], the heads in order down
+    /// the column), its `head_dim / 2` pairs split between them likewise;
+    /// `h = p · heads` with `head_dim` a multiple of `2p` gives every PE
+    /// a `p`-th of its head.
+    fn pieces(&self) -> Vec<(u32, u32, u32)> {
+        split(self.h, self.heads)
+            .into_iter()
+            .enumerate()
+            .flat_map(|(head, (_, pes))| {
+                split(self.head_dim / 2, pes)
+                    .into_iter()
+                    .map(move |(first, n)| (head as u32, first, n))
+            })
+            .collect()
+    }
+    /// The elements PE `r` rotates as one unit (`pieces` of a tall
+    /// column, else a head).
+    fn unit(&self, pieces: &[(u32, u32, u32)], r: u32) -> u32 {
+        match self.tall() {
+            true => 2 * pieces[r as usize].2,
+            false => self.head_dim,
+        }
     }
     /// Each PE's units: the first and how many.
     fn split(&self) -> Vec<(u32, u32)> {
-        if self.parts() > 1 {
+        if self.tall() {
             (0..self.h).map(|r| (r, 1)).collect()
         } else {
             split(self.heads, self.h)
         }
     }
     /// Stride between a pair's members' runs, and the partner's offset,
-    /// within a unit as its PE holds it.
-    fn pairing(&self) -> (u32, u32) {
+    /// within a unit of `unit` elements as its PE holds it.
+    fn pairing(&self, unit: u32) -> (u32, u32) {
         match self.layout {
             RopeLayout::Adjacent => (2, 1),
-            RopeLayout::HalfSplit => (1, self.unit() / 2),
+            RopeLayout::HalfSplit => (1, unit / 2),
         }
     }
     /// The runs of `x` (offset, length) unit `u` is, in the order its PE
-    /// holds them: a head; a part of a head's adjacent pairs; or the first
-    /// members then the second of a part of its half-split ones.
-    fn runs(&self, u: u32) -> Vec<(u32, u32)> {
-        let (d, p) = (self.head_dim, self.parts());
-        if p == 1 {
+    /// holds them: a head; a piece of a head's adjacent pairs; or the first
+    /// members then the second of a piece of its half-split ones.
+    fn runs(&self, pieces: &[(u32, u32, u32)], u: u32) -> Vec<(u32, u32)> {
+        let d = self.head_dim;
+        if !self.tall() {
             return vec![(u * d, d)];
         }
-        let (head, part) = (u / p, u % p);
+        let (head, first, n) = pieces[u as usize];
         match self.layout {
-            RopeLayout::Adjacent => vec![(head * d + part * d / p, d / p)],
+            RopeLayout::Adjacent => vec![(head * d + 2 * first, 2 * n)],
             RopeLayout::HalfSplit => {
-                let q = d / (2 * p);
-                vec![(head * d + part * q, q), (head * d + d / 2 + part * q, q)]
+                vec![(head * d + first, n), (head * d + d / 2 + first, n)]
             }
         }
     }
     /// The pairs (indices into [`RopeSpec::inv_freq`]) PE `r` turns.
-    fn pairs(&self, r: u32) -> std::ops::Range<usize> {
-        let p = self.parts();
-        let q = (self.head_dim / (2 * p)) as usize;
-        let part = (r % p) as usize;
-        part * q..(part + 1) * q
+    fn pairs(&self, pieces: &[(u32, u32, u32)], r: u32) -> std::ops::Range<usize> {
+        match self.tall() {
+            true => {
+                let (_, first, n) = pieces[r as usize];
+                first as usize..(first + n) as usize
+            }
+            false => 0..(self.head_dim / 2) as usize,
+        }
     }
     /// The column heights that split each head over `p ≥ 2` PEs on a
     /// machine of `rows` rows: `p · heads` where `head_dim` is a multiple
@@ -252,32 +277,28 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
             s.heads, s.head_dim
         )));
     }
-    let parts = RopeSpec::part_heights(s.heads, s.head_dim, arch.grid_rows);
-    if s.h == 0 || s.h > arch.grid_rows || (s.h > s.heads && !parts.contains(&s.h)) {
-        let parts = match &parts[..] {
-            [] => String::new(),
-            [one] => format!(", or {one} (a part of a head per PE)"),
-            more => format!(
-                ", or one of {} (a part of a head per PE)",
-                more.iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+    let most = s.heads as u64 * (s.head_dim / 2) as u64;
+    if s.h == 0 || s.h > arch.grid_rows || s.h as u64 > most {
         return Err(KernelError::Rect {
             w: 1,
             h: s.h,
             why: format!(
-                "use 1..{} PEs (whole heads per PE){parts}",
-                s.heads.min(arch.grid_rows)
+                "use 1..{} PEs (whole heads per PE up to {}, then parts of heads down to a pair each)",
+                most.min(arch.grid_rows as u64),
+                s.heads
             ),
         });
     }
-    let (d, half) = (s.unit(), s.unit() / 2);
-    let (stride, partner) = s.pairing();
+    let pieces = if s.tall() { s.pieces() } else { Vec::new() };
     let parts = s.split();
-    let bytes = 4 * (batch as u64 * (1 + parts[0].1 as u64 * d as u64) + 5 * half as u64) + 400;
+    // Each PE's unit, and the most elements and pairs any PE holds.
+    let unit = |r: u32| s.unit(&pieces, r);
+    let widest = (0..s.h)
+        .map(|r| parts[r as usize].1 * unit(r))
+        .max()
+        .unwrap_or(0);
+    let half_most = (0..s.h).map(|r| unit(r) / 2).max().unwrap_or(0);
+    let bytes = 4 * (batch as u64 * (1 + widest as u64) + 5 * half_most as u64) + 400;
     if bytes > arch.sram_bytes as u64 {
         return Err(KernelError::Rect {
             w: 1,
@@ -290,7 +311,7 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
     }
     let inv_freq = s.inv_freq();
     let freqs = |r: u32| -> String {
-        inv_freq[s.pairs(r)]
+        inv_freq[s.pairs(&pieces, r)]
             .iter()
             .map(|v| format!("{v:?}"))
             .collect::<Vec<_>>()
@@ -301,8 +322,12 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         b => format!(", {b} positions"),
     };
     let mut src = format!(
-        "; RoPE ({:?}) on {} heads of {d} down a column of {} PEs{batched}\n.grid 1x{}\n",
-        s.layout, s.heads, s.h, s.h
+        "; RoPE ({:?}) on {} heads of {} down a column of {} PEs{batched}\n.grid 1x{}\n",
+        s.layout,
+        s.heads,
+        unit(0),
+        s.h,
+        s.h
     );
     // YaRN's attention factor on cos and sin.
     let scale = match s.attention_factor() {
@@ -310,7 +335,9 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         m => format!("  vfmul.f32 c, c, {m:?}\n  vfmul.f32 sn, sn, {m:?}\n"),
     };
     for (r, (_, nh)) in parts.iter().enumerate() {
-        let len = nh * d;
+        let d = unit(r as u32);
+        let (half, len) = (d / 2, nh * d);
+        let (stride, partner) = s.pairing(d);
         if batch > 1 {
             src.push_str(&batch_code(
                 r,
@@ -344,7 +371,7 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         s.h, s.h
     )
     .unwrap();
-    if s.parts() > 1 {
+    if s.tall() {
         for r in 0..s.h {
             writeln!(src, ".data ifq 0,{r} 1x1 = [{}]", freqs(r)).unwrap();
         }
@@ -352,7 +379,7 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         writeln!(src, ".data ifq 0,0 1x{} = [{}]", s.h, freqs(0)).unwrap();
     }
     for (r, (_, nh)) in parts.iter().enumerate() {
-        let len = nh * d;
+        let len = nh * unit(r as u32);
         // Default data: each position's pos, then seeded values.
         let mut vals = Vec::new();
         for p in 0..batch {
@@ -384,7 +411,7 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         .iter()
         .map(|&(u0, nu)| {
             let mut v: Vec<(u32, u32)> = Vec::new();
-            for (offset, l) in (u0..u0 + nu).flat_map(|u| s.runs(u)) {
+            for (offset, l) in (u0..u0 + nu).flat_map(|u| s.runs(&pieces, u)) {
                 match v.last_mut() {
                     Some(last) if last.0 + last.1 == offset => last.1 += l,
                     _ => v.push((offset, l)),
@@ -415,7 +442,7 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
             segments,
         }
     };
-    let units = |r: u32| parts[r as usize].1 * d;
+    let units = |r: u32| parts[r as usize].1 * unit(r);
     let x = port("x", "a", n, 1, &|r| 1 + units(r));
     let pos = TensorPort {
         name: "pos".into(),
@@ -543,9 +570,13 @@ pub fn reference_batch(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Pr
 /// The reference: the PEs' f32 operations in their order.
 pub fn reference(s: &RopeSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Program) -> Vec<f32> {
     // The frequencies as the PEs hold them: all on each PE, or a head's
-    // parts on as many.
+    // pieces on the PEs of the first head, in order.
     let ifq = |r: u32| p.initial_values(Pe::new(0, r), "ifq").expect("ifq exists");
-    let freqs: Vec<f32> = (0..s.parts()).flat_map(ifq).collect();
+    let first_head = match s.tall() {
+        true => s.pieces().iter().take_while(|piece| piece.0 == 0).count() as u32,
+        false => 1,
+    };
+    let freqs: Vec<f32> = (0..first_head).flat_map(ifq).collect();
     let pos = inputs["pos"][0];
     let (d, half) = (s.head_dim as usize, s.head_dim as usize / 2);
     let (stride, partner) = match s.layout {
@@ -586,8 +617,9 @@ pub fn cost(s: &RopeSpec, arch: &Arch) -> u64 {
 /// when the last position's last element reaches the host, or with the
 /// PE's `end` after the loop, whichever is later.
 pub fn cost_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> u64 {
-    (s.split().iter())
-        .map(|(_, nh)| row_end(s, batch, arch, *nh, None))
+    let pieces = if s.tall() { s.pieces() } else { Vec::new() };
+    (s.split().iter().enumerate())
+        .map(|(r, (_, nh))| row_end(s, batch, arch, (s.unit(&pieces, r as u32), *nh), None))
         .max()
         .unwrap_or(0)
 }
@@ -602,22 +634,30 @@ pub fn fed(
     arch: &Arch,
     pushed: &BTreeMap<String, Vec<u64>>,
 ) -> (u64, BTreeMap<String, u64>) {
+    let pieces = if s.tall() { s.pieces() } else { Vec::new() };
     let leaves: BTreeMap<String, u64> = (s.split().iter().enumerate())
         .map(|(r, (_, nh))| {
             let p = pushed.get(&format!("a{r}")).map(Vec::as_slice);
-            (format!("y{r}"), row_end(s, 1, arch, *nh, p) - 1)
+            let unit = s.unit(&pieces, r as u32);
+            (format!("y{r}"), row_end(s, 1, arch, (unit, *nh), p) - 1)
         })
         .collect();
     let end = leaves.values().map(|l| l + 1).max().unwrap_or(0);
     (end, leaves)
 }
 
-/// [`cost_batch`]'s derivation for one PE of `nh` units, its input's
+/// [`cost_batch`]'s derivation for one PE of `nh` units of `unit`, its input's
 /// wavelets pushed in at the cycles `pushed` gives (element `k` at `k`
 /// where `None`).
-fn row_end(s: &RopeSpec, batch: u32, arch: &Arch, nh: u32, pushed: Option<&[u64]>) -> u64 {
+fn row_end(
+    s: &RopeSpec,
+    batch: u32,
+    arch: &Arch,
+    (unit, nh): (u32, u32),
+    pushed: Option<&[u64]>,
+) -> u64 {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
-    let (unit, half) = (s.unit(), s.unit() / 2);
+    let half = unit / 2;
     let rate = |op, reads, writes| f32_rate(arch, op, reads, writes);
     let (mul, special, sub, send) = (
         rate(VecOp::Fmul, 1, 1),
@@ -627,7 +667,11 @@ fn row_end(s: &RopeSpec, batch: u32, arch: &Arch, nh: u32, pushed: Option<&[u64]
     );
     // The pair operands (`inb[r, half, stride]`) are strided with the
     // adjacent layout; a strided element takes a whole port access.
-    let (contiguous, strided) = if s.pairing().0 == 1 { (1, 0) } else { (0, 1) };
+    let (contiguous, strided) = if s.pairing(unit).0 == 1 {
+        (1, 0)
+    } else {
+        (0, 1)
+    };
     // `t = pair · table`, `t2 = t2 + pair · table`, `pair = t`.
     let (mul2, fmac, mov) = (
         f32_rate_strided(arch, VecOp::Fmul, (1 + contiguous, strided), (1, 0)),

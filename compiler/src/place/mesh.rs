@@ -274,9 +274,13 @@ fn mesh_with(
                 // outputs (q and k, before v), which leave from the top
                 // rows of its east edge: it goes over the middle of them
                 // (below).
+                // It is as tall as those rows, each PE taking what about
+                // one row sends.
+                let mut fed = fed;
                 if let (Work::Rope { heads, head, .. }, Some((h, m))) = (&s.work, feeder) {
                     let used = (h as u64 * (heads * head) as u64).div_ceil(m.max(1) as u64);
                     rope_rows[i] = Some(used.min(h as u64) as u32);
+                    fed = rope_rows[i];
                 }
                 memo.shape_fed(s, c, o, (aw, ah), fed, i as u64)
             }
@@ -403,10 +407,10 @@ fn mesh_with(
                         (y0 + h <= y1).then(|| {
                             let y = match (low, rope_rows[i]) {
                                 // Over the middle of the rows its inputs leave
-                                // from, as near it as fits: a column below them
-                                // all (on the 8B, `wse3`, rows 125 to 284 for
-                                // q and k from rows 0 to 237) gathers every
-                                // row above it onto its top link.
+                                // from, as near it as fits (a RoPE as tall as
+                                // them: beside them): a column below them
+                                // all gathers every row above it onto its
+                                // top link.
                                 (true, Some(r)) => {
                                     (area.y0 + r / 2).saturating_sub(h / 2).clamp(y0, y1 - h)
                                 }

@@ -220,24 +220,37 @@ pub(super) fn shape(
             pairs,
             scaling,
         } => cheapest(
-            // Whole heads a PE, or a part of a head each.
-            sizes((*heads).min(bh))
-                .into_iter()
-                .chain(RopeSpec::part_heights(*heads, *head, bh))
-                .map(|h| {
-                    Kernel::Rope(RopeSpec {
-                        heads: *heads,
-                        head_dim: *head,
-                        theta: *theta,
-                        layout: match pairs {
-                            RopePairs::Adjacent => RopeLayout::Adjacent,
-                            RopePairs::HalfSplit => RopeLayout::HalfSplit,
-                        },
-                        scaling: *scaling,
-                        pos: 0,
-                        h,
-                    })
-                }),
+            // Whole heads a PE, or an equal part of a head each; fed by a
+            // tiled GEMV's east edge, no shorter than the rows its input
+            // leaves from (or its pairs), and as tall as them among the
+            // rest (each head then split over the rows its elements leave
+            // from, evenly or not): a shorter column gathers the rows
+            // past it onto its end links.
+            {
+                let most = heads * (head / 2);
+                let aligned = rows.filter(|r| *r <= bh).map(|r| r.min(most).max(1));
+                let mut hs: Vec<u32> = (sizes((*heads).min(bh)).into_iter())
+                    .chain(RopeSpec::part_heights(*heads, *head, bh))
+                    .filter(|h| aligned.is_none_or(|a| *h >= a))
+                    .collect();
+                hs.extend(aligned);
+                hs
+            }
+            .into_iter()
+            .map(|h| {
+                Kernel::Rope(RopeSpec {
+                    heads: *heads,
+                    head_dim: *head,
+                    theta: *theta,
+                    layout: match pairs {
+                        RopePairs::Adjacent => RopeLayout::Adjacent,
+                        RopePairs::HalfSplit => RopeLayout::HalfSplit,
+                    },
+                    scaling: *scaling,
+                    pos: 0,
+                    h,
+                })
+            }),
             &arch,
             0,
             |_| true,
@@ -433,5 +446,54 @@ impl Memo {
             .or_insert_with(|| shape(stage, c, o, (bw, bh), copies, wide, rows))
             .clone()?;
         Some(k.with_seed(seed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 8B's RoPE (40 heads of 128): fed by the 238 rows of a tiled
+    /// GEMV that send it q and k, a column of 238 PEs beside them (no
+    /// equal split is that tall: 160, a quarter of a head each, is the
+    /// tallest); unfed, that cheapest equal split; fed by fewer rows than
+    /// it, the same, a column no shorter than them.
+    #[test]
+    fn rope_is_as_tall_as_the_rows_that_send_it() {
+        let c = Config::built_in("llama-3.1-8b").unwrap();
+        let stage = Stage {
+            name: "layers.0.rope".into(),
+            layer: Some(0),
+            work: Work::Rope {
+                heads: 40,
+                head: 128,
+                theta: 500000.0,
+                pairs: RopePairs::HalfSplit,
+                scaling: None,
+            },
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            when: None,
+        };
+        let o = Options {
+            arch: Arch::wse3(),
+            dtype: DType::BF16,
+            placement: None,
+            max_context: 2048,
+            reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
+            gemv: super::super::GemvChoice::Auto,
+            region: crate::region::Region::Whole,
+            wafers: crate::system::Wafers::Count(1),
+            tiles: None,
+        };
+        let height = |rows| {
+            let k = shape(&stage, &c, &o, (237, 285), KvCopies::None, 3, rows).unwrap();
+            k.size().1
+        };
+        assert_eq!(height(Some(238)), 238);
+        assert_eq!(height(None), 160);
+        assert_eq!(height(Some(20)), 160);
+        // Fed by all its budget's rows, as tall as them.
+        assert_eq!(height(Some(285)), 285);
     }
 }
