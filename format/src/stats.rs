@@ -68,6 +68,46 @@ pub struct Totals {
 }
 
 impl Stats {
+    /// The statistics of the same run on a program whose columns sit
+    /// `pitch` PEs apart (column `c` at `c · pitch`, the columns between
+    /// idle): an emulator that ran such a program's columns side by side
+    /// (they trade nothing east or west, so they compute the same in the
+    /// same cycles) reports its counters where the spread program's PEs
+    /// are. Totals do not change.
+    pub fn spread_columns(&self, pitch: u32) -> Stats {
+        if pitch <= 1 || self.width == 0 {
+            return self.clone();
+        }
+        let (w, p) = (self.width as usize, pitch as usize);
+        let wide = (w - 1) * p + 1;
+        fn spread<T: Copy + Default>(v: &[T], w: usize, wide: usize, p: usize) -> Vec<T> {
+            let mut out = vec![T::default(); wide * (v.len() / w)];
+            for (y, row) in v.chunks(w).enumerate() {
+                for (x, c) in row.iter().enumerate() {
+                    out[y * wide + x * p] = *c;
+                }
+            }
+            out
+        }
+        let mut pe = PeStats::zeroed(0);
+        for (mine, (_, theirs)) in pe.counters_mut().into_iter().zip(self.pe.counters()) {
+            *mine = spread(theirs, w, wide, p);
+        }
+        pe.sram_used = spread(&self.pe.sram_used, w, wide, p);
+        // Field by field: `..self.clone()` would copy the counters too.
+        Stats {
+            version: self.version,
+            arch: self.arch.clone(),
+            clock_hz: self.clock_hz,
+            width: wide as u32,
+            height: self.height,
+            cycles: self.cycles,
+            engine: self.engine.clone(),
+            pe,
+            totals: self.totals.clone(),
+        }
+    }
+
     /// Read a stats file (`wafer run --stats`), checked as [`Stats::validate`].
     pub fn from_json(text: &str) -> Result<Stats, StatsError> {
         let s: Stats =
@@ -107,42 +147,6 @@ impl Stats {
             });
         }
         Ok(())
-    }
-}
-
-impl Stats {
-    /// The statistics of the same run on a program whose columns sit
-    /// `pitch` PEs apart (column `c` at `c · pitch`, the columns between
-    /// idle): an emulator that ran such a program's columns side by side
-    /// (they trade nothing east or west, so they compute the same in the
-    /// same cycles) reports its counters where the spread program's PEs
-    /// are. Totals do not change.
-    pub fn spread_columns(&self, pitch: u32) -> Stats {
-        if pitch <= 1 || self.width == 0 {
-            return self.clone();
-        }
-        let (w, h) = (self.width as usize, self.height as usize);
-        let wide = (w - 1) * pitch as usize + 1;
-        let spread = |v: &[u64]| {
-            let mut out = vec![0; wide * h];
-            for (y, row) in v.chunks(w).enumerate() {
-                for (x, c) in row.iter().enumerate() {
-                    out[y * wide + x * pitch as usize] = *c;
-                }
-            }
-            out
-        };
-        let mut pe = PeStats::zeroed(0);
-        for (mine, (_, theirs)) in pe.counters_mut().into_iter().zip(self.pe.counters()) {
-            *mine = spread(theirs);
-        }
-        let sram: Vec<u64> = self.pe.sram_used.iter().map(|b| *b as u64).collect();
-        pe.sram_used = spread(&sram).into_iter().map(|b| b as u32).collect();
-        Stats {
-            width: wide as u32,
-            pe,
-            ..self.clone()
-        }
     }
 }
 

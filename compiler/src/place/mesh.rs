@@ -375,16 +375,14 @@ fn mesh_with(
                     let (w, h) = k.size();
                     // The columns it takes from `x0`: a spread attention's
                     // own columns, the ones between free for other stages.
-                    let (step, n) = match k {
-                        Kernel::Attention(a) => (a.pitch, a.columns()),
-                        _ => (1, w),
-                    };
+                    let step = k.pitch();
+                    let n = w.div_ceil(step);
                     let cols = move |x0: u32| (0..n).map(move |c| (x0 + c * step) as usize);
                     let mut xs: Vec<u32> = (area.x0..=area.x1.saturating_sub(w)).collect();
-                    match (east[t], &s.work) {
+                    match (east[t], &s.work, spread_at) {
                         // Over the projection it is spread over.
-                        _ if spread_at.is_some() => {
-                            let at = area.x0 + spread_at.unwrap_or(0);
+                        (_, _, Some(x)) => {
+                            let at = area.x0 + x;
                             xs.sort_by_key(|&x0| (x0.abs_diff(at), x0));
                         }
                         // Attention's columns send their outputs from their
@@ -393,12 +391,12 @@ fn mesh_with(
                         // columns go over the middle of the projections, so
                         // half the outputs go west and half east, on two
                         // links of that row, not all on one.
-                        (Some(e), Work::Attention { .. }) => {
+                        (Some(e), Work::Attention { .. }, None) => {
                             let mid = area.x0 + e;
                             xs.sort_by_key(|&x0| ((2 * x0 + w).abs_diff(mid), x0));
                         }
-                        (Some(e), _) => xs.sort_by_key(|&x0| ((x0 + w).abs_diff(e), x0)),
-                        (None, _) => {}
+                        (Some(e), _, None) => xs.sort_by_key(|&x0| ((x0 + w).abs_diff(e), x0)),
+                        (None, _, None) => {}
                     }
                     let at = xs.into_iter().find_map(|x0| {
                         let y0 = cols(x0).map(|x| top[x]).max()?;
