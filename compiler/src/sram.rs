@@ -1,10 +1,17 @@
-//! SRAM planning: what every PE holds, summed over the stages placed on it.
+//! SRAM planning: what every PE holds over the stages placed on it.
 //!
 //! A stage's PEs hold its buffers (weights, activations, the KV cache) and
-//! its code. Buffers add up over the stages a PE serves; code is stored once
-//! per distinct instruction sequence and rectangle (mesh placement runs the
-//! same GEMV code for every layer on the same PEs, with each layer's tile
-//! in its own buffers).
+//! its code. State (weights, tables, the KV cache: what the model keeps
+//! from step to step) adds up over the stages a PE serves; code is stored
+//! once per distinct instruction sequence and rectangle (mesh placement
+//! runs the same GEMV code for every layer on the same PEs, with each
+//! layer's tile in its own buffers). Activations are laid over each other:
+//! the stages a PE serves run on it one after another (an overlapped step
+//! starts a stage on a PE once the stage before it there has ended), and
+//! no stage reads an activation buffer before writing it in the same run
+//! (`Decoder::scramble_activations` fills them with NaN before every run
+//! and the decode tests get the same tokens), so a PE needs room for the
+//! largest one stage holds, not their sum.
 
 use crate::place::Site;
 use crate::stage::Stage;
@@ -146,7 +153,7 @@ pub struct Held {
     /// ([`Fragment::is_state`]).
     pub state: u64,
     /// Buffers without one: a stage's inputs, partial sums and outputs.
-    /// Each stage's are counted, though stages run one after another.
+    /// The most one stage holds: the stages' are laid over each other.
     pub activations: u64,
     pub code: u64,
 }
@@ -155,7 +162,7 @@ impl std::fmt::Display for Held {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(
             f,
-            "{} state, {} activations, {} code",
+            "{} state, {} activations (the largest stage's), {} code",
             self.state, self.activations, self.code
         )
     }
@@ -173,12 +180,13 @@ pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> H
         let p = &f.program;
         let local = Pe::new(pe.x - site.origin.x, pe.y - site.origin.y);
         let hashes = code_hashes(p);
+        let mut activations = 0;
         for pl in p.placements.iter().filter(|pl| pl.pes.contains(local)) {
             let code = &p.codes[pl.code.0 as usize];
             for b in &code.buffers {
                 match f.is_state(&b.name, local) {
                     true => held.state += b.bytes() as u64,
-                    false => held.activations += b.bytes() as u64,
+                    false => activations += b.bytes() as u64,
                 }
             }
             let key = code_key(hashes[pl.code.0 as usize], site, pl.pes);
@@ -186,39 +194,35 @@ pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> H
                 held.code += code.code_bytes() as u64;
             }
         }
+        held.activations = held.activations.max(activations);
     }
     held
 }
 
-/// Bytes every PE of the grid holds (row-major): buffers summed over the
-/// stages it serves, each distinct code once.
+/// Bytes every PE of the grid holds (row-major): its state and code
+/// ([`per_pe_kept`]) and the activations of the largest stage it serves
+/// ([`per_pe_activations`]).
 pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> Vec<u32> {
-    grid_bytes(sites, fragments, arch, false)
+    let mut bytes = per_pe_kept(sites, fragments, arch);
+    let activations = per_pe_activations(sites, fragments, arch);
+    for (b, a) in bytes.iter_mut().zip(activations) {
+        *b += a;
+    }
+    bytes
 }
 
-/// Of [`per_pe_bytes`], the activation buffers' (row-major): those no
-/// data image fills anywhere and the kernel does not keep
+/// Whether buffer `name` of fragment `f` holds an activation: no data
+/// image fills it anywhere and the kernel does not keep it
 /// ([`Fragment::is_state`], by name: a buffer that is state on some PE
-/// counts as state on all, so this never counts more than they hold).
-/// Stages run one after another and keep nothing in them between runs
-/// (`Decoder::scramble_activations`), so while one stage runs the others'
-/// hold nothing.
-pub fn per_pe_activations(
-    sites: &[Site],
-    fragments: &[impl Borrow<Fragment>],
-    arch: &Arch,
-) -> Vec<u32> {
-    grid_bytes(sites, fragments, arch, true)
+/// counts as state on all, so activations are never counted more than
+/// they hold).
+pub fn is_activation(f: &Fragment, name: &str) -> bool {
+    !(f.state.iter().any(|s| s == name) || f.program.data.iter().any(|d| d.buffer == name))
 }
 
-/// Per-PE bytes: every buffer and each distinct code once, or
-/// (`activations`) only the activation buffers.
-fn grid_bytes(
-    sites: &[Site],
-    fragments: &[impl Borrow<Fragment>],
-    arch: &Arch,
-    activations: bool,
-) -> Vec<u32> {
+/// What every PE keeps whichever stage runs (row-major): its state,
+/// summed over the stages it serves, and each distinct code once.
+pub fn per_pe_kept(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> Vec<u32> {
     let (w, h) = (arch.grid_cols, arch.grid_rows);
     let mut g = Grid {
         w,
@@ -233,7 +237,6 @@ fn grid_bytes(
         let p = &f.program;
         let at = match hashed.iter().position(|(q, _)| std::ptr::eq(*q, f)) {
             Some(i) => i,
-            None if activations => usize::MAX,
             None => {
                 hashed.push((f as *const Fragment, code_hashes(p)));
                 hashed.len() - 1
@@ -241,21 +244,11 @@ fn grid_bytes(
         };
         for pl in &p.placements {
             let code = &p.codes[pl.code.0 as usize];
-            let counted = |name: &str| {
-                !activations
-                    || !(f.state.iter().any(|s| s == name)
-                        || p.data.iter().any(|d| d.buffer == name))
-            };
-            let buffers: u32 = code
-                .buffers
-                .iter()
-                .filter(|b| counted(&b.name))
+            let state: u32 = (code.buffers.iter())
+                .filter(|b| !is_activation(f, &b.name))
                 .map(|b| b.bytes())
                 .sum();
-            g.add(pl.pes, site.origin, buffers as i64);
-            if activations {
-                continue;
-            }
+            g.add(pl.pes, site.origin, state as i64);
             let key = code_key(hashed[at].1[pl.code.0 as usize], site, pl.pes);
             if code_seen.insert(key) {
                 g.add(pl.pes, site.origin, code.code_bytes() as i64);
@@ -272,6 +265,56 @@ fn grid_bytes(
             run += g.d[y * w1 + x];
             *acc += run;
             out[y * w as usize + x] = *acc as u32;
+        }
+    }
+    out
+}
+
+/// The activation bytes every PE needs (row-major): the most one stage
+/// it serves holds in them ([`is_activation`]). The stages run on it one
+/// after another and keep nothing in them between runs
+/// (`Decoder::scramble_activations`), so while one stage runs the others'
+/// hold nothing and the buffers are laid over each other.
+pub fn per_pe_activations(
+    sites: &[Site],
+    fragments: &[impl Borrow<Fragment>],
+    arch: &Arch,
+) -> Vec<u32> {
+    let w = arch.grid_cols as usize;
+    let mut out = vec![0u32; w * arch.grid_rows as usize];
+    for (site, f) in sites.iter().zip(fragments.iter().map(Borrow::borrow)) {
+        let p = &f.program;
+        // No PE has two placements in a program (the format's verifier),
+        // so a stage holds one placement's buffers on each of its PEs.
+        for pl in &p.placements {
+            let code = &p.codes[pl.code.0 as usize];
+            let bytes: u32 = (code.buffers.iter())
+                .filter(|b| is_activation(f, &b.name))
+                .map(|b| b.bytes())
+                .sum();
+            if bytes == 0 {
+                continue;
+            }
+            let r = pl.pes;
+            let (x0, y0) = (site.origin.x + r.x, site.origin.y + r.y);
+            // Clipped to the grid, as the state's rectangles are.
+            if r.sx == 1 && r.sy == 1 {
+                let x1 = (x0 + r.w).min(arch.grid_cols) as usize;
+                for y in y0..(y0 + r.h).min(arch.grid_rows) {
+                    let row = y as usize * w;
+                    for b in out[row + (x0 as usize).min(x1)..row + x1].iter_mut() {
+                        *b = (*b).max(bytes);
+                    }
+                }
+            } else {
+                for pe in r.iter() {
+                    let (x, y) = (site.origin.x + pe.x, site.origin.y + pe.y);
+                    if x < arch.grid_cols && y < arch.grid_rows {
+                        let at = y as usize * w + x as usize;
+                        out[at] = out[at].max(bytes);
+                    }
+                }
+            }
         }
     }
     out

@@ -208,7 +208,10 @@ fn a_timing_only_prefill_takes_the_functional_cycles() {
 
 /// Every PE's activation bytes in the plan are what `held_at` counts as
 /// its activations, on both placements: the SRAM a batch may take while
-/// its stage runs.
+/// its stage runs. They are the most one stage holds there, counted from
+/// each stage's own buffers: the stages on a PE run one after another, so
+/// their activations are laid over each other, not summed (mesh placement
+/// puts several stages with activations on one PE, so a sum would differ).
 #[test]
 fn activation_bytes_per_pe_are_the_held_activations() {
     let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
@@ -218,7 +221,7 @@ fn activation_bytes_per_pe_are_the_held_activations() {
         let arch = &compiled.options.arch;
         let all = sram::per_pe_bytes(&compiled.sites, &compiled.fragments, arch);
         let act = sram::per_pe_activations(&compiled.sites, &compiled.fragments, arch);
-        let mut some = 0;
+        let (mut some, mut laid_over) = (0, 0);
         for y in (0..arch.grid_rows).step_by(5) {
             for x in (0..arch.grid_cols).step_by(3) {
                 let at = (y * arch.grid_cols + x) as usize;
@@ -230,8 +233,30 @@ fn activation_bytes_per_pe_are_the_held_activations() {
                 assert_eq!(act[at] as u64, held.activations, "{kind:?} ({x}, {y})");
                 assert_eq!(all[at] as u64, held.state + held.activations + held.code);
                 some += u32::from(held.activations > 0);
+                // Each stage's activations at this PE, from its program.
+                let pe = wafer_emulator::Pe::new(x, y);
+                let each: Vec<u64> = (compiled.sites.iter().zip(&compiled.fragments))
+                    .filter(|(site, _)| site.contains(pe))
+                    .map(|(site, f)| {
+                        let local = wafer_emulator::Pe::new(x - site.origin.x, y - site.origin.y);
+                        let p = &f.program;
+                        (p.placements.iter().filter(|pl| pl.pes.contains(local)))
+                            .flat_map(|pl| &p.codes[pl.code.0 as usize].buffers)
+                            .filter(|b| !f.is_state(&b.name, local))
+                            .map(|b| b.bytes() as u64)
+                            .sum()
+                    })
+                    .collect();
+                assert_eq!(held.activations, each.iter().copied().max().unwrap_or(0));
+                laid_over += u32::from(each.iter().filter(|&&b| b > 0).count() > 1);
             }
         }
         assert!(some > 10, "{kind:?}");
+        if kind == PlacementKind::Mesh {
+            assert!(
+                laid_over > 10,
+                "{laid_over} PEs with two stages' activations"
+            );
+        }
     }
 }

@@ -344,7 +344,7 @@ fn a_model_that_does_not_fit_says_what_it_needs() {
     assert!(
         err.contains("with mesh placement")
             && err.contains(
-                "would need 74172 bytes of SRAM (63368 state, 9148 activations, 1656 code;"
+                "would need 65924 bytes of SRAM (63368 state, 900 activations (the largest stage's), 1656 code;"
             ),
         "{err}"
     );

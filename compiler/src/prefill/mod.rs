@@ -61,7 +61,7 @@ pub struct StagePlan {
 /// ([`batch::growth`]) fit the SRAM its fullest PE has free while it
 /// runs: all but its state and code, and its own activation buffers
 /// (stages run one after another, and an activation buffer holds nothing
-/// between runs: [`crate::sram::per_pe_activations`]).
+/// between runs: [`crate::sram::per_pe_kept`]).
 pub fn plan(c: &Compiled, positions: u32) -> Plan {
     // Backwards over the stages: a stage is needed at every position if
     // it is an attention or makes a value such a stage reads.
@@ -92,15 +92,13 @@ pub fn plan(c: &Compiled, positions: u32) -> Plan {
         let (sites, fragments) = (&c.sites[range.clone()], &c.fragments[range.clone()]);
         // What a PE keeps while one stage runs: its state and code; the
         // other stages' activation buffers hold nothing then.
-        let all = crate::sram::per_pe_bytes(sites, fragments, arch);
-        let activations = crate::sram::per_pe_activations(sites, fragments, arch);
+        let kept = crate::sram::per_pe_kept(sites, fragments, arch);
         for i in range {
             let k = &c.sites[i].kernel;
             let batch = match batch::join(k) {
                 Some(_) if positions > 1 => {
                     let kept = (c.sites[i].pes())
-                        .map(|pe| (pe.y * arch.grid_cols + pe.x) as usize)
-                        .map(|at| all[at] - activations[at])
+                        .map(|pe| kept[(pe.y * arch.grid_cols + pe.x) as usize])
                         .max()
                         .unwrap_or(0) as u64;
                     let free = (arch.sram_bytes as u64)
@@ -161,9 +159,7 @@ fn own_activations(f: &Fragment) -> u64 {
             p.codes[pl.code.0 as usize]
                 .buffers
                 .iter()
-                .filter(|b| {
-                    !(f.state.contains(&b.name) || p.data.iter().any(|d| d.buffer == b.name))
-                })
+                .filter(|b| crate::sram::is_activation(f, &b.name))
                 .map(|b| b.bytes() as u64)
                 .sum::<u64>()
         })
