@@ -248,7 +248,8 @@ pub fn compile_shared(
         None => vec![PlacementKind::Pipeline, PlacementKind::Mesh],
     };
     let system = |first| -> Result<Compiled, CompileError> {
-        let (n, fit) = crate::system::fewest(config, options, &graph, &stages, &kinds, first, ex)?;
+        let (n, fit) =
+            crate::system::auto_count(config, options, &graph, &stages, &kinds, first, ex)?;
         crate::system::compile(
             config,
             weights,

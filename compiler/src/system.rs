@@ -37,11 +37,12 @@ use wafer_kernels::Fragment;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wafers {
     Count(u32),
-    /// The fewest that fit.
+    /// The fewest that fit, or more while the wafer-time a token falls
+    /// ([`auto_count`]).
     Auto,
     /// One wafer when the model's weights and KV cache fit one wafer's
     /// SRAM (a placement that then does not fit is an error, as on one
-    /// wafer), else the fewest that fit: the CLI's default.
+    /// wafer), else as `Auto`: the CLI's default.
     AsNeeded,
 }
 
@@ -206,6 +207,44 @@ fn crossing(stages: &[Stage], parts: &[Range<usize>]) -> Vec<Vec<usize>> {
             vs
         })
         .collect()
+}
+
+/// The wafers `auto` takes: from the fewest that fit ([`fewest`]), one
+/// more at a time while the wafer-time a token falls (the predicted step,
+/// transfers aside, times the wafers). A wafer more gives each fewer
+/// layers, whose stages then spread over more PEs (mesh placement's tiles
+/// of layers), so the step can fall faster than the count grows: a model
+/// squeezed onto the fewest wafers can be stacked into one tile and take
+/// twice the time. Past that point a wafer more is machine time for
+/// nothing.
+pub(crate) fn auto_count(
+    c: &Config,
+    o: &Options,
+    graph: &Graph,
+    stages: &[Stage],
+    kinds: &[PlacementKind],
+    at_least: u32,
+    ex: &dyn Exchange,
+) -> Result<(u32, Fit), CompileError> {
+    let (mut n, mut fit) = fewest(c, o, graph, stages, kinds, at_least, ex)?;
+    let step = |f: &Fit| (f.iter().map(|k| k.1).min()).expect("a fit has a kind");
+    let most = (c.n_layers as u32).min(MAX_WAFERS);
+    while n < most {
+        match fits(c, o, (graph, stages), kinds, n as usize + 1, ex)? {
+            Ok(more) if one_more_is_cheaper(n, step(&fit), step(&more)) => {
+                n += 1;
+                fit = more;
+            }
+            _ => break,
+        }
+    }
+    Ok((n, fit))
+}
+
+/// Whether `n + 1` wafers taking `more` cycles a step cost less
+/// wafer-time a token than `n` taking `step`.
+fn one_more_is_cheaper(n: u32, step: u64, more: u64) -> bool {
+    (n as u64 + 1) * more < n as u64 * step
 }
 
 /// The fewest wafers, from what their SRAM holds up, whose every part
@@ -454,7 +493,9 @@ pub(crate) fn compile(
     if n == 0 || n > MAX_WAFERS {
         return Err(CompileError::Wafers {
             asked: n.to_string(),
-            why: format!("use 1 to {MAX_WAFERS}, or auto (the fewest that fit)"),
+            why: format!(
+                "use 1 to {MAX_WAFERS}, or auto (the fewest that fit, or more while the wafer-time a token falls)"
+            ),
         });
     }
     if n as usize > c.n_layers {
@@ -484,7 +525,7 @@ pub(crate) fn compile(
         Err(unfit) => {
             let e = unfit.error(c, o, (graph, stages), n);
             let advice = match fewest(c, o, graph, stages, kinds, 1, ex) {
-                Ok((m, _)) => format!("--wafers {m} fits (what --wafers auto chooses)"),
+                Ok((m, _)) => format!("--wafers {m} fits (the fewest that do)"),
                 Err(e) => e.to_string(),
             };
             return Err(CompileError::Wafers {
@@ -657,4 +698,23 @@ pub fn wafer_of(c: &Compiled, i: usize) -> usize {
         .iter()
         .position(|w| w.stages.contains(&i))
         .expect("every stage is on a wafer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_more_is_cheaper;
+
+    /// A wafer more is taken only when the step falls faster than the
+    /// count grows (the predicted steps of mixtral-8x7b on 3 and 4 wafers
+    /// of `wse3`, 2026-12-05: on 3 its layers fit only stacked in one
+    /// tile).
+    #[test]
+    fn a_wafer_more_only_where_the_step_falls_faster_than_the_count_grows() {
+        assert!(one_more_is_cheaper(3, 1_087_184, 579_948));
+        // Faster, but not by a third: three wafers' time is less.
+        assert!(!one_more_is_cheaper(2, 113_914, 83_751));
+        // Exactly as much wafer-time: the fewer wafers.
+        assert!(!one_more_is_cheaper(2, 150, 100));
+        assert!(one_more_is_cheaper(2, 150, 99));
+    }
 }

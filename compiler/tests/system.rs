@@ -18,6 +18,15 @@ fn options(arch: Arch, kind: PlacementKind, wafers: Wafers) -> Options {
     }
 }
 
+/// A system's predicted step without its wafer links, at the position
+/// the compiler predicts at: what `--wafers auto` weighs counts by.
+fn step_without_links(c: &wafer_compiler::Compiled) -> u64 {
+    let pos = c.options.max_context / 2;
+    (c.stage_predictions(pos).iter().zip(&c.routing.handoffs))
+        .map(|(p, h)| p + h.cycles - h.link_cycles)
+        .sum()
+}
+
 fn grid(cols: u32, rows: u32) -> Arch {
     Arch::wse3().with_grid(cols, rows).unwrap()
 }
@@ -181,11 +190,29 @@ fn a_bad_or_too_small_wafer_count_says_what_fits() {
     .unwrap();
     let n = auto.wafers.len();
     assert!(n > 1, "{n}");
-    let fewer = options(small, PlacementKind::Pipeline, Wafers::Count(n as u32 - 1));
+    let fewer = options(
+        small.clone(),
+        PlacementKind::Pipeline,
+        Wafers::Count(n as u32 - 1),
+    );
     let e = compile(&c, Some(&w), &fewer).unwrap_err().to_string();
     assert!(
         e.contains(&format!("--wafers {n} fits")),
         "the error names the count that fits: {e}"
+    );
+    // Auto stopped at the fewest because a wafer more costs more
+    // wafer-time a token: the step does not fall by a wafer's share.
+    let more = options(small, PlacementKind::Pipeline, Wafers::Count(n as u32 + 1));
+    let more = compile(&c, Some(&w), &more).unwrap();
+    let (step, step_more) = (step_without_links(&auto), step_without_links(&more));
+    assert!(
+        step_more < step,
+        "{step_more} against {step}: a wafer more is faster here"
+    );
+    assert!(
+        (n as u64 + 1) * step_more >= n as u64 * step,
+        "{n} wafers at {step} cycles, {} at {step_more}",
+        n + 1
     );
     // And the split model still decodes as the reference.
     let model = reference::Model::load(&w, &c).unwrap();

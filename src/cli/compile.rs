@@ -43,8 +43,9 @@ pub struct TargetArgs {
     pub region: Option<String>,
     /// How many wafers (machines of --arch) to split the model over, its
     /// layers in contiguous ranges: a count, or auto (the fewest that
-    /// fit). Default: one, or without --grid the fewest that fit when the
-    /// weights and KV cache are more than one wafer's SRAM.
+    /// fit, or more while the predicted step times the wafers falls).
+    /// Default: one, or without --grid auto when the weights and KV cache
+    /// are more than one wafer's SRAM.
     #[arg(long)]
     pub wafers: Option<String>,
     /// Mesh placement's tiles of layers: auto (the fastest predicted) or

@@ -125,7 +125,7 @@ pub fn model(a: ModelArgs) -> anyhow::Result<()> {
     } else {
         let ctx_fit = sram.saturating_sub(weights) / kv_per_token.max(1);
         println!(
-            "fit       no: {:.2} GB needs {pes_needed} PEs; the machine has {} PEs ({:.2} GB). {}{}--wafers {} or more (the bytes alone; `compile --wafers auto` finds the fewest that place)",
+            "fit       no: {:.2} GB needs {pes_needed} PEs; the machine has {} PEs ({:.2} GB). {}{}--wafers {} or more (the bytes alone; `compile --wafers auto` finds the fewest that place, or more where they are faster by more than their count)",
             gb(need),
             a.wafers as u64 * arch.n_pes(),
             gb(sram),

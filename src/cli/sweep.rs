@@ -51,7 +51,8 @@ pub struct SweepArgs {
     #[arg(long, hide = true, conflicts_with = "barriers")]
     pub overlap: bool,
     /// Wafers per point: a count (one: the grids alone are the axis), or
-    /// auto (the fewest wafers of the point's grid that fit the model).
+    /// auto (the fewest wafers of the point's grid that fit the model, or
+    /// more while the predicted step times the wafers falls).
     #[arg(long, default_value = "1")]
     pub wafers: String,
     /// Print one JSON object.

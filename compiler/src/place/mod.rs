@@ -211,7 +211,7 @@ fn wafers_note(need_pes: u64, have_pes: u64) -> String {
         return String::new();
     }
     format!(
-        ", so its weights and KV cache alone take {} such machines (--wafers auto splits it over the fewest that fit)",
+        ", so its weights and KV cache alone take {} such machines (--wafers auto splits it over the fewest that fit, or more where they are faster by more than their count)",
         need_pes.div_ceil(have_pes)
     )
 }
