@@ -124,7 +124,12 @@ proptest! {
     /// leader's ramp while that one still gathers its own group's: the
     /// model does not arbitrate a ramp but the middle's (at most 6 cycles
     /// over 768 shapes swept, batches 1 to 64; docs/decode-step.md,
-    /// "Allreduces meet in the middle").
+    /// "Allreduces meet in the middle"). The same arbitration can also
+    /// favour the emulated run by a cycle: a sweep of 9,600 shapes
+    /// (2026-12-05: h 17–47, 0–27 more elements, chain and trees of 1
+    /// and 2, batches 2–8, both ops, both machines) measured 1 cycle
+    /// under to 5 over, the two shapes under both an AddRmsNorm batch of
+    /// 6 with a tree of 2 on `wse3` (h = 17 + 13, 19 + 15, 25 + 21).
     #[test]
     fn long_batched_norms_match_the_one_position_kernel_and_their_cost_model(
         add in any::<bool>(), h in 17u32..48, extra in 0u32..30, k in 0u32..3, batch in 2u32..9, seed in any::<u64>(), wse3 in any::<bool>(),
@@ -148,7 +153,7 @@ proptest! {
             prop_assert_eq!(bits(&y["y"]), bits(&outs["y"][q * per..(q + 1) * per]), "{:?} x{} position {}", s, batch, q);
         }
         let predicted = vector::cost_batch(&s, batch, &arch);
-        prop_assert!((0..=8).contains(&(run.cycles as i64 - predicted as i64)), "{:?} x{}: measured {} predicted {}", s, batch, run.cycles, predicted);
+        prop_assert!((-1..=8).contains(&(run.cycles as i64 - predicted as i64)), "{:?} x{}: measured {} predicted {}", s, batch, run.cycles, predicted);
     }
 }
 
