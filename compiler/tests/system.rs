@@ -356,6 +356,77 @@ fn a_step_shared_between_ranks_is_one_process_s_step() {
     }
 }
 
+/// An overlapped timing-only step shared between 1, 2 and 3 ranks (each
+/// running the stages of the wafers it is dealt) gives one process's step
+/// exactly: its cycles, every stage's start, cycles and PE time. Every
+/// stage's result on every rank comes from a run some rank made for its
+/// wafer, so a wafer's runs are the whole step's, shifted in time; the
+/// runs made add up to one process's distinct runs, so the wafers laid
+/// out alike are emulated once.
+#[test]
+fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let o = options(grid(60, 60), PlacementKind::Mesh, Wafers::Count(4));
+    let compiled = compile(&c, Some(&w), &o).unwrap();
+    let decoder = || {
+        let mut d = Decoder::new(&compiled);
+        d.timing_only(true);
+        d.keep_stats(false);
+        d.overlap(true);
+        d.threads(1);
+        d.skip_to(7).unwrap();
+        d
+    };
+    let mut d = decoder();
+    let alone: Vec<_> = (0..2).map(|_| d.step(0).unwrap()).collect();
+    let distinct =
+        |s: &wafer_compiler::decode::Step| s.stage_reused.iter().filter(|r| !**r).count();
+    for ranks in [1, 2, 3] {
+        let results: Vec<(Vec<_>, Vec<usize>)> = on_ranks(ranks, |ex| {
+            let mut d = decoder();
+            let (mut out, mut made) = (Vec::new(), Vec::new());
+            for _ in 0..2 {
+                made.push(d.share(0, ex).unwrap());
+                out.push(d.step(0).unwrap());
+            }
+            (out, made)
+        })
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+        for (rank, (got, made)) in results.iter().enumerate() {
+            for (step, (g, a)) in got.iter().zip(&alone).enumerate() {
+                let at = format!("{ranks} ranks, rank {rank}");
+                assert_eq!(g.cycles, a.cycles, "{at}");
+                assert_eq!(g.stage_start, a.stage_start, "{at}");
+                assert_eq!(g.stage_cycles, a.stage_cycles, "{at}");
+                assert_eq!(g.stage_time, a.stage_time, "{at}");
+                assert!(
+                    g.stage_reused.iter().all(|r| *r),
+                    "{at}: {:?}",
+                    g.stage_reused
+                );
+                match ranks {
+                    // Alone, its segments' runs are the step's distinct ones.
+                    1 => assert_eq!(made[step], distinct(a), "{at}"),
+                    // Four wafers: each rank is dealt at least one.
+                    _ => assert!(made[step] > 0, "{at} ran nothing"),
+                }
+            }
+        }
+        // A segment that runs at all runs on one rank: together they make
+        // at least the step's distinct runs (more where two ranks' wafers
+        // each settle into runs one process would reuse).
+        for step in 0..2 {
+            let total: usize = results.iter().map(|(_, m)| m[step]).sum();
+            assert!(
+                total >= distinct(&alone[step]),
+                "{ranks} ranks, step {step}"
+            );
+        }
+    }
+}
+
 /// `f` on `ranks` threads, each with its own end of one simulated world;
 /// the results in rank order, with the most bytes each rank sent in one
 /// all-gather.

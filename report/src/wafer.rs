@@ -275,8 +275,9 @@ pub struct EmulateOptions {
     /// picks ([`wafer_compiler::experts`]; the default,
     /// [`wafer_compiler::experts::DEFAULT_SEED`], is what `predicted` runs).
     pub expert_seed: u64,
-    /// Overlap each step's stages ([`Decoder::overlap`]); not with
-    /// `share` (an overlapped stage's run depends on the runs before it).
+    /// Overlap each step's stages ([`Decoder::overlap`]). Shared, an
+    /// overlapped step deals out its wafers' stages rather than its runs
+    /// ([`Decoder::share`]), and one whose links are queued is not shared.
     pub overlap: bool,
     /// Overlapped, count how the hand-offs load the links
     /// ([`Decoder::check_links`], [`WaferRow::links`]).
@@ -327,7 +328,9 @@ pub fn emulate(
     // stage's end, per token.
     let mut spans = vec![0.0; c.wafers.len()];
     for _ in 0..steps {
-        if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !opts.overlap) {
+        // A queued step's delays are found over all its wafers at once.
+        let queued = opts.overlap && opts.queue.is_some();
+        if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !queued) {
             d.share(0, ex)?;
         }
         let s = d.step(0)?;

@@ -337,14 +337,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     if a.emulator && super::ranks::ranks() > 1 {
         bail!(
-            "--emulator times engines in one process: run it without mpirun (the table without --emulator, with --barriers, shares its steps between ranks)"
+            "--emulator times engines in one process: run it without mpirun (the table without --emulator shares its steps between ranks)"
         );
     }
-    if a.overlapped() && !a.predict && super::ranks::ranks() > 1 && super::ranks::rank() == 0 {
-        // An overlapped stage is fed when its producers sent, so a step's
-        // runs cannot be dealt out before it runs.
+    let queued = a.overlapped() && a.queue.is_some();
+    if queued && !a.predict && super::ranks::ranks() > 1 && super::ranks::rank() == 0 {
+        // A queued step's delays are found over all its wafers at once.
         eprintln!(
-            "note: each rank emulates the whole overlapped step; with --barriers the ranks share each step's stage runs"
+            "note: each rank emulates the whole queued step; without --queue the ranks share each step's wafers"
         );
     }
     let l = load(a.model.as_deref(), None)?;

@@ -37,7 +37,7 @@ pub enum DecodeError {
     )]
     NanLogits { pos: u32 },
     #[error(
-        "a step is shared between processes only when it is timing-only, reuses identical stages, records no trace and does not overlap its stages (an overlapped stage's run depends on the runs before it)"
+        "a step is shared between processes only when it is timing-only, reuses identical stages, records no trace and, overlapped, does not queue its links (a queued step's delays are found over all its wafers at once)"
     )]
     ShareMode,
     #[error(

@@ -338,6 +338,20 @@ impl<'c> Decoder<'c> {
 
     /// Run the step for `token` at the current position, then advance.
     pub fn step(&mut self, token: u32) -> Result<Step, DecodeError> {
+        self.check_step(token)?;
+        if let Some(r) = self.reuse.as_mut().filter(|_| self.cfg.timing_only) {
+            r.step += 1;
+            let last = r.step - 1;
+            r.runs.retain(|_, run| run.used >= last);
+        }
+        let step = self.settle(token, None)?;
+        self.pos += 1;
+        Ok(step)
+    }
+
+    /// Refuses a step for `token` at the decoder's position: past the KV
+    /// cache, or a token the vocabulary does not have.
+    fn check_step(&self, token: u32) -> Result<(), DecodeError> {
         let c = self.compiled;
         if self.pos >= c.options.max_context {
             return Err(DecodeError::Context {
@@ -351,6 +365,17 @@ impl<'c> Decoder<'c> {
                 vocab: c.config.vocab_size,
             });
         }
+        Ok(())
+    }
+
+    /// The step for `token` at the decoder's position, its passes run
+    /// until they settle, the position left as it is. With `segment`
+    /// (overlapped, [`Decoder::share`]) only the stages it marks run; each
+    /// other one is taken as ended at cycle 0 with unknown outputs, so the
+    /// marked stages fed from them at a barrier run as they would in the
+    /// whole step, shifted in time, and their runs are kept for it.
+    fn settle(&mut self, token: u32, segment: Option<&[bool]>) -> Result<Step, DecodeError> {
+        let c = self.compiled;
         let arch = &c.options.arch;
         let mut values: Vec<Option<Vec<f32>>> = vec![None; c.graph.insts.len()];
         for (i, inst) in c.graph.insts.iter().enumerate() {
@@ -360,14 +385,8 @@ impl<'c> Decoder<'c> {
                 _ => {}
             }
         }
-        let timing = self.cfg.timing_only;
         // Per route value, the experts it picked.
         let mut picked: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        if let Some(r) = self.reuse.as_mut().filter(|_| timing) {
-            r.step += 1;
-            let last = r.step - 1;
-            r.runs.retain(|_, run| run.used >= last);
-        }
         let n = c.stages.len();
         // Overlapped: per stage, the absolute cycle each output element
         // may leave, held back by its consumers (`None`: free); the runs
@@ -415,6 +434,16 @@ impl<'c> Decoder<'c> {
                 if !self.runs(i, &values, &mut picked)? {
                     // Not picked: it does not run, and what it makes has
                     // no value (the combine reads the picked ones only).
+                    record.skipped(self.keep_stats, arch);
+                    continue;
+                }
+                if segment.is_some_and(|s| !s[i]) {
+                    // Outside the segment: ended at cycle 0, what it makes
+                    // unknown (as a timing-only stage's is).
+                    ends[i] = Some(0);
+                    for v in &stage.outputs {
+                        values[*v] = Some(vec![f32::NAN; c.graph.insts[*v].len]);
+                    }
                     record.skipped(self.keep_stats, arch);
                     continue;
                 }
@@ -526,7 +555,8 @@ impl<'c> Decoder<'c> {
                 }
             }
             if settled && !moved {
-                let links = match self.overlap.as_ref().filter(|_| self.check_links) {
+                let count = self.check_links && segment.is_none();
+                let links = match self.overlap.as_ref().filter(|_| count) {
                     Some(plan) => {
                         // When each trip's wavelet entered its consumer.
                         let taken = |t: &overlap::Trip| {
@@ -563,7 +593,6 @@ impl<'c> Decoder<'c> {
                 });
             }
         };
-        self.pos += 1;
         Ok(step)
     }
 }

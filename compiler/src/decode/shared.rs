@@ -1,10 +1,36 @@
 //! A timing-only step's distinct stage runs shared between processes
 //! ([`Decoder::share`]).
+//!
+//! With barriers every stage's inputs are known before any stage runs, so
+//! the step's distinct runs are dealt out at once. Overlapped, a stage's
+//! run depends on when the runs before it sent, but a stage fed from
+//! another wafer starts at a barrier ([`super::overlap`]): a wafer's
+//! stages (its segment) run as they would after any earlier wafers,
+//! shifted in time, so the segments are dealt out instead.
 
 use super::{DecodeError, Decoder, PeTime, Reusable, no_stats, stage_tensors};
 use crate::share::{self, Exchange, Shared};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 use wafer_emulator::RunError;
+use wafer_emulator::stats::Stats;
+
+/// An overlapped segment's run as it travels between processes: what
+/// [`Reusable`] keeps, by its key.
+#[derive(Serialize, Deserialize)]
+struct SegmentRun {
+    key: Vec<u8>,
+    cycles: u64,
+    time: (u64, u64, u64),
+    outputs: BTreeMap<String, Vec<f32>>,
+    output_times: BTreeMap<String, Vec<u64>>,
+    input_times: BTreeMap<String, Vec<u64>>,
+    backlog: u64,
+    /// Per-PE statistics, when the decoder keeps them.
+    stats: Option<Stats>,
+}
 
 impl Decoder<'_> {
     /// Run the distinct stage runs of the step for `token` at the current
@@ -14,9 +40,11 @@ impl Decoder<'_> {
     /// with the same decoder, position and token. Returns how many runs
     /// this process made.
     pub fn share(&mut self, token: u32, ex: &dyn Exchange) -> Result<usize, DecodeError> {
-        if !self.cfg.timing_only || self.reuse.is_none() || self.cfg.trace || self.overlap.is_some()
-        {
+        if !self.cfg.timing_only || self.reuse.is_none() || self.cfg.trace {
             return Err(DecodeError::ShareMode);
+        }
+        if self.overlap.is_some() {
+            return self.share_segments(token, ex);
         }
         let c = self.compiled;
         let pos = self.pos;
@@ -133,5 +161,129 @@ impl Decoder<'_> {
             }
         }
         Ok(made)
+    }
+
+    /// Overlapped, [`Decoder::share`] by segments: each process runs the
+    /// step's passes over the stages of the wafers [`share::assign`] gives
+    /// it (the rest taken as ended at cycle 0, [`Decoder::settle`]) and
+    /// sends the runs they made. A stage fed from another wafer starts at
+    /// a barrier after its producers' end, so where a wafer's stages are
+    /// fed from one stage of another (as a layer's are from the last of
+    /// the layer before), its runs are those of the whole step, shifted;
+    /// any other run the step needs it makes itself, so the results are
+    /// one process's either way.
+    fn share_segments(&mut self, token: u32, ex: &dyn Exchange) -> Result<usize, DecodeError> {
+        if self.queue_links.is_some() {
+            // A queued step's delays are found over every wafer's trips.
+            return Err(DecodeError::ShareMode);
+        }
+        self.check_step(token)?;
+        let c = self.compiled;
+        let (pos, n) = (self.pos, c.stages.len());
+        let wafers: Vec<Range<usize>> = match c.wafers.len() {
+            0 => vec![0..n],
+            _ => c.wafers.iter().map(|w| w.stages.clone()).collect(),
+        };
+        // A wafer laid out as one before it runs what that one runs: the
+        // step reuses those runs, so only the first is dealt out.
+        let mut seen = HashSet::new();
+        let segments: Vec<(usize, Range<usize>)> = (wafers.into_iter().enumerate())
+            .filter(|(_, r)| seen.insert(self.segment_layout(r.clone())))
+            .collect();
+        let predicted = c.stage_predictions(pos);
+        let work: Vec<u64> = (segments.iter())
+            .map(|(_, r)| {
+                (r.clone())
+                    .map(|i| self.emulated(i).0.program.n_pes() * predicted[i])
+                    .sum()
+            })
+            .collect();
+        let owner = share::assign(&work, ex.ranks());
+        let reuse = self.reuse.as_ref().expect("checked above");
+        let before: HashSet<Vec<u8>> = reuse.runs.keys().cloned().collect();
+        let mut failed = None;
+        for ((w, r), _) in (segments.iter())
+            .zip(&owner)
+            .filter(|(_, o)| **o == ex.rank())
+        {
+            let mut mask = vec![false; n];
+            mask[r.clone()].fill(true);
+            if let Err(e) = self.settle(token, Some(&mask)) {
+                failed = Some(format!("wafer {w}: {e}"));
+                break;
+            }
+        }
+        let reuse = self.reuse.as_mut().expect("checked above");
+        let mine: Result<Vec<SegmentRun>, String> = match failed {
+            Some(e) => Err(e),
+            None => Ok((reuse.runs.iter())
+                .filter(|(k, _)| !before.contains(*k))
+                .map(|(k, r)| SegmentRun {
+                    key: k.clone(),
+                    cycles: r.cycles,
+                    time: (r.time.compute, r.time.fabric, r.time.idle),
+                    outputs: r.outputs.clone(),
+                    output_times: r.output_times.clone(),
+                    input_times: r.input_times.clone(),
+                    backlog: r.backlog,
+                    stats: self.keep_stats.then(|| (*r.stats).clone()),
+                })
+                .collect()),
+        };
+        let made = mine.as_ref().map_or(0, Vec::len);
+        let bytes = postcard::to_allocvec(&mine).expect("results serialise");
+        drop(mine);
+        let arch = &c.options.arch;
+        for (rank, b) in ex.all_gather(bytes).iter().enumerate() {
+            let theirs: Result<Vec<SegmentRun>, String> =
+                postcard::from_bytes(b).map_err(|e| DecodeError::Shared {
+                    pos,
+                    rank,
+                    message: format!("its results do not decode: {e}"),
+                })?;
+            let theirs = theirs.map_err(|message| DecodeError::Shared { pos, rank, message })?;
+            for s in theirs.into_iter().filter(|_| rank != ex.rank()) {
+                let (compute, fabric, idle) = s.time;
+                let stats = s.stats.unwrap_or_else(|| no_stats(arch, s.cycles));
+                reuse.runs.entry(s.key).or_insert(Reusable {
+                    cycles: s.cycles,
+                    outputs: s.outputs,
+                    output_times: s.output_times,
+                    input_times: s.input_times,
+                    backlog: s.backlog,
+                    stats: Arc::new(stats),
+                    time: PeTime {
+                        compute,
+                        fabric,
+                        idle,
+                    },
+                    trace: None,
+                    used: reuse.step,
+                });
+            }
+        }
+        Ok(made)
+    }
+
+    /// What a segment's runs depend on besides when it is fed: each
+    /// stage's program less its weights, where it is placed and the
+    /// hand-off before it.
+    fn segment_layout(&self, stages: Range<usize>) -> Vec<u8> {
+        let c = self.compiled;
+        let mut layout = Vec::new();
+        for i in stages {
+            let program = wafer_emulator::engine::timing_fingerprint(
+                &self.emulated(i).0.program,
+                &Default::default(),
+            );
+            let site = &c.sites[i];
+            layout.extend_from_slice(&(program.len() as u64).to_le_bytes());
+            layout.extend_from_slice(&program);
+            for v in [site.origin.x, site.origin.y, c.sites[i].kernel.pitch()] {
+                layout.extend_from_slice(&v.to_le_bytes());
+            }
+            layout.extend_from_slice(&c.routing.handoffs[i].cycles.to_le_bytes());
+        }
+        layout
     }
 }
