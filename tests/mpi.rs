@@ -1,8 +1,9 @@
 //! `wafer bench` and `wafer sweep` under `mpirun -n 2` (`cargo test
 //! --features mpi --test mpi`, Open MPI installed; `.ci/run` does both):
 //! the same table as one process, each rank compiling its share of the
-//! system's wafers and emulating its share of every step's distinct stage
-//! runs, and the same sweep, each rank computing its
+//! system's wafers and emulating its share of every step (with barriers,
+//! of its distinct stage runs; overlapped, of its wafers), and the same
+//! sweep, each rank computing its
 //! share of the points; a command that does not share its work refuses two
 //! ranks.
 #![cfg(feature = "mpi")]
@@ -55,8 +56,7 @@ fn two_ranks_give_one_process_s_table() {
         "3",
         "--threads",
         "1",
-        // Sharing a step's stage runs between ranks is for steps whose
-        // stages meet at barriers.
+        // With barriers the ranks share each step's distinct stage runs.
         "--barriers",
         "--json",
     ];
@@ -73,28 +73,33 @@ fn two_ranks_give_one_process_s_table() {
     assert_eq!(one["wafer"]["wafers"].as_array().unwrap().len(), 2);
     // One rank under mpirun is one process.
     assert_eq!(one["wafer"], table(mpirun(1, &args))["wafer"]);
-    // Overlapped (the default), each rank emulates the whole step, says
-    // so, and the table is one process's.
+    // Overlapped (the default), the ranks share each step's wafers: the
+    // table is one process's. With its links queued, each rank emulates
+    // the whole step, says so, and the table is still one process's.
     let over: Vec<&str> = args
         .iter()
         .copied()
         .filter(|a| *a != "--barriers")
         .collect();
-    let alone = table(
-        Command::new(BIN)
-            .args(&over)
-            .current_dir(root())
-            .output()
-            .unwrap(),
-    );
-    let out = mpirun(2, &over);
-    let note = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        note.contains("each rank emulates the whole overlapped step"),
-        "{note}"
-    );
-    assert_eq!(alone["wafer"], table(out)["wafer"]);
-    assert_eq!(alone["wafer"]["overlapped"], true);
+    let queued: Vec<&str> = over.iter().copied().chain(["--queue", "xy"]).collect();
+    for (args, says) in [(&over, false), (&queued, true)] {
+        let alone = table(
+            Command::new(BIN)
+                .args(args)
+                .current_dir(root())
+                .output()
+                .unwrap(),
+        );
+        let out = mpirun(2, args);
+        let note = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            note.contains("each rank emulates the whole queued step"),
+            says,
+            "{args:?}: {note}"
+        );
+        assert_eq!(alone["wafer"], table(out)["wafer"], "{args:?}");
+        assert_eq!(alone["wafer"]["overlapped"], true);
+    }
     // `sweep`'s points split between the ranks: the same points.
     let sweep = [
         "sweep",

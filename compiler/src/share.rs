@@ -2,7 +2,8 @@
 //! feature): split between them, run at once, every process getting every
 //! result — the parts of a compile ([`spread`]: a system's wafers, the
 //! predictions `--wafers auto` compares) and a timing-only decode step's
-//! distinct stage runs.
+//! distinct stage runs (overlapped, its wafers' stages:
+//! `decode/shared.rs`).
 //!
 //! **A step.**
 //! A timing-only run depends only on its program less the weights and its

@@ -114,7 +114,7 @@ pub fn run(a: &Request, l: &Loaded, c: &Compiled) -> anyhow::Result<()> {
             c,
             (context, steps, a.expert_seed),
             (None, false),
-            (!a.overlap, a.overlap, a.links),
+            (true, a.overlap, a.links),
             a.queue,
             |_| {},
         )?

@@ -2,8 +2,9 @@
 //! bench ...`): what is shared between processes, and who prints.
 //!
 //! `wafer bench`'s timing-only table shares its work: each step's
-//! distinct stage runs are split between the ranks
-//! ([`wafer_compiler::share`]) and every rank gets every result, so every
+//! distinct stage runs (with barriers) or its wafers' stages
+//! (overlapped) are split between the ranks ([`wafer_compiler::share`],
+//! `Decoder::share`) and every rank gets every result, so every
 //! rank builds the same table and rank 0 prints it. `wafer sweep` gives
 //! each rank every R-th point and rank 0 gathers them. Any other command
 //! under more than one rank is refused (each rank would repeat the same

@@ -9,9 +9,10 @@
 //! shifted in time, so the segments are dealt out instead.
 
 use super::{DecodeError, Decoder, PeTime, Reusable, no_stats, stage_tensors};
+use crate::codegen::Compiled;
 use crate::share::{self, Exchange, Shared};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 use wafer_emulator::RunError;
@@ -181,31 +182,51 @@ impl Decoder<'_> {
         let c = self.compiled;
         let (pos, n) = (self.pos, c.stages.len());
         let wafers: Vec<Range<usize>> = match c.wafers.len() {
-            0 => vec![0..n],
+            0 => std::iter::once(0..n).collect(),
             _ => c.wafers.iter().map(|w| w.stages.clone()).collect(),
         };
+        // Per stage, its program less its weights.
+        let programs: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let f = self.emulated(i).0;
+                wafer_emulator::engine::timing_fingerprint(&f.program, &Default::default())
+            })
+            .collect();
         // A wafer laid out as one before it runs what that one runs: the
         // step reuses those runs, so only the first is dealt out.
         let mut seen = HashSet::new();
         let segments: Vec<(usize, Range<usize>)> = (wafers.into_iter().enumerate())
-            .filter(|(_, r)| seen.insert(self.segment_layout(r.clone())))
+            .filter(|(_, r)| seen.insert(segment_layout(c, &programs, r.clone())))
             .collect();
+        // Wafers that run the same programs (the middle ones of a system,
+        // a layer or so apart) mostly make the same runs once they settle:
+        // one job, on one rank, whose work is its largest wafer's.
+        let mut jobs: Vec<(BTreeSet<&[u8]>, Vec<usize>)> = Vec::new();
+        for (k, (_, r)) in segments.iter().enumerate() {
+            let set: BTreeSet<&[u8]> = r.clone().map(|i| programs[i].as_slice()).collect();
+            match jobs.iter_mut().find(|(s, _)| *s == set) {
+                Some((_, members)) => members.push(k),
+                None => jobs.push((set, vec![k])),
+            }
+        }
         let predicted = c.stage_predictions(pos);
-        let work: Vec<u64> = (segments.iter())
-            .map(|(_, r)| {
-                (r.clone())
-                    .map(|i| self.emulated(i).0.program.n_pes() * predicted[i])
-                    .sum()
-            })
+        let work = |r: &Range<usize>| -> u64 {
+            (r.clone())
+                .map(|i| self.emulated(i).0.program.n_pes() * predicted[i])
+                .sum()
+        };
+        let job_work: Vec<u64> = (jobs.iter())
+            .map(|(_, m)| m.iter().map(|&k| work(&segments[k].1)).max().unwrap_or(0))
             .collect();
-        let owner = share::assign(&work, ex.ranks());
+        let owner = share::assign(&job_work, ex.ranks());
+        let mine: Vec<&(usize, Range<usize>)> = (jobs.iter().zip(&owner))
+            .filter(|(_, o)| **o == ex.rank())
+            .flat_map(|((_, m), _)| m.iter().map(|&k| &segments[k]))
+            .collect();
         let reuse = self.reuse.as_ref().expect("checked above");
         let before: HashSet<Vec<u8>> = reuse.runs.keys().cloned().collect();
         let mut failed = None;
-        for ((w, r), _) in (segments.iter())
-            .zip(&owner)
-            .filter(|(_, o)| **o == ex.rank())
-        {
+        for (w, r) in mine {
             let mut mask = vec![false; n];
             mask[r.clone()].fill(true);
             if let Err(e) = self.settle(token, Some(&mask)) {
@@ -264,26 +285,21 @@ impl Decoder<'_> {
         }
         Ok(made)
     }
+}
 
-    /// What a segment's runs depend on besides when it is fed: each
-    /// stage's program less its weights, where it is placed and the
-    /// hand-off before it.
-    fn segment_layout(&self, stages: Range<usize>) -> Vec<u8> {
-        let c = self.compiled;
-        let mut layout = Vec::new();
-        for i in stages {
-            let program = wafer_emulator::engine::timing_fingerprint(
-                &self.emulated(i).0.program,
-                &Default::default(),
-            );
-            let site = &c.sites[i];
-            layout.extend_from_slice(&(program.len() as u64).to_le_bytes());
-            layout.extend_from_slice(&program);
-            for v in [site.origin.x, site.origin.y, c.sites[i].kernel.pitch()] {
-                layout.extend_from_slice(&v.to_le_bytes());
-            }
-            layout.extend_from_slice(&c.routing.handoffs[i].cycles.to_le_bytes());
+/// What a segment's runs depend on besides when it is fed: each stage's
+/// program less its weights (`programs`), where it is placed and the
+/// hand-off before it.
+fn segment_layout(c: &Compiled, programs: &[Vec<u8>], stages: Range<usize>) -> Vec<u8> {
+    let mut layout = Vec::new();
+    for i in stages {
+        let site = &c.sites[i];
+        layout.extend_from_slice(&(programs[i].len() as u64).to_le_bytes());
+        layout.extend_from_slice(&programs[i]);
+        for v in [site.origin.x, site.origin.y, site.kernel.pitch()] {
+            layout.extend_from_slice(&v.to_le_bytes());
         }
-        layout
+        layout.extend_from_slice(&c.routing.handoffs[i].cycles.to_le_bytes());
     }
+    layout
 }
