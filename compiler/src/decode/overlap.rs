@@ -95,6 +95,8 @@ pub(crate) struct Plan {
     /// Per stage, the holds its intake can put on its producers
     /// ([`Plan::holds`]): fixed by the plan, so found once.
     holds: Vec<Holds>,
+    /// Per stage, a bit per earlier stage whose end its start waits for.
+    after_end: Vec<Vec<u64>>,
 }
 
 /// The holds one stage's intake can put on its producers' output
@@ -297,9 +299,13 @@ impl Plan {
             .collect();
         // Per stage, a bit per earlier stage whose end its start waits
         // for: one that shares a PE with it, or feeds it at a barrier, or
-        // one such stage of those, or of the stages that stream into it.
+        // any stage those depend on (a stage ends only once its inputs
+        // are in, so after every stage before it in the step's graph has
+        // sent all it sends it), or one such stage of the stages that
+        // stream into it. `before`: per stage, every stage it depends on.
         let words = n.div_ceil(64);
         let mut after_end: Vec<Vec<u64>> = Vec::with_capacity(n);
+        let mut before: Vec<Vec<u64>> = Vec::with_capacity(n);
         for i in 0..n {
             let mut bits = vec![0u64; words];
             let (ended, streamed): (Vec<usize>, Vec<usize>) = match &fed[i] {
@@ -311,8 +317,18 @@ impl Plan {
                     (Vec::new(), from.collect())
                 }
             };
+            let mut deps = vec![0u64; words];
+            for &k in shares[i].iter().chain(&ended).chain(&streamed) {
+                deps[k / 64] |= 1 << (k % 64);
+                for (b, a) in deps.iter_mut().zip(&before[k]) {
+                    *b |= a;
+                }
+            }
             for &k in shares[i].iter().chain(&ended) {
                 bits[k / 64] |= 1 << (k % 64);
+                for (b, a) in bits.iter_mut().zip(&before[k]) {
+                    *b |= a;
+                }
             }
             for &k in shares[i].iter().chain(&ended).chain(&streamed) {
                 for (b, a) in bits.iter_mut().zip(&after_end[k]) {
@@ -320,6 +336,7 @@ impl Plan {
                 }
             }
             after_end.push(bits);
+            before.push(deps);
         }
         // A wavelet two elements of a port share, or that a consumer takes
         // into two ports at one PE, makes its trip once.
@@ -336,6 +353,7 @@ impl Plan {
             shares,
             trips,
             holds,
+            after_end,
         }
     }
 
@@ -420,8 +438,8 @@ impl Plan {
     /// routes of 1 to 9 hops, consumers taking their stream in bursts);
     /// where streams share a route, it takes each as if it had the
     /// route's buffers alone, as the arrivals take the routes as free. A consumer that cannot start before its producer
-    /// has ended (they share PEs, or it waits on a stage that does) holds
-    /// nothing back: in this model its input waits at its edge, as it did
+    /// has ended (they share PEs, or it waits on a stage that does, or on
+    /// a stage that depends on its producer) holds nothing back: in this model its input waits at its edge, as it did
     /// before holds, since the producer could not end while held by a
     /// consumer that waits for that end.
     ///
@@ -473,7 +491,8 @@ impl Plan {
 /// a consumer's input stream may leave its producer once the one `g ·
 /// room` before it has entered, `room` being a hop's buffer
 /// (`router_buffer_depth` plus the link's latency). A consumer that waits
-/// for its producer's end holds nothing back.
+/// for its producer's end (or for the end of a stage that depends on its
+/// producer) holds nothing back.
 fn hold_rules(
     c: &Compiled,
     i: usize,
@@ -688,7 +707,49 @@ pub fn backlog(arrivals: &[u64], entered: &[u64]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::backlog;
+    use super::{Plan, backlog, has};
+
+    /// A consumer whose PEs are busy until a stage that depends on its
+    /// producer has ended cannot take that producer's stream before the
+    /// producer has sent all it sends: holding the producer back would
+    /// hold back that stage and so the consumer's own start, one pass
+    /// after another (smollm2-135m on three whole `wse3` wafers, mesh, at
+    /// 256 positions: the embedding held until `layers.0.residual_ffn_norm`,
+    /// on `wo`'s PEs, took the residual, every pass 4,470 cycles later
+    /// than the last, never settling). It holds nothing back; RoPE is
+    /// still held by the attention it streams into.
+    #[test]
+    fn a_consumer_waiting_on_a_stage_its_producer_feeds_holds_nothing_back() {
+        let c = crate::Config::built_in("smollm2-135m").unwrap();
+        let o = crate::place::Options {
+            arch: wafer_emulator::Arch::wse3(),
+            dtype: wafer_emulator::DType::BF16,
+            placement: Some(crate::place::PlacementKind::Mesh),
+            max_context: 256,
+            reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
+            gemv: crate::place::GemvChoice::Auto,
+            region: crate::region::Region::Whole,
+            wafers: crate::system::Wafers::Count(3),
+            tiles: None,
+        };
+        let compiled = crate::compile(&c, None, &o).unwrap();
+        let plan = Plan::new(&compiled);
+        let at = |name: &str| compiled.stages.iter().position(|s| s.name == name).unwrap();
+        let (embed, add, wo) = (
+            at("embed"),
+            at("layers.0.residual_ffn_norm"),
+            at("layers.0.wo"),
+        );
+        assert!(
+            plan.shares[add].contains(&wo),
+            "the add waits for `wo`'s end"
+        );
+        assert!(has(&plan.after_end[add], embed));
+        assert!(plan.holds[add].rules.iter().all(|r| r.from != embed));
+        let rope = at("layers.0.rope");
+        let held_rope = (plan.holds.iter()).any(|h| h.rules.iter().any(|r| r.from == rope));
+        assert!(held_rope, "RoPE is held by what it streams into");
+    }
 
     #[test]
     fn a_backlog_counts_what_arrived_and_waits_while_a_wavelet_enters() {
