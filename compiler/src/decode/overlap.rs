@@ -95,7 +95,9 @@ pub(crate) struct Plan {
     /// Per stage, the holds its intake can put on its producers
     /// ([`Plan::holds`]): fixed by the plan, so found once.
     holds: Vec<Holds>,
-    /// Per stage, a bit per earlier stage whose end its start waits for.
+    /// Per stage, a bit per earlier stage whose end its start waits for
+    /// (kept for the tests; [`hold_rules`] reads it as the plan is built).
+    #[cfg(test)]
     after_end: Vec<Vec<u64>>,
 }
 
@@ -353,6 +355,7 @@ impl Plan {
             shares,
             trips,
             holds,
+            #[cfg(test)]
             after_end,
         }
     }
