@@ -317,23 +317,14 @@ fn a_step_shared_between_ranks_is_one_process_s_step() {
     };
     let alone = steps(&mut Decoder::new(&compiled));
     for ranks in [1, 2, 3] {
-        let results: Vec<(Vec<_>, Vec<usize>)> = on_ranks(ranks, |ex| {
+        let results = shared_steps(ranks, || {
             let mut d = Decoder::new(&compiled);
             d.timing_only(true);
             d.keep_stats(false);
             d.threads(1);
             d.skip_to(7).unwrap();
-            let mut made = Vec::new();
-            let mut out = Vec::new();
-            for _ in 0..2 {
-                made.push(d.share(0, ex).unwrap());
-                out.push(d.step(0).unwrap());
-            }
-            (out, made)
-        })
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+            d
+        });
         for (rank, (got, made)) in results.iter().enumerate() {
             for (g, a) in got.iter().zip(&alone) {
                 assert_eq!(g.cycles, a.cycles, "{ranks} ranks, rank {rank}");
@@ -382,18 +373,7 @@ fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
     let distinct =
         |s: &wafer_compiler::decode::Step| s.stage_reused.iter().filter(|r| !**r).count();
     for ranks in [1, 2, 3] {
-        let results: Vec<(Vec<_>, Vec<usize>)> = on_ranks(ranks, |ex| {
-            let mut d = decoder();
-            let (mut out, mut made) = (Vec::new(), Vec::new());
-            for _ in 0..2 {
-                made.push(d.share(0, ex).unwrap());
-                out.push(d.step(0).unwrap());
-            }
-            (out, made)
-        })
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+        let results = shared_steps(ranks, decoder);
         for (rank, (got, made)) in results.iter().enumerate() {
             for (step, (g, a)) in got.iter().zip(&alone).enumerate() {
                 let at = format!("{ranks} ranks, rank {rank}");
@@ -425,6 +405,25 @@ fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
             );
         }
     }
+}
+
+/// Two steps of the decoder `decoder` makes, shared between `ranks`
+/// simulated ranks: per rank, its steps and how many runs it made for
+/// each.
+fn shared_steps<'c>(
+    ranks: usize,
+    decoder: impl Fn() -> Decoder<'c> + Sync,
+) -> Vec<(Vec<wafer_compiler::decode::Step>, Vec<usize>)> {
+    let results = on_ranks(ranks, |ex| {
+        let mut d = decoder();
+        let (mut out, mut made) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            made.push(d.share(0, ex).unwrap());
+            out.push(d.step(0).unwrap());
+        }
+        (out, made)
+    });
+    results.into_iter().map(|(r, _)| r).collect()
 }
 
 /// `f` on `ranks` threads, each with its own end of one simulated world;

@@ -127,14 +127,7 @@ impl Decoder<'_> {
         let all = ex.all_gather(bytes);
         let reuse = self.reuse.as_mut().expect("checked above");
         for (rank, b) in all.iter().enumerate() {
-            let theirs: Result<Vec<Shared>, String> =
-                postcard::from_bytes(b).map_err(|e| DecodeError::Shared {
-                    pos,
-                    rank,
-                    message: format!("its results do not decode: {e}"),
-                })?;
-            let theirs = theirs.map_err(|message| DecodeError::Shared { pos, rank, message })?;
-            for s in theirs {
+            for s in results::<Shared>(pos, rank, b)? {
                 let Some((key, _, _)) = runs.get(s.run as usize) else {
                     return Err(DecodeError::Shared {
                         pos,
@@ -256,13 +249,7 @@ impl Decoder<'_> {
         drop(mine);
         let arch = &c.options.arch;
         for (rank, b) in ex.all_gather(bytes).iter().enumerate() {
-            let theirs: Result<Vec<SegmentRun>, String> =
-                postcard::from_bytes(b).map_err(|e| DecodeError::Shared {
-                    pos,
-                    rank,
-                    message: format!("its results do not decode: {e}"),
-                })?;
-            let theirs = theirs.map_err(|message| DecodeError::Shared { pos, rank, message })?;
+            let theirs = results::<SegmentRun>(pos, rank, b)?;
             for s in theirs.into_iter().filter(|_| rank != ex.rank()) {
                 let (compute, fabric, idle) = s.time;
                 let stats = s.stats.unwrap_or_else(|| no_stats(arch, s.cycles));
@@ -285,6 +272,22 @@ impl Decoder<'_> {
         }
         Ok(made)
     }
+}
+
+/// Rank `rank`'s results at position `pos` as it sent them (`bytes`: its
+/// runs, or what stopped it).
+fn results<T: serde::de::DeserializeOwned>(
+    pos: u32,
+    rank: usize,
+    bytes: &[u8],
+) -> Result<Vec<T>, DecodeError> {
+    let sent: Result<Vec<T>, String> =
+        postcard::from_bytes(bytes).map_err(|e| DecodeError::Shared {
+            pos,
+            rank,
+            message: format!("its results do not decode: {e}"),
+        })?;
+    sent.map_err(|message| DecodeError::Shared { pos, rank, message })
 }
 
 /// What a segment's runs depend on besides when it is fed: each stage's
