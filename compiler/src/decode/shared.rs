@@ -39,7 +39,8 @@ impl Decoder<'_> {
     /// that the next [`Decoder::step`] for `token` finds every one of them
     /// (its results are one process's either way). Every process calls it
     /// with the same decoder, position and token. Returns how many runs
-    /// this process made.
+    /// this process made. Overlapped, the runs are found wafer by wafer
+    /// (`share_segments`); a step whose links are queued is not shared.
     pub fn share(&mut self, token: u32, ex: &dyn Exchange) -> Result<usize, DecodeError> {
         if !self.cfg.timing_only || self.reuse.is_none() || self.cfg.trace {
             return Err(DecodeError::ShareMode);
