@@ -407,6 +407,42 @@ fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
     }
 }
 
+/// Sharing a step refuses what the step itself refuses, with the same
+/// error, both ways of sharing: a token the vocabulary lacks and a
+/// position past the KV cache.
+#[test]
+fn a_shared_step_refuses_a_bad_token_or_a_full_cache_as_a_step_does() {
+    let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let o = options(grid(60, 60), PlacementKind::Mesh, Wafers::Count(2));
+    let compiled = compile(&c, Some(&w), &o).unwrap();
+    let max = compiled.options.max_context;
+    for overlap in [false, true] {
+        // At `pos`: the last position the cache holds is stepped past.
+        let decoder = |pos: u32| {
+            let mut d = Decoder::new(&compiled);
+            d.timing_only(true);
+            d.keep_stats(false);
+            d.overlap(overlap);
+            d.threads(1);
+            d.skip_to(pos.min(max - 1)).unwrap();
+            if pos == max {
+                d.step(0).unwrap();
+            }
+            d
+        };
+        let vocab = c.vocab_size as u32;
+        for (pos, token) in [(0, vocab), (max, 0)] {
+            let alone = decoder(pos).step(token).unwrap_err().to_string();
+            let shared = on_ranks(1, |ex| decoder(pos).share(token, ex).unwrap_err());
+            let got = shared[0].0.to_string();
+            assert_eq!(
+                got, alone,
+                "overlap {overlap}, position {pos}, token {token}"
+            );
+        }
+    }
+}
+
 /// Two steps of the decoder `decoder` makes, shared between `ranks`
 /// simulated ranks: per rank, its steps and how many runs it made for
 /// each.

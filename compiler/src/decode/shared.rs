@@ -48,14 +48,9 @@ impl Decoder<'_> {
         if self.overlap.is_some() {
             return self.share_segments(token, ex);
         }
+        self.check_step(token)?;
         let c = self.compiled;
         let pos = self.pos;
-        if pos >= c.options.max_context {
-            return Err(DecodeError::Context {
-                pos,
-                max: c.options.max_context,
-            });
-        }
         // The plan: what a stage makes is unknown (NaN) in timing-only
         // mode; the token and the position are as given.
         let value = |x: usize| -> Vec<f32> {
