@@ -73,16 +73,18 @@ fn two_ranks_give_one_process_s_table() {
     assert_eq!(one["wafer"]["wafers"].as_array().unwrap().len(), 2);
     // One rank under mpirun is one process.
     assert_eq!(one["wafer"], table(mpirun(1, &args))["wafer"]);
-    // Overlapped (the default), the ranks share each step's wafers: the
-    // table is one process's. With its links queued, each rank emulates
-    // the whole step, says so, and the table is still one process's.
+    // Overlapped (the default), the ranks share each step's wafers, its
+    // links queued on X-then-Y paths too: the table is one process's. On
+    // spread paths each rank emulates the whole step, says so, and the
+    // table is still one process's.
     let over: Vec<&str> = args
         .iter()
         .copied()
         .filter(|a| *a != "--barriers")
         .collect();
     let queued: Vec<&str> = over.iter().copied().chain(["--queue", "xy"]).collect();
-    for (args, says) in [(&over, false), (&queued, true)] {
+    let spread: Vec<&str> = over.iter().copied().chain(["--queue", "spread"]).collect();
+    for (args, says) in [(&over, false), (&queued, false), (&spread, true)] {
         let alone = table(
             Command::new(BIN)
                 .args(args)
@@ -93,7 +95,7 @@ fn two_ranks_give_one_process_s_table() {
         let out = mpirun(2, args);
         let note = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
-            note.contains("each rank emulates the whole queued step"),
+            note.contains("each rank emulates the whole step queued on spread paths"),
             says,
             "{args:?}: {note}"
         );

@@ -353,63 +353,76 @@ fn a_step_shared_between_ranks_is_one_process_s_step() {
 /// stage's result on every rank comes from a run some rank made for its
 /// wafer, so a wafer's runs are the whole step's, shifted in time; the
 /// runs made add up to one process's distinct runs, so the wafers laid
-/// out alike are emulated once.
+/// out alike are emulated once. The same holds with the hand-offs queued
+/// on either dimension order: a wafer's trips queue on its own links, so
+/// its rounds alone find the delays the whole step's rounds do.
 #[test]
 fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
     let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
     let o = options(grid(60, 60), PlacementKind::Mesh, Wafers::Count(4));
     let compiled = compile(&c, Some(&w), &o).unwrap();
-    let decoder = || {
-        let mut d = Decoder::new(&compiled);
-        d.timing_only(true);
-        d.keep_stats(false);
-        d.overlap(true);
-        d.threads(1);
-        d.skip_to(7).unwrap();
-        d
-    };
-    let mut d = decoder();
-    let alone: Vec<_> = (0..2).map(|_| d.step(0).unwrap()).collect();
-    let distinct =
-        |s: &wafer_compiler::decode::Step| s.stage_reused.iter().filter(|r| !**r).count();
-    for ranks in [1, 2, 3] {
-        let results = shared_steps(ranks, decoder);
-        for (rank, (got, made)) in results.iter().enumerate() {
-            for (step, (g, a)) in got.iter().zip(&alone).enumerate() {
-                let at = format!("{ranks} ranks, rank {rank}");
-                assert_eq!(g.cycles, a.cycles, "{at}");
-                assert_eq!(g.stage_start, a.stage_start, "{at}");
-                assert_eq!(g.stage_cycles, a.stage_cycles, "{at}");
-                assert_eq!(g.stage_time, a.stage_time, "{at}");
-                assert!(
-                    g.stage_reused.iter().all(|r| *r),
-                    "{at}: {:?}",
-                    g.stage_reused
-                );
-                match ranks {
-                    // Alone, its segments' runs are the step's distinct ones.
-                    1 => assert_eq!(made[step], distinct(a), "{at}"),
-                    // Four wafers: each rank is dealt at least one.
-                    _ => assert!(made[step] > 0, "{at} ran nothing"),
+    use wafer_compiler::decode::links::{Order, Paths};
+    for queue in [None, Some(Order::XFirst), Some(Order::YFirst)] {
+        let decoder = || {
+            let mut d = Decoder::new(&compiled);
+            d.timing_only(true);
+            d.keep_stats(false);
+            d.overlap(true);
+            d.queue_links(queue.map(|o| (Paths::Ordered(o), usize::MAX)));
+            d.threads(1);
+            d.skip_to(7).unwrap();
+            d
+        };
+        let mut d = decoder();
+        let alone: Vec<_> = (0..2).map(|_| d.step(0).unwrap()).collect();
+        if queue.is_some() {
+            // The queue moved some trip: the rounds are exercised.
+            assert!(alone[0].queued_rounds > 0, "{queue:?}");
+        }
+        let distinct =
+            |s: &wafer_compiler::decode::Step| s.stage_reused.iter().filter(|r| !**r).count();
+        for ranks in [1, 2, 3] {
+            let results = shared_steps(ranks, decoder);
+            for (rank, (got, made)) in results.iter().enumerate() {
+                for (step, (g, a)) in got.iter().zip(&alone).enumerate() {
+                    let at = format!("{queue:?}, {ranks} ranks, rank {rank}");
+                    assert_eq!(g.cycles, a.cycles, "{at}");
+                    assert_eq!(g.stage_start, a.stage_start, "{at}");
+                    assert_eq!(g.stage_cycles, a.stage_cycles, "{at}");
+                    assert_eq!(g.stage_time, a.stage_time, "{at}");
+                    assert_eq!(g.queued_rounds, a.queued_rounds, "{at}");
+                    assert!(
+                        g.stage_reused.iter().all(|r| *r),
+                        "{at}: {:?}",
+                        g.stage_reused
+                    );
+                    match (ranks, queue) {
+                        // Alone, its segments' runs are the step's
+                        // distinct ones (queued, also its earlier rounds').
+                        (1, None) => assert_eq!(made[step], distinct(a), "{at}"),
+                        (1, Some(_)) => assert!(made[step] >= distinct(a), "{at}"),
+                        // Four wafers: each rank is dealt at least one.
+                        _ => assert!(made[step] > 0, "{at} ran nothing"),
+                    }
                 }
             }
-        }
-        // A segment that runs at all runs on one rank: together they make
-        // at least the step's distinct runs (more where two ranks' wafers
-        // each settle into runs one process would reuse).
-        for step in 0..2 {
-            let total: usize = results.iter().map(|(_, m)| m[step]).sum();
-            assert!(
-                total >= distinct(&alone[step]),
-                "{ranks} ranks, step {step}"
-            );
+            // A segment that runs at all runs on one rank: together they
+            // make at least the step's distinct runs (more where two
+            // ranks' wafers each settle into runs one process would reuse).
+            for step in 0..2 {
+                let total: usize = results.iter().map(|(_, m)| m[step]).sum();
+                assert!(
+                    total >= distinct(&alone[step]),
+                    "{queue:?}, {ranks} ranks, step {step}"
+                );
+            }
         }
     }
 }
 
 /// Sharing a step refuses what the step itself refuses, with the same
 /// error, both ways of sharing: a token the vocabulary lacks and a
-/// position past the KV cache.
+/// position past the KV cache; and a step queued on spread paths.
 #[test]
 fn a_shared_step_refuses_a_bad_token_or_a_full_cache_as_a_step_does() {
     let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
@@ -441,6 +454,21 @@ fn a_shared_step_refuses_a_bad_token_or_a_full_cache_as_a_step_does() {
             );
         }
     }
+    // Spread paths are planned over every wafer's trips at once: a step
+    // queued on them is not shared, and says so.
+    use wafer_compiler::decode::{DecodeError, links::Paths};
+    let spread = on_ranks(1, |ex| {
+        let mut d = Decoder::new(&compiled);
+        d.timing_only(true);
+        d.overlap(true);
+        d.queue_links(Some((Paths::Spread, usize::MAX)));
+        d.share(0, ex).unwrap_err()
+    });
+    assert!(
+        matches!(spread[0].0, DecodeError::ShareMode),
+        "{}",
+        spread[0].0
+    );
 }
 
 /// Two steps of the decoder `decoder` makes, shared between `ranks`

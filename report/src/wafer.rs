@@ -277,7 +277,8 @@ pub struct EmulateOptions {
     pub expert_seed: u64,
     /// Overlap each step's stages ([`Decoder::overlap`]). Shared, an
     /// overlapped step deals out its wafers' stages rather than its runs
-    /// ([`Decoder::share`]), and one whose links are queued is not shared.
+    /// ([`Decoder::share`]); one whose links are queued on spread paths is
+    /// not shared.
     pub overlap: bool,
     /// Overlapped, count how the hand-offs load the links
     /// ([`Decoder::check_links`], [`WaferRow::links`]).
@@ -328,9 +329,9 @@ pub fn emulate(
     // stage's end, per token.
     let mut spans = vec![0.0; c.wafers.len()];
     for _ in 0..steps {
-        // A queued step's delays are found over all its wafers at once.
-        let queued = opts.overlap && opts.queue.is_some();
-        if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !queued) {
+        // Spread paths are planned over all the step's wafers at once.
+        let spread = opts.overlap && matches!(opts.queue, Some((Paths::Spread, _)));
+        if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !spread) {
             d.share(0, ex)?;
         }
         let s = d.step(0)?;

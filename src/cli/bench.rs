@@ -340,11 +340,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "--emulator times engines in one process: run it without mpirun (the table without --emulator shares its steps between ranks)"
         );
     }
-    let queued = a.overlapped() && a.queue.is_some();
-    if queued && !a.predict && super::ranks::ranks() > 1 && super::ranks::rank() == 0 {
-        // A queued step's delays are found over all its wafers at once.
+    let spread = a.overlapped() && matches!(a.queue, Some(QueuePaths::Spread));
+    if spread && !a.predict && super::ranks::ranks() > 1 && super::ranks::rank() == 0 {
+        // Spread paths are planned over all the step's wafers at once.
         eprintln!(
-            "note: each rank emulates the whole queued step; without --queue the ranks share each step's wafers"
+            "note: each rank emulates the whole step queued on spread paths; with --queue xy or yx the ranks share each step's wafers"
         );
     }
     let l = load(a.model.as_deref(), None)?;

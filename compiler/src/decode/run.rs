@@ -41,6 +41,9 @@ pub(super) struct Reusable {
 pub(super) struct Reuse {
     pub(super) runs: HashMap<Vec<u8>, Reusable>,
     pub(super) step: u64,
+    /// While a step is shared by segments ([`super::Decoder::share`]), the
+    /// keys of the runs this process made, in the order it made them.
+    pub(super) made: Option<Vec<Vec<u8>>>,
 }
 
 /// Each stage's packed program, for a spread attention (`None` for every
@@ -275,6 +278,9 @@ impl<'c> Decoder<'c> {
                     trace: r.trace,
                     used: step,
                 };
+                if let Some(made) = reuse.made.as_mut() {
+                    made.push(k.clone());
+                }
                 reuse.runs.insert(k, run);
                 trace
             }

@@ -6,9 +6,11 @@
 //! run depends on when the runs before it sent, but a stage fed from
 //! another wafer starts at a barrier ([`super::overlap`]): a wafer's
 //! stages (its segment) run as they would after any earlier wafers,
-//! shifted in time, so the segments are dealt out instead.
+//! shifted in time, so the segments are dealt out instead. With its links
+//! queued on dimension-ordered paths the same holds: a wafer's trips share
+//! only its own links, so its rounds find the delays the whole step's do.
 
-use super::{DecodeError, Decoder, PeTime, Reusable, no_stats, stage_tensors};
+use super::{DecodeError, Decoder, PeTime, Reusable, links, no_stats, stage_tensors};
 use crate::codegen::Compiled;
 use crate::share::{self, Exchange, Shared};
 use serde::{Deserialize, Serialize};
@@ -40,7 +42,8 @@ impl Decoder<'_> {
     /// (its results are one process's either way). Every process calls it
     /// with the same decoder, position and token. Returns how many runs
     /// this process made. Overlapped, the runs are found wafer by wafer
-    /// (`share_segments`); a step whose links are queued is not shared.
+    /// (`share_segments`); a step whose links are queued on spread paths
+    /// is not shared.
     pub fn share(&mut self, token: u32, ex: &dyn Exchange) -> Result<usize, DecodeError> {
         if !self.cfg.timing_only || self.reuse.is_none() || self.cfg.trace {
             return Err(DecodeError::ShareMode);
@@ -163,8 +166,11 @@ impl Decoder<'_> {
     /// any other run the step needs it makes itself, so the results are
     /// one process's either way.
     fn share_segments(&mut self, token: u32, ex: &dyn Exchange) -> Result<usize, DecodeError> {
-        if self.queue_links.is_some() {
-            // A queued step's delays are found over every wafer's trips.
+        if let Some((links::Paths::Spread, _)) = self.queue_links {
+            // Spread paths are planned over every wafer's trips at once, at
+            // the cycles the first step sends them. Dimension-ordered ones
+            // queue a wafer's trips on its own links, each trip's delay
+            // found from its wafer's sends alone, as below.
             return Err(DecodeError::ShareMode);
         }
         self.check_step(token)?;
@@ -212,8 +218,7 @@ impl Decoder<'_> {
             .filter(|(_, o)| **o == ex.rank())
             .flat_map(|((_, m), _)| m.iter().map(|&k| &segments[k]))
             .collect();
-        let reuse = self.reuse.as_ref().expect("checked above");
-        let before: HashSet<Vec<u8>> = reuse.runs.keys().cloned().collect();
+        self.reuse.as_mut().expect("checked above").made = Some(Vec::new());
         let mut failed = None;
         for (w, r) in mine {
             let mut mask = vec![false; n];
@@ -224,12 +229,13 @@ impl Decoder<'_> {
             }
         }
         let reuse = self.reuse.as_mut().expect("checked above");
+        let made = reuse.made.take().expect("set above");
         let mine: Result<Vec<SegmentRun>, String> = match failed {
             Some(e) => Err(e),
-            None => Ok((reuse.runs.iter())
-                .filter(|(k, _)| !before.contains(*k))
-                .map(|(k, r)| SegmentRun {
-                    key: k.clone(),
+            None => Ok((made.into_iter())
+                .map(|key| (&reuse.runs[&key], key))
+                .map(|(r, key)| SegmentRun {
+                    key,
                     cycles: r.cycles,
                     time: (r.time.compute, r.time.fabric, r.time.idle),
                     outputs: r.outputs.clone(),
