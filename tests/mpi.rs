@@ -75,8 +75,8 @@ fn two_ranks_give_one_process_s_table() {
     assert_eq!(one["wafer"], table(mpirun(1, &args))["wafer"]);
     // Overlapped (the default), the ranks share each step's wafers, its
     // links queued on X-then-Y paths too: the table is one process's. On
-    // spread paths each rank emulates the whole step, says so, and the
-    // table is still one process's.
+    // spread paths each rank emulates the whole first step (which plans
+    // them), says so, and the table is still one process's.
     let over: Vec<&str> = args
         .iter()
         .copied()
@@ -95,7 +95,7 @@ fn two_ranks_give_one_process_s_table() {
         let out = mpirun(2, args);
         let note = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
-            note.contains("each rank emulates the whole step queued on spread paths"),
+            note.contains("each rank emulates the whole first step queued on spread paths"),
             says,
             "{args:?}: {note}"
         );

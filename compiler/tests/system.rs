@@ -354,21 +354,32 @@ fn a_step_shared_between_ranks_is_one_process_s_step() {
 /// wafer, so a wafer's runs are the whole step's, shifted in time; the
 /// runs made add up to one process's distinct runs, so the wafers laid
 /// out alike are emulated once. The same holds with the hand-offs queued
-/// on either dimension order: a wafer's trips queue on its own links, so
-/// its rounds alone find the delays the whole step's rounds do.
+/// on either dimension order (a wafer's trips queue on its own links, so
+/// its rounds alone find the delays the whole step's rounds do) and on
+/// spread paths once the first step has planned them.
 #[test]
 fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
     let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
-    let o = options(grid(60, 60), PlacementKind::Mesh, Wafers::Count(4));
-    let compiled = compile(&c, Some(&w), &o).unwrap();
     use wafer_compiler::decode::links::{Order, Paths};
-    for queue in [None, Some(Order::XFirst), Some(Order::YFirst)] {
+    let (xy, yx) = (Paths::Ordered(Order::XFirst), Paths::Ordered(Order::YFirst));
+    // Four wafers on 1, 2 and 3 ranks; and two on 100 x 100 PEs with the
+    // pipeline, where a stage of each wafer is held (2 passes): the
+    // first wafer's settling moves the second's barrier.
+    let systems = [
+        (grid(60, 60), PlacementKind::Mesh, 4, &[1, 2, 3][..]),
+        (grid(100, 100), PlacementKind::Pipeline, 2, &[1, 2][..]),
+    ];
+    for ((arch, kind, wafers, rank_counts), queue) in (systems.into_iter())
+        .flat_map(|s| [None, Some(xy), Some(yx), Some(Paths::Spread)].map(|q| (s.clone(), q)))
+    {
+        let o = options(arch, kind, Wafers::Count(wafers));
+        let compiled = compile(&c, Some(&w), &o).unwrap();
         let decoder = || {
             let mut d = Decoder::new(&compiled);
             d.timing_only(true);
             d.keep_stats(false);
             d.overlap(true);
-            d.queue_links(queue.map(|o| (Paths::Ordered(o), usize::MAX)));
+            d.queue_links(queue.map(|p| (p, usize::MAX)));
             d.threads(1);
             d.skip_to(7).unwrap();
             d
@@ -381,27 +392,45 @@ fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
         }
         let distinct =
             |s: &wafer_compiler::decode::Step| s.stage_reused.iter().filter(|r| !**r).count();
-        for ranks in [1, 2, 3] {
+        for &ranks in rank_counts {
             let results = shared_steps(ranks, decoder);
             for (rank, (got, made)) in results.iter().enumerate() {
                 for (step, (g, a)) in got.iter().zip(&alone).enumerate() {
-                    let at = format!("{queue:?}, {ranks} ranks, rank {rank}");
+                    let at = format!("{wafers} wafers, {queue:?}, {ranks} ranks, rank {rank}");
                     assert_eq!(g.cycles, a.cycles, "{at}");
                     assert_eq!(g.stage_start, a.stage_start, "{at}");
                     assert_eq!(g.stage_cycles, a.stage_cycles, "{at}");
                     assert_eq!(g.stage_time, a.stage_time, "{at}");
                     assert_eq!(g.queued_rounds, a.queued_rounds, "{at}");
+                    // Every stage's run was shared, but on the first
+                    // step on spread paths, which each rank runs whole.
+                    let planning = queue == Some(Paths::Spread) && step == 0;
                     assert!(
-                        g.stage_reused.iter().all(|r| *r),
+                        planning || g.stage_reused.iter().all(|r| *r),
                         "{at}: {:?}",
                         g.stage_reused
                     );
+                    // Nor did any of the step's passes emulate a run: a
+                    // wafer run alone made the whole step's runs.
+                    assert!(
+                        planning || g.stage_host_seconds.iter().all(|s| *s == 0.0),
+                        "{at}: {:?}",
+                        g.stage_host_seconds
+                    );
                     match (ranks, queue) {
+                        // The first step on spread paths plans them over
+                        // every wafer: each rank runs it whole.
+                        (_, Some(Paths::Spread)) if step == 0 => {
+                            assert_eq!(made[step], 0, "{at}")
+                        }
                         // Alone, its segments' runs are the step's
-                        // distinct ones (queued, also its earlier rounds').
-                        (1, None) => assert_eq!(made[step], distinct(a), "{at}"),
-                        (1, Some(_)) => assert!(made[step] >= distinct(a), "{at}"),
-                        // Four wafers: each rank is dealt at least one.
+                        // distinct ones (held or queued, also its earlier
+                        // passes').
+                        (1, None) if a.passes == 1 => {
+                            assert_eq!(made[step], distinct(a), "{at}")
+                        }
+                        (1, _) => assert!(made[step] >= distinct(a), "{at}"),
+                        // Each rank is dealt at least one wafer.
                         _ => assert!(made[step] > 0, "{at} ran nothing"),
                     }
                 }
@@ -409,7 +438,11 @@ fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
             // A segment that runs at all runs on one rank: together they
             // make at least the step's distinct runs (more where two
             // ranks' wafers each settle into runs one process would reuse).
-            for step in 0..2 {
+            let first = match queue {
+                Some(Paths::Spread) => 1,
+                _ => 0,
+            };
+            for step in first..2 {
                 let total: usize = results.iter().map(|(_, m)| m[step]).sum();
                 assert!(
                     total >= distinct(&alone[step]),
@@ -422,7 +455,7 @@ fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
 
 /// Sharing a step refuses what the step itself refuses, with the same
 /// error, both ways of sharing: a token the vocabulary lacks and a
-/// position past the KV cache; and a step queued on spread paths.
+/// position past the KV cache.
 #[test]
 fn a_shared_step_refuses_a_bad_token_or_a_full_cache_as_a_step_does() {
     let (c, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
@@ -454,21 +487,6 @@ fn a_shared_step_refuses_a_bad_token_or_a_full_cache_as_a_step_does() {
             );
         }
     }
-    // Spread paths are planned over every wafer's trips at once: a step
-    // queued on them is not shared, and says so.
-    use wafer_compiler::decode::{DecodeError, links::Paths};
-    let spread = on_ranks(1, |ex| {
-        let mut d = Decoder::new(&compiled);
-        d.timing_only(true);
-        d.overlap(true);
-        d.queue_links(Some((Paths::Spread, usize::MAX)));
-        d.share(0, ex).unwrap_err()
-    });
-    assert!(
-        matches!(spread[0].0, DecodeError::ShareMode),
-        "{}",
-        spread[0].0
-    );
 }
 
 /// Two steps of the decoder `decoder` makes, shared between `ranks`

@@ -277,8 +277,8 @@ pub struct EmulateOptions {
     pub expert_seed: u64,
     /// Overlap each step's stages ([`Decoder::overlap`]). Shared, an
     /// overlapped step deals out its wafers' stages rather than its runs
-    /// ([`Decoder::share`]); one whose links are queued on spread paths is
-    /// not shared.
+    /// ([`Decoder::share`]); the first whose links are queued on spread
+    /// paths, which plans them, runs whole on every process.
     pub overlap: bool,
     /// Overlapped, count how the hand-offs load the links
     /// ([`Decoder::check_links`], [`WaferRow::links`]).
@@ -329,9 +329,7 @@ pub fn emulate(
     // stage's end, per token.
     let mut spans = vec![0.0; c.wafers.len()];
     for _ in 0..steps {
-        // Spread paths are planned over all the step's wafers at once.
-        let spread = opts.overlap && matches!(opts.queue, Some((Paths::Spread, _)));
-        if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1 && !spread) {
+        if let Some(ex) = (opts.share.as_deref()).filter(|e| e.ranks() > 1) {
             d.share(0, ex)?;
         }
         let s = d.step(0)?;

@@ -344,7 +344,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if spread && !a.predict && super::ranks::ranks() > 1 && super::ranks::rank() == 0 {
         // Spread paths are planned over all the step's wafers at once.
         eprintln!(
-            "note: each rank emulates the whole step queued on spread paths; with --queue xy or yx the ranks share each step's wafers"
+            "note: each rank emulates the whole first step queued on spread paths (it plans them over every wafer at once); the ranks share the steps after it, and every step with --queue xy or yx"
         );
     }
     let l = load(a.model.as_deref(), None)?;

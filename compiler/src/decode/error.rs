@@ -37,7 +37,7 @@ pub enum DecodeError {
     )]
     NanLogits { pos: u32 },
     #[error(
-        "a step is shared between processes only when it is timing-only, reuses identical stages, records no trace and, overlapped, does not queue its links on spread paths (those are planned over all its wafers at once; `xy` and `yx` paths are shared)"
+        "a step is shared between processes only when it is timing-only, reuses identical stages and records no trace"
     )]
     ShareMode,
     #[error(

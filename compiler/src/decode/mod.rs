@@ -392,7 +392,23 @@ impl<'c> Decoder<'c> {
         // may leave, held back by its consumers (`None`: free); the runs
         // of the pass before, by what fed and held them; the host seconds
         // each stage's runs took over the passes.
+        //
+        // A hold is kept from its wafer's first stage's start (`base`, 0
+        // on one wafer): when a wafer's barrier moves, as it does while
+        // the wafers before it settle, its stages and their consumers move
+        // together, and so do its holds. Kept absolute, they would feed the
+        // moved wafer departures its consumers no longer ask for, and it
+        // would run again for them (and a wafer run alone, as
+        // [`Decoder::share`] runs it, would not make the whole step's
+        // runs).
         let mut held: Vec<Option<Vec<u64>>> = vec![None; n];
+        let base_of: Vec<usize> = (0..n)
+            .map(|i| {
+                (c.wafers.iter())
+                    .find(|w| w.stages.contains(&i))
+                    .map_or(0, |w| w.stages.start)
+            })
+            .collect();
         // Overlapped with the links queued: per trip, how much later than
         // a free route the last round's queue had it reach its consumer's
         // edge, and per consumer stage its trips. A pass carries each
@@ -460,7 +476,13 @@ impl<'c> Decoder<'c> {
                     None => (total + c.routing.handoffs[i].cycles, None, before),
                 };
                 before = Some(i);
-                let departures = self.departures(i, held[i].as_ref(), start)?;
+                let base = match base_of[i] {
+                    first if first == i => start,
+                    first => entered[first].as_ref().map_or(0, |e| e.0),
+                };
+                let from_base = |h: &Vec<u64>| h.iter().map(|t| t + base).collect::<Vec<_>>();
+                let departures =
+                    self.departures(i, held[i].as_ref().map(from_base).as_ref(), start)?;
                 // A stage fed and held as in the pass before ran as it did then.
                 let run = match memo[i].take() {
                     Some((a, d, run)) if a == arrivals && d == departures => {
@@ -510,7 +532,15 @@ impl<'c> Decoder<'c> {
             let settled = match &self.overlap {
                 None => true,
                 Some(plan) => {
-                    let holds = plan.holds(c, &entered, &left, &held);
+                    let base = |j: usize| entered[base_of[j]].as_ref().map_or(0, |e| e.0);
+                    let holds: Vec<Option<Vec<u64>>> = (plan.holds(c, &entered, &left, &held))
+                        .into_iter()
+                        .enumerate()
+                        .map(|(j, h)| {
+                            let b = base(j);
+                            h.map(|h| h.into_iter().map(|t| t.saturating_sub(b)).collect())
+                        })
+                        .collect();
                     let same = holds == held;
                     held = holds;
                     same

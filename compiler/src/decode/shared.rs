@@ -42,8 +42,8 @@ impl Decoder<'_> {
     /// (its results are one process's either way). Every process calls it
     /// with the same decoder, position and token. Returns how many runs
     /// this process made. Overlapped, the runs are found wafer by wafer
-    /// (`share_segments`); a step whose links are queued on spread paths
-    /// is not shared.
+    /// (`share_segments`); the first step whose links are queued on
+    /// spread paths, which plans them, is not shared (0 runs made).
     pub fn share(&mut self, token: u32, ex: &dyn Exchange) -> Result<usize, DecodeError> {
         if !self.cfg.timing_only || self.reuse.is_none() || self.cfg.trace {
             return Err(DecodeError::ShareMode);
@@ -166,14 +166,16 @@ impl Decoder<'_> {
     /// any other run the step needs it makes itself, so the results are
     /// one process's either way.
     fn share_segments(&mut self, token: u32, ex: &dyn Exchange) -> Result<usize, DecodeError> {
-        if let Some((links::Paths::Spread, _)) = self.queue_links {
-            // Spread paths are planned over every wafer's trips at once, at
-            // the cycles the first step sends them. Dimension-ordered ones
-            // queue a wafer's trips on its own links, each trip's delay
-            // found from its wafer's sends alone, as below.
-            return Err(DecodeError::ShareMode);
-        }
         self.check_step(token)?;
+        if let (Some((links::Paths::Spread, _)), None) = (self.queue_links, &self.spread) {
+            // Spread paths are planned over every wafer's trips at once,
+            // at the cycles the first queued step sends them: that step
+            // runs whole on every rank, each making the same plan, and the
+            // steps after it are shared. (Dimension-ordered paths queue a
+            // wafer's trips on its own links, each trip's delay found from
+            // its wafer's sends alone, as below.)
+            return Ok(0);
+        }
         let c = self.compiled;
         let (pos, n) = (self.pos, c.stages.len());
         let wafers: Vec<Range<usize>> = match c.wafers.len() {
