@@ -26,6 +26,7 @@
 //! stages are not run again with the queued arrivals).
 
 use super::overlap::Trip;
+use super::queue::queued_arrivals;
 use wafer_emulator::{Arch, Pe, Port};
 
 /// Which way a trip's path goes first.
@@ -125,7 +126,7 @@ pub struct LinkLoad {
     pub latest: Option<(usize, u64)>,
 }
 
-const PORTS: [Port; 4] = [Port::N, Port::S, Port::E, Port::W];
+pub(super) const PORTS: [Port; 4] = [Port::N, Port::S, Port::E, Port::W];
 
 /// A link's number: its wafer, its source PE (row-major on the wafer's
 /// grid) and its port among [`PORTS`].
@@ -260,93 +261,6 @@ pub(super) fn load(
     load
 }
 
-/// Each trip's arrival at its consumer's edge with the links queued
-/// ([`queue`]), trip `i` on a path in `orders[i]`.
-pub(super) fn queued_arrivals(
-    arch: &Arch,
-    trips: &[Trip],
-    left: &[Option<Vec<u64>>],
-    orders: &[Order],
-) -> Vec<Option<u64>> {
-    queued(arch, trips, left, orders).arrive
-}
-
-/// A queued step's arrivals and where its trips waited.
-pub(super) struct Queued {
-    /// Per trip, its arrival at its consumer's edge ([`queued_arrivals`]).
-    pub arrive: Vec<Option<u64>>,
-    /// Per trip, the longest it waited to cross one link, and that link
-    /// ([`link_id`]); `(0, 0)` where it never waited.
-    pub worst_wait: Vec<(u32, u64)>,
-}
-
-/// [`queued_arrivals`], with where each trip waited longest.
-pub(super) fn queued(
-    arch: &Arch,
-    trips: &[Trip],
-    left: &[Option<Vec<u64>>],
-    orders: &[Order],
-) -> Queued {
-    debug_assert_eq!(orders.len(), trips.len());
-    let hop = arch.hop_latency as u64;
-    let sent: Vec<Option<u64>> = (trips.iter()).map(|t| t.sent(left)).collect();
-    let hops = Trip::hops;
-    let mut arrive: Vec<Option<u64>> = (trips.iter()).map(|t| t.reached(left, hop)).collect();
-    // Buckets of (trip, hop) by the cycle the trip reaches its hop's link.
-    let mut buckets: Vec<Vec<(u32, u32)>> = Vec::new();
-    let put = |buckets: &mut Vec<Vec<(u32, u32)>>, t: u64, e: (u32, u32)| {
-        if buckets.len() <= t as usize {
-            buckets.resize_with(t as usize + 1, Vec::new);
-        }
-        buckets[t as usize].push(e);
-    };
-    for (i, t) in trips.iter().enumerate() {
-        if let (Some(s), true) = (sent[i], hops(t) >= 2) {
-            put(&mut buckets, s, (i as u32, 0));
-        }
-    }
-    let wafers = trips.iter().map(|t| t.wafer + 1).max().unwrap_or(0) as u64;
-    let mut free = vec![0u64; (wafers * arch.n_pes() * 4) as usize];
-    let mut worst_wait = vec![(0u32, 0u64); trips.len()];
-    let mut now = 0;
-    while now < buckets.len() {
-        // (A zero hop latency puts a trip's next link in this cycle:
-        // taken again until none is left.)
-        let mut due: Vec<(u64, usize, u64, u32, u32)> = (std::mem::take(&mut buckets[now]).iter())
-            .map(|&(i, h)| {
-                let t = &trips[i as usize];
-                let (pe, port) = link_at(t.src, t.dst, orders[i as usize], h);
-                (link_id(arch, t.wafer, pe, port), t.from, t.wavelet, i, h)
-            })
-            .collect();
-        if due.is_empty() {
-            now += 1;
-            continue;
-        }
-        due.sort_unstable();
-        // The same wavelet's trips on one link cross together.
-        for group in due.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
-            let link = group[0].0 as usize;
-            let cross = (now as u64).max(free[link]);
-            free[link] = cross + 1;
-            let wait = (cross - now as u64).min(u32::MAX as u64) as u32;
-            for &(_, _, _, i, h) in group {
-                let w = &mut worst_wait[i as usize];
-                if wait > w.0 {
-                    *w = (wait, link as u64);
-                }
-                let next = cross + hop;
-                if h + 2 == hops(&trips[i as usize]) {
-                    arrive[i as usize] = Some(next);
-                } else {
-                    put(&mut buckets, next, (i, h + 1));
-                }
-            }
-        }
-    }
-    Queued { arrive, worst_wait }
-}
-
 /// How long one hand-off's wavelets were fed later than free routes
 /// would bring them, in a step settled with its links queued: where the
 /// routes between stages cost the step time ([`super::Step::queue_waits`]).
@@ -377,7 +291,7 @@ pub struct WaitLink {
 
 /// Per hand-off with a delayed trip, its [`HandoffWait`], longest first:
 /// `delay` per trip is what it was fed later than a free route, `worst`
-/// where it waited longest ([`Queued::worst_wait`]).
+/// where it waited longest ([`super::queue::Queued::worst_wait`]).
 pub(super) fn handoff_waits(
     arch: &Arch,
     trips: &[Trip],
@@ -655,7 +569,7 @@ mod tests {
             to(trip(1, 0, (1, 0), (4, 1)), 5),
         ];
         let l = left(&[&[10], &[11]]);
-        let q = queued(&arch, &trips, &l, &[Order::XFirst; 2]);
+        let q = super::super::queue::queued(&arch, &trips, &l, &[Order::XFirst; 2]);
         let at = link_id(&arch, 0, Pe::new(1, 0), Port::E);
         assert_eq!(q.worst_wait, [(0, 0), (1, at)]);
         let delay: Vec<u64> = (trips.iter().zip(&q.arrive))

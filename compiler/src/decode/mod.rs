@@ -22,6 +22,7 @@ mod error;
 pub mod links;
 pub mod overlap;
 mod pass;
+mod queue;
 mod run;
 mod scratch;
 mod shared;
@@ -214,7 +215,7 @@ impl<'c> Decoder<'c> {
     /// Overlapped steps take their hand-offs on `paths` (one dimension
     /// order, or each pair of exit and entry PEs the order its wavelets
     /// find less crowded, [`spread::spread`], planned on the first step)
-    /// with each link queued, one wavelet a cycle ([`links::queued_arrivals`]):
+    /// with each link queued, one wavelet a cycle ([`queue::queued_arrivals`]):
     /// a stage is fed each input wavelet no earlier than its trips would
     /// reach its edge so, given when its producers sent, in rounds until
     /// no arrival moves or `most` rounds have run (a model of the routes
@@ -409,6 +410,10 @@ impl<'c> Decoder<'c> {
                     .map_or(0, |w| w.stages.start)
             })
             .collect();
+        // The start of stage `i`'s wafer in a pass: its first stage's.
+        let wafer_start = |entered: &[Option<overlap::Entered>], i: usize| {
+            entered[base_of[i]].as_ref().map_or(0, |e| e.0)
+        };
         // Overlapped with the links queued: per trip, how much later than
         // a free route the last round's queue had it reach its consumer's
         // edge, and per consumer stage its trips. A pass carries each
@@ -476,10 +481,12 @@ impl<'c> Decoder<'c> {
                     None => (total + c.routing.handoffs[i].cycles, None, before),
                 };
                 before = Some(i);
-                let base = match base_of[i] {
-                    first if first == i => start,
-                    first => entered[first].as_ref().map_or(0, |e| e.0),
-                };
+                if self.overlap.is_some() {
+                    // Its start, for its wafer's holds; what it took in
+                    // once it has run.
+                    entered[i] = Some((start, BTreeMap::new()));
+                }
+                let base = wafer_start(&entered, i);
                 let from_base = |h: &Vec<u64>| h.iter().map(|t| t + base).collect::<Vec<_>>();
                 let departures =
                     self.departures(i, held[i].as_ref().map(from_base).as_ref(), start)?;
@@ -532,12 +539,11 @@ impl<'c> Decoder<'c> {
             let settled = match &self.overlap {
                 None => true,
                 Some(plan) => {
-                    let base = |j: usize| entered[base_of[j]].as_ref().map_or(0, |e| e.0);
                     let holds: Vec<Option<Vec<u64>>> = (plan.holds(c, &entered, &left, &held))
                         .into_iter()
                         .enumerate()
                         .map(|(j, h)| {
-                            let b = base(j);
+                            let b = wafer_start(&entered, j);
                             h.map(|h| h.into_iter().map(|t| t.saturating_sub(b)).collect())
                         })
                         .collect();
@@ -562,7 +568,7 @@ impl<'c> Decoder<'c> {
                         .get_or_insert_with(|| spread::spread(arch, &plan.trips, &left))
                         .clone(),
                 };
-                let queued = links::queued(arch, &plan.trips, &left, &orders);
+                let queued = queue::queued(arch, &plan.trips, &left, &orders);
                 let grow_only = rounds >= QUEUE_ROUNDS_BOTH_WAYS;
                 let delay = &mut carried.delay;
                 for (k, (t, &a)) in plan.trips.iter().zip(&queued.arrive).enumerate() {

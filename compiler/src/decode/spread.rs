@@ -92,7 +92,7 @@ pub(super) fn spread(arch: &Arch, trips: &[Trip], left: &[Option<Vec<u64>>]) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::links::queued_arrivals;
+    use super::super::queue::queued_arrivals;
     use super::*;
     use wafer_emulator::Pe;
 
