@@ -73,8 +73,9 @@ pub struct BenchArgs {
     /// passing one wavelet a cycle, first come first served (a model of
     /// the routes in place of taking them as free of other traffic; the
     /// step runs in rounds, each carrying its queue delays through the
-    /// step, until every trip is fed the delay its queue gives it: 3 or 4
-    /// rounds, minutes for a 1B model and half an hour for an 8B).
+    /// step, until every trip is fed the delay its queue gives it: 2 on
+    /// X-then-Y paths for the 1B and the 8B, whose benches then take
+    /// about 1 and 3.5 minutes on 2 cores).
     #[arg(long, conflicts_with = "barriers", value_enum)]
     pub queue: Option<QueuePaths>,
     /// With --queue: stop each step after this many rounds, settled or
