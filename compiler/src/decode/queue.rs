@@ -5,8 +5,8 @@
 //! ([`super::Decoder::queue_links`]) feeds its stages with them.
 //!
 //! The queue steps every wavelet over every link of its path in cycle
-//! order, so it costs a step about a hop's worth of host time per
-//! wavelet-hop of the step's hand-offs (58 M on the 1B, about 0.75 s).
+//! order, so its host time grows with the wavelet-hops of the step's
+//! hand-offs: 58 M on the 1B, about 0.75 s on the 2-core machine.
 
 use super::links::{Order, PORTS, link_at, link_id};
 use super::overlap::Trip;
@@ -79,7 +79,8 @@ struct Queue<'a> {
     orders: &'a [Order],
     /// Per trip, the number on its path of the link it crosses next.
     on: Vec<u32>,
-    /// Trips by the cycle they reach their next link, with that link.
+    /// Trips by the cycle they reach their next link, with that link
+    /// (a wafer has at most 4 × `MAX_PES` = 2²⁴ links: a `u32`).
     buckets: Vec<Vec<(u32, u32)>>,
     /// Per link of the wafer ([`link_id`] less its wafer's first), the
     /// first cycle it is free.
