@@ -569,7 +569,7 @@ mod tests {
             to(trip(1, 0, (1, 0), (4, 1)), 5),
         ];
         let l = left(&[&[10], &[11]]);
-        let q = super::super::queue::queued(&arch, &trips, &l, &[Order::XFirst; 2]);
+        let q = crate::decode::queue::queued(&arch, &trips, &l, &[Order::XFirst; 2]);
         let at = link_id(&arch, 0, Pe::new(1, 0), Port::E);
         assert_eq!(q.worst_wait, [(0, 0), (1, at)]);
         let delay: Vec<u64> = (trips.iter().zip(&q.arrive))
