@@ -397,14 +397,24 @@ fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
             for (rank, (got, made)) in results.iter().enumerate() {
                 for (step, (g, a)) in got.iter().zip(&alone).enumerate() {
                     let at = format!("{wafers} wafers, {queue:?}, {ranks} ranks, rank {rank}");
+                    let planning = queue == Some(Paths::Spread) && step == 0;
                     assert_eq!(g.cycles, a.cycles, "{at}");
                     assert_eq!(g.stage_start, a.stage_start, "{at}");
                     assert_eq!(g.stage_cycles, a.stage_cycles, "{at}");
                     assert_eq!(g.stage_time, a.stage_time, "{at}");
                     assert_eq!(g.queued_rounds, a.queued_rounds, "{at}");
+                    assert_eq!(g.queue_settled, a.queue_settled, "{at}");
+                    assert_eq!(g.queue_waits, a.queue_waits, "{at}");
+                    // Nor did the step queue a wafer: the ranks that
+                    // settled the wafers sent their queues with the runs,
+                    // and a wafer laid out as one of those, sent the same,
+                    // finds that one's.
+                    if queue.is_some() && !planning {
+                        assert_eq!(g.queue_wafers.queued, 0, "{at}: {:?}", g.queue_wafers);
+                        assert!(g.queue_wafers.found > 0, "{at}");
+                    }
                     // Every stage's run was shared, but on the first
                     // step on spread paths, which each rank runs whole.
-                    let planning = queue == Some(Paths::Spread) && step == 0;
                     assert!(
                         planning || g.stage_reused.iter().all(|r| *r),
                         "{at}: {:?}",

@@ -29,6 +29,7 @@ mod shared;
 mod spread;
 
 pub use error::DecodeError;
+pub use queue::QueueCounts;
 pub use run::IMAGE_CACHE_BYTES;
 use run::{Reusable, Reuse, StageRun};
 
@@ -78,6 +79,11 @@ pub struct Step {
     /// stopped at the most rounds [`Decoder::queue_links`] allows;
     /// another round would only move arrivals later).
     pub queue_settled: bool,
+    /// Overlapped with the links queued, how many wafer queues its rounds
+    /// made, and how many they found kept: a wafer sent as one was
+    /// before, shifted in time, in this step, a step before or another
+    /// process ([`Decoder::share`]).
+    pub queue_wafers: QueueCounts,
     /// Overlapped, with [`Decoder::check_links`], how the hand-offs'
     /// wavelets load the links on paths X then Y and Y then X ([`links`]:
     /// a check of the free routes the arrivals take); else empty.
@@ -160,6 +166,9 @@ pub struct Decoder<'c> {
     /// first queued step's free-route sends and kept, as a compiled
     /// route plan is.
     spread: Option<Vec<links::Order>>,
+    /// Queued steps' wafer queues, kept for the rounds, steps and
+    /// processes that send a wafer's trips as one did before.
+    queues: queue::Kept,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -192,6 +201,7 @@ impl<'c> Decoder<'c> {
             check_links: false,
             queue_links: None,
             spread: None,
+            queues: queue::Kept::default(),
         }
     }
 
@@ -203,6 +213,7 @@ impl<'c> Decoder<'c> {
     pub fn overlap(&mut self, on: bool) {
         self.overlap = on.then(|| overlap::Plan::new(self.compiled));
         self.spread = None;
+        self.queues = queue::Kept::default();
     }
 
     /// Whether overlapped steps count how their hand-offs load the links
@@ -228,6 +239,7 @@ impl<'c> Decoder<'c> {
     pub fn queue_links(&mut self, queue: Option<(links::Paths, usize)>) {
         self.queue_links = queue;
         self.spread = None;
+        self.queues = queue::Kept::default();
     }
 
     /// Whether steps overlap their stages.
@@ -345,6 +357,7 @@ impl<'c> Decoder<'c> {
             let last = r.step - 1;
             r.runs.retain(|_, run| run.used >= last);
         }
+        self.queues.next_step();
         let step = self.settle(token, None)?;
         self.pos += 1;
         Ok(step)
@@ -435,6 +448,7 @@ impl<'c> Decoder<'c> {
             StageRun,
         );
         let mut memo: Vec<Option<Memo>> = vec![None; n];
+        let counted = self.queues.counts;
         let mut spent = vec![0.0; n];
         let mut passes = 0;
         // Each pass runs every stage, fed when its producers sent and held
@@ -568,7 +582,8 @@ impl<'c> Decoder<'c> {
                         .get_or_insert_with(|| spread::spread(arch, &plan.trips, &left))
                         .clone(),
                 };
-                let queued = queue::queued(arch, &plan.trips, &left, &orders);
+                let queued =
+                    queue::queued_kept(arch, &plan.trips, &left, &orders, &mut self.queues);
                 let grow_only = rounds >= QUEUE_ROUNDS_BOTH_WAYS;
                 let delay = &mut carried.delay;
                 for (k, (t, &a)) in plan.trips.iter().zip(&queued.arrive).enumerate() {
@@ -613,6 +628,7 @@ impl<'c> Decoder<'c> {
                     passes: passes + 1,
                     queued_rounds: rounds,
                     queue_settled: !unsettled,
+                    queue_wafers: self.queues.counts.since(counted),
                     links,
                     queue_waits,
                 });

@@ -88,6 +88,7 @@ impl Record {
             passes: s.passes,
             queued_rounds: s.queued_rounds,
             queue_settled: s.queue_settled,
+            queue_wafers: s.queue_wafers,
             links: s.links,
             queue_waits: s.queue_waits,
             stage_reused: self.reused,
@@ -105,6 +106,7 @@ pub(super) struct Settled {
     pub passes: usize,
     pub queued_rounds: usize,
     pub queue_settled: bool,
+    pub queue_wafers: super::QueueCounts,
     pub links: Vec<links::LinkLoad>,
     pub queue_waits: Vec<links::HandoffWait>,
 }

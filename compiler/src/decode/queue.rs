@@ -10,6 +10,9 @@
 
 use super::links::{Order, PORTS, link_at, link_id};
 use super::overlap::Trip;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use wafer_emulator::{Arch, Pe};
 
 /// Each trip's arrival at its consumer's edge with the links queued
@@ -45,6 +48,28 @@ pub(super) fn queued(
     left: &[Option<Vec<u64>>],
     orders: &[Order],
 ) -> Queued {
+    queued_keeping(arch, trips, left, orders, None)
+}
+
+/// [`queued`], each wafer's queue found in `kept` where a wafer laid out
+/// as it is sent the same, shifted in time, and kept there where not.
+pub(super) fn queued_kept(
+    arch: &Arch,
+    trips: &[Trip],
+    left: &[Option<Vec<u64>>],
+    orders: &[Order],
+    kept: &mut Kept,
+) -> Queued {
+    queued_keeping(arch, trips, left, orders, Some(kept))
+}
+
+fn queued_keeping(
+    arch: &Arch,
+    trips: &[Trip],
+    left: &[Option<Vec<u64>>],
+    orders: &[Order],
+    mut kept: Option<&mut Kept>,
+) -> Queued {
     debug_assert_eq!(orders.len(), trips.len());
     let hop = arch.hop_latency as u64;
     let links = (arch.n_pes() * 4) as usize;
@@ -57,6 +82,7 @@ pub(super) fn queued(
         free: vec![0; links],
         reached: vec![0; links],
         round: 0,
+        base: 0,
         out: Queued {
             arrive: (trips.iter()).map(|t| t.reached(left, hop)).collect(),
             worst_wait: vec![(0u32, 0u64); trips.len()],
@@ -65,10 +91,248 @@ pub(super) fn queued(
     let mut by_wafer: Vec<u32> = (0..trips.len() as u32).collect();
     by_wafer.sort_by_key(|&i| trips[i as usize].wafer);
     let wafer = |i: &u32| trips[*i as usize].wafer;
-    for trips in by_wafer.chunk_by(|a, b| wafer(a) == wafer(b)) {
-        q.wafer(left, trips);
+    let chunks: Vec<&[u32]> = by_wafer.chunk_by(|a, b| wafer(a) == wafer(b)).collect();
+    if let Some(k) = kept.as_mut() {
+        k.lay_out(trips, &chunks);
+    }
+    for chunk in chunks {
+        let on_wafer = wafer(&chunk[0]);
+        let first = link_id(arch, on_wafer, Pe::new(0, 0), PORTS[0]);
+        // Its queue is shift-invariant: kept from its first send.
+        let sent: Vec<Option<u64>> = (chunk.iter())
+            .map(|&i| trips[i as usize].sent(left))
+            .collect();
+        let Some(base) = sent.iter().flatten().min().copied() else {
+            // Nothing sent: no trip crosses a link.
+            continue;
+        };
+        let queues = |i: &u32| trips[*i as usize].hops() >= 2;
+        let key = kept.as_ref().map(|k| {
+            let class = k.class(on_wafer);
+            let since: Vec<Option<u64>> = sent.iter().map(|s| s.map(|s| s - base)).collect();
+            let ways: Vec<u8> = (chunk.iter()).map(|&i| orders[i as usize] as u8).collect();
+            postcard::to_allocvec(&(class, since, ways)).expect("a key serialises")
+        });
+        if let (Some(k), Some(key)) = (kept.as_mut(), key.as_ref())
+            && let Some(found) = k.find(key)
+        {
+            for (j, &i) in chunk.iter().enumerate() {
+                if let (Some(arrive), true) = (found.arrive(j), queues(&i)) {
+                    q.out.arrive[i as usize] = Some(base + arrive);
+                    q.out.worst_wait[i as usize] = found.worst_wait(j, first);
+                }
+            }
+            continue;
+        }
+        q.base = base;
+        q.wafer(left, chunk);
+        if let (Some(k), Some(key)) = (kept.as_mut(), key) {
+            let made = WaferQueue::of(chunk, &q.out, base, first, |i| {
+                sent[i].is_some() && queues(&chunk[i])
+            });
+            if let Some(made) = made {
+                k.keep(key, made);
+            }
+        }
     }
     q.out
+}
+
+/// Wafers' queues kept by what they depend on: the wafer's trips (up to
+/// which stages they join, so wafers laid out alike share theirs), when
+/// each was sent from the wafer's first send, and the order of each
+/// one's path. A queue is the same shifted in time (each link free from
+/// cycle 0, ties broken by producer and wavelet), so a wafer sent as
+/// another was, or as it was in a round or a step before, finds its
+/// queue here; and a process that queued a wafer can send it to another
+/// ([`super::Decoder::share`]). A queue is kept while the steps use it.
+#[derive(Default)]
+pub(super) struct Kept {
+    /// Per wafer, its layout's class, for the trips (by count) they
+    /// were found for.
+    classes: Option<(usize, HashMap<u32, u32>)>,
+    queues: HashMap<Vec<u8>, (WaferQueue, u64)>,
+    step: u64,
+    /// While a step is shared, the keys of the queues this process made.
+    made: Option<Vec<Vec<u8>>>,
+    /// Wafers queued, and wafers whose queue was found kept, since the
+    /// decoder was made.
+    pub counts: QueueCounts,
+}
+
+/// How many wafer queues were made, and how many found kept ([`Kept`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QueueCounts {
+    pub queued: usize,
+    pub found: usize,
+}
+
+impl QueueCounts {
+    /// The counts since `before`.
+    pub fn since(self, before: QueueCounts) -> QueueCounts {
+        QueueCounts {
+            queued: self.queued - before.queued,
+            found: self.found - before.found,
+        }
+    }
+}
+
+impl Kept {
+    /// A new step: queues neither it nor the step before used are dropped.
+    pub fn next_step(&mut self) {
+        self.step += 1;
+        let last = self.step - 1;
+        self.queues.retain(|_, (_, used)| *used >= last);
+    }
+
+    /// Start keeping the keys of the queues made, for [`Kept::take_made`].
+    pub fn start_making(&mut self) {
+        self.made = Some(Vec::new());
+    }
+
+    /// The queues made since [`Kept::start_making`], by their keys.
+    pub fn take_made(&mut self) -> Vec<(Vec<u8>, WaferQueue)> {
+        let made = self.made.take().unwrap_or_default();
+        (made.into_iter())
+            .filter_map(|key| Some((self.queues.get(&key)?.0.clone(), key)))
+            .map(|(q, key)| (key, q))
+            .collect()
+    }
+
+    /// Another process's queue, by its key.
+    pub fn insert(&mut self, key: Vec<u8>, queue: WaferQueue) {
+        self.queues.entry(key).or_insert((queue, self.step));
+    }
+
+    fn find(&mut self, key: &[u8]) -> Option<&WaferQueue> {
+        let step = self.step;
+        let (q, used) = self.queues.get_mut(key)?;
+        *used = step;
+        self.counts.found += 1;
+        Some(q)
+    }
+
+    fn keep(&mut self, key: Vec<u8>, queue: WaferQueue) {
+        self.counts.queued += 1;
+        if let Some(made) = self.made.as_mut() {
+            made.push(key.clone());
+        }
+        self.queues.insert(key, (queue, self.step));
+    }
+
+    /// The class of `wafer`'s layout ([`Kept::lay_out`]).
+    fn class(&self, wafer: u32) -> u32 {
+        let (_, classes) = self.classes.as_ref().expect("laid out first");
+        classes[&wafer]
+    }
+
+    /// Sorts the wafers (`chunks`: each one's trips, in order) into
+    /// classes of the same layout: the same trips, their stages shifted
+    /// by one count, in the same order.
+    fn lay_out(&mut self, trips: &[Trip], chunks: &[&[u32]]) {
+        if self
+            .classes
+            .as_ref()
+            .is_some_and(|(n, _)| *n == trips.len())
+        {
+            return;
+        }
+        // One stage of the wafer: the others are counted from it.
+        let first = |c: &[u32]| {
+            (c.iter())
+                .map(|&i| trips[i as usize].from)
+                .min()
+                .unwrap_or(0)
+        };
+        let firsts: Vec<usize> = chunks.iter().map(|c| first(c)).collect();
+        let shifted = |k: usize, j: usize| {
+            let (t, f) = (trips[chunks[k][j] as usize], firsts[k]);
+            (
+                t.from - f,
+                t.wavelet,
+                t.src,
+                t.dst,
+                t.to.wrapping_sub(f),
+                t.at,
+                t.into,
+            )
+        };
+        let same = |a: usize, b: usize| {
+            let n = chunks[a].len();
+            n == chunks[b].len() && (0..n).all(|j| shifted(a, j) == shifted(b, j))
+        };
+        let mut by_hash: HashMap<u64, Vec<(u32, usize)>> = HashMap::new();
+        let mut classes = HashMap::new();
+        for (k, c) in chunks.iter().enumerate() {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (0..c.len()).for_each(|j| shifted(k, j).hash(&mut h));
+            let like = by_hash.entry(h.finish()).or_default();
+            let class = match like.iter().find(|(_, other)| same(k, *other)) {
+                Some((class, _)) => *class,
+                None => {
+                    like.push((k as u32, k));
+                    k as u32
+                }
+            };
+            classes.insert(trips[c[0] as usize].wafer, class);
+        }
+        self.classes = Some((trips.len(), classes));
+    }
+}
+
+/// One wafer's queue from its first send: per trip of the wafer, in the
+/// order [`queued`] takes them, its arrival plus one (0: it crosses no
+/// link or was not sent, and its free-route arrival stands), and its
+/// longest wait with that link less the wafer's first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct WaferQueue {
+    arrive: Vec<u32>,
+    worst: Vec<(u32, u32)>,
+}
+
+impl WaferQueue {
+    /// The queue of the wafer `chunk` as `out` has it, from `base`
+    /// (`None` where an arrival is 2³² cycles or more from it); `queued`
+    /// says which of its trips crossed links.
+    fn of(
+        chunk: &[u32],
+        out: &Queued,
+        base: u64,
+        first: u64,
+        queued: impl Fn(usize) -> bool,
+    ) -> Option<WaferQueue> {
+        let mut q = WaferQueue {
+            arrive: Vec::with_capacity(chunk.len()),
+            worst: Vec::with_capacity(chunk.len()),
+        };
+        for (j, &i) in chunk.iter().enumerate() {
+            let (wait, link) = out.worst_wait[i as usize];
+            let arrive = match (queued(j), out.arrive[i as usize]) {
+                (true, Some(a)) => u32::try_from(a - base + 1).ok()?,
+                _ => 0,
+            };
+            q.arrive.push(arrive);
+            q.worst.push(match wait {
+                0 => (0, 0),
+                _ => (wait, (link - first) as u32),
+            });
+        }
+        Some(q)
+    }
+
+    /// Trip `j`'s arrival from the wafer's first send, if it queued.
+    fn arrive(&self, j: usize) -> Option<u64> {
+        self.arrive[j].checked_sub(1).map(u64::from)
+    }
+
+    /// Trip `j`'s longest wait and its link, on the wafer whose first
+    /// link is `first`.
+    fn worst_wait(&self, j: usize, first: u64) -> (u32, u64) {
+        match self.worst[j] {
+            (0, _) => (0, 0),
+            (wait, link) => (wait, first + link as u64),
+        }
+    }
 }
 
 /// [`queued`] at work: the trips, where each is on its path, and one
@@ -89,6 +353,8 @@ struct Queue<'a> {
     /// the cycle loop, plus 1 once a second one did.
     reached: Vec<u32>,
     round: u32,
+    /// The wafer's first send: its cycle loop counts from it.
+    base: u64,
     out: Queued,
 }
 
@@ -104,7 +370,7 @@ impl Queue<'_> {
             if let (Some(s), true) = (t.sent(left), t.hops() >= 2) {
                 self.on[i as usize] = 0;
                 let link = self.link(first, i, 0);
-                self.put(s, i, link);
+                self.put(s - self.base, i, link);
             }
         }
         let (mut many, mut members) = (Vec::new(), Vec::new());
@@ -159,7 +425,7 @@ impl Queue<'_> {
             }
             let on = self.on[i as usize] + 1;
             if on + 1 == self.trips[i as usize].hops() {
-                self.out.arrive[i as usize] = Some(next);
+                self.out.arrive[i as usize] = Some(self.base + next);
             } else {
                 self.on[i as usize] = on;
                 let link = self.link(first, i, on);
@@ -304,6 +570,85 @@ mod tests {
             let want = queued_reference(&arch, &list, &left, &orders);
             proptest::prop_assert_eq!(got.arrive, want.arrive);
             proptest::prop_assert_eq!(got.worst_wait, want.worst_wait);
+        }
+
+        /// A wafer's queue kept is the queue: a wafer laid out as another
+        /// and sent as it was, later, finds that one's queue, as does the
+        /// whole step sent again later; a wafer sent otherwise, by one
+        /// cycle of one producer, queues anew. Each time every trip's
+        /// arrival and worst wait are the queue's without keeping.
+        #[test]
+        fn a_kept_queue_is_the_queue_of_the_wafer_sent_so(
+            trips in proptest::collection::vec(
+                (0usize..4, 0u64..5, (0u32..9, 0u32..9), (0u32..9, 0u32..9), proptest::bool::ANY),
+                1..80,
+            ),
+            sends in proptest::collection::vec(proptest::collection::vec(0u64..30, 5), 4),
+            later in (0u64..40, 1u64..40),
+            moved in (0usize..4, 0usize..5),
+        ) {
+            let arch = Arch::wse3();
+            // Wafer 0's trips, and wafer 1's: the same from its stages 4
+            // to 8, listed after them.
+            let (mut list, mut orders) = (Vec::new(), Vec::new());
+            for wafer in 0..2u32 {
+                let shift = 4 * wafer as usize;
+                for &(from, wavelet, src, dst, y_first) in &trips {
+                    list.push(Trip {
+                        from: from + shift,
+                        wavelet,
+                        wafer,
+                        src: Pe::new(src.0, src.1),
+                        dst: Pe::new(dst.0, dst.1),
+                        to: 8 + shift,
+                        at: wavelet as u32,
+                        into: (0, 0),
+                    });
+                    orders.push(if y_first { Order::YFirst } else { Order::XFirst });
+                }
+            }
+            let sent = |wafers: [u64; 2]| -> Vec<Option<Vec<u64>>> {
+                (wafers.iter())
+                    .flat_map(|d| sends.iter().map(move |s| Some(s.iter().map(|t| t + d).collect())))
+                    .collect()
+            };
+            let mut kept = Kept::default();
+            let check = |left: &[Option<Vec<u64>>], kept: &mut Kept| {
+                let got = queued_kept(&arch, &list, left, &orders, kept);
+                let want = queued(&arch, &list, left, &orders);
+                (got.arrive == want.arrive && got.worst_wait == want.worst_wait, kept.counts)
+            };
+            // Wafer 1 sends `later.0` cycles after wafer 0: it finds
+            // wafer 0's queue.
+            let (same, counts) = check(&sent([0, later.0]), &mut kept);
+            proptest::prop_assert!(same);
+            proptest::prop_assert_eq!(counts, QueueCounts { queued: 1, found: 1 });
+            // The step again, later: both wafers find it.
+            let (same, counts) = check(&sent([later.1, later.1 + later.0]), &mut kept);
+            proptest::prop_assert!(same);
+            proptest::prop_assert_eq!(counts, QueueCounts { queued: 1, found: 3 });
+            // One producer of wafer 1 sends one wavelet a cycle later (the
+            // wafer's first send kept where it was): it queues anew.
+            let mut left = sent([0, later.0]);
+            let sends: Vec<u64> = (trips.iter())
+                .map(|t| left[4 + t.0].as_ref().expect("every producer sends")[t.1 as usize])
+                .collect();
+            let first = sends.iter().min().copied();
+            let send = left[4 + moved.0].as_ref().expect("every producer sends")[moved.1];
+            let used = trips.iter().any(|t| (t.0, t.1) == (moved.0, moved.1 as u64));
+            // The producers' elements sent first: moving the only one
+            // would move the wafer's first send with it.
+            let firsts: std::collections::BTreeSet<_> = (trips.iter().zip(&sends))
+                .filter(|(_, s)| Some(**s) == first)
+                .map(|(t, _)| (t.0, t.1))
+                .collect();
+            let firsts = firsts.len();
+            if used && (Some(send) != first || firsts > 1) {
+                left[4 + moved.0].as_mut().expect("every producer sends")[moved.1] += 1;
+                let (same, counts) = check(&left, &mut kept);
+                proptest::prop_assert!(same);
+                proptest::prop_assert_eq!(counts, QueueCounts { queued: 2, found: 4 });
+            }
         }
     }
 }

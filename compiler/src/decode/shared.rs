@@ -8,8 +8,11 @@
 //! stages (its segment) run as they would after any earlier wafers,
 //! shifted in time, so the segments are dealt out instead. With its links
 //! queued on dimension-ordered paths the same holds: a wafer's trips share
-//! only its own links, so its rounds find the delays the whole step's do.
+//! only its own links, so its rounds find the delays the whole step's do,
+//! and the wafer queues they made travel with the runs
+//! ([`super::queue::Kept`]): the step then queues no wafer again.
 
+use super::queue::WaferQueue;
 use super::{DecodeError, Decoder, PeTime, Reusable, links, no_stats, stage_tensors};
 use crate::codegen::Compiled;
 use crate::share::{self, Exchange, Shared};
@@ -126,7 +129,7 @@ impl Decoder<'_> {
         let all = ex.all_gather(bytes);
         let reuse = self.reuse.as_mut().expect("checked above");
         for (rank, b) in all.iter().enumerate() {
-            for s in results::<Shared>(pos, rank, b)? {
+            for s in results::<Vec<Shared>>(pos, rank, b)? {
                 let Some((key, _, _)) = runs.get(s.run as usize) else {
                     return Err(DecodeError::Shared {
                         pos,
@@ -221,6 +224,7 @@ impl Decoder<'_> {
             .flat_map(|((_, m), _)| m.iter().map(|&k| &segments[k]))
             .collect();
         self.reuse.as_mut().expect("checked above").made = Some(Vec::new());
+        self.queues.start_making();
         let mut failed = None;
         for (w, r) in mine {
             let mut mask = vec![false; n];
@@ -232,29 +236,42 @@ impl Decoder<'_> {
         }
         let reuse = self.reuse.as_mut().expect("checked above");
         let made = reuse.made.take().expect("set above");
-        let mine: Result<Vec<SegmentRun>, String> = match failed {
+        // The wafers' queues its rounds made go with the runs: each
+        // process's step then queues none of the wafers dealt out.
+        let queues = self.queues.take_made();
+        let mine: Result<(Vec<SegmentRun>, Vec<_>), String> = match failed {
             Some(e) => Err(e),
-            None => Ok((made.into_iter())
-                .map(|key| (&reuse.runs[&key], key))
-                .map(|(r, key)| SegmentRun {
-                    key,
-                    cycles: r.cycles,
-                    time: (r.time.compute, r.time.fabric, r.time.idle),
-                    outputs: r.outputs.clone(),
-                    output_times: r.output_times.clone(),
-                    input_times: r.input_times.clone(),
-                    backlog: r.backlog,
-                    stats: self.keep_stats.then(|| (*r.stats).clone()),
-                })
-                .collect()),
+            None => Ok((
+                (made.into_iter())
+                    .map(|key| (&reuse.runs[&key], key))
+                    .map(|(r, key)| SegmentRun {
+                        key,
+                        cycles: r.cycles,
+                        time: (r.time.compute, r.time.fabric, r.time.idle),
+                        outputs: r.outputs.clone(),
+                        output_times: r.output_times.clone(),
+                        input_times: r.input_times.clone(),
+                        backlog: r.backlog,
+                        stats: self.keep_stats.then(|| (*r.stats).clone()),
+                    })
+                    .collect(),
+                queues,
+            )),
         };
-        let made = mine.as_ref().map_or(0, Vec::len);
+        let made = mine.as_ref().map_or(0, |(runs, _)| runs.len());
         let bytes = postcard::to_allocvec(&mine).expect("results serialise");
         drop(mine);
         let arch = &c.options.arch;
         for (rank, b) in ex.all_gather(bytes).iter().enumerate() {
-            let theirs = results::<SegmentRun>(pos, rank, b)?;
-            for s in theirs.into_iter().filter(|_| rank != ex.rank()) {
+            let (theirs, queues) =
+                results::<(Vec<SegmentRun>, Vec<(Vec<u8>, WaferQueue)>)>(pos, rank, b)?;
+            if rank == ex.rank() {
+                continue;
+            }
+            for (key, queue) in queues {
+                self.queues.insert(key, queue);
+            }
+            for s in theirs {
                 let (compute, fabric, idle) = s.time;
                 let stats = s.stats.unwrap_or_else(|| no_stats(arch, s.cycles));
                 reuse.runs.entry(s.key).or_insert(Reusable {
@@ -284,13 +301,12 @@ fn results<T: serde::de::DeserializeOwned>(
     pos: u32,
     rank: usize,
     bytes: &[u8],
-) -> Result<Vec<T>, DecodeError> {
-    let sent: Result<Vec<T>, String> =
-        postcard::from_bytes(bytes).map_err(|e| DecodeError::Shared {
-            pos,
-            rank,
-            message: format!("its results do not decode: {e}"),
-        })?;
+) -> Result<T, DecodeError> {
+    let sent: Result<T, String> = postcard::from_bytes(bytes).map_err(|e| DecodeError::Shared {
+        pos,
+        rank,
+        message: format!("its results do not decode: {e}"),
+    })?;
     sent.map_err(|message| DecodeError::Shared { pos, rank, message })
 }
 
