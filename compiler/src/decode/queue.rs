@@ -114,7 +114,7 @@ fn queued_keeping(
             postcard::to_allocvec(&(class, since, ways)).expect("a key serialises")
         });
         if let (Some(k), Some(key)) = (kept.as_mut(), key.as_ref())
-            && let Some(found) = k.find(key)
+            && let Some(found) = k.find(key, chunk.len())
         {
             for (j, &i) in chunk.iter().enumerate() {
                 if let (Some(arrive), true) = (found.arrive(j), queues(&i)) {
@@ -204,9 +204,12 @@ impl Kept {
         self.queues.entry(key).or_insert((queue, self.step));
     }
 
-    fn find(&mut self, key: &[u8]) -> Option<&WaferQueue> {
+    /// The queue kept by `key`, for a wafer of `trips` trips (one sent by
+    /// another process for another count is not it).
+    fn find(&mut self, key: &[u8], trips: usize) -> Option<&WaferQueue> {
         let step = self.step;
-        let (q, used) = self.queues.get_mut(key)?;
+        let (q, used) = (self.queues.get_mut(key))
+            .filter(|(q, _)| q.arrive.len() == trips && q.worst.len() == trips)?;
         *used = step;
         self.counts.found += 1;
         Some(q)
