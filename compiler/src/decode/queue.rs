@@ -106,7 +106,6 @@ fn queued_keeping(
             // Nothing sent: no trip crosses a link.
             continue;
         };
-        let queues = |i: &u32| trips[*i as usize].hops() >= 2;
         let key = kept.as_ref().map(|k| {
             let class = k.class(on_wafer);
             let since: Vec<Option<u64>> = sent.iter().map(|s| s.map(|s| s - base)).collect();
@@ -117,18 +116,17 @@ fn queued_keeping(
             && let Some(found) = k.find(key, chunk.len())
         {
             for (j, &i) in chunk.iter().enumerate() {
-                if let (Some(arrive), true) = (found.arrive(j), queues(&i)) {
+                if let Some(arrive) = found.arrive(j) {
                     q.out.arrive[i as usize] = Some(base + arrive);
                     q.out.worst_wait[i as usize] = found.worst_wait(j, first);
                 }
             }
             continue;
         }
-        q.base = base;
-        q.wafer(left, chunk);
+        q.wafer(chunk, &sent, base, first);
         if let (Some(k), Some(key)) = (kept.as_mut(), key) {
-            let made = WaferQueue::of(chunk, &q.out, base, first, |i| {
-                sent[i].is_some() && queues(&chunk[i])
+            let made = WaferQueue::of(chunk, &q.out, base, first, |j| {
+                sent[j].is_some() && trips[chunk[j] as usize].hops() >= 2
             });
             if let Some(made) = made {
                 k.keep(key, made);
@@ -190,13 +188,14 @@ impl Kept {
         self.made = Some(Vec::new());
     }
 
-    /// The queues made since [`Kept::start_making`], by their keys.
-    pub fn take_made(&mut self) -> Vec<(Vec<u8>, WaferQueue)> {
-        let made = self.made.take().unwrap_or_default();
-        (made.into_iter())
-            .filter_map(|key| Some((self.queues.get(&key)?.0.clone(), key)))
-            .map(|(q, key)| (key, q))
-            .collect()
+    /// The keys of the queues made since [`Kept::start_making`].
+    pub fn take_made(&mut self) -> Vec<Vec<u8>> {
+        self.made.take().unwrap_or_default()
+    }
+
+    /// The queue kept by `key`, as it is (not counted as found).
+    pub fn get(&self, key: &[u8]) -> Option<&WaferQueue> {
+        self.queues.get(key).map(|(q, _)| q)
     }
 
     /// Another process's queue, by its key.
@@ -363,17 +362,17 @@ struct Queue<'a> {
 
 impl Queue<'_> {
     /// The trips `wafer` (indices into `trips`, all on one wafer) queued.
-    fn wafer(&mut self, left: &[Option<Vec<u64>>], wafer: &[u32]) {
-        let on_wafer = self.trips[wafer[0] as usize].wafer;
-        let first = link_id(self.arch, on_wafer, Pe::new(0, 0), PORTS[0]);
+    /// Its trips were sent at `sent` (in `wafer`'s order), the first at
+    /// `base`; `first` is the wafer's first link.
+    fn wafer(&mut self, wafer: &[u32], sent: &[Option<u64>], base: u64, first: u64) {
+        self.base = base;
         self.free.fill(0);
         self.buckets.clear();
-        for &i in wafer {
-            let t = &self.trips[i as usize];
-            if let (Some(s), true) = (t.sent(left), t.hops() >= 2) {
+        for (&i, s) in wafer.iter().zip(sent) {
+            if let (Some(s), true) = (s, self.trips[i as usize].hops() >= 2) {
                 self.on[i as usize] = 0;
                 let link = self.link(first, i, 0);
-                self.put(s - self.base, i, link);
+                self.put(s - base, i, link);
             }
         }
         let (mut many, mut members) = (Vec::new(), Vec::new());

@@ -236,9 +236,13 @@ impl Decoder<'_> {
         }
         let reuse = self.reuse.as_mut().expect("checked above");
         let made = reuse.made.take().expect("set above");
-        // The wafers' queues its rounds made go with the runs: each
-        // process's step then queues none of the wafers dealt out.
-        let queues = self.queues.take_made();
+        // The wafers' queues its rounds made go with the runs (by
+        // reference: they stay kept here): each process's step then
+        // queues none of the wafers dealt out.
+        let keys = self.queues.take_made();
+        let queues: Vec<(&Vec<u8>, &WaferQueue)> = (keys.iter())
+            .filter_map(|key| Some((key, self.queues.get(key)?)))
+            .collect();
         let mine: Result<(Vec<SegmentRun>, Vec<_>), String> = match failed {
             Some(e) => Err(e),
             None => Ok((
