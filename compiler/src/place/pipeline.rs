@@ -2,10 +2,10 @@
 //! embedding, each layer, the head), the stages stacked in each.
 
 use super::shape::Memo;
-use super::{Options, PlaceError, PlacementKind, Site, groups, no_fit, unplaceable};
+use super::{Kernel, Options, PlaceError, PlacementKind, Site, groups, no_fit, unplaceable};
 use crate::footprint::weight_bytes;
 use crate::model::Config;
-use crate::stage::{Stage, Work};
+use crate::stage::{Src, Stage, Work};
 use wafer_emulator::Pe;
 use wafer_kernels::Flip;
 
@@ -65,15 +65,44 @@ pub(super) fn pipeline(
         .map(|g| min_w[g] + (spare as u64 * bytes[g] / total) as u32)
         .collect();
     let mut sites: Vec<Option<Site>> = vec![None; stages.len()];
+    // Which stage makes each value.
+    let made_by: std::collections::HashMap<usize, usize> = (stages.iter().enumerate())
+        .flat_map(|(i, s)| s.outputs.iter().map(move |&v| (v, i)))
+        .collect();
     let mut x0 = 0;
     for g in 0..n_groups {
         let sw = widths[g];
         let m = &members[g];
+        let is_big = |i: usize| matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. });
+        // The argmax sits beside the classifier's east edge, a row of
+        // PEs per row of it, where the strip has a column to spare: a
+        // tiled GEMV sends y out of its east edge row by row, so each
+        // row's logits cross one link of their own. Stacked below the
+        // classifier, every row's logits went down the one column the
+        // argmax starts at: on llama-3.2-1b split over four `wse3`
+        // wafers, queued on X-then-Y paths, they reached it 127,816
+        // cycles late (docs/decode-step.md). (The vector kernels stay
+        // stacked: a SwiGLU beside its `w1_w3` holds it back wavelet by
+        // wavelet, with no route's buffers between them, and on the 1B
+        // those holds did not settle in `overlap::MAX_PASSES` passes.)
+        let mut beside: Vec<Option<usize>> = vec![None; stages.len()];
+        for &i in m {
+            if sw < 2 || !matches!(stages[i].work, Work::Argmax { .. }) {
+                continue;
+            }
+            beside[i] = (stages[i].inputs.iter().flat_map(|(_, srcs)| srcs))
+                .filter_map(|src| match src {
+                    Src::Value(v) => made_by.get(v).copied(),
+                    _ => None,
+                })
+                .filter(|&j| j < i && m.contains(&j) && matches!(stages[j].work, Work::Gemv { .. }))
+                .max();
+        }
         // Vector kernels first, each in a short band; GEMVs and the
         // embedding share the rest by weight. Where the strip overflows,
         // the bands shrink until it fits or they are one row.
-        let is_big = |i: usize| matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. });
-        let small = m.iter().filter(|&&i| !is_big(i)).count() as u32;
+        let stacked_small = |i: usize, beside: &[Option<usize>]| !is_big(i) && beside[i].is_none();
+        let small = m.iter().filter(|&&i| stacked_small(i, &beside)).count() as u32;
         let big_bytes: u64 = m
             .iter()
             .filter(|&&i| is_big(i))
@@ -85,7 +114,7 @@ pub(super) fn pipeline(
         loop {
             let mut used = 0u32;
             let mut failed = None;
-            for &i in m.iter().filter(|&&i| !is_big(i)) {
+            for &i in m.iter().filter(|&&i| stacked_small(i, &beside)) {
                 let k = memo
                     .shape(&stages[i], c, o, sw, band, i as u64)
                     .ok_or_else(|| no_fit(c, o, Some(kind), unplaceable(&stages[i], sw, band)))?;
@@ -98,11 +127,14 @@ pub(super) fn pipeline(
                 });
             }
             let left = gh.saturating_sub(used);
+            // The column a GEMV leaves east of it for the stage beside it.
+            let reserved = |j: usize| beside.contains(&Some(j)) as u32;
             for &i in m.iter().filter(|&&i| is_big(i)) {
                 let bh = ((left as u64 * weight_bytes(&stages[i], o.dtype) / big_bytes) as u32)
                     .clamp(1, gh);
-                let Some(k) = memo.shape(&stages[i], c, o, sw, bh, i as u64) else {
-                    failed = Some(unplaceable(&stages[i], sw, bh));
+                let bw = sw - reserved(i);
+                let Some(k) = memo.shape(&stages[i], c, o, bw, bh, i as u64) else {
+                    failed = Some(unplaceable(&stages[i], bw, bh));
                     break;
                 };
                 heights[i] = k.size().1;
@@ -111,6 +143,37 @@ pub(super) fn pipeline(
                     origin: Pe::new(x0, 0),
                     flip: Flip::NONE,
                 });
+            }
+            // Each stage beside its GEMV, as tall as the rows y leaves
+            // from (a tiled GEMV's; MeshGEMV's leave elsewhere, so beside
+            // one the stage is only shaped within its height). One that
+            // has no shape there is stacked after all, and the strip laid
+            // out again.
+            let mut unbesided = false;
+            if failed.is_none() {
+                for &i in m {
+                    let Some(j) = beside[i] else { continue };
+                    let feeder = &sites[j].as_ref().expect("placed above").kernel;
+                    let (fw, fh) = feeder.size();
+                    let rows = match feeder {
+                        Kernel::Gemv(g) => Some(g.h),
+                        _ => None,
+                    };
+                    let Some(k) = memo.shape_fed(&stages[i], c, o, (1, fh), rows, i as u64) else {
+                        beside[i] = None;
+                        unbesided = true;
+                        continue;
+                    };
+                    heights[j] = heights[j].max(k.size().1);
+                    sites[i] = Some(Site {
+                        kernel: k,
+                        origin: Pe::new(x0 + fw, 0),
+                        flip: Flip::NONE,
+                    });
+                }
+            }
+            if unbesided {
+                continue;
             }
             let fits = failed.is_none() && m.iter().map(|&i| heights[i]).sum::<u32>() <= gh;
             if fits {
@@ -129,14 +192,19 @@ pub(super) fn pipeline(
             band /= 2;
         }
         // Stack in stage order, down the odd strips and up the even ones
-        // (a serpentine), so each strip starts beside where the last ended.
+        // (a serpentine), so each strip starts beside where the last ended;
+        // a stage beside its GEMV at that GEMV's top.
         let y: u32 = m.iter().map(|&i| heights[i]).sum();
         let mut at = 0;
-        for &i in m {
-            let s = sites[i].as_mut().expect("placed above");
-            let top = if g % 2 == 0 { at } else { y - at - heights[i] };
-            s.origin = Pe::new(x0, top);
+        let mut tops = vec![0u32; stages.len()];
+        for &i in m.iter().filter(|&&i| beside[i].is_none()) {
+            tops[i] = if g % 2 == 0 { at } else { y - at - heights[i] };
             at += heights[i];
+        }
+        for &i in m {
+            let top = tops[beside[i].unwrap_or(i)];
+            let s = sites[i].as_mut().expect("placed above");
+            s.origin = Pe::new(s.origin.x, top);
         }
         if y > gh {
             return Err(no_fit(
@@ -149,11 +217,14 @@ pub(super) fn pipeline(
             ));
         }
         // The next strip starts after the columns this one uses.
-        x0 += m
+        x0 = m
             .iter()
-            .map(|&i| sites[i].as_ref().expect("placed above").kernel.size().0)
+            .map(|&i| {
+                let s = sites[i].as_ref().expect("placed above");
+                s.origin.x + s.kernel.size().0
+            })
             .max()
-            .unwrap_or(0);
+            .unwrap_or(x0);
     }
     Ok(sites
         .into_iter()
