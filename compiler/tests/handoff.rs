@@ -119,3 +119,40 @@ fn a_row_aligned_hand_off_is_shorter_than_corner_to_corner() {
     }
     assert!(shorter > 0);
 }
+
+/// Pipeline placement puts the argmax against the classifier's east
+/// edge, a row of PEs per row of it: every logit crosses one link, each
+/// row its own. (Stacked below the classifier, every row's logits went
+/// down the one column the argmax starts at: on llama-3.2-1b over four
+/// `wse3` wafers, queued, 127,816 cycles late.)
+#[test]
+fn pipeline_placement_s_logits_reach_the_argmax_in_one_hop() {
+    use wafer_compiler::kernel::Kernel;
+    use wafer_compiler::stage::Work;
+    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    for arch in [
+        Arch::wse3().with_grid(48, 48).unwrap(),
+        Arch::wse3().with_grid(96, 64).unwrap(),
+    ] {
+        let o = common::f32_options(arch.clone(), PlacementKind::Pipeline, None);
+        let c = compile(&cfg, Some(&w), &o).unwrap();
+        let argmax = (c.stages.iter())
+            .position(|s| matches!(s.work, Work::Argmax { .. }))
+            .unwrap();
+        let h = &c.routing.handoffs[argmax];
+        let &[classifier] = h.from.as_slice() else {
+            panic!("argmax fed by {:?}", h.from)
+        };
+        let (Kernel::Gemv(g), Kernel::Argmax(a)) =
+            (&c.sites[classifier].kernel, &c.sites[argmax].kernel)
+        else {
+            panic!("not a tiled classifier and an argmax")
+        };
+        let (from, to) = (c.sites[classifier].origin, c.sites[argmax].origin);
+        let at = format!("{}x{}", arch.grid_cols, arch.grid_rows);
+        assert_eq!(to, Pe::new(from.x + g.w, from.y), "{at}");
+        assert_eq!(a.h, g.h.min(a.n), "{at}");
+        assert_eq!(h.hops, 1, "{at}");
+        check(&c);
+    }
+}
