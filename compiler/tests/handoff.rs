@@ -121,12 +121,14 @@ fn a_row_aligned_hand_off_is_shorter_than_corner_to_corner() {
 }
 
 /// Pipeline placement puts the argmax against the classifier's east
-/// edge, a row of PEs per row of it: every logit crosses one link, each
-/// row its own. (Stacked below the classifier, every row's logits went
-/// down the one column the argmax starts at: on llama-3.2-1b over four
-/// `wse3` wafers, queued, 127,816 cycles late.)
+/// edge, and each SwiGLU against its `w1_w3`'s, a PE per row of it:
+/// every element crosses one link, each row its own (the GEMV's tile
+/// rows hold whole pairs of `w1_w3`'s halves, `gemv::tile_rows`).
+/// Stacked below the GEMV, every row's part went down the one column the
+/// stage starts at: on llama-3.2-1b over four `wse3` wafers, queued, the
+/// logits 127,816 cycles late, each SwiGLU's inputs about 16,000.
 #[test]
-fn pipeline_placement_s_logits_reach_the_argmax_in_one_hop() {
+fn pipeline_placement_s_argmax_and_swiglus_are_fed_in_one_hop() {
     use wafer_compiler::kernel::Kernel;
     use wafer_compiler::stage::Work;
     let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
@@ -136,23 +138,34 @@ fn pipeline_placement_s_logits_reach_the_argmax_in_one_hop() {
     ] {
         let o = common::f32_options(arch.clone(), PlacementKind::Pipeline, None);
         let c = compile(&cfg, Some(&w), &o).unwrap();
-        let argmax = (c.stages.iter())
-            .position(|s| matches!(s.work, Work::Argmax { .. }))
-            .unwrap();
-        let h = &c.routing.handoffs[argmax];
-        let &[classifier] = h.from.as_slice() else {
-            panic!("argmax fed by {:?}", h.from)
-        };
-        let (Kernel::Gemv(g), Kernel::Argmax(a)) =
-            (&c.sites[classifier].kernel, &c.sites[argmax].kernel)
-        else {
-            panic!("not a tiled classifier and an argmax")
-        };
-        let (from, to) = (c.sites[classifier].origin, c.sites[argmax].origin);
-        let at = format!("{}x{}", arch.grid_cols, arch.grid_rows);
-        assert_eq!(to, Pe::new(from.x + g.w, from.y), "{at}");
-        assert_eq!(a.h, g.h.min(a.n), "{at}");
-        assert_eq!(h.hops, 1, "{at}");
+        let mut beside = 0;
+        for (i, s) in c.stages.iter().enumerate() {
+            if !matches!(s.work, Work::Argmax { .. } | Work::Swiglu { .. }) {
+                continue;
+            }
+            let h = &c.routing.handoffs[i];
+            let &[gemv] = h.from.as_slice() else {
+                panic!("{} fed by {:?}", s.name, h.from)
+            };
+            let Kernel::Gemv(g) = &c.sites[gemv].kernel else {
+                panic!("{} not fed by a tiled GEMV", s.name)
+            };
+            let (from, to) = (c.sites[gemv].origin, c.sites[i].origin);
+            let (cols, rows) = c.sites[i].kernel.size();
+            let at = format!("{} on {}x{}", s.name, arch.grid_cols, arch.grid_rows);
+            assert_eq!(to, Pe::new(from.x + g.w, from.y), "{at}");
+            assert_eq!((cols, rows), (1, g.h), "{at}");
+            assert_eq!(h.hops, 1, "{at}");
+            beside += 1;
+        }
+        // The argmax and a SwiGLU a layer.
+        assert_eq!(
+            beside,
+            1 + cfg.n_layers,
+            "{}x{}",
+            arch.grid_cols,
+            arch.grid_rows
+        );
         check(&c);
     }
 }

@@ -163,7 +163,8 @@ fn overlapped_steps_give_the_same_tokens_in_fewer_cycles_on_both_placements() {
 /// its whole predicted time after its latest input and sends its outputs
 /// at its end, where the emulation works on each element as it comes: so
 /// the estimate lies between the emulated overlapped step and the stages
-/// one after another, and close to the emulation. Measured here (96 × 64,
+/// one after another, and close to the emulation (a step whose consumers
+/// hold a stage back may end a little past it). Measured here (96 × 64,
 /// positions 0, 20, 60): stories260K pipeline 0.51–0.56 % over the
 /// emulation, mesh 0.38–0.41 %; aidreams260K pipeline 0.29–0.32 %, mesh
 /// 0.33–0.34 % (before the fed models of vector kernels, RoPE and
@@ -187,33 +188,43 @@ fn the_overlapped_estimate_lies_between_the_emulation_and_the_barriers() {
             let s = d.step(wafer_compiler::tokenizer::BOS).unwrap();
             let p = wafer_compiler::decode::overlap::predicted(&c, pos, 0);
             let barrier = c.predicted(pos);
+            // The estimate leaves holds out: a step whose consumers held
+            // a stage back may end past it (stories260K's pipeline at 0,
+            // its SwiGLUs beside their `w1_w3`: 11,278 emulated against
+            // 11,270), by less than `within`.
+            let held = s.stage_held.iter().any(|&h| h);
             assert!(
-                s.cycles <= p.cycles && p.cycles < barrier,
+                (held || s.cycles <= p.cycles) && p.cycles < barrier,
                 "{model}, {kind:?} at {pos}: emulated {}, estimate {}, barriers {barrier}",
                 s.cycles,
                 p.cycles
             );
             let off = p.cycles as f64 / s.cycles as f64 - 1.0;
             assert!(
-                off < within,
-                "{model}, {kind:?} at {pos}: estimate {off:.3} over"
+                off.abs() < within,
+                "{model}, {kind:?} at {pos}: estimate {off:.3} off"
             );
             // Stage by stage too: each starts and ends no earlier, but for
             // the few cycles the GEMV's and vector kernels' models fed late
             // may end before the emulation (their proptests: up to 8). A
             // stage its consumers held back ends later than the estimate,
-            // which leaves holds out.
+            // which leaves holds out, and so may the stages after it, by
+            // as much as it ended late.
+            let mut late = 8;
             for i in 0..c.stages.len() {
                 let end = s.stage_start[i] + s.stage_cycles[i];
                 assert!(
-                    s.stage_start[i] <= p.starts[i] + 8
-                        && (s.stage_held[i] || end <= p.ends[i] + 8),
+                    s.stage_start[i] <= p.starts[i] + late
+                        && (s.stage_held[i] || end <= p.ends[i] + late),
                     "{model}, {kind:?} at {pos}, `{}`: emulated {}..{end}, estimate {}..{}",
                     c.stages[i].name,
                     s.stage_start[i],
                     p.starts[i],
                     p.ends[i]
                 );
+                if s.stage_held[i] {
+                    late = late.max(end.saturating_sub(p.ends[i]) + 8);
+                }
             }
         }
     }

@@ -74,29 +74,37 @@ pub(super) fn pipeline(
         let sw = widths[g];
         let m = &members[g];
         let is_big = |i: usize| matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. });
-        // The argmax sits beside the classifier's east edge, a row of
-        // PEs per row of it, where the strip has a column to spare: a
-        // tiled GEMV sends y out of its east edge row by row, so each
-        // row's logits cross one link of their own. Stacked below the
-        // classifier, every row's logits went down the one column the
-        // argmax starts at: on llama-3.2-1b split over four `wse3`
-        // wafers, queued on X-then-Y paths, they reached it 127,816
-        // cycles late (docs/decode-step.md). (The vector kernels stay
-        // stacked: a SwiGLU beside its `w1_w3` holds it back wavelet by
-        // wavelet, with no route's buffers between them, and on the 1B
-        // those holds did not settle in `overlap::MAX_PASSES` passes.)
+        // The argmax, and a SwiGLU (SiLU, GELU), sits beside the GEMV
+        // that feeds it (the classifier, `w1_w3`), against its east edge,
+        // a column with a PE per row of it, where the strip has a column
+        // to spare: a tiled GEMV sends y out of its east edge row by row,
+        // so each row's part crosses one link of its own. Stacked below
+        // the GEMV, every row's part went down the one column the stage
+        // starts at: on llama-3.2-1b split over four `wse3` wafers,
+        // queued on X-then-Y paths, the logits reached the argmax 127,816
+        // cycles late and each SwiGLU its `w1_w3`'s outputs about 16,000
+        // (docs/decode-step.md). One column, not the few a SwiGLU may
+        // spread over: four beside `w1_w3` made that step 1.2 % shorter,
+        // but its holds took 47 passes to settle against 8 (277 s of
+        // emulation against 49 s).
         let mut beside: Vec<Option<usize>> = vec![None; stages.len()];
         for &i in m {
-            if sw < 2 || !matches!(stages[i].work, Work::Argmax { .. }) {
+            let column = matches!(stages[i].work, Work::Argmax { .. })
+                || (stages[i].work.vector_op()).is_some_and(|(op, _)| op.spreads_over_columns());
+            if sw < 2 || !column {
                 continue;
             }
-            beside[i] = (stages[i].inputs.iter().flat_map(|(_, srcs)| srcs))
+            let feeder = (stages[i].inputs.iter().flat_map(|(_, srcs)| srcs))
                 .filter_map(|src| match src {
                     Src::Value(v) => made_by.get(v).copied(),
                     _ => None,
                 })
                 .filter(|&j| j < i && m.contains(&j) && matches!(stages[j].work, Work::Gemv { .. }))
                 .max();
+            // One stage beside a GEMV: it leaves one column.
+            if feeder.is_some_and(|j| !beside.contains(&Some(j))) {
+                beside[i] = feeder;
+            }
         }
         // Vector kernels first, each in a short band; GEMVs and the
         // embedding share the rest by weight. Where the strip overflows,

@@ -3,10 +3,10 @@
 //! slowest row. The tests hold it equal to the emulated cycles.
 
 use super::{
-    C_LEVEL0, GemvSpec, TileOrder, col_split, cols_at_most, row_reduce, tile_order, validate,
+    C_LEVEL0, GemvSpec, TileOrder, col_split, cols_at_most, row_reduce, tile_order, tile_rows,
+    validate,
 };
 use crate::reduce::{Plan, Strategy};
-use crate::split;
 use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, DType};
 
@@ -124,7 +124,7 @@ pub fn row_ends_fed(s: &GemvSpec, arch: &Arch, x_last: &[u64]) -> Vec<u64> {
 }
 
 fn row_ends_batch(s: &GemvSpec, batch: u32, arch: &Arch, x_last: Option<&[u64]>) -> Vec<u64> {
-    let (cols, rows) = (col_split(s), split(s.m, s.h));
+    let (cols, rows) = (col_split(s), tile_rows(s));
     let b = batch as u64;
     let (sw, i, hop, ramp) = (
         arch.task_switch_cycles as u64,

@@ -158,7 +158,7 @@ pub fn tile_order(s: &GemvSpec, arch: &Arch) -> TileOrder {
     if s.quantized() || s.w == 0 || s.h == 0 {
         return TileOrder::Rows;
     }
-    let (mt, nt) = (s.m.div_ceil(s.h), s.n.div_ceil(s.w));
+    let (mt, nt) = (rows_per_tile(s), s.n.div_ceil(s.w));
     let tile_loop = Loop::new(s, arch);
     let rows = mt as u64 * tile_loop.row(s, 0, nt);
     match tile_loop.columns(nt, mt) < rows {
@@ -180,7 +180,7 @@ pub fn sram_needed(s: &GemvSpec) -> u64 {
 /// [`sram_needed`] for a batch of `batch` positions ([`generate_batch`]):
 /// `batch` x slices and partial y's.
 pub fn sram_needed_batch(s: &GemvSpec, batch: u32) -> u64 {
-    let (mt, nt) = (s.m.div_ceil(s.h) as u64, s.n.div_ceil(s.w) as u64);
+    let (mt, nt) = (rows_per_tile(s) as u64, s.n.div_ceil(s.w) as u64);
     let code = 400; // measured from generated listings, rounded up
     let (x, mt_y) = (
         nt * s.compute_dtype().size_bytes() as u64 * batch as u64,
@@ -286,7 +286,7 @@ pub fn generate(s: &GemvSpec, arch: &Arch) -> Result<Fragment, KernelError> {
 /// position is [`generate`]'s program exactly.
 pub fn generate_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<Fragment, KernelError> {
     validate(s, batch, arch)?;
-    let red = row_reduce(s, batch * s.m.div_ceil(s.h));
+    let red = row_reduce(s, batch * rows_per_tile(s));
     let levels = &red.plan;
     let n_colors = C_LEVEL0 as usize + levels.levels as usize;
     if n_colors > arch.colors as usize {
@@ -296,7 +296,7 @@ pub fn generate_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<Fragment,
         });
     }
     let cols = col_split(s);
-    let rows = split(s.m, s.h);
+    let rows = tile_rows(s);
     let order = tile_order(s, arch);
     let batched = match batch {
         1 => String::new(),
@@ -389,6 +389,37 @@ pub fn row_runs(s: &GemvSpec) -> Vec<(u32, u32, u32)> {
         .flat_map(|(off, len)| [(2 * off, off, len), (2 * off + len, half + off, len)])
         .filter(|r| r.2 > 0)
         .collect()
+}
+
+/// Each tile row's kernel rows `(first, count)`, top to bottom: as evenly
+/// as `h` splits `m`; with `halves` (where `h` is at most half of `m`),
+/// exactly its pieces of both halves ([`row_runs`]), so every tile row's
+/// `y` stream carries whole pairs, none of the row above's. (Split evenly
+/// instead, the first `m mod h` rows took one row more than their pair:
+/// on llama-3.2-1b's `w1_w3` on 273 rows, four rows of 61 against pairs
+/// of 62, 62, 60, …, so rows 1–3 each sent their stream's first elements
+/// to the SwiGLU row above; a held SwiGLU row then held back the next
+/// tile row's whole stream, row after row.)
+pub fn tile_rows(s: &GemvSpec) -> Vec<(u32, u32)> {
+    match paired(s) {
+        true => (split(s.m / 2, s.h).into_iter())
+            .map(|(off, len)| (2 * off, 2 * len))
+            .collect(),
+        false => split(s.m, s.h),
+    }
+}
+
+/// The most kernel rows a tile row holds ([`tile_rows`]; `h` at least 1).
+pub fn rows_per_tile(s: &GemvSpec) -> u32 {
+    match paired(s) {
+        true => 2 * (s.m / 2).div_ceil(s.h),
+        false => s.m.div_ceil(s.h),
+    }
+}
+
+/// Whether the tile rows hold pairs of pieces of `y`'s two halves.
+fn paired(s: &GemvSpec) -> bool {
+    s.halves && s.h <= s.m / 2
 }
 
 /// W's row of each kernel row.
@@ -621,7 +652,7 @@ fn row_reduce(s: &GemvSpec, m: u32) -> LineReduce {
 /// column order in f32, then each row of tiles is reduced in the plan's
 /// order. Bit-exact with the emulator.
 pub fn reference(s: &GemvSpec, w: &[f32], x: &[f32]) -> Vec<f32> {
-    let (cols, rows) = (col_split(s), split(s.m, s.h));
+    let (cols, rows) = (col_split(s), tile_rows(s));
     let x: Vec<f32> = x.iter().map(|v| s.compute_dtype().round(*v)).collect();
     let plan = Plan::new(s.w, s.strategy);
     let mut y = Vec::with_capacity(s.m as usize);
@@ -651,7 +682,7 @@ pub const BATCH_CODE_BYTES: u64 = 64;
 /// one-position GEMV's, at most: the longer `x` and `y`, and the loop.
 pub fn batch_growth(s: &GemvSpec, batch: u32) -> u64 {
     let nt = col_split(s).iter().map(|(_, nt)| *nt).max().unwrap_or(0) as u64;
-    let mt = s.m.div_ceil(s.h) as u64;
+    let mt = rows_per_tile(s) as u64;
     let more = batch.saturating_sub(1) as u64;
     more * (nt * s.compute_dtype().size_bytes() as u64 + mt * 4)
         + BATCH_CODE_BYTES * u64::from(batch > 1)

@@ -3,8 +3,8 @@
 //! of the seeded ones (a checkpoint's weights), both walking each PE's
 //! tile in its [`TileOrder`].
 
-use super::{GemvSpec, TileOrder, col_split, kernel_rows, tile_order};
-use crate::{Fragment, KernelError, split};
+use super::{GemvSpec, TileOrder, col_split, kernel_rows, tile_order, tile_rows};
+use crate::{Fragment, KernelError};
 use wafer_emulator::{Arch, DType, Pe, Program};
 
 /// W as the generated program holds it (row-major `m × n`, rounded to the
@@ -24,7 +24,7 @@ pub(super) fn tiles(
     order: TileOrder,
     transposed: bool,
 ) -> impl Iterator<Item = (Pe, Vec<usize>)> {
-    let (cols, rows) = (col_split(s), split(s.m, s.h));
+    let (cols, rows) = (col_split(s), tile_rows(s));
     let n = s.n;
     cols.into_iter().enumerate().flat_map(move |(c, (no, nt))| {
         rows.clone()
