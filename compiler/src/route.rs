@@ -299,9 +299,7 @@ pub fn route(
         .flat_map(|f| f.borrow().colors())
         .max()
         .map_or(0, |c| c + 1);
-    let made_by: std::collections::HashMap<usize, usize> = (stages.iter().enumerate().rev())
-        .flat_map(|(j, s)| s.outputs.iter().map(move |&v| (v, j)))
-        .collect();
+    let made_by = crate::stage::made_by(stages);
     let producer = |v: usize| made_by.get(&v).copied();
     let out_ends: Vec<Option<Ends>> = (fragments.iter().zip(sites))
         .map(|(g, site)| {

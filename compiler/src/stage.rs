@@ -465,6 +465,14 @@ fn readers(stages: &[Stage], v: usize) -> usize {
         .count()
 }
 
+/// Which stage makes each value. `verify` holds that each is made once, so
+/// the map is the same whichever way it is built.
+pub fn made_by(stages: &[Stage]) -> std::collections::HashMap<usize, usize> {
+    (stages.iter().enumerate())
+        .flat_map(|(i, s)| s.outputs.iter().map(move |&v| (v, i)))
+        .collect()
+}
+
 /// Merge neighbouring stages where one kernel can do both's work with less
 /// fabric traffic. The values every later stage reads are still produced.
 pub fn fuse(stages: Vec<Stage>) -> Vec<Stage> {

@@ -6,7 +6,7 @@ use super::tiles::{Area, Tiles};
 use super::{Kernel, Options, PlaceError, PlacementKind, Site, groups, no_fit, unplaceable};
 use crate::footprint::weight_bytes;
 use crate::model::Config;
-use crate::stage::{Src, Stage, Work};
+use crate::stage::{Src, Stage, Work, made_by};
 use wafer_emulator::Pe;
 use wafer_kernels::Flip;
 use wafer_kernels::gemv::GemvSpec;
@@ -190,10 +190,7 @@ fn mesh_with(
         _ if on_whole[i] => whole,
         _ => areas[tile_of(i)],
     };
-    // Which stage makes each value.
-    let made_by: std::collections::HashMap<usize, usize> = (stages.iter().enumerate())
-        .flat_map(|(i, s)| s.outputs.iter().map(move |&v| (v, i)))
-        .collect();
+    let made_by = made_by(stages);
     let mut next_x: Vec<u32> = areas.iter().map(|a| a.x0).collect();
     let mut gemvs: std::collections::HashMap<(u32, u32, u32, u32, bool), Option<Kernel>> =
         Default::default();
@@ -476,7 +473,7 @@ fn mesh_with(
         let below = (stages[i].inputs.iter())
             .flat_map(|(_, srcs)| srcs)
             .filter_map(|src| match src {
-                Src::Value(v) => stages.iter().position(|p| p.outputs.contains(v)),
+                Src::Value(v) => made_by.get(v).copied(),
                 _ => None,
             })
             .any(|j| {

@@ -1,11 +1,13 @@
 //! Pipeline placement: a strip of the wafer per group of stages (the
-//! embedding, each layer, the head), the stages stacked in each.
+//! embedding, each layer, the head), the stages stacked in each, but for
+//! the argmax and each SwiGLU (SiLU, GELU), which sit beside the east edge
+//! of the GEMV that feeds them.
 
 use super::shape::Memo;
 use super::{Kernel, Options, PlaceError, PlacementKind, Site, groups, no_fit, unplaceable};
 use crate::footprint::weight_bytes;
 use crate::model::Config;
-use crate::stage::{Src, Stage, Work};
+use crate::stage::{Src, Stage, Work, made_by};
 use wafer_emulator::Pe;
 use wafer_kernels::Flip;
 
@@ -65,10 +67,7 @@ pub(super) fn pipeline(
         .map(|g| min_w[g] + (spare as u64 * bytes[g] / total) as u32)
         .collect();
     let mut sites: Vec<Option<Site>> = vec![None; stages.len()];
-    // Which stage makes each value.
-    let made_by: std::collections::HashMap<usize, usize> = (stages.iter().enumerate())
-        .flat_map(|(i, s)| s.outputs.iter().map(move |&v| (v, i)))
-        .collect();
+    let made_by = made_by(stages);
     let mut x0 = 0;
     for g in 0..n_groups {
         let sw = widths[g];
@@ -88,6 +87,8 @@ pub(super) fn pipeline(
         // but its holds took 47 passes to settle against 8 (277 s of
         // emulation against 49 s).
         let mut beside: Vec<Option<usize>> = vec![None; stages.len()];
+        // Whether a stage sits beside GEMV j: one may, it leaves one column.
+        let mut taken = vec![false; stages.len()];
         for &i in m {
             let column = matches!(stages[i].work, Work::Argmax { .. })
                 || (stages[i].work.vector_op()).is_some_and(|(op, _)| op.spreads_over_columns());
@@ -99,11 +100,13 @@ pub(super) fn pipeline(
                     Src::Value(v) => made_by.get(v).copied(),
                     _ => None,
                 })
-                .filter(|&j| j < i && m.contains(&j) && matches!(stages[j].work, Work::Gemv { .. }))
+                .filter(|&j| {
+                    j < i && group[j] == group[i] && matches!(stages[j].work, Work::Gemv { .. })
+                })
                 .max();
-            // One stage beside a GEMV: it leaves one column.
-            if feeder.is_some_and(|j| !beside.contains(&Some(j))) {
-                beside[i] = feeder;
+            if let Some(j) = feeder.filter(|&j| !taken[j]) {
+                beside[i] = Some(j);
+                taken[j] = true;
             }
         }
         // Vector kernels first, each in a short band; GEMVs and the
@@ -136,7 +139,7 @@ pub(super) fn pipeline(
             }
             let left = gh.saturating_sub(used);
             // The column a GEMV leaves east of it for the stage beside it.
-            let reserved = |j: usize| beside.contains(&Some(j)) as u32;
+            let reserved = |j: usize| taken[j] as u32;
             for &i in m.iter().filter(|&&i| is_big(i)) {
                 let bh = ((left as u64 * weight_bytes(&stages[i], o.dtype) / big_bytes) as u32)
                     .clamp(1, gh);
@@ -169,6 +172,7 @@ pub(super) fn pipeline(
                     };
                     let Some(k) = memo.shape_fed(&stages[i], c, o, (1, fh), rows, i as u64) else {
                         beside[i] = None;
+                        taken[j] = false;
                         unbesided = true;
                         continue;
                     };
