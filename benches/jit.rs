@@ -31,6 +31,7 @@ fn gemv(dtype: DType) -> Program {
         strategy: Strategy::Chain,
         seed: 1,
         halves: false,
+        lead: Vec::new(),
     };
     (*generate(&spec, &Arch::wse3())
         .expect("the benchmark GEMV fits")

@@ -333,15 +333,27 @@ pub fn kernel(data: &[u8]) -> bool {
     let seed = b.u8() as u64;
     match kind {
         0 => {
+            let (m, n, w, h, halves) = (b.u32(), b.u32(), b.u32(), b.u32(), b.u8() % 2 == 1);
+            // Leading tile rows, each a few runs of W's rows (any values:
+            // the spec is checked, never trusted).
+            let mut lead = Vec::new();
+            for _ in 0..b.u8() % 4 {
+                let mut runs = Vec::new();
+                for _ in 0..b.u8() % 3 {
+                    runs.push((b.u32(), b.u32()));
+                }
+                lead.push(runs);
+            }
             let s = gemv::GemvSpec {
-                m: b.u32(),
-                n: b.u32(),
+                m,
+                n,
                 dtype,
-                w: b.u32(),
-                h: b.u32(),
+                w,
+                h,
                 strategy,
                 seed,
-                halves: b.u8() % 2 == 1,
+                halves,
+                lead,
             };
             gemv::generate(&s, &arch)
                 .map(|_| gemv::cost(&s, &arch))

@@ -123,12 +123,14 @@ fn a_row_aligned_hand_off_is_shorter_than_corner_to_corner() {
 /// Pipeline placement puts the argmax against the classifier's east
 /// edge, and each SwiGLU against its `w1_w3`'s, a PE per row of it:
 /// every element crosses one link, each row its own (the GEMV's tile
-/// rows hold whole pairs of `w1_w3`'s halves, `gemv::tile_rows`).
+/// rows hold whole pairs of `w1_w3`'s halves, `gemv::tile_rows`). Each
+/// RoPE sits against its `wq_wk_wv`'s, on the rows that compute q and k,
+/// each of its PEs' elements exactly (`GemvSpec::lead`).
 /// Stacked below the GEMV, every row's part went down the one column the
 /// stage starts at: on llama-3.2-1b over four `wse3` wafers, queued, the
 /// logits 127,816 cycles late, each SwiGLU's inputs about 16,000.
 #[test]
-fn pipeline_placement_s_argmax_and_swiglus_are_fed_in_one_hop() {
+fn pipeline_placement_s_argmax_ropes_and_swiglus_are_fed_in_one_hop() {
     use wafer_compiler::kernel::Kernel;
     use wafer_compiler::stage::Work;
     let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
@@ -140,7 +142,10 @@ fn pipeline_placement_s_argmax_and_swiglus_are_fed_in_one_hop() {
         let c = compile(&cfg, Some(&w), &o).unwrap();
         let mut beside = 0;
         for (i, s) in c.stages.iter().enumerate() {
-            if !matches!(s.work, Work::Argmax { .. } | Work::Swiglu { .. }) {
+            if !matches!(
+                s.work,
+                Work::Argmax { .. } | Work::Swiglu { .. } | Work::Rope { .. }
+            ) {
                 continue;
             }
             let h = &c.routing.handoffs[i];
@@ -154,14 +159,22 @@ fn pipeline_placement_s_argmax_and_swiglus_are_fed_in_one_hop() {
             let (cols, rows) = c.sites[i].kernel.size();
             let at = format!("{} on {}x{}", s.name, arch.grid_cols, arch.grid_rows);
             assert_eq!(to, Pe::new(from.x + g.w, from.y), "{at}");
-            assert_eq!((cols, rows), (1, g.h), "{at}");
+            match &c.sites[i].kernel {
+                // On the rows q and k leave from, each PE fed by the
+                // tile row beside it alone, v on the rows below.
+                Kernel::Rope(r) => {
+                    assert!(cols == 1 && rows < g.h, "{at}: {cols}x{rows}");
+                    assert_eq!(g.lead, r.pe_runs(), "{at}");
+                }
+                _ => assert_eq!((cols, rows), (1, g.h), "{at}"),
+            }
             assert_eq!(h.hops, 1, "{at}");
             beside += 1;
         }
-        // The argmax and a SwiGLU a layer.
+        // The argmax, and a RoPE and a SwiGLU a layer.
         assert_eq!(
             beside,
-            1 + cfg.n_layers,
+            1 + 2 * cfg.n_layers,
             "{}x{}",
             arch.grid_cols,
             arch.grid_rows

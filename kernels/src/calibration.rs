@@ -191,6 +191,7 @@ impl Point {
                     strategy: crate::reduce::Strategy::parse(strategy).map_err(kernel)?,
                     seed: 1,
                     halves: false,
+                    lead: Vec::new(),
                 },
                 &arch,
             )

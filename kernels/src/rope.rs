@@ -90,6 +90,29 @@ impl RopeSpec {
             split(self.heads, self.h)
         }
     }
+    /// Each PE's elements of `x`, top to bottom: runs `(offset, length)`
+    /// in the order the PE takes them (runs that follow each other in
+    /// `x`, as whole heads do, are one). A GEMV beside the column can
+    /// compute exactly these on its tile rows ([`crate::gemv::GemvSpec::lead`]).
+    pub fn pe_runs(&self) -> Vec<Vec<(u32, u32)>> {
+        let pieces = if self.tall() {
+            self.pieces()
+        } else {
+            Vec::new()
+        };
+        (self.split().into_iter())
+            .map(|(u0, nu)| {
+                let mut v: Vec<(u32, u32)> = Vec::new();
+                for (offset, l) in (u0..u0 + nu).flat_map(|u| self.runs(&pieces, u)) {
+                    match v.last_mut() {
+                        Some(last) if last.0 + last.1 == offset => last.1 += l,
+                        _ => v.push((offset, l)),
+                    }
+                }
+                v
+            })
+            .collect()
+    }
     /// Stride between a pair's members' runs, and the partner's offset,
     /// within a unit of `unit` elements as its PE holds it.
     fn pairing(&self, unit: u32) -> (u32, u32) {
@@ -406,20 +429,7 @@ pub fn generate_batch(s: &RopeSpec, batch: u32, arch: &Arch) -> Result<Fragment,
     // `[pos, units]` in, the units out; a unit's runs of `x` one after
     // another.
     let n = s.heads * s.head_dim;
-    // Runs that follow each other in `x` (whole heads) are one segment.
-    let runs: Vec<Vec<(u32, u32)>> = parts
-        .iter()
-        .map(|&(u0, nu)| {
-            let mut v: Vec<(u32, u32)> = Vec::new();
-            for (offset, l) in (u0..u0 + nu).flat_map(|u| s.runs(&pieces, u)) {
-                match v.last_mut() {
-                    Some(last) if last.0 + last.1 == offset => last.1 += l,
-                    _ => v.push((offset, l)),
-                }
-            }
-            v
-        })
-        .collect();
+    let runs = s.pe_runs();
     let port = |name: &str, stream: &str, len: u32, first: u32, per_pe: &dyn Fn(u32) -> u32| {
         let mut segments = Vec::new();
         for p in 0..batch {

@@ -22,6 +22,7 @@ fn specs(dtype: DType) -> (GemvSpec, GemvSpec) {
         strategy: Reduce::Chain,
         seed: 1,
         halves: false,
+        lead: Vec::new(),
     };
     let b = GemvSpec {
         m: 18,
@@ -32,6 +33,7 @@ fn specs(dtype: DType) -> (GemvSpec, GemvSpec) {
         strategy: Reduce::Tree { k: 2 },
         seed: 2,
         halves: false,
+        lead: Vec::new(),
     };
     (a, b)
 }
@@ -189,6 +191,7 @@ fn a_chain_of_four_kernels_turns_south_and_matches_the_references() {
         strategy: Reduce::Chain,
         seed: 4,
         halves: false,
+        lead: Vec::new(),
     };
     let (fc, wc) = explicit(&c);
     let x = fa.default_inputs();
@@ -258,8 +261,8 @@ proptest! {
     ) {
         let strategy = if tree { Reduce::Tree { k: 2 } } else { Reduce::Chain };
         let h = h.min(m);
-        let a = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h, strategy, seed, halves: false };
-        let b = GemvSpec { m: k, n: m, dtype, w: h, h: w2.min(k), strategy, seed: seed ^ 1, halves: false };
+        let a = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h, strategy, seed, halves: false, lead: Vec::new() };
+        let b = GemvSpec { m: k, n: m, dtype, w: h, h: w2.min(k), strategy, seed: seed ^ 1, halves: false, lead: Vec::new() };
         prop_assume!(gemv::cols_ok(m, dtype, h));
         let arch = Arch::wse2();
         let fa = gemv::generate(&a, &arch).unwrap();

@@ -398,6 +398,7 @@ fn attention_spread_apart_runs_the_same_cycles() {
             strategy: Reduce::Chain,
             seed: 1,
             halves: false,
+            lead: Vec::new(),
         },
         &arch,
     )

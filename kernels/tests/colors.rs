@@ -39,6 +39,7 @@ fn kernels_run_on_the_colors_they_are_given() {
                 strategy: Strategy::Tree { k: 2 },
                 seed: 1,
                 halves: false,
+                lead: Vec::new(),
             },
             &arch,
         )

@@ -20,6 +20,7 @@ fn elements_map_to_their_wavelets_both_ways() {
         strategy: Reduce::Chain,
         seed: 1,
         halves: false,
+        lead: Vec::new(),
     };
     let f = gemv::generate(&s, &arch).unwrap();
     for (port, streams) in [

@@ -104,7 +104,7 @@ proptest! {
     fn gemv_agrees(m in 1u32..40, n in 1u32..80, w in 1u32..8, h in 1u32..8, k in 0u32..3, wse3 in any::<bool>(), dt in 0usize..5) {
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let dtype = [wafer_emulator::DType::F32, wafer_emulator::DType::BF16, wafer_emulator::DType::F16, wafer_emulator::DType::I8, wafer_emulator::DType::Mxfp4][dt];
-        let s = GemvSpec { m, n, dtype, w: wafer_kernels::gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: strategy(k), seed: 3, halves: false };
+        let s = GemvSpec { m, n, dtype, w: wafer_kernels::gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: strategy(k), seed: 3, halves: false, lead: Vec::new() };
         let f = wafer_kernels::gemv::generate(&s, &arch).unwrap();
         agree(&f.program, &arch)?;
     }

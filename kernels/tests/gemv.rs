@@ -40,7 +40,7 @@ proptest! {
         dtype in prop_oneof![Just(DType::F32), Just(DType::F16), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)],
         strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(), halves in any::<bool>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: halves && m % 2 == 0 };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: halves && m % 2 == 0, lead: Vec::new() };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let (measured, predicted) = check(&s, &arch);
         prop_assert_eq!(measured, predicted, "{:?}", s);
@@ -58,6 +58,7 @@ fn listing_of_a_small_gemv() {
         strategy: Reduce::Tree { k: 2 },
         seed: 1,
         halves: false,
+        lead: Vec::new(),
     };
     let f = gemv::generate(&s, &Arch::wse2()).unwrap();
     insta::assert_snapshot!(wafer_emulator::asm::print(&f.program));
@@ -75,6 +76,7 @@ fn a_tree_beats_a_chain_on_a_long_row() {
         strategy: Reduce::Chain,
         seed: 3,
         halves: false,
+        lead: Vec::new(),
     };
     let tree = GemvSpec {
         strategy: Reduce::Tree { k: 2 },
@@ -98,6 +100,7 @@ fn shapes_that_cannot_be_placed_say_why() {
             strategy: Reduce::Chain,
             seed: 0,
             halves: false,
+            lead: Vec::new(),
         },
         &arch,
     )
@@ -117,6 +120,7 @@ fn shapes_that_cannot_be_placed_say_why() {
             strategy: Reduce::Chain,
             seed: 0,
             halves: false,
+            lead: Vec::new(),
         },
         &arch,
     )
@@ -140,6 +144,7 @@ fn the_best_rect_is_the_cheapest_that_fits() {
                 strategy: Reduce::Chain,
                 seed: 0,
                 halves: false,
+                lead: Vec::new(),
             },
             &arch,
         );
@@ -160,7 +165,7 @@ proptest! {
         dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)], strategy in reduce(), seed in any::<u64>(),
         halves in any::<bool>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: halves && m % 2 == 0 };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: halves && m % 2 == 0, lead: Vec::new() };
         let arch = Arch::wse2();
         let f = gemv::generate(&s, &arch).unwrap().transposed();
         prop_assert_eq!((f.program.width, f.program.height), (s.h, s.w));
@@ -183,7 +188,7 @@ proptest! {
         strategy in reduce(), seed in any::<u64>(), fx in any::<bool>(), fy in any::<bool>(),
     ) {
         use wafer_kernels::Flip;
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: false };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: false, lead: Vec::new() };
         let arch = Arch::wse2();
         let mut f = gemv::generate(&s, &arch).unwrap();
         let weights: Vec<f32> = (0..m * n).map(|i| ((i * 7 + 3) % 11) as f32 / 8.0 - 0.6).collect();
@@ -237,6 +242,7 @@ fn quantized_weights_are_held_packed_and_dequantized_on_the_pe() {
             strategy: Reduce::Tree { k: 2 },
             seed: 9,
             halves: false,
+            lead: Vec::new(),
         };
         let mut f = gemv::generate(&s, &arch).unwrap();
         let short = gemv::load_weights(&s, &arch, &mut f, &model[1..]).unwrap_err();
@@ -297,7 +303,7 @@ proptest! {
         dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)],
         strategy in reduce(), seed in any::<u64>(), wse3 in any::<bool>(), halves in any::<bool>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: halves && m % 2 == 0 };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: halves && m % 2 == 0, lead: Vec::new() };
         let arch = if wse3 { Arch::wse3() } else { Arch::wse2() };
         let f = gemv::generate_batch(&s, batch, &arch).unwrap_or_else(|e| panic!("{e}"));
         let inputs = f.default_inputs();
@@ -327,6 +333,7 @@ fn one_position_of_the_batched_gemv_is_the_gemv() {
         strategy: Reduce::Chain,
         seed: 7,
         halves: false,
+        lead: Vec::new(),
     };
     let arch = Arch::wse3();
     let one = gemv::generate(&s, &arch).unwrap();
@@ -352,7 +359,7 @@ proptest! {
         dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8), Just(DType::Mxfp4)],
         seed in any::<u64>(),
     ) {
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: Reduce::Chain, seed, halves: false };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: Reduce::Chain, seed, halves: false, lead: Vec::new() };
         let arch = Arch::wse3();
         let one = gemv::generate(&s, &arch).unwrap();
         let many = gemv::generate_batch(&s, batch, &arch).unwrap();
@@ -384,7 +391,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let m = 2 * half;
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: Reduce::Tree { k: 2 }, seed, halves: true };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: Reduce::Tree { k: 2 }, seed, halves: true, lead: Vec::new() };
         let arch = Arch::wse3();
         let mut f = gemv::generate(&s, &arch).unwrap_or_else(|e| panic!("{e}"));
         // A matrix whose rows differ (row r's elements near r), so a row
@@ -433,7 +440,7 @@ proptest! {
         dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8)],
         strategy in reduce(), seed in any::<u64>(), delays in prop::collection::vec((0u64..60, 0u64..4), 1..200),
     ) {
-        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: false };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy, seed, halves: false, lead: Vec::new() };
         let arch = Arch::wse3();
         let f = gemv::generate(&s, &arch).unwrap();
         // Per column, arrivals that start late and come in bursts.
@@ -463,4 +470,120 @@ proptest! {
         let end = ends.into_iter().max().unwrap();
         prop_assert!((0..=BURST_SLACK).contains(&(run.cycles - end)), "{:?}: {} against {}", s, run.cycles, end);
     }
+}
+
+/// Each stream's elements of `port`, in the order the stream carries
+/// them.
+fn stream_elements(
+    port: &wafer_kernels::TensorPort,
+) -> std::collections::BTreeMap<String, Vec<u32>> {
+    let mut by: std::collections::BTreeMap<String, Vec<(u32, u32)>> = Default::default();
+    for g in &port.segments {
+        let v = by.entry(g.stream.clone()).or_default();
+        v.extend((0..g.len).map(|i| (g.at + i, g.offset + i)));
+    }
+    (by.into_iter())
+        .map(|(s, mut v)| {
+            v.sort_unstable();
+            (s, v.into_iter().map(|(_, e)| e).collect())
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// With `lead` cut from a RoPE column's PEs (q and k, then `rest`
+    /// rows of W after them on tile rows of their own), a matrix loaded
+    /// from a model gives the reference's `y` in W's order (bit for bit,
+    /// the cost model and each row's end exact), and tile row `r` sends
+    /// exactly what the RoPE's PE `r` takes, in its order: one tile row
+    /// feeds each of its PEs.
+    #[test]
+    fn leading_tile_rows_send_each_rope_pe_its_own_elements(
+        heads in 1u32..6, half_head in 1u32..8, half_split in any::<bool>(), rope_h in 1u32..16,
+        rest in 0u32..20, rest_h in 1u32..4, n in 1u32..40, w in 1u32..5,
+        dtype in prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::I8)],
+        seed in any::<u64>(),
+    ) {
+        use wafer_kernels::rope::{RopeLayout, RopeSpec};
+        let head_dim = 2 * half_head;
+        let rope = RopeSpec {
+            heads,
+            head_dim,
+            theta: 10000.0,
+            layout: if half_split { RopeLayout::HalfSplit } else { RopeLayout::Adjacent },
+            scaling: None,
+            pos: 3,
+            h: rope_h.min(heads * half_head),
+        };
+        let arch = Arch::wse3();
+        let r = wafer_kernels::rope::generate(&rope, &arch).unwrap_or_else(|e| panic!("{e}"));
+        let lead = rope.pe_runs();
+        let m = heads * head_dim + rest;
+        let h = rope.h + if rest > 0 { rest_h.min(rest) } else { 0 };
+        let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h, strategy: Reduce::Tree { k: 2 }, seed, halves: false, lead };
+        let mut f = gemv::generate(&s, &arch).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let mat: Vec<f32> = (0..m * n)
+            .map(|i| (i / n) as f32 * 0.25 + ((i % n) as f32 * 0.01).sin())
+            .collect();
+        gemv::load_weights(&s, &arch, &mut f, &mat).unwrap();
+        let inputs = f.default_inputs();
+        let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
+        let held = gemv::weights(&s, &arch, &f.program);
+        for (row, (a, b)) in held.chunks(n as usize).zip(mat.chunks(n as usize)).enumerate() {
+            let close = a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 0.02 * y.abs().max(1.0));
+            prop_assert!(close, "row {} of {:?}", row, s);
+        }
+        prop_assert_eq!(&outs["y"], &gemv::reference(&s, &held, &inputs["x"]));
+        prop_assert_eq!(run.cycles, gemv::cost(&s, &arch));
+        for (row, end) in gemv::row_ends(&s, &arch).iter().enumerate() {
+            prop_assert_eq!(run.output_times[&format!("y{row}")].last().copied(), Some(end - 1));
+        }
+        let sent = stream_elements(&f.outputs[0]);
+        let x = r.inputs.iter().find(|p| p.name == "x").unwrap();
+        let taken = stream_elements(x);
+        for pe in 0..rope.h {
+            prop_assert_eq!(&sent[&format!("y{pe}")], &taken[&format!("a{pe}")], "PE {} of {:?}", pe, rope);
+        }
+    }
+}
+
+/// Leading tile rows that are not W's first rows each once, or that
+/// leave rows of W for no tile row, are refused with a reason, not run.
+#[test]
+fn bad_leading_rows_are_refused() {
+    let arch = Arch::wse3();
+    let spec = |h: u32, lead: Vec<Vec<(u32, u32)>>| GemvSpec {
+        m: 10,
+        n: 4,
+        dtype: DType::F32,
+        w: 2,
+        h,
+        strategy: Reduce::Chain,
+        seed: 1,
+        halves: false,
+        lead,
+    };
+    for (h, lead, says) in [
+        (3, vec![vec![(0, 2)], vec![(3, 2)]], "W's first rows"),
+        (3, vec![vec![(0, 2)], vec![(1, 2)]], "W's first rows"),
+        (3, vec![vec![(0, 2)], vec![]], "computes no rows"),
+        (2, vec![vec![(0, 2)], vec![(2, 2)]], "tile rows after"),
+        (3, vec![vec![(0, 4)], vec![(4, 6)]], "tile rows after"),
+        (
+            2,
+            vec![vec![(0, 4)], vec![(4, 4)], vec![(8, 2)]],
+            "leading tile rows of",
+        ),
+        (3, vec![vec![(0, u32::MAX)]], "leading tile rows of"),
+    ] {
+        let err = gemv::generate(&spec(h, lead.clone()), &arch)
+            .err()
+            .unwrap_or_else(|| panic!("{lead:?} on {h} rows was taken"))
+            .to_string();
+        assert!(err.contains(says), "{lead:?} on {h} rows: {err}");
+    }
+    let ok = spec(3, vec![vec![(2, 2), (0, 2)], vec![(4, 3)]]);
+    check(&ok, &arch);
+    assert_eq!(gemv::tile_rows(&ok), [(0, 4), (4, 3), (7, 3)]);
 }

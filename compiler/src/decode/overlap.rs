@@ -189,9 +189,7 @@ impl Plan {
                     .unwrap_or(0)
             })
             .collect();
-        let made_by: HashMap<usize, usize> = (c.stages.iter().enumerate().rev())
-            .flat_map(|(j, s)| s.outputs.iter().map(move |&v| (v, j)))
-            .collect();
+        let made_by = crate::stage::made_by(&c.stages);
         let out_pes: Vec<Option<Vec<Option<Pe>>>> = (c.fragments.iter().zip(&c.sites))
             .map(|(f, site)| {
                 let port = f.outputs.first()?;
@@ -400,7 +398,19 @@ impl Plan {
         let feeds = || ports.iter().flat_map(|(_, feeds)| feeds.iter().flatten());
         let first = feeds().map(at).min();
         let last = latest(&mut feeds().map(|f| (at(f), f.from)));
-        let start = first.map_or(free_at, |t| t.max(free_at));
+        // An element no stage makes (the step's position, a biased GEMV's
+        // 1) is the host's, there from the step's start: a stage taking
+        // one starts once its PEs are free. (Pushed at a start set by its
+        // first fed element instead, the position went in just ahead of
+        // it and delayed it a cycle; beside its producer, the hold that
+        // delay made moved the producer, and with it the start, a cycle
+        // a pass without settling: stories260K's RoPE beside its
+        // `wq_wk_wv`.)
+        let host = (ports.iter()).any(|(_, feeds)| feeds.iter().any(Option::is_none));
+        let start = match (host, first) {
+            (false, Some(t)) => t.max(free_at),
+            _ => free_at,
+        };
         let arrivals = (ports.iter())
             .map(|(port, feeds)| {
                 let t = (feeds.iter())

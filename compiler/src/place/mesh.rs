@@ -1,7 +1,7 @@
 //! Mesh placement: every projection tiled over its tile of layers (or
 //! the whole wafer), the other stages on each tile's skyline.
 
-use super::shape::{Memo, cheapest, mesh_gemv};
+use super::shape::{Memo, cheapest, mesh_gemv, rope_rows as rope_rows_of};
 use super::tiles::{Area, Tiles};
 use super::{Kernel, Options, PlaceError, PlacementKind, Site, groups, no_fit, unplaceable};
 use crate::footprint::weight_bytes;
@@ -233,6 +233,7 @@ fn mesh_with(
                             strategy: o.reduce,
                             seed: i as u64,
                             halves: *halves,
+                            lead: Vec::new(),
                         })
                     });
                     // MeshGEMV's columns run across the outputs, its rows
@@ -274,10 +275,9 @@ fn mesh_with(
                 // It is as tall as those rows, each PE taking what about
                 // one row sends.
                 let mut fed = fed;
-                if let (Work::Rope { heads, head, .. }, Some((h, m))) = (&s.work, feeder) {
-                    let used = (h as u64 * (heads * head) as u64).div_ceil(m.max(1) as u64);
-                    rope_rows[i] = Some(used.min(h as u64) as u32);
-                    fed = rope_rows[i];
+                if let Some((h, m)) = feeder {
+                    rope_rows[i] = rope_rows_of(&s.work, h, m);
+                    fed = rope_rows[i].or(fed);
                 }
                 memo.shape_fed(s, c, o, (aw, ah), fed, i as u64)
             }

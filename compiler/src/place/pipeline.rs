@@ -1,15 +1,16 @@
 //! Pipeline placement: a strip of the wafer per group of stages (the
 //! embedding, each layer, the head), the stages stacked in each, but for
-//! the argmax and each SwiGLU (SiLU, GELU), which sit beside the east edge
-//! of the GEMV that feeds them.
+//! the argmax, each RoPE and each SwiGLU (SiLU, GELU), which sit beside
+//! the east edge of the GEMV that feeds them.
 
-use super::shape::Memo;
+use super::shape::{Memo, rope_rows};
 use super::{Kernel, Options, PlaceError, PlacementKind, Site, groups, no_fit, unplaceable};
 use crate::footprint::weight_bytes;
 use crate::model::Config;
 use crate::stage::{Src, Stage, Work, made_by};
 use wafer_emulator::Pe;
 use wafer_kernels::Flip;
+use wafer_kernels::gemv::GemvSpec;
 
 pub(super) fn pipeline(
     stages: &[Stage],
@@ -73,10 +74,11 @@ pub(super) fn pipeline(
         let sw = widths[g];
         let m = &members[g];
         let is_big = |i: usize| matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. });
-        // The argmax, and a SwiGLU (SiLU, GELU), sits beside the GEMV
-        // that feeds it (the classifier, `w1_w3`), against its east edge,
-        // a column with a PE per row of it, where the strip has a column
-        // to spare: a tiled GEMV sends y out of its east edge row by row,
+        // The argmax, a RoPE, and a SwiGLU (SiLU, GELU), sits beside the
+        // GEMV that feeds it (the classifier, `wq_wk_wv`, `w1_w3`),
+        // against its east edge, a column with a PE per row of it (a
+        // RoPE's: per row of q and k, [`rope_beside`]), where the strip
+        // has a column to spare: a tiled GEMV sends y out of its east edge row by row,
         // so each row's part crosses one link of its own. Stacked below
         // the GEMV, every row's part went down the one column the stage
         // starts at: on llama-3.2-1b split over four `wse3` wafers,
@@ -90,7 +92,7 @@ pub(super) fn pipeline(
         // Whether a stage sits beside GEMV j: one may, it leaves one column.
         let mut taken = vec![false; stages.len()];
         for &i in m {
-            let column = matches!(stages[i].work, Work::Argmax { .. })
+            let column = matches!(stages[i].work, Work::Argmax { .. } | Work::Rope { .. })
                 || (stages[i].work.vector_op()).is_some_and(|(op, _)| op.spreads_over_columns());
             if sw < 2 || !column {
                 continue;
@@ -166,11 +168,20 @@ pub(super) fn pipeline(
                     let Some(j) = beside[i] else { continue };
                     let feeder = &sites[j].as_ref().expect("placed above").kernel;
                     let (fw, fh) = feeder.size();
-                    let rows = match feeder {
-                        Kernel::Gemv(g) => Some(g.h),
-                        _ => None,
+                    let shaped = match (&stages[i].work, feeder) {
+                        (Work::Rope { .. }, Kernel::Gemv(g)) => {
+                            rope_beside(&stages[i], g, c, o, memo, i).map(|(rope, g)| {
+                                sites[j].as_mut().expect("placed above").kernel = Kernel::Gemv(g);
+                                rope
+                            })
+                        }
+                        (Work::Rope { .. }, _) => None,
+                        (_, Kernel::Gemv(g)) => {
+                            memo.shape_fed(&stages[i], c, o, (1, fh), Some(g.h), i as u64)
+                        }
+                        _ => memo.shape_fed(&stages[i], c, o, (1, fh), None, i as u64),
                     };
-                    let Some(k) = memo.shape_fed(&stages[i], c, o, (1, fh), rows, i as u64) else {
+                    let Some(k) = shaped else {
                         beside[i] = None;
                         taken[j] = false;
                         unbesided = true;
@@ -242,4 +253,40 @@ pub(super) fn pipeline(
         .into_iter()
         .map(|s| s.expect("every stage is in a group"))
         .collect())
+}
+
+/// A RoPE beside the tiled GEMV `g` that makes its q and k (then v): a
+/// column on the rows q and k leave from, each PE's elements computed by
+/// the tile row west of it alone ([`GemvSpec::lead`]), and v on the rows
+/// below. The RoPE and the GEMV so cut; `None` where the GEMV has no
+/// row for v below the RoPE (or more rows than v has), or its tiles
+/// would outgrow a PE's SRAM.
+fn rope_beside(
+    stage: &Stage,
+    g: &GemvSpec,
+    c: &Config,
+    o: &Options,
+    memo: &mut Memo,
+    i: usize,
+) -> Option<(Kernel, GemvSpec)> {
+    let Work::Rope { heads, head, .. } = stage.work else {
+        return None;
+    };
+    let rest = g.m.checked_sub(heads * head)?;
+    let most = g.h.checked_sub((rest > 0) as u32).filter(|h| *h > 0)?;
+    let used = rope_rows(&stage.work, g.h, g.m)?.min(most);
+    let rope = memo.shape_fed(stage, c, o, (1, most), Some(used), i as u64)?;
+    let Kernel::Rope(r) = &rope else {
+        return None;
+    };
+    // The tile rows below the RoPE's take v, one row of W at least each.
+    let below = g.h - r.h;
+    if below > rest || (below > 0) != (rest > 0) {
+        return None;
+    }
+    let cut = GemvSpec {
+        lead: r.pe_runs(),
+        ..g.clone()
+    };
+    (wafer_kernels::gemv::sram_needed(&cut) <= o.arch.sram_bytes as u64).then_some((rope, cut))
 }

@@ -18,6 +18,18 @@ use wafer_kernels::rope::{RopeLayout, RopeSpec};
 use wafer_kernels::router::RouterSpec;
 use wafer_kernels::vector::{VectorOp, VectorSpec};
 
+/// How many of a tiled GEMV's `h` rows (`m` outputs) send a RoPE its
+/// input: RoPE takes the first `heads · head` of its GEMV's outputs (q
+/// and k, before v), which leave from the top rows of the GEMV's east
+/// edge. `None` for any other stage.
+pub(super) fn rope_rows(work: &Work, h: u32, m: u32) -> Option<u32> {
+    let Work::Rope { heads, head, .. } = work else {
+        return None;
+    };
+    let used = (h as u64 * (heads * head) as u64).div_ceil(m.max(1) as u64);
+    Some(used.min(h as u64) as u32)
+}
+
 /// The projection `y = W·x` (`m` outputs, `n` inputs) as a MeshGEMV on a
 /// `w × h` rectangle (`w` across the outputs, `h` across the inputs), its
 /// rows grouped as the cost model likes best among the three groupings
@@ -191,6 +203,7 @@ pub(super) fn shape(
                     strategy: o.reduce,
                     seed,
                     halves: *halves,
+                    lead: Vec::new(),
                 }));
             }
             if o.gemv.mesh(o.dtype) {

@@ -205,6 +205,7 @@ pub fn best_rect(
                 strategy,
                 seed: 0,
                 halves: false,
+                lead: Vec::new(),
             };
             if validate(&spec, 1, arch).is_err()
                 || C_LEVEL0 as u32 + Plan::shape(w, strategy).0 > arch.colors

@@ -55,6 +55,20 @@ pub struct GemvSpec {
     /// ports keep W's and y's order; only which row computes what moves.
     #[serde(default)]
     pub halves: bool,
+    /// The first tile rows' rows of W, for a kernel beside the east edge
+    /// whose PEs each take their own elements of `y`, in their own order
+    /// (a RoPE's heads or parts of heads, [`crate::rope::RopeSpec::pe_runs`]):
+    /// tile row `r < lead.len()` computes exactly `lead[r]`'s runs `(W's
+    /// first row, count)`, in order, so that each of its PEs is fed by one
+    /// tile row alone. The runs are W's first rows, each once; the rows
+    /// after them go to the tile rows after, split as evenly as they go.
+    /// Empty: W's rows in order (or `halves`). Fed across tile rows
+    /// instead, a consumer's PE waits for the end of the row above's
+    /// stream while the next row's stream waits for it, and the holds of
+    /// an overlapped step creep a cycle a pass without settling
+    /// (stories260K's RoPE beside its `wq_wk_wv`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lead: Vec<Vec<(u32, u32)>>,
 }
 
 impl GemvSpec {
@@ -226,6 +240,8 @@ fn validate(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<(), KernelError> {
             "its halves side by side need an even number of rows, not {}",
             s.m
         ))
+    } else if let Some(why) = lead_wrong(s) {
+        Some(why)
     } else if !cols_ok(s.n, s.dtype, s.w) || s.h > s.m {
         Some(match s.dtype {
             DType::Mxfp4 => format!(
@@ -380,6 +396,18 @@ pub fn generate_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> Result<Fragment,
 /// pieces split each half as evenly as the tile rows split W, so a tile
 /// row holds a pair within a row of its own).
 pub fn row_runs(s: &GemvSpec) -> Vec<(u32, u32, u32)> {
+    if !s.lead.is_empty() {
+        let mut k = 0;
+        let mut runs = Vec::new();
+        for &(t, len) in s.lead.iter().flatten() {
+            runs.push((k, t, len));
+            k += len;
+        }
+        if k < s.m {
+            runs.push((k, k, s.m - k));
+        }
+        return runs;
+    }
     if !s.halves {
         return vec![(0, 0, s.m)];
     }
@@ -401,6 +429,20 @@ pub fn row_runs(s: &GemvSpec) -> Vec<(u32, u32, u32)> {
 /// to the SwiGLU row above; a held SwiGLU row then held back the next
 /// tile row's whole stream, row after row.)
 pub fn tile_rows(s: &GemvSpec) -> Vec<(u32, u32)> {
+    if !s.lead.is_empty() {
+        let mut k = 0;
+        let mut rows = Vec::new();
+        for runs in &s.lead {
+            let len = runs.iter().map(|r| r.1).sum();
+            rows.push((k, len));
+            k += len;
+        }
+        let rest = (s.h as usize).saturating_sub(s.lead.len()) as u32;
+        if rest > 0 {
+            rows.extend(split(s.m - k, rest).into_iter().map(|(o, l)| (k + o, l)));
+        }
+        return rows;
+    }
     match paired(s) {
         true => (split(s.m / 2, s.h).into_iter())
             .map(|(off, len)| (2 * off, 2 * len))
@@ -411,6 +453,9 @@ pub fn tile_rows(s: &GemvSpec) -> Vec<(u32, u32)> {
 
 /// The most kernel rows a tile row holds ([`tile_rows`]; `h` at least 1).
 pub fn rows_per_tile(s: &GemvSpec) -> u32 {
+    if !s.lead.is_empty() {
+        return tile_rows(s).iter().map(|r| r.1).max().unwrap_or(0);
+    }
     match paired(s) {
         true => 2 * (s.m / 2).div_ceil(s.h),
         false => s.m.div_ceil(s.h),
@@ -420,6 +465,54 @@ pub fn rows_per_tile(s: &GemvSpec) -> u32 {
 /// Whether the tile rows hold pairs of pieces of `y`'s two halves.
 fn paired(s: &GemvSpec) -> bool {
     s.halves && s.h <= s.m / 2
+}
+
+/// Whether the kernel computes W's rows in another order than W's.
+fn reordered(s: &GemvSpec) -> bool {
+    s.halves || !s.lead.is_empty()
+}
+
+/// What is wrong with `lead` ([`GemvSpec::lead`]), if anything: with
+/// `halves`; more of them than tile rows, or as many with rows of W
+/// left for none; an empty one; or runs that are not W's first rows,
+/// each once.
+fn lead_wrong(s: &GemvSpec) -> Option<String> {
+    if s.lead.is_empty() {
+        return None;
+    }
+    let mut runs: Vec<(u32, u32)> = s.lead.iter().flatten().copied().collect();
+    runs.sort_unstable();
+    let mut end = 0u64;
+    for &(t, len) in &runs {
+        if t as u64 != end || len == 0 {
+            return Some(format!(
+                "its leading tile rows' runs must be W's first rows, each once and none empty (at row {end}, a run ({t}, {len}))"
+            ));
+        }
+        end += len as u64;
+    }
+    let rest_rows = s.h as u64 - (s.lead.len() as u64).min(s.h as u64);
+    if s.halves {
+        Some("its halves side by side and leading tile rows are either, not both".into())
+    } else if s.lead.iter().any(|r| r.is_empty()) {
+        Some("a leading tile row computes no rows of W".into())
+    } else if end > s.m as u64 || s.lead.len() as u64 > s.h as u64 {
+        Some(format!(
+            "{} leading tile rows of {end} rows of W, on {} tile rows of {} rows",
+            s.lead.len(),
+            s.h,
+            s.m
+        ))
+    } else if (end < s.m as u64) != (rest_rows > 0) || rest_rows > s.m as u64 - end {
+        Some(format!(
+            "{} tile rows after its {} leading ones for the {} rows of W after theirs",
+            rest_rows,
+            s.lead.len(),
+            s.m as u64 - end
+        ))
+    } else {
+        None
+    }
 }
 
 /// W's row of each kernel row.
@@ -433,7 +526,7 @@ fn kernel_rows(s: &GemvSpec) -> Vec<u32> {
 /// position after the last, and each kernel row is W's row
 /// ([`row_runs`]).
 fn y_port(s: &GemvSpec, rows: &[(u32, u32)], batch: u32) -> crate::TensorPort {
-    if !s.halves {
+    if !reordered(s) {
         return crate::positions_port("y", "y", rows, s.m, batch);
     }
     let runs = row_runs(s);
@@ -711,6 +804,7 @@ mod tests {
             strategy: crate::reduce::Strategy::Tree { k: 2 },
             seed: 1,
             halves: false,
+            lead: Vec::new(),
         }
     }
 

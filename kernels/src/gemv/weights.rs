@@ -3,7 +3,7 @@
 //! of the seeded ones (a checkpoint's weights), both walking each PE's
 //! tile in its [`TileOrder`].
 
-use super::{GemvSpec, TileOrder, col_split, kernel_rows, tile_order, tile_rows};
+use super::{GemvSpec, TileOrder, col_split, kernel_rows, reordered, tile_order, tile_rows};
 use crate::{Fragment, KernelError};
 use wafer_emulator::{Arch, DType, Pe, Program};
 
@@ -91,7 +91,7 @@ fn weights_at(s: &GemvSpec, order: TileOrder, p: &Program, transposed: bool) -> 
         DType::Mxfp4 => crate::quant::dequantize_mxfp4(&w, &scales, s.n),
         _ => w,
     };
-    if !s.halves {
+    if !reordered(s) {
         return w;
     }
     // Kernel rows back to W's.
@@ -120,9 +120,9 @@ pub fn load_weights(
 ) -> Result<(), KernelError> {
     let takes = s.m as u64 * s.n as u64;
     KernelError::check_length(|| format!("GEMV {}x{}", s.m, s.n), takes, w.len())?;
-    // W's rows in kernel order (`halves`).
+    // W's rows in kernel order (`halves`, `lead`).
     let kernel_order: Vec<f32>;
-    let w = match s.halves {
+    let w = match reordered(s) {
         false => w,
         true => {
             let n = s.n as usize;

@@ -381,6 +381,7 @@ fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow
         strategy,
         seed: a.seed,
         halves: false,
+        lead: Vec::new(),
     };
     let mut report = measure_gemv(how, &spec, a.batch, a.transposed, arch)?;
     report.picked = picked;

@@ -44,6 +44,7 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         strategy,
         seed: a.seed,
         halves: false,
+        lead: Vec::new(),
     };
     let second = GemvSpec {
         m: k,
@@ -54,6 +55,7 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         strategy,
         seed: a.seed.wrapping_add(7),
         halves: false,
+        lead: Vec::new(),
     };
     // W2 is generated unmirrored, so on the machine mirrored too.
     let mirror = Arch {

@@ -49,6 +49,7 @@ pub(super) fn run(how: &Ctx, json: bool) -> anyhow::Result<()> {
                     strategy,
                     seed: 1,
                     halves: false,
+                    lead: Vec::new(),
                 };
                 let r = measure_gemv(how, &spec, 1, false, arch.clone());
                 rows.push(row(format!("gemv {m}x{n} {dtype} {strategy}"), r)?);
