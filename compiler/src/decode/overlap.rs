@@ -399,18 +399,22 @@ impl Plan {
         let first = feeds().map(at).min();
         let last = latest(&mut feeds().map(|f| (at(f), f.from)));
         // An element no stage makes (the step's position, a biased GEMV's
-        // 1) is the host's, there from the step's start: a stage taking
-        // one starts once its PEs are free. (Pushed at a start set by its
-        // first fed element instead, the position went in just ahead of
-        // it and delayed it a cycle; beside its producer, the hold that
-        // delay made moved the producer, and with it the start, a cycle
-        // a pass without settling: stories260K's RoPE beside its
-        // `wq_wk_wv`.)
-        let host = (ports.iter()).any(|(_, feeds)| feeds.iter().any(Option::is_none));
-        let start = match (host, first) {
-            (false, Some(t)) => t.max(free_at),
-            _ => free_at,
-        };
+        // 1) is the host's, there whenever it is wanted: the stage starts
+        // early enough for the host to push it ahead of the first element
+        // its producers send, as many cycles early as a port has such
+        // elements, so that it delays none of theirs. (Pushed at the
+        // start the first sent element set, the position went in just
+        // ahead of it and delayed it a cycle; beside its producer, the
+        // hold that delay made moved the producer, and with it the
+        // start, a cycle a pass without settling: stories260K's RoPE
+        // beside its `wq_wk_wv`.) Early by a count, not from the step's
+        // start, so that a stage's run does not depend on when its wafer
+        // began (a system's wafers run alone share their runs).
+        let host = (ports.iter())
+            .map(|(_, feeds)| feeds.iter().filter(|f| f.is_none()).count() as u64)
+            .max()
+            .unwrap_or(0);
+        let start = first.map_or(free_at, |t| t.saturating_sub(host).max(free_at));
         let arrivals = (ports.iter())
             .map(|(port, feeds)| {
                 let t = (feeds.iter())

@@ -196,6 +196,9 @@ pub(super) fn pipeline(
                 }
             }
             if unbesided {
+                // Laid out again from the start: one more band to share.
+                let small = m.iter().filter(|&&i| stacked_small(i, &beside)).count() as u32;
+                band = (gh / (small + 1)).max(1);
                 continue;
             }
             let fits = failed.is_none() && m.iter().map(|&i| heights[i]).sum::<u32>() <= gh;
@@ -258,9 +261,16 @@ pub(super) fn pipeline(
 /// A RoPE beside the tiled GEMV `g` that makes its q and k (then v): a
 /// column on the rows q and k leave from, each PE's elements computed by
 /// the tile row west of it alone ([`GemvSpec::lead`]), and v on the rows
-/// below. The RoPE and the GEMV so cut; `None` where the GEMV has no
-/// row for v below the RoPE (or more rows than v has), or its tiles
-/// would outgrow a PE's SRAM.
+/// below. The RoPE and the GEMV so cut; `None` where the GEMV has fewer
+/// rows than the RoPE has heads, no row for v below them (or more rows
+/// than v has), or tiles that would outgrow a PE's SRAM.
+///
+/// A PE a head at most: one holding several sends a q head and a k head
+/// on one stream, in that order, and attention takes each column's k
+/// (and v) before its q; a hop from its producer, with little room on
+/// the route, the holds of an overlapped step then went round that
+/// cycle without settling (stories260K on 48 × 48, its RoPE one PE
+/// beside a GEMV of two rows: 73 cycles a pass).
 fn rope_beside(
     stage: &Stage,
     g: &GemvSpec,
@@ -273,8 +283,8 @@ fn rope_beside(
         return None;
     };
     let rest = g.m.checked_sub(heads * head)?;
-    let most = g.h.checked_sub((rest > 0) as u32).filter(|h| *h > 0)?;
-    let used = rope_rows(&stage.work, g.h, g.m)?.min(most);
+    let most = g.h.checked_sub((rest > 0) as u32).filter(|h| *h >= heads)?;
+    let used = rope_rows(&stage.work, g.h, g.m)?.clamp(heads, most);
     let rope = memo.shape_fed(stage, c, o, (1, most), Some(used), i as u64)?;
     let Kernel::Rope(r) = &rope else {
         return None;

@@ -67,7 +67,7 @@ pub struct GemvSpec {
     /// stream while the next row's stream waits for it, and the holds of
     /// an overlapped step creep a cycle a pass without settling
     /// (stories260K's RoPE beside its `wq_wk_wv`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub lead: Vec<Vec<(u32, u32)>>,
 }
 
