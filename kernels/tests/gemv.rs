@@ -426,8 +426,11 @@ proptest! {
 /// How many cycles a GEMV fed late may take past its model, which takes
 /// the last element of a column as what its tile loop waits for: a burst
 /// of `x` arriving after a gap delays the elements before it too (seen:
-/// up to 6 cycles; 8 held over 2,000 cases drawn).
-const BURST_SLACK: u64 = 8;
+/// up to 6 cycles over 2,000 cases drawn, then 9 on the regressions
+/// file's `m = 10, n = 69, w = 4, h = 1`, bf16, where 3 × 2,000 cases
+/// more found none past 6). An estimate's bound, not a cost model's
+/// equality.
+const BURST_SLACK: u64 = 12;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
