@@ -78,8 +78,8 @@ pub(super) fn pipeline(
         // GEMV that feeds it (the classifier, `wq_wk_wv`, `w1_w3`),
         // against its east edge, a column with a PE per row of it (a
         // RoPE's: per row of q and k, [`rope_beside`]), where the strip
-        // has a column to spare: a tiled GEMV sends y out of its east edge row by row,
-        // so each row's part crosses one link of its own. Stacked below
+        // has a column to spare: a tiled GEMV sends y out of its east
+        // edge row by row, so each row's part crosses one link of its own. Stacked below
         // the GEMV, every row's part went down the one column the stage
         // starts at: on llama-3.2-1b split over four `wse3` wafers,
         // queued on X-then-Y paths, the logits reached the argmax 127,816
