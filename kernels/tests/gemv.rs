@@ -377,6 +377,43 @@ proptest! {
     }
 }
 
+/// Generate `s`, load a matrix whose rows differ (row r's elements near
+/// r, so a row computed in another's place shows) and run it: W as the
+/// PEs hold it must be that matrix in W's order (rounded to the dtype),
+/// `y` the reference's on it bit for bit, the cycles the cost model's and
+/// each row's end its model's. The fragment.
+fn run_rows_apart(s: &GemvSpec, arch: &Arch) -> Result<wafer_kernels::Fragment, TestCaseError> {
+    let (m, n) = (s.m, s.n);
+    let mut f = gemv::generate(s, arch).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+    let mat: Vec<f32> = (0..m * n)
+        .map(|i| (i / n) as f32 * 0.25 + ((i % n) as f32 * 0.01).sin())
+        .collect();
+    gemv::load_weights(s, arch, &mut f, &mat).unwrap();
+    let inputs = f.default_inputs();
+    let (outs, run) = f.run(arch, &inputs, &RunConfig::default()).unwrap();
+    let held = gemv::weights(s, arch, &f.program);
+    for (r, (a, b)) in held
+        .chunks(n as usize)
+        .zip(mat.chunks(n as usize))
+        .enumerate()
+    {
+        let close = a
+            .iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 0.02 * y.abs().max(1.0));
+        prop_assert!(close, "row {} of {:?}", r, s);
+    }
+    prop_assert_eq!(&outs["y"], &gemv::reference(s, &held, &inputs["x"]));
+    prop_assert_eq!(run.cycles, gemv::cost(s, arch));
+    for (row, end) in gemv::row_ends(s, arch).iter().enumerate() {
+        prop_assert_eq!(
+            run.output_times[&format!("y{row}")].last().copied(),
+            Some(end - 1)
+        );
+    }
+    Ok(f)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
     /// With `halves`, a matrix loaded from a model gives the reference's
@@ -392,25 +429,7 @@ proptest! {
     ) {
         let m = 2 * half;
         let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h: h.min(m), strategy: Reduce::Tree { k: 2 }, seed, halves: true, lead: Vec::new() };
-        let arch = Arch::wse3();
-        let mut f = gemv::generate(&s, &arch).unwrap_or_else(|e| panic!("{e}"));
-        // A matrix whose rows differ (row r's elements near r), so a row
-        // computed in another's place shows.
-        let mat: Vec<f32> = (0..m * n)
-            .map(|i| (i / n) as f32 * 0.25 + ((i % n) as f32 * 0.01).sin())
-            .collect();
-        gemv::load_weights(&s, &arch, &mut f, &mat).unwrap();
-        let inputs = f.default_inputs();
-        let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
-        // The reference on W as the PEs hold it (rounded to the dtype),
-        // which must be `mat`'s rows in W's order.
-        let held = gemv::weights(&s, &arch, &f.program);
-        for (r, (a, b)) in held.chunks(n as usize).zip(mat.chunks(n as usize)).enumerate() {
-            let close = a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 0.02 * y.abs().max(1.0));
-            prop_assert!(close, "row {} of {:?}", r, s);
-        }
-        prop_assert_eq!(&outs["y"], &gemv::reference(&s, &held, &inputs["x"]));
-        prop_assert_eq!(run.cycles, gemv::cost(&s, &arch));
+        let f = run_rows_apart(&s, &Arch::wse3())?;
         // Each element's tile row, from the port.
         let row_of = |e: u32| {
             let seg = f.outputs[0].segments.iter().find(|g| g.offset <= e && e < g.offset + g.len).unwrap();
@@ -525,23 +544,7 @@ proptest! {
         let m = heads * head_dim + rest;
         let h = rope.h + if rest > 0 { rest_h.min(rest) } else { 0 };
         let s = GemvSpec { m, n, dtype, w: gemv::cols_at_most(n, dtype, w), h, strategy: Reduce::Tree { k: 2 }, seed, halves: false, lead };
-        let mut f = gemv::generate(&s, &arch).unwrap_or_else(|e| panic!("{s:?}: {e}"));
-        let mat: Vec<f32> = (0..m * n)
-            .map(|i| (i / n) as f32 * 0.25 + ((i % n) as f32 * 0.01).sin())
-            .collect();
-        gemv::load_weights(&s, &arch, &mut f, &mat).unwrap();
-        let inputs = f.default_inputs();
-        let (outs, run) = f.run(&arch, &inputs, &RunConfig::default()).unwrap();
-        let held = gemv::weights(&s, &arch, &f.program);
-        for (row, (a, b)) in held.chunks(n as usize).zip(mat.chunks(n as usize)).enumerate() {
-            let close = a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 0.02 * y.abs().max(1.0));
-            prop_assert!(close, "row {} of {:?}", row, s);
-        }
-        prop_assert_eq!(&outs["y"], &gemv::reference(&s, &held, &inputs["x"]));
-        prop_assert_eq!(run.cycles, gemv::cost(&s, &arch));
-        for (row, end) in gemv::row_ends(&s, &arch).iter().enumerate() {
-            prop_assert_eq!(run.output_times[&format!("y{row}")].last().copied(), Some(end - 1));
-        }
+        let f = run_rows_apart(&s, &arch)?;
         let sent = stream_elements(&f.outputs[0]);
         let x = r.inputs.iter().find(|p| p.name == "x").unwrap();
         let taken = stream_elements(x);
