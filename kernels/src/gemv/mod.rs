@@ -62,11 +62,11 @@ pub struct GemvSpec {
     /// first row, count)`, in order, so that each of its PEs is fed by one
     /// tile row alone. The runs are W's first rows, each once; the rows
     /// after them go to the tile rows after, split as evenly as they go.
-    /// Empty: W's rows in order (or `halves`). Fed across tile rows
-    /// instead, a consumer's PE waits for the end of the row above's
-    /// stream while the next row's stream waits for it, and the holds of
-    /// an overlapped step creep a cycle a pass without settling
-    /// (stories260K's RoPE beside its `wq_wk_wv`).
+    /// Empty: W's rows in order (or `halves`). Cut evenly instead, a
+    /// RoPE beside stories260K's `wq_wk_wv` on 96 × 64 took 3 heads a PE
+    /// against 25.6 rows a tile row, and its overlapped step 10,975
+    /// cycles in 9 passes against 10,673 in 4 with the cut. No placement
+    /// uses it now (docs/decode-step.md, "RoPE beside its projection").
     #[serde(default)]
     pub lead: Vec<Vec<(u32, u32)>>,
 }
