@@ -123,26 +123,32 @@ fn a_row_aligned_hand_off_is_shorter_than_corner_to_corner() {
 /// Pipeline placement puts the argmax against the classifier's east
 /// edge, and each SwiGLU against its `w1_w3`'s, a PE per row of it:
 /// every element crosses one link, each row its own (the GEMV's tile
-/// rows hold whole pairs of `w1_w3`'s halves, `gemv::tile_rows`), on
-/// small grids and the whole `wse3`. RoPE stays stacked.
+/// rows hold whole pairs of `w1_w3`'s halves, `gemv::tile_rows`). Each
+/// RoPE sits against its `wq_wk_wv`'s where that GEMV has a row for each
+/// of its heads and one for v (on the whole `wse3`; not on the small
+/// grids, where it is stacked): on the rows that compute q and k, each of
+/// its PEs' elements exactly (`GemvSpec::lead`).
 /// Stacked below the GEMV, every row's part went down the one column the
 /// stage starts at: on llama-3.2-1b over four `wse3` wafers, queued, the
 /// logits 127,816 cycles late, each SwiGLU's inputs about 16,000.
 #[test]
-fn pipeline_placement_s_argmax_and_swiglus_are_fed_in_one_hop() {
+fn pipeline_placement_s_argmax_ropes_and_swiglus_are_fed_in_one_hop() {
     use wafer_compiler::kernel::Kernel;
     use wafer_compiler::stage::Work;
     let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
-    for arch in [
-        Arch::wse3().with_grid(48, 48).unwrap(),
-        Arch::wse3().with_grid(96, 64).unwrap(),
-        Arch::wse3(),
+    for (arch, ropes_beside) in [
+        (Arch::wse3().with_grid(48, 48).unwrap(), 0),
+        (Arch::wse3().with_grid(96, 64).unwrap(), 0),
+        (Arch::wse3(), cfg.n_layers),
     ] {
         let o = common::f32_options(arch.clone(), PlacementKind::Pipeline, None);
         let c = compile(&cfg, Some(&w), &o).unwrap();
-        let mut beside = 0;
+        let (mut beside, mut ropes) = (0, 0);
         for (i, s) in c.stages.iter().enumerate() {
-            if !matches!(s.work, Work::Argmax { .. } | Work::Swiglu { .. }) {
+            if !matches!(
+                s.work,
+                Work::Argmax { .. } | Work::Swiglu { .. } | Work::Rope { .. }
+            ) {
                 continue;
             }
             let h = &c.routing.handoffs[i];
@@ -155,19 +161,58 @@ fn pipeline_placement_s_argmax_and_swiglus_are_fed_in_one_hop() {
             let (from, to) = (c.sites[gemv].origin, c.sites[i].origin);
             let (cols, rows) = c.sites[i].kernel.size();
             let at = format!("{} on {}x{}", s.name, arch.grid_cols, arch.grid_rows);
+            match (&c.sites[i].kernel, &s.work) {
+                // Stacked only where the GEMV has too few rows.
+                (Kernel::Rope(_), Work::Rope { heads, .. }) if to.x == from.x => {
+                    assert!(g.h <= *heads && g.lead.is_empty(), "{at}: {g:?}");
+                    continue;
+                }
+                // On the rows q and k leave from, each PE fed by the
+                // tile row beside it alone, v on the rows below.
+                (Kernel::Rope(r), _) => {
+                    assert!(cols == 1 && rows < g.h, "{at}: {cols}x{rows}");
+                    assert_eq!(g.lead, r.pe_runs(), "{at}");
+                    ropes += 1;
+                }
+                _ => assert_eq!((cols, rows), (1, g.h), "{at}"),
+            }
             assert_eq!(to, Pe::new(from.x + g.w, from.y), "{at}");
-            assert_eq!((cols, rows), (1, g.h), "{at}");
             assert_eq!(h.hops, 1, "{at}");
             beside += 1;
         }
-        // The argmax and a SwiGLU a layer.
-        assert_eq!(
-            beside,
-            1 + cfg.n_layers,
-            "{}x{}",
-            arch.grid_cols,
-            arch.grid_rows
-        );
+        // The argmax, a SwiGLU a layer, and a RoPE a layer where there
+        // was room.
+        let grid = format!("{}x{}", arch.grid_cols, arch.grid_rows);
+        assert_eq!(ropes, ropes_beside, "{grid}");
+        assert_eq!(beside, 1 + cfg.n_layers + ropes, "{grid}");
         check(&c);
+    }
+}
+
+/// With each RoPE beside its `wq_wk_wv` (stories260K on the whole
+/// `wse3`), the overlapped steps give the barriers' tokens in fewer
+/// cycles, every step settled.
+#[test]
+fn ropes_beside_their_projections_decode_as_the_barriers() {
+    use wafer_compiler::decode::Decoder;
+    let (cfg, w) = llama2c::load(&models().join("stories260K.bin")).unwrap();
+    let o = common::f32_options(Arch::wse3(), PlacementKind::Pipeline, None);
+    let c = compile(&cfg, Some(&w), &o).unwrap();
+    let run = |overlap: bool| {
+        let mut d = Decoder::new(&c);
+        d.overlap(overlap);
+        let mut token = wafer_compiler::tokenizer::BOS;
+        (0..4)
+            .map(|_| {
+                let s = d.step(token).unwrap();
+                token = s.next;
+                (s.next, s.cycles)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (barrier, over) = (run(false), run(true));
+    for (o, b) in over.iter().zip(&barrier) {
+        assert_eq!(o.0, b.0);
+        assert!(o.1 < b.1, "overlapped {} against {}", o.1, b.1);
     }
 }

@@ -7,8 +7,10 @@
 //!   share of the weights (and at least what its kernels need); in a strip
 //!   the stages are stacked top to bottom, the vector kernels as short as
 //!   their cost allows and the GEMVs sharing the rest in proportion to their
-//!   weights, and the argmax and each SwiGLU (SiLU, GELU) beside the east
-//!   edge of the GEMV that feeds it, where its input leaves that GEMV. Stages never overlap, so one router configuration serves the
+//!   weights, and the argmax, each RoPE and each SwiGLU (SiLU, GELU)
+//!   beside the east edge of the GEMV that feeds it, where its input
+//!   leaves that GEMV (a RoPE on the rows that compute q and k, each of
+//!   them cut to its PE's elements). Stages never overlap, so one router configuration serves the
 //!   whole step.
 //! * **mesh** — every GEMV (and the embedding table) is tiled over the
 //!   whole wafer (WaferLLM's MeshGEMV) at the same origin, so every PE holds

@@ -1,15 +1,16 @@
 //! Pipeline placement: a strip of the wafer per group of stages (the
 //! embedding, each layer, the head), the stages stacked in each, but for
-//! the argmax and each SwiGLU (SiLU, GELU), which sit beside the east
-//! edge of the GEMV that feeds them.
+//! the argmax, each RoPE and each SwiGLU (SiLU, GELU), which sit beside
+//! the east edge of the GEMV that feeds them.
 
-use super::shape::Memo;
+use super::shape::{Memo, rope_rows};
 use super::{Kernel, Options, PlaceError, PlacementKind, Site, groups, no_fit, unplaceable};
 use crate::footprint::weight_bytes;
 use crate::model::Config;
 use crate::stage::{Src, Stage, Work, made_by};
 use wafer_emulator::Pe;
 use wafer_kernels::Flip;
+use wafer_kernels::gemv::GemvSpec;
 
 pub(super) fn pipeline(
     stages: &[Stage],
@@ -73,14 +74,12 @@ pub(super) fn pipeline(
         let sw = widths[g];
         let m = &members[g];
         let is_big = |i: usize| matches!(stages[i].work, Work::Gemv { .. } | Work::Embed { .. });
-        // The argmax, and a SwiGLU (SiLU, GELU), sits beside the GEMV
-        // that feeds it (the classifier, `w1_w3`), against its east edge,
-        // a column with a PE per row of it, where the strip has a column
-        // to spare: a tiled GEMV sends y out of its east edge row by row,
-        // so each row's part crosses one link of its own. (A RoPE beside
-        // its `wq_wk_wv`, each PE fed by one tile row, `GemvSpec::lead`,
-        // was measured and not kept: some random configs' overlapped
-        // steps did not settle, docs/decode-step.md.) Stacked below
+        // The argmax, a RoPE, and a SwiGLU (SiLU, GELU), sits beside the
+        // GEMV that feeds it (the classifier, `wq_wk_wv`, `w1_w3`),
+        // against its east edge, a column with a PE per row of it (a
+        // RoPE's: per row of q and k, [`rope_beside`]), where the strip
+        // has a column to spare: a tiled GEMV sends y out of its east
+        // edge row by row, so each row's part crosses one link of its own. Stacked below
         // the GEMV, every row's part went down the one column the stage
         // starts at: on llama-3.2-1b split over four `wse3` wafers,
         // queued on X-then-Y paths, the logits reached the argmax 127,816
@@ -93,7 +92,7 @@ pub(super) fn pipeline(
         // Whether a stage sits beside GEMV j: one may, it leaves one column.
         let mut taken = vec![false; stages.len()];
         for &i in m {
-            let column = matches!(stages[i].work, Work::Argmax { .. })
+            let column = matches!(stages[i].work, Work::Argmax { .. } | Work::Rope { .. })
                 || (stages[i].work.vector_op()).is_some_and(|(op, _)| op.spreads_over_columns());
             if sw < 2 || !column {
                 continue;
@@ -125,6 +124,7 @@ pub(super) fn pipeline(
             .max(1);
         let mut band = (gh / (small + 1)).max(1);
         let mut heights = vec![0u32; stages.len()];
+        let mut roomy = true;
         loop {
             let mut used = 0u32;
             let mut failed = None;
@@ -143,9 +143,29 @@ pub(super) fn pipeline(
             let left = gh.saturating_sub(used);
             // The column a GEMV leaves east of it for the stage beside it.
             let reserved = |j: usize| taken[j] as u32;
+            // A GEMV with a RoPE beside takes, where the strip has them,
+            // rows enough for half a head each (a RoPE on half a head a
+            // PE; on as many rows as its weights' share gives, a RoPE
+            // beside the 1B's `wq_wk_wv` took whole heads, 627 cycles
+            // against 183 stacked, and the 1B over four `wse3` wafers
+            // 151,615 cycles free against 145,838 stacked; with them,
+            // 128,819).
+            let rows_for_rope = |j: usize| -> u32 {
+                let Some(&r) = m.iter().find(|&&r| beside[r] == Some(j)) else {
+                    return 0;
+                };
+                match (&stages[r].work, &stages[j].work) {
+                    (Work::Rope { head, .. }, Work::Gemv { m: rows, .. }) if roomy => {
+                        let per = if head % 4 == 0 { head / 2 } else { *head };
+                        rows.div_ceil(per.max(1))
+                    }
+                    _ => 0,
+                }
+            };
             for &i in m.iter().filter(|&&i| is_big(i)) {
-                let bh = ((left as u64 * weight_bytes(&stages[i], o.dtype) / big_bytes) as u32)
+                let share = ((left as u64 * weight_bytes(&stages[i], o.dtype) / big_bytes) as u32)
                     .clamp(1, gh);
+                let bh = share.max(rows_for_rope(i).min(gh));
                 let bw = sw - reserved(i);
                 let Some(k) = memo.shape(&stages[i], c, o, bw, bh, i as u64) else {
                     failed = Some(unplaceable(&stages[i], bw, bh));
@@ -169,11 +189,19 @@ pub(super) fn pipeline(
                     let Some(j) = beside[i] else { continue };
                     let feeder = &sites[j].as_ref().expect("placed above").kernel;
                     let (fw, fh) = feeder.size();
-                    let rows = match feeder {
-                        Kernel::Gemv(g) => Some(g.h),
-                        _ => None,
+                    let shaped = match (&stages[i].work, feeder) {
+                        (Work::Rope { .. }, Kernel::Gemv(g)) => {
+                            rope_beside(&stages[i], g, c, o, memo, i).map(|(rope, g)| {
+                                sites[j].as_mut().expect("placed above").kernel = Kernel::Gemv(g);
+                                rope
+                            })
+                        }
+                        (Work::Rope { .. }, _) => None,
+                        (_, Kernel::Gemv(g)) => {
+                            memo.shape_fed(&stages[i], c, o, (1, fh), Some(g.h), i as u64)
+                        }
+                        _ => memo.shape_fed(&stages[i], c, o, (1, fh), None, i as u64),
                     };
-                    let shaped = memo.shape_fed(&stages[i], c, o, (1, fh), rows, i as u64);
                     let Some(k) = shaped else {
                         beside[i] = None;
                         taken[j] = false;
@@ -197,6 +225,13 @@ pub(super) fn pipeline(
             let fits = failed.is_none() && m.iter().map(|&i| heights[i]).sum::<u32>() <= gh;
             if fits {
                 break;
+            }
+            if band == 1 && roomy {
+                // Not with the rows a RoPE beside would like: without.
+                roomy = false;
+                let small = m.iter().filter(|&&i| stacked_small(i, &beside)).count() as u32;
+                band = (gh / (small + 1)).max(1);
+                continue;
             }
             if band == 1 {
                 return Err(no_fit(
@@ -249,4 +284,47 @@ pub(super) fn pipeline(
         .into_iter()
         .map(|s| s.expect("every stage is in a group"))
         .collect())
+}
+
+/// A RoPE beside the tiled GEMV `g` that makes its q and k (then v): a
+/// column on the rows q and k leave from, each PE's elements computed by
+/// the tile row west of it alone ([`GemvSpec::lead`]), and v on the rows
+/// below. The RoPE and the GEMV so cut; `None` where the GEMV has fewer
+/// rows than the RoPE has heads, no row for v below them (or more rows
+/// than v has), or tiles that would outgrow a PE's SRAM.
+///
+/// A PE a head at most: one holding several sends a q head and a k head
+/// on one stream, in that order, and attention takes each column's k
+/// (and v) before its q; a hop from its producer, with little room on
+/// the route, the holds of an overlapped step then went round that
+/// cycle without settling (stories260K on 48 × 48, its RoPE one PE
+/// beside a GEMV of two rows: 73 cycles a pass).
+fn rope_beside(
+    stage: &Stage,
+    g: &GemvSpec,
+    c: &Config,
+    o: &Options,
+    memo: &mut Memo,
+    i: usize,
+) -> Option<(Kernel, GemvSpec)> {
+    let Work::Rope { heads, head, .. } = stage.work else {
+        return None;
+    };
+    let rest = g.m.checked_sub(heads * head)?;
+    let most = g.h.checked_sub((rest > 0) as u32).filter(|h| *h >= heads)?;
+    let used = rope_rows(&stage.work, g.h, g.m)?.clamp(heads, most);
+    let rope = memo.shape_fed(stage, c, o, (1, most), Some(used), i as u64)?;
+    let Kernel::Rope(r) = &rope else {
+        return None;
+    };
+    // The tile rows below the RoPE's take v, one row of W at least each.
+    let below = g.h - r.h;
+    if below > rest || (below > 0) != (rest > 0) {
+        return None;
+    }
+    let cut = GemvSpec {
+        lead: r.pe_runs(),
+        ..g.clone()
+    };
+    (wafer_kernels::gemv::sram_needed(&cut) <= o.arch.sram_bytes as u64).then_some((rope, cut))
 }

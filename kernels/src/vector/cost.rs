@@ -94,7 +94,10 @@ fn outputs(s: &VectorSpec, arch: &Arch, fed: Option<&Pushed>) -> Outputs {
         VectorOp::Add | VectorOp::Mul => {
             for (r, (_, len)) in segs.iter().enumerate() {
                 let start = lines[r].t + 1 + arch.vector_issue_cycles as u64;
-                let last = taken(start, &queued[r]);
+                let last = match s.op.takes_a_first() {
+                    true => a_first(arch, start, r, *len, fed),
+                    false => taken(start, &queued[r]),
+                };
                 first_out[r] = last + 1 - *len as u64;
             }
         }
@@ -164,10 +167,16 @@ fn outputs(s: &VectorSpec, arch: &Arch, fed: Option<&Pushed>) -> Outputs {
         VectorOp::RmsNorm | VectorOp::LayerNorm | VectorOp::AddRmsNorm => {
             for (r, (_, len)) in segs.iter().enumerate() {
                 if s.op == VectorOp::AddRmsNorm {
-                    // The pairs come in as the add kernel's do, into
+                    // `a` then `b` come in as the add kernel's do, into
                     // memory; then the sum goes out, before the norm.
                     let l = &mut lines[r];
-                    l.t = taken(l.t + 1 + arch.vector_issue_cycles as u64, &queued[r]);
+                    l.t = a_first(
+                        arch,
+                        l.t + 1 + arch.vector_issue_cycles as u64,
+                        r,
+                        *len,
+                        fed,
+                    );
                     sum_out[r] = Some(l.send(*len, rate(arch, VecOp::Mov, 1, 0)));
                 } else {
                     let issue = lines[r].t + 1 + arch.vector_issue_cycles as u64;
@@ -318,6 +327,83 @@ fn in_queues(
         }
     }
     queued
+}
+
+/// Row `r` of a kernel that takes all of `a` into memory (from `start`),
+/// then adds `b` as it comes ([`VectorOp::takes_a_first`]), one PE wide:
+/// the cycle its last `b` is taken. Stepped a cycle at
+/// a time as the engine steps the row's west PE: the host offers each
+/// stream's wavelet `m` from its push cycle in `fed` (from cycle 0 where
+/// it names none), one a cycle, into the router's buffer for its color
+/// while it has room; the router moves one wavelet a cycle off the west
+/// port, the two streams in turn, into the core's queue while that has
+/// room; the core takes one a cycle, `a`'s while the first op runs and
+/// `b`'s from the second op's issue. Room a pop frees is there the next
+/// cycle. `b` waits in its buffers while `a` comes in, and `a` passes it.
+fn a_first(arch: &Arch, start: u64, r: usize, len: u32, fed: Option<&Pushed>) -> u64 {
+    let len = len as usize;
+    let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
+    let link_room = (arch.router_buffer_depth + arch.hop_latency) as usize;
+    let queue_room = (arch.queue_depth + arch.ramp_latency) as usize;
+    let pushed: [Option<&Vec<u64>>; 2] =
+        [format!("a{r}"), format!("b{r}")].map(|n| fed.and_then(|f| f.get(&n)));
+    let offered = |j: usize, m: usize| pushed[j].and_then(|p| p.get(m).copied()).unwrap_or(0);
+    use std::collections::VecDeque;
+    // Per stream: wavelets offered so far, the cycle the next may be,
+    // and the ready cycles of those in the router's buffer and in the
+    // core's queue (in flight included).
+    let mut sent = [0usize; 2];
+    let mut next_at = [offered(0, 0), offered(1, 0)];
+    let mut link: [VecDeque<u64>; 2] = [VecDeque::new(), VecDeque::new()];
+    let mut queue: [VecDeque<u64>; 2] = [VecDeque::new(), VecDeque::new()];
+    let (mut rr, mut took, mut op_start) = (0usize, [0usize; 2], start);
+    let mut last = 0u64;
+    let mut t = 0u64;
+    while took[1] < len {
+        let mut moved = false;
+        for j in 0..2 {
+            if sent[j] < len && t >= next_at[j] && link[j].len() < link_room {
+                link[j].push_back(t + hop);
+                sent[j] += 1;
+                next_at[j] = (t + 1).max(offered(j, sent[j]));
+                moved = true;
+            }
+        }
+        let pick = (0..2)
+            .map(|d| (rr + d) % 2)
+            .find(|&j| link[j].front().is_some_and(|&at| at <= t) && queue[j].len() < queue_room);
+        if let Some(j) = pick {
+            link[j].pop_front();
+            queue[j].push_back(t + ramp);
+            rr = (j + 1) % 2;
+            moved = true;
+        }
+        let j = (took[0] == len) as usize;
+        if t >= op_start && queue[j].front().is_some_and(|&at| at <= t) {
+            queue[j].pop_front();
+            took[j] += 1;
+            last = t;
+            if j == 0 && took[0] == len {
+                // The add issues the cycle after: `Timeline::vector`'s.
+                op_start = t + 1 + arch.vector_issue_cycles as u64;
+            }
+            moved = true;
+        }
+        // Nothing moved: nothing will until the next offer, arrival or
+        // issue (room is only freed by a move), so skip to it.
+        t = match moved {
+            true => t + 1,
+            false => (0..2)
+                .filter(|&j| sent[j] < len)
+                .map(|j| next_at[j])
+                .chain(link.iter().chain(&queue).filter_map(|q| q.front().copied()))
+                .chain([op_start])
+                .filter(|&at| at > t)
+                .min()
+                .unwrap_or(t + 1),
+        };
+    }
+    last
 }
 
 /// The cycle an op issued at `start` that takes an element of each of its

@@ -71,6 +71,20 @@ impl VectorOp {
         )
     }
 
+    /// Whether it takes all of `a` into memory before the first of `b`:
+    /// the residual adds, whose `a` is the residual stream. Taken in
+    /// pairs instead, `a`'s element `k` waits on its route until `b`'s
+    /// has come; `a`'s producer also feeds the layer `b` comes out of
+    /// (the residual stream's multicast), so where that route holds
+    /// fewer of `a`'s wavelets than wait on it, the producer cannot send
+    /// what the layer needs to make `b`: the program deadlocks (an
+    /// overlapped step's holds then grow every pass; pipeline placement
+    /// with each RoPE beside its `wq_wk_wv` did, the embedding held by
+    /// `layers.0.residual_ffn_norm` a hop away).
+    pub fn takes_a_first(self) -> bool {
+        matches!(self, VectorOp::Add | VectorOp::AddRmsNorm)
+    }
+
     /// Elements out for `n` in: the fused add-norm also sends its sum.
     pub fn outputs(self, n: u32) -> u32 {
         if self == VectorOp::AddRmsNorm {
@@ -219,10 +233,12 @@ fn body(s: &VectorSpec, r: u32, c: u32, len: u32) -> String {
     let mut t = String::new();
     let w = |t: &mut String, line: &str| writeln!(t, "  {line}").unwrap();
     match s.op {
-        VectorOp::Add => w(
-            &mut t,
-            &format!("vfadd.f32 tx(c{co}, {len}), rx(c{ca}), rx(c{cb})"),
-        ),
+        // The residual stream `a` (the skip) comes into memory first, as
+        // it arrives, then `b` is added as it arrives ([`VectorOp::takes_a_first`]).
+        VectorOp::Add => {
+            w(&mut t, &format!("vmov.f32 x, rx(c{ca})"));
+            w(&mut t, &format!("vfadd.f32 tx(c{co}, {len}), x, rx(c{cb})"));
+        }
         VectorOp::Mul => w(
             &mut t,
             &format!("vfmul.f32 tx(c{co}, {len}), rx(c{ca}), rx(c{cb})"),
@@ -269,7 +285,8 @@ fn body(s: &VectorSpec, r: u32, c: u32, len: u32) -> String {
         }
         VectorOp::RmsNorm | VectorOp::AddRmsNorm => {
             if s.op == VectorOp::AddRmsNorm {
-                w(&mut t, &format!("vfadd.f32 x, rx(c{ca}), rx(c{cb})"));
+                w(&mut t, &format!("vmov.f32 x, rx(c{ca})"));
+                w(&mut t, &format!("vfadd.f32 x, x, rx(c{cb})"));
                 w(&mut t, &format!("vmov.f32 tx(c{CS}), x"));
             } else {
                 w(&mut t, &format!("vmov.f32 x, rx(c{ca})"));
@@ -410,7 +427,8 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         let mut bufs = String::new();
         for b in ["x", "t", "b", "g", "bias"] {
             let used = match b {
-                "x" | "t" => !matches!(s.op, VectorOp::Add | VectorOp::Mul),
+                "x" => s.op != VectorOp::Mul,
+                "t" => !matches!(s.op, VectorOp::Add | VectorOp::Mul),
                 "b" => s.op == VectorOp::Swiglu,
                 "g" => s.op.weighted(),
                 _ => s.op == VectorOp::LayerNorm,
