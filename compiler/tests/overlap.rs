@@ -286,9 +286,11 @@ fn queued_links_give_the_same_tokens_in_no_fewer_cycles() {
         assert!(s.queued_rounds >= 1 && s.passes > s.queued_rounds && s.queue_settled);
         // Each round carries its queue delays through the whole step, so a
         // delay does not take a round per stage it passes (these steps
-        // have 40 to 50 stages).
+        // have 40 to 50 stages). Stories260K's pipeline took 4 rounds
+        // while a residual add took `a` and `b` in pairs, 6 since it
+        // takes `a` first.
         assert!(
-            s.queued_rounds <= 4,
+            s.queued_rounds <= 6,
             "{model}, {kind:?}: {} rounds",
             s.queued_rounds
         );
