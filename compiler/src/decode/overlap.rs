@@ -404,10 +404,10 @@ impl Plan {
         // its producers send, as many cycles early as a port has such
         // elements, so that it delays none of theirs. (Pushed at the
         // start the first sent element set, the position went in just
-        // ahead of it and delayed it a cycle; a hop from its producer,
-        // the hold that delay made moved the producer, and with it the
+        // ahead of it and delayed it a cycle; beside its producer, the
+        // hold that delay made moved the producer, and with it the
         // start, a cycle a pass without settling: stories260K's RoPE
-        // placed beside its `wq_wk_wv`, tried.) Early by a count, not from the step's
+        // beside its `wq_wk_wv`.) Early by a count, not from the step's
         // start, so that a stage's run does not depend on when its wafer
         // began (a system's wafers run alone share their runs).
         let host = (ports.iter())

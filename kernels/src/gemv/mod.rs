@@ -65,8 +65,8 @@ pub struct GemvSpec {
     /// Empty: W's rows in order (or `halves`). Cut evenly instead, a
     /// RoPE beside stories260K's `wq_wk_wv` on 96 × 64 took 3 heads a PE
     /// against 25.6 rows a tile row, and its overlapped step 10,975
-    /// cycles in 9 passes against 10,673 in 4 with the cut. No placement
-    /// uses it now (docs/decode-step.md, "RoPE beside its projection").
+    /// cycles in 9 passes against 10,673 in 4 with the cut. Pipeline
+    /// placement cuts each `wq_wk_wv` with a RoPE beside it so.
     #[serde(default)]
     pub lead: Vec<Vec<(u32, u32)>>,
 }
