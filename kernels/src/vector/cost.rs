@@ -10,7 +10,8 @@ use wafer_emulator::isa::VecOp;
 /// Predicted cycles, PE by PE with [`Timeline`], in the order of the code:
 /// a segment's element `k` is in PE `r`'s queue at `k + hop + ramp` (the
 /// host link, then the ramp); two inputs share the one ramp into the core,
-/// so a pair is complete every 2 cycles (`hop + 2k + 1 + ramp`); the
+/// so a pair is complete every 2 cycles (`hop + 2k + 1 + ramp`), but for
+/// the residual adds', which take all of `a` first ([`a_first`]); the
 /// allreduces follow [`LineReduce::finish`]; the last element reaches the
 /// host `ramp + hop` after it leaves the core.
 pub fn cost(s: &VectorSpec, arch: &Arch) -> u64 {
@@ -331,8 +332,8 @@ fn in_queues(
 
 /// Row `r` of a kernel that takes all of `a` into memory (from `start`),
 /// then adds `b` as it comes ([`VectorOp::takes_a_first`]), one PE wide:
-/// the cycle its last `b` is taken. Stepped a cycle at
-/// a time as the engine steps the row's west PE: the host offers each
+/// the cycle its last `b` is taken. Stepped a cycle at a time as the
+/// engine steps the row's west PE: the host offers each
 /// stream's wavelet `m` from its push cycle in `fed` (from cycle 0 where
 /// it names none), one a cycle, into the router's buffer for its color
 /// while it has room; the router moves one wavelet a cycle off the west
