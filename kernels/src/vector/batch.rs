@@ -62,6 +62,10 @@ pub fn generate_batch(s: &VectorSpec, batch: u32, arch: &Arch) -> Result<Fragmen
         s.h
     );
     for (r, (_, len)) in seg.iter().enumerate() {
+        // The add takes `a` and `b` in pairs, not `a` first as the
+        // one-position kernel does: a prefill runs stage after stage,
+        // each fed whole by the host, so no route waits on another
+        // stage ([`VectorOp::takes_a_first`]).
         let take = match s.op {
             VectorOp::AddRmsNorm => {
                 format!("  vfadd.f32 x, rx(c{CA}), rx(c{CB})\n  vmov.f32 tx(c{CS}), x\n")
