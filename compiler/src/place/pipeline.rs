@@ -149,7 +149,8 @@ pub(super) fn pipeline(
             // beside the 1B's `wq_wk_wv` took whole heads, 627 cycles
             // against 183 stacked, and the 1B over four `wse3` wafers
             // 151,615 cycles free against 145,838 stacked; with them,
-            // 128,819).
+            // 128,819, and 128,191 since the residual adds take their
+            // stream first).
             let rows_for_rope = |j: usize| -> u32 {
                 let Some(&r) = m.iter().find(|&&r| beside[r] == Some(j)) else {
                     return 0;
