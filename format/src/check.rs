@@ -68,7 +68,8 @@ impl Layout {
     }
 }
 
-fn code_colors(code: &PeCode) -> CodeColors {
+/// The colors `code` receives on (one input queue each) and sends on.
+pub fn code_colors(code: &PeCode) -> CodeColors {
     let mut cc = CodeColors::default();
     let add = |v: &mut Vec<Color>, c: Color| {
         if !v.contains(&c) {

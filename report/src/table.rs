@@ -430,7 +430,21 @@ impl Table {
         if let Some((stage, n)) = &w.backlog {
             let _ = writeln!(
                 o,
-                "             at most {n} input wavelets waited at a stage's edge at once (`{stage}`), in the routes' buffers"
+                "             at most {n} input wavelets waited at a stage's edge at once (`{stage}`), in the routes' buffers{}",
+                if w.parked.is_some() { " or parked" } else { "" }
+            );
+        }
+        if let Some(p) = &w.parked {
+            let _ = writeln!(
+                o,
+                "             parked: {} input wavelets reached their consumer before its PEs were free (an earlier stage still ran there), received into SRAM on a microthread: {} receives on {} PEs, at most {} open at once on a PE (beside {} input queues its codes take), {}B a PE with its stages' SRAM; their SRAM writes (at most {} cycles a PE) are not emulated",
+                p.wavelets,
+                p.receives,
+                p.pes,
+                p.most_receives,
+                p.most_queues,
+                si(p.most_bytes as f64),
+                p.most_wavelets
             );
         }
         if let Some((held, passes, first)) = &w.held {
@@ -684,6 +698,7 @@ impl Table {
                 "held": w.held.as_ref().map(|(stages, passes, first)| json!({
                     "stages": stages, "passes": passes, "first": first,
                 })),
+                "parked": w.parked,
                 "critical_path": w.critical.as_ref().map(|p| json!({
                     "stages": p.stages,
                     "by_kind": p.kinds.iter().map(|(k, c)| (k.to_string(), json!(c)))

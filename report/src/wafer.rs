@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use wafer_compiler::Compiled;
 use wafer_compiler::decode::links::{LinkLoad, Paths};
+use wafer_compiler::decode::park::Summary;
 use wafer_compiler::decode::{Decoder, PeTime, Step};
 use wafer_compiler::place::Kernel;
 
@@ -43,6 +44,10 @@ pub struct WaferRow {
     /// its holds ([`wafer_compiler::decode::Step::stage_held`]), and the
     /// first stage held.
     pub held: Option<(usize, usize, Option<String>)>,
+    /// Emulated overlapped: the input wavelets that reached a consumer
+    /// before it could start, parked in SRAM by asynchronous receives
+    /// ([`wafer_compiler::decode::park`]; `None` where none are).
+    pub parked: Option<Summary>,
     /// Emulated overlapped: how the hand-offs load the links, per path
     /// order, in the step with the most wavelets waiting on a shared link
     /// ([`wafer_compiler::decode::links`]).
@@ -167,6 +172,7 @@ impl WaferRow {
             predicted_overlapped: None,
             backlog: None,
             held: None,
+            parked: None,
             links: Vec::new(),
             links_late_stage: Vec::new(),
             queued_links: None,
@@ -321,6 +327,7 @@ pub fn emulate(
     let mut stage_cycles = vec![0.0; c.stages.len()];
     let mut backlog: Option<(usize, u64)> = None;
     let (mut held, mut passes, mut first_held) = (0, 0, None);
+    let mut parked: Option<Summary> = None;
     let mut links: Vec<LinkLoad> = Vec::new();
     let (mut rounds, mut settled) = (0, true);
     let mut queue_waits = Vec::new();
@@ -338,6 +345,9 @@ pub fn emulate(
         held = held.max(s.stage_held.iter().filter(|h| **h).count());
         first_held = first_held.or(s.stage_held.iter().position(|h| *h));
         passes = passes.max(s.passes);
+        if let Some(p) = s.parked {
+            parked = Some(parked.map_or(p, |q| q.max(p)));
+        }
         rounds = rounds.max(s.queued_rounds);
         settled &= s.queue_settled;
         queue_waits = s.queue_waits.clone();
@@ -424,6 +434,7 @@ pub fn emulate(
         row.predicted_overlapped = Some(p.cycles);
         row.backlog = backlog.map(|(i, b)| (c.stages[i].name.clone(), b));
         row.held = Some((held, passes, first_held.map(|i| c.stages[i].name.clone())));
+        row.parked = parked.filter(|p| p.wavelets > 0);
         row.links_late_stage = (links.iter())
             .map(|l| (l.latest).map(|(i, d)| (c.stages[i].name.clone(), d)))
             .collect();

@@ -304,6 +304,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     // Overlapped: the most stages a step's consumers held back, and the
     // most passes a step took to settle its holds.
     let (mut held, mut passes) = (0usize, 0usize);
+    // Overlapped: what the receives that parked early inputs took.
+    let mut parked: Option<wafer_compiler::decode::park::Summary> = None;
     let mut text = Utf8Stream::default();
     // A prompt runs as one prefill on the wafer (BOS and the prompt's
     // positions at once); without one, the first step is the prefill.
@@ -313,6 +315,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             cycles.push(step.cycles);
             held = held.max(step.stage_held.iter().filter(|h| **h).count());
             passes = passes.max(step.passes);
+            if let Some(p) = step.parked {
+                parked = Some(parked.map_or(p, |q| q.max(p)));
+            }
             emitted.push(next);
             bar.inc(1);
             bar.set_message(format!(
@@ -471,6 +476,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "held": a.overlapped().then(|| serde_json::json!({
                 "stages": held, "passes": passes,
             })),
+            "parked": parked.filter(|p| p.wavelets > 0),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -528,6 +534,12 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         } else if a.overlapped() {
             println!(
                 "held back by their consumers (a route's buffers full): at most {held} stages a step, settled in at most {passes} pass(es) of a step"
+            );
+        }
+        if let Some(p) = parked.filter(|p| p.wavelets > 0) {
+            println!(
+                "parked: at most {} input wavelets a step reached their consumer before its PEs were free, received into SRAM on {} PEs, at most {} open at once on a PE (their writes are not emulated)",
+                p.wavelets, p.pes, p.most_receives
             );
         }
         if check.is_some() {

@@ -52,6 +52,10 @@ pub enum DecodeError {
         "overlapped step at position {pos}: the stages' holds (and queued arrivals, with --queue) did not settle in {passes} passes (each consumer holding its producers back moved them again); decode with --barriers, or cap the queue's rounds with --queue-rounds"
     )]
     Unsettled { pos: u32, passes: usize },
+    #[error(
+        "overlapped step at position {pos}: {why}; decode with --barriers (each stage fed at a barrier), or give the model more PEs (a larger --region, or more --wafers)"
+    )]
+    Parked { pos: u32, why: String },
     #[error("step at position {pos}, shared: rank {rank}: {message}")]
     Shared {
         pos: u32,

@@ -21,6 +21,7 @@ use wafer_kernels::Fragment;
 mod error;
 pub mod links;
 pub mod overlap;
+pub mod park;
 mod pass;
 mod queue;
 mod run;
@@ -69,6 +70,9 @@ pub struct Step {
     /// outputs left no earlier than the routes to them had room: see
     /// [`overlap::Plan::holds`]).
     pub stage_held: Vec<bool>,
+    /// Overlapped: what the receives took that parked the input wavelets
+    /// reaching a consumer's edge before it could start ([`park`]).
+    pub parked: Option<park::Summary>,
     /// How many times the step's stages were run until no hold moved
     /// (1 with barriers, or where nothing holds a stage back).
     pub passes: usize,
@@ -169,6 +173,10 @@ pub struct Decoder<'c> {
     /// Queued steps' wafer queues, kept for the rounds, steps and
     /// processes that send a wafer's trips as one did before.
     queues: queue::Kept,
+    /// The last settled step's sends, starts and ends, as the parked
+    /// receives were checked against them (for `park`'s tests).
+    #[cfg(test)]
+    parks_checked: Option<park::Timing>,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -202,6 +210,8 @@ impl<'c> Decoder<'c> {
             queue_links: None,
             spread: None,
             queues: queue::Kept::default(),
+            #[cfg(test)]
+            parks_checked: None,
         }
     }
 
@@ -621,7 +631,21 @@ impl<'c> Decoder<'c> {
                     }
                     None => Vec::new(),
                 };
-                break record.into_step(pass::Settled {
+                // Where the inputs that came before their consumers
+                // could start waited, and whether the PEs had room (a
+                // wafer's segment alone leaves that to the whole step).
+                #[cfg(test)]
+                {
+                    self.parks_checked = Some((left.clone(), entered.clone(), ends.clone()));
+                }
+                let parked = match self.overlap.as_ref().filter(|_| segment.is_none()) {
+                    Some(plan) => Some(
+                        (plan.parks.check(c, &plan.trips, &left, &entered, &ends))
+                            .map_err(|why| DecodeError::Parked { pos: self.pos, why })?,
+                    ),
+                    None => None,
+                };
+                let mut step = record.into_step(pass::Settled {
                     next,
                     logits: values[c.graph.ret].take().expect("the classifier ran"),
                     cycles: total,
@@ -632,6 +656,8 @@ impl<'c> Decoder<'c> {
                     links,
                     queue_waits,
                 });
+                step.parked = parked;
+                break step;
             }
             passes += 1;
             // A round carries its delays through the step, but one can

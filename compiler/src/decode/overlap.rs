@@ -35,6 +35,7 @@
 //! picks), keep the barrier: they start once their producers have ended
 //! and their hand-off's modelled cycles have passed.
 
+use super::park::Parks;
 use crate::codegen::Compiled;
 use crate::route::Ends;
 use crate::stage::Src;
@@ -95,6 +96,9 @@ pub(crate) struct Plan {
     /// Per stage, the holds its intake can put on its producers
     /// ([`Plan::holds`]): fixed by the plan, so found once.
     holds: Vec<Holds>,
+    /// The inputs that reach a consumer's edge before it can start, and
+    /// where they wait ([`super::park`]).
+    pub(super) parks: Parks,
     /// Per stage, a bit per earlier stage whose end its start waits for
     /// (kept for the tests; [`hold_rules`] reads it as the plan is built).
     #[cfg(test)]
@@ -342,6 +346,7 @@ impl Plan {
         // into two ports at one PE, makes its trip once.
         trips.sort_unstable();
         trips.dedup_by_key(|t| (t.from, t.wavelet, t.dst, t.to));
+        let parks = Parks::new(c, &trips, |to, from| has(&after_end[to], from));
         let holds = (0..n)
             .map(|i| match &fed[i] {
                 Fed::Streamed(ports) => hold_rules(c, i, ports, &after_end[i], &wavelets),
@@ -353,6 +358,7 @@ impl Plan {
             shares,
             trips,
             holds,
+            parks,
             #[cfg(test)]
             after_end,
         }
@@ -454,11 +460,14 @@ impl Plan {
     /// stream on a route of its own (`emulator/tests/departures.rs`, on
     /// routes of 1 to 9 hops, consumers taking their stream in bursts);
     /// where streams share a route, it takes each as if it had the
-    /// route's buffers alone, as the arrivals take the routes as free. A consumer that cannot start before its producer
-    /// has ended (they share PEs, or it waits on a stage that does, or on
-    /// a stage that depends on its producer) holds nothing back: in this model its input waits at its edge, as it did
-    /// before holds, since the producer could not end while held by a
-    /// consumer that waits for that end.
+    /// route's buffers alone, as the arrivals take the routes as free.
+    ///
+    /// A consumer that cannot start before its producer has ended (they
+    /// share PEs, or it waits on a stage that does, or on a stage that
+    /// depends on its producer) holds nothing back, since the producer
+    /// could not end while held by a consumer that waits for that end:
+    /// its input waits at its edge, received into SRAM past what the
+    /// route buffers ([`super::park`] sizes and checks those receives).
     ///
     /// A stage not held in that pass (`None` in `was`) stays free unless
     /// one of its holds is later than the element left (`left`, absolute):

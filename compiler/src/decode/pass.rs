@@ -85,6 +85,7 @@ impl Record {
             stage_waited_on: self.waited_on,
             stage_backlog: self.backlog,
             stage_held: self.held,
+            parked: None,
             passes: s.passes,
             queued_rounds: s.queued_rounds,
             queue_settled: s.queue_settled,

@@ -61,8 +61,12 @@ fn outputs(s: &VectorSpec, arch: &Arch, fed: Option<&Pushed>) -> Outputs {
     let (hop, ramp) = (arch.hop_latency as u64, arch.ramp_latency as u64);
     let segs = s.segments();
     // Per segment, per input (`a`, `b`), the cycle each element is in its
-    // PE's queue.
-    let queued = in_queues(s, &segs, hop, ramp, fed);
+    // PE's queue (none for the ops that take `a` first: `a_first` steps
+    // their west port itself).
+    let queued = match s.op.takes_a_first() {
+        true => Vec::new(),
+        false => in_queues(s, &segs, hop, ramp, fed),
+    };
     let mut lines: Vec<Timeline> = segs.iter().map(|_| Timeline::start(arch)).collect();
     let mut first_out = vec![0u64; segs.len()];
     let mut sum_out = vec![None; segs.len()];
