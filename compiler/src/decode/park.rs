@@ -281,28 +281,27 @@ impl Parks {
                         c.stages[self.receives[k].to].name
                     )
                 };
-                if held > arch.sram_bytes as u64 {
+                // What it needs with its stages', what they take, and
+                // what a PE has.
+                let limits = [
+                    ("bytes", held, t.bytes, arch.sram_bytes),
+                    (
+                        "input queues",
+                        (t.queues + open) as u64,
+                        t.queues as u64,
+                        arch.input_queues,
+                    ),
+                    (
+                        "microthreads",
+                        (t.threads + open) as u64,
+                        t.threads as u64,
+                        arch.microthreads,
+                    ),
+                ];
+                if let Some((what, need, theirs, have)) = limits.iter().find(|l| l.1 > l.3 as u64) {
                     return Err(format!(
-                        "{}: beside the {} bytes its stages hold, over the {} a PE has",
-                        at(),
-                        t.bytes,
-                        arch.sram_bytes
-                    ));
-                }
-                if t.queues + open > arch.input_queues {
-                    return Err(format!(
-                        "{}: an input queue each beside the {} a code placed there takes, over the {} a PE has",
-                        at(),
-                        t.queues,
-                        arch.input_queues
-                    ));
-                }
-                if t.threads + open > arch.microthreads {
-                    return Err(format!(
-                        "{}: a microthread each beside the {} a code placed there takes, over the {} a PE has",
-                        at(),
-                        t.threads,
-                        arch.microthreads
+                        "{}: {need} {what} with the {theirs} its stages take, over the {have} a PE has",
+                        at()
                     ));
                 }
                 sum.most_bytes = sum.most_bytes.max(held);
@@ -335,7 +334,8 @@ fn code_takes(code: &PeCode) -> (u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use crate::decode::{DecodeError, Decoder};
+    use crate::decode::{DecodeError, Decoder, Step};
+    use crate::place::{Options, PlacementKind};
     use crate::{Compiled, compile, llama2c};
     use wafer_emulator::{Arch, DType};
 
@@ -344,18 +344,17 @@ mod tests {
     fn mesh() -> Compiled {
         let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
         let (c, w) = llama2c::load(&models.join("stories260K.bin")).unwrap();
-        let o = crate::place::Options {
-            arch: Arch::wse3().with_grid(48, 48).unwrap(),
-            dtype: DType::BF16,
-            placement: Some(crate::place::PlacementKind::Mesh),
-            max_context: 16,
-            reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
-            gemv: crate::place::GemvChoice::Auto,
-            region: crate::region::Region::Whole,
-            wafers: crate::system::Wafers::Count(1),
-            tiles: None,
-        };
+        let o = Options::on_wse3_grid(48, 48, PlacementKind::Mesh, DType::BF16);
         compile(&c, Some(&w), &o).unwrap()
+    }
+
+    /// A timing-only overlapped step of `c`, and the decoder that ran it.
+    fn overlapped_step(c: &Compiled) -> (Decoder<'_>, Step) {
+        let mut d = Decoder::new(c);
+        d.timing_only(true);
+        d.overlap(true);
+        let step = d.step(1).unwrap();
+        (d, step)
     }
 
     /// Every wavelet the plan parks is one the emulated step has waiting
@@ -367,10 +366,7 @@ mod tests {
     #[test]
     fn every_parked_wavelet_waits_at_its_consumers_edge() {
         let c = mesh();
-        let mut d = Decoder::new(&c);
-        d.timing_only(true);
-        d.overlap(true);
-        let step = d.step(1).unwrap();
+        let (d, step) = overlapped_step(&c);
         let parks = &d.overlap.as_ref().unwrap().parks;
         assert!(
             !parks.receives.is_empty(),
@@ -414,10 +410,7 @@ mod tests {
     #[test]
     fn a_pe_without_room_for_its_receives_fails_the_check() {
         let c = mesh();
-        let mut d = Decoder::new(&c);
-        d.timing_only(true);
-        d.overlap(true);
-        let step = d.step(1).unwrap();
+        let (d, step) = overlapped_step(&c);
         let plan = d.overlap.as_ref().unwrap();
         let (left, entered, ends) = d.parks_checked.as_ref().unwrap();
         let check = |c: &Compiled| plan.parks.check(c, &plan.trips, left, entered, ends);
@@ -425,13 +418,15 @@ mod tests {
         assert_eq!(Some(sum), step.parked);
         type Cut = fn(&mut Arch, &super::Summary);
         let short: [(&str, Cut); 3] = [
-            ("bytes its stages hold", |a, s| {
+            ("bytes with the", |a, s| {
                 a.sram_bytes = s.most_bytes as u32 - 1
             }),
-            ("input queue", |a, s| {
+            ("input queues with the", |a, s| {
                 a.input_queues = s.most_queues + s.most_receives - 1
             }),
-            ("microthread", |a, s| a.microthreads = s.most_receives - 1),
+            ("microthreads with the", |a, s| {
+                a.microthreads = s.most_receives - 1
+            }),
         ];
         for (what, cut) in short {
             let mut small = c.clone();

@@ -341,7 +341,7 @@ mod tests {
     use crate::decode::{Decoder, Step};
     use crate::place::PlacementKind;
     use crate::{compile, llama2c};
-    use wafer_emulator::{Arch, DType};
+    use wafer_emulator::DType;
 
     /// Everything a step reports of its stages but the host's seconds.
     fn seen(s: &Step) -> impl PartialEq + std::fmt::Debug {
@@ -369,15 +369,8 @@ mod tests {
         let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
         let (c, w) = llama2c::load(&models.join("stories260K.bin")).unwrap();
         let o = crate::place::Options {
-            arch: Arch::wse3().with_grid(48, 48).unwrap(),
-            dtype: DType::BF16,
-            placement: Some(PlacementKind::Mesh),
-            max_context: 16,
-            reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
-            gemv: crate::place::GemvChoice::Auto,
-            region: crate::region::Region::Whole,
-            wafers: crate::system::Wafers::Count(1),
             tiles: Some(crate::place::Tiles { cols: 2, rows: 1 }),
+            ..crate::place::Options::on_wse3_grid(48, 48, PlacementKind::Mesh, DType::BF16)
         };
         let compiled = compile(&c, Some(&w), &o).unwrap();
         let packed = Decoder::new(&compiled).packed;

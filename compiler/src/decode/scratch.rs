@@ -111,7 +111,7 @@ mod tests {
     use crate::decode::Decoder;
     use crate::place::{Kernel, PlacementKind};
     use crate::{compile, llama2c};
-    use wafer_emulator::{Arch, DType};
+    use wafer_emulator::DType;
 
     /// After a step, every stage but attention holds the SRAM its run
     /// ended with, its scratch zeroed, and that is its starting image
@@ -125,17 +125,7 @@ mod tests {
             (PlacementKind::Pipeline, DType::F32),
             (PlacementKind::Mesh, DType::BF16),
         ] {
-            let o = crate::place::Options {
-                arch: Arch::wse3().with_grid(96, 64).unwrap(),
-                dtype,
-                placement: Some(kind),
-                max_context: 16,
-                reduce: wafer_kernels::reduce::Strategy::Tree { k: 2 },
-                gemv: crate::place::GemvChoice::Auto,
-                region: crate::region::Region::Whole,
-                wafers: crate::system::Wafers::Count(1),
-                tiles: None,
-            };
+            let o = crate::place::Options::on_wse3_grid(96, 64, kind, dtype);
             let compiled = compile(&c, Some(&w), &o).unwrap();
             let mut d = Decoder::new(&compiled);
             d.step(crate::tokenizer::BOS).unwrap();

@@ -88,6 +88,33 @@ pub struct Options {
     pub tiles: Option<Tiles>,
 }
 
+#[cfg(test)]
+impl Options {
+    /// The unit tests' compile: `placement` in `dtype` on a `cols` x
+    /// `rows` grid of `wse3` PEs, one wafer, a KV cache of 16 positions,
+    /// tree reductions, every kernel, tiles as the cost models choose.
+    pub(crate) fn on_wse3_grid(
+        cols: u32,
+        rows: u32,
+        placement: PlacementKind,
+        dtype: DType,
+    ) -> Options {
+        Options {
+            arch: Arch::wse3()
+                .with_grid(cols, rows)
+                .expect("a grid within wse3's"),
+            dtype,
+            placement: Some(placement),
+            max_context: 16,
+            reduce: Strategy::Tree { k: 2 },
+            gemv: GemvChoice::Auto,
+            region: crate::region::Region::Whole,
+            wafers: crate::system::Wafers::Count(1),
+            tiles: None,
+        }
+    }
+}
+
 /// The kernels a projection (a GEMV stage) may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemvChoice {
