@@ -361,8 +361,10 @@ mod tests {
     /// at its consumer's edge when that consumer starts (the consumer
     /// starts only once its producer has sent all it sends), so each
     /// consumer's most wavelets waiting at once is at least what one of
-    /// its streams parks, less the one entering. A plan that parked the
-    /// streams of consumers that take them as they come would fail this.
+    /// its streams parks, less the one entering, and each comes from a
+    /// stage that ended before its consumer started. A plan that parked
+    /// every stream fails the second (tried); one that parked the others
+    /// instead of these, the residual adds' check.
     #[test]
     fn every_parked_wavelet_waits_at_its_consumers_edge() {
         let c = mesh();
