@@ -89,6 +89,8 @@ pub struct Decoder<'c> {
     /// receives were checked against them (for `park`'s tests).
     #[cfg(test)]
     parks_checked: Option<park::Timing>,
+    #[cfg(test)]
+    parks_delay: Option<Vec<u64>>,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -124,6 +126,8 @@ impl<'c> Decoder<'c> {
             queues: queue::Kept::default(),
             #[cfg(test)]
             parks_checked: None,
+            #[cfg(test)]
+            parks_delay: None,
         }
     }
 
@@ -549,11 +553,17 @@ impl<'c> Decoder<'c> {
                 #[cfg(test)]
                 {
                     self.parks_checked = Some((left.clone(), entered.clone(), ends.clone()));
+                    self.parks_delay = carried.as_ref().map(|c| c.delay.clone());
                 }
+                // With the links queued, each trip reaches its edge as
+                // late as the queue had it.
+                let delay = carried.as_ref().map(|c| &c.delay[..]);
                 let parked = match self.overlap.as_ref().filter(|_| segment.is_none()) {
                     Some(plan) => Some(
-                        (plan.parks.check(c, &plan.trips, &left, &entered, &ends))
-                            .map_err(|why| DecodeError::Parked { pos: self.pos, why })?,
+                        (plan
+                            .parks
+                            .check(c, &plan.trips, &left, &entered, &ends, delay))
+                        .map_err(|why| DecodeError::Parked { pos: self.pos, why })?,
                     ),
                     None => None,
                 };

@@ -214,11 +214,13 @@ impl Parks {
     /// the receives it held open beside what its stages take, and what
     /// they took; else which PE did not, and why. From when each stage's
     /// output elements left (`left`), each stage's start (`entered`) and
-    /// end (`ends`), absolute.
+    /// end (`ends`), absolute, and with the links queued each trip's
+    /// delay over a free route (`delay`, by trip).
     ///
     /// A receive holds its input queue and microthread from its first
     /// wavelet's arrival (each a hop a cycle from its producer's edge,
-    /// as the runs were fed) to the arrival of the last it parks; the
+    /// plus its queue's delay: as the runs were fed) to the arrival of
+    /// the last it parks; the
     /// rest wait in the route's buffers. Its wavelets stay in SRAM from
     /// the first's arrival to its consumer's end.
     pub(super) fn check(
@@ -228,6 +230,7 @@ impl Parks {
         left: &[Option<Vec<u64>>],
         entered: &[Option<Entered>],
         ends: &[Option<u64>],
+        delay: Option<&[u64]>,
     ) -> Result<Summary, String> {
         let arch = &c.options.arch;
         let hop = arch.hop_latency as u64;
@@ -243,7 +246,10 @@ impl Parks {
                 continue;
             };
             let mut arrive: Vec<u64> = (r.trips.iter())
-                .filter_map(|&t| trips[t as usize].reached(left, hop))
+                .filter_map(|&t| {
+                    let late = delay.map_or(0, |d| d[t as usize]);
+                    Some(trips[t as usize].reached(left, hop)? + late)
+                })
                 .collect();
             arrive.sort_unstable();
             let (Some(&open), Some(&last)) = (arrive.first(), arrive.get(r.wavelets as usize - 1))
@@ -348,11 +354,14 @@ mod tests {
         compile(&c, Some(&w), &o).unwrap()
     }
 
-    /// A timing-only overlapped step of `c`, and the decoder that ran it.
-    fn overlapped_step(c: &Compiled) -> (Decoder<'_>, Step) {
+    /// A timing-only overlapped step of `c`, with the links queued on
+    /// X-then-Y paths or free, and the decoder that ran it.
+    fn overlapped_step(c: &Compiled, queued: bool) -> (Decoder<'_>, Step) {
         let mut d = Decoder::new(c);
         d.timing_only(true);
         d.overlap(true);
+        let xy = crate::decode::links::Paths::Ordered(crate::decode::links::Order::XFirst);
+        d.queue_links(queued.then_some((xy, usize::MAX)));
         let step = d.step(1).unwrap();
         (d, step)
     }
@@ -368,7 +377,21 @@ mod tests {
     #[test]
     fn every_parked_wavelet_waits_at_its_consumers_edge() {
         let c = mesh();
-        let (d, step) = overlapped_step(&c);
+        for queued in [false, true] {
+            parked_as_the_step_ran(&c, queued);
+        }
+    }
+
+    /// [`every_parked_wavelet_waits_at_its_consumers_edge`], its links
+    /// free or queued (the receives then open as late as the queue
+    /// has the wavelets come).
+    fn parked_as_the_step_ran(c: &Compiled, queued: bool) {
+        let (d, step) = overlapped_step(c, queued);
+        assert_eq!(
+            d.parks_delay.is_some(),
+            queued,
+            "checked with the queue's delays"
+        );
         let parks = &d.overlap.as_ref().unwrap().parks;
         assert!(
             !parks.receives.is_empty(),
@@ -412,10 +435,11 @@ mod tests {
     #[test]
     fn a_pe_without_room_for_its_receives_fails_the_check() {
         let c = mesh();
-        let (d, step) = overlapped_step(&c);
+        let (d, step) = overlapped_step(&c, false);
         let plan = d.overlap.as_ref().unwrap();
         let (left, entered, ends) = d.parks_checked.as_ref().unwrap();
-        let check = |c: &Compiled| plan.parks.check(c, &plan.trips, left, entered, ends);
+        let delay = d.parks_delay.as_deref();
+        let check = |c: &Compiled| plan.parks.check(c, &plan.trips, left, entered, ends, delay);
         let sum = check(&c).unwrap();
         assert_eq!(Some(sum), step.parked);
         type Cut = fn(&mut Arch, &super::Summary);
