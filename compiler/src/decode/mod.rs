@@ -85,12 +85,13 @@ pub struct Decoder<'c> {
     /// Queued steps' wafer queues, kept for the rounds, steps and
     /// processes that send a wafer's trips as one did before.
     queues: queue::Kept,
-    /// The last settled step's sends, starts and ends, as the parked
-    /// receives were checked against them (for `park`'s tests).
+    /// For `park`'s tests: the machine the parked receives are checked
+    /// against in place of the compiled one (the stages still run on
+    /// that), and whether the last step's check took the queue's delays.
     #[cfg(test)]
-    parks_checked: Option<park::Timing>,
+    parks_arch: Option<wafer_emulator::Arch>,
     #[cfg(test)]
-    parks_delay: Option<Vec<u64>>,
+    parks_queued: bool,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -125,9 +126,9 @@ impl<'c> Decoder<'c> {
             spread: None,
             queues: queue::Kept::default(),
             #[cfg(test)]
-            parks_checked: None,
+            parks_arch: None,
             #[cfg(test)]
-            parks_delay: None,
+            parks_queued: false,
         }
     }
 
@@ -550,24 +551,28 @@ impl<'c> Decoder<'c> {
                 // Where the inputs that came before their consumers
                 // could start waited, and whether the PEs had room (a
                 // wafer's segment alone leaves that to the whole step).
-                #[cfg(test)]
-                {
-                    self.parks_checked = Some((left.clone(), entered.clone(), ends.clone()));
-                    self.parks_delay = carried.as_ref().map(|c| c.delay.clone());
-                }
                 // With the links queued, each trip reaches its edge as
                 // late as the queue had it.
-                let delay = carried.as_ref().map(|c| &c.delay[..]);
+                let timing = park::StepTiming {
+                    left: &left,
+                    entered: &entered,
+                    ends: &ends,
+                    delay: carried.as_ref().map(|c| &c.delay[..]),
+                };
+                #[cfg(test)]
+                let arch = self.parks_arch.as_ref().unwrap_or(arch);
                 let parked = match self.overlap.as_ref().filter(|_| segment.is_none()) {
                     Some(plan) => Some(
-                        (plan
-                            .parks
-                            .check(c, &plan.trips, &left, &entered, &ends, delay))
-                        .map_err(|why| DecodeError::Parked { pos: self.pos, why })?,
+                        (plan.parks.check(c, arch, &plan.trips, &timing))
+                            .map_err(|why| DecodeError::Parked { pos: self.pos, why })?,
                     ),
                     None => None,
                 };
-                let mut step = record.into_step(pass::Settled {
+                #[cfg(test)]
+                {
+                    self.parks_queued = timing.delay.is_some();
+                }
+                break record.into_step(pass::Settled {
                     next,
                     logits: values[c.graph.ret].take().expect("the classifier ran"),
                     cycles: total,
@@ -577,9 +582,8 @@ impl<'c> Decoder<'c> {
                     queue_wafers: self.queues.counts.since(counted),
                     links,
                     queue_waits,
+                    parked,
                 });
-                step.parked = parked;
-                break step;
             }
             passes += 1;
             // A round carries its delays through the step, but one can

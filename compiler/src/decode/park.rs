@@ -45,17 +45,18 @@ use crate::codegen::Compiled;
 use std::collections::BTreeMap;
 use wafer_emulator::check::code_colors;
 use wafer_emulator::isa::{ExecMode, Inst};
-use wafer_emulator::{Pe, PeCode};
+use wafer_emulator::{Arch, Pe, PeCode};
 
-/// A settled step's timing, as [`Parks::check`] reads it: when each
-/// stage's output elements left, each stage's start (and its intake),
-/// and each stage's end, absolute.
-#[cfg(test)]
-pub(super) type Timing = (
-    Vec<Option<Vec<u64>>>,
-    Vec<Option<Entered>>,
-    Vec<Option<u64>>,
-);
+/// A settled step's timing, as [`Parks::check`] reads it, absolute:
+/// when each stage's output elements left, each stage's start (and its
+/// intake), each stage's end, and with the links queued each trip's delay
+/// over a free route (by trip).
+pub(super) struct StepTiming<'a> {
+    pub left: &'a [Option<Vec<u64>>],
+    pub entered: &'a [Option<Entered>],
+    pub ends: &'a [Option<u64>],
+    pub delay: Option<&'a [u64]>,
+}
 
 /// One consumer's input stream, parked at its entry PE.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,29 +211,29 @@ impl Parks {
         Parks { receives, taken }
     }
 
-    /// Whether, in a settled step's timing, every entry PE had room for
-    /// the receives it held open beside what its stages take, and what
-    /// they took; else which PE did not, and why. From when each stage's
-    /// output elements left (`left`), each stage's start (`entered`) and
-    /// end (`ends`), absolute, and with the links queued each trip's
-    /// delay over a free route (`delay`, by trip).
+    /// Whether, in a settled step's `timing`, every entry PE of `arch`
+    /// had room for the receives it held open beside what its stages
+    /// take, and what they took; else which PE did not, and why.
     ///
     /// A receive holds its input queue and microthread from its first
     /// wavelet's arrival (each a hop a cycle from its producer's edge,
     /// plus its queue's delay: as the runs were fed) to the arrival of
-    /// the last it parks; the
-    /// rest wait in the route's buffers. Its wavelets stay in SRAM from
-    /// the first's arrival to its consumer's end.
+    /// the last it parks; the rest wait in the route's buffers. Its
+    /// wavelets stay in SRAM from the first's arrival to its consumer's
+    /// end.
     pub(super) fn check(
         &self,
         c: &Compiled,
+        arch: &Arch,
         trips: &[Trip],
-        left: &[Option<Vec<u64>>],
-        entered: &[Option<Entered>],
-        ends: &[Option<u64>],
-        delay: Option<&[u64]>,
+        timing: &StepTiming,
     ) -> Result<Summary, String> {
-        let arch = &c.options.arch;
+        let StepTiming {
+            left,
+            entered,
+            ends,
+            delay,
+        } = *timing;
         let hop = arch.hop_latency as u64;
         let bytes_per = (arch.wavelet_bits / 8) as u64;
         let mut sum = Summary::default();
@@ -387,11 +388,7 @@ mod tests {
     /// has the wavelets come).
     fn parked_as_the_step_ran(c: &Compiled, queued: bool) {
         let (d, step) = overlapped_step(c, queued);
-        assert_eq!(
-            d.parks_delay.is_some(),
-            queued,
-            "checked with the queue's delays"
-        );
+        assert_eq!(d.parks_queued, queued, "checked with the queue's delays");
         let parks = &d.overlap.as_ref().unwrap().parks;
         assert!(
             !parks.receives.is_empty(),
@@ -426,22 +423,16 @@ mod tests {
     }
 
     /// A PE without the SRAM, the input queues or the microthreads for
-    /// the receives it holds open at once fails the check, naming the PE,
-    /// the stage and what is short (the overlapped step then fails with
-    /// it: `DecodeError::Parked`, which says to decode with barriers).
-    /// The step is run on the machine as it is and checked against one
-    /// cut short (run on that one, the emulator would refuse the
-    /// programs first).
+    /// the receives it holds open at once fails the overlapped step,
+    /// naming the PE, the stage and what is short, and saying to decode
+    /// with barriers. The stages run on the machine as it is, the
+    /// receives checked against one cut short (run on that one, the
+    /// emulator would refuse the programs first).
     #[test]
     fn a_pe_without_room_for_its_receives_fails_the_check() {
         let c = mesh();
-        let (d, step) = overlapped_step(&c, false);
-        let plan = d.overlap.as_ref().unwrap();
-        let (left, entered, ends) = d.parks_checked.as_ref().unwrap();
-        let delay = d.parks_delay.as_deref();
-        let check = |c: &Compiled| plan.parks.check(c, &plan.trips, left, entered, ends, delay);
-        let sum = check(&c).unwrap();
-        assert_eq!(Some(sum), step.parked);
+        let (_, step) = overlapped_step(&c, false);
+        let sum = step.parked.unwrap();
         type Cut = fn(&mut Arch, &super::Summary);
         let short: [(&str, Cut); 3] = [
             ("bytes with the", |a, s| {
@@ -455,15 +446,23 @@ mod tests {
             }),
         ];
         for (what, cut) in short {
-            let mut small = c.clone();
-            cut(&mut small.options.arch, &sum);
-            let why = check(&small).unwrap_err();
-            assert!(
-                why.contains(what) && why.contains("receive(s) open at once"),
-                "{why}"
-            );
-            let e = DecodeError::Parked { pos: 0, why }.to_string();
-            assert!(e.contains("--barriers"), "{e}");
+            let mut d = Decoder::new(&c);
+            d.timing_only(true);
+            d.overlap(true);
+            let mut small = c.options.arch.clone();
+            cut(&mut small, &sum);
+            d.parks_arch = Some(small);
+            match d.step(1) {
+                Err(e @ DecodeError::Parked { .. }) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains(what) && e.contains("receive(s) open at once"),
+                        "{e}"
+                    );
+                    assert!(e.contains("--barriers"), "{e}");
+                }
+                other => panic!("{what}: {:?}", other.map(|s| s.cycles)),
+            }
         }
     }
 }

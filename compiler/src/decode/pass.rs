@@ -85,7 +85,7 @@ impl Record {
             stage_waited_on: self.waited_on,
             stage_backlog: self.backlog,
             stage_held: self.held,
-            parked: None,
+            parked: s.parked,
             passes: s.passes,
             queued_rounds: s.queued_rounds,
             queue_settled: s.queue_settled,
@@ -110,6 +110,8 @@ pub(super) struct Settled {
     pub queue_wafers: super::QueueCounts,
     pub links: Vec<links::LinkLoad>,
     pub queue_waits: Vec<links::HandoffWait>,
+    /// Overlapped, what the parked receives took ([`super::park`]).
+    pub parked: Option<super::park::Summary>,
 }
 
 /// Overlapped with the links queued: per trip, how much later than a
