@@ -251,10 +251,7 @@ impl<'c> Decoder<'c> {
         }
         .map_err(err)?;
         let out = f.gather(&f.outputs[0], &r.outputs);
-        let backlog = (arrivals.iter().flat_map(|a| a.iter()))
-            .filter_map(|(name, at)| Some(overlap::backlog(at, r.input_times.get(name)?)))
-            .max()
-            .unwrap_or(0);
+        let backlog = backlog(arrivals.as_deref(), &r.input_times);
         let stats = Arc::new(r.stats);
         let time = PeTime::of(&stats);
         if keep {
@@ -336,6 +333,40 @@ pub(crate) struct StageRun {
     pub host_seconds: f64,
 }
 
+/// A stage's arrivals and departures ([`wafer_emulator::RunConfig`]).
+pub(super) type Fed<'a> = (
+    &'a Option<Arc<wafer_emulator::Arrivals>>,
+    &'a Option<Arc<wafer_emulator::Departures>>,
+);
+
+impl StageRun {
+    /// Whether this run, fed as `ran` says, is the run `asked` would
+    /// make ([`wafer_emulator::Fed::serves`]).
+    pub(super) fn serves(&self, ran: Fed<'_>, asked: Fed<'_>) -> bool {
+        fed(ran).serves(fed(asked), &self.input_times, &self.output_times)
+    }
+}
+
+fn fed<'a>((arrivals, departures): Fed<'a>) -> wafer_emulator::Fed<'a> {
+    wafer_emulator::Fed {
+        arrivals: arrivals.as_deref(),
+        departures: departures.as_deref(),
+    }
+}
+
+/// The most wavelets that waited at once at a stage's edge, over its
+/// input streams ([`overlap::backlog`]): `arrivals` against when its run
+/// took them in (`entered`).
+pub(super) fn backlog(
+    arrivals: Option<&wafer_emulator::Arrivals>,
+    entered: &BTreeMap<String, Vec<u64>>,
+) -> u64 {
+    (arrivals.iter().flat_map(|a| a.iter()))
+        .filter_map(|(name, at)| Some(overlap::backlog(at, entered.get(name)?)))
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::decode::{Decoder, Step};
@@ -407,6 +438,50 @@ mod tests {
                     assert!(sa.stage_reused.iter().any(|r| *r));
                 }
             }
+        }
+    }
+
+    /// A pass's run of a stage stands in for the next pass's run when the
+    /// next is fed later and held later, no later than the run took its
+    /// inputs and sent its outputs ([`wafer_emulator::Fed::serves`]): a
+    /// decoder that reuses such runs and one that emulates them again
+    /// report the same steps (the waits at each stage's edge included),
+    /// functional and timing-only, free and queued, and the first reused
+    /// some.
+    #[test]
+    fn a_later_pass_fed_within_what_its_run_took_reuses_it_exactly() {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let (c, w) = llama2c::load(&models.join("stories260K.bin")).unwrap();
+        let o = crate::place::Options::on_wse3_grid(48, 48, PlacementKind::Mesh, DType::BF16);
+        let compiled = compile(&c, Some(&w), &o).unwrap();
+        for (timing, queue) in [(false, false), (true, false), (true, true)] {
+            let decoder = |serve: bool| {
+                let mut d = Decoder::new(&compiled);
+                d.serve_later = serve;
+                d.timing_only(timing);
+                d.overlap(true);
+                if queue {
+                    let order = crate::decode::links::Order::BOTH[0];
+                    d.queue_links(Some((crate::decode::links::Paths::Ordered(order), 16)));
+                }
+                d
+            };
+            let (mut a, mut b) = (decoder(true), decoder(false));
+            for token in [1, 72, 9] {
+                let (sa, sb) = (a.step(token).unwrap(), b.step(token).unwrap());
+                let at = format!("timing-only {timing}, queued {queue}, token {token}");
+                assert_eq!(seen(&sa), seen(&sb), "{at}");
+                assert_eq!(
+                    (&sa.stage_backlog, sa.passes, sa.queued_rounds),
+                    (&sb.stage_backlog, sb.passes, sb.queued_rounds),
+                    "{at}"
+                );
+            }
+            assert!(
+                a.served > 0,
+                "timing-only {timing}, queued {queue}: none served"
+            );
+            assert_eq!(b.served, 0);
         }
     }
 }

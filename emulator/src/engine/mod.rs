@@ -45,10 +45,12 @@ mod machine;
 mod ops;
 mod prefetch;
 mod prepare;
+mod serves;
 mod sram;
 mod timers;
 
 pub use prepare::{Prepared, prepare};
+pub use serves::Fed;
 
 use crate::check::CheckError;
 use crate::stats::Stats;
