@@ -423,9 +423,9 @@ fn an_overlapped_step_shared_between_ranks_is_one_process_s_step() {
                     // Nor did any of the step's passes emulate a run: a
                     // wafer run alone made the whole step's runs.
                     assert!(
-                        planning || g.stage_host_seconds.iter().all(|s| *s == 0.0),
+                        planning || g.stage_emulated.iter().all(|e| e.runs == 0),
                         "{at}: {:?}",
-                        g.stage_host_seconds
+                        g.stage_emulated
                     );
                     match (ranks, queue) {
                         // The first step on spread paths plans them over

@@ -150,11 +150,12 @@ struct Timed {
     seconds_per_token: f64,
     /// The first (warm-up or timed) step's host seconds.
     first_step_seconds: f64,
-    /// Stage runs the first step emulated (the others reused an
-    /// identical run, or did not run).
+    /// Stage runs the first step emulated, over its passes (the others
+    /// reused a run, or did not run).
     first_step_runs: usize,
     cycles: Vec<u64>,
-    /// PE-cycles emulated in the timed steps (reused stages' not counted).
+    /// PE-cycles emulated in the timed steps, over their passes (reused
+    /// runs' not counted).
     pe_cycles: u64,
     /// Stages per timed step whose results were reused.
     reused_stages: usize,
@@ -167,7 +168,7 @@ struct Timed {
 struct StageHost {
     name: String,
     pes: u64,
-    /// Times it was emulated (not reused).
+    /// Times it was emulated (not reused), over the steps' passes.
     runs: u32,
     seconds: f64,
     pe_cycles: u64,
@@ -242,17 +243,15 @@ fn decode(
         let start = Instant::now();
         let step = d.step(token)?;
         let took = start.elapsed().as_secs_f64();
-        let emulated = |k: usize| step.stage_ran[k] && !step.stage_reused[k];
         for (k, s) in per_stage.iter_mut().enumerate() {
-            if emulated(k) {
-                s.0 += 1;
-                s.1 += step.stage_host_seconds[k];
-                s.2 += step.stage_cycles[k] * pes[k];
-            }
+            let e = &step.stage_emulated[k];
+            s.0 += e.runs;
+            s.1 += e.seconds;
+            s.2 += e.cycles * pes[k];
         }
         if i == 0 {
             first_step_seconds = took;
-            first_step_runs = (0..c.stages.len()).filter(|&k| emulated(k)).count();
+            first_step_runs = step.stage_emulated.iter().map(|e| e.runs as usize).sum();
         }
         if i < warmup {
             cycles.push(step.cycles);
@@ -262,13 +261,9 @@ fn decode(
             continue;
         }
         seconds += took;
-        pe_cycles += step
-            .stage_cycles
-            .iter()
+        pe_cycles += (step.stage_emulated.iter())
             .zip(&pes)
-            .zip(&step.stage_reused)
-            .filter(|(_, reused)| !**reused)
-            .map(|((c, p), _)| c * p)
+            .map(|(e, p)| e.cycles * p)
             .sum::<u64>();
         reused += step.stage_reused.iter().filter(|r| **r).count();
         cycles.push(step.cycles);

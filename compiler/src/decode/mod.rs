@@ -33,7 +33,7 @@ pub use queue::QueueCounts;
 pub use run::IMAGE_CACHE_BYTES;
 use run::{Reusable, Reuse, StageRun};
 use step::no_stats;
-pub use step::{PeTime, Step};
+pub use step::{Emulated, PeTime, Step};
 
 /// A model on the emulated wafer, with its KV cache.
 pub struct Decoder<'c> {
@@ -386,7 +386,7 @@ impl<'c> Decoder<'c> {
         );
         let mut memo: Vec<Option<Memo>> = vec![None; n];
         let counted = self.queues.counts;
-        let mut spent = vec![0.0; n];
+        let mut emulated = vec![step::Emulated::default(); n];
         let mut passes = 0;
         // Each pass runs every stage, fed when its producers sent and held
         // until its consumers took; they settle when no hold moves.
@@ -468,13 +468,18 @@ impl<'c> Decoder<'c> {
                     _ => {
                         let run =
                             self.run_stage(i, &tensors, arrivals.clone(), departures.clone())?;
+                        if !run.reused {
+                            let e = &mut emulated[i];
+                            e.runs += 1;
+                            e.seconds += run.host_seconds;
+                            e.cycles += run.cycles;
+                        }
                         if self.overlap.is_some() {
                             memo[i] = Some((arrivals, departures, run.clone()));
                         }
                         run
                     }
                 };
-                spent[i] += run.host_seconds;
                 if self.overlap.is_some() {
                     entered[i] = Some((start, run.input_times.clone()));
                     let f = &c.fragments[i];
@@ -486,7 +491,7 @@ impl<'c> Decoder<'c> {
                 } else {
                     total += run.cycles + c.routing.handoffs[i].cycles;
                 }
-                let out = record.ran((start, waited_on, held[i].is_some()), run, spent[i]);
+                let out = record.ran((start, waited_on, held[i].is_some()), run, emulated[i]);
                 if stage.outputs.is_empty() {
                     // A timing-only step's argmax is unknown (NaN).
                     next = match out[0] {

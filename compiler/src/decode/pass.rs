@@ -4,6 +4,7 @@
 //! into the [`Step`] once the pass settles.
 
 use super::run::StageRun;
+use super::step::Emulated;
 use super::{DecodeError, Decoder, PeTime, Step, links, no_stats, overlap};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ pub(super) struct Record {
     stats: Vec<Arc<Stats>>,
     traces: Vec<Option<Trace>>,
     reused: Vec<bool>,
-    host_seconds: Vec<f64>,
+    emulated: Vec<Emulated>,
     ran: Vec<bool>,
     start: Vec<u64>,
     waited_on: Vec<Option<usize>>,
@@ -44,17 +45,17 @@ impl Record {
         }
         self.traces.push(None);
         self.reused.push(false);
-        self.host_seconds.push(0.0);
+        self.emulated.push(Emulated::default());
     }
 
     /// A stage that ran from `start`, after `waited_on`, held back by its
-    /// consumers or not; `spent`, the host seconds its runs took over the
-    /// passes. Returns its output values.
+    /// consumers or not; `emulated`, what its runs took over the passes.
+    /// Returns its output values.
     pub fn ran(
         &mut self,
         (start, waited_on, held): (u64, Option<usize>, bool),
         run: StageRun,
-        spent: f64,
+        emulated: Emulated,
     ) -> Vec<f32> {
         self.ran.push(true);
         self.start.push(start);
@@ -68,7 +69,7 @@ impl Record {
         }
         self.traces.push(run.trace);
         self.reused.push(run.reused);
-        self.host_seconds.push(spent);
+        self.emulated.push(emulated);
         run.out
     }
 
@@ -93,7 +94,7 @@ impl Record {
             links: s.links,
             queue_waits: s.queue_waits,
             stage_reused: self.reused,
-            stage_host_seconds: self.host_seconds,
+            stage_emulated: self.emulated,
             stage_ran: self.ran,
         }
     }

@@ -467,7 +467,14 @@ mod tests {
                 d
             };
             let (mut a, mut b) = (decoder(true), decoder(false));
+            let runs = |s: &Step| {
+                s.stage_emulated
+                    .iter()
+                    .map(|e| e.runs as usize)
+                    .sum::<usize>()
+            };
             for token in [1, 72, 9] {
+                let served = a.served;
                 let (sa, sb) = (a.step(token).unwrap(), b.step(token).unwrap());
                 let at = format!("timing-only {timing}, queued {queue}, token {token}");
                 assert_eq!(seen(&sa), seen(&sb), "{at}");
@@ -476,6 +483,13 @@ mod tests {
                     (&sb.stage_backlog, sb.passes, sb.queued_rounds),
                     "{at}"
                 );
+                // Each run served is one fewer emulated (timing-only, the
+                // other decoder may find some of them among its reused runs).
+                let fewer = a.served - served;
+                match timing {
+                    false => assert_eq!(runs(&sa) + fewer, runs(&sb), "{at}"),
+                    true => assert!(runs(&sa) <= runs(&sb) && runs(&sb) <= runs(&sa) + fewer),
+                }
             }
             assert!(
                 a.served > 0,

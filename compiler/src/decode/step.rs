@@ -71,9 +71,9 @@ pub struct Step {
     /// Per stage: its timing-only results are those of an identical run
     /// (see [`Decoder::reuse`](super::Decoder::reuse)) rather than emulated again.
     pub stage_reused: Vec<bool>,
-    /// Host seconds each stage's emulation took (0 where it was reused):
-    /// where the emulator's time goes.
-    pub stage_host_seconds: Vec<f64>,
+    /// Per stage, what emulating it took over the step's passes (none
+    /// where each pass reused a run): where the emulator's time goes.
+    pub stage_emulated: Vec<Emulated>,
     /// Per stage: whether it ran (an expert the router did not pick did
     /// not: its cycles, hand-off and time are 0, its statistics empty).
     pub stage_ran: Vec<bool>,
@@ -145,4 +145,18 @@ pub(super) fn no_stats(arch: &wafer_emulator::Arch, cycles: u64) -> Stats {
         pe: wafer_emulator::stats::PeStats::zeroed(0),
         totals: Default::default(),
     }
+}
+
+/// A stage's emulations in one step, over its passes: a pass whose run
+/// of the stage stood in for the next's (the same feed, or one it serves:
+/// [`wafer_emulator::Fed::serves`]) or an identical run's results
+/// ([`Decoder::reuse`](super::Decoder::reuse)) emulated nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Emulated {
+    /// Runs emulated.
+    pub runs: u32,
+    /// Host seconds they took.
+    pub seconds: f64,
+    /// Cycles they emulated, summed.
+    pub cycles: u64,
 }
