@@ -118,12 +118,18 @@ proptest! {
             let e: Vec<u64> = (0..32).map(|k| between(depart[k], left[k], draws[32 + k])).collect();
             let b = Arrivals::from([("x".to_string(), b)]);
             let e = Departures::from([("y".to_string(), e)]);
-            let ran = Fed { arrivals: Some(&a), departures: Some(&d) };
-            let asked = Fed { arrivals: Some(&b), departures: Some(&e) };
-            prop_assert!(first.serves(ran, asked));
+            prop_assert!(first.serves(fed(&a, &d), fed(&b, &e)));
             let again = run(&p, &cfg, &b, &e);
             prop_assert_eq!(all(&first), all(&again), "{:?}", cfg.engine);
         }
+    }
+}
+
+/// A run's feed: its arrivals and departures.
+fn fed<'a>(a: &'a Arrivals, d: &'a Departures) -> Fed<'a> {
+    Fed {
+        arrivals: Some(a),
+        departures: Some(d),
     }
 }
 
@@ -137,41 +143,23 @@ fn a_cycle_past_what_the_run_took_changes_it() {
     let a = Arrivals::from([("x".to_string(), vec![0; 32])]);
     let d = Departures::from([("y".to_string(), vec![0; 32])]);
     let first = run(&p, &cfg, &a, &d);
-    let ran = Fed {
-        arrivals: Some(&a),
-        departures: Some(&d),
-    };
     let mut late = first.input_times["x"].clone();
     late[31] += 1;
     let b = Arrivals::from([("x".to_string(), late)]);
-    let asked = Fed {
-        arrivals: Some(&b),
-        departures: Some(&d),
-    };
-    assert!(!first.serves(ran, asked));
+    assert!(!first.serves(fed(&a, &d), fed(&b, &d)));
     assert_ne!(run(&p, &cfg, &b, &d).input_times, first.input_times);
     let mut held = first.output_times["y"].clone();
     held[31] += 1;
     let e = Departures::from([("y".to_string(), held)]);
-    let asked = Fed {
-        arrivals: Some(&a),
-        departures: Some(&e),
-    };
-    assert!(!first.serves(ran, asked));
+    assert!(!first.serves(fed(&a, &d), fed(&a, &e)));
     assert_ne!(run(&p, &cfg, &a, &e).output_times, first.output_times);
-    // Earlier than the run's own arrivals: not served either (the host
-    // could have sent sooner).
+    // Earlier than the run's own arrivals (none named: from cycle 0): not
+    // served either, the host could have sent sooner.
+    let b3 = Arrivals::from([("x".to_string(), vec![3; 32])]);
+    let from3 = run(&p, &cfg, &b3, &d);
     let early = Fed {
         arrivals: None,
         departures: Some(&d),
     };
-    let b0 = Arrivals::from([("x".to_string(), vec![3; 32])]);
-    let from3 = run(&p, &cfg, &b0, &d);
-    assert!(!from3.serves(
-        Fed {
-            arrivals: Some(&b0),
-            departures: Some(&d)
-        },
-        early
-    ));
+    assert!(!from3.serves(fed(&b3, &d), early));
 }
