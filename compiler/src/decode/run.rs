@@ -333,8 +333,9 @@ pub(crate) struct StageRun {
     pub host_seconds: f64,
 }
 
-/// A stage's arrivals and departures ([`wafer_emulator::RunConfig`]).
-pub(super) type Fed<'a> = (
+/// A stage's arrivals and departures ([`wafer_emulator::RunConfig`]),
+/// as a pass keeps them.
+pub(super) type Feed<'a> = (
     &'a Option<Arc<wafer_emulator::Arrivals>>,
     &'a Option<Arc<wafer_emulator::Departures>>,
 );
@@ -342,12 +343,12 @@ pub(super) type Fed<'a> = (
 impl StageRun {
     /// Whether this run, fed as `ran` says, is the run `asked` would
     /// make ([`wafer_emulator::Fed::serves`]).
-    pub(super) fn serves(&self, ran: Fed<'_>, asked: Fed<'_>) -> bool {
+    pub(super) fn serves(&self, ran: Feed<'_>, asked: Feed<'_>) -> bool {
         fed(ran).serves(fed(asked), &self.input_times, &self.output_times)
     }
 }
 
-fn fed<'a>((arrivals, departures): Fed<'a>) -> wafer_emulator::Fed<'a> {
+fn fed<'a>((arrivals, departures): Feed<'a>) -> wafer_emulator::Fed<'a> {
     wafer_emulator::Fed {
         arrivals: arrivals.as_deref(),
         departures: departures.as_deref(),

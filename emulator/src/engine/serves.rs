@@ -75,8 +75,10 @@ impl RunResult {
 /// named is at 0, and one named with another length than `took`'s (a
 /// config for a different program) never serves.
 fn within(ran: Option<&Cycles>, asked: Option<&Cycles>, took: &Cycles) -> bool {
-    let names = ran.iter().chain(asked.iter()).flat_map(|m| m.keys());
-    for name in names {
+    // Each stream either config names, once.
+    let only_ran =
+        (ran.iter().flat_map(|m| m.keys())).filter(|n| !asked.is_some_and(|a| a.contains_key(*n)));
+    for name in asked.iter().flat_map(|m| m.keys()).chain(only_ran) {
         let Some(took) = took.get(name) else {
             return false;
         };
