@@ -98,6 +98,21 @@ pub struct Decoder<'c> {
     serve_later: bool,
     #[cfg(test)]
     served: usize,
+    /// A functional overlapped step settles its holds on timing-only runs
+    /// first ([`Decoder::settle_on_timing`]), when the step before took
+    /// `last_passes` > 1.
+    timing_first: bool,
+    last_passes: usize,
+    /// For its test: drop the holds the timing-only passes settled on
+    /// before the functional pass (which then does not settle, and the
+    /// step starts again functionally), how many steps did, and how many
+    /// functional stage runs there were.
+    #[cfg(test)]
+    drop_timing_holds: bool,
+    #[cfg(test)]
+    timing_restarts: usize,
+    #[cfg(test)]
+    functional_runs: usize,
 }
 
 fn cancelled(cfg: &RunConfig) -> bool {
@@ -139,6 +154,14 @@ impl<'c> Decoder<'c> {
             serve_later: true,
             #[cfg(test)]
             served: 0,
+            timing_first: true,
+            last_passes: 0,
+            #[cfg(test)]
+            drop_timing_holds: false,
+            #[cfg(test)]
+            timing_restarts: 0,
+            #[cfg(test)]
+            functional_runs: 0,
         }
     }
 
@@ -194,6 +217,44 @@ impl<'c> Decoder<'c> {
     /// The seed of the routing timing-only steps run.
     pub fn seed_of_experts(&self) -> u64 {
         self.expert_seed
+    }
+
+    /// Whether a functional overlapped step finds its holds on timing-only
+    /// runs before it runs its stages functionally (on by default). A
+    /// step's passes differ only in when each stage is fed and held, and a
+    /// timing-only run takes in and sends out every wavelet when a
+    /// functional run fed the same does ([`RunConfig::timing_only`]), so
+    /// the timing-only passes move the holds as functional ones would and
+    /// settle on the same; then one functional pass, fed as the last of
+    /// them, computes the values (and the step, as the functional loop's
+    /// last pass would). The timing-only runs are reused across the
+    /// layers and steps ([`Decoder::reuse`]), so a step runs each stage
+    /// functionally once instead of once a pass. The functional pass
+    /// checks that it settles; one that did not would start the step
+    /// again functionally from no holds. Only after a step that took more
+    /// than one pass (a step that settles in its first pass, as the 1B's
+    /// mesh steps do, runs that pass functionally: timing-only passes
+    /// first would only add to it), only with [`Decoder::reuse`] on
+    /// (without it the timing-only passes cost about what functional ones
+    /// do), and not for a mixture of experts (its functional passes run
+    /// the router's picks, its timing-only ones seeded ones), queued links
+    /// or a wafer's segment ([`Decoder::share`]): those run every pass
+    /// functionally.
+    pub fn settle_on_timing(&mut self, on: bool) {
+        self.timing_first = on;
+    }
+
+    /// Whether this step for a segment (or the whole step: `None`)
+    /// settles on timing-only runs first ([`Decoder::settle_on_timing`]).
+    fn settles_on_timing(&self, segment: Option<&[bool]>) -> bool {
+        self.timing_first
+            && self.last_passes > 1
+            && !self.cfg.timing_only
+            && self.overlap.is_some()
+            && self.reuse.is_some()
+            && self.queue_links.is_none()
+            && segment.is_none()
+            && self.compiled.stages.iter().all(|s| s.when.is_none())
     }
 
     /// Whether it decodes timing-only ([`Decoder::timing_only`]).
@@ -289,13 +350,16 @@ impl<'c> Decoder<'c> {
     /// Run the step for `token` at the current position, then advance.
     pub fn step(&mut self, token: u32) -> Result<Step, DecodeError> {
         self.check_step(token)?;
-        if let Some(r) = self.reuse.as_mut().filter(|_| self.cfg.timing_only) {
+        // A functional decoder keeps the timing-only runs its steps settle
+        // on (`settles_on_timing`) as a timing-only one does.
+        if let Some(r) = self.reuse.as_mut() {
             r.step += 1;
             let last = r.step - 1;
             r.runs.retain(|_, run| run.used >= last);
         }
         self.queues.next_step();
         let step = self.settle(token, None)?;
+        self.last_passes = step.passes;
         self.pos += 1;
         Ok(step)
     }
@@ -388,6 +452,10 @@ impl<'c> Decoder<'c> {
         let counted = self.queues.counts;
         let mut emulated = vec![step::Emulated::default(); n];
         let mut passes = 0;
+        // Functional: the passes run timing-only until they settle, then
+        // the last once more functionally (`replay`).
+        let mut timing = self.cfg.timing_only || self.settles_on_timing(segment);
+        let mut replay = false;
         // Each pass runs every stage, fed when its producers sent and held
         // until its consumers took; they settle when no hold moves.
         let step = loop {
@@ -466,8 +534,8 @@ impl<'c> Decoder<'c> {
                         run
                     }
                     _ => {
-                        let run =
-                            self.run_stage(i, &tensors, arrivals.clone(), departures.clone())?;
+                        let feed = (arrivals.clone(), departures.clone());
+                        let run = self.run_stage(i, &tensors, feed, timing)?;
                         if !run.reused {
                             let e = &mut emulated[i];
                             e.runs += 1;
@@ -561,6 +629,27 @@ impl<'c> Decoder<'c> {
                     queue_waits =
                         links::handoff_waits(arch, &plan.trips, delay, &queued.worst_wait);
                 }
+            }
+            if replay && !settled {
+                // The functional pass moved a hold the timing-only passes
+                // had settled: start again functionally, from no holds.
+                #[cfg(test)]
+                {
+                    self.timing_restarts += 1;
+                }
+                (held, passes, replay) = (vec![None; n], 0, false);
+                continue;
+            }
+            if settled && !moved && timing && !self.cfg.timing_only {
+                // The timing-only passes settled: their last pass again,
+                // functionally, its memo's timing-only runs dropped.
+                (timing, replay) = (false, true);
+                memo.iter_mut().for_each(|m| *m = None);
+                #[cfg(test)]
+                if self.drop_timing_holds {
+                    held = vec![None; n];
+                }
+                continue;
             }
             if settled && !moved {
                 let count = self.check_links && segment.is_none();

@@ -147,20 +147,24 @@ impl<'c> Decoder<'c> {
     }
 
     /// Runs stage `i` at the decoder's position on `tensors` (its input
-    /// ports' values): from its saved SRAM (attention's KV cache) or its
-    /// image, or, timing-only, from an identical run's results.
+    /// ports' values), fed and held as `feed` says: from its saved SRAM
+    /// (attention's KV cache) or its image, or, `timing`-only, from an
+    /// identical run's results (a functional decoder's timing-only run
+    /// leaves the stage's SRAM alone).
     pub(crate) fn run_stage(
         &mut self,
         i: usize,
         tensors: &BTreeMap<String, Vec<f32>>,
-        arrivals: Option<Arc<wafer_emulator::Arrivals>>,
-        departures: Option<Arc<wafer_emulator::Departures>>,
+        (arrivals, departures): (
+            Option<Arc<wafer_emulator::Arrivals>>,
+            Option<Arc<wafer_emulator::Departures>>,
+        ),
+        timing: bool,
     ) -> Result<StageRun, DecodeError> {
         let c = self.compiled;
         let stage = &c.stages[i];
         let (f, pitch) = self.emulated(i);
         let arch = &c.options.arch;
-        let timing = self.cfg.timing_only;
         if cancelled(&self.cfg) {
             return Err(DecodeError::Interrupted { pos: self.pos });
         }
@@ -226,13 +230,21 @@ impl<'c> Decoder<'c> {
                 host_seconds: 0.0,
             });
         }
+        #[cfg(test)]
+        {
+            self.functional_runs += !timing as usize;
+        }
         let started = std::time::Instant::now();
-        let mut start = match self.memory[i].take() {
-            Some(mem) => Some(mem),
-            None if timing => None,
+        let mut start = match (timing, self.memory[i].take()) {
+            (true, mem) => {
+                // A functional decoder's SRAM stays for its functional runs.
+                self.memory[i] = mem;
+                None
+            }
+            (false, Some(mem)) => Some(mem),
             // A kept or resident stage resumes from its own SRAM from now
             // on: no copy of its image is worth caching.
-            None => Some(self.image(i, !keep && !resident).map_err(err)?),
+            (false, None) => Some(self.image(i, !keep && !resident).map_err(err)?),
         };
         if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
             scratch::scramble(&f, mem);
@@ -240,6 +252,7 @@ impl<'c> Decoder<'c> {
         let cfg = RunConfig {
             arrivals: arrivals.clone(),
             departures,
+            timing_only: timing,
             ..self.cfg.clone()
         };
         let r = match start {
@@ -497,6 +510,68 @@ mod tests {
                 "timing-only {timing}, queued {queue}: none served"
             );
             assert_eq!(b.served, 0);
+        }
+    }
+
+    /// A functional overlapped step that finds its holds on timing-only
+    /// runs first ([`Decoder::settle_on_timing`]) is the step its
+    /// functional passes make: the same tokens, logits, cycles, starts,
+    /// statistics, traces, waits at the edges and passes, on both
+    /// placements, with each stage run functionally once a step (after a
+    /// step of more than one pass; after one of a single pass, as before). One
+    /// whose functional pass is fed no holds (as though the timing-only
+    /// passes had settled wrongly) does not settle, starts again
+    /// functionally, and makes the same step.
+    #[test]
+    fn a_step_settled_on_timing_only_runs_is_its_functional_passes_step() {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let (c, w) = llama2c::load(&models.join("stories260K.bin")).unwrap();
+        for kind in [PlacementKind::Mesh, PlacementKind::Pipeline] {
+            let o = crate::place::Options::on_wse3_grid(48, 48, kind, DType::BF16);
+            let compiled = compile(&c, Some(&w), &o).unwrap();
+            for drop in [false, true] {
+                let decoder = |first: bool| {
+                    let mut d = Decoder::new(&compiled);
+                    d.overlap(true);
+                    d.trace(100_000);
+                    d.settle_on_timing(first);
+                    d.drop_timing_holds = drop;
+                    d
+                };
+                let (mut a, mut b) = (decoder(true), decoder(false));
+                let (mut held, mut first) = (0, 0);
+                for token in [1, 72, 9, 30] {
+                    let at = format!("{kind:?}, holds dropped {drop}, token {token}");
+                    let (runs, restarts) = (a.functional_runs, a.timing_restarts);
+                    let timing_first = a.last_passes > 1;
+                    let (sa, sb) = (a.step(token).unwrap(), b.step(token).unwrap());
+                    assert_eq!(seen(&sa), seen(&sb), "{at}");
+                    assert_eq!(
+                        (&sa.stage_backlog, &sa.stage_held, sa.passes),
+                        (&sb.stage_backlog, &sb.stage_held, sb.passes),
+                        "{at}"
+                    );
+                    let ran = sa.stage_ran.iter().filter(|r| **r).count();
+                    let restarted = a.timing_restarts - restarts;
+                    held += (sb.passes > 1) as usize;
+                    first += timing_first as usize;
+                    if !timing_first {
+                        assert_eq!(restarted, 0, "{at}: functional passes");
+                    } else if drop {
+                        assert_eq!(restarted, (sb.passes > 1) as usize, "{at}");
+                        assert!(a.functional_runs - runs >= ran, "{at}");
+                    } else {
+                        assert_eq!(restarted, 0, "{at}");
+                        assert_eq!(a.functional_runs - runs, ran, "{at}: once a stage");
+                    }
+                }
+                assert!(held > 0, "{kind:?}: no step held a stage, nothing tested");
+                assert!(first > 0, "{kind:?}: no step settled on timing-only runs");
+                assert_eq!(b.timing_restarts, 0);
+                if drop {
+                    assert!(a.timing_restarts > 0, "{kind:?}: none started again");
+                }
+            }
         }
     }
 }
