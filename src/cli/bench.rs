@@ -586,7 +586,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 )
             })
             .collect();
-        println!("{:28} slowest stages: {}", "", slowest.join("; "));
+        // Summed over every step, warm-up included: a stage's runs count
+        // its emulations in all of them, not per token.
+        println!(
+            "{:28} slowest stages over the {} steps, warm-up included: {}",
+            "",
+            a.warmup + steps,
+            slowest.join("; ")
+        );
     }
     if let Some(s) = cpu {
         println!("{:26} {s:>10.4} s/token", "CPU reference (f32)");
