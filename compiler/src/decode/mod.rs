@@ -270,9 +270,11 @@ impl<'c> Decoder<'c> {
     /// Whether a timing-only decoder runs each distinct stage once per step
     /// and reuses its results for the stages that differ from it only in
     /// their weights (on by default; functional decoding always runs every
-    /// stage). Results are the same either way (tested); off, every stage
-    /// is emulated, which is what measures the engine on a whole model.
-    /// A result is kept while the steps keep using it.
+    /// stage functionally, and reuses its timing-only passes' runs this
+    /// way: [`Decoder::settle_on_timing`]). Results are the same either
+    /// way (tested); off, every stage is emulated, which is what measures
+    /// the engine on a whole model. A result is kept while the steps keep
+    /// using it.
     pub fn reuse(&mut self, on: bool) {
         self.reuse = on.then(Reuse::default);
     }
