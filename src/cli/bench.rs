@@ -154,6 +154,9 @@ struct Timed {
     /// reused a run, or did not run).
     first_step_runs: usize,
     cycles: Vec<u64>,
+    /// Each step's passes (overlapped: until its holds settled; 1 with
+    /// barriers), warm-up steps included as `cycles` are.
+    passes: Vec<usize>,
     /// PE-cycles emulated in the timed steps, over their passes (reused
     /// runs' not counted).
     pe_cycles: u64,
@@ -237,6 +240,7 @@ fn decode(
     bar.set_message(label);
     let mut token = wafer_compiler::tokenizer::BOS;
     let (mut cycles, mut tokens, mut pe_cycles, mut reused) = (Vec::new(), Vec::new(), 0, 0);
+    let mut passes = Vec::new();
     let (mut seconds, mut first_step_seconds, mut first_step_runs) = (0.0, 0.0, 0);
     let mut per_stage = vec![(0u32, 0.0f64, 0u64); c.stages.len()];
     for i in 0..warmup + steps {
@@ -249,6 +253,7 @@ fn decode(
             s.1 += e.seconds;
             s.2 += e.cycles * pes[k];
         }
+        passes.push(step.passes);
         if i == 0 {
             first_step_seconds = took;
             first_step_runs = step.stage_emulated.iter().map(|e| e.runs as usize).sum();
@@ -278,6 +283,7 @@ fn decode(
         first_step_seconds,
         first_step_runs,
         cycles,
+        passes,
         pe_cycles,
         reused_stages: reused / steps,
         tokens,
@@ -420,7 +426,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             )?);
         }
     }
-    // Every engine must count the same cycles on the same tokens.
+    // Every engine must count the same cycles, and settle in the same
+    // passes, on the same tokens.
     for r in &runs[1..] {
         if r.cycles != runs[0].cycles {
             bail!(
@@ -429,6 +436,15 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 r.cycles,
                 runs[0].label,
                 runs[0].cycles
+            );
+        }
+        if r.passes != runs[0].passes {
+            bail!(
+                "`{}` settled in {:?} passes per step, `{}` in {:?}: the engines disagree (a bug)",
+                r.label,
+                r.passes,
+                runs[0].label,
+                runs[0].passes
             );
         }
     }
@@ -504,6 +520,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "overlapped": a.overlapped(),
             "compile_seconds": compile_s,
             "per_token_cycles": timing.cycles,
+            "per_token_passes": timing.passes,
             "per_token_us": mean_cycles / clock * 1e6,
             "runs": runs.iter().map(|r| json!({
                 "engine": r.label,
@@ -547,9 +564,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         "emulated: {mean_cycles:.0} cycles per token = {:.3} µs{}",
         mean_cycles / clock * 1e6,
         if a.overlapped() {
-            ", each step's stages overlapped"
+            let most = timing.passes.iter().max().copied().unwrap_or(1);
+            format!(", each step's stages overlapped, settled in at most {most} pass(es)")
         } else {
-            ""
+            String::new()
         }
     );
     for r in &runs {

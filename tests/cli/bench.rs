@@ -85,8 +85,13 @@ fn bench_emulator_reports_engine_ratios() {
     assert!(cpu > 0.0);
     let slowdown = j["emulation_slowdown"].as_f64().unwrap();
     assert!((slowdown - s(0) / cpu).abs() < 1e-9 * slowdown, "{j}");
-    // One untimed warm-up step, then the two timed ones.
+    // One untimed warm-up step, then the two timed ones, each settled in
+    // a pass or more (every engine in the same: the command fails
+    // otherwise).
     assert_eq!(j["per_token_cycles"].as_array().unwrap().len(), 3);
+    let passes = j["per_token_passes"].as_array().unwrap();
+    assert_eq!(passes.len(), 3, "{j}");
+    assert!(passes.iter().all(|p| p.as_u64().unwrap() >= 1), "{j}");
     assert_eq!(j["warmup_steps"], 1);
     assert!(
         runs.iter()
