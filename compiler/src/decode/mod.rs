@@ -219,44 +219,6 @@ impl<'c> Decoder<'c> {
         self.expert_seed
     }
 
-    /// Whether a functional overlapped step finds its holds on timing-only
-    /// runs before it runs its stages functionally (on by default). A
-    /// step's passes differ only in when each stage is fed and held, and a
-    /// timing-only run takes in and sends out every wavelet when a
-    /// functional run fed the same does ([`RunConfig::timing_only`]), so
-    /// the timing-only passes move the holds as functional ones would and
-    /// settle on the same; then one functional pass, fed as the last of
-    /// them, computes the values (and the step, as the functional loop's
-    /// last pass would). The timing-only runs are reused across the
-    /// layers and steps ([`Decoder::reuse`]), so a step runs each stage
-    /// functionally once instead of once a pass. The functional pass
-    /// checks that it settles; one that did not would start the step
-    /// again functionally from no holds. Only after a step that took more
-    /// than one pass (a step that settles in its first pass, as the 1B's
-    /// mesh steps do, runs that pass functionally: timing-only passes
-    /// first would only add to it), only with [`Decoder::reuse`] on
-    /// (without it the timing-only passes cost about what functional ones
-    /// do), and not for a mixture of experts (its functional passes run
-    /// the router's picks, its timing-only ones seeded ones), queued links
-    /// or a wafer's segment ([`Decoder::share`]): those run every pass
-    /// functionally.
-    pub fn settle_on_timing(&mut self, on: bool) {
-        self.timing_first = on;
-    }
-
-    /// Whether this step for a segment (or the whole step: `None`)
-    /// settles on timing-only runs first ([`Decoder::settle_on_timing`]).
-    fn settles_on_timing(&self, segment: Option<&[bool]>) -> bool {
-        self.timing_first
-            && self.last_passes > 1
-            && !self.cfg.timing_only
-            && self.overlap.is_some()
-            && self.reuse.is_some()
-            && self.queue_links.is_none()
-            && segment.is_none()
-            && self.compiled.stages.iter().all(|s| s.when.is_none())
-    }
-
     /// Whether it decodes timing-only ([`Decoder::timing_only`]).
     pub fn is_timing_only(&self) -> bool {
         self.cfg.timing_only

@@ -1,6 +1,7 @@
 //! One pass over a step's stages ([`Decoder::step`]): which stages run
-//! (a mixture of experts runs the picked ones), when each is fed and
-//! held in an overlapped step, and the record of what each did, made
+//! (a mixture of experts runs the picked ones), whether the passes run
+//! timing-only first ([`Decoder::settle_on_timing`]), when each is fed
+//! and held in an overlapped step, and the record of what each did, made
 //! into the [`Step`] once the pass settles.
 
 use super::run::StageRun;
@@ -146,6 +147,45 @@ pub(super) struct Fed {
 }
 
 impl Decoder<'_> {
+    /// Whether a functional overlapped step finds its holds on timing-only
+    /// runs before it runs its stages functionally (on by default). A
+    /// step's passes differ only in when each stage is fed and held, and a
+    /// timing-only run takes in and sends out every wavelet when a
+    /// functional run fed the same does
+    /// ([`wafer_emulator::RunConfig::timing_only`]), so
+    /// the timing-only passes move the holds as functional ones would and
+    /// settle on the same; then one functional pass, fed as the last of
+    /// them, computes the values (and the step, as the functional loop's
+    /// last pass would). The timing-only runs are reused across the
+    /// layers and steps ([`Decoder::reuse`]), so a step runs each stage
+    /// functionally once instead of once a pass. The functional pass
+    /// checks that it settles; one that did not would start the step
+    /// again functionally from no holds. Only after a step that took more
+    /// than one pass (a step that settles in its first pass, as the 1B's
+    /// mesh steps do, runs that pass functionally: timing-only passes
+    /// first would only add to it), only with [`Decoder::reuse`] on
+    /// (without it the timing-only passes cost about what functional ones
+    /// do), and not for a mixture of experts (its functional passes run
+    /// the router's picks, its timing-only ones seeded ones), queued links
+    /// or a wafer's segment ([`Decoder::share`]): those run every pass
+    /// functionally.
+    pub fn settle_on_timing(&mut self, on: bool) {
+        self.timing_first = on;
+    }
+
+    /// Whether this step for a segment (or the whole step: `None`)
+    /// settles on timing-only runs first ([`Decoder::settle_on_timing`]).
+    pub(super) fn settles_on_timing(&self, segment: Option<&[bool]>) -> bool {
+        self.timing_first
+            && self.last_passes > 1
+            && !self.cfg.timing_only
+            && self.overlap.is_some()
+            && self.reuse.is_some()
+            && self.queue_links.is_none()
+            && segment.is_none()
+            && self.compiled.stages.iter().all(|s| s.when.is_none())
+    }
+
     /// Whether stage `i` runs this step: every stage but the experts its
     /// router did not pick (a timing-only step's picks are a seeded
     /// routing's). `picked` keeps each route value's picks for the step.
