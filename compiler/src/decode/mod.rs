@@ -498,8 +498,7 @@ impl<'c> Decoder<'c> {
                         run
                     }
                     _ => {
-                        let feed = (arrivals.clone(), departures.clone());
-                        let run = self.run_stage(i, &tensors, feed, timing)?;
+                        let run = self.run_stage(i, &tensors, (&arrivals, &departures), timing)?;
                         if !run.reused {
                             let e = &mut emulated[i];
                             e.runs += 1;

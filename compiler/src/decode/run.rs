@@ -147,7 +147,8 @@ impl<'c> Decoder<'c> {
     }
 
     /// Runs stage `i` at the decoder's position on `tensors` (its input
-    /// ports' values), fed and held as `feed` says: from its saved SRAM
+    /// ports' values), fed and held as its arrivals and departures say
+    /// (`None`: all at once, never held): from its saved SRAM
     /// (attention's KV cache) or its image, or, `timing`-only, from an
     /// identical run's results (a functional decoder's timing-only run
     /// leaves the stage's SRAM alone).
@@ -155,10 +156,7 @@ impl<'c> Decoder<'c> {
         &mut self,
         i: usize,
         tensors: &BTreeMap<String, Vec<f32>>,
-        (arrivals, departures): (
-            Option<Arc<wafer_emulator::Arrivals>>,
-            Option<Arc<wafer_emulator::Departures>>,
-        ),
+        (arrivals, departures): Feed<'_>,
         timing: bool,
     ) -> Result<StageRun, DecodeError> {
         let c = self.compiled;
@@ -235,23 +233,23 @@ impl<'c> Decoder<'c> {
             self.functional_runs += !timing as usize;
         }
         let started = std::time::Instant::now();
-        let mut start = match (timing, self.memory[i].take()) {
-            (true, mem) => {
-                // A functional decoder's SRAM stays for its functional runs.
-                self.memory[i] = mem;
-                None
-            }
-            (false, Some(mem)) => Some(mem),
-            // A kept or resident stage resumes from its own SRAM from now
-            // on: no copy of its image is worth caching.
-            (false, None) => Some(self.image(i, !keep && !resident).map_err(err)?),
+        // A timing-only run starts from no SRAM: a functional decoder's
+        // stays where it is for its functional runs.
+        let mut start = match timing {
+            true => None,
+            false => match self.memory[i].take() {
+                Some(mem) => Some(mem),
+                // A kept or resident stage resumes from its own SRAM from
+                // now on: no copy of its image is worth caching.
+                None => Some(self.image(i, !keep && !resident).map_err(err)?),
+            },
         };
         if let Some(mem) = start.as_mut().filter(|_| self.scramble) {
             scratch::scramble(&f, mem);
         }
         let cfg = RunConfig {
             arrivals: arrivals.clone(),
-            departures,
+            departures: departures.clone(),
             timing_only: timing,
             ..self.cfg.clone()
         };
@@ -348,7 +346,7 @@ pub(crate) struct StageRun {
 
 /// A stage's arrivals and departures ([`wafer_emulator::RunConfig`]),
 /// as a pass keeps them.
-pub(super) type Feed<'a> = (
+pub(crate) type Feed<'a> = (
     &'a Option<Arc<wafer_emulator::Arrivals>>,
     &'a Option<Arc<wafer_emulator::Departures>>,
 );

@@ -124,7 +124,7 @@ impl Decoder<'_> {
                     }
                     _ => {
                         self.pos = chunk[0];
-                        let run = self.run_stage(i, &tensors(chunk[0]), (None, None), timing)?;
+                        let run = self.run_stage(i, &tensors(chunk[0]), (&None, &None), timing)?;
                         (run.out, run.cycles)
                     }
                 };
