@@ -3,10 +3,11 @@
 
 use super::{CBD, CBU, CD1, CD2, CU1, CU2, CX, MeshGemvSpec, Step, routes, steps};
 use crate::timeline::Timeline;
-use std::collections::BTreeMap;
-use wafer_emulator::Arch;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use wafer_emulator::Port;
 use wafer_emulator::isa::VecOp;
+use wafer_emulator::{Arch, DType};
 
 /// Predicted cycles: the slowest column (every column runs alone but for
 /// `x` passing along the rows; a column's time grows with its tile width
@@ -39,16 +40,118 @@ pub fn cost(s: &MeshGemvSpec, arch: &Arch) -> u64 {
 /// model is a few cycles under (at most 4 over 8,640 shapes swept; the
 /// tests bound it).
 pub fn cost_batch(s: &MeshGemvSpec, batch: u32, arch: &Arch) -> u64 {
+    let key = Costed::key(s, batch);
+    let machine = Costed::machine(arch);
+    if let Some(c) = Costed::get(&machine, &key) {
+        return c;
+    }
+    let c = cost_uncached(s, batch, arch);
+    Costed::put(machine, key, c);
+    c
+}
+
+/// The MeshGEMV shapes already costed, by machine: a cost is a pure
+/// function of the shape, the batch and the machine's per-PE latencies
+/// and rates, and the region search asks for the same shapes on every
+/// rectangle it tries (`wafer compile llama-3.2-1b`: 6,000 costs of
+/// 1,458 distinct shapes, half its time before they were kept).
+///
+/// Keyed by every field the cost could read: the whole [`Arch`] but its
+/// grid size (which the cost does not read: a rectangle is its own
+/// `w × h`), and every field of the spec but the seed (the weights'
+/// values, which the timing does not depend on).
+struct Costed;
+
+/// A spec's fields the cost reads, and the batch.
+type ShapeKey = (u32, u32, u32, u32, u32, DType, DType, bool, u32);
+
+/// Per machine (grid size cleared), the shapes' costs; a few machines at
+/// most in one process (a search tries one), so a list.
+type CostTable = Vec<(Arch, HashMap<ShapeKey, u64>)>;
+
+static COSTED: Mutex<CostTable> = Mutex::new(Vec::new());
+
+impl Costed {
+    /// Costs kept per machine before the table starts again: a few MB,
+    /// far more than one compile's search costs.
+    const MOST: usize = 1 << 16;
+
+    fn key(s: &MeshGemvSpec, batch: u32) -> ShapeKey {
+        // Destructured so that a field added to the spec is a compile
+        // error here until the key says whether the cost reads it.
+        let MeshGemvSpec {
+            m,
+            n,
+            w,
+            h,
+            groups,
+            dtype,
+            acc,
+            streamed,
+            seed: _,
+        } = *s;
+        (m, n, w, h, groups, dtype, acc, streamed, batch)
+    }
+
+    fn machine(arch: &Arch) -> Arch {
+        Arch {
+            grid_cols: 0,
+            grid_rows: 0,
+            ..arch.clone()
+        }
+    }
+
+    fn get(machine: &Arch, key: &ShapeKey) -> Option<u64> {
+        let table = COSTED.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, costs) = table.iter().find(|(a, _)| a == machine)?;
+        costs.get(key).copied()
+    }
+
+    fn put(machine: Arch, key: ShapeKey, cost: u64) {
+        let mut table = COSTED.lock().unwrap_or_else(|e| e.into_inner());
+        let at = match table.iter().position(|(a, _)| *a == machine) {
+            Some(at) => at,
+            None => {
+                table.push((machine, HashMap::new()));
+                table.len() - 1
+            }
+        };
+        let costs = &mut table[at].1;
+        if costs.len() >= Costed::MOST {
+            costs.clear();
+        }
+        costs.insert(key, cost);
+    }
+}
+
+/// [`cost_batch`], computed.
+fn cost_uncached(s: &MeshGemvSpec, batch: u32, arch: &Arch) -> u64 {
     let cols = s.cols();
     let wide = cols.iter().filter(|(_, nt)| *nt == cols[0].1).count() as u32;
     [wide - 1, s.w - 1]
         .into_iter()
-        .map(|c| column_cost(s, batch, arch, c, cols[c as usize].1))
+        .map(|c| {
+            column_cost(
+                s,
+                batch,
+                arch,
+                c,
+                cols[c as usize].1,
+                &mut Fronts::default(),
+            )
+        })
         .max()
         .unwrap_or(0)
 }
 
-fn column_cost(s: &MeshGemvSpec, batch: u32, arch: &Arch, c: u32, nt: u32) -> u64 {
+fn column_cost(
+    s: &MeshGemvSpec,
+    batch: u32,
+    arch: &Arch,
+    c: u32,
+    nt: u32,
+    fronts: &mut Fronts,
+) -> u64 {
     let (i, hop, ramp) = (
         arch.vector_issue_cycles as u64,
         arch.hop_latency as u64,
@@ -143,13 +246,13 @@ fn column_cost(s: &MeshGemvSpec, batch: u32, arch: &Arch, c: u32, nt: u32) -> u6
         else {
             continue;
         };
-        let (end, sends) = front(
+        let (end, sends) = fronts.front(
             arch,
             front_steps,
             &ready,
             wavelets,
             t[y] + 1 + i,
-            &router_entries(s, y as u32),
+            router_entries(s, y as u32),
         );
         for (c, first) in sends {
             for (to, hops) in lands(c, y as u32) {
@@ -175,6 +278,79 @@ fn column_cost(s: &MeshGemvSpec, batch: u32, arch: &Arch, c: u32, nt: u32) -> u6
     // The run ends the cycle after the last row's last wavelet, or when the
     // host has `y`.
     (t.into_iter().max().unwrap_or(0) + 1).max(out_end)
+}
+
+/// A column's fronts already followed, by what they depend on, at a
+/// cycle shifted to start near 0: [`front`] reads its cycles only as
+/// differences, so a row whose steps, router entries and streams match
+/// another's, all shifted by the same cycles, runs as that row did,
+/// shifted. Rows in the same part of their group often do (the 1B's
+/// classifier: 345 to 1,114 distinct fronts in 2,048 to 2,224 rows).
+#[derive(Default)]
+struct Fronts {
+    seen: BTreeMap<FrontKey, (u64, Vec<(u8, u64)>)>,
+    /// Fronts answered from one seen before.
+    hits: usize,
+    /// Every front followed anew, unshifted (the tests' reference).
+    #[cfg(test)]
+    off: bool,
+    /// Every answer, in order.
+    #[cfg(test)]
+    answers: Vec<(u64, Vec<(u8, u64)>)>,
+}
+
+/// A front's steps, streams read `(color, ready)`, start and router
+/// entries, its cycles shifted.
+type FrontKey = (Vec<Step>, Vec<(u8, u64)>, u64, Vec<(u8, usize)>);
+
+impl Fronts {
+    /// [`front`], from a front seen before where one matches.
+    fn front(
+        &mut self,
+        arch: &Arch,
+        steps: &[Step],
+        ready: &[(u8, u64)],
+        wavelets: u64,
+        start: u64,
+        entries: Vec<(u8, usize)>,
+    ) -> (u64, Vec<(u8, u64)>) {
+        #[cfg(test)]
+        if self.off {
+            let answer = front(arch, steps, ready, wavelets, start, &entries);
+            self.answers.push(answer.clone());
+            return answer;
+        }
+        let (ramp, issue) = (
+            arch.ramp_latency as u64,
+            arch.vector_issue_cycles as u64 + 1,
+        );
+        // The earliest cycle the front reads, less `issue` so that its
+        // `start - issue` stays a difference; at 0 (no room) no shift.
+        let base = (ready.iter())
+            .map(|r| r.1 - ramp)
+            .fold(start, u64::min)
+            .saturating_sub(issue);
+        let shifted: Vec<(u8, u64)> = ready.iter().map(|&(c, r)| (c, r - base)).collect();
+        let key = (steps.to_vec(), shifted, start - base, entries);
+        let (end, sends) = match self.seen.get(&key) {
+            Some(seen) => {
+                self.hits += 1;
+                seen.clone()
+            }
+            None => {
+                let ran = front(arch, steps, &key.1, wavelets, key.2, &key.3);
+                self.seen.insert(key, ran.clone());
+                ran
+            }
+        };
+        let answer = (
+            end + base,
+            sends.into_iter().map(|(c, at)| (c, at + base)).collect(),
+        );
+        #[cfg(test)]
+        self.answers.push(answer.clone());
+        answer
+    }
 }
 
 impl Step {
@@ -349,4 +525,135 @@ fn front(
         }
     }
     (end, sends)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kept costs are the computed ones, asked in an order where a key
+    /// that left out a field the cost reads would answer with another
+    /// shape's cost: each field of the spec, the batch and a latency of
+    /// the machine moved one at a time, on two grids.
+    #[test]
+    fn a_kept_cost_is_the_cost_of_its_own_shape_and_machine() {
+        let base = MeshGemvSpec {
+            m: 40,
+            n: 24,
+            w: 4,
+            h: 8,
+            groups: 2,
+            dtype: DType::BF16,
+            acc: DType::F32,
+            streamed: true,
+            seed: 7,
+        };
+        let specs = [
+            base.clone(),
+            MeshGemvSpec {
+                m: 64,
+                ..base.clone()
+            },
+            MeshGemvSpec {
+                n: 40,
+                ..base.clone()
+            },
+            MeshGemvSpec {
+                w: 3,
+                ..base.clone()
+            },
+            MeshGemvSpec {
+                h: 12,
+                ..base.clone()
+            },
+            MeshGemvSpec {
+                groups: 4,
+                ..base.clone()
+            },
+            MeshGemvSpec {
+                dtype: DType::F16,
+                ..base.clone()
+            },
+            MeshGemvSpec {
+                acc: DType::BF16,
+                ..base.clone()
+            },
+            MeshGemvSpec {
+                streamed: false,
+                ..base.clone()
+            },
+        ];
+        let wse3 = Arch::wse3();
+        let slow_hops = Arch {
+            hop_latency: wse3.hop_latency + 3,
+            ..wse3.clone()
+        };
+        let small_grid = wse3.clone().with_grid(16, 16).unwrap();
+        let archs = [wse3, slow_hops, small_grid, Arch::wse2()];
+        let mut distinct = std::collections::BTreeSet::new();
+        for round in 0..2 {
+            for arch in &archs {
+                for s in &specs {
+                    for batch in [1, 3] {
+                        let want = cost_uncached(s, batch, arch);
+                        let got = cost_batch(
+                            &MeshGemvSpec {
+                                seed: round,
+                                ..s.clone()
+                            },
+                            batch,
+                            arch,
+                        );
+                        assert_eq!(got, want, "{s:?} x{batch} on {}", arch.name);
+                        distinct.insert(want);
+                    }
+                }
+            }
+        }
+        // The fields moved change the cost: the comparison above can fail.
+        assert!(distinct.len() >= 12, "{} distinct costs", distinct.len());
+    }
+
+    /// A column's fronts taken from matching rows, and so its cost, are
+    /// every row's front followed anew, on shapes tall enough for rows
+    /// to match.
+    #[test]
+    fn a_front_taken_from_a_matching_row_is_that_rows_front() {
+        let arch = Arch::wse3();
+        let mut hits = 0;
+        for (h, groups) in [(64, 8), (96, 6), (120, 10), (128, 16)] {
+            for (n, w) in [(400, 8), (1000, 12)] {
+                for streamed in [true, false] {
+                    let s = MeshGemvSpec {
+                        // Rows of two lengths of `x`: two starts.
+                        m: h * 4 + h / 2 + 1,
+                        n,
+                        w,
+                        h,
+                        groups,
+                        dtype: DType::BF16,
+                        acc: DType::F32,
+                        streamed,
+                        seed: 0,
+                    };
+                    let cols = s.cols();
+                    for c in [0, s.w - 1] {
+                        let nt = cols[c as usize].1;
+                        let mut kept = Fronts::default();
+                        let mut off = Fronts {
+                            off: true,
+                            ..Fronts::default()
+                        };
+                        let got = column_cost(&s, 1, &arch, c, nt, &mut kept);
+                        let want = column_cost(&s, 1, &arch, c, nt, &mut off);
+                        assert_eq!(got, want, "{s:?} column {c}");
+                        assert_eq!(kept.answers, off.answers, "{s:?} column {c}");
+                        assert_eq!(off.hits, 0);
+                        hits += kept.hits;
+                    }
+                }
+            }
+        }
+        assert!(hits > 100, "{hits} fronts taken from another row");
+    }
 }
