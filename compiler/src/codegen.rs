@@ -458,8 +458,19 @@ pub(crate) fn tiles_for(
         return only;
     }
     let pos = o.max_context / 2;
-    crate::region::predict(config, o, graph, stages, kind, pos, arrives, Tiles::ONE)
-        .map_or(Tiles::ONE, |(_, t)| t)
+    let made = crate::region::Fragments::default();
+    crate::region::predict(
+        config,
+        o,
+        graph,
+        stages,
+        kind,
+        pos,
+        arrives,
+        Tiles::ONE,
+        &made,
+    )
+    .map_or(Tiles::ONE, |(_, t)| t)
 }
 
 pub(crate) fn fitting<T>(

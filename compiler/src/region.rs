@@ -20,6 +20,7 @@ use crate::model::Config;
 use crate::place::{self, Kernel, Options, PlacementKind, Site, Tiles};
 use crate::stage::Stage;
 use rayon::prelude::*;
+use std::sync::Arc;
 use wafer_kernels::{Flip, Fragment};
 
 /// Which PEs of the grid a model is compiled for.
@@ -142,6 +143,7 @@ pub(crate) fn search(
         .collect();
     // A point's tiles are searched from those its walk's best point took
     // (the best tiling moves little from one rectangle to the next).
+    let made = Fragments::default();
     let try_point = |kind: PlacementKind, (w, h): (u32, u32), near: Tiles| -> Point {
         let result = options
             .arch
@@ -153,7 +155,8 @@ pub(crate) fn search(
                     arch,
                     ..options.clone()
                 };
-                predict(config, &o, graph, stages, kind, pos, &[], near).map_err(|e| e.to_string())
+                predict(config, &o, graph, stages, kind, pos, &[], near, &made)
+                    .map_err(|e| e.to_string())
             });
         Point {
             cols: w,
@@ -252,9 +255,10 @@ pub(crate) fn predict(
     pos: u32,
     arrives: &[usize],
     near: Tiles,
+    made: &Fragments,
 ) -> Result<(u64, Tiles), CompileError> {
     let ladder = tilings(o, stages, kind);
-    let at = |t: Tiles| predict_tiled(config, o, graph, stages, (kind, t), pos, arrives);
+    let at = |t: Tiles| predict_tiled(config, o, graph, stages, (kind, t), pos, arrives, made);
     let start = (0..ladder.len())
         .min_by_key(|&i| ladder[i].count().abs_diff(near.count()))
         .expect("a ladder has one tiling at least");
@@ -317,6 +321,7 @@ pub(crate) fn tilings(o: &Options, stages: &[Stage], kind: PlacementKind) -> Vec
 }
 
 /// The predicted step of `stages` placed with `kind` in `tiles`.
+#[allow(clippy::too_many_arguments)]
 fn predict_tiled(
     config: &Config,
     o: &Options,
@@ -325,11 +330,61 @@ fn predict_tiled(
     placement: (PlacementKind, Tiles),
     pos: u32,
     arrives: &[usize],
+    made: &Fragments,
 ) -> Result<u64, CompileError> {
     codegen::fitting(
         |copies| Ok(place::place(stages, config, o, placement, copies)?),
-        |sites| predict_placed(config, o, graph, stages, &sites, placement.0, pos, arrives),
+        |sites| {
+            let at = (&sites[..], placement.0);
+            predict_placed(config, o, graph, stages, at, pos, arrives, made)
+        },
     )
+}
+
+/// The fragments one search has generated, by kernel (its seed aside)
+/// and mirror image. A search's points differ only in their grid, which
+/// a kernel's generator reads only to check that the kernel fits on it,
+/// so a fragment made for one point is the fragment of any other point
+/// whose grid holds its program (`wafer compile llama-3.1-8b`: 900
+/// fragments generated over its points, 467 of them distinct, half the
+/// search's time). A caller with no search makes one for its call.
+#[derive(Default)]
+pub(crate) struct Fragments {
+    made: std::sync::Mutex<Vec<Made>>,
+}
+
+/// A fragment made, and the kernel and mirror image it was made for.
+type Made = ((Kernel, Flip), Arc<Fragment>);
+
+impl Fragments {
+    /// The fragment of `kernel` on `o`'s grid: one made before whose
+    /// program fits the grid, else `make`'s (kept).
+    fn get_or_make(
+        &self,
+        kernel: &(Kernel, Flip),
+        o: &Options,
+        make: impl FnOnce() -> Result<Fragment, CompileError>,
+    ) -> Result<Arc<Fragment>, CompileError> {
+        let fits = |f: &Fragment| {
+            f.program.width <= o.arch.grid_cols && f.program.height <= o.arch.grid_rows
+        };
+        let seen = |made: &[Made]| {
+            (made.iter())
+                .find(|(k, f)| k == kernel && fits(f))
+                .map(|(_, f)| f.clone())
+        };
+        if let Some(f) = seen(&self.made.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(f);
+        }
+        // Made without the lock: another point's thread may make it too,
+        // the same fragment.
+        let f = Arc::new(make()?);
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if seen(&made).is_none() {
+            made.push((kernel.clone(), f.clone()));
+        }
+        Ok(f)
+    }
 }
 
 /// [`predict`] of stages placed at `sites`.
@@ -339,29 +394,30 @@ fn predict_placed(
     o: &Options,
     graph: &Graph,
     stages: &[Stage],
-    sites: &[Site],
-    kind: PlacementKind,
+    (sites, kind): (&[Site], PlacementKind),
     pos: u32,
     arrives: &[usize],
+    made: &Fragments,
 ) -> Result<u64, CompileError> {
     // A model has a few distinct kernels (each layer repeats them), so a
     // linear search over them is cheap.
     // A kernel and its mirror image are distinct fragments: their ports
     // are on other edges.
-    let mut distinct: Vec<((Kernel, Flip), Fragment)> = Vec::new();
+    let mut distinct: Vec<((Kernel, Flip), Arc<Fragment>)> = Vec::new();
     let mut of_stage = Vec::with_capacity(stages.len());
     for (s, site) in stages.iter().zip(sites) {
         let kernel = (site.kernel.clone().with_seed(0), site.flip);
         let i = match distinct.iter().position(|(k, _)| *k == kernel) {
             Some(i) => i,
             None => {
-                distinct.push((kernel, codegen::fragment_of(s, site, graph, o)?));
+                let f = made.get_or_make(&kernel, o, || codegen::fragment_of(s, site, graph, o))?;
+                distinct.push((kernel, f));
                 distinct.len() - 1
             }
         };
         of_stage.push(i);
     }
-    let fragments: Vec<&Fragment> = of_stage.iter().map(|&i| &distinct[i].1).collect();
+    let fragments: Vec<&Fragment> = of_stage.iter().map(|&i| &*distinct[i].1).collect();
     let (routing, _) =
         codegen::route_and_plan(config, o, graph, stages, sites, &fragments, kind, arrives)?;
     // Each distinct kernel costed once (a tiled GEMV's cost model plans
@@ -391,5 +447,57 @@ mod tests {
         assert_eq!(scaled((755, 1170), 1.0), (755, 1170));
         assert_eq!(scaled((2, 3), 0.2), (1, 1));
         assert!(fits_sram((10, 10), 100, 10_000) && !fits_sram((10, 10), 100, 10_001));
+    }
+
+    /// A search's fragment serves a later point whose grid holds it, and
+    /// is made anew for one whose grid does not, or for another kernel.
+    #[test]
+    fn a_fragment_made_for_one_point_serves_the_points_it_fits() {
+        use wafer_kernels::vector::{VectorOp, VectorSpec};
+        let o = |cols, rows| {
+            Options::on_wse3_grid(cols, rows, PlacementKind::Mesh, wafer_emulator::DType::F32)
+        };
+        let kernel = |h: u32| {
+            let spec = VectorSpec {
+                op: VectorOp::Add,
+                n: 64,
+                h,
+                w: 1,
+                strategy: wafer_kernels::reduce::Strategy::Tree { k: 2 },
+                eps: 0.0,
+                seed: 0,
+            };
+            (Kernel::Vector(spec), Flip::NONE)
+        };
+        let made = Fragments::default();
+        let makes = std::sync::atomic::AtomicUsize::new(0);
+        let get = |k: &(Kernel, Flip), o: &Options| {
+            made.get_or_make(k, o, || {
+                makes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Kernel::Vector(s) = &k.0 else {
+                    unreachable!()
+                };
+                wafer_kernels::vector::generate(s, &o.arch).map_err(|error| CompileError::Kernel {
+                    stage: "test".into(),
+                    error,
+                })
+            })
+        };
+        let first = get(&kernel(8), &o(40, 40)).unwrap();
+        assert_eq!((first.program.width, first.program.height), (1, 8));
+        let again = get(&kernel(8), &o(20, 30)).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same kernel on a grid it fits"
+        );
+        assert_eq!(makes.load(std::sync::atomic::Ordering::Relaxed), 1);
+        let other = get(&kernel(4), &o(20, 30)).unwrap();
+        assert_eq!(other.program.height, 4);
+        assert_eq!(makes.load(std::sync::atomic::Ordering::Relaxed), 2);
+        // A grid shorter than the program: not served (its generator
+        // would refuse it there), made anew.
+        let narrow = get(&kernel(8), &o(30, 4));
+        assert!(narrow.is_err() || !Arc::ptr_eq(&first, narrow.as_ref().unwrap()));
+        assert_eq!(makes.load(std::sync::atomic::Ordering::Relaxed), 3);
     }
 }

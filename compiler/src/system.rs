@@ -343,6 +343,7 @@ fn predict_part(
         o.max_context / 2,
         arrives,
         Tiles::ONE,
+        &crate::region::Fragments::default(),
     )
     .map_err(|e| part_error(k, n, layers, (part, c, o), e))
 }
