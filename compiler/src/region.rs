@@ -346,8 +346,9 @@ fn predict_tiled(
 /// a kernel's generator reads only to check that the kernel fits on it,
 /// so a fragment made for one point is the fragment of any other point
 /// whose grid holds its program (`wafer compile llama-3.1-8b`: 900
-/// fragments generated over its points, 467 of them distinct, half the
-/// search's time). A caller with no search makes one for its call.
+/// fragments generated over its points, 467 of them distinct, in 23.8 s
+/// of the compile's 50 s of CPU time). A caller with no search makes one
+/// for its call.
 #[derive(Default)]
 pub(crate) struct Fragments {
     made: std::sync::Mutex<Vec<Made>>,
