@@ -25,6 +25,7 @@ pub mod calibration;
 pub mod clamped_swiglu;
 pub mod collective;
 pub mod combine;
+mod costed;
 pub mod embedding;
 pub mod fragment;
 pub mod gemv;

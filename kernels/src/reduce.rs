@@ -18,7 +18,7 @@ use crate::KernelError;
 use std::fmt;
 use wafer_emulator::Arch;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Strategy {
     Chain,
     Tree {

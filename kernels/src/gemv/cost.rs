@@ -6,6 +6,7 @@ use super::{
     C_LEVEL0, GemvSpec, TileOrder, col_split, cols_at_most, row_reduce, tile_order, tile_rows,
     validate,
 };
+use crate::costed::Costed;
 use crate::reduce::{Plan, Strategy};
 use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, DType};
@@ -101,11 +102,50 @@ pub fn cost(s: &GemvSpec, arch: &Arch) -> u64 {
 /// `add`, `add`, `blt`; by columns, three `li` and per position its
 /// tile's columns and `add`, `add`, `blt`. The row reduces `batch · m_r` partials.
 pub fn cost_batch(s: &GemvSpec, batch: u32, arch: &Arch) -> u64 {
-    row_ends_batch(s, batch, arch, None)
-        .into_iter()
-        .max()
-        .unwrap_or(0)
+    // Every field the cost reads ([`crate::costed`]).
+    let GemvSpec {
+        m,
+        n,
+        dtype,
+        w,
+        h,
+        strategy,
+        seed: _,
+        halves,
+        lead,
+    } = s;
+    let key = (
+        *m,
+        *n,
+        *dtype,
+        *w,
+        *h,
+        *strategy,
+        *halves,
+        lead.clone(),
+        batch,
+    );
+    COSTED.get_or(key, arch, || {
+        row_ends_batch(s, batch, arch, None)
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+    })
 }
+
+/// The tiled GEMV specs already costed ([`crate::costed`]).
+type GemvKey = (
+    u32,
+    u32,
+    DType,
+    u32,
+    u32,
+    Strategy,
+    bool,
+    Vec<Vec<(u32, u32)>>,
+    u32,
+);
+static COSTED: Costed<GemvKey> = Costed::new();
 
 /// When each PE row's part of `y` has left (its stream `y<r>`'s last
 /// wavelet leaves the east edge a cycle before): the rows nearer `x`'s
@@ -219,4 +259,93 @@ pub fn best_rect(
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kept costs are the computed ones, asked in an order where a key
+    /// that left out a field the cost reads would answer with another
+    /// spec's cost ([`crate::costed`]).
+    #[test]
+    fn a_kept_cost_is_the_cost_of_its_own_spec_and_machine() {
+        let base = GemvSpec {
+            m: 48,
+            n: 64,
+            dtype: DType::BF16,
+            w: 4,
+            h: 6,
+            strategy: Strategy::Tree { k: 2 },
+            seed: 3,
+            halves: false,
+            lead: Vec::new(),
+        };
+        let specs = [
+            base.clone(),
+            GemvSpec {
+                m: 96,
+                ..base.clone()
+            },
+            GemvSpec {
+                n: 128,
+                ..base.clone()
+            },
+            GemvSpec {
+                dtype: DType::F32,
+                ..base.clone()
+            },
+            GemvSpec {
+                w: 2,
+                ..base.clone()
+            },
+            GemvSpec {
+                h: 3,
+                ..base.clone()
+            },
+            GemvSpec {
+                strategy: Strategy::Chain,
+                ..base.clone()
+            },
+            GemvSpec {
+                halves: true,
+                ..base.clone()
+            },
+            GemvSpec {
+                lead: vec![vec![(0, 3)], vec![(3, 1)]],
+                ..base.clone()
+            },
+        ];
+        let wse3 = Arch::wse3();
+        let slow_hops = Arch {
+            hop_latency: wse3.hop_latency + 3,
+            ..wse3.clone()
+        };
+        let small_grid = wse3.clone().with_grid(16, 16).unwrap();
+        let archs = [wse3, slow_hops, small_grid, Arch::wse2()];
+        let mut distinct = std::collections::BTreeSet::new();
+        for round in 0..2 {
+            for arch in &archs {
+                for s in &specs {
+                    for batch in [1, 3] {
+                        let want = row_ends_batch(s, batch, arch, None)
+                            .into_iter()
+                            .max()
+                            .unwrap_or(0);
+                        let got = cost_batch(
+                            &GemvSpec {
+                                seed: round,
+                                ..s.clone()
+                            },
+                            batch,
+                            arch,
+                        );
+                        assert_eq!(got, want, "{s:?} x{batch} on {}", arch.name);
+                        distinct.insert(want);
+                    }
+                }
+            }
+        }
+        assert!(distinct.len() >= 12, "{} distinct costs", distinct.len());
+    }
 }

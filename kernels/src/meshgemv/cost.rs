@@ -2,9 +2,9 @@
 //! middle row's shared ramp cycle by cycle.
 
 use super::{CBD, CBU, CD1, CD2, CU1, CU2, CX, MeshGemvSpec, Step, routes, steps};
+use crate::costed::Costed;
 use crate::timeline::Timeline;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use wafer_emulator::Port;
 use wafer_emulator::isa::VecOp;
 use wafer_emulator::{Arch, DType};
@@ -40,89 +40,24 @@ pub fn cost(s: &MeshGemvSpec, arch: &Arch) -> u64 {
 /// model is a few cycles under (at most 4 over 8,640 shapes swept; the
 /// tests bound it).
 pub fn cost_batch(s: &MeshGemvSpec, batch: u32, arch: &Arch) -> u64 {
-    let key = Costed::key(s, batch);
-    let machine = Costed::machine(arch);
-    if let Some(c) = Costed::get(&machine, &key) {
-        return c;
-    }
-    let c = cost_uncached(s, batch, arch);
-    Costed::put(machine, key, c);
-    c
+    // Every field the cost reads ([`crate::costed`]).
+    let MeshGemvSpec {
+        m,
+        n,
+        w,
+        h,
+        groups,
+        dtype,
+        acc,
+        streamed,
+        seed: _,
+    } = *s;
+    let key = (m, n, w, h, groups, dtype, acc, streamed, batch);
+    COSTED.get_or(key, arch, || cost_uncached(s, batch, arch))
 }
 
-/// The MeshGEMV shapes already costed, by machine: a cost is a pure
-/// function of the shape, the batch and the machine's per-PE latencies
-/// and rates, and the region search asks for the same shapes on every
-/// rectangle it tries (`wafer compile llama-3.2-1b`: 6,000 costs of
-/// 1,458 distinct shapes, half its time before they were kept).
-///
-/// Keyed by every field the cost could read: the whole [`Arch`] but its
-/// grid size (which the cost does not read: a rectangle is its own
-/// `w × h`), and every field of the spec but the seed (the weights'
-/// values, which the timing does not depend on).
-struct Costed;
-
-/// A spec's fields the cost reads, and the batch.
-type ShapeKey = (u32, u32, u32, u32, u32, DType, DType, bool, u32);
-
-/// Per machine (grid size cleared), the shapes' costs; a few machines at
-/// most in one process (a search tries one), so a list.
-type CostTable = Vec<(Arch, HashMap<ShapeKey, u64>)>;
-
-static COSTED: Mutex<CostTable> = Mutex::new(Vec::new());
-
-impl Costed {
-    /// Costs kept per machine before the table starts again: a few MB,
-    /// far more than one compile's search costs.
-    const MOST: usize = 1 << 16;
-
-    fn key(s: &MeshGemvSpec, batch: u32) -> ShapeKey {
-        // Destructured so that a field added to the spec is a compile
-        // error here until the key says whether the cost reads it.
-        let MeshGemvSpec {
-            m,
-            n,
-            w,
-            h,
-            groups,
-            dtype,
-            acc,
-            streamed,
-            seed: _,
-        } = *s;
-        (m, n, w, h, groups, dtype, acc, streamed, batch)
-    }
-
-    fn machine(arch: &Arch) -> Arch {
-        Arch {
-            grid_cols: 0,
-            grid_rows: 0,
-            ..arch.clone()
-        }
-    }
-
-    fn get(machine: &Arch, key: &ShapeKey) -> Option<u64> {
-        let table = COSTED.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, costs) = table.iter().find(|(a, _)| a == machine)?;
-        costs.get(key).copied()
-    }
-
-    fn put(machine: Arch, key: ShapeKey, cost: u64) {
-        let mut table = COSTED.lock().unwrap_or_else(|e| e.into_inner());
-        let at = match table.iter().position(|(a, _)| *a == machine) {
-            Some(at) => at,
-            None => {
-                table.push((machine, HashMap::new()));
-                table.len() - 1
-            }
-        };
-        let costs = &mut table[at].1;
-        if costs.len() >= Costed::MOST {
-            costs.clear();
-        }
-        costs.insert(key, cost);
-    }
-}
+/// The MeshGEMV specs already costed ([`crate::costed`]).
+static COSTED: Costed<(u32, u32, u32, u32, u32, DType, DType, bool, u32)> = Costed::new();
 
 /// [`cost_batch`], computed.
 fn cost_uncached(s: &MeshGemvSpec, batch: u32, arch: &Arch) -> u64 {

@@ -25,7 +25,7 @@ mod cost;
 pub use batch::{cost_batch, generate_batch, reference_batch};
 pub use cost::{cost, fed};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum VectorOp {
     Add,
     Mul,
