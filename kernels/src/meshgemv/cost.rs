@@ -57,7 +57,8 @@ pub fn cost_batch(s: &MeshGemvSpec, batch: u32, arch: &Arch) -> u64 {
 }
 
 /// The MeshGEMV specs already costed ([`crate::costed`]).
-static COSTED: Costed<(u32, u32, u32, u32, u32, DType, DType, bool, u32)> = Costed::new();
+type MeshGemvKey = (u32, u32, u32, u32, u32, DType, DType, bool, u32);
+static COSTED: Costed<MeshGemvKey> = Costed::new();
 
 /// [`cost_batch`], computed.
 fn cost_uncached(s: &MeshGemvSpec, batch: u32, arch: &Arch) -> u64 {
