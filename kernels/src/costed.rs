@@ -69,3 +69,43 @@ impl<K: Hash + Eq> Costed<K> {
         c
     }
 }
+
+/// The check each kernel's kept costs are held to.
+#[cfg(test)]
+pub(crate) mod check {
+    use std::collections::BTreeSet;
+    use std::fmt::Debug;
+    use wafer_emulator::Arch;
+
+    /// Asks `kept` for every spec on four machines (`wse3`, `wse3` with
+    /// slower hops, `wse3` on a smaller grid, `wse2`), twice, with
+    /// another seed the second time (`kept(spec, seed, arch)`), and
+    /// checks each answer against `computed`: in an order where a key
+    /// that left out a field the cost reads, or a machine's latency,
+    /// would answer with another spec's cost. Returns how many distinct
+    /// costs it saw, for the caller to check that its specs move the cost.
+    pub(crate) fn kept_costs_are_computed<S: Debug>(
+        specs: &[S],
+        kept: impl Fn(&S, u64, &Arch) -> u64,
+        computed: impl Fn(&S, &Arch) -> u64,
+    ) -> usize {
+        let wse3 = Arch::wse3();
+        let slow_hops = Arch {
+            hop_latency: wse3.hop_latency + 3,
+            ..wse3.clone()
+        };
+        let small_grid = wse3.clone().with_grid(16, 16).expect("within wse3");
+        let machines = [wse3, slow_hops, small_grid, Arch::wse2()];
+        let mut distinct = BTreeSet::new();
+        for seed in 0..2 {
+            for arch in &machines {
+                for s in specs {
+                    let want = computed(s, arch);
+                    assert_eq!(kept(s, seed, arch), want, "{s:?} on {}", arch.name);
+                    distinct.insert(want);
+                }
+            }
+        }
+        distinct.len()
+    }
+}

@@ -316,36 +316,18 @@ mod tests {
                 ..base.clone()
             },
         ];
-        let wse3 = Arch::wse3();
-        let slow_hops = Arch {
-            hop_latency: wse3.hop_latency + 3,
-            ..wse3.clone()
-        };
-        let small_grid = wse3.clone().with_grid(16, 16).unwrap();
-        let archs = [wse3, slow_hops, small_grid, Arch::wse2()];
-        let mut distinct = std::collections::BTreeSet::new();
-        for round in 0..2 {
-            for arch in &archs {
-                for s in &specs {
-                    for batch in [1, 3] {
-                        let want = row_ends_batch(s, batch, arch, None)
-                            .into_iter()
-                            .max()
-                            .unwrap_or(0);
-                        let got = cost_batch(
-                            &GemvSpec {
-                                seed: round,
-                                ..s.clone()
-                            },
-                            batch,
-                            arch,
-                        );
-                        assert_eq!(got, want, "{s:?} x{batch} on {}", arch.name);
-                        distinct.insert(want);
-                    }
-                }
-            }
-        }
-        assert!(distinct.len() >= 12, "{} distinct costs", distinct.len());
+        let asked: Vec<(GemvSpec, u32)> = (specs.iter())
+            .flat_map(|s| [(s.clone(), 1), (s.clone(), 3)])
+            .collect();
+        let distinct = crate::costed::check::kept_costs_are_computed(
+            &asked,
+            |(s, batch), seed, arch| cost_batch(&GemvSpec { seed, ..s.clone() }, *batch, arch),
+            |(s, batch), arch| {
+                (row_ends_batch(s, *batch, arch, None).into_iter())
+                    .max()
+                    .unwrap_or(0)
+            },
+        );
+        assert!(distinct >= 12, "{distinct} distinct costs");
     }
 }

@@ -535,30 +535,11 @@ mod tests {
                 ..base.clone()
             },
         ];
-        let wse3 = Arch::wse3();
-        let slow_hops = Arch {
-            hop_latency: wse3.hop_latency + 3,
-            ..wse3.clone()
-        };
-        let small_grid = wse3.clone().with_grid(16, 16).unwrap();
-        let archs = [wse3, slow_hops, small_grid, Arch::wse2()];
-        let mut distinct = std::collections::BTreeSet::new();
-        for round in 0..2 {
-            for arch in &archs {
-                for s in &specs {
-                    let want = outputs(s, arch, None).end;
-                    let got = cost(
-                        &VectorSpec {
-                            seed: round,
-                            ..s.clone()
-                        },
-                        arch,
-                    );
-                    assert_eq!(got, want, "{s:?} on {}", arch.name);
-                    distinct.insert(want);
-                }
-            }
-        }
-        assert!(distinct.len() >= 8, "{} distinct costs", distinct.len());
+        let distinct = crate::costed::check::kept_costs_are_computed(
+            &specs,
+            |s, seed, arch| cost(&VectorSpec { seed, ..s.clone() }, arch),
+            |s, arch| outputs(s, arch, None).end,
+        );
+        assert!(distinct >= 8, "{distinct} distinct costs");
     }
 }
