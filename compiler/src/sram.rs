@@ -16,9 +16,9 @@
 use crate::place::Site;
 use crate::stage::Stage;
 use std::borrow::Borrow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use wafer_emulator::{Arch, Pe, PeRect, Program};
+use wafer_emulator::{Arch, Pe, PeCode, PeRect};
 use wafer_kernels::Fragment;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -80,19 +80,13 @@ impl Grid {
 }
 
 pub fn plan(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> SramPlan {
+    let mut summed = Summed::default();
     let per_stage = sites
         .iter()
         .zip(fragments)
-        .map(|(_, f)| {
-            let p = &f.borrow().program;
-            p.placements
-                .iter()
-                .map(|pl| p.codes[pl.code.0 as usize].sram_bytes())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|(_, f)| summed.of(f.borrow()).most_sram)
         .collect();
-    let bytes = per_pe_bytes(sites, fragments, arch);
+    let bytes = per_pe_bytes_summed(sites, fragments, arch, &mut summed);
     let (mut max_bytes, mut max_at, mut pes_used, mut total_bytes) = (0u32, Pe::new(0, 0), 0, 0);
     for (i, v) in bytes.iter().enumerate() {
         if *v > 0 {
@@ -113,19 +107,93 @@ pub fn plan(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) ->
     }
 }
 
-/// A hash of each code's instructions, by their binary encoding (their
+/// What the plan counts of each fragment's codes, worked out once per
+/// fragment: a search's point passes the same fragment for every stage
+/// with its kernel (each layer's), and a tiled GEMV's has a code per PE,
+/// so counting them per stage and placement was most of this plan's
+/// time (the names of state buffers compared, the code's bytes summed,
+/// its instructions hashed).
+#[derive(Default)]
+struct Summed {
+    seen: Vec<(*const Fragment, Codes)>,
+}
+
+/// One fragment's codes, counted ([`Summed`]).
+struct Codes {
+    codes: Vec<CodeBytes>,
+    /// The most SRAM one of its placements' codes lays out.
+    most_sram: u32,
+}
+
+/// One code's bytes: its state buffers ([`is_activation`]'s others), its
+/// activation buffers, its instructions, and a hash of them ([`code_key`]).
+struct CodeBytes {
+    state: u32,
+    activations: u32,
+    code: u32,
+    hash: u64,
+}
+
+impl Summed {
+    fn of(&mut self, f: &Fragment) -> &Codes {
+        let at = match self.seen.iter().position(|(q, _)| std::ptr::eq(*q, f)) {
+            Some(at) => at,
+            None => {
+                self.seen.push((f as *const Fragment, Codes::of(f)));
+                self.seen.len() - 1
+            }
+        };
+        &self.seen[at].1
+    }
+}
+
+impl Codes {
+    fn of(f: &Fragment) -> Codes {
+        let p = &f.program;
+        let codes: Vec<CodeBytes> = (p.codes.iter())
+            .map(|c| {
+                let (mut state, mut activations) = (0, 0);
+                for b in &c.buffers {
+                    match is_activation(f, &b.name) {
+                        true => activations += b.bytes(),
+                        false => state += b.bytes(),
+                    }
+                }
+                CodeBytes {
+                    state,
+                    activations,
+                    code: c.code_bytes(),
+                    hash: code_hash(c),
+                }
+            })
+            .collect();
+        // A code's SRAM is its highest buffer's end or its code's bytes.
+        let sram = |i: usize| {
+            (p.codes[i].buffers.iter())
+                .map(|b| b.end())
+                .fold(codes[i].code, u32::max)
+        };
+        let mut used = vec![false; p.codes.len()];
+        p.placements
+            .iter()
+            .for_each(|pl| used[pl.code.0 as usize] = true);
+        let most_sram = (0..p.codes.len())
+            .filter(|&i| used[i])
+            .map(sram)
+            .max()
+            .unwrap_or(0);
+        Codes { codes, most_sram }
+    }
+}
+
+/// A hash of a code's instructions, by their binary encoding (their
 /// floats have no `Hash`; the encoding is exact and cheap).
-fn code_hashes(p: &Program) -> Vec<u64> {
-    p.codes
-        .iter()
-        .map(|c| {
-            let mut s = DefaultHasher::new();
-            postcard::to_stdvec(&c.insts)
-                .expect("instructions serialise")
-                .hash(&mut s);
-            s.finish()
-        })
-        .collect()
+fn code_hash(c: &PeCode) -> u64 {
+    let mut s = DefaultHasher::new();
+    postcard::to_stdvec(&c.insts)
+        .expect("instructions serialise")
+        .hash(&mut s);
+    s.finish()
 }
 
 /// A code placed on the grid, as the plan counts it: once per distinct
@@ -179,7 +247,6 @@ pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> H
         }
         let p = &f.program;
         let local = Pe::new(pe.x - site.origin.x, pe.y - site.origin.y);
-        let hashes = code_hashes(p);
         let mut activations = 0;
         for pl in p.placements.iter().filter(|pl| pl.pes.contains(local)) {
             let code = &p.codes[pl.code.0 as usize];
@@ -189,7 +256,7 @@ pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> H
                     false => activations += b.bytes() as u64,
                 }
             }
-            let key = code_key(hashes[pl.code.0 as usize], site, pl.pes);
+            let key = code_key(code_hash(code), site, pl.pes);
             if code_seen.insert(key) {
                 held.code += code.code_bytes() as u64;
             }
@@ -203,8 +270,17 @@ pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> H
 /// ([`per_pe_kept`]) and the activations of the largest stage it serves
 /// ([`per_pe_activations`]).
 pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> Vec<u32> {
-    let mut bytes = per_pe_kept(sites, fragments, arch);
-    let activations = per_pe_activations(sites, fragments, arch);
+    per_pe_bytes_summed(sites, fragments, arch, &mut Summed::default())
+}
+
+fn per_pe_bytes_summed(
+    sites: &[Site],
+    fragments: &[impl Borrow<Fragment>],
+    arch: &Arch,
+    summed: &mut Summed,
+) -> Vec<u32> {
+    let mut bytes = kept_summed(sites, fragments, arch, summed);
+    let activations = activations_summed(sites, fragments, arch, summed);
     for (b, a) in bytes.iter_mut().zip(activations) {
         *b += a;
     }
@@ -223,35 +299,29 @@ pub fn is_activation(f: &Fragment, name: &str) -> bool {
 /// What every PE keeps whichever stage runs (row-major): its state,
 /// summed over the stages it serves, and each distinct code once.
 pub fn per_pe_kept(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> Vec<u32> {
+    kept_summed(sites, fragments, arch, &mut Summed::default())
+}
+
+fn kept_summed(
+    sites: &[Site],
+    fragments: &[impl Borrow<Fragment>],
+    arch: &Arch,
+    summed: &mut Summed,
+) -> Vec<u32> {
     let (w, h) = (arch.grid_cols, arch.grid_rows);
     let mut g = Grid {
         w,
         h,
         d: vec![0; (w as usize + 1) * (h as usize + 1)],
     };
-    let mut code_seen = BTreeSet::new();
-    // Hashing a program's code is most of this plan's time; a fragment
-    // several stages share (the region search's) is hashed once.
-    let mut hashed: Vec<(*const Fragment, Vec<u64>)> = Vec::new();
+    let mut code_seen = HashSet::new();
     for (site, f) in sites.iter().zip(fragments.iter().map(Borrow::borrow)) {
-        let p = &f.program;
-        let at = match hashed.iter().position(|(q, _)| std::ptr::eq(*q, f)) {
-            Some(i) => i,
-            None => {
-                hashed.push((f as *const Fragment, code_hashes(p)));
-                hashed.len() - 1
-            }
-        };
-        for pl in &p.placements {
-            let code = &p.codes[pl.code.0 as usize];
-            let state: u32 = (code.buffers.iter())
-                .filter(|b| !is_activation(f, &b.name))
-                .map(|b| b.bytes())
-                .sum();
-            g.add(pl.pes, site.origin, state as i64);
-            let key = code_key(hashed[at].1[pl.code.0 as usize], site, pl.pes);
-            if code_seen.insert(key) {
-                g.add(pl.pes, site.origin, code.code_bytes() as i64);
+        let codes = summed.of(f);
+        for pl in &f.program.placements {
+            let c = &codes.codes[pl.code.0 as usize];
+            g.add(pl.pes, site.origin, c.state as i64);
+            if code_seen.insert(code_key(c.hash, site, pl.pes)) {
+                g.add(pl.pes, site.origin, c.code as i64);
             }
         }
     }
@@ -280,18 +350,23 @@ pub fn per_pe_activations(
     fragments: &[impl Borrow<Fragment>],
     arch: &Arch,
 ) -> Vec<u32> {
+    activations_summed(sites, fragments, arch, &mut Summed::default())
+}
+
+fn activations_summed(
+    sites: &[Site],
+    fragments: &[impl Borrow<Fragment>],
+    arch: &Arch,
+    summed: &mut Summed,
+) -> Vec<u32> {
     let w = arch.grid_cols as usize;
     let mut out = vec![0u32; w * arch.grid_rows as usize];
     for (site, f) in sites.iter().zip(fragments.iter().map(Borrow::borrow)) {
-        let p = &f.program;
+        let codes = summed.of(f);
         // No PE has two placements in a program (the format's verifier),
         // so a stage holds one placement's buffers on each of its PEs.
-        for pl in &p.placements {
-            let code = &p.codes[pl.code.0 as usize];
-            let bytes: u32 = (code.buffers.iter())
-                .filter(|b| is_activation(f, &b.name))
-                .map(|b| b.bytes())
-                .sum();
+        for pl in &f.program.placements {
+            let bytes = codes.codes[pl.code.0 as usize].activations;
             if bytes == 0 {
                 continue;
             }
