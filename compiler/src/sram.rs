@@ -126,11 +126,13 @@ struct Codes {
 }
 
 /// One code's bytes: its state buffers ([`is_activation`]'s others), its
-/// activation buffers, its instructions, and a hash of them ([`code_key`]).
+/// activation buffers, its instructions, the SRAM it lays out
+/// ([`PeCode::sram_bytes`]), and a hash of its instructions ([`code_key`]).
 struct CodeBytes {
     state: u32,
     activations: u32,
     code: u32,
+    sram: u32,
     hash: u64,
 }
 
@@ -163,23 +165,13 @@ impl Codes {
                     state,
                     activations,
                     code: c.code_bytes(),
+                    sram: c.sram_bytes(),
                     hash: code_hash(c),
                 }
             })
             .collect();
-        // A code's SRAM is its highest buffer's end or its code's bytes.
-        let sram = |i: usize| {
-            (p.codes[i].buffers.iter())
-                .map(|b| b.end())
-                .fold(codes[i].code, u32::max)
-        };
-        let mut used = vec![false; p.codes.len()];
-        p.placements
-            .iter()
-            .for_each(|pl| used[pl.code.0 as usize] = true);
-        let most_sram = (0..p.codes.len())
-            .filter(|&i| used[i])
-            .map(sram)
+        let most_sram = (p.placements.iter())
+            .map(|pl| codes[pl.code.0 as usize].sram)
             .max()
             .unwrap_or(0);
         Codes { codes, most_sram }
