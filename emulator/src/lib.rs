@@ -13,8 +13,8 @@
 pub mod engine;
 
 pub use engine::{
-    Arrivals, Departures, Engine, Fed, Inputs, Memory, Prepared, RunConfig, RunError, RunResult,
-    Values, copy_memory, initial_memory, prepare, run, run_resume,
+    Arrivals, Cycles, Departures, Engine, Fed, Inputs, Memory, Prepared, RunConfig, RunError,
+    RunResult, Values, copy_memory, initial_memory, prepare, run, run_resume,
 };
 pub use wafer_format::{
     Arch, Color, DType, DataInit, LoadError, Pe, PeCode, PeRect, Port, PortSet, Program,

@@ -40,6 +40,7 @@ use crate::codegen::Compiled;
 use crate::route::Ends;
 use crate::stage::Src;
 use std::collections::{BTreeMap, HashMap};
+use wafer_emulator::Cycles;
 use wafer_emulator::Pe;
 
 /// Where one input element of a stage comes from: the producing stage,
@@ -170,7 +171,7 @@ impl Trip {
 /// A stage's start in a pass and, per input stream, the cycle each of its
 /// wavelets entered, from that start
 /// ([`wafer_emulator::RunResult::input_times`]).
-pub(crate) type Entered = (u64, BTreeMap<String, Vec<u64>>);
+pub(crate) type Entered = (u64, Cycles);
 
 fn has(bits: &[u64], k: usize) -> bool {
     bits[k / 64] >> (k % 64) & 1 == 1
@@ -610,7 +611,7 @@ fn hold_rules(
 pub(crate) struct Schedule {
     pub start: u64,
     /// Per input port, per element: its arrival, in cycles from `start`.
-    pub arrivals: BTreeMap<String, Vec<u64>>,
+    pub arrivals: Cycles,
     /// The stage whose last element arrived latest, or whose end freed
     /// its PEs if that was later: what it waited on last, the step
     /// before it on a critical path.
@@ -649,7 +650,7 @@ pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
         // the stream's period, and how much later than unhindered the
         // latest stream's last one is.
         let mut late = 0;
-        let pushed: BTreeMap<String, Vec<u64>> = f.arrivals(&at).map_or_else(
+        let pushed: Cycles = f.arrivals(&at).map_or_else(
             |_| BTreeMap::new(),
             |arrivals| {
                 (arrivals.into_iter())

@@ -8,6 +8,7 @@ use crate::codegen::Compiled;
 use crate::place::Kernel;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use wafer_emulator::Cycles;
 use wafer_emulator::stats::Stats;
 use wafer_emulator::trace::Trace;
 use wafer_emulator::{Memory, Prepared, RunConfig, RunError};
@@ -20,9 +21,9 @@ pub(super) struct Reusable {
     pub(super) outputs: BTreeMap<String, Vec<f32>>,
     /// When each output wavelet left (empty for a run another process
     /// made: those are not overlapped).
-    pub(super) output_times: BTreeMap<String, Vec<u64>>,
+    pub(super) output_times: Cycles,
     /// When each input wavelet entered (empty as `output_times`).
-    pub(super) input_times: BTreeMap<String, Vec<u64>>,
+    pub(super) input_times: Cycles,
     /// Its [`StageRun::backlog`].
     pub(super) backlog: u64,
     pub(super) stats: Arc<Stats>,
@@ -326,10 +327,10 @@ pub(crate) struct StageRun {
     pub out: Vec<f32>,
     /// When each of its output streams' wavelets left
     /// ([`wafer_emulator::RunResult::output_times`]).
-    pub output_times: BTreeMap<String, Vec<u64>>,
+    pub output_times: Cycles,
     /// When each of its input streams' wavelets entered
     /// ([`wafer_emulator::RunResult::input_times`]; overlapped only).
-    pub input_times: BTreeMap<String, Vec<u64>>,
+    pub input_times: Cycles,
     /// Fed arrivals, the most of its input wavelets waiting at its edge
     /// at once ([`overlap::backlog`]).
     pub backlog: u64,
@@ -369,10 +370,7 @@ fn fed<'a>((arrivals, departures): Feed<'a>) -> wafer_emulator::Fed<'a> {
 /// The most wavelets that waited at once at a stage's edge, over its
 /// input streams ([`overlap::backlog`]): `arrivals` against when its run
 /// took them in (`entered`).
-pub(super) fn backlog(
-    arrivals: Option<&wafer_emulator::Arrivals>,
-    entered: &BTreeMap<String, Vec<u64>>,
-) -> u64 {
+pub(super) fn backlog(arrivals: Option<&wafer_emulator::Arrivals>, entered: &Cycles) -> u64 {
     (arrivals.iter().flat_map(|a| a.iter()))
         .filter_map(|(name, at)| Some(overlap::backlog(at, entered.get(name)?)))
         .max()

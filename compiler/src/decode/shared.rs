@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
+use wafer_emulator::Cycles;
 use wafer_emulator::RunError;
 use wafer_emulator::stats::Stats;
 
@@ -31,8 +32,8 @@ struct SegmentRun {
     cycles: u64,
     time: (u64, u64, u64),
     outputs: BTreeMap<String, Vec<f32>>,
-    output_times: BTreeMap<String, Vec<u64>>,
-    input_times: BTreeMap<String, Vec<u64>>,
+    output_times: Cycles,
+    input_times: Cycles,
     backlog: u64,
     /// Per-PE statistics, when the decoder keeps them.
     stats: Option<Stats>,

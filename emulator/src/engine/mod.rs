@@ -61,6 +61,11 @@ use std::collections::BTreeMap;
 /// Values for host input streams, by name (overriding the program's defaults).
 pub type Inputs = BTreeMap<String, Vec<f32>>;
 
+/// A cycle per wavelet of each host stream, by stream name: when its
+/// wavelets may or did enter or leave the grid ([`Arrivals`],
+/// [`Departures`], [`RunResult::input_times`], [`RunResult::output_times`]).
+pub type Cycles = BTreeMap<String, Vec<u64>>;
+
 /// When each wavelet of a host input stream reaches the grid's edge, by
 /// stream name: one cycle per wavelet ([`HostStream::wavelets`]). A
 /// wavelet enters no earlier than its cycle, nor than the stream's
@@ -68,7 +73,7 @@ pub type Inputs = BTreeMap<String, Vec<f32>>;
 /// stage fed by another stage's output is run where the two overlap.
 ///
 /// [`HostStream::wavelets`]: crate::program::HostStream::wavelets
-pub type Arrivals = BTreeMap<String, Vec<u64>>;
+pub type Arrivals = Cycles;
 
 /// The first cycle each wavelet of a host output stream may leave the
 /// grid, by stream name: one cycle per wavelet. Until then its exit
@@ -78,7 +83,7 @@ pub type Arrivals = BTreeMap<String, Vec<u64>>;
 /// where the two overlap: the consumer's edge takes a wavelet only as
 /// its buffer has room ([`RunResult::input_times`] of the consumer's
 /// run).
-pub type Departures = BTreeMap<String, Vec<u64>>;
+pub type Departures = Cycles;
 
 /// Every PE's SRAM (row-major over the program rectangle; `None` where no
 /// code runs), as a run leaves it: [`RunResult::memory`].
@@ -189,12 +194,12 @@ pub struct RunResult {
     /// grid (pushed into its entry router's buffer): no earlier than its
     /// arrival ([`RunConfig::arrivals`]), and later where the buffer was
     /// full or the one before it had just entered.
-    pub input_times: BTreeMap<String, Vec<u64>>,
+    pub input_times: Cycles,
     /// Per host output stream, the cycle each of its wavelets left the
     /// grid (its exit router moved it off the edge; it is a hop's latency
     /// later at the next router): when a consumer beside it could have it,
     /// and no earlier than its departure ([`RunConfig::departures`]).
-    pub output_times: BTreeMap<String, Vec<u64>>,
+    pub output_times: Cycles,
     pub stats: Stats,
     pub trace: Option<Trace>,
     /// Final SRAM per PE (row-major; `None` where no code runs), each the

@@ -33,11 +33,7 @@
 //! consumer later arrivals than the pass before, no later than that
 //! consumer took them: the pass before's run of the consumer serves.
 
-use super::{Arrivals, Departures, RunResult};
-use std::collections::BTreeMap;
-
-/// Cycles per wavelet, by stream name.
-pub type Cycles = BTreeMap<String, Vec<u64>>;
+use super::{Arrivals, Cycles, Departures, RunResult};
 
 /// When a run's host streams may enter and leave: its
 /// [`RunConfig::arrivals`](super::RunConfig::arrivals) and
@@ -104,6 +100,7 @@ fn within(ran: Option<&Cycles>, asked: Option<&Cycles>, took: &Cycles) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn map(entries: &[(&str, &[u64])]) -> BTreeMap<String, Vec<u64>> {
         (entries.iter())

@@ -6,7 +6,7 @@
 //! position's arithmetic is the one-position kernel's, in its order, so
 //! the result is that kernel's for every position, bit for bit.
 
-use super::{CA, CB, CO, CS, VectorOp, VectorSpec, f, generate, reference};
+use super::{CA, CB, CO, CS, VectorOp, VectorSpec, f, generate, input_name, reference};
 use crate::line_reduce::Combine;
 use crate::timeline::{Timeline, f32_rate as rate};
 use crate::{Fragment, KernelError};
@@ -124,14 +124,16 @@ scale:
         let l = batch * len;
         writeln!(
             src,
-            ".input a{r} f32[{l}] -> 0,{r} W c{CA} = rand({})",
+            ".input {} f32[{l}] -> 0,{r} W c{CA} = rand({})",
+            input_name(0, r),
             s.seed
         )
         .unwrap();
         if s.op == VectorOp::AddRmsNorm {
             writeln!(
                 src,
-                ".input b{r} f32[{l}] -> 0,{r} W c{CB} = rand({})",
+                ".input {} f32[{l}] -> 0,{r} W c{CB} = rand({})",
+                input_name(1, r),
                 s.seed.wrapping_add(1)
             )
             .unwrap();

@@ -1,6 +1,6 @@
 //! The vector kernels' cost model.
 
-use super::{VectorOp, VectorSpec};
+use super::{VectorOp, VectorSpec, input_name};
 use crate::costed::Costed;
 use crate::line_reduce::Combine;
 use crate::reduce::Strategy;
@@ -313,8 +313,7 @@ fn in_queues(
         // When each stream's wavelets are in the west PE's buffers.
         let there: Vec<Vec<u64>> = (0..streams)
             .map(|j| {
-                let name = || format!("{}{}", ["a", "b"][is(j)], ks(j));
-                let pushed = fed.and_then(|f| f.get(&name()));
+                let pushed = fed.and_then(|f| f.get(&input_name(is(j), ks(j))));
                 (0..lens[j])
                     .map(|m| pushed.and_then(|p| p.get(m).copied()).unwrap_or(m as u64) + hop)
                     .collect()
@@ -367,7 +366,7 @@ fn a_first(arch: &Arch, start: u64, r: usize, len: u32, fed: Option<&Pushed>) ->
     let link_room = (arch.router_buffer_depth + arch.hop_latency) as usize;
     let queue_room = (arch.queue_depth + arch.ramp_latency) as usize;
     let pushed: [Option<&Vec<u64>>; 2] =
-        [format!("a{r}"), format!("b{r}")].map(|n| fed.and_then(|f| f.get(&n)));
+        [0, 1].map(|which| fed.and_then(|f| f.get(&input_name(which, r))));
     let offered = |j: usize, m: usize| pushed[j].and_then(|p| p.get(m).copied()).unwrap_or(0);
     use std::collections::VecDeque;
     // Per stream: wavelets offered so far, the cycle the next may be,

@@ -495,14 +495,16 @@ pub fn generate(s: &VectorSpec, arch: &Arch) -> Result<Fragment, KernelError> {
         // Softmax and the norms see larger inputs, as logits and activations do.
         writeln!(
             src,
-            ".input a{k} f32[{len}] -> 0,{r} W c{ca} = rand({})",
+            ".input {} f32[{len}] -> 0,{r} W c{ca} = rand({})",
+            input_name(0, k),
             s.seed
         )
         .unwrap();
         if s.op.two_inputs() {
             writeln!(
                 src,
-                ".input b{k} f32[{len}] -> 0,{r} W c{cb} = rand({})",
+                ".input {} f32[{len}] -> 0,{r} W c{cb} = rand({})",
+                input_name(1, k),
                 s.seed.wrapping_add(1)
             )
             .unwrap();
@@ -670,4 +672,10 @@ pub fn reference(s: &VectorSpec, inputs: &BTreeMap<String, Vec<f32>>, p: &Progra
             e.iter().map(|x| x * inv).collect()
         }
     }
+}
+
+/// Segment `k`'s host input stream `which` (0: `a`, 1: `b`), as the
+/// generators name it and the cost models look up its pushes by.
+pub(crate) fn input_name(which: usize, k: usize) -> String {
+    format!("{}{k}", ["a", "b"][which])
 }

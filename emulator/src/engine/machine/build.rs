@@ -371,7 +371,7 @@ impl Shared<'_> {
 /// `what` names the cycles, `verb` what the program does with a stream
 /// (for the errors).
 fn cycles_per_stream(
-    given: Option<&BTreeMap<String, Vec<u64>>>,
+    given: Option<&crate::engine::Cycles>,
     streams: &[wafer_format::program::HostStream],
     what: &str,
     verb: &str,
