@@ -102,6 +102,12 @@ pub struct BenchArgs {
     /// this host's cores.
     #[arg(long, value_parser = super::flags::threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
+    /// How many of each engine's slowest stages to list, by the host
+    /// seconds their emulation took over every step (default: 5 in the
+    /// JSON, 3 in the text; 0: every stage it emulated, with how many
+    /// times).
+    #[arg(long, value_parser = super::flags::count::<0, 1_000_000>, allow_negative_numbers = true)]
+    pub slowest: Option<usize>,
     /// Run only the timing-only decode (for models whose weights do not
     /// fit in host memory).
     #[arg(long)]
@@ -183,13 +189,19 @@ impl StageHost {
     }
 }
 
-/// The `k` stages with the most host seconds, each summed over its runs.
-fn slowest_stages(
-    c: &Compiled,
-    pes: &[u64],
-    per_stage: &[(u32, f64, u64)],
-    k: usize,
-) -> Vec<StageHost> {
+/// How many of the slowest stages a report lists: `--slowest` (0: all),
+/// else `default`.
+fn listed(slowest: Option<usize>, default: usize) -> usize {
+    match slowest {
+        Some(0) => usize::MAX,
+        Some(k) => k,
+        None => default,
+    }
+}
+
+/// The stages emulated, each with its host seconds summed over its runs,
+/// the most first.
+fn slowest_stages(c: &Compiled, pes: &[u64], per_stage: &[(u32, f64, u64)]) -> Vec<StageHost> {
     let mut all: Vec<StageHost> = per_stage
         .iter()
         .enumerate()
@@ -203,7 +215,6 @@ fn slowest_stages(
         })
         .collect();
     all.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
-    all.truncate(k);
     all
 }
 
@@ -287,7 +298,7 @@ fn decode(
         pe_cycles,
         reused_stages: reused / steps,
         tokens,
-        slowest: slowest_stages(c, &pes, &per_stage, 5),
+        slowest: slowest_stages(c, &pes, &per_stage),
     })
 }
 
@@ -335,6 +346,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.emulator && a.prompt_len.is_some() {
         bail!(
             "--prompt-len adds a time to first token to the wafer-vs-GPU table: run it without --emulator (`wafer generate --prompt` emulates a prefill)"
+        );
+    }
+    let emulator_only = [
+        ("--slowest", a.slowest.is_some()),
+        ("--only-reuse", a.only_reuse),
+        ("--no-reference", a.no_reference),
+        ("--no-interp", a.no_interp),
+    ];
+    if let Some((flag, _)) = emulator_only
+        .iter()
+        .find(|(_, given)| *given && !a.emulator)
+    {
+        bail!(
+            "{flag} chooses what `wafer bench --emulator` runs or lists: add --emulator, or leave {flag} out"
         );
     }
     if a.emulator && super::ranks::ranks() > 1 {
@@ -530,7 +555,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 "pe_cycles_per_token": r.pe_cycles / steps as u64,
                 "pe_cycles_per_host_second": r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
                 "reused_stages_per_token": r.reused_stages,
-                "slowest_stages": r.slowest.iter().map(|s| json!({
+                "slowest_stages": r.slowest.iter().take(listed(a.slowest, 5)).map(|s| json!({
                     "stage": s.name,
                     "pes": s.pes,
                     "runs": s.runs,
@@ -591,7 +616,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         let slowest: Vec<String> = r
             .slowest
             .iter()
-            .take(3)
+            .take(listed(a.slowest, 3))
             .map(|s| {
                 format!(
                     "{} {:.2} s ({} PEs, {} run{}, {:.2e} PE-cycles/s)",

@@ -115,6 +115,37 @@ fn bench_emulator_reports_engine_ratios() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["engine"], "timing-only, reusing stages");
     assert!(j["reuse_vs_every_stage"].is_null());
+    // --slowest 0 lists every stage the engine emulated: with no warm-up,
+    // their runs are the first step's; --slowest 2 the two slowest of them.
+    let listing = |k: &str| {
+        let args = ["bench", "--emulator", "--timing-only", "--only-reuse"];
+        let more = ["--steps", "1", "--warmup", "0", "--slowest", k, "--json"];
+        let j = json(&ok(&[&args[..], &more[..]].concat()));
+        let r = j["runs"][0].clone();
+        let slow = r["slowest_stages"].as_array().unwrap().clone();
+        (r["first_step_stage_runs"].as_u64().unwrap(), slow)
+    };
+    let (first, all) = listing("0");
+    let runs_of = |s: &serde_json::Value| s["runs"].as_u64().unwrap();
+    assert_eq!(all.iter().map(runs_of).sum::<u64>(), first);
+    assert!(all.len() > 5, "{} stages emulated", all.len());
+    let (_, two) = listing("2");
+    let names = |v: &[serde_json::Value]| -> Vec<String> {
+        v.iter().map(|s| s["stage"].to_string()).collect()
+    };
+    assert_eq!(two.len(), 2);
+    let mut all_names = names(&all);
+    all_names.sort();
+    assert!(
+        names(&two)
+            .iter()
+            .all(|n| all_names.binary_search(n).is_ok())
+    );
+    let err = fails(&["bench", "--slowest", "3"]);
+    assert!(
+        err.contains("--slowest") && err.contains("--emulator"),
+        "{err}"
+    );
     let err = fails(&["bench", "--emulator", "--steps", "0"]);
     assert!(err.contains("--steps") && err.contains("1..="), "{err}");
 }
