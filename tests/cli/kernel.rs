@@ -309,6 +309,30 @@ fn kernel_runs_a_transposed_gemv() {
     assert_eq!(j["rect"], serde_json::json!([5, 4]));
     assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{j}");
     assert!(j["kernel"].as_str().unwrap().contains("transposed"), "{j}");
+    // --rect is the unmirrored kernel's: 800 columns do not fit wse3's 755,
+    // but mirrored they are 800 of its 1,170 rows, and the run is checked.
+    let j = json(&ok(&[
+        "kernel",
+        "gemv",
+        "--shape",
+        "64x4096",
+        "--rect",
+        "800x4",
+        "--transposed",
+        "--json",
+    ]));
+    assert_eq!(j["rect"], serde_json::json!([4, 800]));
+    assert_eq!(j["measured_cycles"], j["predicted_cycles"], "{j}");
+    let e = fails(&[
+        "kernel",
+        "gemv",
+        "--shape",
+        "64x4096",
+        "--rect",
+        "1200x4",
+        "--transposed",
+    ]);
+    assert!(e.contains("1170x755") && e.contains("--transposed"), "{e}");
 }
 
 #[test]

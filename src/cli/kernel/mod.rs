@@ -55,7 +55,8 @@ pub struct KernelArgs {
     #[arg(long, default_value_t = 0, value_parser = super::flags::count32::<0, { 1 << 30 }>, allow_negative_numbers = true)]
     pub pos: u32,
     /// GEMV: mirror it across the diagonal (x from the west by rows, y out of
-    /// the south by columns), the orientation that chains after a GEMV.
+    /// the south by columns), the orientation that chains after a GEMV;
+    /// --rect stays the unmirrored kernel's (4x5 runs on 5x4 PEs).
     #[arg(long)]
     pub transposed: bool,
     /// RoPE: pair layout, adjacent (llama2.c) or half (Hugging Face).
@@ -342,6 +343,16 @@ pub fn kernel(a: KernelArgs) -> anyhow::Result<()> {
     report::print(how, &report, a.json)
 }
 
+/// `arch` mirrored across its diagonal: a kernel made for it, mirrored
+/// back ([`wafer_kernels::Fragment::transposed`]), fits `arch`.
+pub(super) fn mirrored(arch: &Arch) -> Arch {
+    Arch {
+        grid_cols: arch.grid_rows,
+        grid_rows: arch.grid_cols,
+        ..arch.clone()
+    }
+}
+
 /// A GEMV's rectangle: `--rect`, or the one its cost model picks (then
 /// `true`).
 pub(super) fn gemv_rect(
@@ -371,7 +382,14 @@ fn run_gemv(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> anyhow
         Some(d @ (DType::I8 | DType::Mxfp4)) => d,
         _ => float_dtype(a).map_err(|e| anyhow::anyhow!("{e}; gemv also takes int8 and mxfp4"))?,
     };
-    let (w, h, picked) = gemv_rect(a, m, n, dtype, strategy, &arch)?;
+    // A transposed GEMV is made for the machine mirrored across its
+    // diagonal and mirrored back, so its rectangle (--rect, or the one
+    // picked) is the unmirrored kernel's, and fits the mirrored machine.
+    let made_on = match a.transposed {
+        true => mirrored(&arch),
+        false => arch.clone(),
+    };
+    let (w, h, picked) = gemv_rect(a, m, n, dtype, strategy, &made_on)?;
     let spec = GemvSpec {
         m,
         n,
@@ -396,8 +414,16 @@ pub(super) fn measure_gemv(
     transposed: bool,
     arch: Arch,
 ) -> anyhow::Result<Report> {
-    let frag = gemv::generate_batch(spec, batch, &arch)?;
-    let frag = if transposed { frag.transposed() } else { frag };
+    let frag = match transposed {
+        true => gemv::generate_batch(spec, batch, &mirrored(&arch))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{e} (--transposed: the kernel is made for the machine mirrored across its diagonal, then mirrored back, so --rect is the unmirrored kernel's COLSxROWS)"
+                )
+            })?
+            .transposed(),
+        false => gemv::generate_batch(spec, batch, &arch)?,
+    };
     let inputs = frag.default_inputs();
     let (outs, run) = how.run(&frag, &arch, &inputs)?;
     // The reference reads W back from every PE's image: on the 8B

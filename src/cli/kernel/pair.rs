@@ -58,11 +58,7 @@ pub(super) fn run(how: &Ctx, a: &KernelArgs, arch: Arch, strategy: Strategy) -> 
         lead: Vec::new(),
     };
     // W2 is generated unmirrored, so on the machine mirrored too.
-    let mirror = Arch {
-        grid_cols: arch.grid_rows,
-        grid_rows: arch.grid_cols,
-        ..arch.clone()
-    };
+    let mirror = super::mirrored(&arch);
     let fa = gemv::generate(&first, &arch).map_err(|e| anyhow::anyhow!("W1: {e}"))?;
     let mut fb = gemv::generate(&second, &mirror).map_err(|e| anyhow::anyhow!("W2: {e}"))?;
     // Read back only when checked: a timing-only run holds no weights.
