@@ -301,6 +301,10 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut check_err = None;
     let mut predicted = Vec::new();
+    // The overlapped estimate's plan, made once for every step's.
+    let predictor = a
+        .overlapped()
+        .then(|| wafer_compiler::decode::overlap::Predictor::new(&c));
     // Overlapped: the most stages a step's consumers held back, and the
     // most passes a step took to settle its holds.
     let (mut held, mut passes) = (0usize, 0usize);
@@ -324,12 +328,12 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
                 "{:.3} µs/token",
                 step.cycles as f64 / clock_hz * 1e6
             ));
-            predicted.push(match a.overlapped() {
-                true => {
+            predicted.push(match &predictor {
+                Some(p) => {
                     let seed = wafer_compiler::experts::DEFAULT_SEED;
-                    wafer_compiler::decode::overlap::predicted(&c, pos as u32, seed).cycles
+                    p.at(&c, pos as u32, seed).cycles
                 }
-                false => c.predicted_ran(pos as u32, input, &step.stage_ran),
+                None => c.predicted_ran(pos as u32, input, &step.stage_ran),
             });
             if let (Some(m), Some(kv)) = (&check, kv.as_mut()) {
                 let want = m.forward(input, pos, kv);

@@ -39,6 +39,7 @@ use super::park::Parks;
 use crate::codegen::Compiled;
 use crate::route::Ends;
 use crate::stage::Src;
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use wafer_emulator::Cycles;
 use wafer_emulator::Pe;
@@ -57,7 +58,7 @@ struct Feed {
 /// (`None`: a stage with no output port, or one whose streams are not
 /// the program's).
 fn out_wavelets(c: &Compiled) -> Vec<Option<Vec<u64>>> {
-    (c.fragments.iter())
+    (c.fragments.par_iter())
         .map(|f| {
             let port = f.outputs.first()?;
             let index = stream_index(&f.program.outputs);
@@ -204,8 +205,10 @@ impl Plan {
             .collect();
         let value_len = |v: usize| c.graph.insts[v].len as u32;
         let wavelets = out_wavelets(c);
-        let mut trips = Vec::new();
-        let fed: Vec<Fed> = (0..n)
+        // Each stage's feed and trips on its own (on the pool), the trips
+        // then in stage order.
+        let fed: Vec<(Fed, Vec<Trip>)> = (0..n)
+            .into_par_iter()
             .map(|i| {
                 let s = &c.stages[i];
                 let f = &c.fragments[i];
@@ -287,14 +290,13 @@ impl Plan {
                     Some((ports, trips))
                 };
                 match streamed() {
-                    Some((ports, mine)) => {
-                        trips.extend(mine);
-                        Fed::Streamed(ports)
-                    }
-                    None => producers(),
+                    Some((ports, mine)) => (Fed::Streamed(ports), mine),
+                    None => (producers(), Vec::new()),
                 }
             })
             .collect();
+        let (fed, trips): (Vec<Fed>, Vec<Vec<Trip>>) = fed.into_iter().unzip();
+        let mut trips: Vec<Trip> = trips.concat();
         let shares: Vec<Vec<usize>> = (0..n)
             .map(|i| {
                 (0..i)
@@ -345,10 +347,13 @@ impl Plan {
         }
         // A wavelet two elements of a port share, or that a consumer takes
         // into two ports at one PE, makes its trip once.
-        trips.sort_unstable();
+        // Trips equal in order are equal in every field: sorted on the
+        // pool, they lie as sorted on one thread.
+        trips.par_sort_unstable();
         trips.dedup_by_key(|t| (t.from, t.wavelet, t.dst, t.to));
         let parks = Parks::new(c, &trips, |to, from| has(&after_end[to], from));
         let holds = (0..n)
+            .into_par_iter()
             .map(|i| match &fed[i] {
                 Fed::Streamed(ports) => hold_rules(c, i, ports, &after_end[i], &wavelets),
                 Fed::Barrier(_) => Holds::default(),
@@ -633,7 +638,27 @@ pub(crate) struct Schedule {
 ///
 /// [`Kernel::fed`]: crate::place::Kernel::fed
 pub fn predicted(c: &Compiled, pos: u32, seed: u64) -> Overlapped {
-    let plan = Plan::new(c);
+    Predictor::new(c).at(c, pos, seed)
+}
+
+/// [`predicted`] at one position after another, its plan made once (on
+/// the 8B, 2.5 s; `wafer generate` asks for every step's).
+pub struct Predictor {
+    plan: Plan,
+}
+
+impl Predictor {
+    pub fn new(c: &Compiled) -> Predictor {
+        Predictor { plan: Plan::new(c) }
+    }
+
+    /// [`predicted`] of `c`, the model this was made for.
+    pub fn at(&self, c: &Compiled, pos: u32, seed: u64) -> Overlapped {
+        estimate(&self.plan, c, pos, seed)
+    }
+}
+
+fn estimate(plan: &Plan, c: &Compiled, pos: u32, seed: u64) -> Overlapped {
     let ran = c.runs(pos, seed);
     let cycles = c.stage_predictions(pos);
     let n = c.stages.len();

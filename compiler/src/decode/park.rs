@@ -42,6 +42,7 @@
 
 use super::overlap::{Entered, Trip};
 use crate::codegen::Compiled;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use wafer_emulator::check::code_colors;
 use wafer_emulator::isa::{ExecMode, Inst};
@@ -183,17 +184,26 @@ impl Parks {
         let code_takes: Vec<Vec<(u32, u32)>> = (c.fragments.iter())
             .map(|f| f.program.codes.iter().map(code_takes).collect())
             .collect();
-        for (w, part) in c.wafers.iter().enumerate() {
+        // Each wafer with an entry PE: what its PEs hold (on the pool).
+        let holds: Vec<Option<Vec<u32>>> = (c.wafers.par_iter().enumerate())
+            .map(|(w, part)| {
+                let w = w as u32;
+                let any = taken.range((w, Pe::new(0, 0))..).next();
+                any.filter(|((x, _), _)| *x == w)?;
+                let r = part.stages.clone();
+                Some(crate::sram::per_pe_bytes(
+                    &c.sites[r.clone()],
+                    &c.fragments[r],
+                    arch,
+                ))
+            })
+            .collect();
+        for ((w, part), held) in c.wafers.iter().enumerate().zip(holds) {
             let w = w as u32;
-            let mut on_wafer = (taken.range_mut((w, Pe::new(0, 0))..))
-                .take_while(|((x, _), _)| *x == w)
-                .peekable();
-            if on_wafer.peek().is_none() {
-                continue;
-            }
+            let Some(held) = held else { continue };
             let r = part.stages.clone();
-            let held =
-                crate::sram::per_pe_bytes(&c.sites[r.clone()], &c.fragments[r.clone()], arch);
+            let on_wafer =
+                (taken.range_mut((w, Pe::new(0, 0))..)).take_while(|((x, _), _)| *x == w);
             for ((_, pe), t) in on_wafer {
                 t.bytes = held[(pe.y * arch.grid_cols + pe.x) as usize] as u64;
                 for i in r.clone().filter(|&i| c.sites[i].contains(*pe)) {
