@@ -205,10 +205,11 @@ impl Plan {
             .collect();
         let value_len = |v: usize| c.graph.insts[v].len as u32;
         let wavelets = out_wavelets(c);
-        // Each stage's feed and trips on its own (on the pool), the trips
-        // then in stage order.
-        let fed: Vec<(Fed, Vec<Trip>)> = (0..n)
-            .into_par_iter()
+        // On one thread: a stage's trips pushed straight into the step's
+        // (the 70B's are 0.7 GB; built per stage on the pool and then
+        // moved, the allocator kept both, 0.7 GB more at the peak).
+        let mut trips = Vec::new();
+        let fed: Vec<Fed> = (0..n)
             .map(|i| {
                 let s = &c.stages[i];
                 let f = &c.fragments[i];
@@ -290,13 +291,14 @@ impl Plan {
                     Some((ports, trips))
                 };
                 match streamed() {
-                    Some((ports, mine)) => (Fed::Streamed(ports), mine),
-                    None => (producers(), Vec::new()),
+                    Some((ports, mine)) => {
+                        trips.extend(mine);
+                        Fed::Streamed(ports)
+                    }
+                    None => producers(),
                 }
             })
             .collect();
-        let (fed, trips): (Vec<Fed>, Vec<Vec<Trip>>) = fed.into_iter().unzip();
-        let mut trips: Vec<Trip> = trips.concat();
         let shares: Vec<Vec<usize>> = (0..n)
             .map(|i| {
                 (0..i)
