@@ -86,7 +86,7 @@ pub fn plan(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) ->
         .zip(fragments)
         .map(|(_, f)| summed.of(f.borrow()).most_sram)
         .collect();
-    let bytes = per_pe_bytes_summed(sites, fragments, arch, &mut summed);
+    let bytes = summed.bytes(sites, fragments, arch);
     let (mut max_bytes, mut max_at, mut pes_used, mut total_bytes) = (0u32, Pe::new(0, 0), 0, 0);
     for (i, v) in bytes.iter().enumerate() {
         if *v > 0 {
@@ -262,21 +262,7 @@ pub fn held_at(sites: &[Site], fragments: &[impl Borrow<Fragment>], pe: Pe) -> H
 /// ([`per_pe_kept`]) and the activations of the largest stage it serves
 /// ([`per_pe_activations`]).
 pub fn per_pe_bytes(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> Vec<u32> {
-    per_pe_bytes_summed(sites, fragments, arch, &mut Summed::default())
-}
-
-fn per_pe_bytes_summed(
-    sites: &[Site],
-    fragments: &[impl Borrow<Fragment>],
-    arch: &Arch,
-    summed: &mut Summed,
-) -> Vec<u32> {
-    let mut bytes = kept_summed(sites, fragments, arch, summed);
-    let activations = activations_summed(sites, fragments, arch, summed);
-    for (b, a) in bytes.iter_mut().zip(activations) {
-        *b += a;
-    }
-    bytes
+    Summed::default().bytes(sites, fragments, arch)
 }
 
 /// Whether buffer `name` of fragment `f` holds an activation: no data
@@ -291,45 +277,64 @@ pub fn is_activation(f: &Fragment, name: &str) -> bool {
 /// What every PE keeps whichever stage runs (row-major): its state,
 /// summed over the stages it serves, and each distinct code once.
 pub fn per_pe_kept(sites: &[Site], fragments: &[impl Borrow<Fragment>], arch: &Arch) -> Vec<u32> {
-    kept_summed(sites, fragments, arch, &mut Summed::default())
+    Summed::default().kept(sites, fragments, arch)
 }
 
-fn kept_summed(
-    sites: &[Site],
-    fragments: &[impl Borrow<Fragment>],
-    arch: &Arch,
-    summed: &mut Summed,
-) -> Vec<u32> {
-    let (w, h) = (arch.grid_cols, arch.grid_rows);
-    let mut g = Grid {
-        w,
-        h,
-        d: vec![0; (w as usize + 1) * (h as usize + 1)],
-    };
-    let mut code_seen = HashSet::new();
-    for (site, f) in sites.iter().zip(fragments.iter().map(Borrow::borrow)) {
-        let codes = summed.of(f);
-        for pl in &f.program.placements {
-            let c = &codes.codes[pl.code.0 as usize];
-            g.add(pl.pes, site.origin, c.state as i64);
-            if code_seen.insert(code_key(c.hash, site, pl.pes)) {
-                g.add(pl.pes, site.origin, c.code as i64);
+/// The per-PE plans, each fragment's codes counted once for all three.
+impl Summed {
+    /// [`per_pe_bytes`].
+    fn bytes(
+        &mut self,
+        sites: &[Site],
+        fragments: &[impl Borrow<Fragment>],
+        arch: &Arch,
+    ) -> Vec<u32> {
+        let mut bytes = self.kept(sites, fragments, arch);
+        let activations = self.activations(sites, fragments, arch);
+        for (b, a) in bytes.iter_mut().zip(activations) {
+            *b += a;
+        }
+        bytes
+    }
+
+    /// [`per_pe_kept`].
+    fn kept(
+        &mut self,
+        sites: &[Site],
+        fragments: &[impl Borrow<Fragment>],
+        arch: &Arch,
+    ) -> Vec<u32> {
+        let (w, h) = (arch.grid_cols, arch.grid_rows);
+        let mut g = Grid {
+            w,
+            h,
+            d: vec![0; (w as usize + 1) * (h as usize + 1)],
+        };
+        let mut code_seen = HashSet::new();
+        for (site, f) in sites.iter().zip(fragments.iter().map(Borrow::borrow)) {
+            let codes = self.of(f);
+            for pl in &f.program.placements {
+                let c = &codes.codes[pl.code.0 as usize];
+                g.add(pl.pes, site.origin, c.state as i64);
+                if code_seen.insert(code_key(c.hash, site, pl.pes)) {
+                    g.add(pl.pes, site.origin, c.code as i64);
+                }
             }
         }
-    }
-    // Prefix sums give each PE's bytes.
-    let w1 = w as usize + 1;
-    let mut out = vec![0u32; (w * h) as usize];
-    let mut row = vec![0i64; w1];
-    for y in 0..h as usize {
-        let mut run = 0i64;
-        for (x, acc) in row.iter_mut().enumerate().take(w as usize) {
-            run += g.d[y * w1 + x];
-            *acc += run;
-            out[y * w as usize + x] = *acc as u32;
+        // Prefix sums give each PE's bytes.
+        let w1 = w as usize + 1;
+        let mut out = vec![0u32; (w * h) as usize];
+        let mut row = vec![0i64; w1];
+        for y in 0..h as usize {
+            let mut run = 0i64;
+            for (x, acc) in row.iter_mut().enumerate().take(w as usize) {
+                run += g.d[y * w1 + x];
+                *acc += run;
+                out[y * w as usize + x] = *acc as u32;
+            }
         }
+        out
     }
-    out
 }
 
 /// The activation bytes every PE needs (row-major): the most one stage
@@ -342,47 +347,50 @@ pub fn per_pe_activations(
     fragments: &[impl Borrow<Fragment>],
     arch: &Arch,
 ) -> Vec<u32> {
-    activations_summed(sites, fragments, arch, &mut Summed::default())
+    Summed::default().activations(sites, fragments, arch)
 }
 
-fn activations_summed(
-    sites: &[Site],
-    fragments: &[impl Borrow<Fragment>],
-    arch: &Arch,
-    summed: &mut Summed,
-) -> Vec<u32> {
-    let w = arch.grid_cols as usize;
-    let mut out = vec![0u32; w * arch.grid_rows as usize];
-    for (site, f) in sites.iter().zip(fragments.iter().map(Borrow::borrow)) {
-        let codes = summed.of(f);
-        // No PE has two placements in a program (the format's verifier),
-        // so a stage holds one placement's buffers on each of its PEs.
-        for pl in &f.program.placements {
-            let bytes = codes.codes[pl.code.0 as usize].activations;
-            if bytes == 0 {
-                continue;
-            }
-            let r = pl.pes;
-            let (x0, y0) = (site.origin.x + r.x, site.origin.y + r.y);
-            // Clipped to the grid, as the state's rectangles are.
-            if r.sx == 1 && r.sy == 1 {
-                let x1 = (x0 + r.w).min(arch.grid_cols) as usize;
-                for y in y0..(y0 + r.h).min(arch.grid_rows) {
-                    let row = y as usize * w;
-                    for b in out[row + (x0 as usize).min(x1)..row + x1].iter_mut() {
-                        *b = (*b).max(bytes);
-                    }
+impl Summed {
+    /// [`per_pe_activations`].
+    fn activations(
+        &mut self,
+        sites: &[Site],
+        fragments: &[impl Borrow<Fragment>],
+        arch: &Arch,
+    ) -> Vec<u32> {
+        let w = arch.grid_cols as usize;
+        let mut out = vec![0u32; w * arch.grid_rows as usize];
+        for (site, f) in sites.iter().zip(fragments.iter().map(Borrow::borrow)) {
+            let codes = self.of(f);
+            // No PE has two placements in a program (the format's verifier),
+            // so a stage holds one placement's buffers on each of its PEs.
+            for pl in &f.program.placements {
+                let bytes = codes.codes[pl.code.0 as usize].activations;
+                if bytes == 0 {
+                    continue;
                 }
-            } else {
-                for pe in r.iter() {
-                    let (x, y) = (site.origin.x + pe.x, site.origin.y + pe.y);
-                    if x < arch.grid_cols && y < arch.grid_rows {
-                        let at = y as usize * w + x as usize;
-                        out[at] = out[at].max(bytes);
+                let r = pl.pes;
+                let (x0, y0) = (site.origin.x + r.x, site.origin.y + r.y);
+                // Clipped to the grid, as the state's rectangles are.
+                if r.sx == 1 && r.sy == 1 {
+                    let x1 = (x0 + r.w).min(arch.grid_cols) as usize;
+                    for y in y0..(y0 + r.h).min(arch.grid_rows) {
+                        let row = y as usize * w;
+                        for b in out[row + (x0 as usize).min(x1)..row + x1].iter_mut() {
+                            *b = (*b).max(bytes);
+                        }
+                    }
+                } else {
+                    for pe in r.iter() {
+                        let (x, y) = (site.origin.x + pe.x, site.origin.y + pe.y);
+                        if x < arch.grid_cols && y < arch.grid_rows {
+                            let at = y as usize * w + x as usize;
+                            out[at] = out[at].max(bytes);
+                        }
                     }
                 }
             }
         }
+        out
     }
-    out
 }
