@@ -154,22 +154,26 @@ const REFERENCE: &str = "reference engine";
 struct Timed {
     label: &'static str,
     seconds_per_token: f64,
-    /// The first (warm-up or timed) step's host seconds.
-    first_step_seconds: f64,
-    /// Stage runs the first step emulated, over its passes (the others
-    /// reused a run, or did not run).
-    first_step_runs: usize,
+    /// The first step's host seconds and the stage runs it emulated, over
+    /// its passes (the others reused a run, or did not run): the
+    /// decoder's first step, warm-up or timed. `None` for an engine timed
+    /// on another's decoder, whose first step is a warm one.
+    first_step: Option<(f64, usize)>,
+    /// The decoder's cycles per step, every step it decoded (warm-up
+    /// steps and steps timed for an engine sharing it included).
     cycles: Vec<u64>,
     /// Each step's passes (overlapped: until its holds settled; 1 with
-    /// barriers), warm-up steps included as `cycles` are.
+    /// barriers), over the same steps as `cycles`.
     passes: Vec<usize>,
-    /// PE-cycles emulated in the timed steps, over their passes (reused
+    /// PE-cycles emulated in its timed steps, over their passes (reused
     /// runs' not counted).
     pe_cycles: u64,
     /// Stages per timed step whose results were reused.
     reused_stages: usize,
+    /// The decoder's tokens, over the same steps as `cycles`.
     tokens: Vec<u32>,
-    /// The stages that took the most host time, warm-up steps included.
+    /// The stages that took the most host time in its steps (the warm-up
+    /// steps counted for the decoder's first engine).
     slowest: Vec<StageHost>,
 }
 
@@ -223,83 +227,114 @@ fn stage_pes(c: &Compiled) -> Vec<u64> {
     c.fragments.iter().map(|f| f.program.placed_pes()).collect()
 }
 
-/// Decode `warmup + steps` positions from BOS, timing the last `steps`:
-/// feeding `feed` when given (so every engine sees the same tokens), else
-/// the wafer's own argmax.
+/// Which of `n` engines sharing a decoder times its `j`th timed step:
+/// they take turns, every other round in reverse (A B B A A B ... for
+/// two), so a host that drifts over the run slows each about as much.
+fn turn(j: usize, n: usize) -> usize {
+    let (round, k) = (j / n, j % n);
+    if round % 2 == 0 { k } else { n - 1 - k }
+}
+
+/// What one engine timed on a shared decoder has summed so far.
+#[derive(Default)]
+struct Tally {
+    seconds: f64,
+    first_step: Option<(f64, usize)>,
+    pe_cycles: u64,
+    reused: usize,
+    /// Per stage: runs, host seconds, PE-cycles.
+    per_stage: Vec<(u32, f64, u64)>,
+}
+
+/// Decode from BOS on one decoder of `engine`, `warmup` untimed steps
+/// and then `steps` timed steps for each of `timers` (a label and its
+/// thread count; results do not depend on it), the timers taking
+/// [`turn`]s; feeding `feed` when given (so every engine sees the same
+/// tokens), else the wafer's own argmax. The warm-up steps run on the
+/// first timer's threads. One decoder, rather than one per thread
+/// count, is why the turns are possible (a functional decoder of a
+/// 1B-sized model holds gigabytes) and why the thread counts' runs can
+/// be compared within seconds of each other on a host that drifts.
 fn decode(
     c: &Compiled,
-    label: &'static str,
-    (engine, threads): (Engine, usize),
+    engine: Engine,
+    timers: &[(&'static str, usize)],
     (timing_only, reuse, overlap): (bool, bool, bool),
     (warmup, steps): (usize, usize),
     feed: Option<&[u32]>,
-) -> anyhow::Result<Timed> {
+) -> anyhow::Result<Vec<Timed>> {
     let mut d = Decoder::new(c);
     d.overlap(overlap);
     d.engine(engine);
-    d.threads(threads);
     d.timing_only(timing_only);
     d.reuse(reuse);
     d.keep_stats(false);
     d.cancel_on(super::interrupt_flag());
     let pes = stage_pes(c);
-    let bar = indicatif::ProgressBar::new((warmup + steps) as u64);
+    let total = warmup + steps * timers.len();
+    let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg:24} {bar:30} {pos}/{len} steps [{elapsed}]")
             .expect("a valid template"),
     );
-    bar.set_message(label);
+    let names: Vec<&str> = timers.iter().map(|(label, _)| *label).collect();
+    bar.set_message(names.join(" / "));
     let mut token = wafer_compiler::tokenizer::BOS;
-    let (mut cycles, mut tokens, mut pe_cycles, mut reused) = (Vec::new(), Vec::new(), 0, 0);
-    let mut passes = Vec::new();
-    let (mut seconds, mut first_step_seconds, mut first_step_runs) = (0.0, 0.0, 0);
-    let mut per_stage = vec![(0u32, 0.0f64, 0u64); c.stages.len()];
-    for i in 0..warmup + steps {
+    let (mut cycles, mut tokens, mut passes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tallies: Vec<Tally> = (0..timers.len())
+        .map(|_| Tally {
+            per_stage: vec![(0, 0.0, 0); c.stages.len()],
+            ..Tally::default()
+        })
+        .collect();
+    for i in 0..total {
+        let timed = i.checked_sub(warmup);
+        let who = timed.map_or(0, |j| turn(j, timers.len()));
+        d.threads(timers[who].1);
         let start = Instant::now();
         let step = d.step(token)?;
         let took = start.elapsed().as_secs_f64();
-        for (k, s) in per_stage.iter_mut().enumerate() {
+        let t = &mut tallies[who];
+        for (k, s) in t.per_stage.iter_mut().enumerate() {
             let e = &step.stage_emulated[k];
             s.0 += e.runs;
             s.1 += e.seconds;
             s.2 += e.cycles * pes[k];
         }
-        passes.push(step.passes);
         if i == 0 {
-            first_step_seconds = took;
-            first_step_runs = step.stage_emulated.iter().map(|e| e.runs as usize).sum();
+            let runs = step.stage_emulated.iter().map(|e| e.runs as usize).sum();
+            t.first_step = Some((took, runs));
         }
-        if i < warmup {
-            cycles.push(step.cycles);
-            token = feed.map_or(step.next, |f| f[i]);
-            tokens.push(token);
-            bar.inc(1);
-            continue;
+        if timed.is_some() {
+            t.seconds += took;
+            t.pe_cycles += (step.stage_emulated.iter())
+                .zip(&pes)
+                .map(|(e, p)| e.cycles * p)
+                .sum::<u64>();
+            t.reused += step.stage_reused.iter().filter(|r| **r).count();
         }
-        seconds += took;
-        pe_cycles += (step.stage_emulated.iter())
-            .zip(&pes)
-            .map(|(e, p)| e.cycles * p)
-            .sum::<u64>();
-        reused += step.stage_reused.iter().filter(|r| **r).count();
+        passes.push(step.passes);
         cycles.push(step.cycles);
         token = feed.map_or(step.next, |f| f[i]);
         tokens.push(token);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(Timed {
-        label,
-        seconds_per_token: seconds / steps as f64,
-        first_step_seconds,
-        first_step_runs,
-        cycles,
-        passes,
-        pe_cycles,
-        reused_stages: reused / steps,
-        tokens,
-        slowest: slowest_stages(c, &pes, &per_stage),
-    })
+    Ok(timers
+        .iter()
+        .zip(tallies)
+        .map(|(&(label, _), t)| Timed {
+            label,
+            seconds_per_token: t.seconds / steps as f64,
+            first_step: t.first_step,
+            cycles: cycles.clone(),
+            passes: passes.clone(),
+            pe_cycles: t.pe_cycles,
+            reused_stages: t.reused / steps,
+            tokens: tokens.clone(),
+            slowest: slowest_stages(c, &pes, &t.per_stage),
+        })
+        .collect())
 }
 
 /// Which paths `--queue` puts the hand-offs on.
@@ -406,45 +441,61 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         );
     }
     let warmup = a.warmup;
-    let steps = match a.steps {
-        Some(n) if n > max - warmup => bail!(
-            "--steps {n}: after --warmup {warmup} the KV cache holds {} more positions (--max-context {max})",
-            max - warmup
-        ),
-        Some(n) => n,
-        None => 4.min(max - warmup),
-    };
     let functional = !a.timing_only;
     let threads = super::threads(a.threads);
-    let plan = [
-        (JIT, (Engine::Jit, threads), false, functional),
-        (JIT_1, (Engine::Jit, 1), false, functional && threads > 1),
+    // The JIT engine on `threads` and on 1 take turns on one decoder,
+    // which decodes `steps` positions for each.
+    let turns = if functional && threads > 1 { 2 } else { 1 };
+    let left = (max - warmup) / turns;
+    let steps = match a.steps {
+        Some(n) if n > left => bail!(
+            "--steps {n}: after --warmup {warmup} the KV cache holds {} more positions (--max-context {max}){}",
+            max - warmup,
+            if turns > 1 {
+                format!(
+                    ", and the JIT engine on {threads} threads and on 1 take turns on one decoder, {n} steps each: at most --steps {left}, or --threads 1"
+                )
+            } else {
+                String::new()
+            }
+        ),
+        Some(n) => n,
+        None => 4.min(left),
+    };
+    // The JIT engine on `threads` and on 1 take turns on one decoder.
+    let jit: &[(&str, usize)] = if threads > 1 {
+        &[(JIT, threads), (JIT_1, 1)]
+    } else {
+        &[(JIT, threads)]
+    };
+    let plan: [(Engine, &[(&str, usize)], bool, bool); 5] = [
+        (Engine::Jit, jit, false, functional),
         (
-            INTERP,
-            (Engine::Interp, 1),
+            Engine::Interp,
+            &[(INTERP, 1)],
             false,
             functional && !a.no_interp,
         ),
         // Timing-only runs step the grid in bands on the threads.
-        (TIMING, (Engine::Interp, threads), true, !a.only_reuse),
-        (REUSE, (Engine::Interp, threads), true, true),
+        (Engine::Interp, &[(TIMING, threads)], true, !a.only_reuse),
+        (Engine::Interp, &[(REUSE, threads)], true, true),
         (
-            REFERENCE,
-            (Engine::Reference, 1),
+            Engine::Reference,
+            &[(REFERENCE, 1)],
             false,
             functional && !a.no_reference,
         ),
     ];
     let mut runs: Vec<Timed> = Vec::new();
-    for (label, engine, timing_only, wanted) in plan {
+    for (engine, timers, timing_only, wanted) in plan {
         if wanted {
-            let reuse = label == REUSE;
+            let reuse = timers[0].0 == REUSE;
             // Later engines are fed the first one's tokens.
             let feed = runs.first().map(|r| r.tokens.clone());
-            runs.push(decode(
+            runs.extend(decode(
                 &c,
-                label,
                 engine,
+                timers,
                 (timing_only, reuse, a.overlapped()),
                 (warmup, steps),
                 feed.as_deref(),
@@ -452,24 +503,26 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     // Every engine must count the same cycles, and settle in the same
-    // passes, on the same tokens.
+    // passes, on the same tokens: on the steps both decoded (engines
+    // taking turns on a decoder decode more of them).
     for r in &runs[1..] {
-        if r.cycles != runs[0].cycles {
+        let n = r.cycles.len().min(runs[0].cycles.len());
+        if r.cycles[..n] != runs[0].cycles[..n] {
             bail!(
                 "`{}` counted {:?} cycles per step, `{}` {:?}: the engines disagree (a bug)",
                 r.label,
-                r.cycles,
+                &r.cycles[..n],
                 runs[0].label,
-                runs[0].cycles
+                &runs[0].cycles[..n]
             );
         }
-        if r.passes != runs[0].passes {
+        if r.passes[..n] != runs[0].passes[..n] {
             bail!(
                 "`{}` settled in {:?} passes per step, `{}` in {:?}: the engines disagree (a bug)",
                 r.label,
-                r.passes,
+                &r.passes[..n],
                 runs[0].label,
-                runs[0].passes
+                &runs[0].passes[..n]
             );
         }
     }
@@ -492,7 +545,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         let mut kv = reference::KvCache::new(&l.config);
         let mut token = wafer_compiler::tokenizer::BOS;
         let mut seconds = 0.0;
-        for (pos, next) in runs[0].tokens.iter().enumerate() {
+        for (pos, next) in runs[0].tokens.iter().take(warmup + steps).enumerate() {
             let start = Instant::now();
             std::hint::black_box(m.forward(token, pos, &mut kv));
             if pos >= warmup {
@@ -550,8 +603,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "runs": runs.iter().map(|r| json!({
                 "engine": r.label,
                 "host_seconds_per_token": r.seconds_per_token,
-                "first_step_seconds": r.first_step_seconds,
-                "first_step_stage_runs": r.first_step_runs,
+                "first_step_seconds": r.first_step.map(|f| f.0),
+                "first_step_stage_runs": r.first_step.map(|f| f.1),
                 "pe_cycles_per_token": r.pe_cycles / steps as u64,
                 "pe_cycles_per_host_second": r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
                 "reused_stages_per_token": r.reused_stages,
@@ -596,22 +649,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     );
     for r in &runs {
-        let reused = if r.label == REUSE {
-            format!(
-                ", {} stage runs emulated; then {} of {} stages reused",
-                r.first_step_runs,
+        let first = match r.first_step {
+            Some((seconds, runs)) if r.label == REUSE => format!(
+                "first step {seconds:.4} s, {runs} stage runs emulated; then {} of {} stages reused",
                 r.reused_stages,
                 c.stages.len()
-            )
-        } else {
-            String::new()
+            ),
+            Some((seconds, _)) => format!("first step {seconds:.4} s"),
+            None => format!("its steps taken in turns with `{JIT}`'s, on its decoder"),
         };
         println!(
-            "{:28} {:>10.4} s/token  {:>8.2e} PE-cycles/s  (first step {:.4} s{reused})",
+            "{:28} {:>10.4} s/token  {:>8.2e} PE-cycles/s  ({first})",
             r.label,
             r.seconds_per_token,
             r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
-            r.first_step_seconds
         );
         let slowest: Vec<String> = r
             .slowest
@@ -631,10 +682,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             .collect();
         // Summed over every step, warm-up included: a stage's runs count
         // its emulations in all of them, not per token.
+        let over = match r.first_step {
+            Some(_) => format!("the {} steps, warm-up included", warmup + steps),
+            None => format!("its {steps} steps"),
+        };
         println!(
-            "{:28} slowest stages over the {} steps, warm-up included: {}",
+            "{:28} slowest stages over {over}: {}",
             "",
-            a.warmup + steps,
             slowest.join("; ")
         );
     }

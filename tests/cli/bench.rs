@@ -150,6 +150,65 @@ fn bench_emulator_reports_engine_ratios() {
     assert!(err.contains("--steps") && err.contains("1..="), "{err}");
 }
 
+/// `wafer bench --emulator --threads 2`: the JIT engine on 2 threads and
+/// on 1 take turns on one decoder, each timed on its own steps (the
+/// warm-up the first's), and `threads_vs_one` is their ratio.
+#[test]
+fn bench_emulator_times_thread_counts_in_turns() {
+    let j = json(&ok(&[
+        "bench",
+        "--emulator",
+        "--steps",
+        "2",
+        "--threads",
+        "2",
+        "--no-reference",
+        "--no-interp",
+        "--slowest",
+        "0",
+        "--json",
+    ]));
+    let runs = j["runs"].as_array().unwrap();
+    let engines: Vec<&str> = runs.iter().map(|r| r["engine"].as_str().unwrap()).collect();
+    assert_eq!(
+        engines,
+        [
+            "jit engine",
+            "jit engine, 1 thread",
+            "interp engine, timing-only",
+            "timing-only, reusing stages"
+        ]
+    );
+    let s = |i: usize| runs[i]["host_seconds_per_token"].as_f64().unwrap();
+    let ratio = j["threads_vs_one"].as_f64().unwrap();
+    assert!((ratio - s(1) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    // The first engine's first step is the decoder's (a warm-up, every
+    // stage emulated); the second's steps are later ones, so it has none.
+    let stages = j["stages"].as_u64().unwrap();
+    assert_eq!(runs[0]["first_step_stage_runs"], stages);
+    assert!(runs[0]["first_step_seconds"].as_f64().unwrap() > 0.0);
+    assert!(runs[1]["first_step_seconds"].is_null(), "{}", runs[1]);
+    assert!(runs[1]["first_step_stage_runs"].is_null(), "{}", runs[1]);
+    // Each stage is emulated once a step: the warm-up and two timed steps
+    // on 2 threads, two timed steps on 1; each emulated the same PE-cycles
+    // a token (positions differ only in attention's few cycles).
+    let runs_of = |i: usize| -> Vec<u64> {
+        (runs[i]["slowest_stages"].as_array().unwrap().iter())
+            .map(|s| s["runs"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(runs_of(0), vec![3; stages as usize]);
+    assert_eq!(runs_of(1), vec![2; stages as usize]);
+    let pe_cycles = |i: usize| runs[i]["pe_cycles_per_token"].as_u64().unwrap() as f64;
+    assert!((pe_cycles(0) / pe_cycles(1) - 1.0).abs() < 0.05, "{j}");
+    // Turns need the positions for both thread counts' steps.
+    let err = fails(&["bench", "--emulator", "--threads", "2", "--steps", "100"]);
+    assert!(
+        err.contains("take turns") && err.contains("--threads 1"),
+        "{err}"
+    );
+}
+
 /// `wafer bench MODEL`: the wafer's emulated latency and where it goes,
 /// GPU rooflines from the data file, each row's speedup and source. The
 /// text table is a snapshot; the JSON's arithmetic is checked.
