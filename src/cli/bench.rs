@@ -154,6 +154,10 @@ const REFERENCE: &str = "reference engine";
 struct Timed {
     label: &'static str,
     seconds_per_token: f64,
+    /// Each of its timed steps' host seconds, in the order it ran them
+    /// (on a host that drifts, their spread says how far to trust the
+    /// mean).
+    step_seconds: Vec<f64>,
     /// The first step's host seconds and the stage runs it emulated, over
     /// its passes (the others reused a run, or did not run): the
     /// decoder's first step, warm-up or timed. `None` for an engine timed
@@ -238,7 +242,7 @@ fn turn(j: usize, n: usize) -> usize {
 /// What one engine timed on a shared decoder has summed so far.
 #[derive(Default)]
 struct Tally {
-    seconds: f64,
+    step_seconds: Vec<f64>,
     first_step: Option<(f64, usize)>,
     pe_cycles: u64,
     reused: usize,
@@ -306,7 +310,7 @@ fn decode(
             t.first_step = Some((took, runs));
         }
         if timed.is_some() {
-            t.seconds += took;
+            t.step_seconds.push(took);
             t.pe_cycles += (step.stage_emulated.iter())
                 .zip(&pes)
                 .map(|(e, p)| e.cycles * p)
@@ -325,7 +329,8 @@ fn decode(
         .zip(tallies)
         .map(|(&(label, _), t)| Timed {
             label,
-            seconds_per_token: t.seconds / steps as f64,
+            seconds_per_token: t.step_seconds.iter().sum::<f64>() / steps as f64,
+            step_seconds: t.step_seconds,
             first_step: t.first_step,
             cycles: cycles.clone(),
             passes: passes.clone(),
@@ -603,6 +608,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "runs": runs.iter().map(|r| json!({
                 "engine": r.label,
                 "host_seconds_per_token": r.seconds_per_token,
+                "timed_step_seconds": r.step_seconds,
                 "first_step_seconds": r.first_step.map(|f| f.0),
                 "first_step_stage_runs": r.first_step.map(|f| f.1),
                 "pe_cycles_per_token": r.pe_cycles / steps as u64,

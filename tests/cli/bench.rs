@@ -182,6 +182,19 @@ fn bench_emulator_times_thread_counts_in_turns() {
     let s = |i: usize| runs[i]["host_seconds_per_token"].as_f64().unwrap();
     let ratio = j["threads_vs_one"].as_f64().unwrap();
     assert!((ratio - s(1) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    // Each engine's timed steps, two each, average to its seconds a token.
+    for i in 0..runs.len() {
+        let steps: Vec<f64> = (runs[i]["timed_step_seconds"].as_array().unwrap().iter())
+            .map(|t| t.as_f64().unwrap())
+            .collect();
+        assert_eq!(steps.len(), 2, "{}", runs[i]);
+        assert!(steps.iter().all(|t| *t > 0.0), "{}", runs[i]);
+        assert!(
+            (steps.iter().sum::<f64>() / 2.0 - s(i)).abs() < 1e-9,
+            "{}",
+            runs[i]
+        );
+    }
     // The first engine's first step is the decoder's (a warm-up, every
     // stage emulated); the second's steps are later ones, so it has none.
     let stages = j["stages"].as_u64().unwrap();

@@ -185,7 +185,7 @@ impl Parks {
             .map(|f| f.program.codes.iter().map(code_takes).collect())
             .collect();
         // Each wafer with an entry PE: what its PEs hold (on the pool).
-        let holds: Vec<Option<Vec<u32>>> = (c.wafers.par_iter().enumerate())
+        let held_per_wafer: Vec<Option<Vec<u32>>> = (c.wafers.par_iter().enumerate())
             .map(|(w, part)| {
                 let w = w as u32;
                 let any = taken.range((w, Pe::new(0, 0))..).next();
@@ -198,7 +198,7 @@ impl Parks {
                 ))
             })
             .collect();
-        for ((w, part), held) in c.wafers.iter().enumerate().zip(holds) {
+        for ((w, part), held) in c.wafers.iter().enumerate().zip(held_per_wafer) {
             let w = w as u32;
             let Some(held) = held else { continue };
             let r = part.stages.clone();
