@@ -268,7 +268,7 @@ proptest! {
             let s = d.step(token).unwrap();
             prop_assert_eq!(s.next, *want, "overlapped, position {}", pos);
             prop_assert!(s.cycles <= compiled.predicted(pos as u32));
-            let estimate = wafer_compiler::decode::overlap::predicted(&compiled, pos as u32, 0).cycles;
+            let estimate = wafer_compiler::decode::predict::predicted(&compiled, pos as u32, 0).cycles;
             let off = estimate as f64 / s.cycles as f64 - 1.0;
             prop_assert!(off.abs() < 0.05, "position {}: estimate {} against {}", pos, estimate, s.cycles);
             token = s.next;

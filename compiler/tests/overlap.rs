@@ -186,7 +186,7 @@ fn the_overlapped_estimate_lies_between_the_emulation_and_the_barriers() {
         for pos in [0u32, 20, 60] {
             d.skip_to(pos).unwrap();
             let s = d.step(wafer_compiler::tokenizer::BOS).unwrap();
-            let p = wafer_compiler::decode::overlap::predicted(&c, pos, 0);
+            let p = wafer_compiler::decode::predict::predicted(&c, pos, 0);
             let barrier = c.predicted(pos);
             // The estimate leaves holds out: a step whose consumers held
             // a stage back may end past it (stories260K's pipeline at 0,

@@ -33,7 +33,7 @@ pub struct WaferRow {
     /// after another, is then an upper bound rather than equal.
     pub overlapped: bool,
     /// Overlapped, the cost models' estimate of the overlapped step at
-    /// the first position ([`wafer_compiler::decode::overlap::predicted`]).
+    /// the first position ([`wafer_compiler::decode::predict::predicted`]).
     pub predicted_overlapped: Option<u64>,
     /// Emulated overlapped, the most input wavelets that waited at a
     /// stage's edge at once, over the steps, and the stage
@@ -430,7 +430,7 @@ pub fn emulate(
         for (w, span) in row.wafers.iter_mut().zip(spans) {
             w.cycles = span;
         }
-        let p = wafer_compiler::decode::overlap::predicted(c, context, opts.expert_seed);
+        let p = wafer_compiler::decode::predict::predicted(c, context, opts.expert_seed);
         row.predicted_overlapped = Some(p.cycles);
         row.backlog = backlog.map(|(i, b)| (c.stages[i].name.clone(), b));
         row.held = Some((held, passes, first_held.map(|i| c.stages[i].name.clone())));
@@ -484,12 +484,12 @@ pub fn predicted(c: &Compiled, context: u32) -> WaferRow {
 }
 
 /// The wafer's row from the cost models' estimate of an overlapped step
-/// at `context` (no emulation; [`wafer_compiler::decode::overlap::predicted`]):
+/// at `context` (no emulation; [`wafer_compiler::decode::predict::predicted`]):
 /// each stage's estimated run by layer kind, and what the overlap takes
 /// off their sum, under [`OVERLAP`] (no PE-time split).
 pub fn predicted_overlapped(c: &Compiled, context: u32) -> WaferRow {
     let seed = wafer_compiler::experts::DEFAULT_SEED;
-    let p = wafer_compiler::decode::overlap::predicted(c, context, seed);
+    let p = wafer_compiler::decode::predict::predicted(c, context, seed);
     let ran = c.runs(context, seed);
     let mut kinds: BTreeMap<&'static str, KindTime> = BTreeMap::new();
     let mut stage_cycles = vec![0.0; c.stages.len()];

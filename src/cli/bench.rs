@@ -468,12 +468,15 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         None => 4.min(left),
     };
     // The JIT engine on `threads` and on 1 take turns on one decoder.
-    let jit: &[(&str, usize)] = if threads > 1 {
+    let jit: Timers = if threads > 1 {
         &[(JIT, threads), (JIT_1, 1)]
     } else {
         &[(JIT, threads)]
     };
-    let plan: [(Engine, &[(&str, usize)], bool, bool); 5] = [
+    // Per decoder: its engine, the labels and thread counts timed on it,
+    // timing-only, and whether it runs.
+    type Timers<'a> = &'a [(&'static str, usize)];
+    let plan: [(Engine, Timers, bool, bool); 5] = [
         (Engine::Jit, jit, false, functional),
         (
             Engine::Interp,

@@ -205,7 +205,7 @@ pub fn run(a: CompileArgs) -> anyhow::Result<()> {
             c.fullest_held(),
             cycles as f64 / c.options.arch.clock_hz * 1e6
         );
-        let over = wafer_compiler::decode::overlap::predicted(
+        let over = wafer_compiler::decode::predict::predicted(
             &c,
             pos,
             wafer_compiler::experts::DEFAULT_SEED,

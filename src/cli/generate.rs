@@ -304,7 +304,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     // The overlapped estimate's plan, made once for every step's.
     let predictor = a
         .overlapped()
-        .then(|| wafer_compiler::decode::overlap::Predictor::new(&c));
+        .then(|| wafer_compiler::decode::predict::Predictor::new(&c));
     // Overlapped: the most stages a step's consumers held back, and the
     // most passes a step took to settle its holds.
     let (mut held, mut passes) = (0usize, 0usize);

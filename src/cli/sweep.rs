@@ -201,7 +201,7 @@ pub fn run(a: SweepArgs) -> anyhow::Result<()> {
                         };
                         let predicted_overlapped = a.overlapped().then(|| {
                             let seed = wafer_compiler::experts::DEFAULT_SEED;
-                            wafer_compiler::decode::overlap::predicted(&c, context, seed).cycles
+                            wafer_compiler::decode::predict::predicted(&c, context, seed).cycles
                         });
                         let mut fit = Fit {
                             wafers: c.wafers.len(),

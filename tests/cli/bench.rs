@@ -183,17 +183,13 @@ fn bench_emulator_times_thread_counts_in_turns() {
     let ratio = j["threads_vs_one"].as_f64().unwrap();
     assert!((ratio - s(1) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
     // Each engine's timed steps, two each, average to its seconds a token.
-    for i in 0..runs.len() {
-        let steps: Vec<f64> = (runs[i]["timed_step_seconds"].as_array().unwrap().iter())
+    for (i, r) in runs.iter().enumerate() {
+        let steps: Vec<f64> = (r["timed_step_seconds"].as_array().unwrap().iter())
             .map(|t| t.as_f64().unwrap())
             .collect();
-        assert_eq!(steps.len(), 2, "{}", runs[i]);
-        assert!(steps.iter().all(|t| *t > 0.0), "{}", runs[i]);
-        assert!(
-            (steps.iter().sum::<f64>() / 2.0 - s(i)).abs() < 1e-9,
-            "{}",
-            runs[i]
-        );
+        assert_eq!(steps.len(), 2, "{r}");
+        assert!(steps.iter().all(|t| *t > 0.0), "{r}");
+        assert!((steps.iter().sum::<f64>() / 2.0 - s(i)).abs() < 1e-9, "{r}");
     }
     // The first engine's first step is the decoder's (a warm-up, every
     // stage emulated); the second's steps are later ones, so it has none.

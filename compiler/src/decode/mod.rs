@@ -21,6 +21,7 @@ pub mod links;
 pub mod overlap;
 pub mod park;
 mod pass;
+pub mod predict;
 mod queue;
 mod run;
 mod scratch;
