@@ -727,3 +727,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::turn;
+
+    /// Two engines take turns A B B A A B B A: each round reversed from
+    /// the one before, so each is as often first as second. Three go
+    /// A B C C B A.
+    #[test]
+    fn engines_take_turns_each_round_reversed() {
+        let two: Vec<usize> = (0..8).map(|j| turn(j, 2)).collect();
+        assert_eq!(two, [0, 1, 1, 0, 0, 1, 1, 0]);
+        let three: Vec<usize> = (0..6).map(|j| turn(j, 3)).collect();
+        assert_eq!(three, [0, 1, 2, 2, 1, 0]);
+        assert!((0..5).all(|j| turn(j, 1) == 0));
+    }
+}

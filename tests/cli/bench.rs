@@ -5,22 +5,34 @@
 use super::{fails, json, ok, tmp};
 use wafer_emulator::Arch;
 
+/// `wafer bench --emulator --json` with `args`: its report, and the
+/// engines it ran in order.
+fn emulator_bench(args: &[&str]) -> (serde_json::Value, Vec<String>) {
+    let j = json(&ok(&[&["bench", "--emulator", "--json"], args].concat()));
+    let engines = (j["runs"].as_array().unwrap().iter())
+        .map(|r| r["engine"].as_str().unwrap().to_string())
+        .collect();
+    (j, engines)
+}
+
+/// The host seconds a token of a bench report's `i`th engine.
+fn seconds(j: &serde_json::Value, i: usize) -> f64 {
+    j["runs"][i]["host_seconds_per_token"].as_f64().unwrap()
+}
+
+/// The report's `key` is `a / b`, to rounding.
+fn assert_ratio(j: &serde_json::Value, key: &str, a: f64, b: f64) {
+    let ratio = j[key].as_f64().unwrap();
+    assert!((ratio - a / b).abs() < 1e-9 * ratio.max(1.0), "{key}: {j}");
+}
+
 /// `wafer bench --emulator`: every engine counts the same cycles on the
 /// same tokens (the command fails otherwise), and the ratios are the
 /// timings' ratios.
 #[test]
 fn bench_emulator_reports_engine_ratios() {
-    let j = json(&ok(&[
-        "bench",
-        "--emulator",
-        "--steps",
-        "2",
-        "--threads",
-        "1",
-        "--json",
-    ]));
+    let (j, engines) = emulator_bench(&["--steps", "2", "--threads", "1"]);
     let runs = j["runs"].as_array().unwrap();
-    let engines: Vec<&str> = runs.iter().map(|r| r["engine"].as_str().unwrap()).collect();
     assert_eq!(
         engines,
         [
@@ -31,11 +43,9 @@ fn bench_emulator_reports_engine_ratios() {
             "reference engine"
         ]
     );
-    let s = |i: usize| runs[i]["host_seconds_per_token"].as_f64().unwrap();
-    let ratio = j["fast_vs_reference"].as_f64().unwrap();
-    assert!((ratio - s(4) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
-    let ratio = j["reuse_vs_every_stage"].as_f64().unwrap();
-    assert!((ratio - s(2) / s(3)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    let s = |i: usize| seconds(&j, i);
+    assert_ratio(&j, "fast_vs_reference", s(4), s(0));
+    assert_ratio(&j, "reuse_vs_every_stage", s(2), s(3));
     // The built-in's layers are one program with other weights: after the
     // first layer, its stages are reused (and the cycles, checked by the
     // command, are the same).
@@ -79,12 +89,10 @@ fn bench_emulator_reports_engine_ratios() {
             );
         }
     }
-    let ratio = j["jit_vs_interp"].as_f64().unwrap();
-    assert!((ratio - s(1) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    assert_ratio(&j, "jit_vs_interp", s(1), s(0));
     let cpu = j["cpu_reference_seconds_per_token"].as_f64().unwrap();
     assert!(cpu > 0.0);
-    let slowdown = j["emulation_slowdown"].as_f64().unwrap();
-    assert!((slowdown - s(0) / cpu).abs() < 1e-9 * slowdown, "{j}");
+    assert_ratio(&j, "emulation_slowdown", s(0), cpu);
     // One untimed warm-up step, then the two timed ones, each settled in
     // a pass or more (every engine in the same: the command fails
     // otherwise).
@@ -102,25 +110,21 @@ fn bench_emulator_reports_engine_ratios() {
             .all(|r| r["pe_cycles_per_token"].as_u64().unwrap() > 0)
     );
     // --only-reuse leaves out the every-stage timing-only decode.
-    let j = json(&ok(&[
-        "bench",
-        "--emulator",
-        "--timing-only",
-        "--only-reuse",
-        "--steps",
-        "1",
-        "--json",
-    ]));
-    let runs = j["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0]["engine"], "timing-only, reusing stages");
+    let (j, engines) = emulator_bench(&["--timing-only", "--only-reuse", "--steps", "1"]);
+    assert_eq!(engines, ["timing-only, reusing stages"]);
     assert!(j["reuse_vs_every_stage"].is_null());
     // --slowest 0 lists every stage the engine emulated: with no warm-up,
     // their runs are the first step's; --slowest 2 the two slowest of them.
     let listing = |k: &str| {
-        let args = ["bench", "--emulator", "--timing-only", "--only-reuse"];
-        let more = ["--steps", "1", "--warmup", "0", "--slowest", k, "--json"];
-        let j = json(&ok(&[&args[..], &more[..]].concat()));
+        let args = [
+            "--timing-only",
+            "--only-reuse",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+        ];
+        let (j, _) = emulator_bench(&[&args[..], &["--slowest", k]].concat());
         let r = j["runs"][0].clone();
         let slow = r["slowest_stages"].as_array().unwrap().clone();
         (r["first_step_stage_runs"].as_u64().unwrap(), slow)
@@ -155,9 +159,7 @@ fn bench_emulator_reports_engine_ratios() {
 /// warm-up the first's), and `threads_vs_one` is their ratio.
 #[test]
 fn bench_emulator_times_thread_counts_in_turns() {
-    let j = json(&ok(&[
-        "bench",
-        "--emulator",
+    let (j, engines) = emulator_bench(&[
         "--steps",
         "2",
         "--threads",
@@ -166,10 +168,8 @@ fn bench_emulator_times_thread_counts_in_turns() {
         "--no-interp",
         "--slowest",
         "0",
-        "--json",
-    ]));
+    ]);
     let runs = j["runs"].as_array().unwrap();
-    let engines: Vec<&str> = runs.iter().map(|r| r["engine"].as_str().unwrap()).collect();
     assert_eq!(
         engines,
         [
@@ -179,9 +179,8 @@ fn bench_emulator_times_thread_counts_in_turns() {
             "timing-only, reusing stages"
         ]
     );
-    let s = |i: usize| runs[i]["host_seconds_per_token"].as_f64().unwrap();
-    let ratio = j["threads_vs_one"].as_f64().unwrap();
-    assert!((ratio - s(1) / s(0)).abs() < 1e-9 * ratio.max(1.0), "{j}");
+    let s = |i: usize| seconds(&j, i);
+    assert_ratio(&j, "threads_vs_one", s(1), s(0));
     // Each engine's timed steps, two each, average to its seconds a token.
     for (i, r) in runs.iter().enumerate() {
         let steps: Vec<f64> = (r["timed_step_seconds"].as_array().unwrap().iter())
