@@ -168,17 +168,25 @@ impl Links {
     }
 }
 
-/// Where to cut a machine into bands for `cfg` (the first PE of each
-/// band but the first), or `None` to step it whole: the reference engine,
-/// a recorded trace (its spans are kept in the order a whole step makes
-/// them), one thread, or a grid under [`RunConfig::band_min_pes`]. The
-/// cuts balance the route entries and cores the bands hold.
-pub(super) fn cuts(plan: &FifoPlan, layout: &Layout, cfg: &RunConfig) -> Option<Vec<usize>> {
+/// Whether a run of `cfg` steps a grid laid out as `layout` in bands:
+/// not on the reference engine, with a recorded trace (its spans are kept
+/// in the order a whole step makes them), on one thread, or on a grid
+/// under [`RunConfig::band_min_pes`].
+pub(super) fn banded(layout: &Layout, cfg: &RunConfig) -> bool {
     let n = layout.code_of.len();
     let reference = cfg.engine == crate::engine::Engine::Reference;
-    if reference || cfg.trace || cfg.threads < 2 || n < cfg.band_min_pes.max(2) {
+    !(reference || cfg.trace || cfg.threads < 2 || n < cfg.band_min_pes.max(2))
+}
+
+/// Where to cut a machine into bands for `cfg` (the first PE of each
+/// band but the first), or `None` to step it whole (where it is not
+/// [`banded`]). The cuts balance the route entries and cores the bands
+/// hold.
+pub(super) fn cuts(plan: &FifoPlan, layout: &Layout, cfg: &RunConfig) -> Option<Vec<usize>> {
+    if !banded(layout, cfg) {
         return None;
     }
+    let n = layout.code_of.len();
     let bands = (n / BAND_PES).max(2 * cfg.threads).min(n).min(MAX_BANDS);
     let weights: Vec<u64> = (0..n)
         .into_par_iter()

@@ -458,6 +458,15 @@ pub(crate) fn run(
         name: "--threads".into(),
         message,
     })?;
+    if !band::banded(layout, cfg) {
+        // Stepped whole: built and stepped on this thread, the pool
+        // sharing only the JIT's deferred work. Handing a small grid's
+        // build and loop to a worker and back cost more than it ran.
+        let plan = build::FifoPlan::new(p, layout, false);
+        let split = build::Split::Whole(Some(&pool));
+        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, split)?;
+        return run_whole(ms.pop().expect("one machine"), cfg);
+    }
     // On the pool: a machine's bands are built side by side, then
     // stepped, each phase's tasks started from a worker.
     pool.install(|| {
