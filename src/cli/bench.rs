@@ -98,8 +98,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_interp: bool,
     /// Worker threads for the JIT engine's run and the timing-only runs
-    /// (the JIT engine is also run on 1 to compare), 1..=1024; default:
-    /// this host's cores.
+    /// (the JIT engine is also run on 1 to compare, the two taking turns
+    /// step by step on one decoder), 1..=1024; default: this host's cores.
     #[arg(long, value_parser = super::flags::threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// How many of each engine's slowest stages to list, by the host
