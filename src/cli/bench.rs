@@ -153,7 +153,6 @@ const REFERENCE: &str = "reference engine";
 /// One engine's decode of the bench's tokens.
 struct Timed {
     label: &'static str,
-    seconds_per_token: f64,
     /// Each of its timed steps' host seconds, in the order it ran them
     /// (on a host that drifts, their spread says how far to trust the
     /// mean).
@@ -179,6 +178,13 @@ struct Timed {
     /// The stages that took the most host time in its steps (the warm-up
     /// steps counted for the decoder's first engine).
     slowest: Vec<StageHost>,
+}
+
+impl Timed {
+    /// The mean of its timed steps' host seconds.
+    fn seconds_per_token(&self) -> f64 {
+        self.step_seconds.iter().sum::<f64>() / self.step_seconds.len() as f64
+    }
 }
 
 /// One stage's emulation over a bench's steps: where the host time went.
@@ -329,7 +335,6 @@ fn decode(
         .zip(tallies)
         .map(|(&(label, _), t)| Timed {
             label,
-            seconds_per_token: t.step_seconds.iter().sum::<f64>() / steps as f64,
             step_seconds: t.step_seconds,
             first_step: t.first_step,
             cycles: cycles.clone(),
@@ -569,25 +574,25 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let reference = find(REFERENCE);
     let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
     let vs_reference = ratio(
-        reference.map(|r| r.seconds_per_token),
-        fast.map(|r| r.seconds_per_token),
+        reference.map(|r| r.seconds_per_token()),
+        fast.map(|r| r.seconds_per_token()),
     );
     let jit_vs_interp = ratio(
-        find(INTERP).map(|r| r.seconds_per_token),
-        find(JIT_1).or(fast).map(|r| r.seconds_per_token),
+        find(INTERP).map(|r| r.seconds_per_token()),
+        find(JIT_1).or(fast).map(|r| r.seconds_per_token()),
     );
     let threads_speedup = ratio(
-        find(JIT_1).map(|r| r.seconds_per_token),
-        fast.map(|r| r.seconds_per_token),
+        find(JIT_1).map(|r| r.seconds_per_token()),
+        fast.map(|r| r.seconds_per_token()),
     );
-    let slowdown = ratio(fast.map(|r| r.seconds_per_token), cpu);
+    let slowdown = ratio(fast.map(|r| r.seconds_per_token()), cpu);
     let timing_vs_functional = ratio(
-        fast.map(|r| r.seconds_per_token),
-        find(TIMING).map(|r| r.seconds_per_token),
+        fast.map(|r| r.seconds_per_token()),
+        find(TIMING).map(|r| r.seconds_per_token()),
     );
     let reuse_vs_every_stage = ratio(
-        find(TIMING).map(|r| r.seconds_per_token),
-        find(REUSE).map(|r| r.seconds_per_token),
+        find(TIMING).map(|r| r.seconds_per_token()),
+        find(REUSE).map(|r| r.seconds_per_token()),
     );
     let rss = peak_rss();
     let clock = c.options.arch.clock_hz;
@@ -610,12 +615,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "per_token_us": mean_cycles / clock * 1e6,
             "runs": runs.iter().map(|r| json!({
                 "engine": r.label,
-                "host_seconds_per_token": r.seconds_per_token,
+                "host_seconds_per_token": r.seconds_per_token(),
                 "timed_step_seconds": r.step_seconds,
                 "first_step_seconds": r.first_step.map(|f| f.0),
                 "first_step_stage_runs": r.first_step.map(|f| f.1),
                 "pe_cycles_per_token": r.pe_cycles / steps as u64,
-                "pe_cycles_per_host_second": r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
+                "pe_cycles_per_host_second": r.pe_cycles as f64 / (r.seconds_per_token() * steps as f64),
                 "reused_stages_per_token": r.reused_stages,
                 "slowest_stages": r.slowest.iter().take(listed(a.slowest, 5)).map(|s| json!({
                     "stage": s.name,
@@ -670,8 +675,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{:28} {:>10.4} s/token  {:>8.2e} PE-cycles/s  ({first})",
             r.label,
-            r.seconds_per_token,
-            r.pe_cycles as f64 / (r.seconds_per_token * steps as f64),
+            r.seconds_per_token(),
+            r.pe_cycles as f64 / (r.seconds_per_token() * steps as f64),
         );
         let slowest: Vec<String> = r
             .slowest

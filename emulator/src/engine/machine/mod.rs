@@ -441,32 +441,26 @@ pub(crate) fn run(
             limit_gib: LIMIT_GIB,
         });
     }
-    if cfg.threads < 2 {
-        let plan = build::FifoPlan::new(p, layout, false);
-        let mut ms = Machine::build(
-            prep,
-            p,
-            inputs,
-            cfg,
-            memory,
-            &plan,
-            build::Split::Whole(None),
-        )?;
-        return run_whole(ms.pop().expect("one machine"), cfg);
-    }
-    let pool = pool(cfg.threads).map_err(|message| RunError::Input {
-        name: "--threads".into(),
-        message,
-    })?;
-    if !band::banded(layout, cfg) {
-        // Stepped whole: built and stepped on this thread, the pool
-        // sharing only the JIT's deferred work. Handing a small grid's
-        // build and loop to a worker and back cost more than it ran.
-        let plan = build::FifoPlan::new(p, layout, false);
-        let split = build::Split::Whole(Some(&pool));
-        let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, split)?;
-        return run_whole(ms.pop().expect("one machine"), cfg);
-    }
+    let pool = match cfg.threads {
+        0 | 1 => None,
+        n => Some(pool(n).map_err(|message| RunError::Input {
+            name: "--threads".into(),
+            message,
+        })?),
+    };
+    let pool = match (pool, band::banded(layout, cfg)) {
+        (Some(pool), true) => pool,
+        (pool, _) => {
+            // Stepped whole: built and stepped on this thread, a pool
+            // sharing only the JIT's deferred work. Handing a small
+            // grid's build and loop to a worker and back cost more than
+            // it ran.
+            let plan = build::FifoPlan::new(p, layout, false);
+            let split = build::Split::Whole(pool.as_ref());
+            let mut ms = Machine::build(prep, p, inputs, cfg, memory, &plan, split)?;
+            return run_whole(ms.pop().expect("one machine"), cfg);
+        }
+    };
     // On the pool: a machine's bands are built side by side, then
     // stepped, each phase's tasks started from a worker.
     pool.install(|| {
