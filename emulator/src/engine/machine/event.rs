@@ -283,6 +283,13 @@ impl<'p> Machine<'p> {
                         let at = elem_addr(base, dtype, idx) as usize;
                         prefetch::lines(core.sram.as_ptr().wrapping_add(at), 1)
                     }
+                    // Timing-only, its next element's known value: the
+                    // slot its probe starts at.
+                    Loc::Mem {
+                        base, dtype, idx, ..
+                    } if self.timing && !core.known.is_empty() => {
+                        core.known.prefetch(elem_addr(base, dtype, idx))
+                    }
                     _ => {}
                 }
             }

@@ -61,6 +61,7 @@ struct RouteEntry {
 
 /// A router: its route entries (a range of [`Routers::entries`]) and its
 /// round robin.
+#[repr(align(32))]
 struct Router {
     /// Its entries are `entries[off..off + n]`.
     off: u32,
