@@ -58,6 +58,16 @@ impl Known {
         self.len > 0 && (self.lo..=self.hi).contains(&at)
     }
 
+    /// Whether `at` lies in the range of addresses ever made known or
+    /// within a block of it: where asking ahead for its slot is worth a
+    /// load (an address far outside is never probed, and a buffer being
+    /// made known element by element grows the range a block at a time).
+    pub(super) fn near(&self, at: u32) -> bool {
+        self.len > 0
+            && at.saturating_add(2 * BLOCK) >= self.lo
+            && at <= self.hi.saturating_add(2 * BLOCK)
+    }
+
     /// The slot a probe for `at` starts at (the table is not empty): its
     /// block's hashed home, then its halfword within the block.
     fn home(&self, at: u32) -> usize {
@@ -175,6 +185,9 @@ mod tests {
         assert!(k.may_hold(40) && k.may_hold(70) && k.may_hold(100));
         assert!(!k.may_hold(39) && !k.may_hold(101));
         assert_eq!(k.get(&70), None);
+        // A block either side of the range is near; beyond it is not.
+        assert!(k.near(100 + 64) && k.near(0) && !k.near(100 + 66));
+        assert!(!Known::default().near(0));
         assert_eq!((k.get(&40), k.get(&100)), (Some(&8), Some(&7)));
         assert_eq!(k.insert(100, 9), Some(7));
         assert_eq!(k.remove(&40), Some(8));
