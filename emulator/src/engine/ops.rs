@@ -52,6 +52,17 @@ pub(super) struct VecOpState {
     pub(super) jit: Option<jit::VecFn>,
 }
 
+impl VecOpState {
+    /// Whether a timing-only step goes through its elements one by one
+    /// (looking each up in the core's known elements): a copy carries
+    /// known values, and a fabric operand pops or pushes a wavelet an
+    /// element. Any other op's elements are skipped in one step.
+    pub(super) fn steps_known_elements(&self) -> bool {
+        let fabric = |l: &Loc| matches!(l, Loc::In { .. } | Loc::Out { .. });
+        self.op == VecOp::Mov || fabric(&self.dst) || self.srcs.iter().any(fabric)
+    }
+}
+
 /// A core's vector ops in flight: slot 0 the main thread's synchronous op,
 /// 1.. the microthreads'. A mask of the occupied slots is kept beside them,
 /// so a step looks only at those (most cores have none or one). Slot 0

@@ -313,8 +313,7 @@ impl<'p> Machine<'p> {
         let per = dt.per_word();
         let unknown = unknown_bits(dt);
         let copy = op.op == VecOp::Mov;
-        let fabric = |l: &Loc| matches!(l, Loc::In { .. } | Loc::Out { .. });
-        if !copy && !fabric(&op.dst) && !op.srcs.iter().any(fabric) {
+        if !op.steps_known_elements() {
             // Nothing to move: skip the elements in one step.
             for l in op.srcs.iter_mut().chain(std::iter::once(&mut op.dst)) {
                 if let Loc::Mem { idx, stride, .. } = l {

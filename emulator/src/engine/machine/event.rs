@@ -269,14 +269,11 @@ impl<'p> Machine<'p> {
         } else if let Some(core) = &self.cores[pe]
             && let Some(op) = core.ops.get(0)
         {
-            let fabric = |l: &Loc| matches!(l, Loc::In { .. } | Loc::Out { .. });
-            // Timing-only, only a copy or an op with a fabric operand looks
-            // its elements up one by one (`elements`), and only an address
-            // in the table's range is probed, or made known just past it (a
-            // buffer filled with known values for the first time).
-            let looks_up = self.timing
-                && !core.known.is_empty()
-                && (op.op == VecOp::Mov || fabric(&op.dst) || op.srcs.iter().any(fabric));
+            // Timing-only, only an op stepping its elements one by one
+            // looks them up, and only an address in the table's range is
+            // probed, or made known just past it (a buffer filled with
+            // known values for the first time).
+            let looks_up = self.timing && !core.known.is_empty() && op.steps_known_elements();
             for l in op.srcs.iter().chain([&op.dst]) {
                 match *l {
                     Loc::In { fifo, .. } | Loc::Out { fifo, .. } => {
