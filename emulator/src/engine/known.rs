@@ -58,6 +58,11 @@ impl Known {
         self.len > 0 && (self.lo..=self.hi).contains(&at)
     }
 
+    /// Whether any address from `lo` to `hi` can be in the table.
+    pub(super) fn may_hold_any(&self, lo: u32, hi: u32) -> bool {
+        self.len > 0 && lo <= self.hi && hi >= self.lo
+    }
+
     /// Whether `at` lies in the range of addresses ever made known or
     /// within a block of it: where asking ahead for its slot is worth a
     /// load (an address far outside is never probed, and a buffer being
@@ -188,6 +193,11 @@ mod tests {
         // A block either side of the range is near; beyond it is not.
         assert!(k.near(100 + 64) && k.near(0) && !k.near(100 + 66));
         assert!(!Known::default().near(0));
+        // A run of addresses overlapping the range may hold one; a run
+        // either side of it cannot.
+        assert!(k.may_hold_any(0, 40) && k.may_hold_any(100, 300) && k.may_hold_any(0, 900));
+        assert!(!k.may_hold_any(0, 39) && !k.may_hold_any(101, 900));
+        assert!(!Known::default().may_hold_any(0, u32::MAX));
         assert_eq!((k.get(&40), k.get(&100)), (Some(&8), Some(&7)));
         assert_eq!(k.insert(100, 9), Some(7));
         assert_eq!(k.remove(&40), Some(8));

@@ -64,6 +64,17 @@ pub(super) fn elem_addr(base: u32, dtype: DType, idx: i64) -> u32 {
     base.wrapping_add(((idx as u64).wrapping_mul(dtype.bits() as u64) / 8) as u32)
 }
 
+/// The byte addresses from element `a`'s to element `b`'s (`a <= b`) at
+/// `base`, when every element between lies at or after `base` and below
+/// 4 GiB, so that [`elem_addr`] grows with the index; else `None`.
+pub(super) fn elem_span(base: u32, dtype: DType, a: i64, b: i64) -> Option<(u32, u32)> {
+    if a < 0 || a > b {
+        return None;
+    }
+    let end = base as u64 + (b as u64).checked_mul(dtype.bits() as u64)? / 8;
+    (end <= u32::MAX as u64).then(|| (elem_addr(base, dtype, a), end as u32))
+}
+
 /// Timing-only mode's encoding of a value it did not compute: a NaN with
 /// a payload arithmetic does not produce, so a host output shows NaN there
 /// (and a NaN host input is taken as unknown).
@@ -151,7 +162,27 @@ pub(crate) fn copy_memory(memory: &Memory, threads: usize) -> Memory {
 
 #[cfg(test)]
 mod tests {
-    use super::copy_memory;
+    use super::{copy_memory, elem_addr, elem_span};
+    use crate::DType;
+
+    /// A span is its ends' addresses, each element's between them; an
+    /// index below 0 or a run past 4 GiB, where addresses wrap, has none.
+    #[test]
+    fn a_span_holds_its_elements_and_never_wraps() {
+        for (base, dt, a, b) in [
+            (96, DType::BF16, 3, 40),
+            (0, DType::F32, 0, 0),
+            (8, DType::F32, 5, 9),
+        ] {
+            let (lo, hi) = elem_span(base, dt, a, b).expect("within SRAM");
+            assert_eq!((lo, hi), (elem_addr(base, dt, a), elem_addr(base, dt, b)));
+            assert!((a..=b).all(|i| (lo..=hi).contains(&elem_addr(base, dt, i))));
+        }
+        assert_eq!(elem_span(96, DType::BF16, -1, 4), None);
+        assert_eq!(elem_span(96, DType::BF16, 4, 3), None);
+        assert_eq!(elem_span(u32::MAX - 3, DType::F32, 0, 1), None);
+        assert_eq!(elem_span(0, DType::F32, 0, i64::MAX), None);
+    }
 
     /// A copy on any number of threads is the image, PE for PE, in order
     /// (PEs without code stay without SRAM).

@@ -22,7 +22,7 @@ use super::jit;
 use super::known::Known;
 use super::ops::{Loc, Ops, VecOpState};
 use super::sram::{
-    elem_addr, image_bytes, pack_bits, pack_wavelets, read_bits, read_elem, sram_images,
+    elem_addr, elem_span, image_bytes, pack_bits, pack_wavelets, read_bits, read_elem, sram_images,
     unknown_bits, write_bits,
 };
 use super::timers::{Timers, Wake};
