@@ -7,11 +7,10 @@ use super::*;
 /// The live op slots (bits of `live`) in round-robin order from slot `rr`
 /// (at most 32): those at or after it, then those before, as `(rr + k) %
 /// slots` for k = 0, 1, … visits them. A remainder per slot visited was a
-/// fifth of a core's step.
+/// fifth of a core's step; this is the routers' walk ([`fabric::turns`]),
+/// whose 128 bits hold every slot.
 fn round_robin(live: u32, rr: usize) -> impl Iterator<Item = usize> {
-    let below = (1u128 << rr) - 1;
-    let live = live as u128;
-    fabric::Bits(live & !below).chain(fabric::Bits(live & below))
+    fabric::turns(live.into(), rr)
 }
 
 impl<'p> Machine<'p> {

@@ -46,15 +46,8 @@ impl<'p> Machine<'p> {
         let mut last = None;
         let (rr, masked) = (r.rr, r.masked());
         // Round robin from entry `rr` over the entries holding something
-        // (an empty buffer has no head to move): those at or after `rr`,
-        // then those before it.
-        let (after, before) = if masked {
-            let from = if rr >= 128 { 0 } else { u128::MAX << rr };
-            (full & from, full & !from)
-        } else {
-            (0, 0)
-        };
-        let mut order = Bits(after).chain(Bits(before));
+        // (an empty buffer has no head to move).
+        let mut order = turns(if masked { full } else { 0 }, rr);
         let mut k = 0;
         loop {
             let i = if masked {
@@ -163,9 +156,17 @@ impl<'p> Machine<'p> {
     }
 }
 
-/// The set bits of a mask, lowest first: a round robin over the set
-/// bits from `k` is `Bits(m & !below(k))` then `Bits(m & below(k))`.
-pub(super) struct Bits(pub(super) u128);
+/// A masked router's occupied entries (`full`) in round-robin order from
+/// entry `rr`: those at or after it, then those before it. That is the
+/// mask rotated to start at `rr`, its bits lowest first: one pass, no
+/// split.
+pub(super) fn turns(full: u128, rr: usize) -> impl Iterator<Item = usize> {
+    let shift = rr % Router::MASKED;
+    Bits(full.rotate_right(shift as u32)).map(move |b| (b + shift) % Router::MASKED)
+}
+
+/// The set bits of a mask, lowest first.
+struct Bits(u128);
 
 impl Iterator for Bits {
     type Item = usize;
@@ -181,17 +182,43 @@ impl Iterator for Bits {
 
 #[cfg(test)]
 mod tests {
-    use super::Bits;
+    use super::{Bits, turns};
 
-    /// The round robin's visiting order: set bits lowest first, the high
-    /// half of a rotation before the low one, bit 127 included.
+    /// Set bits lowest first, bit 127 included.
     #[test]
     fn bits_lowest_first() {
         assert_eq!(Bits(0).count(), 0);
         let m = (1u128 << 127) | (1 << 64) | 0b1010_0001;
         assert_eq!(Bits(m).collect::<Vec<_>>(), [0, 5, 7, 64, 127]);
-        let from = u128::MAX << 6;
-        let order: Vec<_> = Bits(m & from).chain(Bits(m & !from)).collect();
-        assert_eq!(order, [7, 64, 127, 0, 5]);
+    }
+
+    /// The round robin visits the occupied entries at or after `rr` in
+    /// order, then those before it, for every `rr` a router can hold
+    /// (up to 128, one past its last entry).
+    #[test]
+    fn turns_start_at_the_round_robin() {
+        let masks = [
+            0,
+            1,
+            1u128 << 127,
+            (1u128 << 127) | (1 << 64) | 0b1010_0001,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+            u128::MAX,
+        ];
+        for m in masks {
+            for rr in 0..=128 {
+                let want: Vec<usize> = (rr..128)
+                    .chain(0..rr)
+                    .filter(|&i| m >> i & 1 == 1)
+                    .collect();
+                assert_eq!(
+                    turns(m, rr).collect::<Vec<_>>(),
+                    want,
+                    "mask {m:#x} from {rr}"
+                );
+            }
+        }
+        let m = (1u128 << 127) | (1 << 64) | 0b1010_0001;
+        assert_eq!(turns(m, 6).collect::<Vec<_>>(), [7, 64, 127, 0, 5]);
     }
 }
