@@ -156,10 +156,10 @@ impl<'p> Machine<'p> {
     }
 }
 
-/// A masked router's occupied entries (`full`) in round-robin order from
-/// entry `rr`: those at or after it, then those before it. That is the
-/// mask rotated to start at `rr`, its bits lowest first: one pass, no
-/// split.
+/// The set bits of `full` (a masked router's occupied entries, a core's
+/// live op slots) in round-robin order from `rr` (at most 128): those at
+/// or after it, then those before it. That is the mask rotated to start
+/// at `rr`, its bits lowest first: one pass, no split.
 pub(super) fn turns(full: u128, rr: usize) -> impl Iterator<Item = usize> {
     let shift = rr % Router::MASKED;
     Bits(full.rotate_right(shift as u32)).map(move |b| (b + shift) % Router::MASKED)
