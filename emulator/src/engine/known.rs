@@ -55,7 +55,7 @@ impl Known {
 
     /// Whether `at` can be in the table: cheaper than probing it.
     pub(super) fn may_hold(&self, at: u32) -> bool {
-        self.len > 0 && (self.lo..=self.hi).contains(&at)
+        self.may_hold_any(at, at)
     }
 
     /// Whether any address from `lo` to `hi` can be in the table.
@@ -68,9 +68,7 @@ impl Known {
     /// load (an address far outside is never probed, and a buffer being
     /// made known element by element grows the range a block at a time).
     pub(super) fn near(&self, at: u32) -> bool {
-        self.len > 0
-            && at.saturating_add(2 * BLOCK) >= self.lo
-            && at <= self.hi.saturating_add(2 * BLOCK)
+        self.may_hold_any(at.saturating_sub(2 * BLOCK), at.saturating_add(2 * BLOCK))
     }
 
     /// The slot a probe for `at` starts at (the table is not empty): its
