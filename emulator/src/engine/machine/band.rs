@@ -166,6 +166,14 @@ impl Links {
         let (band, link) = self.back[back as usize];
         self.cross.freed[band as usize - self.cross.lo].push(link);
     }
+
+    /// A push into another band's buffer through link `i`, ready at cycle
+    /// `ready`: it lands there between cycles.
+    pub(super) fn push(&mut self, i: u32, ready: u64, bits: u32) {
+        let l = &mut self.to[i as usize];
+        l.room -= 1;
+        self.cross.pushed[l.band as usize - self.cross.lo].push((l.fifo, ready, bits));
+    }
 }
 
 /// Whether a run of `cfg` steps a grid laid out as `layout` in bands:
@@ -506,17 +514,6 @@ fn finish(mut bands: Vec<Machine<'_>>, now: u64) -> Result<RunResult, RunError> 
 }
 
 impl<'p> Machine<'p> {
-    /// Router `pe`'s push into another band's buffer through link `i`,
-    /// visible `delay` cycles from now: it lands there between cycles.
-    pub(super) fn push_remote(&mut self, i: u32, delay: u32, bits: u32) {
-        let ready = self.now + delay as u64;
-        let l = &mut self.bands.to[i as usize];
-        l.room -= 1;
-        self.bands.cross.pushed[l.band as usize - self.bands.cross.lo].push((l.fifo, ready, bits));
-        self.horizon = self.horizon.max(ready);
-        self.activity = true;
-    }
-
     /// Between cycles: the wavelets the other bands pushed into this
     /// band's buffers (their owners wake for the next cycle) and the room
     /// their pops freed in this band's links.

@@ -109,19 +109,9 @@ impl<'p> Machine<'p> {
         }
     }
 
-    /// Store a wavelet in FIFO `fifo`, keeping its router's occupancy
-    /// mask: the unit that pops it.
+    /// Store a wavelet in FIFO `fifo` ([`land`]).
     pub(super) fn land(&mut self, fifo: FifoId, ready: u64, bits: u32) -> u32 {
-        self.fifos.push(fifo, ready, bits);
-        let ring = self.fifos.ring(fifo);
-        let (o, slot) = (ring.owner, ring.slot);
-        if o & 1 == 0 {
-            let r = &mut self.routers[o as usize / 2];
-            if r.masked() {
-                r.full |= 1u128 << slot;
-            }
-        }
-        o
+        land(&mut self.fifos, &mut self.routers.at, fifo, ready, bits)
     }
 
     /// Event mode's cycle: the awake routers and cores in id order (a
@@ -752,4 +742,25 @@ impl<'p> Machine<'p> {
                 .iter()
                 .any(|q| !q.is_none() && !self.fifos.is_empty(*q))
     }
+}
+
+/// Store a wavelet in FIFO `fifo`, keeping its router's occupancy mask
+/// (`at`, the machine's routers): the unit that pops it.
+pub(super) fn land(
+    fifos: &mut Fifos,
+    at: &mut PeRows<Router>,
+    fifo: FifoId,
+    ready: u64,
+    bits: u32,
+) -> u32 {
+    fifos.push(fifo, ready, bits);
+    let ring = fifos.ring(fifo);
+    let (o, slot) = (ring.owner, ring.slot);
+    if o & 1 == 0 {
+        let r = &mut at[o as usize / 2];
+        if r.masked() {
+            r.full |= 1u128 << slot;
+        }
+    }
+    o
 }

@@ -2,6 +2,7 @@
 //! (round robin, atomic multicast), and output to the host.
 
 use super::*;
+use event::land;
 
 impl<'p> Machine<'p> {
     pub(super) fn step_host(&mut self) {
@@ -25,26 +26,36 @@ impl<'p> Machine<'p> {
         }
     }
 
-    pub(super) fn dest_has_space(&self, d: Dest) -> bool {
-        match d {
-            Dest::Fifo(f) => self.fifos.has_space(f, self.now),
-            Dest::Host(h) => self.host_out[h as usize].has_room(self.now),
-            Dest::Remote(i) => self.bands.has_room(i),
-            Dest::None => false,
-        }
-    }
-
     pub(super) fn step_router(&mut self, pe: usize) -> Result<(), RunError> {
-        let r = &self.routers[pe];
-        let (n, full) = (r.n as usize, r.full);
+        // The machine's parts taken apart: the loop below pushes into
+        // FIFOs and marks routers while it reads the route entries, and
+        // through `&mut self` the compiler would reload every field it
+        // reads on each turn (a fifth of a step's instructions).
+        let Machine {
+            p,
+            arch,
+            now,
+            fifos,
+            routers: Routers { at, entries },
+            host_out,
+            stats,
+            activity,
+            horizon,
+            wake,
+            bands,
+            ..
+        } = self;
+        let now = *now;
+        let r = &at[pe];
+        let (n, full, rr, masked) = (r.n as usize, r.full, r.rr, r.masked());
         if full == 0 {
             return Ok(());
         }
+        let entries = &entries[r.off as usize..r.off as usize + n];
         let mut claimed = PortSet::EMPTY;
         let mut used_in = PortSet::EMPTY;
         let mut stalled = false;
         let mut last = None;
-        let (rr, masked) = (r.rr, r.masked());
         // Round robin from entry `rr` over the entries holding something
         // (an empty buffer has no head to move).
         let mut order = turns(if masked { full } else { 0 }, rr);
@@ -62,98 +73,121 @@ impl<'p> Machine<'p> {
                 k += 1;
                 (rr + k - 1) % n
             };
-            let e = &self.routers.entries(pe)[i];
-            if used_in.contains(e.port) || !self.fifos.ready(e.fifo, self.now) {
+            let e = &entries[i];
+            if used_in.contains(e.port) || !fifos.ready(e.fifo, now) {
                 continue;
             }
             if e.outs.intersects(claimed) {
                 stalled = true;
                 continue;
             }
-            if let Some(o) = (e.outs.iter()).find(|o| !self.dest_has_space(e.dests[o.index()])) {
+            let room = |d: Dest| match d {
+                Dest::Fifo(f) => fifos.has_space(f, now),
+                Dest::Host(h) => host_out[h as usize].has_room(now),
+                Dest::Remote(i) => bands.has_room(i),
+                Dest::None => false,
+            };
+            if let Some(o) = (e.outs.iter()).find(|o| !room(e.dests[o.index()])) {
                 // Held for a departure cycle ([`RunConfig::departures`]):
                 // a wait with an end, as a host input's arrival is.
                 if let Dest::Host(_) = e.dests[o.index()] {
-                    self.activity = true;
+                    *activity = true;
                 }
                 stalled = true;
                 continue;
             }
-            let (outs, dests, fifo, port) = (e.outs, e.dests, e.fifo, e.port);
-            let bits = self.pop_router(pe, fifo);
-            if let Some(w) = self.wake.as_mut() {
-                let o = self.fifos.ring(fifo).pop_wake;
+            // Pop the buffer, keeping the router's occupancy mask.
+            let bits = fifos.pop(e.fifo, now);
+            let ring = fifos.ring(e.fifo);
+            if ring.link != NONE {
+                bands.freed(ring.link);
+            }
+            if masked && ring.len == 0 {
+                at[pe].full &= !(1u128 << ring.slot);
+            }
+            if let Some(w) = wake.as_mut() {
+                let o = ring.pop_wake;
                 if o != NONE && w.rouse(o) {
                     w.woken.push(o);
                 }
             }
-            for o in outs.iter() {
-                self.stats[pe].wavelets_out[o.index()] += 1;
+            for o in e.outs.iter() {
+                stats[pe].wavelets_out[o.index()] += 1;
                 let delay = if o == Port::Ramp {
-                    self.arch.ramp_latency
+                    arch.ramp_latency
                 } else {
-                    self.arch.hop_latency
+                    arch.hop_latency
                 };
-                match dests[o.index()] {
-                    Dest::Fifo(f) => self.push(f, delay, bits),
-                    Dest::Remote(i) => self.push_remote(i, delay, bits),
-                    Dest::Host(h) => self.deliver_host(h as usize, bits, delay)?,
+                let ready = now + delay as u64;
+                match e.dests[o.index()] {
+                    Dest::Fifo(f) => {
+                        let owner = land(fifos, at, f, ready, bits);
+                        *horizon = (*horizon).max(ready);
+                        if let Some(w) = wake.as_mut()
+                            && w.rouse(owner)
+                        {
+                            w.woken.push(owner);
+                        }
+                    }
+                    Dest::Remote(i) => {
+                        bands.push(i, ready, bits);
+                        *horizon = (*horizon).max(ready);
+                    }
+                    Dest::Host(h) => {
+                        deliver_host(p, host_out, horizon, now, h as usize, bits, delay)?
+                    }
                     Dest::None => unreachable!("routes only name connected ports"),
                 }
             }
-            claimed.0 |= outs.0;
-            used_in.insert(port);
+            claimed.0 |= e.outs.0;
+            used_in.insert(e.port);
             last = Some(i);
-            self.activity = true;
+            *activity = true;
         }
         if let Some(i) = last {
-            self.routers[pe].rr = i + 1;
+            at[pe].rr = i + 1;
         }
         if stalled {
-            self.stats[pe].router_stall_cycles += 1;
+            stats[pe].router_stall_cycles += 1;
         }
         Ok(())
     }
+}
 
-    /// Pop router `pe`'s buffer `fifo`, keeping its occupancy mask.
-    fn pop_router(&mut self, pe: usize, fifo: FifoId) -> u32 {
-        let bits = self.fifos.pop(fifo, self.now);
-        let ring = self.fifos.ring(fifo);
-        if ring.link != NONE {
-            self.bands.freed(ring.link);
-        }
-        let r = &mut self.routers[pe];
-        if r.masked() && self.fifos.is_empty(fifo) {
-            r.full &= !(1u128 << self.fifos.ring(fifo).slot);
-        }
-        bits
-    }
-
-    pub(super) fn deliver_host(&mut self, h: usize, bits: u32, delay: u32) -> Result<(), RunError> {
-        self.horizon = self.horizon.max(self.now + delay as u64);
-        let out = &mut self.host_out[h];
-        out.times.push(self.now);
-        let per = out.dtype.per_word();
-        for k in 0..per {
-            if out.values.len() as u32 == out.len {
-                // The padding half of a final 16-bit wavelet is not data.
-                if k > 0 {
-                    break;
-                }
-                let s = &self.p.outputs[out.stream];
-                return Err(RunError::OutputOverflow {
-                    name: s.name.clone(),
-                    len: s.len,
-                    pe: s.pe,
-                });
+/// A wavelet `bits` leaving the grid through host output `h` at `now`,
+/// `delay` cycles before it is past the edge.
+fn deliver_host(
+    p: &Program,
+    host_out: &mut [HostOut],
+    horizon: &mut u64,
+    now: u64,
+    h: usize,
+    bits: u32,
+    delay: u32,
+) -> Result<(), RunError> {
+    *horizon = (*horizon).max(now + delay as u64);
+    let out = &mut host_out[h];
+    out.times.push(now);
+    let per = out.dtype.per_word();
+    for k in 0..per {
+        if out.values.len() as u32 == out.len {
+            // The padding half of a final 16-bit wavelet is not data.
+            if k > 0 {
+                break;
             }
-            out.values.push(
-                out.dtype
-                    .decode((bits >> (16 * k)) & if per == 1 { u32::MAX } else { 0xffff }),
-            );
+            let s = &p.outputs[out.stream];
+            return Err(RunError::OutputOverflow {
+                name: s.name.clone(),
+                len: s.len,
+                pe: s.pe,
+            });
         }
-        Ok(())
+        out.values.push(
+            out.dtype
+                .decode((bits >> (16 * k)) & if per == 1 { u32::MAX } else { 0xffff }),
+        );
     }
+    Ok(())
 }
 
 /// The set bits of `full` (a masked router's occupied entries, a core's
