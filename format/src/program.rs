@@ -154,15 +154,19 @@ impl DataInit {
             DataInit::Zero => 0.0,
             DataInit::Fill(v) => *v,
             DataInit::Iota { start, step } => start + i as f32 * step,
-            DataInit::Random { seed } => {
-                (random_bits(*seed, pe, i) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            }
+            DataInit::Random { seed } => DataInit::random(*seed, pe, i),
             DataInit::RandomInt { seed, max } => {
                 let span = 2 * *max as u64 + 1;
                 (random_bits(*seed, pe, i) % span) as f32 - *max as f32
             }
             DataInit::Values(v) => v.get(i as usize).copied().unwrap_or(0.0),
         }
+    }
+
+    /// [`DataInit::Random`]'s element `i` at `pe`.
+    #[inline]
+    pub fn random(seed: u64, pe: Pe, i: u32) -> f32 {
+        (random_bits(seed, pe, i) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 
     /// The first `len` values at `pe`, rounded to `dtype`.
@@ -172,10 +176,12 @@ impl DataInit {
 }
 
 /// 64 random bits, a pure function of the seed, the PE and the index.
+#[inline]
 fn random_bits(seed: u64, pe: Pe, i: u32) -> u64 {
     splitmix64(seed ^ splitmix64(((pe.x as u64) << 40) ^ ((pe.y as u64) << 20) ^ i as u64))
 }
 
+#[inline]
 fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -4,7 +4,8 @@
 use super::deferred::pool;
 use crate::Memory;
 use crate::check::Layout;
-use crate::{DType, Program};
+use crate::program::DataInit;
+use crate::{DType, Pe, Program};
 
 /// Element `i` of a buffer at byte `base`, widened to f32 (i32 buffers give
 /// the integer's value).
@@ -127,10 +128,7 @@ pub(crate) fn sram_images(p: &Program, layout: &Layout, threads: usize) -> Memor
                 .map(|i| &p.data[*i as usize])
                 .find(|d| d.buffer == b.name);
             if let Some(d) = init {
-                for i in 0..b.len {
-                    let v = b.dtype.round(d.init.value(at, i));
-                    write_bits(&mut sram, b.offset, b.dtype, i, b.dtype.encode(v));
-                }
+                fill(&mut sram, b.offset, b.len, b.dtype, &d.init, at);
             }
         }
         Some(sram)
@@ -142,6 +140,49 @@ pub(crate) fn sram_images(p: &Program, layout: &Layout, threads: usize) -> Memor
         pool.install(|| (0..n).into_par_iter().map(image).collect())
     } else {
         (0..n).map(image).collect()
+    }
+}
+
+/// Write elements `0..len` of a buffer at byte `base` with `init`'s values
+/// at `at`, each rounded to `dtype` and encoded. A wafer-sized model's
+/// weights are a billion elements or more, so the dtype and the kind of
+/// image are matched once per buffer, not once per element: each arm
+/// below is [`fill_with`] compiled for that case.
+fn fill(sram: &mut [u8], base: u32, len: u32, dtype: DType, init: &DataInit, at: Pe) {
+    match (init, dtype) {
+        (DataInit::Values(v), DType::BF16) => {
+            fill_with(sram, base, len, DType::BF16, |i| value(v, i))
+        }
+        (DataInit::Values(v), DType::F32) => {
+            fill_with(sram, base, len, DType::F32, |i| value(v, i))
+        }
+        (DataInit::Values(v), DType::F16) => {
+            fill_with(sram, base, len, DType::F16, |i| value(v, i))
+        }
+        (DataInit::Values(v), d) => fill_with(sram, base, len, d, |i| value(v, i)),
+        (DataInit::Random { seed }, DType::BF16) => fill_with(sram, base, len, DType::BF16, |i| {
+            DataInit::random(*seed, at, i)
+        }),
+        (DataInit::Random { seed }, d) => {
+            fill_with(sram, base, len, d, |i| DataInit::random(*seed, at, i))
+        }
+        (init, d) => fill_with(sram, base, len, d, |i| init.value(at, i)),
+    }
+}
+
+/// An explicit image's element `i`: [`DataInit::value`] less the match.
+#[inline(always)]
+fn value(values: &[f32], i: u32) -> f32 {
+    values.get(i as usize).copied().unwrap_or(0.0)
+}
+
+/// [`fill`]'s loop, inlined where `dtype` is a constant, so that rounding,
+/// encoding and the store are its one case.
+#[inline(always)]
+fn fill_with(sram: &mut [u8], base: u32, len: u32, dtype: DType, value: impl Fn(u32) -> f32) {
+    for i in 0..len {
+        let v = dtype.round(value(i));
+        write_bits(sram, base, dtype, i, dtype.encode(v));
     }
 }
 
@@ -162,8 +203,52 @@ pub(crate) fn copy_memory(memory: &Memory, threads: usize) -> Memory {
 
 #[cfg(test)]
 mod tests {
-    use super::{copy_memory, elem_addr, elem_span};
-    use crate::DType;
+    use super::{copy_memory, elem_addr, elem_span, fill, write_bits};
+    use crate::program::DataInit;
+    use crate::{DType, Pe};
+
+    /// Each buffer's image, filled case by case, is the definition's:
+    /// every element rounded to the dtype, encoded and stored, for every
+    /// dtype and every kind of image (an explicit one shorter than the
+    /// buffer, NaN and out-of-range values included).
+    #[test]
+    fn a_filled_buffer_is_its_elements_rounded_and_stored() {
+        let dtypes = [
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::I32,
+            DType::I8,
+            DType::Mxfp4,
+            DType::E8m0,
+        ];
+        let inits = [
+            DataInit::Zero,
+            DataInit::Fill(-2.75),
+            DataInit::Iota {
+                start: -3.0,
+                step: 0.37,
+            },
+            DataInit::Random { seed: 7 },
+            DataInit::RandomInt { seed: 3, max: 127 },
+            DataInit::Values(vec![1.0e-3, -7.5, f32::NAN, 300.0, -0.0, 65519.0, 3.0e38]),
+        ];
+        let at = Pe::new(5, 9);
+        let (base, len) = (12, 37);
+        for dtype in dtypes {
+            for init in &inits {
+                let bytes = (base + (len * dtype.bits()).div_ceil(8) + 4) as usize;
+                let mut want = vec![0xa5u8; bytes];
+                for i in 0..len {
+                    let v = dtype.round(init.value(at, i));
+                    write_bits(&mut want, base, dtype, i, dtype.encode(v));
+                }
+                let mut got = vec![0xa5u8; bytes];
+                fill(&mut got, base, len, dtype, init, at);
+                assert_eq!(got, want, "{dtype:?} from {init:?}");
+            }
+        }
+    }
 
     /// A span is its ends' addresses, each element's between them; an
     /// index below 0 or a run past 4 GiB, where addresses wrap, has none.
