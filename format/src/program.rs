@@ -171,7 +171,17 @@ impl DataInit {
 
     /// The first `len` values at `pe`, rounded to `dtype`.
     pub fn values(&self, pe: Pe, len: u32, dtype: DType) -> Vec<f32> {
-        (0..len).map(|i| dtype.round(self.value(pe, i))).collect()
+        // The kind matched once, not per element: a GEMV's reference reads
+        // every PE's weights back through here.
+        match self {
+            DataInit::Values(v) => (0..len as usize)
+                .map(|i| dtype.round(v.get(i).copied().unwrap_or(0.0)))
+                .collect(),
+            DataInit::Random { seed } => (0..len)
+                .map(|i| dtype.round(DataInit::random(*seed, pe, i)))
+                .collect(),
+            _ => (0..len).map(|i| dtype.round(self.value(pe, i))).collect(),
+        }
     }
 }
 
@@ -297,5 +307,43 @@ impl Program {
     pub fn input_values(&self, name: &str) -> Option<Vec<f32>> {
         let s = self.inputs.iter().find(|s| s.name == name)?;
         Some(s.init.values(s.pe, s.len, s.dtype))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataInit;
+    use crate::{DType, Pe};
+
+    /// An image's values, matched once per image, are its elements one by
+    /// one, rounded: every kind of image, an explicit one shorter than the
+    /// buffer included.
+    #[test]
+    fn values_are_the_elements_rounded() {
+        let inits = [
+            DataInit::Zero,
+            DataInit::Fill(0.1),
+            DataInit::Iota {
+                start: 1.0,
+                step: -0.3,
+            },
+            DataInit::Random { seed: 9 },
+            DataInit::RandomInt { seed: 4, max: 7 },
+            DataInit::Values(vec![0.1, -2.5e-3, f32::NAN, 1.0e9]),
+        ];
+        let at = Pe::new(3, 2);
+        for dtype in [DType::F32, DType::F16, DType::BF16, DType::I8, DType::Mxfp4] {
+            for init in &inits {
+                let want: Vec<u32> = (0..11)
+                    .map(|i| dtype.round(init.value(at, i)).to_bits())
+                    .collect();
+                let got: Vec<u32> = init
+                    .values(at, 11, dtype)
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                assert_eq!(got, want, "{dtype:?} from {init:?}");
+            }
+        }
     }
 }
