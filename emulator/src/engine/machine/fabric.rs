@@ -30,7 +30,7 @@ impl<'p> Machine<'p> {
         // The machine's parts taken apart: the loop below pushes into
         // FIFOs and marks routers while it reads the route entries, and
         // through `&mut self` the compiler would reload every field it
-        // reads on each turn (a fifth of a step's instructions).
+        // reads on each turn (about a tenth of its instructions).
         let Machine {
             p,
             arch,
