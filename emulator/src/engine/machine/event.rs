@@ -99,14 +99,15 @@ impl<'p> Machine<'p> {
     /// `delay` cycles from now; its owner wakes from the next cycle.
     pub(super) fn push(&mut self, fifo: FifoId, delay: u32, bits: u32) {
         let ready = self.now + delay as u64;
-        let o = self.land(fifo, ready, bits);
+        let Machine {
+            fifos,
+            routers,
+            wake,
+            ..
+        } = self;
+        land_and_wake(fifos, &mut routers.at, wake, fifo, ready, bits);
         self.horizon = self.horizon.max(ready);
         self.activity = true;
-        if let Some(w) = self.wake.as_mut()
-            && w.rouse(o)
-        {
-            w.woken.push(o);
-        }
     }
 
     /// Store a wavelet in FIFO `fifo` ([`land`]).
@@ -763,4 +764,21 @@ pub(super) fn land(
         }
     }
     o
+}
+
+/// [`land`], and its owner woken from the next cycle (event mode).
+pub(super) fn land_and_wake(
+    fifos: &mut Fifos,
+    at: &mut PeRows<Router>,
+    wake: &mut Option<Wake>,
+    fifo: FifoId,
+    ready: u64,
+    bits: u32,
+) {
+    let o = land(fifos, at, fifo, ready, bits);
+    if let Some(w) = wake.as_mut()
+        && w.rouse(o)
+    {
+        w.woken.push(o);
+    }
 }

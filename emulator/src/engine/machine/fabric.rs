@@ -2,7 +2,7 @@
 //! (round robin, atomic multicast), and output to the host.
 
 use super::*;
-use event::land;
+use event::land_and_wake;
 
 impl<'p> Machine<'p> {
     pub(super) fn step_host(&mut self) {
@@ -121,13 +121,8 @@ impl<'p> Machine<'p> {
                 let ready = now + delay as u64;
                 match e.dests[o.index()] {
                     Dest::Fifo(f) => {
-                        let owner = land(fifos, at, f, ready, bits);
+                        land_and_wake(fifos, at, wake, f, ready, bits);
                         *horizon = (*horizon).max(ready);
-                        if let Some(w) = wake.as_mut()
-                            && w.rouse(owner)
-                        {
-                            w.woken.push(owner);
-                        }
                     }
                     Dest::Remote(i) => {
                         bands.push(i, ready, bits);
