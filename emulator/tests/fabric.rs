@@ -243,3 +243,71 @@ fn a_shared_link_is_a_bottleneck() {
     assert!(res.cycles >= 128, "{}", res.cycles);
     assert_eq!(res.stats.pe.wavelets_out[Port::E.index()][0], 128);
 }
+
+/// A router counts each move on its route entry, in 16 bits, and adds the
+/// counts to `wavelets_out` when the run ends (a count that wraps adds its
+/// 2^16 at once). Past 2^16 wavelets through one entry, a pass-through and
+/// a multicast still count every copy out of every port, on every engine,
+/// whole and in bands, functional and timing-only.
+#[test]
+fn wavelets_out_counts_past_a_route_entry_s_sixteen_bits() {
+    const N: u32 = (1 << 16) + 4_464;
+    let src = format!(
+        ".grid 3x2
+.route 0,0 1x1 c0 W -> E
+.route 1,0 1x1 c0 W -> E,S
+.route 2,0 1x1 c0 W -> E
+.route 1,1 1x1 c0 N -> E
+.route 2,1 1x1 c0 W -> E
+.input x f32[{N}] -> 0,0 W c0 = iota(0, 1)
+.output y f32[{N}] <- 2,0 E c0
+.output z f32[{N}] <- 2,1 E c0
+"
+    );
+    let p = asm::parse(&src, "count.wsm").unwrap();
+    let want: Vec<f32> = (0..N).map(|i| i as f32).collect();
+    // PE index is y * 3 + x; every other port of every PE sends nothing.
+    let sent = [
+        (0, Port::E),
+        (1, Port::E),
+        (1, Port::S),
+        (2, Port::E),
+        (4, Port::E),
+        (5, Port::E),
+    ];
+    for (engine, threads, timing_only) in [
+        (wafer_emulator::Engine::Reference, 1, false),
+        (wafer_emulator::Engine::Interp, 1, false),
+        (wafer_emulator::Engine::Jit, 2, false),
+        (wafer_emulator::Engine::Interp, 2, true),
+    ] {
+        let cfg = RunConfig {
+            engine,
+            threads,
+            timing_only,
+            min_parallel_work: 0,
+            band_min_pes: 0,
+            ..RunConfig::default()
+        };
+        let res = wafer_emulator::run(&p, &Arch::wse3(), &Inputs::new(), &cfg).unwrap();
+        let at = format!("{engine:?} on {threads} thread(s), timing-only {timing_only}");
+        if !timing_only {
+            assert_eq!(res.outputs["y"], want, "{at}");
+            assert_eq!(res.outputs["z"], want, "{at}");
+        }
+        for pe in 0..6 {
+            for port in [Port::N, Port::S, Port::E, Port::W, Port::Ramp] {
+                let n = if sent.contains(&(pe, port)) {
+                    N as u64
+                } else {
+                    0
+                };
+                assert_eq!(
+                    res.stats.pe.wavelets_out[port.index()][pe],
+                    n,
+                    "PE {pe} port {port:?}, {at}"
+                );
+            }
+        }
+    }
+}

@@ -493,7 +493,8 @@ fn finish(mut bands: Vec<Machine<'_>>, now: u64) -> Result<RunResult, RunError> 
     let (mut rows, mut memory) = (Vec::with_capacity(pes), Vec::with_capacity(pes));
     let mut host_in = Vec::with_capacity(first.p.inputs.len());
     let mut host_out = Vec::with_capacity(first.p.outputs.len());
-    for b in bands {
+    for mut b in bands {
+        b.count_moves();
         host_in.extend(b.host_in);
         rows.extend(b.stats.v);
         memory.extend(

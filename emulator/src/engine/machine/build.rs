@@ -243,6 +243,7 @@ impl Shared<'_> {
                     entries.push(RouteEntry {
                         port,
                         outs,
+                        moved: 0,
                         fifo,
                         dests,
                     });

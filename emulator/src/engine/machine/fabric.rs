@@ -51,7 +51,7 @@ impl<'p> Machine<'p> {
         if full == 0 {
             return Ok(());
         }
-        let entries = &entries[r.off as usize..r.off as usize + n];
+        let entries = &mut entries[r.off as usize..r.off as usize + n];
         let mut claimed = PortSet::EMPTY;
         let mut used_in = PortSet::EMPTY;
         let mut stalled = false;
@@ -112,7 +112,6 @@ impl<'p> Machine<'p> {
                 }
             }
             for o in e.outs.iter() {
-                stats[pe].wavelets_out[o.index()] += 1;
                 let delay = if o == Port::Ramp {
                     arch.ramp_latency
                 } else {
@@ -136,6 +135,16 @@ impl<'p> Machine<'p> {
             }
             claimed.0 |= e.outs.0;
             used_in.insert(e.port);
+            // Counted into `wavelets_out` at the run's end
+            // (`Machine::count_moves`); a count that wraps carries its
+            // 2^16 moves there now.
+            let (outs, moved) = (e.outs, &mut entries[i].moved);
+            *moved = moved.wrapping_add(1);
+            if *moved == 0 {
+                for o in outs.iter() {
+                    stats[pe].wavelets_out[o.index()] += 1 << 16;
+                }
+            }
             last = Some(i);
             *activity = true;
         }

@@ -55,9 +55,19 @@ enum Dest {
 struct RouteEntry {
     port: Port,
     outs: PortSet,
+    /// Wavelets this entry moved since they were last counted into its
+    /// PE's `wavelets_out` ([`Machine::count_moves`]), modulo 2^16. A
+    /// step counts a move here, on the line it holds for the entry
+    /// already, rather than in the PE's counters, a line it would
+    /// otherwise load only for that (a pass-through router's PE has no
+    /// core awake to have asked for it). It fits beside `port` and
+    /// `outs`: the entry stays 48 bytes.
+    moved: u16,
     fifo: FifoId,
     dests: [Dest; Port::COUNT],
 }
+
+const _: () = assert!(std::mem::size_of::<RouteEntry>() == 48);
 
 /// A router: its route entries (a range of [`Routers::entries`]) and its
 /// round robin.
@@ -216,6 +226,25 @@ impl<T> PeRows<T> {
     fn append(&mut self, mut next: PeRows<T>) {
         debug_assert_eq!(next.lo, self.lo + self.v.len(), "bands join in order");
         self.v.append(&mut next.v);
+    }
+}
+
+impl Machine<'_> {
+    /// Every route entry's uncounted moves added to its PE's
+    /// `wavelets_out`, a count for each port the entry sends out of (as a
+    /// move counts one per copy), and the entries' counts cleared. A run
+    /// calls it before its counters leave the machine.
+    fn count_moves(&mut self) {
+        let Routers { at, entries } = &mut self.routers;
+        for (pe, r) in at.iter() {
+            let out = &mut self.stats[pe].wavelets_out;
+            for e in &mut entries[r.off as usize..(r.off + r.n) as usize] {
+                for o in e.outs.iter() {
+                    out[o.index()] += e.moved as u64;
+                }
+                e.moved = 0;
+            }
+        }
     }
 }
 

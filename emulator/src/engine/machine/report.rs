@@ -77,7 +77,8 @@ impl Finished<'_> {
 }
 
 impl<'p> Machine<'p> {
-    pub(super) fn finish(self) -> Result<RunResult, RunError> {
+    pub(super) fn finish(mut self) -> Result<RunResult, RunError> {
+        self.count_moves();
         let waiting = self.waiting_report();
         if !waiting.is_empty() {
             return Err(RunError::Deadlock {
