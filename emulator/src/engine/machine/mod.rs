@@ -5,6 +5,7 @@
 //! the JIT engine with compiled work deferred ([`super::deferred`]). See
 //! the module docs of [`crate::engine`] for the semantics they share.
 
+mod ahead;
 mod band;
 mod build;
 mod crew;
