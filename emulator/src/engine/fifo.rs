@@ -77,6 +77,17 @@ pub(super) struct Ring {
     pub(super) link: u32,
 }
 
+impl Ring {
+    /// The slab index its next push writes (it has room: `len < cap`).
+    pub(super) fn tail(&self) -> usize {
+        let mut i = self.head + self.len;
+        if i >= self.cap {
+            i -= self.cap;
+        }
+        (self.off + i) as usize
+    }
+}
+
 impl Fifos {
     #[cfg(test)]
     pub(super) fn new() -> Fifos {
@@ -178,12 +189,9 @@ impl Fifos {
         if r.len == 0 {
             r.head_ready = ready;
         }
-        let mut i = r.head + r.len;
-        if i >= r.cap {
-            i -= r.cap;
-        }
+        let at = r.tail();
         r.len += 1;
-        self.slab[(r.off + i) as usize] = (ready, bits);
+        self.slab[at] = (ready, bits);
     }
     /// Nothing stored and nothing in flight to it.
     pub(super) fn is_empty(&self, f: FifoId) -> bool {

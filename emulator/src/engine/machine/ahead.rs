@@ -132,11 +132,7 @@ impl Machine<'_> {
     /// buffer, that router.
     fn prefetch_tail(&self, f: FifoId) {
         let r = self.fifos.ring(f);
-        let mut i = r.head + r.len;
-        if i >= r.cap {
-            i -= r.cap;
-        }
-        if let Some(e) = self.fifos.slab.get((r.off + i) as usize) {
+        if let Some(e) = self.fifos.slab.get(r.tail()) {
             prefetch::lines(e, 1);
         }
         if r.owner & 1 == 0
